@@ -1,0 +1,58 @@
+"""Settings: embedded defaults, overridable by environment variables and CLI flags.
+
+The default store is a SQLite file under the user's data directory, so that
+``assay`` works with no set-up. ``ASSAY_DB`` (or ``--db``) points it elsewhere,
+e.g. ``postgresql+psycopg://user@host/db`` for a shared multi-user store.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from platformdirs import user_data_dir
+
+ENV_DB = "ASSAY_DB"
+ENV_DATA_DIR = "ASSAY_DATA_DIR"
+
+
+def data_dir() -> Path:
+    env = os.environ.get(ENV_DATA_DIR)
+    return Path(env).expanduser() if env else Path(user_data_dir("assay", appauthor=False))
+
+
+def default_db_url() -> str:
+    env = os.environ.get(ENV_DB)
+    if env:
+        return normalize_db_url(env)
+    return "sqlite:///" + str(data_dir() / "assay.sqlite3")
+
+
+def normalize_db_url(url: str) -> str:
+    """Accept a bare file path or a SQLAlchemy URL; prefer psycopg 3 for PostgreSQL."""
+    if "://" not in url:
+        return "sqlite:///" + str(Path(url).expanduser().resolve())
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Guards against decompression bombs and oversized inputs."""
+
+    max_file_bytes: int = 4 * 1024**3  # 4 GiB; model files are large, images are not
+    max_image_bytes: int = 512 * 1024**2
+    max_pixels: int = 178_956_970  # Pillow's own bomb threshold x 2
+    max_text_chunk: int = 8 * 1024**2
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    pdq_mode: str = "fast"  # "fast" | "reference"
+    exif_transpose: bool = False
+    dihedral: bool = False
+    include_low_quality: bool = False
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    limits: Limits = field(default_factory=Limits)

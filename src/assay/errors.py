@@ -1,0 +1,98 @@
+"""One exception tree. Every error a user can see says what failed and what to do next."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class AssayError(Exception):
+    """Base of every error assay raises on purpose.
+
+    ``code`` is a short stable identifier (used in JSON output and reports);
+    ``str(error)`` is the human message.
+    """
+
+    code = "error"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+class InputError(AssayError):
+    """A file given to assay cannot be read or understood."""
+
+    code = "bad-input"
+
+    def __init__(self, path: str | Path, reason: str, *, hint: str | None = None) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}", hint=hint)
+
+
+class UnsupportedFormat(InputError):
+    code = "unsupported-format"
+
+
+class DecodeError(InputError):
+    code = "decode-error"
+
+
+class TooLarge(InputError):
+    """File or decoded image exceeds a configured limit (decompression bombs, huge files)."""
+
+    code = "too-large"
+
+
+class InvalidSignal(AssayError):
+    """A hash string is malformed for its signal type."""
+
+    code = "invalid-signal"
+
+    def __init__(self, signal_type: str, value: str, reason: str) -> None:
+        self.signal_type = signal_type
+        self.value = value
+        self.reason = reason
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        super().__init__(f"invalid {signal_type} value {shown!r}: {reason}")
+
+
+class UnknownSignalType(AssayError):
+    code = "unknown-signal-type"
+
+
+class StoreError(AssayError):
+    """The bank store (database) cannot be opened or written."""
+
+    code = "store-error"
+
+
+class BankNotFound(AssayError):
+    code = "bank-not-found"
+
+
+class BankExists(AssayError):
+    code = "bank-exists"
+
+
+class BankImportError(AssayError):
+    """An import was rejected as a whole; nothing was written.
+
+    ``problems`` lists ``(line_number, reason)`` pairs, 1-based line numbers.
+    """
+
+    code = "import-rejected"
+
+    def __init__(self, source: str, problems: list[tuple[int, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        first = "; ".join(f"line {n}: {r}" for n, r in problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        super().__init__(
+            f"{source}: import rejected, nothing was imported: {first}{more}",
+            hint="fix the listed lines and import again",
+        )

@@ -1,0 +1,1 @@
+"""The report: a versioned record per file, and renderers (JSON Lines, terminal)."""

@@ -1,0 +1,80 @@
+"""Versioned report schema (one record per file).
+
+Reports carry hashes, evidence and paths, never pixels or other content.
+Bump SCHEMA_VERSION when a field changes meaning or disappears; adding an
+optional field does not need a bump.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .model import ModelReport
+from .provenance import ProvenanceReport
+
+SCHEMA_VERSION = "assay.file/1"
+
+Kind = Literal["image", "model", "other", "error"]
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SignalValue(Record):
+    """One hash of the subject. ``quality`` is PDQ's 0-100 quality; ``variant`` names a
+    dihedral transform (rot90, flipx, ...) when dihedral hashes were asked for."""
+
+    type: str
+    value: str
+    quality: int | None = None
+    variant: str | None = None
+    mode: str | None = None  # how it was computed, e.g. pdq "fast" or "reference"
+
+
+class Match(Record):
+    bank: str
+    content_id: str
+    signal_type: str
+    value: str  # the bank's value that matched
+    distance: int = 0
+    query_variant: str | None = None  # which dihedral variant of the subject matched
+    note: str | None = None
+
+
+class ImageInfo(Record):
+    format: str
+    width: int
+    height: int
+    mode: str
+    frames: int = 1
+    exif_orientation: int | None = None
+    exif_transposed: bool = False  # were pixels rotated per EXIF before hashing
+    low_quality: bool = False  # PDQ quality < 50: not matched unless asked
+
+
+class ErrorInfo(Record):
+    stage: str  # "read", "sniff", or an analyzer name
+    code: str
+    message: str
+
+
+class FileRecord(Record):
+    schema_: str = Field(default=SCHEMA_VERSION, alias="schema")
+    path: str
+    size: int | None = None
+    kind: Kind = "other"
+    format: str | None = None
+    signals: list[SignalValue] = Field(default_factory=list)
+    matches: list[Match] = Field(default_factory=list)
+    image: ImageInfo | None = None
+    provenance: ProvenanceReport | None = None
+    model: ModelReport | None = None
+    errors: list[ErrorInfo] = Field(default_factory=list)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)

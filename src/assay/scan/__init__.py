@@ -1,0 +1,1 @@
+"""Scanning: walk -> sniff -> analyzers -> report."""

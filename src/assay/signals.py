@@ -1,0 +1,133 @@
+"""Signal types: the kinds of hash a bank can hold and a scan can produce.
+
+Modelled on python-threatexchange's SignalType: a signal type is a small object
+with a name, the subject kinds it applies to, validation of its string form and
+how it is matched (exact, or Hamming distance with a default threshold). New kinds
+register themselves here; callers look them up by name and never special-case one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from .errors import InvalidSignal, UnknownSignalType
+
+MatchKind = Literal["exact", "hamming"]
+
+
+@dataclass(frozen=True)
+class SignalType:
+    name: str
+    description: str
+    hex_len: int
+    match: MatchKind = "exact"
+    applies_to: tuple[str, ...] = ("image",)
+    default_threshold: int = 0
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def bits(self) -> int:
+        return self.hex_len * 4
+
+    def normalize(self, value: str) -> str:
+        """Return the canonical form (lower-case hex) or raise InvalidSignal."""
+        if not isinstance(value, str):
+            raise InvalidSignal(self.name, repr(value), "not a string")
+        v = value.strip().lower()
+        if v.startswith("0x"):
+            v = v[2:]
+        if len(v) != self.hex_len:
+            raise InvalidSignal(
+                self.name, value, f"expected {self.hex_len} hex digits, got {len(v)}"
+            )
+        if not _HEX.fullmatch(v):
+            raise InvalidSignal(self.name, value, "not hexadecimal")
+        return v
+
+
+_HEX = re.compile(r"[0-9a-f]+")
+
+_REGISTRY: dict[str, SignalType] = {}
+
+
+def register(signal_type: SignalType) -> SignalType:
+    for key in (signal_type.name, *signal_type.aliases):
+        existing = _REGISTRY.get(key)
+        if existing is not None and existing != signal_type:
+            raise ValueError(f"signal type name {key!r} is already taken")
+        _REGISTRY[key] = signal_type
+    return signal_type
+
+
+def get(name: str) -> SignalType:
+    try:
+        return _REGISTRY[name.strip().lower()]
+    except KeyError:
+        known = ", ".join(sorted(t.name for t in all_types()))
+        raise UnknownSignalType(f"unknown signal type {name!r} (known: {known})") from None
+
+
+def all_types() -> list[SignalType]:
+    return sorted({t.name: t for t in _REGISTRY.values()}.values(), key=lambda t: t.name)
+
+
+def normalize(signal_type: str, value: str) -> tuple[str, str]:
+    st = get(signal_type)
+    return st.name, st.normalize(value)
+
+
+PDQ = register(
+    SignalType(
+        "pdq",
+        "PDQ perceptual image hash (256 bits), matched by Hamming distance",
+        64,
+        match="hamming",
+        default_threshold=31,
+        aliases=("pdq_hash",),
+    )
+)
+MD5 = register(
+    SignalType("md5", "MD5 of the file bytes", 32, applies_to=("image", "model", "file"))
+)
+SHA256 = register(
+    SignalType(
+        "sha256",
+        "SHA-256 of the file bytes",
+        64,
+        applies_to=("image", "model", "file"),
+        aliases=("sha-256",),
+    )
+)
+
+# Community model hashes (computed from the file, never read from its metadata).
+# Images made with AUTOMATIC1111 name their checkpoint by AutoV1 or AutoV2 and their
+# LoRAs by the AutoV3/addnet short hash, so the same types serve both sides.
+_MODEL = ("model",)
+AUTOV1 = register(
+    SignalType("autov1", "AutoV1: SHA-256 of 64 KiB at offset 1 MiB, first 8 hex", 8, applies_to=_MODEL)
+)
+AUTOV2 = register(
+    SignalType("autov2", "AutoV2: SHA-256 of the whole file, first 10 hex", 10, applies_to=_MODEL)
+)
+AUTOV3 = register(
+    SignalType(
+        "autov3",
+        "AutoV3 / addnet: SHA-256 of the safetensors data section, first 12 hex",
+        12,
+        applies_to=_MODEL,
+        aliases=("addnet",),
+    )
+)
+BLAKE3 = register(
+    SignalType("blake3", "BLAKE3 of the whole file (InvokeAI model hash)", 64, applies_to=_MODEL)
+)
+CRC32 = register(
+    SignalType(
+        "crc32",
+        "CRC32 of the whole file, as zlib.crc32 prints it (big-endian hex)",
+        8,
+        applies_to=_MODEL,
+    )
+)

@@ -1,0 +1,55 @@
+"""Shared fixtures: the public test data folder, a throw-away PostgreSQL schema."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("ASSAY_TESTDATA", ROOT.parent / "shared" / "testdata"))
+PG_URL = os.environ.get("ASSAY_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never touch the real user's data directory or store from a test."""
+    monkeypatch.setenv("ASSAY_DATA_DIR", str(tmp_path_factory.mktemp("assay-data")))
+    monkeypatch.delenv("ASSAY_DB", raising=False)
+
+
+@pytest.fixture(scope="session")
+def testdata() -> Path:
+    """../shared/testdata; skipped where absent, a failure under CI."""
+    if not SHARED.is_dir():
+        msg = f"public test data not found at {SHARED} (see README: tests that need it skip)"
+        if IN_CI:
+            pytest.fail(msg + "; under CI it must be present")
+        pytest.skip(msg)
+    return SHARED
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A URL to a fresh schema on the real PostgreSQL server; dropped afterwards."""
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = sqlalchemy.create_engine(PG_URL)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:  # server not there
+        engine.dispose()
+        if IN_CI:
+            pytest.fail(f"PostgreSQL at {PG_URL} unreachable under CI: {exc}")
+        pytest.skip(f"PostgreSQL at {PG_URL} unreachable: {exc}")
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()

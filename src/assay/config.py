@@ -54,5 +54,8 @@ class ScanSettings:
     exif_transpose: bool = False
     dihedral: bool = False
     include_low_quality: bool = False
+    provenance: bool = True
+    models: bool = True
+    trust_anchors: Path | None = None  # PEM bundle of C2PA trust anchors
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     limits: Limits = field(default_factory=Limits)

@@ -1,0 +1,143 @@
+"""The scan pipeline: walk -> sniff -> analyzers -> (match in the parent) -> records.
+
+Workers analyse files in parallel (one process per core); the parent owns the
+bank index, matches every record's signals and hands records to the writer in
+the order they finish. One bad file becomes an error record; the scan goes on.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+
+from ..config import ScanSettings
+from ..errors import AssayError
+from ..report.schema import ErrorInfo, FileRecord
+from ..sniff import sniff_path
+from .analyzer import Analyzer, Subject
+from .walk import WalkItem, walk
+
+AnalyzerFactory = Callable[[ScanSettings], Sequence[Analyzer]]
+
+
+def default_analyzers(settings: ScanSettings) -> list[Analyzer]:
+    """Every analyzer a full scan runs, in order (hashing first: it caches the bytes)."""
+    from ..media.analyzer import ImageHashAnalyzer
+    from .filehash import FileHashAnalyzer
+
+    analyzers: list[Analyzer] = [ImageHashAnalyzer(), FileHashAnalyzer()]
+    if settings.provenance:
+        from ..provenance.analyzer import ProvenanceAnalyzer
+
+        analyzers.append(ProvenanceAnalyzer(trust_anchors=settings.trust_anchors))
+    if settings.models:
+        from ..models.analyzer import ModelAnalyzer
+
+        analyzers.append(ModelAnalyzer())
+    return analyzers
+
+
+def analyze_item(item: WalkItem, settings: ScanSettings, analyzers: Sequence[Analyzer]) -> FileRecord:
+    """Analyse one walked path into a record. Never raises for a bad file."""
+    record = FileRecord(path=str(item.path))
+    if item.problem:
+        record.kind = "error"
+        record.errors.append(ErrorInfo(stage="read", code="bad-input", message=item.problem))
+        return record
+    try:
+        size = item.path.stat().st_size if item.path.is_file() else _folder_size(item.path)
+        record.size = size
+        if item.path.is_file() and size == 0:
+            record.kind = "error"
+            record.errors.append(ErrorInfo(stage="read", code="empty", message="empty file (0 bytes)"))
+            return record
+        if size > settings.limits.max_file_bytes:
+            record.kind = "error"
+            record.errors.append(
+                ErrorInfo(
+                    stage="read",
+                    code="too-large",
+                    message=f"{size} bytes exceeds the limit of {settings.limits.max_file_bytes}",
+                )
+            )
+            return record
+        sniffed = sniff_path(item.path)
+    except OSError as exc:
+        record.kind = "error"
+        record.errors.append(
+            ErrorInfo(stage="read", code="bad-input", message=f"cannot read: {exc.strerror or exc}")
+        )
+        return record
+    record.kind = sniffed.kind  # type: ignore[assignment]
+    record.format = sniffed.format
+    subject = Subject(item.path, sniffed.kind, sniffed.format, size, settings)
+    for analyzer in analyzers:
+        if sniffed.kind not in analyzer.kinds:
+            continue
+        try:
+            analyzer.analyze(subject, record)
+        except AssayError as exc:
+            record.errors.append(ErrorInfo(stage=analyzer.name, code=exc.code, message=str(exc)))
+        except MemoryError:
+            record.errors.append(
+                ErrorInfo(stage=analyzer.name, code="too-large", message="ran out of memory")
+            )
+        except Exception as exc:  # a bug must not stop the scan; report it plainly
+            record.errors.append(
+                ErrorInfo(
+                    stage=analyzer.name,
+                    code="internal-error",
+                    message=f"{type(exc).__name__}: {exc} (please report this as a bug)",
+                )
+            )
+    return record
+
+
+def _folder_size(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+# Worker-process state, set once per worker by _init_worker.
+_W_SETTINGS: ScanSettings | None = None
+_W_ANALYZERS: Sequence[Analyzer] = ()
+
+
+def _init_worker(settings: ScanSettings, factory: AnalyzerFactory) -> None:
+    global _W_SETTINGS, _W_ANALYZERS
+    _W_SETTINGS = settings
+    _W_ANALYZERS = factory(settings)
+
+
+def _work(item: WalkItem) -> FileRecord:
+    assert _W_SETTINGS is not None
+    return analyze_item(item, _W_SETTINGS, _W_ANALYZERS)
+
+
+def analyze_all(
+    items: Iterable[WalkItem],
+    settings: ScanSettings,
+    factory: AnalyzerFactory = default_analyzers,
+) -> Iterator[FileRecord]:
+    """Analyse items on ``settings.workers`` processes; records come back as they finish."""
+    if settings.workers <= 1:
+        analyzers = factory(settings)
+        for item in items:
+            yield analyze_item(item, settings, analyzers)
+        return
+    # fork shares the parent's imports; the index stays in the parent only.
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+    with ctx.Pool(settings.workers, initializer=_init_worker, initargs=(settings, factory)) as pool:
+        yield from pool.imap_unordered(_work, items, chunksize=4)
+
+
+def collect_items(inputs: Iterable[str | Path]) -> list[WalkItem]:
+    return list(walk(inputs))

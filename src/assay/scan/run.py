@@ -1,0 +1,105 @@
+"""One scan, start to finish: the library call behind ``assay scan`` (and the service)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..config import ScanSettings
+from ..report.schema import FileRecord
+from .pipeline import AnalyzerFactory, analyze_all, collect_items, default_analyzers
+
+if TYPE_CHECKING:
+    from ..banks.matcher import Matcher
+
+SUMMARY_SCHEMA = "assay.scan-summary/1"
+
+
+@dataclass
+class ScanSummary:
+    files: int = 0
+    kinds: Counter[str] = field(default_factory=Counter)
+    with_errors: int = 0
+    matched_files: int = 0
+    matches_by_bank: Counter[str] = field(default_factory=Counter)
+    low_quality: int = 0
+    ai_evidence: int = 0
+    dangerous_models: int = 0
+    seconds: float = 0.0
+    matched_paths: list[str] = field(default_factory=list)
+
+    def add(self, rec: FileRecord) -> None:
+        self.files += 1
+        self.kinds[rec.kind] += 1
+        if rec.errors:
+            self.with_errors += 1
+        if rec.matches:
+            self.matched_files += 1
+            if len(self.matched_paths) < 1000:
+                self.matched_paths.append(rec.path)
+            for bank in {m.bank for m in rec.matches}:
+                self.matches_by_bank[bank] += 1
+        if rec.image and rec.image.low_quality:
+            self.low_quality += 1
+        if rec.provenance and rec.provenance.verdict.lower().startswith("ai-"):
+            self.ai_evidence += 1
+        if rec.model is not None and _is_dangerous(rec):
+            self.dangerous_models += 1
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SUMMARY_SCHEMA,
+            "files": self.files,
+            "kinds": dict(self.kinds),
+            "files_with_errors": self.with_errors,
+            "matched_files": self.matched_files,
+            "matches_by_bank": dict(self.matches_by_bank),
+            "low_quality_images": self.low_quality,
+            "images_with_ai_evidence": self.ai_evidence,
+            "dangerous_models": self.dangerous_models,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _is_dangerous(rec: FileRecord) -> bool:
+    safety = getattr(rec.model, "safety", None)
+    verdict = getattr(safety, "verdict", None) if safety is not None else None
+    if verdict is None and isinstance(safety, dict):
+        verdict = safety.get("verdict")
+    return verdict == "dangerous"
+
+
+def run_scan(
+    inputs: Iterable[str | Path],
+    settings: ScanSettings,
+    matcher: Matcher | None,
+    sink: Callable[[FileRecord], None],
+    *,
+    threshold: int | None = None,
+    on_total: Callable[[int], None] | None = None,
+    on_record: Callable[[FileRecord], None] | None = None,
+    factory: AnalyzerFactory = default_analyzers,
+) -> ScanSummary:
+    """Scan ``inputs``; every record goes to ``sink`` after matching."""
+    started = time.perf_counter()
+    items = collect_items(inputs)
+    if on_total:
+        on_total(len(items))
+    summary = ScanSummary()
+    for rec in analyze_all(items, settings, factory):
+        if matcher is not None and rec.signals:
+            rec.matches = matcher.match_signals(
+                rec.signals,
+                threshold=threshold,
+                include_low_quality=settings.include_low_quality,
+            )
+        summary.add(rec)
+        sink(rec)
+        if on_record:
+            on_record(rec)
+    summary.seconds = time.perf_counter() - started
+    return summary

@@ -1,0 +1,86 @@
+"""The scan pipeline isolates failures: a bad file or a buggy analyzer never stops a scan."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from assay.config import Limits, ScanSettings
+from assay.errors import AssayError, DecodeError
+from assay.report.jsonl import ReportWriter
+from assay.report.schema import FileRecord, SignalValue
+from assay.scan.analyzer import Subject
+from assay.scan.run import run_scan
+
+
+class _Tagger:
+    name: ClassVar[str] = "tagger"
+    kinds: ClassVar[frozenset[str]] = frozenset({"image", "other"})
+
+    def analyze(self, subject: Subject, record: FileRecord) -> None:
+        data = subject.path.read_bytes()
+        if b"boom" in data:
+            raise RuntimeError("analyzer bug")
+        if b"bad" in data:
+            raise DecodeError(subject.path, "corrupt on purpose")
+        record.signals.append(SignalValue(type="md5", value="0" * 32))
+
+
+class _Second:
+    name: ClassVar[str] = "second"
+    kinds: ClassVar[frozenset[str]] = frozenset({"other"})
+
+    def analyze(self, subject: Subject, record: FileRecord) -> None:
+        record.signals.append(SignalValue(type="sha256", value="1" * 64))
+
+
+def _factory(_settings: ScanSettings):
+    return [_Tagger(), _Second()]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_bad_files_become_error_records_and_scan_goes_on(tmp_path: Path, workers: int) -> None:
+    (tmp_path / "ok.txt").write_bytes(b"fine")
+    (tmp_path / "bad.txt").write_bytes(b"bad")
+    (tmp_path / "bug.txt").write_bytes(b"boom")
+    (tmp_path / "empty.bin").write_bytes(b"")
+    (tmp_path / "big.txt").write_bytes(b"x" * 100)
+    settings = ScanSettings(workers=workers, limits=Limits(max_file_bytes=50))
+    records: dict[str, FileRecord] = {}
+    summary = run_scan(
+        [tmp_path, tmp_path / "missing"], settings, None, lambda r: records.__setitem__(Path(r.path).name, r),
+        factory=_factory,
+    )
+    assert summary.files == 6
+    assert [s.type for s in records["ok.txt"].signals] == ["md5", "sha256"]
+    bad = records["bad.txt"]
+    assert bad.errors[0].stage == "tagger" and bad.errors[0].code == "decode-error"
+    assert "corrupt on purpose" in bad.errors[0].message
+    # the second analyzer still ran on the file the first failed on
+    assert [s.type for s in bad.signals] == ["sha256"]
+    assert records["bug.txt"].errors[0].code == "internal-error"
+    assert records["empty.bin"].errors[0].code == "empty"
+    assert records["big.txt"].errors[0].code == "too-large"
+    assert records["missing"].kind == "error"
+    assert summary.with_errors == 5
+
+
+def test_report_writer_never_overwrites_and_keeps_partial_on_crash(tmp_path: Path) -> None:
+    target = tmp_path / "r.jsonl"
+    target.write_text("precious\n")
+    with pytest.raises(AssayError, match="already exists"):
+        ReportWriter(target)
+    assert target.read_text() == "precious\n"
+    other = tmp_path / "s.jsonl"
+    with pytest.raises(RuntimeError):
+        with ReportWriter(other) as w:
+            w.write({"a": 1})
+            raise RuntimeError("crash mid-scan")
+    assert not other.exists()
+    assert json.loads((tmp_path / "s.jsonl.partial").read_text()) == {"a": 1}
+    with ReportWriter(target, overwrite=True) as w:
+        w.write({"b": 2})
+    assert json.loads(target.read_text()) == {"b": 2}

@@ -1,0 +1,138 @@
+"""One cautious verdict from the evidence records.
+
+The verdict names the strongest decisive evidence and never claims more than it
+shows: absence of evidence reads "no provenance evidence found", never "camera
+original" or "authentic"; camera traces alone read "camera traces only (weak)".
+Evidence pointing the other way (camera traces next to generator metadata, an
+invalid Content Credential next to a watermark) is appended, not hidden.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ..report.provenance import Claim, Evidence, EvidenceError, Strength
+
+STRENGTH_RANK: dict[Strength, int] = {"cryptographic": 0, "strong": 1, "moderate": 2, "weak": 3}
+CLAIM_RANK: dict[Claim, int] = {
+    "ai-generated": 0,
+    "ai-edited": 1,
+    "camera-captured": 2,
+    "edited": 3,
+    "unknown": 4,
+}
+_AI = ("ai-generated", "ai-edited")
+_HEADLINE = {
+    "ai-generated": "AI-generated",
+    "ai-edited": "AI-edited",
+    "camera-captured": "camera capture declared",
+    "edited": "edited",
+}
+
+
+def order(evidence: list[Evidence]) -> list[Evidence]:
+    """Strongest first; ties by claim (AI first), source, summary, then facts, so the
+    result never depends on the order the sources reported in."""
+    return sorted(
+        evidence,
+        key=lambda e: (
+            STRENGTH_RANK[e.strength],
+            CLAIM_RANK[e.claim],
+            e.source,
+            e.summary,
+            json.dumps(e.facts, sort_keys=True, default=str),
+        ),
+    )
+
+
+def is_invalid_credential(e: Evidence) -> bool:
+    return e.source == "c2pa" and e.facts.get("validation") == "invalid"
+
+
+def is_remote_credential(e: Evidence) -> bool:
+    return e.source == "c2pa" and bool(e.facts.get("remote_manifest"))
+
+
+def describe(e: Evidence) -> str:
+    """A short noun phrase for one piece of evidence, as the verdict cites it."""
+    f = e.facts
+    if e.source == "c2pa":
+        gen = f.get("generator") or "unnamed software"
+        if f.get("validation") == "trusted":
+            return f"verified Content Credential ({gen})"
+        if f.get("validation") == "valid":
+            return f"signed Content Credential ({gen}; signer not on the trust list)"
+        return f"invalid Content Credential ({gen})"
+    if e.source == "watermark":
+        label = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}.get(str(f.get("payload")), "?")
+        return f"invisible watermark ({label}, {f.get('confidence')})"
+    if e.source == "iptc":
+        return f"IPTC digital source type {f.get('term')} (unsigned metadata)"
+    if e.source == "camera":
+        name = " ".join(str(x) for x in (f.get("make"), f.get("model")) if x)
+        return f"camera traces ({name}, weak)" if name else "camera traces (weak)"
+    gen = f.get("generator")
+    if e.claim == "edited" and f.get("field"):
+        return f"{f['field']} {str(f.get('value'))[:60]!r}"
+    if e.claim in _AI or gen:
+        return f"generator metadata ({gen or e.source})"
+    return f"{e.source} metadata"
+
+
+def _headline(ordered: list[Evidence]) -> tuple[str, Evidence | None]:
+    """The verdict's first clause and the evidence it rests on (None: nothing decisive)."""
+    usable = [e for e in ordered if not is_invalid_credential(e) and not is_remote_credential(e)]
+    decisive = [e for e in usable if e.claim != "unknown" and e.strength != "weak"]
+    if decisive:
+        top = decisive[0]
+        return f"{_HEADLINE[top.claim]}: {describe(top)}", top
+    if any(is_invalid_credential(e) for e in ordered):
+        return "Content Credential present but invalid", None
+    weak_ai = [e for e in usable if e.claim in _AI]
+    if weak_ai:
+        return f"possibly {_HEADLINE[weak_ai[0].claim]} (weak): {describe(weak_ai[0])}", weak_ai[0]
+    declared = [e for e in usable if e.source in ("c2pa", "iptc") and e.claim == "unknown"]
+    if declared:
+        # A credential or IPTC term that claims neither generation nor capture
+        # (e.g. algorithmicMedia, screenCapture): cite it, claim nothing.
+        terms = declared[0].facts.get("digital_source_types") or [declared[0].facts.get("term")]
+        what = ", ".join(str(t) for t in terms if t) or "no digital source type"
+        return f"no generation or capture claim: {describe(declared[0])} declares {what}", None
+    capture = [e for e in usable if e.claim == "camera-captured"]
+    if capture:
+        declared_capture = [e for e in capture if e.source != "camera"]
+        if declared_capture:
+            return (
+                f"camera capture declared (weak): {describe(declared_capture[0])}",
+                declared_capture[0],
+            )
+        return "camera traces only (weak)", capture[0]
+    edited = [e for e in usable if e.claim == "edited"]
+    if edited:
+        return f"edited, no generation evidence (weak): {describe(edited[0])}", edited[0]
+    return "no provenance evidence found", None
+
+
+def verdict(evidence: list[Evidence], errors: list[EvidenceError] | None = None) -> str:
+    """The verdict line; ``errors`` (checks that could not run) are counted in it,
+    because "nothing found" means less when a check failed."""
+    ordered = order(evidence)
+    head, top = _headline(ordered)
+    notes: list[str] = []
+    if top is not None:
+        if top.claim in _AI:
+            against = [e for e in ordered if e.claim == "camera-captured"]
+        elif top.claim == "camera-captured":
+            against = [e for e in ordered if e.claim in _AI and not is_invalid_credential(e)]
+        else:
+            against = []
+        if against:
+            notes.append("conflicting: " + describe(against[0]))
+    if top is not None and any(is_invalid_credential(e) for e in ordered):
+        notes.append("a Content Credential is present but invalid")
+    if any(is_remote_credential(e) for e in ordered):
+        notes.append("a remote Content Credential is referenced but was not fetched")
+    failed = sorted({e.source for e in errors or [] if e.source != "container"})
+    if failed:
+        notes.append(f"could not check: {', '.join(failed)}")
+    return head if not notes else f"{head}; {'; '.join(notes)}"

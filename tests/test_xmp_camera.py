@@ -1,0 +1,356 @@
+"""IPTC digital source type and generator names (XMP, EXIF) and camera traces."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image, PngImagePlugin
+
+from assay.provenance import camera, xmp
+from assay.provenance.analyzer import analyze_provenance
+from assay.provenance.context import ImageContext
+
+IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
+
+
+def packet(body: str) -> bytes:
+    return (
+        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+        'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        f'{body}</rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
+    ).encode()
+
+
+def attr_packet(term: str, extra: str = "") -> bytes:
+    return packet(
+        '<rdf:Description rdf:about="" '
+        'xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" '
+        f'Iptc4xmpExt:DigitalSourceType="{IPTC}{term}" {extra}/>'
+    )
+
+
+def image_with_xmp(fmt: str, xmp_packet: bytes) -> ImageContext:
+    im = Image.new("RGB", (32, 32), (40, 80, 120))
+    buf = io.BytesIO()
+    if fmt == "png":
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", xmp_packet.decode())
+        im.save(buf, "PNG", pnginfo=info)
+    else:
+        im.save(buf, fmt.upper(), xmp=xmp_packet)
+    return ImageContext(Path(f"x.{fmt}"), buf.getvalue(), fmt)
+
+
+# -- vocabulary ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "claim"),
+    [
+        (IPTC + "trainedAlgorithmicMedia", "ai-generated"),
+        ("trainedAlgorithmicMedia", "ai-generated"),
+        (IPTC + "compositeWithTrainedAlgorithmicMedia", "ai-edited"),
+        (IPTC + "compositeSynthetic", "edited"),
+        (IPTC + "algorithmicMedia", "unknown"),
+        (IPTC + "digitalCapture", "camera-captured"),
+        (IPTC + "computationalCapture", "camera-captured"),
+        (IPTC + "screenCapture", "unknown"),
+        (IPTC + "humanEdits", "edited"),
+    ],
+)
+def test_iptc_vocabulary(value: str, claim: str) -> None:
+    st_ = xmp.digital_source_type(value)
+    assert st_ is not None and st_.claim == claim
+    assert st_.uri.startswith(IPTC)
+
+
+def test_unknown_source_type_is_none() -> None:
+    assert xmp.digital_source_type(IPTC + "madeUpTerm") is None
+    assert xmp.digital_source_type("") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("Adobe Firefly", "Adobe Firefly"),
+        ("DALL·E", "OpenAI DALL-E / ChatGPT"),
+        ("Made with OpenAI", "OpenAI DALL-E / ChatGPT"),
+        ("Midjourney v6", "Midjourney"),
+        ("NovelAI", "NovelAI"),
+        ("ComfyUI", "ComfyUI"),
+        ("Stable Diffusion XL", "Stable Diffusion"),
+        ("Leonardo.Ai", "Leonardo.Ai"),
+        ("Ideogram", "Ideogram"),
+        ("Made with Google AI", "Google Imagen / Gemini"),
+        ("Imagen 3", "Google Imagen / Gemini"),
+        ("Firefly Image 3", "Adobe Firefly"),
+    ],
+)
+def test_known_generators(text: str, name: str) -> None:
+    assert xmp.known_generator(text) == name
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Adobe Photoshop 25.0 (Windows)",
+        "Adobe Lightroom 5.3 (Macintosh)",
+        "GIMP 2.10",
+        "Leonardo da Vinci",
+        "Ver.1.0",
+        "Picasa",
+        "",
+        "firefly_lane.jpg",
+        "FLIR Firefly FFY-U3",  # a machine-vision camera, not Adobe's generator
+        "Editor de imagen",  # Spanish "image", not Google Imagen
+        "Gemini Photos",  # a photo-cleaning app
+    ],
+)
+def test_not_generators(text: str) -> None:
+    assert xmp.known_generator(text) is None
+
+
+# -- XMP scanning ----------------------------------------------------------------------
+
+
+def test_scan_reads_attribute_element_and_alt_forms() -> None:
+    p = packet(
+        '<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
+        "xmp:CreatorTool='Midjourney &amp; friends'>"
+        f"<Iptc4xmpExt:DigitalSourceType>{IPTC}trainedAlgorithmicMedia</Iptc4xmpExt:DigitalSourceType>"
+        '<tiff:Software>\n <rdf:Alt>\n  <rdf:li xml:lang="x-default">NovelAI</rdf:li></rdf:Alt></tiff:Software>'
+        f'<plus:Other rdf:resource="x"/><Iptc4xmpExt:DigitalSourceType rdf:resource="{IPTC}digitalCapture"/>'
+        "</rdf:Description>"
+    )
+    f = xmp.scan_xmp(p)
+    assert f.creator_tool == ["Midjourney & friends"]
+    assert f.digital_source_type == [IPTC + "trainedAlgorithmicMedia", IPTC + "digitalCapture"]
+    assert f.software == ["NovelAI"]
+
+
+def test_entities_are_not_expanded() -> None:
+    # A billion-laughs packet: a real XML parser with entity expansion would blow up.
+    bomb = (
+        '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa">'
+        + "".join(
+            f'<!ENTITY {c}{i} "&{c}{i - 1};&{c}{i - 1};">'.replace(f"&{c}0;", "&a;")
+            for c in "b"
+            for i in range(1, 30)
+        )
+        + "]>"
+    ).encode()
+    p = bomb + attr_packet("trainedAlgorithmicMedia", 'xmp:CreatorTool="&b29;"')
+    t0 = time.perf_counter()
+    f = xmp.scan_xmp(p)
+    assert time.perf_counter() - t0 < 5  # generous: expansion would never finish
+    assert f.creator_tool == ["&b29;"]
+    assert f.digital_source_type == [IPTC + "trainedAlgorithmicMedia"]
+
+
+def test_oversized_packet_is_capped() -> None:
+    p = attr_packet("trainedAlgorithmicMedia") + b" " * (xmp.MAX_XMP_SCAN + 10)
+    f = xmp.scan_xmp(p)
+    assert f.capped
+    assert f.digital_source_type
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=2000) | st.text(max_size=2000).map(str.encode))
+def test_scan_never_fails_on_junk(data: bytes) -> None:
+    f = xmp.scan_xmp(data)
+    assert isinstance(f.digital_source_type, list)
+    xmp.xmp_evidence(data)
+
+
+@settings(max_examples=40, deadline=None)
+@given(junk=st.text(alphabet="<>=\"' :/&;#abcDigitalSourceTypeCreatorTool", max_size=300))
+def test_scan_survives_malformed_markup(junk: str) -> None:
+    # Junk after a well-formed attribute must neither crash the scan nor hide it.
+    f = xmp.scan_xmp(attr_packet("trainedAlgorithmicMedia", junk))
+    assert f.digital_source_type[0] == IPTC + "trainedAlgorithmicMedia"
+
+
+def _camera_jpeg_with_xmp() -> bytes:
+    ex = Image.Exif()
+    ex[0x010F], ex[0x0110], ex[0x0131] = "Canon", "EOS 5D", "Adobe Photoshop 25.0"
+    ex.get_ifd(0x8769)[0x9003] = "2020:01:01 10:00:00"
+    buf = io.BytesIO()
+    Image.new("RGB", (48, 48), (90, 60, 30)).save(
+        buf, "JPEG", exif=ex, xmp=attr_packet("digitalCapture", 'xmp:CreatorTool="Midjourney"')
+    )
+    return buf.getvalue()
+
+
+_CAMERA_JPEG = _camera_jpeg_with_xmp()
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_mutated_metadata_never_crashes(data: st.DataObject) -> None:
+    # Mutate the metadata segments (EXIF, XMP) of a JPEG; every source either finds
+    # something or reports an error naming the file, and camera traces stay weak.
+    buf = bytearray(_CAMERA_JPEG)
+    end = _CAMERA_JPEG.find(b"\xff\xdb")  # first quantisation table: metadata is before it
+    for _ in range(data.draw(st.integers(1, 8))):
+        buf[data.draw(st.integers(2, end - 1))] = data.draw(st.integers(0, 255))
+    report = analyze_provenance(Path("mut.jpg"), bytes(buf), "jpeg")
+    for err in report.errors:
+        assert "mut.jpg" in err.message
+    for e in report.evidence:
+        if e.source == "camera":
+            assert e.strength == "weak"
+
+
+def test_unmutated_camera_jpeg_shows_the_conflict() -> None:
+    report = analyze_provenance(Path("c.jpg"), _CAMERA_JPEG, "jpeg")
+    assert report.verdict.startswith("AI-generated: generator metadata (Midjourney)")
+    assert "conflicting:" in report.verdict
+
+
+# -- evidence per container --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "png", "webp"])
+def test_digital_source_type_in_each_container(fmt: str) -> None:
+    ctx = image_with_xmp(fmt, attr_packet("trainedAlgorithmicMedia"))
+    (e,) = xmp.evidence(ctx)
+    assert (e.source, e.claim, e.strength) == ("iptc", "ai-generated", "moderate")
+    assert e.facts["digital_source_type"] == IPTC + "trainedAlgorithmicMedia"
+    report = analyze_provenance(ctx.path, ctx.data, fmt)
+    assert report.verdict.startswith(
+        "AI-generated: IPTC digital source type trainedAlgorithmicMedia"
+    )
+
+
+def test_declared_capture_stays_weak() -> None:
+    ctx = image_with_xmp("jpeg", attr_packet("digitalCapture"))
+    (e,) = xmp.evidence(ctx)
+    assert (e.claim, e.strength) == ("camera-captured", "weak")
+
+
+def test_history_agent_is_ai_edited_not_generated() -> None:
+    p = packet(
+        '<rdf:Description xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:CreatorTool="Adobe Photoshop 25.0">'
+        '<xmpMM:History><rdf:Seq><rdf:li stEvt:action="saved" stEvt:softwareAgent="Adobe Firefly"/>'
+        "</rdf:Seq></xmpMM:History></rdf:Description>"
+    )
+    (e,) = xmp.evidence(image_with_xmp("jpeg", p))
+    assert (e.claim, e.facts["field"]) == ("ai-edited", "XMP history softwareAgent")
+
+
+def test_creator_tool_names_generator() -> None:
+    p = packet(
+        '<rdf:Description xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:CreatorTool="Adobe Firefly"/>'
+    )
+    (e,) = xmp.evidence(image_with_xmp("jpeg", p))
+    assert (e.source, e.claim, e.facts["generator"]) == ("xmp", "ai-generated", "Adobe Firefly")
+
+
+def jpeg_with_exif(**tags: object) -> ImageContext:
+    ex = Image.Exif()
+    sub = ex.get_ifd(0x8769)
+    for key, value in tags.items():
+        tag = int(key[1:], 16)
+        (sub if tag >= 0x8000 else ex)[tag] = value
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (1, 2, 3)).save(buf, "JPEG", exif=ex, quality=85)
+    return ImageContext(Path("e.jpg"), buf.getvalue(), "jpeg")
+
+
+def test_exif_software_generator() -> None:
+    ctx = jpeg_with_exif(t0131="NovelAI")
+    (e,) = xmp.evidence(ctx)
+    assert (e.source, e.facts["generator"], e.facts["field"]) == (
+        "exif",
+        "NovelAI",
+        "EXIF Software",
+    )
+
+
+# -- camera traces ----------------------------------------------------------------------
+
+
+def test_real_camera_photo_is_weak_camera_trace(testdata: Path) -> None:
+    f = testdata / "c2pa" / "P1000827.jpg"
+    report = analyze_provenance(f, f.read_bytes(), "jpeg")
+    cam = [e for e in report.evidence if e.source == "camera"]
+    assert len(cam) == 1
+    c = cam[0]
+    assert (c.claim, c.strength) == ("camera-captured", "weak")
+    assert (c.facts["make"], c.facts["model"]) == ("Panasonic", "DMC-ZS60")
+    assert c.facts["datetime_original"] == "2019:06:07 14:56:19"
+    assert c.facts["serial_number_present"] is True
+    assert "lens" not in c.facts  # "N/A" is a placeholder, not a lens
+    assert c.facts["jpeg_tables"]["family"] == "non-ijg"  # Lightroom's own tables
+    assert any(e.claim == "edited" and "Lightroom" in e.summary for e in report.evidence)
+    assert report.verdict == "camera traces only (weak)"
+    assert "not proof of a camera original" in c.summary
+
+
+def test_camera_fields_gps_makernote_thumbnail() -> None:
+    ex = Image.Exif()
+    ex[0x010F], ex[0x0110] = "Canon", "EOS 5D"
+    ex.get_ifd(0x8825)[1] = "N"
+    sub = ex.get_ifd(0x8769)
+    sub[0x9003] = "2020:01:01 10:00:00"
+    sub[0x927C] = b"MAKERNOTE"
+    sub[0xA434] = "EF50mm f/1.8"
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(buf, "JPEG", exif=ex)
+    facts = camera.camera_facts(ImageContext(Path("c.jpg"), buf.getvalue(), "jpeg"))
+    assert facts["gps_present"] and facts["makernote_present"]
+    assert facts["lens"] == "EF50mm f/1.8"
+    assert "thumbnail_present" not in facts  # Pillow writes no IFD1
+
+
+def test_comfyui_workflow_in_make_is_not_a_camera() -> None:
+    ex = Image.Exif()
+    ex[0x010F] = 'workflow:{"nodes": []}'
+    ex[0x0110] = 'prompt:{"3": {"class_type": "KSampler"}}'
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(buf, "WEBP", exif=ex)
+    ctx = ImageContext(Path("c.webp"), buf.getvalue(), "webp")
+    assert "not_a_camera" in camera.camera_facts(ctx)
+    assert [e for e in camera.evidence(ctx) if e.claim == "camera-captured"] == []
+
+
+def test_generator_name_in_make_is_not_a_camera() -> None:
+    ctx = jpeg_with_exif(t010f="Midjourney", t0110="v6")
+    assert [e for e in camera.evidence(ctx) if e.claim == "camera-captured"] == []
+
+
+@pytest.mark.parametrize("quality", [10, 50, 75, 90, 95, 100])
+def test_ijg_quality_recovered_from_libjpeg_tables(quality: int) -> None:
+    # Pillow's encoder is libjpeg(-turbo): its jpeg_set_quality tables are the reference.
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (9, 9, 9)).save(buf, "JPEG", quality=quality)
+    im = Image.open(buf)
+    assert camera.classify_quant_tables(dict(im.quantization)) == {
+        "family": "ijg",
+        "quality": quality,
+        "tables": 2,
+    }
+
+
+def test_custom_tables_are_non_ijg() -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buf, "JPEG", qtables=[[3] * 64, [5] * 64])
+    got = camera.classify_quant_tables(dict(Image.open(buf).quantization))
+    assert got["family"] == "non-ijg"
+    assert camera.classify_quant_tables({0: [1, 2]})["family"] == "unreadable"
+
+
+def test_broken_exif_is_an_evidence_error_not_a_crash() -> None:
+    ctx = jpeg_with_exif(t010f="Canon")
+    data = bytearray(ctx.data)
+    i = data.find(b"Exif\x00\x00") + 6
+    data[i + 4 : i + 8] = b"\xff\xff\xff\x00"  # IFD0 offset far outside the block
+    report = analyze_provenance(Path("bad.jpg"), bytes(data), "jpeg")
+    msgs = [e.message for e in report.errors]
+    assert any("bad.jpg" in m and "EXIF" in m for m in msgs), msgs

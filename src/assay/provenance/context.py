@@ -1,0 +1,718 @@
+"""ImageContext: one parse of an image container, shared by every evidence source.
+
+Every evidence source (C2PA, IPTC, camera traces, generator metadata, ...) reads
+the same file; this object walks the container once, lazily, and memoizes what it
+found. Parsing is bounded: every length is checked against the file before it is
+trusted, text is capped at ``Limits.max_text_chunk``, zlib streams are inflated
+with a ceiling, EXIF offsets are validated and IFD loops are refused.
+
+Problems that leave the data usable (CRC mismatch, capped text, trailing garbage,
+invalid UTF-16) are appended to ``ctx.problems`` as plain sentences; problems that
+make a structure unusable raise :class:`assay.errors.InputError` subclasses naming
+the file and the reason. Methods never decode pixels unless a source asks through
+``pil()``.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..config import Limits
+from ..errors import DecodeError, InputError, TooLarge
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL.Image import Image
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+XMP_JPEG_PREFIX = b"http://ns.adobe.com/xap/1.0/\x00"
+EXIF_PREFIX = b"Exif\x00\x00"
+PNG_XMP_KEY = "XML:com.adobe.xmp"
+
+# Caps on structure counts: real images have a few dozen chunks/segments; a file
+# with millions of empty chunks is hostile and must not cost millions of objects.
+MAX_CHUNKS = 100_000
+MAX_IFD_ENTRIES = 4096
+MAX_PROBLEMS = 50
+
+# EXIF tags the sources need by number.
+TAG_MAKE = 0x010F
+TAG_MODEL = 0x0110
+TAG_SOFTWARE = 0x0131
+TAG_IMAGE_DESCRIPTION = 0x010E
+TAG_ARTIST = 0x013B
+TAG_EXIF_IFD = 0x8769
+TAG_GPS_IFD = 0x8825
+TAG_INTEROP_IFD = 0xA005
+TAG_USER_COMMENT = 0x9286
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PngChunk:
+    type: str  # four ASCII letters, e.g. "tEXt"
+    offset: int  # offset of the chunk's data in the file
+    length: int
+    crc_ok: bool
+
+
+@dataclass(frozen=True)
+class TextChunk:
+    """One decoded PNG text chunk (tEXt, zTXt or iTXt)."""
+
+    key: str
+    text: str
+    chunk_type: str
+    offset: int  # offset of the chunk's data in the file
+    capped: bool = False  # text longer than Limits.max_text_chunk was cut
+    crc_ok: bool = True
+    language: str = ""  # iTXt only
+
+
+@dataclass(frozen=True)
+class JpegSegment:
+    marker: int  # 0xE0..0xEF for APP0..APP15, 0xFE for COM, ...
+    offset: int  # offset of the payload (after the 2-byte length)
+    data: bytes
+
+    @property
+    def name(self) -> str:
+        if 0xE0 <= self.marker <= 0xEF:
+            return f"APP{self.marker - 0xE0}"
+        return {0xFE: "COM", 0xDB: "DQT", 0xC4: "DHT"}.get(self.marker, f"0x{self.marker:02X}")
+
+
+@dataclass(frozen=True)
+class RiffChunk:
+    fourcc: str  # e.g. "VP8L", "EXIF", "XMP "
+    offset: int  # offset of the chunk's data in the file
+    data: bytes
+
+
+@dataclass(frozen=True)
+class DecodedComment:
+    """An EXIF UserComment: its declared character code and the decoded text."""
+
+    text: str
+    encoding: str  # "utf-16-be", "utf-16-le", "ascii", "jis", "undefined", "none"
+    problems: tuple[str, ...] = ()
+
+
+@dataclass
+class ImageContext:
+    """One image file, parsed lazily and once for every evidence source.
+
+    Containers: ``png_chunks()``, ``png_text_chunks()``/``png_text()``/
+    ``png_text_map()``, ``jpeg_segments()`` (APP1 Exif/XMP, APP11 JUMBF, ...),
+    ``webp_chunks()``. Metadata: ``exif()``, ``gps_present()``, ``exif_bytes()``,
+    ``user_comment()``/``user_comment_info()``, ``xmp()``,
+    ``make_model_is_workflow()``. Pixels: ``pil()`` (opened, not decoded) and
+    ``pixels()`` (decoded once, shared). Sources may cache their own results with
+    ``memo()`` and report usable-but-damaged data with ``note_problem()``.
+    """
+
+    path: Path
+    data: bytes  # whole file (images are capped by Limits.max_image_bytes)
+    format: str  # sniffed: "jpeg", "png", "webp", "gif", "tiff", ...
+    limits: Limits = field(default_factory=Limits)
+    problems: list[str] = field(default_factory=list)
+    _memo: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_path(cls, path: Path, limits: Limits | None = None) -> ImageContext:
+        """Read a file (bounded by ``max_image_bytes``) and sniff its format."""
+        from ..sniff import sniff_bytes
+
+        lim = limits or Limits()
+        try:
+            size = path.stat().st_size
+            if size > lim.max_image_bytes:
+                raise TooLarge(path, f"image file is {size} bytes, limit {lim.max_image_bytes}")
+            data = path.read_bytes()
+        except OSError as exc:
+            raise InputError(path, f"cannot read file: {exc.strerror or exc}") from exc
+        return cls(Path(path), data, sniff_bytes(data[:64], len(data)).format, lim)
+
+    # -- memo: parse once, and re-raise the same error on every later call -------
+
+    def memo(self, key: str, fn: Callable[[], T]) -> T:
+        """Compute ``fn()`` once per context; an InputError is memoized and re-raised."""
+        if key not in self._memo:
+            try:
+                self._memo[key] = (True, fn())
+            except InputError as exc:
+                self._memo[key] = (False, exc)
+        ok, value = self._memo[key]
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
+
+    def note_problem(self, message: str) -> None:
+        """Record a problem that leaves the data usable (reported, not raised).
+
+        At most MAX_PROBLEMS are kept: a file with 100,000 broken chunks needs one
+        line saying so, not 100,000.
+        """
+        if message in self.problems:
+            return
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(message)
+        elif len(self.problems) == MAX_PROBLEMS:
+            self.problems.append("more problems found; not all are listed")
+
+    def _error(self, reason: str) -> DecodeError:
+        return DecodeError(self.path, reason)
+
+    # -- PNG -------------------------------------------------------------------
+
+    def png_chunks(self) -> list[PngChunk]:
+        """All chunks up to IEND, each length checked against the file.
+
+        A truncated last chunk ends the walk (reported in ``problems``); chunks
+        before it stay usable. Raises DecodeError when the signature is missing.
+        """
+        return self.memo("png_chunks", self._walk_png)
+
+    def _walk_png(self) -> list[PngChunk]:
+        d = self.data
+        if not d.startswith(PNG_SIGNATURE):
+            raise self._error("not a PNG file (signature missing)")
+        chunks: list[PngChunk] = []
+        pos = len(PNG_SIGNATURE)
+        while True:
+            if pos == len(d):
+                self.note_problem("PNG ends without an IEND chunk")
+                break
+            if pos + 12 > len(d):
+                self.note_problem(f"PNG truncated: {len(d) - pos} stray bytes at offset {pos}")
+                break
+            length, ctype = struct.unpack_from(">I4s", d, pos)
+            if length > 0x7FFFFFFF or pos + 12 + length > len(d):
+                self.note_problem(
+                    f"PNG chunk {ctype!r} at offset {pos} declares {length} bytes "
+                    f"but only {max(0, len(d) - pos - 12)} remain (truncated)"
+                )
+                break
+            if not ctype.isalpha():
+                self.note_problem(f"PNG chunk at offset {pos} has an invalid type {ctype!r}")
+                break
+            (crc,) = struct.unpack_from(">I", d, pos + 8 + length)
+            crc_ok = zlib.crc32(d[pos + 4 : pos + 8 + length]) == crc
+            name = ctype.decode("ascii")
+            if not crc_ok:
+                self.note_problem(f"PNG chunk {name} at offset {pos}: CRC mismatch")
+            chunks.append(PngChunk(name, pos + 8, length, crc_ok))
+            pos += 12 + length
+            if name == "IEND":
+                if pos < len(d):
+                    self.note_problem(f"{len(d) - pos} bytes after PNG IEND")
+                break
+            if len(chunks) >= MAX_CHUNKS:
+                self.note_problem(f"PNG has more than {MAX_CHUNKS} chunks; stopped reading")
+                break
+        return chunks
+
+    def chunk_data(self, chunk: PngChunk | RiffChunk) -> bytes:
+        if isinstance(chunk, RiffChunk):
+            return chunk.data
+        return self.data[chunk.offset : chunk.offset + chunk.length]
+
+    def png_text_chunks(self) -> list[TextChunk]:
+        """Decoded tEXt/zTXt/iTXt chunks in file order. Malformed ones are skipped
+        and reported in ``problems``; oversize text is capped and flagged."""
+        if self.format != "png":
+            return []
+        return self.memo("png_text", self._read_png_text)
+
+    def png_text(self) -> list[tuple[str, str]]:
+        """(key, text) of every PNG text chunk, in file order, capped."""
+        return [(t.key, t.text) for t in self.png_text_chunks()]
+
+    def png_text_map(self) -> dict[str, str]:
+        """First text for each key (PNG allows repeats; readers use the first)."""
+        out: dict[str, str] = {}
+        for t in self.png_text_chunks():
+            out.setdefault(t.key, t.text)
+        return out
+
+    def _read_png_text(self) -> list[TextChunk]:
+        out: list[TextChunk] = []
+        for c in self.png_chunks():
+            if c.type not in ("tEXt", "zTXt", "iTXt"):
+                continue
+            try:
+                out.append(self._decode_text_chunk(c))
+            except ValueError as exc:
+                self.note_problem(f"PNG {c.type} chunk at offset {c.offset - 8} skipped: {exc}")
+        return out
+
+    def _decode_text_chunk(self, c: PngChunk) -> TextChunk:
+        cap = self.limits.max_text_chunk
+        # Never slice more than the cap (plus a header) out of a huge chunk.
+        raw = self.data[c.offset : c.offset + min(c.length, cap + 1024)]
+        head_truncated = c.length > len(raw)
+        nul = raw.find(b"\x00", 0, 80)
+        if nul < 1:
+            raise ValueError("keyword missing or longer than 79 bytes")
+        key = raw[:nul].decode("latin-1")
+        rest = raw[nul + 1 :]
+        lang = ""
+        if c.type == "tEXt":
+            body, compressed = rest, False
+        elif c.type == "zTXt":
+            if not rest or rest[0] != 0:
+                raise ValueError("unknown compression method")
+            body, compressed = rest[1:], True
+        else:  # iTXt: flag, method, language\0, translated keyword\0, text
+            if len(rest) < 2:
+                raise ValueError("iTXt header truncated")
+            flag, method = rest[0], rest[1]
+            if flag not in (0, 1) or (flag == 1 and method != 0):
+                raise ValueError("invalid iTXt compression flag or method")
+            p1 = rest.find(b"\x00", 2)
+            p2 = rest.find(b"\x00", p1 + 1) if p1 >= 0 else -1
+            if p1 < 0 or p2 < 0:
+                raise ValueError("iTXt language or translated keyword unterminated")
+            lang = rest[2:p1].decode("latin-1", "replace")
+            body, compressed = rest[p2 + 1 :], flag == 1
+        capped = False
+        if compressed:
+            if head_truncated:
+                # The compressed stream itself exceeds what we read: inflate what we have.
+                capped = True
+            body, more = _inflate_bounded(body, cap)
+            capped = capped or more
+        else:
+            capped = head_truncated or len(body) > cap
+            body = body[:cap]
+        if c.type == "iTXt":
+            text = body.decode("utf-8", "replace")
+        else:
+            text = body.decode("latin-1")
+        if capped:
+            self.note_problem(
+                f"PNG {c.type} chunk {key!r} longer than {cap} bytes: text capped"
+            )
+        return TextChunk(key, text, c.type, c.offset, capped, c.crc_ok, lang)
+
+    # -- JPEG ------------------------------------------------------------------
+
+    def jpeg_segments(self) -> list[JpegSegment]:
+        """Marker segments from SOI up to the first SOS (where metadata lives)."""
+        if self.format != "jpeg":
+            return []
+        return self.memo("jpeg_segments", self._walk_jpeg)
+
+    def _walk_jpeg(self) -> list[JpegSegment]:
+        d = self.data
+        if not d.startswith(b"\xff\xd8"):
+            raise self._error("not a JPEG file (SOI marker missing)")
+        segs: list[JpegSegment] = []
+        pos = 2
+        while pos < len(d):
+            if d[pos] != 0xFF:
+                self.note_problem(f"JPEG: expected a marker at offset {pos}, found 0x{d[pos]:02X}")
+                break
+            while pos < len(d) and d[pos] == 0xFF:  # fill bytes
+                pos += 1
+            if pos >= len(d):
+                break
+            marker = d[pos]
+            pos += 1
+            if marker in (0x01, *range(0xD0, 0xD8)):  # standalone markers
+                continue
+            if marker in (0xD9, 0xDA):  # EOI, or SOS: entropy-coded data follows
+                break
+            if pos + 2 > len(d):
+                self.note_problem(f"JPEG truncated in the segment header at offset {pos}")
+                break
+            (length,) = struct.unpack_from(">H", d, pos)
+            if length < 2 or pos + length > len(d):
+                self.note_problem(
+                    f"JPEG segment 0x{marker:02X} at offset {pos} declares {length} bytes "
+                    f"but only {len(d) - pos} remain (truncated)"
+                )
+                break
+            segs.append(JpegSegment(marker, pos + 2, d[pos + 2 : pos + length]))
+            pos += length
+            if len(segs) >= MAX_CHUNKS:
+                self.note_problem(f"JPEG has more than {MAX_CHUNKS} segments; stopped reading")
+                break
+        return segs
+
+    # -- WebP ------------------------------------------------------------------
+
+    def webp_chunks(self) -> list[RiffChunk]:
+        """RIFF chunks of a WebP file, each size checked against the file."""
+        if self.format != "webp":
+            return []
+        return self.memo("webp_chunks", self._walk_riff)
+
+    def _walk_riff(self) -> list[RiffChunk]:
+        d = self.data
+        if len(d) < 12 or d[:4] != b"RIFF" or d[8:12] != b"WEBP":
+            raise self._error("not a WebP file (RIFF/WEBP header missing)")
+        (riff_size,) = struct.unpack_from("<I", d, 4)
+        end = min(len(d), 8 + riff_size)
+        if 8 + riff_size > len(d):
+            self.note_problem(f"WebP RIFF size {riff_size} exceeds the file ({len(d)} bytes)")
+        chunks: list[RiffChunk] = []
+        pos = 12
+        while pos + 8 <= end:
+            fourcc = d[pos : pos + 4].decode("latin-1")
+            (size,) = struct.unpack_from("<I", d, pos + 4)
+            if pos + 8 + size > end:
+                self.note_problem(
+                    f"WebP chunk {fourcc!r} at offset {pos} declares {size} bytes "
+                    f"but only {end - pos - 8} remain (truncated)"
+                )
+                break
+            chunks.append(RiffChunk(fourcc, pos + 8, d[pos + 8 : pos + 8 + size]))
+            pos += 8 + size + (size & 1)
+            if len(chunks) >= MAX_CHUNKS:
+                self.note_problem(f"WebP has more than {MAX_CHUNKS} chunks; stopped reading")
+                break
+        return chunks
+
+    # -- EXIF ------------------------------------------------------------------
+
+    def exif_bytes(self) -> bytes | None:
+        """The TIFF-structured EXIF block (starting with II/MM), wherever it lives."""
+        return self.memo("exif_bytes", self._find_exif)
+
+    def _find_exif(self) -> bytes | None:
+        raw: bytes | None = None
+        if self.format == "jpeg":
+            for s in self.jpeg_segments():
+                if s.marker == 0xE1 and s.data.startswith(EXIF_PREFIX):
+                    raw = s.data[len(EXIF_PREFIX) :]
+                    break
+        elif self.format == "png":
+            for c in self.png_chunks():
+                if c.type == "eXIf":
+                    raw = self.chunk_data(c)
+                    break
+        elif self.format == "webp":
+            for r in self.webp_chunks():
+                if r.fourcc == "EXIF":
+                    raw = r.data
+                    break
+        elif self.format == "tiff":
+            raw = self.data
+        if raw is not None and raw.startswith(EXIF_PREFIX):
+            # Some writers keep the JPEG-style prefix inside PNG/WebP EXIF chunks.
+            raw = raw[len(EXIF_PREFIX) :]
+        return raw
+
+    def exif(self) -> dict[int, Any]:
+        """Tags of IFD0 and the Exif IFD (one flat dict; the numbers do not clash).
+
+        ASCII values are str, UNDEFINED values bytes, one-element numbers scalars.
+        GPS is reported by ``gps_present()``. Raises DecodeError on bad offsets
+        or IFD loops, naming the offset.
+        """
+        return self.memo("exif_all", self._parse_exif)[0]
+
+    def gps_present(self) -> bool:
+        """True when the EXIF has a GPS IFD with at least one entry."""
+        return bool(self.memo("exif_all", self._parse_exif)[1])
+
+    def exif_byte_order(self) -> str | None:
+        raw = self.exif_bytes()
+        if not raw:
+            return None
+        return {b"II": "little", b"MM": "big"}.get(raw[:2])
+
+    def _parse_exif(self) -> tuple[dict[int, Any], dict[int, Any]]:
+        raw = self.exif_bytes()
+        if not raw:
+            return {}, {}
+        reader = _TiffReader(raw, lambda r: self._error(f"EXIF: {r}"))
+        ifd0_off = reader.header()
+        tags = reader.ifd(ifd0_off, "IFD0")
+        gps: dict[int, Any] = {}
+        exif_ptr = tags.pop(TAG_EXIF_IFD, None)
+        gps_ptr = tags.pop(TAG_GPS_IFD, None)
+        if isinstance(exif_ptr, int):
+            sub = reader.ifd(exif_ptr, "Exif IFD")
+            sub.pop(TAG_INTEROP_IFD, None)
+            for k, v in sub.items():
+                tags.setdefault(k, v)
+        if isinstance(gps_ptr, int):
+            gps = reader.ifd(gps_ptr, "GPS IFD")
+        return tags, gps
+
+    def user_comment_info(self) -> DecodedComment | None:
+        """The EXIF UserComment with its character code; None when absent."""
+        return self.memo("user_comment", self._decode_user_comment)
+
+    def user_comment(self) -> str | None:
+        """EXIF UserComment decoded (UNICODE as UTF-16 BE/LE, ASCII, undefined)."""
+        info = self.user_comment_info()
+        return None if info is None else info.text
+
+    def _decode_user_comment(self) -> DecodedComment | None:
+        raw = self.exif().get(TAG_USER_COMMENT)
+        if raw is None:
+            return None
+        if isinstance(raw, str):
+            raw = raw.encode("latin-1", "replace")
+        elif isinstance(raw, tuple) and all(isinstance(b, int) and 0 <= b < 256 for b in raw):
+            raw = bytes(raw)  # written with type BYTE instead of UNDEFINED
+        if not isinstance(raw, bytes):
+            raise self._error("EXIF: UserComment is not a byte string")
+        info = decode_user_comment(raw, self.exif_byte_order())
+        for p in info.problems:
+            self.note_problem(f"EXIF UserComment: {p}")
+        return info
+
+    # -- XMP -------------------------------------------------------------------
+
+    def xmp(self) -> bytes | None:
+        """The XMP packet (JPEG APP1, PNG iTXt XML:com.adobe.xmp, WebP 'XMP ')."""
+        return self.memo("xmp", self._find_xmp)
+
+    def _find_xmp(self) -> bytes | None:
+        if self.format == "jpeg":
+            for s in self.jpeg_segments():
+                if s.marker == 0xE1 and s.data.startswith(XMP_JPEG_PREFIX):
+                    return s.data[len(XMP_JPEG_PREFIX) :]
+        elif self.format == "png":
+            for t in self.png_text_chunks():
+                if t.key == PNG_XMP_KEY:
+                    return t.text.encode("utf-8")
+        elif self.format == "webp":
+            for r in self.webp_chunks():
+                if r.fourcc == "XMP ":
+                    return r.data
+        return None
+
+    # -- pixels ----------------------------------------------------------------
+
+    def pil(self) -> Image:
+        """A lazily opened PIL image (header read, pixels not yet decoded).
+
+        Raises TooLarge above ``Limits.max_pixels`` and DecodeError when Pillow
+        cannot identify the file.
+        """
+        return self.memo("pil", self._open_pil)
+
+    def _open_pil(self) -> Image:
+        from PIL import Image as PILImage
+        from PIL import UnidentifiedImageError
+
+        try:
+            im = PILImage.open(io.BytesIO(self.data))
+        except PILImage.DecompressionBombError as exc:
+            raise TooLarge(self.path, f"image too large to open safely: {exc}") from exc
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error) as exc:
+            raise self._error(f"Pillow cannot open the image: {exc}") from exc
+        w, h = im.size
+        if w * h > self.limits.max_pixels:
+            raise TooLarge(self.path, f"image is {w}x{h} pixels, limit {self.limits.max_pixels}")
+        return im
+
+    def pixels(self) -> np.ndarray:
+        """Decoded pixels as an H x W x 3 (RGB) or H x W x 4 (RGBA) uint8 array.
+
+        Decoded once and shared by every source that needs pixels (stealth data,
+        NovelAI's signature, watermarks). Other modes are converted, keeping alpha.
+        """
+        return self.memo("pixels", self._decode_pixels)
+
+    def _decode_pixels(self) -> np.ndarray:
+        import numpy as np
+
+        im = self.pil()
+        try:
+            if im.mode not in ("RGB", "RGBA"):
+                has_alpha = "A" in im.getbands() or "transparency" in im.info
+                im = im.convert("RGBA" if has_alpha else "RGB")
+            arr = np.asarray(im)
+        except (OSError, ValueError, SyntaxError, struct.error) as exc:
+            raise self._error(f"pixel data cannot be decoded: {exc}") from exc
+        if arr.dtype != np.uint8 or arr.ndim != 3:
+            raise self._error(f"unexpected pixel layout {arr.dtype} {arr.shape}")
+        return arr
+
+    # -- generator payloads in camera fields -----------------------------------
+
+    def make_model_is_workflow(self) -> bool:
+        """True when EXIF Make/Model hold ComfyUI ``workflow:``/``prompt:`` JSON.
+
+        ComfyUI's WebP/AVIF savers abuse these two tags for its graph; a camera
+        source must not read them as a camera maker and model.
+        """
+        try:
+            tags = self.exif()
+        except InputError:
+            return False
+        return any(is_comfyui_exif_value(tags.get(t)) for t in (TAG_MAKE, TAG_MODEL))
+
+
+def is_comfyui_exif_value(value: object) -> bool:
+    """Does an EXIF string look like ComfyUI's ``workflow:{...}``/``prompt:{...}``?"""
+    if not isinstance(value, str):
+        return False
+    v = value.lstrip()
+    for prefix in ("workflow:", "prompt:", "Workflow:", "Prompt:"):
+        if v.startswith(prefix) and v[len(prefix) :].lstrip().startswith("{"):
+            return True
+    return False
+
+
+def _inflate_bounded(body: bytes, cap: int) -> tuple[bytes, bool]:
+    """Inflate at most ``cap`` bytes; True when more output was left unread."""
+    d = zlib.decompressobj()
+    try:
+        out = d.decompress(body, cap)
+    except zlib.error as exc:
+        raise ValueError(f"zlib stream is corrupt ({exc})") from exc
+    more = bool(d.unconsumed_tail)
+    if not more and not d.eof:
+        # All input consumed without the stream's end: a truncated stream.
+        try:
+            out += d.flush()
+        except zlib.error as exc:
+            raise ValueError(f"zlib stream is corrupt ({exc})") from exc
+        if not d.eof:
+            raise ValueError("zlib stream is truncated")
+    return out[:cap], more
+
+
+_UC_CODES = {
+    b"UNICODE\x00": "unicode",
+    b"ASCII\x00\x00\x00": "ascii",
+    b"JIS\x00\x00\x00\x00\x00": "jis",
+    b"\x00" * 8: "undefined",
+}
+
+
+def decode_user_comment(raw: bytes, byte_order: str | None = None) -> DecodedComment:
+    """Decode an EXIF UserComment (8-byte character code, then the text).
+
+    UNICODE is UTF-16 without a fixed byte order in practice: A1111 (piexif) writes
+    big-endian, some tools little-endian. A BOM decides; otherwise the side where
+    the zero bytes of ASCII-range characters fall; otherwise the TIFF byte order.
+    """
+    problems: list[str] = []
+    code = _UC_CODES.get(raw[:8])
+    body = raw[8:] if code else raw
+    if code == "unicode":
+        enc = _utf16_order(body, byte_order)
+        if body[:2] in (b"\xfe\xff", b"\xff\xfe"):
+            body = body[2:]
+        if len(body) % 2:
+            problems.append("UTF-16 text has an odd number of bytes")
+        text = body.decode(enc, "replace")
+        if "\ufffd" in text:
+            problems.append(f"invalid {enc.upper()}: undecodable bytes replaced")
+        return DecodedComment(text.rstrip("\x00"), enc, tuple(problems))
+    if code == "ascii":
+        # Some cameras store binary maker data under an ASCII code; it is not
+        # text, and not worth a problem report either.
+        text = body.decode("ascii", "replace")
+        return DecodedComment(text.rstrip("\x00"), "ascii")
+    if code == "jis":
+        return DecodedComment(body.decode("shift_jis", "replace").rstrip("\x00"), "jis")
+    # Undefined or no code at all: UTF-8 is what modern writers use; latin-1 never fails.
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = body.decode("latin-1")
+    return DecodedComment(text.rstrip("\x00 "), code or "none", tuple(problems))
+
+
+def _utf16_order(body: bytes, byte_order: str | None) -> str:
+    if body[:2] == b"\xfe\xff":
+        return "utf-16-be"
+    if body[:2] == b"\xff\xfe":
+        return "utf-16-le"
+    sample = body[:4096]
+    even_zeros = sample[0::2].count(0)
+    odd_zeros = sample[1::2].count(0)
+    if even_zeros > odd_zeros:
+        return "utf-16-be"
+    if odd_zeros > even_zeros:
+        return "utf-16-le"
+    return "utf-16-le" if byte_order == "little" else "utf-16-be"
+
+
+# TIFF field types: (struct code, size in bytes)
+_TIFF_TYPES: dict[int, tuple[str, int]] = {
+    1: ("B", 1), 2: ("s", 1), 3: ("H", 2), 4: ("I", 4), 5: ("II", 8), 6: ("b", 1),
+    7: ("s", 1), 8: ("h", 2), 9: ("i", 4), 10: ("ii", 8), 11: ("f", 4), 12: ("d", 8),
+}  # fmt: skip
+
+
+class _TiffReader:
+    """A bounded reader for the handful of IFDs EXIF uses.
+
+    Every offset is checked against the block; each IFD is read at most once, so
+    a pointer back to an IFD already read is reported as a loop, never followed.
+    """
+
+    def __init__(self, raw: bytes, error: Callable[[str], InputError]) -> None:
+        self.raw = raw
+        self.error = error
+        self.order = "<"
+        self.seen: set[int] = set()
+
+    def header(self) -> int:
+        r = self.raw
+        if len(r) < 8 or r[:2] not in (b"II", b"MM"):
+            raise self.error("TIFF header missing (expected 'II' or 'MM')")
+        self.order = "<" if r[:2] == b"II" else ">"
+        magic, off = struct.unpack_from(self.order + "HI", r, 2)
+        if magic != 42:
+            raise self.error(f"bad TIFF magic {magic} (expected 42)")
+        return int(off)
+
+    def ifd(self, off: int, name: str) -> dict[int, Any]:
+        r, o = self.raw, self.order
+        if off in self.seen:
+            raise self.error(f"{name} at offset {off} was already read: IFD loop")
+        self.seen.add(off)
+        if off < 8 or off + 2 > len(r):
+            raise self.error(f"{name} offset {off} outside the EXIF data ({len(r)} bytes)")
+        (count,) = struct.unpack_from(o + "H", r, off)
+        if count > MAX_IFD_ENTRIES or off + 2 + 12 * count > len(r):
+            raise self.error(f"{name} at offset {off} declares {count} entries past the end")
+        tags: dict[int, Any] = {}
+        for i in range(count):
+            e = off + 2 + 12 * i
+            tag, typ, n = struct.unpack_from(o + "HHI", r, e)
+            if typ not in _TIFF_TYPES:
+                continue  # unknown types are skipped, as the TIFF spec asks
+            code, size = _TIFF_TYPES[typ]
+            total = size * n
+            if total <= 4:
+                start = e + 8
+            else:
+                (start,) = struct.unpack_from(o + "I", r, e + 8)
+                if start + total > len(r):
+                    raise self.error(
+                        f"{name} tag 0x{tag:04X} value at offset {start} ({total} bytes) "
+                        f"outside the EXIF data ({len(r)} bytes)"
+                    )
+            tags[tag] = self._value(typ, code, n, r[start : start + total])
+        return tags
+
+    def _value(self, typ: int, code: str, n: int, blob: bytes) -> Any:
+        if typ == 2:
+            return blob.split(b"\x00", 1)[0].decode("utf-8", "replace")
+        if typ == 7:
+            return blob
+        if n > 4096:
+            return None  # long numeric arrays (e.g. maker data) are not evidence here
+        vals = struct.unpack(self.order + code * n, blob)
+        if typ in (5, 10):
+            vals = tuple((vals[i], vals[i + 1]) for i in range(0, len(vals), 2))
+        return vals[0] if len(vals) == 1 else vals

@@ -1,0 +1,63 @@
+"""Generator metadata: what AI image tools write into the files they save.
+
+One module per generator, each with ``evidence(ctx) -> list[Evidence]``:
+``a1111`` (AUTOMATIC1111/Forge infotext, incl. stealth data), ``comfyui``,
+``novelai`` (incl. alpha-channel data and its Ed25519 signature), ``invokeai``,
+``fooocus``, ``swarmui``; ``unknown`` reports prompt-like text none of them
+claimed. A source raises an InputError subclass when the metadata it found is
+malformed; ``generator_evidence`` runs them all and turns such errors into
+``EvidenceError`` records so one bad chunk never hides another source's evidence.
+
+Model hashes named by the metadata are in ``facts["model_signals"]`` as
+``{"type", "value", "role", "name"}`` with ``type`` an assay signal type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ...errors import InputError
+from ...report.provenance import Evidence, EvidenceError
+from ..context import ImageContext
+from . import a1111, comfyui, fooocus, invokeai, novelai, swarmui, unknown
+from .stealth import read_stealth
+
+Source = Callable[[ImageContext], list[Evidence]]
+
+SOURCES: tuple[tuple[str, Source], ...] = (
+    (a1111.SOURCE, a1111.evidence),
+    (comfyui.SOURCE, comfyui.evidence),
+    (novelai.SOURCE, novelai.evidence),
+    (invokeai.SOURCE, invokeai.evidence),
+    (fooocus.SOURCE, fooocus.evidence),
+    (swarmui.SOURCE, swarmui.evidence),
+)
+
+
+def generator_evidence(ctx: ImageContext) -> tuple[list[Evidence], list[EvidenceError]]:
+    """Run every generator source on ``ctx``; (evidence, errors), never raises for bad input.
+
+    Structural problems shared by several sources are reported once: an unreadable
+    EXIF block as source "exif", unusable stealth data as source "stealth".
+    """
+    found: list[Evidence] = []
+    errors: list[EvidenceError] = []
+    for name, source in SOURCES:
+        try:
+            found.extend(source(ctx))
+        except InputError as exc:
+            errors.append(EvidenceError(source=name, message=str(exc)))
+    for name, check in (("exif", ctx.exif), ("stealth", lambda: read_stealth(ctx))):
+        try:
+            check()
+        except InputError as exc:
+            errors.append(EvidenceError(source=name, message=str(exc)))
+    claimed = {loc for ev in found for loc in ev.facts.get("locations", [])}
+    try:
+        found.extend(unknown.evidence(ctx, claimed))
+    except InputError as exc:
+        errors.append(EvidenceError(source=unknown.SOURCE, message=str(exc)))
+    return found, errors
+
+
+__all__ = ["SOURCES", "generator_evidence", "read_stealth"]

@@ -1,0 +1,108 @@
+"""Fooocus: PNG text ``parameters`` holding a JSON object, with ``fooocus_scheme``.
+
+``fooocus_scheme`` is "fooocus" for this JSON form; with "a1111" Fooocus writes an
+A1111 infotext instead, which the ``a1111`` source reads (its Version names
+Fooocus). Model hashes are SHA-256 prefixes of the file, 10 hex (AutoV2).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ...errors import DecodeError
+from ...report.provenance import Evidence
+from ..context import ImageContext
+from ._common import (
+    as_list,
+    as_str,
+    chunk_warnings,
+    clean,
+    describe_model,
+    load_json,
+    model_signal,
+    to_float,
+    to_int,
+    try_json,
+)
+
+SOURCE = "fooocus"
+
+
+def evidence(ctx: ImageContext) -> list[Evidence]:
+    text = ctx.png_text_map()
+    chunks = {c.key: c for c in reversed(ctx.png_text_chunks())}
+    params = chunks.get("parameters")
+    if params is None:
+        return []
+    scheme = text.get("fooocus_scheme", "").strip().lower()
+    sniff = try_json(params.text)
+    looks_fooocus = isinstance(sniff, dict) and (
+        sniff.get("metadata_scheme") == "fooocus"
+        or str(sniff.get("version", "")).startswith("Fooocus")
+    )
+    if scheme != "fooocus" and not looks_fooocus:
+        return []
+    where = f"PNG {params.chunk_type} chunk 'parameters'"
+    meta = load_json(ctx, params.text, where)
+    if not isinstance(meta, dict):
+        raise DecodeError(ctx.path, f"{where}: Fooocus JSON is not an object")
+    facts = fooocus_facts(meta)
+    facts["locations"] = [f"png:{params.chunk_type}:parameters"]
+    facts["warnings"] = chunk_warnings(params)
+    facts = clean(facts)
+    return [Evidence(source=SOURCE, claim="ai-generated", strength="strong",
+                     summary=f"{where} written by Fooocus {describe_model(facts)}.",
+                     facts=facts)]  # fmt: skip
+
+
+def fooocus_facts(meta: dict[str, Any]) -> dict[str, Any]:
+    signals: list[dict[str, Any]] = []
+
+    def add(value: object, role: str, name: object) -> None:
+        sig = model_signal(value, role, name if isinstance(name, str) else None)
+        if sig is not None:
+            signals.append(sig)
+
+    add(meta.get("base_model_hash"), "checkpoint", meta.get("base_model"))
+    refiner = meta.get("refiner_model")
+    if isinstance(refiner, str) and refiner != "None":
+        add(meta.get("refiner_model_hash"), "checkpoint", refiner)
+    loras = []
+    for item in as_list(meta.get("loras")):
+        # [name, weight, hash] lists (newer) or "name : weight" strings (older).
+        if isinstance(item, list) and item and isinstance(item[0], str):
+            entry = {"name": item[0]}
+            if len(item) > 1 and to_float(item[1]) is not None:
+                entry["weight"] = to_float(item[1])
+            if len(item) > 2 and isinstance(item[2], str):
+                entry["hash"] = item[2]
+                add(item[2], "lora", entry["name"])
+            loras.append(entry)
+        elif isinstance(item, str):
+            name, _, weight = item.rpartition(" : ")
+            loras.append(clean({"name": name or item, "weight": to_float(weight)}))
+    size = None
+    m = re.fullmatch(r"\(\s*(\d+)\s*,\s*(\d+)\s*\)", str(meta.get("resolution", "")))
+    if m:
+        size = f"{m.group(1)}x{m.group(2)}"  # Fooocus writes str((width, height))
+    return {
+        "generator": "Fooocus",
+        "version": as_str(meta.get("version")),
+        "prompt": as_str(meta.get("prompt")),
+        "negative_prompt": as_str(meta.get("negative_prompt")),
+        "seed": to_int(meta.get("seed")),
+        "steps": to_int(meta.get("steps")),
+        "sampler": as_str(meta.get("sampler")),
+        "scheduler": as_str(meta.get("scheduler")),
+        "cfg_scale": to_float(meta.get("guidance_scale")),
+        "size": size,
+        "model": as_str(meta.get("base_model")),
+        "model_hash": as_str(meta.get("base_model_hash")),
+        "refiner": refiner if refiner != "None" else None,
+        "vae": as_str(meta.get("vae")),
+        "loras": loras,
+        "styles": as_str(meta.get("styles")),
+        "performance": as_str(meta.get("performance")),
+        "model_signals": signals,
+    }

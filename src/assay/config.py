@@ -42,7 +42,9 @@ def normalize_db_url(url: str) -> str:
 class Limits:
     """Guards against decompression bombs and oversized inputs."""
 
-    max_file_bytes: int = 4 * 1024**3  # 4 GiB; model files are large, images are not
+    # Model files are memory-mapped, never read whole: only hashing time grows with
+    # size (a Flux checkpoint is 24 GB). Images have their own, smaller cap.
+    max_file_bytes: int = 256 * 1024**3
     max_image_bytes: int = 512 * 1024**2
     max_pixels: int = 178_956_970  # Pillow's own bomb threshold x 2
     max_text_chunk: int = 8 * 1024**2

@@ -1,0 +1,217 @@
+"""Matching signals against every enabled bank, through in-memory indexes.
+
+The Matcher loads each signal type's values from the store once into an index
+(Hamming multi-index for PDQ-like types, exact for the rest) and then follows
+the store incrementally: entries added or removed since the last refresh are
+applied to the index, never a rebuild from scratch. Hamming indexes of large
+stores are snapshotted on disk (memory-mapped), so a CLI scan against a bank of
+millions of hashes starts in seconds. Bank metadata (names, content ids, notes,
+thresholds) is looked up only for the few index hits, never on the hot path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import signals as signal_types
+from ..config import data_dir
+from ..report.schema import Match, SignalValue
+from .index import ExactIndex, HammingIndex
+from .store import Store
+
+LOW_QUALITY = 50
+SNAPSHOT_MIN = 200_000  # below this many hashes a reload from the store is cheap enough
+
+
+@dataclass(frozen=True)
+class Query:
+    signal_type: str
+    value: str
+    variant: str | None = None
+    quality: int | None = None
+
+
+class Matcher:
+    def __init__(self, store: Store, *, snapshot_dir: Path | None = None, snapshots: bool = True) -> None:
+        self.store = store
+        self._snapshots = snapshots
+        self._snapshot_root = snapshot_dir or (data_dir() / "index" / _store_key(store))
+        self._hamming: dict[str, HammingIndex] = {}
+        self._exact: dict[str, ExactIndex] = {}
+        self._last_signal_id = 0
+        self._last_seq = 0
+        self._loaded = False
+
+    # -- loading and following the store ---------------------------------------------
+    def load(self) -> None:
+        """Build every index from the store (or its snapshot), then catch up."""
+        self._last_signal_id = self.store.max_signal_id()
+        self._last_seq = self.store.max_change_seq()
+        for st in signal_types.all_types():
+            if st.match == "hamming":
+                self._hamming[st.name] = self._load_hamming(st)
+            else:
+                loaded = self.store.load_signals(st.name, up_to_signal_id=self._last_signal_id)
+                idx = ExactIndex(st.hex_len // 2)
+                if len(loaded.signal_ids):
+                    idx.add(loaded.values, loaded.signal_ids)
+                self._exact[st.name] = idx
+        self._loaded = True
+
+    def _load_hamming(self, st: signal_types.SignalType) -> HammingIndex:
+        snap = self._snapshot_root / st.name
+        state_file = snap / "state.json"
+        if self._snapshots and state_file.is_file():
+            try:
+                state = json.loads(state_file.read_text())
+                idx = HammingIndex.load(snap / "index")
+                changes = self.store.changes_since(state["last_signal_id"], state["last_seq"])
+                if not changes.banks_changed and changes.last_signal_id <= self._last_signal_id:
+                    self._apply_to(idx, st.name, changes)
+                    return idx
+            except Exception:  # a stale or damaged snapshot is only a cache: rebuild
+                pass
+        loaded = self.store.load_signals(st.name, up_to_signal_id=self._last_signal_id)
+        idx = HammingIndex(bits=st.bits)
+        if len(loaded.signal_ids):
+            idx.add(loaded.values, loaded.signal_ids)
+        if self._snapshots and len(idx) >= SNAPSHOT_MIN:
+            self._write_snapshot(st.name, idx)
+        return idx
+
+    def _write_snapshot(self, name: str, idx: HammingIndex) -> None:
+        snap = self._snapshot_root / name
+        tmp = snap.with_name(name + ".tmp")
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            idx.save(tmp / "index")
+            state = {"last_signal_id": self._last_signal_id, "last_seq": self._last_seq}
+            (tmp / "state.json").write_text(json.dumps(state))
+            shutil.rmtree(snap, ignore_errors=True)
+            tmp.rename(snap)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)  # no snapshot; next start rebuilds
+
+    def _apply_to(self, idx: HammingIndex | ExactIndex, signal_type: str, changes) -> None:
+        added = changes.added.get(signal_type) if isinstance(changes.added, dict) else None
+        if added is not None and len(added.signal_ids):
+            idx.add(added.values, added.signal_ids)
+        if len(changes.removed_signal_ids):
+            idx.remove(changes.removed_signal_ids)
+
+    def refresh(self) -> bool:
+        """Apply what changed in the store since the last load/refresh. Returns True
+        if anything changed. A bank enabled or disabled means a full reload."""
+        if not self._loaded:
+            self.load()
+            return True
+        changes = self.store.changes_since(self._last_signal_id, self._last_seq)
+        if changes.banks_changed:
+            self.load()
+            return True
+        changed = bool(len(changes.removed_signal_ids)) or any(
+            len(v.signal_ids) for v in changes.added.values()
+        )
+        for name, idx in [*self._hamming.items(), *self._exact.items()]:
+            self._apply_to(idx, name, changes)
+        self._last_signal_id = changes.last_signal_id
+        self._last_seq = changes.last_seq
+        return changed
+
+    # -- lookups ---------------------------------------------------------------------
+    def lookup(
+        self,
+        queries: Sequence[Query],
+        *,
+        threshold: int | None = None,
+        include_low_quality: bool = False,
+    ) -> list[Match]:
+        """Match queries against every enabled bank.
+
+        ``threshold`` (Hamming types) overrides each bank's own threshold; without
+        it a bank's ``pdq_threshold`` applies, else the signal type's default (31).
+        """
+        if not self._loaded:
+            self.load()
+        hits: list[tuple[Query, int, int]] = []  # (query, signal_id, distance)
+        thresholds = self.store.bank_thresholds()
+        max_bank = max([t for t in thresholds.values() if t is not None], default=0)
+        for q in queries:
+            st = signal_types.get(q.signal_type)
+            if st.match == "hamming":
+                if q.quality is not None and q.quality < LOW_QUALITY and not include_low_quality:
+                    continue
+                idx = self._hamming.get(st.name)
+                if idx is None or len(idx) == 0:
+                    continue
+                radius = threshold if threshold is not None else max(st.default_threshold, max_bank)
+                ids, dists = idx.search(bytes.fromhex(q.value), radius)
+                hits.extend((q, int(i), int(d)) for i, d in zip(ids, dists, strict=True))
+            else:
+                idx_e = self._exact.get(st.name)
+                if idx_e is None or len(idx_e) == 0:
+                    continue
+                hits.extend((q, int(i), 0) for i in idx_e.search(bytes.fromhex(q.value)))
+        if not hits:
+            return []
+        refs = self.store.resolve(sorted({sid for _, sid, _ in hits}))
+        matches: list[Match] = []
+        seen: set[tuple[str, str, str, str | None]] = set()
+        for q, sid, dist in sorted(hits, key=lambda h: (h[2], h[1])):
+            ref = refs.get(sid)
+            if ref is None:  # removed since the index saw it
+                continue
+            st = signal_types.get(ref.signal_type)
+            if st.match == "hamming":
+                limit = threshold
+                if limit is None:
+                    limit = ref.bank_pdq_threshold if ref.bank_pdq_threshold is not None else st.default_threshold
+                if dist > limit:
+                    continue
+            key = (ref.bank, ref.content_id, ref.signal_type, q.variant)
+            if key in seen:
+                continue
+            seen.add(key)
+            matches.append(
+                Match(
+                    bank=ref.bank,
+                    content_id=ref.content_id,
+                    signal_type=ref.signal_type,
+                    value=ref.value,
+                    distance=dist,
+                    query_variant=q.variant,
+                    note=ref.note,
+                )
+            )
+        return matches
+
+    def match_signals(
+        self,
+        signals: Iterable[SignalValue],
+        *,
+        threshold: int | None = None,
+        include_low_quality: bool = False,
+    ) -> list[Match]:
+        queries = [Query(s.type, s.value, s.variant, s.quality) for s in signals]
+        return self.lookup(queries, threshold=threshold, include_low_quality=include_low_quality)
+
+    def size(self) -> dict[str, int]:
+        if not self._loaded:
+            self.load()
+        return {k: len(v) for k, v in [*self._hamming.items(), *self._exact.items()] if len(v)}
+
+
+def _store_key(store: Store) -> str:
+    return hashlib.sha256(store.url_for_display.encode()).hexdigest()[:16]
+
+
+def hex_codes(values: Iterable[str]) -> np.ndarray:
+    return np.frombuffer(bytes.fromhex("".join(values)), dtype=np.uint8)

@@ -1,0 +1,61 @@
+"""Terminal rendering with Rich. Text from files is data: it is always escaped."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from .schema import FileRecord, Match
+
+
+def safe(value: Any, limit: int = 200) -> Text:
+    """Text from untrusted files: control characters shown escaped, no markup, bounded."""
+    s = str(value)
+    if len(s) > limit:
+        s = s[: limit - 1] + "…"
+    s = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in s)
+    return Text(s)
+
+
+def matches_table(matches: Sequence[Match], title: str | None = None) -> Table:
+    t = Table(title=title, show_lines=False)
+    for col in ("bank", "content id", "signal", "distance", "variant", "note"):
+        t.add_column(col)
+    for m in matches:
+        t.add_row(
+            safe(m.bank),
+            safe(m.content_id),
+            m.signal_type,
+            str(m.distance),
+            m.query_variant or "",
+            safe(m.note or "", 60),
+        )
+    return t
+
+
+def print_record(console: Console, rec: FileRecord) -> None:
+    head = Text.assemble((rec.path, "bold"), f"  {rec.kind}", f" / {rec.format}" if rec.format else "")
+    console.print(safe(head.plain, 400))
+    if rec.image:
+        im = rec.image
+        line = f"  {im.format} {im.width}x{im.height} {im.mode}"
+        if im.exif_orientation and im.exif_orientation != 1:
+            line += f"  EXIF orientation {im.exif_orientation} ({'applied' if im.exif_transposed else 'not applied'})"
+        console.print(line)
+    for s in rec.signals:
+        extra = []
+        if s.quality is not None:
+            extra.append(f"quality {s.quality}" + (" (low: not matched by default)" if s.quality < 50 else ""))
+        if s.variant:
+            extra.append(s.variant)
+        if s.mode:
+            extra.append(s.mode)
+        console.print(Text(f"  {s.type:<7} {s.value}" + (f"  [{', '.join(extra)}]" if extra else "")))
+    if rec.matches:
+        console.print(matches_table(rec.matches, title="matches"))
+    for e in rec.errors:
+        console.print(Text(f"  error ({e.stage}, {e.code}): ", style="red") + safe(e.message, 400))

@@ -1,0 +1,118 @@
+"""Matching through the store and the index, on SQLite and on the real PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assay.banks import matcher as matcher_mod
+from assay.banks.matcher import Matcher, Query
+from assay.banks.store import Store
+
+
+def _flip(hex_value: str, nbits: int, rng: np.random.Generator) -> str:
+    b = np.frombuffer(bytes.fromhex(hex_value), dtype=np.uint8).copy()
+    bits = np.unpackbits(b)
+    idx = rng.choice(256, size=nbits, replace=False)
+    bits[idx] ^= 1
+    return np.packbits(bits).tobytes().hex()
+
+
+def _rand_hex(rng: np.random.Generator) -> str:
+    return rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'banks.sqlite3'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    s = Store(url)
+    yield s
+    s.close()
+
+
+def test_thresholds_per_bank_and_per_query(store: Store, tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    q = _rand_hex(rng)
+    store.create_bank("strict", pdq_threshold=20)
+    store.create_bank("loose")
+    for d in (0, 10, 20, 21, 31, 32, 40):
+        store.add_entry("strict", f"s{d}", {"pdq": _flip(q, d, rng)})
+        store.add_entry("loose", f"l{d}", {"pdq": _flip(q, d, rng)})
+    for _ in range(200):  # unrelated noise
+        store.add_entry("loose", f"noise{_}", {"pdq": _rand_hex(rng)})
+    m = Matcher(store, snapshot_dir=tmp_path / "snap")
+    found = {(x.bank, x.content_id, x.distance) for x in m.lookup([Query("pdq", q)])}
+    assert found == {("strict", f"s{d}", d) for d in (0, 10, 20)} | {("loose", f"l{d}", d) for d in (0, 10, 20, 21, 31)}
+    # a query threshold overrides every bank's
+    found = {(x.bank, x.content_id) for x in m.lookup([Query("pdq", q)], threshold=10)}
+    assert found == {("strict", "s0"), ("strict", "s10"), ("loose", "l0"), ("loose", "l10")}
+    found = {x.content_id for x in m.lookup([Query("pdq", q)], threshold=40)}
+    assert {"s32", "s40", "l32", "l40"} <= found
+
+
+def test_follows_adds_removes_and_bank_switches(store: Store, tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    a, b = _rand_hex(rng), _rand_hex(rng)
+    md5 = "d41d8cd98f00b204e9800998ecf8427e"
+    store.create_bank("known")
+    store.add_entry("known", "a", {"pdq": a, "md5": md5}, note="first")
+    m = Matcher(store, snapshot_dir=tmp_path / "snap")
+    m.load()
+    assert [x.content_id for x in m.lookup([Query("pdq", b)])] == []
+    store.add_entry("known", "b", {"pdq": _flip(b, 5, rng)})
+    assert m.refresh()
+    hits = m.lookup([Query("pdq", b)])
+    assert [(x.content_id, x.distance) for x in hits] == [("b", 5)]
+    hits = m.lookup([Query("md5", md5)])
+    assert [(x.content_id, x.signal_type, x.note) for x in hits] == [("a", "md5", "first")]
+    store.remove_entry("known", "a")
+    m.refresh()
+    assert m.lookup([Query("pdq", a)]) == [] and m.lookup([Query("md5", md5)]) == []
+    store.set_bank_enabled("known", False)
+    m.refresh()
+    assert m.lookup([Query("pdq", b)]) == []
+    store.set_bank_enabled("known", True)
+    m.refresh()
+    assert [x.content_id for x in m.lookup([Query("pdq", b)])] == ["b"]
+
+
+def test_low_quality_not_matched_unless_asked(store: Store, tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    a = _rand_hex(rng)
+    store.create_bank("k")
+    store.add_entry("k", "a", {"pdq": a})
+    m = Matcher(store, snapshot_dir=tmp_path / "snap")
+    assert m.lookup([Query("pdq", a, quality=49)]) == []
+    assert len(m.lookup([Query("pdq", a, quality=49)], include_low_quality=True)) == 1
+    assert len(m.lookup([Query("pdq", a, quality=50)])) == 1
+
+
+def test_snapshot_is_reused_and_caught_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(matcher_mod, "SNAPSHOT_MIN", 10)
+    rng = np.random.default_rng(4)
+    codes = [_rand_hex(rng) for _ in range(50)]
+    with Store(f"sqlite:///{tmp_path / 'b.sqlite3'}") as store:
+        store.create_bank("k")
+        for i, c in enumerate(codes):
+            store.add_entry("k", f"e{i}", {"pdq": c})
+        snap = tmp_path / "snap"
+        Matcher(store, snapshot_dir=snap).load()
+        assert (snap / "pdq" / "state.json").is_file()
+        late = _rand_hex(rng)
+        store.add_entry("k", "late", {"pdq": late})
+        store.remove_entry("k", "e0")
+        m2 = Matcher(store, snapshot_dir=snap)
+        m2.load()
+        assert [x.content_id for x in m2.lookup([Query("pdq", late)])] == ["late"]
+        assert m2.lookup([Query("pdq", codes[0])]) == []
+        assert [x.content_id for x in m2.lookup([Query("pdq", codes[7])])] == ["e7"]
+        # a damaged snapshot is only a cache: rebuilt, never trusted
+        for f in (snap / "pdq" / "index").iterdir():
+            f.write_bytes(b"garbage")
+        m3 = Matcher(store, snapshot_dir=snap)
+        assert [x.content_id for x in m3.lookup([Query("pdq", codes[7])])] == ["e7"]

@@ -1,0 +1,69 @@
+"""The image-hash analyzer: fills ``record.image`` and the md5/sha256/pdq signals."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from ..errors import AssayError
+from ..report.schema import FileRecord, ImageInfo, SignalValue
+from ..scan.analyzer import Subject
+from .hashes import LOW_QUALITY, file_digests, hash_image_bytes, read_limited
+
+CACHE_BYTES = "bytes"  # key under which later analyzers (provenance) find the file
+
+
+class ImageHashAnalyzer:
+    """assay.scan.analyzer.Analyzer for images."""
+
+    name: ClassVar[str] = "image-hash"
+    kinds: ClassVar[frozenset[str]] = frozenset({"image"})
+
+    def analyze(self, subject: Subject, record: FileRecord) -> None:
+        settings = subject.settings
+        data = subject.cache.get(CACHE_BYTES)
+        if not isinstance(data, bytes):
+            data = read_limited(subject.path, settings.limits.max_image_bytes)
+            subject.cache[CACHE_BYTES] = data
+        try:
+            hashes = hash_image_bytes(
+                data,
+                path=str(subject.path),
+                mode=settings.pdq_mode,
+                exif_transpose=settings.exif_transpose,
+                dihedral=settings.dihedral,
+                limits=settings.limits,
+            )
+        except AssayError:
+            # Pixels that cannot be decoded still have bytes: an exact hash can
+            # match a known file even when it is damaged or in an odd format.
+            md5, sha256 = file_digests(data)
+            record.signals.append(SignalValue(type="md5", value=md5))
+            record.signals.append(SignalValue(type="sha256", value=sha256))
+            raise
+        record.image = ImageInfo(
+            format=hashes.format,
+            width=hashes.width,
+            height=hashes.height,
+            mode=hashes.mode,
+            frames=hashes.frames,
+            exif_orientation=hashes.exif_orientation,
+            exif_transposed=hashes.exif_transposed,
+            low_quality=hashes.quality < LOW_QUALITY,
+        )
+        record.signals.append(SignalValue(type="md5", value=hashes.md5))
+        record.signals.append(SignalValue(type="sha256", value=hashes.sha256))
+        record.signals.append(
+            SignalValue(type="pdq", value=hashes.pdq, quality=hashes.quality, mode=hashes.pdq_mode)
+        )
+        for variant, value in (hashes.dihedral or {}).items():
+            if variant == "original":
+                continue
+            record.signals.append(
+                SignalValue(
+                    type="pdq",
+                    value=value,
+                    quality=hashes.quality,
+                    variant=variant,
+                    mode=hashes.pdq_mode,
+                )
+            )

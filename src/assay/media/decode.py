@@ -1,0 +1,278 @@
+"""Image decoding for hashing: header-first limits, whitelisted formats, two pixel paths.
+
+Every failure becomes an assay error naming the file and the reason. Decoding runs
+from bytes already in memory (the caller read the file once for MD5/SHA-256 too).
+
+* ``reference_pixels``: the full image as python-threatexchange feeds PDQ
+  (``Image.open``, no EXIF transpose, modes other than RGB/L converted to RGB).
+* ``reduced_luma``: a small luma plane plus how many original pixels each of its
+  pixels stands for. JPEGs are decoded by libjpeg at 1/2, 1/4 or 1/8 scale (luma
+  only: JPEG's Y channel uses PDQ's Rec. 601 weights); other formats are decoded
+  fully and shrunk by whole-block averages. Images too small to shrink are decoded
+  fully, which makes the fast hash equal to the reference one there.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from ..config import Limits
+from ..errors import AssayError, DecodeError, TooLarge, UnsupportedFormat
+from ..sniff import sniff_bytes
+from .pdq import luma_of
+
+# Our format name -> Pillow's. Only these parsers ever see untrusted bytes: Pillow
+# also knows formats (EPS runs Ghostscript, for one) that have no place here.
+FORMATS: dict[str, str] = {
+    "jpeg": "JPEG",
+    "png": "PNG",
+    "webp": "WEBP",
+    "gif": "GIF",
+    "tiff": "TIFF",
+    "bmp": "BMP",
+    "avif": "AVIF",
+    "heif": "HEIF",
+}
+
+# Fast-path reduction, chosen on the shared PDQ vectors and generated photos (see
+# bench/RESULTS-hashing.md). Images whose short side is under REDUCE_FROM are decoded
+# fully: there PDQ's own filter is only a few pixels wide and any shrinking first
+# moves bits (up to 48 on 256-px textures), while a full decode costs little.
+REDUCE_FROM = 512
+# JPEG: libjpeg's 1/8 scale decodes DC coefficients only and is ~4x faster than
+# 1/4 or 1/2, so take the largest scale leaving at least this many pixels on the
+# short side (~1.25 per PDQ cell; the weights account for each block exactly).
+JPEG_MIN_SIDE = 80
+# Other formats decode fully anyway; shrinking to ~4 pixels per PDQ cell only
+# saves work in the luma and filter steps, at no measurable cost in bits.
+REDUCE_TARGET = 256
+
+_EXIF_ORIENTATION = 0x0112
+_TRANSPOSE: dict[int, Image.Transpose] = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SWAPS_AXES = frozenset({5, 6, 7, 8})
+
+_heif_state: bool | None = None
+
+
+def _heif_available() -> bool:
+    """Register pillow-heif's opener on first use; False when it is not installed."""
+    global _heif_state
+    if _heif_state is None:
+        try:
+            import pillow_heif  # type: ignore[import-untyped]
+
+            pillow_heif.register_heif_opener()
+            _heif_state = True
+        except Exception:  # missing or broken optional plugin: HEIF is then unsupported
+            _heif_state = False
+    return _heif_state
+
+
+@contextmanager
+def _quiet_pillow() -> Iterator[None]:
+    """Silence Pillow's warnings while it parses untrusted bytes.
+
+    Its decompression-bomb warning duplicates our own pixel limit, and its
+    damaged-file warnings ("Tag data larger than file") would spray a scan's
+    terminal; real damage still surfaces as a DecodeError. catch_warnings is
+    process-wide state restored on exit; scans run analyzers in processes.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.filterwarnings("ignore", module=r"PIL\.")
+        yield
+
+
+@dataclass
+class OpenedImage:
+    """An image whose header passed the limits; pixels not decoded yet."""
+
+    image: Image.Image
+    path: str
+    format: str  # our name: "jpeg", "png", ...
+    width: int
+    height: int
+    mode: str  # as stored, before any conversion
+
+
+def _fail(path: str, fmt: str, exc: BaseException) -> AssayError:
+    if isinstance(exc, AssayError):
+        return exc
+    if isinstance(exc, Image.DecompressionBombError):
+        return TooLarge(path, f"{fmt} image exceeds Pillow's decompression-bomb limit: {exc}")
+    if isinstance(exc, MemoryError):
+        return TooLarge(path, f"not enough memory to decode this {fmt} image")
+    reason = str(exc) or type(exc).__name__
+    return DecodeError(path, f"cannot decode {fmt} image: {reason}")
+
+
+def open_image(data: bytes, path: str, limits: Limits) -> OpenedImage:
+    """Identify the format by magic bytes and read only the header; enforce limits."""
+    if len(data) == 0:
+        raise DecodeError(path, "empty file")
+    if len(data) > limits.max_image_bytes:
+        raise TooLarge(
+            path, f"{len(data)} bytes exceeds the image limit of {limits.max_image_bytes} bytes"
+        )
+    sniffed = sniff_bytes(data[:64], len(data))
+    fmt = sniffed.format
+    if sniffed.kind != "image" or fmt not in FORMATS:
+        raise UnsupportedFormat(
+            path,
+            "not a supported image (JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF, HEIC)",
+        )
+    if fmt == "heif" and not _heif_available():
+        raise UnsupportedFormat(
+            path, "HEIC/HEIF image", hint="install the pillow-heif package to hash HEIC files"
+        )
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        # Someone switched Pillow to fill missing data with gray; a hash of that
+        # would be a hash of pixels that are not in the file.
+        raise DecodeError(path, "Pillow's LOAD_TRUNCATED_IMAGES is on; refusing to hash")
+    try:
+        with _quiet_pillow():
+            im = Image.open(io.BytesIO(data), formats=[FORMATS[fmt]])
+    except UnidentifiedImageError:
+        raise DecodeError(path, f"corrupt {fmt} header: Pillow cannot identify the image") from None
+    except Exception as exc:
+        raise _fail(path, fmt, exc) from exc
+    width, height = im.size
+    if width <= 0 or height <= 0:
+        raise DecodeError(path, f"image has zero pixels ({width}x{height})")
+    if width * height > limits.max_pixels:
+        raise TooLarge(
+            path,
+            f"{width}x{height} = {width * height} pixels exceeds the limit of "
+            f"{limits.max_pixels} pixels (possible decompression bomb)",
+        )
+    return OpenedImage(im, path, fmt, width, height, im.mode)
+
+
+def _load(opened: OpenedImage, im: Image.Image) -> Image.Image:
+    try:
+        with _quiet_pillow():
+            im.load()
+            if im.mode not in ("RGB", "L"):
+                im = im.convert("RGB")
+    except Exception as exc:
+        raise _fail(opened.path, opened.format, exc) from exc
+    return im
+
+
+def _orient(opened: OpenedImage, im: Image.Image, exif_transpose: bool) -> Oriented:
+    """Read the EXIF orientation of the loaded image and apply it if asked.
+
+    Read after loading on purpose: PNG may keep EXIF after the pixel data, and
+    Pillow would otherwise decode the image just to look for it.
+    """
+    orientation = exif_orientation(opened)
+    method = _TRANSPOSE.get(orientation or 0) if exif_transpose else None
+    if method is not None:
+        im = im.transpose(method)
+    return Oriented(im, orientation, method is not None)
+
+
+@dataclass
+class Oriented:
+    image: Image.Image
+    orientation: int | None  # the tag value found, applied or not
+    transposed: bool
+
+
+def reference_pixels(
+    opened: OpenedImage, exif_transpose: bool = False
+) -> tuple[np.ndarray, Oriented]:
+    """(H, W, 3) uint8 pixels as python-threatexchange feeds PDQ (optionally
+    transposed per EXIF orientation first)."""
+    oriented = _orient(opened, _load(opened, opened.image), exif_transpose)
+    arr = np.asarray(oriented.image)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    return arr, oriented
+
+
+@dataclass
+class ReducedLuma:
+    luma: np.ndarray  # float32 (h, w), in the orientation that gets hashed
+    orig_size: tuple[int, int]  # (W, H) of the full image in that orientation
+    block: tuple[int, int]  # original pixels per reduced pixel along (x, y)
+
+
+def _jpeg_scale(width: int, height: int) -> int:
+    short = min(width, height)
+    if short < REDUCE_FROM:
+        return 1
+    return next((s for s in (8, 4, 2) if short // s >= JPEG_MIN_SIDE), 1)
+
+
+def _block(width: int, height: int) -> int:
+    short = min(width, height)
+    return 1 if short < REDUCE_FROM else short // REDUCE_TARGET
+
+
+def reduced_luma(opened: OpenedImage, exif_transpose: bool = False) -> tuple[ReducedLuma, Oriented]:
+    """A small luma plane of the image, or the full one for small images."""
+    im = opened.image
+    w, h = opened.width, opened.height
+    block = 1
+    try:
+        if opened.format == "jpeg":
+            scale = _jpeg_scale(w, h)
+            if scale > 1:
+                # libjpeg then skips most of the IDCT and, in "L", the colour
+                # conversion. Requesting w//scale x h//scale makes it pick `scale`.
+                im.draft("L", (w // scale, h // scale))
+                if im.size != (w, h):
+                    block = scale
+                    # The filter weights assume exactly this geometry.
+                    if im.size != (-(-w // scale), -(-h // scale)):
+                        raise DecodeError(
+                            opened.path, f"unexpected reduced JPEG size {im.size} at 1/{scale}"
+                        )
+        im = _load(opened, im)
+        if opened.format != "jpeg":
+            block = _block(w, h)
+            if block > 1:
+                im = im.reduce(block)
+    except AssayError:
+        raise
+    except Exception as exc:
+        raise _fail(opened.path, opened.format, exc) from exc
+    oriented = _orient(opened, im, exif_transpose)
+    size = (w, h)
+    if oriented.transposed and oriented.orientation in _SWAPS_AXES:
+        size = (h, w)
+    return ReducedLuma(luma_of(np.asarray(oriented.image)), size, (block, block)), oriented
+
+
+def exif_orientation(opened: OpenedImage) -> int | None:
+    """The EXIF orientation tag, or None; a malformed EXIF block does not stop hashing."""
+    try:
+        with _quiet_pillow():
+            value = opened.image.getexif().get(_EXIF_ORIENTATION)
+    except Exception:  # corrupt EXIF carries no evidence; it is not a decode failure
+        return None
+    return value if isinstance(value, int) else None
+
+
+def frame_count(opened: OpenedImage) -> int:
+    try:
+        with _quiet_pillow():
+            return max(1, int(getattr(opened.image, "n_frames", 1)))
+    except Exception:  # a damaged later frame does not unmake the first
+        return 1

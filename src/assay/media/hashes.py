@@ -1,0 +1,129 @@
+"""Hashes of one image: PDQ (with quality, optionally the 8 dihedral variants),
+MD5 and SHA-256 of the file bytes. The file is read once; pixels are decoded
+from those bytes in memory."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ..config import Limits
+from ..errors import InputError, TooLarge
+from . import decode
+from .pdq import PdqResult, fast_pdq, reference_pdq
+
+PdqMode = Literal["fast", "reference"]
+PDQ_MODES: tuple[str, ...] = ("fast", "reference")
+DEFAULT_LIMITS = Limits()  # frozen, so one shared default is safe
+LOW_QUALITY = 50  # below this PDQ bits are unstable; the record says so, matching decides
+
+
+@dataclass
+class ImageHashes:
+    format: str
+    width: int  # as stored, before any EXIF transpose
+    height: int
+    mode: str  # Pillow mode as stored
+    frames: int
+    exif_orientation: int | None
+    exif_transposed: bool  # pixels were rotated/flipped before hashing (never for 1)
+    pdq: str  # 64 hex digits
+    quality: int  # PDQ quality 0-100
+    pdq_mode: str  # "fast" | "reference"
+    md5: str
+    sha256: str
+    dihedral: dict[str, str] | None  # variant name -> PDQ hex, when asked for
+
+    @property
+    def low_quality(self) -> bool:
+        return self.quality < LOW_QUALITY
+
+
+def file_digests(data: bytes) -> tuple[str, str]:
+    """(md5, sha256) hex of the bytes."""
+    return hashlib.md5(data, usedforsecurity=False).hexdigest(), hashlib.sha256(data).hexdigest()
+
+
+def hash_image_bytes(
+    data: bytes,
+    *,
+    path: str = "<bytes>",
+    mode: PdqMode | str = "fast",
+    exif_transpose: bool = False,
+    dihedral: bool = False,
+    limits: Limits = DEFAULT_LIMITS,
+) -> ImageHashes:
+    """Hash an image held in memory. Raises UnsupportedFormat, DecodeError or TooLarge
+    (each naming ``path`` and the reason); never anything else for bad input."""
+    if mode not in PDQ_MODES:
+        raise ValueError(f"unknown PDQ mode {mode!r} (use 'fast' or 'reference')")
+    opened = decode.open_image(data, path, limits)
+    result: PdqResult
+    if mode == "reference":
+        pixels, oriented = decode.reference_pixels(opened, exif_transpose)
+        result = reference_pdq(pixels, dihedral=dihedral)
+    else:
+        reduced, oriented = decode.reduced_luma(opened, exif_transpose)
+        result = fast_pdq(reduced.luma, reduced.orig_size, reduced.block, dihedral=dihedral)
+    md5, sha256 = file_digests(data)
+    return ImageHashes(
+        format=opened.format,
+        width=opened.width,
+        height=opened.height,
+        mode=opened.mode,
+        frames=decode.frame_count(opened),
+        exif_orientation=oriented.orientation,
+        exif_transposed=oriented.transposed,
+        pdq=result.hex,
+        quality=result.quality,
+        pdq_mode=mode,
+        md5=md5,
+        sha256=sha256,
+        dihedral=result.dihedral,
+    )
+
+
+def read_limited(path: str | os.PathLike[str], max_bytes: int) -> bytes:
+    """The whole file in one read, refusing files over ``max_bytes`` without reading them."""
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > max_bytes:
+                raise TooLarge(p, f"{size} bytes exceeds the image limit of {max_bytes} bytes")
+            # Read one byte past the limit: a file growing under us is caught too.
+            data = f.read(max_bytes + 1)
+    except IsADirectoryError:
+        raise InputError(p, "is a directory, not an image file") from None
+    except FileNotFoundError:
+        raise InputError(p, "file not found") from None
+    except PermissionError:
+        raise InputError(p, "permission denied") from None
+    except OSError as exc:
+        raise InputError(p, f"cannot read file: {exc.strerror or exc}") from None
+    if len(data) > max_bytes:
+        raise TooLarge(p, f"file exceeds the image limit of {max_bytes} bytes")
+    return data
+
+
+def hash_image_file(
+    path: str | os.PathLike[str],
+    *,
+    mode: PdqMode | str = "fast",
+    exif_transpose: bool = False,
+    dihedral: bool = False,
+    limits: Limits = DEFAULT_LIMITS,
+) -> ImageHashes:
+    """Hash an image file: one bounded read, then everything from memory."""
+    data = read_limited(path, limits.max_image_bytes)
+    return hash_image_bytes(
+        data,
+        path=str(path),
+        mode=mode,
+        exif_transpose=exif_transpose,
+        dihedral=dihedral,
+        limits=limits,
+    )

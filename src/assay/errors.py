@@ -96,3 +96,54 @@ class BankImportError(AssayError):
             f"{source}: import rejected, nothing was imported: {first}{more}",
             hint="fix the listed lines and import again",
         )
+
+
+class InvalidBankInput(AssayError):
+    """A bank name, content id, note or meta given to the store is not acceptable."""
+
+    code = "invalid-bank-input"
+
+
+class UnsafeInput(InputError):
+    """A file carries content that would run code if loaded the usual way (e.g. a
+    pickle importing ``os.system``); assay refuses to go further than its scan.
+
+    ``details`` holds the evidence (for model files: the pickle safety reports).
+    """
+
+    code = "unsafe-input"
+
+    def __init__(
+        self, path: str | Path, reason: str, *, details: list[object] | None = None
+    ) -> None:
+        super().__init__(path, reason, hint="do not load this file with pickle or torch.load")
+        self.details = details or []
+
+
+# --- service (HTTP API) errors -------------------------------------------------------
+class Unauthorized(AssayError):
+    """No API key, or one that is unknown or revoked."""
+
+    code = "unauthorized"
+
+
+class Forbidden(AssayError):
+    """A valid API key whose role does not allow the operation."""
+
+    code = "forbidden"
+
+
+class RateLimited(AssayError):
+    """Too many requests for one API key; ``retry_after`` is in seconds."""
+
+    code = "rate-limited"
+
+    def __init__(self, message: str, *, retry_after: float, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after
+
+
+class NotFound(AssayError):
+    """A named thing (entry, job, key) does not exist."""
+
+    code = "not-found"

@@ -1,0 +1,617 @@
+"""Lineage questions answered from fingerprints alone.
+
+Given the fingerprint of a suspect model and a few bank entries (flagged
+checkpoints, flagged LoRAs, known bases), :func:`answer` says, each with a score
+and a plain explanation:
+
+* **same weights** as entry X: every common tensor within ``SAME_TOL`` relative
+  distance (fp16/bf16 conversion, re-saving, EMA pruning and renaming stay far below);
+* **derived from** X: cosine of the sketches >= ``DERIVED_COS``, with the relative
+  distance per component and which components were left identical, fine-tuned or
+  replaced (an unrelated model of the same shape has a cosine near 0);
+* **merge** of X, Y, ...: non-negative least squares of the suspect's sketches on
+  the entries' sketches, per component (Lawson-Hanson active set on the Gram matrix,
+  in numpy: the problem has a handful of unknowns, scipy is not needed);
+* **contains LoRA** L at strength s: the residual ``suspect - reconstruction`` is
+  projected onto the LoRA's delta sketches (jointly for several LoRAs); reported when
+  ``s >= LORA_MIN`` and the estimate is ``LORA_Z`` standard errors away from 0;
+* **low-rank delta** of unknown origin: the residual's sketch, tensor by tensor, has
+  a few singular values far above the rest (a merged LoRA of rank r < k/2).
+
+Everything is linear algebra on k x k sketches, so no base weights are needed.
+Fingerprints that cannot be compared (different sketch size, no common tensor,
+mismatched shapes, NaN/Inf) give a :class:`NotComparable` entry, never an exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from .fingerprint import COMPONENTS, Fingerprint, FlatSketches, component_of
+
+__all__ = [
+    "BankModel",
+    "ComponentDiff",
+    "ContainsLora",
+    "DerivedFrom",
+    "LineageReport",
+    "LowRankDelta",
+    "MergeOf",
+    "NotComparable",
+    "SameWeights",
+    "answer",
+    "nnls",
+]
+
+SAME_TOL = 0.004  # relative sketch distance; bf16 rounding measures 0.0017, fp16 0.0002
+DERIVED_COS = 0.5  # unrelated random-init models: |cos| < 0.05 over a whole component
+REPLACED_COS = 0.3  # a component this far from the entry's was swapped, not tuned
+MERGE_MIN = 0.05  # smallest ratio reported as a merge ingredient
+MERGE_R2 = 0.9  # the merge must explain this share of the suspect's sketch energy
+LORA_MIN = 0.05  # smallest strength reported
+LORA_Z = 8.0  # standard errors: strict, because a false match is a false accusation
+LOWRANK_GAP = 4.0  # singular values above this multiple of the median are "signal"
+LOWRANK_SHARE = 0.5  # share of the residual energy that must be low-rank
+DELTA_MIN = 0.005  # residual below this relative norm is conversion noise, not a change
+LOWRANK_TENSORS = 128  # SVDs per query for the low-rank question
+
+Status = Literal["identical", "fine-tuned", "replaced", "only-in-suspect", "only-in-entry"]
+
+
+@dataclass(frozen=True)
+class BankModel:
+    """A bank entry with its fingerprint. ``kind`` is checkpoint, lora or base."""
+
+    bank: str
+    content_id: str
+    kind: str
+    fingerprint: Fingerprint
+    role: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.bank}/{self.content_id}"
+
+
+@dataclass
+class ComponentDiff:
+    component: str
+    status: Status
+    relative_distance: float | None
+    cosine: float | None
+    tensors: int
+
+
+@dataclass
+class SameWeights:
+    entry: str
+    kind: str
+    score: float
+    components: list[str]
+    explanation: str
+
+
+@dataclass
+class DerivedFrom:
+    entry: str
+    kind: str
+    score: float
+    components: list[ComponentDiff]
+    explanation: str
+
+
+@dataclass
+class MergeOf:
+    component: str
+    parts: dict[str, float]  # entry label -> ratio
+    score: float  # share of the suspect's sketch energy explained (R^2)
+    explanation: str
+
+
+@dataclass
+class ContainsLora:
+    entry: str
+    strength: float
+    score: float  # |strength| in standard errors
+    tensors: int
+    explanation: str
+
+
+@dataclass
+class LowRankDelta:
+    rank: int
+    score: float  # share of the residual's energy in its low-rank part
+    tensors: int
+    explanation: str
+
+
+@dataclass
+class NotComparable:
+    entry: str | None
+    reason: str
+
+
+@dataclass
+class LineageReport:
+    same: list[SameWeights] = field(default_factory=list)
+    derived: list[DerivedFrom] = field(default_factory=list)
+    merges: list[MergeOf] = field(default_factory=list)
+    loras: list[ContainsLora] = field(default_factory=list)
+    low_rank: LowRankDelta | None = None
+    not_comparable: list[NotComparable] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def found(self) -> bool:
+        return bool(self.same or self.derived or self.merges or self.loras or self.low_rank)
+
+    def explanations(self) -> list[str]:
+        lines = [f.explanation for f in self.same] + [f.explanation for f in self.derived]
+        lines += [m.explanation for m in self.merges] + [lo.explanation for lo in self.loras]
+        if self.low_rank:
+            lines.append(self.low_rank.explanation)
+        lines += [f"not comparable with {n.entry or 'the bank'}: {n.reason}" for n in self.not_comparable]
+        if not self.found:
+            lines.append("no lineage evidence against the bank entries compared "
+                         "(this is not evidence of an original model)")
+        return lines + self.notes
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------------
+# NNLS
+# ---------------------------------------------------------------------------------------
+
+
+def nnls(gram: np.ndarray, rhs: np.ndarray, *, max_iter: int = 500) -> np.ndarray:
+    """argmin_{w >= 0} ||A w - b||^2 given G = A^T A and h = A^T b (Lawson-Hanson)."""
+    g = np.asarray(gram, dtype=np.float64)
+    h = np.asarray(rhs, dtype=np.float64)
+    n = h.size
+    w = np.zeros(n)
+    passive = np.zeros(n, dtype=bool)
+    scale = max(float(np.max(np.abs(np.diag(g)))) if n else 0.0, 1e-300)
+    tol = 1e-10 * scale
+    ridge = 1e-12 * scale
+
+    def solve(mask: np.ndarray) -> np.ndarray:
+        z = np.zeros(n)
+        idx = np.flatnonzero(mask)
+        sub = g[np.ix_(idx, idx)] + ridge * np.eye(idx.size)
+        z[idx] = np.linalg.lstsq(sub, h[idx], rcond=None)[0]
+        return z
+
+    for _ in range(max_iter):
+        grad = h - g @ w
+        grad[passive] = -np.inf
+        j = int(np.argmax(grad)) if n else 0
+        if n == 0 or grad[j] <= tol:
+            break
+        passive[j] = True
+        for _ in range(max_iter):
+            z = solve(passive)
+            if np.all(z[passive] > 0):
+                w = z
+                break
+            neg = passive & (z <= 0)
+            step = np.min(w[neg] / np.maximum(w[neg] - z[neg], 1e-300))
+            w = w + step * (z - w)
+            passive &= w > tol * 1e-3
+            w[~passive] = 0.0
+    return w
+
+
+# ---------------------------------------------------------------------------------------
+# Pairwise comparison
+# ---------------------------------------------------------------------------------------
+
+
+def _elements(f: FlatSketches, idx: np.ndarray) -> np.ndarray:
+    """Element positions in ``f.data`` of tensors ``idx``, back to back."""
+    starts, lengths = f.offsets[idx], f.offsets[idx + 1] - f.offsets[idx]
+    seg = np.zeros(len(idx), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=seg[1:])
+    return np.repeat(starts - seg, lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
+
+
+def _pairs(sf: FlatSketches, ef: FlatSketches) -> tuple[np.ndarray, np.ndarray, int]:
+    """Indices of comparable same-named, same-shaped tensors in both, and how many
+    same-named tensors differ in shape."""
+    ia, ib, mismatched = [], [], 0
+    small, big, swap = (ef, sf, True) if len(ef.names) < len(sf.names) else (sf, ef, False)
+    for i, name in enumerate(small.names):
+        j = big.index.get(name)
+        if j is None:
+            continue
+        if small.shapes[i] != big.shapes[j] or small.sketch_shapes[i] != big.sketch_shapes[j]:
+            mismatched += 1
+        elif small.ok[i] and big.ok[j]:
+            ia.append(j if swap else i)
+            ib.append(i if swap else j)
+    return np.array(ia, dtype=np.int64), np.array(ib, dtype=np.int64), mismatched
+
+
+@dataclass
+class _Placed:
+    """An entry's sketches placed in the suspect's flat layout (zeros elsewhere)."""
+
+    vec: np.ndarray
+    present: np.ndarray  # (n_suspect_tensors,) bool: comparable and filled
+    mismatched: int
+
+
+def _place(sf: FlatSketches, ef: FlatSketches) -> _Placed:
+    if sf.names == ef.names and sf.sketch_shapes == ef.sketch_shapes and sf.shapes == ef.shapes:
+        return _Placed(ef.data, sf.ok & ef.ok, 0)
+    ia, ib, mismatched = _pairs(sf, ef)
+    vec = np.zeros(sf.data.size, dtype=np.float32)
+    present = np.zeros(len(sf.names), dtype=bool)
+    if len(ia):
+        vec[_elements(sf, ia)] = ef.data[_elements(ef, ib)]
+        present[ia] = True
+    return _Placed(vec, present, mismatched)
+
+
+def _sums(sf: FlatSketches, x: np.ndarray) -> np.ndarray:
+    """Per-tensor sums of an element vector in ``sf``'s layout. Only non-empty tensors
+    are listed to reduceat, which sums from each listed start to the next."""
+    out = np.zeros(len(sf.names))
+    nz = np.flatnonzero(np.diff(sf.offsets))
+    if len(nz):
+        out[nz] = np.add.reduceat(x, sf.offsets[nz])
+    return out
+
+
+@dataclass
+class _Stats:
+    aa: float = 0.0
+    bb: float = 0.0
+    ab: float = 0.0
+    dd: float = 0.0
+    n: int = 0
+    worst: float = 0.0  # largest per-tensor relative distance
+
+    @property
+    def cosine(self) -> float:
+        return self.ab / np.sqrt(self.aa * self.bb) if self.aa > 0 and self.bb > 0 else 0.0
+
+    @property
+    def distance(self) -> float:
+        return float(np.sqrt(self.dd / self.bb)) if self.bb > 0 else (0.0 if self.dd == 0 else np.inf)
+
+
+def _compare(sf: FlatSketches, pl: _Placed) -> tuple[dict[str, _Stats], dict[str, _Stats], int]:
+    """Per-component statistics over matrices, and over all tensors (for 'same')."""
+    a, b = sf.data, pl.vec
+    d = a - b  # the difference first: no cancellation for near-identical weights
+    aa, bb, ab, dd = (_sums(sf, x) for x in (a * a, b * b, a * b, d * d))
+    rel = np.sqrt(dd / np.where(bb > 0, bb, 1.0))
+    rel[(bb == 0) & (dd > 0)] = np.inf
+    mats: dict[str, _Stats] = {}
+    alls: dict[str, _Stats] = {}
+    for c in np.unique(sf.component[pl.present]):
+        sel = pl.present & (sf.component == c)
+        name = COMPONENTS[int(c)]
+        for target, m in ((alls, sel), (mats, sel & sf.matrix)):
+            if m.any():
+                target[name] = _Stats(float(aa[m].sum()), float(bb[m].sum()), float(ab[m].sum()),
+                                      float(dd[m].sum()), int(m.sum()), float(rel[m].max()))
+    return mats, alls, pl.mismatched
+
+
+def _why_not_comparable(s: Fingerprint, e: BankModel) -> str | None:
+    if s.k != e.fingerprint.k:
+        return f"sketch sizes differ (k={s.k} vs k={e.fingerprint.k}); re-fingerprint one of them"
+    sf, ef = s.flat(), e.fingerprint.flat()
+    if not any(n in sf.index for n in ef.names):
+        return "no tensor in common (a different architecture or model family)"
+    ia, ib, mismatched = _pairs(sf, ef)
+    if not len(ia):
+        if mismatched:
+            return f"{mismatched} common tensors all differ in shape (a different architecture)"
+        return "every common tensor contains NaN/Inf or is empty in one of the two"
+    if not np.any(ef.data[_elements(ef, ib)]):
+        return "the entry's common tensors are all zero"
+    return None
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%" if x < 0.1 else f"{100 * x:.0f}%"
+
+
+# ---------------------------------------------------------------------------------------
+# The questions
+# ---------------------------------------------------------------------------------------
+
+
+def answer(suspect: Fingerprint, entries: Sequence[BankModel]) -> LineageReport:
+    """Answer every lineage question for ``suspect`` against ``entries``."""
+    report = LineageReport()
+    bad = [n for n, t in suspect.tensors.items() if not t.comparable]
+    if bad:
+        report.notes.append(f"{len(bad)} suspect tensors contain NaN/Inf and were left out "
+                            f"(e.g. {bad[0]})")
+    models, loras = [], []
+    for e in entries:
+        why = _why_not_comparable(suspect, e)
+        if why is not None:
+            report.not_comparable.append(NotComparable(e.label, why))
+            continue
+        (loras if e.kind == "lora" and suspect.kind != "lora" else models).append(e)
+
+    # 1-2: same weights / derived, entry by entry
+    sf = suspect.flat()
+    placed = [_place(sf, e.fingerprint.flat()) for e in models]
+    for e, pl in zip(models, placed, strict=True):
+        mats, alls, mismatched = _compare(sf, pl)
+        _same_or_derived(suspect, e, mats, alls, mismatched, report)
+    if suspect.kind == "lora":
+        return report
+
+    # 3: merges, and the reconstruction the LoRA questions measure against
+    covered, recon = _reconstruct(suspect, models, placed, report)
+    # 4-5: LoRAs and unexplained low-rank deltas in the residual
+    if covered.any():
+        residual = sf.data.astype(np.float64) - recon
+        residual = _known_loras(suspect, covered, residual, loras, report)
+        _low_rank(suspect, covered, recon, residual, report)
+    elif loras:
+        report.notes.append(
+            f"{len(loras)} LoRA entries not tested: the suspect derives from no base or "
+            "checkpoint in the bank, and a LoRA's strength is measured against its base")
+    return report
+
+
+def _same_or_derived(
+    s: Fingerprint, e: BankModel, mats: dict[str, _Stats], alls: dict[str, _Stats],
+    mismatched: int, report: LineageReport,
+) -> None:
+    comps_s = {component_of(n) for n in s.tensors}
+    comps_e = {component_of(n) for n in e.fingerprint.tensors}
+    common = sorted(set(alls), key=COMPONENTS.index)
+    same = common and all(alls[c].distance <= SAME_TOL and alls[c].worst <= 5 * SAME_TOL for c in common)
+    if same and not mismatched:
+        worst = max(alls[c].distance for c in common)
+        extra = ""
+        if comps_e - comps_s:
+            extra = f"; the suspect lacks {', '.join(sorted(comps_e - comps_s))}"
+        report.same.append(SameWeights(
+            e.label, e.kind, 1.0 - worst, common,
+            f"same weights as {e.kind} {e.label} in {', '.join(common)} (largest relative "
+            f"sketch distance {worst:.2g}: conversion or re-saving at most){extra}",
+        ))
+        return
+    total = _Stats()
+    for st in mats.values():
+        total.aa += st.aa
+        total.bb += st.bb
+        total.ab += st.ab
+    if not mats or total.cosine < DERIVED_COS:
+        return
+    diffs: list[ComponentDiff] = []
+    for c in COMPONENTS:
+        if c in alls:
+            st = mats.get(c, alls[c])
+            status: Status = ("identical" if alls[c].distance <= SAME_TOL
+                              else "fine-tuned" if st.cosine >= REPLACED_COS else "replaced")
+            diffs.append(ComponentDiff(c, status, st.distance, st.cosine, alls[c].n))
+        elif c in comps_s:
+            diffs.append(ComponentDiff(c, "only-in-suspect", None, None, 0))
+        elif c in comps_e:
+            diffs.append(ComponentDiff(c, "only-in-entry", None, None, 0))
+    parts = []
+    for d in diffs:
+        if d.status == "fine-tuned":
+            parts.append(f"{d.component} fine-tuned (relative distance {_pct(d.relative_distance or 0)})")
+        elif d.status == "replaced":
+            parts.append(f"{d.component} replaced (cosine {d.cosine:.2f})")
+        elif d.status == "identical":
+            parts.append(f"{d.component} unchanged")
+        else:
+            parts.append(f"{d.component} {d.status}")
+    # Sketches show closeness, not direction: a suspect close to a base derives from
+    # it; close to a flagged checkpoint it is that checkpoint's ancestor, descendant or
+    # sibling, and the wording says so.
+    if e.kind == "base":
+        relation = f"derived from base {e.label}"
+    elif e.kind == "lora":
+        relation = f"a modified copy of LoRA {e.label} (rescaled, pruned or trained further)"
+    else:
+        relation = f"fine-tune relative of {e.kind} {e.label} (derived from it, its base, or a sibling)"
+    report.derived.append(DerivedFrom(
+        e.label, e.kind, float(total.cosine), diffs,
+        f"{relation} (sketch cosine {total.cosine:.3f}): " + "; ".join(parts),
+    ))
+
+
+def _reconstruct(
+    s: Fingerprint, models: list[BankModel], placed: list[_Placed], report: LineageReport
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per component, the NNLS combination of entries closest to the suspect; records
+    merges. Returns which suspect tensors are covered and the reconstruction (in the
+    suspect's flat layout; zero where not covered)."""
+    sf = s.flat()
+    covered = np.zeros(len(sf.names), dtype=bool)
+    recon = np.zeros(sf.data.size, dtype=np.float64)
+    sizes = np.diff(sf.offsets)
+    for ci, comp in enumerate(COMPONENTS):
+        mask = sf.matrix & sf.ok & (sf.component == ci)
+        if not mask.any():
+            continue
+        chosen = [i for i, pl in enumerate(placed) if (pl.present & mask).sum() >= 0.9 * mask.sum()]
+        if not chosen:
+            continue
+        use = mask.copy()
+        for i in chosen:
+            use &= placed[i].present
+        if not use.any():
+            continue
+        idx = np.flatnonzero(use)
+        lo, hi = int(sf.offsets[idx[0]]), int(sf.offsets[idx[-1] + 1])
+        if use[idx[0]:idx[-1] + 1].all():  # the usual case: no tensor to mask out
+            x = sf.data[lo:hi]
+            cols = np.stack([placed[i].vec[lo:hi] for i in chosen])
+        else:
+            el = np.repeat(use[idx[0]:idx[-1] + 1], sizes[idx[0]:idx[-1] + 1]).astype(np.float32)
+            x = sf.data[lo:hi] * el
+            cols = np.stack([placed[i].vec[lo:hi] * el for i in chosen])
+        ss = float(np.dot(x.astype(np.float64), x))
+        if ss == 0:
+            continue
+        gram = (cols @ cols.T).astype(np.float64)
+        rhs = (cols @ x).astype(np.float64)
+        # Entries identical in this component (e.g. a shared VAE) are one column.
+        keep: list[int] = []
+        for i in range(len(chosen)):
+            if not any(gram[i, j] / np.sqrt(gram[i, i] * gram[j, j] + 1e-300) > 0.9999 for j in keep):
+                keep.append(i)
+        g = gram[np.ix_(keep, keep)]
+        h = rhs[keep]
+        w = nnls(g, h)
+        resid = ss - 2 * float(w @ h) + float(w @ g @ w)
+        r2 = 1.0 - max(resid, 0.0) / ss
+        if r2 < 0.5:
+            continue
+        recon[lo:hi] += (w.astype(np.float32) @ cols[keep]).astype(np.float64)
+        covered |= use
+        used = [(models[chosen[keep[i]]], float(w[i])) for i in range(len(keep)) if w[i] > 1e-9]
+        big = [(e, wt) for e, wt in used if wt >= MERGE_MIN]
+        if len(big) >= 2 and r2 >= MERGE_R2:
+            total = sum(wt for _, wt in big)
+            parts = {e.label: wt / total for e, wt in big}
+            shown = ", ".join(f"{lbl} {r:.2f}" for lbl, r in sorted(parts.items(), key=lambda p: -p[1]))
+            report.merges.append(MergeOf(
+                comp, parts, r2,
+                f"{comp} is a merge of {shown} (ratios sum to {total:.2f} before normalising; "
+                f"explains {100 * r2:.1f}% of the sketch energy)",
+            ))
+    return covered, recon
+
+
+def _known_loras(
+    s: Fingerprint, covered: np.ndarray, residual: np.ndarray, loras: list[BankModel],
+    report: LineageReport,
+) -> np.ndarray:
+    """Joint least-squares strengths of the bank LoRAs in the residual; returns the
+    residual with the detected LoRAs removed."""
+    sf = s.flat()
+    usable: list[tuple[BankModel, np.ndarray, np.ndarray]] = []
+    for e in loras:
+        lf = e.fingerprint.flat()
+        ia, ib, _ = _pairs(sf, lf)
+        keep = covered[ia] if len(ia) else np.zeros(0, dtype=bool)
+        ia, ib = ia[keep], ib[keep]
+        if not len(ia):
+            missing = sum(1 for n in e.fingerprint.tensors if n not in sf.index)
+            why = ("its target tensors are absent from the suspect (a LoRA for another architecture)"
+                   if missing else "its targets differ in shape or lie outside the reconstructed components")
+            report.not_comparable.append(NotComparable(e.label, why))
+            continue
+        vals = lf.data[_elements(lf, ib)]
+        if not np.any(vals):
+            report.not_comparable.append(NotComparable(e.label, "the LoRA's deltas are all zero"))
+            continue
+        usable.append((e, ia, vals))
+    if not usable:
+        return residual
+    targets = np.zeros(len(sf.names), dtype=bool)
+    for _, ia, _ in usable:
+        targets[ia] = True
+    tidx = np.flatnonzero(targets)
+    pos = _elements(sf, tidx)
+    local = np.full(len(sf.names), -1, dtype=np.int64)
+    local_start = np.zeros(len(tidx), dtype=np.int64)
+    np.cumsum((sf.offsets[tidx + 1] - sf.offsets[tidx])[:-1], out=local_start[1:])
+    local[tidx] = local_start
+    cols = np.zeros((len(usable), pos.size), dtype=np.float64)
+    for i, (_, ia, vals) in enumerate(usable):
+        lengths = sf.offsets[ia + 1] - sf.offsets[ia]
+        seg = np.zeros(len(ia), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=seg[1:])
+        where = np.repeat(local[ia] - seg, lengths) + np.arange(vals.size, dtype=np.int64)
+        cols[i, where] = vals
+    r = residual[pos]
+    gram = cols @ cols.T
+    rhs = cols @ r
+    m = len(usable)
+    reg = 1e-12 * np.eye(m) * max(float(np.max(np.diag(gram))), 1e-300)
+    alpha = np.linalg.lstsq(gram + reg, rhs, rcond=None)[0]
+    resid = max(float(r @ r) - 2 * float(alpha @ rhs) + float(alpha @ gram @ alpha), 0.0)
+    # Noise per sketch entry, as if the unexplained residual were isotropic.
+    sigma2 = resid / max(pos.size - m, 1)
+    cov = np.linalg.pinv(gram + reg) * sigma2
+    out = residual.copy()
+    for i, (e, ia, _) in enumerate(usable):
+        se = float(np.sqrt(max(cov[i, i], 1e-300)))
+        z = abs(float(alpha[i])) / se
+        if alpha[i] >= LORA_MIN and z >= LORA_Z:
+            n = len(ia)
+            report.loras.append(ContainsLora(
+                e.label, float(alpha[i]), z, n,
+                f"contains LoRA {e.label} at strength {alpha[i]:.2f} (+/- {se:.3f}; "
+                f"{n} patched tensors, {z:.0f} standard errors from zero)",
+            ))
+            out[pos] -= alpha[i] * cols[i]
+    return out
+
+
+def _low_rank(
+    s: Fingerprint, covered: np.ndarray, recon: np.ndarray, residual: np.ndarray,
+    report: LineageReport,
+) -> None:
+    sf = s.flat()
+    ref = _sums(sf, recon ** 2)
+    res = _sums(sf, residual ** 2)
+    small = np.array([min(sh) < 8 if len(sh) == 2 else True for sh in sf.sketch_shapes])
+    pick = covered & sf.matrix & ~small & (ref > 0) & (res > (DELTA_MIN ** 2) * ref)
+    total = float(res[pick].sum())
+    if total == 0:
+        return
+    # The tensors holding most of the unexplained change decide; a few hundred SVDs
+    # more would cost time and change nothing.
+    ranked = np.flatnonzero(pick)
+    if len(ranked) > LOWRANK_TENSORS:
+        top = ranked[np.argsort(-res[ranked])[:LOWRANK_TENSORS]]
+        pick = np.zeros_like(pick)
+        pick[top] = True
+        total = float(res[pick].sum())
+    lowrank_energy = 0.0
+    ranks: list[tuple[int, float]] = []
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i in np.flatnonzero(pick):
+        by_shape.setdefault(sf.sketch_shapes[i], []).append(int(i))
+    for shape, idx in by_shape.items():
+        stack = np.stack([residual[sf.offsets[i]:sf.offsets[i + 1]].reshape(shape) for i in idx])
+        sv = np.linalg.svd(stack, compute_uv=False)  # batched over tensors of one shape
+        floor = np.maximum(LOWRANK_GAP * np.median(sv, axis=1), 1e-3 * sv[:, 0])
+        rank = np.count_nonzero(sv > floor[:, None], axis=1)
+        for t in range(len(idx)):
+            rk = int(rank[t])
+            if 1 <= rk <= min(shape) // 2:
+                part = float(np.sum(sv[t, :rk] ** 2))
+                lowrank_energy += part
+                ranks.append((rk, part))
+    if not ranks:
+        return
+    share = lowrank_energy / total
+    if share < LOWRANK_SHARE:
+        return
+    ranks.sort()
+    half, acc, rank_est = lowrank_energy / 2, 0.0, ranks[-1][0]
+    for rk, part in ranks:
+        acc += part
+        if acc >= half:
+            rank_est = rk
+            break
+    report.low_rank = LowRankDelta(
+        rank_est, share, len(ranks),
+        f"a low-rank delta (estimated rank {rank_est}, in {len(ranks)} tensors, {_pct(share)} of the "
+        f"unexplained change) sits on top of the matched weights: the signature of a merged "
+        f"LoRA not in the bank; `assay lora extract` can recover it",
+    )

@@ -1,0 +1,305 @@
+"""Lineage questions, model banks and LoRA extraction."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import lineage_eval as ev
+import modelgen
+from assay.banks.fingerprints import FingerprintStore, add_model, fingerprints_table, query
+from assay.banks.store import Store
+from assay.errors import InputError, InvalidBankInput
+from assay.models.fingerprint import Fingerprint, fingerprint_arrays, fingerprint_file
+from assay.models.formats import open_model
+from assay.models.lineage import BankModel, answer, nnls
+from assay.models.lora_apply import apply_lora, lora_fingerprint
+from assay.models.lora_extract import extract, low_rank_factors
+
+SCALE = 1 / 16
+
+
+# ------------------------------------------------------------------ NNLS
+
+
+def _brute_nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Reference: the best unconstrained fit over every support whose fit is >= 0."""
+    n = a.shape[1]
+    best, best_err = np.zeros(n), float(b @ b)
+    for r in range(1, n + 1):
+        for sup in itertools.combinations(range(n), r):
+            x = np.linalg.lstsq(a[:, sup], b, rcond=None)[0]
+            if np.any(x < 0):
+                continue
+            w = np.zeros(n)
+            w[list(sup)] = x
+            err = float(np.sum((a @ w - b) ** 2))
+            if err < best_err - 1e-12:
+                best, best_err = w, err
+    return best
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 5), st.integers(0, 2**32 - 1))
+def test_nnls_matches_brute_force(n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((12, n))
+    b = rng.standard_normal(12)
+    w = nnls(a.T @ a, a.T @ b)
+    ref = _brute_nnls(a, b)
+    assert np.all(w >= 0)
+    err_w, err_ref = np.sum((a @ w - b) ** 2), np.sum((a @ ref - b) ** 2)
+    assert err_w <= err_ref + 1e-8 * max(1.0, err_ref)
+
+
+# ------------------------------------------------------------------ the evaluation suite
+
+
+@pytest.fixture(scope="module")
+def world() -> ev.World:
+    return ev.build(SCALE)
+
+
+@pytest.fixture(scope="module")
+def tallies(world: ev.World) -> dict[str, ev.Tally]:
+    return ev.evaluate(world)
+
+
+def test_zero_false_positives_on_unrelated_models(tallies: dict[str, ev.Tally]) -> None:
+    t = tallies["any finding on unrelated model"]
+    assert t.tn >= 5 and t.fp == 0
+
+
+@pytest.mark.parametrize("question", ["same weights", "derived (fine-tune)", "replaced component",
+                                      "merge", "contains LoRA", "unknown low-rank delta"])
+def test_questions_meet_their_targets(tallies: dict[str, ev.Tally], question: str) -> None:
+    t = tallies[question]
+    assert t.tp + t.fn > 0 and t.fn == 0, ev.table(tallies)
+    assert t.fp == 0, ev.table(tallies)
+
+
+def test_lora_strength_and_merge_ratio_errors(tallies: dict[str, ev.Tally]) -> None:
+    assert max(tallies["contains LoRA"].errors) <= 0.05
+    assert max(tallies["merge"].errors) <= 0.02
+
+
+def test_weak_lora_after_fine_tune_and_fp16(world: ev.World) -> None:
+    """A LoRA a third as strong as the eval's, at 0.2, on a 3% fine-tune, in fp16."""
+    A = ev.random_model({k: v for k, v in modelgen.sd15(SCALE, dt="F32").items() if v[0] == "F32"}, 1)
+    lora = ev.random_lora(A, 8, 77, rel=0.05)
+    bank = [BankModel("b", "A", "base", fingerprint_arrays(A)),
+            BankModel("f", "L", "lora", lora_fingerprint(lora.kohya()))]
+    suspect = ev.to_fp16(ev.fine_tune(ev.apply_lora(A, lora, 0.2), 0.03, 5))
+    rep = answer(fingerprint_arrays(suspect), bank)
+    assert [lo.entry for lo in rep.loras] == ["f/L"]
+    assert abs(rep.loras[0].strength - 0.2) <= 0.05
+
+
+def test_fingerprint_level_lora_application_matches_weight_level(world: ev.World) -> None:
+    A = ev.random_model({k: v for k, v in modelgen.sd15(SCALE, dt="F32").items() if v[0] == "F32"}, 1)
+    lora = ev.random_lora(A, 4, 3)
+    direct = fingerprint_arrays(ev.apply_lora(A, lora, 0.6))
+    via = apply_lora(fingerprint_arrays(A), lora_fingerprint(lora.kohya()), 0.6)
+    for n, t in direct.tensors.items():
+        np.testing.assert_allclose(via.tensors[n].sketch, t.sketch, rtol=1e-3, atol=1e-5)
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def _small(seed: int, builder: str = "sd15") -> dict[str, np.ndarray]:
+    specs = getattr(modelgen, builder)(SCALE, dt="F32")
+    return ev.random_model({k: v for k, v in specs.items() if v[0] == "F32"}, seed)
+
+
+def test_not_comparable_cases_are_explained() -> None:
+    a = fingerprint_arrays(_small(1))
+    other_k = fingerprint_arrays(_small(1), k=32)
+    sdxl = fingerprint_arrays(_small(2, "sdxl_base"))
+    xl_lora = lora_fingerprint(_sdxl_lora())
+    zero = fingerprint_arrays({k: np.zeros_like(v) for k, v in _small(1).items()})
+    flux = fingerprint_arrays(ev.random_model({k: v for k, v in modelgen.flux("dev", SCALE, dt="F32").items() if v[0] == "F32"}, 3))
+    bank = [BankModel("b", "k32", "base", other_k), BankModel("b", "xl", "base", sdxl),
+            BankModel("b", "A", "base", a), BankModel("b", "xl-lora", "lora", xl_lora),
+            BankModel("b", "zero", "base", zero), BankModel("b", "flux", "base", flux)]
+    rep = answer(a, bank)
+    reasons = {n.entry: n.reason for n in rep.not_comparable}
+    assert "sketch sizes differ" in reasons["b/k32"]
+    assert "no tensor in common" in reasons["b/flux"]
+    # SDXL shares the VAE and CLIP-L layouts with SD 1.5: comparable there, and unrelated.
+    assert "b/xl" not in {d.entry for d in rep.derived} | {s.entry for s in rep.same}
+    assert "another architecture" in reasons["b/xl-lora"] or "shape" in reasons["b/xl-lora"]
+    assert "zero" in reasons["b/zero"]
+    assert [s.entry for s in rep.same] == ["b/A"]
+
+
+def _sdxl_lora() -> dict[str, np.ndarray]:
+    specs, values = modelgen.kohya_lora("sdxl", rank=2, dt="F32", te=False)
+    rng = np.random.default_rng(1)
+    return {k: np.asarray(values[k], np.float32) if k in values else rng.standard_normal(s, dtype=np.float32)
+            for k, (d, s) in specs.items()}
+
+
+def test_nan_suspect_tensors_are_left_out_with_a_note() -> None:
+    arrays = _small(1)
+    bank = [BankModel("b", "A", "base", fingerprint_arrays(arrays))]
+    key = next(k for k in arrays if k.endswith("attn1.to_q.weight"))
+    broken = dict(arrays)
+    broken[key] = arrays[key].copy()
+    broken[key][0, 0] = np.nan
+    rep = answer(fingerprint_arrays(broken), bank)
+    assert [s.entry for s in rep.same] == ["b/A"]
+    assert any("NaN/Inf" in n for n in rep.notes)
+
+
+# ------------------------------------------------------------------ banks
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    if request.param == "sqlite":
+        s = Store(str(tmp_path / "bank.sqlite3"))
+    else:
+        s = Store(request.getfixturevalue("pg_url"))
+    s.create_bank("flagged")
+    s.create_bank("bases")
+    yield s
+    s.close()
+
+
+def test_bank_round_trip_and_query(store: Store, tmp_path: Path) -> None:
+    A = _small(1)
+    lora = ev.random_lora(A, 4, 11)
+    fs = FingerprintStore(store)
+    path_a = modelgen.write_safetensors(tmp_path / "a.safetensors", {k: ("F32", v.shape) for k, v in A.items()},
+                                        values=A)
+    lora_path = tmp_path / "l.safetensors"
+    lk = lora.kohya()
+    modelgen.write_safetensors(lora_path, {k: ("F32", v.shape) for k, v in lk.items()}, values=lk)
+    rec = add_model(store, "bases", "sd15-A", path_a, "base")
+    add_model(store, "flagged", "bad-lora", lora_path, "lora", note="flagged for testing")
+    with pytest.raises(InvalidBankInput):
+        add_model(store, "bases", "sd15-A", path_a, "base")
+    with pytest.raises(InvalidBankInput):
+        add_model(store, "flagged", "x", lora_path, "checkpoint")
+    assert rec.size < path_a.stat().st_size
+    assert [(r.bank, r.content_id, r.kind) for r in fs.list()] == [
+        ("bases", "sd15-A", "base"), ("flagged", "bad-lora", "lora")]
+    got = fs.get("flagged", "bad-lora")
+    assert got is not None and got.fingerprint.kind == "lora"
+
+    suspect = fingerprint_arrays(ev.to_fp16(ev.fine_tune(ev.apply_lora(A, lora, 0.4), 0.01, 2)))
+    rep = query(store, suspect)
+    assert [d.entry for d in rep.derived] == ["bases/sd15-A"]
+    assert [lo.entry for lo in rep.loras] == ["flagged/bad-lora"]
+    assert abs(rep.loras[0].strength - 0.4) < 0.05
+
+    # a truncated record is "not comparable", never a crash
+    with store.engine.begin() as conn:
+        t = fingerprints_table
+        data = conn.execute(t.select().where(t.c.content_id == "bad-lora")).first().data
+        conn.execute(t.update().where(t.c.content_id == "bad-lora").values(data=data[: len(data) // 2]))
+    rep = query(store, suspect)
+    assert any(n.entry == "flagged/bad-lora" and "unreadable" in n.reason for n in rep.not_comparable)
+    assert fs.remove("flagged", "bad-lora") and not fs.remove("flagged", "bad-lora")
+
+
+def test_index_picks_the_right_candidates_among_many(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "many.sqlite3"))
+    store.create_bank("many")
+    fs = FingerprintStore(store)
+    A = _small(1)
+    fa = fingerprint_arrays(A)
+    rng = np.random.default_rng(0)
+    # Decoys: fingerprints of independent random models, built from the real one by
+    # replacing its sketches (cheap, and just as unrelated).
+    for i in range(20):
+        fp = Fingerprint(k=fa.k, kind="base")
+        for n, t in fa.tensors.items():
+            fp.tensors[n] = type(t)(n, t.shape, rng.standard_normal(t.sketch.shape).astype(np.float32)
+                                    * np.float32(np.std(t.sketch) + 1e-3), t.norm, 0.0)
+        fs.add("many", f"decoy-{i}", fp)
+    fs.add("many", "A", fa, kind="base")
+    idx = fs.index()
+    assert len(idx) == 21
+    rep = query(store, fingerprint_arrays(ev.fine_tune(A, 0.05, 1)), index=idx)
+    assert [d.entry for d in rep.derived] == ["many/A"]
+    store.close()
+
+
+# ------------------------------------------------------------------ LoRA extraction
+
+
+def test_low_rank_factors_recover_rank_and_energy() -> None:
+    rng = np.random.default_rng(2)
+    delta = rng.standard_normal((300, 6)).astype(np.float32) @ rng.standard_normal((6, 500)).astype(np.float32)
+    up, down, kept = low_rank_factors(delta, energy=0.999, max_rank=32)
+    assert down.shape[0] == 6 and kept > 0.999
+    np.testing.assert_allclose(up @ down, delta, atol=1e-3)
+    up, down, kept = low_rank_factors(delta, energy=0.999, max_rank=3)
+    assert down.shape[0] == 3 and kept < 0.999
+
+
+def test_extract_recovers_a_merged_lora(tmp_path: Path) -> None:
+    A = _small(1)
+    lora = ev.random_lora(A, 4, 21)
+    suspect = ev.apply_lora(A, lora, 1.0)
+    specs = {k: ("F32", v.shape) for k, v in A.items()}
+    base_p = modelgen.write_safetensors(tmp_path / "base.safetensors", specs, values=A)
+    sus_p = modelgen.write_safetensors(tmp_path / "sus.safetensors", specs, values=suspect)
+    out = tmp_path / "extracted.safetensors"
+    rep = extract(sus_p, base_p, out, energy=0.99, max_rank=16)
+    assert rep.modules == len(lora.factors)
+    assert set(rep.ranks) == {4}
+    extracted = fingerprint_file(out)
+    truth = lora_fingerprint(lora.kohya())
+    assert set(extracted.tensors) == set(truth.tensors)
+    for n, t in truth.tensors.items():
+        np.testing.assert_allclose(extracted.tensors[n].sketch, t.sketch, rtol=1e-2, atol=1e-4)
+    with open_model(out) as m:  # a valid kohya file for the readers
+        assert any(k.endswith(".lora_down.weight") for k in m.tensors)
+    with pytest.raises(InputError, match="exists"):
+        extract(sus_p, base_p, out)
+    # the recovered LoRA, banked, is found in the suspect at strength ~1
+    bank = [BankModel("b", "A", "base", fingerprint_file(base_p)), BankModel("f", "x", "lora", extracted)]
+    found = answer(fingerprint_file(sus_p), bank).loras
+    assert [lo.entry for lo in found] == ["f/x"] and abs(found[0].strength - 1) < 0.05
+
+
+def test_extract_refuses_unrelated_architectures(tmp_path: Path) -> None:
+    A, X = _small(1), _small(2, "sdxl_base")
+    a = modelgen.write_safetensors(tmp_path / "a.safetensors", {k: ("F32", v.shape) for k, v in A.items()}, values=A)
+    x = modelgen.write_safetensors(tmp_path / "x.safetensors", {k: ("F32", v.shape) for k, v in X.items()}, values=X)
+    with pytest.raises(InputError):
+        extract(x, a, tmp_path / "o.safetensors")
+    assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_unknown_lora_rank_is_estimated_and_absence_is_not_proof() -> None:
+    A = _small(1)
+    bank = [BankModel("b", "A", "base", fingerprint_arrays(A))]
+    lora = ev.random_lora(A, 6, 5)
+    rep = answer(fingerprint_arrays(ev.fine_tune(ev.apply_lora(A, lora, 0.7), 0.01, 3)), bank)
+    assert rep.low_rank is not None and rep.low_rank.rank == 6
+    plain = answer(fingerprint_arrays(ev.fine_tune(A, 0.02, 3)), bank)
+    assert plain.low_rank is None and [d.entry for d in plain.derived] == ["b/A"]
+    nothing = answer(fingerprint_arrays(_small(9)), bank)
+    assert not nothing.found
+    assert any("not evidence of an original" in line for line in nothing.explanations())
+
+
+def test_malformed_lora_files_get_clear_errors(tmp_path: Path) -> None:
+    mod = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q"
+    bad_rank = {mod + ".lora_down.weight": np.ones((4, 20), np.float32),
+                mod + ".lora_up.weight": np.ones((20, 3), np.float32)}
+    with pytest.raises(InputError, match="rank"):
+        lora_fingerprint(bad_rank)
+    unknown = {"lora_vision_tower_x.lora_down.weight": np.ones((2, 8), np.float32),
+               "lora_vision_tower_x.lora_up.weight": np.ones((8, 2), np.float32)}
+    with pytest.raises(InputError, match="no LoRA module"):
+        lora_fingerprint(unknown)

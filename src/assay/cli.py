@@ -148,6 +148,7 @@ def scan(
         provenance=provenance,
         models=models,
         trust_anchors=trust_anchors,
+        lineage_db=None if no_banks else _db_url(db),
         **({"workers": workers} if workers > 0 else {}),
     )
     target: str | Path = "-" if json_out else (output or Path(f"assay-scan-{datetime.now():%Y%m%d-%H%M%S}.jsonl"))
@@ -364,16 +365,21 @@ def provenance(
 @app.command()
 def model(
     files: Annotated[list[Path], typer.Argument(help="Model files or diffusers/PEFT folders.")],
+    bank: Annotated[
+        list[str] | None,
+        typer.Option("--bank", help="Lineage against these banks' model fingerprints (default: all enabled)."),
+    ] = None,
     db: DbOpt = None,
-    no_banks: Annotated[bool, typer.Option("--no-banks", help="Do not match hashes against banks.")] = False,
+    no_banks: Annotated[bool, typer.Option("--no-banks", help="No hash matching, no lineage.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Open model files safely (never executing them): pickle safety, architecture,
-    community hashes, training metadata, and matches of its hashes in the banks."""
+    community hashes, training metadata, matches of its hashes in the banks, and its
+    lineage (same weights, fine-tune, merge, contained LoRA) against model fingerprints."""
     from .models.analyzer import analyze_model
     from .models.hashes import hash_signals
     from .models.report import explain_model_text
-    from .report.terminal import matches_table
+    from .report.terminal import matches_table, safe
 
     failed = 0
     with _store(db) if not no_banks else _nullctx() as store:
@@ -398,11 +404,17 @@ def model(
             found = []
             if matcher is not None and report.hashes is not None:
                 found = matcher.match_signals(hash_signals(report.hashes))
+            if store is not None and not (report.safety and report.safety.verdict == "dangerous"):
+                _lineage(store, f, report, bank)
             if json_out:
                 _emit_json({**result, **report.model_dump(mode="json", exclude_none=True),
                             "matches": [m.model_dump(mode="json", exclude_none=True) for m in found]})
                 continue
             out.print(explain_model_text(report, str(f)))
+            if report.lineage_explanations:
+                out.print("lineage (from weight fingerprints):")
+                for line in report.lineage_explanations:
+                    out.print(safe("  " + line, 1000))
             if found:
                 out.print(matches_table(found, title="bank matches"))
             elif matcher is not None:
@@ -410,6 +422,19 @@ def model(
             out.print()
     if failed:
         raise typer.Exit(1)
+
+
+def _lineage(store: Any, path: Path, report: Any, banks: list[str] | None) -> None:
+    from .banks.fingerprints import FingerprintStore, query
+    from .models.fingerprint import fingerprint_file
+
+    fs = FingerprintStore(store)
+    index = fs.index(banks or None)
+    if len(index) == 0:
+        return
+    result = query(fs, fingerprint_file(path), banks or None, index=index)
+    report.lineage = result.to_dict()
+    report.lineage_explanations = result.explanations()
 
 
 # ---------------------------------------------------------------------------------- bank
@@ -664,6 +689,72 @@ def bank_delete(
     with _store(db) as store:
         store.delete_bank(name)
     out.print(f"deleted {_esc(name)}")
+
+
+class ModelKind(StrEnum):
+    checkpoint = "checkpoint"
+    lora = "lora"
+    base = "base"
+
+
+@bank_app.command("add-model")
+def bank_add_model(
+    name: str,
+    file: Path,
+    content_id: Annotated[str | None, typer.Option("--id", help="Entry id (default: the file name).")] = None,
+    kind: Annotated[ModelKind, typer.Option(help="flagged checkpoint, flagged LoRA, or known base.")] = ModelKind.checkpoint,
+    role: Annotated[str | None, typer.Option(help="Free text, e.g. 'flagged: trained on abuse material'.")] = None,
+    note: Annotated[str | None, typer.Option(help="A note kept with the entry.")] = None,
+    replace: Annotated[bool, typer.Option(help="Replace an existing fingerprint of this entry.")] = False,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Add a model file to a bank: its weight fingerprint (for lineage) and its file hashes."""
+    from .banks.fingerprints import add_model
+    from .models.analyzer import analyze_model
+    from .models.hashes import hash_signals
+
+    cid = content_id or file.name
+    with _store(db) as store:
+        store.get_bank(name)
+        report = analyze_model(file)
+        if report.safety and report.safety.verdict == "dangerous":
+            raise AssayError(f"{file}: refused: its pickle would run code; add it by hash with `bank add --signal`")
+        rec = add_model(store, name, cid, file, kind.value, role=role, note=note, replace=replace)
+        sig: dict[str, list[str]] = {}
+        if report.hashes is not None:
+            for s in hash_signals(report.hashes):
+                sig.setdefault(s.type, []).append(s.value)
+        res = store.add_entry(name, cid, sig, note=note, source=str(file)) if sig else None
+    if json_out:
+        _emit_json({"bank": name, "content_id": cid, "kind": kind.value,
+                    "fingerprint_id": rec.id,
+                    "added_signals": res.added_signals if res else 0})
+        return
+    out.print(f"{_esc(name)}: added {kind.value} {_esc(cid)} (weight fingerprint"
+              + (f" and {res.added_signals} file hashes)" if res else ")"))
+
+
+lora_app = typer.Typer(help="LoRA tools.", no_args_is_help=True)
+app.add_typer(lora_app, name="lora")
+
+
+@lora_app.command("extract")
+def lora_extract(
+    suspect: Path,
+    base: Annotated[Path, typer.Option("--base", help="The base model the suspect was derived from.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the kohya-format LoRA.")],
+    energy: Annotated[float, typer.Option(help="Share of each delta's energy to keep (chooses the rank).")] = 0.9,
+    max_rank: Annotated[int, typer.Option(help="Upper bound on the rank per module.")] = 128,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+) -> None:
+    """Write the low-rank difference SUSPECT - BASE as a kohya LoRA, so it can be banked."""
+    from .models.lora_extract import extract
+
+    if not 0 < energy <= 1:
+        raise typer.BadParameter("energy must be in (0, 1]")
+    rep = extract(suspect, base, output, energy=energy, max_rank=max_rank, overwrite=overwrite)
+    out.print(_esc(rep.explanation()))
 
 
 # ------------------------------------------------------------------------------- signals

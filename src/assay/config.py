@@ -59,5 +59,7 @@ class ScanSettings:
     provenance: bool = True
     models: bool = True
     trust_anchors: Path | None = None  # PEM bundle of C2PA trust anchors
+    # Store whose fingerprint banks model files are compared with (None: no lineage).
+    lineage_db: str | None = None
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     limits: Limits = field(default_factory=Limits)

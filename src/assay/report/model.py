@@ -142,6 +142,10 @@ class ModelMetadata(_Part):
     embedded_hashes: dict[str, str] = Field(default_factory=dict)
     other_keys: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
+    # lineage against fingerprint banks (same weights, derived, merge, LoRA, low-rank);
+    # see assay.models.lineage.LineageReport.to_dict
+    lineage: dict[str, Any] | None = None
+    lineage_explanations: list[str] = Field(default_factory=list)
 
 
 class SafetyFinding(_Part):

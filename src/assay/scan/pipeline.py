@@ -36,6 +36,10 @@ def default_analyzers(settings: ScanSettings) -> list[Analyzer]:
         from ..models.analyzer import ModelAnalyzer
 
         analyzers.append(ModelAnalyzer())
+        if settings.lineage_db:
+            from ..models.lineage_analyzer import LineageAnalyzer
+
+            analyzers.append(LineageAnalyzer(settings.lineage_db))
     return analyzers
 
 

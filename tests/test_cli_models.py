@@ -1,0 +1,83 @@
+"""`assay model`, `bank add-model`, `lora extract` and model files in `assay scan`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+import lineage_eval as ev
+import modelgen
+from assay.cli import app
+
+runner = CliRunner()
+SCALE = 1 / 16
+
+
+def _invoke(*args: str) -> tuple[int, str]:
+    res = runner.invoke(app, list(args))
+    if res.exception and not isinstance(res.exception, SystemExit):
+        raise res.exception
+    return res.exit_code, res.stdout
+
+
+def _write(path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    dt = {np.dtype("float32"): "F32", np.dtype("float16"): "F16"}
+    return modelgen.write_safetensors(
+        path, {k: (dt[v.dtype], v.shape) for k, v in arrays.items()}, values=arrays
+    )
+
+
+def test_flagged_model_found_after_conversion_and_fine_tune(tmp_path: Path) -> None:
+    db = str(tmp_path / "b.sqlite3")
+    specs = modelgen.sd15(SCALE, dt="F32")
+    base = ev.random_model({k: v for k, v in specs.items() if v[0] == "F32"}, 3)
+    flagged = _write(tmp_path / "flagged.safetensors", base)
+    assert _invoke("--db", db, "bank", "create", "models")[0] == 0
+    code, out = _invoke("--db", db, "bank", "add-model", "models", str(flagged), "--id", "bad-ckpt",
+                        "--role", "flagged for testing", "--json")
+    assert code == 0, out
+    assert json.loads(out)["added_signals"] >= 6  # sha256, autov1/2/3, blake3, crc32, md5
+
+    # the identical file matches by hash; an fp16 fine-tuned copy only by weights
+    code, out = _invoke("--db", db, "model", str(flagged), "--json")
+    rec = json.loads(out)
+    assert {m["signal_type"] for m in rec["matches"]} >= {"sha256", "autov2", "blake3"}
+    copy = _write(tmp_path / "copy.safetensors", ev.to_fp16(ev.fine_tune(base, 0.01, 5)))
+    code, out = _invoke("--db", db, "model", str(copy), "--json")
+    rec = json.loads(out)
+    assert rec["matches"] == []
+    assert [d["entry"] for d in rec["lineage"]["derived"]] == ["models/bad-ckpt"]
+    assert any("bad-ckpt" in line for line in rec["lineage_explanations"])
+
+    unrelated = ev.random_model({k: v for k, v in specs.items() if v[0] == "F32"}, 4)
+    (tmp_path / "scan").mkdir()
+    _write(tmp_path / "scan" / "unrelated.safetensors", unrelated)
+    copy.rename(tmp_path / "scan" / "copy.safetensors")
+    report = tmp_path / "r.jsonl"
+    code, out = _invoke("--db", db, "scan", str(tmp_path / "scan"), "-o", str(report), "--workers", "1")
+    assert code == 0, out
+    recs = {Path(r["path"]).name: r for r in map(json.loads, report.read_text().splitlines())}
+    assert [d["entry"] for d in recs["copy.safetensors"]["model"]["lineage"]["derived"]] == ["models/bad-ckpt"]
+    lin = recs["unrelated.safetensors"]["model"]["lineage"]
+    assert not lin["same"] and not lin["derived"] and not lin["merges"] and not lin["loras"]
+
+
+def test_lora_extract_writes_a_bankable_lora(tmp_path: Path) -> None:
+    specs = modelgen.sd15(SCALE, dt="F32")
+    base = ev.random_model({k: v for k, v in specs.items() if v[0] == "F32"}, 7)
+    lora = ev.random_lora(base, 4, 8)
+    base_p = _write(tmp_path / "base.safetensors", base)
+    sus_p = _write(tmp_path / "suspect.safetensors", ev.apply_lora(base, lora, 0.8))
+    out_p = tmp_path / "extracted.safetensors"
+    code, out = _invoke("lora", "extract", str(sus_p), "--base", str(base_p), "-o", str(out_p))
+    assert code == 0, out
+    assert "LoRA modules" in out and out_p.stat().st_size > 0
+    code, out = _invoke("model", str(out_p), "--json", "--no-banks")
+    rec = json.loads(out)
+    assert rec["arch"]["kind"] == "lora"
+    # never overwrites
+    res = runner.invoke(app, ["lora", "extract", str(sus_p), "--base", str(base_p), "-o", str(out_p)])
+    assert res.exit_code != 0

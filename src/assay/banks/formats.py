@@ -1,0 +1,446 @@
+"""Bank import/export formats: plain hash lists, CSV with a header, JSON Lines.
+
+Parsing streams: files are read line by line (each line capped at ``MAX_LINE``
+bytes), records are yielded as they are read, and every problem is reported with
+its 1-based line number. A parser keeps going after a bad line to report up to
+``MAX_PROBLEMS`` of them, then raises :class:`assay.errors.BankImportError`; since
+:meth:`Store.import_records` runs in one transaction, nothing of a file with a bad
+line is ever imported.
+
+Formats (detected from the content when ``fmt`` is None):
+
+``list``   one hash per line; blank lines and ``#`` comments are skipped. The
+           signal type is given by the caller; the content id is the hash itself.
+``csv``    a header line naming the columns ``signal_type, value, content_id, note``
+           (aliases such as ``type``/``signal``, ``hash``, ``id`` are accepted) and
+           optionally ``meta`` (a JSON object); any other column goes into meta.
+           Instead of ``value``, columns named after signal types (``pdq,md5``) give
+           one entry several signals ("wide" form).
+``jsonl``  one JSON object per line, either
+           ``{"signal_type": "pdq", "value": "...", "content_id": "...", "note": ..., "meta": {...}}``
+           or ``{"content_id": "...", "signals": {"pdq": "...", "md5": ["...", "..."]}, ...}``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Literal, TextIO
+
+from .. import signals as signal_types
+from ..errors import AssayError, BankImportError, InputError, InvalidBankInput
+from .store import MAX_PROBLEMS, Entry, ImportRecord, Store, check_record
+
+Format = Literal["list", "csv", "jsonl"]
+FORMATS: tuple[Format, ...] = ("list", "csv", "jsonl")
+MAX_LINE = 1024 * 1024  # bytes; a longer "line" is not a hash-bank line
+
+_ALIASES: dict[str, str] = {}
+for _canon, _names in {
+    "signal_type": ("signal_type", "type", "signal", "hash_type", "algorithm", "signaltype"),
+    "value": ("value", "hash", "signal_value", "hash_value", "digest"),
+    "content_id": ("content_id", "id", "contentid", "content", "item_id"),
+    "note": ("note", "notes", "comment", "description"),
+    "meta": ("meta", "metadata"),
+}.items():
+    for _n in _names:
+        _ALIASES[_n] = _canon
+
+
+# ---------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------
+def parse_file(path: str | Path, fmt: Format | None = None, signal_type: str = "pdq") -> Iterator[ImportRecord]:
+    """Stream the records of a bank file; BankImportError names bad lines.
+
+    The file is opened here (an unreadable file raises InputError at once); the
+    records come lazily. ``signal_type`` is the type of lists and of CSV/JSONL
+    lines that do not name one.
+    """
+    p = Path(path)
+    if fmt is not None and fmt not in FORMATS:
+        raise InputError(p, f"unknown bank file format {fmt!r} (known: {', '.join(FORMATS)})")
+    signal_types.get(signal_type)  # an unknown default type is the caller's error, say so now
+    if p.is_dir():
+        raise InputError(p, "is a directory, not a bank file")
+    try:
+        fh = p.open("rb")
+    except OSError as exc:
+        raise InputError(p, f"cannot read: {exc.strerror or exc}") from None
+    return _closing(fh, parse_stream(fh, str(p), fmt, signal_type))
+
+
+def parse_stream(
+    stream: IO[bytes], source: str, fmt: Format | None = None, signal_type: str = "pdq"
+) -> Iterator[ImportRecord]:
+    """Like parse_file, over an open binary stream (``source`` names it in errors)."""
+    problems = _Problems(source)
+    lines = _Lines(stream, problems)
+    first = lines.first_meaningful()
+    if first is not None:
+        kind = fmt or _detect(first[1])
+        if kind == "jsonl":
+            yield from _parse_jsonl(lines, first, problems, signal_type)
+        elif kind == "csv":
+            yield from _parse_csv(lines, first, problems, signal_type)
+        else:
+            yield from _parse_list(lines, first, problems, signal_type)
+    problems.finish()
+
+
+def _closing(fh: IO[bytes], records: Iterator[ImportRecord]) -> Iterator[ImportRecord]:
+    try:
+        yield from records
+    except OSError as exc:
+        raise InputError(getattr(fh, "name", "?"), f"read failed: {exc.strerror or exc}") from None
+    finally:
+        fh.close()
+
+
+def _detect(line: str) -> Format:
+    s = line.strip()
+    if s.startswith("{"):
+        return "jsonl"
+    if "," in s or "\t" in s or _header_name(s) in _ALIASES:
+        return "csv"
+    return "list"
+
+
+class _Problems:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.items: list[tuple[int, str]] = []
+
+    def add(self, line: int, reason: str) -> None:
+        self.items.append((line, reason))
+        if len(self.items) >= MAX_PROBLEMS:
+            raise BankImportError(self.source, self.items)
+
+    def finish(self) -> None:
+        if self.items:
+            raise BankImportError(self.source, self.items)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+class _Lines:
+    """Decoded lines with their numbers; over-long or non-UTF-8 lines become problems."""
+
+    def __init__(self, stream: IO[bytes], problems: _Problems) -> None:
+        self._stream = stream
+        self._problems = problems
+        self.number = 0  # physical number of the line last read
+        self._pushed: list[tuple[int, str]] = []
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        return self
+
+    def __next__(self) -> tuple[int, str]:
+        if self._pushed:
+            return self._pushed.pop()
+        while True:
+            raw = self._stream.readline(MAX_LINE + 1)
+            if not raw:
+                raise StopIteration
+            self.number += 1
+            if len(raw) > MAX_LINE and not raw.endswith(b"\n"):
+                self._problems.add(self.number, f"line longer than {MAX_LINE} bytes")
+                while (chunk := self._stream.readline(MAX_LINE)) and not chunk.endswith(b"\n"):
+                    pass  # skip the rest of it in bounded pieces
+                continue
+            try:
+                text = raw.decode("utf-8-sig" if self.number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                self._problems.add(self.number, f"not UTF-8 text ({exc.reason} at byte {exc.start})")
+                continue
+            return self.number, text.rstrip("\r\n")
+
+    def first_meaningful(self) -> tuple[int, str] | None:
+        for n, text in self:
+            s = text.strip()
+            if s and not s.startswith("#"):
+                return n, text
+        return None
+
+
+def _parse_list(lines: _Lines, first: tuple[int, str], problems: _Problems, signal_type: str) -> Iterator[ImportRecord]:
+    st = signal_types.get(signal_type)
+    lines._pushed.append(first)
+    for n, text in lines:
+        s = text.strip()
+        if not s or s.startswith("#"):
+            continue
+        try:
+            value = st.normalize(s)
+        except AssayError as exc:
+            problems.add(n, str(exc))
+            continue
+        if not problems:
+            yield ImportRecord(value, ((st.name, value),), line=n)
+
+
+# -- CSV --------------------------------------------------------------------------------
+@dataclass
+class _Columns:
+    names: list[str]
+    value: int | None
+    signal_type: int | None
+    content_id: int | None
+    note: int | None
+    meta: int | None
+    wide: list[tuple[int, str]]  # (column, signal type) in the wide form
+    extra: list[int]
+
+
+def _header_name(s: str) -> str:
+    return s.strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def _columns(header: list[str]) -> _Columns:
+    names = [_header_name(h) for h in header]
+    canon: dict[str, int] = {}
+    wide: list[tuple[int, str]] = []
+    extra: list[int] = []
+    for i, name in enumerate(names):
+        if not name:
+            raise InvalidBankInput(f"CSV header column {i + 1} has no name")
+        key = _ALIASES.get(name)
+        if key is not None:
+            if key in canon:
+                raise InvalidBankInput(f"CSV header names the {key} column twice ({header[canon[key]]!r}, {header[i]!r})")
+            canon[key] = i
+            continue
+        try:
+            wide.append((i, signal_types.get(name).name))
+        except AssayError:
+            extra.append(i)
+    if "value" in canon:
+        extra += [i for i, _ in wide]  # with a value column, type-named columns are just data
+        wide = []
+    elif not wide:
+        raise InvalidBankInput(
+            "CSV header has no value column: name one 'value' (or 'hash'), or name columns after "
+            "signal types (e.g. 'pdq,md5')")
+    elif "signal_type" in canon:
+        raise InvalidBankInput("CSV header has a signal_type column but no value column")
+    return _Columns([h.strip() for h in header], canon.get("value"), canon.get("signal_type"),
+                    canon.get("content_id"), canon.get("note"), canon.get("meta"), wide, sorted(extra))
+
+
+def _parse_csv(lines: _Lines, first: tuple[int, str], problems: _Problems, signal_type: str) -> Iterator[ImportRecord]:
+    default_type = signal_types.get(signal_type).name
+    lines._pushed.append(first)
+    where = {"line": first[0]}
+
+    def text_lines() -> Iterator[str]:
+        for n, text in lines:
+            where["line"] = n
+            if "\x00" in text:  # csv would stop the whole reader on it
+                problems.add(n, "contains a NUL character")
+                continue
+            yield text + "\n"
+
+    reader = csv.reader(text_lines(), strict=True)
+    cols: _Columns | None = None
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            problems.add(where["line"], f"bad CSV: {exc}")
+            if cols is None:
+                return
+            continue
+        n = where["line"]
+        if cols is None:
+            try:
+                cols = _columns(row)
+            except AssayError as exc:
+                problems.add(n, str(exc))
+                return
+            continue
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        try:
+            rec = _csv_record(cols, row, n, default_type)
+        except AssayError as exc:
+            problems.add(n, str(exc))
+            continue
+        if not problems:
+            yield rec
+
+
+def _csv_record(cols: _Columns, row: list[str], n: int, default_type: str) -> ImportRecord:
+    if len(row) != len(cols.names):
+        raise InvalidBankInput(f"expected {len(cols.names)} fields as in the header, got {len(row)}")
+
+    def get(i: int | None) -> str:
+        return row[i].strip() if i is not None else ""
+
+    note = row[cols.note] if cols.note is not None else ""  # kept verbatim, spaces and all
+
+    meta: dict[str, Any] = {}
+    meta_text = get(cols.meta)
+    if meta_text:
+        meta.update(_json_object(meta_text, "meta"))
+    for i in cols.extra:
+        if row[i].strip():
+            meta[cols.names[i]] = row[i].strip()
+    if cols.value is not None:
+        signals = [_signal(get(cols.signal_type) or default_type, get(cols.value))]
+    else:
+        signals = [_signal(t, row[i]) for i, t in cols.wide if row[i].strip()]
+        if not signals:
+            raise InvalidBankInput("no signal value on this line")
+    return _record(get(cols.content_id) or None, signals, note or None, meta or None, n)
+
+
+# -- JSON Lines -------------------------------------------------------------------------
+def _parse_jsonl(lines: _Lines, first: tuple[int, str], problems: _Problems, signal_type: str) -> Iterator[ImportRecord]:
+    default_type = signal_types.get(signal_type).name
+    lines._pushed.append(first)
+    for n, text in lines:
+        s = text.strip()
+        if not s or s.startswith("#"):
+            continue
+        try:
+            rec = _jsonl_record(_json_object(s, "line"), n, default_type)
+        except AssayError as exc:
+            problems.add(n, str(exc))
+            continue
+        if not problems:
+            yield rec
+
+
+def _jsonl_record(obj: dict[str, Any], n: int, default_type: str) -> ImportRecord:
+    fields: dict[str, Any] = {}
+    meta: dict[str, Any] = {}
+    for key, val in obj.items():
+        canon = "signals" if key == "signals" else _ALIASES.get(_header_name(key))
+        if canon is None:
+            meta[key] = val  # unknown keys are kept, as CSV's extra columns are
+        elif canon in fields:
+            raise InvalidBankInput(f"the {canon} field is given twice")
+        else:
+            fields[canon] = val
+    given = fields.get("meta")
+    if given is not None:
+        if not isinstance(given, dict):
+            raise InvalidBankInput("meta must be a JSON object")
+        meta = {**given, **meta}
+    note = fields.get("note")
+    if note is not None and not isinstance(note, str):
+        raise InvalidBankInput("note must be a string")
+    cid = fields.get("content_id")
+    if cid is not None:
+        if isinstance(cid, bool) or not isinstance(cid, str | int):
+            raise InvalidBankInput("content_id must be a string or an integer")
+        cid = str(cid)
+    if "signals" in fields:
+        if "value" in fields or "signal_type" in fields:
+            raise InvalidBankInput("give either 'signals' or 'signal_type'/'value', not both")
+        sig = fields["signals"]
+        if not isinstance(sig, dict) or not sig:
+            raise InvalidBankInput("signals must be a non-empty object of type -> value(s)")
+        signals: list[tuple[str, str]] = []
+        for t, vals in sig.items():
+            for v in [vals] if isinstance(vals, str) else vals if isinstance(vals, list) else [vals]:
+                signals.append(_signal(t, v))
+        if not signals:
+            raise InvalidBankInput("signals holds no value")
+    else:
+        if "value" not in fields:
+            raise InvalidBankInput("no 'value' (or 'signals') field")
+        t = fields.get("signal_type") or default_type
+        signals = [_signal(t, fields["value"])]
+    return _record(cid or None, signals, note or None, meta or None, n)
+
+
+def _json_object(text: str, what: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidBankInput(f"{what} is not valid JSON: {str(exc)[:200]}") from None
+    if not isinstance(obj, dict):
+        raise InvalidBankInput(f"{what} must be a JSON object")
+    return obj
+
+
+# -- shared -----------------------------------------------------------------------------
+def _signal(signal_type: object, value: object) -> tuple[str, str]:
+    if not isinstance(signal_type, str):
+        raise InvalidBankInput("signal type must be a string")
+    st = signal_types.get(signal_type)
+    if not isinstance(value, str):
+        raise InvalidBankInput(f"{st.name} value must be a string")
+    return st.name, st.normalize(value)
+
+
+def _record(cid: str | None, signals: list[tuple[str, str]], note: str | None,
+            meta: dict[str, Any] | None, n: int) -> ImportRecord:
+    if cid is None:
+        if len(signals) > 1:
+            raise InvalidBankInput("content_id is required when a line gives several signals")
+        cid = signals[0][1]
+    rec = ImportRecord(cid, tuple(signals), note, meta, line=n)
+    check_record(rec)  # content id, note and meta limits: report them here, with the line
+    return rec
+
+
+# ---------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------
+def export(store: Store, bank: str, fmt: Format, out: TextIO, signal_type: str | None = None) -> int:
+    """Write a bank in one of the three formats; returns the number of entries written.
+
+    CSV and JSONL keep content ids, notes, meta and every signal, so exporting and
+    importing into a new bank gives the same entries. A plain list holds values of
+    one signal type only (``signal_type``, needed when the bank holds several) and
+    loses everything else. The enabled flag of entries is not exported.
+    """
+    if fmt not in FORMATS:
+        raise InvalidBankInput(f"unknown bank file format {fmt!r} (known: {', '.join(FORMATS)})")
+    stats = store.stats(bank)
+    if fmt == "list":
+        if signal_type is None:
+            if len(stats.signals) > 1:
+                raise InvalidBankInput(
+                    f"bank {bank!r} holds several signal types ({', '.join(stats.signals)}); "
+                    "a plain list needs one: pass signal_type")
+            signal_type = next(iter(stats.signals), "pdq")
+        name = signal_types.get(signal_type).name
+        out.write(f"# assay bank {bank}: {name} values, one per line\n")
+    written = 0
+    writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
+    if writer is not None:
+        writer.writerow(["signal_type", "value", "content_id", "note", "meta"])
+    for entry in store.iter_entries(bank):
+        if fmt == "list":
+            for v in entry.signals.get(name, ()):
+                out.write(v + "\n")
+        elif writer is not None:
+            meta = json.dumps(entry.meta, ensure_ascii=False, sort_keys=True) if entry.meta else ""
+            for t, vals in entry.signals.items():
+                for v in vals:
+                    writer.writerow([t, v, entry.content_id, entry.note or "", meta])
+        else:
+            out.write(json.dumps(_jsonl_entry(entry), ensure_ascii=False) + "\n")
+        written += 1
+    return written
+
+
+def _jsonl_entry(entry: Entry) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "content_id": entry.content_id,
+        "signals": {t: vals[0] if len(vals) == 1 else list(vals) for t, vals in entry.signals.items()},
+    }
+    if entry.note is not None:
+        obj["note"] = entry.note
+    if entry.meta:
+        obj["meta"] = entry.meta
+    return obj

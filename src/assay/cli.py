@@ -62,14 +62,19 @@ DbOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
 
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"assay {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
     db: DbOpt = None,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True)
+    ] = False,
 ) -> None:
-    if version:
-        out.print(f"assay {__version__}")
-        raise typer.Exit()
     _state["db"] = normalize_db_url(db) if db else None
 
 
@@ -326,8 +331,7 @@ def provenance(
     facts: Annotated[bool, typer.Option(help="List the extracted facts under each evidence.")] = True,
     json_out: JsonOpt = False,
 ) -> None:
-    """Evidence that an image was generated (and by what), edited or captured, and a verdict
-    that never claims more than the evidence."""
+    """Provenance evidence of images (C2PA, IPTC, generator metadata, watermarks, camera) and a cautious verdict."""
     from .config import Limits
     from .provenance.analyzer import analyze_provenance, explain
     from .sniff import sniff_path
@@ -373,9 +377,7 @@ def model(
     no_banks: Annotated[bool, typer.Option("--no-banks", help="No hash matching, no lineage.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Open model files safely (never executing them): pickle safety, architecture,
-    community hashes, training metadata, matches of its hashes in the banks, and its
-    lineage (same weights, fine-tune, merge, contained LoRA) against model fingerprints."""
+    """Model files, opened without executing them: safety, architecture, hashes, metadata, bank matches, lineage."""
     from .models.analyzer import analyze_model
     from .models.hashes import hash_signals
     from .models.report import explain_model_text
@@ -792,6 +794,17 @@ def demo(
          mode=Mode.fast, exif_transpose=False, dihedral=True, threshold=None,
          include_low_quality=False, workers=0, provenance=True, models=True,
          trust_anchors=None, no_banks=False, fail_on_match=False)
+
+
+# --------------------------------------------------------------------------------- serve
+def _register_service() -> None:
+    from .service.cli import keys_app, serve
+
+    app.add_typer(keys_app, name="keys")
+    app.command("serve")(serve)
+
+
+_register_service()
 
 
 if __name__ == "__main__":

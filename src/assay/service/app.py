@@ -1,0 +1,181 @@
+"""The HTTP API: ``create_app(settings)`` builds one worker's FastAPI application.
+
+Each worker process opens the store, brings the schema to the newest migration,
+loads its in-memory index (from the shared on-disk snapshot when there is one) and
+then follows the store on a background thread. Layers, outermost first: request id
+and access log, body size and slowness limits, FastAPI routes (auth per route).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..banks import migrations
+from ..banks.store import Store
+from ..config import data_dir
+from ..errors import AssayError, RateLimited
+from . import logging as service_logging
+from .auth import KeyVerifier
+from .errors import assay_error_dict, error_bytes, error_dict, status_for
+from .jobs import Jobs
+from .logging import RequestContextMiddleware
+from .matching import LiveIndex
+from .ratelimit import BodyLimitMiddleware, BodyTimeout, BodyTooLarge, Scope, Send, TokenBuckets
+from .settings import Settings
+from .state import ServiceState, make_tmp_dir, remove_tmp_dir
+
+log = logging.getLogger("assay.service")
+
+OPENAPI_PATH = "/openapi.json"
+
+
+def open_store(settings: Settings) -> Store:
+    """Open the store and migrate it to the newest schema (safe from many processes)."""
+    store = Store(settings.db_url)
+    try:
+        migrations.upgrade(store.engine)
+    except Exception as exc:
+        store.close()
+        if isinstance(exc, AssayError):
+            raise
+        raise AssayError(f"{store.url_for_display}: migrating the schema failed: {exc}") from None
+    return store
+
+
+def _state(settings: Settings) -> ServiceState:
+    store = open_store(settings)
+    index = LiveIndex(store, interval=settings.refresh_interval, snapshot_dir=settings.snapshot_path)
+    state = ServiceState(
+        settings=settings,
+        store=store,
+        index=index,
+        keys=KeyVerifier(store.engine, settings.key_cache_seconds, settings.anonymous_role),
+        buckets=TokenBuckets(settings.rate_limit / settings.workers, settings.rate_burst),
+        jobs=Jobs(store, settings.job_stale_seconds),
+        tmp_dir=make_tmp_dir(),
+    )
+    state.jobs.on_done = state.on_job_done
+    state.jobs.on_commit = state.refresh_index
+    return state
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    service_logging.configure(settings.access_log)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = _state(settings)
+        app.state.assay = state
+        lock = (settings.snapshot_path or data_dir() / "index") / "load.lock"
+        state.index.load(lock)
+        state.index.start()
+        try:
+            yield
+        finally:
+            state.index.stop()
+            remove_tmp_dir(state.tmp_dir)
+            state.store.close()
+
+    app = FastAPI(
+        title="assay",
+        version=__version__,
+        summary="Hash-bank matching, image provenance and model forensics over HTTP",
+        openapi_url=OPENAPI_PATH,
+        lifespan=lifespan,
+    )
+
+    from .routes_admin import router as admin_router
+    from .routes_banks import router as banks_router
+    from .routes_compat import router as compat_router
+    from .routes_match import router as match_router
+
+    for router in (match_router, banks_router, admin_router, compat_router):
+        app.include_router(router)
+    _install_error_handlers(app)
+
+    async def limit_error(scope: Scope, send: Send, status: int, code: str, message: str) -> None:
+        rid = scope.get("state", {}).get("request_id")
+        body = error_bytes(code, message, rid, hint="see the limits in docs/service.md")
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+    app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(settings),
+                       timeout=settings.body_timeout, on_error=limit_error)
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+def _body_limits(settings: Settings) -> Callable[[str], int]:
+    upload = settings.max_upload_bytes + 64 * 1024  # room for the multipart framing
+    uploads = ("/v1/hash", "/v1/match", "/v1/analyze/provenance", "/h/hash")
+
+    def limit_for(path: str) -> int:
+        if path in uploads:
+            return upload
+        if path == "/v1/analyze/model":
+            return settings.max_model_bytes
+        if path.startswith("/v1/banks/") and path.endswith("/import"):
+            return settings.max_import_bytes
+        return settings.max_json_bytes
+
+    return limit_for
+
+
+def _json(body: dict[str, Any], status: int, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def _rid(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AssayError)
+    async def on_assay_error(request: Request, exc: AssayError) -> Response:
+        headers = None
+        if isinstance(exc, RateLimited):
+            headers = {"Retry-After": str(max(1, int(exc.retry_after + 0.999)))}
+        return _json(assay_error_dict(exc, _rid(request)), status_for(exc), headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(request: Request, exc: RequestValidationError) -> Response:
+        # Never echo the input back (it may be content); location and reason suffice.
+        details = [{"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")}
+                   for e in exc.errors()[:20]]
+        first = details[0] if details else {"loc": [], "msg": "invalid request"}
+        message = f"invalid request: {'.'.join(first['loc'])}: {first['msg']}"
+        return _json(error_dict("invalid-request", message, _rid(request), details=details), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> Response:
+        cause = exc.__cause__
+        if isinstance(cause, BodyTooLarge):
+            return _json(error_dict("too-large", f"request body exceeds the limit of {cause.limit} bytes",
+                                    _rid(request)), 413)
+        if isinstance(cause, BodyTimeout):
+            return _json(error_dict("request-timeout", "the client stopped sending the body", _rid(request)), 408)
+        if isinstance(cause, AssayError):
+            return await on_assay_error(request, cause)
+        code = {400: "bad-request", 404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 400 and "parsing the body" in message:
+            message = "the request body is not valid multipart/form-data or JSON"
+        return _json(error_dict(code, message, _rid(request)), exc.status_code,
+                     dict(exc.headers) if exc.headers else None)
+
+
+def create_app_from_env() -> FastAPI:
+    """Uvicorn factory for worker processes: settings come from ASSAY_SERVICE_*."""
+    return create_app(Settings.from_env())

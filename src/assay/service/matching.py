@@ -1,0 +1,177 @@
+"""The per-worker index: a Matcher that follows the store on a background thread and
+answers lookups without touching the database on the hot path.
+
+``Matcher.lookup`` asks the store for bank thresholds and for the metadata of index
+hits. ``MetadataCache`` sits between the two: thresholds are re-read by the follower
+thread on every refresh, resolved hits are kept (bounded) and evicted when the store
+reports them removed. So lookups that miss (most traffic) or hit cached entries keep
+answering from memory while the database is unreachable; only a first hit on an
+uncached entry needs the database (503 while it is down).
+
+Following by ``signals.id > last`` is sound because the store serialises its writers
+(an advisory lock on PostgreSQL), so ids become visible in order.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import fcntl
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..banks.matcher import Matcher, Query
+from ..banks.store import Changes, SignalRef, Store
+from ..errors import StoreError
+from ..report.schema import Match
+
+log = logging.getLogger("assay.service.index")
+_cache_only: contextvars.ContextVar[bool] = contextvars.ContextVar("assay_cache_only", default=False)
+
+
+class NeedsStore(Exception):
+    """Raised inside a cache-only lookup when a hit's metadata is not cached."""
+
+
+class MetadataCache:
+    """A Store stand-in for the Matcher: everything passes through, except the two
+    metadata reads of ``lookup``, which are served from memory when possible."""
+
+    def __init__(self, store: Store, max_refs: int = 500_000) -> None:
+        self._store = store
+        self._max = max_refs
+        self._refs: dict[int, SignalRef] = {}
+        self._thresholds: dict[int, int | None] | None = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def bank_thresholds(self) -> dict[int, int | None]:
+        if self._thresholds is None:
+            self._thresholds = self._store.bank_thresholds()
+        return self._thresholds
+
+    def resolve(self, signal_ids: Sequence[int]) -> dict[int, SignalRef]:
+        refs = self._refs
+        missing = [i for i in signal_ids if i not in refs]
+        if missing:
+            if _cache_only.get():
+                raise NeedsStore()
+            fetched = self._store.resolve(missing)
+            with self._lock:
+                if len(refs) + len(fetched) > self._max:
+                    refs.clear()  # crude but bounded; the hot set refills at once
+                refs.update(fetched)
+        return {i: refs[i] for i in signal_ids if i in refs}
+
+    def changes_since(self, signal_id: int, seq: int) -> Changes:
+        changes = self._store.changes_since(signal_id, seq)
+        thresholds = self._store.bank_thresholds()
+        with self._lock:
+            # Cached refs carry the bank's threshold and the bank's enabled state.
+            if changes.banks_changed or thresholds != self._thresholds:
+                self._refs.clear()
+            else:
+                for sid in changes.removed_signal_ids.tolist():
+                    self._refs.pop(int(sid), None)
+            self._thresholds = thresholds
+        return changes
+
+
+class LiveIndex:
+    """One worker's Matcher, its follower thread and its health."""
+
+    def __init__(self, store: Store, *, interval: float, snapshot_dir: Path | None) -> None:
+        self.store = store
+        self.cache = MetadataCache(store)
+        self.matcher = Matcher(self.cache, snapshot_dir=snapshot_dir)  # type: ignore[arg-type]
+        self.interval = interval
+        self.loaded = False
+        self.last_ok = 0.0
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._refresh_lock = threading.Lock()
+        self._snapshot_root = snapshot_dir
+
+    def load(self, lock_file: Path | None = None) -> None:
+        # Workers of one instance share the on-disk snapshot: the first builds it, the
+        # others wait on the file lock and then map it instead of rebuilding.
+        with _file_lock(lock_file):
+            self.matcher.load()
+        self.cache.bank_thresholds()
+        # The index kernels compile on first use (seconds): pay that before /ready says so.
+        self.matcher.lookup([Query("pdq", "0" * 64)], threshold=31)
+        self.loaded = True
+        self.last_ok = time.monotonic()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="assay-index-follower", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def poke(self) -> None:
+        """Refresh now (after a write through this worker)."""
+        self._wake.set()
+
+    def refresh(self) -> bool:
+        with self._refresh_lock:
+            changed = self.matcher.refresh()
+        self.last_ok = time.monotonic()
+        self.last_error = None
+        return changed
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.refresh()
+            except StoreError as exc:
+                self.last_error = exc.message
+            except Exception as exc:  # keep following; never kill the thread
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("index refresh failed")
+            self._wake.wait(self.interval)
+            self._wake.clear()
+
+    def store_reachable(self, within: float = 3.0) -> bool:
+        return self.last_error is None and time.monotonic() - self.last_ok < within
+
+    def lookup_cached(self, queries: Sequence[Query], threshold: int | None,
+                      include_low_quality: bool) -> list[Match]:
+        """Lookup that never waits on the database; raises NeedsStore instead."""
+        token = _cache_only.set(True)
+        try:
+            return self.matcher.lookup(queries, threshold=threshold, include_low_quality=include_low_quality)
+        finally:
+            _cache_only.reset(token)
+
+    def lookup(self, queries: Sequence[Query], threshold: int | None, include_low_quality: bool) -> list[Match]:
+        return self.matcher.lookup(queries, threshold=threshold, include_low_quality=include_low_quality)
+
+    def sizes(self) -> dict[str, int]:
+        return self.matcher.size() if self.loaded else {}
+
+
+@contextmanager
+def _file_lock(path: Path | None) -> Iterator[None]:
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)

@@ -1,0 +1,90 @@
+"""Service settings: one frozen object, built from flags or ``ASSAY_SERVICE_*`` variables.
+
+Uvicorn starts each worker process from the import string of an app factory, so
+everything a worker needs travels through the environment (``to_env`` /
+``from_env``); nothing is shared in memory between workers.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from ..config import default_db_url, normalize_db_url
+from ..errors import AssayError
+
+PREFIX = "ASSAY_SERVICE_"
+ROLES = ("match", "curate", "admin")
+
+
+@dataclass(frozen=True)
+class Settings:
+    db: str = ""  # SQLAlchemy URL or file path; "" = the embedded default store
+    # Role given to requests without a key; None = no anonymous access (the default).
+    anonymous_role: str | None = None
+    workers: int = 1
+    # Per-key budget in requests/s for the whole instance, shared evenly by its workers
+    # (an in-process token bucket per worker: no extra moving part on the hot path).
+    rate_limit: float = 5000.0
+    rate_burst: float = 1000.0
+    max_json_bytes: int = 4 * 1024**2
+    max_upload_bytes: int = 64 * 1024**2  # images to hash or analyse
+    max_model_bytes: int = 8 * 1024**3
+    max_import_bytes: int = 4 * 1024**3
+    max_batch: int = 1000
+    body_timeout: float = 30.0  # seconds without a byte from a client before 408
+    refresh_interval: float = 0.15  # how often each worker follows the store
+    key_cache_seconds: float = 5.0  # a revoked key stops working within this time
+    job_stale_seconds: float = 15.0  # a running job without heartbeat for this long died
+    snapshot_dir: str = ""  # "" = under the data dir
+    trust_anchors: str = ""  # PEM bundle for C2PA, "" = none
+    access_log: bool = True
+
+    def __post_init__(self) -> None:
+        if self.anonymous_role is not None and self.anonymous_role not in ROLES:
+            raise AssayError(
+                f"invalid anonymous role {self.anonymous_role!r}", hint=f"use one of {', '.join(ROLES)}"
+            )
+        if self.workers < 1:
+            raise AssayError(f"invalid worker count {self.workers}: at least 1")
+
+    @property
+    def db_url(self) -> str:
+        return normalize_db_url(self.db) if self.db else default_db_url()
+
+    @property
+    def snapshot_path(self) -> Path | None:
+        return Path(self.snapshot_dir) if self.snapshot_dir else None
+
+    def to_env(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[PREFIX + f.name.upper()] = "" if value is None else str(value)
+        return out
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(PREFIX + f.name.upper())
+            if raw is None:
+                continue
+            default = f.default
+            try:
+                if f.name == "anonymous_role":
+                    kwargs[f.name] = raw or None
+                elif isinstance(default, bool):
+                    kwargs[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
+                elif isinstance(default, int):
+                    kwargs[f.name] = int(raw)
+                elif isinstance(default, float):
+                    kwargs[f.name] = float(raw)
+                else:
+                    kwargs[f.name] = raw
+            except ValueError:
+                raise AssayError(f"{PREFIX}{f.name.upper()}={raw!r} is not a valid {type(default).__name__}") from None
+        return cls(**kwargs)

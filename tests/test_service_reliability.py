@@ -1,0 +1,216 @@
+"""The service for real: `assay serve` with several workers on PostgreSQL.
+
+- concurrent lookups while imports and deletions run: never a wrong or missing match
+  for a committed entry, and every worker sees every write;
+- kill -9 of the worker running a bulk import: the bank is as before, the service
+  answers, the job is reported failed;
+- database unreachable (a TCP proxy we stop): lookups keep answering from the loaded
+  index, writes get 503, readiness says so; all recovers when it is back.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import pytest
+
+from assay.service.app import open_store
+from assay.service.auth import create_key
+from assay.service.settings import Settings
+from service_helpers import TcpProxy, running
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+
+def _keys(db: str) -> tuple[str, str]:
+    store = open_store(Settings(db=db))
+    try:
+        _, curate = create_key(store.engine, "curator", "curate")
+        _, match = create_key(store.engine, "pipeline", "match")
+    finally:
+        store.close()
+    return curate, match
+
+
+def _hashes(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [f"{rng.getrandbits(256):064x}" for _ in range(n)]
+
+
+def _wait_job(client: httpx.Client, location: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(location).json()
+        if job["status"] in ("done", "failed"):
+            return job
+        time.sleep(0.1)
+    raise TimeoutError(location)
+
+
+def _every_worker_sees(url: str, key: str, value: str, expect: bool, workers: int, timeout: float = 10) -> None:
+    """Fresh connections spread over the workers; each must answer ``expect``."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while len(seen) < workers:
+        assert time.monotonic() < deadline, f"only workers {seen} agree on {value}: expected found={expect}"
+        r = httpx.get(url + "/v1/lookup", params={"signal_type": "pdq", "value": value, "threshold": 0},
+                      headers={"X-API-Key": key})
+        assert r.status_code == 200, r.text
+        if bool(r.json()["matches"]) == expect:
+            seen.add(r.headers["x-served-by"])
+        else:
+            seen.clear()  # a worker disagreed: not yet propagated everywhere
+            time.sleep(0.05)
+
+
+def test_concurrent_lookups_during_imports_and_deletions(pg_url: str, tmp_path: Path) -> None:
+    curate, match = _keys(pg_url)
+    stable = _hashes(200, 1)
+    with running(pg_url, 2, tmp_path) as srv:
+        cur = httpx.Client(base_url=srv.url, headers={"X-API-Key": curate}, timeout=30)
+        assert cur.post("/v1/banks", json={"name": "stable"}).status_code == 201
+        assert cur.post("/v1/banks", json={"name": "churn"}).status_code == 201
+        r = cur.post("/v1/banks/stable/import", content="\n".join(stable).encode())
+        assert _wait_job(cur, r.headers["location"])["status"] == "done"
+        _every_worker_sees(srv.url, match, stable[-1], True, 2)
+
+        stop = threading.Event()
+        failures: list[str] = []
+        lookups = [0]
+
+        def lookup_loop(seed: int) -> None:
+            rng = random.Random(seed)
+            with httpx.Client(base_url=srv.url, headers={"X-API-Key": match}, timeout=30) as c:
+                while not stop.is_set():
+                    batch = rng.sample(stable, 20)
+                    r = c.post("/v1/lookup/batch", json={
+                        "signals": [{"id": v, "type": "pdq", "value": v} for v in batch], "threshold": 0})
+                    if r.status_code != 200:
+                        failures.append(f"status {r.status_code}: {r.text[:200]}")
+                        continue
+                    for item in r.json()["results"]:
+                        got = {(m["bank"], m["content_id"]) for m in item["matches"]}
+                        if got != {("stable", item["id"])}:
+                            failures.append(f"{item['id']}: got {sorted(got)}")
+                    lookups[0] += 1
+
+        threads = [threading.Thread(target=lookup_loop, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        churned: list[str] = []
+        try:
+            for round_ in range(3):
+                batch = _hashes(1000, 100 + round_)
+                r = cur.post("/v1/banks/churn/import", content="\n".join(batch).encode())
+                assert _wait_job(cur, r.headers["location"])["status"] == "done"
+                churned.extend(batch)
+                for v in random.Random(round_).sample(churned, 20):
+                    cur.delete(f"/v1/banks/churn/entries/{v}")
+                    churned.remove(v)
+                # an added entry and a removed one are seen the same way by every worker
+                _every_worker_sees(srv.url, match, batch[0] if batch[0] in churned else churned[-1], True, 2)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        assert not failures, failures[:5]
+        assert lookups[0] > 10
+        # Everything committed is matchable, and a deleted entry is gone, on every worker.
+        deleted = _hashes(1000, 100)[0]
+        if deleted not in churned:
+            _every_worker_sees(srv.url, match, deleted, False, 2)
+        stats = cur.get("/v1/banks/churn").json()
+        assert stats["entries"] == len(churned)
+
+
+def test_kill_9_during_bulk_import_leaves_bank_as_before(pg_url: str, tmp_path: Path) -> None:
+    curate, match = _keys(pg_url)
+    before = _hashes(100, 7)
+    big = _hashes(300_000, 8)
+    env = {"ASSAY_SERVICE_JOB_STALE_SECONDS": "2"}
+    with running(pg_url, 2, tmp_path, **env) as srv:
+        cur = httpx.Client(base_url=srv.url, headers={"X-API-Key": curate}, timeout=60)
+        assert cur.post("/v1/banks", json={"name": "b"}).status_code == 201
+        r = cur.post("/v1/banks/b/import", content="\n".join(before).encode())
+        assert _wait_job(cur, r.headers["location"])["status"] == "done"
+
+        r = cur.post("/v1/banks/b/import", content="\n".join(big).encode())
+        assert r.status_code == 202, r.text
+        location = r.headers["location"]
+        deadline = time.monotonic() + 60
+        while True:  # kill while the import is inside its transaction
+            job = cur.get(location).json()
+            assert job["status"] != "done", "import finished before the kill; make it bigger"
+            if job["status"] == "running" and job["records"] > 0:
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        worker_pid = int(job["owner"].rsplit(":", 1)[1])
+        assert worker_pid != srv.proc.pid
+        os.kill(worker_pid, signal.SIGKILL)
+        cur.close()  # its kept-alive connection may have belonged to the dead worker
+        cur = httpx.Client(base_url=srv.url, headers={"X-API-Key": curate}, timeout=60,
+                           limits=httpx.Limits(max_keepalive_connections=0))
+
+        job = _wait_job(cur, location, timeout=60)
+        assert job["status"] == "failed" and job["error"]["code"] == "interrupted"
+        stats = cur.get("/v1/banks/b").json()
+        assert stats["entries"] == len(before) and stats["signals"] == {"pdq": len(before)}
+        for v in (big[0], big[len(big) // 2]):
+            _every_worker_sees(srv.url, match, v, False, 1)
+        _every_worker_sees(srv.url, match, before[0], True, 1)
+        # The same import again succeeds (nothing half-written blocks it).
+        r = cur.post("/v1/banks/b/import", content="\n".join(big[:1000]).encode())
+        assert _wait_job(cur, r.headers["location"])["result"]["added_entries"] == 1000
+
+
+def test_database_unreachable_lookups_keep_answering(pg_url: str, tmp_path: Path) -> None:
+    curate, match = _keys(pg_url)
+    parts = urlsplit(pg_url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxy.start()
+    via_proxy = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+    known = _hashes(50, 3)
+    try:
+        env = {"ASSAY_SERVICE_REFRESH_INTERVAL": "0.2"}
+        with running(via_proxy, 1, tmp_path, **env) as srv:
+            cur = httpx.Client(base_url=srv.url, headers={"X-API-Key": curate}, timeout=30)
+            m = httpx.Client(base_url=srv.url, headers={"X-API-Key": match}, timeout=30)
+            assert cur.post("/v1/banks", json={"name": "b"}).status_code == 201
+            r = cur.post("/v1/banks/b/import", content="\n".join(known).encode())
+            assert _wait_job(cur, r.headers["location"])["status"] == "done"
+            for v in known:  # warm this worker's metadata cache
+                assert m.get("/v1/lookup", params={"signal_type": "pdq", "value": v}).json()["matches"]
+
+            proxy.stop()
+            deadline = time.monotonic() + 15
+            while m.get("/ready").status_code != 503:
+                assert time.monotonic() < deadline, "readiness never noticed the database is gone"
+                time.sleep(0.1)
+            for v in known:
+                r = m.get("/v1/lookup", params={"signal_type": "pdq", "value": v, "threshold": 0})
+                assert r.status_code == 200 and [x["content_id"] for x in r.json()["matches"]] == [v]
+            miss = _hashes(1, 99)[0]
+            r = m.get("/v1/lookup", params={"signal_type": "pdq", "value": miss, "threshold": 0})
+            assert r.status_code == 200 and r.json() == {"matches": []}
+            r = cur.post("/v1/banks/b/entries", json={"content_id": "new", "signals": {"pdq": miss}})
+            assert r.status_code == 503 and r.json()["error"]["code"] == "store-error"
+            assert cur.post("/v1/banks", json={"name": "c"}).status_code == 503
+
+            proxy.start()
+            deadline = time.monotonic() + 30
+            while m.get("/ready").status_code != 200:
+                assert time.monotonic() < deadline, "never recovered"
+                time.sleep(0.2)
+            r = cur.post("/v1/banks/b/entries", json={"content_id": "new", "signals": {"pdq": miss}})
+            assert r.status_code == 201, r.text
+            _every_worker_sees(srv.url, match, miss, True, 1)
+    finally:
+        proxy.close()

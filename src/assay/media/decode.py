@@ -42,7 +42,7 @@ FORMATS: dict[str, str] = {
 }
 
 # Fast-path reduction, chosen on the shared PDQ vectors and generated photos (see
-# bench/RESULTS-hashing.md). Images whose short side is under REDUCE_FROM are decoded
+# bench/RESULTS.md, image hashing). Images whose short side is under REDUCE_FROM are decoded
 # fully: there PDQ's own filter is only a few pixels wide and any shrinking first
 # moves bits (up to 48 on 256-px textures), while a full decode costs little.
 REDUCE_FROM = 512

@@ -68,7 +68,7 @@ class Payload:
 # likely. SD 1.x (136 bits) uses the same fractions. For SD 2.x's 32 bits the same
 # fractions are too lax: unmarked photos decode to (nearly) all-zero bits, which
 # already match 19 of the 32 bits of b"SDV2", and clean photos matched up to 21
-# (bench/RESULTS-provenance.md), so its bands start above that.
+# (bench/RESULTS.md, provenance), so its bands start above that.
 PAYLOADS: tuple[Payload, ...] = (
     Payload("sd1", "Stable Diffusion 1.x", _bits_of_bytes(b"StableDiffusionV1"), (76, 93, 99)),
     Payload("sd2", "Stable Diffusion 2.x", _bits_of_bytes(b"SDV2"), (21, 25, 27)),

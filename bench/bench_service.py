@@ -1,0 +1,290 @@
+"""`assay serve` under load: a 1M-hash PDQ bank, 2 workers, a load generator in a
+second process on loopback (a small asyncio HTTP/1.1 client with keep-alive).
+
+Measured, each as the median of --repeats runs of --seconds:
+  - single lookups (GET /v1/lookup): requests/s, p50/p99 latency;
+  - batch lookups of 100 signals (POST /v1/lookup/batch): signals/s, p50/p99;
+  - hash-and-look-up of 1-MP JPEG uploads (POST /v1/match): uploads/s, p50/p99;
+  - the time for an added entry to be matchable on every worker;
+  - start-up time to /ready (cold: index built from the store; warm: snapshot).
+Side by side (same run, same machine): HMA's matcher core, python-threatexchange's
+PDQ index (faiss, what HMA loads in each worker), answering the same single lookups
+in-process without any HTTP: an upper bound of what HMA can serve.
+
+    .venv/bin/python bench/bench_service.py --n 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import multiprocessing as mp
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+SERVE = "import sys, typer; from assay.service.cli import serve; typer.run(serve)"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- load generator (runs in its own process) ---------------------------------------------
+async def _conn_loop(port: int, requests: list[bytes], deadline: float, lat: list[float], errors: list[int]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    i = random.randrange(len(requests))
+    while time.perf_counter() < deadline:
+        req = requests[i % len(requests)]
+        i += 1
+        t0 = time.perf_counter()
+        writer.write(req)
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        if length:
+            await reader.readexactly(length)
+        lat.append(time.perf_counter() - t0)
+        if status != 200:
+            errors.append(status)
+    writer.close()
+
+
+def _client(port: int, requests: list[bytes], seconds: float, conns: int, out: mp.Queue) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    lat: list[float] = []
+    errors: list[int] = []
+
+    async def main() -> None:
+        deadline = time.perf_counter() + seconds
+        await asyncio.gather(*(_conn_loop(port, requests, deadline, lat, errors) for _ in range(conns)))
+
+    t0 = time.perf_counter()
+    try:
+        asyncio.run(main())
+    except Exception as exc:  # report, never leave the parent waiting
+        out.put((0, 1.0, [], [repr(exc)], 1))
+        return
+    out.put((len(lat), time.perf_counter() - t0, sorted(lat), errors[:5], len(errors)))
+
+
+def load(port: int, requests: list[bytes], seconds: float, conns: int) -> dict[str, float]:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_client, args=(port, requests, seconds, conns, q))
+    p.start()
+    n, wall, lat, errs, nerr = q.get(timeout=seconds + 120)
+    p.join()
+    if nerr:
+        raise SystemExit(f"{nerr} non-200 answers, e.g. {errs}")
+    return {"rps": n / wall, "p50": lat[len(lat) // 2] * 1000, "p99": lat[int(len(lat) * 0.99)] * 1000}
+
+
+def http_request(method: str, path: str, key: str, body: bytes = b"", ctype: str = "") -> bytes:
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {key}\r\n"
+    if body:
+        head += f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+# -- set-up ---------------------------------------------------------------------------------
+def build_store(db: str, n: int) -> list[str]:
+    from assay.banks.store import ImportRecord
+    from assay.service.app import open_store
+    from assay.service.settings import Settings
+
+    rng = random.Random(1)
+    store = open_store(Settings(db=db))
+    store.create_bank("big")
+    values = [f"{rng.getrandbits(256):064x}" for _ in range(n)]
+    t0 = time.perf_counter()
+    store.import_records("big", (ImportRecord(v, (("pdq", v),)) for v in values), "bench")
+    print(f"imported {n:,} PDQ hashes in {time.perf_counter() - t0:.1f} s", flush=True)
+    store.close()
+    return values
+
+
+def make_key(db: str, role: str) -> str:
+    from assay.service.app import open_store
+    from assay.service.auth import create_key
+    from assay.service.settings import Settings
+
+    store = open_store(Settings(db=db))
+    try:
+        return create_key(store.engine, f"bench-{role}-{uuid.uuid4().hex[:6]}", role, rate_limit=1e9)[1]
+    finally:
+        store.close()
+
+
+def start_server(db: str, port: int, workers: int, data_dir: str) -> tuple[subprocess.Popen, float]:
+    env = {**os.environ, "ASSAY_DATA_DIR": data_dir}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVE, "--port", str(port), "--workers", str(workers), "--db", db,
+         "--no-access-log", "--rate-limit", "1e9"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise SystemExit("server died at start-up")
+        time.sleep(0.05)
+    return proc, time.perf_counter() - t0
+
+
+def jpeg_1mp(seed: int) -> bytes:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:1000, 0:1000]
+    img = np.stack([(x * (seed + 1) // 7) % 256, (y // 3) % 256, ((x ^ y) // 5) % 256], -1).astype(np.uint8)
+    img = (img + rng.integers(0, 8, img.shape, dtype=np.uint8)).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def multipart(data: bytes) -> tuple[bytes, str]:
+    b = "benchboundary7e3"
+    body = (f"--{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\n"
+            f"Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{b}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={b}"
+
+
+def flip(value: str, bits: int, rng: random.Random) -> str:
+    n = int(value, 16)
+    for b in rng.sample(range(256), bits):
+        n ^= 1 << b
+    return f"{n:064x}"
+
+
+def propagation(port: int, curate: str, match: str, workers: int, rounds: int) -> list[float]:
+    """Seconds from the add's answer until every worker (seen via X-Served-By) matches it."""
+    rng = random.Random(7)
+    out = []
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": curate}) as cur:
+        for _ in range(rounds):
+            v = f"{rng.getrandbits(256):064x}"
+            r = cur.post("/v1/banks/big/entries", json={"content_id": "prop-" + v[:16], "signals": {"pdq": v}})
+            assert r.status_code == 201, r.text
+            t0 = time.perf_counter()
+            seen: set[str] = set()
+            while len(seen) < workers:
+                with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": match}) as c:
+                    rr = c.get("/v1/lookup", params={"signal_type": "pdq", "value": v, "threshold": 0})
+                if rr.json()["matches"]:
+                    seen.add(rr.headers["x-served-by"])
+            out.append(time.perf_counter() - t0)
+            time.sleep(0.3)
+    return out
+
+
+def threatexchange_baseline(values: list[str], queries: list[str], seconds: float) -> float | None:
+    try:
+        from threatexchange.signal_type.pdq.pdq_index import PDQIndex
+    except ImportError:
+        return None
+    t0 = time.perf_counter()
+    index = PDQIndex.build([(v, i) for i, v in enumerate(values)])
+    print(f"threatexchange PDQIndex build: {time.perf_counter() - t0:.1f} s", flush=True)
+    n = 0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        index.query(queries[n % len(queries)])
+        n += 1
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=8)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--db", default="", help="store URL (default: a fresh SQLite file)")
+    ap.add_argument("--no-baseline", action="store_true")
+    args = ap.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix="bench-service-")
+    db = args.db or str(Path(tmp) / "bank.db")
+    values = build_store(db, args.n)
+    curate, match = make_key(db, "curate"), make_key(db, "match")
+    rng = random.Random(3)
+    # 1 query in 10 has a planted neighbour (distance 0..20); the rest are misses, like an upload stream
+    queries = [flip(rng.choice(values), rng.randrange(21), rng) if i % 10 == 0 else f"{rng.getrandbits(256):064x}"
+               for i in range(5000)]
+
+    port = free_port()
+    data_dir = str(Path(tmp) / "data")
+    proc, cold = start_server(db, port, args.workers, data_dir)
+    results: dict[str, list[dict[str, float]]] = {"single": [], "batch100": [], "upload": []}
+    try:
+        single = [http_request("GET", f"/v1/lookup?signal_type=pdq&value={q}", match) for q in queries]
+        import orjson
+
+        batches = []
+        for i in range(0, len(queries) - 100, 100):
+            body = orjson.dumps({"signals": [{"type": "pdq", "value": q} for q in queries[i:i + 100]]})
+            batches.append(http_request("POST", "/v1/lookup/batch", match, body, "application/json"))
+        uploads = []
+        for s in range(8):
+            body, ctype = multipart(jpeg_1mp(s))
+            uploads.append(http_request("POST", "/v1/match", match, body, ctype))
+        load(port, single, 2, 16)  # warm-up
+        for _ in range(args.repeats):
+            results["single"].append(load(port, single, args.seconds, 32))
+            results["batch100"].append(load(port, batches, args.seconds, 4))
+            results["upload"].append(load(port, uploads, args.seconds, 4))
+        prop = propagation(port, curate, match, args.workers, 10)
+    finally:
+        proc.terminate()
+        proc.wait()
+    proc, warm = start_server(db, free_port(), args.workers, data_dir)
+    proc.terminate()
+    proc.wait()
+
+    def med(kind: str, key: str) -> float:
+        return statistics.median(r[key] for r in results[kind])
+
+    print(f"\nbank {args.n:,} PDQ, {args.workers} workers, load generator in a second process, "
+          f"medians of {args.repeats} x {args.seconds:g} s")
+    print(f"single lookups : {med('single', 'rps'):8.0f} req/s   p50 {med('single', 'p50'):.1f} ms  p99 {med('single', 'p99'):.1f} ms")
+    print(f"batch of 100   : {med('batch100', 'rps') * 100:8.0f} signals/s ({med('batch100', 'rps'):.0f} req/s)  "
+          f"p50 {med('batch100', 'p50'):.1f} ms  p99 {med('batch100', 'p99'):.1f} ms")
+    print(f"1-MP JPEG match: {med('upload', 'rps'):8.0f} uploads/s  p50 {med('upload', 'p50'):.1f} ms  p99 {med('upload', 'p99'):.1f} ms")
+    print(f"add -> matchable on all workers: median {statistics.median(prop) * 1000:.0f} ms, max {max(prop) * 1000:.0f} ms")
+    print(f"start-up to /ready: cold {cold:.1f} s, warm (snapshot) {warm:.1f} s")
+    if not args.no_baseline:
+        te = threatexchange_baseline(values, queries, args.seconds)
+        if te is not None:
+            print(f"threatexchange PDQIndex (HMA's index), in-process, no HTTP: {te:.0f} lookups/s "
+                  f"-> assay over HTTP is {med('single', 'rps') / te:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -27,7 +27,7 @@ test: install-test
 
 bench: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test,bench]'
-	@echo "see bench/README.md for each benchmark's command"
+	@echo "each benchmark states its command in bench/RESULTS.md"
 
 clean:
 	rm -rf $(VENV) demo-data

@@ -330,3 +330,82 @@ def iter_cases(world: World) -> Iterator[Case]:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+# ------------------------------------------------------------------ LyCORIS (LoHa, LoKr)
+
+
+@dataclass
+class Lycoris:
+    """A LoHa or LoKr in kohya/LyCORIS naming, with the deltas it adds computed
+    directly from the LyCORIS formulas (numpy ``*`` and ``np.kron``)."""
+
+    tensors: Arrays  # the file's tensors
+    deltas: dict[str, np.ndarray]  # canonical -> delta at strength 1, shaped like the weight
+
+
+def _attention_targets(base: Arrays) -> Iterator[tuple[str, np.ndarray]]:
+    for c, k in canonical_keys(base).items():
+        if c.startswith(("unet/", "text_encoder/")) and base[k].ndim == 2 and c.endswith((
+                "to_q.weight", "to_k.weight", "to_v.weight", "to_out.0.weight",
+                "q_proj.weight", "k_proj.weight", "v_proj.weight", "out_proj.weight")):
+            yield c, base[k]
+
+
+def random_loha(base: Arrays, rank: int, seed: int, rel: float = 0.15) -> Lycoris:
+    """``((w1_a @ w1_b) * (w2_a @ w2_b)) * alpha / rank`` on every attention projection;
+    alpha = rank / 2, so the scale is not 1."""
+    from assay.models.fingerprint import canonical_to_kohya
+
+    rng = np.random.default_rng(seed)
+    tensors: Arrays = {}
+    deltas: dict[str, np.ndarray] = {}
+    alpha = rank / 2
+    for c, w in _attention_targets(base):
+        m, n = w.shape
+        f = {x: rng.standard_normal(s, dtype=np.float32)
+             for x, s in (("w1_a", (m, rank)), ("w1_b", (rank, n)), ("w2_a", (m, rank)), ("w2_b", (rank, n)))}
+        raw = (f["w1_a"] @ f["w1_b"]) * (f["w2_a"] @ f["w2_b"]) * np.float32(alpha / rank)
+        f["w1_a"] *= np.float32(rel * float(np.linalg.norm(w)) / float(np.linalg.norm(raw)))
+        mod = canonical_to_kohya(c)
+        for x, v in f.items():
+            tensors[f"{mod}.hada_{x}"] = v
+        tensors[mod + ".alpha"] = np.array(alpha, dtype=np.float32)
+        deltas[c] = ((f["w1_a"] @ f["w1_b"]) * (f["w2_a"] @ f["w2_b"]) * np.float32(alpha / rank)).astype(np.float32)
+    return Lycoris(tensors, deltas)
+
+
+def random_lokr(base: Arrays, rank: int, seed: int, factor: int = 4, rel: float = 0.15) -> Lycoris:
+    """``kron(lokr_w1, lokr_w2_a @ lokr_w2_b) * alpha / rank`` (LyCORIS' usual layout:
+    a full small w1, a factorised w2) on every attention projection whose sides
+    ``factor`` divides; alpha = 2 * rank."""
+    from assay.models.fingerprint import canonical_to_kohya
+
+    rng = np.random.default_rng(seed)
+    tensors: Arrays = {}
+    deltas: dict[str, np.ndarray] = {}
+    alpha = 2.0 * rank
+    for c, w in _attention_targets(base):
+        m, n = w.shape
+        if m % factor or n % factor:
+            continue
+        w1 = rng.standard_normal((factor, factor), dtype=np.float32)
+        w2a = rng.standard_normal((m // factor, rank), dtype=np.float32)
+        w2b = rng.standard_normal((rank, n // factor), dtype=np.float32)
+        raw = np.kron(w1, w2a @ w2b) * np.float32(alpha / rank)
+        w1 *= np.float32(rel * float(np.linalg.norm(w)) / float(np.linalg.norm(raw)))
+        mod = canonical_to_kohya(c)
+        tensors |= {mod + ".lokr_w1": w1, mod + ".lokr_w2_a": w2a, mod + ".lokr_w2_b": w2b,
+                    mod + ".alpha": np.array(alpha, dtype=np.float32)}
+        deltas[c] = (np.kron(w1, w2a @ w2b) * np.float32(alpha / rank)).astype(np.float32)
+    return Lycoris(tensors, deltas)
+
+
+def apply_deltas(arrays: Arrays, deltas: Mapping[str, np.ndarray], strength: float) -> Arrays:
+    """Merge full deltas (canonical -> delta) into a checkpoint's weights."""
+    keys = canonical_keys(arrays)
+    out = dict(arrays)
+    for c, d in deltas.items():
+        k = keys[c]
+        out[k] = (out[k] + np.float32(strength) * d.reshape(out[k].shape)).astype(np.float32)
+    return out

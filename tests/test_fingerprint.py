@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import modelgen
+from assay.errors import InputError
 from assay.models.fingerprint import (
     Fingerprint,
     FingerprintError,
@@ -365,3 +366,151 @@ def test_lora_file_fingerprint_equals_sketch_of_its_delta(tmp_path: Path) -> Non
     path = _write(tmp_path / "l.safetensors", arrays)
     from_file = fingerprint_file(path)
     assert from_file.kind == "lora" and set(from_file.tensors) == set(fp.tensors)
+
+
+# ------------------------------------------------------------------ LyCORIS files
+
+_CONV = "lora_unet_down_blocks_1_resnets_0_conv1"  # a 3x3 convolution
+_CONV_CANON = "unet/down_blocks.1.resnets.0.conv1.weight"
+_LIN = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k"
+_LIN_CANON = "unet/down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight"
+
+
+def test_lokr_and_loha_sketches_equal_the_sketch_of_their_reference_delta(tmp_path: Path) -> None:
+    rng = np.random.default_rng(12)
+    g = lambda *s: rng.standard_normal(s, dtype=np.float32)  # noqa: E731
+    # LoKr on a conv: w1 (4, 2) full, w2 4-D; torch.kron of the unsqueezed w1 with w2
+    # is numpy's kron of the 4-D arrays (same block rule), then flattened to 2-D.
+    w1, w2 = g(4, 2), g(24, 40, 3, 3)
+    # LoHa on a linear layer, rank 3, alpha 1.5; on a conv with 4-D w*_b (LyCORIS' layout)
+    h = {x: g(*s) for x, s in (("w1_a", (96, 3)), ("w1_b", (3, 768)), ("w2_a", (96, 3)), ("w2_b", (3, 768)))}
+    c = {x: g(*s) for x, s in (("w1_a", (96, 2)), ("w1_b", (2, 80, 3, 3)), ("w2_a", (96, 2)), ("w2_b", (2, 80, 3, 3)))}
+    conv_loha = "lora_unet_up_blocks_2_resnets_0_conv2"
+    arrays = {_CONV + ".lokr_w1": w1, _CONV + ".lokr_w2": w2, _CONV + ".alpha": np.array(7.0, np.float32),
+              _LIN + ".alpha": np.array(1.5, np.float32),
+              **{f"{_LIN}.hada_{x}": v for x, v in h.items()},
+              **{f"{conv_loha}.hada_{x}": v for x, v in c.items()}}
+    kron = np.kron(w1[:, :, None, None], w2).reshape(96, -1)  # alpha ignored: no factorised side
+    hada = (h["w1_a"] @ h["w1_b"]) * (h["w2_a"] @ h["w2_b"]) * 0.5
+    hconv = (c["w1_a"] @ c["w1_b"].reshape(2, -1)) * (c["w2_a"] @ c["w2_b"].reshape(2, -1))  # no alpha: 1
+    path = _write(tmp_path / "lyco.safetensors", arrays, "F32")
+    for fp in (lora_fingerprint(arrays), fingerprint_file(path)):
+        assert fp.kind == "lora"
+        for name, ref in ((_CONV_CANON, kron), (_LIN_CANON, hada), ("unet/up_blocks.2.resnets.0.conv2.weight", hconv)):
+            t = fp.tensors[name]
+            assert t.shape == ref.shape
+            np.testing.assert_allclose(t.sketch, sketch_matrix(ref), rtol=1e-3, atol=1e-3 * np.abs(ref).max())
+            assert t.norm == pytest.approx(float(np.linalg.norm(ref)), rel=1e-4)
+            assert t.mean == pytest.approx(float(ref.mean()), abs=1e-4 * float(np.abs(ref).max()))
+
+
+def test_lokr_with_both_sides_factorised_uses_alpha_over_rank() -> None:
+    rng = np.random.default_rng(5)
+    f = {x: rng.standard_normal(s, dtype=np.float32)
+         for x, s in (("w1_a", (4, 2)), ("w1_b", (2, 4)), ("w2_a", (24, 2)), ("w2_b", (2, 192)))}
+    arrays = {f"{_LIN}.lokr_{x}": v for x, v in f.items()} | {_LIN + ".alpha": np.array(1.0, np.float32)}
+    ref = np.kron(f["w1_a"] @ f["w1_b"], f["w2_a"] @ f["w2_b"]) * 0.5
+    t = lora_fingerprint(arrays).tensors[_LIN_CANON]
+    np.testing.assert_allclose(t.sketch, sketch_matrix(ref), rtol=1e-3, atol=1e-3 * np.abs(ref).max())
+
+
+def test_tucker_incomplete_and_peft_dora_modules_are_explained() -> None:
+    rng = np.random.default_rng(6)
+    g = lambda *s: rng.standard_normal(s, dtype=np.float32)  # noqa: E731
+    peft = "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q"
+    arrays = {
+        _CONV + ".hada_w1_a": g(2, 96), _CONV + ".hada_w1_b": g(2, 80), _CONV + ".hada_t1": g(2, 2, 3, 3),
+        _CONV + ".hada_w2_a": g(2, 96), _CONV + ".hada_w2_b": g(2, 80), _CONV + ".hada_t2": g(2, 2, 3, 3),
+        _LIN + ".lokr_w1": g(4, 4),  # no w2
+        peft + ".lora_A.weight": g(4, 40), peft + ".lora_B.weight": g(40, 4),
+        peft + ".lora_magnitude_vector": g(40),
+    }
+    fp = lora_fingerprint(arrays)
+    assert set(fp.tensors) == {"unet/down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.weight"}
+    notes = " | ".join(fp.notes)
+    assert "1 LoHa/LoKr modules with Tucker" in notes and _CONV in notes
+    assert "lack a factor" in notes and _LIN in notes
+    assert "1 DoRA modules approximated" in notes
+    with pytest.raises(InputError, match="no LoRA module"):
+        lora_fingerprint({k: v for k, v in arrays.items() if not k.startswith(peft)})
+
+
+@settings(max_examples=60, deadline=None)
+@given(kind=st.sampled_from(["loha", "lokr"]), dims=st.lists(st.integers(0, 5), min_size=8, max_size=8),
+       ndim=st.integers(0, 4), alpha=st.sampled_from([None, 0.0, 2.0, float("nan"), float("inf")]))
+def test_malformed_lycoris_factors_give_input_errors(kind: str, dims: list[int], ndim: int, alpha: float | None) -> None:
+    roles = (["hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b"] if kind == "loha"
+             else ["lokr_w1", "lokr_w2_a", "lokr_w2_b", "lokr_w1_a"])[: 4 if kind == "loha" else 3]
+    arrays = {}
+    for i, r in enumerate(roles):
+        shape = (dims[2 * i], dims[2 * i + 1], 1, 1)[:ndim] if i == 0 else (dims[2 * i], dims[2 * i + 1])
+        arrays[f"{_LIN}.{r}"] = np.ones(shape, np.float32)
+    if alpha is not None:
+        arrays[_LIN + ".alpha"] = np.array(alpha, np.float32)
+    try:
+        fp = lora_fingerprint(arrays)
+    except InputError:
+        return
+    t = fp.tensors[_LIN_CANON]
+    assert all(d > 0 for d in t.shape) and np.isfinite(t.norm)
+
+
+# ------------------------------------------------------------------ diffusers folders
+
+# Older diffusers VAE attention names, as many published pipelines still store them.
+_OLD_VAE_ATTN = {"to_q": "query", "to_k": "key", "to_v": "value", "to_out.0": "proj_attn"}
+
+
+def _write_diffusers(folder: Path, arrays: dict[str, np.ndarray]) -> Path:
+    """A diffusers pipeline folder holding ``arrays`` (an LDM single-file checkpoint):
+    UNet as an fp16-variant file only, VAE with 2-D linear attention weights under the
+    old names, CLIP as ``text_encoder/model.safetensors``; plus weightless components."""
+    import json
+
+    parts: dict[str, dict[str, np.ndarray]] = {"unet": {}, "vae": {}, "text_encoder": {}}
+    for key, piece in _plan(arrays)[0]:
+        comp, name = piece.canonical.split("/", 1)
+        value = arrays[key]
+        if comp == "vae" and ".attentions." in name:
+            head, proj, tail = name.rsplit(".", 2)[0], *name.rsplit(".", 2)[1:]
+            if name.endswith(("to_out.0.weight", "to_out.0.bias")):
+                head, proj = name.rsplit(".", 3)[0], "to_out.0"
+            name = f"{head}.{_OLD_VAE_ATTN.get(proj, proj)}.{tail}"
+            if value.ndim == 4:  # diffusers keeps these as Linear layers
+                value = value.reshape(value.shape[0], -1)
+        parts[comp][name] = value
+    index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.30.0",
+             "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+             "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+             "scheduler": ["diffusers", "PNDMScheduler"], "safety_checker": [None, None]}
+    folder.mkdir()
+    (folder / "model_index.json").write_text(json.dumps(index))
+    files = {"unet": ("diffusion_pytorch_model.fp16.safetensors", "F16"),
+             "vae": ("diffusion_pytorch_model.safetensors", "F32"), "text_encoder": ("model.safetensors", "F32")}
+    for comp, (fname, dtype) in files.items():
+        (folder / comp).mkdir()
+        (folder / comp / "config.json").write_text(json.dumps({"_class_name": index[comp][1]}))
+        _write(folder / comp / fname, parts[comp], dtype)
+    (folder / "tokenizer").mkdir()
+    (folder / "tokenizer" / "vocab.json").write_text("{}")
+    (folder / "scheduler").mkdir()
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps({"num_train_timesteps": 1000}))
+    return folder
+
+
+def test_diffusers_folder_has_the_same_weights_as_its_single_file(tmp_path: Path, base: dict[str, np.ndarray]) -> None:
+    from assay.models.lineage import BankModel, answer
+
+    single = _write(tmp_path / "sd15.safetensors", base, "F16")
+    folder = _write_diffusers(tmp_path / "pipeline", base)
+    a, b = fingerprint_file(single), fingerprint_file(folder)
+    assert b.source["format"] == "diffusers"
+    assert set(a.tensors) == set(b.tensors)
+    assert {"unet", "vae", "text_encoder"} <= set(b.components())
+    # each direction: the bank holds one layout, the suspect is the other
+    for suspect, entry in ((b, a), (a, b)):
+        rep = answer(suspect, [BankModel("b", "m", "checkpoint", entry),
+                               BankModel("b", "other", "base", fingerprint_arrays(_model(7)))])
+        assert [s.entry for s in rep.same] == ["b/m"], rep.explanations()
+        assert set(rep.same[0].components) == {"unet", "vae", "text_encoder"}
+        assert not rep.derived and not rep.merges

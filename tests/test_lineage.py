@@ -303,3 +303,59 @@ def test_malformed_lora_files_get_clear_errors(tmp_path: Path) -> None:
                "lora_vision_tower_x.lora_up.weight": np.ones((8, 2), np.float32)}
     with pytest.raises(InputError, match="no LoRA module"):
         lora_fingerprint(unknown)
+
+
+# ------------------------------------------------------------------ LoHa / LoKr / DoRA
+
+
+@pytest.fixture(scope="module")
+def lycoris_world() -> tuple[dict[str, np.ndarray], list[BankModel], ev.Lycoris, ev.Lycoris]:
+    A = _small(1)
+    loha, lokr = ev.random_loha(A, 4, 41), ev.random_lokr(A, 2, 42)
+    assert loha.deltas and lokr.deltas
+    bank = [BankModel("b", "A", "base", fingerprint_arrays(A)),
+            BankModel("b", "B", "base", fingerprint_arrays(_small(2))),
+            BankModel("f", "loha", "lora", lora_fingerprint(loha.tensors)),
+            BankModel("f", "lokr", "lora", lora_fingerprint(lokr.tensors))]
+    return A, bank, loha, lokr
+
+
+@pytest.mark.parametrize("which", ["loha", "lokr"])
+def test_merged_loha_and_lokr_are_found_at_their_strength(lycoris_world, which: str) -> None:
+    A, bank, loha, lokr = lycoris_world
+    ly = {"loha": loha, "lokr": lokr}[which]
+    # merged in the weights by numpy from the LyCORIS formulas, then stored as fp16
+    rep = answer(fingerprint_arrays(ev.to_fp16(ev.apply_deltas(A, ly.deltas, 0.5))), bank)
+    assert [lo.entry for lo in rep.loras] == [f"f/{which}"], rep.explanations()
+    assert abs(rep.loras[0].strength - 0.5) <= 0.05
+    assert [d.entry for d in rep.derived] == ["b/A"]
+
+
+def test_loha_and_lokr_together_and_unrelated_models_give_no_false_positive(lycoris_world) -> None:
+    A, bank, loha, lokr = lycoris_world
+    both = ev.apply_deltas(ev.apply_deltas(A, loha.deltas, 0.3), lokr.deltas, 0.8)
+    found = {lo.entry: lo.strength for lo in answer(fingerprint_arrays(both), bank).loras}
+    assert set(found) == {"f/loha", "f/lokr"}
+    assert abs(found["f/loha"] - 0.3) <= 0.05 and abs(found["f/lokr"] - 0.8) <= 0.05
+    plain = answer(fingerprint_arrays(ev.fine_tune(A, 0.02, 4)), bank)
+    assert plain.loras == []
+    C = _small(9)
+    for suspect in (C, ev.apply_deltas(C, loha.deltas, 0.5)):
+        rep = answer(fingerprint_arrays(suspect), bank)
+        assert not rep.found, rep.explanations()
+
+
+def test_dora_is_fingerprinted_as_its_low_rank_delta_with_a_note() -> None:
+    A = _small(1)
+    lora = ev.random_lora(A, 4, 13)
+    plain = lora_fingerprint(lora.kohya())
+    kohya = lora.kohya()
+    mods = {k.removesuffix(".lora_up.weight") for k in kohya if k.endswith(".lora_up.weight")}
+    dora = dict(kohya) | {m + ".dora_scale": np.ones((kohya[m + ".lora_up.weight"].shape[0], 1), np.float32)
+                          for m in mods}
+    fp = lora_fingerprint(dora)
+    assert set(fp.tensors) == set(plain.tensors)
+    for n, t in plain.tensors.items():
+        np.testing.assert_array_equal(fp.tensors[n].sketch, t.sketch)
+    assert any(f"{len(mods)} DoRA modules approximated by their low-rank delta" in n for n in fp.notes)
+    assert not any("DoRA" in n for n in plain.notes)

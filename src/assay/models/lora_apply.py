@@ -10,16 +10,38 @@ the canonical names of the weights the LoRA patches; merging the LoRA at strengt
 
 Supported: kohya (``lora_down``/``lora_up``/``alpha``, SD 1.x diffusers-style and
 SDXL SGM-style module names) and PEFT/diffusers (``lora_A``/``lora_B``, alpha from
-the adapter config or 1:1). LoHa, LoKr and DoRA modules are listed in the notes as
-not fingerprinted rather than approximated.
+the adapter config or 1:1).
+
+LyCORIS modules follow the conventions of LyCORIS and the A1111/ComfyUI loaders
+(``scale = alpha / dim``, and 1 when the file has no alpha or no low-rank factor):
+
+* LoHa: ``((w1_a @ w1_b) * (w2_a @ w2_b)) * alpha / rank`` (Hadamard product;
+  ``rank = w1_b.shape[0]``); convolutions flatten ``w*_b`` to ``(rank, in*kh*kw)``.
+* LoKr: ``kron(w1, w2) * alpha / dim`` where ``w1`` is ``lokr_w1`` or
+  ``lokr_w1_a @ lokr_w1_b`` and ``w2`` likewise; ``dim`` is the rank of the
+  factorised side (``w1_b`` or ``w2_b``). For a convolution ``w2`` is 4-D and the
+  flattened delta is ``kron(w1, w2.reshape(c, -1))``, which is what ``torch.kron``
+  of the unsqueezed ``w1`` gives once flattened.
+
+These deltas are not low-rank products, so each module's delta is built one row
+block at a time (bounded memory) and sketched like a checkpoint tensor, with the
+same ``P`` and ``Q``. Tucker/CP-decomposed convolutions (``hada_t1``/``hada_t2``,
+``lokr_t2``) are listed in the notes as not fingerprinted.
+
+DoRA (kohya/LyCORIS ``dora_scale``, PEFT ``lora_magnitude_vector``) merges as
+``m * (W + dW) / ||W + dW||`` per column: the change depends on the base weights
+and is no pure delta. DoRA modules are *approximated by their low-rank delta*
+``dW`` and the fingerprint says so in its notes: the direction is the LoRA's own,
+so detection works, but a strength found for such a LoRA is approximate (the
+magnitude rescaling is left in the residual).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 
@@ -29,16 +51,35 @@ from .fingerprint import (
     Fingerprint,
     TensorSketch,
     _clip,
+    _Decoder,
+    _one_blas_thread,
+    _sketch_source,
     kohya_module_to_canonical,
     sketch_factors,
 )
 
-__all__ = ["LoraModule", "apply_lora", "is_lora", "lora_fingerprint", "lora_modules", "module_delta"]
+__all__ = [
+    "LoraModule",
+    "LycorisModule",
+    "apply_lora",
+    "is_lora",
+    "lora_fingerprint",
+    "lora_modules",
+    "lycoris_delta_rows",
+    "lycoris_modules",
+    "module_delta",
+    "module_delta_lycoris",
+]
 
 _DOWN = (".lora_down.weight", ".lora_A.weight", ".lora.down.weight")
 _UP = {".lora_down.weight": ".lora_up.weight", ".lora_A.weight": ".lora_B.weight",
        ".lora.down.weight": ".lora.up.weight"}
-_OTHER_ADAPTERS = (".hada_w1_a", ".lokr_w1", ".lokr_w1_a", ".dora_scale")
+_OTHER_ADAPTERS = (".hada_w1_a", ".lokr_w1", ".lokr_w1_a", ".dora_scale", ".lora_magnitude_vector")
+# DoRA's learned magnitude sits next to the factors of the module it rescales.
+_DORA = (".dora_scale", ".lora_magnitude_vector", ".lora_magnitude_vector.weight")
+_HADA = ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b")
+_LOKR = ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b")
+_TUCKER = ("hada_t1", "hada_t2", "lokr_t1", "lokr_t2")
 
 
 def is_lora(keys: Iterable[str]) -> bool:
@@ -52,6 +93,20 @@ class LoraModule:
     down_key: str
     up_key: str
     alpha_key: str | None
+    dora: bool = False  # carries a DoRA magnitude; fingerprinted by its low-rank delta only
+
+
+@dataclass(frozen=True)
+class LycorisModule:
+    """A LoHa or LoKr module: ``parts`` maps each factor's role (``hada_w1_a``,
+    ``lokr_w2`` ...) to its key in the file."""
+
+    module: str
+    canonical: str
+    kind: Literal["loha", "lokr"]
+    parts: dict[str, str] = field(default_factory=dict)
+    alpha_key: str | None = None
+    dora: bool = False
 
 
 def _peft_canonical(module: str) -> str | None:
@@ -66,8 +121,19 @@ def _peft_canonical(module: str) -> str | None:
     return None
 
 
+def _canonical(module: str) -> str | None:
+    # diffusers folders list tensors as component/name
+    bare = module.split("/", 1)[1] if "/" in module else module
+    return kohya_module_to_canonical(bare) if bare.startswith("lora_") else _peft_canonical(bare)
+
+
+def _has_dora(module: str, keys: set[str]) -> bool:
+    return any(module + d in keys for d in _DORA)
+
+
 def lora_modules(keys: Iterable[str]) -> tuple[list[LoraModule], list[str]]:
-    """Pair up the factors of every LoRA module; return the modules and notes."""
+    """Pair up the factors of every LoRA module; return the modules and notes
+    (LoHa/LoKr modules are found by :func:`lycoris_modules`)."""
     keys = set(keys)
     notes: list[str] = []
     modules: list[LoraModule] = []
@@ -77,30 +143,71 @@ def lora_modules(keys: Iterable[str]) -> tuple[list[LoraModule], list[str]]:
         if suffix is None:
             continue
         module = key[: -len(suffix)]
-        # diffusers folders list tensors as component/name
-        bare = module.split("/", 1)[1] if "/" in module else module
         up = module + _UP[suffix]
         if up not in keys:
             notes.append(f"module {module!r} has no {_UP[suffix].lstrip('.')} factor; ignored")
             continue
-        canonical = (
-            kohya_module_to_canonical(bare) if bare.startswith("lora_") else _peft_canonical(bare)
-        )
+        canonical = _canonical(module)
         if canonical is None:
             unmapped.append(module)
             continue
         alpha = module + ".alpha"
-        modules.append(LoraModule(module, canonical, key, up, alpha if alpha in keys else None))
+        modules.append(LoraModule(module, canonical, key, up, alpha if alpha in keys else None,
+                                  _has_dora(module, keys)))
     if unmapped:
         notes.append(f"{len(unmapped)} LoRA modules target weights outside SD/SDXL UNet and "
                      f"text encoders and were not fingerprinted (e.g. {unmapped[0]!r})")
-    others = sorted({k.rsplit(".", 1)[0] for k in keys if k.endswith(_OTHER_ADAPTERS)})
-    if others:
-        notes.append(f"{len(others)} LoHa/LoKr/DoRA modules are not fingerprinted")
+    return modules, notes
+
+
+def lycoris_modules(keys: Iterable[str]) -> tuple[list[LycorisModule], list[str]]:
+    """Group the factors of every LoHa and LoKr module; return the modules and notes
+    on modules that cannot be fingerprinted (Tucker convolutions, missing factors)."""
+    keys = set(keys)
+    notes: list[str] = []
+    found: dict[str, dict[str, str]] = {}
+    for key in keys:
+        module, _, role = key.rpartition(".")
+        if role in _HADA or role in _LOKR or role in _TUCKER:
+            found.setdefault(module, {})[role] = key
+    modules: list[LycorisModule] = []
+    tucker: list[str] = []
+    incomplete: list[str] = []
+    unmapped: list[str] = []
+    for module in sorted(found):
+        parts = found[module]
+        if any(r in parts for r in _TUCKER):
+            tucker.append(module)
+            continue
+        if all(r in parts for r in _HADA):
+            kind: Literal["loha", "lokr"] = "loha"
+        elif (("lokr_w1" in parts or {"lokr_w1_a", "lokr_w1_b"} <= parts.keys())
+              and ("lokr_w2" in parts or {"lokr_w2_a", "lokr_w2_b"} <= parts.keys())):
+            kind = "lokr"
+        else:
+            incomplete.append(module)
+            continue
+        canonical = _canonical(module)
+        if canonical is None:
+            unmapped.append(module)
+            continue
+        alpha = module + ".alpha"
+        modules.append(LycorisModule(module, canonical, kind, parts, alpha if alpha in keys else None,
+                                     _has_dora(module, keys)))
+    if tucker:
+        notes.append(f"{len(tucker)} LoHa/LoKr modules with Tucker-decomposed convolutions "
+                     f"(hada_t1/hada_t2/lokr_t2) are not fingerprinted (e.g. {tucker[0]!r})")
+    if incomplete:
+        notes.append(f"{len(incomplete)} LoHa/LoKr modules lack a factor and were ignored "
+                     f"(e.g. {incomplete[0]!r} has only {', '.join(sorted(found[incomplete[0]]))})")
+    if unmapped:
+        notes.append(f"{len(unmapped)} LoHa/LoKr modules target weights outside SD/SDXL UNet and "
+                     f"text encoders and were not fingerprinted (e.g. {unmapped[0]!r})")
     return modules, notes
 
 
 Getter = Callable[[str], np.ndarray]
+RowReader = Callable[[int, int], np.ndarray]
 
 
 def module_delta_factors(
@@ -129,6 +236,92 @@ def module_delta(mod: LoraModule, get: Getter, **kw: Any) -> np.ndarray:
     """The full delta of one module (tests and extraction only; costs out*in floats)."""
     up, down = module_delta_factors(mod, get, **kw)
     return up @ down
+
+
+def _matrix(get: Getter, key: str, where: str, module: str) -> np.ndarray:
+    """A factor as a float32 2-D matrix (convolution factors flattened to (rows, -1))."""
+    a = np.asarray(get(key), dtype=np.float32)
+    if a.ndim < 2 or a.shape[0] == 0 or a.size == 0:
+        raise InputError(where, f"module {module!r}: factor {key.rsplit('.', 1)[-1]} has shape "
+                                f"{tuple(a.shape)}, not a non-empty matrix")
+    return a.reshape(a.shape[0], -1)
+
+
+def _product(get: Getter, mod: LycorisModule, a: str, b: str, where: str) -> tuple[np.ndarray, int]:
+    """``a @ b`` for a factorised side, with its rank."""
+    fa, fb = _matrix(get, mod.parts[a], where, mod.module), _matrix(get, mod.parts[b], where, mod.module)
+    if fa.shape[1] != fb.shape[0]:
+        raise InputError(where, f"module {mod.module!r}: {a} has {fa.shape[1]} columns, "
+                                f"{b} has {fb.shape[0]} rows")
+    return fa @ fb, fb.shape[0]
+
+
+def _alpha(mod: LycorisModule, get: Getter, alpha_default: float | None, where: str) -> float | None:
+    if mod.alpha_key is not None:
+        alpha: float | None = float(np.asarray(get(mod.alpha_key), dtype=np.float64).reshape(-1)[0])
+    else:
+        alpha = alpha_default
+    if alpha is not None and not np.isfinite(alpha):
+        raise InputError(where, f"module {mod.module!r}: alpha is not finite")
+    return alpha
+
+
+def lycoris_delta_rows(
+    mod: LycorisModule, get: Getter, *, alpha_default: float | None = None, where: str = "LoRA"
+) -> tuple[tuple[int, int], RowReader]:
+    """The 2-D shape ``(out, in*kh*kw)`` of a LoHa/LoKr module's delta and a reader of
+    its rows ``r0..r1``: the delta is never held whole, only one row block at a time."""
+    if mod.kind == "loha":
+        w1a = _matrix(get, mod.parts["hada_w1_a"], where, mod.module)
+        w1b = _matrix(get, mod.parts["hada_w1_b"], where, mod.module)
+        w2a = _matrix(get, mod.parts["hada_w2_a"], where, mod.module)
+        w2b = _matrix(get, mod.parts["hada_w2_b"], where, mod.module)
+        if w1a.shape[1] != w1b.shape[0] or w2a.shape[1] != w2b.shape[0]:
+            raise InputError(where, f"module {mod.module!r}: LoHa factor ranks do not match "
+                                    f"({w1a.shape} @ {w1b.shape}, {w2a.shape} @ {w2b.shape})")
+        if w1a.shape[0] != w2a.shape[0] or w1b.shape[1] != w2b.shape[1]:
+            raise InputError(where, f"module {mod.module!r}: the two LoHa products differ in shape "
+                                    f"({w1a.shape[0]}x{w1b.shape[1]} vs {w2a.shape[0]}x{w2b.shape[1]})")
+        alpha = _alpha(mod, get, alpha_default, where)
+        scale = np.float32(alpha / w1b.shape[0] if alpha else 1.0)
+        w1a = w1a * scale
+
+        def loha_rows(r0: int, r1: int) -> np.ndarray:
+            out = w1a[r0:r1] @ w1b
+            out *= w2a[r0:r1] @ w2b
+            return out
+
+        return (w1a.shape[0], w1b.shape[1]), loha_rows
+
+    dim: int | None = None
+    if "lokr_w1" in mod.parts:
+        w1 = _matrix(get, mod.parts["lokr_w1"], where, mod.module)
+    else:
+        w1, dim = _product(get, mod, "lokr_w1_a", "lokr_w1_b", where)
+    if "lokr_w2" in mod.parts:
+        w2 = _matrix(get, mod.parts["lokr_w2"], where, mod.module)
+    else:
+        w2, dim = _product(get, mod, "lokr_w2_a", "lokr_w2_b", where)
+    alpha = _alpha(mod, get, alpha_default, where)
+    # Both sides full matrices: LyCORIS trains at scale 1 and the loaders ignore alpha.
+    scale = np.float32(alpha / dim if dim and alpha else 1.0)
+    w1 = w1 * scale
+    (a, b), (c, d) = w1.shape, w2.shape
+    if a * c * b * d > 1 << 40:
+        raise InputError(where, f"module {mod.module!r}: LoKr delta of {a * c}x{b * d} is implausibly large")
+
+    def lokr_rows(r0: int, r1: int) -> np.ndarray:
+        # Row i of kron(w1, w2) is kron(w1[i // c], w2[i % c]).
+        idx = np.arange(r0, r1)
+        return (w1[idx // c][:, :, None] * w2[idx % c][:, None, :]).reshape(r1 - r0, b * d)
+
+    return (a * c, b * d), lokr_rows
+
+
+def module_delta_lycoris(mod: LycorisModule, get: Getter, **kw: Any) -> np.ndarray:
+    """The full delta of one LoHa/LoKr module (tests and extraction only)."""
+    (m, _n), rows = lycoris_delta_rows(mod, get, **kw)
+    return rows(0, m)
 
 
 def _peft_alpha(metadata: Mapping[str, Any]) -> float | None:
@@ -166,11 +359,19 @@ def lora_fingerprint(
         get = lambda n: model.array(n, convert=True)  # noqa: E731
         where, metadata = str(model.path), dict(model.metadata)
         source = {"file": model.path.name, "format": model.format}
+    tensors = list(tensors)
     modules, notes = lora_modules(tensors)
-    if not modules:
+    lycoris, lycoris_notes = lycoris_modules(tensors)
+    notes += lycoris_notes
+    if not modules and not lycoris:
         raise InputError(where, "no LoRA module that assay can map onto SD/SDXL weights"
                          + (f" ({notes[0]})" if notes else ""))
     alpha_default = alpha if alpha is not None else _peft_alpha(metadata)
+    dora = sum(m.dora for m in modules) + sum(m.dora for m in lycoris)
+    if dora:
+        notes.append(f"{dora} DoRA modules approximated by their low-rank delta: DoRA also rescales "
+                     "each column of base + delta to a learned magnitude, which depends on the base "
+                     "weights; strengths found for this LoRA are approximate")
     fp = Fingerprint(k=k, kind="lora", source=source, notes=notes)
     ranks: dict[int, int] = {}
     for mod in modules:
@@ -188,8 +389,18 @@ def lora_fingerprint(
             mod.canonical, (up.shape[0], down.shape[1]), sketch_factors(up, down, k),
             norm, mean, bad,
         )
+    kinds: dict[str, int] = {}
+    with _one_blas_thread():
+        for lmod in lycoris:
+            if lmod.canonical in fp.tensors:
+                continue  # a plain LoRA factor pair on the same weight was read first
+            shape, rows = lycoris_delta_rows(lmod, get, alpha_default=alpha_default, where=where)
+            fp.tensors[lmod.canonical] = _sketch_source(shape, rows, _Decoder("F32"), k, lmod.canonical)
+            kinds[lmod.kind] = kinds.get(lmod.kind, 0) + 1
     fp.source["ranks"] = {str(r): n for r, n in sorted(ranks.items())}
-    fp.source["modules"] = len(modules)
+    fp.source["modules"] = len(modules) + sum(kinds.values())
+    if kinds:
+        fp.source["lycoris"] = kinds
     return fp
 
 

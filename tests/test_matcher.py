@@ -116,3 +116,24 @@ def test_snapshot_is_reused_and_caught_up(tmp_path: Path, monkeypatch: pytest.Mo
             f.write_bytes(b"garbage")
         m3 = Matcher(store, snapshot_dir=snap)
         assert [x.content_id for x in m3.lookup([Query("pdq", codes[7])])] == ["e7"]
+
+
+@pytest.mark.parametrize("threshold", [None, 12, 40])
+def test_batched_lookup_equals_one_lookup_per_query(tmp_path: Path, threshold: int | None) -> None:
+    rng = np.random.default_rng(5)
+    with Store(f"sqlite:///{tmp_path / 'b.sqlite3'}") as store:
+        for name, t in (("a", 10), ("b", None), ("c", 50)):
+            store.create_bank(name, pdq_threshold=t)
+        centres = [_rand_hex(rng) for _ in range(12)]
+        for i, c in enumerate(centres):
+            for j, d in enumerate((0, 8, 15, 30, 45)):
+                store.add_entry("abc"[(i + j) % 3], f"e{i}-{d}", {"pdq": _flip(c, d, rng), "md5": f"{i:02d}{j:030d}"})
+        m = Matcher(store, snapshot_dir=tmp_path / "snap")
+        queries = [Query("pdq", _flip(c, 3, rng), quality=q) for c, q in zip(centres, [100, 40] * 6, strict=True)]
+        queries += [Query("md5", f"{i:02d}{0:030d}") for i in range(0, 12, 3)] + [Query("pdq", _rand_hex(rng))]
+        for low in (False, True):
+            one_by_one = [x for q in queries for x in m.lookup([q], threshold=threshold, include_low_quality=low)]
+            batched = m.lookup(queries, threshold=threshold, include_low_quality=low)
+            key = lambda x: (x.bank, x.content_id, x.signal_type, x.distance)  # noqa: E731
+            assert sorted(map(key, batched)) == sorted(map(key, one_by_one))
+            assert batched  # the data guarantees hits

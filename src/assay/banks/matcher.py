@@ -141,25 +141,7 @@ class Matcher:
         """
         if not self._loaded:
             self.load()
-        hits: list[tuple[Query, int, int]] = []  # (query, signal_id, distance)
-        thresholds = self.store.bank_thresholds()
-        max_bank = max([t for t in thresholds.values() if t is not None], default=0)
-        for q in queries:
-            st = signal_types.get(q.signal_type)
-            if st.match == "hamming":
-                if q.quality is not None and q.quality < LOW_QUALITY and not include_low_quality:
-                    continue
-                idx = self._hamming.get(st.name)
-                if idx is None or len(idx) == 0:
-                    continue
-                radius = threshold if threshold is not None else max(st.default_threshold, max_bank)
-                ids, dists = idx.search(bytes.fromhex(q.value), radius)
-                hits.extend((q, int(i), int(d)) for i, d in zip(ids, dists, strict=True))
-            else:
-                idx_e = self._exact.get(st.name)
-                if idx_e is None or len(idx_e) == 0:
-                    continue
-                hits.extend((q, int(i), 0) for i in idx_e.search(bytes.fromhex(q.value)))
+        hits = self._search(queries, threshold, include_low_quality)
         if not hits:
             return []
         refs = self.store.resolve(sorted({sid for _, sid, _ in hits}))
@@ -192,6 +174,45 @@ class Matcher:
                 )
             )
         return matches
+
+    def _search(
+        self, queries: Sequence[Query], threshold: int | None, include_low_quality: bool
+    ) -> list[tuple[Query, int, int]]:
+        """Index hits (query, signal_id, distance), in query order. The Hamming queries
+        of one signal type go to the index in one ``search_many`` call: per call the
+        kernel has a fixed cost that dominates a single query, so a batch of 100
+        would otherwise pay it 100 times."""
+        per_query: list[list[tuple[Query, int, int]]] = [[] for _ in queries]
+        thresholds = self.store.bank_thresholds()
+        max_bank = max([t for t in thresholds.values() if t is not None], default=0)
+        grouped: dict[str, list[int]] = {}  # hamming type -> positions in queries
+        for pos, q in enumerate(queries):
+            st = signal_types.get(q.signal_type)
+            if st.match == "hamming":
+                if q.quality is not None and q.quality < LOW_QUALITY and not include_low_quality:
+                    continue
+                idx = self._hamming.get(st.name)
+                if idx is None or len(idx) == 0:
+                    continue
+                grouped.setdefault(st.name, []).append(pos)
+            else:
+                idx_e = self._exact.get(st.name)
+                if idx_e is None or len(idx_e) == 0:
+                    continue
+                per_query[pos] = [(q, int(i), 0) for i in idx_e.search(bytes.fromhex(q.value))]
+        for name, positions in grouped.items():
+            st = signal_types.get(name)
+            radius = threshold if threshold is not None else max(st.default_threshold, max_bank)
+            raw = [bytes.fromhex(queries[p].value) for p in positions]
+            if any(len(r) != st.bits // 8 for r in raw):
+                bad = next(queries[p].value for p, r in zip(positions, raw, strict=True) if len(r) != st.bits // 8)
+                raise ValueError(f"a {name} code has {st.bits // 8} bytes, got {bad!r}")
+            codes = np.frombuffer(b"".join(raw), dtype=np.uint8).reshape(len(raw), st.bits // 8)
+            found = self._hamming[name].search_many(codes, radius)
+            for pos, (ids, dists) in zip(positions, found, strict=True):
+                q = queries[pos]
+                per_query[pos] = [(q, int(i), int(d)) for i, d in zip(ids.tolist(), dists.tolist(), strict=True)]
+        return [h for hs in per_query for h in hs]
 
     def match_signals(
         self,

@@ -125,6 +125,19 @@ class KeyVerifier:
         self._cache: dict[str, tuple[Principal | None, float]] = {}
         self._lock = threading.Lock()
 
+    def cached(self, key: str | None) -> Principal | None:
+        """The verdict for ``key`` when it needs no database round trip (no key, a
+        malformed key, or a fresh cache entry), else None: the caller then runs
+        ``principal`` off the event loop."""
+        if not key or not _KEY_SHAPE.fullmatch(key):
+            return self.principal(key)  # answered (or refused) without the database
+        cached = self._cache.get(hash_key(key))
+        if cached is None or time.monotonic() - cached[1] >= self._ttl:
+            return None
+        if cached[0] is None:
+            raise Unauthorized("unknown or revoked API key")
+        return cached[0]
+
     def principal(self, key: str | None) -> Principal:
         if not key:
             if self._anonymous is not None:

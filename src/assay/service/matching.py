@@ -24,12 +24,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from fastapi.concurrency import run_in_threadpool
+
 from ..banks.matcher import Matcher, Query
 from ..banks.store import Changes, SignalRef, Store
 from ..errors import StoreError
 from ..report.schema import Match
 
 log = logging.getLogger("assay.service.index")
+# Up to this many queries a lookup runs on the event loop (about 0.1-0.3 ms each at 1M
+# PDQ hashes); more go to a thread.
+INLINE_QUERIES = 16
 _cache_only: contextvars.ContextVar[bool] = contextvars.ContextVar("assay_cache_only", default=False)
 
 
@@ -158,6 +163,22 @@ class LiveIndex:
 
     def lookup(self, queries: Sequence[Query], threshold: int | None, include_low_quality: bool) -> list[Match]:
         return self.matcher.lookup(queries, threshold=threshold, include_low_quality=include_low_quality)
+
+    async def lookup_many(self, queries: Sequence[Query], threshold: int | None,
+                          include_low_quality: bool) -> list[Match]:
+        """Every query in one index pass per signal type and one metadata read.
+
+        A few queries (a single lookup, its dihedral variants, an upload's hashes)
+        answer inline from memory: a thread handoff would cost more than the search.
+        Larger batches, and any lookup whose hits are not cached yet, run on a thread
+        so the event loop keeps serving other requests meanwhile; they search once,
+        never a cache-only attempt first and then again."""
+        if len(queries) <= INLINE_QUERIES:
+            try:
+                return self.lookup_cached(queries, threshold, include_low_quality)
+            except NeedsStore:
+                pass
+        return await run_in_threadpool(self.lookup, queries, threshold, include_low_quality)
 
     def sizes(self) -> dict[str, int]:
         return self.matcher.size() if self.loaded else {}

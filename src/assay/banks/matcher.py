@@ -24,7 +24,7 @@ from .. import signals as signal_types
 from ..config import data_dir
 from ..report.schema import Match, SignalValue
 from .index import ExactIndex, HammingIndex
-from .store import Store
+from .store import Changes, Store
 
 LOW_QUALITY = 50
 SNAPSHOT_MIN = 200_000  # below this many hashes a reload from the store is cheap enough
@@ -100,8 +100,8 @@ class Matcher:
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)  # no snapshot; next start rebuilds
 
-    def _apply_to(self, idx: HammingIndex | ExactIndex, signal_type: str, changes) -> None:
-        added = changes.added.get(signal_type) if isinstance(changes.added, dict) else None
+    def _apply_to(self, idx: HammingIndex | ExactIndex, signal_type: str, changes: Changes) -> None:
+        added = changes.added.get(signal_type)
         if added is not None and len(added.signal_ids):
             idx.add(added.values, added.signal_ids)
         if len(changes.removed_signal_ids):
@@ -233,6 +233,3 @@ class Matcher:
 def _store_key(store: Store) -> str:
     return hashlib.sha256(store.url_for_display.encode()).hexdigest()[:16]
 
-
-def hex_codes(values: Iterable[str]) -> np.ndarray:
-    return np.frombuffer(bytes.fromhex("".join(values)), dtype=np.uint8)

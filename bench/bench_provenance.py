@@ -22,12 +22,12 @@ survival under re-encoding.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import io
 import json
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,34 +41,12 @@ from assay.provenance.analyzer import analyze_provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "testdata"
+sys.path.insert(0, str(ROOT / "tests"))
+
+from wmref import embed, load_maxdct, pattern  # noqa: E402  (the independent encoder)
+
 C2 = SHARED / "c2pa"
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
-
-
-def load_maxdct() -> ModuleType:
-    """invisible-watermark's dwtDct code without its torch-importing __init__."""
-    spec = importlib.util.find_spec("imwatermark")
-    assert spec and spec.submodule_search_locations, "pip install invisible-watermark"
-    path = Path(next(iter(spec.submodule_search_locations))) / "maxDct.py"
-    mspec = importlib.util.spec_from_file_location("_maxdct", path)
-    assert mspec and mspec.loader
-    mod = importlib.util.module_from_spec(mspec)
-    mspec.loader.exec_module(mod)
-    return mod
-
-
-def pattern(h: int, w: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:h, 0:w]
-    img = np.stack([x * 255 / w, y * 255 / h, (x + 2 * y) % 256], -1) + rng.normal(0, 20, (h, w, 3))
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
-def embed(maxdct: ModuleType, rgb: np.ndarray, bits: tuple[int, ...]) -> np.ndarray:
-    out = maxdct.EmbedMaxDct(list(bits), wmLen=len(bits)).encode(
-        np.ascontiguousarray(rgb[:, :, ::-1])
-    )
-    return np.ascontiguousarray(out[:, :, ::-1])
 
 
 def make_test_image(maxdct: ModuleType, out: Path) -> None:

@@ -39,31 +39,12 @@ if (
 
 import cv2  # noqa: E402
 
+from wmref import embed, load_maxdct, pattern  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def ref() -> ModuleType:
-    assert _spec and _spec.submodule_search_locations
-    path = Path(next(iter(_spec.submodule_search_locations))) / "maxDct.py"
-    mspec = importlib.util.spec_from_file_location("_imwatermark_maxdct", path)
-    assert mspec and mspec.loader
-    mod = importlib.util.module_from_spec(mspec)
-    mspec.loader.exec_module(mod)
-    return mod
-
-
-def pattern(h: int, w: int, seed: int) -> np.ndarray:
-    """A benign generated RGB pattern: gradients plus noise."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:h, 0:w]
-    img = np.stack([x * 255 / w, y * 255 / h, (x + 2 * y) % 256], -1) + rng.normal(0, 20, (h, w, 3))
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
-def embed(ref: ModuleType, rgb: np.ndarray, bits: tuple[int, ...]) -> np.ndarray:
-    """Mark an RGB image the way the SD reference scripts do (BGR in, BGR out)."""
-    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-    out = ref.EmbedMaxDct(list(bits), wmLen=len(bits)).encode(bgr)
-    return np.ascontiguousarray(out[:, :, ::-1])
+    return load_maxdct()
 
 
 def reference_bits(ref: ModuleType, rgb: np.ndarray, n: int) -> np.ndarray:

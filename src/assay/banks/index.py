@@ -10,8 +10,9 @@ bits away from the query's chunk finds every candidate, and the full distance
 decides. At r=31 with 16 chunks of 16 bits that is 17 probes per chunk.
 
 Storage is a few flat arrays (see ``_mih`` for the exact layout): the codes, the
-caller's ids, and per chunk a CSR table (offsets into a row list grouped by
-chunk value). Rows are kept sorted by id, so removals find their row with a
+caller's ids, and per chunk a CSR table (offsets into a list of 16-byte entries
+grouped by chunk value; each entry carries its row and 96 more bits of the code,
+so most candidates are rejected without a random read of their code). Rows are kept sorted by id, so removals find their row with a
 binary search and equal distances come out ordered by id for free.
 
 Updates never rebuild on the lookup path. New entries go to a small append
@@ -44,8 +45,8 @@ from . import _mih
 __all__ = ["ExactIndex", "HammingIndex"]
 
 _FORMAT = "assay-hamming-index"
-_FORMAT_VERSION = 1
-_MAX_ROWS = 2**31 - 1  # the CSR tables hold int32 row numbers
+_FORMAT_VERSION = 2  # 2: table entries carry filter bits (16 bytes)
+_MAX_ROWS = 2**31 - 1  # row numbers are 32-bit in the tables and packed with distances when sorted
 
 
 # --------------------------------------------------------------------------- helpers
@@ -107,7 +108,7 @@ class _Main:
 
     codes: np.ndarray  # (n, W) uint64
     ids: np.ndarray  # (n,) int64, strictly increasing
-    table: np.ndarray  # (m, n) int32
+    table: np.ndarray  # (m, n, 2) uint64: filter bits and row, see _mih
     offsets: np.ndarray  # (m, 2**chunk_bits + 1) int64
     alive: np.ndarray  # (n,) bool
 
@@ -364,7 +365,7 @@ class HammingIndex:
         expect = {
             "codes": ((rows, w), np.uint64),
             "ids": ((rows,), np.int64),
-            "table": ((m, rows), np.int32),
+            "table": ((m, rows, 2), np.uint64),
             "offsets": ((m, nkeys + 1), np.int64),
             "alive": ((rows,), np.bool_),
             "buffer_codes": ((buffer_rows, w), np.uint64),
@@ -429,7 +430,7 @@ class HammingIndex:
         return _Main(
             codes=np.empty((0, self._words), dtype=np.uint64),
             ids=np.empty(0, dtype=np.int64),
-            table=np.empty((self._chunks, 0), dtype=np.int32),
+            table=np.empty((self._chunks, 0, 2), dtype=np.uint64),
             offsets=np.zeros((self._chunks, (1 << self.chunk_bits) + 1), dtype=np.int64),
             alive=np.empty(0, dtype=bool),
         )
@@ -526,13 +527,12 @@ def _load_npy(path: Path, shape: tuple[int, ...], dtype: np.dtype, mmap: bool) -
 
 def _validate_main(directory: Path, a: dict[str, np.ndarray], rows: int) -> None:
     """Check what the compiled kernel trusts blindly (it does no bounds checks):
-    a bad snapshot must fail here with a message, not crash or read stray memory."""
+    a bad snapshot must fail here with a message, not crash or read stray memory.
+    Row numbers inside the table are not checked here (that would read the whole
+    table at start-up): the kernel skips any entry whose row is out of range."""
     off = a["offsets"]
     if off.size and (np.any(off[:, 0] != 0) or np.any(off[:, -1] != rows) or np.any(np.diff(off, axis=1) < 0)):
         raise InputError(directory / "offsets.npy", "CSR offsets are not a valid partition of the rows")
-    table = a["table"]
-    if table.size and (int(table.min()) < 0 or int(table.max()) >= rows):
-        raise InputError(directory / "table.npy", "row numbers out of range")
     ids = a["ids"]
     if rows > 1 and np.any(ids[1:] <= ids[:-1]):
         raise InputError(directory / "ids.npy", "ids are not strictly increasing")

@@ -179,6 +179,7 @@ def test_merge_keeps_results_and_drops_tombstones(make) -> None:
     ids = np.arange(4_000, dtype=np.int64) + 10
     idx = make()
     idx.buffer_min = 300  # make adds cross the merge threshold several times
+    idx.background_merge = False  # the memory comparison below needs merges done in add()
     for lo in range(0, 4_000, 250):
         idx.add(codes[lo : lo + 250], ids[lo : lo + 250])
     gone = ids[::7]
@@ -243,6 +244,88 @@ def test_sees_every_add_that_returned_before_the_search() -> None:
         t.join()
     assert errors == []
     assert sorted(idx.search(q)[0].tolist()) == list(range(len(near)))
+
+
+def _gated_kernel(base: SimpleNamespace, gate: threading.Event, started: threading.Event,
+                  fail: bool = False) -> SimpleNamespace:
+    """``base`` whose build waits for ``gate`` (or raises MemoryError), so a test can
+    act while a background merge is in the middle of its rebuild."""
+
+    def build(codes: np.ndarray, chunk_bits: int) -> tuple[np.ndarray, np.ndarray]:
+        started.set()
+        assert gate.wait(30)
+        if fail:
+            raise MemoryError("test: no memory for the rebuild")
+        return base.build(codes, chunk_bits)
+
+    return SimpleNamespace(name=base.name, build=build, probe=base.probe, scan=base.scan)
+
+
+@pytest.mark.parametrize("kernel", KERNELS, ids=lambda k: k.name)
+def test_background_merge_keeps_adds_and_removals_made_while_it_runs(kernel: SimpleNamespace) -> None:
+    rng = np.random.default_rng(31)
+    codes = clustered(rng, 1_200)
+    ids = np.arange(1_200, dtype=np.int64)
+    idx = HammingIndex()
+    idx._kernel = kernel
+    idx.buffer_min = 50  # adds of more rows than this are bulk loads, merged in the call
+    idx.add(codes[:1_000], ids[:1_000])
+    assert idx._merging is None and idx._main.n == 1_000
+    gate, started = threading.Event(), threading.Event()
+    idx._kernel = _gated_kernel(kernel, gate, started)
+    idx.add(codes[1_000:1_030], ids[1_000:1_030])
+    idx.add(codes[1_030:1_060], ids[1_030:1_060])  # crosses the limit: merge starts
+    assert started.wait(30) and idx._merging is not None
+    # While the rebuild waits: adds, removals from the old main part, from the rows
+    # being merged and from the new rows, and a removed id added back.
+    for lo in range(1_060, 1_200, 20):
+        idx.add(codes[lo : lo + 20], ids[lo : lo + 20])
+    gone = np.concatenate([ids[0:1_000:9], ids[1_000:1_060:4], ids[1_100:1_200:5]])
+    idx.remove(gone)
+    idx.add(codes[:1], ids[:1])  # id 0 was removed above (0 % 9 == 0): back again
+    live = np.ones(1_200, dtype=bool)
+    live[gone] = False
+    live[0] = True
+
+    def check() -> None:
+        assert len(idx) == int(live.sum())
+        for q in codes[::40]:
+            assert pairs(idx.search(q, 40)) == brute(codes[live], ids[live], q, 40)
+
+    check()  # answers right while the merge is still running
+    gate.set()
+    idx.wait_for_merge()
+    assert idx._main.n > 1_000  # the merged rows are in the new main part
+    check()
+    idx.merge()
+    check()
+
+
+def test_failed_background_merge_leaves_the_index_as_it_was() -> None:
+    rng = np.random.default_rng(32)
+    codes = clustered(rng, 600)
+    ids = np.arange(600, dtype=np.int64)
+    idx = HammingIndex()
+    idx.buffer_min = 50
+    idx.add(codes[:500], ids[:500])
+    gate, started = threading.Event(), threading.Event()
+    base = idx._kernel
+    idx._kernel = _gated_kernel(base, gate, started, fail=True)
+    idx.add(codes[500:540], ids[500:540])
+    idx.add(codes[540:580], ids[540:580])  # crosses the limit: merge starts
+    assert started.wait(30)
+    idx.add(codes[580:], ids[580:])
+    idx.remove(ids[:10])
+    gate.set()
+    with pytest.raises(RuntimeError, match="background index merge failed: test: no memory"):
+        idx.wait_for_merge()
+    idx.wait_for_merge()  # the error is reported once
+    assert len(idx) == 590
+    for q in codes[::50]:
+        assert pairs(idx.search(q, 40)) == brute(codes[10:], ids[10:], q, 40)
+    idx._kernel = base
+    idx.merge()
+    assert idx._main.n == 590
 
 
 # --------------------------------------------------------------------------- persistence

@@ -18,7 +18,10 @@ binary search and equal distances come out ordered by id for free.
 Updates never rebuild on the lookup path. New entries go to a small append
 buffer that every search scans by brute force; when the buffer outgrows a
 fraction of the main part, both are merged into a new main part (a linear
-rebuild) and published with a single reference swap. Removals flip a tombstone
+rebuild) on a background thread while adds, removals and searches go on, and
+published with a single reference swap (entries added meanwhile stay in the
+buffer, removals made meanwhile are replayed onto the new part). An add larger
+than the buffer limit (a bulk load) merges at once in the caller. Removals flip a tombstone
 flag; merges drop tombstoned rows. A search uses whichever state was published
 when it started, so it sees every add/remove that returned before it began.
 
@@ -145,6 +148,9 @@ class HammingIndex:
     #: Tombstoned rows are dropped at the next add-triggered merge once they exceed
     #: this fraction of the main part.
     dead_fraction: float = 0.25
+    #: Merge on a background thread when small adds fill the buffer (the refresh
+    #: loop of a service must not stall for the seconds a rebuild takes at 10M).
+    background_merge: bool = True
     #: Probe the chunk tables only while they would visit less than this fraction
     #: of all rows; past it (radius >= 48 with 16-bit chunks) a linear scan is faster.
     scan_fraction: float = 0.1
@@ -168,6 +174,9 @@ class HammingIndex:
         self._buf_n = 0
         self._buf_dead = 0
         self._buf_rows: dict[int, int] = {}  # id -> buffer row, live entries only
+        self._merging: threading.Thread | None = None
+        self._removed_while_merging: list[np.ndarray] = []
+        self._merge_error: BaseException | None = None
         self._publish()
 
     # -- public API -------------------------------------------------------------------
@@ -187,18 +196,29 @@ class HammingIndex:
         dups = _duplicates(ids)
         if len(dups):
             raise ValueError(f"ids must be unique; repeated: {_shown(dups)}")
+        if len(ids) > self._buffer_limit():
+            self.wait_for_merge()  # a bulk load: merge at once, after any running merge
         with self._lock:
             live = self._live_ids_among(ids)
             if len(live):
                 raise ValueError(f"ids already in the index: {_shown(live)}")
-            # Count removed buffer rows too: they are scanned until the next merge.
-            in_buffer = self._buf_n + len(ids)
-            limit = max(self.buffer_min, int(self.buffer_fraction * self._main.n))
-            if in_buffer > limit or self._main_dead > self.dead_fraction * max(self._main.n, 1):
+            limit = self._buffer_limit()
+            if len(ids) > limit and self._merging is None:
                 self._merge(words, ids)
-            else:
-                self._append(words, ids)
+                self._publish()
+                return
+            self._append(words, ids)
             self._publish()
+            # Count removed buffer rows too: they are scanned until the next merge.
+            due = self._buf_n > limit or self._main_dead > self.dead_fraction * max(self._main.n, 1)
+            if not due or self._merging is not None:
+                return
+            if not self.background_merge:
+                self._merge(np.empty((0, self._words), np.uint64), np.empty(0, np.int64))
+                self._publish()
+                return
+            self._merging = threading.Thread(target=self._merge_in_background, name="assay-index-merge", daemon=True)
+            self._merging.start()
 
     def remove(self, ids: np.ndarray | Iterable[int]) -> None:
         """Remove entries by id. Ids that are not in the index are ignored, so a
@@ -207,6 +227,8 @@ class HammingIndex:
         if not len(ids):
             return
         with self._lock:
+            if self._merging is not None:
+                self._removed_while_merging.append(ids.copy())
             main = self._main
             if main.n:
                 pos = np.searchsorted(main.ids, ids)
@@ -279,9 +301,20 @@ class HammingIndex:
 
     def merge(self) -> None:
         """Fold the buffer and tombstones into the main part now (adds do it when due)."""
+        self.wait_for_merge()
         with self._lock:
             self._merge(np.empty((0, self._words), np.uint64), np.empty(0, np.int64))
             self._publish()
+
+    def wait_for_merge(self) -> None:
+        """Return once no background merge is running. If the last one failed (e.g.
+        out of memory), raise its error here; the index stays as it was before it."""
+        thread = self._merging
+        if thread is not None:
+            thread.join()
+        error, self._merge_error = self._merge_error, None
+        if error is not None:
+            raise RuntimeError(f"background index merge failed: {error}") from error
 
     # -- persistence -------------------------------------------------------------------
     def save(self, directory: Path) -> None:
@@ -465,18 +498,14 @@ class HammingIndex:
         self._buf_rows.update(zip(ids.tolist(), range(n0, n1), strict=True))
         self._buf_n = n1  # published last: a reader never sees a half-written row
 
-    def _merge(self, words: np.ndarray, ids: np.ndarray) -> None:
-        """New main part from live main rows + live buffer rows + (words, ids)."""
-        main = self._main
-        live_b = self._buf_alive[: self._buf_n]
-        new_ids = np.concatenate([self._buf_ids[: self._buf_n][live_b], ids])
-        new_codes = np.concatenate([self._buf_codes[: self._buf_n][live_b], words])
+    def _buffer_limit(self) -> int:
+        return max(self.buffer_min, int(self.buffer_fraction * self._main.n))
+
+    def _build_main(self, old_codes: np.ndarray, old_ids: np.ndarray,
+                    new_codes: np.ndarray, new_ids: np.ndarray) -> _Main:
+        """A main part from id-sorted live ``old`` rows and unsorted ``new`` rows."""
         order = np.argsort(new_ids, kind="stable")
         new_ids, new_codes = new_ids[order], new_codes[order]
-        if self._main_dead:
-            old_ids, old_codes = main.ids[main.alive], main.codes[main.alive]
-        else:
-            old_ids, old_codes = main.ids, main.codes
         total = len(old_ids) + len(new_ids)
         if total > _MAX_ROWS:
             raise ValueError(f"an index holds at most {_MAX_ROWS} entries, this add would make {total}")
@@ -486,7 +515,56 @@ class HammingIndex:
         all_ids[pos_old], all_ids[pos_new] = old_ids, new_ids
         all_codes[pos_old], all_codes[pos_new] = old_codes, new_codes
         table, offsets = self._kernel.build(all_codes, self.chunk_bits)
-        self._main = _Main(all_codes, all_ids, table, offsets, np.ones(total, dtype=bool))
+        return _Main(all_codes, all_ids, table, offsets, np.ones(total, dtype=bool))
+
+    def _merge_in_background(self) -> None:
+        try:
+            with self._lock:
+                main, n0 = self._main, self._buf_n
+                main_alive = main.alive.copy()
+                live_b = self._buf_alive[:n0].copy()
+                buf_codes = self._buf_codes[:n0][live_b]
+                buf_ids = self._buf_ids[:n0][live_b]
+                self._removed_while_merging = []
+            # The rebuild runs without the lock; the compiled build releases the GIL.
+            new_main = self._build_main(main.codes[main_alive], main.ids[main_alive], buf_codes, buf_ids)
+            with self._lock:
+                dead = 0
+                for ids in self._removed_while_merging:
+                    pos = np.searchsorted(new_main.ids, ids)
+                    inside = pos < new_main.n
+                    pos = pos[inside][new_main.ids[pos[inside]] == ids[inside]]
+                    pos = np.unique(pos[new_main.alive[pos]])
+                    new_main.alive[pos] = False
+                    dead += len(pos)
+                # Rows added while merging move to a new buffer, with their tombstones.
+                rest = slice(n0, self._buf_n)
+                bids = self._buf_ids[rest].copy()
+                alive = self._buf_alive[rest].copy()
+                self._buf_codes = self._buf_codes[rest].copy()
+                self._buf_ids, self._buf_alive = bids, alive
+                self._buf_n = len(bids)
+                self._buf_dead = int(len(bids) - np.count_nonzero(alive))
+                self._buf_rows = {i: r for r, i in enumerate(bids.tolist()) if alive[r]}
+                self._main, self._main_dead = new_main, dead
+                self._removed_while_merging = []
+                self._publish()
+        except BaseException as exc:  # kept for wait_for_merge; the index is unchanged
+            self._merge_error = exc
+        finally:
+            self._merging = None
+
+    def _merge(self, words: np.ndarray, ids: np.ndarray) -> None:
+        """New main part from live main rows + live buffer rows + (words, ids)."""
+        main = self._main
+        live_b = self._buf_alive[: self._buf_n]
+        new_ids = np.concatenate([self._buf_ids[: self._buf_n][live_b], ids])
+        new_codes = np.concatenate([self._buf_codes[: self._buf_n][live_b], words])
+        if self._main_dead:
+            old_ids, old_codes = main.ids[main.alive], main.codes[main.alive]
+        else:
+            old_ids, old_codes = main.ids, main.codes
+        self._main = self._build_main(old_codes, old_ids, new_codes, new_ids)
         self._main_dead = 0
         self._buf_codes = np.empty((0, self._words), dtype=np.uint64)
         self._buf_ids = np.empty(0, dtype=np.int64)

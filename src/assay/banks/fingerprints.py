@@ -1,8 +1,8 @@
 """Model fingerprints in banks: flagged checkpoints, flagged LoRAs and known bases.
 
 Fingerprints live in the same store and the same banks as image hashes, in a
-table of their own (``model_fingerprints``) created on first use, next to the
-store's tables and through the store's engine. Each row keeps the full serialised
+table of their own (``model_fingerprints``, created by the store's migrations like
+every other table) and are written through the store's guarded transactions. Each row keeps the full serialised
 fingerprint (``data``) and a small linear summary (``summary``, 5 KB) so that a
 query against thousands of entries reads only summaries, picks a few candidates
 (:class:`FingerprintIndex`) and loads just their full fingerprints.
@@ -48,6 +48,7 @@ KINDS = ("checkpoint", "lora", "base")
 CACHE_ENTRIES = 32  # decoded fingerprints kept per FingerprintStore (~8 MB each at SD 1.5 size)
 _SUMMARY_BYTES = len(COMPONENTS) * SUMMARY_DIM * 4
 
+# What the code reads and writes; the table is created by migration 0003 (keep the two in step).
 _meta = sa.MetaData()
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 fingerprints_table = sa.Table(
@@ -87,18 +88,11 @@ class FingerprintStore:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._ready = False
         self._cache: dict[int, tuple[Any, BankModel]] = {}
 
     @property
     def engine(self) -> Engine:
         return self.store.engine
-
-    def _ensure(self) -> None:
-        if not self._ready:
-            with self.store._guard("creating the model_fingerprints table"), self.engine.begin() as conn:
-                _meta.create_all(conn, checkfirst=True)
-            self._ready = True
 
     def _bank_id(self, bank: str) -> int:
         return self.store.get_bank(bank).id
@@ -116,7 +110,6 @@ class FingerprintStore:
                 f"{content_id!r}: a {fingerprint.kind} fingerprint cannot be banked as kind {kind!r}")
         if not content_id or len(content_id) > 512:
             raise InvalidBankInput("content id must be 1-512 characters")
-        self._ensure()
         bank_id = self._bank_id(bank)
         data = fingerprint.to_bytes()
         summary = fingerprint.summary().astype("<f4").tobytes()
@@ -124,7 +117,7 @@ class FingerprintStore:
                    k=fingerprint.k, created_at=datetime.now(UTC).replace(tzinfo=None),
                    summary=summary, data=data)
         t = fingerprints_table
-        with self.store._guard(f"adding model fingerprint {content_id!r}"), self.engine.begin() as conn:
+        with self.store.transaction(f"adding model fingerprint {content_id!r}") as conn:
             old = conn.execute(sa.select(t.c.id).where(
                 (t.c.bank_id == bank_id) & (t.c.content_id == content_id))).scalar()
             if old is not None:
@@ -141,7 +134,6 @@ class FingerprintStore:
 
     def add_many(self, bank: str, items: Iterable[tuple[str, Fingerprint]], *, kind: str | None = None) -> int:
         """Add many (content id, fingerprint) pairs in one transaction (all or nothing)."""
-        self._ensure()
         bank_id = self._bank_id(bank)
         now = datetime.now(UTC).replace(tzinfo=None)
         rows = []
@@ -155,15 +147,14 @@ class FingerprintStore:
                              k=fp.k, created_at=now, summary=fp.summary().astype("<f4").tobytes(),
                              data=fp.to_bytes()))
         if rows:
-            with self.store._guard(f"adding {len(rows)} model fingerprints"), self.engine.begin() as conn:
+            with self.store.transaction(f"adding {len(rows)} model fingerprints") as conn:
                 conn.execute(fingerprints_table.insert(), rows)
         return len(rows)
 
     def remove(self, bank: str, content_id: str) -> bool:
-        self._ensure()
         bank_id = self._bank_id(bank)
         t = fingerprints_table
-        with self.store._guard("removing a model fingerprint"), self.engine.begin() as conn:
+        with self.store.transaction("removing a model fingerprint") as conn:
             res = conn.execute(t.delete().where((t.c.bank_id == bank_id) & (t.c.content_id == content_id)))
         return bool(res.rowcount)
 
@@ -173,23 +164,21 @@ class FingerprintStore:
         return sa.select(*cols).select_from(t.join(b, t.c.bank_id == b.c.id))
 
     def list(self, bank: str | None = None) -> list[FingerprintRecord]:
-        self._ensure()
         t, b = fingerprints_table, banks_table
         q = self._select(t.c.id, b.c.name, t.c.content_id, t.c.kind, t.c.role, t.c.note, t.c.k,
                          t.c.created_at, sa.func.length(t.c.data)).order_by(t.c.id)
         if bank is not None:
             q = q.where(b.c.name == bank)
-        with self.store._guard("listing model fingerprints"), self.engine.connect() as conn:
+        with self.store.connection("listing model fingerprints") as conn:
             return [FingerprintRecord(int(r[0]), r[1], r[2], r[3], r[4], r[5], int(r[6]), r[7], int(r[8]))
                     for r in conn.execute(q)]
 
     def get(self, bank: str, content_id: str) -> BankModel | None:
         """The entry with its decoded fingerprint; FingerprintError if it is corrupt."""
-        self._ensure()
         t, b = fingerprints_table, banks_table
         q = self._select(b.c.name, t.c.content_id, t.c.kind, t.c.role, t.c.data).where(
             (b.c.name == bank) & (t.c.content_id == content_id))
-        with self.store._guard("reading a model fingerprint"), self.engine.connect() as conn:
+        with self.store.connection("reading a model fingerprint") as conn:
             r = conn.execute(q).first()
         if r is None:
             return None
@@ -200,14 +189,13 @@ class FingerprintStore:
         """Full fingerprints of the given rows; undecodable rows come back as reasons.
         Decoded fingerprints are kept (a few dozen, keyed by row id and write time) so
         that a scan asking about many files decodes each candidate once."""
-        self._ensure()
         t, b = fingerprints_table, banks_table
         good: list[BankModel] = []
         bad: list[NotComparable] = []
         if not ids:
             return good, bad
         want = [int(i) for i in ids]
-        with self.store._guard("reading model fingerprints"), self.engine.connect() as conn:
+        with self.store.connection("reading model fingerprints") as conn:
             stamps = dict(conn.execute(sa.select(t.c.id, t.c.created_at).where(t.c.id.in_(want))).all())
             missing = [i for i in want if i in stamps and self._cache.get(i, (None,))[0] != stamps[i]]
             rows = conn.execute(self._select(t.c.id, b.c.name, t.c.content_id, t.c.kind, t.c.role,
@@ -231,14 +219,13 @@ class FingerprintStore:
 
     def index(self, banks: Iterable[str] | None = None) -> FingerprintIndex:
         """Summaries of every fingerprint in the given (default: all enabled) banks."""
-        self._ensure()
         t, b = fingerprints_table, banks_table
         q = self._select(t.c.id, b.c.name, t.c.content_id, t.c.kind, t.c.k, t.c.summary)
         if banks is None:
             q = q.where(b.c.enabled.is_(True))
         else:
             q = q.where(b.c.name.in_(list(banks)))
-        with self.store._guard("loading model fingerprint summaries"), self.engine.connect() as conn:
+        with self.store.connection("loading model fingerprint summaries") as conn:
             rows = conn.execute(q.order_by(t.c.id)).all()
         return FingerprintIndex.from_rows(rows)
 

@@ -22,7 +22,8 @@ import json
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +44,7 @@ from ..errors import (
     InvalidBankInput,
     StoreError,
 )
+from . import migrations
 
 SCHEMA_VERSION: Final = 1
 
@@ -60,8 +62,9 @@ _PAGE = 2000  # entries per page when iterating a bank
 _IN_CHUNK = 500  # ids per "IN (...)" list, well below every driver's parameter limit
 
 # ---------------------------------------------------------------------------------------
-# Schema. Alembic migrations will take over when the service lands: until then
-# _ensure_schema() creates the tables and refuses a database from a newer assay.
+# Schema. These definitions are what the code reads and writes; the tables themselves
+# are created and changed only by the Alembic migrations in .migrations, which
+# Store() runs when it opens a store that is not at their head (_ensure_schema).
 # ---------------------------------------------------------------------------------------
 metadata = sa.MetaData()
 
@@ -257,6 +260,10 @@ class _Validated:
     signals: list[tuple[str, str]]
 
 
+# The write transaction this thread or task has open, per store (see Store.transaction).
+_TRANSACTION: ContextVar[tuple[Store, Connection] | None] = ContextVar("assay_store_write", default=None)
+
+
 # ---------------------------------------------------------------------------------------
 # The store
 # ---------------------------------------------------------------------------------------
@@ -270,9 +277,13 @@ class Store:
         self.url_for_display: str = self._url.render_as_string(hide_password=True)
         self._dialect = self._url.get_backend_name()
         self._engine: Engine | None = None
-        with self._guard("opening the store"):
-            self._engine = _make_engine(self._url, self.url_for_display)
-            self._ensure_schema()
+        try:
+            with self._guard("opening the store"):
+                self._engine = _make_engine(self._url, self.url_for_display)
+                self._ensure_schema()
+        except BaseException:
+            self.close()
+            raise
 
     @classmethod
     def open(cls, url: str | None = None) -> Store:
@@ -299,6 +310,24 @@ class Store:
             raise StoreError(f"{self.url_for_display}: the store is closed")
         return self._engine
 
+    def guard(self, action: str) -> AbstractContextManager[None]:
+        """Turn database failures inside the block into a StoreError naming the store
+        and ``action`` (e.g. "adding model fingerprints")."""
+        return self._guard(action)
+
+    def transaction(self, action: str) -> AbstractContextManager[Connection]:
+        """A guarded write transaction: committed when the block ends, rolled back on an
+        error. On PostgreSQL it takes the writers' lock, as every bank write does.
+
+        Store writes and reads made inside the block (on this store, in this thread or
+        task) join it instead of committing on their own, so a caller can make several
+        writes and its own statements (e.g. an audit row) commit or roll back together."""
+        return self._write(action)
+
+    def connection(self, action: str) -> AbstractContextManager[Connection]:
+        """A guarded connection for reading."""
+        return self._read(action)
+
     @contextmanager
     def _guard(self, action: str) -> Iterator[None]:
         """Turn driver and SQLAlchemy failures into a StoreError naming the URL."""
@@ -313,8 +342,17 @@ class Store:
                 raise _store_error(self.url_for_display, action, exc) from exc
             raise
 
+    def _joined(self) -> Connection | None:
+        current = _TRANSACTION.get()
+        return current[1] if current is not None and current[0] is self else None
+
     @contextmanager
     def _write(self, action: str) -> Iterator[Connection]:
+        joined = self._joined()
+        if joined is not None:  # inside an open write: the outer block commits or rolls back
+            with self._guard(action):
+                yield joined
+            return
         with self._guard(action), self.engine.begin() as conn:
             if self._dialect == "postgresql":
                 # Writers take turns (SQLite's own rule too). Otherwise a long import could
@@ -323,38 +361,82 @@ class Store:
                 # One lock per schema, so that stores in other schemas never wait on this one.
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key, hashtext(current_schema()))"),
                              {"key": _PG_WRITE_LOCK})
-            yield conn
+            token = _TRANSACTION.set((self, conn))
+            try:
+                yield conn
+            finally:
+                _TRANSACTION.reset(token)
 
     @contextmanager
     def _read(self, action: str) -> Iterator[Connection]:
+        joined = self._joined()
+        if joined is not None:  # see the open write's own rows (and never wait on its locks)
+            with self._guard(action):
+                yield joined
+            return
         with self._guard(action), self.engine.connect() as conn:
             yield conn
 
+    # -- schema --------------------------------------------------------------------------
     def _ensure_schema(self) -> None:
-        with self.engine.begin() as conn:
-            existing = set(sa.inspect(conn).get_table_names())
-            if "meta" not in existing:
-                if existing:  # someone else's database: never add tables to it
-                    raise StoreError(
-                        f"{self.url_for_display}: not an assay store (it holds other tables: "
-                        f"{', '.join(sorted(existing)[:5])})",
-                        hint="use a new file, or a dedicated PostgreSQL database or schema; "
-                        "nothing was written",
-                    )
-                metadata.create_all(conn)
-            version = conn.execute(
-                sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
-            ).scalar()
-            if version is None:
-                metadata.create_all(conn)  # a half-created store: add what is missing
-                conn.execute(meta_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
-            elif not version.isdigit() or int(version) > SCHEMA_VERSION:
+        """Bring the store to the head of the migrations. A store already there costs
+        three small reads and never loads Alembic; any other is examined again, and
+        migrated, under the schema lock, so that processes opening it at once
+        migrate it once."""
+        with self.engine.connect() as conn:
+            if self._at_head(conn):
+                return
+        self._migrate()
+
+    def _at_head(self, conn: Connection) -> bool:
+        """True if the store is at the migrations' head, False if it needs them (new,
+        made before Alembic, or older); StoreError if it is someone else's database or
+        comes from a newer assay. Reads only."""
+        tables = set(sa.inspect(conn).get_table_names())
+        if "meta" not in tables:
+            if tables:  # someone else's database: never add tables to it
                 raise StoreError(
-                    f"{self.url_for_display}: store schema version {version!r} is newer than "
-                    f"this assay understands ({SCHEMA_VERSION})",
-                    hint="upgrade assay; the store was left untouched",
+                    f"{self.url_for_display}: not an assay store (it holds other tables: "
+                    f"{', '.join(sorted(tables)[:5])})",
+                    hint="use a new file, or a dedicated PostgreSQL database or schema; nothing was written",
                 )
-            # int(version) < SCHEMA_VERSION: migrations go here (Alembic, with the service).
+            return False  # empty: a new store
+        revisions = migrations.stamped(conn) if migrations.VERSION_TABLE in tables else []
+        unknown = [r for r in revisions if r not in migrations.REVISIONS]
+        if unknown:
+            raise StoreError(
+                f"{self.url_for_display}: store schema revision {unknown[0]!r} is newer than this "
+                f"assay understands (it knows revisions up to {migrations.HEAD})",
+                hint="upgrade assay; the store was left untouched",
+            )
+        version = conn.execute(
+            sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
+        ).scalar()
+        if version is not None and (not version.isdigit() or int(version) > SCHEMA_VERSION):
+            raise StoreError(
+                f"{self.url_for_display}: store schema version {version!r} is newer than "
+                f"this assay understands ({SCHEMA_VERSION})",
+                hint="upgrade assay; the store was left untouched",
+            )
+        return revisions == [migrations.HEAD]
+
+    def _migrate(self) -> None:
+        from alembic.util import CommandError  # loaded only when a store needs migrating
+
+        action = f"upgrading the store schema to revision {migrations.HEAD}"
+        with self._guard(action), self.engine.connect() as conn:
+            # IMMEDIATE on SQLite: take the write lock before reading the schema, so that a
+            # second process waits for the first instead of failing on a lock upgrade.
+            conn.execution_options(sqlite_begin_immediate=True)
+            with conn.begin():
+                migrations.lock(conn)
+                if self._at_head(conn):  # another process migrated it while we waited
+                    return
+                try:
+                    migrations.upgrade_in(conn)
+                except CommandError as exc:
+                    raise StoreError(f"{self.url_for_display}: {action} failed: {exc}",
+                                     hint="the store was left untouched") from None
 
     def _bank_row(self, conn: Connection, name: str) -> sa.Row[Any]:
         row = conn.execute(sa.select(banks_table).where(banks_table.c.name == name)).first()
@@ -1052,7 +1134,8 @@ def _make_engine(url: URL, shown: str) -> Engine:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN")
+        immediate = conn.get_execution_options().get("sqlite_begin_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 

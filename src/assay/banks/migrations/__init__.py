@@ -1,28 +1,41 @@
-"""Alembic migrations of the bank store (banks, entries, signals, changes, meta) and
-the service tables (api_keys, audit_log, jobs).
+"""Alembic migrations of the bank store (banks, entries, signals, changes, meta,
+model_fingerprints) and the service tables (api_keys, audit_log, jobs).
 
-``upgrade(engine)`` brings a database to the newest revision. It is safe to call from
-several processes at once: on PostgreSQL an advisory lock serialises them, on SQLite
-the migration's write transaction does. The first revision adopts a store that
-:class:`assay.banks.store.Store` created before Alembic existed (it creates only the
-tables that are missing), so no existing bank is touched.
+They are the only path to the schema: :class:`assay.banks.store.Store` brings every
+store it opens to :data:`HEAD` (see ``Store._ensure_schema``), and ``upgrade(engine)``
+does the same for a bare engine. Both are safe to run from several processes at once:
+on PostgreSQL an advisory lock serialises them, on SQLite an immediate write
+transaction does. Revisions 0001 and 0003 adopt tables that assay created before
+Alembic existed (they create only the tables that are missing), so no bank is touched.
+
+Alembic itself is imported only when a migration runs: opening a store that is
+already at :data:`HEAD` reads one row and never loads it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Final
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 HERE = Path(__file__).resolve().parent
-_LOCK_KEY = 0x6173736179  # "assay": one advisory lock id for schema changes
+LOCK_KEY: Final = 0x6173736179  # "assay": one advisory lock id for schema changes
+
+# Every revision this code knows, oldest first (a test checks them against the
+# scripts). Kept here so that the open path can tell "at head", "older" and "from a
+# newer assay" apart without loading Alembic.
+REVISIONS: Final = ("0001", "0002", "0003")
+HEAD: Final = REVISIONS[-1]
+VERSION_TABLE: Final = "alembic_version"
 
 
 def config(connection: sa.Connection | None = None) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(HERE))
     cfg.attributes["connection"] = connection
@@ -30,19 +43,55 @@ def config(connection: sa.Connection | None = None) -> Config:
 
 
 def head() -> str:
+    """The newest revision, as Alembic reads it from the scripts."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(config()).get_current_head()
     assert head is not None
     return head
 
 
+def script_revisions() -> list[str]:
+    """Every revision among the scripts, oldest first."""
+    from alembic.script import ScriptDirectory
+
+    return [s.revision for s in reversed(list(ScriptDirectory.from_config(config()).walk_revisions()))]
+
+
 def current(engine: sa.Engine) -> str | None:
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        revs = revisions(conn)
+    return revs[0] if revs else None
+
+
+def revisions(conn: sa.Connection) -> list[str] | None:
+    """The revisions stamped in the database, or None where it has no version table."""
+    if not sa.inspect(conn).has_table(VERSION_TABLE):
+        return None
+    return stamped(conn)
+
+
+def stamped(conn: sa.Connection) -> list[str]:
+    """The revisions in the version table (which must exist), sorted."""
+    return sorted(str(r) for r in conn.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").scalars())
+
+
+def lock(conn: sa.Connection) -> None:
+    """Serialise schema changes between processes (PostgreSQL; SQLite's write lock does it there).
+    Held until the transaction of ``conn`` ends."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
+
+
+def upgrade_in(conn: sa.Connection, revision: str = "head") -> None:
+    """Run the migrations on ``conn``, inside the transaction the caller holds (and commits)."""
+    from alembic import command
+
+    command.upgrade(config(conn), revision)
 
 
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:
     """Migrate the database behind ``engine`` to ``revision`` (default: the newest)."""
     with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-        command.upgrade(config(conn), revision)
+        lock(conn)
+        upgrade_in(conn, revision)

@@ -1,0 +1,278 @@
+"""Alembic as the one path to the store schema: new stores, stores made by earlier
+assay versions, concurrent opening, stores from a newer assay; SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+import assay.banks.fingerprints as fp_mod
+import assay.banks.store as store_mod
+from assay.banks import migrations
+from assay.banks.fingerprints import FingerprintStore
+from assay.banks.store import Store
+from assay.errors import StoreError
+from assay.models.fingerprint import Fingerprint, fingerprint_arrays
+
+CORE = {"meta", "banks", "entries", "signals", "changes"}
+ALL_TABLES = CORE | {"api_keys", "audit_log", "jobs", "model_fingerprints", "alembic_version"}
+NOW = datetime(2026, 1, 2, 3, 4, 5)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'banks.sqlite3'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def engine(url: str) -> Iterator[sa.Engine]:
+    e = sa.create_engine(url)
+    yield e
+    e.dispose()
+
+
+def tables(engine: sa.Engine) -> set[str]:
+    return set(sa.inspect(engine).get_table_names())
+
+
+def stamped(engine: sa.Engine) -> list[str]:
+    with engine.connect() as conn:
+        return [r[0] for r in conn.execute(sa.text("SELECT version_num FROM alembic_version"))]
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def small_fingerprint(seed: int) -> Fingerprint:
+    conv = np.random.default_rng(seed).standard_normal((32, 24, 3, 3), dtype=np.float32)
+    return fingerprint_arrays({"model.diffusion_model.input_blocks.1.0.in_layers.2.weight": conv})
+
+
+def make_old_store(engine: sa.Engine, *, stamp: str | None, with_fingerprints: bool) -> bytes | None:
+    """A store as an earlier assay left it: the CLI's create_all and no alembic_version
+    (``stamp=None``), or the service's migrations up to ``stamp``; with or without the
+    model_fingerprints table its first use created. Returns the banked fingerprint."""
+    if stamp is None:
+        store_mod.metadata.create_all(engine)
+        with engine.begin() as conn:
+            conn.execute(store_mod.meta_table.insert().values(key="schema_version", value="1"))
+    else:
+        migrations.upgrade(engine, stamp)
+    data = None
+    with engine.begin() as conn:
+        bank_id = conn.execute(store_mod.banks_table.insert().values(
+            name="kept", description="old", enabled=True, pdq_threshold=12,
+            created_at=NOW, updated_at=NOW)).inserted_primary_key[0]
+        entry_id = conn.execute(store_mod.entries_table.insert().values(
+            bank_id=bank_id, content_id="e1", note="n", source="old.csv", added_at=NOW,
+            meta={"case": 7}, enabled=True)).inserted_primary_key[0]
+        conn.execute(store_mod.signals_table.insert(), [
+            dict(entry_id=entry_id, bank_id=bank_id, signal_type="md5", value="1" * 32),
+            dict(entry_id=entry_id, bank_id=bank_id, signal_type="pdq", value="f" * 64),
+        ])
+    if with_fingerprints:
+        fp_mod._meta.create_all(engine)  # what fingerprints.py did on first use
+        fp = small_fingerprint(1)
+        data = fp.to_bytes()
+        with engine.begin() as conn:
+            conn.execute(fp_mod.fingerprints_table.insert().values(
+                bank_id=bank_id, content_id="model-a", kind="checkpoint", role=None, note="flagged",
+                k=fp.k, created_at=NOW, summary=fp.summary().astype("<f4").tobytes(), data=data))
+    return data
+
+
+def test_revisions_known_to_the_open_path_are_the_scripts() -> None:
+    assert list(migrations.REVISIONS) == migrations.script_revisions()
+    assert migrations.HEAD == migrations.head()
+
+
+def test_new_store_is_created_at_head(url: str, engine: sa.Engine) -> None:
+    with Store(url) as s:
+        s.create_bank("b")
+    assert tables(engine) >= ALL_TABLES
+    assert stamped(engine) == [migrations.HEAD]
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT value FROM meta WHERE key = 'schema_version'")).scalar() == "1"
+    with Store(url) as s:  # reopening at head changes nothing
+        assert [b.name for b in s.list_banks()] == ["b"]
+    assert stamped(engine) == [migrations.HEAD]
+
+
+def test_reopening_at_head_does_not_write_or_load_alembic(tmp_path: Path) -> None:
+    db = tmp_path / "s.sqlite3"
+    Store(str(db)).close()
+    before = digest(db)
+    code = ("import sys; from assay.banks.store import Store; "
+            f"Store({str(db)!r}).close(); print('alembic' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    assert digest(db) == before
+
+
+@pytest.mark.parametrize(("stamp", "with_fingerprints"), [
+    (None, False),  # CLI store before fingerprints were used
+    (None, True),  # CLI store with fingerprints banked
+    ("0002", True),  # service store (migrated to 0002) with fingerprints banked
+    ("0002", False),
+])
+def test_old_store_is_adopted_with_its_data(url: str, engine: sa.Engine, stamp: str | None,
+                                            with_fingerprints: bool) -> None:
+    data = make_old_store(engine, stamp=stamp, with_fingerprints=with_fingerprints)
+    assert "alembic_version" in tables(engine) if stamp else "alembic_version" not in tables(engine)
+    with Store(url) as s:
+        assert stamped(engine) == [migrations.HEAD]
+        assert tables(engine) >= ALL_TABLES
+        bank = s.get_bank("kept")
+        assert (bank.description, bank.pdq_threshold) == ("old", 12)
+        e = s.get_entry("kept", "e1")
+        assert e is not None and (e.note, e.source, e.meta) == ("n", "old.csv", {"case": 7})
+        assert e.signals == {"md5": ("1" * 32,), "pdq": ("f" * 64,)}
+        assert len(s.load_signals("pdq")) == 1
+        fs = FingerprintStore(s)
+        if with_fingerprints:
+            got = fs.get("kept", "model-a")
+            assert got is not None and got.fingerprint.to_bytes() == data
+        # and the adopted store takes new writes in every table
+        s.add_entry("kept", "e2", {"md5": "2" * 32})
+        fs.add("kept", "model-b", small_fingerprint(2))
+        assert sorted(r.content_id for r in fs.list("kept")) == (
+            ["model-a", "model-b"] if with_fingerprints else ["model-b"])
+    with Store(url) as s:  # adopted once: the second open finds it at head
+        assert stamped(engine) == [migrations.HEAD]
+        assert s.stats("kept").entries == 2
+
+
+def test_store_from_a_newer_assay_revision_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "future.sqlite3"
+    with Store(str(db)) as s:
+        s.create_bank("b")
+    e = sa.create_engine(f"sqlite:///{db}")
+    with e.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0042'"))
+    e.dispose()
+    before = digest(db)
+    with pytest.raises(StoreError) as err:
+        Store(str(db))
+    msg = str(err.value)
+    assert str(db) in msg and "'0042'" in msg and "newer" in msg and migrations.HEAD in msg
+    assert digest(db) == before
+
+
+@pytest.mark.postgres
+def test_store_from_a_newer_assay_revision_is_refused_on_postgres(pg_url: str) -> None:
+    Store(pg_url).close()
+    e = sa.create_engine(pg_url)
+    try:
+        with e.begin() as conn:
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = 'abcdef99'"))
+        with pytest.raises(StoreError, match=r"revision 'abcdef99' is newer") as err:
+            Store(pg_url)
+        assert "127.0.0.1" in str(err.value)
+        assert stamped(e) == ["abcdef99"]  # untouched
+    finally:
+        e.dispose()
+
+
+def test_another_apps_alembic_database_is_not_an_assay_store(tmp_path: Path) -> None:
+    db = tmp_path / "app.sqlite3"
+    e = sa.create_engine(f"sqlite:///{db}")
+    with e.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
+        conn.exec_driver_sql("INSERT INTO alembic_version VALUES ('1975ea83b712')")
+        conn.exec_driver_sql("CREATE TABLE users (id INTEGER PRIMARY KEY)")
+    e.dispose()
+    before = digest(db)
+    with pytest.raises(StoreError, match="not an assay store"):
+        Store(str(db))
+    assert digest(db) == before
+
+
+def test_read_only_old_store_is_refused_untouched(tmp_path: Path) -> None:
+    db = tmp_path / "old.sqlite3"
+    e = sa.create_engine(f"sqlite:///{db}")
+    make_old_store(e, stamp=None, with_fingerprints=False)
+    e.dispose()
+    before = digest(db)
+    with pytest.raises(StoreError) as err:
+        Store(f"sqlite:///file:{db}?mode=ro&uri=true")
+    msg = str(err.value)
+    assert str(db) in msg and "upgrading the store schema" in msg and "read-only" in msg
+    assert digest(db) == before
+    with Store(str(db)) as s:  # writable again: adopted
+        assert s.get_entry("kept", "e1") is not None
+
+
+def _open_in_processes(url: str, n: int) -> list[subprocess.Popen[str]]:
+    code = "import sys; from assay.banks.store import Store; Store(sys.argv[1]).close()"
+    return [subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(n)]
+
+
+def _finish(procs: list[subprocess.Popen[str]]) -> None:
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+
+
+@pytest.mark.postgres
+def test_processes_opening_a_new_store_at_once_migrate_it_once(pg_url: str) -> None:
+    # Hold the schema lock while two processes open the same new store: both get past
+    # the unlocked check and queue on the lock, so the second must see the first's
+    # work when it gets its turn (rather than both running the migrations).
+    app = f"assay-mig-{uuid.uuid4().hex[:8]}"
+    holder = sa.create_engine(pg_url)
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        with holder.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": migrations.LOCK_KEY})
+            conn.commit()
+            try:
+                procs = _open_in_processes(f"{pg_url}&application_name={app}", 2)
+                waiting, deadline = 0, time.monotonic() + 120  # a guard against hanging, not a timing
+                while waiting < 2:
+                    if time.monotonic() > deadline:
+                        pytest.fail("the openers never queued on the schema lock")
+                    for p in procs:
+                        if p.poll() is not None:
+                            pytest.fail(f"opener exited before the lock was released: {p.communicate()[1]}")
+                    waiting = conn.execute(sa.text(
+                        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                        "WHERE a.application_name = :app AND l.locktype = 'advisory' AND NOT l.granted"),
+                        {"app": app}).scalar_one()
+                    conn.commit()
+                    time.sleep(0.05)
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": migrations.LOCK_KEY})
+                conn.commit()
+        _finish(procs)
+        assert stamped(holder) == [migrations.HEAD]
+        assert tables(holder) >= ALL_TABLES
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        holder.dispose()
+
+
+def test_processes_opening_a_new_sqlite_store_at_once(tmp_path: Path) -> None:
+    db = tmp_path / "race.sqlite3"
+    _finish(_open_in_processes(str(db), 3))
+    e = sa.create_engine(f"sqlite:///{db}")
+    try:
+        assert stamped(e) == [migrations.HEAD]
+        assert tables(e) >= ALL_TABLES
+    finally:
+        e.dispose()

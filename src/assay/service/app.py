@@ -20,7 +20,6 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..banks import migrations
 from ..banks.store import Store
 from ..config import data_dir
 from ..errors import AssayError, RateLimited
@@ -30,9 +29,19 @@ from .errors import assay_error_dict, error_bytes, error_dict, status_for
 from .jobs import Jobs
 from .logging import RequestContextMiddleware
 from .matching import LiveIndex
-from .ratelimit import BodyLimitMiddleware, BodyTimeout, BodyTooLarge, Scope, Send, TokenBuckets
+from .ratelimit import (
+    BodyLimitMiddleware,
+    BodyTimeout,
+    BodyTooLarge,
+    RateLimiter,
+    RedisBuckets,
+    Scope,
+    Send,
+    TokenBuckets,
+)
 from .settings import Settings
-from .state import ServiceState, make_tmp_dir, remove_tmp_dir
+from .state import ServiceState
+from .tmpfiles import TmpFiles
 
 log = logging.getLogger("assay.service")
 
@@ -40,19 +49,28 @@ OPENAPI_PATH = "/openapi.json"
 
 
 def open_store(settings: Settings) -> Store:
-    """Open the store and migrate it to the newest schema (safe from many processes)."""
-    store = Store(settings.db_url)
-    try:
-        migrations.upgrade(store.engine)
-    except Exception as exc:
-        store.close()
-        if isinstance(exc, AssayError):
-            raise
-        raise AssayError(f"{store.url_for_display}: migrating the schema failed: {exc}") from None
-    return store
+    """Open the store; Store() brings it to the newest schema (safe from many processes)."""
+    return Store(settings.db_url)
+
+
+def rate_limiter(settings: Settings) -> RateLimiter:
+    local = TokenBuckets(settings.rate_limit / settings.workers, settings.rate_burst)
+    shared = None
+    if settings.rate_limit_redis_url:
+        try:
+            shared = RedisBuckets(settings.rate_limit_redis_url, settings.rate_burst,
+                                  settings.rate_limit_redis_prefix)
+        except ImportError:
+            raise AssayError("a Redis URL for rate limits is set, but the redis package is not installed",
+                             hint="pip install redis, or leave the Redis URL unset") from None
+        except ValueError as exc:
+            raise AssayError(f"invalid Redis URL for rate limits: {exc}") from None
+    return RateLimiter(local, settings.workers, shared)
 
 
 def _state(settings: Settings) -> ServiceState:
+    tmp = TmpFiles(settings.tmp_path)
+    tmp.remove_stale()  # bodies left by workers that were killed
     store = open_store(settings)
     index = LiveIndex(store, interval=settings.refresh_interval, snapshot_dir=settings.snapshot_path)
     state = ServiceState(
@@ -60,12 +78,13 @@ def _state(settings: Settings) -> ServiceState:
         store=store,
         index=index,
         keys=KeyVerifier(store.engine, settings.key_cache_seconds, settings.anonymous_role),
-        buckets=TokenBuckets(settings.rate_limit / settings.workers, settings.rate_burst),
+        limiter=rate_limiter(settings),
         jobs=Jobs(store, settings.job_stale_seconds),
-        tmp_dir=make_tmp_dir(),
+        tmp=tmp,
     )
     state.jobs.on_done = state.on_job_done
     state.jobs.on_commit = state.refresh_index
+    state.jobs.audit = state.audit_import
     return state
 
 
@@ -89,7 +108,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             state.index.stop()
-            remove_tmp_dir(state.tmp_dir)
+            state.tmp.remove_own()
+            await state.limiter.close()
             state.store.close()
 
     app = FastAPI(

@@ -17,6 +17,8 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -76,8 +78,20 @@ def _row(r: sa.Row) -> ApiKey:
     return ApiKey(int(r.id), r.name, r.role, r.prefix, r.rate_limit, r.created_at, r.revoked_at)
 
 
-def create_key(engine: sa.Engine, name: str, role: str, rate_limit: float | None = None) -> tuple[ApiKey, str]:
-    """Create a key; returns (its record, the key itself, to show once)."""
+@contextmanager
+def _begin(bind: sa.Engine | sa.Connection) -> Iterator[sa.Connection]:
+    """A transaction of its own on an engine; the caller's, on a connection."""
+    if isinstance(bind, sa.Connection):
+        yield bind
+    else:
+        with bind.begin() as conn:
+            yield conn
+
+
+def create_key(engine: sa.Engine | sa.Connection, name: str, role: str,
+               rate_limit: float | None = None) -> tuple[ApiKey, str]:
+    """Create a key; returns (its record, the key itself, to show once). On a
+    connection, the key is part of the caller's transaction."""
     if role not in ROLES:
         raise AssayError(f"invalid role {role!r}", hint=f"use one of {', '.join(ROLES)}")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
@@ -85,7 +99,7 @@ def create_key(engine: sa.Engine, name: str, role: str, rate_limit: float | None
     if rate_limit is not None and not (rate_limit > 0):
         raise AssayError(f"invalid rate limit {rate_limit!r}: a positive number of requests/s")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    with engine.begin() as conn:
+    with _begin(engine) as conn:
         new_id = conn.execute(
             api_keys.insert().values(
                 name=name, role=role, key_hash=hash_key(key), prefix=key[:12],
@@ -104,8 +118,8 @@ def list_keys(engine: sa.Engine, include_revoked: bool = True) -> list[ApiKey]:
         return [_row(r) for r in conn.execute(q)]
 
 
-def revoke_key(engine: sa.Engine, key_id: int) -> ApiKey:
-    with engine.begin() as conn:
+def revoke_key(engine: sa.Engine | sa.Connection, key_id: int) -> ApiKey:
+    with _begin(engine) as conn:
         row = conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id)).first()
         if row is None:
             raise NotFound(f"no API key with id {key_id}", hint="list keys with `assay keys list`")

@@ -9,6 +9,7 @@ The lead registers them in assay/cli.py::
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Annotated
 
 import typer
@@ -101,16 +102,24 @@ def serve(
     rate_limit: Annotated[float, typer.Option(help="default per-key requests/s for this instance")] = Settings.rate_limit,
     max_upload_mb: Annotated[int, typer.Option(help="largest image upload, MiB")] = Settings.max_upload_bytes // 2**20,
     snapshot_dir: Annotated[str, typer.Option(help="where workers share index snapshots (default: data dir)")] = "",
+    tmp_dir: Annotated[str, typer.Option(help="where upload bodies are streamed (default: data dir/service-tmp)")] = "",
+    redis_url: Annotated[str, typer.Option(
+        envvar="ASSAY_REDIS_URL",
+        help="Redis for rate limits shared by every worker and instance (default: per-worker limits)")] = "",
     access_log: Annotated[bool, typer.Option(help="JSON access log on stderr")] = True,
 ) -> None:
     """Run the HTTP API (OpenAPI at /openapi.json, docs at /docs)."""
     import uvicorn
 
     try:
-        settings = Settings(
+        # ASSAY_SERVICE_* variables set what no flag does (e.g. the job stale time).
+        base = Settings.from_env()
+        settings = replace(
+            base,
             db=db or "", anonymous_role="match" if allow_anonymous else None, workers=workers,
-            rate_limit=rate_limit, max_upload_bytes=max_upload_mb * 2**20, snapshot_dir=snapshot_dir,
-            access_log=access_log,
+            rate_limit=rate_limit, max_upload_bytes=max_upload_mb * 2**20,
+            snapshot_dir=snapshot_dir or base.snapshot_dir, tmp_dir=tmp_dir or base.tmp_dir,
+            rate_limit_redis_url=redis_url or base.rate_limit_redis_url, access_log=access_log,
         )
         # Migrate once here, before the workers race to open the store.
         _engine_store(settings.db).close()

@@ -56,6 +56,10 @@ class Job:
         }
 
 
+# (connection of the import's transaction, job, result counts, key id, actor)
+AuditImport = Callable[[sa.Connection, Job, dict[str, Any], int | None, str], None]
+
+
 def _iso(dt: datetime) -> str:
     return dt.replace(tzinfo=UTC).isoformat()
 
@@ -86,12 +90,16 @@ def _db(action: str) -> Callable[..., Any]:
 class Jobs:
     def __init__(self, store: Store, stale_seconds: float,
                  on_done: Callable[[Job, int | None, str], None] | None = None,
-                 on_commit: Callable[[], None] | None = None) -> None:
+                 on_commit: Callable[[], None] | None = None,
+                 audit: AuditImport | None = None) -> None:
         self.store = store
         self.engine = store.engine
         self.stale = stale_seconds
         self.on_done = on_done
         self.on_commit = on_commit  # before "done" is visible: the import is matchable here
+        # Writes the audit row of a successful import inside the import's transaction:
+        # if it fails, nothing is imported.
+        self.audit = audit
         self._threads: list[threading.Thread] = []
 
     @_db("creating an import job")
@@ -182,13 +190,16 @@ class Jobs:
             self._update(job.id, status="running")
             beat.start()
             records = parse_file(path, fmt, signal_type)  # type: ignore[arg-type]
-            result = self.store.import_records(job.bank, counted(records), source)
+            with self.store.transaction(f"importing into bank {job.bank!r}") as conn:
+                result = self.store.import_records(job.bank, counted(records), source)
+                res = {"added_entries": result.added_entries, "added_signals": result.added_signals,
+                       "duplicates": result.duplicates, "total": result.total}
+                if self.audit is not None:
+                    self.audit(conn, job, res, key_id, actor)
             stop.set()
             beat.join()
             if self.on_commit is not None:
                 self.on_commit()
-            res = {"added_entries": result.added_entries, "added_signals": result.added_signals,
-                   "duplicates": result.duplicates, "total": result.total}
             self._update(job.id, records=progress[0])
             self._finish(job.id, "done", result=res)
         except AssayError as exc:

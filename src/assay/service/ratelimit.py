@@ -1,9 +1,15 @@
 """Per-key rate limits and request size / slowness limits.
 
-Rate limits are token buckets held in each worker process: no shared store on the
-hot path. A key's budget for the instance is divided evenly among its workers, which
-the uvicorn supervisor feeds round-robin through one socket; behind a load balancer
-each instance grants the full budget (so N instances allow N times the rate).
+Rate limits are token buckets, one per key id. By default they live in each worker
+process: a key's budget for the instance is divided evenly among its workers, which
+the uvicorn supervisor feeds round-robin through one socket, and behind a load
+balancer each instance grants the full budget (N instances allow N times the rate).
+With a Redis URL configured, the buckets live in Redis instead: one budget per key
+for every worker and instance using that Redis (and key prefix), spent by a Lua
+script that refills and takes in one atomic step, so two workers can never both
+spend the last token. While Redis is unreachable each worker falls back to its own
+buckets (limited as without Redis, never unlimited, never a 500), logs that once,
+and tries Redis again every few seconds.
 
 Body limits are enforced while the body streams in: a declared Content-Length over
 the limit is refused before a byte is read, and a chunked body is cut off when it
@@ -13,11 +19,13 @@ crosses the limit. A client that sends nothing for ``body_timeout`` seconds gets
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import RateLimited
 
@@ -26,6 +34,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = logging.getLogger("assay.service.ratelimit")
 
 
 class TokenBuckets:
@@ -53,11 +63,134 @@ class TokenBuckets:
                 b[0] -= cost
                 return
             wait = (cost - b[0]) / rate
-        raise RateLimited(
-            f"rate limit of {rate:g} requests/s for this key exceeded",
-            retry_after=wait,
-            hint=f"retry after {math.ceil(wait)} s, or ask an admin for a higher limit",
-        )
+        raise _limited(rate, wait)
+
+
+def _limited(rate: float, wait: float) -> RateLimited:
+    return RateLimited(
+        f"rate limit of {rate:g} requests/s for this key exceeded",
+        retry_after=wait,
+        hint=f"retry after {math.ceil(wait)} s, or ask an admin for a higher limit",
+    )
+
+
+# KEYS[1] = the bucket (a hash: tokens, ts); ARGV = rate/s, capacity, cost.
+# Redis's own clock, so that instances with skewed clocks share one time line.
+# Returns {1, "0"} when granted, else {0, seconds to wait} (a string: Lua numbers
+# come back from Redis truncated to integers).
+_TOKEN_BUCKET = """
+local rate = tonumber(ARGV[1])
+local cap = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(b[1])
+local ts = tonumber(b[2])
+if tokens == nil or ts == nil then
+  tokens = cap
+  ts = now
+end
+tokens = math.min(cap, tokens + math.max(0, now - ts) * rate)
+local granted = 0
+local wait = 0
+if tokens >= cost then
+  tokens = tokens - cost
+  granted = 1
+else
+  wait = (cost - tokens) / rate
+end
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens), 'ts', string.format('%.6f', now))
+local ttl = math.min(math.ceil(cap / rate * 1000) + 1000, 2592000000)
+redis.call('PEXPIRE', KEYS[1], string.format('%d', ttl))
+return {granted, string.format('%.6f', wait)}
+"""
+
+
+class RedisBuckets:
+    """Token buckets in Redis, one per key id under ``prefix``, shared by every process
+    that uses the same Redis and prefix. Redis failures propagate (RateLimiter falls back)."""
+
+    def __init__(self, url: str, burst: float, prefix: str, timeout: float = 0.5) -> None:
+        # Imported here: only deployments that configure Redis need the package.
+        from redis.asyncio import Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.exceptions import RedisError
+
+        # What "Redis is unreachable or misbehaving" looks like: fall back on these.
+        self.errors: tuple[type[Exception], ...] = (RedisError, OSError, TimeoutError, ValueError)
+        self.burst = burst
+        self.prefix = prefix
+        self.url_for_display = _masked(url)
+        # One immediate retry covers a pooled connection that Redis closed; more would
+        # only hold requests back while Redis is down.
+        self._client = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                      retry=Retry(NoBackoff(), 1))
+        self._script = self._client.register_script(_TOKEN_BUCKET)
+
+    async def take(self, key: object, rate: float, cost: float = 1.0) -> float:
+        """Spend ``cost`` tokens of ``key``'s bucket: 0.0 when granted, else the seconds
+        until it could be."""
+        cap = max(self.burst, rate, cost)
+        name = f"{self.prefix}{'anonymous' if key is None else key}"
+        granted, wait = await self._script(keys=[name], args=[repr(float(rate)), repr(float(cap)), repr(float(cost))])
+        return 0.0 if int(granted) else max(float(wait), 1e-6)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class RateLimiter:
+    """Charges each request to its key: in Redis when configured and reachable (the
+    budget is for every worker and instance together), else in this worker's buckets
+    with the budget split across the instance's ``workers``."""
+
+    RETRY_SECONDS = 5.0  # while Redis is down, how often one request tries it again
+
+    def __init__(self, local: TokenBuckets, workers: int, shared: RedisBuckets | None = None) -> None:
+        self.local = local
+        self.workers = workers
+        self.shared = shared
+        self.redis_down = False
+        self._retry_at = 0.0
+
+    async def check(self, key: object, rate: float, cost: float = 1.0) -> None:
+        """Raise RateLimited when ``key`` is over ``rate`` requests/s (its whole budget)."""
+        shared = self.shared
+        if shared is not None and (not self.redis_down or time.monotonic() >= self._retry_at):
+            try:
+                wait = await shared.take(key, rate, cost)
+            except shared.errors as exc:
+                self._retry_at = time.monotonic() + self.RETRY_SECONDS
+                if not self.redis_down:
+                    self.redis_down = True
+                    reason = (str(exc).splitlines() or [""])[0]
+                    log.warning("rate limits: Redis at %s is unreachable (%s: %s); each worker limits "
+                                "keys on its own until it is back", shared.url_for_display,
+                                type(exc).__name__, reason)
+            else:
+                if self.redis_down:
+                    self.redis_down = False
+                    log.warning("rate limits: Redis at %s is reachable again; limits are shared again",
+                                shared.url_for_display)
+                if wait > 0:
+                    raise _limited(rate, wait)
+                return
+        self.local.check(key, rate / self.workers, cost)
+
+    async def close(self) -> None:
+        if self.shared is not None:
+            await self.shared.close()
+
+
+def _masked(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class BodyTooLarge(Exception):

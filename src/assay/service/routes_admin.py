@@ -15,7 +15,7 @@ from ..errors import StoreError
 from .auth import ApiKey, Principal, create_key, list_keys, revoke_key
 from .routes_match import json_response
 from .settings import ROLES
-from .state import get_state, role
+from .state import get_state, insert_audit, role
 from .tables import audit_log
 
 router = APIRouter(tags=["admin"])
@@ -85,17 +85,28 @@ def keys_list(request: Request, _: AdminRole) -> Response:
 @router.post("/v1/keys", status_code=201, response_model=KeyOut, summary="Create an API key (shown once)")
 def keys_create(request: Request, who: AdminRole, body: KeyCreate) -> Response:
     state = get_state(request)
-    k, key = _db(create_key, state.store.engine, body.name, body.role, body.rate_limit)
-    state.audit(who, "key.create", None, key_id=k.id, name=k.name, role=k.role)
+
+    def create() -> tuple[ApiKey, str]:
+        with state.store.engine.begin() as conn:  # the key and its audit row: both or neither
+            k, key = create_key(conn, body.name, body.role, body.rate_limit)
+            insert_audit(conn, who, "key.create", None, {"key_id": k.id, "name": k.name, "role": k.role})
+        return k, key
+
+    k, key = _db(create)
     return json_response(key_dict(k, key), 201)
 
 
 @router.delete("/v1/keys/{key_id}", response_model=KeyOut, summary="Revoke an API key")
 def keys_revoke(request: Request, who: AdminRole, key_id: Annotated[int, Path(ge=1, le=2**31 - 1, description="key id")]) -> Response:
     state = get_state(request)
-    k = _db(revoke_key, state.store.engine, key_id)
-    state.audit(who, "key.revoke", None, key_id=k.id, name=k.name)
-    return json_response(key_dict(k))
+
+    def revoke() -> ApiKey:
+        with state.store.engine.begin() as conn:
+            k = revoke_key(conn, key_id)
+            insert_audit(conn, who, "key.revoke", None, {"key_id": k.id, "name": k.name})
+        return k
+
+    return json_response(key_dict(_db(revoke)))
 
 
 @router.get("/v1/audit", response_model=list[AuditOut], summary="Audit log of bank and key changes, newest first")

@@ -1,7 +1,8 @@
 """/v1 bank curation (role ``curate``): banks, entries, bulk imports and their jobs.
 
-Every write is audited after it commits and refreshes this worker's index, so it is
-matchable at once here (other workers follow within ``refresh_interval``).
+Every write and its audit row commit in one transaction (both or neither), then the
+write is applied to this worker's index, so it is matchable at once here (other
+workers follow within ``refresh_interval``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from ..errors import NotFound
 from .auth import Principal
 from .jobs import Job
 from .routes_match import json_response
-from .state import ServiceState, get_state, role, spool_body
+from .state import get_state, role, spool_body
 
 router = APIRouter(prefix="/v1", tags=["banks"])
 CurateRole = Annotated[Principal, Depends(role("curate"))]
@@ -114,17 +115,13 @@ def entry_dict(e: Entry) -> dict[str, Any]:
             "meta": e.meta}
 
 
-def _write(state: ServiceState, fn: Any, *args: Any, **kwargs: Any) -> Any:
-    result = fn(*args, **kwargs)
-    state.refresh_index()  # read-your-writes on this worker; the others follow within 1 s
-    return result
-
-
 @router.post("/banks", status_code=201, response_model=BankOut, summary="Create a bank")
 def create_bank(request: Request, who: CurateRole, body: BankCreate) -> Response:
     state = get_state(request)
-    bank = _write(state, state.store.create_bank, body.name, body.description, body.pdq_threshold)
-    state.audit(who, "bank.create", bank.name, description=body.description, pdq_threshold=body.pdq_threshold)
+    bank = state.audited_write(
+        who, "bank.create", body.name,
+        lambda: state.store.create_bank(body.name, body.description, body.pdq_threshold),
+        description=body.description, pdq_threshold=body.pdq_threshold)
     return json_response(bank_dict(bank), 201)
 
 
@@ -152,16 +149,20 @@ def update_bank(request: Request, who: CurateRole, name: str, body: BankUpdate) 
             state.store.set_bank_enabled(name, body.enabled)
         return state.store.update_bank(name, description=body.description, pdq_threshold=threshold)
 
-    bank = _write(state, apply)
-    state.audit(who, "bank.update", name, **{k: getattr(body, k) for k in sorted(sent)})
+    # Both changes and the audit row: one transaction.
+    bank = state.audited_write(who, "bank.update", name, apply, **{k: getattr(body, k) for k in sorted(sent)})
     return json_response(bank_dict(bank))
 
 
 def _set_enabled(request: Request, who: Principal, name: str, enabled: bool) -> Response:
     state = get_state(request)
-    _write(state, state.store.set_bank_enabled, name, enabled)
-    state.audit(who, "bank.enable" if enabled else "bank.disable", name)
-    return json_response(bank_dict(state.store.get_bank(name)))
+
+    def apply() -> Bank:
+        state.store.set_bank_enabled(name, enabled)
+        return state.store.get_bank(name)
+
+    bank = state.audited_write(who, "bank.enable" if enabled else "bank.disable", name, apply)
+    return json_response(bank_dict(bank))
 
 
 @router.post("/banks/{name}/enable", response_model=BankOut, summary="Enable a bank for matching")
@@ -177,8 +178,7 @@ def disable_bank(request: Request, who: CurateRole, name: str) -> Response:
 @router.delete("/banks/{name}", status_code=204, summary="Delete a bank and its entries")
 def delete_bank(request: Request, who: CurateRole, name: str) -> Response:
     state = get_state(request)
-    _write(state, state.store.delete_bank, name)
-    state.audit(who, "bank.delete", name)
+    state.audited_write(who, "bank.delete", name, lambda: state.store.delete_bank(name))
     return Response(status_code=204)
 
 
@@ -200,9 +200,11 @@ def list_entries(
              summary="Add an entry (or new signals to an existing one)")
 def add_entry(request: Request, who: CurateRole, name: str, body: EntryIn) -> Response:
     state = get_state(request)
-    res = _write(state, state.store.add_entry, name, body.content_id, body.signals, note=body.note,
-                 source=f"api:{who.actor}"[:4096], meta=body.meta)
-    state.audit(who, "entry.add", name, content_id=body.content_id, added_signals=res.added_signals)
+    res = state.audited_write(
+        who, "entry.add", name,
+        lambda: state.store.add_entry(name, body.content_id, body.signals, note=body.note,
+                                      source=f"api:{who.actor}"[:4096], meta=body.meta),
+        lambda r: {"added_signals": r.added_signals}, content_id=body.content_id)
     return json_response({"added_entries": res.added_entries, "added_signals": res.added_signals,
                           "duplicates": res.duplicates, "total": res.total}, 201)
 
@@ -219,9 +221,12 @@ def get_entry(request: Request, _: CurateRole, name: str, content_id: str) -> Re
 @router.delete("/banks/{name}/entries/{content_id:path}", status_code=204, summary="Remove an entry")
 def remove_entry(request: Request, who: CurateRole, name: str, content_id: str) -> Response:
     state = get_state(request)
-    if not _write(state, state.store.remove_entry, name, content_id):
-        raise NotFound(f"bank {name!r} has no entry {content_id!r}")
-    state.audit(who, "entry.remove", name, content_id=content_id)
+
+    def remove() -> None:
+        if not state.store.remove_entry(name, content_id):
+            raise NotFound(f"bank {name!r} has no entry {content_id!r}")  # nothing to audit
+
+    state.audited_write(who, "entry.remove", name, remove, content_id=content_id)
     return Response(status_code=204)
 
 

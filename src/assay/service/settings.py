@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..config import default_db_url, normalize_db_url
+from ..config import data_dir, default_db_url, normalize_db_url
 from ..errors import AssayError
 
 PREFIX = "ASSAY_SERVICE_"
@@ -25,10 +25,13 @@ class Settings:
     # Role given to requests without a key; None = no anonymous access (the default).
     anonymous_role: str | None = None
     workers: int = 1
-    # Per-key budget in requests/s for the whole instance, shared evenly by its workers
-    # (an in-process token bucket per worker: no extra moving part on the hot path).
+    # Per-key budget in requests/s. Without Redis: for the whole instance, shared evenly
+    # by its workers (an in-process token bucket per worker). With Redis: for every
+    # worker and instance that uses that Redis and prefix together.
     rate_limit: float = 5000.0
     rate_burst: float = 1000.0
+    rate_limit_redis_url: str = ""  # "" = in-process buckets; else ASSAY_REDIS_URL too
+    rate_limit_redis_prefix: str = "assay:ratelimit:"
     max_json_bytes: int = 4 * 1024**2
     max_upload_bytes: int = 64 * 1024**2  # images to hash or analyse
     max_model_bytes: int = 8 * 1024**3
@@ -39,6 +42,9 @@ class Settings:
     key_cache_seconds: float = 5.0  # a revoked key stops working within this time
     job_stale_seconds: float = 15.0  # a running job without heartbeat for this long died
     snapshot_dir: str = ""  # "" = under the data dir
+    # Where upload bodies are streamed, shared by the instance's workers; files of dead
+    # workers are removed when a worker starts. "" = <data dir>/service-tmp.
+    tmp_dir: str = ""
     trust_anchors: str = ""  # PEM bundle for C2PA, "" = none
     access_log: bool = True
 
@@ -49,6 +55,10 @@ class Settings:
             )
         if self.workers < 1:
             raise AssayError(f"invalid worker count {self.workers}: at least 1")
+        scheme = self.rate_limit_redis_url.partition("://")[0]
+        if self.rate_limit_redis_url and scheme not in ("redis", "rediss", "unix"):
+            raise AssayError("invalid Redis URL for rate limits: expected redis://, rediss:// or unix://",
+                             hint="e.g. redis://127.0.0.1:6379/0")
 
     @property
     def db_url(self) -> str:
@@ -57,6 +67,10 @@ class Settings:
     @property
     def snapshot_path(self) -> Path | None:
         return Path(self.snapshot_dir) if self.snapshot_dir else None
+
+    @property
+    def tmp_path(self) -> Path:
+        return Path(self.tmp_dir).expanduser() if self.tmp_dir else data_dir() / "service-tmp"
 
     def to_env(self) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -69,6 +83,8 @@ class Settings:
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         kwargs: dict[str, Any] = {}
+        if PREFIX + "RATE_LIMIT_REDIS_URL" not in env and env.get("ASSAY_REDIS_URL"):
+            kwargs["rate_limit_redis_url"] = env["ASSAY_REDIS_URL"]
         for f in fields(cls):
             raw = env.get(PREFIX + f.name.upper())
             if raw is None:

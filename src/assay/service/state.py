@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from fastapi import Request
@@ -23,9 +21,23 @@ from ..errors import AssayError, TooLarge
 from .auth import KeyVerifier, Principal, require_role
 from .jobs import Job, Jobs
 from .matching import LiveIndex
-from .ratelimit import TokenBuckets
+from .ratelimit import RateLimiter
 from .settings import Settings
 from .tables import audit_log
+from .tmpfiles import TmpFiles
+
+T = TypeVar("T")
+
+
+def insert_audit(conn: sa.Connection, principal: Principal | None, action: str, bank: str | None,
+                 detail: Mapping[str, Any]) -> None:
+    """Write one audit row on ``conn``, inside the caller's transaction."""
+    conn.execute(audit_log.insert().values(
+        at=datetime.now(UTC).replace(tzinfo=None),
+        key_id=principal.key_id if principal else None,
+        actor=principal.actor if principal else "service",
+        action=action, bank=bank,
+        detail=json.dumps(dict(detail), sort_keys=True, default=str)))
 
 
 @dataclass
@@ -34,21 +46,33 @@ class ServiceState:
     store: Store
     index: LiveIndex
     keys: KeyVerifier
-    buckets: TokenBuckets
+    limiter: RateLimiter
     jobs: Jobs
-    tmp_dir: Path
+    tmp: TmpFiles
 
-    def audit(self, principal: Principal | None, action: str, bank: str | None, **detail: Any) -> None:
-        """Record a bank write. Runs after the write committed: if the database went away
-        in between, the write stands and the failure is logged (never silently lost)."""
+    def audited_write(self, principal: Principal, action: str, bank: str | None, write: Callable[[], T],
+                      detail: Callable[[T], Mapping[str, Any]] | None = None, **fixed: Any) -> T:
+        """Run a bank write and insert its audit row in ONE transaction: both commit or
+        neither does (a failed audit insert is a 503 and the bank is unchanged). Then
+        apply the write to this worker's index."""
+        with self.store.transaction(f"{action} ({bank or '-'})") as conn:
+            result = write()
+            insert_audit(conn, principal, action, bank, {**fixed, **(detail(result) if detail else {})})
+        self.refresh_index()  # read-your-writes on this worker; the others follow within 1 s
+        return result
+
+    def audit_import(self, conn: sa.Connection, job: Job, result: Mapping[str, Any], key_id: int | None,
+                     actor: str) -> None:
+        """The audit row of a successful import, inside the import's own transaction."""
+        insert_audit(conn, _job_principal(key_id, actor), "import", job.bank,
+                     {"job": job.id, "status": "done", "result": dict(result), "error": None})
+
+    def audit_alone(self, principal: Principal | None, action: str, bank: str | None, **detail: Any) -> None:
+        """Record something that wrote nothing to the banks (a failed import): its own
+        transaction; if that fails too, the loss is logged."""
         try:
             with self.store.engine.begin() as conn:
-                conn.execute(audit_log.insert().values(
-                    at=datetime.now(UTC).replace(tzinfo=None),
-                    key_id=principal.key_id if principal else None,
-                    actor=principal.actor if principal else "service",
-                    action=action, bank=bank,
-                    detail=json.dumps(detail, sort_keys=True, default=str)))
+                insert_audit(conn, principal, action, bank, detail)
         except sa.exc.SQLAlchemyError as exc:
             logging.getLogger("assay.service.audit").error(
                 "audit record lost: %s %s %s by %s (%s)", action, bank, detail,
@@ -62,10 +86,15 @@ class ServiceState:
             self.index.poke()
 
     def on_job_done(self, job: Job, key_id: int | None, actor: str) -> None:
-        principal = Principal(key_id, actor.split(":", 2)[-1], "curate") if key_id is not None else None
-        self.audit(principal, "import", job.bank, job=job.id, status=job.status,
-                   result=job.result, error=(job.error or {}).get("code"))
+        # A successful import was audited in its own transaction (audit_import).
+        if job.status != "done":
+            self.audit_alone(_job_principal(key_id, actor), "import", job.bank, job=job.id,
+                             status=job.status, result=job.result, error=(job.error or {}).get("code"))
         self.index.poke()
+
+
+def _job_principal(key_id: int | None, actor: str) -> Principal | None:
+    return Principal(key_id, actor.split(":", 2)[-1], "curate") if key_id is not None else None
 
 
 def get_state(request: Request) -> ServiceState:
@@ -95,9 +124,7 @@ def role(needed: str) -> Callable[[Request], Awaitable[Principal]]:
             principal = await run_in_threadpool(state.keys.principal, key)
         request.state.key_id = principal.key_id
         require_role(principal, needed)
-        workers = state.settings.workers
-        rate = (principal.rate_limit or state.settings.rate_limit) / workers
-        state.buckets.check(principal.key_id, rate, 1.0)
+        await state.limiter.check(principal.key_id, principal.rate_limit or state.settings.rate_limit)
         return principal
 
     return dependency
@@ -105,8 +132,7 @@ def role(needed: str) -> Callable[[Request], Awaitable[Principal]]:
 
 async def spool_body(request: Request, state: ServiceState, limit: int, suffix: str = "") -> tuple[Path, int]:
     """Stream the raw request body to a temporary file (never whole in memory)."""
-    fd, name = tempfile.mkstemp(prefix="upload-", suffix=suffix, dir=state.tmp_dir)
-    path = Path(name)
+    fd, path = state.tmp.new(suffix)
     size = 0
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -119,11 +145,3 @@ async def spool_body(request: Request, state: ServiceState, limit: int, suffix: 
         path.unlink(missing_ok=True)
         raise
     return path, size
-
-
-def make_tmp_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="assay-service-"))
-
-
-def remove_tmp_dir(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

@@ -246,6 +246,19 @@ def test_sees_every_add_that_returned_before_the_search() -> None:
     assert sorted(idx.search(q)[0].tolist()) == list(range(len(near)))
 
 
+@pytest.mark.skipif(_mih.NUMBA is None, reason="numba not installed")
+def test_threaded_build_equals_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(33)
+    codes = clustered(rng, 5_000).view("<u8").astype(np.uint64)
+    one = _mih.NUMBA.build(codes, 16)
+    monkeypatch.setattr(_mih, "BUILD_PARALLEL_MIN", 1)
+    monkeypatch.setattr(_mih, "_BUILD_THREADS", 3)  # uneven share of 16 chunks
+    many = _mih.NUMBA.build(codes, 16)
+    assert np.array_equal(one[0], many[0]) and np.array_equal(one[1], many[1])
+    want = _mih.NUMPY.build(codes, 16)
+    assert np.array_equal(one[0], want[0]) and np.array_equal(one[1], want[1])
+
+
 def _gated_kernel(base: SimpleNamespace, gate: threading.Event, started: threading.Event,
                   fail: bool = False) -> SimpleNamespace:
     """``base`` whose build waits for ``gate`` (or raises MemoryError), so a test can

@@ -31,6 +31,8 @@ Search results come back flat: ``qoff`` (q+1,) int64 so that query i owns
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any
@@ -42,6 +44,8 @@ Kernel = SimpleNamespace  # attributes: name, build, probe, scan
 # A query's result segment is sorted by this packed key; rows < 2**31 and
 # distances <= 2**16 keep it inside int64.
 _ROW_SPAN = np.int64(1) << np.int64(31)
+# Builds of at least this many rows spread the chunks over threads.
+BUILD_PARALLEL_MIN = 100_000
 
 
 @lru_cache(maxsize=64)
@@ -234,6 +238,8 @@ else:
     # of a long bucket once it has started. Without it a lookup waits for one miss
     # per bucket, in sequence (1.5x lookups/s at 1M with it, measured for 8-16 ahead).
     _AHEAD_BUCKETS = 12
+    # Threads for one build (every core, at most 4: beyond that memory bandwidth rules).
+    _BUILD_THREADS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
     _PREFETCH_SPAN = 32
 
     @intrinsic
@@ -304,20 +310,21 @@ else:
         return ((lo >> off) | (hi << (np.uint64(64) - off))) & mask
 
     @njit(cache=True, nogil=True)
-    def _nb_build(codes: np.ndarray, chunk_bits: int) -> tuple[np.ndarray, np.ndarray]:
-        # Counting sort per chunk: two linear passes instead of an argsort; rows
-        # stay ascending inside a bucket.
+    def _nb_build_chunks(codes: np.ndarray, chunk_bits: int, first: int, step: int,
+                         table: np.ndarray, offsets: np.ndarray) -> None:
+        """Fill chunks first, first + step, ... of table/offsets (one thread's share).
+
+        Counting sort per chunk: two linear passes instead of an argsort; rows stay
+        ascending inside a bucket."""
         n, w = codes.shape
         per_word = 64 // chunk_bits
         m = w * per_word
         nkeys = 1 << chunk_bits
         kmask = np.uint64(nkeys - 1)
         words, bits = _nb_window_plan(w, chunk_bits, m)
-        table = np.empty((m, n, 2), dtype=np.uint64)
-        offsets = np.zeros((m, nkeys + 1), dtype=np.int64)
         pos = np.empty(nkeys, dtype=np.int64)
         order = np.empty(n, dtype=np.int32)
-        for c in range(m):
+        for c in range(first, m, step):
             word = c // per_word
             shift = np.uint64((c % per_word) * chunk_bits)
             off = offsets[c]
@@ -338,6 +345,21 @@ else:
                 i = order[t]
                 table[c, t, 0] = _nb_window(codes[i, i0], codes[i, j0], s0, m0)
                 table[c, t, 1] = _nb_window(codes[i, i1], codes[i, j1], s1, m1) | (np.uint64(i) << np.uint64(32))
+
+    def _nb_build(codes: np.ndarray, chunk_bits: int) -> tuple[np.ndarray, np.ndarray]:
+        """Chunks are independent: large builds spread them over threads (the
+        compiled loop releases the GIL)."""
+        n, w = codes.shape
+        m = w * (64 // chunk_bits)
+        table = np.empty((m, n, 2), dtype=np.uint64)
+        offsets = np.zeros((m, (1 << chunk_bits) + 1), dtype=np.int64)
+        threads = min(_BUILD_THREADS, m) if n >= BUILD_PARALLEL_MIN else 1
+        if threads == 1:
+            _nb_build_chunks(codes, chunk_bits, 0, 1, table, offsets)
+        else:
+            with ThreadPoolExecutor(threads, thread_name_prefix="assay-index-build") as pool:
+                list(pool.map(lambda f: _nb_build_chunks(codes, chunk_bits, f, threads, table, offsets),
+                              range(threads)))
         return table, offsets
 
     @njit(cache=True, nogil=True)

@@ -6,7 +6,11 @@ Measured, each as the median of --repeats runs of --seconds:
   - batch lookups of 100 signals (POST /v1/lookup/batch): signals/s, p50/p99;
   - hash-and-look-up of 1-MP JPEG uploads (POST /v1/match): uploads/s, p50/p99;
   - the time for an added entry to be matchable on every worker;
-  - start-up time to /ready (cold: index built from the store; warm: snapshot).
+  - start-up time to /ready (cold: index built from the store; warm: snapshot), and the
+    resident memory of the server's processes once ready (mapped snapshot pages that
+    workers share are counted in each).
+``--startup-only`` measures just the start-ups (for --n 10000000; pass --db PATH to keep
+the store between runs: an existing bank "big" is reused, not imported again).
 Side by side (same run, same machine): HMA's matcher core, python-threatexchange's
 PDQ index (faiss, what HMA loads in each worker), answering the same single lookups
 in-process without any HTTP: an upper bound of what HMA can serve.
@@ -117,8 +121,12 @@ def build_store(db: str, n: int) -> list[str]:
 
     rng = random.Random(1)
     store = open_store(Settings(db=db))
-    store.create_bank("big")
     values = [f"{rng.getrandbits(256):064x}" for _ in range(n)]
+    if any(b.name == "big" for b in store.list_banks()):
+        print(f"reusing bank 'big' in {db}", flush=True)
+        store.close()
+        return values
+    store.create_bank("big")
     t0 = time.perf_counter()
     store.import_records("big", (ImportRecord(v, (("pdq", v),)) for v in values), "bench")
     print(f"imported {n:,} PDQ hashes in {time.perf_counter() - t0:.1f} s", flush=True)
@@ -155,6 +163,21 @@ def start_server(db: str, port: int, workers: int, data_dir: str) -> tuple[subpr
             raise SystemExit("server died at start-up")
         time.sleep(0.05)
     return proc, time.perf_counter() - t0
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident MB of a process and its descendants (Linux /proc)."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            total += next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, StopIteration):
+            continue
+    return total / 1024
 
 
 def jpeg_1mp(seed: int) -> bytes:
@@ -229,11 +252,24 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--db", default="", help="store URL (default: a fresh SQLite file)")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--startup-only", action="store_true", help="measure only cold and warm start-up")
     args = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="bench-service-")
     db = args.db or str(Path(tmp) / "bank.db")
     values = build_store(db, args.n)
+    if args.startup_only:
+        data_dir = str(Path(tmp) / "data")
+        for kind in ("cold", "warm", "warm"):
+            proc, t = start_server(db, free_port(), args.workers, data_dir)
+            time.sleep(1)
+            rss = tree_rss_mb(proc.pid)
+            proc.terminate()
+            proc.wait()
+            print(f"bank {args.n:,} PDQ, {args.workers} workers: start-up to /ready {kind} {t:.1f} s, "
+                  f"server RSS {rss:,.0f} MB", flush=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
     curate, match = make_key(db, "curate"), make_key(db, "match")
     rng = random.Random(3)
     # 1 query in 10 has a planted neighbour (distance 0..20); the rest are misses, like an upload stream

@@ -15,6 +15,7 @@ import random
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -54,20 +55,31 @@ def _wait_job(client: httpx.Client, location: str, timeout: float = 60) -> dict:
     raise TimeoutError(location)
 
 
-def _every_worker_sees(url: str, key: str, value: str, expect: bool, workers: int, timeout: float = 10) -> None:
-    """Fresh connections spread over the workers; each must answer ``expect``."""
+def _every_worker_sees(url: str, key: str, value: str, expect: bool, workers: int, timeout: float = 30) -> None:
+    """Each worker must answer ``expect``; one that disagrees starts the count again.
+
+    Workers share one listening socket and the kernel hands a new connection to
+    whichever worker is waiting in accept(): an idle worker can take every sequential
+    connection while a busy one gets none. So each round opens several connections at
+    once, which reaches the busy workers too."""
     seen: set[str] = set()
     deadline = time.monotonic() + timeout
-    while len(seen) < workers:
-        assert time.monotonic() < deadline, f"only workers {seen} agree on {value}: expected found={expect}"
+
+    def ask(_: int) -> tuple[str, bool]:
         r = httpx.get(url + "/v1/lookup", params={"signal_type": "pdq", "value": value, "threshold": 0},
-                      headers={"X-API-Key": key})
+                      headers={"X-API-Key": key}, timeout=30)
         assert r.status_code == 200, r.text
-        if bool(r.json()["matches"]) == expect:
-            seen.add(r.headers["x-served-by"])
-        else:
-            seen.clear()  # a worker disagreed: not yet propagated everywhere
-            time.sleep(0.05)
+        return r.headers["x-served-by"], bool(r.json()["matches"])
+
+    with ThreadPoolExecutor(4 * workers) as pool:
+        while len(seen) < workers:
+            assert time.monotonic() < deadline, f"only workers {seen} agree on {value}: expected found={expect}"
+            answers = list(pool.map(ask, range(4 * workers)))
+            if all(found == expect for _, found in answers):
+                seen |= {worker for worker, _ in answers}
+            else:
+                seen.clear()  # a worker disagreed: not yet propagated everywhere
+                time.sleep(0.05)
 
 
 def test_concurrent_lookups_during_imports_and_deletions(pg_url: str, tmp_path: Path) -> None:

@@ -76,7 +76,8 @@ def test_zero_false_positives_on_unrelated_models(tallies: dict[str, ev.Tally]) 
 
 
 @pytest.mark.parametrize("question", ["same weights", "derived (fine-tune)", "replaced component",
-                                      "merge", "contains LoRA", "unknown low-rank delta"])
+                                      "merge", "contains LoRA", "contains LoHa", "contains LoKr",
+                                      "unknown low-rank delta"])
 def test_questions_meet_their_targets(tallies: dict[str, ev.Tally], question: str) -> None:
     t = tallies[question]
     assert t.tp + t.fn > 0 and t.fn == 0, ev.table(tallies)
@@ -85,7 +86,40 @@ def test_questions_meet_their_targets(tallies: dict[str, ev.Tally], question: st
 
 def test_lora_strength_and_merge_ratio_errors(tallies: dict[str, ev.Tally]) -> None:
     assert max(tallies["contains LoRA"].errors) <= 0.05
+    assert max(tallies["contains LoHa"].errors) <= 0.05
+    assert max(tallies["contains LoKr"].errors) <= 0.05
     assert max(tallies["merge"].errors) <= 0.02
+
+
+def test_lazy_models_are_drawn_per_tensor_and_fingerprint_as_arrays(tmp_path: Path) -> None:
+    """A suspect is a recipe: any tensor read alone, in any order, equals the same tensor
+    of the whole model, and its fingerprint is that of the materialised arrays."""
+    specs = {k: v for k, v in modelgen.sd15(SCALE, dt="F32").items() if v[0] == "F32"}
+    A = ev.random_model(specs, 1)
+    suspect = ev.to_fp16(ev.fine_tune(ev.apply_lora(A, ev.random_lora(A, 4, 3), 0.5), 0.01, 2))
+    assert isinstance(suspect, ev.Lazy) and list(suspect) == list(specs)
+    whole = dict(suspect.items())
+    last = list(specs)[-1]
+    np.testing.assert_array_equal(ev.to_fp16(ev.fine_tune(ev.apply_lora(
+        A, ev.random_lora(A, 4, 3), 0.5), 0.01, 2))[last], whole[last])
+    assert not np.array_equal(A[last], ev.random_model(specs, 2)[last])
+    assert "no such key" not in suspect and last in suspect
+    with pytest.raises(KeyError):
+        suspect["no such key"]
+    direct, lazy = fingerprint_arrays(whole), fingerprint_arrays(suspect)
+    assert list(direct.tensors) == list(lazy.tensors)
+    for n, t in direct.tensors.items():
+        np.testing.assert_array_equal(lazy.tensors[n].sketch, t.sketch)
+    cached = ev.cached(A, tmp_path / "c", "A")
+    first, again = cached[last], cached[last]  # drawn and written, then read back
+    np.testing.assert_array_equal(first, A[last])
+    np.testing.assert_array_equal(again, A[last])
+    assert (tmp_path / "c" / f"A-{len(specs) - 1}.npy").exists()
+
+
+def test_max_rss_guard_stops_the_run() -> None:
+    with pytest.raises(SystemExit, match="exceeds --max-rss"):
+        ev.main(["--scale", str(SCALE), "--max-rss", "1"])
 
 
 def test_weak_lora_after_fine_tune_and_fp16(world: ev.World) -> None:

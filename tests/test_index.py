@@ -24,11 +24,18 @@ from assay.errors import InputError, StoreError
 KERNELS = [_mih.NUMPY] + ([_mih.NUMBA] if _mih.NUMBA is not None else [])
 
 
-@pytest.fixture(params=KERNELS, ids=lambda k: k.name)
+LAYOUTS = {"filtered": 1 << 40, "rows": 0}  # layout -> fast_table_bytes that selects it
+
+
+@pytest.fixture(params=[(k, layout) for k in KERNELS for layout in LAYOUTS],
+                ids=lambda p: f"{p[0].name}-{p[1]}")
 def make(request: pytest.FixtureRequest):
+    kernel, layout = request.param
+
     def factory(bits: int = 256, chunk_bits: int = 16) -> HammingIndex:
         idx = HammingIndex(bits=bits, chunk_bits=chunk_bits)
-        idx._kernel = request.param
+        idx._kernel = kernel
+        idx.fast_table_bytes = LAYOUTS[layout]
         return idx
 
     return factory
@@ -250,13 +257,43 @@ def test_sees_every_add_that_returned_before_the_search() -> None:
 def test_threaded_build_equals_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(33)
     codes = clustered(rng, 5_000).view("<u8").astype(np.uint64)
-    one = _mih.NUMBA.build(codes, 16)
-    monkeypatch.setattr(_mih, "BUILD_PARALLEL_MIN", 1)
-    monkeypatch.setattr(_mih, "_BUILD_THREADS", 3)  # uneven share of 16 chunks
-    many = _mih.NUMBA.build(codes, 16)
-    assert np.array_equal(one[0], many[0]) and np.array_equal(one[1], many[1])
-    want = _mih.NUMPY.build(codes, 16)
-    assert np.array_equal(one[0], want[0]) and np.array_equal(one[1], want[1])
+    for filtered in (True, False):
+        monkeypatch.setattr(_mih, "BUILD_PARALLEL_MIN", 10**9)
+        one = _mih.NUMBA.build(codes, 16, filtered)
+        monkeypatch.setattr(_mih, "BUILD_PARALLEL_MIN", 1)
+        monkeypatch.setattr(_mih, "_BUILD_THREADS", 3)  # uneven share of 16 chunks
+        many = _mih.NUMBA.build(codes, 16, filtered)
+        assert np.array_equal(one[0], many[0]) and np.array_equal(one[1], many[1])
+        want = _mih.NUMPY.build(codes, 16, filtered)
+        assert np.array_equal(one[0], want[0]) and np.array_equal(one[1], want[1])
+        assert one[0].dtype == (np.uint64 if filtered else np.int32)
+
+
+def test_layout_follows_the_table_budget(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Filtered entries while 16 bytes x chunks x rows fit the budget, row numbers
+    beyond; both answer the same, and a snapshot keeps its layout."""
+    rng = np.random.default_rng(34)
+    codes = clustered(rng, 3_000)
+    ids = np.arange(3_000, dtype=np.int64)
+    monkeypatch.setenv("ASSAY_INDEX_FAST_TABLE_MB", str(16 * 16 * 2_000 / (1 << 20)))
+    idx = HammingIndex()
+    idx.buffer_min = 10
+    idx.add(codes[:2_000], ids[:2_000])
+    assert idx._main.table.ndim == 3  # 2,000 rows: exactly the budget
+    small = [pairs(r) for r in idx.search_many(codes[:30], 40)]
+    idx.add(codes[2_000:], ids[2_000:])
+    assert idx._main.table.ndim == 2 and idx._main.table.dtype == np.int32
+    assert [pairs(r) for r in idx.search_many(codes[:30], 40)] == [
+        brute(codes, ids, q, 40) for q in codes[:30]]
+    assert small == [brute(codes[:2_000], ids[:2_000], q, 40) for q in codes[:30]]
+    idx.save(tmp_path / "rows")
+    assert json.loads((tmp_path / "rows" / "meta.json").read_text())["layout"] == "rows"
+    back = HammingIndex.load(tmp_path / "rows")
+    assert back._main.table.ndim == 2
+    assert [pairs(r) for r in back.search_many(codes[:30], 40)] == [brute(codes, ids, q, 40) for q in codes[:30]]
+    monkeypatch.setenv("ASSAY_INDEX_FAST_TABLE_MB", "lots")
+    with pytest.raises(ValueError, match="ASSAY_INDEX_FAST_TABLE_MB must be a number"):
+        HammingIndex()
 
 
 def _gated_kernel(base: SimpleNamespace, gate: threading.Event, started: threading.Event,
@@ -264,12 +301,12 @@ def _gated_kernel(base: SimpleNamespace, gate: threading.Event, started: threadi
     """``base`` whose build waits for ``gate`` (or raises MemoryError), so a test can
     act while a background merge is in the middle of its rebuild."""
 
-    def build(codes: np.ndarray, chunk_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    def build(codes: np.ndarray, chunk_bits: int, filtered: bool = True) -> tuple[np.ndarray, np.ndarray]:
         started.set()
         assert gate.wait(30)
         if fail:
             raise MemoryError("test: no memory for the rebuild")
-        return base.build(codes, chunk_bits)
+        return base.build(codes, chunk_bits, filtered)
 
     return SimpleNamespace(name=base.name, build=build, probe=base.probe, scan=base.scan)
 
@@ -380,9 +417,10 @@ def test_save_refuses_to_overwrite_foreign_directory(tmp_path: Path) -> None:
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
-def _saved(tmp_path: Path) -> Path:
+def _saved(tmp_path: Path, fast_table_bytes: int = 1 << 40) -> Path:
     rng = np.random.default_rng(1)
     idx = HammingIndex()
+    idx.fast_table_bytes = fast_table_bytes
     idx.add(random_codes(rng, 190), np.arange(190))
     idx.merge()
     idx.add(random_codes(rng, 10), np.arange(190, 200))  # and a few in the buffer
@@ -404,15 +442,20 @@ def test_load_rejects_missing_and_damaged_snapshots(tmp_path: Path) -> None:
         HammingIndex.load(snap)
 
 
+@pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("kernel", KERNELS, ids=lambda k: k.name)
-def test_out_of_range_rows_in_a_snapshot_are_never_read(tmp_path: Path, kernel: SimpleNamespace) -> None:
+def test_out_of_range_rows_in_a_snapshot_are_never_read(tmp_path: Path, kernel: SimpleNamespace, layout: str) -> None:
     """Row numbers inside the table are not validated at load (that would read the
     whole table); the kernels must skip them instead of reading past the codes."""
-    snap = _saved(tmp_path)
+    snap = _saved(tmp_path, LAYOUTS[layout])
     table = np.load(snap / "table.npy")
-    # Filter bits 0 pass for a zero query; every row points past the end.
-    table[:] = 0
-    table[:, :, 1] = np.uint64(10_000) << np.uint64(32)
+    if layout == "filtered":
+        # Filter bits 0 pass for a zero query; every row points past the end.
+        table[:] = 0
+        table[:, :, 1] = np.uint64(10_000) << np.uint64(32)
+    else:
+        table[:] = 10_000
+        table[:, ::2] = -5
     np.save(snap / "table.npy", table)
     idx = HammingIndex.load(snap)
     idx._kernel = kernel

@@ -8,8 +8,9 @@ candidate positions through half a dozen temporary arrays.
 
 Layout shared by both kernels (see index.py for how it is built):
   codes   (n, W) uint64   one row per entry; W = bits // 64
-  table   (m, n, 2) uint64 per chunk, one 16-byte entry per row, grouped by that chunk's value:
-                          word 0: ``f1`` filter bits, word 1: ``f2`` filter bits | row << 32
+  table   per chunk, one entry per row, grouped by that chunk's value, in one of two layouts:
+          "rows"     (m, n) int32      the row number (4 bytes an entry)
+          "filtered" (m, n, 2) uint64  word 0: ``f1`` filter bits, word 1: ``f2`` filter bits | row << 32
   offsets (m, 2**cb + 1)  int64, CSR: entries with chunk c == k are table[c, offsets[c,k]:offsets[c,k+1]]
   alive   (n,) bool       tombstones: False rows are never returned
 Chunk c of a row is bits [c*cb, (c+1)*cb) of the row read as little-endian words:
@@ -21,9 +22,11 @@ Hamming distance to the same bits of the query is a lower bound of the full dist
 so a candidate whose filter distance exceeds the radius is dropped without reading
 its code. With 96 bits a random candidate passes at radius 31 with probability
 ~4e-4, so a lookup reads the bucket entries of the probed keys sequentially and
-touches ``codes`` (a random read) about once per real neighbour. Against a table of
-row numbers alone (4 bytes an entry, then a random code read per candidate) this
-was 3.3x the lookups/s at 1M and 4.3x at 10M, for 4x the table memory (measured).
+touches ``codes`` (a random read) about once per real neighbour. Against the "rows"
+layout (a random code read per candidate) this was 3.3x the lookups/s at 1M and
+4.3x at 10M, for 4x the table memory (measured); index.py picks the layout by size.
+Row numbers read from a table are bounds-checked by the kernels, so a damaged
+snapshot can give wrong answers but never reads outside ``codes``.
 
 Search results come back flat: ``qoff`` (q+1,) int64 so that query i owns
 ``rows[qoff[i]:qoff[i+1]]`` and ``dists[...]``, each segment sorted by (distance, row).
@@ -105,22 +108,25 @@ def _np_chunk_keys(codes: np.ndarray, chunk_bits: int) -> np.ndarray:
     return keys
 
 
-def _np_build(codes: np.ndarray, chunk_bits: int) -> tuple[np.ndarray, np.ndarray]:
+def _np_build(codes: np.ndarray, chunk_bits: int, filtered: bool = True) -> tuple[np.ndarray, np.ndarray]:
     n = codes.shape[0]
     nkeys = 1 << chunk_bits
     per_word = 64 // chunk_bits
     mask = np.uint64(nkeys - 1)
     m = codes.shape[1] * per_word
-    table = np.empty((m, n, 2), dtype=np.uint64)
+    table = np.empty((m, n, 2), dtype=np.uint64) if filtered else np.empty((m, n), dtype=np.int32)
     offsets = np.zeros((m, nkeys + 1), dtype=np.int64)
     for c in range(m):
         shift = np.uint64((c % per_word) * chunk_bits)
         keys = ((codes[:, c // per_word] >> shift) & mask).astype(np.int64)
         # Stable, so rows stay ascending inside a bucket (better locality on lookup).
         order = np.argsort(keys, kind="stable")
-        a, b = _np_filters(codes[order], c, chunk_bits)
-        table[c, :, 0] = a
-        table[c, :, 1] = b | (order.astype(np.uint64) << np.uint64(32))
+        if filtered:
+            a, b = _np_filters(codes[order], c, chunk_bits)
+            table[c, :, 0] = a
+            table[c, :, 1] = b | (order.astype(np.uint64) << np.uint64(32))
+        else:
+            table[c] = order
         np.cumsum(np.bincount(keys, minlength=nkeys), out=offsets[c, 1:])
     return table, offsets
 
@@ -154,7 +160,7 @@ def _np_probe(
     masks = flip_masks(chunk_bits, max_flips)
     stride = offsets.shape[1]
     flat_off = offsets.ravel()
-    flat_table = table[:, :, 1].ravel() >> np.uint64(32)
+    flat_table = (table[:, :, 1] >> np.uint64(32)).ravel() if table.ndim == 3 else table.ravel()
     chunk_base = (np.arange(m, dtype=np.int64) * stride)[:, None]
     table_base = np.repeat(np.arange(m, dtype=np.int64) * n, len(masks))
     qkeys = _np_chunk_keys(queries, chunk_bits)  # (m, q)
@@ -238,6 +244,10 @@ else:
     # of a long bucket once it has started. Without it a lookup waits for one miss
     # per bucket, in sequence (1.5x lookups/s at 1M with it, measured for 8-16 ahead).
     _AHEAD_BUCKETS = 12
+    # "rows" layout: candidate codes fetched ahead inside a bucket; the code gathers are
+    # random reads (320 MB at 10M), 12 ahead keeps ~12 misses in flight (1.4-1.5x
+    # lookups/s at 10M against no prefetch, measured for 8 and 16).
+    _AHEAD_ROWS = 12
     # Threads for one build (every core, at most 4: beyond that memory bandwidth rules).
     _BUILD_THREADS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
     _PREFETCH_SPAN = 32
@@ -310,35 +320,47 @@ else:
         return ((lo >> off) | (hi << (np.uint64(64) - off))) & mask
 
     @njit(cache=True, nogil=True)
-    def _nb_build_chunks(codes: np.ndarray, chunk_bits: int, first: int, step: int,
-                         table: np.ndarray, offsets: np.ndarray) -> None:
-        """Fill chunks first, first + step, ... of table/offsets (one thread's share).
-
-        Counting sort per chunk: two linear passes instead of an argsort; rows stay
-        ascending inside a bucket."""
-        n, w = codes.shape
+    def _nb_chunk_order(codes: np.ndarray, chunk_bits: int, c: int, off: np.ndarray,
+                        pos: np.ndarray, order: np.ndarray) -> None:
+        """Counting sort of the rows by chunk ``c``: CSR offsets into ``off`` and the
+        rows, grouped by chunk value and ascending inside a group, into ``order``."""
+        n = codes.shape[0]
         per_word = 64 // chunk_bits
-        m = w * per_word
         nkeys = 1 << chunk_bits
         kmask = np.uint64(nkeys - 1)
+        word = c // per_word
+        shift = np.uint64((c % per_word) * chunk_bits)
+        for i in range(n):
+            off[np.int64((codes[i, word] >> shift) & kmask) + 1] += 1
+        for k in range(nkeys):
+            off[k + 1] += off[k]
+        pos[:] = off[:nkeys]
+        for i in range(n):
+            k = np.int64((codes[i, word] >> shift) & kmask)
+            order[pos[k]] = i
+            pos[k] += 1
+
+    @njit(cache=True, nogil=True)
+    def _nb_build_rows(codes: np.ndarray, chunk_bits: int, first: int, step: int,
+                       table: np.ndarray, offsets: np.ndarray) -> None:
+        """Fill chunks first, first + step, ... of a "rows" table (one thread's share)."""
+        pos = np.empty(1 << chunk_bits, dtype=np.int64)
+        for c in range(first, table.shape[0], step):
+            _nb_chunk_order(codes, chunk_bits, c, offsets[c], pos, table[c])
+
+    @njit(cache=True, nogil=True)
+    def _nb_build_filtered(codes: np.ndarray, chunk_bits: int, first: int, step: int,
+                           table: np.ndarray, offsets: np.ndarray) -> None:
+        """Fill chunks first, first + step, ... of a "filtered" table (one thread's share).
+        The rows are sorted as 4-byte numbers, then the 16-byte entries are filled in
+        order (scattering the entries themselves was several times slower at 10M)."""
+        n, w = codes.shape
+        m = table.shape[0]
         words, bits = _nb_window_plan(w, chunk_bits, m)
-        pos = np.empty(nkeys, dtype=np.int64)
+        pos = np.empty(1 << chunk_bits, dtype=np.int64)
         order = np.empty(n, dtype=np.int32)
         for c in range(first, m, step):
-            word = c // per_word
-            shift = np.uint64((c % per_word) * chunk_bits)
-            off = offsets[c]
-            for i in range(n):
-                off[np.int64((codes[i, word] >> shift) & kmask) + 1] += 1
-            for k in range(nkeys):
-                off[k + 1] += off[k]
-            pos[:] = off[:nkeys]
-            # Scatter 4-byte row numbers, then fill the 16-byte entries in order
-            # (scattering the entries themselves was several times slower at 10M).
-            for i in range(n):
-                k = np.int64((codes[i, word] >> shift) & kmask)
-                order[pos[k]] = i
-                pos[k] += 1
+            _nb_chunk_order(codes, chunk_bits, c, offsets[c], pos, order)
             i0, j0, i1, j1 = words[c, 0, 0], words[c, 0, 1], words[c, 1, 0], words[c, 1, 1]
             s0, m0, s1, m1 = bits[c, 0, 0], bits[c, 0, 1], bits[c, 1, 0], bits[c, 1, 1]
             for t in range(n):
@@ -346,20 +368,24 @@ else:
                 table[c, t, 0] = _nb_window(codes[i, i0], codes[i, j0], s0, m0)
                 table[c, t, 1] = _nb_window(codes[i, i1], codes[i, j1], s1, m1) | (np.uint64(i) << np.uint64(32))
 
-    def _nb_build(codes: np.ndarray, chunk_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    def _nb_build(codes: np.ndarray, chunk_bits: int, filtered: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Chunks are independent: large builds spread them over threads (the
-        compiled loop releases the GIL)."""
+        compiled loops release the GIL)."""
         n, w = codes.shape
         m = w * (64 // chunk_bits)
-        table = np.empty((m, n, 2), dtype=np.uint64)
+        if filtered:
+            table = np.empty((m, n, 2), dtype=np.uint64)
+            fill = _nb_build_filtered
+        else:
+            table = np.empty((m, n), dtype=np.int32)
+            fill = _nb_build_rows
         offsets = np.zeros((m, (1 << chunk_bits) + 1), dtype=np.int64)
         threads = min(_BUILD_THREADS, m) if n >= BUILD_PARALLEL_MIN else 1
         if threads == 1:
-            _nb_build_chunks(codes, chunk_bits, 0, 1, table, offsets)
+            fill(codes, chunk_bits, 0, 1, table, offsets)
         else:
             with ThreadPoolExecutor(threads, thread_name_prefix="assay-index-build") as pool:
-                list(pool.map(lambda f: _nb_build_chunks(codes, chunk_bits, f, threads, table, offsets),
-                              range(threads)))
+                list(pool.map(lambda f: fill(codes, chunk_bits, f, threads, table, offsets), range(threads)))
         return table, offsets
 
     @njit(cache=True, nogil=True)
@@ -469,6 +495,73 @@ else:
         return nq
 
     @njit(cache=True, nogil=True)
+    def _nb_probe_rows(
+        codes: np.ndarray,
+        alive: np.ndarray,
+        table: np.ndarray,
+        offsets: np.ndarray,
+        queries: np.ndarray,
+        radius: int,
+        max_flips: int,
+        chunk_bits: int,
+        masks: np.ndarray,
+        qoff: np.ndarray,
+        rows: np.ndarray,
+        dists: np.ndarray,
+        q_start: int,
+    ) -> int:
+        """_nb_probe for the "rows" layout: every candidate's code is read (a random
+        read, prefetched _AHEAD_ROWS candidates ahead inside a bucket)."""
+        nq, w = queries.shape
+        m, n = table.shape
+        per_word = 64 // chunk_bits
+        kmask = np.uint64((1 << chunk_bits) - 1)
+        cap = rows.shape[0]
+        qk = np.empty(m, dtype=np.uint64)
+        shifts = np.empty(m, dtype=np.uint64)
+        for c in range(m):
+            shifts[c] = np.uint64((c % per_word) * chunk_bits)
+        count = qoff[q_start]
+        for qi in range(q_start, nq):
+            q = queries[qi]
+            for c in range(m):
+                qk[c] = (q[c // per_word] >> shifts[c]) & kmask
+            for c in range(m):
+                qc = np.int64(qk[c])
+                for p in range(masks.shape[0]):
+                    key = qc ^ masks[p]
+                    lo = offsets[c, key]
+                    hi = offsets[c, key + 1]
+                    for t in range(lo, min(lo + _AHEAD_ROWS, hi)):
+                        if table[c, t] < n:
+                            _prefetch_row(codes, table[c, t])
+                    for t in range(lo, hi):
+                        if t + _AHEAD_ROWS < hi and table[c, t + _AHEAD_ROWS] < n:
+                            _prefetch_row(codes, table[c, t + _AHEAD_ROWS])
+                        row = np.int64(table[c, t])
+                        if row < 0 or row >= n:  # only a damaged snapshot has such an entry
+                            continue
+                        d = _distance(codes, row, q, w)
+                        if d > radius:
+                            continue
+                        seen = False
+                        for j in range(c):
+                            kj = (codes[row, j // per_word] >> shifts[j]) & kmask
+                            if _popcount64(kj ^ qk[j]) <= max_flips:
+                                seen = True
+                                break
+                        if seen or not alive[row]:
+                            continue
+                        if count == cap:
+                            return qi
+                        rows[count] = row
+                        dists[count] = d
+                        count += 1
+            _sort_segment(rows, dists, qoff[qi], count)
+            qoff[qi + 1] = count
+        return nq
+
+    @njit(cache=True, nogil=True)
     def _nb_scan(
         codes: np.ndarray,
         alive: np.ndarray,
@@ -526,8 +619,9 @@ else:
         chunk_bits: int,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         masks = _writable_masks(chunk_bits, max_flips)
+        kernel = _nb_probe if table.ndim == 3 else _nb_probe_rows
         return _resuming(
-            lambda qoff, rows, dists, start: _nb_probe(
+            lambda qoff, rows, dists, start: kernel(
                 codes, alive, table, offsets, queries, radius, max_flips, chunk_bits,
                 masks, qoff, rows, dists, start,
             ),

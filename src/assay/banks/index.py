@@ -10,9 +10,13 @@ bits away from the query's chunk finds every candidate, and the full distance
 decides. At r=31 with 16 chunks of 16 bits that is 17 probes per chunk.
 
 Storage is a few flat arrays (see ``_mih`` for the exact layout): the codes, the
-caller's ids, and per chunk a CSR table (offsets into a list of 16-byte entries
-grouped by chunk value; each entry carries its row and 96 more bits of the code,
-so most candidates are rejected without a random read of their code). Rows are kept sorted by id, so removals find their row with a
+caller's ids, and per chunk a CSR table (offsets into a list of entries grouped by
+chunk value). Two table layouts: "filtered" entries (16 bytes) carry their row and
+96 more bits of the code, so most candidates are rejected without a random read of
+their code (3-4x the lookups/s); "rows" entries are the row alone (4 bytes). An
+index uses "filtered" while its tables fit in ``fast_table_bytes`` (1 GiB by
+default, ~4M PDQ hashes; env ASSAY_INDEX_FAST_TABLE_MB) and "rows" beyond, so 10M
+PDQ hashes take ~1.1 GB instead of ~3 GB. Rows are kept sorted by id, so removals find their row with a
 binary search and equal distances come out ordered by id for free.
 
 Updates never rebuild on the lookup path. New entries go to a small append
@@ -48,7 +52,8 @@ from . import _mih
 __all__ = ["ExactIndex", "HammingIndex"]
 
 _FORMAT = "assay-hamming-index"
-_FORMAT_VERSION = 2  # 2: table entries carry filter bits (16 bytes)
+_FORMAT_VERSION = 2  # 2: meta names the table layout ("rows" or "filtered")
+_LAYOUTS = ("rows", "filtered")
 _MAX_ROWS = 2**31 - 1  # row numbers are 32-bit in the tables and packed with distances when sorted
 
 
@@ -111,7 +116,7 @@ class _Main:
 
     codes: np.ndarray  # (n, W) uint64
     ids: np.ndarray  # (n,) int64, strictly increasing
-    table: np.ndarray  # (m, n, 2) uint64: filter bits and row, see _mih
+    table: np.ndarray  # (m, n) int32 rows, or (m, n, 2) uint64 filter bits and row: see _mih
     offsets: np.ndarray  # (m, 2**chunk_bits + 1) int64
     alive: np.ndarray  # (n,) bool
 
@@ -151,6 +156,9 @@ class HammingIndex:
     #: Merge on a background thread when small adds fill the buffer (the refresh
     #: loop of a service must not stall for the seconds a rebuild takes at 10M).
     background_merge: bool = True
+    #: The "filtered" table layout is used while the tables need at most this many
+    #: bytes (16 per entry and chunk), "rows" (4) beyond.
+    fast_table_bytes: int = 1 << 30
     #: Probe the chunk tables only while they would visit less than this fraction
     #: of all rows; past it (radius >= 48 with 16-bit chunks) a linear scan is faster.
     scan_fraction: float = 0.1
@@ -165,6 +173,12 @@ class HammingIndex:
         self._words = self.bits // 64
         self._chunks = self.bits // self.chunk_bits
         self._kernel = _mih.DEFAULT
+        env = os.environ.get("ASSAY_INDEX_FAST_TABLE_MB")
+        if env is not None:
+            try:
+                self.fast_table_bytes = int(float(env) * (1 << 20))
+            except ValueError:
+                raise ValueError(f"ASSAY_INDEX_FAST_TABLE_MB must be a number of megabytes, got {env!r}") from None
         self._lock = threading.RLock()
         self._main = self._empty_main()
         self._main_dead = 0
@@ -347,6 +361,7 @@ class HammingIndex:
                 "version": _FORMAT_VERSION,
                 "bits": self.bits,
                 "chunk_bits": self.chunk_bits,
+                "layout": "filtered" if main.table.ndim == 3 else "rows",
                 "rows": main.n,
                 "buffer_rows": int(live.sum()),
             }
@@ -392,13 +407,16 @@ class HammingIndex:
             index = cls(bits=meta["bits"], chunk_bits=meta["chunk_bits"])
             rows = int(meta["rows"])
             buffer_rows = int(meta["buffer_rows"])
+            layout = meta["layout"]
+            if layout not in _LAYOUTS:
+                raise ValueError(f"unknown table layout {layout!r}")
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(meta_path, f"bad index metadata: {exc}") from None
         w, m, nkeys = index._words, index._chunks, 1 << index.chunk_bits
         expect = {
             "codes": ((rows, w), np.uint64),
             "ids": ((rows,), np.int64),
-            "table": ((m, rows, 2), np.uint64),
+            "table": ((m, rows, 2), np.uint64) if layout == "filtered" else ((m, rows), np.int32),
             "offsets": ((m, nkeys + 1), np.int64),
             "alive": ((rows,), np.bool_),
             "buffer_codes": ((buffer_rows, w), np.uint64),
@@ -514,7 +532,8 @@ class HammingIndex:
         all_codes = np.empty((total, self._words), dtype=np.uint64)
         all_ids[pos_old], all_ids[pos_new] = old_ids, new_ids
         all_codes[pos_old], all_codes[pos_new] = old_codes, new_codes
-        table, offsets = self._kernel.build(all_codes, self.chunk_bits)
+        filtered = 16 * self._chunks * total <= self.fast_table_bytes
+        table, offsets = self._kernel.build(all_codes, self.chunk_bits, filtered)
         return _Main(all_codes, all_ids, table, offsets, np.ones(total, dtype=bool))
 
     def _merge_in_background(self) -> None:

@@ -92,6 +92,14 @@ def test_low_quality_not_matched_unless_asked(store: Store, tmp_path: Path) -> N
     assert len(m.lookup([Query("pdq", a, quality=50)])) == 1
 
 
+def _file_backed(a: np.ndarray) -> bool:
+    while a is not None:
+        if isinstance(a, np.memmap):
+            return True
+        a = a.base  # type: ignore[assignment]
+    return False
+
+
 def test_snapshot_is_reused_and_caught_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(matcher_mod, "SNAPSHOT_MIN", 10)
     rng = np.random.default_rng(4)
@@ -101,8 +109,12 @@ def test_snapshot_is_reused_and_caught_up(tmp_path: Path, monkeypatch: pytest.Mo
         for i, c in enumerate(codes):
             store.add_entry("k", f"e{i}", {"pdq": c})
         snap = tmp_path / "snap"
-        Matcher(store, snapshot_dir=snap).load()
+        m1 = Matcher(store, snapshot_dir=snap)
+        m1.load()
         assert (snap / "pdq" / "state.json").is_file()
+        # the process that built the index serves it from the mapped snapshot too
+        assert _file_backed(m1._hamming["pdq"]._main.table)
+        assert [x.content_id for x in m1.lookup([Query("pdq", codes[7])])] == ["e7"]
         late = _rand_hex(rng)
         store.add_entry("k", "late", {"pdq": late})
         store.remove_entry("k", "e0")

@@ -82,11 +82,19 @@ class Matcher:
         idx = HammingIndex(bits=st.bits)
         if len(loaded.signal_ids):
             idx.add(loaded.values, loaded.signal_ids)
-        if self._snapshots and len(idx) >= SNAPSHOT_MIN:
-            self._write_snapshot(st.name, idx)
+        if self._snapshots and len(idx) >= SNAPSHOT_MIN and self._write_snapshot(st.name, idx):
+            # Serve from the mapped snapshot rather than the private build: every process
+            # that maps it shares one copy of the pages (memory, and caches) and the
+            # private arrays are freed.
+            try:
+                mapped = HammingIndex.load(self._snapshot_root / st.name / "index")
+            except Exception:  # the snapshot is only a cache: keep the built index
+                return idx
+            if len(mapped) == len(idx):
+                return mapped
         return idx
 
-    def _write_snapshot(self, name: str, idx: HammingIndex) -> None:
+    def _write_snapshot(self, name: str, idx: HammingIndex) -> bool:
         snap = self._snapshot_root / name
         tmp = snap.with_name(name + ".tmp")
         try:
@@ -99,6 +107,8 @@ class Matcher:
             tmp.rename(snap)
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)  # no snapshot; next start rebuilds
+            return False
+        return True
 
     def _apply_to(self, idx: HammingIndex | ExactIndex, signal_type: str, changes: Changes) -> None:
         added = changes.added.get(signal_type)

@@ -367,13 +367,17 @@ def test_failed_background_merge_leaves_the_index_as_it_was() -> None:
     idx.add(codes[580:], ids[580:])
     idx.remove(ids[:10])
     gate.set()
+    big = clustered(np.random.default_rng(35), 60)
+    idx._kernel = base
+    idx.add(big, np.arange(1_000, 1_060))  # a bulk add after the failure still goes through
+    assert len(idx) == 650
+    idx.remove(np.arange(1_000, 1_060))
     with pytest.raises(RuntimeError, match="background index merge failed: test: no memory"):
         idx.wait_for_merge()
     idx.wait_for_merge()  # the error is reported once
     assert len(idx) == 590
     for q in codes[::50]:
         assert pairs(idx.search(q, 40)) == brute(codes[10:], ids[10:], q, 40)
-    idx._kernel = base
     idx.merge()
     assert idx._main.n == 590
 

@@ -211,7 +211,12 @@ class HammingIndex:
         if len(dups):
             raise ValueError(f"ids must be unique; repeated: {_shown(dups)}")
         if len(ids) > self._buffer_limit():
-            self.wait_for_merge()  # a bulk load: merge at once, after any running merge
+            # A bulk load: merge at once, after any running merge. A failed background
+            # merge is not this add's error (it is kept for wait_for_merge), so a
+            # caller replaying a change set never sees it half applied.
+            thread = self._merging
+            if thread is not None:
+                thread.join()
         with self._lock:
             live = self._live_ids_among(ids)
             if len(live):

@@ -2,7 +2,9 @@
 second process on loopback (a small asyncio HTTP/1.1 client with keep-alive).
 
 Measured, each as the median of --repeats runs of --seconds:
-  - single lookups (GET /v1/lookup): requests/s, p50/p99 latency;
+  - single lookups (GET /v1/lookup): requests/s, p50/p99 latency, in a closed loop (32
+    connections, each sending as soon as its answer is in: the most the server does) and
+    in an open loop offering --rate requests/s (latency from when each request was due);
   - batch lookups of 100 signals (POST /v1/lookup/batch): signals/s, p50/p99;
   - hash-and-look-up of 1-MP JPEG uploads (POST /v1/match): uploads/s, p50/p99;
   - the time for an added entry to be matchable on every worker;
@@ -49,13 +51,26 @@ def free_port() -> int:
 
 
 # -- load generator (runs in its own process) ---------------------------------------------
-async def _conn_loop(port: int, requests: list[bytes], deadline: float, lat: list[float], errors: list[int]) -> None:
+async def _conn_loop(port: int, requests: list[bytes], deadline: float, lat: list[float], errors: list[int],
+                     interval: float = 0.0) -> None:
+    """Closed loop (interval 0): the next request leaves when the answer is in. Open loop
+    (interval > 0): requests are due every ``interval`` seconds and latency counts from
+    when a request was due, so a slow answer also delays (and is charged to) the ones
+    queued behind it (no coordinated omission)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     i = random.randrange(len(requests))
+    due = time.perf_counter() + random.random() * interval
     while time.perf_counter() < deadline:
         req = requests[i % len(requests)]
         i += 1
-        t0 = time.perf_counter()
+        if interval:
+            wait = due - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            t0 = due
+            due += interval
+        else:
+            t0 = time.perf_counter()
         writer.write(req)
         head = await reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
@@ -71,7 +86,7 @@ async def _conn_loop(port: int, requests: list[bytes], deadline: float, lat: lis
     writer.close()
 
 
-def _client(port: int, requests: list[bytes], seconds: float, conns: int, out: mp.Queue) -> None:
+def _client(port: int, requests: list[bytes], seconds: float, conns: int, out: mp.Queue, rate: float = 0.0) -> None:
     try:
         import uvloop
 
@@ -83,7 +98,8 @@ def _client(port: int, requests: list[bytes], seconds: float, conns: int, out: m
 
     async def main() -> None:
         deadline = time.perf_counter() + seconds
-        await asyncio.gather(*(_conn_loop(port, requests, deadline, lat, errors) for _ in range(conns)))
+        interval = conns / rate if rate else 0.0
+        await asyncio.gather(*(_conn_loop(port, requests, deadline, lat, errors, interval) for _ in range(conns)))
 
     t0 = time.perf_counter()
     try:
@@ -94,10 +110,11 @@ def _client(port: int, requests: list[bytes], seconds: float, conns: int, out: m
     out.put((len(lat), time.perf_counter() - t0, sorted(lat), errors[:5], len(errors)))
 
 
-def load(port: int, requests: list[bytes], seconds: float, conns: int) -> dict[str, float]:
+def load(port: int, requests: list[bytes], seconds: float, conns: int, rate: float = 0.0) -> dict[str, float]:
+    """Closed loop over ``conns`` connections, or an open loop offering ``rate`` requests/s."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=_client, args=(port, requests, seconds, conns, q))
+    p = ctx.Process(target=_client, args=(port, requests, seconds, conns, q, rate))
     p.start()
     n, wall, lat, errs, nerr = q.get(timeout=seconds + 120)
     p.join()
@@ -252,6 +269,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--db", default="", help="store URL (default: a fresh SQLite file)")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--rate", type=float, default=2000, help="offered single lookups/s for the open-loop run")
     ap.add_argument("--startup-only", action="store_true", help="measure only cold and warm start-up")
     args = ap.parse_args()
 
@@ -279,7 +297,7 @@ def main() -> None:
     port = free_port()
     data_dir = str(Path(tmp) / "data")
     proc, cold = start_server(db, port, args.workers, data_dir)
-    results: dict[str, list[dict[str, float]]] = {"single": [], "batch100": [], "upload": []}
+    results: dict[str, list[dict[str, float]]] = {"single": [], "single_at_rate": [], "batch100": [], "upload": []}
     try:
         single = [http_request("GET", f"/v1/lookup?signal_type=pdq&value={q}", match) for q in queries]
         import orjson
@@ -295,6 +313,7 @@ def main() -> None:
         load(port, single, 2, 16)  # warm-up
         for _ in range(args.repeats):
             results["single"].append(load(port, single, args.seconds, 32))
+            results["single_at_rate"].append(load(port, single, args.seconds, 64, rate=args.rate))
             results["batch100"].append(load(port, batches, args.seconds, 4))
             results["upload"].append(load(port, uploads, args.seconds, 4))
         prop = propagation(port, curate, match, args.workers, 10)
@@ -313,6 +332,8 @@ def main() -> None:
     print(f"\nbank {args.n:,} PDQ, {args.workers} workers, load generator in a second process, "
           f"medians of {args.repeats} x {args.seconds:g} s")
     print(f"single lookups : {med('single', 'rps'):8.0f} req/s   p50 {med('single', 'p50'):.1f} ms  p99 {med('single', 'p99'):.1f} ms")
+    print(f"single at {args.rate:g}/s offered (open loop, 64 connections): {med('single_at_rate', 'rps'):8.0f} req/s   "
+          f"p50 {med('single_at_rate', 'p50'):.1f} ms  p99 {med('single_at_rate', 'p99'):.1f} ms")
     print(f"batch of 100   : {med('batch100', 'rps') * 100:8.0f} signals/s ({med('batch100', 'rps'):.0f} req/s)  "
           f"p50 {med('batch100', 'p50'):.1f} ms  p99 {med('batch100', 'p99'):.1f} ms")
     print(f"1-MP JPEG match: {med('upload', 'rps'):8.0f} uploads/s  p50 {med('upload', 'p50'):.1f} ms  p99 {med('upload', 'p99'):.1f} ms")

@@ -400,6 +400,18 @@ else:
         dists[lo:hi] = d
 
     @njit(cache=True, nogil=True)
+    def _probed_earlier(codes: np.ndarray, row: int, qk: np.ndarray, shifts: np.ndarray, c: int,
+                        per_word: int, kmask: np.uint64, max_flips: int) -> bool:
+        """Pigeonhole finds a row through every chunk within max_flips of the query;
+        a row is reported only from the first such chunk, so True if a chunk before
+        ``c`` already found it. Runs only for rows within the radius (rare)."""
+        for j in range(c):
+            kj = (codes[row, j // per_word] >> shifts[j]) & kmask
+            if _popcount64(kj ^ qk[j]) <= max_flips:
+                return True
+        return False
+
+    @njit(cache=True, nogil=True)
     def _nb_probe(
         codes: np.ndarray,
         alive: np.ndarray,
@@ -475,15 +487,7 @@ else:
                     d = _distance(codes, row, q, w)
                     if d > radius:
                         continue
-                    # Pigeonhole finds a row through every chunk within max_flips;
-                    # report it only from the first such chunk.
-                    seen = False
-                    for jj in range(c):
-                        kj = (codes[row, jj // per_word] >> shifts[jj]) & kmask
-                        if _popcount64(kj ^ qk[jj]) <= max_flips:
-                            seen = True
-                            break
-                    if seen or not alive[row]:
+                    if not alive[row] or _probed_earlier(codes, row, qk, shifts, c, per_word, kmask, max_flips):
                         continue
                     if count == cap:
                         return qi
@@ -544,13 +548,7 @@ else:
                         d = _distance(codes, row, q, w)
                         if d > radius:
                             continue
-                        seen = False
-                        for j in range(c):
-                            kj = (codes[row, j // per_word] >> shifts[j]) & kmask
-                            if _popcount64(kj ^ qk[j]) <= max_flips:
-                                seen = True
-                                break
-                        if seen or not alive[row]:
+                        if not alive[row] or _probed_earlier(codes, row, qk, shifts, c, per_word, kmask, max_flips):
                             continue
                         if count == cap:
                             return qi

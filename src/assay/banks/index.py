@@ -124,6 +124,17 @@ class _Main:
     def n(self) -> int:
         return int(self.ids.shape[0])
 
+    def tombstone(self, ids: np.ndarray) -> int:
+        """Mark the live rows with these ids removed; return how many there were."""
+        if not self.n:
+            return 0
+        pos = np.searchsorted(self.ids, ids)
+        inside = pos < self.n
+        pos = pos[inside][self.ids[pos[inside]] == ids[inside]]
+        pos = np.unique(pos[self.alive[pos]])
+        self.alive[pos] = False
+        return len(pos)
+
 
 @dataclass(frozen=True)
 class _View:
@@ -248,14 +259,7 @@ class HammingIndex:
         with self._lock:
             if self._merging is not None:
                 self._removed_while_merging.append(ids.copy())
-            main = self._main
-            if main.n:
-                pos = np.searchsorted(main.ids, ids)
-                inside = pos < main.n
-                pos = pos[inside][main.ids[pos[inside]] == ids[inside]]
-                pos = np.unique(pos[main.alive[pos]])
-                main.alive[pos] = False
-                self._main_dead += len(pos)
+            self._main_dead += self._main.tombstone(ids)
             if self._buf_rows:
                 for i in ids.tolist():
                     row = self._buf_rows.pop(i, None)
@@ -553,14 +557,7 @@ class HammingIndex:
             # The rebuild runs without the lock; the compiled build releases the GIL.
             new_main = self._build_main(main.codes[main_alive], main.ids[main_alive], buf_codes, buf_ids)
             with self._lock:
-                dead = 0
-                for ids in self._removed_while_merging:
-                    pos = np.searchsorted(new_main.ids, ids)
-                    inside = pos < new_main.n
-                    pos = pos[inside][new_main.ids[pos[inside]] == ids[inside]]
-                    pos = np.unique(pos[new_main.alive[pos]])
-                    new_main.alive[pos] = False
-                    dead += len(pos)
+                dead = sum(new_main.tombstone(ids) for ids in self._removed_while_merging)
                 # Rows added while merging move to a new buffer, with their tombstones.
                 rest = slice(n0, self._buf_n)
                 bids = self._buf_ids[rest].copy()

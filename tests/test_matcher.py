@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
 from assay.banks import matcher as matcher_mod
 from assay.banks.matcher import Matcher, Query
-from assay.banks.store import Store
+from assay.banks.store import Store, changes_table
 
 
 def _flip(hex_value: str, nbits: int, rng: np.random.Generator) -> str:
@@ -149,3 +152,101 @@ def test_batched_lookup_equals_one_lookup_per_query(tmp_path: Path, threshold: i
             key = lambda x: (x.bank, x.content_id, x.signal_type, x.distance)  # noqa: E731
             assert sorted(map(key, batched)) == sorted(map(key, one_by_one))
             assert batched  # the data guarantees hits
+
+
+# -- pruned changes ----------------------------------------------------------------------
+def _prune_all(store: Store) -> None:
+    """Age every change record past the retention, then prune: the watermark becomes
+    the newest change seq."""
+    with store.engine.begin() as conn:
+        for seq, at in conn.execute(sa.select(changes_table.c.seq, changes_table.c.at)).all():
+            conn.execute(changes_table.update().where(changes_table.c.seq == seq).values(at=at - timedelta(days=30)))
+    store.prune_changes(older_than=timedelta(days=7))
+    assert store.changes_watermark() == store.max_change_seq()
+
+
+def _count_loads(m: Matcher, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    full_load = m.load
+
+    def counted() -> None:
+        calls.append(1)
+        full_load()
+
+    monkeypatch.setattr(m, "load", counted)
+    return calls
+
+
+def test_reloads_when_the_changes_it_needs_were_pruned(store: Store, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(6)
+    a, b, c = _rand_hex(rng), _rand_hex(rng), _rand_hex(rng)
+    md5 = "d41d8cd98f00b204e9800998ecf8427e"
+    store.create_bank("k")
+    store.add_entry("k", "a", {"pdq": a, "md5": md5})
+    store.add_entry("k", "b", {"pdq": b})
+    store.add_entry("k", "c", {"pdq": c})
+    m = Matcher(store, snapshot_dir=tmp_path / "snap")
+    m.load()
+    loads = _count_loads(m, monkeypatch)
+    store.remove_entry("k", "a")  # its change records are pruned before m sees them
+    _prune_all(store)
+    assert m.refresh()
+    assert len(loads) == 1
+    # gone from the index itself, not only filtered out of the answers
+    assert m.size() == {"pdq": 2}
+    assert m.lookup([Query("pdq", a)]) == [] and m.lookup([Query("md5", md5)]) == []
+    assert [x.content_id for x in m.lookup([Query("pdq", b)])] == ["b"]
+    store.remove_entry("k", "b")  # and from the new cursor on, it follows incrementally
+    m.refresh()
+    assert len(loads) == 1 and m.size() == {"pdq": 1}
+
+
+def test_a_cursor_at_or_above_the_watermark_keeps_following_incrementally(
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(7)
+    codes = {name: _rand_hex(rng) for name in "abcd"}
+    store.create_bank("k")
+    for name in "abc":
+        store.add_entry("k", name, {"pdq": codes[name]})
+    m = Matcher(store, snapshot_dir=tmp_path / "snap")
+    m.load()
+    store.remove_entry("k", "a")
+    m.refresh()
+    _prune_all(store)  # m has applied everything pruned: its cursor is the watermark
+    loads = _count_loads(m, monkeypatch)
+    store.remove_entry("k", "b")
+    assert m.refresh()
+    assert loads == [] and m.size() == {"pdq": 1}
+    assert m.lookup([Query("pdq", codes["b"])]) == []
+    # a Matcher loaded once every change record is gone follows from the watermark
+    _prune_all(store)
+    m2 = Matcher(store, snapshot_dir=tmp_path / "snap2")
+    m2.load()
+    loads2 = _count_loads(m2, monkeypatch)
+    store.add_entry("k", "d", {"pdq": codes["d"]})
+    store.remove_entry("k", "c")
+    assert m2.refresh()
+    assert loads2 == [] and m2.size() == {"pdq": 1}
+    assert [x.content_id for x in m2.lookup([Query("pdq", codes["d"])])] == ["d"]
+
+
+def test_a_snapshot_older_than_the_pruned_changes_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(matcher_mod, "SNAPSHOT_MIN", 10)
+    rng = np.random.default_rng(8)
+    codes = [_rand_hex(rng) for _ in range(50)]
+    with Store(f"sqlite:///{tmp_path / 'b.sqlite3'}") as store:
+        store.create_bank("k")
+        for i, c in enumerate(codes):
+            store.add_entry("k", f"e{i}", {"pdq": c})
+        snap = tmp_path / "snap"
+        Matcher(store, snapshot_dir=snap).load()
+        before = json.loads((snap / "pdq" / "state.json").read_text())
+        store.remove_entry("k", "e0")
+        _prune_all(store)
+        m = Matcher(store, snapshot_dir=snap)
+        m.load()
+        assert m.size() == {"pdq": 49}  # not the snapshot caught up without the removal
+        assert m.lookup([Query("pdq", codes[0])]) == []
+        after = json.loads((snap / "pdq" / "state.json").read_text())
+        assert before["last_seq"] < store.changes_watermark() <= after["last_seq"]  # rewritten

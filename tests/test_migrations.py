@@ -155,6 +155,39 @@ def test_old_store_is_adopted_with_its_data(url: str, engine: sa.Engine, stamp: 
         assert s.stats("kept").entries == 2
 
 
+def test_0004_brings_pruning_to_a_0003_store(url: str, engine: sa.Engine) -> None:
+    make_old_store(engine, stamp="0003", with_fingerprints=False)
+    with engine.begin() as conn:  # a removal recorded long ago by the 0003 code
+        conn.execute(store_mod.changes_table.insert().values(
+            bank_id=1, signal_id=99, signal_type="pdq", op="remove", at=NOW))
+    with Store(url) as s:
+        assert stamped(engine) == [migrations.HEAD]
+        indexes = {ix["name"] for t in ("changes", "entries") for ix in sa.inspect(engine).get_indexes(t)}
+        assert {"ix_changes_at", "ix_entries_disabled"} <= indexes
+        assert s.changes_watermark() == 0 and s.max_change_seq() == 1
+        assert s.prune_changes() == 1  # older than the default week
+        assert s.get_entry("kept", "e1") is not None  # only change records go
+    with Store(url) as s:
+        assert s.changes_watermark() == 1 and s.max_change_seq() == 1
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT value FROM meta WHERE key = 'changes_pruned_seq'")).scalar() == "1"
+
+
+def test_the_planner_reads_disabled_entries_from_their_partial_index(url: str, engine: sa.Engine) -> None:
+    """The WHERE of ix_entries_disabled must be implied by the query the store runs on
+    every refresh, or the index is never used (a scan of every entry instead)."""
+    Store(url).close()
+    query = sa.select(store_mod.entries_table.c.id).where(~store_mod.entries_table.c.enabled)
+    sql = str(query.compile(engine))
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text("SET LOCAL enable_seqscan = off"))  # an empty table is scanned otherwise
+            plan = " ".join(conn.exec_driver_sql("EXPLAIN " + sql).scalars())
+        else:
+            plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
+    assert "ix_entries_disabled" in plan
+
+
 def test_store_from_a_newer_assay_revision_is_refused(tmp_path: Path) -> None:
     db = tmp_path / "future.sqlite3"
     with Store(str(db)) as s:

@@ -71,6 +71,18 @@ class StoreError(AssayError):
     code = "store-error"
 
 
+class ChangesPruned(AssayError):
+    """An index's cursor is older than the oldest change the store still keeps (the
+    ``changes`` table was pruned past it): it cannot catch up incrementally and must be
+    built again from the store. ``watermark`` is the highest change seq pruned."""
+
+    code = "changes-pruned"
+
+    def __init__(self, message: str, *, watermark: int) -> None:
+        super().__init__(message, hint="load the index again from the store")
+        self.watermark = watermark
+
+
 class BankNotFound(AssayError):
     code = "bank-not-found"
 

@@ -3,7 +3,8 @@
 The Matcher loads each signal type's values from the store once into an index
 (Hamming multi-index for PDQ-like types, exact for the rest) and then follows
 the store incrementally: entries added or removed since the last refresh are
-applied to the index, never a rebuild from scratch. Hamming indexes of large
+applied to the index, never a rebuild from scratch (unless the store pruned the
+changes the index would need: then it loads again). Hamming indexes of large
 stores are snapshotted on disk (memory-mapped), so a CLI scan against a bank of
 millions of hashes starts in seconds. Bank metadata (names, content ids, notes,
 thresholds) is looked up only for the few index hits, never on the hot path.
@@ -22,6 +23,7 @@ import numpy as np
 
 from .. import signals as signal_types
 from ..config import data_dir
+from ..errors import ChangesPruned
 from ..report.schema import Match, SignalValue
 from .index import ExactIndex, HammingIndex
 from .store import Changes, Store
@@ -72,6 +74,8 @@ class Matcher:
             try:
                 state = json.loads(state_file.read_text())
                 idx = HammingIndex.load(snap / "index")
+                # ChangesPruned (a snapshot older than the store's retention of changes)
+                # lands below like any other stale snapshot: rebuilt.
                 changes = self.store.changes_since(state["last_signal_id"], state["last_seq"])
                 if not changes.banks_changed and changes.last_signal_id <= self._last_signal_id:
                     self._apply_to(idx, st.name, changes)
@@ -119,11 +123,16 @@ class Matcher:
 
     def refresh(self) -> bool:
         """Apply what changed in the store since the last load/refresh. Returns True
-        if anything changed. A bank enabled or disabled means a full reload."""
+        if anything changed. A bank enabled or disabled means a full reload, and so
+        does a cursor older than the changes the store still keeps."""
         if not self._loaded:
             self.load()
             return True
-        changes = self.store.changes_since(self._last_signal_id, self._last_seq)
+        try:
+            changes = self.store.changes_since(self._last_signal_id, self._last_seq)
+        except ChangesPruned:  # removals since the cursor may be lost: only a load is exact
+            self.load()
+            return True
         if changes.banks_changed:
             self.load()
             return True

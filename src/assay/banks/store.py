@@ -10,6 +10,10 @@ Matching never queries this store row by row: an in-memory index is built from
 decoding) and then follows the store through :meth:`Store.changes_since`. New
 signals are found by ``signals.id > last_id`` (ids are never reused); removals,
 entry enable/disable and bank enable/disable/delete are written to ``changes``.
+On PostgreSQL every such write also sends a NOTIFY on commit, so followers can wait
+for writes (:meth:`Store.listen_changes`) instead of only polling. ``changes`` is
+pruned by age (:meth:`Store.prune_changes`); an index whose cursor is older than
+what was pruned gets :class:`assay.errors.ChangesPruned` and must load again.
 
 Every database failure surfaces as :class:`assay.errors.StoreError` naming the URL
 (password masked) and the reason. The store never deletes, recreates or
@@ -25,7 +29,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
@@ -41,6 +45,7 @@ from ..errors import (
     BankExists,
     BankImportError,
     BankNotFound,
+    ChangesPruned,
     InvalidBankInput,
     StoreError,
 )
@@ -60,6 +65,10 @@ _PG_WRITE_LOCK = 0x61737361  # "assa": first key of the bank writers' advisory l
 _LOAD_CHUNK = 200_000  # signal ids per aggregated read in load_signals
 _PAGE = 2000  # entries per page when iterating a bank
 _IN_CHUNK = 500  # ids per "IN (...)" list, well below every driver's parameter limit
+# PostgreSQL NOTIFY channel of committed bank writes; the payload is the store's schema,
+# so that stores in other schemas of the same database are told apart.
+CHANGES_CHANNEL: Final = "assay_changes"
+_PRUNED_KEY = "changes_pruned_seq"  # meta key: every change with seq <= it was deleted
 
 # ---------------------------------------------------------------------------------------
 # Schema. These definitions are what the code reads and writes; the tables themselves
@@ -108,6 +117,10 @@ entries_table = sa.Table(
     sa.Column("meta", sa.JSON, nullable=True),
     sa.Column("enabled", sa.Boolean, nullable=False, default=True),
     sa.UniqueConstraint("bank_id", "content_id", name="uq_entries_bank_content"),
+    # The few disabled entries, read by every refresh that brings new signals (_load):
+    # without it, a scan of every entry. The WHERE forms are how `~enabled` renders.
+    sa.Index("ix_entries_disabled", "id", sqlite_where=sa.text("enabled = 0"),
+             postgresql_where=sa.text("NOT enabled")),
     sqlite_autoincrement=True,
 )
 
@@ -135,6 +148,7 @@ changes_table = sa.Table(
     sa.Column("op", sa.String(8), nullable=False),
     sa.Column("at", sa.DateTime, nullable=False),
     sa.CheckConstraint("op IN ('add', 'remove')", name="ck_changes_op"),
+    sa.Index("ix_changes_at", "at"),  # pruning by age (prune_changes)
     sqlite_autoincrement=True,
 )
 
@@ -488,6 +502,7 @@ class Store:
             )
             conn.execute(changes_table.insert().values(
                 bank_id=row.id, signal_id=None, signal_type=None, op="add" if enabled else "remove", at=now))
+            self._notify_followers(conn)
 
     def update_bank(
         self,
@@ -508,6 +523,8 @@ class Store:
             if values:
                 values["updated_at"] = _now()
                 conn.execute(banks_table.update().where(banks_table.c.id == row.id).values(**values))
+                if "pdq_threshold" in values:  # followers re-read thresholds on refresh
+                    self._notify_followers(conn)
             return _bank(self._bank_row(conn, name))
 
     def delete_bank(self, name: str) -> None:
@@ -518,6 +535,7 @@ class Store:
             conn.execute(signals_table.delete().where(signals_table.c.bank_id == row.id))
             conn.execute(entries_table.delete().where(entries_table.c.bank_id == row.id))
             conn.execute(banks_table.delete().where(banks_table.c.id == row.id))
+            self._notify_followers(conn)
 
     # -- entries -----------------------------------------------------------------------
     def add_entry(
@@ -550,6 +568,7 @@ class Store:
             self._record_signal_changes(conn, bank_row.id, entry_id, "remove")
             conn.execute(signals_table.delete().where(signals_table.c.entry_id == entry_id))
             conn.execute(entries_table.delete().where(entries_table.c.id == entry_id))
+            self._notify_followers(conn)
             return True
 
     def set_entry_enabled(self, bank: str, content_id: str, enabled: bool) -> None:
@@ -565,6 +584,7 @@ class Store:
                 return
             conn.execute(entries_table.update().where(entries_table.c.id == row.id).values(enabled=bool(enabled)))
             self._record_signal_changes(conn, bank_row.id, row.id, "add" if enabled else "remove")
+            self._notify_followers(conn)
 
     def _entry_id(self, conn: Connection, bank_id: int, content_id: str) -> int | None:
         return conn.execute(
@@ -581,6 +601,13 @@ class Store:
                 .where(s.c.entry_id == entry_id).order_by(s.c.id),
             )
         )
+
+    def _notify_followers(self, conn: Connection) -> None:
+        """Tell the indexes listening on this store (PostgreSQL) that a write changes what
+        they hold. NOTIFY is transactional: the notice leaves when the write commits and
+        never if it rolls back; repeats within one transaction arrive as one."""
+        if self._dialect == "postgresql":
+            conn.execute(sa.text("SELECT pg_notify(:channel, current_schema())"), {"channel": CHANGES_CHANNEL})
 
     def get_entry(self, bank: str, content_id: str) -> Entry | None:
         with self._read(f"reading an entry of bank {bank!r}") as conn:
@@ -677,6 +704,7 @@ class Store:
                 raise BankImportError(source, problems)  # rolls the transaction back
             if added_e or added_s:
                 conn.execute(banks_table.update().where(banks_table.c.id == bank_row.id).values(updated_at=now))
+                self._notify_followers(conn)
         return ImportResult(added_e, added_s, counts.total - added_s, counts.total)
 
     # -- stats -------------------------------------------------------------------------
@@ -783,10 +811,48 @@ class Store:
 
     def max_change_seq(self) -> int:
         with self._read("reading the store") as conn:
-            return int(conn.execute(sa.select(sa.func.max(changes_table.c.seq))).scalar() or 0)
+            last = int(conn.execute(sa.select(sa.func.max(changes_table.c.seq))).scalar() or 0)
+            # Pruning may have emptied the table: a cursor is never below what was pruned.
+            return max(last, self._watermark(conn))
+
+    def changes_watermark(self) -> int:
+        """The highest change seq pruned (0: none). Every change with seq <= it is gone,
+        so an index whose cursor seq is below it cannot catch up (ChangesPruned)."""
+        with self._read("reading the store") as conn:
+            return self._watermark(conn)
+
+    def _watermark(self, conn: Connection) -> int:
+        value = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == _PRUNED_KEY)).scalar()
+        return int(value) if value else 0
+
+    def prune_changes(self, older_than: timedelta = timedelta(days=7)) -> int:
+        """Delete the change records older than ``older_than`` and raise the watermark to
+        the highest seq deleted. Returns how many were deleted. Idempotent, and safe to
+        run from several processes at once (it is a bank write: writers take turns).
+
+        Indexes at a cursor below the new watermark then get ChangesPruned from
+        changes_since and load again; with a retention of days, only an index (or an
+        on-disk snapshot) that has not followed the store for that long."""
+        c = changes_table
+        cutoff = _now() - older_than
+        with self._write("pruning changes") as conn:
+            # Delete by seq, up to the newest old record: everything at or below the
+            # watermark is gone, whatever the clocks of the writers said in `at`.
+            through = conn.execute(sa.select(sa.func.max(c.c.seq)).where(c.c.at < cutoff)).scalar()
+            if through is None:
+                return 0
+            deleted = conn.execute(c.delete().where(c.c.seq <= through)).rowcount
+            through = max(int(through), self._watermark(conn))
+            m = meta_table
+            if not conn.execute(m.update().where(m.c.key == _PRUNED_KEY).values(value=str(through))).rowcount:
+                conn.execute(m.insert().values(key=_PRUNED_KEY, value=str(through)))
+            return max(deleted, 0)
 
     def changes_since(self, signal_id: int, seq: int) -> Changes:
-        """What an index built at cursor (signal_id, seq) must apply to catch up."""
+        """What an index built at cursor (signal_id, seq) must apply to catch up.
+
+        Raises ChangesPruned if changes after ``seq`` were pruned: the index may hold
+        signals removed since, and only a full load can tell."""
         s, e, b, c = signals_table, entries_table, banks_table, changes_table
         with self._read("reading changes") as conn:
             last_seq = int(conn.execute(sa.select(sa.func.max(c.c.seq))).scalar() or 0)
@@ -796,6 +862,13 @@ class Store:
                 sa.select(c.c.bank_id, c.c.signal_id, c.c.op)
                 .where(c.c.seq > seq, c.c.seq <= last_seq).order_by(c.c.seq)
             ).all()
+            # Read after the rows: a prune that committed before they were read (and may
+            # have deleted some) is seen here, so a short list is never taken as complete.
+            pruned = self._watermark(conn)
+            if seq < pruned:
+                raise ChangesPruned(
+                    f"{self.url_for_display}: changes after seq {seq} were pruned (up to seq {pruned}); "
+                    "an index at that cursor cannot catch up", watermark=pruned)
             changed_banks = frozenset(r.bank_id for r in rows if r.signal_id is None)
             # Whether the index holds a signal follows from the FIRST change after the
             # cursor ('remove' -> it was active then), whether it should from the data now.
@@ -859,6 +932,62 @@ class Store:
         with self._read("reading banks") as conn:
             rows = conn.execute(sa.select(banks_table.c.id, banks_table.c.pdq_threshold).where(banks_table.c.enabled))
             return {int(i): t for i, t in rows}
+
+    def listen_changes(self) -> ChangeListener | None:
+        """A dedicated connection told of every committed write that changes what an index
+        holds (PostgreSQL LISTEN/NOTIFY), for a follower to wait on instead of polling
+        alone. None on SQLite, which has no notices: poll there."""
+        if self._dialect != "postgresql":
+            return None
+        with self._guard("listening for changes"):
+            # Outside the pool: the connection lives as long as the listener, idle in LISTEN.
+            cargs, cparams = self.engine.dialect.create_connect_args(self._url)
+            cparams.setdefault("connect_timeout", 10)
+            cparams.setdefault("application_name", "assay-listen")
+            # A peer that vanished without closing the socket is noticed within ~1 min.
+            cparams.update(keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
+            conn = self.engine.dialect.connect(*cargs, **cparams)
+            try:
+                conn.autocommit = True
+                schema = conn.execute("SELECT current_schema()").fetchone()[0]
+                conn.execute(f"LISTEN {CHANGES_CHANNEL}")
+            except BaseException:
+                conn.close()
+                raise
+        return ChangeListener(conn, schema, self.url_for_display)
+
+
+class ChangeListener:
+    """One PostgreSQL connection LISTENing for the committed writes of one store (made by
+    :meth:`Store.listen_changes`). Used by one thread at a time."""
+
+    def __init__(self, conn: Any, schema: str, shown: str) -> None:
+        self._conn = conn  # a psycopg connection in autocommit mode
+        self._schema = schema
+        self._shown = shown
+
+    @property
+    def backend_pid(self) -> int:
+        """The server process of the connection (pg_stat_activity.pid)."""
+        return int(self._conn.info.backend_pid)
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds; True as soon as a write to this store committed
+        (notices for stores in other schemas are skipped), False if none did.
+        StoreError if the connection is lost: make a new listener."""
+        try:
+            for notice in self._conn.notifies(timeout=timeout):
+                if notice.payload == self._schema:
+                    return True
+        except Exception as exc:  # psycopg errors, without importing psycopg here
+            raise _store_error(self._shown, "listening for changes", exc) from exc
+        return False
+
+    def close(self) -> None:
+        try:
+            self._conn.close()
+        except Exception:  # a broken connection: nothing left to release
+            pass
 
 
 # ---------------------------------------------------------------------------------------

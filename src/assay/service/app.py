@@ -12,6 +12,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -72,7 +73,9 @@ def _state(settings: Settings) -> ServiceState:
     tmp = TmpFiles(settings.tmp_path)
     tmp.remove_stale()  # bodies left by workers that were killed
     store = open_store(settings)
-    index = LiveIndex(store, interval=settings.refresh_interval, snapshot_dir=settings.snapshot_path)
+    retention = timedelta(days=settings.changes_retention_days) if settings.changes_retention_days > 0 else None
+    index = LiveIndex(store, interval=settings.refresh_interval, snapshot_dir=settings.snapshot_path,
+                      retention=retention, prune_interval=settings.prune_interval)
     state = ServiceState(
         settings=settings,
         store=store,

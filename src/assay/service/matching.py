@@ -10,6 +10,11 @@ uncached entry needs the database (503 while it is down).
 
 Following by ``signals.id > last`` is sound because the store serialises its writers
 (an advisory lock on PostgreSQL), so ids become visible in order.
+
+The follower refreshes every ``interval`` seconds, and at once when woken: by a write
+through this worker (``poke``) or, on PostgreSQL, by a notice that a write committed
+anywhere (a listener thread holding one LISTEN connection; polling stays the fallback
+while that connection is down). It also prunes old change records now and then.
 """
 
 from __future__ import annotations
@@ -21,13 +26,14 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
 
 from ..banks.matcher import Matcher, Query
-from ..banks.store import Changes, SignalRef, Store
+from ..banks.store import ChangeListener, Changes, SignalRef, Store
 from ..errors import StoreError
 from ..report.schema import Match
 
@@ -75,6 +81,8 @@ class MetadataCache:
         return {i: refs[i] for i in signal_ids if i in refs}
 
     def changes_since(self, signal_id: int, seq: int) -> Changes:
+        # ChangesPruned passes through: the Matcher loads again, and refs stay valid
+        # (signal ids are never reused; a hit means the signal is active now).
         changes = self._store.changes_since(signal_id, seq)
         thresholds = self._store.bank_thresholds()
         with self._lock:
@@ -89,19 +97,32 @@ class MetadataCache:
 
 
 class LiveIndex:
-    """One worker's Matcher, its follower thread and its health."""
+    """One worker's Matcher, its follower thread (and listener thread) and its health.
 
-    def __init__(self, store: Store, *, interval: float, snapshot_dir: Path | None) -> None:
+    ``retention``: change records older than this are pruned every ``prune_interval``
+    seconds (None: never). ``listen_retry``: seconds between attempts to LISTEN again
+    after the listen connection broke."""
+
+    def __init__(self, store: Store, *, interval: float, snapshot_dir: Path | None,
+                 retention: timedelta | None = None, prune_interval: float = 3600.0,
+                 listen_retry: float = 5.0) -> None:
         self.store = store
         self.cache = MetadataCache(store)
         self.matcher = Matcher(self.cache, snapshot_dir=snapshot_dir)  # type: ignore[arg-type]
         self.interval = interval
+        self.retention = retention
+        self.prune_interval = prune_interval
+        self.listen_retry = listen_retry
         self.loaded = False
+        self.listening = False  # a LISTEN connection is up (PostgreSQL)
+        self._listener: ChangeListener | None = None
         self.last_ok = 0.0
         self.last_error: str | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._listener_thread: threading.Thread | None = None
+        self._next_prune = 0.0  # first prune on the first round: workers may never live an hour
         self._refresh_lock = threading.Lock()
         self._snapshot_root = snapshot_dir
 
@@ -119,12 +140,15 @@ class LiveIndex:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="assay-index-follower", daemon=True)
         self._thread.start()
+        self._listener_thread = threading.Thread(target=self._listen, name="assay-index-listener", daemon=True)
+        self._listener_thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        for thread in (self._thread, self._listener_thread):
+            if thread is not None:
+                thread.join(timeout=5)
 
     def poke(self) -> None:
         """Refresh now (after a write through this worker)."""
@@ -139,6 +163,9 @@ class LiveIndex:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            # Cleared before the refresh, not after the wait: a wake-up that comes while
+            # the refresh runs (a write it may have missed) makes one more round.
+            self._wake.clear()
             try:
                 self.refresh()
             except StoreError as exc:
@@ -146,8 +173,57 @@ class LiveIndex:
             except Exception as exc:  # keep following; never kill the thread
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("index refresh failed")
+            self._prune_if_due()
             self._wake.wait(self.interval)
-            self._wake.clear()
+
+    def _prune_if_due(self) -> None:
+        """Delete old change records. Every worker does it; it is idempotent and writers
+        take turns, so the first one due does the work and the others find none."""
+        if self.retention is None or time.monotonic() < self._next_prune:
+            return
+        self._next_prune = time.monotonic() + self.prune_interval
+        try:
+            deleted = self.store.prune_changes(older_than=self.retention)
+        except Exception as exc:  # not a health matter: lookups and following go on
+            log.warning("pruning old change records failed (next try in %.0f s): %s", self.prune_interval, exc)
+            return
+        if deleted:
+            log.info("pruned %d change records older than %s", deleted, self.retention)
+
+    def _listen(self) -> None:
+        """Wake the follower whenever a write commits (PostgreSQL). Never ends the
+        worker: while the connection is down the follower polls, and this thread
+        tries to LISTEN again every ``listen_retry`` seconds."""
+        down = False
+        while not self._stop.is_set():
+            try:
+                listener = self.store.listen_changes()
+            except Exception as exc:
+                if not down:
+                    log.warning("cannot LISTEN for store changes, polling meanwhile: %s", exc)
+                down = True
+                self._stop.wait(self.listen_retry)
+                continue
+            if listener is None:
+                return  # SQLite: nothing to listen to; the follower polls
+            if down:
+                log.warning("listening for store changes again")
+            down = False
+            self._listener = listener
+            self.listening = True
+            self._wake.set()  # writes committed while nobody listened
+            try:
+                while not self._stop.is_set():
+                    if listener.wait(timeout=1.0):  # bounded, so that stop() is seen
+                        self._wake.set()
+            except Exception as exc:
+                log.warning("lost the LISTEN connection, polling meanwhile: %s", exc)
+                down = True
+            finally:
+                self.listening = False
+                self._listener = None
+                listener.close()
+            self._stop.wait(self.listen_retry)
 
     def store_reachable(self, within: float = 3.0) -> bool:
         return self.last_error is None and time.monotonic() - self.last_ok < within

@@ -38,7 +38,13 @@ class Settings:
     max_import_bytes: int = 4 * 1024**3
     max_batch: int = 1000
     body_timeout: float = 30.0  # seconds without a byte from a client before 408
-    refresh_interval: float = 0.15  # how often each worker follows the store
+    # How often each worker follows the store. On PostgreSQL a worker is also woken by a
+    # notice when a write commits, so this is only the fallback there.
+    refresh_interval: float = 0.15
+    # Change records (removals, enable/disable) older than this are pruned; an index or
+    # snapshot that has not followed the store for as long loads again. 0 = keep forever.
+    changes_retention_days: float = 7.0
+    prune_interval: float = 3600.0  # seconds between prunes (each worker; idempotent)
     key_cache_seconds: float = 5.0  # a revoked key stops working within this time
     job_stale_seconds: float = 15.0  # a running job without heartbeat for this long died
     snapshot_dir: str = ""  # "" = under the data dir
@@ -55,6 +61,8 @@ class Settings:
             )
         if self.workers < 1:
             raise AssayError(f"invalid worker count {self.workers}: at least 1")
+        if self.prune_interval <= 0:
+            raise AssayError(f"invalid prune interval {self.prune_interval}: seconds, more than 0")
         scheme = self.rate_limit_redis_url.partition("://")[0]
         if self.rate_limit_redis_url and scheme not in ("redis", "rediss", "unix"):
             raise AssayError("invalid Redis URL for rate limits: expected redis://, rediss:// or unix://",

@@ -13,6 +13,10 @@ Measured, each as the median of --repeats runs of --seconds:
     workers share are counted in each).
 ``--startup-only`` measures just the start-ups (for --n 10000000; pass --db PATH to keep
 the store between runs: an existing bank "big" is reused, not imported again).
+``--propagation-only`` measures just the add -> matchable time (``--rounds`` adds); with
+``--db`` a PostgreSQL URL it measures the store the service is meant to run on there, e.g.
+``--db 'postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3Dbench'``
+(a schema of its own; the bench creates it if missing and leaves it for reuse).
 Side by side (same run, same machine): HMA's matcher core, python-threatexchange's
 PDQ index (faiss, what HMA loads in each worker), answering the same single lookups
 in-process without any HTTP: an upper bound of what HMA can serve.
@@ -131,11 +135,31 @@ def http_request(method: str, path: str, key: str, body: bytes = b"", ctype: str
 
 
 # -- set-up ---------------------------------------------------------------------------------
+def ensure_pg_schema(db: str) -> None:
+    """Create the schema a PostgreSQL URL's search_path names, if it is missing."""
+    import re
+    from urllib.parse import unquote
+
+    import sqlalchemy as sa
+
+    if not db.startswith("postgresql"):
+        return
+    url = sa.make_url(db)
+    m = re.search(r"search_path=([A-Za-z0-9_]+)", unquote(str(url.query.get("options", ""))))
+    if m is None:
+        return
+    engine = sa.create_engine(url.difference_update_query(["options"]).set(drivername="postgresql+psycopg"))
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{m.group(1)}"'))
+    engine.dispose()
+
+
 def build_store(db: str, n: int) -> list[str]:
     from assay.banks.store import ImportRecord
     from assay.service.app import open_store
     from assay.service.settings import Settings
 
+    ensure_pg_schema(db)
     rng = random.Random(1)
     store = open_store(Settings(db=db))
     values = [f"{rng.getrandbits(256):064x}" for _ in range(n)]
@@ -224,10 +248,36 @@ def flip(value: str, bits: int, rng: random.Random) -> str:
     return f"{n:064x}"
 
 
+def worker_clients(port: int, key: str, workers: int) -> list[httpx.Client]:
+    """One keep-alive connection per worker. A connection stays with the worker that
+    accepted it, and which one does is the kernel's choice: open connections (held, so
+    that each new one is a new accept) until every worker (X-Served-By) has one."""
+    by_worker: dict[str, httpx.Client] = {}
+    spare: list[httpx.Client] = []
+    for _ in range(400):
+        c = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": key},
+                         limits=httpx.Limits(max_connections=1))
+        pid = c.get("/status").headers["x-served-by"]
+        if pid in by_worker:
+            spare.append(c)
+        else:
+            by_worker[pid] = c
+        if len(by_worker) == workers:
+            break
+    for c in spare:
+        c.close()
+    if len(by_worker) < workers:
+        raise SystemExit(f"reached only workers {sorted(by_worker)} of {workers}")
+    return list(by_worker.values())
+
+
 def propagation(port: int, curate: str, match: str, workers: int, rounds: int) -> list[float]:
-    """Seconds from the add's answer until every worker (seen via X-Served-By) matches it."""
-    rng = random.Random(7)
+    """Seconds from the add's answer until every worker (seen via X-Served-By) matches it,
+    asking each worker in turn on its own kept-alive connection (new connections would
+    measure which worker the kernel hands them to rather than the propagation)."""
+    rng = random.Random()  # fresh hashes each run: a reused store must not hold them already
     out = []
+    clients = worker_clients(port, match, workers)
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": curate}) as cur:
         for _ in range(rounds):
             v = f"{rng.getrandbits(256):064x}"
@@ -236,12 +286,14 @@ def propagation(port: int, curate: str, match: str, workers: int, rounds: int) -
             t0 = time.perf_counter()
             seen: set[str] = set()
             while len(seen) < workers:
-                with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": match}) as c:
+                for c in clients:
                     rr = c.get("/v1/lookup", params={"signal_type": "pdq", "value": v, "threshold": 0})
-                if rr.json()["matches"]:
-                    seen.add(rr.headers["x-served-by"])
+                    if rr.json()["matches"]:
+                        seen.add(rr.headers["x-served-by"])
             out.append(time.perf_counter() - t0)
-            time.sleep(0.3)
+            time.sleep(0.2 + 0.3 * rng.random())  # not in step with the workers' polling
+    for c in clients:
+        c.close()
     return out
 
 
@@ -271,6 +323,8 @@ def main() -> None:
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--rate", type=float, default=2000, help="offered single lookups/s for the open-loop run")
     ap.add_argument("--startup-only", action="store_true", help="measure only cold and warm start-up")
+    ap.add_argument("--propagation-only", action="store_true", help="measure only add -> matchable on every worker")
+    ap.add_argument("--rounds", type=int, default=10, help="adds for the propagation measurement")
     args = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="bench-service-")
@@ -289,6 +343,18 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         return
     curate, match = make_key(db, "curate"), make_key(db, "match")
+    if args.propagation_only:
+        port = free_port()
+        proc, _ = start_server(db, port, args.workers, str(Path(tmp) / "data"))
+        try:
+            prop = propagation(port, curate, match, args.workers, args.rounds)
+        finally:
+            proc.terminate()
+            proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+        print(f"bank {args.n:,} PDQ, {args.workers} workers, {args.rounds} adds: add -> matchable on all workers: "
+              f"median {statistics.median(prop) * 1000:.0f} ms, max {max(prop) * 1000:.0f} ms")
+        return
     rng = random.Random(3)
     # 1 query in 10 has a planted neighbour (distance 0..20); the rest are misses, like an upload stream
     queries = [flip(rng.choice(values), rng.randrange(21), rng) if i % 10 == 0 else f"{rng.getrandbits(256):064x}"

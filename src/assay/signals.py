@@ -33,6 +33,8 @@ class SignalType:
 
     def normalize(self, value: str) -> str:
         """Return the canonical form (lower-case hex) or raise InvalidSignal."""
+        if isinstance(value, str) and len(value) == self.hex_len and _HEX.fullmatch(value):  # canonical already
+            return value
         if not isinstance(value, str):
             raise InvalidSignal(self.name, repr(value), "not a string")
         v = value.strip().lower()
@@ -74,7 +76,7 @@ def all_types() -> list[SignalType]:
 
 
 def normalize(signal_type: str, value: str) -> tuple[str, str]:
-    st = get(signal_type)
+    st = _REGISTRY.get(signal_type) or get(signal_type)
     return st.name, st.normalize(value)
 
 

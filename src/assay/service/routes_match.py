@@ -165,20 +165,22 @@ async def lookup_batch(request: Request, _: MatchRole, body: BatchRequest) -> Re
     if len(body.signals) > state.settings.max_batch:
         raise TooLarge("request body",
                        f"{len(body.signals)} signals exceed the batch limit of {state.settings.max_batch}")
-    results: list[dict[str, Any]] = [{"id": s.id} for s in body.signals]
+    errors: dict[int, dict[str, Any]] = {}
     queries: list[SignalQuery] = []
     for i, s in enumerate(body.signals):
         try:
             name, canonical = signal_types.normalize(s.type, s.value)
         except AssayError as exc:
-            results[i]["error"] = assay_error_dict(exc, request.state.request_id)["error"]
+            errors[i] = assay_error_dict(exc, request.state.request_id)["error"]
             continue
-        results[i]["matches"] = []
         queries.append(SignalQuery(name, canonical, variant=str(i)))  # variant carries the position
     matches = await lookup_queries(state, queries, body.threshold, body.include_low_quality)
+    found: dict[int, list[dict[str, Any]]] = {}
     for m in matches:
-        results[int(m.query_variant or 0)]["matches"].append(
+        found.setdefault(int(m.query_variant or 0), []).append(
             m.model_dump(mode="json", exclude_none=True, exclude={"query_variant"}))
+    results = [{"id": s.id, "error": errors[i]} if i in errors else {"id": s.id, "matches": found.get(i, [])}
+               for i, s in enumerate(body.signals)]
     return json_response({"results": results})
 
 

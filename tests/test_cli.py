@@ -159,3 +159,21 @@ def test_demo_runs_on_the_embedded_store(tmp_path: Path) -> None:
     assert not any(n.startswith("upload-") for n in matched)
     # the embedded store lives under the (test-isolated) data directory
     assert (Path(os.environ["ASSAY_DATA_DIR"]) / "assay.sqlite3").is_file()
+
+
+def test_bank_prune_changes(tmp_path: Path) -> None:
+    """Old change records go; recent ones stay; a second prune finds nothing more."""
+    db = tmp_path / "banks.sqlite3"
+    assert _run("bank", "create", "b", db=db)[0] == 0
+    for i in range(3):
+        assert _run("bank", "add", "b", "--content-id", f"c{i}", "--md5", f"{i:032x}", db=db)[0] == 0
+    assert _run("bank", "remove", "b", "c0", db=db)[0] == 0
+    assert _run("bank", "remove", "b", "c1", db=db)[0] == 0  # two change records
+    code, out = _run("bank", "prune-changes", "--json", db=db)  # 7 days: both are recent
+    assert code == 0 and json.loads(out) == {"deleted": 0, "pruned_through_seq": 0}
+    code, out = _run("bank", "prune-changes", "--older-than-days", "0", "--json", db=db)
+    got = json.loads(out)
+    assert code == 0 and got["deleted"] == 2 and got["pruned_through_seq"] >= 2
+    code, out = _run("bank", "prune-changes", "--older-than-days", "0", db=db)
+    assert code == 0 and "deleted 0 change records" in out
+    assert _run("bank", "prune-changes", "--older-than-days", "-1", db=db)[0] != 0

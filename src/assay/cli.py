@@ -693,6 +693,28 @@ def bank_delete(
     out.print(f"deleted {_esc(name)}")
 
 
+@bank_app.command("prune-changes")
+def bank_prune_changes(
+    older_than_days: Annotated[float, typer.Option(
+        "--older-than-days", min=0, help="Delete change records older than this many days.")] = 7.0,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Delete old change records (what running services follow; `assay serve` also
+    prunes by itself). A service index, or an index snapshot on disk, that has not
+    followed the store since then loads again from the store instead of catching up."""
+    from datetime import timedelta
+
+    with _store(db) as store:
+        deleted = store.prune_changes(older_than=timedelta(days=older_than_days))
+        watermark = store.changes_watermark()
+    if json_out:
+        _emit_json({"deleted": deleted, "pruned_through_seq": watermark})
+        return
+    out.print(f"deleted {deleted:,} change records older than {older_than_days:g} days"
+              f" (pruned through change #{watermark:,})")
+
+
 class ModelKind(StrEnum):
     checkpoint = "checkpoint"
     lora = "lora"

@@ -24,7 +24,7 @@ from assay.errors import InputError, StoreError
 KERNELS = [_mih.NUMPY] + ([_mih.NUMBA] if _mih.NUMBA is not None else [])
 
 
-LAYOUTS = {"packed": 1 << 40, "rows": 0}  # layout -> fast_table_bytes that selects it
+LAYOUTS = {"filtered": 1 << 40, "rows": 0}  # layout -> fast_table_bytes that selects it
 
 
 @pytest.fixture(params=[(k, layout) for k in KERNELS for layout in LAYOUTS],
@@ -263,19 +263,15 @@ def test_threaded_build_equals_one_thread(monkeypatch: pytest.MonkeyPatch) -> No
         monkeypatch.setattr(_mih, "BUILD_PARALLEL_MIN", 1)
         monkeypatch.setattr(_mih, "_BUILD_THREADS", 3)  # uneven share of 16 chunks
         many = _mih.NUMBA.build(codes, 16, filtered)
+        assert np.array_equal(one[0], many[0]) and np.array_equal(one[1], many[1])
         want = _mih.NUMPY.build(codes, 16, filtered)
-        for got in (one, many):
-            assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
-            if filtered:
-                assert got[2].dtype == np.uint32 and np.array_equal(got[2], want[2])
-            else:
-                assert got[2] is None and want[2] is None
-        assert one[0].dtype == np.int32
+        assert np.array_equal(one[0], want[0]) and np.array_equal(one[1], want[1])
+        assert one[0].dtype == (np.uint64 if filtered else np.int32)
 
 
 def test_layout_follows_the_table_budget(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Filter entries while 16 bytes x chunks x rows fit the budget, row numbers
-    alone beyond; both answer the same, and a snapshot keeps its layout."""
+    """Filtered entries while 16 bytes x chunks x rows fit the budget, row numbers
+    beyond; both answer the same, and a snapshot keeps its layout."""
     rng = np.random.default_rng(34)
     codes = clustered(rng, 3_000)
     ids = np.arange(3_000, dtype=np.int64)
@@ -283,17 +279,17 @@ def test_layout_follows_the_table_budget(monkeypatch: pytest.MonkeyPatch, tmp_pa
     idx = HammingIndex()
     idx.buffer_min = 10
     idx.add(codes[:2_000], ids[:2_000])
-    assert idx._main.filters is not None  # 2,000 rows: exactly the budget
+    assert idx._main.table.ndim == 3  # 2,000 rows: exactly the budget
     small = [pairs(r) for r in idx.search_many(codes[:30], 40)]
     idx.add(codes[2_000:], ids[2_000:])
-    assert idx._main.filters is None and idx._main.table.dtype == np.int32
+    assert idx._main.table.ndim == 2 and idx._main.table.dtype == np.int32
     assert [pairs(r) for r in idx.search_many(codes[:30], 40)] == [
         brute(codes, ids, q, 40) for q in codes[:30]]
     assert small == [brute(codes[:2_000], ids[:2_000], q, 40) for q in codes[:30]]
     idx.save(tmp_path / "rows")
     assert json.loads((tmp_path / "rows" / "meta.json").read_text())["layout"] == "rows"
     back = HammingIndex.load(tmp_path / "rows")
-    assert back._main.filters is None and not (tmp_path / "rows" / "filters.npy").exists()
+    assert back._main.table.ndim == 2
     assert [pairs(r) for r in back.search_many(codes[:30], 40)] == [brute(codes, ids, q, 40) for q in codes[:30]]
     monkeypatch.setenv("ASSAY_INDEX_FAST_TABLE_MB", "lots")
     with pytest.raises(ValueError, match="ASSAY_INDEX_FAST_TABLE_MB must be a number"):
@@ -305,7 +301,7 @@ def _gated_kernel(base: SimpleNamespace, gate: threading.Event, started: threadi
     """``base`` whose build waits for ``gate`` (or raises MemoryError), so a test can
     act while a background merge is in the middle of its rebuild."""
 
-    def build(codes: np.ndarray, chunk_bits: int, filtered: bool = True) -> tuple[np.ndarray, ...]:
+    def build(codes: np.ndarray, chunk_bits: int, filtered: bool = True) -> tuple[np.ndarray, np.ndarray]:
         started.set()
         assert gate.wait(30)
         if fail:
@@ -457,12 +453,14 @@ def test_out_of_range_rows_in_a_snapshot_are_never_read(tmp_path: Path, kernel: 
     whole table); the kernels must skip them instead of reading past the codes."""
     snap = _saved(tmp_path, LAYOUTS[layout])
     table = np.load(snap / "table.npy")
-    table[:] = 10_000
-    table[:, ::2] = -5
+    if layout == "filtered":
+        # Filter bits 0 pass for a zero query; every row points past the end.
+        table[:] = 0
+        table[:, :, 1] = np.uint64(10_000) << np.uint64(32)
+    else:
+        table[:] = 10_000
+        table[:, ::2] = -5
     np.save(snap / "table.npy", table)
-    if layout == "packed":
-        # Filter bits 0 pass for a zero query, so every entry reaches its bad row.
-        np.save(snap / "filters.npy", np.zeros_like(np.load(snap / "filters.npy")))
     idx = HammingIndex.load(snap)
     idx._kernel = kernel
     ids, d = idx.search(np.zeros(32, np.uint8), 31)
@@ -471,7 +469,7 @@ def test_out_of_range_rows_in_a_snapshot_are_never_read(tmp_path: Path, kernel: 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    target=st.sampled_from(["meta.json", "codes.npy", "ids.npy", "table.npy", "offsets.npy", "alive.npy", "filters.npy"]),
+    target=st.sampled_from(["meta.json", "codes.npy", "ids.npy", "table.npy", "offsets.npy", "alive.npy"]),
     cut=st.integers(min_value=0, max_value=20_000),
     junk=st.binary(min_size=0, max_size=64),
 )

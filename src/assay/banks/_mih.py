@@ -8,29 +8,29 @@ candidate positions through half a dozen temporary arrays.
 
 Layout shared by both kernels (see index.py for how it is built):
   codes   (n, W) uint64   one row per entry; W = bits // 64
-  table   (m, n) int32    per chunk, the rows grouped by that chunk's value
-  filters (m, n, 3) uint32 or None: entry t of chunk c carries ``f1 + f2`` (up to 96)
-          filter bits of row table[c, t]: words 0-1 the f1 bits (low, high), word 2 f2
+  table   per chunk, one entry per row, grouped by that chunk's value, in one of two layouts:
+          "rows"     (m, n) int32      the row number (4 bytes an entry)
+          "filtered" (m, n, 2) uint64  word 0: ``f1`` filter bits, word 1: ``f2`` filter bits | row << 32
   offsets (m, 2**cb + 1)  int32, CSR: entries with chunk c == k are table[c, offsets[c,k]:offsets[c,k+1]]
   alive   (n,) bool       tombstones: False rows are never returned
 Chunk c of a row is bits [c*cb, (c+1)*cb) of the row read as little-endian words:
 (codes[row, c // (64//cb)] >> ((c % (64//cb)) * cb)) & (2**cb - 1).
 
 The filter bits of chunk c are the ``f1 + f2`` (up to 96) bits that follow the chunk,
-cyclically: bits [(c+1)*cb, (c+1)*cb + f1) and the next f2. Their Hamming distance
-to the same bits of the query is a lower bound of the full distance, so a candidate
-whose filter distance exceeds the radius is dropped without reading its row or its
-code. With 96 bits a random candidate passes at radius 31 with probability ~4e-4, so
-a lookup reads the 12-byte filter entries of the probed buckets sequentially and
-touches ``table`` and ``codes`` about once per real neighbour. A lookup is bound by
-memory latency (~1,000 cache lines a query at 1M, measured 14-21 ns a line here),
-so the entry size sets its speed: 12-byte entries with the row kept apart gave
-1.16-1.2x the lookups/s of 16-byte entries that carried it (measured side by side).
-Against no filters (a random code read per candidate) it was 3.3x the lookups/s at
-1M and 4.3x at 10M, for 4x the table memory (measured); index.py decides by size.
-Offsets are int32 (rows < 2**31): the 16 offset tables of 16-bit chunks take 4 MB
-rather than 8, and every probe reads them at random; at 20k rows, where they
-dominate, that alone was 1.7x the lookups/s (measured).
+cyclically: bits [(c+1)*cb, (c+1)*cb + f1) in word 0 and the next f2 in word 1. Their
+Hamming distance to the same bits of the query is a lower bound of the full distance,
+so a candidate whose filter distance exceeds the radius is dropped without reading
+its code. With 96 bits a random candidate passes at radius 31 with probability
+~4e-4, so a lookup reads the bucket entries of the probed keys sequentially and
+touches ``codes`` (a random read) about once per real neighbour. Against the "rows"
+layout (a random code read per candidate) this was 3.3x the lookups/s at 1M and
+4.3x at 10M, for 4x the table memory (measured); index.py picks the layout by size.
+Offsets are int32 (rows < 2**31): the offset tables of 16-bit chunks take 4 MB rather
+than 8, and every probe reads them at random (1.7x the speed of a stripped-down probe
+loop at 20k rows, where they dominate; within the noise at 1M). Entries of 12 bytes
+(filter bits alone, rows in a parallel array) were tried and dropped: no faster on
+misses, 1.4x slower on queries with 32 neighbours (each hit costs a random read of its
+row), measured side by side at 1M.
 Row numbers read from a table are bounds-checked by the kernels, so a damaged
 snapshot can give wrong answers but never reads outside ``codes``.
 
@@ -114,31 +114,27 @@ def _np_chunk_keys(codes: np.ndarray, chunk_bits: int) -> np.ndarray:
     return keys
 
 
-def _np_build(
-    codes: np.ndarray, chunk_bits: int, filtered: bool = True
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(table, offsets, filters or None): see the layout above."""
+def _np_build(codes: np.ndarray, chunk_bits: int, filtered: bool = True) -> tuple[np.ndarray, np.ndarray]:
     n = codes.shape[0]
     nkeys = 1 << chunk_bits
     per_word = 64 // chunk_bits
     mask = np.uint64(nkeys - 1)
     m = codes.shape[1] * per_word
-    table = np.empty((m, n), dtype=np.int32)
-    filters = np.empty((m, n, 3), dtype=np.uint32) if filtered else None
+    table = np.empty((m, n, 2), dtype=np.uint64) if filtered else np.empty((m, n), dtype=np.int32)
     offsets = np.zeros((m, nkeys + 1), dtype=np.int32)
     for c in range(m):
         shift = np.uint64((c % per_word) * chunk_bits)
         keys = ((codes[:, c // per_word] >> shift) & mask).astype(np.int64)
         # Stable, so rows stay ascending inside a bucket (better locality on lookup).
         order = np.argsort(keys, kind="stable")
-        table[c] = order
-        if filters is not None:
+        if filtered:
             a, b = _np_filters(codes[order], c, chunk_bits)
-            filters[c, :, 0] = a & np.uint64(0xFFFFFFFF)
-            filters[c, :, 1] = a >> np.uint64(32)
-            filters[c, :, 2] = b
+            table[c, :, 0] = a
+            table[c, :, 1] = b | (order.astype(np.uint64) << np.uint64(32))
+        else:
+            table[c] = order
         offsets[c, 1:] = np.cumsum(np.bincount(keys, minlength=nkeys))
-    return table, offsets, filters
+    return table, offsets
 
 
 def _np_finish(
@@ -160,19 +156,17 @@ def _np_probe(
     codes: np.ndarray,
     alive: np.ndarray,
     table: np.ndarray,
-    filters: np.ndarray | None,
     offsets: np.ndarray,
     queries: np.ndarray,
     radius: int,
     max_flips: int,
     chunk_bits: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    # The filters only save memory reads; this kernel reads every candidate's code.
-    m, n = table.shape
+    m, n = table.shape[:2]
     masks = flip_masks(chunk_bits, max_flips)
     stride = offsets.shape[1]
     flat_off = offsets.ravel().astype(np.int64)
-    flat_table = table.ravel()
+    flat_table = (table[:, :, 1] >> np.uint64(32)).ravel() if table.ndim == 3 else table.ravel()
     chunk_base = (np.arange(m, dtype=np.int64) * stride)[:, None]
     table_base = np.repeat(np.arange(m, dtype=np.int64) * n, len(masks))
     qkeys = _np_chunk_keys(queries, chunk_bits)  # (m, q)
@@ -250,11 +244,11 @@ else:
 
     # Opaque pointers (LLVM >= 15) changed the intrinsic's mangled name.
     _PREFETCH_FN = "llvm.prefetch.p0" if _llvm.llvm_version_info[0] >= 15 else "llvm.prefetch.p0i8"
-    # Buckets are random places in filters of 12 bytes x m x n (192 MB at 1M): their
-    # first _PREFETCH_SPAN entries are prefetched _AHEAD_BUCKETS buckets before they
-    # are scanned; the hardware prefetcher streams the rest of a long bucket once it
-    # has started. Without it a lookup waits for one miss per bucket, in sequence
-    # (1.5x lookups/s at 1M with it, measured for 8-16 ahead).
+    # Buckets are random places in a table of 16 bytes x m x n (256 MB at 1M): their
+    # first entries are prefetched _AHEAD_BUCKETS buckets before they are scanned
+    # (16 bytes an entry, 4 a cache line); the hardware prefetcher streams the rest
+    # of a long bucket once it has started. Without it a lookup waits for one miss
+    # per bucket, in sequence (1.5x lookups/s at 1M with it, measured for 8-16 ahead).
     _AHEAD_BUCKETS = 12
     # "rows" layout: candidate codes fetched ahead inside a bucket; the code gathers are
     # random reads (320 MB at 10M), 12 ahead keeps ~12 misses in flight (1.4-1.5x
@@ -265,15 +259,14 @@ else:
     _PREFETCH_SPAN = 32
 
     @intrinsic
-    def _prefetch_row(typingctx: Any, ary: Any, i: Any) -> Any:
-        """Prefetch the cache line holding ary[i, 0, ...] (any number of dimensions)."""
-        sig = types.void(ary, types.intp)
+    def _prefetch_row(typingctx: Any, codes: Any, row: Any) -> Any:
+        sig = types.void(codes, types.intp)
 
         def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
             aryty = signature.args[0]
-            arr = context.make_array(aryty)(context, builder, args[0])
+            ary = context.make_array(aryty)(context, builder, args[0])
             zero = context.get_constant(types.intp, 0)
-            ptr = cgutils.get_item_pointer(context, builder, aryty, arr, [args[1]] + [zero] * (aryty.ndim - 1))
+            ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1], zero])
             i8p = _ir.IntType(8).as_pointer()
             i32 = _ir.IntType(32)
             fnty = _ir.FunctionType(_ir.VoidType(), [i8p, i32, i32, i32])
@@ -363,51 +356,43 @@ else:
 
     @njit(cache=True, nogil=True)
     def _nb_build_filtered(codes: np.ndarray, chunk_bits: int, first: int, step: int,
-                           table: np.ndarray, offsets: np.ndarray, filters: np.ndarray) -> None:
-        """Fill chunks first, first + step, ... of the table and its filters (one
-        thread's share). The rows are sorted first, then the filter entries are filled
-        in order (scattering the entries themselves was several times slower at 10M)."""
+                           table: np.ndarray, offsets: np.ndarray) -> None:
+        """Fill chunks first, first + step, ... of a "filtered" table (one thread's share).
+        The rows are sorted as 4-byte numbers, then the 16-byte entries are filled in
+        order (scattering the entries themselves was several times slower at 10M)."""
         n, w = codes.shape
         m = table.shape[0]
         words, bits = _nb_window_plan(w, chunk_bits, m)
         pos = np.empty(1 << chunk_bits, dtype=np.int64)
-        low32 = np.uint64(0xFFFFFFFF)
+        order = np.empty(n, dtype=np.int32)
         for c in range(first, m, step):
-            order = table[c]
             _nb_chunk_order(codes, chunk_bits, c, offsets[c], pos, order)
             i0, j0, i1, j1 = words[c, 0, 0], words[c, 0, 1], words[c, 1, 0], words[c, 1, 1]
             s0, m0, s1, m1 = bits[c, 0, 0], bits[c, 0, 1], bits[c, 1, 0], bits[c, 1, 1]
             for t in range(n):
                 i = order[t]
-                a = _nb_window(codes[i, i0], codes[i, j0], s0, m0)
-                filters[c, t, 0] = np.uint32(a & low32)
-                filters[c, t, 1] = np.uint32(a >> np.uint64(32))
-                filters[c, t, 2] = np.uint32(_nb_window(codes[i, i1], codes[i, j1], s1, m1))
+                table[c, t, 0] = _nb_window(codes[i, i0], codes[i, j0], s0, m0)
+                table[c, t, 1] = _nb_window(codes[i, i1], codes[i, j1], s1, m1) | (np.uint64(i) << np.uint64(32))
 
-    def _nb_build(
-        codes: np.ndarray, chunk_bits: int, filtered: bool = True
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def _nb_build(codes: np.ndarray, chunk_bits: int, filtered: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Chunks are independent: large builds spread them over threads (the
         compiled loops release the GIL)."""
         n, w = codes.shape
         m = w * (64 // chunk_bits)
-        table = np.empty((m, n), dtype=np.int32)
+        if filtered:
+            table = np.empty((m, n, 2), dtype=np.uint64)
+            fill = _nb_build_filtered
+        else:
+            table = np.empty((m, n), dtype=np.int32)
+            fill = _nb_build_rows
         offsets = np.zeros((m, (1 << chunk_bits) + 1), dtype=np.int32)
-        filters = np.empty((m, n, 3), dtype=np.uint32) if filtered else None
-
-        def fill(first: int, step: int) -> None:
-            if filters is None:
-                _nb_build_rows(codes, chunk_bits, first, step, table, offsets)
-            else:
-                _nb_build_filtered(codes, chunk_bits, first, step, table, offsets, filters)
-
         threads = min(_BUILD_THREADS, m) if n >= BUILD_PARALLEL_MIN else 1
         if threads == 1:
-            fill(0, 1)
+            fill(codes, chunk_bits, 0, 1, table, offsets)
         else:
             with ThreadPoolExecutor(threads, thread_name_prefix="assay-index-build") as pool:
-                list(pool.map(lambda f: fill(f, threads), range(threads)))
-        return table, offsets, filters
+                list(pool.map(lambda f: fill(codes, chunk_bits, f, threads, table, offsets), range(threads)))
+        return table, offsets
 
     @njit(cache=True, nogil=True)
     def _sort_segment(rows: np.ndarray, dists: np.ndarray, lo: int, hi: int) -> None:
@@ -437,7 +422,6 @@ else:
         codes: np.ndarray,
         alive: np.ndarray,
         table: np.ndarray,
-        filters: np.ndarray,
         offsets: np.ndarray,
         queries: np.ndarray,
         radius: int,
@@ -452,13 +436,13 @@ else:
         """Fill qoff/rows/dists from query q_start on; return how many queries are
         complete (fewer than all when rows/dists are full)."""
         nq, w = queries.shape
-        m, n = table.shape
+        m, n = table.shape[0], table.shape[1]
         per_word = 64 // chunk_bits
         kmask = np.uint64((1 << chunk_bits) - 1)
+        low32 = np.uint64(0xFFFFFFFF)
         words, bits = _nb_window_plan(w, chunk_bits, m)
         cap = rows.shape[0]
-        flat = filters.reshape(m * n * 3)
-        flat_rows = table.reshape(m * n)
+        flat = table.reshape(m * n, 2)
         nprobe = masks.shape[0]
         nb = m * nprobe
         # Every bucket of a query is located first, so the entries of the buckets
@@ -488,25 +472,23 @@ else:
                     b_hi[b] = base + offsets[c, key + 1]
                     b_c[b] = c
                     b += 1
-            # 16 uint32 words to a 64-byte line; entry t is words [3t, 3t + 3).
             for j in range(min(_AHEAD_BUCKETS, nb)):
-                for x in range(3 * b_lo[j] & ~15, 3 * min(b_hi[j], b_lo[j] + _PREFETCH_SPAN), 16):
-                    _prefetch_row(flat, x)
+                for t in range(b_lo[j], min(b_hi[j], b_lo[j] + _PREFETCH_SPAN), 4):
+                    _prefetch_row(flat, t)
             for j in range(nb):
                 ja = j + _AHEAD_BUCKETS
                 if ja < nb:
-                    for x in range(3 * b_lo[ja] & ~15, 3 * min(b_hi[ja], b_lo[ja] + _PREFETCH_SPAN), 16):
-                        _prefetch_row(flat, x)
+                    for t in range(b_lo[ja], min(b_hi[ja], b_lo[ja] + _PREFETCH_SPAN), 4):
+                        _prefetch_row(flat, t)
                 c = b_c[j]
                 a = qa[c]
                 bb = qb[c]
                 for t in range(b_lo[j], b_hi[j]):
-                    x = 3 * t
-                    f1 = np.uint64(flat[x]) | (np.uint64(flat[x + 1]) << np.uint64(32))
-                    if _popcount64(f1 ^ a) + _popcount64(np.uint64(flat[x + 2]) ^ bb) > radius:
+                    e1 = flat[t, 1]
+                    if _popcount64(flat[t, 0] ^ a) + _popcount64((e1 ^ bb) & low32) > radius:
                         continue
-                    row = np.int64(flat_rows[t])
-                    if row < 0 or row >= n:  # only a damaged snapshot has such an entry
+                    row = np.int64(e1 >> np.uint64(32))
+                    if row >= n:  # only a damaged snapshot has such an entry
                         continue
                     d = _distance(codes, row, q, w)
                     if d > radius:
@@ -634,7 +616,6 @@ else:
         codes: np.ndarray,
         alive: np.ndarray,
         table: np.ndarray,
-        filters: np.ndarray | None,
         offsets: np.ndarray,
         queries: np.ndarray,
         radius: int,
@@ -642,15 +623,14 @@ else:
         chunk_bits: int,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         masks = _writable_masks(chunk_bits, max_flips)
-        if filters is None:
-            def run(qoff: np.ndarray, rows: np.ndarray, dists: np.ndarray, start: int) -> int:
-                return _nb_probe_rows(codes, alive, table, offsets, queries, radius, max_flips, chunk_bits,
-                                      masks, qoff, rows, dists, start)
-        else:
-            def run(qoff: np.ndarray, rows: np.ndarray, dists: np.ndarray, start: int) -> int:
-                return _nb_probe(codes, alive, table, filters, offsets, queries, radius, max_flips, chunk_bits,
-                                 masks, qoff, rows, dists, start)
-        return _resuming(run, queries.shape[0])
+        kernel = _nb_probe if table.ndim == 3 else _nb_probe_rows
+        return _resuming(
+            lambda qoff, rows, dists, start: kernel(
+                codes, alive, table, offsets, queries, radius, max_flips, chunk_bits,
+                masks, qoff, rows, dists, start,
+            ),
+            queries.shape[0],
+        )
 
     def _nb_scan_entry(
         codes: np.ndarray, alive: np.ndarray, queries: np.ndarray, radius: int

@@ -11,12 +11,12 @@ decides. At r=31 with 16 chunks of 16 bits that is 17 probes per chunk.
 
 Storage is a few flat arrays (see ``_mih`` for the exact layout): the codes, the
 caller's ids, and per chunk a CSR table (offsets into a list of entries grouped by
-chunk value). Two layouts: "packed" adds to each table entry (a 4-byte row) a
-12-byte filter entry holding 96 more bits of the code, so most candidates are
-rejected without a random read of their code (3-4x the lookups/s); "rows" has the
-rows alone. An index is "packed" while its tables fit in ``fast_table_bytes`` (1 GiB
-by default, ~4M PDQ hashes; env ASSAY_INDEX_FAST_TABLE_MB) and "rows" beyond, so
-10M PDQ hashes take ~1.1 GB instead of ~3 GB. Rows are kept sorted by id, so removals find their row with a
+chunk value). Two table layouts: "filtered" entries (16 bytes) carry their row and
+96 more bits of the code, so most candidates are rejected without a random read of
+their code (3-4x the lookups/s); "rows" entries are the row alone (4 bytes). An
+index uses "filtered" while its tables fit in ``fast_table_bytes`` (1 GiB by
+default, ~4M PDQ hashes; env ASSAY_INDEX_FAST_TABLE_MB) and "rows" beyond, so 10M
+PDQ hashes take ~1.1 GB instead of ~3 GB. Rows are kept sorted by id, so removals find their row with a
 binary search and equal distances come out ordered by id for free.
 
 Updates never rebuild on the lookup path. New entries go to a small append
@@ -52,8 +52,8 @@ from . import _mih
 __all__ = ["ExactIndex", "HammingIndex"]
 
 _FORMAT = "assay-hamming-index"
-_FORMAT_VERSION = 3  # 2: meta names the table layout; 3: filters apart from the rows ("packed"), int32 offsets
-_LAYOUTS = ("rows", "packed")
+_FORMAT_VERSION = 3  # 2: meta names the table layout ("rows" or "filtered"); 3: int32 offsets
+_LAYOUTS = ("rows", "filtered")
 _MAX_ROWS = 2**31 - 1  # row numbers are 32-bit in the tables and packed with distances when sorted
 
 
@@ -116,10 +116,9 @@ class _Main:
 
     codes: np.ndarray  # (n, W) uint64
     ids: np.ndarray  # (n,) int64, strictly increasing
-    table: np.ndarray  # (m, n) int32 rows grouped by chunk value: see _mih
+    table: np.ndarray  # (m, n) int32 rows, or (m, n, 2) uint64 filter bits and row: see _mih
     offsets: np.ndarray  # (m, 2**chunk_bits + 1) int32
     alive: np.ndarray  # (n,) bool
-    filters: np.ndarray | None  # (m, n, 3) uint32 filter bits of the table entries ("packed"), or None
 
     @property
     def n(self) -> int:
@@ -168,8 +167,8 @@ class HammingIndex:
     #: Merge on a background thread when small adds fill the buffer (the refresh
     #: loop of a service must not stall for the seconds a rebuild takes at 10M).
     background_merge: bool = True
-    #: The "packed" layout is used while the tables need at most this many bytes
-    #: (16 per entry and chunk: row and filters), "rows" (4) beyond.
+    #: The "filtered" table layout is used while the tables need at most this many
+    #: bytes (16 per entry and chunk), "rows" (4) beyond.
     fast_table_bytes: int = 1 << 30
     #: Probe the chunk tables only while they would visit less than this fraction
     #: of all rows; past it (radius >= 48 with 16-bit chunks) a linear scan is faster.
@@ -301,7 +300,7 @@ class HammingIndex:
         probed = self._chunks * len(_mih.flip_masks(self.chunk_bits, flips)) / (1 << self.chunk_bits)
         if probed < self.scan_fraction:
             qoff, rows, dists = k.probe(
-                main.codes, main.alive, main.table, main.filters, main.offsets, queries, r, flips, self.chunk_bits
+                main.codes, main.alive, main.table, main.offsets, queries, r, flips, self.chunk_bits
             )
         else:
             qoff, rows, dists = k.scan(main.codes, main.alive, queries, r)
@@ -328,9 +327,8 @@ class HammingIndex:
         """Bytes held by the index arrays (mapped files count at full size)."""
         m = self._main
         arrays = (m.codes, m.ids, m.table, m.offsets, m.alive, self._buf_codes, self._buf_ids, self._buf_alive)
-        filters = 0 if m.filters is None else int(m.filters.nbytes)
         # The buffer's id -> row dict: ~100 bytes per entry in CPython.
-        return sum(int(a.nbytes) for a in arrays) + filters + 100 * len(self._buf_rows)
+        return sum(int(a.nbytes) for a in arrays) + 100 * len(self._buf_rows)
 
     def merge(self) -> None:
         """Fold the buffer and tombstones into the main part now (adds do it when due)."""
@@ -375,14 +373,12 @@ class HammingIndex:
                 "buffer_codes": self._buf_codes[: self._buf_n][live],
                 "buffer_ids": self._buf_ids[: self._buf_n][live],
             }
-            if main.filters is not None:
-                arrays["filters"] = main.filters
             meta = {
                 "format": _FORMAT,
                 "version": _FORMAT_VERSION,
                 "bits": self.bits,
                 "chunk_bits": self.chunk_bits,
-                "layout": "rows" if main.filters is None else "packed",
+                "layout": "filtered" if main.table.ndim == 3 else "rows",
                 "rows": main.n,
                 "buffer_rows": int(live.sum()),
             }
@@ -437,17 +433,15 @@ class HammingIndex:
         expect = {
             "codes": ((rows, w), np.uint64),
             "ids": ((rows,), np.int64),
-            "table": ((m, rows), np.int32),
+            "table": ((m, rows, 2), np.uint64) if layout == "filtered" else ((m, rows), np.int32),
             "offsets": ((m, nkeys + 1), np.int32),
             "alive": ((rows,), np.bool_),
             "buffer_codes": ((buffer_rows, w), np.uint64),
             "buffer_ids": ((buffer_rows,), np.int64),
         }
-        if layout == "packed":
-            expect["filters"] = ((m, rows, 3), np.uint32)
         arrays: dict[str, np.ndarray] = {}
         for name, (shape, dtype) in expect.items():
-            big = name in ("codes", "table", "ids", "filters")
+            big = name in ("codes", "table", "ids")
             arrays[name] = _load_npy(directory / f"{name}.npy", shape, np.dtype(dtype), mmap and big)
         _validate_main(directory, arrays, rows)
         main = _Main(
@@ -456,7 +450,6 @@ class HammingIndex:
             table=arrays["table"],
             offsets=arrays["offsets"],
             alive=np.array(arrays["alive"], dtype=bool),  # always a private, writable copy
-            filters=arrays.get("filters"),
         )
         index._main = main
         index._main_dead = main.n - int(np.count_nonzero(main.alive))
@@ -505,10 +498,9 @@ class HammingIndex:
         return _Main(
             codes=np.empty((0, self._words), dtype=np.uint64),
             ids=np.empty(0, dtype=np.int64),
-            table=np.empty((self._chunks, 0), dtype=np.int32),
+            table=np.empty((self._chunks, 0, 2), dtype=np.uint64),
             offsets=np.zeros((self._chunks, (1 << self.chunk_bits) + 1), dtype=np.int32),
             alive=np.empty(0, dtype=bool),
-            filters=np.empty((self._chunks, 0, 3), dtype=np.uint32),
         )
 
     def _publish(self) -> None:
@@ -557,9 +549,9 @@ class HammingIndex:
         all_codes = np.empty((total, self._words), dtype=np.uint64)
         all_ids[pos_old], all_ids[pos_new] = old_ids, new_ids
         all_codes[pos_old], all_codes[pos_new] = old_codes, new_codes
-        packed = 16 * self._chunks * total <= self.fast_table_bytes
-        table, offsets, filters = self._kernel.build(all_codes, self.chunk_bits, packed)
-        return _Main(all_codes, all_ids, table, offsets, np.ones(total, dtype=bool), filters)
+        filtered = 16 * self._chunks * total <= self.fast_table_bytes
+        table, offsets = self._kernel.build(all_codes, self.chunk_bits, filtered)
+        return _Main(all_codes, all_ids, table, offsets, np.ones(total, dtype=bool))
 
     def _merge_in_background(self) -> None:
         try:

@@ -111,6 +111,33 @@ def test_a_cursor_is_never_below_the_watermark_once_everything_is_pruned(store: 
     assert seqs(store) == [last + 1]
 
 
+def test_a_big_prune_goes_in_short_steps(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backlog larger than PRUNE_STEP is deleted in several write transactions, each
+    raising the watermark, and ends exactly like a prune in one step."""
+    store.create_bank("b")
+    for i in range(7):
+        store.add_entry("b", f"e{i}", {"md5": f"{i + 1:032x}"})
+    for i in range(6):
+        store.remove_entry("b", f"e{i}")
+    old = store.max_change_seq()
+    store.remove_entry("b", "e6")  # recent: kept
+    backdate(store, 30, old)
+    writes: list[int] = []
+    real_write = store._write
+
+    def counting(action: str):  # type: ignore[no-untyped-def]
+        if action == "pruning changes":
+            writes.append(store.changes_watermark())
+        return real_write(action)
+
+    monkeypatch.setattr(store, "_write", counting)
+    monkeypatch.setattr(Store, "PRUNE_STEP", 2)
+    assert store.prune_changes(older_than=WEEK) == 6
+    assert len(writes) == 3 and writes[0] == 0 < writes[1] < writes[2] < old  # the mark rose step by step
+    assert store.changes_watermark() == old and seqs(store) == [old + 1]
+    assert store.prune_changes(older_than=WEEK) == 0
+
+
 def test_prune_is_a_write_that_joins_an_open_transaction(store: Store) -> None:
     store.create_bank("b")
     store.add_entry("b", "a", {"pdq": pdq(1)})

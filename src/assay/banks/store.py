@@ -825,6 +825,9 @@ class Store:
         value = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == _PRUNED_KEY)).scalar()
         return int(value) if value else 0
 
+    #: Change records deleted per write transaction by prune_changes.
+    PRUNE_STEP = 50_000
+
     def prune_changes(self, older_than: timedelta = timedelta(days=7)) -> int:
         """Delete the change records older than ``older_than`` and raise the watermark to
         the highest seq deleted. Returns how many were deleted. Idempotent, and safe to
@@ -835,18 +838,26 @@ class Store:
         on-disk snapshot) that has not followed the store for that long."""
         c = changes_table
         cutoff = _now() - older_than
-        with self._write("pruning changes") as conn:
+        with self._read("reading changes") as conn:
             # Delete by seq, up to the newest old record: everything at or below the
             # watermark is gone, whatever the clocks of the writers said in `at`.
             through = conn.execute(sa.select(sa.func.max(c.c.seq)).where(c.c.at < cutoff)).scalar()
-            if through is None:
-                return 0
-            deleted = conn.execute(c.delete().where(c.c.seq <= through)).rowcount
-            through = max(int(through), self._watermark(conn))
-            m = meta_table
-            if not conn.execute(m.update().where(m.c.key == _PRUNED_KEY).values(value=str(through))).rowcount:
-                conn.execute(m.insert().values(key=_PRUNED_KEY, value=str(through)))
-            return max(deleted, 0)
+        if through is None:
+            return 0
+        deleted = 0
+        while True:
+            # A big backlog (the first prune of an old store) goes in steps of at most
+            # PRUNE_STEP records, each its own short write: writers wait one step, not all.
+            with self._write("pruning changes") as conn:
+                first = conn.execute(sa.select(sa.func.min(c.c.seq))).scalar()
+                upper = int(through) if first is None else min(int(through), int(first) + self.PRUNE_STEP - 1)
+                deleted += max(conn.execute(c.delete().where(c.c.seq <= upper)).rowcount, 0)
+                mark = max(upper, self._watermark(conn))
+                m = meta_table
+                if not conn.execute(m.update().where(m.c.key == _PRUNED_KEY).values(value=str(mark))).rowcount:
+                    conn.execute(m.insert().values(key=_PRUNED_KEY, value=str(mark)))
+            if upper >= through:
+                return deleted
 
     def changes_since(self, signal_id: int, seq: int) -> Changes:
         """What an index built at cursor (signal_id, seq) must apply to catch up.

@@ -430,6 +430,7 @@ def test_openapi_and_ready(api: Api) -> None:
         assert path in spec["paths"], path
     r = api.c.get("/ready")
     assert r.status_code == 200 and r.json()["ready"] is True
+    assert r.json()["store_notices"] is False  # SQLite: followers poll
     assert api.c.get("/v1/nope").json()["error"]["code"] == "not-found"
     r = api.c.get("/status", headers={"X-Request-ID": "my-id-1"})
     assert r.headers["x-request-id"] == "my-id-1"

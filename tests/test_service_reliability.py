@@ -15,6 +15,7 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -200,6 +201,7 @@ def test_database_unreachable_lookups_keep_answering(pg_url: str, tmp_path: Path
             assert _wait_job(cur, r.headers["location"])["status"] == "done"
             for v in known:  # warm this worker's metadata cache
                 assert m.get("/v1/lookup", params={"signal_type": "pdq", "value": v}).json()["matches"]
+            _until(lambda: m.get("/ready").json()["store_notices"] is True, 15, "the worker never listened")
 
             proxy.stop()
             deadline = time.monotonic() + 15
@@ -224,5 +226,13 @@ def test_database_unreachable_lookups_keep_answering(pg_url: str, tmp_path: Path
             r = cur.post("/v1/banks/b/entries", json={"content_id": "new", "signals": {"pdq": miss}})
             assert r.status_code == 201, r.text
             _every_worker_sees(srv.url, match, miss, True, 1)
+            _until(lambda: m.get("/ready").json()["store_notices"] is True, 30, "the worker never listened again")
     finally:
         proxy.close()
+
+
+def _until(check: Callable[[], bool], seconds: float, failure: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.1)

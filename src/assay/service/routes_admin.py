@@ -140,5 +140,8 @@ async def ready(request: Request) -> Response:
     reachable = state.index.store_reachable(within=max(3.0, 10 * state.settings.refresh_interval))
     sizes = await run_in_threadpool(state.index.sizes)
     ok = state.index.loaded and reachable
+    # store_notices: this worker hears of commits at once (PostgreSQL LISTEN); informational,
+    # since polling covers the gaps. Always false on SQLite.
     return json_response({"ready": ok, "index_loaded": state.index.loaded, "store_reachable": reachable,
-                          "index_sizes": sizes, "version": __version__}, 200 if ok else 503)
+                          "store_notices": state.index.listening, "index_sizes": sizes,
+                          "version": __version__}, 200 if ok else 503)

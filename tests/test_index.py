@@ -686,3 +686,42 @@ def test_search_flat_is_search_many_in_three_arrays(make) -> None:
         assert pairs(part) == brute(codes, ids, q, 40)
     assert qoff[4] == qoff[3] and qoff[5] == qoff[4]  # the random queries have no hits
     assert all(qoff[i + 1] > qoff[i] for i in (0, 1, 2, 5))
+
+
+def test_empty_advises_huge_pages_on_its_aligned_interior(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[int, int, int]] = []
+    monkeypatch.setattr(_mih, "_madvise", lambda: lambda start, length, advice: calls.append((start, length, advice)))
+    big = _mih.empty((3_000_000, 2), np.uint64)  # 48 MB
+    assert big.shape == (3_000_000, 2) and big.dtype == np.uint64
+    ((start, length, advice),) = calls
+    lo, hi = big.ctypes.data, big.ctypes.data + big.nbytes
+    assert advice == 14 and start % (2 << 20) == 0 and length % (2 << 20) == 0
+    assert lo <= start and start + length <= hi and length >= big.nbytes - 2 * (2 << 20)
+    _mih.empty((1000, 4), np.uint64)  # small arrays are left alone
+    assert len(calls) == 1
+    monkeypatch.setattr(_mih, "_madvise", lambda: None)  # no THP: plain memory
+    assert _mih.empty((3_000_000, 2), np.uint64).shape == (3_000_000, 2)
+
+
+def test_a_mapped_index_moves_to_private_memory(tmp_path: Path) -> None:
+    rng = np.random.default_rng(52)
+    codes = clustered(rng, 3_000, spread=30)
+    ids = np.arange(3_000, dtype=np.int64) * 7
+    idx = HammingIndex()
+    idx.add(codes, ids)
+    idx.merge()
+    idx.save(tmp_path / "snap")
+    mapped = HammingIndex.load(tmp_path / "snap")
+    assert mapped.is_mapped() and not idx.is_mapped()
+    queries = codes[:40]
+    want = [pairs(r) for r in mapped.search_many(queries, 31)]
+    mapped.to_private_memory()
+    assert not mapped.is_mapped()
+    assert [pairs(r) for r in mapped.search_many(queries, 31)] == want
+    mapped.remove(ids[:10])  # still a working index: removals and adds
+    extra = random_codes(rng, 5)
+    mapped.add(extra, np.arange(5) + 10**9)
+    assert len(mapped) == 3_000 - 10 + 5
+    live_codes = np.concatenate([codes[10:], extra])
+    live_ids = np.concatenate([ids[10:], np.arange(5) + 10**9])
+    assert [pairs(r) for r in mapped.search_many(queries, 31)] == [brute(live_codes, live_ids, q, 31) for q in queries]

@@ -250,3 +250,26 @@ def test_a_snapshot_older_than_the_pruned_changes_is_rebuilt(tmp_path: Path, mon
         assert m.lookup([Query("pdq", codes[0])]) == []
         after = json.loads((snap / "pdq" / "state.json").read_text())
         assert before["last_seq"] < store.changes_watermark() <= after["last_seq"]  # rewritten
+
+
+def test_small_indexes_move_out_of_the_shared_snapshot_when_asked(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(matcher_mod, "SNAPSHOT_MIN", 10)
+    rng = np.random.default_rng(10)
+    codes = [_rand_hex(rng) for _ in range(50)]
+    with Store(f"sqlite:///{tmp_path / 'b.sqlite3'}") as store:
+        store.create_bank("k")
+        for i, c in enumerate(codes):
+            store.add_entry("k", f"e{i}", {"pdq": c})
+        snap = tmp_path / "snap"
+        shared = Matcher(store, snapshot_dir=snap)
+        shared.load()
+        assert shared._hamming["pdq"].is_mapped()
+        size = shared._hamming["pdq"].memory_bytes()
+        private = Matcher(store, snapshot_dir=snap, private_max_bytes=size)
+        private.load()  # maps the snapshot, then copies it
+        assert not private._hamming["pdq"].is_mapped()
+        assert [x.content_id for x in private.lookup([Query("pdq", codes[7])])] == ["e7"]
+        too_big = Matcher(store, snapshot_dir=snap, private_max_bytes=size - 1)
+        too_big.load()
+        assert too_big._hamming["pdq"].is_mapped()

@@ -57,6 +57,43 @@ _ROW_SPAN = np.int64(1) << np.int64(31)
 BUILD_PARALLEL_MIN = 100_000
 
 
+_HUGE = 2 << 20  # a transparent huge page (x86-64, arm64 with 4K pages)
+_MADV_HUGEPAGE = 14  # Linux <sys/mman.h>
+
+
+@lru_cache(maxsize=1)
+def _madvise() -> Any:
+    """libc's madvise, or None off Linux or where transparent huge pages are off."""
+    try:
+        mode = open("/sys/kernel/mm/transparent_hugepage/enabled").read()
+        if "[never]" in mode:
+            return None
+        import ctypes
+
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        return fn
+    except (OSError, AttributeError):
+        return None
+
+
+def empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """``np.empty`` whose 2 MB-aligned interior is advised to use transparent huge pages
+    (before any page is touched, so faults get huge pages). A lookup reads ~272 random
+    places of the tables: with 4 KB pages each is a TLB miss and a page walk, and inside
+    a loaded server (caches shared with HTTP work, the other worker and the clients) the
+    walks miss too: huge pages took the index's CPU per query from 45-58 to 34-37 us
+    there (1M PDQ, measured side by side); alone in a process it made no difference."""
+    a = np.empty(shape, dtype=dtype)
+    advise = _madvise()
+    if advise is not None and a.nbytes >= 2 * _HUGE:
+        start = -(-a.ctypes.data // _HUGE) * _HUGE
+        end = (a.ctypes.data + a.nbytes) // _HUGE * _HUGE
+        if end > start:
+            advise(start, end - start, _MADV_HUGEPAGE)  # advice only: failure changes nothing
+    return a
+
+
 @lru_cache(maxsize=64)
 def flip_masks(chunk_bits: int, max_flips: int) -> np.ndarray:
     """All chunk values with at most ``max_flips`` bits set, fewest bits first (int64)."""
@@ -120,7 +157,7 @@ def _np_build(codes: np.ndarray, chunk_bits: int, filtered: bool = True) -> tupl
     per_word = 64 // chunk_bits
     mask = np.uint64(nkeys - 1)
     m = codes.shape[1] * per_word
-    table = np.empty((m, n, 2), dtype=np.uint64) if filtered else np.empty((m, n), dtype=np.int32)
+    table = empty((m, n, 2), np.uint64) if filtered else empty((m, n), np.int32)
     offsets = np.zeros((m, nkeys + 1), dtype=np.int32)
     for c in range(m):
         shift = np.uint64((c % per_word) * chunk_bits)
@@ -380,10 +417,10 @@ else:
         n, w = codes.shape
         m = w * (64 // chunk_bits)
         if filtered:
-            table = np.empty((m, n, 2), dtype=np.uint64)
+            table = empty((m, n, 2), np.uint64)
             fill = _nb_build_filtered
         else:
-            table = np.empty((m, n), dtype=np.int32)
+            table = empty((m, n), np.int32)
             fill = _nb_build_rows
         offsets = np.zeros((m, (1 << chunk_bits) + 1), dtype=np.int32)
         threads = min(_BUILD_THREADS, m) if n >= BUILD_PARALLEL_MIN else 1

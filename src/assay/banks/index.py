@@ -330,6 +330,30 @@ class HammingIndex:
         # The buffer's id -> row dict: ~100 bytes per entry in CPython.
         return sum(int(a.nbytes) for a in arrays) + 100 * len(self._buf_rows)
 
+    def is_mapped(self) -> bool:
+        """True if the main part is served from a mapped snapshot (shared page cache)."""
+        return any(isinstance(a, np.memmap) or isinstance(getattr(a, "base", None), np.memmap)
+                   for a in (self._main.codes, self._main.table))
+
+    def to_private_memory(self) -> None:
+        """Copy a main part mapped from a snapshot into this process's own memory, with
+        transparent huge pages where the system allows (see ``_mih.empty``): more memory
+        (a copy per process instead of shared page cache) for fewer TLB misses per lookup.
+        Searches go on meanwhile; a no-op if the main part is not mapped."""
+        self.wait_for_merge()
+        with self._lock:
+            main = self._main
+            if not self.is_mapped():
+                return
+            copies = {}
+            for name in ("codes", "ids", "table"):
+                src = getattr(main, name)
+                copies[name] = _mih.empty(src.shape, src.dtype)
+                copies[name][...] = src
+            self._main = _Main(codes=copies["codes"], ids=copies["ids"], table=copies["table"],
+                               offsets=np.array(main.offsets), alive=main.alive)
+            self._publish()
+
     def merge(self) -> None:
         """Fold the buffer and tombstones into the main part now (adds do it when due)."""
         self.wait_for_merge()
@@ -546,7 +570,7 @@ class HammingIndex:
             raise ValueError(f"an index holds at most {_MAX_ROWS} entries, this add would make {total}")
         pos_old, pos_new = _merge_sorted(old_ids, new_ids)
         all_ids = np.empty(total, dtype=np.int64)
-        all_codes = np.empty((total, self._words), dtype=np.uint64)
+        all_codes = _mih.empty((total, self._words), np.uint64)
         all_ids[pos_old], all_ids[pos_new] = old_ids, new_ids
         all_codes[pos_old], all_codes[pos_new] = old_codes, new_codes
         filtered = 16 * self._chunks * total <= self.fast_table_bytes

@@ -43,8 +43,13 @@ class Query(NamedTuple):
 
 
 class Matcher:
-    def __init__(self, store: Store, *, snapshot_dir: Path | None = None, snapshots: bool = True) -> None:
+    def __init__(self, store: Store, *, snapshot_dir: Path | None = None, snapshots: bool = True,
+                 private_max_bytes: int = 0) -> None:
+        """``private_max_bytes``: a Hamming index mapped from its snapshot and at most this
+        big is copied into the process's own memory, with huge pages (see
+        ``HammingIndex.to_private_memory``); 0 keeps every one mapped and shared."""
         self.store = store
+        self.private_max_bytes = private_max_bytes
         self._snapshots = snapshots
         self._snapshot_root = snapshot_dir or (data_dir() / "index" / _store_key(store))
         self._hamming: dict[str, HammingIndex] = {}
@@ -60,7 +65,13 @@ class Matcher:
         self._last_seq = self.store.max_change_seq()
         for st in signal_types.all_types():
             if st.match == "hamming":
-                self._hamming[st.name] = self._load_hamming(st)
+                idx = self._load_hamming(st)
+                if idx.is_mapped() and idx.memory_bytes() <= self.private_max_bytes:
+                    try:
+                        idx.to_private_memory()
+                    except (MemoryError, RuntimeError):  # keep serving the mapped snapshot
+                        pass
+                self._hamming[st.name] = idx
             else:
                 loaded = self.store.load_signals(st.name, up_to_signal_id=self._last_signal_id)
                 idx = ExactIndex(st.hex_len // 2)

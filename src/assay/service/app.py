@@ -75,7 +75,8 @@ def _state(settings: Settings) -> ServiceState:
     store = open_store(settings)
     retention = timedelta(days=settings.changes_retention_days) if settings.changes_retention_days > 0 else None
     index = LiveIndex(store, interval=settings.refresh_interval, snapshot_dir=settings.snapshot_path,
-                      retention=retention, prune_interval=settings.prune_interval)
+                      retention=retention, prune_interval=settings.prune_interval,
+                      private_max_bytes=int(settings.index_private_mb * (1 << 20)))
     state = ServiceState(
         settings=settings,
         store=store,

@@ -105,10 +105,11 @@ class LiveIndex:
 
     def __init__(self, store: Store, *, interval: float, snapshot_dir: Path | None,
                  retention: timedelta | None = None, prune_interval: float = 3600.0,
-                 listen_retry: float = 5.0) -> None:
+                 listen_retry: float = 5.0, private_max_bytes: int = 0) -> None:
         self.store = store
         self.cache = MetadataCache(store)
-        self.matcher = Matcher(self.cache, snapshot_dir=snapshot_dir)  # type: ignore[arg-type]
+        self.matcher = Matcher(self.cache, snapshot_dir=snapshot_dir,  # type: ignore[arg-type]
+                               private_max_bytes=private_max_bytes)
         self.interval = interval
         self.retention = retention
         self.prune_interval = prune_interval

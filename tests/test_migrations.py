@@ -29,16 +29,9 @@ ALL_TABLES = CORE | {"api_keys", "audit_log", "jobs", "model_fingerprints", "ale
 NOW = datetime(2026, 1, 2, 3, 4, 5)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'banks.sqlite3'}"
-    return str(request.getfixturevalue("pg_url"))
-
-
 @pytest.fixture
-def engine(url: str) -> Iterator[sa.Engine]:
-    e = sa.create_engine(url)
+def engine(store_url: str) -> Iterator[sa.Engine]:
+    e = sa.create_engine(store_url)
     yield e
     e.dispose()
 
@@ -99,14 +92,14 @@ def test_revisions_known_to_the_open_path_are_the_scripts() -> None:
     assert migrations.HEAD == migrations.head()
 
 
-def test_new_store_is_created_at_head(url: str, engine: sa.Engine) -> None:
-    with Store(url) as s:
+def test_new_store_is_created_at_head(store_url: str, engine: sa.Engine) -> None:
+    with Store(store_url) as s:
         s.create_bank("b")
     assert tables(engine) >= ALL_TABLES
     assert stamped(engine) == [migrations.HEAD]
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT value FROM meta WHERE key = 'schema_version'")).scalar() == "1"
-    with Store(url) as s:  # reopening at head changes nothing
+    with Store(store_url) as s:  # reopening at head changes nothing
         assert [b.name for b in s.list_banks()] == ["b"]
     assert stamped(engine) == [migrations.HEAD]
 
@@ -128,11 +121,11 @@ def test_reopening_at_head_does_not_write_or_load_alembic(tmp_path: Path) -> Non
     ("0002", True),  # service store (migrated to 0002) with fingerprints banked
     ("0002", False),
 ])
-def test_old_store_is_adopted_with_its_data(url: str, engine: sa.Engine, stamp: str | None,
+def test_old_store_is_adopted_with_its_data(store_url: str, engine: sa.Engine, stamp: str | None,
                                             with_fingerprints: bool) -> None:
     data = make_old_store(engine, stamp=stamp, with_fingerprints=with_fingerprints)
     assert "alembic_version" in tables(engine) if stamp else "alembic_version" not in tables(engine)
-    with Store(url) as s:
+    with Store(store_url) as s:
         assert stamped(engine) == [migrations.HEAD]
         assert tables(engine) >= ALL_TABLES
         bank = s.get_bank("kept")
@@ -150,33 +143,33 @@ def test_old_store_is_adopted_with_its_data(url: str, engine: sa.Engine, stamp: 
         fs.add("kept", "model-b", small_fingerprint(2))
         assert sorted(r.content_id for r in fs.list("kept")) == (
             ["model-a", "model-b"] if with_fingerprints else ["model-b"])
-    with Store(url) as s:  # adopted once: the second open finds it at head
+    with Store(store_url) as s:  # adopted once: the second open finds it at head
         assert stamped(engine) == [migrations.HEAD]
         assert s.stats("kept").entries == 2
 
 
-def test_0004_brings_pruning_to_a_0003_store(url: str, engine: sa.Engine) -> None:
+def test_0004_brings_pruning_to_a_0003_store(store_url: str, engine: sa.Engine) -> None:
     make_old_store(engine, stamp="0003", with_fingerprints=False)
     with engine.begin() as conn:  # a removal recorded long ago by the 0003 code
         conn.execute(store_mod.changes_table.insert().values(
             bank_id=1, signal_id=99, signal_type="pdq", op="remove", at=NOW))
-    with Store(url) as s:
+    with Store(store_url) as s:
         assert stamped(engine) == [migrations.HEAD]
         indexes = {ix["name"] for t in ("changes", "entries") for ix in sa.inspect(engine).get_indexes(t)}
         assert {"ix_changes_at", "ix_entries_disabled"} <= indexes
         assert s.changes_watermark() == 0 and s.max_change_seq() == 1
         assert s.prune_changes() == 1  # older than the default week
         assert s.get_entry("kept", "e1") is not None  # only change records go
-    with Store(url) as s:
+    with Store(store_url) as s:
         assert s.changes_watermark() == 1 and s.max_change_seq() == 1
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT value FROM meta WHERE key = 'changes_pruned_seq'")).scalar() == "1"
 
 
-def test_the_planner_reads_disabled_entries_from_their_partial_index(url: str, engine: sa.Engine) -> None:
+def test_the_planner_reads_disabled_entries_from_their_partial_index(store_url: str, engine: sa.Engine) -> None:
     """The WHERE of ix_entries_disabled must be implied by the query the store runs on
     every refresh, or the index is never used (a scan of every entry instead)."""
-    Store(url).close()
+    Store(store_url).close()
     query = sa.select(store_mod.entries_table.c.id).where(~store_mod.entries_table.c.enabled)
     sql = str(query.compile(engine))
     with engine.connect() as conn:

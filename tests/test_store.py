@@ -27,16 +27,6 @@ from assay.errors import (
 )
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    url = f"sqlite:///{tmp_path / 'banks.sqlite3'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    s = Store(url)
-    try:
-        yield s
-    finally:
-        s.close()
-
-
 def pdq(i: int) -> str:
     return f"{i:064x}"
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,22 +14,6 @@ from assay.banks.store import CHANGES_CHANNEL, ImportRecord, Store, changes_tabl
 from assay.errors import ChangesPruned
 
 WEEK = timedelta(days=7)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'banks.sqlite3'}"
-    return str(request.getfixturevalue("pg_url"))
-
-
-@pytest.fixture
-def store(url: str) -> Iterator[Store]:
-    s = Store(url)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def pdq(i: int) -> str:
@@ -53,7 +36,7 @@ def seqs(store: Store) -> list[int]:
 
 
 # -- pruning -----------------------------------------------------------------------------
-def test_prune_deletes_old_changes_and_keeps_a_watermark(store: Store, url: str) -> None:
+def test_prune_deletes_old_changes_and_keeps_a_watermark(store: Store, store_url: str) -> None:
     store.create_bank("b")
     for i in range(4):
         store.add_entry("b", f"e{i}", {"pdq": pdq(i + 1), "md5": f"{i + 1:032x}"})
@@ -69,7 +52,7 @@ def test_prune_deletes_old_changes_and_keeps_a_watermark(store: Store, url: str)
     assert seqs(store) == recent  # the recent ones are kept
     assert store.prune_changes(older_than=WEEK) == 0  # idempotent
     assert store.changes_watermark() == old
-    with Store(url) as again:  # persisted with the store
+    with Store(store_url) as again:  # persisted with the store
         assert again.changes_watermark() == old
         assert again.max_change_seq() == max(recent)
 

@@ -92,14 +92,19 @@ def _file_backed(a: np.ndarray) -> bool:
     return False
 
 
+def _bank_of(store: Store, codes: list[str]) -> None:
+    """Bank "k" with entries e0, e1, ... holding these PDQ hashes."""
+    store.create_bank("k")
+    for i, c in enumerate(codes):
+        store.add_entry("k", f"e{i}", {"pdq": c})
+
+
 def test_snapshot_is_reused_and_caught_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(matcher_mod, "SNAPSHOT_MIN", 10)
     rng = np.random.default_rng(4)
     codes = [_rand_hex(rng) for _ in range(50)]
     with Store(f"sqlite:///{tmp_path / 'b.sqlite3'}") as store:
-        store.create_bank("k")
-        for i, c in enumerate(codes):
-            store.add_entry("k", f"e{i}", {"pdq": c})
+        _bank_of(store, codes)
         snap = tmp_path / "snap"
         m1 = Matcher(store, snapshot_dir=snap)
         m1.load()
@@ -225,9 +230,7 @@ def test_a_snapshot_older_than_the_pruned_changes_is_rebuilt(tmp_path: Path, mon
     rng = np.random.default_rng(8)
     codes = [_rand_hex(rng) for _ in range(50)]
     with Store(f"sqlite:///{tmp_path / 'b.sqlite3'}") as store:
-        store.create_bank("k")
-        for i, c in enumerate(codes):
-            store.add_entry("k", f"e{i}", {"pdq": c})
+        _bank_of(store, codes)
         snap = tmp_path / "snap"
         Matcher(store, snapshot_dir=snap).load()
         before = json.loads((snap / "pdq" / "state.json").read_text())
@@ -247,9 +250,7 @@ def test_small_indexes_move_out_of_the_shared_snapshot_when_asked(tmp_path: Path
     rng = np.random.default_rng(10)
     codes = [_rand_hex(rng) for _ in range(50)]
     with Store(f"sqlite:///{tmp_path / 'b.sqlite3'}") as store:
-        store.create_bank("k")
-        for i, c in enumerate(codes):
-            store.add_entry("k", f"e{i}", {"pdq": c})
+        _bank_of(store, codes)
         snap = tmp_path / "snap"
         shared = Matcher(store, snapshot_dir=snap)
         shared.load()

@@ -263,3 +263,8 @@ def test_small_indexes_move_out_of_the_shared_snapshot_when_asked(tmp_path: Path
         too_big = Matcher(store, snapshot_dir=snap, private_max_bytes=size - 1)
         too_big.load()
         assert too_big._hamming["pdq"].is_mapped()
+        # a cold build within the limit is kept as it is (huge pages already): the snapshot
+        # is written for the other processes, not mapped back and copied again
+        cold = Matcher(store, snapshot_dir=tmp_path / "snap2", private_max_bytes=size)
+        cold.load()
+        assert not cold._hamming["pdq"].is_mapped() and (tmp_path / "snap2" / "pdq" / "state.json").is_file()

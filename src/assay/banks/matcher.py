@@ -65,13 +65,7 @@ class Matcher:
         self._last_seq = self.store.max_change_seq()
         for st in signal_types.all_types():
             if st.match == "hamming":
-                idx = self._load_hamming(st)
-                if idx.is_mapped() and idx.memory_bytes() <= self.private_max_bytes:
-                    try:
-                        idx.to_private_memory()
-                    except (MemoryError, RuntimeError):  # keep serving the mapped snapshot
-                        pass
-                self._hamming[st.name] = idx
+                self._hamming[st.name] = self._load_hamming(st)
             else:
                 loaded = self.store.load_signals(st.name, up_to_signal_id=self._last_signal_id)
                 idx = ExactIndex(st.hex_len // 2)
@@ -92,6 +86,11 @@ class Matcher:
                 changes = self.store.changes_since(state["last_signal_id"], state["last_seq"])
                 if not changes.banks_changed and changes.last_signal_id <= self._last_signal_id:
                     self._apply_to(idx, st.name, changes)
+                    if self._private(idx):
+                        try:
+                            idx.to_private_memory()
+                        except (MemoryError, RuntimeError):  # keep serving the mapped snapshot
+                            pass
                     return idx
             except Exception:  # a stale or damaged snapshot is only a cache: rebuild
                 pass
@@ -99,7 +98,8 @@ class Matcher:
         idx = HammingIndex(bits=st.bits)
         if len(loaded.signal_ids):
             idx.add(loaded.values, loaded.signal_ids)
-        if self._snapshots and len(idx) >= SNAPSHOT_MIN and self._write_snapshot(st.name, idx):
+        if self._snapshots and len(idx) >= SNAPSHOT_MIN and self._write_snapshot(st.name, idx) \
+                and not self._private(idx):
             # Serve from the mapped snapshot rather than the private build: every process
             # that maps it shares one copy of the pages (memory, and caches) and the
             # private arrays are freed.
@@ -110,6 +110,10 @@ class Matcher:
             if len(mapped) == len(idx):
                 return mapped
         return idx
+
+    def _private(self, idx: HammingIndex) -> bool:
+        """Whether this process keeps its own copy of the index (``private_max_bytes``)."""
+        return idx.memory_bytes() <= self.private_max_bytes
 
     def _write_snapshot(self, name: str, idx: HammingIndex) -> bool:
         snap = self._snapshot_root / name

@@ -1,6 +1,6 @@
 """CLI faces of the service: ``assay keys create|list|revoke`` and ``assay serve``.
 
-The lead registers them in assay/cli.py::
+They are registered in assay/cli/misc.py::
 
     app.add_typer(keys_app, name="keys")
     app.command("serve")(serve)

@@ -1,0 +1,37 @@
+"""The `assay` command: a thin face over the library. Parses, calls, renders.
+
+Exit codes: 0 done; 1 an error (message on stderr); 2 bad usage; 3 `scan
+--fail-on-match` found a match. Every command that prints results takes
+``--json`` (schemas in docs/json.md).
+"""
+
+# ruff: noqa: I001  (command modules are imported in the order `assay --help` lists them)
+from __future__ import annotations
+
+import sys
+
+from ..errors import AssayError
+# Each module registers its commands when imported.
+from . import scan  # noqa: F401
+from . import lookup  # noqa: F401
+from . import evidence  # noqa: F401
+from . import banks  # noqa: F401
+from . import misc  # noqa: F401
+from ._common import _esc, app, err
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    try:
+        app()
+    except AssayError as exc:
+        err.print(f"[red]error:[/red] {_esc(str(exc))}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,334 @@
+"""`assay bank ...`: create, fill, inspect and export hash banks."""
+
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from .. import signals as signal_types
+from ..errors import AssayError
+from ._common import DbOpt, Fmt, JsonOpt, _emit_json, _esc, _store, bank_app, err, out
+
+
+# ---------------------------------------------------------------------------------- bank
+def _bank_dict(b: Any, stats: Any | None = None) -> dict[str, Any]:
+    d = {
+        "name": b.name,
+        "description": b.description,
+        "enabled": b.enabled,
+        "pdq_threshold": b.pdq_threshold,
+        "created_at": _iso(b.created_at),
+    }
+    if stats is not None:
+        d["entries"] = stats.entries
+        d["signals"] = dict(stats.signals)
+        d["last_added"] = _iso(stats.last_added)
+    return d
+
+
+def _iso(v: Any) -> Any:
+    return v.isoformat() if hasattr(v, "isoformat") else v
+
+
+@bank_app.command("create")
+def bank_create(
+    name: str,
+    description: Annotated[str, typer.Option(help="What this bank holds.")] = "",
+    threshold: Annotated[int | None, typer.Option(help="PDQ match threshold of this bank.")] = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create an empty bank."""
+    with _store(db) as store:
+        b = store.create_bank(name, description=description, pdq_threshold=threshold)
+    _emit_json(_bank_dict(b)) if json_out else out.print(f"created bank {_esc(b.name)}")
+
+
+@bank_app.command("list")
+def bank_list(db: DbOpt = None, json_out: JsonOpt = False) -> None:
+    """List banks with their sizes."""
+    with _store(db) as store:
+        rows = [(b, store.stats(b.name)) for b in store.list_banks()]
+    if json_out:
+        _emit_json([_bank_dict(b, s) for b, s in rows])
+        return
+    if not rows:
+        out.print("no banks yet: create one with `assay bank create NAME`")
+        return
+    t = Table()
+    for c in ("bank", "enabled", "entries", "signals", "threshold", "description"):
+        t.add_column(c)
+    for b, s in rows:
+        sig = ", ".join(f"{n:,} {k}" for k, n in sorted(s.signals.items()))
+        t.add_row(_esc(b.name), "yes" if b.enabled else "no", f"{s.entries:,}", sig,
+                  str(b.pdq_threshold if b.pdq_threshold is not None else "default"), _esc(b.description or ""))
+    out.print(t)
+
+
+@bank_app.command("show")
+def bank_show(
+    name: str,
+    limit: Annotated[int, typer.Option(help="How many entries to list.")] = 20,
+    offset: Annotated[int, typer.Option(help="Skip this many entries.")] = 0,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """A bank's settings and its first entries."""
+    with _store(db) as store:
+        b = store.get_bank(name)
+        s = store.stats(name)
+        entries = list(store.iter_entries(name, limit=limit, offset=offset))
+    if json_out:
+        d = _bank_dict(b, s)
+        d["entries_listed"] = [_entry_dict(e) for e in entries]
+        _emit_json(d)
+        return
+    out.print(f"bank [bold]{_esc(b.name)}[/bold] ({'enabled' if b.enabled else 'disabled'}), "
+              f"{s.entries:,} entries; {_esc(b.description or '')}")
+    t = Table()
+    for c in ("content id", "signals", "note", "source", "added"):
+        t.add_column(c)
+    for e in entries:
+        sig = "\n".join(f"{k}:{v}" for k, vs in e.signals.items() for v in (vs if isinstance(vs, list) else [vs]))
+        t.add_row(_esc(e.content_id), sig, _esc(e.note or ""), _esc(e.source or ""), str(_iso(e.added_at)))
+    out.print(t)
+
+
+def _entry_dict(e: Any) -> dict[str, Any]:
+    return {
+        "content_id": e.content_id,
+        "signals": e.signals,
+        "note": e.note,
+        "source": e.source,
+        "added_at": _iso(e.added_at),
+        "enabled": e.enabled,
+        "meta": e.meta,
+    }
+
+
+@bank_app.command("stats")
+def bank_stats(name: str, db: DbOpt = None, json_out: JsonOpt = False) -> None:
+    """Counts of entries and signals in a bank."""
+    with _store(db) as store:
+        b = store.get_bank(name)
+        s = store.stats(name)
+    if json_out:
+        _emit_json(_bank_dict(b, s))
+        return
+    out.print(f"{_esc(b.name)}: {s.entries:,} entries, "
+              + ", ".join(f"{n:,} {k}" for k, n in sorted(s.signals.items()))
+              + f"; last added {_iso(s.last_added)}")
+
+
+@bank_app.command("import")
+def bank_import(
+    name: str,
+    file: Path,
+    fmt: Annotated[Fmt, typer.Option("--format", help="Input format (auto: by content).")] = Fmt.auto,
+    signal_type: Annotated[str, typer.Option("--type", help="Signal type of a plain hash list.")] = "pdq",
+    create: Annotated[bool, typer.Option(help="Create the bank if it does not exist.")] = False,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Import a hash list, CSV or JSON Lines file. All or nothing; re-imports add nothing."""
+    from ..banks.formats import parse_file
+    from ..errors import BankNotFound
+
+    signal_types.get(signal_type)
+    with _store(db) as store:
+        try:
+            store.get_bank(name)
+        except BankNotFound:
+            if not create:
+                raise
+            store.create_bank(name)
+        records = parse_file(file, None if fmt is Fmt.auto else fmt.value, signal_type=signal_type)
+        res = store.import_records(name, records, source=str(file))
+    if json_out:
+        _emit_json({"bank": name, "file": str(file), "added_entries": res.added_entries,
+                    "added_signals": res.added_signals, "duplicates": res.duplicates, "total": res.total})
+        return
+    out.print(f"{_esc(str(file))} -> {_esc(name)}: {res.total:,} records, {res.added_entries:,} new entries, "
+              f"{res.added_signals:,} new signals, {res.duplicates:,} already present")
+
+
+@bank_app.command("export")
+def bank_export(
+    name: str,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
+    fmt: Annotated[Fmt, typer.Option("--format", help="list, csv or jsonl.")] = Fmt.jsonl,
+    signal_type: Annotated[str | None, typer.Option("--type", help="Only this type (list format).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
+    db: DbOpt = None,
+) -> None:
+    """Export a bank as a hash list, CSV or JSON Lines."""
+    from ..banks.formats import export
+
+    if fmt is Fmt.auto:
+        fmt = Fmt.jsonl
+    with _store(db) as store:
+        store.get_bank(name)
+        if output is None:
+            export(store, name, fmt.value, sys.stdout, signal_type=signal_type)
+            return
+        if output.exists() and not overwrite:
+            raise AssayError(f"{output}: exists; not overwriting it", hint="pass --overwrite")
+        tmp = output.with_name(output.name + ".partial")
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            export(store, name, fmt.value, fh, signal_type=signal_type)
+        tmp.replace(output)
+    err.print(f"exported {_esc(name)} to {_esc(str(output))}")
+
+
+@bank_app.command("add")
+def bank_add(
+    name: str,
+    content_id: Annotated[str, typer.Option(help="Your identifier of the content.")],
+    pdq: Annotated[list[str] | None, typer.Option(help="PDQ hash.")] = None,
+    md5: Annotated[list[str] | None, typer.Option(help="MD5.")] = None,
+    sha256: Annotated[list[str] | None, typer.Option(help="SHA-256.")] = None,
+    signal: Annotated[list[str] | None, typer.Option(help="TYPE:VALUE for other signal types.")] = None,
+    image: Annotated[Path | None, typer.Option(help="Hash this image and add its hashes.")] = None,
+    note: Annotated[str | None, typer.Option(help="A note kept with the entry.")] = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Add one entry (its hashes) to a bank."""
+    sig: dict[str, list[str]] = {}
+    for t, values in (("pdq", pdq), ("md5", md5), ("sha256", sha256)):
+        for v in values or []:
+            sig.setdefault(t, []).append(v)
+    for s in signal or []:
+        if ":" not in s:
+            raise typer.BadParameter(f"{s!r}: expected TYPE:VALUE", param_hint="--signal")
+        t, v = s.split(":", 1)
+        sig.setdefault(t, []).append(v)
+    if image is not None:
+        from ..media import hash_image_file
+
+        h = hash_image_file(image)
+        sig.setdefault("pdq", []).append(h.pdq)
+        sig.setdefault("md5", []).append(h.md5)
+        sig.setdefault("sha256", []).append(h.sha256)
+    if not sig:
+        raise typer.BadParameter("give at least one hash (--pdq, --md5, --sha256, --signal, --image)")
+    with _store(db) as store:
+        res = store.add_entry(name, content_id, sig, note=note, source="cli")
+    if json_out:
+        _emit_json({"bank": name, "content_id": content_id, "added_signals": res.added_signals,
+                    "duplicates": res.duplicates})
+        return
+    out.print(f"{_esc(name)}: entry {_esc(content_id)}: {res.added_signals} new signals, {res.duplicates} already present")
+
+
+@bank_app.command("remove")
+def bank_remove(name: str, content_id: str, db: DbOpt = None, json_out: JsonOpt = False) -> None:
+    """Remove one entry from a bank."""
+    with _store(db) as store:
+        removed = store.remove_entry(name, content_id)
+    if json_out:
+        _emit_json({"bank": name, "content_id": content_id, "removed": removed})
+    elif removed:
+        out.print(f"removed {_esc(content_id)} from {_esc(name)}")
+    else:
+        raise AssayError(f"bank {name!r} has no entry {content_id!r}")
+
+
+@bank_app.command("enable")
+def bank_enable(name: str, db: DbOpt = None) -> None:
+    """Match against this bank again."""
+    with _store(db) as store:
+        store.set_bank_enabled(name, True)
+    out.print(f"enabled {_esc(name)}")
+
+
+@bank_app.command("disable")
+def bank_disable(name: str, db: DbOpt = None) -> None:
+    """Keep the bank but stop matching against it."""
+    with _store(db) as store:
+        store.set_bank_enabled(name, False)
+    out.print(f"disabled {_esc(name)}")
+
+
+@bank_app.command("delete")
+def bank_delete(
+    name: str,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: deletes the bank and all its entries.")] = False,
+    db: DbOpt = None,
+) -> None:
+    """Delete a bank and its entries (asks for --yes)."""
+    if not yes:
+        raise AssayError(f"not deleting bank {name!r} without --yes", hint="export it first to keep a copy")
+    with _store(db) as store:
+        store.delete_bank(name)
+    out.print(f"deleted {_esc(name)}")
+
+
+@bank_app.command("prune-changes")
+def bank_prune_changes(
+    older_than_days: Annotated[float, typer.Option(
+        "--older-than-days", min=0, help="Delete change records older than this many days.")] = 7.0,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Delete old change records (what running services follow; `assay serve` also
+    prunes by itself). A service index, or an index snapshot on disk, that has not
+    followed the store since then loads again from the store instead of catching up."""
+    from datetime import timedelta
+
+    with _store(db) as store:
+        deleted = store.prune_changes(older_than=timedelta(days=older_than_days))
+        watermark = store.changes_watermark()
+    if json_out:
+        _emit_json({"deleted": deleted, "pruned_through_seq": watermark})
+        return
+    out.print(f"deleted {deleted:,} change records older than {older_than_days:g} days"
+              f" (pruned through change #{watermark:,})")
+
+
+class ModelKind(StrEnum):
+    checkpoint = "checkpoint"
+    lora = "lora"
+    base = "base"
+
+
+@bank_app.command("add-model")
+def bank_add_model(
+    name: str,
+    file: Path,
+    content_id: Annotated[str | None, typer.Option("--id", help="Entry id (default: the file name).")] = None,
+    kind: Annotated[ModelKind, typer.Option(help="flagged checkpoint, flagged LoRA, or known base.")] = ModelKind.checkpoint,
+    role: Annotated[str | None, typer.Option(help="Free text, e.g. 'flagged: trained on abuse material'.")] = None,
+    note: Annotated[str | None, typer.Option(help="A note kept with the entry.")] = None,
+    replace: Annotated[bool, typer.Option(help="Replace an existing fingerprint of this entry.")] = False,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Add a model file to a bank: its weight fingerprint (for lineage) and its file hashes."""
+    from ..banks.fingerprints import add_model
+    from ..models.analyzer import analyze_model
+    from ..models.hashes import hash_signals
+
+    cid = content_id or file.name
+    with _store(db) as store:
+        store.get_bank(name)
+        report = analyze_model(file)
+        if report.safety and report.safety.verdict == "dangerous":
+            raise AssayError(f"{file}: refused: its pickle would run code; add it by hash with `bank add --signal`")
+        rec = add_model(store, name, cid, file, kind.value, role=role, note=note, replace=replace)
+        sig: dict[str, list[str]] = {}
+        if report.hashes is not None:
+            for s in hash_signals(report.hashes):
+                sig.setdefault(s.type, []).append(s.value)
+        res = store.add_entry(name, cid, sig, note=note, source=str(file)) if sig else None
+    if json_out:
+        _emit_json({"bank": name, "content_id": cid, "kind": kind.value,
+                    "fingerprint_id": rec.id,
+                    "added_signals": res.added_signals if res else 0})
+        return
+    out.print(f"{_esc(name)}: added {kind.value} {_esc(cid)} (weight fingerprint"
+              + (f" and {res.added_signals} file hashes)" if res else ")"))

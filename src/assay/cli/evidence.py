@@ -1,0 +1,148 @@
+"""`assay provenance`, `assay model` and `assay lora`: evidence about one file at a time."""
+
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import AssayError
+from ._common import DbOpt, JsonOpt, _emit_json, _esc, _nullctx, _store, app, err, out
+
+
+# ---------------------------------------------------------------------------- provenance
+@app.command()
+def provenance(
+    files: Annotated[list[Path], typer.Argument(help="Image files.")],
+    trust_anchors: Annotated[Path | None, typer.Option(help="PEM bundle of C2PA trust anchors.")] = None,
+    facts: Annotated[bool, typer.Option(help="List the extracted facts under each evidence.")] = True,
+    json_out: JsonOpt = False,
+) -> None:
+    """Provenance evidence of images (C2PA, IPTC, generator metadata, watermarks, camera) and a cautious verdict."""
+    from ..config import Limits
+    from ..provenance.analyzer import analyze_provenance, explain
+    from ..sniff import sniff_path
+
+    limits = Limits()
+    failed = 0
+    for f in files:
+        result: dict[str, Any] = {"schema": "assay.provenance/1", "path": str(f)}
+        try:
+            kind = sniff_path(f)
+            if kind.kind != "image":
+                raise AssayError(f"{f}: not an image (detected: {kind.format})")
+            if f.stat().st_size > limits.max_image_bytes:
+                raise AssayError(f"{f}: larger than the image limit of {limits.max_image_bytes} bytes")
+            report = analyze_provenance(f, f.read_bytes(), kind.format, trust_anchors=trust_anchors)
+        except (AssayError, OSError) as exc:
+            failed += 1
+            msg = str(exc) if isinstance(exc, AssayError) else f"{f}: {exc.strerror or exc}"
+            if json_out:
+                _emit_json({**result, "error": msg})
+            else:
+                err.print(f"[red]error:[/red] {_esc(msg)}")
+            continue
+        if json_out:
+            _emit_json({**result, **report.model_dump(mode="json", exclude_none=True)})
+        else:
+            out.print(f"[bold]{_esc(str(f))}[/bold]")
+            out.print(_esc(explain(report, facts=facts)))
+            out.print()
+    if failed:
+        raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------------- model
+@app.command()
+def model(
+    files: Annotated[list[Path], typer.Argument(help="Model files or diffusers/PEFT folders.")],
+    bank: Annotated[
+        list[str] | None,
+        typer.Option("--bank", help="Lineage against these banks' model fingerprints (default: all enabled)."),
+    ] = None,
+    db: DbOpt = None,
+    no_banks: Annotated[bool, typer.Option("--no-banks", help="No hash matching, no lineage.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Model files, opened without executing them: safety, architecture, hashes, metadata, bank matches, lineage."""
+    from ..models.analyzer import analyze_model
+    from ..models.hashes import hash_signals
+    from ..models.report import explain_model_text
+    from ..report.terminal import matches_table, safe
+
+    failed = 0
+    with _store(db) if not no_banks else _nullctx() as store:
+        matcher = None
+        if store is not None:
+            from ..banks.matcher import Matcher
+
+            matcher = Matcher(store)
+        for f in files:
+            result: dict[str, Any] = {"schema": "assay.model/1", "path": str(f)}
+            try:
+                if not f.exists():
+                    raise AssayError(f"{f}: no such file or folder")
+                report = analyze_model(f)
+            except AssayError as exc:
+                failed += 1
+                if json_out:
+                    _emit_json({**result, "error": str(exc)})
+                else:
+                    err.print(f"[red]error:[/red] {_esc(str(exc))}")
+                continue
+            found = []
+            if matcher is not None and report.hashes is not None:
+                found = matcher.match_signals(hash_signals(report.hashes))
+            if store is not None and not (report.safety and report.safety.verdict == "dangerous"):
+                _lineage(store, f, report, bank)
+            if json_out:
+                _emit_json({**result, **report.model_dump(mode="json", exclude_none=True),
+                            "matches": [m.model_dump(mode="json", exclude_none=True) for m in found]})
+                continue
+            out.print(explain_model_text(report, str(f)))
+            if report.lineage_explanations:
+                out.print("lineage (from weight fingerprints):")
+                for line in report.lineage_explanations:
+                    out.print(safe("  " + line, 1000))
+            if found:
+                out.print(matches_table(found, title="bank matches"))
+            elif matcher is not None:
+                out.print("bank matches: none of its hashes is in an enabled bank")
+            out.print()
+    if failed:
+        raise typer.Exit(1)
+
+
+def _lineage(store: Any, path: Path, report: Any, banks: list[str] | None) -> None:
+    from ..banks.fingerprints import FingerprintStore, query
+    from ..models.fingerprint import fingerprint_file
+
+    fs = FingerprintStore(store)
+    index = fs.index(banks or None)
+    if len(index) == 0:
+        return
+    result = query(fs, fingerprint_file(path), banks or None, index=index)
+    report.lineage = result.to_dict()
+    report.lineage_explanations = result.explanations()
+
+
+lora_app = typer.Typer(help="LoRA tools.", no_args_is_help=True)
+app.add_typer(lora_app, name="lora")
+
+
+@lora_app.command("extract")
+def lora_extract(
+    suspect: Path,
+    base: Annotated[Path, typer.Option("--base", help="The base model the suspect was derived from.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the kohya-format LoRA.")],
+    energy: Annotated[float, typer.Option(help="Share of each delta's energy to keep (chooses the rank).")] = 0.9,
+    max_rank: Annotated[int, typer.Option(help="Upper bound on the rank per module.")] = 128,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+) -> None:
+    """Write the low-rank difference SUSPECT - BASE as a kohya LoRA, so it can be banked."""
+    from ..models.lora_extract import extract
+
+    if not 0 < energy <= 1:
+        raise typer.BadParameter("energy must be in (0, 1]")
+    rep = extract(suspect, base, output, energy=energy, max_rank=max_rank, overwrite=overwrite)
+    out.print(_esc(rep.explanation()))

@@ -1,0 +1,110 @@
+"""`assay hash` and `assay match`: hashes of images and lookups in the banks."""
+
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .. import signals as signal_types
+from ..config import ScanSettings
+from ._common import DbOpt, JsonOpt, Mode, _emit_json, _store, app, out
+
+
+# ---------------------------------------------------------------------------------- hash
+@app.command("hash")
+def hash_cmd(
+    files: Annotated[list[Path], typer.Argument(help="Image files.")],
+    mode: Annotated[Mode, typer.Option(help="fast (reduced decode) or reference (Meta's pixels).")] = Mode.fast,
+    exif_transpose: Annotated[bool, typer.Option(help="Rotate per EXIF before hashing.")] = False,
+    dihedral: Annotated[bool, typer.Option(help="Also the 8 rotation/flip variants.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """PDQ, MD5 and SHA-256 of image files (no matching)."""
+    from ..report.terminal import print_record
+    from ..scan.pipeline import analyze_item
+    from ..scan.walk import WalkItem
+
+    settings = ScanSettings(pdq_mode=mode.value, exif_transpose=exif_transpose, dihedral=dihedral, workers=1)
+    from ..media.analyzer import ImageHashAnalyzer
+
+    analyzers = [ImageHashAnalyzer()]
+    failed = 0
+    for f in files:
+        rec = analyze_item(WalkItem(f) if f.exists() else WalkItem(f, "no such file"), settings, analyzers)
+        if rec.kind != "image" and not rec.errors:
+            rec.errors.append(_not_image(rec))
+        failed += bool(rec.errors)
+        if json_out:
+            _emit_json(rec.to_json_dict())
+        else:
+            print_record(out, rec)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _not_image(rec: Any) -> Any:
+    from ..report.schema import ErrorInfo
+
+    return ErrorInfo(stage="sniff", code="unsupported-format", message=f"not an image (detected: {rec.format})")
+
+
+# --------------------------------------------------------------------------------- match
+@app.command()
+def match(
+    pdq: Annotated[list[str] | None, typer.Option(help="PDQ hash (64 hex).")] = None,
+    md5: Annotated[list[str] | None, typer.Option(help="MD5 (32 hex).")] = None,
+    sha256: Annotated[list[str] | None, typer.Option(help="SHA-256 (64 hex).")] = None,
+    signal: Annotated[list[str] | None, typer.Option(help="TYPE:VALUE, e.g. autov2:6ce0161689.")] = None,
+    image: Annotated[list[Path] | None, typer.Option(help="Hash this image, then match it.")] = None,
+    threshold: Annotated[int | None, typer.Option(help="PDQ distance threshold (overrides banks).")] = None,
+    dihedral: Annotated[bool, typer.Option(help="With --image: match all 8 rotations/flips.")] = False,
+    include_low_quality: Annotated[bool, typer.Option(help="Match low-quality PDQ hashes.")] = False,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Look hashes up in every enabled bank."""
+    from ..banks.matcher import Matcher, Query
+    from ..report.terminal import matches_table
+
+    queries: list[Query] = []
+    for t, values in (("pdq", pdq), ("md5", md5), ("sha256", sha256)):
+        for v in values or []:
+            queries.append(Query(t, signal_types.get(t).normalize(v)))
+    for s in signal or []:
+        if ":" not in s:
+            raise typer.BadParameter(f"{s!r}: expected TYPE:VALUE", param_hint="--signal")
+        t, v = s.split(":", 1)
+        name, value = signal_types.normalize(t, v)
+        queries.append(Query(name, value))
+    if image:
+        from ..media import hash_image_file
+
+        for f in image:
+            h = hash_image_file(f, dihedral=dihedral)
+            queries.append(Query("pdq", h.pdq, None, h.quality))
+            queries.append(Query("md5", h.md5))
+            queries.append(Query("sha256", h.sha256))
+            for variant, value in (h.dihedral or {}).items():
+                if variant != "original":
+                    queries.append(Query("pdq", value, variant, h.quality))
+    if not queries:
+        raise typer.BadParameter("give at least one of --pdq, --md5, --sha256, --signal, --image")
+    if threshold is not None and not 0 <= threshold <= 256:
+        raise typer.BadParameter("threshold must be between 0 and 256")
+    with _store(db) as store:
+        matcher = Matcher(store)
+        found = matcher.lookup(queries, threshold=threshold, include_low_quality=include_low_quality)
+    if json_out:
+        _emit_json(
+            {
+                "schema": "assay.matches/1",
+                "queries": [{"signal_type": q.signal_type, "value": q.value, "variant": q.variant} for q in queries],
+                "matches": [m.model_dump(mode="json", exclude_none=True) for m in found],
+            }
+        )
+        return
+    if not found:
+        out.print("no match in any enabled bank")
+        return
+    out.print(matches_table(found))

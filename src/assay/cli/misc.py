@@ -1,0 +1,62 @@
+"""`assay signals`, `assay demo`, and the service commands (`serve`, `keys`)."""
+
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from .. import signals as signal_types
+from ._common import DbOpt, JsonOpt, Mode, _db_url, _emit_json, _esc, app, out
+
+
+# ------------------------------------------------------------------------------- signals
+@app.command("signals")
+def signals_cmd(json_out: JsonOpt = False) -> None:
+    """The signal (hash) types banks can hold."""
+    types = signal_types.all_types()
+    if json_out:
+        _emit_json([{"name": t.name, "description": t.description, "hex_len": t.hex_len,
+                     "match": t.match, "default_threshold": t.default_threshold} for t in types])
+        return
+    t = Table()
+    for c in ("type", "match", "digits", "description"):
+        t.add_column(c)
+    for st in types:
+        t.add_row(st.name, st.match + (f" <= {st.default_threshold}" if st.match == "hamming" else ""),
+                  str(st.hex_len), st.description)
+    out.print(t)
+
+
+# ---------------------------------------------------------------------------------- demo
+@app.command()
+def demo(
+    folder: Annotated[Path, typer.Option("--dir", help="Where to write the demo images.")] = Path("demo-data"),
+    db: DbOpt = None,
+) -> None:
+    """Generate benign demo images and a demo bank, then scan them."""
+    from ..demo import prepare_demo
+
+    info = prepare_demo(folder, _db_url(db))
+    out.print(f"demo: {info.images} generated images in {_esc(str(folder))}; bank "
+              f"[bold]{info.bank}[/bold] holds {info.bank_entries} of their hashes")
+    report = folder / "report.jsonl"
+    from .scan import scan
+
+    scan([folder / "images"], output=report, overwrite=True, json_out=False, db=db,
+         mode=Mode.fast, exif_transpose=False, dihedral=True, threshold=None,
+         include_low_quality=False, workers=0, provenance=True, models=True,
+         trust_anchors=None, no_banks=False, fail_on_match=False)
+
+
+# --------------------------------------------------------------------------------- serve
+def _register_service() -> None:
+    from ..service.cli import keys_app, serve
+
+    app.add_typer(keys_app, name="keys")
+    app.command("serve")(serve)
+
+
+_register_service()
+

@@ -81,3 +81,28 @@ def test_lora_extract_writes_a_bankable_lora(tmp_path: Path) -> None:
     # never overwrites
     res = runner.invoke(app, ["lora", "extract", str(sus_p), "--base", str(base_p), "-o", str(out_p)])
     assert res.exit_code != 0
+
+
+def test_model_readable_on_an_empty_and_a_full_store(tmp_path: Path) -> None:
+    """The readable report (no --json) on a store with no weight fingerprints, then on
+    one that holds the file's own fingerprint: no crash, lineage said either way."""
+    specs = modelgen.sd15(SCALE, dt="F32")
+    base = ev.random_model({k: v for k, v in specs.items() if v[0] == "F32"}, 11)
+    f = _write(tmp_path / "m.safetensors", base)
+    res = runner.invoke(app, ["model", str(f)])  # the embedded store, empty
+    assert res.exit_code == 0, res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+    assert "AutoV2" in res.stdout
+    assert "lineage: not compared (no enabled bank holds a weight fingerprint)" in res.stdout
+    assert "bank matches: none of its hashes is in an enabled bank" in res.stdout
+
+    assert _invoke("bank", "create", "models")[0] == 0
+    assert _invoke("bank", "add-model", "models", str(f), "--id", "flagged-one")[0] == 0
+    res = runner.invoke(app, ["model", str(f)])
+    assert res.exit_code == 0, res.output
+    assert "Traceback" not in res.output
+    text = res.stdout
+    assert "lineage (from weight fingerprints):" in text
+    assert "flagged-one" in text.split("lineage (from weight fingerprints):", 1)[1]
+    assert "not compared" not in text
+    assert "bank matches" in text and "flagged-one" in text

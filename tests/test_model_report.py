@@ -15,7 +15,7 @@ import modelgen as g
 from assay.config import ScanSettings
 from assay.errors import InputError
 from assay.models.analyzer import ModelAnalyzer, analyze_model
-from assay.models.report import clean, explain_model, explain_model_text
+from assay.report.model import clean, explain_model, explain_model_text
 from assay.report.schema import FileRecord
 from assay.scan.analyzer import Subject
 

@@ -67,8 +67,8 @@ def model(
     """Model files, opened without executing them: safety, architecture, hashes, metadata, bank matches, lineage."""
     from ..models.analyzer import analyze_model
     from ..models.hashes import hash_signals
-    from ..models.report import explain_model_text
-    from ..report.terminal import matches_table, safe
+    from ..report.model import explain_model_text
+    from ..report.terminal import matches_table
 
     failed = 0
     with _store(db) if not no_banks else _nullctx() as store:
@@ -93,17 +93,16 @@ def model(
             found = []
             if matcher is not None and report.hashes is not None:
                 found = matcher.match_signals(hash_signals(report.hashes))
+            compared = False
             if store is not None and not (report.safety and report.safety.verdict == "dangerous"):
-                _lineage(store, f, report, bank)
+                compared = _lineage(store, f, report, bank)
             if json_out:
                 _emit_json({**result, **report.model_dump(mode="json", exclude_none=True),
                             "matches": [m.model_dump(mode="json", exclude_none=True) for m in found]})
                 continue
             out.print(explain_model_text(report, str(f)))
-            if report.lineage_explanations:
-                out.print("lineage (from weight fingerprints):")
-                for line in report.lineage_explanations:
-                    out.print(safe("  " + line, 1000))
+            if store is not None and not compared:
+                out.print("lineage: not compared (no enabled bank holds a weight fingerprint)")
             if found:
                 out.print(matches_table(found, title="bank matches"))
             elif matcher is not None:
@@ -113,17 +112,19 @@ def model(
         raise typer.Exit(1)
 
 
-def _lineage(store: Any, path: Path, report: Any, banks: list[str] | None) -> None:
+def _lineage(store: Any, path: Path, report: Any, banks: list[str] | None) -> bool:
+    """Compare the file's weights with the banks' fingerprints; False if no bank has any."""
     from ..banks.fingerprints import FingerprintStore, query
     from ..models.fingerprint import fingerprint_file
 
     fs = FingerprintStore(store)
     index = fs.index(banks or None)
     if len(index) == 0:
-        return
+        return False
     result = query(fs, fingerprint_file(path), banks or None, index=index)
     report.lineage = result.to_dict()
     report.lineage_explanations = result.explanations()
+    return True
 
 
 lora_app = typer.Typer(help="LoRA tools.", no_args_is_help=True)

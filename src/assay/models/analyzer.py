@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from ..config import Limits
 from ..errors import UnsafeInput
-from ..report.model import ArchReport, ModelReport
+from ..report.model import ArchReport, ModelReport, build_model_report, safety_from_pickles
 from ..report.schema import FileRecord
 from ..scan.analyzer import Subject
 from ..sniff import sniff_path
@@ -21,7 +21,6 @@ from .arch import identify, identify_components
 from .formats import ModelFile, open_model
 from .hashes import check_embedded, compute_hashes, hash_signals
 from .metadata import parse_metadata
-from .report import build_model_report, safety_from_pickles
 
 MAX_SCALAR_READS = 10_000  # LoRA alphas: one per module; more is not a real adapter
 

@@ -106,3 +106,42 @@ def test_model_readable_on_an_empty_and_a_full_store(tmp_path: Path) -> None:
     assert "flagged-one" in text.split("lineage (from weight fingerprints):", 1)[1]
     assert "not compared" not in text
     assert "bank matches" in text and "flagged-one" in text
+
+
+def test_lineage_finding_is_a_match_in_scan(tmp_path: Path) -> None:
+    """A fine-tuned copy of a flagged checkpoint (no hash in common) counts as a matched
+    file, is listed, and makes --fail-on-match exit 3; being derived from a known base
+    is context, not a match."""
+    db = str(tmp_path / "b.sqlite3")
+    specs = modelgen.sd15(SCALE, dt="F32")
+    f32 = {k: v for k, v in specs.items() if v[0] == "F32"}
+    flagged = _write(tmp_path / "flagged.safetensors", ev.random_model(f32, 3))
+    base = _write(tmp_path / "base.safetensors", ev.random_model(f32, 5))
+    for bank, path, cid, kind in (("models", flagged, "bad-ckpt", "checkpoint"), ("bases", base, "sd-base", "base")):
+        assert _invoke("--db", db, "bank", "create", bank)[0] == 0
+        code, out = _invoke("--db", db, "bank", "add-model", bank, str(path), "--id", cid, "--kind", kind)
+        assert code == 0, out
+    case = tmp_path / "case"
+    case.mkdir()
+    _write(case / "copy.safetensors", ev.to_fp16(ev.fine_tune(ev.random_model(f32, 3), 0.01, 5)))
+    _write(case / "tuned-base.safetensors", ev.to_fp16(ev.fine_tune(ev.random_model(f32, 5), 0.01, 6)))
+
+    code, out = _invoke("--db", db, "scan", str(case), "--json", "--workers", "1", "--fail-on-match")
+    assert code == 3, out
+    lines = [json.loads(line) for line in out.splitlines()]
+    recs = {Path(r["path"]).name: r for r in lines if "path" in r}
+    summary = lines[-1]
+    assert summary["matched_files"] == 1 and summary["matches_by_bank"] == {"models": 1}
+    m = recs["copy.safetensors"]["matches"]
+    assert [(x["bank"], x["content_id"], x["signal_type"], x["value"]) for x in m] == [
+        ("models", "bad-ckpt", "lineage", "derived")]
+    assert "bad-ckpt" in m[0]["note"]
+    tuned = recs["tuned-base.safetensors"]
+    assert tuned["matches"] == []
+    assert [d["entry"] for d in tuned["model"]["lineage"]["derived"]] == ["bases/sd-base"]
+
+    report = tmp_path / "r.jsonl"
+    code, out = _invoke("--db", db, "scan", str(case), "-o", str(report), "--workers", "1")
+    assert code == 0
+    assert "matched files" in out and "models: 1" in out
+    assert f"match: {case / 'copy.safetensors'}" in out.replace("\n", "")

@@ -3,13 +3,18 @@
 Runs in scan workers after the model analyzer: each worker opens the store once,
 builds the fingerprint index once, and skips the (costly) fingerprint extraction
 entirely when no enabled bank holds a fingerprint.
+
+A lineage finding against a flagged entry is a match like a hash match: it goes
+into ``record.matches`` (signal type ``lineage``), so that the scan counts it,
+lists it and honours ``--fail-on-match``. Being derived from a *base* (a known,
+unflagged model banked for reference) is context, not a match.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ..report.schema import FileRecord
+from ..report.schema import FileRecord, Match
 from ..scan.analyzer import Subject
 
 
@@ -43,3 +48,28 @@ class LineageAnalyzer:
         report = query(fs, fingerprint_file(subject.path), self.banks, index=index)
         record.model.lineage = report.to_dict()
         record.model.lineage_explanations = report.explanations()
+        kinds = dict(zip(index.labels, index.kinds, strict=True))
+        record.matches.extend(lineage_matches(report, kinds))
+
+
+def lineage_matches(report: Any, kinds: dict[str, str]) -> list[Match]:
+    """One match per (bank entry, relation) in a lineage report. ``kinds`` maps an
+    entry label (``bank/content_id``) to its kind (checkpoint, lora, base)."""
+    found: list[tuple[str, str, str]] = []  # (label, value, explanation)
+    found += [(f.entry, "same-weights", f.explanation) for f in report.same]
+    # Closeness to a known base says where a model comes from, not that it is flagged.
+    found += [(f.entry, "derived", f.explanation) for f in report.derived if f.kind != "base"]
+    for m in report.merges:
+        found += [(label, f"merge {m.component} {ratio:.2f}", m.explanation)
+                  for label, ratio in m.parts.items() if kinds.get(label) != "base"]
+    found += [(f.entry, f"lora {f.strength:.2f}", f.explanation) for f in report.loras]
+    matches: list[Match] = []
+    seen: set[tuple[str, str]] = set()
+    for label, value, explanation in found:
+        bank, _, content_id = label.partition("/")
+        if (label, value) in seen:
+            continue
+        seen.add((label, value))
+        matches.append(Match(bank=bank, content_id=content_id, signal_type="lineage",
+                             value=value, note=explanation[:500]))
+    return matches

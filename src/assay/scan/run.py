@@ -92,7 +92,8 @@ def run_scan(
     summary = ScanSummary()
     for rec in analyze_all(items, settings, factory):
         if matcher is not None and rec.signals:
-            rec.matches = matcher.match_signals(
+            # extend: analyzers may have matched already (lineage against fingerprint banks)
+            rec.matches += matcher.match_signals(
                 rec.signals,
                 threshold=threshold,
                 include_low_quality=settings.include_low_quality,

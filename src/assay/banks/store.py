@@ -291,6 +291,7 @@ class Store:
         self.url_for_display: str = self._url.render_as_string(hide_password=True)
         self._dialect = self._url.get_backend_name()
         self._engine: Engine | None = None
+        self._writer: Engine | None = None
         try:
             with self._guard("opening the store"):
                 self._engine = _make_engine(self._url, self.url_for_display)
@@ -307,6 +308,7 @@ class Store:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+            self._writer = None
 
     def __enter__(self) -> Store:
         return self
@@ -323,6 +325,20 @@ class Store:
         if self._engine is None:
             raise StoreError(f"{self.url_for_display}: the store is closed")
         return self._engine
+
+    @property
+    def writer(self) -> Engine:
+        """The engine for write transactions: on SQLite they BEGIN IMMEDIATE, taking the
+        write lock before their first read, so concurrent writers (other workers) queue
+        on the busy timeout; a deferred transaction that read first would instead fail
+        with "database is locked" when it tries to write after another writer
+        committed. Same pool as ``engine``; on PostgreSQL the same engine."""
+        engine = self.engine
+        if self._dialect != "sqlite":
+            return engine
+        if self._writer is None:
+            self._writer = engine.execution_options(sqlite_begin_immediate=True)
+        return self._writer
 
     def guard(self, action: str) -> AbstractContextManager[None]:
         """Turn database failures inside the block into a StoreError naming the store
@@ -367,7 +383,7 @@ class Store:
             with self._guard(action):
                 yield joined
             return
-        with self._guard(action), self.engine.begin() as conn:
+        with self._guard(action), self.writer.begin() as conn:
             if self._dialect == "postgresql":
                 # Writers take turns (SQLite's own rule too). Otherwise a long import could
                 # commit signal ids or change seqs below ones a reader has already passed,
@@ -1271,6 +1287,15 @@ def _make_engine(url: URL, shown: str) -> Engine:
         # Let SQLAlchemy's BEGIN below, not the sqlite3 module, delimit transactions,
         # so that a multi-statement import really is one transaction.
         dbapi_conn.isolation_level = None
+        # Several service workers share one file: in WAL mode readers (every worker
+        # polls the store) never block the writer nor it them, and a writer waits for
+        # the lock (the 30 s timeout) instead of failing. Persistent in the file; a
+        # read-only file or directory keeps its mode.
+        if not memory:
+            try:
+                dbapi_conn.execute("PRAGMA journal_mode = WAL").fetchall()
+            except sqlite3.Error:
+                pass
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:

@@ -47,7 +47,7 @@ def keys_create(
     try:
         store = _engine_store(db)
         try:
-            k, key = create_key(store.engine, name, role, rate_limit)
+            k, key = create_key(store.writer, name, role, rate_limit)
         finally:
             store.close()
     except AssayError as exc:
@@ -84,7 +84,7 @@ def keys_revoke(key_id: Annotated[int, typer.Argument(help="id from `assay keys 
     try:
         store = _engine_store(db)
         try:
-            k = revoke_key(store.engine, key_id)
+            k = revoke_key(store.writer, key_id)
         finally:
             store.close()
     except AssayError as exc:

@@ -106,7 +106,7 @@ class Jobs:
     def create(self, bank: str, nbytes: int, key_id: int | None) -> Job:
         now = _now()
         job_id = uuid.uuid4().hex
-        with self.engine.begin() as conn:
+        with self.store.writer.begin() as conn:
             conn.execute(jobs.insert().values(
                 id=job_id, kind="import", bank=bank, status="queued", created_at=now, updated_at=now,
                 owner=OWNER, key_id=key_id, bytes=nbytes, records=0, result=None, error=None))
@@ -145,7 +145,7 @@ class Jobs:
 
     def _update(self, job_id: str, **values: Any) -> None:
         values["updated_at"] = _now()
-        with self.engine.begin() as conn:
+        with self.store.writer.begin() as conn:
             conn.execute(jobs.update().where(jobs.c.id == job_id).values(**values))
 
     def _finish(self, job_id: str, status: str, *, result: dict[str, Any] | None = None,
@@ -153,7 +153,7 @@ class Jobs:
         q = jobs.update().where(jobs.c.id == job_id)
         if only_if_active:
             q = q.where(jobs.c.status.in_(("queued", "running")))
-        with self.engine.begin() as conn:
+        with self.store.writer.begin() as conn:
             conn.execute(q.values(status=status, updated_at=_now(),
                                   result=json.dumps(result) if result else None,
                                   error=json.dumps(error) if error else None))

@@ -87,7 +87,7 @@ def keys_create(request: Request, who: AdminRole, body: KeyCreate) -> Response:
     state = get_state(request)
 
     def create() -> tuple[ApiKey, str]:
-        with state.store.engine.begin() as conn:  # the key and its audit row: both or neither
+        with state.store.writer.begin() as conn:  # the key and its audit row: both or neither
             k, key = create_key(conn, body.name, body.role, body.rate_limit)
             insert_audit(conn, who, "key.create", None, {"key_id": k.id, "name": k.name, "role": k.role})
         return k, key
@@ -101,7 +101,7 @@ def keys_revoke(request: Request, who: AdminRole, key_id: Annotated[int, Path(ge
     state = get_state(request)
 
     def revoke() -> ApiKey:
-        with state.store.engine.begin() as conn:
+        with state.store.writer.begin() as conn:
             k = revoke_key(conn, key_id)
             insert_audit(conn, who, "key.revoke", None, {"key_id": k.id, "name": k.name})
         return k

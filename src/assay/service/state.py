@@ -71,7 +71,7 @@ class ServiceState:
         """Record something that wrote nothing to the banks (a failed import): its own
         transaction; if that fails too, the loss is logged."""
         try:
-            with self.store.engine.begin() as conn:
+            with self.store.writer.begin() as conn:
                 insert_audit(conn, principal, action, bank, detail)
         except sa.exc.SQLAlchemyError as exc:
             logging.getLogger("assay.service.audit").error(

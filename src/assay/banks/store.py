@@ -296,6 +296,7 @@ class Store:
             with self._guard("opening the store"):
                 self._engine = _make_engine(self._url, self.url_for_display)
                 self._ensure_schema()
+                self._use_wal()
         except BaseException:
             self.close()
             raise
@@ -406,6 +407,21 @@ class Store:
             return
         with self._guard(action), self.engine.connect() as conn:
             yield conn
+
+    def _use_wal(self) -> None:
+        """SQLite: WAL mode, once the file is known to be an assay store. Several service
+        workers share one file; in WAL mode readers (every worker polls the store) never
+        block the writer nor it them. Persistent in the file; a read-only file or
+        directory keeps the mode it has."""
+        db = self._url.database or ""
+        if self._dialect != "sqlite" or db in ("", ":memory:") or "mode=memory" in db:
+            return
+        try:
+            with self.engine.connect() as conn:
+                # On the driver's connection: outside a transaction, where the mode can change.
+                conn.connection.dbapi_connection.execute("PRAGMA journal_mode = WAL").fetchall()  # type: ignore[union-attr]
+        except (sa.exc.SQLAlchemyError, sqlite3.Error):
+            pass
 
     # -- schema --------------------------------------------------------------------------
     def _ensure_schema(self) -> None:
@@ -1287,15 +1303,6 @@ def _make_engine(url: URL, shown: str) -> Engine:
         # Let SQLAlchemy's BEGIN below, not the sqlite3 module, delimit transactions,
         # so that a multi-statement import really is one transaction.
         dbapi_conn.isolation_level = None
-        # Several service workers share one file: in WAL mode readers (every worker
-        # polls the store) never block the writer nor it them, and a writer waits for
-        # the lock (the 30 s timeout) instead of failing. Persistent in the file; a
-        # read-only file or directory keeps its mode.
-        if not memory:
-            try:
-                dbapi_conn.execute("PRAGMA journal_mode = WAL").fetchall()
-            except sqlite3.Error:
-                pass
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:

@@ -9,7 +9,7 @@ from assay.scan.walk import walk
 
 
 def _paths(items) -> list[str]:
-    return [str(i.path) for i in items if i.problem is None]
+    return [str(i.path) for i in items if i.problem is None and i.link_target is None]
 
 
 def test_walk_finds_files_in_order_and_once(tmp_path: Path) -> None:
@@ -26,16 +26,27 @@ def test_symlink_loop_terminates_and_visits_each_dir_once(tmp_path: Path) -> Non
     (d / "x.txt").write_text("x")
     os.symlink(tmp_path, d / "loop")  # d/loop -> tmp_path -> d -> ...
     os.symlink(d, d / "self")
+    items = list(walk([tmp_path], follow_symlinks=True))
+    assert _paths(items) == [str(d / "x.txt")]
+    # not following (the default), each link is one item naming its target
     items = list(walk([tmp_path]))
     assert _paths(items) == [str(d / "x.txt")]
+    assert {str(i.path): i.link_target for i in items if i.link_target} == {
+        str(d / "loop"): str(tmp_path), str(d / "self"): str(d)}
 
 
 def test_broken_symlink_and_missing_path_are_reported(tmp_path: Path) -> None:
     os.symlink(tmp_path / "nowhere", tmp_path / "dangling")
-    items = list(walk([tmp_path, tmp_path / "missing.jpg"]))
+    items = list(walk([tmp_path, tmp_path / "missing.jpg"], follow_symlinks=True))
     problems = {str(i.path): i.problem for i in items if i.problem}
     assert str(tmp_path / "dangling") in problems
     assert "cannot access" in problems[str(tmp_path / "missing.jpg")]
+    missing = [i for i in items if i.path == tmp_path / "missing.jpg"]
+    assert missing[0].is_input
+    # not followed, a dangling link is reported as a link with its target
+    items = list(walk([tmp_path]))
+    assert [(i.path, i.link_target, i.problem) for i in items] == [
+        (tmp_path / "dangling", str(tmp_path / "nowhere"), None)]
 
 
 def test_fifo_is_never_opened(tmp_path: Path) -> None:
@@ -53,3 +64,148 @@ def test_diffusers_folder_is_one_subject(tmp_path: Path) -> None:
     (m / "unet" / "config.json").write_text("{}")
     (tmp_path / "other.txt").write_text("o")
     assert sorted(_paths(walk([tmp_path]))) == [str(m), str(tmp_path / "other.txt")]
+
+
+# -- unreadable folders and files, missing inputs, links (issue 11) -------------------------
+
+import json  # noqa: E402
+import sys  # noqa: E402
+
+import pytest  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+from assay.cli import app  # noqa: E402
+
+runner = CliRunner()
+
+
+def _scan(*args: str) -> tuple[int, str, str]:
+    res = runner.invoke(app, ["scan", "--no-banks", "--workers", "1", *args])
+    if res.exception and not isinstance(res.exception, SystemExit):
+        raise res.exception
+    return res.exit_code, res.stdout, res.stderr
+
+
+def _lock(monkeypatch: pytest.MonkeyPatch, locked: Path) -> None:
+    """What a folder without read and search permission looks like to a non-root
+    process (the tests run as root, where chmod 000 changes nothing): listing it
+    and looking up any name in it fail with EACCES."""
+    real_scandir, real_stat = os.scandir, os.stat
+
+    def scandir(path: object = ".") -> object:
+        if Path(os.fsdecode(path)) == locked:  # type: ignore[arg-type]
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)  # type: ignore[arg-type]
+
+    def fake_stat(path: object, *args: object, **kwargs: object) -> os.stat_result:
+        if isinstance(path, str | os.PathLike) and Path(os.fsdecode(path)).parent == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(os, "stat", fake_stat)
+
+
+def test_unreadable_folder_is_an_error_record_and_the_scan_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ev = tmp_path / "ev"
+    (ev / "locked").mkdir(parents=True)
+    (ev / "locked" / "secret.txt").write_text("s")
+    (ev / "a.txt").write_text("a")
+    (ev / "z.txt").write_text("z")
+    _lock(monkeypatch, ev / "locked")
+    code, out, _ = _scan(str(ev), "--json")
+    assert code == 0, out
+    recs = [json.loads(line) for line in out.splitlines()]
+    by_path = {r["path"]: r for r in recs if "path" in r}
+    locked = by_path[str(ev / "locked")]
+    assert locked["kind"] == "error"
+    assert locked["errors"][0]["message"] == "cannot list folder: Permission denied"
+    assert by_path[str(ev / "a.txt")]["kind"] == "other" and by_path[str(ev / "z.txt")]["kind"] == "other"
+    assert recs[-1]["files"] == 3 and recs[-1]["files_with_errors"] == 1
+
+    report = tmp_path / "r.jsonl"
+    code, out, errtext = _scan(str(ev), "-o", str(report))
+    assert code == 0 and "Traceback" not in out + errtext
+    assert "1 files (see the report)" in out
+
+
+def test_unreadable_file_is_an_error_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    (ev / "a.bin").write_bytes(b"abc")
+    (ev / "b.bin").write_bytes(b"def")
+    real_open = Path.open
+
+    def fake_open(self: Path, *args: object, **kwargs: object) -> object:
+        if self.name == "a.bin":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "open", fake_open)
+    code, out, _ = _scan(str(ev), "--json")
+    assert code == 0
+    by_path = {r["path"]: r for r in map(json.loads, out.splitlines()) if "path" in r}
+    assert by_path[str(ev / "a.bin")]["errors"] == [
+        {"stage": "read", "code": "bad-input", "message": "cannot read: Permission denied"}]
+    assert by_path[str(ev / "b.bin")]["kind"] == "other"
+
+
+@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0, reason="root reads any folder")
+def test_really_unreadable_folder(tmp_path: Path) -> None:
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "x.txt").write_text("x")
+    (tmp_path / "locked").chmod(0)
+    try:
+        items = list(walk([tmp_path]))
+    finally:
+        (tmp_path / "locked").chmod(0o755)
+    assert [(i.path, i.problem) for i in items] == [(tmp_path / "locked", "cannot list folder: Permission denied")]
+
+
+def test_missing_input_is_an_error_record_and_exit_1_when_nothing_was_scanned(tmp_path: Path) -> None:
+    missing = tmp_path / "nosuchdir"
+    code, out, errtext = _scan(str(missing), "--json")
+    assert code == 1
+    recs = [json.loads(line) for line in out.splitlines()]
+    assert recs[0]["path"] == str(missing) and recs[0]["kind"] == "error"
+    assert recs[0]["errors"][0]["message"] == "cannot access: No such file or directory"
+    assert recs[-1]["unreadable_inputs"] == [str(missing)]
+    assert f"nothing was scanned: cannot read {missing}" in errtext.replace("\n", "")
+
+    (tmp_path / "ok.txt").write_text("ok")
+    code, out, _ = _scan(str(missing), str(tmp_path / "ok.txt"), "--json")
+    assert code == 0  # something was scanned; the missing input is an error record
+    assert [json.loads(line).get("kind") for line in out.splitlines()][:2] == ["error", "other"]
+
+
+def test_links_are_reported_not_followed_unless_asked(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "elsewhere.txt").write_text("not in the case")
+    case = tmp_path / "case"
+    case.mkdir()
+    (case / "own.txt").write_text("in the case")
+    os.symlink(outside, case / "to-dir")
+    os.symlink(outside / "elsewhere.txt", case / "to-file")
+    code, out, _ = _scan(str(case), "--json")
+    assert code == 0
+    recs = [json.loads(line) for line in out.splitlines()]
+    by_path = {r["path"]: r for r in recs if "path" in r}
+    assert set(by_path) == {str(case / "own.txt"), str(case / "to-dir"), str(case / "to-file")}
+    assert by_path[str(case / "to-dir")] == {
+        "schema": "assay.file/1", "path": str(case / "to-dir"), "kind": "link", "format": "symlink",
+        "signals": [], "matches": [], "errors": [], "link_target": str(outside)}
+    assert by_path[str(case / "to-file")]["link_target"] == str(outside / "elsewhere.txt")
+    assert recs[-1]["links"] == 2
+
+    code, out, _ = _scan(str(case), "--json", "--follow-symlinks")
+    paths = {json.loads(line).get("path") for line in out.splitlines()} - {None}
+    # followed: the outside file is scanned, once (by inode) though two links lead to it
+    assert paths == {str(case / "own.txt"), str(case / "to-file")}
+    assert not any(json.loads(line).get("kind") == "link" for line in out.splitlines())
+
+    code, out, _ = _scan(str(case), "-o", str(tmp_path / "r.jsonl"))
+    assert code == 0
+    assert "│ links         │ 2 symbolic links, not followed (--follow-symlinks)" in out

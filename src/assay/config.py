@@ -48,6 +48,16 @@ class Limits:
     max_image_bytes: int = 512 * 1024**2
     max_pixels: int = 178_956_970  # Pillow's own bomb threshold x 2
     max_text_chunk: int = 8 * 1024**2
+    # Archives (assay.containers): members are files, with the file limits above, and
+    # these per outermost archive, nested archives included.
+    max_archive_depth: int = 4  # an archive in an archive in ... is walked this deep
+    max_archive_members: int = 100_000
+    max_archive_bytes: int = 64 * 1024**3  # uncompressed bytes read from all members
+    # Expansion beyond this ratio (uncompressed / compressed) is a bomb, once a member
+    # (or a compressed tar stream) has produced more than max_ratio_floor bytes: deflate
+    # tops out near 1032:1, ordinary data stays far below 100:1.
+    max_compression_ratio: int = 200
+    max_ratio_floor: int = 32 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -61,5 +71,6 @@ class ScanSettings:
     trust_anchors: Path | None = None  # PEM bundle of C2PA trust anchors
     # Store whose fingerprint banks model files are compared with (None: no lineage).
     lineage_db: str | None = None
+    follow_symlinks: bool = False  # links inside folders are reported, not followed
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     limits: Limits = field(default_factory=Limits)

@@ -35,6 +35,9 @@ def scan(
     trust_anchors: Annotated[Path | None, typer.Option(help="PEM bundle of C2PA trust anchors.")] = None,
     no_banks: Annotated[bool, typer.Option("--no-banks", help="Hash only; do not match.")] = False,
     fail_on_match: Annotated[bool, typer.Option(help="Exit with status 3 if anything matched.")] = False,
+    follow_symlinks: Annotated[
+        bool, typer.Option(help="Follow symbolic links inside folders (default: report each link and its target).")
+    ] = False,
 ) -> None:
     """Scan files and folders: hash, match against every enabled bank, gather evidence."""
     from ..report.jsonl import ReportWriter
@@ -50,6 +53,7 @@ def scan(
         provenance=provenance,
         models=models,
         trust_anchors=trust_anchors,
+        follow_symlinks=follow_symlinks,
         lineage_db=None if no_banks else _db_url(db),
         **({"workers": workers} if workers > 0 else {}),
     )
@@ -81,6 +85,10 @@ def scan(
                 writer.write(summary.to_json_dict())
     if not json_out:
         _print_summary(summary, str(target), matcher.size() if matcher else {})
+    if summary.nothing_scanned:
+        names = ", ".join(summary.unreadable_inputs[:5])
+        err.print(f"[red]error:[/red] nothing was scanned: cannot read {_esc(names)} (see the report)")
+        raise typer.Exit(1)
     if fail_on_match and summary.matched_files:
         raise typer.Exit(3)
 
@@ -107,6 +115,10 @@ def _print_summary(summary: Any, target: str, bank_sizes: dict[str, int]) -> Non
         t.add_row("AI-generation evidence", f"{summary.ai_evidence} images")
     if summary.dangerous_models:
         t.add_row("dangerous model files", str(summary.dangerous_models), style="red")
+    if summary.archives or summary.archive_members:
+        t.add_row("archives", _count(summary.archive_members, "file") + " in " + _count(summary.archives, "archive"))
+    if summary.links:
+        t.add_row("links", _count(summary.links, "symbolic link") + ", not followed (--follow-symlinks)")
     t.add_row("errors", f"{summary.with_errors} files (see the report)")
     t.add_row("report", target)
     out.print(t)
@@ -114,3 +126,7 @@ def _print_summary(summary: Any, target: str, bank_sizes: dict[str, int]) -> Non
         out.print(f"  match: {_esc(p)}")
     if summary.matched_files > 20:
         out.print(f"  ... and {summary.matched_files - 20} more in the report")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")

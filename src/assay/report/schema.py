@@ -16,7 +16,7 @@ from .provenance import ProvenanceReport
 
 SCHEMA_VERSION = "assay.file/1"
 
-Kind = Literal["image", "model", "other", "error"]
+Kind = Literal["image", "model", "archive", "link", "other", "error"]
 
 
 class Record(BaseModel):
@@ -73,6 +73,11 @@ class FileRecord(Record):
     provenance: ProvenanceReport | None = None
     model: ModelReport | None = None
     errors: list[ErrorInfo] = Field(default_factory=list)
+    # A symbolic link that was not followed: what it points to, as stored in the link.
+    link_target: str | None = None
+    # For a member of an archive: the path of the archive that holds it (itself
+    # possibly a member), since "!/" alone could also occur in a real folder name.
+    member_of: str | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -46,6 +46,11 @@ def default_analyzers(settings: ScanSettings) -> list[Analyzer]:
 def analyze_item(item: WalkItem, settings: ScanSettings, analyzers: Sequence[Analyzer]) -> FileRecord:
     """Analyse one walked path into a record. Never raises for a bad file."""
     record = FileRecord(path=str(item.path))
+    if item.link_target is not None:
+        record.kind = "link"
+        record.format = "symlink"
+        record.link_target = item.link_target
+        return record
     if item.problem:
         record.kind = "error"
         record.errors.append(ErrorInfo(stage="read", code="bad-input", message=item.problem))
@@ -143,5 +148,5 @@ def analyze_all(
         yield from pool.imap_unordered(_work, items, chunksize=4)
 
 
-def collect_items(inputs: Iterable[str | Path]) -> list[WalkItem]:
-    return list(walk(inputs))
+def collect_items(inputs: Iterable[str | Path], *, follow_symlinks: bool = False) -> list[WalkItem]:
+    return list(walk(inputs, follow_symlinks=follow_symlinks))

@@ -31,6 +31,16 @@ class ScanSummary:
     dangerous_models: int = 0
     seconds: float = 0.0
     matched_paths: list[str] = field(default_factory=list)
+    links: int = 0  # symbolic links reported, not followed
+    archives: int = 0
+    archive_members: int = 0  # records of files read from inside archives
+    # Inputs named by the user that could not be read at all (missing, unreadable).
+    unreadable_inputs: list[str] = field(default_factory=list)
+
+    @property
+    def nothing_scanned(self) -> bool:
+        """True when every record is an input that could not be read (exit status 1)."""
+        return bool(self.unreadable_inputs) and self.files <= len(self.unreadable_inputs)
 
     def add(self, rec: FileRecord) -> None:
         self.files += 1
@@ -43,6 +53,12 @@ class ScanSummary:
                 self.matched_paths.append(rec.path)
             for bank in {m.bank for m in rec.matches}:
                 self.matches_by_bank[bank] += 1
+        if rec.kind == "link":
+            self.links += 1
+        elif rec.kind == "archive":
+            self.archives += 1
+        if rec.member_of is not None:
+            self.archive_members += 1
         if rec.image and rec.image.low_quality:
             self.low_quality += 1
         if rec.provenance and rec.provenance.verdict.lower().startswith("ai-"):
@@ -61,6 +77,10 @@ class ScanSummary:
             "low_quality_images": self.low_quality,
             "images_with_ai_evidence": self.ai_evidence,
             "dangerous_models": self.dangerous_models,
+            "links": self.links,
+            "archives": self.archives,
+            "archive_members": self.archive_members,
+            "unreadable_inputs": self.unreadable_inputs[:1000],
             "seconds": round(self.seconds, 3),
         }
 
@@ -86,10 +106,12 @@ def run_scan(
 ) -> ScanSummary:
     """Scan ``inputs``; every record goes to ``sink`` after matching."""
     started = time.perf_counter()
-    items = collect_items(inputs)
+    items = collect_items(inputs, follow_symlinks=settings.follow_symlinks)
+    total = len(items)
     if on_total:
-        on_total(len(items))
+        on_total(total)
     summary = ScanSummary()
+    summary.unreadable_inputs = [str(i.path) for i in items if i.is_input and i.problem]
     for rec in analyze_all(items, settings, factory):
         if matcher is not None and rec.signals:
             # extend: analyzers may have matched already (lineage against fingerprint banks)
@@ -99,6 +121,9 @@ def run_scan(
                 include_low_quality=settings.include_low_quality,
             )
         summary.add(rec)
+        if rec.member_of is not None and on_total:
+            total += 1  # archive members are found as their archive is read
+            on_total(total)
         sink(rec)
         if on_record:
             on_record(rec)

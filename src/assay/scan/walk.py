@@ -1,4 +1,12 @@
-"""Walk the inputs: files and folders, symlinks followed at most once, no loops."""
+"""Walk the inputs: files and folders, symbolic links reported (or followed once), no loops.
+
+Symbolic links found inside a folder are not followed unless asked: a link can lead
+out of the evidence, and following it silently would put files in the report that
+were never in the case. Each becomes a record that names the link and its target.
+Links given as inputs are followed (the user named them), as ``find -H`` does.
+Nothing here raises for a bad path: unreadable folders and files become items with
+a ``problem``, which the scan turns into error records.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +23,14 @@ from ..sniff import sniff_path
 class WalkItem:
     path: Path
     problem: str | None = None  # set when the path cannot be walked (the scan records it)
+    link_target: str | None = None  # set for a symbolic link that was not followed
+    is_input: bool = False  # named by the user, not found inside a folder
 
 
 _MODEL_FOLDER_MARKERS = ("model_index.json", "adapter_config.json")
 
 
-def walk(inputs: Iterable[str | Path]) -> Iterator[WalkItem]:
+def walk(inputs: Iterable[str | Path], *, follow_symlinks: bool = False) -> Iterator[WalkItem]:
     """Yield every regular file under the inputs, plus model folders as one item each.
 
     Directories reached twice (symlink loops, bind mounts, a folder given twice) are
@@ -34,15 +44,15 @@ def walk(inputs: Iterable[str | Path]) -> Iterator[WalkItem]:
         try:
             st = path.stat()
         except OSError as exc:
-            yield WalkItem(path, f"cannot access: {exc.strerror or exc}")
+            yield WalkItem(path, f"cannot access: {exc.strerror or exc}", is_input=True)
             continue
         if stat.S_ISDIR(st.st_mode):
-            yield from _walk_dir(path, seen_dirs, seen_files)
+            yield from _walk_dir(path, seen_dirs, seen_files, follow_symlinks)
         elif stat.S_ISREG(st.st_mode):
             if _first_visit(st, seen_files):
-                yield WalkItem(path)
+                yield WalkItem(path, is_input=True)
         else:
-            yield WalkItem(path, "not a regular file or folder")
+            yield WalkItem(path, "not a regular file or folder", is_input=True)
 
 
 def _first_visit(st: os.stat_result, seen: set[tuple[int, int]]) -> bool:
@@ -53,8 +63,15 @@ def _first_visit(st: os.stat_result, seen: set[tuple[int, int]]) -> bool:
     return True
 
 
+def _link_item(p: Path) -> WalkItem:
+    try:
+        return WalkItem(p, link_target=os.readlink(p))
+    except OSError as exc:
+        return WalkItem(p, f"cannot read symbolic link: {exc.strerror or exc}")
+
+
 def _walk_dir(
-    root: Path, seen_dirs: set[tuple[int, int]], seen_files: set[tuple[int, int]]
+    root: Path, seen_dirs: set[tuple[int, int]], seen_files: set[tuple[int, int]], follow: bool
 ) -> Iterator[WalkItem]:
     stack = [root]
     while stack:
@@ -66,19 +83,29 @@ def _walk_dir(
             continue
         if not _first_visit(st, seen_dirs):
             continue
-        if any((d / m).is_file() for m in _MODEL_FOLDER_MARKERS) and sniff_path(d).kind == "model":
-            yield WalkItem(d)
-            continue
         try:
             with os.scandir(d) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
             yield WalkItem(d, f"cannot list folder: {exc.strerror or exc}")
             continue
+        names = {e.name for e in entries}
+        if any(m in names for m in _MODEL_FOLDER_MARKERS):
+            try:
+                is_model = sniff_path(d).kind == "model"
+            except OSError as exc:
+                yield WalkItem(d, f"cannot read model folder: {exc.strerror or exc}")
+                continue
+            if is_model:
+                yield WalkItem(d)
+                continue
         subdirs: list[Path] = []
         for entry in entries:
             p = Path(entry.path)
             try:
+                if not follow and entry.is_symlink():
+                    yield _link_item(p)
+                    continue
                 est = entry.stat(follow_symlinks=True)
             except OSError as exc:
                 yield WalkItem(p, f"cannot access: {exc.strerror or exc}")

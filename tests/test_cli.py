@@ -128,8 +128,11 @@ def test_errors_are_clear_and_nothing_is_imported(tmp_path: Path) -> None:
     assert res.returncode == 1 and "invalid pdq value" in res.stderr
     res = _assay("--db", str(db), "bank", "show", "nope")
     assert res.returncode == 1 and "nope" in res.stderr
-    res = _assay("--db", str(tmp_path / "no" / "such" / "dir" / "x.sqlite3"), "bank", "list")
     # a missing folder is created for a new store; a path under a file cannot be
+    fresh = tmp_path / "no" / "such" / "dir" / "x.sqlite3"
+    res = _assay("--db", str(fresh), "bank", "list")
+    assert res.returncode == 0, res.stderr
+    assert fresh.is_file() and "Traceback" not in res.stderr
     blocker = tmp_path / "file"
     blocker.write_text("x")
     res = _assay("--db", str(blocker / "x.sqlite3"), "bank", "list")

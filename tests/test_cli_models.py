@@ -39,14 +39,17 @@ def test_flagged_model_found_after_conversion_and_fine_tune(tmp_path: Path) -> N
     code, out = _invoke("--db", db, "bank", "add-model", "models", str(flagged), "--id", "bad-ckpt",
                         "--role", "flagged for testing", "--json")
     assert code == 0, out
-    assert json.loads(out)["added_signals"] >= 6  # sha256, autov1/2/3, blake3, crc32, md5
+    assert json.loads(out)["added_signals"] == 7  # sha256, autov1/2/3, blake3, crc32, md5
 
     # the identical file matches by hash; an fp16 fine-tuned copy only by weights
     code, out = _invoke("--db", db, "model", str(flagged), "--json")
+    assert code == 0, out
     rec = json.loads(out)
-    assert {m["signal_type"] for m in rec["matches"]} >= {"sha256", "autov2", "blake3"}
+    assert {m["signal_type"] for m in rec["matches"]} == {"sha256", "autov1", "autov2", "autov3", "blake3",
+                                                         "crc32", "md5"}
     copy = _write(tmp_path / "copy.safetensors", ev.to_fp16(ev.fine_tune(base, 0.01, 5)))
     code, out = _invoke("--db", db, "model", str(copy), "--json")
+    assert code == 0, out
     rec = json.loads(out)
     assert rec["matches"] == []
     assert [d["entry"] for d in rec["lineage"]["derived"]] == ["models/bad-ckpt"]
@@ -76,6 +79,7 @@ def test_lora_extract_writes_a_bankable_lora(tmp_path: Path) -> None:
     assert code == 0, out
     assert "LoRA modules" in out and out_p.stat().st_size > 0
     code, out = _invoke("model", str(out_p), "--json", "--no-banks")
+    assert code == 0, out
     rec = json.loads(out)
     assert rec["arch"]["kind"] == "lora"
     # never overwrites

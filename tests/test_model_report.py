@@ -53,7 +53,7 @@ def test_lora_report(lora_file: Path) -> None:
     assert [(c.key, c.status) for c in r.hash_checks] == [("sshs_model_hash", "match")]
     assert r.metadata is not None and r.metadata.training is not None
     assert r.metadata.training.top_tags == [("tag one", 3)]
-    r.model_dump_json()
+    assert type(r).model_validate_json(r.model_dump_json()) == r  # the JSON form loses nothing
 
 
 def test_explanation_is_escaped_and_complete(lora_file: Path) -> None:
@@ -127,10 +127,16 @@ def test_shared_real_models(testdata: Path) -> None:
     r = analyze_model(testdata / "models" / "silero_vad_16k.safetensors")
     assert r.safety is not None and r.safety.verdict == "no-code"
     assert r.arch is not None and r.arch.confidence != "certain"  # not a family we know
-    r = analyze_model(testdata / "models" / "silero_vad.jit")
-    assert r.hashes is not None
+    jit = testdata / "models" / "silero_vad.jit"
+    r = analyze_model(jit)
+    data = jit.read_bytes()
+    assert r.hashes is not None and r.hashes.sha256 == hashlib.sha256(data).hexdigest()
     assert r.safety is not None and r.safety.verdict != "dangerous"
-    explain_model(r)
+    # what a person reads: the format, the size, the verdict and the hashes an examiner cites
+    text = explain_model(r)
+    assert text.startswith(f"torchscript model, {len(data):,} bytes")
+    assert f"safety: {r.safety.verdict}" in text
+    assert f"SHA256  {r.hashes.sha256}" in text and f"MD5     {hashlib.md5(data).hexdigest()}" in text
 
 
 def _diffusers_unet(context: int) -> g.Specs:

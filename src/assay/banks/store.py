@@ -57,7 +57,8 @@ MAX_CONTENT_ID = 512
 MAX_NOTE = 4096
 MAX_META_JSON = 64 * 1024
 MAX_PROBLEMS = 20
-_BANK_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# First a letter or digit: no ".", "..", hidden-file or option-like ("-x") names.
+_BANK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CANONICAL = re.compile(r"[0-9a-f]+")
 _BATCH = 50_000  # rows per executemany / fetchmany: big enough to amortise round trips
@@ -1202,7 +1203,8 @@ def _check_text(what: str, value: object, limit: int, *, single_line: bool = Fal
 def _check_bank_name(name: object) -> None:
     if not isinstance(name, str) or not _BANK_NAME.fullmatch(name):
         raise InvalidBankInput(
-            f"invalid bank name {name!r}: use 1-64 characters among letters, digits, '_', '.', '-'")
+            f"invalid bank name {name!r}: use 1-64 characters among letters, digits, '_', '.', '-', "
+            "starting with a letter or digit")
 
 
 def _check_threshold(t: object) -> None:

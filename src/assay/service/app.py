@@ -26,7 +26,7 @@ from ..config import data_dir
 from ..errors import AssayError, RateLimited
 from . import logging as service_logging
 from .auth import KeyVerifier
-from .errors import assay_error_dict, error_bytes, error_dict, status_for
+from .errors import assay_error_dict, error_bytes, error_dict, public_error_dict, status_for
 from .jobs import Jobs
 from .logging import RequestContextMiddleware
 from .matching import LiveIndex
@@ -177,7 +177,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         headers = None
         if isinstance(exc, RateLimited):
             headers = {"Retry-After": str(max(1, int(exc.retry_after + 0.999)))}
-        return _json(assay_error_dict(exc, _rid(request)), status_for(exc), headers)
+        if getattr(request.state, "role", None) == "admin":
+            body = assay_error_dict(exc, _rid(request))
+        else:  # no store location, no other banks' names (docs/service.md, "Errors")
+            state = getattr(request.app.state, "assay", None)
+            body = public_error_dict(exc, _rid(request), state.store.url_for_display if state else "")
+        return _json(body, status_for(exc), headers)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> Response:

@@ -7,11 +7,16 @@ Every error answer, whatever raised it, is::
 
 ``code`` values are the stable ``AssayError.code`` strings plus a few HTTP ones
 (``not-found``, ``method-not-allowed``, ``invalid-request``, ``too-large``,
-``request-timeout``, ``internal``).
+``request-timeout``, ``internal``); ``CODES`` lists every one (docs/service.md).
+
+Only ``admin`` callers see where the store lives (its URL, a driver's reason) and
+the names of banks they did not ask for: ``public_error_dict`` is what everyone
+else gets.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
@@ -39,6 +44,27 @@ STATUS: list[tuple[type[E.AssayError], int]] = [
 ]
 
 
+# Every code an error answer may carry (docs/service.md, "Errors"); a new one goes
+# here and in the docs. The base class's generic "error" is never sent.
+CODES: dict[str, int] = {
+    "invalid-signal": 400, "unknown-signal-type": 400, "invalid-bank-input": 400, "import-rejected": 400,
+    "bad-input": 400, "bad-request": 400, "unauthorized": 401, "forbidden": 403, "not-found": 404,
+    "bank-not-found": 404, "method-not-allowed": 405, "request-timeout": 408, "bank-exists": 409,
+    "too-large": 413, "unsupported-format": 415, "decode-error": 422, "unsafe-input": 422,
+    "invalid-request": 422, "rate-limited": 429, "internal": 500, "store-error": 503,
+}
+
+log = logging.getLogger("assay.service.errors")
+
+
+def documented_code(code: str, status: int) -> str:
+    """``code``, unless it is the base class's generic one: then the documented code
+    of its status class."""
+    if code != E.AssayError.code:
+        return code
+    return "internal" if status >= 500 else "bad-request"
+
+
 def status_for(exc: E.AssayError) -> int:
     for cls, status in STATUS:
         if isinstance(exc, cls):
@@ -60,7 +86,38 @@ def assay_error_dict(exc: E.AssayError, request_id: str | None) -> dict[str, Any
         details = {"problems": [{"line": n, "reason": r} for n, r in exc.problems]}
     elif isinstance(exc, E.InvalidSignal):
         details = {"signal_type": exc.signal_type, "reason": exc.reason}
-    return error_dict(exc.code, exc.message, request_id, hint=exc.hint, details=details)
+    return error_dict(documented_code(exc.code, status_for(exc)), exc.message, request_id,
+                      hint=exc.hint, details=details)
+
+
+STORE_UNAVAILABLE = "the bank store is unavailable"
+
+
+def public_error_dict(exc: E.AssayError, request_id: str | None, store_url: str) -> dict[str, Any]:
+    """The error as a caller without the ``admin`` role sees it: no store location
+    (URL, SQLite path, PostgreSQL host and database, a driver's reason, which can
+    name them too) and no names of banks the caller did not ask for. The full error
+    is logged with the request id, for the operator."""
+    if isinstance(exc, E.StoreError):
+        log.warning("request %s: %s", request_id, exc)
+        return error_dict("store-error", STORE_UNAVAILABLE, request_id,
+                          hint="try again shortly; the cause is logged with this request id")
+    out = assay_error_dict(exc, request_id)
+    err = out["error"]
+    if isinstance(exc, E.BankNotFound | E.BankExists):
+        err["hint"] = ("check the bank's name" if isinstance(exc, E.BankNotFound)
+                       else "pick another name")  # the store's hint lists other banks
+    err["message"] = scrub(err["message"], store_url)
+    if err["hint"]:
+        err["hint"] = scrub(err["hint"], store_url)
+    return out
+
+
+def scrub(text: str, store_url: str) -> str:
+    """``text`` without the store's URL (``"no bank named 'x' in sqlite:///..."``)."""
+    if not store_url or store_url not in text:
+        return text
+    return text.replace(f" in {store_url}", "").replace(store_url, "the bank store")
 
 
 def error_bytes(code: str, message: str, request_id: str | None, hint: str | None = None) -> bytes:

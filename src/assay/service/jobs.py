@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from ..banks.formats import parse_file
 from ..banks.store import ImportRecord, Store
 from ..errors import AssayError, BankImportError, NotFound, StoreError
+from .errors import public_error_dict
 from .tables import jobs
 
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
@@ -204,7 +205,9 @@ class Jobs:
             self._finish(job.id, "done", result=res)
         except AssayError as exc:
             stop.set()
-            err: dict[str, Any] = {"code": exc.code, "message": _public(exc.message, path), "hint": exc.hint}
+            # Job answers go to curate keys: no store location (docs/service.md, "Errors").
+            pub = public_error_dict(exc, None, self.store.url_for_display)["error"]
+            err: dict[str, Any] = {"code": pub["code"], "message": _public(pub["message"], path), "hint": pub["hint"]}
             if isinstance(exc, BankImportError):
                 err["problems"] = [{"line": n, "reason": r} for n, r in exc.problems]
             self._try_finish(job.id, err)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from .. import __version__
 from ..errors import StoreError
@@ -17,15 +17,16 @@ from .routes_match import json_response
 from .settings import ROLES
 from .state import get_state, insert_audit, role
 from .tables import audit_log
+from .validation import STRICT, Line
 
 router = APIRouter(tags=["admin"])
 AdminRole = Annotated[Principal, Depends(role("admin"))]
 
 
 class KeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=128)
-    role: str = Field(description=" | ".join(ROLES))
+    model_config = STRICT
+    name: Line = Field(min_length=1, max_length=128)
+    role: Literal[ROLES] = Field(description=" | ".join(ROLES))  # type: ignore[valid-type]
     rate_limit: float | None = Field(default=None, gt=0, le=1e9)
 
 

@@ -11,29 +11,30 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from ..banks.store import UNSET, Bank, Entry
-from ..errors import NotFound
+from ..errors import InvalidBankInput, NotFound
 from .auth import Principal
 from .jobs import Job
 from .routes_match import json_response
-from .state import get_state, role, spool_body
+from .state import ServiceState, get_state, role, spool_body
+from .validation import STRICT, BankName, JsonObject, Line, Text
 
 router = APIRouter(prefix="/v1", tags=["banks"])
 CurateRole = Annotated[Principal, Depends(role("curate"))]
 
 
 class BankCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(max_length=64)
-    description: str = Field(default="", max_length=4096)
+    model_config = STRICT
+    name: BankName = Field(description="letters, digits, '_', '.', '-'; first a letter or digit")
+    description: Text = Field(default="", max_length=4096)
     pdq_threshold: int | None = Field(default=None, ge=0, le=256)
 
 
 class BankUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    description: str | None = Field(default=None, max_length=4096)
+    model_config = STRICT
+    description: Text | None = Field(default=None, max_length=4096)
     pdq_threshold: int | None = Field(default=None, ge=0, le=256, description="null clears it (if sent)")
     enabled: bool | None = None
 
@@ -54,11 +55,13 @@ class BankList(BaseModel):
 
 
 class EntryIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    content_id: str = Field(max_length=512)
-    signals: dict[str, str | list[str]] = Field(description="signal type -> value or list of values")
-    note: str | None = Field(default=None, max_length=4096)
-    meta: dict[str, Any] | None = None
+    model_config = STRICT
+    content_id: Line = Field(min_length=1, max_length=512)
+    signals: dict[Line, Line | list[Line]] = Field(
+        max_length=64, description="signal type -> value or list of values "
+        "(at most max_entry_signals values per entry, default 256)")
+    note: Text | None = Field(default=None, max_length=4096)
+    meta: JsonObject | None = None
 
 
 class EntryOut(BaseModel):
@@ -196,15 +199,35 @@ def list_entries(
                           "next_offset": offset + limit if more else None})
 
 
+def count_values(signals: dict[str, Any]) -> int:
+    return sum(len(v) if isinstance(v, list) else 1 for v in signals.values())
+
+
+def check_signal_cap(state: ServiceState, bank: str, content_id: str, new: int) -> None:
+    """Refuse an entry that would hold more than ``max_entry_signals`` values. Run
+    inside the write's transaction: writers take turns, so the count is exact."""
+    cap = state.settings.max_entry_signals
+    if new > cap:
+        raise InvalidBankInput(f"entry {content_id!r} would have {new} signals; the limit is {cap} per entry")
+    entry = state.store.get_entry(bank, content_id)
+    have = sum(len(v) for v in entry.signals.values()) if entry is not None else 0
+    if have + new > cap:
+        raise InvalidBankInput(f"entry {content_id!r} has {have} signals; {new} more would exceed "
+                               f"the limit of {cap} per entry")
+
+
 @router.post("/banks/{name}/entries", status_code=201, response_model=AddResult,
              summary="Add an entry (or new signals to an existing one)")
 def add_entry(request: Request, who: CurateRole, name: str, body: EntryIn) -> Response:
     state = get_state(request)
-    res = state.audited_write(
-        who, "entry.add", name,
-        lambda: state.store.add_entry(name, body.content_id, body.signals, note=body.note,
-                                      source=f"api:{who.actor}"[:4096], meta=body.meta),
-        lambda r: {"added_signals": r.added_signals}, content_id=body.content_id)
+
+    def add() -> Any:
+        check_signal_cap(state, name, body.content_id, count_values(body.signals))
+        return state.store.add_entry(name, body.content_id, body.signals, note=body.note,
+                                     source=f"api:{who.actor}"[:4096], meta=body.meta)
+
+    res = state.audited_write(who, "entry.add", name, add,
+                              lambda r: {"added_signals": r.added_signals}, content_id=body.content_id)
     return json_response({"added_entries": res.added_entries, "added_signals": res.added_signals,
                           "duplicates": res.duplicates, "total": res.total}, 201)
 

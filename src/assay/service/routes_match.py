@@ -10,7 +10,7 @@ import orjson
 from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from .. import signals as signal_types
 from ..banks.matcher import Query as SignalQuery
@@ -21,6 +21,7 @@ from ..sniff import sniff_bytes
 from .auth import Principal
 from .errors import assay_error_dict
 from .state import ServiceState, get_state, role, spool_body
+from .validation import STRICT, Line
 
 router = APIRouter(prefix="/v1", tags=["matching"])
 MatchRole = Annotated[Principal, Depends(role("match"))]
@@ -50,14 +51,14 @@ class MatchResponse(BaseModel):
 
 
 class BatchSignal(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: str | None = Field(default=None, max_length=256, description="echoed back, to pair answers with questions")
+    model_config = STRICT
+    id: Line | None = Field(default=None, max_length=256, description="echoed back, to pair answers with questions")
     type: str = Field(max_length=32)
     value: str = Field(max_length=256)
 
 
 class BatchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
     signals: list[BatchSignal] = Field(max_length=100_000)
     threshold: int | None = Field(default=None, ge=0, le=256)
     include_low_quality: bool = False

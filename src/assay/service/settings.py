@@ -37,6 +37,7 @@ class Settings:
     max_model_bytes: int = 8 * 1024**3
     max_import_bytes: int = 4 * 1024**3
     max_batch: int = 1000
+    max_entry_signals: int = 256  # signal values one bank entry may hold
     body_timeout: float = 30.0  # seconds without a byte from a client before 408
     # How often each worker follows the store. On PostgreSQL a worker is also woken by a
     # notice when a write commits, so this is only the fallback there.
@@ -67,6 +68,8 @@ class Settings:
             raise AssayError(f"invalid worker count {self.workers}: at least 1")
         if self.index_private_mb < 0:
             raise AssayError(f"invalid index_private_mb {self.index_private_mb}: megabytes, 0 or more")
+        if self.max_entry_signals < 1:
+            raise AssayError(f"invalid max_entry_signals {self.max_entry_signals}: at least 1")
         if self.prune_interval <= 0:
             raise AssayError(f"invalid prune interval {self.prune_interval}: seconds, more than 0")
         scheme = self.rate_limit_redis_url.partition("://")[0]

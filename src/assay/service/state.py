@@ -123,6 +123,7 @@ def role(needed: str) -> Callable[[Request], Awaitable[Principal]]:
         if principal is None:
             principal = await run_in_threadpool(state.keys.principal, key)
         request.state.key_id = principal.key_id
+        request.state.role = principal.role  # what error answers may disclose
         require_role(principal, needed)
         await state.limiter.check(principal.key_id, principal.rate_limit or state.settings.rate_limit)
         return principal

@@ -1,0 +1,57 @@
+"""Strict input types of the API's JSON bodies.
+
+Request models use pydantic's strict mode (``"enabled": "yes"`` or
+``"pdq_threshold": true`` are refused, not coerced) and these string types, so that
+no control character reaches a bank, an entry, a key or the audit log: a name, a
+content id or a key name is one line without any; a description or a note may hold
+tabs and newlines (LF), nothing else below U+0020, no DEL and no C1 control.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, ConfigDict, Field
+
+STRICT = ConfigDict(extra="forbid", strict=True)
+
+_LINE_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Bank names as the store accepts them (assay.banks.store): first a letter or digit.
+BANK_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+def _line(value: str) -> str:
+    if _LINE_CONTROL.search(value):
+        raise ValueError("control characters are not allowed")
+    return value
+
+
+def _text(value: str) -> str:
+    if _TEXT_CONTROL.search(value):
+        raise ValueError("control characters other than tab and newline are not allowed")
+    return value
+
+
+def _json(value: Any, depth: int = 0) -> Any:
+    if depth > 32:
+        raise ValueError("nested deeper than 32 levels")
+    if isinstance(value, str):
+        _text(value)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _line(k)
+            _json(v, depth + 1)
+    elif isinstance(value, list):
+        for v in value:
+            _json(v, depth + 1)
+    return value
+
+
+Line = Annotated[str, AfterValidator(_line)]
+Text = Annotated[str, AfterValidator(_text)]
+# The store checks the name (400 invalid-bank-input, as from the CLI); the schema says
+# what it accepts, so that clients and schema-driven tests know.
+BankName = Annotated[Line, Field(json_schema_extra={"pattern": BANK_NAME_PATTERN, "maxLength": 64})]
+JsonObject = Annotated[dict[str, Any], AfterValidator(_json)]

@@ -1,0 +1,210 @@
+"""Issue 13, items 5 and 6 against a real 2-worker `assay serve` (SQLite and
+PostgreSQL): error answers disclose no store location and no other banks to
+non-admin keys; JSON bodies are strictly typed; unsafe bank names, control
+characters and oversized entries are refused with documented codes."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import httpx
+import pytest
+
+from assay.service.errors import CODES
+from service_cluster import KINDS, Cluster, cluster
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def svc(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    tmp = tmp_path_factory.mktemp(f"strict-{request.param}")
+    with cluster(request.param, tmp) as c:
+        with c.client("curate") as cur:
+            for name in ("alpha-secret", "beta-secret"):
+                assert cur.post("/v1/banks", json={"name": name}).status_code == 201
+        yield c
+
+
+def _err(r: httpx.Response, status: int, code: str) -> dict:
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["code"] == code, r.text
+    assert err["code"] in CODES  # a documented code, never the generic "error"
+    assert err["request_id"] == r.headers["x-request-id"]
+    return err
+
+
+def _location_markers(db: str) -> list[str]:
+    """Strings that would tell a caller where the store lives."""
+    if db.startswith("sqlite"):
+        path = db.split("///", 1)[1]
+        return [path, Path(path).name, Path(path).parent.name, "sqlite"]
+    u = urlsplit(db)
+    schema = unquote(u.query).rsplit("=", 1)[-1]
+    return [u.hostname or "", str(u.port), schema, "postgresql", "search_path"]
+
+
+def _discloses(text: str, db: str) -> list[str]:
+    return [m for m in [*_location_markers(db), "alpha-secret", "beta-secret"] if m and m in text]
+
+
+# -- item 5: no disclosure ----------------------------------------------------------------
+def test_bank_errors_name_only_what_was_asked_for(svc: Cluster) -> None:
+    with svc.client("curate") as cur, svc.client("match") as match:
+        answers = [
+            _err(cur.get("/v1/banks/nope"), 404, "bank-not-found"),
+            _err(cur.get("/v1/banks/nope/entries"), 404, "bank-not-found"),
+            _err(cur.patch("/v1/banks/nope", json={"description": "x"}), 404, "bank-not-found"),
+            _err(cur.delete("/v1/banks/nope"), 404, "bank-not-found"),
+            _err(cur.post("/v1/banks/nope/entries", json={"content_id": "c", "signals": {"md5": "0" * 32}}),
+                 404, "bank-not-found"),
+            _err(cur.post("/v1/banks/nope/import", content=b"0" * 64), 404, "bank-not-found"),
+            _err(cur.post("/v1/banks", json={"name": "alpha-secret"}), 409, "bank-exists"),
+            _err(match.post("/v1/banks", json={"name": "x"}), 403, "forbidden"),
+        ]
+        for i, err in enumerate(answers):
+            text = f"{err['message']} {err['hint']}"
+            asked = "alpha-secret" if i == 6 else None
+            assert [m for m in _discloses(text, svc.db) if m != asked] == [], text
+        # what was asked for is named, so the caller can tell which request failed
+        assert "'nope'" in answers[0]["message"] and "'alpha-secret'" in answers[6]["message"]
+        assert answers[0]["hint"]  # still a readable hint, just not the bank list
+    # An admin sees where and what else: the operator's view.
+    with svc.client("admin") as adm:
+        err = _err(adm.get("/v1/banks/nope"), 404, "bank-not-found")
+        assert "alpha-secret" in err["hint"] and _discloses(err["message"], svc.db)
+
+
+# -- item 6: strict types, names, control characters, caps, codes -------------------------
+def test_json_types_are_strict(svc: Cluster) -> None:
+    with svc.client("curate") as cur, svc.client("admin") as adm, svc.client("match") as match:
+        assert cur.post("/v1/banks", json={"name": "typed"}).status_code == 201
+        for body in ({"enabled": "yes"}, {"enabled": 1}, {"pdq_threshold": True}, {"pdq_threshold": "5"},
+                     {"pdq_threshold": 5.0}, {"description": 5}):
+            err = _err(cur.patch("/v1/banks/typed", json=body), 422, "invalid-request")
+            assert err["details"] and err["details"][0]["loc"][0] == "body"
+        for body in ({"name": "t2", "pdq_threshold": True}, {"name": 7}, {"name": "t3", "description": None}):
+            _err(cur.post("/v1/banks", json=body), 422, "invalid-request")
+        _err(cur.post("/v1/banks/typed/entries", json={"content_id": 5, "signals": {"md5": "0" * 32}}),
+             422, "invalid-request")
+        _err(match.post("/v1/lookup/batch", json={"signals": [{"type": "md5", "value": "0" * 32}],
+                                                  "threshold": "3"}), 422, "invalid-request")
+        _err(match.post("/v1/lookup/batch", json={"signals": [], "include_low_quality": "true"}),
+             422, "invalid-request")
+        _err(adm.post("/v1/keys", json={"name": "k", "role": "match", "rate_limit": "5"}), 422, "invalid-request")
+        bank = cur.get("/v1/banks/typed").json()
+        assert bank["enabled"] is True and bank["pdq_threshold"] is None and bank["description"] == ""
+        # the same fields with their right types are accepted
+        ok = cur.patch("/v1/banks/typed", json={"enabled": False, "pdq_threshold": 12})
+        assert ok.status_code == 200 and ok.json()["pdq_threshold"] == 12 and ok.json()["enabled"] is False
+
+
+@pytest.mark.parametrize("name", [".", "..", "-rf", ".hidden", "a/b", "a b", "é", "x" * 65, ""])
+def test_unsafe_bank_names_are_refused(svc: Cluster, name: str) -> None:
+    with svc.client("curate") as cur:
+        r = cur.post("/v1/banks", json={"name": name})
+        _err(r, 400, "invalid-bank-input")
+        assert "invalid bank name" in r.json()["error"]["message"]
+        assert name not in [b["name"] for b in cur.get("/v1/banks").json()["banks"]]
+
+
+def test_control_characters_are_refused_everywhere(svc: Cluster) -> None:
+    md5 = {"md5": "1" * 32}
+    with svc.client("curate") as cur, svc.client("admin") as adm, svc.client("match") as match:
+        assert cur.post("/v1/banks", json={"name": "ctl"}).status_code == 201
+        for bad in ("\x1b[31mred", "bell\x07", "nul\x00", "cr\rover", "c1\x85", "del\x7f"):
+            _err(cur.post("/v1/banks", json={"name": "ctl2", "description": bad}), 422, "invalid-request")
+            _err(cur.patch("/v1/banks/ctl", json={"description": bad}), 422, "invalid-request")
+            _err(cur.post("/v1/banks/ctl/entries", json={"content_id": "c", "signals": md5, "note": bad}),
+                 422, "invalid-request")
+            _err(cur.post("/v1/banks/ctl/entries", json={"content_id": "c", "signals": md5, "meta": {"k": bad}}),
+                 422, "invalid-request")
+            _err(cur.post("/v1/banks/ctl/entries", json={"content_id": "c", "signals": md5, "meta": {bad: 1}}),
+                 422, "invalid-request")
+            _err(cur.post("/v1/banks/ctl/entries", json={"content_id": f"c{bad}", "signals": md5}),
+                 422, "invalid-request")
+            _err(adm.post("/v1/keys", json={"name": f"k{bad}", "role": "match"}), 422, "invalid-request")
+            _err(match.post("/v1/lookup/batch", json={"signals": [{"id": bad, "type": "md5", "value": "0" * 32}]}),
+                 422, "invalid-request")
+        _err(cur.post("/v1/banks/ctl/entries", json={"content_id": "c\nd", "signals": md5}), 422, "invalid-request")
+        assert cur.get("/v1/banks/ctl/entries").json()["entries"] == []
+        assert cur.get("/v1/banks/ctl").json()["description"] == ""
+        # multi-line text keeps its tabs and newlines
+        ok = cur.patch("/v1/banks/ctl", json={"description": "line one\n\tline two"})
+        assert ok.status_code == 200 and ok.json()["description"] == "line one\n\tline two"
+        ok = cur.post("/v1/banks/ctl/entries", json={"content_id": "c", "signals": md5, "note": "a\nb",
+                                                      "meta": {"k": "v\tw"}})
+        assert ok.status_code == 201, ok.text
+
+
+def test_signals_per_entry_are_capped(svc: Cluster) -> None:
+    rng = random.Random(13)
+    values = [f"{rng.getrandbits(256):064x}" for _ in range(300)]
+    with svc.client("curate") as cur:
+        assert cur.post("/v1/banks", json={"name": "capped"}).status_code == 201
+        err = _err(cur.post("/v1/banks/capped/entries", json={"content_id": "big", "signals": {"pdq": values}}),
+                   400, "invalid-bank-input")
+        assert "limit of 256" in err["message"] or "limit is 256" in err["message"]
+        assert cur.get("/v1/banks/capped").json()["entries"] == 0
+        ok = cur.post("/v1/banks/capped/entries", json={"content_id": "big", "signals": {"pdq": values[:250]}})
+        assert ok.status_code == 201 and ok.json()["added_signals"] == 250
+        # the cap counts what the entry already holds
+        err = _err(cur.post("/v1/banks/capped/entries",
+                            json={"content_id": "big", "signals": {"pdq": values[250:260]}}),
+                   400, "invalid-bank-input")
+        assert "250" in err["message"]
+        assert cur.post("/v1/banks/capped/entries",
+                        json={"content_id": "big", "signals": {"pdq": values[250:256]}}).status_code == 201
+        got = cur.get("/v1/banks/capped/entries/big").json()
+        assert len(got["signals"]["pdq"]) == 256
+
+
+def test_invalid_role_has_a_specific_code(svc: Cluster) -> None:
+    with svc.client("admin") as adm:
+        err = _err(adm.post("/v1/keys", json={"name": "k", "role": "root"}), 422, "invalid-request")
+        assert err["details"][0]["loc"] == ["body", "role"]
+        assert all(k["name"] != "k" for k in adm.get("/v1/keys").json())
+
+
+@pytest.mark.postgres
+def test_store_outage_shows_no_location_to_curate_keys(tmp_path: Path) -> None:
+    """503 store-error: the driver's reason names host, port and database; only an
+    admin key sees it (the operator), a curate key gets the documented code alone."""
+    from service_cluster import make_keys, pg_schema
+    from service_helpers import TcpProxy, running
+
+    with pg_schema() as direct:
+        u = urlsplit(direct)
+        proxy = TcpProxy(u.hostname or "127.0.0.1", u.port or 5432)
+        proxy.start()
+        try:
+            db = direct.replace(f"{u.hostname}:{u.port}", f"127.0.0.1:{proxy.port}")
+            keys = make_keys(db)
+            with running(db, 2, tmp_path, ASSAY_SERVICE_KEY_CACHE_SECONDS="60") as server:
+                c = Cluster(server, db, keys, 2)
+                with c.client("curate") as cur, c.client("admin") as adm:
+                    def warm(client: httpx.Client) -> tuple[str, bool]:
+                        # both keys verified (and cached for 60 s) on the worker that answers
+                        a = client.get("/v1/banks", headers=c.h("admin"))
+                        b = client.get("/v1/banks", headers=c.h("curate"))
+                        same = a.headers["x-served-by"] == b.headers["x-served-by"]
+                        return a.headers["x-served-by"], same and a.status_code == b.status_code == 200
+
+                    c.on_every_worker(warm)
+                    proxy.stop()
+                    seen = {"curate": 0, "admin": 0}
+                    for _ in range(8):
+                        for who, client in (("curate", cur), ("admin", adm)):
+                            r = client.post("/v1/banks", json={"name": "during-outage"})
+                            err = _err(r, 503, "store-error")
+                            text = f"{err['message']} {err['hint']}"
+                            if who == "curate":
+                                assert _discloses(text, db) == [] and str(proxy.port) not in text, text
+                            else:
+                                assert str(proxy.port) in text, text  # the operator's view
+                            seen[who] += 1
+                    assert seen["curate"] and seen["admin"], seen
+        finally:
+            proxy.close()

@@ -15,6 +15,13 @@ from typing import Literal
 from .errors import InvalidSignal, UnknownSignalType
 
 MatchKind = Literal["exact", "hamming"]
+# How much a match by this type says (``Match.strength``): "exact" a full cryptographic
+# hash of the same bytes, "short-hash" a truncated hash or checksum (32-48 bits) that
+# collides by chance across large collections, "perceptual" a near-duplicate image.
+# Two strengths come from where the query came from, not from the type: a hash the
+# file's metadata names ("named-by-metadata") and weight-fingerprint lineage ("lineage").
+Strength = Literal["exact", "short-hash", "perceptual", "named-by-metadata", "lineage"]
+STRENGTHS: tuple[str, ...] = ("exact", "short-hash", "perceptual", "named-by-metadata", "lineage")
 
 
 @dataclass(frozen=True)
@@ -26,6 +33,17 @@ class SignalType:
     applies_to: tuple[str, ...] = ("image",)
     default_threshold: int = 0
     aliases: tuple[str, ...] = ()
+    strength: Strength = "exact"
+    # Canonical values that say nothing about the subject (e.g. a hash of no bytes):
+    # value -> why. They are never banked and never looked up.
+    degenerate: tuple[tuple[str, str], ...] = ()
+
+    def degenerate_reason(self, value: str) -> str | None:
+        """Why ``value`` (canonical) is degenerate for this type, or None."""
+        for v, why in self.degenerate:
+            if v == value:
+                return why
+        return None
 
     @property
     def bits(self) -> int:
@@ -88,10 +106,20 @@ PDQ = register(
         match="hamming",
         default_threshold=31,
         aliases=("pdq_hash",),
+        strength="perceptual",
     )
 )
 MD5 = register(
     SignalType("md5", "MD5 of the file bytes", 32, applies_to=("image", "model", "file"))
+)
+SHA1 = register(
+    SignalType(
+        "sha1",
+        "SHA-1 of the file bytes (hash sets such as NSRL and Project VIC carry it)",
+        40,
+        applies_to=("image", "model", "file"),
+        aliases=("sha-1",),
+    )
 )
 SHA256 = register(
     SignalType(
@@ -107,11 +135,18 @@ SHA256 = register(
 # Images made with AUTOMATIC1111 name their checkpoint by AutoV1 or AutoV2 and their
 # LoRAs by the AutoV3/addnet short hash, so the same types serve both sides.
 _MODEL = ("model",)
+# SHA-256 of no bytes, cut to AutoV1's 8 hex: what every file shorter than 1 MiB gets.
+AUTOV1_EMPTY = "e3b0c442"
+AUTOV1_EMPTY_REASON = (
+    "AutoV1 of an empty window: the file is shorter than 1 MiB, so AutoV1 hashes no bytes "
+    "and every such file has this value")
 AUTOV1 = register(
-    SignalType("autov1", "AutoV1: SHA-256 of 64 KiB at offset 1 MiB, first 8 hex", 8, applies_to=_MODEL)
+    SignalType("autov1", "AutoV1: SHA-256 of 64 KiB at offset 1 MiB, first 8 hex", 8, applies_to=_MODEL,
+               strength="short-hash", degenerate=((AUTOV1_EMPTY, AUTOV1_EMPTY_REASON),))
 )
 AUTOV2 = register(
-    SignalType("autov2", "AutoV2: SHA-256 of the whole file, first 10 hex", 10, applies_to=_MODEL)
+    SignalType("autov2", "AutoV2: SHA-256 of the whole file, first 10 hex", 10, applies_to=_MODEL,
+               strength="short-hash")
 )
 AUTOV3 = register(
     SignalType(
@@ -120,6 +155,7 @@ AUTOV3 = register(
         12,
         applies_to=_MODEL,
         aliases=("addnet",),
+        strength="short-hash",
     )
 )
 BLAKE3 = register(
@@ -131,5 +167,6 @@ CRC32 = register(
         "CRC32 of the whole file, as zlib.crc32 prints it (big-endian hex)",
         8,
         applies_to=_MODEL,
+        strength="short-hash",
     )
 )

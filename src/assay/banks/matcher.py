@@ -40,6 +40,28 @@ class Query(NamedTuple):
     value: str
     variant: str | None = None
     quality: int | None = None
+    mode: str | None = None  # how the value was obtained, e.g. "named-by-metadata"
+
+
+NAMED_BY_METADATA = "named-by-metadata"
+
+
+def skip_reason(q: Query, include_low_quality: bool = False) -> str | None:
+    """Why a query is not looked up at all, or None: a PDQ of low quality (unless asked
+    for) or a value that says nothing about its file (a degenerate AutoV1)."""
+    st = signal_types.get(q.signal_type)
+    if q.quality is not None and st.match == "hamming" and q.quality < LOW_QUALITY and not include_low_quality:
+        return f"low quality ({q.quality} < {LOW_QUALITY}); pass --include-low-quality to match it"
+    why = st.degenerate_reason(q.value) if st.degenerate else None
+    if why is not None:
+        return f"degenerate {st.name} value: {why}"
+    return None
+
+
+def strength_of(st: signal_types.SignalType, mode: str | None) -> str:
+    # A hash read from an image's metadata only says the image NAMES a file with that
+    # hash, whatever the hash's own strength.
+    return NAMED_BY_METADATA if mode == NAMED_BY_METADATA else st.strength
 
 
 class Matcher:
@@ -180,10 +202,10 @@ class Matcher:
         hits = self._search(queries, threshold, include_low_quality)
         if not hits:
             return []
-        refs = self.store.resolve(sorted({sid for _, sid, _ in hits}))
+        refs = self.store.resolve(sorted({sid for _, _, sid, _ in hits}))
         matches: list[Match] = []
-        seen: set[tuple[str, str, str, str | None]] = set()
-        for q, sid, dist in sorted(hits, key=lambda h: (h[2], h[1])):
+        seen: set[tuple[int, str, str, str]] = set()
+        for pos, q, sid, dist in sorted(hits, key=lambda h: (h[3], h[2], h[0])):
             ref = refs.get(sid)
             if ref is None:  # removed since the index saw it
                 continue
@@ -194,7 +216,7 @@ class Matcher:
                     limit = ref.bank_pdq_threshold if ref.bank_pdq_threshold is not None else st.default_threshold
                 if dist > limit:
                     continue
-            key = (ref.bank, ref.content_id, ref.signal_type, q.variant)
+            key = (pos, ref.bank, ref.content_id, ref.signal_type)
             if key in seen:
                 continue
             seen.add(key)
@@ -205,6 +227,8 @@ class Matcher:
                     signal_type=ref.signal_type,
                     value=ref.value,
                     distance=dist,
+                    strength=strength_of(st, q.mode),
+                    query=pos,
                     query_variant=q.variant,
                     note=ref.note,
                 )
@@ -213,12 +237,12 @@ class Matcher:
 
     def _search(
         self, queries: Sequence[Query], threshold: int | None, include_low_quality: bool
-    ) -> list[tuple[Query, int, int]]:
-        """Index hits (query, signal_id, distance), in query order. The Hamming queries
+    ) -> list[tuple[int, Query, int, int]]:
+        """Index hits (query position, query, signal_id, distance), in query order. The Hamming queries
         of one signal type go to the index in one ``search_many`` call: per call the
         kernel has a fixed cost that dominates a single query, so a batch of 100
         would otherwise pay it 100 times."""
-        per_query: list[list[tuple[Query, int, int]]] = [[] for _ in queries]
+        per_query: list[list[tuple[int, Query, int, int]]] = [[] for _ in queries]
         thresholds = self.store.bank_thresholds()
         max_bank = max([t for t in thresholds.values() if t is not None], default=0)
         grouped: dict[str, list[int]] = {}  # hamming type -> positions in queries
@@ -235,7 +259,9 @@ class Matcher:
                 idx_e = self._exact.get(st.name)
                 if idx_e is None or len(idx_e) == 0:
                     continue
-                per_query[pos] = [(q, int(i), 0) for i in idx_e.search(bytes.fromhex(q.value))]
+                if st.degenerate and st.degenerate_reason(q.value):  # matches files, not this file
+                    continue
+                per_query[pos] = [(pos, q, int(i), 0) for i in idx_e.search(bytes.fromhex(q.value))]
         for name, positions in grouped.items():
             idx = self._hamming.get(name)
             if idx is None or len(idx) == 0:
@@ -255,7 +281,7 @@ class Matcher:
                 pos = positions[k]
                 q = queries[pos]
                 lo, hi = int(qoff[k]), int(qoff[k + 1])
-                per_query[pos] = [(q, ids_l[j], dists_l[j]) for j in range(lo, hi)]
+                per_query[pos] = [(pos, q, ids_l[j], dists_l[j]) for j in range(lo, hi)]
         return [h for hs in per_query for h in hs]
 
     def match_signals(
@@ -265,7 +291,7 @@ class Matcher:
         threshold: int | None = None,
         include_low_quality: bool = False,
     ) -> list[Match]:
-        queries = [Query(s.type, s.value, s.variant, s.quality) for s in signals]
+        queries = [Query(s.type, s.value, s.variant, s.quality, s.mode) for s in signals]
         return self.lookup(queries, threshold=threshold, include_low_quality=include_low_quality)
 
     def size(self) -> dict[str, int]:

@@ -47,6 +47,7 @@ from ..errors import (
     BankNotFound,
     ChangesPruned,
     InvalidBankInput,
+    InvalidSignal,
     StoreError,
 )
 from . import migrations
@@ -198,12 +199,15 @@ class ImportRecord(NamedTuple):
 @dataclass(frozen=True)
 class ImportResult:
     """``total`` counts the signal values offered; ``duplicates`` those already in the
-    bank or repeated in the input (``total == added_signals + duplicates``)."""
+    bank or repeated in the input; ``degenerate`` those not banked because they say
+    nothing about a file (e.g. AutoV1 ``e3b0c442``, the hash of an empty window), see
+    ``SignalType.degenerate`` (``total == added_signals + duplicates + degenerate``)."""
 
     added_entries: int
     added_signals: int
     duplicates: int
     total: int
+    degenerate: int = 0
 
 
 @dataclass(frozen=True)
@@ -273,6 +277,7 @@ class _Validated:
     note: str | None
     meta_json: str | None
     signals: list[tuple[str, str]]
+    degenerate: list[tuple[str, str, str]] = field(default_factory=list)  # (type, value, why): not banked
 
 
 # The write transaction this thread or task has open, per store (see Store.transaction).
@@ -589,7 +594,10 @@ class Store:
             for v in vals if isinstance(vals, list | tuple) else [vals]:
                 pairs.append((st_name, v))
         record = ImportRecord(content_id, tuple(pairs), note, dict(meta) if meta is not None else None)
-        _validate(record, {})  # raise the precise error for a single entry
+        v = _validate(record, {})  # raise the precise error for a single entry
+        if not v.signals:  # only degenerate values: nothing an entry could be matched by
+            t, value, why = v.degenerate[0]
+            raise InvalidSignal(t, value, f"{why}; refused: it would match unrelated files")
         return self.import_records(bank, [record], source or "add_entry")
 
     def remove_entry(self, bank: str, content_id: str) -> bool:
@@ -722,8 +730,9 @@ class Store:
                     if len(problems) >= MAX_PROBLEMS:
                         raise BankImportError(source, problems) from None
                     continue
-                counts.total += len(v.signals)
-                if not problems:  # once anything is bad, only look for more problems
+                counts.total += len(v.signals) + len(v.degenerate)
+                counts.degenerate += len(v.degenerate)
+                if not problems and v.signals:  # once anything is bad, only look for more problems
                     yield v
 
         now = _now()
@@ -738,7 +747,8 @@ class Store:
             if added_e or added_s:
                 conn.execute(banks_table.update().where(banks_table.c.id == bank_row.id).values(updated_at=now))
                 self._notify_followers(conn)
-        return ImportResult(added_e, added_s, counts.total - added_s, counts.total)
+        return ImportResult(added_e, added_s, counts.total - added_s - counts.degenerate, counts.total,
+                            counts.degenerate)
 
     # -- stats -------------------------------------------------------------------------
     def stats(self, bank: str) -> BankStats:
@@ -1040,6 +1050,7 @@ class ChangeListener:
 @dataclass
 class _Counts:
     total: int = 0
+    degenerate: int = 0
 
 
 def _batches(it: Iterator[_Validated], n: int) -> Iterator[list[_Validated]]:
@@ -1155,6 +1166,7 @@ def _validate(rec: ImportRecord, types: dict[str, signal_types.SignalType]) -> _
     if not rec.signals or not isinstance(rec.signals, tuple | list):
         raise InvalidBankInput(f"entry {cid!r} has no signal")
     out: list[tuple[str, str]] = []
+    degenerate: list[tuple[str, str, str]] = []
     for pair in rec.signals:
         if not isinstance(pair, tuple) or len(pair) != 2 or not isinstance(pair[0], str):
             raise InvalidBankInput(f"entry {cid!r}: signals must be (type, value) pairs")
@@ -1163,11 +1175,15 @@ def _validate(rec: ImportRecord, types: dict[str, signal_types.SignalType]) -> _
         if st is None:
             st = types[name] = signal_types.get(name)
         # Values from our own parsers are canonical already: one regex instead of normalize().
-        if type(value) is str and len(value) == st.hex_len and _CANONICAL.fullmatch(value):
-            out.append((st.name, value))
+        if not (type(value) is str and len(value) == st.hex_len and _CANONICAL.fullmatch(value)):
+            value = st.normalize(value)
+        why = st.degenerate_reason(value) if st.degenerate else None
+        if why is not None:
+            degenerate.append((st.name, value, why))
         else:
-            out.append((st.name, st.normalize(value)))
-    if not (len(out) == 1 and cid == out[0][1]):  # a canonical hash is always a fine id
+            out.append((st.name, value))
+    if not ((len(out) == 1 and cid == out[0][1]) or (not out and len(degenerate) == 1 and cid == degenerate[0][1])):
+        # a canonical hash is always a fine id
         _check_text("content_id", cid, MAX_CONTENT_ID, single_line=True)
         if cid != cid.strip():
             raise InvalidBankInput(f"content_id {cid!r} has leading or trailing whitespace")
@@ -1184,7 +1200,7 @@ def _validate(rec: ImportRecord, types: dict[str, signal_types.SignalType]) -> _
             raise InvalidBankInput(f"meta is not storable JSON: {exc}") from None
         if len(meta_json) > MAX_META_JSON or "\x00" in meta_json or "\\u0000" in meta_json:
             raise InvalidBankInput(f"meta is larger than {MAX_META_JSON} characters or holds NUL")
-    return _Validated(cid, rec.note, meta_json, out)
+    return _Validated(cid, rec.note, meta_json, out, degenerate)
 
 
 def _check_text(what: str, value: object, limit: int, *, single_line: bool = False) -> None:

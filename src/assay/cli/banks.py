@@ -148,9 +148,17 @@ def bank_import(
             store.create_bank(name)
         records = parse_file(file, None if fmt is Fmt.auto else fmt.value, signal_type=signal_type)
         res = store.import_records(name, records, source=str(file))
+    warnings: list[str] = []
+    if res.degenerate:
+        warnings.append(f"{res.degenerate:,} degenerate value(s) not imported (e.g. AutoV1 e3b0c442, the hash "
+                        "of an empty window, which every file shorter than 1 MiB has): they would match "
+                        "unrelated files")
+    for w in warnings:
+        err.print(f"[yellow]warning:[/yellow] {_esc(w)}")
     if json_out:
         _emit_json({"bank": name, "file": str(file), "added_entries": res.added_entries,
-                    "added_signals": res.added_signals, "duplicates": res.duplicates, "total": res.total})
+                    "added_signals": res.added_signals, "duplicates": res.duplicates, "total": res.total,
+                    "degenerate": res.degenerate, "warnings": warnings})
         return
     out.print(f"{_esc(str(file))} -> {_esc(name)}: {res.total:,} records, {res.added_entries:,} new entries, "
               f"{res.added_signals:,} new signals, {res.duplicates:,} already present")
@@ -191,6 +199,7 @@ def bank_add(
     pdq: Annotated[list[str] | None, typer.Option(help="PDQ hash.")] = None,
     md5: Annotated[list[str] | None, typer.Option(help="MD5.")] = None,
     sha256: Annotated[list[str] | None, typer.Option(help="SHA-256.")] = None,
+    sha1: Annotated[list[str] | None, typer.Option(help="SHA-1.")] = None,
     signal: Annotated[list[str] | None, typer.Option(help="TYPE:VALUE for other signal types.")] = None,
     image: Annotated[Path | None, typer.Option(help="Hash this image and add its hashes.")] = None,
     note: Annotated[str | None, typer.Option(help="A note kept with the entry.")] = None,
@@ -199,7 +208,8 @@ def bank_add(
 ) -> None:
     """Add one entry (its hashes) to a bank."""
     sig: dict[str, list[str]] = {}
-    for t, values in (("pdq", pdq), ("md5", md5), ("sha256", sha256)):
+    warnings: list[str] = []
+    for t, values in (("pdq", pdq), ("md5", md5), ("sha256", sha256), ("sha1", sha1)):
         for v in values or []:
             sig.setdefault(t, []).append(v)
     for s in signal or []:
@@ -208,19 +218,30 @@ def bank_add(
         t, v = s.split(":", 1)
         sig.setdefault(t, []).append(v)
     if image is not None:
+        from ..banks.matcher import LOW_QUALITY
         from ..media import hash_image_file
 
         h = hash_image_file(image)
+        if h.quality < LOW_QUALITY:
+            # Stored all the same (the examiner chose this image), but it is not looked up
+            # by default: such an image's PDQ is mostly flat-area noise and matches loosely.
+            warnings.append(f"{image}: PDQ quality {h.quality} < {LOW_QUALITY}: stored, but low-quality "
+                            "hashes match loosely and scans skip such query hashes unless --include-low-quality")
         sig.setdefault("pdq", []).append(h.pdq)
         sig.setdefault("md5", []).append(h.md5)
         sig.setdefault("sha256", []).append(h.sha256)
     if not sig:
-        raise typer.BadParameter("give at least one hash (--pdq, --md5, --sha256, --signal, --image)")
+        raise typer.BadParameter("give at least one hash (--pdq, --md5, --sha256, --sha1, --signal, --image)")
     with _store(db) as store:
         res = store.add_entry(name, content_id, sig, note=note, source="cli")
+    if res.degenerate:
+        warnings.append(f"{res.degenerate} degenerate value(s) not stored (e.g. AutoV1 e3b0c442, the hash of "
+                        "an empty window): they would match unrelated files")
+    for w in warnings:
+        err.print(f"[yellow]warning:[/yellow] {_esc(w)}")
     if json_out:
         _emit_json({"bank": name, "content_id": content_id, "added_signals": res.added_signals,
-                    "duplicates": res.duplicates})
+                    "duplicates": res.duplicates, "degenerate": res.degenerate, "warnings": warnings})
         return
     out.print(f"{_esc(name)}: entry {_esc(content_id)}: {res.added_signals} new signals, {res.duplicates} already present")
 

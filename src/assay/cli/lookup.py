@@ -55,6 +55,7 @@ def match(
     pdq: Annotated[list[str] | None, typer.Option(help="PDQ hash (64 hex).")] = None,
     md5: Annotated[list[str] | None, typer.Option(help="MD5 (32 hex).")] = None,
     sha256: Annotated[list[str] | None, typer.Option(help="SHA-256 (64 hex).")] = None,
+    sha1: Annotated[list[str] | None, typer.Option(help="SHA-1 (40 hex).")] = None,
     signal: Annotated[list[str] | None, typer.Option(help="TYPE:VALUE, e.g. autov2:6ce0161689.")] = None,
     image: Annotated[list[Path] | None, typer.Option(help="Hash this image, then match it.")] = None,
     threshold: Annotated[int | None, typer.Option(help="PDQ distance threshold (overrides banks).")] = None,
@@ -64,11 +65,12 @@ def match(
     json_out: JsonOpt = False,
 ) -> None:
     """Look hashes up in every enabled bank."""
-    from ..banks.matcher import Matcher, Query
-    from ..report.terminal import matches_table
+    from ..banks.matcher import Matcher, Query, skip_reason
+    from ..report.terminal import matches_table, safe
 
     queries: list[Query] = []
-    for t, values in (("pdq", pdq), ("md5", md5), ("sha256", sha256)):
+    sources: list[str | None] = []  # the image a query was computed from
+    for t, values in (("pdq", pdq), ("md5", md5), ("sha256", sha256), ("sha1", sha1)):
         for v in values or []:
             queries.append(Query(t, signal_types.get(t).normalize(v)))
     for s in signal or []:
@@ -77,6 +79,7 @@ def match(
         t, v = s.split(":", 1)
         name, value = signal_types.normalize(t, v)
         queries.append(Query(name, value))
+    sources += [None] * len(queries)
     if image:
         from ..media import hash_image_file
 
@@ -88,23 +91,48 @@ def match(
             for variant, value in (h.dihedral or {}).items():
                 if variant != "original":
                     queries.append(Query("pdq", value, variant, h.quality))
+            sources += [str(f)] * (len(queries) - len(sources))
     if not queries:
-        raise typer.BadParameter("give at least one of --pdq, --md5, --sha256, --signal, --image")
+        raise typer.BadParameter("give at least one of --pdq, --md5, --sha256, --sha1, --signal, --image")
     if threshold is not None and not 0 <= threshold <= 256:
         raise typer.BadParameter("threshold must be between 0 and 256")
+    skipped = [skip_reason(q, include_low_quality) for q in queries]
     with _store(db) as store:
         matcher = Matcher(store)
         found = matcher.lookup(queries, threshold=threshold, include_low_quality=include_low_quality)
     if json_out:
-        _emit_json(
-            {
-                "schema": "assay.matches/1",
-                "queries": [{"signal_type": q.signal_type, "value": q.value, "variant": q.variant} for q in queries],
-                "matches": [m.model_dump(mode="json", exclude_none=True) for m in found],
-            }
-        )
+        qs: list[dict[str, Any]] = []
+        for q, why, src in zip(queries, skipped, sources, strict=True):
+            d: dict[str, Any] = {"signal_type": q.signal_type, "value": q.value, "variant": q.variant}
+            if src is not None:
+                d["image"] = src
+            if q.quality is not None:
+                d["quality"] = q.quality
+            if why is not None:
+                d["skipped"] = why
+            qs.append(d)
+        _emit_json({"schema": "assay.matches/1", "queries": qs,
+                    "matches": [m.model_dump(mode="json", exclude_none=True) for m in found]})
         return
-    if not found:
-        out.print("no match in any enabled bank")
+    labels = [f"{q.signal_type}:{q.value}" + (f" {q.variant}" if q.variant else "")
+              + (f" of {src}" if src else "") for q, src in zip(queries, sources, strict=True)]
+    if len(queries) == 1:
+        if skipped[0] is not None:
+            out.print(safe(f"{labels[0]}: not looked up: {skipped[0]}", 1000))
+        else:
+            out.print(matches_table(found) if found else "no match in any enabled bank")
         return
-    out.print(matches_table(found))
+    # Several queries: each says what became of it, its matches under it.
+    by_query: dict[int, list[Any]] = {}
+    for m in found:
+        by_query.setdefault(m.query if m.query is not None else -1, []).append(m)
+    for i, label in enumerate(labels):
+        head = f"query #{i + 1} {label}: "
+        if skipped[i] is not None:
+            out.print(safe(head + f"not looked up: {skipped[i]}", 1000))
+        elif i in by_query:
+            n = len(by_query[i])
+            out.print(safe(head + f"{n} match{'es' if n != 1 else ''}", 1000))
+            out.print(matches_table(by_query[i]))
+        else:
+            out.print(safe(head + "no match in any enabled bank", 1000))

@@ -24,6 +24,7 @@ import blake3
 from ..errors import InputError
 from ..report.model import HashCheck, ModelHashes
 from ..report.schema import SignalValue
+from ..signals import AUTOV1_EMPTY_REASON
 
 AUTOV1_OFFSET = 0x100000
 AUTOV1_LENGTH = 0x10000
@@ -107,6 +108,7 @@ def compute_hashes(
         # A1111 seeks to 1 MiB and reads up to 64 KiB: a shorter file hashes what is
         # there, and a file under 1 MiB hashes nothing (sha256 of b"" = e3b0c442).
         autov1=hashlib.sha256(bytes(autov1)).hexdigest()[:8],
+        autov1_degenerate=autov1_degenerate(size),
         autov2=digest[:10],
         autov3=data_hex[:12] if data_hex else None,
         data_sha256=data_hex,
@@ -116,6 +118,16 @@ def compute_hashes(
         crc32_civitai=crc_bytes[::-1].hex(),
         md5=md5.hexdigest(),
     )
+
+
+def autov1_degenerate(size: int) -> str | None:
+    """Why the AutoV1 of a file of ``size`` bytes identifies nothing, or None."""
+    if size <= AUTOV1_OFFSET:
+        return AUTOV1_EMPTY_REASON
+    if size < AUTOV1_OFFSET + AUTOV1_LENGTH:
+        return (f"AutoV1 of a partial window: the file is shorter than 1 MiB + 64 KiB, so AutoV1 hashes "
+                f"only its last {size - AUTOV1_OFFSET} bytes")
+    return None
 
 
 def _size(f: Any) -> int:
@@ -214,12 +226,13 @@ def _read_threaded(
 
 
 def hash_signals(hashes: ModelHashes) -> list[SignalValue]:
-    """One SignalValue per hash kind, so a bank entry matches by any of them."""
-    out = [
-        SignalValue(type="sha256", value=hashes.sha256),
-        SignalValue(type="autov1", value=hashes.autov1),
-        SignalValue(type="autov2", value=hashes.autov2),
-    ]
+    """One SignalValue per hash kind, so a bank entry matches by any of them. A
+    degenerate AutoV1 (file too short for its window) is left out: it would match
+    unrelated files."""
+    out = [SignalValue(type="sha256", value=hashes.sha256)]
+    if hashes.autov1_degenerate is None:
+        out.append(SignalValue(type="autov1", value=hashes.autov1))
+    out.append(SignalValue(type="autov2", value=hashes.autov2))
     if hashes.autov3:
         out.append(SignalValue(type="autov3", value=hashes.autov3))
     out += [

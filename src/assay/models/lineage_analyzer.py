@@ -71,5 +71,5 @@ def lineage_matches(report: Any, kinds: dict[str, str]) -> list[Match]:
             continue
         seen.add((label, value))
         matches.append(Match(bank=bank, content_id=content_id, signal_type="lineage",
-                             value=value, note=explanation[:500]))
+                             value=value, strength="lineage", note=explanation[:500]))
     return matches

@@ -78,6 +78,9 @@ class ModelHashes(_Part):
     size: int
     sha256: str
     autov1: str  # sha256 of 64 KiB at offset 1 MiB, first 8 hex (A1111 "old" model hash)
+    # Set when the file is too short for AutoV1's window (< 1 MiB + 64 KiB): the value
+    # hashes no bytes or only the file's tail, and is then never matched nor banked.
+    autov1_degenerate: str | None = None
     autov2: str  # sha256 of the whole file, first 10 hex
     autov3: str | None = None  # sha256 of the safetensors data section, first 12 hex
     data_sha256: str | None = None  # the full data-section sha256 (kohya sshs_model_hash)
@@ -336,7 +339,8 @@ def explain_model(report: ModelReport, path: str | None = None) -> str:
     h = report.hashes
     if h is not None:
         add("hashes (computed from the file):")
-        add(f"  AutoV1  {h.autov1}")
+        add(f"  AutoV1  {h.autov1}"
+            + (f"  (degenerate, never matched: {h.autov1_degenerate})" if h.autov1_degenerate else ""))
         add(f"  AutoV2  {h.autov2}")
         if h.autov3:
             add(f"  AutoV3  {h.autov3}  (data section from byte {h.data_offset}: {h.data_sha256})")

@@ -34,12 +34,24 @@ class SignalValue(Record):
     mode: str | None = None  # how it was computed, e.g. pdq "fast" or "reference"
 
 
+Strength = Literal["exact", "short-hash", "perceptual", "named-by-metadata", "lineage"]
+
+
 class Match(Record):
+    """One bank entry matched. ``strength`` says how much the match is worth (see
+    assay.signals: "exact" a full cryptographic hash, "short-hash" a truncated hash or
+    checksum that can collide, "perceptual" a PDQ near-duplicate, "named-by-metadata"
+    a hash the file's metadata names, "lineage" weight-fingerprint lineage).
+    ``query`` is the position of the query that matched: an index into ``queries``
+    (``assay match``) or into the record's ``signals`` (a file record)."""
+
     bank: str
     content_id: str
     signal_type: str
     value: str  # the bank's value that matched
     distance: int = 0
+    strength: Strength
+    query: int | None = None
     query_variant: str | None = None  # which dihedral variant of the subject matched
     note: str | None = None
 

@@ -21,19 +21,43 @@ def safe(value: Any, limit: int = 200) -> Text:
     return Text(s)
 
 
+# How each strength reads in text: a short hash alone can collide by chance, and a
+# hash named in metadata is a claim the file makes, not a property of its bytes.
+STRENGTH_TEXT = {
+    "exact": "exact",
+    "short-hash": "weak: short hash, can collide",
+    "perceptual": "perceptual (near-duplicate)",
+    "named-by-metadata": "named by metadata (a claim, not the file's bytes)",
+    "lineage": "lineage (weights)",
+}
+
+
+def strength_text(strength: str) -> str:
+    return STRENGTH_TEXT.get(strength, strength)
+
+
+def weak_only(matches: Sequence[Match]) -> bool:
+    """True when every match is a short hash: evidence to confirm, not a finding."""
+    return bool(matches) and all(m.strength == "short-hash" for m in matches)
+
+
 def matches_table(matches: Sequence[Match], title: str | None = None) -> Table:
     t = Table(title=title, show_lines=False)
-    for col in ("bank", "content id", "signal", "distance", "variant", "note"):
+    for col in ("bank", "content id", "signal", "strength", "distance", "variant", "note"):
         t.add_column(col)
     for m in matches:
-        t.add_row(
+        row: list[Any] = [
             safe(m.bank),
             safe(m.content_id),
             m.signal_type,
+            Text(strength_text(m.strength), style="yellow" if m.strength == "short-hash" else ""),
             str(m.distance),
             m.query_variant or "",
             safe(m.note or "", 60),
-        )
+        ]
+        t.add_row(*row)
+    if weak_only(matches):
+        t.caption = "weak: only short hashes matched (32-48 bits); they can collide, confirm with a full hash"
     return t
 
 

@@ -139,7 +139,7 @@ def test_lineage_finding_is_a_match_in_scan(tmp_path: Path) -> None:
     m = recs["copy.safetensors"]["matches"]
     assert [(x["bank"], x["content_id"], x["signal_type"], x["value"]) for x in m] == [
         ("models", "bad-ckpt", "lineage", "derived")]
-    assert "bad-ckpt" in m[0]["note"]
+    assert "bad-ckpt" in m[0]["note"] and m[0]["strength"] == "lineage"
     tuned = recs["tuned-base.safetensors"]
     assert tuned["matches"] == []
     assert [d["entry"] for d in tuned["model"]["lineage"]["derived"]] == ["bases/sd-base"]

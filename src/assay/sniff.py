@@ -66,14 +66,26 @@ def _looks_like_safetensors(h: bytes, size: int | None) -> bool:
     return h[8:9] == b"{"
 
 
+_TRANSFORMERS_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                         "pytorch_model.bin.index.json")
+
+
+def _has_transformers_weights(path: Path) -> bool:
+    """A Hugging Face model folder: config.json beside model weights (one file or shards)."""
+    return any((path / name).is_file() for name in _TRANSFORMERS_WEIGHTS)
+
+
 def sniff_path(path: Path) -> Sniffed:
     """Classify a file or folder. Folders are models only when they look like one
-    (diffusers ``model_index.json`` or a PEFT ``adapter_config.json``)."""
+    (diffusers ``model_index.json``, a PEFT ``adapter_config.json``, or a Hugging Face
+    ``config.json`` beside model weights)."""
     if path.is_dir():
         if (path / "model_index.json").is_file():
             return Sniffed("model", "diffusers")
         if (path / "adapter_config.json").is_file():
             return Sniffed("model", "peft")
+        if (path / "config.json").is_file() and _has_transformers_weights(path):
+            return Sniffed("model", "transformers")
         return Sniffed("other", "directory")
     with path.open("rb") as f:
         head = f.read(HEAD_BYTES)

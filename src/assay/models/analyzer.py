@@ -70,7 +70,7 @@ def _describe(path: Path, mf: ModelFile, progress: Callable[[int], None] | None)
         hashes = compute_hashes(path, data_offset, progress=progress)
     else:
         warnings.append("a folder has no single-file hashes; hash its component files one by one")
-    if mf.components:
+    if mf.components and mf.format in ("diffusers", "peft"):
         arch = _identify_folder(mf, dangerous)
     else:
         arch = identify(mf.tensors, mf.metadata, scalar=None if dangerous else _scalar_reader(mf))

@@ -49,6 +49,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import AssayError, InputError
+from .names import Layout, component_label, layout_for, unpermute_rope_rows
 
 __all__ = [
     "COMPONENTS",
@@ -247,6 +248,7 @@ class Piece:
     canonical: str
     rows: tuple[int, int] | None = None  # thirds of a fused in_proj, as (index, of)
     transpose: bool = False
+    rope_heads: int | None = None  # llama.cpp Q/K rows to put back in Hugging Face order
 
 
 def _openclip(rest: str) -> list[Piece] | None:
@@ -297,11 +299,15 @@ def _clip(rest: str) -> str:
     return rest if rest.startswith(("text_model.", "text_projection")) else "text_model." + rest
 
 
-def canonical_pieces(key: str) -> list[Piece]:
+def canonical_pieces(key: str, layout: Layout | None = None) -> list[Piece]:
     """Canonical pieces for a source key; ``[]`` for keys that are not weights
-    (schedules, EMA copies, position ids). Unknown keys keep their name under ``other/``."""
+    (schedules, EMA copies, position ids). In the SD family unknown keys keep their
+    name under ``other/``; any other model is named by :mod:`assay.models.names`."""
     if _IGNORED.fullmatch(key):
         return []
+    if layout is not None and layout.kind != "sd":
+        name = layout.generic_name(key)
+        return [Piece(name, rope_heads=layout.rope_heads.get(name))]
     if "/" in key:  # a diffusers folder lists tensors as component/name
         comp, rest = key.split("/", 1)
         if comp == "unet":
@@ -577,7 +583,7 @@ class Fingerprint:
             np.array([COMPONENTS.index(component_of(n)) for n in names], dtype=np.int64),
             np.array([t.is_matrix for t in ts], dtype=bool),
             np.array([t.comparable and t.sketch.size > 0 for t in ts], dtype=bool),
-            tuple(t.sketch.shape for t in ts), tuple(t.shape for t in ts),
+            tuple(t.sketch.shape for t in ts), tuple(t.shape for t in ts), *_groups(names),
         )
         self.__dict__["_flat"] = (key, flat)
         return flat
@@ -675,7 +681,7 @@ def _prime_flat(fp: Fingerprint, values: np.ndarray, sizes: list[int]) -> None:
         np.array([COMPONENTS.index(component_of(n)) for n in names], dtype=np.int64),
         np.array([t.is_matrix for t in ts], dtype=bool),
         np.array([t.comparable and t.sketch.size > 0 for t in ts], dtype=bool),
-        tuple(t.sketch.shape for t in ts), tuple(t.shape for t in ts),
+        tuple(t.sketch.shape for t in ts), tuple(t.shape for t in ts), *_groups(names),
     )
     fp.__dict__["_flat"] = ((id(fp.tensors), len(fp.tensors)), flat)
 
@@ -693,6 +699,15 @@ class FlatSketches:
     ok: np.ndarray  # (n,) bool: finite and non-empty
     sketch_shapes: tuple[tuple[int, ...], ...]
     shapes: tuple[tuple[int, ...], ...]
+    group: np.ndarray  # (n,) index into ``groups``: the component a person reads
+    groups: tuple[str, ...]
+
+
+def _groups(names: Iterable[str]) -> tuple[np.ndarray, tuple[str, ...]]:
+    labels = [component_label(n) for n in names]
+    order = tuple(dict.fromkeys(labels))
+    idx = {g: i for i, g in enumerate(order)}
+    return np.array([idx[g] for g in labels], dtype=np.int64), order
 
 
 @lru_cache(maxsize=4096)
@@ -839,14 +854,17 @@ class _FileRows:
 _FLOAT_DTYPES = {"F16", "F32", "F64", "BF16", "F8_E4M3", "F8_E5M2"}
 
 
-def _plan(keys: Iterable[str]) -> tuple[list[tuple[str, Piece]], list[str]]:
+def _plan(keys: Iterable[str], layout: Layout | None = None) -> tuple[list[tuple[str, Piece]], list[str]]:
     """Which source key feeds which canonical tensor, with EMA and duplicate policy."""
     keys = list(keys)
+    layout = layout or layout_for(keys)
     notes: list[str] = []
     has_unet = any(k.startswith("model.diffusion_model.") for k in keys)
     ema = [k for k in keys if k.startswith("model_ema.") and k not in ("model_ema.decay", "model_ema.num_updates")]
     plan: list[tuple[str, Piece]] = []
     seen: set[str] = set()
+    if layout.kind != "sd":
+        ema = []
     if ema and has_unet:
         notes.append(f"EMA weights ignored ({len(ema)} model_ema.* tensors); the trained weights are used")
     if ema and not has_unet:
@@ -860,7 +878,7 @@ def _plan(keys: Iterable[str]) -> tuple[list[tuple[str, Piece]], list[str]]:
         notes.append(f"only EMA weights present: UNet taken from {decoded} model_ema.* tensors")
     dupes = 0
     for k in keys:
-        for piece in canonical_pieces(k):
+        for piece in canonical_pieces(k, layout):
             if piece.canonical in seen:
                 dupes += 1
                 continue
@@ -872,6 +890,8 @@ def _plan(keys: Iterable[str]) -> tuple[list[tuple[str, Piece]], list[str]]:
 
 
 def _piece_view(raw: np.ndarray, piece: Piece) -> np.ndarray:
+    if piece.rope_heads:
+        raw = unpermute_rope_rows(raw, piece.rope_heads)
     if piece.rows is not None:
         i, of = piece.rows
         step = raw.shape[0] // of
@@ -904,22 +924,32 @@ def fingerprint_model(model: Any, *, k: int = DEFAULT_K, kind: str = "checkpoint
 def _fingerprint_model(model: Any, *, k: int, kind: str) -> Fingerprint:
     from .formats import DTYPES, to_float32
 
-    plan, notes = _plan(model.tensors)
+    layout = layout_for(model.tensors, model.metadata, model.format)
+    plan, notes = _plan(model.tensors, layout)
     fp = Fingerprint(k=k, kind=kind, notes=notes, source={
         "file": Path(model.path).name, "format": model.format,
     })
+    if layout.kind != "sd":
+        fp.source["layout"] = layout.kind + (f":{layout.arch.lower()}" if layout.arch else "")
     skipped = 0
     decoders: dict[str, _Decoder] = {}
     files = _FileRows()
     for key, piece in plan:
         info = model.tensors[key]
         if info.dtype not in _FLOAT_DTYPES:
+            if DTYPES.get(info.dtype) is None and model.format == "gguf":
+                # block-quantized GGUF weights: dequantized, as llama.cpp computes with them
+                shape, rows_of = _array_rows(_piece_view(model.array(key, convert=True), piece))
+                fp.tensors[piece.canonical] = _sketch_source(shape, rows_of, _Decoder("F32"), k,
+                                                             piece.canonical)
+                continue
             skipped += 1
             continue
         decoder = decoders.setdefault(info.dtype, _Decoder(
             info.dtype, lambda c, d=info.dtype: to_float32(np.asarray(c), d)))
         npdt = np.dtype(DTYPES[info.dtype].numpy)
-        if info.entry is None and info.strides is None and piece.rows is None and not piece.transpose:
+        if (info.entry is None and info.strides is None and piece.rows is None
+                and not piece.transpose and not piece.rope_heads):
             shape, rows_of = info.shape, files.reader(info.source, info.offset, npdt, info.shape)
         else:
             shape, rows_of = _array_rows(_piece_view(model.array(key), piece))

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .fingerprint import COMPONENTS, Fingerprint, FlatSketches, component_of
+from .fingerprint import Fingerprint, FlatSketches
 
 __all__ = [
     "BankModel",
@@ -295,9 +295,9 @@ def _compare(sf: FlatSketches, pl: _Placed) -> tuple[dict[str, _Stats], dict[str
     rel[(bb == 0) & (dd > 0)] = np.inf
     mats: dict[str, _Stats] = {}
     alls: dict[str, _Stats] = {}
-    for c in np.unique(sf.component[pl.present]):
-        sel = pl.present & (sf.component == c)
-        name = COMPONENTS[int(c)]
+    for c in np.unique(sf.group[pl.present]):
+        sel = pl.present & (sf.group == c)
+        name = sf.groups[int(c)]
         for target, m in ((alls, sel), (mats, sel & sf.matrix)):
             if m.any():
                 target[name] = _Stats(float(aa[m].sum()), float(bb[m].sum()), float(ab[m].sum()),
@@ -372,15 +372,16 @@ def _same_or_derived(
     s: Fingerprint, e: BankModel, mats: dict[str, _Stats], alls: dict[str, _Stats],
     mismatched: int, report: LineageReport,
 ) -> None:
-    comps_s = {component_of(n) for n in s.tensors}
-    comps_e = {component_of(n) for n in e.fingerprint.tensors}
-    common = sorted(set(alls), key=COMPONENTS.index)
+    comps_s = list(s.flat().groups)
+    comps_e = list(e.fingerprint.flat().groups)
+    order = list(dict.fromkeys(comps_s + comps_e))
+    common = sorted(set(alls), key=order.index)
     same = common and all(alls[c].distance <= SAME_TOL and alls[c].worst <= 5 * SAME_TOL for c in common)
     if same and not mismatched:
         worst = max(alls[c].distance for c in common)
         extra = ""
-        if comps_e - comps_s:
-            extra = f"; the suspect lacks {', '.join(sorted(comps_e - comps_s))}"
+        if set(comps_e) - set(comps_s):
+            extra = f"; the suspect lacks {', '.join(sorted(set(comps_e) - set(comps_s)))}"
         report.same.append(SameWeights(
             e.label, e.kind, 1.0 - worst, common,
             f"same weights as {e.kind} {e.label} in {', '.join(common)} (largest relative "
@@ -395,7 +396,7 @@ def _same_or_derived(
     if not mats or total.cosine < DERIVED_COS:
         return
     diffs: list[ComponentDiff] = []
-    for c in COMPONENTS:
+    for c in order:
         if c in alls:
             st = mats.get(c, alls[c])
             status: Status = ("identical" if alls[c].distance <= SAME_TOL
@@ -440,8 +441,8 @@ def _reconstruct(
     covered = np.zeros(len(sf.names), dtype=bool)
     recon = np.zeros(sf.data.size, dtype=np.float64)
     sizes = np.diff(sf.offsets)
-    for ci, comp in enumerate(COMPONENTS):
-        mask = sf.matrix & sf.ok & (sf.component == ci)
+    for ci, comp in enumerate(sf.groups):
+        mask = sf.matrix & sf.ok & (sf.group == ci)
         if not mask.any():
             continue
         chosen = [i for i, pl in enumerate(placed) if (pl.present & mask).sum() >= 0.9 * mask.sum()]

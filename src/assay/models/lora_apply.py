@@ -54,9 +54,11 @@ from .fingerprint import (
     _Decoder,
     _one_blas_thread,
     _sketch_source,
+    canonical_pieces,
     kohya_module_to_canonical,
     sketch_factors,
 )
+from .names import Layout, layout_for, strip_wrappers
 
 __all__ = [
     "LoraModule",
@@ -121,10 +123,39 @@ def _peft_canonical(module: str) -> str | None:
     return None
 
 
-def _canonical(module: str) -> str | None:
+def _namer(modules: Iterable[str]) -> Callable[[str], str | None]:
+    """The canonical weight each LoRA module targets. kohya names are SD/SDXL by
+    construction; PEFT targets are named like the base model's own keys, so the same
+    layout rules decide them (an SD UNet, or any transformer: see models/names.py)."""
+    peft = [strip_wrappers(_bare(m)) + ".weight" for m in modules if not _bare(m).startswith("lora_")]
+    layout = layout_for(peft) if peft else None
+
+    def name(module: str) -> str | None:
+        bare = _bare(module)
+        if bare.startswith("lora_"):
+            return kohya_module_to_canonical(bare)
+        found = _peft_canonical(bare)
+        if found is not None or layout is None:
+            return found
+        key = strip_wrappers(bare) + ".weight"
+        folder_comp = module.split("/", 1)[0] if "/" in module else None
+        if folder_comp in _SD_FOLDER_COMPONENTS:  # a diffusers folder: component/name
+            key = f"{folder_comp}/{key}"
+        if layout.kind == "sd" or folder_comp in _SD_FOLDER_COMPONENTS:
+            pieces = canonical_pieces(key, Layout("sd"))
+            mapped = pieces[0].canonical if pieces else None
+            return None if mapped is None or mapped.startswith("other/") else mapped
+        return layout.generic_name(key)
+
+    return name
+
+
+_SD_FOLDER_COMPONENTS = ("unet", "text_encoder", "text_encoder_2", "vae")
+
+
+def _bare(module: str) -> str:
     # diffusers folders list tensors as component/name
-    bare = module.split("/", 1)[1] if "/" in module else module
-    return kohya_module_to_canonical(bare) if bare.startswith("lora_") else _peft_canonical(bare)
+    return module.split("/", 1)[1] if "/" in module else module
 
 
 def _has_dora(module: str, keys: set[str]) -> bool:
@@ -138,16 +169,18 @@ def lora_modules(keys: Iterable[str]) -> tuple[list[LoraModule], list[str]]:
     notes: list[str] = []
     modules: list[LoraModule] = []
     unmapped: list[str] = []
+    pairs = []
     for key in sorted(keys):
         suffix = next((s for s in _DOWN if key.endswith(s)), None)
-        if suffix is None:
-            continue
-        module = key[: -len(suffix)]
+        if suffix is not None:
+            pairs.append((key, suffix, key[: -len(suffix)]))
+    canonical_of = _namer(m for _, _, m in pairs)
+    for key, suffix, module in pairs:
         up = module + _UP[suffix]
         if up not in keys:
             notes.append(f"module {module!r} has no {_UP[suffix].lstrip('.')} factor; ignored")
             continue
-        canonical = _canonical(module)
+        canonical = canonical_of(module)
         if canonical is None:
             unmapped.append(module)
             continue
@@ -155,8 +188,8 @@ def lora_modules(keys: Iterable[str]) -> tuple[list[LoraModule], list[str]]:
         modules.append(LoraModule(module, canonical, key, up, alpha if alpha in keys else None,
                                   _has_dora(module, keys)))
     if unmapped:
-        notes.append(f"{len(unmapped)} LoRA modules target weights outside SD/SDXL UNet and "
-                     f"text encoders and were not fingerprinted (e.g. {unmapped[0]!r})")
+        notes.append(f"{len(unmapped)} LoRA modules target weights assay cannot name "
+                     f"(outside the SD/SDXL UNet and text encoders) and were not fingerprinted (e.g. {unmapped[0]!r})")
     return modules, notes
 
 
@@ -174,6 +207,7 @@ def lycoris_modules(keys: Iterable[str]) -> tuple[list[LycorisModule], list[str]
     tucker: list[str] = []
     incomplete: list[str] = []
     unmapped: list[str] = []
+    canonical_of = _namer(found)
     for module in sorted(found):
         parts = found[module]
         if any(r in parts for r in _TUCKER):
@@ -187,7 +221,7 @@ def lycoris_modules(keys: Iterable[str]) -> tuple[list[LycorisModule], list[str]
         else:
             incomplete.append(module)
             continue
-        canonical = _canonical(module)
+        canonical = canonical_of(module)
         if canonical is None:
             unmapped.append(module)
             continue
@@ -201,8 +235,8 @@ def lycoris_modules(keys: Iterable[str]) -> tuple[list[LycorisModule], list[str]
         notes.append(f"{len(incomplete)} LoHa/LoKr modules lack a factor and were ignored "
                      f"(e.g. {incomplete[0]!r} has only {', '.join(sorted(found[incomplete[0]]))})")
     if unmapped:
-        notes.append(f"{len(unmapped)} LoHa/LoKr modules target weights outside SD/SDXL UNet and "
-                     f"text encoders and were not fingerprinted (e.g. {unmapped[0]!r})")
+        notes.append(f"{len(unmapped)} LoHa/LoKr modules target weights assay cannot name "
+                     f"(outside the SD/SDXL UNet and text encoders) and were not fingerprinted (e.g. {unmapped[0]!r})")
     return modules, notes
 
 
@@ -364,7 +398,7 @@ def lora_fingerprint(
     lycoris, lycoris_notes = lycoris_modules(tensors)
     notes += lycoris_notes
     if not modules and not lycoris:
-        raise InputError(where, "no LoRA module that assay can map onto SD/SDXL weights"
+        raise InputError(where, "no LoRA module that assay can map onto the weights of a model"
                          + (f" ({notes[0]})" if notes else ""))
     alpha_default = alpha if alpha is not None else _peft_alpha(metadata)
     dora = sum(m.dora for m in modules) + sum(m.dora for m in lycoris)

@@ -304,13 +304,13 @@ def open_model(path: Path, *, limits: Limits = Limits()) -> ModelFile:  # noqa: 
     except OSError as exc:
         raise InputError(path, f"cannot read: {exc.strerror or exc}") from exc
     if path.is_dir():
-        if sniffed.format in ("diffusers", "peft"):
+        if sniffed.format in ("diffusers", "peft", "transformers"):
             from .folders import open_folder
 
             return open_folder(path, sniffed.format, limits=limits)
         raise UnsupportedFormat(
-            path, "folder is neither a diffusers pipeline (model_index.json) "
-            "nor a PEFT adapter (adapter_config.json)"
+            path, "folder is neither a diffusers pipeline (model_index.json), a PEFT adapter "
+            "(adapter_config.json) nor a Hugging Face model folder (config.json and weights)"
         )
     size = path.stat().st_size
     if size > limits.max_file_bytes:

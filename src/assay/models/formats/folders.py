@@ -1,11 +1,13 @@
-"""Model folders: diffusers pipelines and PEFT adapters.
+"""Model folders: diffusers pipelines, PEFT adapters and Hugging Face model folders.
 
 A diffusers pipeline is a folder with ``model_index.json`` naming its components
 (``unet``, ``vae``, ``text_encoder`` ...), each a sub-folder with ``config.json`` and
 weights: one file (``diffusion_pytorch_model.safetensors``, ``model.safetensors``,
 ``pytorch_model.bin``), variants of it (``...fp16.safetensors``, ``...non_ema...``),
 or shards listed by an ``*.index.json`` ``weight_map``. A PEFT adapter is a folder
-with ``adapter_config.json`` and ``adapter_model.safetensors`` (or ``.bin``).
+with ``adapter_config.json`` and ``adapter_model.safetensors`` (or ``.bin``). A Hugging
+Face model folder has ``config.json`` and ``model.safetensors`` (or shards behind
+``model.safetensors.index.json``, or the ``pytorch_model`` equivalents).
 
 Each weights file is opened with the single-file readers (so pickles are scanned
 and dangerous ones refused). The folder's ModelFile lists every tensor of each
@@ -56,6 +58,8 @@ def open_folder(path: Path, kind: str, *, limits: Limits = Limits()) -> ModelFil
         return _open_diffusers(Path(path), limits)
     if kind == "peft":
         return _open_peft(Path(path), limits)
+    if kind == "transformers":
+        return _open_transformers(Path(path), limits)
     raise UnsupportedFormat(path, f"unknown model folder kind {kind!r}")
 
 
@@ -101,6 +105,25 @@ def _open_peft(path: Path, limits: Limits) -> ModelFile:
     if "adapter" not in folder.components:
         raise DecodeError(path, "PEFT adapter folder has no adapter_model.safetensors or .bin")
     return folder
+
+
+def _open_transformers(path: Path, limits: Limits) -> ModelFile:
+    """A Hugging Face model folder: config.json and one weights file or a sharded index.
+    The tensors keep their own names (no component prefix): it is one model."""
+    config = read_json(path / "config.json", "config.json")
+    if not isinstance(config, dict):
+        raise DecodeError(path / "config.json", "config.json is not a JSON object")
+    variants = _find_variants(path, ("model", "pytorch_model"))
+    if not variants:
+        raise DecodeError(path, "model folder has config.json but no model.safetensors, "
+                          "pytorch_model.bin or sharded index")
+    _variant, files = variants[0]
+    mf = _open_weights(path, files, limits)
+    mf.path = path
+    mf.format = "transformers"
+    mf.metadata = {**mf.metadata, "config": config,
+                   "weights": {"model": [{"variant": v, "files": [p.name for p in fs]} for v, fs in variants]}}
+    return mf
 
 
 def _add_component(

@@ -88,18 +88,29 @@ def test_firefly_ingredient_is_ai_generated_and_edit_is_ai_edited(c2dir: Path) -
     by_role = {e.facts["role"]: e for e in ev}
     assert set(by_role) == {"active", "ingredient"}
     gen = by_role["ingredient"]
-    assert (gen.claim, gen.strength) == ("ai-generated", "cryptographic")
+    # Signed, but this Adobe certificate chains to no certificate of the C2PA trust
+    # list: moderate, never cryptographic.
+    assert (gen.claim, gen.strength) == ("ai-generated", "moderate")
     assert gen.facts["generator"] == "Adobe Firefly"
     assert gen.facts["signer_issuer"] == "Adobe Inc."
     assert gen.facts["digital_source_types"] == ["trainedAlgorithmicMedia"]
     assert by_role["active"].claim == "ai-edited"
-    # Offline and without a trust list the Adobe signer cannot be trusted: say so.
+    assert by_role["active"].strength == "moderate"
     assert gen.facts["validation"] == "valid"
-    assert "not on the configured trust list" in gen.summary
+    assert gen.facts["signer_trusted"] is False
+    assert "signer not trusted" in gen.summary
+    assert gen.facts["trust_anchors"] == c2pa_source.BUNDLED_TRUST_LABEL
 
+    # The headline is the ACTIVE manifest's (an AI edit); the AI-generated
+    # ingredient is history.
     report = analyze_provenance(f, f.read_bytes(), "jpeg")
-    assert report.verdict.startswith("AI-generated: ")
-    assert "Adobe Firefly" in report.verdict
+    assert report.verdict.startswith("AI-edited: signed Content Credential (")
+    assert "signer not trusted" in report.verdict
+    assert "made from an AI-generated ingredient (Adobe Firefly)" in report.verdict
+    assert not report.verdict.startswith("AI-generated")
+    # Evidence lists the file's own credential before its history.
+    roles = [e.facts.get("role") for e in report.evidence if e.source == "c2pa"]
+    assert roles == ["active", "ingredient"]
 
 
 def test_algorithmic_media_is_not_called_ai(c2dir: Path) -> None:
@@ -116,14 +127,17 @@ def test_algorithmic_media_is_not_called_ai(c2dir: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "code"),
+    ("name", "code", "because"),
     [
-        ("XCA.jpg", "assertion.dataHash.mismatch"),
-        ("E-sig-CA.jpg", "claimSignature.mismatch"),
-        ("CIE-sig-CA.jpg", "claimSignature.mismatch"),
+        ("XCA.jpg", "assertion.dataHash.mismatch", "hash binding failed"),
+        ("E-sig-CA.jpg", "claimSignature.mismatch", "claim signature failed"),
+        # The store is Invalid because of an ingredient's broken signature.
+        ("CIE-sig-CA.jpg", "claimSignature.mismatch", "an ingredient's credential: claim signature failed"),
     ],
 )
-def test_invalid_credentials_are_weak_with_codes(c2dir: Path, name: str, code: str) -> None:
+def test_invalid_credentials_are_weak_and_name_the_failed_check(
+    c2dir: Path, name: str, code: str, because: str
+) -> None:
     f = c2dir / name
     ev = c2pa_source.evidence(f, f.read_bytes(), "jpeg")
     active = next(e for e in ev if e.facts["role"] == "active")
@@ -132,8 +146,9 @@ def test_invalid_credentials_are_weak_with_codes(c2dir: Path, name: str, code: s
     assert code in active.facts["failure_codes"]
     assert active.summary.startswith("Content Credential present but invalid")
     assert code in active.summary
+    assert active.facts["invalid_because"].startswith(because)
     report = analyze_provenance(f, f.read_bytes(), "jpeg")
-    assert report.verdict == "Content Credential present but invalid"
+    assert report.verdict.startswith(f"Content Credential present but invalid ({because}")
 
 
 def test_valid_chain_reports_both_manifests(c2dir: Path) -> None:
@@ -179,7 +194,7 @@ def test_signed_trained_media_untrusted_then_trusted(c2dir: Path, anchors: Path,
     (e,) = _ev(data, fmt)
     assert (e.claim, e.strength, e.facts["validation"]) == (
         "ai-generated",
-        "cryptographic",
+        "moderate",
         "valid",
     )
     assert e.facts["generator"] == "TestGen 1.0"
@@ -190,6 +205,8 @@ def test_signed_trained_media_untrusted_then_trusted(c2dir: Path, anchors: Path,
         "trusted",
     )
     assert t.facts["validation_state"] == "Trusted"
+    assert t.facts["signer_trusted"] is True
+    assert t.facts["trust_anchors"] == f"{anchors} (2 certificates)"
 
 
 def test_signed_digital_capture_is_cryptographic_only_when_trusted(
@@ -206,9 +223,11 @@ def test_signed_digital_capture_is_cryptographic_only_when_trusted(
         assert word not in report.verdict
 
 
-def test_signed_composite_is_ai_edited(c2dir: Path) -> None:
+def test_signed_composite_is_ai_edited(c2dir: Path, anchors: Path) -> None:
     (e,) = _ev(_sign(c2dir, "compositeWithTrainedAlgorithmicMedia"))
-    assert (e.claim, e.strength) == ("ai-edited", "cryptographic")
+    assert (e.claim, e.strength) == ("ai-edited", "moderate")
+    (t,) = _ev(_sign(c2dir, "compositeWithTrainedAlgorithmicMedia"), anchors=anchors)
+    assert (t.claim, t.strength) == ("ai-edited", "cryptographic")
 
 
 def test_pixels_changed_after_signing_make_it_invalid(c2dir: Path) -> None:
@@ -362,7 +381,7 @@ def test_analyzer_takes_trust_anchors_from_the_environment(
     subject = Subject(f, "image", "jpeg", f.stat().st_size, ScanSettings())
     record = FileRecord(path=str(f))
     ProvenanceAnalyzer().analyze(subject, record)
-    assert record.provenance and "signer not on the trust list" in record.provenance.verdict
+    assert record.provenance and "signer not trusted" in record.provenance.verdict
     monkeypatch.setenv(ENV_TRUST_ANCHORS, str(anchors))
     ProvenanceAnalyzer().analyze(subject, record)
     assert record.provenance.verdict == "AI-generated: verified Content Credential (EnvGen)"

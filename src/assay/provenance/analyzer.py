@@ -8,7 +8,6 @@ mode "named-by-metadata", so bank matching can tie the image to a model file.
 
 from __future__ import annotations
 
-import os
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
@@ -21,11 +20,11 @@ from ..report.schema import FileRecord, SignalValue
 from ..scan.analyzer import Subject
 from ..signals import normalize
 from . import c2pa, camera, watermark, xmp
+from .c2pa import ENV_TRUST_ANCHORS as ENV_TRUST_ANCHORS  # re-exported
 from .context import ImageContext
 from .genmeta import generator_evidence
 from .verdict import order, verdict
 
-ENV_TRUST_ANCHORS = "ASSAY_C2PA_TRUST_ANCHORS"  # PEM bundle of C2PA trust anchors
 SIGNAL_MODE = "named-by-metadata"
 MAX_CONTAINER_NOTES = 20
 
@@ -108,8 +107,8 @@ class ProvenanceAnalyzer:
     kinds: ClassVar[frozenset[str]] = frozenset({"image"})
 
     def __init__(self, trust_anchors: Path | None = None) -> None:
-        env = os.environ.get(ENV_TRUST_ANCHORS)
-        self.trust_anchors = trust_anchors or (Path(env).expanduser() if env else None)
+        # None: $ASSAY_C2PA_TRUST_ANCHORS, else the bundled C2PA trust list (c2pa.py).
+        self.trust_anchors = trust_anchors
 
     def analyze(self, subject: Subject, record: FileRecord) -> None:
         data = subject.cache.get("bytes")

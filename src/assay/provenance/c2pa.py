@@ -1,18 +1,25 @@
 """C2PA Content Credentials, read and validated with the official c2pa-python SDK.
 
-Every manifest in the store (the active one and those of its ingredients) becomes
-one Evidence record carrying its digital source type, claim generator, signer and
-validation result. The SDK runs offline: remote manifests and OCSP are never
+The ACTIVE manifest (the one that signs the file as it is) is the credential's
+word about the file; every other manifest in the store is an ingredient's, i.e.
+the asset's history ("made from an AI-generated ingredient"). Each manifest
+becomes one Evidence record with its digital source type, generator, signer and
+validation result; the verdict takes its headline from the active record only.
+
+The SDK runs offline: remote manifests, OCSP and identity resolution are never
 fetched (a file that points to a remote manifest is reported, with its URL, as
-"not fetched"), and trust is decided only against the PEM bundle the caller gives.
+"not fetched"). Trust is decided against one PEM bundle of trust anchors: the
+caller's (``--trust-anchors``), else ``$ASSAY_C2PA_TRUST_ANCHORS``, else the
+bundled snapshot of the public C2PA trust list (trust/README.md). Every record
+names the anchors it was checked against.
 
 Strength:
-* signature and hashes valid, signer on the trust list ("Trusted"): cryptographic.
-* valid but the signer is not on a trust list: cryptographic for AI claims (a
-  signed "this is AI" is self-incriminating), moderate for camera or edit claims
-  (anyone can mint a certificate and sign "digitalCapture").
-* invalid (content altered after signing, broken signature): weak, with the
-  failure codes; the declared claim is reported but not relied on.
+* signature and bindings valid, signer chains to a configured anchor: cryptographic.
+* valid, but the signer chains to no configured anchor: moderate ("signed, signer
+  not trusted": anyone can mint a certificate and sign any claim).
+* invalid (validation state Invalid, content altered after signing, broken
+  signature, unloadable active manifest): weak, with the checks that failed; the
+  declared claim is reported but not relied on.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ import io
 import json
 import os
 import threading
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +37,31 @@ from ..errors import AssayError, DecodeError, InputError
 from ..report.provenance import Claim, Evidence, Strength
 from .xmp import digital_source_type
 
+ENV_TRUST_ANCHORS = "ASSAY_C2PA_TRUST_ANCHORS"  # PEM bundle that replaces the bundled list
+BUNDLED_TRUST_LIST = "C2PA-TRUST-LIST.pem"
+BUNDLED_TRUST_LABEL = "bundled C2PA trust list (issued 2026-08-05)"
+
+# Sniffed format -> the media type the SDK reads it as. Every format the SDK reads
+# that `sniff` recognises; images and documents, audio and video alike.
 MIME = {
     "jpeg": "image/jpeg",
     "png": "image/png",
     "webp": "image/webp",
     "tiff": "image/tiff",
+    "dng": "image/dng",
     "gif": "image/gif",
     "avif": "image/avif",
     "heif": "image/heif",
+    "jxl": "image/jxl",
+    "svg": "image/svg+xml",
+    "pdf": "application/pdf",
+    "mp4": "video/mp4",
+    "mov": "video/quicktime",
+    "m4a": "audio/mp4",
+    "avi": "video/msvideo",
+    "mp3": "audio/mpeg",
+    "wav": "audio/wav",
+    "flac": "audio/flac",
 }
 
 # Never let the SDK reach the network because of a file's contents: no remote
@@ -62,8 +88,31 @@ _NEUTRAL_ACTIONS = {
     "c2pa.converted",
 }
 _MAX_LIST = 50  # cap on lists copied into facts from a hostile manifest
+_UNLOADABLE = "Failed to load manifest"  # the SDK's explanation for an unreadable manifest
 
-_contexts: dict[tuple[int, str | None, float], Any] = {}
+# Validation status code prefixes -> the check an examiner would name.
+_CHECKS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("cawg.",), "identity assertion (CAWG)"),
+    (("claimSignature.",), "claim signature"),
+    (("signingCredential.",), "signing certificate"),
+    (("timeStamp.",), "timestamp"),
+    (
+        (
+            "assertion.dataHash.",
+            "assertion.bmffHash.",
+            "assertion.boxesHash.",
+            "assertion.collectionHash.",
+            "assertion.hardBinding",
+            "assertion.multipleHardBindings",
+        ),
+        "hash binding",
+    ),
+    (("assertion.hashedURI.",), "assertion hash"),
+    (("ingredient.",), "ingredient"),
+)
+CAWG_CHECK = "identity assertion (CAWG)"
+
+_contexts: dict[tuple[int, str, float], Any] = {}
 _lock = threading.Lock()
 
 
@@ -77,30 +126,57 @@ def _sdk() -> Any:
     return c2pa
 
 
-def _context(trust_anchors: Path | None) -> Any:
-    """An SDK Context with offline settings (and trust anchors), built once per bundle."""
-    c2pa = _sdk()
+# -- trust anchors ------------------------------------------------------------------
 
+
+@dataclass(frozen=True)
+class Anchors:
+    """The PEM bundle trust is decided against, and how the evidence names it."""
+
+    pem: str
+    source: str
+    stamp: float  # mtime of a user's file (0 for the bundled list): a changed file is reread
+
+
+def resolve_anchors(trust_anchors: Path | None = None) -> Anchors:
+    """``trust_anchors`` if given, else ``$ASSAY_C2PA_TRUST_ANCHORS``, else the bundled
+    C2PA trust list. Raises InputError naming the file when it is unreadable or holds
+    no certificate."""
+    if trust_anchors is None:
+        env = os.environ.get(ENV_TRUST_ANCHORS, "").strip()
+        if env:
+            trust_anchors = Path(env).expanduser()
+    if trust_anchors is None:
+        pem = resources.files(__package__).joinpath("trust", BUNDLED_TRUST_LIST).read_text("utf-8")
+        return Anchors(pem, BUNDLED_TRUST_LABEL, 0.0)
+    try:
+        stamp = trust_anchors.stat().st_mtime
+        pem = trust_anchors.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise InputError(trust_anchors, f"cannot read trust anchors: {reason}") from exc
+    if "-----BEGIN CERTIFICATE-----" not in pem:
+        raise InputError(trust_anchors, "trust anchors file holds no PEM certificate")
+    n = pem.count("-----BEGIN CERTIFICATE-----")
+    return Anchors(pem, f"{trust_anchors} ({n} certificate{'s' if n != 1 else ''})", stamp)
+
+
+def _context(anchors: Anchors) -> Any:
+    """An SDK Context with offline settings and the trust anchors, built once per bundle."""
+    c2pa = _sdk()
     # Keyed by process too: a native context must not be reused in a forked worker.
-    key: tuple[int, str | None, float] = (os.getpid(), None, 0.0)
-    pem: str | None = None
-    if trust_anchors is not None:
-        try:
-            key = (os.getpid(), str(trust_anchors), trust_anchors.stat().st_mtime)
-            pem = trust_anchors.read_text("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(trust_anchors, f"cannot read trust anchors: {exc}") from exc
-        if "-----BEGIN CERTIFICATE-----" not in pem:
-            raise InputError(trust_anchors, "trust anchors file holds no PEM certificate")
+    key = (os.getpid(), anchors.source, anchors.stamp)
     with _lock:
         ctx = _contexts.get(key)
         if ctx is None:
             settings = c2pa.Settings.from_dict(OFFLINE_SETTINGS)
-            if pem is not None:
-                settings.update({"trust": {"trust_anchors": pem}})
+            settings.update({"trust": {"trust_anchors": anchors.pem}})
             ctx = c2pa.Context(settings=settings)
             _contexts[key] = ctx
         return ctx
+
+
+# -- reading ------------------------------------------------------------------------
 
 
 def read_store(
@@ -108,13 +184,14 @@ def read_store(
 ) -> dict[str, Any] | None:
     """The manifest store as the SDK reports it (JSON dict), or None when the file
     has no embedded manifest. A remote-only manifest yields ``{"remote_url": url}``.
+    The anchors used are under the key ``"_anchors"``.
     Raises DecodeError when the C2PA data cannot be parsed."""
-    c2pa = _sdk()
-
     mime = MIME.get(fmt)
     if mime is None:
         return None
-    ctx = _context(trust_anchors)
+    anchors = resolve_anchors(trust_anchors)
+    c2pa = _sdk()
+    ctx = _context(anchors)
     try:
         reader = c2pa.Reader.try_create(mime, io.BytesIO(data), None, ctx)
         if reader is None:
@@ -131,7 +208,7 @@ def read_store(
             or msg.startswith("Remote:")
             or "remote manifest" in msg.lower()
         ):
-            return {"remote_url": _url_from(msg)}
+            return {"remote_url": _url_from(msg), "_anchors": anchors.source}
         raise DecodeError(path, f"C2PA data unreadable: {_clean(msg)}") from exc
     try:
         store = json.loads(text)
@@ -139,6 +216,7 @@ def read_store(
         raise DecodeError(path, f"C2PA SDK returned invalid JSON: {exc}") from exc
     if not isinstance(store, dict):
         raise DecodeError(path, "C2PA SDK returned a non-object manifest store")
+    store["_anchors"] = anchors.source
     return store
 
 
@@ -156,7 +234,7 @@ def _clean(s: str) -> str:
 def _name(agent: Any) -> str | None:
     if isinstance(agent, dict):
         agent = agent.get("name")
-    return agent[:200] if isinstance(agent, str) and agent else None
+    return _clean(agent)[:200] if isinstance(agent, str) and agent else None
 
 
 def _actions(manifest: dict[str, Any]) -> list[dict[str, Any]]:
@@ -172,44 +250,23 @@ def _actions(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     return out[:_MAX_LIST]
 
 
-def _failures_for(store: dict[str, Any], label: str) -> list[str]:
-    """Validation failure codes that concern one manifest (trust aside)."""
-    entries: list[Any] = list(store.get("validation_status") or [])
-    results = store.get("validation_results") or {}
-    if isinstance(results, dict):
-        active = results.get("activeManifest") or {}
-        if isinstance(active, dict):
-            entries += active.get("failure") or []
-        for delta in results.get("ingredientDeltas") or []:
-            vd = delta.get("validationDeltas") if isinstance(delta, dict) else None
-            if isinstance(vd, dict):
-                entries += vd.get("failure") or []
-    for m in (store.get("manifests") or {}).values():
-        for ing in m.get("ingredients") or [] if isinstance(m, dict) else []:
-            if isinstance(ing, dict) and ing.get("active_manifest") == label:
-                entries += [
-                    dict(e, url=label)
-                    for e in ing.get("validation_status") or []
-                    if isinstance(e, dict)
-                ]
-    codes: list[str] = []
-    for e in entries:
-        if not isinstance(e, dict):
-            continue
-        code, url = str(e.get("code", "")), str(e.get("url", ""))
-        if not _concerns(url, label) or code.endswith(".untrusted") or code in codes:
-            continue
-        codes.append(code)
-    return codes[:_MAX_LIST]
+# -- validation results -------------------------------------------------------------
 
 
-def _untrusted(store: dict[str, Any], label: str) -> bool:
-    return any(
-        isinstance(e, dict)
-        and str(e.get("code", "")).endswith(".untrusted")
-        and _concerns(str(e.get("url", "")), label)
-        for e in store.get("validation_status") or []
-    )
+def check_of(code: str, explanation: str = "") -> str:
+    """The check a validation status code reports on, in an examiner's words."""
+    if explanation == _UNLOADABLE:
+        return "manifest could not be loaded"
+    for prefixes, name in _CHECKS:
+        if code.startswith(prefixes):
+            return name
+    return "manifest structure"
+
+
+def _is_trust_code(code: str) -> bool:
+    """Trust verdicts (not integrity failures): e.g. signingCredential.untrusted,
+    cawg.x509.credential.untrusted, timeStamp.untrusted."""
+    return "untrusted" in code
 
 
 def _concerns(url: str, label: str) -> bool:
@@ -217,8 +274,102 @@ def _concerns(url: str, label: str) -> bool:
     return url == label or f"/{label}/" in url + "/"
 
 
+@dataclass
+class _Status:
+    failures: dict[str, list[dict[str, str]]]  # label -> failure entries
+    untrusted: set[str]  # labels with a signingCredential.untrusted
+    trusted: set[str]  # labels with a signingCredential.trusted
+
+
+def _statuses(store: dict[str, Any], labels: list[str], active: str | None) -> _Status:
+    """Every validation entry the SDK reports, attributed to the manifest it concerns:
+    by its URL, else (ingredient deltas) by the ingredient assertion it belongs to,
+    else to the active manifest (store-level entries)."""
+    st = _Status({}, set(), set())
+    # ingredient assertion label (c2pa.ingredient.v2) -> the ingredient's manifest label
+    by_assertion: dict[str, str] = {}
+    manifests = store.get("manifests") or {}
+    for m in manifests.values() if isinstance(manifests, dict) else []:
+        for ing in (m.get("ingredients") or [])[:_MAX_LIST] if isinstance(m, dict) else []:
+            if isinstance(ing, dict) and isinstance(ing.get("active_manifest"), str):
+                by_assertion[str(ing.get("label", ""))] = ing["active_manifest"]
+
+    def owner(url: str, fallback: str | None) -> str | None:
+        for lab in labels:
+            if _concerns(url, lab):
+                return lab
+        return fallback
+
+    def add(entry: Any, kind: str, fallback: str | None) -> None:
+        if not isinstance(entry, dict):
+            return
+        code = str(entry.get("code", ""))[:100]
+        expl = str(entry.get("explanation", ""))
+        lab = owner(str(entry.get("url", "")), fallback)
+        if lab is None:
+            return
+        if code == "signingCredential.trusted":
+            st.trusted.add(lab)
+        if kind != "failure":
+            return
+        if code == "signingCredential.untrusted":
+            st.untrusted.add(lab)
+        items = st.failures.setdefault(lab, [])
+        if all(i["code"] != code for i in items) and len(items) < _MAX_LIST:
+            items.append({"code": code, "explanation": _clean(expl)[:200]})
+
+    results = store.get("validation_results")
+    if isinstance(results, dict):
+        am = results.get("activeManifest")
+        if isinstance(am, dict):
+            for kind in ("failure", "success"):
+                for e in am.get(kind) or []:
+                    add(e, kind, active)
+        for delta in results.get("ingredientDeltas") or []:
+            if not isinstance(delta, dict):
+                continue
+            uri = str(delta.get("ingredientAssertionURI", ""))
+            fallback = by_assertion.get(uri.rsplit("/", 1)[-1])
+            vd = delta.get("validationDeltas")
+            if isinstance(vd, dict):
+                for kind in ("failure", "success"):
+                    for e in vd.get(kind) or []:
+                        add(e, kind, fallback)
+    # Older SDK output and store-level problems: validation_status holds failures only.
+    for e in store.get("validation_status") or []:
+        add(e, "failure", active)
+    for m in manifests.values() if isinstance(manifests, dict) else []:
+        for ing in (m.get("ingredients") or [])[:_MAX_LIST] if isinstance(m, dict) else []:
+            if isinstance(ing, dict) and isinstance(ing.get("active_manifest"), str):
+                for e in ing.get("validation_status") or []:
+                    add(e, "failure", ing["active_manifest"])
+    return st
+
+
+def _failed_checks(failures: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Integrity failures (trust verdicts left out), each with the check it concerns."""
+    return [
+        {"check": check_of(f["code"], f["explanation"]), **f}
+        for f in failures
+        if not _is_trust_code(f["code"])
+    ]
+
+
+def _checks_phrase(failed: list[dict[str, str]]) -> str:
+    """'claim signature failed (claimSignature.mismatch)' for each check that failed."""
+    by_check: dict[str, list[str]] = {}
+    for f in failed:
+        by_check.setdefault(f["check"], []).append(f["code"] or f["explanation"])
+    return "; ".join(f"{check} failed ({', '.join(codes)})" for check, codes in by_check.items())
+
+
+# -- evidence -----------------------------------------------------------------------
+
+
 def manifest_evidence(store: dict[str, Any]) -> list[Evidence]:
-    """One Evidence per manifest in the store, active manifest first."""
+    """One Evidence per manifest in the store: the active manifest first (also when
+    it could not be loaded), then the ingredients' manifests."""
+    anchors = str(store.get("_anchors") or "none")
     if "remote_url" in store:
         url = store.get("remote_url") or "an unreadable address"
         return [
@@ -236,21 +387,29 @@ def manifest_evidence(store: dict[str, Any]) -> list[Evidence]:
         ]
     manifests = store.get("manifests") or {}
     if not isinstance(manifests, dict):
-        return []
-    active = store.get("active_manifest")
+        manifests = {}
+    raw_active = store.get("active_manifest")
+    active = raw_active if isinstance(raw_active, str) and raw_active else None
     state = str(store.get("validation_state") or "Unknown")
-    labels = sorted(manifests, key=lambda k: (k != active, k))
-    return [
-        _one(store, label, manifests[label], label == active, state)
-        for label in labels[:_MAX_LIST]
-        if isinstance(manifests[label], dict)
-    ]
+    labels = [k for k in manifests if isinstance(manifests[k], dict)]
+    if active and active not in labels:
+        labels.append(active)
+    status = _statuses(store, labels, active)
+    ingredient_labels = sorted(k for k in labels if k != active)[: _MAX_LIST - 1]
+    out: list[Evidence] = []
+    if active is not None:
+        m = manifests.get(active)
+        if isinstance(m, dict):
+            out.append(_one(status, active, m, "active", state, anchors, ingredient_labels))
+        else:
+            out.append(_unloaded(status, active, state, anchors))
+    for lab in ingredient_labels:
+        out.append(_one(status, lab, manifests[lab], "ingredient", state, anchors, []))
+    return out
 
 
-def _one(
-    store: dict[str, Any], label: str, m: dict[str, Any], is_active: bool, state: str
-) -> Evidence:
-    acts = _actions(m)
+def _declared(acts: list[dict[str, Any]]) -> tuple[Claim, list[str], str | None]:
+    """The claim a manifest's actions make, the source-type terms and the tool named."""
     terms: list[str] = []
     claim: Claim = "unknown"
     agent: str | None = None
@@ -269,68 +428,141 @@ def _one(
             agent = _name(act.get("softwareAgent")) or agent
     if claim == "unknown" and any(str(a.get("action")) not in _NEUTRAL_ACTIONS for a in acts):
         claim = "edited"
+    return claim, terms, agent
+
+
+def _unloaded(status: _Status, label: str, state: str, anchors: str) -> Evidence:
+    failed = _failed_checks(status.failures.get(label, []))
+    if not any(f["check"] == "manifest could not be loaded" for f in failed):
+        failed.insert(
+            0,
+            {"check": "manifest could not be loaded", "code": "", "explanation": _UNLOADABLE},
+        )
+    phrase = _checks_phrase(failed)
+    return Evidence(
+        source="c2pa",
+        claim="unknown",
+        strength="weak",
+        summary=(
+            f"Content Credential present but invalid: its active manifest could not be "
+            f"loaded ({phrase}), so nothing it declares can be read or relied on; the "
+            "ingredients' manifests below are history, not a claim about this file."
+        ),
+        facts={
+            "label": label,
+            "role": "active",
+            "loaded": False,
+            "validation": "invalid",
+            "validation_state": state,
+            "invalid_because": "its active manifest could not be loaded",
+            "failed_checks": [_check_line(f) for f in failed],
+            "failure_codes": [f["code"] for f in failed if f["code"]],
+            "trust_anchors": anchors,
+        },
+    )
+
+
+def _check_line(f: dict[str, str]) -> str:
+    code = f["code"] or "-"
+    expl = f" ({f['explanation']})" if f["explanation"] and f["explanation"] != code else ""
+    return f"{f['check']}: {code}{expl}"
+
+
+def _one(
+    status: _Status,
+    label: str,
+    m: dict[str, Any],
+    role: str,
+    state: str,
+    anchors: str,
+    ingredient_labels: list[str],
+) -> Evidence:
+    acts = _actions(m)
+    claim, terms, agent = _declared(acts)
     info = m.get("claim_generator_info")
     cg_name = _name(info[0]) if isinstance(info, list) and info else None
     claim_generator = _name(m.get("claim_generator")) or cg_name
     generator = agent or cg_name or claim_generator or "unnamed software"
     sig = m.get("signature_info") if isinstance(m.get("signature_info"), dict) else {}
-    failures = _failures_for(store, label)
-    if is_active and state == "Invalid" and not failures:
-        # The store is invalid because of an ingredient: say which codes made it so.
-        failures = sorted(
-            {c for lab in store.get("manifests") or {} for c in _failures_for(store, lab)}
-        )
-    if failures or (is_active and state == "Invalid"):
+    failed = _failed_checks(status.failures.get(label, []))
+    identity_failed = [f for f in failed if f["check"] == CAWG_CHECK]
+    claim_failed = [f for f in failed if f["check"] != CAWG_CHECK]
+    is_active = role == "active"
+    because = ""
+    if claim_failed:
+        because = _checks_phrase(claim_failed)
+    elif is_active and state == "Invalid":
+        if identity_failed:
+            because = (
+                _checks_phrase(identity_failed)
+                + "; the claim signature and hash binding themselves are valid"
+            )
+        else:
+            # The store is invalid because of an ingredient: say which, and what failed.
+            for lab in ingredient_labels:
+                ing_failed = _failed_checks(status.failures.get(lab, []))
+                if ing_failed:
+                    because = f"an ingredient's credential: {_checks_phrase(ing_failed)}"
+                    failed += [dict(f, check=f"ingredient {f['check']}") for f in ing_failed]
+                    break
+            because = because or "validation state Invalid"
+    if because:
         validation = "invalid"
-    elif state == "Trusted" and not _untrusted(store, label):
+    elif label not in status.untrusted and (state == "Trusted" or label in status.trusted):
         validation = "trusted"
     else:
         validation = "valid"
-    strength: Strength
-    if validation == "invalid":
-        strength = "weak"
-    elif validation == "trusted" or claim in ("ai-generated", "ai-edited"):
-        strength = "cryptographic"
-    else:
-        strength = "moderate"
+    strength: Strength = {"invalid": "weak", "trusted": "cryptographic"}.get(
+        validation, "moderate"
+    )  # type: ignore[assignment]
 
-    role = "active manifest" if is_active else "ingredient manifest"
+    noun = "active manifest" if is_active else "ingredient manifest"
     declared = f"declares {', '.join(terms)}" if terms else "declares no digital source type"
-    signer = sig.get("common_name") or sig.get("issuer") or "an unnamed signer"
+    cn, issuer = _name(sig.get("common_name")), _name(sig.get("issuer"))
+    signer = cn or issuer or "an unnamed signer"
+    if cn and issuer and issuer != cn:
+        signer = f"{cn}, issued by {issuer}"
     if validation == "invalid":
         summary = (
-            f"Content Credential present but invalid ({', '.join(failures) or state}): the "
-            f"{role} from {generator} {declared}, but the content was altered after signing "
-            "or the signature is broken."
+            f"Content Credential present but invalid: {because}. The {noun} from "
+            f"{generator} {declared}, but that is not relied on."
+        )
+    elif validation == "trusted":
+        summary = (
+            f"The {noun} of its Content Credential ({generator}) {declared}; signed by a "
+            f"trusted certificate ({signer}; chains to the {anchors})."
         )
     else:
-        trust = (
-            "signed by a trusted certificate"
-            if validation == "trusted"
-            else "signature valid, but the signer is not on the configured trust list"
-        )
         summary = (
-            f"The {role} of its Content Credential ({generator}) {declared}; {trust} ({signer})."
+            f"The {noun} of its Content Credential ({generator}) {declared}; signed, signer "
+            f"not trusted ({signer}; chains to no certificate of the {anchors})."
         )
+    if identity_failed and validation != "invalid":
+        summary += f" Its identity assertion (CAWG) is invalid: {_checks_phrase(identity_failed)}."
     facts: dict[str, Any] = {
         "label": label,
-        "role": "active" if is_active else "ingredient",
+        "role": role,
         "validation": validation,
         "validation_state": state,
-        "failure_codes": failures,
+        "invalid_because": because or None,
+        "failed_checks": [_check_line(f) for f in failed],
+        "failure_codes": [f["code"] for f in failed if f["code"]],
+        "identity_assertion": "invalid" if identity_failed else None,
         "digital_source_types": terms,
         "generator": generator,
         "claim_generator": claim_generator,
-        "signer_issuer": sig.get("issuer"),
-        "signer_common_name": sig.get("common_name"),
-        "signed_at": sig.get("time"),
-        "actions": [str(a.get("action"))[:100] for a in acts],
+        "signer_issuer": issuer,
+        "signer_common_name": cn,
+        "signer_trusted": validation == "trusted",
+        "signed_at": _name(sig.get("time")),
+        "trust_anchors": anchors,
+        "actions": [_clean(str(a.get("action")))[:100] for a in acts],
         "title": _name(m.get("title")),
         "ingredients": [
             {
                 "title": _name(i.get("title")),
-                "relationship": i.get("relationship"),
-                "manifest": i.get("active_manifest"),
+                "relationship": _name(i.get("relationship")),
+                "manifest": _name(i.get("active_manifest")),
             }
             for i in (m.get("ingredients") or [])[:_MAX_LIST]
             if isinstance(i, dict)

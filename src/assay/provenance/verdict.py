@@ -5,6 +5,12 @@ shows: absence of evidence reads "no provenance evidence found", never "camera
 original" or "authentic"; camera traces alone read "camera traces only (weak)".
 Evidence pointing the other way (camera traces next to generator metadata, an
 invalid Content Credential next to a watermark) is appended, not hidden.
+
+A Content Credential speaks through its ACTIVE manifest only: the manifests of its
+ingredients are the asset's history ("made from an AI-generated ingredient"),
+appended to the verdict, never its headline. An invalid or unloadable active
+manifest reads "Content Credential present but invalid (<which check failed>)",
+whatever the ingredients declare.
 """
 
 from __future__ import annotations
@@ -31,11 +37,13 @@ _HEADLINE = {
 
 
 def order(evidence: list[Evidence]) -> list[Evidence]:
-    """Strongest first; ties by claim (AI first), source, summary, then facts, so the
-    result never depends on the order the sources reported in."""
+    """Strongest first, ingredients' manifests (history) last; ties by claim (AI
+    first), source, summary, then facts, so the result never depends on the order
+    the sources reported in."""
     return sorted(
         evidence,
         key=lambda e: (
+            is_ingredient(e),
             STRENGTH_RANK[e.strength],
             CLAIM_RANK[e.claim],
             e.source,
@@ -45,8 +53,14 @@ def order(evidence: list[Evidence]) -> list[Evidence]:
     )
 
 
+def is_ingredient(e: Evidence) -> bool:
+    """An ingredient's manifest: the asset's history, not a claim about the file."""
+    return e.source == "c2pa" and e.facts.get("role") == "ingredient"
+
+
 def is_invalid_credential(e: Evidence) -> bool:
-    return e.source == "c2pa" and e.facts.get("validation") == "invalid"
+    """The file's own (active) Content Credential is invalid or could not be loaded."""
+    return e.source == "c2pa" and e.facts.get("validation") == "invalid" and not is_ingredient(e)
 
 
 def is_remote_credential(e: Evidence) -> bool:
@@ -61,7 +75,7 @@ def describe(e: Evidence) -> str:
         if f.get("validation") == "trusted":
             return f"verified Content Credential ({gen})"
         if f.get("validation") == "valid":
-            return f"signed Content Credential ({gen}; signer not on the trust list)"
+            return f"signed Content Credential ({gen}; signer not trusted)"
         return f"invalid Content Credential ({gen})"
     if e.source == "watermark":
         label = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}.get(str(f.get("payload")), "?")
@@ -81,13 +95,20 @@ def describe(e: Evidence) -> str:
 
 def _headline(ordered: list[Evidence]) -> tuple[str, Evidence | None]:
     """The verdict's first clause and the evidence it rests on (None: nothing decisive)."""
-    usable = [e for e in ordered if not is_invalid_credential(e) and not is_remote_credential(e)]
+    usable = [
+        e
+        for e in ordered
+        if not is_invalid_credential(e) and not is_remote_credential(e) and not is_ingredient(e)
+    ]
     decisive = [e for e in usable if e.claim != "unknown" and e.strength != "weak"]
     if decisive:
         top = decisive[0]
         return f"{_HEADLINE[top.claim]}: {describe(top)}", top
-    if any(is_invalid_credential(e) for e in ordered):
-        return "Content Credential present but invalid", None
+    invalid = [e for e in ordered if is_invalid_credential(e)]
+    if invalid:
+        because = invalid[0].facts.get("invalid_because")
+        head = "Content Credential present but invalid"
+        return (f"{head} ({because})" if because else head), None
     weak_ai = [e for e in usable if e.claim in _AI]
     if weak_ai:
         return f"possibly {_HEADLINE[weak_ai[0].claim]} (weak): {describe(weak_ai[0])}", weak_ai[0]
@@ -113,6 +134,23 @@ def _headline(ordered: list[Evidence]) -> tuple[str, Evidence | None]:
     return "no provenance evidence found", None
 
 
+def _history(ordered: list[Evidence]) -> list[str]:
+    """What the ingredients' manifests say about the asset's past, as verdict notes."""
+    notes: list[str] = []
+    for claim, word in (("ai-generated", "AI-generated"), ("ai-edited", "AI-edited")):
+        found = [e for e in ordered if is_ingredient(e) and e.claim == claim]
+        valid = [e for e in found if e.facts.get("validation") != "invalid"]
+        for e in valid[:1]:
+            n = len(valid)
+            more = f" and {n - 1} more" if n > 1 else ""
+            notes.append(
+                f"made from an {word} ingredient ({e.facts.get('generator') or 'unnamed software'}{more})"
+            )
+        if found and not valid:
+            notes.append(f"an ingredient declares {word} content, but its credential is invalid")
+    return notes
+
+
 def verdict(evidence: list[Evidence], errors: list[EvidenceError] | None = None) -> str:
     """The verdict line; ``errors`` (checks that could not run) are counted in it,
     because "nothing found" means less when a check failed."""
@@ -120,16 +158,25 @@ def verdict(evidence: list[Evidence], errors: list[EvidenceError] | None = None)
     head, top = _headline(ordered)
     notes: list[str] = []
     if top is not None:
+        current = [e for e in ordered if not is_ingredient(e)]
         if top.claim in _AI:
-            against = [e for e in ordered if e.claim == "camera-captured"]
+            against = [e for e in current if e.claim == "camera-captured"]
         elif top.claim == "camera-captured":
-            against = [e for e in ordered if e.claim in _AI and not is_invalid_credential(e)]
+            against = [e for e in current if e.claim in _AI and not is_invalid_credential(e)]
         else:
             against = []
         if against:
             notes.append("conflicting: " + describe(against[0]))
     if top is not None and any(is_invalid_credential(e) for e in ordered):
         notes.append("a Content Credential is present but invalid")
+    if not any(is_invalid_credential(e) for e in ordered):
+        notes.extend(_history(ordered))
+    identity = [
+        e for e in ordered if e.source == "c2pa" and not is_ingredient(e)
+        and e.facts.get("identity_assertion") == "invalid" and not is_invalid_credential(e)
+    ]
+    if identity:
+        notes.append("its identity assertion (CAWG) is invalid")
     if any(is_remote_credential(e) for e in ordered):
         notes.append("a remote Content Credential is referenced but was not fetched")
     failed = sorted({e.source for e in errors or [] if e.source != "container"})

@@ -35,7 +35,7 @@ def test_flagged_model_found_after_conversion_and_fine_tune(tmp_path: Path) -> N
     specs = modelgen.sd15(SCALE, dt="F32")
     base = ev.random_model({k: v for k, v in specs.items() if v[0] == "F32"}, 3)
     flagged = _write(tmp_path / "flagged.safetensors", base)
-    assert _invoke("--db", db, "bank", "create", "models")[0] == 0
+    assert _invoke("--db", db, "bank", "create", "models", "--create")[0] == 0
     code, out = _invoke("--db", db, "bank", "add-model", "models", str(flagged), "--id", "bad-ckpt",
                         "--role", "flagged for testing", "--json")
     assert code == 0, out

@@ -13,6 +13,7 @@ class AssayError(Exception):
     """
 
     code = "error"
+    exit_code = 1  # the `assay` command's exit status for this error
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -69,6 +70,14 @@ class StoreError(AssayError):
     """The bank store (database) cannot be opened or written."""
 
     code = "store-error"
+
+
+class StoreMissing(StoreError):
+    """A store named on purpose (``--db``, ``ASSAY_DB``) does not exist, and creating
+    one was not asked for: a typo must not scan against a new, empty store."""
+
+    code = "store-missing"
+    exit_code = 2  # a value of --db / ASSAY_DB that names nothing is bad usage
 
 
 class ChangesPruned(AssayError):

@@ -49,6 +49,7 @@ from ..errors import (
     InvalidBankInput,
     InvalidSignal,
     StoreError,
+    StoreMissing,
 )
 from . import migrations
 
@@ -289,15 +290,25 @@ _TRANSACTION: ContextVar[tuple[Store, Connection] | None] = ContextVar("assay_st
 # ---------------------------------------------------------------------------------------
 class Store:
     """Hash banks in a SQL database. ``url`` is a SQLAlchemy URL or a file path;
-    ``None`` means the embedded default (``ASSAY_DB`` or SQLite in the data dir)."""
+    ``None`` means the embedded default (``ASSAY_DB`` or SQLite in the data dir).
 
-    def __init__(self, url: str | None = None) -> None:
+    ``create=False`` refuses (:class:`StoreMissing`) a store that does not exist yet: an
+    SQLite file that is absent or empty, or a PostgreSQL database/schema without assay's
+    tables. Nothing is created or written then."""
+
+    def __init__(self, url: str | None = None, *, create: bool = True) -> None:
         raw = default_db_url() if url is None else normalize_db_url(url)
         self._url = _parse_url(raw)
         self.url_for_display: str = self._url.render_as_string(hide_password=True)
         self._dialect = self._url.get_backend_name()
         self._engine: Engine | None = None
         self._writer: Engine | None = None
+        self._create = create
+        if not create and self._dialect == "sqlite":
+            db = self._url.database or ""
+            memory = db in ("", ":memory:") or "mode=memory" in db or db.startswith("file:")
+            if not memory and not (Path(db).expanduser().is_file() and Path(db).expanduser().stat().st_size):
+                raise self._missing()
         try:
             with self._guard("opening the store"):
                 self._engine = _make_engine(self._url, self.url_for_display)
@@ -438,7 +449,13 @@ class Store:
         with self.engine.connect() as conn:
             if self._at_head(conn):
                 return
+            if not self._create and not _has_assay_tables(conn):
+                raise self._missing()
         self._migrate()
+
+    def _missing(self) -> StoreMissing:
+        return StoreMissing(f"no assay store at {self.url_for_display}",
+                            hint="check the path or URL; to make a new store there, pass --create")
 
     def _at_head(self, conn: Connection) -> bool:
         """True if the store is at the migrations' head, False if it needs them (new,
@@ -1272,6 +1289,10 @@ def _concat(name: str, parts: list[LoadedSignals]) -> LoadedSignals:
         np.concatenate([p.signal_ids for p in parts]),
         np.concatenate([p.bank_ids for p in parts]),
     )
+
+
+def _has_assay_tables(conn: Connection) -> bool:
+    return "meta" in set(sa.inspect(conn).get_table_names())
 
 
 def _parse_url(raw: str) -> URL:

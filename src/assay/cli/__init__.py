@@ -25,9 +25,9 @@ __all__ = ["app", "main"]
 def main() -> None:
     try:
         app()
-    except AssayError as exc:
+    except AssayError as exc:  # raised outside a command (the group handles the rest)
         err.print(f"[red]error:[/red] {_esc(str(exc))}")
-        sys.exit(1)
+        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)

@@ -2,18 +2,36 @@
 
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from .. import __version__
-from ..config import default_db_url, normalize_db_url
+from ..config import ENV_DB, default_db_url, normalize_db_url
+from ..errors import AssayError
+
+
+class _AssayGroup(TyperGroup):
+    """Every error assay raises on purpose becomes one clear line on stderr and its exit
+    status, here rather than in main(), so that in-process runs behave as the command does."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AssayError as exc:
+            err.print(f"[red]error:[/red] {_esc(str(exc))}")
+            raise typer.Exit(exc.exit_code) from None
+
 
 app = typer.Typer(
+    cls=_AssayGroup,
     name="assay",
     help="Forensic evidence for abuse made with generative AI: hash-bank matching, "
     "image provenance, model-file forensics.",
@@ -40,13 +58,15 @@ class Fmt(StrEnum):
     jsonl = "jsonl"
 
 
-_state: dict[str, Any] = {"db": None}
+_state: dict[str, Any] = {"db": None, "create": False}
 
 DbOpt = Annotated[
     str | None,
     typer.Option("--db", help="Bank store: SQLite path or database URL (env ASSAY_DB).", show_default=False),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+CreateOpt = Annotated[bool, typer.Option(
+    "--create", help="Create the store named by --db / ASSAY_DB if it does not exist yet.")]
 
 
 def _version(value: bool) -> None:
@@ -58,11 +78,15 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     db: DbOpt = None,
+    create: Annotated[bool, typer.Option(
+        "--create", help="Create the store named by --db / ASSAY_DB if it does not exist yet "
+        "(without it, a missing store is refused: a typo never scans against an empty store).")] = False,
     version: Annotated[
         bool, typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True)
     ] = False,
 ) -> None:
     _state["db"] = normalize_db_url(db) if db else None
+    _state["create"] = create
 
 
 
@@ -78,11 +102,18 @@ def _db_url(db: str | None) -> str:
     return _state["db"] or default_db_url()
 
 
+def _db_named(db: str | None) -> bool:
+    """Was the store named on purpose (--db, ASSAY_DB) rather than the embedded default?"""
+    return bool(db or _state["db"] or os.environ.get(ENV_DB))
+
+
 @contextmanager
-def _store(db: str | None = None) -> Iterator[Any]:
+def _store(db: str | None = None, *, create: bool = False) -> Iterator[Any]:
+    """The store; one named on purpose must exist unless --create (the embedded default
+    store is made on first use, so that `assay` works with no set-up)."""
     from ..banks.store import Store
 
-    store = Store(_db_url(db))
+    store = Store(_db_url(db), create=create or _state["create"] or not _db_named(db))
     try:
         yield store
     finally:

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from .. import signals as signal_types
 from ..errors import AssayError
-from ._common import DbOpt, Fmt, JsonOpt, _emit_json, _esc, _store, bank_app, err, out
+from ._common import CreateOpt, DbOpt, Fmt, JsonOpt, _emit_json, _esc, _store, bank_app, err, out
 
 
 # ---------------------------------------------------------------------------------- bank
@@ -40,10 +40,11 @@ def bank_create(
     description: Annotated[str, typer.Option(help="What this bank holds.")] = "",
     threshold: Annotated[int | None, typer.Option(help="PDQ match threshold of this bank.")] = None,
     db: DbOpt = None,
+    create: CreateOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Create an empty bank."""
-    with _store(db) as store:
+    with _store(db, create=create) as store:
         b = store.create_bank(name, description=description, pdq_threshold=threshold)
     _emit_json(_bank_dict(b)) if json_out else out.print(f"created bank {_esc(b.name)}")
 
@@ -130,7 +131,8 @@ def bank_import(
     file: Path,
     fmt: Annotated[Fmt, typer.Option("--format", help="Input format (auto: by content).")] = Fmt.auto,
     signal_type: Annotated[str, typer.Option("--type", help="Signal type of a plain hash list.")] = "pdq",
-    create: Annotated[bool, typer.Option(help="Create the bank if it does not exist.")] = False,
+    create: Annotated[bool, typer.Option(
+        "--create", help="Create the bank (and the store named by --db) if they do not exist.")] = False,
     db: DbOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -139,7 +141,7 @@ def bank_import(
     from ..errors import BankNotFound
 
     signal_types.get(signal_type)
-    with _store(db) as store:
+    with _store(db, create=create) as store:
         try:
             store.get_bank(name)
         except BankNotFound:

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..config import ScanSettings
-from ._common import DbOpt, Mode, _db_url, _esc, _nullctx, _store, app, err, out
+from ._common import DbOpt, Mode, _db_url, _emit_json, _esc, _nullctx, _store, app, err, out
 
 
 # ---------------------------------------------------------------------------------- scan
@@ -22,7 +22,9 @@ def scan(
         typer.Option("--output", "-o", help="JSON Lines report (default: assay-scan-<time>.jsonl here)."),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing report file.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Records as JSON Lines on stdout, no file.")] = False,
+    json_out: Annotated[bool, typer.Option(
+        "--json", help="JSON on stdout instead of the readable summary: every record, then the summary "
+        "line; with -o the records go to that file and stdout gets the summary line only.")] = False,
     db: DbOpt = None,
     mode: Annotated[Mode, typer.Option(help="PDQ mode: fast (reduced decode) or reference.")] = Mode.fast,
     exif_transpose: Annotated[bool, typer.Option(help="Rotate per EXIF before hashing.")] = False,
@@ -57,7 +59,8 @@ def scan(
         lineage_db=None if no_banks else _db_url(db),
         **({"workers": workers} if workers > 0 else {}),
     )
-    target: str | Path = "-" if json_out else (output or Path(f"assay-scan-{datetime.now():%Y%m%d-%H%M%S}.jsonl"))
+    # --json without -o streams the records; with -o they go to the file, as without --json
+    target: str | Path = output or ("-" if json_out else Path(f"assay-scan-{datetime.now():%Y%m%d-%H%M%S}.jsonl"))
     with _store(db) if not no_banks else _nullctx() as store:
         matcher = None
         if store is not None:
@@ -81,8 +84,10 @@ def scan(
                 on_total=lambda n: progress.update(task, total=n),
                 on_record=lambda rec: progress.advance(task),
             )
-            if json_out:
+            if json_out and target == "-":
                 writer.write(summary.to_json_dict())
+    if json_out and target != "-":
+        _emit_json(summary.to_json_dict())
     if not json_out:
         _print_summary(summary, str(target), matcher.size() if matcher else {})
     if summary.nothing_scanned:
@@ -93,40 +98,53 @@ def scan(
         raise typer.Exit(3)
 
 
+_KIND_NAMES = {"image": ("image", "images"), "model": ("model file", "model files"),
+               "other": ("other file", "other files"), "error": ("unreadable", "unreadable")}
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n:,} {one if n == 1 else (many or one + 's')}"
+
+
 def _print_summary(summary: Any, target: str, bank_sizes: dict[str, int]) -> None:
     t = Table(title="assay scan", show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column()
-    kinds = ", ".join(f"{n} {k}" for k, n in sorted(summary.kinds.items())) or "none"
-    t.add_row("files", f"{summary.files} ({kinds})")
+    # the kinds partition the files, so the parts add up to the total
+    order = [k for k in _KIND_NAMES if summary.kinds.get(k)] + sorted(set(summary.kinds) - set(_KIND_NAMES))
+    parts = [plural(summary.kinds[k], *_KIND_NAMES.get(k, (k, k))) for k in order]
+    t.add_row("files", plural(summary.files, "file") + (f": {', '.join(parts)}" if parts else ""))
     rate = summary.files / summary.seconds if summary.seconds else 0.0
     t.add_row("time", f"{summary.seconds:.1f} s ({rate:.1f} files/s)")
     if bank_sizes:
-        t.add_row("banks", ", ".join(f"{n:,} {k}" for k, n in sorted(bank_sizes.items())))
+        t.add_row("banks", ", ".join(plural(n, f"{k} hash", f"{k} hashes") for k, n in sorted(bank_sizes.items())))
     else:
         t.add_row("banks", "no enabled bank holds any hash: nothing could match")
-    matched = f"{summary.matched_files}"
+    matched = plural(summary.matched_files, "file")
     if summary.matches_by_bank:
-        matched += " (" + ", ".join(f"{b}: {n}" for b, n in summary.matches_by_bank.most_common()) + ")"
-    t.add_row("matched files", matched, style="red" if summary.matched_files else None)
+        matched += " (" + ", ".join(f"{b}: {n:,}" for b, n in summary.matches_by_bank.most_common()) + ")"
+    t.add_row("matched", matched, style="red" if summary.matched_files else None)
     if summary.low_quality:
-        t.add_row("low-quality images", f"{summary.low_quality} (PDQ quality < 50, not matched)")
+        t.add_row("low quality", plural(summary.low_quality, "image") + " (PDQ quality < 50, not matched)")
     if summary.ai_evidence:
-        t.add_row("AI-generation evidence", f"{summary.ai_evidence} images")
+        t.add_row("AI-generation evidence", plural(summary.ai_evidence, "image"))
     if summary.dangerous_models:
-        t.add_row("dangerous model files", str(summary.dangerous_models), style="red")
+        t.add_row("dangerous", plural(summary.dangerous_models, "model file"), style="red")
     if summary.archives or summary.archive_members:
-        t.add_row("archives", _count(summary.archive_members, "file") + " in " + _count(summary.archives, "archive"))
+        t.add_row("archives", plural(summary.archive_members, "file") + " in " + plural(summary.archives, "archive"))
     if summary.links:
-        t.add_row("links", _count(summary.links, "symbolic link") + ", not followed (--follow-symlinks)")
-    t.add_row("errors", f"{summary.with_errors} files (see the report)")
+        t.add_row("links", plural(summary.links, "symbolic link") + ", not followed (--follow-symlinks)")
+    unreadable = summary.kinds.get("error", 0)
+    partly = max(summary.with_errors - unreadable, 0)
+    if summary.with_errors:
+        how = [x for x in (unreadable and f"{unreadable:,} unreadable",
+                           partly and f"{partly:,} read with an error") if x]
+        t.add_row("errors", plural(summary.with_errors, "file") + f" ({', '.join(how)}); see the report")
+    else:
+        t.add_row("errors", "none")
     t.add_row("report", target)
     out.print(t)
     for p in summary.matched_paths[:20]:
         out.print(f"  match: {_esc(p)}")
     if summary.matched_files > 20:
-        out.print(f"  ... and {summary.matched_files - 20} more in the report")
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
+        out.print(f"  ... and {summary.matched_files - 20:,} more in the report")

@@ -156,7 +156,7 @@ def test_hash_reports_failures_per_file(tmp_path: Path) -> None:
 def test_demo_runs_on_the_embedded_store(tmp_path: Path) -> None:
     res = _assay("demo", "--dir", str(tmp_path / "demo"), cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    assert re.search(r"matched +[1-9][0-9]* files?\b", res.stdout), res.stdout
+    assert re.search(r"matched files +│ [1-9][0-9]* \(demo: ", res.stdout), res.stdout
     recs = [json.loads(x) for x in (tmp_path / "demo" / "report.jsonl").read_text().splitlines()]
     matched = {Path(r["path"]).name for r in recs if r.get("matches")}
     assert "rings-copy.png" in matched and "rings-rot90.png" in matched

@@ -122,7 +122,7 @@ def test_lineage_finding_is_a_match_in_scan(tmp_path: Path) -> None:
     flagged = _write(tmp_path / "flagged.safetensors", ev.random_model(f32, 3))
     base = _write(tmp_path / "base.safetensors", ev.random_model(f32, 5))
     for bank, path, cid, kind in (("models", flagged, "bad-ckpt", "checkpoint"), ("bases", base, "sd-base", "base")):
-        assert _invoke("--db", db, "bank", "create", bank)[0] == 0
+        assert _invoke("--db", db, "bank", "create", bank, "--create")[0] == 0
         code, out = _invoke("--db", db, "bank", "add-model", bank, str(path), "--id", cid, "--kind", kind)
         assert code == 0, out
     case = tmp_path / "case"

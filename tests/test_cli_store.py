@@ -129,4 +129,4 @@ def test_scan_summary_counts_add_up_and_read_well(tmp_path: Path, case: Path) ->
     assert sum(int(p.split()[0]) for p in parts) == with_errors
     assert unreadable == 0 or f"{unreadable} unreadable" in lines["errors"]
     assert "1 images" not in text and "1 files" not in text and "(6 error)" not in text
-    assert lines["matched"] == "0 files"
+    assert lines["matched files"] == "0"

@@ -120,10 +120,10 @@ def _print_summary(summary: Any, target: str, bank_sizes: dict[str, int]) -> Non
         t.add_row("banks", ", ".join(plural(n, f"{k} hash", f"{k} hashes") for k, n in sorted(bank_sizes.items())))
     else:
         t.add_row("banks", "no enabled bank holds any hash: nothing could match")
-    matched = plural(summary.matched_files, "file")
+    matched = f"{summary.matched_files:,}"
     if summary.matches_by_bank:
         matched += " (" + ", ".join(f"{b}: {n:,}" for b, n in summary.matches_by_bank.most_common()) + ")"
-    t.add_row("matched", matched, style="red" if summary.matched_files else None)
+    t.add_row("matched files", matched, style="red" if summary.matched_files else None)
     if summary.low_quality:
         t.add_row("low quality", plural(summary.low_quality, "image") + " (PDQ quality < 50, not matched)")
     if summary.ai_evidence:

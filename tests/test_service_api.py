@@ -120,7 +120,7 @@ def test_rate_limit_gives_429_with_retry_after(tmp_path: Path, monkeypatch: pyte
     # the machine, and moves only when the test moves it.
     now = [1000.0]
     monkeypatch.setattr("assay.service.ratelimit.time", types.SimpleNamespace(monotonic=lambda: now[0]))
-    settings, _ = _make(tmp_path, rate_burst=3)
+    settings, _ = _make(tmp_path, rate_burst_seconds=6)  # 3 requests of a 0.5/s key
     store = open_store(settings)
     _, slow = create_key(store.engine, "slow", "match", rate_limit=0.5)
     store.close()

@@ -64,7 +64,8 @@ def prefix() -> Iterator[str]:
 
 
 def _limiter(url: str, prefix: str, burst: float, workers: int = 1) -> RateLimiter:
-    return RateLimiter(TokenBuckets(1.0, burst), workers, RedisBuckets(url, burst, prefix))
+    """``burst`` requests of a SLOW key: its bucket holds burst / SLOW seconds of its rate."""
+    return RateLimiter(TokenBuckets(1.0, burst / SLOW), workers, RedisBuckets(url, burst / SLOW, prefix))
 
 
 async def _take(limiter: RateLimiter, key: object, rate: float) -> bool:
@@ -134,7 +135,8 @@ def test_redis_bucket_refills_at_the_keys_rate(prefix: str) -> None:
 
 def test_unreachable_redis_falls_back_to_local_limits_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     async def run(retry_seconds: float) -> list[bool]:
-        limiter = RateLimiter(TokenBuckets(1.0, 3), 2, RedisBuckets(_closed_port_url(), 3, "p:"))
+        # 2 workers: this one's share of a SLOW key is SLOW / 2, and its bucket 3 requests
+        limiter = RateLimiter(TokenBuckets(1.0, 6 / SLOW), 2, RedisBuckets(_closed_port_url(), 3 / SLOW, "p:"))
         limiter.RETRY_SECONDS = retry_seconds
         try:
             return [await _take(limiter, "k", SLOW) for _ in range(8)]
@@ -194,7 +196,7 @@ def _settings(tmp_path: Path, **kw: object) -> tuple[Settings, str]:
 
 
 def test_two_services_share_the_budget_over_http(tmp_path: Path, prefix: str) -> None:
-    settings, key = _settings(tmp_path, rate_burst=3, workers=2, rate_limit_redis_url=REDIS_URL,
+    settings, key = _settings(tmp_path, rate_burst_seconds=3 / SLOW, workers=2, rate_limit_redis_url=REDIS_URL,
                               rate_limit_redis_prefix=prefix)
     h = {"X-API-Key": key}
     with TestClient(create_app(settings)) as one, TestClient(create_app(settings)) as two:
@@ -211,7 +213,7 @@ def test_service_with_unreachable_redis_still_limits(tmp_path: Path, caplog: pyt
         import redis  # noqa: F401
     except ImportError:
         _unavailable("the redis package is not installed")
-    settings, key = _settings(tmp_path, rate_burst=3, rate_limit_redis_url=_closed_port_url())
+    settings, key = _settings(tmp_path, rate_burst_seconds=3 / SLOW, rate_limit_redis_url=_closed_port_url())
     h = {"X-API-Key": key}
     with caplog.at_level(logging.WARNING, logger="assay.service.ratelimit"), TestClient(create_app(settings)) as c:
         codes = [c.get("/v1/lookup", params=LOOKUP, headers=h).status_code for _ in range(6)]
@@ -228,7 +230,7 @@ def test_workers_of_assay_serve_share_one_budget(tmp_path: Path, prefix: str) ->
     db = str(tmp_path / "store.db")
     _, key = _settings(tmp_path)
     env = {"ASSAY_REDIS_URL": REDIS_URL, "ASSAY_SERVICE_RATE_LIMIT_REDIS_PREFIX": prefix,
-           "ASSAY_SERVICE_RATE_BURST": "4"}
+           "ASSAY_SERVICE_RATE_BURST_SECONDS": str(4 / SLOW)}
 
     def ask(_: int) -> tuple[int, str]:
         # A new connection each: an idle worker can win every sequential accept(), so

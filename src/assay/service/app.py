@@ -55,11 +55,11 @@ def open_store(settings: Settings) -> Store:
 
 
 def rate_limiter(settings: Settings) -> RateLimiter:
-    local = TokenBuckets(settings.rate_limit / settings.workers, settings.rate_burst)
+    local = TokenBuckets(settings.rate_limit / settings.workers, settings.rate_burst_seconds)
     shared = None
     if settings.rate_limit_redis_url:
         try:
-            shared = RedisBuckets(settings.rate_limit_redis_url, settings.rate_burst,
+            shared = RedisBuckets(settings.rate_limit_redis_url, settings.rate_burst_seconds,
                                   settings.rate_limit_redis_prefix)
         except ImportError:
             raise AssayError("a Redis URL for rate limits is set, but the redis package is not installed",

@@ -38,19 +38,29 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 log = logging.getLogger("assay.service.ratelimit")
 
 
-class TokenBuckets:
-    """One bucket per key id; ``check`` raises RateLimited when a key is out of tokens."""
+def capacity(rate: float, burst_seconds: float, cost: float = 1.0) -> float:
+    """A key's bucket holds ``burst_seconds`` of its own rate (at least one request):
+    a key limited to 2/s may send 2 at once with the default of 1 s, not a fixed
+    number that a slow key's rate would never get near."""
+    return max(1.0, cost, rate * burst_seconds)
 
-    def __init__(self, default_rate: float, burst: float) -> None:
+
+class TokenBuckets:
+    """One bucket per key id; ``check`` raises RateLimited when a key is out of tokens.
+    ``clock`` (seconds, monotonic) is injectable so that tests count, not wait."""
+
+    def __init__(self, default_rate: float, burst_seconds: float,
+                 clock: Callable[[], float] | None = None) -> None:
         self.default_rate = default_rate
-        self.burst = burst
+        self.burst_seconds = burst_seconds
+        self.clock = clock
         self._buckets: dict[object, list[float]] = {}  # key -> [tokens, last refill]
         self._lock = threading.Lock()
 
     def check(self, key: object, rate: float | None = None, cost: float = 1.0) -> None:
         rate = rate or self.default_rate
-        cap = max(self.burst, rate, cost)
-        now = time.monotonic()
+        cap = capacity(rate, self.burst_seconds, cost)
+        now = self.clock() if self.clock is not None else time.monotonic()
         with self._lock:
             b = self._buckets.get(key)
             if b is None:
@@ -111,7 +121,7 @@ class RedisBuckets:
     """Token buckets in Redis, one per key id under ``prefix``, shared by every process
     that uses the same Redis and prefix. Redis failures propagate (RateLimiter falls back)."""
 
-    def __init__(self, url: str, burst: float, prefix: str, timeout: float = 0.5) -> None:
+    def __init__(self, url: str, burst_seconds: float, prefix: str, timeout: float = 0.5) -> None:
         # Imported here: only deployments that configure Redis need the package.
         from redis.asyncio import Redis
         from redis.asyncio.retry import Retry
@@ -120,7 +130,7 @@ class RedisBuckets:
 
         # What "Redis is unreachable or misbehaving" looks like: fall back on these.
         self.errors: tuple[type[Exception], ...] = (RedisError, OSError, TimeoutError, ValueError)
-        self.burst = burst
+        self.burst_seconds = burst_seconds
         self.prefix = prefix
         self.url_for_display = _masked(url)
         # One immediate retry covers a pooled connection that Redis closed; more would
@@ -132,7 +142,7 @@ class RedisBuckets:
     async def take(self, key: object, rate: float, cost: float = 1.0) -> float:
         """Spend ``cost`` tokens of ``key``'s bucket: 0.0 when granted, else the seconds
         until it could be."""
-        cap = max(self.burst, rate, cost)
+        cap = capacity(rate, self.burst_seconds, cost)
         name = f"{self.prefix}{'anonymous' if key is None else key}"
         granted, wait = await self._script(keys=[name], args=[repr(float(rate)), repr(float(cap)), repr(float(cost))])
         return 0.0 if int(granted) else max(float(wait), 1e-6)

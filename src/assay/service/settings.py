@@ -29,7 +29,10 @@ class Settings:
     # by its workers (an in-process token bucket per worker). With Redis: for every
     # worker and instance that uses that Redis and prefix together.
     rate_limit: float = 5000.0
-    rate_burst: float = 1000.0
+    # A key's bucket holds this many seconds of its own rate (at least 1 request): how
+    # many requests it may send at once after being idle. Per worker without Redis,
+    # where each worker's bucket holds this much of the worker's share of the rate.
+    rate_burst_seconds: float = 1.0
     rate_limit_redis_url: str = ""  # "" = in-process buckets; else ASSAY_REDIS_URL too
     rate_limit_redis_prefix: str = "assay:ratelimit:"
     max_json_bytes: int = 4 * 1024**2
@@ -70,6 +73,8 @@ class Settings:
             raise AssayError(f"invalid index_private_mb {self.index_private_mb}: megabytes, 0 or more")
         if self.max_entry_signals < 1:
             raise AssayError(f"invalid max_entry_signals {self.max_entry_signals}: at least 1")
+        if not self.rate_burst_seconds > 0:
+            raise AssayError(f"invalid rate_burst_seconds {self.rate_burst_seconds}: seconds, more than 0")
         if self.prune_interval <= 0:
             raise AssayError(f"invalid prune interval {self.prune_interval}: seconds, more than 0")
         scheme = self.rate_limit_redis_url.partition("://")[0]

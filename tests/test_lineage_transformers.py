@@ -277,14 +277,24 @@ def test_gguf_conversion_is_the_same_weights(tmp_path: Path, llama_world: dict[s
     assert [s.entry for s in rep.same] == ["flagged/A"], rep.explanations()
 
 
-def test_quantized_gguf_and_a_converted_fine_tune_are_linked(
-    tmp_path: Path, llama_world: dict[str, Arrays]
+@pytest.mark.parametrize("quant", ["Q8_0", "Q4_0"])
+def test_quantized_gguf_is_the_same_weights_within_its_rounding(
+    tmp_path: Path, llama_world: dict[str, Arrays], quant: str
 ) -> None:
-    a = llama_world["A"]
     bank = _bank(llama_world)
-    rep = answer(fingerprint_file(_write_gguf(tmp_path / "a-q8.gguf", a, "Q8_0")), bank)
-    linked = [s.entry for s in rep.same] + [d.entry for d in rep.derived]
-    assert linked == ["flagged/A"], rep.explanations()
-    # a fine-tune converted to GGUF is still a relative of A, and never of B
-    rep = answer(fingerprint_file(_write_gguf(tmp_path / "ft.gguf", llama_world["A_ft2"], None)), bank)
+    rep = answer(fingerprint_file(_write_gguf(tmp_path / "a.gguf", llama_world["A"], quant)), bank)
+    assert [s.entry for s in rep.same] == ["flagged/A"] and not rep.derived, rep.explanations()
+    assert f"quantized ({quant})" in rep.same[0].explanation
+    assert "cannot be ruled out" in rep.same[0].explanation
+    # an unrelated model of the same architecture, quantized as coarsely, is linked to nothing
+    rep = answer(fingerprint_file(_write_gguf(tmp_path / "u.gguf", llama_world["U"], quant)), bank)
+    assert not rep.found, rep.explanations()
+
+
+def test_a_fine_tune_converted_to_gguf_stays_a_fine_tune(tmp_path: Path, llama_world: dict[str, Arrays]) -> None:
+    bank = _bank(llama_world)
+    rep = answer(fingerprint_file(_write_gguf(tmp_path / "ft.gguf", llama_world["A_ft5"], "Q8_0")), bank)
+    assert [d.entry for d in rep.derived] == ["flagged/A"] and not rep.same, rep.explanations()
+    assert "Q8_0 rounding" in rep.derived[0].explanation
+    rep = answer(fingerprint_file(_write_gguf(tmp_path / "ft16.gguf", llama_world["A_ft2"], None)), bank)
     assert [d.entry for d in rep.derived] == ["flagged/A"] and not rep.same

@@ -932,6 +932,7 @@ def _fingerprint_model(model: Any, *, k: int, kind: str) -> Fingerprint:
     if layout.kind != "sd":
         fp.source["layout"] = layout.kind + (f":{layout.arch.lower()}" if layout.arch else "")
     skipped = 0
+    quantized: dict[str, int] = {}
     decoders: dict[str, _Decoder] = {}
     files = _FileRows()
     for key, piece in plan:
@@ -942,6 +943,7 @@ def _fingerprint_model(model: Any, *, k: int, kind: str) -> Fingerprint:
                 shape, rows_of = _array_rows(_piece_view(model.array(key, convert=True), piece))
                 fp.tensors[piece.canonical] = _sketch_source(shape, rows_of, _Decoder("F32"), k,
                                                              piece.canonical)
+                quantized[info.dtype] = quantized.get(info.dtype, 0) + 1
                 continue
             skipped += 1
             continue
@@ -959,6 +961,8 @@ def _fingerprint_model(model: Any, *, k: int, kind: str) -> Fingerprint:
             files.close()
             raise InputError(info.source, f"cannot read tensor {key!r}: {exc}") from exc
     files.close()
+    if quantized:  # lineage allows for the rounding these types cause
+        fp.source["quantized"] = dict(sorted(quantized.items()))
     if skipped:
         fp.notes.append(f"{skipped} non-float tensors (ids, counters) not fingerprinted")
     _note_nonfinite(fp)

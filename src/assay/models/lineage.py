@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
@@ -58,6 +59,8 @@ LOWRANK_GAP = 4.0  # singular values above this multiple of the median are "sign
 LOWRANK_SHARE = 0.5  # share of the residual energy that must be low-rank
 DELTA_MIN = 0.005  # residual below this relative norm is conversion noise, not a change
 LOWRANK_TENSORS = 128  # SVDs per query for the low-rank question
+QUANT_SAME = 1.5  # a quantized copy: distances up to this multiple of the type's own rounding error
+QUANT_MAX = 0.2  # coarser types (ternary, 2-bit) change weights too much to call them the same
 
 Status = Literal["identical", "fine-tuned", "replaced", "only-in-suspect", "only-in-entry"]
 
@@ -388,6 +391,20 @@ def _same_or_derived(
             f"sketch distance {worst:.2g}: conversion or re-saving at most){extra}",
         ))
         return
+    quant = _quantization(s, e)
+    if quant is not None and quant[1] <= QUANT_MAX and common and not mismatched:
+        qname, tol = quant
+        dists = [alls[c].distance for c in common]
+        if all(d <= QUANT_SAME * tol + SAME_TOL for d in dists) and all(
+                alls[c].worst <= 2 * QUANT_SAME * tol + 5 * SAME_TOL for c in common):
+            worst = max(dists)
+            report.same.append(SameWeights(
+                e.label, e.kind, 1.0 - worst, common,
+                f"same weights as {e.kind} {e.label} in {', '.join(common)}, quantized ({qname}): "
+                f"largest relative sketch distance {_pct(worst)}, within the ~{_pct(tol)} that "
+                f"{qname} rounding gives (a change smaller than that rounding cannot be ruled out)",
+            ))
+            return
     total = _Stats()
     for st in mats.values():
         total.aa += st.aa
@@ -425,10 +442,50 @@ def _same_or_derived(
         relation = f"a modified copy of LoRA {e.label} (rescaled, pruned or trained further)"
     else:
         relation = f"fine-tune relative of {e.kind} {e.label} (derived from it, its base, or a sibling)"
+    if quant is not None:
+        parts.append(f"distances include {quant[0]} rounding of about {_pct(quant[1])}")
     report.derived.append(DerivedFrom(
         e.label, e.kind, float(total.cosine), diffs,
         f"{relation} (sketch cosine {total.cosine:.3f}): " + "; ".join(parts),
     ))
+
+
+def _quantization(s: Fingerprint, e: BankModel) -> tuple[str, float] | None:
+    """The coarsest block quantization either fingerprint was read from, with the
+    relative error it causes on its own (None when both are plain floats)."""
+    worst: tuple[str, float] | None = None
+    for fp in (s, e.fingerprint):
+        for qtype in (fp.source.get("quantized") or {}):
+            tol = quantization_error(str(qtype))
+            if tol is not None and (worst is None or tol > worst[1]):
+                worst = (str(qtype), tol)
+    return worst
+
+
+@lru_cache(maxsize=64)
+def quantization_error(qtype: str) -> float | None:
+    """Relative RMS error of a GGML quantization type on Gaussian weights: measured with
+    the gguf package's own quantizer where it has one; for the types it only reads
+    (K-quants, i-quants) estimated from bits per weight on the legacy types' curve
+    (each bit halves the error), which overstates the error of those better formats."""
+    try:
+        import gguf
+        from gguf.quants import dequantize, quantize
+        qt = gguf.GGMLQuantizationType[qtype]
+        block, size = gguf.GGML_QUANT_SIZES[qt]
+    except (ImportError, KeyError):
+        return None
+    x = np.random.default_rng(0).standard_normal((16, 1024)).astype(np.float32)
+    try:
+        y = dequantize(quantize(x, qt), qt)
+        return float(np.linalg.norm(y - x) / np.linalg.norm(x))
+    except (NotImplementedError, ValueError, TypeError):
+        pass
+    ref = quantization_error("Q4_0")
+    if ref is None:
+        return None
+    bpw = 8.0 * size / block
+    return ref * 2.0 ** (4.5 - bpw)
 
 
 def _reconstruct(

@@ -499,7 +499,7 @@ def test_open_model_errors(tmp_path: Path) -> None:
 
     with zipfile.ZipFile(zip_not_torch, "w") as z:
         z.writestr("readme.txt", "hi")
-    with pytest.raises(UnsupportedFormat, match="data.pkl"):
+    with pytest.raises(UnsupportedFormat, match="no model file and no pickle"):
         open_model(zip_not_torch)
 
 

@@ -6,7 +6,12 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from .pickleops import OPCODES, probe
+
 HEAD_BYTES = 64
+PICKLE_PROBE_BYTES = 64 * 1024  # header-less pickles: opcodes followed this far first
+MAX_PICKLE_PROBE_BYTES = 16 * 1024**2  # ... and this far when they stay consistent
+_HDF5 = b"\x89HDF\r\n\x1a\n"
 
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
 _AVIF_BRANDS = {b"avif", b"avis"}
@@ -51,8 +56,12 @@ def sniff_bytes(head: bytes, size: int | None = None) -> Sniffed:
         return Sniffed("model", "safetensors")
     if len(h) >= 2 and h[0] == 0x80 and 2 <= h[1] <= 5:
         return Sniffed("model", "pickle")
-    # Legacy torch.save: magic number pickled with protocol 2.
-    if h[:2] == b"\x80\x02":
+    if h.startswith(b"\x93NUMPY"):
+        return Sniffed("model", "npy")  # object arrays are pickles; others are tensors
+    if h.startswith(_HDF5):
+        return Sniffed("model", "hdf5")  # Keras .h5 models (config may carry code)
+    if h and h[0] in OPCODES and probe(h, more=size is None or size > len(h)):
+        # Protocol 0/1 pickles have no header: a consistent parse of the opcodes.
         return Sniffed("model", "pickle")
     return Sniffed("other", "unknown")
 
@@ -86,7 +95,27 @@ def sniff_path(path: Path) -> Sniffed:
             return Sniffed("model", "peft")
         if (path / "config.json").is_file() and _has_transformers_weights(path):
             return Sniffed("model", "transformers")
+        if (path / "saved_model.pb").is_file():
+            return Sniffed("model", "tf-savedmodel")
         return Sniffed("other", "directory")
+    size = path.stat().st_size
     with path.open("rb") as f:
         head = f.read(HEAD_BYTES)
-    return sniff_bytes(head, path.stat().st_size)
+        found = sniff_bytes(head, size)
+        if found.kind == "other" and path.name == "saved_model.pb" and head[:1] in (b"\x08", b"\x12"):
+            # TensorFlow SavedModel protobuf (schema version, then meta graphs): no
+            # magic number, so the name it must have and its first field decide.
+            return Sniffed("model", "tf-savedmodel")
+        if found.kind != "other" or not head or head[0] not in OPCODES:
+            return found
+        # A header-less pickle whose first opcodes run past 64 bytes (long strings,
+        # padding in front of a payload): follow its opcodes further.
+        f.seek(0)
+        head = f.read(PICKLE_PROBE_BYTES)
+        verdict = probe(head, more=size > len(head))
+        if verdict is None:
+            f.seek(0)
+            head = f.read(MAX_PICKLE_PROBE_BYTES)
+            verdict = probe(head, more=size > len(head))
+    # Still consistent after 16 MiB of opcodes: no text or data file is like that.
+    return Sniffed("model", "pickle") if verdict is not False else found

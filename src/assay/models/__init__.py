@@ -7,7 +7,7 @@ Check a file's pickles with :func:`scan_file` (every pickle, verdict per pickle)
 
 from __future__ import annotations
 
-from .formats import DTYPES, ModelFile, TensorInfo, open_model
+from .formats import DTYPES, ModelFile, TensorInfo, is_model_archive, open_model
 from .pickles import PickleFinding, PickleReport, classify_global, scan_file, scan_pickle_bytes
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "PickleReport",
     "TensorInfo",
     "classify_global",
+    "is_model_archive",
     "open_model",
     "scan_file",
     "scan_pickle_bytes",

@@ -44,7 +44,12 @@ def analyze_model(
 
 def _refused(path: Path, exc: UnsafeInput, progress: Callable[[int], None] | None) -> ModelReport:
     sniffed = sniff_path(path).format if path.is_file() else "folder"
-    fmt = "torch-zip" if sniffed == "zip" else sniffed
+    fmt = sniffed
+    if sniffed == "zip":
+        from .formats import model_archive_kind
+
+        kind = model_archive_kind(path)
+        fmt = {"torch": "torch-zip", "keras": "keras", "npz": "npz"}.get(kind or "", "zip-pickles")
     safety = safety_from_pickles(exc.details, fmt)
     if safety.verdict != "dangerous":  # the refusal itself is the evidence
         safety = safety.model_copy(update={"verdict": "dangerous"})

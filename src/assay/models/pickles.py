@@ -1,7 +1,9 @@
 """Malicious-pickle detection at the opcode level, and a restricted unpickler.
 
 Nothing here ever imports or calls a global named by the input. The scanner walks
-the opcode stream (``pickletools.genops``) and simulates the unpickler's stack and
+the opcode stream as CPython's unpickler reads it (:mod:`assay.pickleops`, frames
+included: a frame boundary that disagrees with the opcodes is a finding, and the
+bytes a frame-honouring loader would read as opcodes are scanned too) and simulates the unpickler's stack and
 memo with inert placeholders, so that a global whose name is built from string
 opcodes (``STACK_GLOBAL``) or hidden behind memo ``PUT``/``GET`` is still resolved.
 Each global is judged by an allow-list policy:
@@ -23,8 +25,7 @@ disagree with the central directory, bad CRCs, duplicate names) are findings.
 
 from __future__ import annotations
 
-import _compat_pickle
-import functools
+import ast
 import io
 import mmap
 import pickle
@@ -33,15 +34,16 @@ import re
 import struct
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from ..errors import DecodeError, InputError, TooLarge
+from ..pickleops import FRAME_ANOMALY, PickleSyntaxError, probe, read_ops, read_ops_until
 from ..sniff import sniff_bytes
+from .pickle_policy import KERAS_DESERIALISERS, Verdict, classify_global
 
-Verdict = Literal["safe", "suspicious", "dangerous"]
 Severity = Literal["suspicious", "dangerous"]
 
 __all__ = [
@@ -106,171 +108,6 @@ class PickleReport:
 
 # -- policy ---------------------------------------------------------------------------
 
-_SAFE_EXACT = frozenset(
-    {
-        "collections.OrderedDict",
-        "collections.defaultdict",
-        "builtins.set",
-        "builtins.frozenset",
-        "builtins.bytearray",
-        "builtins.bytes",
-        "builtins.slice",
-        "builtins.range",
-        "builtins.complex",
-        "builtins.dict",
-        "builtins.list",
-        "builtins.tuple",
-        "builtins.int",
-        "builtins.float",
-        "builtins.str",
-        "builtins.bool",
-        # Protocol 2 pickles bytes as _codecs.encode(str, "latin1"): a pure data transform.
-        "_codecs.encode",
-        # Protocol 0/1 object reconstruction; the class it gets is a separate global.
-        "copyreg._reconstructor",
-        "torch._utils._rebuild_tensor",
-        "torch._utils._rebuild_tensor_v2",
-        "torch._utils._rebuild_tensor_v3",
-        "torch._utils._rebuild_parameter",
-        "torch._utils._rebuild_parameter_with_state",
-        "torch._utils._rebuild_meta_tensor_no_storage",
-        "torch._utils._rebuild_device_tensor_from_numpy",
-        "torch._tensor._rebuild_from_type_v2",
-        "torch.storage.UntypedStorage",
-        "torch.storage.TypedStorage",
-        "torch.Size",
-        "torch.device",
-        "torch.Tensor",
-        "torch.nn.parameter.Parameter",
-        # TorchScript archives (torch.jit.save): list/tensor builders and type tags.
-        "torch.jit._pickle.build_intlist",
-        "torch.jit._pickle.build_doublelist",
-        "torch.jit._pickle.build_boollist",
-        "torch.jit._pickle.build_tensorlist",
-        "torch.jit._pickle.build_complexlist",
-        "torch.jit._pickle.build_tensor_from_id",
-        "torch.jit._pickle.restore_type_tag",
-        "numpy.ndarray",
-        "numpy.dtype",
-        "numpy.core.multiarray._reconstruct",
-        "numpy.core.multiarray.scalar",
-        "numpy._core.multiarray._reconstruct",
-        "numpy._core.multiarray.scalar",
-        # protocol 5 arrays: frombuffer over an out-of-band or in-band buffer
-        "numpy.core.numeric._frombuffer",
-        "numpy._core.numeric._frombuffer",
-    }
-)
-# torch.FloatStorage, torch.BFloat16Storage, torch.Float8_e4m3fnStorage ... and the
-# dtype objects (torch.float16, torch.float8_e4m3fn) that _rebuild_tensor_v3 takes.
-_SAFE_TORCH_ATTR = re.compile(
-    r"torch\.(?:[A-Z][A-Za-z0-9_]*Storage|(?:float|bfloat|int|uint|complex)\d+"
-    r"(?:_[a-z0-9]+)?|bool|half|double|long|short|cfloat|chalf|cdouble|float|int)"
-)
-
-# Module prefixes where every attribute can run code, touch files, processes, the
-# network or the interpreter. Matched on the dotted path, so "os" covers "os.path".
-_DANGEROUS_MODULES = (
-    "os", "posix", "nt", "posixpath", "ntpath", "subprocess", "_posixsubprocess",
-    "importlib", "runpy", "pickle", "_pickle", "cPickle", "dill", "cloudpickle",
-    "joblib", "shelve", "marshal", "code", "codeop", "pty", "tty", "socket", "ssl",
-    "shutil", "webbrowser", "sys", "ctypes", "_ctypes", "multiprocessing", "threading",
-    "_thread", "signal", "asyncio", "aiohttp", "requests", "urllib", "urllib3", "http",
-    "httplib", "ftplib", "smtplib", "telnetlib", "imaplib", "poplib", "xmlrpc",
-    "bdb", "pdb", "commands", "cProfile", "profile", "timeit", "trace", "pydoc",
-    "pip", "setuptools", "distutils", "ensurepip", "venv", "test", "idlelib", "lib2to3",
-    "_osx_support", "_aix_support", "_pyrepl", "uuid", "pkgutil", "zipimport",
-    "types", "io", "_io", "tempfile", "glob", "fileinput", "linecache", "inspect",
-    "builtins.__import__", "gc", "site", "sysconfig", "platform", "doctest", "logging",
-    "torch._dynamo", "torch.fx", "torch._inductor", "torch.jit", "torch.serialization",
-    "torch.hub", "torch.load", "torch.save", "torch.storage._load_from_bytes",
-    "torch.utils.cpp_extension", "torch.utils._config_module", "torch.utils.data",
-    "torch.utils.collect_env", "torch.utils.bottleneck", "torch.distributed",
-    "torch._C", "torch.ops", "torch.classes", "torch.package", "torch.library",
-    "torch._export", "torch.export", "torch.compile", "torch.from_file",
-    "numpy.load", "numpy.loadtxt", "numpy.genfromtxt", "numpy.fromfile",
-    "numpy.save", "numpy.savez", "numpy.savetxt", "numpy.lib", "numpy.f2py",
-    "numpy.distutils", "numpy.testing", "numpy.ctypeslib", "numpy.memmap",
-    "pandas.read_pickle", "pandas.io", "keras", "tensorflow", "tf_keras",
-)
-_DANGEROUS_BUILTINS = frozenset(
-    {
-        "eval", "exec", "execfile", "compile", "getattr", "setattr", "delattr",
-        "__import__", "open", "file", "breakpoint", "globals", "locals", "vars", "input",
-        "raw_input", "apply", "exit", "quit", "help", "memoryview", "reload", "__loader__",
-        "__build_class__", "__spec__", "copyright", "credits", "license",
-    }
-)
-_DANGEROUS_EXACT = frozenset(
-    {
-        "operator.attrgetter", "operator.methodcaller", "_operator.attrgetter",
-        "_operator.methodcaller", "functools.reduce", "_functools.reduce",
-        "codecs.open", "zipfile.ZipFile", "tarfile.open", "tarfile.TarFile",
-        "copyreg.__newobj_ex__",
-    }
-)
-_DUNDER = re.compile(r"__\w+__")
-_CLASS_NAME = re.compile(r"[A-Z][A-Za-z0-9]*")
-# Module names that look like dunders but are plain modules to an unpickler.
-_DUNDER_MODULES = frozenset({"__builtin__", "__builtins__", "__main__"})
-
-
-def _normalize(module: str, name: str) -> list[tuple[str, str]]:
-    """The (module, name) pairs a real unpickler might resolve: as written and as
-    mapped by the Python 2 compatibility tables (``fix_imports``)."""
-    out = [(module, name)]
-    mapped = _compat_pickle.NAME_MAPPING.get((module, name))
-    if mapped:
-        out.append(mapped)
-    elif module in _compat_pickle.IMPORT_MAPPING:
-        out.append((_compat_pickle.IMPORT_MAPPING[module], name))
-    return out
-
-
-@functools.lru_cache(maxsize=4096)
-def classify_global(module: str, name: str) -> tuple[Verdict, str]:
-    """Judge a global by name only; returns (verdict, reason)."""
-    pairs = _normalize(module, name)
-    verdict = _classify_one(*pairs[-1])
-    if len(pairs) > 1:
-        # A Python 2 name is judged by what it maps to (a protocol 0-2 load maps
-        # it), unless the name as written is dangerous by itself.
-        original = _classify_one(*pairs[0])
-        if original[0] == "dangerous":
-            return original
-    return verdict
-
-
-def _classify_one(module: str, name: str) -> tuple[Verdict, str]:
-    full = f"{module}.{name}"
-    if module.startswith("__torch__"):
-        # TorchScript's class table: types compiled by TorchScript, never importable
-        # by Python's unpickler (there is no module named __torch__).
-        return "safe", "TorchScript class"
-    parts = name.split(".")
-    if any(_DUNDER.fullmatch(p) for p in parts) or any(
-        _DUNDER.fullmatch(p) and p not in _DUNDER_MODULES for p in module.split(".")
-    ):
-        # e.g. "builtins", "__import__" or "x", "f.__globals__": walks the object graph.
-        return "dangerous", "reaches a dunder attribute (interpreter internals)"
-    if full in _SAFE_EXACT or (module == "torch" and _SAFE_TORCH_ATTR.fullmatch(full)):
-        return "safe", "allow-listed data builder"
-    if module.startswith("torch.nn.modules.") and _CLASS_NAME.fullmatch(name):
-        # Layer classes of whole-model pickles (torch.save(model)): constructing one
-        # and restoring its __dict__ runs no code from the file.
-        return "safe", "torch.nn layer class"
-    if module in ("builtins", "__builtin__", "__builtins__"):
-        if parts[0] in _DANGEROUS_BUILTINS:
-            return "dangerous", f"builtin {parts[0]} can run code or reach other objects"
-        return "suspicious", "builtin not on the allow-list"
-    if full in _DANGEROUS_EXACT:
-        return "dangerous", "can call arbitrary methods or read files"
-    for prefix in _DANGEROUS_MODULES:
-        if full == prefix or full.startswith(prefix + "."):
-            return "dangerous", f"{prefix} can run code, touch files or the network"
-    return "suspicious", "global not on the allow-list (unknown is not safe)"
-
-
 # -- opcode-level scanner ---------------------------------------------------------------
 
 
@@ -287,8 +124,14 @@ class _Str:
 
 
 @dataclass(frozen=True)
+class _Bytes:
+    start: int  # a span of the scanned buffer: values can be large, read them on demand
+    stop: int
+
+
+@dataclass(frozen=True)
 class _Global:
-    name: str  # "module.attr"; "?" when it could not be resolved statically
+    name: str  # "module attr"; "?" when it could not be resolved statically
 
 
 @dataclass(frozen=True)
@@ -298,35 +141,61 @@ class _Made:
 
 _UNKNOWN = object()
 _PROTO_HEAD = re.compile(rb"\x80[\x02-\x05]")
+MAX_FRAME_READINGS = 8  # other readings of one pickle scanned after frame anomalies
+
+
+def _effect_table() -> dict[int, tuple[bool, int, tuple[Any, ...]]]:
+    """Per opcode: (pops down to a mark, values popped below the mark or in all,
+    values pushed) as pickletools documents them."""
+    out = {}
+    for op in pickletools.opcodes:
+        before = op.stack_before
+        mark = pickletools.markobject in before
+        out[op.code.encode("latin-1")[0]] = (
+            mark,
+            before.index(pickletools.markobject) if mark else len(before),
+            tuple(_MARK if x is pickletools.markobject else _UNKNOWN for x in op.stack_after),
+        )
+    return out
+
+
+_EFFECTS = _effect_table()
 
 
 class _Scan:
-    """Simulates the unpickler's stack and memo over one opcode stream."""
+    """Simulates the unpickler's stack and memo over one opcode stream of ``buf``."""
 
-    def __init__(self, report: PickleReport, depth: int) -> None:
+    def __init__(self, report: PickleReport, buf: Any, depth: int) -> None:
         self.report = report
+        self.buf = buf
         self.depth = depth
         self.stack: list[Any] = []
         self.memo: dict[int, Any] = {}
         self.seen: set[str] = set()
         self.flagged: set[tuple[str, str]] = set()
+        self.readings = 0  # other readings started after frame anomalies
 
-    def run(self, ops: Iterator[tuple[pickletools.OpcodeInfo, Any, int | None]]) -> bool:
-        """Consume ops until STOP; True when STOP was reached."""
-        for op, arg, pos in ops:
-            offset = pos or 0
-            name = op.name
-            if name == "PROTO":
-                self.report.protocol = arg
+    def run(self, pos: int, end: int) -> tuple[bool, int]:
+        """Consume ops from ``pos`` until STOP: (True, offset after STOP), or raise
+        PickleSyntaxError where a load would fail (findings so far stand)."""
+        handlers = _HANDLERS
+        effects = _EFFECTS
+        stack = self.stack
+        for code, arg, offset in read_ops(self.buf, pos, end):
+            h = handlers.get(code)
+            if h is not None:
+                h(self, arg, offset)
                 continue
-            if name == "STOP":
-                return True
-            handler = _HANDLERS.get(name)
-            if handler is not None:
-                handler(self, arg, offset)
-            else:
-                self._generic(name)
-        return False
+            if code == 0x2E:  # STOP
+                return True, offset + 1
+            to_mark, pops, pushes = effects[code]
+            if to_mark:
+                self.pop_mark()
+            for _ in range(pops):
+                if stack:
+                    stack.pop()
+            stack.extend(pushes)
+        return False, end
 
     # stack helpers that tolerate malformed streams (the scan must not crash on them)
     def pop(self) -> Any:
@@ -342,16 +211,6 @@ class _Scan:
         items.reverse()
         return items
 
-    def _generic(self, name: str) -> None:
-        to_mark, pops, pushes = _EFFECTS[name]
-        if to_mark:
-            # 'list'/'dict'/'set' receivers sit below the mark and stay on the stack
-            self.pop_mark()
-        else:
-            for _ in range(pops):
-                self.pop()
-        self.stack.extend(pushes)
-
     def reference(self, global_name: str, opcode: str, offset: int, how: str) -> None:
         if global_name not in self.seen:
             self.seen.add(global_name)
@@ -361,60 +220,102 @@ class _Scan:
         self.flagged.add((global_name, how))
         module, _, attr = global_name.partition(" ")
         verdict, reason = classify_global(module, attr)
-        if verdict != "safe":
+        if verdict != "safe" and f"{module}.{attr}" not in KERAS_DESERIALISERS:
+            # (a Keras deserialiser is judged by the archive it is called on: _keras_call)
             self.report.add(
                 PickleFinding(verdict, f"{module}.{attr}", opcode, offset, f"{how}: {reason}")
             )
 
+    def op_frame_anomaly(self, arg: Any, offset: int) -> None:
+        message, resume = arg
+        self.report.add(PickleFinding("suspicious", "", "FRAME", offset, f"anomalous framing: {message}"))
+        if resume is None or self.readings >= MAX_FRAME_READINGS:
+            return
+        self.readings += 1
+        # The reading a frame-honouring loader makes: resume at the frame's end with
+        # the stack and memo as they were (copies: the C reading goes on too).
+        other = _Scan(PickleReport(where=self.report.where), self.buf, self.depth)
+        other.stack = list(self.stack)
+        other.memo = dict(self.memo)
+        other.readings = self.readings
+        try:
+            other.run(resume, len(self.buf))
+        except PickleSyntaxError:
+            pass
+        for f in other.report.findings:
+            self.report.add(PickleFinding(
+                f.severity, f.global_name, f.opcode, f.offset,
+                f"hidden from the C reading by a frame overrun (read from byte {resume}): {f.reason}",
+            ))
+        for g in other.report.globals:
+            if g not in self.report.globals:
+                self.report.globals.append(g)
+
+    def op_proto(self, arg: Any, offset: int) -> None:
+        self.report.protocol = arg
+
+    def op_frame(self, arg: Any, offset: int) -> None:
+        pass
+
     # strings and bytes
     def _push_str(self, arg: Any, offset: int) -> None:
-        self.stack.append(_Str(arg) if isinstance(arg, str) else _UNKNOWN)
-
-    op_STRING = op_BINSTRING = op_SHORT_BINSTRING = _push_str
-    op_UNICODE = op_BINUNICODE = op_SHORT_BINUNICODE = op_BINUNICODE8 = _push_str
+        self.stack.append(_Str(arg))
 
     def _push_bytes(self, arg: Any, offset: int) -> None:
-        self.stack.append(_UNKNOWN)
+        start, stop = arg
+        self.stack.append(_Bytes(start, stop))
         if (
-            isinstance(arg, bytes | bytearray)
-            and _PROTO_HEAD.match(arg)
-            and self.depth < MAX_NESTED_PICKLE_DEPTH
+            self.depth < MAX_NESTED_PICKLE_DEPTH
+            and stop - start > 2
+            and _PROTO_HEAD.match(self.buf[start : start + 2])
         ):
             # Pickle bytes inside a pickle: harmless unless something loads them,
             # but whatever would load them must not hide what they carry.
-            inner = scan_pickle_bytes(bytes(arg), where=f"{self.report.where}@{offset}",
+            inner = scan_pickle_bytes(bytes(self.buf[start:stop]), where=f"{self.report.where}@{offset}",
                                       _depth=self.depth + 1)
             for f in inner.findings:
                 self.report.add(PickleFinding(f.severity, f.global_name, f.opcode, offset,
                                               f"in a pickle nested at byte {offset}: {f.reason}"))
 
-    op_BINBYTES = op_SHORT_BINBYTES = op_BINBYTES8 = op_BYTEARRAY8 = _push_bytes
-
     # memo
     def _put(self, arg: Any, offset: int) -> None:
-        if isinstance(arg, int):
-            self.memo[arg] = self.stack[-1] if self.stack else _UNKNOWN
+        self.memo[arg] = self.stack[-1] if self.stack else _UNKNOWN
 
-    op_PUT = op_BINPUT = op_LONG_BINPUT = _put
-
-    def op_MEMOIZE(self, arg: Any, offset: int) -> None:
+    def op_memoize(self, arg: Any, offset: int) -> None:
         self.memo[len(self.memo)] = self.stack[-1] if self.stack else _UNKNOWN
 
     def _get(self, arg: Any, offset: int) -> None:
-        self.stack.append(self.memo.get(arg, _UNKNOWN) if isinstance(arg, int) else _UNKNOWN)
+        self.stack.append(self.memo.get(arg, _UNKNOWN))
 
-    op_GET = op_BINGET = op_LONG_BINGET = _get
-
-    def op_DUP(self, arg: Any, offset: int) -> None:
+    def op_dup(self, arg: Any, offset: int) -> None:
         self.stack.append(self.stack[-1] if self.stack else _UNKNOWN)
 
-    # globals
-    def op_GLOBAL(self, arg: Any, offset: int) -> None:
-        name = str(arg)
-        self.reference(name, "GLOBAL", offset, "imports")
-        self.stack.append(_Global(name))
+    def _tuple(self, n: int) -> None:
+        items = [self.pop() for _ in range(n)]
+        items.reverse()
+        self.stack.append(tuple(items))
 
-    def op_STACK_GLOBAL(self, arg: Any, offset: int) -> None:
+    def op_tuple(self, arg: Any, offset: int) -> None:
+        self.stack.append(tuple(self.pop_mark()))
+
+    def op_tuple1(self, arg: Any, offset: int) -> None:
+        self._tuple(1)
+
+    def op_tuple2(self, arg: Any, offset: int) -> None:
+        self._tuple(2)
+
+    def op_tuple3(self, arg: Any, offset: int) -> None:
+        self._tuple(3)
+
+    def op_empty_tuple(self, arg: Any, offset: int) -> None:
+        self.stack.append(())
+
+    # globals
+    def op_global(self, arg: Any, offset: int) -> None:
+        self.reference(arg, "GLOBAL", offset, "imports")
+        self.stack.append(_Global(arg))
+
+    def op_stack_global(self, arg: Any, offset: int) -> None:
         attr = self.pop()
         module = self.pop()
         if isinstance(module, _Str) and isinstance(attr, _Str):
@@ -436,13 +337,13 @@ class _Scan:
         ))
         self.stack.append(_Global("?"))
 
-    op_EXT1 = op_EXT2 = op_EXT4 = _ext
-
     # calls
-    def _called(self, target: Any, opcode: str, offset: int) -> None:
+    def _called(self, target: Any, args: Any, opcode: str, offset: int) -> None:
         if isinstance(target, _Global):
             if target.name != "?":
                 self.reference(target.name, opcode, offset, "calls")
+                if target.name.replace(" ", ".", 1) in KERAS_DESERIALISERS:
+                    self._keras_call(target.name.replace(" ", ".", 1), args, offset)
             self.stack.append(_Made(target.name))
         else:
             self.report.add(PickleFinding(
@@ -451,30 +352,48 @@ class _Scan:
             ))
             self.stack.append(_UNKNOWN)
 
-    def op_REDUCE(self, arg: Any, offset: int) -> None:
-        self.pop()  # args
-        self._called(self.pop(), "REDUCE", offset)
+    def _keras_call(self, name: str, args: Any, offset: int) -> None:
+        """deserialize_model_from_bytecode(archive): judged by the archive it loads."""
+        blob = args[0] if isinstance(args, tuple) and len(args) == 1 else None
+        if not isinstance(blob, _Bytes):
+            self.report.add(PickleFinding(
+                "dangerous", name, "REDUCE", offset,
+                "Keras deserialiser called on something other than archive bytes "
+                "(it loads with safe_mode off)",
+            ))
+            return
+        from .formats.keras import scan_keras_bytes
 
-    def op_NEWOBJ(self, arg: Any, offset: int) -> None:
-        self.pop()
-        self._called(self.pop(), "NEWOBJ", offset)
+        for f in scan_keras_bytes(bytes(self.buf[blob.start : blob.stop]),
+                                  where=f"{self.report.where}@{offset}"):
+            self.report.add(PickleFinding(
+                f.severity, f.global_name or name, "REDUCE", offset,
+                f"in the Keras archive {name} loads (safe_mode off): {f.reason}",
+            ))
 
-    def op_NEWOBJ_EX(self, arg: Any, offset: int) -> None:
-        self.pop()
-        self.pop()
-        self._called(self.pop(), "NEWOBJ_EX", offset)
+    def op_reduce(self, arg: Any, offset: int) -> None:
+        args = self.pop()
+        self._called(self.pop(), args, "REDUCE", offset)
 
-    def op_OBJ(self, arg: Any, offset: int) -> None:
+    def op_newobj(self, arg: Any, offset: int) -> None:
+        args = self.pop()
+        self._called(self.pop(), args, "NEWOBJ", offset)
+
+    def op_newobj_ex(self, arg: Any, offset: int) -> None:
+        self.pop()
+        args = self.pop()
+        self._called(self.pop(), args, "NEWOBJ_EX", offset)
+
+    def op_obj(self, arg: Any, offset: int) -> None:
         items = self.pop_mark()
-        self._called(items[0] if items else _UNKNOWN, "OBJ", offset)
+        self._called(items[0] if items else _UNKNOWN, tuple(items[1:]), "OBJ", offset)
 
-    def op_INST(self, arg: Any, offset: int) -> None:
+    def op_inst(self, arg: Any, offset: int) -> None:
         self.pop_mark()
-        name = str(arg)
-        self.reference(name, "INST", offset, "imports and calls")
-        self.stack.append(_Made(name))
+        self.reference(arg, "INST", offset, "imports and calls")
+        self.stack.append(_Made(arg))
 
-    def op_BUILD(self, arg: Any, offset: int) -> None:
+    def op_build(self, arg: Any, offset: int) -> None:
         self.pop()  # state; BUILD calls obj.__setstate__(state) on the object below
         target = self.stack[-1] if self.stack else _UNKNOWN
         if isinstance(target, _Global) and target.name != "?":
@@ -485,26 +404,46 @@ class _Scan:
                 "sets attributes on an imported global (monkey-patching at load time)",
             ))
 
-    def op_PERSID(self, arg: Any, offset: int) -> None:
+    def op_persid(self, arg: Any, offset: int) -> None:
         self.stack.append(_UNKNOWN)
 
-    def op_BINPERSID(self, arg: Any, offset: int) -> None:
-        self.pop()
+    def op_binpersid(self, arg: Any, offset: int) -> None:
+        pid = self.pop()
+        if (isinstance(pid, tuple) and len(pid) == 4 and pid[0] == _Str("module")
+                and isinstance(pid[1], _Global)):
+            # Legacy whole-model torch.save: ('module', class, file, source); torch's
+            # persistent_load hands back the class, which the pickle then calls.
+            self.stack.append(pid[1])
+            return
         self.stack.append(_UNKNOWN)
 
 
-# Opcodes the scanner handles itself, and the stack effect of all the others.
-_HANDLERS: dict[str, Callable[[_Scan, Any, int], None]] = {
-    name[3:]: fn for name, fn in vars(_Scan).items() if name.startswith("op_")
-}
-_EFFECTS: dict[str, tuple[bool, int, tuple[Any, ...]]] = {
-    op.name: (
-        pickletools.markobject in op.stack_before,
-        len(op.stack_before),
-        tuple(_MARK if x is pickletools.markobject else _UNKNOWN for x in op.stack_after),
-    )
-    for op in pickletools.opcodes
-}
+def _handlers() -> dict[int, Callable[[_Scan, Any, int], None]]:
+    s = _Scan
+    table: dict[str, Callable[[_Scan, Any, int], None]] = {
+        "PROTO": s.op_proto, "FRAME": s.op_frame,
+        "STRING": s._push_str, "BINSTRING": s._push_str, "SHORT_BINSTRING": s._push_str,
+        "UNICODE": s._push_str, "BINUNICODE": s._push_str, "SHORT_BINUNICODE": s._push_str,
+        "BINUNICODE8": s._push_str,
+        "BINBYTES": s._push_bytes, "SHORT_BINBYTES": s._push_bytes, "BINBYTES8": s._push_bytes,
+        "BYTEARRAY8": s._push_bytes,
+        "PUT": s._put, "BINPUT": s._put, "LONG_BINPUT": s._put, "MEMOIZE": s.op_memoize,
+        "GET": s._get, "BINGET": s._get, "LONG_BINGET": s._get, "DUP": s.op_dup,
+        "TUPLE": s.op_tuple, "TUPLE1": s.op_tuple1, "TUPLE2": s.op_tuple2,
+        "TUPLE3": s.op_tuple3, "EMPTY_TUPLE": s.op_empty_tuple,
+        "GLOBAL": s.op_global, "STACK_GLOBAL": s.op_stack_global,
+        "EXT1": s._ext, "EXT2": s._ext, "EXT4": s._ext,
+        "REDUCE": s.op_reduce, "NEWOBJ": s.op_newobj, "NEWOBJ_EX": s.op_newobj_ex,
+        "OBJ": s.op_obj, "INST": s.op_inst, "BUILD": s.op_build,
+        "PERSID": s.op_persid, "BINPERSID": s.op_binpersid,
+    }
+    out = {op.code.encode("latin-1")[0]: table[op.name] for op in pickletools.opcodes
+           if op.name in table}
+    out[FRAME_ANOMALY] = s.op_frame_anomaly
+    return out
+
+
+_HANDLERS = _handlers()
 
 
 def scan_pickle_bytes(data: bytes, *, where: str, _depth: int = 0) -> PickleReport:
@@ -514,52 +453,39 @@ def scan_pickle_bytes(data: bytes, *, where: str, _depth: int = 0) -> PickleRepo
         report.error = f"pickle of {len(data)} bytes exceeds the scan limit of {MAX_PICKLE_BYTES}"
         report.add(PickleFinding("suspicious", "", "", 0, report.error))
         return report
-    _scan_stream(io.BytesIO(data), report, _depth)
+    _scan_buffer(data, 0, len(data), report, _depth)
     return report
 
 
-def _scan_stream(f: BinaryIO, report: PickleReport, depth: int = 0) -> bool:
-    """Scan from the stream's position to STOP; True if STOP was reached."""
-    scan = _Scan(report, depth)
+def _scan_buffer(buf: Any, pos: int, end: int, report: PickleReport, depth: int = 0) -> int | None:
+    """Scan from ``pos`` to STOP; the offset after STOP, or None when the pickle is
+    malformed or ends early (then ``report.error`` says why; findings for the part a
+    loader would run before failing stand)."""
+    scan = _Scan(report, buf, depth)
     try:
-        done = scan.run(pickletools.genops(f))
-    except (ValueError, EOFError, struct.error, UnicodeDecodeError, OverflowError,
-            MemoryError, KeyError, IndexError, TypeError, Warning) as exc:
-        # (Warning: pickletools warns on bad string escapes; under -W error it raises.)
+        done, after = scan.run(pos, end)
+    except PickleSyntaxError as exc:
         report.error = f"malformed pickle: {exc}"
-        done = False
+        report.add(PickleFinding("suspicious", "", "", exc.offset, report.error))
+        return None
     if not done:
-        report.error = report.error or "pickle ends without a STOP opcode"
-        # A loader runs every opcode before the point where it fails.
-        report.add(PickleFinding("suspicious", "", "", f.tell(), report.error))
-    return done
+        report.error = "pickle ends without a STOP opcode"
+        report.add(PickleFinding("suspicious", "", "", end, report.error))
+        return None
+    return after
 
 
 def looks_like_pickle(path: Path) -> bool:
-    """Whether the start of ``path`` parses as a complete pickle (protocols 0-5)."""
+    """Whether the start of ``path`` is a pickle (protocols 0-5), judged by a
+    consistent parse of its opcodes (see :func:`assay.pickleops.probe`)."""
     try:
         with open(path, "rb") as f:
-            head = f.read(PROBE_BYTES)
-    except OSError:
+            if f.seek(0, 2) == 0:
+                return False
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                return _is_pickle_at(mm, 0, len(mm))
+    except (OSError, ValueError):
         return False
-    return _probe(head, more=len(head) == PROBE_BYTES)
-
-
-def _probe(head: bytes, *, more: bool = False) -> bool:
-    """Whether ``head`` starts with a pickle: it parses to STOP leaving exactly one
-    value, as an unpickler needs. Raw tensor bytes practically never do, so this
-    finds header-less (protocol 0/1) pickles by content. With ``more`` (the data
-    goes on past ``head``), a parse cut short by the end of ``head`` also counts
-    once it has named a global: padding must not hide a payload."""
-    if not head or chr(head[0]) not in pickletools.code2op:
-        return False
-    scan = _Scan(PickleReport(where="probe"), MAX_NESTED_PICKLE_DEPTH)
-    bio = io.BytesIO(head)
-    try:
-        done = scan.run(pickletools.genops(bio))
-    except Exception:  # noqa: BLE001 - any parse failure means "not a (whole) pickle"
-        return more and bio.tell() >= len(head) and any(g != "?" for g in scan.report.globals)
-    return done and len(scan.stack) == 1 and scan.stack[0] is not _MARK
 
 
 # -- zip containers --------------------------------------------------------------------
@@ -648,13 +574,17 @@ def zip_entries(f: BinaryIO, where: str, report: PickleReport | None = None) -> 
     return out
 
 
-def read_zip_entry(f: BinaryIO, entry: ZipEntry, where: str, limit: int) -> bytes:
+def read_zip_entry(
+    f: BinaryIO, entry: ZipEntry, where: str, limit: int, *, ignore_encryption: bool = False
+) -> bytes:
     """The uncompressed bytes of ``entry`` (at most ``limit``; TooLarge beyond).
     Reads from the local data offset directly so that a bad CRC cannot make the
-    scanner skip what a lenient loader would still load."""
+    scanner skip what a lenient loader would still load. ``ignore_encryption`` reads
+    an entry flagged as encrypted as if it were not (as a loader that ignores the
+    flag would)."""
     if entry.size > limit:
         raise TooLarge(where, f"zip entry {entry.name!r} declares {entry.size} bytes (limit {limit})")
-    if entry.flags & 0x1:
+    if entry.flags & 0x1 and not ignore_encryption:
         raise DecodeError(where, f"zip entry {entry.name!r} is encrypted")
     f.seek(entry.data_offset)
     if entry.method == zipfile.ZIP_STORED:
@@ -693,6 +623,7 @@ def read_zip_entry(f: BinaryIO, entry: ZipEntry, where: str, limit: int) -> byte
 
 _TORCH_MAGIC = 0x1950A86A20F9469CFC6C
 _STORAGE_ENTRY = re.compile(r"(?:^|/)(?:data|\.data)/\d+$|(?:^|/)constants/\d+$")
+MAX_PROBE_BYTES = 16 * 1024**2  # how far a consistent-so-far opcode stream is followed
 
 
 def scan_file(path: Path | str) -> list[PickleReport]:
@@ -708,130 +639,162 @@ def scan_file(path: Path | str) -> list[PickleReport]:
             f.seek(0)
             if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
                 return _scan_zip(f, str(path), depth=0)
-            if size == 0 or sniff_bytes(head, size).format in ("safetensors", "gguf"):
+            fmt = sniff_bytes(head, size).format
+            if fmt == "hdf5":
+                from .formats.keras import scan_h5
+
+                return scan_h5(path)
+            if size == 0 or fmt in ("safetensors", "gguf"):
                 return []  # pickle-free formats, validated by their readers
-            # A memory map reads like a file but never allocates what a length field
-            # claims: read(2**40) just returns the bytes that exist.
+            # A memory map reads like bytes but never allocates what a length field
+            # claims: a slice past the end just returns the bytes that exist.
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                return _scan_raw(mm, str(path))  # type: ignore[arg-type]
+                return _scan_raw(mm, str(path))
     except OSError as exc:
         raise InputError(path, f"cannot read: {exc.strerror or exc}") from exc
 
 
-def _scan_raw(f: BinaryIO, where: str) -> list[PickleReport]:
-    reports = _scan_consecutive(f, where)
-    if _has_zip_directory(f):
+def _scan_raw(buf: Any, where: str) -> list[PickleReport]:
+    ends: list[int] = []
+    reports = _scan_consecutive(buf, where, ends)
+    # An end-of-central-directory inside a pickle's own byte string (a Keras archive
+    # pickled by tf_keras) is data; one after the pickles makes the file a zip too.
+    if _has_zip_directory(buf, max(ends, default=0)):
         # A pickle that is also a zip: loaders that check the first bytes unpickle
         # it, scanners that trust zipfile.is_zipfile look inside. Scan both.
         poly = PickleReport(where=where)
         poly.add(PickleFinding("suspicious", "", "zip", 0,
                                "file is both a pickle/other data and a zip archive (polyglot)"))
         reports.append(poly)
-        f.seek(0)
         try:
-            reports.extend(_scan_zip(f, where, depth=0))
+            buf.seek(0)
+            reports.extend(_scan_zip(buf, where, depth=0))
         except InputError:
             pass
     return reports
 
 
-def _has_zip_directory(f: BinaryIO) -> bool:
-    f.seek(0, 2)  # mmap.seek returns None: ask tell()
-    size = f.tell()
-    f.seek(max(0, size - 65_557))  # end-of-central-directory record + longest comment
-    return b"PK\x05\x06" in f.read()
+def _has_zip_directory(buf: Any, after: int = 0) -> bool:
+    return b"PK\x05\x06" in buf[max(after, len(buf) - 65_557):]  # EOCD + longest comment
+
+
+def npy_header(head: bytes) -> tuple[dict[str, Any], int] | None:
+    """The header dict of a .npy file and the offset where its data starts, or None
+    when ``head`` is not a well-formed .npy header. Parsed as a literal, never run."""
+    if not head.startswith(b"\x93NUMPY") or len(head) < 10:
+        return None
+    major = head[6]
+    if major == 1:
+        (n,) = struct.unpack_from("<H", head, 8)
+        start = 10
+    elif major in (2, 3) and len(head) >= 12:
+        (n,) = struct.unpack_from("<I", head, 8)
+        start = 12
+    else:
+        return None
+    raw = head[start : start + n]
+    if len(raw) < n:
+        return None
+    try:
+        header = ast.literal_eval(raw.decode("utf-8" if major == 3 else "latin-1"))
+    except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError):
+        return None
+    if not isinstance(header, dict) or not {"descr", "shape"} <= header.keys():
+        return None
+    return header, start + n
+
+
+def _descr_has_object(descr: Any) -> bool:
+    if isinstance(descr, str):
+        return descr.lstrip("|<>=").startswith("O")
+    if isinstance(descr, list | tuple):
+        return any(_descr_has_object(d) for d in descr)
+    return False
 
 
 def _npy_pickle_offset(head: bytes) -> int | None:
     """Where the pickle of a .npy object array starts (numpy.load(allow_pickle=True)
     unpickles it), or None for other files and plain arrays."""
-    if not head.startswith(b"\x93NUMPY") or len(head) < 12:
+    parsed = npy_header(head)
+    if parsed is None:
         return None
-    if head[6] == 1:
-        (n,) = struct.unpack_from("<H", head, 8)
-        start = 10
-    else:
-        (n,) = struct.unpack_from("<I", head, 8)
-        start = 12
-    header = head[start : start + n]
-    # Object dtypes are written as '|O' (possibly inside a structured descr).
-    return start + n if b"'|O'" in header or b"'O'" in header else None
+    header, start = parsed
+    return start if _descr_has_object(header["descr"]) else None
 
 
-def _scan_consecutive(f: BinaryIO, where: str) -> list[PickleReport]:
-    """Scan the pickles at the start of a raw file. Legacy torch.save files hold
+def _is_pickle_at(buf: Any, start: int, end: int) -> bool:
+    """Whether a pickle starts at ``start``: a protocol 2+ header, or a consistent
+    parse of the opcodes (followed as far as MAX_PROBE_BYTES when it stays consistent)."""
+    head = buf[start : start + PROBE_BYTES]
+    if _PROTO_HEAD.match(head):
+        return True
+    verdict = probe(head, more=start + PROBE_BYTES < end)
+    if verdict is None:
+        stop = min(end, start + MAX_PROBE_BYTES)
+        verdict = probe(buf[start:stop], more=stop < end)
+    # Still consistent after MAX_PROBE_BYTES of opcodes: data is not like that.
+    return verdict is not False
+
+
+def _scan_consecutive(buf: Any, where: str, ends: list[int] | None = None) -> list[PickleReport]:
+    """Scan the pickles at the start of ``buf``. Legacy torch.save files hold
     five (magic number, protocol, system info, data, storage keys) before raw
     storage bytes; other files hold one, sometimes more (several pickle.load calls).
     A .npy object array holds one after its header."""
     reports: list[PickleReport] = []
-    head = f.read(PROBE_BYTES)
+    end = len(buf)
     start = 0
-    if head.startswith(b"\x93NUMPY"):
-        npy = _npy_pickle_offset(head)
+    if buf[:6] == b"\x93NUMPY":
+        npy = _npy_pickle_offset(buf[:PROBE_BYTES])
         if npy is None:
             return reports
         start = npy
-        f.seek(start)
-        head = f.read(PROBE_BYTES)
-    if not (_PROTO_HEAD.match(head) or _probe(head, more=len(head) == PROBE_BYTES)):
+    if not _is_pickle_at(buf, start, end):
         return reports
     expected: int | None = None
     for i in range(MAX_CONSECUTIVE_PICKLES):
-        f.seek(start)
         label = where if i == 0 and start == 0 else f"{where}#pickle{i + 1}@{start}"
-        report = PickleReport(where=label)
         if i > 0 and expected is None:
             # Past the first pickle only clean, complete pickles count: trailing
             # bytes that are not one are data, not a finding.
-            probe = f.read(PROBE_BYTES)
-            if not (_PROTO_HEAD.match(probe) and _complete(f, start)):
+            if not (_PROTO_HEAD.match(buf[start : start + 2]) and read_ops_until(buf, start, end)[0]):
                 break
-            f.seek(start)
-        ok = _scan_stream(f, report, 0)
+        report = PickleReport(where=label)
+        after = _scan_buffer(buf, start, end, report)
         reports.append(report)
-        if i == 0 and start == 0 and ok and _is_torch_magic(f, 0):
+        if i == 0 and start == 0 and after is not None and _is_torch_magic(buf):
             expected = 5
-        if not ok:
+        if after is None:
             break
-        start = f.tell()
+        start = after
+        if ends is not None:
+            ends.append(after)
         if expected is not None and len(reports) >= expected:
             break
     return reports
 
 
-def _complete(f: BinaryIO, start: int) -> bool:
-    f.seek(start)
+def _is_torch_magic(buf: Any) -> bool:
     try:
-        for op, _, _ in pickletools.genops(f):
-            if op.name == "STOP":
-                return True
-    except Exception:  # noqa: BLE001 - any parse failure means "not a pickle"
+        return any(code in (0x8A, 0x8B, 0x49, 0x4C) and arg == _TORCH_MAGIC
+                   for code, arg, _ in read_ops(buf[:64]))
+    except PickleSyntaxError:
         return False
-    return False
-
-
-def _is_torch_magic(f: BinaryIO, start: int) -> bool:
-    pos = f.tell()
-    f.seek(start)
-    try:
-        ops = list(pickletools.genops(io.BytesIO(f.read(64))))
-    except Exception:  # noqa: BLE001
-        return False
-    finally:
-        f.seek(pos)
-    return any(op.name in ("LONG1", "LONG4", "LONG", "INT") and arg == _TORCH_MAGIC
-               for op, arg, _ in ops)
 
 
 def _scan_zip(f: BinaryIO, where: str, depth: int) -> list[PickleReport]:
     container = PickleReport(where=where)
     entries = zip_entries(f, where, container)
     reports: list[PickleReport] = []
+    from .formats.keras import is_keras_zip, scan_keras_member
+
+    if is_keras_zip([e.name for e in entries]):
+        # Keras archives carry their code in config.json, not in a pickle.
+        config = next(e for e in entries if e.name == "config.json")
+        reports.append(scan_keras_member(f, config, where))
     budget = MAX_ZIP_SCAN_BYTES
     for e in entries:
         label = f"{where}:{e.name}"
-        if e.flags & 0x1:
-            continue  # already a finding; nothing to read
         if e.method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             container.add(PickleFinding("suspicious", "", "zip", e.header_offset,
                                         f"entry {e.name!r}: compression method {e.method} not scanned"))
@@ -843,27 +806,29 @@ def _scan_zip(f: BinaryIO, where: str, depth: int) -> list[PickleReport]:
             ))
         head = _entry_head(f, e, where)
         if head is None:
-            container.add(PickleFinding("suspicious", "", "zip", e.header_offset,
-                                        f"entry {e.name!r}: corrupt compressed data"))
+            if not e.flags & 0x1:
+                container.add(PickleFinding("suspicious", "", "zip", e.header_offset,
+                                            f"entry {e.name!r}: corrupt compressed data"))
             continue
         is_nested_zip = head[:4] == b"PK\x03\x04"
-        npy = _npy_pickle_offset(head) is not None  # an .npz member holding objects
-        has_header = bool(_PROTO_HEAD.match(head)) or npy
-        storage = bool(_STORAGE_ENTRY.search(e.name))
-        if not (is_nested_zip or has_header or e.name.endswith(".pkl")
-                or _probe(head, more=len(head) < e.size)):
+        npy = _npy_pickle_offset(head) is not None  # an .npy (or .npz member) holding objects
+        proto = bool(_PROTO_HEAD.match(head))
+        looks = probe(head, more=len(head) < e.size) if not (proto or npy or is_nested_zip) else None
+        if e.flags & 0x1 and not (proto or npy or looks is not False):
+            continue  # encrypted, already a finding, and not readable as a pickle anyway
+        if not (is_nested_zip or proto or npy or looks is not False):
             continue
-        if has_header and storage and not _probe(head, more=len(head) < e.size):
+        if proto and _STORAGE_ENTRY.search(e.name) and probe(head, more=len(head) < e.size) is False:
             continue  # raw tensor bytes that happen to start like a pickle
         limit = min(budget, MAX_PICKLE_BYTES)
         try:
-            data = read_zip_entry(f, e, where, limit)
+            data = read_zip_entry(f, e, where, limit, ignore_encryption=True)
         except InputError as exc:
             container.add(PickleFinding("suspicious", "", "zip", e.header_offset,
                                         f"entry {e.name!r} not scanned: {exc.reason}"))
             continue
         budget -= len(data)
-        if zlib.crc32(data) != e.crc:
+        if zlib.crc32(data) != e.crc and not e.flags & 0x1:
             container.add(PickleFinding(
                 "suspicious", "", "zip", e.header_offset,
                 f"entry {e.name!r}: CRC mismatch (some loaders skip the check, some scanners stop)",
@@ -879,7 +844,14 @@ def _scan_zip(f: BinaryIO, where: str, depth: int) -> list[PickleReport]:
                 container.add(PickleFinding("suspicious", "", "zip", e.header_offset,
                                             f"entry {e.name!r}: nested archive unreadable: {exc.reason}"))
             continue
-        reports.extend(_scan_consecutive(io.BytesIO(data), label))
+        found = _scan_consecutive(data, label)
+        if found and e.flags & 0x1:
+            container.add(PickleFinding(
+                "suspicious", "", "zip", e.header_offset,
+                f"entry {e.name!r} is flagged encrypted but holds a plain pickle "
+                "(loaders that ignore the flag load it)",
+            ))
+        reports.extend(found)
     if container.findings:
         reports.insert(0, container)
     return reports

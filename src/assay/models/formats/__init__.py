@@ -25,6 +25,8 @@ from ..pickles import PickleReport
 
 __all__ = [
     "DTYPES",
+    "is_model_archive",
+    "model_archive_kind",
     "DType",
     "ModelFile",
     "TensorInfo",
@@ -304,6 +306,10 @@ def open_model(path: Path, *, limits: Limits = Limits()) -> ModelFile:  # noqa: 
     except OSError as exc:
         raise InputError(path, f"cannot read: {exc.strerror or exc}") from exc
     if path.is_dir():
+        if sniffed.format == "tf-savedmodel":
+            from .tf_savedmodel import read_saved_model
+
+            return read_saved_model(path / "saved_model.pb")
         if sniffed.format in ("diffusers", "peft", "transformers"):
             from .folders import open_folder
 
@@ -327,9 +333,19 @@ def open_model(path: Path, *, limits: Limits = Limits()) -> ModelFile:  # noqa: 
 
         return read_gguf(path)
     if fmt == "zip":
-        from .torch_pickle import read_torch_zip
+        return _open_zip(path, limits)
+    if fmt == "npy":
+        from .numpy_files import read_npy
 
-        return read_torch_zip(path, limits=limits)
+        return read_npy(path)
+    if fmt == "hdf5":
+        from .keras import read_h5
+
+        return read_h5(path)
+    if fmt == "tf-savedmodel":
+        from .tf_savedmodel import read_saved_model
+
+        return read_saved_model(path)
     if fmt == "pickle" or fmt == "unknown":
         from ..pickles import looks_like_pickle
         from .torch_pickle import read_pickle_file
@@ -339,3 +355,73 @@ def open_model(path: Path, *, limits: Limits = Limits()) -> ModelFile:  # noqa: 
         if path.suffix.lower() in _PICKLE_SUFFIXES:
             raise DecodeError(path, "not a pickle, PyTorch zip, safetensors or GGUF file")
     raise UnsupportedFormat(path, f"not a model file (content looks like {fmt})")
+
+
+MAX_ARCHIVE_NAMES = 200_000
+
+
+def model_archive_kind(path: Path) -> str | None:
+    """What kind of model a zip file is, judged by its member names: "torch"
+    (torch.save / TorchScript: ``<prefix>/data.pkl``), "keras" (``config.json`` with
+    weights or metadata), "npz" (only ``.npy`` members), or None for any other zip
+    (an archive of files, walked member by member; its pickles are still scanned).
+    """
+    import zipfile
+
+    from .keras import is_keras_zip
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+            if len(infos) > MAX_ARCHIVE_NAMES:
+                return None
+            names = [i.filename for i in infos]
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
+            NotImplementedError, UnicodeDecodeError):
+        return None
+    if not names:
+        return None
+    prefix = names[0].split("/", 1)[0]
+    if f"{prefix}/data.pkl" in names and all(n.startswith(f"{prefix}/") for n in names):
+        return "torch"
+    if is_keras_zip(names):
+        return "keras"
+    if all(n.endswith(".npy") for n in names):
+        return "npz"
+    return None
+
+
+def is_model_archive(path: Path) -> bool:
+    """Whether a zip is one model file (PyTorch, TorchScript, Keras, .npz) rather than
+    an archive of separate files. For ``scan``'s container walker."""
+    return model_archive_kind(Path(path)) is not None
+
+
+def _open_zip(path: Path, limits: Limits) -> ModelFile:
+    from ..pickles import scan_file
+
+    kind = model_archive_kind(path)
+    if kind == "torch":
+        from .torch_pickle import read_torch_zip
+
+        return read_torch_zip(path, limits=limits)
+    if kind == "npz":
+        from .numpy_files import read_npz
+
+        return read_npz(path)
+    reports = scan_file(path)
+    if kind == "keras":
+        from .keras import read_keras_zip
+        from .torch_pickle import _refuse_if_dangerous
+
+        _refuse_if_dangerous(path, reports)
+        return read_keras_zip(path, reports)
+    # Not a model archive: still, every member that parses as a pickle was scanned
+    # (a zip of pickles is loaded member by member by whoever made it).
+    pickled = [r for r in reports if ":" in r.where[len(str(path)):]]
+    if not pickled:
+        raise UnsupportedFormat(path, "zip archive holds no model file and no pickle")
+    from .torch_pickle import _refuse_if_dangerous
+
+    _refuse_if_dangerous(path, reports)
+    return ModelFile(path=path, format="zip-pickles", pickles=reports)

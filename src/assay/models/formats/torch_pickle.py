@@ -498,7 +498,19 @@ def _read_legacy(path: Path, f: BinaryIO, reports: list[PickleReport]) -> ModelF
         raise UnsupportedFormat(path, "big-endian legacy checkpoint is not supported")
     storages: dict[str, _Storage] = {}
 
-    def persistent(pid: Any) -> _Storage:
+    classes: list[str] = []
+
+    def persistent(pid: Any) -> Any:
+        # Whole-model saves name each nn.Module class as ('module', class, source
+        # file, source text); torch.load only compares the text with the installed
+        # source. The class is one of the resolver's inert stubs: hand it back.
+        if isinstance(pid, tuple) and len(pid) == 4 and pid[0] == "module":
+            name = getattr(pid[1], "global_name", None)
+            if not isinstance(name, str):
+                raise ValueError("module persistent id without a class")
+            if name not in classes:
+                classes.append(name)
+            return pid[1]
         # ('storage', storage_type, root_key, location, numel, view_metadata)
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
             raise ValueError(f"unsupported persistent id {str(pid)[:60]}")
@@ -539,6 +551,8 @@ def _read_legacy(path: Path, f: BinaryIO, reports: list[PickleReport]) -> ModelF
         info = _tensor_info(name, t, start, nbytes, where, None, where)
         tensors.setdefault(name, info)
     metadata = dict(scalars)
+    if classes:
+        metadata["module_classes"] = classes[:200]
     if isinstance(sys_info, dict):
         metadata["sys_info"] = {str(k): v for k, v in sys_info.items() if isinstance(v, int | bool)}
     return ModelFile(path=path, format="torch-legacy", tensors=tensors, metadata=metadata,

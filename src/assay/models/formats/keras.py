@@ -1,0 +1,264 @@
+"""Keras models (``.keras`` zips, legacy ``.h5``) judged without TensorFlow or Keras.
+
+What runs when Keras loads a model is named in its configuration (JSON), not in a
+pickle: a ``Lambda`` layer carries marshalled Python bytecode (Keras 2 ``.h5``:
+``"function": ["<base64 marshal>", ...]``; Keras 3: ``{"class_name": "__lambda__",
+"config": {"code": ...}}``) that runs at load or first call, and Keras 3 resolves
+``{"module": M, "class_name": "function", "config": F}`` to the function ``M.F``.
+Each of these is a finding naming the layer; modules outside Keras/TensorFlow are
+judged by the pickle policy (``os.system`` dangerous, unknown suspicious).
+
+``.keras`` zips hold ``config.json``, ``metadata.json`` and ``model.weights.h5``;
+``.h5`` files hold the config as the root attribute ``model_config``. The weights of
+an ``.h5`` are listed as tensors (h5py reads the layout; data stays in the file).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ...errors import DecodeError, InputError, UnsafeInput, UnsupportedFormat
+from ..pickle_policy import classify_global
+from ..pickles import PickleFinding, PickleReport
+from . import MAX_CONFIG_BYTES, ModelFile, TensorInfo
+
+__all__ = ["is_keras_zip", "read_h5", "read_keras_zip", "scan_keras_bytes", "scan_keras_config"]
+
+_KERAS_ROOTS = ("keras", "tf_keras", "tensorflow", "tf")
+MAX_CONFIG_NODES = 1_000_000
+
+
+def _nodes(obj: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    stack: list[tuple[str, Any]] = [(path, obj)]
+    seen = 0
+    while stack:
+        where, node = stack.pop()
+        seen += 1
+        if seen > MAX_CONFIG_NODES:
+            return
+        if isinstance(node, dict):
+            yield where, node
+            for k, v in node.items():
+                stack.append((f"{where}/{k}", v))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                stack.append((f"{where}/{i}", v))
+
+
+def _layer_name(node: dict[str, Any]) -> str:
+    cfg = node.get("config")
+    name = cfg.get("name") if isinstance(cfg, dict) else None
+    return str(name)[:100] if name is not None else "?"
+
+
+def scan_keras_config(config: Any, where: str) -> PickleReport:
+    """Findings for everything in a Keras model config that runs code at load."""
+    report = PickleReport(where=where)
+    for path, node in _nodes(config):
+        cls = node.get("class_name")
+        if cls == "Lambda":
+            name = _layer_name(node)
+            cfg = node.get("config") if isinstance(node.get("config"), dict) else {}
+            fn = cfg.get("function")
+            ftype = cfg.get("function_type")
+            if isinstance(fn, dict) and fn.get("class_name") == "__lambda__":
+                report.add(PickleFinding(
+                    "dangerous", f"Lambda({name})", "config", 0,
+                    f"Lambda layer {name!r} holds marshalled Python bytecode (runs when "
+                    "the model is loaded or called)",
+                ))
+            elif isinstance(fn, list | tuple) or ftype == "lambda":
+                report.add(PickleFinding(
+                    "dangerous", f"Lambda({name})", "config", 0,
+                    f"Lambda layer {name!r} holds marshalled Python bytecode (runs when "
+                    "the model is loaded or called)",
+                ))
+            elif isinstance(fn, str):
+                module = cfg.get("module") or cfg.get("function_module") or "builtins"
+                verdict, reason = classify_global(str(module), fn)
+                report.add(PickleFinding(
+                    "dangerous" if verdict == "dangerous" else "suspicious",
+                    f"{module}.{fn}", "config", 0,
+                    f"Lambda layer {name!r} calls {module}.{fn}: {reason}",
+                ))
+            else:
+                report.add(PickleFinding(
+                    "suspicious", f"Lambda({name})", "config", 0,
+                    f"Lambda layer {name!r} with a function assay cannot read",
+                ))
+            continue
+        module = node.get("module")
+        if not isinstance(module, str) or not isinstance(cls, str):
+            continue
+        if cls == "__lambda__":
+            continue  # judged with its Lambda layer; a bare one is below
+        if module.split(".")[0] in _KERAS_ROOTS and cls != "function":
+            continue
+        target = node.get("config") if cls == "function" else cls
+        if not isinstance(target, str):
+            continue
+        verdict, reason = classify_global(module, target)
+        if module.split(".")[0] in _KERAS_ROOTS and verdict != "dangerous":
+            continue  # a Keras/TensorFlow function by name (an activation, a loss)
+        report.add(PickleFinding(
+            "dangerous" if verdict == "dangerous" else "suspicious",
+            f"{module}.{target}", "config", 0,
+            f"config at {path or '/'} names {module}.{target} (imported and called at "
+            f"load): {reason}",
+        ))
+    # A marshalled function anywhere outside a Lambda (custom objects) runs the same way.
+    for path, node in _nodes(config):
+        if node.get("class_name") == "__lambda__" and "/config/function" not in path:
+            report.add(PickleFinding(
+                "dangerous", "__lambda__", "config", 0,
+                f"config at {path or '/'} holds marshalled Python bytecode",
+            ))
+    return report
+
+
+def is_keras_zip(names: list[str]) -> bool:
+    """A Keras 3 / tf_keras ``.keras`` archive: config.json next to its weights or
+    metadata (names of the zip's members)."""
+    s = set(names)
+    return "config.json" in s and bool(s & {"model.weights.h5", "metadata.json", "model.weights.npz"})
+
+
+def _load_json(raw: bytes, where: str) -> Any:
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise DecodeError(where, f"Keras config is not valid JSON: {str(exc)[:200]}") from exc
+
+
+def scan_keras_bytes(data: bytes, *, where: str) -> list[PickleFinding]:
+    """Findings for a ``.keras`` archive held in memory (e.g. inside a pickle)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            names = z.namelist()
+            if "config.json" not in names:
+                return [PickleFinding("suspicious", "", "zip", 0,
+                                      "embedded archive has no config.json (not a Keras model)")]
+            info = z.getinfo("config.json")
+            if info.file_size > MAX_CONFIG_BYTES:
+                return [PickleFinding("suspicious", "", "zip", 0, "embedded Keras config too large")]
+            config = _load_json(z.read("config.json"), where)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+        return [PickleFinding("suspicious", "", "zip", 0,
+                              f"embedded model is not a readable Keras archive: {str(exc)[:100]}")]
+    except InputError as exc:
+        return [PickleFinding("suspicious", "", "zip", 0, exc.reason)]
+    return scan_keras_config(config, where).findings
+
+
+def _refuse(path: Path, report: PickleReport) -> None:
+    if report.verdict == "dangerous":
+        shown = "; ".join(dict.fromkeys(
+            f.global_name or f.reason for f in report.findings if f.severity == "dangerous"))
+        raise UnsafeInput(path, f"Keras model runs code at load, not opened: {shown}",
+                          details=[report])
+
+
+def scan_keras_member(f: Any, entry: Any, where: str) -> PickleReport:
+    """The config.json member of a ``.keras`` archive judged (``entry``: a ZipEntry)."""
+    from ..pickles import read_zip_entry
+
+    label = f"{where}:config.json"
+    try:
+        config = _load_json(read_zip_entry(f, entry, where, MAX_CONFIG_BYTES), label)
+    except InputError as exc:
+        report = PickleReport(where=label, error=exc.reason)
+        report.add(PickleFinding("suspicious", "", "config", 0, f"Keras config not read: {exc.reason}"))
+        return report
+    return scan_keras_config(config, label)
+
+
+def read_keras_zip(path: Path, pickles: list[PickleReport]) -> ModelFile:
+    """A ``.keras`` archive; ``pickles`` is its scan (config.json judged, any pickle
+    member scanned), already checked for danger by the caller."""
+    metadata: dict[str, Any] = {}
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+            if "metadata.json" in names and z.getinfo("metadata.json").file_size < 1 << 20:
+                meta = _load_json(z.read("metadata.json"), str(path))
+                if isinstance(meta, dict):
+                    metadata = {f"keras_{k}": v for k, v in meta.items() if isinstance(v, str | int)}
+            if z.getinfo("config.json").file_size < MAX_CONFIG_BYTES:
+                config = _load_json(z.read("config.json"), str(path))
+                if isinstance(config, dict) and isinstance(config.get("class_name"), str):
+                    metadata["keras_class"] = config["class_name"][:100]
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError, NotImplementedError) as exc:
+        raise DecodeError(path, f"unreadable Keras archive: {str(exc)[:200]}") from exc
+    return ModelFile(path=path, format="keras", metadata=metadata, pickles=pickles)
+
+
+def scan_h5(path: Path) -> list[PickleReport]:
+    """The ``model_config`` of a Keras ``.h5`` judged (empty for other HDF5 files)."""
+    try:
+        import h5py
+    except ImportError:  # pragma: no cover - h5py is a dependency
+        return []
+    where = str(path)
+    try:
+        with h5py.File(path, "r") as f:
+            raw = f.attrs.get("model_config")
+    except OSError as exc:
+        report = PickleReport(where=where, error=f"unreadable HDF5 file: {str(exc)[:200]}")
+        report.add(PickleFinding("suspicious", "", "config", 0, report.error))
+        return [report]
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    if not isinstance(raw, str):
+        return []
+    label = f"{where}:model_config"
+    try:
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise DecodeError(path, "model_config too large")
+        return [scan_keras_config(_load_json(raw.encode("utf-8"), label), label)]
+    except InputError as exc:
+        report = PickleReport(where=label, error=exc.reason)
+        report.add(PickleFinding("suspicious", "", "config", 0, f"Keras config not read: {exc.reason}"))
+        return [report]
+
+
+_H5_DTYPES = {"<f4": "F32", "<f8": "F64", "<f2": "F16", "<i8": "I64", "<i4": "I32",
+              "<i2": "I16", "|i1": "I8", "|u1": "U8", "|b1": "BOOL"}
+
+
+def read_h5(path: Path) -> ModelFile:
+    """A Keras ``.h5`` (HDF5) model: its ``model_config`` judged, its weights listed."""
+    try:
+        import h5py
+    except ImportError as exc:  # pragma: no cover - h5py is a dependency
+        raise UnsupportedFormat(path, "reading HDF5 needs h5py") from exc
+    where = str(path)
+    tensors: dict[str, TensorInfo] = {}
+    metadata: dict[str, Any] = {}
+    try:
+        with h5py.File(path, "r") as f:
+            for key in ("keras_version", "backend"):
+                v = f.attrs.get(key)
+                if v is not None:
+                    metadata[f"keras_{key}"] = (v.decode("utf-8", "replace") if isinstance(v, bytes)
+                                                else str(v))[:100]
+            datasets: list[tuple[str, Any]] = []
+            f.visititems(lambda n, o: datasets.append((n, o)) if isinstance(o, h5py.Dataset) else None)
+            for name, ds in datasets[:100_000]:
+                dt = _H5_DTYPES.get(ds.dtype.str)
+                offset = ds.id.get_offset()
+                if dt is None or offset is None or ds.chunks is not None or ds.compression:
+                    continue  # only contiguous, uncompressed datasets map onto the file
+                tensors[name] = TensorInfo(name=name, dtype=dt, shape=tuple(ds.shape), offset=offset,
+                                           nbytes=int(ds.id.get_storage_size()), source=where)
+    except OSError as exc:
+        raise DecodeError(path, f"unreadable HDF5 file: {str(exc)[:200]}") from exc
+    reports = scan_h5(path)
+    for r in reports:
+        _refuse(path, r)
+    return ModelFile(path=path, format="keras-h5" if reports else "hdf5", tensors=tensors,
+                     metadata=metadata, pickles=reports)

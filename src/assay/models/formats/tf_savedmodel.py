@@ -1,0 +1,164 @@
+"""TensorFlow SavedModel graphs (``saved_model.pb``) read without TensorFlow.
+
+A SavedModel runs the operations of its graph when it is served or called; some of
+them touch the file system (``ReadFile``, ``WriteFile``, ``MatchingFiles``...) and turn a
+model into a way to read or plant files. The protobuf is walked with a minimal
+wire-format reader, only along the fields that hold operations:
+
+SavedModel.meta_graphs(2) -> MetaGraphDef.graph_def(2) -> GraphDef.node(1) ->
+NodeDef{name(1), op(2)}, and GraphDef.library(2) -> FunctionDefLibrary.function(1)
+-> FunctionDef{signature(1) -> OpDef.name(1), node_def(3) -> NodeDef}.
+
+The checkpoint machinery every SavedModel carries (``SaveV2``, ``RestoreV2``,
+``MergeV2Checkpoints``, ``ShardedFilename``) is listed, not flagged.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from ...errors import DecodeError, InputError, UnsafeInput
+from ..pickles import PickleFinding, PickleReport
+from . import ModelFile
+
+__all__ = ["FILE_SYSTEM_OPS", "graph_ops", "read_saved_model"]
+
+MAX_PB_BYTES = 1024**3
+MAX_NODES = 5_000_000
+
+# Operations that read, write or list files, or run Python.
+FILE_SYSTEM_OPS = frozenset({
+    "ReadFile", "WriteFile", "MatchingFiles", "MatchingFilesDataset", "ImmutableConst",
+    "WholeFileReader", "WholeFileReaderV2", "TextLineReader", "TextLineReaderV2",
+    "FixedLengthRecordReader", "FixedLengthRecordReaderV2", "TFRecordReader",
+    "TFRecordReaderV2", "IdentityReader", "LMDBReader", "CreateSummaryFileWriter",
+    "CreateSummaryDbWriter", "WriteFileV2", "DeleteFile", "DebugIdentityV2",
+    "DebugIdentityV3", "Save", "SaveSlices", "Restore", "RestoreSlice",
+    "PyFunc", "PyFuncStateless", "EagerPyFunc",
+})
+# Checkpoint ops every SavedModel holds for its variables: expected, not findings.
+CHECKPOINT_OPS = frozenset({"SaveV2", "RestoreV2", "MergeV2Checkpoints", "ShardedFilename"})
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    out = shift = 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise ValueError("truncated varint")
+        b = buf[pos]
+        pos += 1
+        out |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return out, pos
+        shift += 7
+
+
+def _fields(buf: bytes, start: int, end: int):  # type: ignore[no-untyped-def]
+    """(field number, wire type, value or (start, end) span) of one message."""
+    pos = start
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+            yield field, wire, value
+        elif wire == 1:
+            pos += 8
+        elif wire == 2:
+            n, pos = _varint(buf, pos)
+            if pos + n > end:
+                raise ValueError("length-delimited field runs past its message")
+            yield field, wire, (pos, pos + n)
+            pos += n
+        elif wire == 5:
+            pos += 4
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+    if pos != end:
+        raise ValueError("message runs past its end")
+
+
+def _node(buf: bytes, span: tuple[int, int]) -> tuple[str, str]:
+    name = op = ""
+    for field, wire, v in _fields(buf, *span):
+        if wire == 2 and field in (1, 2):
+            text = buf[v[0] : v[1]].decode("utf-8", "replace")[:200]
+            if field == 1:
+                name = text
+            else:
+                op = text
+    return name, op
+
+
+def graph_ops(data: bytes) -> list[tuple[str, str, str]]:
+    """Every (where, node name, op) in a SavedModel: graph nodes and function bodies."""
+    out: list[tuple[str, str, str]] = []
+
+    def graph(span: tuple[int, int], label: str) -> None:
+        for field, wire, v in _fields(data, *span):
+            if wire != 2:
+                continue
+            if field == 1:
+                out.append((label, *_node(data, v)))
+            elif field == 2:
+                for f2, w2, fn in _fields(data, *v):
+                    if f2 == 1 and w2 == 2:
+                        function(fn)
+            if len(out) > MAX_NODES:
+                raise ValueError("too many graph nodes")
+
+    def function(span: tuple[int, int]) -> None:
+        fname = "?"
+        nodes = []
+        for field, wire, v in _fields(data, *span):
+            if wire == 2 and field == 1:
+                for f2, w2, v2 in _fields(data, *v):
+                    if f2 == 1 and w2 == 2:
+                        fname = data[v2[0] : v2[1]].decode("utf-8", "replace")[:200]
+            elif wire == 2 and field == 3:
+                nodes.append(v)
+        out.extend((f"function {fname}", *_node(data, n)) for n in nodes)
+
+    for field, wire, v in _fields(data, 0, len(data)):
+        if field == 2 and wire == 2:
+            for f2, w2, v2 in _fields(data, *v):
+                if f2 == 2 and w2 == 2:
+                    graph(v2, "graph")
+    return out
+
+
+def read_saved_model(path: Path) -> ModelFile:
+    """A ``saved_model.pb`` (or the folder holding it): its operations judged."""
+    path = Path(path)
+    where = str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_PB_BYTES:
+            raise DecodeError(path, f"saved_model.pb of {size} bytes exceeds {MAX_PB_BYTES}")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(path, f"cannot read: {exc.strerror or exc}") from exc
+    try:
+        ops = graph_ops(data)
+    except (ValueError, IndexError) as exc:
+        raise DecodeError(path, f"malformed SavedModel protobuf: {exc}") from exc
+    if not ops:
+        raise DecodeError(path, "SavedModel protobuf holds no graph operations")
+    report = PickleReport(where=where)
+    flagged: set[tuple[str, str]] = set()
+    for label, name, op in ops:
+        if op in FILE_SYSTEM_OPS and (label, op) not in flagged:
+            flagged.add((label, op))
+            report.add(PickleFinding(
+                "dangerous", f"tf.{op}", "graph", 0,
+                f"{label}: node {name!r} runs {op} (file system or Python access when the "
+                "model runs)",
+            ))
+    counts = Counter(op for _, _, op in ops)
+    metadata = {"tf_ops": dict(sorted(counts.items())[:500]), "tf_nodes": len(ops)}
+    if report.verdict == "dangerous":
+        shown = "; ".join(dict.fromkeys(f.global_name for f in report.findings))
+        raise UnsafeInput(path, f"SavedModel graph touches the file system: {shown}",
+                          details=[report])
+    return ModelFile(path=path, format="tf-savedmodel", metadata=metadata, pickles=[report])

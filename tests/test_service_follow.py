@@ -4,6 +4,7 @@ only as the fallback), recovering its LISTEN connection, and pruning old changes
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -18,7 +19,7 @@ from assay.banks.store import Store, changes_table
 from assay.service.matching import LiveIndex
 from service_helpers import TcpProxy
 
-LONG = 60.0  # a poll interval no test waits for: what arrives sooner was a notice
+NEVER = threading.TIMEOUT_MAX  # a poll interval that never runs out: only a notice can wake the follower
 DEADLINE = 15.0  # a guard against hanging, not a timing
 
 
@@ -60,14 +61,19 @@ def test_a_commit_elsewhere_wakes_the_follower(pg_url: str, following: Callable[
     rng = random.Random(1)
     with Store(pg_url) as writer:
         writer.create_bank("b")
-        index = following(pg_url, interval=LONG)
+        index = following(pg_url, interval=NEVER)
         _eventually("listening", lambda: index.listening)
-        for i in range(3):  # the first could race the follower's first rounds; the others cannot
+        for i in range(3):
             v = _hex(rng)
+            before = index.notices
             writer.add_entry("b", f"e{i}", {"pdq": v})
             _eventually(f"e{i} matchable", lambda v=v: _matched(index, v))
+            assert index.notices > before
+        before = index.notices
         writer.remove_entry("b", "e1")
         _eventually("e1 removed", lambda: index.matcher.size() == {"pdq": 2})
+        assert index.notices > before
+        assert index.polls == 0  # no round was a poll: the notices did it
 
 
 @pytest.mark.postgres
@@ -76,7 +82,7 @@ def test_the_follower_listens_again_after_its_connection_is_killed(
     rng = random.Random(2)
     with Store(pg_url) as writer:
         writer.create_bank("b")
-        index = following(pg_url, interval=LONG, listen_retry=0.2)
+        index = following(pg_url, interval=NEVER, listen_retry=0.2)
         _eventually("listening", lambda: index.listening)
         killed = index._listener.backend_pid  # type: ignore[union-attr]
         with writer.engine.begin() as conn:
@@ -86,8 +92,10 @@ def test_the_follower_listens_again_after_its_connection_is_killed(
         assert index._thread.is_alive() and index._listener_thread.is_alive()  # type: ignore[union-attr]
         v = _hex(rng)
         assert index.lookup([Query("pdq", v)], 0, False) == []  # lookups never waited on it
+        before = index.notices
         writer.add_entry("b", "after", {"pdq": v})
         _eventually("the write after the kill matchable", lambda: _matched(index, v))
+        assert index.notices > before and index.polls == 0  # heard on the new connection
 
 
 @pytest.mark.postgres
@@ -111,11 +119,17 @@ def test_the_follower_polls_while_the_database_is_away_and_listens_when_it_is_ba
             assert _matched(index, known)  # answered from memory meanwhile
             proxy.start()
             _eventually("listening again", lambda: index.listening)
-            index.interval = LONG  # from the next round on, only a notice can be quick
-            for i in range(3):  # the first could race a polling round; the others cannot
+            index.interval = NEVER
+            index.poke()  # ends the wait under way; the follower clears the wake-up as its round starts
+            _eventually("a round with the new interval", lambda: not index._wake.is_set())
+            polls = index.polls  # every wait from here on is NEVER long
+            for i in range(3):
                 v = _hex(rng)
+                before = index.notices
                 writer.add_entry("b", f"after{i}", {"pdq": v})
                 _eventually(f"write {i} after the restart matchable", lambda v=v: _matched(index, v))
+                assert index.notices > before
+            assert index.polls == polls  # followed by notices, not by polling
             assert index.last_error is None
     finally:
         proxy.close()

@@ -119,6 +119,10 @@ class LiveIndex:
         self._listener: ChangeListener | None = None
         self.last_ok = 0.0
         self.last_error: str | None = None
+        # Why rounds ran, for health checks and tests: a notice from the store, or the
+        # interval running out with nothing waking the follower (a poll).
+        self.notices = 0
+        self.polls = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -175,7 +179,8 @@ class LiveIndex:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("index refresh failed")
             self._prune_if_due()
-            self._wake.wait(self.interval)
+            if not self._wake.wait(self.interval):
+                self.polls += 1
 
     def _prune_if_due(self) -> None:
         """Delete old change records. Every worker does it; it is idempotent and writers
@@ -216,6 +221,7 @@ class LiveIndex:
             try:
                 while not self._stop.is_set():
                     if listener.wait(timeout=1.0):  # bounded, so that stop() is seen
+                        self.notices += 1
                         self._wake.set()
             except Exception as exc:
                 log.warning("lost the LISTEN connection, polling meanwhile: %s", exc)

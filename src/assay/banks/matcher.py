@@ -231,6 +231,7 @@ class Matcher:
                     query=pos,
                     query_variant=q.variant,
                     note=ref.note,
+                    entry_id=ref.entry_id,
                 )
             )
         return matches

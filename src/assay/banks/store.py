@@ -180,6 +180,7 @@ class Entry:
     meta: dict[str, Any] | None
     enabled: bool
     signals: dict[str, tuple[str, ...]]  # signal type -> canonical values
+    id: int = 0  # the store's integer id of the entry (HMA's bank_content_id)
 
 
 class ImportRecord(NamedTuple):
@@ -262,6 +263,7 @@ class SignalRef:
     value: str
     note: str | None
     bank_pdq_threshold: int | None
+    entry_id: int = 0
 
 
 class _Unset:
@@ -678,6 +680,17 @@ class Store:
                 return None
             return self._entries_with_signals(conn, bank, [row])[0]
 
+    def get_entry_by_id(self, bank: str, entry_id: int) -> Entry | None:
+        """The entry with this integer id, if it is in ``bank``."""
+        with self._read(f"reading an entry of bank {bank!r}") as conn:
+            bank_row = self._bank_row(conn, bank)
+            row = conn.execute(
+                sa.select(entries_table).where(entries_table.c.bank_id == bank_row.id, entries_table.c.id == entry_id)
+            ).first()
+            if row is None:
+                return None
+            return self._entries_with_signals(conn, bank, [row])[0]
+
     def iter_entries(self, bank: str, limit: int | None = None, offset: int = 0) -> Iterator[Entry]:
         """Entries of a bank ordered by content id, fetched page by page (bounded memory)."""
         page = _PAGE
@@ -719,7 +732,7 @@ class Store:
             Entry(
                 bank=bank, content_id=r.content_id, note=r.note, source=r.source,
                 added_at=_utc(r.added_at), meta=_meta(r.meta), enabled=bool(r.enabled),
-                signals={k: tuple(v) for k, v in by_entry[r.id].items()},
+                signals={k: tuple(v) for k, v in by_entry[r.id].items()}, id=int(r.id),
             )
             for r in rows
         ]
@@ -990,12 +1003,13 @@ class Store:
         with self._read("resolving matches") as conn:
             for i in range(0, len(ids), _IN_CHUNK):
                 q = (
-                    sa.select(s.c.id, b.c.name, e.c.content_id, s.c.signal_type, s.c.value, e.c.note, b.c.pdq_threshold)
+                    sa.select(s.c.id, b.c.name, e.c.content_id, s.c.signal_type, s.c.value, e.c.note, b.c.pdq_threshold,
+                              e.c.id)
                     .join(e, e.c.id == s.c.entry_id).join(b, b.c.id == s.c.bank_id)
                     .where(s.c.id.in_(ids[i : i + _IN_CHUNK]), e.c.enabled, b.c.enabled)
                 )
                 for r in conn.execute(q):
-                    out[int(r[0])] = SignalRef(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6])
+                    out[int(r[0])] = SignalRef(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], int(r[7]))
         return out
 
     def bank_thresholds(self) -> dict[int, int | None]:

@@ -54,6 +54,8 @@ class Match(Record):
     query: int | None = None
     query_variant: str | None = None  # which dihedral variant of the subject matched
     note: str | None = None
+    # The store's integer id of the entry, for HMA-compatible answers; never in reports.
+    entry_id: int | None = Field(default=None, exclude=True)
 
 
 class ImageInfo(Record):

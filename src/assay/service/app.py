@@ -127,9 +127,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from .routes_admin import router as admin_router
     from .routes_banks import router as banks_router
     from .routes_compat import router as compat_router
+    from .routes_curation import router as curation_router
     from .routes_match import router as match_router
 
-    for router in (match_router, banks_router, admin_router, compat_router):
+    for router in (match_router, banks_router, admin_router, compat_router, curation_router):
         app.include_router(router)
     _install_error_handlers(app)
 
@@ -149,10 +150,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _body_limits(settings: Settings) -> Callable[[str], int]:
     upload = settings.max_upload_bytes + 64 * 1024  # room for the multipart framing
-    uploads = ("/v1/hash", "/v1/match", "/v1/analyze/provenance", "/h/hash")
+    uploads = ("/v1/hash", "/v1/match", "/v1/analyze/provenance", "/h/hash", "/m/lookup")
 
     def limit_for(path: str) -> int:
-        if path in uploads:
+        if path in uploads or (path.startswith("/c/bank/") and path.endswith("/content")):
             return upload
         if path == "/v1/analyze/model":
             return settings.max_model_bytes

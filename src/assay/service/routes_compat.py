@@ -1,57 +1,209 @@
-"""Routes of Meta's Hasher-Matcher-Actioner (OpenMediaMatch) that upload pipelines
-call today, with the same parameters and answer shapes (see docs/service.md for what
-is and is not covered). They need a key with the ``match`` role like the /v1 routes,
-unless anonymous matching is configured.
+"""Routes of Meta's Hasher-Matcher-Actioner (OpenMediaMatch) for hashing and matching,
+with HMA's parameters and answer shapes (see docs/service.md for what is and is not
+covered): ``/status``, ``/m/lookup`` (GET and POST), ``/m/index/status``,
+``/m/compare`` and ``/h/hash``. The curation routes (``/c/*``) are in
+routes_curation. They need a key with the ``match`` role like the /v1 routes, unless
+anonymous matching is configured; ``/status`` needs none.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import time
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Body, Depends, File, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
+from pydantic import Field
 
 from .. import signals as signal_types
 from ..banks.matcher import Query as SignalQuery
+from ..errors import InputError, UnknownSignalType
+from ..media.hashes import ImageHashes
+from ..report.schema import Match
 from .auth import Principal
 from .routes_match import hash_bytes, json_response, lookup_queries, read_upload, upload_name
-from .state import get_state, role
+from .state import ServiceState, get_state, role
+from .validation import Line
 
 router = APIRouter(tags=["hma-compatible"])
 MatchRole = Annotated[Principal, Depends(role("match"))]
 
+BanksParam = Annotated[str | None, Query(max_length=4096, description="comma-separated bank names to search")]
+TypesParam = Annotated[str | None, Query(max_length=256, description="comma-separated signal types (default: pdq)")]
+# Accepted for HMA clients, without effect: assay has no coin-flip sampling of banks.
+SeedParam = Annotated[str | None, Query(max_length=256, description="ignored (HMA's coin-flip seed)")]
+BypassParam = Annotated[bool, Query(description="ignored (HMA's coin-flip bypass)")]
+PHOTO_DEFAULT = ("pdq",)  # what HMA hashes a photo into
 
-@router.get("/status", response_class=PlainTextResponse, summary="Liveness (HMA: I-AM-ALIVE)")
-async def status() -> PlainTextResponse:
-    # Liveness only: the process answers. Readiness (index, database) is /ready.
+
+# -- health ----------------------------------------------------------------------------
+@router.get("/status", response_class=PlainTextResponse,
+            responses={503: {"description": "INDEX-NOT-LOADED or INDEX-STALE (plain text)",
+                             "content": {"text/plain": {"schema": {"type": "string"}}}}},
+            summary="HMA health: 200 I-AM-ALIVE, or 503 INDEX-NOT-LOADED / INDEX-STALE")
+async def status(request: Request) -> PlainTextResponse:
+    # HMA's semantics, for load balancers configured for HMA. /ready stays the readiness
+    # check with details; /status/live is liveness only.
+    state = get_state(request)
+    if not state.index.loaded:
+        return PlainTextResponse("INDEX-NOT-LOADED", 503)
+    limit = state.settings.index_stale_seconds
+    if limit > 0 and time.monotonic() - state.index.last_ok > limit:
+        return PlainTextResponse("INDEX-STALE", 503)
     return PlainTextResponse("I-AM-ALIVE")
 
 
-@router.get("/m/lookup", summary="HMA lookup: {bank name: [{bank_content_id, distance}]}")
+@router.get("/status/live", response_class=PlainTextResponse, summary="Liveness: 200 I-AM-ALIVE")
+async def status_live() -> PlainTextResponse:
+    return PlainTextResponse("I-AM-ALIVE")
+
+
+# -- matching --------------------------------------------------------------------------
+def bank_filter(raw: str | None) -> set[str] | None:
+    if not raw:
+        return None
+    return {b.strip() for b in raw.split(",") if b.strip()}
+
+
+def by_bank(matches: list[Match], banks: set[str] | None) -> dict[str, list[dict[str, Any]]]:
+    """HMA's answer: bank name -> [{bank_content_id (integer), distance (string)}];
+    ``content_id`` (the bank's own id) alongside."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for m in matches:
+        if banks is not None and m.bank not in banks:
+            continue
+        out.setdefault(m.bank, []).append(
+            {"bank_content_id": m.entry_id, "content_id": m.content_id, "distance": str(m.distance)})
+    return out
+
+
+def _refuse_url(url: str | None) -> None:
+    if url is not None:
+        raise InputError("url", "assay never fetches URLs for a client (no server-side request forgery)",
+                         hint="hash the content yourself and send signal_type and signal, or upload it")
+
+
+@router.get("/m/lookup", summary="HMA lookup of one hash: {bank name: [{bank_content_id, content_id, distance}]}")
 async def hma_lookup(
     request: Request,
     _: MatchRole,
     signal_type: Annotated[str, Query(max_length=32)],
     signal: Annotated[str, Query(max_length=256)],
+    banks: BanksParam = None,
+    url: Annotated[str | None, Query(max_length=4096, description="refused: assay never fetches URLs")] = None,
+    seed: SeedParam = None,
+    bypass_coinflip: BypassParam = False,
 ) -> Response:
+    _refuse_url(url)
     state = get_state(request)
     name, value = signal_types.normalize(signal_type, signal)
     matches = await lookup_queries(state, [SignalQuery(name, value)], None, False)
-    out: dict[str, list[dict[str, object]]] = {}
-    for m in matches:
-        # HMA's content ids are integers; ours are the bank's own content ids.
-        out.setdefault(m.bank, []).append({"bank_content_id": m.content_id, "distance": m.distance})
-    return json_response(out)
+    return json_response(by_bank(matches, bank_filter(banks)))
 
 
-@router.post("/h/hash", summary="HMA hash of an uploaded photo: {\"pdq\": HEX}")
+def photo_types(raw: str | None) -> list[str]:
+    """The signal types asked for with ``types=`` (HMA), among those a photo is hashed into."""
+    if raw is None:
+        return list(PHOTO_DEFAULT)
+    available = [st.name for st in signal_types.all_types() if "image" in st.applies_to]
+    out: list[str] = []
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        name = signal_types.get(part).name
+        if name not in available:
+            raise UnknownSignalType(f"signal type {name!r} is not computed for photos",
+                                    hint=f"use one of {', '.join(available)}")
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise InputError("types", "empty signal type selection", hint=f"e.g. types={PHOTO_DEFAULT[0]}")
+    return out
+
+
+async def hash_photo(request: Request, state: ServiceState, photo: UploadFile) -> ImageHashes:
+    """HMA takes exactly one file per request (field ``photo``)."""
+    form = await request.form()  # already parsed for ``photo``: cached, not read again
+    files = [v for _, v in form.multi_items() if not isinstance(v, str)]
+    if len(files) != 1:
+        raise InputError("request body", f"{len(files)} files uploaded; send exactly one, as the 'photo' field")
+    data = await read_upload(state, photo)
+    return await run_in_threadpool(hash_bytes, data, upload_name(photo), False)
+
+
+def signal_of(h: ImageHashes, name: str) -> str:
+    value = getattr(h, name, None)
+    if not isinstance(value, str):
+        raise UnknownSignalType(f"signal type {name!r} is not computed for photos")
+    return value
+
+
+@router.post("/h/hash", summary="HMA hash of one uploaded photo: {signal type: HEX} (default: pdq)")
 async def hma_hash(
     request: Request,
     _: MatchRole,
     photo: Annotated[UploadFile, File(description="the image (HMA's field name)")],
+    types: TypesParam = None,
 ) -> Response:
     state = get_state(request)
-    data = await read_upload(state, photo)
-    h = await run_in_threadpool(hash_bytes, data, upload_name(photo), False)
-    return json_response({"pdq": h.pdq})
+    wanted = photo_types(types)
+    h = await hash_photo(request, state, photo)
+    return json_response({name: signal_of(h, name) for name in wanted})
+
+
+@router.post("/m/lookup", summary="HMA lookup of one uploaded photo: {signal type: {bank name: [matches]}}")
+async def hma_lookup_upload(
+    request: Request,
+    _: MatchRole,
+    photo: Annotated[UploadFile, File(description="the image (HMA's field name)")],
+    types: TypesParam = None,
+    banks: BanksParam = None,
+    seed: SeedParam = None,
+    bypass_coinflip: BypassParam = False,
+) -> Response:
+    state = get_state(request)
+    wanted = photo_types(types)
+    h = await hash_photo(request, state, photo)
+    # PDQ carries its quality: a low-quality hash is not matched (as on /v1/match).
+    queries = [SignalQuery(name, signal_of(h, name), name, h.quality if name == "pdq" else None) for name in wanted]
+    matches = await lookup_queries(state, queries, None, False)
+    wanted_banks = bank_filter(banks)
+    return json_response({name: by_bank([m for m in matches if m.query_variant == name], wanted_banks)
+                          for name in wanted})
+
+
+@router.get("/m/index/status", summary="HMA index status: {signal type: {present, built_to, size}}")
+async def hma_index_status(
+    request: Request,
+    _: MatchRole,
+    signal_type: Annotated[str | None, Query(max_length=32)] = None,
+) -> Response:
+    state = get_state(request)
+    names = [signal_types.get(signal_type).name] if signal_type is not None else \
+        [st.name for st in signal_types.all_types()]
+    sizes = await run_in_threadpool(state.index.sizes)
+    loaded = state.index.loaded
+    # built_to: when this worker's index last caught up with the store (unix seconds).
+    built_to = int(time.time() - (time.monotonic() - state.index.last_ok)) if loaded else -1
+    return json_response({n: {"present": loaded, "built_to": built_to, "size": sizes.get(n, 0)} for n in names})
+
+
+ComparePair = Annotated[list[Line], Field(min_length=2, max_length=2)]
+
+
+@router.post("/m/compare", summary="HMA compare: {signal type: [a, b]} -> {signal type: [match, {distance}]}")
+async def hma_compare(
+    _: MatchRole,
+    body: Annotated[dict[Line, ComparePair], Body(max_length=16, description="signal type -> two hashes")],
+) -> Response:
+    out: dict[str, Any] = {}
+    for name, (left, right) in body.items():
+        st = signal_types.get(name)
+        a, b = st.normalize(left), st.normalize(right)
+        if st.match == "hamming":
+            distance = (int(a, 16) ^ int(b, 16)).bit_count()
+            out[name] = [distance <= st.default_threshold, {"distance": distance}]
+        else:  # exact types have no distance between different values
+            out[name] = [a == b, {"distance": 0} if a == b else {}]
+    return json_response(out)

@@ -53,6 +53,9 @@ class Settings:
     # snapshot that has not followed the store for as long loads again. 0 = keep forever.
     changes_retention_days: float = 7.0
     prune_interval: float = 3600.0  # seconds between prunes (each worker; idempotent)
+    # /status (HMA) answers 503 INDEX-STALE once the index has not caught up with the
+    # store for this long (HMA's INDEX_CACHE_MAX_STALE_SEC); 0 = never stale.
+    index_stale_seconds: float = 65.0
     key_cache_seconds: float = 5.0  # a revoked key stops working within this time
     job_stale_seconds: float = 15.0  # a running job without heartbeat for this long died
     snapshot_dir: str = ""  # "" = under the data dir

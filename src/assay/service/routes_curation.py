@@ -1,0 +1,270 @@
+"""HMA's curation routes (``/c/*``) mapped onto assay's banks, for HMA's scripts and
+clients: banks (list, get, create, update, delete), content added by upload or by
+signals, read and removed by HMA's integer content id, signal and content types.
+
+Roles: bank and content routes need ``curate``; the signal and content type lists
+need ``match``. Writes are audited in the same transaction, as on /v1. What differs
+from HMA (no partial ``enabled_ratio``, no renaming, content ids) is in docs/service.md.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
+from pydantic import BaseModel, Field, ValidationError
+
+from .. import signals as signal_types
+from ..banks.store import Bank, Entry
+from ..errors import BankNotFound, InputError, InvalidBankInput, NotFound
+from .auth import Principal
+from .routes_banks import check_signal_cap
+from .routes_compat import TypesParam, hash_photo, photo_types, signal_of
+from .routes_match import json_response
+from .state import ServiceState, get_state, role
+from .validation import STRICT, BankName, JsonObject, Line, Text
+
+router = APIRouter(prefix="/c", tags=["hma-compatible"])
+CurateRole = Annotated[Principal, Depends(role("curate"))]
+MatchRole = Annotated[Principal, Depends(role("match"))]
+BankPath = Annotated[str, Path(max_length=256, description="bank name")]
+ContentPath = Annotated[int, Path(ge=1, le=2**62, description="HMA content id: the entry's integer id")]
+
+
+class HmaBankCreate(BaseModel):
+    model_config = STRICT
+    name: BankName
+    enabled_ratio: float | None = Field(default=None, ge=0, le=1, description="0 or 1 (no partial matching)")
+    enabled: bool | None = None
+
+
+class HmaBankUpdate(BaseModel):
+    model_config = STRICT
+    name: BankName | None = Field(default=None, description="the bank's own name (renaming is not supported)")
+    enabled_ratio: float | None = Field(default=None, ge=0, le=1, description="0 or 1 (no partial matching)")
+    enabled: bool | None = None
+
+
+class HmaMetadata(BaseModel):
+    """HMA's content metadata; ``content_id`` becomes the entry's content id, the rest
+    its meta. ``collab`` is dropped, as HMA does on input."""
+
+    model_config = STRICT
+    content_id: Line | None = Field(default=None, min_length=1, max_length=512)
+    content_uri: Line | None = Field(default=None, max_length=4096)
+    json_: JsonObject | None = Field(default=None, alias="json")
+    collab: Any = None
+
+
+def bank_config(b: Bank) -> dict[str, Any]:
+    return {"name": b.name, "matching_enabled_ratio": 1.0 if b.enabled else 0.0}
+
+
+def _enabled(ratio: float | None, enabled: bool | None) -> bool | None:
+    if ratio is not None:
+        if ratio not in (0.0, 1.0):
+            raise InvalidBankInput(f"enabled_ratio {ratio} is not supported: assay matches a bank fully (1) "
+                                   "or not at all (0)", hint="send 0, 1 or 'enabled'")
+        return ratio == 1.0
+    return enabled
+
+
+@router.get("/banks", summary="HMA: list banks [{name, matching_enabled_ratio}]")
+def hma_banks(request: Request, _: CurateRole) -> Response:
+    return json_response([bank_config(b) for b in get_state(request).store.list_banks()])
+
+
+@router.get("/bank/{bank_name}", summary="HMA: one bank {name, matching_enabled_ratio}")
+def hma_bank(request: Request, _: CurateRole, bank_name: BankPath) -> Response:
+    return json_response(bank_config(get_state(request).store.get_bank(bank_name)))
+
+
+@router.post("/banks", status_code=201, summary="HMA: create a bank")
+def hma_bank_create(request: Request, who: CurateRole, body: HmaBankCreate) -> Response:
+    state = get_state(request)
+    enabled = _enabled(body.enabled_ratio, body.enabled)
+
+    def create() -> Bank:
+        bank = state.store.create_bank(body.name)
+        if enabled is False:
+            state.store.set_bank_enabled(body.name, False)
+            bank = state.store.get_bank(body.name)
+        return bank
+
+    bank = state.audited_write(who, "bank.create", body.name, create, enabled=enabled is not False)
+    return json_response(bank_config(bank), 201)
+
+
+@router.put("/bank/{bank_name}", summary="HMA: update a bank (enabled or enabled_ratio 0/1)")
+def hma_bank_update(request: Request, who: CurateRole, bank_name: BankPath, body: HmaBankUpdate) -> Response:
+    state = get_state(request)
+    if body.name is not None and body.name != bank_name:
+        raise InvalidBankInput("renaming a bank is not supported", hint="create a new bank and import into it")
+    enabled = _enabled(body.enabled_ratio, body.enabled)
+
+    def update() -> Bank:
+        if enabled is not None:
+            state.store.set_bank_enabled(bank_name, enabled)
+        return state.store.get_bank(bank_name)
+
+    bank = state.audited_write(who, "bank.update", bank_name, update,
+                               **({"enabled": enabled} if enabled is not None else {}))
+    return json_response(bank_config(bank))
+
+
+@router.delete("/bank/{bank_name}", summary="HMA: delete a bank (a missing bank is no error, as in HMA)")
+def hma_bank_delete(request: Request, who: CurateRole, bank_name: BankPath) -> Response:
+    state = get_state(request)
+    try:
+        state.audited_write(who, "bank.delete", bank_name, lambda: state.store.delete_bank(bank_name))
+    except BankNotFound:
+        pass  # nothing deleted, nothing audited
+    return json_response({"message": "Done"})
+
+
+def content_dict(e: Entry, bank: Bank, include_signals: bool, include_metadata: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": e.id, "disable_until_ts": 1 if e.enabled else 0,  # HMA's ENABLED / DISABLED
+        "original_media_uri": None, "bank": bank_config(bank),
+    }
+    if include_signals:  # HMA has one value per type: the first one
+        out["signals"] = {t: v[0] for t, v in e.signals.items() if v}
+    if include_metadata:
+        meta = dict(e.meta or {})
+        md: dict[str, Any] = {"content_id": e.content_id}
+        if set(meta) <= {"content_uri", "json"}:
+            md.update({k: v for k, v in meta.items() if v is not None})
+        else:  # meta written through /v1: all of it is the user's JSON
+            md["json"] = meta
+        out["metadata"] = md
+    if e.note is not None:
+        out["note"] = e.note
+    return out
+
+
+def _entry(state: ServiceState, bank_name: str, content_id: int) -> tuple[Bank, Entry]:
+    bank = state.store.get_bank(bank_name)
+    entry = state.store.get_entry_by_id(bank_name, content_id)
+    if entry is None:
+        raise NotFound(f"bank {bank_name!r} has no content {content_id}")
+    return bank, entry
+
+
+@router.get("/bank/{bank_name}/content/{content_id}", summary="HMA: one content item of a bank")
+def hma_content(
+    request: Request, _: CurateRole, bank_name: BankPath, content_id: ContentPath,
+    include_signals: Annotated[bool, Query()] = False,
+    include_metadata: Annotated[bool, Query()] = True,
+) -> Response:
+    bank, entry = _entry(get_state(request), bank_name, content_id)
+    return json_response(content_dict(entry, bank, include_signals, include_metadata))
+
+
+@router.delete("/bank/{bank_name}/content/{content_id}", summary="HMA: remove a content item {deleted: n}")
+def hma_content_delete(request: Request, who: CurateRole, bank_name: BankPath, content_id: ContentPath) -> Response:
+    state = get_state(request)
+    state.store.get_bank(bank_name)  # 404 for a missing bank
+    entry = state.store.get_entry_by_id(bank_name, content_id)
+    if entry is None:
+        return json_response({"deleted": 0})
+
+    def remove() -> bool:
+        return state.store.remove_entry(bank_name, entry.content_id)
+
+    removed = state.audited_write(who, "entry.remove", bank_name, remove, content_id=entry.content_id)
+    return json_response({"deleted": int(removed)})
+
+
+def _add(state: ServiceState, who: Principal, bank_name: str, content_id: str, signals: dict[str, str],
+         note: str | None, meta: dict[str, Any] | None) -> Response:
+    def add() -> Entry:
+        check_signal_cap(state, bank_name, content_id, len(signals))
+        state.store.add_entry(bank_name, content_id, signals, note=note, source=f"api:{who.actor}"[:4096], meta=meta)
+        entry = state.store.get_entry(bank_name, content_id)
+        assert entry is not None  # written just now, in this transaction
+        return entry
+
+    entry = state.audited_write(who, "entry.add", bank_name, add, content_id=content_id)
+    return json_response({"id": entry.id, "signals": signals})
+
+
+def _metadata(raw: str | None) -> HmaMetadata | None:
+    if raw is None:
+        return None
+    try:
+        return HmaMetadata.model_validate(orjson.loads(raw))
+    except (orjson.JSONDecodeError, ValidationError) as exc:
+        reason = "not JSON" if isinstance(exc, orjson.JSONDecodeError) else \
+            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        raise InputError("metadata", f"invalid metadata: {reason}",
+                         hint="a JSON object with content_id, content_uri and json, all optional") from None
+
+
+@router.post("/bank/{bank_name}/content",
+             summary="HMA: add one uploaded photo to a bank {id, signals} (content id: metadata's, else the "
+                     "file's SHA-256)")
+async def hma_content_add(
+    request: Request, who: CurateRole, bank_name: BankPath,
+    photo: Annotated[UploadFile, File(description="the image (HMA's field name)")],
+    metadata: Annotated[str | None, Form(max_length=70_000, description="JSON: content_id, content_uri, json")] = None,
+    note: Annotated[str | None, Form(max_length=4096)] = None,
+    types: TypesParam = None,
+) -> Response:
+    from fastapi.concurrency import run_in_threadpool
+
+    state = get_state(request)
+    wanted = photo_types(types)
+    md = _metadata(metadata)
+    if note is not None:
+        note = _text_field("note", note)
+    await run_in_threadpool(state.store.get_bank, bank_name)  # 404 before hashing
+    h = await hash_photo(request, state, photo)
+    signals = {name: signal_of(h, name) for name in wanted}
+    content_id = md.content_id if md is not None and md.content_id else h.sha256
+    meta = None
+    if md is not None and (md.content_uri is not None or md.json_ is not None):
+        meta = {k: v for k, v in (("content_uri", md.content_uri), ("json", md.json_)) if v is not None}
+    return await run_in_threadpool(_add, state, who, bank_name, content_id, signals, note or None, meta)
+
+
+def _text_field(name: str, value: str) -> str:
+    class _T(BaseModel):
+        v: Text
+
+    try:
+        return _T(v=value).v
+    except ValidationError:
+        raise InputError(name, "control characters other than tab and newline are not allowed") from None
+
+
+SignalBody = Annotated[dict[Line, Line], Field(min_length=1, max_length=16)]
+
+
+@router.post("/bank/{bank_name}/signal",
+             summary="HMA: add signals to a bank {type: value, note?} -> {id, signals} (content id: the first value)")
+def hma_signal_add(request: Request, who: CurateRole, bank_name: BankPath, body: SignalBody) -> Response:
+    state = get_state(request)
+    data = dict(body)
+    note = data.pop("note", None)
+    if not data:
+        raise InvalidBankInput("no signals given", hint='e.g. {"pdq": "<64 hex digits>"}')
+    signals: dict[str, str] = {}
+    for name, value in data.items():
+        canonical_name, canonical = signal_types.normalize(name, value)
+        signals[canonical_name] = canonical
+    state.store.get_bank(bank_name)  # 404 before anything else
+    # One content per hash: adding the same first value again adds to that entry.
+    content_id = next(iter(signals.values()))
+    return _add(state, who, bank_name, content_id, signals, _text_field("note", note) if note else None, None)
+
+
+@router.get("/signal_type", summary="HMA: signal types [{name, enabled_ratio}]")
+def hma_signal_types(_: MatchRole) -> Response:
+    return json_response([{"name": st.name, "enabled_ratio": 1.0} for st in signal_types.all_types()])
+
+
+@router.get("/content_type", summary="HMA: content types [{name, enabled}]")
+def hma_content_types(_: MatchRole) -> Response:
+    # assay hashes photos; HMA's video type is not computed.
+    return json_response([{"name": "photo", "enabled": True}, {"name": "video", "enabled": False}])

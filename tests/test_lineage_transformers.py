@@ -298,3 +298,18 @@ def test_a_fine_tune_converted_to_gguf_stays_a_fine_tune(tmp_path: Path, llama_w
     assert "Q8_0 rounding" in rep.derived[0].explanation
     rep = answer(fingerprint_file(_write_gguf(tmp_path / "ft16.gguf", llama_world["A_ft2"], None)), bank)
     assert [d.entry for d in rep.derived] == ["flagged/A"] and not rep.same
+
+
+def test_peft_lora_of_a_bert_classifier_is_banked_and_found(tmp_path: Path) -> None:
+    base = random_model(bert_specs("bert."), 30)
+    tensors, deltas = _peft_lora(base, 4, 31, ("attention.self.query", "attention.self.value"))
+    assert tensors and all(k.startswith("base_model.model.bert.encoder.layer.") for k in tensors)
+    lora = fingerprint_file(_write_peft(tmp_path / "adapter", tensors, 4))
+    merged = {k: v + 0.5 * deltas[k] if k in deltas else v for k, v in base.items()}
+    # the suspect is re-saved as a plain BertModel: no "bert." prefix, no classifier
+    suspect = {k.removeprefix("bert."): v for k, v in merged.items() if k.startswith("bert.")}
+    bank = [BankModel("flagged", "bert", "base", fp(base)), BankModel("flagged", "lora", "lora", lora)]
+    rep = answer(fp(suspect), bank)
+    assert [lo.entry for lo in rep.loras] == ["flagged/lora"], rep.explanations()
+    assert abs(rep.loras[0].strength - 0.5) <= 0.05
+    assert "vae" not in " ".join(rep.explanations())

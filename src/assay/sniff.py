@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .pickleops import OPCODES, probe
 
-HEAD_BYTES = 64
+HEAD_BYTES = 512  # a tar header is one 512-byte block ("ustar" at offset 257)
 PICKLE_PROBE_BYTES = 64 * 1024  # header-less pickles: opcodes followed this far first
 MAX_PICKLE_PROBE_BYTES = 16 * 1024**2  # ... and this far when they stay consistent
 _HDF5 = b"\x89HDF\r\n\x1a\n"
@@ -19,8 +19,8 @@ _AVIF_BRANDS = {b"avif", b"avis"}
 
 @dataclass(frozen=True)
 class Sniffed:
-    kind: str  # "image" | "model" | "other"
-    format: str  # "jpeg", "png", ..., "safetensors", "zip", "pickle", "gguf", "unknown"
+    kind: str  # "image" | "model" | "archive" | "other"
+    format: str  # "jpeg", "png", ..., "safetensors", "zip", "tar", "7z", "pickle", "gguf", "unknown"
 
 
 def sniff_bytes(head: bytes, size: int | None = None) -> Sniffed:
@@ -49,9 +49,8 @@ def sniff_bytes(head: bytes, size: int | None = None) -> Sniffed:
     if h[:4] == b"GGUF":
         return Sniffed("model", "gguf")
     if h[:4] == b"PK\x03\x04" or h[:4] == b"PK\x05\x06":
-        # Zip: a PyTorch checkpoint or TorchScript archive, or any other zip;
-        # the model readers look inside and decide.
-        return Sniffed("model", "zip")
+        # Zip: an archive, unless its members say it is a model (sniff_path looks).
+        return Sniffed("archive", "zip")
     if len(h) >= 10 and _looks_like_safetensors(h, size):
         return Sniffed("model", "safetensors")
     if len(h) >= 2 and h[0] == 0x80 and 2 <= h[1] <= 5:
@@ -60,10 +59,38 @@ def sniff_bytes(head: bytes, size: int | None = None) -> Sniffed:
         return Sniffed("model", "npy")  # object arrays are pickles; others are tensors
     if h.startswith(_HDF5):
         return Sniffed("model", "hdf5")  # Keras .h5 models (config may carry code)
+    # Archive magic is exact; the header-less pickle test below is a heuristic.
+    archive = _archive_format(h)
+    if archive is not None:
+        return Sniffed("archive", archive)
     if h and h[0] in OPCODES and probe(h, more=size is None or size > len(h)):
         # Protocol 0/1 pickles have no header: a consistent parse of the opcodes.
         return Sniffed("model", "pickle")
     return Sniffed("other", "unknown")
+
+
+def _archive_format(h: bytes) -> str | None:
+    if h[:6] == b"7z\xbc\xaf\x27\x1c":
+        return "7z"
+    if h[:3] == b"\x1f\x8b\x08":
+        return "gzip"
+    if h[:6] == b"\xfd7zXZ\x00":
+        return "xz"
+    if h[:3] == b"BZh" and h[3:4] in b"123456789" and len(h) >= 10 and h[4:10] in (
+            b"1AY&SY", b"\x17rE8P\x90"):
+        return "bzip2"
+    if len(h) >= 512 and (h[257:262] == b"ustar" or _tar_checksum_ok(h)):
+        return "tar"
+    return None
+
+
+def _tar_checksum_ok(h: bytes) -> bool:
+    """An old (v7) tar header: no magic, but a checksum over its 512 bytes."""
+    field = h[148:156]
+    digits = field.replace(b"\x00", b" ").strip()
+    if not digits or not all(48 <= c <= 55 for c in digits) or h[0] == 0:
+        return False
+    return int(digits, 8) == sum(h[:148]) + 8 * 32 + sum(h[156:512])
 
 
 def _looks_like_safetensors(h: bytes, size: int | None) -> bool:
@@ -102,6 +129,10 @@ def sniff_path(path: Path) -> Sniffed:
     with path.open("rb") as f:
         head = f.read(HEAD_BYTES)
         found = sniff_bytes(head, size)
+        if found.format == "zip":
+            from .containers import is_model_zip
+
+            return Sniffed("model", "zip") if is_model_zip(path) else found
         if found.kind == "other" and path.name == "saved_model.pb" and head[:1] in (b"\x08", b"\x12"):
             # TensorFlow SavedModel protobuf (schema version, then meta graphs): no
             # magic number, so the name it must have and its first field decide.

@@ -7,9 +7,12 @@ the order they finish. One bad file becomes an error record; the scan goes on.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing as mp
 import os
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ScanSettings
@@ -104,6 +107,21 @@ def analyze_item(item: WalkItem, settings: ScanSettings, analyzers: Sequence[Ana
     return record
 
 
+def analyze_entry(item: WalkItem, settings: ScanSettings, analyzers: Sequence[Analyzer]) -> Iterator[FileRecord]:
+    """Records of one walked path: one, or for an archive, one per member (nested
+    archives included) and then the archive's own. Never raises for a bad file."""
+    record = analyze_item(item, settings, analyzers)
+    if record.kind != "archive" or any(e.stage == "read" for e in record.errors):
+        yield record
+        return
+    from ..containers import walk_archive
+
+    def analyze_member(path: Path) -> FileRecord:
+        return analyze_item(WalkItem(path), settings, analyzers)
+
+    yield from walk_archive(item.path, record, analyze_member, settings.limits)
+
+
 def _folder_size(path: Path) -> int:
     total = 0
     for dirpath, _dirs, files in os.walk(path):
@@ -126,9 +144,46 @@ def _init_worker(settings: ScanSettings, factory: AnalyzerFactory) -> None:
     _W_ANALYZERS = factory(settings)
 
 
-def _work(item: WalkItem) -> FileRecord:
+@dataclass(frozen=True)
+class _Spool:
+    """Records of one item (an archive's members) in a temporary JSON Lines file: the
+    worker writes them as they come, the parent reads them back one at a time, so
+    neither holds a big archive's records in memory."""
+
+    path: str
+    count: int
+
+
+def _work(item: WalkItem) -> FileRecord | _Spool:
     assert _W_SETTINGS is not None
-    return analyze_item(item, _W_SETTINGS, _W_ANALYZERS)
+    records = analyze_entry(item, _W_SETTINGS, _W_ANALYZERS)
+    first = next(records)
+    second = next(records, None)
+    if second is None:
+        return first
+    fd, spool = tempfile.mkstemp(prefix="assay-spool-", suffix=".jsonl")
+    count = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for rec in itertools.chain((first, second), records):
+                f.write(rec.model_dump_json(by_alias=True) + "\n")
+                count += 1
+    except BaseException:
+        os.unlink(spool)
+        raise
+    return _Spool(spool, count)
+
+
+def _unspool(result: FileRecord | _Spool) -> Iterator[FileRecord]:
+    if isinstance(result, FileRecord):
+        yield result
+        return
+    try:
+        with open(result.path, encoding="utf-8") as f:
+            for line in f:
+                yield FileRecord.model_validate_json(line)
+    finally:
+        os.unlink(result.path)
 
 
 def analyze_all(
@@ -140,12 +195,13 @@ def analyze_all(
     if settings.workers <= 1:
         analyzers = factory(settings)
         for item in items:
-            yield analyze_item(item, settings, analyzers)
+            yield from analyze_entry(item, settings, analyzers)
         return
     # fork shares the parent's imports; the index stays in the parent only.
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
     with ctx.Pool(settings.workers, initializer=_init_worker, initargs=(settings, factory)) as pool:
-        yield from pool.imap_unordered(_work, items, chunksize=4)
+        for result in pool.imap_unordered(_work, items, chunksize=4):
+            yield from _unspool(result)
 
 
 def collect_items(inputs: Iterable[str | Path], *, follow_symlinks: bool = False) -> list[WalkItem]:

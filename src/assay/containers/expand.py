@@ -1,0 +1,229 @@
+"""Walk an archive's members as files: bounded temporary copies, the same analyzers.
+
+Every member is copied into a private temporary folder under a name assay makes up
+(never the member's own name, so no member can land outside it), analysed by the
+caller's function exactly as a file on disk would be, relabelled with its path in
+the archive (``case.zip!/dir/a.jpg``) and deleted before the next member is read.
+Nested archives are walked the same way, to ``max_archive_depth``. Budgets (members,
+uncompressed bytes, compression ratio) are shared by an outermost archive and all
+archives inside it: a bomb ends that archive's walk with an error record, and the
+scan goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from ..config import Limits
+from ..report.schema import ErrorInfo, FileRecord
+from .members import ArchiveError, Member, safe_suffix, unsafe_name
+from .sevenzip import sevenzip_members
+from .tars import STREAM_ERRORS, tar_members
+from .zips import zip_members
+
+AnalyzeFile = Callable[[Path], FileRecord]
+ARCHIVE_FORMATS = frozenset({"zip", "tar", "gzip", "bzip2", "xz", "7z"})
+_CHUNK = 1024 * 1024
+
+
+@dataclass
+class _Budget:
+    limits: Limits
+    root_size: int = 1  # bytes of the outermost archive: the ratio is taken against it
+    members: int = 0
+    bytes_out: int = 0
+
+
+class _Stop(Exception):
+    """Ends the walk of the current archive (and its parents: the budget is shared)."""
+
+    def __init__(self, record_error: ErrorInfo) -> None:
+        self.error = record_error
+
+
+def walk_archive(path: Path, record: FileRecord, analyze: AnalyzeFile, limits: Limits) -> Iterator[FileRecord]:
+    """Records of every member of the archive at ``path`` (whose own record is
+    ``record``, already analysed as a file), then ``record`` itself with any problem
+    of the walk added to its errors. Never raises for a bad archive."""
+    tmp = Path(tempfile.mkdtemp(prefix="assay-members-"))
+    try:
+        budget = _Budget(limits)
+        try:
+            budget.root_size = max(path.stat().st_size, 1)
+        except OSError:
+            pass  # the reader reports the unreadable archive
+        yield from _walk(path, record, analyze, budget, tmp, depth=1)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _walk(path: Path, record: FileRecord, analyze: AnalyzeFile, budget: _Budget, tmp: Path,
+          depth: int) -> Iterator[FileRecord]:
+    limits = budget.limits
+    display = record.path
+    try:
+        members = _members(path, record.format or "", display, tmp, limits)
+        try:
+            for m in members:
+                yield from _one(m, display, analyze, budget, tmp, depth)
+        finally:
+            members.close()  # type: ignore[attr-defined]  # ends a 7z reader's thread now
+    except ArchiveError as exc:
+        record.errors.append(ErrorInfo(stage="archive", code=exc.code, message=exc.reason))
+    except _Stop as stop:
+        record.errors.append(stop.error)
+        if depth > 1:
+            yield record
+            raise
+    except Exception as exc:  # a reader bug must not stop the scan; report it plainly
+        record.errors.append(ErrorInfo(stage="archive", code="internal-error",
+                                       message=f"{type(exc).__name__}: {exc} (please report this as a bug)"))
+    yield record
+
+
+def _members(path: Path, fmt: str, display: str, tmp: Path, limits: Limits) -> Iterator[Member]:
+    if fmt == "zip":
+        return zip_members(path, limits.max_archive_members)
+    if fmt == "7z":
+        return sevenzip_members(path, tmp, limits.max_archive_members, limits.max_file_bytes,
+                                limits.max_archive_bytes)
+    if fmt in ("tar", "gzip", "bzip2", "xz"):
+        return tar_members(path, fmt, display)
+    raise ArchiveError(f"archive format {fmt!r} is not supported", code="unsupported-format")
+
+
+def _error(display: str, archive: str, code: str, message: str, size: int | None = None) -> FileRecord:
+    rec = FileRecord(path=display, kind="error", size=size, member_of=archive)
+    rec.errors.append(ErrorInfo(stage="archive", code=code, message=message))
+    return rec
+
+
+def _one(m: Member, archive: str, analyze: AnalyzeFile, budget: _Budget, tmp: Path,
+         depth: int) -> Iterator[FileRecord]:
+    limits = budget.limits
+    if m.kind in ("dir", "other"):
+        return
+    display = f"{archive}!/{m.name}"
+    budget.members += 1
+    if budget.members > limits.max_archive_members:
+        raise _Stop(ErrorInfo(stage="archive", code="too-large", message=(
+            f"more than {limits.max_archive_members} members (nested archives included); the rest not read")))
+    unsafe = unsafe_name(m.name)
+    if m.kind == "link":
+        rec = FileRecord(path=display, kind="link", format="symlink", link_target=m.link_target or "",
+                         member_of=archive)
+        if unsafe:
+            rec.errors.append(ErrorInfo(stage="archive", code="unsafe-name", message=unsafe))
+        yield rec
+        return
+    if m.encrypted:
+        yield _error(display, archive, "encrypted",
+                     "encrypted member: not decrypted (assay never guesses passwords)", m.size)
+        return
+    if m.problem:
+        yield _error(display, archive, "unsupported-format", m.problem, m.size)
+        return
+    if m.size is not None and m.size > limits.max_file_bytes:
+        yield _error(display, archive, "too-large",
+                     f"declares {m.size} bytes, over the file limit of {limits.max_file_bytes}; not read", m.size)
+        return
+    if (m.size is not None and m.compressed_size is not None and m.size > limits.max_ratio_floor
+            and m.size > limits.max_compression_ratio * max(m.compressed_size, 1)):
+        yield _error(display, archive, "archive-bomb", (
+            f"declares {m.size} bytes from {m.compressed_size} compressed (ratio over "
+            f"{limits.max_compression_ratio}:1): a compression bomb; not read"), m.size)
+        return
+    remaining = limits.max_archive_bytes - budget.bytes_out
+    if m.size is not None and m.size > remaining:
+        raise _Stop(ErrorInfo(stage="archive", code="archive-bomb", message=(
+            f"member {m.name!r} would take the uncompressed total over {limits.max_archive_bytes} bytes; "
+            "the rest not read")))
+    local = tmp / f"m{budget.members}-{depth}{safe_suffix(m.name)}"
+    try:
+        problem = _materialise(m, local, min(limits.max_file_bytes, remaining), budget)
+        if problem is not None:
+            yield _error(display, archive, *problem, size=m.size)
+            return
+        rec = _relabel(analyze(local), local, display, archive)
+        if unsafe:
+            rec.errors.append(ErrorInfo(stage="archive", code="unsafe-name", message=unsafe))
+        if rec.kind == "archive":
+            if depth >= limits.max_archive_depth:
+                rec.errors.append(ErrorInfo(stage="archive", code="too-deep", message=(
+                    f"archive nested {depth + 1} deep (limit {limits.max_archive_depth}); members not read")))
+                yield rec
+            else:
+                yield from _walk(local, rec, analyze, budget, tmp, depth + 1)
+        else:
+            yield rec
+    finally:
+        local.unlink(missing_ok=True)
+        if m.local_path is not None:
+            m.local_path.unlink(missing_ok=True)
+
+
+def _materialise(m: Member, local: Path, limit: int, budget: _Budget) -> tuple[str, str] | None:
+    """Copy the member to ``local`` within ``limit`` bytes; (code, message) if not."""
+    limits = budget.limits
+    if m.local_path is not None:  # the reader wrote it already (7z), within the file limit
+        budget.bytes_out += m.size or 0
+        if m.overflowed:
+            return "too-large", f"more than {limits.max_file_bytes} bytes, over the file limit; not analysed"
+        os.replace(m.local_path, local)
+        _check_ratio(budget)
+        return None
+    if m.open is None:
+        return "bad-input", "member has no content to read"
+    written = 0
+    try:
+        src: BinaryIO = m.open()
+        with open(local, "wb") as dst:
+            while chunk := src.read(_CHUNK):
+                written += len(chunk)
+                budget.bytes_out += len(chunk)
+                if written > limit:
+                    if limit < limits.max_file_bytes:
+                        raise _Stop(ErrorInfo(stage="archive", code="archive-bomb", message=(
+                            f"members expand beyond {limits.max_archive_bytes} bytes in all "
+                            "(archive bomb?); the rest not read")))
+                    return "too-large", f"more than {limit} bytes, over the file limit; not analysed"
+                dst.write(chunk)
+                _check_ratio(budget)
+    except _Stop:
+        raise
+    except (*STREAM_ERRORS, RuntimeError, NotImplementedError, MemoryError) as exc:
+        # zipfile raises RuntimeError for encryption it did not announce; BadZipFile on CRC
+        if not m.independent:
+            raise ArchiveError(f"corrupt data in member {m.name!r}: {exc}") from exc
+        return "decode-error", f"corrupt member data: {exc}"
+    if m.size is not None and written != m.size and m.compressed_size is not None:
+        return "decode-error", f"member declares {m.size} bytes but holds {written}"
+    return None
+
+
+def _check_ratio(budget: _Budget) -> None:
+    limits = budget.limits
+    if (budget.bytes_out > limits.max_ratio_floor
+            and budget.bytes_out > limits.max_compression_ratio * budget.root_size):
+        raise _Stop(ErrorInfo(stage="archive", code="archive-bomb", message=(
+            f"{budget.bytes_out} bytes out of a {budget.root_size}-byte archive (ratio over "
+            f"{limits.max_compression_ratio}:1): a compression bomb; the rest not read")))
+
+
+def _relabel(rec: FileRecord, local: Path, display: str, archive: str) -> FileRecord:
+    """The record of the temporary copy, as the member it is: its path in the archive,
+    and the temporary path replaced wherever an analyzer quoted it (error messages)."""
+    rec.path = display
+    rec.member_of = archive
+    raw = rec.model_dump_json(by_alias=True)
+    needle = json.dumps(str(local))[1:-1]
+    if needle in raw:
+        rec = FileRecord.model_validate_json(raw.replace(needle, json.dumps(display)[1:-1]))
+    return rec

@@ -1,0 +1,89 @@
+"""Tar archives (plain, gzip, bzip2, xz), read as one forward stream.
+
+Stream mode (``r|*``) never seeks, so a compressed tar is decompressed once, member
+by member; the reader forgets each header after use (tarfile would keep them all).
+A gzip/bzip2/xz file that is not a tar is one member: the decompressed stream.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import tarfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from .members import ArchiveError, Member
+
+_OPENERS = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}
+# What a corrupt or hostile stream makes the standard library raise.
+STREAM_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError, ValueError,
+                 UnicodeDecodeError, OverflowError)
+
+
+def tar_members(path: Path, fmt: str, display_name: str) -> Iterator[Member]:
+    with open(path, "rb") as raw:
+        if fmt != "tar" and not _is_tar_inside(raw, fmt):
+            yield from _single_stream(path, fmt, display_name)
+            return
+        raw.seek(0)
+        try:
+            tf = tarfile.open(fileobj=raw, mode="r|*")
+        except STREAM_ERRORS as exc:
+            raise ArchiveError(f"not a readable tar archive: {exc}") from exc
+        with tf:
+            while True:
+                try:
+                    ti = tf.next()
+                except STREAM_ERRORS as exc:
+                    raise ArchiveError(f"corrupt tar stream: {exc}") from exc
+                if ti is None:
+                    return
+                tf.members.clear()  # stream mode needs none of them; keep memory flat
+                yield _member(tf, ti)
+
+
+def _is_tar_inside(raw: BinaryIO, fmt: str) -> bool:
+    try:
+        with _OPENERS[fmt](raw, "rb") as f:  # type: ignore[operator]
+            block = f.read(512)
+    except STREAM_ERRORS:
+        return True  # let the tar reader report the corruption
+    if len(block) < 512:
+        return False
+    try:
+        tarfile.TarInfo.frombuf(block, tarfile.ENCODING, "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
+
+
+def _member(tf: tarfile.TarFile, ti: tarfile.TarInfo) -> Member:
+    m = Member(name=ti.name, size=ti.size)
+    if ti.isdir():
+        m.kind = "dir"
+    elif ti.issym() or ti.islnk():
+        m.kind = "link"
+        m.link_target = ti.linkname
+        m.size = None
+    elif ti.isfile():
+        m.open = lambda: tf.extractfile(ti)  # type: ignore[assignment,return-value]
+    else:
+        m.kind = "other"  # devices, fifos: nothing to read
+    return m
+
+
+def _single_stream(path: Path, fmt: str, display_name: str) -> Iterator[Member]:
+    base = display_name.rsplit("!/", 1)[-1].rsplit("/", 1)[-1]
+    for suffix in (".gz", ".tgz", ".bz2", ".xz", ".gzip", ".z"):
+        if base.lower().endswith(suffix) and len(base) > len(suffix):
+            base = base[: -len(suffix)]
+            break
+    else:
+        base = base + ".decompressed"
+    with _OPENERS[fmt](path, "rb") as f:  # type: ignore[operator]
+        yield Member(name=base, open=lambda: f)  # type: ignore[arg-type,return-value]
+

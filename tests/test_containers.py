@@ -375,7 +375,7 @@ def test_members_match_banks_and_read_well(tmp_path: Path, images: dict[str, byt
 
     hashes = tmp_path / "h.txt"
     hashes.write_text("signal_type,value,content_id,note\nmd5," + hashlib.md5(images["a.jpg"]).hexdigest() + ",c1,\n")
-    assert runner.invoke(app, ["--db", db, "bank", "create", "known"]).exit_code == 0
+    assert runner.invoke(app, ["--db", db, "bank", "create", "known", "--create"]).exit_code == 0
     res = runner.invoke(app, ["--db", db, "bank", "import", "known", str(hashes)])
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["--db", db, "scan", str(case), "-o", str(tmp_path / "r.jsonl"), "--fail-on-match",

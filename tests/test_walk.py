@@ -128,7 +128,7 @@ def test_unreadable_folder_is_an_error_record_and_the_scan_goes_on(
     report = tmp_path / "r.jsonl"
     code, out, errtext = _scan(str(ev), "-o", str(report))
     assert code == 0 and "Traceback" not in out + errtext
-    assert "1 files (see the report)" in out
+    assert "│ errors        │ 1 file (1 unreadable); see the report" in out
 
 
 def test_unreadable_file_is_an_error_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -99,6 +99,7 @@ def scan(
 
 
 _KIND_NAMES = {"image": ("image", "images"), "model": ("model file", "model files"),
+               "archive": ("archive", "archives"), "link": ("link", "links"),
                "other": ("other file", "other files"), "error": ("unreadable", "unreadable")}
 
 

@@ -29,16 +29,21 @@ _KERAS_ROOT = {"config.json", "metadata.json", "model.weights.h5", "model.weight
 
 def is_model_zip(path: Path) -> bool:
     """True when the zip at ``path`` is a model file in itself (PyTorch zip checkpoint,
-    TorchScript, Keras v3). Every member must fit the layout, so that files added to
-    a model archive (or a model archive's names added to a case zip) are not hidden
-    from the scan: such a zip is walked as an archive and its pickles are scanned as
-    members. An unreadable zip is not a model here; the archive walker reports it."""
+    TorchScript, Keras v3, numpy .npz), as the model readers judge it. For PyTorch and
+    Keras every member must also fit that layout, so that files added to a model
+    archive (or a model's names added to a case zip) are not hidden from the scan:
+    such a zip is walked as an archive, and its pickles are scanned as members."""
+    from ..models.formats import model_archive_kind
+
+    kind = model_archive_kind(path)
+    if kind is None or kind == "npz":  # npz: every member is .npy, read by the npz reader
+        return kind == "npz"
     try:
         with zipfile.ZipFile(path) as zf:
             names = [n for n in zf.namelist() if not n.endswith("/")]
     except Exception:  # hostile central directories raise many types
         return False
-    return _torch_layout(names) or _keras_layout(names)
+    return _torch_layout(names) if kind == "torch" else _keras_layout(names)
 
 
 def _torch_layout(names: list[str]) -> bool:

@@ -19,6 +19,12 @@ Formats (detected from the content when ``fmt`` is None):
 ``jsonl``  one JSON object per line, either
            ``{"signal_type": "pdq", "value": "...", "content_id": "...", "note": ..., "meta": {...}}``
            or ``{"content_id": "...", "signals": {"pdq": "...", "md5": ["...", "..."]}, ...}``.
+``vics``   Project VIC VICS JSON (an OData ``value`` list of Media), see :mod:`.hashsets`.
+``nsrl``   NIST NSRL RDS v3, a SQLite database (a file, not a stream), see :mod:`.hashsets`.
+
+A CSV may have a single column named after its type (``md5``, ``SHA-1``...), and
+several type-named columns (``MD5,SHA1``) give one entry several signals; without a
+content id column the first hash names the entry.
 """
 
 from __future__ import annotations
@@ -32,10 +38,13 @@ from typing import IO, Any, Literal, TextIO
 
 from .. import signals as signal_types
 from ..errors import AssayError, BankImportError, InputError, InvalidBankInput
+from . import hashsets
 from .store import MAX_PROBLEMS, Entry, ImportRecord, Store, check_record
 
-Format = Literal["list", "csv", "jsonl"]
-FORMATS: tuple[Format, ...] = ("list", "csv", "jsonl")
+Format = Literal["list", "csv", "jsonl", "vics", "nsrl"]
+FORMATS: tuple[Format, ...] = ("list", "csv", "jsonl", "vics", "nsrl")
+EXPORT_FORMATS: tuple[Format, ...] = ("list", "csv", "jsonl")
+KNOWN_GOOD_FORMATS: tuple[Format, ...] = ("nsrl",)  # hash sets of known files, never flagged
 MAX_LINE = 1024 * 1024  # bytes; a longer "line" is not a hash-bank line
 
 _ALIASES: dict[str, str] = {}
@@ -70,7 +79,36 @@ def parse_file(path: str | Path, fmt: Format | None = None, signal_type: str = "
         fh = p.open("rb")
     except OSError as exc:
         raise InputError(p, f"cannot read: {exc.strerror or exc}") from None
+    if fmt == "nsrl" or (fmt is None and hashsets.is_sqlite(fh.peek(16)[:16])):
+        fh.close()
+        return _nsrl(p)
     return _closing(fh, parse_stream(fh, str(p), fmt, signal_type))
+
+
+def detect_format(path: str | Path) -> Format:
+    """The format ``parse_file`` would read ``path`` as (InputError if unreadable)."""
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            head = fh.read(64 * 1024)
+    except OSError as exc:
+        raise InputError(p, f"cannot read: {exc.strerror or exc}") from None
+    if hashsets.is_sqlite(head):
+        return "nsrl"
+    text = head.decode("utf-8", "replace")
+    if hashsets.looks_like_vics(text):
+        return "vics"
+    for line in text.splitlines():
+        s = line.strip()
+        if s and not s.startswith("#"):
+            return _detect(s)
+    return "list"
+
+
+def _nsrl(p: Path) -> Iterator[ImportRecord]:
+    problems = _Problems(str(p))
+    yield from hashsets.parse_nsrl(p, problems)
+    problems.finish()
 
 
 def parse_stream(
@@ -78,6 +116,20 @@ def parse_stream(
 ) -> Iterator[ImportRecord]:
     """Like parse_file, over an open binary stream (``source`` names it in errors)."""
     problems = _Problems(source)
+    if fmt == "nsrl":
+        raise InputError(source, "an NSRL RDS database is read from a file, not a stream")
+    if fmt is None or fmt == "vics":
+        stream = _Peekable(stream)
+        head = stream.head()
+        if fmt is None and hashsets.is_sqlite(head):
+            raise InputError(source, "an NSRL RDS database is read from a file, not a stream")
+        if fmt == "vics" or hashsets.looks_like_vics(head.decode("utf-8", "replace")):
+            try:
+                yield from hashsets.parse_vics(stream, source, problems)
+            except InvalidBankInput as exc:  # the document itself is broken: name the file
+                raise InputError(source, str(exc)) from None
+            problems.finish()
+            return
     lines = _Lines(stream, problems)
     first = lines.first_meaningful()
     if first is not None:
@@ -89,6 +141,41 @@ def parse_stream(
         else:
             yield from _parse_list(lines, first, problems, signal_type)
     problems.finish()
+
+
+class _Peekable:
+    """A binary stream whose first bytes can be looked at before it is read."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._head = b""
+        self.name = getattr(stream, "name", "?")
+
+    def head(self, n: int = 4096) -> bytes:
+        while len(self._head) < n:
+            more = self._stream.read(n - len(self._head))
+            if not more:
+                break
+            self._head += more
+        return self._head
+
+    def read(self, n: int = -1) -> bytes:
+        if self._head:
+            out, self._head = (self._head, b"") if n < 0 or n >= len(self._head) else (self._head[:n], self._head[n:])
+            return out
+        return self._stream.read(n)
+
+    def readline(self, limit: int = -1) -> bytes:
+        if self._head:
+            i = self._head.find(b"\n")
+            end = len(self._head) if i < 0 else i + 1
+            if limit >= 0:
+                end = min(end, limit)
+            out, self._head = self._head[:end], self._head[end:]
+            if out.endswith(b"\n") or (limit >= 0 and len(out) >= limit):
+                return out
+            return out + self._stream.readline(-1 if limit < 0 else limit - len(out))
+        return self._stream.readline(limit)
 
 
 def _closing(fh: IO[bytes], records: Iterator[ImportRecord]) -> Iterator[ImportRecord]:
@@ -104,9 +191,19 @@ def _detect(line: str) -> Format:
     s = line.strip()
     if s.startswith("{"):
         return "jsonl"
-    if "," in s or "\t" in s or _header_name(s) in _ALIASES:
-        return "csv"
+    if "," in s or "\t" in s or _header_name(s) in _ALIASES or _type_column(_header_name(s)) is not None:
+        return "csv"  # a one-column CSV whose header names its type ("md5", "SHA-1")
     return "list"
+
+
+def _type_column(name: str) -> str | None:
+    """The signal type a CSV column is named after ("md5", "SHA-1", "sha_256"), or None."""
+    for candidate in (name, name.replace("_", "")):
+        try:
+            return signal_types.get(candidate).name
+        except AssayError:
+            continue
+    return None
 
 
 class _Problems:
@@ -214,9 +311,10 @@ def _columns(header: list[str]) -> _Columns:
                 raise InvalidBankInput(f"CSV header names the {key} column twice ({header[canon[key]]!r}, {header[i]!r})")
             canon[key] = i
             continue
-        try:
-            wide.append((i, signal_types.get(name).name))
-        except AssayError:
+        typ = _type_column(name)
+        if typ is not None:
+            wide.append((i, typ))
+        else:
             extra.append(i)
     if "value" in canon:
         extra += [i for i, _ in wide]  # with a value column, type-named columns are just data
@@ -384,8 +482,8 @@ def _signal(signal_type: object, value: object) -> tuple[str, str]:
 def _record(cid: str | None, signals: list[tuple[str, str]], note: str | None,
             meta: dict[str, Any] | None, n: int) -> ImportRecord:
     if cid is None:
-        if len(signals) > 1:
-            raise InvalidBankInput("content_id is required when a line gives several signals")
+        # Several hashes of one file (an "MD5,SHA1" hash set): the first names the entry,
+        # as a lone hash does.
         cid = signals[0][1]
     rec = ImportRecord(cid, tuple(signals), note, meta, line=n)
     check_record(rec)  # content id, note and meta limits: report them here, with the line
@@ -403,8 +501,8 @@ def export(store: Store, bank: str, fmt: Format, out: TextIO, signal_type: str |
     one signal type only (``signal_type``, needed when the bank holds several) and
     loses everything else. The enabled flag of entries is not exported.
     """
-    if fmt not in FORMATS:
-        raise InvalidBankInput(f"unknown bank file format {fmt!r} (known: {', '.join(FORMATS)})")
+    if fmt not in EXPORT_FORMATS:
+        raise InvalidBankInput(f"cannot export as {fmt!r} (export formats: {', '.join(EXPORT_FORMATS)})")
     stats = store.stats(bank)
     if fmt == "list":
         if signal_type is None:

@@ -58,6 +58,15 @@ def skip_reason(q: Query, include_low_quality: bool = False) -> str | None:
     return None
 
 
+def split_known_good(matches: list[Match]) -> tuple[list[Match], list[Match]]:
+    """(findings, known-good hits). A hit in a known-good bank is never a finding; only
+    an exact one marks the file known-good (a short hash or a near-duplicate image says
+    too little to clear a file)."""
+    findings = [m for m in matches if m.bank_kind != "known-good"]
+    known = [m for m in matches if m.bank_kind == "known-good" and m.strength == "exact"]
+    return findings, known
+
+
 def strength_of(st: signal_types.SignalType, mode: str | None) -> str:
     # A hash read from an image's metadata only says the image NAMES a file with that
     # hash, whatever the hash's own strength.
@@ -228,6 +237,7 @@ class Matcher:
                     value=ref.value,
                     distance=dist,
                     strength=strength_of(st, q.mode),
+                    bank_kind="known-good" if ref.bank_kind == "known-good" else None,
                     query=pos,
                     query_variant=q.variant,
                     note=ref.note,

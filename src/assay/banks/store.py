@@ -105,6 +105,9 @@ banks_table = sa.Table(
     sa.Column("pdq_threshold", sa.Integer, nullable=True),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("updated_at", sa.DateTime, nullable=False),
+    # Only a server default: inserts that do not name it (stores at older revisions, see
+    # tests) must not send the column at all.
+    sa.Column("kind", sa.String(16), nullable=False, server_default="flagged"),
     sqlite_autoincrement=True,
 )
 
@@ -159,6 +162,12 @@ changes_table = sa.Table(
 # ---------------------------------------------------------------------------------------
 # Values handed out: small frozen dataclasses, never ORM objects or rows.
 # ---------------------------------------------------------------------------------------
+#: What a hit in a bank means. "flagged": the file is a finding (what every bank was
+#: before kinds existed). "known-good": a hash set of known files (e.g. NSRL): an exact
+#: hit marks the file known-good and keeps it out of the findings.
+BANK_KINDS: Final = ("flagged", "known-good")
+
+
 @dataclass(frozen=True)
 class Bank:
     id: int
@@ -168,6 +177,7 @@ class Bank:
     pdq_threshold: int | None
     created_at: datetime
     updated_at: datetime
+    kind: str = "flagged"
 
 
 @dataclass(frozen=True)
@@ -264,6 +274,7 @@ class SignalRef:
     note: str | None
     bank_pdq_threshold: int | None
     entry_id: int = 0
+    bank_kind: str = "flagged"
 
 
 class _Unset:
@@ -521,10 +532,12 @@ class Store:
         return row
 
     # -- banks -------------------------------------------------------------------------
-    def create_bank(self, name: str, description: str = "", pdq_threshold: int | None = None) -> Bank:
+    def create_bank(self, name: str, description: str = "", pdq_threshold: int | None = None,
+                    kind: str = "flagged") -> Bank:
         _check_bank_name(name)
         _check_text("description", description, MAX_NOTE)
         _check_threshold(pdq_threshold)
+        _check_kind(kind)
         now = _now()
         with self._write(f"creating bank {name!r}") as conn:
             exists = conn.execute(sa.select(banks_table.c.id).where(banks_table.c.name == name)).first()
@@ -534,7 +547,7 @@ class Store:
             conn.execute(
                 banks_table.insert().values(
                     name=name, description=description, enabled=True,
-                    pdq_threshold=pdq_threshold, created_at=now, updated_at=now,
+                    pdq_threshold=pdq_threshold, created_at=now, updated_at=now, kind=kind,
                 )
             )
             return _bank(self._bank_row(conn, name))
@@ -1004,12 +1017,13 @@ class Store:
             for i in range(0, len(ids), _IN_CHUNK):
                 q = (
                     sa.select(s.c.id, b.c.name, e.c.content_id, s.c.signal_type, s.c.value, e.c.note, b.c.pdq_threshold,
-                              e.c.id)
+                              e.c.id, b.c.kind)
                     .join(e, e.c.id == s.c.entry_id).join(b, b.c.id == s.c.bank_id)
                     .where(s.c.id.in_(ids[i : i + _IN_CHUNK]), e.c.enabled, b.c.enabled)
                 )
                 for r in conn.execute(q):
-                    out[int(r[0])] = SignalRef(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], int(r[7]))
+                    out[int(r[0])] = SignalRef(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], int(r[7]),
+                                               r[8] or "flagged")
         return out
 
     def bank_thresholds(self) -> dict[int, int | None]:
@@ -1254,6 +1268,11 @@ def _check_bank_name(name: object) -> None:
             "starting with a letter or digit")
 
 
+def _check_kind(kind: object) -> None:
+    if kind not in BANK_KINDS:
+        raise InvalidBankInput(f"invalid bank kind {kind!r}: expected one of {', '.join(BANK_KINDS)}")
+
+
 def _check_threshold(t: object) -> None:
     if t is None:
         return
@@ -1284,6 +1303,7 @@ def _bank(row: sa.Row[Any]) -> Bank:
     return Bank(
         id=int(row.id), name=row.name, description=row.description or "", enabled=bool(row.enabled),
         pdq_threshold=row.pdq_threshold, created_at=_utc(row.created_at), updated_at=_utc(row.updated_at),
+        kind=row.kind or "flagged",
     )
 
 

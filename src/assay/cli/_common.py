@@ -56,6 +56,8 @@ class Fmt(StrEnum):
     list = "list"
     csv = "csv"
     jsonl = "jsonl"
+    vics = "vics"
+    nsrl = "nsrl"
 
 
 _state: dict[str, Any] = {"db": None, "create": False}

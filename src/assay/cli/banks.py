@@ -15,12 +15,18 @@ from ._common import CreateOpt, DbOpt, Fmt, JsonOpt, _emit_json, _esc, _store, b
 
 
 # ---------------------------------------------------------------------------------- bank
+class BankKind(StrEnum):
+    flagged = "flagged"
+    known_good = "known-good"
+
+
 def _bank_dict(b: Any, stats: Any | None = None) -> dict[str, Any]:
     d = {
         "name": b.name,
         "description": b.description,
         "enabled": b.enabled,
         "pdq_threshold": b.pdq_threshold,
+        "kind": b.kind,
         "created_at": _iso(b.created_at),
     }
     if stats is not None:
@@ -39,13 +45,17 @@ def bank_create(
     name: str,
     description: Annotated[str, typer.Option(help="What this bank holds.")] = "",
     threshold: Annotated[int | None, typer.Option(help="PDQ match threshold of this bank.")] = None,
+    kind: Annotated[BankKind, typer.Option(
+        help="flagged: a hit is a finding; known-good: a hash set of known files (e.g. NSRL) whose "
+             "exact hits mark a file known-good and keep it out of the findings.")] = BankKind.flagged,
     db: DbOpt = None,
     create: CreateOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Create an empty bank."""
     with _store(db, create=create) as store:
-        b = store.create_bank(name, description=description, pdq_threshold=threshold)
+        b = store.create_bank(name, description=description, pdq_threshold=threshold,
+                              kind=kind.value)
     _emit_json(_bank_dict(b)) if json_out else out.print(f"created bank {_esc(b.name)}")
 
 
@@ -61,11 +71,11 @@ def bank_list(db: DbOpt = None, json_out: JsonOpt = False) -> None:
         out.print("no banks yet: create one with `assay bank create NAME`")
         return
     t = Table()
-    for c in ("bank", "enabled", "entries", "signals", "threshold", "description"):
+    for c in ("bank", "kind", "enabled", "entries", "signals", "threshold", "description"):
         t.add_column(c)
     for b, s in rows:
         sig = ", ".join(f"{n:,} {k}" for k, n in sorted(s.signals.items()))
-        t.add_row(_esc(b.name), "yes" if b.enabled else "no", f"{s.entries:,}", sig,
+        t.add_row(_esc(b.name), b.kind, "yes" if b.enabled else "no", f"{s.entries:,}", sig,
                   str(b.pdq_threshold if b.pdq_threshold is not None else "default"), _esc(b.description or ""))
     out.print(t)
 
@@ -88,7 +98,7 @@ def bank_show(
         d["entries_listed"] = [_entry_dict(e) for e in entries]
         _emit_json(d)
         return
-    out.print(f"bank [bold]{_esc(b.name)}[/bold] ({'enabled' if b.enabled else 'disabled'}), "
+    out.print(f"bank [bold]{_esc(b.name)}[/bold] ({b.kind}, {'enabled' if b.enabled else 'disabled'}), "
               f"{s.entries:,} entries; {_esc(b.description or '')}")
     t = Table()
     for c in ("content id", "signals", "note", "source", "added"):
@@ -133,21 +143,31 @@ def bank_import(
     signal_type: Annotated[str, typer.Option("--type", help="Signal type of a plain hash list.")] = "pdq",
     create: Annotated[bool, typer.Option(
         "--create", help="Create the bank (and the store named by --db) if they do not exist.")] = False,
+    kind: Annotated[BankKind | None, typer.Option(
+        help="Kind of a bank made by --create (default: known-good for NSRL, else flagged).")] = None,
     db: DbOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Import a hash list, CSV or JSON Lines file. All or nothing; re-imports add nothing."""
-    from ..banks.formats import parse_file
+    """Import a hash list, CSV, JSON Lines, VICS JSON or NSRL RDS v3 file. All or nothing;
+    re-imports add nothing."""
+    from ..banks.formats import KNOWN_GOOD_FORMATS, detect_format, parse_file
     from ..errors import BankNotFound
 
     signal_types.get(signal_type)
+    detected = detect_format(file) if fmt is Fmt.auto else fmt.value
     with _store(db, create=create) as store:
         try:
-            store.get_bank(name)
+            bank = store.get_bank(name)
         except BankNotFound:
             if not create:
                 raise
-            store.create_bank(name)
+            default = BankKind.known_good if detected in KNOWN_GOOD_FORMATS else BankKind.flagged
+            bank = store.create_bank(name, kind=(kind or default).value)
+        if detected in KNOWN_GOOD_FORMATS and bank.kind != "known-good":
+            # Every hit in a flagged bank is a finding: NSRL there would flag operating-system files.
+            raise AssayError(f"{file}: an NSRL RDS set lists known files; bank {name!r} is of kind "
+                             f"{bank.kind!r}, where every hit is a finding: not imported",
+                             hint="import it into a known-good bank: assay bank create NAME --kind known-good")
         records = parse_file(file, None if fmt is Fmt.auto else fmt.value, signal_type=signal_type)
         res = store.import_records(name, records, source=str(file))
     warnings: list[str] = []
@@ -158,12 +178,14 @@ def bank_import(
     for w in warnings:
         err.print(f"[yellow]warning:[/yellow] {_esc(w)}")
     if json_out:
-        _emit_json({"bank": name, "file": str(file), "added_entries": res.added_entries,
-                    "added_signals": res.added_signals, "duplicates": res.duplicates, "total": res.total,
-                    "degenerate": res.degenerate, "warnings": warnings})
+        _emit_json({"bank": name, "kind": bank.kind, "file": str(file), "format": detected,
+                    "added_entries": res.added_entries, "added_signals": res.added_signals,
+                    "duplicates": res.duplicates, "total": res.total, "degenerate": res.degenerate,
+                    "warnings": warnings})
         return
-    out.print(f"{_esc(str(file))} -> {_esc(name)}: {res.total:,} records, {res.added_entries:,} new entries, "
-              f"{res.added_signals:,} new signals, {res.duplicates:,} already present")
+    out.print(f"{_esc(str(file))} ({detected}) -> {_esc(name)} ({bank.kind}): {res.total:,} records, "
+              f"{res.added_entries:,} new entries, {res.added_signals:,} new signals, "
+              f"{res.duplicates:,} already present")
 
 
 @bank_app.command("export")

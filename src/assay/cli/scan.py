@@ -125,6 +125,8 @@ def _print_summary(summary: Any, target: str, bank_sizes: dict[str, int]) -> Non
     if summary.matches_by_bank:
         matched += " (" + ", ".join(f"{b}: {n:,}" for b, n in summary.matches_by_bank.most_common()) + ")"
     t.add_row("matched files", matched, style="red" if summary.matched_files else None)
+    if summary.known_good:
+        t.add_row("known-good files", f"{summary.known_good} (in a known-good hash set; not findings)")
     if summary.low_quality:
         t.add_row("low quality", plural(summary.low_quality, "image") + " (PDQ quality < 50, not matched)")
     if summary.ai_evidence:

@@ -51,6 +51,7 @@ class Match(Record):
     value: str  # the bank's value that matched
     distance: int = 0
     strength: Strength
+    bank_kind: Literal["known-good"] | None = None  # set on hits in a known-good bank (e.g. NSRL)
     query: int | None = None
     query_variant: str | None = None  # which dihedral variant of the subject matched
     note: str | None = None
@@ -83,6 +84,9 @@ class FileRecord(Record):
     format: str | None = None
     signals: list[SignalValue] = Field(default_factory=list)
     matches: list[Match] = Field(default_factory=list)
+    # Exact hits in known-good banks (hash sets of known files such as NSRL): the file is
+    # known; these are not findings and are not in ``matches``.
+    known_good: list[Match] | None = None
     image: ImageInfo | None = None
     provenance: ProvenanceReport | None = None
     model: ModelReport | None = None

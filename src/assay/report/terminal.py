@@ -47,7 +47,7 @@ def matches_table(matches: Sequence[Match], title: str | None = None) -> Table:
         t.add_column(col)
     for m in matches:
         row: list[Any] = [
-            safe(m.bank),
+            safe(m.bank) + (Text(" (known-good)") if m.bank_kind == "known-good" else Text("")),
             safe(m.content_id),
             m.signal_type,
             Text(strength_text(m.strength), style="yellow" if m.strength == "short-hash" else ""),
@@ -81,5 +81,9 @@ def print_record(console: Console, rec: FileRecord) -> None:
         console.print(Text(f"  {s.type:<7} {s.value}" + (f"  [{', '.join(extra)}]" if extra else "")))
     if rec.matches:
         console.print(matches_table(rec.matches, title="matches"))
+    if rec.known_good:
+        banks = ", ".join(sorted({m.bank for m in rec.known_good}))
+        console.print(Text("  known-good: exact hash in the known-good set ") + safe(banks)
+                      + Text(" (not a finding)"))
     for e in rec.errors:
         console.print(Text(f"  error ({e.stage}, {e.code}): ", style="red") + safe(e.message, 400))

@@ -31,6 +31,7 @@ class ScanSummary:
     dangerous_models: int = 0
     seconds: float = 0.0
     matched_paths: list[str] = field(default_factory=list)
+    known_good: int = 0  # files with an exact hit in a known-good bank (not findings)
     links: int = 0  # symbolic links reported, not followed
     archives: int = 0
     archive_members: int = 0  # records of files read from inside archives
@@ -53,6 +54,8 @@ class ScanSummary:
                 self.matched_paths.append(rec.path)
             for bank in {m.bank for m in rec.matches}:
                 self.matches_by_bank[bank] += 1
+        if rec.known_good:
+            self.known_good += 1
         if rec.kind == "link":
             self.links += 1
         elif rec.kind == "archive":
@@ -74,6 +77,7 @@ class ScanSummary:
             "files_with_errors": self.with_errors,
             "matched_files": self.matched_files,
             "matches_by_bank": dict(self.matches_by_bank),
+            "known_good_files": self.known_good,
             "low_quality_images": self.low_quality,
             "images_with_ai_evidence": self.ai_evidence,
             "dangerous_models": self.dangerous_models,
@@ -112,14 +116,19 @@ def run_scan(
         on_total(total)
     summary = ScanSummary()
     summary.unreadable_inputs = [str(i.path) for i in items if i.is_input and i.problem]
+    if matcher is not None:
+        from ..banks.matcher import split_known_good
     for rec in analyze_all(items, settings, factory):
         if matcher is not None and rec.signals:
             # extend: analyzers may have matched already (lineage against fingerprint banks)
-            rec.matches += matcher.match_signals(
+            findings, known = split_known_good(matcher.match_signals(
                 rec.signals,
                 threshold=threshold,
                 include_low_quality=settings.include_low_quality,
-            )
+            ))
+            rec.matches += findings
+            if known:
+                rec.known_good = known
         summary.add(rec)
         if rec.member_of is not None and on_total:
             total += 1  # archive members are found as their archive is read

@@ -27,6 +27,8 @@ DATA = {f"f{i}.bin": f"benign generated file {i}\n".encode() * (i + 1) for i in 
 
 
 def _run(db: Path, *args: str) -> tuple[int, str, str]:
+    if not db.exists():  # a store named by --db must exist (or --create): make it on purpose
+        Store(str(db), create=True).close()
     res = runner.invoke(app, ["--db", str(db), *args])
     if isinstance(res.exception, AssayError):
         return 1, str(res.exception), ""
@@ -181,7 +183,8 @@ def test_nsrl_is_never_imported_into_a_flagged_bank(tmp_path: Path) -> None:
     db = tmp_path / "s.sqlite3"
     rds = make_rds_v3(tmp_path / "RDS.db", DATA)
     _run(db, "bank", "create", "flags")
-    code, msg, _ = _run(db, "bank", "import", "flags", str(rds))
+    code, out, err = _run(db, "bank", "import", "flags", str(rds))
+    msg = out + err
     assert code == 1 and "known-good" in msg and "not imported" in msg
     code, out, _ = _run(db, "bank", "list", "--json")
     assert json.loads(out)[0]["entries"] == 0 and json.loads(out)[0]["kind"] == "flagged"

@@ -28,6 +28,8 @@ EMPTY = "e3b0c442"
 
 
 def _run(db: Path, *args: str) -> tuple[int, str, str]:
+    if not db.exists():  # a store named by --db must exist (or --create): make it on purpose
+        Store(str(db), create=True).close()
     res = runner.invoke(app, ["--db", str(db), *args])
     if isinstance(res.exception, AssayError):
         return 1, str(res.exception), ""
@@ -109,7 +111,8 @@ def test_cli_import_warns_about_degenerate_values(tmp_path: Path) -> None:
     d = json.loads(out)
     assert d["added_signals"] == 0 and d["degenerate"] == 1 and "empty window" in d["warnings"][0]
     assert "warning" in err and "e3b0c442" in err
-    code, msg, _ = _run(db, "bank", "add", "m", "--content-id", "x", "--signal", f"autov1:{EMPTY}")
+    code, out, err = _run(db, "bank", "add", "m", "--content-id", "x", "--signal", f"autov1:{EMPTY}")
+    msg = out + err
     assert code == 1 and "empty window" in msg and "refused" in msg
 
 

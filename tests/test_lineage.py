@@ -194,16 +194,12 @@ def test_nan_suspect_tensors_are_left_out_with_a_note() -> None:
 # ------------------------------------------------------------------ banks
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    if request.param == "sqlite":
-        s = Store(str(tmp_path / "bank.sqlite3"))
-    else:
-        s = Store(request.getfixturevalue("pg_url"))
-    s.create_bank("flagged")
-    s.create_bank("bases")
-    yield s
-    s.close()
+@pytest.fixture
+def store(store: Store) -> Store:
+    """conftest's store (SQLite, then PostgreSQL, marked postgres) with the banks used here."""
+    store.create_bank("flagged")
+    store.create_bank("bases")
+    return store
 
 
 def test_bank_round_trip_and_query(store: Store, tmp_path: Path) -> None:

@@ -260,6 +260,50 @@ def test_compression_bombs_are_error_records(tmp_path: Path, private_tmp: Path) 
     assert list(private_tmp.iterdir()) == []
 
 
+def test_7z_bomb_stops_before_reaching_the_disk(tmp_path: Path, private_tmp: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    zeros = b"\x00" * (40 * 1024 * 1024)
+    p = _7z(tmp_path / "bomb.7z", {"ok.txt": b"first", "zeros.bin": zeros, "z.txt": b"last"})
+    written: list[int] = []
+    real_open = open
+
+    def spy_open(file: object, mode: str = "r", *args: object, **kwargs: object) -> object:
+        f = real_open(file, mode, *args, **kwargs)  # type: ignore[call-overload]
+        if "w" in mode and str(file).startswith(str(private_tmp)):
+            w = f.write
+
+            def counted(b: bytes) -> int:
+                written.append(len(b))
+                return w(b)
+
+            f.write = counted  # type: ignore[method-assign]
+        return f
+
+    import assay.containers.sevenzip as sz
+
+    monkeypatch.setattr(sz, "open", spy_open, raising=False)
+    recs, _ = _scan([p])
+    got = _by_path(recs)
+    assert got[f"{p}!/ok.txt"].kind == "other"
+    assert [e.code for e in got[str(p)].errors] == ["archive-bomb"]
+    assert "a compression bomb" in got[str(p)].errors[0].message
+    assert f"{p}!/z.txt" not in got and f"{p}!/zeros.bin" not in got
+    assert sum(written) <= 32 * 1024 * 1024 + 1024 * 1024  # stopped at the ratio floor, not 40 MiB
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_members_get_the_file_limits(tmp_path: Path) -> None:
+    p = _zip(tmp_path / "big.zip", {"big.bin": b"x" * 5000, "small.bin": b"y" * 10, "empty.bin": b""})
+    t = _tar(tmp_path / "big.tar.gz", {"big.bin": b"x" * 5000}, "w:gz")  # the tar.gz itself is small
+    recs, _ = _scan([p, t], limits=Limits(max_file_bytes=4096))
+    got = _by_path(recs)
+    assert [e.code for e in got[f"{p}!/big.bin"].errors] == ["too-large"]
+    assert "over the file limit of 4096" in got[f"{p}!/big.bin"].errors[0].message
+    assert [e.code for e in got[f"{t}!/big.bin"].errors] == ["too-large"]
+    assert got[f"{p}!/small.bin"].kind == "other"
+    assert [e.code for e in got[f"{p}!/empty.bin"].errors] == ["empty"]  # as an empty file on disk
+
+
 def _tar_bytes(members: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as t:

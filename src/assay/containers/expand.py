@@ -66,10 +66,9 @@ def walk_archive(path: Path, record: FileRecord, analyze: AnalyzeFile, limits: L
 
 def _walk(path: Path, record: FileRecord, analyze: AnalyzeFile, budget: _Budget, tmp: Path,
           depth: int) -> Iterator[FileRecord]:
-    limits = budget.limits
     display = record.path
     try:
-        members = _members(path, record.format or "", display, tmp, limits)
+        members = _members(path, record.format or "", display, tmp, budget)
         try:
             for m in members:
                 yield from _one(m, display, analyze, budget, tmp, depth)
@@ -88,12 +87,13 @@ def _walk(path: Path, record: FileRecord, analyze: AnalyzeFile, budget: _Budget,
     yield record
 
 
-def _members(path: Path, fmt: str, display: str, tmp: Path, limits: Limits) -> Iterator[Member]:
+def _members(path: Path, fmt: str, display: str, tmp: Path, budget: _Budget) -> Iterator[Member]:
+    limits = budget.limits
     if fmt == "zip":
         return zip_members(path, limits.max_archive_members)
     if fmt == "7z":
         return sevenzip_members(path, tmp, limits.max_archive_members, limits.max_file_bytes,
-                                limits.max_archive_bytes)
+                                lambda n: _count(budget, n))
     if fmt in ("tar", "gzip", "bzip2", "xz"):
         return tar_members(path, fmt, display)
     raise ArchiveError(f"archive format {fmt!r} is not supported", code="unsupported-format")
@@ -172,12 +172,10 @@ def _one(m: Member, archive: str, analyze: AnalyzeFile, budget: _Budget, tmp: Pa
 def _materialise(m: Member, local: Path, limit: int, budget: _Budget) -> tuple[str, str] | None:
     """Copy the member to ``local`` within ``limit`` bytes; (code, message) if not."""
     limits = budget.limits
-    if m.local_path is not None:  # the reader wrote it already (7z), within the file limit
-        budget.bytes_out += m.size or 0
+    if m.local_path is not None:  # the reader wrote it already (7z), counting with _count
         if m.overflowed:
             return "too-large", f"more than {limits.max_file_bytes} bytes, over the file limit; not analysed"
         os.replace(m.local_path, local)
-        _check_ratio(budget)
         return None
     if m.open is None:
         return "bad-input", "member has no content to read"
@@ -205,6 +203,20 @@ def _materialise(m: Member, local: Path, limit: int, budget: _Budget) -> tuple[s
         return "decode-error", f"corrupt member data: {exc}"
     if m.size is not None and written != m.size and m.compressed_size is not None:
         return "decode-error", f"member declares {m.size} bytes but holds {written}"
+    return None
+
+
+def _count(budget: _Budget, n: int) -> str | None:
+    """For readers that decompress on their own (7z): count ``n`` more bytes out and
+    say why to stop, if the archive turns out to be a bomb."""
+    budget.bytes_out += n
+    if budget.bytes_out > budget.limits.max_archive_bytes:
+        return (f"members expand beyond {budget.limits.max_archive_bytes} bytes in all "
+                "(archive bomb?); the rest not read")
+    try:
+        _check_ratio(budget)
+    except _Stop as stop:
+        return stop.error.message
     return None
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +22,17 @@ class _Cancelled(Exception):
 
 
 class _Budget(Exception):
-    pass
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# Counts bytes as they are decompressed; returns why to stop (a bomb), or None.
+Guard = Callable[[int], "str | None"]
 
 
 def sevenzip_members(path: Path, tmpdir: Path, max_members: int, member_limit: int,
-                     total_limit: int) -> Iterator[Member]:
+                     guard: Guard) -> Iterator[Member]:
     try:
         import py7zr
         from py7zr import io as p7io
@@ -71,15 +77,15 @@ def sevenzip_members(path: Path, tmpdir: Path, max_members: int, member_limit: i
                 else:
                     targets.append(info)
             if targets:
-                yield from _extract(szf, p7io, targets, tmpdir, member_limit, total_limit)
+                yield from _extract(szf, p7io, targets, tmpdir, member_limit, guard)
 
 
 def _extract(szf: Any, p7io: Any, targets: list[Any], tmpdir: Path, member_limit: int,
-             total_limit: int) -> Iterator[Member]:
+             guard: Guard) -> Iterator[Member]:
     infos = {i.filename: i for i in targets}
     handoff: queue.Queue[Any] = queue.Queue(maxsize=1)
     resume = threading.Semaphore(0)
-    state = {"cancelled": False, "total": 0, "n": 0}
+    state = {"cancelled": False, "n": 0}
 
     class Writer(p7io.Py7zIO):  # type: ignore[misc,name-defined]
         def __init__(self, fname: str) -> None:
@@ -93,9 +99,9 @@ def _extract(szf: Any, p7io: Any, targets: list[Any], tmpdir: Path, member_limit
         def write(self, s: bytes | bytearray) -> int:
             if state["cancelled"]:
                 raise _Cancelled()
-            state["total"] += len(s)
-            if state["total"] > total_limit:
-                raise _Budget()
+            stop = guard(len(s))  # before writing: a bomb never reaches the disk
+            if stop is not None:
+                raise _Budget(stop)
             if self.written + len(s) > member_limit:
                 self.overflow = True
             else:
@@ -134,10 +140,8 @@ def _extract(szf: Any, p7io: Any, targets: list[Any], tmpdir: Path, member_limit
             handoff.put(("done", None))
         except _Cancelled:
             handoff.put(("done", None))
-        except _Budget:
-            handoff.put(("error", ArchiveError(
-                f"7z members expand beyond {total_limit} bytes in all (archive bomb?); the rest not read",
-                code="archive-bomb")))
+        except _Budget as exc:
+            handoff.put(("error", ArchiveError(exc.reason, code="archive-bomb")))
         except Exception as exc:
             handoff.put(("error", ArchiveError(f"corrupt 7z data: {type(exc).__name__}: {exc}")))
 

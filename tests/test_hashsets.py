@@ -175,7 +175,7 @@ def test_nsrl_hits_are_known_good_and_not_findings(tmp_path: Path, case: Path) -
     assert code == 3
     summary = json.loads(out.splitlines()[-1])
     assert summary["matched_files"] == 1 and summary["known_good_files"] == len(DATA)
-    code, out, _ = _run(db, "scan", str(case), "--workers", "1")
+    code, out, _ = _run(db, "scan", str(case), "--workers", "1", "-o", str(tmp_path / "report.jsonl"))
     assert "known-good files" in out and f"{len(DATA)} (in a known-good hash set" in out
 
 

@@ -82,7 +82,7 @@ def test_json_types_are_strict(svc: Cluster) -> None:
     with svc.client("curate") as cur, svc.client("admin") as adm, svc.client("match") as match:
         assert cur.post("/v1/banks", json={"name": "typed"}).status_code == 201
         for body in ({"enabled": "yes"}, {"enabled": 1}, {"pdq_threshold": True}, {"pdq_threshold": "5"},
-                     {"pdq_threshold": 5.0}, {"description": 5}):
+                     {"pdq_threshold": 5.5}, {"description": 5}):
             err = _err(cur.patch("/v1/banks/typed", json=body), 422, "invalid-request")
             assert err["details"] and err["details"][0]["loc"][0] == "body"
         for body in ({"name": "t2", "pdq_threshold": True}, {"name": 7}, {"name": "t3", "description": None}):
@@ -99,6 +99,9 @@ def test_json_types_are_strict(svc: Cluster) -> None:
         # the same fields with their right types are accepted
         ok = cur.patch("/v1/banks/typed", json={"enabled": False, "pdq_threshold": 12})
         assert ok.status_code == 200 and ok.json()["pdq_threshold"] == 12 and ok.json()["enabled"] is False
+        # JSON has one number type: 12.0 is the integer 12 (as JSON Schema says)
+        ok = cur.patch("/v1/banks/typed", json={"pdq_threshold": 13.0})
+        assert ok.status_code == 200 and ok.json()["pdq_threshold"] == 13
 
 
 @pytest.mark.parametrize("name", [".", "..", "-rf", ".hidden", "a/b", "a b", "é", "x" * 65, ""])

@@ -19,6 +19,7 @@ import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from .. import __version__
 from ..banks.store import Store
@@ -133,6 +134,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (match_router, banks_router, admin_router, compat_router, curation_router):
         app.include_router(router)
     _install_error_handlers(app)
+    from .openapi import install as install_openapi
+
+    install_openapi(app, anonymous=settings.anonymous_role is not None)
 
     async def limit_error(scope: Scope, send: Send, status: int, code: str, message: str) -> None:
         rid = scope.get("state", {}).get("request_id")
@@ -208,8 +212,23 @@ def _install_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         if exc.status_code == 400 and "parsing the body" in message:
             message = "the request body is not valid multipart/form-data or JSON"
-        return _json(error_dict(code, message, _rid(request)), exc.status_code,
-                     dict(exc.headers) if exc.headers else None)
+        headers = dict(exc.headers) if exc.headers else {}
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route on the path; a path served
+            # by several routes (GET, PATCH, DELETE /v1/banks/{name}) allows them all.
+            headers["Allow"] = ", ".join(sorted(_allowed_methods(request)))
+        return _json(error_dict(code, message, _rid(request)), exc.status_code, headers or None)
+
+
+def _allowed_methods(request: Request) -> set[str]:
+    from .openapi import flat_routes
+
+    allowed: set[str] = set()
+    for route in flat_routes(request.app):
+        methods = getattr(route, "methods", None)
+        if methods and route.matches(request.scope)[0] != Match.NONE:
+            allowed |= methods
+    return allowed
 
 
 def create_app_from_env() -> FastAPI:

@@ -19,7 +19,7 @@ from .auth import Principal
 from .jobs import Job
 from .routes_match import json_response
 from .state import ServiceState, get_state, role, spool_body
-from .validation import STRICT, BankName, JsonObject, Line, Text
+from .validation import LINE_KEYS, STRICT, BankName, JsonObject, Line, Text, Threshold
 
 router = APIRouter(prefix="/v1", tags=["banks"])
 CurateRole = Annotated[Principal, Depends(role("curate"))]
@@ -29,13 +29,13 @@ class BankCreate(BaseModel):
     model_config = STRICT
     name: BankName = Field(description="letters, digits, '_', '.', '-'; first a letter or digit")
     description: Text = Field(default="", max_length=4096)
-    pdq_threshold: int | None = Field(default=None, ge=0, le=256)
+    pdq_threshold: Threshold | None = None
 
 
 class BankUpdate(BaseModel):
     model_config = STRICT
     description: Text | None = Field(default=None, max_length=4096)
-    pdq_threshold: int | None = Field(default=None, ge=0, le=256, description="null clears it (if sent)")
+    pdq_threshold: Threshold | None = Field(default=None, description="null clears it (if sent)")
     enabled: bool | None = None
 
 
@@ -58,7 +58,7 @@ class EntryIn(BaseModel):
     model_config = STRICT
     content_id: Line = Field(min_length=1, max_length=512)
     signals: dict[Line, Line | list[Line]] = Field(
-        max_length=64, description="signal type -> value or list of values "
+        max_length=64, json_schema_extra=LINE_KEYS, description="signal type -> value or list of values "
         "(at most max_entry_signals values per entry, default 256)")
     note: Text | None = Field(default=None, max_length=4096)
     meta: JsonObject | None = None

@@ -24,7 +24,7 @@ from ..report.schema import Match
 from .auth import Principal
 from .routes_match import hash_bytes, json_response, lookup_queries, read_upload, upload_name
 from .state import ServiceState, get_state, role
-from .validation import Line
+from .validation import LINE_KEYS, Line
 
 router = APIRouter(tags=["hma-compatible"])
 MatchRole = Annotated[Principal, Depends(role("match"))]
@@ -195,7 +195,8 @@ ComparePair = Annotated[list[Line], Field(min_length=2, max_length=2)]
 @router.post("/m/compare", summary="HMA compare: {signal type: [a, b]} -> {signal type: [match, {distance}]}")
 async def hma_compare(
     _: MatchRole,
-    body: Annotated[dict[Line, ComparePair], Body(max_length=16, description="signal type -> two hashes")],
+    body: Annotated[dict[Line, ComparePair], Body(max_length=16, json_schema_extra=LINE_KEYS,
+                                                  description="signal type -> two hashes")],
 ) -> Response:
     out: dict[str, Any] = {}
     for name, (left, right) in body.items():

@@ -23,7 +23,7 @@ from .routes_banks import check_signal_cap
 from .routes_compat import TypesParam, hash_photo, photo_types, signal_of
 from .routes_match import json_response
 from .state import ServiceState, get_state, role
-from .validation import STRICT, BankName, JsonObject, Line, Text
+from .validation import LINE_KEYS, STRICT, BankName, JsonObject, Line, Text
 
 router = APIRouter(prefix="/c", tags=["hma-compatible"])
 CurateRole = Annotated[Principal, Depends(role("curate"))]
@@ -238,7 +238,7 @@ def _text_field(name: str, value: str) -> str:
         raise InputError(name, "control characters other than tab and newline are not allowed") from None
 
 
-SignalBody = Annotated[dict[Line, Line], Field(min_length=1, max_length=16)]
+SignalBody = Annotated[dict[Line, Line], Field(min_length=1, max_length=16, json_schema_extra=LINE_KEYS)]
 
 
 @router.post("/bank/{bank_name}/signal",

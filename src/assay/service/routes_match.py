@@ -21,7 +21,7 @@ from ..sniff import sniff_bytes
 from .auth import Principal
 from .errors import assay_error_dict
 from .state import ServiceState, get_state, role, spool_body
-from .validation import STRICT, Line
+from .validation import STRICT, Line, Threshold
 
 router = APIRouter(prefix="/v1", tags=["matching"])
 MatchRole = Annotated[Principal, Depends(role("match"))]
@@ -60,7 +60,7 @@ class BatchSignal(BaseModel):
 class BatchRequest(BaseModel):
     model_config = STRICT
     signals: list[BatchSignal] = Field(max_length=100_000)
-    threshold: int | None = Field(default=None, ge=0, le=256)
+    threshold: Threshold | None = None
     include_low_quality: bool = False
 
 

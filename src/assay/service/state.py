@@ -128,6 +128,7 @@ def role(needed: str) -> Callable[[Request], Awaitable[Principal]]:
         await state.limiter.check(principal.key_id, principal.rate_limit or state.settings.rate_limit)
         return principal
 
+    dependency.assay_role = needed  # type: ignore[attr-defined]  # read by the OpenAPI document
     return dependency
 
 

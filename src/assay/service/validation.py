@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, ConfigDict, Field
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field
 
 STRICT = ConfigDict(extra="forbid", strict=True)
 
@@ -34,6 +34,14 @@ def _text(value: str) -> str:
     return value
 
 
+def _integral(value: Any) -> Any:
+    # JSON has one number type: 5.0 is the integer 5 (JSON Schema agrees); 5.5, "5"
+    # and true are not integers and stay refused by the strict field.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _json(value: Any, depth: int = 0) -> Any:
     if depth > 32:
         raise ValueError("nested deeper than 32 levels")
@@ -49,9 +57,18 @@ def _json(value: Any, depth: int = 0) -> Any:
     return value
 
 
-Line = Annotated[str, AfterValidator(_line)]
-Text = Annotated[str, AfterValidator(_text)]
+# The patterns say the same in the OpenAPI document, for clients and schema-driven tests.
+LINE_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+Line = Annotated[str, AfterValidator(_line), Field(json_schema_extra={"pattern": LINE_PATTERN})]
+Text = Annotated[str, AfterValidator(_text),
+                 Field(json_schema_extra={"pattern": r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"})]
 # The store checks the name (400 invalid-bank-input, as from the CLI); the schema says
 # what it accepts, so that clients and schema-driven tests know.
 BankName = Annotated[Line, Field(json_schema_extra={"pattern": BANK_NAME_PATTERN, "maxLength": 64})]
-JsonObject = Annotated[dict[str, Any], AfterValidator(_json)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(_json),
+                       Field(json_schema_extra={"propertyNames": {"pattern": LINE_PATTERN}})]
+# A PDQ distance (0-256), as an integer: 5.0 is 5.
+Threshold = Annotated[int, Field(ge=0, le=256), BeforeValidator(_integral)]
+# A mapping whose keys are Lines: the schema says so (patternProperties alone would let
+# any other key through).
+LINE_KEYS: dict[str, Any] = {"additionalProperties": False}

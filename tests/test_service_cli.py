@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -30,7 +31,14 @@ def test_keys_create_list_revoke(tmp_path: Path) -> None:
 
     r = runner.invoke(keys_app, ["list", "--db", db])
     assert r.exit_code == 0 and "analyst one" in r.stdout and "active" in r.stdout and key not in r.stdout
-    key_id = r.stdout.split("\t")[0]
+    header = next(line for line in r.stdout.splitlines() if "role" in line)
+    assert [w for w in header.replace("┃", " ").replace("│", " ").split()] == [
+        "id", "role", "name", "prefix", "created", "state"]
+    r = runner.invoke(keys_app, ["list", "--db", db, "--json"])
+    (listed,) = json.loads(r.stdout)
+    assert listed["name"] == "analyst one" and listed["role"] == "curate" and listed["revoked_at"] is None
+    assert key not in r.stdout and key.startswith(listed["prefix"])
+    key_id = str(listed["id"])
     r = runner.invoke(keys_app, ["revoke", key_id, "--db", db])
     assert r.exit_code == 0, r.output
     assert "revoked" in runner.invoke(keys_app, ["list", "--db", db]).stdout
@@ -40,7 +48,14 @@ def test_keys_create_list_revoke(tmp_path: Path) -> None:
 
 def test_keys_create_rejects_bad_role(tmp_path: Path) -> None:
     r = runner.invoke(keys_app, ["create", "--role", "root", "--name", "x", "--db", str(tmp_path / "s.db")])
-    assert r.exit_code == 1 and "invalid role" in r.output
+    assert r.exit_code == 2 and "root" in r.output and "match" in r.output and "curate" in r.output
+    assert not (tmp_path / "s.db").exists()  # refused before anything was opened
+
+
+def test_keys_list_on_a_missing_store_is_refused(tmp_path: Path) -> None:
+    r = runner.invoke(keys_app, ["list", "--db", str(tmp_path / "typo.db")])
+    assert r.exit_code == 2 and "no assay store" in r.output and "typo.db" in r.output
+    assert not (tmp_path / "typo.db").exists()
 
 
 def test_migrations_adopt_an_existing_store_and_are_idempotent(tmp_path: Path) -> None:
@@ -71,3 +86,10 @@ def test_settings_round_trip_through_the_environment() -> None:
     s = Settings(db="x.db", anonymous_role="match", workers=3, rate_limit=12.5, access_log=False)
     assert Settings.from_env(s.to_env()) == s
     assert Settings.from_env(Settings().to_env()) == Settings()
+
+
+def test_serve_says_where_it_listens(tmp_path: Path) -> None:
+    from service_helpers import running
+
+    with running(str(tmp_path / "s.db"), 1, tmp_path) as server:
+        assert f"listening on {server.url} (1 worker;" in server.output()

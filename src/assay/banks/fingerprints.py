@@ -124,7 +124,7 @@ class FingerprintStore:
                 if not replace:
                     raise InvalidBankInput(
                         f"bank {bank!r} already holds a model fingerprint {content_id!r}",
-                        hint="remove it first, or add with replace=True")
+                        hint="remove it first, or add it again with --replace")
                 conn.execute(t.update().where(t.c.id == old).values(**row))
                 new_id = int(old)
             else:

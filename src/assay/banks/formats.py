@@ -509,7 +509,7 @@ def export(store: Store, bank: str, fmt: Format, out: TextIO, signal_type: str |
             if len(stats.signals) > 1:
                 raise InvalidBankInput(
                     f"bank {bank!r} holds several signal types ({', '.join(stats.signals)}); "
-                    "a plain list needs one: pass signal_type")
+                    "a plain list needs one: choose it with --type")
             signal_type = next(iter(stats.signals), "pdq")
         name = signal_types.get(signal_type).name
         out.write(f"# assay bank {bank}: {name} values, one per line\n")

@@ -579,8 +579,14 @@ class Store:
         name: str,
         description: str | None = None,
         pdq_threshold: int | None | _Unset = UNSET,
+        enabled: bool | None = None,
     ) -> Bank:
-        """Change a bank's description and/or threshold (``pdq_threshold=None`` clears it)."""
+        """Change a bank's description, threshold (``pdq_threshold=None`` clears it) and/or
+        whether it is matched against, in one transaction."""
+        if enabled is not None:
+            with self._write(f"updating bank {name!r}"):
+                self.set_bank_enabled(name, enabled)
+                return self.update_bank(name, description, pdq_threshold)
         values: dict[str, Any] = {}
         if description is not None:
             _check_text("description", description, MAX_NOTE)
@@ -596,6 +602,22 @@ class Store:
                 if "pdq_threshold" in values:  # followers re-read thresholds on refresh
                     self._notify_followers(conn)
             return _bank(self._bank_row(conn, name))
+
+    def rename_bank(self, name: str, new_name: str) -> Bank:
+        """Give a bank a new name; its entries, signals and fingerprints stay as they are
+        (they refer to the bank by id), and matches name it by its new name at once."""
+        _check_bank_name(new_name)
+        with self._write(f"renaming bank {name!r}") as conn:
+            row = self._bank_row(conn, name)
+            if new_name != name:
+                taken = conn.execute(sa.select(banks_table.c.id).where(banks_table.c.name == new_name)).first()
+                if taken is not None:
+                    raise BankExists(f"a bank named {new_name!r} already exists in {self.url_for_display}",
+                                     hint="pick another name")
+                conn.execute(banks_table.update().where(banks_table.c.id == row.id)
+                             .values(name=new_name, updated_at=_now()))
+                self._notify_followers(conn)
+            return _bank(self._bank_row(conn, new_name))
 
     def delete_bank(self, name: str) -> None:
         with self._write(f"deleting bank {name!r}") as conn:

@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from enum import StrEnum
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
@@ -22,7 +21,13 @@ class _AssayGroup(TyperGroup):
     """Every error assay raises on purpose becomes one clear line on stderr and its exit
     status, here rather than in main(), so that in-process runs behave as the command does."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from ._help import polish
+
+        polish(self)
+
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except AssayError as exc:
@@ -90,6 +95,11 @@ def _main(
     _state["db"] = normalize_db_url(db) if db else None
     _state["create"] = create
 
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """``1 file``, ``2 files``, ``1 entry``, ``3 entries`` (give ``many`` when not +s)."""
+    return f"{n:,} {one if n == 1 else (many or one + 's')}"
 
 
 def _esc(s: str) -> str:

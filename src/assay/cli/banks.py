@@ -8,10 +8,25 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from .. import signals as signal_types
 from ..errors import AssayError
-from ._common import CreateOpt, DbOpt, Fmt, JsonOpt, _emit_json, _esc, _store, bank_app, err, out
+from ._common import (
+    CreateOpt,
+    DbOpt,
+    Fmt,
+    JsonOpt,
+    _emit_json,
+    _esc,
+    _store,
+    bank_app,
+    err,
+    out,
+    plural,
+)
+
+BankArg = Annotated[str, typer.Argument(help="The bank's name.", show_default=False)]
 
 
 # ---------------------------------------------------------------------------------- bank
@@ -42,7 +57,7 @@ def _iso(v: Any) -> Any:
 
 @bank_app.command("create")
 def bank_create(
-    name: str,
+    name: BankArg,
     description: Annotated[str, typer.Option(help="What this bank holds.")] = "",
     threshold: Annotated[int | None, typer.Option(help="PDQ match threshold of this bank.")] = None,
     kind: Annotated[BankKind, typer.Option(
@@ -82,31 +97,62 @@ def bank_list(db: DbOpt = None, json_out: JsonOpt = False) -> None:
 
 @bank_app.command("show")
 def bank_show(
-    name: str,
-    limit: Annotated[int, typer.Option(help="How many entries to list.")] = 20,
-    offset: Annotated[int, typer.Option(help="Skip this many entries.")] = 0,
+    name: BankArg,
+    limit: Annotated[int, typer.Option(min=0, help="How many entries (and model entries) to list.")] = 20,
+    offset: Annotated[int, typer.Option(min=0, help="Skip this many entries.")] = 0,
     db: DbOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """A bank's settings and its first entries."""
+    """A bank's settings, its first entries and its model entries (weight fingerprints)."""
+    from ..banks.fingerprints import FingerprintStore
+    from ..report.terminal import safe
+
     with _store(db) as store:
         b = store.get_bank(name)
         s = store.stats(name)
         entries = list(store.iter_entries(name, limit=limit, offset=offset))
+        models = FingerprintStore(store).list(name)
     if json_out:
         d = _bank_dict(b, s)
         d["entries_listed"] = [_entry_dict(e) for e in entries]
+        d["model_entries"] = len(models)
+        d["models_listed"] = [_model_dict(m) for m in models[offset:offset + limit]]
         _emit_json(d)
         return
-    out.print(f"bank [bold]{_esc(b.name)}[/bold] ({b.kind}, {'enabled' if b.enabled else 'disabled'}), "
-              f"{s.entries:,} entries; {_esc(b.description or '')}")
-    t = Table()
-    for c in ("content id", "signals", "note", "source", "added"):
-        t.add_column(c)
-    for e in entries:
-        sig = "\n".join(f"{k}:{v}" for k, vs in e.signals.items() for v in (vs if isinstance(vs, list) else [vs]))
-        t.add_row(_esc(e.content_id), sig, _esc(e.note or ""), _esc(e.source or ""), str(_iso(e.added_at)))
-    out.print(t)
+    head = (f"bank [bold]{_esc(b.name)}[/bold] ({b.kind}, {'enabled' if b.enabled else 'disabled'}), "
+            f"{plural(s.entries, 'entry', 'entries')}, {plural(len(models), 'model entry', 'model entries')}, "
+            f"PDQ threshold {b.pdq_threshold if b.pdq_threshold is not None else 'default'}")
+    out.print(head)
+    if b.description:
+        out.print(Text("description: ") + safe(b.description, 400))
+    if entries:
+        t = Table(title="entries", title_justify="left")
+        for c in ("content id", "signals", "note", "source", "added"):
+            t.add_column(c, overflow="fold")  # a hash is shown whole, never cut short
+        for e in entries:
+            sig = "\n".join(f"{k} {v}" for k, vs in sorted(e.signals.items())
+                            for v in ((vs,) if isinstance(vs, str) else vs))
+            t.add_row(safe(e.content_id), sig, safe(e.note or "", 80), safe(e.source or "", 80), _when(e.added_at))
+        out.print(t)
+    shown = models[offset:offset + limit]
+    if shown:
+        t = Table(title="model entries (weight fingerprints, for lineage)", title_justify="left")
+        for c in ("content id", "kind", "role", "note", "added"):
+            t.add_column(c)
+        for m in shown:
+            t.add_row(safe(m.content_id), m.kind, safe(m.role or "", 60), safe(m.note or "", 60), _when(m.created_at))
+        out.print(t)
+    if s.entries > offset + len(entries) or len(models) > offset + len(shown):
+        out.print(f"listed from {offset + 1:,}, at most {limit:,} of each; more with --offset {offset + limit}")
+
+
+def _when(v: Any) -> str:
+    return f"{v:%Y-%m-%d %H:%M} UTC" if hasattr(v, "strftime") else str(v or "")
+
+
+def _model_dict(m: Any) -> dict[str, Any]:
+    return {"content_id": m.content_id, "kind": m.kind, "role": m.role, "note": m.note,
+            "added_at": _iso(m.created_at)}
 
 
 def _entry_dict(e: Any) -> dict[str, Any]:
@@ -122,7 +168,7 @@ def _entry_dict(e: Any) -> dict[str, Any]:
 
 
 @bank_app.command("stats")
-def bank_stats(name: str, db: DbOpt = None, json_out: JsonOpt = False) -> None:
+def bank_stats(name: BankArg, db: DbOpt = None, json_out: JsonOpt = False) -> None:
     """Counts of entries and signals in a bank."""
     with _store(db) as store:
         b = store.get_bank(name)
@@ -130,14 +176,14 @@ def bank_stats(name: str, db: DbOpt = None, json_out: JsonOpt = False) -> None:
     if json_out:
         _emit_json(_bank_dict(b, s))
         return
-    out.print(f"{_esc(b.name)}: {s.entries:,} entries, "
-              + ", ".join(f"{n:,} {k}" for k, n in sorted(s.signals.items()))
-              + f"; last added {_iso(s.last_added)}")
+    sig = ", ".join(f"{n:,} {k}" for k, n in sorted(s.signals.items())) or "no signals"
+    out.print(f"{_esc(b.name)}: {plural(s.entries, 'entry', 'entries')}, {sig}"
+              + (f"; last added {_when(s.last_added)}" if s.last_added else ""))
 
 
 @bank_app.command("import")
 def bank_import(
-    name: str,
+    name: BankArg,
     file: Path,
     fmt: Annotated[Fmt, typer.Option("--format", help="Input format (auto: by content).")] = Fmt.auto,
     signal_type: Annotated[str, typer.Option("--type", help="Signal type of a plain hash list.")] = "pdq",
@@ -190,7 +236,7 @@ def bank_import(
 
 @bank_app.command("export")
 def bank_export(
-    name: str,
+    name: BankArg,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
     fmt: Annotated[Fmt, typer.Option("--format", help="list, csv or jsonl.")] = Fmt.jsonl,
     signal_type: Annotated[str | None, typer.Option("--type", help="Only this type (list format).")] = None,
@@ -218,7 +264,7 @@ def bank_export(
 
 @bank_app.command("add")
 def bank_add(
-    name: str,
+    name: BankArg,
     content_id: Annotated[str, typer.Option(help="Your identifier of the content.")],
     pdq: Annotated[list[str] | None, typer.Option(help="PDQ hash.")] = None,
     md5: Annotated[list[str] | None, typer.Option(help="MD5.")] = None,
@@ -271,7 +317,7 @@ def bank_add(
 
 
 @bank_app.command("remove")
-def bank_remove(name: str, content_id: str, db: DbOpt = None, json_out: JsonOpt = False) -> None:
+def bank_remove(name: BankArg, content_id: str, db: DbOpt = None, json_out: JsonOpt = False) -> None:
     """Remove one entry from a bank."""
     with _store(db) as store:
         removed = store.remove_entry(name, content_id)
@@ -284,7 +330,7 @@ def bank_remove(name: str, content_id: str, db: DbOpt = None, json_out: JsonOpt 
 
 
 @bank_app.command("enable")
-def bank_enable(name: str, db: DbOpt = None) -> None:
+def bank_enable(name: BankArg, db: DbOpt = None) -> None:
     """Match against this bank again."""
     with _store(db) as store:
         store.set_bank_enabled(name, True)
@@ -292,16 +338,74 @@ def bank_enable(name: str, db: DbOpt = None) -> None:
 
 
 @bank_app.command("disable")
-def bank_disable(name: str, db: DbOpt = None) -> None:
+def bank_disable(name: BankArg, db: DbOpt = None) -> None:
     """Keep the bank but stop matching against it."""
     with _store(db) as store:
         store.set_bank_enabled(name, False)
     out.print(f"disabled {_esc(name)}")
 
 
+def _threshold(value: str | None) -> Any:
+    if value is None:
+        return None
+    if value == "default":
+        return "default"
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= 256:
+        raise typer.BadParameter(f"{value}: give a distance from 0 to 256, or 'default'")
+    return n
+
+
+@bank_app.command("set")
+def bank_set(
+    name: BankArg,
+    threshold: Annotated[str | None, typer.Option(
+        metavar="N|default", callback=_threshold,
+        help="PDQ match threshold of this bank (0-256), or 'default' for the signal type's.")] = None,
+    description: Annotated[str | None, typer.Option(metavar="TEXT", help="What this bank holds.")] = None,
+    enabled: Annotated[bool | None, typer.Option(
+        "--enable/--disable", show_default=False, help="Match against this bank, or keep it but stop.")] = None,
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Change a bank's threshold, description or whether it is matched against."""
+    from ..banks.store import UNSET
+
+    if threshold is None and description is None and enabled is None:
+        raise typer.BadParameter("give at least one of --threshold, --description, --enable/--disable")
+    t = UNSET if threshold is None else (None if threshold == "default" else threshold)
+    with _store(db) as store:
+        b = store.update_bank(name, description=description, pdq_threshold=t, enabled=enabled)
+    if json_out:
+        _emit_json(_bank_dict(b))
+        return
+    out.print(f"bank {_esc(b.name)}: {'enabled' if b.enabled else 'disabled'}, PDQ threshold "
+              f"{b.pdq_threshold if b.pdq_threshold is not None else 'default'}"
+              + (f", description: {_esc(b.description)}" if b.description else ""))
+
+
+@bank_app.command("rename")
+def bank_rename(
+    name: BankArg,
+    new_name: Annotated[str, typer.Argument(metavar="NEW", help="The bank's new name.", show_default=False)],
+    db: DbOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Give a bank a new name (entries, fingerprints and settings stay)."""
+    with _store(db) as store:
+        b = store.rename_bank(name, new_name)
+    if json_out:
+        _emit_json(_bank_dict(b))
+        return
+    out.print(f"renamed bank {_esc(name)} to {_esc(b.name)}")
+
+
 @bank_app.command("delete")
 def bank_delete(
-    name: str,
+    name: BankArg,
     yes: Annotated[bool, typer.Option("--yes", help="Confirm: deletes the bank and all its entries.")] = False,
     db: DbOpt = None,
 ) -> None:
@@ -343,7 +447,7 @@ class ModelKind(StrEnum):
 
 @bank_app.command("add-model")
 def bank_add_model(
-    name: str,
+    name: BankArg,
     file: Path,
     content_id: Annotated[str | None, typer.Option("--id", help="Entry id (default: the file name).")] = None,
     kind: Annotated[ModelKind, typer.Option(help="flagged checkpoint, flagged LoRA, or known base.")] = ModelKind.checkpoint,

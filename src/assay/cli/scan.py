@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..config import ScanSettings
-from ._common import DbOpt, Mode, _db_url, _emit_json, _esc, _nullctx, _store, app, err, out
+from ._common import DbOpt, Mode, _db_url, _emit_json, _esc, _nullctx, _store, app, err, out, plural
 
 
 # ---------------------------------------------------------------------------------- scan
@@ -101,10 +101,6 @@ def scan(
 _KIND_NAMES = {"image": ("image", "images"), "model": ("model file", "model files"),
                "archive": ("archive", "archives"), "link": ("link", "links"),
                "other": ("other file", "other files"), "error": ("unreadable", "unreadable")}
-
-
-def plural(n: int, one: str, many: str | None = None) -> str:
-    return f"{n:,} {one if n == 1 else (many or one + 's')}"
 
 
 def _print_summary(summary: Any, target: str, bank_sizes: dict[str, int]) -> None:

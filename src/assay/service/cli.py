@@ -8,8 +8,10 @@ They are registered in assay/cli/misc.py::
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import replace
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -20,25 +22,36 @@ from .settings import ROLES, Settings
 keys_app = typer.Typer(help="API keys of the HTTP service (stored hashed in the bank store).",
                        no_args_is_help=True)
 
-DbOption = Annotated[str | None, typer.Option("--db", help="store URL or path (default: ASSAY_DB or the embedded store)")]
+DbOption = Annotated[str | None, typer.Option(
+    "--db", help="Bank store: SQLite path or database URL (env ASSAY_DB).", show_default=False)]
+Role = StrEnum("Role", {r: r for r in ROLES})  # a choice, so a bad role is bad usage (exit 2)
 
 
 def _fail(exc: AssayError) -> None:
     typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(1)
+    raise typer.Exit(exc.exit_code)
 
 
-def _engine_store(db: str | None):  # noqa: ANN202 - a Store; typed loosely to keep imports lazy
+def _engine_store(db: str | None, *, create: bool = True):  # noqa: ANN202 - a Store, imported lazily
+    """The store of ``--db`` here, or of `assay --db`, or the default. Commands that only
+    read (list, revoke) pass ``create=False``: a store that does not exist holds no keys."""
+    from ..cli._common import _state
     from .app import open_store
 
-    return open_store(Settings(db=db or ""))
+    db = db or _state.get("db") or ""
+    if not create and (db or os.environ.get("ASSAY_DB")) and not _state.get("create"):
+        from ..banks.store import Store
+
+        return Store(Settings(db=db).db_url, create=False)
+    return open_store(Settings(db=db))
 
 
 @keys_app.command("create")
 def keys_create(
-    role: Annotated[str, typer.Option("--role", help=" | ".join(ROLES))],
-    name: Annotated[str, typer.Option("--name", help="who or what uses the key")],
-    rate_limit: Annotated[float | None, typer.Option("--rate-limit", help="requests/s (default: the service's)")] = None,
+    role: Annotated[Role, typer.Option("--role", help="What the key may do.")],
+    name: Annotated[str, typer.Option("--name", help="Who or what uses the key.")],
+    rate_limit: Annotated[float | None, typer.Option(
+        "--rate-limit", help="Requests per second (default: the service's).")] = None,
     db: DbOption = None,
 ) -> None:
     """Create a key and print it ONCE (only its hash is stored)."""
@@ -47,7 +60,7 @@ def keys_create(
     try:
         store = _engine_store(db)
         try:
-            k, key = create_key(store.writer, name, role, rate_limit)
+            k, key = create_key(store.writer, name, role.value, rate_limit)
         finally:
             store.close()
     except AssayError as exc:
@@ -58,12 +71,15 @@ def keys_create(
 
 
 @keys_app.command("list")
-def keys_list(db: DbOption = None) -> None:
+def keys_list(
+    db: DbOption = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")] = False,
+) -> None:
     """List keys: id, role, name, prefix, state (never the keys)."""
     from .auth import list_keys
 
     try:
-        store = _engine_store(db)
+        store = _engine_store(db, create=False)
         try:
             keys = list_keys(store.engine)
         finally:
@@ -71,18 +87,36 @@ def keys_list(db: DbOption = None) -> None:
     except AssayError as exc:
         _fail(exc)
         return
+    if json_out:
+        typer.echo(json.dumps([
+            {"id": k.id, "role": k.role, "name": k.name, "prefix": k.prefix, "rate_limit": k.rate_limit,
+             "created_at": k.created_at.isoformat(),
+             "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None} for k in keys]))
+        return
+    if not keys:
+        typer.echo("no keys yet: create one with `assay keys create --role match --name NAME`")
+        return
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table()
+    for c in ("id", "role", "name", "prefix", "created", "state"):
+        t.add_column(c)
     for k in keys:
         state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
-        typer.echo(f"{k.id}\t{k.role}\t{k.name}\t{k.prefix}...\t{state}")
+        t.add_row(str(k.id), k.role, Text(k.name), Text(k.prefix + "..."), f"{k.created_at:%Y-%m-%d %H:%M}", state)
+    Console(highlight=False, soft_wrap=True).print(t)
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: Annotated[int, typer.Argument(help="id from `assay keys list`")], db: DbOption = None) -> None:
+def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id, from `assay keys list`.")],
+                db: DbOption = None) -> None:
     """Revoke a key (takes effect on every worker within a few seconds)."""
     from .auth import revoke_key
 
     try:
-        store = _engine_store(db)
+        store = _engine_store(db, create=False)
         try:
             k = revoke_key(store.writer, key_id)
         finally:
@@ -94,19 +128,22 @@ def keys_revoke(key_id: Annotated[int, typer.Argument(help="id from `assay keys 
 
 
 def serve(
-    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8080,
-    workers: Annotated[int, typer.Option(help="worker processes (each holds its own index)")] = 2,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    workers: Annotated[int, typer.Option(help="Worker processes (each holds its own index).")] = 2,
     db: DbOption = None,
-    allow_anonymous: Annotated[bool, typer.Option(help="let requests without a key hash and look up (role 'match')")] = False,
-    rate_limit: Annotated[float, typer.Option(help="default per-key requests/s for this instance")] = Settings.rate_limit,
-    max_upload_mb: Annotated[int, typer.Option(help="largest image upload, MiB")] = Settings.max_upload_bytes // 2**20,
-    snapshot_dir: Annotated[str, typer.Option(help="where workers share index snapshots (default: data dir)")] = "",
-    tmp_dir: Annotated[str, typer.Option(help="where upload bodies are streamed (default: data dir/service-tmp)")] = "",
+    allow_anonymous: Annotated[bool, typer.Option(
+        help="Let requests without a key hash and look up (role 'match').")] = False,
+    rate_limit: Annotated[float, typer.Option(help="Default requests per second per key.")] = Settings.rate_limit,
+    max_upload_mb: Annotated[int, typer.Option(help="Largest image upload, MiB.")] = Settings.max_upload_bytes // 2**20,
+    snapshot_dir: Annotated[str, typer.Option(
+        help="Where workers share index snapshots (default: the data directory).")] = "",
+    tmp_dir: Annotated[str, typer.Option(
+        help="Where upload bodies are streamed (default: data directory/service-tmp).")] = "",
     redis_url: Annotated[str, typer.Option(
         envvar="ASSAY_REDIS_URL",
-        help="Redis for rate limits shared by every worker and instance (default: per-worker limits)")] = "",
-    access_log: Annotated[bool, typer.Option(help="JSON access log on stderr")] = True,
+        help="Redis for rate limits shared by every worker and instance (default: per-worker limits).")] = "",
+    access_log: Annotated[bool, typer.Option(help="JSON access log on stderr.")] = True,
 ) -> None:
     """Run the HTTP API (OpenAPI at /openapi.json, docs at /docs)."""
     import uvicorn
@@ -114,9 +151,11 @@ def serve(
     try:
         # ASSAY_SERVICE_* variables set what no flag does (e.g. the job stale time).
         base = Settings.from_env()
+        from ..cli._common import _state
+
         settings = replace(
             base,
-            db=db or "", anonymous_role="match" if allow_anonymous else None, workers=workers,
+            db=db or _state.get("db") or "", anonymous_role="match" if allow_anonymous else None, workers=workers,
             rate_limit=rate_limit, max_upload_bytes=max_upload_mb * 2**20,
             snapshot_dir=snapshot_dir or base.snapshot_dir, tmp_dir=tmp_dir or base.tmp_dir,
             rate_limit_redis_url=redis_url or base.rate_limit_redis_url, access_log=access_log,
@@ -127,6 +166,9 @@ def serve(
         _fail(exc)
         return
     os.environ.update(settings.to_env())
+    shown = f"[{host}]" if ":" in host else host
+    typer.echo(f"assay serve: listening on http://{shown}:{port} ({workers} worker{'s' if workers != 1 else ''}; "
+               f"API docs at /docs); Ctrl-C stops it", err=True)
     uvicorn.run(
         "assay.service.app:create_app_from_env",
         factory=True, host=host, port=port, workers=workers, access_log=False,

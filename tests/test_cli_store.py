@@ -114,7 +114,8 @@ def test_scan_json_with_output_writes_the_file_and_prints_the_summary(tmp_path: 
 def test_scan_summary_counts_add_up_and_read_well(tmp_path: Path, case: Path) -> None:
     (case / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 20)
     (case / "unreadable.png").symlink_to(tmp_path / "nowhere.png")
-    res = _invoke("scan", str(case), "-o", str(tmp_path / "r.jsonl"), "--workers", "1")
+    # wide enough that no row wraps (the report path is long under pytest)
+    res = _invoke("scan", str(case), "-o", str(tmp_path / "r.jsonl"), "--workers", "1", env={"COLUMNS": "300"})
     text = res.stdout
     recs = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
     with_errors = sum(1 for r in recs if r.get("errors"))

@@ -1,13 +1,21 @@
-"""Benchmark: assay's pickle safety scan vs picklescan, side by side, same files.
+"""Benchmark: assay's pickle/model-file safety scan vs picklescan on the whole corpus.
 
-Files: the real TorchScript archive ``silero_vad.jit`` (../shared/testdata), a
-random-weight checkpoint with the SD 1.5 key layout written as a torch zip by
-tests/modelgen.py (~1,100 tensors, so data.pkl is realistic; weights scaled down),
-and the legacy torch.save fixture in tests/data. Each tool scans each file in the
-same process, alternately, ``--repeat`` times; medians and the ratio are printed
-together with both verdicts. Usage::
+The corpus is tests/pickle_corpus.py: malicious samples by gadget class (each would
+create a canary file or reach the network if loaded; nothing here loads them) and
+benign samples (standard-library values at protocols 0-5, numpy files written by
+numpy, torch layouts, Keras archives). Both tools scan every file in the same process,
+alternating file by file, ``--repeat`` rounds; the report gives
 
-    .venv/bin/python bench/bench_pickle_scan.py [--repeat 15] [--dir /tmp/assay-bench-pickle]
+- files/s of each tool over the whole corpus (sum of per-file medians) and the ratio;
+- the confusion counts of each tool (malicious -> dangerous/suspicious/safe/error,
+  benign -> safe/suspicious/dangerous/error);
+- every sample on which the two disagree, with the reason for assay's verdict.
+
+picklescan is imported before any timing (its import is not part of a scan).
+Optionally the large realistic files too (``--large``: a ~100 MB SD1.5-layout torch
+zip written by tests/modelgen.py and the shared silero_vad.jit). Usage::
+
+    .venv/bin/python bench/bench_pickle_scan.py [--repeat 5] [--large] [--dir /tmp/assay-bench-pickle]
 """
 
 from __future__ import annotations
@@ -16,138 +24,113 @@ import argparse
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+import picklescan.scanner  # noqa: E402  (imported before timing: issue 21)
+
 import modelgen  # noqa: E402
-from assay.models import open_model, scan_file  # noqa: E402
+import pickle_corpus  # noqa: E402
+from assay.errors import InputError  # noqa: E402
+from assay.models import scan_file  # noqa: E402
 
 RANK = {"safe": 0, "suspicious": 1, "dangerous": 2}
 
 
-def ours(path: Path) -> str:
-    return max((r.verdict for r in scan_file(path)), key=RANK.__getitem__, default="safe")
+def ours(path: Path) -> tuple[str, str]:
+    """(verdict, the first reason that decided it)."""
+    try:
+        reports = scan_file(path)
+    except InputError as exc:
+        return "error", exc.reason
+    verdict = max((r.verdict for r in reports), key=RANK.__getitem__, default="safe")
+    why = next((f"{f.global_name or 'container'}: {f.reason}" for r in reports for f in r.findings
+                if f.severity == verdict), "")
+    return verdict, why
 
 
-def theirs(path: Path) -> str:
-    from picklescan.scanner import scan_file_path
-
-    r = scan_file_path(str(path))
+def theirs(path: Path) -> tuple[str, str]:
+    r = picklescan.scanner.scan_file_path(str(path))
+    flagged = sorted({f"{g.module}.{g.name}" for g in r.globals if g.safety.value != "innocuous"})
     if r.infected_files:
-        return "dangerous"
-    return "suspicious" if r.suspicious_count or r.scan_err else "safe"
+        return "dangerous", ", ".join(flagged)
+    if r.scan_err:
+        return "error", ""
+    return ("suspicious" if r.suspicious_count else "safe"), ", ".join(flagged)
 
 
-def _slug(label: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in label)
-
-
-def evasion_files(d: Path) -> dict[str, Path]:
-    """Payload files built with the test helpers (never loaded): one per trick."""
-    import io
-    import os
-    import pickle
-    import struct
-    import zipfile
-    import zlib
-
-    import test_pickle_safety as t
-
-    out: dict[str, Path] = {}
-
-    def zipped(name: str, data_pkl: bytes, extra: dict[str, bytes] | None = None) -> Path:
-        out[name] = t.torch_zip(d / f"{_slug(name)}.pt", data_pkl, extra)
-        return out[name]
-
-    def raw(name: str, data: bytes) -> None:
-        out[name] = d / f"{_slug(name)}.pkl"
-        out[name].write_bytes(data)
-
-    evil = pickle.dumps(t.Payload(os.system, ("true",)), protocol=2)
-    zipped("os.system in data.pkl", evil)
-    zipped("importlib.import_module", t.p4_stack_global("importlib", "import_module", "os"))
-    zipped("exec via memo + STACK_GLOBAL", t.memo_hidden("builtins", "exec"))
-    zipped("dotted attr torch 'serialization.load'", t.p4_stack_global("torch", "serialization.load"))
-    zipped("operator.methodcaller", t.p0_call("operator", "methodcaller"))
-    zipped("STACK_GLOBAL name computed at load",
-           b"\x80\x04\x8c\x08builtins\x8c\x03str\x93\x8c\x02os\x85R"
-           b"\x8c\x06system\x93\x8c\x04true\x85R.")
-    zipped("protocol-0 payload in archive/data/0", pickle.dumps({}, protocol=2),
-           {"archive/data/0": t.p0_call("os", "system")})
-    p = zipped("bad CRC on data.pkl", evil)
-    p.write_bytes(p.read_bytes().replace(struct.pack("<I", zlib.crc32(evil)), b"\0\0\0\0"))
-    inner = io.BytesIO()
-    with zipfile.ZipFile(inner, "w") as z:
-        z.writestr("x/data.pkl", evil)
-    zipped("zip inside zip", pickle.dumps({}, protocol=2), {"archive/extra.zip": inner.getvalue()})
-    good = (ROOT / "tests/data/tiny_state_dict_legacy.pt").read_bytes()
-    import pickletools
-
-    f, ends = io.BytesIO(good), []
-    for _ in range(5):
-        for _op in pickletools.genops(f):
-            pass
-        ends.append(f.tell())
-    raw("legacy torch, payload in 5th pickle", good[: ends[3]] + evil + good[ends[4]:])
-    raw("protocol-0 payload padded to 200 KB (raw .ckpt)",
-        t.p0_call("os", "system", "true #" + "A" * 200_000))
-    np = __import__("numpy")
-    obj = np.empty(1, dtype=object)
-    obj[0] = t.Payload(os.system, ("true",))
-    out[".npz with an object array"] = d / "objects.npz"
-    np.savez(out[".npz with an object array"], w=np.arange(3), obj=obj)
-    raw("numpy array (benign)", pickle.dumps(np.arange(3), protocol=2))
-    out["whole nn.Module (benign)"] = ROOT / "tests/data/tiny_module_zip.pt"
-    return out
-
-
-def median_time(fn, arg, repeat: int) -> float:  # type: ignore[no-untyped-def]
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn(arg)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def timed(fn, path: Path) -> float:  # type: ignore[no-untyped-def]
+    t0 = time.perf_counter()
+    fn(path)
+    return time.perf_counter() - t0
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--dir", type=Path, default=Path("/tmp/assay-bench-pickle"))
+    ap.add_argument("--large", action="store_true", help="also the ~100 MB torch zip and silero_vad.jit")
     args = ap.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
-    sd = args.dir / "sd15-layout.ckpt"
-    if not sd.exists():
-        modelgen.write_torch_zip(sd, modelgen.sd15(scale=0.02))
-    files = {
-        "silero_vad.jit (TorchScript)": ROOT.parent / "shared/testdata/models/silero_vad.jit",
-        f"SD1.5-layout torch zip ({sd.stat().st_size >> 20} MB)": sd,
-        "legacy torch.save (tiny)": ROOT / "tests/data/tiny_state_dict_legacy.pt",
-    }
-    print("| file | assay verdict | picklescan verdict | assay median | picklescan median | ratio |")
+    canary = args.dir / "CANARY"
+    items = pickle_corpus.write_corpus(pickle_corpus.corpus(canary), args.dir / "corpus")
+
+    ta: dict[Path, list[float]] = {p: [] for _, p in items}
+    tp: dict[Path, list[float]] = {p: [] for _, p in items}
+    for _ in range(args.repeat):
+        for _, p in items:  # alternate so that noise hits both alike
+            ta[p].append(timed(ours, p))
+            tp[p].append(timed(theirs, p))
+    a = sum(statistics.median(v) for v in ta.values())
+    b = sum(statistics.median(v) for v in tp.values())
+    n = len(items)
+    print(f"corpus: {n} files ({sum(1 for s, _ in items if s.expect == 'dangerous')} malicious, "
+          f"{sum(1 for s, _ in items if s.expect == 'safe')} benign), {args.repeat} rounds\n")
+    print("| tool | files/s (sum of per-file medians) |")
+    print("|---|---|")
+    print(f"| assay scan_file | {n / a:.0f} |")
+    print(f"| picklescan scan_file_path | {n / b:.0f} |")
+    print(f"| ratio assay/picklescan | {b / a:.2f}x |\n")
+
+    verdicts = {p: (ours(p), theirs(p)) for _, p in items}
+    for label, idx in (("assay", 0), ("picklescan", 1)):
+        for expect in ("dangerous", "safe"):
+            c = Counter(verdicts[p][idx][0] for s, p in items if s.expect == expect)
+            shown = ", ".join(f"{k} {c[k]}" for k in ("dangerous", "suspicious", "safe", "error") if c[k])
+            print(f"- {label}, {'malicious' if expect == 'dangerous' else 'benign'}: {shown}")
+    missed = [s.name for s, p in items if verdicts[p][0][0] != s.expect]
+    print(f"\nassay verdicts other than expected: {len(missed)} {missed if missed else ''}")
+    print(f"canary created: {canary.exists()}\n")
+
+    print("| sample | gadget | expected | assay | picklescan | why assay says so |")
     print("|---|---|---|---|---|---|")
-    for label, path in files.items():
-        if not path.exists():
-            print(f"| {label} | (missing) | | | | |")
-            continue
-        ta, tp = [], []
-        for _ in range(args.repeat):  # alternate so that noise hits both alike
-            ta.append(median_time(ours, path, 1))
-            tp.append(median_time(theirs, path, 1))
-        a, p = statistics.median(ta), statistics.median(tp)
-        print(f"| {label} | {ours(path)} | {theirs(path)} | {a * 1000:.1f} ms | "
-              f"{p * 1000:.1f} ms | {p / a:.2f}x |")
-    print("\n| payload / file | assay | picklescan (default) |")
-    print("|---|---|---|")
-    for label, path in evasion_files(args.dir).items():
-        print(f"| {label} | {ours(path)} | {theirs(path)} |")
-    t = median_time(lambda p: open_model(p).close(), sd, args.repeat)
-    with open_model(sd) as m:
-        n = len(m.tensors)
-    print(f"\nopen_model (scan + restricted rebuild of {n} tensors) on the SD1.5-layout zip: "
-          f"median {t * 1000:.1f} ms")
+    for s, p in items:
+        (va, why), (vp, flagged) = verdicts[p]
+        if va != vp:
+            pic = f"{vp} ({flagged})" if flagged else vp
+            print(f"| {s.name} | {s.gadget} | {s.expect} | {va} | {pic} | {why[:160]} |")
+
+    if args.large:
+        sd = args.dir / "sd15-layout.ckpt"
+        if not sd.exists():
+            modelgen.write_torch_zip(sd, modelgen.sd15(scale=0.02))
+        large = {"SD1.5-layout torch zip": sd,
+                 "silero_vad.jit (TorchScript)": ROOT.parent / "shared/testdata/models/silero_vad.jit"}
+        print("\n| file | assay | picklescan | assay median | picklescan median | ratio |")
+        print("|---|---|---|---|---|---|")
+        for label, path in large.items():
+            if not path.exists():
+                continue
+            xa, xp = [], []
+            for _ in range(args.repeat):
+                xa.append(timed(ours, path))
+                xp.append(timed(theirs, path))
+            ma, mp = statistics.median(xa), statistics.median(xp)
+            print(f"| {label} | {ours(path)[0]} | {theirs(path)[0]} | {ma * 1000:.0f} ms | "
+                  f"{mp * 1000:.0f} ms | {mp / ma:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -69,6 +69,7 @@ for _c in b"ILSVFPgp":
 for _c in b"ci":
     _LAYOUT[_c] = (_LINE2, None, 0)
 OPCODES = frozenset(_LAYOUT)
+NO_ARG_OPCODES = frozenset(c for c, (kind, _, _) in _LAYOUT.items() if kind == _NONE)
 _TEXT = frozenset(b"XV\x8c\x8d")  # str values
 _BYTES = frozenset(b"BC\x8e\x96")  # bytes values, yielded as (start, stop) spans
 _STRINGS = frozenset(b"TU")  # protocol 0-2 byte strings (str or bytes, by the loader's encoding)
@@ -127,6 +128,82 @@ def _line_value(code: int, line: bytes, offset: int) -> Any:
     return n
 
 
+def decode_arg(buf: Any, pos: int, end: int, code: int) -> tuple[Any, int]:
+    """The argument of the opcode ``code`` at ``pos`` and the offset after it, read as
+    the C unpickler reads it (see :func:`read_ops` for the forms)."""
+    kind, fn, n = _LAYOUT[code]
+    p = pos + 1
+    if kind == _NONE:
+        return None, p
+    if kind == _FIXED:
+        if p + n > end:
+            raise PickleSyntaxError(pos, "pickle data was truncated")
+        arg = fn(buf, p)[0]
+        if code == 0x80 and arg > HIGHEST_PROTOCOL:
+            raise PickleSyntaxError(pos, f"unsupported pickle protocol: {arg}")
+        return arg, p + n
+    if kind == _COUNTED:
+        if p + n > end:
+            raise PickleSyntaxError(pos, "pickle data was truncated")
+        size = fn(buf, p)[0]
+        p += n
+        if size < 0:
+            raise PickleSyntaxError(pos, "negative byte count")
+        stop = p + size
+        if stop > end:
+            raise PickleSyntaxError(pos, "pickle data was truncated")
+        if code in _BYTES:
+            return (p, stop), stop
+        if code in _TEXT:
+            try:
+                return bytes(buf[p:stop]).decode("utf-8", "surrogatepass"), stop
+            except UnicodeDecodeError as exc:
+                raise PickleSyntaxError(pos, f"bad UTF-8 in string: {exc.reason}") from None
+        if code in _STRINGS:
+            return bytes(buf[p:stop]).decode("latin-1"), stop
+        return int.from_bytes(buf[p:stop], "little", signed=True), stop  # LONG1, LONG4
+    if kind == _LINE:
+        nl = buf.find(b"\n", p, end)
+        if nl < 0:
+            raise PickleSyntaxError(pos, "line argument without a newline (truncated)")
+        return _line_value(code, bytes(buf[p:nl]), pos), nl + 1
+    # _LINE2: GLOBAL, INST
+    nl = buf.find(b"\n", p, end)
+    nl2 = buf.find(b"\n", nl + 1, end) if nl >= 0 else -1
+    if nl2 < 0:
+        raise PickleSyntaxError(pos, "GLOBAL/INST argument without a newline (truncated)")
+    if nl2 == nl + 1:
+        raise PickleSyntaxError(pos, "GLOBAL/INST with an empty name")
+    try:
+        arg = bytes(buf[p:nl]).decode("utf-8") + " " + bytes(buf[nl + 1 : nl2]).decode("utf-8")
+    except UnicodeDecodeError:
+        raise PickleSyntaxError(pos, "GLOBAL/INST name is not UTF-8") from None
+    return arg, nl2 + 1
+
+
+def frame_anomaly(pos: int, p: int, frame_end: int) -> tuple[str, int]:
+    """The FRAME_ANOMALY argument for an opcode at ``pos``..``p`` that crosses the end
+    of its frame."""
+    return (f"opcode at byte {pos} runs {p - frame_end} bytes past the end of its "
+            f"frame (byte {frame_end}): readers that honour frames read what follows "
+            "the frame as opcodes", frame_end)
+
+
+def new_frame(pos: int, p: int, size: int, frame_end: int, end: int) -> tuple[int, list[tuple[str, None]]]:
+    """A FRAME opcode at ``pos`` (argument ``size``, next opcode at ``p``) while the
+    current frame ends at ``frame_end`` (-1: none): the new frame end, and anomalies."""
+    events = []
+    if frame_end > p:
+        events.append((f"FRAME at byte {pos} begins inside the frame that ends at byte {frame_end}",
+                       None))
+    frame_end = p + size
+    if frame_end > end:
+        events.append((f"FRAME at byte {pos} declares {size} bytes, only {end - p} follow "
+                       "(the C unpickler stops here, the Python one reads on)", None))
+        frame_end = -1
+    return frame_end, events
+
+
 def read_ops(buf: Any, pos: int = 0, end: int | None = None) -> Iterator[tuple[int, Any, int]]:
     """Yield ``(opcode byte, argument, offset)`` from ``pos`` up to and including STOP.
 
@@ -134,6 +211,8 @@ def read_ops(buf: Any, pos: int = 0, end: int | None = None) -> Iterator[tuple[i
     ``(start, stop)`` spans into ``buf`` (they can be large); text arguments as str;
     GLOBAL and INST as ``"module name"``. Raises :class:`PickleSyntaxError` where the
     C unpickler would fail (truncation, bad lengths, bad encodings, unknown opcode).
+    Frame disagreements come as ``(FRAME_ANOMALY, (message, resume offset | None),
+    offset)`` just before the opcode they concern.
     """
     if end is None:
         end = len(buf)
@@ -141,80 +220,17 @@ def read_ops(buf: Any, pos: int = 0, end: int | None = None) -> Iterator[tuple[i
     frame_end = -1
     while pos < end:
         code = buf[pos]
-        spec = layout.get(code)
-        if spec is None:
+        if code not in layout:
             raise PickleSyntaxError(pos, f"invalid load key {bytes([code])!r}")
-        kind, fn, n = spec
-        p = pos + 1
-        arg: Any = None
-        if kind == _FIXED:
-            if p + n > end:
-                raise PickleSyntaxError(pos, "pickle data was truncated")
-            arg = fn(buf, p)[0]
-            p += n
-            if code == 0x80 and arg > HIGHEST_PROTOCOL:
-                raise PickleSyntaxError(pos, f"unsupported pickle protocol: {arg}")
-        elif kind == _COUNTED:
-            if p + n > end:
-                raise PickleSyntaxError(pos, "pickle data was truncated")
-            size = fn(buf, p)[0]
-            p += n
-            if size < 0:
-                raise PickleSyntaxError(pos, "negative byte count")
-            if p + size > end:
-                raise PickleSyntaxError(pos, "pickle data was truncated")
-            if code in _BYTES:
-                arg = (p, p + size)
-            elif code in _TEXT:
-                try:
-                    arg = bytes(buf[p : p + size]).decode("utf-8", "surrogatepass")
-                except UnicodeDecodeError as exc:
-                    raise PickleSyntaxError(pos, f"bad UTF-8 in string: {exc.reason}") from None
-            elif code in _STRINGS:
-                arg = bytes(buf[p : p + size]).decode("latin-1")
-            else:  # LONG1, LONG4
-                arg = int.from_bytes(buf[p : p + size], "little", signed=True)
-            p += size
-        elif kind == _LINE:
-            nl = buf.find(b"\n", p, end)
-            if nl < 0:
-                raise PickleSyntaxError(pos, "line argument without a newline (truncated)")
-            arg = _line_value(code, bytes(buf[p:nl]), pos)
-            p = nl + 1
-        elif kind == _LINE2:
-            nl = buf.find(b"\n", p, end)
-            nl2 = buf.find(b"\n", nl + 1, end) if nl >= 0 else -1
-            if nl2 < 0:
-                raise PickleSyntaxError(pos, "GLOBAL/INST argument without a newline (truncated)")
-            if nl2 == nl + 1:
-                raise PickleSyntaxError(pos, "GLOBAL/INST with an empty name")
-            try:
-                arg = (bytes(buf[p:nl]).decode("utf-8") + " "
-                       + bytes(buf[nl + 1 : nl2]).decode("utf-8"))
-            except UnicodeDecodeError:
-                raise PickleSyntaxError(pos, "GLOBAL/INST name is not UTF-8") from None
-            p = nl2 + 1
-        # Frame bookkeeping (see the module docstring).
-        if frame_end >= 0:
+        arg, p = decode_arg(buf, pos, end, code)
+        if frame_end >= 0 and p >= frame_end:
             if pos < frame_end < p:
-                yield FRAME_ANOMALY, (
-                    f"opcode at byte {pos} runs {p - frame_end} bytes past the end of its "
-                    f"frame (byte {frame_end}): readers that honour frames read what follows "
-                    "the frame as opcodes", frame_end), pos
-                frame_end = -1
-            elif p >= frame_end:
-                frame_end = -1
+                yield FRAME_ANOMALY, frame_anomaly(pos, p, frame_end), pos
+            frame_end = -1
         if code == 0x95:
-            if frame_end > p:
-                yield FRAME_ANOMALY, (
-                    f"FRAME at byte {pos} begins inside the frame that ends at byte {frame_end}",
-                    None), pos
-            frame_end = p + arg
-            if frame_end > end:
-                yield FRAME_ANOMALY, (
-                    f"FRAME at byte {pos} declares {arg} bytes, only {end - p} follow "
-                    "(the C unpickler stops here, the Python one reads on)", None), pos
-                frame_end = -1
+            frame_end, events = new_frame(pos, p, arg, frame_end, end)
+            for ev in events:
+                yield FRAME_ANOMALY, ev, pos
         yield code, arg, pos
         if code == 0x2E:  # STOP
             return

@@ -23,8 +23,9 @@ class Sniffed:
     format: str  # "jpeg", "png", ..., "safetensors", "zip", "tar", "7z", "pickle", "gguf", "unknown"
 
 
-def sniff_bytes(head: bytes, size: int | None = None) -> Sniffed:
-    """Classify from the first bytes of a file (at least 16 for most formats)."""
+def sniff_bytes(head: bytes, size: int | None = None, *, pickles: bool = True) -> Sniffed:
+    """Classify from the first bytes of a file (at least 16 for most formats).
+    ``pickles=False`` skips the opcode parse that finds header-less pickles."""
     h = head
     if h.startswith(b"\xff\xd8\xff"):
         return Sniffed("image", "jpeg")
@@ -63,7 +64,7 @@ def sniff_bytes(head: bytes, size: int | None = None) -> Sniffed:
     archive = _archive_format(h)
     if archive is not None:
         return Sniffed("archive", archive)
-    if h and h[0] in OPCODES and probe(h, more=size is None or size > len(h)):
+    if pickles and h and h[0] in OPCODES and probe(h, more=size is None or size > len(h)):
         # Protocol 0/1 pickles have no header: a consistent parse of the opcodes.
         return Sniffed("model", "pickle")
     return Sniffed("other", "unknown")

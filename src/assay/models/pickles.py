@@ -28,6 +28,7 @@ from __future__ import annotations
 import ast
 import io
 import mmap
+import os
 import pickle
 import pickletools
 import re
@@ -40,7 +41,17 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from ..errors import DecodeError, InputError, TooLarge
-from ..pickleops import FRAME_ANOMALY, PickleSyntaxError, probe, read_ops, read_ops_until
+from ..pickleops import (
+    FRAME_ANOMALY,
+    NO_ARG_OPCODES,
+    OPCODES,
+    PickleSyntaxError,
+    decode_arg,
+    frame_anomaly,
+    new_frame,
+    probe,
+    read_ops_until,
+)
 from ..sniff import sniff_bytes
 from .pickle_policy import KERAS_DESERIALISERS, Verdict, classify_global
 
@@ -118,25 +129,35 @@ class _Mark:
 _MARK = _Mark()
 
 
-@dataclass(frozen=True)
 class _Str:
-    value: str
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
 
 
-@dataclass(frozen=True)
 class _Bytes:
-    start: int  # a span of the scanned buffer: values can be large, read them on demand
-    stop: int
+    """A span of the scanned buffer: values can be large, read them on demand."""
+
+    __slots__ = ("start", "stop")
+
+    def __init__(self, start: int, stop: int) -> None:
+        self.start = start
+        self.stop = stop
 
 
-@dataclass(frozen=True)
 class _Global:
-    name: str  # "module attr"; "?" when it could not be resolved statically
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name  # "module attr"; "?" when it could not be resolved statically
 
 
-@dataclass(frozen=True)
 class _Made:
-    by: str  # the global whose call built this object
+    __slots__ = ("by",)
+
+    def __init__(self, by: str) -> None:
+        self.by = by  # the global whose call built this object
 
 
 _UNKNOWN = object()
@@ -160,6 +181,9 @@ def _effect_table() -> dict[int, tuple[bool, int, tuple[Any, ...]]]:
 
 
 _EFFECTS = _effect_table()
+# BININT1, BINGET, BINPUT, EXT1 (PROTO is checked by decode_arg)
+_ONE_BYTE_ARG = frozenset(b"Khq\x82")
+_NO_ARG = NO_ARG_OPCODES
 
 
 class _Scan:
@@ -177,24 +201,78 @@ class _Scan:
 
     def run(self, pos: int, end: int) -> tuple[bool, int]:
         """Consume ops from ``pos`` until STOP: (True, offset after STOP), or raise
-        PickleSyntaxError where a load would fail (findings so far stand)."""
+        PickleSyntaxError where a load would fail (findings so far stand).
+
+        The same reading as :func:`assay.pickleops.read_ops`, fused with the stack
+        simulation: the most frequent opcodes are decoded and applied inline (this
+        loop is the scanner's hot path)."""
+        buf = self.buf
         handlers = _HANDLERS
         effects = _EFFECTS
+        layout = OPCODES
         stack = self.stack
-        for code, arg, offset in read_ops(self.buf, pos, end):
-            h = handlers.get(code)
-            if h is not None:
-                h(self, arg, offset)
-                continue
-            if code == 0x2E:  # STOP
-                return True, offset + 1
-            to_mark, pops, pushes = effects[code]
-            if to_mark:
-                self.pop_mark()
-            for _ in range(pops):
-                if stack:
-                    stack.pop()
-            stack.extend(pushes)
+        memo = self.memo
+        frame_end = -1
+        while pos < end:
+            code = buf[pos]
+            # -- decode (inline for the one-byte-argument and short-string opcodes)
+            if code == 0x8C:  # SHORT_BINUNICODE
+                if pos + 2 > end:
+                    raise PickleSyntaxError(pos, "pickle data was truncated")
+                p = pos + 2 + buf[pos + 1]
+                if p > end:
+                    raise PickleSyntaxError(pos, "pickle data was truncated")
+                try:
+                    arg: Any = bytes(buf[pos + 2 : p]).decode("utf-8", "surrogatepass")
+                except UnicodeDecodeError as exc:
+                    raise PickleSyntaxError(pos, f"bad UTF-8 in string: {exc.reason}") from None
+            elif code in _ONE_BYTE_ARG:
+                if pos + 2 > end:
+                    raise PickleSyntaxError(pos, "pickle data was truncated")
+                arg = buf[pos + 1]
+                p = pos + 2
+            elif code in _NO_ARG:
+                arg = None
+                p = pos + 1
+            elif code in layout:
+                arg, p = decode_arg(buf, pos, end, code)
+            else:
+                raise PickleSyntaxError(pos, f"invalid load key {bytes([code])!r}")
+            # -- frames (see assay.pickleops)
+            if frame_end >= 0 and p >= frame_end:
+                if pos < frame_end < p:
+                    self.op_frame_anomaly(frame_anomaly(pos, p, frame_end), pos)
+                frame_end = -1
+            if code == 0x95:
+                frame_end, events = new_frame(pos, p, arg, frame_end, end)
+                for ev in events:
+                    self.op_frame_anomaly(ev, pos)
+            # -- apply
+            if code == 0x71 or code == 0x72:  # BINPUT, LONG_BINPUT
+                memo[arg] = stack[-1] if stack else _UNKNOWN
+            elif code == 0x94:  # MEMOIZE
+                memo[len(memo)] = stack[-1] if stack else _UNKNOWN
+            elif code == 0x68 or code == 0x6A:  # BINGET, LONG_BINGET
+                stack.append(memo.get(arg, _UNKNOWN))
+            elif code == 0x8C or code == 0x58:  # SHORT_BINUNICODE, BINUNICODE
+                stack.append(_Str(arg))
+            elif code == 0x28:  # MARK
+                stack.append(_MARK)
+            elif code == 0x2E:  # STOP
+                return True, pos + 1
+            else:
+                h = handlers.get(code)
+                if h is not None:
+                    h(self, arg, pos)
+                else:
+                    to_mark, pops, pushes = effects[code]
+                    if to_mark:
+                        self.pop_mark()
+                    for _ in range(pops):
+                        if stack:
+                            stack.pop()
+                    stack.extend(pushes)
+            pos = p
         return False, end
 
     # stack helpers that tolerate malformed streams (the scan must not crash on them)
@@ -409,8 +487,8 @@ class _Scan:
 
     def op_binpersid(self, arg: Any, offset: int) -> None:
         pid = self.pop()
-        if (isinstance(pid, tuple) and len(pid) == 4 and pid[0] == _Str("module")
-                and isinstance(pid[1], _Global)):
+        if (isinstance(pid, tuple) and len(pid) == 4 and isinstance(pid[0], _Str)
+                and pid[0].value == "module" and isinstance(pid[1], _Global)):
             # Legacy whole-model torch.save: ('module', class, file, source); torch's
             # persistent_load hands back the class, which the pickle then calls.
             self.stack.append(pid[1])
@@ -622,6 +700,7 @@ def read_zip_entry(
 # -- whole files -----------------------------------------------------------------------
 
 _TORCH_MAGIC = 0x1950A86A20F9469CFC6C
+_TORCH_MAGIC_PICKLE = b"\x80\x02\x8a\x0a" + _TORCH_MAGIC.to_bytes(10, "little") + b"."
 _STORAGE_ENTRY = re.compile(r"(?:^|/)(?:data|\.data)/\d+$|(?:^|/)constants/\d+$")
 MAX_PROBE_BYTES = 16 * 1024**2  # how far a consistent-so-far opcode stream is followed
 
@@ -631,27 +710,57 @@ def scan_file(path: Path | str) -> list[PickleReport]:
 
     Raises InputError subclasses only when the file cannot be read at all.
     """
-    path = Path(path)
+    where = os.fspath(path)
     try:
-        with open(path, "rb") as f:
-            head = f.read(64)
-            size = f.seek(0, 2)
-            f.seek(0)
-            if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
-                return _scan_zip(f, str(path), depth=0)
-            fmt = sniff_bytes(head, size).format
-            if fmt == "hdf5":
+        # os-level reads: a scan of many small files is dominated by opening them,
+        # and a plain descriptor costs half of a buffered file object.
+        fd = os.open(where, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        try:
+            size = os.fstat(fd).st_size
+            head = os.read(fd, size + 1 if size <= SMALL_FILE_BYTES else 64)
+            if size <= SMALL_FILE_BYTES:
+                while len(head) < size:  # (short reads: pipes, network file systems)
+                    more = os.read(fd, size - len(head))
+                    if not more:
+                        break
+                    head += more
+            kind = _file_kind(head, size)
+            if kind == "zip":
+                with os.fdopen(os.dup(fd), "rb") as f:
+                    return _scan_zip(f, where, depth=0)
+            if kind == "hdf5":
                 from .formats.keras import scan_h5
 
-                return scan_h5(path)
-            if size == 0 or fmt in ("safetensors", "gguf"):
+                return scan_h5(Path(where))
+            if kind == "none":
                 return []  # pickle-free formats, validated by their readers
+            if size <= SMALL_FILE_BYTES:
+                return _scan_raw(head, where)
             # A memory map reads like bytes but never allocates what a length field
             # claims: a slice past the end just returns the bytes that exist.
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                return _scan_raw(mm, str(path))
+            with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mm:
+                return _scan_raw(mm, where)
+        finally:
+            os.close(fd)
     except OSError as exc:
-        raise InputError(path, f"cannot read: {exc.strerror or exc}") from exc
+        raise InputError(Path(where), f"cannot read: {exc.strerror or exc}") from exc
+
+
+def _file_kind(head: bytes, size: int) -> str:
+    if head[:2] in _PICKLE_STARTS:
+        return "raw"
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return "zip"
+    if not head:
+        return "none"
+    fmt = sniff_bytes(head[:64], size, pickles=False).format
+    if fmt == "hdf5":
+        return "hdf5"
+    return "none" if fmt in ("safetensors", "gguf") else "raw"
+
+
+SMALL_FILE_BYTES = 256 * 1024  # read at once; larger files are memory-mapped
+_PICKLE_STARTS = frozenset(b"\x80" + bytes([p]) for p in range(2, 6))
 
 
 def _scan_raw(buf: Any, where: str) -> list[PickleReport]:
@@ -667,6 +776,8 @@ def _scan_raw(buf: Any, where: str) -> list[PickleReport]:
                                "file is both a pickle/other data and a zip archive (polyglot)"))
         reports.append(poly)
         try:
+            if isinstance(buf, bytes):
+                buf = io.BytesIO(buf)
             buf.seek(0)
             reports.extend(_scan_zip(buf, where, depth=0))
         except InputError:
@@ -676,6 +787,12 @@ def _scan_raw(buf: Any, where: str) -> list[PickleReport]:
 
 def _has_zip_directory(buf: Any, after: int = 0) -> bool:
     return b"PK\x05\x06" in buf[max(after, len(buf) - 65_557):]  # EOCD + longest comment
+
+
+_NPY_HEADER = re.compile(
+    rb"\{'descr': '(?P<descr>[<>|=]?[a-zA-Z]\d*)', 'fortran_order': (?P<fo>True|False), "
+    rb"'shape': \((?P<shape>(?:\d+, ?)*\d*)\), \}[ ]*\n"
+)
 
 
 def npy_header(head: bytes) -> tuple[dict[str, Any], int] | None:
@@ -695,6 +812,12 @@ def npy_header(head: bytes) -> tuple[dict[str, Any], int] | None:
     raw = head[start : start + n]
     if len(raw) < n:
         return None
+    m = _NPY_HEADER.match(raw)
+    if m is not None:
+        # numpy's own layout, read without the general literal parser
+        shape = tuple(int(d) for d in m["shape"].split(b",") if d.strip())
+        return {"descr": m["descr"].decode("ascii"), "fortran_order": m["fo"] == b"True",
+                "shape": shape}, start + n
     try:
         header = ast.literal_eval(raw.decode("utf-8" if major == 3 else "latin-1"))
     except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError):
@@ -749,8 +872,14 @@ def _scan_consecutive(buf: Any, where: str, ends: list[int] | None = None) -> li
         if npy is None:
             return reports
         start = npy
-    if not _is_pickle_at(buf, start, end):
-        return reports
+    first: PickleReport | None = None
+    if not _PROTO_HEAD.match(buf[start : start + 2]):
+        # Header-less (protocol 0/1) or not a pickle: a scan that reaches STOP says
+        # it is one; otherwise a consistent parse of its opcodes decides.
+        first = PickleReport(where=where if start == 0 else f"{where}#pickle1@{start}")
+        after = _scan_buffer(buf, start, end, first)
+        if (after is None or after - start < 3) and not _is_pickle_at(buf, start, end):
+            return reports
     expected: int | None = None
     for i in range(MAX_CONSECUTIVE_PICKLES):
         label = where if i == 0 and start == 0 else f"{where}#pickle{i + 1}@{start}"
@@ -759,8 +888,11 @@ def _scan_consecutive(buf: Any, where: str, ends: list[int] | None = None) -> li
             # bytes that are not one are data, not a finding.
             if not (_PROTO_HEAD.match(buf[start : start + 2]) and read_ops_until(buf, start, end)[0]):
                 break
-        report = PickleReport(where=label)
-        after = _scan_buffer(buf, start, end, report)
+        if i == 0 and first is not None:
+            report = first
+        else:
+            report = PickleReport(where=label)
+            after = _scan_buffer(buf, start, end, report)
         reports.append(report)
         if i == 0 and start == 0 and after is not None and _is_torch_magic(buf):
             expected = 5
@@ -775,11 +907,8 @@ def _scan_consecutive(buf: Any, where: str, ends: list[int] | None = None) -> li
 
 
 def _is_torch_magic(buf: Any) -> bool:
-    try:
-        return any(code in (0x8A, 0x8B, 0x49, 0x4C) and arg == _TORCH_MAGIC
-                   for code, arg, _ in read_ops(buf[:64]))
-    except PickleSyntaxError:
-        return False
+    # torch.save writes the magic number as its own protocol 2 pickle (LONG1).
+    return buf[:15] == _TORCH_MAGIC_PICKLE
 
 
 def _scan_zip(f: BinaryIO, where: str, depth: int) -> list[PickleReport]:

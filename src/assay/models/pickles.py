@@ -26,6 +26,7 @@ disagree with the central directory, bad CRCs, duplicate names) are findings.
 from __future__ import annotations
 
 import ast
+import functools
 import io
 import mmap
 import os
@@ -165,6 +166,14 @@ _PROTO_HEAD = re.compile(rb"\x80[\x02-\x05]")
 MAX_FRAME_READINGS = 8  # other readings of one pickle scanned after frame anomalies
 
 
+@functools.lru_cache(maxsize=8192)
+def _judge(global_name: str) -> tuple[Verdict, str, str]:
+    """classify_global for the scanner's "module attr" form, with the dotted name."""
+    module, _, attr = global_name.partition(" ")
+    verdict, reason = classify_global(module, attr)
+    return verdict, reason, f"{module}.{attr}"
+
+
 def _effect_table() -> dict[int, tuple[bool, int, tuple[Any, ...]]]:
     """Per opcode: (pops down to a mark, values popped below the mark or in all,
     values pushed) as pickletools documents them."""
@@ -181,9 +190,45 @@ def _effect_table() -> dict[int, tuple[bool, int, tuple[Any, ...]]]:
 
 
 _EFFECTS = _effect_table()
-# BININT1, BINGET, BINPUT, EXT1 (PROTO is checked by decode_arg)
-_ONE_BYTE_ARG = frozenset(b"Khq\x82")
-_NO_ARG = NO_ARG_OPCODES
+
+
+def _tables() -> tuple[list[int], list[int]]:
+    """Per opcode byte: how its argument is read (0 not an opcode, 1 none, 2 one
+    unsigned byte, 3 SHORT_BINUNICODE, 4 decode_arg), and how run() applies it
+    (0 handler or generic stack effect, 1-10 inline cases)."""
+    kind = [0] * 256
+    for c in OPCODES:
+        kind[c] = 1 if c in NO_ARG_OPCODES else 4
+    for c in b"Khq\x82":  # BININT1, BINGET, BINPUT, EXT1 (PROTO's limit: decode_arg)
+        kind[c] = 2
+    kind[0x8C] = 3
+    act = [0] * 256
+    act[0x94] = 1
+    for c in b"qrp":
+        act[c] = 2
+    for op in pickletools.opcodes:
+        c = op.code.encode("latin-1")[0]
+        if not op.stack_before and len(op.stack_after) == 1 and op.stack_after[0] is not \
+                pickletools.markobject and op.name not in _INLINE_EXCLUDED:
+            act[c] = 3
+    for c in b"\x8cXVSTU\x8d":
+        act[c] = 4
+    act[0x28] = 5
+    for c in b"hjg":
+        act[c] = 6
+    act[0x52] = 7
+    act[0x2E] = 8
+    act[0x80] = 9
+    act[0x95] = 10
+    return kind, act
+
+
+# Single-push opcodes with a handler of their own (values assay tracks).
+_INLINE_EXCLUDED = frozenset({
+    "STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "SHORT_BINUNICODE",
+    "BINUNICODE8", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8", "GLOBAL",
+    "GET", "BINGET", "LONG_BINGET", "EMPTY_TUPLE", "PERSID", "EXT1", "EXT2", "EXT4",
+})
 
 
 class _Scan:
@@ -204,37 +249,40 @@ class _Scan:
         PickleSyntaxError where a load would fail (findings so far stand).
 
         The same reading as :func:`assay.pickleops.read_ops`, fused with the stack
-        simulation: the most frequent opcodes are decoded and applied inline (this
-        loop is the scanner's hot path)."""
+        simulation: opcodes are classified by table, the frequent ones decoded and
+        applied inline (this loop is the scanner's hot path)."""
         buf = self.buf
         handlers = _HANDLERS
         effects = _EFFECTS
-        layout = OPCODES
+        arg_kind = _ARG_KIND
+        action = _ACTION
         stack = self.stack
         memo = self.memo
+        unknown = _UNKNOWN
         frame_end = -1
         while pos < end:
             code = buf[pos]
-            # -- decode (inline for the one-byte-argument and short-string opcodes)
-            if code == 0x8C:  # SHORT_BINUNICODE
+            # -- decode
+            k = arg_kind[code]
+            if k == 1:  # no argument
+                arg: Any = None
+                p = pos + 1
+            elif k == 2:  # one unsigned byte
+                if pos + 2 > end:
+                    raise PickleSyntaxError(pos, "pickle data was truncated")
+                arg = buf[pos + 1]
+                p = pos + 2
+            elif k == 3:  # SHORT_BINUNICODE
                 if pos + 2 > end:
                     raise PickleSyntaxError(pos, "pickle data was truncated")
                 p = pos + 2 + buf[pos + 1]
                 if p > end:
                     raise PickleSyntaxError(pos, "pickle data was truncated")
                 try:
-                    arg: Any = bytes(buf[pos + 2 : p]).decode("utf-8", "surrogatepass")
+                    arg = bytes(buf[pos + 2 : p]).decode("utf-8", "surrogatepass")
                 except UnicodeDecodeError as exc:
                     raise PickleSyntaxError(pos, f"bad UTF-8 in string: {exc.reason}") from None
-            elif code in _ONE_BYTE_ARG:
-                if pos + 2 > end:
-                    raise PickleSyntaxError(pos, "pickle data was truncated")
-                arg = buf[pos + 1]
-                p = pos + 2
-            elif code in _NO_ARG:
-                arg = None
-                p = pos + 1
-            elif code in layout:
+            elif k == 4:
                 arg, p = decode_arg(buf, pos, end, code)
             else:
                 raise PickleSyntaxError(pos, f"invalid load key {bytes([code])!r}")
@@ -243,23 +291,37 @@ class _Scan:
                 if pos < frame_end < p:
                     self.op_frame_anomaly(frame_anomaly(pos, p, frame_end), pos)
                 frame_end = -1
-            if code == 0x95:
+            # -- apply
+            a = action[code]
+            if a == 1:  # MEMOIZE
+                memo[len(memo)] = stack[-1] if stack else unknown
+            elif a == 2:  # BINPUT, LONG_BINPUT, PUT
+                memo[arg] = stack[-1] if stack else unknown
+            elif a == 3:  # a value assay does not track (ints, floats, None, ...)
+                stack.append(unknown)
+            elif a == 4:  # strings
+                stack.append(_Str(arg))
+            elif a == 5:  # MARK
+                stack.append(_MARK)
+            elif a == 6:  # BINGET, LONG_BINGET, GET
+                stack.append(memo.get(arg, unknown))
+            elif a == 7 and len(stack) >= 2 and type(stack[-2]) is _Global:  # REDUCE
+                args = stack.pop()
+                target = stack.pop()
+                if target.name != "?":
+                    self.reference(target.name, "REDUCE", pos, "calls")
+                    dotted = _judge(target.name)[2]
+                    if dotted in KERAS_DESERIALISERS:
+                        self._keras_call(dotted, args, pos)
+                stack.append(_Made(target.name))
+            elif a == 8:  # STOP
+                return True, pos + 1
+            elif a == 9:  # PROTO
+                self.report.protocol = arg
+            elif a == 10:  # FRAME
                 frame_end, events = new_frame(pos, p, arg, frame_end, end)
                 for ev in events:
                     self.op_frame_anomaly(ev, pos)
-            # -- apply
-            if code == 0x71 or code == 0x72:  # BINPUT, LONG_BINPUT
-                memo[arg] = stack[-1] if stack else _UNKNOWN
-            elif code == 0x94:  # MEMOIZE
-                memo[len(memo)] = stack[-1] if stack else _UNKNOWN
-            elif code == 0x68 or code == 0x6A:  # BINGET, LONG_BINGET
-                stack.append(memo.get(arg, _UNKNOWN))
-            elif code == 0x8C or code == 0x58:  # SHORT_BINUNICODE, BINUNICODE
-                stack.append(_Str(arg))
-            elif code == 0x28:  # MARK
-                stack.append(_MARK)
-            elif code == 0x2E:  # STOP
-                return True, pos + 1
             else:
                 h = handlers.get(code)
                 if h is not None:
@@ -280,29 +342,29 @@ class _Scan:
         return self.stack.pop() if self.stack else _UNKNOWN
 
     def pop_mark(self) -> list[Any]:
-        items: list[Any] = []
-        while self.stack:
-            v = self.stack.pop()
-            if v is _MARK:
-                break
-            items.append(v)
-        items.reverse()
+        stack = self.stack
+        for i in range(len(stack) - 1, -1, -1):
+            if stack[i] is _MARK:
+                items = stack[i + 1 :]
+                del stack[i:]
+                return items
+        items = stack[:]  # no mark: a malformed stream, take what there is
+        stack.clear()
         return items
 
     def reference(self, global_name: str, opcode: str, offset: int, how: str) -> None:
         if global_name not in self.seen:
             self.seen.add(global_name)
             self.report.globals.append(global_name.replace(" ", ".", 1))
-        if global_name == "?" or (global_name, how) in self.flagged:
+        if global_name == "?":
+            return
+        verdict, reason, dotted = _judge(global_name)
+        if verdict == "safe" or (global_name, how) in self.flagged:
             return  # one finding per global and kind of use is enough
         self.flagged.add((global_name, how))
-        module, _, attr = global_name.partition(" ")
-        verdict, reason = classify_global(module, attr)
-        if verdict != "safe" and f"{module}.{attr}" not in KERAS_DESERIALISERS:
+        if dotted not in KERAS_DESERIALISERS:
             # (a Keras deserialiser is judged by the archive it is called on: _keras_call)
-            self.report.add(
-                PickleFinding(verdict, f"{module}.{attr}", opcode, offset, f"{how}: {reason}")
-            )
+            self.report.add(PickleFinding(verdict, dotted, opcode, offset, f"{how}: {reason}"))
 
     def op_frame_anomaly(self, arg: Any, offset: int) -> None:
         message, resume = arg
@@ -369,9 +431,14 @@ class _Scan:
         self.stack.append(self.stack[-1] if self.stack else _UNKNOWN)
 
     def _tuple(self, n: int) -> None:
-        items = [self.pop() for _ in range(n)]
-        items.reverse()
-        self.stack.append(tuple(items))
+        stack = self.stack
+        if len(stack) >= n:
+            items = tuple(stack[-n:])
+            del stack[-n:]
+        else:
+            items = (*[_UNKNOWN] * (n - len(stack)), *stack)
+            stack.clear()
+        stack.append(items)
 
     def op_tuple(self, arg: Any, offset: int) -> None:
         self.stack.append(tuple(self.pop_mark()))
@@ -522,6 +589,7 @@ def _handlers() -> dict[int, Callable[[_Scan, Any, int], None]]:
 
 
 _HANDLERS = _handlers()
+_ARG_KIND, _ACTION = _tables()
 
 
 def scan_pickle_bytes(data: bytes, *, where: str, _depth: int = 0) -> PickleReport:
@@ -714,7 +782,7 @@ def scan_file(path: Path | str) -> list[PickleReport]:
     try:
         # os-level reads: a scan of many small files is dominated by opening them,
         # and a plain descriptor costs half of a buffered file object.
-        fd = os.open(where, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        fd = os.open(where, _O_READ)
         try:
             size = os.fstat(fd).st_size
             head = os.read(fd, size + 1 if size <= SMALL_FILE_BYTES else 64)
@@ -760,6 +828,7 @@ def _file_kind(head: bytes, size: int) -> str:
 
 
 SMALL_FILE_BYTES = 256 * 1024  # read at once; larger files are memory-mapped
+_O_READ = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 _PICKLE_STARTS = frozenset(b"\x80" + bytes([p]) for p in range(2, 6))
 
 
@@ -873,7 +942,7 @@ def _scan_consecutive(buf: Any, where: str, ends: list[int] | None = None) -> li
             return reports
         start = npy
     first: PickleReport | None = None
-    if not _PROTO_HEAD.match(buf[start : start + 2]):
+    if buf[start : start + 2] not in _PICKLE_STARTS:
         # Header-less (protocol 0/1) or not a pickle: a scan that reaches STOP says
         # it is one; otherwise a consistent parse of its opcodes decides.
         first = PickleReport(where=where if start == 0 else f"{where}#pickle1@{start}")
@@ -882,12 +951,12 @@ def _scan_consecutive(buf: Any, where: str, ends: list[int] | None = None) -> li
             return reports
     expected: int | None = None
     for i in range(MAX_CONSECUTIVE_PICKLES):
-        label = where if i == 0 and start == 0 else f"{where}#pickle{i + 1}@{start}"
         if i > 0 and expected is None:
             # Past the first pickle only clean, complete pickles count: trailing
             # bytes that are not one are data, not a finding.
-            if not (_PROTO_HEAD.match(buf[start : start + 2]) and read_ops_until(buf, start, end)[0]):
+            if buf[start : start + 2] not in _PICKLE_STARTS or not read_ops_until(buf, start, end)[0]:
                 break
+        label = where if i == 0 and start == 0 else f"{where}#pickle{i + 1}@{start}"
         if i == 0 and first is not None:
             report = first
         else:

@@ -6,18 +6,21 @@ per worker and per key, memory given back)."""
 
 from __future__ import annotations
 
+import io
 import os
 import random
+import socket
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
+import orjson
 import pytest
+from PIL import Image
 
-from assay.errors import RateLimited
+from assay.errors import AssayError, RateLimited
 from assay.service.app import open_store
 from assay.service.auth import create_key
 from assay.service.ratelimit import TokenBuckets, capacity
@@ -45,36 +48,71 @@ def _redis_url() -> str:
     return url
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The store of the server under test: an SQLite file (the default kind), then a
-    fresh PostgreSQL schema."""
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The store of the servers under test: an SQLite file (the default kind), then a
+    fresh PostgreSQL schema (dropped afterwards). Module-wide: servers are costly to start."""
     if request.param == "sqlite":
-        return str(tmp_path / "store.sqlite3")
-    return str(request.getfixturevalue("pg_url"))
+        yield str(tmp_path_factory.mktemp("db") / "store.sqlite3")
+        return
+    import sqlalchemy as sa
+
+    from conftest import PG_URL
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(PG_URL)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:  # server not there
+        engine.dispose()
+        if IN_CI:
+            pytest.fail(f"PostgreSQL at {PG_URL} unreachable under CI: {exc}")
+        pytest.skip(f"PostgreSQL at {PG_URL} unreachable: {exc}")
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
 
 
 def _key(db: str, role: str, rate_limit: float | None = None) -> str:
     store = open_store(Settings(db=db))
     try:
-        return create_key(store.engine, f"{role}-{random.random()}", role, rate_limit)[1]
+        return create_key(store.engine, f"{role}-{uuid.uuid4().hex[:8]}", role, rate_limit)[1]
     finally:
         store.close()
 
 
-@pytest.fixture
-def serve(db: str, tmp_path: Path) -> Iterator[tuple[Server, str]]:
-    """(server, db) with the default settings; tests needing others start their own."""
-    with running(db, WORKERS, tmp_path) as srv:
+# The main server of each store: default settings but for a 1 s header deadline and
+# keep-alive, and heavy-upload limits scaled down so that small images exercise them.
+HEAVY_FROM, HEAVY_WORKER = 1_000_000, 4_000_000
+MAIN_ENV = {"ASSAY_SERVICE_HEADER_TIMEOUT": "1", "ASSAY_SERVICE_IDLE_TIMEOUT": "1",
+            "ASSAY_SERVICE_HEAVY_FROM_PIXELS": str(HEAVY_FROM),
+            "ASSAY_SERVICE_HEAVY_WORKER_PIXELS": str(HEAVY_WORKER), "ASSAY_SERVICE_HEAVY_PER_KEY": "1"}
+
+
+@pytest.fixture(scope="module")
+def main(db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
+    with running(db, WORKERS, tmp_path_factory.mktemp("main"), **MAIN_ENV) as srv:
         yield srv, db
 
 
+@pytest.fixture(scope="module")
+def shared(db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server whose rate limits live in the real Redis."""
+    env = {"ASSAY_REDIS_URL": _redis_url(), "ASSAY_SERVICE_RATE_LIMIT_REDIS_PREFIX": f"t{uuid.uuid4().hex}:"}
+    with running(db, WORKERS, tmp_path_factory.mktemp("shared"), **env) as srv:
+        yield srv
+
+
 # -- writers on one store ------------------------------------------------------------------
-def test_concurrent_writers_all_succeed(serve: tuple[Server, str]) -> None:
+def test_concurrent_writers_all_succeed(main: tuple[Server, str]) -> None:
     """4 threads x 60 entry writes through both workers: on SQLite the writers queue on
     the file's lock (WAL, immediate transactions) instead of failing with 503 'database
     is locked'; every entry is then in the bank."""
-    srv, db = serve
+    srv, db = main
     h = {"X-API-Key": _key(db, "curate")}
     with httpx.Client(base_url=srv.url, headers=h, timeout=60) as c:
         assert c.post("/v1/banks", json={"name": "w"}).status_code == 201
@@ -152,47 +190,237 @@ def _burst_answers(srv: Server, key: str, n: int) -> tuple[list[tuple[int, str]]
     return answers, time.monotonic() - start
 
 
-@pytest.mark.parametrize("shared", [False, True], ids=["per-worker", "redis"])
-def test_key_with_rate_2_gets_its_burst_not_1000(db: str, tmp_path: Path, shared: bool) -> None:
-    """A key created with 2 requests/s gets about 2 requests before its first 429 (1 s
-    of its rate), in each worker's buckets (each holds 1 s of its share, 1/s) and in
-    Redis (one bucket for the key); never more than capacity + refill."""
-    env = {}
-    if shared:
-        env = {"ASSAY_REDIS_URL": _redis_url(), "ASSAY_SERVICE_RATE_LIMIT_REDIS_PREFIX": f"t{uuid.uuid4().hex}:"}
-    key = _key(db, "match", rate_limit=2.0)
-    with running(db, WORKERS, tmp_path, **env) as srv:
-        answers, elapsed = _burst_answers(srv, key, 40)
+def _granted_per_worker(answers: list[tuple[int, str]]) -> dict[str, list[int]]:
     per_worker: dict[str, list[int]] = {}
     for code, pid in answers:
         per_worker.setdefault(pid, []).append(code)
-    if shared:
-        granted = sum(c == 200 for c, _ in answers)
-        assert 2 <= granted <= int(2 + elapsed * 2.0), (granted, elapsed)
-    else:
-        for pid, codes in per_worker.items():
-            granted = codes.count(200)
-            assert min(len(codes), 1) <= granted <= int(1 + elapsed * 1.0), (pid, codes, elapsed)
-    assert sum(c == 429 for c, _ in answers) >= 40 - int(2 + elapsed * 2.0) - (0 if shared else 1)
+    return per_worker
 
 
-@pytest.mark.parametrize("shared", [False, True], ids=["per-worker", "redis"])
-def test_configured_burst_is_exact(db: str, tmp_path: Path, shared: bool) -> None:
-    """ASSAY_SERVICE_RATE_BURST_SECONDS=300 for a key of 0.02/s: a bucket of 6 requests
-    in Redis, 3 in each of 2 workers (300 s of 0.01/s); the refill during the test is
-    far below one token, so exactly that many are granted."""
-    env = {"ASSAY_SERVICE_RATE_BURST_SECONDS": "300"}
-    if shared:
-        env |= {"ASSAY_REDIS_URL": _redis_url(), "ASSAY_SERVICE_RATE_LIMIT_REDIS_PREFIX": f"t{uuid.uuid4().hex}:"}
-    key = _key(db, "match", rate_limit=0.02)
-    with running(db, WORKERS, tmp_path, **env) as srv:
-        answers, elapsed = _burst_answers(srv, key, 24)
-    assert elapsed < 40  # else the refill could add a token and the counts below shift
-    if shared:
-        assert [c for c, _ in answers].count(200) == 6
-    else:
-        per_worker: dict[str, list[int]] = {}
-        for code, pid in answers:
-            per_worker.setdefault(pid, []).append(code)
-        for pid, codes in per_worker.items():
-            assert codes.count(200) == min(3, len(codes)), (pid, codes)
+def test_key_with_rate_2_gets_its_burst_not_1000_per_worker(main: tuple[Server, str]) -> None:
+    """A key created with 2 requests/s: each worker's bucket holds 1 s of its share
+    (1/s), so a worker grants at most 1 + what refilled while the requests went out
+    (today's cap was 1000 a worker)."""
+    srv, db = main
+    answers, elapsed = _burst_answers(srv, _key(db, "match", rate_limit=2.0), 40)
+    for pid, codes in _granted_per_worker(answers).items():
+        assert 1 <= codes.count(200) <= int(1 + elapsed * 1.0), (pid, codes, elapsed)
+
+
+def test_key_with_rate_2_gets_its_burst_not_1000_in_redis(shared: Server, db: str) -> None:
+    answers, elapsed = _burst_answers(shared, _key(db, "match", rate_limit=2.0), 40)
+    assert 2 <= [c for c, _ in answers].count(200) <= int(2 + elapsed * 2.0), (answers, elapsed)
+
+
+def test_slow_key_gets_exactly_one_request_per_bucket(main: tuple[Server, str], shared: Server) -> None:
+    """A key of 0.02/s refills far less than a token during the test: exactly one request
+    per bucket (at least one, whatever the rate): one per worker, one in Redis."""
+    srv, db = main
+    answers, elapsed = _burst_answers(srv, _key(db, "match", rate_limit=0.02), 24)
+    assert elapsed < 40
+    for pid, codes in _granted_per_worker(answers).items():
+        assert codes.count(200) == 1, (pid, codes)
+    answers, elapsed = _burst_answers(shared, _key(db, "match", rate_limit=0.02), 24)
+    assert elapsed < 40 and [c for c, _ in answers].count(200) == 1
+
+
+def test_burst_seconds_setting() -> None:
+    assert Settings.from_env({"ASSAY_SERVICE_RATE_BURST_SECONDS": "300"}).rate_burst_seconds == 300
+    with pytest.raises(AssayError, match="rate_burst_seconds"):
+        Settings(rate_burst_seconds=0)
+
+
+# -- authenticate first, time out early -----------------------------------------------------
+def _raw(srv: Server) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=30)  # a guard, not a measure
+    return s
+
+
+def _read_answer(s: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers, body) of one HTTP answer off a raw socket."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        assert chunk, f"connection closed before an answer: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    while len(body) < int(headers.get("content-length", "0")):
+        chunk = s.recv(65536)
+        assert chunk
+        body += chunk
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_upload_without_key_is_refused_before_its_body(main: tuple[Server, str]) -> None:
+    """A 60 MB upload without a key: the 401 comes after the headers and 64 KB of body
+    (the rest is never sent) and the server closes the connection."""
+    srv, _ = main
+    for path, key in (("/v1/hash", None), ("/h/hash", None), ("/v1/analyze/model", "assay_" + "x" * 43)):
+        s = _raw(srv)
+        try:
+            head = (f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                    f"Content-Length: {60 * 2**20}\r\n" + (f"X-API-Key: {key}\r\n" if key else "") + "\r\n")
+            s.sendall(head.encode() + b"\0" * 65536)
+            status, headers, body = _read_answer(s)
+            closed = _closed_by_server(s)
+        finally:
+            s.close()
+        assert status == 401, body
+        assert orjson.loads(body)["error"]["code"] == "unauthorized"
+        assert headers["connection"] == "close" and closed
+
+
+def test_malformed_json_without_key_is_401_not_422(main: tuple[Server, str]) -> None:
+    srv, db = main
+    bad = b'{"name": '
+    with httpx.Client(base_url=srv.url, timeout=30) as c:
+        for path in ("/v1/banks", "/v1/lookup/batch", "/v1/banks/b/entries"):
+            r = c.post(path, content=bad, headers={"Content-Type": "application/json"})
+            assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized", (path, r.text)
+        # With a key the same body is the client's mistake, as before.
+        r = c.post("/v1/banks", content=bad, headers={"Content-Type": "application/json",
+                                                       "X-API-Key": _key(db, "curate")})
+        assert r.status_code in (400, 422) and r.json()["error"]["code"] != "unauthorized"
+        # Routes without a body keep their own order: the key, then the parameters.
+        assert c.get("/v1/lookup").status_code == 401
+        assert c.get("/status").status_code == 200
+
+
+def _closed_by_server(s: socket.socket) -> bool:
+    try:
+        return s.recv(65536) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:  # the 30 s guard: still held open
+        return False
+
+
+@pytest.mark.parametrize("sent", [b"", b"GET /ready HTTP/1.1\r\nHost: t\r\nX-Slow: a"],
+                         ids=["nothing", "partial-headers"])
+def test_stalled_headers_are_dropped(main: tuple[Server, str], sent: bytes) -> None:
+    """A client that connects and sends nothing, or stops in the middle of its headers,
+    is disconnected (header deadline 1 s; the socket's 30 s timeout is only a guard)."""
+    srv, _ = main
+    s = _raw(srv)
+    try:
+        s.sendall(sent)
+        assert _closed_by_server(s)
+    finally:
+        s.close()
+    assert httpx.get(srv.url + "/status", timeout=30).status_code == 200
+
+
+def test_second_request_stalled_on_a_kept_alive_connection_is_dropped(main: tuple[Server, str]) -> None:
+    s = _raw(main[0])
+    try:
+        s.sendall(b"GET /status HTTP/1.1\r\nHost: t\r\n\r\n")
+        status, _, body = _read_answer(s)
+        assert status == 200 and body == b"I-AM-ALIVE"
+        s.sendall(b"GET /status HTTP/1.1\r\nHo")  # then nothing more
+        assert _closed_by_server(s)
+    finally:
+        s.close()
+
+
+# -- bounded cost of image uploads ---------------------------------------------------------
+def _png(size: tuple[int, int], mode: str) -> bytes:
+    """A blank PNG: tiny on the wire, ``size`` pixels once decoded."""
+    buf = io.BytesIO()
+    Image.new(mode, size, 0).save(buf, "PNG", optimize=True)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def images() -> dict[str, bytes]:
+    return {
+        "bomb": _png((13000, 13000), "1"),  # 169 MP in ~20 KB, under Pillow's own cap
+        "big": _png((7000, 7000), "1"),  # 49 MP: within the default budget of 50 MP
+        "heavy": _png((2000, 2000), "RGB"),  # 4 MP: heavy for the main server (1 MP)
+    }
+
+
+def _limits_of_every_worker(srv: Server, admin: str) -> dict[int, dict]:
+    """GET /v1/limits until each worker has answered (new connections; whoever accepts)."""
+    seen: dict[int, dict] = {}
+    for _ in range(200):
+        r = httpx.get(srv.url + "/v1/limits", headers={"X-API-Key": admin}, timeout=30)
+        assert r.status_code == 200, r.text
+        seen[r.json()["worker"]] = r.json()
+        if len(seen) == WORKERS:
+            return seen
+    raise AssertionError(f"only workers {sorted(seen)} answered")
+
+
+UPLOADS = (("/h/hash", "photo"), ("/v1/hash", "file"), ("/v1/match", "file"), ("/v1/analyze/provenance", "file"))
+MB = 2**20
+
+
+def test_pixel_bombs_are_refused_from_their_header(main: tuple[Server, str], images: dict[str, bytes]) -> None:
+    """4 concurrent 169-MP PNG bombs on each upload route: 413 too-large naming the
+    pixel budget, and no worker's peak memory near what decoding them would take
+    (3.3 GB for /h/hash and 5.1 GB for provenance before the budget)."""
+    srv, db = main
+    h = {"X-API-Key": _key(db, "match")}
+
+    def send(i: int) -> httpx.Response:
+        path, field = UPLOADS[i % len(UPLOADS)]
+        return httpx.post(srv.url + path, headers=h, timeout=120,
+                          files={field: ("bomb.png", images["bomb"], "image/png")})
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(send, range(8)))
+    for r in answers:
+        assert r.status_code == 413, r.text[:300]
+        err = r.json()["error"]
+        assert err["code"] == "too-large" and "13000x13000" in err["message"] and "50000000" in err["message"]
+    for pid, lim in _limits_of_every_worker(srv, _key(db, "admin")).items():
+        assert lim["max_upload_pixels"] == 50_000_000
+        assert lim["memory"]["peak_rss_bytes"] < 600 * MB, (pid, lim["memory"])
+
+
+def test_large_image_within_budget_is_hashed_and_memory_returned(main: tuple[Server, str],
+                                                                 images: dict[str, bytes]) -> None:
+    """A 49-MP 1-bit PNG (under the budget) is hashed: decoded as 1 byte a pixel, not
+    RGB, so the worker's peak stays under 600 MB, and its memory goes back afterwards."""
+    srv, db = main
+    r = httpx.post(srv.url + "/h/hash", headers={"X-API-Key": _key(db, "match")}, timeout=120,
+                   files={"photo": ("big.png", images["big"], "image/png")})
+    assert r.status_code == 200, r.text[:300]
+    assert r.json()["pdq"] == "0" * 64  # a blank image: PDQ's all-zero hash
+    worker = int(r.headers["x-served-by"])
+    lim = _limits_of_every_worker(srv, _key(db, "admin"))[worker]
+    heavy, mem = lim["heavy"], lim["memory"]
+    assert heavy["largest_admitted_pixels"] >= 49_000_000 and heavy["in_flight_pixels"] == 0
+    assert mem["peak_rss_bytes"] < 600 * MB, mem
+    if heavy["trims"]:  # glibc: the decode's memory was handed back
+        assert heavy["rss_after_last_heavy_bytes"] < mem["peak_rss_bytes"] - 49 * MB, heavy
+
+
+def test_heavy_uploads_are_bounded_per_worker_and_per_key(main: tuple[Server, str],
+                                                          images: dict[str, bytes]) -> None:
+    """12 concurrent 4-MP uploads from one key (main server: heavy from 1 MP, 4 MP in
+    flight a worker, 1 heavy upload a key a worker): each is hashed or refused with
+    503 busy / 429 rate-limited and a Retry-After; the counters show neither bound was
+    ever crossed."""
+    srv, db = main
+    h = {"X-API-Key": _key(db, "match")}
+
+    def send(_: int) -> httpx.Response:
+        return httpx.post(srv.url + "/v1/hash", headers=h, timeout=120,
+                          files={"file": ("heavy.png", images["heavy"], "image/png")})
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(send, range(12)))
+    for r in answers:
+        assert r.status_code in (200, 429, 503), r.text[:300]
+        if r.status_code != 200:
+            assert r.json()["error"]["code"] == {429: "rate-limited", 503: "busy"}[r.status_code]
+            assert int(r.headers["retry-after"]) >= 1
+    assert any(r.status_code == 200 for r in answers)
+    for pid, lim in _limits_of_every_worker(srv, _key(db, "admin")).items():
+        heavy = lim["heavy"]
+        assert heavy["in_flight_pixels"] == 0
+        assert heavy["max_in_flight_pixels"] <= max(HEAVY_WORKER, heavy["largest_admitted_pixels"]), (pid, heavy)
+        assert heavy["max_in_flight_per_key"] <= 1, (pid, heavy)

@@ -164,6 +164,13 @@ class RateLimited(AssayError):
         self.retry_after = retry_after
 
 
+class Busy(RateLimited):
+    """A service worker is at its budget of heavy work (large image decodes); try again
+    after ``retry_after`` seconds."""
+
+    code = "busy"
+
+
 class NotFound(AssayError):
     """A named thing (entry, job, key) does not exist."""
 

@@ -28,6 +28,7 @@ from ..errors import AssayError, RateLimited
 from . import logging as service_logging
 from .auth import KeyVerifier
 from .errors import assay_error_dict, error_bytes, error_dict, public_error_dict, status_for
+from .guard import AuthFirstMiddleware
 from .jobs import Jobs
 from .logging import RequestContextMiddleware
 from .matching import LiveIndex
@@ -44,6 +45,7 @@ from .ratelimit import (
 from .settings import Settings
 from .state import ServiceState
 from .tmpfiles import TmpFiles
+from .uploads import UploadGate, image_limits
 
 log = logging.getLogger("assay.service")
 
@@ -86,6 +88,8 @@ def _state(settings: Settings) -> ServiceState:
         limiter=rate_limiter(settings),
         jobs=Jobs(store, settings.job_stale_seconds),
         tmp=tmp,
+        uploads=UploadGate(settings.heavy_worker_pixels, settings.heavy_from_pixels, settings.heavy_per_key),
+        image_limits=image_limits(settings.max_upload_pixels),
     )
     state.jobs.on_done = state.on_job_done
     state.jobs.on_commit = state.refresh_index
@@ -130,8 +134,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from .routes_compat import router as compat_router
     from .routes_curation import router as curation_router
     from .routes_match import router as match_router
+    from .uploads import router as limits_router
 
-    for router in (match_router, banks_router, admin_router, compat_router, curation_router):
+    for router in (match_router, banks_router, admin_router, compat_router, curation_router, limits_router):
         app.include_router(router)
     _install_error_handlers(app)
     from .openapi import install as install_openapi
@@ -148,6 +153,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(settings),
                        timeout=settings.body_timeout, on_error=limit_error)
+    app.add_middleware(AuthFirstMiddleware)  # before the body limits: no key, no body
     app.add_middleware(RequestContextMiddleware)
     return app
 

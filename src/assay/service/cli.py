@@ -165,6 +165,8 @@ def serve(
     except AssayError as exc:
         _fail(exc)
         return
+    from .protocol import protocol_class
+
     os.environ.update(settings.to_env())
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"assay serve: listening on http://{shown}:{port} ({workers} worker{'s' if workers != 1 else ''}; "
@@ -172,5 +174,6 @@ def serve(
     uvicorn.run(
         "assay.service.app:create_app_from_env",
         factory=True, host=host, port=port, workers=workers, access_log=False,
-        timeout_keep_alive=30, log_level="warning", server_header=False,
+        http=protocol_class(), timeout_keep_alive=max(1, round(settings.idle_timeout)),
+        log_level="warning", server_header=False,
     )

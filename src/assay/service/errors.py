@@ -27,6 +27,7 @@ from .. import errors as E
 STATUS: list[tuple[type[E.AssayError], int]] = [
     (E.Unauthorized, 401),
     (E.Forbidden, 403),
+    (E.Busy, 503),
     (E.RateLimited, 429),
     (E.NotFound, 404),
     (E.BankNotFound, 404),
@@ -52,6 +53,7 @@ CODES: dict[str, int] = {
     "bank-not-found": 404, "method-not-allowed": 405, "request-timeout": 408, "bank-exists": 409,
     "too-large": 413, "unsupported-format": 415, "decode-error": 422, "unsafe-input": 422,
     "invalid-request": 422, "rate-limited": 429, "internal": 500, "store-error": 503,
+    "busy": 503,
 }
 
 log = logging.getLogger("assay.service.errors")

@@ -22,8 +22,9 @@ from ..errors import InputError, UnknownSignalType
 from ..media.hashes import ImageHashes
 from ..report.schema import Match
 from .auth import Principal
-from .routes_match import hash_bytes, json_response, lookup_queries, read_upload, upload_name
+from .routes_match import json_response, lookup_queries, read_upload, upload_name
 from .state import ServiceState, get_state, role
+from .uploads import run_hash
 from .validation import LINE_KEYS, Line
 
 router = APIRouter(tags=["hma-compatible"])
@@ -129,7 +130,7 @@ async def hash_photo(request: Request, state: ServiceState, photo: UploadFile) -
     if len(files) != 1:
         raise InputError("request body", f"{len(files)} files uploaded; send exactly one, as the 'photo' field")
     data = await read_upload(state, photo)
-    return await run_in_threadpool(hash_bytes, data, upload_name(photo), False)
+    return await run_hash(request, data, upload_name(photo), False)
 
 
 def signal_of(h: ImageHashes, name: str) -> str:

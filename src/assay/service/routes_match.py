@@ -21,6 +21,7 @@ from ..sniff import sniff_bytes
 from .auth import Principal
 from .errors import assay_error_dict
 from .state import ServiceState, get_state, role, spool_body
+from .uploads import run_hash, run_provenance
 from .validation import STRICT, Line, Threshold
 
 router = APIRouter(prefix="/v1", tags=["matching"])
@@ -231,7 +232,7 @@ async def hash_upload(
 ) -> Response:
     state = get_state(request)
     data = await read_upload(state, file)
-    h = await run_in_threadpool(hash_bytes, data, upload_name(file), dihedral)
+    h = await run_hash(request, data, upload_name(file), dihedral)
     return json_response({"signals": [s.model_dump(exclude_none=True) for s in signal_values(h)],
                           "image": image_facts(h)})
 
@@ -247,7 +248,7 @@ async def hash_and_lookup(
 ) -> Response:
     state = get_state(request)
     data = await read_upload(state, file)
-    h = await run_in_threadpool(hash_bytes, data, upload_name(file), dihedral)
+    h = await run_hash(request, data, upload_name(file), dihedral)
     sigs = signal_values(h)
     queries = [SignalQuery(s.type, s.value, s.variant, s.quality) for s in sigs]
     matches = await lookup_queries(state, queries, threshold, include_low_quality)
@@ -262,8 +263,6 @@ async def analyze_provenance_upload(
     _: MatchRole,
     file: Annotated[UploadFile, File(description="the image")],
 ) -> Response:
-    from ..provenance.analyzer import analyze_provenance
-
     state = get_state(request)
     data = await read_upload(state, file)
     name = upload_name(file)
@@ -271,7 +270,7 @@ async def analyze_provenance_upload(
     if sniffed.kind != "image":
         raise UnsupportedFormat(name, f"not an image (looks like {sniffed.format})")
     anchors = Path(state.settings.trust_anchors) if state.settings.trust_anchors else None
-    report = await run_in_threadpool(analyze_provenance, Path(name), data, sniffed.format, trust_anchors=anchors)
+    report = await run_provenance(request, data, name, sniffed.format, anchors)
     return json_response(report.model_dump(mode="json", exclude_none=True))
 
 

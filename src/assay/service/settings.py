@@ -40,8 +40,20 @@ class Settings:
     max_model_bytes: int = 8 * 1024**3
     max_import_bytes: int = 4 * 1024**3
     max_batch: int = 1000
+    # Images declaring more pixels are refused (413) before decoding (uploads.py).
+    max_upload_pixels: int = 50_000_000
+    # An upload whose decode holds this many pixels or more is heavy: each worker runs
+    # heavy decodes up to heavy_worker_pixels at once (one at least), each key at most
+    # heavy_per_key of them per worker; beyond, 503/429 with Retry-After.
+    heavy_from_pixels: int = 4_000_000
+    heavy_worker_pixels: int = 64_000_000
+    heavy_per_key: int = 2
     max_entry_signals: int = 256  # signal values one bank entry may hold
     body_timeout: float = 30.0  # seconds without a byte from a client before 408
+    # A request's headers must be complete this many seconds after the connection
+    # opened or the request's first byte, else the connection is closed (slow clients).
+    header_timeout: float = 5.0
+    idle_timeout: float = 5.0  # an idle keep-alive connection is closed after this
     # How often each worker follows the store. On PostgreSQL a worker is also woken by a
     # notice when a write commits, so this is only the fallback there.
     refresh_interval: float = 0.15
@@ -76,6 +88,9 @@ class Settings:
             raise AssayError(f"invalid index_private_mb {self.index_private_mb}: megabytes, 0 or more")
         if self.max_entry_signals < 1:
             raise AssayError(f"invalid max_entry_signals {self.max_entry_signals}: at least 1")
+        if min(self.max_upload_pixels, self.heavy_from_pixels, self.heavy_worker_pixels, self.heavy_per_key) < 1:
+            raise AssayError("invalid upload limits: max_upload_pixels, heavy_from_pixels, "
+                             "heavy_worker_pixels and heavy_per_key must be at least 1")
         if not self.rate_burst_seconds > 0:
             raise AssayError(f"invalid rate_burst_seconds {self.rate_burst_seconds}: seconds, more than 0")
         if self.prune_interval <= 0:

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from fastapi import Request
@@ -25,6 +25,10 @@ from .ratelimit import RateLimiter
 from .settings import Settings
 from .tables import audit_log
 from .tmpfiles import TmpFiles
+
+if TYPE_CHECKING:
+    from ..config import Limits
+    from .uploads import UploadGate
 
 T = TypeVar("T")
 
@@ -49,6 +53,8 @@ class ServiceState:
     limiter: RateLimiter
     jobs: Jobs
     tmp: TmpFiles
+    uploads: UploadGate  # heavy image decodes in flight (uploads.py)
+    image_limits: Limits  # the pixel budget of uploads
 
     def audited_write(self, principal: Principal, action: str, bank: str | None, write: Callable[[], T],
                       detail: Callable[[T], Mapping[str, Any]] | None = None, **fixed: Any) -> T:
@@ -118,10 +124,13 @@ def role(needed: str) -> Callable[[Request], Awaitable[Principal]]:
     # missing from the cache is verified against the database, on a thread.
     async def dependency(request: Request) -> Principal:
         state = get_state(request)
-        key = _key_from(request)
-        principal = state.keys.cached(key)
+        # Verified already when the request may carry a body (guard.AuthFirstMiddleware).
+        principal = getattr(request.state, "principal", None)
         if principal is None:
-            principal = await run_in_threadpool(state.keys.principal, key)
+            key = _key_from(request)
+            principal = state.keys.cached(key)
+            if principal is None:
+                principal = await run_in_threadpool(state.keys.principal, key)
         request.state.key_id = principal.key_id
         request.state.role = principal.role  # what error answers may disclose
         require_role(principal, needed)

@@ -1,0 +1,83 @@
+"""Authentication before the body: a request that may carry a body (an upload, a
+JSON write, an import) has its key checked as soon as its headers are in, before a
+byte of the body is read. Without a valid key the answer is ``401`` with
+``Connection: close``: a 60 MB upload without a key is not received, and malformed
+JSON without a key is a 401, not a 422. The role is still checked by each route
+(``state.role``), which reuses the principal found here instead of verifying twice.
+
+Requests without a body (GET, HEAD, OPTIONS without Content-Length) are left to the
+routes, whose key check runs before any parameter is parsed; public paths (liveness,
+readiness, the API documents) need no key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+
+from ..errors import AssayError
+from .errors import assay_error_dict, public_error_dict, status_for
+from .ratelimit import ASGIApp, Receive, Scope, Send
+
+PUBLIC = frozenset({"/status", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+_BODYLESS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def key_of(headers: Headers) -> str | None:
+    """The key of a request: ``Authorization: Bearer <key>`` or ``X-API-Key``."""
+    auth = headers.get("authorization")
+    if auth:
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer":
+            return value.strip()
+    return headers.get("x-api-key")
+
+
+def may_have_body(scope: Scope, headers: Headers) -> bool:
+    if scope.get("method") not in _BODYLESS:
+        return True
+    length = headers.get("content-length")
+    return bool(headers.get("transfer-encoding")) or (length is not None and length.strip() not in ("", "0"))
+
+
+class AuthFirstMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in PUBLIC:
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if not may_have_body(scope, headers):
+            await self.app(scope, receive, send)
+            return
+        state = scope["app"].state.assay
+        key = key_of(headers)
+        try:
+            principal = state.keys.cached(key)
+            if principal is None:
+                principal = await run_in_threadpool(state.keys.principal, key)
+        except AssayError as exc:
+            await _refuse(scope, send, exc, state.store.url_for_display)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
+
+
+async def _refuse(scope: Scope, send: Send, exc: AssayError, store_url: str) -> None:
+    """The error, before the body was read: the connection closes after it, so the
+    unread body never has to be received."""
+    rid = scope.get("state", {}).get("request_id")
+    body: dict[str, Any] = public_error_dict(exc, rid, store_url) if status_for(exc) >= 500 \
+        else assay_error_dict(exc, rid)
+    data = orjson.dumps(body)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
+               (b"connection", b"close")]
+    if status_for(exc) == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": status_for(exc), "headers": headers})
+    await send({"type": "http.response.body", "body": data})

@@ -65,6 +65,8 @@ class ScanSettings:
     pdq_mode: str = "fast"  # "fast" | "reference"
     exif_transpose: bool = False
     dihedral: bool = False
+    # extra PDQ queries for evasive rewrites (the content inside uniform borders/bars)
+    variants: bool = True
     include_low_quality: bool = False
     provenance: bool = True
     models: bool = True

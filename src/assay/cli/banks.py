@@ -272,6 +272,8 @@ def bank_add(
     sha1: Annotated[list[str] | None, typer.Option(help="SHA-1.")] = None,
     signal: Annotated[list[str] | None, typer.Option(help="TYPE:VALUE for other signal types.")] = None,
     image: Annotated[Path | None, typer.Option(help="Hash this image and add its hashes.")] = None,
+    no_variants: Annotated[bool, typer.Option(
+        "--no-variants", help="With --image: bank only its plain PDQ, not also the content inside its borders.")] = False,
     note: Annotated[str | None, typer.Option(help="A note kept with the entry.")] = None,
     db: DbOpt = None,
     json_out: JsonOpt = False,
@@ -279,6 +281,7 @@ def bank_add(
     """Add one entry (its hashes) to a bank."""
     sig: dict[str, list[str]] = {}
     warnings: list[str] = []
+    variants: dict[str, str] = {}
     for t, values in (("pdq", pdq), ("md5", md5), ("sha256", sha256), ("sha1", sha1)):
         for v in values or []:
             sig.setdefault(t, []).append(v)
@@ -300,10 +303,18 @@ def bank_add(
         sig.setdefault("pdq", []).append(h.pdq)
         sig.setdefault("md5", []).append(h.md5)
         sig.setdefault("sha256", []).append(h.sha256)
+        if not no_variants:
+            # The content inside uniform borders/bars, so that a clean copy of a bordered
+            # original matches too (media/trim.py); low-quality ones would match loosely.
+            for variant, (value, quality) in (h.trimmed or {}).items():
+                if "+" not in variant and quality >= LOW_QUALITY and value != h.pdq:
+                    sig["pdq"].append(value)
+                    variants[value] = variant
     if not sig:
         raise typer.BadParameter("give at least one hash (--pdq, --md5, --sha256, --sha1, --signal, --image)")
     with _store(db) as store:
-        res = store.add_entry(name, content_id, sig, note=note, source="cli")
+        res = store.add_entry(name, content_id, sig, note=note, source="cli",
+                              meta={"pdq_variants": variants} if variants else None)
     if res.degenerate:
         warnings.append(f"{res.degenerate} degenerate value(s) not stored (e.g. AutoV1 e3b0c442, the hash of "
                         "an empty window): they would match unrelated files")

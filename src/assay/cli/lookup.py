@@ -60,6 +60,8 @@ def match(
     image: Annotated[list[Path] | None, typer.Option(help="Hash this image, then match it.")] = None,
     threshold: Annotated[int | None, typer.Option(help="PDQ distance threshold (overrides banks).")] = None,
     dihedral: Annotated[bool, typer.Option(help="With --image: match all 8 rotations/flips.")] = False,
+    no_variants: Annotated[bool, typer.Option(
+        "--no-variants", help="With --image: no extra query for the content inside borders/bars.")] = False,
     include_low_quality: Annotated[bool, typer.Option(help="Match low-quality PDQ hashes.")] = False,
     db: DbOpt = None,
     json_out: JsonOpt = False,
@@ -84,13 +86,15 @@ def match(
         from ..media import hash_image_file
 
         for f in image:
-            h = hash_image_file(f, dihedral=dihedral)
+            h = hash_image_file(f, dihedral=dihedral, variants=not no_variants)
             queries.append(Query("pdq", h.pdq, None, h.quality))
             queries.append(Query("md5", h.md5))
             queries.append(Query("sha256", h.sha256))
             for variant, value in (h.dihedral or {}).items():
                 if variant != "original":
                     queries.append(Query("pdq", value, variant, h.quality))
+            for variant, (value, quality) in (h.trimmed or {}).items():
+                queries.append(Query("pdq", value, variant, quality))
             sources += [str(f)] * (len(queries) - len(sources))
     if not queries:
         raise typer.BadParameter("give at least one of --pdq, --md5, --sha256, --sha1, --signal, --image")

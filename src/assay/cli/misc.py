@@ -45,7 +45,7 @@ def demo(
     from .scan import scan
 
     scan([folder / "images"], output=report, overwrite=True, json_out=False, db=db,
-         mode=Mode.fast, exif_transpose=False, dihedral=True, threshold=None,
+         mode=Mode.fast, exif_transpose=False, dihedral=True, no_variants=False, threshold=None,
          include_low_quality=False, workers=0, provenance=True, models=True,
          trust_anchors=None, no_banks=False, fail_on_match=False)
 

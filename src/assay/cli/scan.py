@@ -29,6 +29,8 @@ def scan(
     mode: Annotated[Mode, typer.Option(help="PDQ mode: fast (reduced decode) or reference.")] = Mode.fast,
     exif_transpose: Annotated[bool, typer.Option(help="Rotate per EXIF before hashing.")] = False,
     dihedral: Annotated[bool, typer.Option(help="Also match the 8 rotations/flips.")] = False,
+    no_variants: Annotated[bool, typer.Option(
+        "--no-variants", help="Strict: no extra PDQ query for the content inside borders/bars.")] = False,
     threshold: Annotated[int | None, typer.Option(help="PDQ distance threshold (overrides banks).")] = None,
     include_low_quality: Annotated[bool, typer.Option(help="Match PDQ hashes with quality < 50.")] = False,
     workers: Annotated[int, typer.Option(help="Worker processes (default: all cores).")] = 0,
@@ -51,6 +53,7 @@ def scan(
         pdq_mode=mode.value,
         exif_transpose=exif_transpose,
         dihedral=dihedral,
+        variants=not no_variants,
         include_low_quality=include_low_quality,
         provenance=provenance,
         models=models,

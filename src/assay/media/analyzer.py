@@ -32,6 +32,7 @@ class ImageHashAnalyzer:
                 exif_transpose=settings.exif_transpose,
                 dihedral=settings.dihedral,
                 limits=settings.limits,
+                variants=settings.variants,
             )
         except AssayError:
             # Pixels that cannot be decoded still have bytes: an exact hash can
@@ -66,4 +67,9 @@ class ImageHashAnalyzer:
                     variant=variant,
                     mode=hashes.pdq_mode,
                 )
+            )
+        # The content inside uniform borders/bars: its own quality decides whether it is matched.
+        for variant, (value, quality) in (hashes.trimmed or {}).items():
+            record.signals.append(
+                SignalValue(type="pdq", value=value, quality=quality, variant=variant, mode=hashes.pdq_mode)
             )

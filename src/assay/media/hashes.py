@@ -13,7 +13,8 @@ from typing import Literal
 from ..config import Limits
 from ..errors import InputError, TooLarge
 from . import decode
-from .pdq import PdqResult, fast_pdq, reference_pdq
+from .pdq import PdqResult, fast_pdq, luma_of, reference_pdq
+from .trim import Box, content_boxes
 
 PdqMode = Literal["fast", "reference"]
 PDQ_MODES: tuple[str, ...] = ("fast", "reference")
@@ -36,6 +37,11 @@ class ImageHashes:
     md5: str
     sha256: str
     dihedral: dict[str, str] | None  # variant name -> PDQ hex, when asked for
+    # PDQ of the content inside uniform borders/bars (media/trim.py), when there are any:
+    # variant name ("trimmed", "trimmed+rot90" ...) -> (hex, quality)
+    trimmed: dict[str, tuple[str, int]] | None = None
+    # variant -> share of the height/width cut from top, bottom, left, right
+    trim_margins: dict[str, tuple[float, float, float, float]] | None = None
 
     @property
     def low_quality(self) -> bool:
@@ -55,19 +61,37 @@ def hash_image_bytes(
     exif_transpose: bool = False,
     dihedral: bool = False,
     limits: Limits = DEFAULT_LIMITS,
+    variants: bool = True,
 ) -> ImageHashes:
     """Hash an image held in memory. Raises UnsupportedFormat, DecodeError or TooLarge
-    (each naming ``path`` and the reason); never anything else for bad input."""
+    (each naming ``path`` and the reason); never anything else for bad input.
+    ``variants`` adds the PDQ of the content inside uniform borders, if there are any."""
     if mode not in PDQ_MODES:
         raise ValueError(f"unknown PDQ mode {mode!r} (use 'fast' or 'reference')")
     opened = decode.open_image(data, path, limits)
     result: PdqResult
+    trimmed: dict[str, PdqResult] = {}
+    boxes: dict[str, Box] = {}
     if mode == "reference":
         pixels, oriented = decode.reference_pixels(opened, exif_transpose)
         result = reference_pdq(pixels, dihedral=dihedral)
+        shape = pixels.shape[:2]
+        if variants:
+            boxes = content_boxes(luma_of(pixels))
+            for name, box in boxes.items():
+                trimmed[name] = reference_pdq(pixels[box.top:box.bottom, box.left:box.right], dihedral=dihedral)
     else:
         reduced, oriented = decode.reduced_luma(opened, exif_transpose)
         result = fast_pdq(reduced.luma, reduced.orig_size, reduced.block, dihedral=dihedral)
+        shape = reduced.luma.shape
+        if variants:
+            boxes = content_boxes(reduced.luma)
+            bx, by = reduced.block
+            for name, box in boxes.items():
+                sub = reduced.luma[box.top:box.bottom, box.left:box.right]
+                # the kept region in original pixels (a block at the far edge may be partial)
+                size = (min(sub.shape[1] * bx, reduced.orig_size[0]), min(sub.shape[0] * by, reduced.orig_size[1]))
+                trimmed[name] = fast_pdq(sub, size, reduced.block, dihedral=dihedral)
     md5, sha256 = file_digests(data)
     return ImageHashes(
         format=opened.format,
@@ -83,7 +107,19 @@ def hash_image_bytes(
         md5=md5,
         sha256=sha256,
         dihedral=result.dihedral,
+        trimmed=_trimmed_variants(trimmed),
+        trim_margins={n: b.margins(*shape) for n, b in boxes.items()} or None,
     )
+
+
+def _trimmed_variants(results: dict[str, PdqResult]) -> dict[str, tuple[str, int]] | None:
+    out: dict[str, tuple[str, int]] = {}
+    for base, res in results.items():
+        out[base] = (res.hex, res.quality)
+        for name, value in (res.dihedral or {}).items():
+            if name != "original":
+                out[f"{base}+{name}"] = (value, res.quality)
+    return out or None
 
 
 def read_limited(path: str | os.PathLike[str], max_bytes: int) -> bytes:
@@ -116,6 +152,7 @@ def hash_image_file(
     exif_transpose: bool = False,
     dihedral: bool = False,
     limits: Limits = DEFAULT_LIMITS,
+    variants: bool = True,
 ) -> ImageHashes:
     """Hash an image file: one bounded read, then everything from memory."""
     data = read_limited(path, limits.max_image_bytes)
@@ -126,4 +163,5 @@ def hash_image_file(
         exif_transpose=exif_transpose,
         dihedral=dihedral,
         limits=limits,
+        variants=variants,
     )

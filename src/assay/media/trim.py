@@ -1,0 +1,113 @@
+"""Borders and bars: find the content inside near-uniform margins.
+
+Adding a border (or letterbox/pillarbox bars) is the cheapest way to move a PDQ hash:
+a 10% border of any colour moves it by about 100 of 256 bits. The hash of the content
+inside the margins is the hash of the original, resized, which PDQ tolerates; so the
+scan adds it as an extra query (variant ``trimmed``) and ``bank add --image`` banks it
+beside the plain hash.
+
+A margin row (or column) is one whose pixels lie within ``TOLERANCE`` grey levels of
+the margin's colour for at least ``SHARE`` of its length: JPEG ringing, noise and a
+soft edge keep a border "uniform", a caption's text or any content does not. The
+margin's colour is taken from the outermost line and must stay that colour inward.
+Each side is measured on its own, so bars of different colours, a border on two
+sides only, or a frame of any colour are all found. Margins thinner than
+``MIN_SIDE_SHARE`` of the side are ignored (they move PDQ by a few bits at most),
+and a region that would keep less than ``MIN_KEPT_SHARE`` of either dimension is
+not trimmed (a near-uniform image has no content to find).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+TOLERANCE = 24.0  # grey levels (0-255 luma) a margin pixel may stray (JPEG ringing)
+SHARE = 0.9  # share of a margin line's pixels within that tolerance
+MEDIAN_TOLERANCE = 6.0  # a margin line's median stays this close to the margin's colour
+REFINE = 8  # lines searched back from the first content line for the edge (a JPEG block)
+MIN_SIDE_SHARE = 0.02  # thinner margins are ignored
+MAX_SIDE_SHARE = 0.45  # never trim more than this from one side
+MIN_KEPT_SHARE = 0.3  # the kept region spans at least this share of each dimension
+MIN_LINE = 8  # pixels: lines shorter than this are not judged
+
+
+@dataclass(frozen=True)
+class Box:
+    """The content region in the plane's pixel coordinates: rows [top, bottom), cols [left, right)."""
+
+    top: int
+    bottom: int
+    left: int
+    right: int
+
+    def margins(self, height: int, width: int) -> tuple[float, float, float, float]:
+        """Share of the height/width cut from top, bottom, left, right."""
+        return (self.top / height, (height - self.bottom) / height,
+                self.left / width, (width - self.right) / width)
+
+
+def _margin(lines: np.ndarray, limit: int) -> int:
+    """How many leading lines (rows of ``lines``) belong to a uniform margin.
+
+    A line is margin while its median stays within ``MEDIAN_TOLERANCE`` of the outermost
+    line's colour and most of its pixels within ``TOLERANCE`` (JPEG ringing near the
+    content edge is allowed for). The edge is then put where the picture changes most
+    within the last few lines: PDQ moves by tens of bits for every percent of border
+    left over or content cut, so the edge must be found to the line."""
+    if lines.shape[0] < 2 or lines.shape[1] < MIN_LINE:
+        return 0
+    head = lines[: limit + 1]
+    colour = np.float32(np.median(head[0]))
+    margin = ((np.abs(head - colour) <= TOLERANCE).mean(axis=1) >= SHARE) & (
+        np.abs(np.median(head, axis=1) - colour) <= MEDIAN_TOLERANCE)
+    if not margin[0]:
+        return 0
+    out = np.flatnonzero(~margin)
+    stop = int(out[0]) if out.size else limit
+    if stop >= limit:
+        return limit
+    # Flat content of the margin's colour makes the scan overshoot, never stop short
+    # (ringing stays within the tolerance): look back from the first content line.
+    lo = max(1, stop - REFINE)
+    step = np.abs(np.diff(head[lo - 1:stop + 1], axis=0)).mean(axis=1)  # step[j]: line lo+j-1 -> lo+j
+    return int(lo + int(np.argmax(step)))
+
+
+def content_boxes(luma: np.ndarray) -> dict[str, Box]:
+    """Candidate content regions inside uniform margins of a (H, W) luma plane:
+    ``trimmed`` (each side as measured) and, when opposite margins differ,
+    ``trimmed-even`` (the thinner of the two on both sides). Flat content beside a
+    margin of the same colour (a dark sky by a black border) reads as margin; added
+    borders and bars are nearly always even, so the second region is the original's
+    when the first cut into it. Empty when there is no margin worth trimming."""
+    plane = np.asarray(luma, dtype=np.float32)
+    if plane.ndim != 2:
+        return {}
+    h, w = plane.shape
+    if h < 4 * MIN_LINE or w < 4 * MIN_LINE:
+        return {}
+    lim_h, lim_w = int(h * MAX_SIDE_SHARE), int(w * MAX_SIDE_SHARE)
+    # Ignore margins too thin to matter (and a one-line frame from resampling).
+    top, bottom = (m if m >= MIN_SIDE_SHARE * h else 0
+                   for m in (_margin(plane, lim_h), _margin(plane[::-1], lim_h)))
+    inner = plane[top:h - bottom]  # side bars are judged beside the content, not the top/bottom bars
+    left, right = (m if m >= MIN_SIDE_SHARE * w else 0
+                   for m in (_margin(inner.T, lim_w), _margin(inner.T[::-1], lim_w)))
+    out: dict[str, Box] = {}
+    for name, (t, b, lft, r) in (("trimmed", (top, bottom, left, right)),
+                                 ("trimmed-even", (min(top, bottom),) * 2 + (min(left, right),) * 2)):
+        if not (t or b or lft or r):
+            continue
+        box = Box(t, h - b, lft, w - r)
+        if (box.bottom - box.top) < MIN_KEPT_SHARE * h or (box.right - box.left) < MIN_KEPT_SHARE * w:
+            continue
+        if any(_close(box, other) for other in out.values()):
+            continue
+        out[name] = box
+    return out
+
+
+def _close(a: Box, b: Box) -> bool:
+    return max(abs(a.top - b.top), abs(a.bottom - b.bottom), abs(a.left - b.left), abs(a.right - b.right)) <= 1

@@ -126,7 +126,7 @@ def test_errors_are_clear_and_nothing_is_imported(tmp_path: Path) -> None:
     assert json.loads(out)["entries"] == 0
 
     res = _assay("--db", str(db), "match", "--pdq", "xyz")
-    assert res.returncode == 1 and "invalid pdq value" in res.stderr
+    assert res.returncode == 2 and "invalid pdq value" in res.stderr  # a bad option value
     res = _assay("--db", str(db), "bank", "show", "nope")
     assert res.returncode == 1 and "nope" in res.stderr
     # a missing folder is created for a new store; a path under a file cannot be

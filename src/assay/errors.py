@@ -53,6 +53,7 @@ class InvalidSignal(AssayError):
     """A hash string is malformed for its signal type."""
 
     code = "invalid-signal"
+    exit_code = 2  # from the command line it is a bad option value (files wrap it per line)
 
     def __init__(self, signal_type: str, value: str, reason: str) -> None:
         self.signal_type = signal_type
@@ -64,6 +65,7 @@ class InvalidSignal(AssayError):
 
 class UnknownSignalType(AssayError):
     code = "unknown-signal-type"
+    exit_code = 2
 
 
 class StoreError(AssayError):

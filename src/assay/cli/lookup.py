@@ -8,7 +8,7 @@ import typer
 
 from .. import signals as signal_types
 from ..config import ScanSettings
-from ._common import DbOpt, JsonOpt, Mode, _emit_json, _store, app, out
+from ._common import DbOpt, JsonOpt, Mode, _emit_json, _store, app, err, out, plural
 
 
 # ---------------------------------------------------------------------------------- hash
@@ -40,6 +40,8 @@ def hash_cmd(
         else:
             print_record(out, rec)
     if failed:
+        if not json_out:
+            err.print(f"[red]error:[/red] {failed} of {plural(len(files), 'file')} could not be hashed (see above)")
         raise typer.Exit(1)
 
 

@@ -15,12 +15,22 @@ _HDF5 = b"\x89HDF\r\n\x1a\n"
 
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
 _AVIF_BRANDS = {b"avif", b"avis"}
+# ISO BMFF brands of audio and video files (formats without pixels for assay: only
+# their C2PA / XMP metadata is read).
+_M4A_BRANDS = {b"M4A ", b"M4B ", b"M4P "}
+_MOV_BRANDS = {b"qt  "}
+_MP4_BRANDS = {
+    b"isom", b"iso2", b"iso3", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"mp71", b"avc1",
+    b"M4V ", b"M4VH", b"M4VP", b"dash", b"mmp4", b"3gp4", b"3gp5", b"3gp6", b"3g2a", b"f4v ",
+    b"XAVC", b"MSNV",
+}
+_JXL_CONTAINER = b"\x00\x00\x00\x0cJXL \r\n\x87\n"
 
 
 @dataclass(frozen=True)
 class Sniffed:
-    kind: str  # "image" | "model" | "archive" | "other"
-    format: str  # "jpeg", "png", ..., "safetensors", "zip", "tar", "7z", "pickle", "gguf", "unknown"
+    kind: str  # "image" | "model" | "archive" | "document" | "video" | "audio" | "other"
+    format: str  # "jpeg", "png", ..., "pdf", "mp4", "wav", "safetensors", "zip", "tar", "7z", "pickle", "gguf", "unknown"
 
 
 def sniff_bytes(head: bytes, size: int | None = None, *, pickles: bool = True) -> Sniffed:
@@ -35,6 +45,12 @@ def sniff_bytes(head: bytes, size: int | None = None, *, pickles: bool = True) -
         return Sniffed("image", "gif")
     if h[:4] == b"RIFF" and h[8:12] == b"WEBP":
         return Sniffed("image", "webp")
+    if h[:4] == b"RIFF" and h[8:12] == b"WAVE":
+        return Sniffed("audio", "wav")
+    if h[:4] == b"RIFF" and h[8:12] == b"AVI ":
+        return Sniffed("video", "avi")
+    if h.startswith(_JXL_CONTAINER):
+        return Sniffed("image", "jxl")
     if h[:4] in (b"II*\x00", b"MM\x00*"):
         return Sniffed("image", "tiff")
     if h[:2] == b"BM" and len(h) >= 18:
@@ -47,6 +63,20 @@ def sniff_bytes(head: bytes, size: int | None = None, *, pickles: bool = True) -
             return Sniffed("image", "avif")
         if brand in _HEIF_BRANDS:
             return Sniffed("image", "heif")
+        if brand in _M4A_BRANDS:
+            return Sniffed("audio", "m4a")
+        if brand in _MOV_BRANDS:
+            return Sniffed("video", "mov")
+        if brand in _MP4_BRANDS:
+            return Sniffed("video", "mp4")
+    if h.startswith(b"%PDF-"):
+        return Sniffed("document", "pdf")
+    if h[:4] == b"fLaC":
+        return Sniffed("audio", "flac")
+    if h[:3] == b"ID3":
+        return Sniffed("audio", "mp3")
+    if _looks_like_svg(h):
+        return Sniffed("document", "svg")
     if h[:4] == b"GGUF":
         return Sniffed("model", "gguf")
     if h[:4] == b"PK\x03\x04" or h[:4] == b"PK\x05\x06":
@@ -67,6 +97,12 @@ def sniff_bytes(head: bytes, size: int | None = None, *, pickles: bool = True) -
     if pickles and h and h[0] in OPCODES and probe(h, more=size is None or size > len(h)):
         # Protocol 0/1 pickles have no header: a consistent parse of the opcodes.
         return Sniffed("model", "pickle")
+    # Last: a bare JPEG XL codestream or MPEG audio frame header is only 2-4 bytes of
+    # evidence (a safetensors header length can look like either, so it goes first).
+    if h[:2] == b"\xff\x0a" and size is not None and size > 16:
+        return Sniffed("image", "jxl")
+    if _mpeg_audio_frame(h):
+        return Sniffed("audio", "mp3")
     return Sniffed("other", "unknown")
 
 
@@ -92,6 +128,23 @@ def _tar_checksum_ok(h: bytes) -> bool:
     if not digits or not all(48 <= c <= 55 for c in digits) or h[0] == 0:
         return False
     return int(digits, 8) == sum(h[:148]) + 8 * 32 + sum(h[156:512])
+
+
+def _mpeg_audio_frame(h: bytes) -> bool:
+    """An MPEG audio frame header (MP3 without an ID3 tag): 11 sync bits and no
+    reserved version, layer, bitrate or sample-rate value."""
+    if len(h) < 4 or h[0] != 0xFF or h[1] & 0xE0 != 0xE0:
+        return False
+    version, layer = (h[1] >> 3) & 3, (h[1] >> 1) & 3
+    bitrate, rate = h[2] >> 4, (h[2] >> 2) & 3
+    return version != 1 and layer != 0 and bitrate not in (0, 15) and rate != 3
+
+
+def _looks_like_svg(h: bytes) -> bool:
+    t = h.removeprefix(b"\xef\xbb\xbf").lstrip()
+    if t.startswith(b"<svg"):
+        return True
+    return t.startswith((b"<?xml", b"<!--", b"<!DOCTYPE svg")) and b"<svg" in t
 
 
 def _looks_like_safetensors(h: bytes, size: int | None) -> bool:
@@ -129,6 +182,11 @@ def sniff_path(path: Path) -> Sniffed:
     size = path.stat().st_size
     with path.open("rb") as f:
         head = f.read(HEAD_BYTES)
+        if head[:3] == b"ID3" and len(head) >= 10:
+            # FLAC files may carry an ID3 tag too: look behind it.
+            f.seek(10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(head[6:10])))
+            if f.read(4) == b"fLaC":
+                return Sniffed("audio", "flac")
         found = sniff_bytes(head, size)
         if found.format == "zip":
             from .containers import is_model_zip

@@ -13,14 +13,21 @@ from ._common import DbOpt, JsonOpt, _emit_json, _esc, _nullctx, _store, app, er
 # ---------------------------------------------------------------------------- provenance
 @app.command()
 def provenance(
-    files: Annotated[list[Path], typer.Argument(help="Image files.")],
-    trust_anchors: Annotated[Path | None, typer.Option(help="PEM bundle of C2PA trust anchors.")] = None,
+    files: Annotated[list[Path], typer.Argument(help="Images, PDF/SVG documents, audio or video files.")],
+    trust_anchors: Annotated[Path | None, typer.Option(help="PEM bundle of C2PA trust anchors (default: $ASSAY_C2PA_TRUST_ANCHORS, else the bundled C2PA trust list).")] = None,
     facts: Annotated[bool, typer.Option(help="List the extracted facts under each evidence.")] = True,
     json_out: JsonOpt = False,
 ) -> None:
-    """Provenance evidence of images (C2PA, IPTC, generator metadata, watermarks, camera) and a cautious verdict."""
+    """Provenance evidence (C2PA, IPTC, generator metadata, watermarks, camera) and a cautious verdict.
+
+    Images get every check; documents, audio and video (no pixels) get C2PA and XMP only."""
     from ..config import Limits
-    from ..provenance.analyzer import analyze_provenance, explain
+    from ..provenance.analyzer import (
+        IMAGE_FORMATS,
+        analyze_media_provenance,
+        analyze_provenance,
+        explain,
+    )
     from ..sniff import sniff_path
 
     limits = Limits()
@@ -29,11 +36,16 @@ def provenance(
         result: dict[str, Any] = {"schema": "assay.provenance/1", "path": str(f)}
         try:
             kind = sniff_path(f)
-            if kind.kind != "image":
-                raise AssayError(f"{f}: not an image (detected: {kind.format})")
-            if f.stat().st_size > limits.max_image_bytes:
-                raise AssayError(f"{f}: larger than the image limit of {limits.max_image_bytes} bytes")
-            report = analyze_provenance(f, f.read_bytes(), kind.format, trust_anchors=trust_anchors)
+            if kind.kind not in ("image", "document", "video", "audio"):
+                raise AssayError(
+                    f"{f}: not an image, document, audio or video file (detected: {kind.kind} {kind.format})"
+                )
+            if kind.format not in IMAGE_FORMATS:
+                report = analyze_media_provenance(f, kind.format, trust_anchors=trust_anchors)
+            else:
+                if f.stat().st_size > limits.max_image_bytes:
+                    raise AssayError(f"{f}: larger than the image limit of {limits.max_image_bytes} bytes")
+                report = analyze_provenance(f, f.read_bytes(), kind.format, trust_anchors=trust_anchors)
         except (AssayError, OSError) as exc:
             failed += 1
             msg = str(exc) if isinstance(exc, AssayError) else f"{f}: {exc.strerror or exc}"

@@ -8,6 +8,7 @@ mode "named-by-metadata", so bank matching can tie the image to a model file.
 
 from __future__ import annotations
 
+import os
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +31,107 @@ MAX_CONTAINER_NOTES = 20
 
 # Formats Pillow decodes for the watermark check (others have no such mark).
 _PIXEL_FORMATS = {"jpeg", "png", "webp", "tiff", "bmp", "gif"}
+# Images whose containers the image sources (generator metadata, EXIF, pixels) read.
+# Every other format (documents, audio, video, JPEG XL) gets C2PA and XMP only.
+IMAGE_FORMATS = _PIXEL_FORMATS | {"avif", "heif"}
+# Without pixels, XMP is looked for in the first XMP_HEAD and last XMP_TAIL bytes.
+XMP_HEAD = 16 * 1024**2
+XMP_TAIL = 1024**2
+_MAX_PACKETS = 4
+
+
+class _Collector:
+    """Evidence and errors of independent sources: one failing never stops the others."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.evidence: list[Evidence] = []
+        self.errors: list[EvidenceError] = []
+
+    def run(self, source: str, fn: Callable[[], list[Evidence]]) -> None:
+        try:
+            self.evidence.extend(fn())
+        except AssayError as exc:
+            self.errors.append(EvidenceError(source=source, message=str(exc)))
+        except Exception as exc:  # a bug or a library surprise must not lose the other sources
+            self.errors.append(
+                EvidenceError(
+                    source=source,
+                    message=f"{self.path}: {source} check failed: {type(exc).__name__}: {exc}",
+                )
+            )
+
+    def report(self) -> ProvenanceReport:
+        # Several sources read the same EXIF block or pixels: one broken structure is
+        # reported once, under the first source that hit it.
+        unique: list[EvidenceError] = []
+        for err in self.errors:
+            if all(err.message != u.message for u in unique):
+                unique.append(err)
+        ordered = order(self.evidence)
+        return ProvenanceReport(verdict=verdict(ordered, unique), evidence=ordered, errors=unique)
+
+
+def xmp_packets(buf: bytes) -> list[bytes]:
+    """XMP packets found verbatim in a file's bytes (documents, audio, video)."""
+    out: list[bytes] = []
+    pos = 0
+    while len(out) < _MAX_PACKETS:
+        start = buf.find(b"<x:xmpmeta", pos)
+        if start < 0:
+            break
+        end = buf.find(b"</x:xmpmeta>", start, start + xmp.MAX_XMP_SCAN)
+        if end < 0:
+            break
+        out.append(buf[start : end + len(b"</x:xmpmeta>")])
+        pos = end
+    return out
+
+
+def _read_for_xmp(path: Path) -> bytes:
+    try:
+        with path.open("rb") as f:
+            head = f.read(XMP_HEAD)
+            size = os.fstat(f.fileno()).st_size
+            if size <= XMP_HEAD:
+                return head
+            f.seek(max(XMP_HEAD, size - XMP_TAIL))
+            return head + b"\n" + f.read(XMP_TAIL)
+    except OSError as exc:
+        raise InputError(path, f"cannot read file: {exc.strerror or exc}") from exc
+
+
+def analyze_media_provenance(
+    path: Path,
+    format: str,
+    *,
+    data: bytes | None = None,
+    trust_anchors: Path | None = None,
+) -> ProvenanceReport:
+    """C2PA and XMP evidence of a file without pixels to analyse (PDF, SVG, audio,
+    video, JPEG XL). Without ``data`` the file is streamed, never read whole."""
+    col = _Collector(Path(path))
+
+    def credential() -> list[Evidence]:
+        if data is not None:
+            return c2pa.evidence(col.path, data, format, trust_anchors=trust_anchors)
+        try:
+            f = col.path.open("rb")
+        except OSError as exc:
+            raise InputError(col.path, f"cannot read file: {exc.strerror or exc}") from exc
+        with f:
+            return c2pa.evidence(col.path, f, format, trust_anchors=trust_anchors)
+
+    def declared() -> list[Evidence]:
+        buf = data if data is not None else _read_for_xmp(col.path)
+        found: list[Evidence] = []
+        for packet in xmp_packets(buf):
+            found.extend(e for e in xmp.xmp_evidence(packet) if e not in found)
+        return found
+
+    col.run("c2pa", credential)
+    col.run("xmp", declared)
+    return col.report()
 
 
 def analyze_provenance(
@@ -40,24 +142,15 @@ def analyze_provenance(
     trust_anchors: Path | None = None,
     limits: Limits | None = None,
 ) -> ProvenanceReport:
-    """All provenance evidence for one image file and a cautious verdict."""
+    """All provenance evidence for one file and a cautious verdict. Formats other
+    than the images assay decodes get C2PA and XMP only (analyze_media_provenance)."""
+    if format not in IMAGE_FORMATS:
+        return analyze_media_provenance(
+            Path(path), format, data=data, trust_anchors=trust_anchors
+        )
     ctx = ImageContext(Path(path), data, format, limits or Limits())
-    evidence: list[Evidence] = []
-    errors: list[EvidenceError] = []
-
-    def run(source: str, fn: Callable[[], list[Evidence]]) -> None:
-        try:
-            evidence.extend(fn())
-        except AssayError as exc:
-            errors.append(EvidenceError(source=source, message=str(exc)))
-        except Exception as exc:  # a bug or a library surprise must not lose the other sources
-            errors.append(
-                EvidenceError(
-                    source=source,
-                    message=f"{path}: {source} check failed: {type(exc).__name__}: {exc}",
-                )
-            )
-
+    col = _Collector(ctx.path)
+    run, errors = col.run, col.errors
     run("c2pa", lambda: c2pa.evidence(ctx.path, data, format, trust_anchors=trust_anchors))
     run("xmp", lambda: xmp.evidence(ctx))
 
@@ -68,18 +161,24 @@ def analyze_provenance(
 
     run("generators", generators)
     run("camera", lambda: camera.evidence(ctx))
+    searched = False
     if format in _PIXEL_FORMATS:
+        before = len(errors)
         run("watermark", lambda: watermark.evidence(ctx))
+        searched = len(errors) == before and _big_enough_for_a_mark(ctx)
     for note in ctx.problems[:MAX_CONTAINER_NOTES]:
         errors.append(EvidenceError(source="container", message=f"{path}: {note}"))
-    # Several sources read the same EXIF block or pixels: one broken structure is
-    # reported once, under the first source that hit it.
-    unique: list[EvidenceError] = []
-    for err in errors:
-        if all(err.message != u.message for u in unique):
-            unique.append(err)
-    ordered = order(evidence)
-    return ProvenanceReport(verdict=verdict(ordered, unique), evidence=ordered, errors=unique)
+    report = col.report()
+    report.mark_watermark_searched(searched)
+    return report
+
+
+def _big_enough_for_a_mark(ctx: ImageContext) -> bool:
+    try:
+        im = ctx.pil()
+    except AssayError:
+        return False
+    return im.width * im.height >= watermark.MIN_PIXELS
 
 
 def named_model_signals(report: ProvenanceReport) -> list[SignalValue]:
@@ -101,16 +200,23 @@ def named_model_signals(report: ProvenanceReport) -> list[SignalValue]:
 
 
 class ProvenanceAnalyzer:
-    """assay.scan.analyzer.Analyzer for images: fills ``record.provenance``."""
+    """assay.scan.analyzer.Analyzer for images, documents, audio and video: fills
+    ``record.provenance`` (C2PA and XMP only where there are no pixels)."""
 
     name: ClassVar[str] = "provenance"
-    kinds: ClassVar[frozenset[str]] = frozenset({"image"})
+    kinds: ClassVar[frozenset[str]] = frozenset({"image", "document", "video", "audio"})
 
     def __init__(self, trust_anchors: Path | None = None) -> None:
         # None: $ASSAY_C2PA_TRUST_ANCHORS, else the bundled C2PA trust list (c2pa.py).
         self.trust_anchors = trust_anchors
 
     def analyze(self, subject: Subject, record: FileRecord) -> None:
+        if subject.format not in IMAGE_FORMATS:
+            # Videos can be large: the SDK streams the file, XMP is read in bounded windows.
+            record.provenance = analyze_media_provenance(
+                subject.path, subject.format, trust_anchors=self.trust_anchors
+            )
+            return
         data = subject.cache.get("bytes")
         limit = subject.settings.limits.max_image_bytes
         if not isinstance(data, bytes):
@@ -181,7 +287,7 @@ def explain(report: ProvenanceReport, *, facts: bool = True) -> str:
                 lines.extend(_fact_lines(e.facts, "      "))
     else:
         lines.append("evidence: none found (absence of evidence is not proof of a camera original)")
-    if not any(e.source == "watermark" for e in report.evidence):
+    if report.watermark_searched and not any(e.source == "watermark" for e in report.evidence):
         lines.append(
             "note: no Stable Diffusion watermark found; the mark is lost by 4:2:0 JPEG, "
             "resizing and cropping, so its absence proves nothing"

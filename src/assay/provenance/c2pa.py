@@ -31,7 +31,7 @@ import threading
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..errors import AssayError, DecodeError, InputError
 from ..report.provenance import Claim, Evidence, Strength
@@ -180,10 +180,11 @@ def _context(anchors: Anchors) -> Any:
 
 
 def read_store(
-    path: Path, data: bytes, fmt: str, *, trust_anchors: Path | None = None
+    path: Path, data: bytes | BinaryIO, fmt: str, *, trust_anchors: Path | None = None
 ) -> dict[str, Any] | None:
     """The manifest store as the SDK reports it (JSON dict), or None when the file
-    has no embedded manifest. A remote-only manifest yields ``{"remote_url": url}``.
+    has no embedded manifest. ``data`` is the file's bytes or an open binary file
+    (which the SDK streams: a video is never read whole into memory). A remote-only manifest yields ``{"remote_url": url}``.
     The anchors used are under the key ``"_anchors"``.
     Raises DecodeError when the C2PA data cannot be parsed."""
     mime = MIME.get(fmt)
@@ -193,7 +194,8 @@ def read_store(
     c2pa = _sdk()
     ctx = _context(anchors)
     try:
-        reader = c2pa.Reader.try_create(mime, io.BytesIO(data), None, ctx)
+        stream = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
+        reader = c2pa.Reader.try_create(mime, stream, None, ctx)
         if reader is None:
             return None
         with reader:
@@ -572,7 +574,7 @@ def _one(
 
 
 def evidence(
-    path: Path, data: bytes, fmt: str, *, trust_anchors: Path | None = None
+    path: Path, data: bytes | BinaryIO, fmt: str, *, trust_anchors: Path | None = None
 ) -> list[Evidence]:
     """C2PA evidence for one file (empty when it carries no Content Credential)."""
     store = read_store(path, data, fmt, trust_anchors=trust_anchors)

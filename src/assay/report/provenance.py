@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 Claim = Literal["ai-generated", "ai-edited", "camera-captured", "edited", "unknown"]
 Strength = Literal["cryptographic", "strong", "moderate", "weak"]
@@ -33,3 +33,13 @@ class ProvenanceReport(BaseModel):
     verdict: str
     evidence: list[Evidence] = Field(default_factory=list)
     errors: list[EvidenceError] = Field(default_factory=list)
+    # Did the invisible-watermark search run on pixels big enough to carry a mark?
+    # Only then does the text output say what its absence means (not in the JSON).
+    _watermark_searched: bool = PrivateAttr(default=False)
+
+    def mark_watermark_searched(self, searched: bool = True) -> None:
+        self._watermark_searched = searched
+
+    @property
+    def watermark_searched(self) -> bool:
+        return self._watermark_searched

@@ -16,7 +16,7 @@ from .provenance import ProvenanceReport
 
 SCHEMA_VERSION = "assay.file/1"
 
-Kind = Literal["image", "model", "archive", "link", "other", "error"]
+Kind = Literal["image", "model", "document", "video", "audio", "archive", "link", "other", "error"]
 
 
 class Record(BaseModel):

@@ -29,7 +29,7 @@ def md5_sha256(path, *, buf_size: int = _BUF) -> tuple[str, str]:
 
 class FileHashAnalyzer:
     name: ClassVar[str] = "file-hash"
-    kinds: ClassVar[frozenset[str]] = frozenset({"other", "archive"})
+    kinds: ClassVar[frozenset[str]] = frozenset({"other", "archive", "document", "video", "audio"})
 
     def analyze(self, subject: Subject, record: FileRecord) -> None:
         if subject.path.is_dir():

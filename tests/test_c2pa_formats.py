@@ -1,0 +1,200 @@
+"""Issue 12, item 2: C2PA in every format the SDK reads (PDF, MP4, MOV, M4A, WAV, MP3,
+FLAC, SVG, JPEG XL, HEIF/AVIF, DNG), in `assay provenance` and `assay scan`. Files are
+sniffed by magic bytes; where there are no pixels only C2PA and XMP run. Fixtures are
+benign (silence, an empty movie, a one-line PDF, a grey square) signed here with the
+SDK's public test certificate; "invalid" ones have bytes changed after signing."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from assay.cli import app
+from assay.provenance.analyzer import analyze_media_provenance, analyze_provenance
+from assay.sniff import sniff_bytes, sniff_path
+from c2pa_sign import media_samples, pattern_jpeg, sign
+
+pytest.importorskip("c2pa")
+
+SAMPLES = media_samples()
+MIMES = sorted(SAMPLES)
+KIND = {
+    "pdf": "document", "svg": "document", "mp4": "video", "mov": "video", "m4a": "audio",
+    "wav": "audio", "mp3": "audio", "flac": "audio", "jxl": "image",
+}
+
+
+@pytest.fixture(scope="module")
+def c2dir(testdata: Path) -> Path:
+    return testdata / "c2pa"
+
+
+@pytest.fixture(scope="module")
+def signed(c2dir: Path) -> dict[str, bytes]:
+    return {mime: sign(c2dir, SAMPLES[mime][0], mime) for mime in MIMES}
+
+
+def _tamper(fmt: str, data: bytes) -> bytes:
+    """The content changed after signing, the manifest left as it was."""
+    if fmt == "pdf":
+        return data.replace(b"assay test page", b"assay TEST page")
+    if fmt == "svg":
+        return data.replace(b"#808080", b"#808081")
+    marker = {
+        "wav": b"data\x40\x06\x00\x00",  # the sample chunk (800 frames of silence)
+        "mp4": b"mdat", "mov": b"mdat", "m4a": b"mdat", "jxl": b"jxlc",
+        "mp3": b"\xff\xfb\x90\x00", "flac": b"fLaC",
+    }[fmt]
+    buf = bytearray(data)
+    i = data.find(marker)
+    assert i >= 0
+    buf[i + 20] ^= 0x55
+    return bytes(buf)
+
+
+@pytest.mark.parametrize("mime", MIMES)
+def test_sniffed_by_magic_bytes_signed_or_not(signed: dict[str, bytes], mime: str, tmp_path: Path) -> None:
+    raw, fmt = SAMPLES[mime]
+    for data in (raw, signed[mime]):
+        f = tmp_path / "noext"  # never by extension
+        f.write_bytes(data)
+        assert (sniff_path(f).kind, sniff_path(f).format) == (KIND[fmt], fmt)
+
+
+def test_sniff_keeps_models_that_look_like_audio_headers() -> None:
+    # A safetensors header length whose bytes read like an MPEG frame sync (FF FB 12)
+    # or a bare JPEG XL codestream (FF 0A) is still a safetensors file.
+    for n in (0x12FBFF, 0x0AFF):
+        head = struct.pack("<Q", n) + b'{"__metadata__":{}}'
+        assert sniff_bytes(head, n + 8 + 100).format == "safetensors"
+    assert sniff_bytes(b"\xff\xfb\x90\x00" + b"\0" * 60).format == "mp3"
+    assert sniff_bytes(b"\xff\xfb\xf0\x00" + b"\0" * 60).format == "unknown"  # bad bitrate
+    assert sniff_bytes(b"<?xml version='1.0'?>\n<svg xmlns='http://www.w3.org/2000/svg'/>").format == "svg"
+    assert sniff_bytes(b"<?xml version='1.0'?>\n<html/>").format == "unknown"
+
+
+@pytest.mark.parametrize("mime", MIMES)
+def test_signed_media_reads_ai_generated_in_provenance(
+    signed: dict[str, bytes], mime: str, tmp_path: Path
+) -> None:
+    fmt = SAMPLES[mime][1]
+    f = tmp_path / f"signed.{fmt}"
+    f.write_bytes(signed[mime])
+    res = CliRunner().invoke(app, ["provenance", str(f)])
+    assert res.exit_code == 0, res.output
+    assert "verdict: AI-generated: signed Content Credential (TestGen 1.0; signer not trusted)" in res.output
+    assert "not an image" not in res.output
+    # No pixels: no watermark search, so no note about what its absence means.
+    assert "watermark" not in res.output
+    res = CliRunner().invoke(app, ["provenance", "--json", str(f)])
+    doc = json.loads(res.output)
+    assert {e["source"] for e in doc["evidence"]} == {"c2pa"}
+    assert doc["errors"] == []
+
+
+@pytest.mark.parametrize("mime", MIMES)
+def test_bytes_changed_after_signing_are_invalid(signed: dict[str, bytes], mime: str) -> None:
+    fmt = SAMPLES[mime][1]
+    report = analyze_provenance(Path(f"x.{fmt}"), _tamper(fmt, signed[mime]), fmt)
+    assert report.verdict.startswith("Content Credential present but invalid (")
+    (e,) = [e for e in report.evidence if e.source == "c2pa"]
+    assert e.strength == "weak"
+    assert e.facts["failed_checks"]
+
+
+def test_trained_algorithmic_media_pdf_streamed(c2dir: Path, tmp_path: Path) -> None:
+    raw, _ = SAMPLES["application/pdf"]
+    f = tmp_path / "doc.pdf"
+    f.write_bytes(sign(c2dir, raw, "application/pdf", "trainedAlgorithmicMedia", agent="DocGen"))
+    report = analyze_media_provenance(f, "pdf")  # streamed from the file, not read whole
+    assert report.verdict == "AI-generated: signed Content Credential (DocGen; signer not trusted)"
+    (e,) = report.evidence
+    assert e.facts["digital_source_types"] == ["trainedAlgorithmicMedia"]
+
+
+def test_unsigned_media_has_no_evidence_and_no_error(tmp_path: Path) -> None:
+    for mime in MIMES:
+        raw, fmt = SAMPLES[mime]
+        f = tmp_path / f"plain.{fmt}"
+        f.write_bytes(raw)
+        report = analyze_media_provenance(f, fmt)
+        assert (report.verdict, report.evidence, report.errors) == (
+            "no provenance evidence found", [], []
+        ), mime
+
+
+def test_xmp_digital_source_type_in_a_pdf(tmp_path: Path) -> None:
+    xmp = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        b'<rdf:Description xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" '
+        b'Iptc4xmpExt:DigitalSourceType="http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"/>'
+        b"</rdf:RDF></x:xmpmeta>"
+    )
+    raw, _ = SAMPLES["application/pdf"]
+    f = tmp_path / "x.pdf"
+    f.write_bytes(raw.replace(b"%PDF-1.4\n", b"%PDF-1.4\n%" + xmp + b"\n", 1))
+    report = analyze_media_provenance(f, "pdf")
+    assert report.verdict.startswith("possibly AI-generated (weak): IPTC digital source type") or \
+        report.verdict.startswith("AI-generated: IPTC digital source type"), report.verdict
+    assert [e.source for e in report.evidence] == ["iptc"]
+
+
+def test_scan_reads_c2pa_in_media_and_hashes_the_files(
+    signed: dict[str, bytes], tmp_path: Path
+) -> None:
+    folder = tmp_path / "media"
+    folder.mkdir()
+    for mime in MIMES:
+        fmt = SAMPLES[mime][1]
+        (folder / f"signed.{fmt}").write_bytes(signed[mime])
+    (folder / "bad.wav").write_bytes(_tamper("wav", signed["audio/wav"]))
+    # In-process: this test process has used the C2PA SDK (signing), and its native
+    # threads do not survive a fork into scan workers.
+    res = CliRunner().invoke(app, ["scan", "--json", "--no-banks", "--workers", "1", str(folder)])
+    assert res.exit_code == 0, res.output
+    records = {Path(d["path"]).name: d for d in map(json.loads, res.output.splitlines()) if "path" in d}
+    for mime in MIMES:
+        fmt = SAMPLES[mime][1]
+        rec = records[f"signed.{fmt}"]
+        assert rec["kind"] == KIND[fmt] and rec["format"] == fmt
+        assert rec["provenance"]["verdict"].startswith("AI-generated: signed Content Credential"), fmt
+        assert {"md5", "sha256"} <= {s["type"] for s in rec["signals"]}
+        if KIND[fmt] != "image":
+            assert rec["errors"] == [], fmt
+    assert records["bad.wav"]["provenance"]["verdict"].startswith("Content Credential present but invalid")
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF", "DNG"])
+def test_signed_heif_avif_dng_images(c2dir: Path, fmt: str, tmp_path: Path) -> None:
+    import io
+
+    from PIL import Image, TiffImagePlugin
+
+    im = Image.open(io.BytesIO(pattern_jpeg(64)))
+    buf = io.BytesIO()
+    if fmt == "DNG":
+        ifd = TiffImagePlugin.ImageFileDirectory_v2()
+        ifd[50706] = b"\x01\x04\x00\x00"  # DNGVersion 1.4
+        ifd.tagtype[50706] = 1
+        im.save(buf, "TIFF", tiffinfo=ifd)
+        mime = "image/dng"
+    else:
+        pillow_heif = pytest.importorskip("pillow_heif")
+        pillow_heif.register_heif_opener()
+        if fmt == "AVIF" and hasattr(pillow_heif, "register_avif_opener"):
+            pillow_heif.register_avif_opener()
+        try:
+            im.save(buf, fmt)
+        except (KeyError, OSError, ValueError) as exc:
+            pytest.skip(f"no {fmt} encoder here: {exc}")
+        mime = f"image/{fmt.lower()}"
+    f = tmp_path / "signed"
+    f.write_bytes(sign(c2dir, buf.getvalue(), mime, agent="ImgGen"))
+    assert sniff_path(f).kind == "image"
+    res = CliRunner().invoke(app, ["provenance", str(f)])
+    assert res.exit_code == 0, res.output
+    assert "verdict: AI-generated: signed Content Credential (ImgGen; signer not trusted)" in res.output

@@ -159,7 +159,7 @@ def test_analyzer_fills_record_and_model_signals(tmp_path: Path) -> None:
     f.write_bytes(_a1111_png())
     record = FileRecord(path=str(f), kind="image", format="png")
     a = ProvenanceAnalyzer()
-    assert a.name == "provenance" and a.kinds == frozenset({"image"})
+    assert a.name == "provenance" and a.kinds == frozenset({"image", "document", "video", "audio"})
     a.analyze(_subject(f, "png"), record)
     assert record.provenance is not None
     assert record.provenance.verdict.startswith("AI-generated")
@@ -252,17 +252,18 @@ def test_explain_escapes_control_characters() -> None:
     for bad in ("\x1b", "\u202e", "\x00", "\u200b"):
         assert bad not in text
     assert "\\x1b[31mRED" in text and "\\u202e" in text
-    # verdict, header, evidence line, one fact, the watermark note: no injected line
-    assert len(text.splitlines()) == 5
+    # verdict, header, evidence line, one fact: no injected line
+    assert len(text.splitlines()) == 4
 
 
 def test_explain_lists_errors_and_absence() -> None:
-    text = explain(
-        ProvenanceReport(
-            verdict="no provenance evidence found",
-            errors=[EvidenceError(source="c2pa", message="f.jpg: broken")],
-        )
+    report = ProvenanceReport(
+        verdict="no provenance evidence found",
+        errors=[EvidenceError(source="c2pa", message="f.jpg: broken")],
     )
+    assert "watermark" not in explain(report)  # no search ran: nothing to say about one
+    report.mark_watermark_searched()
+    text = explain(report)
     assert "absence of evidence is not proof" in text
     assert "its absence proves nothing" in text  # no watermark found is not a finding
     assert "c2pa: f.jpg: broken" in text

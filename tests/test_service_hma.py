@@ -154,6 +154,14 @@ def test_post_lookup_of_an_upload(svc: Cluster) -> None:
         assert S.LookupByType.model_validate(r.json()).root == {"pdq": {}}
         r = match.post("/m/lookup", files=[("photo", ("a.jpg", jpg)), ("photo", ("b.jpg", other))])
         assert r.status_code == 400
+        # URLs are never fetched for a client (no server-side request forgery)
+        r = cur.post("/c/bank/UPLOAD_A/content", params={"url": "http://127.0.0.1:1/x.jpg"})
+        assert r.status_code == 400 and "never fetches URLs" in r.json()["error"]["message"]
+        r = match.get("/m/lookup", params={"url": "http://127.0.0.1:1/x.jpg", "signal_type": "pdq",
+                                           "signal": added.signals["pdq"]})
+        assert r.status_code == 400 and "never fetches URLs" in r.json()["error"]["message"]
+        r = cur.post("/c/bank/UPLOAD_A/content", data={"note": "no file"})
+        assert r.status_code == 400 and "no photo uploaded" in r.json()["error"]["message"]
 
         # the content as HMA shows it
         r = cur.get(f"/c/bank/UPLOAD_A/content/{added.id}", params={"include_signals": "true"})

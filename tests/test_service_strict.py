@@ -63,10 +63,13 @@ def test_bank_errors_name_only_what_was_asked_for(svc: Cluster) -> None:
             _err(cur.post("/v1/banks/nope/import", content=b"0" * 64), 404, "bank-not-found"),
             _err(cur.post("/v1/banks", json={"name": "alpha-secret"}), 409, "bank-exists"),
             _err(match.post("/v1/banks", json={"name": "x"}), 403, "forbidden"),
+            _err(cur.get("/c/bank/nope"), 404, "bank-not-found"),  # HMA's routes alike
+            _err(cur.post("/c/bank/nope/signal", json={"md5": "0" * 32}), 404, "bank-not-found"),
+            _err(cur.post("/c/banks", json={"name": "beta-secret"}), 409, "bank-exists"),
         ]
         for i, err in enumerate(answers):
             text = f"{err['message']} {err['hint']}"
-            asked = "alpha-secret" if i == 6 else None
+            asked = {6: "alpha-secret", 10: "beta-secret"}.get(i)
             assert [m for m in _discloses(text, svc.db) if m != asked] == [], text
         # what was asked for is named, so the caller can tell which request failed
         assert "'nope'" in answers[0]["message"] and "'alpha-secret'" in answers[6]["message"]

@@ -79,7 +79,7 @@ def by_bank(matches: list[Match], banks: set[str] | None) -> dict[str, list[dict
     return out
 
 
-def _refuse_url(url: str | None) -> None:
+def refuse_url(url: str | None) -> None:
     if url is not None:
         raise InputError("url", "assay never fetches URLs for a client (no server-side request forgery)",
                          hint="hash the content yourself and send signal_type and signal, or upload it")
@@ -96,7 +96,7 @@ async def hma_lookup(
     seed: SeedParam = None,
     bypass_coinflip: BypassParam = False,
 ) -> Response:
-    _refuse_url(url)
+    refuse_url(url)
     state = get_state(request)
     name, value = signal_types.normalize(signal_type, signal)
     matches = await lookup_queries(state, [SignalQuery(name, value)], None, False)

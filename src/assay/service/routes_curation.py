@@ -20,7 +20,7 @@ from ..banks.store import Bank, Entry
 from ..errors import BankNotFound, InputError, InvalidBankInput, NotFound
 from .auth import Principal
 from .routes_banks import check_signal_cap
-from .routes_compat import TypesParam, hash_photo, photo_types, signal_of
+from .routes_compat import TypesParam, hash_photo, photo_types, refuse_url, signal_of
 from .routes_match import json_response
 from .state import ServiceState, get_state, role
 from .validation import LINE_KEYS, STRICT, BankName, JsonObject, Line, Text
@@ -206,14 +206,18 @@ def _metadata(raw: str | None) -> HmaMetadata | None:
                      "file's SHA-256)")
 async def hma_content_add(
     request: Request, who: CurateRole, bank_name: BankPath,
-    photo: Annotated[UploadFile, File(description="the image (HMA's field name)")],
+    photo: Annotated[UploadFile | None, File(description="the image (HMA's field name)")] = None,
     metadata: Annotated[str | None, Form(max_length=70_000, description="JSON: content_id, content_uri, json")] = None,
     note: Annotated[str | None, Form(max_length=4096)] = None,
     types: TypesParam = None,
+    url: Annotated[str | None, Query(max_length=4096, description="refused: assay never fetches URLs")] = None,
 ) -> Response:
     from fastapi.concurrency import run_in_threadpool
 
     state = get_state(request)
+    refuse_url(url)
+    if photo is None:
+        raise InputError("request body", "no photo uploaded", hint="send the image as the multipart field 'photo'")
     wanted = photo_types(types)
     md = _metadata(metadata)
     if note is not None:

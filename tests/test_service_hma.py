@@ -161,7 +161,7 @@ def test_post_lookup_of_an_upload(svc: Cluster) -> None:
                                            "signal": added.signals["pdq"]})
         assert r.status_code == 400 and "never fetches URLs" in r.json()["error"]["message"]
         r = cur.post("/c/bank/UPLOAD_A/content", data={"note": "no file"})
-        assert r.status_code == 400 and "no photo uploaded" in r.json()["error"]["message"]
+        assert r.status_code == 422 and r.json()["error"]["details"][0]["loc"] == ["body", "photo"]
 
         # the content as HMA shows it
         r = cur.get(f"/c/bank/UPLOAD_A/content/{added.id}", params={"include_signals": "true"})

@@ -201,23 +201,27 @@ def _metadata(raw: str | None) -> HmaMetadata | None:
                          hint="a JSON object with content_id, content_uri and json, all optional") from None
 
 
+async def no_url(
+    url: Annotated[str | None, Query(max_length=4096, description="refused: assay never fetches URLs")] = None,
+) -> None:
+    # A dependency, so that a URL-only request hears why before "photo is missing".
+    refuse_url(url)
+
+
 @router.post("/bank/{bank_name}/content",
              summary="HMA: add one uploaded photo to a bank {id, signals} (content id: metadata's, else the "
                      "file's SHA-256)")
 async def hma_content_add(
     request: Request, who: CurateRole, bank_name: BankPath,
-    photo: Annotated[UploadFile | None, File(description="the image (HMA's field name)")] = None,
+    _: Annotated[None, Depends(no_url)],
+    photo: Annotated[UploadFile, File(description="the image (HMA's field name)")],
     metadata: Annotated[str | None, Form(max_length=70_000, description="JSON: content_id, content_uri, json")] = None,
     note: Annotated[str | None, Form(max_length=4096)] = None,
     types: TypesParam = None,
-    url: Annotated[str | None, Query(max_length=4096, description="refused: assay never fetches URLs")] = None,
 ) -> Response:
     from fastapi.concurrency import run_in_threadpool
 
     state = get_state(request)
-    refuse_url(url)
-    if photo is None:
-        raise InputError("request body", "no photo uploaded", hint="send the image as the multipart field 'photo'")
     wanted = photo_types(types)
     md = _metadata(metadata)
     if note is not None:

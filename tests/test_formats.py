@@ -261,25 +261,43 @@ _texts = st.one_of(st.text(max_size=300), st.lists(_pieces, max_size=60).map("".
 @_fuzz
 @given(text=_texts, fmt=st.sampled_from([None, "list", "csv", "jsonl"]))
 def test_fuzz_parsers_only_yield_records_or_import_errors(text: str, fmt: formats.Format | None) -> None:
-    try:
-        records = parse(text.encode("utf-8", "surrogatepass"), fmt)
-    except BankImportError as exc:
-        assert exc.problems and all(isinstance(n, int) and n >= 1 for n, _ in exc.problems)
-        return
+    data = text.encode("utf-8", "surrogatepass")
+    records = _records_or_clear_rejection(data, fmt)
     for r in records:
         check_record(r)  # everything a parser yields is storable as it is
         for t, v in r.signals:
             assert v == signal_types.get(t).normalize(v)
 
 
+def _records_or_clear_rejection(data: bytes, fmt: formats.Format | None = None) -> list[ImportRecord]:
+    """Records from lines that exist, in order, or a rejection that names the file and
+    each bad line; the same either way when the bytes are parsed again."""
+    lines = data.count(b"\n") + 1
+    try:
+        records = parse(data, fmt)
+    except BankImportError as exc:
+        assert exc.source == "test.txt" and str(exc).startswith("test.txt: import rejected, nothing was imported")
+        assert exc.problems and all(isinstance(n, int) and 1 <= n <= lines for n, _ in exc.problems)
+        assert all(reason and reason.isprintable() for _, reason in exc.problems), exc.problems
+        with pytest.raises(BankImportError) as again:
+            parse(data, fmt)
+        assert again.value.problems == exc.problems
+        return []
+    except InputError as exc:  # the file as a whole is not a bank file (e.g. a database)
+        assert exc.path == "test.txt" and str(exc).startswith(f"test.txt: {exc.reason}")
+        assert exc.reason.isprintable()
+        return []
+    assert all(1 <= r.line <= lines for r in records)
+    assert [r.line for r in records] == sorted(r.line for r in records)
+    assert parse(data, fmt) == records
+    return records
+
+
 @_fuzz
 @given(data=st.binary(max_size=300))
 def test_fuzz_parsers_on_random_bytes(data: bytes) -> None:
-    try:
-        for r in parse(data):
-            check_record(r)
-    except BankImportError:
-        pass
+    for r in _records_or_clear_rejection(data):
+        check_record(r)
 
 
 @_fuzz
@@ -291,3 +309,4 @@ def test_fuzz_hash_strings(value: str, name: str) -> None:
     except AssayError:
         return
     assert len(v) == st_.hex_len and int(v, 16) == int(value.strip().lower().removeprefix("0x"), 16)
+    assert st_.normalize(v) == v  # idempotent: a stored value reads back as itself

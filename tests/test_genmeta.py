@@ -543,8 +543,23 @@ def test_fuzz_generator_sources_never_crash(key: str, text: str) -> None:
     bio = io.BytesIO()
     Image.new("RGB", (2, 2)).save(bio, "PNG", pnginfo=info)
     evidence, errors = run(bio.getvalue(), "png")
-    assert all(isinstance(e, Evidence) for e in evidence)
-    assert all(e.message for e in errors)
+    _readable_and_bounded(evidence, errors)
+    assert run(bio.getvalue(), "png") == (evidence, errors)  # the same bytes, the same findings
+
+
+def _readable_and_bounded(evidence: list[Evidence], errors: list[EvidenceError]) -> None:
+    """What any input may produce: evidence a person can read (one printable line, of
+    bounded length) whose model hashes are valid signals, and errors that say why."""
+    sources = {name for name, _ in SOURCES}
+    for e in evidence:
+        assert isinstance(e, Evidence)
+        assert e.summary and len(e.summary) < 1000 and e.summary.isprintable(), e.summary
+        json.dumps(e.model_dump(mode="json"))
+        for sig in e.facts.get("model_signals", []):
+            assert signal_type(sig["type"]).normalize(sig["value"]) == sig["value"]
+    for err in errors:
+        assert err.source in sources
+        assert err.message and len(err.message) < 1000 and err.message.isprintable(), err.message
 
 
 def test_png_chunk_count_bomb_is_bounded() -> None:
@@ -602,11 +617,16 @@ def generator_payloads(draw: st.DrawFn) -> dict[str, str]:
 @settings(max_examples=80, deadline=None)
 @given(generator_payloads())
 def test_fuzz_known_keys_with_arbitrary_values(texts: dict[str, str]) -> None:
-    ctx = ImageContext(Path("f.png"), png_with(texts), "png")
+    data = png_with(texts)
+    ctx = ImageContext(Path("f.png"), data, "png")
     for _, source in SOURCES:  # sources themselves: only InputError may escape
         try:
-            for ev in source(ctx):
-                json.dumps(ev.model_dump(mode="json"))
-                assert len(ev.summary) < 1000
+            found = list(source(ctx))
         except InputError as exc:
-            assert "f.png" in str(exc)
+            assert exc.path == "f.png" and str(exc).startswith(f"f.png: {exc.reason}")
+            assert exc.reason.isprintable()
+            continue
+        _readable_and_bounded(found, [])
+    evidence, errors = run(data, "png")
+    _readable_and_bounded(evidence, errors)
+    assert run(data, "png") == (evidence, errors)

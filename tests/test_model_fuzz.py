@@ -36,30 +36,60 @@ FUZZ = settings(
 )
 
 
-def open_or_input_error(path: Path) -> None:
-    """The contract: a model whose every tensor can be read, or an InputError for path."""
+def _clear_error(exc: InputError, path: Path) -> None:
+    """What a user reads: one line that starts with the file's name and says why."""
+    assert exc.path == str(path)
+    assert exc.reason and "\n" not in exc.reason and "Traceback" not in exc.reason
+    assert str(exc).startswith(f"{path}: {exc.reason}")
+
+
+def _outcome(path: Path) -> tuple[str, Any]:
     try:
         m = open_model(path)
     except InputError as exc:
-        assert exc.path == str(path)
-        assert exc.reason
-        return
+        return "error", (type(exc), exc.reason)
     with m:
-        size = path.stat().st_size
-        for name, info in m.tensors.items():
-            if info.entry is None:
-                assert 0 <= info.offset and info.offset + info.nbytes <= size, name
-            m.array(name)
+        return "model", (m.format, {n: (i.dtype, i.shape, i.offset, i.nbytes) for n, i in m.tensors.items()})
+
+
+def open_or_input_error(path: Path) -> None:
+    """The contract: a model whose every tensor can be read, within the file and of the
+    size its dtype and shape give, or an InputError naming path; the same either way
+    when the file is opened again."""
+    try:
+        m = open_model(path)
+    except InputError as exc:
+        _clear_error(exc, path)
+    else:
+        with m:
+            size = path.stat().st_size
+            for name, info in m.tensors.items():
+                if info.entry is None:
+                    assert 0 <= info.offset and info.offset + info.nbytes <= size, name
+                assert all(d >= 0 for d in info.shape), name
+                a = m.array(name)
+                if info.strides is None:
+                    assert a.nbytes == info.nbytes, name
+                if a.dtype != np.uint8:  # packed and quantized types come back as raw bytes
+                    assert a.shape == info.shape, name
+    first = _outcome(path)
+    assert _outcome(path) == first  # deterministic: nothing about a file changes on a second look
 
 
 def scan_or_input_error(path: Path) -> None:
+    """A safety report per pickle (or an InputError naming path), the same on a second scan."""
     try:
         reports = scan_file(path)
     except InputError as exc:
-        assert exc.path == str(path)
+        _clear_error(exc, path)
+        with pytest.raises(InputError):
+            scan_file(path)
         return
     for r in reports:
         assert r.verdict in ("safe", "suspicious", "dangerous")
+        if r.verdict == "dangerous":
+            assert r.findings  # a dangerous verdict always says what it found
+    assert scan_file(path) == reports
 
 
 def mutate(data: bytes, edits: list[tuple[int, int]], cut: int | None) -> bytes:
@@ -176,6 +206,9 @@ def test_fuzz_pickle_opcodes(ops: list[bytes], proto: bytes) -> None:
 def test_fuzz_pickle_random_bytes(data: bytes) -> None:
     r = scan_pickle_bytes(data, where="fuzz")
     assert r.verdict in ("safe", "suspicious", "dangerous")
+    assert scan_pickle_bytes(data, where="fuzz") == r
+    if r.verdict == "dangerous":
+        assert r.findings
 
 
 def _torch_zip(path: Path, data_pkl: bytes) -> Path:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from assay.models.metadata import parse_metadata
+from assay.models.metadata import MAX_LIST, MAX_TEXT, TOP_TAGS, parse_metadata
 
 KOHYA = {
     "ss_sd_model_name": "v1-5-pruned-emaonly.safetensors",
@@ -148,10 +148,39 @@ def test_text_is_kept_verbatim_but_bounded() -> None:
             ),
             st.text(max_size=20),
         ),
-        st.one_of(st.text(max_size=200), st.integers(), st.from_regex(r"\{.*\}", fullmatch=True), st.just('{"a": {"b": 1}}'), st.just('[{"subsets": [1, {}]}]')),
+        st.one_of(st.text(max_size=200), st.integers(), st.from_regex(r"\{.*\}", fullmatch=True), st.just('{"a": {"b": 1}}'), st.just('[{"subsets": [1, {}]}]'),
+                  # past the bounds: long texts, and JSON objects and lists with many members
+                  st.builds(lambda c, n: c * n, st.characters(), st.integers(4000, 9000)),
+                  st.builds(lambda n: json.dumps({f"d{i}": {f"t{j}": j for j in range(n)} for i in range(n)}), st.integers(90, 130)),
+                  st.builds(lambda n: json.dumps([{"image_dir": f"d{i}", "subsets": [{"image_dir": f"s{i}"}]} for i in range(n)]), st.integers(90, 130))),
         max_size=12,
     )
 )
 def test_fuzz_never_raises(meta: dict[str, object]) -> None:
     md = parse_metadata(meta)
-    md.model_dump_json()
+    dumped = json.loads(md.model_dump_json())
+    assert parse_metadata(dict(meta)) == md  # the same metadata, the same reading
+
+    # Bounded whatever comes in: no text longer than MAX_TEXT, no list longer than MAX_LIST.
+    def walk(v: object, where: str) -> None:
+        if isinstance(v, str):
+            assert len(v) <= MAX_TEXT, where
+        elif isinstance(v, list):
+            assert len(v) <= MAX_LIST, where
+            for i, x in enumerate(v):
+                walk(x, f"{where}[{i}]")
+        elif isinstance(v, dict):
+            assert len(v) <= MAX_LIST, where
+            for k, x in v.items():
+                walk(x, f"{where}.{k}")
+
+    walk(dumped, "metadata")
+    # Only keys that are in the file are named, in order; what was cut is said in a warning.
+    assert md.other_keys == sorted(md.other_keys) and set(md.other_keys) <= set(meta)
+    if md.training is not None:
+        assert len(md.training.top_tags) <= min(TOP_TAGS, md.training.tag_count)
+        counts = [(-n, t) for t, n in md.training.top_tags]
+        assert counts == sorted(counts)
+        for stamp in (md.training.started_at, md.training.finished_at):
+            if stamp is not None:
+                datetime.fromisoformat(stamp)

@@ -370,13 +370,40 @@ _BASE_PNG = png(
 _BASE_JPEG = jpeg(exif=exif_bytes({TAG_MAKE: "m"}, {TAG_USER_COMMENT: b"ASCII\x00\x00\x00hi"}))
 
 
-def exercise(ctx: ImageContext) -> None:
-    for fn in (ctx.png_text_chunks, ctx.jpeg_segments, ctx.webp_chunks, ctx.exif,
-               ctx.gps_present, ctx.user_comment, ctx.xmp, ctx.make_model_is_workflow):  # fmt: skip
+_READERS = ("png_text_chunks", "png_chunks", "jpeg_segments", "webp_chunks", "exif", "gps_present",
+            "user_comment", "xmp", "make_model_is_workflow")
+
+
+def _read_all(ctx: ImageContext) -> dict[str, object]:
+    """Every reader's answer, or the error it gave: (type, reason)."""
+    out: dict[str, object] = {}
+    for name in _READERS:
         try:
-            fn()
-        except InputError:
-            pass
+            out[name] = getattr(ctx, name)()
+        except InputError as exc:
+            # One readable line that names the file and says why.
+            assert exc.path == str(ctx.path) and str(exc).startswith(f"{ctx.path}: {exc.reason}"), name
+            assert exc.reason and exc.reason.isprintable(), exc.reason
+            out[name] = (type(exc), exc.reason)
+    return out
+
+
+def exercise(ctx: ImageContext) -> None:
+    got = _read_all(ctx)
+    size = len(ctx.data)
+    # Whatever a reader found lies inside the file and within the limits.
+    for c in got["png_chunks"] if isinstance(got["png_chunks"], list) else []:
+        assert 0 <= c.offset and c.offset + c.length <= size
+    for t in got["png_text_chunks"] if isinstance(got["png_text_chunks"], list) else []:
+        assert 0 <= t.offset < size and len(t.text) <= ctx.limits.max_text_chunk
+    for seg in got["jpeg_segments"] if isinstance(got["jpeg_segments"], list) else []:
+        assert 0 <= seg.offset and seg.offset + len(seg.data) <= size
+        assert ctx.data[seg.offset:seg.offset + len(seg.data)] == seg.data
+    for ch in got["webp_chunks"] if isinstance(got["webp_chunks"], list) else []:
+        assert 0 <= ch.offset and ch.offset + len(ch.data) <= size
+        assert ctx.data[ch.offset:ch.offset + len(ch.data)] == ch.data
+    # The same bytes read again, from scratch, give the same answers.
+    assert _read_all(ImageContext(ctx.path, ctx.data, ctx.format, ctx.limits)) == got
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -213,7 +213,9 @@ def _unpickle(
     except (pickle.UnpicklingError, ValueError, TypeError, EOFError, AttributeError, KeyError,
             IndexError, OverflowError, struct.error, UnicodeDecodeError, RecursionError,
             MemoryError, Warning) as exc:
-        msg = str(exc)[:200]
+        # The message may quote the file's own bytes: control characters are escaped so
+        # that the error stays one readable line.
+        msg = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(exc)[:200])
         raise DecodeError(where, f"{at}malformed pickle: {type(exc).__name__}: {msg}") from exc
 
 

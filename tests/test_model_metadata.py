@@ -184,3 +184,13 @@ def test_fuzz_never_raises(meta: dict[str, object]) -> None:
         for stamp in (md.training.started_at, md.training.finished_at):
             if stamp is not None:
                 datetime.fromisoformat(stamp)
+
+
+def test_lone_surrogates_from_a_json_header_do_not_break_the_report() -> None:
+    # json.loads turns the escape "\ud800" in a safetensors header into a lone surrogate,
+    # which UTF-8 cannot encode: writing the report used to fail with a traceback.
+    meta = json.loads('{"ss_training_comment": "x\\ud800y", "modelspec.title": "\\udc80"}')
+    md = parse_metadata(meta)
+    assert md.training is not None and md.training.comment == "x\ufffdy"
+    assert md.modelspec["title"] == "\ufffd"
+    md.model_dump_json().encode("utf-8")

@@ -47,6 +47,7 @@ _TRAINING_FIELDS = {
     "num_train_images": "ss_num_train_images",
 }
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _GGUF_GENERAL_SKIP = ("general.base_model.", "general.dataset.")
 
 
@@ -79,7 +80,20 @@ def parse_metadata(metadata: Mapping[str, Any], fmt: str = "safetensors") -> Mod
     out.other_keys = others[:MAX_LIST]
     if len(others) > MAX_LIST:
         out.warnings.append(f"{len(others) - MAX_LIST} more metadata keys not listed")
-    return out
+    # JSON headers may escape lone surrogates ("\ud800"), which no UTF-8 report can hold:
+    # each becomes U+FFFD (same length, so the limits above still hold), so that
+    # writing the report never fails.
+    return ModelMetadata.model_validate(_no_surrogates(out.model_dump()))
+
+
+def _no_surrogates(v: Any) -> Any:
+    if isinstance(v, str):
+        return _SURROGATE.sub("\ufffd", v)
+    if isinstance(v, dict):
+        return {_no_surrogates(k): _no_surrogates(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return type(v)(_no_surrogates(x) for x in v)
+    return v
 
 
 def _text(value: Any, key: str, warnings: list[str]) -> str:
@@ -146,7 +160,8 @@ def _training(metadata: Mapping[str, Any], warnings: list[str]) -> TrainingInfo:
             if isinstance(ds, dict):
                 _add_tags(ds.get("tag_frequency"), tags, warnings)
                 for sub in ds.get("subsets") or []:
-                    if isinstance(sub, dict) and isinstance(sub.get("image_dir"), str):
+                    if (isinstance(sub, dict) and isinstance(sub.get("image_dir"), str)
+                            and len(info.dataset_dirs) < MAX_LIST):
                         info.dataset_dirs.setdefault(sub["image_dir"][:MAX_TEXT], _dir_info(sub))
     info.tag_count = len(tags)
     info.top_tags = sorted(tags.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_TAGS]

@@ -26,6 +26,7 @@ import numpy as np
 TOLERANCE = 24.0  # grey levels (0-255 luma) a margin pixel may stray (JPEG ringing)
 SHARE = 0.9  # share of a margin line's pixels within that tolerance
 MEDIAN_TOLERANCE = 6.0  # a margin line's median stays this close to the margin's colour
+CHUNK = 16  # lines judged at a time
 REFINE = 8  # lines searched back from the first content line for the edge (a JPEG block)
 MIN_SIDE_SHARE = 0.02  # thinner margins are ignored
 MAX_SIDE_SHARE = 0.45  # never trim more than this from one side
@@ -48,6 +49,13 @@ class Box:
                 self.left / width, (width - self.right) / width)
 
 
+def _is_margin(lines: np.ndarray, colour: np.float32) -> np.ndarray:
+    dev = np.abs(lines - colour)
+    near = (dev <= TOLERANCE).mean(axis=1) >= SHARE
+    # the median within MEDIAN_TOLERANCE <=> more than half the pixels that close
+    return near & ((dev <= MEDIAN_TOLERANCE).mean(axis=1) > 0.5)
+
+
 def _margin(lines: np.ndarray, limit: int) -> int:
     """How many leading lines (rows of ``lines``) belong to a uniform margin.
 
@@ -58,20 +66,21 @@ def _margin(lines: np.ndarray, limit: int) -> int:
     left over or content cut, so the edge must be found to the line."""
     if lines.shape[0] < 2 or lines.shape[1] < MIN_LINE:
         return 0
-    head = lines[: limit + 1]
-    colour = np.float32(np.median(head[0]))
-    margin = ((np.abs(head - colour) <= TOLERANCE).mean(axis=1) >= SHARE) & (
-        np.abs(np.median(head, axis=1) - colour) <= MEDIAN_TOLERANCE)
-    if not margin[0]:
+    colour = np.float32(np.median(lines[0]))
+    if not _is_margin(lines[:1], colour)[0]:  # the usual case, decided on one line
         return 0
-    out = np.flatnonzero(~margin)
-    stop = int(out[0]) if out.size else limit
+    stop = limit
+    for start in range(1, limit, CHUNK):  # margins are thin: few lines are ever looked at
+        out = np.flatnonzero(~_is_margin(lines[start:min(start + CHUNK, limit)], colour))
+        if out.size:
+            stop = start + int(out[0])
+            break
     if stop >= limit:
         return limit
     # Flat content of the margin's colour makes the scan overshoot, never stop short
     # (ringing stays within the tolerance): look back from the first content line.
     lo = max(1, stop - REFINE)
-    step = np.abs(np.diff(head[lo - 1:stop + 1], axis=0)).mean(axis=1)  # step[j]: line lo+j-1 -> lo+j
+    step = np.abs(np.diff(lines[lo - 1:stop + 1], axis=0)).mean(axis=1)  # step[j]: line lo+j-1 -> lo+j
     return int(lo + int(np.argmax(step)))
 
 

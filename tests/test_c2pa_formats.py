@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from assay.cli import app
-from assay.provenance.analyzer import analyze_media_provenance, analyze_provenance
+from assay.provenance import analyzer
 from assay.sniff import sniff_bytes, sniff_path
 from c2pa_sign import media_samples, pattern_jpeg, sign
 
@@ -99,7 +99,7 @@ def test_signed_media_reads_ai_generated_in_provenance(
 @pytest.mark.parametrize("mime", MIMES)
 def test_bytes_changed_after_signing_are_invalid(signed: dict[str, bytes], mime: str) -> None:
     fmt = SAMPLES[mime][1]
-    report = analyze_provenance(Path(f"x.{fmt}"), _tamper(fmt, signed[mime]), fmt)
+    report = analyzer.analyze_provenance(Path(f"x.{fmt}"), _tamper(fmt, signed[mime]), fmt)
     assert report.verdict.startswith("Content Credential present but invalid (")
     (e,) = [e for e in report.evidence if e.source == "c2pa"]
     assert e.strength == "weak"
@@ -110,7 +110,7 @@ def test_trained_algorithmic_media_pdf_streamed(c2dir: Path, tmp_path: Path) -> 
     raw, _ = SAMPLES["application/pdf"]
     f = tmp_path / "doc.pdf"
     f.write_bytes(sign(c2dir, raw, "application/pdf", "trainedAlgorithmicMedia", agent="DocGen"))
-    report = analyze_media_provenance(f, "pdf")  # streamed from the file, not read whole
+    report = analyzer.analyze_media_provenance(f, "pdf")  # streamed from the file, not read whole
     assert report.verdict == "AI-generated: signed Content Credential (DocGen; signer not trusted)"
     (e,) = report.evidence
     assert e.facts["digital_source_types"] == ["trainedAlgorithmicMedia"]
@@ -121,7 +121,7 @@ def test_unsigned_media_has_no_evidence_and_no_error(tmp_path: Path) -> None:
         raw, fmt = SAMPLES[mime]
         f = tmp_path / f"plain.{fmt}"
         f.write_bytes(raw)
-        report = analyze_media_provenance(f, fmt)
+        report = analyzer.analyze_media_provenance(f, fmt)
         assert (report.verdict, report.evidence, report.errors) == (
             "no provenance evidence found", [], []
         ), mime
@@ -137,7 +137,7 @@ def test_xmp_digital_source_type_in_a_pdf(tmp_path: Path) -> None:
     raw, _ = SAMPLES["application/pdf"]
     f = tmp_path / "x.pdf"
     f.write_bytes(raw.replace(b"%PDF-1.4\n", b"%PDF-1.4\n%" + xmp + b"\n", 1))
-    report = analyze_media_provenance(f, "pdf")
+    report = analyzer.analyze_media_provenance(f, "pdf")
     assert report.verdict.startswith("possibly AI-generated (weak): IPTC digital source type") or \
         report.verdict.startswith("AI-generated: IPTC digital source type"), report.verdict
     assert [e.source for e in report.evidence] == ["iptc"]

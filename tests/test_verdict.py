@@ -252,8 +252,10 @@ def test_explain_escapes_control_characters() -> None:
     for bad in ("\x1b", "\u202e", "\x00", "\u200b"):
         assert bad not in text
     assert "\\x1b[31mRED" in text and "\\u202e" in text
-    # verdict, header, evidence line, one fact: no injected line
-    assert len(text.splitlines()) == 4
+    # verdict, header, evidence line and its indented continuation, one fact: the
+    # line break continues the summary, it does not forge a line of the report
+    assert text.splitlines()[3] == "      forged line"
+    assert len(text.splitlines()) == 5
 
 
 def test_explain_lists_errors_and_absence() -> None:

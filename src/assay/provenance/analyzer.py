@@ -9,14 +9,14 @@ mode "named-by-metadata", so bank matching can tie the image to a model file.
 from __future__ import annotations
 
 import os
-import unicodedata
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from ..config import Limits
 from ..errors import AssayError, InputError, InvalidSignal, TooLarge, UnknownSignalType
 from ..report.provenance import Evidence, EvidenceError, ProvenanceReport
+from ..report.provenance import explain as _explain
 from ..report.schema import FileRecord, SignalValue
 from ..scan.analyzer import Subject
 from ..signals import normalize
@@ -241,63 +241,5 @@ class ProvenanceAnalyzer:
                 record.signals.append(sig)
 
 
-# -- plain-text explanation for the CLI ---------------------------------------------
-
-
-def _safe(text: object) -> str:
-    """Metadata is attacker-controlled: show control and format characters (ANSI
-    escapes, bidi overrides, NULs) as escapes instead of letting them act."""
-    out = []
-    for ch in str(text):
-        if unicodedata.category(ch)[0] == "C":
-            code = ord(ch)
-            out.append(
-                f"\\x{code:02x}"
-                if code < 0x100
-                else f"\\u{code:04x}"
-                if code < 0x10000
-                else f"\\U{code:08x}"
-            )
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def _fact_lines(facts: dict[str, Any], indent: str) -> list[str]:
-    lines = []
-    for key in sorted(facts):
-        value = facts[key]
-        if value in (None, [], {}, ""):
-            continue
-        shown = _safe(value if isinstance(value, str) else repr(value))
-        if len(shown) > 300:
-            shown = shown[:297] + "..."
-        lines.append(f"{indent}{_safe(key)}: {shown}")
-    return lines
-
-
-def explain(report: ProvenanceReport, *, facts: bool = True) -> str:
-    """Plain-text lines an examiner can read or paste: verdict, evidence, errors."""
-    lines = [f"verdict: {_safe(report.verdict)}"]
-    if report.evidence:
-        lines.append("evidence (strongest first):")
-        for e in report.evidence:
-            lines.append(f"  [{e.strength}] {e.claim} ({_safe(e.source)}): {_safe(e.summary)}")
-            if facts:
-                lines.extend(_fact_lines(e.facts, "      "))
-    else:
-        lines.append("evidence: none found (absence of evidence is not proof of a camera original)")
-    if report.watermark_searched and not any(e.source == "watermark" for e in report.evidence):
-        lines.append(
-            "note: no Stable Diffusion watermark found; the mark is lost by 4:2:0 JPEG, "
-            "resizing and cropping, so its absence proves nothing"
-        )
-    failed = [e for e in report.errors if e.source != "container"]
-    notes = [e for e in report.errors if e.source == "container"]
-    if failed:
-        lines.append("could not check:")
-        lines.extend(f"  {_safe(err.source)}: {_safe(err.message)}" for err in failed)
-    if notes:
-        lines.append("container notes (data still usable):")
-        lines.extend(f"  {_safe(err.message)}" for err in notes)
-    return "\n".join(lines)
+# The plain-text explanation lives with the report it renders.
+explain = _explain

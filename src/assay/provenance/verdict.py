@@ -87,7 +87,8 @@ def describe(e: Evidence) -> str:
         return f"camera traces ({name}, weak)" if name else "camera traces (weak)"
     gen = f.get("generator")
     if e.claim == "edited" and f.get("field"):
-        return f"{f['field']} {str(f.get('value'))[:60]!r}"
+        value = " ".join(str(f.get("value")).split())[:60]  # one line, as written
+        return f"{f['field']} '{value}'"
     if e.claim in _AI or gen:
         return f"generator metadata ({gen or e.source})"
     return f"{e.source} metadata"

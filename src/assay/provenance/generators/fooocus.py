@@ -56,6 +56,21 @@ def evidence(ctx: ImageContext) -> list[Evidence]:
                      facts=facts)]  # fmt: skip
 
 
+_QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'|\"((?:[^\"\\]|\\.)*)\"")
+
+
+def _styles(value: object) -> list[str] | str | None:
+    """Fooocus writes its style list as Python's repr ("['Fooocus V2', ...]"): read the
+    quoted names back as a list (never evaluated), or keep the text as written."""
+    if isinstance(value, list):
+        return [str(v)[:200] for v in value[:50]]
+    text = as_str(value)
+    if text is None or not (text.startswith("[") and text.endswith("]")):
+        return text
+    names = [a or b for a, b in _QUOTED.findall(text[1:-1])]
+    return names[:50] if names or text[1:-1].strip() == "" else text
+
+
 def fooocus_facts(meta: dict[str, Any]) -> dict[str, Any]:
     signals: list[dict[str, Any]] = []
 
@@ -102,7 +117,7 @@ def fooocus_facts(meta: dict[str, Any]) -> dict[str, Any]:
         "refiner": refiner if refiner != "None" else None,
         "vae": as_str(meta.get("vae")),
         "loras": loras,
-        "styles": as_str(meta.get("styles")),
+        "styles": _styles(meta.get("styles")),
         "performance": as_str(meta.get("performance")),
         "model_signals": signals,
     }

@@ -93,7 +93,7 @@ def _members(path: Path, fmt: str, display: str, tmp: Path, budget: _Budget) -> 
         return zip_members(path, limits.max_archive_members)
     if fmt == "7z":
         return sevenzip_members(path, tmp, limits.max_archive_members, limits.max_file_bytes,
-                                lambda n: _count(budget, n))
+                                limits.max_archive_bytes, lambda n: _count(budget, n))
     if fmt in ("tar", "gzip", "bzip2", "xz"):
         return tar_members(path, fmt, display)
     raise ArchiveError(f"archive format {fmt!r} is not supported", code="unsupported-format")

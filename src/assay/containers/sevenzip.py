@@ -32,7 +32,7 @@ Guard = Callable[[int], "str | None"]
 
 
 def sevenzip_members(path: Path, tmpdir: Path, max_members: int, member_limit: int,
-                     guard: Guard) -> Iterator[Member]:
+                     total_limit: int, guard: Guard) -> Iterator[Member]:
     try:
         import py7zr
         from py7zr import io as p7io
@@ -45,7 +45,9 @@ def sevenzip_members(path: Path, tmpdir: Path, max_members: int, member_limit: i
         raise ArchiveError(f"cannot read: {exc.strerror or exc}", code="bad-input") from exc
     with fp:
         try:
-            szf = py7zr.SevenZipFile(fp, mode="r")
+            # py7zr's own cap is a backstop for members that are decompressed but not
+            # handed to us (skipped ones in a solid block); ours counts as bytes arrive.
+            szf = py7zr.SevenZipFile(fp, mode="r", max_extract_size=total_limit)
         except py7zr.PasswordRequired as exc:
             raise ArchiveError("7z archive with encrypted headers: not decrypted (assay never guesses "
                                "passwords)", code="encrypted") from exc
@@ -143,7 +145,11 @@ def _extract(szf: Any, p7io: Any, targets: list[Any], tmpdir: Path, member_limit
         except _Budget as exc:
             handoff.put(("error", ArchiveError(exc.reason, code="archive-bomb")))
         except Exception as exc:
-            handoff.put(("error", ArchiveError(f"corrupt 7z data: {type(exc).__name__}: {exc}")))
+            if type(exc).__name__ == "DecompressionBombError":  # py7zr's backstop cap
+                handoff.put(("error", ArchiveError(f"{exc} (archive bomb?); the rest not read",
+                                                   code="archive-bomb")))
+            else:
+                handoff.put(("error", ArchiveError(f"corrupt 7z data: {type(exc).__name__}: {exc}")))
 
     worker = threading.Thread(target=run, name="assay-7z", daemon=True)
     worker.start()

@@ -382,3 +382,34 @@ def test_tf_keras_pickle_is_judged_by_the_archive_it_loads(tmp_path: Path) -> No
     opaque = (b"\x80\x04\x8c tf_keras.src.saving.pickle_utils\x8c\x1fdeserialize_model_from_bytecode"
               b"\x93\x8c\x08builtins\x8c\x03str\x93K\x01\x85R\x85R.")
     assert scan_pickle_bytes(opaque, where="p").verdict == "dangerous"
+
+
+# -- what a person sees ----------------------------------------------------------------------
+
+
+def test_readable_model_report_names_the_loader_and_the_layer(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from assay.cli import app
+
+    runner = CliRunner()
+    keras = tmp_path / "m.keras"
+    keras.write_bytes(keras_zip(lambda_layer=True))
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(call0("posix", "system", f"touch {tmp_path / 'CANARY'}"))
+    db = str(tmp_path / "store.db")
+    res = runner.invoke(app, ["--db", db, "--create", "model", str(keras)])
+    out = res.output
+    assert "SAFETY: DANGEROUS — do not load this file with Keras/TensorFlow" in out
+    assert "Lambda layer 'evil_lambda' holds marshalled Python bytecode" in out
+    assert "pickle offsets" not in out and "Traceback" not in out
+    res = runner.invoke(app, ["--db", db, "model", str(payload)])
+    assert "do not load this file with pickle/torch.load" in res.output
+    assert "posix.system" in res.output
+    res = runner.invoke(app, ["--db", db, "scan", str(tmp_path), "--json"])
+    records = [json.loads(line) for line in res.output.splitlines() if line.startswith("{")]
+    by_name = {Path(r["path"]).name: r for r in records if "path" in r}
+    assert by_name["payload.bin"]["kind"] == "model"
+    assert by_name["payload.bin"]["model"]["safety"]["verdict"] == "dangerous"
+    assert by_name["m.keras"]["model"]["safety"]["verdict"] == "dangerous"
+    assert not (tmp_path / "CANARY").exists()

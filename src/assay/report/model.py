@@ -225,6 +225,8 @@ def safety_from_pickles(reports: Iterable[Any], fmt: str) -> SafetyInfo:
 
 def _finding_text(f: Mapping[str, Any]) -> str:
     name = f.get("global_name") or "(container)"
+    if f.get("opcode") in ("config", "graph"):  # Keras config / TensorFlow graph: no offset
+        return f"{f.get('severity')}: {name}: {f.get('reason')}"
     return f"{f.get('severity')}: {name} via {f.get('opcode')} at offset {f.get('offset')}: {f.get('reason')}"
 
 
@@ -251,7 +253,7 @@ def build_model_report(
         if c.status == "mismatch":
             notes.append(f"embedded {c.key} does not match the file: it claims {c.embedded}, the file gives {c.recomputed}")
     if safety is not None and safety.verdict == "dangerous":
-        notes.insert(0, "DANGEROUS: a pickle in this file would run code if loaded with pickle or torch.load")
+        notes.insert(0, f"DANGEROUS: this file would run code if loaded with {_loader(fmt)}")
     return ModelReport(
         format=fmt,
         size=hashes.size if hashes else None,
@@ -284,6 +286,21 @@ def _params(n: int) -> str:
     return str(n)
 
 
+# Formats whose code is named in a config or graph, not in a pickle (no offsets).
+_CONFIG_FORMATS = frozenset({"keras", "keras-h5", "hdf5", "tf-savedmodel"})
+
+
+def _loader(fmt: str) -> str:
+    """What would run the file's code, as the user would load it."""
+    if fmt in ("keras", "keras-h5", "hdf5"):
+        return "Keras/TensorFlow"
+    if fmt == "tf-savedmodel":
+        return "TensorFlow"
+    if fmt in ("npy", "npz"):
+        return "numpy.load(allow_pickle=True)"
+    return "pickle/torch.load"
+
+
 def explain_model(report: ModelReport, path: str | None = None) -> str:
     """A readable multi-line account of the report (plain text, already escaped)."""
     lines: list[str] = []
@@ -293,7 +310,7 @@ def explain_model(report: ModelReport, path: str | None = None) -> str:
     s = report.safety
     if s is not None:
         if s.verdict == "dangerous":
-            add("!! SAFETY: DANGEROUS — do not load this file with pickle/torch.load")
+            add(f"!! SAFETY: DANGEROUS — do not load this file with {_loader(report.format)}")
         else:
             add(f"safety: {s.verdict}" + (" (no executable content in this format)" if s.verdict == "no-code" else ""))
         for f in s.findings:
@@ -303,7 +320,7 @@ def explain_model(report: ModelReport, path: str | None = None) -> str:
                     add(f"    global {clean(g)}")
                 for t in f.details.get("findings", [])[:10]:
                     add(f"    {clean(t, 300)}")
-                if f.offsets:
+                if f.offsets and report.format not in _CONFIG_FORMATS:
                     add(f"    at pickle offsets {', '.join(str(o) for o in f.offsets[:20])}")
     a = report.arch
     if a is not None:

@@ -411,10 +411,9 @@ def _open_zip(path: Path, limits: Limits) -> ModelFile:
         return read_npz(path)
     reports = scan_file(path)
     if kind == "keras":
-        from .keras import read_keras_zip
-        from .torch_pickle import _refuse_if_dangerous
+        from .keras import read_keras_zip, refuse_if_dangerous
 
-        _refuse_if_dangerous(path, reports)
+        refuse_if_dangerous(path, reports)
         return read_keras_zip(path, reports)
     # Not a model archive: still, every member that parses as a pickle was scanned
     # (a zip of pickles is loaded member by member by whoever made it).

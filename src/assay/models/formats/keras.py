@@ -155,12 +155,17 @@ def scan_keras_bytes(data: bytes, *, where: str) -> list[PickleFinding]:
     return scan_keras_config(config, where).findings
 
 
-def _refuse(path: Path, report: PickleReport) -> None:
-    if report.verdict == "dangerous":
+def refuse_if_dangerous(path: Path, reports: list[PickleReport]) -> None:
+    """Raise UnsafeInput (with every report) when any of them is dangerous."""
+    bad = [r for r in reports if r.verdict == "dangerous"]
+    if bad:
         shown = "; ".join(dict.fromkeys(
-            f.global_name or f.reason for f in report.findings if f.severity == "dangerous"))
-        raise UnsafeInput(path, f"Keras model runs code at load, not opened: {shown}",
-                          details=[report])
+            f.global_name or f.reason for r in bad for f in r.findings if f.severity == "dangerous"))
+        raise UnsafeInput(path, f"Keras model runs code at load, not opened: {shown}", details=bad)
+
+
+def _refuse(path: Path, report: PickleReport) -> None:
+    refuse_if_dangerous(path, [report])
 
 
 def scan_keras_member(f: Any, entry: Any, where: str) -> PickleReport:

@@ -75,32 +75,61 @@ _BYTES = frozenset(b"BC\x8e\x96")  # bytes values, yielded as (start, stop) span
 _STRINGS = frozenset(b"TU")  # protocol 0-2 byte strings (str or bytes, by the loader's encoding)
 
 
+_STRTOL0 = re.compile(rb"[ \t\n\v\f\r]*[+-]?(?:0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
+_STRTOD = re.compile(
+    rb"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf(?:inity)?|nan)", re.IGNORECASE
+)
+_C_LONG = 2**63
+
+
+def _c_string(line: bytes) -> bytes:
+    # The C unpickler hands text arguments to strtol/PyLong_FromString as C strings:
+    # an embedded NUL ends them ("I\0junk\n" is INT 0).
+    nul = line.find(b"\0")
+    return line if nul < 0 else line[:nul]
+
+
+def _pylong(s: bytes, base: int) -> int | None:
+    try:
+        return int(s.decode("ascii"), base)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
 def _line_value(code: int, line: bytes, offset: int) -> Any:
-    """The value of a text opcode's argument (``line`` without its newline)."""
+    """The value of a text opcode's argument (``line`` without its newline), with the
+    C unpickler's conversions (strtol, then PyLong_FromString; PyOS_string_to_double)."""
     if code == 0x49:  # I
-        if not line:
-            raise PickleSyntaxError(offset, "INT without digits")
-        if line in (b"00", b"01"):
-            return line == b"01"
-        try:
-            return int(line.strip(), 0)
-        except ValueError:
-            try:
-                return int(line)
-            except ValueError:
-                raise PickleSyntaxError(offset, "could not convert string to int") from None
+        s = _c_string(line)
+        if _STRTOL0.fullmatch(s) or not s.strip(b" \t\n\v\f\r"):
+            # (strtol of nothing gives 0 and stops at the end: accepted)
+            text = s.strip().lower().lstrip(b"+")
+            neg = text.startswith(b"-")
+            text = text.lstrip(b"-")
+            if text.startswith(b"0x"):
+                value = int(text, 16)
+            elif text.startswith(b"0") and len(text) > 1:
+                value = int(text, 8)  # strtol's base 0: a leading zero means octal
+            else:
+                value = int(text or b"0")
+            value = -value if neg else value
+            if -_C_LONG <= value < _C_LONG:
+                return bool(value) if len(line) == 2 and value in (0, 1) else value
+        value = _pylong(s, 0)  # overflow or other forms: the C code's fallback
+        if value is None:
+            raise PickleSyntaxError(offset, "could not convert string to int")
+        return value
     if code == 0x4C:  # L
-        if not line:
-            raise PickleSyntaxError(offset, "LONG without digits")
-        try:
-            return int(line[:-1] if line.endswith(b"L") else line, 0)
-        except ValueError:
-            raise PickleSyntaxError(offset, "could not convert string to int") from None
+        s = _c_string(line[:-1] if line.endswith(b"L") else line)
+        value = _pylong(s, 0)
+        if value is None:
+            raise PickleSyntaxError(offset, "could not convert string to int")
+        return value
     if code == 0x46:  # F
-        try:
-            return float(line)
-        except ValueError:
-            raise PickleSyntaxError(offset, "could not convert string to float") from None
+        s = _c_string(line)
+        if not _STRTOD.fullmatch(s):
+            raise PickleSyntaxError(offset, "could not convert string to float")
+        return float(s)
     if code == 0x53:  # S
         if len(line) < 2 or line[0] not in b"'\"" or line[-1] != line[0]:
             raise PickleSyntaxError(offset, "the STRING opcode argument must be quoted")
@@ -119,10 +148,9 @@ def _line_value(code: int, line: bytes, offset: int) -> Any:
         except UnicodeDecodeError:
             raise PickleSyntaxError(offset, "persistent id is not ASCII") from None
     # g, p: memo indexes
-    try:
-        n = int(line)
-    except ValueError:
-        raise PickleSyntaxError(offset, "memo index is not an integer") from None
+    n = _pylong(_c_string(line), 10)
+    if n is None:
+        raise PickleSyntaxError(offset, "memo index is not an integer")
     if n < 0 and code == 0x70:
         raise PickleSyntaxError(offset, "negative PUT argument")
     return n

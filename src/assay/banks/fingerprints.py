@@ -132,6 +132,48 @@ class FingerprintStore:
         return FingerprintRecord(new_id, bank, content_id, kind, role, note, fingerprint.k,
                                  row["created_at"], len(data))
 
+    def add_exported(self, bank: str, content_id: str, data: bytes, *, kind: str, role: str | None,
+                     note: str | None, created_at: datetime | None) -> FingerprintRecord:
+        """Add a fingerprint as ``bank export`` wrote it: its serialised bytes are kept as
+        they are (checked by decoding them; the summary is recomputed, not trusted) and
+        so is its creation time. An entry already there with the same bytes is left alone."""
+        fp = Fingerprint.from_bytes(data, where=f"exported fingerprint {content_id!r}")
+        if kind not in KINDS or (kind == "lora") != (fp.kind == "lora"):
+            raise InvalidBankInput(f"{content_id!r}: a {fp.kind} fingerprint cannot be banked as kind {kind!r}")
+        if not content_id or len(content_id) > 512:
+            raise InvalidBankInput("content id must be 1-512 characters")
+        bank_id = self._bank_id(bank)
+        t = fingerprints_table
+        row = dict(bank_id=bank_id, content_id=content_id, kind=kind, role=role, note=note, k=fp.k,
+                   created_at=created_at or datetime.now(UTC).replace(tzinfo=None),
+                   summary=fp.summary().astype("<f4").tobytes(), data=bytes(data))
+        with self.store.transaction(f"importing model fingerprint {content_id!r}") as conn:
+            old = conn.execute(sa.select(t.c.id, t.c.data).where(
+                (t.c.bank_id == bank_id) & (t.c.content_id == content_id))).first()
+            if old is not None:
+                if bytes(old[1]) != bytes(data):
+                    raise InvalidBankInput(
+                        f"bank {bank!r} already holds a different model fingerprint {content_id!r}",
+                        hint="remove it first (assay bank remove) to replace it")
+                new_id = int(old[0])
+            else:
+                new_id = int(conn.execute(t.insert().values(**row)).inserted_primary_key[0])
+        return FingerprintRecord(new_id, bank, content_id, kind, role, note, fp.k, row["created_at"], len(data))
+
+    def export_rows(self, bank: str) -> Iterable[dict[str, Any]]:
+        """Every fingerprint of a bank with its serialised bytes, for ``bank export``."""
+        t, b = fingerprints_table, banks_table
+        q = self._select(t.c.content_id, t.c.kind, t.c.role, t.c.note, t.c.created_at, t.c.data).where(
+            b.c.name == bank).order_by(t.c.content_id)
+        with self.store.connection("exporting model fingerprints") as conn:
+            ids = [r[0] for r in conn.execute(self._select(t.c.id).where(b.c.name == bank).order_by(t.c.content_id))]
+        for i in ids:  # one at a time: each can be megabytes
+            with self.store.connection("exporting model fingerprints") as conn:
+                r = conn.execute(q.where(t.c.id == i)).first()
+            if r is not None:
+                yield {"content_id": r[0], "kind": r[1], "role": r[2], "note": r[3], "created_at": r[4],
+                       "data": bytes(r[5])}
+
     def add_many(self, bank: str, items: Iterable[tuple[str, Fingerprint]], *, kind: str | None = None) -> int:
         """Add many (content id, fingerprint) pairs in one transaction (all or nothing)."""
         bank_id = self._bank_id(bank)

@@ -32,20 +32,37 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal, TextIO
 
 from .. import signals as signal_types
 from ..errors import AssayError, BankImportError, InputError, InvalidBankInput
 from . import hashsets
-from .store import MAX_PROBLEMS, Entry, ImportRecord, Store, check_record
+from .store import BANK_KINDS, MAX_PROBLEMS, Entry, ImportRecord, Store, check_record
 
 Format = Literal["list", "csv", "jsonl", "vics", "nsrl"]
 FORMATS: tuple[Format, ...] = ("list", "csv", "jsonl", "vics", "nsrl")
 EXPORT_FORMATS: tuple[Format, ...] = ("list", "csv", "jsonl")
 KNOWN_GOOD_FORMATS: tuple[Format, ...] = ("nsrl",)  # hash sets of known files, never flagged
 MAX_LINE = 1024 * 1024  # bytes; a longer "line" is not a hash-bank line
+# A model fingerprint line of a JSONL export holds the serialised fingerprint (base64),
+# megabytes for a large checkpoint; only such lines may be that long.
+MAX_FINGERPRINT_LINE = 256 * 1024 * 1024
+_FINGERPRINT_PREFIX = b'{"fingerprint"'
+BANK_HEADER = "assay_bank"  # key of the first line of a JSONL export: the bank itself
+
+
+@dataclass
+class ImportExtras:
+    """What a JSONL export holds besides entries, collected while it is parsed: the bank
+    (``{"assay_bank": {...}}``: kind, description, threshold) and model fingerprints
+    (``{"fingerprint": {...}}``). Without an ImportExtras, a header is ignored and a
+    fingerprint line is a problem (it cannot go where entries go)."""
+
+    header: dict[str, Any] | None = None
+    fingerprints: list[dict[str, Any]] = field(default_factory=list)
 
 _ALIASES: dict[str, str] = {}
 for _canon, _names in {
@@ -62,7 +79,8 @@ for _canon, _names in {
 # ---------------------------------------------------------------------------------------
 # Reading
 # ---------------------------------------------------------------------------------------
-def parse_file(path: str | Path, fmt: Format | None = None, signal_type: str = "pdq") -> Iterator[ImportRecord]:
+def parse_file(path: str | Path, fmt: Format | None = None, signal_type: str = "pdq",
+               extras: ImportExtras | None = None) -> Iterator[ImportRecord]:
     """Stream the records of a bank file; BankImportError names bad lines.
 
     The file is opened here (an unreadable file raises InputError at once); the
@@ -82,7 +100,7 @@ def parse_file(path: str | Path, fmt: Format | None = None, signal_type: str = "
     if fmt == "nsrl" or (fmt is None and hashsets.is_sqlite(fh.peek(16)[:16])):
         fh.close()
         return _nsrl(p)
-    return _closing(fh, parse_stream(fh, str(p), fmt, signal_type))
+    return _closing(fh, parse_stream(fh, str(p), fmt, signal_type, extras))
 
 
 def detect_format(path: str | Path) -> Format:
@@ -105,6 +123,29 @@ def detect_format(path: str | Path) -> Format:
     return "list"
 
 
+def read_header(path: str | Path) -> dict[str, Any] | None:
+    """The bank line (kind, description, threshold) of a JSONL export, or None."""
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            lines = _Lines(fh, _Problems(str(p)))
+            first = lines.first_meaningful()
+    except (OSError, BankImportError):
+        return None
+    if first is None:
+        return None
+    try:
+        obj = json.loads(first[1])
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(obj, dict) or set(obj) != {BANK_HEADER}:
+        return None
+    try:
+        return _bank_header(obj[BANK_HEADER])
+    except AssayError:
+        return None  # the parser reports it, with its line
+
+
 def _nsrl(p: Path) -> Iterator[ImportRecord]:
     problems = _Problems(str(p))
     yield from hashsets.parse_nsrl(p, problems)
@@ -112,7 +153,8 @@ def _nsrl(p: Path) -> Iterator[ImportRecord]:
 
 
 def parse_stream(
-    stream: IO[bytes], source: str, fmt: Format | None = None, signal_type: str = "pdq"
+    stream: IO[bytes], source: str, fmt: Format | None = None, signal_type: str = "pdq",
+    extras: ImportExtras | None = None,
 ) -> Iterator[ImportRecord]:
     """Like parse_file, over an open binary stream (``source`` names it in errors)."""
     problems = _Problems(source)
@@ -135,7 +177,7 @@ def parse_stream(
     if first is not None:
         kind = fmt or _detect(first[1])
         if kind == "jsonl":
-            yield from _parse_jsonl(lines, first, problems, signal_type)
+            yield from _parse_jsonl(lines, first, problems, signal_type, extras)
         elif kind == "csv":
             yield from _parse_csv(lines, first, problems, signal_type)
         else:
@@ -244,6 +286,22 @@ class _Lines:
             if not raw:
                 raise StopIteration
             self.number += 1
+            if len(raw) > MAX_LINE and not raw.endswith(b"\n") and raw.startswith(_FINGERPRINT_PREFIX):
+                parts = [raw]
+                size = len(raw)
+                while size <= MAX_FINGERPRINT_LINE and not parts[-1].endswith(b"\n"):
+                    chunk = self._stream.readline(MAX_LINE)
+                    if not chunk:
+                        break
+                    parts.append(chunk)
+                    size += len(chunk)
+                raw = b"".join(parts)
+                if size <= MAX_FINGERPRINT_LINE or raw.endswith(b"\n"):
+                    try:
+                        return self.number, raw.decode("utf-8").rstrip("\r\n")
+                    except UnicodeDecodeError as exc:
+                        self._problems.add(self.number, f"not UTF-8 text ({exc.reason} at byte {exc.start})")
+                        continue
             if len(raw) > MAX_LINE and not raw.endswith(b"\n"):
                 self._problems.add(self.number, f"line longer than {MAX_LINE} bytes")
                 while (chunk := self._stream.readline(MAX_LINE)) and not chunk.endswith(b"\n"):
@@ -399,7 +457,8 @@ def _csv_record(cols: _Columns, row: list[str], n: int, default_type: str) -> Im
 
 
 # -- JSON Lines -------------------------------------------------------------------------
-def _parse_jsonl(lines: _Lines, first: tuple[int, str], problems: _Problems, signal_type: str) -> Iterator[ImportRecord]:
+def _parse_jsonl(lines: _Lines, first: tuple[int, str], problems: _Problems, signal_type: str,
+                 extras: ImportExtras | None = None) -> Iterator[ImportRecord]:
     default_type = signal_types.get(signal_type).name
     lines._pushed.append(first)
     for n, text in lines:
@@ -407,7 +466,19 @@ def _parse_jsonl(lines: _Lines, first: tuple[int, str], problems: _Problems, sig
         if not s or s.startswith("#"):
             continue
         try:
-            rec = _jsonl_record(_json_object(s, "line"), n, default_type)
+            obj = _json_object(s, "line")
+            if BANK_HEADER in obj and len(obj) == 1:
+                if n != first[0]:
+                    raise InvalidBankInput(f"the {BANK_HEADER} line must come first")
+                if extras is not None:
+                    extras.header = _bank_header(obj[BANK_HEADER])
+                continue
+            if "fingerprint" in obj and len(obj) == 1:
+                if extras is None:
+                    raise InvalidBankInput("a model fingerprint line: import the file with `assay bank import`")
+                extras.fingerprints.append(_fingerprint_line(obj["fingerprint"], n))
+                continue
+            rec = _jsonl_record(obj, n, default_type)
         except AssayError as exc:
             problems.add(n, str(exc))
             continue
@@ -426,6 +497,7 @@ def _jsonl_record(obj: dict[str, Any], n: int, default_type: str) -> ImportRecor
             raise InvalidBankInput(f"the {canon} field is given twice")
         else:
             fields[canon] = val
+    kept = _kept_fields(meta)  # top-level keys only: the entry's own meta may hold anything
     given = fields.get("meta")
     if given is not None:
         if not isinstance(given, dict):
@@ -456,7 +528,71 @@ def _jsonl_record(obj: dict[str, Any], n: int, default_type: str) -> ImportRecor
             raise InvalidBankInput("no 'value' (or 'signals') field")
         t = fields.get("signal_type") or default_type
         signals = [_signal(t, fields["value"])]
-    return _record(cid or None, signals, note or None, meta or None, n)
+    return _record(cid or None, signals, note or None, meta or None, n)._replace(**kept)
+
+
+def _kept_fields(meta: dict[str, Any]) -> dict[str, Any]:
+    """source, added_at and enabled of an exported entry (taken out of ``meta``)."""
+    kept: dict[str, Any] = {}
+    if "source" in meta:
+        src = meta.pop("source")
+        if src is not None and not isinstance(src, str):
+            raise InvalidBankInput("source must be a string")
+        kept["source"] = src
+    if "added_at" in meta:
+        kept["added_at"] = _timestamp(meta.pop("added_at"), "added_at")
+    if "enabled" in meta:
+        en = meta.pop("enabled")
+        if not isinstance(en, bool):
+            raise InvalidBankInput("enabled must be true or false")
+        kept["enabled"] = en
+    return kept
+
+
+def _timestamp(value: Any, what: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidBankInput(f"{what} must be an ISO 8601 date and time")
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidBankInput(f"{what} {value[:40]!r} is not an ISO 8601 date and time") from None
+    return dt.astimezone(UTC).replace(tzinfo=None) if dt.tzinfo else dt
+
+
+def _bank_header(h: Any) -> dict[str, Any]:
+    if not isinstance(h, dict):
+        raise InvalidBankInput(f"{BANK_HEADER} must be an object")
+    kind = h.get("kind", "flagged")
+    if kind not in BANK_KINDS:
+        raise InvalidBankInput(f"{BANK_HEADER}: unknown bank kind {kind!r}")
+    desc = h.get("description", "")
+    thr = h.get("pdq_threshold")
+    if not isinstance(desc, str) or (thr is not None and (isinstance(thr, bool) or not isinstance(thr, int))):
+        raise InvalidBankInput(f"{BANK_HEADER}: description must be text and pdq_threshold an integer")
+    return {"name": h.get("name"), "kind": kind, "description": desc, "pdq_threshold": thr}
+
+
+def _fingerprint_line(f: Any, n: int) -> dict[str, Any]:
+    import base64
+    import binascii
+
+    if not isinstance(f, dict):
+        raise InvalidBankInput("fingerprint must be an object")
+    cid, data = f.get("content_id"), f.get("data")
+    if not isinstance(cid, str) or not cid or not isinstance(data, str):
+        raise InvalidBankInput("fingerprint needs a content_id and its data (base64)")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidBankInput("fingerprint data is not base64") from None
+    for key in ("kind", "role", "note"):
+        if f.get(key) is not None and not isinstance(f.get(key), str):
+            raise InvalidBankInput(f"fingerprint {key} must be a string")
+    return {"content_id": cid, "kind": f.get("kind") or "checkpoint", "role": f.get("role"),
+            "note": f.get("note"), "created_at": _timestamp(f.get("created_at"), "created_at"),
+            "data": raw, "line": n}
 
 
 def _json_object(text: str, what: str) -> dict[str, Any]:
@@ -496,10 +632,12 @@ def _record(cid: str | None, signals: list[tuple[str, str]], note: str | None,
 def export(store: Store, bank: str, fmt: Format, out: TextIO, signal_type: str | None = None) -> int:
     """Write a bank in one of the three formats; returns the number of entries written.
 
-    CSV and JSONL keep content ids, notes, meta and every signal, so exporting and
-    importing into a new bank gives the same entries. A plain list holds values of
-    one signal type only (``signal_type``, needed when the bank holds several) and
-    loses everything else. The enabled flag of entries is not exported.
+    JSON Lines keeps everything: a first line with the bank (kind, description,
+    threshold), every entry with its content id, note, meta, signals, source, time
+    added and enabled flag, and the bank's model fingerprints, so that importing it
+    gives the same bank. CSV keeps content ids, notes, meta and signals. A plain list
+    holds values of one signal type only (``signal_type``, needed when the bank holds
+    several) and loses everything else.
     """
     if fmt not in EXPORT_FORMATS:
         raise InvalidBankInput(f"cannot export as {fmt!r} (export formats: {', '.join(EXPORT_FORMATS)})")
@@ -517,6 +655,10 @@ def export(store: Store, bank: str, fmt: Format, out: TextIO, signal_type: str |
     writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
     if writer is not None:
         writer.writerow(["signal_type", "value", "content_id", "note", "meta"])
+    if fmt == "jsonl":
+        b = store.get_bank(bank)
+        out.write(json.dumps({BANK_HEADER: {"name": b.name, "kind": b.kind, "description": b.description,
+                                            "pdq_threshold": b.pdq_threshold}}, ensure_ascii=False) + "\n")
     for entry in store.iter_entries(bank):
         if fmt == "list":
             for v in entry.signals.get(name, ()):
@@ -529,7 +671,21 @@ def export(store: Store, bank: str, fmt: Format, out: TextIO, signal_type: str |
         else:
             out.write(json.dumps(_jsonl_entry(entry), ensure_ascii=False) + "\n")
         written += 1
+    if fmt == "jsonl":
+        import base64
+
+        from .fingerprints import FingerprintStore
+
+        for f in FingerprintStore(store).export_rows(bank):
+            rec = {**f, "created_at": _iso(f["created_at"]), "data": base64.b64encode(f["data"]).decode("ascii")}
+            out.write(json.dumps({"fingerprint": rec}, ensure_ascii=False) + "\n")
     return written
+
+
+def _iso(dt: datetime | None) -> str | None:
+    if dt is None:
+        return None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).isoformat()
 
 
 def _jsonl_entry(entry: Entry) -> dict[str, Any]:
@@ -541,4 +697,9 @@ def _jsonl_entry(entry: Entry) -> dict[str, Any]:
         obj["note"] = entry.note
     if entry.meta:
         obj["meta"] = entry.meta
+    if entry.source is not None:
+        obj["source"] = entry.source
+    obj["added_at"] = _iso(entry.added_at)
+    if not entry.enabled:
+        obj["enabled"] = False
     return obj

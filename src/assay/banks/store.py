@@ -206,6 +206,11 @@ class ImportRecord(NamedTuple):
     note: str | None = None
     meta: dict[str, Any] | None = None
     line: int = 0
+    # Kept from an export (``bank export`` then ``bank import``); None: the import's
+    # source (the file) and time, as for any new entry.
+    source: str | None = None
+    added_at: datetime | None = None
+    enabled: bool = True
 
 
 @dataclass(frozen=True)
@@ -292,6 +297,9 @@ class _Validated:
     meta_json: str | None
     signals: list[tuple[str, str]]
     degenerate: list[tuple[str, str, str]] = field(default_factory=list)  # (type, value, why): not banked
+    source: str | None = None
+    added_at: datetime | None = None  # naive UTC
+    enabled: bool = True
 
 
 # The write transaction this thread or task has open, per store (see Store.transaction).
@@ -1132,7 +1140,8 @@ def _batches(it: Iterator[_Validated], n: int) -> Iterator[list[_Validated]]:
 
 
 _STAGE_SQL = ("CREATE TEMP TABLE assay_import (n INTEGER PRIMARY KEY, content_id TEXT, note TEXT, "
-              "meta TEXT, signal_type TEXT, value TEXT)")
+              "meta TEXT, signal_type TEXT, value TEXT, src TEXT, added TEXT, enabled INTEGER)")
+_SQLITE_STAMP = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's SQLite DATETIME text form
 
 
 def _import_sqlite(conn: Connection, bank_id: int, rows: Iterator[_Validated], source: str,
@@ -1144,18 +1153,22 @@ def _import_sqlite(conn: Connection, bank_id: int, rows: Iterator[_Validated], s
     cur = dbapi.cursor()
     old_cache = cur.execute("PRAGMA cache_size").fetchone()[0]
     cur.execute("PRAGMA cache_size = -262144")  # 256 MiB while loading
-    stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f")  # SQLAlchemy's SQLite DATETIME text form
+    stamp = now.strftime(_SQLITE_STAMP)
     try:
         cur.execute("DROP TABLE IF EXISTS temp.assay_import")
         cur.execute(_STAGE_SQL)
         for batch in _batches(rows, _BATCH):
             cur.executemany(
-                "INSERT INTO assay_import (content_id, note, meta, signal_type, value) VALUES (?, ?, ?, ?, ?)",
-                [(v.content_id, v.note, v.meta_json, t, val) for v in batch for t, val in v.signals],
+                "INSERT INTO assay_import (content_id, note, meta, signal_type, value, src, added, enabled) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(v.content_id, v.note, v.meta_json, t, val, v.source,
+                  v.added_at.strftime(_SQLITE_STAMP) if v.added_at is not None else None, int(v.enabled))
+                 for v in batch for t, val in v.signals],
             )
         cur.execute(
             "INSERT OR IGNORE INTO entries (bank_id, content_id, note, source, added_at, meta, enabled) "
-            "SELECT ?, content_id, note, ?, ?, meta, 1 FROM assay_import ORDER BY content_id, n",
+            "SELECT ?, content_id, note, COALESCE(src, ?), COALESCE(added, ?), meta, enabled FROM assay_import "
+            "ORDER BY content_id, n",
             (bank_id, source, stamp),
         )
         added_e = cur.rowcount
@@ -1183,21 +1196,21 @@ def _import_postgres(conn: Connection, bank_id: int, rows: Iterator[_Validated],
         cur.execute("SET LOCAL work_mem = '256MB'")  # sort the staged rows in memory
         cur.execute(
             "CREATE TEMP TABLE assay_import (n bigint, content_id text, note text, meta text, "
-            "signal_type text, value text) ON COMMIT DROP"
+            "signal_type text, value text, src text, added timestamp, enabled boolean) ON COMMIT DROP"
         )
         n = 0
         with cur.copy("COPY assay_import FROM STDIN") as copy:
             for v in rows:
                 for t, val in v.signals:
                     n += 1
-                    copy.write_row((n, v.content_id, v.note, v.meta_json, t, val))
+                    copy.write_row((n, v.content_id, v.note, v.meta_json, t, val, v.source, v.added_at, v.enabled))
         if n == 0:
             cur.execute("DROP TABLE assay_import")
             return 0, 0
         cur.execute("ANALYZE assay_import")  # temp tables get no autovacuum statistics
         cur.execute(
             "INSERT INTO entries (bank_id, content_id, note, source, added_at, meta, enabled) "
-            "SELECT %s, content_id, note, %s, %s, meta::json, true FROM assay_import "
+            "SELECT %s, content_id, note, COALESCE(src, %s), COALESCE(added, %s), meta::json, enabled FROM assay_import "
             "ORDER BY content_id, n ON CONFLICT (bank_id, content_id) DO NOTHING",
             (bank_id, source, now),
         )
@@ -1267,7 +1280,16 @@ def _validate(rec: ImportRecord, types: dict[str, signal_types.SignalType]) -> _
             raise InvalidBankInput(f"meta is not storable JSON: {exc}") from None
         if len(meta_json) > MAX_META_JSON or "\x00" in meta_json or "\\u0000" in meta_json:
             raise InvalidBankInput(f"meta is larger than {MAX_META_JSON} characters or holds NUL")
-    return _Validated(cid, rec.note, meta_json, out, degenerate)
+    source, added_at, enabled = rec.source, rec.added_at, rec.enabled
+    if source is not None:
+        _check_text("source", source, MAX_NOTE)
+    if added_at is not None:
+        if not isinstance(added_at, datetime):
+            raise InvalidBankInput("added_at must be a date and time")
+        added_at = added_at.astimezone(UTC).replace(tzinfo=None) if added_at.tzinfo else added_at
+    if not isinstance(enabled, bool):
+        raise InvalidBankInput("enabled must be true or false")
+    return _Validated(cid, rec.note, meta_json, out, degenerate, source, added_at, enabled)
 
 
 def _check_text(what: str, value: object, limit: int, *, single_line: bool = False) -> None:

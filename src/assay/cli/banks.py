@@ -196,11 +196,18 @@ def bank_import(
 ) -> None:
     """Import a hash list, CSV, JSON Lines, VICS JSON or NSRL RDS v3 file. All or nothing;
     re-imports add nothing."""
-    from ..banks.formats import KNOWN_GOOD_FORMATS, detect_format, parse_file
-    from ..errors import BankNotFound
+    from ..banks.formats import (
+        KNOWN_GOOD_FORMATS,
+        ImportExtras,
+        detect_format,
+        parse_file,
+        read_header,
+    )
+    from ..errors import BankImportError, BankNotFound
 
     signal_types.get(signal_type)
     detected = detect_format(file) if fmt is Fmt.auto else fmt.value
+    header = read_header(file) if detected == "jsonl" else None  # a bank exported by assay
     with _store(db, create=create) as store:
         try:
             bank = store.get_bank(name)
@@ -208,14 +215,36 @@ def bank_import(
             if not create:
                 raise
             default = BankKind.known_good if detected in KNOWN_GOOD_FORMATS else BankKind.flagged
-            bank = store.create_bank(name, kind=(kind or default).value)
+            made = (kind.value if kind else None) or (header or {}).get("kind") or default.value
+            bank = store.create_bank(name, kind=made, description=(header or {}).get("description") or "",
+                                     pdq_threshold=(header or {}).get("pdq_threshold"))
         if detected in KNOWN_GOOD_FORMATS and bank.kind != "known-good":
             # Every hit in a flagged bank is a finding: NSRL there would flag operating-system files.
             raise AssayError(f"{file}: an NSRL RDS set lists known files; bank {name!r} is of kind "
                              f"{bank.kind!r}, where every hit is a finding: not imported",
                              hint="import it into a known-good bank: assay bank create NAME --kind known-good")
-        records = parse_file(file, None if fmt is Fmt.auto else fmt.value, signal_type=signal_type)
-        res = store.import_records(name, records, source=str(file))
+        if header is not None and header["kind"] != bank.kind:
+            # Known files into a flagged bank become findings; flagged ones into a known-good
+            # bank would clear files: neither is a mix-up to make silently.
+            raise AssayError(f"{file}: exported from a {header['kind']} bank; bank {name!r} is "
+                             f"{bank.kind}: not imported",
+                             hint=f"import it into a bank of kind {header['kind']} (or a new one with --create)")
+        extras = ImportExtras()
+        records = parse_file(file, None if fmt is Fmt.auto else fmt.value, signal_type=signal_type, extras=extras)
+        with store.transaction(f"importing {file}"):  # entries and fingerprints: all or nothing
+            res = store.import_records(name, records, source=str(file))
+            fingerprints = 0
+            if extras.fingerprints:
+                from ..banks.fingerprints import FingerprintStore
+
+                fs = FingerprintStore(store)
+                for f in extras.fingerprints:
+                    try:
+                        fs.add_exported(name, f["content_id"], f["data"], kind=f["kind"], role=f["role"],
+                                        note=f["note"], created_at=f["created_at"])
+                    except AssayError as exc:
+                        raise BankImportError(str(file), [(f["line"], str(exc))]) from None
+                    fingerprints += 1
     warnings: list[str] = []
     if res.degenerate:
         warnings.append(f"{res.degenerate:,} degenerate value(s) not imported (e.g. AutoV1 e3b0c442, the hash "
@@ -226,12 +255,14 @@ def bank_import(
     if json_out:
         _emit_json({"bank": name, "kind": bank.kind, "file": str(file), "format": detected,
                     "added_entries": res.added_entries, "added_signals": res.added_signals,
+                    "fingerprints": fingerprints,
                     "duplicates": res.duplicates, "total": res.total, "degenerate": res.degenerate,
                     "warnings": warnings})
         return
     out.print(f"{_esc(str(file))} ({detected}) -> {_esc(name)} ({bank.kind}): {res.total:,} records, "
               f"{res.added_entries:,} new entries, {res.added_signals:,} new signals, "
-              f"{res.duplicates:,} already present")
+              f"{res.duplicates:,} already present"
+              + (f", {fingerprints:,} model fingerprints" if fingerprints else ""))
 
 
 @bank_app.command("export")
@@ -252,6 +283,7 @@ def bank_export(
         store.get_bank(name)
         if output is None:
             export(store, name, fmt.value, sys.stdout, signal_type=signal_type)
+            _warn_lost_fingerprints(store, name, fmt)
             return
         if output.exists() and not overwrite:
             raise AssayError(f"{output}: exists; not overwriting it", hint="pass --overwrite")
@@ -259,7 +291,19 @@ def bank_export(
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
             export(store, name, fmt.value, fh, signal_type=signal_type)
         tmp.replace(output)
+        _warn_lost_fingerprints(store, name, fmt)
     err.print(f"exported {_esc(name)} to {_esc(str(output))}")
+
+
+def _warn_lost_fingerprints(store: Any, name: str, fmt: Fmt) -> None:
+    if fmt is Fmt.jsonl:
+        return
+    from ..banks.fingerprints import FingerprintStore
+
+    n = len(FingerprintStore(store).list(name))
+    if n:
+        err.print(f"[yellow]warning:[/yellow] {n} model fingerprint(s) of {_esc(name)} are not in a "
+                  f"{fmt.value} export; export as jsonl to keep them")
 
 
 @bank_app.command("add")

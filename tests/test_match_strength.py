@@ -113,7 +113,7 @@ def test_cli_import_warns_about_degenerate_values(tmp_path: Path) -> None:
     assert "warning" in err and "e3b0c442" in err
     code, out, err = _run(db, "bank", "add", "m", "--content-id", "x", "--signal", f"autov1:{EMPTY}")
     msg = out + err
-    assert code == 1 and "empty window" in msg and "refused" in msg
+    assert code == 2 and "empty window" in msg and "refused" in msg  # a bad option value
 
 
 def test_model_report_says_autov1_is_degenerate(tmp_path: Path) -> None:

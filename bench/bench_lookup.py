@@ -154,12 +154,12 @@ def bench_lookups(codes, queries, planted, built, args, out: list[str]) -> None:
     base = rate.get("multihash")
     vs = (lambda k: f"{rate[k] / base:,.1f}x") if base else (lambda k: "")
     out.append(
-        f"| assay HammingIndex ({idx._kernel.name}), one query per call | {rate['ours_single']:,.0f} "
+        f"| assay HammingIndex ({idx.kernel_name}), one query per call | {rate['ours_single']:,.0f} "
         f"| {rec:.2%} | {build:.1f} s | {size(idx.memory_bytes())} (memory_bytes), "
         f"{size(grown)} RSS | {vs('ours_single')} |"
     )
     out.append(
-        f"| assay HammingIndex ({idx._kernel.name}), search_many({nq['ours']}) "
+        f"| assay HammingIndex ({idx.kernel_name}), search_many({nq['ours']}) "
         f"| {rate['ours_batch']:,.0f} | {rec:.2%} | | | {vs('ours_batch')} |"
     )
     labels = {

@@ -255,13 +255,15 @@ def test_sees_every_add_that_returned_before_the_search() -> None:
 
 @pytest.mark.skipif(_mih.NUMBA is None, reason="numba not installed")
 def test_threaded_build_equals_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    from assay.banks import _mih_numba
+
     rng = np.random.default_rng(33)
     codes = clustered(rng, 5_000).view("<u8").astype(np.uint64)
     for filtered in (True, False):
-        monkeypatch.setattr(_mih, "BUILD_PARALLEL_MIN", 10**9)
+        monkeypatch.setattr(_mih_numba, "BUILD_PARALLEL_MIN", 10**9)
         one = _mih.NUMBA.build(codes, 16, filtered)
-        monkeypatch.setattr(_mih, "BUILD_PARALLEL_MIN", 1)
-        monkeypatch.setattr(_mih, "_BUILD_THREADS", 3)  # uneven share of 16 chunks
+        monkeypatch.setattr(_mih_numba, "BUILD_PARALLEL_MIN", 1)
+        monkeypatch.setattr(_mih_numba, "_BUILD_THREADS", 3)  # uneven share of 16 chunks
         many = _mih.NUMBA.build(codes, 16, filtered)
         assert np.array_equal(one[0], many[0]) and np.array_equal(one[1], many[1])
         want = _mih.NUMPY.build(codes, 16, filtered)

@@ -183,7 +183,8 @@ class HammingIndex:
         self.chunk_bits = int(chunk_bits)
         self._words = self.bits // 64
         self._chunks = self.bits // self.chunk_bits
-        self._kernel = _mih.DEFAULT
+        # None: chosen by size at each build and search (_mih.kernel_for); tests pin one.
+        self._kernel: _mih.Kernel | None = None
         env = os.environ.get("ASSAY_INDEX_FAST_TABLE_MB")
         if env is not None:
             try:
@@ -295,7 +296,7 @@ class HammingIndex:
         r = _check_radius(radius, self.bits)
         view = self._view
         main = view.main
-        k = self._kernel
+        k = self._kernel or _mih.kernel_for(main.n)
         flips = r // self._chunks
         probed = self._chunks * len(_mih.flip_masks(self.chunk_bits, flips)) / (1 << self.chunk_bits)
         if probed < self.scan_fraction:
@@ -319,6 +320,11 @@ class HammingIndex:
                 qoff = np.zeros(nq + 1, dtype=np.int64)
                 np.cumsum(np.bincount(owner, minlength=nq), out=qoff[1:])
         return qoff, ids, dists
+
+    @property
+    def kernel_name(self) -> str:
+        """Which kernels serve the main part now ("numpy" or "numba")."""
+        return (self._kernel or _mih.kernel_for(self._main.n)).name
 
     def __len__(self) -> int:
         return self._main.n - self._main_dead + self._buf_n - self._buf_dead
@@ -574,7 +580,8 @@ class HammingIndex:
         all_ids[pos_old], all_ids[pos_new] = old_ids, new_ids
         all_codes[pos_old], all_codes[pos_new] = old_codes, new_codes
         filtered = 16 * self._chunks * total <= self.fast_table_bytes
-        table, offsets = self._kernel.build(all_codes, self.chunk_bits, filtered)
+        kernel = self._kernel or _mih.kernel_for(len(all_codes))
+        table, offsets = kernel.build(all_codes, self.chunk_bits, filtered)
         return _Main(all_codes, all_ids, table, offsets, np.ones(total, dtype=bool))
 
     def _merge_in_background(self) -> None:

@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -117,6 +118,21 @@ def _db_url(db: str | None) -> str:
 def _db_named(db: str | None) -> bool:
     """Was the store named on purpose (--db, ASSAY_DB) rather than the embedded default?"""
     return bool(db or _state["db"] or os.environ.get(ENV_DB))
+
+
+def _check_store_named(db: str | None = None) -> None:
+    """Refuse a named SQLite store that does not exist before any work, without loading
+    the database layer (commands that open their store late call this first)."""
+    if _state["create"] or not _db_named(db):
+        return
+    url = _db_url(db)
+    if url.startswith("sqlite:///") and "mode=memory" not in url and not url.startswith("sqlite:///file:"):
+        path = Path(url[len("sqlite:///"):].split("?", 1)[0])
+        if str(path) not in ("", ":memory:") and not (path.is_file() and path.stat().st_size):
+            from ..errors import StoreMissing
+
+            raise StoreMissing(f"no assay store at {url}",
+                               hint="check the path or URL; to make a new store there, pass --create")
 
 
 @contextmanager

@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from .. import signals as signal_types
 from ..errors import AssayError
@@ -77,6 +75,9 @@ def bank_create(
 @bank_app.command("list")
 def bank_list(db: DbOpt = None, json_out: JsonOpt = False) -> None:
     """List banks with their sizes."""
+    from rich.table import Table
+
+
     with _store(db) as store:
         rows = [(b, store.stats(b.name)) for b in store.list_banks()]
     if json_out:
@@ -104,6 +105,9 @@ def bank_show(
     json_out: JsonOpt = False,
 ) -> None:
     """A bank's settings, its first entries and its model entries (weight fingerprints)."""
+    from rich.table import Table
+    from rich.text import Text
+
     from ..banks.fingerprints import FingerprintStore
     from ..report.terminal import safe
 

@@ -1,13 +1,14 @@
 """`assay provenance`, `assay model` and `assay lora`: evidence about one file at a time."""
 
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from ..errors import AssayError
-from ._common import DbOpt, JsonOpt, _emit_json, _esc, _nullctx, _store, app, err, out
+from ._common import DbOpt, JsonOpt, _check_store_named, _emit_json, _esc, _store, app, err, out
 
 
 # ---------------------------------------------------------------------------- provenance
@@ -82,13 +83,21 @@ def model(
     from ..report.model import explain_model_text
     from ..report.terminal import matches_table
 
+    _check_store_named(None if no_banks else db)
     failed = 0
-    with _store(db) if not no_banks else _nullctx() as store:
-        matcher = None
-        if store is not None:
-            from ..banks.matcher import Matcher
+    with ExitStack() as stack:
+        opened: list[Any] = []
 
-            matcher = Matcher(store)
+        def banks() -> tuple[Any, Any]:
+            """The store and its matcher, opened on first need: a file that cannot be
+            read never waits for the database layer."""
+            if not opened:
+                from ..banks.matcher import Matcher
+
+                store = stack.enter_context(_store(db))
+                opened.extend((store, Matcher(store)))
+            return opened[0], opened[1]
+
         for f in files:
             result: dict[str, Any] = {"schema": "assay.model/1", "path": str(f)}
             try:
@@ -103,21 +112,23 @@ def model(
                     err.print(f"[red]error:[/red] {_esc(str(exc))}")
                 continue
             found = []
-            if matcher is not None and report.hashes is not None:
-                found = matcher.match_signals(hash_signals(report.hashes))
             compared = False
-            if store is not None and not (report.safety and report.safety.verdict == "dangerous"):
-                compared = _lineage(store, f, report, bank)
+            if not no_banks:
+                store, matcher = banks()
+                if report.hashes is not None:
+                    found = matcher.match_signals(hash_signals(report.hashes))
+                if not (report.safety and report.safety.verdict == "dangerous"):
+                    compared = _lineage(store, f, report, bank)
             if json_out:
                 _emit_json({**result, **report.model_dump(mode="json", exclude_none=True),
                             "matches": [m.model_dump(mode="json", exclude_none=True) for m in found]})
                 continue
             out.print(explain_model_text(report, str(f)))
-            if store is not None and not compared:
+            if not no_banks and not compared:
                 out.print("lineage: not compared (no enabled bank holds a weight fingerprint)")
             if found:
                 out.print(matches_table(found, title="bank matches"))
-            elif matcher is not None:
+            elif not no_banks:
                 out.print("bank matches: none of its hashes is in an enabled bank")
             out.print()
     if failed:

@@ -5,7 +5,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from .. import signals as signal_types
 from ._common import DbOpt, JsonOpt, Mode, _db_url, _emit_json, _esc, app, out
@@ -15,6 +14,8 @@ from ._common import DbOpt, JsonOpt, Mode, _db_url, _emit_json, _esc, app, out
 @app.command("signals")
 def signals_cmd(json_out: JsonOpt = False) -> None:
     """The signal (hash) types banks can hold."""
+    from rich.table import Table
+
     types = signal_types.all_types()
     if json_out:
         _emit_json([{"name": t.name, "description": t.description, "hex_len": t.hex_len,

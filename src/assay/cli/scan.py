@@ -6,8 +6,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from ..config import ScanSettings
 from ._common import DbOpt, Mode, _db_url, _emit_json, _esc, _nullctx, _store, app, err, out, plural
@@ -44,6 +42,14 @@ def scan(
     ] = False,
 ) -> None:
     """Scan files and folders: hash, match against every enabled bank, gather evidence."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     from ..report.jsonl import ReportWriter
     from ..scan.run import run_scan
 
@@ -107,6 +113,8 @@ _KIND_NAMES = {"image": ("image", "images"), "model": ("model file", "model file
 
 
 def _print_summary(summary: Any, target: str, bank_sizes: dict[str, int]) -> None:
+    from rich.table import Table
+
     t = Table(title="assay scan", show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column()

@@ -1,0 +1,101 @@
+"""Start-up (issue 12, item 8): each command imports only what it needs. Checked by
+the modules a real `assay` process has loaded when it exits, never by timing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from assay.demo import pattern
+
+PDQ = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
+MD5 = "20def2ffb08bd7f8adc9d14cce39d7ee"
+CODE = (
+    "import atexit, json, os, sys\n"
+    "where = os.environ['ASSAY_TEST_MODULES']\n"
+    "atexit.register(lambda: open(where, 'w').write(json.dumps(sorted(sys.modules))))\n"
+    "sys.argv[0] = 'assay'\n"
+    "from assay.cli import main\n"
+    "main()\n"
+)
+SERVICE = {"fastapi", "uvicorn", "alembic"}
+
+
+def _modules(tmp: Path, *args: str) -> tuple[int, set[str]]:
+    where = tmp / "modules.json"
+    env = {**os.environ, "ASSAY_TEST_MODULES": str(where)}
+    res = subprocess.run([sys.executable, "-c", CODE, *args], env=env, capture_output=True, text=True)
+    assert "Traceback" not in res.stderr, res.stderr
+    return res.returncode, set(json.loads(where.read_text()))
+
+
+def _top(mods: set[str]) -> set[str]:
+    return {m.split(".")[0] for m in mods}
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("startup")
+    img = d / "a.png"
+    pattern("rings", seed=1).save(img)
+    (d / "notes.txt").write_text("hello")
+    db = d / "banks.sqlite3"
+    from assay.banks.store import Store
+    from assay.media import hash_image_file
+
+    h = hash_image_file(img)
+    with Store(str(db)) as store:  # a store that holds banks, as users have
+        store.create_bank("known")
+        store.add_entry("known", "c1", {"pdq": [PDQ], "md5": [MD5]})
+        store.add_entry("known", "img", {"pdq": [h.pdq], "md5": [h.md5]})
+    return {"img": img, "txt": d / "notes.txt", "db": db, "dir": d}
+
+
+def test_help_loads_no_heavy_library(tmp_path: Path) -> None:
+    code, mods = _modules(tmp_path, "--help")
+    assert code == 0
+    assert not _top(mods) & {"numpy", "numba", "sqlalchemy", "pydantic", "PIL", *SERVICE}
+
+
+def test_hash_and_provenance_never_load_the_database_or_numba(tmp_path: Path, case: dict[str, Path]) -> None:
+    for cmd in ("hash", "provenance"):
+        code, mods = _modules(tmp_path, "--db", str(case["db"]), cmd, str(case["img"]))
+        assert code == 0, cmd
+        assert not _top(mods) & {"numba", "sqlalchemy", "psycopg", *SERVICE}, cmd
+        assert "rich.progress" not in mods
+
+
+def test_match_on_a_small_bank_does_not_load_numba(tmp_path: Path, case: dict[str, Path]) -> None:
+    for query in (["--md5", MD5], ["--pdq", PDQ]):
+        code, mods = _modules(tmp_path, "--db", str(case["db"]), "match", *query)
+        assert code == 0, query
+        assert "sqlalchemy" in _top(mods)  # it did look in the store
+        assert not _top(mods) & {"numba", "llvmlite", *SERVICE}, query
+
+
+def test_model_opens_the_store_only_for_a_readable_model(tmp_path: Path, case: dict[str, Path]) -> None:
+    code, mods = _modules(tmp_path, "--db", str(case["db"]), "model", str(case["txt"]))
+    assert code == 1
+    assert not _top(mods) & {"sqlalchemy", "numba", *SERVICE}
+    code, mods = _modules(tmp_path, "--db", str(case["dir"] / "typo.sqlite3"), "model", str(case["txt"]))
+    assert code == 2  # a missing store is still refused first, without the database layer
+    assert "sqlalchemy" not in _top(mods)
+
+
+def test_a_scan_against_a_small_bank_compiles_nothing(tmp_path: Path, case: dict[str, Path]) -> None:
+    """The first scan after install must not wait for numba to compile its kernels:
+    small banks are served by the numpy kernels."""
+    folder = tmp_path / "scan"
+    folder.mkdir()
+    pattern("rings", seed=1).save(folder / "a.png")
+    code, mods = _modules(tmp_path, "--db", str(case["db"]), "scan", str(folder), "-o", str(tmp_path / "r.jsonl"),
+                          "--workers", "1")
+    assert code == 0
+    assert not _top(mods) & {"numba", "llvmlite"}
+    rec = json.loads((tmp_path / "r.jsonl").read_text())
+    assert {(m["content_id"], m["signal_type"]) for m in rec["matches"]} == {("img", "pdq"), ("img", "md5")}

@@ -184,7 +184,7 @@ class HammingIndex:
         self._words = self.bits // 64
         self._chunks = self.bits // self.chunk_bits
         # None: chosen by size at each build and search (_mih.kernel_for); tests pin one.
-        self._kernel: _mih.Kernel | None = None
+        self._pinned_kernel: _mih.Kernel | None = None
         env = os.environ.get("ASSAY_INDEX_FAST_TABLE_MB")
         if env is not None:
             try:
@@ -296,7 +296,7 @@ class HammingIndex:
         r = _check_radius(radius, self.bits)
         view = self._view
         main = view.main
-        k = self._kernel or _mih.kernel_for(main.n)
+        k = self._pinned_kernel or _mih.kernel_for(main.n)
         flips = r // self._chunks
         probed = self._chunks * len(_mih.flip_masks(self.chunk_bits, flips)) / (1 << self.chunk_bits)
         if probed < self.scan_fraction:
@@ -322,9 +322,18 @@ class HammingIndex:
         return qoff, ids, dists
 
     @property
+    def _kernel(self) -> _mih.Kernel:
+        """The kernels serving the main part now; setting one pins it (None: by size)."""
+        return self._pinned_kernel or _mih.kernel_for(self._main.n)
+
+    @_kernel.setter
+    def _kernel(self, kernel: _mih.Kernel | None) -> None:
+        self._pinned_kernel = kernel
+
+    @property
     def kernel_name(self) -> str:
         """Which kernels serve the main part now ("numpy" or "numba")."""
-        return (self._kernel or _mih.kernel_for(self._main.n)).name
+        return self._kernel.name
 
     def __len__(self) -> int:
         return self._main.n - self._main_dead + self._buf_n - self._buf_dead
@@ -580,7 +589,7 @@ class HammingIndex:
         all_ids[pos_old], all_ids[pos_new] = old_ids, new_ids
         all_codes[pos_old], all_codes[pos_new] = old_codes, new_codes
         filtered = 16 * self._chunks * total <= self.fast_table_bytes
-        kernel = self._kernel or _mih.kernel_for(len(all_codes))
+        kernel = self._pinned_kernel or _mih.kernel_for(len(all_codes))
         table, offsets = kernel.build(all_codes, self.chunk_bits, filtered)
         return _Main(all_codes, all_ids, table, offsets, np.ones(total, dtype=bool))
 

@@ -156,6 +156,8 @@ def _store(state: str, failures: list[str], label: str = "urn:c2pa:active") -> d
         ("Invalid", ["timeStamp.mismatch"], "timestamp failed (timeStamp.mismatch)", "invalid"),
         # A CAWG identity failure that invalidates the store is not a claim-signature failure.
         ("Invalid", ["cawg.ica.signature_mismatch"], "identity assertion (CAWG) failed (cawg.ica.signature_mismatch); the claim signature and hash binding themselves are valid", "invalid"),
+        # Offline, a DID cannot be resolved: unverified, not forged.
+        ("Invalid", ["cawg.ica.did_unavailable"], "identity assertion (CAWG) could not be verified offline (cawg.ica.did_unavailable); the claim signature and hash binding themselves are valid", "invalid"),
     ],
 )
 def test_evidence_names_the_failed_check(state: str, codes: list[str], because: str, validation: str) -> None:

@@ -362,7 +362,15 @@ def _checks_phrase(failed: list[dict[str, str]]) -> str:
     by_check: dict[str, list[str]] = {}
     for f in failed:
         by_check.setdefault(f["check"], []).append(f["code"] or f["explanation"])
-    return "; ".join(f"{check} failed ({', '.join(codes)})" for check, codes in by_check.items())
+    parts = []
+    for check, codes in by_check.items():
+        # assay never resolves identities over the network: an unresolvable DID is
+        # unverified here, which is not the same as a forged identity.
+        verb = "failed"
+        if all(c.endswith("did_unavailable") for c in codes):
+            verb = "could not be verified offline"
+        parts.append(f"{check} {verb} ({', '.join(codes)})")
+    return "; ".join(parts)
 
 
 # -- evidence -----------------------------------------------------------------------

@@ -515,3 +515,49 @@ def test_fuzzed_archives_never_raise_and_clean_up(seed: int, edits: list[tuple[i
         assert all(e.stage in ("archive", "read", "file-hash") for r in recs for e in r.errors)
         assert list(private.iterdir()) == []
         assert sorted(os.listdir(evidence)) == [name]
+
+
+# -- streaming: one member on disk at a time, records spooled, not collected ------------------
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz", "7z"])
+def test_one_member_at_a_time_on_disk(tmp_path: Path, private_tmp: Path, kind: str) -> None:
+    members = {f"m{i}.txt": f"member {i}".encode() * 100 for i in range(8)}
+    p = tmp_path / f"case.{kind}"
+    if kind == "zip":
+        _zip(p, members)
+    elif kind == "7z":
+        _7z(p, members)
+    else:
+        _tar(p, members, "w:gz")
+    on_disk: list[int] = []
+
+    def analyze(path: Path) -> FileRecord:
+        on_disk.append(sum(len(files) for _, _, files in os.walk(private_tmp)))
+        return _analyze_as_file(path)
+
+    rec = _analyze_as_file(p)
+    recs = list(walk_archive(p, rec, analyze, Limits()))
+    assert len(recs) == 9 and len(on_disk) == 8
+    assert max(on_disk) == 1  # the member being analysed, nothing else
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_a_worker_spools_an_archives_records_and_the_parent_removes_the_spool(
+    tmp_path: Path, private_tmp: Path
+) -> None:
+    from assay.scan import pipeline
+    from assay.scan.walk import WalkItem
+
+    p = _zip(tmp_path / "case.zip", {f"{i}.txt": b"x" * i for i in range(1, 6)})
+    pipeline._init_worker(ScanSettings(workers=2, provenance=False, models=False), pipeline.default_analyzers)
+    result = pipeline._work(WalkItem(p))
+    assert isinstance(result, pipeline._Spool) and result.count == 6
+    spool = Path(result.path)
+    assert spool.parent == private_tmp and len(spool.read_text().splitlines()) == 6
+    recs = list(pipeline._unspool(result))
+    assert [r.path for r in recs][-1] == str(p) and len(recs) == 6
+    assert not spool.exists()
+    (tmp_path / "plain.txt").write_text("plain")
+    single = pipeline._work(WalkItem(tmp_path / "plain.txt"))  # not an archive: no spool
+    assert isinstance(single, FileRecord) and list(private_tmp.iterdir()) == []

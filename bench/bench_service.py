@@ -17,9 +17,17 @@ the store between runs: an existing bank "big" is reused, not imported again).
 ``--db`` a PostgreSQL URL it measures the store the service is meant to run on there, e.g.
 ``--db 'postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3Dbench'``
 (a schema of its own; the bench creates it if missing and leaves it for reuse).
+  - bomb uploads: 4 clients of one key sending, back to back, a 20 KB 1-bit PNG of
+    13000 x 13000 pixels (169 MP) to /h/hash, then a 7000 x 7000 one (49 MP, within the
+    default pixel budget, so really decoded), while single lookups are offered at
+    --rate/s: status codes, lookup p50/p99 meanwhile, and each worker's peak resident
+    memory during the phase (VmHWM, reset before it through /proc/PID/clear_refs).
 Side by side (same run, same machine): HMA's matcher core, python-threatexchange's
 PDQ index (faiss, what HMA loads in each worker), answering the same single lookups
-in-process without any HTTP: an upper bound of what HMA can serve.
+in-process without any HTTP: an upper bound of what HMA can serve. It runs with the
+same number of cores as the server: one process per worker, each with its own index
+(as HMA's workers each load it) and one faiss thread, all at once, interleaved with
+assay's runs (each repeat: assay's loads, then the peer's, the server idle meanwhile).
 
     .venv/bin/python bench/bench_service.py --n 1000000
 """
@@ -297,20 +305,145 @@ def propagation(port: int, curate: str, match: str, workers: int, rounds: int) -
     return out
 
 
-def threatexchange_baseline(values: list[str], queries: list[str], seconds: float) -> float | None:
+def _peer_process(n: int, queries: list[str], conn) -> None:  # noqa: ANN001 - a Connection
+    """One HMA worker's index: python-threatexchange's PDQIndex over the same bank, one
+    faiss thread; on each "go" it answers queries for the given seconds and reports
+    how many (the bank is regenerated here from the seed: nothing big crosses a pipe)."""
     try:
+        import faiss
+
+        faiss.omp_set_num_threads(1)
         from threatexchange.signal_type.pdq.pdq_index import PDQIndex
-    except ImportError:
-        return None
+    except ImportError as exc:
+        conn.send(("unavailable", repr(exc)))
+        return
+    rng = random.Random(1)
+    values = [f"{rng.getrandbits(256):064x}" for _ in range(n)]
     t0 = time.perf_counter()
     index = PDQIndex.build([(v, i) for i, v in enumerate(values)])
-    print(f"threatexchange PDQIndex build: {time.perf_counter() - t0:.1f} s", flush=True)
-    n = 0
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        index.query(queries[n % len(queries)])
-        n += 1
-    return n / (time.perf_counter() - t0)
+    del values
+    conn.send(("built", time.perf_counter() - t0))
+    i = random.randrange(len(queries))
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            return
+        start_at, seconds = msg
+        while time.time() < start_at:  # every process starts at once
+            time.sleep(0.001)
+        done = 0
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            index.query(queries[i % len(queries)])
+            i += 1
+            done += 1
+        conn.send(("ran", done / (time.perf_counter() - t0)))
+
+
+class HmaPeer:
+    """``procs`` processes, each with its own PDQIndex: HMA with one worker per core."""
+
+    def __init__(self, n: int, queries: list[str], procs: int) -> None:
+        ctx = mp.get_context("spawn")
+        self.conns = []
+        self.procs = []
+        for _ in range(procs):
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=_peer_process, args=(n, queries, child), daemon=True)
+            p.start()
+            self.conns.append(parent)
+            self.procs.append(p)
+        answers = [c.recv() for c in self.conns]
+        self.available = all(a[0] == "built" for a in answers)
+        self.build_seconds = max(a[1] for a in answers) if self.available else 0.0
+        if not self.available:
+            print(f"HMA peer unavailable: {answers[0][1]}", flush=True)
+
+    def run(self, seconds: float) -> float:
+        """Lookups/s of all processes together, over the same ``seconds``."""
+        start_at = time.time() + 0.2
+        for c in self.conns:
+            c.send((start_at, seconds))
+        return sum(c.recv()[1] for c in self.conns)
+
+    def close(self) -> None:
+        for c in self.conns:
+            try:
+                c.send(None)
+            except OSError:
+                pass
+        for p in self.procs:
+            p.join(10)
+
+
+# -- bomb uploads ---------------------------------------------------------------------------
+def bomb_png(side: int) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("1", (side, side), 0).save(buf, "PNG", optimize=True)
+    return buf.getvalue()
+
+
+def _bomb_client(port: int, key: str, payload: bytes, seconds: float, clients: int, out: mp.Queue) -> None:
+    """``clients`` threads, each sending the payload to /h/hash back to back."""
+    from collections import Counter
+    from concurrent.futures import ThreadPoolExecutor
+
+    deadline = time.perf_counter() + seconds
+    codes: Counter[int] = Counter()
+
+    def send(_: int) -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": key}, timeout=300) as c:
+            while time.perf_counter() < deadline:
+                try:
+                    r = c.post("/h/hash", files={"photo": ("bomb.png", payload, "image/png")})
+                    codes[r.status_code] += 1
+                    if r.status_code in (429, 503):  # as a client honouring Retry-After would, but impatient
+                        time.sleep(0.05)
+                except httpx.HTTPError as exc:
+                    codes[type(exc).__name__] += 1  # type: ignore[index]
+
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(send, range(clients)))
+    out.put(dict(codes))
+
+
+def worker_pids(port: int, admin: str, workers: int) -> list[int]:
+    pids: set[int] = set()
+    for _ in range(400):
+        r = httpx.get(f"http://127.0.0.1:{port}/v1/limits", headers={"X-API-Key": admin}, timeout=30)
+        pids.add(r.json()["worker"])
+        if len(pids) == workers:
+            return sorted(pids)
+    raise SystemExit(f"reached only workers {sorted(pids)} of {workers}")
+
+
+def _status_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def bomb_phase(port: int, admin: str, bomber: str, single: list[bytes], workers: int, payload: bytes,
+               seconds: float, rate: float) -> dict[str, object]:
+    """Bombs from 4 clients while single lookups are offered at ``rate``/s: status codes,
+    lookup latency meanwhile, each worker's peak RSS during the phase."""
+    pids = worker_pids(port, admin, workers)
+    for pid in pids:  # VmHWM := VmRSS now, so the peak is this phase's
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_bomb_client, args=(port, bomber, payload, seconds + 1, 4, q))
+    p.start()
+    time.sleep(1)  # the bombs are in flight before the lookups start
+    lookups = load(port, single, seconds, 64, rate=rate)
+    codes = q.get(timeout=seconds + 600)
+    p.join()
+    peaks = {pid: _status_kb(pid, "VmHWM") / 1024 for pid in pids}
+    after = {pid: _status_kb(pid, "VmRSS") / 1024 for pid in pids}
+    return {"codes": codes, "lookups": lookups, "peak_mb": peaks, "rss_after_mb": after}
 
 
 def main() -> None:
@@ -321,6 +454,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--db", default="", help="store URL (default: a fresh SQLite file)")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--no-bombs", action="store_true", help="skip the bomb-upload phases")
     ap.add_argument("--rate", type=float, default=2000, help="offered single lookups/s for the open-loop run")
     ap.add_argument("--startup-only", action="store_true", help="measure only cold and warm start-up")
     ap.add_argument("--propagation-only", action="store_true", help="measure only add -> matchable on every worker")
@@ -360,10 +494,17 @@ def main() -> None:
     queries = [flip(rng.choice(values), rng.randrange(21), rng) if i % 10 == 0 else f"{rng.getrandbits(256):064x}"
                for i in range(5000)]
 
+    peer = None if args.no_baseline else HmaPeer(args.n, queries, args.workers)
+    if peer is not None and not peer.available:
+        peer = None
+    admin = make_key(db, "admin")
+    bomber = make_key(db, "match")
     port = free_port()
     data_dir = str(Path(tmp) / "data")
     proc, cold = start_server(db, port, args.workers, data_dir)
     results: dict[str, list[dict[str, float]]] = {"single": [], "single_at_rate": [], "batch100": [], "upload": []}
+    peer_rps: list[float] = []
+    bombs: dict[str, dict[str, object]] = {}
     try:
         single = [http_request("GET", f"/v1/lookup?signal_type=pdq&value={q}", match) for q in queries]
         import orjson
@@ -382,10 +523,18 @@ def main() -> None:
             results["single_at_rate"].append(load(port, single, args.seconds, 64, rate=args.rate))
             results["batch100"].append(load(port, batches, args.seconds, 4))
             results["upload"].append(load(port, uploads, args.seconds, 4))
+            if peer is not None:  # interleaved: the same minutes of the shared machine
+                peer_rps.append(peer.run(args.seconds))
         prop = propagation(port, curate, match, args.workers, 10)
+        if not args.no_bombs:
+            for name, side in (("169 MP", 13000), ("49 MP", 7000)):
+                bombs[name] = bomb_phase(port, admin, bomber, single, args.workers, bomb_png(side),
+                                         args.seconds, args.rate)
     finally:
         proc.terminate()
         proc.wait()
+        if peer is not None:
+            peer.close()
     proc, warm = start_server(db, free_port(), args.workers, data_dir)
     proc.terminate()
     proc.wait()
@@ -405,11 +554,20 @@ def main() -> None:
     print(f"1-MP JPEG match: {med('upload', 'rps'):8.0f} uploads/s  p50 {med('upload', 'p50'):.1f} ms  p99 {med('upload', 'p99'):.1f} ms")
     print(f"add -> matchable on all workers: median {statistics.median(prop) * 1000:.0f} ms, max {max(prop) * 1000:.0f} ms")
     print(f"start-up to /ready: cold {cold:.1f} s, warm (snapshot) {warm:.1f} s")
-    if not args.no_baseline:
-        te = threatexchange_baseline(values, queries, args.seconds)
-        if te is not None:
-            print(f"threatexchange PDQIndex (HMA's index), in-process, no HTTP: {te:.0f} lookups/s "
-                  f"-> assay over HTTP is {med('single', 'rps') / te:.1f}x")
+    for name, b in bombs.items():
+        lk = b["lookups"]
+        peaks = ", ".join(f"{v:.0f}" for v in b["peak_mb"].values())  # type: ignore[union-attr]
+        after = ", ".join(f"{v:.0f}" for v in b["rss_after_mb"].values())  # type: ignore[union-attr]
+        print(f"{name} 1-bit PNG bombs, 4 clients of one key on /h/hash for {args.seconds:g} s: answers {b['codes']}; "
+              f"single lookups meanwhile at {args.rate:g}/s offered: {lk['rps']:.0f} req/s "  # type: ignore[index]
+              f"p50 {lk['p50']:.1f} ms p99 {lk['p99']:.1f} ms; peak RSS per worker {peaks} MB, "  # type: ignore[index]
+              f"RSS after {after} MB")
+    if peer is not None and peer_rps:
+        te = statistics.median(peer_rps)
+        print(f"threatexchange PDQIndex (HMA's index), {args.workers} processes (one per worker, one faiss "
+              f"thread each), in-process, no HTTP, interleaved with the runs above (build "
+              f"{peer.build_seconds:.1f} s): {te:.0f} lookups/s (runs: {', '.join(f'{r:.0f}' for r in peer_rps)}) "
+              f"-> assay over HTTP is {med('single', 'rps') / te:.2f}x")
 
 
 if __name__ == "__main__":

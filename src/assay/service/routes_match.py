@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, ValidationError
 from .. import signals as signal_types
 from ..banks.matcher import Query as SignalQuery
 from ..errors import AssayError, InputError, TooLarge, UnsupportedFormat
-from ..media.hashes import ImageHashes, hash_image_bytes
+from ..media.hashes import ImageHashes
 from ..report.schema import Match, SignalValue
 from ..sniff import sniff_bytes
 from .auth import Principal
@@ -196,10 +196,6 @@ async def read_upload(state: ServiceState, file: UploadFile) -> bytes:
     if not data:
         raise UnsupportedFormat(upload_name(file), "the uploaded file is empty")
     return data
-
-
-def hash_bytes(data: bytes, name: str, dihedral: bool) -> ImageHashes:
-    return hash_image_bytes(data, path=name, mode="fast", dihedral=dihedral)
 
 
 def signal_values(h: ImageHashes) -> list[SignalValue]:

@@ -14,6 +14,10 @@
   ``Retry-After``. A key may have ``heavy_per_key`` heavy uploads in flight on a
   worker; beyond, ``429 rate-limited`` with ``Retry-After``. Nothing queues, so memory
   never grows with the number of waiting clients: they retry.
+* **Lookups first.** Heavy decodes run on a few threads of their own at a lower
+  scheduling priority (nice 10, Linux threads are scheduled one by one), so that the
+  event loop answering lookups gets the cores first; Pillow and numpy release the GIL
+  while they decode and shrink.
 * **Memory returned.** After a heavy decode the worker hands freed heap memory back to
   the system (glibc's ``malloc_trim``); without it a worker kept ~700 MB after one bomb.
 
@@ -28,6 +32,7 @@ import ctypes.util
 import os
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -63,6 +68,39 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 
 _TRIM = _malloc_trim()
+
+
+def trim_memory() -> bool:
+    """Hand freed heap memory back to the system (glibc); False where unavailable."""
+    if _TRIM is None:
+        return False
+    _TRIM(0)
+    return True
+
+
+HEAVY_NICE = 10
+HEAVY_THREADS = 4  # more than a worker admits at once by default: the gate limits, not this
+
+
+def _lower_priority() -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HEAVY_NICE)
+    except (OSError, AttributeError):  # not Linux, or not permitted: same priority then
+        pass
+
+
+_heavy_pool: ThreadPoolExecutor | None = None
+_heavy_lock = threading.Lock()
+
+
+def _run_heavy(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn`` on a low-priority heavy-decode thread; this thread waits for it."""
+    global _heavy_pool
+    with _heavy_lock:
+        if _heavy_pool is None:
+            _heavy_pool = ThreadPoolExecutor(HEAVY_THREADS, thread_name_prefix="assay-heavy",
+                                             initializer=_lower_priority)
+    return _heavy_pool.submit(fn, *args, **kwargs).result()
 
 
 def memory() -> dict[str, int]:
@@ -128,8 +166,7 @@ class UploadGate:
                 else:
                     del self._keys[key]
                 idle = self._in_flight == 0
-            if idle and _TRIM is not None:
-                _TRIM(0)  # the decode's buffers, freed, go back to the system
+            if idle and trim_memory():  # the decode's buffers, freed, go back to the system
                 with self._lock:
                     self.stats["trims"] += 1
             with self._lock:
@@ -151,6 +188,8 @@ def hash_within_budget(gate: UploadGate, limits: Limits, key: object, data: byte
     admitted by its decode's weight. Raises TooLarge, Busy, RateLimited, decode errors."""
     weight = decode.decode_pixels(decode.open_image(data, name, limits))
     with gate.held(key, weight):
+        if weight >= gate.heavy_from:
+            return _run_heavy(hash_image_bytes, data, path=name, mode="fast", dihedral=dihedral, limits=limits)
         return hash_image_bytes(data, path=name, mode="fast", dihedral=dihedral, limits=limits)
 
 
@@ -164,6 +203,8 @@ def provenance_within_budget(gate: UploadGate, limits: Limits, key: object, data
     except (UnsupportedFormat, DecodeError):
         weight = 0  # not decodable here: provenance reads its metadata, and decodes nothing
     with gate.held(key, weight):
+        if weight >= gate.heavy_from:
+            return _run_heavy(analyze_provenance, Path(name), data, fmt, trust_anchors=trust_anchors, limits=limits)
         return analyze_provenance(Path(name), data, fmt, trust_anchors=trust_anchors, limits=limits)
 
 

@@ -424,3 +424,23 @@ def test_heavy_uploads_are_bounded_per_worker_and_per_key(main: tuple[Server, st
         assert heavy["in_flight_pixels"] == 0
         assert heavy["max_in_flight_pixels"] <= max(HEAVY_WORKER, heavy["largest_admitted_pixels"]), (pid, heavy)
         assert heavy["max_in_flight_per_key"] <= 1, (pid, heavy)
+
+
+def test_upload_over_the_rate_is_refused_before_its_body(shared: Server, db: str) -> None:
+    """A key of 0.02/s (one request in its Redis bucket) spends it, then starts a 60 MB
+    upload: 429 with Retry-After after the headers and 64 KB, the rest never sent."""
+    key = _key(db, "match", rate_limit=0.02)
+    r = httpx.post(shared.url + "/v1/lookup/batch", headers={"X-API-Key": key}, timeout=30,
+                   json={"signals": [{"type": "md5", "value": "0" * 32}]})
+    assert r.status_code == 200, r.text
+    s = _raw(shared)
+    try:
+        s.sendall((f"POST /v1/hash HTTP/1.1\r\nHost: t\r\nX-API-Key: {key}\r\n"
+                   f"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {60 * 2**20}\r\n\r\n").encode()
+                  + b"\0" * 65536)
+        status, headers, body = _read_answer(s)
+        closed = _closed_by_server(s)
+    finally:
+        s.close()
+    assert status == 429 and orjson.loads(body)["error"]["code"] == "rate-limited", body
+    assert int(headers["retry-after"]) >= 40 and headers["connection"] == "close" and closed

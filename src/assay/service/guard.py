@@ -1,7 +1,7 @@
 """Authentication before the body: a request that may carry a body (an upload, a
 JSON write, an import) has its key checked as soon as its headers are in, before a
-byte of the body is read. Without a valid key the answer is ``401`` with
-``Connection: close``: a 60 MB upload without a key is not received, and malformed
+byte of the body is read, and so is the key's rate limit. Without a valid key the
+answer is ``401`` (over the rate, ``429``) with ``Connection: close``: a 60 MB upload without a key is not received, and malformed
 JSON without a key is a 401, not a 422. The role is still checked by each route
 (``state.role``), which reuses the principal found here instead of verifying twice.
 
@@ -12,13 +12,14 @@ readiness, the API documents) need no key.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 
-from ..errors import AssayError
+from ..errors import AssayError, RateLimited
 from .errors import assay_error_dict, public_error_dict, status_for
 from .ratelimit import ASGIApp, Receive, Scope, Send
 
@@ -64,7 +65,13 @@ class AuthFirstMiddleware:
         except AssayError as exc:
             await _refuse(scope, send, exc, state.store.url_for_display)
             return
-        scope.setdefault("state", {})["principal"] = principal
+        try:
+            # The key's rate limit too: a client over its budget is not read either.
+            await state.limiter.check(principal.key_id, principal.rate_limit or state.settings.rate_limit)
+        except AssayError as exc:
+            await _refuse(scope, send, exc, state.store.url_for_display)
+            return
+        scope.setdefault("state", {}).update(principal=principal, charged=True)
         await self.app(scope, receive, send)
 
 
@@ -79,5 +86,7 @@ async def _refuse(scope: Scope, send: Send, exc: AssayError, store_url: str) -> 
                (b"connection", b"close")]
     if status_for(exc) == 401:
         headers.append((b"www-authenticate", b"Bearer"))
+    if isinstance(exc, RateLimited):
+        headers.append((b"retry-after", str(max(1, math.ceil(exc.retry_after))).encode()))
     await send({"type": "http.response.start", "status": status_for(exc), "headers": headers})
     await send({"type": "http.response.body", "body": data})

@@ -134,7 +134,8 @@ def role(needed: str) -> Callable[[Request], Awaitable[Principal]]:
         request.state.key_id = principal.key_id
         request.state.role = principal.role  # what error answers may disclose
         require_role(principal, needed)
-        await state.limiter.check(principal.key_id, principal.rate_limit or state.settings.rate_limit)
+        if not getattr(request.state, "charged", False):  # else charged before the body was read
+            await state.limiter.check(principal.key_id, principal.rate_limit or state.settings.rate_limit)
         return principal
 
     dependency.assay_role = needed  # type: ignore[attr-defined]  # read by the OpenAPI document

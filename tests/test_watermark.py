@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from assay.provenance import watermark as wm
-from assay.provenance.analyzer import analyze_provenance
+from assay.provenance.analyzer import analyze_provenance, explain
 from assay.provenance.context import ImageContext
 
 # The reference implementation is a test-only dependency. invisible-watermark
@@ -179,3 +179,48 @@ def test_shared_clean_photos_do_not_match(testdata: Path) -> None:
     for f in photos:
         with Image.open(f) as im:
             assert wm.watermark_evidence(im) == [], f.name
+
+
+# ------------------------------------------------------------------ where the search runs
+
+
+def _report(rgb: np.ndarray, fmt: str, **save: object):  # noqa: ANN202
+    ctx = ctx_of(rgb, fmt, **save)
+    return analyze_provenance(ctx.path, ctx.data, ctx.format)
+
+
+def test_marked_files_whose_encoding_keeps_the_mark_are_searched(ref: ModuleType) -> None:
+    rgb = embed(ref, pattern(512, 640, 21), published_bits("sdxl"))
+    for fmt, save in (("PNG", {}), ("JPEG", {"quality": 92, "subsampling": 0}),
+                      ("JPEG", {"quality": 97, "subsampling": 1}), ("WEBP", {"lossless": True})):
+        rep = _report(rgb, fmt, **save)
+        assert not rep.not_checked, (fmt, rep.not_checked)
+        assert [e.facts["payload"] for e in rep.evidence if e.source == "watermark"][:1] == ["sdxl"], fmt
+
+
+@pytest.mark.parametrize(
+    ("fmt", "save", "shape", "reason"),
+    [
+        ("JPEG", {"quality": 95, "subsampling": 2}, (512, 512), "4:2:0"),
+        ("JPEG", {"quality": 100, "subsampling": 2}, (512, 520), "4:2:0"),
+        ("WEBP", {"quality": 95}, (512, 512), "lossy WebP"),
+        ("WEBP", {"quality": 100, "exif": b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x00"}, (512, 512), "lossy WebP"),
+    ],
+)
+def test_encodings_that_destroy_the_mark_are_not_searched(
+    ref: ModuleType, fmt: str, save: dict[str, object], shape: tuple[int, int], reason: str
+) -> None:
+    rgb = embed(ref, pattern(*shape, 22), published_bits("sdxl"))
+    rep = _report(rgb, fmt, **save)
+    assert [(n.source, reason in n.reason) for n in rep.not_checked or []] == [("watermark", True)]
+    assert not [e for e in rep.evidence if e.source == "watermark"]
+    text = explain(rep)
+    assert "not checked: watermark:" in text and "no Stable Diffusion watermark found" not in text
+    # nothing is lost by not searching: the full search finds no mark in such a file either
+    ctx = ctx_of(rgb, fmt, **save)
+    assert all(m.level in ("none", "partial") for m in wm.match_payloads(wm.rgb_array(ctx.pil())))
+
+
+def test_greyscale_images_are_not_searched() -> None:
+    rep = _report(pattern(512, 512, 23)[:, :, 0], "PNG")
+    assert rep.not_checked and "greyscale" in rep.not_checked[0].reason

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from ..config import Limits
 from ..errors import AssayError, InputError, InvalidSignal, TooLarge, UnknownSignalType
-from ..report.provenance import Evidence, EvidenceError, ProvenanceReport
+from ..report.provenance import Evidence, EvidenceError, NotChecked, ProvenanceReport
 from ..report.provenance import explain as _explain
 from ..report.schema import FileRecord, SignalValue
 from ..scan.analyzer import Subject
@@ -162,15 +162,28 @@ def analyze_provenance(
     run("generators", generators)
     run("camera", lambda: camera.evidence(ctx))
     searched = False
+    skipped: list[NotChecked] = []
     if format in _PIXEL_FORMATS:
-        before = len(errors)
-        run("watermark", lambda: watermark.evidence(ctx))
-        searched = len(errors) == before and _big_enough_for_a_mark(ctx)
+        why = _watermark_unsuitable(ctx)
+        if why is not None:
+            skipped.append(NotChecked(source="watermark", reason=why))
+        else:
+            before = len(errors)
+            run("watermark", lambda: watermark.evidence(ctx))
+            searched = len(errors) == before and _big_enough_for_a_mark(ctx)
     for note in ctx.problems[:MAX_CONTAINER_NOTES]:
         errors.append(EvidenceError(source="container", message=f"{path}: {note}"))
     report = col.report()
+    report.not_checked = skipped or None
     report.mark_watermark_searched(searched)
     return report
+
+
+def _watermark_unsuitable(ctx: ImageContext) -> str | None:
+    try:
+        return watermark.unsuitable(ctx)
+    except AssayError:  # an image Pillow cannot open: the search reports that itself
+        return None
 
 
 def _big_enough_for_a_mark(ctx: ImageContext) -> bool:

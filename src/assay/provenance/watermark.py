@@ -19,6 +19,8 @@ for each payload length (136, 32 and 48 bits).
 
 The mark does not survive 4:2:0 JPEG, resizing or cropping: a missing or partial
 match proves nothing, which the evidence facts and the analyzer's explanation say.
+Files whose encoding cannot carry it are not searched (:func:`unsuitable`): the
+report lists the watermark under "not checked" with the reason.
 """
 
 from __future__ import annotations
@@ -218,6 +220,47 @@ def evidence_from_matches(matches: list[WatermarkMatch]) -> list[Evidence]:
 def watermark_evidence(im: Image) -> list[Evidence]:
     """Decode the Stable Diffusion watermarks from a (not yet decoded) PIL image."""
     return evidence_from_matches(match_payloads(rgb_array(im)))
+
+
+def unsuitable(ctx: ImageContext) -> str | None:
+    """Why the mark cannot have survived this file's encoding, or None when it can.
+
+    The mark lives in the U (chroma) channel at full resolution. 4:2:0 chroma
+    subsampling (most JPEGs, every lossy WebP) averages it away, and a greyscale
+    image has no chroma at all: searching such files costs most of a scan's time and
+    can only say "not found" (tests/test_watermark.py shows a freshly marked image so
+    encoded never decodes above "partial"). 4:2:2 JPEG at high quality keeps it, and
+    so does any size, so neither is skipped."""
+    im = ctx.pil()
+    w, h = im.size
+    if w * h < MIN_PIXELS:
+        return f"{w}x{h} pixels is smaller than any image the pipelines mark"
+    if im.mode in ("1", "L", "LA", "I", "I;16", "F"):
+        return f"a greyscale image ({im.mode}) has no chroma channel to carry the mark"
+    if ctx.format == "jpeg":
+        from PIL import JpegImagePlugin
+
+        if JpegImagePlugin.get_sampling(im) == 2:
+            return "JPEG with 4:2:0 chroma subsampling, which removes the mark"
+    if ctx.format == "webp" and _webp_bitstream(ctx.data) == b"VP8 ":
+        return "lossy WebP (4:2:0 chroma), which removes the mark"
+    return None
+
+
+def _webp_bitstream(data: bytes) -> bytes | None:
+    """The fourcc of a WebP file's image chunk: ``VP8 `` (lossy) or ``VP8L`` (lossless)."""
+    pos = 12
+    for _ in range(64):  # VP8X, ICCP, ANIM, EXIF ... come first; a real file has few
+        if pos + 8 > len(data):
+            return None
+        fourcc, size = data[pos:pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
+        if fourcc in (b"VP8 ", b"VP8L"):
+            return fourcc
+        if fourcc == b"ANMF":  # animation frame: its own sub-chunks follow its 16-byte header
+            pos += 8 + 16
+            continue
+        pos += 8 + size + (size & 1)
+    return None
 
 
 def evidence(ctx: ImageContext) -> list[Evidence]:

@@ -28,12 +28,22 @@ class EvidenceError(BaseModel):
     message: str
 
 
+class NotChecked(BaseModel):
+    """A source that was not looked at, and why (not an error: it could not have answered)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str
+    reason: str
+
+
 class ProvenanceReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     verdict: str
     evidence: list[Evidence] = Field(default_factory=list)
     errors: list[EvidenceError] = Field(default_factory=list)
+    not_checked: list[NotChecked] | None = None
     # Did the invisible-watermark search run on pixels big enough to carry a mark?
     # Only then does the text output say what its absence means (not in the JSON).
     _watermark_searched: bool = PrivateAttr(default=False)
@@ -192,6 +202,8 @@ def explain(report: ProvenanceReport, *, facts: bool = True) -> str:
             "note: no Stable Diffusion watermark found; the mark is lost by 4:2:0 JPEG, "
             "resizing and cropping, so its absence proves nothing"
         )
+    for nc in report.not_checked or []:
+        lines.append(f"not checked: {safe_text(nc.source)}: {safe_text(nc.reason)}")
     failed = [e for e in report.errors if e.source != "container"]
     notes = [e for e in report.errors if e.source == "container"]
     if failed:

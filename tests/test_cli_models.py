@@ -149,3 +149,22 @@ def test_lineage_finding_is_a_match_in_scan(tmp_path: Path) -> None:
     assert code == 0
     assert "matched files" in out and "models: 1" in out
     assert f"match: {case / 'copy.safetensors'}" in out.replace("\n", "")
+
+
+def test_model_without_weights_still_reports_when_banks_hold_fingerprints(tmp_path: Path) -> None:
+    """A pickle of plain values (no tensors) against a store with fingerprints: the
+    report is printed and lineage says why it was not compared (was: exit 1, no report)."""
+    import pickle
+
+    specs = modelgen.sd15(SCALE, dt="F32")
+    f = _write(tmp_path / "m.safetensors", ev.random_model({k: v for k, v in specs.items() if v[0] == "F32"}, 2))
+    assert _invoke("bank", "create", "models")[0] == 0
+    assert _invoke("bank", "add-model", "models", str(f), "--id", "flagged")[0] == 0
+    small = tmp_path / "small.pkl"
+    small.write_bytes(pickle.dumps({"weights": list(range(40)), "name": "benign"}, protocol=2))  # never loaded
+    res = runner.invoke(app, ["model", str(small)])
+    assert res.exit_code == 0, res.output
+    assert "lineage (from weight fingerprints):" in res.stdout and "not compared: " in res.stdout
+    code, out = _invoke("model", str(small), "--json")
+    rec = json.loads(out)
+    assert code == 0 and rec["format"] and rec["lineage_explanations"][0].startswith("not compared: ")

@@ -144,7 +144,12 @@ def _lineage(store: Any, path: Path, report: Any, banks: list[str] | None) -> bo
     index = fs.index(banks or None)
     if len(index) == 0:
         return False
-    result = query(fs, fingerprint_file(path), banks or None, index=index)
+    try:
+        suspect = fingerprint_file(path)
+    except AssayError as exc:  # e.g. a pickle of plain values: the report stands, lineage says why not
+        report.lineage_explanations = [f"not compared: {exc}"]
+        return True
+    result = query(fs, suspect, banks or None, index=index)
     report.lineage = result.to_dict()
     report.lineage_explanations = result.explanations()
     return True

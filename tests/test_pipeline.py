@@ -84,3 +84,53 @@ def test_report_writer_never_overwrites_and_keeps_partial_on_crash(tmp_path: Pat
     with ReportWriter(target, overwrite=True) as w:
         w.write({"b": 2})
     assert json.loads(target.read_text()) == {"b": 2}
+
+
+# ------------------------------------------------------------------ streaming
+
+
+def _tagger_factory(_settings: ScanSettings) -> list[_Tagger]:
+    return [_Tagger()]
+
+
+def test_workers_never_hold_more_than_a_window_of_the_walk(tmp_path: Path) -> None:
+    """The walk is fed to the workers as they finish: however long it is, the parent
+    holds at most a window of items in flight (a 10-million-file drive stays small)."""
+    from assay.scan.pipeline import IN_FLIGHT_MIN, IN_FLIGHT_PER_WORKER, analyze_all
+    from assay.scan.walk import WalkItem
+
+    f = tmp_path / "a.txt"
+    f.write_text("x")
+    consumed = 0
+
+    def items():  # noqa: ANN202
+        nonlocal consumed
+        for _ in range(3000):
+            consumed += 1
+            yield WalkItem(f)
+
+    settings = ScanSettings(workers=2, provenance=False, models=False)
+    window = max(IN_FLIGHT_MIN, IN_FLIGHT_PER_WORKER * 2)
+    produced = worst = 0
+    for _rec in analyze_all(items(), settings, _tagger_factory):
+        produced += 1
+        worst = max(worst, consumed - produced)
+    assert produced == 3000
+    assert worst <= window + 4  # + one partly filled chunk of the pool's feeder
+
+
+def test_scan_starts_before_the_walk_ends(tmp_path: Path) -> None:
+    for i in range(50):
+        (tmp_path / f"f{i:02d}.txt").write_text("x")
+    totals: list[int] = []
+    first_record_total: list[int] = []
+
+    def on_record(_rec: FileRecord) -> None:
+        if not first_record_total:
+            first_record_total.append(totals[-1])
+
+    settings = ScanSettings(workers=1, provenance=False, models=False)
+    summary = run_scan([tmp_path], settings, None, lambda r: None, on_total=totals.append,
+                       on_record=on_record, factory=_tagger_factory)
+    assert summary.files == 50 and totals[-1] == 50
+    assert first_record_total == [1]  # the first file was analysed when one file had been walked

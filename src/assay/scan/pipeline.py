@@ -11,6 +11,7 @@ import itertools
 import multiprocessing as mp
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,6 +187,10 @@ def _unspool(result: FileRecord | _Spool) -> Iterator[FileRecord]:
         os.unlink(result.path)
 
 
+IN_FLIGHT_PER_WORKER = 32
+IN_FLIGHT_MIN = 64
+
+
 def analyze_all(
     items: Iterable[WalkItem],
     settings: ScanSettings,
@@ -199,10 +204,28 @@ def analyze_all(
         return
     # fork shares the parent's imports; the index stays in the parent only.
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+    # Pool.imap reads its input as fast as it can: a walk of millions of files would
+    # sit in the pool's queue. A window of items in flight keeps the parent's memory
+    # bounded whatever the walk finds; every item gives exactly one result.
+    window = threading.BoundedSemaphore(max(IN_FLIGHT_MIN, IN_FLIGHT_PER_WORKER * settings.workers))
+    stop = threading.Event()
+
+    def fed() -> Iterator[WalkItem]:
+        for item in items:
+            while not window.acquire(timeout=0.2):
+                if stop.is_set():  # the consumer went away: let the pool's feeder thread end
+                    return
+            yield item
+
     with ctx.Pool(settings.workers, initializer=_init_worker, initargs=(settings, factory)) as pool:
-        for result in pool.imap_unordered(_work, items, chunksize=4):
-            yield from _unspool(result)
+        try:
+            for result in pool.imap_unordered(_work, fed(), chunksize=4):
+                window.release()
+                yield from _unspool(result)
+        finally:
+            stop.set()
 
 
 def collect_items(inputs: Iterable[str | Path], *, follow_symlinks: bool = False) -> list[WalkItem]:
+    """Every walked item at once (for callers that need the list; scans stream instead)."""
     return list(walk(inputs, follow_symlinks=follow_symlinks))

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import ScanSettings
 from ..report.schema import FileRecord
-from .pipeline import AnalyzerFactory, analyze_all, collect_items, default_analyzers
+from .pipeline import AnalyzerFactory, analyze_all, default_analyzers
+from .walk import WalkItem, walk
 
 if TYPE_CHECKING:
     from ..banks.matcher import Matcher
@@ -110,12 +111,21 @@ def run_scan(
 ) -> ScanSummary:
     """Scan ``inputs``; every record goes to ``sink`` after matching."""
     started = time.perf_counter()
-    items = collect_items(inputs, follow_symlinks=settings.follow_symlinks)
-    total = len(items)
-    if on_total:
-        on_total(total)
     summary = ScanSummary()
-    summary.unreadable_inputs = [str(i.path) for i in items if i.is_input and i.problem]
+    # walked: counted by the thread that feeds the workers; members: by this one
+    counts = {"walked": 0, "members": 0}
+
+    def walked() -> Iterator[WalkItem]:
+        # Analysis starts with the first file; the total grows as the walk proceeds.
+        for item in walk(inputs, follow_symlinks=settings.follow_symlinks):
+            if item.is_input and item.problem:
+                summary.unreadable_inputs.append(str(item.path))
+            counts["walked"] += 1
+            if on_total:
+                on_total(counts["walked"] + counts["members"])
+            yield item
+
+    items = walked()
     if matcher is not None:
         from ..banks.matcher import split_known_good
     for rec in analyze_all(items, settings, factory):
@@ -131,8 +141,8 @@ def run_scan(
                 rec.known_good = known
         summary.add(rec)
         if rec.member_of is not None and on_total:
-            total += 1  # archive members are found as their archive is read
-            on_total(total)
+            counts["members"] += 1  # archive members are found as their archive is read
+            on_total(counts["walked"] + counts["members"])
         sink(rec)
         if on_record:
             on_record(rec)

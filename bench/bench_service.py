@@ -264,7 +264,7 @@ def worker_clients(port: int, key: str, workers: int) -> list[httpx.Client]:
     spare: list[httpx.Client] = []
     for _ in range(400):
         c = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": key},
-                         limits=httpx.Limits(max_connections=1))
+                         limits=httpx.Limits(max_connections=1), timeout=60)
         pid = c.get("/status").headers["x-served-by"]
         if pid in by_worker:
             spare.append(c)
@@ -286,7 +286,7 @@ def propagation(port: int, curate: str, match: str, workers: int, rounds: int) -
     rng = random.Random()  # fresh hashes each run: a reused store must not hold them already
     out = []
     clients = worker_clients(port, match, workers)
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": curate}) as cur:
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": curate}, timeout=60) as cur:
         for _ in range(rounds):
             v = f"{rng.getrandbits(256):064x}"
             r = cur.post("/v1/banks/big/entries", json={"content_id": "prop-" + v[:16], "signals": {"pdq": v}})

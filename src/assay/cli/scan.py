@@ -37,6 +37,8 @@ def scan(
     trust_anchors: Annotated[Path | None, typer.Option(help="PEM bundle of C2PA trust anchors.")] = None,
     no_banks: Annotated[bool, typer.Option("--no-banks", help="Hash only; do not match.")] = False,
     fail_on_match: Annotated[bool, typer.Option(help="Exit with status 3 if anything matched.")] = False,
+    case_links: Annotated[bool, typer.Option(
+        help="Link images to the model files of this scan that their metadata names by hash.")] = True,
     follow_symlinks: Annotated[
         bool, typer.Option(help="Follow symbolic links inside folders (default: report each link and its target).")
     ] = False,
@@ -92,10 +94,15 @@ def scan(
                 threshold=threshold,
                 on_total=lambda n: progress.update(task, total=n),
                 on_record=lambda rec: progress.advance(task),
+                case_links=case_links,
             )
             if json_out and target == "-":
+                if summary.case_links is not None:
+                    writer.write(summary.case_links.to_json_dict())
                 writer.write(summary.to_json_dict())
     if json_out and target != "-":
+        if summary.case_links is not None:
+            _emit_json(summary.case_links.to_json_dict())
         _emit_json(summary.to_json_dict())
     if not json_out:
         _print_summary(summary, str(target), matcher.size() if matcher else {})
@@ -158,3 +165,8 @@ def _print_summary(summary: Any, target: str, bank_sizes: dict[str, int]) -> Non
         out.print(f"  match: {_esc(p)}")
     if summary.matched_files > 20:
         out.print(f"  ... and {summary.matched_files - 20:,} more in the report")
+    if summary.case_links is not None:
+        from ..scan.links import readable_lines
+
+        for line in readable_lines(summary.case_links):
+            out.print(_esc(line), soft_wrap=True)

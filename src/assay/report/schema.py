@@ -76,6 +76,23 @@ class ErrorInfo(Record):
     message: str
 
 
+class CaseLink(Record):
+    """A link between an image and a model file of the same scan (``assay.scan.links``):
+    the image's generator metadata names a hash that the model file has. ``path`` is the
+    other file; ``role`` what the metadata used it as (checkpoint, lora, vae, embedding);
+    ``named_as`` the name the metadata gave it. ``strength`` "exact" for a full-length
+    hash, "short-hash" for a truncated one (AutoV1/V2/V3, CRC32), with ``candidates`` the
+    number of model files of this scan that share the value."""
+
+    path: str
+    hash_type: str
+    value: str
+    named_as: str | None = None
+    role: str | None = None
+    strength: Literal["exact", "short-hash"]
+    candidates: int | None = None
+
+
 class FileRecord(Record):
     schema_: str = Field(default=SCHEMA_VERSION, alias="schema")
     path: str
@@ -96,6 +113,8 @@ class FileRecord(Record):
     # For a member of an archive: the path of the archive that holds it (itself
     # possibly a member), since "!/" alone could also occur in a real folder name.
     member_of: str | None = None
+    # Images and model files of the same scan tied by a hash the image's metadata names.
+    case_links: list[CaseLink] | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -16,6 +16,7 @@ from .walk import WalkItem, walk
 
 if TYPE_CHECKING:
     from ..banks.matcher import Matcher
+    from .links import CaseLinks
 
 SUMMARY_SCHEMA = "assay.scan-summary/1"
 
@@ -38,6 +39,8 @@ class ScanSummary:
     archive_members: int = 0  # records of files read from inside archives
     # Inputs named by the user that could not be read at all (missing, unreadable).
     unreadable_inputs: list[str] = field(default_factory=list)
+    # Images and model files of this scan tied by hashes (None: linking was off).
+    case_links: CaseLinks | None = None
 
     @property
     def nothing_scanned(self) -> bool:
@@ -86,6 +89,8 @@ class ScanSummary:
             "archives": self.archives,
             "archive_members": self.archive_members,
             "unreadable_inputs": self.unreadable_inputs[:1000],
+            **({"case_links": self.case_links.links,
+                "models_not_present": len(self.case_links.not_present)} if self.case_links else {}),
             "seconds": round(self.seconds, 3),
         }
 
@@ -108,8 +113,11 @@ def run_scan(
     on_total: Callable[[int], None] | None = None,
     on_record: Callable[[FileRecord], None] | None = None,
     factory: AnalyzerFactory = default_analyzers,
+    case_links: bool = True,
 ) -> ScanSummary:
-    """Scan ``inputs``; every record goes to ``sink`` after matching."""
+    """Scan ``inputs``; every record goes to ``sink`` after matching. With ``case_links``
+    the records that can link (model files, images naming model hashes) go to ``sink``
+    at the end, with their links (see assay.scan.links); every other record as it finishes."""
     started = time.perf_counter()
     summary = ScanSummary()
     # walked: counted by the thread that feeds the workers; members: by this one
@@ -128,6 +136,11 @@ def run_scan(
     items = walked()
     if matcher is not None:
         from ..banks.matcher import split_known_good
+    linker = None
+    if case_links:
+        from .links import CaseLinker
+
+        linker = CaseLinker()
     for rec in analyze_all(items, settings, factory):
         if matcher is not None and rec.signals:
             # extend: analyzers may have matched already (lineage against fingerprint banks)
@@ -143,8 +156,16 @@ def run_scan(
         if rec.member_of is not None and on_total:
             counts["members"] += 1  # archive members are found as their archive is read
             on_total(counts["walked"] + counts["members"])
+        if linker is not None and linker.hold(rec):
+            continue
         sink(rec)
         if on_record:
             on_record(rec)
+    if linker is not None:
+        summary.case_links = linker.resolve()
+        for rec in linker.records():
+            sink(rec)
+            if on_record:
+                on_record(rec)
     summary.seconds = time.perf_counter() - started
     return summary

@@ -22,7 +22,8 @@ def scan(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing report file.")] = False,
     json_out: Annotated[bool, typer.Option(
         "--json", help="JSON on stdout instead of the readable summary: every record, then the summary "
-        "line; with -o the records go to that file and stdout gets the summary line only.")] = False,
+        "line (after an assay.case-links/1 line when the scan found model files or images naming model "
+        "hashes); with -o the records go to that file and stdout gets those last lines only.")] = False,
     db: DbOpt = None,
     mode: Annotated[Mode, typer.Option(help="PDQ mode: fast (reduced decode) or reference.")] = Mode.fast,
     exif_transpose: Annotated[bool, typer.Option(help="Rotate per EXIF before hashing.")] = False,
@@ -97,11 +98,11 @@ def scan(
                 case_links=case_links,
             )
             if json_out and target == "-":
-                if summary.case_links is not None:
+                if summary.case_links is not None and summary.case_links.relevant:
                     writer.write(summary.case_links.to_json_dict())
                 writer.write(summary.to_json_dict())
     if json_out and target != "-":
-        if summary.case_links is not None:
+        if summary.case_links is not None and summary.case_links.relevant:
             _emit_json(summary.case_links.to_json_dict())
         _emit_json(summary.to_json_dict())
     if not json_out:

@@ -123,6 +123,11 @@ class CaseLinks:
     images_naming: int = 0  # images whose metadata names at least one hash
     model_files: int = 0  # model files with hashes in the scan
 
+    @property
+    def relevant(self) -> bool:
+        """Whether the scan had anything to link (model files or images naming hashes)."""
+        return bool(self.images_naming or self.model_files)
+
     def to_json_dict(self) -> dict[str, Any]:
         models = []
         for path, images in self.by_model.items():

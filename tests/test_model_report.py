@@ -216,3 +216,12 @@ def test_progress_reports_every_byte(lora_file: Path) -> None:
     seen: list[int] = []
     analyze_model(lora_file, progress=seen.append)
     assert seen == sorted(seen) and seen[-1] == lora_file.stat().st_size
+
+
+def test_explanation_shows_no_python_reprs(lora_file: Path) -> None:
+    """Ranks and alphas read as text, not as dicts (issue 12, item 3)."""
+    r = analyze_model(lora_file)
+    line = next(ln for ln in explain_model(r).splitlines() if ln.strip().startswith("adapter:"))
+    n = r.arch.lora.modules
+    assert f"ranks 8 ({n} modules), alphas 4 ({n} modules)" in line, line
+    assert "{" not in line and "}" not in line

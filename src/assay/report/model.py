@@ -301,6 +301,11 @@ def _loader(fmt: str) -> str:
     return "pickle/torch.load"
 
 
+def _counts(values: Mapping[Any, int]) -> str:
+    """``{4: 120, 8: 2}`` as ``4 (120 modules), 8 (2 modules)``: no Python reprs in text."""
+    return ", ".join(f"{clean(k, 40)} ({n} module{'s' if n != 1 else ''})" for k, n in values.items())
+
+
 def explain_model(report: ModelReport, path: str | None = None) -> str:
     """A readable multi-line account of the report (plain text, already escaped)."""
     lines: list[str] = []
@@ -342,7 +347,7 @@ def explain_model(report: ModelReport, path: str | None = None) -> str:
             lo = a.lora
             add(
                 f"  adapter: {lo.format}{' + DoRA' if lo.dora else ''}, {lo.modules} modules, "
-                f"ranks {dict(lo.ranks)}, alphas {dict(lo.alphas) or 'not stored'}"
+                f"ranks {_counts(lo.ranks)}, alphas {_counts(lo.alphas) or 'not stored'}"
             )
             add(f"  fits base: {lo.base_family} ({lo.base_confidence})")
             add("  targets: " + ", ".join(f"{clean(k, 40)} {v}" for k, v in lo.targets.items()))
@@ -404,7 +409,7 @@ def _explain_metadata(md: ModelMetadata, add: Any) -> None:
             if value:
                 add(f"  {label}: {clean(value)}")
         for d, info in list(t.dataset_dirs.items())[:20]:
-            add(f"  dataset dir {clean(d, 120)}: {info}")
+            add(f"  dataset dir {clean(d, 120)}: " + clean(", ".join(f"{k} {v}" for k, v in info.items()), 300))
         if t.top_tags:
             tags = ", ".join(f"{clean(k, 60)} ({n})" for k, n in t.top_tags[:20])
             add(f"  top tags of {t.tag_count}: {tags}")

@@ -75,7 +75,8 @@ def test_bank_lifecycle_and_scan(tmp_path: Path, folder: Path) -> None:
     report = tmp_path / "report.jsonl"
     code, out = _run("scan", str(folder), "-o", str(report), "--workers", "1", db=db)
     assert code == 0, out
-    records = {Path(r["path"]).name: r for r in map(json.loads, report.read_text().splitlines())}
+    records = {Path(r["path"]).name: r for r in map(json.loads, report.read_text().splitlines())
+               if r["schema"] == "assay.file/1"}
     assert set(records) == {"known.png", "known-copy.jpg", "unrelated.png", "notes.txt", "broken.jpg"}
     assert {(m["content_id"], m["signal_type"]) for m in records["known.png"]["matches"]} == {
         (pdq, "pdq"), ("case-1", "md5")
@@ -91,7 +92,7 @@ def test_bank_lifecycle_and_scan(tmp_path: Path, folder: Path) -> None:
     lines = [json.loads(x) for x in out.splitlines()]
     assert code == 3
     assert lines[-1]["schema"] == "assay.scan-summary/1" and lines[-1]["matched_files"] == 2
-    assert len(lines) == 6
+    assert len(lines) == 7 and lines[0]["schema"] == "assay.scan-header/1"
 
     code, out = _run("match", "--pdq", pdq, "--json", db=db)
     assert [m["content_id"] for m in json.loads(out)["matches"]] == [pdq]

@@ -39,14 +39,14 @@ def test_flagged_model_found_after_conversion_and_fine_tune(tmp_path: Path) -> N
     code, out = _invoke("--db", db, "bank", "add-model", "models", str(flagged), "--id", "bad-ckpt",
                         "--role", "flagged for testing", "--json")
     assert code == 0, out
-    assert json.loads(out)["added_signals"] == 7  # sha256, autov1/2/3, blake3, crc32, md5
+    assert json.loads(out)["added_signals"] == 8  # sha256, autov1/2/3, blake3, crc32, md5, sha1
 
     # the identical file matches by hash; an fp16 fine-tuned copy only by weights
     code, out = _invoke("--db", db, "model", str(flagged), "--json")
     assert code == 0, out
     rec = json.loads(out)
     assert {m["signal_type"] for m in rec["matches"]} == {"sha256", "autov1", "autov2", "autov3", "blake3",
-                                                         "crc32", "md5"}
+                                                         "crc32", "md5", "sha1"}
     copy = _write(tmp_path / "copy.safetensors", ev.to_fp16(ev.fine_tune(base, 0.01, 5)))
     code, out = _invoke("--db", db, "model", str(copy), "--json")
     assert code == 0, out
@@ -62,7 +62,8 @@ def test_flagged_model_found_after_conversion_and_fine_tune(tmp_path: Path) -> N
     report = tmp_path / "r.jsonl"
     code, out = _invoke("--db", db, "scan", str(tmp_path / "scan"), "-o", str(report), "--workers", "1")
     assert code == 0, out
-    recs = {Path(r["path"]).name: r for r in map(json.loads, report.read_text().splitlines())}
+    recs = {Path(r["path"]).name: r for r in map(json.loads, report.read_text().splitlines())
+            if r["schema"] == "assay.file/1"}
     assert [d["entry"] for d in recs["copy.safetensors"]["model"]["lineage"]["derived"]] == ["models/bad-ckpt"]
     lin = recs["unrelated.safetensors"]["model"]["lineage"]
     assert not lin["same"] and not lin["derived"] and not lin["merges"] and not lin["loras"]

@@ -98,7 +98,7 @@ def test_scan_json_with_output_writes_the_file_and_prints_the_summary(tmp_path: 
     report = tmp_path / "x.jsonl"
     res = _invoke("scan", str(case), "--json", "-o", str(report), "--workers", "1")
     assert res.exit_code == 0, res.output
-    recs = [json.loads(x) for x in report.read_text().splitlines()]
+    recs = [json.loads(x) for x in report.read_text().splitlines()[1:-1]]  # between header and summary
     assert sorted(Path(r["path"]).name for r in recs) == ["a.png", "notes.txt"]
     assert all(r["schema"] == "assay.file/1" for r in recs)
     (summary,) = [json.loads(x) for x in res.stdout.splitlines()]
@@ -109,7 +109,8 @@ def test_scan_json_with_output_writes_the_file_and_prints_the_summary(tmp_path: 
     # without -o, --json streams every record and then the summary
     res = _invoke("scan", str(case), "--json", "--workers", "1")
     lines = [json.loads(x) for x in res.stdout.splitlines()]
-    assert [x["schema"] for x in lines] == ["assay.file/1", "assay.file/1", "assay.scan-summary/1"]
+    assert [x["schema"] for x in lines] == [
+        "assay.scan-header/1", "assay.file/1", "assay.file/1", "assay.scan-summary/1"]
 
 
 def test_scan_summary_counts_add_up_and_read_well(tmp_path: Path, case: Path) -> None:
@@ -118,7 +119,7 @@ def test_scan_summary_counts_add_up_and_read_well(tmp_path: Path, case: Path) ->
     # wide enough that no row wraps (the report path is long under pytest)
     res = _invoke("scan", str(case), "-o", str(tmp_path / "r.jsonl"), "--workers", "1", env={"COLUMNS": "300"})
     text = res.stdout
-    recs = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
+    recs = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()[1:-1]]  # the file records
     with_errors = sum(1 for r in recs if r.get("errors"))
     unreadable = sum(1 for r in recs if r["kind"] == "error")
     assert f"{len(recs)} files: " in text

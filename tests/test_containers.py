@@ -428,7 +428,8 @@ def test_members_match_banks_and_read_well(tmp_path: Path, images: dict[str, byt
     out = res.stdout
     assert "│ archives      │ 3 files in 1 archive" in out
     assert f"match: {case}/case.zip!/dir/a.jpg" in out
-    recs = {r["path"]: r for r in map(json.loads, (tmp_path / "r.jsonl").read_text().splitlines())}
+    recs = {r["path"]: r for r in map(json.loads, (tmp_path / "r.jsonl").read_text().splitlines())
+            if r["schema"] == "assay.file/1"}
     assert recs[f"{case}/case.zip!/dir/a.jpg"]["matches"][0]["bank"] == "known"
     assert recs[f"{case}/case.zip!/dir/a.jpg"]["member_of"] == f"{case}/case.zip"
     assert len(recs) == 5
@@ -445,7 +446,8 @@ def test_two_workers_give_the_same_records_as_one(tmp_path: Path, images: dict[s
     two, _ = _scan([case], workers=2)
 
     def norm(recs: list[FileRecord]) -> list[dict]:
-        return sorted((r.to_json_dict() for r in recs), key=lambda d: d["path"])
+        # the first scan's reads may move the access times the second one records
+        return sorted(({**r.to_json_dict(), "times": None} for r in recs), key=lambda d: d["path"])
 
     assert norm(one) == norm(two) and len(one) == 7
     assert list(private_tmp.iterdir()) == []  # member copies and spools removed

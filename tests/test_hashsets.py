@@ -163,7 +163,7 @@ def test_nsrl_hits_are_known_good_and_not_findings(tmp_path: Path, case: Path) -
     assert summary["matched_files"] == 0 and summary["known_good_files"] == len(DATA)
     kg = recs["f1.bin"]["known_good"]
     assert recs["f1.bin"]["matches"] == [] and {m["bank"] for m in kg} == {"nsrl"}
-    assert {m["signal_type"] for m in kg} == {"md5", "sha256"} and all(m["strength"] == "exact" for m in kg)
+    assert {m["signal_type"] for m in kg} == {"md5", "sha1", "sha256"} and all(m["strength"] == "exact" for m in kg)
     assert "known_good" not in recs["flagged.bin"]
 
     # a flagged bank still makes findings beside it

@@ -141,7 +141,7 @@ def test_without_data_offset_autov3_is_undefined(tmp_path: Path) -> None:
 def test_signals_are_valid_for_their_registered_types(tmp_path: Path) -> None:
     p = _write(tmp_path / "s.bin", H.AUTOV1_OFFSET + H.AUTOV1_LENGTH)
     sigs = hash_signals(compute_hashes(p, 10))
-    assert {s.type for s in sigs} == {"autov1", "autov2", "autov3", "blake3", "crc32", "sha256", "md5"}
+    assert {s.type for s in sigs} == {"autov1", "autov2", "autov3", "blake3", "crc32", "sha256", "md5", "sha1"}
     for s in sigs:
         assert signals.get(s.type).normalize(s.value) == s.value
 

@@ -168,7 +168,7 @@ def test_missing_input_is_an_error_record_and_exit_1_when_nothing_was_scanned(tm
     missing = tmp_path / "nosuchdir"
     code, out, errtext = _scan(str(missing), "--json")
     assert code == 1
-    recs = [json.loads(line) for line in out.splitlines()]
+    recs = [json.loads(line) for line in out.splitlines()][1:]  # after the scan header
     assert recs[0]["path"] == str(missing) and recs[0]["kind"] == "error"
     assert recs[0]["errors"][0]["message"] == "cannot access: No such file or directory"
     assert recs[-1]["unreadable_inputs"] == [str(missing)]
@@ -177,7 +177,7 @@ def test_missing_input_is_an_error_record_and_exit_1_when_nothing_was_scanned(tm
     (tmp_path / "ok.txt").write_text("ok")
     code, out, _ = _scan(str(missing), str(tmp_path / "ok.txt"), "--json")
     assert code == 0  # something was scanned; the missing input is an error record
-    assert [json.loads(line).get("kind") for line in out.splitlines()][:2] == ["error", "other"]
+    assert [json.loads(line).get("kind") for line in out.splitlines()][1:3] == ["error", "other"]
 
 
 def test_links_are_reported_not_followed_unless_asked(tmp_path: Path) -> None:

@@ -96,11 +96,12 @@ def scan(
                 on_total=lambda n: progress.update(task, total=n),
                 on_record=lambda rec: progress.advance(task),
                 case_links=case_links,
+                on_header=writer.write,
             )
-            if json_out and target == "-":
-                if summary.case_links is not None and summary.case_links.relevant:
-                    writer.write(summary.case_links.to_json_dict())
-                writer.write(summary.to_json_dict())
+            # the report ends with the summary (end time included), in a file as on stdout
+            if summary.case_links is not None and summary.case_links.relevant:
+                writer.write(summary.case_links.to_json_dict())
+            writer.write(summary.to_json_dict())
     if json_out and target != "-":
         if summary.case_links is not None and summary.case_links.relevant:
             _emit_json(summary.case_links.to_json_dict())
@@ -160,7 +161,9 @@ def _print_summary(summary: Any, target: str, bank_sizes: dict[str, int]) -> Non
         t.add_row("errors", plural(summary.with_errors, "file") + f" ({', '.join(how)}); see the report")
     else:
         t.add_row("errors", "none")
-    t.add_row("report", target)
+    t.add_row("report", target if target == "-" else f"{target} (SHA-256 in {target}.sha256)")
+    if summary.scan_id:
+        t.add_row("scan id", summary.scan_id)
     out.print(t)
     for p in summary.matched_paths[:20]:
         out.print(f"  match: {_esc(p)}")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..config import Limits
-from ..report.schema import ErrorInfo, FileRecord
+from ..report.schema import ErrorInfo, FileRecord, FileTimes
 from .members import ArchiveError, Member, safe_suffix, unsafe_name
 from .sevenzip import sevenzip_members
 from .tars import STREAM_ERRORS, tar_members
@@ -152,6 +152,8 @@ def _one(m: Member, archive: str, analyze: AnalyzeFile, budget: _Budget, tmp: Pa
             yield _error(display, archive, *problem, size=m.size)
             return
         rec = _relabel(analyze(local), local, display, archive)
+        # the temporary copy's times say nothing about the member: use the archive's
+        rec.times = FileTimes(source="archive", mtime=m.mtime) if m.mtime else None
         if unsafe:
             rec.errors.append(ErrorInfo(stage="archive", code="unsafe-name", message=unsafe))
         if rec.kind == "archive":

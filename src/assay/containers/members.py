@@ -36,6 +36,7 @@ class Member:
     local_path: Path | None = None
     overflowed: bool = False  # the reader stopped writing local_path at its limit
     independent: bool = False  # a corrupt member leaves the others readable (zip), unlike a stream
+    mtime: str | None = None  # the modification time stored in the archive (ISO 8601)
 
 
 _DRIVE = re.compile(r"^[A-Za-z]:")

@@ -13,6 +13,7 @@ import lzma
 import tarfile
 import zlib
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -63,6 +64,10 @@ def _is_tar_inside(raw: BinaryIO, fmt: str) -> bool:
 
 def _member(tf: tarfile.TarFile, ti: tarfile.TarInfo) -> Member:
     m = Member(name=ti.name, size=ti.size)
+    try:  # tar stores seconds since the epoch: UTC
+        m.mtime = datetime.fromtimestamp(ti.mtime, UTC).isoformat()
+    except (OverflowError, OSError, ValueError, TypeError):
+        pass
     if ti.isdir():
         m.kind = "dir"
     elif ti.issym() or ti.islnk():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import stat
 import zipfile
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 from .members import ArchiveError, Member
@@ -35,6 +36,10 @@ def zip_members(path: Path, max_members: int) -> Iterator[Member]:
 
 def _member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Member:
     m = Member(name=info.filename, size=info.file_size, compressed_size=info.compress_size, independent=True)
+    try:  # DOS time: the archiving machine's local time, no zone stored
+        m.mtime = datetime(*info.date_time).isoformat()
+    except ValueError:
+        pass
     mode = info.external_attr >> 16
     if info.is_dir():
         m.kind = "dir"

@@ -83,10 +83,11 @@ def compute_hashes(
             raise InputError(p, f"data offset {data_offset} lies outside the file ({size} bytes)")
         sha = hashlib.sha256()
         md5 = hashlib.md5()
+        sha1 = hashlib.sha1(usedforsecurity=False)
         b3 = blake3.blake3()
         crc = _Crc32()
         data_sha = hashlib.sha256() if data_offset is not None else None
-        sinks = [_Sink(md5), _Sink(sha), _Sink(b3), _Sink(crc)]
+        sinks = [_Sink(md5), _Sink(sha1), _Sink(sha), _Sink(b3), _Sink(crc)]
         if data_sha is not None:
             sinks.insert(2, _Sink(data_sha, data_offset or 0))
         autov1 = bytearray()
@@ -117,6 +118,7 @@ def compute_hashes(
         crc32=crc_bytes.hex(),
         crc32_civitai=crc_bytes[::-1].hex(),
         md5=md5.hexdigest(),
+        sha1=sha1.hexdigest(),
     )
 
 
@@ -240,6 +242,8 @@ def hash_signals(hashes: ModelHashes) -> list[SignalValue]:
         SignalValue(type="crc32", value=hashes.crc32),
         SignalValue(type="md5", value=hashes.md5),
     ]
+    if hashes.sha1:
+        out.append(SignalValue(type="sha1", value=hashes.sha1))
     return out
 
 

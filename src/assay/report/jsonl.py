@@ -3,6 +3,7 @@ file under the final name and an existing file is never overwritten by accident.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -19,9 +20,12 @@ def dumps(obj: Any) -> str:
 class ReportWriter:
     """Writes to ``path`` via ``path.partial`` and renames on close; ``-`` is stdout."""
 
-    def __init__(self, path: str | Path, *, overwrite: bool = False, stdout: IO[str] | None = None) -> None:
+    def __init__(self, path: str | Path, *, overwrite: bool = False, stdout: IO[str] | None = None,
+                 sidecar: bool = True) -> None:
         self.target = str(path)
         self._stdout = stdout
+        # ``REPORT.sha256`` in sha256sum's format, written once the report is closed
+        self.sidecar: Path | None = None
         self._fh: IO[str]
         if self.target == "-":
             import sys
@@ -35,6 +39,13 @@ class ReportWriter:
                 f"{p}: report file already exists; not overwriting it",
                 hint="choose another --output or pass --overwrite",
             )
+        if sidecar:
+            self.sidecar = p.with_name(p.name + ".sha256")
+            if self.sidecar.exists() and not overwrite:
+                raise AssayError(
+                    f"{self.sidecar}: checksum file already exists; not overwriting it",
+                    hint="choose another --output or pass --overwrite",
+                )
         if not p.parent.is_dir():
             raise AssayError(f"{p}: folder {p.parent} does not exist")
         self._tmp = p.with_name(p.name + ".partial")
@@ -53,6 +64,8 @@ class ReportWriter:
         self._fh.close()
         if success:
             os.replace(self._tmp, self.target)
+            if self.sidecar is not None:
+                write_sidecar(Path(self.target), self.sidecar)
 
     def __enter__(self) -> ReportWriter:
         return self
@@ -62,3 +75,18 @@ class ReportWriter:
     ) -> None:
         # An interrupted scan keeps what it wrote in the .partial file: nothing is lost.
         self.close(success=et is None)
+
+
+def write_sidecar(report: Path, sidecar: Path) -> None:
+    """``sha256sum`` format (hash, two spaces, the report's file name), so that
+    ``sha256sum -c`` run in the report's folder verifies the report."""
+    h = hashlib.sha256()
+    with open(report, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    tmp = sidecar.with_name(sidecar.name + ".partial")
+    name, mark = report.name, ""
+    if "\\" in name or "\n" in name or "\r" in name:  # sha256sum's escaped form
+        name, mark = name.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r"), "\\"
+    tmp.write_text(f"{mark}{h.hexdigest()}  {name}\n", encoding="utf-8")
+    os.replace(tmp, sidecar)

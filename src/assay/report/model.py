@@ -89,6 +89,7 @@ class ModelHashes(_Part):
     crc32: str  # zlib.crc32 as big-endian hex (how zlib and most tools print it)
     crc32_civitai: str  # the same 4 bytes reversed (little-endian), as Civitai shows it
     md5: str
+    sha1: str | None = None  # for chain of custody and hash sets (NSRL, Project VIC)
 
 
 class HashCheck(_Part):

@@ -93,6 +93,19 @@ class CaseLink(Record):
     candidates: int | None = None
 
 
+class FileTimes(Record):
+    """When the file was last modified, changed and read, as recorded before assay read
+    it. ``source`` "filesystem": from stat(), UTC ISO 8601 (``ctime`` is the POSIX inode
+    change time, not a creation time). "archive": the member's time stored in its
+    archive (tar: UTC; zip: the archiving machine's local time, zone not stored, so
+    the value has no offset)."""
+
+    source: Literal["filesystem", "archive"]
+    mtime: str | None = None
+    ctime: str | None = None
+    atime: str | None = None
+
+
 class FileRecord(Record):
     schema_: str = Field(default=SCHEMA_VERSION, alias="schema")
     path: str
@@ -115,6 +128,10 @@ class FileRecord(Record):
     member_of: str | None = None
     # Images and model files of the same scan tied by a hash the image's metadata names.
     case_links: list[CaseLink] | None = None
+
+
+    # Chain of custody: the file's times (its hashes are md5/sha1/sha256 in ``signals``).
+    times: FileTimes | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

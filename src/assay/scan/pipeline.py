@@ -7,6 +7,7 @@ the order they finish. One bad file becomes an error record; the scan goes on.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import multiprocessing as mp
 import os
@@ -18,9 +19,10 @@ from pathlib import Path
 
 from ..config import ScanSettings
 from ..errors import AssayError
-from ..report.schema import ErrorInfo, FileRecord
+from ..report.schema import ErrorInfo, FileRecord, SignalValue
 from ..sniff import sniff_path
 from .analyzer import Analyzer, Subject
+from .filehash import CUSTODY_HASHES, complete_custody, fs_times
 from .walk import WalkItem, walk
 
 AnalyzerFactory = Callable[[ScanSettings], Sequence[Analyzer]]
@@ -60,11 +62,14 @@ def analyze_item(item: WalkItem, settings: ScanSettings, analyzers: Sequence[Ana
         record.errors.append(ErrorInfo(stage="read", code="bad-input", message=item.problem))
         return record
     try:
-        size = item.path.stat().st_size if item.path.is_file() else _folder_size(item.path)
+        st = item.path.stat()  # before any read: reading may move the access time
+        record.times = fs_times(st)
+        size = st.st_size if item.path.is_file() else _folder_size(item.path)
         record.size = size
         if item.path.is_file() and size == 0:
             record.kind = "error"
             record.errors.append(ErrorInfo(stage="read", code="empty", message="empty file (0 bytes)"))
+            record.signals = [SignalValue(type=n, value=hashlib.new(n, b"").hexdigest()) for n in CUSTODY_HASHES]
             return record
         if size > settings.limits.max_file_bytes:
             record.kind = "error"
@@ -105,6 +110,10 @@ def analyze_item(item: WalkItem, settings: ScanSettings, analyzers: Sequence[Ana
                     message=f"{type(exc).__name__}: {exc} (please report this as a bug)",
                 )
             )
+    try:
+        complete_custody(subject, record)
+    except AssayError as exc:
+        record.errors.append(ErrorInfo(stage="custody", code=exc.code, message=str(exc)))
     return record
 
 

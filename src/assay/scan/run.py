@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import ScanSettings
 from ..report.schema import FileRecord
+from .custody import now_utc, scan_header
 from .pipeline import AnalyzerFactory, analyze_all, default_analyzers
 from .walk import WalkItem, walk
 
@@ -41,6 +43,10 @@ class ScanSummary:
     unreadable_inputs: list[str] = field(default_factory=list)
     # Images and model files of this scan tied by hashes (None: linking was off).
     case_links: CaseLinks | None = None
+    # Chain of custody: the scan's id (also in the report's header line) and its times (UTC).
+    scan_id: str = ""
+    started_at: str = ""
+    ended_at: str = ""
 
     @property
     def nothing_scanned(self) -> bool:
@@ -91,6 +97,9 @@ class ScanSummary:
             "unreadable_inputs": self.unreadable_inputs[:1000],
             **({"case_links": self.case_links.links,
                 "models_not_present": len(self.case_links.not_present)} if self.case_links else {}),
+            "scan_id": self.scan_id,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
             "seconds": round(self.seconds, 3),
         }
 
@@ -114,12 +123,20 @@ def run_scan(
     on_record: Callable[[FileRecord], None] | None = None,
     factory: AnalyzerFactory = default_analyzers,
     case_links: bool = True,
+    on_header: Callable[[dict[str, Any]], None] | None = None,
+    argv: Sequence[str] | None = None,
 ) -> ScanSummary:
     """Scan ``inputs``; every record goes to ``sink`` after matching. With ``case_links``
     the records that can link (model files, images naming model hashes) go to ``sink``
-    at the end, with their links (see assay.scan.links); every other record as it finishes."""
+    at the end, with their links (see assay.scan.links); every other record as it finishes. ``on_header``
+    gets the chain-of-custody header (the report's first line) before any record;
+    ``argv`` is the command line it records (default sys.argv; passwords redacted)."""
     started = time.perf_counter()
-    summary = ScanSummary()
+    summary = ScanSummary(scan_id=str(uuid.uuid4()), started_at=now_utc())
+    inputs = list(inputs)
+    if on_header is not None:
+        on_header(scan_header(summary.scan_id, summary.started_at, inputs, settings,
+                              matcher.store if matcher is not None else None, argv))
     # walked: counted by the thread that feeds the workers; members: by this one
     counts = {"walked": 0, "members": 0}
 
@@ -168,4 +185,5 @@ def run_scan(
             if on_record:
                 on_record(rec)
     summary.seconds = time.perf_counter() - started
+    summary.ended_at = now_utc()
     return summary

@@ -287,7 +287,8 @@ def test_cli_readable_and_json_line(case: tuple[Path, dict[str, Any]], tmp_path:
     assert "model not present: checkpoint 'missing-ckpt-0'" in text
     assert "... and" in text  # 16 images made with the base checkpoint: bounded lists
     report = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
-    assert sum(len(r.get("case_links", [])) for r in report if r["kind"] == "image") == sum(
+    assert [r["schema"] for r in report[-2:]] == ["assay.case-links/1", "assay.scan-summary/1"]  # in the file too
+    assert sum(len(r.get("case_links", [])) for r in report if r.get("kind") == "image") == sum(
         len(v) for v in c["expected"].values())
     res = runner.invoke(app, ["scan", str(root), "--no-banks", "--workers", "1", "--json"])
     assert res.exit_code == 0, res.output

@@ -304,3 +304,30 @@ def test_cli_readable_and_json_line(case: tuple[Path, dict[str, Any]], tmp_path:
     # without linking, no such line
     res = runner.invoke(app, ["scan", str(root), "--no-banks", "--workers", "1", "--json", "--no-case-links"])
     assert "assay.case-links/1" not in res.output
+
+
+def test_absent_model_held_by_a_bank_keeps_its_match(tmp_path: Path) -> None:
+    folder = tmp_path / "case"
+    folder.mkdir()
+    banked, other = "0123456789", "fedcba9876"
+    (folder / "banked.png").write_bytes(_png({"parameters": _infotext("flaggedModel", banked)}, 1))
+    (folder / "other.png").write_bytes(_png({"parameters": _infotext("unknownModel", other)}, 2))
+    db = str(tmp_path / "store.sqlite3")
+    assert runner.invoke(app, ["--db", db, "bank", "create", "models", "--create"]).exit_code == 0
+    res = runner.invoke(app, ["--db", db, "bank", "add", "models", "--content-id", "bad", "--signal", f"autov2:{banked}"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["--db", db, "scan", str(folder), "--json", "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(x) for x in res.stdout.splitlines()]
+    recs = {Path(x["path"]).name: x for x in lines if x.get("schema") == "assay.file/1"}
+    # the bank match is as without linking; there is no file to link to
+    assert [(m["bank"], m["value"]) for m in recs["banked.png"]["matches"]] == [("models", banked)]
+    assert "case_links" not in recs["banked.png"] and not recs["other.png"].get("matches")
+    (cl,) = [x for x in lines if x.get("schema") == "assay.case-links/1"]
+    absent = {n["value"]: n for n in cl["not_present"]}
+    assert absent[banked]["bank_matches"] == ["models"] and absent[banked]["named_as"] == ["flaggedModel"]
+    assert "bank_matches" not in absent[other] and cl["links"] == 0
+    res = runner.invoke(app, ["--db", db, "scan", str(folder), "--workers", "1", "-o", str(tmp_path / "r.jsonl")])
+    assert "case links: none (2 images name model hashes" in res.stdout
+    assert f"model not present: checkpoint 'flaggedModel', AutoV2 {banked} (short hash): named by 1 image" in res.stdout
+    assert "matched in bank models" in res.stdout

@@ -15,6 +15,7 @@ import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+import jsonschema
 import pytest
 from typer.testing import CliRunner
 
@@ -74,6 +75,10 @@ def test_header_names_the_scan_the_banks_and_the_inputs(tmp_path: Path, case: Pa
     expected = hashlib.sha256("".join(f"{t}\t{v}\n" for t, v in sorted([("md5", md5), ("sha1", "a" * 40)]))
                               .encode()).hexdigest()
     assert bank["snapshot"] == expected and head["bank_snapshot_method"] == SNAPSHOT_METHOD
+    schemas = Path(__file__).resolve().parents[1] / "docs" / "schemas"
+    for line in (head, summary):
+        name = line["schema"].replace("/", "-") + ".schema.json"
+        jsonschema.Draft202012Validator(json.loads((schemas / name).read_text())).validate(line)
     # the summary closes the same scan
     assert summary["schema"] == "assay.scan-summary/1" and summary["scan_id"] == head["scan_id"]
     assert summary["started_at"] == head["started_at"]

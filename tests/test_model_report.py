@@ -103,7 +103,7 @@ def test_analyzer_fills_record_and_signals(lora_file: Path) -> None:
     ModelAnalyzer().analyze(subject, record)
     assert record.model is not None and record.model.arch is not None
     types = {s.type: s.value for s in record.signals}
-    assert set(types) == {"sha256", "autov1", "autov2", "autov3", "blake3", "crc32", "md5"}
+    assert set(types) == {"sha256", "autov1", "autov2", "autov3", "blake3", "crc32", "md5", "sha1"}
     assert types["autov2"] == record.model.hashes.autov2  # type: ignore[union-attr]
     json.dumps(record.to_json_dict())
     assert ModelAnalyzer.name == "model" and ModelAnalyzer.kinds == frozenset({"model"})

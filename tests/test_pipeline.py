@@ -134,3 +134,18 @@ def test_scan_starts_before_the_walk_ends(tmp_path: Path) -> None:
                        on_record=on_record, factory=_tagger_factory)
     assert summary.files == 50 and totals[-1] == 50
     assert first_record_total == [1]  # the first file was analysed when one file had been walked
+
+
+def test_a_parent_with_the_c2pa_sdk_loaded_does_not_fork_its_workers(tmp_path: Path) -> None:
+    """The SDK runs native threads; a forked worker could inherit one of their locks held
+    and hang. Such a parent starts workers from a clean fork server, and they still work."""
+    import c2pa  # noqa: F401  (loaded, as in the service or a test session)
+
+    from assay.scan.pipeline import _worker_context
+
+    assert _worker_context().get_start_method() == "forkserver"
+    for i in range(6):
+        (tmp_path / f"f{i}.txt").write_text("x")
+    settings = ScanSettings(workers=2, provenance=False, models=False)
+    summary = run_scan([tmp_path], settings, None, lambda r: None, factory=_tagger_factory)
+    assert summary.files == 6

@@ -11,11 +11,13 @@ import hashlib
 import itertools
 import multiprocessing as mp
 import os
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..config import ScanSettings
 from ..errors import AssayError
@@ -196,6 +198,22 @@ def _unspool(result: FileRecord | _Spool) -> Iterator[FileRecord]:
         os.unlink(result.path)
 
 
+def _worker_context() -> Any:
+    """fork shares the parent's imports, so workers start at once (the index stays in
+    the parent only). A parent that has loaded the C2PA SDK runs native threads whose
+    locks a forked child can inherit held, and a worker would hang on its first
+    credential: such a parent (a long-lived service, a test session) starts its workers
+    from a clean fork server instead, with the pipeline preloaded there."""
+    methods = mp.get_all_start_methods()
+    if "fork" in methods and "c2pa" not in sys.modules:
+        return mp.get_context("fork")
+    if "forkserver" in methods:
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["assay.scan.pipeline"])
+        return ctx
+    return mp.get_context()
+
+
 IN_FLIGHT_PER_WORKER = 32
 IN_FLIGHT_MIN = 64
 
@@ -211,8 +229,7 @@ def analyze_all(
         for item in items:
             yield from analyze_entry(item, settings, analyzers)
         return
-    # fork shares the parent's imports; the index stays in the parent only.
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+    ctx = _worker_context()
     # Pool.imap reads its input as fast as it can: a walk of millions of files would
     # sit in the pool's queue. A window of items in flight keeps the parent's memory
     # bounded whatever the walk finds; every item gives exactly one result.

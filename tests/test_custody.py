@@ -89,6 +89,13 @@ def test_header_names_the_scan_the_banks_and_the_inputs(tmp_path: Path, case: Pa
     assert rows["matched files"] == "1 (known: 1)"
     assert rows["report"] == f"{report} (SHA-256 in {report}.sha256)"
     assert rows["scan id"] == head["scan_id"]
+    # a bank too big to hash at every scan is named by its counts, and says why
+    res = _invoke("--db", str(db), "scan", str(case), "-o", str(tmp_path / "r2.jsonl"), "--workers", "1",
+                  env={"ASSAY_SNAPSHOT_MAX_SIGNALS": "1"})
+    assert res.exit_code == 0, res.output
+    (big,) = _lines(tmp_path / "r2.jsonl")[0]["banks"]
+    assert big["snapshot"] is None and "2 signals, more than the 1" in big["snapshot_skipped"]
+    assert big["signals"] == {"md5": 1, "sha1": 1}
 
 
 def test_a_password_on_the_command_line_never_reaches_the_report(tmp_path: Path, case: Path) -> None:

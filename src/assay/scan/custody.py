@@ -76,6 +76,9 @@ def bank_snapshot(store: Store, bank_id: int) -> str:
     return h.hexdigest()
 
 
+SNAPSHOT_MAX_SIGNALS = 1_000_000  # above this a bank's snapshot is not computed at each scan
+
+
 def banks_used(store: Store | None) -> list[dict[str, Any]]:
     """The enabled banks a scan matches against: name, kind, entries, snapshot."""
     if store is None:
@@ -85,9 +88,27 @@ def banks_used(store: Store | None) -> list[dict[str, Any]]:
         if not b.enabled:
             continue
         st = store.stats(b.name)
-        out.append({"name": b.name, "kind": b.kind, "entries": st.enabled_entries,
-                    "signals": st.signals, "snapshot": bank_snapshot(store, b.id)})
+        row: dict[str, Any] = {"name": b.name, "kind": b.kind, "entries": st.enabled_entries,
+                               "signals": st.signals}
+        total = sum(st.signals.values())
+        limit = snapshot_limit()
+        if total <= limit:
+            row["snapshot"] = bank_snapshot(store, b.id)
+        else:
+            # Hashing every signal at every scan would cost the main job ~1 s per 200,000:
+            # a big bank is identified by its counts; `bank export` plus sha256sum pins it.
+            row["snapshot"] = None
+            row["snapshot_skipped"] = (f"{total} signals, more than the {limit} hashed at every "
+                                       f"scan (ASSAY_SNAPSHOT_MAX_SIGNALS)")
+        out.append(row)
     return out
+
+
+def snapshot_limit() -> int:
+    try:
+        return int(os.environ.get("ASSAY_SNAPSHOT_MAX_SIGNALS", "") or SNAPSHOT_MAX_SIGNALS)
+    except ValueError:
+        return SNAPSHOT_MAX_SIGNALS
 
 
 def scan_header(

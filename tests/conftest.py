@@ -3,6 +3,7 @@ bank store on each database."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -35,9 +36,10 @@ def testdata() -> Path:
     return SHARED
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A URL to a fresh schema on the real PostgreSQL server; dropped afterwards."""
+@contextlib.contextmanager
+def pg_schema() -> Iterator[str]:
+    """A URL to a fresh schema on the real PostgreSQL server, dropped afterwards (for
+    fixtures of any scope); skipped where the server is absent, a failure under CI."""
     sqlalchemy = pytest.importorskip("sqlalchemy")
     schema = f"t_{uuid.uuid4().hex[:12]}"
     engine = sqlalchemy.create_engine(PG_URL)
@@ -55,6 +57,13 @@ def pg_url() -> Iterator[str]:
         with engine.begin() as conn:
             conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
         engine.dispose()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A URL to a fresh schema on the real PostgreSQL server; dropped afterwards."""
+    with pg_schema() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

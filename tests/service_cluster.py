@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ import pytest
 from assay.service.app import open_store
 from assay.service.auth import create_key
 from assay.service.settings import Settings
-from conftest import IN_CI, PG_URL
+from conftest import pg_schema
 from service_helpers import Server, running
 
 ROLES = ("match", "curate", "admin")
@@ -60,30 +59,6 @@ class Cluster:
                 else:
                     seen.clear()
                     time.sleep(0.05)
-
-
-@contextlib.contextmanager
-def pg_schema() -> Iterator[str]:
-    """A fresh schema on the test PostgreSQL server (dropped afterwards), for fixtures
-    wider than one test."""
-    import sqlalchemy
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    engine = sqlalchemy.create_engine(PG_URL)
-    try:
-        with engine.begin() as conn:
-            conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:
-        engine.dispose()
-        if IN_CI:
-            pytest.fail(f"PostgreSQL at {PG_URL} unreachable under CI: {exc}")
-        pytest.skip(f"PostgreSQL at {PG_URL} unreachable: {exc}")
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with engine.begin() as conn:
-            conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
 
 
 def make_keys(db: str) -> dict[str, str]:

@@ -55,26 +55,10 @@ def db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory)
     if request.param == "sqlite":
         yield str(tmp_path_factory.mktemp("db") / "store.sqlite3")
         return
-    import sqlalchemy as sa
+    from conftest import pg_schema
 
-    from conftest import PG_URL
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    engine = sa.create_engine(PG_URL)
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:  # server not there
-        engine.dispose()
-        if IN_CI:
-            pytest.fail(f"PostgreSQL at {PG_URL} unreachable under CI: {exc}")
-        pytest.skip(f"PostgreSQL at {PG_URL} unreachable: {exc}")
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
+    with pg_schema() as url:
+        yield url
 
 
 def _key(db: str, role: str, rate_limit: float | None = None) -> str:

@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 from .. import __version__
 from ..config import ENV_DB, default_db_url, normalize_db_url
 from ..errors import AssayError
+from ..report.text import plural as plural  # re-exported for the command modules
 
 
 class _AssayGroup(TyperGroup):
@@ -96,11 +97,6 @@ def _main(
     _state["db"] = normalize_db_url(db) if db else None
     _state["create"] = create
 
-
-
-def plural(n: int, one: str, many: str | None = None) -> str:
-    """``1 file``, ``2 files``, ``1 entry``, ``3 entries`` (give ``many`` when not +s)."""
-    return f"{n:,} {one if n == 1 else (many or one + 's')}"
 
 
 def _esc(s: str) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..errors import InvalidSignal, UnknownSignalType
 from ..report.schema import CaseLink, FileRecord
+from ..report.text import plural
 from ..signals import get as signal_type
 from ..signals import normalize
 
@@ -267,8 +268,9 @@ def readable_lines(cl: CaseLinks, limit: int = 20) -> list[str]:
     """The case links as plain lines for the scan summary (at most ``limit`` per list)."""
     out: list[str] = []
     if cl.links:
-        head = (f"case links: {cl.links:,} between {len(cl.by_image):,} of {cl.images_naming:,} images "
-                f"naming model hashes and {len(cl.by_model):,} of {cl.model_files:,} model files")
+        head = (f"case links: {cl.links:,} between {len(cl.by_image):,} of "
+                f"{plural(cl.images_naming, 'image')} naming model hashes and {len(cl.by_model):,} of "
+                f"{plural(cl.model_files, 'model file')}")
         if cl.short_links:
             head += (f"; {cl.short_links:,} by a short hash (a 32-48 bit prefix or checksum: it can "
                      f"collide by chance)")
@@ -276,7 +278,8 @@ def readable_lines(cl: CaseLinks, limit: int = 20) -> list[str]:
             head += f", {cl.ambiguous_links:,} of them shared by several model files here"
         out.append(head)
     elif cl.images_naming:
-        out.append(f"case links: none ({cl.images_naming:,} images name model hashes; "
+        out.append(f"case links: none ({plural(cl.images_naming, 'image')} "
+                   f"{'names' if cl.images_naming == 1 else 'name'} model hashes; "
                    f"no model file of this scan has any of them)")
     models = list(cl.by_model.items())
     for path, images in models[:limit]:
@@ -304,8 +307,10 @@ def readable_lines(cl: CaseLinks, limit: int = 20) -> list[str]:
     if len(images) > limit:
         out.append(f"  ... and {len(images) - limit:,} more linked images in the report")
     if cl.not_present:
-        out.append(f"models not present: {len(cl.not_present):,} hashes named by images match no "
-                   f"model file of this scan (look for these files)")
+        n_absent = len(cl.not_present)
+        out.append(f"models not present: {plural(n_absent, 'hash', 'hashes')} named by images "
+                   f"{'matches' if n_absent == 1 else 'match'} no model file of this scan "
+                   f"(look for {'this file' if n_absent == 1 else 'these files'})")
         for n in cl.not_present[:limit]:
             names = ", ".join(repr(x) for x in n.names[:5]) or "no name given"
             line = (f"  model not present: {n.role or 'model'} {names}, {_hash_text(n.hash_type, n.value)}: "

@@ -76,6 +76,13 @@ CASES: dict[str, list[tuple[list[str], dict[str, int], str | None]]] = {
                     (["keys", "create", "--role", "boss", "--name", "x"], {E: 2, F: 2}, None)],
     "keys list": [(["keys", "list"], {E: 0, F: 0}, "keys-list")],
     "keys revoke": [(["keys", "revoke", "1"], {E: 1, F: 0}, None)],
+    "report": [(["report", "{report}", "-o", "{tmp}/case.html"], {E: 0, F: 0}, "report-written"),
+               (["report", "{txt}", "-o", "{tmp}/bad.html"], {E: 1, F: 1}, "report-written")],
+    "review list": [(["review", "list", "{report}"], {E: 0, F: 0}, "review-list"),
+                    (["review", "{report}"], {E: 0, F: 0}, "review-list")],
+    "review set": [(["review", "set", "0123456789abcdef", "--decision", "confirmed"], {E: 1, F: 1}, "review"),
+                   (["review", "set", "0123456789abcdef", "--decision", "maybe"], {E: 2, F: 2}, "review")],
+    "review show": [(["review", "show", "0123456789abcdef"], {E: 1, F: 1}, "review")],
 }
 
 
@@ -118,8 +125,11 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     tuned = modelgen.write_safetensors(d / "tuned.safetensors", shape, values=ev.fine_tune(base, 0.01, 5))
     lst = d / "list.txt"
     lst.write_text(MD5 + "\n")
+    report = d / "report.jsonl"
+    res = _invoke(["scan", str(case), "--no-banks", "-o", str(report), "--workers", "1"])
+    assert res.exit_code == 0, res.output
     return {"case": case, "img": case / "a.png", "txt": case / "notes.txt", "model": model, "tuned": tuned,
-            "list": lst}
+            "list": lst, "report": report}
 
 
 @pytest.fixture(scope="module")

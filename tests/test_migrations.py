@@ -25,7 +25,7 @@ from assay.errors import StoreError
 from assay.models.fingerprint import Fingerprint, fingerprint_arrays
 
 CORE = {"meta", "banks", "entries", "signals", "changes"}
-ALL_TABLES = CORE | {"api_keys", "audit_log", "jobs", "model_fingerprints", "alembic_version"}
+ALL_TABLES = CORE | {"api_keys", "audit_log", "jobs", "model_fingerprints", "alembic_version", "reviews"}
 NOW = datetime(2026, 1, 2, 3, 4, 5)
 
 

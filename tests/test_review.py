@@ -1,0 +1,121 @@
+"""Review of matches (issue 16, item 5): `assay review REPORT` lists the matches with
+stable record ids, `assay review set` stores a decision with who and when and an audit
+row, case reports show decisions; the library on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+import casegen
+from assay import review as rv
+from assay.errors import NotFound
+from assay.service.tables import audit_log
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory: pytest.TempPathFactory) -> casegen.Case:
+    return casegen.build(tmp_path_factory.mktemp("review"))
+
+
+def _items(case: casegen.Case) -> list[rv.ReviewItem]:
+    return list(rv.report_items(case.report))
+
+
+def test_record_ids_are_stable_across_scans(case: casegen.Case, tmp_path: Path) -> None:
+    first = _items(case)
+    assert len(first) == 4 and len({i.record_id for i in first}) == 4  # md5 hit; md5, sha256 and pdq of the photo
+    again = tmp_path / "again.jsonl"
+    res = casegen.invoke("--db", case.db, "scan", str(case.root), "-o", str(again), "--workers", "1")
+    assert res.exit_code == 0  # type: ignore[attr-defined]
+    second = list(rv.report_items(again))
+    assert {i.record_id for i in second} == {i.record_id for i in first}
+    assert {i.scan_id for i in second}.isdisjoint({i.scan_id for i in first})  # another scan, same ids
+    xss = next(i for i in first if i.content_id == casegen.CONTENT_ID)
+    assert xss.path.endswith(casegen.XSS_NAME) and xss.file_sha256 and xss.strength == "exact"
+
+
+def test_decide_register_history_on_each_database(store: object, case: casegen.Case) -> None:
+    items = _items(case)
+    assert rv.register(store, items) == 4 and rv.register(store, items) == 0  # type: ignore[arg-type]
+    one = items[0]
+    with pytest.raises(rv.InvalidReview):
+        rv.decide(store, one.record_id, "maybe", reviewer="ann")  # type: ignore[arg-type]
+    with pytest.raises(NotFound):
+        rv.decide(store, "0" * 16, "confirmed", reviewer="ann")  # type: ignore[arg-type]
+    got = rv.decide(store, one.record_id, "needs-review", reviewer="ann", note="check the PDQ")  # type: ignore[arg-type]
+    assert got.decision == "needs-review" and got.reviewer == "ann" and got.decided_at
+    got = rv.decide(store, one.record_id, "confirmed", reviewer="bob", note="same image")  # type: ignore[arg-type]
+    stored = rv.get(store, one.record_id)  # type: ignore[arg-type]
+    assert stored is not None and stored.decision == "confirmed" and stored.reviewer == "bob"
+    assert stored.note == "same image" and stored.bank == "known" and stored.content_id == one.content_id
+    hist = rv.history(store, one.record_id)  # type: ignore[arg-type]
+    assert [(h["actor"], h["previous"], h["decision"]) for h in hist] == [
+        ("ann", None, "needs-review"), ("bob", "needs-review", "confirmed")]
+    with store.connection("t") as conn:  # type: ignore[attr-defined]
+        rows = conn.execute(sa.select(audit_log).where(audit_log.c.action == "review.set")).all()
+    assert len(rows) == 2 and all(r.bank == "known" and r.key_id is None for r in rows)
+    assert json.loads(rows[1].detail)["file_sha256"] == one.file_sha256
+    # an item not registered yet is registered by its first decision
+    other = items[1]
+    fresh = rv.decide(store, other, "false-positive", reviewer="ann")  # type: ignore[arg-type]
+    assert fresh.decision == "false-positive"
+    assert set(rv.decisions_for(store, [i.record_id for i in items])) == {one.record_id, other.record_id}  # type: ignore[arg-type]
+    assert [i.record_id for i in rv.list_reviews(store, decision="confirmed")] == [one.record_id]  # type: ignore[arg-type]
+    assert rv.list_reviews(store, bank="other") == []  # type: ignore[arg-type]
+
+
+def test_cli_list_set_show_and_the_case_report(case: casegen.Case, tmp_path: Path) -> None:
+    db = str(tmp_path / "reviews.sqlite3")
+    assert casegen.invoke("--db", db, "--create", "bank", "list").exit_code == 0  # type: ignore[attr-defined]
+    res = casegen.invoke("--db", db, "review", str(case.report))
+    assert res.exit_code == 0, res.output  # type: ignore[attr-defined]
+    items = _items(case)
+    text = res.output  # type: ignore[attr-defined]
+    assert all(i.record_id in text for i in items) and "4 matches: 4 not reviewed" in text
+    assert "<script>window.__pwned=6</script>" in text  # shown as text, not markup
+    pdq = next(i for i in items if i.signal_type == "pdq")
+    res = casegen.invoke("--db", db, "review", "set", pdq.record_id, "--decision", "false-positive",
+                         "--note", "different photo", "--reviewer", "J. Doe")
+    assert res.exit_code == 0, res.output  # type: ignore[attr-defined]
+    assert f"{pdq.record_id}: false positive by J. Doe" in res.output and "(was: not reviewed)" in res.output  # type: ignore[attr-defined]
+    res = casegen.invoke("--db", db, "review", "show", pdq.record_id)
+    assert "not reviewed -> false-positive (different photo)" in res.output  # type: ignore[attr-defined]
+    res = casegen.invoke("--db", db, "review", str(case.report), "--json")
+    listed = json.loads(res.output)  # type: ignore[attr-defined]
+    assert {i["record_id"]: i["decision"] for i in listed["items"]} == {
+        i.record_id: "false-positive" if i is pdq else None for i in items}
+    res = casegen.invoke("--db", db, "review", str(case.report), "--open")
+    assert pdq.record_id not in res.output and "3 matches: 3 not reviewed" in res.output  # type: ignore[attr-defined]
+    # the case report shows the decision, who made it and the note
+    html_out = tmp_path / "case.html"
+    assert casegen.invoke("--db", db, "report", str(case.report), "-o", str(html_out)).exit_code == 0  # type: ignore[attr-defined]
+    row = html_out.read_text().split(f'id="m-{pdq.record_id}"', 1)[1].split("</tr>", 1)[0]
+    assert "false positive" in row and "J. Doe" in row and "different photo" in row
+    # unknown ids and bad decisions are clear errors
+    res = casegen.invoke("--db", db, "review", "set", "0123456789abcdef", "--decision", "confirmed")
+    assert res.exit_code == 1 and "no match with record id 0123456789abcdef" in res.output  # type: ignore[attr-defined]
+    res = casegen.invoke("--db", db, "review", "set", pdq.record_id, "--decision", "maybe")
+    assert res.exit_code == 2  # type: ignore[attr-defined]
+    res = casegen.invoke("--db", db, "review", "set", "xyz", "--decision", "confirmed")
+    assert res.exit_code == 2 and "not a record id" in res.output  # type: ignore[attr-defined]
+
+
+def test_set_with_report_on_a_fresh_store(case: casegen.Case, tmp_path: Path) -> None:
+    db = str(tmp_path / "fresh.sqlite3")
+    assert casegen.invoke("--db", db, "--create", "bank", "list").exit_code == 0  # type: ignore[attr-defined]
+    rid = _items(case)[0].record_id
+    res = casegen.invoke("--db", db, "review", "set", rid, "--decision", "confirmed", "--report", str(case.report))
+    assert res.exit_code == 0 and "confirmed by" in res.output  # type: ignore[attr-defined]
+
+
+def test_empty_report_has_nothing_to_review(tmp_path: Path) -> None:
+    (tmp_path / "e").mkdir()
+    report = tmp_path / "r.jsonl"
+    db = str(tmp_path / "s.db")
+    assert casegen.invoke("--db", db, "--create", "scan", str(tmp_path / "e"), "-o", str(report)).exit_code == 0  # type: ignore[attr-defined]
+    res = casegen.invoke("--db", db, "review", str(report))
+    assert res.exit_code == 0 and "no matches in this report: nothing to review" in res.output  # type: ignore[attr-defined]

@@ -806,6 +806,42 @@ class ExactIndex:
         with self._lock:
             self._merge(np.empty((0, self.nbytes), np.uint8), np.empty(0, np.int64))
 
+    # -- persistence -------------------------------------------------------------------
+    _ARRAYS = ("keys", "prefix", "ids", "id_sorted", "id_row")
+
+    def save(self, directory: Path) -> None:
+        """Write the live entries as .npy files plus meta.json into a new ``directory``
+        (read back memory-mapped by ``load``: processes that map it share the pages)."""
+        directory = Path(directory)
+        with self._lock:
+            self._merge(np.empty((0, self.nbytes), np.uint8), np.empty(0, np.int64))
+            main = self._main
+        directory.mkdir(parents=True)
+        for name in self._ARRAYS:
+            np.save(directory / f"{name}.npy", np.ascontiguousarray(getattr(main, name)), allow_pickle=False)
+        (directory / "meta.json").write_text(json.dumps(
+            {"format": "assay-exact-index", "version": 1, "nbytes": self.nbytes, "rows": len(main.ids)}))
+
+    @classmethod
+    def load(cls, directory: Path, mmap: bool = True) -> ExactIndex:
+        """Open what ``save`` wrote; the arrays are mapped read-only with ``mmap``."""
+        directory = Path(directory)
+        try:
+            meta = json.loads((directory / "meta.json").read_text())
+            nbytes, rows = int(meta["nbytes"]), int(meta["rows"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InputError(directory, f"not an exact index snapshot: {exc}") from None
+        if meta.get("format") != "assay-exact-index":
+            raise InputError(directory, "not an exact index snapshot")
+        index = cls(nbytes)
+        shapes = {"keys": ((rows, nbytes), np.uint8), "prefix": ((rows,), np.uint64), "ids": ((rows,), np.int64),
+                  "id_sorted": ((rows,), np.int64), "id_row": ((rows,), np.int64)}
+        a = {name: _load_npy(directory / f"{name}.npy", shape, np.dtype(dt), mmap)
+             for name, (shape, dt) in shapes.items()}
+        index._main = _Sorted(keys=a["keys"], prefix=a["prefix"], ids=a["ids"],
+                              alive=np.ones(rows, dtype=bool), id_sorted=a["id_sorted"], id_row=a["id_row"])
+        return index
+
     # -- internals ---------------------------------------------------------------------
     def _as_keys(self, keys: object) -> np.ndarray:
         if (

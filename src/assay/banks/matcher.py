@@ -26,7 +26,7 @@ from ..config import data_dir
 from ..errors import ChangesPruned
 from ..report.schema import Match, SignalValue
 from .index import ExactIndex, HammingIndex
-from .store import Changes, Store
+from .store import Changes, SignalRef, Store
 
 LOW_QUALITY = 50
 SNAPSHOT_MIN = 200_000  # below this many hashes a reload from the store is cheap enough
@@ -43,6 +43,7 @@ class Query(NamedTuple):
     mode: str | None = None  # how the value was obtained, e.g. "named-by-metadata"
 
 
+Hit = tuple[int, Query, int, int]  # query position, query, signal id, distance
 NAMED_BY_METADATA = "named-by-metadata"
 
 
@@ -212,88 +213,14 @@ class Matcher:
         if not hits:
             return []
         refs = self.store.resolve(sorted({sid for _, _, sid, _ in hits}))
-        matches: list[Match] = []
-        seen: set[tuple[int, str, str, str]] = set()
-        for pos, q, sid, dist in sorted(hits, key=lambda h: (h[3], h[2], h[0])):
-            ref = refs.get(sid)
-            if ref is None:  # removed since the index saw it
-                continue
-            st = signal_types.get(ref.signal_type)
-            if st.match == "hamming":
-                limit = threshold
-                if limit is None:
-                    limit = ref.bank_pdq_threshold if ref.bank_pdq_threshold is not None else st.default_threshold
-                if dist > limit:
-                    continue
-            key = (pos, ref.bank, ref.content_id, ref.signal_type)
-            if key in seen:
-                continue
-            seen.add(key)
-            matches.append(
-                Match(
-                    bank=ref.bank,
-                    content_id=ref.content_id,
-                    signal_type=ref.signal_type,
-                    value=ref.value,
-                    distance=dist,
-                    strength=strength_of(st, q.mode),
-                    bank_kind="known-good" if ref.bank_kind == "known-good" else None,
-                    query=pos,
-                    query_variant=q.variant,
-                    note=ref.note,
-                    entry_id=ref.entry_id,
-                )
-            )
-        return matches
+        return matches_from_hits(hits, refs, threshold)
 
     def _search(
         self, queries: Sequence[Query], threshold: int | None, include_low_quality: bool
-    ) -> list[tuple[int, Query, int, int]]:
-        """Index hits (query position, query, signal_id, distance), in query order. The Hamming queries
-        of one signal type go to the index in one ``search_many`` call: per call the
-        kernel has a fixed cost that dominates a single query, so a batch of 100
-        would otherwise pay it 100 times."""
-        per_query: list[list[tuple[int, Query, int, int]]] = [[] for _ in queries]
+    ) -> list[Hit]:
         thresholds = self.store.bank_thresholds()
         max_bank = max([t for t in thresholds.values() if t is not None], default=0)
-        grouped: dict[str, list[int]] = {}  # hamming type -> positions in queries
-        types: dict[str, signal_types.SignalType] = {}
-        for pos, q in enumerate(queries):
-            st = types.get(q.signal_type)
-            if st is None:
-                st = types[q.signal_type] = signal_types.get(q.signal_type)
-            if st.match == "hamming":
-                if q.quality is not None and q.quality < LOW_QUALITY and not include_low_quality:
-                    continue
-                grouped.setdefault(st.name, []).append(pos)
-            else:
-                idx_e = self._exact.get(st.name)
-                if idx_e is None or len(idx_e) == 0:
-                    continue
-                if st.degenerate and st.degenerate_reason(q.value):  # matches files, not this file
-                    continue
-                per_query[pos] = [(pos, q, int(i), 0) for i in idx_e.search(bytes.fromhex(q.value))]
-        for name, positions in grouped.items():
-            idx = self._hamming.get(name)
-            if idx is None or len(idx) == 0:
-                continue
-            st = signal_types.get(name)
-            radius = threshold if threshold is not None else max(st.default_threshold, max_bank)
-            nbytes = st.bits // 8
-            raw = [bytes.fromhex(queries[p].value) for p in positions]
-            if any(len(r) != nbytes for r in raw):
-                bad = next(queries[p].value for p, r in zip(positions, raw, strict=True) if len(r) != nbytes)
-                raise ValueError(f"a {name} code has {nbytes} bytes, got {bad!r}")
-            codes = np.frombuffer(b"".join(raw), dtype=np.uint8).reshape(len(raw), nbytes)
-            # Flat answers: a batch of mostly misses costs no per-query arrays.
-            qoff, ids, dists = idx.search_flat(codes, radius)
-            ids_l, dists_l = ids.tolist(), dists.tolist()
-            for k in np.flatnonzero(np.diff(qoff)).tolist():
-                pos = positions[k]
-                q = queries[pos]
-                lo, hi = int(qoff[k]), int(qoff[k + 1])
-                per_query[pos] = [(pos, q, ids_l[j], dists_l[j]) for j in range(lo, hi)]
-        return [h for hs in per_query for h in hs]
+        return search_indexes(self._hamming, self._exact, max_bank, queries, threshold, include_low_quality)
 
     def match_signals(
         self,
@@ -309,6 +236,99 @@ class Matcher:
         if not self._loaded:
             self.load()
         return {k: len(v) for k, v in [*self._hamming.items(), *self._exact.items()] if len(v)}
+
+
+def search_indexes(
+hamming: dict[str, HammingIndex],
+exact: dict[str, ExactIndex],
+max_bank: int,
+queries: Sequence[Query],
+threshold: int | None,
+include_low_quality: bool,
+) -> list[Hit]:
+    """Index hits (query position, query, signal_id, distance), in query order, from the
+    indexes alone (no store: a Dask worker searches a shipped snapshot this way).
+    ``max_bank``: the largest PDQ threshold of an enabled bank (the search radius). The Hamming queries
+    of one signal type go to the index in one ``search_many`` call: per call the
+    kernel has a fixed cost that dominates a single query, so a batch of 100
+    would otherwise pay it 100 times."""
+    per_query: list[list[tuple[int, Query, int, int]]] = [[] for _ in queries]
+    grouped: dict[str, list[int]] = {}  # hamming type -> positions in queries
+    types: dict[str, signal_types.SignalType] = {}
+    for pos, q in enumerate(queries):
+        st = types.get(q.signal_type)
+        if st is None:
+            st = types[q.signal_type] = signal_types.get(q.signal_type)
+        if st.match == "hamming":
+            if q.quality is not None and q.quality < LOW_QUALITY and not include_low_quality:
+                continue
+            grouped.setdefault(st.name, []).append(pos)
+        else:
+            idx_e = exact.get(st.name)
+            if idx_e is None or len(idx_e) == 0:
+                continue
+            if st.degenerate and st.degenerate_reason(q.value):  # matches files, not this file
+                continue
+            per_query[pos] = [(pos, q, int(i), 0) for i in idx_e.search(bytes.fromhex(q.value))]
+    for name, positions in grouped.items():
+        idx = hamming.get(name)
+        if idx is None or len(idx) == 0:
+            continue
+        st = signal_types.get(name)
+        radius = threshold if threshold is not None else max(st.default_threshold, max_bank)
+        nbytes = st.bits // 8
+        raw = [bytes.fromhex(queries[p].value) for p in positions]
+        if any(len(r) != nbytes for r in raw):
+            bad = next(queries[p].value for p, r in zip(positions, raw, strict=True) if len(r) != nbytes)
+            raise ValueError(f"a {name} code has {nbytes} bytes, got {bad!r}")
+        codes = np.frombuffer(b"".join(raw), dtype=np.uint8).reshape(len(raw), nbytes)
+        # Flat answers: a batch of mostly misses costs no per-query arrays.
+        qoff, ids, dists = idx.search_flat(codes, radius)
+        ids_l, dists_l = ids.tolist(), dists.tolist()
+        for k in np.flatnonzero(np.diff(qoff)).tolist():
+            pos = positions[k]
+            q = queries[pos]
+            lo, hi = int(qoff[k]), int(qoff[k + 1])
+            per_query[pos] = [(pos, q, ids_l[j], dists_l[j]) for j in range(lo, hi)]
+    return [h for hs in per_query for h in hs]
+
+
+def matches_from_hits(hits: Sequence[Hit], refs: dict[int, SignalRef], threshold: int | None) -> list[Match]:
+    """Index hits turned into matches with the banks' metadata (``Store.resolve``):
+    bank thresholds applied, one match per (query, bank, content id, type), nearest first."""
+    matches: list[Match] = []
+    seen: set[tuple[int, str, str, str]] = set()
+    for pos, q, sid, dist in sorted(hits, key=lambda h: (h[3], h[2], h[0])):
+        ref = refs.get(sid)
+        if ref is None:  # removed since the index saw it
+            continue
+        st = signal_types.get(ref.signal_type)
+        if st.match == "hamming":
+            limit = threshold
+            if limit is None:
+                limit = ref.bank_pdq_threshold if ref.bank_pdq_threshold is not None else st.default_threshold
+            if dist > limit:
+                continue
+        key = (pos, ref.bank, ref.content_id, ref.signal_type)
+        if key in seen:
+            continue
+        seen.add(key)
+        matches.append(
+            Match(
+                bank=ref.bank,
+                content_id=ref.content_id,
+                signal_type=ref.signal_type,
+                value=ref.value,
+                distance=dist,
+                strength=strength_of(st, q.mode),
+                bank_kind="known-good" if ref.bank_kind == "known-good" else None,
+                query=pos,
+                query_variant=q.variant,
+                note=ref.note,
+                entry_id=ref.entry_id,
+            )
+        )
+    return matches
 
 
 def _store_key(store: Store) -> str:

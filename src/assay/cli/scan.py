@@ -14,7 +14,9 @@ from ._common import DbOpt, Mode, _db_url, _emit_json, _esc, _nullctx, _store, a
 # ---------------------------------------------------------------------------------- scan
 @app.command()
 def scan(
-    paths: Annotated[list[Path], typer.Argument(help="Files and folders to scan.")],
+    paths: Annotated[list[str] | None, typer.Argument(
+        help="Files and folders to scan (with --engine dask also file://, s3://, gs://, az:// URLs).",
+        show_default=False)] = None,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="JSON Lines report (default: assay-scan-<time>.jsonl here)."),
@@ -32,7 +34,8 @@ def scan(
         "--no-variants", help="Strict: no extra PDQ query for the content inside borders/bars.")] = False,
     threshold: Annotated[int | None, typer.Option(help="PDQ distance threshold (overrides banks).")] = None,
     include_low_quality: Annotated[bool, typer.Option(help="Match PDQ hashes with quality < 50.")] = False,
-    workers: Annotated[int, typer.Option(help="Worker processes (default: all cores).")] = 0,
+    workers: Annotated[int, typer.Option(
+        help="Worker processes (default: all cores; --engine dask: the LocalCluster's workers).")] = 0,
     provenance: Annotated[bool, typer.Option(help="Provenance evidence for images.")] = True,
     models: Annotated[bool, typer.Option(help="Model-file forensics.")] = True,
     trust_anchors: Annotated[Path | None, typer.Option(help="PEM bundle of C2PA trust anchors.")] = None,
@@ -43,6 +46,24 @@ def scan(
     follow_symlinks: Annotated[
         bool, typer.Option(help="Follow symbolic links inside folders (default: report each link and its target).")
     ] = False,
+    engine: Annotated[str, typer.Option(
+        help="local (a process pool here) or dask (a Dask cluster: docs/distributed.md).")] = "local",
+    scheduler: Annotated[str | None, typer.Option(
+        help="--engine dask: the scheduler of an existing cluster, tcp://HOST:PORT (default: a "
+        "LocalCluster of --workers processes).")] = None,
+    out: Annotated[str | None, typer.Option(
+        "--out", help="--engine dask: output folder or URL for part-NNNNNN files and _manifest.json.")] = None,
+    out_format: Annotated[str, typer.Option(
+        "--format", help="--engine dask: part files as jsonl or parquet (needs pyarrow).")] = "jsonl",
+    resume: Annotated[bool, typer.Option(
+        help="--engine dask: finish the scan in --out, redoing only unfinished partitions.")] = False,
+    manifest: Annotated[list[str] | None, typer.Option(
+        help="--engine dask: a list of paths/URLs (one a line) or an S3 Inventory manifest.json; "
+        "repeatable.")] = None,
+    partition_size: Annotated[int, typer.Option(
+        help="--engine dask: files per partition (one task, one part file).")] = 256,
+    retries: Annotated[int, typer.Option(
+        help="--engine dask: times a failed partition is submitted again.")] = 3,
 ) -> None:
     """Scan files and folders: hash, match against every enabled bank, gather evidence."""
     from rich.progress import (
@@ -58,6 +79,15 @@ def scan(
 
     if threshold is not None and not 0 <= threshold <= 256:
         raise typer.BadParameter("threshold must be between 0 and 256")
+    paths = [str(p) for p in paths] if paths else None  # also when called as a function (demo)
+    if engine not in ("local", "dask"):
+        raise typer.BadParameter("--engine must be local or dask")
+    dask_only = {"--scheduler": scheduler, "--out": out, "--resume": resume, "--manifest": manifest,
+                 "--format": out_format != "jsonl"}
+    if engine == "local" and any(dask_only.values()):
+        raise typer.BadParameter(f"{', '.join(k for k, v in dask_only.items() if v)} go with --engine dask")
+    if not paths and not manifest:
+        raise typer.BadParameter("give at least one file, folder or URL to scan (or --manifest)")
     settings = ScanSettings(
         pdq_mode=mode.value,
         exif_transpose=exif_transpose,
@@ -71,6 +101,19 @@ def scan(
         lineage_db=None if no_banks else _db_url(db),
         **({"workers": workers} if workers > 0 else {}),
     )
+    if engine == "dask":
+        from .scan_dask import scan_dask
+
+        scan_dask(list(paths or []), settings, db=db, no_banks=no_banks, out=out, output=output,
+                  json_out=json_out, scheduler=scheduler, workers=workers, fmt=out_format, resume=resume,
+                  manifests=list(manifest or []), partition_size=partition_size, retries=retries,
+                  threshold=threshold, case_links=case_links, fail_on_match=fail_on_match)
+        return
+    from ..scan.sources import is_url
+
+    urls = [p for p in paths or [] if is_url(p)]
+    if urls:
+        raise typer.BadParameter(f"{urls[0]}: URLs are scanned with --engine dask")
     # --json without -o streams the records; with -o they go to the file, as without --json
     target: str | Path = output or ("-" if json_out else Path(f"assay-scan-{datetime.now():%Y%m%d-%H%M%S}.jsonl"))
     with _store(db) if not no_banks else _nullctx() as store:
@@ -88,7 +131,7 @@ def scan(
         task = progress.add_task("scan", total=None)
         with ReportWriter(target, overwrite=overwrite) as writer, progress:
             summary = run_scan(
-                paths,
+                [Path(p) for p in paths or []],
                 settings,
                 matcher,
                 lambda rec: writer.write(rec.to_json_dict()),
@@ -121,7 +164,7 @@ _KIND_NAMES = {"image": ("image", "images"), "model": ("model file", "model file
                "other": ("other file", "other files"), "error": ("unreadable", "unreadable")}
 
 
-def _print_summary(summary: Any, target: str, bank_sizes: dict[str, int]) -> None:
+def _print_summary(summary: Any, target: str, bank_sizes: dict[str, int], report: str | None = None) -> None:
     from rich.table import Table
 
     t = Table(title="assay scan", show_header=False, title_justify="left")
@@ -161,7 +204,7 @@ def _print_summary(summary: Any, target: str, bank_sizes: dict[str, int]) -> Non
         t.add_row("errors", plural(summary.with_errors, "file") + f" ({', '.join(how)}); see the report")
     else:
         t.add_row("errors", "none")
-    t.add_row("report", target if target == "-" else f"{target} (SHA-256 in {target}.sha256)")
+    t.add_row("report", report or (target if target == "-" else f"{target} (SHA-256 in {target}.sha256)"))
     if summary.scan_id:
         t.add_row("scan id", summary.scan_id)
     out.print(t)

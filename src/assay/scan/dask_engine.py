@@ -1,0 +1,439 @@
+"""`assay scan --engine dask`: the same scan on a Dask cluster, partitioned, exactly once.
+
+The client walks (or lists, or reads manifests) and cuts the items into partitions in a
+fixed order; it keeps a bounded window of partitions in flight; workers analyse, search
+the shipped bank snapshot and commit each partition's records themselves
+(:mod:`assay.scan.partitions`). The client holds small things only: per-partition counts
+and summaries, the hits it resolves against the store, and at the end the few records
+that case links need. A partition whose worker died or raised is submitted again, at most
+``retries`` times; one bad file is a record, never a failed partition.
+
+The ``_manifest.json`` beside the parts says what the scan is (the chain-of-custody header
+of a local report: inputs, settings, banks and their snapshot ids), how far it got, and at
+the end its summary and case links. ``--resume`` re-plans the same partitions, skips those
+with a ``_done`` marker and does the rest; a scan whose inputs, settings or banks changed
+since is refused rather than mixed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..config import ScanSettings
+from ..errors import AssayError
+from ..report.schema import FileRecord
+from .custody import now_utc, redact, scan_header
+from .partitions import (
+    BANKS,
+    DONE,
+    HELD,
+    LINKS_PART,
+    MANIFEST,
+    TMP,
+    Job,
+    PartSpec,
+    Store,
+    decode_records,
+    digest,
+    encode_records,
+    finish_partition,
+    run_partition,
+)
+from .pipeline import AnalyzerFactory, default_analyzers
+from .run import ScanSummary
+from .sources import Item, RemoteItem, items
+
+if TYPE_CHECKING:
+    from ..banks.matcher import Matcher
+
+MANIFEST_SCHEMA = "assay.dist-manifest/1"
+DEFAULT_PARTITION = 256
+DEFAULT_RETRIES = 3
+
+
+@dataclass
+class Progress:
+    parts_done: int = 0
+    parts_skipped: int = 0  # finished by an earlier run (--resume)
+    parts_planned: int = 0
+    walk_done: bool = False
+    files: int = 0
+    records: int = 0
+    bytes: int = 0
+    retried: int = 0
+    failed: list[int] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        secs = time.perf_counter() - self.started
+        return {"parts_done": self.parts_done, "parts_skipped": self.parts_skipped,
+                "parts_planned": self.parts_planned, "planning_done": self.walk_done,
+                "files": self.files, "records": self.records, "bytes": self.bytes,
+                "seconds": round(secs, 3), "files_per_s": round(self.files / secs, 2) if secs > 0 else 0.0,
+                "partitions_retried": self.retried, "failed_parts": self.failed[:1000]}
+
+
+def disable_malloc_trim() -> None:
+    """Dask's nanny sets MALLOC_TRIM_THRESHOLD_ for the workers it spawns; with it the
+    planning measurement gave 631-1,135 files/s, without 1,406-1,625 (docs/distributed.md)."""
+    import dask
+
+    env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
+    env.pop("MALLOC_TRIM_THRESHOLD_", None)
+    dask.config.set({"distributed.nanny.pre-spawn-environ": env})
+
+
+@contextmanager
+def dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
+    """A client on ``scheduler``, or on a LocalCluster of ``workers`` single-threaded
+    worker processes that is stopped on the way out."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise AssayError("the Dask engine needs the 'distributed' package",
+                         hint="pip install 'assay[dask]'") from None
+    if scheduler:
+        client = Client(scheduler, timeout=30)
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    disable_malloc_trim()
+    cluster = LocalCluster(n_workers=max(workers, 1), threads_per_worker=1, processes=True,
+                           dashboard_address="127.0.0.1:0", host="127.0.0.1")
+    try:
+        client = Client(cluster)
+        try:
+            yield client
+        finally:
+            client.close()
+    finally:
+        cluster.close()
+
+
+def plan(all_items: Iterable[Item], size: int) -> Iterator[PartSpec]:
+    """Cut the items into partitions of ``size`` in order: the same inputs give the same
+    partitions, which is what --resume relies on."""
+    batch: list[Item] = []
+    n = 0
+    for it in all_items:
+        batch.append(it)
+        if len(batch) >= size:
+            yield PartSpec(n, tuple(batch), digest(batch))
+            n += 1
+            batch = []
+    if batch:
+        yield PartSpec(n, tuple(batch), digest(batch))
+
+
+def merge_summary(total: ScanSummary, part: dict[str, Any]) -> None:
+    total.files += part["files"]
+    total.kinds.update(part["kinds"])
+    total.with_errors += part["with_errors"]
+    total.matched_files += part["matched_files"]
+    total.matches_by_bank.update(part["matches_by_bank"])
+    total.low_quality += part["low_quality"]
+    total.ai_evidence += part["ai_evidence"]
+    total.dangerous_models += part["dangerous_models"]
+    room = 1000 - len(total.matched_paths)
+    if room > 0:
+        total.matched_paths.extend(part["matched_paths"][:room])
+    total.known_good += part["known_good"]
+    total.links += part["links"]
+    total.archives += part["archives"]
+    total.archive_members += part["archive_members"]
+
+
+def _ranges(nums: Iterable[int]) -> list[list[int]]:
+    out: list[list[int]] = []
+    for n in sorted(nums):
+        if out and out[-1][1] == n - 1:
+            out[-1][1] = n
+        else:
+            out.append([n, n])
+    return out
+
+
+def _identity(header: dict[str, Any], partition_size: int, fmt: str, threshold: int | None) -> dict[str, Any]:
+    """What must be equal for --resume to continue a scan: inputs, settings, banks."""
+    return {"inputs": header["inputs"], "manifests": header.get("manifests", []),
+            "settings": {k: v for k, v in header["settings"].items() if k != "workers"},
+            "banks": [{k: b.get(k) for k in ("name", "kind", "signals", "snapshot")} for b in header["banks"]],
+            "partition_size": partition_size, "format": fmt, "threshold": threshold}
+
+
+def run_dask_scan(
+    inputs: Sequence[str],
+    settings: ScanSettings,
+    matcher: Matcher | None,
+    out: str,
+    *,
+    manifests: Sequence[str] = (),
+    scheduler: str | None = None,
+    workers: int = 2,
+    partition_size: int = DEFAULT_PARTITION,
+    fmt: str = "jsonl",
+    resume: bool = False,
+    retries: int = DEFAULT_RETRIES,
+    threshold: int | None = None,
+    case_links: bool = True,
+    factory: AnalyzerFactory = default_analyzers,
+    argv: Sequence[str] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_dashboard: Callable[[str], None] | None = None,
+    client: Any = None,
+) -> ScanSummary:
+    """Scan ``inputs`` (paths, URLs) and ``manifests`` on Dask into ``out``; returns the
+    summary (the same as the local engine's for the same files). ``client``: an existing
+    ``distributed.Client`` (else one on ``scheduler`` or a LocalCluster of ``workers``)."""
+    if fmt not in ("jsonl", "parquet"):
+        raise AssayError(f"unknown output format {fmt!r}: jsonl or parquet")
+    if fmt == "parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise AssayError("--format parquet needs pyarrow", hint="pip install 'assay[parquet]'") from None
+    if partition_size < 1:
+        raise AssayError("--partition-size must be at least 1")
+    store = Store(out)
+    started = time.perf_counter()
+    summary = ScanSummary()
+    header = scan_header("", "", list(inputs), settings, matcher.store if matcher is not None else None, argv)
+    header["inputs"] = [redact(s) for s in inputs]
+    header["inputs_absolute"] = [redact(os.path.abspath(s)) if "://" not in s else redact(s) for s in inputs]
+    header["manifests"] = [redact(m) for m in manifests]
+    ident = _identity(header, partition_size, fmt, threshold)
+    done: dict[int, dict[str, Any]] = {}
+    manifest: dict[str, Any]
+    if store.exists(MANIFEST):
+        if not resume:
+            raise AssayError(f"{out}: already holds a scan ({MANIFEST}); not overwriting it",
+                             hint="pass --resume to finish that scan, or choose another --out")
+        manifest = json.loads(store.read(MANIFEST))
+        if manifest.get("identity") != ident:
+            raise AssayError(f"{out}: the scan there was made with other inputs, settings or banks; "
+                             "--resume would mix two scans", hint="choose another --out")
+        for name in store.list(DONE):
+            if name.endswith(".json"):
+                d = json.loads(store.read(f"{DONE}/{name}"))
+                done[int(d["part"])] = d
+        summary.scan_id = manifest["header"]["scan_id"]
+        summary.started_at = manifest["header"]["started_at"]
+        manifest.setdefault("resumed_at", []).append(now_utc())
+    else:
+        if resume:
+            raise AssayError(f"{out}: no scan to resume here ({MANIFEST} missing)")
+        import uuid
+
+        store.mkdir()
+        summary.scan_id, summary.started_at = str(uuid.uuid4()), now_utc()
+        header["scan_id"], header["started_at"] = summary.scan_id, summary.started_at
+        manifest = {"schema": MANIFEST_SCHEMA, "header": header, "identity": ident}
+    header = manifest["header"]
+    if manifest.get("status") == "finished":
+        raise AssayError(f"{out}: this scan is already finished", hint="its records are the part-*.jsonl files")
+    banks_id = banks_url = None
+    if matcher is not None and any(matcher.size().values()):
+        from ..banks.snapshot import publish, write_snapshot
+
+        banks_id, local_snap = write_snapshot(matcher)
+        banks_url = store.url(f"{BANKS}/{banks_id}")
+        if store.fs is None:
+            _publish_local(local_snap, store.path(f"{BANKS}/{banks_id}"))
+        else:
+            publish(local_snap, store.fs, store.path(f"{BANKS}/{banks_id}"))
+    if manifest.get("bank_snapshot") not in (None, banks_id):
+        raise AssayError(f"{out}: the banks changed since this scan began (snapshot "
+                         f"{manifest['bank_snapshot']}, now {banks_id})", hint="choose another --out")
+    manifest["bank_snapshot"] = banks_id
+    manifest["engine"] = {"name": "dask", "scheduler": scheduler, "workers": None if scheduler else workers,
+                          "partition_size": partition_size, "format": fmt, "retries": retries}
+    manifest["status"] = "running"
+    job = Job(summary.scan_id, out, settings, threshold, banks_url, banks_id, fmt, case_links, factory)
+    progress = Progress()
+    for d in done.values():
+        merge_summary(summary, d["summary"])
+
+    def save(status: str | None = None) -> None:
+        if status:
+            manifest["status"] = status
+        manifest["progress"] = progress.to_json_dict()
+        manifest["finished_parts"] = _ranges(done)
+        manifest["updated_at"] = now_utc()
+        store.write(MANIFEST, json.dumps(manifest, indent=1).encode())
+
+    save()
+
+    def planned() -> Iterator[PartSpec]:
+        for it in items(inputs, manifests, follow_symlinks=settings.follow_symlinks):
+            if it.is_input and it.problem:
+                summary.unreadable_inputs.append(it.url if isinstance(it, RemoteItem) else str(it.path))
+            yield it
+
+    specs = plan(planned(), partition_size)
+    ctx = _given(client) if client is not None else dask_client(scheduler, workers)
+    try:
+        with ctx as c:
+            if on_dashboard is not None and getattr(c, "dashboard_link", None):
+                on_dashboard(c.dashboard_link)
+            manifest["engine"]["dashboard"] = getattr(c, "dashboard_link", None)
+            _drive(c, job, specs, done, summary, progress, matcher, retries, save, on_progress)
+    except KeyboardInterrupt:
+        save("cancelled")
+        raise
+    if progress.failed:
+        save("failed")
+        raise AssayError(f"{out}: {len(progress.failed)} partition(s) failed {retries + 1} times "
+                         f"(first: {progress.failed[0]}); the finished ones are kept",
+                         hint="see the worker logs, then run again with --resume")
+    if case_links:
+        summary.case_links = _link(store, fmt)
+        manifest["case_links"] = summary.case_links.to_json_dict() if summary.case_links.relevant else None
+    summary.seconds = time.perf_counter() - started
+    summary.ended_at = now_utc()
+    manifest["summary"] = summary.to_json_dict()
+    save("finished")
+    store.remove_tree(HELD)
+    store.remove_tree(TMP)
+    return summary
+
+
+@contextmanager
+def _given(client: Any) -> Iterator[Any]:
+    yield client
+
+
+def _publish_local(src: Any, dest: str) -> None:
+    """Hard links (a copy across file systems) of a snapshot into a local output folder."""
+    import shutil
+
+    if os.path.exists(os.path.join(dest, "meta.json")):
+        return
+    tmp = f"{dest}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp, copy_function=_link_or_copy)
+    try:
+        os.rename(tmp, dest)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    import shutil
+
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _drive(client: Any, job: Job, specs: Iterator[PartSpec], done: dict[int, dict[str, Any]],
+           summary: ScanSummary, progress: Progress, matcher: Matcher | None, retries: int,
+           save: Callable[..., None], on_progress: Callable[[Progress], None] | None) -> None:
+    from distributed import as_completed
+
+    nthreads = sum(client.nthreads().values()) or 1
+    window = 2 * nthreads + 2
+    ac = as_completed()
+    inflight: dict[Any, tuple[PartSpec, int]] = {}  # future -> (spec, attempt)
+    last_save = time.perf_counter()
+
+    def submit(spec: PartSpec, attempt: int, fn: Any = run_partition, *args: Any) -> None:
+        fut = client.submit(fn, job, spec, *args, pure=False,
+                            key=f"assay-{job.scan_id[:8]}-{spec.number}-{fn.__name__}-{attempt}")
+        inflight[fut] = (spec, attempt)
+        ac.add(fut)
+
+    def feed() -> None:
+        while len(inflight) < window:
+            spec = next(specs, None)
+            if spec is None:
+                progress.walk_done = True
+                return
+            progress.parts_planned += 1
+            prior = done.get(spec.number)
+            if prior is not None:
+                if prior.get("digest") != spec.digest:
+                    raise AssayError(f"{job.out}: partition {spec.number} holds other files than when the "
+                                     "scan began (inputs changed); --resume would mix two scans",
+                                     hint="choose another --out")
+                progress.parts_skipped += 1
+                continue
+            submit(spec, 0)
+
+    feed()
+    try:
+        while inflight:
+            fut = next(ac)
+            spec, attempt = inflight.pop(fut)
+            try:
+                res = fut.result()
+            except Exception as exc:  # the worker died or the task raised: bounded retries
+                if attempt < retries:
+                    progress.retried += 1
+                    submit(spec, attempt + 1)
+                else:
+                    progress.failed.append(spec.number)
+                    _log(f"partition {spec.number} failed: {type(exc).__name__}: {exc}")
+                feed()
+                continue
+            finally:
+                fut.release()
+            if res["status"] == "pending":
+                refs = matcher.store.resolve(res["signal_ids"]) if matcher is not None else {}
+                meta = {k: res[k] for k in ("part", "digest", "files", "bytes", "analysis_seconds")}
+                submit(spec, attempt, finish_partition, refs, meta)
+                continue
+            done[spec.number] = res
+            merge_summary(summary, res["summary"])
+            progress.parts_done += 1
+            progress.files += res["files"]
+            progress.records += res["records"]
+            progress.bytes += res["bytes"]
+            if on_progress is not None:
+                on_progress(progress)
+            feed()
+            if time.perf_counter() - last_save > 2.0:
+                save()
+                last_save = time.perf_counter()
+    finally:
+        for f in list(inflight):
+            f.cancel()
+
+
+def _log(msg: str) -> None:
+    import sys
+
+    print(f"assay: {msg}", file=sys.stderr)
+
+
+def _link(store: Store, fmt: str) -> Any:
+    """Case links over every partition's held records (client side, once all are done);
+    the held records go, with their links, to ``part-links``."""
+    from .links import CaseLinker
+
+    linker = CaseLinker()
+    for name in store.list(HELD):
+        if not name.endswith(".jsonl"):
+            continue
+        for d in decode_records(store.read(f"{HELD}/{name}"), "jsonl"):
+            linker.hold(FileRecord.model_validate(d))
+    result = linker.resolve()
+    recs = list(linker.records())
+    store.write(f"{LINKS_PART}.{fmt}", encode_records(recs, fmt))
+    return result
+
+
+def read_records(out: str) -> Iterator[dict[str, Any]]:
+    """Every record of a finished distributed scan (parts in order, then the linked ones)."""
+    store = Store(out)
+    for n in store.list(""):
+        if n.startswith("part-") and n.rsplit(".", 1)[-1] in ("jsonl", "parquet"):
+            yield from decode_records(store.read(n), n.rsplit(".", 1)[-1])

@@ -1,0 +1,219 @@
+"""Where a distributed scan's inputs come from: local paths, URLs of any fsspec file
+system (``file://``, ``s3://``, ``gs://``, ``az://``) and manifests that list them.
+
+A local path is walked exactly as the local engine walks it (the same items, the same
+path strings, so both engines give the same records). A URL naming one object is one
+item; a URL naming a prefix is listed (one process lists it: for billions of keys give a
+manifest instead). A manifest is a plain list (one path or URL a line, ``#`` comments)
+or an S3 Inventory ``manifest.json`` (its CSV data files, gzip or not, read as streams):
+the client reads it line by line and never lists the bucket.
+
+Credentials come from where fsspec and its back-ends look (environment, ``~/.aws``,
+instance roles, ``FSSPEC_S3_*`` settings): never from the command line, never in a report.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from ..errors import AssayError
+from .walk import WalkItem, walk
+
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+def is_url(s: str) -> bool:
+    return bool(_URL.match(s))
+
+
+def local_path(s: str) -> str | None:
+    """The local path an input names (a plain path or a file:// URL), else None."""
+    if not is_url(s):
+        return s
+    if s.startswith("file://"):
+        return unquote(s[len("file://"):])
+    return None
+
+
+@dataclass(frozen=True)
+class RemoteItem:
+    """One object in a store, read by a worker. ``size`` when the listing gave it."""
+
+    url: str
+    size: int | None = None
+    problem: str | None = None
+    is_input: bool = False
+
+
+Item = WalkItem | RemoteItem
+
+
+def filesystem(url: str) -> tuple[Any, str]:
+    """(fsspec file system, path inside it) for a URL; a clear error if its back-end
+    is not installed."""
+    import fsspec
+
+    try:
+        return fsspec.core.url_to_fs(url)
+    except ImportError as exc:
+        proto = url.split("://", 1)[0]
+        extra = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}.get(proto, proto)
+        raise AssayError(f"{url}: no file system for {proto}:// ({exc})",
+                         hint=f"pip install {extra}") from None
+    except ValueError as exc:
+        raise AssayError(f"{url}: {exc}") from None
+
+
+def _join(proto: str, path: str) -> str:
+    return f"{proto}://{path}"
+
+
+def list_url(url: str) -> Iterator[RemoteItem]:
+    """The objects a URL names: itself, or everything under it (sorted)."""
+    fs, path = filesystem(url)
+    proto = url.split("://", 1)[0]
+    try:
+        info = fs.info(path)
+    except FileNotFoundError:
+        yield RemoteItem(url, problem="cannot access: no such object or prefix", is_input=True)
+        return
+    except Exception as exc:  # back-ends raise their own types (permissions, network)
+        yield RemoteItem(url, problem=f"cannot access: {type(exc).__name__}: {exc}", is_input=True)
+        return
+    if info.get("type") != "directory":
+        yield RemoteItem(url, info.get("size"), is_input=True)
+        return
+    try:
+        found = fs.find(path, detail=True)
+    except Exception as exc:
+        yield RemoteItem(url, problem=f"cannot list: {type(exc).__name__}: {exc}", is_input=True)
+        return
+    for key in sorted(found):
+        d = found[key]
+        if d.get("type") == "directory":
+            continue
+        yield RemoteItem(_join(proto, key), d.get("size"))
+
+
+def items(inputs: Iterable[str], manifests: Iterable[str] = (), *, follow_symlinks: bool = False) -> Iterator[Item]:
+    """Every item of a scan, in a fixed order (the partitions depend on it): the local
+    inputs walked together (as the local engine walks them), then each URL, then each
+    manifest's entries."""
+    inputs = list(inputs)
+    local = [p for p in (local_path(s) for s in inputs) if p is not None]
+    if local:
+        yield from walk(local, follow_symlinks=follow_symlinks)
+    for s in inputs:
+        if local_path(s) is None:
+            yield from list_url(s)
+    for m in manifests:
+        yield from manifest_items(m, follow_symlinks=follow_symlinks)
+
+
+def _open_text(url: str) -> io.TextIOBase:
+    path = local_path(url)
+    if path is not None:
+        try:
+            raw: Any = open(path, "rb")  # noqa: SIM115 (wrapped and closed by the caller)
+        except OSError as exc:
+            raise AssayError(f"{url}: cannot read manifest: {exc.strerror or exc}") from None
+    else:
+        fs, p = filesystem(url)
+        try:
+            raw = fs.open(p, "rb")
+        except Exception as exc:
+            raise AssayError(f"{url}: cannot read manifest: {type(exc).__name__}: {exc}") from None
+    if url.endswith(".gz"):
+        raw = gzip.GzipFile(fileobj=raw)
+    return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+
+
+def manifest_items(url: str, *, follow_symlinks: bool = False) -> Iterator[Item]:
+    """The entries of a manifest: an S3 Inventory manifest.json, or a plain list."""
+    if url.rsplit("/", 1)[-1].endswith(".json"):
+        with _open_text(url) as f:
+            try:
+                doc = json.load(f)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise AssayError(f"{url}: not a JSON manifest: {exc}") from None
+        yield from _inventory_items(url, doc)
+        return
+    with _open_text(url) as f:
+        for n, line in enumerate(f, 1):
+            entry = line.strip()
+            if not entry or entry.startswith("#"):
+                continue
+            if local_path(entry) is not None:
+                yield from walk([local_path(entry) or entry], follow_symlinks=follow_symlinks)
+            elif is_url(entry):
+                yield RemoteItem(entry, is_input=True)
+            else:
+                raise AssayError(f"{url}: line {n}: not a path or URL: {entry[:200]!r}")
+
+
+def _inventory_items(url: str, doc: Any) -> Iterator[RemoteItem]:
+    """Objects of an S3 Inventory report: ``fileSchema`` names the CSV columns (Bucket, Key,
+    Size, ...); keys in the data files are URL-encoded; data files live in the destination
+    bucket."""
+    if not isinstance(doc, dict) or "files" not in doc or "fileSchema" not in doc:
+        raise AssayError(f"{url}: a JSON manifest must be an S3 Inventory manifest.json "
+                         "(with 'files' and 'fileSchema')")
+    fmt = str(doc.get("fileFormat", "CSV")).upper()
+    if fmt != "CSV":
+        raise AssayError(f"{url}: S3 Inventory in {fmt} format; only CSV inventories are read",
+                         hint="configure the inventory with CSV output, or give a plain list of URLs")
+    cols = [c.strip() for c in str(doc["fileSchema"]).split(",")]
+    try:
+        ci_bucket, ci_key = cols.index("Bucket"), cols.index("Key")
+    except ValueError:
+        raise AssayError(f"{url}: the inventory's fileSchema has no Bucket and Key columns") from None
+    ci_size = cols.index("Size") if "Size" in cols else None
+    dest = str(doc.get("destinationBucket", ""))
+    dest = dest.split(":::", 1)[1] if ":::" in dest else dest
+    for f in doc["files"]:
+        key = f.get("key") if isinstance(f, dict) else None
+        if not key:
+            raise AssayError(f"{url}: an entry of 'files' has no key")
+        data_url = f"s3://{dest}/{key}" if dest else key
+        with _open_text(data_url) as fh:
+            for row in csv.reader(fh):
+                if len(row) <= max(ci_bucket, ci_key):
+                    continue
+                size = None
+                if ci_size is not None and ci_size < len(row) and row[ci_size].isdigit():
+                    size = int(row[ci_size])
+                yield RemoteItem(f"s3://{row[ci_bucket]}/{unquote(row[ci_key])}", size)
+
+
+def fetch_object(url: str, max_bytes: int, tmpdir: Path, suffix: str = "") -> tuple[Path | None, str | None, int]:
+    """Copy an object into ``tmpdir``; (path, None, size) or (None, problem, size) when it
+    cannot be read or is larger than ``max_bytes`` (never read past the limit)."""
+    fs, path = filesystem(url)
+    try:
+        size = fs.size(path)
+    except FileNotFoundError:
+        return None, "cannot access: no such object", 0
+    except Exception as exc:
+        return None, f"cannot access: {type(exc).__name__}: {exc}", 0
+    if size is not None and size > max_bytes:
+        return None, f"too-large:{size}", int(size)
+    fd, name = tempfile.mkstemp(dir=tmpdir, suffix=suffix)
+    try:
+        with os.fdopen(fd, "wb") as out, fs.open(path, "rb") as src:
+            shutil.copyfileobj(src, out, 4 << 20)
+    except Exception as exc:
+        os.unlink(name)
+        return None, f"cannot read: {type(exc).__name__}: {exc}", int(size or 0)
+    return Path(name), None, int(size or 0)

@@ -16,7 +16,7 @@ install: $(BIN)/python
 
 install-test: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
-	$(BIN)/pip install -q --no-deps invisible-watermark==0.2.0
+	$(BIN)/pip install -q --no-deps invisible-watermark==0.2.0 case-utils==0.18.0
 
 demo: install
 	$(BIN)/assay demo

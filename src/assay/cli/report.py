@@ -1,4 +1,4 @@
-"""`assay report`: a scan report rendered for hand-over (HTML)."""
+"""`assay report`: a scan report rendered for hand-over (HTML, CSV); `assay review`: decisions on matches."""
 
 
 from enum import StrEnum
@@ -14,15 +14,21 @@ from ._common import DbOpt, JsonOpt, _emit_json, _esc, app, err, out
 
 class ReportFormat(StrEnum):
     html = "html"
+    csv = "csv"
+    case = "case"
 
 
-_SUFFIX = {"html": ".html"}
+_SUFFIX = {"html": ".html", "csv": "-csv", "case": ".jsonld"}
 
 
 def _target(report: Path, output: Path | None, fmt: str, overwrite: bool) -> Path:
     target = output or report.with_name(report.name.removesuffix(".jsonl") + _SUFFIX[fmt])
     if target.resolve() == report.resolve():
         raise AssayError(f"{target}: is the scan report itself; choose another --output")
+    if fmt == "csv":  # a folder: write_csv refuses to replace files in it
+        if not target.parent.is_dir():
+            raise AssayError(f"{target}: folder {target.parent} does not exist")
+        return target
     if target.exists() and not overwrite:
         raise AssayError(f"{target}: already exists; not overwriting it",
                          hint="choose another --output or pass --overwrite")
@@ -35,8 +41,9 @@ def _target(report: Path, output: Path | None, fmt: str, overwrite: bool) -> Pat
 def report_cmd(
     report: Annotated[Path, typer.Argument(help="A scan report (the JSON Lines file `assay scan -o` wrote).")],
     output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Where to write (default: the report's name with .html).")] = None,
-    fmt: Annotated[ReportFormat, typer.Option("--format", help="html: one self-contained page.")] = ReportFormat.html,
+        "--output", "-o", help="Where to write: a file (html), a folder (csv); default: next to the report.")] = None,
+    fmt: Annotated[ReportFormat, typer.Option("--format", help="html: one self-contained page; csv: a folder of "
+                                              "tables for spreadsheets (formula-safe); case: CASE/UCO JSON-LD.")] = ReportFormat.html,
     title: Annotated[str, typer.Option(help="Title of the case report.")] = "assay case report",
     case_id: Annotated[str | None, typer.Option(help="Case or exhibit reference shown on every page.")] = None,
     examiner: Annotated[str | None, typer.Option(help="Examiner's name shown in the case header.")] = None,
@@ -46,13 +53,24 @@ def report_cmd(
 ) -> None:
     """Render a scan report for hand-over: case header with chain of custody and the report's
     integrity check, summary, findings, errors and the file inventory with hashes."""
-    from ..report.html import Options, render_html
-
     target = _target(report, output, fmt.value, overwrite)
     decisions, source = _decisions(db)
-    opts = Options(title=title, case_id=case_id, examiner=examiner, decisions=decisions,
-                   decisions_source=source)
-    res: dict[str, Any] = render_html(report, target, opts)
+    res: dict[str, Any]
+    if fmt == ReportFormat.case:
+        from ..report.caseuco import write_case
+
+        res = write_case(report, target, decisions=decisions, case_id=case_id, examiner=examiner, title=title)
+    elif fmt == ReportFormat.csv:
+        from ..report.csvout import write_csv
+
+        res = write_csv(report, target, decisions=decisions, overwrite=overwrite, title=title,
+                        case_id=case_id, examiner=examiner)
+    else:
+        from ..report.html import Options, render_html
+
+        opts = Options(title=title, case_id=case_id, examiner=examiner, decisions=decisions,
+                       decisions_source=source)
+        res = render_html(report, target, opts)
     res = {"format": fmt.value, "output": str(target), **res}
     if json_out:
         _emit_json(res)
@@ -96,8 +114,13 @@ def _print_written(res: dict[str, Any]) -> None:
     if res.get("files_with_errors"):
         parts.append(f"{res['files_with_errors']:,} with errors")
     size = res.get("bytes")
-    out.print(f"wrote {_esc(res['output'])} ({res['format']}"
-              + (f", {size / 1e6:,.1f} MB" if isinstance(size, int) else "") + "): " + ", ".join(parts))
+    if res.get("written"):
+        out.print(f"wrote {len(res['written'])} CSV files in {_esc(res['output'])}: "
+                  + ", ".join(_esc(Path(p).name) for p in res["written"]))
+        out.print("  " + ", ".join(parts))
+    else:
+        out.print(f"wrote {_esc(res['output'])} ({res['format']}"
+                  + (f", {size / 1e6:,.1f} MB" if isinstance(size, int) else "") + "): " + ", ".join(parts))
     integrity = res.get("integrity")
     if integrity == "match":
         out.print(f"integrity: the report's SHA-256 matches its sidecar ({res['report_sha256']})")

@@ -85,8 +85,9 @@ def main(db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Se
 
 @pytest.fixture(scope="module")
 def shared(db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server whose rate limits live in the real Redis."""
-    env = {"ASSAY_REDIS_URL": _redis_url(), "ASSAY_SERVICE_RATE_LIMIT_REDIS_PREFIX": f"t{uuid.uuid4().hex}:"}
+    """A server whose rate limits, and heavy uploads per key, live in the real Redis."""
+    env = {"ASSAY_REDIS_URL": _redis_url(), "ASSAY_SERVICE_RATE_LIMIT_REDIS_PREFIX": f"t{uuid.uuid4().hex}:",
+           **MAIN_ENV}
     with running(db, WORKERS, tmp_path_factory.mktemp("shared"), **env) as srv:
         yield srv
 
@@ -367,7 +368,8 @@ def test_pixel_bombs_are_refused_from_their_header(main: tuple[Server, str], ima
 def test_large_image_within_budget_is_hashed_and_memory_returned(main: tuple[Server, str],
                                                                  images: dict[str, bytes]) -> None:
     """A 49-MP 1-bit PNG (under the budget) is hashed: decoded as 1 byte a pixel, not
-    RGB, so the worker's peak stays under 600 MB, and its memory goes back afterwards."""
+    RGB, in the worker's decoder process, not in the worker: the worker's peak stays
+    far under 600 MB, the decoder's too, and the decoder gives its memory back."""
     srv, db = main
     r = httpx.post(srv.url + "/h/hash", headers={"X-API-Key": _key(db, "match")}, timeout=120,
                    files={"photo": ("big.png", images["big"], "image/png")})
@@ -375,11 +377,17 @@ def test_large_image_within_budget_is_hashed_and_memory_returned(main: tuple[Ser
     assert r.json()["pdq"] == "0" * 64  # a blank image: PDQ's all-zero hash
     worker = int(r.headers["x-served-by"])
     lim = _limits_of_every_worker(srv, _key(db, "admin"))[worker]
-    heavy, mem = lim["heavy"], lim["memory"]
+    heavy, mem, decoder = lim["heavy"], lim["memory"], lim["decoder"]
     assert heavy["largest_admitted_pixels"] >= 49_000_000 and heavy["in_flight_pixels"] == 0
+    assert decoder["mode"] == "process" and decoder["restarts"] == 0
+    dm = decoder["last_memory"]
+    assert dm["pid"] != worker
+    # The decode (49 MB of grey pixels, and more) happened in the decoder ...
+    assert 49 * MB < dm["peak_rss_bytes"] < 600 * MB, dm
     assert mem["peak_rss_bytes"] < 600 * MB, mem
-    if heavy["trims"]:  # glibc: the decode's memory was handed back
-        assert heavy["rss_after_last_heavy_bytes"] < mem["peak_rss_bytes"] - 49 * MB, heavy
+    # ... which handed it back afterwards (glibc).
+    if heavy["trims"]:
+        assert dm["rss_after_trim_bytes"] < dm["peak_rss_bytes"] - 49 * MB, dm
 
 
 def test_heavy_uploads_are_bounded_per_worker_and_per_key(main: tuple[Server, str],
@@ -428,3 +436,72 @@ def test_upload_over_the_rate_is_refused_before_its_body(shared: Server, db: str
         s.close()
     assert status == 429 and orjson.loads(body)["error"]["code"] == "rate-limited", body
     assert int(headers["retry-after"]) >= 40 and headers["connection"] == "close" and closed
+
+
+def _jpeg_declaring(width: int, height: int, app_bytes: int) -> bytes:
+    """A small real JPEG whose frame header (SOF) declares ``width`` x ``height``, after
+    an APP segment of ``app_bytes`` (as cameras put EXIF and ICC before it)."""
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (90, 120, 150)).save(buf, "JPEG", quality=80)
+    data = buf.getvalue()
+    sof = data.index(b"\xff\xc0")
+    data = data[:sof + 5] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + data[sof + 9:]
+    app = b"\xff\xe2" + (app_bytes + 2).to_bytes(2, "big") + b"\0" * app_bytes
+    return data[:2] + app + data[2:]
+
+
+@pytest.mark.parametrize("kind", ["png", "jpeg"])
+def test_bomb_is_refused_from_the_first_kilobytes_of_a_streamed_body(main: tuple[Server, str],
+                                                                     images: dict[str, bytes], kind: str) -> None:
+    """An upload announcing 60 MB whose file part starts with a 169-MP image header: the
+    413 comes once the header is in, while the rest of the body has not been sent (the
+    server would otherwise wait for it), and the connection is closed after it."""
+    srv, db = main
+    head = images["bomb"][:4096] if kind == "png" else _jpeg_declaring(13000, 13000, 60_000)
+    part = (b"--b\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"bomb\"\r\n"
+            b"Content-Type: application/octet-stream\r\n\r\n" + head)
+    for path in ("/h/hash", "/v1/analyze/provenance"):
+        s = _raw(srv)
+        try:
+            s.sendall((f"POST {path} HTTP/1.1\r\nHost: t\r\nX-API-Key: {_key(db, 'match')}\r\n"
+                       f"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {60 * 2**20}\r\n\r\n"
+                       ).encode() + part)
+            status, headers, body = _read_answer(s)
+            closed = _closed_by_server(s)
+        finally:
+            s.close()
+        assert status == 413, body
+        err = orjson.loads(body)["error"]
+        assert err["code"] == "too-large" and "13000x13000" in err["message"] and "bomb" in err["message"]
+        assert headers["connection"] == "close" and closed
+
+
+def test_heavy_uploads_per_key_are_counted_for_the_service_in_redis(shared: Server, db: str,
+                                                                    images: dict[str, bytes]) -> None:
+    """With Redis, a key's heavy uploads are limited for the whole service, not per
+    worker: concurrent 4-MP uploads of one key (limit 1) through both workers are
+    refused 429 also by a worker that had none of them in flight, and never more than
+    one was in flight anywhere. A second key is not held back by the first."""
+    key, other = _key(db, "match"), _key(db, "match")
+    elsewhere = 0
+    for _ in range(8):
+        def send(i: int) -> httpx.Response:
+            return httpx.post(shared.url + "/v1/hash", headers={"X-API-Key": key if i % 4 else other},
+                              timeout=120, files={"file": ("heavy.png", images["heavy"], "image/png")})
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(send, range(8)))
+        for r in answers:
+            assert r.status_code in (200, 429, 503), r.text[:300]
+            if r.status_code == 429:
+                assert r.json()["error"]["code"] == "rate-limited" and "for the service" in r.json()["error"]["message"]
+                assert int(r.headers["retry-after"]) >= 1
+        assert any(r.status_code == 200 for r in answers)
+        limits = _limits_of_every_worker(shared, _key(db, "admin"))
+        for pid, lim in limits.items():
+            assert lim["heavy"]["max_in_flight_per_key_shared"] <= 1, (pid, lim["heavy"])
+            assert lim["heavy"]["in_flight_pixels"] == 0
+        elsewhere = sum(lim["heavy"]["refused_key_elsewhere"] for lim in limits.values())
+        if elsewhere:
+            break
+    assert elsewhere > 0, "no upload was refused for another worker's upload of the same key"

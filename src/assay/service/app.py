@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -23,7 +24,7 @@ from starlette.routing import Match
 
 from .. import __version__
 from ..banks.store import Store
-from ..config import data_dir
+from ..config import Limits, data_dir
 from ..errors import AssayError, RateLimited
 from . import logging as service_logging
 from .auth import KeyVerifier
@@ -32,6 +33,7 @@ from .guard import AuthFirstMiddleware
 from .jobs import Jobs
 from .logging import RequestContextMiddleware
 from .matching import LiveIndex
+from .probe import UploadProbeMiddleware
 from .ratelimit import (
     BodyLimitMiddleware,
     BodyTimeout,
@@ -45,7 +47,7 @@ from .ratelimit import (
 from .settings import Settings
 from .state import ServiceState
 from .tmpfiles import TmpFiles
-from .uploads import UploadGate, image_limits, trim_memory
+from .uploads import HeavyDecoder, SharedHeavy, UploadGate, image_limits, trim_memory
 
 log = logging.getLogger("assay.service")
 
@@ -72,6 +74,13 @@ def rate_limiter(settings: Settings) -> RateLimiter:
     return RateLimiter(local, settings.workers, shared)
 
 
+def shared_heavy(settings: Settings) -> SharedHeavy | None:
+    """Heavy uploads per key counted in the rate limits' Redis, when there is one."""
+    if not settings.rate_limit_redis_url:
+        return None
+    return SharedHeavy(settings.rate_limit_redis_url, settings.rate_limit_redis_prefix)
+
+
 def _state(settings: Settings) -> ServiceState:
     tmp = TmpFiles(settings.tmp_path)
     tmp.remove_stale()  # bodies left by workers that were killed
@@ -88,7 +97,9 @@ def _state(settings: Settings) -> ServiceState:
         limiter=rate_limiter(settings),
         jobs=Jobs(store, settings.job_stale_seconds),
         tmp=tmp,
-        uploads=UploadGate(settings.heavy_worker_pixels, settings.heavy_from_pixels, settings.heavy_per_key),
+        uploads=UploadGate(settings.heavy_worker_pixels, settings.heavy_from_pixels, settings.heavy_per_key,
+                           shared_heavy(settings)),
+        decoder=HeavyDecoder(settings.heavy_decoder, settings.heavy_processes),
         image_limits=image_limits(settings.max_upload_pixels),
     )
     state.jobs.on_done = state.on_job_done
@@ -116,9 +127,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Loading the index leaves freed heap behind (measured ~150 MB a worker at 1M
         # hashes): give it back before the first request.
         trim_memory()
+        # The decoder processes start meanwhile (a second or two of imports).
+        threading.Thread(target=state.decoder.start, name="assay-decoder-start", daemon=True).start()
         try:
             yield
         finally:
+            state.decoder.shutdown()
+            if state.uploads.shared is not None:
+                state.uploads.shared.close()
             state.index.stop()
             state.tmp.remove_own()
             await state.limiter.close()
@@ -154,6 +170,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                 (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
 
+    # Innermost: reads the body through the limits below, after the key was checked.
+    app.add_middleware(UploadProbeMiddleware, paths=is_image_upload, limits=_image_limits_of,
+                       on_refused=_count_refused)
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(settings),
                        timeout=settings.body_timeout, on_error=limit_error)
     app.add_middleware(AuthFirstMiddleware)  # before the body limits: no key, no body
@@ -161,12 +180,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+IMAGE_UPLOADS = frozenset({"/v1/hash", "/v1/match", "/v1/analyze/provenance", "/h/hash", "/m/lookup"})
+
+
+def is_image_upload(path: str) -> bool:
+    """Routes whose body is a multipart image upload."""
+    return path in IMAGE_UPLOADS or (path.startswith("/c/bank/") and path.endswith("/content"))
+
+
+def _image_limits_of(scope: Scope) -> Limits:
+    return scope["app"].state.assay.image_limits  # type: ignore[no-any-return]
+
+
+def _count_refused(scope: Scope) -> None:
+    scope["app"].state.assay.uploads.count("refused_budget")
+
+
 def _body_limits(settings: Settings) -> Callable[[str], int]:
     upload = settings.max_upload_bytes + 64 * 1024  # room for the multipart framing
-    uploads = ("/v1/hash", "/v1/match", "/v1/analyze/provenance", "/h/hash", "/m/lookup")
 
     def limit_for(path: str) -> int:
-        if path in uploads or (path.startswith("/c/bank/") and path.endswith("/content")):
+        if is_image_upload(path):
             return upload
         if path == "/v1/analyze/model":
             return settings.max_model_bytes

@@ -48,6 +48,10 @@ class Settings:
     heavy_from_pixels: int = 4_000_000
     heavy_worker_pixels: int = 64_000_000
     heavy_per_key: int = 2
+    # Heavy decodes run in decoder processes of each worker ("process", heavy_processes
+    # of them, at nice 10) or on threads of the worker at nice 10 ("thread").
+    heavy_decoder: str = "process"
+    heavy_processes: int = 1
     max_entry_signals: int = 256  # signal values one bank entry may hold
     body_timeout: float = 30.0  # seconds without a byte from a client before 408
     # A request's headers must be complete this many seconds after the connection
@@ -91,6 +95,9 @@ class Settings:
         if min(self.max_upload_pixels, self.heavy_from_pixels, self.heavy_worker_pixels, self.heavy_per_key) < 1:
             raise AssayError("invalid upload limits: max_upload_pixels, heavy_from_pixels, "
                              "heavy_worker_pixels and heavy_per_key must be at least 1")
+        if self.heavy_decoder not in ("process", "thread") or self.heavy_processes < 1:
+            raise AssayError(f"invalid heavy decoder {self.heavy_decoder!r} x {self.heavy_processes}",
+                             hint="heavy_decoder: process or thread; heavy_processes: at least 1")
         if not self.rate_burst_seconds > 0:
             raise AssayError(f"invalid rate_burst_seconds {self.rate_burst_seconds}: seconds, more than 0")
         if self.prune_interval <= 0:

@@ -28,7 +28,7 @@ from .tmpfiles import TmpFiles
 
 if TYPE_CHECKING:
     from ..config import Limits
-    from .uploads import UploadGate
+    from .uploads import HeavyDecoder, UploadGate
 
 T = TypeVar("T")
 
@@ -54,6 +54,7 @@ class ServiceState:
     jobs: Jobs
     tmp: TmpFiles
     uploads: UploadGate  # heavy image decodes in flight (uploads.py)
+    decoder: HeavyDecoder  # where heavy decodes run (uploads.py)
     image_limits: Limits  # the pixel budget of uploads
 
     def audited_write(self, principal: Principal, action: str, bank: str | None, write: Callable[[], T],

@@ -2,7 +2,8 @@
 
 * **Pixel budget.** An image whose header declares more than ``max_upload_pixels``
   (default 50 MP) is refused with ``413 too-large`` before a pixel is decoded: a 20 KB
-  PNG can declare 13000 x 13000 pixels.
+  PNG can declare 13000 x 13000 pixels. probe.py does so from the first kilobytes of a
+  streamed multipart body; the check here is the authority for what gets through.
 * **Reduced decoding.** Hashing decodes JPEGs at 1/2..1/8 scale and grey images as
   one byte a pixel (media/decode.py), so an upload is weighed by the pixels its decode
   really holds; provenance analysis needs every pixel in RGB and more, and weighs
@@ -12,14 +13,15 @@
   ``heavy_worker_pixels`` in flight (one at a time at least: a lone upload is never
   refused for its weight, the pixel budget is for that); beyond, ``503 busy`` with
   ``Retry-After``. A key may have ``heavy_per_key`` heavy uploads in flight on a
-  worker; beyond, ``429 rate-limited`` with ``Retry-After``. Nothing queues, so memory
-  never grows with the number of waiting clients: they retry.
-* **Lookups first.** Heavy decodes run on a few threads of their own at a lower
-  scheduling priority (nice 10, Linux threads are scheduled one by one), so that the
-  event loop answering lookups gets the cores first; Pillow and numpy release the GIL
-  while they decode and shrink.
-* **Memory returned.** After a heavy decode the worker hands freed heap memory back to
-  the system (glibc's ``malloc_trim``); without it a worker kept ~700 MB after one bomb.
+  worker, or in the whole service when Redis is configured (``SharedHeavy``); beyond,
+  ``429 rate-limited`` with ``Retry-After``. Nothing queues, so memory never grows
+  with the number of waiting clients: they retry.
+* **Lookups first, decodes apart.** Heavy decodes run in a decoder process of the
+  worker at nice 10 (decoder.py), so that the event loop answering lookups gets the
+  cores first and shares neither GIL nor heap with them.
+* **Memory returned.** After a heavy decode the decoder hands freed heap memory back
+  to the system (glibc's ``malloc_trim``); without it a worker kept ~700 MB after one
+  bomb.
 
 Counters of all this, and the worker's resident and peak memory, are at
 ``GET /v1/limits`` (admin), answered by whichever worker takes the request.
@@ -27,16 +29,15 @@ Counters of all this, and the worker's resident and peak memory, are at
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -46,9 +47,10 @@ from ..errors import Busy, DecodeError, RateLimited, UnsupportedFormat
 from ..media import decode
 from ..media.hashes import DEFAULT_LIMITS, ImageHashes, hash_image_bytes
 from .auth import Principal
+from .decoder import HeavyDecoder, memory, trim_memory
 from .state import role
 
-T = TypeVar("T")
+log = logging.getLogger("assay.service.uploads")
 
 # Provenance holds the RGB pixels, an RGBA copy for some sources and the watermark
 # decoder's planes: measured ~14 bytes a pixel at peak against ~2 for a grey hash.
@@ -56,89 +58,126 @@ PROVENANCE_WEIGHT = 3
 RETRY_AFTER = 1.0  # seconds: a heavy decode of the budget's size takes about that
 
 
-def _malloc_trim() -> Callable[[int], int] | None:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc: nothing to call
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return trim  # type: ignore[no-any-return]
+# KEYS[1]: a sorted set of a key's heavy uploads in flight (member: a token, score: its
+# start, Redis's clock); ARGV: token, limit, lease seconds. Entries older than the lease
+# (a worker that died mid-decode never removed its own) are dropped first. Returns the
+# number in flight after the add, or 0 when refused (nothing added).
+_HEAVY_ADMIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local lease = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - lease)
+local n = redis.call('ZCARD', KEYS[1])
+if n >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('EXPIRE', KEYS[1], math.ceil(lease))
+return n + 1
+"""
 
 
-_TRIM = _malloc_trim()
+class SharedHeavy:
+    """A key's heavy uploads in flight, counted in Redis for every worker and instance
+    that uses it (the rate limits' Redis and prefix). Redis errors propagate."""
 
+    LEASE = 600.0  # seconds: far longer than a decode within the budget takes
 
-def trim_memory() -> bool:
-    """Hand freed heap memory back to the system (glibc); False where unavailable."""
-    if _TRIM is None:
-        return False
-    _TRIM(0)
-    return True
+    def __init__(self, url: str, prefix: str, timeout: float = 0.5) -> None:
+        import redis
 
+        self.errors: tuple[type[Exception], ...] = (redis.RedisError, OSError, TimeoutError, ValueError)
+        self.prefix = prefix + "heavy:"
+        self._client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._admit = self._client.register_script(_HEAVY_ADMIT)
 
-HEAVY_NICE = 10
-HEAVY_THREADS = 4  # more than a worker admits at once by default: the gate limits, not this
+    def admit(self, key: object, token: str, limit: int) -> int:
+        """In flight for ``key`` after admitting ``token``, or 0 when it is refused."""
+        return int(self._admit(keys=[f"{self.prefix}{key}"], args=[token, limit, self.LEASE]))
 
+    def release(self, key: object, token: str) -> None:
+        self._client.zrem(f"{self.prefix}{key}", token)
 
-def _lower_priority() -> None:
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HEAVY_NICE)
-    except (OSError, AttributeError):  # not Linux, or not permitted: same priority then
-        pass
-
-
-_heavy_pool: ThreadPoolExecutor | None = None
-_heavy_lock = threading.Lock()
-
-
-def _run_heavy(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``fn`` on a low-priority heavy-decode thread; this thread waits for it."""
-    global _heavy_pool
-    with _heavy_lock:
-        if _heavy_pool is None:
-            _heavy_pool = ThreadPoolExecutor(HEAVY_THREADS, thread_name_prefix="assay-heavy",
-                                             initializer=_lower_priority)
-    return _heavy_pool.submit(fn, *args, **kwargs).result()
-
-
-def memory() -> dict[str, int]:
-    """This process's resident and peak resident memory (bytes; 0 where unknown)."""
-    out = {"rss_bytes": 0, "peak_rss_bytes": 0}
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                out["rss_bytes"] = int(line.split()[1]) * 1024
-            elif line.startswith("VmHWM:"):
-                out["peak_rss_bytes"] = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return out
+    def close(self) -> None:
+        self._client.close()
 
 
 class UploadGate:
-    """Admission of heavy decodes in one worker (thread-safe: decodes run on threads)."""
+    """Admission of heavy decodes in one worker (thread-safe: decodes run on threads).
+    With ``shared`` (Redis), a key's limit holds for the whole service; while Redis is
+    unreachable, per worker as without it."""
 
-    def __init__(self, worker_pixels: int, heavy_from: int, per_key: int) -> None:
+    def __init__(self, worker_pixels: int, heavy_from: int, per_key: int,
+                 shared: SharedHeavy | None = None) -> None:
         self.worker_pixels = worker_pixels
         self.heavy_from = heavy_from
         self.per_key = per_key
+        self.shared = shared
+        self.shared_down = False
         self._lock = threading.Lock()
         self._in_flight = 0
         self._keys: dict[object, int] = {}
-        self.stats = {"admitted_heavy": 0, "refused_busy": 0, "refused_key": 0, "max_in_flight_pixels": 0,
+        self.stats = {"admitted_heavy": 0, "refused_busy": 0, "refused_key": 0, "refused_budget": 0,
+                      "max_in_flight_pixels": 0,
                       "max_in_flight_per_key": 0, "largest_admitted_pixels": 0, "trims": 0,
-                      "rss_after_last_heavy_bytes": 0}
+                      "rss_after_last_heavy_bytes": 0, "max_in_flight_per_key_shared": 0,
+                      "refused_key_elsewhere": 0}
+
+    def _admit_shared(self, key: object) -> str | None:
+        """Admit in Redis: the token to release, None when Redis is not in use or
+        unreachable (then this worker's count decides). Raises RateLimited."""
+        if self.shared is None:
+            return None
+        token = uuid.uuid4().hex
+        try:
+            n = self.shared.admit(key, token, self.per_key)
+        except self.shared.errors as exc:
+            if not self.shared_down:
+                self.shared_down = True
+                log.warning("heavy-upload limits: Redis unreachable (%s); each worker counts a key's "
+                            "uploads on its own until it is back", type(exc).__name__)
+            return None
+        self.shared_down = False
+        with self._lock:
+            if n == 0:
+                self.stats["refused_key"] += 1
+                if not self._keys.get(key):
+                    self.stats["refused_key_elsewhere"] += 1
+            else:
+                s = self.stats
+                s["max_in_flight_per_key_shared"] = max(s["max_in_flight_per_key_shared"], n)
+        if n == 0:
+            raise RateLimited(
+                f"this key already has {self.per_key} large image upload(s) in progress "
+                f"(limit {self.per_key} for the service)", retry_after=RETRY_AFTER,
+                hint="send large images one after another, or smaller ones")
+        return token
+
+    def _release_shared(self, key: object, token: str | None) -> None:
+        if token is None or self.shared is None:
+            return
+        try:
+            self.shared.release(key, token)
+        except self.shared.errors:
+            pass  # the lease ends it
 
     @contextmanager
     def held(self, key: object, weight: int) -> Iterator[None]:
         if weight < self.heavy_from:
             yield
             return
+        token = self._admit_shared(key)
+        try:
+            with self._held_here(key, weight, shared=token is not None):
+                yield
+        finally:
+            self._release_shared(key, token)
+
+    @contextmanager
+    def _held_here(self, key: object, weight: int, shared: bool) -> Iterator[None]:
         with self._lock:
             mine = self._keys.get(key, 0)
-            if mine >= self.per_key:
+            if not shared and mine >= self.per_key:
                 self.stats["refused_key"] += 1
                 raise RateLimited(
                     f"this key already has {mine} large image upload(s) in progress on this worker "
@@ -172,6 +211,10 @@ class UploadGate:
             with self._lock:
                 self.stats["rss_after_last_heavy_bytes"] = memory()["rss_bytes"]
 
+    def count(self, name: str) -> None:
+        with self._lock:
+            self.stats[name] += 1
+
     def counters(self) -> dict[str, Any]:
         with self._lock:
             out: dict[str, Any] = {**self.stats, "in_flight_pixels": self._in_flight}
@@ -182,19 +225,20 @@ def image_limits(max_pixels: int) -> Limits:
     return replace(DEFAULT_LIMITS, max_pixels=max_pixels)
 
 
-def hash_within_budget(gate: UploadGate, limits: Limits, key: object, data: bytes, name: str,
-                       dihedral: bool) -> ImageHashes:
+def hash_within_budget(gate: UploadGate, decoder: HeavyDecoder, limits: Limits, key: object, data: bytes,
+                       name: str, dihedral: bool) -> ImageHashes:
     """Hash an upload on this thread: refused over the pixel budget (header only), then
     admitted by its decode's weight. Raises TooLarge, Busy, RateLimited, decode errors."""
     weight = decode.decode_pixels(decode.open_image(data, name, limits))
     with gate.held(key, weight):
         if weight >= gate.heavy_from:
-            return _run_heavy(hash_image_bytes, data, path=name, mode="fast", dihedral=dihedral, limits=limits)
+            return decoder.run(hash_image_bytes, name, data, path=name, mode="fast", dihedral=dihedral,
+                               limits=limits)
         return hash_image_bytes(data, path=name, mode="fast", dihedral=dihedral, limits=limits)
 
 
-def provenance_within_budget(gate: UploadGate, limits: Limits, key: object, data: bytes, name: str,
-                             fmt: str, trust_anchors: Path | None) -> Any:
+def provenance_within_budget(gate: UploadGate, decoder: HeavyDecoder, limits: Limits, key: object, data: bytes,
+                             name: str, fmt: str, trust_anchors: Path | None) -> Any:
     from ..provenance.analyzer import analyze_provenance
 
     try:
@@ -204,19 +248,20 @@ def provenance_within_budget(gate: UploadGate, limits: Limits, key: object, data
         weight = 0  # not decodable here: provenance reads its metadata, and decodes nothing
     with gate.held(key, weight):
         if weight >= gate.heavy_from:
-            return _run_heavy(analyze_provenance, Path(name), data, fmt, trust_anchors=trust_anchors, limits=limits)
+            return decoder.run(analyze_provenance, name, Path(name), data, fmt, trust_anchors=trust_anchors,
+                               limits=limits)
         return analyze_provenance(Path(name), data, fmt, trust_anchors=trust_anchors, limits=limits)
 
 
 async def run_hash(request: Request, data: bytes, name: str, dihedral: bool) -> ImageHashes:
     state = request.app.state.assay
-    return await run_in_threadpool(hash_within_budget, state.uploads, state.image_limits,
+    return await run_in_threadpool(hash_within_budget, state.uploads, state.decoder, state.image_limits,
                                    getattr(request.state, "key_id", None), data, name, dihedral)
 
 
 async def run_provenance(request: Request, data: bytes, name: str, fmt: str, trust_anchors: Path | None) -> Any:
     state = request.app.state.assay
-    return await run_in_threadpool(provenance_within_budget, state.uploads, state.image_limits,
+    return await run_in_threadpool(provenance_within_budget, state.uploads, state.decoder, state.image_limits,
                                    getattr(request.state, "key_id", None), data, name, fmt, trust_anchors)
 
 
@@ -234,6 +279,8 @@ async def limits(request: Request, _: Annotated[Principal, Depends(role("admin")
         "max_upload_pixels": s.max_upload_pixels, "heavy_from_pixels": s.heavy_from_pixels,
         "heavy_worker_pixels": s.heavy_worker_pixels, "heavy_per_key": s.heavy_per_key,
         "heavy": state.uploads.counters(),
+        "decoder": {"mode": state.decoder.mode, "restarts": state.decoder.restarts,
+                    "last_memory": state.decoder.last_memory},
         "memory": memory(),
     }
     return Response(orjson.dumps(body), media_type="application/json")

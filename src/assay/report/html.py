@@ -56,7 +56,7 @@ def _lines(lines: Iterable[str]) -> str:
 
 def json_for_script(obj: Any) -> str:
     """JSON that cannot end its ``<script type="application/json">`` element early."""
-    return (json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return (json.dumps(obj, ensure_ascii=True, separators=(",", ":"))
             .replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 

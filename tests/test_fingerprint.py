@@ -307,7 +307,10 @@ def test_record_round_trip_and_size(base: dict[str, np.ndarray], record: bytes) 
     assert np.linalg.norm(d) / np.linalg.norm(_vec(fp)) < 1e-3  # float16 storage
     assert back.to_bytes() == Fingerprint.from_bytes(back.to_bytes()).to_bytes()
     sketch_values = sum(t.sketch.size for t in fp.tensors.values())
-    assert len(record) < 2 * sketch_values + 400 * len(fp.tensors)
+    # format 2: the permutation-robust arrays (signatures, invariants) as float16 too
+    align_values = sum(a.size for t in fp.tensors.values() for a in (t.rowsig, t.colsig, t.inv)
+                       if a is not None)
+    assert len(record) < 2 * (sketch_values + align_values) + 400 * len(fp.tensors)
     assert fingerprint_arrays(base).to_bytes() == record  # deterministic
 
 

@@ -13,7 +13,7 @@ as "not comparable" for that entry; it never stops a query.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +47,18 @@ __all__ = [
 KINDS = ("checkpoint", "lora", "base")
 CACHE_ENTRIES = 32  # decoded fingerprints kept per FingerprintStore (~8 MB each at SD 1.5 size)
 _SUMMARY_BYTES = len(COMPONENTS) * SUMMARY_DIM * 4
+# Rows written since fingerprint format 2 append the permutation-invariant summary.
+_SUMMARY_BYTES_INV = 2 * _SUMMARY_BYTES
+INV_CANDIDATES = 2  # entries pre-selected on invariants alone (permuted copies)
+INV_MAX = 0.25  # relative distance of invariant summaries beyond which nothing is related
+
+
+def summary_bytes(fp: Fingerprint) -> bytes:
+    """The bank's pre-filter record: the linear summary, then (when the fingerprint has
+    them) the summary of its permutation invariants."""
+    out = fp.summary().astype("<f4").tobytes()
+    inv = fp.invariant_summary()
+    return out + inv.astype("<f4").tobytes() if inv is not None else out
 
 # What the code reads and writes; the table is created by migration 0003 (keep the two in step).
 _meta = sa.MetaData()
@@ -112,7 +124,7 @@ class FingerprintStore:
             raise InvalidBankInput("content id must be 1-512 characters")
         bank_id = self._bank_id(bank)
         data = fingerprint.to_bytes()
-        summary = fingerprint.summary().astype("<f4").tobytes()
+        summary = summary_bytes(fingerprint)
         row = dict(bank_id=bank_id, content_id=content_id, kind=kind, role=role, note=note,
                    k=fingerprint.k, created_at=datetime.now(UTC).replace(tzinfo=None),
                    summary=summary, data=data)
@@ -146,7 +158,7 @@ class FingerprintStore:
         t = fingerprints_table
         row = dict(bank_id=bank_id, content_id=content_id, kind=kind, role=role, note=note, k=fp.k,
                    created_at=created_at or datetime.now(UTC).replace(tzinfo=None),
-                   summary=fp.summary().astype("<f4").tobytes(), data=bytes(data))
+                   summary=summary_bytes(fp), data=bytes(data))
         with self.store.transaction(f"importing model fingerprint {content_id!r}") as conn:
             old = conn.execute(sa.select(t.c.id, t.c.data).where(
                 (t.c.bank_id == bank_id) & (t.c.content_id == content_id))).first()
@@ -186,7 +198,7 @@ class FingerprintStore:
             if not content_id or len(content_id) > 512:
                 raise InvalidBankInput("content id must be 1-512 characters")
             rows.append(dict(bank_id=bank_id, content_id=content_id, kind=k_, role=None, note=None,
-                             k=fp.k, created_at=now, summary=fp.summary().astype("<f4").tobytes(),
+                             k=fp.k, created_at=now, summary=summary_bytes(fp),
                              data=fp.to_bytes()))
         if rows:
             with self.store.transaction(f"adding {len(rows)} model fingerprints") as conn:
@@ -283,20 +295,41 @@ class FingerprintIndex:
     summaries: np.ndarray  # (N, len(COMPONENTS), SUMMARY_DIM) float32
     broken: list[NotComparable]
     _norms: np.ndarray | None = None
+    # (N, len(COMPONENTS) * SUMMARY_DIM) invariant summaries; NaN rows for format-1 entries
+    invariants: np.ndarray | None = None
 
     @classmethod
     def from_rows(cls, rows: Sequence[Any]) -> FingerprintIndex:
-        ok = [r for r in rows if r[5] is not None and len(r[5]) == _SUMMARY_BYTES]
+        sizes = (_SUMMARY_BYTES, _SUMMARY_BYTES_INV)
+        ok = [r for r in rows if r[5] is not None and len(r[5]) in sizes]
         broken = [NotComparable(f"{r[1]}/{r[2]}", "stored fingerprint summary is truncated or corrupt")
-                  for r in rows if r[5] is None or len(r[5]) != _SUMMARY_BYTES]
-        summaries = (np.frombuffer(b"".join(r[5] for r in ok), dtype="<f4")
+                  for r in rows if r[5] is None or len(r[5]) not in sizes]
+        summaries = (np.frombuffer(b"".join(bytes(r[5][:_SUMMARY_BYTES]) for r in ok), dtype="<f4")
                      .reshape(len(ok), len(COMPONENTS), SUMMARY_DIM)) if ok else np.zeros(
                          (0, len(COMPONENTS), SUMMARY_DIM), np.float32)
+        nan = np.full(len(COMPONENTS) * SUMMARY_DIM, np.nan, dtype="<f4").tobytes()
+        invariants = (np.frombuffer(b"".join(bytes(r[5][_SUMMARY_BYTES:]) or nan for r in ok), dtype="<f4")
+                      .reshape(len(ok), -1)) if ok else np.zeros((0, len(COMPONENTS) * SUMMARY_DIM), np.float32)
         return cls(
             np.array([int(r[0]) for r in ok], dtype=np.int64), [f"{r[1]}/{r[2]}" for r in ok],
             np.array([r[3] for r in ok], dtype=object), np.array([int(r[4]) for r in ok]),
-            summaries, broken,
+            summaries, broken, invariants=invariants,
         )
+
+    def _invariant_candidates(self, suspect: Fingerprint, models: np.ndarray, taken: list[int]) -> list[int]:
+        """Models whose permutation invariants are nearest the suspect's: where a permuted
+        copy hides from the linear summary. Related or not is decided later, after alignment."""
+        inv = suspect.invariant_summary()
+        if inv is None or self.invariants is None or not len(models):
+            return []
+        s = inv.ravel().astype(np.float64)
+        cand = self.invariants[models].astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            rel = np.linalg.norm(cand - s, axis=1) / np.maximum(np.linalg.norm(cand, axis=1), 1e-300)
+        rel[~np.isfinite(rel)] = np.inf
+        order = np.argsort(rel, kind="stable")
+        out = [int(models[i]) for i in order if rel[i] <= INV_MAX and int(models[i]) not in taken]
+        return out[:INV_CANDIDATES]
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -317,13 +350,14 @@ class FingerprintIndex:
         models = np.flatnonzero(same_k & (is_lora == (suspect.kind == "lora")))
         pool = [int(i) for i in models[np.argsort(-cos[models])][:4 * limit] if cos[i] > 0.05]
         if not pool:
-            return []
+            return [int(self.ids[i]) for i in self._invariant_candidates(suspect, models, [])]
         # NNLS on the summaries picks a sparse set that explains the suspect (merge
         # ingredients), where near-duplicates of one model would crowd a top-k list.
         cols = flat[pool].astype(np.float64)
         w = nnls(cols @ cols.T, cols @ s.ravel())
         picked = pool[:3] + [pool[i] for i in np.argsort(-w) if w[i] > 1e-6]
         picked = list(dict.fromkeys(picked))[:limit]
+        picked += self._invariant_candidates(suspect, models, picked)
         loras = np.flatnonzero(same_k & is_lora)
         if suspect.kind != "lora" and len(loras):
             # What the chosen models do not explain is where a merged LoRA would show.
@@ -350,16 +384,17 @@ def add_model(
 
 def query(
     store: Store | FingerprintStore, suspect: Fingerprint, banks: Iterable[str] | None = None, *,
-    index: FingerprintIndex | None = None, limit: int = 6,
+    index: FingerprintIndex | None = None, limit: int = 6, tensors: Mapping[str, np.ndarray] | None = None,
 ) -> LineageReport:
     """Answer the lineage questions for ``suspect`` against the banks' fingerprints.
     For many queries pass one FingerprintStore (its decoded-fingerprint cache) and a
-    prebuilt ``index`` (no reloading of summaries)."""
+    prebuilt ``index`` (no reloading of summaries). With the suspect's ``tensors``
+    (:func:`assay.models.alignment.open_suspect`) permuted copies are found too."""
     fs = store if isinstance(store, FingerprintStore) else FingerprintStore(store)
     idx = index if index is not None else fs.index(banks)
     ids = idx.candidates(suspect, limit=limit)
     entries, broken = fs.load(ids)
-    report = answer(suspect, entries)
+    report = answer(suspect, entries, tensors)
     report.not_comparable[:0] = idx.broken + broken
     other_k = int(np.count_nonzero(idx.ks != suspect.k))
     if other_k:

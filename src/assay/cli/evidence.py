@@ -137,19 +137,18 @@ def model(
 
 def _lineage(store: Any, path: Path, report: Any, banks: list[str] | None) -> bool:
     """Compare the file's weights with the banks' fingerprints; False if no bank has any."""
-    from ..banks.fingerprints import FingerprintStore, query
-    from ..models.fingerprint import fingerprint_file
+    from ..banks.fingerprints import FingerprintStore
+    from ..models.alignment import query_file
 
     fs = FingerprintStore(store)
     index = fs.index(banks or None)
     if len(index) == 0:
         return False
     try:
-        suspect = fingerprint_file(path)
+        result = query_file(fs, path, banks or None, index=index)
     except AssayError as exc:  # e.g. a pickle of plain values: the report stands, lineage says why not
         report.lineage_explanations = [f"not compared: {exc}"]
         return True
-    result = query(fs, suspect, banks or None, index=index)
     report.lineage = result.to_dict()
     report.lineage_explanations = result.explanations()
     return True

@@ -26,9 +26,21 @@ SHA-256 of a fixed label, numpy PCG64: identical on every machine and run), so t
 tensors of equal shape are always comparable, and a dimension ``<= k`` is kept
 exactly (identity instead of a projection).
 
+Permutations (issue #22): reordering hidden units (FFN neurons, attention heads, the
+residual dimension, conv channels) leaves the function unchanged but moves every
+sketch. Format 2 therefore also stores, per tensor and computed in the same pass,
+permutation invariants (quantiles of the sorted row norms and column-unit norms) and
+small per-unit signatures (row norm + ``ALIGN_DIM`` random projections per output unit;
+per input unit where the rows are a fixed axis such as an embedding's vocabulary; the
+values of 1-D tensors), from which :mod:`assay.models.alignment` recovers the
+permutation between a suspect and a banked fingerprint. Cost: ``(1 + ALIGN_DIM)``
+float16 values per output unit of every matrix, i.e. 12 bytes per row.
+
 Serialised form (:meth:`Fingerprint.to_bytes`): magic ``ASFP``, format version,
-header length, a JSON header, the float16 sketch payload, and a CRC32 of all that
-precedes it. Truncated or corrupt records are rejected with :class:`FingerprintError`.
+header length, a JSON header, the float16 sketch payload, then (format 2) the float16
+permutation data, and a CRC32 of all that precedes it. Format 1 records (sketches
+only) are still read; they answer every question except the permuted ones.
+Truncated or corrupt records are rejected with :class:`FingerprintError`.
 """
 
 from __future__ import annotations
@@ -69,8 +81,12 @@ __all__ = [
     "vae_ldm_to_diffusers",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: optional permutation-robust data per tensor (see TensorSketch)
+READABLE_VERSIONS = (1, 2)
+SKETCH_VERSION = 1  # seeds of P, Q and the summary plan: never changes with the record format
 DEFAULT_K = 64
+ALIGN_DIM = 5  # random projections per row / column unit in the alignment signatures
+INV_QUANTILES = 16  # quantiles of sorted row norms and of sorted column-unit norms
 SUMMARY_DIM = 256  # per component; the bank pre-filter vector
 MAGIC = b"ASFP"
 COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2", "other")
@@ -471,7 +487,7 @@ def _seed(label: str) -> int:
 @lru_cache(maxsize=48)
 def _projection(side: str, dim: int, k: int) -> np.ndarray:
     """Gaussian N(0, 1/k): E[P^T P] = I, so sketch norms estimate tensor norms."""
-    rng = np.random.default_rng(_seed(f"assay/sketch/v{FORMAT_VERSION}/{side}/{dim}/{k}"))
+    rng = np.random.default_rng(_seed(f"assay/sketch/v{SKETCH_VERSION}/{side}/{dim}/{k}"))
     m = rng.standard_normal((k, dim), dtype=np.float32) * np.float32(1.0 / np.sqrt(k))
     m.setflags(write=False)
     return m
@@ -515,6 +531,17 @@ class TensorSketch:
     norm: float
     mean: float
     nonfinite: int = 0
+    # Permutation-robust data (format 2, all optional; see :mod:`assay.models.alignment`):
+    # ``rowsig`` (m, 1 + ALIGN_DIM): per output unit its norm and projections on fixed random
+    # vectors (a 1-D tensor keeps its values, (n, 1)); ``colsig`` (units, 1 + ALIGN_DIM): the
+    # same per input unit (a conv's input channel is ``n / units`` columns), stored where the
+    # rows are a fixed axis (embeddings, vocabulary heads, a few output channels);
+    # ``inv``: quantiles of the sorted row norms and column-unit norms, unchanged by any
+    # permutation of either axis.
+    rowsig: np.ndarray | None = None
+    colsig: np.ndarray | None = None
+    units: int = 0
+    inv: np.ndarray | None = None
 
     @property
     def is_matrix(self) -> bool:
@@ -563,6 +590,25 @@ class Fingerprint:
             out[row] += np.bincount(buckets, weights=signs * flat, minlength=SUMMARY_DIM)
         return out.astype(np.float32)
 
+    def invariant_summary(self) -> np.ndarray | None:
+        """A (len(COMPONENTS), SUMMARY_DIM) float32 count-sketch of the permutation
+        invariants (sorted row- and column-unit-norm quantiles) of the matrices, or None
+        for a fingerprint without them (format 1). Close for a model and any permuted
+        copy of it; the bank pre-selects on it when the linear summary finds nothing."""
+        out = np.zeros((len(COMPONENTS), SUMMARY_DIM), dtype=np.float64)
+        seen = False
+        for name, t in self.tensors.items():
+            if not t.is_matrix or t.inv is None or not t.comparable:
+                continue
+            buckets, signs = _count_sketch_plan("inv/" + name, t.inv.size)
+            row = COMPONENTS.index(component_of(name))
+            out[row] += np.bincount(buckets, weights=signs * t.inv, minlength=SUMMARY_DIM)
+            seen = True
+        return out.astype(np.float32) if seen else None
+
+    def has_alignment_data(self) -> bool:
+        return any(t.rowsig is not None or t.colsig is not None for t in self.tensors.values())
+
     def flat(self) -> FlatSketches:
         """All sketches in one float32 vector, tensors in sorted-name order (cached)."""
         # Fingerprints are not edited once in use (apply_lora builds a new one), so the
@@ -590,25 +636,41 @@ class Fingerprint:
 
     # -- serialisation -------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        """Tensors are written in sorted-name order, so equal fingerprints give equal bytes."""
+        """Tensors are written in sorted-name order, so equal fingerprints give equal bytes.
+        The sketches come first (the flat form lineage reads), then the optional
+        permutation-robust data of each tensor, all as scaled float16."""
         entries = []
         payload = bytearray()
+        extra = bytearray()
         for name in sorted(self.tensors):
             t = self.tensors[name]
             sk = t.sketch.astype(np.float32)
-            scale = float(np.max(np.abs(sk))) if sk.size else 0.0
-            half = (sk / scale if scale > 0 else sk).astype("<f2")
-            entries.append({
+            scale = _scale(sk)
+            entry: dict[str, Any] = {
                 "name": t.name, "shape": list(t.shape), "sketch": list(sk.shape),
                 "scale": scale, "norm": t.norm, "mean": t.mean, "nonfinite": t.nonfinite,
-            })
-            payload += half.tobytes()
+            }
+            payload += _half(sk, scale)
+            align: dict[str, Any] = {}
+            for field_name in ("rowsig", "colsig", "inv"):
+                arr = getattr(t, field_name)
+                if arr is None:
+                    continue
+                arr = np.asarray(arr, dtype=np.float32)
+                sc = _scale(arr)
+                align[field_name] = [*arr.shape, sc]
+                extra += _half(arr, sc)
+            if align:
+                align["units"] = int(t.units)
+                entry["align"] = align
+            entries.append(entry)
         header = json.dumps({
             "format": "assay-fingerprint", "version": FORMAT_VERSION, "k": self.k,
             "kind": self.kind, "source": self.source, "notes": self.notes,
-            "payload": len(payload), "tensors": entries,
+            "payload": len(payload), "extra": len(extra), "tensors": entries,
         }, separators=(",", ":"), allow_nan=False).encode()
-        body = MAGIC + struct.pack("<HI", FORMAT_VERSION, len(header)) + header + bytes(payload)
+        body = (MAGIC + struct.pack("<HI", FORMAT_VERSION, len(header)) + header + bytes(payload)
+                + bytes(extra))
         return body + struct.pack("<I", zlib.crc32(body))
 
     @classmethod
@@ -621,8 +683,9 @@ class Fingerprint:
         if len(data) < 14 or data[:4] != MAGIC:
             raise bad("not an assay fingerprint (bad magic or too short)")
         version, hlen = struct.unpack_from("<HI", data, 4)
-        if version != FORMAT_VERSION:
-            raise bad(f"fingerprint format version {version} is not supported (expected {FORMAT_VERSION})")
+        if version not in READABLE_VERSIONS:
+            raise bad(f"fingerprint format version {version} is not supported (this assay reads "
+                      f"{', '.join(map(str, READABLE_VERSIONS))})")
         if hlen > MAX_HEADER or 10 + hlen + 4 > len(data):
             raise bad(f"truncated: header of {hlen} bytes does not fit in {len(data)} bytes")
         (crc,) = struct.unpack_from("<I", data, len(data) - 4)
@@ -633,6 +696,11 @@ class Fingerprint:
             k = int(header["k"])
             entries = header["tensors"]
             payload = memoryview(data)[10 + hlen:-4]
+            n_extra = int(header.get("extra") or 0) if version >= 2 else 0
+            if n_extra < 0 or n_extra > len(payload) or n_extra % 2:
+                raise bad(f"extra data of {n_extra} bytes does not fit in a payload of {len(payload)}")
+            extra = payload[len(payload) - n_extra:]
+            payload = payload[:len(payload) - n_extra]
             if int(header["payload"]) != len(payload) or len(payload) % 2:
                 raise bad(f"payload is {len(payload)} bytes, header says {header['payload']}")
             fp = cls(k=k, kind=str(header["kind"]), source=dict(header.get("source") or {}),
@@ -661,6 +729,8 @@ class Fingerprint:
                     float(e["norm"]), float(e["mean"]), int(e["nonfinite"]),
                 )
                 pos += n
+            if n_extra:
+                _read_align(fp, entries, extra, bad)
             names = list(fp.tensors)
             if names == sorted(names):  # as written by to_bytes: the payload is the flat form
                 _prime_flat(fp, values, sizes)
@@ -669,6 +739,46 @@ class Fingerprint:
         except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
             raise bad(f"malformed header: {exc}") from exc
         return fp
+
+
+def _scale(arr: np.ndarray) -> float:
+    return float(np.max(np.abs(arr))) if arr.size else 0.0
+
+
+def _half(arr: np.ndarray, scale: float) -> bytes:
+    return (arr / scale if scale > 0 else arr).astype("<f2").tobytes()
+
+
+def _read_align(fp: Fingerprint, entries: list[Any], extra: memoryview,
+                bad: Callable[[str], FingerprintError]) -> None:
+    """The optional permutation-robust arrays of a format-2 record, after the sketches."""
+    values = np.frombuffer(extra, dtype="<f2").astype(np.float32)
+    pos = 0
+    for e in entries:
+        align = e.get("align")
+        if not align:
+            continue
+        t = fp.tensors[str(e["name"])]
+        rows = t.shape[0] if t.is_matrix else (t.shape[0] if t.shape else 0)
+        for field_name in ("rowsig", "colsig", "inv"):
+            spec = align.get(field_name)
+            if spec is None:
+                continue
+            *dims, sc = spec
+            dims = [int(d) for d in dims]
+            if not 1 <= len(dims) <= 2 or any(d < 0 or d > (1 << 24) for d in dims):
+                raise bad(f"tensor {t.name!r}: invalid {field_name} shape {dims}")
+            if field_name == "rowsig" and dims[0] != rows:
+                raise bad(f"tensor {t.name!r}: {field_name} has {dims[0]} rows, the tensor {rows}")
+            n = math.prod(dims)
+            if pos + n > values.size:
+                raise bad(f"tensor {t.name!r}: {field_name} runs past the extra data")
+            arr = values[pos:pos + n].reshape(dims) * np.float32(float(sc))
+            setattr(t, field_name, arr)
+            pos += n
+        t.units = int(align.get("units") or 0)
+    if pos != values.size:
+        raise bad(f"extra data holds {values.size} values, the tensors describe {pos}")
 
 
 def _prime_flat(fp: Fingerprint, values: np.ndarray, sizes: list[int]) -> None:
@@ -712,7 +822,7 @@ def _groups(names: Iterable[str]) -> tuple[np.ndarray, tuple[str, ...]]:
 
 @lru_cache(maxsize=4096)
 def _count_sketch_plan(name: str, size: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(_seed(f"assay/summary/v{FORMAT_VERSION}/{name}"))
+    rng = np.random.default_rng(_seed(f"assay/summary/v{SKETCH_VERSION}/{name}"))
     buckets = rng.integers(0, SUMMARY_DIM, size=size)
     signs = rng.integers(0, 2, size=size) * 2.0 - 1.0
     return buckets, signs
@@ -770,12 +880,46 @@ _SUSPICIOUS = 65504.0**2
 RowReader = Callable[[int, int], np.ndarray]
 
 
+_FIXED_ROW_NAMES = (
+    "token_embd.", "position_embd.", "token_types.", "token_embedding.", "position_embedding.",
+    "word_embeddings.", "position_embeddings.", "token_type_embeddings.", "embed_tokens.",
+    "wte.", "wpe.", "lm_head.",
+)
+FEW_ROWS = 16  # a matrix with this few output units keeps column signatures too (cheap)
+MAX_ALIGN_ROWS = 1 << 18
+
+
+def fixed_rows(name: str, rows: int) -> bool:
+    """True for matrices whose rows are not an axis anyone can permute without changing
+    the model's interface: vocabulary and position embeddings, the vocabulary head."""
+    tail = name.rsplit("/", 1)[-1]
+    return (any(f".{n}" in "." + tail for n in _FIXED_ROW_NAMES) or tail == "output.weight"
+            or rows > MAX_ALIGN_ROWS)
+
+
+@lru_cache(maxsize=64)
+def align_projection(side: str, dim: int) -> np.ndarray:
+    """Fixed random vectors (dim x ALIGN_DIM) for alignment signatures, independent of P and Q."""
+    rng = np.random.default_rng(_seed(f"assay/align/v1/{side}/{dim}/{ALIGN_DIM}"))
+    m = rng.standard_normal((dim, ALIGN_DIM), dtype=np.float32) * np.float32(1.0 / np.sqrt(dim))
+    m.setflags(write=False)
+    return m
+
+
+def _quantiles(x: np.ndarray) -> np.ndarray:
+    if not x.size:
+        return np.zeros(INV_QUANTILES, dtype=np.float32)
+    return np.quantile(x, np.linspace(0.0, 1.0, INV_QUANTILES)).astype(np.float32)
+
+
 def _sketch_source(
-    shape: tuple[int, ...], rows_of: RowReader, decode: _Decoder, k: int, name: str
+    shape: tuple[int, ...], rows_of: RowReader, decode: _Decoder, k: int, name: str,
+    align: bool = False,
 ) -> TensorSketch:
     """Sketch one tensor of ``shape``, reading and decoding at most about
     CHUNK_ELEMENTS values at once; ``rows_of(r0, r1)`` returns raw rows r0..r1 of
-    the tensor flattened to 2-D (a 1-D tensor is one row)."""
+    the tensor flattened to 2-D (a 1-D tensor is one row). With ``align`` the same
+    pass computes the permutation-robust data (:class:`TensorSketch` ``rowsig`` ...)."""
     vector = len(shape) < 2
     m = 1 if vector else shape[0]
     n = int(np.prod(shape)) if vector else int(np.prod(shape[1:]))
@@ -786,6 +930,16 @@ def _sketch_source(
     out = np.zeros((1 if vector else min(m, k), min(n, k)), dtype=np.float64)
     sumsq = total = 0.0
     bad = 0
+    units = (shape[1] if len(shape) > 2 else n) if not vector else n
+    want_rows = align and not vector and n > 0 and not fixed_rows(name, m)
+    want_cols = align and not vector and n > 0 and (fixed_rows(name, m) or m <= FEW_ROWS)
+    g = align_projection("rows", n) if want_rows else None
+    h = align_projection("cols", m) if want_cols else None
+    rowsig = np.zeros((m, 1 + ALIGN_DIM), dtype=np.float32) if want_rows else None
+    rownorm = np.zeros(m, dtype=np.float64) if align and not vector else None
+    colsq = np.zeros(n, dtype=np.float64) if align and not vector else None
+    colacc = np.zeros((ALIGN_DIM, n), dtype=np.float64) if want_cols else None
+    vec_values = np.zeros(n, dtype=np.float32) if align and vector and n <= MAX_ALIGN_ROWS else None
     rows = max(1, CHUNK_ELEMENTS // max(n, 1))
     for r0 in range(0, m, rows):
         c = decode(rows_of(r0, min(m, r0 + rows)))
@@ -800,6 +954,20 @@ def _sketch_source(
                 sq = float(np.dot(flat, flat))
         sumsq += sq
         total += float(flat.sum())
+        if align:
+            c2 = c.reshape(c.shape[0], -1)
+            r1 = r0 + c2.shape[0]
+            if rownorm is not None and colsq is not None:
+                rsq = np.einsum("ij,ij->i", c2, c2, dtype=np.float64)
+                rownorm[r0:r1] = np.sqrt(rsq)
+                colsq += np.einsum("ij,ij->j", c2, c2, dtype=np.float64)
+            if rowsig is not None and g is not None and rownorm is not None:
+                rowsig[r0:r1, 0] = rownorm[r0:r1]
+                rowsig[r0:r1, 1:] = c2 @ g
+            if colacc is not None and h is not None:
+                colacc += h[r0:r1].T @ c2
+            if vec_values is not None:
+                vec_values[:] = c2.reshape(-1)
         cq = c if q is None else c @ q
         if p is None:
             out[r0:r0 + c.shape[0]] = cq
@@ -808,8 +976,24 @@ def _sketch_source(
     numel = m * n
     canon_shape = (n,) if vector else (m, n)
     sk = out[0] if vector else out
-    return TensorSketch(name, canon_shape, sk.astype(np.float32), float(np.sqrt(sumsq)),
-                        total / numel if numel else 0.0, bad)
+    t = TensorSketch(name, canon_shape, sk.astype(np.float32), float(np.sqrt(sumsq)),
+                     total / numel if numel else 0.0, bad)
+    if align and bad == 0:
+        if vector and vec_values is not None:
+            t.rowsig = vec_values.reshape(-1, 1)
+            t.units = n
+            t.inv = np.concatenate([_quantiles(vec_values), _quantiles(np.abs(vec_values))])
+        elif not vector and rownorm is not None and colsq is not None and n % units == 0:
+            unit_norm = np.sqrt(colsq.reshape(units, -1).sum(axis=1))
+            t.units = units
+            t.rowsig = rowsig
+            if colacc is not None:
+                cs = np.zeros((units, 1 + ALIGN_DIM), dtype=np.float32)
+                cs[:, 0] = unit_norm
+                cs[:, 1:] = colacc.reshape(ALIGN_DIM, units, -1).sum(axis=2).T
+                t.colsig = cs
+            t.inv = np.concatenate([_quantiles(rownorm), _quantiles(unit_norm)])
+    return t
 
 
 def _array_rows(raw: np.ndarray) -> tuple[tuple[int, ...], RowReader]:
@@ -942,7 +1126,7 @@ def _fingerprint_model(model: Any, *, k: int, kind: str) -> Fingerprint:
                 # block-quantized GGUF weights: dequantized, as llama.cpp computes with them
                 shape, rows_of = _array_rows(_piece_view(model.array(key, convert=True), piece))
                 fp.tensors[piece.canonical] = _sketch_source(shape, rows_of, _Decoder("F32"), k,
-                                                             piece.canonical)
+                                                             piece.canonical, align=True)
                 quantized[info.dtype] = quantized.get(info.dtype, 0) + 1
                 continue
             skipped += 1
@@ -956,7 +1140,8 @@ def _fingerprint_model(model: Any, *, k: int, kind: str) -> Fingerprint:
         else:
             shape, rows_of = _array_rows(_piece_view(model.array(key), piece))
         try:
-            fp.tensors[piece.canonical] = _sketch_source(shape, rows_of, decoder, k, piece.canonical)
+            fp.tensors[piece.canonical] = _sketch_source(shape, rows_of, decoder, k, piece.canonical,
+                                                         align=True)
         except OSError as exc:
             files.close()
             raise InputError(info.source, f"cannot read tensor {key!r}: {exc}") from exc
@@ -989,7 +1174,8 @@ def _fingerprint_arrays(
             continue
         dtype = {2: "F16", 4: "F32"}.get(arr.dtype.itemsize, "F64")
         shape, rows_of = _array_rows(_piece_view(arr, piece))
-        fp.tensors[piece.canonical] = _sketch_source(shape, rows_of, _Decoder(dtype), k, piece.canonical)
+        fp.tensors[piece.canonical] = _sketch_source(shape, rows_of, _Decoder(dtype), k, piece.canonical,
+                                                     align=True)
     _note_nonfinite(fp)
     return fp
 

@@ -25,7 +25,7 @@ mismatched shapes, NaN/Inf) give a :class:`NotComparable` entry, never an except
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
@@ -43,6 +43,7 @@ __all__ = [
     "LowRankDelta",
     "MergeOf",
     "NotComparable",
+    "Permutation",
     "SameWeights",
     "answer",
     "nnls",
@@ -90,12 +91,23 @@ class ComponentDiff:
 
 
 @dataclass
+class Permutation:
+    """What had to be undone before the comparison: function-preserving reorderings."""
+
+    units_moved: int
+    axes: int
+    matrices_aligned: int
+    matrices_rescaled: int = 0
+
+
+@dataclass
 class SameWeights:
     entry: str
     kind: str
     score: float
     components: list[str]
     explanation: str
+    permutation: Permutation | None = None
 
 
 @dataclass
@@ -105,6 +117,7 @@ class DerivedFrom:
     score: float
     components: list[ComponentDiff]
     explanation: str
+    permutation: Permutation | None = None
 
 
 @dataclass
@@ -333,8 +346,72 @@ def _pct(x: float) -> str:
 # ---------------------------------------------------------------------------------------
 
 
-def answer(suspect: Fingerprint, entries: Sequence[BankModel]) -> LineageReport:
-    """Answer every lineage question for ``suspect`` against ``entries``."""
+def answer(suspect: Fingerprint, entries: Sequence[BankModel],
+           tensors: Mapping[str, np.ndarray] | None = None) -> LineageReport:
+    """Answer every lineage question for ``suspect`` against ``entries``. With the
+    suspect's ``tensors`` (canonical name -> weights, e.g. from
+    :func:`assay.models.alignment.open_suspect`) entries it is not the same as are also
+    tried up to function-preserving permutations (:mod:`assay.models.alignment`)."""
+    report = _answer(suspect, entries)
+    if tensors is not None and suspect.kind != "lora":
+        _permuted(suspect, entries, tensors, report)
+    return report
+
+
+def _permuted(suspect: Fingerprint, entries: Sequence[BankModel], tensors: Mapping[str, np.ndarray],
+              report: LineageReport) -> None:
+    """Align the suspect to each checkpoint/base entry it is not already the same as,
+    re-sketch it in that entry's order and ask the questions again there."""
+    from .alignment import align, aligned_fingerprint
+
+    if not suspect.has_alignment_data():
+        return
+    same = {f.entry for f in report.same}
+    for e in entries:
+        if (e.kind == "lora" or e.label in same or not e.fingerprint.has_alignment_data()
+                or _why_not_comparable(suspect, e) is not None):
+            continue
+        al = align(suspect, tensors, e.fingerprint, e.label)
+        if not al.moved and not al.rescaled:
+            continue
+        sub = _answer(aligned_fingerprint(suspect, tensors, al), entries)
+        hit_same = next((f for f in sub.same if f.entry == e.label), None)
+        hit_derived = next((f for f in sub.derived if f.entry == e.label), None)
+        if hit_same is None and hit_derived is None:
+            continue
+        perm = Permutation(al.moved, len(al.axes()), al.aligned, al.rescaled)
+        what = al.describe()
+        report.derived = [f for f in report.derived if f.entry != e.label]
+        if hit_same is not None:
+            same.add(e.label)
+            report.same.append(SameWeights(
+                e.label, e.kind, hit_same.score, hit_same.components,
+                f"same weights as {e.kind} {e.label} up to {what}: the rewrite computes the same "
+                f"function; once undone, {hit_same.explanation}", perm))
+        elif hit_derived is not None:
+            report.derived.append(DerivedFrom(
+                e.label, e.kind, hit_derived.score, hit_derived.components,
+                f"a fine-tune of a permuted copy: once {what} is undone, {hit_derived.explanation}",
+                perm))
+        # What the permutation hid: merges, LoRAs, a low-rank delta in the aligned frame.
+        merges = {(m.component, tuple(sorted(m.parts))) for m in report.merges}
+        for m in sub.merges:
+            if (m.component, tuple(sorted(m.parts))) not in merges:
+                m.explanation += f" (after undoing the permutation found against {e.label})"
+                report.merges.append(m)
+        loras = {lo.entry for lo in report.loras}
+        for lo in sub.loras:
+            if lo.entry not in loras:
+                lo.explanation += f" (after undoing the permutation found against {e.label})"
+                report.loras.append(lo)
+        if report.low_rank is None and sub.low_rank is not None:
+            sub.low_rank.explanation += f" (after undoing the permutation found against {e.label})"
+            report.low_rank = sub.low_rank
+        report.not_comparable = [n for n in report.not_comparable
+                                 if n.entry not in {lo.entry for lo in report.loras}]
+
+
+def _answer(suspect: Fingerprint, entries: Sequence[BankModel]) -> LineageReport:
     report = LineageReport()
     bad = [n for n, t in suspect.tensors.items() if not t.comparable]
     if bad:

@@ -42,10 +42,9 @@ class LineageAnalyzer:
         fs, index = self._open()
         if len(index) == 0:
             return
-        from ..banks.fingerprints import query
-        from .fingerprint import fingerprint_file
+        from .alignment import query_file
 
-        report = query(fs, fingerprint_file(subject.path), self.banks, index=index)
+        report = query_file(fs, subject.path, self.banks, index=index)
         record.model.lineage = report.to_dict()
         record.model.lineage_explanations = report.explanations()
         kinds = dict(zip(index.labels, index.kinds, strict=True))

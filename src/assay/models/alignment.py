@@ -1,0 +1,487 @@
+"""Aligning a suspect model to a banked fingerprint across function-preserving permutations.
+
+A network computes the same function after its hidden units are reordered: the FFN
+neurons of a layer (rows of the first matrix and its bias, columns of the second),
+attention heads (Q/K/V rows, output-projection columns), the residual dimension of a
+whole transformer (every matrix reading or writing it, embeddings, norms), or the
+channels of a convolutional block. With a ReLU-family activation a neuron's input
+weights can also be multiplied by ``c > 0`` and its output weights by ``1/c``; GELU
+and SiLU are not positively homogeneous, so there that rescaling changes the function
+and is not a symmetry (it is still undone here, and the report says it was needed).
+
+Random sketches ``P W Q`` are not invariant to any of this, so a bank entry stores,
+per matrix, a small *signature* of each output unit (:class:`TensorSketch` ``rowsig``:
+the row's norm and its projections on ``ALIGN_DIM`` fixed random vectors) and, where
+the rows are a fixed axis (embeddings, vocabulary heads, a few output channels), of
+each input unit (``colsig``); 1-D tensors (biases, norms) keep their values.
+
+Alignment needs the suspect's weights (it runs where the suspect file is open) and
+only the bank's fingerprint:
+
+1. a tensor whose *columns* are in a known order (an unpermuted input axis, or an
+   axis already recovered on another tensor) gets its rows matched to the banked row
+   signatures: each suspect row, with its columns put in bank order, is projected on
+   the same random vectors, and rows are paired by nearest signature (greedy on
+   distance, then the rest by order). A match counts only when the paired
+   signatures are far closer than the bank's own rows are to each other;
+2. tensors with a fixed row axis recover their column order the same way from the
+   column signatures (the bootstrap of a permuted residual dimension);
+3. every recovered order becomes a candidate for the columns of other tensors of that
+   size (nearest name first); this repeats until nothing new is found;
+4. 1-D tensors take the order of their sibling weight's rows, or of whichever
+   recovered axis of their length fits their stored values best.
+
+The suspect is then re-sketched in the entry's order (:func:`aligned_fingerprint`)
+and compared exactly as an unpermuted suspect is: same weights, fine-tune, merge,
+LoRA. Alignment itself never decides a relation; the sketch comparison after it does,
+with the usual thresholds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .fingerprint import (
+    ALIGN_DIM,
+    Fingerprint,
+    _array_rows,
+    _Decoder,
+    _one_blas_thread,
+    _piece_view,
+    _plan,
+    _sketch_source,
+    align_projection,
+)
+
+__all__ = [
+    "Alignment",
+    "AxisOrder",
+    "align",
+    "aligned_fingerprint",
+    "canonical_arrays",
+    "open_suspect",
+    "query_file",
+]
+
+ACCEPT = 0.35  # matched signature distance / the bank rows' own nearest-neighbour spacing
+SCALE_TOL = 0.01  # per-unit factors within 1% of 1 are rounding, not a rescaling
+CACHE_BYTES = 512 * 1024 * 1024  # suspect tensors kept decoded while aligning
+
+
+@dataclass
+class AxisOrder:
+    """Bank unit ``i`` is suspect unit ``perm[i]`` (times ``scale[i]`` when rescaled)."""
+
+    perm: np.ndarray
+    scale: np.ndarray | None = None
+    source: str = ""
+    quality: float = 0.0
+
+    @property
+    def moved(self) -> int:
+        return int(np.count_nonzero(self.perm != np.arange(self.perm.size)))
+
+    @property
+    def rescaled(self) -> bool:
+        return self.scale is not None and bool(np.any(np.abs(np.log(self.scale)) > SCALE_TOL))
+
+    def key(self) -> bytes:
+        return self.perm.astype(np.int64).tobytes()
+
+
+def _identity(n: int) -> AxisOrder:
+    return AxisOrder(np.arange(n), None, "identity", 0.0)
+
+
+@dataclass
+class Alignment:
+    """The unit orders recovered between a suspect and one bank entry."""
+
+    entry: str
+    rows: dict[str, AxisOrder] = field(default_factory=dict)
+    cols: dict[str, AxisOrder] = field(default_factory=dict)
+    vectors: dict[str, AxisOrder] = field(default_factory=dict)
+    tried: int = 0  # matrices with signatures in both
+
+    @property
+    def aligned(self) -> int:
+        return len(set(self.rows) | set(self.cols))
+
+    def axes(self) -> list[tuple[str, int, int, int]]:
+        """Distinct permuted axes: (first tensor and side, units, units moved, tensors
+        sharing it). Orders agreeing on 90% of their units are one axis (a fine-tune can
+        make a few units of one tensor pair differently)."""
+        axes: list[tuple[AxisOrder, str, int]] = []
+        for side, table in (("rows", self.rows), ("columns", self.cols), ("values", self.vectors)):
+            for name, o in sorted(table.items()):
+                if not o.moved:
+                    continue
+                for i, (ref, where, count) in enumerate(axes):
+                    if ref.perm.size == o.perm.size and np.mean(ref.perm == o.perm) >= 0.9:
+                        axes[i] = (ref, where, count + 1)
+                        break
+                else:
+                    axes.append((o, f"{side} of {name}", 1))
+        return [(where, o.perm.size, o.moved, count) for o, where, count in axes]
+
+    @property
+    def moved(self) -> int:
+        return sum(m for _, _, m, _ in self.axes())
+
+    @property
+    def rescaled(self) -> int:
+        return sum(1 for o in self.rows.values() if o.rescaled)
+
+    def describe(self) -> str:
+        axes = self.axes()
+        shown = "; ".join(f"{m} of {n} units, in {c} tensors from the {where}"
+                          for where, n, m, c in axes[:4])
+        more = f"; and {len(axes) - 4} more axes" if len(axes) > 4 else ""
+        text = (f"a permutation of {self.moved} units in {len(axes)} "
+                f"{'axis' if len(axes) == 1 else 'axes'} ({shown}{more}; {self.aligned} of "
+                f"{self.tried} matrices aligned)")
+        if self.rescaled:
+            text += (f"; {self.rescaled} matrices also had rows rescaled by positive factors "
+                     "(function-preserving only for ReLU-family activations, not GELU/SiLU)")
+        return text
+
+
+# ---------------------------------------------------------------------------------------
+# Matching signatures
+# ---------------------------------------------------------------------------------------
+
+
+def _nearest(a: np.ndarray, b: np.ndarray, k: int, exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """For every row of ``a`` its ``k`` nearest rows of ``b`` (indices, distances)."""
+    k = max(1, min(k, b.shape[0] - (1 if exclude_self else 0)))
+    bn = np.einsum("ij,ij->i", b, b)
+    idx = np.zeros((a.shape[0], k), dtype=np.int64)
+    dist = np.zeros((a.shape[0], k))
+    step = max(1, (1 << 22) // max(b.shape[0], 1))
+    for r0 in range(0, a.shape[0], step):
+        blk = a[r0:r0 + step]
+        d = np.einsum("ij,ij->i", blk, blk)[:, None] + bn[None, :] - 2.0 * (blk @ b.T)
+        if exclude_self:
+            d[np.arange(blk.shape[0]), np.arange(r0, r0 + blk.shape[0])] = np.inf
+        part = np.argpartition(d, k - 1, axis=1)[:, :k] if k < d.shape[1] else np.tile(
+            np.arange(d.shape[1]), (d.shape[0], 1))
+        pd = np.take_along_axis(d, part, axis=1)
+        order = np.argsort(pd, axis=1)
+        idx[r0:r0 + step] = np.take_along_axis(part, order, axis=1)
+        dist[r0:r0 + step] = np.sqrt(np.maximum(np.take_along_axis(pd, order, axis=1), 0.0))
+    return idx, dist
+
+
+def match_units(suspect: np.ndarray, bank: np.ndarray) -> tuple[np.ndarray, float]:
+    """Pair the rows of two signature arrays of equal shape. Returns ``perm`` (bank row
+    ``i`` <- suspect row ``perm[i]``) and the quality: median distance of the pairs over
+    the median distance between a bank row and its nearest other bank row (0 for an
+    exact copy; near or above 1 when the suspect rows are unrelated)."""
+    m = bank.shape[0]
+    if m == 1:
+        return np.zeros(1, dtype=np.int64), 0.0
+    b = bank.astype(np.float64)
+    s = suspect.astype(np.float64)
+    sd = b.std(axis=0)
+    sd[sd <= 1e-12 * max(float(np.abs(b).max()), 1e-30)] = 1.0
+    b = b / sd
+    s = s / sd
+    idx, dist = _nearest(b, s, 4)
+    order = np.argsort(dist, axis=None, kind="stable")
+    perm = np.full(m, -1, dtype=np.int64)
+    used = np.zeros(m, dtype=bool)
+    rows, cols = np.unravel_index(order, dist.shape)
+    for i, c in zip(rows.tolist(), cols.tolist(), strict=True):
+        j = int(idx[i, c])
+        if perm[i] < 0 and not used[j]:
+            perm[i] = j
+            used[j] = True
+    left = np.flatnonzero(perm < 0)
+    if len(left):  # rows whose few nearest were taken: pair the rest by their first feature
+        free = np.flatnonzero(~used)
+        perm[left[np.argsort(b[left, 0])]] = free[np.argsort(s[free, 0])]
+    paired = np.sqrt(np.sum((b - s[perm]) ** 2, axis=1))
+    _, spacing = _nearest(b, b, 1, exclude_self=True)
+    ref = float(np.median(spacing[:, 0]))
+    if ref <= 0:
+        ref = float(np.median(np.sqrt(np.sum(b * b, axis=1)))) or 1.0
+    return perm, float(np.median(paired)) / ref
+
+
+def _row_features(w: np.ndarray, scaled: bool) -> np.ndarray:
+    g = align_projection("rows", w.shape[1])
+    proj = (w @ g).astype(np.float64)
+    norm = np.sqrt(np.einsum("ij,ij->i", w, w, dtype=np.float64))
+    if scaled:
+        return proj / np.maximum(norm, 1e-30)[:, None]
+    return np.concatenate([norm[:, None], proj], axis=1)
+
+
+def _bank_features(sig: np.ndarray, scaled: bool) -> np.ndarray:
+    sig = sig.astype(np.float64)
+    if scaled:
+        return sig[:, 1:] / np.maximum(sig[:, :1], 1e-30)
+    return sig
+
+
+def _col_features(w: np.ndarray, units: int) -> np.ndarray:
+    """Per input unit: its norm and the projections of its columns on fixed vectors over the rows."""
+    h = align_projection("cols", w.shape[0])
+    acc = (h.T @ w).astype(np.float64)  # (ALIGN_DIM, n)
+    out = np.zeros((units, 1 + ALIGN_DIM))
+    out[:, 0] = np.sqrt(np.einsum("ij,ij->j", w, w, dtype=np.float64).reshape(units, -1).sum(axis=1))
+    out[:, 1:] = acc.reshape(ALIGN_DIM, units, -1).sum(axis=2).T
+    return out
+
+
+def _apply_cols(w: np.ndarray, order: AxisOrder, units: int) -> np.ndarray:
+    """``w`` (m, units * kk) with its input units put in bank order (and un-rescaled)."""
+    if order.source == "identity" and order.scale is None:
+        return w
+    kk = w.shape[1] // units
+    out = w.reshape(w.shape[0], units, kk)[:, order.perm, :]
+    if order.scale is not None:
+        out = out * order.scale[None, :, None].astype(np.float32)
+    return out.reshape(w.shape)
+
+
+def _apply_rows(w: np.ndarray, order: AxisOrder) -> np.ndarray:
+    out = w[order.perm]
+    if order.scale is not None:
+        out = out / order.scale.reshape(-1, *([1] * (w.ndim - 1))).astype(np.float32)
+    return out
+
+
+def _match_rows(w: np.ndarray, sig: np.ndarray) -> AxisOrder:
+    perm, q = match_units(_row_features(w, False), _bank_features(sig, False))
+    best = AxisOrder(perm, None, "", q)
+    if q >= ACCEPT and w.shape[0] > 1:  # maybe rescaled rows (ReLU-family symmetry)
+        perm2, q2 = match_units(_row_features(w, True), _bank_features(sig, True))
+        if q2 < q:
+            norm = np.sqrt(np.einsum("ij,ij->i", w, w, dtype=np.float64))
+            scale = norm[perm2] / np.maximum(sig[:, 0].astype(np.float64), 1e-30)
+            best = AxisOrder(perm2, scale, "", q2)
+    return best
+
+
+# ---------------------------------------------------------------------------------------
+# Alignment
+# ---------------------------------------------------------------------------------------
+
+
+def _proximity(a: str, b: str) -> int:
+    """Shared leading name parts: tensors of one block share their hidden axes."""
+    pa, pb = a.split("."), b.split(".")
+    n = 0
+    for x, y in zip(pa, pb, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class _Tensors:
+    """Suspect tensors as 2-D float32 (matrices) or 1-D, kept while the budget allows."""
+
+    def __init__(self, source: Mapping[str, np.ndarray]) -> None:
+        self.source = source
+        self.cache: dict[str, np.ndarray] = {}
+        self.bytes = 0
+
+    def get(self, name: str) -> np.ndarray:
+        hit = self.cache.get(name)
+        if hit is not None:
+            return hit
+        a = np.asarray(self.source[name], dtype=np.float32)
+        a = a.reshape(a.shape[0], -1) if a.ndim >= 2 else a.reshape(-1)
+        if self.bytes + a.nbytes <= CACHE_BYTES:
+            self.cache[name] = a
+            self.bytes += a.nbytes
+        return a
+
+
+def align(suspect: Fingerprint, tensors: Mapping[str, np.ndarray], entry: Fingerprint,
+          label: str = "") -> Alignment:
+    """Recover the unit orders that map ``suspect`` onto ``entry`` (see the module doc)."""
+    with _one_blas_thread():
+        return _align(suspect, _Tensors(tensors), entry, label)
+
+
+def _align(suspect: Fingerprint, tensors: _Tensors, entry: Fingerprint, label: str) -> Alignment:
+    out = Alignment(label)
+    mats: list[str] = []
+    for name, t in entry.tensors.items():
+        s = suspect.tensors.get(name)
+        if (t.is_matrix and s is not None and s.shape == t.shape and s.comparable and t.comparable
+                and (t.rowsig is not None or t.colsig is not None) and t.units and name in tensors.source):
+            mats.append(name)
+    out.tried = len(mats)
+    known: dict[int, list[AxisOrder]] = {}
+    tried: dict[str, set[bytes]] = {n: set() for n in mats}
+    pending = list(mats)
+
+    def learn(order: AxisOrder) -> None:
+        lst = known.setdefault(order.perm.size, [])
+        if order.source != "identity" and all(o.key() != order.key() for o in lst):
+            lst.append(order)
+
+    progress = True
+    while pending and progress:
+        progress = False
+        for name in list(pending):
+            t = entry.tensors[name]
+            w = tensors.get(name)
+            if w.shape != t.shape:
+                pending.remove(name)
+                continue
+            if t.rowsig is not None:
+                cands = [_identity(t.units)] + sorted(
+                    known.get(t.units, []), key=lambda o, n=name: -_proximity(o.source, n))
+                for cand in cands:
+                    if cand.key() in tried[name]:
+                        continue
+                    tried[name].add(cand.key())
+                    rows = _match_rows(_apply_cols(w, cand, t.units), t.rowsig)
+                    if rows.quality < ACCEPT:
+                        rows.source = name
+                        out.rows[name] = rows
+                        out.cols[name] = cand
+                        learn(rows)
+                        if cand.source != "identity":
+                            learn(cand)
+                        pending.remove(name)
+                        progress = True
+                        break
+            elif t.colsig is not None:
+                if tried[name]:
+                    pending.remove(name)
+                    continue
+                tried[name].add(b"identity")
+                perm, q = match_units(_col_features(w, t.units), t.colsig)
+                pending.remove(name)
+                if q < ACCEPT:
+                    order = AxisOrder(perm, None, name, q)
+                    out.cols[name] = order
+                    learn(order)
+                    progress = True
+    # 1-D tensors: the sibling weight's row order, else the best-fitting recovered axis.
+    for name, t in entry.tensors.items():
+        s = suspect.tensors.get(name)
+        if (t.is_matrix or t.rowsig is None or s is None or s.shape != t.shape
+                or name not in tensors.source):
+            continue
+        v = tensors.get(name).astype(np.float64)
+        ref = t.rowsig[:, 0].astype(np.float64)
+        sib = name.rsplit(".", 1)[0] + ".weight"
+        if sib in out.rows and out.rows[sib].perm.size == v.size:
+            out.vectors[name] = out.rows[sib]
+            continue
+        spread = float(np.linalg.norm(ref - ref.mean())) or float(np.linalg.norm(ref)) or 1.0
+        best, best_err = _identity(v.size), float(np.linalg.norm(v - ref)) / spread
+        for cand in known.get(v.size, []):
+            vv = v[cand.perm]
+            err = float(np.linalg.norm(vv - ref)) / spread
+            if err < best_err:
+                best, best_err = AxisOrder(cand.perm, None, cand.source, err), err
+        if best.source != "identity":
+            out.vectors[name] = best
+    return out
+
+
+def aligned_fingerprint(suspect: Fingerprint, tensors: Mapping[str, np.ndarray], al: Alignment) -> Fingerprint:
+    """The suspect re-sketched with every recovered order undone (the entry's order)."""
+    with _one_blas_thread():
+        fp = Fingerprint(k=suspect.k, kind=suspect.kind, source=dict(suspect.source),
+                         notes=list(suspect.notes))
+        cache = _Tensors(tensors)
+        for name, t in suspect.tensors.items():
+            rows = al.rows.get(name) or al.vectors.get(name)
+            cols = al.cols.get(name) if t.is_matrix else None
+            if rows is None and cols is None:
+                fp.tensors[name] = t
+                continue
+            w = cache.get(name)
+            if cols is not None and t.units:
+                w = _apply_cols(w, cols, t.units)
+            if rows is not None:
+                w = _apply_rows(w, rows)
+            shape, rows_of = _array_rows(np.ascontiguousarray(w, dtype=np.float32))
+            fp.tensors[name] = _sketch_source(shape, rows_of, _Decoder("F32"), suspect.k, name)
+        return fp
+
+
+# ---------------------------------------------------------------------------------------
+# Suspect tensors by canonical name
+# ---------------------------------------------------------------------------------------
+
+
+class _Lazy(Mapping[str, np.ndarray]):
+    def __init__(self, plan: dict[str, Any], read: Any) -> None:
+        self._plan = plan
+        self._read = read
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._read(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._plan
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._plan)
+
+    def __len__(self) -> int:
+        return len(self._plan)
+
+
+def canonical_arrays(arrays: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+    """In-memory arrays (any supported naming) by canonical name, read when asked."""
+    plan = {piece.canonical: (key, piece) for key, piece in _plan(arrays)[0]}
+
+    def read(name: str) -> np.ndarray:
+        key, piece = plan[name]
+        return np.asarray(_piece_view(np.asarray(arrays[key]), piece), dtype=np.float32)
+
+    return _Lazy(plan, read)
+
+
+@contextmanager
+def open_suspect(path: Path | str) -> Iterator[Mapping[str, np.ndarray]]:
+    """A model file's float tensors by canonical name, decoded to float32 when read."""
+    from .formats import open_model
+    from .names import layout_for
+
+    with open_model(Path(path)) as model:
+        layout = layout_for(model.tensors, model.metadata, model.format)
+        plan = {piece.canonical: (key, piece) for key, piece in _plan(model.tensors, layout)[0]}
+
+        def read(name: str) -> np.ndarray:
+            key, piece = plan[name]
+            raw = np.asarray(model.array(key, convert=True), dtype=np.float32)
+            return np.asarray(_piece_view(raw, piece), dtype=np.float32)
+
+        yield _Lazy(plan, read)
+
+
+
+def query_file(fs: Any, path: Path | str, banks: Any = None, *, index: Any = None) -> Any:
+    """Fingerprint the model at ``path`` and ask the banks about it, with its weights at
+    hand for alignment (permuted copies). A file whose tensors cannot be reopened is
+    still compared by its fingerprint."""
+    from ..banks.fingerprints import query
+    from ..errors import AssayError
+    from .fingerprint import fingerprint_file
+
+    suspect = fingerprint_file(path)
+    if suspect.kind == "lora":
+        return query(fs, suspect, banks, index=index)
+    try:
+        with open_suspect(path) as tensors:
+            return query(fs, suspect, banks, index=index, tensors=tensors)
+    except (AssayError, OSError):
+        return query(fs, suspect, banks, index=index)

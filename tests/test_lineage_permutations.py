@@ -1,0 +1,294 @@
+"""Lineage across function-preserving rewrites (issue #22).
+
+Each symmetry is applied to a small model whose forward pass runs here in numpy, so
+every test first shows the rewrite leaves the outputs unchanged while the weights
+change; then that lineage (a) does not see it from sketches alone, (b) finds it as
+"same weights up to a permutation" with the suspect's weights at hand, (c) finds a
+fine-tune of the permuted copy as derived, and (d) never links an unrelated model,
+including independently *trained* models of the same architecture.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import permutations as pm
+from assay.banks.fingerprints import FingerprintStore, query
+from assay.banks.store import Store
+from assay.cli import app
+from assay.models.alignment import canonical_arrays, match_units
+from assay.models.fingerprint import Fingerprint, fingerprint_arrays
+from assay.models.lineage import BankModel, LineageReport, answer
+
+Arrays = dict[str, np.ndarray]
+RNG = np.random.default_rng(2212)
+TOKENS = RNG.integers(0, pm.BERT["vocab"], (3, 16))
+IMAGE = RNG.standard_normal((4, 12, 12))
+INPUTS = RNG.standard_normal((16, 32))
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, Arrays]:
+    return {"bert": pm.bert(1), "bert-other": pm.bert(2), "unet": pm.unet(1), "unet-other": pm.unet(2),
+            "mlp": pm.mlp(1), "mlp-other": pm.mlp(2)}
+
+
+def _forward(family: str) -> Callable[[Mapping[str, np.ndarray]], np.ndarray]:
+    return {"bert": lambda a: pm.bert_forward(a, TOKENS), "unet": lambda a: pm.unet_forward(a, IMAGE),
+            "mlp": lambda a: pm.mlp_forward(a, INPUTS)}[family]
+
+
+def _rewrite(symmetry: str, a: Arrays, seed: int) -> Arrays:
+    rng = np.random.default_rng(seed)
+    h, ff, heads = pm.BERT["hidden"], pm.BERT["ff"], pm.BERT["heads"]
+    if symmetry == "ffn-neurons":
+        return pm.bert_permute_ffn(pm.bert_permute_ffn(a, 0, rng.permutation(ff)), 1, rng.permutation(ff))
+    if symmetry == "attention-heads":
+        return pm.bert_permute_heads(a, 1, np.roll(np.arange(heads), 1))
+    if symmetry == "hidden-dimension":
+        return pm.bert_permute_hidden(a, rng.permutation(h))
+    if symmetry == "all-transformer":
+        b = pm.bert_permute_hidden(a, rng.permutation(h))
+        b = pm.bert_permute_heads(b, 0, rng.permutation(heads))
+        return pm.bert_permute_ffn(pm.bert_permute_ffn(b, 0, rng.permutation(ff)), 1, rng.permutation(ff))
+    if symmetry == "groupnorm-channels":
+        c, inner, g = pm.UNET["channels"], pm.UNET["inner"], pm.UNET["groups"]
+        return pm.unet_permute(a, pm.group_perm(c, g, rng), pm.group_perm(inner, g, rng))
+    if symmetry == "relu-scaling":
+        scale = np.exp(rng.uniform(-1.0, 1.0, 256))
+        return pm.mlp_permute(pm.mlp_permute(a, 0, rng.permutation(256), scale), 1, rng.permutation(256))
+    raise AssertionError(symmetry)
+
+
+SYMMETRIES = {"ffn-neurons": "bert", "attention-heads": "bert", "hidden-dimension": "bert",
+              "all-transformer": "bert", "groupnorm-channels": "unet", "relu-scaling": "mlp"}
+
+
+def _ask(suspect: Arrays, bank: list[BankModel], *, with_weights: bool = True) -> LineageReport:
+    return answer(fingerprint_arrays(suspect), bank, canonical_arrays(suspect) if with_weights else None)
+
+
+def _bank(models: dict[str, Arrays], family: str) -> list[BankModel]:
+    return [BankModel("flagged", family, "checkpoint", fingerprint_arrays(models[family])),
+            BankModel("flagged", family + "-other", "checkpoint", fingerprint_arrays(models[family + "-other"]))]
+
+
+@pytest.mark.parametrize("symmetry", list(SYMMETRIES))
+def test_rewrite_preserves_the_function_and_changes_the_weights(models: dict[str, Arrays], symmetry: str) -> None:
+    family = SYMMETRIES[symmetry]
+    a = models[family]
+    b = _rewrite(symmetry, a, 1)
+    f = _forward(family)
+    assert np.allclose(f(a), f(b), rtol=1e-5, atol=1e-5)
+    changed = [k for k in a if not np.array_equal(a[k], b[k])]
+    assert changed, "the rewrite must change weights"
+    if symmetry == "hidden-dimension":  # embeddings, norms and every layer
+        assert any("embeddings" in k for k in changed) and any("LayerNorm" in k for k in changed)
+        assert any("intermediate" in k for k in changed) and any("pooler" in k for k in changed)
+
+
+@pytest.mark.parametrize("symmetry", list(SYMMETRIES))
+def test_pure_permutation_is_the_same_weights_up_to_permutation(models: dict[str, Arrays], symmetry: str) -> None:
+    family = SYMMETRIES[symmetry]
+    bank = _bank(models, family)
+    suspect = _rewrite(symmetry, models[family], 2)
+    blind = _ask(suspect, bank, with_weights=False)  # sketches alone are not invariant
+    assert f"flagged/{family}" not in {s.entry for s in blind.same}
+    rep = _ask(suspect, bank)
+    assert [s.entry for s in rep.same] == [f"flagged/{family}"], rep.explanations()
+    same = rep.same[0]
+    assert same.permutation is not None and same.permutation.units_moved > 0
+    assert f"flagged/{family}" not in {d.entry for d in rep.derived}  # no "fine-tune 104%"
+    assert not {d.entry for d in rep.derived} & {f"flagged/{family}-other"}
+    text = rep.explanations()[0]
+    assert "same weights as checkpoint flagged/" in text and "up to a permutation of" in text
+    if symmetry == "relu-scaling":
+        assert same.permutation.matrices_rescaled >= 1 and "ReLU-family" in text
+    else:
+        assert same.permutation.matrices_rescaled == 0 and "rescaled" not in text
+    assert json.dumps(rep.to_dict())  # the record stays JSON
+
+
+@pytest.mark.parametrize("symmetry", list(SYMMETRIES))
+@pytest.mark.parametrize("drift", [0.01, 0.05])
+def test_fine_tune_of_a_permuted_copy_is_derived(models: dict[str, Arrays], symmetry: str, drift: float) -> None:
+    family = SYMMETRIES[symmetry]
+    suspect = pm.fine_tune(_rewrite(symmetry, models[family], 3), drift, 7)
+    rep = _ask(suspect, _bank(models, family))
+    assert not rep.same, rep.explanations()
+    assert [d.entry for d in rep.derived] == [f"flagged/{family}"], rep.explanations()
+    assert rep.derived[0].permutation is not None
+    assert "a fine-tune of a permuted copy" in rep.derived[0].explanation
+
+
+@pytest.mark.parametrize("family", ["bert", "unet", "mlp"])
+def test_a_permuted_unrelated_model_is_never_linked(models: dict[str, Arrays], family: str) -> None:
+    symmetry = next(s for s, f in SYMMETRIES.items() if f == family)
+    bank = [BankModel("flagged", family, "checkpoint", fingerprint_arrays(models[family]))]
+    rep = _ask(_rewrite(symmetry, models[family + "-other"], 4), bank)
+    assert not rep.found, rep.explanations()
+
+
+def test_lora_merged_into_a_permuted_base_is_found(models: dict[str, Arrays]) -> None:
+    from assay.models.lora_apply import lora_fingerprint
+
+    base = models["bert"]
+    rng = np.random.default_rng(9)
+    tensors, deltas = {}, {}
+    for key in ("bert.encoder.layer.0.attention.self.query.weight", "bert.encoder.layer.1.attention.self.value.weight"):
+        w = base[key]
+        a = rng.standard_normal((4, w.shape[1])).astype(np.float32)
+        b = rng.standard_normal((w.shape[0], 4)).astype(np.float32)
+        b *= np.float32(0.15 * np.linalg.norm(w) / np.linalg.norm(b @ a))
+        module = "base_model.model." + key.removesuffix(".weight")
+        tensors[module + ".lora_A.weight"], tensors[module + ".lora_B.weight"] = a, b
+        deltas[key] = b @ a
+    merged = {k: v + 0.6 * deltas[k] if k in deltas else v for k, v in base.items()}
+    suspect = _rewrite("all-transformer", merged, 5)
+    bank = [BankModel("bases", "bert", "base", fingerprint_arrays(base)),
+            BankModel("flagged", "lora", "lora", lora_fingerprint(tensors))]
+    assert not _ask(suspect, bank, with_weights=False).loras  # hidden by the permutation
+    rep = _ask(suspect, bank)
+    assert [lo.entry for lo in rep.loras] == ["flagged/lora"], rep.explanations()
+    assert abs(rep.loras[0].strength - 0.6) <= 0.05
+    assert "after undoing the permutation" in rep.loras[0].explanation
+    assert [d.entry for d in rep.derived] == ["bases/bert"] and rep.derived[0].permutation is not None
+
+
+def test_signature_matching_recovers_a_permutation_under_drift() -> None:
+    rng = np.random.default_rng(0)
+    bank = rng.standard_normal((500, 6))
+    perm = rng.permutation(500)
+    got, q = match_units(bank[perm] + 0.02 * rng.standard_normal((500, 6)), bank)
+    assert np.mean(perm[got] == np.arange(500)) >= 0.99 and q < 0.35
+    _, q_random = match_units(rng.standard_normal((500, 6)), bank)
+    assert q_random > 0.35  # unrelated rows are no closer than the bank's own rows
+
+
+# ------------------------------------------------------------------ independently trained models
+
+
+@pytest.fixture(scope="module")
+def trained() -> dict[str, Arrays]:
+    sizes = (16, 96, 96, 6)
+    return {f"seed{s}": pm.train_mlp(s, steps=250, sizes=sizes) for s in (0, 1, 2)}
+
+
+def test_independently_trained_models_are_never_linked(trained: dict[str, Arrays]) -> None:
+    sizes = (16, 96, 96, 6)
+    for a in trained.values():  # trained: far above chance (1/6) on the shared task
+        assert pm.mlp_accuracy(a, sizes=sizes) > 0.6
+    bank = [BankModel("flagged", name, "checkpoint", fingerprint_arrays(a)) for name, a in trained.items()]
+    rng = np.random.default_rng(3)
+    for name, a in trained.items():
+        p = pm.mlp_permute(pm.mlp_permute(a, 0, rng.permutation(96)), 1, rng.permutation(96))
+        assert np.allclose(pm.mlp_forward(p, INPUTS[:, :16]), pm.mlp_forward(a, INPUTS[:, :16]), atol=1e-4)
+        rep = _ask(p, bank)
+        assert [s.entry for s in rep.same] == [f"flagged/{name}"], rep.explanations()
+        assert not rep.derived and not rep.merges, rep.explanations()  # never -> the other seeds
+        others = [e for e in bank if e.content_id != name]
+        assert not _ask(p, others).found
+        assert not _ask(pm.fine_tune(p, 0.03, 1), others).found
+
+
+# ------------------------------------------------------------------ records, banks, CLI
+
+
+def _as_v1(fp: Fingerprint) -> bytes:
+    """The record an assay before format 2 wrote: no permutation data, version 1."""
+    bare = Fingerprint(k=fp.k, kind=fp.kind, source=fp.source, notes=fp.notes)
+    for n, t in fp.tensors.items():
+        bare.tensors[n] = type(t)(n, t.shape, t.sketch, t.norm, t.mean, t.nonfinite)
+    body = bytearray(bare.to_bytes()[:-4])
+    hlen = struct.unpack_from("<I", body, 6)[0]
+    header = json.loads(bytes(body[10:10 + hlen]))
+    header["version"] = 1
+    del header["extra"]
+    new = json.dumps(header, separators=(",", ":")).encode()
+    out = b"ASFP" + struct.pack("<HI", 1, len(new)) + new + bytes(body[10 + hlen:])
+    return out + struct.pack("<I", zlib.crc32(out))
+
+
+def test_format_2_round_trips_and_format_1_records_still_work(models: dict[str, Arrays]) -> None:
+    fp = fingerprint_arrays(models["bert"])
+    back = Fingerprint.from_bytes(fp.to_bytes())
+    for n, t in fp.tensors.items():
+        b = back.tensors[n]
+        for field in ("rowsig", "colsig", "inv"):
+            x, y = getattr(t, field), getattr(b, field)
+            assert (x is None) == (y is None)
+            if x is not None:
+                assert np.allclose(x, y, rtol=2e-3, atol=2e-3 * np.abs(x).max())
+        assert b.units == t.units
+    old = Fingerprint.from_bytes(_as_v1(fp))
+    assert not old.has_alignment_data() and old.invariant_summary() is None
+    # an old entry still answers the usual questions, and a permuted suspect is not
+    # claimed against it (nothing to align with): the report says nothing, not a wrong thing
+    bank = [BankModel("flagged", "old", "checkpoint", old)]
+    assert [s.entry for s in _ask(models["bert"], bank).same] == ["flagged/old"]
+    rep = _ask(_rewrite("hidden-dimension", models["bert"], 6), bank)
+    assert not rep.same
+
+
+def test_size_of_the_permutation_data_is_reported_and_small(models: dict[str, Arrays]) -> None:
+    fp = fingerprint_arrays(pm.bert(1, hidden=256, ff=1024, vocab=8000, layers=2))
+    full = len(fp.to_bytes())
+    bare = Fingerprint(k=fp.k, kind=fp.kind)
+    for n, t in fp.tensors.items():
+        bare.tensors[n] = type(t)(n, t.shape, t.sketch, t.norm, t.mean, t.nonfinite)
+    file_bytes = sum(int(np.prod(t.shape)) * 4 for t in fp.tensors.values())
+    assert full - len(bare.to_bytes()) < 0.01 * file_bytes  # the signatures alone
+    assert full < 0.02 * file_bytes  # this small model: sketches + signatures
+
+
+def test_bank_query_finds_a_permuted_copy_among_decoys(tmp_path: Path, models: dict[str, Arrays]) -> None:
+    store = Store(str(tmp_path / "b.sqlite3"), create=True)
+    store.create_bank("flagged")
+    fs = FingerprintStore(store)
+    fs.add("flagged", "bert", fingerprint_arrays(models["bert"]))
+    fs.add("flagged", "bert-other", fingerprint_arrays(models["bert-other"]))
+    fs.add_many("flagged", [(f"decoy-{i}", fingerprint_arrays(pm.bert(100 + i))) for i in range(6)])
+    fs.add("flagged", "unet", fingerprint_arrays(models["unet"]))
+    suspect = _rewrite("all-transformer", models["bert"], 8)
+    rep = query(fs, fingerprint_arrays(suspect), tensors=canonical_arrays(suspect))
+    assert [s.entry for s in rep.same] == ["flagged/bert"], rep.explanations()
+    assert not rep.derived
+    rep = query(fs, fingerprint_arrays(_rewrite("all-transformer", pm.bert(99), 8)),
+                tensors=canonical_arrays(_rewrite("all-transformer", pm.bert(99), 8)))
+    assert not rep.found
+    store.close()
+
+
+def _cli(db: str, *args: str) -> Any:
+    res = CliRunner().invoke(app, ["--db", db, *args], env={"COLUMNS": "200"})
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    assert "Traceback" not in res.output
+    return res
+
+
+def test_model_command_explains_a_permuted_copy(tmp_path: Path, models: dict[str, Arrays]) -> None:
+    from safetensors.numpy import save_file
+
+    db = str(tmp_path / "b.sqlite3")
+    orig, perm = tmp_path / "orig.safetensors", tmp_path / "perm.safetensors"
+    save_file(models["bert"], str(orig))
+    save_file(_rewrite("all-transformer", models["bert"], 9), str(perm))
+    assert _cli(db, "bank", "create", "flagged", "--create").exit_code == 0
+    assert _cli(db, "bank", "add-model", "flagged", str(orig), "--id", "minibert").exit_code == 0
+    res = _cli(db, "model", str(perm))
+    assert res.exit_code == 0
+    text = " ".join(res.stdout.split())
+    assert "same weights as checkpoint flagged/minibert up to a permutation of" in text
+    res = _cli(db, "scan", str(tmp_path / "perm.safetensors"), "--json")
+    lines = [json.loads(x) for x in res.stdout.splitlines() if x.startswith("{")]
+    rec = next(x for x in lines if x.get("path", "").endswith("perm.safetensors"))
+    assert any(m["signal_type"] == "lineage" and m["content_id"] == "minibert" for m in rec["matches"])

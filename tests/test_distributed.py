@@ -15,13 +15,15 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 pytest.importorskip("distributed")
 
 from assay.config import ScanSettings  # noqa: E402
+from assay.report.schema import FileRecord, SignalValue  # noqa: E402
+from assay.scan.analyzer import Subject  # noqa: E402
 from assay.scan.dask_engine import read_records, run_dask_scan  # noqa: E402
 from assay.scan.run import run_scan  # noqa: E402
 
@@ -68,8 +70,10 @@ def cluster(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     """`dask scheduler` and two `dask worker` processes (one thread each) on 127.0.0.1."""
     port = _free_port()
     cache = tmp_path_factory.mktemp("worker-cache")
+    # the workers import this module to run its stand-in analyzers (tasks name functions)
+    path = os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env = dict(os.environ, ASSAY_WORKER_CACHE=str(cache), FSSPEC_S3=json.dumps({"endpoint_url": s3_endpoint}),
-               **S3_ENV)
+               PYTHONPATH=path, **S3_ENV)
     env.pop("MALLOC_TRIM_THRESHOLD_", None)
     logs = tmp_path_factory.mktemp("dask-logs")
     procs: list[subprocess.Popen[bytes]] = []
@@ -92,9 +96,6 @@ def cluster(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
     client = Client(address, timeout=60)
     client.wait_for_workers(2, timeout=120)
-    import cloudpickle
-
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
     try:
         yield {"address": address, "client": client, "cache": cache, "logs": logs}
     finally:
@@ -233,3 +234,225 @@ def test_cli_rejects_dask_options_without_the_dask_engine(tmp_path: Path) -> Non
     assert r.exit_code == 2 and "--engine dask" in r.output
     r = CliRunner().invoke(app, ["scan", "s3://bucket/key", "--no-banks"])
     assert r.exit_code == 2 and "--engine dask" in r.output
+
+
+# ------------------------------------------------------------------- object stores, manifests
+
+
+@pytest.fixture
+def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The loopback S3 server as this process's default s3:// file system."""
+    import fsspec
+
+    for k, v in S3_ENV.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": s3_endpoint})
+    fs = fsspec.filesystem("s3", endpoint_url=s3_endpoint, skip_instance_cache=True)
+    return fs
+
+
+def test_objects_from_s3_give_the_records_of_the_same_files_on_disk(
+        cluster: dict[str, Any], case: dict[str, Any], s3: Any, tmp_path: Path) -> None:
+    """Inputs as an S3 prefix, a plain URL list and an S3 Inventory manifest (CSV, gzip,
+    URL-encoded keys); output parts and manifest written to S3; records equal the local
+    engine's for the same bytes (path and file times aside), banks included."""
+    import gzip
+    import uuid
+
+    bucket = f"evidence-{uuid.uuid4().hex[:8]}"
+    s3.mkdir(bucket)
+    images = case["data"] / "images"
+    by_prefix = sorted((images / "edits").iterdir())[:8] + [case["data"] / "edits.zip"]
+    by_list = sorted((images / "uploads").iterdir())
+    by_inventory = sorted((images / "other").iterdir())
+    url_of: dict[str, str] = {}
+    for p in by_prefix:
+        url_of[str(p)] = f"s3://{bucket}/batch 1/{p.name}"
+    for p in by_list:
+        url_of[str(p)] = f"s3://{bucket}/listed/{p.name}"
+    for p in by_inventory:
+        url_of[str(p)] = f"s3://{bucket}/inventoried/{p.name}"
+    for local, url in url_of.items():
+        s3.put_file(local, url)
+    listing = tmp_path / "list.txt"
+    listing.write_text("# a plain list\n" + "".join(url_of[str(p)] + "\n" for p in by_list))
+    from urllib.parse import quote
+
+    rows = "".join(f'"{bucket}","{quote("inventoried/" + p.name)}","{p.stat().st_size}"\n' for p in by_inventory)
+    s3.pipe_file(f"{bucket}-inv/data/inv.csv.gz".replace(f"{bucket}-inv", bucket), gzip.compress(rows.encode()))
+    inventory = {"sourceBucket": bucket, "destinationBucket": f"arn:aws:s3:::{bucket}",
+                 "fileFormat": "CSV", "fileSchema": "Bucket, Key, Size",
+                 "files": [{"key": "data/inv.csv.gz", "size": 1, "MD5checksum": "x"}]}
+    s3.pipe_file(f"{bucket}/inventory/manifest.json", json.dumps(inventory).encode())
+
+    settings = ScanSettings(workers=2, lineage_db=case["db"])
+    matcher = _matcher(case["db"])
+    local = _local_records([*by_prefix, *by_list, *by_inventory], settings, matcher, case_links=False)
+    out = f"s3://{bucket}/results/scan-1"
+    summary = run_dask_scan([f"s3://{bucket}/batch 1/"], settings, matcher, out,
+                            manifests=[str(listing), f"s3://{bucket}/inventory/manifest.json"],
+                            client=cluster["client"], partition_size=3, case_links=False)
+    dist, counts = _dist_records(out)
+    assert [p for p, n in counts.items() if n > 1] == []
+    local_urls = {}
+    for path, rec in local.items():
+        top, sep, member = path.partition("!/")
+        # error messages name the file: the same message, naming the object
+        local_urls[url_of[top] + sep + member] = json.loads(json.dumps(rec).replace(top, url_of[top]))
+    assert set(dist) == set(local_urls)
+    assert [u for u, rec in local_urls.items() if dist[u] != rec] == []
+    assert sum(1 for r in dist.values() if r.get("matches")) >= 4
+    assert summary.files == len(local)
+    manifest = json.loads(s3.cat_file(f"{bucket}/results/scan-1/_manifest.json"))
+    assert manifest["status"] == "finished" and manifest["progress"]["files"] == 9 + len(by_list) + len(by_inventory)
+    assert S3_ENV["AWS_SECRET_ACCESS_KEY"] not in json.dumps(manifest)
+    # a prefix with nothing under it is an unreadable input, named in the summary
+    out2 = f"s3://{bucket}/results/scan-2"
+    s2 = run_dask_scan([f"s3://{bucket}/no-such-prefix/"], settings, None, out2, client=cluster["client"])
+    assert s2.unreadable_inputs == [f"s3://{bucket}/no-such-prefix/"] and s2.nothing_scanned
+
+
+def test_inputs_with_secrets_are_redacted_in_the_manifest(cluster: dict[str, Any], tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("x")
+    listing = tmp_path / "l.txt"
+    listing.write_text(str(tmp_path / "a.txt") + "\n")
+    signed = "s3://b/k?X-Amz-Credential=AKIAEXAMPLE&X-Amz-Signature=deadbeefsecret"
+    out = tmp_path / "out"
+    summary = run_dask_scan([signed], ScanSettings(provenance=False, models=False), None, str(out),
+                            manifests=[str(listing)], client=cluster["client"])
+    text = (out / "_manifest.json").read_text()
+    assert "deadbeefsecret" not in text and "AKIAEXAMPLE" not in text and "X-Amz-Signature=***" in text
+    recs = list(read_records(str(out)))
+    assert "deadbeefsecret" not in json.dumps(recs)
+    assert summary.files == 2 and len(summary.unreadable_inputs) == 1
+
+
+# ------------------------------------------------------------------- exactly once: kill -9, resume
+
+
+class _Slow:
+    """A stand-in analyzer that takes a while per file, so that a scan is still running
+    when the test kills a worker or stops the client."""
+
+    name: ClassVar[str] = "slow"
+    kinds: ClassVar[frozenset[str]] = frozenset({"other"})
+
+    def analyze(self, subject: Subject, record: FileRecord) -> None:
+        time.sleep(0.04)
+        record.signals.append(SignalValue(type="sha256", value=__import__("hashlib").sha256(
+            subject.path.read_bytes()).hexdigest()))
+
+
+def _slow_factory(_settings: ScanSettings) -> list[_Slow]:
+    return [_Slow()]
+
+
+def _files(folder: Path, n: int) -> list[str]:
+    folder.mkdir()
+    for i in range(n):
+        (folder / f"f{i:03d}.txt").write_text(f"file {i}\n")
+    return sorted(str(p) for p in folder.iterdir())
+
+
+def _idle(client: Any, timeout: float = 30) -> None:
+    end = time.monotonic() + timeout
+    while any(client.processing().values()) and time.monotonic() < end:
+        time.sleep(0.1)
+
+
+def test_a_worker_killed_mid_scan_loses_and_duplicates_nothing(cluster: dict[str, Any], tmp_path: Path) -> None:
+    client = cluster["client"]
+    inputs = _files(tmp_path / "in", 96)
+    pids = client.run(os.getpid)
+    address, victim = next(iter(pids.items()))
+    killed: list[int] = []
+    running: list[str] = []
+
+    def kill_once(p: Any) -> None:
+        if p.parts_done >= 3 and not killed:
+            running.extend(str(k) for k in client.processing([address]).get(address, ()))
+            os.kill(victim, signal.SIGKILL)  # the worker process itself, mid-partition
+            killed.append(victim)
+
+    out = tmp_path / "out"
+    summary = run_dask_scan([str(tmp_path / "in")], ScanSettings(provenance=False, models=False), None, str(out),
+                            client=client, partition_size=4, factory=_slow_factory, on_progress=kill_once)
+    assert killed, "the scan ended before a worker could be killed"
+    assert any("run_partition" in k for k in running), running  # it died holding a partition
+    with pytest.raises(ProcessLookupError):
+        os.kill(victim, 0)
+    _, counts = _dist_records(str(out))
+    assert sorted(counts) == inputs and set(counts.values()) == {1}  # 0 lost, 0 duplicated
+    assert summary.files == 96 and summary.with_errors == 0
+    assert len(list((out / "_done").iterdir())) == 24
+    assert json.loads((out / "_manifest.json").read_text())["status"] == "finished"
+    client.wait_for_workers(2, timeout=120)  # the nanny starts a new worker process
+
+
+def test_stop_then_resume_redoes_only_unfinished_partitions(cluster: dict[str, Any], tmp_path: Path) -> None:
+    client = cluster["client"]
+    inputs = _files(tmp_path / "in", 64)
+    settings = ScanSettings(provenance=False, models=False)
+    out = tmp_path / "out"
+
+    def stop(p: Any) -> None:
+        if p.parts_done >= 3:
+            raise KeyboardInterrupt  # what Ctrl-C does in the client
+
+    with pytest.raises(KeyboardInterrupt):
+        run_dask_scan([str(tmp_path / "in")], settings, None, str(out), client=client, partition_size=4,
+                      factory=_slow_factory, on_progress=stop)
+    _idle(client)  # partitions already running on workers finish (and commit) on their own
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert manifest["status"] == "cancelled" and manifest["progress"]["parts_done"] >= 3
+    first = {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.jsonl")}
+    assert 3 <= len(first) < 16
+    # the finished parts are valid on their own
+    for name in first:
+        assert all(json.loads(line)["schema"] == "assay.file/1" for line in (out / name).read_text().splitlines())
+    with pytest.raises(Exception, match="already holds a scan"):
+        run_dask_scan([str(tmp_path / "in")], settings, None, str(out), client=client, partition_size=4,
+                      factory=_slow_factory)
+    with pytest.raises(Exception, match="other inputs, settings or banks"):
+        run_dask_scan([str(tmp_path / "in")], settings, None, str(out), client=client, partition_size=5,
+                      factory=_slow_factory, resume=True)
+    done: list[Any] = []
+    summary = run_dask_scan([str(tmp_path / "in")], settings, None, str(out), client=client, partition_size=4,
+                            factory=_slow_factory, resume=True, on_progress=done.append)
+    p = done[-1]
+    assert p.parts_skipped == len(first) and p.parts_done == 16 - len(first)
+    assert {q.name: q.stat().st_mtime_ns for q in out.glob("part-0*.jsonl") if q.name in first} == first
+    _, counts = _dist_records(str(out))
+    assert sorted(counts) == inputs and set(counts.values()) == {1}
+    assert summary.files == 64
+    final = json.loads((out / "_manifest.json").read_text())
+    assert final["status"] == "finished" and len(final["resumed_at"]) == 1
+    assert final["header"]["scan_id"] == manifest["header"]["scan_id"] == summary.scan_id
+
+
+def test_parquet_parts_hold_the_same_records(cluster: dict[str, Any], case: dict[str, Any], tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow", reason="--format parquet needs the optional pyarrow (assay[parquet])")
+    settings = ScanSettings(provenance=False, models=False)
+    data = case["data"] / "images" / "edits"
+    run_dask_scan([str(data)], settings, None, str(tmp_path / "j"), client=cluster["client"], partition_size=7)
+    run_dask_scan([str(data)], settings, None, str(tmp_path / "p"), client=cluster["client"], partition_size=7,
+                  fmt="parquet")
+    assert sorted(p.name for p in (tmp_path / "p").glob("part-*"))[0] == "part-000000.parquet"
+    a, b = _dist_records(str(tmp_path / "j"))[0], _dist_records(str(tmp_path / "p"))[0]
+    assert a == b and len(a) == len(list(data.iterdir()))
+
+
+def test_cli_local_cluster_started_and_stopped_by_assay(case: dict[str, Any], tmp_path: Path) -> None:
+    """--workers N: assay starts a LocalCluster (nanny's MALLOC_TRIM_THRESHOLD_ unset),
+    prints its dashboard link, scans, and stops it."""
+    from typer.testing import CliRunner
+
+    from assay.cli import app
+
+    r = CliRunner().invoke(app, ["--db", case["db"], "scan", str(case["data"] / "images" / "uploads"), "--engine",
+                                 "dask", "--workers", "1", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    assert "Dask dashboard: http://127.0.0.1:" in r.output and "matched files" in r.stdout
+    import dask
+
+    assert "MALLOC_TRIM_THRESHOLD_" not in dask.config.get("distributed.nanny.pre-spawn-environ")

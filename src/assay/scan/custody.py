@@ -27,11 +27,15 @@ HEADER_SCHEMA = "assay.scan-header/1"
 SNAPSHOT_METHOD = "sha256 of 'type<TAB>value<LF>' over the signals of enabled entries, sorted by (type, value) bytewise"
 
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*):[^@/\s]*@")
+# Signed-URL secrets in query strings: S3/GCS presigned URLs, Azure SAS tokens.
+_URL_SECRET = re.compile(r"([?&](?:X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|X-Goog-Signature"
+                         r"|X-Goog-Credential|sig|token|access_token)=)[^&\s#]*", re.IGNORECASE)
 
 
 def redact(text: str) -> str:
-    """``text`` with the password of any URL in it replaced by ``***``."""
-    return _URL_PASSWORD.sub(r"\1:***@", text)
+    """``text`` with the password of any URL in it, and the signature of a signed URL,
+    replaced by ``***``."""
+    return _URL_SECRET.sub(r"\1***", _URL_PASSWORD.sub(r"\1:***@", text))
 
 
 def now_utc() -> str:

@@ -274,7 +274,7 @@ def run_dask_scan(
     def planned() -> Iterator[PartSpec]:
         for it in items(inputs, manifests, follow_symlinks=settings.follow_symlinks):
             if it.is_input and it.problem:
-                summary.unreadable_inputs.append(it.url if isinstance(it, RemoteItem) else str(it.path))
+                summary.unreadable_inputs.append(redact(it.url) if isinstance(it, RemoteItem) else str(it.path))
             yield it
 
     specs = plan(planned(), partition_size)

@@ -42,6 +42,7 @@ from typing import Any
 from ..config import ScanSettings
 from ..report.jsonl import dumps
 from ..report.schema import ErrorInfo, FileRecord
+from .custody import redact
 from .pipeline import AnalyzerFactory, analyze_entry, analyze_item, default_analyzers
 from .sources import Item, RemoteItem, fetch_object, filesystem
 from .walk import WalkItem
@@ -150,8 +151,9 @@ class Store:
                 return sorted(os.listdir(self.path(rel)))
             except FileNotFoundError:
                 return []
+        self.fs.invalidate_cache(self.path(rel))  # workers wrote there since any earlier listing
         try:
-            return sorted(p.rsplit("/", 1)[-1] for p in self.fs.ls(self.path(rel), detail=False))
+            return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.path(rel), detail=False))
         except FileNotFoundError:
             return []
 
@@ -212,12 +214,12 @@ def _remote_records(item: RemoteItem, settings: ScanSettings, analyzers: Any, tm
     from ..containers.members import safe_suffix
 
     if item.problem:
-        yield FileRecord(path=item.url, kind="error",
+        yield FileRecord(path=redact(item.url), kind="error",
                          errors=[ErrorInfo(stage="read", code="bad-input", message=item.problem)])
         return
     tmp, problem, size = fetch_object(item.url, settings.limits.max_file_bytes, tmpdir, safe_suffix(item.url))
     if tmp is None:
-        rec = FileRecord(path=item.url, kind="error")
+        rec = FileRecord(path=redact(item.url), kind="error")
         if problem and problem.startswith("too-large:"):
             rec.size = size
             rec.errors.append(ErrorInfo(stage="read", code="too-large",
@@ -228,10 +230,10 @@ def _remote_records(item: RemoteItem, settings: ScanSettings, analyzers: Any, tm
         return
     try:
         record = analyze_item(WalkItem(tmp), settings, analyzers)
-        record.path = item.url
+        record.path = redact(item.url)
         record.times = None  # the copy's times say nothing about the object
         for e in record.errors:
-            e.message = e.message.replace(str(tmp), item.url)
+            e.message = e.message.replace(str(tmp), record.path)
         if record.kind == "archive" and not any(e.stage == "read" for e in record.errors):
             from ..containers import walk_archive
 

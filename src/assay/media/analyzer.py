@@ -33,6 +33,7 @@ class ImageHashAnalyzer:
                 dihedral=settings.dihedral,
                 limits=settings.limits,
                 variants=settings.variants,
+                share=subject.cache,
             )
         except AssayError:
             # Pixels that cannot be decoded still have bytes: an exact hash can

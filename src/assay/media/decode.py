@@ -108,6 +108,7 @@ class OpenedImage:
     width: int
     height: int
     mode: str  # as stored, before any conversion
+    loaded: bool = False  # ``image`` holds decoded pixels (see full_image)
 
 
 def _fail(path: str, fmt: str, exc: BaseException) -> AssayError:
@@ -183,12 +184,29 @@ def _load(opened: OpenedImage, im: Image.Image, grey: bool = False) -> Image.Ima
     try:
         with _quiet_pillow():
             im.load()
+            if im is opened.image:
+                opened.loaded = True
             if grey and im.mode in _GREY:
                 im = im.convert("L")
             elif im.mode not in ("RGB", "L"):
                 im = im.convert("RGB")
     except Exception as exc:
         raise _fail(opened.path, opened.format, exc) from exc
+    return im
+
+
+# Formats whose opened image, once loaded at full size, stays valid for other readers
+# (provenance's pixel checks). GIF and TIFF seek between frames to count them, which
+# can drop the loaded frame; a JPEG decoded at reduced scale is not the full image.
+_SHAREABLE = frozenset({"png", "webp", "bmp", "jpeg"})
+
+
+def full_image(opened: OpenedImage) -> Image.Image | None:
+    """The opened image if a decode above loaded it whole, in its stored mode; else None.
+    What a later analysis of the same file uses instead of decoding it again."""
+    im = opened.image
+    if not opened.loaded or opened.format not in _SHAREABLE or im.size != (opened.width, opened.height):
+        return None
     return im
 
 

@@ -8,7 +8,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from ..config import Limits
 from ..errors import InputError, TooLarge
@@ -20,6 +20,9 @@ PdqMode = Literal["fast", "reference"]
 PDQ_MODES: tuple[str, ...] = ("fast", "reference")
 DEFAULT_LIMITS = Limits()  # frozen, so one shared default is safe
 LOW_QUALITY = 50  # below this PDQ bits are unstable; the record says so, matching decides
+# Key of the decoded full-size PIL image (stored mode, EXIF orientation not applied) that
+# hash_image_bytes leaves in its ``share`` dict; the scan passes it on in Subject.cache.
+SHARED_IMAGE = "image.decoded"
 
 
 @dataclass
@@ -62,10 +65,14 @@ def hash_image_bytes(
     dihedral: bool = False,
     limits: Limits = DEFAULT_LIMITS,
     variants: bool = True,
+    share: dict[str, Any] | None = None,
 ) -> ImageHashes:
     """Hash an image held in memory. Raises UnsupportedFormat, DecodeError or TooLarge
     (each naming ``path`` and the reason); never anything else for bad input.
-    ``variants`` adds the PDQ of the content inside uniform borders, if there are any."""
+    ``variants`` adds the PDQ of the content inside uniform borders, if there are any.
+    ``share`` receives, under SHARED_IMAGE, the decoded full-size image when hashing
+    decoded one (PNG, WebP, BMP, small JPEGs), so that later analyses of the same
+    file need not decode it again."""
     if mode not in PDQ_MODES:
         raise ValueError(f"unknown PDQ mode {mode!r} (use 'fast' or 'reference')")
     opened = decode.open_image(data, path, limits)
@@ -93,6 +100,8 @@ def hash_image_bytes(
                 size = (min(sub.shape[1] * bx, reduced.orig_size[0]), min(sub.shape[0] * by, reduced.orig_size[1]))
                 trimmed[name] = fast_pdq(sub, size, reduced.block, dihedral=dihedral)
     md5, sha256 = file_digests(data)
+    if share is not None and (full := decode.full_image(opened)) is not None:
+        share[SHARED_IMAGE] = full
     return ImageHashes(
         format=opened.format,
         width=opened.width,

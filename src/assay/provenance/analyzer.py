@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ..config import Limits
 from ..errors import AssayError, InputError, InvalidSignal, TooLarge, UnknownSignalType
@@ -25,6 +25,9 @@ from .c2pa import ENV_TRUST_ANCHORS as ENV_TRUST_ANCHORS  # re-exported
 from .context import ImageContext
 from .genmeta import generator_evidence
 from .verdict import order, verdict
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 SIGNAL_MODE = "named-by-metadata"
 MAX_CONTAINER_NOTES = 20
@@ -141,14 +144,19 @@ def analyze_provenance(
     *,
     trust_anchors: Path | None = None,
     limits: Limits | None = None,
+    decoded: PILImage | None = None,
 ) -> ProvenanceReport:
     """All provenance evidence for one file and a cautious verdict. Formats other
-    than the images assay decodes get C2PA and XMP only (analyze_media_provenance)."""
+    than the images assay decodes get C2PA and XMP only (analyze_media_provenance).
+    ``decoded``: the file's image already opened and decoded by Pillow from ``data``
+    (the scan's hashing step), used instead of decoding the pixels again."""
     if format not in IMAGE_FORMATS:
         return analyze_media_provenance(
             Path(path), format, data=data, trust_anchors=trust_anchors
         )
     ctx = ImageContext(Path(path), data, format, limits or Limits())
+    if decoded is not None:
+        ctx.adopt_image(decoded)
     col = _Collector(ctx.path)
     run, errors = col.run, col.errors
     run("c2pa", lambda: c2pa.evidence(ctx.path, data, format, trust_anchors=trust_anchors))
@@ -240,12 +248,15 @@ class ProvenanceAnalyzer:
                 raise InputError(subject.path, f"cannot read file: {exc.strerror or exc}") from exc
         if len(data) > limit:
             raise TooLarge(subject.path, f"image file is larger than the limit of {limit} bytes")
+        from ..media.hashes import SHARED_IMAGE
+
         report = analyze_provenance(
             subject.path,
             data,
             subject.format,
             trust_anchors=self.trust_anchors,
             limits=subject.settings.limits,
+            decoded=subject.cache.get(SHARED_IMAGE) if data is subject.cache.get("bytes") else None,
         )
         record.provenance = report
         have = {(s.type, s.value, s.mode) for s in record.signals}

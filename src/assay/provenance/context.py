@@ -504,6 +504,14 @@ class ImageContext:
         """
         return self.memo("pil", self._open_pil)
 
+    def adopt_image(self, im: Image) -> None:
+        """Use ``im``, this file's image already opened (and decoded) by Pillow from the
+        same bytes, as ``pil()``: pixel sources then skip their own decode. Ignored when
+        ``pil()`` was already asked for, or when the image is over the pixel limit."""
+        w, h = im.size
+        if "pil" not in self._memo and w * h <= self.limits.max_pixels:
+            self._memo["pil"] = (True, im)
+
     def _open_pil(self) -> Image:
         from PIL import Image as PILImage
         from PIL import UnidentifiedImageError

@@ -72,6 +72,20 @@ CASES: dict[str, list[tuple[list[str], dict[str, int], str | None]]] = {
                        (["bank", "add-model", "known", "{model}", "--id", "m1"], {E: 1, F: 1}, "bank-add-model")],
     "lora extract": [(["lora", "extract", "{tuned}", "--base", "{model}", "-o", "{tmp}/d.safetensors"],
                       {E: 0, F: 0}, None)],
+    "text index": [(["text", "index", "{works}", "--index", "{tmp}/new-index"], {E: 0, F: 0}, "text-index"),
+                   (["text", "index", "{works}", "{txt}.missing", "--index", "{tmp}/new-index"], {E: 1, F: 1}, "text-index"),
+                   (["text", "index", "{works}", "--index", "{tindex}"], {E: 1, F: 1}, "text-index")],
+    "text add": [(["text", "add", "{more_works}", "--index", "{tcopy}"], {E: 0, F: 0}, "text-index"),
+                 (["text", "add", "{works}", "--index", "{tcopy}"], {E: 1, F: 1}, "text-index"),
+                 (["text", "add", "{more_works}", "--index", "{tmp}/none"], {E: 1, F: 1}, "text-index")],
+    "text works": [(["text", "works", "--index", "{tindex}"], {E: 0, F: 0}, "text-works"),
+                   (["text", "works", "--index", "{tempty}"], {E: 0, F: 0}, "text-works")],
+    "text check": [(["text", "check", "{output}", "--index", "{tindex}"], {E: 0, F: 0}, "assay.text-1"),
+                   (["text", "check", "{output}", "--index", "{tindex}", "--fail-on-match"], {E: 3, F: 3}, "assay.text-1"),
+                   (["text", "check", "{txt}", "--index", "{tempty}", "--fail-on-match"], {E: 0, F: 0}, "assay.text-1"),
+                   (["text", "check", "{output}", "{txt}.missing", "--index", "{tindex}"], {E: 1, F: 1}, "assay.text-1"),
+                   (["text", "check", "{output}", "--index", "{tmp}/none"], {E: 1, F: 1}, "assay.text-1"),
+                   (["text", "check", "{output}", "--index", "{tindex}", "--min-chars", "3"], {E: 2, F: 2}, "assay.text-1")],
     "keys create": [(["keys", "create", "--role", "match", "--name", "scanner"], {E: 0, F: 0}, None),
                     (["keys", "create", "--role", "boss", "--name", "x"], {E: 2, F: 2}, None)],
     "keys list": [(["keys", "list"], {E: 0, F: 0}, "keys-list")],
@@ -130,8 +144,26 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     report = d / "report.jsonl"
     res = _invoke(["scan", str(case), "--no-banks", "-o", str(report), "--workers", "1"])
     assert res.exit_code == 0, res.output
+    # text works (generated prose), an output quoting one, and indexes: full and empty
+    works = d / "works"
+    works.mkdir()
+    (works / "tale.txt").write_text("Once upon a time a lighthouse keeper counted the ships that passed "
+                                    "her rock, and wrote each name in a green ledger before supper.\n")
+    (works / "more.jsonl").write_text('{"id": "song", "title": "A Song", "text": "Sing of the river '
+                                      'that runs to the sea and never once looks back at the hills."}\n')
+    more = d / "more"
+    more.mkdir()
+    (more / "essay.md").write_text("# Essay\n\nOn the keeping of ledgers by people who live alone on rocks.\n")
+    output = d / "output.txt"
+    output.write_text("The model said: once upon a time a lighthouse keeper counted the ships that passed "
+                      "her rock, and then it stopped.\n")
+    assert _invoke(["text", "index", str(works), "--index", str(d / "tindex")]).exit_code == 0
+    assert _invoke(["text", "index", str(more), "--index", str(d / "tempty")]).exit_code == 0
+    shutil.rmtree(d / "tempty" / "shards")
+    (d / "tempty" / "index.json").write_text('{"format": "assay.text-index/1", "shards": []}')
     return {"case": case, "img": case / "a.png", "txt": case / "notes.txt", "model": model, "tuned": tuned,
-            "list": lst, "report": report}
+            "list": lst, "report": report, "works": works, "more_works": more, "output": output,
+            "tindex": d / "tindex", "tempty": d / "tempty"}
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +215,9 @@ def test_contract(path: str, i: int, store: str, json_out: bool, files: dict[str
     args, codes, schema = CASES[path][i]
     db = tmp_path / "store.sqlite3"
     shutil.copy(stores[store], db)
-    places = {k: str(v) for k, v in files.items()} | {"tmp": str(tmp_path)}
+    places = {k: str(v) for k, v in files.items()} | {"tmp": str(tmp_path), "tcopy": str(tmp_path / "tcopy")}
+    if any("{tcopy}" in a for a in args):
+        shutil.copytree(files["tindex"], tmp_path / "tcopy")
     argv = ["--db", str(db), *(a.format(**places) for a in args), *(["--json"] if json_out else [])]
     res = _invoke(argv)
     assert res.exit_code == codes[store], (argv, res.output)

@@ -17,6 +17,7 @@ from . import lookup  # noqa: F401
 from . import evidence  # noqa: F401
 from . import banks  # noqa: F401
 from . import report  # noqa: F401
+from . import text  # noqa: F401
 from . import misc  # noqa: F401
 from ._common import _esc, app, err
 

@@ -56,6 +56,13 @@ EXAMPLES: dict[str, list[str]] = {
     "keys create": ["assay keys create --role curate --name \"analyst one\""],
     "keys list": ["assay keys list", "assay keys list --json"],
     "keys revoke": ["assay keys revoke 3"],
+    "text": ["assay text index books/ --index catalogue.idx", "assay text check output.txt --index catalogue.idx"],
+    "text index": ["assay text index books/ works.jsonl --index catalogue.idx",
+                   "assay text index big-corpus/ --index catalogue.idx --shard-size 1024"],
+    "text add": ["assay text add new-book.epub --index catalogue.idx"],
+    "text works": ["assay text works --index catalogue.idx", "assay text works --index catalogue.idx --json"],
+    "text check": ["assay text check output.txt --index catalogue.idx",
+                   "assay text check outputs/*.txt --index catalogue.idx --json --fail-on-match --min-chars 80"],
     "serve": ["assay serve --workers 2", "assay --db postgresql://assay@db/assay serve --host 0.0.0.0 --port 8080"],
 }
 
@@ -80,9 +87,11 @@ def metavar(param: Any) -> str:
         choices = d.choices or [m.value for m in ann]
         return "|".join(str(getattr(c, "value", c)) for c in choices)
     if param.param_type_name == "argument":
-        name = {"files": "FILE", "paths": "PATH", "file": "FILE", "suspect": "FILE"}.get(param.name, param.name.upper())
+        name = {"files": "FILE", "paths": "PATH", "file": "FILE", "suspect": "FILE", "sources": "SOURCE"}.get(param.name, param.name.upper())
         return name + ("..." if param.nargs != 1 else "")
     if isinstance(ann, type) and issubclass(ann, pathlib.PurePath):
+        if param.name == "index":
+            return "DIR"
         return "FILE" if param.name in ("output", "trust_anchors", "image") else "PATH"
     if ann is int:
         return "N"

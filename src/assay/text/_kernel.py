@@ -1,0 +1,89 @@
+"""The compiled inner loop of a check: seeds of the query looked up in one shard's
+suffix array, each hit extended to a maximal exact match.
+
+Why it is complete: with seeds of ``k`` bytes every ``step = min_bytes - k + 1``
+query bytes, any match of at least ``min_bytes`` bytes contains a whole seed, so it
+is found by its first seed; a later seed of the same match sees that it can extend
+back past the seed before it and leaves the match to that one, so each maximal match
+is reported once. Works are separated by 0xFF, a byte UTF-8 never uses, so no match
+crosses from one work into the next. ``cache=True`` keeps the compiled code on disk.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def _bound(text, sa, q, p, k, upper):  # type: ignore[no-untyped-def]
+    """First suffix-array index whose suffix's first k bytes are >= q[p:p+k]
+    (> with ``upper``)."""
+    n = text.shape[0]
+    lo = 0
+    hi = sa.shape[0]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        s = sa[mid]
+        c = 0
+        for i in range(k):
+            if s + i >= n:
+                c = -1
+                break
+            a = text[s + i]
+            b = q[p + i]
+            if a != b:
+                c = -1 if a < b else 1
+                break
+        if c < 0 or (upper and c == 0):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True, nogil=True)
+def maximal_matches(text, sa, q, min_bytes, k):  # type: ignore[no-untyped-def]
+    """Every maximal exact match of at least ``min_bytes`` between the query ``q`` and
+    ``text``: rows (query start, query end, text start)."""
+    n = text.shape[0]
+    m = q.shape[0]
+    step = min_bytes - k + 1
+    cap = 64
+    res = np.empty((cap, 3), dtype=np.int64)
+    cnt = 0
+    p = 0
+    while p + k <= m:
+        lo = _bound(text, sa, q, p, k, False)
+        hi = _bound(text, sa, q, p, k, True) if lo < sa.shape[0] else lo
+        lim = p - step
+        for j in range(lo, hi):
+            t = np.int64(sa[j])
+            a = p
+            b = t
+            first = True
+            while a > 0 and b > 0 and q[a - 1] == text[b - 1]:
+                a -= 1
+                b -= 1
+                if a <= lim:
+                    first = False
+                    break
+            if not first:
+                continue
+            e = p + k
+            f = t + k
+            while e < m and f < n and q[e] == text[f]:
+                e += 1
+                f += 1
+            if e - a >= min_bytes:
+                if cnt == cap:
+                    cap *= 2
+                    bigger = np.empty((cap, 3), dtype=np.int64)
+                    bigger[:cnt] = res[:cnt]
+                    res = bigger
+                res[cnt, 0] = a
+                res[cnt, 1] = e
+                res[cnt, 2] = b
+                cnt += 1
+        p += step
+    return res[:cnt]

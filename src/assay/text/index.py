@@ -1,0 +1,332 @@
+"""A text index: the normalised corpus in shards, each a suffix array over its bytes,
+stored as .npy files that queries memory-map.
+
+Layout of an index folder::
+
+    index.json              {"format": "assay.text-index/1", "shards": [...]}
+    shards/000001/
+        text.npy            uint8: normalised UTF-8 of the shard's works, each followed by 0xFF
+        sa.npy              int32: suffix array of text (pydivsufsort)
+        chars.npy           int64: characters before each 4 KiB block of text (byte -> char)
+        segs.npy            int32 (n, 3): offset map, normalised char -> original code point
+        works.json          the shard's works: id, title, sha256, source, format, positions
+
+A shard holds whole works and stays under 2 GiB of text, so 32-bit offsets address
+it; shards never change once written (``add`` writes new ones) and index.json is
+replaced atomically, so a reader always sees a complete index.
+
+The offset map of a work is piecewise: a run of characters that map one to one onto
+consecutive original code points is one row ``(first char, first code point, -1)``; a
+unit whose normalised characters all stand for one original range (a white-space run,
+``ß`` -> ``ss``) is one row ``(first char, start, end)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import AssayError
+from .normalize import Normalized, normalize
+
+FORMAT = "assay.text-index/1"
+SEP = 0xFF
+BLOCK_SHIFT = 12
+DEFAULT_SHARD_BYTES = 1 << 30
+MAX_SHARD_BYTES = (1 << 31) - 2
+
+
+class IndexError_(AssayError):  # noqa: N801 - not the builtin
+    code = "text-index"
+
+
+@dataclass
+class WorkInfo:
+    id: str
+    title: str
+    sha256: str
+    source: str
+    format: str
+    chars: int  # original code points
+    norm_chars: int
+    shard: str = ""
+    byte_start: int = 0
+    byte_end: int = 0
+    char_start: int = 0  # shard-wide character index of the first normalised character
+    seg_lo: int = 0
+    seg_hi: int = 0
+
+    def public(self) -> dict[str, Any]:
+        return {"work": self.id, "title": self.title, "sha256": self.sha256, "source": self.source,
+                "format": self.format, "chars": self.chars, "shard": self.shard}
+
+
+def segments(norm: Normalized) -> np.ndarray:
+    """The piecewise offset map of a normalised text (see the module docstring)."""
+    n = len(norm.text)
+    if n == 0:
+        return np.zeros((0, 3), dtype=np.int64)
+    s, e = norm.ostart, norm.oend
+    same = np.zeros(n + 1, dtype=bool)
+    same[1:n] = s[1:] == s[:-1]
+    simple = ((e - s) == 1) & ~same[:n] & ~same[1:]
+    starts = ~same[:n]
+    cont = np.zeros(n, dtype=bool)
+    cont[1:] = simple[1:] & simple[:-1] & (s[1:] == s[:-1] + 1)
+    starts &= ~cont
+    idx = np.flatnonzero(starts)
+    out = np.empty((len(idx), 3), dtype=np.int64)
+    out[:, 0] = idx
+    out[:, 1] = s[idx]
+    out[:, 2] = np.where(simple[idx], -1, e[idx])
+    return out
+
+
+def map_span(segs: np.ndarray, start: int, end: int) -> tuple[int, int]:
+    """Original code points of a work's normalised characters [start, end)."""
+    nc = segs[:, 0]
+    k = int(np.searchsorted(nc, start, side="right")) - 1
+    a = int(segs[k, 1] + (start - segs[k, 0])) if segs[k, 2] < 0 else int(segs[k, 1])
+    k = int(np.searchsorted(nc, end - 1, side="right")) - 1
+    b = int(segs[k, 1] + (end - 1 - segs[k, 0]) + 1) if segs[k, 2] < 0 else int(segs[k, 2])
+    return a, b
+
+
+def mid_unit(segs: np.ndarray, pos: int, length: int) -> bool:
+    """Whether normalised position ``pos`` lies inside a unit (after its first character)."""
+    if pos <= 0 or pos >= length:
+        return False
+    k = int(np.searchsorted(segs[:, 0], pos, side="right")) - 1
+    return bool(segs[k, 2] >= 0 and segs[k, 0] != pos)
+
+
+# --------------------------------------------------------------------------- shards
+@dataclass
+class Shard:
+    name: str
+    text: np.ndarray
+    sa: np.ndarray
+    chars: np.ndarray
+    segs: np.ndarray
+    works: list[WorkInfo]
+    byte_starts: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.byte_starts = np.array([w.byte_start for w in self.works], dtype=np.int64)
+
+    @classmethod
+    def open(cls, folder: Path) -> Shard:
+        try:
+            works = [WorkInfo(**w) for w in json.loads((folder / "works.json").read_text("utf-8"))]
+            arrays = [np.load(folder / f"{n}.npy", mmap_mode="r", allow_pickle=False)
+                      for n in ("text", "sa", "chars", "segs")]
+        except (OSError, ValueError, TypeError) as exc:
+            raise IndexError_(f"text index shard {folder} is damaged ({exc})") from None
+        return cls(folder.name, *arrays, works)
+
+    def char_index(self, byte_pos: int) -> int:
+        """Shard-wide character index of a byte position (a character boundary)."""
+        blk = byte_pos >> BLOCK_SHIFT
+        lo = blk << BLOCK_SHIFT
+        seg = np.asarray(self.text[lo:byte_pos])
+        return int(self.chars[blk]) + int(np.count_nonzero((seg & 0xC0) != 0x80))
+
+    def work_at(self, byte_pos: int) -> int:
+        return int(np.searchsorted(self.byte_starts, byte_pos, side="right")) - 1
+
+
+def _write_shard(folder: Path, items: list[tuple[WorkInfo, bytes, np.ndarray]]) -> None:
+    from pydivsufsort import divsufsort
+
+    total = sum(len(b) + 1 for _, b, _ in items)
+    text = np.empty(total, dtype=np.uint8)
+    seg_rows = []
+    pos = chars = nseg = 0
+    for info, data, segs in items:
+        info.byte_start, info.byte_end = pos, pos + len(data)
+        info.char_start = chars
+        info.seg_lo, info.seg_hi = nseg, nseg + len(segs)
+        text[pos:pos + len(data)] = np.frombuffer(data, dtype=np.uint8)
+        text[pos + len(data)] = SEP
+        pos += len(data) + 1
+        chars += info.norm_chars + 1
+        nseg += len(segs)
+        seg_rows.append(segs)
+    if total > MAX_SHARD_BYTES:  # pragma: no cover - packing keeps shards below it
+        raise IndexError_(f"shard of {total} bytes exceeds 32-bit offsets")
+    sa = divsufsort(text)
+    lead = ((text & 0xC0) != 0x80).astype(np.int64)
+    csum = np.concatenate(([0], np.cumsum(lead)))
+    block_chars = csum[:: 1 << BLOCK_SHIFT]
+    segs_all = np.concatenate(seg_rows) if seg_rows else np.zeros((0, 3), dtype=np.int64)
+    if len(segs_all) and (segs_all.max() >= 2**31):
+        raise IndexError_("a work longer than 2^31 characters cannot be indexed")
+    np.save(folder / "text.npy", text)
+    np.save(folder / "sa.npy", sa.astype(np.int32, copy=False))
+    np.save(folder / "chars.npy", block_chars.astype(np.int64))
+    np.save(folder / "segs.npy", segs_all.astype(np.int32))
+    (folder / "works.json").write_text(json.dumps([vars(i) for i in (it[0] for it in items)],
+                                                  ensure_ascii=False), "utf-8")
+
+
+# ---------------------------------------------------------------------------- index
+@dataclass
+class AddResult:
+    added: list[WorkInfo]
+    errors: list[dict[str, str]]
+    shards: list[str]
+
+
+class TextIndex:
+    """An index folder. Opening maps nothing yet; shards are memory-mapped on first use."""
+
+    def __init__(self, folder: Path, manifest: dict[str, Any]) -> None:
+        self.folder = folder
+        self.manifest = manifest
+        self._shards: list[Shard] | None = None
+
+    # -- opening and creating
+    @classmethod
+    def open(cls, folder: Path | str) -> TextIndex:
+        folder = Path(folder)
+        path = folder / "index.json"
+        if not path.is_file():
+            raise IndexError_(f"no text index at {folder}",
+                              hint="make one with `assay text index SOURCE... --index DIR`")
+        try:
+            manifest = json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            raise IndexError_(f"{path}: unreadable text index ({exc})") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise IndexError_(f"{path}: not an assay text index (format {FORMAT})")
+        return cls(folder, manifest)
+
+    @classmethod
+    def create(cls, folder: Path | str) -> TextIndex:
+        folder = Path(folder)
+        if (folder / "index.json").exists():
+            return cls.open(folder)
+        if folder.exists() and any(folder.iterdir()):
+            raise IndexError_(f"{folder} exists and is not a text index",
+                              hint="name a new or empty folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        manifest = {"format": FORMAT, "shards": []}
+        _write_json_atomic(folder / "index.json", manifest)
+        return cls(folder, manifest)
+
+    @property
+    def shards(self) -> list[Shard]:
+        if self._shards is None:
+            self._shards = [Shard.open(self.folder / "shards" / name) for name in self.manifest["shards"]]
+        return self._shards
+
+    def works(self) -> list[WorkInfo]:
+        return [w for s in self.shards for w in s.works]
+
+    # -- adding works
+    def add(self, sources: Iterable[Any], *, shard_bytes: int = DEFAULT_SHARD_BYTES,
+            progress: Callable[[str], None] | None = None) -> AddResult:
+        """Add works (ingest.Work or SourceError items) in new shards of at most
+        ``shard_bytes`` of normalised text. A work id already in the index, or twice
+        in the sources, is an error record; the index is never left half-written."""
+        from .ingest import SourceError
+
+        shard_bytes = min(max(shard_bytes, 1), MAX_SHARD_BYTES)
+        with _locked(self.folder):
+            current = TextIndex.open(self.folder)  # another writer may have added shards
+            self.manifest, self._shards = current.manifest, None
+            seen = {w.id for w in self.works()}
+            errors: list[dict[str, str]] = []
+            added: list[WorkInfo] = []
+            new_shards: list[str] = []
+            batch: list[tuple[WorkInfo, bytes, np.ndarray]] = []
+            size = 0
+
+            def flush() -> None:
+                nonlocal batch, size
+                if batch:
+                    new_shards.append(self._commit_shard(batch))
+                    if progress:
+                        progress(f"shard {new_shards[-1]}: {len(batch)} works, {size:,} bytes")
+                    batch, size = [], 0
+
+            for item in sources:
+                if isinstance(item, SourceError):
+                    errors.append({"source": item.source, "error": item.error})
+                    continue
+                if item.id in seen:
+                    errors.append({"source": item.source, "error": f"work id {item.id!r} is already in the index"})
+                    continue
+                norm = normalize(item.text)
+                data = norm.text.encode("utf-8")
+                if len(data) + 1 > MAX_SHARD_BYTES:
+                    errors.append({"source": item.source, "error": "larger than a shard can address (2 GiB normalised)"})
+                    continue
+                if not data:
+                    errors.append({"source": item.source, "error": "no text after normalisation"})
+                    continue
+                seen.add(item.id)
+                info = WorkInfo(item.id, item.title, item.sha256, item.source, item.format,
+                                len(item.text), len(norm.text))
+                if size and size + len(data) + 1 > shard_bytes:
+                    flush()
+                batch.append((info, data, segments(norm)))
+                added.append(info)
+                size += len(data) + 1
+            flush()
+        return AddResult(added, errors, new_shards)
+
+    def _commit_shard(self, batch: list[tuple[WorkInfo, bytes, np.ndarray]]) -> str:
+        shards_dir = self.folder / "shards"
+        shards_dir.mkdir(exist_ok=True)
+        taken = set(self.manifest["shards"]) | {p.name for p in shards_dir.iterdir()}
+        number = 1 + max((int(n) for n in taken if n.isdigit()), default=0)
+        name = f"{number:06d}"
+        tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=self.folder))
+        try:
+            for info, _, _ in batch:
+                info.shard = name
+            _write_shard(tmp, batch)
+            os.replace(tmp, shards_dir / name)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        manifest = {**self.manifest, "shards": [*self.manifest["shards"], name]}
+        _write_json_atomic(self.folder / "index.json", manifest)
+        self.manifest = manifest
+        return name
+
+    def stats(self) -> dict[str, Any]:
+        files = [p for p in (self.folder / "shards").rglob("*") if p.is_file()] \
+            if (self.folder / "shards").exists() else []
+        return {"shards": len(self.manifest["shards"]), "works": len(self.works()),
+                "text_bytes": sum(int(s.text.shape[0]) for s in self.shards),
+                "index_bytes": sum(p.stat().st_size for p in files)}
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1), "utf-8")
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    with open(folder / ".lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

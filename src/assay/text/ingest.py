@@ -1,0 +1,257 @@
+"""Works read from their sources: UTF-8 text and Markdown, HTML, EPUB (the XHTML of its
+spine in reading order), PDF (its text layer) and JSON Lines of ``{id, title?, text}``.
+
+Each work keeps the text as extracted: the offsets `assay text check` reports are code
+points of that text. For .txt/.md it is the file itself (a reader opening the file
+finds the passage at that offset); for HTML, EPUB and PDF it is the extracted text,
+whose extraction is stated in the work's ``format``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+
+from ..errors import InputError
+
+TEXT_SUFFIXES = {".txt", ".text", ".md", ".markdown", ".rst"}
+HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
+SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | {".epub", ".pdf", ".jsonl", ".ndjson"}
+MAX_SOURCE_BYTES = 4 * 1024**3
+
+
+@dataclass
+class Work:
+    id: str
+    title: str
+    text: str
+    sha256: str  # of the source file (for JSON Lines: of the line)
+    source: str
+    format: str
+
+
+@dataclass
+class SourceError:
+    source: str
+    error: str
+
+
+def read_sources(paths: list[Path]) -> Iterator[Work | SourceError]:
+    """Works from files and folders (walked for known suffixes, sorted); a bad source
+    yields a SourceError naming it and the reason, and the rest go on."""
+    for path in paths:
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+            if not files:
+                yield SourceError(str(path), "no .txt/.md/.html/.epub/.pdf/.jsonl files in this folder")
+            for f in files:
+                yield from _read_one(f)
+        else:
+            yield from _read_one(path)
+
+
+def _read_one(path: Path) -> Iterator[Work | SourceError]:
+    try:
+        if not path.exists():
+            raise InputError(path, "no such file")
+        size = path.stat().st_size
+        if size > MAX_SOURCE_BYTES:
+            raise InputError(path, f"larger than {MAX_SOURCE_BYTES} bytes")
+        suffix = path.suffix.lower()
+        if suffix in (".jsonl", ".ndjson"):
+            yield from _jsonl(path)
+            return
+        data = path.read_bytes()
+        sha = hashlib.sha256(data).hexdigest()
+        if suffix in HTML_SUFFIXES:
+            text, title = html_text(_decode(path, data))
+            fmt = "html"
+        elif suffix == ".epub":
+            text, title = epub_text(path)
+            fmt = "epub"
+        elif suffix == ".pdf":
+            text, title = pdf_text(path)
+            fmt = "pdf"
+        elif suffix in TEXT_SUFFIXES or not suffix:
+            text, title = _decode(path, data), ""
+            fmt = "markdown" if suffix in (".md", ".markdown") else "text"
+        else:
+            raise InputError(path, f"unsupported source type {suffix!r} (use .txt, .md, .html, .epub, .pdf or .jsonl)")
+        if not text.strip():
+            raise InputError(path, "no text in this source")
+        yield Work(path.stem, title or path.stem, text, sha, str(path), fmt)
+    except InputError as exc:
+        yield SourceError(str(path), exc.reason)
+    except OSError as exc:
+        yield SourceError(str(path), exc.strerror or str(exc))
+
+
+def _decode(path: Path, data: bytes) -> str:
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not UTF-8 text (byte {exc.start})") from None
+
+
+def _jsonl(path: Path) -> Iterator[Work | SourceError]:
+    with path.open("rb") as fh:
+        for no, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            where = f"{path}:{no}"
+            try:
+                obj = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                yield SourceError(where, f"not JSON ({exc})")
+                continue
+            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or not obj["text"].strip():
+                yield SourceError(where, 'expected an object {"id", "title"?, "text"} with non-empty text')
+                continue
+            wid = obj.get("id")
+            if not isinstance(wid, str | int) or not str(wid).strip():
+                yield SourceError(where, 'missing "id"')
+                continue
+            title = obj.get("title")
+            yield Work(str(wid), str(title) if title else str(wid), obj["text"],
+                       hashlib.sha256(raw.rstrip(b"\r\n")).hexdigest(), where, "jsonl")
+
+
+# ---------------------------------------------------------------------------- HTML
+_BLOCK = {"p", "div", "br", "h1", "h2", "h3", "h4", "h5", "h6", "li", "tr", "blockquote", "section",
+          "article", "pre", "hr", "dt", "dd", "table", "ul", "ol", "header", "footer", "figcaption"}
+_SKIP = {"script", "style", "head", "noscript", "template", "svg", "math"}
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.title: list[str] = []
+        self._skip = 0
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "title":
+            self._in_title = True
+        if tag in _SKIP:
+            self._skip += 1
+        elif tag in _BLOCK:
+            self.parts.append("\n")
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _BLOCK:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
+        if tag in _SKIP:
+            self._skip = max(0, self._skip - 1)
+        elif tag in _BLOCK:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title.append(data)
+        if not self._skip:
+            self.parts.append(data)
+
+
+def html_text(html: str) -> tuple[str, str]:
+    """The visible text of an HTML document (blocks on their own lines) and its title."""
+    p = _Text()
+    p.feed(html)
+    p.close()
+    text = re.sub(r"\n[ \t]*(?:\n[ \t]*)+", "\n\n", "".join(p.parts)).strip()
+    return text, " ".join("".join(p.title).split())
+
+
+# ---------------------------------------------------------------------------- EPUB
+def epub_text(path: Path) -> tuple[str, str]:
+    """The text of an EPUB's spine documents in reading order, and its title. Read with
+    the standard library's zip and XML parsers only (no network, no entity expansion:
+    DTDs are refused)."""
+    import posixpath
+    import zipfile
+    from xml.etree import ElementTree as ET
+
+    def parse(data: bytes, what: str) -> ET.Element:
+        if b"<!ENTITY" in data:
+            raise InputError(path, f"{what}: entity declarations are not allowed")
+        try:
+            return ET.fromstring(data)
+        except ET.ParseError as exc:
+            raise InputError(path, f"{what}: not well-formed XML ({exc})") from None
+
+    try:
+        zf = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise InputError(path, "not an EPUB (not a zip archive)") from None
+    with zf:
+        names = set(zf.namelist())
+
+        def read(name: str) -> bytes:
+            if name not in names:
+                raise InputError(path, f"EPUB member {name!r} is missing")
+            info = zf.getinfo(name)
+            if info.file_size > 256 * 1024**2:
+                raise InputError(path, f"EPUB member {name!r} is larger than 256 MiB")
+            return zf.read(name)
+
+        container = parse(read("META-INF/container.xml"), "META-INF/container.xml")
+        rootfile = next((el.get("full-path") for el in container.iter() if el.tag.endswith("rootfile")), None)
+        if not rootfile:
+            raise InputError(path, "EPUB container names no package document")
+        opf = parse(read(rootfile), rootfile)
+        base = posixpath.dirname(rootfile)
+        manifest = {el.get("id"): el.get("href") for el in opf.iter() if el.tag.endswith("}item")}
+        title = next(("".join(el.itertext()).strip() for el in opf.iter() if el.tag.endswith("}title")), "")
+        parts = []
+        for ref in (el for el in opf.iter() if el.tag.endswith("}itemref")):
+            href = manifest.get(ref.get("idref"))
+            if not href:
+                continue
+            from urllib.parse import unquote
+
+            name = posixpath.normpath(posixpath.join(base, unquote(href.split("#", 1)[0])))
+            doc = read(name)
+            if b"<!ENTITY" in doc:
+                raise InputError(path, f"{name}: entity declarations are not allowed")
+            text, _ = html_text(doc.decode("utf-8", "replace"))
+            if text:
+                parts.append(text)
+        if not parts:
+            raise InputError(path, "EPUB spine holds no text")
+        return "\n\n".join(parts), title
+
+
+# ----------------------------------------------------------------------------- PDF
+def pdf_text(path: Path) -> tuple[str, str]:
+    """The text layer of a PDF, page after page (pypdf), and its title."""
+    try:
+        from pypdf import PdfReader
+        from pypdf.errors import PdfReadError
+    except ImportError:  # pragma: no cover - pypdf is a dependency
+        raise InputError(path, "PDF text needs the pypdf package") from None
+    import logging
+
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    try:
+        reader = PdfReader(path)
+        if reader.is_encrypted:
+            raise InputError(path, "encrypted PDF")
+        pages = [page.extract_text() or "" for page in reader.pages]
+        meta = reader.metadata
+        title = str(meta.title) if meta and meta.title else ""
+    except InputError:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        raise InputError(path, f"unreadable PDF ({exc})") from None
+    return "\n\n".join(p for p in pages if p), title

@@ -1,0 +1,306 @@
+"""Which spans of a text reproduce indexed works: exact spans, near-verbatim passages,
+coverage. Offsets are code points of the original texts (the checked text and each
+work as ingested)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .index import Shard, TextIndex, map_span, mid_unit
+from .normalize import Normalized, normalize
+
+SCHEMA = "assay.text/1"
+DEFAULT_MIN_CHARS = 50
+
+
+@dataclass
+class Source:
+    work: str
+    start: int  # code points of the work's original text
+    end: int
+    norm_start: int = field(default=0, compare=False)  # work's normalised character offset
+
+    def to_json(self) -> dict[str, Any]:
+        return {"work": self.work, "start": self.start, "end": self.end}
+
+
+@dataclass
+class Span:
+    start: int  # code points of the checked text
+    end: int
+    kind: str  # "exact" | "near"
+    similarity: float
+    changed_words: int
+    sources: list[Source]
+    norm_start: int = 0  # checked text's normalised offsets
+    norm_end: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "kind": self.kind,
+                "similarity": round(self.similarity, 4), "changed_words": self.changed_words,
+                "sources": [s.to_json() for s in self.sources]}
+
+
+@dataclass
+class WorkCoverage:
+    work: str
+    title: str
+    chars: int  # characters of the checked text inside this work's spans
+    coverage: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"work": self.work, "title": self.title, "chars": self.chars,
+                "coverage": round(self.coverage, 6)}
+
+
+@dataclass
+class CheckResult:
+    path: str
+    chars: int
+    coverage: float
+    coverage_exact: float
+    spans: list[Span]
+    works: list[WorkCoverage]
+    min_chars: int = DEFAULT_MIN_CHARS
+
+    @property
+    def longest(self) -> Span | None:
+        return max(self.spans, key=lambda s: s.end - s.start, default=None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "path": self.path, "chars": self.chars,
+                "coverage": round(self.coverage, 6), "coverage_exact": round(self.coverage_exact, 6),
+                "spans": [s.to_json() for s in self.spans], "works": [w.to_json() for w in self.works]}
+
+
+@dataclass
+class _Query:
+    norm: Normalized
+    q: np.ndarray  # normalised UTF-8 bytes
+    lead: np.ndarray  # bool: byte starts a character
+    chars_before: np.ndarray  # characters before each byte position (len + 1)
+
+
+def _query(text: str) -> _Query:
+    norm = normalize(text)
+    q = np.frombuffer(norm.text.encode("utf-8"), dtype=np.uint8)
+    lead = (q & 0xC0) != 0x80
+    return _Query(norm, q, lead, np.concatenate(([0], np.cumsum(lead))).astype(np.int64))
+
+
+MAX_CHECKED_BYTES = 64 * 1024**2
+
+
+def read_checked(path: Path) -> str:
+    """A text to check: UTF-8 (a BOM is skipped), at most 64 MiB."""
+    from ..errors import InputError
+
+    try:
+        if path.is_dir():
+            raise InputError(path, "a folder, not a text file")
+        if path.stat().st_size > MAX_CHECKED_BYTES:
+            raise InputError(path, f"larger than {MAX_CHECKED_BYTES // 1024**2} MiB")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(path, "no such file") from None
+    except OSError as exc:
+        raise InputError(path, exc.strerror or str(exc)) from None
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not UTF-8 text (byte {exc.start})") from None
+
+
+def seed_length(min_chars: int) -> int:
+    return max(1, min(32, min_chars // 2))
+
+
+def _scan(index: TextIndex, qy: _Query, min_bytes: int) -> list[tuple[Shard, np.ndarray]]:
+    """Raw maximal byte matches of at least ``min_bytes``, per shard."""
+    from ._kernel import maximal_matches
+
+    if len(qy.q) < min_bytes:
+        return []
+    k = seed_length(min_bytes)
+    return [(shard, maximal_matches(shard.text, shard.sa, qy.q, min_bytes, k)) for shard in index.shards]
+
+
+def exact_matches(index: TextIndex, text: str | _Query, min_chars: int = DEFAULT_MIN_CHARS,
+                  scanned: list[tuple[Shard, np.ndarray]] | None = None
+                  ) -> tuple[_Query, list[tuple[int, int, Source]]]:
+    """Every maximal exact match of at least ``min_chars`` normalised characters, as
+    (normalised start, normalised end, source) in the checked text."""
+    if min_chars < 1:
+        raise ValueError("min_chars must be at least 1")
+    qy = text if isinstance(text, _Query) else _query(text)
+    if scanned is None:
+        scanned = _scan(index, qy, min_chars)
+    found: list[tuple[int, int, Source]] = []
+    for shard, rows in scanned:
+        for a, e, b in rows[rows[:, 1] - rows[:, 0] >= min_chars].tolist():
+            hit = _to_chars(qy, shard, a, e, b, min_chars)
+            if hit is not None:
+                found.append(hit)
+    return qy, found
+
+
+def _trim_query(qy: _Query, a: int, e: int) -> tuple[int, int]:
+    """Byte range -> whole characters of the checked text, never inside a unit."""
+    m = len(qy.q)
+    while a < e and not qy.lead[a]:
+        a += 1
+    while e > a and e < m and not qy.lead[e]:
+        e -= 1
+    return int(qy.chars_before[a]), int(qy.chars_before[e])
+
+
+def _to_chars(qy: _Query, shard: Shard, a: int, e: int, b: int, min_chars: int
+              ) -> tuple[int, int, Source] | None:
+    m = len(qy.q)
+    while a < e and not qy.lead[a]:  # start inside a character: move to the next one
+        a += 1
+        b += 1
+    while e > a and e < m and not qy.lead[e]:
+        e -= 1
+    qa, qe = int(qy.chars_before[a]), int(qy.chars_before[e])
+    if qe - qa < min_chars:
+        return None
+    wi = shard.work_at(b)
+    w = shard.works[wi]
+    wc = shard.char_index(b) - w.char_start
+    segs = np.asarray(shard.segs[w.seg_lo:w.seg_hi])
+    norm = qy.norm
+    # A span starts and ends on whole original characters: never inside the several
+    # normalised characters one original character became (ß -> ss).
+    while qa < qe and (not norm.unit_start(qa) or mid_unit(segs, wc, w.norm_chars)):
+        qa += 1
+        wc += 1
+    while qe > qa and (not norm.unit_start(qe) or mid_unit(segs, wc + qe - qa, w.norm_chars)):
+        qe -= 1
+    # and never starts or ends with white space (a cited passage starts at a word)
+    while qa < qe and norm.text[qa] == " ":
+        qa += 1
+        wc += 1
+    while qe > qa and norm.text[qe - 1] == " ":
+        qe -= 1
+    if qe - qa < min_chars:
+        return None
+    ws, we = map_span(segs, wc, wc + qe - qa)
+    return qa, qe, Source(w.id, ws, we, wc)
+
+
+def check(index: TextIndex, text: str, *, path: str = "", min_chars: int = DEFAULT_MIN_CHARS,
+          near: bool = True) -> CheckResult:
+    """Spans of ``text`` found in the index's works, with coverage per work and overall."""
+    from .near import anchor_chars
+
+    if min_chars < 1:
+        raise ValueError("min_chars must be at least 1")
+    qy = _query(text)
+    scanned = _scan(index, qy, anchor_chars(min_chars) if near else min_chars)
+    _, found = exact_matches(index, qy, min_chars, scanned)
+    groups: dict[tuple[int, int], list[Source]] = {}
+    for qa, qe, src in found:
+        groups.setdefault((qa, qe), []).append(src)
+    spans = []
+    for (qa, qe), srcs in sorted(groups.items()):
+        s, e = qy.norm.original_span(qa, qe)
+        srcs.sort(key=lambda x: (x.work, x.start))
+        spans.append(Span(s, e, "exact", 1.0, 0, srcs, qa, qe))
+    if near:
+        spans = sorted(spans + _near_spans(qy, scanned, min_chars), key=lambda s: (s.start, -s.end, s.kind))
+    titles = {w.id: w.title for w in index.works()} if spans else {}
+    return _result(path, text, spans, titles, min_chars)
+
+
+def _near_spans(qy: _Query, scanned: list[tuple[Shard, np.ndarray]], min_chars: int) -> list[Span]:
+    from .near import MIN_SIMILARITY, chains, changed_words
+
+    groups: dict[tuple[int, int], list[tuple[Source, float, int]]] = {}
+    for shard, rows in scanned:
+        if not len(rows):
+            continue
+        works = np.searchsorted(shard.byte_starts, rows[:, 2], side="right") - 1
+        for chain in chains(rows, works):
+            w = shard.works[chain[0].work]
+            segs = np.asarray(shard.segs[w.seg_lo:w.seg_hi])
+            # characters of each piece, on both sides
+            parts = []
+            for p in chain:
+                qa, qe = _trim_query(qy, p.a, p.e)
+                wa = shard.char_index(_next_lead(shard.text, p.b, p.f)) - w.char_start
+                parts.append((qa, qe, wa, wa + (qe - qa)))
+            # the work's text from the first piece to the last, decoded once
+            first, last = chain[0], chain[-1]
+            b0 = _next_lead(shard.text, first.b, first.f)
+            f1 = last.f - (last.e - _trim_end(qy, last.a, last.e))
+            w_span = bytes(shard.text[b0:f1]).decode("utf-8")
+            qa0, qe1 = parts[0][0], parts[-1][1]
+            wa0, we1 = parts[0][2], parts[-1][3]
+            while qa0 < qe1 and (not qy.norm.unit_start(qa0) or mid_unit(segs, wa0, w.norm_chars)):
+                qa0 += 1
+                wa0 += 1
+            while qe1 > qa0 and (not qy.norm.unit_start(qe1) or mid_unit(segs, we1, w.norm_chars)):
+                qe1 -= 1
+                we1 -= 1
+            while qa0 < qe1 and qy.norm.text[qa0] == " ":
+                qa0 += 1
+                wa0 += 1
+            while qe1 > qa0 and qy.norm.text[qe1 - 1] == " ":
+                qe1 -= 1
+                we1 -= 1
+            matched = sum(max(0, min(qe, qe1) - max(qa, qa0)) for qa, qe, _, _ in parts)
+            if matched < min_chars or qe1 - qa0 < min_chars:
+                continue
+            similarity = 2 * matched / ((qe1 - qa0) + (we1 - wa0))
+            if similarity < MIN_SIMILARITY:
+                continue
+            w_text = w_span[wa0 - parts[0][2]:we1 - parts[0][2]]
+            gaps = [(parts[i][1] - qa0, parts[i + 1][0] - qa0, parts[i][3] - wa0, parts[i + 1][2] - wa0)
+                    for i in range(len(parts) - 1)]
+            changed = changed_words(qy.norm.text[qa0:qe1], w_text, gaps)
+            ws, we = map_span(segs, wa0, we1)
+            groups.setdefault((qa0, qe1), []).append((Source(w.id, ws, we, wa0), similarity, changed))
+    spans = []
+    for (qa, qe), found in sorted(groups.items()):
+        s, e = qy.norm.original_span(qa, qe)
+        found.sort(key=lambda x: (x[0].work, x[0].start))
+        spans.append(Span(s, e, "near", max(f[1] for f in found), min(f[2] for f in found),
+                          [f[0] for f in found], qa, qe))
+    return spans
+
+
+def _next_lead(text: np.ndarray, b: int, f: int) -> int:
+    while b < f and (int(text[b]) & 0xC0) == 0x80:
+        b += 1
+    return b
+
+
+def _trim_end(qy: _Query, a: int, e: int) -> int:
+    while e > a and e < len(qy.q) and not qy.lead[e]:
+        e -= 1
+    return e
+
+
+def _result(path: str, text: str, spans: list[Span], titles: dict[str, str], min_chars: int) -> CheckResult:
+    n = len(text)
+    any_mask = np.zeros(n, dtype=bool)
+    exact_mask = np.zeros(n, dtype=bool)
+    per_work: dict[str, np.ndarray] = {}
+    for sp in spans:
+        any_mask[sp.start:sp.end] = True
+        if sp.kind == "exact":
+            exact_mask[sp.start:sp.end] = True
+        for w in {s.work for s in sp.sources}:
+            per_work.setdefault(w, np.zeros(n, dtype=bool))[sp.start:sp.end] = True
+    works = [WorkCoverage(w, titles.get(w, w), int(m.sum()), float(m.sum()) / n if n else 0.0)
+             for w, m in per_work.items()]
+    works.sort(key=lambda w: (-w.chars, w.work))
+    return CheckResult(path, n, float(any_mask.sum()) / n if n else 0.0,
+                       float(exact_mask.sum()) / n if n else 0.0, spans, works, min_chars)

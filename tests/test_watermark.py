@@ -98,6 +98,33 @@ def test_decoder_agrees_bit_for_bit_with_reference(
     )
 
 
+def reference_votes(ref: ModuleType, rgb: np.ndarray) -> np.ndarray:
+    """Every block's vote as the reference decoder casts it: OpenCV's YUV, PyWavelets'
+    Haar, and the reference's own per-block rule (infer_dct_matrix)."""
+    import pywt
+
+    h, w = rgb.shape[0] // 4 * 4, rgb.shape[1] // 4 * 4
+    u = cv2.cvtColor(np.ascontiguousarray(rgb[:, :, ::-1]), cv2.COLOR_BGR2YUV)[:h, :w, 1]
+    ca = pywt.dwt2(u, "haar")[0]
+    dec = ref.EmbedMaxDct([], wmLen=1)
+    return np.array([dec.infer_dct_matrix(ca[i:i + 4, j:j + 4], wm.SCALE)
+                     for i in range(0, ca.shape[0] // 4 * 4, 4) for j in range(0, ca.shape[1] // 4 * 4, 4)])
+
+
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 2**16), h=st.integers(40, 200), w=st.integers(40, 200), levels=st.sampled_from([0, 2, 5]))
+def test_every_block_vote_equals_the_reference(ref: ModuleType, seed: int, h: int, w: int, levels: int) -> None:
+    # Votes come from whole-number U sums, with the blocks whose value sits exactly on a
+    # vote boundary recomputed in floating point: images of few grey levels put many
+    # blocks there (where float rounding decides the vote), noise and patterns few.
+    rng = np.random.default_rng(seed)
+    if levels:
+        rgb = (rng.integers(0, levels, (h, w, 3)) * int(rng.integers(1, 256 // levels))).astype(np.uint8)
+    else:
+        rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8) if seed % 2 else pattern(h, w, seed)
+    assert np.array_equal(wm.block_votes(rgb), reference_votes(ref, rgb))
+
+
 @pytest.mark.parametrize("name", ["sd1", "sd2", "sdxl"])
 def test_reference_marked_image_is_detected(ref: ModuleType, name: str) -> None:
     bits = published_bits(name)  # what the generator embeds, not assay's own constant

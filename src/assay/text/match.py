@@ -222,7 +222,7 @@ def check(index: TextIndex, text: str, *, path: str = "", min_chars: int = DEFAU
 def _near_spans(qy: _Query, scanned: list[tuple[Shard, np.ndarray]], min_chars: int) -> list[Span]:
     from .near import MIN_SIMILARITY, chains, changed_words
 
-    groups: dict[tuple[int, int], list[tuple[Source, float, int]]] = {}
+    groups: dict[tuple[int, int, float, int], list[Source]] = {}
     for shard, rows in scanned:
         if not len(rows):
             continue
@@ -266,13 +266,14 @@ def _near_spans(qy: _Query, scanned: list[tuple[Shard, np.ndarray]], min_chars: 
                     for i in range(len(parts) - 1)]
             changed = changed_words(qy.norm.text[qa0:qe1], w_text, gaps)
             ws, we = map_span(segs, wa0, we1)
-            groups.setdefault((qa0, qe1), []).append((Source(w.id, ws, we, wa0), similarity, changed))
+            # places with the same passage, similarity and changes are one span
+            key = (qa0, qe1, round(similarity, 4), changed)
+            groups.setdefault(key, []).append(Source(w.id, ws, we, wa0))
     spans = []
-    for (qa, qe), found in sorted(groups.items()):
+    for (qa, qe, similarity, changed), srcs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], -kv[0][2])):
         s, e = qy.norm.original_span(qa, qe)
-        found.sort(key=lambda x: (x[0].work, x[0].start))
-        spans.append(Span(s, e, "near", max(f[1] for f in found), min(f[2] for f in found),
-                          [f[0] for f in found], qa, qe))
+        srcs.sort(key=lambda x: (x.work, x.start))
+        spans.append(Span(s, e, "near", similarity, changed, srcs, qa, qe))
     return spans
 
 

@@ -159,7 +159,8 @@ def analyze_provenance(
         ctx.adopt_image(decoded)
     col = _Collector(ctx.path)
     run, errors = col.run, col.errors
-    run("c2pa", lambda: c2pa.evidence(ctx.path, data, format, trust_anchors=trust_anchors))
+    if may_carry_c2pa(ctx):
+        run("c2pa", lambda: c2pa.evidence(ctx.path, data, format, trust_anchors=trust_anchors))
     run("xmp", lambda: xmp.evidence(ctx))
 
     def generators() -> list[Evidence]:
@@ -185,6 +186,29 @@ def analyze_provenance(
     report.not_checked = skipped or None
     report.mark_watermark_searched(searched)
     return report
+
+
+# Containers whose every C2PA carrier the SDK reads is known: a manifest store is a JUMBF
+# box ("jumb") in JPEG APP11, PNG caBX and WebP C2PA chunks, and a remote manifest is
+# named by XMP dcterms:provenance. Other formats always go to the SDK.
+_C2PA_SNIFFED = frozenset({"jpeg", "png", "webp"})
+
+
+def may_carry_c2pa(ctx: ImageContext) -> bool:
+    """False only when the C2PA SDK can have nothing to report: a JPEG, PNG or WebP
+    whose container reads cleanly, with no JUMBF box and no XMP provenance reference
+    anywhere in its bytes (nor in a compressed PNG XMP packet). A damaged container
+    still goes to the SDK, which says what it cannot parse, as before."""
+    if ctx.format not in _C2PA_SNIFFED:
+        return True
+    if b"jumb" in ctx.data or b"provenance" in ctx.data:
+        return True
+    try:
+        {"jpeg": ctx.jpeg_segments, "png": ctx.png_chunks, "webp": ctx.webp_chunks}[ctx.format]()
+        packet = ctx.xmp()
+    except AssayError:
+        return True
+    return bool(ctx.problems) or (packet is not None and b"provenance" in packet)
 
 
 def _watermark_unsuitable(ctx: ImageContext) -> str | None:

@@ -511,6 +511,12 @@ class ImageContext:
         w, h = im.size
         if "pil" not in self._memo and w * h <= self.limits.max_pixels:
             self._memo["pil"] = (True, im)
+            self._memo["decoded"] = (True, im)
+
+    def decoded_image(self) -> Image | None:
+        """The image handed over by ``adopt_image`` (pixels already decoded), or None:
+        what a source may read a few pixels of without causing a decode."""
+        return self._memo.get("decoded", (True, None))[1]  # type: ignore[no-any-return]
 
     def _open_pil(self) -> Image:
         from PIL import Image as PILImage
@@ -520,7 +526,11 @@ class ImageContext:
             im = PILImage.open(io.BytesIO(self.data))
         except PILImage.DecompressionBombError as exc:
             raise TooLarge(self.path, f"image too large to open safely: {exc}") from exc
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error) as exc:
+        except UnidentifiedImageError:
+            # Pillow's own message names the in-memory buffer's address: no use to anyone,
+            # and it made two reports of the same file differ.
+            raise self._error(f"Pillow cannot open the image: not a {self.format} image it can identify") from None
+        except (OSError, SyntaxError, ValueError, struct.error) as exc:
             raise self._error(f"Pillow cannot open the image: {exc}") from exc
         w, h = im.size
         if w * h > self.limits.max_pixels:

@@ -21,12 +21,17 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ...errors import DecodeError
 from ..context import ImageContext
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 MAGIC_LEN = 15
 HEADER_BITS = MAGIC_LEN * 8 + 32
@@ -60,7 +65,14 @@ def read_stealth(ctx: ImageContext) -> list[StealthPayload]:
 def _read(ctx: ImageContext) -> list[StealthPayload]:
     if ctx.format not in ("png", "webp"):
         return []
-    if ctx.format == "png":
+    decoded = ctx.decoded_image()
+    if decoded is not None and decoded.mode in ("RGB", "RGBA"):
+        # Pixels already decoded (a scan's hashing step): the first column says
+        # whether there is a magic, without copying the whole image.
+        w, h = decoded.size
+        if w * h * 3 < HEADER_BITS or _no_magic(lambda rows: _decoded_column(decoded, rows)):
+            return []
+    elif ctx.format == "png":
         # Answer from the chunks when possible: opening with Pillow costs more
         # than everything else here on small files.
         ihdr = _png_ihdr(ctx)
@@ -92,10 +104,23 @@ def _png_has_no_magic(ctx: ImageContext) -> bool:
     inflating the first rows suffices; a full decode is needed only when a magic
     is there. False (decode fully) whenever the shortcut does not apply.
     """
+    return _no_magic(lambda rows: png_first_column(ctx, rows))
+
+
+def _decoded_column(im: Image.Image, rows: int) -> np.ndarray | None:
+    """Column 0 of the first ``rows`` rows of a decoded RGB/RGBA image (rows x channels)."""
+    if im.size[1] < rows:
+        return None
+    return np.asarray(im.crop((0, 0, 1, rows)))[:, 0, :]
+
+
+def _no_magic(first_column: Callable[[int], np.ndarray | None]) -> bool:
+    """True when column 0 (from ``first_column(rows)``, None when it cannot say)
+    rules out every magic."""
     alpha_rows, rgb_rows = MAGIC_LEN * 8, MAGIC_LEN * 8 // 3
-    col = png_first_column(ctx, alpha_rows)
+    col = first_column(alpha_rows)
     if col is None:
-        col = png_first_column(ctx, rgb_rows)
+        col = first_column(rgb_rows)
         if col is None or col.shape[1] == 4:
             return False  # too short to rule out an alpha magic this way
     magics = [bytes(np.packbits(col[:rgb_rows, :3].reshape(-1) & 1))]

@@ -119,3 +119,57 @@ def test_empty_report_has_nothing_to_review(tmp_path: Path) -> None:
     assert casegen.invoke("--db", db, "--create", "scan", str(tmp_path / "e"), "-o", str(report)).exit_code == 0  # type: ignore[attr-defined]
     res = casegen.invoke("--db", db, "review", str(report))
     assert res.exit_code == 0 and "no matches in this report: nothing to review" in res.output  # type: ignore[attr-defined]
+
+
+def test_service_reviews(tmp_path: Path, case: casegen.Case) -> None:
+    """/v1/reviews: role curate, the reviewer is the key, the same record id as the CLI,
+    an audit row per decision, the decision shown by `assay report` from the same store."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from fastapi.testclient import TestClient
+
+    from assay.service import Settings, create_app
+    from assay.service.app import open_store
+    from assay.service.auth import create_key
+
+    db = tmp_path / "service.db"
+    settings = Settings(db=str(db), refresh_interval=0.05, key_cache_seconds=0.0)  # type: ignore[arg-type]
+    store = open_store(settings)
+    keys = {r: create_key(store.engine, f"{r}-key", r)[1] for r in ("match", "curate")}
+    store.close()
+    items = _items(case)
+    one = next(i for i in items if i.signal_type == "md5")
+    match = {"path": one.path, "bank": one.bank, "content_id": one.content_id, "signal_type": one.signal_type,
+             "value": one.value, "file_sha256": one.file_sha256, "scan_id": one.scan_id, "distance": 0,
+             "strength": "exact"}
+    with TestClient(create_app(settings)) as c:
+        cur = {"X-API-Key": keys["curate"]}
+        r = c.post("/v1/reviews", json={"match": match, "decision": "confirmed"}, headers={"X-API-Key": keys["match"]})
+        assert r.status_code == 403
+        r = c.post("/v1/reviews", json={"match": match, "decision": "confirmed", "note": "same file"}, headers=cur)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["record_id"] == one.record_id and body["reviewer"] == "key:2:curate-key"
+        r = c.post("/v1/reviews", json={"record_id": one.record_id, "decision": "needs-review"}, headers=cur)
+        assert r.status_code == 200 and r.json()["decision"] == "needs-review"
+        r = c.post("/v1/reviews", json={"record_id": "f" * 16, "decision": "confirmed"}, headers=cur)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not-found"
+        r = c.post("/v1/reviews", json={"record_id": "f" * 16, "match": match, "decision": "confirmed"}, headers=cur)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid-review"
+        r = c.post("/v1/reviews", json={"decision": "confirmed"}, headers=cur)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid-review"
+        r = c.post("/v1/reviews", json={"match": match, "decision": "maybe"}, headers=cur)
+        assert r.status_code == 422
+        r = c.get("/v1/reviews", headers=cur)
+        assert [x["record_id"] for x in r.json()["reviews"]] == [one.record_id] and r.json()["next_offset"] is None
+        assert c.get("/v1/reviews?decision=confirmed", headers=cur).json()["reviews"] == []
+        r = c.get(f"/v1/reviews/{one.record_id}", headers=cur)
+        assert [(h["previous"], h["decision"]) for h in r.json()["history"]] == [
+            (None, "confirmed"), ("confirmed", "needs-review")]
+        assert c.get("/v1/reviews/" + "f" * 16, headers=cur).status_code == 404
+    res = casegen.invoke("--db", str(db), "report", str(case.report), "-o", str(tmp_path / "c.html"))
+    assert res.exit_code == 0  # type: ignore[attr-defined]
+    row = (tmp_path / "c.html").read_text().split(f'id="m-{one.record_id}"', 1)[1].split("</tr>", 1)[0]
+    assert "needs review" in row and "key:2:curate-key" in row

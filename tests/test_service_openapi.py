@@ -33,6 +33,7 @@ CONTENT_REJECTIONS = {
     (400, "unknown-signal-type"),  # a signal type as a mapping key (entries, /m/compare)
     (400, "invalid-bank-input"),  # content rules the store checks (e.g. a meta too large)
     (400, "bad-input"),  # an upload that is not one file, an empty types= selection
+    (400, "invalid-review"),  # a record_id that is not the id of the match sent with it
     (415, "unsupported-format"),  # bytes that are not an image, an empty upload
     (422, "decode-error"),  # an image that does not decode
     (422, "unsafe-input"),  # a model file that would run code

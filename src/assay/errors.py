@@ -173,6 +173,14 @@ class Busy(RateLimited):
     code = "busy"
 
 
+class InvalidReview(AssayError):
+    """A review decision that cannot be recorded: an unknown decision, a malformed record
+    id, a note with control characters."""
+
+    code = "invalid-review"
+    exit_code = 2
+
+
 class NotFound(AssayError):
     """A named thing (entry, job, key) does not exist."""
 

@@ -23,11 +23,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
 
-from ..errors import AssayError, NotFound
+from ..errors import InvalidReview, NotFound
 from .ids import file_key, is_record_id, match_id
 
 if TYPE_CHECKING:
     from ..banks.store import Store
+
+__all__ = ["DECISIONS", "InvalidReview", "ReviewItem", "all_decisions", "decide", "decisions_for", "get",
+           "history", "item_from_match", "list_reviews", "register", "report_items"]
 
 DECISIONS: Final = ("confirmed", "false-positive", "needs-review")
 
@@ -52,11 +55,6 @@ reviews_table = sa.Table(
     sa.Column("registered_at", sa.DateTime, nullable=False),
     sa.Index("ix_reviews_bank_decision", "bank", "decision"),
 )
-
-
-class InvalidReview(AssayError):
-    code = "invalid-review"
-    exit_code = 2
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ STATUS: list[tuple[type[E.AssayError], int]] = [
     (E.UnknownSignalType, 400),
     (E.InvalidBankInput, 400),
     (E.BankImportError, 400),
+    (E.InvalidReview, 400),
     (E.StoreError, 503),
 ]
 
@@ -53,7 +54,7 @@ CODES: dict[str, int] = {
     "bank-not-found": 404, "method-not-allowed": 405, "request-timeout": 408, "bank-exists": 409,
     "too-large": 413, "unsupported-format": 415, "decode-error": 422, "unsafe-input": 422,
     "invalid-request": 422, "rate-limited": 429, "internal": 500, "store-error": 503,
-    "busy": 503,
+    "busy": 503, "invalid-review": 400,
 }
 
 log = logging.getLogger("assay.service.errors")

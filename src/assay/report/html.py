@@ -43,6 +43,8 @@ Decisions = Mapping[str, Mapping[str, Any]]
 def show(value: object, limit: int = 2000) -> str:
     """An untrusted value as escaped HTML text, invisible controls shown as escapes."""
     s = value if isinstance(value, str) else ("" if value is None else str(value))
+    if s.isalnum():  # hashes, ids, words: nothing to escape (and the common case)
+        return s if len(s) <= limit else s[:limit] + "…"
     if len(s) > limit:
         s = s[:limit] + "…"
     if not s.isprintable():
@@ -444,6 +446,18 @@ class HtmlBuilder:
                             td(show(", ".join(str(x) for x in n.get("bank_matches") or [])))])
         if absent.count:
             self._write_section(w, absent)
+        if "model_links" in lk:
+            ml = Section("model-links", "Model files related by their weights", [
+                ("model file", "text"), ("relation", "filter"), ("other model file", "text"), ("value", "text"),
+                ("explanation", "text")],
+                "Lineage between the model files of this scan (scan --model-links), with the other files "
+                "standing in for a bank: same weights converted, related by fine-tuning (weights cannot "
+                "tell which came first), a merge including another file, a checkpoint containing a LoRA.")
+            for m in lk.get("model_links") or []:
+                if isinstance(m, Mapping):
+                    ml.add([td(show(m.get("a"))), td(show(m.get("relation"))), td(show(m.get("b"))),
+                            td(show(m.get("value") or "")), td(show(m.get("explanation") or ""), cls="facts")])
+            self._write_section(w, ml)
 
     def _write_section(self, w: Callable[[str], Any], s: Section) -> None:
         w(f'<section id="{s.key}"><h2>{html.escape(s.title)} <span class="n">({s.count:,})</span></h2>\n')

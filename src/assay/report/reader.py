@@ -13,12 +13,13 @@ rendering; a line of another origin is refused.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from ..errors import InputError
 
@@ -131,10 +132,10 @@ class Report:
 
     def _parse(self, lineno: int, raw: bytes) -> tuple[str, dict[str, Any]]:
         try:
-            obj = json.loads(raw)
-        except UnicodeDecodeError:
-            raise self._bad(lineno, "not UTF-8 text") from None
-        except ValueError as exc:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            if "utf-8" in str(exc).lower():
+                raise self._bad(lineno, "not UTF-8 text") from None
             raise self._bad(lineno, f"not JSON ({exc})") from None
         if not isinstance(obj, dict):
             raise self._bad(lineno, f"a JSON {type(obj).__name__}, not a report record (an object)")

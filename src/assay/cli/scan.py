@@ -43,6 +43,9 @@ def scan(
     fail_on_match: Annotated[bool, typer.Option(help="Exit with status 3 if anything matched.")] = False,
     case_links: Annotated[bool, typer.Option(
         help="Link images to the model files of this scan that their metadata names by hash.")] = True,
+    model_links: Annotated[bool, typer.Option(
+        "--model-links", help="Also link the model files of this scan among themselves by their weights "
+        "(same weights, fine-tune, merge, merged LoRA): reads each model file's tensors once more.")] = False,
     follow_symlinks: Annotated[
         bool, typer.Option(help="Follow symbolic links inside folders (default: report each link and its target).")
     ] = False,
@@ -138,7 +141,8 @@ def scan(
                 threshold=threshold,
                 on_total=lambda n: progress.update(task, total=n),
                 on_record=lambda rec: progress.advance(task),
-                case_links=case_links,
+                case_links=case_links or model_links,
+                model_links=model_links,
                 on_header=writer.write,
             )
             # the report ends with the summary (end time included), in a file as on stdout

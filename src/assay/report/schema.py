@@ -82,15 +82,20 @@ class CaseLink(Record):
     other file; ``role`` what the metadata used it as (checkpoint, lora, vae, embedding);
     ``named_as`` the name the metadata gave it. ``strength`` "exact" for a full-length
     hash, "short-hash" for a truncated one (AutoV1/V2/V3, CRC32), with ``candidates`` the
-    number of model files of this scan that share the value."""
+    number of model files of this scan that share the value. Between two model files
+    (``scan --model-links``): ``hash_type`` "lineage", ``strength`` "lineage", ``role``
+    the relation (same-weights, fine-tune, merge-of / merged-into, contains-lora /
+    lora-merged-into), ``value`` a ratio or strength where there is one, and the lineage
+    engine's ``explanation``."""
 
     path: str
     hash_type: str
     value: str
     named_as: str | None = None
     role: str | None = None
-    strength: Literal["exact", "short-hash"]
+    strength: Literal["exact", "short-hash", "lineage"]
     candidates: int | None = None
+    explanation: str | None = None
 
 
 class FileTimes(Record):

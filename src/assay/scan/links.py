@@ -24,6 +24,7 @@ from ..report.schema import CaseLink, FileRecord
 from ..report.text import plural
 from ..signals import get as signal_type
 from ..signals import normalize
+from .model_links import ModelLinks
 
 LINKS_SCHEMA = "assay.case-links/1"
 # The model-file hashes a link can use: every community hash the model analyzer computes.
@@ -123,6 +124,8 @@ class CaseLinks:
     not_present: list[NotPresent] = field(default_factory=list)
     images_naming: int = 0  # images whose metadata names at least one hash
     model_files: int = 0  # model files with hashes in the scan
+    # model files related by their weights (scan --model-links; None: not asked)
+    model_links: ModelLinks | None = None
 
     @property
     def relevant(self) -> bool:
@@ -149,15 +152,20 @@ class CaseLinks:
             "model_files_linked": len(self.by_model),
             "models": models,
             "not_present": [n.to_json_dict() for n in self.not_present],
+            **({"model_links": [lk.to_json_dict() for lk in self.model_links.links[:MAX_LISTED]],
+                "model_files_fingerprinted": self.model_links.fingerprinted,
+                "model_files_not_compared": [{"path": p, "reason": r} for p, r in self.model_links.skipped[:MAX_LISTED]]}
+               if self.model_links is not None else {}),
         }
 
 
 class CaseLinker:
     """Holds back the records that can link; ``resolve`` links them and gives them back."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, model_links: bool = False) -> None:
         self._images: list[tuple[FileRecord, list[Named]]] = []
         self._models: list[tuple[FileRecord, list[tuple[str, str]]]] = []
+        self._model_links = model_links
 
     def hold(self, rec: FileRecord) -> bool:
         """Keep ``rec`` until the end of the scan if it can take part in a link."""
@@ -222,6 +230,10 @@ class CaseLinker:
                     for name in lora_names_absent:
                         applied[f"{name} (model not present)"] = None
         result.not_present = sorted(missing.values(), key=lambda m: (-m.image_count, m.hash_type, m.value))
+        if self._model_links:
+            from .model_links import link_models
+
+            result.model_links = link_models([rec for rec, _ in self._models])
         return result
 
     def records(self) -> Iterator[FileRecord]:
@@ -321,4 +333,8 @@ def readable_lines(cl: CaseLinks, limit: int = 20) -> list[str]:
             out.append(line)
         if len(cl.not_present) > limit:
             out.append(f"  ... and {len(cl.not_present) - limit:,} more in the case-links record")
+    if cl.model_links is not None:
+        from .model_links import readable_lines as model_lines
+
+        out.extend(model_lines(cl.model_links, limit))
     return out

@@ -125,12 +125,15 @@ def run_scan(
     case_links: bool = True,
     on_header: Callable[[dict[str, Any]], None] | None = None,
     argv: Sequence[str] | None = None,
+    model_links: bool = False,
 ) -> ScanSummary:
     """Scan ``inputs``; every record goes to ``sink`` after matching. With ``case_links``
     the records that can link (model files, images naming model hashes) go to ``sink``
     at the end, with their links (see assay.scan.links); every other record as it finishes. ``on_header``
     gets the chain-of-custody header (the report's first line) before any record;
-    ``argv`` is the command line it records (default sys.argv; passwords redacted)."""
+    ``argv`` is the command line it records (default sys.argv; passwords redacted);
+    ``model_links`` also links the model files among themselves by their weights
+    (assay.scan.model_links: one fingerprint per model file at the end of the scan)."""
     started = time.perf_counter()
     summary = ScanSummary(scan_id=str(uuid.uuid4()), started_at=now_utc())
     inputs = list(inputs)
@@ -157,7 +160,7 @@ def run_scan(
     if case_links:
         from .links import CaseLinker
 
-        linker = CaseLinker()
+        linker = CaseLinker(model_links=model_links)
     for rec in analyze_all(items, settings, factory):
         if matcher is not None and rec.signals:
             # extend: analyzers may have matched already (lineage against fingerprint banks)

@@ -217,7 +217,8 @@ def _remote_records(item: RemoteItem, settings: ScanSettings, analyzers: Any, tm
         yield FileRecord(path=redact(item.url), kind="error",
                          errors=[ErrorInfo(stage="read", code="bad-input", message=item.problem)])
         return
-    tmp, problem, size = fetch_object(item.url, settings.limits.max_file_bytes, tmpdir, safe_suffix(item.url))
+    tmp, problem, size = fetch_object(item.url, settings.limits.max_file_bytes, tmpdir, safe_suffix(item.url),
+                                      item.size)
     if tmp is None:
         rec = FileRecord(path=redact(item.url), kind="error")
         if problem and problem.startswith("too-large:"):

@@ -20,7 +20,6 @@ import io
 import json
 import os
 import re
-import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -197,23 +196,45 @@ def _inventory_items(url: str, doc: Any) -> Iterator[RemoteItem]:
                 yield RemoteItem(f"s3://{row[ci_bucket]}/{unquote(row[ci_key])}", size)
 
 
-def fetch_object(url: str, max_bytes: int, tmpdir: Path, suffix: str = "") -> tuple[Path | None, str | None, int]:
+_STREAM_ABOVE = 64 << 20  # objects larger than this are streamed to disk, smaller ones read in one GET
+
+
+def fetch_object(url: str, max_bytes: int, tmpdir: Path, suffix: str = "",
+                 size: int | None = None) -> tuple[Path | None, str | None, int]:
     """Copy an object into ``tmpdir``; (path, None, size) or (None, problem, size) when it
-    cannot be read or is larger than ``max_bytes`` (never read past the limit)."""
+    cannot be read or is larger than ``max_bytes`` (never read past the limit). With the
+    size known from the listing, a small object costs one GET (no HEAD)."""
     fs, path = filesystem(url)
     try:
-        size = fs.size(path)
+        if size is None:
+            size = fs.size(path)
+        if size is not None and size > max_bytes:
+            return None, f"too-large:{size}", int(size)
+        fd, name = tempfile.mkstemp(dir=tmpdir, suffix=suffix)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                data = b""
+                if size is not None and 0 < size <= _STREAM_ABOVE:
+                    # one ranged GET, never more than the listing said (+1 to see a lie)
+                    data = fs.cat_file(path, start=0, end=size + 1)
+                    out.write(data)
+                if size is None or size > _STREAM_ABOVE or len(data) > size or (size == 0 and fs.size(path)):
+                    out.seek(0)
+                    out.truncate()
+                    with fs.open(path, "rb", block_size=8 << 20) as src:
+                        while chunk := src.read(8 << 20):
+                            out.write(chunk)
+                            if out.tell() > max_bytes:
+                                break
+        except BaseException:
+            os.unlink(name)
+            raise
     except FileNotFoundError:
         return None, "cannot access: no such object", 0
-    except Exception as exc:
-        return None, f"cannot access: {type(exc).__name__}: {exc}", 0
-    if size is not None and size > max_bytes:
-        return None, f"too-large:{size}", int(size)
-    fd, name = tempfile.mkstemp(dir=tmpdir, suffix=suffix)
-    try:
-        with os.fdopen(fd, "wb") as out, fs.open(path, "rb") as src:
-            shutil.copyfileobj(src, out, 4 << 20)
-    except Exception as exc:
-        os.unlink(name)
+    except Exception as exc:  # back-ends raise their own types (permissions, network)
         return None, f"cannot read: {type(exc).__name__}: {exc}", int(size or 0)
-    return Path(name), None, int(size or 0)
+    got = os.path.getsize(name)
+    if got > max_bytes:
+        os.unlink(name)
+        return None, f"too-large:{got}", got
+    return Path(name), None, got

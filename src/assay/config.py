@@ -73,6 +73,9 @@ class ScanSettings:
     trust_anchors: Path | None = None  # PEM bundle of C2PA trust anchors
     # Store whose fingerprint banks model files are compared with (None: no lineage).
     lineage_db: str | None = None
+    # Text index that text files are checked against (None: text is not checked).
+    text_index: str | None = None
+    text_min_chars: int = 50
     follow_symlinks: bool = False  # links inside folders are reported, not followed
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     limits: Limits = field(default_factory=Limits)

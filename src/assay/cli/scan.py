@@ -40,7 +40,12 @@ def scan(
     models: Annotated[bool, typer.Option(help="Model-file forensics.")] = True,
     trust_anchors: Annotated[Path | None, typer.Option(help="PEM bundle of C2PA trust anchors.")] = None,
     no_banks: Annotated[bool, typer.Option("--no-banks", help="Hash only; do not match.")] = False,
-    fail_on_match: Annotated[bool, typer.Option(help="Exit with status 3 if anything matched.")] = False,
+    fail_on_match: Annotated[bool, typer.Option(
+        help="Exit with status 3 if anything matched (a bank hash, or a passage of an indexed text work).")] = False,
+    text_index: Annotated[Path | None, typer.Option(
+        "--text-index", help="Check text files for passages of the works in this text index (assay text).")] = None,
+    text_min_chars: Annotated[int, typer.Option(
+        "--text-min-chars", help="With --text-index: shortest passage reported.", min=10)] = 50,
     case_links: Annotated[bool, typer.Option(
         help="Link images to the model files of this scan that their metadata names by hash.")] = True,
     model_links: Annotated[bool, typer.Option(
@@ -91,6 +96,11 @@ def scan(
         raise typer.BadParameter(f"{', '.join(k for k, v in dask_only.items() if v)} go with --engine dask")
     if not paths and not manifest:
         raise typer.BadParameter("give at least one file, folder or URL to scan (or --manifest)")
+    if text_index is not None:
+        from ..text.index import TextIndex
+
+        TextIndex.open(text_index)  # a missing or damaged index stops here, before any work
+        text_index = text_index.resolve()
     settings = ScanSettings(
         pdq_mode=mode.value,
         exif_transpose=exif_transpose,
@@ -102,6 +112,8 @@ def scan(
         trust_anchors=trust_anchors,
         follow_symlinks=follow_symlinks,
         lineage_db=None if no_banks else _db_url(db),
+        text_index=str(text_index) if text_index else None,
+        text_min_chars=text_min_chars,
         **({"workers": workers} if workers > 0 else {}),
     )
     if engine == "dask":
@@ -159,7 +171,7 @@ def scan(
         names = ", ".join(summary.unreadable_inputs[:5])
         err.print(f"[red]error:[/red] nothing was scanned: cannot read {_esc(names)} (see the report)")
         raise typer.Exit(1)
-    if fail_on_match and summary.matched_files:
+    if fail_on_match and (summary.matched_files or summary.text_reproductions):
         raise typer.Exit(3)
 
 
@@ -192,6 +204,9 @@ def _print_summary(summary: Any, target: str, bank_sizes: dict[str, int], report
         t.add_row("known-good files", f"{summary.known_good} (in a known-good hash set; not findings)")
     if summary.low_quality:
         t.add_row("low quality", plural(summary.low_quality, "image") + " (PDQ quality < 50, not matched)")
+    if summary.text_reproductions:
+        t.add_row("text reproduction", plural(summary.text_reproductions, "text file")
+                  + " with passages of indexed works", style="red")
     if summary.ai_evidence:
         t.add_row("AI-generation evidence", plural(summary.ai_evidence, "image"))
     if summary.dangerous_models:

@@ -84,5 +84,5 @@ def scan_dask(paths: list[str], settings: ScanSettings, *, db: str | None, no_ba
         names = ", ".join(summary.unreadable_inputs[:5])
         err.print(f"[red]error:[/red] nothing was scanned: cannot read {_esc(names)} (see the report)")
         raise typer.Exit(1)
-    if fail_on_match and summary.matched_files:
+    if fail_on_match and (summary.matched_files or summary.text_reproductions):
         raise typer.Exit(3)

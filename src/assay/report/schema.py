@@ -125,6 +125,8 @@ class FileRecord(Record):
     image: ImageInfo | None = None
     provenance: ProvenanceReport | None = None
     model: ModelReport | None = None
+    # Text reproduction (scan --text-index): the assay.text/1 result without schema/path.
+    text: dict[str, Any] | None = None
     errors: list[ErrorInfo] = Field(default_factory=list)
     # A symbolic link that was not followed: what it points to, as stored in the link.
     link_target: str | None = None

@@ -148,6 +148,7 @@ def merge_summary(total: ScanSummary, part: dict[str, Any]) -> None:
     total.known_good += part["known_good"]
     total.links += part["links"]
     total.archives += part["archives"]
+    total.text_reproductions += part.get("text_reproductions", 0)
     total.archive_members += part["archive_members"]
 
 

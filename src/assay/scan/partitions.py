@@ -342,7 +342,7 @@ def _summary_of(records: Sequence[FileRecord]) -> dict[str, Any]:
             "low_quality": s.low_quality, "ai_evidence": s.ai_evidence,
             "dangerous_models": s.dangerous_models, "matched_paths": s.matched_paths,
             "known_good": s.known_good, "links": s.links, "archives": s.archives,
-            "archive_members": s.archive_members}
+            "archive_members": s.archive_members, "text_reproductions": s.text_reproductions}
 
 
 def _commit(job: Job, store: Store, spec: PartSpec, records: list[FileRecord], meta: dict[str, Any]) -> dict[str, Any]:

@@ -48,6 +48,10 @@ def default_analyzers(settings: ScanSettings) -> list[Analyzer]:
             from ..models.lineage_analyzer import LineageAnalyzer
 
             analyzers.append(LineageAnalyzer(settings.lineage_db))
+    if settings.text_index:
+        from ..text.analyzer import TextAnalyzer
+
+        analyzers.append(TextAnalyzer(settings.text_index, settings.text_min_chars))
     return analyzers
 
 

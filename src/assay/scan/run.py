@@ -39,6 +39,7 @@ class ScanSummary:
     links: int = 0  # symbolic links reported, not followed
     archives: int = 0
     archive_members: int = 0  # records of files read from inside archives
+    text_reproductions: int = 0  # text files with passages of indexed works
     # Inputs named by the user that could not be read at all (missing, unreadable).
     unreadable_inputs: list[str] = field(default_factory=list)
     # Images and model files of this scan tied by hashes (None: linking was off).
@@ -78,6 +79,8 @@ class ScanSummary:
             self.ai_evidence += 1
         if rec.model is not None and _is_dangerous(rec):
             self.dangerous_models += 1
+        if rec.text and rec.text.get("spans"):
+            self.text_reproductions += 1
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +97,7 @@ class ScanSummary:
             "links": self.links,
             "archives": self.archives,
             "archive_members": self.archive_members,
+            "text_reproductions": self.text_reproductions,
             "unreadable_inputs": self.unreadable_inputs[:1000],
             **({"case_links": self.case_links.links,
                 "models_not_present": len(self.case_links.not_present)} if self.case_links else {}),

@@ -154,13 +154,93 @@ def bench_bank(fp_bytes: bytes, n_bank: int, workdir: Path) -> dict[str, float]:
             "derived": [d.entry for d in rep.derived][:3]}
 
 
+def bench_permuted(n_bank: int, workdir: Path, repeat: int = 3) -> dict[str, object]:
+    from safetensors.numpy import save_file
+
+    import permutations as pm
+    from assay.banks.fingerprints import FingerprintStore, query
+    from assay.banks.store import Store
+    from assay.models.alignment import query_file
+    from assay.models.fingerprint import Fingerprint, TensorSketch, fingerprint_file
+
+    shape = {"hidden": 384, "layers": 6, "ff": 1536, "vocab": 30522, "positions": 512}
+    a = pm.bert(1, **shape)
+    rng = np.random.default_rng(7)
+    p = pm.bert_permute_hidden(a, rng.permutation(384))
+    for n in range(6):
+        p = pm.bert_permute_heads(p, n, rng.permutation(12), heads=12)
+        p = pm.bert_permute_ffn(p, n, rng.permutation(1536))
+    orig, perm = workdir / "minilm.safetensors", workdir / "minilm-permuted.safetensors"
+    save_file(a, str(orig))
+    save_file(p, str(perm))
+    t = time.perf_counter()
+    fp_a = fingerprint_file(orig)
+    extract = time.perf_counter() - t
+    size = len(fp_a.to_bytes())
+    sha = timed(["sha256sum", str(orig)])[0]
+    store = Store(str(workdir / "perm-bank.sqlite3"), create=True)
+    store.create_bank("flagged")
+    fs = FingerprintStore(store)
+    fs.add("flagged", "minilm", fp_a)
+    fs.add("flagged", "minilm-seed2", fingerprint_file(_write(workdir, "b", pm.bert(2, **shape), save_file)))
+    names = [n for n, t in fp_a.tensors.items() if t.is_matrix][:4]
+    batch: list[tuple[str, Fingerprint]] = []
+    for i in range(n_bank - 2):
+        d = Fingerprint(k=fp_a.k, kind="checkpoint")
+        near = i % 3 == 0  # a third look like fine-tunes of this architecture to the pre-filter
+        for nm in names:
+            t0 = fp_a.tensors[nm]
+            sk = rng.standard_normal(t0.sketch.shape).astype(np.float32) * np.float32(np.std(t0.sketch))
+            inv = t0.inv * (1 + rng.uniform(0.02, 0.1) * rng.standard_normal(t0.inv.shape)) if near else \
+                rng.uniform(0, 2 * float(t0.inv.max()), t0.inv.shape)
+            d.tensors[nm] = TensorSketch(nm, t0.shape, sk, t0.norm, 0.0, inv=inv.astype(np.float32))
+        batch.append((f"decoy-{i}", d))
+        if len(batch) == 1000:
+            fs.add_many("flagged", batch)
+            batch = []
+    fs.add_many("flagged", batch)
+    idx = fs.index()
+    blind = query(fs, fingerprint_file(perm), index=idx)
+    runs, rep = [], None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        rep = query_file(fs, perm, index=idx)
+        runs.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    fingerprint_file(perm)
+    fp_only = time.perf_counter() - t
+    assert rep is not None
+    store.close()
+    return {"file": orig.stat().st_size, "fp_size": size, "extract": extract, "sha": sha,
+            "query": statistics.median(runs), "fp_only": fp_only, "entries": len(idx),
+            "found": rep.explanations()[0], "blind": blind.explanations()[0]}
+
+
+def _write(workdir: Path, name: str, arrays: dict[str, np.ndarray], save_file: object) -> Path:
+    path = workdir / f"{name}.safetensors"
+    save_file(arrays, str(path))  # type: ignore[operator]
+    return path
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--file", type=Path, default=Path(tempfile.gettempdir()) / "assay-bench" / "sd15_fp16.safetensors")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--bank", type=int, default=10_000)
     ap.add_argument("--k", type=int, default=64)
+    ap.add_argument("--permuted", action="store_true", help="only part 4: permuted copies (issue #22)")
     args = ap.parse_args()
+    if args.permuted:
+        with tempfile.TemporaryDirectory() as tmp:
+            r = bench_permuted(args.bank, Path(tmp))
+        print(f"MiniLM-sized BERT, {r['file'] / 1e6:.1f} MB float32: fingerprint {r['fp_size']} bytes = "
+              f"{100 * r['fp_size'] / r['file']:.2f}% of the file; extraction {r['extract']:.2f} s "
+              f"(sha256sum {r['sha']:.2f} s)")
+        print(f"bank of {r['entries']} fingerprints; permuted copy: query_file median {r['query']:.2f} s "
+              f"(of which fingerprinting the suspect {r['fp_only']:.2f} s)")
+        print(f"with alignment: {r['found']}")
+        print(f"sketches alone: {r['blind']}")
+        return 0
     args.file.parent.mkdir(parents=True, exist_ok=True)
     path = ensure_checkpoint(args.file)
     size = path.stat().st_size

@@ -9,9 +9,11 @@ it names the real thing:
   every linear layer, every LayerNorm);
 * a ReLU MLP (``mlp.N.weight``): hidden neurons permuted and rescaled by positive
   factors (ReLU(c x) = c ReLU(x) for c > 0; GELU and SiLU have no such identity);
-* a UNet-like conv stack with Stable Diffusion LDM names (conv_in, a res block with
-  GroupNorm + SiLU and a residual connection, conv_out): channels permuted so that
-  GroupNorm groups map onto groups (whole groups reordered, channels reordered within).
+* a UNet-like conv stack with Stable Diffusion LDM names (conv_in, a down res block with
+  GroupNorm + SiLU and a residual connection, an up res block reading the concatenation
+  of its input and the skip from conv_in, with a 1x1 skip convolution, conv_out):
+  channels permuted so that GroupNorm groups map onto groups (whole groups reordered,
+  channels reordered within).
 
 Every rewrite is checked by running the model: ``forward`` of the rewritten weights
 equals ``forward`` of the original. ``train_mlp`` trains the MLP with plain numpy SGD
@@ -249,6 +251,7 @@ def mlp_accuracy(a: Mapping[str, np.ndarray], data_seed: int = 1234, sizes: tupl
 UNET = {"channels": 64, "inner": 128, "groups": 8}
 _U = "model.diffusion_model."
 _RES = _U + "input_blocks.1.0."
+_UP = _U + "output_blocks.0.0."
 
 
 def unet(seed: int, *, channels: int = 64, inner: int = 128) -> Arrays:
@@ -268,14 +271,22 @@ def unet(seed: int, *, channels: int = 64, inner: int = 128) -> Arrays:
     conv(_RES + "in_layers.2", inner, channels)
     gn(_RES + "out_layers.0", inner)
     conv(_RES + "out_layers.3", channels, inner)
+    gn(_UP + "in_layers.0", 2 * channels)
+    conv(_UP + "in_layers.2", inner, 2 * channels)
+    gn(_UP + "out_layers.0", inner)
+    conv(_UP + "out_layers.3", channels, inner)
+    a[_UP + "skip_connection.weight"] = rng.standard_normal((channels, 2 * channels, 1, 1)) / np.sqrt(2 * channels)
+    a[_UP + "skip_connection.bias"] = 0.02 * rng.standard_normal(channels)
     gn(_U + "out.0", channels)
     conv(_U + "out.2", 4, channels)
     return _f32(a)
 
 
 def _conv3(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """3x3 convolution, padding 1, of x (c, h, w)."""
+    """3x3 convolution, padding 1, of x (c, h, w); a 1x1 kernel is a per-pixel matrix."""
     c, h, wd = x.shape
+    if w.shape[2:] == (1, 1):
+        return (w.reshape(w.shape[0], c) @ x.reshape(c, h * wd)).reshape(-1, h, wd) + b[:, None, None]
     xp = np.pad(x, ((0, 0), (1, 1), (1, 1)))
     cols = np.stack([xp[:, i:i + h, j:j + wd] for i in range(3) for j in range(3)], axis=1)  # c, 9, h, w
     out = w.reshape(w.shape[0], c * 9) @ cols.reshape(c * 9, h * wd)
@@ -296,10 +307,20 @@ def _silu(x: np.ndarray) -> np.ndarray:
 def unet_forward(a: Mapping[str, np.ndarray], x: np.ndarray, groups: int = UNET["groups"]) -> np.ndarray:
     w = {k: v.astype(np.float64) for k, v in a.items()}
     h = _conv3(x, w[_U + "input_blocks.0.0.weight"], w[_U + "input_blocks.0.0.bias"])
-    r = _silu(_group_norm(h, w[_RES + "in_layers.0.weight"], w[_RES + "in_layers.0.bias"], groups))
-    r = _conv3(r, w[_RES + "in_layers.2.weight"], w[_RES + "in_layers.2.bias"])
-    r = _silu(_group_norm(r, w[_RES + "out_layers.0.weight"], w[_RES + "out_layers.0.bias"], groups))
-    h = h + _conv3(r, w[_RES + "out_layers.3.weight"], w[_RES + "out_layers.3.bias"])
+    skip = h
+
+    def res(h: np.ndarray, p: str, groups_in: int) -> np.ndarray:
+        r = _silu(_group_norm(h, w[p + "in_layers.0.weight"], w[p + "in_layers.0.bias"], groups_in))
+        r = _conv3(r, w[p + "in_layers.2.weight"], w[p + "in_layers.2.bias"])
+        r = _silu(_group_norm(r, w[p + "out_layers.0.weight"], w[p + "out_layers.0.bias"], groups))
+        r = _conv3(r, w[p + "out_layers.3.weight"], w[p + "out_layers.3.bias"])
+        if p + "skip_connection.weight" in w:
+            h = _conv3(h, w[p + "skip_connection.weight"], w[p + "skip_connection.bias"])
+        return h + r
+
+    h = res(h, _RES, groups)
+    # the up block reads cat([h, skip]); twice the groups keeps the group size
+    h = res(np.concatenate([h, skip]), _UP, 2 * groups)
     h = _silu(_group_norm(h, w[_U + "out.0.weight"], w[_U + "out.0.bias"], groups))
     return _conv3(h, w[_U + "out.2.weight"], w[_U + "out.2.bias"])
 
@@ -312,20 +333,31 @@ def group_perm(channels: int, groups: int, rng: np.random.Generator) -> np.ndarr
 
 def unet_permute(a: Mapping[str, np.ndarray], outer: np.ndarray | None = None,
                  inner: np.ndarray | None = None) -> Arrays:
-    """``outer``: the residual channels (conv_in rows, the block's input and output, the
-    final norm, conv_out's input); ``inner``: the res block's hidden channels."""
+    """``outer``: the residual channels (conv_in rows, both blocks' inputs and outputs,
+    both halves of the up block's concatenated input, the final norm, conv_out's input);
+    ``inner``: the down block's hidden channels (the up block's get their own order,
+    drawn from ``inner``'s generator seed so that the call stays deterministic)."""
     out = dict(a)
     if outer is not None:
+        cat = np.concatenate([outer, outer + outer.size])
         for k in (_U + "input_blocks.0.0.weight", _U + "input_blocks.0.0.bias",
                   _RES + "in_layers.0.weight", _RES + "in_layers.0.bias",
                   _RES + "out_layers.3.weight", _RES + "out_layers.3.bias",
+                  _UP + "out_layers.3.weight", _UP + "out_layers.3.bias",
+                  _UP + "skip_connection.weight", _UP + "skip_connection.bias",
                   _U + "out.0.weight", _U + "out.0.bias"):
             out[k] = out[k][outer]
+        for k in (_UP + "in_layers.0.weight", _UP + "in_layers.0.bias"):
+            out[k] = out[k][cat]
         out[_RES + "in_layers.2.weight"] = out[_RES + "in_layers.2.weight"][:, outer]
+        out[_UP + "in_layers.2.weight"] = out[_UP + "in_layers.2.weight"][:, cat]
+        out[_UP + "skip_connection.weight"] = out[_UP + "skip_connection.weight"][:, cat]
         out[_U + "out.2.weight"] = out[_U + "out.2.weight"][:, outer]
     if inner is not None:
-        for k in (_RES + "in_layers.2.weight", _RES + "in_layers.2.bias",
-                  _RES + "out_layers.0.weight", _RES + "out_layers.0.bias"):
-            out[k] = out[k][inner]
-        out[_RES + "out_layers.3.weight"] = out[_RES + "out_layers.3.weight"][:, inner]
+        up_inner = inner[::-1].copy()  # another order that keeps groups (groups reversed, and within)
+        for p, order in ((_RES, inner), (_UP, up_inner)):
+            for k in (p + "in_layers.2.weight", p + "in_layers.2.bias",
+                      p + "out_layers.0.weight", p + "out_layers.0.bias"):
+                out[k] = out[k][order]
+            out[p + "out_layers.3.weight"] = out[p + "out_layers.3.weight"][:, order]
     return _f32(out)

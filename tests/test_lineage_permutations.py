@@ -169,9 +169,9 @@ def test_signature_matching_recovers_a_permutation_under_drift() -> None:
     bank = rng.standard_normal((500, 6))
     perm = rng.permutation(500)
     got, q = match_units(bank[perm] + 0.02 * rng.standard_normal((500, 6)), bank)
-    assert np.mean(perm[got] == np.arange(500)) >= 0.99 and q < 0.35
+    assert np.mean(perm[got] == np.arange(500)) >= 0.99 and q < 0.5
     _, q_random = match_units(rng.standard_normal((500, 6)), bank)
-    assert q_random > 0.35  # unrelated rows are no closer than the bank's own rows
+    assert q_random > 0.8  # unrelated rows are no closer than the bank's own rows
 
 
 # ------------------------------------------------------------------ independently trained models
@@ -292,3 +292,18 @@ def test_model_command_explains_a_permuted_copy(tmp_path: Path, models: dict[str
     lines = [json.loads(x) for x in res.stdout.splitlines() if x.startswith("{")]
     rec = next(x for x in lines if x.get("path", "").endswith("perm.safetensors"))
     assert any(m["signal_type"] == "lineage" and m["content_id"] == "minibert" for m in rec["matches"])
+
+
+def test_evaluation_meets_the_issue_targets() -> None:
+    """tests/permutation_eval.py at CI size: every symmetry, fresh permutations, two bases
+    per family, 5% drift; the targets of issue #22."""
+    import permutation_eval as pe
+
+    tallies = pe.evaluate("small", seeds=2, drifts=(0.05,))
+    for name, t in tallies.items():
+        assert t.false_links == 0, pe.table(tallies)
+        if name.startswith("pure:") or name.startswith("trained"):
+            assert t.hit == t.total, pe.table(tallies)
+        elif t.total:
+            assert t.hit >= 0.95 * t.total, pe.table(tallies)
+    assert any(k.startswith("trained") for k in tallies)

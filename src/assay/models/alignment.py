@@ -39,7 +39,7 @@ with the usual thresholds.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +69,9 @@ __all__ = [
     "query_file",
 ]
 
-ACCEPT = 0.35  # matched signature distance / the bank rows' own nearest-neighbour spacing
+# Paired signature distance over the bank rows' own nearest-neighbour spacing below which
+# a match counts; unrelated rows measure 0.82-1.6 (4 to 1536 units, 5-6 features).
+ACCEPT = 0.5
 SCALE_TOL = 0.01  # per-unit factors within 1% of 1 are rounding, not a rescaling
 CACHE_BYTES = 512 * 1024 * 1024  # suspect tensors kept decoded while aligning
 
@@ -120,7 +122,7 @@ class Alignment:
         axes: list[tuple[AxisOrder, str, int]] = []
         for side, table in (("rows", self.rows), ("columns", self.cols), ("values", self.vectors)):
             for name, o in sorted(table.items()):
-                if not o.moved:
+                if not o.moved or "+" in o.source:  # a concatenation of axes counted already
                     continue
                 for i, (ref, where, count) in enumerate(axes):
                     if ref.perm.size == o.perm.size and np.mean(ref.perm == o.perm) >= 0.9:
@@ -178,40 +180,70 @@ def _nearest(a: np.ndarray, b: np.ndarray, k: int, exclude_self: bool = False) -
     return idx, dist
 
 
+QUICK_SAMPLE = 64  # bank units a candidate order is first tried on
+
+
+class BankUnits:
+    """One tensor's banked signatures, standardised, with the spacing of its own units
+    (median distance from a sample of units to their nearest other unit)."""
+
+    def __init__(self, bank: np.ndarray) -> None:
+        b = bank.astype(np.float64)
+        sd = b.std(axis=0)
+        sd[sd <= 1e-12 * max(float(np.abs(b).max()) if b.size else 0.0, 1e-30)] = 1.0
+        self.sd = sd
+        self.b = b / sd
+        m = b.shape[0]
+        self.sample = np.unique(np.linspace(0, m - 1, min(m, QUICK_SAMPLE)).astype(np.int64))
+        if m > 1:
+            _, sp = _nearest(self.b[self.sample], self.b, 2)  # the first is the unit itself
+            ref = float(np.median(sp[:, -1]))
+        else:
+            ref = 0.0
+        self.ref = ref if ref > 0 else (float(np.median(np.sqrt(np.sum(self.b ** 2, axis=1)))) or 1.0)
+
+    def quick(self, suspect: np.ndarray) -> float:
+        """Nearest-signature distance of a sample of bank units, over the spacing: a
+        wrong candidate order measures near 1 and is dropped before a full match."""
+        _, d = _nearest(self.b[self.sample], suspect.astype(np.float64) / self.sd, 1)
+        return float(np.median(d[:, 0])) / self.ref
+
+    def unmoved(self, suspect: np.ndarray) -> float | None:
+        """The quality of the identity pairing when every unit is within the spacing of
+        its own bank unit (a cheap check that spares the full match), else None."""
+        d = np.sqrt(np.sum((self.b - suspect.astype(np.float64) / self.sd) ** 2, axis=1)) / self.ref
+        return float(np.median(d)) if d.size and float(d.max()) < 1.0 else None
+
+    def match(self, suspect: np.ndarray) -> tuple[np.ndarray, float]:
+        b = self.b
+        s = suspect.astype(np.float64) / self.sd
+        m = b.shape[0]
+        if m == 1:
+            return np.zeros(1, dtype=np.int64), 0.0
+        idx, dist = _nearest(b, s, 4)
+        order = np.argsort(dist, axis=None, kind="stable")
+        perm = np.full(m, -1, dtype=np.int64)
+        used = np.zeros(m, dtype=bool)
+        rows, cols = np.unravel_index(order, dist.shape)
+        for i, c in zip(rows.tolist(), cols.tolist(), strict=True):
+            j = int(idx[i, c])
+            if perm[i] < 0 and not used[j]:
+                perm[i] = j
+                used[j] = True
+        left = np.flatnonzero(perm < 0)
+        if len(left):  # units whose few nearest were taken: pair the rest by their first feature
+            free = np.flatnonzero(~used)
+            perm[left[np.argsort(b[left, 0])]] = free[np.argsort(s[free, 0])]
+        paired = np.sqrt(np.sum((b - s[perm]) ** 2, axis=1))
+        return perm, float(np.median(paired)) / self.ref
+
+
 def match_units(suspect: np.ndarray, bank: np.ndarray) -> tuple[np.ndarray, float]:
     """Pair the rows of two signature arrays of equal shape. Returns ``perm`` (bank row
     ``i`` <- suspect row ``perm[i]``) and the quality: median distance of the pairs over
     the median distance between a bank row and its nearest other bank row (0 for an
     exact copy; near or above 1 when the suspect rows are unrelated)."""
-    m = bank.shape[0]
-    if m == 1:
-        return np.zeros(1, dtype=np.int64), 0.0
-    b = bank.astype(np.float64)
-    s = suspect.astype(np.float64)
-    sd = b.std(axis=0)
-    sd[sd <= 1e-12 * max(float(np.abs(b).max()), 1e-30)] = 1.0
-    b = b / sd
-    s = s / sd
-    idx, dist = _nearest(b, s, 4)
-    order = np.argsort(dist, axis=None, kind="stable")
-    perm = np.full(m, -1, dtype=np.int64)
-    used = np.zeros(m, dtype=bool)
-    rows, cols = np.unravel_index(order, dist.shape)
-    for i, c in zip(rows.tolist(), cols.tolist(), strict=True):
-        j = int(idx[i, c])
-        if perm[i] < 0 and not used[j]:
-            perm[i] = j
-            used[j] = True
-    left = np.flatnonzero(perm < 0)
-    if len(left):  # rows whose few nearest were taken: pair the rest by their first feature
-        free = np.flatnonzero(~used)
-        perm[left[np.argsort(b[left, 0])]] = free[np.argsort(s[free, 0])]
-    paired = np.sqrt(np.sum((b - s[perm]) ** 2, axis=1))
-    _, spacing = _nearest(b, b, 1, exclude_self=True)
-    ref = float(np.median(spacing[:, 0]))
-    if ref <= 0:
-        ref = float(np.median(np.sqrt(np.sum(b * b, axis=1)))) or 1.0
-    return perm, float(np.median(paired)) / ref
+    return BankUnits(bank).match(suspect)
 
 
 def _row_features(w: np.ndarray, scaled: bool) -> np.ndarray:
@@ -258,21 +290,59 @@ def _apply_rows(w: np.ndarray, order: AxisOrder) -> np.ndarray:
     return out
 
 
-def _match_rows(w: np.ndarray, sig: np.ndarray) -> AxisOrder:
-    perm, q = match_units(_row_features(w, False), _bank_features(sig, False))
-    best = AxisOrder(perm, None, "", q)
-    if q >= ACCEPT and w.shape[0] > 1:  # maybe rescaled rows (ReLU-family symmetry)
-        perm2, q2 = match_units(_row_features(w, True), _bank_features(sig, True))
-        if q2 < q:
-            norm = np.sqrt(np.einsum("ij,ij->i", w, w, dtype=np.float64))
-            scale = norm[perm2] / np.maximum(sig[:, 0].astype(np.float64), 1e-30)
-            best = AxisOrder(perm2, scale, "", q2)
-    return best
+def _match_rows(w: np.ndarray, sig: np.ndarray, units: Callable[[bool], BankUnits]) -> AxisOrder | None:
+    """Rows of ``w`` (columns already in bank order) paired with the banked row signatures,
+    as they are or, failing that, by direction only (rows rescaled by positive factors).
+    None when neither comes close (a quick test on a sample first)."""
+    plain = units(False)
+    feats = _row_features(w, False)
+    if plain.quick(feats) < ACCEPT:
+        same = plain.unmoved(feats)
+        if same is not None:  # rows in bank order already: no pairing needed
+            return AxisOrder(np.arange(w.shape[0]), None, "", same)
+        perm, q = plain.match(feats)
+        if q < ACCEPT:
+            return AxisOrder(perm, None, "", q)
+    if w.shape[0] < 2:
+        return None
+    scaled = units(True)
+    feats = _row_features(w, True)
+    if scaled.quick(feats) >= ACCEPT:
+        return None
+    perm, q = scaled.match(feats)
+    if q >= ACCEPT:
+        return None
+    norm = np.sqrt(np.einsum("ij,ij->i", w, w, dtype=np.float64))
+    return AxisOrder(perm, norm[perm] / np.maximum(sig[:, 0].astype(np.float64), 1e-30), "", q)
 
 
 # ---------------------------------------------------------------------------------------
 # Alignment
 # ---------------------------------------------------------------------------------------
+
+
+CONCAT_PAIRS = 16  # concatenated-axis candidates tried per tensor
+
+
+def _concatenations(known: Mapping[int, list[AxisOrder]], units: int, name: str) -> list[AxisOrder]:
+    """Orders of an input made by concatenating two recovered axes (a UNet up block reads
+    ``cat([h, skip])``): pairs whose sizes add up, nearest names first, both ways round."""
+    pairs: list[tuple[int, AxisOrder, AxisOrder]] = []
+    for size, first in known.items():
+        for a in first:
+            for b in known.get(units - size, []):
+                if a is not b or 2 * size == units:
+                    pairs.append((_proximity(a.source, name) + _proximity(b.source, name), a, b))
+    pairs.sort(key=lambda p: -p[0])
+    out = []
+    for _, a, b in pairs[:CONCAT_PAIRS]:
+        scale = None
+        if a.scale is not None or b.scale is not None:
+            scale = np.concatenate([a.scale if a.scale is not None else np.ones(a.perm.size),
+                                    b.scale if b.scale is not None else np.ones(b.perm.size)])
+        out.append(AxisOrder(np.concatenate([a.perm, b.perm + a.perm.size]), scale,
+                             f"{a.source}+{b.source}", 0.0))
+    return out
 
 
 def _proximity(a: str, b: str) -> int:
@@ -324,6 +394,13 @@ def _align(suspect: Fingerprint, tensors: _Tensors, entry: Fingerprint, label: s
     out.tried = len(mats)
     known: dict[int, list[AxisOrder]] = {}
     tried: dict[str, set[bytes]] = {n: set() for n in mats}
+    units_cache: dict[tuple[str, bool], BankUnits] = {}
+
+    def bank_units(name: str, sig: np.ndarray, scaled: bool) -> BankUnits:
+        hit = units_cache.get((name, scaled))
+        if hit is None:
+            hit = units_cache[(name, scaled)] = BankUnits(_bank_features(sig, scaled))
+        return hit
     pending = list(mats)
 
     def learn(order: AxisOrder) -> None:
@@ -343,12 +420,14 @@ def _align(suspect: Fingerprint, tensors: _Tensors, entry: Fingerprint, label: s
             if t.rowsig is not None:
                 cands = [_identity(t.units)] + sorted(
                     known.get(t.units, []), key=lambda o, n=name: -_proximity(o.source, n))
+                cands += _concatenations(known, t.units, name)
                 for cand in cands:
                     if cand.key() in tried[name]:
                         continue
                     tried[name].add(cand.key())
-                    rows = _match_rows(_apply_cols(w, cand, t.units), t.rowsig)
-                    if rows.quality < ACCEPT:
+                    rows = _match_rows(_apply_cols(w, cand, t.units), t.rowsig,
+                                       lambda scaled, n=name, sig=t.rowsig: bank_units(n, sig, scaled))
+                    if rows is not None:
                         rows.source = name
                         out.rows[name] = rows
                         out.cols[name] = cand
@@ -363,7 +442,7 @@ def _align(suspect: Fingerprint, tensors: _Tensors, entry: Fingerprint, label: s
                     pending.remove(name)
                     continue
                 tried[name].add(b"identity")
-                perm, q = match_units(_col_features(w, t.units), t.colsig)
+                perm, q = BankUnits(t.colsig).match(_col_features(w, t.units))
                 pending.remove(name)
                 if q < ACCEPT:
                     order = AxisOrder(perm, None, name, q)

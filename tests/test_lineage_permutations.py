@@ -307,3 +307,30 @@ def test_evaluation_meets_the_issue_targets() -> None:
         elif t.total:
             assert t.hit >= 0.95 * t.total, pe.table(tallies)
     assert any(k.startswith("trained") for k in tallies)
+
+
+def test_torch_trained_transformers_link_only_to_their_origin() -> None:
+    """Three tiny BERTs trained with torch from different seeds on the same data
+    (tests/data/make_trained_pairs.py): each permuted copy (hidden dimension, heads, FFN
+    neurons) computes what its origin computes, is found as the same weights up to a
+    permutation of it, and is never linked to another seed, not even once fine-tuned."""
+    from safetensors.numpy import load_file
+
+    files = sorted((Path(__file__).parent / "data").glob("trained_bert_seed*.safetensors"))
+    assert len(files) == 3
+    trained = {f.stem: load_file(str(f)) for f in files}
+    bank = [BankModel("flagged", n, "checkpoint", fingerprint_arrays(a)) for n, a in trained.items()]
+    tokens = np.random.default_rng(4).integers(0, 64, (4, 16))
+    rng = np.random.default_rng(5)
+    for name, a in trained.items():
+        p = pm.bert_permute_hidden(a, rng.permutation(48))
+        for n in range(2):
+            p = pm.bert_permute_heads(pm.bert_permute_ffn(p, n, rng.permutation(128)), n, rng.permutation(4))
+        assert np.allclose(pm.bert_forward(p, tokens), pm.bert_forward(a, tokens), atol=1e-4)
+        rep = _ask(p, bank)
+        assert [s.entry for s in rep.same] == [f"flagged/{name}"], rep.explanations()
+        assert not rep.derived and not rep.merges
+        others = [e for e in bank if e.content_id != name]
+        assert not _ask(p, others).found
+        assert not _ask(pm.fine_tune(p, 0.02, 3), others).found
+        assert [d.entry for d in _ask(pm.fine_tune(p, 0.02, 3), bank).derived] == [f"flagged/{name}"]

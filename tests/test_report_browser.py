@@ -132,3 +132,21 @@ def test_csp_stops_injected_markup_and_the_check_can_see_a_script_run(browser: B
     no_csp.write_text(stripped.replace("<main>", "<main>" + injected, 1), encoding="utf-8")
     browser.open(no_csp)
     assert browser.js("window.__pwned") in (1, 2)
+
+
+def test_printed_copy_has_page_headers_and_numbers(browser: Browser, page: Path) -> None:
+    import base64
+    import io
+
+    pypdf = pytest.importorskip("pypdf")
+    browser.open(page)
+    pdf = base64.b64decode(browser.call("Page.printToPDF", preferCSSPageSize=True, printBackground=False)["data"])
+    pages = pypdf.PdfReader(io.BytesIO(pdf)).pages
+    texts = [p.extract_text() for p in pages]
+    n = len(texts)
+    assert n >= 2
+    for i, t in enumerate(texts, 1):
+        assert "assay case report" in t and "case C-41 <b>x</b>" in t, t[:300]  # the running header
+        assert f"page {i} of {n}" in t
+    whole = "".join("".join(texts).split())  # narrow columns wrap long values across lines
+    assert casegen.CONTENT_ID in whole and "Fileinventory" in whole and "Searcheverytable" not in whole

@@ -211,3 +211,33 @@ def test_escaping_helpers() -> None:
     css = css_string('x"}body{display:none}\\')
     assert css.startswith('"') and css.endswith('"') and '"' not in css[1:-1] and "{" not in css
     assert html.unescape(show("&amp;")) == "&amp;"
+
+
+def test_case_links_sections(tmp_path: Path) -> None:
+    """Per model file the images made with it and the LoRAs applied; per image the files
+    that made it; named models not present (the generated case of test_case_links)."""
+    from test_case_links import build_case
+
+    root = tmp_path / "case"
+    build_case(root)
+    report = tmp_path / "r.jsonl"
+    res = casegen.invoke("scan", str(root), "--no-banks", "-o", str(report), "--workers", "1")
+    assert res.exit_code == 0, res.output  # type: ignore[attr-defined]
+    lines = [json.loads(x) for x in report.read_text().splitlines()]
+    line = next(x for x in lines if x.get("schema") == "assay.case-links/1")
+    image_links = [(r["path"], lk["path"]) for r in lines if r.get("schema") == "assay.file/1"
+                   and r["kind"] != "model" for lk in r.get("case_links", [])]
+    assert image_links and line["models"] and line["not_present"]
+    out = tmp_path / "c.html"
+    assert casegen.invoke("report", str(report), "-o", str(out)).exit_code == 0  # type: ignore[attr-defined]
+    page = out.read_text()
+    sec = page.split('id="t-image-links"', 1)[1].split("</table>", 1)[0]
+    assert sec.count("<tr>") == len(image_links) + 1
+    models = page.split('id="t-case-links"', 1)[1].split("</table>", 1)[0]
+    for m in line["models"]:
+        row = next(r for r in models.split("<tr>") if r.startswith(f"<td>{html.escape(m['path'])}</td>"))
+        assert f'data-v="{m["image_count"]}"' in row
+        for lora in m.get("loras_applied", []):
+            assert html.escape(lora) in row
+    absent = page.split('id="t-not-present"', 1)[1].split("</table>", 1)[0]
+    assert absent.count("<tr>") == len(line["not_present"]) + 1

@@ -122,6 +122,29 @@ def _client(port: int, requests: list[bytes], seconds: float, conns: int, out: m
     out.put((len(lat), time.perf_counter() - t0, sorted(lat), errors[:5], len(errors)))
 
 
+def _jitter(seconds: float, out: mp.Queue) -> None:
+    """How late a process that sleeps 2 ms at a time wakes up: the scheduling delay
+    any request on this machine pays at that moment, before Python does anything."""
+    late: list[float] = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t0 = time.perf_counter()
+        time.sleep(0.002)
+        late.append(time.perf_counter() - t0 - 0.002)
+    late.sort()
+    out.put({"p50": late[len(late) // 2] * 1000, "p99": late[int(len(late) * 0.99)] * 1000, "rps": 0.0})
+
+
+def jitter(seconds: float) -> dict[str, float]:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_jitter, args=(seconds, q))
+    p.start()
+    r = q.get(timeout=seconds + 120)
+    p.join()
+    return r
+
+
 def load(port: int, requests: list[bytes], seconds: float, conns: int, rate: float = 0.0) -> dict[str, float]:
     """Closed loop over ``conns`` connections, or an open loop offering ``rate`` requests/s."""
     ctx = mp.get_context("spawn")
@@ -195,8 +218,9 @@ def make_key(db: str, role: str) -> str:
         store.close()
 
 
-def start_server(db: str, port: int, workers: int, data_dir: str) -> tuple[subprocess.Popen, float]:
-    env = {**os.environ, "ASSAY_DATA_DIR": data_dir}
+def start_server(db: str, port: int, workers: int, data_dir: str,
+                 heavy_decoder: str = "process") -> tuple[subprocess.Popen, float]:
+    env = {**os.environ, "ASSAY_DATA_DIR": data_dir, "ASSAY_SERVICE_HEAVY_DECODER": heavy_decoder}
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-c", SERVE, "--port", str(port), "--workers", str(workers), "--db", db,
@@ -420,10 +444,23 @@ def worker_pids(port: int, admin: str, workers: int) -> list[int]:
 
 
 def _status_kb(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
     return 0
+
+
+def children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            out += [int(c) for c in (task / "children").read_text().split()]
+    except OSError:
+        pass
+    return out
 
 
 def bomb_phase(port: int, admin: str, bomber: str, single: list[bytes], workers: int, payload: bytes,
@@ -431,8 +468,12 @@ def bomb_phase(port: int, admin: str, bomber: str, single: list[bytes], workers:
     """Bombs from 4 clients while single lookups are offered at ``rate``/s: status codes,
     lookup latency meanwhile, each worker's peak RSS during the phase."""
     pids = worker_pids(port, admin, workers)
-    for pid in pids:  # VmHWM := VmRSS now, so the peak is this phase's
-        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    helpers = [c for pid in pids for c in children(pid)]  # decoder processes (and their resource tracker)
+    for pid in pids + helpers:  # VmHWM := VmRSS now, so the peak is this phase's
+        try:
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+        except OSError:
+            pass
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     p = ctx.Process(target=_bomb_client, args=(port, bomber, payload, seconds + 1, 4, q))
@@ -443,7 +484,9 @@ def bomb_phase(port: int, admin: str, bomber: str, single: list[bytes], workers:
     p.join()
     peaks = {pid: _status_kb(pid, "VmHWM") / 1024 for pid in pids}
     after = {pid: _status_kb(pid, "VmRSS") / 1024 for pid in pids}
-    return {"codes": codes, "lookups": lookups, "peak_mb": peaks, "rss_after_mb": after}
+    helper_peaks = {pid: _status_kb(pid, "VmHWM") / 1024 for pid in helpers}
+    return {"codes": codes, "lookups": lookups, "peak_mb": peaks, "rss_after_mb": after,
+            "decoder_peak_mb": helper_peaks}
 
 
 def main() -> None:
@@ -459,6 +502,10 @@ def main() -> None:
     ap.add_argument("--startup-only", action="store_true", help="measure only cold and warm start-up")
     ap.add_argument("--propagation-only", action="store_true", help="measure only add -> matchable on every worker")
     ap.add_argument("--rounds", type=int, default=10, help="adds for the propagation measurement")
+    ap.add_argument("--heavy-decoder", choices=("process", "thread"), default="process",
+                    help="where the server runs heavy decodes (ASSAY_SERVICE_HEAVY_DECODER)")
+    ap.add_argument("--bombs-only", action="store_true",
+                    help="only the floor, the lookups at --rate without bombs and the bomb phases")
     args = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="bench-service-")
@@ -501,8 +548,9 @@ def main() -> None:
     bomber = make_key(db, "match")
     port = free_port()
     data_dir = str(Path(tmp) / "data")
-    proc, cold = start_server(db, port, args.workers, data_dir)
-    results: dict[str, list[dict[str, float]]] = {"single": [], "single_at_rate": [], "batch100": [], "upload": []}
+    proc, cold = start_server(db, port, args.workers, data_dir, args.heavy_decoder)
+    results: dict[str, list[dict[str, float]]] = {"single": [], "single_at_rate": [], "batch100": [], "upload": [],
+                                                  "floor_at_rate": [], "jitter": []}
     peer_rps: list[float] = []
     bombs: dict[str, dict[str, object]] = {}
     try:
@@ -517,15 +565,22 @@ def main() -> None:
         for s in range(8):
             body, ctype = multipart(jpeg_1mp(s))
             uploads.append(http_request("POST", "/v1/match", match, body, ctype))
+        # The floor: the cheapest route of the same server (no key, no index, no body),
+        # offered at the same rate: what HTTP on this machine costs before any lookup.
+        floor = [b"GET /status/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"]
         load(port, single, 2, 16)  # warm-up
         for _ in range(args.repeats):
-            results["single"].append(load(port, single, args.seconds, 32))
+            results["jitter"].append(jitter(args.seconds))
+            results["floor_at_rate"].append(load(port, floor, args.seconds, 64, rate=args.rate))
             results["single_at_rate"].append(load(port, single, args.seconds, 64, rate=args.rate))
+            if args.bombs_only:
+                continue
+            results["single"].append(load(port, single, args.seconds, 32))
             results["batch100"].append(load(port, batches, args.seconds, 4))
             results["upload"].append(load(port, uploads, args.seconds, 4))
             if peer is not None:  # interleaved: the same minutes of the shared machine
                 peer_rps.append(peer.run(args.seconds))
-        prop = propagation(port, curate, match, args.workers, 10)
+        prop = [] if args.bombs_only else propagation(port, curate, match, args.workers, 10)
         if not args.no_bombs:
             for name, side in (("169 MP", 13000), ("49 MP", 7000)):
                 bombs[name] = bomb_phase(port, admin, bomber, single, args.workers, bomb_png(side),
@@ -542,26 +597,40 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)  # ~0.5 GB of store and snapshot at 1M
 
     def med(kind: str, key: str) -> float:
-        return statistics.median(r[key] for r in results[kind])
+        return statistics.median(r[key] for r in results[kind]) if results[kind] else float("nan")
 
-    print(f"\nbank {args.n:,} PDQ, {args.workers} workers, load generator in a second process, "
-          f"medians of {args.repeats} x {args.seconds:g} s")
-    print(f"single lookups : {med('single', 'rps'):8.0f} req/s   p50 {med('single', 'p50'):.1f} ms  p99 {med('single', 'p99'):.1f} ms")
+    def runs(kind: str) -> str:
+        return ", ".join(f"{r['p99']:.1f}" for r in results[kind])
+
+    print(f"\nbank {args.n:,} PDQ, {args.workers} workers, heavy decoder: {args.heavy_decoder}, load generator "
+          f"in a second process, medians of {args.repeats} x {args.seconds:g} s")
+    print(f"machine floor: a process sleeping 2 ms at a time wakes late by p50 {med('jitter', 'p50'):.2f} ms, "
+          f"p99 {med('jitter', 'p99'):.2f} ms (runs: {runs('jitter')})")
+    print(f"floor: GET /status/live at {args.rate:g}/s offered (open loop, 64 connections): "
+          f"{med('floor_at_rate', 'rps'):8.0f} req/s   p50 {med('floor_at_rate', 'p50'):.1f} ms  "
+          f"p99 {med('floor_at_rate', 'p99'):.1f} ms (runs: "
+          f"{runs('floor_at_rate')})")
     print(f"single at {args.rate:g}/s offered (open loop, 64 connections): {med('single_at_rate', 'rps'):8.0f} req/s   "
-          f"p50 {med('single_at_rate', 'p50'):.1f} ms  p99 {med('single_at_rate', 'p99'):.1f} ms")
+          f"p50 {med('single_at_rate', 'p50'):.1f} ms  p99 {med('single_at_rate', 'p99'):.1f} ms (runs: "
+          f"{runs('single_at_rate')})")
+    print(f"single lookups : {med('single', 'rps'):8.0f} req/s   p50 {med('single', 'p50'):.1f} ms  p99 {med('single', 'p99'):.1f} ms")
     print(f"batch of 100   : {med('batch100', 'rps') * 100:8.0f} signals/s ({med('batch100', 'rps'):.0f} req/s)  "
           f"p50 {med('batch100', 'p50'):.1f} ms  p99 {med('batch100', 'p99'):.1f} ms")
     print(f"1-MP JPEG match: {med('upload', 'rps'):8.0f} uploads/s  p50 {med('upload', 'p50'):.1f} ms  p99 {med('upload', 'p99'):.1f} ms")
-    print(f"add -> matchable on all workers: median {statistics.median(prop) * 1000:.0f} ms, max {max(prop) * 1000:.0f} ms")
+    if prop:
+        print(f"add -> matchable on all workers: median {statistics.median(prop) * 1000:.0f} ms, "
+              f"max {max(prop) * 1000:.0f} ms")
     print(f"start-up to /ready: cold {cold:.1f} s, warm (snapshot) {warm:.1f} s")
     for name, b in bombs.items():
         lk = b["lookups"]
         peaks = ", ".join(f"{v:.0f}" for v in b["peak_mb"].values())  # type: ignore[union-attr]
         after = ", ".join(f"{v:.0f}" for v in b["rss_after_mb"].values())  # type: ignore[union-attr]
+        helpers = ", ".join(f"{v:.0f}" for v in b["decoder_peak_mb"].values())  # type: ignore[union-attr]
         print(f"{name} 1-bit PNG bombs, 4 clients of one key on /h/hash for {args.seconds:g} s: answers {b['codes']}; "
               f"single lookups meanwhile at {args.rate:g}/s offered: {lk['rps']:.0f} req/s "  # type: ignore[index]
               f"p50 {lk['p50']:.1f} ms p99 {lk['p99']:.1f} ms; peak RSS per worker {peaks} MB, "  # type: ignore[index]
-              f"RSS after {after} MB")
+              f"RSS after {after} MB; peak RSS of the workers' child processes (decoders, resource "
+              f"trackers) {helpers or 'none'} MB")
     if peer is not None and peer_rps:
         te = statistics.median(peer_rps)
         print(f"threatexchange PDQIndex (HMA's index), {args.workers} processes (one per worker, one faiss "

@@ -251,3 +251,29 @@ def test_encodings_that_destroy_the_mark_are_not_searched(
 def test_greyscale_images_are_not_searched() -> None:
     rep = _report(pattern(512, 512, 23)[:, :, 0], "PNG")
     assert rep.not_checked and "greyscale" in rep.not_checked[0].reason
+
+
+def test_large_png_is_searched_in_its_top_rows_only(ref: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over BAND_PIXELS (lowered here) a PNG is decoded and searched in its top rows:
+    the mark is found there as in the whole image, and the report says which rows.
+    A 4:2:0 JPEG or a grey PNG is not decoded by provenance at all."""
+    from assay.provenance.analyzer import pixels_to_decode
+
+    rgb = embed(ref, pattern(768, 1024, 3), published_bits("sdxl"))
+    whole = wm.evidence(ctx_of(rgb))
+    monkeypatch.setattr(wm, "BAND_PIXELS", 300_000)
+    ctx = ctx_of(rgb)
+    assert wm.band_rows(ctx) == 288 and wm.pixels_searched(ctx) == 288 * 1024
+    ev = wm.evidence(ctx)
+    assert ev and whole and ev[0].facts["payload"] == whole[0].facts["payload"] == "sdxl"
+    assert ev[0].facts["confidence"] == "very likely" and ev[0].facts["rows_searched"] == "top 288 of 768"
+    assert "rows_searched" not in whole[0].facts
+    assert wm.evidence(ctx_of(pattern(768, 1024, 4))) == []  # unmarked: nothing, band or not
+    png = io.BytesIO()
+    Image.fromarray(rgb).save(png, "PNG")
+    assert pixels_to_decode(Path("a.png"), png.getvalue(), "png") == 288 * 1024
+    jpeg, grey = io.BytesIO(), io.BytesIO()
+    Image.fromarray(rgb).save(jpeg, "JPEG", quality=90)  # 4:2:0: no mark can survive
+    Image.fromarray(rgb[:, :, 0]).save(grey, "PNG")
+    assert pixels_to_decode(Path("a.jpg"), jpeg.getvalue(), "jpeg") == 0
+    assert pixels_to_decode(Path("g.png"), grey.getvalue(), "png") == 0

@@ -211,6 +211,38 @@ def may_carry_c2pa(ctx: ImageContext) -> bool:
     return bool(ctx.problems) or (packet is not None and b"provenance" in packet)
 
 
+def pixels_to_decode(path: Path, data: bytes, format: str, limits: Limits | None = None) -> int:
+    """How many pixels ``analyze_provenance`` will decode for this image (0: none),
+    found from its header and metadata without decoding: what a service weighs an
+    upload by. Sources decode only when they can find something: the watermark where
+    a mark can survive (the top rows of a large PNG), stealth data where its magic can
+    be (PNG, WebP), a NovelAI signature where the metadata carries one."""
+    if format not in _PIXEL_FORMATS:
+        return 0
+    ctx = ImageContext(Path(path), data, format, limits or Limits())
+    try:
+        w, h = ctx.pil().size
+        need = 0
+        if _watermark_unsuitable(ctx) is None:
+            need = max(need, watermark.pixels_searched(ctx))
+        if not _stealth_ruled_out(ctx):
+            need = max(need, w * h)
+        if b"signed_hash" in data:
+            need = max(need, w * h)
+    except AssayError:
+        return 0  # not decodable: the sources report that, decoding nothing
+    return need
+
+
+def _stealth_ruled_out(ctx: ImageContext) -> bool:
+    from .generators.stealth import cannot_carry
+
+    try:
+        return cannot_carry(ctx)
+    except Exception:  # a damaged first row: the source will decode and say so
+        return False
+
+
 def _watermark_unsuitable(ctx: ImageContext) -> str | None:
     try:
         return watermark.unsuitable(ctx)

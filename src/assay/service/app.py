@@ -117,18 +117,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state = _state(settings)
         app.state.assay = state
         lock = (settings.snapshot_path or data_dir() / "index") / "load.lock"
-        state.index.load(lock)
-        state.index.start()
-        # ~150k objects from start-up (FastAPI, pydantic, numba) live as long as the
-        # worker; a full collection walking them took ~65 ms, a p99 spike for whichever
-        # requests it landed on. Frozen, the collector only walks what requests allocate.
-        gc.collect()
-        gc.freeze()
-        # Loading the index leaves freed heap behind (measured ~150 MB a worker at 1M
-        # hashes): give it back before the first request.
-        trim_memory()
-        # The decoder processes start meanwhile (a second or two of imports).
-        threading.Thread(target=state.decoder.start, name="assay-decoder-start", daemon=True).start()
+
+        def loaded() -> None:
+            # ~150k objects from start-up (FastAPI, pydantic, numba) live as long as the
+            # worker; a full collection walking them took ~65 ms, a p99 spike for whichever
+            # requests it landed on. Frozen, the collector only walks what requests allocate.
+            gc.collect()
+            gc.freeze()
+            # Loading the index leaves freed heap behind (measured ~150 MB a worker at 1M
+            # hashes): give it back.
+            trim_memory()
+            # The decoder processes start meanwhile (a second or two of imports).
+            threading.Thread(target=state.decoder.start, name="assay-decoder-start", daemon=True).start()
+
+        # A worker takes requests once this returns: with its index loaded, or, when the
+        # load failed, saying so (/status INDEX-NOT-LOADED, /ready 503, lookups 503 busy)
+        # while it tries again.
+        state.index.load_or_retry(lock, then=loaded)
         try:
             yield
         finally:

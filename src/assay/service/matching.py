@@ -24,7 +24,7 @@ import fcntl
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -34,13 +34,14 @@ from fastapi.concurrency import run_in_threadpool
 
 from ..banks.matcher import Matcher, Query
 from ..banks.store import ChangeListener, Changes, SignalRef, Store
-from ..errors import StoreError
+from ..errors import Busy, StoreError
 from ..report.schema import Match
 
 log = logging.getLogger("assay.service.index")
 # Up to this many queries a lookup runs on the event loop (about 0.1-0.3 ms each at 1M
 # PDQ hashes); more go to a thread.
 INLINE_QUERIES = 16
+LOADING_RETRY_AFTER = 5.0  # seconds
 _cache_only: contextvars.ContextVar[bool] = contextvars.ContextVar("assay_cache_only", default=False)
 
 
@@ -159,7 +160,48 @@ class LiveIndex:
         """Refresh now (after a write through this worker)."""
         self._wake.set()
 
+    def load_or_retry(self, lock_file: Path | None, then: Callable[[], None] | None = None,
+                      retry: float = 5.0) -> bool:
+        """Load now (the worker takes no request before this returns); once loaded, the
+        follower starts, then ``then`` runs. A failed load (the store unreachable, the
+        index unreadable) does not end the worker: it answers meanwhile (/status
+        INDEX-NOT-LOADED, /ready 503, lookups 503 busy) and a thread tries again every
+        ``retry`` seconds. True when loaded now."""
+
+        def loaded() -> None:
+            self.start()
+            if then is not None:
+                then()
+
+        def failed(exc: Exception) -> None:
+            self.last_error = f"index load failed: {exc}"
+            log.warning("loading the index failed (next try in %.0f s): %s", retry, exc)
+
+        try:
+            self.load(lock_file)
+        except Exception as exc:
+            failed(exc)
+        else:
+            loaded()
+            return True
+
+        def again() -> None:
+            while not self._stop.wait(retry):
+                try:
+                    self.load(lock_file)
+                except Exception as exc:
+                    failed(exc)
+                    continue
+                self.last_error = None
+                loaded()
+                return
+
+        threading.Thread(target=again, name="assay-index-load", daemon=True).start()
+        return False
+
     def refresh(self) -> bool:
+        if not self.loaded:
+            return False  # the load reads what is committed; the follower goes on from there
         with self._refresh_lock:
             changed = self.matcher.refresh()
         self.last_ok = time.monotonic()
@@ -249,6 +291,13 @@ class LiveIndex:
 
     async def lookup_many(self, queries: Sequence[Query], threshold: int | None,
                           include_low_quality: bool) -> list[Match]:
+        if not self.loaded:
+            raise Busy("this worker is still loading its index", retry_after=LOADING_RETRY_AFTER,
+                       hint="retry after the Retry-After delay; /ready says when the worker is ready")
+        return await self._lookup_many(queries, threshold, include_low_quality)
+
+    async def _lookup_many(self, queries: Sequence[Query], threshold: int | None,
+                           include_low_quality: bool) -> list[Match]:
         """Every query in one index pass per signal type and one metadata read.
 
         A few queries (a single lookup, its dihedral variants, an upload's hashes)

@@ -22,8 +22,8 @@ from starlette.concurrency import run_in_threadpool
 from ..config import Limits
 from ..errors import AssayError, TooLarge
 from ..media import decode
-from .errors import assay_error_dict
-from .ratelimit import ASGIApp, Message, Receive, Scope, Send
+from .errors import assay_error_dict, error_dict
+from .ratelimit import ASGIApp, BodyTimeout, BodyTooLarge, Message, Receive, Scope, Send
 
 try:  # python-multipart >= 0.0.13 names its package python_multipart
     from python_multipart.multipart import MultipartParser, parse_options_header
@@ -124,7 +124,15 @@ class UploadProbeMiddleware:
         more_body = True
         limits = self.limits(scope)
         while more_body:
-            message = await receive()
+            try:
+                message = await receive()
+            except (BodyTooLarge, BodyTimeout):
+                raise  # answered by the body limits
+            except Exception:  # the body cannot be read (as FastAPI answers a broken form)
+                await _send_error(scope, send, 400, error_dict(
+                    "bad-request", "the request body is not valid multipart/form-data or JSON",
+                    scope.get("state", {}).get("request_id")), close=True)
+                return
             seen.append(message)
             if message["type"] != "http.request":
                 break  # a disconnect: the route hears it
@@ -170,11 +178,14 @@ def _replay(seen: list[Message], receive: Receive) -> Receive:
 
 
 async def _refuse(scope: Scope, send: Send, exc: TooLarge, close: bool) -> None:
-    rid = scope.get("state", {}).get("request_id")
-    body = orjson.dumps(assay_error_dict(exc, rid))
+    await _send_error(scope, send, 413, assay_error_dict(exc, scope.get("state", {}).get("request_id")), close)
+
+
+async def _send_error(scope: Scope, send: Send, status: int, error: dict, close: bool) -> None:
+    body = orjson.dumps(error)
     headers: list[tuple[bytes, bytes]] = [(b"content-type", b"application/json"),
                                           (b"content-length", str(len(body)).encode())]
     if close:  # the rest of the body is never read
         headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

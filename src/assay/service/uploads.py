@@ -6,8 +6,9 @@
   streamed multipart body; the check here is the authority for what gets through.
 * **Reduced decoding.** Hashing decodes JPEGs at 1/2..1/8 scale and grey images as
   one byte a pixel (media/decode.py), so an upload is weighed by the pixels its decode
-  really holds; provenance analysis needs every pixel in RGB and more, and weighs
-  ``PROVENANCE_WEIGHT`` times its pixel count.
+  really holds. Provenance weighs ``PROVENANCE_WEIGHT`` times the pixels its sources
+  will decode (``pixels_to_decode``: none for most images; the watermark search reads
+  the top 16 MP of rows of a large PNG).
 * **Heavy uploads per worker and per key.** An upload weighing at least
   ``heavy_from_pixels`` is heavy. A worker runs heavy decodes up to
   ``heavy_worker_pixels`` in flight (one at a time at least: a lone upload is never
@@ -239,13 +240,13 @@ def hash_within_budget(gate: UploadGate, decoder: HeavyDecoder, limits: Limits, 
 
 def provenance_within_budget(gate: UploadGate, decoder: HeavyDecoder, limits: Limits, key: object, data: bytes,
                              name: str, fmt: str, trust_anchors: Path | None) -> Any:
-    from ..provenance.analyzer import analyze_provenance
+    from ..provenance.analyzer import analyze_provenance, pixels_to_decode
 
     try:
-        opened = decode.open_image(data, name, limits)
-        weight = opened.width * opened.height * PROVENANCE_WEIGHT
+        decode.open_image(data, name, limits)  # the pixel budget, from the header
     except (UnsupportedFormat, DecodeError):
-        weight = 0  # not decodable here: provenance reads its metadata, and decodes nothing
+        pass  # not decodable here: provenance reads its metadata, and decodes nothing
+    weight = pixels_to_decode(Path(name), data, fmt, limits) * PROVENANCE_WEIGHT
     with gate.held(key, weight):
         if weight >= gate.heavy_from:
             return decoder.run(analyze_provenance, name, Path(name), data, fmt, trust_anchors=trust_anchors,

@@ -78,10 +78,7 @@ def _read(ctx: ImageContext) -> list[StealthPayload]:
         ihdr = _png_ihdr(ctx)
         if ihdr is not None and ihdr[0] * ihdr[1] * 3 < HEADER_BITS:
             return []
-        if _png_has_no_magic(ctx):
-            return []
-    w, h = ctx.pil().size
-    if w * h * 3 < HEADER_BITS:
+    if cannot_carry(ctx):
         return []
     arr = ctx.pixels()
     out: list[StealthPayload] = []
@@ -94,6 +91,24 @@ def _read(ctx: ImageContext) -> list[StealthPayload]:
         if payload is not None:
             out.append(payload)
     return out
+
+
+def _grey_without_alpha(mode: str, info: dict) -> bool:
+    # Read as RGB, a grey pixel gives three equal low bits in a row, and every magic
+    # starts with "s" (0x73: bits 0, 1, 1): no magic can be in such pixels.
+    return mode in ("1", "L", "I", "I;16", "F") and "transparency" not in info and all(
+        len({(m[0] >> (7 - i)) & 1 for i in range(3)}) > 1 for m in MAGICS)
+
+
+def cannot_carry(ctx: ImageContext) -> bool:
+    """True when this image cannot hold stealth data, found without decoding pixels."""
+    if ctx.format not in ("png", "webp"):
+        return True
+    im = ctx.pil()
+    w, h = im.size
+    if w * h * 3 < HEADER_BITS or _grey_without_alpha(im.mode, im.info):
+        return True
+    return ctx.format == "png" and _png_has_no_magic(ctx)
 
 
 def _png_has_no_magic(ctx: ImageContext) -> bool:

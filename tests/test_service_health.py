@@ -1,0 +1,156 @@
+"""Health of a real 2-worker `assay serve` while its store fails, on SQLite and on
+PostgreSQL: HMA's /status says INDEX-NOT-LOADED while the workers load their index and
+INDEX-STALE once they cannot follow the store; a 503 store-error shows the store's
+location to admin keys only. Faults come from tests/faults (a sitecustomize on the
+server's PYTHONPATH that fails or holds SQL statements while a flag file exists), so
+they work on SQLite too, where no network can be cut (the PostgreSQL-only tests in
+test_service_hma.py and test_service_strict.py cut a real TCP connection)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service_cluster import KINDS, Cluster, make_keys
+from service_helpers import Server, running
+
+FAULTS = Path(__file__).parent / "faults"
+
+
+@pytest.fixture(params=KINDS)
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'banks.sqlite3'}"
+        return
+    from conftest import pg_schema
+
+    with pg_schema() as url:
+        yield url
+
+
+def fault_env(flags: Path, **env: str) -> dict[str, str]:
+    flags.mkdir(exist_ok=True)
+    path = os.pathsep.join(p for p in (str(FAULTS), os.environ.get("PYTHONPATH", "")) if p)
+    return {"ASSAY_TEST_FAULTS": str(flags), "PYTHONPATH": path, **env}
+
+
+def answers_everywhere(c: Cluster, path: str, want: tuple[int, str], headers: dict[str, str] | None = None,
+                       timeout: float = 60) -> None:
+    def ask(client: httpx.Client) -> tuple[str, bool]:
+        r = client.get(path, headers=headers)
+        return r.headers["x-served-by"], (r.status_code, r.text) == want or \
+            (want[1] == "" and r.status_code == want[0])
+    c.on_every_worker(ask, timeout=timeout)
+
+
+LOOKUP = {"signal_type": "md5", "value": "0" * 32}
+
+
+def wait_up(server: Server, timeout: float = 60) -> None:
+    """Until the server accepts connections (liveness), not until it is ready."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(server.url + "/status/live", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline and server.proc.poll() is None, server.output()
+        time.sleep(0.1)
+
+
+def test_status_says_index_not_loaded_until_the_index_loads(db: str, tmp_path: Path) -> None:
+    """Workers whose index cannot be read at start answer anyway, saying so: /status 503
+    INDEX-NOT-LOADED (HMA), /ready 503 with index_loaded false, lookups 503 busy with
+    Retry-After, liveness 200; they try again, and once the load goes through,
+    I-AM-ALIVE and lookups answer."""
+    keys = make_keys(db)
+    flags = tmp_path / "flags"
+    env = fault_env(flags, ASSAY_SERVICE_REFRESH_INTERVAL="0.05")
+    (flags / "index-fail").touch()
+    server = Server(db, 2, tmp_path, **env)
+    try:
+        c = Cluster(server, db, keys, 2)
+        wait_up(server)
+        answers_everywhere(c, "/status", (503, "INDEX-NOT-LOADED"))
+        assert httpx.get(server.url + "/status/live", timeout=30).text == "I-AM-ALIVE"
+        r = httpx.get(server.url + "/ready", timeout=30)
+        assert r.status_code == 503 and r.json()["index_loaded"] is False and r.json()["ready"] is False
+        r = httpx.get(server.url + "/v1/lookup", params=LOOKUP, headers=c.h("match"), timeout=30)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "busy", r.text
+        assert int(r.headers["retry-after"]) >= 1 and "loading its index" in r.json()["error"]["message"]
+        r = httpx.get(server.url + "/m/index/status", headers=c.h("match"), timeout=30)
+        assert r.status_code == 200 and r.json()["pdq"]["present"] is False
+        (flags / "index-fail").unlink()
+        answers_everywhere(c, "/status", (200, "I-AM-ALIVE"))  # within the retry (5 s)
+        server.wait_ready()
+        r = httpx.get(server.url + "/v1/lookup", params=LOOKUP, headers=c.h("match"), timeout=30)
+        assert r.status_code == 200 and r.json() == {"matches": []}
+    finally:
+        server.stop()
+
+
+def test_status_says_index_stale_when_the_store_fails(db: str, tmp_path: Path) -> None:
+    """/status: 503 INDEX-STALE on every worker once the index has not caught up with
+    the store for index_stale_seconds (1 here); /status/live stays 200; I-AM-ALIVE again
+    once the store answers."""
+    flags = tmp_path / "flags"
+    keys = make_keys(db)
+    env = fault_env(flags, ASSAY_SERVICE_INDEX_STALE_SECONDS="1", ASSAY_SERVICE_REFRESH_INTERVAL="0.05")
+    with running(db, 2, tmp_path, **env) as server:
+        c = Cluster(server, db, keys, 2)
+        answers_everywhere(c, "/status", (200, "I-AM-ALIVE"))
+        (flags / "store-down").touch()
+        answers_everywhere(c, "/status", (503, "INDEX-STALE"))
+        assert httpx.get(server.url + "/status/live", timeout=30).status_code == 200
+        r = httpx.get(server.url + "/ready", timeout=30)
+        assert r.status_code == 503 and r.json()["store_reachable"] is False
+        (flags / "store-down").unlink()
+        answers_everywhere(c, "/status", (200, "I-AM-ALIVE"))
+
+
+def _location_markers(db: str) -> list[str]:
+    if db.startswith("sqlite"):
+        path = db.split("///", 1)[1]
+        return [path, Path(path).name, "sqlite"]
+    from urllib.parse import unquote, urlsplit
+
+    u = urlsplit(db)
+    return [u.hostname or "", str(u.port), unquote(u.query).rsplit("=", 1)[-1], "postgresql"]
+
+
+def test_store_outage_shows_the_location_to_admin_keys_only(db: str, tmp_path: Path) -> None:
+    """503 store-error while the store fails: the store's reason names where it lives;
+    an admin key (the operator) sees it, a curate key gets the documented code alone."""
+    flags = tmp_path / "flags"
+    keys = make_keys(db)
+    env = fault_env(flags, ASSAY_SERVICE_KEY_CACHE_SECONDS="60")
+    with running(db, 2, tmp_path, **env) as server:
+        c = Cluster(server, db, keys, 2)
+
+        def warm(client: httpx.Client) -> tuple[str, bool]:  # both keys verified and cached on the worker
+            a = client.get("/v1/banks", headers=c.h("admin"))
+            b = client.get("/v1/banks", headers=c.h("curate"))
+            same = a.headers["x-served-by"] == b.headers["x-served-by"]
+            return a.headers["x-served-by"], same and a.status_code == b.status_code == 200
+
+        c.on_every_worker(warm)
+        (flags / "store-down").touch()
+        markers = [m for m in _location_markers(db) if m]
+        with c.client("curate") as cur, c.client("admin") as adm:
+            for _ in range(6):
+                for who, client in (("curate", cur), ("admin", adm)):
+                    r = client.post("/v1/banks", json={"name": "during-outage"})
+                    assert r.status_code == 503, r.text
+                    err = r.json()["error"]
+                    assert err["code"] == "store-error" and err["request_id"] == r.headers["x-request-id"]
+                    text = f"{err['message']} {err['hint']}"
+                    if who == "curate":
+                        assert [m for m in markers if m in text] == [], text
+                    else:
+                        assert markers[0] in text and "disk I/O error" in text, text

@@ -54,10 +54,10 @@ def test_model_links_found_and_none_invented(case: tuple[Path, dict[str, Path]],
 
     def has(a: str, b: str, rel: str) -> bool:
         na, nb = f[a].name, f[b].name
-        return (na, nb, rel) in got or (rel in ("same-weights", "fine-tune") and (nb, na, rel) in got)
+        return (na, nb, rel) in got or (rel in ("same-weights", "derived") and (nb, na, rel) in got)
 
     assert has("base", "fp16", "same-weights")
-    assert has("tuned", "base", "fine-tune") or has("tuned", "fp16", "fine-tune")
+    assert has("tuned", "base", "derived") or has("tuned", "fp16", "derived")
     assert has("merged", "lora", "contains-lora")
     strength = next(float(lk["value"]) for lk in links_line["model_links"] if lk["relation"] == "contains-lora")
     assert abs(strength - 0.8) < 0.1

@@ -451,8 +451,9 @@ class HtmlBuilder:
                 ("model file", "text"), ("relation", "filter"), ("other model file", "text"), ("value", "text"),
                 ("explanation", "text")],
                 "Lineage between the model files of this scan (scan --model-links), with the other files "
-                "standing in for a bank: same weights converted, related by fine-tuning (weights cannot "
-                "tell which came first), a merge including another file, a checkpoint containing a LoRA.")
+                "standing in for a bank: same weights converted, derived (a fine-tune or other changed copy; "
+                "weights cannot tell which came first), a merge including another file, a checkpoint "
+                "containing a LoRA.")
             for m in lk.get("model_links") or []:
                 if isinstance(m, Mapping):
                     ml.add([td(show(m.get("a"))), td(show(m.get("relation"))), td(show(m.get("b"))),

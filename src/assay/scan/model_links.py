@@ -1,5 +1,5 @@
 """Model-to-model links within one scan (issue 24, item 2): which model files of a case
-are the same weights converted, related by fine-tuning, merges of others, or carry
+are the same weights converted, derived from one another (fine-tunes), merges of others, or carry
 another file's LoRA merged in. The lineage engine (assay.models.lineage) answers, with
 the other model files of the scan standing in for a bank: no bank is needed.
 
@@ -8,9 +8,10 @@ archive) is fingerprinted once at the end of the scan; a summary index picks the
 files worth a full comparison for each (as banks do), so a case with hundreds of
 unrelated model files costs one fingerprint each, not a comparison of every pair.
 
-What the weights say, no more: a fine-tune and its base are related, but weights alone
-do not tell which came first, so that link is written as "related by fine-tuning";
-a merge or a merged LoRA is directional (the file that contains the others).
+What the weights say, no more: a fine-tune (or any changed copy) and its base are
+related, but weights alone do not tell which came first, so that link is written as
+"derived" in no direction; a merge or a merged LoRA is directional (the file that
+contains the others).
 """
 
 from __future__ import annotations
@@ -26,15 +27,16 @@ from ..report.schema import CaseLink, FileRecord
 
 # The relations, as written in links and summaries.
 SAME = "same-weights"
-FINE_TUNE = "fine-tune"
+FINE_TUNE = "derived"
 MERGE = "merge-of"
 LORA = "contains-lora"
 
 
 @dataclass
 class ModelLink:
-    """``a`` relates to ``b``: ``a`` is the same weights as, related by fine-tuning to, a
-    merge including, or a checkpoint containing ``b``."""
+    """``a`` relates to ``b``: ``a`` is the same weights as, derived from or the base of
+    (weights changed by fine-tuning or merging), a merge including, or a checkpoint
+    containing ``b``."""
 
     a: str
     b: str
@@ -149,7 +151,9 @@ def readable_lines(ml: ModelLinks, limit: int = 20) -> list[str]:
             out.append(f"model links: none among {ml.fingerprinted:,} model files compared by their weights")
         return out
     out.append(f"model links: {len(ml.links):,} between model files of this scan, by their weights")
-    words = {SAME: "same weights as", FINE_TUNE: "related by fine-tuning to (weights cannot tell which came first)",
+    words = {SAME: "same weights as",
+             FINE_TUNE: "derives from, or is the base of, (weights changed by fine-tuning or merging; "
+                        "which came first cannot be told from weights)",
              MERGE: "is a merge including", LORA: "contains the LoRA"}
     for lk in ml.links[:limit]:
         extra = f" at strength {lk.value}" if lk.relation == LORA else (f" (ratio {lk.value})" if lk.value else "")

@@ -51,6 +51,8 @@ def scan(
     model_links: Annotated[bool, typer.Option(
         "--model-links", help="Also link the model files of this scan among themselves by their weights "
         "(same weights, fine-tune, merge, merged LoRA): reads each model file's tensors once more.")] = False,
+    timings: Annotated[bool, typer.Option(
+        "--timings", help="Add what each analysis step cost (CPU and wall seconds) to the summary.")] = False,
     follow_symlinks: Annotated[
         bool, typer.Option(help="Follow symbolic links inside folders (default: report each link and its target).")
     ] = False,
@@ -156,6 +158,7 @@ def scan(
                 case_links=case_links or model_links,
                 model_links=model_links,
                 on_header=writer.write,
+                timings=timings,
             )
             # the report ends with the summary (end time included), in a file as on stdout
             if summary.case_links is not None and summary.case_links.relevant:
@@ -236,3 +239,8 @@ def _print_summary(summary: Any, target: str, bank_sizes: dict[str, int], report
 
         for line in readable_lines(summary.case_links):
             out.print(_esc(line), soft_wrap=True)
+    if getattr(summary, "timings", None) is not None:
+        out.print(f"cost per step (CPU time of {plural(summary.timings.workers, 'worker process', 'worker processes')}; "
+                  "wall time includes waiting for a core):")
+        for line in summary.timings.lines():
+            out.print("  " + _esc(line), soft_wrap=True, highlight=False)

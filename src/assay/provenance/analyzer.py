@@ -9,6 +9,7 @@ mode "named-by-metadata", so bank matching can tie the image to a model file.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -46,12 +47,21 @@ _MAX_PACKETS = 4
 class _Collector:
     """Evidence and errors of independent sources: one failing never stops the others."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, timings: dict[str, tuple[float, float]] | None = None) -> None:
         self.path = path
         self.evidence: list[Evidence] = []
         self.errors: list[EvidenceError] = []
+        self.timings = timings  # source -> (wall s, CPU s), when the caller asks
 
     def run(self, source: str, fn: Callable[[], list[Evidence]]) -> None:
+        if self.timings is None:
+            self._run(source, fn)
+            return
+        w0, c0 = time.perf_counter(), time.process_time()
+        self._run(source, fn)
+        self.timings[source] = (time.perf_counter() - w0, time.process_time() - c0)
+
+    def _run(self, source: str, fn: Callable[[], list[Evidence]]) -> None:
         try:
             self.evidence.extend(fn())
         except AssayError as exc:
@@ -110,10 +120,12 @@ def analyze_media_provenance(
     *,
     data: bytes | None = None,
     trust_anchors: Path | None = None,
+    timings: dict[str, tuple[float, float]] | None = None,
 ) -> ProvenanceReport:
     """C2PA and XMP evidence of a file without pixels to analyse (PDF, SVG, audio,
-    video, JPEG XL). Without ``data`` the file is streamed, never read whole."""
-    col = _Collector(Path(path))
+    video, JPEG XL). Without ``data`` the file is streamed, never read whole.
+    ``timings`` receives each source's (wall, CPU) seconds."""
+    col = _Collector(Path(path), timings)
 
     def credential() -> list[Evidence]:
         if data is not None:
@@ -145,19 +157,21 @@ def analyze_provenance(
     trust_anchors: Path | None = None,
     limits: Limits | None = None,
     decoded: PILImage | None = None,
+    timings: dict[str, tuple[float, float]] | None = None,
 ) -> ProvenanceReport:
     """All provenance evidence for one file and a cautious verdict. Formats other
     than the images assay decodes get C2PA and XMP only (analyze_media_provenance).
     ``decoded``: the file's image already opened and decoded by Pillow from ``data``
-    (the scan's hashing step), used instead of decoding the pixels again."""
+    (the scan's hashing step), used instead of decoding the pixels again. ``timings``
+    receives each source's (wall, CPU) seconds."""
     if format not in IMAGE_FORMATS:
         return analyze_media_provenance(
-            Path(path), format, data=data, trust_anchors=trust_anchors
+            Path(path), format, data=data, trust_anchors=trust_anchors, timings=timings
         )
     ctx = ImageContext(Path(path), data, format, limits or Limits())
     if decoded is not None:
         ctx.adopt_image(decoded)
-    col = _Collector(ctx.path)
+    col = _Collector(ctx.path, timings)
     run, errors = col.run, col.errors
     if may_carry_c2pa(ctx):
         run("c2pa", lambda: c2pa.evidence(ctx.path, data, format, trust_anchors=trust_anchors))
@@ -290,9 +304,11 @@ class ProvenanceAnalyzer:
     def analyze(self, subject: Subject, record: FileRecord) -> None:
         if subject.format not in IMAGE_FORMATS:
             # Videos can be large: the SDK streams the file, XMP is read in bounded windows.
+            timings: dict[str, tuple[float, float]] = {}
             record.provenance = analyze_media_provenance(
-                subject.path, subject.format, trust_anchors=self.trust_anchors
+                subject.path, subject.format, trust_anchors=self.trust_anchors, timings=timings
             )
+            _add_timings(record, timings)
             return
         data = subject.cache.get("bytes")
         limit = subject.settings.limits.max_image_bytes
@@ -306,6 +322,7 @@ class ProvenanceAnalyzer:
             raise TooLarge(subject.path, f"image file is larger than the limit of {limit} bytes")
         from ..media.hashes import SHARED_IMAGE
 
+        timings = {}
         report = analyze_provenance(
             subject.path,
             data,
@@ -313,12 +330,19 @@ class ProvenanceAnalyzer:
             trust_anchors=self.trust_anchors,
             limits=subject.settings.limits,
             decoded=subject.cache.get(SHARED_IMAGE) if data is subject.cache.get("bytes") else None,
+            timings=timings,
         )
+        _add_timings(record, timings)
         record.provenance = report
         have = {(s.type, s.value, s.mode) for s in record.signals}
         for sig in named_model_signals(report):
             if (sig.type, sig.value, sig.mode) not in have:
                 record.signals.append(sig)
+
+
+def _add_timings(record: FileRecord, timings: dict[str, tuple[float, float]]) -> None:
+    for source, (wall, cpu) in timings.items():
+        record.add_timing(f"provenance.{source}", wall, cpu)
 
 
 # The plain-text explanation lives with the report it renders.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from .model import ModelReport
 from .provenance import ProvenanceReport
@@ -141,6 +141,20 @@ class FileRecord(Record):
     times: FileTimes | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # What each analysis step cost on this file: stage -> (wall s, CPU s). Not part of
+    # the record's JSON (a report says what a file is, not how long it took); the scan
+    # summary adds them up (scan --timings).
+    _timings: dict[str, tuple[float, float]] | None = PrivateAttr(default=None)
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def add_timing(self, stage: str, wall: float, cpu: float) -> None:
+        if self._timings is None:
+            self._timings = {}
+        w, c = self._timings.get(stage, (0.0, 0.0))
+        self._timings[stage] = (w + wall, c + cpu)
+
+    @property
+    def timings(self) -> dict[str, tuple[float, float]]:
+        return self._timings or {}

@@ -14,6 +14,7 @@ import os
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +23,10 @@ from typing import Any
 from ..config import ScanSettings
 from ..errors import AssayError
 from ..report.schema import ErrorInfo, FileRecord, SignalValue
-from ..sniff import sniff_path
+from ..sniff import Sniffed, sniff_path
 from .analyzer import Analyzer, Subject
 from .filehash import CUSTODY_HASHES, complete_custody, fs_times
+from .timings import timed
 from .walk import WalkItem, walk
 
 AnalyzerFactory = Callable[[ScanSettings], Sequence[Analyzer]]
@@ -67,39 +69,18 @@ def analyze_item(item: WalkItem, settings: ScanSettings, analyzers: Sequence[Ana
         record.kind = "error"
         record.errors.append(ErrorInfo(stage="read", code="bad-input", message=item.problem))
         return record
-    try:
-        st = item.path.stat()  # before any read: reading may move the access time
-        record.times = fs_times(st)
-        size = st.st_size if item.path.is_file() else _folder_size(item.path)
-        record.size = size
-        if item.path.is_file() and size == 0:
-            record.kind = "error"
-            record.errors.append(ErrorInfo(stage="read", code="empty", message="empty file (0 bytes)"))
-            record.signals = [SignalValue(type=n, value=hashlib.new(n, b"").hexdigest()) for n in CUSTODY_HASHES]
-            return record
-        if size > settings.limits.max_file_bytes:
-            record.kind = "error"
-            record.errors.append(
-                ErrorInfo(
-                    stage="read",
-                    code="too-large",
-                    message=f"{size} bytes exceeds the limit of {settings.limits.max_file_bytes}",
-                )
-            )
-            return record
-        sniffed = sniff_path(item.path)
-    except OSError as exc:
-        record.kind = "error"
-        record.errors.append(
-            ErrorInfo(stage="read", code="bad-input", message=f"cannot read: {exc.strerror or exc}")
-        )
+    with timed(record, "read"):
+        found = _read_stage(item, settings, record)
+    if found is None:
         return record
+    sniffed, size = found
     record.kind = sniffed.kind  # type: ignore[assignment]
     record.format = sniffed.format
     subject = Subject(item.path, sniffed.kind, sniffed.format, size, settings)
     for analyzer in analyzers:
         if sniffed.kind not in analyzer.kinds:
             continue
+        w0, c0 = time.perf_counter(), time.process_time()
         try:
             analyzer.analyze(subject, record)
         except AssayError as exc:
@@ -116,11 +97,45 @@ def analyze_item(item: WalkItem, settings: ScanSettings, analyzers: Sequence[Ana
                     message=f"{type(exc).__name__}: {exc} (please report this as a bug)",
                 )
             )
+        record.add_timing(analyzer.name, time.perf_counter() - w0, time.process_time() - c0)
     try:
-        complete_custody(subject, record)
+        with timed(record, "custody"):
+            complete_custody(subject, record)
     except AssayError as exc:
         record.errors.append(ErrorInfo(stage="custody", code=exc.code, message=str(exc)))
     return record
+
+
+def _read_stage(item: WalkItem, settings: ScanSettings, record: FileRecord) -> tuple[Sniffed, int] | None:
+    """Stat, size limits and sniffing; None when the record is already complete (an error)."""
+    try:
+        st = item.path.stat()  # before any read: reading may move the access time
+        record.times = fs_times(st)
+        size = st.st_size if item.path.is_file() else _folder_size(item.path)
+        record.size = size
+        if item.path.is_file() and size == 0:
+            record.kind = "error"
+            record.errors.append(ErrorInfo(stage="read", code="empty", message="empty file (0 bytes)"))
+            record.signals = [SignalValue(type=n, value=hashlib.new(n, b"").hexdigest()) for n in CUSTODY_HASHES]
+            return None
+        if size > settings.limits.max_file_bytes:
+            record.kind = "error"
+            record.errors.append(
+                ErrorInfo(
+                    stage="read",
+                    code="too-large",
+                    message=f"{size} bytes exceeds the limit of {settings.limits.max_file_bytes}",
+                )
+            )
+            return None
+        sniffed = sniff_path(item.path)
+    except OSError as exc:
+        record.kind = "error"
+        record.errors.append(
+            ErrorInfo(stage="read", code="bad-input", message=f"cannot read: {exc.strerror or exc}")
+        )
+        return None
+    return sniffed, size
 
 
 def analyze_entry(item: WalkItem, settings: ScanSettings, analyzers: Sequence[Analyzer]) -> Iterator[FileRecord]:

@@ -14,6 +14,7 @@ from ..config import ScanSettings
 from ..report.schema import FileRecord
 from .custody import now_utc, scan_header
 from .pipeline import AnalyzerFactory, analyze_all, default_analyzers
+from .timings import Timings, timed
 from .walk import WalkItem, walk
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ class ScanSummary:
     scan_id: str = ""
     started_at: str = ""
     ended_at: str = ""
+    # Cost per analysis step, added up over the records (scan --timings); None: not asked.
+    timings: Timings | None = None
 
     @property
     def nothing_scanned(self) -> bool:
@@ -81,6 +84,8 @@ class ScanSummary:
             self.dangerous_models += 1
         if rec.text and rec.text.get("spans"):
             self.text_reproductions += 1
+        if self.timings is not None:
+            self.timings.add(rec.timings)
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -105,6 +110,7 @@ class ScanSummary:
             "started_at": self.started_at,
             "ended_at": self.ended_at,
             "seconds": round(self.seconds, 3),
+            **({"timings": self.timings.to_json_dict()} if self.timings is not None else {}),
         }
 
 
@@ -130,6 +136,7 @@ def run_scan(
     on_header: Callable[[dict[str, Any]], None] | None = None,
     argv: Sequence[str] | None = None,
     model_links: bool = False,
+    timings: bool = False,
 ) -> ScanSummary:
     """Scan ``inputs``; every record goes to ``sink`` after matching. With ``case_links``
     the records that can link (model files, images naming model hashes) go to ``sink``
@@ -137,9 +144,11 @@ def run_scan(
     gets the chain-of-custody header (the report's first line) before any record;
     ``argv`` is the command line it records (default sys.argv; passwords redacted);
     ``model_links`` also links the model files among themselves by their weights
-    (assay.scan.model_links: one fingerprint per model file at the end of the scan)."""
+    (assay.scan.model_links: one fingerprint per model file at the end of the scan).
+    ``timings``: the summary adds up what each analysis step cost (ScanSummary.timings)."""
     started = time.perf_counter()
-    summary = ScanSummary(scan_id=str(uuid.uuid4()), started_at=now_utc())
+    summary = ScanSummary(scan_id=str(uuid.uuid4()), started_at=now_utc(),
+                          timings=Timings(workers=settings.workers) if timings else None)
     inputs = list(inputs)
     if on_header is not None:
         on_header(scan_header(summary.scan_id, summary.started_at, inputs, settings,
@@ -168,11 +177,12 @@ def run_scan(
     for rec in analyze_all(items, settings, factory):
         if matcher is not None and rec.signals:
             # extend: analyzers may have matched already (lineage against fingerprint banks)
-            findings, known = split_known_good(matcher.match_signals(
-                rec.signals,
-                threshold=threshold,
-                include_low_quality=settings.include_low_quality,
-            ))
+            with timed(rec, "match"):
+                findings, known = split_known_good(matcher.match_signals(
+                    rec.signals,
+                    threshold=threshold,
+                    include_low_quality=settings.include_low_quality,
+                ))
             rec.matches += findings
             if known:
                 rec.known_good = known

@@ -234,6 +234,9 @@ def test_cli_rejects_dask_options_without_the_dask_engine(tmp_path: Path) -> Non
     assert r.exit_code == 2 and "--engine dask" in r.output
     r = CliRunner().invoke(app, ["scan", "s3://bucket/key", "--no-banks"])
     assert r.exit_code == 2 and "--engine dask" in r.output
+    r = CliRunner().invoke(app, ["scan", str(tmp_path), "--engine", "dask", "--out", str(tmp_path / "o"),
+                                 "--model-links"])
+    assert r.exit_code == 2 and "--model-links" in r.output and not (tmp_path / "o").exists()
 
 
 # ------------------------------------------------------------------- object stores, manifests

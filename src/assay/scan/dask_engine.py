@@ -257,7 +257,7 @@ def run_dask_scan(
     manifest["engine"] = {"name": "dask", "scheduler": scheduler, "workers": None if scheduler else workers,
                           "partition_size": partition_size, "format": fmt, "retries": retries}
     manifest["status"] = "running"
-    job = Job(summary.scan_id, out, settings, threshold, banks_url, banks_id, fmt, case_links, factory)
+    job = Job(summary.scan_id, store.out, settings, threshold, banks_url, banks_id, fmt, case_links, factory)
     progress = Progress()
     for d in done.values():
         merge_summary(summary, d["summary"])

@@ -108,6 +108,8 @@ class Store:
             self.fs, self.root = filesystem(out)
             self.root = self.root.rstrip("/")
         else:
+            # absolute: workers started elsewhere do not share the client's working folder
+            self.local = self.out = os.path.abspath(self.local)
             self.fs, self.root = None, self.local
 
     def path(self, rel: str) -> str:

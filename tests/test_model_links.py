@@ -78,6 +78,12 @@ def test_model_links_found_and_none_invented(case: tuple[Path, dict[str, Path]],
     assert casegen.invoke("report", str(report), "-o", str(out)).exit_code == 0  # type: ignore[attr-defined]
     sec = out.read_text().split('id="t-model-links"', 1)[1].split("</table>", 1)[0]
     assert f["merged"].name in sec and "contains-lora" in sec and f["unrelated"].name not in sec
+    # and the CASE/UCO export, one annotation per link
+    jsonld = tmp_path / "c.jsonld"
+    assert casegen.invoke("report", str(report), "--format", "case", "-o", str(jsonld)).exit_code == 0  # type: ignore[attr-defined]
+    notes = [n for n in json.loads(jsonld.read_text())["@graph"] if n.get("core:tag") == "assay:model-link"]
+    assert len(notes) == len(links_line["model_links"])
+    assert any(f"{f['merged']} contains-lora {f['lora']}" in n["core:statement"] for n in notes)
 
 
 def test_without_the_option_nothing_is_fingerprinted(case: tuple[Path, dict[str, Path]], tmp_path: Path) -> None:

@@ -152,6 +152,16 @@ def _findings(g: _Graph, ids: _Ids, rec: Mapping[str, Any], iri: str, scan_id: s
             yield _annotation(g, ids, "assay:model-safety", [iri], text)
         for i, line in enumerate(model.get("lineage_explanations") or []):
             yield _annotation(g, ids, "assay:model-lineage", [iri], str(line), i)
+    for lk in rec.get("case_links") or ():
+        if isinstance(lk, Mapping) and lk.get("strength") == "lineage":
+            # model-to-model (scan --model-links): once per pair, from the containing side
+            rel, other = str(lk.get("role") or ""), str(lk.get("path"))
+            if rel.endswith("-into") or (rel in ("same-weights", "derived") and other < str(rec.get("path"))):
+                continue
+            yield _annotation(g, ids, "assay:model-link", [iri, ids("file", other)],
+                              f"model file {rec.get('path')} {rel} {other}"
+                              + (f" ({lk.get('value')})" if lk.get("value") not in (None, "", rel) else "")
+                              + (f": {lk.get('explanation')}" if lk.get("explanation") else ""))
     if rec.get("kind") != "model":
         for lk in rec.get("case_links") or ():
             if isinstance(lk, Mapping):

@@ -159,10 +159,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from .routes_curation import router as curation_router
     from .routes_match import router as match_router
     from .routes_reviews import router as reviews_router
+    from .routes_text import router as text_router
     from .uploads import router as limits_router
 
     for router in (match_router, banks_router, reviews_router, admin_router, compat_router, curation_router,
-                   limits_router):
+                   limits_router, text_router):
         app.include_router(router)
     _install_error_handlers(app)
     from .openapi import install as install_openapi

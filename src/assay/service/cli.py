@@ -12,6 +12,7 @@ import json
 import os
 from dataclasses import replace
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -144,6 +145,8 @@ def serve(
         envvar="ASSAY_REDIS_URL",
         help="Redis for rate limits shared by every worker and instance (default: per-worker limits).")] = "",
     access_log: Annotated[bool, typer.Option(help="JSON access log on stderr.")] = True,
+    text_index: Annotated[str, typer.Option(
+        "--text-index", help="Text index served at /v1/text (assay text index ... --index DIR).")] = "",
 ) -> None:
     """Run the HTTP API (OpenAPI at /openapi.json, docs at /docs)."""
     import uvicorn
@@ -159,7 +162,12 @@ def serve(
             rate_limit=rate_limit, max_upload_bytes=max_upload_mb * 2**20,
             snapshot_dir=snapshot_dir or base.snapshot_dir, tmp_dir=tmp_dir or base.tmp_dir,
             rate_limit_redis_url=redis_url or base.rate_limit_redis_url, access_log=access_log,
+            text_index=str(Path(text_index).resolve()) if text_index else base.text_index,
         )
+        if settings.text_index:
+            from ..text.index import TextIndex
+
+            TextIndex.open(settings.text_index)  # a missing index stops here, not at the first request
         # Migrate once here, before the workers race to open the store.
         _engine_store(settings.db).close()
     except AssayError as exc:

@@ -71,6 +71,8 @@ def _statuses(path: str, method: str, op: dict[str, Any], role: str | None) -> s
         out |= {400, 413, 415, 422}
     if method == "post" and path in ("/v1/banks", "/c/banks"):
         out.add(409)
+    if path.startswith("/v1/text/"):  # the service has no text index
+        out.add(404)
     if method == "post" and path == "/v1/reviews":  # a record id the store does not know
         out.add(404)
     return out

@@ -78,6 +78,7 @@ class Settings:
     # Where upload bodies are streamed, shared by the instance's workers; files of dead
     # workers are removed when a worker starts. "" = <data dir>/service-tmp.
     tmp_dir: str = ""
+    text_index: str = ""  # text index folder for /v1/text, "" = none
     trust_anchors: str = ""  # PEM bundle for C2PA, "" = none
     access_log: bool = True
 

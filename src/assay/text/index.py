@@ -165,9 +165,7 @@ def _write_shard(folder: Path, items: list[tuple[WorkInfo, bytes, np.ndarray]]) 
     if total > MAX_SHARD_BYTES:  # pragma: no cover - packing keeps shards below it
         raise IndexError_(f"shard of {total} bytes exceeds 32-bit offsets")
     sa = divsufsort(text)
-    lead = ((text & 0xC0) != 0x80).astype(np.int64)
-    csum = np.concatenate(([0], np.cumsum(lead)))
-    block_chars = csum[:: 1 << BLOCK_SHIFT]
+    block_chars = _block_chars(text)
     segs_all = np.concatenate(seg_rows) if seg_rows else np.zeros((0, 3), dtype=np.int64)
     if len(segs_all) and (segs_all.max() >= 2**31):
         raise IndexError_("a work longer than 2^31 characters cannot be indexed")
@@ -177,6 +175,24 @@ def _write_shard(folder: Path, items: list[tuple[WorkInfo, bytes, np.ndarray]]) 
     np.save(folder / "segs.npy", segs_all.astype(np.int32))
     (folder / "works.json").write_text(json.dumps([vars(i) for i in (it[0] for it in items)],
                                                   ensure_ascii=False), "utf-8")
+
+
+def _block_chars(text: np.ndarray) -> np.ndarray:
+    """Characters before each 4 KiB block of ``text`` (and after the last one), counted
+    a block at a time: no array of the text's size wider than a byte."""
+    block = 1 << BLOCK_SHIFT
+    n = len(text)
+    full = n // block
+    counts = np.empty(full + (1 if n % block else 0), dtype=np.int64)
+    step = 1 << 24  # 16 MiB at a time
+    for lo in range(0, full * block, step):
+        hi = min(lo + step, full * block)
+        part = text[lo:hi].reshape(-1, block)
+        counts[lo // block:hi // block] = block - np.count_nonzero((part & 0xC0) == 0x80, axis=1)
+    if n % block:
+        tail = text[full * block:]
+        counts[-1] = len(tail) - np.count_nonzero((tail & 0xC0) == 0x80)
+    return np.concatenate(([0], np.cumsum(counts)))
 
 
 # ---------------------------------------------------------------------------- index

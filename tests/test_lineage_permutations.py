@@ -334,3 +334,30 @@ def test_torch_trained_transformers_link_only_to_their_origin() -> None:
         assert not _ask(p, others).found
         assert not _ask(pm.fine_tune(p, 0.02, 3), others).found
         assert [d.entry for d in _ask(pm.fine_tune(p, 0.02, 3), bank).derived] == [f"flagged/{name}"]
+
+
+def test_old_bank_rows_and_ordinary_fine_tunes_skip_alignment(
+    tmp_path: Path, models: dict[str, Arrays], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import assay.models.alignment as alignment
+
+    calls: list[str] = []
+    real = alignment.align
+    monkeypatch.setattr(alignment, "align", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    store = Store(str(tmp_path / "b.sqlite3"), create=True)
+    store.create_bank("flagged")
+    fs = FingerprintStore(store)
+    old = Fingerprint.from_bytes(_as_v1(fingerprint_arrays(models["bert"])))
+    fs.add("flagged", "old", old)  # a format-1 entry: 5 KB summary, no invariants
+    fs.add("flagged", "new", fingerprint_arrays(models["bert-other"]))
+    idx = fs.index()
+    assert len(idx) == 2 and not idx.broken
+    tuned = pm.fine_tune(models["bert-other"], 0.03, 1)
+    rep = query(fs, fingerprint_arrays(tuned), tensors=canonical_arrays(tuned), index=idx)
+    assert [d.entry for d in rep.derived] == ["flagged/new"] and not calls  # nothing permuted: no alignment
+    rep = query(fs, fingerprint_arrays(models["bert"]), tensors=canonical_arrays(models["bert"]), index=idx)
+    assert [s.entry for s in rep.same] == ["flagged/old"]
+    permuted = _rewrite("ffn-neurons", models["bert-other"], 2)
+    rep = query(fs, fingerprint_arrays(permuted), tensors=canonical_arrays(permuted), index=idx)
+    assert [s.entry for s in rep.same] == ["flagged/new"] and calls
+    store.close()

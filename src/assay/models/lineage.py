@@ -367,10 +367,13 @@ def _permuted(suspect: Fingerprint, entries: Sequence[BankModel], tensors: Mappi
     if not suspect.has_alignment_data():
         return
     same = {f.entry for f in report.same}
+    derived = {f.entry for f in report.derived}
     for e in entries:
         if (e.kind == "lora" or e.label in same or not e.fingerprint.has_alignment_data()
                 or _why_not_comparable(suspect, e) is not None):
             continue
+        if e.label in derived and _all_matrices_close(suspect, e):
+            continue  # an ordinary fine-tune: every weight still points the entry's way
         al = align(suspect, tensors, e.fingerprint, e.label)
         if not al.moved and not al.rescaled:
             continue
@@ -409,6 +412,19 @@ def _permuted(suspect: Fingerprint, entries: Sequence[BankModel], tensors: Mappi
             report.low_rank = sub.low_rank
         report.not_comparable = [n for n in report.not_comparable
                                  if n.entry not in {lo.entry for lo in report.loras}]
+
+
+def _all_matrices_close(suspect: Fingerprint, e: BankModel) -> bool:
+    """True when every common matrix keeps a sketch cosine >= DERIVED_COS with the entry:
+    a permutation of any of its axes would drop that tensor's cosine to about 0."""
+    sf = suspect.flat()
+    pl = _place(sf, e.fingerprint.flat())
+    a, b = sf.data, pl.vec
+    aa, bb, ab = (_sums(sf, x) for x in (a * a, b * b, a * b))
+    m = pl.present & sf.matrix & (aa > 0) & (bb > 0)
+    if not m.any():
+        return False
+    return bool(np.all(ab[m] / np.sqrt(aa[m] * bb[m]) >= DERIVED_COS))
 
 
 def _answer(suspect: Fingerprint, entries: Sequence[BankModel]) -> LineageReport:

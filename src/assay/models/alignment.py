@@ -39,7 +39,7 @@ with the usual thresholds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,15 +246,6 @@ def match_units(suspect: np.ndarray, bank: np.ndarray) -> tuple[np.ndarray, floa
     return BankUnits(bank).match(suspect)
 
 
-def _row_features(w: np.ndarray, scaled: bool) -> np.ndarray:
-    g = align_projection("rows", w.shape[1])
-    proj = (w @ g).astype(np.float64)
-    norm = np.sqrt(np.einsum("ij,ij->i", w, w, dtype=np.float64))
-    if scaled:
-        return proj / np.maximum(norm, 1e-30)[:, None]
-    return np.concatenate([norm[:, None], proj], axis=1)
-
-
 def _bank_features(sig: np.ndarray, scaled: bool) -> np.ndarray:
     sig = sig.astype(np.float64)
     if scaled:
@@ -290,29 +281,55 @@ def _apply_rows(w: np.ndarray, order: AxisOrder) -> np.ndarray:
     return out
 
 
-def _match_rows(w: np.ndarray, sig: np.ndarray, units: Callable[[bool], BankUnits]) -> AxisOrder | None:
-    """Rows of ``w`` (columns already in bank order) paired with the banked row signatures,
-    as they are or, failing that, by direction only (rows rescaled by positive factors).
-    None when neither comes close (a quick test on a sample first)."""
+def _candidate_features(w: np.ndarray, cand: AxisOrder, units: int, norm: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Row norms and projections of ``w`` with its input units put in ``cand``'s order,
+    without reordering ``w``: the projection vectors are reordered instead
+    (``W[:, idx] @ G == W @ G'`` with ``G'[idx] = G``), O(n) instead of a copy of ``w``."""
+    g = align_projection("rows", w.shape[1])
+    if cand.source == "identity" and cand.scale is None:
+        return norm, (w @ g).astype(np.float64)
+    kk = w.shape[1] // units
+    idx = (cand.perm[:, None] * kk + np.arange(kk)[None, :]).reshape(-1)
+    gp = np.zeros_like(g)
+    if cand.scale is None:
+        gp[idx] = g
+        return norm, (w @ gp).astype(np.float64)
+    sc = np.repeat(cand.scale, kk).astype(np.float32)
+    gp[idx] = g * sc[:, None]
+    s2 = np.zeros(w.shape[1], dtype=np.float64)
+    s2[idx] = sc.astype(np.float64) ** 2
+    return np.sqrt(np.maximum((w * w) @ s2, 0.0)), (w @ gp).astype(np.float64)
+
+
+def _match_rows(norm: np.ndarray, proj: np.ndarray, sig: np.ndarray,
+                units: Callable[[bool], BankUnits], known: Sequence[AxisOrder] = ()) -> AxisOrder | None:
+    """Rows (norms and projections, columns already in bank order) paired with the banked
+    row signatures, as they are or, failing that, by direction only (rows rescaled by
+    positive factors). None when neither comes close (a quick test on a sample first)."""
     plain = units(False)
-    feats = _row_features(w, False)
+    feats = np.concatenate([norm[:, None], proj], axis=1)
     if plain.quick(feats) < ACCEPT:
         same = plain.unmoved(feats)
         if same is not None:  # rows in bank order already: no pairing needed
-            return AxisOrder(np.arange(w.shape[0]), None, "", same)
+            return AxisOrder(np.arange(norm.size), None, "", same)
+        for order in known:  # rows in an order already recovered (Q/K/V share theirs)
+            if order.scale is None:
+                same = plain.unmoved(feats[order.perm])
+                if same is not None:
+                    return AxisOrder(order.perm, None, "", same)
         perm, q = plain.match(feats)
         if q < ACCEPT:
             return AxisOrder(perm, None, "", q)
-    if w.shape[0] < 2:
+    if norm.size < 2:
         return None
     scaled = units(True)
-    feats = _row_features(w, True)
+    feats = proj / np.maximum(norm, 1e-30)[:, None]
     if scaled.quick(feats) >= ACCEPT:
         return None
     perm, q = scaled.match(feats)
     if q >= ACCEPT:
         return None
-    norm = np.sqrt(np.einsum("ij,ij->i", w, w, dtype=np.float64))
     return AxisOrder(perm, norm[perm] / np.maximum(sig[:, 0].astype(np.float64), 1e-30), "", q)
 
 
@@ -403,10 +420,19 @@ def _align(suspect: Fingerprint, tensors: _Tensors, entry: Fingerprint, label: s
         return hit
     pending = list(mats)
 
+    uses: dict[bytes, int] = {}
+    norms: dict[str, np.ndarray] = {}
+
     def learn(order: AxisOrder) -> None:
         lst = known.setdefault(order.perm.size, [])
-        if order.source != "identity" and all(o.key() != order.key() for o in lst):
+        key = order.key()
+        uses[key] = uses.get(key, 0) + 1
+        if order.source != "identity" and all(o.key() != key for o in lst):
             lst.append(order)
+
+    def rank(o: AxisOrder, name: str) -> tuple[int, int]:
+        # an axis found on many tensors (the residual one) first, then the nearest name
+        return (-uses.get(o.key(), 0), -_proximity(o.source, name))
 
     progress = True
     while pending and progress:
@@ -418,15 +444,18 @@ def _align(suspect: Fingerprint, tensors: _Tensors, entry: Fingerprint, label: s
                 pending.remove(name)
                 continue
             if t.rowsig is not None:
-                cands = [_identity(t.units)] + sorted(
-                    known.get(t.units, []), key=lambda o, n=name: -_proximity(o.source, n))
+                cands = [_identity(t.units)] + sorted(known.get(t.units, []), key=lambda o, n=name: rank(o, n))
                 cands += _concatenations(known, t.units, name)
                 for cand in cands:
                     if cand.key() in tried[name]:
                         continue
                     tried[name].add(cand.key())
-                    rows = _match_rows(_apply_cols(w, cand, t.units), t.rowsig,
-                                       lambda scaled, n=name, sig=t.rowsig: bank_units(n, sig, scaled))
+                    if name not in norms:
+                        norms[name] = np.sqrt(np.einsum("ij,ij->i", w, w, dtype=np.float64))
+                    norm, proj = _candidate_features(w, cand, t.units, norms[name])
+                    rows = _match_rows(norm, proj, t.rowsig,
+                                       lambda scaled, n=name, sig=t.rowsig: bank_units(n, sig, scaled),
+                                       sorted(known.get(w.shape[0], []), key=lambda o, n=name: rank(o, n)))
                     if rows is not None:
                         rows.source = name
                         out.rows[name] = rows

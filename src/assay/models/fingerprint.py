@@ -958,9 +958,10 @@ def _sketch_source(
             c2 = c.reshape(c.shape[0], -1)
             r1 = r0 + c2.shape[0]
             if rownorm is not None and colsq is not None:
-                rsq = np.einsum("ij,ij->i", c2, c2, dtype=np.float64)
-                rownorm[r0:r1] = np.sqrt(rsq)
-                colsq += np.einsum("ij,ij->j", c2, c2, dtype=np.float64)
+                # one squared copy, two float32 reductions: half the cost of two einsums
+                sqm = np.square(c2)
+                rownorm[r0:r1] = np.sqrt(sqm.sum(axis=1))
+                colsq += sqm.sum(axis=0)
             if rowsig is not None and g is not None and rownorm is not None:
                 rowsig[r0:r1, 0] = rownorm[r0:r1]
                 rowsig[r0:r1, 1:] = c2 @ g

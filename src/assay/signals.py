@@ -20,8 +20,11 @@ MatchKind = Literal["exact", "hamming"]
 # collides by chance across large collections, "perceptual" a near-duplicate image.
 # Two strengths come from where the query came from, not from the type: a hash the
 # file's metadata names ("named-by-metadata") and weight-fingerprint lineage ("lineage").
-Strength = Literal["exact", "short-hash", "perceptual", "named-by-metadata", "lineage"]
-STRENGTHS: tuple[str, ...] = ("exact", "short-hash", "perceptual", "named-by-metadata", "lineage")
+# "perceptual-partial": a PDQ match through a part of a picture (a crop, the picture above
+# a caption band), see media/crops.py.
+Strength = Literal["exact", "short-hash", "perceptual", "perceptual-partial", "named-by-metadata", "lineage"]
+STRENGTHS: tuple[str, ...] = ("exact", "short-hash", "perceptual", "perceptual-partial", "named-by-metadata",
+                              "lineage")
 
 
 @dataclass(frozen=True)

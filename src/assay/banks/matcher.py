@@ -68,10 +68,29 @@ def split_known_good(matches: list[Match]) -> tuple[list[Match], list[Match]]:
     return findings, known
 
 
-def strength_of(st: signal_types.SignalType, mode: str | None) -> str:
+def strength_of(st: signal_types.SignalType, mode: str | None, *variants: str | None) -> str:
     # A hash read from an image's metadata only says the image NAMES a file with that
     # hash, whatever the hash's own strength.
-    return NAMED_BY_METADATA if mode == NAMED_BY_METADATA else st.strength
+    if mode == NAMED_BY_METADATA:
+        return NAMED_BY_METADATA
+    if st.strength == "perceptual" and any(is_partial(v) for v in variants):
+        return PARTIAL
+    return st.strength
+
+
+PARTIAL = "perceptual-partial"
+# Variants that stand for the whole picture: the 8 rotations/flips and the content
+# inside uniform borders. Every other variant (crop-N, upper-85, uncaptioned ...) is a
+# part of the picture: a match through it says less (media/crops.py).
+_WHOLE = frozenset({"original", "rot90", "rot180", "rot270", "flipx", "flipy", "flipplus", "flipminus",
+                    "mirror", "trimmed", "trimmed-even"})
+
+
+def is_partial(variant: str | None) -> bool:
+    """Whether a PDQ variant hashes only part of the picture."""
+    if not variant:
+        return False
+    return any(part not in _WHOLE for part in variant.split("+"))
 
 
 class Matcher:
@@ -201,11 +220,14 @@ class Matcher:
         *,
         threshold: int | None = None,
         include_low_quality: bool = False,
+        variants: bool = True,
     ) -> list[Match]:
         """Match queries against every enabled bank.
 
         ``threshold`` (Hamming types) overrides each bank's own threshold; without
         it a bank's ``pdq_threshold`` applies, else the signal type's default (31).
+        ``variants=False`` is the strict mode (``--no-variants``): hashes banked for a
+        variant of an image (trimmed, crops ...) are not matched either.
         """
         if not self._loaded:
             self.load()
@@ -213,7 +235,7 @@ class Matcher:
         if not hits:
             return []
         refs = self.store.resolve(sorted({sid for _, _, sid, _ in hits}))
-        return matches_from_hits(hits, refs, threshold)
+        return matches_from_hits(hits, refs, threshold, variants=variants)
 
     def _search(
         self, queries: Sequence[Query], threshold: int | None, include_low_quality: bool
@@ -228,9 +250,13 @@ class Matcher:
         *,
         threshold: int | None = None,
         include_low_quality: bool = False,
+        variants: bool = True,
     ) -> list[Match]:
+        """Match the signals of ONE subject: each bank entry is reported once per signal
+        type, by its strongest match (see ``best_per_entry``)."""
         queries = [Query(s.type, s.value, s.variant, s.quality, s.mode) for s in signals]
-        return self.lookup(queries, threshold=threshold, include_low_quality=include_low_quality)
+        return best_per_entry(
+            self.lookup(queries, threshold=threshold, include_low_quality=include_low_quality, variants=variants))
 
     def size(self) -> dict[str, int]:
         if not self._loaded:
@@ -293,14 +319,18 @@ include_low_quality: bool,
     return [h for hs in per_query for h in hs]
 
 
-def matches_from_hits(hits: Sequence[Hit], refs: dict[int, SignalRef], threshold: int | None) -> list[Match]:
+def matches_from_hits(hits: Sequence[Hit], refs: dict[int, SignalRef], threshold: int | None,
+                      *, variants: bool = True) -> list[Match]:
     """Index hits turned into matches with the banks' metadata (``Store.resolve``):
-    bank thresholds applied, one match per (query, bank, content id, type), nearest first."""
+    bank thresholds applied, one match per (query, bank, content id, type), nearest first.
+    ``variants=False``: hashes banked for a variant of an image are not matched."""
     matches: list[Match] = []
     seen: set[tuple[int, str, str, str]] = set()
     for pos, q, sid, dist in sorted(hits, key=lambda h: (h[3], h[2], h[0])):
         ref = refs.get(sid)
         if ref is None:  # removed since the index saw it
+            continue
+        if not variants and ref.variant is not None:
             continue
         st = signal_types.get(ref.signal_type)
         if st.match == "hamming":
@@ -320,15 +350,30 @@ def matches_from_hits(hits: Sequence[Hit], refs: dict[int, SignalRef], threshold
                 signal_type=ref.signal_type,
                 value=ref.value,
                 distance=dist,
-                strength=strength_of(st, q.mode),
+                strength=strength_of(st, q.mode, q.variant, ref.variant),
                 bank_kind="known-good" if ref.bank_kind == "known-good" else None,
                 query=pos,
                 query_variant=q.variant,
+                bank_variant=ref.variant,
                 note=ref.note,
                 entry_id=ref.entry_id,
             )
         )
     return matches
+
+
+def best_per_entry(matches: list[Match]) -> list[Match]:
+    """One match per (bank, entry, signal type) among matches of one subject: a whole-
+    picture match before a partial one, then the nearest. A near-duplicate also matches
+    through most of its variants (its crops match the banked crops); one line says it."""
+    best: dict[tuple[str, str, str], Match] = {}
+    for m in matches:
+        key = (m.bank, m.content_id, m.signal_type)
+        old = best.get(key)
+        if old is None or (m.strength == PARTIAL, m.distance) < (old.strength == PARTIAL, old.distance):
+            best[key] = m
+    kept = {id(m) for m in best.values()}
+    return [m for m in matches if id(m) in kept]
 
 
 def _store_key(store: Store) -> str:

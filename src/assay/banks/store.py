@@ -280,6 +280,9 @@ class SignalRef:
     bank_pdq_threshold: int | None
     entry_id: int = 0
     bank_kind: str = "flagged"
+    # The banked image's variant this value is the hash of (``bank add --image``: trimmed,
+    # crop-4 ...; entry meta "pdq_variants"), None for the image itself or a listed hash.
+    variant: str | None = None
 
 
 class _Unset:
@@ -1047,13 +1050,13 @@ class Store:
             for i in range(0, len(ids), _IN_CHUNK):
                 q = (
                     sa.select(s.c.id, b.c.name, e.c.content_id, s.c.signal_type, s.c.value, e.c.note, b.c.pdq_threshold,
-                              e.c.id, b.c.kind)
+                              e.c.id, b.c.kind, e.c.meta)
                     .join(e, e.c.id == s.c.entry_id).join(b, b.c.id == s.c.bank_id)
                     .where(s.c.id.in_(ids[i : i + _IN_CHUNK]), e.c.enabled, b.c.enabled)
                 )
                 for r in conn.execute(q):
                     out[int(r[0])] = SignalRef(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], int(r[7]),
-                                               r[8] or "flagged")
+                                               r[8] or "flagged", _banked_variant(r[9], r[4]))
         return out
 
     def bank_thresholds(self) -> dict[int, int | None]:
@@ -1341,6 +1344,15 @@ def _meta(value: Any) -> dict[str, Any] | None:
     if isinstance(value, str):
         value = json.loads(value)
     return value if isinstance(value, dict) else {"value": value}
+
+
+def _banked_variant(meta: Any, value: str) -> str | None:
+    """The variant a banked hash stands for, from its entry's meta ("pdq_variants":
+    value -> name, written by ``bank add --image``); None when not named there."""
+    meta = _meta(meta)
+    named = meta.get("pdq_variants") if meta else None
+    found = named.get(value) if isinstance(named, dict) else None
+    return found if isinstance(found, str) else None
 
 
 def _bank(row: sa.Row[Any]) -> Bank:

@@ -321,7 +321,8 @@ def bank_add(
     signal: Annotated[list[str] | None, typer.Option(help="TYPE:VALUE for other signal types.")] = None,
     image: Annotated[Path | None, typer.Option(help="Hash this image and add its hashes.")] = None,
     no_variants: Annotated[bool, typer.Option(
-        "--no-variants", help="With --image: bank only its plain PDQ, not also the content inside its borders.")] = False,
+        "--no-variants", help="With --image: bank only its plain PDQ, not also the content inside its borders, "
+        "its centred crops and its upper region.")] = False,
     note: Annotated[str | None, typer.Option(help="A note kept with the entry.")] = None,
     db: DbOpt = None,
     json_out: JsonOpt = False,
@@ -342,7 +343,7 @@ def bank_add(
         from ..banks.matcher import LOW_QUALITY
         from ..media import hash_image_file
 
-        h = hash_image_file(image)
+        h = hash_image_file(image, bank_variants=not no_variants)
         if h.quality < LOW_QUALITY:
             # Stored all the same (the examiner chose this image), but it is not looked up
             # by default: such an image's PDQ is mostly flat-area noise and matches loosely.
@@ -353,9 +354,11 @@ def bank_add(
         sig.setdefault("sha256", []).append(h.sha256)
         if not no_variants:
             # The content inside uniform borders/bars, so that a clean copy of a bordered
-            # original matches too (media/trim.py); low-quality ones would match loosely.
-            for variant, (value, quality) in (h.trimmed or {}).items():
-                if "+" not in variant and quality >= LOW_QUALITY and value != h.pdq:
+            # original matches too (media/trim.py), and centred crops and the upper region,
+            # so that a cropped or captioned copy does (media/crops.py); low-quality ones
+            # would match loosely.
+            for variant, (value, quality) in {**(h.trimmed or {}), **(h.bank_regions or {})}.items():
+                if "+" not in variant and quality >= LOW_QUALITY and value != h.pdq and value not in variants:
                     sig["pdq"].append(value)
                     variants[value] = variant
     if not sig:

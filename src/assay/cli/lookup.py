@@ -45,6 +45,19 @@ def hash_cmd(
         raise typer.Exit(1)
 
 
+def _best_per_image(found: list[Any], sources: list[str | None]) -> list[Any]:
+    """The queries of one --image are one subject: each bank entry once, by its best match."""
+    from ..banks.matcher import best_per_entry
+
+    by_image: dict[str, list[Any]] = {}
+    for m in found:
+        src = sources[m.query] if m.query is not None else None
+        if src is not None:
+            by_image.setdefault(src, []).append(m)
+    kept = {id(m) for ms in by_image.values() for m in best_per_entry(ms)}
+    return [m for m in found if id(m) in kept or m.query is None or sources[m.query] is None]
+
+
 def _not_image(rec: Any) -> Any:
     from ..report.schema import ErrorInfo
 
@@ -63,7 +76,8 @@ def match(
     threshold: Annotated[int | None, typer.Option(help="PDQ distance threshold (overrides banks).")] = None,
     dihedral: Annotated[bool, typer.Option(help="With --image: match all 8 rotations/flips.")] = False,
     no_variants: Annotated[bool, typer.Option(
-        "--no-variants", help="With --image: no extra query for the content inside borders/bars.")] = False,
+        "--no-variants", help="Strict: no extra queries for an --image's mirror, borders, crops or caption "
+        "band, and no match through hashes banked for such variants.")] = False,
     include_low_quality: Annotated[bool, typer.Option(help="Match low-quality PDQ hashes.")] = False,
     db: DbOpt = None,
     json_out: JsonOpt = False,
@@ -95,7 +109,7 @@ def match(
             for variant, value in (h.dihedral or {}).items():
                 if variant != "original":
                     queries.append(Query("pdq", value, variant, h.quality))
-            for variant, (value, quality) in (h.trimmed or {}).items():
+            for variant, (value, quality) in {**(h.trimmed or {}), **(h.regions or {})}.items():
                 queries.append(Query("pdq", value, variant, quality))
             sources += [str(f)] * (len(queries) - len(sources))
     if not queries:
@@ -105,7 +119,9 @@ def match(
     skipped = [skip_reason(q, include_low_quality) for q in queries]
     with _store(db) as store:
         matcher = Matcher(store)
-        found = matcher.lookup(queries, threshold=threshold, include_low_quality=include_low_quality)
+        found = matcher.lookup(queries, threshold=threshold, include_low_quality=include_low_quality,
+                               variants=not no_variants)
+    found = _best_per_image(found, sources)
     if json_out:
         qs: list[dict[str, Any]] = []
         for q, why, src in zip(queries, skipped, sources, strict=True):

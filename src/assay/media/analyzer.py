@@ -69,8 +69,10 @@ class ImageHashAnalyzer:
                     mode=hashes.pdq_mode,
                 )
             )
-        # The content inside uniform borders/bars: its own quality decides whether it is matched.
-        for variant, (value, quality) in (hashes.trimmed or {}).items():
+        # The content inside uniform borders/bars and the regions of media/crops.py (a
+        # mirror, small crops, the picture above a caption): each one's own quality
+        # decides whether it is matched.
+        for variant, (value, quality) in {**(hashes.trimmed or {}), **(hashes.regions or {})}.items():
             record.signals.append(
                 SignalValue(type="pdq", value=value, quality=quality, variant=variant, mode=hashes.pdq_mode)
             )

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from ..config import Limits
 from ..errors import InputError, TooLarge
-from . import decode
-from .pdq import PdqResult, fast_pdq, luma_of, reference_pdq
+from . import crops, decode, trim
+from .pdq import PdqResult, fast_pdq, fast_pdq_box, luma_of, reference_pdq
 from .trim import Box, content_boxes
 
 PdqMode = Literal["fast", "reference"]
@@ -45,6 +47,12 @@ class ImageHashes:
     trimmed: dict[str, tuple[str, int]] | None = None
     # variant -> share of the height/width cut from top, bottom, left, right
     trim_margins: dict[str, tuple[float, float, float, float]] | None = None
+    # PDQ of regions queried beside the whole image (media/crops.py: small centred crops,
+    # the upper region, the picture beside a caption band): variant -> (hex, quality)
+    regions: dict[str, tuple[str, int]] | None = None
+    # PDQ of regions banked beside the whole image (``bank_variants``: centred crops, the
+    # upper region): variant -> (hex, quality)
+    bank_regions: dict[str, tuple[str, int]] | None = None
 
     @property
     def low_quality(self) -> bool:
@@ -65,11 +73,14 @@ def hash_image_bytes(
     dihedral: bool = False,
     limits: Limits = DEFAULT_LIMITS,
     variants: bool = True,
+    bank_variants: bool = False,
     share: dict[str, Any] | None = None,
 ) -> ImageHashes:
     """Hash an image held in memory. Raises UnsupportedFormat, DecodeError or TooLarge
     (each naming ``path`` and the reason); never anything else for bad input.
-    ``variants`` adds the PDQ of the content inside uniform borders, if there are any.
+    ``variants`` adds the PDQ of the content inside uniform borders, if there are any,
+    and of the regions a query is looked up by (``regions``); ``bank_variants`` the
+    regions an image being banked is stored with (``bank_regions``).
     ``share`` receives, under SHARED_IMAGE, the decoded full-size image when hashing
     decoded one (PNG, WebP, BMP, small JPEGs), so that later analyses of the same
     file need not decode it again."""
@@ -79,17 +90,29 @@ def hash_image_bytes(
     result: PdqResult
     trimmed: dict[str, PdqResult] = {}
     boxes: dict[str, Box] = {}
+    regions: dict[str, PdqResult] = {}
+    bank_regions: dict[str, PdqResult] = {}
     if mode == "reference":
         pixels, oriented = decode.reference_pixels(opened, exif_transpose)
         result = reference_pdq(pixels, dihedral=dihedral)
+        if variants:
+            mirrored = reference_pdq(pixels[:, ::-1])
         shape = pixels.shape[:2]
         if variants:
             boxes = content_boxes(luma_of(pixels))
             for name, box in boxes.items():
                 trimmed[name] = reference_pdq(pixels[box.top:box.bottom, box.left:box.right], dihedral=dihedral)
+        ph, pw = shape
+        wanted = _region_boxes(luma_of(pixels) if variants else None, ph, pw, variants, bank_variants)
+        for out, named in zip((regions, bank_regions), wanted, strict=True):
+            for name, box4 in named.items():
+                t, b, lft, r = (round(v) for v in box4)
+                out[name] = reference_pdq(pixels[t:b, lft:r])
     else:
         reduced, oriented = decode.reduced_luma(opened, exif_transpose)
         result = fast_pdq(reduced.luma, reduced.orig_size, reduced.block, dihedral=dihedral)
+        if variants:
+            mirrored = fast_pdq(reduced.luma[:, ::-1], reduced.orig_size, reduced.block)
         shape = reduced.luma.shape
         if variants:
             boxes = content_boxes(reduced.luma)
@@ -99,6 +122,17 @@ def hash_image_bytes(
                 # the kept region in original pixels (a block at the far edge may be partial)
                 size = (min(sub.shape[1] * bx, reduced.orig_size[0]), min(sub.shape[0] * by, reduced.orig_size[1]))
                 trimmed[name] = fast_pdq(sub, size, reduced.block, dihedral=dihedral)
+        ow, oh = reduced.orig_size
+        wanted = _region_boxes(reduced.luma if variants else None, oh, ow, variants, bank_variants)
+        for out, named in zip((regions, bank_regions), wanted, strict=True):
+            for name, box4 in named.items():
+                out[name] = fast_pdq_box(reduced.luma, reduced.orig_size, reduced.block, box4)
+    if variants and not dihedral:
+        # A left-right mirror is the commonest flip: queried by default, hashed from the
+        # mirrored pixels (PDQ's sampling is not quite symmetric: its DCT-domain flip,
+        # "flipy" of ``dihedral``, lands up to 68 bits from the mirror's own hash on
+        # 256-px photos); the other rotations/flips only with ``dihedral``.
+        regions = {"mirror": mirrored, **regions}
     md5, sha256 = file_digests(data)
     if share is not None and (full := decode.full_image(opened)) is not None:
         share[SHARED_IMAGE] = full
@@ -118,7 +152,21 @@ def hash_image_bytes(
         dihedral=result.dihedral,
         trimmed=_trimmed_variants(trimmed),
         trim_margins={n: b.margins(*shape) for n, b in boxes.items()} or None,
+        # Regions of low quality are left out: flat parts match loosely (never matched,
+        # not even with --include-low-quality, and not worth a line in a report).
+        regions={n: (r.hex, r.quality) for n, r in regions.items() if r.quality >= LOW_QUALITY} or None,
+        bank_regions={n: (r.hex, r.quality) for n, r in bank_regions.items() if r.quality >= LOW_QUALITY} or None,
     )
+
+
+def _region_boxes(
+    luma: object, height: int, width: int, variants: bool, bank_variants: bool
+) -> tuple[dict[str, crops.PixelBox], dict[str, crops.PixelBox]]:
+    """(query regions, bank regions) in pixels of an image ``height`` x ``width``."""
+    query = crops.query_boxes(np.asarray(luma), height, width) if variants and luma is not None else {}
+    bank = crops.bank_boxes(height, width) if bank_variants else {}
+    small = min(height, width) < 4 * trim.MIN_LINE  # nothing worth cutting
+    return ({} if small else query), ({} if small else bank)
 
 
 def _trimmed_variants(results: dict[str, PdqResult]) -> dict[str, tuple[str, int]] | None:
@@ -162,6 +210,7 @@ def hash_image_file(
     dihedral: bool = False,
     limits: Limits = DEFAULT_LIMITS,
     variants: bool = True,
+    bank_variants: bool = False,
 ) -> ImageHashes:
     """Hash an image file: one bounded read, then everything from memory."""
     data = read_limited(path, limits.max_image_bytes)
@@ -173,4 +222,5 @@ def hash_image_file(
         dihedral=dihedral,
         limits=limits,
         variants=variants,
+        bank_variants=bank_variants,
     )

@@ -34,13 +34,15 @@ class SignalValue(Record):
     mode: str | None = None  # how it was computed, e.g. pdq "fast" or "reference"
 
 
-Strength = Literal["exact", "short-hash", "perceptual", "named-by-metadata", "lineage"]
+Strength = Literal["exact", "short-hash", "perceptual", "perceptual-partial", "named-by-metadata", "lineage"]
 
 
 class Match(Record):
     """One bank entry matched. ``strength`` says how much the match is worth (see
     assay.signals: "exact" a full cryptographic hash, "short-hash" a truncated hash or
-    checksum that can collide, "perceptual" a PDQ near-duplicate, "named-by-metadata"
+    checksum that can collide, "perceptual" a PDQ near-duplicate, "perceptual-partial" a
+    PDQ match through part of a picture (a crop, the picture above a caption band: see
+    ``query_variant`` and ``bank_variant``), "named-by-metadata"
     a hash the file's metadata names, "lineage" weight-fingerprint lineage).
     ``query`` is the position of the query that matched: an index into ``queries``
     (``assay match``) or into the record's ``signals`` (a file record)."""
@@ -53,7 +55,8 @@ class Match(Record):
     strength: Strength
     bank_kind: Literal["known-good"] | None = None  # set on hits in a known-good bank (e.g. NSRL)
     query: int | None = None
-    query_variant: str | None = None  # which dihedral variant of the subject matched
+    query_variant: str | None = None  # which variant of the subject matched (rot90, trimmed, crop-1 ...)
+    bank_variant: str | None = None  # which variant of the banked image matched (trimmed, crop-4 ...)
     note: str | None = None
     # The store's integer id of the entry, for HMA-compatible answers; never in reports.
     entry_id: int | None = Field(default=None, exclude=True)

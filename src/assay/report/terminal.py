@@ -27,6 +27,7 @@ STRENGTH_TEXT = {
     "exact": "exact",
     "short-hash": "weak: short hash, can collide",
     "perceptual": "perceptual (near-duplicate)",
+    "perceptual-partial": "partial: part of the picture (crop or caption band); check by eye",
     "named-by-metadata": "named by metadata (a claim, not the file's bytes)",
     "lineage": "lineage (weights)",
 }
@@ -50,9 +51,9 @@ def matches_table(matches: Sequence[Match], title: str | None = None) -> Table:
             safe(m.bank) + (Text(" (known-good)") if m.bank_kind == "known-good" else Text("")),
             safe(m.content_id),
             m.signal_type,
-            Text(strength_text(m.strength), style="yellow" if m.strength == "short-hash" else ""),
+            Text(strength_text(m.strength), style="yellow" if m.strength in ("short-hash", "perceptual-partial") else ""),
             str(m.distance),
-            m.query_variant or "",
+            " / ".join(v for v in (m.query_variant, m.bank_variant and f"bank {m.bank_variant}") if v),
             safe(m.note or "", 60),
         ]
         t.add_row(*row)

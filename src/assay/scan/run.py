@@ -182,6 +182,7 @@ def run_scan(
                     rec.signals,
                     threshold=threshold,
                     include_low_quality=settings.include_low_quality,
+                    variants=settings.variants,
                 ))
             rec.matches += findings
             if known:

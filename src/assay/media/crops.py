@@ -1,0 +1,134 @@
+"""Crops and caption bands: which regions of an image get a PDQ hash of their own.
+
+PDQ does not survive geometry. Measured on the shared photos (bench/measure_crops.py):
+a centred crop of 0.5% per side already moves the hash by a median of 14 bits (up to 72
+on 256-px photos), 1% by 28, 2% by 46; a 1% cut from one side by 20. So a crop is found
+only when some hashed region of the query lies within about 0.25-0.5% of a side of some
+hashed region of the original. Two grids make that affordable:
+
+* the **bank** side (``bank add --image``) hashes centred crops of the original at
+  ``BANK_CROPS`` (2, 4, ..., 10% cut from each side: five more index entries);
+* the **query** side (``scan``, ``match --image``) hashes centred crops of the query at
+  ``QUERY_CROPS`` (0.4, 0.8, 1.2, 1.6%), and a crop of a crop is a crop: the query's
+  crop of q of an upload cut c from each side is the original cut by ~c + q, so every cut
+  up to ~11.6% is within 0.2% of some query crop of some banked crop. Steps of 0.4% are
+  one pixel on a 256-px photo, where one pixel off moves PDQ by up to 50 bits.
+
+Caption bands over the bottom of the picture: text laid *over* the picture (up to
+``UPPER_SHARE`` of the height) leaves the upper region intact, so both sides hash the
+upper 85% (``upper-85``); a band *appended* below (or above) the picture is found
+like a border whose rows are mostly its background colour with some text
+(``caption_rows``) and the picture beside it is hashed (``uncaptioned``,
+``uncaptioned-top``).
+
+A match through any of these says so (``query_variant`` and the bank's own variant):
+it is a weaker claim than a plain PDQ match, see banks/matcher.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import trim
+
+#: Shares of each side cut by the banked centred crops (bank side).
+BANK_CROPS: tuple[float, ...] = (0.02, 0.04, 0.06, 0.08, 0.10)
+#: Shares of each side cut by the query's own centred crops (query side).
+QUERY_CROPS: tuple[float, ...] = (0.004, 0.008, 0.012, 0.016)
+#: The upper region both sides hash: a caption over the bottom 15% leaves it intact.
+UPPER_SHARE = 0.85
+
+# Caption band detection (an appended band: a background colour with lines of text).
+BAND_SHARE = 0.5  # a band row has at least this share of pixels at the band colour (text: the rest)
+INK = 80.0  # grey levels from the band colour: a pixel of text
+INK_SHARE = 0.02  # a row with at least this share of ink pixels holds text
+INK_ROWS = 0.2  # a band has text in at least this share of its rows (a sky has none)
+BAND_CONTENT_RUN = 6  # this many consecutive non-band rows end the band
+MAX_BAND_SHARE = 0.35  # a band is at most this share of the height
+MIN_BAND_SHARE = 0.03  # thinner bands move PDQ little and are left alone
+
+#: Box in (possibly fractional) pixels: (top, bottom, left, right), rows [top, bottom), cols [left, right).
+PixelBox = tuple[float, float, float, float]
+
+
+def _name(prefix: str, share: float) -> str:
+    pct = round(share * 100, 1)
+    return f"{prefix}-{pct:g}"
+
+
+def centred_box(height: int, width: int, share: float) -> PixelBox:
+    # Whole pixels: a fractional edge resamples (blurs) the picture, which moved PDQ
+    # more on 256-px photos than the half pixel rounding does (bench/measure_crops.py).
+    dy, dx = round(share * height), round(share * width)
+    return (dy, height - dy, dx, width - dx)
+
+
+def upper_box(height: int, width: int, share: float = UPPER_SHARE) -> PixelBox:
+    return (0, round(share * height), 0, width)
+
+
+def bank_boxes(height: int, width: int) -> dict[str, PixelBox]:
+    """Regions of an image being banked, beyond the whole image: centred crops and the
+    upper region."""
+    out = {_name("crop", s): centred_box(height, width, s) for s in BANK_CROPS}
+    out[_name("upper", UPPER_SHARE)] = upper_box(height, width)
+    return out
+
+
+def query_boxes(luma: np.ndarray, height: int, width: int) -> dict[str, PixelBox]:
+    """Regions of a query image (``height`` x ``width`` original pixels; ``luma`` the
+    possibly reduced plane, for band detection) beyond the whole image."""
+    out = {_name("crop", s): centred_box(height, width, s) for s in QUERY_CROPS}
+    out[_name("upper", UPPER_SHARE)] = upper_box(height, width)
+    top, bottom = caption_rows(luma)
+    h_r = np.asarray(luma).shape[0]
+    # One variant per band: a picture whose own top looks like a band (dark space, a
+    # flat sky with a bird) must not spoil the cut at a real caption below it.
+    if bottom:
+        out["uncaptioned"] = (0, height - round(bottom * height / h_r), 0, width)
+    if top:
+        out["uncaptioned-top"] = (round(top * height / h_r), height, 0, width)
+    return out
+
+
+def _band_rows(lines: np.ndarray, limit: int) -> int:
+    """How many leading rows of ``lines`` form a caption band: the outermost row is
+    uniform (a band's padding), then rows stay mostly (``BAND_SHARE``) of its colour
+    until ``BAND_CONTENT_RUN`` rows in a row are not."""
+    if lines.shape[0] < 2 or lines.shape[1] < trim.MIN_LINE:
+        return 0
+    colour = np.float32(np.median(lines[0]))
+    dev = np.abs(lines[:limit] - colour)
+    if (dev[0] <= trim.TOLERANCE).mean() < trim.SHARE:
+        return 0
+    # A band's background is flat: a good share of every row, text or not, stays within a
+    # few grey levels of its colour; a gradient (a sky) drifts away from it.
+    band = (dev <= trim.MEDIAN_TOLERANCE).mean(axis=1) >= BAND_SHARE
+    run = 0
+    for i, is_band in enumerate(band.tolist()):
+        run = 0 if is_band else run + 1
+        if run == BAND_CONTENT_RUN:
+            stop = i - BAND_CONTENT_RUN + 1
+            break
+    else:
+        return 0  # no picture within reach: not a band beside a picture
+    inked = (dev[:stop] > INK).mean(axis=1) >= INK_SHARE
+    if stop == 0 or inked.mean() < INK_ROWS:
+        return 0  # a flat strip with no text is a margin (media/trim.py) or a flat picture
+    # The picture's edge: the biggest change of the row means near the stop.
+    lo = max(1, stop - trim.REFINE)
+    means = lines[lo - 1:stop + 1].mean(axis=1)
+    return int(lo + int(np.argmax(np.abs(np.diff(means)))))
+
+
+def caption_rows(luma: np.ndarray) -> tuple[int, int]:
+    """Rows of an appended caption band at the (top, bottom) of a (H, W) luma plane, 0
+    where there is none. Bands thinner than ``MIN_BAND_SHARE`` and plain uniform
+    strips (margins: media/trim.py) are not reported."""
+    plane = np.asarray(luma, dtype=np.float32)
+    if plane.ndim != 2 or plane.shape[0] < 4 * trim.MIN_LINE or plane.shape[1] < 4 * trim.MIN_LINE:
+        return (0, 0)
+    h = plane.shape[0]
+    limit = int(h * MAX_BAND_SHARE)
+    top, bottom = _band_rows(plane, limit), _band_rows(plane[::-1], limit)
+    return (top if top >= MIN_BAND_SHARE * h else 0, bottom if bottom >= MIN_BAND_SHARE * h else 0)

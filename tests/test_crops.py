@@ -1,0 +1,198 @@
+"""Crops, mirrors and caption bands (issue #23): the regions of media/crops.py.
+
+The full evaluation is bench/eval_crops.py; here the same code (tests/crop_eval.py) runs
+on fewer photos and rewrites, and what a person sees (scan, match, bank add, export and
+import) is checked on generated images.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageOps
+from typer.testing import CliRunner
+
+import crop_eval
+from assay.cli import app
+from assay.media import decode
+from assay.media.crops import caption_rows
+from assay.media.hashes import DEFAULT_LIMITS, hash_image_bytes
+from assay.media.pdq import fast_pdq, fast_pdq_box, hamming, luma_of, reference_pdq
+
+runner = CliRunner()
+
+
+def _photo_like(h: int, w: int, seed: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    rgb = np.stack([128 + 70 * np.sin(x / rng.uniform(7, 15) + c) * np.cos(y / rng.uniform(9, 17))
+                    + 30 * np.sin((x + y) / rng.uniform(20, 40)) for c in range(3)], axis=-1)
+    return Image.fromarray(np.clip(rgb + rng.normal(0, 8, rgb.shape), 0, 255).astype(np.uint8))
+
+
+# ------------------------------------------------------------------ building blocks
+
+
+def test_a_box_hash_is_the_hash_of_the_cropped_image() -> None:
+    """fast_pdq_box on a reduced plane == hashing the crop (within fast mode's few bits),
+    with edges inside a reduced block."""
+    im = _photo_like(1200, 1600, seed=1)
+    data = crop_eval.encode(im, "JPEG", 92)
+    reduced, _ = decode.reduced_luma(decode.open_image(data, "x.jpg", DEFAULT_LIMITS))
+    assert reduced.block[0] > 1  # the case that needs sub-block edges
+    w, h = reduced.orig_size
+    assert fast_pdq_box(reduced.luma, reduced.orig_size, reduced.block, (0, h, 0, w)).hex == \
+        fast_pdq(reduced.luma, reduced.orig_size, reduced.block).hex
+    pixels = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    for box in ((61, 1133, 37, 1515), (0, 1020, 203, 1600), (5, 1195, 3, 1597)):
+        t, b, lft, r = box
+        got = fast_pdq_box(reduced.luma, reduced.orig_size, reduced.block, box).hex
+        assert hamming(got, reference_pdq(pixels[t:b, lft:r]).hex) <= 12, box
+    with pytest.raises(ValueError, match="outside"):
+        fast_pdq_box(reduced.luma, reduced.orig_size, reduced.block, (0, h + 1, 0, w))
+
+
+def _band(im: Image.Image, share: float, colour: tuple[int, int, int], top: bool = False) -> Image.Image:
+    w, h = im.size
+    bh = round(h * share / (1 - share))
+    out = Image.new("RGB", (w, h + bh), colour)
+    out.paste(im, (0, bh if top else 0))
+    draw = ImageDraw.Draw(out)
+    ink = (0, 0, 0) if sum(colour) > 380 else (255, 255, 255)
+    y0 = 0 if top else h
+    for k in range(8):  # "words": a third of a text row is ink
+        x = 20 + k * (w - 40) // 8
+        draw.rectangle((x, y0 + bh // 3, x + (w - 40) // 24, y0 + 2 * bh // 3), fill=ink)
+    return out
+
+
+@pytest.mark.parametrize("colour", [(255, 255, 255), (0, 0, 0), (230, 200, 40)])
+@pytest.mark.parametrize("top", [False, True])
+def test_caption_bands_are_found_to_the_row(colour: tuple[int, int, int], top: bool) -> None:
+    im = _photo_like(300, 400, seed=2)
+    luma = luma_of(np.asarray(_band(im, 0.12, colour, top)))
+    band = round(300 * 0.12 / 0.88)
+    found = caption_rows(luma)
+    assert found == ((band, 0) if top else (0, band))
+
+
+def test_no_caption_band_on_pictures_skies_or_plain_margins() -> None:
+    assert caption_rows(luma_of(np.asarray(_photo_like(300, 400, seed=3)))) == (0, 0)
+    t = np.linspace(0, 1, 300)[:, None]
+    sky = np.broadcast_to(120 + 100 * t, (300, 400)) + np.random.default_rng(4).normal(0, 2, (300, 400))
+    assert caption_rows(sky.astype(np.float32)) == (0, 0)  # a gradient has no text
+    framed = np.asarray(ImageOps.expand(_photo_like(200, 300, seed=5), border=30, fill=(255, 255, 255)))
+    assert caption_rows(luma_of(framed)) == (0, 0)  # a plain border is a margin (trim.py), not a caption
+
+
+def test_regions_are_hashed_only_when_asked_and_never_flat() -> None:
+    data = crop_eval.encode(_photo_like(300, 400, seed=6))
+    h = hash_image_bytes(data, bank_variants=True)
+    assert set(h.regions or {}) >= {"mirror", "crop-0.4", "crop-0.8", "crop-1.2", "crop-1.6", "upper-85"}
+    assert set(h.bank_regions or {}) == {"crop-2", "crop-4", "crop-6", "crop-8", "crop-10", "upper-85"}
+    strict = hash_image_bytes(data, variants=False)
+    assert strict.regions is None and strict.bank_regions is None
+    flat = hash_image_bytes(crop_eval.encode(Image.new("RGB", (300, 200), (90, 90, 90))), bank_variants=True)
+    assert flat.regions is None and flat.bank_regions is None
+
+
+# ------------------------------------------------------------------ evaluation (reduced)
+
+
+@pytest.mark.shared
+def test_rewrites_of_shared_photos_match(testdata: Path) -> None:
+    photos = crop_eval.photos(testdata, limit=5)
+    groups = {g: crop_eval.GROUPS[g] for g in ("mirror", "caption bands (up to 15%)", "centred crops (up to 10% a side)")}
+    results = crop_eval.evaluate(photos, groups, formats=(("JPEG", 80),))
+    assert results["mirror"].found == results["mirror"].total, results["mirror"].misses
+    caps = results["caption bands (up to 15%)"]
+    assert caps.found == caps.total, caps.misses
+    crops = results["centred crops (up to 10% a side)"]
+    assert crops.found >= 0.95 * crops.total, crops.misses
+    assert any("crop" in how for how in crops.how)  # found through the crop variants
+
+
+@pytest.mark.shared
+def test_regions_add_no_false_match_among_unrelated_images(testdata: Path) -> None:
+    fm = crop_eval.false_matches(crop_eval.unrelated(testdata))
+    assert fm.compared >= 10_000  # pairs really looked up (flat skies have no hash to match)
+    assert fm.variants <= fm.plain
+
+
+# ------------------------------------------------------------------ what a person sees
+
+
+def _run(db: Path, *args: str) -> tuple[int, str]:
+    res = runner.invoke(app, ["--db", str(db), *args])
+    return res.exit_code, res.stdout
+
+
+def _record(out: str) -> dict:
+    return next(json.loads(line) for line in out.splitlines() if '"assay.file/1"' in line)
+
+
+def test_a_cropped_copy_matches_as_partial_and_says_how(tmp_path: Path) -> None:
+    im = _photo_like(480, 640, seed=7)
+    im.save(tmp_path / "original.png")
+    case = tmp_path / "case"
+    case.mkdir()
+    w, h = im.size
+    im.crop((38, 29, w - 38, h - 29)).save(case / "cropped.jpg", quality=90)  # ~6% a side
+    ImageOps.mirror(im).save(case / "mirrored.jpg", quality=90)
+    db = tmp_path / "s.sqlite3"
+    assert _run(db, "bank", "create", "known", "--create")[0] == 0
+    code, _ = _run(db, "bank", "add", "known", "--content-id", "orig", "--image", str(tmp_path / "original.png"))
+    assert code == 0
+    code, out = _run(db, "scan", str(case), "--json", "--workers", "1")
+    assert code == 0
+    recs = {Path(r["path"]).name: r for r in map(json.loads, out.splitlines()) if r.get("schema") == "assay.file/1"}
+    crop_m = [m for m in recs["cropped.jpg"]["matches"] if m["signal_type"] == "pdq"]
+    assert len(crop_m) == 1  # one line per entry, its best match
+    assert crop_m[0]["strength"] == "perceptual-partial"
+    assert crop_m[0]["bank_variant"].startswith("crop-")
+    mirror_m = [m for m in recs["mirrored.jpg"]["matches"] if m["signal_type"] == "pdq"]
+    assert [(m["query_variant"], m["strength"]) for m in mirror_m] == [("mirror", "perceptual")]
+    # strict: neither the query's variants nor the banked ones
+    code, out = _run(db, "scan", str(case), "--json", "--workers", "1", "--no-variants")
+    assert code == 0
+    for line in out.splitlines():
+        rec = json.loads(line)
+        if rec.get("schema") == "assay.file/1":
+            assert not rec.get("matches"), rec["path"]
+    # text: the analyst is told the match is partial
+    code, out = _run(db, "match", "--image", str(case / "cropped.jpg"))
+    assert code == 0 and "partial" in out and "bank crop-" in out and "Traceback" not in out
+
+
+def test_variant_labels_survive_export_and_import(tmp_path: Path) -> None:
+    im = _photo_like(480, 640, seed=8)
+    im.save(tmp_path / "original.png")
+    w, h = im.size
+    im.crop((26, 19, w - 26, h - 19)).save(tmp_path / "cropped.jpg", quality=90)
+    db = tmp_path / "s.sqlite3"
+    assert _run(db, "bank", "create", "src", "--create")[0] == 0
+    assert _run(db, "bank", "add", "src", "--content-id", "orig", "--image", str(tmp_path / "original.png"))[0] == 0
+    assert _run(db, "bank", "export", "src", "-o", str(tmp_path / "src.jsonl"))[0] == 0
+    assert _run(db, "bank", "disable", "src")[0] == 0
+    assert _run(db, "bank", "import", "dst", str(tmp_path / "src.jsonl"), "--create")[0] == 0
+    code, out = _run(db, "match", "--image", str(tmp_path / "cropped.jpg"), "--json")
+    assert code == 0
+    found = [m for m in json.loads(out)["matches"] if m["signal_type"] == "pdq"]
+    assert [(m["bank"], m["strength"]) for m in found] == [("dst", "perceptual-partial")]
+    assert found[0]["bank_variant"].startswith("crop-")
+
+
+def test_caption_over_a_picture_matches_through_the_upper_region(tmp_path: Path) -> None:
+    im = _photo_like(400, 600, seed=9)
+    data = crop_eval.encode(im, "PNG")
+    banked = crop_eval.bank_hashes(hash_image_bytes(data, bank_variants=True))
+    captioned = crop_eval.caption_over(0.14, "opaque")(im, random.Random(0))
+    q = hash_image_bytes(crop_eval.encode(captioned))
+    d, qv, bv = crop_eval.best(crop_eval.query_hashes(q), banked)
+    assert d <= 31 and (qv, bv) == ("upper-85", "upper-85")
+    assert hamming(q.pdq, hash_image_bytes(data).pdq) > 31  # plain PDQ alone misses it

@@ -43,9 +43,11 @@ def _bound(text, sa, q, p, k, upper):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def maximal_matches(text, sa, q, min_bytes, k):  # type: ignore[no-untyped-def]
+def maximal_matches(text, sa, q, min_bytes, k, max_hits):  # type: ignore[no-untyped-def]
     """Every maximal exact match of at least ``min_bytes`` between the query ``q`` and
-    ``text``: rows (query start, query end, text start)."""
+    ``text``: rows (query start, query end, text start). ``max_hits`` > 0 skips seeds
+    that occur more often than that (the pieces of near-verbatim passages: a common
+    phrase would cost time and join nothing); 0 finds everything."""
     n = text.shape[0]
     m = q.shape[0]
     step = min_bytes - k + 1
@@ -56,6 +58,9 @@ def maximal_matches(text, sa, q, min_bytes, k):  # type: ignore[no-untyped-def]
     while p + k <= m:
         lo = _bound(text, sa, q, p, k, False)
         hi = _bound(text, sa, q, p, k, True) if lo < sa.shape[0] else lo
+        if max_hits > 0 and hi - lo > max_hits:
+            p += step
+            continue
         lim = p - step
         for j in range(lo, hi):
             t = np.int64(sa[j])

@@ -121,14 +121,16 @@ def seed_length(min_chars: int) -> int:
     return max(1, min(32, min_chars // 2))
 
 
-def _scan(index: TextIndex, qy: _Query, min_bytes: int) -> list[tuple[Shard, np.ndarray]]:
-    """Raw maximal byte matches of at least ``min_bytes``, per shard."""
+def _scan(index: TextIndex, qy: _Query, min_bytes: int, max_hits: int = 0) -> list[tuple[Shard, np.ndarray]]:
+    """Raw maximal byte matches of at least ``min_bytes``, per shard (all of them, or
+    those with a seed of at most ``max_hits`` places)."""
     from ._kernel import maximal_matches
 
     if len(qy.q) < min_bytes:
         return []
     k = seed_length(min_bytes)
-    return [(shard, maximal_matches(shard.text, shard.sa, qy.q, min_bytes, k)) for shard in index.shards]
+    return [(shard, maximal_matches(shard.text, shard.sa, qy.q, min_bytes, k, max_hits))
+            for shard in index.shards]
 
 
 def exact_matches(index: TextIndex, text: str | _Query, min_chars: int = DEFAULT_MIN_CHARS,
@@ -203,7 +205,7 @@ def check(index: TextIndex, text: str, *, path: str = "", min_chars: int = DEFAU
     if min_chars < 1:
         raise ValueError("min_chars must be at least 1")
     qy = _query(text)
-    scanned = _scan(index, qy, anchor_chars(min_chars) if near else min_chars)
+    scanned = _scan(index, qy, min_chars)
     _, found = exact_matches(index, qy, min_chars, scanned)
     groups: dict[tuple[int, int], list[Source]] = {}
     for qa, qe, src in found:
@@ -214,7 +216,13 @@ def check(index: TextIndex, text: str, *, path: str = "", min_chars: int = DEFAU
         srcs.sort(key=lambda x: (x.work, x.start))
         spans.append(Span(s, e, "exact", 1.0, 0, srcs, qa, qe))
     if near:
-        spans = sorted(spans + _near_spans(qy, scanned, min_chars), key=lambda s: (s.start, -s.end, s.kind))
+        from .near import PIECE_MAX_PLACES
+
+        # pieces: the exact spans, and shorter matches whose seed is not a common phrase
+        pieces = _scan(index, qy, anchor_chars(min_chars), PIECE_MAX_PLACES) if anchor_chars(min_chars) < min_chars else scanned
+        merged = [(sh, np.unique(np.concatenate([ex, rows]), axis=0) if len(rows) else ex)
+                  for (sh, ex), (_, rows) in zip(scanned, pieces, strict=True)]
+        spans = sorted(spans + _near_spans(qy, merged, min_chars), key=lambda s: (s.start, -s.end, s.kind))
     titles = {w.id: w.title for w in index.works()} if spans else {}
     return _result(path, text, spans, titles, min_chars)
 

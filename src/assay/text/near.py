@@ -2,8 +2,9 @@
 order in the checked text and in the work, separated by small edits (a changed
 spelling, punctuation, a few words), joined into one passage.
 
-The pieces are the maximal exact matches of at least ``anchor_chars`` (half the
-minimum span, at least 20); gaps of at most ``MAX_GAP`` characters on either side
+The pieces are the exact spans and the maximal exact matches of at least
+``anchor_chars`` (half the minimum span, at least 20) whose seed occurs at no more than
+``PIECE_MAX_PLACES`` places of a shard; gaps of at most ``MAX_GAP`` characters on either side
 join them. A passage is reported when its pieces add up to at least the minimum span
 length and its similarity, 2 x (characters in pieces) / (passage length in the text
 + passage length in the work), is at least ``MIN_SIMILARITY``. Changed words are
@@ -18,6 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_GAP = 40  # normalised bytes between two pieces, on either side
+# A seed found at more places than this in a shard (a common phrase) yields no pieces:
+# the cost of extending every place grows with the corpus, and such places seldom join.
+PIECE_MAX_PLACES = 256
 MIN_SIMILARITY = 0.75
 _WORD = re.compile(r"\w+|[^\w\s]")
 

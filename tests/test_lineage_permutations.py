@@ -361,3 +361,21 @@ def test_old_bank_rows_and_ordinary_fine_tunes_skip_alignment(
     rep = query(fs, fingerprint_arrays(permuted), tensors=canonical_arrays(permuted), index=idx)
     assert [s.entry for s in rep.same] == ["flagged/new"] and calls
     store.close()
+
+
+def test_merge_over_a_permuted_base_is_found(models: dict[str, Arrays]) -> None:
+    """0.9 A + 0.1 B, then permuted: aligned against A, the merge and its ratios show.
+    (Evenly balanced merges of permuted models are out of reach: the suspect's units are
+    then no closer to A's than to anything else.)"""
+    a, b = models["bert"], models["bert-other"]
+    merged = {k: (0.9 * a[k] + 0.1 * b[k]).astype(np.float32) for k in a}
+    suspect = _rewrite("all-transformer", merged, 11)
+    bank = [BankModel("bases", "A", "base", fingerprint_arrays(a)),
+            BankModel("bases", "B", "base", fingerprint_arrays(b))]
+    assert not any(m.component == "layers" for m in _ask(suspect, bank, with_weights=False).merges)
+    rep = _ask(suspect, bank)
+    layers = [m for m in rep.merges if m.component == "layers"]
+    assert layers, rep.explanations()
+    assert abs(layers[0].parts["bases/A"] - 0.9) <= 0.05 and abs(layers[0].parts["bases/B"] - 0.1) <= 0.05
+    assert "after undoing the permutation" in layers[0].explanation
+    assert not rep.same

@@ -73,6 +73,7 @@ __all__ = [
 # a match counts; unrelated rows measure 0.82-1.6 (4 to 1536 units, 5-6 features).
 ACCEPT = 0.5
 SCALE_TOL = 0.01  # per-unit factors within 1% of 1 are rounding, not a rescaling
+RESCALE_SPREAD = 0.05  # std of log factors below which rows share one factor (not rescaled)
 CACHE_BYTES = 512 * 1024 * 1024  # suspect tensors kept decoded while aligning
 
 
@@ -330,7 +331,10 @@ def _match_rows(norm: np.ndarray, proj: np.ndarray, sig: np.ndarray,
     perm, q = scaled.match(feats)
     if q >= ACCEPT:
         return None
-    return AxisOrder(perm, norm[perm] / np.maximum(sig[:, 0].astype(np.float64), 1e-30), "", q)
+    scale = norm[perm] / np.maximum(sig[:, 0].astype(np.float64), 1e-30)
+    if float(np.std(np.log(np.maximum(scale, 1e-30)))) <= RESCALE_SPREAD:
+        scale = None  # one common factor (a merge, a fine-tune): not a per-unit rescaling to undo
+    return AxisOrder(perm, scale, "", q)
 
 
 # ---------------------------------------------------------------------------------------

@@ -380,7 +380,8 @@ def _permuted(suspect: Fingerprint, entries: Sequence[BankModel], tensors: Mappi
         sub = _answer(aligned_fingerprint(suspect, tensors, al), entries)
         hit_same = next((f for f in sub.same if f.entry == e.label), None)
         hit_derived = next((f for f in sub.derived if f.entry == e.label), None)
-        if hit_same is None and hit_derived is None:
+        in_merge = any(e.label in m.parts for m in sub.merges)
+        if hit_same is None and hit_derived is None and not in_merge:
             continue
         perm = Permutation(al.moved, len(al.axes()), al.aligned, al.rescaled)
         what = al.describe()
@@ -398,6 +399,8 @@ def _permuted(suspect: Fingerprint, entries: Sequence[BankModel], tensors: Mappi
                 perm))
         # What the permutation hid: merges, LoRAs, a low-rank delta in the aligned frame.
         merges = {(m.component, tuple(sorted(m.parts))) for m in report.merges}
+        if in_merge and hit_same is None and hit_derived is None:
+            report.notes.append(f"merge ingredients found once {what} (against {e.label}) is undone")
         for m in sub.merges:
             if (m.component, tuple(sorted(m.parts))) not in merges:
                 m.explanation += f" (after undoing the permutation found against {e.label})"

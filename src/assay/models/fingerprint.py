@@ -906,10 +906,16 @@ def align_projection(side: str, dim: int) -> np.ndarray:
     return m
 
 
+_QPOS = np.linspace(0.0, 1.0, INV_QUANTILES)
+
+
 def _quantiles(x: np.ndarray) -> np.ndarray:
+    """Nearest-rank quantiles of a sorted copy (np.quantile's per-call overhead is ~10x
+    the work on the thousands of small tensors of a checkpoint)."""
     if not x.size:
         return np.zeros(INV_QUANTILES, dtype=np.float32)
-    return np.quantile(x, np.linspace(0.0, 1.0, INV_QUANTILES)).astype(np.float32)
+    xs = np.sort(x, kind="stable")
+    return xs[np.rint(_QPOS * (xs.size - 1)).astype(np.int64)].astype(np.float32)
 
 
 def _sketch_source(

@@ -215,14 +215,23 @@ def may_carry_c2pa(ctx: ImageContext) -> bool:
     still goes to the SDK, which says what it cannot parse, as before."""
     if ctx.format not in _C2PA_SNIFFED:
         return True
-    if b"jumb" in ctx.data or b"provenance" in ctx.data:
-        return True
     try:
-        {"jpeg": ctx.jpeg_segments, "png": ctx.png_chunks, "webp": ctx.webp_chunks}[ctx.format]()
+        chunks = ctx.png_chunks() if ctx.format == "png" else []
+        if ctx.format == "webp":
+            ctx.webp_chunks()
+        elif ctx.format == "jpeg":
+            ctx.jpeg_segments()
         packet = ctx.xmp()
     except AssayError:
         return True
-    return bool(ctx.problems) or (packet is not None and b"provenance" in packet)
+    if ctx.problems or (packet is not None and b"provenance" in packet):
+        return True
+    if ctx.format != "png":  # JPEG APP11 segments may also sit between progressive scans
+        return b"jumb" in ctx.data or b"provenance" in ctx.data
+    # A clean PNG is its chunks, end to end (anything after IEND is a problem noted
+    # above): the compressed pixel data need not be searched.
+    return any(b"jumb" in (d := ctx.chunk_data(c)) or b"provenance" in d
+               for c in chunks if c.type not in ("IDAT", "fdAT"))
 
 
 def pixels_to_decode(path: Path, data: bytes, format: str, limits: Limits | None = None) -> int:

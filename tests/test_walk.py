@@ -20,6 +20,20 @@ def test_walk_finds_files_in_order_and_once(tmp_path: Path) -> None:
     assert _paths(items) == [str(tmp_path / "a.txt"), str(tmp_path / "b" / "c.txt")]
 
 
+def test_hard_links_and_inputs_in_folders_are_walked_once(tmp_path: Path) -> None:
+    # The walk remembers only files that can be reached twice (hard links, several
+    # inputs, followed links): single-link files of one folder cost it no memory.
+    d = tmp_path / "d"
+    (d / "sub").mkdir(parents=True)
+    (d / "a.txt").write_text("a")
+    os.link(d / "a.txt", d / "sub" / "hard.txt")
+    (d / "b.txt").write_text("b")
+    assert _paths(walk([d])) == [str(d / "a.txt"), str(d / "b.txt")]
+    # an input named after its folder, and before it
+    assert _paths(walk([d, d / "b.txt"])) == [str(d / "a.txt"), str(d / "b.txt")]
+    assert _paths(walk([d / "b.txt", d])) == [str(d / "b.txt"), str(d / "a.txt")]
+
+
 def test_symlink_loop_terminates_and_visits_each_dir_once(tmp_path: Path) -> None:
     d = tmp_path / "d"
     d.mkdir()

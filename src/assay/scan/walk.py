@@ -39,6 +39,12 @@ def walk(inputs: Iterable[str | Path], *, follow_symlinks: bool = False) -> Iter
     """
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[tuple[int, int]] = set()
+    inputs = list(inputs)
+    # A file can be reached twice only through a second name: a hard link, a followed
+    # symbolic link, or an input that also lies in another input's folder. Only files
+    # that can be reached so are remembered, so the walk of a drive of single-link files
+    # holds no per-file state (a set of 10 million (device, inode) pairs is ~1.5 GB).
+    remember_all = follow_symlinks or len(inputs) > 1
     for raw in inputs:
         path = Path(raw)
         try:
@@ -47,7 +53,7 @@ def walk(inputs: Iterable[str | Path], *, follow_symlinks: bool = False) -> Iter
             yield WalkItem(path, f"cannot access: {exc.strerror or exc}", is_input=True)
             continue
         if stat.S_ISDIR(st.st_mode):
-            yield from _walk_dir(path, seen_dirs, seen_files, follow_symlinks)
+            yield from _walk_dir(path, seen_dirs, seen_files, follow_symlinks, remember_all)
         elif stat.S_ISREG(st.st_mode):
             if _first_visit(st, seen_files):
                 yield WalkItem(path, is_input=True)
@@ -55,11 +61,12 @@ def walk(inputs: Iterable[str | Path], *, follow_symlinks: bool = False) -> Iter
             yield WalkItem(path, "not a regular file or folder", is_input=True)
 
 
-def _first_visit(st: os.stat_result, seen: set[tuple[int, int]]) -> bool:
+def _first_visit(st: os.stat_result, seen: set[tuple[int, int]], remember: bool = True) -> bool:
     key = (st.st_dev, st.st_ino)
     if key in seen:
         return False
-    seen.add(key)
+    if remember:
+        seen.add(key)
     return True
 
 
@@ -71,7 +78,8 @@ def _link_item(p: Path) -> WalkItem:
 
 
 def _walk_dir(
-    root: Path, seen_dirs: set[tuple[int, int]], seen_files: set[tuple[int, int]], follow: bool
+    root: Path, seen_dirs: set[tuple[int, int]], seen_files: set[tuple[int, int]], follow: bool,
+    remember_all: bool = True,
 ) -> Iterator[WalkItem]:
     stack = [root]
     while stack:
@@ -113,7 +121,7 @@ def _walk_dir(
             if stat.S_ISDIR(est.st_mode):
                 subdirs.append(p)
             elif stat.S_ISREG(est.st_mode):
-                if _first_visit(est, seen_files):
+                if _first_visit(est, seen_files, remember_all or est.st_nlink > 1):
                     yield WalkItem(p)
             # sockets, fifos, devices: never opened (a fifo would block the scan)
         stack.extend(reversed(subdirs))

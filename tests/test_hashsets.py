@@ -208,6 +208,6 @@ def test_0005_gives_existing_banks_the_flagged_kind(store_url: str) -> None:
             assert s.get_bank("old").kind == "flagged"
             assert s.create_bank("kg", kind="known-good").kind == "known-good"
         with engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == migrations.HEAD
     finally:
         engine.dispose()

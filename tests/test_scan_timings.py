@@ -82,3 +82,24 @@ def test_cli_text_and_json(case: Path, tmp_path: Path) -> None:
     last = json.loads(res.output.strip().splitlines()[-1])
     jsonschema.validate(last, schema)
     assert "timings" not in last and "cost per step" not in res.output
+
+
+def test_dask_partitions_add_up_to_the_same_timings(case: Path) -> None:
+    from assay.scan.dask_engine import merge_summary
+    from assay.scan.partitions import _summary_of
+    from assay.scan.run import ScanSummary
+    from assay.scan.timings import Timings
+
+    records: list[FileRecord] = []
+    local = run_scan([case], ScanSettings(workers=1), None, records.append, timings=True)
+    total = ScanSummary(timings=Timings())
+    for part in (records[:3], records[3:]):  # two partitions, summed as the dask engine does
+        merge_summary(total, json.loads(json.dumps(_summary_of(part))))
+    assert total.timings is not None and local.timings is not None
+    assert {s: t.files for s, t in total.timings.stages.items()} == {s: t.files for s, t in local.timings.stages.items()}
+    for stage, t in local.timings.stages.items():
+        assert total.timings.stages[stage].cpu == pytest.approx(t.cpu, abs=1e-3)
+    # a scan without --timings ignores what partitions carry
+    plain = ScanSummary()
+    merge_summary(plain, _summary_of(records))
+    assert plain.timings is None

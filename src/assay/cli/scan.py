@@ -127,7 +127,7 @@ def scan(
         scan_dask(list(paths or []), settings, db=db, no_banks=no_banks, out=out, output=output,
                   json_out=json_out, scheduler=scheduler, workers=workers, fmt=out_format, resume=resume,
                   manifests=list(manifest or []), partition_size=partition_size, retries=retries,
-                  threshold=threshold, case_links=case_links, fail_on_match=fail_on_match)
+                  threshold=threshold, case_links=case_links, fail_on_match=fail_on_match, timings=timings)
         return
     from ..scan.sources import is_url
 

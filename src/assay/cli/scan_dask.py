@@ -16,7 +16,7 @@ from ._common import _emit_json, _esc, _nullctx, _store, err
 def scan_dask(paths: list[str], settings: ScanSettings, *, db: str | None, no_banks: bool, out: str | None,
               output: Path | None, json_out: bool, scheduler: str | None, workers: int, fmt: str,
               resume: bool, manifests: list[str], partition_size: int, retries: int,
-              threshold: int | None, case_links: bool, fail_on_match: bool) -> None:
+              threshold: int | None, case_links: bool, fail_on_match: bool, timings: bool = False) -> None:
     from rich.progress import BarColumn, Progress, TextColumn
 
     from ..scan.custody import redact
@@ -66,7 +66,7 @@ def scan_dask(paths: list[str], settings: ScanSettings, *, db: str | None, no_ba
                     paths, settings, matcher, out, manifests=manifests, scheduler=scheduler,
                     workers=workers or 2, partition_size=partition_size, fmt=fmt, resume=resume,
                     retries=retries, threshold=threshold, case_links=case_links,
-                    on_progress=on_progress, on_dashboard=on_dashboard)
+                    on_progress=on_progress, on_dashboard=on_dashboard, timings=timings)
         except KeyboardInterrupt:
             err.print("[yellow]cancelled:[/yellow] finished partitions are kept; "
                       f"`assay scan ... --engine dask --out {_esc(redact(out))} --resume` does the rest")

@@ -48,6 +48,7 @@ from .partitions import (
 from .pipeline import AnalyzerFactory, default_analyzers
 from .run import ScanSummary
 from .sources import Item, RemoteItem, items
+from .timings import Timings
 
 if TYPE_CHECKING:
     from ..banks.matcher import Matcher
@@ -150,6 +151,8 @@ def merge_summary(total: ScanSummary, part: dict[str, Any]) -> None:
     total.archives += part["archives"]
     total.text_reproductions += part.get("text_reproductions", 0)
     total.archive_members += part["archive_members"]
+    if total.timings is not None:
+        total.timings.merge(part.get("timings"))
 
 
 def _ranges(nums: Iterable[int]) -> list[list[int]]:
@@ -190,6 +193,7 @@ def run_dask_scan(
     on_progress: Callable[[Progress], None] | None = None,
     on_dashboard: Callable[[str], None] | None = None,
     client: Any = None,
+    timings: bool = False,
 ) -> ScanSummary:
     """Scan ``inputs`` (paths, URLs) and ``manifests`` on Dask into ``out``; returns the
     summary (the same as the local engine's for the same files). ``client``: an existing
@@ -205,7 +209,7 @@ def run_dask_scan(
         raise AssayError("--partition-size must be at least 1")
     store = Store(out)
     started = time.perf_counter()
-    summary = ScanSummary()
+    summary = ScanSummary(timings=Timings(workers=workers) if timings else None)
     header = scan_header("", "", list(inputs), settings, matcher.store if matcher is not None else None, argv)
     header["inputs"] = [redact(s) for s in inputs]
     header["inputs_absolute"] = [redact(os.path.abspath(s)) if "://" not in s else redact(s) for s in inputs]

@@ -336,8 +336,9 @@ def finish_partition(job: Job, spec: PartSpec, refs: dict[int, Any], meta: dict[
 
 def _summary_of(records: Sequence[FileRecord]) -> dict[str, Any]:
     from .run import ScanSummary
+    from .timings import Timings
 
-    s = ScanSummary()
+    s = ScanSummary(timings=Timings())
     for r in records:
         s.add(r)
     return {"files": s.files, "kinds": dict(s.kinds), "with_errors": s.with_errors,
@@ -345,7 +346,8 @@ def _summary_of(records: Sequence[FileRecord]) -> dict[str, Any]:
             "low_quality": s.low_quality, "ai_evidence": s.ai_evidence,
             "dangerous_models": s.dangerous_models, "matched_paths": s.matched_paths,
             "known_good": s.known_good, "links": s.links, "archives": s.archives,
-            "archive_members": s.archive_members, "text_reproductions": s.text_reproductions}
+            "archive_members": s.archive_members, "text_reproductions": s.text_reproductions,
+            "timings": s.timings.to_json_dict() if s.timings is not None else None}
 
 
 def _commit(job: Job, store: Store, spec: PartSpec, records: list[FileRecord], meta: dict[str, Any]) -> dict[str, Any]:

@@ -111,6 +111,8 @@ def test_pure_permutation_is_the_same_weights_up_to_permutation(models: dict[str
     assert not {d.entry for d in rep.derived} & {f"flagged/{family}-other"}
     text = rep.explanations()[0]
     assert "same weights as checkpoint flagged/" in text and "up to a permutation of" in text
+    if symmetry in ("hidden-dimension", "all-transformer"):
+        assert "units of the hidden dimension" in text
     if symmetry == "relu-scaling":
         assert same.permutation.matrices_rescaled >= 1 and "ReLU-family" in text
     else:

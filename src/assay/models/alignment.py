@@ -57,6 +57,7 @@ from .fingerprint import (
     _plan,
     _sketch_source,
     align_projection,
+    fixed_rows,
 )
 
 __all__ = [
@@ -117,21 +118,24 @@ class Alignment:
         return len(set(self.rows) | set(self.cols))
 
     def axes(self) -> list[tuple[str, int, int, int]]:
-        """Distinct permuted axes: (first tensor and side, units, units moved, tensors
-        sharing it). Orders agreeing on 90% of their units are one axis (a fine-tune can
-        make a few units of one tensor pair differently)."""
-        axes: list[tuple[AxisOrder, str, int]] = []
+        """Distinct permuted axes: (where it was found, units, units moved, tensors sharing
+        it). Orders agreeing on 90% of their units are one axis (a fine-tune can make a few
+        units of one tensor pair differently). An axis that an embedding's columns carry is
+        the model's hidden (residual) dimension."""
+        axes: list[tuple[AxisOrder, str, int, bool]] = []
         for side, table in (("rows", self.rows), ("columns", self.cols), ("values", self.vectors)):
             for name, o in sorted(table.items()):
                 if not o.moved or "+" in o.source:  # a concatenation of axes counted already
                     continue
-                for i, (ref, where, count) in enumerate(axes):
+                hidden = side == "columns" and fixed_rows(name, 0)
+                for i, (ref, where, count, hid) in enumerate(axes):
                     if ref.perm.size == o.perm.size and np.mean(ref.perm == o.perm) >= 0.9:
-                        axes[i] = (ref, where, count + 1)
+                        axes[i] = (ref, where, count + 1, hid or hidden)
                         break
                 else:
-                    axes.append((o, f"{side} of {name}", 1))
-        return [(where, o.perm.size, o.moved, count) for o, where, count in axes]
+                    axes.append((o, f"{side} of {name}", 1, hidden))
+        return [("hidden dimension" if hid else where, o.perm.size, o.moved, count)
+                for o, where, count, hid in axes]
 
     @property
     def moved(self) -> int:
@@ -143,7 +147,8 @@ class Alignment:
 
     def describe(self) -> str:
         axes = self.axes()
-        shown = "; ".join(f"{m} of {n} units, in {c} tensors from the {where}"
+        shown = "; ".join(f"{m} of {n} units of the {where}, in {c} tensors" if where == "hidden dimension"
+                          else f"{m} of {n} units, in {c} tensors from the {where}"
                           for where, n, m, c in axes[:4])
         more = f"; and {len(axes) - 4} more axes" if len(axes) > 4 else ""
         text = (f"a permutation of {self.moved} units in {len(axes)} "

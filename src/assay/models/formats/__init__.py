@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import mmap
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from types import TracebackType
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ...config import Limits
 from ...errors import DecodeError, InputError, TooLarge, UnsupportedFormat
 from ..pickles import PickleReport
+
+if TYPE_CHECKING:  # numpy loads when a tensor is read, not to describe a file (start-up)
+    import numpy as np
 
 __all__ = [
     "DTYPES",
@@ -164,6 +166,8 @@ class ModelFile:
             raise DecodeError(info.source, f"tensor {name!r} lies outside the file: {exc}") from exc
 
     def _array(self, info: TensorInfo, convert: bool) -> np.ndarray:
+        import numpy as np
+
         name = info.name
         dt = DTYPES.get(info.dtype)
         buf = self._buffer(info)
@@ -246,41 +250,42 @@ class ModelFile:
 # -- conversions to float32 ----------------------------------------------------------
 
 
-def _e4m3_table() -> np.ndarray:
+@cache
+def _tables() -> dict[str, np.ndarray]:
+    """Lookup tables of the 8-bit float types (built on first use)."""
+    import numpy as np
+
     # OCP FP8 E4M3 ("fn"): bias 7, no infinities, S.1111.111 is NaN.
-    out = np.empty(256, dtype=np.float32)
+    e4m3 = np.empty(256, dtype=np.float32)
     for b in range(256):
         sign = -1.0 if b & 0x80 else 1.0
         exp = (b >> 3) & 0xF
         man = b & 0x7
         if exp == 0xF and man == 0x7:
-            out[b] = np.nan
+            e4m3[b] = np.nan
         elif exp == 0:
-            out[b] = sign * (man / 8.0) * 2.0**-6
+            e4m3[b] = sign * (man / 8.0) * 2.0**-6
         else:
-            out[b] = sign * (1.0 + man / 8.0) * 2.0 ** (exp - 7)
-    return out
-
-
-_E4M3 = _e4m3_table()
-# E5M2 is the top byte of an IEEE half, so numpy's float16 decodes it exactly.
-_E5M2 = (np.arange(256, dtype=np.uint16) << 8).view(np.float16).astype(np.float32)
-# E8M0: a bare exponent (bias 127); 0xFF is NaN.
-_E8M0 = np.where(
-    np.arange(256) == 255, np.nan, np.exp2(np.arange(256, dtype=np.float64) - 127)
-).astype(np.float32)
+            e4m3[b] = sign * (1.0 + man / 8.0) * 2.0 ** (exp - 7)
+    return {
+        "F8_E4M3": e4m3,
+        # E5M2 is the top byte of an IEEE half, so numpy's float16 decodes it exactly.
+        "F8_E5M2": (np.arange(256, dtype=np.uint16) << 8).view(np.float16).astype(np.float32),
+        # E8M0: a bare exponent (bias 127); 0xFF is NaN.
+        "F8_E8M0": np.where(
+            np.arange(256) == 255, np.nan, np.exp2(np.arange(256, dtype=np.float64) - 127)
+        ).astype(np.float32),
+    }
 
 
 def to_float32(arr: np.ndarray, dtype: str) -> np.ndarray:
     """Decode a raw view of ``dtype`` into float32 values (a new array)."""
+    import numpy as np
+
     if dtype == "BF16":
         return (arr.astype(np.uint32) << 16).view(np.float32)
-    if dtype == "F8_E4M3":
-        return _E4M3[arr]
-    if dtype == "F8_E5M2":
-        return _E5M2[arr]
-    if dtype == "F8_E8M0":
-        return _E8M0[arr]
+    if dtype in ("F8_E4M3", "F8_E5M2", "F8_E8M0"):
+        return _tables()[dtype][arr]
     return arr.astype(np.float32)
 
 

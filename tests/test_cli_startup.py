@@ -62,6 +62,24 @@ def test_help_loads_no_heavy_library(tmp_path: Path) -> None:
     assert not _top(mods) & {"numpy", "numba", "sqlalchemy", "pydantic", "PIL", *SERVICE}
 
 
+def test_a_commands_help_loads_only_that_command(tmp_path: Path) -> None:
+    """Typer converts option values with pydantic; assay's own conversion (cli/_params.py)
+    does not, and each command's module is imported only when it is used."""
+    for cmd, own in (("hash", "lookup"), ("match", "lookup"), ("provenance", "evidence"),
+                     ("model", "evidence"), ("bank", "banks"), ("signals", "misc")):
+        code, mods = _modules(tmp_path, cmd, "--help")
+        assert code == 0, cmd
+        assert not _top(mods) & {"numpy", "numba", "sqlalchemy", "pydantic", "PIL", "c2pa", *SERVICE}, cmd
+        loaded = {m.rsplit(".", 1)[1] for m in mods if m.startswith("assay.cli.") and not m.startswith("assay.cli._")}
+        assert loaded == {own}, cmd
+
+
+def test_python_m_assay_is_the_command(tmp_path: Path) -> None:
+    res = subprocess.run([sys.executable, "-m", "assay", "signals", "--json"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "pdq" in {t["name"] for t in json.loads(res.stdout)}
+
+
 def test_hash_and_provenance_never_load_the_database_or_numba(tmp_path: Path, case: dict[str, Path]) -> None:
     for cmd in ("hash", "provenance"):
         code, mods = _modules(tmp_path, "--db", str(case["db"]), cmd, str(case["img"]))
@@ -70,12 +88,25 @@ def test_hash_and_provenance_never_load_the_database_or_numba(tmp_path: Path, ca
         assert "rich.progress" not in mods
 
 
-def test_match_on_a_small_bank_does_not_load_numba(tmp_path: Path, case: dict[str, Path]) -> None:
+def test_match_reads_an_sqlite_store_without_sqlalchemy(tmp_path: Path, case: dict[str, Path]) -> None:
+    """One-file lookups go through the standard library's sqlite3 (banks/reader.py); an
+    exact hash needs no numpy either."""
     for query in (["--md5", MD5], ["--pdq", PDQ]):
         code, mods = _modules(tmp_path, "--db", str(case["db"]), "match", *query)
         assert code == 0, query
-        assert "sqlalchemy" in _top(mods)  # it did look in the store
-        assert not _top(mods) & {"numba", "llvmlite", *SERVICE}, query
+        assert "sqlite3" in _top(mods)  # it did look in the store
+        assert not _top(mods) & {"sqlalchemy", "numba", "llvmlite", *SERVICE}, query
+        assert ("numpy" in _top(mods)) == (query[0] == "--pdq"), query
+
+
+def test_model_on_a_small_file_loads_no_database_layer(tmp_path: Path, case: dict[str, Path]) -> None:
+    model = case["dir"] / "tiny.safetensors"
+    header = b'{"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}}'
+    model.write_bytes(len(header).to_bytes(8, "little") + header + bytes(16))
+    code, mods = _modules(tmp_path, "--db", str(case["db"]), "model", str(model))
+    assert code == 0
+    assert "sqlite3" in _top(mods)  # its hashes were looked up
+    assert not _top(mods) & {"sqlalchemy", "numpy", "numba", "llvmlite", "PIL", "c2pa", *SERVICE}
 
 
 def test_model_opens_the_store_only_for_a_readable_model(tmp_path: Path, case: dict[str, Path]) -> None:

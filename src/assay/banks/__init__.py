@@ -4,17 +4,22 @@
 move them in and out as plain lists, CSV or JSON Lines.
 """
 
-from .store import (
-    Bank,
-    BankStats,
-    Changes,
-    Entry,
-    ImportRecord,
-    ImportResult,
-    LoadedSignals,
-    SignalRef,
-    Store,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .store import (
+        Bank,
+        BankStats,
+        Changes,
+        Entry,
+        ImportRecord,
+        ImportResult,
+        LoadedSignals,
+        SignalRef,
+        Store,
+    )
 
 __all__ = [
     "Bank",
@@ -27,3 +32,13 @@ __all__ = [
     "SignalRef",
     "Store",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The store (and SQLAlchemy with it) loads on first use, not with the package: the
+    # SQLite reader of one-file commands (banks/reader.py) lives here too.
+    if name in __all__:
+        from . import store
+
+        return getattr(store, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,16 +17,17 @@ import json
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import NamedTuple
-
-import numpy as np
+from typing import TYPE_CHECKING, NamedTuple
 
 from .. import signals as signal_types
 from ..config import data_dir
 from ..errors import ChangesPruned
 from ..report.schema import Match, SignalValue
-from .index import ExactIndex, HammingIndex
-from .store import Changes, SignalRef, Store
+
+if TYPE_CHECKING:  # numpy, the index and the store (SQLAlchemy) load when a Matcher does
+    from .index import ExactIndex, HammingIndex
+    from .refs import SignalRef
+    from .store import Changes, Store
 
 LOW_QUALITY = 50
 SNAPSHOT_MIN = 200_000  # below this many hashes a reload from the store is cheap enough
@@ -112,6 +113,7 @@ class Matcher:
     # -- loading and following the store ---------------------------------------------
     def load(self) -> None:
         """Build every index from the store (or its snapshot), then catch up."""
+        from .index import ExactIndex
         self._last_signal_id = self.store.max_signal_id()
         self._last_seq = self.store.max_change_seq()
         for st in signal_types.all_types():
@@ -126,6 +128,7 @@ class Matcher:
         self._loaded = True
 
     def _load_hamming(self, st: signal_types.SignalType) -> HammingIndex:
+        from .index import HammingIndex
         snap = self._snapshot_root / st.name
         state_file = snap / "state.json"
         if self._snapshots and state_file.is_file():
@@ -278,6 +281,8 @@ include_low_quality: bool,
     of one signal type go to the index in one ``search_many`` call: per call the
     kernel has a fixed cost that dominates a single query, so a batch of 100
     would otherwise pay it 100 times."""
+    import numpy as np
+
     per_query: list[list[tuple[int, Query, int, int]]] = [[] for _ in queries]
     grouped: dict[str, list[int]] = {}  # hamming type -> positions in queries
     types: dict[str, signal_types.SignalType] = {}

@@ -52,6 +52,8 @@ from ..errors import (
     StoreMissing,
 )
 from . import migrations
+from .refs import SignalRef
+from .refs import banked_variant as _banked_variant
 
 SCHEMA_VERSION: Final = 1
 
@@ -267,22 +269,6 @@ class Changes:
     last_signal_id: int
     last_seq: int
     changed_bank_ids: frozenset[int] = field(default_factory=frozenset)
-
-
-@dataclass(frozen=True)
-class SignalRef:
-    signal_id: int
-    bank: str
-    content_id: str
-    signal_type: str
-    value: str
-    note: str | None
-    bank_pdq_threshold: int | None
-    entry_id: int = 0
-    bank_kind: str = "flagged"
-    # The banked image's variant this value is the hash of (``bank add --image``: trimmed,
-    # crop-4 ...; entry meta "pdq_variants"), None for the image itself or a listed hash.
-    variant: str | None = None
 
 
 class _Unset:
@@ -1344,15 +1330,6 @@ def _meta(value: Any) -> dict[str, Any] | None:
     if isinstance(value, str):
         value = json.loads(value)
     return value if isinstance(value, dict) else {"value": value}
-
-
-def _banked_variant(meta: Any, value: str) -> str | None:
-    """The variant a banked hash stands for, from its entry's meta ("pdq_variants":
-    value -> name, written by ``bank add --image``); None when not named there."""
-    meta = _meta(meta)
-    named = meta.get("pdq_variants") if meta else None
-    found = named.get(value) if isinstance(named, dict) else None
-    return found if isinstance(found, str) else None
 
 
 def _bank(row: sa.Row[Any]) -> Bank:

@@ -5,20 +5,14 @@ Exit codes: 0 done; 1 an error (message on stderr); 2 bad usage; 3 `scan
 ``--json`` (schemas in docs/json.md).
 """
 
-# ruff: noqa: I001  (command modules are imported in the order `assay --help` lists them)
 from __future__ import annotations
 
 import sys
 
 from ..errors import AssayError
-# Each module registers its commands when imported.
-from . import scan  # noqa: F401
-from . import lookup  # noqa: F401
-from . import evidence  # noqa: F401
-from . import banks  # noqa: F401
-from . import report  # noqa: F401
-from . import text  # noqa: F401
-from . import misc  # noqa: F401
+
+# Each command module registers its commands when imported, and is imported when one of
+# its commands is used (_common.COMMANDS): `assay hash` never loads the code of `scan`.
 from ._common import _esc, app, err
 
 __all__ = ["app", "main"]

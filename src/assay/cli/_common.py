@@ -3,8 +3,8 @@
 
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, MutableMapping
+from contextlib import ExitStack, contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,15 +18,82 @@ from ..config import ENV_DB, default_db_url, normalize_db_url
 from ..errors import AssayError
 from ..report.text import plural as plural  # re-exported for the command modules
 
+# Command (or group) name -> the module of assay.cli that registers it, in the order
+# `assay --help` lists them. A command is built from its module on first use, so that
+# `assay hash` imports the code of `hash` and nothing else (start-up, issue #12 item 8).
+COMMANDS: dict[str, str] = {
+    "scan": "scan", "hash": "lookup", "match": "lookup", "provenance": "evidence", "model": "evidence",
+    "report": "report", "signals": "misc", "demo": "misc", "serve": "misc", "bank": "banks",
+    "lora": "evidence", "review": "report", "text": "text", "keys": "misc",
+}
+
+
+class _Commands(MutableMapping[str, Any]):
+    """A group's subcommands by name, each imported and built when first asked for.
+    Names and order are known without importing anything (``assay --help`` still builds
+    them all, for their one-line help)."""
+
+    lazy = True  # polish() leaves them to _build
+
+    def __init__(self) -> None:
+        self._built: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        cmd = self._built.get(name)
+        if cmd is None:
+            if name not in COMMANDS:
+                raise KeyError(name)
+            cmd = self._built[name] = _build(name)
+        return cmd
+
+    def __contains__(self, name: object) -> bool:
+        return name in COMMANDS or name in self._built
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*COMMANDS, *(n for n in self._built if n not in COMMANDS)])
+
+    def __len__(self) -> int:
+        return len(COMMANDS) + sum(n not in COMMANDS for n in self._built)
+
+    def __setitem__(self, name: str, cmd: Any) -> None:
+        self._built[name] = cmd
+
+    def __delitem__(self, name: str) -> None:
+        del self._built[name]
+
+
+def _build(name: str) -> Any:
+    """The click command of ``name``, from what its module registered on ``app``."""
+    import importlib
+
+    from typer.main import get_command_from_info, get_command_name, get_group_from_info
+
+    from ._help import polish
+
+    importlib.import_module(f"{__package__}.{COMMANDS[name]}")
+    for info in app.registered_commands:
+        if (info.name or get_command_name(info.callback.__name__)) == name:  # type: ignore[union-attr]
+            cmd = get_command_from_info(info, pretty_exceptions_short=app.pretty_exceptions_short,
+                                        rich_markup_mode=app.rich_markup_mode)
+            break
+    else:
+        info = next(g for g in app.registered_groups if g.name == name)
+        cmd = get_group_from_info(info, pretty_exceptions_short=app.pretty_exceptions_short,
+                                  rich_markup_mode=app.rich_markup_mode, suggest_commands=app.suggest_commands)
+    polish(cmd, name)
+    return cmd
+
 
 class _AssayGroup(TyperGroup):
     """Every error assay raises on purpose becomes one clear line on stderr and its exit
-    status, here rather than in main(), so that in-process runs behave as the command does."""
+    status, here rather than in main(), so that in-process runs behave as the command does.
+    Subcommands are imported on first use (``_Commands``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         from ._help import polish
 
+        self.commands = _Commands()  # whatever Typer built from modules already imported is rebuilt on use
         polish(self)
 
     def invoke(self, ctx: Any) -> Any:
@@ -142,6 +209,79 @@ def _store(db: str | None = None, *, create: bool = False) -> Iterator[Any]:
         yield store
     finally:
         store.close()
+
+
+class _Banks:
+    """The banks of one-file commands (`match`, `model`), opened on first need: lookups
+    through the SQLite reader where it can answer (no SQLAlchemy, no index to build;
+    banks/reader.py), else through the store and a Matcher, as `scan` does."""
+
+    def __init__(self, db: str | None) -> None:
+        self.db = db
+        self._stack = ExitStack()
+        self._reader: Any = None
+        self._tried = False
+        self._store: Any = None
+        self._matcher: Any = None
+
+    def __enter__(self) -> "_Banks":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def _read(self) -> Any:
+        if not self._tried:
+            self._tried = True
+            _check_store_named(self.db)
+            from ..banks.reader import SqliteReader
+
+            self._reader = SqliteReader.open(_db_url(self.db))
+            if self._reader is not None:
+                self._stack.callback(self._reader.close)
+        return self._reader
+
+    def store(self) -> Any:
+        if self._store is None:
+            self._store = self._stack.enter_context(_store(self.db))
+        return self._store
+
+    def lookup(self, queries: Any, *, threshold: int | None = None, include_low_quality: bool = False,
+               variants: bool = True) -> Any:
+        import sqlite3
+
+        reader = self._read()
+        if reader is not None:
+            try:
+                found = reader.lookup(queries, threshold=threshold, include_low_quality=include_low_quality,
+                                      variants=variants)
+            except sqlite3.Error:  # the store's own path says what is wrong, or copes
+                found = None
+            if found is not None:
+                return found
+        if self._matcher is None:
+            from ..banks.matcher import Matcher
+
+            self._matcher = Matcher(self.store())
+        return self._matcher.lookup(queries, threshold=threshold, include_low_quality=include_low_quality,
+                                    variants=variants)
+
+    def match_signals(self, signals: Any) -> Any:
+        from ..banks.matcher import Query
+
+        return self.lookup([Query(s.type, s.value, s.variant, s.quality, s.mode) for s in signals])
+
+    def fingerprint_count(self, banks: list[str] | None) -> int | None:
+        """Model fingerprints lineage would compare with, or None (unknown without the store)."""
+        import sqlite3
+
+        reader = self._read()
+        if reader is None:
+            return None
+        try:
+            return int(reader.fingerprint_count(banks))
+        except sqlite3.Error:
+            return None
 
 
 def _emit_json(obj: Any) -> None:

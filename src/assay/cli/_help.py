@@ -11,7 +11,9 @@ import enum
 import pathlib
 from typing import Any, get_args, get_origin
 
-from typer.core import TyperArgument
+from typer.core import TyperArgument, TyperOption
+
+from . import _params
 
 # Command path (as typed after `assay`) -> examples shown under its --help.
 EXAMPLES: dict[str, list[str]] = {
@@ -100,8 +102,17 @@ def metavar(param: Any) -> str:
     return _TEXT.get(param.name, param.name.upper())
 
 
+class _Option(TyperOption):
+    """An option whose plain values convert without pydantic (_params)."""
+
+    get_runtime_param = _params.get_runtime_param
+
+
 class _Argument(TyperArgument):
-    """An argument shown as click shows one: ``FILE...`` in the usage line, no type column."""
+    """An argument shown as click shows one: ``FILE...`` in the usage line, no type column;
+    plain values convert without pydantic (_params)."""
+
+    get_runtime_param = _params.get_runtime_param
 
     def display_type_rich(self, ctx: Any) -> str | None:
         return None
@@ -120,12 +131,18 @@ def polish(cmd: Any, path: str = "") -> None:
             p.metavar = metavar(p)
         if type(p) is TyperArgument:
             p.__class__ = _Argument
+        elif type(p) is TyperOption:
+            p.__class__ = _Option
     help_opt = cmd.get_help_option(_click.Context(cmd))
     if help_opt is not None:
         help_opt.metavar = ""
+        if type(help_opt) is TyperOption:
+            help_opt.__class__ = _Option
     examples = EXAMPLES.get(path)
     if examples and not cmd.epilog:
         cmd.epilog = ("Example:" if len(examples) == 1 else "Examples:") + "\n\n" + "\n\n".join(
             "  " + e for e in examples)
-    for name, sub in (getattr(cmd, "commands", None) or {}).items():
-        polish(sub, f"{path} {name}".strip())
+    subs = getattr(cmd, "commands", None)
+    if subs and not getattr(subs, "lazy", False):
+        for name, sub in subs.items():
+            polish(sub, f"{path} {name}".strip())

@@ -1,14 +1,13 @@
 """`assay provenance`, `assay model` and `assay lora`: evidence about one file at a time."""
 
 
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from ..errors import AssayError
-from ._common import DbOpt, JsonOpt, _check_store_named, _emit_json, _esc, _store, app, err, out
+from ._common import DbOpt, JsonOpt, _Banks, _check_store_named, _emit_json, _esc, app, err, out
 
 
 # ---------------------------------------------------------------------------- provenance
@@ -85,19 +84,8 @@ def model(
 
     _check_store_named(None if no_banks else db)
     failed = 0
-    with ExitStack() as stack:
-        opened: list[Any] = []
-
-        def banks() -> tuple[Any, Any]:
-            """The store and its matcher, opened on first need: a file that cannot be
-            read never waits for the database layer."""
-            if not opened:
-                from ..banks.matcher import Matcher
-
-                store = stack.enter_context(_store(db))
-                opened.extend((store, Matcher(store)))
-            return opened[0], opened[1]
-
+    # Opened on first need: a file that cannot be read never waits for the store.
+    with _Banks(db) as banks:
         for f in files:
             result: dict[str, Any] = {"schema": "assay.model/1", "path": str(f)}
             try:
@@ -114,11 +102,10 @@ def model(
             found = []
             compared = False
             if not no_banks:
-                store, matcher = banks()
                 if report.hashes is not None:
-                    found = matcher.match_signals(hash_signals(report.hashes))
+                    found = banks.match_signals(hash_signals(report.hashes))
                 if not (report.safety and report.safety.verdict == "dangerous"):
-                    compared = _lineage(store, f, report, bank)
+                    compared = _lineage(banks, f, report, bank)
             if json_out:
                 _emit_json({**result, **report.model_dump(mode="json", exclude_none=True),
                             "matches": [m.model_dump(mode="json", exclude_none=True) for m in found]})
@@ -135,12 +122,14 @@ def model(
         raise typer.Exit(1)
 
 
-def _lineage(store: Any, path: Path, report: Any, banks: list[str] | None) -> bool:
+def _lineage(access: Any, path: Path, report: Any, banks: list[str] | None) -> bool:
     """Compare the file's weights with the banks' fingerprints; False if no bank has any."""
+    if access.fingerprint_count(banks or None) == 0:
+        return False  # known without the store's database layer, numpy or the file's weights
     from ..banks.fingerprints import FingerprintStore
     from ..models.alignment import query_file
 
-    fs = FingerprintStore(store)
+    fs = FingerprintStore(access.store())
     index = fs.index(banks or None)
     if len(index) == 0:
         return False

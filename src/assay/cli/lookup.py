@@ -8,7 +8,7 @@ import typer
 
 from .. import signals as signal_types
 from ..config import ScanSettings
-from ._common import DbOpt, JsonOpt, Mode, _emit_json, _store, app, err, out, plural
+from ._common import DbOpt, JsonOpt, Mode, _Banks, _emit_json, app, err, out, plural
 
 
 # ---------------------------------------------------------------------------------- hash
@@ -83,7 +83,7 @@ def match(
     json_out: JsonOpt = False,
 ) -> None:
     """Look hashes up in every enabled bank."""
-    from ..banks.matcher import Matcher, Query, skip_reason
+    from ..banks.matcher import Query, skip_reason
     from ..report.terminal import matches_table, safe
 
     queries: list[Query] = []
@@ -117,10 +117,9 @@ def match(
     if threshold is not None and not 0 <= threshold <= 256:
         raise typer.BadParameter("threshold must be between 0 and 256")
     skipped = [skip_reason(q, include_low_quality) for q in queries]
-    with _store(db) as store:
-        matcher = Matcher(store)
-        found = matcher.lookup(queries, threshold=threshold, include_low_quality=include_low_quality,
-                               variants=not no_variants)
+    with _Banks(db) as banks:
+        found = banks.lookup(queries, threshold=threshold, include_low_quality=include_low_quality,
+                             variants=not no_variants)
     found = _best_per_image(found, sources)
     if json_out:
         qs: list[dict[str, Any]] = []

@@ -1,0 +1,37 @@
+"""What a signal id in an index stands for: its bank, entry and value.
+
+A module of its own, without the database layer, so that the SQLite reader of one-file
+commands (reader.py) hands out the same values as :meth:`Store.resolve`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SignalRef:
+    signal_id: int
+    bank: str
+    content_id: str
+    signal_type: str
+    value: str
+    note: str | None
+    bank_pdq_threshold: int | None
+    entry_id: int = 0
+    bank_kind: str = "flagged"
+    # The banked image's variant this value is the hash of (``bank add --image``: trimmed,
+    # crop-4 ...; entry meta "pdq_variants"), None for the image itself or a listed hash.
+    variant: str | None = None
+
+
+def banked_variant(meta: Any, value: str) -> str | None:
+    """The variant a banked hash stands for, from its entry's meta ("pdq_variants":
+    value -> name, written by ``bank add --image``); None when not named there."""
+    if isinstance(meta, str):
+        meta = json.loads(meta)
+    named = meta.get("pdq_variants") if isinstance(meta, dict) else None
+    found = named.get(value) if isinstance(named, dict) else None
+    return found if isinstance(found, str) else None

@@ -37,7 +37,7 @@ class Server:
         full_env = {**os.environ, "ASSAY_DATA_DIR": str(tmp / "data"), **env}
         self.proc = subprocess.Popen(
             [sys.executable, "-c", SERVE, "--port", str(self.port), "--workers", str(workers),
-             "--db", db, "--no-access-log"],
+             "--db", db, "--create", "--no-access-log"],
             env=full_env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 

@@ -19,7 +19,7 @@ runner = CliRunner()
 
 def test_keys_create_list_revoke(tmp_path: Path) -> None:
     db = str(tmp_path / "s.db")
-    r = runner.invoke(keys_app, ["create", "--role", "curate", "--name", "analyst one", "--db", db])
+    r = runner.invoke(keys_app, ["create", "--role", "curate", "--name", "analyst one", "--db", db, "--create"])
     assert r.exit_code == 0, r.output
     key = r.stdout.strip().splitlines()[-1]
     assert key.startswith("assay_") and len(key) == 49
@@ -56,6 +56,22 @@ def test_keys_list_on_a_missing_store_is_refused(tmp_path: Path) -> None:
     r = runner.invoke(keys_app, ["list", "--db", str(tmp_path / "typo.db")])
     assert r.exit_code == 2 and "no assay store" in r.output and "typo.db" in r.output
     assert not (tmp_path / "typo.db").exists()
+
+
+def test_keys_create_and_serve_refuse_a_missing_store(tmp_path: Path) -> None:
+    """Like every other command: a store named on purpose that does not exist is a typo
+    until --create says otherwise (issue #12 item 5)."""
+    from assay.cli import app
+
+    typo = tmp_path / "typo.db"
+    for args in (["keys", "create", "--role", "match", "--name", "x"], ["serve", "--port", "1"]):
+        r = runner.invoke(app, ["--db", str(typo), *args])
+        assert r.exit_code == 2, (args, r.output)
+        assert "no assay store" in r.output and "typo.db" in r.output and "--create" in r.output
+        assert not typo.exists()
+    r = runner.invoke(app, ["--db", str(typo), "--create", "keys", "create", "--role", "match", "--name", "x"])
+    assert r.exit_code == 0, r.output
+    assert typo.is_file()
 
 
 def test_migrations_adopt_an_existing_store_and_are_idempotent(tmp_path: Path) -> None:

@@ -33,14 +33,20 @@ def _fail(exc: AssayError) -> None:
     raise typer.Exit(exc.exit_code)
 
 
-def _engine_store(db: str | None, *, create: bool = True):  # noqa: ANN202 - a Store, imported lazily
-    """The store of ``--db`` here, or of `assay --db`, or the default. Commands that only
-    read (list, revoke) pass ``create=False``: a store that does not exist holds no keys."""
+CreateOption = Annotated[bool, typer.Option(
+    "--create", help="Create the store named by --db / ASSAY_DB if it does not exist yet.")]
+
+
+def _engine_store(db: str | None, *, create: bool = False):  # noqa: ANN202 - a Store, imported lazily
+    """The store of ``--db`` here, or of `assay --db`, or the default. A store named on
+    purpose (--db, ASSAY_DB) must exist unless ``create`` (or `assay --create`): a typo is
+    refused, never served or given keys as a new, empty store. The embedded default
+    store is made on first use."""
     from ..cli._common import _state
     from .app import open_store
 
     db = db or _state.get("db") or ""
-    if not create and (db or os.environ.get("ASSAY_DB")) and not _state.get("create"):
+    if (db or os.environ.get("ASSAY_DB")) and not (create or _state.get("create")):
         from ..banks.store import Store
 
         return Store(Settings(db=db).db_url, create=False)
@@ -54,12 +60,13 @@ def keys_create(
     rate_limit: Annotated[float | None, typer.Option(
         "--rate-limit", help="Requests per second (default: the service's).")] = None,
     db: DbOption = None,
+    create: CreateOption = False,
 ) -> None:
     """Create a key and print it ONCE (only its hash is stored)."""
     from .auth import create_key
 
     try:
-        store = _engine_store(db)
+        store = _engine_store(db, create=create)
         try:
             k, key = create_key(store.writer, name, role.value, rate_limit)
         finally:
@@ -80,7 +87,7 @@ def keys_list(
     from .auth import list_keys
 
     try:
-        store = _engine_store(db, create=False)
+        store = _engine_store(db)
         try:
             keys = list_keys(store.engine)
         finally:
@@ -117,7 +124,7 @@ def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id, from `
     from .auth import revoke_key
 
     try:
-        store = _engine_store(db, create=False)
+        store = _engine_store(db)
         try:
             k = revoke_key(store.writer, key_id)
         finally:
@@ -147,6 +154,7 @@ def serve(
     access_log: Annotated[bool, typer.Option(help="JSON access log on stderr.")] = True,
     text_index: Annotated[str, typer.Option(
         "--text-index", help="Text index served at /v1/text (assay text index ... --index DIR).")] = "",
+    create: CreateOption = False,
 ) -> None:
     """Run the HTTP API (OpenAPI at /openapi.json, docs at /docs)."""
     import uvicorn
@@ -168,8 +176,8 @@ def serve(
             from ..text.index import TextIndex
 
             TextIndex.open(settings.text_index)  # a missing index stops here, not at the first request
-        # Migrate once here, before the workers race to open the store.
-        _engine_store(settings.db).close()
+        # Refuse a missing store, or migrate once here, before the workers race to open it.
+        _engine_store(settings.db, create=create).close()
     except AssayError as exc:
         _fail(exc)
         return

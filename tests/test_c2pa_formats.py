@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -166,6 +167,18 @@ def test_scan_reads_c2pa_in_media_and_hashes_the_files(
         if KIND[fmt] != "image":
             assert rec["errors"] == [], fmt
     assert records["bad.wav"]["provenance"]["verdict"].startswith("Content Credential present but invalid")
+    # The summary counts images apart from the other files with AI evidence.
+    summary = json.loads(res.output.splitlines()[-1])
+    ai = [r for r in records.values() if r["provenance"]["verdict"].startswith("AI-")]
+    assert summary["files_with_ai_evidence"] == len(ai) > 0
+    assert summary["images_with_ai_evidence"] == sum(r["kind"] == "image" for r in ai) < len(ai)
+    text = CliRunner().invoke(app, ["scan", "--no-banks", "--workers", "1", str(folder), "-o",
+                                    str(tmp_path / "r.jsonl")])
+    assert text.exit_code == 0, text.output
+    kinds = Counter(r["kind"] for r in ai)
+    line = next(x for x in text.output.splitlines() if "AI-generation evidence" in x)
+    for kind, n in kinds.items():
+        assert f"{n} {kind}" in line, (line, kind)
 
 
 @pytest.mark.parametrize("fmt", ["HEIF", "AVIF", "DNG"])

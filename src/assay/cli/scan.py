@@ -214,7 +214,8 @@ def _print_summary(summary: Any, target: str, bank_sizes: dict[str, int], report
         t.add_row("text reproduction", plural(summary.text_reproductions, "text file")
                   + " with passages of indexed works", style="red")
     if summary.ai_evidence:
-        t.add_row("AI-generation evidence", plural(summary.ai_evidence, "image"))
+        t.add_row("AI-generation evidence", ", ".join(
+            plural(n, kind) for kind, n in sorted(summary.ai_evidence.items(), key=lambda kv: (kv[0] != "image", kv[0]))))
     if summary.dangerous_models:
         t.add_row("dangerous", plural(summary.dangerous_models, "model file"), style="red")
     if summary.archives or summary.archive_members:

@@ -32,7 +32,7 @@ class ScanSummary:
     matched_files: int = 0
     matches_by_bank: Counter[str] = field(default_factory=Counter)
     low_quality: int = 0
-    ai_evidence: int = 0
+    ai_evidence: Counter[str] = field(default_factory=Counter)  # by kind: image, document, audio, video
     dangerous_models: int = 0
     seconds: float = 0.0
     matched_paths: list[str] = field(default_factory=list)
@@ -79,7 +79,7 @@ class ScanSummary:
         if rec.image and rec.image.low_quality:
             self.low_quality += 1
         if rec.provenance and rec.provenance.verdict.lower().startswith("ai-"):
-            self.ai_evidence += 1
+            self.ai_evidence[rec.kind] += 1
         if rec.model is not None and _is_dangerous(rec):
             self.dangerous_models += 1
         if rec.text and rec.text.get("spans"):
@@ -97,7 +97,8 @@ class ScanSummary:
             "matches_by_bank": dict(self.matches_by_bank),
             "known_good_files": self.known_good,
             "low_quality_images": self.low_quality,
-            "images_with_ai_evidence": self.ai_evidence,
+            "images_with_ai_evidence": self.ai_evidence["image"],
+            "files_with_ai_evidence": sum(self.ai_evidence.values()),  # documents, audio, video too
             "dangerous_models": self.dangerous_models,
             "links": self.links,
             "archives": self.archives,

@@ -95,17 +95,47 @@ def test_reader_one_by_one_equals_batch(banks: dict) -> None:
     assert sorted(map(str, single)) == sorted(map(str, batch))
 
 
-def test_fingerprint_count_is_what_lineage_would_read(banks: dict, tmp_path: Path) -> None:
-    from assay.banks.fingerprints import FingerprintStore
+def test_fingerprint_count_is_what_lineage_would_read(tmp_path: Path) -> None:
+    """Readable summaries of enabled (or named) banks, as FingerprintIndex counts them: a
+    truncated one and a disabled bank's are left out."""
+    import numpy as np
 
-    with Store(str(banks["path"]), create=False) as s:
+    from assay.banks.fingerprints import _SUMMARY_BYTES, FingerprintStore
+    from assay.models.fingerprint import fingerprint_file
+
+    model = tmp_path / "m.safetensors"
+    import json
+    import struct
+
+    arrs = {f"l{i}.weight": np.random.default_rng(i).standard_normal((32, 32)).astype(np.float32) for i in range(3)}
+    header, off = {}, 0
+    for k, a in arrs.items():
+        header[k] = {"dtype": "F32", "shape": [32, 32], "data_offsets": [off, off + a.nbytes]}
+        off += a.nbytes
+    h = json.dumps(header).encode()
+    model.write_bytes(struct.pack("<Q", len(h)) + h + b"".join(a.tobytes() for a in arrs.values()))
+    fp = fingerprint_file(model)
+    db = tmp_path / "fp.sqlite3"
+    with Store(str(db)) as s:
         fs = FingerprintStore(s)
-        with SqliteReader.open(_url(banks["path"])) as r:
-            for names in (None, ["known"], ["nosuch"], []):
-                assert r.fingerprint_count(names) == len(fs.index(names or None) if names != [] else [])
+        for bank in ("a", "b", "off"):
+            s.create_bank(bank)
+            fs.add(bank, "m1", fp)
+            fs.add(bank, "m2", fp)
+        s.set_bank_enabled("off", False)
+        with s.transaction("damaging a summary") as conn:
+            conn.exec_driver_sql("UPDATE model_fingerprints SET summary = x'00' WHERE id = 3")
+        for names in (None, ["a"], ["b"], ["a", "off"], ["nosuch"]):
+            with SqliteReader.open(_url(db)) as r:
+                assert r.fingerprint_count(names, _SUMMARY_BYTES) == len(fs.index(names)), names
+        with SqliteReader.open(_url(db)) as r:
+            assert r.fingerprint_count([], _SUMMARY_BYTES) == 0
 
 
 def test_constants_follow_the_store() -> None:
+    from assay.banks.fingerprints import _SUMMARY_BYTES
+
+    assert reader.SUMMARY_BYTES == _SUMMARY_BYTES
     assert reader._HEAD == migrations.HEAD
     assert reader._SCHEMA_VERSION == store_mod.SCHEMA_VERSION
 

@@ -37,6 +37,7 @@ MAX_HAMMING = 100_000
 _IN_CHUNK = 500
 _SCHEMA_VERSION = 1  # store.SCHEMA_VERSION (a test keeps the two equal)
 _HEAD = "0005"  # migrations.HEAD (a test keeps the two equal)
+SUMMARY_BYTES = 5120  # a model fingerprint's summary (banks/fingerprints.py; a test keeps them equal)
 
 
 class SqliteReader:
@@ -175,16 +176,19 @@ class SqliteReader:
         """``Store.bank_thresholds``: bank id -> PDQ threshold, enabled banks only."""
         return {int(i): t for i, t in self._conn.execute("SELECT id, pdq_threshold FROM banks WHERE enabled = 1")}
 
-    def fingerprint_count(self, banks: Sequence[str] | None) -> int:
-        """How many model fingerprints lineage would read: those of ``banks``, or of every
-        enabled bank."""
-        sql = "SELECT count(*) FROM model_fingerprints t JOIN banks b ON b.id = t.bank_id WHERE "
+    def fingerprint_count(self, banks: Sequence[str] | None, summary_bytes: int = SUMMARY_BYTES) -> int:
+        """How many model fingerprints lineage would compare with: those of ``banks`` (or
+        of every enabled bank) whose summary has the size a summary has (the others are
+        reported as not comparable, as ``FingerprintIndex`` does)."""
+        sql = ("SELECT count(*) FROM model_fingerprints t JOIN banks b ON b.id = t.bank_id "
+               "WHERE length(t.summary) = ? AND ")
         if banks is None:
-            return int(self._conn.execute(sql + "b.enabled = 1").fetchone()[0])
+            return int(self._conn.execute(sql + "b.enabled = 1", (summary_bytes,)).fetchone()[0])
         names = list(banks)
         if not names:
             return 0
-        return int(self._conn.execute(sql + f"b.name IN ({','.join('?' * len(names))})", names).fetchone()[0])
+        return int(self._conn.execute(sql + f"b.name IN ({','.join('?' * len(names))})",
+                                      (summary_bytes, *names)).fetchone()[0])
 
 
 def _at_head(conn: sqlite3.Connection) -> bool:

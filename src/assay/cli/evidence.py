@@ -124,8 +124,16 @@ def model(
 
 def _lineage(access: Any, path: Path, report: Any, banks: list[str] | None) -> bool:
     """Compare the file's weights with the banks' fingerprints; False if no bank has any."""
+    # Whether there is anything to compare with, and whether a file has weights at all,
+    # are both known without the store's database layer or the fingerprint code.
     if access.fingerprint_count(banks or None) == 0:
-        return False  # known without the store's database layer, numpy or the file's weights
+        return False
+    if report.tensor_count == 0 and path.is_file():
+        from ..errors import InputError
+        from ..models.names import NO_WEIGHTS
+
+        report.lineage_explanations = [f"not compared: {InputError(path, NO_WEIGHTS)}"]
+        return True
     from ..banks.fingerprints import FingerprintStore
     from ..models.alignment import query_file
 

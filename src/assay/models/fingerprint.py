@@ -61,7 +61,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import AssayError, InputError
-from .names import Layout, component_label, layout_for, unpermute_rope_rows
+from .names import NO_WEIGHTS, Layout, component_label, layout_for, unpermute_rope_rows
 
 __all__ = [
     "COMPONENTS",
@@ -1207,7 +1207,7 @@ def fingerprint_file(path: Path | str, *, k: int = DEFAULT_K, kind: str = "check
             size = None
         fp.source["size"] = size
     if not fp.tensors:
-        raise InputError(path, "no floating-point weight tensors to fingerprint")
+        raise InputError(path, NO_WEIGHTS)
     return fp
 
 

@@ -27,6 +27,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+#: Why a file without weight tensors has no fingerprint (models/fingerprint.py says it; the CLI
+#: says it too without loading the fingerprint code for such a file).
+NO_WEIGHTS = "no floating-point weight tensors to fingerprint"
+
 GENERIC = "model"
 
 # Keys that only the Stable Diffusion family (LDM/SGM checkpoints, diffusers folders,

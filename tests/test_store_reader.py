@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from assay.banks import migrations, reader
+from assay.banks import reader
 from assay.banks import store as store_mod
 from assay.banks.matcher import Matcher, Query
 from assay.banks.reader import SqliteReader
@@ -136,7 +136,6 @@ def test_constants_follow_the_store() -> None:
     from assay.banks.fingerprints import _SUMMARY_BYTES
 
     assert reader.SUMMARY_BYTES == _SUMMARY_BYTES
-    assert reader._HEAD == migrations.HEAD
     assert reader._SCHEMA_VERSION == store_mod.SCHEMA_VERSION
 
 

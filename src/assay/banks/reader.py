@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from .. import signals as signal_types
+from .migrations import HEAD
 
 if TYPE_CHECKING:
     from ..report.schema import Match
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 MAX_HAMMING = 100_000
 _IN_CHUNK = 500
 _SCHEMA_VERSION = 1  # store.SCHEMA_VERSION (a test keeps the two equal)
-_HEAD = "0005"  # migrations.HEAD (a test keeps the two equal)
 SUMMARY_BYTES = 5120  # a model fingerprint's summary (banks/fingerprints.py; a test keeps them equal)
 
 
@@ -196,7 +196,7 @@ def _at_head(conn: sqlite3.Connection) -> bool:
     if not {"meta", "alembic_version", "banks", "entries", "signals", "model_fingerprints"} <= tables:
         return False
     revisions = sorted(str(r[0]) for r in conn.execute("SELECT version_num FROM alembic_version"))
-    if revisions != [_HEAD]:
+    if revisions != [HEAD]:
         return False
     row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     version: Any = row[0] if row else None

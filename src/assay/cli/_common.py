@@ -28,10 +28,35 @@ COMMANDS: dict[str, str] = {
 }
 
 
+def _registered() -> dict[str, Any]:
+    """Name -> Typer's CommandInfo or TyperInfo of everything registered on ``app`` so far."""
+    from typer.main import get_command_name
+
+    found: dict[str, Any] = {}
+    for info in app.registered_commands:
+        found[info.name or get_command_name(info.callback.__name__)] = info  # type: ignore[union-attr]
+    for group in app.registered_groups:
+        if group.name:
+            found[group.name] = group
+    return found
+
+
+def _import_every_command_module() -> None:
+    """For a name not in COMMANDS (a command added without its line there): load them all."""
+    import importlib
+    import pkgutil
+
+    for m in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if not m.name.startswith("_"):
+            importlib.import_module(f"{__package__}.{m.name}")
+
+
 class _Commands(MutableMapping[str, Any]):
     """A group's subcommands by name, each imported and built when first asked for.
-    Names and order are known without importing anything (``assay --help`` still builds
-    them all, for their one-line help)."""
+    Names and order come from COMMANDS without importing anything (``assay --help``
+    still builds them all, for their one-line help). A command some module registers
+    without a line in COMMANDS still works and is listed, after the others, at the cost
+    of importing every command module (tests/test_cli_startup.py keeps the table whole)."""
 
     lazy = True  # polish() leaves them to _build
 
@@ -41,19 +66,30 @@ class _Commands(MutableMapping[str, Any]):
     def __getitem__(self, name: str) -> Any:
         cmd = self._built.get(name)
         if cmd is None:
-            if name not in COMMANDS:
+            if name in COMMANDS:
+                import importlib
+
+                importlib.import_module(f"{__package__}.{COMMANDS[name]}")
+            if name not in _registered():
+                _import_every_command_module()
+            info = _registered().get(name)
+            if info is None:
                 raise KeyError(name)
-            cmd = self._built[name] = _build(name)
+            cmd = self._built[name] = _build(name, info)
         return cmd
 
     def __contains__(self, name: object) -> bool:
-        return name in COMMANDS or name in self._built
+        return name in COMMANDS or name in self._built or name in self._unlisted()
+
+    def _unlisted(self) -> list[str]:
+        _import_every_command_module()
+        return [n for n in _registered() if n not in COMMANDS]
 
     def __iter__(self) -> Iterator[str]:
-        return iter([*COMMANDS, *(n for n in self._built if n not in COMMANDS)])
+        return iter([*COMMANDS, *self._unlisted()])
 
     def __len__(self) -> int:
-        return len(COMMANDS) + sum(n not in COMMANDS for n in self._built)
+        return len(COMMANDS) + len(self._unlisted())
 
     def __setitem__(self, name: str, cmd: Any) -> None:
         self._built[name] = cmd
@@ -62,22 +98,17 @@ class _Commands(MutableMapping[str, Any]):
         del self._built[name]
 
 
-def _build(name: str) -> Any:
-    """The click command of ``name``, from what its module registered on ``app``."""
-    import importlib
-
-    from typer.main import get_command_from_info, get_command_name, get_group_from_info
+def _build(name: str, info: Any) -> Any:
+    """The click command of ``name`` from what its module registered on ``app``."""
+    from typer.main import get_command_from_info, get_group_from_info
+    from typer.models import CommandInfo
 
     from ._help import polish
 
-    importlib.import_module(f"{__package__}.{COMMANDS[name]}")
-    for info in app.registered_commands:
-        if (info.name or get_command_name(info.callback.__name__)) == name:  # type: ignore[union-attr]
-            cmd = get_command_from_info(info, pretty_exceptions_short=app.pretty_exceptions_short,
-                                        rich_markup_mode=app.rich_markup_mode)
-            break
+    if isinstance(info, CommandInfo):
+        cmd = get_command_from_info(info, pretty_exceptions_short=app.pretty_exceptions_short,
+                                    rich_markup_mode=app.rich_markup_mode)
     else:
-        info = next(g for g in app.registered_groups if g.name == name)
         cmd = get_group_from_info(info, pretty_exceptions_short=app.pretty_exceptions_short,
                                   rich_markup_mode=app.rich_markup_mode, suggest_commands=app.suggest_commands)
     polish(cmd, name)

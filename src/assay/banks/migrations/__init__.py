@@ -21,9 +21,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-import sqlalchemy as sa
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # SQLAlchemy loads with the store: the SQLite reader reads HEAD without it
+    import sqlalchemy as sa
     from alembic.config import Config
 
 HERE = Path(__file__).resolve().parent
@@ -70,6 +69,8 @@ def current(engine: sa.Engine) -> str | None:
 
 def revisions(conn: sa.Connection) -> list[str] | None:
     """The revisions stamped in the database, or None where it has no version table."""
+    import sqlalchemy as sa
+
     if not sa.inspect(conn).has_table(VERSION_TABLE):
         return None
     return stamped(conn)
@@ -84,6 +85,8 @@ def lock(conn: sa.Connection) -> None:
     """Serialise schema changes between processes (PostgreSQL; SQLite's write lock does it there).
     Held until the transaction of ``conn`` ends."""
     if conn.dialect.name == "postgresql":
+        import sqlalchemy as sa
+
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
 
 

@@ -74,6 +74,25 @@ def test_a_commands_help_loads_only_that_command(tmp_path: Path) -> None:
         assert loaded == {own}, cmd
 
 
+def test_every_command_is_in_the_lazy_table() -> None:
+    """Commands are imported by name (cli/_common.COMMANDS): one registered by a module
+    but missing there would cost every `assay --help` the import of all commands."""
+    import importlib
+    import pkgutil
+
+    import assay.cli as cli
+    from assay.cli._common import COMMANDS, _registered
+
+    for m in pkgutil.iter_modules(cli.__path__):
+        if not m.name.startswith("_"):
+            importlib.import_module(f"assay.cli.{m.name}")
+    assert set(_registered()) == set(COMMANDS)
+    for name, module in COMMANDS.items():  # each in the module that registers it
+        info = _registered()[name]
+        fn = getattr(info, "callback", None) or info.typer_instance.registered_commands[0].callback
+        assert fn.__module__.rsplit(".", 1)[-1] in (module, "cli"), (name, fn.__module__)
+
+
 def test_python_m_assay_is_the_command(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-m", "assay", "signals", "--json"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr

@@ -100,7 +100,7 @@ def test_fingerprint_count_is_what_lineage_would_read(tmp_path: Path) -> None:
     truncated one and a disabled bank's are left out."""
     import numpy as np
 
-    from assay.banks.fingerprints import _SUMMARY_BYTES, FingerprintStore
+    from assay.banks.fingerprints import FingerprintStore
     from assay.models.fingerprint import fingerprint_file
 
     model = tmp_path / "m.safetensors"
@@ -127,15 +127,15 @@ def test_fingerprint_count_is_what_lineage_would_read(tmp_path: Path) -> None:
             conn.exec_driver_sql("UPDATE model_fingerprints SET summary = x'00' WHERE id = 3")
         for names in (None, ["a"], ["b"], ["a", "off"], ["nosuch"]):
             with SqliteReader.open(_url(db)) as r:
-                assert r.fingerprint_count(names, _SUMMARY_BYTES) == len(fs.index(names)), names
+                assert r.fingerprint_count(names) == len(fs.index(names)), names
         with SqliteReader.open(_url(db)) as r:
-            assert r.fingerprint_count([], _SUMMARY_BYTES) == 0
+            assert r.fingerprint_count([]) == 0
 
 
 def test_constants_follow_the_store() -> None:
-    from assay.banks.fingerprints import _SUMMARY_BYTES
+    from assay.banks.fingerprints import _SUMMARY_BYTES, _SUMMARY_BYTES_INV
 
-    assert reader.SUMMARY_BYTES == _SUMMARY_BYTES
+    assert reader.SUMMARY_SIZES == (_SUMMARY_BYTES, _SUMMARY_BYTES_INV)
     assert reader._SCHEMA_VERSION == store_mod.SCHEMA_VERSION
 
 

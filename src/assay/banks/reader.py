@@ -37,7 +37,9 @@ if TYPE_CHECKING:
 MAX_HAMMING = 100_000
 _IN_CHUNK = 500
 _SCHEMA_VERSION = 1  # store.SCHEMA_VERSION (a test keeps the two equal)
-SUMMARY_BYTES = 5120  # a model fingerprint's summary (banks/fingerprints.py; a test keeps them equal)
+# The sizes of a readable model fingerprint summary (banks/fingerprints.py: format 1, and
+# format 2 with its permutation-invariant half; a test keeps the two modules equal).
+SUMMARY_SIZES = (5120, 10240)
 
 
 class SqliteReader:
@@ -176,19 +178,19 @@ class SqliteReader:
         """``Store.bank_thresholds``: bank id -> PDQ threshold, enabled banks only."""
         return {int(i): t for i, t in self._conn.execute("SELECT id, pdq_threshold FROM banks WHERE enabled = 1")}
 
-    def fingerprint_count(self, banks: Sequence[str] | None, summary_bytes: int = SUMMARY_BYTES) -> int:
+    def fingerprint_count(self, banks: Sequence[str] | None) -> int:
         """How many model fingerprints lineage would compare with: those of ``banks`` (or
-        of every enabled bank) whose summary has the size a summary has (the others are
-        reported as not comparable, as ``FingerprintIndex`` does)."""
+        of every enabled bank) whose summary has a readable size (the others are reported
+        as not comparable, as ``FingerprintIndex`` does)."""
         sql = ("SELECT count(*) FROM model_fingerprints t JOIN banks b ON b.id = t.bank_id "
-               "WHERE length(t.summary) = ? AND ")
+               f"WHERE length(t.summary) IN ({','.join('?' * len(SUMMARY_SIZES))}) AND ")
         if banks is None:
-            return int(self._conn.execute(sql + "b.enabled = 1", (summary_bytes,)).fetchone()[0])
+            return int(self._conn.execute(sql + "b.enabled = 1", SUMMARY_SIZES).fetchone()[0])
         names = list(banks)
         if not names:
             return 0
         return int(self._conn.execute(sql + f"b.name IN ({','.join('?' * len(names))})",
-                                      (summary_bytes, *names)).fetchone()[0])
+                                      (*SUMMARY_SIZES, *names)).fetchone()[0])
 
 
 def _at_head(conn: sqlite3.Connection) -> bool:

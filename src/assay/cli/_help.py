@@ -143,6 +143,6 @@ def polish(cmd: Any, path: str = "") -> None:
         cmd.epilog = ("Example:" if len(examples) == 1 else "Examples:") + "\n\n" + "\n\n".join(
             "  " + e for e in examples)
     subs = getattr(cmd, "commands", None)
-    if subs and not getattr(subs, "lazy", False):
+    if not getattr(subs, "lazy", False) and subs:
         for name, sub in subs.items():
             polish(sub, f"{path} {name}".strip())

@@ -52,6 +52,9 @@ def banks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
             s.add_entry("loose", f"l{i}", {"pdq": [_flip(h, 40)], "sha256": ["%064x" % (i + 7)]})
             s.add_entry("off", f"o{i}", {"pdq": [h], "md5": ["%032x" % (i + 1)]})
         s.add_entry("good", "g1", {"md5": [MD5], "sha1": ["a" * 40]})
+        trimmed = _flip(base[1], 3)  # a hash banked for a variant of an image (bank add --image)
+        s.add_entry("known", "with-variant", {"pdq": [_pdq(), trimmed]},
+                    meta={"pdq_variants": {trimmed: "trimmed"}})
         s.add_entry("known", "dup", {"md5": [MD5], "autov1": ["e3b0c442"], "autov2": ["0123456789"]})
         s.add_entry("known", "disabled", {"pdq": [base[0]], "md5": [f"{1:032x}"]})
         s.set_entry_enabled("known", "disabled", False)
@@ -73,18 +76,23 @@ def _key(matches: list) -> list:
 
 @pytest.mark.parametrize("threshold", [None, 0, 8, 31, 60])
 @pytest.mark.parametrize("include_low_quality", [False, True])
-def test_reader_answers_as_the_matcher(banks: dict, threshold: int | None, include_low_quality: bool) -> None:
+@pytest.mark.parametrize("variants", [True, False])
+def test_reader_answers_as_the_matcher(banks: dict, threshold: int | None, include_low_quality: bool,
+                                       variants: bool) -> None:
     queries = banks["queries"]
     with Store(str(banks["path"]), create=False) as s:
         want = Matcher(s, snapshots=False).lookup(queries, threshold=threshold,
-                                                  include_low_quality=include_low_quality)
+                                                  include_low_quality=include_low_quality, variants=variants)
     with SqliteReader.open(_url(banks["path"])) as r:
-        got = r.lookup(queries, threshold=threshold, include_low_quality=include_low_quality)
+        got = r.lookup(queries, threshold=threshold, include_low_quality=include_low_quality,
+                       variants=variants)
     assert got is not None
     assert _key(got) == _key(want)
     assert want  # the case has matches of every kind to compare
     kinds = {(m.bank, m.signal_type, m.strength) for m in want}
     assert {("good", "md5", "exact"), ("known", "pdq", "perceptual"), ("known", "md5", "named-by-metadata")} <= kinds
+    if variants and threshold != 0:
+        assert any(m.bank_variant == "trimmed" for m in want)
 
 
 def test_reader_one_by_one_equals_batch(banks: dict) -> None:

@@ -166,6 +166,38 @@ def infini_gram(python: str, works: dict[str, str], queries: list[str], folder: 
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def interleaved(dirs: list[Path], queries: int, seed: int) -> None:
+    """Existing indexes (each holding the KJV) checked with the same KJV-based outputs,
+    interleaved query by query (so that load swings hit every contender alike), and the
+    naive matcher on the first index when it has one shard."""
+    rng = random.Random(seed)
+    books = textgen.kjv_books()
+    outputs = [textgen.llm_output(rng, books, chars=2048).text for _ in range(queries)]
+    ixs = [TextIndex.open(d) for d in dirs]
+    naive = None
+    if len(ixs[0].shards) == 1:
+        sh = ixs[0].shards[0]
+        naive = NaiveMatcher(np.asarray(sh.text), np.asarray(sh.sa))
+    for ix in ixs:
+        check(ix, outputs[0])
+    times: dict[str, list[float]] = {}
+    for text in outputs:
+        for d, ix in zip(dirs, ixs, strict=True):
+            for near in (False, True):
+                t = time.perf_counter()
+                check(ix, text, near=near)
+                times.setdefault(f"{d} ({len(ix.shards)} shards) {'exact+near' if near else 'exact'}", []).append(
+                    time.perf_counter() - t)
+        if naive is not None:
+            q = _query(text).q.tobytes()
+            t = time.perf_counter()
+            naive.spans(q, 50)
+            times.setdefault(f"naive on {dirs[0]}", []).append(time.perf_counter() - t)
+    base = statistics.median(next(iter(times.values())))
+    for name, ts in times.items():
+        print(f"{name}: median {statistics.median(ts) * 1e3:.2f} ms ({statistics.median(ts) / base:.1f}x the first)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb", type=int, default=100)
@@ -176,7 +208,12 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=None)
     ap.add_argument("--reuse", action="store_true", help="check against the index already in --dir")
     ap.add_argument("--infini-gram", default="", help="a Python that has infini-gram installed: run it too")
+    ap.add_argument("--interleave", type=Path, nargs="+", default=None,
+                    help="only check existing indexes (folders) side by side, interleaved")
     args = ap.parse_args()
+    if args.interleave:
+        interleaved(args.interleave, args.queries, args.seed)
+        return
 
     t = time.perf_counter()
     works = corpus(args.mb, args.seed)

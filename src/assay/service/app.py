@@ -27,12 +27,14 @@ from ..banks.store import Store
 from ..config import Limits, data_dir
 from ..errors import AssayError, RateLimited
 from . import logging as service_logging
+from . import metrics
 from .auth import KeyVerifier
 from .errors import assay_error_dict, error_bytes, error_dict, public_error_dict, status_for
 from .guard import AuthFirstMiddleware
 from .jobs import Jobs
 from .logging import RequestContextMiddleware
 from .matching import LiveIndex
+from .metrics import MetricsMiddleware
 from .probe import UploadProbeMiddleware
 from .ratelimit import (
     BodyLimitMiddleware,
@@ -138,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             state.decoder.shutdown()
+            metrics.worker_exit()
             if state.uploads.shared is not None:
                 state.uploads.shared.close()
             state.index.stop()
@@ -185,6 +188,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        timeout=settings.body_timeout, on_error=limit_error)
     app.add_middleware(AuthFirstMiddleware)  # before the body limits: no key, no body
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(MetricsMiddleware)  # outermost: every answer counted, refusals too
     return app
 
 
@@ -202,6 +206,7 @@ def _image_limits_of(scope: Scope) -> Limits:
 
 def _count_refused(scope: Scope) -> None:
     scope["app"].state.assay.uploads.count("refused_budget")
+    metrics.REJECTED.labels("pixel-budget").inc()
 
 
 def _body_limits(settings: Settings) -> Callable[[str], int]:
@@ -233,6 +238,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         headers = None
         if isinstance(exc, RateLimited):
             headers = {"Retry-After": str(max(1, int(exc.retry_after + 0.999)))}
+            metrics.rejected(exc)
         if getattr(request.state, "role", None) == "admin":
             body = assay_error_dict(exc, _rid(request))
         else:  # no store location, no other banks' names (docs/service.md, "Errors")

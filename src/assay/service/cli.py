@@ -135,6 +135,41 @@ def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id, from `
     typer.echo(f"revoked key {k.id} ({k.name})")
 
 
+def _metrics_setup(settings: Settings) -> str:
+    """Prometheus multiprocess mode for the workers: a directory of this supervisor,
+    new and empty, removed at exit (and, at the next start, if a killed supervisor left
+    it); with ``metrics_listen``, an exposition server on that address in this process.
+    Returns what to say about it."""
+    import atexit
+    import shutil
+
+    from .tmpfiles import _writer_alive
+
+    root = settings.tmp_path
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for old in root.glob("metrics-*"):
+        pid = old.name.partition("-")[2]
+        if pid.isdigit() and not _writer_alive(int(pid), old.stat().st_mtime):
+            shutil.rmtree(old, ignore_errors=True)
+    path = root / f"metrics-{os.getpid()}"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(mode=0o700)
+    atexit.register(shutil.rmtree, path, True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    if not settings.metrics_listen:
+        return ""
+    # prometheus_client itself, not assay.service.metrics: this process must not create
+    # samples of its own (a live gauge of 0 here would pull the workers' minimum down).
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(path))
+    host, _, port = settings.metrics_listen.rpartition(":")
+    start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=registry)
+    return f"; metrics at http://{settings.metrics_listen}/metrics"
+
+
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
@@ -155,6 +190,9 @@ def serve(
     text_index: Annotated[str, typer.Option(
         "--text-index", help="Text index served at /v1/text (assay text index ... --index DIR).")] = "",
     create: CreateOption = False,
+    metrics_listen: Annotated[str, typer.Option(
+        help="HOST:PORT where the supervisor serves every worker's Prometheus metrics without a key "
+             "(default: only GET /metrics on the API, admin key).")] = "",
 ) -> None:
     """Run the HTTP API (OpenAPI at /openapi.json, docs at /docs)."""
     import uvicorn
@@ -171,6 +209,7 @@ def serve(
             snapshot_dir=snapshot_dir or base.snapshot_dir, tmp_dir=tmp_dir or base.tmp_dir,
             rate_limit_redis_url=redis_url or base.rate_limit_redis_url, access_log=access_log,
             text_index=str(Path(text_index).resolve()) if text_index else base.text_index,
+            metrics_listen=metrics_listen or base.metrics_listen,
         )
         if settings.text_index:
             from ..text.index import TextIndex
@@ -184,9 +223,14 @@ def serve(
     from .protocol import protocol_class
 
     os.environ.update(settings.to_env())
+    try:
+        metrics_at = _metrics_setup(settings)
+    except OSError as exc:
+        _fail(AssayError(f"cannot serve metrics: {exc}"))
+        return
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"assay serve: listening on http://{shown}:{port} ({workers} worker{'s' if workers != 1 else ''}; "
-               f"API docs at /docs); Ctrl-C stops it", err=True)
+               f"API docs at /docs){metrics_at}; Ctrl-C stops it", err=True)
     uvicorn.run(
         "assay.service.app:create_app_from_env",
         factory=True, host=host, port=port, workers=workers, access_log=False,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 from ..errors import TooLarge
 
 T = TypeVar("T")
+log = logging.getLogger("assay.service.decoder")
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -112,8 +114,11 @@ class HeavyDecoder:
         """Start the decoder processes now (they take a second or two to import)."""
         if self.mode == "process":
             pool = self._executor()
-            for f in [pool.submit(os.getpid) for _ in range(self.processes)]:
-                f.result()
+            try:
+                for f in [pool.submit(os.getpid) for _ in range(self.processes)]:
+                    f.result()
+            except Exception as exc:  # the first heavy upload tries again, and says why if it fails
+                log.warning("the image decoder process did not start: %s", exc)
 
     def run(self, fn: Callable[..., T], name: str, *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` on a decoder; this thread waits for it."""

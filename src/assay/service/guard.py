@@ -88,5 +88,8 @@ async def _refuse(scope: Scope, send: Send, exc: AssayError, store_url: str) -> 
         headers.append((b"www-authenticate", b"Bearer"))
     if isinstance(exc, RateLimited):
         headers.append((b"retry-after", str(max(1, math.ceil(exc.retry_after))).encode()))
+        from . import metrics
+
+        metrics.rejected(exc)
     await send({"type": "http.response.start", "status": status_for(exc), "headers": headers})
     await send({"type": "http.response.body", "body": data})

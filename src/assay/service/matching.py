@@ -36,6 +36,7 @@ from ..banks.matcher import Matcher, Query
 from ..banks.store import ChangeListener, Changes, SignalRef, Store
 from ..errors import Busy, StoreError
 from ..report.schema import Match
+from . import metrics
 
 log = logging.getLogger("assay.service.index")
 # Up to this many queries a lookup runs on the event loop (about 0.1-0.3 ms each at 1M
@@ -135,6 +136,8 @@ class LiveIndex:
     def load(self, lock_file: Path | None = None) -> None:
         # Workers of one instance share the on-disk snapshot: the first builds it, the
         # others wait on the file lock and then map it instead of rebuilding.
+        metrics.INDEX_LOADED.set(0)
+        started = time.perf_counter()
         with _file_lock(lock_file):
             self.matcher.load()
         self.cache.bank_thresholds()
@@ -142,6 +145,15 @@ class LiveIndex:
         self.matcher.lookup([Query("pdq", "0" * 64)], threshold=31)
         self.loaded = True
         self.last_ok = time.monotonic()
+        metrics.INDEX_LOAD.observe(time.perf_counter() - started)
+        metrics.INDEX_LOADED.set(1)
+        self._followed(changed=True)
+
+    def _followed(self, changed: bool) -> None:
+        metrics.INDEX_FOLLOWED.set(time.time())
+        if changed:
+            for name, n in self.sizes().items():
+                metrics.INDEX_SIGNALS.labels(name).set(n)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="assay-index-follower", daemon=True)
@@ -202,10 +214,13 @@ class LiveIndex:
     def refresh(self) -> bool:
         if not self.loaded:
             return False  # the load reads what is committed; the follower goes on from there
+        started = time.perf_counter()
         with self._refresh_lock:
             changed = self.matcher.refresh()
         self.last_ok = time.monotonic()
         self.last_error = None
+        metrics.INDEX_REFRESH.observe(time.perf_counter() - started)
+        self._followed(changed)
         return changed
 
     def _run(self) -> None:
@@ -292,9 +307,13 @@ class LiveIndex:
     async def lookup_many(self, queries: Sequence[Query], threshold: int | None,
                           include_low_quality: bool) -> list[Match]:
         if not self.loaded:
-            raise Busy("this worker is still loading its index", retry_after=LOADING_RETRY_AFTER,
+            exc = Busy("this worker is still loading its index", retry_after=LOADING_RETRY_AFTER,
                        hint="retry after the Retry-After delay; /ready says when the worker is ready")
-        return await self._lookup_many(queries, threshold, include_low_quality)
+            exc.limit = "index-loading"  # type: ignore[attr-defined]
+            raise exc
+        matches = await self._lookup_many(queries, threshold, include_low_quality)
+        metrics.observe_matches(queries, matches)
+        return matches
 
     async def _lookup_many(self, queries: Sequence[Query], threshold: int | None,
                            include_low_quality: bool) -> list[Match]:

@@ -8,7 +8,9 @@ from typing import Annotated, Any, Literal
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import StoreError
@@ -132,6 +134,21 @@ def audit(
     return json_response([
         {"id": int(r.id), "at": r.at.isoformat(), "key_id": r.key_id, "actor": r.actor, "action": r.action,
          "bank": r.bank, "detail": json.loads(r.detail)} for r in rows])
+
+
+@router.get("/metrics", response_class=PlainTextResponse, include_in_schema=False,
+            summary="Prometheus metrics of every worker (role: ASSAY_SERVICE_METRICS_ROLE, admin by default)")
+async def metrics_route(request: Request) -> Response:
+    from . import metrics
+
+    state = get_state(request)
+    needed = state.settings.metrics_role
+    if needed == "off":
+        raise StarletteHTTPException(404, "Not Found")
+    if needed != "none":
+        await role(needed)(request)
+    body, ctype = await run_in_threadpool(metrics.exposition)
+    return Response(body, media_type=ctype)
 
 
 @router.get("/ready", response_model=ReadyOut, responses={503: {"model": ReadyOut}},

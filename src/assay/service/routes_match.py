@@ -18,6 +18,7 @@ from ..errors import AssayError, InputError, TooLarge, UnsupportedFormat
 from ..media.hashes import ImageHashes
 from ..report.schema import Match, SignalValue
 from ..sniff import sniff_bytes
+from . import metrics
 from .auth import Principal
 from .errors import assay_error_dict
 from .state import ServiceState, get_state, role, spool_body
@@ -195,6 +196,7 @@ async def read_upload(state: ServiceState, file: UploadFile) -> bytes:
         raise TooLarge(upload_name(file), f"exceeds the upload limit of {limit} bytes")
     if not data:
         raise UnsupportedFormat(upload_name(file), "the uploaded file is empty")
+    metrics.UPLOAD_BYTES.observe(len(data))
     return data
 
 

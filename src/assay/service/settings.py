@@ -80,6 +80,12 @@ class Settings:
     tmp_dir: str = ""
     text_index: str = ""  # text index folder for /v1/text, "" = none
     trust_anchors: str = ""  # PEM bundle for C2PA, "" = none
+    # GET /metrics (Prometheus) needs a key of this role; "none": no key (for a port only
+    # Prometheus reaches); "off": no such route (e.g. with metrics_listen).
+    metrics_role: str = "admin"
+    # "HOST:PORT": the supervisor process also serves the metrics of every worker there
+    # (no key), apart from the API. "" = not.
+    metrics_listen: str = ""
     access_log: bool = True
 
     def __post_init__(self) -> None:
@@ -99,6 +105,11 @@ class Settings:
         if self.heavy_decoder not in ("process", "thread") or self.heavy_processes < 1:
             raise AssayError(f"invalid heavy decoder {self.heavy_decoder!r} x {self.heavy_processes}",
                              hint="heavy_decoder: process or thread; heavy_processes: at least 1")
+        if self.metrics_role not in (*ROLES, "none", "off"):
+            raise AssayError(f"invalid metrics role {self.metrics_role!r}",
+                             hint=f"use one of {', '.join(ROLES)}, none or off")
+        if self.metrics_listen and not self.metrics_listen.rpartition(":")[2].isdigit():
+            raise AssayError(f"invalid metrics address {self.metrics_listen!r}", hint="HOST:PORT, e.g. 127.0.0.1:9464")
         if not self.rate_burst_seconds > 0:
             raise AssayError(f"invalid rate_burst_seconds {self.rate_burst_seconds}: seconds, more than 0")
         if self.prune_interval <= 0:

@@ -47,6 +47,7 @@ from ..config import Limits
 from ..errors import Busy, DecodeError, RateLimited, UnsupportedFormat
 from ..media import decode
 from ..media.hashes import DEFAULT_LIMITS, ImageHashes, hash_image_bytes
+from . import metrics
 from .auth import Principal
 from .decoder import HeavyDecoder, memory, trim_memory
 from .state import role
@@ -76,6 +77,11 @@ redis.call('ZADD', KEYS[1], now, ARGV[1])
 redis.call('EXPIRE', KEYS[1], math.ceil(lease))
 return n + 1
 """
+
+
+def _limit(exc: RateLimited, name: str) -> RateLimited:
+    exc.limit = name  # type: ignore[attr-defined]  # the reason label of assay_rejected_total
+    return exc
 
 
 class SharedHeavy:
@@ -148,10 +154,10 @@ class UploadGate:
                 s = self.stats
                 s["max_in_flight_per_key_shared"] = max(s["max_in_flight_per_key_shared"], n)
         if n == 0:
-            raise RateLimited(
+            raise _limit(RateLimited(
                 f"this key already has {self.per_key} large image upload(s) in progress "
                 f"(limit {self.per_key} for the service)", retry_after=RETRY_AFTER,
-                hint="send large images one after another, or smaller ones")
+                hint="send large images one after another, or smaller ones"), "heavy-key")
         return token
 
     def _release_shared(self, key: object, token: str | None) -> None:
@@ -180,15 +186,16 @@ class UploadGate:
             mine = self._keys.get(key, 0)
             if not shared and mine >= self.per_key:
                 self.stats["refused_key"] += 1
-                raise RateLimited(
+                raise _limit(RateLimited(
                     f"this key already has {mine} large image upload(s) in progress on this worker "
                     f"(limit {self.per_key})", retry_after=RETRY_AFTER,
-                    hint="send large images one after another, or smaller ones")
+                    hint="send large images one after another, or smaller ones"), "heavy-key")
             if self._in_flight and self._in_flight + weight > self.worker_pixels:
                 self.stats["refused_busy"] += 1
-                raise Busy("the service is decoding other large images; try again shortly",
-                           retry_after=RETRY_AFTER, hint="retry after the Retry-After delay")
+                raise _limit(Busy("the service is decoding other large images; try again shortly",
+                                  retry_after=RETRY_AFTER, hint="retry after the Retry-After delay"), "heavy-busy")
             self._in_flight += weight
+            metrics.HEAVY_IN_FLIGHT.inc(weight)
             self._keys[key] = mine + 1
             s = self.stats
             s["admitted_heavy"] += 1
@@ -198,6 +205,7 @@ class UploadGate:
         try:
             yield
         finally:
+            metrics.HEAVY_IN_FLIGHT.dec(weight)
             with self._lock:
                 self._in_flight -= weight
                 left = self._keys[key] - 1

@@ -154,3 +154,51 @@ def test_store_outage_shows_the_location_to_admin_keys_only(db: str, tmp_path: P
                         assert [m for m in markers if m in text] == [], text
                     else:
                         assert markers[0] in text and "disk I/O error" in text, text
+
+
+def _descendants(pid: int) -> set[int]:
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for task in Path(f"/proc/{p}/task").iterdir():
+                kids = [int(c) for c in (task / "children").read_text().split()]
+                out.update(kids)
+                todo += kids
+        except OSError:
+            continue
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_no_process_outlives_the_server(tmp_path: Path) -> None:
+    """SIGTERM to `assay serve` alone (as a process manager sends it): its workers stop,
+    and so do their image decoder processes (which once stayed behind, waiting)."""
+    db = f"sqlite:///{tmp_path / 'banks.sqlite3'}"
+    make_keys(db)
+    server = Server(db, 2, tmp_path)
+    try:
+        server.wait_ready()
+        deadline = time.monotonic() + 60
+        while True:  # workers, and a decoder under each (started once the index is loaded)
+            tree = _descendants(server.proc.pid)
+            if len(tree) >= 4:
+                break
+            assert time.monotonic() < deadline, tree
+            time.sleep(0.2)
+        os.kill(server.proc.pid, 15)
+        server.proc.wait(60)
+        deadline = time.monotonic() + 20
+        while any(_alive(p) for p in tree):
+            assert time.monotonic() < deadline, [p for p in tree if _alive(p)]
+            time.sleep(0.2)
+    finally:
+        server.stop()

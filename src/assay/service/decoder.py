@@ -11,6 +11,7 @@ import ctypes.util
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -57,13 +58,23 @@ def _lower_priority() -> None:
 
 
 def _decoder_init() -> None:
-    """Start of a decoder process: lower priority, and the hashing code loaded now
-    rather than on the first upload."""
+    """Start of a decoder process: lower priority, gone with its worker, and the
+    hashing code loaded now rather than on the first upload."""
     try:
         os.setpriority(os.PRIO_PROCESS, 0, HEAVY_NICE)
     except (OSError, AttributeError):
         pass
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="assay-decoder-watch",
+                     daemon=True).start()
     from ..media import hashes  # noqa: F401
+
+
+def _exit_with_parent(parent: int) -> None:
+    # A worker that is killed, or stops before its pool told the decoder to, would leave
+    # it waiting for work for ever (found: orphans of stopped test servers).
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def _in_decoder(fn: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[T, dict[str, int]]:
@@ -141,7 +152,9 @@ class HeavyDecoder:
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            # Waits for a decode in progress (seconds at most), so that the decoders
+            # are told to stop before the worker exits.
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def memory() -> dict[str, int]:

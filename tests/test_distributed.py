@@ -75,6 +75,7 @@ def cluster(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     env = dict(os.environ, ASSAY_WORKER_CACHE=str(cache), FSSPEC_S3=json.dumps({"endpoint_url": s3_endpoint}),
                PYTHONPATH=path, **S3_ENV)
     env.pop("MALLOC_TRIM_THRESHOLD_", None)
+    env["DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON"] = '{"MALLOC_TRIM_THRESHOLD_": None}'
     logs = tmp_path_factory.mktemp("dask-logs")
     procs: list[subprocess.Popen[bytes]] = []
 

@@ -31,7 +31,7 @@ LOCK_KEY: Final = 0x6173736179  # "assay": one advisory lock id for schema chang
 # Every revision this code knows, oldest first (a test checks them against the
 # scripts). Kept here so that the open path can tell "at head", "older" and "from a
 # newer assay" apart without loading Alembic.
-REVISIONS: Final = ("0001", "0002", "0003", "0004", "0005", "0006")
+REVISIONS: Final = ("0001", "0002", "0003", "0004", "0005", "0006", "0007")
 HEAD: Final = REVISIONS[-1]
 VERSION_TABLE: Final = "alembic_version"
 

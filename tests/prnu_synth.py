@@ -1,0 +1,75 @@
+"""Synthetic camera photos for the PRNU tests and bench/bench_prnu.py (no real-camera
+data is shipped): scenes times a per-camera sensor pattern, with shot and read noise,
+vignetting, a pattern shared by every camera of a "model" (row/column read-out and a
+periodic component, which a fingerprint must not match on), and JPEG re-compression.
+
+A camera is ``Camera(seed, model_seed, shape)``; ``camera.photo(scene, quality)`` gives a
+uint8 RGB array as decoded from the JPEG it would have written. Scenes are generated
+(``scene(seed, shape)``) or any RGB array of the camera's size (bench: shared test photos).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+
+def scene(seed: int, shape: tuple[int, int]) -> np.ndarray:
+    """A natural-looking RGB scene (float 0-255): smooth shading, blobs, edges, texture."""
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    img = np.zeros((h, w, 3))
+    base = rng.uniform(40, 170, 3)
+    img += base + 50 * (rng.uniform(-1, 1) * x + rng.uniform(-1, 1) * y)[..., None]
+    for _ in range(12):
+        cy, cx, r = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.03, 0.25)
+        blob = np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * r * r))
+        img += blob[..., None] * rng.uniform(-70, 70, 3)
+    for _ in range(4):  # hard edges
+        a, b, c = rng.normal(size=3)
+        img += ((a * x + b * y + c * 0.3) > 0)[..., None] * rng.uniform(-35, 35, 3)
+    img += rng.normal(0, 3, (h, w, 1)) * rng.uniform(0.5, 2)  # texture
+    return np.clip(img, 5, 245)
+
+
+@dataclass
+class Camera:
+    seed: int
+    model_seed: int
+    shape: tuple[int, int]
+    sigma: float = 0.01
+    k: np.ndarray = field(init=False, repr=False)
+    shared: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        h, w = self.shape
+        self.k = np.random.default_rng(self.seed).normal(0, self.sigma, (h, w))
+        m = np.random.default_rng(10_000 + self.model_seed)
+        rows, cols = m.normal(0, 1.0, (h, 1)), m.normal(0, 1.0, (1, w))
+        period = np.zeros((h, w))
+        period[::8, :] += 0.8
+        period[:, ::8] += 0.8
+        self.shared = rows + cols + period  # additive, in grey levels: the model's own artefacts
+
+    def photo(self, sc: np.ndarray, quality: int = 90, seed: int = 0) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        h, w = self.shape
+        y, x = np.mgrid[0:h, 0:w]
+        r2 = ((y - h / 2) ** 2 + (x - w / 2) ** 2) / ((h / 2) ** 2 + (w / 2) ** 2)
+        vignette = 1 - 0.25 * r2
+        signal = sc * vignette[..., None] * (1 + self.k[..., None])
+        shot = rng.normal(0, 1, signal.shape) * np.sqrt(np.maximum(signal, 0) * 0.05)
+        read = rng.normal(0, 1.0, signal.shape)
+        raw = np.clip(signal + shot + read + self.shared[..., None], 0, 255).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(raw).save(buf, "JPEG", quality=quality)
+        return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+
+    def jpeg(self, sc: np.ndarray, quality: int = 90, seed: int = 0) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(self.photo(sc, quality, seed)).save(buf, "PNG")
+        return buf.getvalue()

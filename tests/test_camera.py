@@ -1,0 +1,131 @@
+"""Camera sensor fingerprints (issue #18): enrolment, matching and storage, on synthetic
+cameras (tests/prnu_synth.py: scenes x a per-camera pattern, shot/read noise, vignetting,
+a pattern shared by cameras of one model, JPEG re-compression)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from assay.camera import prnu
+from assay.camera.identify import compare, enroll
+from assay.errors import InvalidBankInput
+from prnu_synth import Camera, scene
+
+SHAPE = (192, 256)  # (H, W): small for speed; PCE grows with the pixel count
+
+
+@pytest.fixture(scope="module")
+def cams() -> list[Camera]:
+    return [Camera(seed, 1, SHAPE, sigma=0.01) for seed in (1, 2, 3)]  # three of one model
+
+
+@pytest.fixture(scope="module")
+def prints(cams: list[Camera]) -> list[prnu.Fingerprint]:
+    return [prnu.estimate([c.photo(scene(1000 * c.seed + i, SHAPE), 90, i) for i in range(12)]) for c in cams]
+
+
+def test_a_camera_matches_its_own_photos_and_no_other(cams: list[Camera], prints: list[prnu.Fingerprint]) -> None:
+    for ci, cam in enumerate(cams):
+        for q in (95, 85, 75):
+            photo = cam.photo(scene(50_000 + 10 * ci + q, SHAPE), q, seed=q)
+            for fi, fp in enumerate(prints):
+                det = prnu.detect(photo, fp)
+                assert det is not None
+                if fi == ci:
+                    assert det.pce >= prnu.DEFAULT_THRESHOLD, (ci, q, det)
+                    assert det.peak == (0, 0) and det.rotation == 0
+                    assert det.false_alarm() < 1e-9
+                else:  # same model, other sensor: the shared model pattern must not match
+                    assert det.pce < prnu.DEFAULT_THRESHOLD / 3, (ci, fi, q, det)
+
+
+def test_photos_without_a_pattern_do_not_match(prints: list[prnu.Fingerprint]) -> None:
+    for s in range(6):
+        plain = np.clip(scene(70_000 + s, SHAPE), 0, 255).astype(np.uint8)
+        for fp in prints:
+            assert prnu.detect(plain, fp).pce < prnu.DEFAULT_THRESHOLD / 3
+
+
+def test_a_cropped_and_turned_photo_is_found_with_its_position(cams: list[Camera],
+                                                               prints: list[prnu.Fingerprint]) -> None:
+    photo = cams[1].photo(scene(80_000, SHAPE), 90, seed=3)
+    crop = photo[20:170, 33:233]
+    det = prnu.detect(crop, prints[1])
+    assert det.pce >= prnu.DEFAULT_THRESHOLD and det.peak == (20, 33) and det.rotation == 0
+    assert det.positions == 2 * (SHAPE[0] - 150 + 1) * (SHAPE[1] - 200 + 1)  # as taken and turned 180
+    turned = np.rot90(crop, 1)
+    det = prnu.detect(turned, prints[1])
+    assert det.pce >= prnu.DEFAULT_THRESHOLD and det.peak == (20, 33) and det.rotation == 270
+    assert prnu.detect(turned, prints[0]).pce < prnu.DEFAULT_THRESHOLD / 3
+    # larger than the fingerprint in every orientation: not compared, said why
+    big = np.zeros((400, 400, 3), np.uint8)
+    res = compare(big, "cams/x", prints[0])
+    assert not res.match and "larger than the fingerprint" in (res.why_not or "")
+
+
+def test_pce_and_false_alarm_follow_their_definitions() -> None:
+    rng = np.random.default_rng(5)
+    cc = rng.normal(0, 1, (64, 64))
+    cc[10, 20] = 30.0
+    value, at = prnu.pce(cc)
+    # the neighbourhood left out of the energy is the 5x5 block around the peak
+    mask = np.ones_like(cc, bool)
+    mask[8:13, 18:23] = False
+    assert at == (10, 20) and value == pytest.approx(900 / np.mean(cc[mask] ** 2))
+    det = prnu.Detection(60.0, (0, 0), 0, 1)
+    assert det.false_alarm() == pytest.approx(0.5 * math.erfc((60 / 2) ** 0.5))
+    assert prnu.Detection(-5.0, (0, 0), 0, 1).false_alarm() == 1.0
+
+
+def _write(tmp: Path, name: str, arr: np.ndarray) -> Path:
+    p = tmp / name
+    Image.fromarray(arr).save(p, "PNG")
+    return p
+
+
+def test_enrolment_refuses_mixed_sizes_and_too_few_photos(cams: list[Camera], tmp_path: Path) -> None:
+    cam = cams[0]
+    files = [_write(tmp_path, f"p{i}.png", cam.photo(scene(90_000 + i, SHAPE), 92, i)) for i in range(4)]
+    with pytest.raises(InvalidBankInput, match="at least 10"):
+        enroll(files)
+    turned = _write(tmp_path, "turned.png", np.rot90(cam.photo(scene(91_000, SHAPE), 92, 9)).copy())
+    with pytest.raises(InvalidBankInput, match="mixed orientations") as e:
+        enroll([*files, turned], min_images=2)
+    assert "turned.png" in str(e.value)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    got = enroll([*files, tmp_path / "broken.png"], min_images=4)
+    assert got.fingerprint.images == 4 and len(got.meta["photos"]) == 4
+    assert len(got.skipped) == 1 and "broken.png" in got.skipped[0]
+    assert {p["sha256"] for p in got.meta["photos"]} and got.meta["photos"][0]["width"] == SHAPE[1]
+
+
+def test_fingerprints_round_trip_through_the_store(store_url: str, prints: list[prnu.Fingerprint],
+                                                   cams: list[Camera]) -> None:
+    from assay.banks.store import Store
+    from assay.camera.store import CameraStore
+
+    with Store(store_url) as s:
+        s.create_bank("cameras")
+        cs = CameraStore(s)
+        rec = cs.add("cameras", "phone A", prints[0], {"photos": [], "exif": [{"make": "Synth"}]})
+        assert rec.size < prints[0].k.size * 2.2  # float16, compressed
+        with pytest.raises(InvalidBankInput, match="already holds"):
+            cs.add("cameras", "phone A", prints[1], {})
+        cs.add("cameras", "phone A", prints[1], {}, replace=True)
+        cs.add("cameras", "phone C", prints[2], {})
+        listed = cs.list()
+        assert [(r.bank, r.name, r.width, r.height, r.images) for r in listed] == [
+            ("cameras", "phone A", SHAPE[1], SHAPE[0], 12), ("cameras", "phone C", SHAPE[1], SHAPE[0], 12)]
+        back = cs.load(listed[0])
+        assert np.max(np.abs(back.k - prints[1].k)) < 1e-4
+        photo = cams[1].photo(scene(123_456, SHAPE), 88, seed=1)
+        assert prnu.detect(photo, back).pce == pytest.approx(prnu.detect(photo, prints[1]).pce, rel=0.02)
+        assert cs.remove("cameras", "phone C") and not cs.remove("cameras", "phone C")
+        s.delete_bank("cameras")
+        s.create_bank("cameras")
+        assert cs.list() == []

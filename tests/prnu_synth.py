@@ -29,9 +29,10 @@ def scene(seed: int, shape: tuple[int, int]) -> np.ndarray:
         cy, cx, r = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.03, 0.25)
         blob = np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * r * r))
         img += blob[..., None] * rng.uniform(-70, 70, 3)
-    for _ in range(4):  # hard edges
-        a, b, c = rng.normal(size=3)
-        img += ((a * x + b * y + c * 0.3) > 0)[..., None] * rng.uniform(-35, 35, 3)
+    for _ in range(4):  # hard edges, anywhere (through a random point, at a random angle)
+        t = rng.uniform(0, np.pi)
+        py, px = rng.uniform(0, h / max(h, w)), rng.uniform(0, w / max(h, w))
+        img += ((np.cos(t) * (x - px) + np.sin(t) * (y - py)) > 0)[..., None] * rng.uniform(-35, 35, 3)
     img += rng.normal(0, 3, (h, w, 1)) * rng.uniform(0.5, 2)  # texture
     return np.clip(img, 5, 245)
 
@@ -42,6 +43,7 @@ class Camera:
     model_seed: int
     shape: tuple[int, int]
     sigma: float = 0.01
+    vignetting: float = 0.25
     k: np.ndarray = field(init=False, repr=False)
     shared: np.ndarray = field(init=False, repr=False)
 
@@ -56,11 +58,11 @@ class Camera:
         self.shared = rows + cols + period  # additive, in grey levels: the model's own artefacts
 
     def photo(self, sc: np.ndarray, quality: int = 90, seed: int = 0) -> np.ndarray:
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng([self.seed, 7919, seed])  # noise of its own: per camera and photo
         h, w = self.shape
         y, x = np.mgrid[0:h, 0:w]
         r2 = ((y - h / 2) ** 2 + (x - w / 2) ** 2) / ((h / 2) ** 2 + (w / 2) ** 2)
-        vignette = 1 - 0.25 * r2
+        vignette = 1 - self.vignetting * r2
         signal = sc * vignette[..., None] * (1 + self.k[..., None])
         shot = rng.normal(0, 1, signal.shape) * np.sqrt(np.maximum(signal, 0) * 0.05)
         read = rng.normal(0, 1.0, signal.shape)

@@ -129,3 +129,37 @@ def test_fingerprints_round_trip_through_the_store(store_url: str, prints: list[
         s.delete_bank("cameras")
         s.create_bank("cameras")
         assert cs.list() == []
+
+
+def test_cli_enrolls_and_matches(cams: list[Camera], tmp_path: Path) -> None:
+    """The readable and the JSON output of `assay camera`, on an empty store and on one
+    with a camera."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from assay.cli import app
+
+    runner = CliRunner()
+    db = str(tmp_path / "c.sqlite3")
+    r = runner.invoke(app, ["--db", db, "--create", "camera", "list"])
+    assert r.exit_code == 0 and "no cameras enrolled yet" in r.output
+    files = [_write(tmp_path, f"a{i}.png", cams[0].photo(scene(60_000 + i, SHAPE), 92, 100 + i)) for i in range(10)]
+    r = runner.invoke(app, ["--db", db, "camera", "enroll", "phone A", *map(str, files)])
+    assert r.exit_code == 0, r.output
+    assert "enrolled camera 'phone A' in bank 'cameras': 256x192, from 10 photos" in r.output
+    own = _write(tmp_path, "own.png", cams[0].photo(scene(61_000, SHAPE), 85, 500))
+    other = _write(tmp_path, "other.png", cams[1].photo(scene(61_001, SHAPE), 85, 501))
+    r = runner.invoke(app, ["--db", db, "camera", "match", str(own), str(other)])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert "MATCH: taken by this camera's sensor" in lines[lines.index(str(own)) + 1]
+    assert "no match" in lines[lines.index(str(other)) + 1]
+    assert "Traceback" not in r.output
+    r = runner.invoke(app, ["--db", db, "camera", "match", str(own), str(tmp_path / "missing.png"), "--json"])
+    assert r.exit_code == 1
+    found = [json.loads(x) for x in r.stdout.splitlines()]
+    assert found[0]["results"][0]["match"] is True and found[0]["results"][0]["pce"] >= 60
+    assert "missing.png" in found[1]["error"]
+    r = runner.invoke(app, ["--db", db, "camera", "list", "--json"])
+    assert json.loads(r.stdout)[0]["images"] == 10

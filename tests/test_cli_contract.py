@@ -89,6 +89,13 @@ CASES: dict[str, list[tuple[list[str], dict[str, int], str | None]]] = {
     "keys create": [(["keys", "create", "--role", "match", "--name", "scanner"], {E: 0, F: 0}, None),
                     (["keys", "create", "--role", "boss", "--name", "x"], {E: 2, F: 2}, None)],
     "keys list": [(["keys", "list"], {E: 0, F: 0}, "keys-list")],
+    "camera enroll": [(["camera", "enroll", "cam2", "{img}", "--min-images", "1"], {E: 0, F: 0},
+                       "assay.camera-enroll-1"),
+                      (["camera", "enroll", "cam3", "{txt}", "--min-images", "1"], {E: 1, F: 1},
+                       "assay.camera-enroll-1")],
+    "camera match": [(["camera", "match", "{img}"], {E: 1, F: 0}, "assay.camera-match-1"),
+                     (["camera", "match", "{txt}"], {E: 1, F: 1}, "assay.camera-match-1")],
+    "camera list": [(["camera", "list"], {E: 0, F: 0}, "camera-list")],
     "keys revoke": [(["keys", "revoke", "1"], {E: 1, F: 0}, None)],
     "report": [(["report", "{report}", "-o", "{tmp}/case.html"], {E: 0, F: 0}, "report-written"),
                (["report", "{txt}", "-o", "{tmp}/bad.html"], {E: 1, F: 1}, "report-written"),
@@ -174,7 +181,8 @@ def stores(tmp_path_factory: pytest.TempPathFactory, files: dict[str, Path]) -> 
     for args in (["bank", "create", "known", "--create"],
                  ["bank", "add", "known", "--content-id", "image-1", "--image", str(files["img"])],
                  ["bank", "add-model", "known", str(files["model"]), "--id", "m1", "--kind", "checkpoint"],
-                 ["keys", "create", "--role", "curate", "--name", "analyst"]):
+                 ["keys", "create", "--role", "curate", "--name", "analyst"],
+                 ["camera", "enroll", "cam1", str(files["img"]), "--min-images", "1"]):
         res = _invoke(["--db", str(full), *args])
         assert res.exit_code == 0, (args, res.output)
     return {E: empty, F: full}

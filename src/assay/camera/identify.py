@@ -16,7 +16,7 @@ from typing import Any
 from ..config import Limits
 from ..errors import AssayError, InvalidBankInput
 from .photos import load_photo
-from .prnu import DEFAULT_THRESHOLD, Detection, Estimator, Fingerprint, detect
+from .prnu import DEFAULT_THRESHOLD, Detection, Estimator, Fingerprint, Probe, detect, probe
 
 MIN_IMAGES = 10
 
@@ -102,9 +102,11 @@ class Result:
         return d
 
 
-def compare(pixels: Any, camera: str, fp: Fingerprint, threshold: float = DEFAULT_THRESHOLD) -> Result:
-    h, w = pixels.shape[:2]
-    det = detect(pixels, fp)
+def compare(photo: Any, camera: str, fp: Fingerprint, threshold: float = DEFAULT_THRESHOLD) -> Result:
+    """``photo``: pixels, or their Probe (computed once for many cameras)."""
+    pr = photo if isinstance(photo, Probe) else probe(photo)
+    h, w = pr.turns[0].shape
+    det = detect(pr, fp)
     if det is None:
         return Result(camera, None, threshold, f"the photo ({w}x{h}) is larger than the fingerprint "
                       f"({fp.shape[1]}x{fp.shape[0]}) in every orientation; resized photos are not searched")

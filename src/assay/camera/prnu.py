@@ -232,24 +232,43 @@ def _correlate(test: np.ndarray, k: np.ndarray) -> np.ndarray:
     return np.real(np.fft.ifft2(np.conj(np.fft.fft2(a)) * np.fft.fft2(b)))
 
 
-def detect(img: np.ndarray, fp: Fingerprint, *, rotations: bool = True, translations: bool = True,
+@dataclass
+class Probe:
+    """A photo ready to be compared with fingerprints: its intensity-weighted residual in
+    each of the four 90-degree turns (computed once, whatever the number of cameras)."""
+
+    turns: dict[int, np.ndarray]  # degrees counter-clockwise -> residual x intensity
+
+
+def probe(img: np.ndarray, *, rotations: bool = True, sigma: float = SIGMA) -> Probe:
+    img = np.asarray(img, dtype=np.float64)
+    w = residual(img, sigma=sigma) * _gray(img)
+    turns = {0: w}
+    if rotations:  # the residual of a turned photo is the turned residual (the filters are symmetric
+        # up to boundary effects, which the correlation does not notice)
+        turns.update({90 * k: np.rot90(w, k) for k in (1, 2, 3)})
+    return Probe(turns)
+
+
+def detect(img: np.ndarray | Probe, fp: Fingerprint, *, rotations: bool = True, translations: bool = True,
            sigma: float = SIGMA) -> Detection | None:
     """The best PCE of the photo against the fingerprint over the four 90-degree turns (those
     that fit inside the fingerprint) and, with ``translations``, every crop position; None
     if no turn of the photo fits."""
-    img = np.asarray(img, dtype=np.float64)
+    pr = img if isinstance(img, Probe) else probe(img, rotations=rotations, sigma=sigma)
+    k = fp.k.astype(np.float64)
     best: Detection | None = None
     positions = 0
-    for turn in (0, 1, 2, 3) if rotations else (0,):
-        im = np.rot90(img, turn) if turn else img
-        h, w = im.shape[:2]
-        if h > fp.k.shape[0] or w > fp.k.shape[1] or (not translations and (h, w) != fp.shape):
+    for deg, test in pr.turns.items():
+        if deg and not rotations:
             continue
-        test = residual(im, sigma=sigma) * _gray(im)
-        cc = _correlate(test, fp.k.astype(np.float64))
+        h, w = test.shape
+        if h > k.shape[0] or w > k.shape[1] or (not translations and (h, w) != fp.shape):
+            continue
+        cc = _correlate(test, k)
         if translations:
             # Only placements that keep the photo inside the fingerprint are positions.
-            valid = cc[: fp.k.shape[0] - h + 1, : fp.k.shape[1] - w + 1]
+            valid = cc[: k.shape[0] - h + 1, : k.shape[1] - w + 1]
             r = np.unravel_index(int(np.argmax(valid)), valid.shape)
             value, peak = pce(cc, (int(r[0]), int(r[1])))
             positions += valid.size
@@ -257,7 +276,7 @@ def detect(img: np.ndarray, fp: Fingerprint, *, rotations: bool = True, translat
             value, peak = pce(cc, (0, 0))
             positions += 1
         if best is None or value > best.pce:
-            best = Detection(value, peak, 90 * turn, 0)
+            best = Detection(value, peak, deg, 0)
     if best is None:
         return None
     return Detection(best.pce, best.peak, best.rotation, positions)

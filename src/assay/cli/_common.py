@@ -24,7 +24,7 @@ from ..report.text import plural as plural  # re-exported for the command module
 COMMANDS: dict[str, str] = {
     "scan": "scan", "hash": "lookup", "match": "lookup", "provenance": "evidence", "model": "evidence",
     "report": "report", "signals": "misc", "demo": "misc", "serve": "misc", "bank": "banks",
-    "lora": "evidence", "review": "report", "text": "text", "keys": "misc",
+    "lora": "evidence", "review": "report", "text": "text", "keys": "misc", "camera": "camera",
 }
 
 

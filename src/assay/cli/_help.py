@@ -65,6 +65,11 @@ EXAMPLES: dict[str, list[str]] = {
     "text works": ["assay text works --index catalogue.idx", "assay text works --index catalogue.idx --json"],
     "text check": ["assay text check output.txt --index catalogue.idx",
                    "assay text check outputs/*.txt --index catalogue.idx --json --fail-on-match --min-chars 80"],
+    "camera": ["assay camera enroll \"phone A\" photos/*.jpg", "assay camera match suspect.jpg --json"],
+    "camera enroll": ["assay camera enroll \"Canon EOS 80D 0123\" flat/*.jpg --bank seized",
+                      "assay camera enroll phone-A photos/*.jpg --min-images 20 --replace"],
+    "camera match": ["assay camera match suspect.jpg", "assay camera match *.jpg --camera phone-A --threshold 100 --json"],
+    "camera list": ["assay camera list", "assay camera list --bank seized --json"],
     "serve": ["assay serve --workers 2", "assay --db postgresql://assay@db/assay serve --host 0.0.0.0 --port 8080"],
 }
 

@@ -318,10 +318,18 @@ def propagation(port: int, curate: str, match: str, workers: int, rounds: int) -
             t0 = time.perf_counter()
             seen: set[str] = set()
             while len(seen) < workers:
+                answered: set[str] = set()
                 for c in clients:
                     rr = c.get("/v1/lookup", params={"signal_type": "pdq", "value": v, "threshold": 0})
+                    answered.add(rr.headers["x-served-by"])
                     if rr.json()["matches"]:
                         seen.add(rr.headers["x-served-by"])
+                if len(answered) < workers:
+                    # A kept-alive connection closed by the idle timeout (a loaded machine)
+                    # came back on the other worker's socket: take one per worker again.
+                    for c in clients:
+                        c.close()
+                    clients = worker_clients(port, match, workers)
             out.append(time.perf_counter() - t0)
             time.sleep(0.2 + 0.3 * rng.random())  # not in step with the workers' polling
     for c in clients:

@@ -126,6 +126,15 @@ def test_shorter_than_the_minimum_is_not_reported(tmp_path: Path) -> None:
     assert query[span.start:span.end] == "abcdefghij klmnopqrst uvwxyz"
 
 
+def test_texts_shorter_than_the_minimum_but_longer_than_a_piece(tmp_path: Path) -> None:
+    ix = TextIndex.create(tmp_path / "ix")
+    ix.add([_work(0, "abcdefghij klmnopqrst uvwxyz 0123456789 and more words follow here")])
+    ix = TextIndex.open(tmp_path / "ix")
+    for text in ("abcdefghij klmnopqrst uvwxyz 0123456789", "short", ""):
+        res = check(ix, text, min_chars=50)  # near-verbatim pieces are 25: a text of 25-49 has some
+        assert res.spans == [] and res.coverage == 0.0
+
+
 def test_empty_index_and_empty_text(tmp_path: Path) -> None:
     ix = TextIndex.create(tmp_path / "ix")
     assert ix.works() == []

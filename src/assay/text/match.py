@@ -126,8 +126,8 @@ def _scan(index: TextIndex, qy: _Query, min_bytes: int, max_hits: int = 0) -> li
     those with a seed of at most ``max_hits`` places)."""
     from ._kernel import maximal_matches
 
-    if len(qy.q) < min_bytes:
-        return []
+    if len(qy.q) < min_bytes:  # too short to hold a match: none, in every shard
+        return [(shard, np.zeros((0, 3), dtype=np.int64)) for shard in index.shards]
     k = seed_length(min_bytes)
     return [(shard, maximal_matches(shard.text, shard.sa, qy.q, min_bytes, k, max_hits))
             for shard in index.shards]

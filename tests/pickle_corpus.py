@@ -15,6 +15,7 @@ bench/bench_pickle_scan.py::
 from __future__ import annotations
 
 import collections
+import copyreg
 import datetime
 import decimal
 import fractions
@@ -24,6 +25,7 @@ import marshal
 import os
 import pickle
 import struct
+import sys
 import uuid
 import zipfile
 from dataclasses import dataclass
@@ -219,6 +221,20 @@ class _Plain:
     pass
 
 
+def _stdlib_dumps(value: Any, protocol: int) -> bytes:
+    """pickle.dumps as plain Python writes it: reducers that imported libraries put into
+    copyreg's global table (distributed installs tblib's for every exception class) are left
+    out, so a sample reads the same whatever the test session imported before."""
+    buf = io.BytesIO()
+    pickler = pickle.Pickler(buf, protocol)
+    pickler.dispatch_table = {
+        cls: fn for cls, fn in copyreg.dispatch_table.items()
+        if (getattr(fn, "__module__", None) or "").partition(".")[0] in sys.stdlib_module_names
+    }
+    pickler.dump(value)
+    return buf.getvalue()
+
+
 def benign() -> list[Sample]:
     import __future__
 
@@ -239,7 +255,7 @@ def benign() -> list[Sample]:
     ]
     for label, value in values:
         for p in range(6):
-            out.append(Sample(f"{label} protocol {p}", "stdlib values", "safe", ".pkl", pickle.dumps(value, p)))
+            out.append(Sample(f"{label} protocol {p}", "stdlib values", "safe", ".pkl", _stdlib_dumps(value, p)))
     # numpy, written by the real numpy
     arrays = {"f32": np.arange(12, dtype=np.float32).reshape(3, 4), "i64": np.arange(5),
               "f16": np.ones(4, np.float16), "bool": np.array([True, False]),

@@ -48,3 +48,24 @@ def test_every_sample_gets_its_verdict_and_no_canary_appears(written: tuple[Path
             wrong.append((sample.name, sample.expect, scanned, model))
     assert wrong == []
     assert not canary.exists()
+
+
+def test_benign_samples_do_not_depend_on_what_the_session_imported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """distributed (the Dask tests) installs tblib's reducer for every exception class into
+    copyreg's global table; the corpus must still write an exception as plain Python does,
+    or the suite's verdicts would depend on test order."""
+    import copyreg
+
+    from pickle_corpus import benign
+
+    def third_party_reducer(exc: BaseException) -> tuple:  # what tblib's reducer does, in shape
+        return (_rebuild, (type(exc), exc.args))
+
+    before = {s.name: s for s in benign()}
+    monkeypatch.setitem(copyreg.dispatch_table, ValueError, third_party_reducer)
+    after = {s.name: s for s in benign()}
+    assert before == after
+
+
+def _rebuild(cls: type, args: tuple) -> BaseException:
+    return cls(*args)

@@ -111,6 +111,12 @@ def cluster(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
                 os.killpg(p.pid, signal.SIGKILL)
 
 
+@pytest.fixture(autouse=True)
+def _client_snapshot_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client writes the bank snapshot into this machine's cache: a temporary one here."""
+    monkeypatch.setenv("ASSAY_WORKER_CACHE", str(tmp_path / "client-cache"))
+
+
 def _strip(rec: dict[str, Any]) -> dict[str, Any]:
     """A record without its timing fields (file times move when a scan reads a file)."""
     rec = dict(rec)
@@ -195,7 +201,9 @@ def test_dask_engine_gives_the_local_engines_records_banks_and_links_included(
     assert manifest["progress"]["parts_done"] == manifest["progress"]["parts_planned"] > 3
     # the index went to the workers as a snapshot (checksummed files), never inside a task
     snap = out / "_banks" / manifest["bank_snapshot"]
+    # copied from there into the workers' machine cache, every file checked against its SHA-256
     assert (snap / "meta.json").is_file() and (cluster["cache"] / manifest["bank_snapshot"] / "meta.json").is_file()
+    assert (tmp_path / "client-cache" / manifest["bank_snapshot"] / "meta.json").is_file()
     assert not (out / "_held").exists() and not (out / "_tmp").exists()
 
 
@@ -460,3 +468,26 @@ def test_cli_local_cluster_started_and_stopped_by_assay(case: dict[str, Any], tm
     import dask
 
     assert "MALLOC_TRIM_THRESHOLD_" not in dask.config.get("distributed.nanny.pre-spawn-environ")
+
+
+def test_a_damaged_bank_snapshot_is_refused_by_the_worker_cache(case: dict[str, Any], tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import fsspec
+
+    from assay.banks.snapshot import fetch, open_snapshot, publish, write_snapshot
+    from assay.errors import AssayError
+
+    sid, local = write_snapshot(_matcher(case["db"]), tmp_path / "client")
+    fs = fsspec.filesystem("file")
+    publish(local, fs, str(tmp_path / "remote"))
+    monkeypatch.setenv("ASSAY_WORKER_CACHE", str(tmp_path / "worker"))
+    good = open_snapshot(fetch(fs, str(tmp_path / "remote"), sid))
+    assert set(good.hamming) == {"pdq"} and good.hamming["pdq"].is_mapped()
+    victim = sorted((tmp_path / "remote").rglob("codes.npy"))[0]
+    data = bytearray(victim.read_bytes())
+    data[-1] ^= 1
+    victim.write_bytes(bytes(data))
+    monkeypatch.setenv("ASSAY_WORKER_CACHE", str(tmp_path / "other-machine"))
+    with pytest.raises(AssayError, match="does not match its checksum"):
+        fetch(fs, str(tmp_path / "remote"), sid)
+    assert not (tmp_path / "other-machine" / sid).exists()

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from assay.banks.matcher import REGION_MIN_AGREE
 from assay.media.hashes import ImageHashes, hash_image_bytes
 from assay.media.pdq import hamming
 
@@ -203,9 +204,23 @@ def bank_hashes(h: ImageHashes) -> list[tuple[str, str]]:
 
 
 def best(queries: Iterable[tuple[str, str]], banked: Iterable[tuple[str, str]]) -> tuple[int, str, str]:
-    """(distance, query variant, bank variant) of the closest pair."""
+    """(distance, query variant, bank variant) of the closest pair that counts as a match
+    on its own: anchored regions ("region-N") count only when ``REGION_MIN_AGREE`` of the
+    query's regions are within the threshold (as banks/matcher.py decides); then the
+    distance is the nearest of them and the variant says "k of n"."""
     banked = list(banked)
-    return min(((hamming(q, b), qn, bn) for qn, q in queries for bn, b in banked), default=(256, "", ""))
+    queries = list(queries)
+    pairs = [(hamming(q, b), qn, bn) for qn, q in queries for bn, b in banked]
+    alone = [p for p in pairs if not p[1].startswith("region-")]
+    found = min(alone, default=(256, "", ""))
+    if found[0] <= THRESHOLD:
+        return found
+    regions = [qn for qn, _ in queries if qn.startswith("region-")]
+    agree = {p[1] for p in pairs if p[1].startswith("region-") and p[0] <= THRESHOLD}
+    if len(agree) >= REGION_MIN_AGREE:
+        d = min(p[0] for p in pairs if p[1] in agree)
+        return (d, f"regions {len(agree)} of {len(regions)}", "regions")
+    return min(pairs, default=(256, "", "")) if not alone else found
 
 
 @dataclass
@@ -232,7 +247,7 @@ def evaluate(photo_list: list[tuple[str, Image.Image]], groups: dict[str, dict[s
                     res.total += 1
                     if d <= THRESHOLD:
                         res.found += 1
-                        key = f"{qn} / {bn}"
+                        key = "anchored regions" if qn.startswith("regions ") else f"{qn} / {bn}"
                         res.how[key] = res.how.get(key, 0) + 1
                     else:
                         res.misses.append(f"{name}: {rname} {fmt}{q or ''} (best {d})")
@@ -291,7 +306,9 @@ def false_matches(images: list[Image.Image]) -> FalseMatches:
     hashes = [hash_image_bytes(encode(im), bank_variants=True) for im in images]
     queries = [query_hashes(h) for h in hashes]
     banked = [bank_hashes(h) for h in hashes]
-    bits_q = [_bits([v for _, v in q]) for q in queries]
+    # Anchored regions count only together (REGION_MIN_AGREE), the rest one by one.
+    bits_q = [_bits([v for n, v in q if not n.startswith("region-")]) for q in queries]
+    bits_r = [_bits([v for n, v in q if n.startswith("region-")]) for q in queries]
     bits_b = [_bits([v for _, v in b]) for b in banked]
     plain = [_bits([h.pdq]) for h in hashes]
     ok = [h.quality >= LOW for h in hashes]
@@ -305,22 +322,30 @@ def false_matches(images: list[Image.Image]) -> FalseMatches:
                 continue
             d_plain = _min_dist(plain[i], plain[j]) if ok[i] else 256
             d_var = _min_dist(bits_q[i], bits_b[j]) if len(bits_q[i]) else 256
+            if len(bits_r[i]) and len(bits_b[j]):
+                d_reg = _dists(bits_r[i], bits_b[j]).min(axis=1)
+                agree = np.sort(d_reg)[REGION_MIN_AGREE - 1] if len(d_reg) >= REGION_MIN_AGREE else 256
+                d_var = min(d_var, int(agree))  # the k-th best region: within 31 iff k agree
             pp += d_plain <= THRESHOLD
             pv += d_var <= THRESHOLD
             dp.append(d_plain)
             dv.append(d_var)
-    compared = sum(len(q) > 0 for q in bits_q) * (n - 1)
+    compared = sum(len(q) + len(r) > 0 for q, r in zip(bits_q, bits_r, strict=True)) * (n - 1)
     return FalseMatches(n * (n - 1), compared, pp, pv, dp, dv)
 
 
 def _bits(hexes: list[str]) -> np.ndarray:
+    """(n, 4) uint64 words of PDQ hex strings."""
     if not hexes:
-        return np.zeros((0, 256), dtype=bool)
-    raw = np.frombuffer(b"".join(bytes.fromhex(h) for h in hexes), dtype=np.uint8).reshape(len(hexes), 32)
-    return np.unpackbits(raw, axis=1).astype(bool)
+        return np.zeros((0, 4), dtype=np.uint64)
+    return np.frombuffer(b"".join(bytes.fromhex(h) for h in hexes), dtype=np.uint64).reshape(len(hexes), 4)
+
+
+def _dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.bitwise_count(a[:, None, :] ^ b[None, :, :]).sum(axis=2)
 
 
 def _min_dist(a: np.ndarray, b: np.ndarray) -> int:
     if not len(a) or not len(b):
         return 256
-    return int((a[:, None, :] != b[None, :, :]).sum(axis=2).min())
+    return int(_dists(a, b).min())

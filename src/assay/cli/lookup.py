@@ -45,17 +45,19 @@ def hash_cmd(
         raise typer.Exit(1)
 
 
-def _best_per_image(found: list[Any], sources: list[str | None]) -> list[Any]:
-    """The queries of one --image are one subject: each bank entry once, by its best match."""
-    from ..banks.matcher import best_per_entry
+def _best_per_image(found: list[Any], queries: list[Any], sources: list[str | None]) -> list[Any]:
+    """The queries of one --image are one subject: each bank entry once, by its best match
+    (anchored regions voting, see banks.matcher.best_per_entry)."""
+    from ..banks.matcher import best_per_entry, regions_in
 
-    by_image: dict[str, list[Any]] = {}
-    for m in found:
-        src = sources[m.query] if m.query is not None else None
-        if src is not None:
-            by_image.setdefault(src, []).append(m)
-    kept = {id(m) for ms in by_image.values() for m in best_per_entry(ms)}
-    return [m for m in found if id(m) in kept or m.query is None or sources[m.query] is None]
+    def source(m: Any) -> str | None:
+        return sources[m.query] if m.query is not None else None
+
+    out = [m for m in found if source(m) is None]
+    for src in dict.fromkeys(s for s in map(source, found) if s is not None):
+        mine = [m for m in found if source(m) == src]
+        out += best_per_entry(mine, regions_in(q for q, s in zip(queries, sources, strict=True) if s == src))
+    return sorted(out, key=lambda m: -1 if m.query is None else m.query)
 
 
 def _not_image(rec: Any) -> Any:
@@ -120,7 +122,7 @@ def match(
     with _Banks(db) as banks:
         found = banks.lookup(queries, threshold=threshold, include_low_quality=include_low_quality,
                              variants=not no_variants)
-    found = _best_per_image(found, sources)
+    found = _best_per_image(found, queries, sources)
     if json_out:
         qs: list[dict[str, Any]] = []
         for q, why, src in zip(queries, skipped, sources, strict=True):
@@ -147,13 +149,21 @@ def match(
     by_query: dict[int, list[Any]] = {}
     for m in found:
         by_query.setdefault(m.query if m.query is not None else -1, []).append(m)
+    quiet: dict[str, int] = {}  # image -> variant queries with nothing to say
     for i, label in enumerate(labels):
         head = f"query #{i + 1} {label}: "
-        if skipped[i] is not None:
+        if skipped[i] is not None and not queries[i].variant:
             out.print(safe(head + f"not looked up: {skipped[i]}", 1000))
         elif i in by_query:
             n = len(by_query[i])
             out.print(safe(head + f"{n} match{'es' if n != 1 else ''}", 1000))
             out.print(matches_table(by_query[i]))
+        elif queries[i].variant and sources[i] is not None:
+            # An image has dozens of variant hashes (mirror, crops, regions): only those
+            # that matched get a line; the rest are counted.
+            quiet[sources[i]] = quiet.get(sources[i], 0) + 1
         else:
             out.print(safe(head + "no match in any enabled bank", 1000))
+    for src, n in quiet.items():
+        out.print(safe(f"{src}: {n} more variant hashes (mirror, borders, crops, caption, regions) looked up, "
+                       "no other match", 1000))

@@ -132,3 +132,78 @@ def caption_rows(luma: np.ndarray) -> tuple[int, int]:
     limit = int(h * MAX_BAND_SHARE)
     top, bottom = _band_rows(plane, limit), _band_rows(plane[::-1], limit)
     return (top if top >= MIN_BAND_SHARE * h else 0, bottom if bottom >= MIN_BAND_SHARE * h else 0)
+
+
+# ---------------------------------------------------------------- anchored regions
+
+#: Lines per axis an anchored region may start or end on (the strongest edges).
+ANCHOR_LINES = 6
+#: A region spans at least this share of the image along each axis, and at most
+#: ANCHOR_MAX_SPAN (wider regions reach the edges a crop removes: on the shared photos
+#: dropping them kept 112 of 132 off-centre crops found, against 112 with them, for 40
+#: regions an image instead of ~48).
+ANCHOR_MIN_SPAN = 0.3
+ANCHOR_MAX_SPAN = 0.75
+#: Edge profiles are smoothed over this share of their length (JPEG noise, texture).
+ANCHOR_SMOOTH = 0.01
+#: Two lines are at least this share of the length apart.
+ANCHOR_SEPARATION = 0.04
+
+
+def _smooth(profile: np.ndarray, sigma: float) -> np.ndarray:
+    r = max(1, int(3 * sigma) + 1)
+    x = np.arange(-r, r + 1)
+    kernel = np.exp(-x * x / (2 * sigma * sigma))
+    return np.convolve(np.pad(profile, r, mode="edge"), kernel / kernel.sum(), mode="valid")
+
+
+def _lines(profile: np.ndarray, length: int) -> list[float]:
+    """Positions (in plane pixels, sub-pixel) of the ``ANCHOR_LINES`` most prominent
+    peaks of an edge profile: where the picture changes most along one axis."""
+    s = _smooth(profile, max(1.0, ANCHOR_SMOOTH * length))
+    if len(s) < 3:
+        return []
+    peaks = np.flatnonzero((s[1:-1] > s[:-2]) & (s[1:-1] >= s[2:])) + 1
+    if not len(peaks):
+        return []
+    reach = max(2, int(0.1 * length))
+    # Prominence over the neighbourhood: a crop keeps a strong edge strong.
+    prominence = np.array([s[j] - max(s[max(0, j - reach):j].min(), s[j + 1:j + reach + 1].min()) for j in peaks])
+    chosen: list[int] = []
+    for j in peaks[np.argsort(-prominence, kind="stable")].tolist():
+        if all(abs(j - c) >= ANCHOR_SEPARATION * length for c in chosen):
+            chosen.append(j)
+            if len(chosen) == ANCHOR_LINES:
+                break
+    out = []
+    for j in chosen:
+        a, b, c = s[j - 1], s[j], s[j + 1]
+        den = a - 2 * b + c
+        # profile[j] is the step between pixels j and j+1: the edge sits at j + 1
+        out.append(j + 1.0 + (0.5 * (a - c) / den if den else 0.0))
+    return sorted(out)
+
+
+def anchored_boxes(luma: np.ndarray, block: tuple[int, int], orig_size: tuple[int, int]) -> dict[str, PixelBox]:
+    """Regions whose four sides lie on strong edges of the picture, in original pixels.
+
+    A crop moves the frame, not the picture: a region bounded by the picture's own
+    vertical and horizontal edges (peaks of the column and row profiles of the luma
+    gradient, found to a fraction of a pixel) is the same region in the original and in
+    any crop that keeps those four edges, whatever the crop's offset and scale. Each
+    such region is hashed; an off-centre crop keeps some of them. Names ("region-N") are
+    per image; what matters is how many of a query's regions agree with one entry."""
+    plane = np.asarray(luma, dtype=np.float32)
+    if plane.ndim != 2 or min(plane.shape) < 4 * trim.MIN_LINE:
+        return {}
+    h, w = plane.shape
+    width, height = orig_size
+    bx, by = block
+    xs = [min(max(x * bx - bx / 2, 0.0), width) for x in _lines(np.abs(np.diff(plane, axis=1)).mean(axis=0), w)]
+    ys = [min(max(y * by - by / 2, 0.0), height) for y in _lines(np.abs(np.diff(plane, axis=0)).mean(axis=1), h)]
+    spans_x = [(a, b) for i, a in enumerate(xs) for b in xs[i + 1:]
+               if ANCHOR_MIN_SPAN * width <= b - a <= ANCHOR_MAX_SPAN * width]
+    spans_y = [(a, b) for i, a in enumerate(ys) for b in ys[i + 1:]
+               if ANCHOR_MIN_SPAN * height <= b - a <= ANCHOR_MAX_SPAN * height]
+    boxes = [(t, b, left, right) for t, b in spans_y for left, right in spans_x]
+    return {f"region-{k + 1}": box for k, box in enumerate(boxes)}

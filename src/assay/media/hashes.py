@@ -103,7 +103,8 @@ def hash_image_bytes(
             for name, box in boxes.items():
                 trimmed[name] = reference_pdq(pixels[box.top:box.bottom, box.left:box.right], dihedral=dihedral)
         ph, pw = shape
-        wanted = _region_boxes(luma_of(pixels) if variants else None, ph, pw, variants, bank_variants)
+        wanted = _region_boxes(luma_of(pixels) if variants or bank_variants else None, (1, 1), ph, pw,
+                               variants, bank_variants)
         for out, named in zip((regions, bank_regions), wanted, strict=True):
             for name, box4 in named.items():
                 t, b, lft, r = (round(v) for v in box4)
@@ -123,7 +124,7 @@ def hash_image_bytes(
                 size = (min(sub.shape[1] * bx, reduced.orig_size[0]), min(sub.shape[0] * by, reduced.orig_size[1]))
                 trimmed[name] = fast_pdq(sub, size, reduced.block, dihedral=dihedral)
         ow, oh = reduced.orig_size
-        wanted = _region_boxes(reduced.luma if variants else None, oh, ow, variants, bank_variants)
+        wanted = _region_boxes(reduced.luma, reduced.block, oh, ow, variants, bank_variants)
         for out, named in zip((regions, bank_regions), wanted, strict=True):
             for name, box4 in named.items():
                 out[name] = fast_pdq_box(reduced.luma, reduced.orig_size, reduced.block, box4)
@@ -160,13 +161,17 @@ def hash_image_bytes(
 
 
 def _region_boxes(
-    luma: object, height: int, width: int, variants: bool, bank_variants: bool
+    luma: object, block: tuple[int, int], height: int, width: int, variants: bool, bank_variants: bool
 ) -> tuple[dict[str, crops.PixelBox], dict[str, crops.PixelBox]]:
-    """(query regions, bank regions) in pixels of an image ``height`` x ``width``."""
-    query = crops.query_boxes(np.asarray(luma), height, width) if variants and luma is not None else {}
-    bank = crops.bank_boxes(height, width) if bank_variants else {}
-    small = min(height, width) < 4 * trim.MIN_LINE  # nothing worth cutting
-    return ({} if small else query), ({} if small else bank)
+    """(query regions, bank regions) in pixels of an image ``height`` x ``width`` (``luma``
+    its plane, reduced by ``block``): both sides also hash the anchored regions."""
+    if min(height, width) < 4 * trim.MIN_LINE or luma is None:  # nothing worth cutting
+        return {}, {}
+    plane = np.asarray(luma)
+    anchored = crops.anchored_boxes(plane, block, (width, height)) if variants or bank_variants else {}
+    query = {**crops.query_boxes(plane, height, width), **anchored} if variants else {}
+    bank = {**crops.bank_boxes(height, width), **anchored} if bank_variants else {}
+    return query, bank
 
 
 def _trimmed_variants(results: dict[str, PdqResult]) -> dict[str, tuple[str, int]] | None:

@@ -57,6 +57,10 @@ class Match(Record):
     query: int | None = None
     query_variant: str | None = None  # which variant of the subject matched (rot90, trimmed, crop-1 ...)
     bank_variant: str | None = None  # which variant of the banked image matched (trimmed, crop-4 ...)
+    # A match through anchored regions (media/crops.py): how many of the subject's regions
+    # matched this entry, of how many looked up.
+    regions_agreeing: int | None = None
+    regions_queried: int | None = None
     note: str | None = None
     # The store's integer id of the entry, for HMA-compatible answers; never in reports.
     entry_id: int | None = Field(default=None, exclude=True)

@@ -27,7 +27,7 @@ STRENGTH_TEXT = {
     "exact": "exact",
     "short-hash": "weak: short hash, can collide",
     "perceptual": "perceptual (near-duplicate)",
-    "perceptual-partial": "partial: part of the picture (crop or caption band); check by eye",
+    "perceptual-partial": "partial: part of the picture (crop, caption band, regions); check by eye",
     "named-by-metadata": "named by metadata (a claim, not the file's bytes)",
     "lineage": "lineage (weights)",
 }
@@ -42,6 +42,13 @@ def weak_only(matches: Sequence[Match]) -> bool:
     return bool(matches) and all(m.strength == "short-hash" for m in matches)
 
 
+def _how(m: Match) -> str:
+    """Which variants matched: "crop-0.8 / bank crop-6", or "regions 3 of 41"."""
+    if m.regions_agreeing is not None:
+        return f"regions {m.regions_agreeing} of {m.regions_queried}"
+    return " / ".join(v for v in (m.query_variant, m.bank_variant and f"bank {m.bank_variant}") if v)
+
+
 def matches_table(matches: Sequence[Match], title: str | None = None) -> Table:
     t = Table(title=title, show_lines=False)
     for col in ("bank", "content id", "signal", "strength", "distance", "variant", "note"):
@@ -53,7 +60,7 @@ def matches_table(matches: Sequence[Match], title: str | None = None) -> Table:
             m.signal_type,
             Text(strength_text(m.strength), style="yellow" if m.strength in ("short-hash", "perceptual-partial") else ""),
             str(m.distance),
-            " / ".join(v for v in (m.query_variant, m.bank_variant and f"bank {m.bank_variant}") if v),
+            _how(m),
             safe(m.note or "", 60),
         ]
         t.add_row(*row)
@@ -71,7 +78,12 @@ def print_record(console: Console, rec: FileRecord) -> None:
         if im.exif_orientation and im.exif_orientation != 1:
             line += f"  EXIF orientation {im.exif_orientation} ({'applied' if im.exif_transposed else 'not applied'})"
         console.print(line)
+    regions = [s for s in rec.signals if s.variant and s.variant.startswith("region-")]
+    if regions:  # dozens of them: one line here, every value in the JSON report
+        console.print(Text(f"  {'pdq':<7} {len(regions)} anchored-region hashes (crops; values in --json)"))
     for s in rec.signals:
+        if s.variant and s.variant.startswith("region-"):
+            continue
         extra = []
         if s.quality is not None:
             extra.append(f"quality {s.quality}" + (" (low: not matched by default)" if s.quality < 50 else ""))

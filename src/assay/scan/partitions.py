@@ -307,7 +307,13 @@ def run_partition(job: Job, spec: PartSpec) -> dict[str, Any]:
 
 def finish_partition(job: Job, spec: PartSpec, refs: dict[int, Any], meta: dict[str, Any]) -> dict[str, Any]:
     """Second step of a partition with bank hits: matches from the resolved refs, commit."""
-    from ..banks.matcher import Query, best_per_entry, matches_from_hits, split_known_good
+    from ..banks.matcher import (
+        Query,
+        best_per_entry,
+        matches_from_hits,
+        regions_in,
+        split_known_good,
+    )
 
     store = _store(job.out)
     rel = f"{TMP}/pending-{spec.number:06d}.jsonl"
@@ -318,7 +324,8 @@ def finish_partition(job: Job, spec: PartSpec, refs: dict[int, Any], meta: dict[
         hits = [(int(p), Query(*q), int(sid), int(dist)) for p, q, sid, dist in d["h"]]
         if hits:
             findings, known = split_known_good(best_per_entry(
-                matches_from_hits(hits, refs, job.threshold, variants=job.settings.variants)))
+                matches_from_hits(hits, refs, job.threshold, variants=job.settings.variants),
+                regions_in(rec.signals)))
             rec.matches += findings
             if known:
                 rec.known_good = known

@@ -173,3 +173,22 @@ CRC32 = register(
         strength="short-hash",
     )
 )
+
+# Video. vPDQ is a list of PDQ hashes of frames sampled once a second (media/video.py);
+# banks hold each frame hash as a value of this type, matched by Hamming distance, and
+# hits are grouped per video before Meta's rule (shares of matching frames) decides.
+VPDQ = register(
+    SignalType(
+        "vpdq",
+        "vPDQ: PDQ of video frames sampled 1/s; a video matches by its share of matching frames",
+        64,
+        match="hamming",
+        applies_to=("video",),
+        default_threshold=31,
+        strength="perceptual",
+    )
+)
+# HMA's name for the MD5 of a video file's bytes.
+VIDEO_MD5 = register(
+    SignalType("video_md5", "MD5 of a video file's bytes (HMA's video_md5)", 32, applies_to=("video",))
+)

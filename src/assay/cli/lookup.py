@@ -14,13 +14,13 @@ from ._common import DbOpt, JsonOpt, Mode, _Banks, _emit_json, app, err, out, pl
 # ---------------------------------------------------------------------------------- hash
 @app.command("hash")
 def hash_cmd(
-    files: Annotated[list[Path], typer.Argument(help="Image files.")],
+    files: Annotated[list[Path], typer.Argument(help="Image or video files.")],
     mode: Annotated[Mode, typer.Option(help="fast (reduced decode) or reference (Meta's pixels).")] = Mode.fast,
     exif_transpose: Annotated[bool, typer.Option(help="Rotate per EXIF before hashing.")] = False,
     dihedral: Annotated[bool, typer.Option(help="Also the 8 rotation/flip variants.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """PDQ, MD5 and SHA-256 of image files (no matching)."""
+    """PDQ, MD5 and SHA-256 of image files; vPDQ (1 frame/s), MD5 and SHA-256 of videos (no matching)."""
     from ..report.terminal import print_record
     from ..scan.pipeline import analyze_item
     from ..scan.walk import WalkItem
@@ -31,8 +31,13 @@ def hash_cmd(
     analyzers = [ImageHashAnalyzer()]
     failed = 0
     for f in files:
-        rec = analyze_item(WalkItem(f) if f.exists() else WalkItem(f, "no such file"), settings, analyzers)
-        if rec.kind != "image" and not rec.errors:
+        if _is_video(f):
+            from ..media.video import video_record
+
+            rec = video_record(f)
+        else:
+            rec = analyze_item(WalkItem(f) if f.exists() else WalkItem(f, "no such file"), settings, analyzers)
+        if rec.kind not in ("image", "video") and not rec.errors:
             rec.errors.append(_not_image(rec))
         failed += bool(rec.errors)
         if json_out:
@@ -63,7 +68,19 @@ def _best_per_image(found: list[Any], queries: list[Any], sources: list[str | No
 def _not_image(rec: Any) -> Any:
     from ..report.schema import ErrorInfo
 
-    return ErrorInfo(stage="sniff", code="unsupported-format", message=f"not an image (detected: {rec.format})")
+    return ErrorInfo(stage="sniff", code="unsupported-format",
+                     message=f"not an image or a video (detected: {rec.format})")
+
+
+def _is_video(f: Path) -> bool:
+    """A video container assay decodes, by its magic bytes."""
+    from ..media.video import video_format
+
+    try:
+        with open(f, "rb") as fh:
+            return video_format(fh.read(512)) is not None
+    except OSError:
+        return False
 
 
 # --------------------------------------------------------------------------------- match

@@ -77,6 +77,26 @@ class ImageInfo(Record):
     low_quality: bool = False  # PDQ quality < 50: not matched unless asked
 
 
+class VpdqFrame(Record):
+    """One frame of a vPDQ hash (Meta's ``frame_number,hex,quality,timestamp``)."""
+
+    frame_number: int
+    hex: str
+    quality: int
+    timestamp: float
+
+
+class VideoInfo(Record):
+    format: str  # container: mp4, mov, avi, matroska
+    codec: str
+    width: int
+    height: int
+    fps: float
+    duration_s: float  # decoded frames / fps
+    frames_decoded: int
+    vpdq: list[VpdqFrame] = Field(default_factory=list)
+
+
 class ErrorInfo(Record):
     stage: str  # "read", "sniff", or an analyzer name
     code: str
@@ -130,6 +150,7 @@ class FileRecord(Record):
     # known; these are not findings and are not in ``matches``.
     known_good: list[Match] | None = None
     image: ImageInfo | None = None
+    video: VideoInfo | None = None
     provenance: ProvenanceReport | None = None
     model: ModelReport | None = None
     # Text reproduction (scan --text-index): the assay.text/1 result without schema/path.

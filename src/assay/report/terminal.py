@@ -81,6 +81,10 @@ def print_record(console: Console, rec: FileRecord) -> None:
     regions = [s for s in rec.signals if s.variant and s.variant.startswith("region-")]
     if regions:  # dozens of them: one line here, every value in the JSON report
         console.print(Text(f"  {'pdq':<7} {len(regions)} anchored-region hashes (crops; values in --json)"))
+    if rec.video:
+        v = rec.video
+        console.print(safe(f"  {v.format} {v.codec} {v.width}x{v.height} {v.fps:g} frames/s, "
+                           f"{v.duration_s:g} s, {v.frames_decoded} frames decoded", 400))
     for s in rec.signals:
         if s.variant and s.variant.startswith("region-"):
             continue
@@ -92,6 +96,13 @@ def print_record(console: Console, rec: FileRecord) -> None:
         if s.mode:
             extra.append(s.mode)
         console.print(Text(f"  {s.type:<7} {s.value}" + (f"  [{', '.join(extra)}]" if extra else "")))
+    if rec.video:
+        frames = rec.video.vpdq
+        low = sum(f.quality < 50 for f in frames)
+        console.print(f"  vpdq    {len(frames)} frames (1 per second)"
+                      + (f", {low} of quality < 50 (not matched)" if low else ""))
+        for f in frames:
+            console.print(Text(f"    {f.frame_number},{f.hex},{f.quality},{f.timestamp:.3f}"))
     if rec.matches:
         console.print(matches_table(rec.matches, title="matches"))
     if rec.known_good:

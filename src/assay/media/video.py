@@ -1,0 +1,391 @@
+"""Video: decoding with limits, vPDQ (Meta's video PDQ), exact digests, and vPDQ matching.
+
+vPDQ is one PDQ hash per sampled frame. As in Meta's reference hasher (vpdq/cpp,
+``hashVideoFile``): the frame rate is the stream's average rate (its ``r_frame_rate``
+when that is unknown), every ``int(seconds_per_hash * fps)``-th decoded frame is hashed
+(at least every frame), the frame is converted to RGB at its own size and hashed by
+PDQ, and its timestamp is ``frame_number / fps``. Frames are hashed in memory and never
+written anywhere.
+
+Matching follows python-threatexchange's vPDQ signal (``vpdq_util`` / ``vpdq_index``):
+both sides are deduplicated by hash and filtered by quality (>= 50); a query frame
+matches when some compared frame is within Hamming distance 31; the query matches a
+compared video when at least 80 % of its frames match and at least 0 % (the index
+default) of the compared video's frames match one of the query's.
+
+The text format is Meta's: one ``frame_number,hex,quality,timestamp`` line per frame.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DecodeError, InputError, InvalidSignal, TooLarge, UnsupportedFormat
+from ..signals import PDQ
+from ..sniff import sniff_bytes
+from .pdq import reference_pdq
+
+# Defaults of python-threatexchange's vPDQ signal (extensions/vpdq/vpdq_util.py).
+VPDQ_DISTANCE_THRESHOLD = 31
+VPDQ_QUALITY_THRESHOLD = 50
+VPDQ_QUERY_MATCH_THRESHOLD_PERCENT = 80.0
+VPDQ_COMPARED_MATCH_THRESHOLD_PERCENT = 0.0  # "index match" threshold there
+VPDQ_TIMESTAMP_PRECISION = 3
+
+# Container formats decoded, forced by name (never probed by FFmpeg), so a playlist,
+# concat list or other reference format can never make FFmpeg open another file or URL.
+_DEMUXERS = {"mp4": "mp4", "mov": "mov", "avi": "avi", "matroska": "matroska", "webm": "matroska"}
+_EBML = b"\x1a\x45\xdf\xa3"
+
+
+@dataclass(frozen=True)
+class VideoLimits:
+    """Guards for decoding one video. Exceeding one is a TooLarge error naming it."""
+
+    max_file_bytes: int = 8 * 1024**3
+    max_duration_s: float = 4 * 3600.0
+    max_frames: int = 1_000_000  # decoded frames, sampled or not
+    max_width: int = 8192
+    max_height: int = 8192
+    max_pixels: int = 8192 * 4320
+    max_decoded_bytes: int = 1024**4  # bytes of all decoded frame planes
+    wall_clock_s: float = 900.0  # per file
+
+
+DEFAULT_VIDEO_LIMITS = VideoLimits()
+
+
+@dataclass(frozen=True)
+class VpdqFeature:
+    frame_number: int
+    hex: str
+    quality: int
+    timestamp: float
+
+    def line(self) -> str:
+        return f"{self.frame_number},{self.hex},{self.quality},{self.timestamp:.{VPDQ_TIMESTAMP_PRECISION}f}"
+
+
+@dataclass
+class VideoHashes:
+    format: str  # container as sniffed: mp4, mov, avi, matroska
+    codec: str
+    width: int
+    height: int
+    fps: float
+    duration_s: float  # of the decoded frames: frames / fps
+    frames_decoded: int
+    md5: str
+    sha256: str
+    vpdq: list[VpdqFeature] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------- exact digests
+
+
+def file_digests(path: Path, chunk: int = 4 * 1024**2) -> tuple[str, str]:
+    md5 = hashlib.md5(usedforsecurity=False)
+    sha = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            md5.update(block)
+            sha.update(block)
+    return md5.hexdigest(), sha.hexdigest()
+
+
+# ------------------------------------------------------------------------------ decoding
+
+
+def video_format(head: bytes) -> str | None:
+    """The demuxer to force for a file starting with ``head``, or None if not a video we decode."""
+    if head.startswith(_EBML):
+        return "matroska"
+    s = sniff_bytes(head, pickles=False)
+    if s.kind == "video":
+        return _DEMUXERS.get(s.format)
+    return None
+
+
+def hash_video_file(
+    path: str | Path,
+    *,
+    seconds_per_hash: float = 1.0,
+    limits: VideoLimits = DEFAULT_VIDEO_LIMITS,
+) -> VideoHashes:
+    """vPDQ, MD5 and SHA-256 of a video file. Raises UnsupportedFormat, DecodeError or
+    TooLarge, each naming the file and the reason; never anything else for bad input."""
+    import av  # ~35 MB of FFmpeg: loaded only when a video is hashed
+
+    p = Path(path)
+    name = str(path)
+    if seconds_per_hash <= 0 or not math.isfinite(seconds_per_hash):
+        raise ValueError("seconds_per_hash must be a positive number")
+    try:
+        size = p.stat().st_size
+        with open(p, "rb") as fh:
+            head = fh.read(512)
+    except OSError as exc:
+        raise InputError(name, f"cannot read: {exc.strerror or exc}") from None
+    if size > limits.max_file_bytes:
+        raise TooLarge(name, f"{size:,} bytes is more than the video limit of {limits.max_file_bytes:,}")
+    fmt = video_format(head)
+    if fmt is None:
+        raise UnsupportedFormat(name, "not a video container assay decodes (MP4, MOV, AVI, Matroska/WebM)")
+    md5, sha256 = file_digests(p)
+    started = time.monotonic()
+    try:
+        container = av.open(name, mode="r", format=fmt, options={"protocol_whitelist": "file"})
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise DecodeError(name, f"cannot open the {fmt} container (truncated or corrupt?): {_reason(exc)}") from None
+    try:
+        return _decode(container, name, fmt, md5, sha256, seconds_per_hash, limits, started)
+    except (av.FFmpegError, OSError, ValueError, MemoryError) as exc:
+        raise DecodeError(name, f"cannot decode the video: {_reason(exc)}") from None
+    finally:
+        container.close()
+
+
+def _reason(exc: BaseException) -> str:
+    msg = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return msg.replace(" (libav.", " (").strip()
+
+
+def _decode(container, name: str, fmt: str, md5: str, sha256: str, seconds_per_hash: float,
+            limits: VideoLimits, started: float) -> VideoHashes:
+    if not container.streams.video:
+        raise DecodeError(name, "the container has no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    _check_size(name, stream.codec_context.width, stream.codec_context.height, limits)
+    rate = stream.average_rate or stream.base_rate or stream.guessed_rate
+    fps = float(rate) if rate else 0.0
+    if not fps > 0 or not math.isfinite(fps):
+        raise DecodeError(name, "the video stream has no frame rate")
+    declared = container.duration / 1_000_000 if container.duration else None
+    if declared is not None and declared > limits.max_duration_s:
+        raise TooLarge(name, f"declared duration {declared:.0f} s is more than the limit of "
+                             f"{limits.max_duration_s:.0f} s")
+    frame_mod = max(1, int(seconds_per_hash * fps))
+    features: list[VpdqFeature] = []
+    n = 0
+    decoded_bytes = 0
+    width = height = 0
+    first_t = last_t = None
+    for frame in container.decode(stream):
+        if frame.time is not None:
+            first_t = frame.time if first_t is None else first_t
+            last_t = frame.time
+        if time.monotonic() - started > limits.wall_clock_s:
+            raise TooLarge(name, f"decoding took longer than the budget of {limits.wall_clock_s:.0f} s "
+                                 f"({n:,} frames decoded)")
+        if frame.width != width or frame.height != height:
+            width, height = frame.width, frame.height
+            _check_size(name, width, height, limits)
+        decoded_bytes += sum(pl.buffer_size for pl in frame.planes)
+        if decoded_bytes > limits.max_decoded_bytes:
+            raise TooLarge(name, f"more than {limits.max_decoded_bytes:,} bytes of decoded frames")
+        if n >= limits.max_frames:
+            raise TooLarge(name, f"more than {limits.max_frames:,} frames")
+        if n / fps > limits.max_duration_s:
+            raise TooLarge(name, f"longer than the limit of {limits.max_duration_s:.0f} s")
+        if n % frame_mod == 0:
+            r = reference_pdq(frame.to_ndarray(format="rgb24"))
+            features.append(VpdqFeature(n, r.hex, r.quality, round(n / fps, VPDQ_TIMESTAMP_PRECISION)))
+        n += 1
+    if n == 0:
+        raise DecodeError(name, "no video frame could be decoded (truncated or corrupt)")
+    expected = stream.frames
+    if expected and n < expected * 0.9 and expected - n >= 2:
+        raise DecodeError(name, f"truncated or corrupt: {n:,} of the {expected:,} frames the container "
+                                "declares could be decoded")
+    if declared:
+        shown = (last_t - first_t + 1 / fps) if first_t is not None and last_t is not None else n / fps
+        if shown < declared - max(1.0, 0.1 * declared):
+            raise DecodeError(name, f"truncated or corrupt: frames for {shown:.1f} s of the {declared:.1f} s "
+                                    "the container declares could be decoded")
+    codec = stream.codec_context.name or "unknown"
+    return VideoHashes(fmt, codec, width, height, round(fps, 3), round(n / fps, 3), n, md5, sha256, features)
+
+
+def _check_size(name: str, width: int, height: int, limits: VideoLimits) -> None:
+    if width <= 0 or height <= 0:
+        raise DecodeError(name, f"invalid frame size {width}x{height}")
+    if width > limits.max_width or height > limits.max_height or width * height > limits.max_pixels:
+        raise TooLarge(name, f"frame size {width}x{height} is over the limit "
+                             f"({limits.max_width}x{limits.max_height}, {limits.max_pixels:,} pixels)")
+
+
+# ----------------------------------------------------------------------- the text format
+
+
+def dumps(features: Iterable[VpdqFeature]) -> str:
+    """Meta's text form: one ``frame_number,hex,quality,timestamp`` line per frame."""
+    return "".join(f.line() + "\n" for f in features)
+
+
+def loads(text: str, source: str = "<vpdq>") -> list[VpdqFeature]:
+    """Parse Meta's text form (blank lines and ``#`` comments skipped). Raises
+    InvalidSignal naming ``source``, the line and the reason."""
+    out: list[VpdqFeature] = []
+    last = -1
+    for no, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        where = f"{source}:{no}"
+        parts = [x.strip() for x in line.split(",")]
+        if len(parts) != 4:
+            raise InvalidSignal("vpdq", where, f"expected frame_number,hex,quality,timestamp, got {len(parts)} fields")
+        try:
+            frame_number, quality, ts = int(parts[0]), int(parts[2]), float(parts[3])
+        except ValueError:
+            raise InvalidSignal("vpdq", where, "frame number and quality must be integers, timestamp a number") from None
+        try:
+            value = PDQ.normalize(parts[1])
+        except InvalidSignal as exc:
+            raise InvalidSignal("vpdq", where, f"bad PDQ hash: {exc.reason}") from None
+        if frame_number <= last:
+            raise InvalidSignal("vpdq", where, "frame numbers must increase")
+        if not 0 <= quality <= 100:
+            raise InvalidSignal("vpdq", where, "quality must be 0-100")
+        if not (math.isfinite(ts) and ts >= 0):
+            raise InvalidSignal("vpdq", where, "timestamp must be a non-negative number")
+        last = frame_number
+        out.append(VpdqFeature(frame_number, value, quality, ts))
+    return out
+
+
+def to_json(features: Sequence[VpdqFeature]) -> list[dict[str, object]]:
+    return [{"frame_number": f.frame_number, "hex": f.hex, "quality": f.quality, "timestamp": f.timestamp}
+            for f in features]
+
+
+def to_threatexchange_json(features: Sequence[VpdqFeature]) -> str:
+    """python-threatexchange's signal string: a JSON list of ``hex,quality,timestamp``."""
+    return json.dumps([f"{f.hex},{f.quality},{f.timestamp:.{VPDQ_TIMESTAMP_PRECISION}f}" for f in features])
+
+
+# ------------------------------------------------------------------------------ matching
+
+
+@dataclass(frozen=True)
+class VpdqMatch:
+    query_match_percent: float
+    compared_match_percent: float
+    is_match: bool
+    query_frames: int  # after dedupe and the quality filter
+    compared_frames: int
+    # runs of consecutive matching query frames: (first timestamp, last timestamp)
+    query_segments: tuple[tuple[float, float], ...] = ()
+
+
+def prepare(features: Sequence[VpdqFeature], quality: int = VPDQ_QUALITY_THRESHOLD) -> list[VpdqFeature]:
+    """Deduplicated by hash (first kept), then frames below ``quality`` dropped."""
+    seen: set[str] = set()
+    out = []
+    for f in features:
+        if f.hex not in seen:
+            seen.add(f.hex)
+            out.append(f)
+    return [f for f in out if f.quality >= quality]
+
+
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint16)
+
+
+def _packed(features: Sequence[VpdqFeature]) -> np.ndarray:
+    if not features:
+        return np.zeros((0, 32), dtype=np.uint8)
+    return np.frombuffer(b"".join(bytes.fromhex(f.hex) for f in features), dtype=np.uint8).reshape(-1, 32)
+
+
+def _within(a: np.ndarray, b: np.ndarray, distance: int, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows of ``a`` have a row of ``b`` within ``distance``, and which rows of ``b`` one of ``a``."""
+    hit_a = np.zeros(len(a), dtype=bool)
+    hit_b = np.zeros(len(b), dtype=bool)
+    for i in range(0, len(a), chunk):
+        d = _POPCOUNT[a[i:i + chunk, None, :] ^ b[None, :, :]].sum(axis=2)
+        close = d <= distance
+        hit_a[i:i + chunk] = close.any(axis=1)
+        hit_b |= close.any(axis=0)
+    return hit_a, hit_b
+
+
+def match(
+    query: Sequence[VpdqFeature],
+    compared: Sequence[VpdqFeature],
+    *,
+    distance: int = VPDQ_DISTANCE_THRESHOLD,
+    quality: int = VPDQ_QUALITY_THRESHOLD,
+    query_percent: float = VPDQ_QUERY_MATCH_THRESHOLD_PERCENT,
+    compared_percent: float = VPDQ_COMPARED_MATCH_THRESHOLD_PERCENT,
+) -> VpdqMatch:
+    """Meta's rule: share of the query's frames with a compared frame within ``distance``
+    and share of the compared video's frames with a query frame within it, both after
+    dedupe and the quality filter; a match when both reach their thresholds. A side
+    with no frame left after filtering never matches."""
+    q = prepare(query, quality)
+    c = prepare(compared, quality)
+    if not q or not c:
+        return VpdqMatch(0.0, 0.0, False, len(q), len(c))
+    hit_q, hit_c = _within(_packed(q), _packed(c), distance)
+    qp = float(hit_q.sum()) * 100 / len(q)
+    cp = float(hit_c.sum()) * 100 / len(c)
+    segments: list[tuple[float, float]] = []
+    start: int | None = None
+    for i, hit in enumerate([*hit_q.tolist(), False]):
+        if hit and start is None:
+            start = i
+        elif not hit and start is not None:
+            segments.append((q[start].timestamp, q[i - 1].timestamp))
+            start = None
+    return VpdqMatch(qp, cp, qp >= query_percent and cp >= compared_percent, len(q), len(c), tuple(segments))
+
+
+# ------------------------------------------------------------------------------- record
+
+
+def video_record(path: str | Path, *, limits: VideoLimits = DEFAULT_VIDEO_LIMITS):  # -> FileRecord
+    """An ``assay.file/1`` record of a video: kind, container, the ``video`` block with its
+    vPDQ frames, and the ``video_md5`` / ``sha256`` signals; a failure is an error entry
+    (the exact digests are still given when the bytes could be read)."""
+    from ..errors import AssayError
+    from ..report.schema import ErrorInfo, FileRecord, SignalValue, VideoInfo, VpdqFrame
+
+    p = Path(path)
+    rec = FileRecord(path=str(path), kind="video")
+    try:
+        rec.size = p.stat().st_size
+        h = hash_video_file(p, limits=limits)
+    except AssayError as exc:
+        with _suppress_os():
+            if p.is_file() and rec.size is not None and rec.size <= limits.max_file_bytes:
+                md5, sha256 = file_digests(p)
+                rec.signals += [SignalValue(type="video_md5", value=md5), SignalValue(type="sha256", value=sha256)]
+        rec.errors.append(ErrorInfo(stage="video-hash", code=exc.code, message=str(exc)))
+        return rec
+    except OSError as exc:
+        rec.kind = "error"
+        rec.errors.append(ErrorInfo(stage="read", code="bad-input", message=f"{path}: cannot read: {exc.strerror or exc}"))
+        return rec
+    rec.format = h.format
+    rec.video = VideoInfo(format=h.format, codec=h.codec, width=h.width, height=h.height, fps=h.fps,
+                          duration_s=h.duration_s, frames_decoded=h.frames_decoded,
+                          vpdq=[VpdqFrame(frame_number=f.frame_number, hex=f.hex, quality=f.quality,
+                                          timestamp=f.timestamp) for f in h.vpdq])
+    rec.signals += [SignalValue(type="video_md5", value=h.md5), SignalValue(type="sha256", value=h.sha256)]
+    return rec
+
+
+def _suppress_os():
+    import contextlib
+
+    return contextlib.suppress(OSError)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -238,6 +239,19 @@ def test_bank_round_trip_and_query(store: Store, tmp_path: Path) -> None:
     assert any(n.entry == "flagged/bad-lora" and "unreadable" in n.reason for n in rep.not_comparable)
     assert fs.remove("flagged", "bad-lora") and not fs.remove("flagged", "bad-lora")
 
+
+
+def test_deleting_a_bank_deletes_its_model_fingerprints(store: Store, tmp_path: Path) -> None:
+    A = _small(1)
+    path_a = modelgen.write_safetensors(tmp_path / "a.safetensors", {k: ("F32", v.shape) for k, v in A.items()},
+                                        values=A)
+    add_model(store, "bases", "sd15-A", path_a, "base")
+    add_model(store, "flagged", "same-A", path_a, "base")
+    store.delete_bank("flagged")
+    with store.engine.begin() as conn:
+        left = conn.execute(sa.select(fingerprints_table.c.content_id)).scalars().all()
+    assert left == ["sd15-A"]
+    assert [r.content_id for r in FingerprintStore(store).list()] == ["sd15-A"]
 
 def test_index_picks_the_right_candidates_among_many(tmp_path: Path) -> None:
     store = Store(str(tmp_path / "many.sqlite3"))

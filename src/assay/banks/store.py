@@ -623,7 +623,9 @@ class Store:
                 bank_id=row.id, signal_id=None, signal_type=None, op="remove", at=_now()))
             conn.execute(signals_table.delete().where(signals_table.c.bank_id == row.id))
             conn.execute(entries_table.delete().where(entries_table.c.bank_id == row.id))
-            # its enrolled cameras (assay.camera.store) go with it
+            # its model weight fingerprints (banks/fingerprints.py) and enrolled cameras
+            # (assay.camera.store) go with it
+            conn.execute(sa.text("DELETE FROM model_fingerprints WHERE bank_id = :b"), {"b": row.id})
             conn.execute(sa.text("DELETE FROM camera_fingerprints WHERE bank_id = :b"), {"b": row.id})
             conn.execute(banks_table.delete().where(banks_table.c.id == row.id))
             self._notify_followers(conn)

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import AssayError
 from ..review.ids import file_key, match_id
-from .reader import Report
+from .reader import Report, file_signals
 
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
@@ -72,14 +72,6 @@ class _Out:
             os.replace(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)
-
-
-def _sig(rec: Mapping[str, Any]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for s in rec.get("signals") or ():
-        if isinstance(s, Mapping) and s.get("mode") is None and s.get("type") not in out:
-            out[str(s.get("type"))] = str(s.get("value"))
-    return out
 
 
 def write_csv(report_path: str | Path, folder: str | Path, *, decisions: Mapping[str, Mapping[str, Any]] | None,
@@ -148,7 +140,7 @@ def write_csv(report_path: str | Path, folder: str | Path, *, decisions: Mapping
 def _file(outs: dict[str, _Out], rec: Mapping[str, Any], scan_id: str | None,
           decisions: Mapping[str, Mapping[str, Any]] | None, counts: dict[str, int]) -> None:
     path = rec.get("path")
-    sig = _sig(rec)
+    sig = file_signals(rec)
     matches = [m for m in rec.get("matches") or () if isinstance(m, Mapping)]
     key = file_key(rec, scan_id)
     for m in matches:

@@ -34,7 +34,7 @@ from typing import Any
 from .. import __version__
 from ..review.ids import file_key, match_id
 from .provenance import fact_lines, safe_text
-from .reader import Report
+from .reader import Report, file_signals
 
 # Decision per match id: {"decision", "note", "reviewer", "decided_at"}.
 Decisions = Mapping[str, Mapping[str, Any]]
@@ -70,14 +70,6 @@ def css_string(text: str) -> str:
         out.append(ch if ch.isalnum() or ch in " .,:;_-()/#" else f"\\{ord(ch):06x}")
     out.append('"')
     return "".join(out)
-
-
-def _sig(rec: Mapping[str, Any]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for s in rec.get("signals") or ():
-        if isinstance(s, Mapping) and s.get("mode") is None and s.get("type") not in out:
-            out[str(s.get("type"))] = str(s.get("value"))
-    return out
 
 
 def _size(n: object) -> str:
@@ -220,7 +212,7 @@ class HtmlBuilder:
             for e in errors:
                 self.errors.add([td(path), td(show(e.get("stage"))), td(show(e.get("code"))),
                                  td(show(e.get("message")))])
-        sig = _sig(rec)
+        sig = file_signals(rec)
         times = rec.get("times") if isinstance(rec.get("times"), Mapping) else {}
         size = rec.get("size")
         self.inventory.add([

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,16 @@ class SidecarCheck:
 
 
 _SIDECAR_LINE = re.compile(r"^\\?([0-9a-fA-F]{64}) [ *](.*)$")
+
+
+def file_signals(rec: Mapping[str, Any]) -> dict[str, str]:
+    """A file record's exact signals by type (md5, sha1, sha256, ...: the first value of
+    each type that has no PDQ mode), as the report exports list them."""
+    out: dict[str, str] = {}
+    for s in rec.get("signals") or ():
+        if isinstance(s, Mapping) and s.get("mode") is None and s.get("type") not in out:
+            out[str(s.get("type"))] = str(s.get("value"))
+    return out
 
 
 def check_sidecar(report: Path, sha256: str) -> SidecarCheck:

@@ -69,7 +69,7 @@ def _read_one(path: Path) -> Iterator[Work | SourceError]:
         data = path.read_bytes()
         sha = hashlib.sha256(data).hexdigest()
         if suffix in HTML_SUFFIXES:
-            text, title = html_text(_decode(path, data))
+            text, title = html_text(decode_utf8(path, data))
             fmt = "html"
         elif suffix == ".epub":
             text, title = epub_text(path)
@@ -78,7 +78,7 @@ def _read_one(path: Path) -> Iterator[Work | SourceError]:
             text, title = pdf_text(path)
             fmt = "pdf"
         elif suffix in TEXT_SUFFIXES or not suffix:
-            text, title = _decode(path, data), ""
+            text, title = decode_utf8(path, data), ""
             fmt = "markdown" if suffix in (".md", ".markdown") else "text"
         else:
             raise InputError(path, f"unsupported source type {suffix!r} (use .txt, .md, .html, .epub, .pdf or .jsonl)")
@@ -91,7 +91,8 @@ def _read_one(path: Path) -> Iterator[Work | SourceError]:
         yield SourceError(str(path), exc.strerror or str(exc))
 
 
-def _decode(path: Path, data: bytes) -> str:
+def decode_utf8(path: Path, data: bytes) -> str:
+    """UTF-8 text of a file (a byte-order mark dropped), or InputError naming the byte."""
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     try:

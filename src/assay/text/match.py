@@ -109,12 +109,9 @@ def read_checked(path: Path) -> str:
         raise InputError(path, "no such file") from None
     except OSError as exc:
         raise InputError(path, exc.strerror or str(exc)) from None
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(path, f"not UTF-8 text (byte {exc.start})") from None
+    from .ingest import decode_utf8
+
+    return decode_utf8(path, data)
 
 
 def seed_length(min_chars: int) -> int:

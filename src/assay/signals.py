@@ -9,8 +9,9 @@ register themselves here; callers look them up by name and never special-case on
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from .errors import InvalidSignal, UnknownSignalType
 
@@ -192,3 +193,21 @@ VPDQ = register(
 VIDEO_MD5 = register(
     SignalType("video_md5", "MD5 of a video file's bytes (HMA's video_md5)", 32, applies_to=("video",))
 )
+
+
+def named_model_hashes(evidence: Iterable[Any]) -> Iterator[tuple[str, str, Mapping[str, Any]]]:
+    """(type, value, the fact) of each model hash that provenance evidence names in its
+    ``model_signals`` facts (generator metadata: checkpoint, LoRA, VAE ... hashes),
+    normalised, invalid ones dropped, each (type, value) once, first occurrence first."""
+    seen: set[tuple[str, str]] = set()
+    for ev in evidence:
+        for fact in ev.facts.get("model_signals") or []:
+            if not isinstance(fact, Mapping):
+                continue
+            try:
+                typ, value = normalize(str(fact.get("type", "")), str(fact.get("value", "")))
+            except (InvalidSignal, UnknownSignalType):
+                continue
+            if (typ, value) not in seen:
+                seen.add((typ, value))
+                yield typ, value, fact

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from ..config import Limits
-from ..errors import AssayError, InputError, InvalidSignal, TooLarge, UnknownSignalType
+from ..errors import AssayError, InputError, TooLarge
 from ..report.provenance import Evidence, EvidenceError, NotChecked, ProvenanceReport
 from ..report.provenance import explain as _explain
 from ..report.schema import FileRecord, SignalValue
 from ..scan.analyzer import Subject
-from ..signals import normalize
+from ..signals import named_model_hashes
 from . import c2pa, camera, watermark, xmp
 from .c2pa import ENV_TRUST_ANCHORS as ENV_TRUST_ANCHORS  # re-exported
 from .context import ImageContext
@@ -283,20 +283,8 @@ def _big_enough_for_a_mark(ctx: ImageContext) -> bool:
 
 def named_model_signals(report: ProvenanceReport) -> list[SignalValue]:
     """Model hashes named by the image's metadata, as signals (invalid ones dropped)."""
-    out: list[SignalValue] = []
-    seen: set[tuple[str, str]] = set()
-    for e in report.evidence:
-        for s in e.facts.get("model_signals") or []:
-            if not isinstance(s, dict):
-                continue
-            try:
-                typ, value = normalize(str(s.get("type", "")), str(s.get("value", "")))
-            except (InvalidSignal, UnknownSignalType):
-                continue
-            if (typ, value) not in seen:
-                seen.add((typ, value))
-                out.append(SignalValue(type=typ, value=value, variant=None, mode=SIGNAL_MODE))
-    return out
+    return [SignalValue(type=typ, value=value, variant=None, mode=SIGNAL_MODE)
+            for typ, value, _ in named_model_hashes(report.evidence)]
 
 
 class ProvenanceAnalyzer:

@@ -19,11 +19,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import InvalidSignal, UnknownSignalType
 from ..report.schema import CaseLink, FileRecord
 from ..report.text import plural
 from ..signals import get as signal_type
-from ..signals import normalize
+from ..signals import named_model_hashes
 from .model_links import ModelLinks
 
 LINKS_SCHEMA = "assay.case-links/1"
@@ -48,21 +47,12 @@ def named_hashes(rec: FileRecord) -> list[Named]:
     if rec.provenance is None:
         return []
     out: list[Named] = []
-    seen: set[tuple[str, str]] = set()
-    for ev in rec.provenance.evidence:
-        for s in ev.facts.get("model_signals") or []:
-            if not isinstance(s, dict):
-                continue
-            try:
-                typ, value = normalize(str(s.get("type", "")), str(s.get("value", "")))
-            except (InvalidSignal, UnknownSignalType):
-                continue
-            if typ not in LINK_TYPES or _degenerate(typ, value) or (typ, value) in seen:
-                continue
-            seen.add((typ, value))
-            role, name = s.get("role"), s.get("name")
-            out.append(Named(typ, value, role if isinstance(role, str) else None,
-                             name[:300] if isinstance(name, str) else None))
+    for typ, value, s in named_model_hashes(rec.provenance.evidence):
+        if typ not in LINK_TYPES or _degenerate(typ, value):
+            continue
+        role, name = s.get("role"), s.get("name")
+        out.append(Named(typ, value, role if isinstance(role, str) else None,
+                         name[:300] if isinstance(name, str) else None))
     return out
 
 

@@ -86,6 +86,18 @@ CASES: dict[str, list[tuple[list[str], dict[str, int], str | None]]] = {
                    (["text", "check", "{output}", "{txt}.missing", "--index", "{tindex}"], {E: 1, F: 1}, "assay.text-1"),
                    (["text", "check", "{output}", "--index", "{tmp}/none"], {E: 1, F: 1}, "assay.text-1"),
                    (["text", "check", "{output}", "--index", "{tindex}", "--min-chars", "3"], {E: 2, F: 2}, "assay.text-1")],
+    "exchange add": [(["exchange", "add", "feed2", "--type", "file", "--bank", "known", "--path", "{list}",
+                       "--signal-type", "md5"], {E: 1, F: 0}, "exchange"),
+                     (["exchange", "add", "feed3", "--type", "threatexchange", "--bank", "known"], {E: 1, F: 1},
+                      "exchange")],
+    "exchange list": [(["exchange", "list"], {E: 0, F: 0}, "exchange-list")],
+    "exchange show": [(["exchange", "show", "feed"], {E: 1, F: 0}, "exchange")],
+    "exchange remove": [(["exchange", "remove", "feed"], {E: 1, F: 0}, "exchange-remove")],
+    "exchange enable": [(["exchange", "enable", "feed"], {E: 1, F: 0}, None)],
+    "exchange disable": [(["exchange", "disable", "feed"], {E: 1, F: 0}, None)],
+    "exchange fetch": [(["exchange", "fetch", "feed"], {E: 1, F: 0}, "exchange-fetch"),
+                       (["exchange", "fetch"], {E: 0, F: 0}, "exchange-fetch-all")],
+    "exchange share": [(["exchange", "share", "feed", "--dry-run"], {E: 1, F: 0}, "exchange-share")],
     "keys create": [(["keys", "create", "--role", "match", "--name", "scanner"], {E: 0, F: 0}, None),
                     (["keys", "create", "--role", "boss", "--name", "x"], {E: 2, F: 2}, None)],
     "keys list": [(["keys", "list"], {E: 0, F: 0}, "keys-list")],
@@ -182,7 +194,9 @@ def stores(tmp_path_factory: pytest.TempPathFactory, files: dict[str, Path]) -> 
                  ["bank", "add", "known", "--content-id", "image-1", "--image", str(files["img"])],
                  ["bank", "add-model", "known", str(files["model"]), "--id", "m1", "--kind", "checkpoint"],
                  ["keys", "create", "--role", "curate", "--name", "analyst"],
-                 ["camera", "enroll", "cam1", str(files["img"]), "--min-images", "1"]):
+                 ["camera", "enroll", "cam1", str(files["img"]), "--min-images", "1"],
+                 ["exchange", "add", "feed", "--type", "file", "--bank", "known", "--path", str(files["list"]),
+                  "--signal-type", "md5"]):
         res = _invoke(["--db", str(full), *args])
         assert res.exit_code == 0, (args, res.output)
     return {E: empty, F: full}

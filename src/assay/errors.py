@@ -185,3 +185,11 @@ class NotFound(AssayError):
     """A named thing (entry, job, key) does not exist."""
 
     code = "not-found"
+
+
+class ExchangeError(AssayError):
+    """A hash exchange cannot be configured or fetched: bad settings, missing or unsafe
+    credentials, an answer from the programme that cannot be used. Messages never carry
+    credentials (assay.exchanges.credentials.redact)."""
+
+    code = "exchange-error"

@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "scan": "scan", "hash": "lookup", "match": "lookup", "provenance": "evidence", "model": "evidence",
     "report": "report", "signals": "misc", "demo": "misc", "serve": "misc", "bank": "banks",
     "lora": "evidence", "review": "report", "text": "text", "keys": "misc", "camera": "camera",
+    "exchange": "exchanges",
 }
 
 

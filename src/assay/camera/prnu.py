@@ -16,14 +16,15 @@ Written from the literature, not from any implementation:
 - M. Goljan, J. Fridrich, "Camera identification from cropped and scaled images", SPIE
   2008: a translation search through an FFT cross-correlation.
 
-Images are float64 arrays in [0, 255], (H, W) or (H, W, 3). Residuals and fingerprints
-are float32 (H, W): colour residuals are combined with the luma weights.
+Images are arrays in [0, 255], (H, W) or (H, W, 3); everything is computed in float32
+(sums of squares in float64). Residuals and fingerprints are float32 (H, W): colour
+residuals are combined with the luma weights.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -38,27 +39,15 @@ DEFAULT_THRESHOLD = 60.0
 
 
 # -- residuals --------------------------------------------------------------------------
-def _box_mean(a: np.ndarray, w: int) -> np.ndarray:
-    """Mean over a w x w window centred on each element (outside the array counts as 0,
-    and is counted), by cumulative sums."""
-    r = w // 2
-    p = np.pad(a, r + 1)
-    c = p.cumsum(0).cumsum(1)
-    h, wd = a.shape
-    s = c[w:w + h, w:w + wd] - c[:h, w:w + wd] - c[w:w + h, :wd] + c[:h, :wd]
-    return s / (w * w)
+_RADII = np.asarray([w // 2 for w in WINDOWS], dtype=np.int64)
 
 
 def _noise_part(band: np.ndarray, noise_var: float) -> np.ndarray:
     """What the adaptive Wiener filter removes from a sub-band: band * s0^2 / (s^2 + s0^2),
-    the local signal variance s^2 the smallest over the windows."""
-    sq = band * band
-    est = None
-    for w in WINDOWS:
-        v = np.maximum(_box_mean(sq, w) - noise_var, 0.0)
-        est = v if est is None else np.minimum(est, v)
-    assert est is not None
-    return band * (noise_var / (est + noise_var))
+    the local signal variance s^2 the smallest over the windows (camera/_kernel.py)."""
+    from ._kernel import noise_part
+
+    return noise_part(np.ascontiguousarray(band, dtype=np.float32), float(noise_var), _RADII)
 
 
 def _channel_residual(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -67,6 +56,7 @@ def _channel_residual(x: np.ndarray, sigma: float) -> np.ndarray:
     h, w = x.shape
     m = 2 ** LEVELS
     ph, pw = (-h) % m, (-w) % m
+    x = np.asarray(x, dtype=np.float32)
     if ph or pw:  # the transform wants sizes divisible by 2^levels
         x = np.pad(x, ((0, ph), (0, pw)), mode="symmetric")
     coeffs = pywt.wavedec2(x, WAVELET, level=LEVELS, mode="periodization")
@@ -91,16 +81,19 @@ def zero_mean(x: np.ndarray) -> np.ndarray:
 
 def wiener_dft(x: np.ndarray) -> np.ndarray:
     """Keep what is flat in the Fourier magnitude, suppress its peaks (periodic patterns:
-    JPEG blocks, demosaicing), with the same adaptive filter as the denoiser."""
-    f = np.fft.fft2(x)
-    n = math.sqrt(x.size)
-    mag = np.abs(f) / n
-    noise_var = float(x.var())
+    JPEG blocks, demosaicing), with the same adaptive filter as the denoiser. The filter
+    runs on the half-plane of the real transform: the spectrum of a real array is
+    symmetric, and the windows see the other half only at the Nyquist column."""
+    x = np.asarray(x, dtype=np.float32)
+    noise_var = float(x.var(dtype=np.float64))
     if noise_var == 0.0:
-        return x.astype(np.float32)
+        return x.copy()
+    f = np.fft.rfft2(x)
+    mag = np.abs(f) * np.float32(1.0 / math.sqrt(x.size))
     kept = _noise_part(mag, noise_var)
     ratio = np.divide(kept, mag, out=np.zeros_like(mag), where=mag > 0)
-    return np.real(np.fft.ifft2(f * ratio)).astype(np.float32)
+    f *= ratio
+    return np.fft.irfft2(f, s=x.shape).astype(np.float32, copy=False)
 
 
 def _gray(x: np.ndarray) -> np.ndarray:
@@ -115,7 +108,7 @@ def _channels(img: np.ndarray) -> list[np.ndarray]:
 
 def residual(img: np.ndarray, *, sigma: float = SIGMA) -> np.ndarray:
     """The noise residual of one photo, ready to correlate with a fingerprint."""
-    img = np.asarray(img, dtype=np.float64)
+    img = np.asarray(img, dtype=np.float32)
     noise = [_channel_residual(c, sigma) for c in _channels(img)]
     w = noise[0] if len(noise) == 1 else _gray(np.stack(noise, axis=-1))
     return wiener_dft(zero_mean(w))
@@ -125,7 +118,7 @@ def _weights(img: np.ndarray) -> np.ndarray:
     """Per-pixel weight of a photo in the estimate: dark pixels carry less of the
     multiplicative pattern (the I^2 in the estimate says so), saturated ones none."""
     sat = (img >= SATURATION) if img.ndim == 2 else (img >= SATURATION).any(axis=-1, keepdims=True)
-    return np.where(sat, 0.0, 1.0)
+    return (~sat).astype(np.float32)
 
 
 # -- fingerprints ---------------------------------------------------------------------
@@ -135,10 +128,18 @@ class Fingerprint:
 
     k: np.ndarray
     images: int
+    _spectrum: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def shape(self) -> tuple[int, int]:
         return int(self.k.shape[0]), int(self.k.shape[1])
+
+    def spectrum(self) -> np.ndarray:
+        """The real FFT of K less its mean, computed once for every photo compared."""
+        if self._spectrum is None:
+            k = np.asarray(self.k, dtype=np.float32)
+            self._spectrum = np.fft.rfft2(k - np.float32(k.mean(dtype=np.float64)))
+        return self._spectrum
 
 
 class Estimator:
@@ -156,7 +157,7 @@ class Estimator:
         return None if self._num is None else self._num.shape
 
     def add(self, img: np.ndarray) -> None:
-        img = np.asarray(img, dtype=np.float64)
+        img = np.asarray(img, dtype=np.float32)
         if self._num is not None and img.shape != self._num.shape:
             raise ValueError(f"image of size {img.shape[1]}x{img.shape[0]}, the others are "
                              f"{self._num.shape[1]}x{self._num.shape[0]}")
@@ -213,23 +214,27 @@ def pce(cc: np.ndarray, at: tuple[int, int] | None = None, radius: int = PCE_RAD
         r = np.unravel_index(int(np.argmax(cc)), cc.shape)
         at = (int(r[0]), int(r[1]))
     h, w = cc.shape
-    mask = np.ones(cc.shape, dtype=bool)
-    rows = [(at[0] + d) % h for d in range(-radius, radius + 1)]
-    cols = [(at[1] + d) % w for d in range(-radius, radius + 1)]
-    mask[np.ix_(rows, cols)] = False
-    energy = float(np.mean(cc[mask] ** 2))
+    rows = np.unique([(at[0] + d) % h for d in range(-radius, radius + 1)])
+    cols = np.unique([(at[1] + d) % w for d in range(-radius, radius + 1)])
+    near = cc[np.ix_(rows, cols)].astype(np.float64)
+    total = float(np.sum(np.square(cc), dtype=np.float64))
+    rest = cc.size - near.size
+    energy = (total - float(np.sum(near * near))) / rest if rest else 0.0
     peak = float(cc[at])
-    if energy == 0.0:
+    if energy <= 0.0:
         return 0.0, at
     return math.copysign(peak * peak / energy, peak), at
 
 
-def _correlate(test: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """cc[u, v] = sum test(x, y) * k(x + u, y + v), ``test`` padded to k's size."""
-    a = np.zeros(k.shape, dtype=np.float64)
-    a[:test.shape[0], :test.shape[1]] = test - test.mean()
-    b = k - k.mean()
-    return np.real(np.fft.ifft2(np.conj(np.fft.fft2(a)) * np.fft.fft2(b)))
+def _correlate(test: np.ndarray, fp: Fingerprint | np.ndarray) -> np.ndarray:
+    """cc[u, v] = sum test(x, y) * k(x + u, y + v), ``test`` (less its mean) padded to k's
+    size; circular, through real FFTs (the fingerprint's computed once)."""
+    if not isinstance(fp, Fingerprint):
+        fp = Fingerprint(np.asarray(fp), 0)
+    shape = fp.shape
+    a = np.zeros(shape, dtype=np.float32)
+    a[:test.shape[0], :test.shape[1]] = test - np.float32(test.mean(dtype=np.float64))
+    return np.fft.irfft2(np.conj(np.fft.rfft2(a)) * fp.spectrum(), s=shape)
 
 
 @dataclass
@@ -241,7 +246,7 @@ class Probe:
 
 
 def probe(img: np.ndarray, *, rotations: bool = True, sigma: float = SIGMA) -> Probe:
-    img = np.asarray(img, dtype=np.float64)
+    img = np.asarray(img, dtype=np.float32)
     w = residual(img, sigma=sigma) * _gray(img)
     turns = {0: w}
     if rotations:  # the residual of a turned photo is the turned residual (the filters are symmetric
@@ -256,7 +261,7 @@ def detect(img: np.ndarray | Probe, fp: Fingerprint, *, rotations: bool = True, 
     that fit inside the fingerprint) and, with ``translations``, every crop position; None
     if no turn of the photo fits."""
     pr = img if isinstance(img, Probe) else probe(img, rotations=rotations, sigma=sigma)
-    k = fp.k.astype(np.float64)
+    k = fp.k
     best: Detection | None = None
     positions = 0
     for deg, test in pr.turns.items():
@@ -265,7 +270,7 @@ def detect(img: np.ndarray | Probe, fp: Fingerprint, *, rotations: bool = True, 
         h, w = test.shape
         if h > k.shape[0] or w > k.shape[1] or (not translations and (h, w) != fp.shape):
             continue
-        cc = _correlate(test, k)
+        cc = _correlate(test, fp)
         if translations:
             # Only placements that keep the photo inside the fingerprint are positions.
             valid = cc[: k.shape[0] - h + 1, : k.shape[1] - w + 1]

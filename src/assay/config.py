@@ -73,6 +73,10 @@ class ScanSettings:
     trust_anchors: Path | None = None  # PEM bundle of C2PA trust anchors
     # Store whose fingerprint banks model files are compared with (None: no lineage).
     lineage_db: str | None = None
+    # Store whose enrolled camera fingerprints images are compared with (None: the store
+    # holds none, or no banks; set by the caller only when there are some).
+    camera_db: str | None = None
+    camera_threshold: float = 60.0  # PCE at or above which a fingerprint match is evidence
     # Text index that text files are checked against (None: text is not checked).
     text_index: str | None = None
     text_min_chars: int = 50

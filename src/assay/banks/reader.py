@@ -192,6 +192,11 @@ class SqliteReader:
         return int(self._conn.execute(sql + f"b.name IN ({','.join('?' * len(names))})",
                                       (*SUMMARY_SIZES, *names)).fetchone()[0])
 
+    def camera_count(self) -> int:
+        """``CameraStore.count``: enrolled cameras in enabled banks."""
+        return int(self._conn.execute("SELECT count(*) FROM camera_fingerprints t JOIN banks b ON b.id = t.bank_id "
+                                      "WHERE b.enabled = 1").fetchone()[0])
+
 
 def _at_head(conn: sqlite3.Connection) -> bool:
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

@@ -122,6 +122,13 @@ class CameraStore:
         return [CameraRecord(int(r[0]), r[1], r[2], int(r[3]), int(r[4]), int(r[5]), r[6],
                              json.loads(r[7]) if r[7] else {}, int(r[8] or 0)) for r in rows]
 
+    def count(self) -> int:
+        """Cameras in enabled banks (what provenance would compare images with)."""
+        t, b = cameras_table, banks_table
+        q = sa.select(sa.func.count()).select_from(t.join(b, b.c.id == t.c.bank_id)).where(b.c.enabled.is_(True))
+        with self.store.connection("counting cameras") as conn:
+            return int(conn.execute(q).scalar() or 0)
+
     def load(self, rec: CameraRecord) -> Fingerprint:
         t = cameras_table
         with self.store.connection("reading a camera fingerprint") as conn:

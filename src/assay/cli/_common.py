@@ -316,6 +316,28 @@ class _Banks:
             return None
 
 
+def _camera_bank(db: str | None, threshold: float) -> Any:
+    """The enrolled cameras that `provenance` compares images with, or None when the store
+    holds none: one count through sqlite3 (no SQLAlchemy) where it can answer, and the
+    embedded default store is never made for this."""
+    _check_store_named(db)
+    url = _db_url(db)
+    from ..banks.reader import SqliteReader
+
+    reader = SqliteReader.open(url)
+    if reader is not None:
+        with reader:
+            if reader.camera_count() == 0:
+                return None
+    elif not _db_named(db) and url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):])
+        if not (path.is_file() and path.stat().st_size):
+            return None
+    from ..camera.evidence import CameraBank
+
+    return CameraBank.open(url, threshold)
+
+
 def _emit_json(obj: Any) -> None:
     out.file.write(json.dumps(obj, ensure_ascii=False, indent=None) + "\n")
 

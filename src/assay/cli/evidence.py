@@ -7,7 +7,18 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import AssayError
-from ._common import DbOpt, JsonOpt, _Banks, _check_store_named, _emit_json, _esc, app, err, out
+from ._common import (
+    DbOpt,
+    JsonOpt,
+    _Banks,
+    _camera_bank,
+    _check_store_named,
+    _emit_json,
+    _esc,
+    app,
+    err,
+    out,
+)
 
 
 # ---------------------------------------------------------------------------- provenance
@@ -16,9 +27,15 @@ def provenance(
     files: Annotated[list[Path], typer.Argument(help="Images, PDF/SVG documents, audio or video files.")],
     trust_anchors: Annotated[Path | None, typer.Option(help="PEM bundle of C2PA trust anchors (default: $ASSAY_C2PA_TRUST_ANCHORS, else the bundled C2PA trust list).")] = None,
     facts: Annotated[bool, typer.Option(help="List the extracted facts under each evidence.")] = True,
+    db: DbOpt = None,
+    cameras: Annotated[bool, typer.Option(
+        help="Compare images with the store's enrolled camera fingerprints (assay camera) of their size.")] = True,
+    camera_threshold: Annotated[float, typer.Option(
+        help="PCE at or above which a camera fingerprint match is evidence.")] = 60.0,
     json_out: JsonOpt = False,
 ) -> None:
-    """Provenance evidence (C2PA, IPTC, generator metadata, watermarks, camera) and a cautious verdict.
+    """Provenance evidence (C2PA, IPTC, generator metadata, watermarks, camera traces, camera sensor
+    fingerprints) and a cautious verdict.
 
     Images get every check; documents, audio and video (no pixels) get C2PA and XMP only."""
     from ..config import Limits
@@ -32,6 +49,7 @@ def provenance(
 
     limits = Limits()
     failed = 0
+    bank = _camera_bank(db, camera_threshold) if cameras else None
     for f in files:
         result: dict[str, Any] = {"schema": "assay.provenance/1", "path": str(f)}
         try:
@@ -45,7 +63,8 @@ def provenance(
             else:
                 if f.stat().st_size > limits.max_image_bytes:
                     raise AssayError(f"{f}: larger than the image limit of {limits.max_image_bytes} bytes")
-                report = analyze_provenance(f, f.read_bytes(), kind.format, trust_anchors=trust_anchors)
+                report = analyze_provenance(f, f.read_bytes(), kind.format, trust_anchors=trust_anchors,
+                                            cameras=bank)
         except (AssayError, OSError) as exc:
             failed += 1
             msg = str(exc) if isinstance(exc, AssayError) else f"{f}: {exc.strerror or exc}"

@@ -51,6 +51,8 @@ def scan(
     model_links: Annotated[bool, typer.Option(
         "--model-links", help="Also link the model files of this scan among themselves by their weights "
         "(same weights, fine-tune, merge, merged LoRA): reads each model file's tensors once more.")] = False,
+    camera_threshold: Annotated[float, typer.Option(
+        help="PCE at or above which an image matches an enrolled camera fingerprint (assay camera).")] = 60.0,
     timings: Annotated[bool, typer.Option(
         "--timings", help="Add what each analysis step cost (CPU and wall seconds) to the summary.")] = False,
     follow_symlinks: Annotated[
@@ -116,6 +118,7 @@ def scan(
         lineage_db=None if no_banks else _db_url(db),
         text_index=str(text_index) if text_index else None,
         text_min_chars=text_min_chars,
+        camera_threshold=camera_threshold,
         **({"workers": workers} if workers > 0 else {}),
     )
     if engine == "dask":
@@ -143,6 +146,7 @@ def scan(
 
             matcher = Matcher(store)
             matcher.load()
+            settings = with_cameras(settings, store, _db_url(db))
         show_progress = err.is_terminal and not json_out
         progress = Progress(
             TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -179,6 +183,20 @@ def scan(
         raise typer.Exit(1)
     if fail_on_match and (summary.matched_files or summary.text_reproductions):
         raise typer.Exit(3)
+
+
+def with_cameras(settings: ScanSettings, store: Any, url: str) -> ScanSettings:
+    """Images are compared with enrolled cameras only when the store holds some (one count
+    here; workers then read the fingerprints once each)."""
+    if not settings.provenance:
+        return settings
+    from dataclasses import replace
+
+    from ..camera.store import CameraStore
+
+    if CameraStore(store).count() == 0:
+        return settings
+    return replace(settings, camera_db=url)
 
 
 _KIND_NAMES = {"image": ("image", "images"), "model": ("model file", "model files"),

@@ -10,7 +10,7 @@ import typer
 
 from ..config import ScanSettings
 from ..errors import AssayError
-from ._common import _emit_json, _esc, _nullctx, _store, err
+from ._common import _db_url, _emit_json, _esc, _nullctx, _store, err
 
 
 def scan_dask(paths: list[str], settings: ScanSettings, *, db: str | None, no_banks: bool, out: str | None,
@@ -38,6 +38,9 @@ def scan_dask(paths: list[str], settings: ScanSettings, *, db: str | None, no_ba
 
             matcher = Matcher(store)
             matcher.load()
+            from .scan import with_cameras
+
+            settings = with_cameras(settings, store, _db_url(db))
         show = err.is_terminal and not json_out
         bar = Progress(TextColumn("scanning (dask)"), BarColumn(),
                        TextColumn("{task.fields[info]}"), console=err, transient=True, disable=not show)

@@ -30,6 +30,8 @@ from .verdict import order, verdict
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
+    from ..camera.evidence import CameraBank
+
 SIGNAL_MODE = "named-by-metadata"
 MAX_CONTAINER_NOTES = 20
 
@@ -158,12 +160,15 @@ def analyze_provenance(
     limits: Limits | None = None,
     decoded: PILImage | None = None,
     timings: dict[str, tuple[float, float]] | None = None,
+    cameras: CameraBank | Callable[[], CameraBank | None] | None = None,
 ) -> ProvenanceReport:
     """All provenance evidence for one file and a cautious verdict. Formats other
     than the images assay decodes get C2PA and XMP only (analyze_media_provenance).
     ``decoded``: the file's image already opened and decoded by Pillow from ``data``
     (the scan's hashing step), used instead of decoding the pixels again. ``timings``
-    receives each source's (wall, CPU) seconds."""
+    receives each source's (wall, CPU) seconds. ``cameras``: enrolled camera
+    fingerprints, compared with images of their size (camera/evidence.py), or what
+    reads them on first need (an error there is this source's, not the report's)."""
     if format not in IMAGE_FORMATS:
         return analyze_media_provenance(
             Path(path), format, data=data, trust_anchors=trust_anchors, timings=timings
@@ -184,6 +189,16 @@ def analyze_provenance(
 
     run("generators", generators)
     run("camera", lambda: camera.evidence(ctx))
+    if cameras is not None and format in _PIXEL_FORMATS:
+        from ..camera.evidence import SOURCE, evidence
+
+        def fingerprints() -> list[Evidence]:
+            bank = cameras() if callable(cameras) else cameras
+            if bank is None or not _has_camera_of_its_size(ctx, bank):
+                return []
+            return evidence(ctx.pixels(), bank)
+
+        run(SOURCE, fingerprints)
     searched = False
     skipped: list[NotChecked] = []
     if format in _PIXEL_FORMATS:
@@ -266,6 +281,15 @@ def _stealth_ruled_out(ctx: ImageContext) -> bool:
         return False
 
 
+def _has_camera_of_its_size(ctx: ImageContext, cameras: CameraBank) -> bool:
+    """From the header only: an image no camera has the size of is never decoded for it."""
+    try:
+        w, h = ctx.pil().size
+    except AssayError:  # not decodable: the other sources say so
+        return False
+    return bool(cameras.candidates(w, h))
+
+
 def _watermark_unsuitable(ctx: ImageContext) -> str | None:
     try:
         return watermark.unsuitable(ctx)
@@ -294,9 +318,32 @@ class ProvenanceAnalyzer:
     name: ClassVar[str] = "provenance"
     kinds: ClassVar[frozenset[str]] = frozenset({"image", "document", "video", "audio"})
 
-    def __init__(self, trust_anchors: Path | None = None) -> None:
+    def __init__(self, trust_anchors: Path | None = None, camera_db: str | None = None,
+                 camera_threshold: float = 60.0) -> None:
         # None: $ASSAY_C2PA_TRUST_ANCHORS, else the bundled C2PA trust list (c2pa.py).
         self.trust_anchors = trust_anchors
+        # The store's enrolled cameras, read once per worker process on its first image.
+        self.camera_db = camera_db
+        self.camera_threshold = camera_threshold
+        self._cameras: CameraBank | AssayError | None = None
+        self._cameras_read = False
+
+    def cameras(self) -> CameraBank | None:
+        """The enrolled cameras (read once; a store that cannot be read is this source's
+        error on every image, read once too)."""
+        if self.camera_db is None:
+            return None
+        if not self._cameras_read:
+            from ..camera.evidence import CameraBank
+
+            self._cameras_read = True
+            try:
+                self._cameras = CameraBank.open(self.camera_db, self.camera_threshold)
+            except AssayError as exc:
+                self._cameras = exc
+        if isinstance(self._cameras, AssayError):
+            raise AssayError(f"camera fingerprints not read: {self._cameras}")
+        return self._cameras
 
     def analyze(self, subject: Subject, record: FileRecord) -> None:
         if subject.format not in IMAGE_FORMATS:
@@ -328,6 +375,7 @@ class ProvenanceAnalyzer:
             limits=subject.settings.limits,
             decoded=subject.cache.get(SHARED_IMAGE) if data is subject.cache.get("bytes") else None,
             timings=timings,
+            cameras=self.cameras if self.camera_db is not None else None,
         )
         _add_timings(record, timings)
         record.provenance = report

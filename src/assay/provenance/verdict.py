@@ -2,7 +2,9 @@
 
 The verdict names the strongest decisive evidence and never claims more than it
 shows: absence of evidence reads "no provenance evidence found", never "camera
-original" or "authentic"; camera traces alone read "camera traces only (weak)".
+original" or "authentic"; camera traces alone read "camera traces only (weak)". A
+sensor fingerprint match (PCE over the threshold) reads "captured by camera NAME (sensor
+fingerprint match, PCE x)": evidence for that camera, still never "camera original".
 Evidence pointing the other way (camera traces next to generator metadata, an
 invalid Content Credential next to a watermark) is appended, not hidden.
 
@@ -82,6 +84,8 @@ def describe(e: Evidence) -> str:
         return f"invisible watermark ({label}, {f.get('confidence')})"
     if e.source == "iptc":
         return f"IPTC digital source type {f.get('term')} (unsigned metadata)"
+    if e.source == "camera-fingerprint":
+        return f"sensor fingerprint of camera {f.get('bank')}/{f.get('camera')} (PCE {float(f.get('pce', 0)):.1f})"
     if e.source == "camera":
         name = " ".join(str(x) for x in (f.get("make"), f.get("model")) if x)
         return f"camera traces ({name}, weak)" if name else "camera traces (weak)"
@@ -104,6 +108,10 @@ def _headline(ordered: list[Evidence]) -> tuple[str, Evidence | None]:
     decisive = [e for e in usable if e.claim != "unknown" and e.strength != "weak"]
     if decisive:
         top = decisive[0]
+        if top.source == "camera-fingerprint":
+            f = top.facts
+            return (f"captured by camera {f.get('bank')}/{f.get('camera')} "
+                    f"(sensor fingerprint match, PCE {float(f.get('pce', 0)):.1f})"), top
         return f"{_HEADLINE[top.claim]}: {describe(top)}", top
     invalid = [e for e in ordered if is_invalid_credential(e)]
     if invalid:

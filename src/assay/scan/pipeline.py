@@ -41,7 +41,8 @@ def default_analyzers(settings: ScanSettings) -> list[Analyzer]:
     if settings.provenance:
         from ..provenance.analyzer import ProvenanceAnalyzer
 
-        analyzers.append(ProvenanceAnalyzer(trust_anchors=settings.trust_anchors))
+        analyzers.append(ProvenanceAnalyzer(trust_anchors=settings.trust_anchors, camera_db=settings.camera_db,
+                                            camera_threshold=settings.camera_threshold))
     if settings.models:
         from ..models.analyzer import ModelAnalyzer
 

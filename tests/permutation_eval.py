@@ -100,10 +100,15 @@ class Tally:
         return f"| {name} | {rate} | {self.false_links}/{self.asked} | {secs} |"
 
 
+VERDICTS: list[str] = []  # every query's answers in order, for comparing two versions of the code
+
+
 def _ask(suspect: Arrays, bank: list[BankModel]) -> tuple[LineageReport, float]:
     t = time.perf_counter()
     rep = answer(fingerprint_arrays(suspect), bank, canonical_arrays(suspect))
-    return rep, time.perf_counter() - t
+    secs = time.perf_counter() - t
+    VERDICTS.append(" || ".join(rep.explanations()))
+    return rep, secs
 
 
 def _links(rep: LineageReport) -> set[str]:
@@ -205,11 +210,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", choices=("small", "minilm"), default="small")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--verdicts", type=Path, help="write every query's answers here, one line each")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     tallies = evaluate(args.scale, args.seeds, log=print if args.verbose else None)
     print(f"scale {args.scale}, {args.seeds} bases per family; wall {time.perf_counter() - t0:.0f} s")
     print(table(tallies))
+    if args.verdicts:
+        args.verdicts.write_text("".join(v + "\n" for v in VERDICTS))
     return 0
 
 

@@ -297,6 +297,7 @@ class FingerprintIndex:
     _norms: np.ndarray | None = None
     # (N, len(COMPONENTS) * SUMMARY_DIM) invariant summaries; NaN rows for format-1 entries
     invariants: np.ndarray | None = None
+    _inv_sq: np.ndarray | None = None  # squared norms of the invariant rows, float64
 
     @classmethod
     def from_rows(cls, rows: Sequence[Any]) -> FingerprintIndex:
@@ -323,12 +324,23 @@ class FingerprintIndex:
         if inv is None or self.invariants is None or not len(models):
             return []
         s = inv.ravel().astype(np.float64)
-        cand = self.invariants[models].astype(np.float64)
+        # A float32 pass over the whole index (one matrix-vector product, squared norms
+        # computed once per index) keeps the few within reach of INV_MAX; only those get
+        # the exact float64 distance. Float32 error is ~1e-6 of rel**2, far inside the margin.
+        if self._inv_sq is None or len(self._inv_sq) != len(self):
+            with np.errstate(invalid="ignore"):
+                self._inv_sq = np.einsum("ij,ij->i", self.invariants, self.invariants, dtype=np.float64)
+        sq = self._inv_sq[models]
+        dots = (self.invariants @ s.astype(np.float32))[models].astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            approx = (sq + float(s @ s) - 2.0 * dots) / np.maximum(sq, 1e-300)
+        near = np.flatnonzero(approx <= (INV_MAX + 0.05) ** 2)  # NaN (format-1 rows) is never near
+        cand = self.invariants[models[near]].astype(np.float64)
         with np.errstate(invalid="ignore"):
             rel = np.linalg.norm(cand - s, axis=1) / np.maximum(np.linalg.norm(cand, axis=1), 1e-300)
         rel[~np.isfinite(rel)] = np.inf
         order = np.argsort(rel, kind="stable")
-        out = [int(models[i]) for i in order if rel[i] <= INV_MAX and int(models[i]) not in taken]
+        out = [int(models[near[i]]) for i in order if rel[i] <= INV_MAX and int(models[near[i]]) not in taken]
         return out[:INV_CANDIDATES]
 
     def __len__(self) -> int:

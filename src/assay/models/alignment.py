@@ -50,6 +50,7 @@ import numpy as np
 from .fingerprint import (
     ALIGN_DIM,
     Fingerprint,
+    TensorSketch,
     _array_rows,
     _Decoder,
     _one_blas_thread,
@@ -58,6 +59,8 @@ from .fingerprint import (
     _sketch_source,
     align_projection,
     fixed_rows,
+    left,
+    right,
 )
 
 __all__ = [
@@ -68,6 +71,7 @@ __all__ = [
     "canonical_arrays",
     "open_suspect",
     "query_file",
+    "shared_tensors",
 ]
 
 # Paired signature distance over the bank rows' own nearest-neighbour spacing below which
@@ -112,6 +116,8 @@ class Alignment:
     cols: dict[str, AxisOrder] = field(default_factory=dict)
     vectors: dict[str, AxisOrder] = field(default_factory=dict)
     tried: int = 0  # matrices with signatures in both
+    _axes: tuple[tuple[int, int, int], list[tuple[str, int, int, int]]] | None = field(
+        default=None, repr=False, compare=False)
 
     @property
     def aligned(self) -> int:
@@ -122,6 +128,12 @@ class Alignment:
         it). Orders agreeing on 90% of their units are one axis (a fine-tune can make a few
         units of one tensor pair differently). An axis that an embedding's columns carry is
         the model's hidden (residual) dimension."""
+        key = (len(self.rows), len(self.cols), len(self.vectors))
+        if self._axes is None or self._axes[0] != key:
+            self._axes = (key, self._find_axes())
+        return list(self._axes[1])
+
+    def _find_axes(self) -> list[tuple[str, int, int, int]]:
         axes: list[tuple[AxisOrder, str, int, bool]] = []
         for side, table in (("rows", self.rows), ("columns", self.cols), ("values", self.vectors)):
             for name, o in sorted(table.items()):
@@ -186,6 +198,35 @@ def _nearest(a: np.ndarray, b: np.ndarray, k: int, exclude_self: bool = False) -
     return idx, dist
 
 
+def _distances(a: np.ndarray, b: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """Squared distances from blocks of rows of ``a`` to every row of ``b``, the same
+    arithmetic as :func:`_nearest` (so both give the same values)."""
+    bn = np.einsum("ij,ij->i", b, b)
+    step = max(1, (1 << 22) // max(b.shape[0], 1))
+    for r0 in range(0, a.shape[0], step):
+        blk = a[r0:r0 + step]
+        yield r0, np.einsum("ij,ij->i", blk, blk)[:, None] + bn[None, :] - 2.0 * (blk @ b.T)
+
+
+def _nearest_distance(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
+    """The distance from every row of ``a`` to its ``k``-th nearest row of ``b``: the
+    value :func:`_nearest` puts in its last column, without indices or sorting."""
+    k = max(1, min(k, b.shape[0]))
+    out = np.zeros(a.shape[0])
+    for r0, d in _distances(a, b):
+        kth = d.min(axis=1) if k == 1 else np.partition(d, k - 1, axis=1)[:, k - 1]
+        out[r0:r0 + d.shape[0]] = np.sqrt(np.maximum(kth, 0.0))
+    return out
+
+
+def _nearest_one(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """For every row of ``a`` the index of its nearest row of ``b``."""
+    out = np.zeros(a.shape[0], dtype=np.int64)
+    for r0, d in _distances(a, b):
+        out[r0:r0 + d.shape[0]] = d.argmin(axis=1)
+    return out
+
+
 QUICK_SAMPLE = 64  # bank units a candidate order is first tried on
 
 
@@ -202,8 +243,7 @@ class BankUnits:
         m = b.shape[0]
         self.sample = np.unique(np.linspace(0, m - 1, min(m, QUICK_SAMPLE)).astype(np.int64))
         if m > 1:
-            _, sp = _nearest(self.b[self.sample], self.b, 2)  # the first is the unit itself
-            ref = float(np.median(sp[:, -1]))
+            ref = float(np.median(_nearest_distance(self.b[self.sample], self.b, 2)))  # the 1st is itself
         else:
             ref = 0.0
         self.ref = ref if ref > 0 else (float(np.median(np.sqrt(np.sum(self.b ** 2, axis=1)))) or 1.0)
@@ -211,8 +251,8 @@ class BankUnits:
     def quick(self, suspect: np.ndarray) -> float:
         """Nearest-signature distance of a sample of bank units, over the spacing: a
         wrong candidate order measures near 1 and is dropped before a full match."""
-        _, d = _nearest(self.b[self.sample], suspect.astype(np.float64) / self.sd, 1)
-        return float(np.median(d[:, 0])) / self.ref
+        d = _nearest_distance(self.b[self.sample], suspect.astype(np.float64) / self.sd, 1)
+        return float(np.median(d)) / self.ref
 
     def unmoved(self, suspect: np.ndarray) -> float | None:
         """The quality of the identity pairing when every unit is within the spacing of
@@ -226,6 +266,13 @@ class BankUnits:
         m = b.shape[0]
         if m == 1:
             return np.zeros(1, dtype=np.int64), 0.0
+        first = _nearest_one(b, s)
+        if np.unique(first).size == m:
+            # Every bank unit's nearest suspect unit is its own: the greedy pairing below
+            # would take exactly these pairs (each unit's nearest comes first in distance
+            # order and nobody else claims it), so skip the k-nearest sort.
+            paired = np.sqrt(np.sum((b - s[first]) ** 2, axis=1))
+            return first, float(np.median(paired)) / self.ref
         idx, dist = _nearest(b, s, 4)
         order = np.argsort(dist, axis=None, kind="stable")
         perm = np.full(m, -1, dtype=np.int64)
@@ -390,6 +437,10 @@ class _Tensors:
         self.cache: dict[str, np.ndarray] = {}
         self.bytes = 0
 
+    @classmethod
+    def wrap(cls, tensors: Mapping[str, np.ndarray] | _Tensors) -> _Tensors:
+        return tensors if isinstance(tensors, _Tensors) else cls(tensors)
+
     def get(self, name: str) -> np.ndarray:
         hit = self.cache.get(name)
         if hit is not None:
@@ -402,11 +453,17 @@ class _Tensors:
         return a
 
 
-def align(suspect: Fingerprint, tensors: Mapping[str, np.ndarray], entry: Fingerprint,
+def shared_tensors(tensors: Mapping[str, np.ndarray]) -> _Tensors:
+    """The suspect's tensors, decoded once for every entry aligned to and every re-sketch
+    (pass the result to :func:`align` and :func:`aligned_fingerprint`)."""
+    return _Tensors.wrap(tensors)
+
+
+def align(suspect: Fingerprint, tensors: Mapping[str, np.ndarray] | _Tensors, entry: Fingerprint,
           label: str = "") -> Alignment:
     """Recover the unit orders that map ``suspect`` onto ``entry`` (see the module doc)."""
     with _one_blas_thread():
-        return _align(suspect, _Tensors(tensors), entry, label)
+        return _align(suspect, _Tensors.wrap(tensors), entry, label)
 
 
 def _align(suspect: Fingerprint, tensors: _Tensors, entry: Fingerprint, label: str) -> Alignment:
@@ -511,12 +568,13 @@ def _align(suspect: Fingerprint, tensors: _Tensors, entry: Fingerprint, label: s
     return out
 
 
-def aligned_fingerprint(suspect: Fingerprint, tensors: Mapping[str, np.ndarray], al: Alignment) -> Fingerprint:
+def aligned_fingerprint(suspect: Fingerprint, tensors: Mapping[str, np.ndarray] | _Tensors,
+                        al: Alignment) -> Fingerprint:
     """The suspect re-sketched with every recovered order undone (the entry's order)."""
     with _one_blas_thread():
         fp = Fingerprint(k=suspect.k, kind=suspect.kind, source=dict(suspect.source),
                          notes=list(suspect.notes))
-        cache = _Tensors(tensors)
+        cache = _Tensors.wrap(tensors)
         for name, t in suspect.tensors.items():
             rows = al.rows.get(name) or al.vectors.get(name)
             cols = al.cols.get(name) if t.is_matrix else None
@@ -524,6 +582,10 @@ def aligned_fingerprint(suspect: Fingerprint, tensors: Mapping[str, np.ndarray],
                 fp.tensors[name] = t
                 continue
             w = cache.get(name)
+            fast = _permuted_sketch(w, t, rows, cols, suspect.k)
+            if fast is not None:
+                fp.tensors[name] = fast
+                continue
             if cols is not None and t.units:
                 w = _apply_cols(w, cols, t.units)
             if rows is not None:
@@ -531,6 +593,41 @@ def aligned_fingerprint(suspect: Fingerprint, tensors: Mapping[str, np.ndarray],
             shape, rows_of = _array_rows(np.ascontiguousarray(w, dtype=np.float32))
             fp.tensors[name] = _sketch_source(shape, rows_of, _Decoder("F32"), suspect.k, name)
         return fp
+
+
+def _permuted_sketch(w: np.ndarray, t: TensorSketch, rows: AxisOrder | None, cols: AxisOrder | None,
+                     k: int) -> TensorSketch | None:
+    """The sketch of matrix ``w`` with its rows and input units put in bank order, as
+    ``P' W Q'`` with the projections' columns and rows reordered instead of copying
+    ``w`` (``P W[perm] == P' W`` with ``P'[:, perm] = P``). Norm and mean do not change
+    under a permutation, so the suspect's own are kept. None (the copying path) for a
+    vector, a rescaling or a tensor with non-finite values."""
+    if (w.ndim != 2 or not t.is_matrix or t.nonfinite or w.shape != tuple(t.shape)
+            or (rows is not None and rows.scale is not None)
+            or (cols is not None and (cols.scale is not None or not t.units))):
+        return None
+    m, n = w.shape
+    p, q = left(m, k), right(n, k)
+    if cols is not None and cols.source != "identity":
+        kk = n // t.units
+        idx = (cols.perm[:, None] * kk + np.arange(kk)[None, :]).reshape(-1)
+        if q is None:
+            wq = w[:, idx]
+        else:
+            qp = np.empty_like(q)
+            qp[idx] = q
+            wq = w @ qp
+    else:
+        wq = w if q is None else w @ q
+    if rows is None:
+        out = wq if p is None else p @ wq
+    elif p is None:
+        out = wq[rows.perm]
+    else:
+        pp = np.empty_like(p)
+        pp[:, rows.perm] = p
+        out = pp @ wq
+    return TensorSketch(t.name, tuple(t.shape), np.asarray(out, dtype=np.float32), t.norm, t.mean)
 
 
 # ---------------------------------------------------------------------------------------

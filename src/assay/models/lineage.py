@@ -362,10 +362,11 @@ def _permuted(suspect: Fingerprint, entries: Sequence[BankModel], tensors: Mappi
               report: LineageReport) -> None:
     """Align the suspect to each checkpoint/base entry it is not already the same as,
     re-sketch it in that entry's order and ask the questions again there."""
-    from .alignment import align, aligned_fingerprint
+    from .alignment import align, aligned_fingerprint, shared_tensors
 
     if not suspect.has_alignment_data():
         return
+    shared = shared_tensors(tensors)  # decoded once for every entry and the re-sketch
     same = {f.entry for f in report.same}
     derived = {f.entry for f in report.derived}
     for e in entries:
@@ -374,10 +375,10 @@ def _permuted(suspect: Fingerprint, entries: Sequence[BankModel], tensors: Mappi
             continue
         if e.label in derived and _all_matrices_close(suspect, e):
             continue  # an ordinary fine-tune: every weight still points the entry's way
-        al = align(suspect, tensors, e.fingerprint, e.label)
+        al = align(suspect, shared, e.fingerprint, e.label)
         if not al.moved and not al.rescaled:
             continue
-        sub = _answer(aligned_fingerprint(suspect, tensors, al), entries)
+        sub = _answer(aligned_fingerprint(suspect, shared, al), entries)
         hit_same = next((f for f in sub.same if f.entry == e.label), None)
         hit_derived = next((f for f in sub.derived if f.entry == e.label), None)
         in_merge = any(e.label in m.parts for m in sub.merges)

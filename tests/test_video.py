@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import av  # a runtime dependency: never skipped
@@ -155,10 +156,28 @@ def test_text_format_round_trip(hashed):
     text = video.dumps(feats)
     lines = text.splitlines()
     assert len(lines) == len(feats)
-    n, hx, q, ts = lines[1].split(",")
-    assert (int(n), hx, int(q), ts) == (FPS, feats[1].hex, feats[1].quality, "1.000")
+    # Meta's order (vpdq/cpp vpdqio.cpp): frame_number,quality,hex,timestamp
+    n, q, hx, ts = lines[1].split(",")
+    assert (int(n), int(q), hx, ts) == (FPS, feats[1].quality, feats[1].hex, "1.000")
     assert video.loads(text) == feats
     assert video.loads("# comment\n\n" + text.upper().replace("E", "e")) == feats
+    # hex and quality swapped is read too
+    swapped = "".join(f"{f.frame_number},{f.hex},{f.quality},{f.timestamp}\n" for f in feats)
+    assert video.loads(swapped) == feats
+
+
+def test_threatexchange_signal_string_round_trip(hashed):
+    feats = hashed["orig"].vpdq
+    s = video.to_threatexchange_json(feats)
+    assert json.loads(s)[1] == f"{feats[1].hex},{feats[1].quality},1.000"
+    back = video.parse_signal(s)
+    assert [(f.hex, f.quality, f.timestamp) for f in back] == [(f.hex, f.quality, f.timestamp) for f in feats]
+    assert video.parse_signal(video.dumps(feats)) == feats
+    for bad, why in [("[1]", "JSON list"), ('["ab,1,0"]', "bad PDQ"), ('["' + "a" * 64 + ',1"]', "fields"),
+                     ("[", "JSON list"), ('["' + "a" * 64 + ',x,0"]', "integer")]:
+        with pytest.raises(InvalidSignal) as e:
+            video.parse_signal(bad, "sig")
+        assert why in str(e.value) and "sig" in str(e.value)
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,19 @@ class AssayError(Exception):
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message} ({self.hint})"
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Subclasses take other arguments than their message: rebuild from the state, so
+        # that an error raised in another process (the service's decoder, a scan worker)
+        # arrives whole instead of failing to unpickle.
+        return _rebuild, (type(self), self.args, dict(self.__dict__))
+
+
+def _rebuild(cls: type[AssayError], args: tuple[object, ...], state: dict[str, object]) -> AssayError:
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, *args)
+    exc.__dict__.update(state)
+    return exc
+
 
 class InputError(AssayError):
     """A file given to assay cannot be read or understood."""

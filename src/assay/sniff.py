@@ -69,6 +69,8 @@ def sniff_bytes(head: bytes, size: int | None = None, *, pickles: bool = True) -
             return Sniffed("video", "mov")
         if brand in _MP4_BRANDS:
             return Sniffed("video", "mp4")
+    if h.startswith(b"\x1a\x45\xdf\xa3"):  # EBML: Matroska, or WebM by its DocType
+        return Sniffed("video", "webm" if _ebml_doctype(h) == b"webm" else "matroska")
     if h.startswith(b"%PDF-"):
         return Sniffed("document", "pdf")
     if h[:4] == b"fLaC":
@@ -104,6 +106,18 @@ def sniff_bytes(head: bytes, size: int | None = None, *, pickles: bool = True) -
     if _mpeg_audio_frame(h):
         return Sniffed("audio", "mp3")
     return Sniffed("other", "unknown")
+
+
+def _ebml_doctype(h: bytes) -> bytes | None:
+    """The DocType of an EBML header (element 0x4282), read within the head."""
+    i = h.find(b"\x42\x82", 4, 64)
+    if i < 0 or i + 3 > len(h):
+        return None
+    size_byte = h[i + 2]
+    if not size_byte & 0x80:  # only the one-byte size form; DocTypes are short
+        return None
+    n = size_byte & 0x7F
+    return h[i + 3:i + 3 + n].rstrip(b"\x00")
 
 
 def _archive_format(h: bytes) -> str | None:

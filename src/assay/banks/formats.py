@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,13 +39,17 @@ from pathlib import Path
 from typing import IO, Any, Literal, TextIO
 
 from .. import signals as signal_types
-from ..errors import AssayError, BankImportError, InputError, InvalidBankInput
+from ..errors import AssayError, BankImportError, InputError, InvalidBankInput, InvalidSignal
 from . import hashsets
 from .store import BANK_KINDS, MAX_PROBLEMS, Entry, ImportRecord, Store, check_record
 
-Format = Literal["list", "csv", "jsonl", "vics", "nsrl"]
-FORMATS: tuple[Format, ...] = ("list", "csv", "jsonl", "vics", "nsrl")
+Format = Literal["list", "csv", "jsonl", "vics", "nsrl", "vpdq"]
+FORMATS: tuple[Format, ...] = ("list", "csv", "jsonl", "vics", "nsrl", "vpdq")
 EXPORT_FORMATS: tuple[Format, ...] = ("list", "csv", "jsonl")
+# One video's vPDQ hash: Meta's text lines (frame_number,quality,hex,timestamp, or hex and
+# quality swapped) or python-threatexchange's signal string (a JSON list).
+_VPDQ_LINE = re.compile(r"\d+\s*,\s*(?:[0-9a-fA-F]{64}\s*,\s*\d{1,3}|\d{1,3}\s*,\s*[0-9a-fA-F]{64})\s*,\s*[0-9.eE+-]+")
+MAX_VPDQ_FILE = 256 * 1024**2
 KNOWN_GOOD_FORMATS: tuple[Format, ...] = ("nsrl",)  # hash sets of known files, never flagged
 MAX_LINE = 1024 * 1024  # bytes; a longer "line" is not a hash-bank line
 # A model fingerprint line of a JSONL export holds the serialised fingerprint (base64),
@@ -80,12 +85,13 @@ for _canon, _names in {
 # Reading
 # ---------------------------------------------------------------------------------------
 def parse_file(path: str | Path, fmt: Format | None = None, signal_type: str = "pdq",
-               extras: ImportExtras | None = None) -> Iterator[ImportRecord]:
+               extras: ImportExtras | None = None, content_id: str | None = None) -> Iterator[ImportRecord]:
     """Stream the records of a bank file; BankImportError names bad lines.
 
     The file is opened here (an unreadable file raises InputError at once); the
     records come lazily. ``signal_type`` is the type of lists and of CSV/JSONL
-    lines that do not name one.
+    lines that do not name one. A vPDQ file is one video, the entry ``content_id``
+    (default: the file's name without its extension).
     """
     p = Path(path)
     if fmt is not None and fmt not in FORMATS:
@@ -100,6 +106,10 @@ def parse_file(path: str | Path, fmt: Format | None = None, signal_type: str = "
     if fmt == "nsrl" or (fmt is None and hashsets.is_sqlite(fh.peek(16)[:16])):
         fh.close()
         return _nsrl(p)
+    if fmt == "vpdq" or (fmt is None and detect_format(p) == "vpdq"):
+        with fh:
+            data = fh.read(MAX_VPDQ_FILE + 1)
+        return iter([_vpdq_file(data, str(p), content_id or p.stem)])
     return _closing(fh, parse_stream(fh, str(p), fmt, signal_type, extras))
 
 
@@ -172,10 +182,15 @@ def parse_stream(
                 raise InputError(source, str(exc)) from None
             problems.finish()
             return
+    if fmt == "vpdq":
+        yield _vpdq_file(stream.read(MAX_VPDQ_FILE + 1), source, Path(source).stem)
+        return
     lines = _Lines(stream, problems)
     first = lines.first_meaningful()
     if first is not None:
         kind = fmt or _detect(first[1])
+        if kind == "vpdq":
+            raise InputError(source, "a vPDQ hash (one video): import it as a file with --format vpdq")
         if kind == "jsonl":
             yield from _parse_jsonl(lines, first, problems, signal_type, extras)
         elif kind == "csv":
@@ -233,6 +248,8 @@ def _detect(line: str) -> Format:
     s = line.strip()
     if s.startswith("{"):
         return "jsonl"
+    if s.startswith("[") or _VPDQ_LINE.fullmatch(s):
+        return "vpdq"
     if "," in s or "\t" in s or _header_name(s) in _ALIASES or _type_column(_header_name(s)) is not None:
         return "csv"  # a one-column CSV whose header names its type ("md5", "SHA-1")
     return "list"
@@ -448,7 +465,9 @@ def _csv_record(cols: _Columns, row: list[str], n: int, default_type: str) -> Im
         if row[i].strip():
             meta[cols.names[i]] = row[i].strip()
     if cols.value is not None:
-        signals = [_signal(get(cols.signal_type) or default_type, get(cols.value))]
+        signals, video = _signals(get(cols.signal_type) or default_type, get(cols.value))
+        if video is not None:
+            meta["vpdq"] = video
     else:
         signals = [_signal(t, row[i]) for i, t in cols.wide if row[i].strip()]
         if not signals:
@@ -527,7 +546,9 @@ def _jsonl_record(obj: dict[str, Any], n: int, default_type: str) -> ImportRecor
         if "value" not in fields:
             raise InvalidBankInput("no 'value' (or 'signals') field")
         t = fields.get("signal_type") or default_type
-        signals = [_signal(t, fields["value"])]
+        signals, video = _signals(t, fields["value"])
+        if video is not None:
+            meta = {**meta, "vpdq": video}
     return _record(cid or None, signals, note or None, meta or None, n)._replace(**kept)
 
 
@@ -615,6 +636,42 @@ def _signal(signal_type: object, value: object) -> tuple[str, str]:
     return st.name, st.normalize(value)
 
 
+def _signals(signal_type: object, value: object) -> tuple[list[tuple[str, str]], dict[str, Any] | None]:
+    """One value of a CSV/JSONL line: a hash, or for ``vpdq`` a whole video's hash
+    (python-threatexchange's signal string, as HMA's banks hold it, or Meta's text):
+    then its kept frame hashes and the entry's ``vpdq`` meta (banks/videos.py)."""
+    if isinstance(signal_type, str) and isinstance(value, str) and signal_types.get(signal_type).name == "vpdq" \
+            and (value.lstrip().startswith("[") or "," in value):
+        from ..media.video import parse_signal
+        from .videos import bank_record
+
+        rec = bank_record(parse_signal(value, "vpdq value"), "-")
+        return list(rec.signals), (rec.meta or {}).get("vpdq")
+    return [_signal(signal_type, value)], None
+
+
+def _vpdq_file(data: bytes, source: str, content_id: str) -> ImportRecord:
+    """The entry of one video's vPDQ file."""
+    from ..media.video import parse_signal
+    from .videos import bank_record
+
+    if len(data) > MAX_VPDQ_FILE:
+        raise InputError(source, f"larger than {MAX_VPDQ_FILE:,} bytes: not one video's vPDQ hash")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(source, "not UTF-8 text: not a vPDQ hash") from None
+    try:
+        rec = bank_record(parse_signal(text, source), content_id)
+        check_record(rec)
+    except InvalidSignal as exc:
+        tail = exc.value.rsplit(":", 1)[-1]  # "source:LINE" (Meta's text) or "source[i]" (JSON)
+        raise BankImportError(source, [(int(tail) if tail.isdigit() else 1, exc.reason)]) from None
+    except AssayError as exc:
+        raise InputError(source, str(exc)) from None
+    return rec
+
+
 def _record(cid: str | None, signals: list[tuple[str, str]], note: str | None,
             meta: dict[str, Any] | None, n: int) -> ImportRecord:
     if cid is None:
@@ -664,8 +721,13 @@ def export(store: Store, bank: str, fmt: Format, out: TextIO, signal_type: str |
             for v in entry.signals.get(name, ()):
                 out.write(v + "\n")
         elif writer is not None:
-            meta = json.dumps(entry.meta, ensure_ascii=False, sort_keys=True) if entry.meta else ""
+            em = dict(entry.meta or {})
+            video = _video_signal(em.pop("vpdq", None), entry.signals.get("vpdq", ()))
+            meta = json.dumps(em, ensure_ascii=False, sort_keys=True) if em else ""
             for t, vals in entry.signals.items():
+                if t == "vpdq" and video is not None:  # the whole video on one row, as HMA's banks hold it
+                    writer.writerow([t, video, entry.content_id, entry.note or "", meta])
+                    continue
                 for v in vals:
                     writer.writerow([t, v, entry.content_id, entry.note or "", meta])
         else:
@@ -680,6 +742,36 @@ def export(store: Store, bank: str, fmt: Format, out: TextIO, signal_type: str |
             rec = {**f, "created_at": _iso(f["created_at"]), "data": base64.b64encode(f["data"]).decode("ascii")}
             out.write(json.dumps({"fingerprint": rec}, ensure_ascii=False) + "\n")
     return written
+
+
+def _video_signal(vmeta: Any, values: tuple[str, ...]) -> str | None:
+    """A banked video's hash as python-threatexchange's signal string (every frame, from
+    the entry's meta), or None if the meta does not hold it."""
+    from .videos import entry_text
+
+    text = entry_text({"vpdq": vmeta})
+    if text is None or not values:
+        return None
+    from ..media.video import loads, to_threatexchange_json
+
+    try:
+        return to_threatexchange_json(loads(text))
+    except AssayError:
+        return None
+
+
+def export_video(store: Store, bank: str, content_id: str, out: TextIO) -> int:
+    """One banked video's vPDQ hash in Meta's text form; returns its number of frames."""
+    from .videos import entry_text
+
+    e = store.get_entry(bank, content_id)
+    if e is None:
+        raise InvalidBankInput(f"bank {bank!r} has no entry {content_id!r}")
+    text = entry_text(e.meta)
+    if text is None:
+        raise InvalidBankInput(f"entry {content_id!r} of bank {bank!r} holds no video (no vPDQ hash)")
+    out.write(text)
+    return text.count("\n")
 
 
 def _iso(dt: datetime | None) -> str | None:

@@ -262,10 +262,63 @@ class Matcher:
             self.lookup(queries, threshold=threshold, include_low_quality=include_low_quality, variants=variants),
             regions_in(queries))
 
+    def hits(self, queries: Sequence[Query], *, threshold: int | None = None,
+             include_low_quality: bool = False) -> tuple[list[Hit], dict[int, SignalRef]]:
+        """Index hits of ``queries`` and what their signal ids stand for (``Store.resolve``)."""
+        if not self._loaded:
+            self.load()
+        hits = self._search(queries, threshold, include_low_quality)
+        return hits, (self.store.resolve(sorted({sid for _, _, sid, _ in hits})) if hits else {})
+
+    def match_subject(
+        self,
+        signals: Iterable[SignalValue],
+        frames: Sequence[object] = (),
+        *,
+        threshold: int | None = None,
+        include_low_quality: bool = False,
+        variants: bool = True,
+    ) -> list[Match]:
+        """``match_signals`` for a subject that may be a video: its vPDQ ``frames`` are
+        looked up in the same batch and matched per banked video by Meta's rule."""
+        queries, n, kept = subject_queries(signals, frames)
+        hits, refs = self.hits(queries, threshold=threshold, include_low_quality=include_low_quality)
+        return subject_matches(queries, n, kept, hits, refs, threshold, variants=variants)
+
     def size(self) -> dict[str, int]:
         if not self._loaded:
             self.load()
         return {k: len(v) for k, v in [*self._hamming.items(), *self._exact.items()] if len(v)}
+
+
+def subject_queries(signals: Iterable[SignalValue], frames: Sequence[object] = ()
+                    ) -> tuple[list[Query], int, list[object]]:
+    """(queries, how many are the subject's signals, the kept vPDQ frames): the signals'
+    queries first, then one per kept frame of a video (banks/videos.py)."""
+    queries = [Query(s.type, s.value, s.variant, s.quality, s.mode) for s in signals]
+    n = len(queries)
+    kept: list[object] = []
+    if frames:
+        from .videos import frame_queries
+
+        fq, kept = frame_queries(frames)
+        queries += fq
+    return queries, n, kept
+
+
+def subject_matches(queries: Sequence[Query], n_signals: int, frames: Sequence[object], hits: Sequence[Hit],
+                    refs: dict[int, SignalRef], threshold: int | None, *, variants: bool = True) -> list[Match]:
+    """The matches of one subject from its index hits (``subject_queries`` order): each
+    bank entry once per signal type (``best_per_entry``), and each banked video that
+    Meta's rule matches with its frames (one ``vpdq`` match with the shares)."""
+    sig = [h for h in hits if h[0] < n_signals]
+    out = best_per_entry(matches_from_hits(sig, refs, threshold, variants=variants),
+                         regions_in(queries[:n_signals])) if sig else []
+    if frames:
+        from .videos import video_matches
+
+        out += video_matches([h for h in hits if h[0] >= n_signals], refs, frames, n_signals, threshold=threshold)
+    return out
 
 
 def search_indexes(

@@ -17,6 +17,7 @@ Matcher, which create, migrate, refuse or index as they always do.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -91,7 +92,18 @@ class SqliteReader:
                include_low_quality: bool = False, variants: bool = True) -> list[Match] | None:
         """What ``Matcher.lookup`` answers for these queries, or None if a Hamming type
         holds more than MAX_HAMMING hashes (then the Matcher's index should answer)."""
-        from .matcher import LOW_QUALITY, matches_from_hits
+        from .matcher import matches_from_hits
+
+        found = self.hits(queries, threshold=threshold, include_low_quality=include_low_quality)
+        if found is None:
+            return None
+        hits, refs = found
+        return matches_from_hits(hits, refs, threshold, variants=variants) if hits else []
+
+    def hits(self, queries: Sequence[Query], *, threshold: int | None = None, include_low_quality: bool = False
+             ) -> tuple[list[Any], dict[int, SignalRef]] | None:
+        """``Matcher.hits``: (index hits, refs), or None where the Matcher should answer."""
+        from .matcher import LOW_QUALITY
 
         per_query: list[list[tuple[int, Query, int, int]]] = [[] for _ in queries]
         grouped: dict[str, list[int]] = {}
@@ -120,10 +132,7 @@ class SqliteReader:
                 for pos, sid, dist in self._hamming(st, [queries[p] for p in positions], positions, radius):
                     per_query[pos].append((pos, queries[pos], sid, dist))
         hits = [h for hs in per_query for h in hs]
-        if not hits:
-            return []
-        return matches_from_hits(hits, self.resolve(sorted({sid for _, _, sid, _ in hits})), threshold,
-                                 variants=variants)
+        return hits, (self.resolve(sorted({sid for _, _, sid, _ in hits})) if hits else {})
 
     def _more_than(self, signal_type: str, n: int) -> bool:
         return self._conn.execute("SELECT 1 FROM signals WHERE signal_type = ? LIMIT 1 OFFSET ?",
@@ -158,7 +167,7 @@ class SqliteReader:
 
     def resolve(self, signal_ids: Sequence[int]) -> dict[int, SignalRef]:
         """``Store.resolve``: bank, content id and note of enabled signals."""
-        from .refs import SignalRef, banked_variant
+        from .refs import SignalRef, ref_extras
 
         ids = sorted({int(i) for i in signal_ids})
         out: dict[int, SignalRef] = {}
@@ -169,9 +178,14 @@ class SqliteReader:
                 "e.meta "
                 "FROM signals s JOIN entries e ON e.id = s.entry_id JOIN banks b ON b.id = s.bank_id "
                 f"WHERE s.id IN ({','.join('?' * len(part))}) AND e.enabled = 1 AND b.enabled = 1", part)
+            metas: dict[int, Any] = {}  # a video's meta is parsed once for all its frames
             for r in rows:
-                out[int(r[0])] = SignalRef(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], int(r[7]),
-                                           r[8] or "flagged", banked_variant(r[9], r[4]))
+                entry = int(r[7])
+                if entry not in metas:
+                    metas[entry] = json.loads(r[9]) if isinstance(r[9], str) else r[9]
+                variant, frames = ref_extras(metas[entry], r[4])
+                out[int(r[0])] = SignalRef(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], entry,
+                                           r[8] or "flagged", variant, frames)
         return out
 
     def bank_thresholds(self) -> dict[int, int | None]:

@@ -25,6 +25,22 @@ class SignalRef:
     # The banked image's variant this value is the hash of (``bank add --image``: trimmed,
     # crop-4 ...; entry meta "pdq_variants"), None for the image itself or a listed hash.
     variant: str | None = None
+    # A banked video (banks/videos.py): how many frames Meta's rule compares for it.
+    entry_frames: int | None = None
+
+
+def ref_extras(meta: Any, value: str) -> tuple[str | None, int | None]:
+    """(banked variant, video frame count) of a signal from its entry's meta, parsed once."""
+    if isinstance(meta, str):
+        meta = json.loads(meta)
+    if not isinstance(meta, dict):
+        return None, None
+    frames = None
+    if "vpdq" in meta:
+        from .videos import entry_frames
+
+        frames = entry_frames(meta)
+    return banked_variant(meta, value), frames
 
 
 def banked_variant(meta: Any, value: str) -> str | None:

@@ -53,7 +53,7 @@ from ..errors import (
 )
 from . import migrations
 from .refs import SignalRef
-from .refs import banked_variant as _banked_variant
+from .refs import ref_extras as _ref_extras
 
 SCHEMA_VERSION: Final = 1
 
@@ -1045,8 +1045,9 @@ class Store:
                     .where(s.c.id.in_(ids[i : i + _IN_CHUNK]), e.c.enabled, b.c.enabled)
                 )
                 for r in conn.execute(q):
+                    variant, frames = _ref_extras(r[9], r[4])
                     out[int(r[0])] = SignalRef(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], int(r[7]),
-                                               r[8] or "flagged", _banked_variant(r[9], r[4]))
+                                               r[8] or "flagged", variant, frames)
         return out
 
     def bank_thresholds(self) -> dict[int, int | None]:
@@ -1271,8 +1272,14 @@ def _validate(rec: ImportRecord, types: dict[str, signal_types.SignalType]) -> _
             meta_json.encode("utf-8")
         except (TypeError, ValueError, RecursionError) as exc:
             raise InvalidBankInput(f"meta is not storable JSON: {exc}") from None
-        if len(meta_json) > MAX_META_JSON or "\x00" in meta_json or "\\u0000" in meta_json:
-            raise InvalidBankInput(f"meta is larger than {MAX_META_JSON} characters or holds NUL")
+        limit = MAX_META_JSON
+        if "vpdq" in rec.meta:  # a banked video keeps its whole vPDQ hash (banks/videos.py)
+            from .videos import MAX_VPDQ_META_JSON, check_meta
+
+            check_meta(rec.meta, out)
+            limit = MAX_VPDQ_META_JSON
+        if len(meta_json) > limit or "\x00" in meta_json or "\\u0000" in meta_json:
+            raise InvalidBankInput(f"meta is larger than {limit} characters or holds NUL")
     source, added_at, enabled = rec.source, rec.added_at, rec.enabled
     if source is not None:
         _check_text("source", source, MAX_NOTE)

@@ -164,6 +164,7 @@ class Fmt(StrEnum):
     jsonl = "jsonl"
     vics = "vics"
     nsrl = "nsrl"
+    vpdq = "vpdq"
 
 
 _state: dict[str, Any] = {"db": None, "create": False}
@@ -297,6 +298,31 @@ class _Banks:
             self._matcher = Matcher(self.store())
         return self._matcher.lookup(queries, threshold=threshold, include_low_quality=include_low_quality,
                                     variants=variants)
+
+    def match_subject(self, signals: Any, frames: Any = (), *, threshold: int | None = None,
+                      include_low_quality: bool = False, variants: bool = True) -> Any:
+        """Matches of one subject, a video's vPDQ ``frames`` by Meta's rule per banked video
+        (``Matcher.match_subject``)."""
+        import sqlite3
+
+        from ..banks.matcher import subject_matches, subject_queries
+
+        queries, n, kept = subject_queries(signals, frames)
+        found = None
+        reader = self._read()
+        if reader is not None:
+            try:
+                found = reader.hits(queries, threshold=threshold, include_low_quality=include_low_quality)
+            except sqlite3.Error:
+                found = None
+        if found is None:
+            if self._matcher is None:
+                from ..banks.matcher import Matcher
+
+                self._matcher = Matcher(self.store())
+            found = self._matcher.hits(queries, threshold=threshold, include_low_quality=include_low_quality)
+        hits, refs = found
+        return subject_matches(queries, n, kept, hits, refs, threshold, variants=variants)
 
     def match_signals(self, signals: Any) -> Any:
         from ..banks.matcher import Query

@@ -195,11 +195,14 @@ def bank_import(
         "--create", help="Create the bank (and the store named by --db) if they do not exist.")] = False,
     kind: Annotated[BankKind | None, typer.Option(
         help="Kind of a bank made by --create (default: known-good for NSRL, else flagged).")] = None,
+    content_id: Annotated[str | None, typer.Option(
+        help="vPDQ file: the video's entry id (default: the file name without its extension).")] = None,
     db: DbOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Import a hash list, CSV, JSON Lines, VICS JSON or NSRL RDS v3 file. All or nothing;
-    re-imports add nothing."""
+    """Import a hash list, CSV, JSON Lines, VICS JSON, NSRL RDS v3 file, or one video's
+    vPDQ hash (Meta's text lines or python-threatexchange's signal string). All or
+    nothing; re-imports add nothing."""
     from ..banks.formats import (
         KNOWN_GOOD_FORMATS,
         ImportExtras,
@@ -234,7 +237,10 @@ def bank_import(
                              f"{bank.kind}: not imported",
                              hint=f"import it into a bank of kind {header['kind']} (or a new one with --create)")
         extras = ImportExtras()
-        records = parse_file(file, None if fmt is Fmt.auto else fmt.value, signal_type=signal_type, extras=extras)
+        if content_id is not None and detected != "vpdq":
+            raise typer.BadParameter("--content-id names the video of a vPDQ file only", param_hint="--content-id")
+        records = parse_file(file, None if fmt is Fmt.auto else fmt.value, signal_type=signal_type, extras=extras,
+                             content_id=content_id)
         with store.transaction(f"importing {file}"):  # entries and fingerprints: all or nothing
             res = store.import_records(name, records, source=str(file))
             fingerprints = 0
@@ -273,29 +279,47 @@ def bank_import(
 def bank_export(
     name: BankArg,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
-    fmt: Annotated[Fmt, typer.Option("--format", help="list, csv or jsonl.")] = Fmt.jsonl,
+    fmt: Annotated[Fmt, typer.Option("--format", help="list, csv, jsonl, or vpdq (one video, --content-id).")
+                   ] = Fmt.jsonl,
     signal_type: Annotated[str | None, typer.Option("--type", help="Only this type (list format).")] = None,
+    content_id: Annotated[str | None, typer.Option(
+        help="--format vpdq: the video to write, in Meta's text form (frame_number,quality,hex,timestamp).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
     db: DbOpt = None,
 ) -> None:
-    """Export a bank as a hash list, CSV or JSON Lines."""
-    from ..banks.formats import export
+    """Export a bank as a hash list, CSV or JSON Lines, or one banked video's vPDQ hash."""
+    from functools import partial
+
+    from ..banks.formats import export, export_video
 
     if fmt is Fmt.auto:
         fmt = Fmt.jsonl
+    if (fmt is Fmt.vpdq) != (content_id is not None):
+        raise typer.BadParameter("--format vpdq writes one video: name it with --content-id (and only then)",
+                                 param_hint="--content-id")
+    if fmt in (Fmt.vics, Fmt.nsrl):
+        raise typer.BadParameter(f"cannot export as {fmt.value} (list, csv, jsonl or vpdq)", param_hint="--format")
     with _store(db) as store:
         store.get_bank(name)
+        write = partial(export_video, store, name, content_id) if content_id is not None else \
+            partial(export, store, name, fmt.value, signal_type=signal_type)
         if output is None:
-            export(store, name, fmt.value, sys.stdout, signal_type=signal_type)
-            _warn_lost_fingerprints(store, name, fmt)
+            write(out=sys.stdout)
+            if content_id is None:
+                _warn_lost_fingerprints(store, name, fmt)
             return
         if output.exists() and not overwrite:
             raise AssayError(f"{output}: exists; not overwriting it", hint="pass --overwrite")
         tmp = output.with_name(output.name + ".partial")
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            export(store, name, fmt.value, fh, signal_type=signal_type)
+        try:
+            with open(tmp, "w", encoding="utf-8", newline="") as fh:
+                write(out=fh)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         tmp.replace(output)
-        _warn_lost_fingerprints(store, name, fmt)
+        if content_id is None:
+            _warn_lost_fingerprints(store, name, fmt)
     err.print(f"exported {_esc(name)} to {_esc(str(output))}")
 
 
@@ -320,6 +344,9 @@ def bank_add(
     sha1: Annotated[list[str] | None, typer.Option(help="SHA-1.")] = None,
     signal: Annotated[list[str] | None, typer.Option(help="TYPE:VALUE for other signal types.")] = None,
     image: Annotated[Path | None, typer.Option(help="Hash this image and add its hashes.")] = None,
+    video: Annotated[Path | None, typer.Option(
+        help="Hash this video and add it: its vPDQ frame hashes (matched per video by Meta's rule), "
+             "video_md5 and sha256.")] = None,
     no_variants: Annotated[bool, typer.Option(
         "--no-variants", help="With --image: bank only its plain PDQ, not also the content inside its borders, "
         "its centred crops and its upper region.")] = False,
@@ -361,11 +388,24 @@ def bank_add(
                 if "+" not in variant and quality >= LOW_QUALITY and value != h.pdq and value not in variants:
                     sig["pdq"].append(value)
                     variants[value] = variant
+    meta: dict[str, Any] = {"pdq_variants": variants} if variants else {}
+    if video is not None:
+        from ..banks.videos import bank_record
+        from ..media.video import hash_video_file
+
+        h = hash_video_file(video)
+        rec = bank_record(h.vpdq, content_id, extra=[("video_md5", h.md5), ("sha256", h.sha256)])
+        for t, v in rec.signals:
+            sig.setdefault(t, []).append(v)
+        meta.update(rec.meta or {})
+        low = len(h.vpdq) - (rec.meta or {}).get("vpdq", {}).get("frames", 0)
+        if low:
+            warnings.append(f"{video}: {low} of {len(h.vpdq)} sampled frames are repeats or of PDQ quality < 50: "
+                            "kept in the entry's hash, not matched (Meta's rule)")
     if not sig:
-        raise typer.BadParameter("give at least one hash (--pdq, --md5, --sha256, --sha1, --signal, --image)")
+        raise typer.BadParameter("give at least one hash (--pdq, --md5, --sha256, --sha1, --signal, --image, --video)")
     with _store(db) as store:
-        res = store.add_entry(name, content_id, sig, note=note, source="cli",
-                              meta={"pdq_variants": variants} if variants else None)
+        res = store.add_entry(name, content_id, sig, note=note, source="cli", meta=meta or None)
     if res.degenerate:
         warnings.append(f"{res.degenerate} degenerate value(s) not stored (e.g. AutoV1 e3b0c442, the hash of "
                         "an empty window): they would match unrelated files")

@@ -92,6 +92,9 @@ def match(
     sha1: Annotated[list[str] | None, typer.Option(help="SHA-1 (40 hex).")] = None,
     signal: Annotated[list[str] | None, typer.Option(help="TYPE:VALUE, e.g. autov2:6ce0161689.")] = None,
     image: Annotated[list[Path] | None, typer.Option(help="Hash this image, then match it.")] = None,
+    video: Annotated[list[Path] | None, typer.Option(
+        help="Hash this video (vPDQ, 1 frame/s), then match it: per banked video by Meta's rule, and "
+             "exactly by video_md5 and sha256.")] = None,
     threshold: Annotated[int | None, typer.Option(help="PDQ distance threshold (overrides banks).")] = None,
     dihedral: Annotated[bool, typer.Option(help="With --image: match all 8 rotations/flips.")] = False,
     no_variants: Annotated[bool, typer.Option(
@@ -103,7 +106,7 @@ def match(
 ) -> None:
     """Look hashes up in every enabled bank."""
     from ..banks.matcher import Query, skip_reason
-    from ..report.terminal import matches_table, safe
+    from ..report.terminal import matches_table, safe, video_match_line
 
     queries: list[Query] = []
     sources: list[str | None] = []  # the image a query was computed from
@@ -131,21 +134,43 @@ def match(
             for variant, (value, quality) in {**(h.trimmed or {}), **(h.regions or {})}.items():
                 queries.append(Query("pdq", value, variant, quality))
             sources += [str(f)] * (len(queries) - len(sources))
+    videos: list[tuple[int, Any]] = []  # (position of its first query, its hashes)
+    if video:
+        from ..media.video import hash_video_file, to_threatexchange_json
+
+        for f in video:
+            h = hash_video_file(f)
+            videos.append((len(queries), h))
+            queries += [Query("video_md5", h.md5), Query("sha256", h.sha256),
+                        Query("vpdq", to_threatexchange_json(h.vpdq))]
+            sources += [str(f)] * 3
     if not queries:
-        raise typer.BadParameter("give at least one of --pdq, --md5, --sha256, --sha1, --signal, --image")
+        raise typer.BadParameter("give at least one of --pdq, --md5, --sha256, --sha1, --signal, --image, --video")
     if threshold is not None and not 0 <= threshold <= 256:
         raise typer.BadParameter("threshold must be between 0 and 256")
-    skipped = [skip_reason(q, include_low_quality) for q in queries]
+    plain = videos[0][0] if videos else len(queries)  # queries before the videos' own
+    skipped = [skip_reason(q, include_low_quality) if i < plain else None for i, q in enumerate(queries)]
     with _Banks(db) as banks:
-        found = banks.lookup(queries, threshold=threshold, include_low_quality=include_low_quality,
-                             variants=not no_variants)
-    found = _best_per_image(found, queries, sources)
+        found = banks.lookup(queries[:plain], threshold=threshold, include_low_quality=include_low_quality,
+                             variants=not no_variants) if plain else []
+        found = _best_per_image(found, queries[:plain], sources[:plain])
+        for base, h in videos:
+            from ..report.schema import SignalValue
+
+            for m in banks.match_subject([SignalValue(type="video_md5", value=h.md5),
+                                          SignalValue(type="sha256", value=h.sha256)], h.vpdq,
+                                         threshold=threshold):
+                found.append(m.model_copy(update={"query": base + (m.query if m.query is not None else 2)}))
+    frames = {base + 2: h for base, h in videos}
     if json_out:
         qs: list[dict[str, Any]] = []
-        for q, why, src in zip(queries, skipped, sources, strict=True):
+        for i, (q, why, src) in enumerate(zip(queries, skipped, sources, strict=True)):
             d: dict[str, Any] = {"signal_type": q.signal_type, "value": q.value, "variant": q.variant}
-            if src is not None:
-                d["image"] = src
+            if i in frames:
+                d["video"] = src
+                d["frames"] = len(frames[i].vpdq)
+            elif src is not None:
+                d[("video" if any(b <= i < b + 3 for b, _ in videos) else "image")] = src
             if q.quality is not None:
                 d["quality"] = q.quality
             if why is not None:
@@ -154,8 +179,9 @@ def match(
         _emit_json({"schema": "assay.matches/1", "queries": qs,
                     "matches": [m.model_dump(mode="json", exclude_none=True) for m in found]})
         return
-    labels = [f"{q.signal_type}:{q.value}" + (f" {q.variant}" if q.variant else "")
-              + (f" of {src}" if src else "") for q, src in zip(queries, sources, strict=True)]
+    labels = [(f"vpdq ({len(frames[i].vpdq)} frames)" if i in frames else f"{q.signal_type}:{q.value}")
+              + (f" {q.variant}" if q.variant else "") + (f" of {src}" if src else "")
+              for i, (q, src) in enumerate(zip(queries, sources, strict=True))]
     if len(queries) == 1:
         if skipped[0] is not None:
             out.print(safe(f"{labels[0]}: not looked up: {skipped[0]}", 1000))
@@ -171,6 +197,12 @@ def match(
         head = f"query #{i + 1} {label}: "
         if skipped[i] is not None and not queries[i].variant:
             out.print(safe(head + f"not looked up: {skipped[i]}", 1000))
+        elif i in by_query and i in frames:
+            n = len(by_query[i])
+            out.print(safe(head + f"{n} banked video{'s' if n != 1 else ''} matched (Meta's vPDQ rule: "
+                           ">= 80% of the query's frames within the distance)", 1000))
+            for m in by_query[i]:
+                out.print(video_match_line(m))
         elif i in by_query:
             n = len(by_query[i])
             out.print(safe(head + f"{n} match{'es' if n != 1 else ''}", 1000))
@@ -179,6 +211,9 @@ def match(
             # An image has dozens of variant hashes (mirror, crops, regions): only those
             # that matched get a line; the rest are counted.
             quiet[sources[i]] = quiet.get(sources[i], 0) + 1
+        elif i in frames:
+            out.print(safe(head + "no banked video has >= 80% of these frames within distance "
+                           f"{threshold if threshold is not None else 31}", 1000))
         else:
             out.print(safe(head + "no match in any enabled bank", 1000))
     for src, n in quiet.items():

@@ -76,3 +76,27 @@ class ImageHashAnalyzer:
             record.signals.append(
                 SignalValue(type="pdq", value=value, quality=quality, variant=variant, mode=hashes.pdq_mode)
             )
+
+
+class VideoHashAnalyzer:
+    """assay.scan.analyzer.Analyzer for videos: the file's MD5, SHA-1, SHA-256 and
+    ``video_md5`` in one read, then vPDQ (``record.video``). A video that cannot be
+    decoded keeps its exact hashes; the error goes on the record (the scan goes on)."""
+
+    name: ClassVar[str] = "video-hash"
+    kinds: ClassVar[frozenset[str]] = frozenset({"video"})
+
+    def analyze(self, subject: Subject, record: FileRecord) -> None:
+        from ..scan.filehash import CUSTODY_HASHES, digests
+        from . import video
+
+        if subject.path.is_dir():
+            return
+        d = digests(subject.path)
+        record.signals += [SignalValue(type=n, value=d[n]) for n in CUSTODY_HASHES]
+        record.signals.append(SignalValue(type="video_md5", value=d["md5"]))
+        try:
+            h = video.hash_video_file(subject.path, digests=(d["md5"], d["sha256"]))
+        except video.NoVideoStream:
+            return  # an MP4 of audio only, say: its exact hashes are all there is to match
+        record.video = video.video_info(h)

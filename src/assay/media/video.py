@@ -13,7 +13,11 @@ matches when some compared frame is within Hamming distance 31; the query matche
 compared video when at least 80 % of its frames match and at least 0 % (the index
 default) of the compared video's frames match one of the query's.
 
-The text format is Meta's: one ``frame_number,hex,quality,timestamp`` line per frame.
+The text format is Meta's (vpdq/cpp ``vpdqio.cpp``): one ``frame_number,quality,hex,timestamp``
+line per frame, timestamps with 3 decimals. Lines in the ``frame_number,hex,quality,timestamp``
+order are read too (the hex field is told apart by its 64 digits); files are written in
+Meta's order, so that its ``loadHashesFromFileOrDie`` reads them. python-threatexchange's
+signal string is a JSON list of ``hex,quality,timestamp`` strings.
 """
 
 from __future__ import annotations
@@ -46,6 +50,10 @@ _DEMUXERS = {"mp4": "mp4", "mov": "mov", "avi": "avi", "matroska": "matroska", "
 _EBML = b"\x1a\x45\xdf\xa3"
 
 
+class NoVideoStream(DecodeError):
+    """A container without a video stream (audio only, or metadata only): nothing for vPDQ."""
+
+
 @dataclass(frozen=True)
 class VideoLimits:
     """Guards for decoding one video. Exceeding one is a TooLarge error naming it."""
@@ -71,7 +79,8 @@ class VpdqFeature:
     timestamp: float
 
     def line(self) -> str:
-        return f"{self.frame_number},{self.hex},{self.quality},{self.timestamp:.{VPDQ_TIMESTAMP_PRECISION}f}"
+        """Meta's line: ``frame_number,quality,hex,timestamp``."""
+        return f"{self.frame_number},{self.quality},{self.hex},{self.timestamp:.{VPDQ_TIMESTAMP_PRECISION}f}"
 
 
 @dataclass
@@ -119,9 +128,11 @@ def hash_video_file(
     *,
     seconds_per_hash: float = 1.0,
     limits: VideoLimits = DEFAULT_VIDEO_LIMITS,
+    digests: tuple[str, str] | None = None,
 ) -> VideoHashes:
     """vPDQ, MD5 and SHA-256 of a video file. Raises UnsupportedFormat, DecodeError or
-    TooLarge, each naming the file and the reason; never anything else for bad input."""
+    TooLarge, each naming the file and the reason; never anything else for bad input.
+    ``digests``: the file's (MD5, SHA-256) when the caller has read it already."""
     import av  # ~35 MB of FFmpeg: loaded only when a video is hashed
 
     p = Path(path)
@@ -139,7 +150,7 @@ def hash_video_file(
     fmt = video_format(head)
     if fmt is None:
         raise UnsupportedFormat(name, "not a video container assay decodes (MP4, MOV, AVI, Matroska/WebM)")
-    md5, sha256 = file_digests(p)
+    md5, sha256 = digests or file_digests(p)
     started = time.monotonic()
     try:
         container = av.open(name, mode="r", format=fmt, options={"protocol_whitelist": "file"})
@@ -161,7 +172,7 @@ def _reason(exc: BaseException) -> str:
 def _decode(container, name: str, fmt: str, md5: str, sha256: str, seconds_per_hash: float,
             limits: VideoLimits, started: float) -> VideoHashes:
     if not container.streams.video:
-        raise DecodeError(name, "the container has no video stream")
+        raise NoVideoStream(name, "the container has no video stream")
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     _check_size(name, stream.codec_context.width, stream.codec_context.height, limits)
@@ -227,12 +238,16 @@ def _check_size(name: str, width: int, height: int, limits: VideoLimits) -> None
 
 
 def dumps(features: Iterable[VpdqFeature]) -> str:
-    """Meta's text form: one ``frame_number,hex,quality,timestamp`` line per frame."""
+    """Meta's text form: one ``frame_number,quality,hex,timestamp`` line per frame."""
     return "".join(f.line() + "\n" for f in features)
 
 
+MAX_VPDQ_FRAMES = 1_000_000  # lines of one vPDQ file or signal string
+
+
 def loads(text: str, source: str = "<vpdq>") -> list[VpdqFeature]:
-    """Parse Meta's text form (blank lines and ``#`` comments skipped). Raises
+    """Parse Meta's text form (blank lines and ``#`` comments skipped), in Meta's field
+    order ``frame_number,quality,hex,timestamp`` or with hex and quality swapped. Raises
     InvalidSignal naming ``source``, the line and the reason."""
     out: list[VpdqFeature] = []
     last = -1
@@ -241,26 +256,66 @@ def loads(text: str, source: str = "<vpdq>") -> list[VpdqFeature]:
         if not line or line.startswith("#"):
             continue
         where = f"{source}:{no}"
+        if len(out) >= MAX_VPDQ_FRAMES:
+            raise InvalidSignal("vpdq", where, f"more than {MAX_VPDQ_FRAMES:,} frames")
         parts = [x.strip() for x in line.split(",")]
         if len(parts) != 4:
-            raise InvalidSignal("vpdq", where, f"expected frame_number,hex,quality,timestamp, got {len(parts)} fields")
+            raise InvalidSignal("vpdq", where, f"expected frame_number,quality,hex,timestamp, got {len(parts)} fields")
+        hex_at = 1 if len(parts[1]) > 3 else 2  # a quality has at most 3 digits, a hash 64
         try:
-            frame_number, quality, ts = int(parts[0]), int(parts[2]), float(parts[3])
+            frame_number, quality, ts = int(parts[0]), int(parts[3 - hex_at]), float(parts[3])
         except ValueError:
             raise InvalidSignal("vpdq", where, "frame number and quality must be integers, timestamp a number") from None
-        try:
-            value = PDQ.normalize(parts[1])
-        except InvalidSignal as exc:
-            raise InvalidSignal("vpdq", where, f"bad PDQ hash: {exc.reason}") from None
         if frame_number <= last:
             raise InvalidSignal("vpdq", where, "frame numbers must increase")
-        if not 0 <= quality <= 100:
-            raise InvalidSignal("vpdq", where, "quality must be 0-100")
-        if not (math.isfinite(ts) and ts >= 0):
-            raise InvalidSignal("vpdq", where, "timestamp must be a non-negative number")
         last = frame_number
-        out.append(VpdqFeature(frame_number, value, quality, ts))
+        out.append(_feature(where, frame_number, parts[hex_at], quality, ts))
     return out
+
+
+def _feature(where: str, frame_number: int, hex_: str, quality: int, ts: float) -> VpdqFeature:
+    try:
+        value = PDQ.normalize(hex_)
+    except InvalidSignal as exc:
+        raise InvalidSignal("vpdq", where, f"bad PDQ hash: {exc.reason}") from None
+    if not 0 <= quality <= 100:
+        raise InvalidSignal("vpdq", where, "quality must be 0-100")
+    if not (math.isfinite(ts) and 0 <= ts < 1e9):
+        raise InvalidSignal("vpdq", where, "timestamp must be a non-negative number")
+    if frame_number < 0:
+        raise InvalidSignal("vpdq", where, "frame number must not be negative")
+    return VpdqFeature(frame_number, value, quality, round(ts, VPDQ_TIMESTAMP_PRECISION))
+
+
+def from_threatexchange_json(text: str, source: str = "<vpdq>") -> list[VpdqFeature]:
+    """python-threatexchange's vPDQ signal string (a JSON list of ``hex,quality,timestamp``).
+    It has no frame numbers: the position in the list stands for one."""
+    try:
+        items = json.loads(text or "[]")
+    except (ValueError, RecursionError):
+        raise InvalidSignal("vpdq", source, "not a JSON list of \"hex,quality,timestamp\" strings") from None
+    if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+        raise InvalidSignal("vpdq", source, "not a JSON list of \"hex,quality,timestamp\" strings")
+    if len(items) > MAX_VPDQ_FRAMES:
+        raise InvalidSignal("vpdq", source, f"more than {MAX_VPDQ_FRAMES:,} frames")
+    out = []
+    for i, item in enumerate(items):
+        where = f"{source}[{i}]"
+        parts = [x.strip() for x in item.split(",")]
+        if len(parts) != 3:
+            raise InvalidSignal("vpdq", where, f"expected hex,quality,timestamp, got {len(parts)} fields")
+        try:
+            quality, ts = int(parts[1]), float(parts[2])
+        except ValueError:
+            raise InvalidSignal("vpdq", where, "quality must be an integer, timestamp a number") from None
+        out.append(_feature(where, i, parts[0], quality, ts))
+    return out
+
+
+def parse_signal(text: str, source: str = "<vpdq>") -> list[VpdqFeature]:
+    """A vPDQ hash in either form: python-threatexchange's JSON signal string (starts
+    with ``[``) or Meta's text lines."""
+    return from_threatexchange_json(text, source) if text.lstrip().startswith("[") else loads(text, source)
 
 
 def to_json(features: Sequence[VpdqFeature]) -> list[dict[str, object]]:
@@ -288,14 +343,15 @@ class VpdqMatch:
 
 
 def prepare(features: Sequence[VpdqFeature], quality: int = VPDQ_QUALITY_THRESHOLD) -> list[VpdqFeature]:
-    """Deduplicated by hash (first kept), then frames below ``quality`` dropped."""
+    """Frames below ``quality`` dropped, then deduplicated by hash (first kept), in
+    python-threatexchange's order (``prepare_vpdq_feature``)."""
     seen: set[str] = set()
     out = []
     for f in features:
-        if f.hex not in seen:
+        if f.quality >= quality and f.hex not in seen:
             seen.add(f.hex)
             out.append(f)
-    return [f for f in out if f.quality >= quality]
+    return out
 
 
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint16)
@@ -358,7 +414,7 @@ def video_record(path: str | Path, *, limits: VideoLimits = DEFAULT_VIDEO_LIMITS
     vPDQ frames, and the ``video_md5`` / ``sha256`` signals; a failure is an error entry
     (the exact digests are still given when the bytes could be read)."""
     from ..errors import AssayError
-    from ..report.schema import ErrorInfo, FileRecord, SignalValue, VideoInfo, VpdqFrame
+    from ..report.schema import ErrorInfo, FileRecord, SignalValue
 
     p = Path(path)
     rec = FileRecord(path=str(path), kind="video")
@@ -377,12 +433,19 @@ def video_record(path: str | Path, *, limits: VideoLimits = DEFAULT_VIDEO_LIMITS
         rec.errors.append(ErrorInfo(stage="read", code="bad-input", message=f"{path}: cannot read: {exc.strerror or exc}"))
         return rec
     rec.format = h.format
-    rec.video = VideoInfo(format=h.format, codec=h.codec, width=h.width, height=h.height, fps=h.fps,
-                          duration_s=h.duration_s, frames_decoded=h.frames_decoded,
-                          vpdq=[VpdqFrame(frame_number=f.frame_number, hex=f.hex, quality=f.quality,
-                                          timestamp=f.timestamp) for f in h.vpdq])
+    rec.video = video_info(h)
     rec.signals += [SignalValue(type="video_md5", value=h.md5), SignalValue(type="sha256", value=h.sha256)]
     return rec
+
+
+def video_info(h: VideoHashes):  # -> VideoInfo
+    """The ``video`` block of a file record."""
+    from ..report.schema import VideoInfo, VpdqFrame
+
+    return VideoInfo(format=h.format, codec=h.codec, width=h.width, height=h.height, fps=h.fps,
+                     duration_s=h.duration_s, frames_decoded=h.frames_decoded,
+                     vpdq=[VpdqFrame(frame_number=f.frame_number, hex=f.hex, quality=f.quality,
+                                     timestamp=f.timestamp) for f in h.vpdq])
 
 
 def _suppress_os():

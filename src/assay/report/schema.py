@@ -37,6 +37,23 @@ class SignalValue(Record):
 Strength = Literal["exact", "short-hash", "perceptual", "perceptual-partial", "named-by-metadata", "lineage"]
 
 
+class VideoMatch(Record):
+    """Meta's vPDQ rule applied to one banked video: the share of the query's frames
+    with a banked frame within the distance, the share of the banked video's frames
+    with a query frame within it (both after dedupe and the quality filter), and the
+    runs of matching query frames as (first, last) timestamps in seconds.
+    ``compared_match_percent`` is None when the entry does not say how many frames its
+    video has (hashes added one by one): then only the query share decided."""
+
+    query_match_percent: float
+    compared_match_percent: float | None = None
+    query_frames: int
+    compared_frames: int | None = None
+    matched_query_frames: int
+    matched_compared_frames: int
+    query_segments: list[tuple[float, float]] = Field(default_factory=list)
+
+
 class Match(Record):
     """One bank entry matched. ``strength`` says how much the match is worth (see
     assay.signals: "exact" a full cryptographic hash, "short-hash" a truncated hash or
@@ -62,6 +79,8 @@ class Match(Record):
     regions_agreeing: int | None = None
     regions_queried: int | None = None
     note: str | None = None
+    # A vPDQ match: the video-level result of Meta's rule (signal_type "vpdq").
+    video: VideoMatch | None = None
     # The store's integer id of the entry, for HMA-compatible answers; never in reports.
     entry_id: int | None = Field(default=None, exclude=True)
 

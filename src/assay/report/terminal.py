@@ -43,10 +43,35 @@ def weak_only(matches: Sequence[Match]) -> bool:
 
 
 def _how(m: Match) -> str:
-    """Which variants matched: "crop-0.8 / bank crop-6", or "regions 3 of 41"."""
+    """Which variants matched: "crop-0.8 / bank crop-6", or "regions 3 of 41"; for a
+    video, the shares of matching frames and the matching stretches of the query."""
+    if m.video is not None:
+        v = m.video
+        bank = f"{v.compared_match_percent:.0f}%" if v.compared_match_percent is not None else "?"
+        runs = ", ".join(f"{a:g}-{b:g} s" for a, b in v.query_segments[:4])
+        more = f" +{len(v.query_segments) - 4}" if len(v.query_segments) > 4 else ""
+        return (f"{v.query_match_percent:.0f}% of {v.query_frames} query frames, {bank} of the banked "
+                f"video's {v.compared_frames if v.compared_frames is not None else '?'}; at {runs}{more}")
     if m.regions_agreeing is not None:
         return f"regions {m.regions_agreeing} of {m.regions_queried}"
     return " / ".join(v for v in (m.query_variant, m.bank_variant and f"bank {m.bank_variant}") if v)
+
+
+def video_match_line(m: Match) -> Text:
+    """One banked video matched by Meta's vPDQ rule, as a sentence."""
+    v = m.video
+    assert v is not None
+    bank = (f"{v.matched_compared_frames} of the banked video's {v.compared_frames} frames "
+            f"({v.compared_match_percent:.0f}%)" if v.compared_frames is not None and
+            v.compared_match_percent is not None else
+            f"{v.matched_compared_frames} banked frames (the banked video's frame count is unknown)")
+    runs = ", ".join(f"{a:g}-{b:g} s" for a, b in v.query_segments[:8])
+    more = f" and {len(v.query_segments) - 8} more" if len(v.query_segments) > 8 else ""
+    return (Text("  ") + safe(m.bank) + Text(" / ") + safe(m.content_id)
+            + Text(" (known-good)" if m.bank_kind == "known-good" else "")
+            + Text(f": {v.matched_query_frames} of {v.query_frames} query frames ({v.query_match_percent:.0f}%), "
+                   f"{bank}; nearest frame distance {m.distance}; query at {runs}{more}")
+            + (Text(" note: ") + safe(m.note, 60) if m.note else Text("")))
 
 
 def matches_table(matches: Sequence[Match], title: str | None = None) -> Table:
@@ -102,7 +127,7 @@ def print_record(console: Console, rec: FileRecord) -> None:
         console.print(f"  vpdq    {len(frames)} frames (1 per second)"
                       + (f", {low} of quality < 50 (not matched)" if low else ""))
         for f in frames:
-            console.print(Text(f"    {f.frame_number},{f.hex},{f.quality},{f.timestamp:.3f}"))
+            console.print(Text(f"    {f.frame_number},{f.quality},{f.hex},{f.timestamp:.3f}"))
     if rec.matches:
         console.print(matches_table(rec.matches, title="matches"))
     if rec.known_good:

@@ -77,7 +77,8 @@ def complete_custody(subject: Subject, record: FileRecord) -> None:
 
 class FileHashAnalyzer:
     name: ClassVar[str] = "file-hash"
-    kinds: ClassVar[frozenset[str]] = frozenset({"other", "archive", "document", "video", "audio"})
+    # Videos: media/analyzer.VideoHashAnalyzer reads them once for these and video_md5.
+    kinds: ClassVar[frozenset[str]] = frozenset({"other", "archive", "document", "audio"})
 
     def analyze(self, subject: Subject, record: FileRecord) -> None:
         if subject.path.is_dir():

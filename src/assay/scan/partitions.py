@@ -251,9 +251,10 @@ def _remote_records(item: RemoteItem, settings: ScanSettings, analyzers: Any, tm
 
 
 def _queries(rec: FileRecord) -> list[Any]:
-    from ..banks.matcher import Query
+    """The record's signals and, for a video, its vPDQ frames (banks.matcher.subject_queries)."""
+    from ..banks.matcher import subject_queries
 
-    return [Query(s.type, s.value, s.variant, s.quality, s.mode) for s in rec.signals]
+    return subject_queries(rec.signals, rec.video.vpdq if rec.video else ())[0]
 
 
 def run_partition(job: Job, spec: PartSpec) -> dict[str, Any]:
@@ -289,7 +290,7 @@ def run_partition(job: Job, spec: PartSpec) -> dict[str, Any]:
                 if rec.member_of is None and rec.size:
                     nbytes += rec.size
                 h: list[Any] = []
-                if banks is not None and rec.signals:
+                if banks is not None and (rec.signals or rec.video):
                     h = [list(x) for x in banks.search(_queries(rec), job.threshold, settings.include_low_quality)]
                 records.append(rec)
                 hits.append(h)
@@ -309,10 +310,9 @@ def finish_partition(job: Job, spec: PartSpec, refs: dict[int, Any], meta: dict[
     """Second step of a partition with bank hits: matches from the resolved refs, commit."""
     from ..banks.matcher import (
         Query,
-        best_per_entry,
-        matches_from_hits,
-        regions_in,
         split_known_good,
+        subject_matches,
+        subject_queries,
     )
 
     store = _store(job.out)
@@ -323,9 +323,9 @@ def finish_partition(job: Job, spec: PartSpec, refs: dict[int, Any], meta: dict[
         rec = FileRecord.model_validate(d["r"])
         hits = [(int(p), Query(*q), int(sid), int(dist)) for p, q, sid, dist in d["h"]]
         if hits:
-            findings, known = split_known_good(best_per_entry(
-                matches_from_hits(hits, refs, job.threshold, variants=job.settings.variants),
-                regions_in(rec.signals)))
+            queries, n, kept = subject_queries(rec.signals, rec.video.vpdq if rec.video else ())
+            findings, known = split_known_good(subject_matches(
+                queries, n, kept, hits, refs, job.threshold, variants=job.settings.variants))
             rec.matches += findings
             if known:
                 rec.known_good = known

@@ -34,10 +34,10 @@ AnalyzerFactory = Callable[[ScanSettings], Sequence[Analyzer]]
 
 def default_analyzers(settings: ScanSettings) -> list[Analyzer]:
     """Every analyzer a full scan runs, in order (hashing first: it caches the bytes)."""
-    from ..media.analyzer import ImageHashAnalyzer
+    from ..media.analyzer import ImageHashAnalyzer, VideoHashAnalyzer
     from .filehash import FileHashAnalyzer
 
-    analyzers: list[Analyzer] = [ImageHashAnalyzer(), FileHashAnalyzer()]
+    analyzers: list[Analyzer] = [ImageHashAnalyzer(), VideoHashAnalyzer(), FileHashAnalyzer()]
     if settings.provenance:
         from ..provenance.analyzer import ProvenanceAnalyzer
 

@@ -179,8 +179,8 @@ def run_scan(
         if matcher is not None and rec.signals:
             # extend: analyzers may have matched already (lineage against fingerprint banks)
             with timed(rec, "match"):
-                findings, known = split_known_good(matcher.match_signals(
-                    rec.signals,
+                findings, known = split_known_good(matcher.match_subject(
+                    rec.signals, rec.video.vpdq if rec.video else (),
                     threshold=threshold,
                     include_low_quality=settings.include_low_quality,
                     variants=settings.variants,

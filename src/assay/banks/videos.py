@@ -1,0 +1,164 @@
+"""vPDQ in banks: a banked video is one entry, its frame hashes are its ``vpdq`` signals.
+
+A video entry holds one ``vpdq`` signal per distinct frame hash of quality >= 50 (what
+Meta's rule compares after its quality filter and dedupe), so every frame hash goes into
+the same Hamming index as PDQ-like types do. Its meta keeps the whole hash in Meta's text
+form (``meta["vpdq"]["text"]``: every frame, low-quality ones too, for export) and how many
+frames the rule compares (``meta["vpdq"]["frames"]``, the denominator of the banked side's
+share).
+
+Matching a video: each of its (filtered, deduplicated) frames is a query; the index
+answers every banked frame within the search radius; hits are grouped per banked video
+and Meta's rule decides per video (:func:`video_matches`). Hits carry every pair within
+the radius, so both shares are exact, not estimated from the nearest hit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidBankInput
+from ..media.video import (
+    VPDQ_COMPARED_MATCH_THRESHOLD_PERCENT,
+    VPDQ_DISTANCE_THRESHOLD,
+    VPDQ_QUALITY_THRESHOLD,
+    VPDQ_QUERY_MATCH_THRESHOLD_PERCENT,
+    VpdqFeature,
+    dumps,
+    prepare,
+)
+from ..report.schema import Match, VideoMatch
+
+if TYPE_CHECKING:
+    from .matcher import Hit, Query
+    from .refs import SignalRef
+    from .store import ImportRecord
+
+META_KEY = "vpdq"
+MAX_VPDQ_META_JSON = 8 * 1024**2  # a 4 h video at 1 frame/s is ~1.3 MB of text
+
+
+def bank_record(features: Sequence[VpdqFeature], content_id: str, *, note: str | None = None,
+                extra: Sequence[tuple[str, str]] = (), line: int = 0) -> ImportRecord:
+    """The import record of one video: its kept frame hashes as ``vpdq`` signals (plus
+    ``extra`` signals such as its ``video_md5``), the whole hash in the meta."""
+    from .store import ImportRecord
+
+    kept = prepare(features)
+    if not kept and not extra:
+        raise InvalidBankInput(f"video {content_id!r}: no frame of quality >= {VPDQ_QUALITY_THRESHOLD} "
+                               "(nothing Meta's rule could match)")
+    meta = {META_KEY: {"frames": len(kept), "text": dumps(features)}} if kept else None
+    signals = tuple(("vpdq", f.hex) for f in kept) + tuple(extra)
+    return ImportRecord(content_id, signals, note, meta, line)
+
+
+def check_meta(meta: dict[str, Any], signals: Sequence[tuple[str, str]]) -> None:
+    """The ``vpdq`` meta of an entry must say how many frames it has, and that count must
+    be the entry's number of distinct vpdq signals (a forged count would skew the share)."""
+    v = meta.get(META_KEY)
+    if v is None:
+        return
+    n = len({value for t, value in signals if t == "vpdq"})
+    frames = v.get("frames") if isinstance(v, dict) else None
+    if type(frames) is not int or frames != n:
+        raise InvalidBankInput(f"meta {META_KEY!r}: 'frames' must be the entry's number of vpdq hashes ({n})")
+    text = v.get("text")
+    if text is not None and not isinstance(text, str):
+        raise InvalidBankInput(f"meta {META_KEY!r}: 'text' must be the hash in Meta's text form")
+
+
+def entry_frames(meta: Any) -> int | None:
+    """How many frames a banked video's rule compares, from its entry meta, or None."""
+    v = meta.get(META_KEY) if isinstance(meta, dict) else None
+    n = v.get("frames") if isinstance(v, dict) else None
+    return n if type(n) is int and n > 0 else None
+
+
+def entry_text(meta: Any) -> str | None:
+    """The banked video's whole hash in Meta's text form, or None."""
+    v = meta.get(META_KEY) if isinstance(meta, dict) else None
+    t = v.get("text") if isinstance(v, dict) else None
+    return t if isinstance(t, str) else None
+
+
+def frame_queries(frames: Sequence[Any], quality: int = VPDQ_QUALITY_THRESHOLD) -> tuple[list[Query], list[Any]]:
+    """(queries, the frames they stand for): one ``vpdq`` query per kept frame
+    (quality filter, dedupe). ``frames``: anything with ``hex``, ``quality``, ``timestamp``."""
+    from .matcher import Query
+
+    kept = prepare(frames, quality)
+    return [Query("vpdq", f.hex, None, f.quality) for f in kept], kept
+
+
+def video_matches(
+    hits: Sequence[Hit],
+    refs: dict[int, SignalRef],
+    frames: Sequence[Any],
+    offset: int = 0,
+    *,
+    threshold: int | None = None,
+    query_percent: float = VPDQ_QUERY_MATCH_THRESHOLD_PERCENT,
+    compared_percent: float = VPDQ_COMPARED_MATCH_THRESHOLD_PERCENT,
+) -> list[Match]:
+    """Meta's rule per banked video. ``hits``: index hits of the frame queries, which sit
+    at positions ``offset + i`` for ``frames[i]`` (the kept frames of ``frame_queries``).
+    A frame pair counts within ``threshold`` (else the bank's PDQ threshold, else 31).
+    Only videos that pass the rule are returned, best query share first."""
+    groups: dict[tuple[str, int], dict[str, Any]] = {}
+    for pos, _q, sid, dist in hits:
+        i = pos - offset
+        ref = refs.get(sid)
+        if ref is None or ref.signal_type != "vpdq" or not 0 <= i < len(frames):
+            continue
+        limit = threshold if threshold is not None else (
+            ref.bank_pdq_threshold if ref.bank_pdq_threshold is not None else VPDQ_DISTANCE_THRESHOLD)
+        if dist > limit:
+            continue
+        g = groups.setdefault((ref.bank, ref.entry_id), {"ref": ref, "q": set(), "c": set(), "best": (dist, sid)})
+        g["q"].add(i)
+        g["c"].add(sid)
+        if (dist, sid) < g["best"]:
+            g["best"] = (dist, sid)
+    out: list[Match] = []
+    for g in groups.values():
+        ref: SignalRef = g["ref"]
+        qp = len(g["q"]) * 100.0 / len(frames)
+        n = ref.entry_frames
+        cp = min(100.0, len(g["c"]) * 100.0 / n) if n else None
+        # Without the banked video's frame count only a zero threshold can be met.
+        ok = qp >= query_percent and (cp >= compared_percent if cp is not None else compared_percent <= 0)
+        if not ok:
+            continue
+        dist, sid = g["best"]
+        out.append(Match(
+            bank=ref.bank, content_id=ref.content_id, signal_type="vpdq", value=refs[sid].value,
+            distance=dist, strength="perceptual",
+            bank_kind="known-good" if ref.bank_kind == "known-good" else None,
+            note=ref.note, entry_id=ref.entry_id,
+            video=VideoMatch(query_match_percent=round(qp, 2),
+                             compared_match_percent=round(cp, 2) if cp is not None else None,
+                             query_frames=len(frames), compared_frames=n,
+                             matched_query_frames=len(g["q"]), matched_compared_frames=len(g["c"]),
+                             query_segments=_segments(sorted(g["q"]), frames)),
+        ))
+    out.sort(key=lambda m: (-m.video.query_match_percent, m.distance, m.bank, m.content_id))  # type: ignore[union-attr]
+    return out
+
+
+def _segments(positions: list[int], frames: Sequence[Any]) -> list[tuple[float, float]]:
+    """Runs of consecutive matching query frames as (first, last) timestamps."""
+    runs: list[tuple[float, float]] = []
+    start = prev = None
+    for i in positions:
+        if start is None:
+            start = prev = i
+        elif i == prev + 1:  # type: ignore[operator]
+            prev = i
+        else:
+            runs.append((frames[start].timestamp, frames[prev].timestamp))  # type: ignore[index]
+            start = prev = i
+    if start is not None:
+        runs.append((frames[start].timestamp, frames[prev].timestamp))  # type: ignore[index]
+    return runs

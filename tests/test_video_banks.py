@@ -1,0 +1,230 @@
+"""vPDQ banks: videos banked from files and from Meta's / python-threatexchange's hash
+forms, frame hashes in the PDQ-like index grouped per video before Meta's rule,
+`assay match --video`, export, and videos in `assay scan` (one broken video is an
+error record, never the end of the scan)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from assay.banks.store import Store
+from assay.banks.videos import bank_record
+from assay.cli import app
+from assay.errors import BankImportError
+from assay.media import video
+from videogen import make_video, reencode
+
+jsonschema = pytest.importorskip("jsonschema")
+ROOT = Path(__file__).resolve().parents[1]
+MATCHES_SCHEMA = json.loads((ROOT / "docs/schemas/assay.matches-1.schema.json").read_text())
+FILE_SCHEMA = json.loads((ROOT / "docs/schemas/assay.file-1.schema.json").read_text())
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def vids(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("vbank")
+    orig = make_video(d / "orig.mkv", seed=1, seconds=10, fps=15, codec="mpeg4", bit_rate=2_000_000)
+    return {
+        "orig": orig,
+        # seconds 4-9 at 25 frames/s, another codec and container, low bit rate
+        "trim": reencode(orig, d / "trim.avi", codec="mjpeg", start_s=4, end_s=9, fps=25),
+        "other": make_video(d / "other.mp4", seed=2, seconds=6, fps=15, codec="mpeg4"),
+        "third": make_video(d / "third.mp4", seed=3, seconds=6, fps=15, codec="mpeg4"),
+    }
+
+
+@pytest.fixture(scope="module")
+def hashed(vids: dict[str, Path]) -> dict[str, video.VideoHashes]:
+    return {k: video.hash_video_file(p) for k, p in vids.items()}
+
+
+def _cli(db: Path, *args: str) -> object:
+    return runner.invoke(app, ["--db", str(db), *args], catch_exceptions=False)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    p = tmp_path / "store.sqlite3"
+    assert _cli(p, "--create", "bank", "create", "videos").exit_code == 0
+    return p
+
+
+def test_bank_add_video_and_match_a_trimmed_reencoded_clip(db, vids, hashed):
+    res = _cli(db, "bank", "add", "videos", "--content-id", "case-7", "--video", str(vids["orig"]), "--json")
+    assert res.exit_code == 0, res.output
+    kept = video.prepare(hashed["orig"].vpdq)
+    assert json.loads(res.output)["added_signals"] == len(kept) + 2  # frames, video_md5, sha256
+    _cli(db, "bank", "add", "videos", "--content-id", "unrelated", "--video", str(vids["third"]))
+    # readable
+    res = _cli(db, "match", "--video", str(vids["trim"]))
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "vpdq (5 frames) of" in text and "case-7" in text and "unrelated" not in text
+    assert "1 banked video matched" in text
+    assert "videos / case-7: 5 of 5 query frames (100%), 5 of the banked video's 10 frames (50%)" in text
+    assert "query at 0-4 s" in text  # the clip's own time
+    # --json
+    res = _cli(db, "match", "--video", str(vids["trim"]), "--json")
+    doc = json.loads(res.output)
+    jsonschema.validate(doc, MATCHES_SCHEMA)
+    (m,) = doc["matches"]
+    assert (m["bank"], m["content_id"], m["signal_type"], m["strength"]) == ("videos", "case-7", "vpdq", "perceptual")
+    assert m["video"] == {"query_match_percent": 100.0, "compared_match_percent": 50.0, "query_frames": 5,
+                          "compared_frames": 10, "matched_query_frames": 5, "matched_compared_frames": 5,
+                          "query_segments": [[0.0, 4.0]]}
+    assert doc["queries"][m["query"]]["video"] == str(vids["trim"]) and doc["queries"][m["query"]]["frames"] == 5
+    # the original as query against the clip's bank would not match (half its frames):
+    # Meta's rule is about the query's share; the same video file matches exactly too
+    res = _cli(db, "match", "--video", str(vids["orig"]), "--json")
+    got = {(x["signal_type"], x["content_id"]) for x in json.loads(res.output)["matches"]}
+    assert got == {("vpdq", "case-7"), ("video_md5", "case-7"), ("sha256", "case-7")}
+
+
+def test_unrelated_video_matches_nothing_and_empty_store_says_so(tmp_path, db, vids):
+    empty = tmp_path / "empty.sqlite3"
+    res = _cli(empty, "--create", "match", "--video", str(vids["other"]))
+    assert res.exit_code == 0 and "no banked video has >= 80% of these frames" in res.output
+    _cli(db, "bank", "add", "videos", "--content-id", "case-7", "--video", str(vids["orig"]))
+    res = _cli(db, "match", "--video", str(vids["other"]), "--json")
+    assert json.loads(res.output)["matches"] == []
+    res = _cli(db, "match", "--video", str(vids["other"]))
+    assert "no banked video" in res.output and "Traceback" not in res.output
+
+
+def test_import_meta_text_threatexchange_string_and_hma_csv(tmp_path, db, vids, hashed):
+    h = hashed["orig"]
+    meta_txt = tmp_path / "orig-meta.txt"
+    meta_txt.write_text(video.dumps(h.vpdq))
+    res = _cli(db, "bank", "import", "videos", str(meta_txt), "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["format"] == "vpdq" and out["added_entries"] == 1
+    te = tmp_path / "te.json"
+    te.write_text(video.to_threatexchange_json(hashed["trim"].vpdq))
+    assert _cli(db, "bank", "import", "videos", str(te), "--content-id", "clip").exit_code == 0
+    # HMA's bank shape: one CSV row per video, the signal string as the value
+    csv_path = tmp_path / "hma.csv"
+    with open(csv_path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["content_id", "signal_type", "value"])
+        w.writerow(["third", "vpdq", video.to_threatexchange_json(hashed["third"].vpdq)])
+    res = _cli(db, "bank", "import", "videos", str(csv_path))
+    assert res.exit_code == 0, res.output
+    with Store(f"sqlite:///{db}") as store:
+        ids = {e.content_id: e for e in store.iter_entries("videos")}
+    assert set(ids) == {"orig-meta", "clip", "third"}
+    assert ids["orig-meta"].meta["vpdq"]["frames"] == len(ids["orig-meta"].signals["vpdq"])
+    # a query clip finds the video banked from Meta's text
+    res = _cli(db, "match", "--video", str(vids["trim"]), "--json")
+    got = {m["content_id"] for m in json.loads(res.output)["matches"] if m["signal_type"] == "vpdq"}
+    assert got == {"orig-meta", "clip"}
+
+
+def test_export_round_trips(tmp_path, db, vids, hashed):
+    _cli(db, "bank", "add", "videos", "--content-id", "v1", "--video", str(vids["orig"]), "--note", "n")
+    res = _cli(db, "bank", "export", "videos", "--format", "vpdq", "--content-id", "v1")
+    assert res.exit_code == 0
+    assert video.loads(res.output) == hashed["orig"].vpdq
+    first = res.output.splitlines()[0].split(",")
+    assert first[1] == str(hashed["orig"].vpdq[0].quality) and len(first[2]) == 64  # Meta's field order
+    res = _cli(db, "bank", "export", "videos", "--format", "vpdq")
+    assert res.exit_code == 2 and "--content-id" in res.output
+    # CSV: the video on one row (the signal string), importable again
+    out = tmp_path / "b.csv"
+    assert _cli(db, "bank", "export", "videos", "--format", "csv", "-o", str(out)).exit_code == 0
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert sorted(r["signal_type"] for r in rows) == ["sha256", "video_md5", "vpdq"]
+    for fmt in ("csv", "jsonl"):
+        dump = tmp_path / f"b.{fmt}"
+        if fmt == "jsonl":
+            _cli(db, "bank", "export", "videos", "-o", str(dump))
+        assert _cli(db, "bank", "import", f"again-{fmt}", str(dump), "--create").exit_code == 0
+        with Store(f"sqlite:///{db}") as store:
+            a = store.get_entry("videos", "v1")
+            b = store.get_entry(f"again-{fmt}", "v1")
+        assert {k: sorted(v) for k, v in a.signals.items()} == {k: sorted(v) for k, v in b.signals.items()}
+        if fmt == "jsonl":  # everything, frame numbers included
+            assert b.meta["vpdq"] == a.meta["vpdq"]
+        else:  # python-threatexchange's signal string has no frame numbers
+            def strip(text: str) -> list[tuple[str, int, float]]:
+                return [(f.hex, f.quality, f.timestamp) for f in video.loads(text)]
+            assert strip(b.meta["vpdq"]["text"]) == strip(a.meta["vpdq"]["text"])
+
+
+def test_bad_vpdq_files_name_file_and_line(tmp_path, db, hashed):
+    lines = video.dumps(hashed["orig"].vpdq).splitlines()
+    bad = tmp_path / "bad.txt"
+    bad.write_text("\n".join([*lines[:3], lines[3].replace(",", ";", 1), *lines[4:]]) + "\n")
+    res = _cli(db, "bank", "import", "videos", str(bad), "--format", "vpdq")
+    assert res.exit_code != 0 and "bad.txt" in res.output and "line 4" in res.output
+    assert "Traceback" not in res.output
+    low = tmp_path / "low.txt"
+    low.write_text("0,10," + "a" * 64 + ",0.000\n")
+    res = _cli(db, "bank", "import", "videos", str(low))
+    assert res.exit_code != 0 and "quality" in res.output
+
+
+def test_forged_frame_count_is_refused(tmp_path, hashed):
+    rec = bank_record(hashed["orig"].vpdq, "v")
+    forged = rec._replace(meta={"vpdq": {**rec.meta["vpdq"], "frames": 1}})
+    with Store(f"sqlite:///{tmp_path / 's.sqlite3'}") as store:
+        store.create_bank("b")
+        with pytest.raises(BankImportError, match="'frames' must be the entry's number of vpdq hashes"):
+            store.import_records("b", [forged], source="t")
+        store.import_records("b", [rec], source="t")
+        assert store.stats("b").signals["vpdq"] == len(video.prepare(hashed["orig"].vpdq))
+
+
+def test_matcher_groups_frames_per_video_and_bare_hashes_never_overstate(tmp_path, hashed):
+    from assay.banks.matcher import Matcher
+
+    with Store(f"sqlite:///{tmp_path / 's.sqlite3'}") as store:
+        store.create_bank("b")
+        store.import_records("b", [bank_record(hashed["orig"].vpdq, "orig"),
+                                   bank_record(hashed["other"].vpdq, "other")], source="t")
+        # frame hashes added one by one: the banked video's frame count is unknown
+        store.add_entry("b", "loose", {"vpdq": [f.hex for f in hashed["orig"].vpdq[4:9]]})
+        m = Matcher(store, snapshots=False)
+        got = {x.content_id: x for x in m.match_subject([], hashed["trim"].vpdq)}
+    assert set(got) == {"orig", "loose"}
+    assert got["orig"].video.compared_match_percent == 50.0
+    assert got["loose"].video.compared_match_percent is None and got["loose"].video.compared_frames is None
+    assert got["loose"].video.query_match_percent == 100.0
+
+
+def test_scan_hashes_and_matches_videos_one_broken_video_is_an_error_record(tmp_path, db, vids):
+    _cli(db, "bank", "add", "videos", "--content-id", "case-7", "--video", str(vids["orig"]))
+    folder = tmp_path / "seized"
+    folder.mkdir()
+    shutil.copy(vids["trim"], folder / "holiday.dat")  # renamed: found by its bytes
+    shutil.copy(vids["orig"], folder / "copy.webm")  # same bytes, another extension
+    shutil.copy(vids["other"], folder / "other.mp4")
+    data = vids["orig"].read_bytes()
+    (folder / "broken.mkv").write_bytes(data[: len(data) // 2])
+    (folder / "zz-after.txt").write_text("still scanned\n")
+    out = tmp_path / "r.jsonl"
+    res = _cli(db, "scan", str(folder), "-o", str(out), "--workers", "1")
+    assert res.exit_code in (0, 1), res.output
+    recs = {Path(r["path"]).name: r for r in map(json.loads, out.read_text().splitlines()) if "path" in r}
+    for r in recs.values():
+        jsonschema.validate(r, FILE_SCHEMA)
+    assert set(recs) == {"holiday.dat", "copy.webm", "other.mp4", "broken.mkv", "zz-after.txt"}
+    hol = recs["holiday.dat"]
+    assert hol["kind"] == "video" and hol["format"] == "avi" and len(hol["video"]["vpdq"]) == 5
+    (m,) = hol["matches"]
+    assert m["content_id"] == "case-7" and m["video"]["query_match_percent"] == 100.0
+    cp = {(x["signal_type"], x["content_id"]) for x in recs["copy.webm"]["matches"]}
+    assert cp == {("vpdq", "case-7"), ("video_md5", "case-7"), ("sha256", "case-7")}
+    assert recs["other.mp4"].get("matches", []) == []
+    br = recs["broken.mkv"]
+    assert br["kind"] == "video" and br["errors"][0]["stage"] == "video-hash"
+    assert {s["type"] for s in br["signals"]} >= {"md5", "sha1", "sha256", "video_md5"}
+    assert recs["zz-after.txt"]["kind"] != "error"

@@ -491,3 +491,38 @@ def test_a_damaged_bank_snapshot_is_refused_by_the_worker_cache(case: dict[str, 
     with pytest.raises(AssayError, match="does not match its checksum"):
         fetch(fs, str(tmp_path / "remote"), sid)
     assert not (tmp_path / "other-machine" / sid).exists()
+
+
+def test_dask_engine_matches_videos_as_the_local_engine(cluster: dict[str, Any], tmp_path: Path) -> None:
+    """Videos take the same per-file analysis and the same vPDQ grouping on the workers
+    (hits searched there, grouped per banked video after the client resolved them)."""
+    from assay.banks.store import Store
+    from assay.banks.videos import bank_record
+    from assay.media.video import hash_video_file
+    from videogen import make_video, reencode
+
+    orig = make_video(tmp_path / "orig.mkv", seed=1, seconds=6, fps=10, codec="mpeg4")
+    d = tmp_path / "seized"
+    d.mkdir()
+    reencode(orig, tmp_path / "clip.avi", codec="mjpeg", start_s=1, end_s=5, fps=15).rename(d / "clip.bin")
+    make_video(d / "other.mp4", seed=2, seconds=4, fps=10, codec="mpeg4")
+    data = orig.read_bytes()
+    (d / "broken.mkv").write_bytes(data[: len(data) // 2])
+    db = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    with Store(db) as store:
+        store.create_bank("videos")
+        store.import_records("videos", [bank_record(hash_video_file(orig).vpdq, "case-7")], source="t")
+    settings = ScanSettings(workers=1)
+    matcher = _matcher(db)
+    local = _local_records([d], settings, matcher)
+    out = tmp_path / "out"
+    run_dask_scan([str(d)], settings, matcher, str(out), client=cluster["client"], partition_size=1)
+    dist, _ = _dist_records(str(out))
+    assert set(dist) == set(local) and [p for p in local if dist[p] != local[p]] == []
+    clip = next(r for p, r in dist.items() if p.endswith("clip.bin"))
+    assert [(m["content_id"], m["signal_type"]) for m in clip["matches"]] == [("case-7", "vpdq")]
+    assert clip["matches"][0]["video"]["query_match_percent"] >= 80
+    broken = next(r for p, r in dist.items() if p.endswith("broken.mkv"))
+    assert broken["errors"] and broken["errors"][0]["stage"] == "video-hash"
+    other = next(r for p, r in dist.items() if p.endswith("other.mp4"))
+    assert not other.get("matches")

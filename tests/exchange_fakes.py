@@ -176,9 +176,10 @@ class NcmecServer(FakeServer):
                       "application/xml")
             return
         if "/v2/feedback/" in url.path and url.path.endswith("/reasons"):
-            self.send(h, 200, (f'<availableFeedbackReasons xmlns="{NCMEC_NS}"><reason guid="0000-1" '
-                               'name="Not the material" type="Pdq"/></availableFeedbackReasons>').encode(),
-                      "application/xml")
+            # nested as python-threatexchange 1.2.17 reads it (a child <availableFeedbackReasons>)
+            self.send(h, 200, (f'<feedbackReasons xmlns="{NCMEC_NS}"><availableFeedbackReasons>'
+                               '<reason guid="0000-1" name="Not the material" type="Pdq"/>'
+                               '</availableFeedbackReasons></feedbackReasons>').encode(), "application/xml")
             return
         if not url.path.endswith("/v2/entries"):
             self.send(h, 404, b"not found", "text/plain")

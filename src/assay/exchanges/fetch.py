@@ -88,6 +88,12 @@ def decode_checkpoint(cls: type, text: str) -> Any:
                             hint="`assay exchange fetch NAME --full` starts again from the beginning") from None
 
 
+class LeaseHeld(ExchangeError):
+    """Another process is fetching this exchange."""
+
+    code = "exchange-busy"
+
+
 def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -144,7 +150,7 @@ def fetch(store: Store, name: str, *, full: bool = False, retries: int = 3, max_
     owner = owner or _owner()
     if not cfg.claim(store, name, owner, LEASE) and not cfg.take_over_dead(store, name, owner, LEASE):
         current = cfg.get(store, name)
-        raise ExchangeError(f"exchange {name!r} is being fetched by {current.lease_owner} "
+        raise LeaseHeld(f"exchange {name!r} is being fetched by {current.lease_owner} "
                             f"(lease until {current.lease_until:%Y-%m-%d %H:%M:%S} UTC)",
                             hint="wait for that fetch to finish")
     started = time.perf_counter()
@@ -337,7 +343,8 @@ def _existing(conn: sa.Connection, bank_id: int, cids: list[str]) -> dict[str, t
 
 
 def fetch_due(store: Store, *, interval: float, owner: str | None = None,
-              sleep: Callable[[float], None] = time.sleep) -> list[FetchResult]:
+              sleep: Callable[[float], None] = time.sleep,
+              on_commit: Callable[[FetchResult], None] | None = None) -> list[FetchResult]:
     """Fetch every enabled exchange whose last fetch finished more than ``interval``
     seconds ago (or never ran), each only if its lease can be had: what the service's
     scheduler runs. Failures are recorded in each exchange's status, not raised."""
@@ -352,7 +359,9 @@ def fetch_due(store: Store, *, interval: float, owner: str | None = None,
         if ex.lease_until is not None and ex.lease_until.replace(tzinfo=None) > now:
             continue  # another worker has it
         try:
-            done.append(fetch(store, ex.name, owner=owner, sleep=sleep, max_wait=10.0))
+            done.append(fetch(store, ex.name, owner=owner, sleep=sleep, max_wait=10.0, on_commit=on_commit))
+        except LeaseHeld:
+            continue  # another worker took it between our read and our claim
         except ExchangeError as exc:
             log.warning("%s", exc)
     return done

@@ -116,7 +116,8 @@ def share(store: Store, name: str, *, dry_run: bool = False) -> ShareResult:
             status = "sent"
         except Exception as exc:  # the programme refused or could not be reached
             result.failed += 1
-            status = "failed: " + redact(" ".join(str(exc).split())[:300], secrets)
+            why = " ".join(str(exc).split()) or type(exc).__name__
+            status = "failed: " + redact(why[:300], secrets)
         result.items.append({**row, "feedback": feedback, "status": status})
         _audit(store, ex, {**row, "feedback": feedback, "status": "sent" if status == "sent" else "failed",
                            "error": None if status == "sent" else status})

@@ -136,9 +136,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # load failed, saying so (/status INDEX-NOT-LOADED, /ready 503, lookups 503 busy)
         # while it tries again.
         state.index.load_or_retry(lock, then=loaded)
+        scheduler = None
+        if settings.exchange_interval > 0:
+            from ..exchanges.schedule import Scheduler
+
+            scheduler = Scheduler(state.store, interval=settings.exchange_interval,
+                                  on_commit=lambda _r: state.index.poke())
+            scheduler.start()
+        app.state.exchange_scheduler = scheduler
         try:
             yield
         finally:
+            if scheduler is not None:
+                scheduler.stop()
             state.decoder.shutdown()
             metrics.worker_exit()
             if state.uploads.shared is not None:
@@ -160,13 +170,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from .routes_banks import router as banks_router
     from .routes_compat import router as compat_router
     from .routes_curation import router as curation_router
+    from .routes_exchanges import hma_router as hma_exchanges_router
+    from .routes_exchanges import router as exchanges_router
     from .routes_match import router as match_router
     from .routes_reviews import router as reviews_router
     from .routes_text import router as text_router
     from .uploads import router as limits_router
 
     for router in (match_router, banks_router, reviews_router, admin_router, compat_router, curation_router,
-                   limits_router, text_router):
+                   limits_router, text_router, exchanges_router, hma_exchanges_router):
         app.include_router(router)
     _install_error_handlers(app)
     from .openapi import install as install_openapi

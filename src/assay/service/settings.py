@@ -87,6 +87,9 @@ class Settings:
     # (no key), apart from the API. "" = not.
     metrics_listen: str = ""
     access_log: bool = True
+    # Enabled hash exchanges (assay exchange) are fetched when their last fetch is older
+    # than this many seconds, by one worker at a time (a lease in the store). 0 = never.
+    exchange_interval: float = 900.0
 
     def __post_init__(self) -> None:
         if self.anonymous_role is not None and self.anonymous_role not in ROLES:
@@ -112,6 +115,8 @@ class Settings:
             raise AssayError(f"invalid metrics address {self.metrics_listen!r}", hint="HOST:PORT, e.g. 127.0.0.1:9464")
         if not self.rate_burst_seconds > 0:
             raise AssayError(f"invalid rate_burst_seconds {self.rate_burst_seconds}: seconds, more than 0")
+        if self.exchange_interval < 0:
+            raise AssayError(f"invalid exchange interval {self.exchange_interval}: seconds, 0 (off) or more")
         if self.prune_interval <= 0:
             raise AssayError(f"invalid prune interval {self.prune_interval}: seconds, more than 0")
         scheme = self.rate_limit_redis_url.partition("://")[0]

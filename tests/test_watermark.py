@@ -78,6 +78,23 @@ def test_u_channel_equals_opencv(ref: ModuleType) -> None:
     assert np.array_equal(wm.u_channel(rgb), expected)
 
 
+def test_u_channel_equals_opencv_on_every_colour() -> None:
+    # u_channel relies on Pillow's float matrix conversion being exact for coefficients
+    # over 2^14: every one of the 2^24 colours, in one 4096 x 4096 image.
+    levels = np.arange(256, dtype=np.uint8)
+    rgb = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(4096, 4096, 3)
+    expected = cv2.cvtColor(np.ascontiguousarray(rgb[:, :, ::-1]), cv2.COLOR_BGR2YUV)[:, :, 1]
+    assert np.array_equal(wm.u_channel(rgb), expected)
+
+
+def test_votes_of_an_image_with_a_transparent_colour() -> None:
+    # a PNG tRNS colour in an RGB image's info must not stop the conversion
+    rgb = pattern(300, 300, 3)
+    im = Image.fromarray(rgb)
+    im.info["transparency"] = (0, 0, 0)
+    assert np.array_equal(wm.image_votes(im), wm.block_votes(rgb))
+
+
 @settings(max_examples=8, deadline=None)
 @given(
     seed=st.integers(0, 2**16),

@@ -105,49 +105,62 @@ class WatermarkMatch:
 # OpenCV's 8-bit BGR2YUV in fixed point (14-bit coefficients, round half up):
 #   Y = (4899 R + 9617 G + 1868 B + 2^13) >> 14
 #   U = clip(((B - Y) * 8061 + (128 << 14) + 2^13) >> 14, 0, 255)
-# Every intermediate is an integer below 2^24, so float32 holds it exactly and
-# floor(x * 2^-14) is the shift: numpy's float32 arithmetic is ~3x faster than
-# int32 lookups here, and bit-exact.
-_SHIFT = np.float32(2.0**-14)
+# Pillow's matrix conversion computes each output as the float sum m0*c0 + m1*c1 + m2*c2
+# + m3, adds 0.5 and truncates (clipped to 0..255). With the coefficients over 2^14
+# every product and partial sum is a multiple of 2^-14 below 256, which a float holds
+# exactly, so truncating the sum plus 0.5 is the shift above: both steps are bit-exact
+# (tests/test_watermark.py checks all 2^24 colours against OpenCV). Two passes in C
+# over the decoded image, ~3x cheaper than the same formula in numpy float32 on a
+# busy machine (bench/RESULTS.md, scan throughput), and no RGB array copy.
+_Y_MATRIX = (4899 / 16384, 9617 / 16384, 1868 / 16384, 0.0)
+# applied to an image whose bands are (B, Y, Y): (B - Y) * 8061 / 2^14 + 128 (+ 0.5)
+_U_MATRIX = (8061 / 16384, -8061 / 16384, 0.0, 128.0)
 
 
 def u_channel(rgb: np.ndarray) -> np.ndarray:
     """The U plane OpenCV's cvtColor(BGR2YUV) computes for 8-bit pixels."""
-    return _u_exact(rgb).astype(np.uint8)
+    from PIL import Image as PILImage
+
+    return u_plane(PILImage.fromarray(np.ascontiguousarray(rgb[..., :3], dtype=np.uint8), "RGB"))
 
 
-def _u_exact(rgb: np.ndarray) -> np.ndarray:
-    """u_channel as float32 (whole numbers 0..255)."""
-    b = rgb[..., 2].astype(np.float32)
-    y = rgb[..., 0].astype(np.float32)
-    y *= 4899
-    y += rgb[..., 1].astype(np.float32) * 9617
-    y += b * 1868
-    y += 1 << 13
-    y *= _SHIFT
-    np.floor(y, out=y)
-    b -= y  # B - Y
-    b *= 8061
-    b += (128 << 14) + (1 << 13)
-    b *= _SHIFT
-    np.floor(b, out=b)
-    return np.clip(b, 0, 255, out=b)
+def u_plane(im: Image) -> np.ndarray:
+    """u_channel of an RGB PIL image, as an H x W uint8 array."""
+    from PIL import Image as PILImage
+
+    if "transparency" in im.info:  # a PNG tRNS colour, which convert() would try to convert too
+        im = im.copy()
+        del im.info["transparency"]
+    y = im.convert("L", matrix=_Y_MATRIX)
+    return np.asarray(PILImage.merge("RGB", (im.getchannel("B"), y, y)).convert("L", matrix=_U_MATRIX))
 
 
 def block_votes(rgb: np.ndarray) -> np.ndarray:
     """One 0/1 vote per 4x4 block of the U channel's Haar approximation, in the
     order the reference encoder assigns bits (row-major over blocks)."""
+    from PIL import Image as PILImage
+
     if rgb.ndim != 3 or rgb.shape[2] < 3:
         raise ValueError(f"expected an H x W x 3 RGB array, got shape {rgb.shape}")
-    h, w = rgb.shape[0] // 4 * 4, rgb.shape[1] // 4 * 4
-    bh, bw = h // 2 // BLOCK, w // 2 // BLOCK
-    # A block row covers 8 pixel rows; strips of whole block rows keep the
-    # temporaries small on huge images without changing the order.
-    strip = 8 * 128
-    out = [
-        _strip_votes(rgb[y : min(y + strip, bh * 8), : bw * 8, :3]) for y in range(0, bh * 8, strip)
-    ]
-    return np.concatenate(out) if out else np.zeros(0)
+    return image_votes(PILImage.fromarray(np.ascontiguousarray(rgb[..., :3], dtype=np.uint8), "RGB"))
+
+
+# A block row covers 8 pixel rows; strips of whole block rows keep the temporaries
+# (a 4-byte-per-pixel copy among them) small on huge images without changing the order.
+STRIP_ROWS = 8 * 128
+
+
+def image_votes(im: Image) -> np.ndarray:
+    """block_votes of a PIL image (RGB; any other mode is converted, alpha dropped)."""
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    w, h = im.size
+    bh, bw = h // 4 * 4 // 2 // BLOCK, w // 4 * 4 // 2 // BLOCK
+    if bh * 8 <= STRIP_ROWS:
+        return _strip_votes(u_plane(im)[: bh * 8, : bw * 8])
+    out = [_strip_votes(u_plane(im.crop((0, y, w, min(y + STRIP_ROWS, bh * 8))))[:, : bw * 8])
+           for y in range(0, bh * 8, STRIP_ROWS)]
+    return np.concatenate(out)
 
 
 def _haar_ca(u: np.ndarray) -> np.ndarray:
@@ -158,23 +171,23 @@ def _haar_ca(u: np.ndarray) -> np.ndarray:
     return v[..., 0::2] * _HAAR + v[..., 1::2] * _HAAR
 
 
-def _strip_votes(rgb: np.ndarray) -> np.ndarray:
+def _strip_votes(u: np.ndarray) -> np.ndarray:
     # The reference takes, per 4x4 block of the Haar approximation cA, the coefficient
     # of largest magnitude other than [0, 0] and votes 1 when |v| mod 36 > 18. cA of a
     # 2x2 cell is its U sum S over 2, up to float rounding in the last bits: so the
     # vote follows from the block's largest whole-number S (max S mod 72 > 36), except
     # where S/2 lies exactly on 0 or 18 (mod 36). There the rounding decides, and those
     # blocks (about one in 36) are recomputed in float64 exactly as the reference does.
-    u = _u_exact(rgb)
-    s = u[0::2, 0::2] + u[1::2, 0::2]
-    s += u[0::2, 1::2]
-    s += u[1::2, 1::2]
+    # ``u``: the U plane (uint8) of whole blocks, 8 pixels each way.
+    s = u[0::2].astype(np.uint16)
+    s += u[1::2]
+    s = s[:, 0::2] + s[:, 1::2]  # S of each 2x2 cell, at most 1020
     bh, bw = s.shape[0] // BLOCK, s.shape[1] // BLOCK
     blocks = s.reshape(bh, BLOCK, bw, BLOCK)
-    best = np.zeros((bh, bw), np.float32)
-    for k in range(1, BLOCK * BLOCK):
+    best = blocks[:, 0, :, 1].copy()
+    for k in range(2, BLOCK * BLOCK):
         np.maximum(best, blocks[:, k // BLOCK, :, k % BLOCK], out=best)
-    rest = np.mod(best, 2 * SCALE)
+    rest = best % (2 * SCALE)
     votes = (rest > SCALE).ravel()
     edge = np.flatnonzero(((rest == 0) | (rest == SCALE)).ravel())
     if edge.size:
@@ -202,7 +215,17 @@ def match_payloads(rgb: np.ndarray) -> list[WatermarkMatch]:
     """Matched bits of every known payload; empty when the image is too small."""
     if rgb.shape[0] * rgb.shape[1] < MIN_PIXELS:
         return []
-    votes = block_votes(rgb)
+    return _matches(block_votes(rgb))
+
+
+def match_image(im: Image) -> list[WatermarkMatch]:
+    """match_payloads of a PIL image (first frame; alpha dropped)."""
+    if im.width * im.height < MIN_PIXELS:
+        return []
+    return _matches(image_votes(im))
+
+
+def _matches(votes: np.ndarray) -> list[WatermarkMatch]:
     out: list[WatermarkMatch] = []
     for p in PAYLOADS:
         if len(votes) < len(p.bits):
@@ -256,7 +279,7 @@ def evidence_from_matches(matches: list[WatermarkMatch]) -> list[Evidence]:
 
 def watermark_evidence(im: Image) -> list[Evidence]:
     """Decode the Stable Diffusion watermarks from a (not yet decoded) PIL image."""
-    return evidence_from_matches(match_payloads(rgb_array(im)))
+    return evidence_from_matches(match_image(im))
 
 
 def unsuitable(ctx: ImageContext) -> str | None:
@@ -345,12 +368,16 @@ def evidence(ctx: ImageContext) -> list[Evidence]:
         return []
     rows = band_rows(ctx)
     try:
-        rgb = rgb_array(im if rows is None else _top_rows(ctx, rows))
+        searched = im if rows is None else _top_rows(ctx, rows)
+        if searched.mode != "RGB":
+            searched = searched.convert("RGB")
+        else:
+            searched.load()
     except (OSError, ValueError, SyntaxError, struct.error, MemoryError) as exc:
         raise DecodeError(
             ctx.path, f"pixels cannot be decoded for the watermark check: {exc}"
         ) from exc
-    found = evidence_from_matches(match_payloads(rgb))
+    found = evidence_from_matches(match_image(searched))
     if rows is not None:
         for e in found:
             e.facts["rows_searched"] = f"top {rows} of {im.height}"

@@ -109,3 +109,33 @@ def test_one_model_and_a_dangerous_pickle(tmp_path: Path) -> None:
     assert line["model_links"] == [] and line["model_files_fingerprinted"] == 1
     reasons = {Path(x["path"]).name: x["reason"] for x in line["model_files_not_compared"]}
     assert "never opened" in reasons["evil.pkl"]
+
+
+def test_model_links_find_a_permuted_copy(tmp_path: Path) -> None:
+    """A copy of a model with its hidden units reordered computes the same function with
+    different weights (issue #22): --model-links aligns it and links it as the same weights
+    up to a permutation; an independently initialised model of the same shape stays unlinked."""
+    from safetensors.numpy import save_file
+
+    import permutations as pm
+
+    root = tmp_path / "drive"
+    root.mkdir()
+    rng = np.random.default_rng(3)
+    a = pm.bert(1)
+    p = pm.bert_permute_hidden(a, rng.permutation(pm.BERT["hidden"]))
+    p = pm.bert_permute_ffn(p, 0, rng.permutation(pm.BERT["ff"]))
+    save_file(a, str(root / "encoder.safetensors"))
+    save_file(p, str(root / "encoder-reordered.safetensors"))
+    save_file(pm.bert(2), str(root / "other-encoder.safetensors"))
+    report = tmp_path / "r.jsonl"
+    res = casegen.invoke("scan", str(root), "--no-banks", "--model-links", "-o", str(report), "--workers", "1")
+    assert res.exit_code == 0, res.output  # type: ignore[attr-defined]
+    lines = [json.loads(x) for x in report.read_text().splitlines()]
+    links = next(x for x in lines if x.get("schema") == "assay.case-links/1")["model_links"]
+    got = {(Path(lk["a"]).name, Path(lk["b"]).name, lk["relation"]) for lk in links}
+    pair = {"encoder.safetensors", "encoder-reordered.safetensors"}
+    assert [{a, b} for a, b, r in got] == [pair] and {r for _, _, r in got} == {"same-weights"}
+    assert "up to a permutation" in links[0]["explanation"]
+    text = res.output  # type: ignore[attr-defined]
+    assert "same weights as" in text and "other-encoder" not in text.split("model links:", 1)[1]

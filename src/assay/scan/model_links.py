@@ -97,9 +97,13 @@ def link_models(records: Sequence[FileRecord],
         return result
     summaries = np.stack([np.asarray(fp.summary(), dtype=np.float32).reshape(len(COMPONENTS), SUMMARY_DIM)
                           for _, fp in models])
+    # Permutation invariants: a permuted copy hides from the linear summaries (issue #22).
+    nan = np.full(len(COMPONENTS) * SUMMARY_DIM, np.nan, dtype=np.float32)
+    invariants = np.stack([nan if (inv := fp.invariant_summary()) is None else inv.astype(np.float32).ravel()
+                           for _, fp in models])
     index = FingerprintIndex(np.arange(len(models), dtype=np.int64), [r.path for r, _ in models],
                              np.array([fp.kind for _, fp in models], dtype=object),
-                             np.array([fp.k for _, fp in models]), summaries, [])
+                             np.array([fp.k for _, fp in models]), summaries, [], invariants=invariants)
     entries = [BankModel("case", rec.path, fp.kind, fp) for rec, fp in models]
     seen: set[tuple[str, str, str]] = set()
     by_path = {rec.path: rec for rec, _ in models}
@@ -107,7 +111,7 @@ def link_models(records: Sequence[FileRecord],
         picked = [j for j in index.candidates(fp, limit=7) if j != i][:6]
         if not picked:
             continue
-        report = answer(fp, [entries[j] for j in picked])
+        report = _answer_with_weights(answer, rec, fp, [entries[j] for j in picked])
         found: list[ModelLink] = []
         for s in report.same:
             found.append(ModelLink(rec.path, _path(s.entry), SAME, "", s.explanation))
@@ -129,6 +133,22 @@ def link_models(records: Sequence[FileRecord],
             _record(by_path[lk.a], lk, lk.b)
             _record(by_path[lk.b], lk, lk.a)
     return result
+
+
+def _answer_with_weights(answer: Callable[..., Any], rec: FileRecord, fp: Any, entries: list[Any]) -> Any:
+    """The lineage answer with the file's weights at hand, so that a permuted copy of
+    another file (same function, units reordered) is aligned to it and found; the
+    fingerprint alone when the tensors cannot be reopened."""
+    from ..errors import AssayError
+    from ..models.alignment import open_suspect
+
+    if fp.kind == "lora" or not fp.has_alignment_data():
+        return answer(fp, entries)
+    try:
+        with open_suspect(rec.path) as tensors:
+            return answer(fp, entries, tensors)
+    except (AssayError, OSError):
+        return answer(fp, entries)
 
 
 def _path(label: str) -> str:

@@ -4,7 +4,8 @@ vignetting, a pattern shared by every camera of a "model" (row/column read-out a
 periodic component, which a fingerprint must not match on), and JPEG re-compression.
 
 A camera is ``Camera(seed, model_seed, shape)``; ``camera.photo(scene, quality)`` gives a
-uint8 RGB array as decoded from the JPEG it would have written. Scenes are generated
+uint8 RGB array as decoded from the JPEG it would have written (``quality=None``: the raw
+pixels, no JPEG). Scenes are generated
 (``scene(seed, shape)``) or any RGB array of the camera's size (bench: shared test photos).
 """
 
@@ -57,7 +58,7 @@ class Camera:
         period[:, ::8] += 0.8
         self.shared = rows + cols + period  # additive, in grey levels: the model's own artefacts
 
-    def photo(self, sc: np.ndarray, quality: int = 90, seed: int = 0) -> np.ndarray:
+    def photo(self, sc: np.ndarray, quality: int | None = 90, seed: int = 0) -> np.ndarray:
         rng = np.random.default_rng([self.seed, 7919, seed])  # noise of its own: per camera and photo
         h, w = self.shape
         y, x = np.mgrid[0:h, 0:w]
@@ -67,6 +68,8 @@ class Camera:
         shot = rng.normal(0, 1, signal.shape) * np.sqrt(np.maximum(signal, 0) * 0.05)
         read = rng.normal(0, 1.0, signal.shape)
         raw = np.clip(signal + shot + read + self.shared[..., None], 0, 255).astype(np.uint8)
+        if quality is None:  # as the sensor wrote it, no JPEG (no encoder version in the pixels)
+            return raw
         buf = io.BytesIO()
         Image.fromarray(raw).save(buf, "JPEG", quality=quality)
         return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))

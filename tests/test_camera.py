@@ -163,3 +163,33 @@ def test_cli_enrolls_and_matches(cams: list[Camera], tmp_path: Path) -> None:
     assert "missing.png" in found[1]["error"]
     r = runner.invoke(app, ["--db", db, "camera", "list", "--json"])
     assert json.loads(r.stdout)[0]["images"] == 10
+
+
+def test_the_compiled_filter_is_the_zero_padded_box_filter_of_the_papers() -> None:
+    """camera/_kernel.py against the filter written out with numpy: windows 3-9 of the mean
+    square, zero outside the band (counted), the smallest variance over the windows."""
+    rng = np.random.default_rng(11)
+    for shape in ((5, 7), (23, 31), (40, 12)):
+        band = rng.normal(0, 6, shape).astype(np.float32)
+        band[2:4, 3:5] *= 30  # an edge: the windows disagree there
+        est = None
+        for w in prnu.WINDOWS:
+            r = w // 2
+            p = np.pad(band.astype(np.float64) ** 2, r)
+            mean = sum(p[i:i + shape[0], j:j + shape[1]] for i in range(w) for j in range(w)) / (w * w)
+            v = np.maximum(mean - 25.0, 0.0)
+            est = v if est is None else np.minimum(est, v)
+        want = band * (25.0 / (est + 25.0))
+        np.testing.assert_allclose(prnu._noise_part(band, 25.0), want, rtol=1e-5, atol=1e-5)
+
+
+def test_luma_residual_stays_close_to_the_per_channel_one(cams: list[Camera], prints: list[prnu.Fingerprint]) -> None:
+    photo = cams[2].photo(scene(33_333, SHAPE), 90, seed=4).astype(np.float32)
+    each, luma = prnu.residual(photo, channels="each"), prnu.residual(photo, channels="luma")
+    a, b = each.ravel() - each.mean(), luma.ravel() - luma.mean()
+    assert a @ b / np.sqrt((a @ a) * (b @ b)) > 0.97
+    p_each = prnu.detect(prnu.probe(photo, channels="each"), prints[2]).pce
+    p_luma = prnu.detect(prnu.probe(photo, channels="luma"), prints[2]).pce
+    assert 0.8 < p_luma / p_each < 1.1
+    with pytest.raises(ValueError, match="channels"):
+        prnu.residual(photo, channels="green")

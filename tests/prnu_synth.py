@@ -78,3 +78,19 @@ class Camera:
         buf = io.BytesIO()
         Image.fromarray(self.photo(sc, quality, seed)).save(buf, "PNG")
         return buf.getvalue()
+
+
+def reference_set(size: int, n_cams: int, n_enrol: int, n_tests: int, quality: int | None
+                  ) -> tuple[list[Camera], list[list[np.ndarray]], list[np.ndarray], list[int]]:
+    """The photos bench/compare_prnu.py gives assay and prnu-python (and
+    tests/test_prnu_reference.py regenerates): cameras in two models, pattern sigma
+    0.008-0.015; enrolment photos per camera, test photos with the camera of each."""
+    shape = (size, size)
+    cams = [Camera(500 + i, i % 2, shape, sigma=float(np.linspace(0.008, 0.015, n_cams)[i])) for i in range(n_cams)]
+    enrol = [[c.photo(scene(60_000 * c.seed + j, shape), quality, j) for j in range(n_enrol)] for c in cams]
+    tests, owner = [], []
+    for ci, c in enumerate(cams):
+        for j in range(n_tests):
+            tests.append(c.photo(scene(61_000 * c.seed + j, shape), quality, 900 + j))
+            owner.append(ci)
+    return cams, enrol, tests, owner

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, is_dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from ._record import ConfigDict, Field, Record
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 Confidence = Literal["certain", "likely", "unknown"]
 
 
-class _Part(BaseModel):
+class _Part(Record):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -170,7 +170,7 @@ class SafetyInfo(_Part):
     findings: list[SafetyFinding] = Field(default_factory=list)
 
 
-class ModelReport(BaseModel):
+class ModelReport(Record):
     model_config = ConfigDict(extra="forbid")
 
     format: str

@@ -5,13 +5,13 @@ from __future__ import annotations
 import unicodedata
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from ._record import ConfigDict, Field, PrivateAttr, Record
 
 Claim = Literal["ai-generated", "ai-edited", "camera-captured", "edited", "unknown"]
 Strength = Literal["cryptographic", "strong", "moderate", "weak"]
 
 
-class Evidence(BaseModel):
+class Evidence(Record):
     model_config = ConfigDict(extra="forbid")
 
     source: str  # e.g. "c2pa", "iptc", "a1111", "comfyui", "novelai", "watermark", "exif"
@@ -21,14 +21,14 @@ class Evidence(BaseModel):
     facts: dict[str, Any] = Field(default_factory=dict)
 
 
-class EvidenceError(BaseModel):
+class EvidenceError(Record):
     model_config = ConfigDict(extra="forbid")
 
     source: str
     message: str
 
 
-class NotChecked(BaseModel):
+class NotChecked(Record):
     """A source that was not looked at, and why (not an error: it could not have answered)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -37,7 +37,7 @@ class NotChecked(BaseModel):
     reason: str
 
 
-class ProvenanceReport(BaseModel):
+class ProvenanceReport(Record):
     model_config = ConfigDict(extra="forbid")
 
     verdict: str

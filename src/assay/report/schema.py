@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
-
+from ._record import ConfigDict, Field, PrivateAttr
+from ._record import Record as _Base
 from .model import ModelReport
 from .provenance import ProvenanceReport
 
@@ -19,7 +19,7 @@ SCHEMA_VERSION = "assay.file/1"
 Kind = Literal["image", "model", "document", "video", "audio", "archive", "link", "other", "error"]
 
 
-class Record(BaseModel):
+class Record(_Base):
     model_config = ConfigDict(extra="forbid")
 
 

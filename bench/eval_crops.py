@@ -9,6 +9,9 @@ variants cost: hashing time per image (variants on and off, rounds interleaved) 
 hashes per image on each side.
 
     .venv/bin/python bench/eval_crops.py [--testdata ../shared/testdata] [--rounds 5]
+
+Reduced scale (a before/after check of a change that must not change results):
+``--photos 6 --formats jpeg90 --rounds 0``.
 """
 
 from __future__ import annotations
@@ -33,13 +36,17 @@ def main() -> None:
     ap.add_argument("--testdata", type=Path, default=ROOT.parent / "shared" / "testdata")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--misses", action="store_true", help="list every miss")
+    ap.add_argument("--photos", type=int, default=None, help="only the first N photos (reduced scale)")
+    ap.add_argument("--formats", default="jpeg90,jpeg70,png", help="rewrites saved as, e.g. jpeg90,png")
     args = ap.parse_args()
-    photos = crop_eval.photos(args.testdata)
+    photos = crop_eval.photos(args.testdata, limit=args.photos)
+    formats = tuple(("PNG", 0) if f == "png" else ("JPEG", int(f.removeprefix("jpeg")))
+                    for f in args.formats.lower().split(","))
     print(f"{len(photos)} photos: {', '.join(n for n, _ in photos)}")
-    print("formats: " + ", ".join(f"{f}{q or ''}" for f, q in crop_eval.FORMATS) + "\n")
+    print("formats: " + ", ".join(f"{f}{q or ''}" for f, q in formats) + "\n")
     print("| rewrites | matched | share | matched through (query / bank variant, top 4) |\n|---|---|---|---|")
     t0 = time.perf_counter()
-    results = crop_eval.evaluate(photos)
+    results = crop_eval.evaluate(photos, formats=formats)
     for group, res in results.items():
         top = ", ".join(f"{k} {v}" for k, v in sorted(res.how.items(), key=lambda kv: -kv[1])[:4])
         print(f"| {group} | {res.found}/{res.total} | {100 * res.found / res.total:.1f}% | {top} |")
@@ -60,6 +67,8 @@ def main() -> None:
         print(f"| {r} | {int((dp <= r).sum())} | {int((dv <= r).sum())} |")
     print(f"| nearest pair | {int(dp.min())} | {int(dv.min())} |")
 
+    if args.rounds <= 0:
+        return
     data = [crop_eval.encode(im, "JPEG", 88) for _, im in photos]
     per: dict[str, list[float]] = {"none": [], "query": [], "bank": []}
     for _ in range(args.rounds):

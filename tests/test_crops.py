@@ -158,6 +158,33 @@ def test_a_cropped_copy_matches_as_partial_and_says_how(tmp_path: Path) -> None:
     assert crop_m[0]["bank_variant"].startswith("crop-")
     mirror_m = [m for m in recs["mirrored.jpg"]["matches"] if m["signal_type"] == "pdq"]
     assert [(m["query_variant"], m["strength"]) for m in mirror_m] == [("mirror", "perceptual")]
+    # the record keeps the plain hashes and the variant hashes that matched, and says how
+    # many were looked up; every match's ``query`` points at the hash that matched
+    for rec in recs.values():
+        variants = [s for s in rec["signals"] if s.get("variant")]
+        assert rec["image"]["variant_hashes"] > 10 > len(variants)
+        assert {s["variant"] for s in variants} == {m.get("query_variant") for m in rec["matches"]} - {None}
+        for m in rec["matches"]:
+            assert rec["signals"][m["query"]].get("variant") == m.get("query_variant")
+            assert rec["signals"][m["query"]]["type"] == m["signal_type"]
+        assert any(s["type"] == "pdq" and not s.get("variant") for s in rec["signals"])  # the plain hash
+    code, out = _run(db, "scan", str(case / "mirrored.jpg"), "--json", "--workers", "1", "--all-variants")
+    full = _record(out)
+    assert len([s for s in full["signals"] if s.get("variant")]) == full["image"]["variant_hashes"] > 10
+    assert [m["query_variant"] for m in full["matches"] if m["signal_type"] == "pdq"] == ["mirror"]
+    m = next(m for m in full["matches"] if m["signal_type"] == "pdq")
+    assert full["signals"][m["query"]]["variant"] == "mirror"
+    # readable: the record says how many variant hashes were looked up and which matched
+    from rich.console import Console
+
+    from assay.report.schema import FileRecord
+    from assay.report.terminal import print_record
+
+    console = Console(record=True, width=200)
+    print_record(console, FileRecord.model_validate(recs["mirrored.jpg"]))
+    text = console.export_text()
+    assert f"{recs['mirrored.jpg']['image']['variant_hashes']} variant hashes looked up" in text
+    assert "1 matched" in text and "mirror" in text
     # strict: neither the query's variants nor the banked ones
     code, out = _run(db, "scan", str(case), "--json", "--workers", "1", "--no-variants")
     assert code == 0
@@ -240,3 +267,67 @@ def test_caption_over_a_picture_matches_through_the_upper_region(tmp_path: Path)
     d, qv, bv = crop_eval.best(crop_eval.query_hashes(q), banked)
     assert d <= 31 and (qv, bv) == ("upper-85", "upper-85")
     assert hamming(q.pdq, hash_image_bytes(data).pdq) > 31  # plain PDQ alone misses it
+
+
+# ------------------------------------------------------------------ cost: batches and skipped queries
+
+
+def test_boxes_hashed_together_are_the_boxes_hashed_one_by_one() -> None:
+    from assay.media.pdq import fast_pdq_boxes
+
+    data = crop_eval.encode(_blocks(900, 1200, seed=12), "JPEG", 90)
+    reduced, _ = decode.reduced_luma(decode.open_image(data, "x.jpg", DEFAULT_LIMITS))
+    w, h = reduced.orig_size
+    boxes = [(0, h, 0, w), (10.5, 700.25, 33, 1100), (10.5, 700.25, 200, 900), (100, 800, 33, 1100), (1, 4, 0, w)]
+    assert fast_pdq_boxes(reduced.luma, reduced.orig_size, reduced.block, boxes) == \
+        [fast_pdq_box(reduced.luma, reduced.orig_size, reduced.block, b) for b in boxes]
+    with pytest.raises(ValueError, match="outside"):
+        fast_pdq_boxes(reduced.luma, reduced.orig_size, reduced.block, [(0, h + 1, 0, w)])
+
+
+def test_queries_only_banked_variants_can_match_are_skipped_without_them() -> None:
+    data = crop_eval.encode(_blocks(480, 640, seed=13), "JPEG", 90)
+    every = hash_image_bytes(data)
+    assert any(n.startswith("region-") for n in every.regions or {}) and "upper-85" in (every.regions or {})
+    plain = hash_image_bytes(data, bank_kinds=frozenset())  # banks of plain hash lists
+    # the mirror and the small centred crops match plain hashes (a thin border); regions do not
+    assert set(plain.regions or {}) == {n for n in every.regions or {} if n == "mirror" or n.startswith("crop-")}
+    assert all(plain.regions[n] == every.regions[n] for n in plain.regions or {})  # type: ignore[index]
+    only_regions = hash_image_bytes(data, bank_kinds=frozenset({"region"}))
+    assert "upper-85" not in (only_regions.regions or {})
+    assert {n for n in only_regions.regions or {} if n.startswith("region-")} == \
+        {n for n in every.regions or {} if n.startswith("region-")}
+
+
+def test_the_store_says_which_variant_kinds_its_banks_hold(tmp_path: Path) -> None:
+    from assay.banks.reader import SqliteReader
+    from assay.banks.store import Store, meta_table
+
+    im = _photo_like(480, 640, seed=14)
+    im.save(tmp_path / "original.png")
+    db = tmp_path / "s.sqlite3"
+    url = f"sqlite:///{db}"
+    assert _run(db, "bank", "create", "plain", "--create")[0] == 0
+    assert _run(db, "bank", "add", "plain", "--content-id", "a", "--pdq", "f" * 63 + "0")[0] == 0
+    with Store(url) as store:
+        assert store.pdq_variant_kinds() == frozenset()
+    assert _run(db, "bank", "add", "plain", "--content-id", "b", "--image", str(tmp_path / "original.png"))[0] == 0
+    with Store(url) as store, SqliteReader.open(url) as reader:  # type: ignore[union-attr]
+        kinds = store.pdq_variant_kinds()
+        assert {"crop", "upper", "region"} <= kinds and reader.pdq_variant_kinds() == kinds
+    with Store(url) as store:  # a store written before the key: any banked variant means every kind
+        with store.transaction("test") as conn:
+            conn.execute(meta_table.delete().where(meta_table.c.key == "pdq_variant_kinds"))
+        assert store.pdq_variant_kinds() == frozenset({"trimmed", "crop", "upper", "region"})
+    # a scan against plain hash lists computes no region queries; its record says how many it did
+    case = tmp_path / "case"
+    case.mkdir()
+    ImageOps.mirror(im).save(case / "m.jpg", quality=90)
+    db2 = tmp_path / "plain.sqlite3"
+    assert _run(db2, "bank", "create", "p", "--create")[0] == 0
+    h = hash_image_bytes(crop_eval.encode(im, "PNG"), variants=False)
+    assert _run(db2, "bank", "add", "p", "--content-id", "a", "--pdq", h.pdq)[0] == 0
+    code, out = _run(db2, "scan", str(case), "--json", "--workers", "1")
+    rec = _record(out)
+    assert code == 0 and [m.get("query_variant") for m in rec["matches"] if m["signal_type"] == "pdq"] == ["mirror"]
+    assert rec["image"]["variant_hashes"] <= 8  # mirror, 4 crops, a caption band or border at most

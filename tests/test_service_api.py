@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PIL import Image, PngImagePlugin
+from PIL import Image, ImageOps, PngImagePlugin
 
 with warnings.catch_warnings():  # starlette nudges towards httpx2; httpx is what we have
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -404,6 +404,26 @@ def test_rejected_import_changes_nothing(api: Api) -> None:
 
 
 # -- HMA compatibility, service plumbing -------------------------------------------------
+def test_match_upload_queries_the_variants_scan_does(api: Api) -> None:
+    c, cur, m = api.c, api.h("curate"), api.h("match")
+    data = _jpeg(seed=5)
+    hashed = c.post("/v1/hash", files={"file": ("a.jpg", data, "image/jpeg")}, headers=m).json()
+    assert not any(s.get("variant") for s in hashed["signals"])  # no matching: the plain hashes only
+    pdq = next(s["value"] for s in hashed["signals"] if s["type"] == "pdq")
+    c.post("/v1/banks", json={"name": "imgs"}, headers=cur)
+    c.post("/v1/banks/imgs/entries", json={"content_id": "img1", "signals": {"pdq": pdq}}, headers=cur)
+    mirrored = io.BytesIO()
+    ImageOps.mirror(Image.open(io.BytesIO(data))).save(mirrored, "JPEG", quality=90)
+    got = c.post("/v1/match", files={"file": ("m.jpg", mirrored.getvalue())}, headers=m).json()
+    assert [(x["content_id"], x["query_variant"]) for x in got["matches"]] == [("img1", "mirror")]
+    assert got["signals"][got["matches"][0]["query"]]["variant"] == "mirror"
+    assert [s["variant"] for s in got["signals"] if s.get("variant")] == ["mirror"]  # only what matched
+    assert got["image"]["variant_hashes"] >= 5
+    hma = c.post("/m/lookup", files={"photo": ("m.jpg", mirrored.getvalue())}, headers=m).json()
+    assert {b: [h["content_id"] for h in hits] for b, hits in hma["pdq"].items()} == {"imgs": ["img1"]}
+    assert c.post("/h/hash", files={"photo": ("m.jpg", mirrored.getvalue())}, headers=m).json()["pdq"] != pdq
+
+
 def test_hma_routes(api: Api) -> None:
     c, cur, m = api.c, api.h("curate"), api.h("match")
     assert c.get("/status").text == "I-AM-ALIVE"

@@ -229,3 +229,21 @@ def test_scan_reports_a_bordered_copy_as_a_trimmed_match(tmp_path: Path) -> None
     assert not rec.get("matches") and not any(s.get("variant") for s in rec["signals"])
     code, out = _run(db, "scan", str(case), "--workers", "1", "-o", str(tmp_path / "r.jsonl"))
     assert code == 0 and "bordered.jpg" in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize("colour", [(0, 0, 0), (255, 255, 255), (128, 128, 128)])
+def test_a_border_is_placed_to_the_pixel_on_a_reduced_jpeg(colour: tuple[int, int, int]) -> None:
+    """A 1/8 JPEG decode puts a border's edge on 8-pixel blocks, a hash ~40 bits off;
+    the edge goes on a finer plane (decoded again only when there is a border)."""
+    rng = np.random.default_rng(11)
+    y, x = np.mgrid[0:683, 0:1024]
+    rgb = np.stack([128 + 70 * np.sin(x / rng.uniform(20, 40) + c) * np.cos(y / rng.uniform(25, 45))
+                    + 25 * np.sin((x + 2 * y) / rng.uniform(60, 90)) for c in range(3)], axis=-1)
+    im = Image.fromarray(np.clip(rgb + rng.normal(0, 6, rgb.shape), 0, 255).astype(np.uint8))
+    original = hash_image_bytes(_enc(im, "JPEG", 95), variants=False).pdq
+    bordered = ImageOps.expand(im, border=(101, 67, 101, 67), fill=colour)  # not on 8-pixel blocks
+    h = hash_image_bytes(_enc(bordered, "JPEG", 90))
+    assert h.trim_margins is not None
+    top, bottom, left, right = h.trim_margins["trimmed"]
+    assert abs(top * bordered.height - 67) <= 1 and abs(left * bordered.width - 101) <= 1
+    assert hamming(original, h.trimmed["trimmed"][0]) <= 16  # type: ignore[index]

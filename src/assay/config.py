@@ -67,6 +67,11 @@ class ScanSettings:
     dihedral: bool = False
     # extra PDQ queries for evasive rewrites (the content inside uniform borders/bars)
     variants: bool = True
+    # write every variant hash in the record, not only those that matched (--all-variants)
+    all_variants: bool = False
+    # the kinds of variant hashes the banks hold (Store.pdq_variant_kinds): query variants
+    # only those can match are not computed without them; None: unknown, compute all
+    bank_variant_kinds: frozenset[str] | None = None
     include_low_quality: bool = False
     provenance: bool = True
     models: bool = True

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from .. import signals as signal_types
 from ..config import data_dir
 from ..errors import ChangesPruned
-from ..report.schema import Match, SignalValue
+from ..report.schema import FileRecord, Match, SignalValue
 
 if TYPE_CHECKING:  # numpy, the index and the store (SQLAlchemy) load when a Matcher does
     from .index import ExactIndex, HammingIndex
@@ -85,6 +85,50 @@ PARTIAL = "perceptual-partial"
 # part of the picture: a match through it says less (media/crops.py).
 _WHOLE = frozenset({"original", "rot90", "rot180", "rot270", "flipx", "flipy", "flipplus", "flipminus",
                     "mirror", "trimmed", "trimmed-even"})
+
+
+#: The rotations/flips of ``--dihedral``: asked for by name, always written in a record.
+DIHEDRAL = frozenset({"original", "rot90", "rot180", "rot270", "flipx", "flipy", "flipplus", "flipminus"})
+
+
+def is_geometry_variant(variant: str | None) -> bool:
+    """Whether a PDQ variant is one of the extra queries for evasive rewrites (mirror,
+    borders, crops, caption bands, anchored regions: media/crops.py), not the image's own
+    hash or a rotation/flip asked for with ``--dihedral``."""
+    return bool(variant) and variant not in DIHEDRAL
+
+
+def drop_unmatched_variants(rec: FileRecord, *, keep_all: bool = False) -> None:
+    """Leave in ``rec.signals`` only the geometry-variant PDQ hashes that matched something
+    (an image has ~50 of them, ~8 KB of JSON, and almost all match nothing); the match's
+    ``query`` indexes follow. ``rec.image.variant_hashes`` says how many were computed;
+    ``keep_all`` (``scan --all-variants``) keeps them all."""
+    rec.signals, computed = keep_matched_variants(rec.signals, [*rec.matches, *(rec.known_good or ())], keep_all)
+    if rec.image is not None and computed:
+        rec.image.variant_hashes = computed
+
+
+def keep_matched_variants(signals: list[SignalValue], matches: Sequence[Match],
+                          keep_all: bool = False) -> tuple[list[SignalValue], int]:
+    """(the signals without the geometry-variant PDQ hashes no match came from, how many
+    such hashes there were); each match's ``query`` (an index into ``signals``) is
+    updated to the kept list."""
+    used = {m.query for m in matches if m.query is not None}
+    kept: list[SignalValue] = []
+    remap: dict[int, int] = {}
+    computed = 0
+    for i, s in enumerate(signals):
+        if s.type == "pdq" and is_geometry_variant(s.variant):
+            computed += 1
+            if i not in used and not keep_all:
+                continue
+        remap[i] = len(kept)
+        kept.append(s)
+    if len(kept) != len(signals):
+        for m in matches:
+            if m.query is not None:
+                m.query = remap.get(m.query)
+    return kept, computed
 
 
 def is_partial(variant: str | None) -> bool:

@@ -87,6 +87,17 @@ class SqliteReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def pdq_variant_kinds(self) -> frozenset[str]:
+        """As :meth:`Store.pdq_variant_kinds`."""
+        from .refs import VARIANT_KINDS_KEY, VARIANTS_IN_META, variant_kinds
+
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (VARIANT_KINDS_KEY,)).fetchone()
+        found = None
+        if row is None:
+            found = self._conn.execute("SELECT 1 FROM entries WHERE meta IS NOT NULL AND CAST(meta AS TEXT) LIKE ? "
+                                       "LIMIT 1", (VARIANTS_IN_META,)).fetchone()
+        return variant_kinds(row[0] if row else None, found is not None)
+
     # -- lookups -----------------------------------------------------------------------
     def lookup(self, queries: Sequence[Query], *, threshold: int | None = None,
                include_low_quality: bool = False, variants: bool = True) -> list[Match] | None:

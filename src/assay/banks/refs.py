@@ -51,3 +51,28 @@ def banked_variant(meta: Any, value: str) -> str | None:
     named = meta.get("pdq_variants") if isinstance(meta, dict) else None
     found = named.get(value) if isinstance(named, dict) else None
     return found if isinstance(found, str) else None
+
+
+# Store meta key: the kinds of image variant (trimmed, crop, upper, region: media/crops.py)
+# that banked PDQ hashes stand for (entry meta "pdq_variants"), a JSON list; it grows,
+# never shrinks (a deleted entry's kinds cost a few needless queries, never a match).
+VARIANT_KINDS_KEY = "pdq_variant_kinds"
+ALL_VARIANT_KINDS = frozenset({"trimmed", "crop", "upper", "region"})
+# An entry banked with variants, for a store written before the key (SQL LIKE pattern).
+VARIANTS_IN_META = '%"pdq_variants"%'
+
+
+def variant_kind(name: str) -> str:
+    """``region-7`` -> ``region``, ``crop-4`` -> ``crop``, ``trimmed-even`` -> ``trimmed``."""
+    return name.split("+", 1)[0].split("-", 1)[0]
+
+
+def variant_kinds(raw: str | None, any_banked: bool) -> frozenset[str]:
+    """The kinds the key's value ``raw`` names; without the key (an older store) every
+    kind if any entry was banked with variants (``any_banked``), else none."""
+    if raw is None:
+        return ALL_VARIANT_KINDS if any_banked else frozenset()
+    try:
+        return frozenset(str(k) for k in json.loads(raw))
+    except (ValueError, TypeError):
+        return ALL_VARIANT_KINDS

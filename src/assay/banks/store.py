@@ -52,7 +52,8 @@ from ..errors import (
     StoreMissing,
 )
 from . import migrations
-from .refs import SignalRef
+from .refs import VARIANT_KINDS_KEY as _VARIANT_KINDS_KEY
+from .refs import VARIANTS_IN_META, SignalRef, variant_kind, variant_kinds
 from .refs import ref_extras as _ref_extras
 
 SCHEMA_VERSION: Final = 1
@@ -802,14 +803,32 @@ class Store:
                     yield v
 
         now = _now()
+        kinds: set[str] = set()
+
+        def noted(items: Iterator[_Validated]) -> Iterator[_Validated]:
+            for v in items:  # the variants an entry banked from pixels has (bank add --image)
+                if v.meta_json is not None and '"pdq_variants"' in v.meta_json:
+                    meta = json.loads(v.meta_json)
+                    named = meta.get("pdq_variants") if isinstance(meta, dict) else None
+                    if isinstance(named, dict):
+                        kinds.update(variant_kind(str(n)) for n in named.values())
+                yield v
+
         with self._write(f"importing into bank {bank!r}") as conn:
             bank_row = self._bank_row(conn, bank)
             if self._dialect == "postgresql":
-                added_e, added_s = _import_postgres(conn, bank_row.id, valid(), source, now)
+                added_e, added_s = _import_postgres(conn, bank_row.id, noted(valid()), source, now)
             else:
-                added_e, added_s = _import_sqlite(conn, bank_row.id, valid(), source, now)
+                added_e, added_s = _import_sqlite(conn, bank_row.id, noted(valid()), source, now)
             if problems:
                 raise BankImportError(source, problems)  # rolls the transaction back
+            if kinds and added_s:
+                known = self._variant_kinds(conn)
+                if not kinds <= known:
+                    m = meta_table
+                    value = json.dumps(sorted(known | kinds))
+                    if not conn.execute(m.update().where(m.c.key == _VARIANT_KINDS_KEY).values(value=value)).rowcount:
+                        conn.execute(m.insert().values(key=_VARIANT_KINDS_KEY, value=value))
             if added_e or added_s:
                 conn.execute(banks_table.update().where(banks_table.c.id == bank_row.id).values(updated_at=now))
                 self._notify_followers(conn)
@@ -1049,6 +1068,25 @@ class Store:
                     out[int(r[0])] = SignalRef(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], int(r[7]),
                                                r[8] or "flagged", variant, frames)
         return out
+
+    def pdq_variant_kinds(self) -> frozenset[str]:
+        """The kinds of image variant (``trimmed``, ``crop``, ``upper``, ``region``) that
+        PDQ hashes of this store's banks stand for: a scan need not compute the query
+        variants that only such hashes can match (anchored regions, the upper region)
+        when no bank holds any. Kinds of deleted entries stay (a few needless queries,
+        never a missed match)."""
+        with self._read("reading banks") as conn:
+            return frozenset(self._variant_kinds(conn))
+
+    def _variant_kinds(self, conn: Connection) -> set[str]:
+        raw = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == _VARIANT_KINDS_KEY)).scalar()
+        found = None
+        if raw is None:  # a store written before the key: look for an entry banked with variants
+            e = entries_table
+            found = conn.execute(sa.select(e.c.id).where(e.c.meta.is_not(None),
+                                                         sa.cast(e.c.meta, sa.Text).like(VARIANTS_IN_META))
+                                 .limit(1)).first()
+        return set(variant_kinds(raw, found is not None))
 
     def bank_thresholds(self) -> dict[int, int | None]:
         """bank id -> pdq threshold (None: the signal type's default), enabled banks only."""

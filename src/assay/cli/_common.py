@@ -324,6 +324,18 @@ class _Banks:
         hits, refs = found
         return subject_matches(queries, n, kept, hits, refs, threshold, variants=variants)
 
+    def pdq_variant_kinds(self) -> frozenset[str]:
+        """The kinds of variant hashes the banks hold (Store.pdq_variant_kinds)."""
+        import sqlite3
+
+        reader = self._read()
+        if reader is not None:
+            try:
+                return reader.pdq_variant_kinds()  # type: ignore[no-any-return]
+            except sqlite3.Error:
+                pass
+        return self.store().pdq_variant_kinds()  # type: ignore[no-any-return]
+
     def match_signals(self, signals: Any) -> Any:
         from ..banks.matcher import Query
 

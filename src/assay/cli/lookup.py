@@ -18,6 +18,9 @@ def hash_cmd(
     mode: Annotated[Mode, typer.Option(help="fast (reduced decode) or reference (Meta's pixels).")] = Mode.fast,
     exif_transpose: Annotated[bool, typer.Option(help="Rotate per EXIF before hashing.")] = False,
     dihedral: Annotated[bool, typer.Option(help="Also the 8 rotation/flip variants.")] = False,
+    all_variants: Annotated[bool, typer.Option(
+        "--all-variants", help="Also the variant PDQ hashes a scan looks up (~50: mirror, borders, crops, "
+        "caption band, regions).")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """PDQ, MD5 and SHA-256 of image files; vPDQ (1 frame/s), MD5 and SHA-256 of videos (no matching)."""
@@ -25,7 +28,9 @@ def hash_cmd(
     from ..scan.pipeline import analyze_item
     from ..scan.walk import WalkItem
 
-    settings = ScanSettings(pdq_mode=mode.value, exif_transpose=exif_transpose, dihedral=dihedral, workers=1)
+    # Nothing is matched here: the variant hashes only when asked for.
+    settings = ScanSettings(pdq_mode=mode.value, exif_transpose=exif_transpose, dihedral=dihedral, workers=1,
+                            variants=all_variants, all_variants=all_variants)
     from ..media.analyzer import ImageHashAnalyzer
 
     analyzers = [ImageHashAnalyzer()]
@@ -120,11 +125,18 @@ def match(
         name, value = signal_types.normalize(t, v)
         queries.append(Query(name, value))
     sources += [None] * len(queries)
+    banks = _Banks(db)
     if image:
         from ..media import hash_image_file
 
+        # query variants that only banked variants of a kind can match, only if some bank has them
+        try:
+            kinds = banks.pdq_variant_kinds() if not no_variants else None
+        except BaseException:
+            banks.__exit__()
+            raise
         for f in image:
-            h = hash_image_file(f, dihedral=dihedral, variants=not no_variants)
+            h = hash_image_file(f, dihedral=dihedral, variants=not no_variants, bank_kinds=kinds)
             queries.append(Query("pdq", h.pdq, None, h.quality))
             queries.append(Query("md5", h.md5))
             queries.append(Query("sha256", h.sha256))
@@ -150,7 +162,7 @@ def match(
         raise typer.BadParameter("threshold must be between 0 and 256")
     plain = videos[0][0] if videos else len(queries)  # queries before the videos' own
     skipped = [skip_reason(q, include_low_quality) if i < plain else None for i, q in enumerate(queries)]
-    with _Banks(db) as banks:
+    with banks:
         found = banks.lookup(queries[:plain], threshold=threshold, include_low_quality=include_low_quality,
                              variants=not no_variants) if plain else []
         found = _best_per_image(found, queries[:plain], sources[:plain])

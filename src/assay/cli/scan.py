@@ -1,6 +1,7 @@
 """`assay scan`: walk, analyse, match, write the report, print the summary."""
 
 
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -31,7 +32,11 @@ def scan(
     exif_transpose: Annotated[bool, typer.Option(help="Rotate per EXIF before hashing.")] = False,
     dihedral: Annotated[bool, typer.Option(help="Also match the 8 rotations/flips.")] = False,
     no_variants: Annotated[bool, typer.Option(
-        "--no-variants", help="Strict: no extra PDQ query for the content inside borders/bars.")] = False,
+        "--no-variants", help="Strict: no extra PDQ queries for an image's mirror, borders, crops, caption band "
+        "or regions, and no match through hashes banked for such variants.")] = False,
+    all_variants: Annotated[bool, typer.Option(
+        "--all-variants", help="Write every variant PDQ hash of an image in the report (~50: mirror, borders, "
+        "crops, caption band, regions), not only those that matched.")] = False,
     threshold: Annotated[int | None, typer.Option(help="PDQ distance threshold (overrides banks).")] = None,
     include_low_quality: Annotated[bool, typer.Option(help="Match PDQ hashes with quality < 50.")] = False,
     workers: Annotated[int, typer.Option(
@@ -110,6 +115,7 @@ def scan(
         exif_transpose=exif_transpose,
         dihedral=dihedral,
         variants=not no_variants,
+        all_variants=all_variants,
         include_low_quality=include_low_quality,
         provenance=provenance,
         models=models,
@@ -147,6 +153,10 @@ def scan(
             matcher = Matcher(store)
             matcher.load()
             settings = with_cameras(settings, store, _db_url(db))
+            # query variants no bank could match are not computed (unless all are asked for)
+            settings = replace(settings, bank_variant_kinds=store.pdq_variant_kinds())
+        elif not all_variants:
+            settings = replace(settings, variants=False)  # nothing is matched: no variant hashes
         show_progress = err.is_terminal and not json_out
         progress = Progress(
             TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,10 @@ def scan_dask(paths: list[str], settings: ScanSettings, *, db: str | None, no_ba
             from .scan import with_cameras
 
             settings = with_cameras(settings, store, _db_url(db))
+            # query variants no bank could match are not computed (unless all are asked for)
+            settings = replace(settings, bank_variant_kinds=store.pdq_variant_kinds())
+        elif not settings.all_variants:
+            settings = replace(settings, variants=False)  # nothing is matched: no variant hashes
         show = err.is_terminal and not json_out
         bar = Progress(TextColumn("scanning (dask)"), BarColumn(),
                        TextColumn("{task.fields[info]}"), console=err, transient=True, disable=not show)

@@ -34,6 +34,7 @@ class ImageHashAnalyzer:
                 limits=settings.limits,
                 variants=settings.variants,
                 share=subject.cache,
+                bank_kinds=None if settings.all_variants else settings.bank_variant_kinds,
             )
         except AssayError:
             # Pixels that cannot be decoded still have bytes: an exact hash can

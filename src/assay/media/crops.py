@@ -27,6 +27,8 @@ it is a weaker claim than a plain PDQ match, see banks/matcher.py.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 
 from . import trim
@@ -75,11 +77,15 @@ def bank_boxes(height: int, width: int) -> dict[str, PixelBox]:
     return out
 
 
-def query_boxes(luma: np.ndarray, height: int, width: int) -> dict[str, PixelBox]:
+def query_boxes(luma: np.ndarray, height: int, width: int,
+                bank_kinds: Collection[str] | None = None) -> dict[str, PixelBox]:
     """Regions of a query image (``height`` x ``width`` original pixels; ``luma`` the
-    possibly reduced plane, for band detection) beyond the whole image."""
+    possibly reduced plane, for band detection) beyond the whole image. The upper region
+    matches only a banked upper region: left out when ``bank_kinds`` (the kinds of
+    variant hashes the banks hold; None: unknown) has no ``upper``."""
     out = {_name("crop", s): centred_box(height, width, s) for s in QUERY_CROPS}
-    out[_name("upper", UPPER_SHARE)] = upper_box(height, width)
+    if bank_kinds is None or "upper" in bank_kinds:
+        out[_name("upper", UPPER_SHARE)] = upper_box(height, width)
     top, bottom = caption_rows(luma)
     h_r = np.asarray(luma).shape[0]
     # One variant per band: a picture whose own top looks like a band (dark space, a
@@ -148,6 +154,10 @@ ANCHOR_MAX_SPAN = 0.75
 ANCHOR_SMOOTH = 0.01
 #: Two lines are at least this share of the length apart.
 ANCHOR_SEPARATION = 0.04
+#: At most this many regions an image (a bound on the cost: 6 lines an axis allow up to
+#: 225; the shared photos and the unrelated images of bench/eval_crops.py have at most 72,
+#: 42 on average, so the cap never changed a result there).
+ANCHOR_MAX_REGIONS = 96
 
 
 def _smooth(profile: np.ndarray, sigma: float) -> np.ndarray:
@@ -167,8 +177,11 @@ def _lines(profile: np.ndarray, length: int) -> list[float]:
     if not len(peaks):
         return []
     reach = max(2, int(0.1 * length))
-    # Prominence over the neighbourhood: a crop keeps a strong edge strong.
-    prominence = np.array([s[j] - max(s[max(0, j - reach):j].min(), s[j + 1:j + reach + 1].min()) for j in peaks])
+    # Prominence over the neighbourhood: a crop keeps a strong edge strong. The lowest
+    # value within ``reach`` on either side of every peak (ends padded with +inf).
+    padded = np.concatenate([np.full(reach, np.inf), s, np.full(reach, np.inf)])
+    lowest = np.lib.stride_tricks.sliding_window_view(padded, reach).min(axis=1)
+    prominence = s[peaks] - np.maximum(lowest[peaks], lowest[peaks + 1 + reach])
     chosen: list[int] = []
     for j in peaks[np.argsort(-prominence, kind="stable")].tolist():
         if all(abs(j - c) >= ANCHOR_SEPARATION * length for c in chosen):
@@ -205,5 +218,5 @@ def anchored_boxes(luma: np.ndarray, block: tuple[int, int], orig_size: tuple[in
                if ANCHOR_MIN_SPAN * width <= b - a <= ANCHOR_MAX_SPAN * width]
     spans_y = [(a, b) for i, a in enumerate(ys) for b in ys[i + 1:]
                if ANCHOR_MIN_SPAN * height <= b - a <= ANCHOR_MAX_SPAN * height]
-    boxes = [(t, b, left, right) for t, b in spans_y for left, right in spans_x]
+    boxes = [(t, b, left, right) for t, b in spans_y for left, right in spans_x][:ANCHOR_MAX_REGIONS]
     return {f"region-{k + 1}": box for k, box in enumerate(boxes)}

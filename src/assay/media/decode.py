@@ -296,6 +296,39 @@ def reduced_luma(opened: OpenedImage, exif_transpose: bool = False) -> tuple[Red
     return ReducedLuma(luma_of(np.asarray(oriented.image)), size, (block, block)), oriented
 
 
+#: A border's edge is placed on a plane whose short side has at least this many pixels
+#: (one pixel there moves PDQ by a few bits; one reduced pixel of a 1/8 JPEG by ~40).
+FINE_SIDE = 1024
+
+
+def fine_luma(data: bytes, opened: OpenedImage, reduced: ReducedLuma, limits: Limits,
+              exif_transpose: bool = False) -> ReducedLuma:
+    """A finer luma plane of an image already reduced (``reduced``): a JPEG decoded again at
+    the smallest scale whose short side keeps ``FINE_SIDE`` pixels (its full size below
+    that), another format's full plane (already decoded). What media/trim.py places a
+    border's edge on when the reduced plane's pixels are several original pixels wide."""
+    w, h = opened.width, opened.height
+    if opened.format == "jpeg":
+        scale = next((s for s in (8, 4, 2) if s < reduced.block[0] and min(w, h) // s >= FINE_SIDE), 1)
+        again = open_image(data, opened.path, limits)
+        im = again.image
+        try:
+            im.draft("L", (w // scale, h // scale))
+            block = scale if im.size != (w, h) else 1
+            if block > 1 and im.size != (-(-w // scale), -(-h // scale)):
+                raise DecodeError(opened.path, f"unexpected reduced JPEG size {im.size} at 1/{scale}")
+            im = _load(again, im, grey=True)
+        except AssayError:
+            raise
+        except Exception as exc:
+            raise _fail(opened.path, opened.format, exc) from exc
+        oriented = _orient(again, im, exif_transpose)
+    else:
+        block = 1
+        oriented = _orient(opened, _load(opened, opened.image, grey=True), exif_transpose)
+    return ReducedLuma(luma_of(np.asarray(oriented.image)), reduced.orig_size, (block, block))
+
+
 def exif_orientation(opened: OpenedImage) -> int | None:
     """The EXIF orientation tag, or None; a malformed EXIF block does not stop hashing."""
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -15,7 +16,7 @@ import numpy as np
 from ..config import Limits
 from ..errors import InputError, TooLarge
 from . import crops, decode, trim
-from .pdq import PdqResult, fast_pdq, fast_pdq_box, luma_of, reference_pdq
+from .pdq import PdqResult, fast_pdq, fast_pdq_boxes, luma_of, reference_pdq
 from .trim import Box, content_boxes
 
 PdqMode = Literal["fast", "reference"]
@@ -75,12 +76,16 @@ def hash_image_bytes(
     variants: bool = True,
     bank_variants: bool = False,
     share: dict[str, Any] | None = None,
+    bank_kinds: Collection[str] | None = None,
 ) -> ImageHashes:
     """Hash an image held in memory. Raises UnsupportedFormat, DecodeError or TooLarge
     (each naming ``path`` and the reason); never anything else for bad input.
     ``variants`` adds the PDQ of the content inside uniform borders, if there are any,
     and of the regions a query is looked up by (``regions``); ``bank_variants`` the
-    regions an image being banked is stored with (``bank_regions``).
+    regions an image being banked is stored with (``bank_regions``). ``bank_kinds``: the
+    kinds of variant hashes the banks to be searched hold (Store.pdq_variant_kinds); query
+    variants that only such hashes can match (anchored regions: ``region``, the upper
+    region: ``upper``) are not computed when their kind is absent (None: every one).
     ``share`` receives, under SHARED_IMAGE, the decoded full-size image when hashing
     decoded one (PNG, WebP, BMP, small JPEGs), so that later analyses of the same
     file need not decode it again."""
@@ -104,7 +109,7 @@ def hash_image_bytes(
                 trimmed[name] = reference_pdq(pixels[box.top:box.bottom, box.left:box.right], dihedral=dihedral)
         ph, pw = shape
         wanted = _region_boxes(luma_of(pixels) if variants or bank_variants else None, (1, 1), ph, pw,
-                               variants, bank_variants)
+                               variants, bank_variants, bank_kinds)
         for out, named in zip((regions, bank_regions), wanted, strict=True):
             for name, box4 in named.items():
                 t, b, lft, r = (round(v) for v in box4)
@@ -117,17 +122,34 @@ def hash_image_bytes(
         shape = reduced.luma.shape
         if variants:
             boxes = content_boxes(reduced.luma)
-            bx, by = reduced.block
+            fine = None
+            if boxes and reduced.block[0] > 1:
+                # A reduced pixel is several original ones (8 in a 1/8 JPEG): an edge one
+                # off moves PDQ by up to ~40 bits. The edges go on a finer plane, decoded
+                # only now that there is a border to place.
+                fine = decode.fine_luma(data, opened, reduced, limits, exif_transpose)
+                fine_boxes = content_boxes(fine.luma)
+                if fine_boxes:
+                    boxes, shape = fine_boxes, fine.luma.shape
+                else:
+                    fine = None
+            # Hashed from the plane the edges were placed on: a reduced pixel across the
+            # edge mixes border and picture (JPEG's 1/8 scale averages 8x8 blocks).
+            plane, (px, py) = (fine.luma, fine.block) if fine is not None else (reduced.luma, reduced.block)
             for name, box in boxes.items():
-                sub = reduced.luma[box.top:box.bottom, box.left:box.right]
+                sub = plane[box.top:box.bottom, box.left:box.right]
                 # the kept region in original pixels (a block at the far edge may be partial)
-                size = (min(sub.shape[1] * bx, reduced.orig_size[0]), min(sub.shape[0] * by, reduced.orig_size[1]))
-                trimmed[name] = fast_pdq(sub, size, reduced.block, dihedral=dihedral)
+                size = (min(sub.shape[1] * px, reduced.orig_size[0]), min(sub.shape[0] * py, reduced.orig_size[1]))
+                trimmed[name] = fast_pdq(sub, size, (px, py), dihedral=dihedral)
         ow, oh = reduced.orig_size
-        wanted = _region_boxes(reduced.luma, reduced.block, oh, ow, variants, bank_variants)
+        wanted = _region_boxes(reduced.luma, reduced.block, oh, ow, variants, bank_variants, bank_kinds)
+        # Each region once (both sides hash the anchored regions), all in one batch.
+        distinct = list(dict.fromkeys(box4 for named in wanted for box4 in named.values()))
+        hashed = dict(zip(distinct, fast_pdq_boxes(reduced.luma, reduced.orig_size, reduced.block, distinct),
+                          strict=True))
         for out, named in zip((regions, bank_regions), wanted, strict=True):
             for name, box4 in named.items():
-                out[name] = fast_pdq_box(reduced.luma, reduced.orig_size, reduced.block, box4)
+                out[name] = hashed[box4]
     if variants and not dihedral:
         # A left-right mirror is the commonest flip: queried by default, hashed from the
         # mirrored pixels (PDQ's sampling is not quite symmetric: its DCT-domain flip,
@@ -161,15 +183,19 @@ def hash_image_bytes(
 
 
 def _region_boxes(
-    luma: object, block: tuple[int, int], height: int, width: int, variants: bool, bank_variants: bool
+    luma: object, block: tuple[int, int], height: int, width: int, variants: bool, bank_variants: bool,
+    bank_kinds: Collection[str] | None = None,
 ) -> tuple[dict[str, crops.PixelBox], dict[str, crops.PixelBox]]:
     """(query regions, bank regions) in pixels of an image ``height`` x ``width`` (``luma``
-    its plane, reduced by ``block``): both sides also hash the anchored regions."""
+    its plane, reduced by ``block``): both sides also hash the anchored regions (the
+    query side only when the banks hold some: ``bank_kinds``)."""
     if min(height, width) < 4 * trim.MIN_LINE or luma is None:  # nothing worth cutting
         return {}, {}
     plane = np.asarray(luma)
-    anchored = crops.anchored_boxes(plane, block, (width, height)) if variants or bank_variants else {}
-    query = {**crops.query_boxes(plane, height, width), **anchored} if variants else {}
+    query_regions = variants and (bank_kinds is None or "region" in bank_kinds)
+    anchored = crops.anchored_boxes(plane, block, (width, height)) if query_regions or bank_variants else {}
+    query = {**crops.query_boxes(plane, height, width, bank_kinds), **(anchored if query_regions else {})} \
+        if variants else {}
     bank = {**crops.bank_boxes(height, width), **anchored} if bank_variants else {}
     return query, bank
 
@@ -216,6 +242,7 @@ def hash_image_file(
     limits: Limits = DEFAULT_LIMITS,
     variants: bool = True,
     bank_variants: bool = False,
+    bank_kinds: Collection[str] | None = None,
 ) -> ImageHashes:
     """Hash an image file: one bounded read, then everything from memory."""
     data = read_limited(path, limits.max_image_bytes)
@@ -228,4 +255,5 @@ def hash_image_file(
         limits=limits,
         variants=variants,
         bank_variants=bank_variants,
+        bank_kinds=bank_kinds,
     )

@@ -94,6 +94,10 @@ class ImageInfo(Record):
     exif_orientation: int | None = None
     exif_transposed: bool = False  # were pixels rotated per EXIF before hashing
     low_quality: bool = False  # PDQ quality < 50: not matched unless asked
+    # PDQ variant hashes computed for evasive rewrites (mirror, borders, crops, caption
+    # bands, anchored regions) and looked up; ``signals`` lists only those that matched,
+    # unless the scan ran with --all-variants.
+    variant_hashes: int | None = None
 
 
 class VpdqFrame(Record):

@@ -94,6 +94,12 @@ def matches_table(matches: Sequence[Match], title: str | None = None) -> Table:
     return t
 
 
+def _variant_signals(rec: FileRecord) -> list[Any]:
+    from ..banks.matcher import is_geometry_variant
+
+    return [s for s in rec.signals if s.type == "pdq" and is_geometry_variant(s.variant)]
+
+
 def print_record(console: Console, rec: FileRecord) -> None:
     head = Text.assemble((rec.path, "bold"), f"  {rec.kind}", f" / {rec.format}" if rec.format else "")
     console.print(safe(head.plain, 400))
@@ -104,14 +110,20 @@ def print_record(console: Console, rec: FileRecord) -> None:
             line += f"  EXIF orientation {im.exif_orientation} ({'applied' if im.exif_transposed else 'not applied'})"
         console.print(line)
     regions = [s for s in rec.signals if s.variant and s.variant.startswith("region-")]
-    if regions:  # dozens of them: one line here, every value in the JSON report
+    kept = len(_variant_signals(rec))
+    if rec.image and rec.image.variant_hashes and rec.image.variant_hashes > kept:
+        # dozens of them: the report keeps only those that matched (listed below)
+        console.print(Text(f"  {'pdq':<7} {rec.image.variant_hashes} variant hashes looked up (mirror, borders, "
+                           f"crops, caption band, regions), {kept} matched; every value with scan --all-variants"))
+        regions = []
+    elif regions:  # dozens of them: one line here, every value in the JSON report
         console.print(Text(f"  {'pdq':<7} {len(regions)} anchored-region hashes (crops; values in --json)"))
     if rec.video:
         v = rec.video
         console.print(safe(f"  {v.format} {v.codec} {v.width}x{v.height} {v.fps:g} frames/s, "
                            f"{v.duration_s:g} s, {v.frames_decoded} frames decoded", 400))
     for s in rec.signals:
-        if s.variant and s.variant.startswith("region-"):
+        if regions and s.variant and s.variant.startswith("region-"):
             continue
         extra = []
         if s.quality is not None:

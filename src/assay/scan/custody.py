@@ -57,6 +57,8 @@ def settings_dict(settings: ScanSettings) -> dict[str, Any]:
             d[k] = str(v)
         elif isinstance(v, str):
             d[k] = redact(v)
+        elif isinstance(v, frozenset):
+            d[k] = sorted(v)
     return d
 
 

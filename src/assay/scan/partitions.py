@@ -358,6 +358,10 @@ def _summary_of(records: Sequence[FileRecord]) -> dict[str, Any]:
 
 
 def _commit(job: Job, store: Store, spec: PartSpec, records: list[FileRecord], meta: dict[str, Any]) -> dict[str, Any]:
+    from ..banks.matcher import drop_unmatched_variants
+
+    for r in records:  # matched by now: the variant hashes that matched nothing go
+        drop_unmatched_variants(r, keep_all=job.settings.all_variants)
     held: list[FileRecord] = []
     kept: list[FileRecord] = []
     if job.case_links:

@@ -168,6 +168,8 @@ def run_scan(
             yield item
 
     items = walked()
+    from ..banks.matcher import drop_unmatched_variants
+
     if matcher is not None:
         from ..banks.matcher import split_known_good
     linker = None
@@ -188,6 +190,7 @@ def run_scan(
             rec.matches += findings
             if known:
                 rec.known_good = known
+        drop_unmatched_variants(rec, keep_all=settings.all_variants)
         summary.add(rec)
         if rec.member_of is not None and on_total:
             counts["members"] += 1  # archive members are found as their archive is read

@@ -132,6 +132,9 @@ class LiveIndex:
         self._next_prune = 0.0  # first prune on the first round: workers may never live an hour
         self._refresh_lock = threading.Lock()
         self._snapshot_root = snapshot_dir
+        # The kinds of variant hashes the banks hold (Store.pdq_variant_kinds): an upload's
+        # query variants only those can match are computed only with them. None: unknown.
+        self.variant_kinds: frozenset[str] | None = None
 
     def load(self, lock_file: Path | None = None) -> None:
         # Workers of one instance share the on-disk snapshot: the first builds it, the
@@ -141,6 +144,7 @@ class LiveIndex:
         with _file_lock(lock_file):
             self.matcher.load()
         self.cache.bank_thresholds()
+        self._read_variant_kinds()
         # The index kernels compile on first use (seconds): pay that before /ready says so.
         self.matcher.lookup([Query("pdq", "0" * 64)], threshold=31)
         self.loaded = True
@@ -148,6 +152,12 @@ class LiveIndex:
         metrics.INDEX_LOAD.observe(time.perf_counter() - started)
         metrics.INDEX_LOADED.set(1)
         self._followed(changed=True)
+
+    def _read_variant_kinds(self) -> None:
+        try:
+            self.variant_kinds = self.store.pdq_variant_kinds()
+        except Exception:  # unknown: every query variant, never a missed match
+            self.variant_kinds = None
 
     def _followed(self, changed: bool) -> None:
         metrics.INDEX_FOLLOWED.set(time.time())
@@ -217,6 +227,8 @@ class LiveIndex:
         started = time.perf_counter()
         with self._refresh_lock:
             changed = self.matcher.refresh()
+        if changed:
+            self._read_variant_kinds()
         self.last_ok = time.monotonic()
         self.last_error = None
         metrics.INDEX_REFRESH.observe(time.perf_counter() - started)

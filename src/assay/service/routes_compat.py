@@ -123,14 +123,15 @@ def photo_types(raw: str | None) -> list[str]:
     return out
 
 
-async def hash_photo(request: Request, state: ServiceState, photo: UploadFile) -> ImageHashes:
-    """HMA takes exactly one file per request (field ``photo``)."""
+async def hash_photo(request: Request, state: ServiceState, photo: UploadFile, variants: bool = False) -> ImageHashes:
+    """HMA takes exactly one file per request (field ``photo``). ``variants``: also the
+    query variants of a scan (for a lookup; a hash route answers the plain hash)."""
     form = await request.form()  # already parsed for ``photo``: cached, not read again
     files = [v for _, v in form.multi_items() if not isinstance(v, str)]
     if len(files) != 1:
         raise InputError("request body", f"{len(files)} files uploaded; send exactly one, as the 'photo' field")
     data = await read_upload(state, photo)
-    return await run_hash(request, data, upload_name(photo), False)
+    return await run_hash(request, data, upload_name(photo), False, variants=variants)
 
 
 def signal_of(h: ImageHashes, name: str) -> str:
@@ -163,14 +164,21 @@ async def hma_lookup_upload(
     seed: SeedParam = None,
     bypass_coinflip: BypassParam = False,
 ) -> Response:
+    from ..banks.matcher import best_per_entry, regions_in
+
     state = get_state(request)
     wanted = photo_types(types)
-    h = await hash_photo(request, state, photo)
+    h = await hash_photo(request, state, photo, variants="pdq" in wanted)
     # PDQ carries its quality: a low-quality hash is not matched (as on /v1/match).
-    queries = [SignalQuery(name, signal_of(h, name), name, h.quality if name == "pdq" else None) for name in wanted]
-    matches = await lookup_queries(state, queries, None, False)
+    queries = [SignalQuery(name, signal_of(h, name), None, h.quality if name == "pdq" else None) for name in wanted]
+    if "pdq" in wanted:  # and the query variants of a scan, under "pdq" (as on /v1/match)
+        queries += [SignalQuery("pdq", v, variant, q) for variant, (v, q) in {**(h.trimmed or {}),
+                                                                            **(h.regions or {})}.items()]
+    matches = best_per_entry(await lookup_queries(state, queries, None, False), regions_in(queries))
     wanted_banks = bank_filter(banks)
-    return json_response({name: by_bank([m for m in matches if m.query_variant == name], wanted_banks)
+    asked = [q.signal_type for q in queries]
+    return json_response({name: by_bank([m for m in matches if m.query is not None and asked[m.query] == name],
+                                        wanted_banks)
                           for name in wanted})
 
 

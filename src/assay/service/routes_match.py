@@ -35,6 +35,9 @@ class ImageFacts(BaseModel):
     height: int
     quality: int
     low_quality: bool
+    # /v1/match: the variant PDQ hashes looked up (mirror, borders, crops, caption band,
+    # regions, as scan does); ``signals`` lists those that matched
+    variant_hashes: int | None = None
 
 
 class HashResponse(BaseModel):
@@ -207,6 +210,9 @@ def signal_values(h: ImageHashes) -> list[SignalValue]:
             out.append(SignalValue(type="pdq", value=value, quality=h.quality, variant=variant, mode=h.pdq_mode))
     out.append(SignalValue(type="md5", value=h.md5))
     out.append(SignalValue(type="sha256", value=h.sha256))
+    # the query variants (hashed only for an upload that is matched): as scan's record
+    for variant, (value, quality) in {**(h.trimmed or {}), **(h.regions or {})}.items():
+        out.append(SignalValue(type="pdq", value=value, quality=quality, variant=variant, mode=h.pdq_mode))
     return out
 
 
@@ -244,14 +250,21 @@ async def hash_and_lookup(
     threshold: Annotated[int | None, Form(ge=0, le=256)] = None,
     include_low_quality: Annotated[bool, Form()] = False,
 ) -> Response:
+    from ..banks.matcher import best_per_entry, keep_matched_variants, regions_in
+
     state = get_state(request)
     data = await read_upload(state, file)
-    h = await run_hash(request, data, upload_name(file), dihedral)
+    # The same query variants as scan (mirror, borders, crops, caption band, regions), and
+    # the same rules: each bank entry once, by its best match; regions vote.
+    h = await run_hash(request, data, upload_name(file), dihedral, variants=True)
     sigs = signal_values(h)
     queries = [SignalQuery(s.type, s.value, s.variant, s.quality) for s in sigs]
-    matches = await lookup_queries(state, queries, threshold, include_low_quality)
+    matches = best_per_entry(await lookup_queries(state, queries, threshold, include_low_quality),
+                             regions_in(queries))
+    sigs, computed = keep_matched_variants(sigs, matches)  # the variant hashes that matched
+    facts = image_facts(h) | ({"variant_hashes": computed} if computed else {})
     return json_response({"signals": [s.model_dump(exclude_none=True) for s in sigs],
-                          "image": image_facts(h), "matches": match_dicts(matches)})
+                          "image": facts, "matches": match_dicts(matches)})
 
 
 @router.post("/analyze/provenance",

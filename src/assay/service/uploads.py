@@ -235,15 +235,19 @@ def image_limits(max_pixels: int) -> Limits:
 
 
 def hash_within_budget(gate: UploadGate, decoder: HeavyDecoder, limits: Limits, key: object, data: bytes,
-                       name: str, dihedral: bool) -> ImageHashes:
+                       name: str, dihedral: bool, variants: bool = False,
+                       bank_kinds: frozenset[str] | None = None) -> ImageHashes:
     """Hash an upload on this thread: refused over the pixel budget (header only), then
-    admitted by its decode's weight. Raises TooLarge, Busy, RateLimited, decode errors."""
+    admitted by its decode's weight. Raises TooLarge, Busy, RateLimited, decode errors.
+    ``variants``: also the query variants a scan looks up (mirror, borders, crops, caption
+    band; anchored regions and the upper region only if ``bank_kinds`` has them)."""
     weight = decode.decode_pixels(decode.open_image(data, name, limits))
+    kw = {"path": name, "mode": "fast", "dihedral": dihedral, "limits": limits, "variants": variants,
+          "bank_kinds": bank_kinds}
     with gate.held(key, weight):
         if weight >= gate.heavy_from:
-            return decoder.run(hash_image_bytes, name, data, path=name, mode="fast", dihedral=dihedral,
-                               limits=limits)
-        return hash_image_bytes(data, path=name, mode="fast", dihedral=dihedral, limits=limits)
+            return decoder.run(hash_image_bytes, name, data, **kw)
+        return hash_image_bytes(data, **kw)  # type: ignore[arg-type]
 
 
 def provenance_within_budget(gate: UploadGate, decoder: HeavyDecoder, limits: Limits, key: object, data: bytes,
@@ -262,10 +266,13 @@ def provenance_within_budget(gate: UploadGate, decoder: HeavyDecoder, limits: Li
         return analyze_provenance(Path(name), data, fmt, trust_anchors=trust_anchors, limits=limits)
 
 
-async def run_hash(request: Request, data: bytes, name: str, dihedral: bool) -> ImageHashes:
+async def run_hash(request: Request, data: bytes, name: str, dihedral: bool, variants: bool = False) -> ImageHashes:
+    """``variants`` for an upload that is matched: the query variants scan looks up, those
+    that only banked variants can match only if this worker's banks hold some."""
     state = request.app.state.assay
+    kinds = state.index.variant_kinds if variants else None
     return await run_in_threadpool(hash_within_budget, state.uploads, state.decoder, state.image_limits,
-                                   getattr(request.state, "key_id", None), data, name, dihedral)
+                                   getattr(request.state, "key_id", None), data, name, dihedral, variants, kinds)
 
 
 async def run_provenance(request: Request, data: bytes, name: str, fmt: str, trust_anchors: Path | None) -> Any:

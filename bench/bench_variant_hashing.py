@@ -1,0 +1,77 @@
+"""What the geometry variants (issue #23) cost to hash: CPU ms per image, medians.
+
+The shared photos of tests/crop_eval.py (PDQ quality >= 50) as JPEG q88, hashed in one
+process, rounds interleaved: plain PDQ (``--no-variants``), the query variants of a scan
+against banks holding every kind of variant hash (``bank add --image`` banks), against
+banks of plain hash lists (imports: nothing but mirror, borders and caption bands can
+match them), and ``bank add --image``. CPU time (time.process_time), so the figure
+holds on a loaded machine; also the PDQ hashes each side computes.
+
+    .venv/bin/python bench/bench_variant_hashing.py [--rounds 7] [--bordered]
+
+``--bordered`` adds a 10% black border to every photo (the case where the border's edge
+is placed on a finer plane: media/decode.fine_luma).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+import crop_eval  # noqa: E402
+from assay.media.hashes import hash_image_bytes  # noqa: E402
+
+CASES: dict[str, dict[str, Any]] = {
+    "--no-variants": {"variants": False},
+    "scan, banks with every variant kind": {},
+    "scan, banks of plain hash lists": {"bank_kinds": frozenset()},
+    "bank add --image": {"bank_variants": True},
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--testdata", type=Path, default=ROOT.parent / "shared" / "testdata")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--bordered", action="store_true")
+    args = ap.parse_args()
+    photos = crop_eval.photos(args.testdata)
+    if args.bordered:
+        border = crop_eval.GROUPS["borders and bars (up to 25%)"]["border 10% black"]
+        photos = [(n, border(im, None)) for n, im in photos]  # type: ignore[arg-type]
+    data = [crop_eval.encode(im, "JPEG", 88) for _, im in photos]
+    cases = dict(CASES)
+    try:
+        hash_image_bytes(data[0], bank_kinds=frozenset())
+    except TypeError:  # a build without bank_kinds: every query variant, always
+        del cases["scan, banks of plain hash lists"]
+    for d in data:  # warm caches (filter bands, imports)
+        for kw in cases.values():
+            hash_image_bytes(d, **kw)
+    per: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(args.rounds):
+        for key, kw in cases.items():
+            t = time.process_time()
+            for d in data:
+                hash_image_bytes(d, **kw)
+            per[key].append((time.process_time() - t) / len(data))
+    print(f"{len(data)} photos{' with a 10% black border' if args.bordered else ''}, JPEG q88, "
+          f"median of {args.rounds} rounds, CPU ms per image\n")
+    print("| hashing | CPU ms/image | ratio to plain | PDQ hashes per image (mean) |\n|---|---|---|---|")
+    plain = statistics.median(per["--no-variants"])
+    for key, kw in cases.items():
+        hs = [hash_image_bytes(d, **kw) for d in data]
+        n = statistics.mean(1 + len(h.trimmed or {}) + len(h.regions or {}) + len(h.bank_regions or {}) for h in hs)
+        ms = statistics.median(per[key])
+        print(f"| {key} | {1000 * ms:.1f} | {ms / plain:.2f}x | {n:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

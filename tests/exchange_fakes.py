@@ -195,13 +195,18 @@ class NcmecServer(FakeServer):
             self.pages_served += 1
         if self.page_delay:
             time.sleep(self.page_delay)
-        chosen = sorted((e for e in self.entries if lo <= e.timestamp < hi), key=lambda e: e.timestamp)
-        part = chosen[start - 1:start - 1 + self.page_size]
+        part, total = self.select(lo, hi, start - 1, self.page_size)
         nxt = ""
-        if start - 1 + self.page_size < len(chosen):
+        if start - 1 + self.page_size < total:
             nxt = "/v2/entries?" + urlencode({"from": q["from"], "to": q["to"], "start": start + self.page_size,
-                                              "size": self.page_size, "max": len(chosen)})
+                                              "size": self.page_size, "max": total})
         self.send(h, 200, self.entries_xml(part, nxt).encode(), "application/xml")
+
+    def select(self, lo: int, hi: int, offset: int, size: int) -> tuple[list[NcmecEntry], int]:
+        """The entries with lo <= timestamp < hi, in timestamp order: ``size`` of them from
+        ``offset``, and how many there are in all."""
+        chosen = sorted((e for e in self.entries if lo <= e.timestamp < hi), key=lambda e: e.timestamp)
+        return chosen[offset:offset + size], len(chosen)
 
     @staticmethod
     def entries_xml(part: list[NcmecEntry], nxt: str) -> str:

@@ -451,3 +451,43 @@ def test_one_fetcher_at_a_time(store: Store, te_server: TeServer, te_env: None) 
         fetch(store, "te")
     cfg.release(store, "te", "otherhost:1:x")
     assert fetch(store, "te", sleep=_no_sleep).status == "ok"
+
+
+def test_vpdq_from_a_file_exchange_and_records_the_store_would_refuse(store: Store, tmp_path: Path,
+                                                                     te_server: TeServer, te_env: None) -> None:
+    from assay.media.video import VpdqFeature, to_threatexchange_json
+
+    rng = random.Random(12)
+    frames = [VpdqFeature(i, _hex(rng), 100, float(i)) for i in range(5)]
+    f = tmp_path / "videos.txt"
+    f.write_text(f"vpdq {to_threatexchange_json(frames)}\nvpdq [\"nonsense\"]\n")
+    store.create_bank("known")
+    cfg.add(store, "vids", "file", "known", {"path": str(f)})
+    r = fetch(store, "vids")
+    assert (r.added, r.invalid) == (1, 1)
+    (entry,) = list(store.iter_entries("known"))
+    assert sorted(entry.signals["vpdq"]) == sorted(fr.hex for fr in frames)
+    assert entry.meta["vpdq"]["frames"] == 5  # type: ignore[index]
+    # ThreatExchange: one record whose meta the store would refuse (tags of 100 kB) is
+    # counted invalid; the rest of its page is applied
+    ups = _te_updates(5, rng)
+    ups[2].tags = [f"{i}" + "x" * 2000 for i in range(50)]
+    te_server.updates = ups
+    cfg.add(store, "te", "threatexchange", "known", {"privacy_group": te_server.privacy_group,
+                                                      "base_url": te_server.base})
+    r = fetch(store, "te", sleep=_no_sleep)
+    assert (r.added, r.invalid, r.status) == (4, 1, "ok")
+
+
+def test_debug_logs_of_a_fetch_carry_no_token(store: Store, te_server: TeServer, te_env: None,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    """urllib3 logs every request line at DEBUG, and ThreatExchange's carry the token."""
+    import logging
+
+    te_server.updates = _te_updates(150, random.Random(2))
+    te_server.faults = {1: "429"}
+    _add_te(store, te_server)
+    with caplog.at_level(logging.DEBUG):
+        fetch(store, "te", sleep=_no_sleep)
+    assert "threat_updates" in caplog.text  # the request lines were logged ...
+    assert "abcdefghijklmnopqrstuvwxyz" not in caplog.text  # ... without the token

@@ -49,18 +49,46 @@ def content_id(exchange: str, key: Any) -> str:
     return cid
 
 
-def _valid(pairs: list[tuple[str, str | None, str]], counts: PageCounts) -> list[tuple[str, str]]:
-    """(assay type or None, value, the programme's type name) -> validated (type, value)."""
+def _valid(pairs: list[tuple[str | None, Any, str]], counts: PageCounts,
+           meta: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+    """(assay type or None, value, the programme's type name) -> validated (type, value).
+    A vPDQ value is a whole video's hash (python-threatexchange's signal string): its
+    kept frame hashes become ``vpdq`` values and ``meta["vpdq"]`` holds the hash, as
+    `bank add --video` banks it."""
     out: list[tuple[str, str]] = []
     for target, value, theirs in pairs:
         if target is None:
             counts.skipped[theirs] += 1
             continue
         try:
+            if target == "vpdq" and isinstance(value, str) and (value.lstrip().startswith("[") or "," in value):
+                from ..banks.videos import bank_record
+                from ..media.video import parse_signal
+
+                rec = bank_record(parse_signal(value, "vpdq value"), "-")
+                out.extend(rec.signals)
+                if meta is not None and rec.meta:
+                    meta.update(rec.meta)
+                continue
             out.append((target, signal_types.get(target).normalize(str(value))))
         except AssayError:
             counts.invalid += 1
     return sorted(set(out))
+
+
+def checked(item: Item, counts: PageCounts) -> Item:
+    """The item, or (counted as invalid) one that banks nothing if the store would refuse
+    it: a record the store rejects must not fail the page it came in."""
+    if not item.signals:
+        return item
+    from ..banks.store import ImportRecord, check_record
+
+    try:
+        check_record(ImportRecord(item.content_id, tuple(item.signals), None, item.meta or None))
+    except AssayError:
+        counts.invalid += 1
+        return Item(item.content_id, [], reason="invalid")
+    return item
 
 
 def _opinion_meta(record: Any) -> tuple[str, list[str]]:
@@ -229,7 +257,7 @@ class SimpleAdapter(Adapter):
         meta: dict[str, Any] = {"exchange": ex.name, "opinion": category}
         if tags:
             meta["tags"] = tags[:50]
-        return Item(cid, _valid([(SIMPLE_TYPES.get(str(type_name)), signal, str(type_name))], counts), meta)
+        return Item(cid, _valid([(SIMPLE_TYPES.get(str(type_name)), signal, str(type_name))], counts, meta), meta)
 
 
 class FileAdapter(SimpleAdapter):

@@ -118,3 +118,50 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     text = _QUERY_SECRET.sub(lambda m: f"{m.group(1)}=***", text)
     text = _USERINFO.sub(r"\1***@", text)
     return _AUTH_HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)} ***", text)
+
+
+# -- logs: the HTTP libraries log request lines (ThreatExchange's carry the token) -------
+_ACTIVE: list[str] = []
+_LOGGERS = ("", "urllib3.connectionpool", "urllib3.util.retry", "requests", "threatexchange")
+
+
+class _RedactFilter:
+    """A logging filter that rewrites any record carrying a secret of a running fetch."""
+
+    def filter(self, record: Any) -> bool:
+        if not _ACTIVE:
+            return True
+        try:
+            msg = record.getMessage()
+        except Exception:  # a record that cannot be formatted: leave it to logging
+            return True
+        shown = redact(msg, list(_ACTIVE))
+        if shown != msg:
+            record.msg, record.args = shown, ()
+        return True
+
+
+_FILTER = _RedactFilter()
+
+
+class redacting:
+    """Within the block, log records (of the root, urllib3, requests and
+    python-threatexchange loggers) have ``secrets`` and credential-like URL parts cut out."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self.secrets = [s for s in secrets if s]
+
+    def __enter__(self) -> redacting:
+        import logging
+
+        for name in _LOGGERS:
+            lg = logging.getLogger(name)
+            if _FILTER not in lg.filters:
+                lg.addFilter(_FILTER)  # type: ignore[arg-type]
+        _ACTIVE.extend(self.secrets)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s in self.secrets:
+            if s in _ACTIVE:
+                _ACTIVE.remove(s)

@@ -32,9 +32,9 @@ import sqlalchemy as sa
 from ..banks.store import ImportRecord, Store, entries_table, signals_table
 from ..errors import AssayError, ExchangeError
 from . import config as cfg
-from .adapters import Adapter, Item, PageCounts, adapter, supported_signal_types
+from .adapters import Adapter, Item, PageCounts, adapter, checked, supported_signal_types
 from .credentials import find as find_credentials
-from .credentials import redact, secrets_of
+from .credentials import redact, redacting, secrets_of
 
 log = logging.getLogger("assay.exchanges")
 LEASE = timedelta(minutes=10)
@@ -166,7 +166,8 @@ def fetch(store: Store, name: str, *, full: bool = False, retries: int = 3, max_
         attempt = 0
         while True:
             try:
-                _run(store, ex, ad, api, result, owner, max_pages, progress, on_commit)
+                with redacting(secrets):
+                    _run(store, ex, ad, api, result, owner, max_pages, progress, on_commit)
                 break
             except _PageError as exc:
                 transient = _classify(exc.cause)
@@ -251,7 +252,7 @@ def _run(store: Store, ex: cfg.Exchange, ad: Adapter, api: Any, result: FetchRes
             raise _PageError(page, exc) from exc
         try:
             counts = PageCounts()
-            items = [ad.convert(ex, k, v, counts) for k, v in delta.updates.items()]
+            items = [checked(ad.convert(ex, k, v, counts), counts) for k, v in delta.updates.items()]
             cp_text = encode_checkpoint(delta.checkpoint) if delta.checkpoint is not None else None
         except AssayError as exc:
             raise _PageError(page, exc) from exc

@@ -14,6 +14,7 @@ from assay.report.jsonl import ReportWriter
 from assay.report.schema import FileRecord, SignalValue
 from assay.scan.analyzer import Subject
 from assay.scan.run import run_scan
+from assay.scan.walk import WalkItem
 
 
 class _Tagger:
@@ -149,3 +150,30 @@ def test_a_parent_with_the_c2pa_sdk_loaded_does_not_fork_its_workers(tmp_path: P
     settings = ScanSettings(workers=2, provenance=False, models=False)
     summary = run_scan([tmp_path], settings, None, lambda r: None, factory=_tagger_factory)
     assert summary.files == 6
+
+
+def test_deferred_analyzers_declare_what_they_build() -> None:
+    # The pipeline skips a deferred analyzer by its declared name and kinds, before it
+    # is built: they must be the real analyzer's (building checks it and raises).
+    from assay.scan.pipeline import Deferred, default_analyzers
+
+    analyzers = default_analyzers(ScanSettings(workers=1))
+    deferred = [a for a in analyzers if isinstance(a, Deferred)]
+    assert {a.name for a in deferred} == {"image-hash", "video-hash", "provenance", "model"}
+    for a in deferred:
+        real = a.real
+        assert (real.name, real.kinds) == (a.name, a.kinds)
+        assert type(real).__name__.endswith("Analyzer")
+    wrong = Deferred("image-hash", frozenset({"image", "video"}), deferred[0]._build)
+    with pytest.raises(RuntimeError, match="builds image-hash"):
+        wrong.analyze(None, FileRecord(path="x"))  # type: ignore[arg-type]
+
+
+def test_a_folder_of_plain_files_builds_no_image_or_model_analyzer(tmp_path: Path) -> None:
+    from assay.scan.pipeline import Deferred, analyze_entry, default_analyzers
+
+    (tmp_path / "a.txt").write_bytes(b"x\n")
+    analyzers = default_analyzers(ScanSettings(workers=1))
+    [rec] = list(analyze_entry(WalkItem(tmp_path / "a.txt"), ScanSettings(workers=1), analyzers))
+    assert {s.type for s in rec.signals} == {"md5", "sha1", "sha256"}
+    assert all(a._real is None for a in analyzers if isinstance(a, Deferred))

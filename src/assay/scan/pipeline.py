@@ -7,6 +7,7 @@ the order they finish. One bad file becomes an error record; the scan goes on.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import multiprocessing as mp
@@ -32,21 +33,72 @@ from .walk import WalkItem, walk
 AnalyzerFactory = Callable[[ScanSettings], Sequence[Analyzer]]
 
 
+class Deferred:
+    """An analyzer built on its first use. The image, provenance and model analyzers
+    import much of the program (~1 s per worker on a busy machine): a worker whose
+    files never need one never imports it, and a folder of plain files gives its first
+    record without waiting for them. ``name`` and ``kinds`` are declared here, so the
+    pipeline can skip an analyzer without building it; building checks they agree."""
+
+    def __init__(self, name: str, kinds: frozenset[str], build: Callable[[], Analyzer]) -> None:
+        self.name = name
+        self.kinds = kinds
+        self._build = build
+        self._real: Analyzer | None = None
+
+    @property
+    def real(self) -> Analyzer:
+        if self._real is None:
+            real = self._build()
+            if (real.name, real.kinds) != (self.name, self.kinds):
+                raise RuntimeError(f"deferred analyzer {self.name} {sorted(self.kinds)} builds "
+                                   f"{real.name} {sorted(real.kinds)}")
+            self._real = real
+        return self._real
+
+    def analyze(self, subject: Subject, record: FileRecord) -> None:
+        self.real.analyze(subject, record)
+
+
+def _image_hash() -> Analyzer:
+    from ..media.analyzer import ImageHashAnalyzer
+
+    return ImageHashAnalyzer()
+
+
+def _video_hash() -> Analyzer:
+    from ..media.analyzer import VideoHashAnalyzer
+
+    return VideoHashAnalyzer()
+
+
+def _provenance(settings: ScanSettings) -> Analyzer:
+    from ..provenance.analyzer import ProvenanceAnalyzer
+
+    return ProvenanceAnalyzer(trust_anchors=settings.trust_anchors, camera_db=settings.camera_db,
+                              camera_threshold=settings.camera_threshold)
+
+
+def _model() -> Analyzer:
+    from ..models.analyzer import ModelAnalyzer
+
+    return ModelAnalyzer()
+
+
 def default_analyzers(settings: ScanSettings) -> list[Analyzer]:
     """Every analyzer a full scan runs, in order (hashing first: it caches the bytes)."""
-    from ..media.analyzer import ImageHashAnalyzer, VideoHashAnalyzer
     from .filehash import FileHashAnalyzer
 
-    analyzers: list[Analyzer] = [ImageHashAnalyzer(), VideoHashAnalyzer(), FileHashAnalyzer()]
+    analyzers: list[Analyzer] = [
+        Deferred("image-hash", frozenset({"image"}), _image_hash),
+        Deferred("video-hash", frozenset({"video"}), _video_hash),
+        FileHashAnalyzer(),
+    ]
     if settings.provenance:
-        from ..provenance.analyzer import ProvenanceAnalyzer
-
-        analyzers.append(ProvenanceAnalyzer(trust_anchors=settings.trust_anchors, camera_db=settings.camera_db,
-                                            camera_threshold=settings.camera_threshold))
+        analyzers.append(Deferred("provenance", frozenset({"image", "document", "video", "audio"}),
+                                  functools.partial(_provenance, settings)))
     if settings.models:
-        from ..models.analyzer import ModelAnalyzer
-
-        analyzers.append(ModelAnalyzer())
+        analyzers.append(Deferred("model", frozenset({"model"}), _model))
         if settings.lineage_db:
             from ..models.lineage_analyzer import LineageAnalyzer
 

@@ -177,3 +177,24 @@ def test_a_folder_of_plain_files_builds_no_image_or_model_analyzer(tmp_path: Pat
     [rec] = list(analyze_entry(WalkItem(tmp_path / "a.txt"), ScanSettings(workers=1), analyzers))
     assert {s.type for s in rec.signals} == {"md5", "sha1", "sha256"}
     assert all(a._real is None for a in analyzers if isinstance(a, Deferred))
+
+
+def test_report_lines_reach_the_file_before_the_buffer_fills(tmp_path: Path) -> None:
+    # someone following a scan's .partial file sees the header and first records at once
+    from assay.report import jsonl
+
+    target = tmp_path / "r.jsonl"
+    partial = tmp_path / "r.jsonl.partial"
+    with ReportWriter(target) as w:
+        w.write({"schema": "header"})
+        w.write({"path": "first"})
+        assert [json.loads(x) for x in partial.read_text().splitlines()] == [{"schema": "header"}, {"path": "first"}]
+        for i in range(jsonl.FLUSH_FIRST - 2):
+            w.write({"path": str(i)})
+        w._flushed = 1e18  # a flush "just now": the next line waits in the buffer
+        w.write({"path": "buffered"})
+        assert len(partial.read_text().splitlines()) == jsonl.FLUSH_FIRST
+        w._flushed = 0.0  # the last flush long ago: this write flushes both
+        w.write({"path": "late"})
+        assert len(partial.read_text().splitlines()) == jsonl.FLUSH_FIRST + 2
+    assert len(target.read_text().splitlines()) == jsonl.FLUSH_FIRST + 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -17,6 +18,10 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), sort_keys=False)
 
 
+FLUSH_SECONDS = 1.0
+FLUSH_FIRST = 16
+
+
 class ReportWriter:
     """Writes to ``path`` via ``path.partial`` and renames on close; ``-`` is stdout."""
 
@@ -24,6 +29,8 @@ class ReportWriter:
                  sidecar: bool = True) -> None:
         self.target = str(path)
         self._stdout = stdout
+        self._flushed = 0.0  # time.monotonic() of the last flush
+        self._lines = 0
         # ``REPORT.sha256`` in sha256sum's format, written once the report is closed
         self.sidecar: Path | None = None
         self._fh: IO[str]
@@ -56,6 +63,14 @@ class ReportWriter:
 
     def write(self, record: dict[str, Any]) -> None:
         self._fh.write(dumps(record) + "\n")
+        # The first lines reach the file at once, later ones at the next write
+        # FLUSH_SECONDS after the last flush: whoever follows a scan's report sees the
+        # header and the first records as they come, not in 8 KB steps.
+        self._lines += 1
+        now = time.monotonic()
+        if self._lines <= FLUSH_FIRST or now - self._flushed >= FLUSH_SECONDS:
+            self._fh.flush()
+            self._flushed = now
 
     def close(self, *, success: bool = True) -> None:
         if self._tmp is None:

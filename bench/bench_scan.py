@@ -4,6 +4,7 @@ tiny files (time to the first record, parent memory).
 
     .venv/bin/python bench/bench_scan.py --corpus /tmp/assay-scan-corpus --rounds 3
     .venv/bin/python bench/bench_scan.py --only empty --empty 1000000
+    .venv/bin/python bench/bench_scan.py --corpus /tmp/assay-scan-corpus --no-variants  # PDQ variants off
 
 The mixed folder (bench/scan_corpus.py, >= 1,000 files: the shared test photos and
 fixtures, generated PNG/JPEG/WebP with and without generator metadata, a few watermarked,
@@ -71,14 +72,14 @@ def load() -> str:
 # -- 1. full scan against the chain -----------------------------------------------------------
 
 
-def assay_full(corpus: Path, workers: int) -> tuple[float, float, Any, dict[str, dict[str, Any]]]:
+def assay_full(corpus: Path, workers: int, variants: bool = True) -> tuple[float, float, Any, dict[str, dict[str, Any]]]:
     """Wall and CPU seconds: the parent's own CPU plus what the workers measured for every
     step of every file (scan --timings). The workers' start-up and the passing of records
     between processes are left out: a pool's workers are not always reaped by the time the
     scan returns, so RUSAGE_CHILDREN would count them in a later round."""
     records: dict[str, dict[str, Any]] = {}
     c0, t0 = time.process_time(), time.perf_counter()
-    summary = run_scan([corpus], ScanSettings(workers=workers), None,
+    summary = run_scan([corpus], ScanSettings(workers=workers, variants=variants), None,
                        lambda r: records.__setitem__(r.path, r.to_json_dict()), timings=True)
     cpu = time.process_time() - c0 + (summary.timings.cpu if workers > 1 else 0.0)
     return time.perf_counter() - t0, cpu, summary, records
@@ -155,7 +156,7 @@ def chain(files: list[Path], exiftool: Exiftool) -> tuple[float, float, dict[str
 # -- 2. records with the shortcuts off -------------------------------------------------------
 
 
-def records_without_shortcuts(corpus: Path) -> dict[str, dict[str, Any]]:
+def records_without_shortcuts(corpus: Path, variants: bool = True) -> dict[str, dict[str, Any]]:
     """One in-process scan with decode sharing, the C2PA gate and the watermark's
     encoding check turned off."""
     from assay.provenance import analyzer, watermark
@@ -167,7 +168,8 @@ def records_without_shortcuts(corpus: Path) -> dict[str, dict[str, Any]]:
     watermark.unsuitable = lambda ctx: None  # type: ignore[assignment]
     try:
         out: dict[str, dict[str, Any]] = {}
-        run_scan([corpus], ScanSettings(workers=1), None, lambda r: out.__setitem__(r.path, r.to_json_dict()))
+        run_scan([corpus], ScanSettings(workers=1, variants=variants), None,
+                 lambda r: out.__setitem__(r.path, r.to_json_dict()))
         return out
     finally:
         analyzer.may_carry_c2pa, ImageContext.adopt_image, watermark.unsuitable = saved  # type: ignore[method-assign]
@@ -199,9 +201,9 @@ def compare(fast: dict[str, dict[str, Any]], slow: dict[str, dict[str, Any]]) ->
 # -- 3. hashing only against Pillow's reduced decode -------------------------------------------
 
 
-def hashing_only(files: list[Path]) -> tuple[float, float]:
+def hashing_only(files: list[Path], variants: bool = True) -> tuple[float, float]:
     c0, t0 = time.process_time(), time.perf_counter()
-    run_scan(files, ScanSettings(workers=1, provenance=False, models=False), None, lambda r: None,
+    run_scan(files, ScanSettings(workers=1, provenance=False, models=False, variants=variants), None, lambda r: None,
              case_links=False)
     return time.perf_counter() - t0, time.process_time() - c0
 
@@ -282,6 +284,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--empty", type=int, default=100_000, help="tiny files for part 4")
     ap.add_argument("--empty-dir", type=Path, help="keep (or reuse) the tiny files here")
+    ap.add_argument("--no-variants", action="store_true",
+                    help="assay without the PDQ query variants (scan --no-variants): trimmed borders, "
+                    "mirror and crop regions")
     ap.add_argument("--only", choices=["full", "records", "hashing", "empty"], action="append")
     a = ap.parse_args()
     parts = set(a.only or ["full", "records", "hashing", "empty"])
@@ -296,7 +301,8 @@ def main() -> None:
         print(f"corpus: {n} files made in {time.perf_counter() - t0:.0f} s", flush=True)
     files = sorted(p for p in corpus.rglob("*") if p.is_file())
     images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
-    out: dict[str, Any] = {"load_start": load(), "workers": a.workers, "files": len(files),
+    variants = not a.no_variants
+    out: dict[str, Any] = {"load_start": load(), "workers": a.workers, "variants": variants, "files": len(files),
                            "bytes": sum(p.stat().st_size for p in files)}
     print(f"{len(files)} files ({out['bytes'] / 1e6:.0f} MB), {len(images)} images; load {load()}", flush=True)
 
@@ -310,7 +316,7 @@ def main() -> None:
                 row: dict[str, float] = {}
                 for who in order:
                     if who == "assay":
-                        wall, cpu, summary, _ = assay_full(corpus, a.workers)
+                        wall, cpu, summary, _ = assay_full(corpus, a.workers, variants)
                         row |= {"assay_wall": wall, "assay_cpu": cpu}
                         last = summary
                     else:
@@ -343,8 +349,8 @@ def main() -> None:
         print(json.dumps({k: v for k, v in out["full"].items() if k not in ("rounds", "timings")}), flush=True)
 
     if "records" in parts:
-        _, _, _, fast = assay_full(corpus, a.workers)
-        slow = records_without_shortcuts(corpus)
+        _, _, _, fast = assay_full(corpus, a.workers, variants)
+        slow = records_without_shortcuts(corpus, variants)
         out["records"] = compare(fast, slow)
         print("records:", json.dumps(out["records"]), flush=True)
 
@@ -353,7 +359,7 @@ def main() -> None:
         for r in range(a.rounds):
             row = {}
             for who in (("assay", "pillow") if r % 2 == 0 else ("pillow", "assay")):
-                wall, cpu = hashing_only(images) if who == "assay" else pillow_eighth(images)
+                wall, cpu = hashing_only(images, variants) if who == "assay" else pillow_eighth(images)
                 row |= {f"{who}_wall": wall, f"{who}_cpu": cpu}
             rows.append(row)
             print(f"round {r + 1}: hashing-only {row['assay_cpu']:.2f} CPU-s, Pillow 1/8 {row['pillow_cpu']:.2f} "

@@ -243,9 +243,46 @@ def test_cli_rejects_dask_options_without_the_dask_engine(tmp_path: Path) -> Non
     assert r.exit_code == 2 and "--engine dask" in r.output
     r = CliRunner().invoke(app, ["scan", "s3://bucket/key", "--no-banks"])
     assert r.exit_code == 2 and "--engine dask" in r.output
-    r = CliRunner().invoke(app, ["scan", str(tmp_path), "--engine", "dask", "--out", str(tmp_path / "o"),
-                                 "--model-links"])
-    assert r.exit_code == 2 and "--model-links" in r.output and not (tmp_path / "o").exists()
+
+
+def test_model_links_on_dask_are_the_local_engines(cluster: dict[str, Any], tmp_path: Path) -> None:
+    """--model-links: the model files are fingerprinted on the workers and linked by the
+    client; records and the case-links line equal the local engine's."""
+    import numpy as np
+
+    import lineage_eval as ev
+    import modelgen
+
+    def write(path: Path, arrays: dict[str, Any], dt: str = "F32") -> None:
+        vals = {k: np.asarray(v, dtype=np.float16 if dt == "F16" else np.float32) for k, v in arrays.items()}
+        modelgen.write_safetensors(path, {k: (dt, v.shape) for k, v in vals.items()}, values=vals)
+
+    root = tmp_path / "drive"
+    root.mkdir()
+    specs = {k: v for k, v in modelgen.sd15(1 / 32, dt="F32").items() if v[0] == "F32"}
+    base = {k: np.asarray(v) for k, v in ev.random_model(specs, 1).items()}
+    lora = ev.random_lora(base, 4, 21)
+    write(root / "base.safetensors", base)
+    write(root / "base-fp16.safetensors", base, "F16")
+    write(root / "style-lora.safetensors", lora.kohya())
+    write(root / "base-plus-lora.safetensors", {k: np.asarray(v) for k, v in ev.apply_lora(base, lora, 0.8).items()})
+    write(root / "unrelated.safetensors", {k: np.asarray(v) for k, v in ev.random_model(specs, 99).items()})
+    settings = ScanSettings(workers=2, provenance=False)
+    got: list[dict[str, Any]] = []
+    loc = run_scan([root], settings, None, lambda r: got.append(r.to_json_dict()), model_links=True)
+    local = {r["path"]: _strip(r) for r in got}
+    summary = run_dask_scan([str(root)], settings, None, str(tmp_path / "out"), client=cluster["client"],
+                            partition_size=2, model_links=True)
+    dist, counts = _dist_records(str(tmp_path / "out"))
+    assert set(counts.values()) == {1} and dist == local
+    assert loc.case_links is not None and summary.case_links is not None
+    a, b = loc.case_links.to_json_dict(), summary.case_links.to_json_dict()
+    assert a == b
+    rel = {(Path(x["a"]).name, Path(x["b"]).name, x["relation"]) for x in b["model_links"]}
+    assert ("base-plus-lora.safetensors", "style-lora.safetensors", "contains-lora") in rel
+    assert b["model_files_fingerprinted"] == 5 and not any("unrelated" in x + y for x, y, _ in rel)
+    manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
+    assert manifest["case_links"]["model_links"] == b["model_links"]
 
 
 # ------------------------------------------------------------------- object stores, manifests
@@ -290,10 +327,11 @@ def test_objects_from_s3_give_the_records_of_the_same_files_on_disk(
     listing.write_text("# a plain list\n" + "".join(url_of[str(p)] + "\n" for p in by_list))
     from urllib.parse import quote
 
-    rows = "".join(f'"{bucket}","{quote("inventoried/" + p.name)}","{p.stat().st_size}"\n' for p in by_inventory)
+    rows = "".join(f'"{bucket}","{quote("inventoried/" + p.name)}","{p.stat().st_size}","2026-01-02T03:04:05.000Z"\n'
+                   for p in by_inventory)
     s3.pipe_file(f"{bucket}-inv/data/inv.csv.gz".replace(f"{bucket}-inv", bucket), gzip.compress(rows.encode()))
     inventory = {"sourceBucket": bucket, "destinationBucket": f"arn:aws:s3:::{bucket}",
-                 "fileFormat": "CSV", "fileSchema": "Bucket, Key, Size",
+                 "fileFormat": "CSV", "fileSchema": "Bucket, Key, Size, LastModifiedDate",
                  "files": [{"key": "data/inv.csv.gz", "size": 1, "MD5checksum": "x"}]}
     s3.pipe_file(f"{bucket}/inventory/manifest.json", json.dumps(inventory).encode())
 
@@ -315,6 +353,13 @@ def test_objects_from_s3_give_the_records_of_the_same_files_on_disk(
     assert [u for u, rec in local_urls.items() if dist[u] != rec] == []
     assert sum(1 for r in dist.values() if r.get("matches")) >= 4
     assert summary.files == len(local)
+    # custody: each object's last-modified time as the store gave it (listing, HEAD, inventory)
+    times = {r["path"]: r.get("times") for r in read_records(out) if "!/" not in r["path"]}
+    for p in by_prefix + by_list:
+        want = s3.info(url_of[str(p)])["LastModified"].astimezone(__import__("datetime").UTC).isoformat()
+        assert times[url_of[str(p)]] == {"source": "object-store", "mtime": want}
+    assert {json.dumps(times[url_of[str(p)]]) for p in by_inventory} == {
+        json.dumps({"source": "object-store", "mtime": "2026-01-02T03:04:05+00:00"})}
     manifest = json.loads(s3.cat_file(f"{bucket}/results/scan-1/_manifest.json"))
     assert manifest["status"] == "finished" and manifest["progress"]["files"] == 9 + len(by_list) + len(by_inventory)
     assert S3_ENV["AWS_SECRET_ACCESS_KEY"] not in json.dumps(manifest)
@@ -526,3 +571,19 @@ def test_dask_engine_matches_videos_as_the_local_engine(cluster: dict[str, Any],
     assert broken["errors"] and broken["errors"][0]["stage"] == "video-hash"
     other = next(r for p, r in dist.items() if p.endswith("other.mp4"))
     assert not other.get("matches")
+
+
+def test_object_mtime_reads_each_stores_form_and_ignores_garbage() -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from assay.scan.sources import object_mtime
+
+    want = "2026-01-02T03:04:05+00:00"
+    assert object_mtime({"LastModified": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)}) == want  # s3fs
+    assert object_mtime({"last_modified": datetime(2026, 1, 2, 4, 4, 5, tzinfo=timezone(timedelta(hours=1)))}) == want
+    assert object_mtime({"updated": "2026-01-02T03:04:05Z"}) == want  # gcsfs
+    assert object_mtime({"LastModified": "2026-01-02T03:04:05.000Z"}) == "2026-01-02T03:04:05+00:00"
+    assert object_mtime({"mtime": 1767323045.0}) == want
+    for bad in ({}, {"LastModified": "yesterday"}, {"mtime": float("inf")}, {"mtime": True}, {"updated": ""},
+                {"LastModified": ["x"]}, None, "2026-01-02"):
+        assert object_mtime(bad) is None

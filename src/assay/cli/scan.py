@@ -130,13 +130,11 @@ def scan(
     if engine == "dask":
         from .scan_dask import scan_dask
 
-        if model_links:
-            raise typer.BadParameter("--model-links is not available with --engine dask yet "
-                                     "(it fingerprints every model file in one process at the end)")
         scan_dask(list(paths or []), settings, db=db, no_banks=no_banks, out=out, output=output,
                   json_out=json_out, scheduler=scheduler, workers=workers, fmt=out_format, resume=resume,
                   manifests=list(manifest or []), partition_size=partition_size, retries=retries,
-                  threshold=threshold, case_links=case_links, fail_on_match=fail_on_match, timings=timings)
+                  threshold=threshold, case_links=case_links, model_links=model_links,
+                  fail_on_match=fail_on_match, timings=timings)
         return
     from ..scan.sources import is_url
 

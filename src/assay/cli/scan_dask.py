@@ -17,7 +17,8 @@ from ._common import _db_url, _emit_json, _esc, _nullctx, _store, err
 def scan_dask(paths: list[str], settings: ScanSettings, *, db: str | None, no_banks: bool, out: str | None,
               output: Path | None, json_out: bool, scheduler: str | None, workers: int, fmt: str,
               resume: bool, manifests: list[str], partition_size: int, retries: int,
-              threshold: int | None, case_links: bool, fail_on_match: bool, timings: bool = False) -> None:
+              threshold: int | None, case_links: bool, fail_on_match: bool, timings: bool = False,
+              model_links: bool = False) -> None:
     from rich.progress import BarColumn, Progress, TextColumn
 
     from ..scan.custody import redact
@@ -73,7 +74,7 @@ def scan_dask(paths: list[str], settings: ScanSettings, *, db: str | None, no_ba
                 summary = run_dask_scan(
                     paths, settings, matcher, out, manifests=manifests, scheduler=scheduler,
                     workers=workers or 2, partition_size=partition_size, fmt=fmt, resume=resume,
-                    retries=retries, threshold=threshold, case_links=case_links,
+                    retries=retries, threshold=threshold, case_links=case_links, model_links=model_links,
                     on_progress=on_progress, on_dashboard=on_dashboard, timings=timings)
         except KeyboardInterrupt:
             err.print("[yellow]cancelled:[/yellow] finished partitions are kept; "

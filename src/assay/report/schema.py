@@ -153,9 +153,11 @@ class FileTimes(Record):
     it. ``source`` "filesystem": from stat(), UTC ISO 8601 (``ctime`` is the POSIX inode
     change time, not a creation time). "archive": the member's time stored in its
     archive (tar: UTC; zip: the archiving machine's local time, zone not stored, so
-    the value has no offset)."""
+    the value has no offset). "object-store": an object's last-modified time (S3
+    ``LastModified``, Azure ``Last-Modified``, GCS ``updated``) as the store reported it
+    when the scan listed or read it, UTC, ``mtime`` only."""
 
-    source: Literal["filesystem", "archive"]
+    source: Literal["filesystem", "archive", "object-store"]
     mtime: str | None = None
     ctime: str | None = None
     atime: str | None = None

@@ -188,6 +188,7 @@ def run_dask_scan(
     retries: int = DEFAULT_RETRIES,
     threshold: int | None = None,
     case_links: bool = True,
+    model_links: bool = False,
     factory: AnalyzerFactory = default_analyzers,
     argv: Sequence[str] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
@@ -259,9 +260,11 @@ def run_dask_scan(
                          f"{manifest['bank_snapshot']}, now {banks_id})", hint="choose another --out")
     manifest["bank_snapshot"] = banks_id
     manifest["engine"] = {"name": "dask", "scheduler": scheduler, "workers": None if scheduler else workers,
-                          "partition_size": partition_size, "format": fmt, "retries": retries}
+                          "partition_size": partition_size, "format": fmt, "retries": retries,
+                          "model_links": model_links}
     manifest["status"] = "running"
-    job = Job(summary.scan_id, store.out, settings, threshold, banks_url, banks_id, fmt, case_links, factory)
+    job = Job(summary.scan_id, store.out, settings, threshold, banks_url, banks_id, fmt, case_links or model_links,
+              factory)
     progress = Progress()
     for d in done.values():
         merge_summary(summary, d["summary"])
@@ -290,17 +293,17 @@ def run_dask_scan(
                 on_dashboard(c.dashboard_link)
             manifest["engine"]["dashboard"] = getattr(c, "dashboard_link", None)
             _drive(c, job, specs, done, summary, progress, matcher, retries, save, on_progress)
+            if progress.failed:
+                save("failed")
+                raise AssayError(f"{out}: {len(progress.failed)} partition(s) failed {retries + 1} times "
+                                 f"(first: {progress.failed[0]}); the finished ones are kept",
+                                 hint="see the worker logs, then run again with --resume")
+            if case_links or model_links:
+                summary.case_links = _link(store, fmt, c, settings, model_links)
+                manifest["case_links"] = summary.case_links.to_json_dict() if summary.case_links.relevant else None
     except KeyboardInterrupt:
         save("cancelled")
         raise
-    if progress.failed:
-        save("failed")
-        raise AssayError(f"{out}: {len(progress.failed)} partition(s) failed {retries + 1} times "
-                         f"(first: {progress.failed[0]}); the finished ones are kept",
-                         hint="see the worker logs, then run again with --resume")
-    if case_links:
-        summary.case_links = _link(store, fmt)
-        manifest["case_links"] = summary.case_links.to_json_dict() if summary.case_links.relevant else None
     summary.seconds = time.perf_counter() - started
     summary.ended_at = now_utc()
     manifest["summary"] = summary.to_json_dict()
@@ -419,21 +422,55 @@ def _log(msg: str) -> None:
     print(f"assay: {msg}", file=sys.stderr)
 
 
-def _link(store: Store, fmt: str) -> Any:
+def _link(store: Store, fmt: str, client: Any = None, settings: ScanSettings | None = None,
+          model_links: bool = False) -> Any:
     """Case links over every partition's held records (client side, once all are done);
-    the held records go, with their links, to ``part-links``."""
+    the held records go, with their links, to ``part-links``. With ``model_links`` the
+    held model files are fingerprinted on the workers (one task each: they are few) and
+    linked here by the local engine's own code."""
     from .links import CaseLinker
 
-    linker = CaseLinker()
+    linker = CaseLinker(model_links=model_links)
     for name in store.list(HELD):
         if not name.endswith(".jsonl"):
             continue
         for d in decode_records(store.read(f"{HELD}/{name}"), "jsonl"):
             linker.hold(FileRecord.model_validate(d))
+    if model_links and client is not None:
+        linker.fingerprint, linker.exists = _worker_fingerprints(client, linker.held_models(), settings)
     result = linker.resolve()
     recs = list(linker.records())
     store.write(f"{LINKS_PART}.{fmt}", encode_records(recs, fmt))
     return result
+
+
+def _worker_fingerprints(client: Any, models: Sequence[FileRecord], settings: ScanSettings | None
+                         ) -> tuple[Callable[[Any, str], Any], Callable[[str], bool]]:
+    """Fingerprints of the model files link_models would read, computed on the workers:
+    (fingerprint, exists) for link_models, keyed as it asks (``Path(record.path)``)."""
+    from pathlib import Path
+
+    from .model_links import _fingerprintable, fingerprint_kind
+    from .partitions import fingerprint_model
+
+    max_bytes = (settings or ScanSettings()).limits.max_file_bytes
+    futures = {}
+    for rec in models:
+        if _fingerprintable(rec, exists=lambda _p: True) is None:
+            futures[str(Path(rec.path))] = client.submit(fingerprint_model, rec.path, fingerprint_kind(rec),
+                                                         max_bytes, pure=False)
+    got = dict(zip(futures, client.gather(list(futures.values())), strict=True))
+
+    def fingerprint(path: Any, _kind: str) -> Any:
+        status, value = got[str(Path(path))]
+        if status != "ok":
+            raise RuntimeError(value or "cannot read")
+        return value
+
+    def exists(path: str) -> bool:
+        return got.get(str(Path(path)), ("missing", None))[0] != "missing"
+
+    return fingerprint, exists
 
 
 def read_records(out: str) -> Iterator[dict[str, Any]]:

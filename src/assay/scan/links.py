@@ -15,8 +15,9 @@ with their links. Those records are small (hashes and evidence, never content).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..report.schema import CaseLink, FileRecord
@@ -156,6 +157,13 @@ class CaseLinker:
         self._images: list[tuple[FileRecord, list[Named]]] = []
         self._models: list[tuple[FileRecord, list[tuple[str, str]]]] = []
         self._model_links = model_links
+        # --model-links elsewhere than here (the Dask engine's workers): see link_models
+        self.fingerprint: Callable[[Path, str], Any] | None = None
+        self.exists: Callable[[str], bool] | None = None
+
+    def held_models(self) -> list[FileRecord]:
+        """The model records held so far (those --model-links compares)."""
+        return [rec for rec, _ in self._models]
 
     def hold(self, rec: FileRecord) -> bool:
         """Keep ``rec`` until the end of the scan if it can take part in a link."""
@@ -223,7 +231,7 @@ class CaseLinker:
         if self._model_links:
             from .model_links import link_models
 
-            result.model_links = link_models([rec for rec, _ in self._models])
+            result.model_links = link_models([rec for rec, _ in self._models], self.fingerprint, self.exists)
         return result
 
     def records(self) -> Iterator[FileRecord]:

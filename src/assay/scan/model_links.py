@@ -56,23 +56,32 @@ class ModelLinks:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
 
 
-def _fingerprintable(rec: FileRecord) -> str | None:
-    """Why a model record's tensors are not read for linking, or None."""
+def _fingerprintable(rec: FileRecord, exists: Callable[[str], bool] | None = None) -> str | None:
+    """Why a model record's tensors are not read for linking, or None. ``exists``: whether
+    the file is still there (default: on this machine's disk)."""
     if rec.model is None:
         return "not a model file"
     if rec.model.safety is not None and rec.model.safety.verdict == "dangerous":
         return "refused as dangerous: its tensors are never opened"
     if rec.member_of is not None:
         return "inside an archive: not on disk after the scan"
-    if not Path(rec.path).exists():
+    if not (exists(rec.path) if exists is not None else Path(rec.path).exists()):
         return "no longer on disk"
     return None
 
 
+def fingerprint_kind(rec: FileRecord) -> str:
+    """What a model file is fingerprinted as: a LoRA's deltas, or a checkpoint."""
+    return "lora" if rec.model is not None and rec.model.arch is not None and rec.model.arch.kind == "lora" \
+        else "checkpoint"
+
+
 def link_models(records: Sequence[FileRecord],
-                fingerprint: Callable[[Path, str], Any] | None = None) -> ModelLinks:
+                fingerprint: Callable[[Path, str], Any] | None = None,
+                exists: Callable[[str], bool] | None = None) -> ModelLinks:
     """Fingerprint the model files among ``records`` and link the related ones; the
-    links are added to both records' ``case_links``."""
+    links are added to both records' ``case_links``. ``fingerprint`` and ``exists``
+    stand in for reading the files here (the Dask engine fingerprints them on workers)."""
     from ..banks.fingerprints import FingerprintIndex
     from ..models.fingerprint import COMPONENTS, SUMMARY_DIM, fingerprint_file
     from ..models.lineage import BankModel, answer
@@ -81,15 +90,13 @@ def link_models(records: Sequence[FileRecord],
     result = ModelLinks()
     models: list[tuple[FileRecord, Any]] = []
     for rec in records:
-        why = _fingerprintable(rec)
+        why = _fingerprintable(rec, exists)
         if why is not None:
             if rec.model is not None:
                 result.skipped.append((rec.path, why))
             continue
-        kind = "lora" if rec.model is not None and rec.model.arch is not None and rec.model.arch.kind == "lora" \
-            else "checkpoint"
         try:
-            models.append((rec, fp_of(Path(rec.path), kind)))
+            models.append((rec, fp_of(Path(rec.path), fingerprint_kind(rec))))
         except Exception as exc:  # noqa: BLE001 (any reader failure: the file is skipped, the scan goes on)
             result.skipped.append((rec.path, f"no weight fingerprint: {str(exc)[:200]}"))
     result.fingerprinted = len(models)

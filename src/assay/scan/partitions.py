@@ -41,10 +41,10 @@ from typing import Any
 
 from ..config import ScanSettings
 from ..report.jsonl import dumps
-from ..report.schema import ErrorInfo, FileRecord
+from ..report.schema import ErrorInfo, FileRecord, FileTimes
 from .custody import redact
 from .pipeline import AnalyzerFactory, analyze_entry, analyze_item, default_analyzers
-from .sources import Item, RemoteItem, fetch_object, filesystem
+from .sources import Fetched, Item, Prefetch, RemoteItem, fetch_object, filesystem, object_mtime
 from .walk import WalkItem
 
 DONE = "_done"
@@ -202,14 +202,16 @@ def _analyzers(job: Job) -> Any:
         return a
 
 
-def _records(item: Item, settings: ScanSettings, analyzers: Any, tmpdir: Path) -> Iterator[FileRecord]:
+def _records(item: Item, settings: ScanSettings, analyzers: Any, tmpdir: Path,
+             fetched: Fetched | None = None) -> Iterator[FileRecord]:
     if isinstance(item, WalkItem):
         yield from analyze_entry(item, settings, analyzers)
         return
-    yield from _remote_records(item, settings, analyzers, tmpdir)
+    yield from _remote_records(item, settings, analyzers, tmpdir, fetched)
 
 
-def _remote_records(item: RemoteItem, settings: ScanSettings, analyzers: Any, tmpdir: Path) -> Iterator[FileRecord]:
+def _remote_records(item: RemoteItem, settings: ScanSettings, analyzers: Any, tmpdir: Path,
+                    fetched: Fetched | None = None) -> Iterator[FileRecord]:
     """An object's records, exactly as a local file's, with its URL as the path (an
     archive's members as ``URL!/member``). The object is copied into a private temporary
     file first (the analyzers and archive readers need a file), never past the size limit."""
@@ -219,8 +221,12 @@ def _remote_records(item: RemoteItem, settings: ScanSettings, analyzers: Any, tm
         yield FileRecord(path=redact(item.url), kind="error",
                          errors=[ErrorInfo(stage="read", code="bad-input", message=item.problem)])
         return
-    tmp, problem, size = fetch_object(item.url, settings.limits.max_file_bytes, tmpdir, safe_suffix(item.url),
-                                      item.size)
+    if fetched is None:
+        info: dict[str, Any] = {}
+        tmp, problem, size = fetch_object(item.url, settings.limits.max_file_bytes, tmpdir, safe_suffix(item.url),
+                                          item.size, info)
+    else:  # copied ahead by the partition's Prefetch
+        tmp, problem, size, info = fetched
     if tmp is None:
         rec = FileRecord(path=redact(item.url), kind="error")
         if problem and problem.startswith("too-large:"):
@@ -234,7 +240,9 @@ def _remote_records(item: RemoteItem, settings: ScanSettings, analyzers: Any, tm
     try:
         record = analyze_item(WalkItem(tmp), settings, analyzers)
         record.path = redact(item.url)
-        record.times = None  # the copy's times say nothing about the object
+        # the copy's times say nothing about the object: the store's last-modified time does
+        mtime = item.mtime or object_mtime(info)
+        record.times = FileTimes(source="object-store", mtime=mtime) if mtime else None
         for e in record.errors:
             e.message = e.message.replace(str(tmp), record.path)
         if record.kind == "archive" and not any(e.stage == "read" for e in record.errors):
@@ -283,10 +291,16 @@ def run_partition(job: Job, spec: PartSpec) -> dict[str, Any]:
     tops = 0
     nbytes = 0
     tmpdir = Path(tempfile.mkdtemp(prefix="assay-objects-"))
+    prefetch = None
+    if any(isinstance(it, RemoteItem) and not it.problem for it in spec.items):
+        from ..containers.members import safe_suffix
+
+        prefetch = Prefetch(spec.items, settings.limits.max_file_bytes, tmpdir, safe_suffix)
     try:
-        for item in spec.items:
+        for i, item in enumerate(spec.items):
             tops += 1
-            for rec in _records(item, settings, analyzers, tmpdir):
+            fetched = prefetch.take(i) if prefetch is not None and i in prefetch.group_of else None
+            for rec in _records(item, settings, analyzers, tmpdir, fetched):
                 if rec.member_of is None and rec.size:
                     nbytes += rec.size
                 h: list[Any] = []
@@ -295,6 +309,8 @@ def run_partition(job: Job, spec: PartSpec) -> dict[str, Any]:
                 records.append(rec)
                 hits.append(h)
     finally:
+        if prefetch is not None:
+            prefetch.close()
         shutil.rmtree(tmpdir, ignore_errors=True)
     ids = sorted({int(x[2]) for h in hits for x in h})
     meta = {"part": spec.number, "digest": spec.digest, "files": tops, "bytes": nbytes,
@@ -339,6 +355,39 @@ def finish_partition(job: Job, spec: PartSpec, refs: dict[int, Any], meta: dict[
     except OSError:
         pass
     return result
+
+
+def fingerprint_model(path: str, kind: str, max_bytes: int) -> tuple[str, Any]:
+    """--model-links: one model file's weight fingerprint, read where it lives (a worker's
+    disk, or the object copied into a temporary file). ``("ok", fingerprint)``,
+    ``("missing", None)`` when the file is gone, or ``("error", message)``."""
+    from ..containers.members import safe_suffix
+    from ..models.fingerprint import fingerprint_file
+    from .sources import local_path
+
+    lp = local_path(path)
+    if lp is not None:
+        if not Path(lp).exists():
+            return "missing", None
+        try:
+            return "ok", fingerprint_file(Path(lp), kind=kind)
+        except Exception as exc:  # noqa: BLE001 (as the local engine: the file is skipped, the scan goes on)
+            return "error", str(exc)
+    if "***" in path:
+        return "error", "its URL carried a secret the report does not keep: it cannot be read again"
+    tmpdir = Path(tempfile.mkdtemp(prefix="assay-model-"))
+    try:
+        tmp, problem, _size = fetch_object(path, max_bytes, tmpdir, safe_suffix(path))
+        if tmp is None:
+            return ("missing", None) if problem and "no such object" in problem else ("error", problem or "cannot read")
+        try:
+            fp = fingerprint_file(tmp, kind=kind)
+        except Exception as exc:  # noqa: BLE001
+            return "error", str(exc).replace(str(tmp), path)
+        fp.source["file"] = path.rsplit("/", 1)[-1]
+        return "ok", fp
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 def _summary_of(records: Sequence[FileRecord]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ class RemoteItem:
     size: int | None = None
     problem: str | None = None
     is_input: bool = False
+    mtime: str | None = None  # the store's last-modified time (UTC ISO 8601) when the listing gave it
 
 
 Item = WalkItem | RemoteItem
@@ -75,6 +76,38 @@ def filesystem(url: str) -> tuple[Any, str]:
         raise AssayError(f"{url}: {exc}") from None
 
 
+_MTIME_KEYS = ("LastModified", "last_modified", "updated", "mtime")
+
+
+def object_mtime(info: Any) -> str | None:
+    """An object's last-modified time from an fsspec listing or info (s3fs ``LastModified``,
+    adlfs ``last_modified``, gcsfs ``updated``; a datetime, an ISO string or epoch seconds)
+    as UTC ISO 8601, the form of the file-system times; None when the store gave none."""
+    from datetime import UTC, datetime
+
+    if not isinstance(info, dict):
+        return None
+    for k in _MTIME_KEYS:
+        v = info.get(k)
+        if v is None or v == "":
+            continue
+        try:
+            if isinstance(v, datetime):
+                dt = v
+            elif isinstance(v, int | float) and not isinstance(v, bool):
+                dt = datetime.fromtimestamp(float(v), UTC)
+            elif isinstance(v, str):
+                dt = datetime.fromisoformat(v.strip().replace("Z", "+00:00"))
+            else:
+                continue
+        except (ValueError, OverflowError, OSError):
+            continue
+        if dt.tzinfo is None:  # stores answer in UTC; a naive value is UTC
+            dt = dt.replace(tzinfo=UTC)
+        return dt.astimezone(UTC).isoformat()
+    return None
+
+
 def _join(proto: str, path: str) -> str:
     return f"{proto}://{path}"
 
@@ -92,7 +125,7 @@ def list_url(url: str) -> Iterator[RemoteItem]:
         yield RemoteItem(url, problem=f"cannot access: {type(exc).__name__}: {exc}", is_input=True)
         return
     if info.get("type") != "directory":
-        yield RemoteItem(url, info.get("size"), is_input=True)
+        yield RemoteItem(url, info.get("size"), is_input=True, mtime=object_mtime(info))
         return
     try:
         found = fs.find(path, detail=True)
@@ -103,7 +136,7 @@ def list_url(url: str) -> Iterator[RemoteItem]:
         d = found[key]
         if d.get("type") == "directory":
             continue
-        yield RemoteItem(_join(proto, key), d.get("size"))
+        yield RemoteItem(_join(proto, key), d.get("size"), mtime=object_mtime(d))
 
 
 def items(inputs: Iterable[str], manifests: Iterable[str] = (), *, follow_symlinks: bool = False) -> Iterator[Item]:
@@ -179,6 +212,7 @@ def _inventory_items(url: str, doc: Any) -> Iterator[RemoteItem]:
     except ValueError:
         raise AssayError(f"{url}: the inventory's fileSchema has no Bucket and Key columns") from None
     ci_size = cols.index("Size") if "Size" in cols else None
+    ci_mtime = cols.index("LastModifiedDate") if "LastModifiedDate" in cols else None
     dest = str(doc.get("destinationBucket", ""))
     dest = dest.split(":::", 1)[1] if ":::" in dest else dest
     for f in doc["files"]:
@@ -193,21 +227,28 @@ def _inventory_items(url: str, doc: Any) -> Iterator[RemoteItem]:
                 size = None
                 if ci_size is not None and ci_size < len(row) and row[ci_size].isdigit():
                     size = int(row[ci_size])
-                yield RemoteItem(f"s3://{row[ci_bucket]}/{unquote(row[ci_key])}", size)
+                mtime = None
+                if ci_mtime is not None and ci_mtime < len(row):
+                    mtime = object_mtime({"LastModified": row[ci_mtime]})
+                yield RemoteItem(f"s3://{row[ci_bucket]}/{unquote(row[ci_key])}", size, mtime=mtime)
 
 
 _STREAM_ABOVE = 64 << 20  # objects larger than this are streamed to disk, smaller ones read in one GET
 
 
 def fetch_object(url: str, max_bytes: int, tmpdir: Path, suffix: str = "",
-                 size: int | None = None) -> tuple[Path | None, str | None, int]:
+                 size: int | None = None, info: dict[str, Any] | None = None) -> tuple[Path | None, str | None, int]:
     """Copy an object into ``tmpdir``; (path, None, size) or (None, problem, size) when it
     cannot be read or is larger than ``max_bytes`` (never read past the limit). With the
-    size known from the listing, a small object costs one GET (no HEAD)."""
+    size known from the listing, a small object costs one GET (no HEAD); without it, the
+    object's info (HEAD) is put into ``info`` when given (its last-modified time)."""
     fs, path = filesystem(url)
     try:
         if size is None:
-            size = fs.size(path)
+            meta = fs.info(path)
+            if info is not None:
+                info.update(meta)
+            size = meta.get("size")
         if size is not None and size > max_bytes:
             return None, f"too-large:{size}", int(size)
         fd, name = tempfile.mkstemp(dir=tmpdir, suffix=suffix)
@@ -238,3 +279,99 @@ def fetch_object(url: str, max_bytes: int, tmpdir: Path, suffix: str = "",
         os.unlink(name)
         return None, f"too-large:{got}", got
     return Path(name), None, got
+
+
+# Objects fetched ahead of the analysis, within one partition (see Prefetch).
+BATCH_OBJECTS = 16  # objects per batch of concurrent ranged GETs
+BATCH_BYTES = 16 << 20  # listed bytes per batch
+BATCHES_AHEAD = 2  # batches fetched (on disk) beyond the one being analysed
+
+
+Fetched = tuple[Path | None, str | None, int, dict[str, Any]]
+
+
+class Prefetch:
+    """The objects of one partition, fetched by one background thread while the caller
+    analyses the previous ones: consecutive small objects of known size go in batches of
+    concurrent ranged GETs (one ``cat_ranges`` call each, so one trip through the file
+    system's event loop for many objects), any other object alone as ``fetch_object``
+    reads it. At most ``BATCHES_AHEAD`` batches wait on disk beyond the one in use
+    (``BATCH_OBJECTS`` objects, ``BATCH_BYTES`` listed bytes each), so memory and
+    temporary disk stay bounded whatever the partition holds. ``take(i)`` gives item
+    ``i``'s copy exactly as ``fetch_object`` would have (same problems, same limit)."""
+
+    def __init__(self, items: Sequence[Any], max_bytes: int, tmpdir: Path,
+                 suffix: Callable[[str], str]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.max_bytes, self.tmpdir, self.suffix = max_bytes, tmpdir, suffix
+        self.groups: list[list[tuple[int, RemoteItem]]] = []
+        cur: list[tuple[int, RemoteItem]] = []
+        cur_bytes = 0
+        for i, it in enumerate(items):
+            if not isinstance(it, RemoteItem) or it.problem:
+                continue
+            batchable = it.size is not None and 0 < it.size <= min(max_bytes, _STREAM_ABOVE)
+            if cur and (not batchable or len(cur) >= BATCH_OBJECTS or cur_bytes + (it.size or 0) > BATCH_BYTES
+                        or it.url.split("://", 1)[0] != cur[0][1].url.split("://", 1)[0]):
+                self.groups.append(cur)
+                cur, cur_bytes = [], 0
+            cur.append((i, it))
+            cur_bytes += it.size or 0
+            if not batchable:
+                self.groups.append(cur)
+                cur, cur_bytes = [], 0
+        if cur:
+            self.groups.append(cur)
+        self.group_of = {i: g for g, group in enumerate(self.groups) for i, _ in group}
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assay-prefetch")
+        self.futures: dict[int, Any] = {}
+        self.submitted = 0
+        self.cancelled = False
+
+    def _top_up(self, current: int) -> None:
+        while self.submitted < len(self.groups) and self.submitted <= current + BATCHES_AHEAD:
+            self.futures[self.submitted] = self.pool.submit(self._fetch, self.groups[self.submitted])
+            self.submitted += 1
+
+    def take(self, i: int) -> Fetched:
+        g = self.group_of[i]
+        self._top_up(g)
+        got = self.futures[g].result()
+        fetched = got.pop(i)
+        if not got:
+            del self.futures[g]
+        return fetched
+
+    def _fetch(self, group: list[tuple[int, RemoteItem]]) -> dict[int, Fetched]:
+        out: dict[int, Fetched] = {}
+        if self.cancelled:
+            return out
+        if len(group) > 1:
+            fs, _ = filesystem(group[0][1].url)
+            paths = [filesystem(it.url)[1] for _, it in group]
+            try:
+                datas: list[Any] = fs.cat_ranges(paths, [0] * len(group), [int(it.size or 0) + 1 for _, it in group],
+                                                 on_error="return")
+            except Exception as exc:  # noqa: BLE001 (each object is then read alone, with its own problem)
+                datas = [exc] * len(group)
+            for (i, it), data in zip(group, datas, strict=True):
+                # a failure, or an object that grew since it was listed: read alone, as fetch_object does
+                if isinstance(data, BaseException) or len(data) > int(it.size or 0):
+                    continue
+                fd, name = tempfile.mkstemp(dir=self.tmpdir, suffix=self.suffix(it.url))
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                out[i] = (Path(name), None, len(data), {})
+        for i, it in group:
+            if i not in out:
+                info: dict[str, Any] = {}
+                out[i] = (*fetch_object(it.url, self.max_bytes, self.tmpdir, self.suffix(it.url), it.size, info), info)
+        return out
+
+    def close(self) -> None:
+        """Stop fetching (what is being fetched finishes); the caller removes ``tmpdir``."""
+        self.cancelled = True
+        for f in self.futures.values():
+            f.cancel()
+        self.pool.shutdown(wait=True)

@@ -587,3 +587,41 @@ def test_object_mtime_reads_each_stores_form_and_ignores_garbage() -> None:
     for bad in ({}, {"LastModified": "yesterday"}, {"mtime": float("inf")}, {"mtime": True}, {"updated": ""},
                 {"LastModified": ["x"]}, None, "2026-01-02"):
         assert object_mtime(bad) is None
+
+
+def test_prefetch_gives_each_object_as_fetch_object_would(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Objects fetched ahead in batches: the same copy, problem and size as one at a time,
+    an object that grew since its listing read whole, a missing one named, a too-large one
+    never read; batches bounded."""
+    import fsspec
+
+    from assay.scan import sources
+    from assay.scan.sources import Prefetch, RemoteItem, fetch_object
+
+    monkeypatch.setattr(sources, "BATCH_OBJECTS", 3)
+    fs = fsspec.filesystem("memory")
+    root = f"memory://prefetch-{os.getpid()}"
+    blobs = {f"{root}/o{i}.bin": bytes([i]) * (100 + i) for i in range(8)}
+    for url, data in blobs.items():
+        fs.pipe_file(url, data)
+    its: list[Any] = [RemoteItem(u, len(d)) for u, d in blobs.items()]
+    its[2] = RemoteItem(its[2].url, 50)  # grew since it was listed
+    its.insert(4, RemoteItem(f"{root}/missing.bin", 10))
+    its.insert(5, RemoteItem(f"{root}/o7.bin", None))  # size unknown: fetched alone
+    its.append(RemoteItem(f"{root}/big.bin", 10_000))
+    fs.pipe_file(f"{root}/big.bin", b"x" * 10_000)
+    calls: list[int] = []
+    real = fs.cat_ranges
+    monkeypatch.setattr(type(fs), "cat_ranges", lambda self, paths, *a, **k: calls.append(len(paths)) or real(paths, *a, **k))
+    pre = Prefetch(its, 5_000, tmp_path, lambda u: ".bin")
+    try:
+        for i, it in enumerate(its):
+            p, problem, size, _info = pre.take(i)
+            q, problem2, size2 = fetch_object(it.url, 5_000, tmp_path, ".bin", it.size)
+            assert (problem, size) == (problem2, size2), it
+            assert (p is None) == (q is None)
+            if p is not None and q is not None:
+                assert p.read_bytes() == q.read_bytes() == blobs[it.url]
+    finally:
+        pre.close()
+    assert calls and max(calls) <= 3

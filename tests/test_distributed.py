@@ -411,10 +411,18 @@ def _files(folder: Path, n: int) -> list[str]:
     return sorted(str(p) for p in folder.iterdir())
 
 
-def _idle(client: Any, timeout: float = 30) -> None:
+def _busy(dask_scheduler: Any) -> int:
+    return sum(1 for ts in dask_scheduler.tasks.values() if ts.state in ("processing", "queued", "waiting", "no-worker"))
+
+
+def _idle(client: Any, timeout: float = 120) -> None:
+    """Until the scheduler holds no task that may still run (queued tasks too: a
+    cancellation reaches the scheduler after the client stopped), three looks in a row."""
     end = time.monotonic() + timeout
-    while any(client.processing().values()) and time.monotonic() < end:
-        time.sleep(0.1)
+    quiet = 0
+    while quiet < 3 and time.monotonic() < end:
+        quiet = quiet + 1 if client.run_on_scheduler(_busy) == 0 else 0
+        time.sleep(0.2)
 
 
 def test_a_worker_killed_mid_scan_loses_and_duplicates_nothing(cluster: dict[str, Any], tmp_path: Path) -> None:

@@ -215,7 +215,7 @@ def bench_permuted(n_bank: int, workdir: Path, repeat: int = 3) -> dict[str, obj
             cpus.append(time.process_time() - c)
         return statistics.median(walls), statistics.median(cpus), out
 
-    # sketches only: what assay answered before #22 (and the bank lookup alone)
+    # the fingerprint alone: the bank lookup, then units paired on format-3 features (no weights)
     blind_wall, blind_cpu, blind = clocked(lambda: query(fs, suspect_fp, index=idx))
 
     def with_weights() -> Any:
@@ -261,7 +261,7 @@ def main() -> int:
               f"{r['aligned_cpu']:.2f} ({r['aligned']:.2f})")
         print(f"  the same query from the fingerprint alone {r['blind_cpu']:.2f} ({r['blind_query']:.2f})")
         print(f"with alignment: {r['found']}")
-        print(f"sketches alone: {r['blind']}")
+        print(f"from the fingerprint alone (format 3 unit features, no weights): {r['blind']}")
         return 0
     args.file.parent.mkdir(parents=True, exist_ok=True)
     path = ensure_checkpoint(args.file)

@@ -101,11 +101,12 @@ class Tally:
 
 
 VERDICTS: list[str] = []  # every query's answers in order, for comparing two versions of the code
+WEIGHTS = True  # False: the suspect's fingerprint alone (a stored fingerprint, a service query)
 
 
 def _ask(suspect: Arrays, bank: list[BankModel]) -> tuple[LineageReport, float]:
     t = time.perf_counter()
-    rep = answer(fingerprint_arrays(suspect), bank, canonical_arrays(suspect))
+    rep = answer(fingerprint_arrays(suspect), bank, canonical_arrays(suspect) if WEIGHTS else None)
     secs = time.perf_counter() - t
     VERDICTS.append(" || ".join(rep.explanations()))
     return rep, secs
@@ -211,10 +212,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--verdicts", type=Path, help="write every query's answers here, one line each")
+    ap.add_argument("--fingerprint-only", action="store_true",
+                    help="ask with the suspect's fingerprint alone (no weights to align with)")
     args = ap.parse_args(argv)
+    global WEIGHTS
+    WEIGHTS = not args.fingerprint_only
     t0 = time.perf_counter()
     tallies = evaluate(args.scale, args.seeds, log=print if args.verbose else None)
-    print(f"scale {args.scale}, {args.seeds} bases per family; wall {time.perf_counter() - t0:.0f} s")
+    print(f"scale {args.scale}, {args.seeds} bases per family, "
+          f"{'fingerprint only' if args.fingerprint_only else 'with the suspect weights'}; wall {time.perf_counter() - t0:.0f} s")
     print(table(tallies))
     if args.verdicts:
         args.verdicts.write_text("".join(v + "\n" for v in VERDICTS))

@@ -361,3 +361,81 @@ def unet_permute(a: Mapping[str, np.ndarray], outer: np.ndarray | None = None,
                 out[k] = out[k][order]
             out[p + "out_layers.3.weight"] = out[p + "out_layers.3.weight"][:, order]
     return _f32(out)
+
+
+# ------------------------------------------------------------------ LLaMA-style decoder (RMSNorm)
+
+
+LLAMA = {"hidden": 64, "layers": 2, "ff": 172, "heads": 4, "vocab": 200}
+
+
+def llama(seed: int, *, hidden: int = 64, layers: int = 2, ff: int = 172, vocab: int = 200) -> Arrays:
+    """A decoder with LLaMA's names and structure: RMSNorm (no bias, no mean), SwiGLU FFN
+    (gate, up, down), attention without biases, an untied vocabulary head."""
+    rng = np.random.default_rng(seed)
+    a: Arrays = {"model.embed_tokens.weight": rng.standard_normal((vocab, hidden)) * 0.5,
+                 "model.norm.weight": 1.0 + 0.1 * rng.standard_normal(hidden),
+                 "lm_head.weight": rng.standard_normal((vocab, hidden)) / np.sqrt(hidden)}
+    for n in range(layers):
+        p = f"model.layers.{n}."
+        for m in ("q_proj", "k_proj", "v_proj", "o_proj"):
+            a[p + f"self_attn.{m}.weight"] = rng.standard_normal((hidden, hidden)) / np.sqrt(hidden)
+        a[p + "mlp.gate_proj.weight"] = rng.standard_normal((ff, hidden)) / np.sqrt(hidden)
+        a[p + "mlp.up_proj.weight"] = rng.standard_normal((ff, hidden)) / np.sqrt(hidden)
+        a[p + "mlp.down_proj.weight"] = rng.standard_normal((hidden, ff)) / np.sqrt(ff)
+        a[p + "input_layernorm.weight"] = 1.0 + 0.1 * rng.standard_normal(hidden)
+        a[p + "post_attention_layernorm.weight"] = 1.0 + 0.1 * rng.standard_normal(hidden)
+    return _f32(a)
+
+
+def _rms_norm(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return x / np.sqrt((x * x).mean(-1, keepdims=True) + 1e-6) * w
+
+
+def llama_forward(a: Mapping[str, np.ndarray], tokens: np.ndarray, heads: int = LLAMA["heads"]) -> np.ndarray:
+    """Next-token logits (batch, length, vocab) with causal attention, in float64 (rotary
+    position encoding left out: it acts within a head and is not what is permuted here)."""
+    w = {k: v.astype(np.float64) for k, v in a.items()}
+    x = w["model.embed_tokens.weight"][tokens]
+    b, t, h = x.shape
+    d = h // heads
+    mask = np.triu(np.full((t, t), -np.inf), 1)
+    n = 0
+    while f"model.layers.{n}.self_attn.q_proj.weight" in w:
+        p = f"model.layers.{n}."
+        y = _rms_norm(x, w[p + "input_layernorm.weight"])
+        q, k, v = (y @ w[p + f"self_attn.{m}_proj.weight"].T for m in "qkv")
+        q, k, v = (z.reshape(b, t, heads, d).transpose(0, 2, 1, 3) for z in (q, k, v))
+        s = q @ k.transpose(0, 1, 3, 2) / np.sqrt(d) + mask
+        s = np.exp(s - s.max(-1, keepdims=True))
+        s /= s.sum(-1, keepdims=True)
+        x = x + (s @ v).transpose(0, 2, 1, 3).reshape(b, t, h) @ w[p + "self_attn.o_proj.weight"].T
+        y = _rms_norm(x, w[p + "post_attention_layernorm.weight"])
+        g = y @ w[p + "mlp.gate_proj.weight"].T
+        x = x + (g / (1.0 + np.exp(-g)) * (y @ w[p + "mlp.up_proj.weight"].T)) @ w[p + "mlp.down_proj.weight"].T
+        n += 1
+    return _rms_norm(x, w["model.norm.weight"]) @ w["lm_head.weight"].T
+
+
+def llama_permute(a: Mapping[str, np.ndarray], hidden: np.ndarray | None = None,
+                  ffn: Mapping[int, np.ndarray] | None = None) -> Arrays:
+    """The residual dimension everywhere (embedding and head columns, every RMSNorm, the
+    input columns of q/k/v/gate/up, the rows of o/down) and the SwiGLU neurons of some
+    layers (gate and up rows, down columns). RMSNorm divides by the root mean square
+    over the hidden units, which no permutation changes."""
+    out = dict(a)
+    if hidden is not None:
+        for k, v in a.items():
+            if k in ("model.embed_tokens.weight", "lm_head.weight") or any(
+                    m in k for m in ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")):
+                out[k] = v[:, hidden]
+            elif k.endswith("norm.weight") or k.endswith("layernorm.weight"):
+                out[k] = v[hidden]
+            elif any(m in k for m in ("o_proj", "down_proj")):
+                out[k] = v[hidden]
+    for n, perm in (ffn or {}).items():
+        p = f"model.layers.{n}.mlp."
+        out[p + "gate_proj.weight"] = out[p + "gate_proj.weight"][perm]
+        out[p + "up_proj.weight"] = out[p + "up_proj.weight"][perm]
+        out[p + "down_proj.weight"] = out[p + "down_proj.weight"][:, perm]
+    return _f32(out)

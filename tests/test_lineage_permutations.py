@@ -73,8 +73,13 @@ SYMMETRIES = {"ffn-neurons": "bert", "attention-heads": "bert", "hidden-dimensio
               "all-transformer": "bert", "groupnorm-channels": "unet", "relu-scaling": "mlp"}
 
 
-def _ask(suspect: Arrays, bank: list[BankModel], *, with_weights: bool = True) -> LineageReport:
-    return answer(fingerprint_arrays(suspect), bank, canonical_arrays(suspect) if with_weights else None)
+def _ask(suspect: Arrays, bank: list[BankModel], *, with_weights: bool = True,
+         sketches_only: bool = False) -> LineageReport:
+    fp = fingerprint_arrays(suspect)
+    if sketches_only:  # what a format-2 record carries: no input-order-free unit features
+        for t in fp.tensors.values():
+            t.rowmom = None
+    return answer(fp, bank, canonical_arrays(suspect) if with_weights else None)
 
 
 def _bank(models: dict[str, Arrays], family: str) -> list[BankModel]:
@@ -101,8 +106,16 @@ def test_pure_permutation_is_the_same_weights_up_to_permutation(models: dict[str
     family = SYMMETRIES[symmetry]
     bank = _bank(models, family)
     suspect = _rewrite(symmetry, models[family], 2)
-    blind = _ask(suspect, bank, with_weights=False)  # sketches alone are not invariant
+    blind = _ask(suspect, bank, with_weights=False, sketches_only=True)  # sketches are not invariant
     assert f"flagged/{family}" not in {s.entry for s in blind.same}
+    # the fingerprint alone (format 3): units paired on features free of the input order
+    fp_only = _ask(suspect, bank, with_weights=False)
+    if symmetry == "relu-scaling":  # rescaled units change the next layer's sums: not claimed
+        assert not fp_only.same, fp_only.explanations()
+    else:
+        assert [s.entry for s in fp_only.same] == [f"flagged/{family}"], fp_only.explanations()
+        assert fp_only.same[0].permutation is not None and not fp_only.derived
+        assert "found from the two fingerprints alone" in fp_only.same[0].explanation
     rep = _ask(suspect, bank)
     assert [s.entry for s in rep.same] == [f"flagged/{family}"], rep.explanations()
     same = rep.same[0]
@@ -158,7 +171,7 @@ def test_lora_merged_into_a_permuted_base_is_found(models: dict[str, Arrays]) ->
     suspect = _rewrite("all-transformer", merged, 5)
     bank = [BankModel("bases", "bert", "base", fingerprint_arrays(base)),
             BankModel("flagged", "lora", "lora", lora_fingerprint(tensors))]
-    assert not _ask(suspect, bank, with_weights=False).loras  # hidden by the permutation
+    assert not _ask(suspect, bank, with_weights=False, sketches_only=True).loras  # hidden by the permutation
     rep = _ask(suspect, bank)
     assert [lo.entry for lo in rep.loras] == ["flagged/lora"], rep.explanations()
     assert abs(rep.loras[0].strength - 0.6) <= 0.05
@@ -225,7 +238,7 @@ def test_format_2_round_trips_and_format_1_records_still_work(models: dict[str, 
     back = Fingerprint.from_bytes(fp.to_bytes())
     for n, t in fp.tensors.items():
         b = back.tensors[n]
-        for field in ("rowsig", "colsig", "inv"):
+        for field in ("rowsig", "colsig", "inv", "rowmom"):
             x, y = getattr(t, field), getattr(b, field)
             assert (x is None) == (y is None)
             if x is not None:
@@ -267,6 +280,38 @@ def test_bank_query_finds_a_permuted_copy_among_decoys(tmp_path: Path, models: d
     rep = query(fs, fingerprint_arrays(_rewrite("all-transformer", pm.bert(99), 8)),
                 tensors=canonical_arrays(_rewrite("all-transformer", pm.bert(99), 8)))
     assert not rep.found
+    store.close()
+
+
+def test_fingerprint_alone_finds_a_permuted_copy_in_a_bank(tmp_path: Path, models: dict[str, Arrays]) -> None:
+    """A query from a stored fingerprint (no weights to align with: a service request, a
+    fingerprint sent instead of the model): format 3 carries per-unit features that do not
+    depend on the order of a layer's inputs, so the units pair without the weights."""
+    store = Store(str(tmp_path / "b.sqlite3"), create=True)
+    store.create_bank("flagged")
+    fs = FingerprintStore(store)
+    fs.add("flagged", "bert", fingerprint_arrays(models["bert"]))
+    fs.add("flagged", "bert-other", fingerprint_arrays(models["bert-other"]))
+    fs.add("flagged", "unet", fingerprint_arrays(models["unet"]))
+    old = fingerprint_arrays(models["bert"])
+    for t in old.tensors.values():
+        t.rowmom = None  # a format-2 entry: signatures in the columns' order only
+    fs.add("flagged", "bert-format2", old)
+
+    def ask(arrays: Arrays) -> LineageReport:
+        return query(fs, Fingerprint.from_bytes(fingerprint_arrays(arrays).to_bytes()))
+
+    rep = ask(_rewrite("all-transformer", models["bert"], 11))
+    assert [s.entry for s in rep.same] == ["flagged/bert"] and not rep.derived, rep.explanations()
+    assert rep.same[0].permutation is not None and rep.same[0].permutation.units_moved > 0
+    text = rep.explanations()[0]
+    assert "up to a permutation of" in text and "found from the two fingerprints alone" in text
+    assert json.dumps(rep.to_dict())
+    rep = ask(pm.fine_tune(_rewrite("all-transformer", models["bert"], 12), 0.02, 4))
+    assert [d.entry for d in rep.derived] == ["flagged/bert"] and not rep.same, rep.explanations()
+    assert "not measured without the suspect's weights" in rep.derived[0].explanation
+    rep = ask(_rewrite("all-transformer", pm.bert(99), 13))
+    assert not rep.found, rep.explanations()
     store.close()
 
 
@@ -336,6 +381,13 @@ def test_torch_trained_transformers_link_only_to_their_origin() -> None:
         assert not _ask(p, others).found
         assert not _ask(pm.fine_tune(p, 0.02, 3), others).found
         assert [d.entry for d in _ask(pm.fine_tune(p, 0.02, 3), bank).derived] == [f"flagged/{name}"]
+        # from the fingerprint alone too: its origin only, never another seed
+        rep = _ask(p, bank, with_weights=False)
+        assert [s.entry for s in rep.same] == [f"flagged/{name}"] and not rep.derived, rep.explanations()
+        assert not _ask(p, others, with_weights=False).found
+        assert not _ask(pm.fine_tune(p, 0.02, 3), others, with_weights=False).found
+        rep = _ask(pm.fine_tune(p, 0.02, 3), bank, with_weights=False)
+        assert [d.entry for d in rep.derived] == [f"flagged/{name}"] and not rep.same, rep.explanations()
 
 
 def test_old_bank_rows_and_ordinary_fine_tunes_skip_alignment(
@@ -374,10 +426,35 @@ def test_merge_over_a_permuted_base_is_found(models: dict[str, Arrays]) -> None:
     suspect = _rewrite("all-transformer", merged, 11)
     bank = [BankModel("bases", "A", "base", fingerprint_arrays(a)),
             BankModel("bases", "B", "base", fingerprint_arrays(b))]
-    assert not any(m.component == "layers" for m in _ask(suspect, bank, with_weights=False).merges)
+    assert not any(m.component == "layers" for m in _ask(suspect, bank, with_weights=False,
+                                                          sketches_only=True).merges)
     rep = _ask(suspect, bank)
     layers = [m for m in rep.merges if m.component == "layers"]
     assert layers, rep.explanations()
     assert abs(layers[0].parts["bases/A"] - 0.9) <= 0.05 and abs(layers[0].parts["bases/B"] - 0.1) <= 0.05
     assert "after undoing the permutation" in layers[0].explanation
     assert not rep.same
+
+
+def test_rmsnorm_decoder_permuted_is_found_with_and_without_its_weights() -> None:
+    """A LLaMA-style decoder (RMSNorm, SwiGLU, no biases): the residual dimension and the
+    SwiGLU neurons reordered keep the outputs (RMSNorm's root mean square ignores the
+    order) and are undone from the weights and from the fingerprint alone; a fine-tune of
+    the copy is derived; another seed, permuted the same way, is never linked to it."""
+    a, other = pm.llama(1), pm.llama(2)
+    rng = np.random.default_rng(4)
+    h, ff = pm.LLAMA["hidden"], pm.LLAMA["ff"]
+    p = pm.llama_permute(a, rng.permutation(h), {0: rng.permutation(ff), 1: rng.permutation(ff)})
+    tokens = rng.integers(0, pm.LLAMA["vocab"], (2, 8))
+    assert np.allclose(pm.llama_forward(p, tokens), pm.llama_forward(a, tokens), atol=1e-6)
+    assert all(not np.array_equal(a[k], p[k]) for k in a)
+    bank = [BankModel("flagged", "llama", "checkpoint", fingerprint_arrays(a)),
+            BankModel("flagged", "llama-other", "checkpoint", fingerprint_arrays(other))]
+    for weights in (True, False):
+        rep = _ask(p, bank, with_weights=weights)
+        assert [s.entry for s in rep.same] == ["flagged/llama"] and not rep.derived, rep.explanations()
+        assert "units of the hidden dimension" in rep.explanations()[0]
+        rep = _ask(pm.fine_tune(p, 0.02, 1), bank, with_weights=weights)
+        assert [d.entry for d in rep.derived] == ["flagged/llama"] and not rep.same, rep.explanations()
+        rep = _ask(pm.llama_permute(other, rng.permutation(h)), bank[:1], with_weights=weights)
+        assert not rep.found, rep.explanations()

@@ -31,6 +31,12 @@ only the bank's fingerprint:
 4. 1-D tensors take the order of their sibling weight's rows, or of whichever
    recovered axis of their length fits their stored values best.
 
+Without the suspect's weights (a query from a stored fingerprint) :func:`align_signatures`
+pairs each matrix's units on the format-3 features that no reordering of its inputs
+changes (norm, sum, cube root of the sum of cubes), every matrix on its own; lineage
+then decides from the paired features and the exact tensor norms, not from sketches
+(``lineage._permuted_from_signatures``).
+
 The suspect is then re-sketched in the entry's order (:func:`aligned_fingerprint`)
 and compared exactly as an unpermuted suspect is: same weights, fine-tune, merge,
 LoRA. Alignment itself never decides a relation; the sketch comparison after it does,
@@ -67,11 +73,14 @@ __all__ = [
     "Alignment",
     "AxisOrder",
     "align",
+    "align_signatures",
     "aligned_fingerprint",
     "canonical_arrays",
+    "has_moments",
     "open_suspect",
     "query_file",
     "shared_tensors",
+    "signature_error",
 ]
 
 # Paired signature distance over the bank rows' own nearest-neighbour spacing below which
@@ -544,13 +553,21 @@ def _align(suspect: Fingerprint, tensors: _Tensors, entry: Fingerprint, label: s
                     out.cols[name] = order
                     learn(order)
                     progress = True
-    # 1-D tensors: the sibling weight's row order, else the best-fitting recovered axis.
+    _align_vectors(out, known, suspect, entry,
+                   lambda name: tensors.get(name).astype(np.float64) if name in tensors.source else None)
+    return out
+
+
+def _align_vectors(out: Alignment, known: Mapping[int, list[AxisOrder]], suspect: Fingerprint,
+                   entry: Fingerprint, values: Callable[[str], np.ndarray | None]) -> None:
+    """1-D tensors: the sibling weight's row order, else the best-fitting recovered axis."""
     for name, t in entry.tensors.items():
         s = suspect.tensors.get(name)
-        if (t.is_matrix or t.rowsig is None or s is None or s.shape != t.shape
-                or name not in tensors.source):
+        if t.is_matrix or t.rowsig is None or s is None or s.shape != t.shape:
             continue
-        v = tensors.get(name).astype(np.float64)
+        v = values(name)
+        if v is None or v.size != t.rowsig.shape[0]:
+            continue
         ref = t.rowsig[:, 0].astype(np.float64)
         sib = name.rsplit(".", 1)[0] + ".weight"
         if sib in out.rows and out.rows[sib].perm.size == v.size:
@@ -565,7 +582,118 @@ def _align(suspect: Fingerprint, tensors: _Tensors, entry: Fingerprint, label: s
                 best, best_err = AxisOrder(cand.perm, None, cand.source, err), err
         if best.source != "identity":
             out.vectors[name] = best
+
+
+def _moment_features(t: TensorSketch) -> np.ndarray | None:
+    """Per output unit: norm, sum and cube root of the sum of cubes (format 3), features no
+    reordering of the input units changes; None for a record without them."""
+    if t.rowsig is None or t.rowmom is None or t.rowmom.shape[0] != t.rowsig.shape[0]:
+        return None
+    return np.concatenate([t.rowsig[:, :1], t.rowmom], axis=1).astype(np.float64)
+
+
+def has_moments(fp: Fingerprint) -> bool:
+    return any(t.rowmom is not None for t in fp.tensors.values())
+
+
+def align_signatures(suspect: Fingerprint, entry: Fingerprint, label: str = "") -> Alignment:
+    """Unit orders between two fingerprints, without either model's weights (a query
+    from a stored fingerprint, a service request). Each matrix's output units are paired
+    on features that do not depend on the order of its input units (``rowmom`` with the
+    row norm), so every matrix is aligned on its own, with no order to propagate;
+    matrices with fixed rows (embeddings) on their column signatures, which are taken
+    over the fixed rows; 1-D tensors on their stored values as in :func:`align`.
+    Per-unit positive rescaling (ReLU) changes the next layer's sums and is not undone
+    here (it is with the weights)."""
+    out = Alignment(label)
+    known: dict[int, list[AxisOrder]] = {}
+
+    def learn(order: AxisOrder) -> None:
+        lst = known.setdefault(order.perm.size, [])
+        if order.moved and all(o.key() != order.key() for o in lst):
+            lst.append(order)
+
+    with _one_blas_thread():
+        for name, t in entry.tensors.items():
+            s = suspect.tensors.get(name)
+            if not t.is_matrix or s is None or s.shape != t.shape or not (s.comparable and t.comparable):
+                continue
+            fb, fs = _moment_features(t), _moment_features(s)
+            if fb is not None and fs is not None and fb.shape == fs.shape:
+                out.tried += 1
+                bank = BankUnits(fb)
+                if bank.quick(fs) >= ACCEPT:
+                    continue
+                same = bank.unmoved(fs)
+                if same is not None:
+                    order = AxisOrder(np.arange(fb.shape[0]), None, name, same)
+                else:
+                    perm, q = bank.match(fs)
+                    if q >= ACCEPT:
+                        continue
+                    order = AxisOrder(perm, None, name, q)
+                out.rows[name] = order
+                learn(order)
+            elif (t.colsig is not None and s.colsig is not None and t.colsig.shape == s.colsig.shape
+                  and t.rowsig is None):
+                out.tried += 1
+                perm, q = BankUnits(t.colsig).match(s.colsig)
+                if q < ACCEPT:
+                    order = AxisOrder(perm, None, name, q)
+                    out.cols[name] = order
+                    learn(order)
+
+        def stored(name: str) -> np.ndarray | None:
+            t = suspect.tensors.get(name)
+            return None if t is None or t.rowsig is None else t.rowsig[:, 0].astype(np.float64)
+
+        _align_vectors(out, known, suspect, entry, stored)
+        for name, t in entry.tensors.items():
+            # A vector no recovered axis explains (e.g. a norm over a concatenation of two
+            # axes): pairing by sorted value is exact for a copy (values stored to float16).
+            v = stored(name) if not t.is_matrix and t.rowsig is not None else None
+            if v is None or v.size != t.rowsig.shape[0] or suspect.tensors[name].shape != t.shape:
+                continue
+            ref = t.rowsig[:, 0].astype(np.float64)
+            spread = float(np.abs(ref).max()) or 1.0
+            have = out.vectors.get(name)
+            err = float(np.abs(v[have.perm if have else slice(None)] - ref).max()) / spread
+            if err <= VALUE_TOL:
+                continue
+            perm = np.empty(v.size, dtype=np.int64)
+            perm[np.argsort(ref, kind="stable")] = np.argsort(v, kind="stable")
+            sorted_err = float(np.abs(v[perm] - ref).max()) / spread
+            if sorted_err <= VALUE_TOL:
+                out.vectors[name] = AxisOrder(perm, None, f"values of {name}", sorted_err)
     return out
+
+
+VALUE_TOL = 2e-3  # stored 1-D values agree to float16 rounding (2**-11 of the largest, both sides)
+
+
+def signature_error(suspect: Fingerprint, entry: Fingerprint, al: Alignment) -> float:
+    """The largest difference between paired units' stored features (moment features of
+    aligned matrices, column signatures, 1-D values), over each feature's largest value
+    in the entry: float16 storage rounding measures up to ~1e-3, any change of the
+    weights more."""
+    worst = 0.0
+    for table, feats in ((al.rows, _moment_features), (al.cols, lambda t: t.colsig)):
+        for name, order in table.items():
+            fb, fs = feats(entry.tensors[name]), feats(suspect.tensors[name])
+            if fb is None or fs is None or fb.shape != fs.shape:
+                return float("inf")
+            fb, fs = np.asarray(fb, np.float64), np.asarray(fs, np.float64)[order.perm]
+            scale = np.maximum(np.abs(fb).max(axis=0), 1e-30)
+            worst = max(worst, float((np.abs(fb - fs) / scale).max()))
+    for name, t in entry.tensors.items():  # every 1-D tensor, in its recovered order or as it is
+        s = suspect.tensors.get(name)
+        if t.is_matrix or t.rowsig is None or s is None or s.rowsig is None or s.rowsig.shape != t.rowsig.shape:
+            continue
+        order = al.vectors.get(name)
+        ref, v = t.rowsig[:, 0].astype(np.float64), s.rowsig[:, 0].astype(np.float64)
+        v = v[order.perm] if order is not None else v
+        worst = max(worst, float(np.abs(v - ref).max()) / (float(np.abs(ref).max()) or 1.0))
+    return worst
 
 
 def aligned_fingerprint(suspect: Fingerprint, tensors: Mapping[str, np.ndarray] | _Tensors,

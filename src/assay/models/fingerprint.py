@@ -34,12 +34,17 @@ small per-unit signatures (row norm + ``ALIGN_DIM`` random projections per outpu
 per input unit where the rows are a fixed axis such as an embedding's vocabulary; the
 values of 1-D tensors), from which :mod:`assay.models.alignment` recovers the
 permutation between a suspect and a banked fingerprint. Cost: ``(1 + ALIGN_DIM)``
-float16 values per output unit of every matrix, i.e. 12 bytes per row.
+float16 values per output unit of every matrix, i.e. 12 bytes per row. Format 3 adds
+per output unit the sum of its weights and the cube root of the sum of their cubes
+(``rowmom``, 4 bytes per row): unlike the projections these do not depend on the order
+of the unit's inputs, so two fingerprints can be aligned without either model's
+weights (:func:`assay.models.alignment.align_signatures`).
 
 Serialised form (:meth:`Fingerprint.to_bytes`): magic ``ASFP``, format version,
 header length, a JSON header, the float16 sketch payload, then (format 2) the float16
 permutation data, and a CRC32 of all that precedes it. Format 1 records (sketches
-only) are still read; they answer every question except the permuted ones.
+only) are still read; they answer every question except the permuted ones; format 2
+records answer those only with the suspect's weights at hand.
 Truncated or corrupt records are rejected with :class:`FingerprintError`.
 """
 
@@ -81,8 +86,8 @@ __all__ = [
     "vae_ldm_to_diffusers",
 ]
 
-FORMAT_VERSION = 2  # 2: optional permutation-robust data per tensor (see TensorSketch)
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3  # 2: optional permutation-robust data per tensor (see TensorSketch); 3: rowmom
+READABLE_VERSIONS = (1, 2, 3)
 SKETCH_VERSION = 1  # seeds of P, Q and the summary plan: never changes with the record format
 DEFAULT_K = 64
 ALIGN_DIM = 5  # random projections per row / column unit in the alignment signatures
@@ -542,6 +547,10 @@ class TensorSketch:
     colsig: np.ndarray | None = None
     units: int = 0
     inv: np.ndarray | None = None
+    # ``rowmom`` (m, 2), format 3: per output unit the sum of its weights and the cube root of
+    # the sum of their cubes. Unlike ``rowsig``'s projections these do not change when the
+    # *input* units are reordered, so two fingerprints can be aligned without the weights.
+    rowmom: np.ndarray | None = None
 
     @property
     def is_matrix(self) -> bool:
@@ -652,7 +661,7 @@ class Fingerprint:
             }
             payload += _half(sk, scale)
             align: dict[str, Any] = {}
-            for field_name in ("rowsig", "colsig", "inv"):
+            for field_name in ALIGN_FIELDS:
                 arr = getattr(t, field_name)
                 if arr is None:
                     continue
@@ -741,6 +750,9 @@ class Fingerprint:
         return fp
 
 
+ALIGN_FIELDS = ("rowsig", "colsig", "inv", "rowmom")  # in this order after the sketches
+
+
 def _scale(arr: np.ndarray) -> float:
     return float(np.max(np.abs(arr))) if arr.size else 0.0
 
@@ -760,7 +772,7 @@ def _read_align(fp: Fingerprint, entries: list[Any], extra: memoryview,
             continue
         t = fp.tensors[str(e["name"])]
         rows = t.shape[0] if t.is_matrix else (t.shape[0] if t.shape else 0)
-        for field_name in ("rowsig", "colsig", "inv"):
+        for field_name in ALIGN_FIELDS:
             spec = align.get(field_name)
             if spec is None:
                 continue
@@ -768,7 +780,7 @@ def _read_align(fp: Fingerprint, entries: list[Any], extra: memoryview,
             dims = [int(d) for d in dims]
             if not 1 <= len(dims) <= 2 or any(d < 0 or d > (1 << 24) for d in dims):
                 raise bad(f"tensor {t.name!r}: invalid {field_name} shape {dims}")
-            if field_name == "rowsig" and dims[0] != rows:
+            if field_name in ("rowsig", "rowmom") and dims[0] != rows:
                 raise bad(f"tensor {t.name!r}: {field_name} has {dims[0]} rows, the tensor {rows}")
             n = math.prod(dims)
             if pos + n > values.size:
@@ -942,6 +954,7 @@ def _sketch_source(
     g = align_projection("rows", n) if want_rows else None
     h = align_projection("cols", m) if want_cols else None
     rowsig = np.zeros((m, 1 + ALIGN_DIM), dtype=np.float32) if want_rows else None
+    rowmom = np.zeros((m, 2), dtype=np.float32) if want_rows else None
     rownorm = np.zeros(m, dtype=np.float64) if align and not vector else None
     colsq = np.zeros(n, dtype=np.float64) if align and not vector else None
     colacc = np.zeros((ALIGN_DIM, n), dtype=np.float64) if want_cols else None
@@ -971,6 +984,9 @@ def _sketch_source(
             if rowsig is not None and g is not None and rownorm is not None:
                 rowsig[r0:r1, 0] = rownorm[r0:r1]
                 rowsig[r0:r1, 1:] = c2 @ g
+            if rowmom is not None:
+                rowmom[r0:r1, 0] = c2.sum(axis=1)
+                rowmom[r0:r1, 1] = np.cbrt(np.einsum("ij,ij->i", sqm, c2))
             if colacc is not None and h is not None:
                 colacc += h[r0:r1].T @ c2
             if vec_values is not None:
@@ -994,6 +1010,7 @@ def _sketch_source(
             unit_norm = np.sqrt(colsq.reshape(units, -1).sum(axis=1))
             t.units = units
             t.rowsig = rowsig
+            t.rowmom = rowmom
             if colacc is not None:
                 cs = np.zeros((units, 1 + ALIGN_DIM), dtype=np.float32)
                 cs[:, 0] = unit_norm

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .fingerprint import Fingerprint, FlatSketches
+from .fingerprint import Fingerprint, FlatSketches, component_of
 
 __all__ = [
     "BankModel",
@@ -355,7 +355,63 @@ def answer(suspect: Fingerprint, entries: Sequence[BankModel],
     report = _answer(suspect, entries)
     if tensors is not None and suspect.kind != "lora":
         _permuted(suspect, entries, tensors, report)
+    elif suspect.kind != "lora":
+        _permuted_from_signatures(suspect, entries, report)
     return report
+
+
+SIG_ALIGNED = 0.9  # share of the common matrices whose units must pair (signatures only)
+SIG_SAME_NORM = 1e-5  # relative tensor-norm difference of a permuted copy (float rounding ~1e-7)
+SIG_SAME_UNITS = 0.01  # paired unit features within 1% of the feature's range (fp16 storage ~1e-3)
+
+
+def _permuted_from_signatures(suspect: Fingerprint, entries: Sequence[BankModel], report: LineageReport) -> None:
+    """Without the suspect's weights: pair units on signatures that do not depend on the
+    order of the input units (format 3), per matrix, against each checkpoint/base entry
+    the sketches did not relate. Same weights up to a permutation when every common
+    matrix aligns, every tensor's exact norm is unchanged and every paired unit agrees
+    to storage rounding; a derived copy when at least SIG_ALIGNED of the matrices align
+    (unrelated models align none). Merges and LoRAs over a permuted base need the weights."""
+    from .alignment import align_signatures, has_moments, signature_error
+
+    if not has_moments(suspect):
+        return
+    same = {f.entry for f in report.same} | {p for m in report.merges for p in m.parts}
+    derived = {f.entry for f in report.derived}
+    for e in entries:
+        if (e.kind == "lora" or e.label in same or not has_moments(e.fingerprint)
+                or _why_not_comparable(suspect, e) is not None):
+            continue
+        if e.label in derived and _all_matrices_close(suspect, e):
+            continue  # an ordinary fine-tune: every weight still points the entry's way
+        al = align_signatures(suspect, e.fingerprint, e.label)
+        if al.tried < 2 or al.aligned < SIG_ALIGNED * al.tried or not al.moved:
+            continue  # unrelated, or in order already (then the sketches spoke for this entry)
+        perm = Permutation(al.moved, len(al.axes()), al.aligned, 0)
+        what = al.describe()
+        common = [n for n, t in e.fingerprint.tensors.items()
+                  if n in suspect.tensors and suspect.tensors[n].shape == t.shape]
+        norm_diff = max((abs(suspect.tensors[n].norm - e.fingerprint.tensors[n].norm)
+                         / max(e.fingerprint.tensors[n].norm, 1e-30) for n in common), default=float("inf"))
+        unit_err = signature_error(suspect, e.fingerprint, al)
+        quality = float(np.median([o.quality for o in (*al.rows.values(), *al.cols.values())]))
+        comps = sorted({component_of(n) for n in common})
+        report.derived = [f for f in report.derived if f.entry != e.label]  # e.g. "fine-tune 104%"
+        basis = ("found from the two fingerprints alone: units paired on per-unit signatures that "
+                 "do not depend on the order of a layer's inputs")
+        if al.aligned == al.tried and norm_diff <= SIG_SAME_NORM and unit_err <= SIG_SAME_UNITS:
+            report.same.append(SameWeights(
+                e.label, e.kind, 1.0 - unit_err, comps,
+                f"same weights as {e.kind} {e.label} up to {what}: the rewrite computes the same "
+                f"function ({basis}; every tensor's norm equal within {norm_diff:.1g} and every paired "
+                f"unit within {unit_err:.1g} of its feature's range)", perm))
+        else:
+            report.derived.append(DerivedFrom(
+                e.label, e.kind, 1.0 - quality, [],
+                f"a changed (fine-tuned) permuted copy of {e.kind} {e.label}: {what} ({basis}; "
+                f"paired units sit at {quality:.2f} of the entry's own unit spacing, unrelated models "
+                f"measure 0.8 or more; tensor norms differ by up to {_pct(norm_diff)}). How much "
+                "changed is not measured without the suspect's weights", perm))
 
 
 def _permuted(suspect: Fingerprint, entries: Sequence[BankModel], tensors: Mapping[str, np.ndarray],

@@ -193,3 +193,14 @@ def test_luma_residual_stays_close_to_the_per_channel_one(cams: list[Camera], pr
     assert 0.8 < p_luma / p_each < 1.1
     with pytest.raises(ValueError, match="channels"):
         prnu.residual(photo, channels="green")
+
+
+def test_the_opposite_turn_from_one_transform_equals_its_own_correlation(cams: list[Camera],
+                                                                         prints: list[prnu.Fingerprint]) -> None:
+    photo = np.rot90(cams[0].photo(scene(44_444, SHAPE), 90, seed=2), 2)
+    pr = prnu.probe(photo)
+    as_is, turned = prnu._whole_pces(pr.turns[0], prints[0])
+    assert as_is == pytest.approx(prnu.pce(prnu._correlate(pr.turns[0], prints[0]), (0, 0))[0], rel=1e-4, abs=1e-3)
+    assert turned == pytest.approx(prnu.pce(prnu._correlate(pr.turns[180], prints[0]), (0, 0))[0], rel=1e-4)
+    det = prnu.detect(pr, prints[0])
+    assert det.rotation == 180 and det.pce == pytest.approx(turned) and det.positions == 2

@@ -263,6 +263,21 @@ def _correlate(test: np.ndarray, fp: Fingerprint | np.ndarray) -> np.ndarray:
     return np.fft.irfft2(np.conj(np.fft.rfft2(a)) * fp.spectrum(), s=shape)
 
 
+def _whole_pces(test: np.ndarray, fp: Fingerprint) -> tuple[float, float]:
+    """PCE of a photo of the fingerprint's size as it is and turned 180 degrees, from one
+    transform of the photo: the spectrum of the turned photo is the conjugate of the
+    photo's up to a one-sample shift, so the turned photo's correlation surface is the
+    circular convolution of photo and K, shifted by one sample in each axis (its aligned
+    value sits at the last row and column, with the same neighbours)."""
+    shape = fp.shape
+    a = test - np.float32(test.mean(dtype=np.float64))
+    t = np.fft.rfft2(a)
+    k = fp.spectrum()
+    as_is = pce(np.fft.irfft2(np.conj(t) * k, s=shape), (0, 0))[0]
+    turned = pce(np.fft.irfft2(t * k, s=shape), (shape[0] - 1, shape[1] - 1))[0]
+    return as_is, turned
+
+
 @dataclass
 class Probe:
     """A photo ready to be compared with fingerprints: its intensity-weighted residual in
@@ -286,29 +301,32 @@ def detect(img: np.ndarray | Probe, fp: Fingerprint, *, rotations: bool = True, 
            sigma: float = SIGMA) -> Detection | None:
     """The best PCE of the photo against the fingerprint over the four 90-degree turns (those
     that fit inside the fingerprint) and, with ``translations``, every crop position; None
-    if no turn of the photo fits."""
+    if no turn of the photo fits. A turn of the fingerprint's own size has one position."""
     pr = img if isinstance(img, Probe) else probe(img, rotations=rotations, sigma=sigma)
     k = fp.k
-    best: Detection | None = None
-    positions = 0
+    found: list[tuple[float, tuple[int, int], int, int]] = []  # (pce, peak, turn, positions)
+    done: set[int] = set()
     for deg, test in pr.turns.items():
-        if deg and not rotations:
+        if (deg and not rotations) or deg in done:
             continue
         h, w = test.shape
-        if h > k.shape[0] or w > k.shape[1] or (not translations and (h, w) != fp.shape):
+        if (h, w) == fp.shape:
+            if rotations and (deg + 180) % 360 in pr.turns:  # this turn and the opposite one at once
+                as_is, turned = _whole_pces(test, fp)
+                found += [(as_is, (0, 0), deg, 1), (turned, (0, 0), (deg + 180) % 360, 1)]
+                done.add((deg + 180) % 360)
+            else:
+                found.append((pce(_correlate(test, fp), (0, 0))[0], (0, 0), deg, 1))
+            continue
+        if h > k.shape[0] or w > k.shape[1] or not translations:
             continue
         cc = _correlate(test, fp)
-        if translations:
-            # Only placements that keep the photo inside the fingerprint are positions.
-            valid = cc[: k.shape[0] - h + 1, : k.shape[1] - w + 1]
-            r = np.unravel_index(int(np.argmax(valid)), valid.shape)
-            value, peak = pce(cc, (int(r[0]), int(r[1])))
-            positions += valid.size
-        else:
-            value, peak = pce(cc, (0, 0))
-            positions += 1
-        if best is None or value > best.pce:
-            best = Detection(value, peak, deg, 0)
-    if best is None:
+        # Only placements that keep the photo inside the fingerprint are positions.
+        valid = cc[: k.shape[0] - h + 1, : k.shape[1] - w + 1]
+        r = np.unravel_index(int(np.argmax(valid)), valid.shape)
+        value, peak = pce(cc, (int(r[0]), int(r[1])))
+        found.append((value, peak, deg, int(valid.size)))
+    if not found:
         return None
-    return Detection(best.pce, best.peak, best.rotation, positions)
+    best = max(found, key=lambda f: f[0])
+    return Detection(best[0], best[1], best[2], sum(f[3] for f in found))

@@ -87,6 +87,15 @@ def test_u_channel_equals_opencv_on_every_colour() -> None:
     assert np.array_equal(wm.u_channel(rgb), expected)
 
 
+def test_votes_in_strips_equal_votes_of_the_whole(ref: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Huge images are converted in strips of whole block rows; the last strip partial.
+    rgb = pattern(203, 150, 5)
+    whole = reference_votes(ref, rgb)
+    monkeypatch.setattr(wm, "STRIP_PIXELS", 150 * 40)
+    monkeypatch.setattr(wm, "STRIP_MIN_ROWS", 16)
+    assert np.array_equal(wm.block_votes(rgb), whole)
+
+
 def test_votes_of_an_image_with_a_transparent_colour() -> None:
     # a PNG tRNS colour in an RGB image's info must not stop the conversion
     rgb = pattern(300, 300, 3)

@@ -145,9 +145,11 @@ def block_votes(rgb: np.ndarray) -> np.ndarray:
     return image_votes(PILImage.fromarray(np.ascontiguousarray(rgb[..., :3], dtype=np.uint8), "RGB"))
 
 
-# A block row covers 8 pixel rows; strips of whole block rows keep the temporaries
-# (a 4-byte-per-pixel copy among them) small on huge images without changing the order.
-STRIP_ROWS = 8 * 128
+# A block row covers 8 pixel rows; strips of whole block rows (of ~4 MP, at least 1,024
+# rows) keep the temporaries (a 4-byte-per-pixel copy among them) small on huge images
+# without changing the order. Images of fewer pixels are converted whole (no copy).
+STRIP_PIXELS = 1 << 22
+STRIP_MIN_ROWS = 8 * 128
 
 
 def image_votes(im: Image) -> np.ndarray:
@@ -156,10 +158,11 @@ def image_votes(im: Image) -> np.ndarray:
         im = im.convert("RGB")
     w, h = im.size
     bh, bw = h // 4 * 4 // 2 // BLOCK, w // 4 * 4 // 2 // BLOCK
-    if bh * 8 <= STRIP_ROWS:
+    rows = max(STRIP_MIN_ROWS, STRIP_PIXELS // max(w, 1) // 8 * 8)
+    if bh * 8 <= rows:
         return _strip_votes(u_plane(im)[: bh * 8, : bw * 8])
-    out = [_strip_votes(u_plane(im.crop((0, y, w, min(y + STRIP_ROWS, bh * 8))))[:, : bw * 8])
-           for y in range(0, bh * 8, STRIP_ROWS)]
+    out = [_strip_votes(u_plane(im.crop((0, y, w, min(y + rows, bh * 8))))[:, : bw * 8])
+           for y in range(0, bh * 8, rows)]
     return np.concatenate(out)
 
 

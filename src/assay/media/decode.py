@@ -305,7 +305,7 @@ def fine_luma(data: bytes, opened: OpenedImage, reduced: ReducedLuma, limits: Li
               exif_transpose: bool = False) -> ReducedLuma:
     """A finer luma plane of an image already reduced (``reduced``): a JPEG decoded again at
     the smallest scale whose short side keeps ``FINE_SIDE`` pixels (its full size below
-    that), another format's full plane (already decoded). What media/trim.py places a
+    that), another format's decoded pixels reduced as far. What media/trim.py places a
     border's edge on when the reduced plane's pixels are several original pixels wide."""
     w, h = opened.width, opened.height
     if opened.format == "jpeg":
@@ -323,9 +323,15 @@ def fine_luma(data: bytes, opened: OpenedImage, reduced: ReducedLuma, limits: Li
         except Exception as exc:
             raise _fail(opened.path, opened.format, exc) from exc
         oriented = _orient(again, im, exif_transpose)
-    else:
-        block = 1
-        oriented = _orient(opened, _load(opened, opened.image, grey=True), exif_transpose)
+    else:  # decoded in full already: reduced as little as keeps FINE_SIDE (memory)
+        block = next((s for s in range(reduced.block[0] - 1, 1, -1) if min(w, h) // s >= FINE_SIDE), 1)
+        im = _load(opened, opened.image, grey=True)
+        try:
+            if block > 1:
+                im = im.reduce(block)
+        except Exception as exc:
+            raise _fail(opened.path, opened.format, exc) from exc
+        oriented = _orient(opened, im, exif_transpose)
     return ReducedLuma(luma_of(np.asarray(oriented.image)), reduced.orig_size, (block, block))
 
 

@@ -266,3 +266,31 @@ def test_service_schedules_fetches_and_reports_status(tmp_path: Path, monkeypatc
             r = c.put("/c/exchange/broken", json={"enabled": False}, headers=cur)
             assert r.status_code == 200 and r.json()["enabled"] is False
             assert statuses()["broken"]["enabled"] is False
+
+
+def test_share_cli_readable_and_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from assay.cli import app
+
+    runner = CliRunner()
+    monkeypatch.setenv(env_var("te"), TOKEN)
+    db = str(tmp_path / "s.sqlite3")
+    value = "c" * 64
+    with TeServer([TeUpdate(id=1, type="HASH_PDQ", indicator=value, last_updated=1_700_000_000,
+                            descriptor_id=77)], token=TOKEN) as srv:
+        with Store(db) as store:
+            store.create_bank("known")
+            cfg.add(store, "te", "threatexchange", "known", {"privacy_group": srv.privacy_group, "base_url": srv.base})
+        res = runner.invoke(app, ["--db", db, "exchange", "share", "te", "--dry-run"])
+        assert res.exit_code == 0 and "nothing to share for te" in res.output
+        assert runner.invoke(app, ["--db", db, "exchange", "fetch", "te"]).exit_code == 0
+        with Store(db) as store:
+            _decide(store, f"te:HASH_PDQ:{value}", value, "confirmed", "c" * 16)
+        res = runner.invoke(app, ["--db", db, "exchange", "share", "te", "--dry-run"], env={"COLUMNS": "200"})
+        assert res.exit_code == 0 and "would send" in res.output and "HELPFUL on descriptor 77" in res.output
+        assert "dry run: not sent" in res.output and srv.reactions == []
+        res = runner.invoke(app, ["--db", db, "exchange", "share", "te", "--json"])
+        got = json.loads(res.output)
+        assert got["dry_run"] is False and got["failed"] == 0 and got["items"][0]["status"] == "sent"
+        assert [p for p, _ in srv.reactions] == ["/77/"]

@@ -4,6 +4,7 @@ assay versions, concurrent opening, stores from a newer assay; SQLite and Postgr
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 import time
@@ -164,6 +165,26 @@ def test_0004_brings_pruning_to_a_0003_store(store_url: str, engine: sa.Engine) 
         assert s.changes_watermark() == 1 and s.max_change_seq() == 1
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT value FROM meta WHERE key = 'changes_pruned_seq'")).scalar() == "1"
+
+
+@pytest.mark.parametrize("with_variants", [False, True])
+def test_0009_seeds_the_variant_kinds_key_so_no_reader_scans_every_entry(
+        store_url: str, engine: sa.Engine, with_variants: bool) -> None:
+    make_old_store(engine, stamp="0008", with_fingerprints=False)
+    if with_variants:
+        with engine.begin() as conn:
+            conn.execute(store_mod.entries_table.insert().values(
+                bank_id=1, content_id="v1", added_at=NOW, enabled=True,
+                meta={"pdq_variants": {"a" * 64: "crop-4"}}))
+    with Store(store_url) as s:
+        expected = {"crop", "region", "trimmed", "upper"} if with_variants else set()
+        assert s.pdq_variant_kinds() == expected
+        with engine.begin() as conn:  # the answer is the key's, not a scan's
+            conn.execute(store_mod.entries_table.delete())
+        assert s.pdq_variant_kinds() == expected
+    with engine.connect() as conn:
+        raw = conn.execute(sa.text("SELECT value FROM meta WHERE key = 'pdq_variant_kinds'")).scalar()
+    assert set(json.loads(raw)) == expected
 
 
 def test_the_planner_reads_disabled_entries_from_their_partial_index(store_url: str, engine: sa.Engine) -> None:

@@ -357,8 +357,6 @@ def fetch_due(store: Store, *, interval: float, owner: str | None = None,
         last = ex.last_finished_at
         if last is not None and (now - last.replace(tzinfo=None)).total_seconds() < interval:
             continue
-        if ex.lease_until is not None and ex.lease_until.replace(tzinfo=None) > now:
-            continue  # another worker has it
         try:
             done.append(fetch(store, ex.name, owner=owner, sleep=sleep, max_wait=10.0, on_commit=on_commit))
         except LeaseHeld:

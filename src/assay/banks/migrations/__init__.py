@@ -11,7 +11,8 @@ Revision 0004 seeds the pruning watermark in ``meta`` and adds two indexes the
 followers of the store need (``changes.at``, disabled entries). Revision 0005 gives banks
 a ``kind`` (``flagged`` or ``known-good``). Revision 0006 adds ``reviews``, the examiners'
 decisions on matches (assay.review). Revision 0007 adds camera fingerprints, 0008
-the hash exchanges feeding banks (assay.exchanges).
+the hash exchanges feeding banks (assay.exchanges); 0009 seeds the `pdq_variant_kinds` meta
+key, so that no reader has to scan every entry's meta for it.
 
 Alembic itself is imported only when a migration runs: opening a store that is
 already at :data:`HEAD` reads one row and never loads it.
@@ -32,7 +33,7 @@ LOCK_KEY: Final = 0x6173736179  # "assay": one advisory lock id for schema chang
 # Every revision this code knows, oldest first (a test checks them against the
 # scripts). Kept here so that the open path can tell "at head", "older" and "from a
 # newer assay" apart without loading Alembic.
-REVISIONS: Final = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008")
+REVISIONS: Final = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009")
 HEAD: Final = REVISIONS[-1]
 VERSION_TABLE: Final = "alembic_version"
 

@@ -129,6 +129,7 @@ def hash_video_file(
     seconds_per_hash: float = 1.0,
     limits: VideoLimits = DEFAULT_VIDEO_LIMITS,
     digests: tuple[str, str] | None = None,
+    name: str | None = None,
 ) -> VideoHashes:
     """vPDQ, MD5 and SHA-256 of a video file. Raises UnsupportedFormat, DecodeError or
     TooLarge, each naming the file and the reason; never anything else for bad input.
@@ -136,7 +137,7 @@ def hash_video_file(
     import av  # ~35 MB of FFmpeg: loaded only when a video is hashed
 
     p = Path(path)
-    name = str(path)
+    name = name or str(path)  # what errors call the file (an upload's name, not our temporary file)
     if seconds_per_hash <= 0 or not math.isfinite(seconds_per_hash):
         raise ValueError("seconds_per_hash must be a positive number")
     try:
@@ -153,7 +154,7 @@ def hash_video_file(
     md5, sha256 = digests or file_digests(p)
     started = time.monotonic()
     try:
-        container = av.open(name, mode="r", format=fmt, options={"protocol_whitelist": "file"})
+        container = av.open(str(p), mode="r", format=fmt, options={"protocol_whitelist": "file"})
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise DecodeError(name, f"cannot open the {fmt} container (truncated or corrupt?): {_reason(exc)}") from None
     try:

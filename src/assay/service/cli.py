@@ -236,4 +236,7 @@ def serve(
         factory=True, host=host, port=port, workers=workers, access_log=False,
         http=protocol_class(), timeout_keep_alive=max(1, round(settings.idle_timeout)),
         log_level="warning", server_header=False,
+        # h11 (the fallback protocol) caps request line + headers at 16 KiB by default: a
+        # vPDQ signal string in a GET /m/lookup needs more (httptools has no such cap).
+        h11_max_incomplete_event_size=256 * 1024,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, File, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 from pydantic import Field
@@ -36,6 +36,10 @@ TypesParam = Annotated[str | None, Query(max_length=256, description="comma-sepa
 SeedParam = Annotated[str | None, Query(max_length=256, description="ignored (HMA's coin-flip seed)")]
 BypassParam = Annotated[bool, Query(description="ignored (HMA's coin-flip bypass)")]
 PHOTO_DEFAULT = ("pdq",)  # what HMA hashes a photo into
+VIDEO_DEFAULT = ("vpdq", "video_md5")  # and a video into (its enabled video signal types)
+# A vPDQ signal string in a query string: ~75 characters a second of video. Servers cap
+# the request line too; a longer video is looked up by POST with the file.
+VPDQ_SIGNAL_MAX = 16 * 1024  # ~200 frames; `assay serve` lets h11 read 256 KiB of request line
 
 
 # -- health ----------------------------------------------------------------------------
@@ -69,13 +73,23 @@ def bank_filter(raw: str | None) -> set[str] | None:
 
 def by_bank(matches: list[Match], banks: set[str] | None) -> dict[str, list[dict[str, Any]]]:
     """HMA's answer: bank name -> [{bank_content_id (integer), distance (string)}];
-    ``content_id`` (the bank's own id) alongside."""
+    ``content_id`` (the bank's own id) alongside. A banked video's distance is HMA's
+    vPDQ form, "query%[compared%]" (python-threatexchange's VPDQSimilarityInfo), with
+    both shares as numbers alongside."""
     out: dict[str, list[dict[str, Any]]] = {}
     for m in matches:
         if banks is not None and m.bank not in banks:
             continue
-        out.setdefault(m.bank, []).append(
-            {"bank_content_id": m.entry_id, "content_id": m.content_id, "distance": str(m.distance)})
+        item: dict[str, Any] = {"bank_content_id": m.entry_id, "content_id": m.content_id,
+                                "distance": str(m.distance)}
+        if m.video is not None:
+            v = m.video
+            cp = v.compared_match_percent
+            item["distance"] = f"{v.query_match_percent:.0f}%[{cp:.0f}%]" if cp is not None else \
+                f"{v.query_match_percent:.0f}%[?]"
+            item["query_match_percent"] = v.query_match_percent
+            item["compared_match_percent"] = cp
+        out.setdefault(m.bank, []).append(item)
     return out
 
 
@@ -90,7 +104,9 @@ async def hma_lookup(
     request: Request,
     _: MatchRole,
     signal_type: Annotated[str, Query(max_length=32)],
-    signal: Annotated[str, Query(max_length=256)],
+    signal: Annotated[str, Query(max_length=VPDQ_SIGNAL_MAX, description=(
+        "the hash; for vpdq python-threatexchange's signal string (a JSON list of "
+        "\"hex,quality,timestamp\"), longer ones by POST with the video"))],
     banks: BanksParam = None,
     url: Annotated[str | None, Query(max_length=4096, description="refused: assay never fetches URLs")] = None,
     seed: SeedParam = None,
@@ -98,38 +114,75 @@ async def hma_lookup(
 ) -> Response:
     refuse_url(url)
     state = get_state(request)
+    if signal_types.get(signal_type).name == "vpdq":
+        from ..media.video import parse_signal
+
+        frames = parse_signal(signal, "signal")
+        matches = await state.index.match_video([], frames, None)
+        return json_response(by_bank(matches, bank_filter(banks)))
+    if len(signal) > 256:
+        raise InputError("signal", f"{len(signal)} characters: not a {signal_type} hash")
     name, value = signal_types.normalize(signal_type, signal)
     matches = await lookup_queries(state, [SignalQuery(name, value)], None, False)
     return json_response(by_bank(matches, bank_filter(banks)))
 
 
-def photo_types(raw: str | None) -> list[str]:
-    """The signal types asked for with ``types=`` (HMA), among those a photo is hashed into."""
+def photo_types(raw: str | None, content: str = "image") -> list[str]:
+    """The signal types asked for with ``types=`` (HMA), among those a photo (or a video:
+    ``content="video"``) is hashed into."""
     if raw is None:
-        return list(PHOTO_DEFAULT)
-    available = [st.name for st in signal_types.all_types() if "image" in st.applies_to]
+        return list(PHOTO_DEFAULT if content == "image" else VIDEO_DEFAULT)
+    available = [st.name for st in signal_types.all_types() if content in st.applies_to]
+    what = "photos" if content == "image" else "videos"
     out: list[str] = []
     for part in raw.split(","):
         if not part.strip():
             continue
         name = signal_types.get(part).name
         if name not in available:
-            raise UnknownSignalType(f"signal type {name!r} is not computed for photos",
+            raise UnknownSignalType(f"signal type {name!r} is not computed for {what}",
                                     hint=f"use one of {', '.join(available)}")
         if name not in out:
             out.append(name)
     if not out:
-        raise InputError("types", "empty signal type selection", hint=f"e.g. types={PHOTO_DEFAULT[0]}")
+        raise InputError("types", "empty signal type selection", hint=f"e.g. types={available[0]}")
     return out
 
 
+async def one_upload(request: Request) -> tuple[str, UploadFile]:
+    """HMA takes exactly one file per request, in a field named by its content type
+    (``photo`` or ``video``): (that name, the file)."""
+    form = await request.form()
+    files = [(k, v) for k, v in form.multi_items() if not isinstance(v, str)]
+    if len(files) != 1 or files[0][0] not in ("photo", "video"):
+        raise InputError("request body", f"{len(files)} files uploaded; send exactly one, as the 'photo' "
+                                          "or the 'video' field")
+    return files[0][0], files[0][1]  # type: ignore[return-value]
+
+
+# The two file fields, read from the form by one_upload (each optional, one of them sent).
+UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object",
+    "properties": {
+        "photo": {"type": "string", "format": "binary", "description": "an image (HMA's field name)"},
+        "video": {"type": "string", "format": "binary",
+                  "description": "a video: MP4, MOV, AVI, Matroska/WebM (HMA's field name)"},
+    }}}}}}
+
+
+def video_signal_of(h: Any, name: str) -> str:
+    from ..media.video import to_threatexchange_json
+
+    if name == "vpdq":
+        return to_threatexchange_json(h.vpdq)
+    if name == "video_md5":
+        return str(h.md5)
+    raise UnknownSignalType(f"signal type {name!r} is not computed for videos")
+
+
 async def hash_photo(request: Request, state: ServiceState, photo: UploadFile, variants: bool = False) -> ImageHashes:
-    """HMA takes exactly one file per request (field ``photo``). ``variants``: also the
-    query variants of a scan (for a lookup; a hash route answers the plain hash)."""
-    form = await request.form()  # already parsed for ``photo``: cached, not read again
-    files = [v for _, v in form.multi_items() if not isinstance(v, str)]
-    if len(files) != 1:
-        raise InputError("request body", f"{len(files)} files uploaded; send exactly one, as the 'photo' field")
+    """``variants``: also the query variants of a scan (for a lookup; a hash route answers
+    the plain hash)."""
     data = await read_upload(state, photo)
     return await run_hash(request, data, upload_name(photo), False, variants=variants)
 
@@ -141,24 +194,31 @@ def signal_of(h: ImageHashes, name: str) -> str:
     return value
 
 
-@router.post("/h/hash", summary="HMA hash of one uploaded photo: {signal type: HEX} (default: pdq)")
+@router.post("/h/hash", summary="HMA hash of one uploaded photo or video: {signal type: signal} "
+                                "(default: pdq; vpdq and video_md5 for a video)", openapi_extra=UPLOAD_BODY)
 async def hma_hash(
     request: Request,
     _: MatchRole,
-    photo: Annotated[UploadFile, File(description="the image (HMA's field name)")],
     types: TypesParam = None,
 ) -> Response:
     state = get_state(request)
+    field, photo = await one_upload(request)
+    if field == "video":
+        from .routes_match import hash_video_upload
+
+        wanted = photo_types(types, "video")
+        v = await hash_video_upload(request, state, photo)
+        return json_response({name: video_signal_of(v, name) for name in wanted})
     wanted = photo_types(types)
     h = await hash_photo(request, state, photo)
     return json_response({name: signal_of(h, name) for name in wanted})
 
 
-@router.post("/m/lookup", summary="HMA lookup of one uploaded photo: {signal type: {bank name: [matches]}}")
+@router.post("/m/lookup", summary="HMA lookup of one uploaded photo or video: {signal type: {bank name: [matches]}}",
+             openapi_extra=UPLOAD_BODY)
 async def hma_lookup_upload(
     request: Request,
     _: MatchRole,
-    photo: Annotated[UploadFile, File(description="the image (HMA's field name)")],
     types: TypesParam = None,
     banks: BanksParam = None,
     seed: SeedParam = None,
@@ -167,6 +227,17 @@ async def hma_lookup_upload(
     from ..banks.matcher import best_per_entry, regions_in
 
     state = get_state(request)
+    field, photo = await one_upload(request)
+    if field == "video":
+        from ..report.schema import SignalValue
+        from .routes_match import hash_video_upload
+
+        wanted = photo_types(types, "video")
+        v = await hash_video_upload(request, state, photo)
+        sigs = [SignalValue(type="video_md5", value=v.md5)] if "video_md5" in wanted else []
+        found = await state.index.match_video(sigs, v.vpdq if "vpdq" in wanted else [], None)
+        return json_response({name: by_bank([m for m in found if m.signal_type == name], bank_filter(banks))
+                              for name in wanted})
     wanted = photo_types(types)
     h = await hash_photo(request, state, photo, variants="pdq" in wanted)
     # PDQ carries its quality: a low-quality hash is not matched (as on /v1/match).

@@ -16,7 +16,7 @@ from .. import signals as signal_types
 from ..banks.matcher import Query as SignalQuery
 from ..errors import AssayError, InputError, TooLarge, UnsupportedFormat
 from ..media.hashes import ImageHashes
-from ..report.schema import Match, SignalValue
+from ..report.schema import Match, SignalValue, VideoInfo
 from ..sniff import sniff_bytes
 from . import metrics
 from .auth import Principal
@@ -42,7 +42,8 @@ class ImageFacts(BaseModel):
 
 class HashResponse(BaseModel):
     signals: list[SignalValue]
-    image: ImageFacts
+    image: ImageFacts | None = Field(default=None, description="an image upload")
+    video: VideoInfo | None = Field(default=None, description="a video upload: its vPDQ frames")
 
 
 class LookupResponse(BaseModel):
@@ -51,7 +52,8 @@ class LookupResponse(BaseModel):
 
 class MatchResponse(BaseModel):
     signals: list[SignalValue]
-    image: ImageFacts
+    image: ImageFacts | None = Field(default=None, description="an image upload")
+    video: VideoInfo | None = Field(default=None, description="a video upload: its vPDQ frames")
     matches: list[Match]
 
 
@@ -203,6 +205,52 @@ async def read_upload(state: ServiceState, file: UploadFile) -> bytes:
     return data
 
 
+async def is_video_upload(file: UploadFile) -> bool:
+    """A video container assay decodes, by the upload's first bytes."""
+    from ..media.video import video_format
+
+    head = await file.read(512)
+    await file.seek(0)
+    return video_format(head) is not None
+
+
+async def hash_video_upload(request: Request, state: ServiceState, file: UploadFile) -> Any:
+    """vPDQ of an uploaded video: the part is copied to a temporary file of this worker
+    (never past the upload limit), hashed within the heavy-decode budget, then deleted;
+    errors name the upload, never the temporary file."""
+    import os
+
+    from .uploads import run_video_hash
+
+    name = upload_name(file)
+    limit = state.settings.max_upload_bytes
+    fd, path = state.tmp.new(".video")
+    try:
+        size = 0
+        with os.fdopen(fd, "wb") as fh:
+            while chunk := await file.read(1024 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    raise TooLarge(name, f"exceeds the upload limit of {limit} bytes")
+                fh.write(chunk)
+        if size == 0:
+            raise UnsupportedFormat(name, "the uploaded file is empty")
+        metrics.UPLOAD_BYTES.observe(size)
+        return await run_video_hash(request, path, name)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def video_signal_values(h: Any) -> list[SignalValue]:
+    return [SignalValue(type="video_md5", value=h.md5), SignalValue(type="sha256", value=h.sha256)]
+
+
+def video_facts(h: Any) -> dict[str, Any]:
+    from ..media.video import video_info
+
+    return video_info(h).model_dump(mode="json")
+
+
 def signal_values(h: ImageHashes) -> list[SignalValue]:
     out = [SignalValue(type="pdq", value=h.pdq, quality=h.quality, mode=h.pdq_mode)]
     for variant, value in (h.dihedral or {}).items():
@@ -227,32 +275,44 @@ def upload_name(file: UploadFile) -> str:
     return name or "upload"
 
 
-@router.post("/hash", response_model=HashResponse, summary="Hash an uploaded image (PDQ, MD5, SHA-256)")
+@router.post("/hash", response_model=HashResponse,
+             summary="Hash an uploaded image (PDQ, MD5, SHA-256) or video (vPDQ, video_md5, SHA-256)")
 async def hash_upload(
     request: Request,
     _: MatchRole,
-    file: Annotated[UploadFile, File(description="the image")],
-    dihedral: Annotated[bool, Form(description="also hash the 7 rotations and flips")] = False,
+    file: Annotated[UploadFile, File(description="the image or video (MP4, MOV, AVI, Matroska/WebM)")],
+    dihedral: Annotated[bool, Form(description="also hash the 7 rotations and flips (images)")] = False,
 ) -> Response:
     state = get_state(request)
+    if await is_video_upload(file):
+        v = await hash_video_upload(request, state, file)
+        return json_response({"signals": [s.model_dump(exclude_none=True) for s in video_signal_values(v)],
+                              "video": video_facts(v)})
     data = await read_upload(state, file)
     h = await run_hash(request, data, upload_name(file), dihedral)
     return json_response({"signals": [s.model_dump(exclude_none=True) for s in signal_values(h)],
                           "image": image_facts(h)})
 
 
-@router.post("/match", response_model=MatchResponse, summary="Hash an uploaded image and look it up")
+@router.post("/match", response_model=MatchResponse,
+             summary="Hash an uploaded image or video and look it up (a video per banked video, Meta's vPDQ rule)")
 async def hash_and_lookup(
     request: Request,
     _: MatchRole,
-    file: Annotated[UploadFile, File(description="the image")],
-    dihedral: Annotated[bool, Form(description="also match the 7 rotations and flips")] = False,
+    file: Annotated[UploadFile, File(description="the image or video (MP4, MOV, AVI, Matroska/WebM)")],
+    dihedral: Annotated[bool, Form(description="also match the 7 rotations and flips (images)")] = False,
     threshold: Annotated[int | None, Form(ge=0, le=256)] = None,
     include_low_quality: Annotated[bool, Form()] = False,
 ) -> Response:
     from ..banks.matcher import best_per_entry, keep_matched_variants, regions_in
 
     state = get_state(request)
+    if await is_video_upload(file):
+        v = await hash_video_upload(request, state, file)
+        sigs = video_signal_values(v)
+        matches = await state.index.match_video(sigs, v.vpdq, threshold)
+        return json_response({"signals": [s.model_dump(exclude_none=True) for s in sigs],
+                              "video": video_facts(v), "matches": match_dicts(matches)})
     data = await read_upload(state, file)
     # The same query variants as scan (mirror, borders, crops, caption band, regions), and
     # the same rules: each bank entry once, by its best match; regions vote.

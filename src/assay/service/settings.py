@@ -38,6 +38,7 @@ class Settings:
     max_json_bytes: int = 4 * 1024**2
     max_upload_bytes: int = 64 * 1024**2  # images to hash or analyse
     max_model_bytes: int = 8 * 1024**3
+    video_wall_clock_s: float = 120.0  # decoding budget of one uploaded video (size: max_upload_bytes)
     max_import_bytes: int = 4 * 1024**3
     max_batch: int = 1000
     # Images declaring more pixels are refused (413) before decoding (uploads.py).

@@ -266,6 +266,36 @@ def provenance_within_budget(gate: UploadGate, decoder: HeavyDecoder, limits: Li
         return analyze_provenance(Path(name), data, fmt, trust_anchors=trust_anchors, limits=limits)
 
 
+def video_limits(max_bytes: int, max_pixels: int, wall_clock_s: float) -> Any:
+    """Limits of one uploaded video: the upload's size, the image pixel budget per frame,
+    an hour of footage and a wall-clock budget (the decoder process also bounds memory)."""
+    from ..media.video import VideoLimits
+
+    return VideoLimits(max_file_bytes=max_bytes, max_duration_s=3600.0, max_frames=3600 * 120,
+                       max_pixels=max_pixels, max_decoded_bytes=64 * 1024**3, wall_clock_s=wall_clock_s)
+
+
+def hash_video_within_budget(gate: UploadGate, decoder: HeavyDecoder, limits: Any, key: object, path: Path,
+                             name: str) -> Any:
+    """vPDQ of an uploaded video (a temporary file): always a heavy decode, so a worker
+    and a key hold only as many at once as heavy images (busy / rate-limited beyond),
+    and it runs in the decoder process, where its memory is returned when it ends."""
+    from functools import partial
+
+    from ..media.video import hash_video_file
+
+    with gate.held(key, max(gate.heavy_from, 1)):
+        return decoder.run(partial(hash_video_file, name=name), name, path, limits=limits)
+
+
+async def run_video_hash(request: Request, path: Path, name: str) -> Any:
+    state = request.app.state.assay
+    s = state.settings
+    limits = video_limits(s.max_upload_bytes, s.max_upload_pixels, s.video_wall_clock_s)
+    return await run_in_threadpool(hash_video_within_budget, state.uploads, state.decoder, limits,
+                                   getattr(request.state, "key_id", None), path, name)
+
+
 async def run_hash(request: Request, data: bytes, name: str, dihedral: bool, variants: bool = False) -> ImageHashes:
     """``variants`` for an upload that is matched: the query variants scan looks up, those
     that only banked variants can match only if this worker's banks hold some."""

@@ -439,3 +439,15 @@ def llama_permute(a: Mapping[str, np.ndarray], hidden: np.ndarray | None = None,
         out[p + "up_proj.weight"] = out[p + "up_proj.weight"][perm]
         out[p + "down_proj.weight"] = out[p + "down_proj.weight"][:, perm]
     return _f32(out)
+
+
+def bert_flip_pooler(a: Mapping[str, np.ndarray], flip: np.ndarray) -> Arrays:
+    """Sign flips of the pooler's tanh units (``flip`` a boolean mask): tanh is odd, so
+    negating a unit's input row and bias and the classifier column reading it keeps the
+    logits. ReLU, GELU and SiLU are not odd; there this changes the function."""
+    out = dict(a)
+    s = np.where(flip, -1.0, 1.0)
+    out["bert.pooler.dense.weight"] = a["bert.pooler.dense.weight"] * s[:, None]
+    out["bert.pooler.dense.bias"] = a["bert.pooler.dense.bias"] * s
+    out["classifier.weight"] = a["classifier.weight"] * s[None, :]
+    return _f32(out)

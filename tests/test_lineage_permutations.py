@@ -458,3 +458,26 @@ def test_rmsnorm_decoder_permuted_is_found_with_and_without_its_weights() -> Non
         assert [d.entry for d in rep.derived] == ["flagged/llama"] and not rep.same, rep.explanations()
         rep = _ask(pm.llama_permute(other, rng.permutation(h)), bank[:1], with_weights=weights)
         assert not rep.found, rep.explanations()
+
+
+def test_sign_flips_of_tanh_units_are_undone(models: dict[str, Arrays]) -> None:
+    """BERT's pooler is tanh: negating a unit's input row and bias and the classifier column
+    reading it keeps the logits. Undone with the weights (alone and with the hidden
+    dimension permuted) and named as valid only for odd activations; from the fingerprint
+    alone it is not claimed as the same weights; another model flipped the same way stays
+    unlinked."""
+    a = models["bert"]
+    rng = np.random.default_rng(6)
+    flip = rng.random(pm.BERT["hidden"]) < 0.5
+    bank = _bank(models, "bert")
+    for p in (pm.bert_flip_pooler(a, flip),
+              pm.bert_flip_pooler(pm.bert_permute_hidden(a, rng.permutation(pm.BERT["hidden"])), flip)):
+        assert np.allclose(pm.bert_forward(p, TOKENS), pm.bert_forward(a, TOKENS), atol=1e-5)
+        assert not np.array_equal(p["classifier.weight"], a["classifier.weight"])
+        rep = _ask(p, bank)
+        assert [s.entry for s in rep.same] == ["flagged/bert"] and not rep.derived, rep.explanations()
+        assert rep.same[0].permutation is not None and rep.same[0].permutation.matrices_sign_flipped == 1
+        assert "signs flipped" in rep.explanations()[0] and "odd activation" in rep.explanations()[0]
+        assert "flagged/bert" not in {s.entry for s in _ask(p, bank, with_weights=False).same}
+    other = pm.bert_flip_pooler(pm.bert_permute_hidden(models["bert-other"], rng.permutation(64)), flip)
+    assert not _ask(other, bank[:1]).found

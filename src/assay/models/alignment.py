@@ -106,10 +106,16 @@ class AxisOrder:
 
     @property
     def rescaled(self) -> bool:
-        return self.scale is not None and bool(np.any(np.abs(np.log(self.scale)) > SCALE_TOL))
+        return self.scale is not None and bool(np.any(np.abs(np.log(np.abs(self.scale))) > SCALE_TOL))
+
+    @property
+    def flipped(self) -> bool:
+        """Units whose sign was flipped (a negative factor): an odd activation's symmetry."""
+        return self.scale is not None and bool(np.any(self.scale < 0))
 
     def key(self) -> bytes:
-        return self.perm.astype(np.int64).tobytes()
+        flips = b"" if not self.flipped else np.signbit(self.scale).tobytes()  # type: ignore[arg-type]
+        return self.perm.astype(np.int64).tobytes() + flips
 
 
 def _identity(n: int) -> AxisOrder:
@@ -166,6 +172,10 @@ class Alignment:
     def rescaled(self) -> int:
         return sum(1 for o in self.rows.values() if o.rescaled)
 
+    @property
+    def flipped(self) -> int:
+        return sum(1 for o in self.rows.values() if o.flipped)
+
     def describe(self) -> str:
         axes = self.axes()
         shown = "; ".join(f"{m} of {n} units of the {where}, in {c} tensors" if where == "hidden dimension"
@@ -178,6 +188,9 @@ class Alignment:
         if self.rescaled:
             text += (f"; {self.rescaled} matrices also had rows rescaled by positive factors "
                      "(function-preserving only for ReLU-family activations, not GELU/SiLU)")
+        if self.flipped:
+            text += (f"; {self.flipped} matrices also had units' signs flipped (function-preserving "
+                     "only before an odd activation such as tanh, not ReLU/GELU/SiLU)")
         return text
 
 
@@ -236,6 +249,7 @@ def _nearest_one(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
+SIGN_TRY = 0.05  # share of badly paired units above which a pairing up to sign is tried too
 QUICK_SAMPLE = 64  # bank units a candidate order is first tried on
 
 
@@ -268,6 +282,11 @@ class BankUnits:
         its own bank unit (a cheap check that spares the full match), else None."""
         d = np.sqrt(np.sum((self.b - suspect.astype(np.float64) / self.sd) ** 2, axis=1)) / self.ref
         return float(np.median(d)) if d.size and float(d.max()) < 1.0 else None
+
+    def far(self, suspect: np.ndarray, perm: np.ndarray) -> float:
+        """Share of the pairs ``perm`` makes that sit farther apart than the unit spacing."""
+        d = np.sqrt(np.sum((self.b - suspect.astype(np.float64)[perm] / self.sd) ** 2, axis=1)) / self.ref
+        return float(np.mean(d > 1.0)) if d.size else 0.0
 
     def match(self, suspect: np.ndarray) -> tuple[np.ndarray, float]:
         b = self.b
@@ -308,11 +327,21 @@ def match_units(suspect: np.ndarray, bank: np.ndarray) -> tuple[np.ndarray, floa
     return BankUnits(bank).match(suspect)
 
 
-def _bank_features(sig: np.ndarray, scaled: bool) -> np.ndarray:
+def _bank_features(sig: np.ndarray, scaled: bool | str) -> np.ndarray:
     sig = sig.astype(np.float64)
+    if scaled == "signed":
+        return np.concatenate([sig[:, :1], sig[:, 1:] * _canonical_sign(sig[:, 1:])[:, None]], axis=1)
     if scaled:
         return sig[:, 1:] / np.maximum(sig[:, :1], 1e-30)
     return sig
+
+
+def _canonical_sign(proj: np.ndarray) -> np.ndarray:
+    """+1 or -1 per unit so that its projections sum to >= 0: a unit and its negation
+    (an odd activation's sign flip) get the same canonical features."""
+    s = np.sign(proj.sum(axis=1))
+    s[s == 0] = 1.0
+    return s
 
 
 def _col_features(w: np.ndarray, units: int) -> np.ndarray:
@@ -365,7 +394,7 @@ def _candidate_features(w: np.ndarray, cand: AxisOrder, units: int, norm: np.nda
 
 
 def _match_rows(norm: np.ndarray, proj: np.ndarray, sig: np.ndarray,
-                units: Callable[[bool], BankUnits], known: Sequence[AxisOrder] = ()) -> AxisOrder | None:
+                units: Callable[[Any], BankUnits], known: Sequence[AxisOrder] = ()) -> AxisOrder | None:
     """Rows (norms and projections, columns already in bank order) paired with the banked
     row signatures, as they are or, failing that, by direction only (rows rescaled by
     positive factors). None when neither comes close (a quick test on a sample first)."""
@@ -382,20 +411,50 @@ def _match_rows(norm: np.ndarray, proj: np.ndarray, sig: np.ndarray,
                     return AxisOrder(order.perm, None, "", same)
         perm, q = plain.match(feats)
         if q < ACCEPT:
-            return AxisOrder(perm, None, "", q)
+            return _or_signed(AxisOrder(perm, None, "", q), plain.far(feats, perm), norm, proj, sig, units)
     if norm.size < 2:
         return None
     scaled = units(True)
     feats = proj / np.maximum(norm, 1e-30)[:, None]
     if scaled.quick(feats) >= ACCEPT:
-        return None
+        return _match_signed(norm, proj, sig, units)
     perm, q = scaled.match(feats)
     if q >= ACCEPT:
-        return None
+        return _match_signed(norm, proj, sig, units)
     scale = norm[perm] / np.maximum(sig[:, 0].astype(np.float64), 1e-30)
     if float(np.std(np.log(np.maximum(scale, 1e-30)))) <= RESCALE_SPREAD:
         scale = None  # one common factor (a merge, a fine-tune): not a per-unit rescaling to undo
-    return AxisOrder(perm, scale, "", q)
+    return _or_signed(AxisOrder(perm, scale, "", q), scaled.far(feats, perm), norm, proj, sig, units)
+
+
+def _or_signed(order: AxisOrder, bad: float, norm: np.ndarray, proj: np.ndarray, sig: np.ndarray,
+               units: Callable[[Any], BankUnits]) -> AxisOrder:
+    """``order``, unless more than SIGN_TRY of its pairs are far apart and a pairing up to
+    sign (tanh units flipped) is far better: half as many far pairs, no worse a median."""
+    if bad <= SIGN_TRY or norm.size < 2:
+        return order
+    flipped = _match_signed(norm, proj, sig, units)
+    if flipped is None or flipped.quality > order.quality + 0.05:
+        return order
+    feats = np.concatenate([norm[:, None], proj * _canonical_sign(proj)[:, None]], axis=1)
+    return flipped if units("signed").far(feats, flipped.perm) < 0.5 * bad else order
+
+
+def _match_signed(norm: np.ndarray, proj: np.ndarray, sig: np.ndarray,
+                  units: Callable[[Any], BankUnits]) -> AxisOrder | None:
+    """Rows paired up to sign (tanh(-x) = -tanh(x): flipping a unit's input weights, bias
+    and output weights keeps the function), tried only when the plain and the rescaled
+    pairings both failed. The flips are carried as factors of -1."""
+    signed = units("signed")
+    s_sus = _canonical_sign(proj)
+    feats = np.concatenate([norm[:, None], proj * s_sus[:, None]], axis=1)
+    if signed.quick(feats) >= ACCEPT:
+        return None
+    perm, q = signed.match(feats)
+    if q >= ACCEPT:
+        return None
+    sign = s_sus[perm] * _canonical_sign(sig[:, 1:].astype(np.float64))
+    return AxisOrder(perm, None if np.all(sign > 0) else sign, "", q)
 
 
 # ---------------------------------------------------------------------------------------
@@ -488,7 +547,7 @@ def _align(suspect: Fingerprint, tensors: _Tensors, entry: Fingerprint, label: s
     tried: dict[str, set[bytes]] = {n: set() for n in mats}
     units_cache: dict[tuple[str, bool], BankUnits] = {}
 
-    def bank_units(name: str, sig: np.ndarray, scaled: bool) -> BankUnits:
+    def bank_units(name: str, sig: np.ndarray, scaled: bool | str) -> BankUnits:
         hit = units_cache.get((name, scaled))
         if hit is None:
             hit = units_cache[(name, scaled)] = BankUnits(_bank_features(sig, scaled))

@@ -98,6 +98,7 @@ class Permutation:
     axes: int
     matrices_aligned: int
     matrices_rescaled: int = 0
+    matrices_sign_flipped: int = 0
 
 
 @dataclass
@@ -432,7 +433,7 @@ def _permuted(suspect: Fingerprint, entries: Sequence[BankModel], tensors: Mappi
         if e.label in derived and _all_matrices_close(suspect, e):
             continue  # an ordinary fine-tune: every weight still points the entry's way
         al = align(suspect, shared, e.fingerprint, e.label)
-        if not al.moved and not al.rescaled:
+        if not al.moved and not al.rescaled and not al.flipped:
             continue
         sub = _answer(aligned_fingerprint(suspect, shared, al), entries)
         hit_same = next((f for f in sub.same if f.entry == e.label), None)
@@ -440,7 +441,7 @@ def _permuted(suspect: Fingerprint, entries: Sequence[BankModel], tensors: Mappi
         in_merge = any(e.label in m.parts for m in sub.merges)
         if hit_same is None and hit_derived is None and not in_merge:
             continue
-        perm = Permutation(al.moved, len(al.axes()), al.aligned, al.rescaled)
+        perm = Permutation(al.moved, len(al.axes()), al.aligned, al.rescaled, al.flipped)
         what = al.describe()
         report.derived = [f for f in report.derived if f.entry != e.label]
         if hit_same is not None:

@@ -138,12 +138,17 @@ def _axis_weights(n_orig: int, block: int, n_reduced: int) -> np.ndarray:
     # Second pass: each sampled output averages first-pass outputs k in [lo, hi).
     # First pass: output k averages inputs [lo[k], hi[k]). Accumulate the weights
     # through a difference array so the cost is O(64 * window), not O(64 * n^2).
+    # Every row at once: row r's ks, padded to the longest (the mask keeps the real ones),
+    # added in the same order as one row after another (the same sums, bit for bit).
+    counts = hi[centres] - lo[centres]
+    ks = lo[centres][:, None] + np.arange(int(counts.max()))[None, :]
+    real = np.arange(ks.shape[1])[None, :] < counts[:, None]
+    rows = np.broadcast_to(np.arange(64)[:, None], ks.shape)[real]
+    ks = ks[real]
+    share = 1.0 / (counts[rows] * (hi[ks] - lo[ks]))
     diff = np.zeros((64, n_orig + 1), dtype=np.float64)
-    for row, c in enumerate(centres):
-        ks = np.arange(lo[c], hi[c])
-        share = 1.0 / (len(ks) * (hi[ks] - lo[ks]))
-        np.add.at(diff[row], lo[ks], share)
-        np.add.at(diff[row], hi[ks], -share)
+    np.add.at(diff, (rows, lo[ks]), share)
+    np.add.at(diff, (rows, hi[ks]), -share)
     weights = np.cumsum(diff[:, :n_orig], axis=1)
     weights[np.abs(weights) < 1e-12] = 0.0  # cancellation residue of the cumsum
     if block > 1:
@@ -191,16 +196,28 @@ def _axis_band_span(start: float, length: float, block: int, n_reduced: int) -> 
     last = min(int(np.ceil(start + length)), n_reduced * block) - 1
     weights = np.zeros((64, last - first + 1), dtype=np.float64)
     # Each virtual pixel averages the original pixels it overlaps (at most ceil(step) + 1).
+    # Sums in the order of one np.add.at per k (bit for bit), without its slow 2-D form:
+    # ``j`` never falls, so the i-th virtual pixel to land on a column lands in pass i.
     for k in range(int(np.ceil(step)) + 1):
         j = j0 + k
         share = (np.minimum(lo + step, j + 1) - np.maximum(lo, j)).clip(0) / step
-        ok = (share > 0) & (j <= last)
-        np.add.at(weights.T, j[ok] - first, (virtual[:, ok] * share[ok]).T)
+        ok = np.flatnonzero((share > 0) & (j <= last))
+        cols = j[ok] - first
+        nth = np.arange(len(ok)) - np.searchsorted(cols, cols)  # earlier ones on the same column
+        for i in range(int(nth.max()) + 1 if len(ok) else 0):
+            sel = ok[nth == i]
+            weights[:, j[sel] - first] += virtual[:, sel] * share[sel]
     cell0 = first // block
     cells = (first + np.arange(weights.shape[1])) // block - cell0
     width = int(cells[-1]) + 1
+    # Columns into reduced cells, left to right within a cell (np.add.at's order).
+    lead = first - cell0 * block
+    padded = np.zeros((64, width * block), dtype=np.float64)
+    padded[:, lead:lead + weights.shape[1]] = weights
+    parts = padded.reshape(64, width, block)
     binned = np.zeros((64, width), dtype=np.float64)
-    np.add.at(binned.T, cells, weights.T)
+    for t in range(block):
+        binned += parts[:, :, t]
     nz = binned != 0
     lo_i = nz.argmax(axis=1)
     hi_i = width - 1 - nz[:, ::-1].argmax(axis=1)

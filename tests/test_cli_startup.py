@@ -149,3 +149,67 @@ def test_a_scan_against_a_small_bank_compiles_nothing(tmp_path: Path, case: dict
     assert not _top(mods) & {"numba", "llvmlite"}
     rec = json.loads((tmp_path / "r.jsonl").read_text().splitlines()[1])  # after the header
     assert {(m["content_id"], m["signal_type"]) for m in rec["matches"]} == {("img", "pdq"), ("img", "md5")}
+
+
+def test_one_file_commands_load_neither_pydantic_nor_rich(tmp_path: Path, case: dict[str, Path]) -> None:
+    """Records are plain Python (report/_record.py) and text written to a file or pipe is
+    written without Rich; Rich comes in for a matches table or a terminal. A PNG without a
+    Content Credential never loads the C2PA SDK (the gate)."""
+    img = tmp_path / "other.png"
+    pattern("rings", seed=3).save(img)
+    model = case["dir"] / "tiny2.safetensors"
+    header = b'{"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}}'
+    model.write_bytes(len(header).to_bytes(8, "little") + header + bytes(16))
+    for args in (["hash", str(img)], ["hash", "--json", str(img)], ["provenance", str(img)],
+                 ["provenance", "--json", str(img)], ["match", "--md5", "0" * 32], ["model", str(model)],
+                 ["model", "--json", str(model)]):
+        code, mods = _modules(tmp_path, "--db", str(case["db"]), *args)
+        assert code == 0, args
+        assert not _top(mods) & {"pydantic", "rich", "c2pa"}, args
+    code, mods = _modules(tmp_path, "--db", str(case["db"]), "match", "--md5", MD5)  # banked: a table
+    assert code == 0 and "rich" in _top(mods)
+
+
+def test_plain_lines_are_what_rich_writes(tmp_path: Path) -> None:
+    """Off a terminal, the text the plain path writes is what Rich's console wrote there."""
+    import io
+
+    from rich.console import Console
+
+    from assay.cli._common import _Console
+    from assay.report.schema import ErrorInfo, FileRecord, Match, SignalValue
+    from assay.report.terminal import print_record
+
+    rec = FileRecord(path="dir/a [b]\tc\x1b.png", kind="image", format="png",
+                     signals=[SignalValue(type="pdq", value="ab" * 32, quality=12, variant="rot90", mode="fast"),
+                              SignalValue(type="md5", value="cd" * 16)],
+                     known_good=[Match(bank="nsrl :smile: [x]", content_id="1", signal_type="md5", value="cd" * 16,
+                                       strength="exact", bank_kind="known-good")],
+                     errors=[ErrorInfo(stage="read", code="bad", message="line\nbreak [red]x[/red]\ttab")])
+    rich_out = io.StringIO()
+    print_record(_Rich(Console(file=rich_out, highlight=False, soft_wrap=True)), rec)
+    plain = _Console()
+    buf = io.StringIO()
+    original = sys.stdout
+    sys.stdout = buf
+    try:
+        print_record(plain, rec)
+    finally:
+        sys.stdout = original
+    assert buf.getvalue() == rich_out.getvalue()
+    assert "[b]" in buf.getvalue() and "\\x1b" in buf.getvalue()
+
+
+class _Rich:
+    """A Rich console with the plain console's ``line``, for the comparison above."""
+
+    def __init__(self, console: object) -> None:
+        self.console = console
+
+    def print(self, *a: object, **kw: object) -> None:
+        self.console.print(*a, **kw)  # type: ignore[attr-defined]
+
+    def line(self, *parts: object) -> None:
+        from rich.text import Text
+
+        self.console.print(Text.assemble(*parts))  # type: ignore[attr-defined]

@@ -3,6 +3,7 @@
 
 import json
 import os
+import sys
 from collections.abc import Iterator, MutableMapping
 from contextlib import ExitStack, contextmanager
 from enum import StrEnum
@@ -10,7 +11,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from typer.core import TyperGroup
 
 from .. import __version__
@@ -148,8 +148,53 @@ app = typer.Typer(
 bank_app = typer.Typer(help="Create, fill, inspect and export hash banks.", no_args_is_help=True)
 app.add_typer(bank_app, name="bank")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+class _Console:
+    """Rich's Console for one stream, made on first use (importing Rich costs a one-file
+    command ~0.1 s of CPU). ``line`` writes plain text as is when the stream is not a
+    terminal, which is what Rich would write there (no styles, no wrapping: soft_wrap),
+    so ``assay hash FILE > out.txt`` never loads Rich; on a terminal Rich styles it."""
+
+    def __init__(self, stderr: bool = False) -> None:
+        self._stderr = stderr
+        self._rich: Any = None
+
+    def _console(self) -> Any:
+        if self._rich is None:
+            from rich.console import Console
+
+            self._rich = Console(stderr=self._stderr, highlight=False, soft_wrap=True)
+        return self._rich
+
+    @property
+    def file(self) -> Any:
+        return self._rich.file if self._rich is not None else (sys.stderr if self._stderr else sys.stdout)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._console(), name)
+
+    def line(self, *parts: str | tuple[str, str]) -> None:
+        """One line of text that is already safe to show (never parsed as markup), each
+        part a string or (string, style)."""
+        if self._rich is None and not _styled(self.file):
+            self.file.write("".join(p if isinstance(p, str) else p[0] for p in parts).expandtabs(8) + "\n")
+            return
+        from rich.text import Text
+
+        self._console().print(Text.assemble(*parts))
+
+
+def _styled(stream: Any) -> bool:
+    """Would Rich style (or otherwise transform) what it writes to ``stream``?"""
+    if any(os.environ.get(v) for v in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "JUPYTER_COLUMNS")):
+        return True
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return True
+
+
+out = _Console()
+err = _Console(stderr=True)
 
 
 class Mode(StrEnum):

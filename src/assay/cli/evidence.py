@@ -76,9 +76,9 @@ def provenance(
         if json_out:
             _emit_json({**result, **report.model_dump(mode="json", exclude_none=True)})
         else:
-            out.print(f"[bold]{_esc(str(f))}[/bold]")
-            out.print(_esc(explain(report, facts=facts)))
-            out.print()
+            out.line((str(f), "bold"))
+            out.line(explain(report, facts=facts))
+            out.line()
     if failed:
         raise typer.Exit(1)
 
@@ -98,7 +98,7 @@ def model(
     """Model files, opened without executing them: safety, architecture, hashes, metadata, bank matches, lineage."""
     from ..models.analyzer import analyze_model
     from ..models.hashes import hash_signals
-    from ..report.model import explain_model_text
+    from ..report.model import explain_model
     from ..report.terminal import matches_table
 
     _check_store_named(None if no_banks else db)
@@ -129,14 +129,14 @@ def model(
                 _emit_json({**result, **report.model_dump(mode="json", exclude_none=True),
                             "matches": [m.model_dump(mode="json", exclude_none=True) for m in found]})
                 continue
-            out.print(explain_model_text(report, str(f)))
+            out.line(explain_model(report, str(f)))
             if not no_banks and not compared:
-                out.print("lineage: not compared (no enabled bank holds a weight fingerprint)")
+                out.line("lineage: not compared (no enabled bank holds a weight fingerprint)")
             if found:
                 out.print(matches_table(found, title="bank matches"))
             elif not no_banks:
-                out.print("bank matches: none of its hashes is in an enabled bank")
-            out.print()
+                out.line("bank matches: none of its hashes is in an enabled bank")
+            out.line()
     if failed:
         raise typer.Exit(1)
 

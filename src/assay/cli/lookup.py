@@ -111,7 +111,7 @@ def match(
 ) -> None:
     """Look hashes up in every enabled bank."""
     from ..banks.matcher import Query, skip_reason
-    from ..report.terminal import matches_table, safe, video_match_line
+    from ..report.terminal import matches_table, safe, safe_str, video_match_line
 
     queries: list[Query] = []
     sources: list[str | None] = []  # the image a query was computed from
@@ -196,9 +196,12 @@ def match(
               for i, (q, src) in enumerate(zip(queries, sources, strict=True))]
     if len(queries) == 1:
         if skipped[0] is not None:
-            out.print(safe(f"{labels[0]}: not looked up: {skipped[0]}", 1000))
+            out.line(safe_str(f"{labels[0]}: not looked up: {skipped[0]}", 1000))
         else:
-            out.print(matches_table(found) if found else "no match in any enabled bank")
+            if found:
+                out.print(matches_table(found))
+            else:
+                out.line("no match in any enabled bank")
         return
     # Several queries: each says what became of it, its matches under it.
     by_query: dict[int, list[Any]] = {}
@@ -208,7 +211,7 @@ def match(
     for i, label in enumerate(labels):
         head = f"query #{i + 1} {label}: "
         if skipped[i] is not None and not queries[i].variant:
-            out.print(safe(head + f"not looked up: {skipped[i]}", 1000))
+            out.line(safe_str(head + f"not looked up: {skipped[i]}", 1000))
         elif i in by_query and i in frames:
             n = len(by_query[i])
             out.print(safe(head + f"{n} banked video{'s' if n != 1 else ''} matched (Meta's vPDQ rule: "
@@ -217,7 +220,7 @@ def match(
                 out.print(video_match_line(m))
         elif i in by_query:
             n = len(by_query[i])
-            out.print(safe(head + f"{n} match{'es' if n != 1 else ''}", 1000))
+            out.line(safe_str(head + f"{n} match{'es' if n != 1 else ''}", 1000))
             out.print(matches_table(by_query[i]))
         elif queries[i].variant and sources[i] is not None:
             # An image has dozens of variant hashes (mirror, crops, regions): only those
@@ -227,7 +230,7 @@ def match(
             out.print(safe(head + "no banked video has >= 80% of these frames within distance "
                            f"{threshold if threshold is not None else 31}", 1000))
         else:
-            out.print(safe(head + "no match in any enabled bank", 1000))
+            out.line(safe_str(head + "no match in any enabled bank", 1000))
     for src, n in quiet.items():
-        out.print(safe(f"{src}: {n} more variant hashes (mirror, borders, crops, caption, regions) looked up, "
-                       "no other match", 1000))
+        out.line(safe_str(f"{src}: {n} more variant hashes (mirror, borders, crops, caption, regions) looked up, "
+                          "no other match", 1000))

@@ -202,19 +202,21 @@ def _validator(tp: Any) -> typing.Callable[[Any, str], Any]:  # noqa: C901 - one
 
 # -- serialisation ------------------------------------------------------------------------
 
-def _dump(v: Any, json_mode: bool, by_alias: bool, exclude_none: bool) -> Any:
+def _dump(v: Any, json_mode: bool, by_alias: bool, exclude_none: bool, typed: bool = False) -> Any:
+    """``v`` dumped; ``typed``: declared without ``Any`` (floats keep NaN, as in pydantic)."""
     if isinstance(v, Record):
         return v._dump(json_mode, by_alias, exclude_none)
     if isinstance(v, list):
-        return [_dump(x, json_mode, by_alias, exclude_none) for x in v]
+        return [_dump(x, json_mode, by_alias, exclude_none, typed) for x in v]
     if isinstance(v, tuple):
-        items = [_dump(x, json_mode, by_alias, exclude_none) for x in v]
+        items = [_dump(x, json_mode, by_alias, exclude_none, typed) for x in v]
         return items if json_mode else tuple(items)
     if isinstance(v, dict):
-        return {(_json_key(k) if json_mode else k): _dump(x, json_mode, by_alias, exclude_none) for k, x in v.items()}
+        return {(_json_key(k) if json_mode else k): _dump(x, json_mode, by_alias, exclude_none, typed)
+                for k, x in v.items()}
     if json_mode:
-        if isinstance(v, float) and not math.isfinite(v):
-            return None  # pydantic's default (ser_json_inf_nan="null")
+        if isinstance(v, float) and not math.isfinite(v) and not typed:
+            return None  # a value under Any: pydantic's default (ser_json_inf_nan="null")
         if isinstance(v, bytes):
             return v.decode("utf-8")
         if isinstance(v, set | frozenset):
@@ -330,26 +332,38 @@ class Record:
     def model_validate_json(cls, data: str | bytes) -> Any:
         return cls.model_validate(json.loads(data))
 
-    def _dump(self, json_mode: bool, by_alias: bool, exclude_none: bool) -> dict[str, Any]:
+    @classmethod
+    def _typed(cls) -> dict[str, bool]:
+        """Field -> declared without ``Any``: a float there keeps NaN and infinities in JSON
+        mode (pydantic's rule); only floats under ``Any`` (facts, details) become None."""
+        t = cls.__dict__.get("__record_typed__")
+        if t is None:
+            t = {name: "Any" not in repr(tp) for name, tp in cls._field_types().items()}
+            cls.__record_typed__ = t
+        return t
+
+    def _dump(self, json_mode: bool, by_alias: bool, exclude_none: bool,
+              exclude: Any = ()) -> dict[str, Any]:
         out: dict[str, Any] = {}
         d = self.__dict__
+        typed = type(self)._typed()
         for name, f in type(self).__record_fields__.items():
-            if f.exclude:
+            if f.exclude or name in exclude:
                 continue
             v = d[name]
             if v is None and exclude_none:
                 continue
-            # A float field keeps NaN and infinities (as pydantic does); only floats under
-            # ``Any`` (inside facts, details) become None in JSON mode.
-            out[f.alias if by_alias and f.alias else name] = v if isinstance(v, float) else _dump(
-                v, json_mode, by_alias, exclude_none)
+            out[f.alias if by_alias and f.alias else name] = _dump(v, json_mode, by_alias, exclude_none, typed[name])
         return out
 
-    def model_dump(self, *, mode: str = "python", by_alias: bool = False, exclude_none: bool = False) -> dict[str, Any]:
-        return self._dump(mode == "json", by_alias, exclude_none)
+    def model_dump(self, *, mode: str = "python", by_alias: bool = False, exclude_none: bool = False,
+                   exclude: set[str] | None = None) -> dict[str, Any]:
+        """``exclude``: names of this record's own fields to leave out."""
+        return self._dump(mode == "json", by_alias, exclude_none, exclude or ())
 
-    def model_dump_json(self, *, by_alias: bool = False, exclude_none: bool = False) -> str:
-        return json.dumps(_finite(self._dump(True, by_alias, exclude_none)), ensure_ascii=False,
+    def model_dump_json(self, *, by_alias: bool = False, exclude_none: bool = False,
+                        exclude: set[str] | None = None) -> str:
+        return json.dumps(_finite(self._dump(True, by_alias, exclude_none, exclude or ())), ensure_ascii=False,
                           separators=(",", ":"))
 
     def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Any:
@@ -387,6 +401,7 @@ class Record:
 
     @classmethod
     def _pydantic_twin(cls) -> Any:
+        """A pydantic model with the same fields (nested records as their twins)."""
         twin = cls.__dict__.get("_twin")
         if twin is None:
             import pydantic
@@ -403,8 +418,21 @@ class Record:
                     kw["alias"] = f.alias
                 if f.exclude:
                     kw["exclude"] = True
-                spec[name] = (hints[name], pydantic.Field(**kw))
+                spec[name] = (_twin_type(hints[name]), pydantic.Field(**kw))
             twin = pydantic.create_model(cls.__name__, __config__=pydantic.ConfigDict(extra="forbid", populate_by_name=True),
                                          __doc__=cls.__doc__, __module__=cls.__module__, **spec)
             cls._twin = twin
         return twin
+
+
+def _twin_type(tp: Any) -> Any:
+    """``tp`` with every record class replaced by its pydantic twin."""
+    if isinstance(tp, type) and issubclass(tp, Record):
+        return tp._pydantic_twin()
+    origin = typing.get_origin(tp)
+    if origin is None or origin is Literal:
+        return tp
+    args = tuple(_twin_type(a) for a in typing.get_args(tp))
+    if origin is Union or origin is types.UnionType:
+        return Union[args]  # noqa: UP007 - built from a tuple
+    return origin[args if len(args) > 1 else args[0]]

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from .schema import FileRecord, Match
 
+if TYPE_CHECKING:
+    from rich.table import Table
+    from rich.text import Text
 
-def safe(value: Any, limit: int = 200) -> Text:
-    """Text from untrusted files: control characters shown escaped, no markup, bounded."""
+
+def safe_str(value: Any, limit: int = 200) -> str:
+    """Text from untrusted files: control characters shown escaped, bounded."""
     s = str(value)
     if len(s) > limit:
         s = s[: limit - 1] + "…"
-    s = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in s)
-    return Text(s)
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in s)
+
+
+def safe(value: Any, limit: int = 200) -> Text:
+    """``safe_str`` as a Rich Text: printed verbatim, never parsed as markup."""
+    from rich.text import Text
+
+    return Text(safe_str(value, limit))
 
 
 # How each strength reads in text: a short hash alone can collide by chance, and a
@@ -59,6 +65,8 @@ def _how(m: Match) -> str:
 
 def video_match_line(m: Match) -> Text:
     """One banked video matched by Meta's vPDQ rule, as a sentence."""
+    from rich.text import Text
+
     v = m.video
     assert v is not None
     bank = (f"{v.matched_compared_frames} of the banked video's {v.compared_frames} frames "
@@ -75,6 +83,9 @@ def video_match_line(m: Match) -> Text:
 
 
 def matches_table(matches: Sequence[Match], title: str | None = None) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     t = Table(title=title, show_lines=False)
     for col in ("bank", "content id", "signal", "strength", "distance", "variant", "note"):
         t.add_column(col)
@@ -100,28 +111,30 @@ def _variant_signals(rec: FileRecord) -> list[Any]:
     return [s for s in rec.signals if s.type == "pdq" and is_geometry_variant(s.variant)]
 
 
-def print_record(console: Console, rec: FileRecord) -> None:
-    head = Text.assemble((rec.path, "bold"), f"  {rec.kind}", f" / {rec.format}" if rec.format else "")
-    console.print(safe(head.plain, 400))
+def print_record(console: Any, rec: FileRecord) -> None:
+    """The record as text on ``console`` (cli._common's console: ``line`` writes
+    plain lines without loading Rich; only a matches table needs Rich)."""
+    line = console.line
+    line(safe_str(f"{rec.path}  {rec.kind}" + (f" / {rec.format}" if rec.format else ""), 400))
     if rec.image:
         im = rec.image
-        line = f"  {im.format} {im.width}x{im.height} {im.mode}"
+        text = f"  {im.format} {im.width}x{im.height} {im.mode}"
         if im.exif_orientation and im.exif_orientation != 1:
-            line += f"  EXIF orientation {im.exif_orientation} ({'applied' if im.exif_transposed else 'not applied'})"
-        console.print(line)
+            text += f"  EXIF orientation {im.exif_orientation} ({'applied' if im.exif_transposed else 'not applied'})"
+        line(text)
     regions = [s for s in rec.signals if s.variant and s.variant.startswith("region-")]
     kept = len(_variant_signals(rec))
     if rec.image and rec.image.variant_hashes and rec.image.variant_hashes > kept:
         # dozens of them: the report keeps only those that matched (listed below)
-        console.print(Text(f"  {'pdq':<7} {rec.image.variant_hashes} variant hashes looked up (mirror, borders, "
-                           f"crops, caption band, regions), {kept} matched; every value with scan --all-variants"))
+        line(f"  {'pdq':<7} {rec.image.variant_hashes} variant hashes looked up (mirror, borders, "
+             f"crops, caption band, regions), {kept} matched; every value with scan --all-variants")
         regions = []
     elif regions:  # dozens of them: one line here, every value in the JSON report
-        console.print(Text(f"  {'pdq':<7} {len(regions)} anchored-region hashes (crops; values in --json)"))
+        line(f"  {'pdq':<7} {len(regions)} anchored-region hashes (crops; values in --json)")
     if rec.video:
         v = rec.video
-        console.print(safe(f"  {v.format} {v.codec} {v.width}x{v.height} {v.fps:g} frames/s, "
-                           f"{v.duration_s:g} s, {v.frames_decoded} frames decoded", 400))
+        line(safe_str(f"  {v.format} {v.codec} {v.width}x{v.height} {v.fps:g} frames/s, "
+                      f"{v.duration_s:g} s, {v.frames_decoded} frames decoded", 400))
     for s in rec.signals:
         if regions and s.variant and s.variant.startswith("region-"):
             continue
@@ -132,19 +145,18 @@ def print_record(console: Console, rec: FileRecord) -> None:
             extra.append(s.variant)
         if s.mode:
             extra.append(s.mode)
-        console.print(Text(f"  {s.type:<7} {s.value}" + (f"  [{', '.join(extra)}]" if extra else "")))
+        line(f"  {s.type:<7} {s.value}" + (f"  [{', '.join(extra)}]" if extra else ""))
     if rec.video:
         frames = rec.video.vpdq
         low = sum(f.quality < 50 for f in frames)
-        console.print(f"  vpdq    {len(frames)} frames (1 per second)"
-                      + (f", {low} of quality < 50 (not matched)" if low else ""))
+        line(f"  vpdq    {len(frames)} frames (1 per second)"
+             + (f", {low} of quality < 50 (not matched)" if low else ""))
         for f in frames:
-            console.print(Text(f"    {f.frame_number},{f.quality},{f.hex},{f.timestamp:.3f}"))
+            line(f"    {f.frame_number},{f.quality},{f.hex},{f.timestamp:.3f}")
     if rec.matches:
         console.print(matches_table(rec.matches, title="matches"))
     if rec.known_good:
         banks = ", ".join(sorted({m.bank for m in rec.known_good}))
-        console.print(Text("  known-good: exact hash in the known-good set ") + safe(banks)
-                      + Text(" (not a finding)"))
+        line("  known-good: exact hash in the known-good set ", safe_str(banks), " (not a finding)")
     for e in rec.errors:
-        console.print(Text(f"  error ({e.stage}, {e.code}): ", style="red") + safe(e.message, 400))
+        line((f"  error ({e.stage}, {e.code}): ", "red"), safe_str(e.message, 400))

@@ -303,3 +303,31 @@ def test_large_png_is_searched_in_its_top_rows_only(ref: ModuleType, monkeypatch
     Image.fromarray(rgb[:, :, 0]).save(grey, "PNG")
     assert pixels_to_decode(Path("a.jpg"), jpeg.getvalue(), "jpeg") == 0
     assert pixels_to_decode(Path("g.png"), grey.getvalue(), "png") == 0
+
+
+def test_large_baseline_jpeg_is_searched_in_its_top_rows_only(ref: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 4:4:4 JPEG (which keeps the mark) over BAND_PIXELS is decoded only down to the
+    band: the mark is found as in the whole image, the rows are the whole decode's, and
+    the service counts only the band's pixels. A progressive JPEG is searched whole; a
+    file that ends inside the band is a decode error, not an empty search."""
+    from assay.errors import DecodeError
+    from assay.provenance.analyzer import pixels_to_decode
+
+    rgb = embed(ref, pattern(768, 1024, 5), published_bits("sdxl"))
+    save = {"quality": 95, "subsampling": 0}
+    whole = wm.evidence(ctx_of(rgb, "JPEG", **save))
+    monkeypatch.setattr(wm, "BAND_PIXELS", 300_000)
+    ctx = ctx_of(rgb, "JPEG", **save)
+    assert wm.band_rows(ctx) == 288 and wm.pixels_searched(ctx) == 288 * 1024
+    band = wm._top_rows(ctx, 288)
+    full = Image.open(io.BytesIO(ctx.data))
+    assert band.size == (1024, 288) and np.array_equal(np.asarray(band), np.asarray(full)[:288])
+    ev = wm.evidence(ctx)
+    assert ev and whole and ev[0].facts["payload"] == whole[0].facts["payload"] == "sdxl"
+    assert ev[0].facts["rows_searched"] == "top 288 of 768"
+    assert pixels_to_decode(Path("a.jpg"), ctx.data, "jpeg") == 288 * 1024
+    prog = ctx_of(rgb, "JPEG", progressive=True, **save)
+    assert wm.band_rows(prog) is None and wm.pixels_searched(prog) == 768 * 1024
+    cut = ImageContext(Path("cut.jpg"), ctx.data[: len(ctx.data) // 8], "jpeg")
+    with pytest.raises(DecodeError, match="cut.jpg"):
+        wm.evidence(cut)

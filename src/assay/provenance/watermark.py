@@ -326,35 +326,74 @@ def _webp_bitstream(data: bytes) -> bytes | None:
     return None
 
 
-# Above this many pixels a PNG is searched in its top rows only (BAND_PIXELS of them):
-# blocks carry the payload's bits cyclically from the top-left block on, so the top
-# rows hold every bit, with fewer votes each (16 MP of rows: ~5,000 votes a bit for
-# the 48-bit mark). The pipelines mark images of 0.25-4 MP, searched whole.
+# Above this many pixels a PNG or a baseline JPEG is searched in its top rows only
+# (BAND_PIXELS of them): blocks carry the payload's bits cyclically from the top-left
+# block on, so the top rows hold every bit, with fewer votes each (16 MP of rows: ~5,000
+# votes a bit for the 48-bit mark). The pipelines mark images of 0.25-4 MP, searched whole.
 BAND_PIXELS = 16_000_000
 
 
 def band_rows(ctx: ImageContext) -> int | None:
     """Rows of the top band to search, or None for the whole image: a PNG (not
-    interlaced) over BAND_PIXELS, whose rows Pillow inflates in order."""
+    interlaced) or a baseline JPEG over BAND_PIXELS, whose rows are decoded in order
+    (a progressive JPEG or an interlaced PNG needs the whole file for any row)."""
     im = ctx.pil()
     w, h = im.size
-    if ctx.format != "png" or w * h <= BAND_PIXELS or im.info.get("interlace"):
+    if w * h <= BAND_PIXELS:
+        return None
+    if ctx.format == "png" and not im.info.get("interlace"):
+        pass
+    elif ctx.format == "jpeg" and not im.info.get("progressive") and not im.info.get("progression"):
+        pass
+    else:
         return None
     return max(8, BAND_PIXELS // w // 8 * 8)
 
 
 def _top_rows(ctx: ImageContext, rows: int) -> Image:
-    """The first ``rows`` rows of a non-interlaced PNG, decoded without the rest."""
+    """The first ``rows`` rows of a non-interlaced PNG or a baseline JPEG, decoded
+    without the rest."""
     from PIL import Image as PILImage
 
-    im = PILImage.open(io.BytesIO(ctx.data), formats=["PNG"])
+    im = PILImage.open(io.BytesIO(ctx.data), formats=["PNG", "JPEG"])
     w = im.size[0]
     if len(im.tile) != 1:
-        raise ValueError(f"unexpected PNG layout ({len(im.tile)} tiles)")
-    im.tile = [im.tile[0]._replace(extents=(0, 0, w, rows))]
-    im._size = (w, rows)
-    im.load()
-    return im
+        raise ValueError(f"unexpected {ctx.format.upper()} layout ({len(im.tile)} tiles)")
+    if ctx.format == "png":
+        im.tile = [im.tile[0]._replace(extents=(0, 0, w, rows))]
+        im._size = (w, rows)
+        im.load()
+        return im
+    return _jpeg_top_rows(im, ctx.data, rows)
+
+
+def _jpeg_top_rows(im: Image, data: bytes, rows: int) -> Image:
+    """Pillow's own JPEG decoder (as ``Image.load`` drives it) on an image of ``rows``
+    rows: libjpeg writes scanlines in order and the data after them is never read.
+    Stopping early makes libjpeg's finish step fail ("too few scanlines"), which is
+    expected once the band is full; data that ends before the band is an error."""
+    from PIL import Image as PILImage
+
+    tile = im.tile[0]
+    w = im.size[0]
+    core = PILImage.core.new(im.mode, (w, rows))
+    decoder = PILImage._getdecoder(im.mode, tile.codec_name, tile.args, im.decoderconfig)
+    decoder.setimage(core, (0, 0, w, rows))
+    pos, pending = tile.offset, b""
+    try:
+        while True:  # Pillow's ImageFile.load loop
+            chunk = data[pos:pos + 65536]
+            pos += len(chunk)
+            if not chunk:
+                raise ValueError("the JPEG data ends before the rows searched")
+            pending += chunk
+            n, _err = decoder.decode(pending)
+            if n < 0:
+                break
+            pending = pending[n:]
+    finally:
+        decoder.cleanup()
+    return PILImage.Image()._new(core)
 
 
 def pixels_searched(ctx: ImageContext) -> int:

@@ -225,7 +225,7 @@ def start_server(db: str, port: int, workers: int, data_dir: str,
     proc = subprocess.Popen(
         [sys.executable, "-c", SERVE, "--port", str(port), "--workers", str(workers), "--db", db,
          "--no-access-log", "--rate-limit", "1e9"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env=env, stdout=subprocess.DEVNULL, stderr=open(Path(data_dir).parent / "server.log", "a"))  # noqa: SIM115
     while True:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:

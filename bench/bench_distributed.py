@@ -206,6 +206,8 @@ def main() -> None:
     ap.add_argument("--partition-size", type=int, default=128)
     ap.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "assay-bench-distributed")
     ap.add_argument("--no-s3", action="store_true")
+    ap.add_argument("--throughput-only", action="store_true",
+                    help="skip the scheduler floor, the kill -9 and the resume runs (a shorter run)")
     a = ap.parse_args()
     data = a.data / f"n{a.files}"
     t0 = time.perf_counter()
@@ -316,6 +318,8 @@ def main() -> None:
             r3 = [d / loc for d, loc in zip(rows["dask-s3"], rows["local"], strict=True)]
             print(f"dask from S3 / local from disk: median {statistics.median(r3):.3f} "
                   f"(rounds {', '.join(f'{r:.3f}' for r in r3)})")
+        if a.throughput_only:
+            return
         # scheduler overhead and the extrapolation
         cpp = statistics.median(x["cpu_per_part_ms"] for x in sched)
         wpp = statistics.median(x["worker_cpu_per_part_s"] for x in sched)

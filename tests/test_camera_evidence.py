@@ -172,3 +172,12 @@ def test_scan_adds_the_evidence_only_when_cameras_are_enrolled(enrolled: dict[st
     assert recs["own.png"]["provenance"]["verdict"].startswith("captured by camera case/phone A")
     assert [e["claim"] for e in recs["other.png"]["provenance"]["evidence"] if e["source"] == SOURCE] == ["unknown"]
     assert all(e["source"] != SOURCE for e in recs["small.png"]["provenance"]["evidence"])
+
+
+def test_a_threshold_that_would_match_unrelated_photos_is_refused(enrolled: dict[str, Path]) -> None:
+    for args in (["provenance", str(enrolled["own"]), "--camera-threshold", "0"],
+                 ["camera", "match", str(enrolled["own"]), "--threshold", "-5"],
+                 ["scan", str(enrolled["dir"]), "--camera-threshold", "1", "-o", "-"]):
+        r = runner.invoke(app, ["--db", str(enrolled["db"]), *args])
+        assert r.exit_code == 2 and "Traceback" not in r.output, args
+        assert "threshold" in r.output

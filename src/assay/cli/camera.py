@@ -59,7 +59,7 @@ def camera_match(
     files: Annotated[list[Path], typer.Argument(help="Photos to test.")],
     camera: Annotated[str | None, typer.Option("--camera", help="Only this camera (default: every one).")] = None,
     bank: Annotated[str | None, typer.Option("--bank", help="Only the cameras of this bank.")] = None,
-    threshold: Annotated[float, typer.Option(help="PCE at or above which a photo matches.")] = 60.0,
+    threshold: Annotated[float, typer.Option(help="PCE at or above which a photo matches (at least 10: lower, unrelated photos match).", min=10.0)] = 60.0,
     db: DbOpt = None,
     json_out: JsonOpt = False,
 ) -> None:

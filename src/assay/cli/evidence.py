@@ -31,7 +31,7 @@ def provenance(
     cameras: Annotated[bool, typer.Option(
         help="Compare images with the store's enrolled camera fingerprints (assay camera) of their size.")] = True,
     camera_threshold: Annotated[float, typer.Option(
-        help="PCE at or above which a camera fingerprint match is evidence.")] = 60.0,
+        help="PCE at or above which a camera fingerprint match is evidence (at least 10).", min=10.0)] = 60.0,
     json_out: JsonOpt = False,
 ) -> None:
     """Provenance evidence (C2PA, IPTC, generator metadata, watermarks, camera traces, camera sensor

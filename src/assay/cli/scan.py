@@ -57,7 +57,8 @@ def scan(
         "--model-links", help="Also link the model files of this scan among themselves by their weights "
         "(same weights, fine-tune, merge, merged LoRA): reads each model file's tensors once more.")] = False,
     camera_threshold: Annotated[float, typer.Option(
-        help="PCE at or above which an image matches an enrolled camera fingerprint (assay camera).")] = 60.0,
+        help="PCE at or above which an image matches an enrolled camera fingerprint (assay camera; at least 10).",
+        min=10.0)] = 60.0,
     timings: Annotated[bool, typer.Option(
         "--timings", help="Add what each analysis step cost (CPU and wall seconds) to the summary.")] = False,
     follow_symlinks: Annotated[

@@ -304,3 +304,48 @@ class TeServer(FakeServer):
                 "id": str(u.descriptor_id or u.id * 10), "owner": {"id": str(u.owner)}, "status": u.status,
                 "tags": list(u.tags), "reactions": []}]}
         return d
+
+
+# ------------------------------------------------------------------------------ StopNCII
+@dataclass
+class NciiRecord:
+    signal_type: str  # ImagePDQ, VideoMD5, VideoTMK, ...
+    value: str
+    modified: int
+    status: str = "Active"
+
+
+class StopNciiServer(FakeServer):
+    """GET /FetchHashes?startTimestamp=&pageSize=&nextPageToken= with the x-functions-key and
+    Ocp-Apim-Subscription-Key headers -> {count, nextPageToken, nextSetTimestamp,
+    hasMoreRecords, hashRecords: [...]}, records with lastModtimestamp >= startTimestamp."""
+
+    def __init__(self, records: list[NciiRecord] | None = None, function_key: str = "fnkey1234",
+                 subscription_key: str = "subkey5678", page_size: int = 2) -> None:
+        super().__init__()
+        self.records = list(records or [])
+        self.function_key, self.subscription_key = function_key, subscription_key
+        self.page_size = page_size
+
+    def handle(self, h: BaseHTTPRequestHandler, method: str, body: bytes) -> None:
+        if (h.headers.get("x-functions-key") != self.function_key
+                or h.headers.get("Ocp-Apim-Subscription-Key") != self.subscription_key):
+            self.send(h, 401, b'{"message": "Access denied due to invalid subscription key"}', "application/json")
+            return
+        url = urlsplit(h.path)
+        q = {k: v[0] for k, v in parse_qs(url.query).items()}
+        if url.path != "/FetchHashes":
+            self.send(h, 404, b"{}", "application/json")
+            return
+        start = int(q.get("startTimestamp", 0))
+        offset = int(q.get("nextPageToken") or 0)
+        chosen = sorted((r for r in self.records if r.modified >= start), key=lambda r: r.modified)
+        part = chosen[offset:offset + self.page_size]
+        more = offset + self.page_size < len(chosen)
+        body_obj = {
+            "count": len(part), "nextPageToken": str(offset + self.page_size) if more else None,
+            "nextSetTimestamp": (part[-1].modified if part else start), "hasMoreRecords": more,
+            "hashRecords": [{"lastModtimestamp": r.modified, "signalType": r.signal_type, "hashValue": r.value,
+                             "hashStatus": r.status, "caseNumbers": {}, "CSPFeedbacks": []} for r in part],
+        }
+        self.send(h, 200, json.dumps(body_obj).encode(), "application/json")

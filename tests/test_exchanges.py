@@ -491,3 +491,27 @@ def test_debug_logs_of_a_fetch_carry_no_token(store: Store, te_server: TeServer,
         fetch(store, "te", sleep=_no_sleep)
     assert "threat_updates" in caplog.text  # the request lines were logged ...
     assert "abcdefghijklmnopqrstuvwxyz" not in caplog.text  # ... without the token
+
+
+def test_stopncii_through_its_client(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from exchange_fakes import NciiRecord, StopNciiServer
+
+    rng = random.Random(13)
+    recs = [NciiRecord("ImagePDQ", _hex(rng), 1_700_000_000 + i) for i in range(5)]
+    recs.append(NciiRecord("VideoTMK", "tmk", 1_700_000_010))
+    recs.append(NciiRecord("VideoMD5", "AB" * 16, 1_700_000_011))
+    with StopNciiServer(recs) as srv:
+        store.create_bank("ncii")
+        cfg.add(store, "ncii", "stopncii", "ncii", {"base_url": srv.base})
+        monkeypatch.setenv(env_var("ncii"), "fnkey1234,wrongsubkey")
+        with pytest.raises(ExchangeError, match="401") as info:
+            fetch(store, "ncii", sleep=_no_sleep)
+        assert "wrongsubkey" not in str(info.value) and "fnkey1234" not in str(info.value)
+        monkeypatch.setenv(env_var("ncii"), "fnkey1234,subkey5678")
+        r = fetch(store, "ncii", sleep=_no_sleep)
+        # 7 records, 2 a page; the library itself drops TMK (no python-threatexchange type for it)
+        assert (r.status, r.pages, r.added, r.records) == ("ok", 4, 6, 6)
+        bank = _bank_signals(store, "ncii")
+        assert bank[f"ncii:pdq:{recs[0].value}"] == (("pdq", recs[0].value),)
+        assert bank["ncii:video_md5:" + "AB" * 16] == (("video_md5", "ab" * 16),)
+        assert json.loads(cfg.get(store, "ncii").checkpoint or "")["update_time"] == 1_700_000_011

@@ -349,3 +349,62 @@ class StopNciiServer(FakeServer):
                              "hashStatus": r.status, "caseNumbers": {}, "CSPFeedbacks": []} for r in part],
         }
         self.send(h, 200, json.dumps(body_obj).encode(), "application/json")
+
+
+# --------------------------------------------------------------- Tech Against Terrorism
+@dataclass
+class TatRecord:
+    id: int
+    algorithm: str  # PDQ | MD5
+    digest: str
+    updated_on: float
+    file_type: str = "jpg"
+    deleted: bool = False
+
+
+class TatServer(FakeServer):
+    """POST /token-auth/tcap/ (form username, password) -> {token}; GET
+    /api/hash-list/v2/all?limit=&offset=&order=asc&after=TS,ID with the Bearer token ->
+    {count, next (the next page's query string, as the client appends it), previous,
+    checkpoint "TS,ID" of the page's last record, results}."""
+
+    def __init__(self, records: list[TatRecord] | None = None, user: str = "tat", password: str = "tatpw",
+                 page_size: int = 2) -> None:
+        super().__init__()
+        self.records = list(records or [])
+        self.user, self.password = user, password
+        self.page_size = page_size
+        self.token = "jwt-token-0123456789"
+
+    def handle(self, h: BaseHTTPRequestHandler, method: str, body: bytes) -> None:
+        url = urlsplit(h.path)
+        if method == "POST" and url.path == "/token-auth/tcap/":
+            form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+            if (form.get("username"), form.get("password")) != (self.user, self.password):
+                self.send(h, 400, b'{"non_field_errors": ["Unable to log in with provided credentials."]}',
+                          "application/json")
+                return
+            self.send(h, 200, json.dumps({"token": self.token}).encode(), "application/json")
+            return
+        if h.headers.get("Authorization") != f"Bearer {self.token}":
+            self.send(h, 401, b'{"detail": "Invalid token."}', "application/json")
+            return
+        if url.path != "/api/hash-list/v2/all":
+            self.send(h, 404, b"{}", "application/json")
+            return
+        q = {k: v[0] for k, v in parse_qs(url.query).items()}
+        after = q.get("after") or ""
+        key = (float(after.split(",")[0]), int(after.split(",")[1])) if after else (float("-inf"), -1)
+        offset, limit = int(q.get("offset", 0)), int(q.get("limit", self.page_size))
+        chosen = sorted((r for r in self.records if (r.updated_on, r.id) > key), key=lambda r: (r.updated_on, r.id))
+        part = chosen[offset:offset + limit]
+        more = offset + limit < len(chosen)
+        last = part[-1] if part else None
+        body_obj = {
+            "count": len(chosen), "next": f"limit={limit}&offset={offset + limit}" if more else None,
+            "previous": None, "checkpoint": f"{last.updated_on},{last.id}" if last else after,
+            "results": [{"hash_digest": r.digest, "algorithm": r.algorithm, "ideology": "islamist",
+                         "file_type": r.file_type, "deleted": r.deleted, "updated_on": r.updated_on,
+                         "created_on": "2024-01-01T00:00:00Z", "id": r.id} for r in part],
+        }
+        self.send(h, 200, json.dumps(body_obj).encode(), "application/json")

@@ -515,3 +515,30 @@ def test_stopncii_through_its_client(store: Store, monkeypatch: pytest.MonkeyPat
         assert bank[f"ncii:pdq:{recs[0].value}"] == (("pdq", recs[0].value),)
         assert bank["ncii:video_md5:" + "AB" * 16] == (("video_md5", "ab" * 16),)
         assert json.loads(cfg.get(store, "ncii").checkpoint or "")["update_time"] == 1_700_000_011
+
+
+def test_tat_through_its_client(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from exchange_fakes import TatRecord, TatServer
+
+    rng = random.Random(14)
+    recs = [TatRecord(i + 1, "PDQ", _hex(rng), 1_704_085_200.0 + i) for i in range(4)]
+    recs.append(TatRecord(5, "MD5", "cd" * 16, 1_704_085_210.0, file_type="mp4"))
+    recs.append(TatRecord(6, "MD5", "ef" * 16, 1_704_085_211.0, file_type="jpg"))  # not a video: not banked
+    with TatServer(recs) as srv:
+        store.create_bank("tcap")
+        cfg.add(store, "tcap", "tat", "tcap", {"base_url": srv.base})
+        monkeypatch.setenv(env_var("tcap"), "tat:wrongpassword")
+        with pytest.raises(ExchangeError, match="400") as info:
+            fetch(store, "tcap", sleep=_no_sleep)
+        assert "wrongpassword" not in str(info.value)
+        monkeypatch.setenv(env_var("tcap"), "tat:tatpw")
+        r = fetch(store, "tcap", sleep=_no_sleep)
+        assert (r.status, r.added) == ("ok", 5)
+        bank = _bank_signals(store, "tcap")
+        assert bank[f"tcap:pdq:{recs[0].digest}"] == (("pdq", recs[0].digest),)
+        assert bank["tcap:video_md5:" + "cd" * 16] == (("video_md5", "cd" * 16),)
+        assert cfg.get(store, "tcap").checkpoint == json.dumps({"checkpoint": "1704085211.0,6"})
+        # later the list withdraws one: a fetch from the checkpoint removes it
+        srv.records.append(TatRecord(1, "PDQ", recs[0].digest, 1_704_085_300.0, deleted=True))
+        r = fetch(store, "tcap", sleep=_no_sleep)
+        assert (r.removed, r.added) == (1, 0) and f"tcap:pdq:{recs[0].digest}" not in _bank_signals(store, "tcap")

@@ -382,3 +382,42 @@ def test_known_limits_of_the_rule_on_small_frames_and_borders(vids, hashed, tmp_
 
     boxed = hash_video_file(_rewrite(vids["orig"], tmp_path / "boxed.mp4", letterbox))
     assert match(boxed.vpdq, hashed["orig"].vpdq).query_match_percent < 50
+
+
+# ------------------------------------------------------- generator named by the container
+
+
+def test_container_tag_naming_a_generator_is_evidence(tmp_path):
+    from fractions import Fraction
+
+    from assay.provenance.analyzer import analyze_media_provenance
+
+    def write(path: Path, tags: dict[str, str]) -> Path:
+        # use_metadata_tags: FFmpeg's MP4/MOV muxer keeps any key (it writes "encoder" itself)
+        opts = {"movflags": "use_metadata_tags"} if path.suffix in (".mp4", ".mov") else {}
+        with av.open(str(path), mode="w", options=opts) as out:
+            out.metadata.update(tags)
+            st = out.add_stream("mpeg4", rate=Fraction(10))
+            st.width, st.height, st.pix_fmt = 64, 48, "yuv420p"
+            for i in range(10):
+                for pkt in st.encode(av.VideoFrame.from_ndarray(frame_at(5, i / 10, 64, 48), format="rgb24")):
+                    out.mux(pkt)
+            for pkt in st.encode():
+                out.mux(pkt)
+        return path
+
+    made = write(tmp_path / "made.mov", {"com.apple.quicktime.software": "Google Veo 3"})
+    rep = analyze_media_provenance(made, "mov")
+    (ev,) = [e for e in rep.evidence if e.source == "container"]
+    assert ev.claim == "ai-generated" and ev.strength == "moderate" and ev.facts["generator"] == "Google Veo"
+    assert rep.verdict.lower().startswith("ai-")
+    assert "com.apple.quicktime.software" in ev.facts["field"]
+    mkv = write(tmp_path / "made.mkv", {"software": "KlingAI 2.1"})
+    assert [e.facts["generator"] for e in analyze_media_provenance(mkv, "matroska").evidence] == ["Kling"]
+    plain = write(tmp_path / "plain.mkv", {"title": "Veo 3 holiday"})  # only writer tags count
+    rep = analyze_media_provenance(plain, "matroska")
+    assert not [e for e in rep.evidence if e.source == "container"] and not rep.errors
+    cut = tmp_path / "cut.mov"
+    cut.write_bytes(made.read_bytes()[:40])
+    rep = analyze_media_provenance(cut, "mov")
+    assert any(e.source == "container" and str(cut) in e.message for e in rep.errors)

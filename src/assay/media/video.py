@@ -235,6 +235,40 @@ def _check_size(name: str, width: int, height: int, limits: VideoLimits) -> None
                              f"({limits.max_width}x{limits.max_height}, {limits.max_pixels:,} pixels)")
 
 
+# ------------------------------------------------------------------ container metadata
+
+# Tags in which a writer names itself (FFmpeg's names for MP4/MOV/Matroska/AVI tags).
+SOFTWARE_TAGS = ("encoder", "software", "encoded_by", "creation_tool", "com.apple.quicktime.software",
+                 "writing_application", "ISFT")
+MAX_TAGS = 64
+
+
+def container_tags(path: str | Path) -> list[tuple[str, str, str]]:
+    """(where, key, value) of the container's and its streams' metadata tags, read
+    without decoding a frame (at most MAX_TAGS, values cut at 512 characters). Raises
+    UnsupportedFormat / DecodeError naming the file."""
+    import av
+
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(512)
+    except OSError as exc:
+        raise InputError(str(path), f"cannot read: {exc.strerror or exc}") from None
+    fmt = video_format(head)
+    if fmt is None:
+        raise UnsupportedFormat(str(path), "not a video container assay reads")
+    try:
+        with av.open(str(p), mode="r", format=fmt, options={"protocol_whitelist": "file"}) as c:
+            found = [("container", str(k), str(v)[:512]) for k, v in (c.metadata or {}).items()]
+            for s in c.streams:
+                found += [(f"stream {s.index} ({s.type})", str(k), str(v)[:512])
+                          for k, v in (s.metadata or {}).items()]
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise DecodeError(str(path), f"cannot open the {fmt} container: {_reason(exc)}") from None
+    return found[:MAX_TAGS]
+
+
 # ----------------------------------------------------------------------- the text format
 
 

@@ -146,9 +146,30 @@ def analyze_media_provenance(
             found.extend(e for e in xmp.xmp_evidence(packet) if e not in found)
         return found
 
+    def tags() -> list[Evidence]:
+        from ..media.video import SOFTWARE_TAGS, container_tags
+
+        found: list[Evidence] = []
+        for where, key, value in container_tags(col.path):
+            if key.lower() not in SOFTWARE_TAGS and key not in SOFTWARE_TAGS:
+                continue
+            gen = xmp.known_generator(value)
+            if gen is not None and all(e.facts.get("generator") != gen for e in found):
+                found.append(Evidence(
+                    source="container", claim="ai-generated", strength="moderate",
+                    summary=f"Its {where} tag {key!r} names the generator {gen} ({value[:120]!r}).",
+                    facts={"field": f"{where} {key}", "value": value, "generator": gen}))
+        return found
+
     col.run("c2pa", credential)
     col.run("xmp", declared)
+    if format in VIDEO_FORMATS and data is None:
+        col.run("container", tags)
     return col.report()
+
+
+# Containers whose metadata tags (encoder, software ...) are read for a generator's name.
+VIDEO_FORMATS = frozenset({"mp4", "mov", "avi", "matroska", "webm"})
 
 
 def analyze_provenance(

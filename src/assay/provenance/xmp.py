@@ -101,6 +101,8 @@ _GENERATORS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         # "Firefly" alone is also a FLIR camera line and other products: only
         # Adobe's name, or the bare product name as the whole value.
         ("Adobe Firefly", r"\badobe firefly\b|^\s*firefly(\s+image)?(\s+[\d.]+)?\s*$"),
+        # before OpenAI's image names: "OpenAI Sora" is the video generator
+        ("OpenAI Sora", r"\bopenai\s+sora\b|^\s*sora(\s+[\d.]+)?\s*$"),
         ("OpenAI DALL-E / ChatGPT", r"\bdall[\s\-_·]?e\b|\bopenai\b|\bchatgpt\b|\bgpt-?image\b"),
         ("Midjourney", r"\bmidjourney\b"),
         ("NovelAI", r"\bnovel\s?ai\b"),
@@ -128,6 +130,11 @@ _GENERATORS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("xAI Grok", r"\bgrok\b"),
         ("Runway", r"\brunway\s?(ml|gen-?\d)\b"),
         ("Playground", r"\bplayground\s?(ai|v\d)\b"),
+        # video generators
+        ("Google Veo", r"\bgoogle\s+veo\b|^\s*veo\s*[1-9](\.\d)?\b"),
+        ("Kling", r"\bkling\s?(ai|[\d.]+)\b"),
+        ("Pika", r"\bpika\s?(labs|art|[\d.]+)\b"),
+        ("Luma Dream Machine", r"\bdream machine\b|\bluma\s?(ai|labs)\b"),
     )
 )
 

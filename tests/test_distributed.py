@@ -259,13 +259,11 @@ def test_model_links_on_dask_are_the_local_engines(cluster: dict[str, Any], tmp_
 
     root = tmp_path / "drive"
     root.mkdir()
-    specs = {k: v for k, v in modelgen.sd15(1 / 32, dt="F32").items() if v[0] == "F32"}
+    specs = modelgen.llama(hidden=128, layers=2, vocab=512, ff=256, kv=32, dt="F32")  # small: ~1 s CPU in all
     base = {k: np.asarray(v) for k, v in ev.random_model(specs, 1).items()}
-    lora = ev.random_lora(base, 4, 21)
     write(root / "base.safetensors", base)
     write(root / "base-fp16.safetensors", base, "F16")
-    write(root / "style-lora.safetensors", lora.kohya())
-    write(root / "base-plus-lora.safetensors", {k: np.asarray(v) for k, v in ev.apply_lora(base, lora, 0.8).items()})
+    write(root / "tuned.safetensors", {k: np.asarray(v) for k, v in ev.fine_tune(base, 0.02, 5).items()})
     write(root / "unrelated.safetensors", {k: np.asarray(v) for k, v in ev.random_model(specs, 99).items()})
     settings = ScanSettings(workers=2, provenance=False)
     got: list[dict[str, Any]] = []
@@ -279,8 +277,9 @@ def test_model_links_on_dask_are_the_local_engines(cluster: dict[str, Any], tmp_
     a, b = loc.case_links.to_json_dict(), summary.case_links.to_json_dict()
     assert a == b
     rel = {(Path(x["a"]).name, Path(x["b"]).name, x["relation"]) for x in b["model_links"]}
-    assert ("base-plus-lora.safetensors", "style-lora.safetensors", "contains-lora") in rel
-    assert b["model_files_fingerprinted"] == 5 and not any("unrelated" in x + y for x, y, _ in rel)
+    assert ("base-fp16.safetensors", "base.safetensors", "same-weights") in rel
+    assert ("base.safetensors", "tuned.safetensors", "derived") in rel
+    assert b["model_files_fingerprinted"] == 4 and not any("unrelated" in x + y for x, y, _ in rel)
     manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
     assert manifest["case_links"]["model_links"] == b["model_links"]
 
@@ -337,22 +336,30 @@ def test_objects_from_s3_give_the_records_of_the_same_files_on_disk(
 
     settings = ScanSettings(workers=2, lineage_db=case["db"])
     matcher = _matcher(case["db"])
-    local = _local_records([*by_prefix, *by_list, *by_inventory], settings, matcher, case_links=False)
+    local = _local_records([*by_prefix, *by_list, *by_inventory], settings, matcher, model_links=True)
     out = f"s3://{bucket}/results/scan-1"
     summary = run_dask_scan([f"s3://{bucket}/batch 1/"], settings, matcher, out,
                             manifests=[str(listing), f"s3://{bucket}/inventory/manifest.json"],
-                            client=cluster["client"], partition_size=3, case_links=False)
+                            client=cluster["client"], partition_size=3, case_links=False, model_links=True)
     dist, counts = _dist_records(out)
     assert [p for p, n in counts.items() if n > 1] == []
     local_urls = {}
     for path, rec in local.items():
         top, sep, member = path.partition("!/")
-        # error messages name the file: the same message, naming the object
-        local_urls[url_of[top] + sep + member] = json.loads(json.dumps(rec).replace(top, url_of[top]))
+        # error messages and case links name files: the same, naming the objects
+        text = json.dumps(rec)
+        for p in sorted(url_of, key=len, reverse=True):
+            text = text.replace(json.dumps(p)[1:-1], url_of[p])
+        local_urls[url_of[top] + sep + member] = json.loads(text)
     assert set(dist) == set(local_urls)
     assert [u for u, rec in local_urls.items() if dist[u] != rec] == []
     assert sum(1 for r in dist.values() if r.get("matches")) >= 4
     assert summary.files == len(local)
+    # case links across inputs (an image in the URL list names the model of the inventory), and
+    # --model-links: the model object was copied to a worker and fingerprinted there
+    assert summary.case_links is not None and summary.case_links.links == 1
+    assert summary.case_links.model_links is not None
+    assert (summary.case_links.model_links.fingerprinted, summary.case_links.model_links.skipped) == (1, [])
     # custody: each object's last-modified time as the store gave it (listing, HEAD, inventory)
     times = {r["path"]: r.get("times") for r in read_records(out) if "!/" not in r["path"]}
     for p in by_prefix + by_list:

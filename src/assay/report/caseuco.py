@@ -29,6 +29,7 @@ from typing import IO, Any
 from .. import __version__
 from ..review.ids import file_key, match_id
 from .reader import Report
+from .textspans import pct, span_rows, text_part
 
 CONTEXT = {
     "kb": "urn:assay:",
@@ -170,6 +171,17 @@ def _findings(g: _Graph, ids: _Ids, rec: Mapping[str, Any], iri: str, scan_id: s
                                   f"image {rec.get('path')} names {lk.get('role') or 'model'} "
                                   f"{lk.get('named_as') or ''} by {lk.get('hash_type')} {lk.get('value')} "
                                   f"({lk.get('strength')}), which model file {lk.get('path')} has")
+    tp = text_part("file", rec)
+    for i, r in enumerate(span_rows(*tp) if tp else ()):
+        sim = f", similarity {r.similarity:.2f}" if r.similarity is not None and r.kind != "verbatim" else ""
+        if r.changed_words:
+            sim += f", {r.changed_words} changed words"
+        yield _annotation(g, ids, "assay:text-reproduction", [iri],
+                          f"{r.kind} passage of {r.length} characters at code points {r.start}-{r.end} "
+                          f"(end exclusive) of {r.path} is in work {r.work!r} ({r.title}) at code points "
+                          f"{r.work_start}-{r.work_end}{sim}; {pct(r.work_coverage)} of the file's "
+                          f"{r.output_chars} characters are in this work's passages, {pct(r.coverage)} in "
+                          f"passages of any indexed work", i)
     for i, e in enumerate(rec.get("errors") or ()):
         if isinstance(e, Mapping):
             yield _annotation(g, ids, "assay:error", [iri], f"{e.get('stage')} {e.get('code')}: {e.get('message')}", i)

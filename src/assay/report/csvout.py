@@ -1,7 +1,9 @@
 """CSV export of a scan report (``assay report REPORT.jsonl --format csv -o DIR``): one
 file per table an examiner opens in a spreadsheet: case.csv (the case header and the
 integrity check), matches.csv, ai_evidence.csv, models.csv, case_links.csv, errors.csv,
-inventory.csv (and text_findings.csv when the report has such records).
+inventory.csv (and, when the report has them, text_spans.csv: a row per reproduced text
+passage and place in an indexed work, offsets in code points of the original texts, end
+exclusive; and text_findings.csv for other text records).
 
 Spreadsheets run a cell that starts with ``=``, ``+``, ``-`` or ``@`` (and, in some,
 tab or carriage return) as a formula, and a file name or a prompt in a report is
@@ -22,6 +24,7 @@ from typing import Any
 from ..errors import AssayError
 from ..review.ids import file_key, match_id
 from .reader import Report, file_signals
+from .textspans import span_rows, text_part
 
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
@@ -37,7 +40,10 @@ TABLES: dict[str, list[str]] = {
     "inventory": ["path", "kind", "format", "size", "md5", "sha1", "sha256", "mtime", "ctime", "atime",
                   "times_source", "member_of", "matches", "known_good", "verdict", "errors"],
     "text_findings": ["schema", "path", "record_json"],
+    "text_spans": ["path", "output_chars", "coverage", "coverage_exact", "start", "end", "length", "kind",
+                   "similarity", "changed_words", "work", "title", "work_start", "work_end", "work_coverage"],
 }
+OPTIONAL = ("case", "text_findings", "text_spans")
 
 
 def cell(value: Any) -> Any:
@@ -87,8 +93,10 @@ def write_csv(report_path: str | Path, folder: str | Path, *, decisions: Mapping
             raise AssayError(f"{folder / (taken[0] + '.csv')}: already exists; not overwriting it",
                              hint="choose another folder or pass --overwrite")
     report = Report(report_path)
-    outs = {n: _Out(folder, n) for n in TABLES if n not in ("case", "text_findings")}
+    outs = {n: _Out(folder, n) for n in TABLES if n not in OPTIONAL}
     text: _Out | None = None
+    spans: _Out | None = None
+    checked = 0
     ok = False
     counts = {"matches": 0, "ai": 0, "models": 0, "errors": 0, "reviewed": 0}
     try:
@@ -96,7 +104,17 @@ def write_csv(report_path: str | Path, folder: str | Path, *, decisions: Mapping
         for kind, obj in report.lines():
             if kind == "header":
                 scan_id = obj.get("scan_id")
-            elif kind == "other":
+                continue
+            tp = text_part(kind, obj) if kind in ("file", "other") else None
+            if tp is not None:
+                checked += 1
+                if spans is None:
+                    spans = _Out(folder, "text_spans")
+                for r in span_rows(*tp):
+                    spans.row([r.path, r.output_chars, r.coverage, r.coverage_exact, r.start, r.end, r.length,
+                               r.kind, r.similarity, r.changed_words, r.work, r.title, r.work_start, r.work_end,
+                               r.work_coverage])
+            if kind == "other" and tp is None:
                 if text is None:
                     text = _Out(folder, "text_findings")
                 text.row([obj.get("schema"), obj.get("path") or obj.get("source"), obj])
@@ -127,12 +145,14 @@ def write_csv(report_path: str | Path, folder: str | Path, *, decisions: Mapping
     finally:
         for o in outs.values():
             o.close(ok)
-        if text is not None:
-            text.close(ok)
-    written = [str(o.path) for o in outs.values()] + ([str(text.path)] if text is not None else [])
+        for extra in (text, spans):
+            if extra is not None:
+                extra.close(ok)
+    written = [str(o.path) for o in outs.values()] + [str(x.path) for x in (text, spans) if x is not None]
     return {"files": report.files, "matches": counts["matches"], "reviewed": counts["reviewed"],
             "ai_evidence": counts["ai"], "model_files": counts["models"], "files_with_errors": counts["errors"],
             "text_records": text.rows if text is not None else 0,
+            "text_checked": checked, "text_span_rows": spans.rows if spans is not None else 0,
             "integrity": report.sidecar.status if report.sidecar else None, "report_sha256": report.sha256,
             "written": written}
 

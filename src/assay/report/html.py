@@ -35,6 +35,7 @@ from .. import __version__
 from ..review.ids import file_key, match_id
 from .provenance import fact_lines, safe_text
 from .reader import Report, file_signals
+from .textspans import offsets, pct, span_rows, text_part
 
 # Decision per match id: {"decision", "note", "reviewer", "decided_at"}.
 Decisions = Mapping[str, Mapping[str, Any]]
@@ -149,10 +150,23 @@ class HtmlBuilder:
             ("hash", "text"), ("strength", "filter"), ("model files sharing the value", "num")],
             "Links made by a hash that the image's generator metadata names and that a model file "
             "of this scan has. Names alone never link.")
-        self.text = Section("text", "Text reproduction findings", [
+        self.text_spans = Section("text-reproduction", "Text reproduction", [
+            ("file", "text"), ("share of the file reproduced", "num"), ("in file at", "num"),
+            ("length", "num"), ("kind", "filter"), ("similarity, changed words", "text"),
+            ("work", "filter"), ("title", "text"), ("in work at", "num"),
+            ("share of the file from this work", "num")],
+            "Passages of checked text files (e.g. model outputs) found in the indexed works, one row per "
+            "passage and place in a work. Offsets are Unicode code points of the original texts, start "
+            "inclusive, end exclusive: open the file and the work at those places to read the passage "
+            "(the passage itself is not copied into this report). Verbatim: the same text after "
+            "normalisation (case, Unicode forms, quotes, dashes, whitespace); near-verbatim: verbatim "
+            "pieces of one work in order with small edits between them. The share counts the file's "
+            "characters inside any passage; it says how much of the file reproduces indexed text, "
+            "not who wrote it or whether the use is lawful.")
+        self.text = Section("text", "Other text analysis records", [
             ("record", "filter"), ("file", "text"), ("findings", "text")],
-            "Records of text analyses (schema assay.text/1 and others this version of the report "
-            "renderer does not know by field), shown as they are.")
+            "Records of text analyses this version of the report renderer does not know by field, "
+            "shown as they are.")
         self.errors = Section("errors", "Errors", [
             ("file", "text"), ("stage", "filter"), ("code", "filter"), ("message", "text")],
             "Files that could not be read, or read only in part. One bad file never stops a scan.")
@@ -171,6 +185,8 @@ class HtmlBuilder:
             self._file(obj, scan_id)
         elif kind == "links":
             self.links_line = obj
+        elif kind == "other" and (tp := text_part(kind, obj)):
+            self._text(show(tp[0]), tp[1])
         elif kind == "other":
             rest = {k: v for k, v in obj.items() if k not in ("schema", "path")}
             self.text.add([td(show(obj.get("schema"))), td(show(obj.get("path") or obj.get("source") or "")),
@@ -198,6 +214,9 @@ class HtmlBuilder:
         if isinstance(model, Mapping):
             if self._model(path, rec, model):
                 flags.append("dangerous model")
+        tp = text_part("file", rec)
+        if tp and self._text(path, tp[1]):
+            flags.append("text reproduction")
         for lk in rec.get("case_links") or ():
             if isinstance(lk, Mapping) and kind != "model":
                 self.image_links.add([
@@ -221,6 +240,27 @@ class HtmlBuilder:
             td(show(sig.get("md5", "")), cls="hash"), td(show(sig.get("sha1", "")), cls="hash"),
             td(show(sig.get("sha256", "")), cls="hash"), td(show((times or {}).get("mtime") or "")),
             td(show(", ".join(flags) or "none"))])
+
+    def _text(self, path: str, t: Mapping[str, Any]) -> bool:
+        """Rows of one checked text; True when a passage was found."""
+        self.counts["text_checked"] += 1
+        found = False
+        for r in span_rows(path, t):
+            if not found:
+                found = True
+                self.counts["text_reproduced"] += 1
+            sim = "" if r.similarity is None else f"{r.similarity:.2f}"
+            if r.changed_words:
+                sim += f", {r.changed_words:,} changed word{'s' if r.changed_words != 1 else ''}"
+            chars = f" of {r.output_chars:,} characters" if r.output_chars is not None else ""
+            self.text_spans.add([
+                td(path), td(show(pct(r.coverage) + chars), r.coverage if r.coverage is not None else -1),
+                td(show(offsets(r.start, r.end)), r.start if r.start is not None else -1),
+                td(show("" if r.length is None else f"{r.length:,}"), r.length if r.length is not None else -1),
+                td(show(r.kind)), td(show(sim)), td(show(r.work)), td(show(r.title)),
+                td(show(offsets(r.work_start, r.work_end)), r.work_start if r.work_start is not None else -1),
+                td(show(pct(r.work_coverage)), r.work_coverage if r.work_coverage is not None else -1)])
+        return found
 
     def _match(self, path: str, key: str, m: Mapping[str, Any]) -> None:
         rid = match_id(key, m)
@@ -296,7 +336,8 @@ class HtmlBuilder:
                                            f"scan {header.get('scan_id')}" if header.get("scan_id") else "") if x)
         css = CSS + PRINT_CSS.replace("@@HEAD@@", css_string(page_head)).replace(
             "@@FOOT@@", css_string(f"assay {__version__} · report SHA-256 {report.sha256 or ''}"))
-        sections = [self.matches, self.ai, self.models, self.image_links, self.text, self.errors, self.inventory]
+        sections = [self.matches, self.ai, self.models, self.image_links, self.text_spans, self.text, self.errors,
+                    self.inventory]
         data = {"schema": "assay.case-report/1", "generated_at": generated, "assay_version": __version__,
                 "title": o.title, "case_id": o.case_id, "examiner": o.examiner,
                 "report": {"path": str(report.path), "sha256": report.sha256,
@@ -326,7 +367,9 @@ class HtmlBuilder:
         if self.links_line:
             self._write_links(w)
         for s in sections[3:]:
-            if s.key in ("text",) and not s.count:
+            if s.key == "text" and not s.count:
+                continue
+            if s.key == "text-reproduction" and not self.counts["text_checked"]:
                 continue
             self._write_section(w, s)
         w("</main>\n")
@@ -397,8 +440,11 @@ class HtmlBuilder:
             rows.append(("case links", show(f"{lk.get('links', 0)} links, {lk.get('images_linked', 0)} images "
                                             f"linked to {lk.get('model_files_linked', 0)} model files; "
                                             f"{len(lk.get('not_present') or [])} named models not present")))
+        if self.counts["text_checked"]:
+            rows.append(("text reproduction", f"{c['text_reproduced']:,} of {c['text_checked']:,} checked text "
+                         f"files reproduce passages of indexed works ({self.text_spans.count:,} passage rows)"))
         if self.text.count:
-            rows.append(("text findings", f"{self.text.count:,} records"))
+            rows.append(("other text records", f"{self.text.count:,} records"))
         if s.get("files") is not None and s.get("files") != report.files:
             rows.append(("note", f'<span class="bad">the summary line counts {int(s["files"]):,} files but the '
                                  f"report holds {report.files:,} file records</span>"))
@@ -501,6 +547,8 @@ def render_html(report_path: str | Path, out: str | Path, opts: Options,
     return {"files": report.files, "matches": b.counts["matches"], "reviewed": b.decided,
             "ai_evidence": b.counts["ai"], "model_files": b.counts["models"],
             "files_with_errors": b.counts["files_with_errors"], "text_records": b.text.count,
+            "text_checked": b.counts["text_checked"], "text_reproduced": b.counts["text_reproduced"],
+            "text_spans": b.text_spans.count,
             "integrity": report.sidecar.status if report.sidecar else None,
             "report_sha256": report.sha256, "bytes": target.stat().st_size}
 

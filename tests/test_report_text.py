@@ -216,3 +216,25 @@ def test_in_the_browser_no_record_script_runs(tcase: TextCase, tmp_path: Path) -
         assert EVIL_ID in cells and "Genesis" in cells
     finally:
         b.close()
+
+
+def test_a_whole_text_record_joins_the_section_and_one_of_another_shape_stays_generic(tcase: TextCase,
+                                                                                       tmp_path: Path) -> None:
+    lines = tcase.report.read_text(encoding="utf-8").splitlines()
+    checked = {"schema": "assay.text/1", "path": "check/<b>answer</b>.txt", "chars": 300, "coverage": 0.5,
+               "coverage_exact": 0.5, "spans": [{"start": 10, "end": 160, "kind": "exact", "similarity": 1.0,
+                                                 "changed_words": 0, "sources": [{"work": "Ruth", "start": 5,
+                                                                                  "end": 155}]}],
+               "works": [{"work": "Ruth", "title": "Ruth", "chars": 150, "coverage": 0.5}]}
+    odd = {"schema": "assay.text/1", "path": "odd.txt", "spans": [{"work": "Moby <Dick>", "start": 1, "end": 2}]}
+    r = tmp_path / "r.jsonl"
+    r.write_text("\n".join([*lines[:-1], json.dumps(checked), json.dumps(odd), lines[-1]]) + "\n", encoding="utf-8")
+    out = tmp_path / "case.html"
+    assert casegen.invoke("report", str(r), "-o", str(out)).exit_code == 0  # type: ignore[attr-defined]
+    page_html = out.read_text(encoding="utf-8")
+    rows = _section_rows(page_html, "text-reproduction")
+    (row,) = [x for x in rows if x[0] == "check/<b>answer</b>.txt"]
+    assert row[1:5] == ["50.0 % of 300 characters", "10-160", "150", "verbatim"] and row[8] == "5-155"
+    assert "4 of 5 checked text files" in page_html
+    generic = page_html.split('id="t-text"', 1)[1].split("</table>", 1)[0]
+    assert "odd.txt" in generic and "Moby &lt;Dick&gt;" in generic and "check/" not in generic

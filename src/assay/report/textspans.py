@@ -53,9 +53,11 @@ def text_part(kind: str, obj: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]
     if kind == "file":
         t = obj.get("text")
         return (str(obj.get("path") or ""), t) if isinstance(t, Mapping) else None
-    if kind == "other" and obj.get("schema") == "assay.text/1" and isinstance(obj.get("spans"), list):
+    spans = obj.get("spans")
+    if (kind == "other" and obj.get("schema") == "assay.text/1" and isinstance(spans, list)
+            and all(isinstance(sp, Mapping) and isinstance(sp.get("sources"), list) for sp in spans)):
         return str(obj.get("path") or ""), obj
-    return None
+    return None  # a record of another shape is shown as it is, by the generic section
 
 
 def span_rows(path: str, t: Mapping[str, Any]) -> Iterator[SpanRow]:

@@ -368,20 +368,33 @@ def test_rescaled_copies_match(vids, hashed, tmp_path, name, fn):
     assert not match(h.vpdq, hashed["other"].vpdq).is_match
 
 
-def test_known_limits_of_the_rule_on_small_frames_and_borders(vids, hashed, tmp_path):
+def test_a_halved_small_video_is_a_known_limit(vids, hashed, tmp_path):
     """Measured, not hidden: PDQ of these smooth 192x144 test scenes moves 22-40 bits when a
-    frame is halved, and a black letterbox changes every frame's hash; Meta's rule then
-    says no match (as the reference would: no trimming of borders per frame here)."""
+    frame is halved (python-threatexchange's PDQ too); Meta's rule then says no match."""
     half = hash_video_file(_rewrite(vids["orig"], tmp_path / "half.mp4", _resize(96, 72)))
     assert not match(half.vpdq, hashed["orig"].vpdq).is_match
 
-    def letterbox(f):
-        out = np.zeros((f.shape[0] + 32, f.shape[1], 3), np.uint8)
-        out[16:16 + f.shape[0]] = f
-        return out
 
-    boxed = hash_video_file(_rewrite(vids["orig"], tmp_path / "boxed.mp4", letterbox))
+def _border(top: int, side: int, colour: int = 0):
+    def add(f):
+        out = np.full((f.shape[0] + 2 * top, f.shape[1] + 2 * side, 3), colour, np.uint8)
+        out[top:top + f.shape[0], side:side + f.shape[1]] = f
+        return out
+    return add
+
+
+@pytest.mark.parametrize(("name", "top", "side", "colour"),
+                         [("letterbox", 16, 0, 0), ("pillarbox", 0, 24, 0), ("white-frame", 8, 8, 255)])
+def test_bordered_copies_match_through_their_trimmed_view(vids, hashed, tmp_path, name, top, side, colour):
+    """A border changes every frame's PDQ (Meta's plain rule: no match); the frames with
+    the margins cut off (media/trim.py per sampled frame) match the original."""
+    boxed = hash_video_file(_rewrite(vids["orig"], tmp_path / f"{name}.mp4", _border(top, side, colour)))
+    assert [f.hex for f in boxed.vpdq] != [f.hex for f in boxed.trimmed]
     assert match(boxed.vpdq, hashed["orig"].vpdq).query_match_percent < 50
+    r = match(boxed.trimmed, hashed["orig"].vpdq)
+    assert r.is_match and r.query_match_percent >= 80, r
+    assert not match(boxed.trimmed, hashed["other"].vpdq).is_match
+    assert hashed["orig"].trimmed == [] and hashed["other"].trimmed == []  # no margins: no view
 
 
 # ------------------------------------------------------- generator named by the container

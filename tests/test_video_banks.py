@@ -228,3 +228,33 @@ def test_scan_hashes_and_matches_videos_one_broken_video_is_an_error_record(tmp_
     assert br["kind"] == "video" and br["errors"][0]["stage"] == "video-hash"
     assert {s["type"] for s in br["signals"]} >= {"md5", "sha1", "sha256", "video_md5"}
     assert recs["zz-after.txt"]["kind"] != "error"
+
+
+def test_a_letterboxed_copy_matches_through_its_trimmed_view(tmp_path, db, vids):
+    import av
+    import numpy as np
+
+    from videogen import write_video
+
+    with av.open(str(vids["orig"])) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+    def box(f: np.ndarray) -> np.ndarray:
+        out = np.zeros((f.shape[0] + 32, f.shape[1], 3), np.uint8)
+        out[16:16 + f.shape[0]] = f
+        return out
+
+    boxed = write_video(tmp_path / "boxed.mp4", (box(f) for f in frames), 15, codec="mpeg4", bit_rate=1_000_000)
+    _cli(db, "bank", "add", "videos", "--content-id", "case-7", "--video", str(vids["orig"]))
+    res = _cli(db, "match", "--video", str(boxed), "--json")
+    doc = json.loads(res.output)
+    jsonschema.validate(doc, MATCHES_SCHEMA)
+    (m,) = doc["matches"]
+    assert (m["content_id"], m["query_variant"]) == ("case-7", "trimmed")
+    assert m["video"]["query_match_percent"] >= 80
+    out = tmp_path / "r.jsonl"
+    assert _cli(db, "scan", str(boxed), "-o", str(out), "--workers", "1").exit_code in (0, 1)
+    (rec,) = [json.loads(x) for x in out.read_text().splitlines() if '"path"' in x]
+    jsonschema.validate(rec, FILE_SCHEMA)
+    assert len(rec["video"]["vpdq_trimmed"]) == len(rec["video"]["vpdq"])
+    assert [(x["content_id"], x["query_variant"]) for x in rec["matches"]] == [("case-7", "trimmed")]

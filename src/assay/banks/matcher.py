@@ -318,6 +318,7 @@ class Matcher:
         self,
         signals: Iterable[SignalValue],
         frames: Sequence[object] = (),
+        trimmed: Sequence[object] | None = (),
         *,
         threshold: int | None = None,
         include_low_quality: bool = False,
@@ -325,7 +326,7 @@ class Matcher:
     ) -> list[Match]:
         """``match_signals`` for a subject that may be a video: its vPDQ ``frames`` are
         looked up in the same batch and matched per banked video by Meta's rule."""
-        queries, n, kept = subject_queries(signals, frames)
+        queries, n, kept = subject_queries(signals, frames, trimmed)
         hits, refs = self.hits(queries, threshold=threshold, include_low_quality=include_low_quality)
         return subject_matches(queries, n, kept, hits, refs, threshold, variants=variants)
 
@@ -335,19 +336,24 @@ class Matcher:
         return {k: len(v) for k, v in [*self._hamming.items(), *self._exact.items()] if len(v)}
 
 
-def subject_queries(signals: Iterable[SignalValue], frames: Sequence[object] = ()
-                    ) -> tuple[list[Query], int, list[object]]:
-    """(queries, how many are the subject's signals, the kept vPDQ frames): the signals'
-    queries first, then one per kept frame of a video (banks/videos.py)."""
+def subject_queries(signals: Iterable[SignalValue], frames: Sequence[object] = (),
+                    trimmed: Sequence[object] | None = ()) -> tuple[list[Query], int, list[object]]:
+    """(queries, how many are the subject's signals, the video's views): the signals'
+    queries first, then one per kept frame of a video (banks/videos.py), then one per kept
+    frame of its view with borders cut off (``trimmed``, when it has one). The views are
+    opaque to callers: they hand them to ``subject_matches``."""
     queries = [Query(s.type, s.value, s.variant, s.quality, s.mode) for s in signals]
     n = len(queries)
-    kept: list[object] = []
+    views: list[object] = []
     if frames:
         from .videos import frame_queries
 
-        fq, kept = frame_queries(frames)
-        queries += fq
-    return queries, n, kept
+        for name, fs in ((None, frames), ("trimmed", trimmed or ())):
+            if fs:
+                fq, kept = frame_queries(fs)
+                views.append((name, len(queries), kept))
+                queries += fq
+    return queries, n, views
 
 
 def subject_matches(queries: Sequence[Query], n_signals: int, frames: Sequence[object], hits: Sequence[Hit],
@@ -361,7 +367,18 @@ def subject_matches(queries: Sequence[Query], n_signals: int, frames: Sequence[o
     if frames:
         from .videos import video_matches
 
-        out += video_matches([h for h in hits if h[0] >= n_signals], refs, frames, n_signals, threshold=threshold)
+        best: dict[tuple[str, str], Match] = {}
+        for name, offset, kept in frames:  # type: ignore[misc]
+            end = offset + len(kept)
+            for m in video_matches([h for h in hits if offset <= h[0] < end], refs, kept, offset,
+                                   threshold=threshold):
+                if name is not None:
+                    m = m.model_copy(update={"query_variant": name})
+                key = (m.bank, m.content_id)
+                old = best.get(key)
+                if old is None or m.video.query_match_percent > old.video.query_match_percent:  # type: ignore[union-attr]
+                    best[key] = m
+        out += list(best.values())
     return out
 
 

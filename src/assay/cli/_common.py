@@ -344,7 +344,7 @@ class _Banks:
         return self._matcher.lookup(queries, threshold=threshold, include_low_quality=include_low_quality,
                                     variants=variants)
 
-    def match_subject(self, signals: Any, frames: Any = (), *, threshold: int | None = None,
+    def match_subject(self, signals: Any, frames: Any = (), trimmed: Any = (), *, threshold: int | None = None,
                       include_low_quality: bool = False, variants: bool = True) -> Any:
         """Matches of one subject, a video's vPDQ ``frames`` by Meta's rule per banked video
         (``Matcher.match_subject``)."""
@@ -352,7 +352,7 @@ class _Banks:
 
         from ..banks.matcher import subject_matches, subject_queries
 
-        queries, n, kept = subject_queries(signals, frames)
+        queries, n, kept = subject_queries(signals, frames, trimmed)
         found = None
         reader = self._read()
         if reader is not None:

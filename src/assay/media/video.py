@@ -95,6 +95,10 @@ class VideoHashes:
     md5: str
     sha256: str
     vpdq: list[VpdqFeature] = field(default_factory=list)
+    # The same frames with uniform borders/bars cut off (media/trim.py), where at least
+    # half of the sampled frames have such margins (a letterbox, a frame): a query view,
+    # matched beside the plain vPDQ; empty otherwise. Not part of Meta's format.
+    trimmed: list[VpdqFeature] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------- exact digests
@@ -187,6 +191,7 @@ def _decode(container, name: str, fmt: str, md5: str, sha256: str, seconds_per_h
                              f"{limits.max_duration_s:.0f} s")
     frame_mod = max(1, int(seconds_per_hash * fps))
     features: list[VpdqFeature] = []
+    trimmed: list[VpdqFeature | None] = []
     n = 0
     decoded_bytes = 0
     width = height = 0
@@ -209,8 +214,16 @@ def _decode(container, name: str, fmt: str, md5: str, sha256: str, seconds_per_h
         if n / fps > limits.max_duration_s:
             raise TooLarge(name, f"longer than the limit of {limits.max_duration_s:.0f} s")
         if n % frame_mod == 0:
-            r = reference_pdq(frame.to_ndarray(format="rgb24"))
-            features.append(VpdqFeature(n, r.hex, r.quality, round(n / fps, VPDQ_TIMESTAMP_PRECISION)))
+            rgb = frame.to_ndarray(format="rgb24")
+            r = reference_pdq(rgb)
+            ts = round(n / fps, VPDQ_TIMESTAMP_PRECISION)
+            features.append(VpdqFeature(n, r.hex, r.quality, ts))
+            crop = _inside_margins(rgb)
+            if crop is not None:
+                t = reference_pdq(crop)
+                trimmed.append(VpdqFeature(n, t.hex, t.quality, ts))
+            else:
+                trimmed.append(None)  # type: ignore[arg-type]
         n += 1
     if n == 0:
         raise DecodeError(name, "no video frame could be decoded (truncated or corrupt)")
@@ -224,7 +237,23 @@ def _decode(container, name: str, fmt: str, md5: str, sha256: str, seconds_per_h
             raise DecodeError(name, f"truncated or corrupt: frames for {shown:.1f} s of the {declared:.1f} s "
                                     "the container declares could be decoded")
     codec = stream.codec_context.name or "unknown"
-    return VideoHashes(fmt, codec, width, height, round(fps, 3), round(n / fps, 3), n, md5, sha256, features)
+    bordered = sum(t is not None for t in trimmed)
+    view = [t if t is not None else f for t, f in zip(trimmed, features, strict=True)] \
+        if bordered and bordered * 2 >= len(features) else []
+    return VideoHashes(fmt, codec, width, height, round(fps, 3), round(n / fps, 3), n, md5, sha256, features, view)
+
+
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def _inside_margins(rgb: np.ndarray) -> np.ndarray | None:
+    """The frame inside uniform borders/bars (media/trim.py's ``trimmed`` box), or None."""
+    from .trim import content_boxes
+
+    box = content_boxes(rgb @ _LUMA).get("trimmed")
+    if box is None:
+        return None
+    return np.ascontiguousarray(rgb[box.top:box.bottom, box.left:box.right])
 
 
 def _check_size(name: str, width: int, height: int, limits: VideoLimits) -> None:
@@ -477,10 +506,13 @@ def video_info(h: VideoHashes):  # -> VideoInfo
     """The ``video`` block of a file record."""
     from ..report.schema import VideoInfo, VpdqFrame
 
+    def frames(fs: list[VpdqFeature]) -> list[VpdqFrame]:
+        return [VpdqFrame(frame_number=f.frame_number, hex=f.hex, quality=f.quality, timestamp=f.timestamp)
+                for f in fs]
+
     return VideoInfo(format=h.format, codec=h.codec, width=h.width, height=h.height, fps=h.fps,
-                     duration_s=h.duration_s, frames_decoded=h.frames_decoded,
-                     vpdq=[VpdqFrame(frame_number=f.frame_number, hex=f.hex, quality=f.quality,
-                                     timestamp=f.timestamp) for f in h.vpdq])
+                     duration_s=h.duration_s, frames_decoded=h.frames_decoded, vpdq=frames(h.vpdq),
+                     vpdq_trimmed=frames(h.trimmed) if h.trimmed else None)
 
 
 def _suppress_os():

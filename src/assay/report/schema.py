@@ -118,6 +118,9 @@ class VideoInfo(Record):
     duration_s: float  # decoded frames / fps
     frames_decoded: int
     vpdq: list[VpdqFrame] = Field(default_factory=list)
+    # The sampled frames with uniform borders/bars cut off, when most have them: matched
+    # beside ``vpdq`` (a letterboxed copy of a banked video); not Meta's format.
+    vpdq_trimmed: list[VpdqFrame] | None = None
 
 
 class ErrorInfo(Record):

@@ -262,7 +262,8 @@ def _queries(rec: FileRecord) -> list[Any]:
     """The record's signals and, for a video, its vPDQ frames (banks.matcher.subject_queries)."""
     from ..banks.matcher import subject_queries
 
-    return subject_queries(rec.signals, rec.video.vpdq if rec.video else ())[0]
+    v = rec.video
+    return subject_queries(rec.signals, v.vpdq if v else (), v.vpdq_trimmed if v else ())[0]
 
 
 def run_partition(job: Job, spec: PartSpec) -> dict[str, Any]:
@@ -339,7 +340,8 @@ def finish_partition(job: Job, spec: PartSpec, refs: dict[int, Any], meta: dict[
         rec = FileRecord.model_validate(d["r"])
         hits = [(int(p), Query(*q), int(sid), int(dist)) for p, q, sid, dist in d["h"]]
         if hits:
-            queries, n, kept = subject_queries(rec.signals, rec.video.vpdq if rec.video else ())
+            v = rec.video
+            queries, n, kept = subject_queries(rec.signals, v.vpdq if v else (), v.vpdq_trimmed if v else ())
             findings, known = split_known_good(subject_matches(
                 queries, n, kept, hits, refs, job.threshold, variants=job.settings.variants))
             rec.matches += findings

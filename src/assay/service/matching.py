@@ -343,7 +343,8 @@ class LiveIndex:
                 pass
         return await run_in_threadpool(self.lookup, queries, threshold, include_low_quality)
 
-    async def match_video(self, signals: Sequence[Any], frames: Sequence[Any], threshold: int | None) -> list[Match]:
+    async def match_video(self, signals: Sequence[Any], frames: Sequence[Any], threshold: int | None,
+                          trimmed: Sequence[Any] = ()) -> list[Match]:
         """A video's exact signals and vPDQ frames, banked videos matched by Meta's rule
         (``Matcher.match_subject``); on a thread: a video has dozens to thousands of frames."""
         if not self.loaded:
@@ -351,7 +352,7 @@ class LiveIndex:
                        hint="retry after the Retry-After delay; /ready says when the worker is ready")
             exc.limit = "index-loading"  # type: ignore[attr-defined]
             raise exc
-        return await run_in_threadpool(self.matcher.match_subject, signals, frames, threshold=threshold)
+        return await run_in_threadpool(self.matcher.match_subject, signals, frames, trimmed, threshold=threshold)
 
     def sizes(self) -> dict[str, int]:
         return self.matcher.size() if self.loaded else {}

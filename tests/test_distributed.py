@@ -640,3 +640,59 @@ def test_prefetch_gives_each_object_as_fetch_object_would(tmp_path: Path, monkey
     finally:
         pre.close()
     assert calls and max(calls) <= 3
+
+
+@pytest.mark.parametrize("fmt", ["Parquet", "ORC"])
+def test_parquet_and_orc_s3_inventories_are_read(s3: Any, fmt: str) -> None:
+    """Columnar S3 Inventories (keys not URL-encoded there): objects, sizes and
+    last-modified times; a damaged data file is an error naming it."""
+    pytest.importorskip("pyarrow", reason="Parquet/ORC inventories need the optional pyarrow")
+    import io
+    import uuid
+    from datetime import datetime
+
+    import pyarrow as pa
+
+    from assay.errors import AssayError
+    from assay.scan.sources import RemoteItem, manifest_items
+
+    bucket = f"inv-{uuid.uuid4().hex[:8]}"
+    s3.mkdir(bucket)
+    table = pa.table({"bucket": [bucket, bucket, bucket], "key": ["a b/1.jpg", "c%2F.png", "d.bin"],
+                      "size": pa.array([10, None, 7], pa.int64()),
+                      "last_modified_date": pa.array([datetime(2026, 1, 2, 3, 4, 5), None, datetime(2025, 6, 1)],
+                                                     pa.timestamp("ms"))})
+    buf = io.BytesIO()
+    if fmt == "ORC":
+        import pyarrow.orc as orc
+
+        orc.write_table(table, buf)
+    else:
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, buf)
+    s3.pipe_file(f"{bucket}/data/part.{fmt.lower()}", buf.getvalue())
+    doc = {"sourceBucket": bucket, "destinationBucket": f"arn:aws:s3:::{bucket}", "fileFormat": fmt,
+           "fileSchema": "message s3.inventory { required binary bucket; required binary key; }",
+           "files": [{"key": f"data/part.{fmt.lower()}"}]}
+    s3.pipe_file(f"{bucket}/manifest.json", json.dumps(doc).encode())
+    got = list(manifest_items(f"s3://{bucket}/manifest.json"))
+    assert got == [RemoteItem(f"s3://{bucket}/a b/1.jpg", 10, mtime="2026-01-02T03:04:05+00:00"),
+                   RemoteItem(f"s3://{bucket}/c%2F.png", None),
+                   RemoteItem(f"s3://{bucket}/d.bin", 7, mtime="2025-06-01T00:00:00+00:00")]
+    s3.pipe_file(f"{bucket}/data/part.{fmt.lower()}", b"PAR1 not really" * 10)
+    with pytest.raises(AssayError, match=f"data/part.{fmt.lower()}: not a readable {fmt.upper()} inventory"):
+        list(manifest_items(f"s3://{bucket}/manifest.json"))
+
+
+def test_a_columnar_inventory_without_pyarrow_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from assay.errors import AssayError
+    from assay.scan.sources import manifest_items
+
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if not installed
+    m = tmp_path / "manifest.json"
+    m.write_text(json.dumps({"fileFormat": "ORC", "fileSchema": "struct<bucket:string,key:string>",
+                             "files": [{"key": str(tmp_path / "x.orc")}]}))
+    with pytest.raises(AssayError, match="ORC format needs pyarrow") as exc:
+        list(manifest_items(str(m)))
+    assert "assay[parquet]" in (exc.value.hint or "")

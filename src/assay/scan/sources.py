@@ -203,8 +203,11 @@ def _inventory_items(url: str, doc: Any) -> Iterator[RemoteItem]:
         raise AssayError(f"{url}: a JSON manifest must be an S3 Inventory manifest.json "
                          "(with 'files' and 'fileSchema')")
     fmt = str(doc.get("fileFormat", "CSV")).upper()
+    if fmt in ("PARQUET", "ORC"):
+        yield from _columnar_inventory(url, doc, fmt)
+        return
     if fmt != "CSV":
-        raise AssayError(f"{url}: S3 Inventory in {fmt} format; only CSV inventories are read",
+        raise AssayError(f"{url}: S3 Inventory in {fmt} format; CSV, Parquet and ORC inventories are read",
                          hint="configure the inventory with CSV output, or give a plain list of URLs")
     cols = [c.strip() for c in str(doc["fileSchema"]).split(",")]
     try:
@@ -231,6 +234,86 @@ def _inventory_items(url: str, doc: Any) -> Iterator[RemoteItem]:
                 if ci_mtime is not None and ci_mtime < len(row):
                     mtime = object_mtime({"LastModified": row[ci_mtime]})
                 yield RemoteItem(f"s3://{row[ci_bucket]}/{unquote(row[ci_key])}", size, mtime=mtime)
+
+
+def _inventory_files(url: str, doc: dict[str, Any]) -> Iterator[str]:
+    dest = str(doc.get("destinationBucket", ""))
+    dest = dest.split(":::", 1)[1] if ":::" in dest else dest
+    for f in doc["files"]:
+        key = f.get("key") if isinstance(f, dict) else None
+        if not key:
+            raise AssayError(f"{url}: an entry of 'files' has no key")
+        yield f"s3://{dest}/{key}" if dest else key
+
+
+_COLUMNAR_BATCH = 65_536  # rows read at a time from a Parquet or ORC inventory file
+
+
+def _columnar_inventory(url: str, doc: dict[str, Any], fmt: str) -> Iterator[RemoteItem]:
+    """Objects of a Parquet or ORC S3 Inventory (columns ``bucket``, ``key``, optional
+    ``size`` and ``last_modified_date``; keys are not URL-encoded in these formats), read a
+    batch of rows (Parquet) or a stripe (ORC) at a time. Needs pyarrow."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise AssayError(f"{url}: an S3 Inventory in {fmt} format needs pyarrow",
+                         hint="pip install 'assay[parquet]', or configure the inventory with CSV output") from None
+    for data_url in _inventory_files(url, doc):
+        path = local_path(data_url)
+        try:
+            if path is not None:
+                raw: Any = open(path, "rb")  # noqa: SIM115 (closed below)
+            else:
+                fs, p = filesystem(data_url)
+                raw = fs.open(p, "rb")
+        except AssayError:
+            raise
+        except Exception as exc:
+            raise AssayError(f"{data_url}: cannot read inventory file: {type(exc).__name__}: {exc}") from None
+        with raw:
+            yield from _columnar_rows(data_url, raw, fmt)
+
+
+def _columnar_rows(data_url: str, raw: Any, fmt: str) -> Iterator[RemoteItem]:
+    import pyarrow as pa
+
+    def batches() -> Iterator[Any]:
+        if fmt == "PARQUET":
+            import pyarrow.parquet as pq
+
+            pf = pq.ParquetFile(raw)
+            names = set(pf.schema_arrow.names)
+            yield names
+            yield from pf.iter_batches(batch_size=_COLUMNAR_BATCH,
+                                       columns=[c for c in ("bucket", "key", "size", "last_modified_date") if c in names])
+        else:
+            import pyarrow.orc as orc
+
+            of = orc.ORCFile(raw)
+            names = set(of.schema.names)
+            yield names
+            cols = [c for c in ("bucket", "key", "size", "last_modified_date") if c in names]
+            for i in range(of.nstripes):
+                yield of.read_stripe(i, columns=cols)
+
+    try:
+        it = batches()
+        names = next(it)
+        if not {"bucket", "key"} <= names:
+            raise AssayError(f"{data_url}: the {fmt} inventory file has no bucket and key columns")
+        for batch in it:
+            cols = batch.to_pydict()
+            sizes = cols.get("size") or [None] * batch.num_rows
+            times = cols.get("last_modified_date") or [None] * batch.num_rows
+            for bucket, key, size, mtime in zip(cols["bucket"], cols["key"], sizes, times, strict=True):
+                if not bucket or not key:
+                    continue
+                yield RemoteItem(f"s3://{bucket}/{key}", int(size) if isinstance(size, int) and size >= 0 else None,
+                                 mtime=object_mtime({"LastModified": mtime}))
+    except AssayError:
+        raise
+    except (pa.ArrowException, OSError, ValueError, TypeError) as exc:
+        raise AssayError(f"{data_url}: not a readable {fmt} inventory file: {exc}") from None
 
 
 _STREAM_ABOVE = 64 << 20  # objects larger than this are streamed to disk, smaller ones read in one GET

@@ -229,6 +229,14 @@ def test_service_schedules_fetches_and_reports_status(tmp_path: Path, monkeypatc
                         exchange_interval=3600.0)
     store = open_store(settings)
     keys = {r: create_key(store.engine, f"{r}-key", r)[1] for r in ("match", "curate")}
+    from prometheus_client import REGISTRY
+
+    def metric(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    base = {k: metric("assay_exchange_fetches_total", exchange=x, status=st)
+            for k, (x, st) in {"te": ("te", "ok"), "broken": ("broken", "error"), "te-err": ("te", "error")}.items()}
+    added = metric("assay_exchange_records_total", exchange="te", outcome="added")
     with TeServer(ups, token=TOKEN) as srv:
         store.create_bank("known")
         cfg.add(store, "te", "threatexchange", "known", {"privacy_group": srv.privacy_group, "base_url": srv.base})
@@ -253,8 +261,17 @@ def test_service_schedules_fetches_and_reports_status(tmp_path: Path, monkeypatc
             served = srv.pages_served
             scheduler = c.app.state.exchange_scheduler  # type: ignore[attr-defined]
             assert scheduler.run_once() == 0 and srv.pages_served == served  # not due again for an hour
+            # the scheduled fetches in /metrics (by exchange name and outcome, no signals)
+            assert metric("assay_exchange_fetches_total", exchange="te", status="ok") == base["te"] + 1
+            assert metric("assay_exchange_fetches_total", exchange="broken", status="error") == base["broken"] + 1
+            assert metric("assay_exchange_fetches_total", exchange="te", status="error") == base["te-err"]
+            assert metric("assay_exchange_records_total", exchange="te", outcome="added") == added + 1
+            assert metric("assay_exchange_last_success_timestamp_seconds", exchange="te") > time.time() - 600
+            assert metric("assay_exchange_last_success_timestamp_seconds", exchange="broken") == 0.0
             r = c.post("/v1/exchanges/te/fetch", headers=cur)
             assert r.status_code == 200 and r.json()["status"] == "ok"
+            assert metric("assay_exchange_fetches_total", exchange="te", status="ok") == base["te"] + 2
+            assert metric("assay_exchange_fetch_seconds_count", exchange="te") >= 2
             assert c.get("/v1/exchanges/nope", headers=cur).status_code == 404
             # HMA's shapes
             assert c.get("/c/exchanges", headers=cur).json() == ["broken", "te"]

@@ -136,10 +136,12 @@ def _reason(exc: BaseException) -> str:
 def fetch(store: Store, name: str, *, full: bool = False, retries: int = 3, max_wait: float = 60.0,
           max_pages: int | None = None, progress: Callable[[FetchResult], None] | None = None,
           sleep: Callable[[float], None] = time.sleep, owner: str | None = None,
-          on_commit: Callable[[FetchResult], None] | None = None) -> FetchResult:
+          on_commit: Callable[[FetchResult], None] | None = None,
+          on_done: Callable[[FetchResult], None] | None = None) -> FetchResult:
     """Fetch one exchange into its bank. Raises ExchangeError (after recording it in the
     exchange's status and the audit log) if the fetch failed; the pages committed before
-    the failure stay."""
+    the failure stay. ``on_done`` sees the result of every fetch that ran, failed or not
+    (the service's metrics)."""
     ex = cfg.get(store, name)
     if ex.bank is None:
         raise ExchangeError(f"exchange {name!r}: its bank was deleted",
@@ -195,6 +197,8 @@ def fetch(store: Store, name: str, *, full: bool = False, retries: int = 3, max_
         msg = redact(msg, secrets)
         result.error = msg
         _finish(store, ex, result)
+        if on_done is not None:
+            on_done(result)
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
         hint = "the next fetch resumes from the last committed page" if isinstance(exc, _PageError) else None
@@ -206,6 +210,8 @@ def fetch(store: Store, name: str, *, full: bool = False, retries: int = 3, max_
             pass
     result.seconds = time.perf_counter() - started
     _finish(store, ex, result)
+    if on_done is not None:
+        on_done(result)
     return result
 
 
@@ -345,7 +351,8 @@ def _existing(conn: sa.Connection, bank_id: int, cids: list[str]) -> dict[str, t
 
 def fetch_due(store: Store, *, interval: float, owner: str | None = None,
               sleep: Callable[[float], None] = time.sleep,
-              on_commit: Callable[[FetchResult], None] | None = None) -> list[FetchResult]:
+              on_commit: Callable[[FetchResult], None] | None = None,
+              on_done: Callable[[FetchResult], None] | None = None) -> list[FetchResult]:
     """Fetch every enabled exchange whose last fetch finished more than ``interval``
     seconds ago (or never ran), each only if its lease can be had: what the service's
     scheduler runs. Failures are recorded in each exchange's status, not raised."""
@@ -358,7 +365,8 @@ def fetch_due(store: Store, *, interval: float, owner: str | None = None,
         if last is not None and (now - last.replace(tzinfo=None)).total_seconds() < interval:
             continue
         try:
-            done.append(fetch(store, ex.name, owner=owner, sleep=sleep, max_wait=10.0, on_commit=on_commit))
+            done.append(fetch(store, ex.name, owner=owner, sleep=sleep, max_wait=10.0, on_commit=on_commit,
+                              on_done=on_done))
         except LeaseHeld:
             continue  # another worker took it between our read and our claim
         except ExchangeError as exc:

@@ -23,11 +23,13 @@ log = logging.getLogger("assay.exchanges")
 
 class Scheduler:
     def __init__(self, store: Store, *, interval: float, tick: float | None = None,
-                 on_commit: Callable[[Any], None] | None = None) -> None:
+                 on_commit: Callable[[Any], None] | None = None,
+                 on_done: Callable[[Any], None] | None = None) -> None:
         self.store = store
         self.interval = interval
         self.tick = tick if tick is not None else max(1.0, min(30.0, interval / 4))
         self.on_commit = on_commit
+        self.on_done = on_done
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.rounds = 0
         self.fetched = 0
@@ -52,7 +54,8 @@ class Scheduler:
         from .fetch import fetch_due
 
         done = fetch_due(self.store, interval=self.interval, owner=self.owner,
-                         sleep=lambda s: self._stop.wait(s), on_commit=self.on_commit)
+                         sleep=lambda s: self._stop.wait(s), on_commit=self.on_commit,
+                         on_done=self.on_done)
         self.rounds += 1
         self.fetched += len(done)
         return len(done)

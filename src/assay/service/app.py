@@ -141,7 +141,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             from ..exchanges.schedule import Scheduler
 
             scheduler = Scheduler(state.store, interval=settings.exchange_interval,
-                                  on_commit=lambda _r: state.index.poke())
+                                  on_commit=lambda _r: state.index.poke(),
+                                  on_done=metrics.observe_exchange_fetch)
             scheduler.start()
         app.state.exchange_scheduler = scheduler
         try:

@@ -52,6 +52,15 @@ INDEX_REFRESH = Histogram("assay_index_refresh_seconds", "Rounds of following th
 INDEX_FOLLOWED = Gauge("assay_index_followed_timestamp_seconds",
                        "When a worker's index last caught up with the store (Unix time; the oldest worker's)",
                        multiprocess_mode="livemin")
+EXCHANGE_FETCHES = Counter("assay_exchange_fetches_total", "Exchange fetches that ran, by exchange and status "
+                           "(ok, error)", ["exchange", "status"])
+EXCHANGE_RECORDS = Counter("assay_exchange_records_total", "Records applied by exchange fetches, by exchange and "
+                           "outcome (added, updated, removed, unchanged, invalid, skipped)", ["exchange", "outcome"])
+EXCHANGE_FETCH_SECONDS = Histogram("assay_exchange_fetch_seconds", "Duration of exchange fetches, by exchange",
+                                   ["exchange"], buckets=(0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600))
+EXCHANGE_LAST_SUCCESS = Gauge("assay_exchange_last_success_timestamp_seconds",
+                              "When an exchange's last successful fetch ended (Unix time; the newest worker's)",
+                              ["exchange"], multiprocess_mode="max")
 
 
 def multiprocess() -> bool:
@@ -67,6 +76,23 @@ def exposition() -> tuple[bytes, str]:
     from prometheus_client import REGISTRY
 
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def observe_exchange_fetch(result: Any) -> None:
+    """One finished exchange fetch (assay.exchanges.fetch.FetchResult), failed or not.
+    Labels carry the exchange's configured name, never signals or content ids."""
+    name = result.exchange
+    EXCHANGE_FETCHES.labels(name, result.status).inc()
+    EXCHANGE_FETCH_SECONDS.labels(name).observe(result.seconds)
+    for outcome in ("added", "updated", "removed", "unchanged", "invalid"):
+        n = getattr(result, outcome)
+        if n:
+            EXCHANGE_RECORDS.labels(name, outcome).inc(n)
+    skipped = sum(result.skipped.values())
+    if skipped:
+        EXCHANGE_RECORDS.labels(name, "skipped").inc(skipped)
+    if result.status == "ok":
+        EXCHANGE_LAST_SUCCESS.labels(name).set(time.time())
 
 
 def rejected(exc: Exception) -> None:

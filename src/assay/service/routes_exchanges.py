@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from ..exchanges import config as cfg
+from . import metrics
 from .auth import Principal
 from .routes_match import json_response
 from .state import get_state, role
@@ -73,7 +74,8 @@ async def fetch_exchange(request: Request, _: CurateRole, name: NamePath) -> Res
     require_library()
     state = get_state(request)
     cfg.get(state.store, name)
-    result = await run_in_threadpool(fetch, state.store, name, on_commit=lambda _r: state.index.poke())
+    result = await run_in_threadpool(fetch, state.store, name, on_commit=lambda _r: state.index.poke(),
+                                     on_done=metrics.observe_exchange_fetch)
     state.refresh_index()
     return json_response(result.to_json_dict())
 

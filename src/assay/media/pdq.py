@@ -194,30 +194,36 @@ def _axis_band_span(start: float, length: float, block: int, n_reduced: int) -> 
     j0 = np.floor(lo).astype(np.int64)
     first = int(j0[0])
     last = min(int(np.ceil(start + length)), n_reduced * block) - 1
-    weights = np.zeros((64, last - first + 1), dtype=np.float64)
-    # Each virtual pixel averages the original pixels it overlaps (at most ceil(step) + 1).
-    # Sums in the order of one np.add.at per k (bit for bit), without its slow 2-D form:
-    # ``j`` never falls, so the i-th virtual pixel to land on a column lands in pass i.
-    for k in range(int(np.ceil(step)) + 1):
+    # Each output row sees a few PDQ cells of the span: work on each row's support only
+    # (the virtual pixels where its weight is not zero), in row-local columns. The sums
+    # are those of the dense form in the same order (zeros left out add nothing).
+    nzv = virtual != 0
+    a = nzv.argmax(axis=1)
+    lv = int((n - nzv[:, ::-1].argmax(axis=1) - a).max())
+    vi = a[:, None] + np.arange(lv)[None, :]  # (64, lv) virtual pixels of each row
+    inside = vi < n
+    vi = np.minimum(vi, n - 1)
+    vals = np.where(inside, np.take_along_axis(virtual, vi, axis=1), 0.0)
+    kmax = int(np.ceil(step))
+    c0 = j0[a] - first  # each row's first column (span-relative)
+    lc = int((j0[vi].max(axis=1) - j0[a]).max()) + kmax + 1
+    local_w = np.zeros((64, lc), dtype=np.float64)
+    rows = np.broadcast_to(np.arange(64)[:, None], vi.shape)
+    # Each virtual pixel averages the original pixels it overlaps (at most ceil(step) + 1),
+    # in np.add.at's order: pass k, then virtual pixels left to right.
+    for k in range(kmax + 1):
         j = j0 + k
         share = (np.minimum(lo + step, j + 1) - np.maximum(lo, j)).clip(0) / step
-        ok = np.flatnonzero((share > 0) & (j <= last))
-        cols = j[ok] - first
-        nth = np.arange(len(ok)) - np.searchsorted(cols, cols)  # earlier ones on the same column
-        for i in range(int(nth.max()) + 1 if len(ok) else 0):
-            sel = ok[nth == i]
-            weights[:, j[sel] - first] += virtual[:, sel] * share[sel]
+        ok = inside & (share[vi] > 0) & (j[vi] <= last)
+        np.add.at(local_w, (rows[ok], (j[vi] - first - c0[:, None])[ok]), (vals * share[vi])[ok])
     cell0 = first // block
-    cells = (first + np.arange(weights.shape[1])) // block - cell0
-    width = int(cells[-1]) + 1
-    # Columns into reduced cells, left to right within a cell (np.add.at's order).
-    lead = first - cell0 * block
-    padded = np.zeros((64, width * block), dtype=np.float64)
-    padded[:, lead:lead + weights.shape[1]] = weights
-    parts = padded.reshape(64, width, block)
+    width = (last // block) - cell0 + 1
+    # Row-local columns into reduced cells, left to right within a cell.
+    g = first + c0[:, None] + np.arange(lc)[None, :]  # global column of each local one
+    cells = g // block - cell0
     binned = np.zeros((64, width), dtype=np.float64)
-    for t in range(block):
-        binned += parts[:, :, t]
+    valid = g <= last
+    np.add.at(binned, (rows[:, :1].repeat(lc, axis=1)[valid], cells[valid]), local_w[valid])
     nz = binned != 0
     lo_i = nz.argmax(axis=1)
     hi_i = width - 1 - nz[:, ::-1].argmax(axis=1)

@@ -175,14 +175,16 @@ def test_a_cropped_copy_matches_as_partial_and_says_how(tmp_path: Path) -> None:
     m = next(m for m in full["matches"] if m["signal_type"] == "pdq")
     assert full["signals"][m["query"]]["variant"] == "mirror"
     # readable: the record says how many variant hashes were looked up and which matched
-    from rich.console import Console
+    import contextlib
 
+    from assay.cli._common import _Console
     from assay.report.schema import FileRecord
     from assay.report.terminal import print_record
 
-    console = Console(record=True, width=200)
-    print_record(console, FileRecord.model_validate(recs["mirrored.jpg"]))
-    text = console.export_text()
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        print_record(_Console(), FileRecord.model_validate(recs["mirrored.jpg"]))
+    text = buf.getvalue()
     assert f"{recs['mirrored.jpg']['image']['variant_hashes']} variant hashes looked up" in text
     assert "1 matched" in text and "mirror" in text
     # strict: neither the query's variants nor the banked ones

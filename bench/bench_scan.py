@@ -31,7 +31,8 @@ are medians over rounds; ratios are medians of the per-round ratios.
    loading it (JPEGs at 1/8 scale; other formats have no reduced decode).
 4. Many tiny files: ``--empty N`` two-byte files in folders of 1,000, scanned by the CLI
    (``assay scan DIR --no-banks -o FILE``) in a subprocess: seconds until the report
-   (FILE.partial while the scan runs) holds its first file record, the parent's peak RSS
+   (FILE.partial while the scan runs) holds its first file record and the CPU seconds the
+   scan's processes (parent and workers) had used by then, the parent's peak RSS
    (VmHWM), files/s.
 """
 
@@ -63,6 +64,20 @@ def proc_cpu(pid: int) -> float:
     """CPU seconds of a running process (utime + stime from /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and its living descendants (a scan's pool workers)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            total += proc_cpu(p)
+            for task in os.listdir(f"/proc/{p}/task"):
+                todo += [int(c) for c in Path(f"/proc/{p}/task/{task}/children").read_text().split()]
+        except (OSError, ValueError):
+            pass  # gone meanwhile
+    return total
 
 
 def load() -> str:
@@ -249,7 +264,7 @@ def many_files(n: int, keep: Path | None) -> dict[str, Any]:
         t0 = time.perf_counter()
         proc = subprocess.Popen([str(exe), "scan", str(root), "--no-banks", "-o", str(report)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        first = None
+        first = first_cpu = None
         hwm = 0
         while proc.poll() is None:
             partial = report.with_name(report.name + ".partial")  # renamed at the end
@@ -257,6 +272,7 @@ def many_files(n: int, keep: Path | None) -> dict[str, Any]:
                 with partial.open("rb") as f:
                     if f.readline() and f.readline().endswith(b"\n"):
                         first = time.perf_counter() - t0
+                        first_cpu = tree_cpu(proc.pid)
             try:
                 status = Path(f"/proc/{proc.pid}/status").read_text()
                 hwm = max(hwm, int(next(ln for ln in status.splitlines() if ln.startswith("VmHWM")).split()[1]))
@@ -267,6 +283,7 @@ def many_files(n: int, keep: Path | None) -> dict[str, Any]:
         with report.open("rb") as f:
             records = sum(1 for _ in f) - 2  # header and summary lines
         return {"files": n, "records": records, "made_in_s": round(made, 1), "first_record_s": first,
+                "first_record_cpu_s": first_cpu,
                 "parent_peak_rss_mb": round(hwm / 1024, 1), "wall_s": round(wall, 1),
                 "files_per_s": round(records / wall, 1), "exit": proc.returncode}
     finally:

@@ -185,6 +185,15 @@ def test_csv_text_spans_and_case_annotations(tcase: TextCase, tmp_path: Path) ->
     assert g.startswith("verbatim passage of ") and "(end exclusive)" in g and "% of the file's" in g
 
 
+@pytest.mark.slow  # the SHACL validation alone takes ~4 s
+def test_case_export_with_text_annotations_is_valid_case(tcase: TextCase, tmp_path: Path) -> None:
+    case_validate = pytest.importorskip("case_utils.case_validate")
+    out = tmp_path / "case.jsonld"
+    assert casegen.invoke("report", str(tcase.report), "--format", "case", "-o", str(out)).exit_code == 0  # type: ignore[attr-defined]
+    result = case_validate.validate(str(out))
+    assert result.conforms, str(result.text)[:3000]
+
+
 def test_report_without_text_checks_has_no_text_section(tmp_path: Path) -> None:
     case = casegen.build(tmp_path, images=1)
     out = tmp_path / "case.html"

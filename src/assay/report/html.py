@@ -548,7 +548,7 @@ def render_html(report_path: str | Path, out: str | Path, opts: Options,
             "ai_evidence": b.counts["ai"], "model_files": b.counts["models"],
             "files_with_errors": b.counts["files_with_errors"], "text_records": b.text.count,
             "text_checked": b.counts["text_checked"], "text_reproduced": b.counts["text_reproduced"],
-            "text_spans": b.text_spans.count,
+            "text_span_rows": b.text_spans.count,
             "integrity": report.sidecar.status if report.sidecar else None,
             "report_sha256": report.sha256, "bytes": target.stat().st_size}
 

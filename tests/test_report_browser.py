@@ -58,7 +58,7 @@ def test_renders_without_errors_or_network_and_no_record_script_runs(browser: Br
     requests = [e["params"]["request"]["url"] for e in browser.events if e["method"] == "Network.requestWillBeSent"]
     assert requests == [page.resolve().as_uri()]
     # the page's own script ran (scripts are on), and nothing from a record did
-    assert browser.js("document.documentElement.getAttribute('data-ready')") == "7"
+    assert browser.js("document.documentElement.getAttribute('data-ready')") == "8"
     assert browser.js("typeof window.__pwned") == "undefined"
     assert browser.js("document.scripts.length") == 2
     assert browser.js("document.querySelectorAll('img,svg,iframe,object,embed,a[href^=javascript]').length") == 0

@@ -241,14 +241,14 @@ def test_decoys_and_duplicates(tmp_path: Path) -> None:
 def _model_rec(path: str, **hashes: str) -> FileRecord:
     from assay.report.model import ModelReport
 
-    return FileRecord(path=path, kind="model", model=ModelReport.model_construct(),
+    return FileRecord(path=path, kind="model", model=ModelReport(format="safetensors"),
                       signals=[SignalValue(type=t, value=v) for t, v in hashes.items()])
 
 
 def _image_rec(path: str, signals: list[dict[str, str]]) -> FileRecord:
-    ev = Evidence.model_construct(source="a1111", claim="ai-generated", strength="strong",
+    ev = Evidence(source="a1111", claim="ai-generated", strength="strong",
                                   summary="s", facts={"model_signals": signals})
-    return FileRecord(path=path, kind="image", provenance=ProvenanceReport.model_construct(
+    return FileRecord(path=path, kind="image", provenance=ProvenanceReport(
         verdict="ai-generated", evidence=[ev], errors=[]))
 
 

@@ -102,6 +102,9 @@ def test_html_section_cites_offsets_in_the_output_and_the_work(tcase: TextCase, 
     out = tmp_path / "case.html"
     res = casegen.invoke("--db", tcase.db, "report", str(tcase.report), "-o", str(out))
     assert res.exit_code == 0, res.output  # type: ignore[attr-defined]
+    recs = _text_records(tcase)
+    n_rows = sum(len(sp["sources"]) for t in recs.values() for sp in t["spans"])
+    assert f"3 of 4 checked text files reproducing indexed works ({n_rows:,} passage rows)" in res.output  # type: ignore[attr-defined]
     page_html = out.read_text(encoding="utf-8")
     assert '<section id="text-reproduction"><h2>Text reproduction' in page_html
     assert "3 of 4 checked text files reproduce passages of indexed works" in page_html
@@ -160,6 +163,7 @@ def test_hostile_work_ids_titles_and_names_show_as_text(tcase: TextCase, tmp_pat
 def test_csv_text_spans_and_case_annotations(tcase: TextCase, tmp_path: Path) -> None:
     res = casegen.invoke("--db", tcase.db, "report", str(tcase.report), "--format", "csv", "-o", str(tmp_path / "csv"))
     assert res.exit_code == 0, res.output  # type: ignore[attr-defined]
+    assert "text_spans.csv" in res.output and "3 of 4 checked text files reproducing" in res.output  # type: ignore[attr-defined]
     with open(tmp_path / "csv" / "text_spans.csv", encoding="utf-8-sig", newline="") as fh:
         rows = list(csv.DictReader(fh))
     recs = _text_records(tcase)

@@ -113,6 +113,9 @@ def _print_written(res: dict[str, Any]) -> None:
         parts.append(plural(res["model_files"], "model file"))
     if res.get("files_with_errors"):
         parts.append(f"{res['files_with_errors']:,} with errors")
+    if res.get("text_checked"):
+        parts.append(f"{res.get('text_reproduced', 0):,} of {plural(res['text_checked'], 'checked text file')} "
+                     f"reproducing indexed works ({plural(res.get('text_span_rows', 0), 'passage row')})")
     size = res.get("bytes")
     if res.get("written"):
         out.print(f"wrote {len(res['written'])} CSV files in {_esc(res['output'])}: "

@@ -96,7 +96,7 @@ def write_csv(report_path: str | Path, folder: str | Path, *, decisions: Mapping
     outs = {n: _Out(folder, n) for n in TABLES if n not in OPTIONAL}
     text: _Out | None = None
     spans: _Out | None = None
-    checked = 0
+    checked = reproduced = 0
     ok = False
     counts = {"matches": 0, "ai": 0, "models": 0, "errors": 0, "reviewed": 0}
     try:
@@ -110,10 +110,12 @@ def write_csv(report_path: str | Path, folder: str | Path, *, decisions: Mapping
                 checked += 1
                 if spans is None:
                     spans = _Out(folder, "text_spans")
+                before = spans.rows
                 for r in span_rows(*tp):
                     spans.row([r.path, r.output_chars, r.coverage, r.coverage_exact, r.start, r.end, r.length,
                                r.kind, r.similarity, r.changed_words, r.work, r.title, r.work_start, r.work_end,
                                r.work_coverage])
+                reproduced += spans.rows > before
             if kind == "other" and tp is None:
                 if text is None:
                     text = _Out(folder, "text_findings")
@@ -152,7 +154,7 @@ def write_csv(report_path: str | Path, folder: str | Path, *, decisions: Mapping
     return {"files": report.files, "matches": counts["matches"], "reviewed": counts["reviewed"],
             "ai_evidence": counts["ai"], "model_files": counts["models"], "files_with_errors": counts["errors"],
             "text_records": text.rows if text is not None else 0,
-            "text_checked": checked, "text_span_rows": spans.rows if spans is not None else 0,
+            "text_checked": checked, "text_reproduced": reproduced, "text_span_rows": spans.rows if spans is not None else 0,
             "integrity": report.sidecar.status if report.sidecar else None, "report_sha256": report.sha256,
             "written": written}
 

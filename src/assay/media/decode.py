@@ -301,15 +301,49 @@ def reduced_luma(opened: OpenedImage, exif_transpose: bool = False) -> tuple[Red
 FINE_SIDE = 1024
 
 
+class FineOverBudget(Exception):
+    """The finer decode of a bordered image would take more pixels than the caller
+    allowed (``fine_budget``); raised before decoding it. Not an input error: a service
+    admits the upload again with the finer decode's weight counted."""
+
+    def __init__(self, pixels: int) -> None:
+        super().__init__(f"the finer decode needs {pixels} pixels")
+        self.pixels = pixels
+
+
+def _fine_block(opened: OpenedImage, reduced_block: int) -> int:
+    w, h = opened.width, opened.height
+    if opened.format == "jpeg":
+        return next((s for s in (8, 4, 2) if s < reduced_block and min(w, h) // s >= FINE_SIDE), 1)
+    return next((s for s in range(reduced_block - 1, 1, -1) if min(w, h) // s >= FINE_SIDE), 1)
+
+
+def fine_pixels(opened: OpenedImage) -> int:
+    """How many pixels ``fine_luma`` decodes for this image if a border is found (0 when
+    ``reduced_luma`` keeps every pixel and there is no finer decode). Counted on top of
+    ``decode_pixels`` by a service that hashes the query variants."""
+    w, h = opened.width, opened.height
+    reduced = _jpeg_scale(w, h) if opened.format == "jpeg" else _block(w, h)
+    if reduced <= 1:
+        return 0
+    s = _fine_block(opened, reduced)
+    return -(-w // s) * -(-h // s)
+
+
 def fine_luma(data: bytes, opened: OpenedImage, reduced: ReducedLuma, limits: Limits,
-              exif_transpose: bool = False) -> ReducedLuma:
+              exif_transpose: bool = False, fine_budget: int | None = None) -> ReducedLuma:
     """A finer luma plane of an image already reduced (``reduced``): a JPEG decoded again at
     the smallest scale whose short side keeps ``FINE_SIDE`` pixels (its full size below
     that), another format's decoded pixels reduced as far. What media/trim.py places a
-    border's edge on when the reduced plane's pixels are several original pixels wide."""
+    border's edge on when the reduced plane's pixels are several original pixels wide.
+    Raises FineOverBudget, decoding nothing, if that plane has more than ``fine_budget``
+    pixels."""
     w, h = opened.width, opened.height
+    fine = _fine_block(opened, reduced.block[0])
+    if fine_budget is not None and (need := -(-w // fine) * -(-h // fine)) > fine_budget:
+        raise FineOverBudget(need)
     if opened.format == "jpeg":
-        scale = next((s for s in (8, 4, 2) if s < reduced.block[0] and min(w, h) // s >= FINE_SIDE), 1)
+        scale = fine
         again = open_image(data, opened.path, limits)
         im = again.image
         try:
@@ -324,7 +358,7 @@ def fine_luma(data: bytes, opened: OpenedImage, reduced: ReducedLuma, limits: Li
             raise _fail(opened.path, opened.format, exc) from exc
         oriented = _orient(again, im, exif_transpose)
     else:  # decoded in full already: reduced as little as keeps FINE_SIDE (memory)
-        block = next((s for s in range(reduced.block[0] - 1, 1, -1) if min(w, h) // s >= FINE_SIDE), 1)
+        block = fine
         im = _load(opened, opened.image, grey=True)
         try:
             if block > 1:

@@ -77,6 +77,7 @@ def hash_image_bytes(
     bank_variants: bool = False,
     share: dict[str, Any] | None = None,
     bank_kinds: Collection[str] | None = None,
+    fine_budget: int | None = None,
 ) -> ImageHashes:
     """Hash an image held in memory. Raises UnsupportedFormat, DecodeError or TooLarge
     (each naming ``path`` and the reason); never anything else for bad input.
@@ -88,7 +89,8 @@ def hash_image_bytes(
     region: ``upper``) are not computed when their kind is absent (None: every one).
     ``share`` receives, under SHARED_IMAGE, the decoded full-size image when hashing
     decoded one (PNG, WebP, BMP, small JPEGs), so that later analyses of the same
-    file need not decode it again."""
+    file need not decode it again. ``fine_budget``: at most this many pixels for the finer
+    decode of a bordered image (decode.FineOverBudget beyond; None: no bound)."""
     if mode not in PDQ_MODES:
         raise ValueError(f"unknown PDQ mode {mode!r} (use 'fast' or 'reference')")
     opened = decode.open_image(data, path, limits)
@@ -127,7 +129,7 @@ def hash_image_bytes(
                 # A reduced pixel is several original ones (8 in a 1/8 JPEG): an edge one
                 # off moves PDQ by up to ~40 bits. The edges go on a finer plane, decoded
                 # only now that there is a border to place.
-                fine = decode.fine_luma(data, opened, reduced, limits, exif_transpose)
+                fine = decode.fine_luma(data, opened, reduced, limits, exif_transpose, fine_budget)
                 fine_boxes = content_boxes(fine.luma)
                 if fine_boxes:
                     boxes, shape = fine_boxes, fine.luma.shape

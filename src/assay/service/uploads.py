@@ -128,7 +128,7 @@ class UploadGate:
                       "max_in_flight_pixels": 0,
                       "max_in_flight_per_key": 0, "largest_admitted_pixels": 0, "trims": 0,
                       "rss_after_last_heavy_bytes": 0, "max_in_flight_per_key_shared": 0,
-                      "refused_key_elsewhere": 0}
+                      "refused_key_elsewhere": 0, "heavy_after_border": 0}
 
     def _admit_shared(self, key: object) -> str | None:
         """Admit in Redis: the token to release, None when Redis is not in use or
@@ -241,9 +241,22 @@ def hash_within_budget(gate: UploadGate, decoder: HeavyDecoder, limits: Limits, 
     admitted by its decode's weight. Raises TooLarge, Busy, RateLimited, decode errors.
     ``variants``: also the query variants a scan looks up (mirror, borders, crops, caption
     band; anchored regions and the upper region only if ``bank_kinds`` has them)."""
-    weight = decode.decode_pixels(decode.open_image(data, name, limits))
+    opened = decode.open_image(data, name, limits)
+    weight = decode.decode_pixels(opened)
+    # A border found among the variants is placed on a finer decode (decode.fine_luma):
+    # counted too. While it would keep the upload light, it stays light; when a border
+    # asks for a finer decode that would make it heavy, the upload is admitted again as
+    # heavy with both decodes counted (few uploads have borders).
+    fine = decode.fine_pixels(opened) if variants else 0
     kw = {"path": name, "mode": "fast", "dihedral": dihedral, "limits": limits, "variants": variants,
           "bank_kinds": bank_kinds}
+    if fine and weight < gate.heavy_from <= weight + fine:
+        try:
+            with gate.held(key, weight):
+                return hash_image_bytes(data, fine_budget=gate.heavy_from - 1 - weight, **kw)  # type: ignore[arg-type]
+        except decode.FineOverBudget:
+            gate.count("heavy_after_border")
+    weight += fine
     with gate.held(key, weight):
         if weight >= gate.heavy_from:
             return decoder.run(hash_image_bytes, name, data, **kw)

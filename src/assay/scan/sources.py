@@ -216,13 +216,7 @@ def _inventory_items(url: str, doc: Any) -> Iterator[RemoteItem]:
         raise AssayError(f"{url}: the inventory's fileSchema has no Bucket and Key columns") from None
     ci_size = cols.index("Size") if "Size" in cols else None
     ci_mtime = cols.index("LastModifiedDate") if "LastModifiedDate" in cols else None
-    dest = str(doc.get("destinationBucket", ""))
-    dest = dest.split(":::", 1)[1] if ":::" in dest else dest
-    for f in doc["files"]:
-        key = f.get("key") if isinstance(f, dict) else None
-        if not key:
-            raise AssayError(f"{url}: an entry of 'files' has no key")
-        data_url = f"s3://{dest}/{key}" if dest else key
+    for data_url in _inventory_files(url, doc):
         with _open_text(data_url) as fh:
             for row in csv.reader(fh):
                 if len(row) <= max(ci_bucket, ci_key):

@@ -165,7 +165,12 @@ def analyze_media_provenance(
     col.run("xmp", declared)
     if format in VIDEO_FORMATS and data is None:
         col.run("container", tags)
-    return col.report()
+    report = col.report()
+    if format not in c2pa.MIME:
+        # Matroska/WebM: the C2PA SDK reads no manifest there, so "no credential" would overstate.
+        report.not_checked = [NotChecked(
+            source="c2pa", reason=f"the C2PA SDK reads no Content Credentials in {format} files")]
+    return report
 
 
 # Containers whose metadata tags (encoder, software ...) are read for a generator's name.

@@ -236,3 +236,18 @@ def test_matroska_and_webm_say_c2pa_was_not_checked(c2dir: Path, container: str,
 def test_supported_videos_are_checked(plain: dict[str, bytes], fmt: str, tmp_path: Path) -> None:
     report = analyzer.analyze_media_provenance(_write(tmp_path, f"p.{fmt}", plain[fmt]), fmt)
     assert report.not_checked is None
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.99])
+def test_truncated_signed_video_is_an_error_naming_the_file(
+    signed: dict[str, bytes], keep: float, tmp_path: Path
+) -> None:
+    """Cut in the frames or in the manifest: never a signed headline, and what could not
+    be read is named with the file."""
+    data = signed["mp4"]
+    f = _write(tmp_path, "cut.mp4", data[: int(len(data) * keep)])
+    report = analyzer.analyze_media_provenance(f, "mp4")
+    assert "signed Content Credential" not in report.verdict, report.verdict
+    assert report.errors and all(str(f) in e.message for e in report.errors)
+    res = CliRunner().invoke(app, ["provenance", str(f)])
+    assert "Traceback" not in res.output and str(f) in res.output

@@ -390,7 +390,7 @@ def test_analyzer_fills_image_info_signals_and_byte_cache(tmp_path: Path) -> Non
     assert all(s.quality == pdqs[0].quality for s in dihedral)
     # With dihedral hashes the mirror is among them; the regions of media/crops.py join.
     others = {s.variant for s in pdqs[1:]} - set(DIHEDRAL_NAMES)
-    assert {v for v in others if not v.startswith("region-")} == {"crop-0.4", "crop-0.8", "crop-1.2", "crop-1.6", "upper-85"}
+    assert {v for v in others if not v.startswith("region-")} == {"crop-0.4", "crop-0.8", "crop-1.2", "crop-1.6", "upper-85", "lower-85"}
 
 
 def test_analyzer_marks_low_quality_and_skips_variants_by_default(tmp_path: Path) -> None:

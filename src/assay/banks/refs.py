@@ -53,11 +53,11 @@ def banked_variant(meta: Any, value: str) -> str | None:
     return found if isinstance(found, str) else None
 
 
-# Store meta key: the kinds of image variant (trimmed, crop, upper, region: media/crops.py)
+# Store meta key: the kinds of image variant (trimmed, crop, upper, lower, region: media/crops.py)
 # that banked PDQ hashes stand for (entry meta "pdq_variants"), a JSON list; it grows,
 # never shrinks (a deleted entry's kinds cost a few needless queries, never a match).
 VARIANT_KINDS_KEY = "pdq_variant_kinds"
-ALL_VARIANT_KINDS = frozenset({"trimmed", "crop", "upper", "region"})
+ALL_VARIANT_KINDS = frozenset({"trimmed", "crop", "upper", "lower", "region"})
 # An entry banked with variants, for a store written before the key (SQL LIKE pattern).
 VARIANTS_IN_META = '%"pdq_variants"%'
 

@@ -16,7 +16,8 @@ hashed region of the original. Two grids make that affordable:
 
 Caption bands over the bottom of the picture: text laid *over* the picture (up to
 ``UPPER_SHARE`` of the height) leaves the upper region intact, so both sides hash the
-upper 85% (``upper-85``); a band *appended* below (or above) the picture is found
+upper 85% (``upper-85``); text laid over the *top* leaves the lower region intact
+(``lower-85``); a band *appended* below (or above) the picture is found
 like a border whose rows are mostly its background colour with some text
 (``caption_rows``) and the picture beside it is hashed (``uncaptioned``,
 ``uncaptioned-top``).
@@ -37,7 +38,7 @@ from . import trim
 BANK_CROPS: tuple[float, ...] = (0.02, 0.04, 0.06, 0.08, 0.10)
 #: Shares of each side cut by the query's own centred crops (query side).
 QUERY_CROPS: tuple[float, ...] = (0.004, 0.008, 0.012, 0.016)
-#: The upper region both sides hash: a caption over the bottom 15% leaves it intact.
+#: The upper (lower) region both sides hash: a caption over the bottom (top) 15% leaves it intact.
 UPPER_SHARE = 0.85
 
 # Caption band detection (an appended band: a background colour with lines of text).
@@ -69,23 +70,31 @@ def upper_box(height: int, width: int, share: float = UPPER_SHARE) -> PixelBox:
     return (0, round(share * height), 0, width)
 
 
+def lower_box(height: int, width: int, share: float = UPPER_SHARE) -> PixelBox:
+    return (height - round(share * height), height, 0, width)
+
+
 def bank_boxes(height: int, width: int) -> dict[str, PixelBox]:
     """Regions of an image being banked, beyond the whole image: centred crops and the
-    upper region."""
+    upper and lower regions."""
     out = {_name("crop", s): centred_box(height, width, s) for s in BANK_CROPS}
     out[_name("upper", UPPER_SHARE)] = upper_box(height, width)
+    out[_name("lower", UPPER_SHARE)] = lower_box(height, width)
     return out
 
 
 def query_boxes(luma: np.ndarray, height: int, width: int,
                 bank_kinds: Collection[str] | None = None) -> dict[str, PixelBox]:
     """Regions of a query image (``height`` x ``width`` original pixels; ``luma`` the
-    possibly reduced plane, for band detection) beyond the whole image. The upper region
-    matches only a banked upper region: left out when ``bank_kinds`` (the kinds of
-    variant hashes the banks hold; None: unknown) has no ``upper``."""
+    possibly reduced plane, for band detection) beyond the whole image. The upper (lower)
+    region matches only a banked upper (lower) region: left out when ``bank_kinds`` (the
+    kinds of variant hashes the banks hold; None: unknown) has no ``upper`` (``lower``:
+    banks written before it was hashed have none)."""
     out = {_name("crop", s): centred_box(height, width, s) for s in QUERY_CROPS}
     if bank_kinds is None or "upper" in bank_kinds:
         out[_name("upper", UPPER_SHARE)] = upper_box(height, width)
+    if bank_kinds is None or "lower" in bank_kinds:
+        out[_name("lower", UPPER_SHARE)] = lower_box(height, width)
     top, bottom = caption_rows(luma)
     h_r = np.asarray(luma).shape[0]
     # One variant per band: a picture whose own top looks like a band (dark space, a

@@ -82,7 +82,7 @@ def test_reference_mode_equals_every_csv_row(testdata: Path) -> None:
     assert len(rows) >= 50
     wrong = []
     for row in rows:
-        h = hash_image_file(testdata / "pdq" / row["path"], mode="reference")
+        h = hash_image_file(testdata / "pdq" / row["path"], mode="reference", variants=False)
         got = (h.pdq, h.quality, h.width, h.height)
         want = (row["pdq"], int(row["quality"]), int(row["width"]), int(row["height"]))
         if got != want:

@@ -4,9 +4,13 @@ patterns, silence, a one-line PDF, a grey SVG square. Never real media."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import socket
 import struct
+import threading
 import wave
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +18,37 @@ import numpy as np
 from PIL import Image
 
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
+
+
+@contextlib.contextmanager
+def counting_listener() -> Iterator[tuple[int, list[int]]]:
+    """A TCP listener on 127.0.0.1: yields (port, hits), one hit per connection made to it,
+    so a test can prove that nothing fetched a remote manifest (and a control that
+    something did)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    srv.settimeout(0.2)
+    hits: list[int] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            hits.append(1)
+            conn.close()
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    try:
+        yield srv.getsockname()[1], hits
+    finally:
+        stop.set()
+        t.join(2)
+        srv.close()
 
 
 def pattern_jpeg(size: int = 64, fmt: str = "JPEG") -> bytes:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
-import socket
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ from PIL import Image
 from assay.errors import InputError
 from assay.provenance import c2pa as c2pa_source
 from assay.provenance.analyzer import analyze_provenance
+from c2pa_sign import counting_listener
 
 if os.environ.get("CI", "").lower() in ("1", "true", "yes") and not importlib.util.find_spec(
     "c2pa"
@@ -252,26 +251,8 @@ def test_reencoding_removes_the_manifest(c2dir: Path) -> None:
 def test_remote_manifest_is_never_fetched(c2dir: Path) -> None:
     """A local listener counts connections: the SDK with default settings connects
     (so this test can fail), ours does not."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(8)
-    srv.settimeout(0.2)
-    hits: list[int] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                continue
-            hits.append(1)
-            conn.close()
-
-    t = threading.Thread(target=accept, daemon=True)
-    t.start()
-    try:
-        url = f"http://127.0.0.1:{srv.getsockname()[1]}/manifest.c2pa"
+    with counting_listener() as (port, hits):
+        url = f"http://127.0.0.1:{port}/manifest.c2pa"
         data = _sign(c2dir, "trainedAlgorithmicMedia", remote_url=url)
         (e,) = _ev(data)
         assert e.facts == {"remote_manifest": True, "remote_url": url, "fetched": False}
@@ -279,10 +260,6 @@ def test_remote_manifest_is_never_fetched(c2dir: Path) -> None:
         with pytest.raises(c2pa.C2paError):
             c2pa.Reader("image/jpeg", io.BytesIO(data))  # SDK defaults: fetches
         assert hits, "control failed: the SDK's default reader did not connect"
-    finally:
-        stop.set()
-        t.join(2)
-        srv.close()
 
 
 # -- bad input ---------------------------------------------------------------------------

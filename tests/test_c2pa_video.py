@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
-import threading
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,7 @@ from assay.cli import app
 from assay.provenance import analyzer
 from assay.provenance import c2pa as c2pa_source
 from assay.sniff import sniff_path
-from c2pa_sign import IPTC, pattern_jpeg, sign
+from c2pa_sign import IPTC, counting_listener, pattern_jpeg, sign
 
 c2pa = pytest.importorskip("c2pa")
 pytest.importorskip("av")
@@ -137,26 +135,8 @@ def test_ai_ingredient_is_history_not_headline(c2dir: Path, plain: dict[str, byt
 def test_remote_manifest_in_a_video_is_never_fetched(c2dir: Path, plain: dict[str, bytes]) -> None:
     """A video whose credential is only a URL (XMP dcterms:provenance in the MP4): named,
     not fetched; a local listener counts connections."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(8)
-    srv.settimeout(0.2)
-    hits: list[int] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                continue
-            hits.append(1)
-            conn.close()
-
-    t = threading.Thread(target=accept, daemon=True)
-    t.start()
-    try:
-        url = f"http://127.0.0.1:{srv.getsockname()[1]}/video.c2pa"
+    with counting_listener() as (port, hits):
+        url = f"http://127.0.0.1:{port}/video.c2pa"
         action = {"action": "c2pa.created", "digitalSourceType": IPTC + "trainedAlgorithmicMedia"}
         builder = c2pa.Builder.from_json({
             "claim_generator_info": [{"name": "assay-tests", "version": "1"}],
@@ -174,10 +154,6 @@ def test_remote_manifest_in_a_video_is_never_fetched(c2dir: Path, plain: dict[st
         assert e.facts == {"remote_manifest": True, "remote_url": url, "fetched": False}
         assert not report.verdict.startswith("AI-generated"), report.verdict
         assert hits == []
-    finally:
-        stop.set()
-        t.join(2)
-        srv.close()
 
 
 def test_scan_hashes_signed_videos_and_reads_their_credentials(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 
-import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
@@ -16,14 +15,7 @@ from assay.media import decode
 from assay.media.hashes import DEFAULT_LIMITS, hash_image_bytes
 from assay.service.decoder import HeavyDecoder
 from assay.service.uploads import UploadGate, hash_within_budget
-
-
-def _photo(h: int, w: int, seed: int) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:h, 0:w]
-    rgb = np.stack([128 + 70 * np.sin(x / rng.uniform(7, 15) + c) * np.cos(y / rng.uniform(9, 17))
-                    + 30 * np.sin((x + y) / rng.uniform(20, 40)) for c in range(3)], axis=-1)
-    return Image.fromarray(np.clip(rgb + rng.normal(0, 8, rgb.shape), 0, 255).astype(np.uint8))
+from test_crops import _photo_like as _photo
 
 
 def _jpeg(im: Image.Image) -> bytes:

@@ -43,13 +43,16 @@ def encoders() -> set[str]:
 
 
 def write_video(path: Path, frames: Iterator[np.ndarray], fps: int, *, codec: str = "mpeg4",
-                container: str | None = None, bit_rate: int | None = None) -> Path:
+                container: str | None = None, bit_rate: int | None = None,
+                options: dict[str, str] | None = None) -> Path:
     pix = "yuvj420p" if codec == "mjpeg" else "yuv420p"
     with av.open(str(path), mode="w", format=container) as out:
         stream = out.add_stream(codec, rate=Fraction(fps))
         stream.pix_fmt = pix
         if bit_rate:
             stream.bit_rate = bit_rate
+        if options:
+            stream.options = options
         first = True
         for rgb in frames:
             if first:

@@ -99,6 +99,8 @@ class VideoHashes:
     # half of the sampled frames have such margins (a letterbox, a frame): a query view,
     # matched beside the plain vPDQ; empty otherwise. Not part of Meta's format.
     trimmed: list[VpdqFeature] = field(default_factory=list)
+    # Frames not decoded: non-reference frames between samples, skipped (H.264, HEVC).
+    frames_skipped: int = 0
 
 
 # ------------------------------------------------------------------------- exact digests
@@ -134,10 +136,13 @@ def hash_video_file(
     limits: VideoLimits = DEFAULT_VIDEO_LIMITS,
     digests: tuple[str, str] | None = None,
     name: str | None = None,
+    decode_all: bool = False,
 ) -> VideoHashes:
     """vPDQ, MD5 and SHA-256 of a video file. Raises UnsupportedFormat, DecodeError or
     TooLarge, each naming the file and the reason; never anything else for bad input.
-    ``digests``: the file's (MD5, SHA-256) when the caller has read it already."""
+    ``digests``: the file's (MD5, SHA-256) when the caller has read it already.
+    ``decode_all``: decode every frame, as Meta's hasher does, instead of skipping the
+    non-reference frames that are not sampled (H.264, HEVC); the result is the same."""
     import av  # ~35 MB of FFmpeg: loaded only when a video is hashed
 
     p = Path(path)
@@ -157,16 +162,18 @@ def hash_video_file(
         raise UnsupportedFormat(name, "not a video container assay decodes (MP4, MOV, AVI, Matroska/WebM)")
     md5, sha256 = digests or file_digests(p)
     started = time.monotonic()
+
+    def open_container():
+        try:
+            return av.open(str(p), mode="r", format=fmt, options={"protocol_whitelist": "file"})
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise DecodeError(name, f"cannot open the {fmt} container (truncated or corrupt?): "
+                                    f"{_reason(exc)}") from None
+
     try:
-        container = av.open(str(p), mode="r", format=fmt, options={"protocol_whitelist": "file"})
-    except (av.FFmpegError, OSError, ValueError) as exc:
-        raise DecodeError(name, f"cannot open the {fmt} container (truncated or corrupt?): {_reason(exc)}") from None
-    try:
-        return _decode(container, name, fmt, md5, sha256, seconds_per_hash, limits, started)
+        return _decode(open_container, name, fmt, md5, sha256, seconds_per_hash, limits, started, decode_all)
     except (av.FFmpegError, OSError, ValueError, MemoryError) as exc:
         raise DecodeError(name, f"cannot decode the video: {_reason(exc)}") from None
-    finally:
-        container.close()
 
 
 def _reason(exc: BaseException) -> str:
@@ -174,29 +181,166 @@ def _reason(exc: BaseException) -> str:
     return msg.replace(" (libav.", " (").strip()
 
 
-def _decode(container, name: str, fmt: str, md5: str, sha256: str, seconds_per_hash: float,
-            limits: VideoLimits, started: float) -> VideoHashes:
+# Codecs whose FFmpeg decoder honours ``skip_frame = NONREF`` (H.264's nal_ref_idc, HEVC's
+# sub-layer non-reference NAL types) and whose packets carry one frame each.
+_SPARSE_CODECS = frozenset({"h264", "hevc"})
+
+
+class _NotSparse(Exception):
+    """The frames the decoder gave in the sparse pass are not those the packets announced:
+    decode every frame instead (the sparse pass's results are dropped)."""
+
+
+def _decode(open_container, name: str, fmt: str, md5: str, sha256: str, seconds_per_hash: float,
+            limits: VideoLimits, started: float, decode_all: bool = False) -> VideoHashes:
+    container = open_container()
+    try:
+        stream = _video_stream(container, name, limits)
+        rate = stream.average_rate or stream.base_rate or stream.guessed_rate
+        fps = float(rate) if rate else 0.0
+        if not fps > 0 or not math.isfinite(fps):
+            raise DecodeError(name, "the video stream has no frame rate")
+        declared = container.duration / 1_000_000 if container.duration else None
+        if declared is not None and declared > limits.max_duration_s:
+            raise TooLarge(name, f"declared duration {declared:.0f} s is more than the limit of "
+                                 f"{limits.max_duration_s:.0f} s")
+        frame_mod = max(1, int(seconds_per_hash * fps))
+        codec = stream.codec_context.name or "unknown"
+        order = None
+        if frame_mod > 1 and codec in _SPARSE_CODECS and not decode_all:
+            order = _presentation_order(container, stream, name, limits)
+    finally:
+        container.close()
+    if order is not None:
+        container = open_container()
+        try:
+            stream = _video_stream(container, name, limits)
+            tail = (len(order), float(order[-1] * stream.time_base) if stream.time_base else None)
+            hashes = _sample(_sparse_frames(container, stream, order, frame_mod), tail, stream, name,
+                             fps, frame_mod, limits, started)
+            return _finish(hashes, stream, name, fmt, md5, sha256, fps, declared, codec)
+        except _NotSparse:
+            pass  # every frame is decoded below
+        finally:
+            container.close()
+    container = open_container()
+    try:
+        stream = _video_stream(container, name, limits)
+        hashes = _sample(_all_frames(container, stream), None, stream, name, fps, frame_mod, limits, started)
+        return _finish(hashes, stream, name, fmt, md5, sha256, fps, declared, codec)
+    finally:
+        container.close()
+
+
+def _video_stream(container, name: str, limits: VideoLimits):
     if not container.streams.video:
         raise NoVideoStream(name, "the container has no video stream")
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     _check_size(name, stream.codec_context.width, stream.codec_context.height, limits)
-    rate = stream.average_rate or stream.base_rate or stream.guessed_rate
-    fps = float(rate) if rate else 0.0
-    if not fps > 0 or not math.isfinite(fps):
-        raise DecodeError(name, "the video stream has no frame rate")
-    declared = container.duration / 1_000_000 if container.duration else None
-    if declared is not None and declared > limits.max_duration_s:
-        raise TooLarge(name, f"declared duration {declared:.0f} s is more than the limit of "
-                             f"{limits.max_duration_s:.0f} s")
-    frame_mod = max(1, int(seconds_per_hash * fps))
+    return stream
+
+
+def _all_frames(container, stream):
+    """(frame number, frame) of every decoded frame: the numbering of Meta's hasher."""
+    yield from enumerate(container.decode(stream))
+
+
+def _presentation_order(container, stream, name: str, limits: VideoLimits) -> list[int] | None:
+    """The presentation timestamps of the stream's frames, sorted, read from its packets without
+    decoding; None where the packets cannot tell the frame numbering (a packet without a
+    timestamp, two with the same one, one the demuxer marks as discarded)."""
+    pts: list[int] = []
+    for packet in container.demux(stream):
+        if packet.size == 0 and packet.pts is None:
+            continue  # the end-of-stream marker
+        if packet.pts is None or packet.is_discard or packet.is_corrupt:
+            return None
+        pts.append(packet.pts)
+        if len(pts) > limits.max_frames:
+            raise TooLarge(name, f"more than {limits.max_frames:,} frames")
+    order = sorted(pts)
+    if not order or any(a == b for a, b in zip(order, order[1:], strict=False)):
+        return None
+    return order
+
+
+def _sparse_frames(container, stream, order: list[int], frame_mod: int):
+    """(frame number, frame) of the frames the decoder gives when it is told to skip the
+    non-reference frames that are not sampled. Meta's hasher numbers frames as they come out of
+    the decoder, in presentation order, so a frame's number is the rank of its timestamp among
+    the packets' (``order``). Non-reference frames (H.264/HEVC B-frames mostly) are needed by
+    no other frame, so skipping those that are not sampled changes no decoded picture; reference
+    frames are always decoded. Raises _NotSparse where the decoder's output does not bear this
+    out (a frame that was not skippable did not come out, one came out of order or with a
+    timestamp no packet had): the caller decodes every frame instead."""
+    rank = {p: i for i, p in enumerate(order)}
+    skippable = bytearray(len(order))
+    cc = stream.codec_context
+    first_key: int | None = None
+    mode = "DEFAULT"
+    last = -1
+
+    def seen(frames):
+        nonlocal last
+        for frame in frames:
+            n = rank.get(frame.pts) if frame.pts is not None else None
+            if n is None or n <= last:
+                raise _NotSparse
+            if not all(skippable[last + 1:n]):
+                raise _NotSparse  # a frame that had to come out did not
+            last = n
+            yield n, frame
+
+    for packet in container.demux(stream):
+        if packet.size == 0 and packet.pts is None:
+            continue
+        r = rank.get(packet.pts) if packet.pts is not None else None
+        if r is None:
+            raise _NotSparse
+        if packet.is_keyframe and first_key is None:
+            first_key = packet.pts
+        # Only frames shown after the first keyframe: those before it (an open GOP cut at its
+        # start) may be dropped by the decoder for want of references.
+        skip = first_key is not None and packet.pts > first_key and r % frame_mod != 0
+        skippable[r] = skip
+        want = "NONREF" if skip else "DEFAULT"
+        if want != mode:
+            cc.skip_frame = mode = want
+        yield from seen(cc.decode(packet))
+    if mode != "DEFAULT":
+        cc.skip_frame = "DEFAULT"
+    yield from seen(cc.decode(None))
+    if not all(skippable[last + 1:]):
+        raise _NotSparse
+
+
+@dataclass
+class _Sampled:
+    features: list[VpdqFeature]
+    trimmed: list[VpdqFeature | None]
+    frames: int
+    width: int
+    height: int
+    first_t: float | None
+    last_t: float | None
+    decoded: int
+
+
+def _sample(frames, tail: tuple[int, float | None] | None, stream, name: str, fps: float, frame_mod: int, limits: VideoLimits,
+            started: float) -> _Sampled:
+    """Hash every ``frame_mod``-th frame of ``frames`` ((number, frame) pairs, numbers increasing;
+    frames in between may be missing when ``tail`` gives the count of all frames and the time of
+    the last one), with the limits checked as each frame comes."""
     features: list[VpdqFeature] = []
     trimmed: list[VpdqFeature | None] = []
-    n = 0
     decoded_bytes = 0
     width = height = 0
     first_t = last_t = None
-    for frame in container.decode(stream):
+    last = -1
+    decoded = 0
+    for n, frame in frames:
+        decoded += 1
         if frame.time is not None:
             first_t = frame.time if first_t is None else first_t
             last_t = frame.time
@@ -206,7 +350,9 @@ def _decode(container, name: str, fmt: str, md5: str, sha256: str, seconds_per_h
         if frame.width != width or frame.height != height:
             width, height = frame.width, frame.height
             _check_size(name, width, height, limits)
-        decoded_bytes += sum(pl.buffer_size for pl in frame.planes)
+        # frames skipped since the last one count as large as this one
+        decoded_bytes += sum(pl.buffer_size for pl in frame.planes) * (n - last)
+        last = n
         if decoded_bytes > limits.max_decoded_bytes:
             raise TooLarge(name, f"more than {limits.max_decoded_bytes:,} bytes of decoded frames")
         if n >= limits.max_frames:
@@ -223,8 +369,22 @@ def _decode(container, name: str, fmt: str, md5: str, sha256: str, seconds_per_h
                 t = reference_pdq(crop)
                 trimmed.append(VpdqFeature(n, t.hex, t.quality, ts))
             else:
-                trimmed.append(None)  # type: ignore[arg-type]
-        n += 1
+                trimmed.append(None)
+    count = last + 1
+    if tail is not None and last >= 0:
+        # the last frames may have been skipped: the limits and the span shown as if they had come
+        count, last_t = tail[0], tail[1] if tail[1] is not None else last_t
+        n = count - 1
+        if n >= limits.max_frames:
+            raise TooLarge(name, f"more than {limits.max_frames:,} frames")
+        if n / fps > limits.max_duration_s:
+            raise TooLarge(name, f"longer than the limit of {limits.max_duration_s:.0f} s")
+    return _Sampled(features, trimmed, count if last >= 0 else 0, width, height, first_t, last_t, decoded)
+
+
+def _finish(s: _Sampled, stream, name: str, fmt: str, md5: str, sha256: str, fps: float,
+            declared: float | None, codec: str) -> VideoHashes:
+    n = s.frames
     if n == 0:
         raise DecodeError(name, "no video frame could be decoded (truncated or corrupt)")
     expected = stream.frames
@@ -232,15 +392,16 @@ def _decode(container, name: str, fmt: str, md5: str, sha256: str, seconds_per_h
         raise DecodeError(name, f"truncated or corrupt: {n:,} of the {expected:,} frames the container "
                                 "declares could be decoded")
     if declared:
-        shown = (last_t - first_t + 1 / fps) if first_t is not None and last_t is not None else n / fps
+        shown = (s.last_t - s.first_t + 1 / fps) if s.first_t is not None and s.last_t is not None else n / fps
         if shown < declared - max(1.0, 0.1 * declared):
             raise DecodeError(name, f"truncated or corrupt: frames for {shown:.1f} s of the {declared:.1f} s "
                                     "the container declares could be decoded")
-    codec = stream.codec_context.name or "unknown"
+    features, trimmed = s.features, s.trimmed
     bordered = sum(t is not None for t in trimmed)
     view = [t if t is not None else f for t, f in zip(trimmed, features, strict=True)] \
         if bordered and bordered * 2 >= len(features) else []
-    return VideoHashes(fmt, codec, width, height, round(fps, 3), round(n / fps, 3), n, md5, sha256, features, view)
+    return VideoHashes(fmt, codec, s.width, s.height, round(fps, 3), round(n / fps, 3), n, md5, sha256, features,
+                       view, n - s.decoded)
 
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)

@@ -654,7 +654,7 @@ def test_parquet_and_orc_s3_inventories_are_read(s3: Any, fmt: str) -> None:
     import pyarrow as pa
 
     from assay.errors import AssayError
-    from assay.scan.sources import RemoteItem, manifest_items
+    from assay.scan.sources import RemoteItem, manifest_items, manifest_segments, segment_items
 
     bucket = f"inv-{uuid.uuid4().hex[:8]}"
     s3.mkdir(bucket)
@@ -680,9 +680,16 @@ def test_parquet_and_orc_s3_inventories_are_read(s3: Any, fmt: str) -> None:
     assert got == [RemoteItem(f"s3://{bucket}/a b/1.jpg", 10, mtime="2026-01-02T03:04:05+00:00"),
                    RemoteItem(f"s3://{bucket}/c%2F.png", None),
                    RemoteItem(f"s3://{bucket}/d.bin", 7, mtime="2025-06-01T00:00:00+00:00")]
+    # as a worker reads it: the data file is one segment with the same objects
+    segs = manifest_segments(f"s3://{bucket}/manifest.json")
+    assert [s.kind for s in segs] == [fmt.lower()] and [it for s in segs for it in segment_items(s)] == got
     s3.pipe_file(f"{bucket}/data/part.{fmt.lower()}", b"PAR1 not really" * 10)
     with pytest.raises(AssayError, match=f"data/part.{fmt.lower()}: not a readable {fmt.upper()} inventory"):
         list(manifest_items(f"s3://{bucket}/manifest.json"))
+    # a worker makes it an item with the problem (an error record), not a failed scan
+    [bad] = list(segment_items(segs[0]))
+    assert bad.url == f"s3://{bucket}/data/part.{fmt.lower()}" and bad.is_input
+    assert bad.problem and f"not a readable {fmt.upper()} inventory" in bad.problem
 
 
 def test_a_columnar_inventory_without_pyarrow_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -696,3 +703,153 @@ def test_a_columnar_inventory_without_pyarrow_is_a_clear_error(tmp_path: Path, m
     with pytest.raises(AssayError, match="ORC format needs pyarrow") as exc:
         list(manifest_items(str(m)))
     assert "assay[parquet]" in (exc.value.hint or "")
+
+
+# ------------------------------------------------------------------- manifests read by the workers
+
+
+def test_list_segments_give_every_line_once_wherever_the_cuts_fall(tmp_path: Path) -> None:
+    """A plain list cut into byte ranges at every possible size: the segments' items, in
+    order, are the whole list's (a line cut by a boundary belongs to the segment it starts in)."""
+    import gzip
+
+    from assay.scan.sources import manifest_items, manifest_segments, segment_items
+
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "d").mkdir()
+    for name in ("1.png", "2.png"):
+        (tmp_path / "d" / name).write_bytes(b"y")
+    lines = ["# cases", "s3://bucket/k\u00e9y 1.jpg", "", str(tmp_path / "a.jpg") + "\r",
+             "   s3://bucket/x/y.png  ", str(tmp_path / "d"), f"file://{tmp_path / 'missing.bin'}",
+             "s3://bucket/last-without-newline"]
+    listing = tmp_path / "list.txt"
+    listing.write_bytes("\n".join(lines).encode())
+    whole = list(manifest_items(str(listing)))
+    assert len(whole) == 7 and sum(1 for it in whole if getattr(it, "problem", None)) == 1
+    size = listing.stat().st_size
+    for step in range(1, size + 2):
+        segs = manifest_segments(str(listing), step)
+        assert len(segs) == -(-size // step)
+        assert [it for s in segs for it in segment_items(s)] == whole, step
+    gz = tmp_path / "list.txt.gz"
+    gz.write_bytes(gzip.compress(listing.read_bytes()))
+    segs = manifest_segments(str(gz), 10)
+    assert len(segs) == 1 and list(segment_items(segs[0])) == whole
+
+
+def _executing(dask_worker: Any) -> int:
+    return len(dask_worker.state.executing)
+
+
+def _quiet(client: Any, timeout: float = 120) -> None:
+    """Until neither the scheduler nor any worker runs a task (a cancelled task that was
+    already running goes on in its worker after the scheduler has forgotten it)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        _idle(client, timeout)
+        if sum(client.run(_executing).values()) == 0:
+            return
+        time.sleep(0.2)
+
+
+class _CountingClient:
+    """A Dask client that counts the tasks submitted through it, by function."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.submitted: Counter[str] = Counter()
+
+    def submit(self, fn: Any, *args: Any, **kw: Any) -> Any:
+        self.submitted[fn.__name__] += 1
+        return self.client.submit(fn, *args, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+def test_manifests_are_read_by_workers_in_segments_exactly_once_and_resumable(
+        cluster: dict[str, Any], s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain URL list cut into byte ranges and an S3 Inventory of several CSV.gz data
+    files: the client reads the inventory's manifest.json and the list's size only; workers
+    read the segments and plan their partitions. Stopped, then resumed: no segment read
+    twice, only unfinished partitions redone, every object exactly once; a data file that
+    is gone is an error record and an unreadable input, the rest scanned."""
+    import gzip
+    import uuid
+
+    from assay.scan import sources
+
+    bucket = f"manifests-{uuid.uuid4().hex[:8]}"
+    s3.mkdir(bucket)
+    listed = [f"s3://{bucket}/listed/{i:02d}-{'x' * (i % 7)}.txt" for i in range(26)]
+    inventoried = [f"s3://{bucket}/inv/{i:02d}.txt" for i in range(18)]
+    for i, url in enumerate(listed + inventoried):
+        s3.pipe_file(url, f"object {i}\n".encode())
+    s3.pipe_file(f"{bucket}/lists/urls.txt", ("# listed\n" + "\n".join(listed) + "\n").encode())
+    files = []
+    for f in range(3):
+        rows = "".join(f'"{bucket}","inv/{i:02d}.txt","9"\n' for i in range(f * 6, f * 6 + 6))
+        s3.pipe_file(f"{bucket}/inventory/data/{f}.csv.gz", gzip.compress(rows.encode()))
+        files.append({"key": f"inventory/data/{f}.csv.gz", "size": 1, "MD5checksum": f"m{f}"})
+    files.insert(1, {"key": "inventory/data/gone.csv.gz", "size": 1, "MD5checksum": "g"})
+    s3.pipe_file(f"{bucket}/inventory/manifest.json", json.dumps(
+        {"sourceBucket": bucket, "destinationBucket": f"arn:aws:s3:::{bucket}", "fileFormat": "CSV",
+         "fileSchema": "Bucket, Key, Size", "files": files}).encode())
+    manifests = [f"s3://{bucket}/lists/urls.txt", f"s3://{bucket}/inventory/manifest.json"]
+
+    # the client never reads a list's lines or an inventory's data files: only the workers do
+    def not_here(*_a: Any, **_k: Any) -> Any:
+        raise AssertionError("the client read manifest entries")
+
+    for name in ("_list_items", "_csv_rows", "_columnar_file", "segment_items"):
+        monkeypatch.setattr(sources, name, not_here)
+    monkeypatch.setattr(sources, "SEGMENT_BYTES", 300)  # the client cuts the list into segments of 300 bytes
+    settings = ScanSettings(provenance=False, models=False)
+    out = f"s3://{bucket}/results/scan"
+
+    def stop(p: Any) -> None:
+        if p.parts_done >= 3:
+            raise KeyboardInterrupt
+
+    first = _CountingClient(cluster["client"])
+    with pytest.raises(KeyboardInterrupt):
+        run_dask_scan([], settings, None, out, manifests=manifests, client=first, partition_size=4,
+                      factory=_slow_factory, on_progress=stop)
+    _quiet(cluster["client"])
+    manifest = json.loads(s3.cat_file(f"{bucket}/results/scan/_manifest.json"))
+    segments = manifest["segments"]
+    list_bytes = s3.info(f"{bucket}/lists/urls.txt")["size"]
+    assert [s["kind"] for s in segments] == ["list"] * -(-list_bytes // 300) + ["csv"] * 4
+    assert len(segments) >= 6 and manifest["status"] == "cancelled"
+    planned = {p.rsplit("/", 1)[-1] for p in s3.ls(f"{bucket}/results/scan/_plan") if p.endswith(".json")}
+    assert 1 <= len(planned) <= first.submitted["split_segment"]
+    finished = {p.rsplit("/", 1)[-1] for p in s3.ls(f"{bucket}/results/scan/_done")}
+    assert len(finished) >= 3
+
+    again = _CountingClient(cluster["client"])
+    done: list[Any] = []
+    summary = run_dask_scan([], settings, None, out, manifests=manifests, client=again, partition_size=4,
+                            factory=_slow_factory, resume=True, on_progress=done.append)
+    assert again.submitted["split_segment"] == len(segments) - len(planned)  # none read twice
+    assert done[-1].parts_skipped == len(finished)
+    assert again.submitted["run_partition"] == done[-1].parts_planned - len(finished)
+    recs = list(read_records(out))
+    counts = Counter(r["path"] for r in recs)
+    gone = f"s3://{bucket}/inventory/data/gone.csv.gz"
+    assert sorted(counts) == sorted([*listed, *inventoried, gone]) and set(counts.values()) == {1}
+    by_path = {r["path"]: r for r in recs}
+    assert by_path[gone]["kind"] == "error" and "inventory/manifest.json" in by_path[gone]["errors"][0]["message"]
+    assert all(by_path[u]["kind"] != "error" for u in listed + inventoried)
+    assert summary.files == len(listed) + len(inventoried) + 1 and summary.unreadable_inputs == [gone]
+    final = json.loads(s3.cat_file(f"{bucket}/results/scan/_manifest.json"))
+    assert final["status"] == "finished" and final["summary"]["files"] == summary.files
+    # a manifest changed since the scan began is refused on --resume, never mixed
+    out2 = f"s3://{bucket}/results/scan-2"
+    with pytest.raises(KeyboardInterrupt):
+        run_dask_scan([], settings, None, out2, manifests=manifests, client=cluster["client"], partition_size=4,
+                      factory=_slow_factory, on_progress=stop)
+    _idle(cluster["client"])
+    s3.pipe_file(f"{bucket}/lists/urls.txt", ("\n".join(listed[:-1]) + "\n").encode())
+    with pytest.raises(Exception, match="a manifest of this scan changed"):
+        run_dask_scan([], settings, None, out2, manifests=manifests, client=cluster["client"], partition_size=4,
+                      factory=_slow_factory, resume=True)

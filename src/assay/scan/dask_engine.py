@@ -1,7 +1,9 @@
 """`assay scan --engine dask`: the same scan on a Dask cluster, partitioned, exactly once.
 
-The client walks (or lists, or reads manifests) and cuts the items into partitions in a
-fixed order; it keeps a bounded window of partitions in flight; workers analyse, search
+The client walks (or lists) and cuts the items into partitions in a fixed order; a
+manifest it only cuts into segments (byte ranges of a list, the data files of an S3
+Inventory), which workers read and cut into partitions (``split_segment``), so billions of
+keys never pass through the client; it keeps a bounded window of partitions in flight; workers analyse, search
 the shipped bank snapshot and commit each partition's records themselves
 (:mod:`assay.scan.partitions`). The client holds small things only: per-partition counts
 and summaries, the hits it resolves against the store, and at the end the few records
@@ -35,6 +37,7 @@ from .partitions import (
     HELD,
     LINKS_PART,
     MANIFEST,
+    PLAN,
     TMP,
     Job,
     PartSpec,
@@ -43,11 +46,13 @@ from .partitions import (
     digest,
     encode_records,
     finish_partition,
+    plan_name,
     run_partition,
+    split_segment,
 )
 from .pipeline import AnalyzerFactory, default_analyzers
 from .run import ScanSummary
-from .sources import Item, RemoteItem, items
+from .sources import Item, RemoteItem, Segment, items, manifest_segments
 from .timings import Timings
 
 if TYPE_CHECKING:
@@ -119,9 +124,9 @@ def dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
         cluster.close()
 
 
-def plan(all_items: Iterable[Item], size: int) -> Iterator[PartSpec]:
+def plan(all_items: Iterable[Item], size: int, counter: list[int] | None = None) -> Iterator[PartSpec]:
     """Cut the items into partitions of ``size`` in order: the same inputs give the same
-    partitions, which is what --resume relies on."""
+    partitions, which is what --resume relies on. ``counter[0]``: partitions so far."""
     batch: list[Item] = []
     n = 0
     for it in all_items:
@@ -130,8 +135,65 @@ def plan(all_items: Iterable[Item], size: int) -> Iterator[PartSpec]:
             yield PartSpec(n, tuple(batch), digest(batch))
             n += 1
             batch = []
+            if counter is not None:
+                counter[0] = n
     if batch:
         yield PartSpec(n, tuple(batch), digest(batch))
+        if counter is not None:
+            counter[0] = n + 1
+
+
+SPLITS_AHEAD = 4  # manifest segments being read by workers ahead of the partitions submitted
+
+
+def segment_specs(client: Any, job: Job, store: Store, segments: Sequence[Segment], first: int,
+                  partition_size: int, retries: int, on_index: Callable[[dict[str, Any]], None]) -> Iterator[PartSpec]:
+    """The partitions of the manifests' segments, numbered from ``first`` in segment order.
+    Workers read the segments (a few ahead, before any partition waiting in the queue);
+    a segment read by an earlier run (its ``_plan`` index exists) is not read again."""
+    planned = {n for n in store.list(PLAN) if n.endswith(".json")}
+    futures: dict[int, tuple[Any, int]] = {}
+
+    def submit(i: int, attempt: int) -> None:
+        futures[i] = (client.submit(split_segment, job, i, segments[i].to_json_dict(), partition_size,
+                                    pure=False, priority=10,
+                                    key=f"assay-{job.scan_id[:8]}-seg{i}-split_segment-{attempt}"), attempt)
+
+    def ahead(i: int) -> None:
+        for j in range(i, min(i + SPLITS_AHEAD, len(segments))):
+            if j not in futures and plan_name(j).split("/", 1)[1] not in planned:
+                submit(j, 0)
+
+    n = first
+    try:
+        for i in range(len(segments)):
+            ahead(i)
+            if i not in futures:
+                index = json.loads(store.read(plan_name(i)))
+            else:
+                while True:
+                    fut, attempt = futures[i]
+                    try:
+                        index = fut.result()
+                        break
+                    except Exception as exc:  # the worker died or could not write: bounded retries
+                        if attempt >= retries:
+                            raise AssayError(f"{redact(segments[i].url)}: reading this part of manifest "
+                                             f"{redact(segments[i].manifest)} failed {retries + 1} times: "
+                                             f"{type(exc).__name__}: {exc}",
+                                             hint="see the worker logs, then run again with --resume") from None
+                        submit(i, attempt + 1)
+                del futures[i]
+            if index.get("source") != segments[i].to_json_dict() or index.get("partition_size") != partition_size:
+                raise AssayError(f"{job.out}: the plan of manifest segment {i} was made for another manifest "
+                                 "or partition size; --resume would mix two scans", hint="choose another --out")
+            on_index(index)
+            for rel, start, end, _count, dig in index["partitions"]:
+                yield PartSpec(n, (), dig, plan=(rel, int(start), int(end)))
+                n += 1
+    finally:
+        for fut, _ in futures.values():
+            fut.cancel()
 
 
 def merge_summary(total: ScanSummary, part: dict[str, Any]) -> None:
@@ -216,6 +278,8 @@ def run_dask_scan(
     header["inputs_absolute"] = [redact(os.path.abspath(s)) if "://" not in s else redact(s) for s in inputs]
     header["manifests"] = [redact(m) for m in manifests]
     ident = _identity(header, partition_size, fmt, threshold)
+    # the client reads an inventory's manifest.json or a list's size, never the entries
+    segments = [seg for m in manifests for seg in manifest_segments(m)]
     done: dict[int, dict[str, Any]] = {}
     manifest: dict[str, Any]
     if store.exists(MANIFEST):
@@ -226,6 +290,9 @@ def run_dask_scan(
         if manifest.get("identity") != ident:
             raise AssayError(f"{out}: the scan there was made with other inputs, settings or banks; "
                              "--resume would mix two scans", hint="choose another --out")
+        if manifest.get("segments", []) != [seg.to_json_dict() for seg in segments]:
+            raise AssayError(f"{out}: a manifest of this scan changed since it began (its files, "
+                             "sizes or versions differ); --resume would mix two scans", hint="choose another --out")
         for name in store.list(DONE):
             if name.endswith(".json"):
                 d = json.loads(store.read(f"{DONE}/{name}"))
@@ -241,7 +308,8 @@ def run_dask_scan(
         store.mkdir()
         summary.scan_id, summary.started_at = str(uuid.uuid4()), now_utc()
         header["scan_id"], header["started_at"] = summary.scan_id, summary.started_at
-        manifest = {"schema": MANIFEST_SCHEMA, "header": header, "identity": ident}
+        manifest = {"schema": MANIFEST_SCHEMA, "header": header, "identity": ident,
+                    "segments": [seg.to_json_dict() for seg in segments]}
     header = manifest["header"]
     if manifest.get("status") == "finished":
         raise AssayError(f"{out}: this scan is already finished", hint="its records are the part-*.jsonl files")
@@ -279,20 +347,29 @@ def run_dask_scan(
 
     save()
 
-    def planned() -> Iterator[PartSpec]:
-        for it in items(inputs, manifests, follow_symlinks=settings.follow_symlinks):
+    def planned() -> Iterator[Item]:
+        for it in items(inputs, follow_symlinks=settings.follow_symlinks):
             if it.is_input and it.problem:
                 summary.unreadable_inputs.append(redact(it.url) if isinstance(it, RemoteItem) else str(it.path))
             yield it
 
-    specs = plan(planned(), partition_size)
+    def all_specs(c: Any) -> Iterator[PartSpec]:
+        counter = [0]
+        yield from plan(planned(), partition_size, counter)
+        yield from segment_specs(c, job, store, segments, counter[0], partition_size, retries,
+                                 lambda index: summary.unreadable_inputs.extend(index["unreadable"]))
+
     ctx = _given(client) if client is not None else dask_client(scheduler, workers)
     try:
         with ctx as c:
             if on_dashboard is not None and getattr(c, "dashboard_link", None):
                 on_dashboard(c.dashboard_link)
             manifest["engine"]["dashboard"] = getattr(c, "dashboard_link", None)
-            _drive(c, job, specs, done, summary, progress, matcher, retries, save, on_progress)
+            specs = all_specs(c)
+            try:
+                _drive(c, job, specs, done, summary, progress, matcher, retries, save, on_progress)
+            finally:
+                specs.close()  # segments still being read are cancelled
             if progress.failed:
                 save("failed")
                 raise AssayError(f"{out}: {len(progress.failed)} partition(s) failed {retries + 1} times "
@@ -309,6 +386,7 @@ def run_dask_scan(
     manifest["summary"] = summary.to_json_dict()
     save("finished")
     store.remove_tree(HELD)
+    store.remove_tree(PLAN)
     store.remove_tree(TMP)
     return summary
 

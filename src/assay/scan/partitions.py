@@ -11,12 +11,21 @@ the scan's output lives::
     OUT/_done/part-000042.json    partition 42 is finished: counts, summary, input digest
     OUT/part-links.jsonl          the held records with their links (written last, by the client)
     OUT/_banks/<id>/              the bank snapshot the workers copy once per machine
+    OUT/_plan/seg-000003.json     manifest segment 3 cut into partitions: where each one's items are
+    OUT/_plan/seg-000003-000.jsonl  those items (up to 64 partitions a file), written by a worker
     OUT/_tmp/                     files being written
 
 Every file is written under a temporary name and then renamed (copy + delete on object
 stores), and a partition's files always have the same names: a partition done twice (a
 worker killed after its commit, a retry) replaces its own output, so every input is in
 the output exactly once. ``_done`` is written last; without it a partition is redone.
+
+Manifests are read by the workers, never whole by the client: the client cuts each one
+into segments (byte ranges of a plain list, or the data files of an S3 Inventory), a worker
+reads a segment (``split_segment``) and writes its items, cut into partitions, under
+``_plan/``; the client gets back only where each partition's items lie, and a partition's
+task reads its items with one ranged read. A plan is written once and kept, so a resumed
+scan runs the same partitions.
 
 Bank hits need the banks' metadata (which bank, content id, note): the worker returns the
 hit signal ids, the client resolves them against the store (the one place that holds the
@@ -48,6 +57,7 @@ from .sources import Fetched, Item, Prefetch, RemoteItem, fetch_object, filesyst
 from .walk import WalkItem
 
 DONE = "_done"
+PLAN = "_plan"
 HELD = "_held"
 TMP = "_tmp"
 BANKS = "_banks"
@@ -76,6 +86,19 @@ class PartSpec:
     number: int
     items: tuple[Item, ...]
     digest: str
+    plan: tuple[str, int, int] | None = None  # (plan file, start, end): items a worker wrote (manifests)
+
+
+def item_to_json(item: Item) -> dict[str, Any]:
+    if isinstance(item, RemoteItem):
+        return {"u": item.url, "s": item.size, "m": item.mtime, "p": item.problem, "i": item.is_input}
+    return {"f": str(item.path), "p": item.problem, "l": item.link_target, "i": item.is_input}
+
+
+def item_from_json(d: dict[str, Any]) -> Item:
+    if "u" in d:
+        return RemoteItem(d["u"], d.get("s"), problem=d.get("p"), is_input=bool(d.get("i")), mtime=d.get("m"))
+    return WalkItem(Path(d["f"]), problem=d.get("p"), link_target=d.get("l"), is_input=bool(d.get("i")))
 
 
 @dataclass(frozen=True)
@@ -145,6 +168,13 @@ class Store:
             return
         self.fs.pipe_file(self.path(tmp), data)
         self.fs.mv(self.path(tmp), self.path(rel))
+
+    def read_range(self, rel: str, start: int, end: int) -> bytes:
+        if self.fs is None:
+            with open(self.path(rel), "rb") as f:
+                f.seek(start)
+                return f.read(end - start)
+        return bytes(self.fs.cat_file(self.path(rel), start=start, end=end))
 
     def list(self, rel: str) -> list[str]:
         """Names in a sub-folder (empty when it does not exist)."""
@@ -291,14 +321,15 @@ def run_partition(job: Job, spec: PartSpec) -> dict[str, Any]:
     hits: list[list[Any]] = []
     tops = 0
     nbytes = 0
+    items = spec.items if spec.plan is None else read_plan(store, spec.plan)
     tmpdir = Path(tempfile.mkdtemp(prefix="assay-objects-"))
     prefetch = None
-    if any(isinstance(it, RemoteItem) and not it.problem for it in spec.items):
+    if any(isinstance(it, RemoteItem) and not it.problem for it in items):
         from ..containers.members import safe_suffix
 
-        prefetch = Prefetch(spec.items, settings.limits.max_file_bytes, tmpdir, safe_suffix)
+        prefetch = Prefetch(items, settings.limits.max_file_bytes, tmpdir, safe_suffix)
     try:
-        for i, item in enumerate(spec.items):
+        for i, item in enumerate(items):
             tops += 1
             fetched = prefetch.take(i) if prefetch is not None and i in prefetch.group_of else None
             for rec in _records(item, settings, analyzers, tmpdir, fetched):
@@ -321,6 +352,69 @@ def run_partition(job: Job, spec: PartSpec) -> dict[str, Any]:
     lines = [dumps({"r": r.model_dump(mode="json", by_alias=True), "h": h}) for r, h in zip(records, hits, strict=True)]
     store.write(f"{TMP}/pending-{spec.number:06d}.jsonl", ("\n".join(lines) + "\n").encode())
     return {**meta, "status": "pending", "signal_ids": ids}
+
+
+PLAN_CHUNK_PARTS = 64  # partitions whose items share one plan file
+UNREADABLE_KEPT = 1000  # unreadable inputs a segment reports (the rest are error records only)
+
+
+def plan_name(segment: int, chunk: int | None = None) -> str:
+    return f"{PLAN}/seg-{segment:06d}.json" if chunk is None else f"{PLAN}/seg-{segment:06d}-{chunk:03d}.jsonl"
+
+
+def split_segment(job: Job, segment: int, seg: dict[str, Any], partition_size: int) -> dict[str, Any]:
+    """Read one manifest segment (on a worker) and cut its items into partitions of
+    ``partition_size``: the items go to plan files under ``_plan/`` (the same bytes
+    whenever the segment is read again), the index (where each partition lies, with its
+    digest) last; returns the index. The client holds only the index."""
+    from .sources import Segment, segment_items
+
+    store = _store(job.out)
+    parts: list[list[Any]] = []
+    unreadable: list[str] = []
+    buf: list[bytes] = []
+    size = 0
+    chunk = 0
+    batch: list[Item] = []
+    nitems = 0
+
+    def close_partition() -> None:
+        nonlocal size
+        data = "".join(json.dumps(item_to_json(it)) + "\n" for it in batch).encode()
+        parts.append([plan_name(segment, chunk), size, size + len(data), len(batch), digest(batch)])
+        buf.append(data)
+        size += len(data)
+        batch.clear()
+
+    def close_chunk() -> None:
+        nonlocal size, chunk
+        if buf:
+            store.write(plan_name(segment, chunk), b"".join(buf))
+            buf.clear()
+            size = 0
+            chunk += 1
+
+    for it in segment_items(Segment.from_json_dict(seg), follow_symlinks=job.settings.follow_symlinks):
+        nitems += 1
+        if it.is_input and it.problem and len(unreadable) < UNREADABLE_KEPT:
+            unreadable.append(redact(it.url) if isinstance(it, RemoteItem) else str(it.path))
+        batch.append(it)
+        if len(batch) >= partition_size:
+            close_partition()
+            if len(buf) >= PLAN_CHUNK_PARTS:
+                close_chunk()
+    if batch:
+        close_partition()
+    close_chunk()
+    index = {"segment": segment, "source": seg, "partition_size": partition_size, "items": nitems,
+             "partitions": parts, "unreadable": unreadable}
+    store.write(plan_name(segment), json.dumps(index).encode())
+    return index
+
+
+def read_plan(store: Store, ref: tuple[str, int, int]) -> list[Item]:
+    rel, start, end = ref
+    return [item_from_json(json.loads(line)) for line in store.read_range(rel, start, end).splitlines() if line]
 
 
 def finish_partition(job: Job, spec: PartSpec, refs: dict[int, Any], meta: dict[str, Any]) -> dict[str, Any]:

@@ -154,6 +154,168 @@ def items(inputs: Iterable[str], manifests: Iterable[str] = (), *, follow_symlin
         yield from manifest_items(m, follow_symlinks=follow_symlinks)
 
 
+# ----------------------------------------------------------------------------- manifests cut for the workers
+
+SEGMENT_BYTES = 64 << 20  # bytes of a plain (uncompressed) list one worker reads into one plan
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A piece of a manifest that one worker reads (``split`` in partitions.py): a byte
+    range of a plain list (the lines that start in it), or one whole data file of an S3
+    Inventory or a gzip list (compressed and columnar files cannot be cut). ``version``
+    (size and ETag or modification time, or the inventory's MD5 of the data file) lets a
+    resumed scan refuse a manifest that changed."""
+
+    manifest: str  # the manifest it belongs to (messages, custody)
+    url: str  # the file read
+    kind: str  # "list", "csv", "parquet" or "orc"
+    start: int = 0
+    end: int | None = None  # exclusive; None: to the end of the file
+    columns: tuple[int | None, ...] = ()  # csv: Bucket, Key, Size, LastModifiedDate column indexes
+    version: str = ""
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {"manifest": self.manifest, "url": self.url, "kind": self.kind, "start": self.start,
+                "end": self.end, "columns": list(self.columns), "version": self.version}
+
+    @classmethod
+    def from_json_dict(cls, d: dict[str, Any]) -> Segment:
+        return cls(d["manifest"], d["url"], d["kind"], int(d["start"]), d["end"],
+                   tuple(d.get("columns") or ()), d.get("version", ""))
+
+
+def manifest_segments(url: str, segment_bytes: int | None = None) -> list[Segment]:
+    """The segments of a manifest, as the client plans them: it reads an S3 Inventory's
+    ``manifest.json`` (small: it names the data files) or asks a plain list's size (one
+    HEAD or stat), never the lines themselves."""
+    if url.rsplit("/", 1)[-1].endswith(".json"):
+        with _open_text(url) as f:
+            try:
+                doc = json.load(f)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise AssayError(f"{url}: not a JSON manifest: {exc}") from None
+        return _inventory_segments(url, doc)
+    size, version = _size_and_version(url)
+    if url.endswith(".gz") or size == 0:
+        return [Segment(url, url, "list", version=version)]
+    step = max(int(segment_bytes or SEGMENT_BYTES), 1)
+    return [Segment(url, url, "list", a, min(a + step, size), version=version) for a in range(0, size, step)]
+
+
+def _size_and_version(url: str) -> tuple[int, str]:
+    path = local_path(url)
+    if path is not None:
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise AssayError(f"{url}: cannot read manifest: {exc.strerror or exc}") from None
+        return st.st_size, f"{st.st_size}:{st.st_mtime_ns}"
+    fs, p = filesystem(url)
+    try:
+        info = fs.info(p)
+    except Exception as exc:
+        raise AssayError(f"{url}: cannot read manifest: {type(exc).__name__}: {exc}") from None
+    if info.get("type") == "directory":
+        raise AssayError(f"{url}: cannot read manifest: it is a folder or prefix, not a file")
+    size = int(info.get("size") or 0)
+    tag = info.get("ETag") or info.get("etag") or info.get("md5Hash") or object_mtime(info) or ""
+    return size, f"{size}:{str(tag).strip(chr(34))}"
+
+
+def _inventory_segments(url: str, doc: Any) -> list[Segment]:
+    if not isinstance(doc, dict) or "files" not in doc or "fileSchema" not in doc:
+        raise AssayError(f"{url}: a JSON manifest must be an S3 Inventory manifest.json "
+                         "(with 'files' and 'fileSchema')")
+    fmt = str(doc.get("fileFormat", "CSV")).upper()
+    if fmt not in ("CSV", "PARQUET", "ORC"):
+        raise AssayError(f"{url}: S3 Inventory in {fmt} format; CSV, Parquet and ORC inventories are read",
+                         hint="configure the inventory with CSV output, or give a plain list of URLs")
+    columns: tuple[int | None, ...] = ()
+    if fmt == "CSV":
+        cols = [c.strip() for c in str(doc["fileSchema"]).split(",")]
+        try:
+            columns = (cols.index("Bucket"), cols.index("Key"),
+                       cols.index("Size") if "Size" in cols else None,
+                       cols.index("LastModifiedDate") if "LastModifiedDate" in cols else None)
+        except ValueError:
+            raise AssayError(f"{url}: the inventory's fileSchema has no Bucket and Key columns") from None
+    return [Segment(url, data_url, fmt.lower(), columns=columns,
+                    version=f"{f.get('size', '')}:{f.get('MD5checksum', '')}")
+            for data_url, f in zip(_inventory_files(url, doc), doc["files"], strict=True)]
+
+
+def segment_items(seg: Segment, *, follow_symlinks: bool = False) -> Iterator[Item]:
+    """The items of one segment, as a worker reads them: the same items, in the same
+    order, as ``manifest_items`` gives for that part of the manifest. A data file that
+    cannot be read (or breaks off) ends as an item with a problem naming it: an error
+    record and an unreadable input, never a failed scan."""
+    try:
+        if seg.kind == "list":
+            yield from _list_items(seg, follow_symlinks)
+        elif seg.kind == "csv":
+            yield from _csv_rows(seg.url, seg.columns)
+        else:
+            yield from _columnar_file(seg.url, seg.kind.upper())
+    except AssayError as exc:
+        yield RemoteItem(seg.url, problem=f"manifest {redact_url(seg.manifest)}: {exc.message}", is_input=True)
+    except (OSError, EOFError, ValueError, UnicodeDecodeError, csv.Error) as exc:
+        yield RemoteItem(seg.url, problem=f"manifest {redact_url(seg.manifest)}: cannot read: "
+                         f"{type(exc).__name__}: {exc}", is_input=True)
+
+
+def redact_url(url: str) -> str:
+    from .custody import redact
+
+    return redact(url)
+
+
+def _entry_items(entry: str, follow_symlinks: bool) -> Iterator[Item]:
+    """What one line of a plain list names."""
+    path = local_path(entry)
+    if path is not None:
+        yield from walk([path], follow_symlinks=follow_symlinks)
+    else:
+        yield RemoteItem(entry, is_input=True)
+
+
+def _list_items(seg: Segment, follow_symlinks: bool) -> Iterator[Item]:
+    """The lines of a plain list that start in [start, end): the line broken by ``start``
+    belongs to the segment before, the line broken by ``end`` to this one."""
+    if seg.end is None:  # the whole file (gzip lists)
+        with _open_text(seg.url) as f:
+            for line in f:
+                entry = line.strip()
+                if entry and not entry.startswith("#"):
+                    yield from _entry_items(entry, follow_symlinks)
+        return
+    path = local_path(seg.url)
+    if path is not None:
+        try:
+            raw: Any = open(path, "rb")  # noqa: SIM115 (closed below)
+        except OSError as exc:
+            raise AssayError(f"{seg.url}: cannot read manifest: {exc.strerror or exc}") from None
+    else:
+        fs, p = filesystem(seg.url)
+        try:
+            raw = fs.open(p, "rb", block_size=min(max(seg.end - seg.start + 1, 1 << 16), 8 << 20))
+        except Exception as exc:
+            raise AssayError(f"{seg.url}: cannot read manifest: {type(exc).__name__}: {exc}") from None
+    with raw:
+        pos = max(seg.start - 1, 0)
+        raw.seek(pos)
+        if seg.start > 0:
+            pos += len(raw.readline())  # the rest of the line the segment before owns
+        while pos < seg.end:
+            line = raw.readline()
+            if not line:
+                break
+            pos += len(line)
+            entry = line.decode("utf-8", "replace").strip()
+            if entry and not entry.startswith("#"):
+                yield from _entry_items(entry, follow_symlinks)
+
+
 def _open_text(url: str) -> io.TextIOBase:
     path = local_path(url)
     if path is not None:
@@ -214,20 +376,27 @@ def _inventory_items(url: str, doc: Any) -> Iterator[RemoteItem]:
         ci_bucket, ci_key = cols.index("Bucket"), cols.index("Key")
     except ValueError:
         raise AssayError(f"{url}: the inventory's fileSchema has no Bucket and Key columns") from None
-    ci_size = cols.index("Size") if "Size" in cols else None
-    ci_mtime = cols.index("LastModifiedDate") if "LastModifiedDate" in cols else None
+    columns = (ci_bucket, ci_key, cols.index("Size") if "Size" in cols else None,
+               cols.index("LastModifiedDate") if "LastModifiedDate" in cols else None)
     for data_url in _inventory_files(url, doc):
-        with _open_text(data_url) as fh:
-            for row in csv.reader(fh):
-                if len(row) <= max(ci_bucket, ci_key):
-                    continue
-                size = None
-                if ci_size is not None and ci_size < len(row) and row[ci_size].isdigit():
-                    size = int(row[ci_size])
-                mtime = None
-                if ci_mtime is not None and ci_mtime < len(row):
-                    mtime = object_mtime({"LastModified": row[ci_mtime]})
-                yield RemoteItem(f"s3://{row[ci_bucket]}/{unquote(row[ci_key])}", size, mtime=mtime)
+        yield from _csv_rows(data_url, columns)
+
+
+def _csv_rows(data_url: str, columns: Sequence[int | None]) -> Iterator[RemoteItem]:
+    """The objects of one CSV inventory data file (gzip or not), read as a stream."""
+    ci_bucket, ci_key, ci_size, ci_mtime = columns
+    assert ci_bucket is not None and ci_key is not None
+    with _open_text(data_url) as fh:
+        for row in csv.reader(fh):
+            if len(row) <= max(ci_bucket, ci_key):
+                continue
+            size = None
+            if ci_size is not None and ci_size < len(row) and row[ci_size].isdigit():
+                size = int(row[ci_size])
+            mtime = None
+            if ci_mtime is not None and ci_mtime < len(row):
+                mtime = object_mtime({"LastModified": row[ci_mtime]})
+            yield RemoteItem(f"s3://{row[ci_bucket]}/{unquote(row[ci_key])}", size, mtime=mtime)
 
 
 def _inventory_files(url: str, doc: dict[str, Any]) -> Iterator[str]:
@@ -253,19 +422,28 @@ def _columnar_inventory(url: str, doc: dict[str, Any], fmt: str) -> Iterator[Rem
         raise AssayError(f"{url}: an S3 Inventory in {fmt} format needs pyarrow",
                          hint="pip install 'assay[parquet]', or configure the inventory with CSV output") from None
     for data_url in _inventory_files(url, doc):
-        path = local_path(data_url)
-        try:
-            if path is not None:
-                raw: Any = open(path, "rb")  # noqa: SIM115 (closed below)
-            else:
-                fs, p = filesystem(data_url)
-                raw = fs.open(p, "rb")
-        except AssayError:
-            raise
-        except Exception as exc:
-            raise AssayError(f"{data_url}: cannot read inventory file: {type(exc).__name__}: {exc}") from None
-        with raw:
-            yield from _columnar_rows(data_url, raw, fmt)
+        yield from _columnar_file(data_url, fmt)
+
+
+def _columnar_file(data_url: str, fmt: str) -> Iterator[RemoteItem]:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise AssayError(f"{data_url}: an S3 Inventory in {fmt} format needs pyarrow",
+                         hint="pip install 'assay[parquet]', or configure the inventory with CSV output") from None
+    path = local_path(data_url)
+    try:
+        if path is not None:
+            raw: Any = open(path, "rb")  # noqa: SIM115 (closed below)
+        else:
+            fs, p = filesystem(data_url)
+            raw = fs.open(p, "rb")
+    except AssayError:
+        raise
+    except Exception as exc:
+        raise AssayError(f"{data_url}: cannot read inventory file: {type(exc).__name__}: {exc}") from None
+    with raw:
+        yield from _columnar_rows(data_url, raw, fmt)
 
 
 def _columnar_rows(data_url: str, raw: Any, fmt: str) -> Iterator[RemoteItem]:

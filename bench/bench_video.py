@@ -5,8 +5,10 @@ PDQ, and the lookup of a 60-frame query in a bank of 1M frame hashes.
 
 1. A 60 s 1280x720 H.264 file (libx264, 30 frames/s) is generated once from moving patterns
    (cached under $TMPDIR). Each round runs, each in a fresh child process, one after the
-   other: assay's ``hash_video_file`` (PyAV decode, every 30th frame to RGB, reference-mode
-   PDQ, MD5/SHA-256 of the file), and the peer chain a platform would script: the `ffmpeg`
+   other: assay's ``hash_video_file`` (PyAV decode skipping the non-reference frames between
+   samples, every 30th frame to RGB, PDQ, MD5/SHA-256 of the file) in its default ``fast``
+   PDQ mode, in ``reference`` mode (Meta's C++ PDQ, bit-identical), and in reference mode
+   decoding every frame (``decode_all``, as before the skipping), and the peer chain a platform would script: the `ffmpeg`
    binary with ``-vf fps=1`` writing one PNG a second to a temporary folder, then
    python-threatexchange's ``PdqSignal.hash_from_file`` on each PNG. Reported: wall and CPU
    seconds of each (the child's own rusage, ffmpeg's included for the peer), peak RSS, and the
@@ -80,11 +82,11 @@ ASSAY_CHILD = """
 import json, resource, sys, time
 t0 = time.perf_counter()
 from assay.media.video import hash_video_file
-h = hash_video_file(sys.argv[1])
+h = hash_video_file(sys.argv[1], pdq_mode=sys.argv[2], decode_all=sys.argv[3] == "all")
 wall = time.perf_counter() - t0
 ru = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "rss_mb": ru.ru_maxrss / 1024,
-                  "frames": len(h.vpdq), "hashes": [f.hex for f in h.vpdq]}))
+                  "frames": len(h.vpdq), "skipped": h.frames_skipped, "hashes": [f.hex for f in h.vpdq]}))
 """
 
 PEER_CHILD = """
@@ -104,9 +106,15 @@ print(json.dumps({"wall": wall, "cpu": me.ru_utime + me.ru_stime + kids.ru_utime
 """
 
 
-def run_child(code: str, video: Path) -> dict[str, float]:
-    out = subprocess.run([sys.executable, "-c", code, str(video)], check=True, capture_output=True, text=True)
+def run_child(code: str, video: Path, *args: str) -> dict[str, float]:
+    out = subprocess.run([sys.executable, "-c", code, str(video), *args], check=True, capture_output=True,
+                         text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# (label, PDQ mode, decode): assay's contenders, each against the same peer run of its round
+ASSAY_WAYS = (("fast", "fast", "sparse"), ("reference", "reference", "sparse"),
+              ("reference, every frame decoded", "reference", "all"))
 
 
 def bench_hashing(video: Path, rounds: int) -> dict[str, object]:
@@ -114,25 +122,34 @@ def bench_hashing(video: Path, rounds: int) -> dict[str, object]:
 
     rows = []
     for r in range(rounds):
-        a = run_child(ASSAY_CHILD, video)
+        ours = {label: run_child(ASSAY_CHILD, video, mode, decode) for label, mode, decode in ASSAY_WAYS}
         p = run_child(PEER_CHILD, video)
-        rows.append((a, p))
-        print(f"round {r + 1}: assay wall {a['wall']:.2f} s cpu {a['cpu']:.2f} s rss {a['rss_mb']:.0f} MB "
-              f"({a['frames']} frames) | ffmpeg fps=1 + threatexchange wall {p['wall']:.2f} s cpu {p['cpu']:.2f} s "
-              f"rss {p['rss_mb']:.0f} MB + ffmpeg {p['ffmpeg_rss_mb']:.0f} MB ({p['frames']} frames) | "
-              f"cpu ratio {p['cpu'] / a['cpu']:.2f}x wall ratio {p['wall'] / a['wall']:.2f}x", flush=True)
-    a, p = rows[-1]
-    n = min(len(a["hashes"]), len(p["hashes"]))
-    dists = [hamming(x, y) for x, y in zip(a["hashes"][:n], p["hashes"][:n], strict=True)]
+        rows.append((ours, p))
+        print(f"round {r + 1}: ffmpeg fps=1 + threatexchange wall {p['wall']:.2f} s cpu {p['cpu']:.2f} s "
+              f"rss {p['rss_mb']:.0f} MB + ffmpeg {p['ffmpeg_rss_mb']:.0f} MB ({p['frames']} frames)", flush=True)
+        for label, a in ours.items():
+            print(f"  assay {label}: wall {a['wall']:.2f} s cpu {a['cpu']:.2f} s rss {a['rss_mb']:.0f} MB "
+                  f"({a['frames']} frames, {a['skipped']} not decoded) | cpu ratio {p['cpu'] / a['cpu']:.2f}x "
+                  f"wall ratio {p['wall'] / a['wall']:.2f}x", flush=True)
     med = statistics.median
-    return {
-        "assay_wall_s": med(x["wall"] for x, _ in rows), "assay_cpu_s": med(x["cpu"] for x, _ in rows),
-        "assay_peak_rss_mb": max(x["rss_mb"] for x, _ in rows),
-        "peer_wall_s": med(y["wall"] for _, y in rows), "peer_cpu_s": med(y["cpu"] for _, y in rows),
-        "cpu_ratio": med(y["cpu"] / x["cpu"] for x, y in rows), "wall_ratio": med(y["wall"] / x["wall"] for x, y in rows),
-        "frames": (a["frames"], p["frames"]),
-        "frame_distance_assay_vs_peer": {"median": med(dists), "max": max(dists)} if dists else None,
-    }
+    out: dict[str, object] = {"peer_wall_s": med(y["wall"] for _, y in rows),
+                              "peer_cpu_s": med(y["cpu"] for _, y in rows)}
+    for label, *_ in ASSAY_WAYS:
+        out[f"assay {label}"] = {
+            "wall_s": med(x[label]["wall"] for x, _ in rows), "cpu_s": med(x[label]["cpu"] for x, _ in rows),
+            "peak_rss_mb": max(x[label]["rss_mb"] for x, _ in rows),
+            "cpu_ratio": med(y["cpu"] / x[label]["cpu"] for x, y in rows),
+            "wall_ratio": med(y["wall"] / x[label]["wall"] for x, y in rows)}
+    ours, p = rows[-1]
+    fast, ref, full = (ours[label]["hashes"] for label, *_ in ASSAY_WAYS)
+    d_fast = [hamming(x, y) for x, y in zip(fast, ref, strict=True)]
+    out["fast_vs_reference_bits"] = {"frames": len(d_fast), "equal": d_fast.count(0), "max": max(d_fast)}
+    out["skipping_changes_reference_hashes"] = ref != full
+    n = min(len(ref), len(p["hashes"]))
+    dists = [hamming(x, y) for x, y in zip(ref[:n], p["hashes"][:n], strict=True)]
+    out["frames"] = (len(ref), p["frames"])
+    out["frame_distance_assay_vs_peer"] = {"median": med(dists), "max": max(dists)} if dists else None
+    return out
 
 
 def bench_lookup(bank: int, queries: int = 50) -> dict[str, float]:
@@ -183,8 +200,12 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} cores", flush=True)
     out: dict[str, object] = {}
     if not args.skip_hashing:
-        if shutil.which("ffmpeg") is None:
+        ffmpeg = shutil.which("ffmpeg")
+        if ffmpeg is None:
             sys.exit("the peer needs the ffmpeg binary (Debian: apt-get install ffmpeg)")
+        version = subprocess.run([ffmpeg, "-version"], capture_output=True, text=True).stdout.splitlines()[0]
+        print(f"peer: {ffmpeg} ({version})", flush=True)
+        out["ffmpeg"] = f"{ffmpeg}: {version}"
         cache = Path(tempfile.gettempdir()) / "assay-bench-video"
         cache.mkdir(exist_ok=True)
         video = make_720p(cache / f"720p-{args.seconds}s.mp4", args.seconds)

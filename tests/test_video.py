@@ -44,6 +44,12 @@ def hashed(vids: dict[str, Path]) -> dict[str, video.VideoHashes]:
     return {k: hash_video_file(p) for k, p in vids.items()}
 
 
+@pytest.fixture(scope="module")
+def reference(vids: dict[str, Path]) -> dict[str, video.VideoHashes]:
+    """Reference mode: Meta's C++ PDQ of each sampled frame."""
+    return {k: hash_video_file(vids[k], pdq_mode="reference") for k in ("orig", "mjpeg", "lowrate", "trim")}
+
+
 def test_one_frame_per_second_with_reference_fields(vids, hashed):
     h = hashed["orig"]
     assert (h.width, h.height, h.fps, h.frames_decoded) == (192, 144, FPS, SECONDS * FPS)
@@ -56,12 +62,20 @@ def test_one_frame_per_second_with_reference_fields(vids, hashed):
     assert [f.frame_number for f in t.vpdq] == list(range(0, 5 * 25, 25))
 
 
-def test_frame_hash_is_reference_pdq_of_the_decoded_frame(vids, hashed):
+def test_frame_hash_is_reference_pdq_of_the_decoded_frame(vids, hashed, reference):
     with av.open(str(vids["orig"])) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-    for feat in hashed["orig"].vpdq:
+    assert reference["orig"].pdq_mode == "reference" and hashed["orig"].pdq_mode == "fast"
+    for feat in reference["orig"].vpdq:
         ref = reference_pdq(frames[feat.frame_number])
         assert (feat.hex, feat.quality) == (ref.hex, ref.quality)
+    # fast mode: the same frames and qualities, hashes equal up to float rounding
+    for key in reference:
+        fast, ref_ = hashed[key].vpdq, reference[key].vpdq
+        assert [(f.frame_number, f.quality, f.timestamp) for f in fast] == \
+            [(f.frame_number, f.quality, f.timestamp) for f in ref_], key
+        dists = [hamming(f.hex, g.hex) for f, g in zip(fast, ref_, strict=True)]
+        assert max(dists) <= 4 and dists.count(0) >= len(dists) - 1, (key, dists)
     # ... and close to the PDQ of the picture the encoder was given
     gen = reference_pdq(frame_at(1, 3.0)).hex
     assert hamming(hashed["orig"].vpdq[3].hex, gen) <= 20
@@ -317,27 +331,27 @@ def test_cli_signals_lists_video_types():
 # ------------------------------------------------ cross-check against Meta's reference
 
 
-def test_frame_hashes_equal_threatexchange_pdq_of_the_same_decoded_frames(vids, hashed):
+def test_frame_hashes_equal_threatexchange_pdq_of_the_same_decoded_frames(vids, reference):
     """python-threatexchange's PDQ (pdqhash, Meta's C++ PDQ) of the frames PyAV decodes:
     the same hash and quality for every sampled frame of every codec and container."""
     pdq_hasher = pytest.importorskip("threatexchange.signal_type.pdq.pdq_hasher")
     for key in ("orig", "mjpeg", "trim"):
         with av.open(str(vids[key])) as c:
-            frames = {f.frame_number: None for f in hashed[key].vpdq}
+            frames = {f.frame_number: None for f in reference[key].vpdq}
             for i, frame in enumerate(c.decode(video=0)):
                 if i in frames:
                     frames[i] = frame.to_ndarray(format="rgb24")
-        for feat in hashed[key].vpdq:
+        for feat in reference[key].vpdq:
             assert pdq_hasher._pdq_from_numpy_array(frames[feat.frame_number]) == (feat.hex, feat.quality), key
 
 
-def test_equal_to_metas_vpdq_package_where_it_is_installed(vids, hashed):
+def test_equal_to_metas_vpdq_package_where_it_is_installed(vids, reference):
     """Meta's own vPDQ (the `vpdq` package, built against FFmpeg's headers; not a test
     dependency: CI has no FFmpeg headers). Run where it is installed."""
     vpdq = pytest.importorskip("vpdq")
     for key in ("orig", "mjpeg", "lowrate"):
         ref = vpdq.computeHash(str(vids[key]), seconds_per_hash=1.0)
-        ours = hashed[key].vpdq
+        ours = reference[key].vpdq
         assert [(f.frame_number, f.quality, round(f.timestamp, 3)) for f in ref] == \
             [(f.frame_number, f.quality, f.timestamp) for f in ours], key
         assert [hamming(f.hex, g.hex) for f, g in zip(ref, ours, strict=True)] == [0] * len(ours), key

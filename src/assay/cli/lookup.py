@@ -39,7 +39,7 @@ def hash_cmd(
         if _is_video(f):
             from ..media.video import video_record
 
-            rec = video_record(f)
+            rec = video_record(f, pdq_mode=mode.value)
         else:
             rec = analyze_item(WalkItem(f) if f.exists() else WalkItem(f, "no such file"), settings, analyzers)
         if rec.kind not in ("image", "video") and not rec.errors:

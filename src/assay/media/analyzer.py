@@ -97,7 +97,8 @@ class VideoHashAnalyzer:
         record.signals += [SignalValue(type=n, value=d[n]) for n in CUSTODY_HASHES]
         record.signals.append(SignalValue(type="video_md5", value=d["md5"]))
         try:
-            h = video.hash_video_file(subject.path, digests=(d["md5"], d["sha256"]))
+            h = video.hash_video_file(subject.path, digests=(d["md5"], d["sha256"]),
+                                      pdq_mode=subject.settings.pdq_mode)
         except video.NoVideoStream:
             return  # an MP4 of audio only, say: its exact hashes are all there is to match
         record.video = video.video_info(h)

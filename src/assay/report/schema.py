@@ -121,6 +121,9 @@ class VideoInfo(Record):
     # The sampled frames with uniform borders/bars cut off, when most have them: matched
     # beside ``vpdq`` (a letterboxed copy of a banked video); not Meta's format.
     vpdq_trimmed: list[VpdqFrame] | None = None
+    # "reference": Meta's C++ PDQ of each frame (bit-identical to Meta's vPDQ); "fast": the
+    # same filter as one weight matrix per axis (equal up to float rounding, media/video.py)
+    pdq_mode: str | None = None
 
 
 class ErrorInfo(Record):

@@ -13,13 +13,17 @@ Measured, each as the median of --repeats runs of --seconds:
     workers share are counted in each).
 ``--startup-only`` measures just the start-ups (for --n 10000000; pass --db PATH to keep
 the store between runs: an existing bank "big" is reused, not imported again).
+Each bomb phase also gives the server's CPU seconds (its processes, bombs and lookups
+together), a figure that other load on the machine does not inflate; run it with
+``ASSAY_SERVICE_UPLOAD_REFUSAL_LIMIT=0`` in the environment for the service without the
+penalty of callers whose uploads keep being refused.
 ``--propagation-only`` measures just the add -> matchable time (``--rounds`` adds); with
 ``--db`` a PostgreSQL URL it measures the store the service is meant to run on there, e.g.
 ``--db 'postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3Dbench'``
 (a schema of its own; the bench creates it if missing and leaves it for reuse).
   - bomb uploads: 4 clients of one key sending, back to back, a 20 KB 1-bit PNG of
-    13000 x 13000 pixels (169 MP) to /h/hash, then a 7000 x 7000 one (49 MP, within the
-    default pixel budget, so really decoded), while single lookups are offered at
+    13000 x 13000 pixels (169 MP) to /h/hash, then (another key) a 7000 x 7000 one (49 MP,
+    within the default pixel budget, so really decoded), while single lookups are offered at
     --rate/s: status codes, lookup p50/p99 meanwhile, and each worker's peak resident
     memory during the phase (VmHWM, reset before it through /proc/PID/clear_refs).
 Side by side (same run, same machine): HMA's matcher core, python-threatexchange's
@@ -253,6 +257,23 @@ def tree_rss_mb(pid: int) -> float:
     return total / 1024
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its live descendants (Linux /proc):
+    the server's cost of a phase, which other load on the machine does not inflate."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def jpeg_1mp(seed: int) -> bytes:
     import numpy as np
     from PIL import Image
@@ -472,7 +493,7 @@ def children(pid: int) -> list[int]:
 
 
 def bomb_phase(port: int, admin: str, bomber: str, single: list[bytes], workers: int, payload: bytes,
-               seconds: float, rate: float) -> dict[str, object]:
+               seconds: float, rate: float, server_pid: int) -> dict[str, object]:
     """Bombs from 4 clients while single lookups are offered at ``rate``/s: status codes,
     lookup latency meanwhile, each worker's peak RSS during the phase."""
     pids = worker_pids(port, admin, workers)
@@ -487,7 +508,9 @@ def bomb_phase(port: int, admin: str, bomber: str, single: list[bytes], workers:
     p = ctx.Process(target=_bomb_client, args=(port, bomber, payload, seconds + 1, 4, q))
     p.start()
     time.sleep(1)  # the bombs are in flight before the lookups start
+    cpu0 = tree_cpu_s(server_pid)
     lookups = load(port, single, seconds, 64, rate=rate)
+    lookups["server_cpu_s"] = tree_cpu_s(server_pid) - cpu0
     codes = q.get(timeout=seconds + 600)
     p.join()
     peaks = {pid: _status_kb(pid, "VmHWM") / 1024 for pid in pids}
@@ -553,7 +576,9 @@ def main() -> None:
     if peer is not None and not peer.available:
         peer = None
     admin = make_key(db, "admin")
-    bomber = make_key(db, "match")
+    # One key per bomb phase: the 169-MP flood gets its key penalised for its refusals
+    # (docs/service.md), which would otherwise hold back the 49-MP phase after it.
+    bombers = {side: make_key(db, "match") for side in (13000, 7000)}
     port = free_port()
     data_dir = str(Path(tmp) / "data")
     proc, cold = start_server(db, port, args.workers, data_dir, args.heavy_decoder)
@@ -580,7 +605,9 @@ def main() -> None:
         for _ in range(args.repeats):
             results["jitter"].append(jitter(args.seconds))
             results["floor_at_rate"].append(load(port, floor, args.seconds, 64, rate=args.rate))
+            cpu0 = tree_cpu_s(proc.pid)
             results["single_at_rate"].append(load(port, single, args.seconds, 64, rate=args.rate))
+            results["single_at_rate"][-1]["server_cpu_s"] = tree_cpu_s(proc.pid) - cpu0
             if args.bombs_only:
                 continue
             results["single"].append(load(port, single, args.seconds, 32))
@@ -591,8 +618,8 @@ def main() -> None:
         prop = [] if args.bombs_only else propagation(port, curate, match, args.workers, 10)
         if not args.no_bombs:
             for name, side in (("169 MP", 13000), ("49 MP", 7000)):
-                bombs[name] = bomb_phase(port, admin, bomber, single, args.workers, bomb_png(side),
-                                         args.seconds, args.rate)
+                bombs[name] = bomb_phase(port, admin, bombers[side], single, args.workers, bomb_png(side),
+                                         args.seconds, args.rate, proc.pid)
     finally:
         proc.terminate()
         proc.wait()
@@ -611,7 +638,9 @@ def main() -> None:
         return ", ".join(f"{r['p99']:.1f}" for r in results[kind])
 
     print(f"\nbank {args.n:,} PDQ, {args.workers} workers, heavy decoder: {args.heavy_decoder}, load generator "
-          f"in a second process, medians of {args.repeats} x {args.seconds:g} s")
+          f"in a second process, medians of {args.repeats} x {args.seconds:g} s; penalty for refused uploads: "
+          f"{os.environ.get('ASSAY_SERVICE_UPLOAD_REFUSAL_LIMIT', 'default')} refusals "
+          f"(ASSAY_SERVICE_UPLOAD_REFUSAL_LIMIT; 0 = off)")
     print(f"machine floor: a process sleeping 2 ms at a time wakes late by p50 {med('jitter', 'p50'):.2f} ms, "
           f"p99 {med('jitter', 'p99'):.2f} ms (runs: {runs('jitter')})")
     print(f"floor: GET /status/live at {args.rate:g}/s offered (open loop, 64 connections): "
@@ -620,7 +649,7 @@ def main() -> None:
           f"{runs('floor_at_rate')})")
     print(f"single at {args.rate:g}/s offered (open loop, 64 connections): {med('single_at_rate', 'rps'):8.0f} req/s   "
           f"p50 {med('single_at_rate', 'p50'):.1f} ms  p99 {med('single_at_rate', 'p99'):.1f} ms (runs: "
-          f"{runs('single_at_rate')})")
+          f"{runs('single_at_rate')}); server CPU {med('single_at_rate', 'server_cpu_s'):.2f} s a run")
     print(f"single lookups : {med('single', 'rps'):8.0f} req/s   p50 {med('single', 'p50'):.1f} ms  p99 {med('single', 'p99'):.1f} ms")
     print(f"batch of 100   : {med('batch100', 'rps') * 100:8.0f} signals/s ({med('batch100', 'rps'):.0f} req/s)  "
           f"p50 {med('batch100', 'p50'):.1f} ms  p99 {med('batch100', 'p99'):.1f} ms")
@@ -636,7 +665,8 @@ def main() -> None:
         helpers = ", ".join(f"{v:.0f}" for v in b["decoder_peak_mb"].values())  # type: ignore[union-attr]
         print(f"{name} 1-bit PNG bombs, 4 clients of one key on /h/hash for {args.seconds:g} s: answers {b['codes']}; "
               f"single lookups meanwhile at {args.rate:g}/s offered: {lk['rps']:.0f} req/s "  # type: ignore[index]
-              f"p50 {lk['p50']:.1f} ms p99 {lk['p99']:.1f} ms; peak RSS per worker {peaks} MB, "  # type: ignore[index]
+              f"p50 {lk['p50']:.1f} ms p99 {lk['p99']:.1f} ms; server CPU {lk['server_cpu_s']:.2f} s "  # type: ignore[index]
+              f"(bombs and lookups); peak RSS per worker {peaks} MB, "
               f"RSS after {after} MB; peak RSS of the workers' child processes (decoders, resource "
               f"trackers) {helpers or 'none'} MB")
     if peer is not None and peer_rps:

@@ -29,9 +29,10 @@ _STATE: dict[str, object] = {}
 @pytest.fixture(scope="module")
 def running_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     tmp = tmp_path_factory.mktemp("fuzz")
-    # Module scope runs before the per-test data dir: keep every file under tmp.
+    # Module scope runs before the per-test data dir: keep every file under tmp. No
+    # rate limit and no penalty for refused uploads: every case reaches its route.
     cfg = Settings(db=str(tmp / "store.db"), refresh_interval=0.1, rate_limit=1e9, rate_burst_seconds=1e9,
-                   max_upload_bytes=1_000_000, access_log=False, snapshot_dir=str(tmp / "index"),
+                   max_upload_bytes=1_000_000, access_log=False, upload_refusal_limit=0, snapshot_dir=str(tmp / "index"),
                    tmp_dir=str(tmp / "service-tmp"))
     store = open_store(cfg)
     _, key = create_key(store.engine, "fuzz-admin", "admin")

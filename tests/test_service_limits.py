@@ -2,7 +2,7 @@
 on SQLite and on PostgreSQL: concurrent writers on one SQLite file, rate-limit bursts
 that follow a key's rate, authentication before the body is read, connections that
 stall in their headers, and the cost of image uploads (pixel budget, heavy uploads
-per worker and per key, memory given back)."""
+per worker and per key, memory given back, callers flooding with bombs penalised)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from PIL import Image
 from assay.errors import AssayError, RateLimited
 from assay.service.app import open_store
 from assay.service.auth import create_key
+from assay.service.penalty import RedisPenalties, RefusalPenalties
 from assay.service.ratelimit import TokenBuckets, capacity
 from assay.service.settings import Settings
 from service_helpers import Server, running
@@ -71,10 +72,15 @@ def _key(db: str, role: str, rate_limit: float | None = None) -> str:
 
 # The main server of each store: default settings but for a 1 s header deadline and
 # keep-alive, and heavy-upload limits scaled down so that small images exercise them.
+# A caller is penalised after REFUSALS refused uploads (per worker, or in Redis), for
+# PENALTY seconds: more refusals than test_pixel_bombs_... sends with one key.
 HEAVY_FROM, HEAVY_WORKER = 1_000_000, 4_000_000
+REFUSALS, PENALTY = 10, 2
 MAIN_ENV = {"ASSAY_SERVICE_HEADER_TIMEOUT": "1", "ASSAY_SERVICE_IDLE_TIMEOUT": "1",
             "ASSAY_SERVICE_HEAVY_FROM_PIXELS": str(HEAVY_FROM),
-            "ASSAY_SERVICE_HEAVY_WORKER_PIXELS": str(HEAVY_WORKER), "ASSAY_SERVICE_HEAVY_PER_KEY": "1"}
+            "ASSAY_SERVICE_HEAVY_WORKER_PIXELS": str(HEAVY_WORKER), "ASSAY_SERVICE_HEAVY_PER_KEY": "1",
+            "ASSAY_SERVICE_UPLOAD_REFUSAL_LIMIT": str(REFUSALS),
+            "ASSAY_SERVICE_UPLOAD_REFUSAL_PENALTY": str(PENALTY)}
 
 
 @pytest.fixture(scope="module")
@@ -505,3 +511,166 @@ def test_heavy_uploads_per_key_are_counted_for_the_service_in_redis(shared: Serv
         if elsewhere:
             break
     assert elsewhere > 0, "no upload was refused for another worker's upload of the same key"
+
+
+# -- callers whose uploads keep being refused -------------------------------------------------
+def _bomb_head_upload(srv: Server, key: str, bomb: bytes) -> tuple[int, dict[str, str], bytes, bool]:
+    """An upload to /h/hash announcing 60 MB, of which only the headers and the first
+    4 KB of a 169-MP PNG are sent: (status, headers, body, closed by the server). A
+    server that waited for the rest of the body would never answer (the guard times out)."""
+    head = bomb[:4096]
+    part = (b"--b\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"bomb.png\"\r\n"
+            b"Content-Type: image/png\r\n\r\n" + head)
+    s = _raw(srv)
+    try:
+        s.sendall((f"POST /h/hash HTTP/1.1\r\nHost: t\r\nX-API-Key: {key}\r\n"
+                   f"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {60 * 2**20}\r\n\r\n"
+                   ).encode() + part)
+        status, headers, body = _read_answer(s)
+        closed = _closed_by_server(s)
+    finally:
+        s.close()
+    return status, headers, body, closed
+
+
+@pytest.mark.parametrize("where", ["per-worker", "redis"])
+def test_key_flooding_with_bombs_is_refused_before_the_body_until_its_penalty_ends(
+        db: str, request: pytest.FixtureRequest, images: dict[str, bytes], where: str) -> None:
+    """A key sending bombs back to back: each refused 413 from its header, until the
+    key has REFUSALS refusals on a worker (or, with Redis, in the service); then 429
+    rate-limited with Retry-After from the request's headers, the 60 MB body never
+    sent and the connection closed. Another key's uploads and the flooding key's
+    lookups are not held back; once the penalty is over the key uploads again."""
+    srv = request.getfixturevalue("shared") if where == "redis" else request.getfixturevalue("main")[0]
+    key, other = _key(db, "match"), _key(db, "match")
+    answers = []
+    for _ in range(WORKERS * REFUSALS + 4):  # 4: refusals still being counted when the next one came
+        status, headers, body, closed = _bomb_head_upload(srv, key, images["bomb"])
+        answers.append(status)
+        if status == 429:
+            break
+    assert answers[-1] == 429, answers
+    assert set(answers[:-1]) == {413} and len(answers) > REFUSALS, answers
+    err = orjson.loads(body)["error"]
+    assert err["code"] == "rate-limited" and f"{REFUSALS} image uploads of this key were refused" in err["message"]
+    assert 1 <= int(headers["retry-after"]) <= PENALTY
+    assert headers["connection"] == "close" and closed
+    penalised_by = headers["x-served-by"]
+
+    # Another key: its valid uploads are hashed, its bomb is a 413 again, not a 429.
+    small = _png((64, 64), "L")
+    r = httpx.post(srv.url + "/h/hash", headers={"X-API-Key": other}, timeout=30,
+                   files={"photo": ("small.png", small, "image/png")})
+    assert r.status_code == 200, r.text
+    assert _bomb_head_upload(srv, other, images["bomb"])[0] == 413
+    # The flooding key's other routes: a lookup is answered.
+    r = httpx.get(srv.url + "/v1/lookup", params={"signal_type": "md5", "value": "0" * 32},
+                  headers={"X-API-Key": key}, timeout=30)
+    assert r.status_code == 200, r.text
+
+    # The penalty ends: the worker that refused the key (with Redis: every worker)
+    # answers 429 until then, then hashes the key's uploads again.
+    seen: list[tuple[str, int]] = []
+    deadline = time.monotonic() + 60  # a guard: the penalty is PENALTY seconds
+    while time.monotonic() < deadline:
+        r = httpx.post(srv.url + "/h/hash", headers={"X-API-Key": key}, timeout=30,
+                       files={"photo": ("small.png", small, "image/png")})
+        seen.append((r.headers["x-served-by"], r.status_code))
+        if r.status_code == 200 and (where == "redis" or r.headers["x-served-by"] == penalised_by):
+            break
+        if r.status_code == 429:
+            assert int(r.headers["retry-after"]) <= PENALTY
+        time.sleep(0.1)
+    assert seen[-1][1] == 200, seen
+    if where == "redis":
+        assert {status for _, status in seen[:-1]} <= {429}, seen
+    else:
+        assert {status for w, status in seen[:-1] if w == penalised_by} <= {429}, seen
+    counters = _limits_of_every_worker(srv, _key(db, "admin"))
+    assert sum(lim["refusal_penalties"]["penalties_started"] for lim in counters.values()) >= 1
+    assert sum(lim["refusal_penalties"]["refused_penalised"] for lim in counters.values()) >= 1
+    if where == "redis":
+        assert all(lim["refusal_penalties"]["shared"] for lim in counters.values())
+
+
+def test_refusal_penalty_counts_within_its_window_and_ends() -> None:
+    """The per-worker counts, on an injected clock: REFUSALS refusals within the window
+    start a penalty, fewer spread over two windows do not; one caller's penalty is not
+    another's; the penalty ends after its seconds; non-upload routes are not concerned."""
+    import asyncio
+
+    now = [0.0]
+    p = RefusalPenalties(3, window=10.0, seconds=30.0, paths=lambda path: path == "/h/hash", clock=lambda: now[0])
+    assert p.applies({"method": "POST", "path": "/h/hash"})
+    assert not p.applies({"method": "GET", "path": "/v1/lookup"})
+    assert not RefusalPenalties(0, 10.0, 30.0, paths=lambda path: True).applies({"method": "POST", "path": "/h/hash"})
+
+    async def run() -> None:
+        for _ in range(2):
+            await p.record("key:1")
+        now[0] = 10.5  # the window of those two is over
+        await p.record("key:1")
+        await p.check("key:1")  # 1 in this window: not penalised
+        await p.record("key:1")
+        await p.record("key:1")  # 3 within 10 s
+        with pytest.raises(RateLimited) as info:
+            await p.check("key:1")
+        assert info.value.retry_after == pytest.approx(30.0)
+        assert "3 image uploads of this key were refused within 10 s" in info.value.message
+        await p.check("key:2")  # another caller
+        await p.record("key:1")  # an upload admitted before the penalty: no new penalty
+        now[0] = 10.5 + 29.0
+        with pytest.raises(RateLimited) as info:
+            await p.check("key:1", "client address")
+        assert info.value.retry_after == pytest.approx(1.0)
+        assert "of this client address" in info.value.message
+        now[0] = 10.5 + 30.0
+        await p.check("key:1")  # over
+        await p.record("key:1")
+        await p.check("key:1")  # counting starts again from nothing
+
+    asyncio.run(run())
+    assert p.counters()["penalties_started"] == 1 and p.counters()["refused_penalised"] == 2
+
+
+def test_refusal_penalty_in_redis_is_one_for_every_worker() -> None:
+    """Two workers' penalties on one Redis: refusals counted by either add up, a penalty
+    started by one refuses on the other; while Redis is unreachable each counts alone."""
+    import asyncio
+
+    url = _redis_url()
+    prefix = f"t{uuid.uuid4().hex}:"
+
+    def penalties(redis_url: str) -> RefusalPenalties:
+        return RefusalPenalties(4, window=60.0, seconds=30.0, paths=lambda path: True,
+                                shared=RedisPenalties(redis_url, prefix))
+
+    async def run() -> None:
+        a, b = penalties(url), penalties(url)
+        down = penalties("redis://127.0.0.1:1/0")  # nothing listens there
+        try:
+            for p in (a, b, a):
+                await p.record("key:7")
+            await b.check("key:7")
+            await b.record("key:7")  # the 4th, on b
+            for p in (a, b):
+                with pytest.raises(RateLimited) as info:
+                    await p.check("key:7")
+                assert 29 < info.value.retry_after <= 30
+            await a.check("key:8")
+            assert a.counters()["shared"] and b.counters()["penalties_started"] == 1
+            for _ in range(4):
+                await down.record("key:7")
+            with pytest.raises(RateLimited):
+                await down.check("key:7")
+            assert not down.counters()["shared"]
+        finally:
+            for p in (a, b, down):
+                await p.close()
+            import redis
+
+            client = redis.Redis.from_url(url)
+            client.delete(*(client.keys(prefix + "*") or [prefix]))
+            client.close()
+
+    asyncio.run(run())

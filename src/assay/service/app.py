@@ -35,6 +35,7 @@ from .jobs import Jobs
 from .logging import RequestContextMiddleware
 from .matching import LiveIndex
 from .metrics import MetricsMiddleware
+from .penalty import RedisPenalties, RefusalPenalties
 from .probe import UploadProbeMiddleware
 from .ratelimit import (
     BodyLimitMiddleware,
@@ -83,6 +84,16 @@ def shared_heavy(settings: Settings) -> SharedHeavy | None:
     return SharedHeavy(settings.rate_limit_redis_url, settings.rate_limit_redis_prefix)
 
 
+def refusal_penalties(settings: Settings) -> RefusalPenalties:
+    """Penalties for callers whose uploads keep being refused: in the rate limits' Redis
+    when there is one (rate_limiter() has checked its URL), else in each worker."""
+    shared = None
+    if settings.rate_limit_redis_url and settings.upload_refusal_limit:
+        shared = RedisPenalties(settings.rate_limit_redis_url, settings.rate_limit_redis_prefix)
+    return RefusalPenalties(settings.upload_refusal_limit, settings.upload_refusal_window,
+                            settings.upload_refusal_penalty, is_image_upload, shared)
+
+
 def _state(settings: Settings) -> ServiceState:
     tmp = TmpFiles(settings.tmp_path)
     tmp.remove_stale()  # bodies left by workers that were killed
@@ -97,6 +108,7 @@ def _state(settings: Settings) -> ServiceState:
         index=index,
         keys=KeyVerifier(store.engine, settings.key_cache_seconds, settings.anonymous_role),
         limiter=rate_limiter(settings),
+        penalties=refusal_penalties(settings),
         jobs=Jobs(store, settings.job_stale_seconds),
         tmp=tmp,
         uploads=UploadGate(settings.heavy_worker_pixels, settings.heavy_from_pixels, settings.heavy_per_key,
@@ -157,6 +169,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.index.stop()
             state.tmp.remove_own()
             await state.limiter.close()
+            await state.penalties.close()
             state.store.close()
 
     app = FastAPI(

@@ -4,6 +4,8 @@ byte of the body is read, and so is the key's rate limit. Without a valid key th
 answer is ``401`` (over the rate, ``429``) with ``Connection: close``: a 60 MB upload without a key is not received, and malformed
 JSON without a key is a 401, not a 422. The role is still checked by each route
 (``state.role``), which reuses the principal found here instead of verifying twice.
+An image upload of a caller whose uploads keep being refused (penalty.py) is
+answered ``429`` here too, and the refusals of the others are counted here.
 
 Requests without a body (GET, HEAD, OPTIONS without Content-Length) are left to the
 routes, whose key check runs before any parameter is parsed; public paths (liveness,
@@ -21,7 +23,8 @@ from starlette.datastructures import Headers
 
 from ..errors import AssayError, RateLimited
 from .errors import assay_error_dict, public_error_dict, status_for
-from .ratelimit import ASGIApp, Receive, Scope, Send
+from .penalty import REFUSED_STATUSES, caller_of
+from .ratelimit import ASGIApp, Message, Receive, Scope, Send
 
 PUBLIC = frozenset({"/status", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -65,14 +68,31 @@ class AuthFirstMiddleware:
         except AssayError as exc:
             await _refuse(scope, send, exc, state.store.url_for_display)
             return
+        penalties = state.penalties
+        caller = caller_of(principal, scope) if penalties.applies(scope) else None
         try:
+            if caller is not None:  # a caller whose uploads keep being refused (penalty.py)
+                await penalties.check(*caller)
             # The key's rate limit too: a client over its budget is not read either.
             await state.limiter.check(principal.key_id, principal.rate_limit or state.settings.rate_limit)
         except AssayError as exc:
             await _refuse(scope, send, exc, state.store.url_for_display)
             return
         scope.setdefault("state", {}).update(principal=principal, charged=True)
-        await self.app(scope, receive, send)
+        if caller is None:
+            await self.app(scope, receive, send)
+            return
+        status = 0
+
+        async def watched(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, watched)
+        if status in REFUSED_STATUSES:  # after the answer went out: the client does not wait for this
+            await penalties.record(caller[0])
 
 
 async def _refuse(scope: Scope, send: Send, exc: AssayError, store_url: str) -> None:

@@ -48,7 +48,8 @@ _DESCRIPTIONS = {
     403: "the key's role may not do this", 404: "no such bank, entry, content, job or key",
     408: "the client stopped sending the body", 409: "the bank exists",
     413: "body or upload over the limit", 415: "not an image, or empty", 422: "invalid parameters or body",
-    429: "over the key's rate limit, or its large uploads in flight (Retry-After)",
+    429: "over the key's rate limit, its large uploads in flight, or its uploads refused too often "
+         "(Retry-After)",
     503: "the bank store is unavailable, or the worker is busy with large uploads (busy: Retry-After)",
 }
 _UPLOADS = ("/v1/hash", "/v1/match", "/v1/analyze/provenance", "/v1/analyze/model", "/h/hash", "/m/lookup",

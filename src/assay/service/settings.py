@@ -53,6 +53,14 @@ class Settings:
     # of them, at nice 10) or on threads of the worker at nice 10 ("thread").
     heavy_decoder: str = "process"
     heavy_processes: int = 1
+    # A caller (key, or address without a key) whose image uploads were refused this many
+    # times (pixel budget, too large, not a valid image: 400/413/415/422) within
+    # upload_refusal_window seconds has its image uploads refused 429 from their headers
+    # for upload_refusal_penalty seconds (penalty.py). Per worker, or with Redis for the
+    # service. 0 = off.
+    upload_refusal_limit: int = 20
+    upload_refusal_window: float = 60.0
+    upload_refusal_penalty: float = 30.0
     max_entry_signals: int = 256  # signal values one bank entry may hold
     body_timeout: float = 30.0  # seconds without a byte from a client before 408
     # A request's headers must be complete this many seconds after the connection
@@ -106,6 +114,9 @@ class Settings:
         if min(self.max_upload_pixels, self.heavy_from_pixels, self.heavy_worker_pixels, self.heavy_per_key) < 1:
             raise AssayError("invalid upload limits: max_upload_pixels, heavy_from_pixels, "
                              "heavy_worker_pixels and heavy_per_key must be at least 1")
+        if self.upload_refusal_limit < 0 or not (self.upload_refusal_window > 0 and self.upload_refusal_penalty > 0):
+            raise AssayError("invalid upload refusal penalty: upload_refusal_limit 0 (off) or more, "
+                             "upload_refusal_window and upload_refusal_penalty seconds, more than 0")
         if self.heavy_decoder not in ("process", "thread") or self.heavy_processes < 1:
             raise AssayError(f"invalid heavy decoder {self.heavy_decoder!r} x {self.heavy_processes}",
                              hint="heavy_decoder: process or thread; heavy_processes: at least 1")

@@ -21,6 +21,7 @@ from ..errors import AssayError, TooLarge
 from .auth import KeyVerifier, Principal, require_role
 from .jobs import Job, Jobs
 from .matching import LiveIndex
+from .penalty import RefusalPenalties
 from .ratelimit import RateLimiter
 from .settings import Settings
 from .tables import audit_log
@@ -51,6 +52,7 @@ class ServiceState:
     index: LiveIndex
     keys: KeyVerifier
     limiter: RateLimiter
+    penalties: RefusalPenalties
     jobs: Jobs
     tmp: TmpFiles
     uploads: UploadGate  # heavy image decodes in flight (uploads.py)

@@ -24,6 +24,9 @@
   to the system (glibc's ``malloc_trim``); without it a worker kept ~700 MB after one
   bomb.
 
+Callers whose uploads keep being refused (bombs back to back) are refused from their
+headers for a while: penalty.py.
+
 Counters of all this, and the worker's resident and peak memory, are at
 ``GET /v1/limits`` (admin), answered by whichever worker takes the request.
 """
@@ -338,6 +341,7 @@ async def limits(request: Request, _: Annotated[Principal, Depends(role("admin")
         "max_upload_pixels": s.max_upload_pixels, "heavy_from_pixels": s.heavy_from_pixels,
         "heavy_worker_pixels": s.heavy_worker_pixels, "heavy_per_key": s.heavy_per_key,
         "heavy": state.uploads.counters(),
+        "refusal_penalties": state.penalties.counters(),
         "decoder": {"mode": state.decoder.mode, "restarts": state.decoder.restarts,
                     "last_memory": state.decoder.last_memory},
         "memory": memory(),

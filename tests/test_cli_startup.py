@@ -213,3 +213,30 @@ class _Rich:
         from rich.text import Text
 
         self.console.print(Text.assemble(*parts))  # type: ignore[attr-defined]
+
+
+def test_hash_loads_no_worker_pool_video_or_pickle_code(tmp_path: Path, case: dict[str, Path]) -> None:
+    """`assay hash photo.png` starts no workers, decodes no video and reads no pickle: the
+    process pool (multiprocessing, sockets), the video module, the pickle opcode tables and,
+    with --db named, the platform directory lookup stay unloaded."""
+    for args in (["hash", str(case["img"])], ["hash", "--json", str(case["img"])]):
+        code, mods = _modules(tmp_path, "--db", str(case["db"]), *args)
+        assert code == 0, args
+        assert not _top(mods) & {"multiprocessing", "socket", "platformdirs"}, args
+        assert not mods & {"assay.media.video", "assay.pickleops"}, args
+    code, mods = _modules(tmp_path, "--db", str(case["db"]), "hash", "--json", str(case["img"]))
+    assert "assay.report.terminal" not in mods  # JSON needs no text renderer
+
+
+@pytest.mark.parametrize("fmt", ["WEBP", "TIFF"])
+def test_an_image_loads_only_its_own_pillow_plugin(tmp_path: Path, case: dict[str, Path], fmt: str) -> None:
+    """A format Pillow had not loaded made it import every plugin it has (Image.init),
+    EPS (Ghostscript) among them; assay loads the one the file's bytes name first."""
+    img = tmp_path / f"a.{fmt.lower()}"
+    pattern("rings", seed=1).save(img, fmt)
+    plugin = {"WEBP": "PIL.WebPImagePlugin", "TIFF": "PIL.TiffImagePlugin"}[fmt]
+    for cmd in ("hash", "provenance"):
+        code, mods = _modules(tmp_path, "--db", str(case["db"]), cmd, "--json", str(img))
+        assert code == 0, cmd
+        assert plugin in mods, cmd
+        assert not mods & {"PIL.EpsImagePlugin", "PIL.PsdImagePlugin", "PIL.PdfImagePlugin"}, cmd

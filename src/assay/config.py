@@ -11,15 +11,17 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from platformdirs import user_data_dir
-
 ENV_DB = "ASSAY_DB"
 ENV_DATA_DIR = "ASSAY_DATA_DIR"
 
 
 def data_dir() -> Path:
     env = os.environ.get(ENV_DATA_DIR)
-    return Path(env).expanduser() if env else Path(user_data_dir("assay", appauthor=False))
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_data_dir  # ~10 ms of imports: only when the default is wanted
+
+    return Path(user_data_dir("assay", appauthor=False))
 
 
 def default_db_url() -> str:

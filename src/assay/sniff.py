@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-
-from .pickleops import OPCODES, probe
 
 HEAD_BYTES = 512  # a tar header is one 512-byte block ("ustar" at offset 257)
 PICKLE_PROBE_BYTES = 64 * 1024  # header-less pickles: opcodes followed this far first
@@ -96,7 +95,7 @@ def sniff_bytes(head: bytes, size: int | None = None, *, pickles: bool = True) -
     archive = _archive_format(h)
     if archive is not None:
         return Sniffed("archive", archive)
-    if pickles and h and h[0] in OPCODES and probe(h, more=size is None or size > len(h)):
+    if pickles and h and _maybe_pickle(h, size):
         # Protocol 0/1 pickles have no header: a consistent parse of the opcodes.
         return Sniffed("model", "pickle")
     # Last: a bare JPEG XL codestream or MPEG audio frame header is only 2-4 bytes of
@@ -106,6 +105,54 @@ def sniff_bytes(head: bytes, size: int | None = None, *, pickles: bool = True) -
     if _mpeg_audio_frame(h):
         return Sniffed("audio", "mp3")
     return Sniffed("other", "unknown")
+
+
+def _maybe_pickle(h: bytes, size: int | None) -> bool:
+    # The opcode tables load here, for the files no magic number named (not at import:
+    # `assay hash photo.png` never needs them).
+    from .pickleops import OPCODES, probe
+
+    return h[0] in OPCODES and probe(h, more=size is None or size > len(h))
+
+
+# Container formats decoded (media/video.py), forced by name (never probed by FFmpeg), so a
+# playlist, concat list or other reference format can never make FFmpeg open another file or URL.
+_DEMUXERS = {"mp4": "mp4", "mov": "mov", "avi": "avi", "matroska": "matroska", "webm": "matroska"}
+_EBML = b"\x1a\x45\xdf\xa3"
+
+
+# Pillow's reader for each image format of ours that it reads (HEIF: pillow-heif's opener,
+# registered by whoever decodes HEIF). Imported before Image.open: a format Pillow has not
+# loaded yet makes it import every plugin it has (Image.init, ~40 modules) for one WebP.
+_PILLOW_PLUGINS: dict[str, str] = {
+    "jpeg": "JpegImagePlugin",
+    "png": "PngImagePlugin",
+    "webp": "WebPImagePlugin",
+    "gif": "GifImagePlugin",
+    "tiff": "TiffImagePlugin",
+    "bmp": "BmpImagePlugin",
+    "avif": "AvifImagePlugin",
+}
+
+
+def load_pillow_plugin(fmt: str) -> None:
+    """Import Pillow's plugin for the image format ``fmt`` (our name), if it has one."""
+    name = _PILLOW_PLUGINS.get(fmt)
+    if name is not None:
+        try:
+            importlib.import_module(f"PIL.{name}")
+        except ImportError:  # a Pillow built without it: Image.open says what it lacks, as before
+            pass
+
+
+def video_format(head: bytes) -> str | None:
+    """The demuxer to force for a file starting with ``head``, or None if not a video we decode."""
+    if head.startswith(_EBML):
+        return "matroska"
+    s = sniff_bytes(head, pickles=False)
+    if s.kind == "video":
+        return _DEMUXERS.get(s.format)
+    return None
 
 
 def _ebml_doctype(h: bytes) -> bytes | None:
@@ -210,7 +257,11 @@ def sniff_path(path: Path) -> Sniffed:
             # TensorFlow SavedModel protobuf (schema version, then meta graphs): no
             # magic number, so the name it must have and its first field decide.
             return Sniffed("model", "tf-savedmodel")
-        if found.kind != "other" or not head or head[0] not in OPCODES:
+        if found.kind != "other" or not head:
+            return found
+        from .pickleops import OPCODES, probe
+
+        if head[0] not in OPCODES:
             return found
         # A header-less pickle whose first opcodes run past 64 bytes (long strings,
         # padding in front of a payload): follow its opcodes further.

@@ -24,7 +24,6 @@ def hash_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """PDQ, MD5 and SHA-256 of image files; vPDQ (1 frame/s), MD5 and SHA-256 of videos (no matching)."""
-    from ..report.terminal import print_record
     from ..scan.pipeline import analyze_item
     from ..scan.walk import WalkItem
 
@@ -48,6 +47,8 @@ def hash_cmd(
         if json_out:
             _emit_json(rec.to_json_dict())
         else:
+            from ..report.terminal import print_record
+
             print_record(out, rec)
     if failed:
         if not json_out:
@@ -79,7 +80,7 @@ def _not_image(rec: Any) -> Any:
 
 def _is_video(f: Path) -> bool:
     """A video container assay decodes, by its magic bytes."""
-    from ..media.video import video_format
+    from ..sniff import video_format
 
     try:
         with open(f, "rb") as fh:

@@ -25,7 +25,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from ..config import Limits
 from ..errors import AssayError, DecodeError, TooLarge, UnsupportedFormat
-from ..sniff import sniff_bytes
+from ..sniff import load_pillow_plugin, sniff_bytes
 from .pdq import luma_of
 
 # Our format name -> Pillow's. Only these parsers ever see untrusted bytes: Pillow
@@ -145,6 +145,7 @@ def open_image(data: bytes, path: str, limits: Limits) -> OpenedImage:
         # Someone switched Pillow to fill missing data with gray; a hash of that
         # would be a hash of pixels that are not in the file.
         raise DecodeError(path, "Pillow's LOAD_TRUNCATED_IMAGES is on; refusing to hash")
+    load_pillow_plugin(fmt)
     try:
         with _quiet_pillow():
             im = Image.open(io.BytesIO(data), formats=[FORMATS[fmt]])

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-import pdqhash
 
 from ..errors import InvalidSignal
 from ..signals import PDQ
@@ -98,6 +97,8 @@ def reference_pdq(rgb: np.ndarray, *, dihedral: bool = False) -> PdqResult:
     arr = np.ascontiguousarray(rgb, dtype=np.uint8)
     if arr.ndim != 3 or arr.shape[2] < 3:
         raise ValueError(f"expected an (H, W, 3) array, got shape {arr.shape}")
+    import pdqhash  # Meta's binding: the reference mode only (the default fast mode never needs it)
+
     if not dihedral:
         bits, quality = pdqhash.compute(arr)
         return PdqResult(pdq_hex(bits), int(quality))

@@ -38,7 +38,7 @@ import numpy as np
 
 from ..errors import DecodeError, InputError, InvalidSignal, TooLarge, UnsupportedFormat
 from ..signals import PDQ
-from ..sniff import sniff_bytes
+from ..sniff import video_format  # the container formats decoded, forced by name
 from .pdq import fast_pdq, luma_of, reference_pdq
 
 # Defaults of python-threatexchange's vPDQ signal (extensions/vpdq/vpdq_util.py).
@@ -47,11 +47,6 @@ VPDQ_QUALITY_THRESHOLD = 50
 VPDQ_QUERY_MATCH_THRESHOLD_PERCENT = 80.0
 VPDQ_COMPARED_MATCH_THRESHOLD_PERCENT = 0.0  # "index match" threshold there
 VPDQ_TIMESTAMP_PRECISION = 3
-
-# Container formats decoded, forced by name (never probed by FFmpeg), so a playlist,
-# concat list or other reference format can never make FFmpeg open another file or URL.
-_DEMUXERS = {"mp4": "mp4", "mov": "mov", "avi": "avi", "matroska": "matroska", "webm": "matroska"}
-_EBML = b"\x1a\x45\xdf\xa3"
 
 
 class NoVideoStream(DecodeError):
@@ -122,16 +117,6 @@ def file_digests(path: Path, chunk: int = 4 * 1024**2) -> tuple[str, str]:
 
 
 # ------------------------------------------------------------------------------ decoding
-
-
-def video_format(head: bytes) -> str | None:
-    """The demuxer to force for a file starting with ``head``, or None if not a video we decode."""
-    if head.startswith(_EBML):
-        return "matroska"
-    s = sniff_bytes(head, pickles=False)
-    if s.kind == "video":
-        return _DEMUXERS.get(s.format)
-    return None
 
 
 def hash_video_file(

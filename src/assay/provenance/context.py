@@ -522,6 +522,9 @@ class ImageContext:
         from PIL import Image as PILImage
         from PIL import UnidentifiedImageError
 
+        from ..sniff import load_pillow_plugin
+
+        load_pillow_plugin(self.format)
         try:
             im = PILImage.open(io.BytesIO(self.data))
         except PILImage.DecompressionBombError as exc:

@@ -18,6 +18,7 @@ XML entities and numeric character references.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -95,9 +96,7 @@ def digital_source_type(value: str) -> SourceType | None:
 # Known generators, matched case-insensitively against software names. The first
 # match wins, so more specific names come first. Patterns are anchored on word
 # boundaries so that e.g. a person called Leonardo is not a generator.
-_GENERATORS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (name, re.compile(rx, re.IGNORECASE))
-    for name, rx in (
+_GENERATOR_PATTERNS: tuple[tuple[str, str], ...] = (
         # "Firefly" alone is also a FLIR camera line and other products: only
         # Adobe's name, or the bare product name as the whole value.
         ("Adobe Firefly", r"\badobe firefly\b|^\s*firefly(\s+image)?(\s+[\d.]+)?\s*$"),
@@ -135,8 +134,13 @@ _GENERATORS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("Kling", r"\bkling\s?(ai|[\d.]+)\b"),
         ("Pika", r"\bpika\s?(labs|art|[\d.]+)\b"),
         ("Luma Dream Machine", r"\bdream machine\b|\bluma\s?(ai|labs)\b"),
-    )
 )
+
+
+@functools.cache
+def _generators() -> tuple[tuple[str, re.Pattern[str]], ...]:
+    # compiled on first use: ~30 patterns are a few ms that `assay hash` never needs
+    return tuple((name, re.compile(rx, re.IGNORECASE)) for name, rx in _GENERATOR_PATTERNS)
 
 
 def known_generator(text: str | None) -> str | None:
@@ -144,7 +148,7 @@ def known_generator(text: str | None) -> str | None:
     if not text:
         return None
     t = text[:512]
-    for name, rx in _GENERATORS:
+    for name, rx in _generators():
         if rx.search(t):
             return name
     return None
@@ -199,13 +203,19 @@ def _matches(rx: re.Pattern[str], text: str) -> list[tuple[int, str]]:
 
 
 _PROPS = {
-    "digital_source_type": _prop_pattern("DigitalSourceType"),
-    "creator_tool": _prop_pattern("CreatorTool"),
-    "software": _prop_pattern("Software"),
-    "ai_system": _prop_pattern("AISystemUsed"),
-    "software_agent": _prop_pattern("softwareAgent"),
-    "credit": _prop_pattern("Credit"),
+    "digital_source_type": "DigitalSourceType",
+    "creator_tool": "CreatorTool",
+    "software": "Software",
+    "ai_system": "AISystemUsed",
+    "software_agent": "softwareAgent",
+    "credit": "Credit",
 }
+
+
+@functools.cache
+def _props() -> dict[str, re.Pattern[str]]:
+    # compiled when a packet is read (most images carry none)
+    return {name: _prop_pattern(local) for name, local in _PROPS.items()}
 
 
 @dataclass
@@ -227,7 +237,7 @@ def scan_xmp(packet: bytes) -> XmpFacts:
     text = packet[:MAX_XMP_SCAN].decode("utf-8", "replace")
     if text.startswith("\ufeff"):
         text = text[1:]
-    for name, rx in _PROPS.items():
+    for name, rx in _props().items():
         values: list[str] = getattr(facts, name)
         for _, v in _matches(rx, text):
             if v and v not in values and len(values) < 32:

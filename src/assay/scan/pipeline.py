@@ -10,11 +10,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
-import multiprocessing as mp
 import os
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -245,6 +242,8 @@ def _work(item: WalkItem) -> FileRecord | _Spool:
     second = next(records, None)
     if second is None:
         return first
+    import tempfile
+
     fd, spool = tempfile.mkstemp(prefix="assay-spool-", suffix=".jsonl")
     count = 0
     try:
@@ -276,6 +275,8 @@ def _worker_context() -> Any:
     locks a forked child can inherit held, and a worker would hang on its first
     credential: such a parent (a long-lived service, a test session) starts its workers
     from a clean fork server instead, with the pipeline preloaded there."""
+    import multiprocessing as mp  # one-file commands (`assay hash`) never start workers
+
     methods = mp.get_all_start_methods()
     if "fork" in methods and "c2pa" not in sys.modules:
         return mp.get_context("fork")
@@ -301,6 +302,8 @@ def analyze_all(
         for item in items:
             yield from analyze_entry(item, settings, analyzers)
         return
+    import threading
+
     ctx = _worker_context()
     # Pool.imap reads its input as fast as it can: a walk of millions of files would
     # sit in the pool's queue. A window of items in flight keeps the parent's memory

@@ -207,7 +207,7 @@ async def read_upload(state: ServiceState, file: UploadFile) -> bytes:
 
 async def is_video_upload(file: UploadFile) -> bool:
     """A video container assay decodes, by the upload's first bytes."""
-    from ..media.video import video_format
+    from ..sniff import video_format
 
     head = await file.read(512)
     await file.seek(0)

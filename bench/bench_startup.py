@@ -8,8 +8,17 @@ the medians of wall and CPU seconds (user + system of the finished child, from t
 system's accounting) and the median of the pairwise ratios. Usage::
 
     .venv/bin/python bench/bench_startup.py [--rounds 9] [--dir /tmp/assay-bench-startup]
+    .venv/bin/python bench/bench_startup.py --before /tmp/old/src   # and against an older tree
 
 exiftool and picklescan must be on PATH (picklescan: ``pip install picklescan``).
+
+The commands run as after any install: with Python's byte-code cache. A
+``PYTHONDONTWRITEBYTECODE`` in the caller's environment is not passed on (the warm-up
+writes the cache, as a first run does): with it, and no ``__pycache__`` beside an
+editable install's sources, every run compiles assay's ~40 modules from source (~0.1 s
+of CPU that no installed copy spends). ``--before SRC`` also runs each command from
+another source tree (``git archive OLD src | tar -x -C DIR``; PYTHONPATH=DIR/src, the
+same interpreter), in turn with this tree's, and prints new/before medians.
 """
 
 from __future__ import annotations
@@ -69,25 +78,32 @@ def _safetensors(path: Path, tensors: dict) -> None:
     path.write_bytes(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
-def run(cmd: list[str]) -> tuple[float, float, int]:
+# Byte-code cached, as an installed copy has it (see the module's docstring).
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int]:
     """(wall s, cpu s, exit status) of one whole process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    rc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+    rc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                        env=env or ENV).returncode
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), rc
 
 
-def pair(a: list[str], b: list[str], rounds: int) -> dict[str, float]:
-    run(a), run(b)  # warm-up: page cache, byte-code
+def pair(a: list[str], b: list[str], rounds: int, env_a: dict[str, str] | None = None,
+         env_b: dict[str, str] | None = None) -> dict[str, float]:
+    run(a, env_a), run(b, env_b)  # warm-up: page cache, byte-code
     ra, rb = [], []
     for _ in range(rounds):
-        ra.append(run(a))
-        rb.append(run(b))
+        ra.append(run(a, env_a))
+        rb.append(run(b, env_b))
     med = statistics.median
     return {
         "a_cpu": med(r[1] for r in ra), "a_wall": med(r[0] for r in ra), "b_wall": med(r[0] for r in rb),
+        "b_cpu": med(r[1] for r in rb),
         "cpu_ratio": med(x[1] / y[1] for x, y in zip(ra, rb, strict=True)),
         "wall_ratio": med(x[0] / y[0] for x, y in zip(ra, rb, strict=True)),
         "a_rc": ra[-1][2], "b_rc": rb[-1][2],
@@ -98,6 +114,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--dir", type=Path, default=Path("/tmp/assay-bench-startup"))
+    ap.add_argument("--before", type=Path, help="an older source tree (its src/ folder) to compare with")
     args = ap.parse_args()
     f = setup(args.dir)
     assay = str(Path(sys.executable).with_name("assay"))
@@ -121,6 +138,24 @@ def main() -> None:
         shown_b = Path(b[0]).name + " " + " ".join(b[1:]).replace(str(args.dir) + "/", "")
         print(f"| `{shown_a}` | `{shown_b}` | {r['a_cpu']:.2f} | {r['a_wall']:.2f} | {r['b_wall']:.2f} | "
               f"{r['cpu_ratio']:.1f} | {r['wall_ratio']:.1f} |" + ("" if r["a_rc"] in (0, 1) else f" rc {r['a_rc']}"))
+    print(f"load average {os.getloadavg()[0]:.1f}")
+    if args.before is not None:
+        before(args, [a for a, _ in cases])
+
+
+def before(args: argparse.Namespace, commands: list[list[str]]) -> None:
+    """Each command from this tree and from ``--before``, the same launcher for both."""
+    here = Path(__file__).resolve().parents[1] / "src"
+    launch = [sys.executable, "-c", "import sys; sys.argv[0] = 'assay'; from assay.cli import main; main()"]
+    env_new, env_old = {**ENV, "PYTHONPATH": str(here)}, {**ENV, "PYTHONPATH": str(args.before.resolve())}
+    print(f"\nthis tree ({here}) against {args.before}, load average {os.getloadavg()[0]:.1f}")
+    print("| command | new cpu s | before cpu s | new/before cpu | new wall s | before wall s | new/before wall |")
+    print("|---|---|---|---|---|---|---|")
+    for cmd in commands:
+        r = pair([*launch, *cmd[1:]], [*launch, *cmd[1:]], args.rounds, env_new, env_old)
+        shown = " ".join(cmd[3:]).replace(str(args.dir) + "/", "")
+        print(f"| `{shown}` | {r['a_cpu']:.2f} | {r['b_cpu']:.2f} | {r['cpu_ratio']:.2f} | {r['a_wall']:.2f} | "
+              f"{r['b_wall']:.2f} | {r['wall_ratio']:.2f} |" + ("" if r["a_rc"] == r["b_rc"] else " exit codes differ"))
     print(f"load average {os.getloadavg()[0]:.1f}")
 
 

@@ -853,3 +853,54 @@ def test_manifests_are_read_by_workers_in_segments_exactly_once_and_resumable(
     with pytest.raises(Exception, match="a manifest of this scan changed"):
         run_dask_scan([], settings, None, out2, manifests=manifests, client=cluster["client"], partition_size=4,
                       factory=_slow_factory, resume=True)
+
+
+def test_permuted_model_copies_in_an_object_store_link_as_on_disk(
+        cluster: dict[str, Any], s3: Any, tmp_path: Path) -> None:
+    """--model-links over objects: a copy of a model with its units reordered (and a
+    fine-tuned one, reordered) links to the original as the local engine links the same
+    files on disk; an unrelated model of the same shape links to nothing."""
+    import uuid
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    import lineage_eval as ev
+    import permutations as pm
+
+    root = tmp_path / "drive"
+    root.mkdir()
+    rng = np.random.default_rng(3)
+    a = pm.bert(1)
+    p = pm.bert_permute_hidden(a, rng.permutation(pm.BERT["hidden"]))
+    p = pm.bert_permute_ffn(p, 0, rng.permutation(pm.BERT["ff"]))
+    tuned = {k: np.asarray(v, dtype=np.float32) for k, v in ev.fine_tune(a, 0.02, 5).items()}
+    tp = pm.bert_permute_ffn(pm.bert_permute_hidden(tuned, rng.permutation(pm.BERT["hidden"])), 1,
+                             rng.permutation(pm.BERT["ff"]))
+    save_file(a, str(root / "encoder.safetensors"))
+    save_file(p, str(root / "encoder-reordered.safetensors"))
+    save_file(tp, str(root / "tuned-reordered.safetensors"))
+    save_file(pm.bert(2), str(root / "other-encoder.safetensors"))
+    bucket = f"models-{uuid.uuid4().hex[:8]}"
+    s3.mkdir(bucket)
+    for f in root.iterdir():
+        s3.put_file(str(f), f"{bucket}/drive/{f.name}")
+    settings = ScanSettings(workers=2, provenance=False)
+    local: list[dict[str, Any]] = []
+    loc = run_scan([root], settings, None, lambda r: local.append(r.to_json_dict()), model_links=True)
+    summary = run_dask_scan([f"s3://{bucket}/drive/"], settings, None, str(tmp_path / "out"),
+                            client=cluster["client"], partition_size=2, model_links=True)
+    assert loc.case_links is not None and summary.case_links is not None
+    want = json.loads(json.dumps(loc.case_links.to_json_dict()).replace(str(root), f"s3://{bucket}/drive"))
+    got = summary.case_links.to_json_dict()
+    rel = {(Path(x["a"]).name, Path(x["b"]).name, x["relation"]) for x in got["model_links"]}
+    assert ("encoder-reordered.safetensors", "encoder.safetensors", "same-weights") in rel or \
+        ("encoder.safetensors", "encoder-reordered.safetensors", "same-weights") in rel
+    assert not any("other-encoder" in x + y for x, y, _ in rel)
+    assert got == want
+    # answered with the weights (reopened on a worker), not from the fingerprints alone
+    assert all("fingerprints alone" not in x["explanation"] for x in got["model_links"])
+    assert any("is undone, fine-tune relative" in x["explanation"] for x in got["model_links"])
+    want_recs = {r["path"]: r for r in (json.loads(json.dumps(_strip(x)).replace(str(root), f"s3://{bucket}/drive"))
+                                        for x in local)}
+    assert _dist_records(str(tmp_path / "out"))[0] == want_recs

@@ -516,6 +516,7 @@ def _link(store: Store, fmt: str, client: Any = None, settings: ScanSettings | N
             linker.hold(FileRecord.model_validate(d))
     if model_links and client is not None:
         linker.fingerprint, linker.exists = _worker_fingerprints(client, linker.held_models(), settings)
+        linker.answers = _worker_answers(client, settings)
     result = linker.resolve()
     recs = list(linker.records())
     store.write(f"{LINKS_PART}.{fmt}", encode_records(recs, fmt))
@@ -549,6 +550,25 @@ def _worker_fingerprints(client: Any, models: Sequence[FileRecord], settings: Sc
         return got.get(str(Path(path)), ("missing", None))[0] != "missing"
 
     return fingerprint, exists
+
+
+def _worker_answers(client: Any, settings: ScanSettings | None) -> Callable[[list[Any]], list[Any]]:
+    """The lineage answers of link_models, each computed where the model file can be
+    read again with its weights (a worker: one task a model that has candidates and
+    alignment data); the others by their fingerprints here, as the local engine does."""
+    from ..models.lineage import answer
+    from .model_links import needs_weights
+    from .partitions import answer_model
+
+    max_bytes = (settings or ScanSettings()).limits.max_file_bytes
+
+    def answers(questions: list[Any]) -> list[Any]:
+        futures = {i: client.submit(answer_model, rec.path, fp, entries, max_bytes, pure=False)
+                   for i, (rec, fp, entries) in enumerate(questions) if needs_weights(fp)}
+        got = dict(zip(futures, client.gather(list(futures.values())), strict=True))
+        return [got[i] if i in got else answer(fp, entries) for i, (_rec, fp, entries) in enumerate(questions)]
+
+    return answers
 
 
 def read_records(out: str) -> Iterator[dict[str, Any]]:

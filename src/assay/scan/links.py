@@ -160,6 +160,7 @@ class CaseLinker:
         # --model-links elsewhere than here (the Dask engine's workers): see link_models
         self.fingerprint: Callable[[Path, str], Any] | None = None
         self.exists: Callable[[str], bool] | None = None
+        self.answers: Callable[[list[Any]], list[Any]] | None = None
 
     def held_models(self) -> list[FileRecord]:
         """The model records held so far (those --model-links compares)."""
@@ -231,7 +232,8 @@ class CaseLinker:
         if self._model_links:
             from .model_links import link_models
 
-            result.model_links = link_models([rec for rec, _ in self._models], self.fingerprint, self.exists)
+            result.model_links = link_models([rec for rec, _ in self._models], self.fingerprint, self.exists,
+                                             self.answers)
         return result
 
     def records(self) -> Iterator[FileRecord]:

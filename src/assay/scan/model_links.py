@@ -76,12 +76,17 @@ def fingerprint_kind(rec: FileRecord) -> str:
         else "checkpoint"
 
 
+Question = tuple[FileRecord, Any, list[Any]]  # a model file, its fingerprint, the entries to compare it with
+
+
 def link_models(records: Sequence[FileRecord],
                 fingerprint: Callable[[Path, str], Any] | None = None,
-                exists: Callable[[str], bool] | None = None) -> ModelLinks:
+                exists: Callable[[str], bool] | None = None,
+                answers: Callable[[list[Question]], list[Any]] | None = None) -> ModelLinks:
     """Fingerprint the model files among ``records`` and link the related ones; the
-    links are added to both records' ``case_links``. ``fingerprint`` and ``exists``
-    stand in for reading the files here (the Dask engine fingerprints them on workers)."""
+    links are added to both records' ``case_links``. ``fingerprint``, ``exists`` and
+    ``answers`` (the lineage answers, each with the file's weights at hand) stand in for
+    reading the files here (the Dask engine does both on its workers)."""
     from ..banks.fingerprints import FingerprintIndex
     from ..models.fingerprint import COMPONENTS, SUMMARY_DIM, fingerprint_file
     from ..models.lineage import BankModel, answer
@@ -114,11 +119,14 @@ def link_models(records: Sequence[FileRecord],
     entries = [BankModel("case", rec.path, fp.kind, fp) for rec, fp in models]
     seen: set[tuple[str, str, str]] = set()
     by_path = {rec.path: rec for rec, _ in models}
+    questions: list[Question] = []
     for i, (rec, fp) in enumerate(models):
         picked = [j for j in index.candidates(fp, limit=7) if j != i][:6]
-        if not picked:
-            continue
-        report = _answer_with_weights(answer, rec, fp, [entries[j] for j in picked])
+        if picked:
+            questions.append((rec, fp, [entries[j] for j in picked]))
+    reports = answers(questions) if answers is not None else \
+        [_answer_with_weights(answer, rec, fp, ents) for rec, fp, ents in questions]
+    for (rec, _fp, _ents), report in zip(questions, reports, strict=True):
         found: list[ModelLink] = []
         for s in report.same:
             found.append(ModelLink(rec.path, _path(s.entry), SAME, "", s.explanation))
@@ -142,20 +150,35 @@ def link_models(records: Sequence[FileRecord],
     return result
 
 
-def _answer_with_weights(answer: Callable[..., Any], rec: FileRecord, fp: Any, entries: list[Any]) -> Any:
+def needs_weights(fp: Any) -> bool:
+    """Whether the lineage answer for this fingerprint uses the file's weights (to align
+    a permuted copy): checkpoints with alignment data, not LoRAs."""
+    return bool(fp.kind != "lora" and fp.has_alignment_data())
+
+
+def _answer_with_weights(answer: Callable[..., Any], rec: FileRecord | str | Path, fp: Any,
+                         entries: list[Any]) -> Any:
     """The lineage answer with the file's weights at hand, so that a permuted copy of
     another file (same function, units reordered) is aligned to it and found; the
-    fingerprint alone when the tensors cannot be reopened."""
+    fingerprint alone when the tensors cannot be reopened. ``rec``: the record, or the
+    path of the file (a worker's copy of an object)."""
     from ..errors import AssayError
     from ..models.alignment import open_suspect
 
-    if fp.kind == "lora" or not fp.has_alignment_data():
+    if not needs_weights(fp):
         return answer(fp, entries)
     try:
-        with open_suspect(rec.path) as tensors:
+        with open_suspect(rec.path if isinstance(rec, FileRecord) else rec) as tensors:
             return answer(fp, entries, tensors)
     except (AssayError, OSError):
         return answer(fp, entries)
+
+
+def answer_with_weights(path: str | Path, fp: Any, entries: list[Any]) -> Any:
+    """The lineage answer for the model file at ``path`` (its weights reopened there)."""
+    from ..models.lineage import answer
+
+    return _answer_with_weights(answer, path, fp, entries)
 
 
 def _path(label: str) -> str:

@@ -486,6 +486,30 @@ def fingerprint_model(path: str, kind: str, max_bytes: int) -> tuple[str, Any]:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
+def answer_model(path: str, fp: Any, entries: list[Any], max_bytes: int) -> Any:
+    """--model-links: the lineage answer for one model file against the entries picked
+    for it, with its weights at hand (so that a permuted copy is aligned as the local
+    engine aligns it), read where it lives: a worker's disk, or the object copied into a
+    temporary file (a second read of it: its fingerprint was taken before the others'
+    were known). By the fingerprint alone when the file cannot be read again."""
+    from ..containers.members import safe_suffix
+    from ..models.lineage import answer
+    from .model_links import answer_with_weights
+    from .sources import local_path
+
+    lp = local_path(path)
+    if lp is not None:
+        return answer_with_weights(lp, fp, entries)
+    if "***" in path:  # its URL carried a secret the report does not keep
+        return answer(fp, entries)
+    tmpdir = Path(tempfile.mkdtemp(prefix="assay-model-"))
+    try:
+        tmp, _problem, _size = fetch_object(path, max_bytes, tmpdir, safe_suffix(path))
+        return answer(fp, entries) if tmp is None else answer_with_weights(tmp, fp, entries)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
 def _summary_of(records: Sequence[FileRecord]) -> dict[str, Any]:
     from .run import ScanSummary
     from .timings import Timings

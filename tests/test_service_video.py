@@ -123,3 +123,45 @@ def test_broken_and_oversized_videos_are_clear_errors(svc, vids, tmp_path):
     r = c.post("/v1/hash", files={"file": ("big.mp4", data[:64] + bytes(big - 64))})
     assert r.status_code == 413 and r.json()["error"]["code"] == "too-large"
     assert not any(tmpdir.iterdir())
+
+
+def test_hma_curation_banks_a_video_by_upload_and_by_vpdq_signal(tmp_path, vids):
+    """HMA's /c/bank/{bank}/content takes a ``video`` upload and /c/bank/{bank}/signal a vpdq
+    signal string: the entry is a banked video (its frame hashes indexed, Meta's rule on
+    lookup), read back with its whole vpdq signal."""
+    settings = Settings(db=str(tmp_path / "c.db"), access_log=False, tmp_dir=str(tmp_path / "uploads"),
+                        max_upload_bytes=4 * 1024**2)
+    store = open_store(settings)
+    key = create_key(store.engine, "curator", "curate")[1]
+    store.close()
+    orig = video.hash_video_file(vids["orig"])
+    with TestClient(create_app(settings)) as c:
+        c.headers["X-API-Key"] = key
+        assert c.post("/c/banks", json={"name": "CLIPS"}).status_code == 201
+        assert {"name": "video", "enabled": True} in c.get("/c/content_type").json()
+        r = c.post("/c/bank/CLIPS/content", files=_up(vids["orig"]),
+                   data={"metadata": json.dumps({"content_id": "case-9", "json": {"case": 9}})})
+        assert r.status_code == 200, r.text
+        added = r.json()
+        assert added["signals"] == {"vpdq": video.to_threatexchange_json(orig.vpdq), "video_md5": orig.md5}
+        item = c.get(f"/c/bank/CLIPS/content/{added['id']}", params={"include_signals": True}).json()
+        assert item["signals"]["vpdq"] == added["signals"]["vpdq"]
+        assert item["metadata"] == {"content_id": "case-9", "json": {"case": 9}}  # no frame list in it
+        # a clip of it, uploaded, matches by Meta's rule, with where it is in the banked video
+        r = c.post("/m/lookup", files=_up(vids["clip"]))
+        assert r.status_code == 200, r.text
+        (m,) = r.json()["vpdq"]["CLIPS"]
+        assert m["content_id"] == "case-9"
+        # by signal string: another video, its content id from its vPDQ
+        other = video.hash_video_file(vids["other"])
+        sig = video.to_threatexchange_json(other.vpdq)
+        r = c.post("/c/bank/CLIPS/signal", json={"vpdq": sig, "note": "from an exchange"})
+        assert r.status_code == 200, r.text
+        assert r.json()["signals"] == {"vpdq": sig}
+        r = c.get("/m/lookup", params={"signal_type": "vpdq", "signal": sig})
+        (m,) = r.json()["CLIPS"]
+        assert m["content_id"].startswith("vpdq-")
+        # a malformed vpdq is a 400 naming the signal type
+        bad = c.post("/c/bank/CLIPS/signal", json={"vpdq": '["zz,90,0.0"]'})
+        assert bad.status_code == 400 and "vpdq" in bad.json()["error"]["message"]
+        assert "Traceback" not in bad.text

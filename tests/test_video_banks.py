@@ -71,6 +71,7 @@ def test_bank_add_video_and_match_a_trimmed_reencoded_clip(db, vids, hashed):
     assert "1 banked video matched" in text
     assert "videos / case-7: 5 of 5 query frames (100%), 5 of the banked video's 10 frames (50%)" in text
     assert "query at 0-4 s" in text  # the clip's own time
+    assert "banked video at 4-8 s" in text  # where the clip is in the banked video
     # --json
     res = _cli(db, "match", "--video", str(vids["trim"]), "--json")
     doc = json.loads(res.output)
@@ -79,7 +80,7 @@ def test_bank_add_video_and_match_a_trimmed_reencoded_clip(db, vids, hashed):
     assert (m["bank"], m["content_id"], m["signal_type"], m["strength"]) == ("videos", "case-7", "vpdq", "perceptual")
     assert m["video"] == {"query_match_percent": 100.0, "compared_match_percent": 50.0, "query_frames": 5,
                           "compared_frames": 10, "matched_query_frames": 5, "matched_compared_frames": 5,
-                          "query_segments": [[0.0, 4.0]]}
+                          "query_segments": [[0.0, 4.0]], "compared_segments": [[4.0, 8.0]]}
     assert doc["queries"][m["query"]]["video"] == str(vids["trim"]) and doc["queries"][m["query"]]["frames"] == 5
     # the original as query against the clip's bank would not match (half its frames):
     # Meta's rule is about the query's share; the same video file matches exactly too
@@ -258,3 +259,39 @@ def test_a_letterboxed_copy_matches_through_its_trimmed_view(tmp_path, db, vids)
     jsonschema.validate(rec, FILE_SCHEMA)
     assert len(rec["video"]["vpdq_trimmed"]) == len(rec["video"]["vpdq"])
     assert [(x["content_id"], x["query_variant"]) for x in rec["matches"]] == [("case-7", "trimmed")]
+
+
+def test_banked_segments_say_where_in_the_banked_video_the_query_is():
+    """Runs of consecutive banked frames matched, in the banked video's time; a frame below
+    the quality filter (never compared) does not break a run, a gap of compared frames does."""
+    import numpy as np
+
+    from assay.banks.refs import SignalRef, ref_extras
+    from assay.banks.videos import video_matches
+
+    rng = np.random.default_rng(5)
+    hexes = [rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex() for _ in range(10)]
+    hexes[3] = hexes[2]  # a still second: the same hash twice
+    banked = [video.VpdqFeature(i, h, 10 if i == 5 else 90, float(i)) for i, h in enumerate(hexes)]
+    meta = bank_record(banked, "v").meta
+    refs = {}
+    for sid, h in enumerate(dict.fromkeys(f.hex for f in banked if f.quality >= 50), 1):
+        variant, frames, times = ref_extras(json.dumps(meta), h)
+        refs[sid] = SignalRef(sid, "videos", "v", "vpdq", h, None, None, 1, "flagged", variant, frames, times)
+    by_hex = {r.value: sid for sid, r in refs.items()}
+
+    def banked_runs(shown: list[int]) -> list[tuple[float, float]]:
+        q = [video.VpdqFeature(k, hexes[i], 90, float(k)) for k, i in enumerate(shown)]
+        hits = [(k, None, by_hex[f.hex], 0) for k, f in enumerate(q)]
+        (m,) = video_matches(hits, refs, q)
+        return m.video.compared_segments
+
+    assert banked_runs([1, 2, 7, 8]) == [(1.0, 3.0), (7.0, 8.0)]  # 2 and 3 share a hash
+    assert banked_runs([4, 6]) == [(4.0, 6.0)]  # frame 5 is not compared: still one run
+    assert banked_runs([9, 0]) == [(0.0, 0.0), (9.0, 9.0)]  # in the banked video's order
+    # an entry without its text form (hashes added one by one): no banked times, still a match
+    bare = {sid: SignalRef(sid, "videos", "v", "vpdq", r.value, None, None, 1, "flagged", None, 9)
+            for sid, r in refs.items()}
+    q = [video.VpdqFeature(0, hexes[1], 90, 0.0)]
+    (m,) = video_matches([(0, None, by_hex[hexes[1]], 0)], bare, q)
+    assert m.video.compared_segments == [] and m.video.query_match_percent == 100.0

@@ -114,3 +114,32 @@ def test_a_truncated_file_is_still_an_error(made, tmp_path):
     with pytest.raises(DecodeError) as e:
         hash_video_file(cut)
     assert str(cut) in str(e.value)
+
+
+def test_a_variable_frame_rate(tmp_path):
+    """Frames 20, 33 or 50 ms apart (a phone's variable rate): Meta's numbering counts decoded
+    frames at the stream's average rate whatever their times, and skipping keeps it."""
+    import numpy as np
+
+    p = tmp_path / "vfr.mkv"
+    rng = np.random.default_rng(1)
+    with av.open(str(p), "w") as out:
+        st = out.add_stream(CODECS[0], rate=30)
+        st.width, st.height, st.pix_fmt = 192, 144, "yuv420p"
+        st.codec_context.time_base = Fraction(1, 1000)
+        st.options = OPTIONS[CODECS[0]]
+        t = 0
+        for _ in range(120):
+            frame = av.VideoFrame.from_ndarray(frame_at(5, t / 1000), format="rgb24")
+            frame.pts, frame.time_base = t, Fraction(1, 1000)
+            for packet in st.encode(frame):
+                out.mux(packet)
+            t += int(rng.choice([20, 33, 50]))
+        for packet in st.encode():
+            out.mux(packet)
+    sparse, full = hash_video_file(p), hash_video_file(p, decode_all=True)
+    _same(sparse, full)
+    assert sparse.frames_skipped > 0 and full.frames_decoded == 120
+    frame_mod = int(full.fps)
+    assert [f.frame_number for f in full.vpdq] == list(range(0, 120, frame_mod))
+    assert [f.timestamp for f in full.vpdq] == [round(n / full.fps, 3) for n in range(0, 120, frame_mod)]

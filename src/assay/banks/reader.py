@@ -194,9 +194,9 @@ class SqliteReader:
                 entry = int(r[7])
                 if entry not in metas:
                     metas[entry] = json.loads(r[9]) if isinstance(r[9], str) else r[9]
-                variant, frames = ref_extras(metas[entry], r[4])
+                variant, frames, times = ref_extras(metas[entry], r[4])
                 out[int(r[0])] = SignalRef(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], entry,
-                                           r[8] or "flagged", variant, frames)
+                                           r[8] or "flagged", variant, frames, times)
         return out
 
     def bank_thresholds(self) -> dict[int, int | None]:

@@ -27,20 +27,26 @@ class SignalRef:
     variant: str | None = None
     # A banked video (banks/videos.py): how many frames Meta's rule compares for it.
     entry_frames: int | None = None
+    # ... and where this frame hash is in it: (position among the frames the rule compares,
+    # timestamp) of each frame with this hash; empty when the entry has no text form.
+    frame_times: tuple[tuple[int, float], ...] = ()
 
 
-def ref_extras(meta: Any, value: str) -> tuple[str | None, int | None]:
-    """(banked variant, video frame count) of a signal from its entry's meta, parsed once."""
+def ref_extras(meta: Any, value: str) -> tuple[str | None, int | None, tuple[tuple[int, float], ...]]:
+    """(banked variant, video frame count, the video's frames with this hash) of a signal
+    from its entry's meta, parsed once."""
     if isinstance(meta, str):
         meta = json.loads(meta)
     if not isinstance(meta, dict):
-        return None, None
+        return None, None, ()
     frames = None
+    times: tuple[tuple[int, float], ...] = ()
     if "vpdq" in meta:
-        from .videos import entry_frames
+        from .videos import entry_frames, frame_times
 
         frames = entry_frames(meta)
-    return banked_variant(meta, value), frames
+        times = frame_times(meta, value)
+    return banked_variant(meta, value), frames, times
 
 
 def banked_variant(meta: Any, value: str) -> str | None:

@@ -1064,9 +1064,9 @@ class Store:
                     .where(s.c.id.in_(ids[i : i + _IN_CHUNK]), e.c.enabled, b.c.enabled)
                 )
                 for r in conn.execute(q):
-                    variant, frames = _ref_extras(r[9], r[4])
+                    variant, frames, times = _ref_extras(r[9], r[4])
                     out[int(r[0])] = SignalRef(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], int(r[7]),
-                                               r[8] or "flagged", variant, frames)
+                                               r[8] or "flagged", variant, frames, times)
         return out
 
     def pdq_variant_kinds(self) -> frozenset[str]:

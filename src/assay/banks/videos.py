@@ -16,9 +16,10 @@ the radius, so both shares are exact, not estimated from the nearest hit.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidBankInput
+from ..errors import InvalidBankInput, InvalidSignal
 from ..media.video import (
     VPDQ_COMPARED_MATCH_THRESHOLD_PERCENT,
     VPDQ_DISTANCE_THRESHOLD,
@@ -26,6 +27,7 @@ from ..media.video import (
     VPDQ_QUERY_MATCH_THRESHOLD_PERCENT,
     VpdqFeature,
     dumps,
+    loads,
     prepare,
 )
 from ..report.schema import Match, VideoMatch
@@ -81,6 +83,26 @@ def entry_text(meta: Any) -> str | None:
     v = meta.get(META_KEY) if isinstance(meta, dict) else None
     t = v.get("text") if isinstance(v, dict) else None
     return t if isinstance(t, str) else None
+
+
+def frame_times(meta: Any, value: str) -> tuple[tuple[int, float], ...]:
+    """(position, timestamp) of each frame of a banked video whose hash is ``value``: its
+    position among the frames Meta's rule compares (quality >= 50, in order, repeated hashes
+    kept), so that consecutive positions are consecutive samples. Empty without the text form."""
+    text = entry_text(meta)
+    return _frames_by_hash(text).get(value, ()) if text else ()
+
+
+@lru_cache(maxsize=16)
+def _frames_by_hash(text: str) -> dict[str, tuple[tuple[int, float], ...]]:
+    try:
+        frames = loads(text)
+    except InvalidSignal:
+        return {}
+    out: dict[str, list[tuple[int, float]]] = {}
+    for pos, f in enumerate(f for f in frames if f.quality >= VPDQ_QUALITY_THRESHOLD):
+        out.setdefault(f.hex, []).append((pos, f.timestamp))
+    return {k: tuple(v) for k, v in out.items()}
 
 
 def frame_queries(frames: Sequence[Any], quality: int = VPDQ_QUALITY_THRESHOLD) -> tuple[list[Query], list[Any]]:
@@ -141,10 +163,26 @@ def video_matches(
                              compared_match_percent=round(cp, 2) if cp is not None else None,
                              query_frames=len(frames), compared_frames=n,
                              matched_query_frames=len(g["q"]), matched_compared_frames=len(g["c"]),
-                             query_segments=_segments(sorted(g["q"]), frames)),
+                             query_segments=_segments(sorted(g["q"]), frames),
+                             compared_segments=_banked_segments(g["c"], refs)),
         ))
     out.sort(key=lambda m: (-m.video.query_match_percent, m.distance, m.bank, m.content_id))  # type: ignore[union-attr]
     return out
+
+
+def _banked_segments(sids: set[int], refs: dict[int, SignalRef]) -> list[tuple[float, float]]:
+    """Runs of consecutive banked frames that some query frame matched, as (first, last)
+    timestamps in the banked video: which part of it the query shows."""
+    found = sorted({pt for sid in sids for pt in refs[sid].frame_times})
+    runs: list[tuple[float, float]] = []
+    prev = -2
+    for pos, ts in found:
+        if pos == prev + 1:
+            runs[-1] = (runs[-1][0], ts)
+        elif pos != prev:
+            runs.append((ts, ts))
+        prev = pos
+    return runs
 
 
 def _segments(positions: list[int], frames: Sequence[Any]) -> list[tuple[float, float]]:

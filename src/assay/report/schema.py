@@ -52,6 +52,9 @@ class VideoMatch(Record):
     matched_query_frames: int
     matched_compared_frames: int
     query_segments: list[tuple[float, float]] = Field(default_factory=list)
+    # The runs of matching banked frames, as (first, last) timestamps in the banked video:
+    # which part of it the query shows (empty when the entry has no frame timestamps).
+    compared_segments: list[tuple[float, float]] = Field(default_factory=list)
 
 
 class Match(Record):

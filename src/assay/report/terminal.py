@@ -75,10 +75,13 @@ def video_match_line(m: Match) -> Text:
             f"{v.matched_compared_frames} banked frames (the banked video's frame count is unknown)")
     runs = ", ".join(f"{a:g}-{b:g} s" for a, b in v.query_segments[:8])
     more = f" and {len(v.query_segments) - 8} more" if len(v.query_segments) > 8 else ""
+    banked = ", ".join(f"{a:g}-{b:g} s" for a, b in v.compared_segments[:8])
+    banked += f" and {len(v.compared_segments) - 8} more" if len(v.compared_segments) > 8 else ""
     return (Text("  ") + safe(m.bank) + Text(" / ") + safe(m.content_id)
             + Text(" (known-good)" if m.bank_kind == "known-good" else "")
             + Text(f": {v.matched_query_frames} of {v.query_frames} query frames ({v.query_match_percent:.0f}%), "
-                   f"{bank}; nearest frame distance {m.distance}; query at {runs}{more}")
+                   f"{bank}; nearest frame distance {m.distance}; query at {runs}{more}"
+                   + (f"; banked video at {banked}" if banked else ""))
             + (Text(" note: ") + safe(m.note, 60) if m.note else Text("")))
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, Form, Path, Query, Request, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from .. import signals as signal_types
@@ -20,7 +20,16 @@ from ..banks.store import Bank, Entry
 from ..errors import BankNotFound, InputError, InvalidBankInput, NotFound
 from .auth import Principal
 from .routes_banks import check_signal_cap
-from .routes_compat import TypesParam, hash_photo, photo_types, refuse_url, signal_of
+from .routes_compat import (
+    UPLOAD_BODY,
+    TypesParam,
+    hash_photo,
+    one_upload,
+    photo_types,
+    refuse_url,
+    signal_of,
+    video_signal_of,
+)
 from .routes_match import json_response
 from .state import ServiceState, get_state, role
 from .validation import LINE_KEYS, STRICT, BankName, JsonObject, Line, Text
@@ -128,10 +137,14 @@ def content_dict(e: Entry, bank: Bank, include_signals: bool, include_metadata: 
         "id": e.id, "disable_until_ts": 1 if e.enabled else 0,  # HMA's ENABLED / DISABLED
         "original_media_uri": None, "bank": bank_config(bank),
     }
-    if include_signals:  # HMA has one value per type: the first one
+    if include_signals:  # HMA has one value per type: the first one; a video's vpdq whole
         out["signals"] = {t: v[0] for t, v in e.signals.items() if v}
+        vpdq = _vpdq_signal(e.meta)
+        if vpdq is not None:
+            out["signals"]["vpdq"] = vpdq
     if include_metadata:
-        meta = dict(e.meta or {})
+        # a banked video's frame list is assay's own (the vpdq signal above), not the user's
+        meta = {k: v for k, v in (e.meta or {}).items() if k != "vpdq"}
         md: dict[str, Any] = {"content_id": e.content_id}
         if set(meta) <= {"content_uri", "json"}:
             md.update({k: v for k, v in meta.items() if v is not None})
@@ -141,6 +154,15 @@ def content_dict(e: Entry, bank: Bank, include_signals: bool, include_metadata: 
     if e.note is not None:
         out["note"] = e.note
     return out
+
+
+def _vpdq_signal(meta: Any) -> str | None:
+    """A banked video's vPDQ as python-threatexchange's signal string, from its entry meta."""
+    from ..banks.videos import entry_text
+    from ..media.video import loads, to_threatexchange_json
+
+    text = entry_text(meta)
+    return to_threatexchange_json(loads(text)) if text is not None else None
 
 
 def _entry(state: ServiceState, bank_name: str, content_id: int) -> tuple[Bank, Entry]:
@@ -177,16 +199,35 @@ def hma_content_delete(request: Request, who: CurateRole, bank_name: BankPath, c
 
 
 def _add(state: ServiceState, who: Principal, bank_name: str, content_id: str, signals: dict[str, str],
-         note: str | None, meta: dict[str, Any] | None) -> Response:
+         note: str | None, meta: dict[str, Any] | None, stored: dict[str, list[str]] | None = None) -> Response:
+    """Add an entry; ``signals`` are answered (HMA's one string per type), ``stored`` (when a
+    video's vPDQ is one value per frame hash) are written instead."""
+    written: dict[str, Any] = stored if stored is not None else signals
+
     def add() -> Entry:
-        check_signal_cap(state, bank_name, content_id, len(signals))
-        state.store.add_entry(bank_name, content_id, signals, note=note, source=f"api:{who.actor}"[:4096], meta=meta)
+        check_signal_cap(state, bank_name, content_id, sum(len(v) if isinstance(v, list) else 1
+                                                            for v in written.values()))
+        state.store.add_entry(bank_name, content_id, written, note=note, source=f"api:{who.actor}"[:4096],
+                              meta=meta)
         entry = state.store.get_entry(bank_name, content_id)
         assert entry is not None  # written just now, in this transaction
         return entry
 
     entry = state.audited_write(who, "entry.add", bank_name, add, content_id=content_id)
     return json_response({"id": entry.id, "signals": signals})
+
+
+def _video_entry(features: Any, content_id: str, extra: list[tuple[str, str]],
+                 meta: dict[str, Any] | None) -> tuple[dict[str, list[str]], dict[str, Any] | None]:
+    """(signals to store, meta) of a banked video: one vpdq value per kept frame hash and the
+    whole hash in the meta (banks/videos.py), as ``bank add --video`` writes it."""
+    from ..banks.videos import bank_record
+
+    rec = bank_record(features, content_id, extra=extra)
+    stored: dict[str, list[str]] = {}
+    for t, v in rec.signals:
+        stored.setdefault(t, []).append(v)
+    return stored, ({**(meta or {}), **(rec.meta or {})} or None)
 
 
 def _metadata(raw: str | None) -> HmaMetadata | None:
@@ -208,31 +249,51 @@ async def no_url(
     refuse_url(url)
 
 
+_CONTENT_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object",
+    "properties": {
+        **UPLOAD_BODY["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"],
+        "metadata": {"type": "string", "maxLength": 70_000, "description": "JSON: content_id, content_uri, json"},
+        "note": {"type": "string", "maxLength": 4096},
+    }}}}}}
+
+
 @router.post("/bank/{bank_name}/content",
-             summary="HMA: add one uploaded photo to a bank {id, signals} (content id: metadata's, else the "
-                     "file's SHA-256)")
+             summary="HMA: add one uploaded photo or video to a bank {id, signals} (content id: metadata's, "
+                     "else the file's SHA-256)", openapi_extra=_CONTENT_BODY)
 async def hma_content_add(
     request: Request, who: CurateRole, bank_name: BankPath,
     _: Annotated[None, Depends(no_url)],
-    photo: Annotated[UploadFile, File(description="the image (HMA's field name)")],
-    metadata: Annotated[str | None, Form(max_length=70_000, description="JSON: content_id, content_uri, json")] = None,
-    note: Annotated[str | None, Form(max_length=4096)] = None,
+    metadata: Annotated[str | None, Form(max_length=70_000, description="JSON: content_id, content_uri, json",
+                                         include_in_schema=False)] = None,
+    note: Annotated[str | None, Form(max_length=4096, include_in_schema=False)] = None,
     types: TypesParam = None,
 ) -> Response:
     from fastapi.concurrency import run_in_threadpool
 
     state = get_state(request)
-    wanted = photo_types(types)
+    field, upload = await one_upload(request)
+    wanted = photo_types(types, "video" if field == "video" else "image")
     md = _metadata(metadata)
     if note is not None:
         note = _text_field("note", note)
     await run_in_threadpool(state.store.get_bank, bank_name)  # 404 before hashing
-    h = await hash_photo(request, state, photo)
-    signals = {name: signal_of(h, name) for name in wanted}
-    content_id = md.content_id if md is not None and md.content_id else h.sha256
     meta = None
     if md is not None and (md.content_uri is not None or md.json_ is not None):
         meta = {k: v for k, v in (("content_uri", md.content_uri), ("json", md.json_)) if v is not None}
+    given = md.content_id if md is not None and md.content_id else None
+    if field == "video":
+        from .routes_match import hash_video_upload
+
+        v = await hash_video_upload(request, state, upload)
+        signals = {name: video_signal_of(v, name) for name in wanted}
+        content_id = given or v.sha256
+        extra = [("video_md5", v.md5)] if "video_md5" in wanted else []
+        stored, meta = _video_entry(v.vpdq if "vpdq" in wanted else [], content_id, extra, meta)
+        return await run_in_threadpool(_add, state, who, bank_name, content_id, signals, note or None, meta, stored)
+    h = await hash_photo(request, state, upload)
+    signals = {name: signal_of(h, name) for name in wanted}
+    content_id = given or h.sha256
     return await run_in_threadpool(_add, state, who, bank_name, content_id, signals, note or None, meta)
 
 
@@ -258,13 +319,30 @@ def hma_signal_add(request: Request, who: CurateRole, bank_name: BankPath, body:
     if not data:
         raise InvalidBankInput("no signals given", hint='e.g. {"pdq": "<64 hex digits>"}')
     signals: dict[str, str] = {}
+    vpdq = None
     for name, value in data.items():
+        if signal_types.get(name).name == "vpdq":
+            # a whole video: python-threatexchange's signal string (or Meta's text lines)
+            from ..media.video import parse_signal, to_threatexchange_json
+
+            vpdq = parse_signal(value, "vpdq")
+            signals["vpdq"] = to_threatexchange_json(vpdq)
+            continue
         canonical_name, canonical = signal_types.normalize(name, value)
         signals[canonical_name] = canonical
     state.store.get_bank(bank_name)  # 404 before anything else
+    note = _text_field("note", note) if note else None
+    if vpdq is not None:
+        import hashlib
+
+        # One content per video: the same vPDQ added again adds to that entry.
+        content_id = signals.get("video_md5") or \
+            "vpdq-" + hashlib.sha256(signals["vpdq"].encode()).hexdigest()[:32]
+        stored, meta = _video_entry(vpdq, content_id, [(t, v) for t, v in signals.items() if t != "vpdq"], None)
+        return _add(state, who, bank_name, content_id, signals, note, meta, stored)
     # One content per hash: adding the same first value again adds to that entry.
     content_id = next(iter(signals.values()))
-    return _add(state, who, bank_name, content_id, signals, _text_field("note", note) if note else None, None)
+    return _add(state, who, bank_name, content_id, signals, note, None)
 
 
 @router.get("/signal_type", summary="HMA: signal types [{name, enabled_ratio}]")
@@ -274,5 +352,4 @@ def hma_signal_types(_: MatchRole) -> Response:
 
 @router.get("/content_type", summary="HMA: content types [{name, enabled}]")
 def hma_content_types(_: MatchRole) -> Response:
-    # assay hashes photos; HMA's video type is not computed.
-    return json_response([{"name": "photo", "enabled": True}, {"name": "video", "enabled": False}])
+    return json_response([{"name": "photo", "enabled": True}, {"name": "video", "enabled": True}])

@@ -633,6 +633,16 @@ def test_refusal_penalty_counts_within_its_window_and_ends() -> None:
     assert p.counters()["penalties_started"] == 1 and p.counters()["refused_penalised"] == 2
 
 
+def test_refusal_penalty_is_for_the_key_or_without_one_the_client_address() -> None:
+    from assay.service.auth import Principal
+    from assay.service.penalty import caller_of
+
+    scope = {"client": ("10.0.0.7", 51234)}
+    assert caller_of(Principal(17, "k", "match"), scope) == ("key:17", "key")
+    assert caller_of(Principal(None, "anonymous", "match"), scope) == ("addr:10.0.0.7", "client address")
+    assert caller_of(Principal(None, "anonymous", "match"), {})[0] == "addr:unknown"
+
+
 def test_refusal_penalty_in_redis_is_one_for_every_worker() -> None:
     """Two workers' penalties on one Redis: refusals counted by either add up, a penalty
     started by one refuses on the other; while Redis is unreachable each counts alone."""

@@ -350,10 +350,13 @@ MB = 2**20
 
 def test_pixel_bombs_are_refused_from_their_header(main: tuple[Server, str], images: dict[str, bytes]) -> None:
     """4 concurrent 169-MP PNG bombs on each upload route: 413 too-large naming the
-    pixel budget, and no worker's peak memory near what decoding them would take
-    (3.3 GB for /h/hash and 5.1 GB for provenance before the budget)."""
+    pixel budget, each refused from the header (counted as such, none admitted for a
+    decode), and no worker's peak memory near what decoding them would take (3.3 GB for
+    /h/hash and 5.1 GB for provenance before the budget)."""
     srv, db = main
     h = {"X-API-Key": _key(db, "match")}
+    admin = _key(db, "admin")
+    before = _limits_of_every_worker(srv, admin)
 
     def send(i: int) -> httpx.Response:
         path, field = UPLOADS[i % len(UPLOADS)]
@@ -366,9 +369,15 @@ def test_pixel_bombs_are_refused_from_their_header(main: tuple[Server, str], ima
         assert r.status_code == 413, r.text[:300]
         err = r.json()["error"]
         assert err["code"] == "too-large" and "13000x13000" in err["message"] and "50000000" in err["message"]
-    for pid, lim in _limits_of_every_worker(srv, _key(db, "admin")).items():
+    after = _limits_of_every_worker(srv, admin)
+    for pid, lim in after.items():
         assert lim["max_upload_pixels"] == 50_000_000
         assert lim["memory"]["peak_rss_bytes"] < 600 * MB, (pid, lim["memory"])
+        # Refused from the header: nothing admitted for decoding, the decoder not called.
+        assert lim["heavy"]["admitted_heavy"] == before[pid]["heavy"]["admitted_heavy"], pid
+        assert lim["decoder"]["last_memory"] == before[pid]["decoder"]["last_memory"], pid
+    assert sum(lim["heavy"]["refused_budget"] - before[pid]["heavy"]["refused_budget"]
+               for pid, lim in after.items()) == len(answers)
 
 
 def test_large_image_within_budget_is_hashed_and_memory_returned(main: tuple[Server, str],

@@ -29,7 +29,6 @@ import json
 import os
 import threading
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -147,6 +146,8 @@ def resolve_anchors(trust_anchors: Path | None = None) -> Anchors:
         if env:
             trust_anchors = Path(env).expanduser()
     if trust_anchors is None:
+        from importlib import resources  # when a credential is checked, not by every import
+
         pem = resources.files(__package__).joinpath("trust", BUNDLED_TRUST_LIST).read_text("utf-8")
         return Anchors(pem, BUNDLED_TRUST_LABEL, 0.0)
     try:

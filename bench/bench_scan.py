@@ -5,6 +5,7 @@ tiny files (time to the first record, parent memory).
     .venv/bin/python bench/bench_scan.py --corpus /tmp/assay-scan-corpus --rounds 3
     .venv/bin/python bench/bench_scan.py --only empty --empty 1000000
     .venv/bin/python bench/bench_scan.py --corpus /tmp/assay-scan-corpus --no-variants  # PDQ variants off
+    .venv/bin/python bench/bench_scan.py --corpus /tmp/assay-scan-corpus --plain-banks  # variants plain lists can match
 
 The mixed folder (bench/scan_corpus.py, >= 1,000 files: the shared test photos and
 fixtures, generated PNG/JPEG/WebP with and without generator metadata, a few watermarked,
@@ -87,14 +88,23 @@ def load() -> str:
 # -- 1. full scan against the chain -----------------------------------------------------------
 
 
-def assay_full(corpus: Path, workers: int, variants: bool = True) -> tuple[float, float, Any, dict[str, dict[str, Any]]]:
+def _kinds(plain_banks: bool) -> frozenset[str] | None:
+    """The variant kinds the banks hold: none (banks of plain hash lists, the query's
+    mirror, trimmed, crop and caption variants only) or unknown (every query variant:
+    banks holding ``bank add --image`` entries)."""
+    return frozenset() if plain_banks else None
+
+
+def assay_full(corpus: Path, workers: int, variants: bool = True,
+               plain_banks: bool = False) -> tuple[float, float, Any, dict[str, dict[str, Any]]]:
     """Wall and CPU seconds: the parent's own CPU plus what the workers measured for every
     step of every file (scan --timings). The workers' start-up and the passing of records
     between processes are left out: a pool's workers are not always reaped by the time the
     scan returns, so RUSAGE_CHILDREN would count them in a later round."""
     records: dict[str, dict[str, Any]] = {}
     c0, t0 = time.process_time(), time.perf_counter()
-    summary = run_scan([corpus], ScanSettings(workers=workers, variants=variants), None,
+    summary = run_scan([corpus], ScanSettings(workers=workers, variants=variants,
+                                              bank_variant_kinds=_kinds(plain_banks)), None,
                        lambda r: records.__setitem__(r.path, r.to_json_dict()), timings=True)
     cpu = time.process_time() - c0 + (summary.timings.cpu if workers > 1 else 0.0)
     return time.perf_counter() - t0, cpu, summary, records
@@ -171,7 +181,7 @@ def chain(files: list[Path], exiftool: Exiftool) -> tuple[float, float, dict[str
 # -- 2. records with the shortcuts off -------------------------------------------------------
 
 
-def records_without_shortcuts(corpus: Path, variants: bool = True) -> dict[str, dict[str, Any]]:
+def records_without_shortcuts(corpus: Path, variants: bool = True, plain_banks: bool = False) -> dict[str, dict[str, Any]]:
     """One in-process scan with decode sharing, the C2PA gate and the watermark's
     encoding check turned off."""
     from assay.provenance import analyzer, watermark
@@ -183,7 +193,7 @@ def records_without_shortcuts(corpus: Path, variants: bool = True) -> dict[str, 
     watermark.unsuitable = lambda ctx: None  # type: ignore[assignment]
     try:
         out: dict[str, dict[str, Any]] = {}
-        run_scan([corpus], ScanSettings(workers=1, variants=variants), None,
+        run_scan([corpus], ScanSettings(workers=1, variants=variants, bank_variant_kinds=_kinds(plain_banks)), None,
                  lambda r: out.__setitem__(r.path, r.to_json_dict()))
         return out
     finally:
@@ -216,9 +226,10 @@ def compare(fast: dict[str, dict[str, Any]], slow: dict[str, dict[str, Any]]) ->
 # -- 3. hashing only against Pillow's reduced decode -------------------------------------------
 
 
-def hashing_only(files: list[Path], variants: bool = True) -> tuple[float, float]:
+def hashing_only(files: list[Path], variants: bool = True, plain_banks: bool = False) -> tuple[float, float]:
     c0, t0 = time.process_time(), time.perf_counter()
-    run_scan(files, ScanSettings(workers=1, provenance=False, models=False, variants=variants), None, lambda r: None,
+    run_scan(files, ScanSettings(workers=1, provenance=False, models=False, variants=variants,
+                                 bank_variant_kinds=_kinds(plain_banks)), None, lambda r: None,
              case_links=False)
     return time.perf_counter() - t0, time.process_time() - c0
 
@@ -304,6 +315,10 @@ def main() -> None:
     ap.add_argument("--no-variants", action="store_true",
                     help="assay without the PDQ query variants (scan --no-variants): trimmed borders, "
                     "mirror and crop regions")
+    ap.add_argument("--plain-banks", action="store_true",
+                    help="the query variants a scan computes against banks of plain hash lists (mirror, "
+                    "trimmed, centred crops, caption bands: ~7 an image), not every one (~50: banks "
+                    "holding `bank add --image` entries, the default here)")
     ap.add_argument("--only", choices=["full", "records", "hashing", "empty"], action="append")
     a = ap.parse_args()
     parts = set(a.only or ["full", "records", "hashing", "empty"])
@@ -319,7 +334,9 @@ def main() -> None:
     files = sorted(p for p in corpus.rglob("*") if p.is_file())
     images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
     variants = not a.no_variants
-    out: dict[str, Any] = {"load_start": load(), "workers": a.workers, "variants": variants, "files": len(files),
+    plain = a.plain_banks
+    out: dict[str, Any] = {"load_start": load(), "workers": a.workers, "variants": variants,
+                           "variant_kinds": "plain-banks" if plain else "all", "files": len(files),
                            "bytes": sum(p.stat().st_size for p in files)}
     print(f"{len(files)} files ({out['bytes'] / 1e6:.0f} MB), {len(images)} images; load {load()}", flush=True)
 
@@ -333,7 +350,7 @@ def main() -> None:
                 row: dict[str, float] = {}
                 for who in order:
                     if who == "assay":
-                        wall, cpu, summary, _ = assay_full(corpus, a.workers, variants)
+                        wall, cpu, summary, _ = assay_full(corpus, a.workers, variants, plain)
                         row |= {"assay_wall": wall, "assay_cpu": cpu}
                         last = summary
                     else:
@@ -366,8 +383,8 @@ def main() -> None:
         print(json.dumps({k: v for k, v in out["full"].items() if k not in ("rounds", "timings")}), flush=True)
 
     if "records" in parts:
-        _, _, _, fast = assay_full(corpus, a.workers, variants)
-        slow = records_without_shortcuts(corpus, variants)
+        _, _, _, fast = assay_full(corpus, a.workers, variants, plain)
+        slow = records_without_shortcuts(corpus, variants, plain)
         out["records"] = compare(fast, slow)
         print("records:", json.dumps(out["records"]), flush=True)
 
@@ -376,7 +393,7 @@ def main() -> None:
         for r in range(a.rounds):
             row = {}
             for who in (("assay", "pillow") if r % 2 == 0 else ("pillow", "assay")):
-                wall, cpu = hashing_only(images, variants) if who == "assay" else pillow_eighth(images)
+                wall, cpu = hashing_only(images, variants, plain) if who == "assay" else pillow_eighth(images)
                 row |= {f"{who}_wall": wall, f"{who}_cpu": cpu}
             rows.append(row)
             print(f"round {r + 1}: hashing-only {row['assay_cpu']:.2f} CPU-s, Pillow 1/8 {row['pillow_cpu']:.2f} "

@@ -1,0 +1,98 @@
+"""PDQ's resampling weights for regions (media/pdq.py): the support-only, bincount form
+gives the dense form's values bit for bit, so every region hash stays what it was."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from assay.media import pdq
+
+
+def _dense_span(start: float, length: float, block: int, n_reduced: int) -> tuple[np.ndarray, np.ndarray]:
+    """The span's weights the plain way: the dense 64 x n tent of the cut-out span, each
+    virtual pixel spread over the original pixels it overlaps with np.add.at, binned into
+    reduced cells, then the band around each row's non-zero cells."""
+    n = max(1, round(length))
+    virtual = pdq._axis_weights(n, 1, n)
+    step = length / n
+    lo = start + step * np.arange(n)
+    j0 = np.floor(lo).astype(np.int64)
+    first = int(j0[0])
+    last = min(int(np.ceil(start + length)), n_reduced * block) - 1
+    nzv = virtual != 0
+    a = nzv.argmax(axis=1)
+    lv = int((n - nzv[:, ::-1].argmax(axis=1) - a).max())
+    vi = a[:, None] + np.arange(lv)[None, :]
+    inside = vi < n
+    vi = np.minimum(vi, n - 1)
+    vals = np.where(inside, np.take_along_axis(virtual, vi, axis=1), 0.0)
+    kmax = int(np.ceil(step))
+    c0 = j0[a] - first
+    lc = int((j0[vi].max(axis=1) - j0[a]).max()) + kmax + 1
+    local_w = np.zeros((64, lc))
+    rows = np.broadcast_to(np.arange(64)[:, None], vi.shape)
+    for k in range(kmax + 1):
+        j = j0 + k
+        share = (np.minimum(lo + step, j + 1) - np.maximum(lo, j)).clip(0) / step
+        ok = inside & (share[vi] > 0) & (j[vi] <= last)
+        np.add.at(local_w, (rows[ok], (j[vi] - first - c0[:, None])[ok]), (vals * share[vi])[ok])
+    cell0 = first // block
+    width = (last // block) - cell0 + 1
+    g = first + c0[:, None] + np.arange(lc)[None, :]
+    cells = g // block - cell0
+    binned = np.zeros((64, width))
+    valid = g <= last
+    np.add.at(binned, (np.broadcast_to(np.arange(64)[:, None], g.shape)[valid], cells[valid]), local_w[valid])
+    nz = binned != 0
+    lo_i = nz.argmax(axis=1)
+    hi_i = width - 1 - nz[:, ::-1].argmax(axis=1)
+    span = int((hi_i - lo_i).max()) + 1
+    local = np.minimum(lo_i, width - span)[:, None] + np.arange(span)[None, :]
+    return np.minimum(cell0 + local, n_reduced - 1), np.take_along_axis(binned, local, axis=1).astype(np.float32)
+
+
+def _dense_rows(n: int) -> tuple[np.ndarray, np.ndarray]:
+    virtual = pdq._axis_weights(n, 1, n)
+    nz = virtual != 0
+    a = nz.argmax(axis=1)
+    lv = int((n - nz[:, ::-1].argmax(axis=1) - a).max())
+    vi = a[:, None] + np.arange(lv)[None, :]
+    return a, np.where(vi < n, np.take_along_axis(virtual, np.minimum(vi, n - 1), axis=1), 0.0)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 63, 64, 65, 127, 128, 129, 255, 256, 333, 1000, 1023, 4032, 12345])
+def test_tent_rows_equal_the_dense_weights(n: int) -> None:
+    a, vals = pdq._tent_rows.__wrapped__(n)
+    da, dvals = _dense_rows(n)
+    assert np.array_equal(a, da)
+    assert vals.shape == dvals.shape and np.array_equal(vals, dvals)
+
+
+def test_span_weights_equal_the_dense_form_bit_for_bit() -> None:
+    rng = np.random.default_rng(19)
+    checked = 0
+    for _ in range(120):
+        width = int(rng.integers(20, 2000))
+        block = int(rng.choice([1, 2, 3, 4, 8]))
+        n_reduced = -(-width // block)
+        length = round(float(rng.uniform(5, width)) * 64) / 64
+        start = round(float(rng.uniform(0, width - length)) * 64) / 64
+        if start + length > width:
+            continue
+        index, band = pdq._axis_band_span.__wrapped__(start, length, block, n_reduced)
+        d_index, d_band = _dense_span(start, length, block, n_reduced)
+        assert np.array_equal(index, d_index), (width, block, start, length)
+        assert band.dtype == d_band.dtype and np.array_equal(band, d_band), (width, block, start, length)
+        checked += 1
+    assert checked > 100
+
+
+def test_region_hash_of_the_whole_image_is_the_image_hash() -> None:
+    # The span path and the whole-image path build their weights differently; on the whole
+    # image at block 1 they describe the same filter, and must give the same hash.
+    rng = np.random.default_rng(5)
+    luma = rng.uniform(0, 255, (97, 131)).astype(np.float32)
+    whole = pdq.fast_pdq(luma, (131, 97))
+    [box] = pdq.fast_pdq_boxes(luma, (131, 97), (1, 1), [(0, 97, 0, 131)])
+    assert pdq.hamming(whole.hex, box.hex) <= 2 and box.quality == whole.quality

@@ -204,3 +204,19 @@ def test_the_opposite_turn_from_one_transform_equals_its_own_correlation(cams: l
     assert turned == pytest.approx(prnu.pce(prnu._correlate(pr.turns[180], prints[0]), (0, 0))[0], rel=1e-4)
     det = prnu.detect(pr, prints[0])
     assert det.rotation == 180 and det.pce == pytest.approx(turned) and det.positions == 2
+
+
+@pytest.mark.parametrize("shape", [(7, 9), (4, 3), (33, 20), (1, 12), (16, 5)])
+def test_pce_from_the_spectrum_equals_pce_of_the_surface(shape: tuple[int, int]) -> None:
+    """The whole-photo PCE without an inverse transform (Parseval for the energy, the 5x5
+    block from two small DFTs) against pce() of the surface itself, odd and tiny sizes
+    included (fewer neighbours than 5x5, a Nyquist column or none)."""
+    rng = np.random.default_rng(shape[0] * 100 + shape[1])
+    k = rng.normal(0, 1, shape).astype(np.float32)
+    fp = prnu.Fingerprint(k, 1)
+    for planted in (0.0, 0.3):
+        test = (rng.normal(0, 1, shape) + planted * (k - k.mean())).astype(np.float32)
+        as_is, turned = prnu._whole_pces(test, fp)
+        assert as_is == pytest.approx(prnu.pce(prnu._correlate(test, fp), (0, 0))[0], rel=1e-4, abs=1e-6)
+        assert turned == pytest.approx(prnu.pce(prnu._correlate(np.rot90(test, 2), fp), (0, 0))[0],
+                                       rel=1e-4, abs=1e-6)

@@ -65,3 +65,26 @@ def noise_part(band, noise_var):  # type: ignore[no-untyped-def]
             best = _clipped(s, i, j, h, w, noise_var)
             out[i, j] = band[i, j] * (noise_var / (best + noise_var))
     return out
+
+
+@njit(cache=True, nogil=True)
+def luma_u8(img, w0, w1, w2):  # type: ignore[no-untyped-def]
+    """``img`` uint8 (h, w, 3) -> float32 (h, w): w0 r + w1 g + w2 b, in float32 as numpy
+    computes it on a float32 copy of the photo (which costs four times the photo's bytes)."""
+    h, w, _ = img.shape
+    out = np.empty((h, w), np.float32)
+    a, b, c = np.float32(w0), np.float32(w1), np.float32(w2)
+    for i in range(h):
+        for j in range(w):
+            out[i, j] = np.float32(img[i, j, 0]) * a + np.float32(img[i, j, 1]) * b + np.float32(img[i, j, 2]) * c
+    return out
+
+
+@njit(cache=True, nogil=True)
+def noise_part_stack(bands, noise_var):  # type: ignore[no-untyped-def]
+    """``bands`` float32 (n, h, w): noise_part of each (the colour channels of one sub-band
+    in one call)."""
+    out = np.empty(bands.shape, np.float32)
+    for c in range(bands.shape[0]):
+        out[c] = noise_part(bands[c], noise_var)
+    return out

@@ -11,7 +11,9 @@ hashes per image on each side.
     .venv/bin/python bench/eval_crops.py [--testdata ../shared/testdata] [--rounds 5]
 
 Reduced scale (a before/after check of a change that must not change results):
-``--photos 6 --formats jpeg90 --rounds 0``.
+``--photos 6 --formats jpeg90 --rounds 0``. ``--mode reference`` queries as ``scan --mode
+reference`` does (the unrelated images are all under 512 pixels a side, where both modes
+give the same hashes, so the false-match part is the same in both modes).
 """
 
 from __future__ import annotations
@@ -37,16 +39,21 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--misses", action="store_true", help="list every miss")
     ap.add_argument("--photos", type=int, default=None, help="only the first N photos (reduced scale)")
+    ap.add_argument("--names", default=None, help="only the photos whose names contain one of these (comma list)")
+    ap.add_argument("--mode", choices=("fast", "reference"), default="fast",
+                    help="PDQ mode of the queries (scan --mode); banked as bank add --image banks")
     ap.add_argument("--formats", default="jpeg90,jpeg70,png", help="rewrites saved as, e.g. jpeg90,png")
     args = ap.parse_args()
     photos = crop_eval.photos(args.testdata, limit=args.photos)
+    if args.names:
+        photos = [(n, im) for n, im in photos if any(k in n for k in args.names.split(","))]
     formats = tuple(("PNG", 0) if f == "png" else ("JPEG", int(f.removeprefix("jpeg")))
                     for f in args.formats.lower().split(","))
     print(f"{len(photos)} photos: {', '.join(n for n, _ in photos)}")
-    print("formats: " + ", ".join(f"{f}{q or ''}" for f, q in formats) + "\n")
+    print("formats: " + ", ".join(f"{f}{q or ''}" for f, q in formats) + f"; queries in {args.mode} mode\n")
     print("| rewrites | matched | share | matched through (query / bank variant, top 4) |\n|---|---|---|---|")
     t0 = time.perf_counter()
-    results = crop_eval.evaluate(photos, formats=formats)
+    results = crop_eval.evaluate(photos, formats=formats, mode=args.mode)
     for group, res in results.items():
         top = ", ".join(f"{k} {v}" for k, v in sorted(res.how.items(), key=lambda kv: -kv[1])[:4])
         print(f"| {group} | {res.found}/{res.total} | {100 * res.found / res.total:.1f}% | {top} |")

@@ -239,7 +239,9 @@ class Outcome:
 
 
 def evaluate(photo_list: list[tuple[str, Image.Image]], groups: dict[str, dict[str, Rewrite]] = GROUPS,
-             formats: tuple[tuple[str, int], ...] = FORMATS, seed: int = 0) -> dict[str, Outcome]:
+             formats: tuple[tuple[str, int], ...] = FORMATS, seed: int = 0, mode: str = "fast") -> dict[str, Outcome]:
+    """Every rewrite of every photo, queried in PDQ ``mode`` (``scan --mode``) against
+    its original banked as ``bank add --image`` banks it (fast mode, as that command does)."""
     rng = random.Random(seed)
     own = {g: random.Random(f"{seed}:{g}") for g in OWN_RNG}
     results: dict[str, Outcome] = {}
@@ -250,7 +252,7 @@ def evaluate(photo_list: list[tuple[str, Image.Image]], groups: dict[str, dict[s
             for rname, fn in rewrites.items():
                 edited = fn(im, own.get(group, rng))
                 for fmt, q in formats:
-                    h = hash_image_bytes(encode(edited, fmt, q))
+                    h = hash_image_bytes(encode(edited, fmt, q), mode=mode)
                     d, qn, bn = best(query_hashes(h), banked)
                     res.total += 1
                     if d <= THRESHOLD:

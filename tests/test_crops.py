@@ -271,6 +271,50 @@ def test_caption_over_a_picture_matches_through_the_upper_region(tmp_path: Path)
     assert hamming(q.pdq, hash_image_bytes(data).pdq) > 31  # plain PDQ alone misses it
 
 
+def test_a_thin_caption_band_on_a_reduced_jpeg_is_found_on_a_finer_plane() -> None:
+    """A 5% band with a short line of small text under a JPEG decoded at 1/8: the letters'
+    strokes average away on the reduced plane (no band there, or one cut 8 pixels off), so
+    the band is found on the finer plane, to the pixel."""
+    im = _photo_like(720, 960, seed=12)
+    w, h = im.size
+    bh = 38
+    out = Image.new("RGB", (w, h + bh), (255, 255, 255))
+    out.paste(im, (0, 0))
+    draw = ImageDraw.Draw(out)
+    for k in range(5):  # a short line of thin "letters"
+        x = w // 3 + k * 40
+        for dx in (0, 9, 18):
+            draw.rectangle((x + dx, h + 13, x + dx + 1, h + 25), fill=(0, 0, 0))
+    data = crop_eval.encode(out, "JPEG", 90)
+    reduced, _ = decode.reduced_luma(decode.open_image(data, "x.jpg", DEFAULT_LIMITS))
+    assert reduced.block == (8, 8) and caption_rows(reduced.luma) == (0, 0)  # too coarse to tell
+    q = hash_image_bytes(data)
+    plain = hash_image_bytes(crop_eval.encode(im, "PNG"), variants=False).pdq
+    assert "uncaptioned" in (q.regions or {})
+    assert hamming(q.regions["uncaptioned"][0], plain) <= 16  # type: ignore[index]
+    assert hamming(q.pdq, plain) > 31
+
+
+def test_a_black_band_under_a_black_picture_edge_is_cut_by_its_text() -> None:
+    """A black band under a picture whose bottom is black space: the band's run carries on
+    into the picture and its edge is found too deep; the text with even padding says
+    where the band ends (``uncaptioned-even``). A band under a picture that differs from it
+    gets no second cut."""
+    im = np.asarray(_photo_like(300, 400, seed=14)).copy()
+    yy, xx = np.mgrid[0:300, 0:400]
+    im[yy > 230] = 0  # space below the subject ...
+    im[(yy > 200) & ((xx - 200) ** 2 + (yy - 200) ** 2 < 90 ** 2)] = 200  # ... and a planet reaching into it
+    picture = Image.fromarray(im)
+    captioned = crop_eval.caption_below(0.06, (0, 0, 0))(picture, random.Random(3))
+    q = hash_image_bytes(crop_eval.encode(captioned, "PNG"))
+    plain = hash_image_bytes(crop_eval.encode(picture, "PNG"), variants=False).pdq
+    found = {n: hamming(v, plain) for n, (v, _) in (q.regions or {}).items() if n.startswith("uncaptioned")}
+    assert found["uncaptioned"] > 31 and found["uncaptioned-even"] <= 16, found
+    normal = hash_image_bytes(crop_eval.encode(crop_eval.caption_below(0.06, (0, 0, 0))(
+        _photo_like(300, 400, seed=14), random.Random(3)), "PNG"))
+    assert "uncaptioned" in (normal.regions or {}) and "uncaptioned-even" not in (normal.regions or {})
+
+
 def test_caption_over_the_top_of_a_picture_matches_through_the_lower_region() -> None:
     """Text laid over the top 15% (not appended: no band to cut) leaves the lower 85%."""
     im = _photo_like(400, 600, seed=9)

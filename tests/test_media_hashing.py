@@ -228,6 +228,28 @@ def test_jpeg_reference_equals_threatexchange_and_fast_stays_close(size: tuple[i
     assert hamming(hash_image_bytes(data).pdq, ref.pdq) <= 8
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_reference_mode_hashes_the_variants_as_fast_mode_does(fmt: str) -> None:
+    """Reference mode: the plain hash is Meta's to the bit, the variants (mirror, borders,
+    crops, anchored regions, banked regions) come from the reduced plane exactly as in fast
+    mode; at full resolution they cost ~7 CPU s a 12-MP photo."""
+    framed = ImageOps.expand(Image.fromarray(pattern(1200, 900, seed=31)), border=(120, 90), fill=(255, 255, 255))
+    data = encode(framed, fmt, **({"quality": 92} if fmt == "JPEG" else {}))
+    ref = hash_image_bytes(data, mode="reference", bank_variants=True, dihedral=True)
+    fast = hash_image_bytes(data, bank_variants=True, dihedral=True)
+    tx_hex, tx_quality = pdq_from_bytes(data)
+    assert (ref.pdq, ref.quality, ref.pdq_mode) == (tx_hex, tx_quality, "reference")
+    assert ref.dihedral is not None and ref.dihedral["original"] == tx_hex
+    assert ref.trimmed and ref.regions and ref.bank_regions  # the border was found, the regions hashed
+    assert any(n.startswith("region-") for n in ref.bank_regions)
+    assert (ref.trimmed, ref.trim_margins, ref.regions, ref.bank_regions) == \
+        (fast.trimmed, fast.trim_margins, fast.regions, fast.bank_regions)
+    # the trimmed content is the unframed picture, found to the pixel on the finer plane
+    assert hamming(ref.trimmed["trimmed"][0], pdqhash_hex(pattern(1200, 900, seed=31))) <= 16
+    plain_only = hash_image_bytes(data, mode="reference", variants=False)
+    assert (plain_only.pdq, plain_only.regions, plain_only.trimmed) == (tx_hex, None, None)
+
+
 @pytest.mark.parametrize("fmt", ["AVIF", "HEIF", "WEBP"])
 def test_lossy_modern_formats_decode(fmt: str) -> None:
     # The test extra installs what the encoders need (Pillow >= 11.3 wheels carry WebP

@@ -72,10 +72,10 @@ class ImageHashAnalyzer:
             )
         # The content inside uniform borders/bars and the regions of media/crops.py (a
         # mirror, small crops, the picture above a caption): each one's own quality
-        # decides whether it is matched.
+        # decides whether it is matched. Hashed by the fast path in either mode.
         for variant, (value, quality) in {**(hashes.trimmed or {}), **(hashes.regions or {})}.items():
             record.signals.append(
-                SignalValue(type="pdq", value=value, quality=quality, variant=variant, mode=hashes.pdq_mode)
+                SignalValue(type="pdq", value=value, quality=quality, variant=variant, mode="fast")
             )
 
 

@@ -83,10 +83,9 @@ def bank_boxes(height: int, width: int) -> dict[str, PixelBox]:
     return out
 
 
-def query_boxes(luma: np.ndarray, height: int, width: int,
-                bank_kinds: Collection[str] | None = None) -> dict[str, PixelBox]:
-    """Regions of a query image (``height`` x ``width`` original pixels; ``luma`` the
-    possibly reduced plane, for band detection) beyond the whole image. The upper (lower)
+def query_boxes(height: int, width: int, bank_kinds: Collection[str] | None = None) -> dict[str, PixelBox]:
+    """Fixed regions of a query image (``height`` x ``width`` original pixels) beyond the
+    whole image (the picture beside a caption band: ``caption_boxes``). The upper (lower)
     region matches only a banked upper (lower) region: left out when ``bank_kinds`` (the
     kinds of variant hashes the banks hold; None: unknown) has no ``upper`` (``lower``:
     banks written before it was hashed have none)."""
@@ -95,27 +94,33 @@ def query_boxes(luma: np.ndarray, height: int, width: int,
         out[_name("upper", UPPER_SHARE)] = upper_box(height, width)
     if bank_kinds is None or "lower" in bank_kinds:
         out[_name("lower", UPPER_SHARE)] = lower_box(height, width)
-    top, bottom = caption_rows(luma)
-    h_r = np.asarray(luma).shape[0]
-    # One variant per band: a picture whose own top looks like a band (dark space, a
-    # flat sky with a bird) must not spoil the cut at a real caption below it.
-    if bottom:
-        out["uncaptioned"] = (0, height - round(bottom * height / h_r), 0, width)
-    if top:
-        out["uncaptioned-top"] = (round(top * height / h_r), height, 0, width)
     return out
 
 
-def _band_rows(lines: np.ndarray, limit: int) -> int:
-    """How many leading rows of ``lines`` form a caption band: the outermost row is
-    uniform (a band's padding), then rows stay mostly (``BAND_SHARE``) of its colour
-    until ``BAND_CONTENT_RUN`` rows in a row are not."""
+def caption_boxes(luma: np.ndarray, height: int, width: int) -> dict[str, PixelBox]:
+    """The picture beside each caption band of ``luma`` (a plane of an image ``height`` x
+    ``width`` original pixels), in original pixels (``caption_bands``)."""
+    h_r = np.asarray(luma).shape[0]
+    # Variants per band: a picture whose own top looks like a band (dark space, a flat
+    # sky with a bird) must not spoil the cut at a real caption below it.
+    out: dict[str, PixelBox] = {}
+    for name, rows in caption_bands(luma).items():
+        cut = round(rows * height / h_r)
+        out[name] = (cut, height, 0, width) if name.startswith("uncaptioned-top") else (0, height - cut, 0, width)
+    return out
+
+
+def _band_run(lines: np.ndarray, limit: int) -> tuple[int, np.ndarray] | None:
+    """(rows, deviations) of a run of band rows at the start of ``lines``: the outermost
+    row is uniform (a band's padding), then rows stay mostly (``BAND_SHARE``) of its colour
+    until ``BAND_CONTENT_RUN`` rows in a row are not. None without such a run ending
+    within ``limit`` rows (no picture within reach)."""
     if lines.shape[0] < 2 or lines.shape[1] < trim.MIN_LINE:
-        return 0
+        return None
     colour = np.float32(np.median(lines[0]))
     dev = np.abs(lines[:limit] - colour)
     if (dev[0] <= trim.TOLERANCE).mean() < trim.SHARE:
-        return 0
+        return None
     # A band's background is flat: a good share of every row, text or not, stays within a
     # few grey levels of its colour; a gradient (a sky) drifts away from it.
     band = (dev <= trim.MEDIAN_TOLERANCE).mean(axis=1) >= BAND_SHARE
@@ -123,30 +128,86 @@ def _band_rows(lines: np.ndarray, limit: int) -> int:
     for i, is_band in enumerate(band.tolist()):
         run = 0 if is_band else run + 1
         if run == BAND_CONTENT_RUN:
-            stop = i - BAND_CONTENT_RUN + 1
-            break
-    else:
-        return 0  # no picture within reach: not a band beside a picture
+            return i - BAND_CONTENT_RUN + 1, dev
+    return None
+
+
+def _band_rows(lines: np.ndarray, limit: int) -> tuple[int, int]:
+    """How many leading rows of ``lines`` form a caption band, and 0 or a second estimate
+    when the first is in doubt: (rows to the picture's edge, rows of a band whose text is
+    evenly padded)."""
+    found = _band_run(lines, limit)
+    if found is None:
+        return 0, 0
+    stop, dev = found
     inked = (dev[:stop] > INK).mean(axis=1) >= INK_SHARE
     if stop == 0 or inked.mean() < INK_ROWS:
-        return 0  # a flat strip with no text is a margin (media/trim.py) or a flat picture
+        return 0, 0  # a flat strip with no text is a margin (media/trim.py) or a flat picture
     # The picture's edge: the biggest change of the row means near the stop.
     lo = max(1, stop - trim.REFINE)
     means = lines[lo - 1:stop + 1].mean(axis=1)
-    return int(lo + int(np.argmax(np.abs(np.diff(means)))))
+    edge = int(lo + int(np.argmax(np.abs(np.diff(means)))))
+    # A picture whose own edge is of the band's colour (black space under a black band)
+    # carries the band's run on into it, and the edge found lies inside the picture: ink
+    # (the picture) then reaches the edge, with no inner padding. The band's text is the
+    # ink before the longest ink-free gap, set as a caption is, with as much padding inside
+    # as outside: a second estimate (the first may still be right).
+    rows = np.flatnonzero(inked[:edge])
+    even = 0
+    if len(rows) > 1 and rows[-1] >= edge - 2:
+        gaps = np.diff(rows) - 1
+        k = int(np.argmax(gaps))
+        if gaps[k] > max(int(rows[0]), 2):
+            even = int(rows[k]) + 1 + int(rows[0])
+    return edge, even
+
+
+def caption_bands(luma: np.ndarray) -> dict[str, int]:
+    """Rows of appended caption bands of a (H, W) luma plane: ``uncaptioned`` (rows at the
+    bottom) and ``uncaptioned-top`` (at the top) where there is a band, and
+    ``uncaptioned-even`` / ``uncaptioned-top-even`` where the picture continues in the
+    band's colour and the band's extent is in doubt (its text's even padding says where
+    it ends). Bands thinner than ``MIN_BAND_SHARE`` and plain uniform strips (margins:
+    media/trim.py) are not reported."""
+    plane = np.asarray(luma, dtype=np.float32)
+    if plane.ndim != 2 or plane.shape[0] < 4 * trim.MIN_LINE or plane.shape[1] < 4 * trim.MIN_LINE:
+        return {}
+    h = plane.shape[0]
+    limit = int(h * MAX_BAND_SHARE)
+    out: dict[str, int] = {}
+    for name, lines in (("uncaptioned-top", plane), ("uncaptioned", plane[::-1])):
+        edge, even = _band_rows(lines, limit)
+        if edge >= MIN_BAND_SHARE * h:
+            out[name] = edge
+            if even >= MIN_BAND_SHARE * h:
+                out[f"{name}-even"] = even
+    return out
 
 
 def caption_rows(luma: np.ndarray) -> tuple[int, int]:
     """Rows of an appended caption band at the (top, bottom) of a (H, W) luma plane, 0
-    where there is none. Bands thinner than ``MIN_BAND_SHARE`` and plain uniform
-    strips (margins: media/trim.py) are not reported."""
+    where there is none (``caption_bands``'s first estimates)."""
+    bands = caption_bands(luma)
+    return bands.get("uncaptioned-top", 0), bands.get("uncaptioned", 0)
+
+
+def may_hold_caption(luma: np.ndarray) -> bool:
+    """Whether a reduced plane may hold a caption band that it is too coarse to decide on:
+    a run of band rows at the top or bottom with anything drawn in it. On a JPEG decoded
+    at 1/8 the strokes of a caption's letters average away (a 2-pixel stroke keeps a
+    quarter of its contrast) and the band's edge is known to 8 pixels; ``caption_bands``
+    then runs on a finer plane (decode.fine_luma)."""
     plane = np.asarray(luma, dtype=np.float32)
     if plane.ndim != 2 or plane.shape[0] < 4 * trim.MIN_LINE or plane.shape[1] < 4 * trim.MIN_LINE:
-        return (0, 0)
-    h = plane.shape[0]
-    limit = int(h * MAX_BAND_SHARE)
-    top, bottom = _band_rows(plane, limit), _band_rows(plane[::-1], limit)
-    return (top if top >= MIN_BAND_SHARE * h else 0, bottom if bottom >= MIN_BAND_SHARE * h else 0)
+        return False
+    limit = int(plane.shape[0] * MAX_BAND_SHARE)
+    for lines in (plane, plane[::-1]):
+        found = _band_run(lines, limit)
+        if found is not None and found[0] >= MIN_BAND_SHARE * plane.shape[0] - 1:
+            stop, dev = found
+            if ((dev[:stop] > trim.TOLERANCE).mean(axis=1) >= INK_SHARE).any():
+                return True
+    return False
 
 
 # ---------------------------------------------------------------- anchored regions

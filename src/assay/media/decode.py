@@ -297,6 +297,17 @@ def reduced_luma(opened: OpenedImage, exif_transpose: bool = False) -> tuple[Red
     return ReducedLuma(luma_of(np.asarray(oriented.image)), size, (block, block)), oriented
 
 
+def reduced_luma_again(data: bytes, opened: OpenedImage, limits: Limits,
+                       exif_transpose: bool = False) -> tuple[ReducedLuma, Oriented]:
+    """``reduced_luma`` of an image already decoded in full (reference mode): the same
+    plane as fast mode's. A JPEG that fast mode decodes at reduced scale is decoded again
+    so (libjpeg's 1/8 scale costs a fraction of shrinking the full pixels); any other
+    image is reduced from the pixels already decoded."""
+    if opened.format == "jpeg" and _jpeg_scale(opened.width, opened.height) > 1:
+        opened = open_image(data, opened.path, limits)
+    return reduced_luma(opened, exif_transpose)
+
+
 #: A border's edge is placed on a plane whose short side has at least this many pixels
 #: (one pixel there moves PDQ by a few bits; one reduced pixel of a 1/8 JPEG by ~40).
 FINE_SIDE = 1024

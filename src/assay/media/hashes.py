@@ -16,7 +16,7 @@ import numpy as np
 from ..config import Limits
 from ..errors import InputError, TooLarge
 from . import crops, decode, trim
-from .pdq import PdqResult, fast_pdq, fast_pdq_boxes, luma_of, reference_pdq
+from .pdq import PdqResult, fast_pdq, fast_pdq_boxes, reference_pdq
 from .trim import Box, content_boxes
 
 PdqMode = Literal["fast", "reference"]
@@ -102,53 +102,53 @@ def hash_image_bytes(
     if mode == "reference":
         pixels, oriented = decode.reference_pixels(opened, exif_transpose)
         result = reference_pdq(pixels, dihedral=dihedral)
-        if variants:
-            mirrored = reference_pdq(pixels[:, ::-1])
-        shape = pixels.shape[:2]
-        if variants:
-            boxes = content_boxes(luma_of(pixels))
-            for name, box in boxes.items():
-                trimmed[name] = reference_pdq(pixels[box.top:box.bottom, box.left:box.right], dihedral=dihedral)
-        ph, pw = shape
-        wanted = _region_boxes(luma_of(pixels) if variants or bank_variants else None, (1, 1), ph, pw,
-                               variants, bank_variants, bank_kinds)
-        for out, named in zip((regions, bank_regions), wanted, strict=True):
-            for name, box4 in named.items():
-                t, b, lft, r = (round(v) for v in box4)
-                out[name] = reference_pdq(pixels[t:b, lft:r])
+        del pixels  # ~36 MB for a 12-MP photo: not kept while the variants are hashed
+        if variants or bank_variants:
+            # Only the plain hash is Meta's to the bit; the variants come from the reduced
+            # plane as in fast mode (~57 full-resolution hashes took ~7 CPU s a 12-MP photo;
+            # the matches found are the same: bench/RESULTS.md).
+            reduced, _ = decode.reduced_luma_again(data, opened, limits, exif_transpose)
     else:
         reduced, oriented = decode.reduced_luma(opened, exif_transpose)
         result = fast_pdq(reduced.luma, reduced.orig_size, reduced.block, dihedral=dihedral)
-        if variants:
-            mirrored = fast_pdq(reduced.luma[:, ::-1], reduced.orig_size, reduced.block)
+    if variants:
         shape = reduced.luma.shape
-        if variants:
-            boxes = content_boxes(reduced.luma)
-            fine = None
-            if boxes and reduced.block[0] > 1:
-                # A reduced pixel is several original ones (8 in a 1/8 JPEG): an edge one
-                # off moves PDQ by up to ~40 bits. The edges go on a finer plane, decoded
-                # only now that there is a border to place.
-                fine = decode.fine_luma(data, opened, reduced, limits, exif_transpose, fine_budget)
-                fine_boxes = content_boxes(fine.luma)
-                if fine_boxes:
-                    boxes, shape = fine_boxes, fine.luma.shape
-                else:
-                    fine = None
-            # Hashed from the plane the edges were placed on: a reduced pixel across the
-            # edge mixes border and picture (JPEG's 1/8 scale averages 8x8 blocks).
-            plane, (px, py) = (fine.luma, fine.block) if fine is not None else (reduced.luma, reduced.block)
-            for name, box in boxes.items():
-                sub = plane[box.top:box.bottom, box.left:box.right]
-                # the kept region in original pixels (a block at the far edge may be partial)
-                size = (min(sub.shape[1] * px, reduced.orig_size[0]), min(sub.shape[0] * py, reduced.orig_size[1]))
-                trimmed[name] = fast_pdq(sub, size, (px, py), dihedral=dihedral)
+        mirrored = fast_pdq(reduced.luma[:, ::-1], reduced.orig_size, reduced.block)
+        boxes = content_boxes(reduced.luma)
+        fine = None
+        if reduced.block[0] > 1 and (boxes or crops.may_hold_caption(reduced.luma)):
+            # A reduced pixel is several original ones (8 in a 1/8 JPEG): an edge one
+            # off moves PDQ by up to ~40 bits, and a caption's letters average away. The
+            # edges go on a finer plane, decoded only now that there is a border or a
+            # band to place.
+            fine = decode.fine_luma(data, opened, reduced, limits, exif_transpose, fine_budget)
+        trim_plane = reduced
+        if boxes and fine is not None and (fine_boxes := content_boxes(fine.luma)):
+            boxes, shape, trim_plane = fine_boxes, fine.luma.shape, fine
+        # Hashed from the plane the edges were placed on: a reduced pixel across the
+        # edge mixes border and picture (JPEG's 1/8 scale averages 8x8 blocks).
+        px, py = trim_plane.block
+        for name, box in boxes.items():
+            sub = trim_plane.luma[box.top:box.bottom, box.left:box.right]
+            # the kept region in original pixels (a block at the far edge may be partial)
+            size = (min(sub.shape[1] * px, reduced.orig_size[0]), min(sub.shape[0] * py, reduced.orig_size[1]))
+            trimmed[name] = fast_pdq(sub, size, (px, py), dihedral=dihedral)
+        caption_plane = fine if fine is not None else reduced
+    if variants or bank_variants:
         ow, oh = reduced.orig_size
-        wanted = _region_boxes(reduced.luma, reduced.block, oh, ow, variants, bank_variants, bank_kinds)
-        # Each region once (both sides hash the anchored regions), all in one batch.
-        distinct = list(dict.fromkeys(box4 for named in wanted for box4 in named.values()))
+        wanted = _region_boxes(reduced.luma, reduced.block, oh, ow, variants, bank_variants, bank_kinds,
+                               caption_plane.luma if variants else None)
+        # Each region once (both sides hash the anchored regions), all in one batch; the
+        # picture beside a caption band from the plane its edge was placed on.
+        captions = {box4 for name, box4 in wanted[0].items() if name.startswith("uncaptioned")} \
+            if variants and caption_plane is not reduced else set()
+        distinct = list(dict.fromkeys(box4 for named in wanted for box4 in named.values() if box4 not in captions))
         hashed = dict(zip(distinct, fast_pdq_boxes(reduced.luma, reduced.orig_size, reduced.block, distinct),
                           strict=True))
+        if captions:
+            fine_boxes4 = list(captions)
+            hashed.update(zip(fine_boxes4, fast_pdq_boxes(caption_plane.luma, reduced.orig_size,
+                                                          caption_plane.block, fine_boxes4), strict=True))
         for out, named in zip((regions, bank_regions), wanted, strict=True):
             for name, box4 in named.items():
                 out[name] = hashed[box4]
@@ -186,18 +186,21 @@ def hash_image_bytes(
 
 def _region_boxes(
     luma: object, block: tuple[int, int], height: int, width: int, variants: bool, bank_variants: bool,
-    bank_kinds: Collection[str] | None = None,
+    bank_kinds: Collection[str] | None = None, caption_luma: object = None,
 ) -> tuple[dict[str, crops.PixelBox], dict[str, crops.PixelBox]]:
     """(query regions, bank regions) in pixels of an image ``height`` x ``width`` (``luma``
-    its plane, reduced by ``block``): both sides also hash the anchored regions (the
-    query side only when the banks hold some: ``bank_kinds``)."""
+    its plane, reduced by ``block``; ``caption_luma`` the plane caption bands are found on):
+    both sides also hash the anchored regions (the query side only when the banks hold
+    some: ``bank_kinds``)."""
     if min(height, width) < 4 * trim.MIN_LINE or luma is None:  # nothing worth cutting
         return {}, {}
     plane = np.asarray(luma)
     query_regions = variants and (bank_kinds is None or "region" in bank_kinds)
     anchored = crops.anchored_boxes(plane, block, (width, height)) if query_regions or bank_variants else {}
-    query = {**crops.query_boxes(plane, height, width, bank_kinds), **(anchored if query_regions else {})} \
-        if variants else {}
+    query: dict[str, crops.PixelBox] = {}
+    if variants:
+        captions = crops.caption_boxes(np.asarray(caption_luma if caption_luma is not None else plane), height, width)
+        query = {**crops.query_boxes(height, width, bank_kinds), **captions, **(anchored if query_regions else {})}
     bank = {**crops.bank_boxes(height, width), **anchored} if bank_variants else {}
     return query, bank
 

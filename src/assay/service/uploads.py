@@ -246,7 +246,7 @@ def hash_within_budget(gate: UploadGate, decoder: HeavyDecoder, limits: Limits, 
     band; anchored regions and the upper region only if ``bank_kinds`` has them)."""
     opened = decode.open_image(data, name, limits)
     weight = decode.decode_pixels(opened)
-    # A border found among the variants is placed on a finer decode (decode.fine_luma):
+    # A border or caption band found among the variants is placed on a finer decode (decode.fine_luma):
     # counted too. While it would keep the upload light, it stays light; when a border
     # asks for a finer decode that would make it heavy, the upload is admitted again as
     # heavy with both decodes counted (few uploads have borders).

@@ -240,3 +240,17 @@ def test_an_image_loads_only_its_own_pillow_plugin(tmp_path: Path, case: dict[st
         assert code == 0, cmd
         assert plugin in mods, cmd
         assert not mods & {"PIL.EpsImagePlugin", "PIL.PsdImagePlugin", "PIL.PdfImagePlugin"}, cmd
+
+
+def test_a_scan_of_plain_files_loads_no_pixel_code_in_the_parent(tmp_path: Path) -> None:
+    """The first record of a folder of plain files waits for nothing the files do not need:
+    the scan's parent (walk, pool, records, case links) imports neither numpy nor Pillow."""
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"f{i}.txt").write_text(f"line {i}\n")
+    code, mods = _modules(tmp_path, "scan", str(folder), "--no-banks", "-o", str(tmp_path / "r.jsonl"),
+                          "--workers", "2")
+    assert code == 0
+    assert not _top(mods) & {"numpy", "PIL", "c2pa"}
+    assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 5  # header, 3 files, summary

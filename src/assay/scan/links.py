@@ -18,13 +18,15 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..report.schema import CaseLink, FileRecord
 from ..report.text import plural
 from ..signals import get as signal_type
 from ..signals import named_model_hashes
-from .model_links import ModelLinks
+
+if TYPE_CHECKING:  # numpy and the fingerprint code load only when model files are linked
+    from .model_links import ModelLinks
 
 LINKS_SCHEMA = "assay.case-links/1"
 # The model-file hashes a link can use: every community hash the model analyzer computes.

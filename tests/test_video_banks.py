@@ -295,3 +295,50 @@ def test_banked_segments_say_where_in_the_banked_video_the_query_is():
     q = [video.VpdqFeature(0, hexes[1], 90, 0.0)]
     (m,) = video_matches([(0, None, by_hex[hexes[1]], 0)], bare, q)
     assert m.video.compared_segments == [] and m.video.query_match_percent == 100.0
+
+
+def test_a_video_turned_for_display_matches_a_copy_with_turned_pixels(tmp_path, db):
+    """A phone video stored sideways with a display rotation (90 degrees) and a copy whose
+    pixels were turned when re-encoded (what players show, what transcoders write): the stored
+    pixels hash far apart (vPDQ is of stored pixels, as Meta's); the view hashed from the frames
+    turned as displayed matches the copy."""
+    import statistics
+
+    import av
+    import numpy as np
+
+    from assay.media.pdq import hamming, reference_pdq
+    from videogen import frame_at, write_video
+
+    stored = tmp_path / "phone.mp4"
+    with av.open(str(stored), "w") as out:
+        st = out.add_stream("mpeg4", rate=10)
+        st.width, st.height, st.pix_fmt, st.bit_rate = 192, 144, "yuv420p", 2_000_000
+        st.set_display_rotation(90)  # counter-clockwise, as FFmpeg's display matrix says
+        for i in range(60):
+            for packet in st.encode(av.VideoFrame.from_ndarray(frame_at(1, i / 10), format="rgb24")):
+                out.mux(packet)
+        for packet in st.encode():
+            out.mux(packet)
+    upright = write_video(tmp_path / "upright.mp4", (np.ascontiguousarray(np.rot90(frame_at(1, i / 10)))
+                                                     for i in range(60)), 10, codec="mpeg4", bit_rate=2_000_000)
+    h, u = video.hash_video_file(stored), video.hash_video_file(upright)
+    assert (h.rotation, u.rotation, u.displayed) == (90, 0, [])
+    assert [f.frame_number for f in h.displayed] == [f.frame_number for f in h.vpdq] == [0, 10, 20, 30, 40, 50]
+    near = [hamming(a.hex, b.hex) for a, b in zip(h.displayed, u.vpdq, strict=True)]
+    far = [hamming(a.hex, b.hex) for a, b in zip(h.vpdq, u.vpdq, strict=True)]
+    assert max(near) <= 31 and statistics.median(far) > 64, (near, far)
+    # reference mode turns the decoded pixels the same way
+    r = video.hash_video_file(stored, pdq_mode="reference")
+    with av.open(str(stored)) as c:
+        first = next(iter(c.decode(video=0))).to_ndarray(format="rgb24")
+    assert r.displayed[0].hex == reference_pdq(np.ascontiguousarray(np.rot90(first))).hex
+    # the upright copy banked, the phone video as the query: a match through the displayed view
+    assert _cli(db, "bank", "add", "videos", "--content-id", "upright", "--video", str(upright)).exit_code == 0
+    res = _cli(db, "match", "--video", str(stored), "--json")
+    (m,) = [x for x in json.loads(res.output)["matches"] if x["signal_type"] == "vpdq"]
+    assert (m["content_id"], m["query_variant"]) == ("upright", "displayed")
+    rec = video.video_record(stored).to_json_dict()
+    jsonschema.validate(rec, FILE_SCHEMA)
+    assert rec["video"]["rotation"] == 90 and len(rec["video"]["vpdq_displayed"]) == 6
+    assert "displayed turned 90 degrees" in " ".join(_cli(db, "hash", str(stored)).output.split())

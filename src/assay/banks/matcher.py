@@ -320,13 +320,14 @@ class Matcher:
         frames: Sequence[object] = (),
         trimmed: Sequence[object] | None = (),
         *,
+        displayed: Sequence[object] | None = (),
         threshold: int | None = None,
         include_low_quality: bool = False,
         variants: bool = True,
     ) -> list[Match]:
         """``match_signals`` for a subject that may be a video: its vPDQ ``frames`` are
         looked up in the same batch and matched per banked video by Meta's rule."""
-        queries, n, kept = subject_queries(signals, frames, trimmed)
+        queries, n, kept = subject_queries(signals, frames, trimmed, displayed)
         hits, refs = self.hits(queries, threshold=threshold, include_low_quality=include_low_quality)
         return subject_matches(queries, n, kept, hits, refs, threshold, variants=variants)
 
@@ -337,10 +338,12 @@ class Matcher:
 
 
 def subject_queries(signals: Iterable[SignalValue], frames: Sequence[object] = (),
-                    trimmed: Sequence[object] | None = ()) -> tuple[list[Query], int, list[object]]:
+                    trimmed: Sequence[object] | None = (),
+                    displayed: Sequence[object] | None = ()) -> tuple[list[Query], int, list[object]]:
     """(queries, how many are the subject's signals, the video's views): the signals'
     queries first, then one per kept frame of a video (banks/videos.py), then one per kept
-    frame of its view with borders cut off (``trimmed``, when it has one). The views are
+    frame of its view with borders cut off (``trimmed``, when it has one) and of its frames
+    turned as displayed (``displayed``, a video with a display rotation). The views are
     opaque to callers: they hand them to ``subject_matches``."""
     queries = [Query(s.type, s.value, s.variant, s.quality, s.mode) for s in signals]
     n = len(queries)
@@ -348,7 +351,7 @@ def subject_queries(signals: Iterable[SignalValue], frames: Sequence[object] = (
     if frames:
         from .videos import frame_queries
 
-        for name, fs in ((None, frames), ("trimmed", trimmed or ())):
+        for name, fs in ((None, frames), ("trimmed", trimmed or ()), ("displayed", displayed or ())):
             if fs:
                 fq, kept = frame_queries(fs)
                 views.append((name, len(queries), kept))

@@ -344,15 +344,16 @@ class _Banks:
         return self._matcher.lookup(queries, threshold=threshold, include_low_quality=include_low_quality,
                                     variants=variants)
 
-    def match_subject(self, signals: Any, frames: Any = (), trimmed: Any = (), *, threshold: int | None = None,
-                      include_low_quality: bool = False, variants: bool = True) -> Any:
+    def match_subject(self, signals: Any, frames: Any = (), trimmed: Any = (), *, displayed: Any = (),
+                      threshold: int | None = None, include_low_quality: bool = False,
+                      variants: bool = True) -> Any:
         """Matches of one subject, a video's vPDQ ``frames`` by Meta's rule per banked video
         (``Matcher.match_subject``)."""
         import sqlite3
 
         from ..banks.matcher import subject_matches, subject_queries
 
-        queries, n, kept = subject_queries(signals, frames, trimmed)
+        queries, n, kept = subject_queries(signals, frames, trimmed, displayed)
         found = None
         reader = self._read()
         if reader is not None:

@@ -101,6 +101,12 @@ class VideoHashes:
     # Frames not decoded: non-reference frames between samples, skipped (H.264, HEVC).
     frames_skipped: int = 0
     pdq_mode: str = "fast"
+    # The container's display rotation (degrees counter-clockwise, a multiple of 90; a phone
+    # video held upright), and the sampled frames turned as they are displayed: a query view,
+    # matched beside the plain vPDQ (which is of the stored pixels, as Meta's), for copies
+    # whose pixels were turned when re-encoded; empty without rotation. Not Meta's format.
+    rotation: int = 0
+    displayed: list[VpdqFeature] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------- exact digests
@@ -322,6 +328,8 @@ class _Sampled:
     first_t: float | None
     last_t: float | None
     decoded: int
+    displayed: list[VpdqFeature] = field(default_factory=list)
+    rotation: int = 0
 
 
 def _sample(frames, tail: tuple[int, float | None] | None, stream, name: str, fps: float, frame_mod: int, limits: VideoLimits,
@@ -331,6 +339,8 @@ def _sample(frames, tail: tuple[int, float | None] | None, stream, name: str, fp
     the last one), with the limits checked as each frame comes."""
     features: list[VpdqFeature] = []
     trimmed: list[VpdqFeature | None] = []
+    displayed: list[VpdqFeature] = []
+    rotation = 0
     decoded_bytes = 0
     width = height = 0
     first_t = last_t = None
@@ -358,9 +368,12 @@ def _sample(frames, tail: tuple[int, float | None] | None, stream, name: str, fp
             raise TooLarge(name, f"longer than the limit of {limits.max_duration_s:.0f} s")
         if n % frame_mod == 0:
             ts = round(n / fps, VPDQ_TIMESTAMP_PRECISION)
-            plain, inside = _frame_pdq(frame.to_ndarray(format="rgb24"), pdq_mode)
+            rotation = _rotation(frame)
+            plain, inside, turned = _frame_pdq(frame.to_ndarray(format="rgb24"), pdq_mode, rotation // 90)
             features.append(VpdqFeature(n, plain.hex, plain.quality, ts))
             trimmed.append(VpdqFeature(n, inside.hex, inside.quality, ts) if inside is not None else None)
+            if turned is not None:
+                displayed.append(VpdqFeature(n, turned.hex, turned.quality, ts))
     count = last + 1
     if tail is not None and last >= 0:
         # the last frames may have been skipped: the limits and the span shown as if they had come
@@ -370,7 +383,8 @@ def _sample(frames, tail: tuple[int, float | None] | None, stream, name: str, fp
             raise TooLarge(name, f"more than {limits.max_frames:,} frames")
         if n / fps > limits.max_duration_s:
             raise TooLarge(name, f"longer than the limit of {limits.max_duration_s:.0f} s")
-    return _Sampled(features, trimmed, count if last >= 0 else 0, width, height, first_t, last_t, decoded)
+    return _Sampled(features, trimmed, count if last >= 0 else 0, width, height, first_t, last_t, decoded,
+                    displayed if len(displayed) == len(features) else [], rotation)
 
 
 def _finish(s: _Sampled, stream, name: str, fmt: str, md5: str, sha256: str, fps: float,
@@ -392,25 +406,45 @@ def _finish(s: _Sampled, stream, name: str, fmt: str, md5: str, sha256: str, fps
     view = [t if t is not None else f for t, f in zip(trimmed, features, strict=True)] \
         if bordered and bordered * 2 >= len(features) else []
     return VideoHashes(fmt, codec, s.width, s.height, round(fps, 3), round(n / fps, 3), n, md5, sha256, features,
-                       view, n - s.decoded, pdq_mode)
+                       view, n - s.decoded, pdq_mode, s.rotation if s.displayed else 0, s.displayed)
 
 
-def _frame_pdq(rgb: np.ndarray, pdq_mode: str):
-    """PDQ of a sampled frame, and of the frame inside uniform borders/bars (media/trim.py's
-    ``trimmed`` box) where it has them, else None."""
+def _rotation(frame) -> int:
+    """The frame's display rotation (its display matrix), degrees counter-clockwise in 0, 90,
+    180, 270; 0 without one or for an angle that is not a quarter turn."""
+    try:
+        deg = float(frame.rotation or 0)
+    except (AttributeError, TypeError, ValueError):
+        return 0
+    if not math.isfinite(deg) or round(deg) % 90:
+        return 0
+    return int(round(deg)) % 360
+
+
+def _frame_pdq(rgb: np.ndarray, pdq_mode: str, quarter_turns: int = 0):
+    """PDQ of a sampled frame; of the frame inside uniform borders/bars (media/trim.py's
+    ``trimmed`` box) where it has them, else None; and of the frame turned ``quarter_turns``
+    times counter-clockwise (as displayed) when that is not 0, else None. The turned PDQ is
+    computed from turned pixels: PDQ's own rotated hashes (its dihedral) differ by 20-40 bits
+    on frames that are not square."""
     from .trim import content_boxes
 
     luma = luma_of(rgb)
     box = content_boxes(luma).get("trimmed")
     if pdq_mode == "reference":
         inside = None if box is None else reference_pdq(rgb[box.top:box.bottom, box.left:box.right])
-        return reference_pdq(rgb), inside
+        turned = reference_pdq(np.ascontiguousarray(np.rot90(rgb, quarter_turns))) if quarter_turns else None
+        return reference_pdq(rgb), inside, turned
     h, w = luma.shape
     plain = fast_pdq(luma, (w, h))
+    turned = None
+    if quarter_turns:
+        t = np.ascontiguousarray(np.rot90(luma, quarter_turns))
+        turned = fast_pdq(t, (t.shape[1], t.shape[0]))
     if box is None:
-        return plain, None
+        return plain, None, turned
     return plain, fast_pdq(np.ascontiguousarray(luma[box.top:box.bottom, box.left:box.right]),
-                           (box.right - box.left, box.bottom - box.top))
+                           (box.right - box.left, box.bottom - box.top)), turned
 
 
 def _check_size(name: str, width: int, height: int, limits: VideoLimits) -> None:
@@ -670,7 +704,8 @@ def video_info(h: VideoHashes):  # -> VideoInfo
 
     return VideoInfo(format=h.format, codec=h.codec, width=h.width, height=h.height, fps=h.fps,
                      duration_s=h.duration_s, frames_decoded=h.frames_decoded, vpdq=frames(h.vpdq),
-                     vpdq_trimmed=frames(h.trimmed) if h.trimmed else None, pdq_mode=h.pdq_mode)
+                     vpdq_trimmed=frames(h.trimmed) if h.trimmed else None, pdq_mode=h.pdq_mode,
+                     rotation=h.rotation or None, vpdq_displayed=frames(h.displayed) if h.displayed else None)
 
 
 def _suppress_os():

@@ -127,6 +127,10 @@ class VideoInfo(Record):
     # "reference": Meta's C++ PDQ of each frame (bit-identical to Meta's vPDQ); "fast": the
     # same filter as one weight matrix per axis (equal up to float rounding, media/video.py)
     pdq_mode: str | None = None
+    # The container's display rotation (degrees counter-clockwise) and the sampled frames
+    # turned as displayed: matched beside ``vpdq`` (a copy whose pixels were turned); not Meta's.
+    rotation: int | None = None
+    vpdq_displayed: list[VpdqFrame] | None = None
 
 
 class ErrorInfo(Record):

@@ -137,7 +137,8 @@ def print_record(console: Any, rec: FileRecord) -> None:
     if rec.video:
         v = rec.video
         line(safe_str(f"  {v.format} {v.codec} {v.width}x{v.height} {v.fps:g} frames/s, "
-                      f"{v.duration_s:g} s, {v.frames_decoded} frames decoded", 400))
+                      f"{v.duration_s:g} s, {v.frames_decoded} frames decoded"
+                      + (f", displayed turned {v.rotation} degrees (also hashed so)" if v.rotation else ""), 400))
     for s in rec.signals:
         if regions and s.variant and s.variant.startswith("region-"):
             continue

@@ -293,7 +293,8 @@ def _queries(rec: FileRecord) -> list[Any]:
     from ..banks.matcher import subject_queries
 
     v = rec.video
-    return subject_queries(rec.signals, v.vpdq if v else (), v.vpdq_trimmed if v else ())[0]
+    return subject_queries(rec.signals, v.vpdq if v else (), v.vpdq_trimmed if v else (),
+                           v.vpdq_displayed if v else ())[0]
 
 
 def run_partition(job: Job, spec: PartSpec) -> dict[str, Any]:
@@ -435,7 +436,8 @@ def finish_partition(job: Job, spec: PartSpec, refs: dict[int, Any], meta: dict[
         hits = [(int(p), Query(*q), int(sid), int(dist)) for p, q, sid, dist in d["h"]]
         if hits:
             v = rec.video
-            queries, n, kept = subject_queries(rec.signals, v.vpdq if v else (), v.vpdq_trimmed if v else ())
+            queries, n, kept = subject_queries(rec.signals, v.vpdq if v else (), v.vpdq_trimmed if v else (),
+                                               v.vpdq_displayed if v else ())
             findings, known = split_known_good(subject_matches(
                 queries, n, kept, hits, refs, job.threshold, variants=job.settings.variants))
             rec.matches += findings

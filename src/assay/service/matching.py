@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -344,7 +345,7 @@ class LiveIndex:
         return await run_in_threadpool(self.lookup, queries, threshold, include_low_quality)
 
     async def match_video(self, signals: Sequence[Any], frames: Sequence[Any], threshold: int | None,
-                          trimmed: Sequence[Any] = ()) -> list[Match]:
+                          trimmed: Sequence[Any] = (), displayed: Sequence[Any] = ()) -> list[Match]:
         """A video's exact signals and vPDQ frames, banked videos matched by Meta's rule
         (``Matcher.match_subject``); on a thread: a video has dozens to thousands of frames."""
         if not self.loaded:
@@ -352,7 +353,8 @@ class LiveIndex:
                        hint="retry after the Retry-After delay; /ready says when the worker is ready")
             exc.limit = "index-loading"  # type: ignore[attr-defined]
             raise exc
-        return await run_in_threadpool(self.matcher.match_subject, signals, frames, trimmed, threshold=threshold)
+        return await run_in_threadpool(partial(self.matcher.match_subject, signals, frames, trimmed,
+                                               displayed=displayed, threshold=threshold))
 
     def sizes(self) -> dict[str, int]:
         return self.matcher.size() if self.loaded else {}

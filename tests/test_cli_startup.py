@@ -224,6 +224,9 @@ def test_hash_loads_no_worker_pool_video_or_pickle_code(tmp_path: Path, case: di
         assert code == 0, args
         assert not _top(mods) & {"multiprocessing", "socket", "platformdirs"}, args
         assert not mods & {"assay.media.video", "assay.pickleops"}, args
+        assert "importlib.metadata" not in mods, args  # no entry-point or distribution scanning
+    code, mods = _modules(tmp_path, "--db", str(case["db"]), "provenance", "--json", str(case["img"]))
+    assert code == 0 and not mods & {"importlib.metadata", "importlib.resources", "multiprocessing"}
     code, mods = _modules(tmp_path, "--db", str(case["db"]), "hash", "--json", str(case["img"]))
     assert "assay.report.terminal" not in mods  # JSON needs no text renderer
 

@@ -88,3 +88,54 @@ def noise_part_stack(bands, noise_var):  # type: ignore[no-untyped-def]
     for c in range(bands.shape[0]):
         out[c] = noise_part(bands[c], noise_var)
     return out
+
+
+@njit(cache=True, nogil=True)
+def zero_mean_2x2(x):  # type: ignore[no-untyped-def]
+    """``x`` float32 (h, w) -> float32 (h, w): on each of the four 2x2 sub-lattices, each
+    column less its mean, then each row less its mean (sums in float64): three passes over
+    the array instead of numpy's strided copies."""
+    h, w = x.shape
+    colsum = np.zeros((2, w), np.float64)
+    for i in range(h):
+        p = i & 1
+        for j in range(w):
+            colsum[p, j] += x[i, j]
+    nrows = ((h + 1) // 2, h // 2)
+    for p in range(2):
+        if nrows[p]:
+            for j in range(w):
+                colsum[p, j] /= nrows[p]
+    ncols = ((w + 1) // 2, w // 2)
+    out = np.empty((h, w), np.float32)
+    for i in range(h):
+        p = i & 1
+        s0 = 0.0
+        s1 = 0.0
+        for j in range(w):
+            v = np.float32(x[i, j] - colsum[p, j])
+            out[i, j] = v
+            if j & 1:
+                s1 += v
+            else:
+                s0 += v
+        m0 = np.float32(s0 / ncols[0]) if ncols[0] else np.float32(0.0)
+        m1 = np.float32(s1 / ncols[1]) if ncols[1] else np.float32(0.0)
+        for j in range(w):
+            out[i, j] -= m1 if j & 1 else m0
+    return out
+
+
+@njit(cache=True, nogil=True)
+def variance(x):  # type: ignore[no-untyped-def]
+    """Population variance of a float32 array, summed in float64, in one pass."""
+    flat = x.ravel()
+    s = 0.0
+    q = 0.0
+    for v in flat:
+        d = np.float64(v)
+        s += d
+        q += d * d
+    n = flat.size
+    m = s / n
+    return max(q / n - m * m, 0.0)

@@ -99,16 +99,11 @@ def _channel_residual(x: np.ndarray, sigma: float) -> np.ndarray:
 
 def zero_mean(x: np.ndarray) -> np.ndarray:
     """Rows and columns of zero mean, on each of the four 2x2 sub-lattices (colour filter
-    array and row/column read-out artefacts are shared by cameras of a model)."""
-    x = x.copy()
-    for i in (0, 1):
-        for j in (0, 1):
-            sub = x[i::2, j::2]
-            if sub.size == 0:  # a photo one pixel high or wide
-                continue
-            sub -= sub.mean(axis=0, keepdims=True)
-            sub -= sub.mean(axis=1, keepdims=True)
-    return x
+    array and row/column read-out artefacts are shared by cameras of a model): each
+    column less its mean, then each row (camera/_kernel.py)."""
+    from ._kernel import zero_mean_2x2
+
+    return zero_mean_2x2(np.ascontiguousarray(x, dtype=np.float32))
 
 
 def wiener_dft(x: np.ndarray) -> np.ndarray:
@@ -116,8 +111,10 @@ def wiener_dft(x: np.ndarray) -> np.ndarray:
     JPEG blocks, demosaicing), with the same adaptive filter as the denoiser. The filter
     runs on the half-plane of the real transform: the spectrum of a real array is
     symmetric, and the windows see the other half only at the Nyquist column."""
-    x = np.asarray(x, dtype=np.float32)
-    noise_var = float(x.var(dtype=np.float64))
+    from ._kernel import variance
+
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    noise_var = float(variance(x))
     if noise_var == 0.0:
         return x.copy()
     f = _rfft2(x)

@@ -220,3 +220,18 @@ def test_pce_from_the_spectrum_equals_pce_of_the_surface(shape: tuple[int, int])
         assert as_is == pytest.approx(prnu.pce(prnu._correlate(test, fp), (0, 0))[0], rel=1e-4, abs=1e-6)
         assert turned == pytest.approx(prnu.pce(prnu._correlate(np.rot90(test, 2), fp), (0, 0))[0],
                                        rel=1e-4, abs=1e-6)
+
+
+def test_zero_mean_is_per_sub_lattice_columns_then_rows() -> None:
+    """The compiled pass against the definition written with numpy slices, odd sizes too."""
+    rng = np.random.default_rng(21)
+    for shape in ((1, 1), (1, 6), (3, 1), (7, 9), (40, 33)):
+        x = rng.normal(4, 3, shape).astype(np.float32)
+        want = x.astype(np.float64)
+        for i in (0, 1):
+            for j in (0, 1):
+                sub = want[i::2, j::2]
+                if sub.size:
+                    sub -= sub.mean(axis=0, keepdims=True)
+                    sub -= sub.mean(axis=1, keepdims=True)
+        np.testing.assert_allclose(prnu.zero_mean(x), want, atol=1e-5)

@@ -5,8 +5,11 @@ A local path is walked exactly as the local engine walks it (the same items, the
 path strings, so both engines give the same records). A URL naming one object is one
 item; a URL naming a prefix is listed (one process lists it: for billions of keys give a
 manifest instead). A manifest is a plain list (one path or URL a line, ``#`` comments)
-or an S3 Inventory ``manifest.json`` (its CSV data files, gzip or not, read as streams):
-the client reads it line by line and never lists the bucket.
+or an S3 Inventory ``manifest.json`` (its CSV data files, gzip or not, read as streams;
+Parquet and ORC with pyarrow); nothing lists the bucket. A distributed scan cuts manifests
+into segments (``manifest_segments``: the client reads only ``manifest.json`` or a list's
+size) that workers read (``segment_items``); ``manifest_items`` reads a whole manifest in
+one process.
 
 Credentials come from where fsspec and its back-ends look (environment, ``~/.aws``,
 instance roles, ``FSSPEC_S3_*`` settings): never from the command line, never in a report.
@@ -197,10 +200,12 @@ def manifest_segments(url: str, segment_bytes: int | None = None) -> list[Segmen
                 raise AssayError(f"{url}: not a JSON manifest: {exc}") from None
         return _inventory_segments(url, doc)
     size, version = _size_and_version(url)
+    path = local_path(url)
+    where = url if path is None else os.path.abspath(path)  # workers need not share the client's folder
     if url.endswith(".gz") or size == 0:
-        return [Segment(url, url, "list", version=version)]
+        return [Segment(url, where, "list", version=version)]
     step = max(int(segment_bytes or SEGMENT_BYTES), 1)
-    return [Segment(url, url, "list", a, min(a + step, size), version=version) for a in range(0, size, step)]
+    return [Segment(url, where, "list", a, min(a + step, size), version=version) for a in range(0, size, step)]
 
 
 def _size_and_version(url: str) -> tuple[int, str]:

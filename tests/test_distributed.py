@@ -432,9 +432,23 @@ def _idle(client: Any, timeout: float = 120) -> None:
         time.sleep(0.2)
 
 
-def test_a_worker_killed_mid_scan_loses_and_duplicates_nothing(cluster: dict[str, Any], tmp_path: Path) -> None:
+@pytest.mark.parametrize("given_as", ["folder", "manifest"])
+def test_a_worker_killed_mid_scan_loses_and_duplicates_nothing(cluster: dict[str, Any], tmp_path: Path,
+                                                               given_as: str) -> None:
+    """SIGKILL of a worker mid-partition; with a manifest the partitions' items come from the
+    plans the workers wrote (the list cut into 4 segments)."""
+    from assay.scan import sources
+
     client = cluster["client"]
     inputs = _files(tmp_path / "in", 96)
+    folders, manifests = [str(tmp_path / "in")], []
+    if given_as == "manifest":
+        listing = tmp_path / "list.txt"
+        listing.write_text("".join(p + "\n" for p in inputs))
+        folders, manifests = [], [str(listing)]
+        sources_bytes = -(-listing.stat().st_size // 4)
+    else:
+        sources_bytes = sources.SEGMENT_BYTES
     pids = client.run(os.getpid)
     address, victim = next(iter(pids.items()))
     killed: list[int] = []
@@ -447,8 +461,11 @@ def test_a_worker_killed_mid_scan_loses_and_duplicates_nothing(cluster: dict[str
             killed.append(victim)
 
     out = tmp_path / "out"
-    summary = run_dask_scan([str(tmp_path / "in")], ScanSettings(provenance=False, models=False), None, str(out),
-                            client=client, partition_size=4, factory=_slow_factory, on_progress=kill_once)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sources, "SEGMENT_BYTES", sources_bytes)
+        summary = run_dask_scan(folders, ScanSettings(provenance=False, models=False), None, str(out),
+                                manifests=manifests, client=client, partition_size=4, factory=_slow_factory,
+                                on_progress=kill_once)
     assert killed, "the scan ended before a worker could be killed"
     assert any("run_partition" in k for k in running), running  # it died holding a partition
     with pytest.raises(ProcessLookupError):
@@ -457,7 +474,8 @@ def test_a_worker_killed_mid_scan_loses_and_duplicates_nothing(cluster: dict[str
     assert sorted(counts) == inputs and set(counts.values()) == {1}  # 0 lost, 0 duplicated
     assert summary.files == 96 and summary.with_errors == 0
     assert len(list((out / "_done").iterdir())) == 24
-    assert json.loads((out / "_manifest.json").read_text())["status"] == "finished"
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert manifest["status"] == "finished" and len(manifest["segments"]) == (4 if manifests else 0)
     client.wait_for_workers(2, timeout=120)  # the nanny starts a new worker process
 
 

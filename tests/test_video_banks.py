@@ -342,3 +342,39 @@ def test_a_video_turned_for_display_matches_a_copy_with_turned_pixels(tmp_path, 
     jsonschema.validate(rec, FILE_SCHEMA)
     assert rec["video"]["rotation"] == 90 and len(rec["video"]["vpdq_displayed"]) == 6
     assert "displayed turned 90 degrees" in " ".join(_cli(db, "hash", str(stored)).output.split())
+
+
+def test_a_banked_letterboxed_video_matches_its_clean_copy(tmp_path, db, vids, hashed):
+    """Banked with black bars (the banked side is trimmed too, as for stills): the clean
+    original matches through the banked frames with the bars cut off; the banked share is
+    over the frames as stored; an unrelated video still matches nothing."""
+    import av
+    import numpy as np
+
+    from assay.banks.store import Store as _Store
+    from videogen import write_video
+
+    with av.open(str(vids["orig"])) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    boxed = write_video(tmp_path / "boxed.mp4", (np.pad(f, ((16, 16), (0, 0), (0, 0))) for f in frames), 15,
+                        codec="mpeg4", bit_rate=1_000_000)
+    h = video.hash_video_file(boxed)
+    assert h.trimmed and video.match(hashed["orig"].vpdq, h.vpdq).query_match_percent < 50
+    res = _cli(db, "bank", "add", "videos", "--content-id", "boxed", "--video", str(boxed), "--json")
+    assert res.exit_code == 0, res.output
+    res = _cli(db, "match", "--video", str(vids["orig"]), "--json")
+    (m,) = [x for x in json.loads(res.output)["matches"] if x["signal_type"] == "vpdq"]
+    assert m["content_id"] == "boxed" and m["bank_variant"] == "trimmed"
+    assert m["video"]["query_match_percent"] >= 80
+    assert m["video"]["compared_frames"] == len(video.prepare(h.vpdq))  # Meta's count, as stored
+    runs = m["video"]["compared_segments"]  # where in the banked video: all of it
+    assert runs[0][0] == 0.0 and runs[-1][1] == 9.0
+    res = _cli(db, "match", "--video", str(vids["other"]), "--json")
+    assert [x for x in json.loads(res.output)["matches"] if x["signal_type"] == "vpdq"] == []
+    # --no-variants banks the video as stored only; the export is Meta's form of the stored frames
+    _cli(db, "bank", "add", "videos", "--content-id", "boxed-plain", "--video", str(boxed), "--no-variants")
+    with _Store(f"sqlite:///{db}") as store:
+        e = store.get_entry("videos", "boxed-plain")
+        assert "pdq_variants" not in (e.meta or {}) and len(e.signals["vpdq"]) == len(video.prepare(h.vpdq))
+    res = _cli(db, "bank", "export", "videos", "--format", "vpdq", "--content-id", "boxed")
+    assert [f.hex for f in video.loads(res.output)] == [f.hex for f in h.vpdq]

@@ -42,17 +42,29 @@ MAX_VPDQ_META_JSON = 8 * 1024**2  # a 4 h video at 1 frame/s is ~1.3 MB of text
 
 
 def bank_record(features: Sequence[VpdqFeature], content_id: str, *, note: str | None = None,
-                extra: Sequence[tuple[str, str]] = (), line: int = 0) -> ImportRecord:
+                extra: Sequence[tuple[str, str]] = (), line: int = 0,
+                trimmed: Sequence[VpdqFeature] = ()) -> ImportRecord:
     """The import record of one video: its kept frame hashes as ``vpdq`` signals (plus
-    ``extra`` signals such as its ``video_md5``), the whole hash in the meta."""
+    ``extra`` signals such as its ``video_md5``), the whole hash in the meta. ``trimmed``: the
+    same frames with uniform borders/bars cut off (``VideoHashes.trimmed``, a letterboxed or
+    framed video): its hashes are banked too, named ``trimmed`` in the meta's ``pdq_variants``,
+    so that a clean copy matches; they are not counted in the video's ``frames`` (the banked
+    share stays Meta's, over the frames as stored)."""
     from .store import ImportRecord
 
     kept = prepare(features)
     if not kept and not extra:
         raise InvalidBankInput(f"video {content_id!r}: no frame of quality >= {VPDQ_QUALITY_THRESHOLD} "
                                "(nothing Meta's rule could match)")
-    meta = {META_KEY: {"frames": len(kept), "text": dumps(features)}} if kept else None
-    signals = tuple(("vpdq", f.hex) for f in kept) + tuple(extra)
+    plain = {f.hex for f in kept}
+    inside = [f for f in prepare(trimmed) if f.hex not in plain] if kept else []
+    meta: dict[str, Any] | None = None
+    if kept:
+        meta = {META_KEY: {"frames": len(kept), "text": dumps(features)}}
+        if inside:
+            meta[META_KEY]["trimmed"] = dumps(trimmed)
+            meta["pdq_variants"] = {f.hex: "trimmed" for f in inside}
+    signals = tuple(("vpdq", f.hex) for f in (*kept, *inside)) + tuple(extra)
     return ImportRecord(content_id, signals, note, meta, line)
 
 
@@ -62,13 +74,18 @@ def check_meta(meta: dict[str, Any], signals: Sequence[tuple[str, str]]) -> None
     v = meta.get(META_KEY)
     if v is None:
         return
-    n = len({value for t, value in signals if t == "vpdq"})
+    named = meta.get("pdq_variants")
+    values = {value for t, value in signals if t == "vpdq"}
+    # the hashes of the frames with their borders cut off are not the video's frames
+    n = len({x for x in values if not (isinstance(named, dict) and named.get(x) == "trimmed")})
     frames = v.get("frames") if isinstance(v, dict) else None
     if type(frames) is not int or frames != n:
-        raise InvalidBankInput(f"meta {META_KEY!r}: 'frames' must be the entry's number of vpdq hashes ({n})")
-    text = v.get("text")
-    if text is not None and not isinstance(text, str):
-        raise InvalidBankInput(f"meta {META_KEY!r}: 'text' must be the hash in Meta's text form")
+        raise InvalidBankInput(f"meta {META_KEY!r}: 'frames' must be the entry's number of vpdq hashes ({n}, "
+                               "not counting those named 'trimmed' in 'pdq_variants')")
+    for key in ("text", "trimmed"):
+        text = v.get(key)
+        if text is not None and not isinstance(text, str):
+            raise InvalidBankInput(f"meta {META_KEY!r}: {key!r} must be a hash in Meta's text form")
 
 
 def entry_frames(meta: Any) -> int | None:
@@ -90,18 +107,31 @@ def frame_times(meta: Any, value: str) -> tuple[tuple[int, float], ...]:
     position among the frames Meta's rule compares (quality >= 50, in order, repeated hashes
     kept), so that consecutive positions are consecutive samples. Empty without the text form."""
     text = entry_text(meta)
-    return _frames_by_hash(text).get(value, ()) if text else ()
+    if not text:
+        return ()
+    v = meta.get(META_KEY) if isinstance(meta, dict) else None
+    trimmed = v.get("trimmed") if isinstance(v, dict) else None
+    return _frames_by_hash(text, trimmed if isinstance(trimmed, str) else "").get(value, ())
 
 
 @lru_cache(maxsize=16)
-def _frames_by_hash(text: str) -> dict[str, tuple[tuple[int, float], ...]]:
+def _frames_by_hash(text: str, trimmed: str) -> dict[str, tuple[tuple[int, float], ...]]:
+    """Hash -> (position, timestamp) of its frames; a hash of the trimmed view takes the
+    position of the frame it was cut from."""
     try:
         frames = loads(text)
+        inside = loads(trimmed) if trimmed else []
     except InvalidSignal:
         return {}
     out: dict[str, list[tuple[int, float]]] = {}
+    position: dict[int, int] = {}
     for pos, f in enumerate(f for f in frames if f.quality >= VPDQ_QUALITY_THRESHOLD):
         out.setdefault(f.hex, []).append((pos, f.timestamp))
+        position[f.frame_number] = pos
+    for f in inside:
+        pos = position.get(f.frame_number)
+        if f.quality >= VPDQ_QUALITY_THRESHOLD and pos is not None and (pos, f.timestamp) not in out.get(f.hex, ()):
+            out.setdefault(f.hex, []).append((pos, f.timestamp))
     return {k: tuple(v) for k, v in out.items()}
 
 
@@ -154,9 +184,11 @@ def video_matches(
         if not ok:
             continue
         dist, sid = g["best"]
+        # mostly through the banked frames with their borders cut off: say so
+        inside = sum(refs[c].variant == "trimmed" for c in g["c"]) * 2 > len(g["c"])
         out.append(Match(
             bank=ref.bank, content_id=ref.content_id, signal_type="vpdq", value=refs[sid].value,
-            distance=dist, strength="perceptual",
+            distance=dist, strength="perceptual", bank_variant="trimmed" if inside else None,
             bank_kind="known-good" if ref.bank_kind == "known-good" else None,
             note=ref.note, entry_id=ref.entry_id,
             video=VideoMatch(query_match_percent=round(qp, 2),

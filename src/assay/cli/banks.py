@@ -394,10 +394,12 @@ def bank_add(
         from ..media.video import hash_video_file
 
         h = hash_video_file(video)
-        rec = bank_record(h.vpdq, content_id, extra=[("video_md5", h.md5), ("sha256", h.sha256)])
+        rec = bank_record(h.vpdq, content_id, extra=[("video_md5", h.md5), ("sha256", h.sha256)],
+                          trimmed=[] if no_variants else h.trimmed)
         for t, v in rec.signals:
             sig.setdefault(t, []).append(v)
-        meta.update(rec.meta or {})
+        for k, v in (rec.meta or {}).items():
+            meta[k] = {**meta[k], **v} if k == "pdq_variants" and k in meta else v
         low = len(h.vpdq) - (rec.meta or {}).get("vpdq", {}).get("frames", 0)
         if low:
             warnings.append(f"{video}: {low} of {len(h.vpdq)} sampled frames are repeats or of PDQ quality < 50: "

@@ -144,7 +144,7 @@ def content_dict(e: Entry, bank: Bank, include_signals: bool, include_metadata: 
             out["signals"]["vpdq"] = vpdq
     if include_metadata:
         # a banked video's frame list is assay's own (the vpdq signal above), not the user's
-        meta = {k: v for k, v in (e.meta or {}).items() if k != "vpdq"}
+        meta = {k: v for k, v in (e.meta or {}).items() if k not in ("vpdq", "pdq_variants")}
         md: dict[str, Any] = {"content_id": e.content_id}
         if set(meta) <= {"content_uri", "json"}:
             md.update({k: v for k, v in meta.items() if v is not None})
@@ -218,12 +218,12 @@ def _add(state: ServiceState, who: Principal, bank_name: str, content_id: str, s
 
 
 def _video_entry(features: Any, content_id: str, extra: list[tuple[str, str]],
-                 meta: dict[str, Any] | None) -> tuple[dict[str, list[str]], dict[str, Any] | None]:
+                 meta: dict[str, Any] | None, trimmed: Any = ()) -> tuple[dict[str, list[str]], dict[str, Any] | None]:
     """(signals to store, meta) of a banked video: one vpdq value per kept frame hash and the
     whole hash in the meta (banks/videos.py), as ``bank add --video`` writes it."""
     from ..banks.videos import bank_record
 
-    rec = bank_record(features, content_id, extra=extra)
+    rec = bank_record(features, content_id, extra=extra, trimmed=trimmed)
     stored: dict[str, list[str]] = {}
     for t, v in rec.signals:
         stored.setdefault(t, []).append(v)
@@ -289,7 +289,8 @@ async def hma_content_add(
         signals = {name: video_signal_of(v, name) for name in wanted}
         content_id = given or v.sha256
         extra = [("video_md5", v.md5)] if "video_md5" in wanted else []
-        stored, meta = _video_entry(v.vpdq if "vpdq" in wanted else [], content_id, extra, meta)
+        stored, meta = _video_entry(v.vpdq if "vpdq" in wanted else [], content_id, extra, meta,
+                                    v.trimmed if "vpdq" in wanted else [])
         return await run_in_threadpool(_add, state, who, bank_name, content_id, signals, note or None, meta, stored)
     h = await hash_photo(request, state, upload)
     signals = {name: signal_of(h, name) for name in wanted}

@@ -30,6 +30,7 @@ its definition gives PCE values 0.7-1.07 times assay's (bench/RESULTS.md).
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -302,18 +303,27 @@ def _near_peak(p: np.ndarray, shape: tuple[int, int], at: tuple[int, int], radiu
     transform of the whole surface: a real surface is the real part of the sum over the
     half-plane with its inner columns counted twice."""
     h, w = shape
-    rows = np.unique([(at[0] + d) % h for d in range(-radius, radius + 1)])
-    cols = np.unique([(at[1] + d) % w for d in range(-radius, radius + 1)])
-    # phases from exact integer products, reduced before the float conversion
-    e_rows = np.exp((2j * np.pi / h) * (np.outer(rows, np.arange(h)) % h))
-    e_cols = np.exp((2j * np.pi / w) * (np.outer(np.arange(p.shape[1]), cols) % w))
-    e_cols *= _half_plane_weights(w, p.shape[1])[:, None]
+    rows, cols, e_rows, e_cols = _phases(h, w, p.shape[1], at, radius, p.dtype.str)
     # columns first: a product along the contiguous axis (six times faster than rows first);
     # on one BLAS thread: waking a second one cost 6x the arithmetic at 256 x 256 on a busy
     # machine, and was slower at 12 MP too (0.137 against 0.092 CPU s)
     with _one_blas_thread():
-        near = (e_rows @ (p @ e_cols.astype(p.dtype)).astype(np.complex128)).real / (h * w)
+        near = (e_rows @ (p @ e_cols).astype(np.complex128)).real / (h * w)
     return near, float(near[int(np.searchsorted(rows, at[0])), int(np.searchsorted(cols, at[1]))])
+
+
+@functools.lru_cache(maxsize=32)
+def _phases(h: int, w: int, half: int, at: tuple[int, int], radius: int,
+            dtype: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The rows and columns of the block around ``at`` and the DFT phases that give them
+    (the same for every photo of a size: kept). Phases from exact integer products, reduced
+    before the float conversion."""
+    rows = np.unique([(at[0] + d) % h for d in range(-radius, radius + 1)])
+    cols = np.unique([(at[1] + d) % w for d in range(-radius, radius + 1)])
+    e_rows = np.exp((2j * np.pi / h) * (np.outer(rows, np.arange(h)) % h))
+    e_cols = np.exp((2j * np.pi / w) * (np.outer(np.arange(half), cols) % w))
+    e_cols *= _half_plane_weights(w, half)[:, None]
+    return rows, cols, e_rows, e_cols.astype(dtype)
 
 
 _BLAS: list[Any] = []  # threadpoolctl's controller, made on first use (it inspects the loaded libraries)

@@ -342,6 +342,13 @@ def test_a_video_turned_for_display_matches_a_copy_with_turned_pixels(tmp_path, 
     jsonschema.validate(rec, FILE_SCHEMA)
     assert rec["video"]["rotation"] == 90 and len(rec["video"]["vpdq_displayed"]) == 6
     assert "displayed turned 90 degrees" in " ".join(_cli(db, "hash", str(stored)).output.split())
+    # the other way round: the phone video banked (its turned frames banked too), the upright
+    # copy as the query
+    assert _cli(db, "bank", "add", "videos", "--content-id", "phone", "--video", str(stored)).exit_code == 0
+    res = _cli(db, "match", "--video", str(upright), "--json")
+    got = {x["content_id"]: x for x in json.loads(res.output)["matches"] if x["signal_type"] == "vpdq"}
+    assert got["phone"]["bank_variant"] == "displayed" and got["phone"].get("query_variant") is None
+    assert got["phone"]["video"]["compared_frames"] == 6  # the frames as stored, Meta's count
 
 
 def test_a_banked_letterboxed_video_matches_its_clean_copy(tmp_path, db, vids, hashed):

@@ -38,33 +38,44 @@ if TYPE_CHECKING:
     from .store import ImportRecord
 
 META_KEY = "vpdq"
+# Views of a banked video besides its frames as stored (named so in the entry's pdq_variants)
+VIEWS = ("trimmed", "displayed")
 MAX_VPDQ_META_JSON = 8 * 1024**2  # a 4 h video at 1 frame/s is ~1.3 MB of text
 
 
 def bank_record(features: Sequence[VpdqFeature], content_id: str, *, note: str | None = None,
                 extra: Sequence[tuple[str, str]] = (), line: int = 0,
-                trimmed: Sequence[VpdqFeature] = ()) -> ImportRecord:
+                trimmed: Sequence[VpdqFeature] = (), displayed: Sequence[VpdqFeature] = ()) -> ImportRecord:
     """The import record of one video: its kept frame hashes as ``vpdq`` signals (plus
     ``extra`` signals such as its ``video_md5``), the whole hash in the meta. ``trimmed``: the
     same frames with uniform borders/bars cut off (``VideoHashes.trimmed``, a letterboxed or
     framed video): its hashes are banked too, named ``trimmed`` in the meta's ``pdq_variants``,
     so that a clean copy matches; they are not counted in the video's ``frames`` (the banked
-    share stays Meta's, over the frames as stored)."""
+    share stays Meta's, over the frames as stored). ``displayed``: the frames turned as
+    displayed (``VideoHashes.displayed``, a video with a display rotation), banked the same way
+    under the name ``displayed``, so that a copy whose pixels were turned matches."""
     from .store import ImportRecord
 
     kept = prepare(features)
     if not kept and not extra:
         raise InvalidBankInput(f"video {content_id!r}: no frame of quality >= {VPDQ_QUALITY_THRESHOLD} "
                                "(nothing Meta's rule could match)")
-    plain = {f.hex for f in kept}
-    inside = [f for f in prepare(trimmed) if f.hex not in plain] if kept else []
+    seen = {f.hex for f in kept}
+    views: dict[str, list[VpdqFeature]] = {}
+    for view, fs in (("trimmed", trimmed), ("displayed", displayed)):
+        new = [f for f in prepare(fs) if f.hex not in seen] if kept else []
+        if new:
+            views[view] = new
+            seen.update(f.hex for f in new)
     meta: dict[str, Any] | None = None
     if kept:
         meta = {META_KEY: {"frames": len(kept), "text": dumps(features)}}
-        if inside:
-            meta[META_KEY]["trimmed"] = dumps(trimmed)
-            meta["pdq_variants"] = {f.hex: "trimmed" for f in inside}
-    signals = tuple(("vpdq", f.hex) for f in (*kept, *inside)) + tuple(extra)
+        for view, fs in (("trimmed", trimmed), ("displayed", displayed)):
+            if view in views:
+                meta[META_KEY][view] = dumps(fs)
+                meta.setdefault("pdq_variants", {}).update({f.hex: view for f in views[view]})
+    signals = tuple(("vpdq", f.hex) for f in kept) + \
+        tuple(("vpdq", f.hex) for fs in views.values() for f in fs) + tuple(extra)
     return ImportRecord(content_id, signals, note, meta, line)
 
 
@@ -76,13 +87,13 @@ def check_meta(meta: dict[str, Any], signals: Sequence[tuple[str, str]]) -> None
         return
     named = meta.get("pdq_variants")
     values = {value for t, value in signals if t == "vpdq"}
-    # the hashes of the frames with their borders cut off are not the video's frames
-    n = len({x for x in values if not (isinstance(named, dict) and named.get(x) == "trimmed")})
+    # the hashes of the frames with their borders cut off, or turned, are not the video's frames
+    n = len({x for x in values if not (isinstance(named, dict) and named.get(x) in VIEWS)})
     frames = v.get("frames") if isinstance(v, dict) else None
     if type(frames) is not int or frames != n:
         raise InvalidBankInput(f"meta {META_KEY!r}: 'frames' must be the entry's number of vpdq hashes ({n}, "
-                               "not counting those named 'trimmed' in 'pdq_variants')")
-    for key in ("text", "trimmed"):
+                               "not counting those named 'trimmed' or 'displayed' in 'pdq_variants')")
+    for key in ("text", *VIEWS):
         text = v.get(key)
         if text is not None and not isinstance(text, str):
             raise InvalidBankInput(f"meta {META_KEY!r}: {key!r} must be a hash in Meta's text form")
@@ -110,17 +121,17 @@ def frame_times(meta: Any, value: str) -> tuple[tuple[int, float], ...]:
     if not text:
         return ()
     v = meta.get(META_KEY) if isinstance(meta, dict) else None
-    trimmed = v.get("trimmed") if isinstance(v, dict) else None
-    return _frames_by_hash(text, trimmed if isinstance(trimmed, str) else "").get(value, ())
+    views = tuple(x if isinstance(x := (v.get(k) if isinstance(v, dict) else None), str) else "" for k in VIEWS)
+    return _frames_by_hash(text, *views).get(value, ())
 
 
 @lru_cache(maxsize=16)
-def _frames_by_hash(text: str, trimmed: str) -> dict[str, tuple[tuple[int, float], ...]]:
-    """Hash -> (position, timestamp) of its frames; a hash of the trimmed view takes the
-    position of the frame it was cut from."""
+def _frames_by_hash(text: str, trimmed: str, displayed: str = "") -> dict[str, tuple[tuple[int, float], ...]]:
+    """Hash -> (position, timestamp) of its frames; a hash of the trimmed or the displayed
+    view takes the position of the frame it was made from."""
     try:
         frames = loads(text)
-        inside = loads(trimmed) if trimmed else []
+        inside = [*(loads(trimmed) if trimmed else []), *(loads(displayed) if displayed else [])]
     except InvalidSignal:
         return {}
     out: dict[str, list[tuple[int, float]]] = {}
@@ -184,11 +195,12 @@ def video_matches(
         if not ok:
             continue
         dist, sid = g["best"]
-        # mostly through the banked frames with their borders cut off: say so
-        inside = sum(refs[c].variant == "trimmed" for c in g["c"]) * 2 > len(g["c"])
+        # mostly through the banked frames with their borders cut off, or turned: say so
+        through = [refs[c].variant for c in g["c"] if refs[c].variant in VIEWS]
+        view = max(VIEWS, key=through.count) if len(through) * 2 > len(g["c"]) else None
         out.append(Match(
             bank=ref.bank, content_id=ref.content_id, signal_type="vpdq", value=refs[sid].value,
-            distance=dist, strength="perceptual", bank_variant="trimmed" if inside else None,
+            distance=dist, strength="perceptual", bank_variant=view,
             bank_kind="known-good" if ref.bank_kind == "known-good" else None,
             note=ref.note, entry_id=ref.entry_id,
             video=VideoMatch(query_match_percent=round(qp, 2),

@@ -395,7 +395,7 @@ def bank_add(
 
         h = hash_video_file(video)
         rec = bank_record(h.vpdq, content_id, extra=[("video_md5", h.md5), ("sha256", h.sha256)],
-                          trimmed=[] if no_variants else h.trimmed)
+                          trimmed=[] if no_variants else h.trimmed, displayed=[] if no_variants else h.displayed)
         for t, v in rec.signals:
             sig.setdefault(t, []).append(v)
         for k, v in (rec.meta or {}).items():

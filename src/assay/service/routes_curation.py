@@ -218,12 +218,13 @@ def _add(state: ServiceState, who: Principal, bank_name: str, content_id: str, s
 
 
 def _video_entry(features: Any, content_id: str, extra: list[tuple[str, str]],
-                 meta: dict[str, Any] | None, trimmed: Any = ()) -> tuple[dict[str, list[str]], dict[str, Any] | None]:
+                 meta: dict[str, Any] | None, trimmed: Any = (),
+                 displayed: Any = ()) -> tuple[dict[str, list[str]], dict[str, Any] | None]:
     """(signals to store, meta) of a banked video: one vpdq value per kept frame hash and the
     whole hash in the meta (banks/videos.py), as ``bank add --video`` writes it."""
     from ..banks.videos import bank_record
 
-    rec = bank_record(features, content_id, extra=extra, trimmed=trimmed)
+    rec = bank_record(features, content_id, extra=extra, trimmed=trimmed, displayed=displayed)
     stored: dict[str, list[str]] = {}
     for t, v in rec.signals:
         stored.setdefault(t, []).append(v)
@@ -290,7 +291,7 @@ async def hma_content_add(
         content_id = given or v.sha256
         extra = [("video_md5", v.md5)] if "video_md5" in wanted else []
         stored, meta = _video_entry(v.vpdq if "vpdq" in wanted else [], content_id, extra, meta,
-                                    v.trimmed if "vpdq" in wanted else [])
+                                    v.trimmed if "vpdq" in wanted else [], v.displayed if "vpdq" in wanted else [])
         return await run_in_threadpool(_add, state, who, bank_name, content_id, signals, note or None, meta, stored)
     h = await hash_photo(request, state, upload)
     signals = {name: signal_of(h, name) for name in wanted}

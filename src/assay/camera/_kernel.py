@@ -32,6 +32,18 @@ def _clipped(s, i, j, h, w, noise_var):  # type: ignore[no-untyped-def]
 @njit(cache=True, nogil=True)
 def noise_part(band, noise_var):  # type: ignore[no-untyped-def]
     """``band`` float32 (h, w) -> float32 (h, w): what the filter removes from each element."""
+    return _filter(band, noise_var, False)
+
+
+@njit(cache=True, nogil=True)
+def wiener_gain(band, noise_var):  # type: ignore[no-untyped-def]
+    """``band`` float32 (h, w) -> float32 (h, w): the factor s0^2 / (s^2 + s0^2) itself
+    (noise_part is band x this), for a filter applied to another array than its input."""
+    return _filter(band, noise_var, True)
+
+
+@njit(cache=True, nogil=True)
+def _filter(band, noise_var, gain_only):  # type: ignore[no-untyped-def]
     h, w = band.shape
     s = np.zeros((h + 1, w + 1), np.float64)
     for i in range(h):
@@ -47,7 +59,8 @@ def noise_part(band, noise_var):  # type: ignore[no-untyped-def]
         lo, hi = (4, w - 4) if inner and w > 8 else (w, w)
         for j in range(min(lo, w)):
             best = _clipped(s, i, j, h, w, noise_var)
-            out[i, j] = band[i, j] * (noise_var / (best + noise_var))
+            g = noise_var / (best + noise_var)
+            out[i, j] = g if gain_only else band[i, j] * g
         if lo < hi:
             # rows of the integral image each window needs, for this row
             t1, b1 = s[i - 1], s[i + 2]
@@ -60,10 +73,12 @@ def noise_part(band, noise_var):  # type: ignore[no-untyped-def]
                 v3 = (b3[j + 4] - t3[j + 4] - b3[j - 3] + t3[j - 3]) * a3
                 v4 = (b4[j + 5] - t4[j + 5] - b4[j - 4] + t4[j - 4]) * a4
                 best = max(min(min(v1, v2), min(v3, v4)) - noise_var, 0.0)
-                out[i, j] = band[i, j] * (noise_var / (best + noise_var))
+                g = noise_var / (best + noise_var)
+                out[i, j] = g if gain_only else band[i, j] * g
         for j in range(max(hi, lo), w):
             best = _clipped(s, i, j, h, w, noise_var)
-            out[i, j] = band[i, j] * (noise_var / (best + noise_var))
+            g = noise_var / (best + noise_var)
+            out[i, j] = g if gain_only else band[i, j] * g
     return out
 
 

@@ -113,7 +113,7 @@ def wiener_dft(x: np.ndarray) -> np.ndarray:
     JPEG blocks, demosaicing), with the same adaptive filter as the denoiser. The filter
     runs on the half-plane of the real transform: the spectrum of a real array is
     symmetric, and the windows see the other half only at the Nyquist column."""
-    from ._kernel import variance
+    from ._kernel import variance, wiener_gain
 
     x = np.ascontiguousarray(x, dtype=np.float32)
     noise_var = float(variance(x))
@@ -122,9 +122,7 @@ def wiener_dft(x: np.ndarray) -> np.ndarray:
     f = _rfft2(x)
     mag = np.abs(f)
     mag *= np.float32(1.0 / math.sqrt(x.size))
-    kept = _noise_part(mag, noise_var)
-    ratio = np.divide(kept, mag, out=np.zeros_like(mag), where=mag > 0)
-    f *= ratio
+    f *= wiener_gain(mag, noise_var)  # the filter's output over its input: the same factor for f
     return _irfft2(f, x.shape)
 
 

@@ -98,6 +98,7 @@ def test_a_clip_cut_inside_a_group_of_pictures_decodes_every_frame(made, tmp_pat
         (video.VideoLimits(max_duration_s=3), "limit of 3 s"),
         (video.VideoLimits(max_decoded_bytes=2_000_000), "decoded"),
         (video.VideoLimits(max_width=100), "frame size"),
+        (video.VideoLimits(wall_clock_s=0), "budget"),
     ],
 )
 def test_limits_hold_when_frames_are_skipped(made, limits, words):

@@ -210,7 +210,7 @@ def _decode(open_container, name: str, fmt: str, md5: str, sha256: str, seconds_
         codec = stream.codec_context.name or "unknown"
         order = None
         if frame_mod > 1 and codec in _SPARSE_CODECS and not decode_all:
-            order = _presentation_order(container, stream, name, limits)
+            order = _presentation_order(container, stream, name, limits, started)
     finally:
         container.close()
     if order is not None:
@@ -249,7 +249,7 @@ def _all_frames(container, stream):
     yield from enumerate(container.decode(stream))
 
 
-def _presentation_order(container, stream, name: str, limits: VideoLimits) -> list[int] | None:
+def _presentation_order(container, stream, name: str, limits: VideoLimits, started: float) -> list[int] | None:
     """The presentation timestamps of the stream's frames, sorted, read from its packets without
     decoding; None where the packets cannot tell the frame numbering (a packet without a
     timestamp, two with the same one, one the demuxer marks as discarded)."""
@@ -262,6 +262,9 @@ def _presentation_order(container, stream, name: str, limits: VideoLimits) -> li
         pts.append(packet.pts)
         if len(pts) > limits.max_frames:
             raise TooLarge(name, f"more than {limits.max_frames:,} frames")
+        if len(pts) % 256 == 1 and time.monotonic() - started > limits.wall_clock_s:
+            raise TooLarge(name, f"decoding took longer than the budget of {limits.wall_clock_s:.0f} s "
+                                 f"({len(pts):,} packets read, none decoded yet)")
     order = sorted(pts)
     if not order or any(a == b for a, b in zip(order, order[1:], strict=False)):
         return None

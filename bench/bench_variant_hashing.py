@@ -7,7 +7,7 @@ banks of plain hash lists (imports: nothing but mirror, borders and caption band
 match them), and ``bank add --image``. CPU time (time.process_time), so the figure
 holds on a loaded machine; also the PDQ hashes each side computes.
 
-    .venv/bin/python bench/bench_variant_hashing.py [--rounds 7] [--bordered]
+    .venv/bin/python bench/bench_variant_hashing.py [--rounds 7] [--bordered] [--mode reference] [--photo F]
 
 ``--bordered`` adds a 10% black border to every photo (the case where the border's edge
 is placed on a finer plane: media/decode.fine_luma). ``--cold`` empties PDQ's filter caches
@@ -45,13 +45,16 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--bordered", action="store_true")
     ap.add_argument("--cold", action="store_true", help="empty PDQ's filter caches before each image")
+    ap.add_argument("--mode", choices=("fast", "reference"), default="fast", help="PDQ mode (scan --mode)")
+    ap.add_argument("--photo", type=Path, action="append", default=None,
+                    help="hash this file as stored instead of the shared photos (repeatable)")
     args = ap.parse_args()
-    photos = crop_eval.photos(args.testdata)
+    photos = crop_eval.photos(args.testdata) if not args.photo else []
     if args.bordered:
         border = crop_eval.GROUPS["borders and bars (up to 25%)"]["border 10% black"]
         photos = [(n, border(im, None)) for n, im in photos]  # type: ignore[arg-type]
-    data = [crop_eval.encode(im, "JPEG", 88) for _, im in photos]
-    cases = dict(CASES)
+    data = [crop_eval.encode(im, "JPEG", 88) for _, im in photos] + [p.read_bytes() for p in args.photo or []]
+    cases = {k: {**kw, "mode": args.mode} for k, kw in CASES.items()}
     try:
         hash_image_bytes(data[0], bank_kinds=frozenset())
     except TypeError:  # a build without bank_kinds: every query variant, always
@@ -71,7 +74,8 @@ def main() -> None:
                 hash_image_bytes(d, **kw)
                 spent += time.process_time() - t
             per[key].append(spent / len(data))
-    print(f"{len(data)} photos{' with a 10% black border' if args.bordered else ''}, JPEG q88"
+    print(f"{len(data)} photos{' with a 10% black border' if args.bordered else ''}, "
+          f"{'as stored' if args.photo else 'JPEG q88'}, {args.mode} mode"
           f"{', filter caches emptied before each image' if args.cold else ''}, "
           f"median of {args.rounds} rounds, CPU ms per image\n")
     print("| hashing | CPU ms/image | ratio to plain | PDQ hashes per image (mean) |\n|---|---|---|---|")

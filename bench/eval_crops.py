@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--misses", action="store_true", help="list every miss")
     ap.add_argument("--photos", type=int, default=None, help="only the first N photos (reduced scale)")
+    ap.add_argument("--no-false-matches", action="store_true", help="skip the unrelated pairs")
     ap.add_argument("--names", default=None, help="only the photos whose names contain one of these (comma list)")
     ap.add_argument("--mode", choices=("fast", "reference"), default="fast",
                     help="PDQ mode of the queries (scan --mode); banked as bank add --image banks")
@@ -64,6 +65,8 @@ def main() -> None:
         elif res.misses:
             print(f"missed, {group}: {len(res.misses)}, e.g. {'; '.join(res.misses[:3])}")
 
+    if args.no_false_matches:
+        return
     images = crop_eval.unrelated(args.testdata)
     fm = crop_eval.false_matches(images)
     dp, dv = np.array(fm.plain_distances), np.array(fm.variant_distances)

@@ -20,9 +20,16 @@ from typer.testing import CliRunner
 import crop_eval
 from assay.cli import app
 from assay.media import decode
-from assay.media.crops import caption_rows
+from assay.media.crops import caption_rows, may_hold_caption
 from assay.media.hashes import DEFAULT_LIMITS, hash_image_bytes
-from assay.media.pdq import fast_pdq, fast_pdq_box, hamming, luma_of, reference_pdq
+from assay.media.pdq import (
+    fast_pdq,
+    fast_pdq_and_mirror,
+    fast_pdq_box,
+    hamming,
+    luma_of,
+    reference_pdq,
+)
 
 runner = CliRunner()
 
@@ -288,11 +295,36 @@ def test_a_thin_caption_band_on_a_reduced_jpeg_is_found_on_a_finer_plane() -> No
     data = crop_eval.encode(out, "JPEG", 90)
     reduced, _ = decode.reduced_luma(decode.open_image(data, "x.jpg", DEFAULT_LIMITS))
     assert reduced.block == (8, 8) and caption_rows(reduced.luma) == (0, 0)  # too coarse to tell
+    assert may_hold_caption(reduced.luma)  # ... but worth a finer look
     q = hash_image_bytes(data)
     plain = hash_image_bytes(crop_eval.encode(im, "PNG"), variants=False).pdq
     assert "uncaptioned" in (q.regions or {})
     assert hamming(q.regions["uncaptioned"][0], plain) <= 16  # type: ignore[index]
     assert hamming(q.pdq, plain) > 31
+
+
+@pytest.mark.shared
+def test_a_sky_above_a_picture_costs_no_finer_decode(testdata: Path) -> None:
+    """The bridge photo's sky runs like a band above the cables and the road: not drawn on
+    densely enough to be a caption, so no second decode of the JPEG (it cost a decode in
+    19 of the 37 reduced JPEGs of the shared data before the rule)."""
+    data = (testdata / "pdq" / "bridge-mods" / "aaa-orig.jpg").read_bytes()
+    reduced, _ = decode.reduced_luma(decode.open_image(data, "aaa-orig.jpg", DEFAULT_LIMITS))
+    assert reduced.block[0] > 1 and not may_hold_caption(reduced.luma)
+    captioned = crop_eval.caption_below(0.05, (255, 255, 255))(Image.open(io.BytesIO(data)).convert("RGB"),
+                                                               random.Random(4))
+    again, _ = decode.reduced_luma(decode.open_image(crop_eval.encode(captioned, "JPEG", 70), "c.jpg", DEFAULT_LIMITS))
+    assert may_hold_caption(again.luma)
+
+
+def test_the_mirror_shares_the_row_pass_and_is_the_mirror_s_own_hash() -> None:
+    rng = np.random.default_rng(21)
+    for shape, block, size in (((126, 200), (8, 8), (1600, 1004)), ((300, 417), (1, 1), (417, 300))):
+        plane = rng.uniform(0, 255, shape).astype(np.float32)
+        plain, mirror = fast_pdq_and_mirror(plane, size, block, dihedral=True)
+        assert plain == fast_pdq(plane, size, block, dihedral=True)
+        assert mirror == fast_pdq(np.ascontiguousarray(plane[:, ::-1]), size, block)
+        assert hamming(plain.hex, mirror.hex) > 64
 
 
 def test_a_black_band_under_a_black_picture_edge_is_cut_by_its_text() -> None:

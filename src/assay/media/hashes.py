@@ -16,7 +16,7 @@ import numpy as np
 from ..config import Limits
 from ..errors import InputError, TooLarge
 from . import crops, decode, trim
-from .pdq import PdqResult, fast_pdq, fast_pdq_boxes, reference_pdq
+from .pdq import PdqResult, fast_pdq, fast_pdq_and_mirror, fast_pdq_boxes, reference_pdq
 from .trim import Box, content_boxes
 
 PdqMode = Literal["fast", "reference"]
@@ -110,10 +110,14 @@ def hash_image_bytes(
             reduced, _ = decode.reduced_luma_again(data, opened, limits, exif_transpose)
     else:
         reduced, oriented = decode.reduced_luma(opened, exif_transpose)
-        result = fast_pdq(reduced.luma, reduced.orig_size, reduced.block, dihedral=dihedral)
+        if variants:  # the mirror shares the plain hash's row pass
+            result, mirrored = fast_pdq_and_mirror(reduced.luma, reduced.orig_size, reduced.block, dihedral=dihedral)
+        else:
+            result = fast_pdq(reduced.luma, reduced.orig_size, reduced.block, dihedral=dihedral)
     if variants:
         shape = reduced.luma.shape
-        mirrored = fast_pdq(reduced.luma[:, ::-1], reduced.orig_size, reduced.block)
+        if mode == "reference":
+            mirrored = fast_pdq(reduced.luma[:, ::-1], reduced.orig_size, reduced.block)
         boxes = content_boxes(reduced.luma)
         fine = None
         if reduced.block[0] > 1 and (boxes or crops.may_hold_caption(reduced.luma)):

@@ -376,6 +376,31 @@ def downsample_to_64(
     return np.einsum("jl,ijl->ij", bx, rows[:, ix])  # (64, 64)
 
 
+def downsample_to_64_and_mirror(
+    luma: np.ndarray, orig_size: tuple[int, int], block: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``downsample_to_64`` of the plane and of its left-right mirror, from one row pass
+    (the mirror's rows are the plane's reversed): the same values as two calls."""
+    h_r, w_r = luma.shape
+    iy, by = _axis_band(orig_size[1], block[1], h_r)
+    ix, bx = _axis_band(orig_size[0], block[0], w_r)
+    plane = luma.astype(np.float32, copy=False)
+    rows = np.einsum("il,ilw->iw", by, plane[iy])
+    return (np.einsum("jl,ijl->ij", bx, rows[:, ix]),
+            np.einsum("jl,ijl->ij", bx, np.ascontiguousarray(rows[:, ::-1])[:, ix]))
+
+
+def fast_pdq_and_mirror(
+    luma: np.ndarray, orig_size: tuple[int, int], block: tuple[int, int] = (1, 1), *, dihedral: bool = False,
+) -> tuple[PdqResult, PdqResult]:
+    """(``fast_pdq`` of the plane, ``fast_pdq`` of its left-right mirror): one row pass."""
+    w, h = orig_size
+    if w < _MIN_HASHABLE_DIM or h < _MIN_HASHABLE_DIM:
+        return fast_pdq(luma, orig_size, block, dihedral=dihedral), fast_pdq(luma, orig_size, block)
+    plain, mirror = downsample_to_64_and_mirror(luma, orig_size, block)
+    return pdq_from_64(plain, dihedral=dihedral), pdq_from_64(mirror)
+
+
 @lru_cache(maxsize=1)
 def _dct_matrix() -> np.ndarray:
     i = np.arange(1, 17)[:, None]

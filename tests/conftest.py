@@ -10,7 +10,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
+# One BLAS thread in the tests and in every process they start (servers, workers, CLI
+# runs): the suite's matrices are small (models at 1/16 scale), where a threaded BLAS
+# spends more on waking its threads than on arithmetic, and on a busy machine far more
+# (an 80x720 SVD: 4.5 ms of CPU with one thread, 330 ms with two, under load). The same
+# reason models/fingerprint.py gives for its _one_blas_thread. Values do not depend on it.
+# Set before numpy loads; setdefault keeps a value the caller chose.
+_BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+for _var in _BLAS_THREADS:
+    os.environ.setdefault(_var, "1")
+
+import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ASSAY_TESTDATA", ROOT.parent / "shared" / "testdata"))

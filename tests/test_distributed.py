@@ -723,6 +723,19 @@ def test_a_columnar_inventory_without_pyarrow_is_a_clear_error(tmp_path: Path, m
     assert "assay[parquet]" in (exc.value.hint or "")
 
 
+def test_a_broken_manifest_json_is_a_clear_error_from_planning_and_reading(tmp_path: Path) -> None:
+    """A manifest.json that is not JSON is refused by name, whether the client plans its
+    segments or a local scan reads its entries."""
+    from assay.errors import AssayError
+    from assay.scan.sources import manifest_items, manifest_segments
+
+    m = tmp_path / "manifest.json"
+    m.write_bytes(b'{"files": [')
+    for read in (manifest_segments, lambda url: list(manifest_items(url))):
+        with pytest.raises(AssayError, match=r"manifest\.json: not a JSON manifest"):
+            read(str(m))
+
+
 # ------------------------------------------------------------------- manifests read by the workers
 
 

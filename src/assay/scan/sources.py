@@ -188,17 +188,25 @@ class Segment:
                    tuple(d.get("columns") or ()), d.get("version", ""))
 
 
+def _is_json_manifest(url: str) -> bool:
+    return url.rsplit("/", 1)[-1].endswith(".json")
+
+
+def _read_json_manifest(url: str) -> dict[str, Any]:
+    """An S3 Inventory ``manifest.json``, or a clear error naming the file."""
+    with _open_text(url) as f:
+        try:
+            return json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise AssayError(f"{url}: not a JSON manifest: {exc}") from None
+
+
 def manifest_segments(url: str, segment_bytes: int | None = None) -> list[Segment]:
     """The segments of a manifest, as the client plans them: it reads an S3 Inventory's
     ``manifest.json`` (small: it names the data files) or asks a plain list's size (one
     HEAD or stat), never the lines themselves."""
-    if url.rsplit("/", 1)[-1].endswith(".json"):
-        with _open_text(url) as f:
-            try:
-                doc = json.load(f)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise AssayError(f"{url}: not a JSON manifest: {exc}") from None
-        return _inventory_segments(url, doc)
+    if _is_json_manifest(url):
+        return _inventory_segments(url, _read_json_manifest(url))
     size, version = _size_and_version(url)
     path = local_path(url)
     where = url if path is None else os.path.abspath(path)  # workers need not share the client's folder
@@ -341,13 +349,8 @@ def _open_text(url: str) -> io.TextIOBase:
 
 def manifest_items(url: str, *, follow_symlinks: bool = False) -> Iterator[Item]:
     """The entries of a manifest: an S3 Inventory manifest.json, or a plain list."""
-    if url.rsplit("/", 1)[-1].endswith(".json"):
-        with _open_text(url) as f:
-            try:
-                doc = json.load(f)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise AssayError(f"{url}: not a JSON manifest: {exc}") from None
-        yield from _inventory_items(url, doc)
+    if _is_json_manifest(url):
+        yield from _inventory_items(url, _read_json_manifest(url))
         return
     with _open_text(url) as f:
         for n, line in enumerate(f, 1):

@@ -473,18 +473,9 @@ def test_bomb_is_refused_from_the_first_kilobytes_of_a_streamed_body(main: tuple
     server would otherwise wait for it), and the connection is closed after it."""
     srv, db = main
     head = images["bomb"][:4096] if kind == "png" else _jpeg_declaring(13000, 13000, 60_000)
-    part = (b"--b\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"bomb\"\r\n"
-            b"Content-Type: application/octet-stream\r\n\r\n" + head)
     for path in ("/h/hash", "/v1/analyze/provenance"):
-        s = _raw(srv)
-        try:
-            s.sendall((f"POST {path} HTTP/1.1\r\nHost: t\r\nX-API-Key: {_key(db, 'match')}\r\n"
-                       f"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {60 * 2**20}\r\n\r\n"
-                       ).encode() + part)
-            status, headers, body = _read_answer(s)
-            closed = _closed_by_server(s)
-        finally:
-            s.close()
+        status, headers, body, closed = _bomb_head_upload(srv, _key(db, "match"), head, path=path,
+                                                          filename="bomb", ctype="application/octet-stream")
         assert status == 413, body
         err = orjson.loads(body)["error"]
         assert err["code"] == "too-large" and "13000x13000" in err["message"] and "bomb" in err["message"]
@@ -523,16 +514,16 @@ def test_heavy_uploads_per_key_are_counted_for_the_service_in_redis(shared: Serv
 
 
 # -- callers whose uploads keep being refused -------------------------------------------------
-def _bomb_head_upload(srv: Server, key: str, bomb: bytes) -> tuple[int, dict[str, str], bytes, bool]:
-    """An upload to /h/hash announcing 60 MB, of which only the headers and the first
-    4 KB of a 169-MP PNG are sent: (status, headers, body, closed by the server). A
-    server that waited for the rest of the body would never answer (the guard times out)."""
-    head = bomb[:4096]
-    part = (b"--b\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"bomb.png\"\r\n"
-            b"Content-Type: image/png\r\n\r\n" + head)
+def _bomb_head_upload(srv: Server, key: str, head: bytes, *, path: str = "/h/hash", filename: str = "bomb.png",
+                      ctype: str = "image/png") -> tuple[int, dict[str, str], bytes, bool]:
+    """An upload announcing 60 MB, of which only the headers and ``head`` (the start of a
+    169-MP image) are sent: (status, headers, body, closed by the server). A server that
+    waited for the rest of the body would never answer (the guard times out)."""
+    part = (f"--b\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"{filename}\"\r\n"
+            f"Content-Type: {ctype}\r\n\r\n").encode() + head
     s = _raw(srv)
     try:
-        s.sendall((f"POST /h/hash HTTP/1.1\r\nHost: t\r\nX-API-Key: {key}\r\n"
+        s.sendall((f"POST {path} HTTP/1.1\r\nHost: t\r\nX-API-Key: {key}\r\n"
                    f"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {60 * 2**20}\r\n\r\n"
                    ).encode() + part)
         status, headers, body = _read_answer(s)
@@ -554,7 +545,7 @@ def test_key_flooding_with_bombs_is_refused_before_the_body_until_its_penalty_en
     key, other = _key(db, "match"), _key(db, "match")
     answers = []
     for _ in range(WORKERS * REFUSALS + 4):  # 4: refusals still being counted when the next one came
-        status, headers, body, closed = _bomb_head_upload(srv, key, images["bomb"])
+        status, headers, body, closed = _bomb_head_upload(srv, key, images["bomb"][:4096])
         answers.append(status)
         if status == 429:
             break
@@ -571,7 +562,7 @@ def test_key_flooding_with_bombs_is_refused_before_the_body_until_its_penalty_en
     r = httpx.post(srv.url + "/h/hash", headers={"X-API-Key": other}, timeout=30,
                    files={"photo": ("small.png", small, "image/png")})
     assert r.status_code == 200, r.text
-    assert _bomb_head_upload(srv, other, images["bomb"])[0] == 413
+    assert _bomb_head_upload(srv, other, images["bomb"][:4096])[0] == 413
     # The flooding key's other routes: a lookup is answered.
     r = httpx.get(srv.url + "/v1/lookup", params={"signal_type": "md5", "value": "0" * 32},
                   headers={"X-API-Key": key}, timeout=30)

@@ -95,25 +95,6 @@ def test_status_says_index_not_loaded_until_the_index_loads(db: str, tmp_path: P
         server.stop()
 
 
-def test_status_says_index_stale_when_the_store_fails(db: str, tmp_path: Path) -> None:
-    """/status: 503 INDEX-STALE on every worker once the index has not caught up with
-    the store for index_stale_seconds (1 here); /status/live stays 200; I-AM-ALIVE again
-    once the store answers."""
-    flags = tmp_path / "flags"
-    keys = make_keys(db)
-    env = fault_env(flags, ASSAY_SERVICE_INDEX_STALE_SECONDS="1", ASSAY_SERVICE_REFRESH_INTERVAL="0.05")
-    with running(db, 2, tmp_path, **env) as server:
-        c = Cluster(server, db, keys, 2)
-        answers_everywhere(c, "/status", (200, "I-AM-ALIVE"))
-        (flags / "store-down").touch()
-        answers_everywhere(c, "/status", (503, "INDEX-STALE"))
-        assert httpx.get(server.url + "/status/live", timeout=30).status_code == 200
-        r = httpx.get(server.url + "/ready", timeout=30)
-        assert r.status_code == 503 and r.json()["store_reachable"] is False
-        (flags / "store-down").unlink()
-        answers_everywhere(c, "/status", (200, "I-AM-ALIVE"))
-
-
 def _location_markers(db: str) -> list[str]:
     if db.startswith("sqlite"):
         path = db.split("///", 1)[1]
@@ -124,14 +105,28 @@ def _location_markers(db: str) -> list[str]:
     return [u.hostname or "", str(u.port), unquote(u.query).rsplit("=", 1)[-1], "postgresql"]
 
 
-def test_store_outage_shows_the_location_to_admin_keys_only(db: str, tmp_path: Path) -> None:
-    """503 store-error while the store fails: the store's reason names where it lives;
-    an admin key (the operator) sees it, a curate key gets the documented code alone."""
+def test_store_failure_makes_status_stale_and_shows_the_location_to_admin_keys_only(
+        db: str, tmp_path: Path) -> None:
+    """Two outages of the store on one server (one 2-worker start instead of two).
+    First: /status 503 INDEX-STALE on every worker once the index has not caught up
+    with the store for index_stale_seconds (1 here); /status/live stays 200; I-AM-ALIVE
+    again once the store answers. Second: 503 store-error while the store fails; the
+    store's reason names where it lives; an admin key (the operator) sees it, a curate
+    key gets the documented code alone."""
     flags = tmp_path / "flags"
     keys = make_keys(db)
-    env = fault_env(flags, ASSAY_SERVICE_KEY_CACHE_SECONDS="60")
+    env = fault_env(flags, ASSAY_SERVICE_INDEX_STALE_SECONDS="1", ASSAY_SERVICE_REFRESH_INTERVAL="0.05",
+                    ASSAY_SERVICE_KEY_CACHE_SECONDS="60")
     with running(db, 2, tmp_path, **env) as server:
         c = Cluster(server, db, keys, 2)
+        answers_everywhere(c, "/status", (200, "I-AM-ALIVE"))
+        (flags / "store-down").touch()
+        answers_everywhere(c, "/status", (503, "INDEX-STALE"))
+        assert httpx.get(server.url + "/status/live", timeout=30).status_code == 200
+        r = httpx.get(server.url + "/ready", timeout=30)
+        assert r.status_code == 503 and r.json()["store_reachable"] is False
+        (flags / "store-down").unlink()
+        answers_everywhere(c, "/status", (200, "I-AM-ALIVE"))
 
         def warm(client: httpx.Client) -> tuple[str, bool]:  # both keys verified and cached on the worker
             a = client.get("/v1/banks", headers=c.h("admin"))

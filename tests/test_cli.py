@@ -8,13 +8,14 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from assay.cli import app
+from assay.cli import app, main
 from assay.demo import pattern
 from assay.errors import AssayError
 
@@ -36,6 +37,20 @@ def _assay(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[s
     return subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd, env=os.environ.copy()
     )
+
+
+def _main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """The console entry point ``main()`` in this process: the same status and stderr
+    as ``_assay`` without a new interpreter (the tests below keep real processes too)."""
+    capsys.readouterr()
+    with mock.patch.object(sys, "argv", ["assay", *args]):
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 @pytest.fixture
@@ -112,7 +127,7 @@ def test_bank_lifecycle_and_scan(tmp_path: Path, folder: Path) -> None:
     assert json.loads(out)["added_signals"] == 2
 
 
-def test_errors_are_clear_and_nothing_is_imported(tmp_path: Path) -> None:
+def test_errors_are_clear_and_nothing_is_imported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "b.sqlite3"
     assert _run("bank", "create", "k", "--create", db=db)[0] == 0
     rng = np.random.default_rng(0)
@@ -126,19 +141,20 @@ def test_errors_are_clear_and_nothing_is_imported(tmp_path: Path) -> None:
     code, out = _run("bank", "stats", "k", "--json", db=db)
     assert json.loads(out)["entries"] == 0
 
-    res = _assay("--db", str(db), "match", "--pdq", "xyz")
-    assert res.returncode == 2 and "invalid pdq value" in res.stderr  # a bad option value
-    res = _assay("--db", str(db), "bank", "show", "nope")
-    assert res.returncode == 1 and "nope" in res.stderr
+    # the same entry point in process from here on (the import above ran a real one)
+    code, _, stderr = _main(capsys, "--db", str(db), "match", "--pdq", "xyz")
+    assert code == 2 and "invalid pdq value" in stderr  # a bad option value
+    code, _, stderr = _main(capsys, "--db", str(db), "bank", "show", "nope")
+    assert code == 1 and "nope" in stderr
     # a missing folder is created for a new store; a path under a file cannot be
     fresh = tmp_path / "no" / "such" / "dir" / "x.sqlite3"
-    res = _assay("--db", str(fresh), "--create", "bank", "list")
-    assert res.returncode == 0, res.stderr
-    assert fresh.is_file() and "Traceback" not in res.stderr
+    code, _, stderr = _main(capsys, "--db", str(fresh), "--create", "bank", "list")
+    assert code == 0, stderr
+    assert fresh.is_file() and "Traceback" not in stderr
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    res = _assay("--db", str(blocker / "x.sqlite3"), "--create", "bank", "list")
-    assert res.returncode == 1 and "error:" in res.stderr and "Traceback" not in res.stderr
+    code, _, stderr = _main(capsys, "--db", str(blocker / "x.sqlite3"), "--create", "bank", "list")
+    assert code == 1 and "error:" in stderr and "Traceback" not in stderr
     assert blocker.read_text() == "x"
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .fingerprint import _piece_view, _plan, canonical_to_kohya, component_of
+from .fingerprint import _one_blas_thread, _piece_view, _plan, canonical_to_kohya, component_of
 
 __all__ = ["ExtractReport", "extract", "low_rank_factors"]
 
@@ -104,7 +104,9 @@ def extract(
         raise ValueError("energy must be in (0, 1]")
     if out.exists() and not overwrite:
         raise InputError(out, "output file exists; choose another name (nothing was written)")
-    with open_model(Path(suspect_path)) as sus, open_model(Path(base_path)) as base:
+    # the SVDs and range products are tall-skinny: a threaded BLAS spends more waking its
+    # threads than computing, ~25x slower on a busy machine (as in fingerprint sketches)
+    with open_model(Path(suspect_path)) as sus, open_model(Path(base_path)) as base, _one_blas_thread():
         plan_s = {p.canonical: (k, p) for k, p in _plan(sus.tensors)[0]}
         plan_b = {p.canonical: (k, p) for k, p in _plan(base.tensors)[0]}
         common = [n for n in plan_s if n in plan_b and component_of(n) in _TARGET_COMPONENTS]

@@ -441,6 +441,15 @@ def llama_permute(a: Mapping[str, np.ndarray], hidden: np.ndarray | None = None,
     return _f32(out)
 
 
+def bert_reordered(a: Mapping[str, np.ndarray], rng: np.random.Generator, ffn_layer: int = 0) -> Arrays:
+    """A copy computing the same function with other weights: the hidden units and one
+    layer's feed-forward units put in a random order (what a re-upload to evade a hash does)."""
+    hidden = a["bert.embeddings.word_embeddings.weight"].shape[1]
+    ff = a[f"bert.encoder.layer.{ffn_layer}.intermediate.dense.weight"].shape[0]
+    p = bert_permute_hidden(a, rng.permutation(hidden))
+    return bert_permute_ffn(p, ffn_layer, rng.permutation(ff))
+
+
 def bert_flip_pooler(a: Mapping[str, np.ndarray], flip: np.ndarray) -> Arrays:
     """Sign flips of the pooler's tanh units (``flip`` a boolean mask): tanh is odd, so
     negating a unit's input row and bias and the classifier column reading it keeps the

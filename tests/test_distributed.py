@@ -891,18 +891,14 @@ def test_permuted_model_copies_in_an_object_store_link_as_on_disk(
     import numpy as np
     from safetensors.numpy import save_file
 
-    import lineage_eval as ev
     import permutations as pm
 
     root = tmp_path / "drive"
     root.mkdir()
     rng = np.random.default_rng(3)
     a = pm.bert(1)
-    p = pm.bert_permute_hidden(a, rng.permutation(pm.BERT["hidden"]))
-    p = pm.bert_permute_ffn(p, 0, rng.permutation(pm.BERT["ff"]))
-    tuned = {k: np.asarray(v, dtype=np.float32) for k, v in ev.fine_tune(a, 0.02, 5).items()}
-    tp = pm.bert_permute_ffn(pm.bert_permute_hidden(tuned, rng.permutation(pm.BERT["hidden"])), 1,
-                             rng.permutation(pm.BERT["ff"]))
+    p = pm.bert_reordered(a, rng)
+    tp = pm.bert_reordered(pm.fine_tune(a, 0.02, 5), rng, ffn_layer=1)
     save_file(a, str(root / "encoder.safetensors"))
     save_file(p, str(root / "encoder-reordered.safetensors"))
     save_file(tp, str(root / "tuned-reordered.safetensors"))

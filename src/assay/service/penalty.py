@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import RateLimited
+from .ratelimit import redis_client
 
 log = logging.getLogger("assay.service.penalty")
 
@@ -60,15 +61,8 @@ class RedisPenalties:
     the same Redis and prefix. Redis errors propagate (RefusalPenalties falls back)."""
 
     def __init__(self, url: str, prefix: str, timeout: float = 0.5) -> None:
-        from redis.asyncio import Redis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-        from redis.exceptions import RedisError
-
-        self.errors: tuple[type[Exception], ...] = (RedisError, OSError, TimeoutError, ValueError)
+        self._client, self.errors = redis_client(url, timeout)
         self.prefix = prefix
-        self._client = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                      retry=Retry(NoBackoff(), 1))
         self._record = self._client.register_script(_RECORD)
 
     async def remaining(self, who: str) -> float:

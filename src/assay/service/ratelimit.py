@@ -117,26 +117,30 @@ return {granted, string.format('%.6f', wait)}
 """
 
 
+def redis_client(url: str, timeout: float) -> tuple[Any, tuple[type[Exception], ...]]:
+    """An asyncio Redis client for the service's shared counts, and the exceptions that
+    mean "Redis is unreachable or misbehaving" (the caller falls back on these). One
+    immediate retry covers a pooled connection that Redis closed; more would only hold
+    requests back while Redis is down. Imported here: only deployments that configure
+    Redis need the package."""
+    from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import RedisError
+
+    client = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 1))
+    return client, (RedisError, OSError, TimeoutError, ValueError)
+
+
 class RedisBuckets:
     """Token buckets in Redis, one per key id under ``prefix``, shared by every process
     that uses the same Redis and prefix. Redis failures propagate (RateLimiter falls back)."""
 
     def __init__(self, url: str, burst_seconds: float, prefix: str, timeout: float = 0.5) -> None:
-        # Imported here: only deployments that configure Redis need the package.
-        from redis.asyncio import Redis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-        from redis.exceptions import RedisError
-
-        # What "Redis is unreachable or misbehaving" looks like: fall back on these.
-        self.errors: tuple[type[Exception], ...] = (RedisError, OSError, TimeoutError, ValueError)
+        self._client, self.errors = redis_client(url, timeout)
         self.burst_seconds = burst_seconds
         self.prefix = prefix
         self.url_for_display = _masked(url)
-        # One immediate retry covers a pooled connection that Redis closed; more would
-        # only hold requests back while Redis is down.
-        self._client = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                      retry=Retry(NoBackoff(), 1))
         self._script = self._client.register_script(_TOKEN_BUCKET)
 
     async def take(self, key: object, rate: float, cost: float = 1.0) -> float:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import RateLimited
-from .ratelimit import redis_client
+from .ratelimit import RedisFallback, redis_client
 
 log = logging.getLogger("assay.service.penalty")
 
@@ -97,8 +97,7 @@ class RefusalPenalties:
         self.paths = paths
         self.shared = shared
         self.clock = clock or time.monotonic
-        self.redis_down = False
-        self._retry_at = 0.0
+        self.fallback = RedisFallback(self, "upload refusal penalties: Redis", self.clock, log)
         self._counts: dict[str, list[float]] = {}  # who -> [refusals, end of their window]
         self._until: dict[str, float] = {}  # who -> end of its penalty (known here)
         self.stats = {"penalties_started": 0, "refused_penalised": 0}
@@ -107,22 +106,18 @@ class RefusalPenalties:
         """An image upload: what a penalty holds back, and what its refusals count for."""
         return self.limit > 0 and scope.get("method") == "POST" and self.paths(scope["path"])
 
+    @property
+    def redis_down(self) -> bool:
+        return self.fallback.down
+
     def _use_redis(self) -> RedisPenalties | None:
-        if self.shared is None or (self.redis_down and self.clock() < self._retry_at):
-            return None
-        return self.shared
+        return self.shared if self.shared is not None and self.fallback.usable() else None
 
     def _redis_failed(self, exc: Exception) -> None:
-        self._retry_at = self.clock() + self.RETRY_SECONDS
-        if not self.redis_down:
-            self.redis_down = True
-            log.warning("upload refusal penalties: Redis unreachable (%s); each worker counts a caller's "
-                        "refused uploads on its own until it is back", type(exc).__name__)
+        self.fallback.failed(exc, "each worker counts a caller's refused uploads on its own")
 
     def _redis_ok(self) -> None:
-        if self.redis_down:
-            self.redis_down = False
-            log.warning("upload refusal penalties: Redis is reachable again; counts are shared again")
+        self.fallback.ok("counts are shared again")
 
     def _penalised(self, who: str, left: float, label: str) -> RateLimited:
         self.stats["refused_penalised"] += 1

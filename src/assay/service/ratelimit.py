@@ -132,6 +132,36 @@ def redis_client(url: str, timeout: float) -> tuple[Any, tuple[type[Exception], 
     return client, (RedisError, OSError, TimeoutError, ValueError)
 
 
+class RedisFallback:
+    """Whether to use Redis now: after a failure each worker works on its own and tries
+    Redis again every ``retry_seconds`` (read from ``owner.RETRY_SECONDS`` at each failure,
+    so tests can shorten it); each change of state is logged once."""
+
+    def __init__(self, owner: Any, what: str, clock: Callable[[], float] = time.monotonic,
+                 logger: logging.Logger | None = None) -> None:
+        self.owner = owner
+        self.what = what  # "rate limits: Redis at redis://…"
+        self.clock = clock
+        self.log = logger or log
+        self.down = False
+        self._retry_at = 0.0
+
+    def usable(self) -> bool:
+        return not self.down or self.clock() >= self._retry_at
+
+    def failed(self, exc: Exception, alone: str) -> None:
+        self._retry_at = self.clock() + self.owner.RETRY_SECONDS
+        if not self.down:
+            self.down = True
+            reason = (str(exc).splitlines() or [""])[0]
+            self.log.warning("%s is unreachable (%s: %s); %s until it is back", self.what, type(exc).__name__, reason, alone)
+
+    def ok(self, again: str) -> None:
+        if self.down:
+            self.down = False
+            self.log.warning("%s is reachable again; %s", self.what, again)
+
+
 class RedisBuckets:
     """Token buckets in Redis, one per key id under ``prefix``, shared by every process
     that uses the same Redis and prefix. Redis failures propagate (RateLimiter falls back)."""
@@ -166,28 +196,22 @@ class RateLimiter:
         self.local = local
         self.workers = workers
         self.shared = shared
-        self.redis_down = False
-        self._retry_at = 0.0
+        self.fallback = RedisFallback(self, f"rate limits: Redis at {shared.url_for_display if shared else ''}")
+
+    @property
+    def redis_down(self) -> bool:
+        return self.fallback.down
 
     async def check(self, key: object, rate: float, cost: float = 1.0) -> None:
         """Raise RateLimited when ``key`` is over ``rate`` requests/s (its whole budget)."""
         shared = self.shared
-        if shared is not None and (not self.redis_down or time.monotonic() >= self._retry_at):
+        if shared is not None and self.fallback.usable():
             try:
                 wait = await shared.take(key, rate, cost)
             except shared.errors as exc:
-                self._retry_at = time.monotonic() + self.RETRY_SECONDS
-                if not self.redis_down:
-                    self.redis_down = True
-                    reason = (str(exc).splitlines() or [""])[0]
-                    log.warning("rate limits: Redis at %s is unreachable (%s: %s); each worker limits "
-                                "keys on its own until it is back", shared.url_for_display,
-                                type(exc).__name__, reason)
+                self.fallback.failed(exc, "each worker limits keys on its own")
             else:
-                if self.redis_down:
-                    self.redis_down = False
-                    log.warning("rate limits: Redis at %s is reachable again; limits are shared again",
-                                shared.url_for_display)
+                self.fallback.ok("limits are shared again")
                 if wait > 0:
                     raise _limited(rate, wait)
                 return

@@ -138,15 +138,20 @@ def _axis_band(n_orig: int, block: int, n_reduced: int) -> tuple[np.ndarray, np.
     product into tens of milliseconds. A gathered band with einsum stays in one
     thread and touches only the non-zero weights.
     """
-    weights = _axis_weights(n_orig, block, n_reduced)
+    return _nonzero_band(_axis_weights(n_orig, block, n_reduced))
+
+
+def _nonzero_band(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(column index, float32 weights) of the narrowest band of equal width, one start
+    per row, that holds every non-zero weight of each row of ``weights``."""
+    n = weights.shape[1]
     nz = weights != 0
     first = nz.argmax(axis=1)
-    last = n_reduced - 1 - nz[:, ::-1].argmax(axis=1)
+    last = n - 1 - nz[:, ::-1].argmax(axis=1)
     width = int((last - first).max()) + 1
-    starts = np.minimum(first, n_reduced - width)
+    starts = np.minimum(first, n - width)
     index = starts[:, None] + np.arange(width)[None, :]
-    band = np.take_along_axis(weights, index, axis=1).astype(np.float32)
-    return index, band
+    return index, np.take_along_axis(weights, index, axis=1).astype(np.float32)
 
 
 def _tent_entries(n_orig: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -266,15 +271,8 @@ def _axis_band_span(start: float, length: float, block: int, n_reduced: int) -> 
     valid = g <= last
     binned = np.bincount((np.arange(64)[:, None] * width + cells)[valid], local_w[valid],
                          minlength=64 * width).reshape(64, width)
-    nz = binned != 0
-    lo_i = nz.argmax(axis=1)
-    hi_i = width - 1 - nz[:, ::-1].argmax(axis=1)
-    span = int((hi_i - lo_i).max()) + 1
-    starts = np.minimum(lo_i, width - span)
-    local = starts[:, None] + np.arange(span)[None, :]
-    band = np.take_along_axis(binned, local, axis=1).astype(np.float32)
-    index = np.minimum(cell0 + local, n_reduced - 1)
-    return index, band
+    local, band = _nonzero_band(binned)
+    return np.minimum(cell0 + local, n_reduced - 1), band
 
 
 def fast_pdq_box(

@@ -261,7 +261,7 @@ def tiny_files(root: Path, n: int) -> None:
             (sub / f"f{i:04d}.txt").write_bytes(b"x\n")
 
 
-def many_files(n: int, keep: Path | None) -> dict[str, Any]:
+def many_files(n: int, keep: Path | None, first_only: bool = False) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="assay-empty-"))
     root = keep or tmp / "files"
     try:
@@ -284,6 +284,8 @@ def many_files(n: int, keep: Path | None) -> dict[str, Any]:
                     if f.readline() and f.readline().endswith(b"\n"):
                         first = time.perf_counter() - t0
                         first_cpu = tree_cpu(proc.pid)
+                        if first_only:
+                            proc.terminate()
             try:
                 status = Path(f"/proc/{proc.pid}/status").read_text()
                 hwm = max(hwm, int(next(ln for ln in status.splitlines() if ln.startswith("VmHWM")).split()[1]))
@@ -291,6 +293,9 @@ def many_files(n: int, keep: Path | None) -> dict[str, Any]:
                 pass
             time.sleep(0.05 if first is None else 0.5)
         wall = time.perf_counter() - t0
+        if first_only:
+            return {"files": n, "first_record_s": first, "first_record_cpu_s": first_cpu,
+                    "parent_peak_rss_mb": round(hwm / 1024, 1), "made_in_s": round(made, 1)}
         with report.open("rb") as f:
             records = sum(1 for _ in f) - 2  # header and summary lines
         return {"files": n, "records": records, "made_in_s": round(made, 1), "first_record_s": first,
@@ -312,6 +317,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--empty", type=int, default=100_000, help="tiny files for part 4")
     ap.add_argument("--empty-dir", type=Path, help="keep (or reuse) the tiny files here")
+    ap.add_argument("--first-only", action="store_true",
+                    help="part 4: stop the scan at its first record (first-record time only; the whole "
+                    "run's parent RSS needs the full run)")
     ap.add_argument("--no-variants", action="store_true",
                     help="assay without the PDQ query variants (scan --no-variants): trimmed borders, "
                     "mirror and crop regions")
@@ -409,7 +417,7 @@ def main() -> None:
         print("hashing:", json.dumps({k: v for k, v in out["hashing"].items() if k != "rounds"}), flush=True)
 
     if "empty" in parts:
-        out["empty"] = many_files(a.empty, a.empty_dir)
+        out["empty"] = many_files(a.empty, a.empty_dir, a.first_only)
         print("many tiny files:", json.dumps(out["empty"]), flush=True)
 
     out["load_end"] = load()

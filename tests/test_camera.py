@@ -181,6 +181,43 @@ def test_the_compiled_filter_is_the_zero_padded_box_filter_of_the_papers() -> No
             est = v if est is None else np.minimum(est, v)
         want = band * (25.0 / (est + 25.0))
         np.testing.assert_allclose(prnu._noise_part(band, 25.0), want, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(prnu._noise_part(band.copy(), 25.0, in_place=True), want, rtol=1e-5, atol=1e-5)
+    # the same filter on a complex spectrum, in place: the variance of the magnitude
+    from assay.camera._kernel import wiener_spectrum
+
+    f = (rng.normal(0, 6, (21, 17)) + 1j * rng.normal(0, 6, (21, 17))).astype(np.complex64)
+    f[5:7, 8:10] *= 30
+    est = None
+    for w in prnu.WINDOWS:
+        r = w // 2
+        p = np.pad(np.abs(f.astype(np.complex128)) ** 2, r)
+        mean = sum(p[i:i + 21, j:j + 17] for i in range(w) for j in range(w)) / (w * w)
+        v = np.maximum(mean - 25.0, 0.0)
+        est = v if est is None else np.minimum(est, v)
+    want_f = f * (25.0 / (est + 25.0))
+    wiener_spectrum(f, 25.0)
+    np.testing.assert_allclose(f, want_f, rtol=1e-5, atol=1e-5)
+
+
+def test_the_row_wise_wavelet_residual_is_pywavelets_wavedec2_and_waverec2() -> None:
+    """_channel_residual transforms along rows and transposes (camera/prnu.py): the same
+    residual as PyWavelets' 2-D multilevel transform with the filter between, odd sizes and
+    a stack of channels too."""
+    import warnings
+
+    import pywt
+
+    rng = np.random.default_rng(13)
+    for shape in ((64, 96), (37, 53), (3, 41, 30), (9, 200)):
+        x = rng.normal(120, 40, shape).astype(np.float32)
+        with warnings.catch_warnings():  # small sizes: coarse levels all border, as intended
+            warnings.simplefilter("ignore", UserWarning)
+            coeffs = pywt.wavedec2(x, prnu.WAVELET, level=prnu.LEVELS, mode="symmetric", axes=(-2, -1))
+        out = [np.zeros_like(coeffs[0])] + [tuple(prnu._noise_part(b, 25.0) for b in d) for d in coeffs[1:]]
+        want = pywt.waverec2(out, prnu.WAVELET, mode="symmetric", axes=(-2, -1))[..., :shape[-2], :shape[-1]]
+        got = prnu._channel_residual(x, 5.0)
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, atol=2e-4)
 
 
 def test_luma_residual_stays_close_to_the_per_channel_one(cams: list[Camera], prints: list[prnu.Fingerprint]) -> None:

@@ -14,13 +14,25 @@ from numba import njit
 RADII = (1, 2, 3, 4)  # windows 3, 5, 7, 9
 
 
+RING = 16  # rows of the integral image kept: a row's windows reach 4 above and 5 below (10)
+
+
+@njit(cache=True, nogil=True)
+def _square(v):  # type: ignore[no-untyped-def]
+    """|v|^2 in float64, for a real or a complex element."""
+    x = np.float64(v.real)
+    y = np.float64(v.imag)
+    return x * x + y * y
+
+
 @njit(cache=True, nogil=True)
 def _clipped(s, i, j, h, w, noise_var):  # type: ignore[no-untyped-def]
-    """The smallest variance at (i, j) near the border: outside counts as 0, and is counted."""
+    """The smallest variance at (i, j) near the border: outside counts as 0, and is counted.
+    ``s`` holds integral-image row r at r % RING."""
     best = np.inf
     for r in range(1, 5):
-        r0 = max(i - r, 0)
-        r1 = min(i + r + 1, h)
+        r0 = max(i - r, 0) % RING
+        r1 = min(i + r + 1, h) % RING
         c0 = max(j - r, 0)
         c1 = min(j + r + 1, w)
         total = s[r1, c1] - s[r0, c1] - s[r1, c0] + s[r0, c0]
@@ -30,86 +42,89 @@ def _clipped(s, i, j, h, w, noise_var):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def noise_part(band, noise_var):  # type: ignore[no-untyped-def]
-    """``band`` float32 (h, w) -> float32 (h, w): what the filter removes from each element."""
-    return _filter(band, noise_var, False)
+def noise_part(band, noise_var, out):  # type: ignore[no-untyped-def]
+    """``band`` float32 (h, w) -> ``out`` (h, w), which may be ``band`` itself: what the
+    filter removes from each element, band x s0^2 / (s^2 + s0^2)."""
+    _filter(band, noise_var, out)
 
 
 @njit(cache=True, nogil=True)
-def wiener_gain(band, noise_var):  # type: ignore[no-untyped-def]
-    """``band`` float32 (h, w) -> float32 (h, w): the factor s0^2 / (s^2 + s0^2) itself
-    (noise_part is band x this), for a filter applied to another array than its input."""
-    return _filter(band, noise_var, True)
+def wiener_spectrum(f, noise_var):  # type: ignore[no-untyped-def]
+    """``f`` complex64 (h, w), in place: each element times the filter's factor
+    s0^2 / (s^2 + s0^2), s^2 the local variance of |f| (the Wiener filter of the magnitude,
+    applied to the spectrum: the filter's output over its input is that factor)."""
+    _filter(f, noise_var, f)
 
 
 @njit(cache=True, nogil=True)
-def _filter(band, noise_var, gain_only):  # type: ignore[no-untyped-def]
+def _filter(band, noise_var, out):  # type: ignore[no-untyped-def]
+    """out = band x s0^2 / (s^2 + s0^2). The integral image of |band|^2 (float64: sums of
+    squares over millions of elements) is kept as a ring of RING rows, each computed from
+    the band before the row that needs it last is written: ``out`` may be ``band``, and no
+    image-sized float64 array is allocated (numba's allocations are not the huge pages
+    numpy's are: each 4-KiB page faulted in cost more system time than the arithmetic)."""
     h, w = band.shape
-    s = np.zeros((h + 1, w + 1), np.float64)
-    for i in range(h):
-        acc = 0.0
-        for j in range(w):
-            v = np.float64(band[i, j])
-            acc += v * v
-            s[i + 1, j + 1] = s[i, j + 1] + acc
-    out = np.empty((h, w), np.float32)
+    s = np.zeros((RING, w + 1), np.float64)
+    done = 0  # integral-image rows 0..done are in the ring
     a1, a2, a3, a4 = 1.0 / 9.0, 1.0 / 25.0, 1.0 / 49.0, 1.0 / 81.0
     for i in range(h):
+        while done < min(i + 5, h):
+            prev = s[done % RING]
+            row = s[(done + 1) % RING]
+            acc = 0.0
+            row[0] = 0.0
+            for j in range(w):
+                acc += _square(band[done, j])
+                row[j + 1] = prev[j + 1] + acc
+            done += 1
         inner = 4 <= i < h - 4
         lo, hi = (4, w - 4) if inner and w > 8 else (w, w)
         for j in range(min(lo, w)):
             best = _clipped(s, i, j, h, w, noise_var)
-            g = noise_var / (best + noise_var)
-            out[i, j] = g if gain_only else band[i, j] * g
+            out[i, j] = band[i, j] * (noise_var / (best + noise_var))
         if lo < hi:
             # rows of the integral image each window needs, for this row
-            t1, b1 = s[i - 1], s[i + 2]
-            t2, b2 = s[i - 2], s[i + 3]
-            t3, b3 = s[i - 3], s[i + 4]
-            t4, b4 = s[i - 4], s[i + 5]
+            t1, b1 = s[(i - 1) % RING], s[(i + 2) % RING]
+            t2, b2 = s[(i - 2) % RING], s[(i + 3) % RING]
+            t3, b3 = s[(i - 3) % RING], s[(i + 4) % RING]
+            t4, b4 = s[(i - 4) % RING], s[(i + 5) % RING]
             for j in range(lo, hi):
                 v1 = (b1[j + 2] - t1[j + 2] - b1[j - 1] + t1[j - 1]) * a1
                 v2 = (b2[j + 3] - t2[j + 3] - b2[j - 2] + t2[j - 2]) * a2
                 v3 = (b3[j + 4] - t3[j + 4] - b3[j - 3] + t3[j - 3]) * a3
                 v4 = (b4[j + 5] - t4[j + 5] - b4[j - 4] + t4[j - 4]) * a4
                 best = max(min(min(v1, v2), min(v3, v4)) - noise_var, 0.0)
-                g = noise_var / (best + noise_var)
-                out[i, j] = g if gain_only else band[i, j] * g
+                out[i, j] = band[i, j] * (noise_var / (best + noise_var))
         for j in range(max(hi, lo), w):
             best = _clipped(s, i, j, h, w, noise_var)
-            g = noise_var / (best + noise_var)
-            out[i, j] = g if gain_only else band[i, j] * g
-    return out
+            out[i, j] = band[i, j] * (noise_var / (best + noise_var))
 
 
 @njit(cache=True, nogil=True)
-def luma_u8(img, w0, w1, w2):  # type: ignore[no-untyped-def]
-    """``img`` uint8 (h, w, 3) -> float32 (h, w): w0 r + w1 g + w2 b, in float32 as numpy
-    computes it on a float32 copy of the photo (which costs four times the photo's bytes)."""
+def luma_u8(img, w0, w1, w2, out):  # type: ignore[no-untyped-def]
+    """``img`` uint8 (h, w, 3) -> ``out`` float32 (h, w): w0 r + w1 g + w2 b, in float32 as
+    numpy computes it on a float32 copy of the photo (which costs four times the photo's
+    bytes). Output arrays come from numpy (huge pages; see _filter)."""
     h, w, _ = img.shape
-    out = np.empty((h, w), np.float32)
     a, b, c = np.float32(w0), np.float32(w1), np.float32(w2)
     for i in range(h):
         for j in range(w):
             out[i, j] = np.float32(img[i, j, 0]) * a + np.float32(img[i, j, 1]) * b + np.float32(img[i, j, 2]) * c
-    return out
 
 
 @njit(cache=True, nogil=True)
-def noise_part_stack(bands, noise_var):  # type: ignore[no-untyped-def]
+def noise_part_stack(bands, noise_var, out):  # type: ignore[no-untyped-def]
     """``bands`` float32 (n, h, w): noise_part of each (the colour channels of one sub-band
-    in one call)."""
-    out = np.empty(bands.shape, np.float32)
+    in one call); ``out`` may be ``bands``."""
     for c in range(bands.shape[0]):
-        out[c] = noise_part(bands[c], noise_var)
-    return out
+        _filter(bands[c], noise_var, out[c])
 
 
 @njit(cache=True, nogil=True)
-def zero_mean_2x2(x):  # type: ignore[no-untyped-def]
-    """``x`` float32 (h, w) -> float32 (h, w): on each of the four 2x2 sub-lattices, each
-    column less its mean, then each row less its mean (sums in float64): three passes over
-    the array instead of numpy's strided copies."""
+def zero_mean_2x2(x, out):  # type: ignore[no-untyped-def]
+    """``x`` float32 (h, w) -> ``out`` float32 (h, w), which may be ``x``: on each of the
+    four 2x2 sub-lattices, each column less its mean, then each row less its mean (sums in
+    float64): three passes over the array instead of numpy's strided copies."""
     h, w = x.shape
     colsum = np.zeros((2, w), np.float64)
     for i in range(h):
@@ -122,7 +137,6 @@ def zero_mean_2x2(x):  # type: ignore[no-untyped-def]
             for j in range(w):
                 colsum[p, j] /= nrows[p]
     ncols = ((w + 1) // 2, w // 2)
-    out = np.empty((h, w), np.float32)
     for i in range(h):
         p = i & 1
         s0 = 0.0
@@ -139,6 +153,31 @@ def zero_mean_2x2(x):  # type: ignore[no-untyped-def]
         for j in range(w):
             out[i, j] -= m1 if j & 1 else m0
     return out
+
+
+@njit(cache=True, nogil=True)
+def conj_product_energy(t, k, p, even):  # type: ignore[no-untyped-def]
+    """``t``, ``k`` complex64 (h, half), half-planes of real transforms of width 2 (half - 1)
+    (``even``) or 2 half - 1: writes p = conj(t) k and returns the sum of |p|^2 over the full
+    plane in float64 (the inner columns stand for two: themselves and their mirror)."""
+    h, half = t.shape
+    stop = half - 1 if even else half  # the Nyquist column, when the width is even, counts once
+    total = 0.0
+    for i in range(h):
+        v = np.conj(t[i, 0]) * k[i, 0]
+        p[i, 0] = v
+        edge = _square(v)
+        inner = 0.0
+        for j in range(1, stop):
+            v = np.conj(t[i, j]) * k[i, j]
+            p[i, j] = v
+            inner += _square(v)
+        if even:
+            v = np.conj(t[i, half - 1]) * k[i, half - 1]
+            p[i, half - 1] = v
+            edge += _square(v)
+        total += 2.0 * inner + edge
+    return total
 
 
 @njit(cache=True, nogil=True)

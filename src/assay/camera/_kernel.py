@@ -193,3 +193,59 @@ def variance(x):  # type: ignore[no-untyped-def]
     n = flat.size
     m = s / n
     return max(q / n - m * m, 0.0)
+
+
+@njit(cache=True, nogil=True)
+def dwt_cols(x, f_lo, f_hi, lo, hi):  # type: ignore[no-untyped-def]
+    """One level of the wavelet transform of ``x`` float32 (n, m) along its first axis, with
+    symmetric extension (PyWavelets' "symmetric": x[-1 - i] = x[i], x[n + i] = x[n - 1 - i],
+    repeated for signals shorter than the filter): lo[o] = sum_j f_lo[j] x[2 o + 1 - j], hi
+    likewise, into ``lo`` and ``hi`` float32 ((n + L - 1) // 2, m). Each output row is
+    accumulated from whole input rows, so the inner loop runs along contiguous memory (what
+    PyWavelets does along this axis gathers strided columns)."""
+    n, m = x.shape
+    flen = f_lo.shape[0]
+    for o in range(lo.shape[0]):
+        lo_row = lo[o]
+        hi_row = hi[o]
+        lo_row[:] = 0.0
+        hi_row[:] = 0.0
+        for j in range(flen):
+            i = 2 * o + 1 - j
+            if i < 0 or i >= n:
+                i = i % (2 * n)
+                if i >= n:
+                    i = 2 * n - 1 - i
+            src = x[i]
+            a = f_lo[j]
+            b = f_hi[j]
+            for c in range(m):
+                v = src[c]
+                lo_row[c] += a * v
+                hi_row[c] += b * v
+
+
+@njit(cache=True, nogil=True)
+def idwt_cols(a, d, r_lo, r_hi, out, with_a):  # type: ignore[no-untyped-def]
+    """The inverse of dwt_cols (PyWavelets' idwt along the first axis): out[r] =
+    sum_k a[k] r_lo[r + L - 2 - 2 k] + d[k] r_hi[r + L - 2 - 2 k] over the k that index the
+    filters, ``out`` float32 (2 N - L + 2, m); ``with_a`` False: ``a`` taken as zeros (and not
+    read)."""
+    nk = d.shape[0]
+    flen = r_lo.shape[0]
+    m = d.shape[1]
+    for r in range(out.shape[0]):
+        row = out[r]
+        row[:] = 0.0
+        for k in range(max(r // 2, 0), min((r + flen - 2) // 2, nk - 1) + 1):
+            t = r + flen - 2 - 2 * k
+            cd = r_hi[t]
+            dr = d[k]
+            if with_a:
+                ca = r_lo[t]
+                ar = a[k]
+                for c in range(m):
+                    row[c] += ca * ar[c] + cd * dr[c]
+            else:
+                for c in range(m):
+                    row[c] += cd * dr[c]

@@ -272,3 +272,17 @@ def test_zero_mean_is_per_sub_lattice_columns_then_rows() -> None:
                     sub -= sub.mean(axis=0, keepdims=True)
                     sub -= sub.mean(axis=1, keepdims=True)
         np.testing.assert_allclose(prnu.zero_mean(x), want, atol=1e-5)
+
+
+def test_unitary_transforms_agree_with_and_without_in_place_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spectra are unitary (norm="ortho"): the inverse gives the array back, and the
+    numpy < 2 path (no ``out=``: rfft2 / irfft2 whole) gives the same spectra."""
+    x = np.random.default_rng(8).normal(0, 3, (24, 30)).astype(np.float32)
+    f = prnu._rfft2(x)
+    assert f.dtype == np.complex64 and f.shape == (24, 16)
+    np.testing.assert_allclose(np.sum(np.abs(f[:, 1:15]) ** 2) * 2 + np.sum(np.abs(f[:, [0, 15]]) ** 2),
+                               np.sum(x.astype(np.float64) ** 2), rtol=1e-5)  # Parseval, unitary
+    np.testing.assert_allclose(prnu._irfft2(f.copy(), x.shape, overwrite=True), x, atol=1e-5)
+    monkeypatch.setattr(prnu, "_FFT_OUT", False)
+    np.testing.assert_allclose(prnu._rfft2(x), f, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(prnu._irfft2(f, x.shape), x, atol=1e-5)

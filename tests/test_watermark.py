@@ -7,6 +7,8 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -80,28 +82,57 @@ def test_u_channel_equals_opencv(ref: ModuleType) -> None:
 
 def test_u_channel_equals_opencv_on_every_colour() -> None:
     # u_channel relies on Pillow's float matrix conversion being exact for coefficients
-    # over 2^14: every one of the 2^24 colours, in one 4096 x 4096 image.
+    # over 2^14, the compiled pass on its integer formula without OpenCV's clip: every
+    # one of the 2^24 colours, in one 4096 x 4096 image, both ways.
+    from assay.provenance._wm_kernel import blocks_u
+
     levels = np.arange(256, dtype=np.uint8)
     rgb = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(4096, 4096, 3)
     expected = cv2.cvtColor(np.ascontiguousarray(rgb[:, :, ::-1]), cv2.COLOR_BGR2YUV)[:, :, 1]
     assert np.array_equal(wm.u_channel(rgb), expected)
+    by, bx = np.divmod(np.arange(512 * 512), 512)
+    with wm._rgbx_rows(Image.fromarray(rgb), 0, 4096) as rgbx:
+        compiled = blocks_u(rgbx, by, bx).reshape(512, 512, 8, 8).transpose(0, 2, 1, 3).reshape(4096, 4096)
+    assert np.array_equal(compiled, expected)
 
 
-def test_votes_in_strips_equal_votes_of_the_whole(ref: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("shape", [(50, 37), (2000, 2100)], ids=["one-block", "several-blocks"])
+def test_rgbx_rows_are_the_images_rows(shape: tuple[int, int]) -> None:
+    # Pillow exports an image of one memory block through Arrow (read in place); a larger
+    # one (over 16 MB) is copied by its encoder
+    h, w = shape
+    rgb = np.zeros((h, w, 3), np.uint8)
+    rgb[:40] = pattern(40, w, 9)
+    im = Image.fromarray(rgb)
+    with wm._rgbx_rows(im, 8, 24) as rgbx:
+        assert rgbx.shape == (16, 4 * w)
+        assert np.array_equal(rgbx.reshape(16, w, 4)[:, :, :3], rgb[8:24])
+        assert rgbx.flags.writeable == (h * w * 4 <= 16 << 20)  # Pillow's memory, or a bytes copy
+
+
+# Every vote test runs on both passes: Pillow's (a one-file command) and the compiled one.
+both_passes = pytest.mark.parametrize("compiled", [False, True], ids=["pillow", "compiled"])
+
+
+@both_passes
+def test_votes_in_strips_equal_votes_of_the_whole(
+    ref: ModuleType, monkeypatch: pytest.MonkeyPatch, compiled: bool
+) -> None:
     # Huge images are converted in strips of whole block rows; the last strip partial.
     rgb = pattern(203, 150, 5)
     whole = reference_votes(ref, rgb)
     monkeypatch.setattr(wm, "STRIP_PIXELS", 150 * 40)
     monkeypatch.setattr(wm, "STRIP_MIN_ROWS", 16)
-    assert np.array_equal(wm.block_votes(rgb), whole)
+    assert np.array_equal(wm.block_votes(rgb, compiled), whole)
 
 
-def test_votes_of_an_image_with_a_transparent_colour() -> None:
+@both_passes
+def test_votes_of_an_image_with_a_transparent_colour(compiled: bool) -> None:
     # a PNG tRNS colour in an RGB image's info must not stop the conversion
     rgb = pattern(300, 300, 3)
     im = Image.fromarray(rgb)
     im.info["transparency"] = (0, 0, 0)
-    assert np.array_equal(wm.image_votes(im), wm.block_votes(rgb))
+    assert np.array_equal(wm.image_votes(im, compiled), wm.block_votes(rgb, not compiled))
 
 
 @settings(max_examples=8, deadline=None)
@@ -115,13 +146,14 @@ def test_decoder_agrees_bit_for_bit_with_reference(
     ref: ModuleType, seed: int, bits: list[int], h: int, w: int
 ) -> None:
     rgb = embed(ref, pattern(h, w, seed), tuple(bits))
-    ours = wm.decode_bits(wm.block_votes(rgb), len(bits))
-    assert np.array_equal(ours, reference_bits(ref, rgb, len(bits)))
-    # and on an unmarked image, where votes are noise rather than clean bits
     clean = pattern(h, w, seed + 1)
-    assert np.array_equal(
-        wm.decode_bits(wm.block_votes(clean), len(bits)), reference_bits(ref, clean, len(bits))
-    )
+    for compiled in (False, True):
+        ours = wm.decode_bits(wm.block_votes(rgb, compiled), len(bits))
+        assert np.array_equal(ours, reference_bits(ref, rgb, len(bits)))
+        # and on an unmarked image, where votes are noise rather than clean bits
+        assert np.array_equal(
+            wm.decode_bits(wm.block_votes(clean, compiled), len(bits)), reference_bits(ref, clean, len(bits))
+        )
 
 
 def reference_votes(ref: ModuleType, rgb: np.ndarray) -> np.ndarray:
@@ -148,7 +180,9 @@ def test_every_block_vote_equals_the_reference(ref: ModuleType, seed: int, h: in
         rgb = (rng.integers(0, levels, (h, w, 3)) * int(rng.integers(1, 256 // levels))).astype(np.uint8)
     else:
         rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8) if seed % 2 else pattern(h, w, seed)
-    assert np.array_equal(wm.block_votes(rgb), reference_votes(ref, rgb))
+    expected = reference_votes(ref, rgb)
+    assert np.array_equal(wm.block_votes(rgb, compiled=False), expected)
+    assert np.array_equal(wm.block_votes(rgb, compiled=True), expected)
 
 
 @pytest.mark.parametrize("name", ["sd1", "sd2", "sdxl"])
@@ -163,6 +197,37 @@ def test_reference_marked_image_is_detected(ref: ModuleType, name: str) -> None:
     assert (top.claim, top.strength) == ("ai-generated", "strong")
     assert top.facts["matched_bits"] >= len(bits) - 4 and top.facts["total_bits"] == len(bits)
     assert "proves nothing" in top.facts["note"]
+
+
+def test_a_process_switches_to_the_compiled_pass_with_the_same_evidence(
+    ref: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Images are searched with Pillow until the process has searched COMPILED_AFTER
+    pixels, then with the compiled pass: a marked image gives the same evidence (matched
+    bits of every payload) either way, and so does an unmarked one (none)."""
+    monkeypatch.delitem(sys.modules, "assay.provenance._wm_kernel", raising=False)
+    monkeypatch.setattr(wm, "_searched_pixels", 0)
+    monkeypatch.setattr(wm, "COMPILED_AFTER", 512 * 640)
+    used: list[str] = []
+    for name in ("_pillow_votes", "_compiled_votes"):
+        real = getattr(wm, name)
+        monkeypatch.setattr(wm, name, lambda *a, real=real, name=name: used.append(name) or real(*a))
+    marked = ctx_of(embed(ref, pattern(512, 640, 17), published_bits("sd1")))
+    clean = ctx_of(pattern(512, 640, 18))
+    first, first_clean, second, second_clean = (wm.evidence(c) for c in (marked, clean, marked, clean))
+    assert used == ["_pillow_votes", "_compiled_votes", "_compiled_votes", "_compiled_votes"]
+    assert first and first == second and first[0].facts["payload"] == "sd1"
+    assert first_clean == second_clean == []
+
+
+def test_one_image_is_searched_without_loading_numba(tmp_path: Path) -> None:
+    # numba's import and start-up (~0.35 s of CPU) would double a one-file command's time
+    Image.fromarray(pattern(512, 512, 19)).save(tmp_path / "p.png")
+    code = ("import sys; from pathlib import Path; from assay.provenance.analyzer import analyze_provenance; "
+            f"p = Path({str(tmp_path / 'p.png')!r}); r = analyze_provenance(p, p.read_bytes(), 'png'); "
+            "assert r.watermark_searched, r; print('numba' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_jpeg_444_q90_keeps_the_mark_and_unmarked_images_give_nothing(ref: ModuleType) -> None:

@@ -25,9 +25,13 @@ report lists the watermark under "not checked" with the reason.
 
 from __future__ import annotations
 
+import ctypes
 import io
 import math
 import struct
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
@@ -137,35 +141,122 @@ def u_plane(im: Image) -> np.ndarray:
     return np.asarray(PILImage.merge("RGB", (im.getchannel("B"), y, y)).convert("L", matrix=_U_MATRIX))
 
 
-def block_votes(rgb: np.ndarray) -> np.ndarray:
+def block_votes(rgb: np.ndarray, compiled: bool | None = None) -> np.ndarray:
     """One 0/1 vote per 4x4 block of the U channel's Haar approximation, in the
-    order the reference encoder assigns bits (row-major over blocks)."""
+    order the reference encoder assigns bits (row-major over blocks); ``compiled`` as
+    in image_votes."""
     from PIL import Image as PILImage
 
     if rgb.ndim != 3 or rgb.shape[2] < 3:
         raise ValueError(f"expected an H x W x 3 RGB array, got shape {rgb.shape}")
-    return image_votes(PILImage.fromarray(np.ascontiguousarray(rgb[..., :3], dtype=np.uint8), "RGB"))
+    return image_votes(PILImage.fromarray(np.ascontiguousarray(rgb[..., :3], dtype=np.uint8), "RGB"), compiled)
 
 
 # A block row covers 8 pixel rows; strips of whole block rows (of ~4 MP, at least 1,024
 # rows) keep the temporaries (a 4-byte-per-pixel copy among them) small on huge images
-# without changing the order. Images of fewer pixels are converted whole (no copy).
+# without changing the order. Images of fewer pixels are converted whole.
 STRIP_PIXELS = 1 << 22
 STRIP_MIN_ROWS = 8 * 128
 
+# Two passes give the same votes: Pillow's matrix conversions (u_plane) and the compiled
+# pass of _wm_kernel over Pillow's own memory, ~3x less CPU a pixel in a scan (~1.3 against
+# ~4 ms a megapixel; bench/RESULTS.md, scan throughput, fourth pass). The compiled pass
+# needs numba, whose import and start-up cost a process ~0.4 s of CPU once, as much as
+# searching ~100 MP the Pillow way: a process searches with Pillow until it has searched
+# COMPILED_AFTER pixels, and then (or at once when the kernel is already loaded) with the
+# compiled pass. A one-file command never pays for numba; a scan's worker pays once,
+# after its first few dozen images.
+COMPILED_AFTER = 16_000_000
+_searched_pixels = 0
 
-def image_votes(im: Image) -> np.ndarray:
-    """block_votes of a PIL image (RGB; any other mode is converted, alpha dropped)."""
+
+def _use_compiled(pixels: int) -> bool:
+    global _searched_pixels
+    _searched_pixels += pixels
+    return "assay.provenance._wm_kernel" in sys.modules or _searched_pixels > COMPILED_AFTER
+
+
+def image_votes(im: Image, compiled: bool | None = None) -> np.ndarray:
+    """block_votes of a PIL image (RGB; any other mode is converted, alpha dropped).
+    ``compiled``: force one pass or the other (None: as _use_compiled decides)."""
     if im.mode != "RGB":
         im = im.convert("RGB")
     w, h = im.size
     bh, bw = h // 4 * 4 // 2 // BLOCK, w // 4 * 4 // 2 // BLOCK
+    if compiled is None:
+        compiled = _use_compiled(bh * bw * 64)
     rows = max(STRIP_MIN_ROWS, STRIP_PIXELS // max(w, 1) // 8 * 8)
+    if compiled:
+        return np.concatenate([_compiled_votes(im, y, min(y + rows, bh * 8), bw)
+                               for y in range(0, bh * 8, rows)] or [np.zeros(0)])
     if bh * 8 <= rows:
-        return _strip_votes(u_plane(im)[: bh * 8, : bw * 8])
-    out = [_strip_votes(u_plane(im.crop((0, y, w, min(y + rows, bh * 8))))[:, : bw * 8])
-           for y in range(0, bh * 8, rows)]
-    return np.concatenate(out)
+        return _pillow_votes(im, bh, bw)
+    return np.concatenate([_pillow_votes(im.crop((0, y, w, min(y + rows, bh * 8))), min(rows, bh * 8 - y) // 8, bw)
+                           for y in range(0, bh * 8, rows)])
+
+
+def _pillow_votes(im: Image, bh: int, bw: int) -> np.ndarray:
+    """Votes of the top ``bh`` x ``bw`` blocks of ``im`` from u_plane."""
+    return _strip_votes(u_plane(im)[: bh * 8, : bw * 8])
+
+
+def _compiled_votes(im: Image, y0: int, y1: int, bw: int) -> np.ndarray:
+    """Votes of the blocks of rows ``y0`` to ``y1`` (whole blocks) of an RGB image, from
+    the compiled pass over the image's own 4-byte pixels."""
+    from ._wm_kernel import votes
+
+    with _rgbx_rows(im, y0, y1) as rgbx:
+        return votes(rgbx, (y1 - y0) // 8, bw)  # type: ignore[no-any-return]
+
+
+@contextmanager
+def _rgbx_rows(im: Image, y0: int, y1: int) -> Iterator[np.ndarray]:
+    """Rows ``y0`` to ``y1`` of an RGB image as Pillow stores them (R, G, B and a pad byte),
+    as a (rows, 4 x width) uint8 array, valid inside the ``with`` block. Pillow's memory
+    itself where it exports it through the Arrow C data interface (an image whose rows
+    are one block, up to 16 MB), else a copy by its raw encoder: copying costs more than
+    the compiled pass itself, mostly in page faults on the fresh memory."""
+    from PIL import Image as PILImage
+
+    im.load()
+    w = im.width
+    try:
+        schema, array = im.__arrow_c_array__()
+    except ValueError:  # rows in several blocks
+        pass
+    else:
+        pixels = _arrow_bytes(schema, array, 4 * w * im.height)
+        if pixels is not None:  # valid while the capsules live (they keep the image exported)
+            yield pixels.reshape(im.height, 4 * w)[y0:y1]
+            return
+    encoder = PILImage._getencoder("RGB", "raw", ("RGBX",))
+    encoder.setimage(im.im, (0, y0, w, y1))
+    pieces = []
+    while True:
+        _, status, data = encoder.encode(max(4 * w * (y1 - y0), 65536))
+        pieces.append(data)
+        if status:
+            break
+    if status < 0:
+        raise ValueError(f"Pillow's raw encoder failed ({status})")
+    yield np.frombuffer(pieces[0] if len(pieces) == 1 else b"".join(pieces), np.uint8).reshape(y1 - y0, 4 * w)
+
+
+def _arrow_bytes(schema: object, array: object, size: int) -> np.ndarray | None:
+    """The ``size`` bytes of an image Pillow exports as a fixed-size list of bytes (format
+    ``+w:4`` of ``C``), as a uint8 array over its memory; None for any other layout."""
+    from ._arrow import ArrowArray, ArrowSchema, capsule_pointer
+
+    sch = ArrowSchema.from_address(capsule_pointer(schema, b"arrow_schema"))
+    arr = ArrowArray.from_address(capsule_pointer(array, b"arrow_array"))
+    if sch.format != b"+w:4" or sch.n_children != 1 or sch.children[0].contents.format != b"C":
+        return None
+    if arr.n_children != 1 or arr.offset != 0:
+        return None
+    child = arr.children[0].contents
+    if child.n_buffers != 2 or child.offset != 0 or child.length != size or not child.buffers[1]:
+        return None
+    return np.ctypeslib.as_array((ctypes.c_uint8 * size).from_address(child.buffers[1]))
 
 
 def _haar_ca(u: np.ndarray) -> np.ndarray:

@@ -71,7 +71,7 @@ def test_status_says_index_not_loaded_until_the_index_loads(db: str, tmp_path: P
     I-AM-ALIVE and lookups answer."""
     keys = make_keys(db)
     flags = tmp_path / "flags"
-    env = fault_env(flags, ASSAY_SERVICE_REFRESH_INTERVAL="0.05")
+    env = fault_env(flags, ASSAY_SERVICE_REFRESH_INTERVAL="0.05", ASSAY_SERVICE_STORE_RETRY_SECONDS="0.2")
     (flags / "index-fail").touch()
     server = Server(db, 2, tmp_path, **env)
     try:
@@ -87,7 +87,7 @@ def test_status_says_index_not_loaded_until_the_index_loads(db: str, tmp_path: P
         r = httpx.get(server.url + "/m/index/status", headers=c.h("match"), timeout=30)
         assert r.status_code == 200 and r.json()["pdq"]["present"] is False
         (flags / "index-fail").unlink()
-        answers_everywhere(c, "/status", (200, "I-AM-ALIVE"))  # within the retry (5 s)
+        answers_everywhere(c, "/status", (200, "I-AM-ALIVE"))  # at the next retry (0.2 s here)
         server.wait_ready()
         r = httpx.get(server.url + "/v1/lookup", params=LOOKUP, headers=c.h("match"), timeout=30)
         assert r.status_code == 200 and r.json() == {"matches": []}

@@ -236,7 +236,8 @@ def test_database_unreachable_lookups_keep_answering(pg_url: str, tmp_path: Path
     via_proxy = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
     known = _hashes(50, 3)
     try:
-        env = {"ASSAY_SERVICE_REFRESH_INTERVAL": "0.2"}
+        # LISTEN is tried again every 0.5 s (5 s by default) once the database is back
+        env = {"ASSAY_SERVICE_REFRESH_INTERVAL": "0.2", "ASSAY_SERVICE_STORE_RETRY_SECONDS": "0.5"}
         with running(via_proxy, 1, tmp_path, **env) as srv:
             cur = httpx.Client(base_url=srv.url, headers={"X-API-Key": curate}, timeout=30)
             m = httpx.Client(base_url=srv.url, headers={"X-API-Key": match}, timeout=30)

@@ -101,6 +101,7 @@ def _state(settings: Settings) -> ServiceState:
     retention = timedelta(days=settings.changes_retention_days) if settings.changes_retention_days > 0 else None
     index = LiveIndex(store, interval=settings.refresh_interval, snapshot_dir=settings.snapshot_path,
                       retention=retention, prune_interval=settings.prune_interval,
+                      listen_retry=settings.store_retry_seconds,
                       private_max_bytes=int(settings.index_private_mb * (1 << 20)))
     state = ServiceState(
         settings=settings,
@@ -147,7 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # A worker takes requests once this returns: with its index loaded, or, when the
         # load failed, saying so (/status INDEX-NOT-LOADED, /ready 503, lookups 503 busy)
         # while it tries again.
-        state.index.load_or_retry(lock, then=loaded)
+        state.index.load_or_retry(lock, then=loaded, retry=settings.store_retry_seconds)
         scheduler = None
         if settings.exchange_interval > 0:
             from ..exchanges.schedule import Scheduler

@@ -198,7 +198,7 @@ class LiveIndex:
 
         def failed(exc: Exception) -> None:
             self.last_error = f"index load failed: {exc}"
-            log.warning("loading the index failed (next try in %.0f s): %s", retry, exc)
+            log.warning("loading the index failed (next try in %g s): %s", retry, exc)
 
         try:
             self.load(lock_file)

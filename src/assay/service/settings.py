@@ -70,6 +70,10 @@ class Settings:
     # How often each worker follows the store. On PostgreSQL a worker is also woken by a
     # notice when a write commits, so this is only the fallback there.
     refresh_interval: float = 0.15
+    # A worker whose index load failed at start (store unreachable, index unreadable)
+    # tries again this many seconds later, and so on; one whose LISTEN connection
+    # (PostgreSQL) broke listens again as long after.
+    store_retry_seconds: float = 5.0
     # Each worker copies a PDQ index of at most this many MB (~3M hashes) out of the
     # shared snapshot into its own memory with huge pages: ~1.3x less CPU per lookup under
     # load, for one copy per worker (0: every worker serves the shared mapped snapshot).
@@ -129,6 +133,8 @@ class Settings:
             raise AssayError(f"invalid rate_burst_seconds {self.rate_burst_seconds}: seconds, more than 0")
         if self.exchange_interval < 0:
             raise AssayError(f"invalid exchange interval {self.exchange_interval}: seconds, 0 (off) or more")
+        if not self.store_retry_seconds > 0:
+            raise AssayError(f"invalid store_retry_seconds {self.store_retry_seconds}: seconds, more than 0")
         if self.prune_interval <= 0:
             raise AssayError(f"invalid prune interval {self.prune_interval}: seconds, more than 0")
         scheme = self.rate_limit_redis_url.partition("://")[0]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
+import threading
 import zlib
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from assay.config import Limits
 from assay.errors import AssayError, DecodeError, InputError, TooLarge, UnsupportedFormat
 from assay.media import decode as media_decode
 from assay.media import hash_image_bytes, hash_image_file
+from assay.media.hashes import read_limited
 
 MODES = ["fast", "reference"]
 
@@ -214,3 +217,31 @@ def test_fuzz_only_assay_errors(data: bytes, mode: str, transpose: bool) -> None
         return
     assert len(h.pdq) == 64 and 0 <= h.quality <= 100
     assert h.width * h.height <= FUZZ_LIMITS.max_pixels
+
+
+def test_read_limited_reads_on_past_the_size_it_found(tmp_path: Path) -> None:
+    """A file that grows while read (here a pipe, whose size reads as 0) is read on, up to
+    one byte past the limit, and refused past it."""
+    payload = os.urandom(300_000)
+    fifo = tmp_path / "growing"
+
+    def write() -> None:
+        try:
+            with open(fifo, "wb") as f:
+                f.write(payload)
+        except BrokenPipeError:  # refused: the reader stopped one byte past the limit
+            pass
+
+    for limit, fits in ((len(payload), True), (len(payload) - 1, False)):
+        os.mkfifo(fifo)
+        writer = threading.Thread(target=write)
+        writer.start()
+        try:
+            if fits:
+                assert read_limited(fifo, limit) == payload
+            else:
+                with pytest.raises(TooLarge, match="exceeds the image limit"):
+                    read_limited(fifo, limit)
+        finally:
+            writer.join(10)
+            fifo.unlink()

@@ -26,6 +26,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 from ..config import Limits
 from ..errors import AssayError, DecodeError, TooLarge, UnsupportedFormat
 from ..sniff import load_pillow_plugin, sniff_bytes
+from . import codecs
 from .pdq import luma_of
 
 # Our format name -> Pillow's. Only these parsers ever see untrusted bytes: Pillow
@@ -108,7 +109,12 @@ class OpenedImage:
     width: int
     height: int
     mode: str  # as stored, before any conversion
-    loaded: bool = False  # ``image`` holds decoded pixels (see full_image)
+    loaded: bool = False  # the pixels are decoded: in ``image`` or ``direct`` (see full_image)
+    data: bytes = b""  # the file's bytes
+    # A still WebP decoded by libwebp directly (media/codecs.py), in its stored mode, in
+    # place of ``image``'s own decode; ``image`` still answers for the metadata (EXIF, frames).
+    direct: Image.Image | None = None
+    _direct_tried: bool = False
 
 
 def _fail(path: str, fmt: str, exc: BaseException) -> AssayError:
@@ -162,7 +168,7 @@ def open_image(data: bytes, path: str, limits: Limits) -> OpenedImage:
             f"{width}x{height} = {width * height} pixels exceeds the limit of "
             f"{limits.max_pixels} pixels (possible decompression bomb)",
         )
-    return OpenedImage(im, path, fmt, width, height, im.mode)
+    return OpenedImage(im, path, fmt, width, height, im.mode, data=data)
 
 
 # Grey modes that the reduced path turns into "L" (1 byte a pixel) rather than RGB
@@ -181,9 +187,29 @@ def decode_pixels(opened: OpenedImage) -> int:
     return w * h
 
 
+def _direct(opened: OpenedImage) -> Image.Image | None:
+    """A still WebP decoded by libwebp directly (once), or None: Pillow decodes it."""
+    if not opened._direct_tried:
+        opened._direct_tried = True
+        if opened.format == "webp" and frame_count(opened) == 1:
+            opened.direct = codecs.webp_image(opened.data, opened.width, opened.height, opened.mode)
+            if opened.direct is not None:
+                # as Pillow's load leaves it: a still frame starts at 0 and lasts 0 ms
+                opened.direct.info = {**opened.image.info, "timestamp": 0, "duration": 0}
+                opened.loaded = True
+    return opened.direct
+
+
 def _load(opened: OpenedImage, im: Image.Image, grey: bool = False) -> Image.Image:
     try:
         with _quiet_pillow():
+            if im is opened.image and (direct := _direct(opened)) is not None:
+                im = direct
+            elif im is opened.image and opened.format == "png" and codecs.png_direct(im, opened.data):
+                try:
+                    im.load()
+                except codecs.NotExact:  # Pillow alone, on a fresh copy: its pixels or its error
+                    im = opened.image = Image.open(io.BytesIO(opened.data), formats=["PNG"])
             im.load()
             if im is opened.image:
                 opened.loaded = True
@@ -205,6 +231,8 @@ _SHAREABLE = frozenset({"png", "webp", "bmp", "jpeg"})
 def full_image(opened: OpenedImage) -> Image.Image | None:
     """The opened image if a decode above loaded it whole, in its stored mode; else None.
     What a later analysis of the same file uses instead of decoding it again."""
+    if opened.direct is not None:
+        return opened.direct
     im = opened.image
     if not opened.loaded or opened.format not in _SHAREABLE or im.size != (opened.width, opened.height):
         return None

@@ -4,8 +4,13 @@ bank store on each database."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
+import subprocess
+import sys
+import tempfile
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +31,60 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ASSAY_TESTDATA", ROOT.parent / "shared" / "testdata"))
 PG_URL = os.environ.get("ASSAY_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+# -- numba's first compile, beside the first tests (tests/numba_warm.py) -------------------
+# Modules whose tests compile the numba kernels (the multi-index, the text check): they
+# wait for the warm-up if it still runs, rather than compile the same kernels beside it.
+_NUMBA_USERS = ("test_index.py", "test_text_")
+_warm: subprocess.Popen[bytes] | None = None
+_warm_log: Path | None = None
+
+
+def _warm_running() -> bool:
+    return _warm is not None and _warm.poll() is None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Start the warm-up at once: it runs during collection (~25 s of one core) and the
+    first tests, on the other core."""
+    global _warm, _warm_log
+    if session.config.option.collectonly or importlib.util.find_spec("numba") is None:
+        return
+    fd, name = tempfile.mkstemp(prefix="assay-numba-warm-", suffix=".log")
+    _warm_log = Path(name)
+    with os.fdopen(fd, "wb") as log:
+        _warm = subprocess.Popen([sys.executable, str(Path(__file__).with_name("numba_warm.py"))],
+                                 stdout=log, stderr=subprocess.STDOUT)
+
+
+def _warm_end(stop: bool) -> None:
+    global _warm
+    if _warm is None:
+        return
+    if stop and _warm.poll() is None:
+        _warm.terminate()  # our own child; numba writes each cache file whole or not at all
+    rc = _warm.wait()
+    if not stop and rc != 0 and _warm_log is not None:
+        warnings.warn(f"numba warm-up failed ({rc}); the kernels compile where first used: "
+                      f"{_warm_log.read_text(errors='replace')[-500:]}", stacklevel=1)
+    _warm = None
+    if _warm_log is not None:
+        _warm_log.unlink(missing_ok=True)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if _warm_running() and not any(item.path.name.startswith(_NUMBA_USERS) for item in session.items):
+        _warm_end(stop=True)  # nothing selected needs it
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if _warm is not None and item.path.name.startswith(_NUMBA_USERS):
+        _warm_end(stop=False)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    _warm_end(stop=True)
 
 
 @pytest.fixture(autouse=True)

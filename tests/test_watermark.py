@@ -96,14 +96,15 @@ def test_u_channel_equals_opencv_on_every_colour() -> None:
     assert np.array_equal(compiled, expected)
 
 
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
 @pytest.mark.parametrize("shape", [(50, 37), (2000, 2100)], ids=["one-block", "several-blocks"])
-def test_rgbx_rows_are_the_images_rows(shape: tuple[int, int]) -> None:
+def test_rgbx_rows_are_the_images_rows(shape: tuple[int, int], mode: str) -> None:
     # Pillow exports an image of one memory block through Arrow (read in place); a larger
     # one (over 16 MB) is copied by its encoder
     h, w = shape
     rgb = np.zeros((h, w, 3), np.uint8)
     rgb[:40] = pattern(40, w, 9)
-    im = Image.fromarray(rgb)
+    im = Image.fromarray(rgb).convert(mode)
     with wm._rgbx_rows(im, 8, 24) as rgbx:
         assert rgbx.shape == (16, 4 * w)
         assert np.array_equal(rgbx.reshape(16, w, 4)[:, :, :3], rgb[8:24])
@@ -133,6 +134,20 @@ def test_votes_of_an_image_with_a_transparent_colour(compiled: bool) -> None:
     im = Image.fromarray(rgb)
     im.info["transparency"] = (0, 0, 0)
     assert np.array_equal(wm.image_votes(im, compiled), wm.block_votes(rgb, not compiled))
+
+
+@both_passes
+@pytest.mark.parametrize("strips", [False, True])
+def test_votes_of_an_rgba_image_are_those_of_its_rgb(compiled: bool, strips: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # alpha is dropped, not composited (as cv2.imread does); the compiled pass reads RGBA
+    # pixels in place, the whole image or in strips
+    rgb = pattern(203, 150, 6)
+    alpha = pattern(203, 150, 7)[:, :, :1]
+    if strips:
+        monkeypatch.setattr(wm, "STRIP_PIXELS", 150 * 40)
+        monkeypatch.setattr(wm, "STRIP_MIN_ROWS", 16)
+    rgba = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+    assert np.array_equal(wm.image_votes(rgba, compiled), wm.block_votes(rgb, False))
 
 
 @settings(max_examples=8, deadline=None)

@@ -184,6 +184,7 @@ class ImageContext:
         d = self.data
         if not d.startswith(PNG_SIGNATURE):
             raise self._error("not a PNG file (signature missing)")
+        view = memoryview(d)
         chunks: list[PngChunk] = []
         pos = len(PNG_SIGNATURE)
         while True:
@@ -204,7 +205,7 @@ class ImageContext:
                 self.note_problem(f"PNG chunk at offset {pos} has an invalid type {ctype!r}")
                 break
             (crc,) = struct.unpack_from(">I", d, pos + 8 + length)
-            crc_ok = zlib.crc32(d[pos + 4 : pos + 8 + length]) == crc
+            crc_ok = zlib.crc32(view[pos + 4 : pos + 8 + length]) == crc  # no copy of the pixel data
             name = ctype.decode("ascii")
             if not crc_ok:
                 self.note_problem(f"PNG chunk {name} at offset {pos}: CRC mismatch")

@@ -179,12 +179,12 @@ def _use_compiled(pixels: int) -> bool:
 def image_votes(im: Image, compiled: bool | None = None) -> np.ndarray:
     """block_votes of a PIL image (RGB; any other mode is converted, alpha dropped).
     ``compiled``: force one pass or the other (None: as _use_compiled decides)."""
-    if im.mode != "RGB":
-        im = im.convert("RGB")
     w, h = im.size
     bh, bw = h // 4 * 4 // 2 // BLOCK, w // 4 * 4 // 2 // BLOCK
     if compiled is None:
         compiled = _use_compiled(bh * bw * 64)
+    if im.mode != "RGB" and not (compiled and im.mode in _FOUR_BYTES):
+        im = im.convert("RGB")
     rows = max(STRIP_MIN_ROWS, STRIP_PIXELS // max(w, 1) // 8 * 8)
     if compiled:
         return np.concatenate([_compiled_votes(im, y, min(y + rows, bh * 8), bw)
@@ -200,9 +200,14 @@ def _pillow_votes(im: Image, bh: int, bw: int) -> np.ndarray:
     return _strip_votes(u_plane(im)[: bh * 8, : bw * 8])
 
 
+# Modes Pillow stores as R, G, B and a fourth byte, which the compiled pass skips: an RGBA
+# image is searched in place, as the RGB image convert() would make (alpha dropped).
+_FOUR_BYTES = ("RGB", "RGBA", "RGBX")
+
+
 def _compiled_votes(im: Image, y0: int, y1: int, bw: int) -> np.ndarray:
-    """Votes of the blocks of rows ``y0`` to ``y1`` (whole blocks) of an RGB image, from
-    the compiled pass over the image's own 4-byte pixels."""
+    """Votes of the blocks of rows ``y0`` to ``y1`` (whole blocks) of an image of one of
+    the _FOUR_BYTES modes, from the compiled pass over the image's own pixels."""
     from ._wm_kernel import votes
 
     with _rgbx_rows(im, y0, y1) as rgbx:
@@ -211,7 +216,8 @@ def _compiled_votes(im: Image, y0: int, y1: int, bw: int) -> np.ndarray:
 
 @contextmanager
 def _rgbx_rows(im: Image, y0: int, y1: int) -> Iterator[np.ndarray]:
-    """Rows ``y0`` to ``y1`` of an RGB image as Pillow stores them (R, G, B and a pad byte),
+    """Rows ``y0`` to ``y1`` of an image of one of the _FOUR_BYTES modes as Pillow stores
+    them (R, G, B and a fourth byte),
     as a (rows, 4 x width) uint8 array, valid inside the ``with`` block. Pillow's memory
     itself where it exports it through the Arrow C data interface (an image whose rows
     are one block, up to 16 MB), else a copy by its raw encoder: copying costs more than
@@ -229,7 +235,7 @@ def _rgbx_rows(im: Image, y0: int, y1: int) -> Iterator[np.ndarray]:
         if pixels is not None:  # valid while the capsules live (they keep the image exported)
             yield pixels.reshape(im.height, 4 * w)[y0:y1]
             return
-    encoder = PILImage._getencoder("RGB", "raw", ("RGBX",))
+    encoder = PILImage._getencoder(im.mode, "raw", ("RGBX" if im.mode == "RGB" else im.mode,))
     encoder.setimage(im.im, (0, y0, w, y1))
     pieces = []
     while True:
@@ -559,7 +565,7 @@ def evidence(ctx: ImageContext) -> list[Evidence]:
     rows = band_rows(ctx)
     try:
         searched = im if rows is None else _top_rows(ctx, rows)
-        if searched.mode != "RGB":
+        if searched.mode not in ("RGB", "RGBA"):  # RGBA: image_votes drops alpha, converting if it must
             searched = searched.convert("RGB")
         else:
             searched.load()

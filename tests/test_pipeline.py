@@ -97,7 +97,7 @@ def _tagger_factory(_settings: ScanSettings) -> list[_Tagger]:
 def test_workers_never_hold_more_than_a_window_of_the_walk(tmp_path: Path) -> None:
     """The walk is fed to the workers as they finish: however long it is, the parent
     holds at most a window of items in flight (a 10-million-file drive stays small)."""
-    from assay.scan.pipeline import IN_FLIGHT_MIN, IN_FLIGHT_PER_WORKER, analyze_all
+    from assay.scan.pipeline import CHUNK, IN_FLIGHT_MIN, IN_FLIGHT_PER_WORKER, analyze_all
     from assay.scan.walk import WalkItem
 
     f = tmp_path / "a.txt"
@@ -117,7 +117,7 @@ def test_workers_never_hold_more_than_a_window_of_the_walk(tmp_path: Path) -> No
         produced += 1
         worst = max(worst, consumed - produced)
     assert produced == 3000
-    assert worst <= window + 4  # + one partly filled chunk of the pool's feeder
+    assert worst <= window + CHUNK  # + one partly filled chunk of the pool's feeder
 
 
 def test_scan_starts_before_the_walk_ends(tmp_path: Path) -> None:

@@ -289,6 +289,12 @@ def _worker_context() -> Any:
 
 IN_FLIGHT_PER_WORKER = 32
 IN_FLIGHT_MIN = 64
+# Items a worker takes (and whose records it returns) at a time. Every exchange with a
+# worker costs the parent's pool threads (pickling, pipes, wake-ups) about as much as
+# matching and writing a record: chunks of 8 instead of 4 took the parent from ~0.55 to
+# ~0.35 CPU-s on the 1,000-file folder (16: ~0.27), and hold a first record back by at
+# most 7 files' analysis (bench/RESULTS.md, scan throughput, fourth pass).
+CHUNK = 8
 
 
 def analyze_all(
@@ -320,7 +326,7 @@ def analyze_all(
 
     with ctx.Pool(settings.workers, initializer=_init_worker, initargs=(settings, factory)) as pool:
         try:
-            for result in pool.imap_unordered(_work, fed(), chunksize=4):
+            for result in pool.imap_unordered(_work, fed(), chunksize=CHUNK):
                 window.release()
                 yield from _unspool(result)
         finally:

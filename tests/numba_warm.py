@@ -1,6 +1,6 @@
 """Fills numba's on-disk cache (``cache=True``, beside the sources) with the kernels the
-tests compile: the multi-index's (banks/_mih_numba.py) and the text check's
-(text/_kernel.py). conftest.py runs this in a process of its own when a test session
+tests compile: the multi-index's (banks/_mih_numba.py), the text check's
+(text/_kernel.py) and the watermark decoder's (provenance/_wm_kernel.py, ~2 s). conftest.py runs this in a process of its own when a test session
 starts, so that their first compile (~20-35 s of one core on a fresh clone) runs beside
 the first tests, on the core they leave idle, instead of inside test_index.py. The
 kernels are reached through the same entry points the tests use, so a changed kernel
@@ -30,6 +30,12 @@ def text_kernel() -> None:
         maximal_matches(text, sa, q, 8, 4, max_hits)
 
 
+def watermark_kernel() -> None:
+    from assay.provenance.watermark import block_votes
+
+    block_votes(np.zeros((64, 64, 3), np.uint8), compiled=True)  # every block on a vote boundary
+
+
 def index_kernels() -> None:
     from assay.banks import _mih
     from assay.banks.index import HammingIndex
@@ -55,6 +61,7 @@ def index_kernels() -> None:
 def main() -> None:
     if importlib.util.find_spec("numba") is None:
         return
+    watermark_kernel()
     text_kernel()
     index_kernels()
 

@@ -233,7 +233,9 @@ def _rgbx_rows(im: Image, y0: int, y1: int) -> Iterator[np.ndarray]:
     else:
         pixels = _arrow_bytes(schema, array, 4 * w * im.height)
         if pixels is not None:  # valid while the capsules live (they keep the image exported)
-            yield pixels.reshape(im.height, 4 * w)[y0:y1]
+            rows = pixels.reshape(im.height, 4 * w)[y0:y1]
+            rows.flags.writeable = False  # as the copy: one compiled specialisation, not two
+            yield rows
             return
     encoder = PILImage._getencoder(im.mode, "raw", ("RGBX" if im.mode == "RGB" else im.mode,))
     encoder.setimage(im.im, (0, y0, w, y1))

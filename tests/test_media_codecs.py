@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from assay.errors import AssayError
-from assay.media import codecs
+from assay.media import codecs, decode
 from assay.media.hashes import SHARED_IMAGE, hash_image_bytes
 
 # The shared image's pixels are compared too, so these few settings suffice: the fast
@@ -253,3 +253,17 @@ def test_damaged_webp_gives_pillows_error(monkeypatch: pytest.MonkeyPatch) -> No
     data = webp_cases()["lossy"]
     results = compare(data[: len(data) // 2], monkeypatch, [{}])
     assert results[0][0] == "DecodeError"
+
+
+# ------------------------------------------------------------------------ RGBA reduction
+
+
+@pytest.mark.parametrize("block", range(2, 10))
+def test_rgba_reduced_before_its_conversion_gives_the_rgb_images_reduction(block: int) -> None:
+    """decode._load reduces an RGBA image band by band and converts the small result: the
+    same bytes as converting to RGB and then reducing (sizes not a multiple of the block:
+    the partial blocks at the edges too)."""
+    rng = np.random.default_rng(block)
+    rgba = Image.fromarray(rng.integers(0, 256, (5 * block + 3, 7 * block + 1, 4), dtype=np.uint8))
+    opened = decode.OpenedImage(rgba, "x.png", "png", rgba.width, rgba.height, "RGBA", loaded=True)
+    assert decode._load(opened, rgba, grey=True, reduce=block).tobytes() == rgba.convert("RGB").reduce(block).tobytes()

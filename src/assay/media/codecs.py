@@ -217,9 +217,10 @@ def png_direct(im: Image.Image, data: bytes) -> bool:
     """Have Pillow's load of this opened PNG (``im``, from ``data``) inflate with ISA-L.
     False, and ``im`` untouched, where that does not apply (an APNG, an interlaced image,
     no ``isal``). A load then raising NotExact leaves ``im`` unusable: open it again."""
-    if isal_zlib is None or getattr(im, "n_frames", 1) != 1 or im.info.get("interlace") or len(im.tile) != 1:
+    tiles = getattr(im, "tile", ())  # what is left to decode: nothing once loaded
+    if isal_zlib is None or getattr(im, "n_frames", 1) != 1 or im.info.get("interlace") or len(tiles) != 1:
         return False
-    tile = im.tile[0]
+    tile = tiles[0]
     name, extents, offset, rawmode = tile[0], tile[1], tile[2], tile[3]
     if name != "zip" or tuple(extents) != (0, 0, *im.size) or not isinstance(rawmode, str) or offset < 16:
         return False

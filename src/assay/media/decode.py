@@ -200,7 +200,9 @@ def _direct(opened: OpenedImage) -> Image.Image | None:
     return opened.direct
 
 
-def _load(opened: OpenedImage, im: Image.Image, grey: bool = False) -> Image.Image:
+def _load(opened: OpenedImage, im: Image.Image, grey: bool = False, reduce: int = 1) -> Image.Image:
+    """``im`` (``opened.image`` or a draft of it) decoded, in "L" or "RGB", shrunk by
+    ``reduce`` x ``reduce`` block averages (Image.reduce)."""
     try:
         with _quiet_pillow():
             if im is opened.image and (direct := _direct(opened)) is not None:
@@ -215,8 +217,16 @@ def _load(opened: OpenedImage, im: Image.Image, grey: bool = False) -> Image.Ima
                 opened.loaded = True
             if grey and im.mode in _GREY:
                 im = im.convert("L")
+            elif im.mode == "RGBA" and reduce > 1:
+                # Reduced before the conversion, which then has a quarter of the pixels or
+                # fewer. Not by Image.reduce, which premultiplies by alpha: the core reduces
+                # each band alone, with the same sums and rounding as an RGB image's bands.
+                im = im._new(im.im.reduce((reduce, reduce), (0, 0, *im.size))).convert("RGB")
+                reduce = 1
             elif im.mode not in ("RGB", "L"):
                 im = im.convert("RGB")
+            if reduce > 1:
+                im = im.reduce(reduce)
     except Exception as exc:
         raise _fail(opened.path, opened.format, exc) from exc
     return im
@@ -309,11 +319,9 @@ def reduced_luma(opened: OpenedImage, exif_transpose: bool = False) -> tuple[Red
                         raise DecodeError(
                             opened.path, f"unexpected reduced JPEG size {im.size} at 1/{scale}"
                         )
-        im = _load(opened, im, grey=True)
         if opened.format != "jpeg":
             block = _block(w, h)
-            if block > 1:
-                im = im.reduce(block)
+        im = _load(opened, im, grey=True, reduce=1 if opened.format == "jpeg" else block)
     except AssayError:
         raise
     except Exception as exc:
@@ -399,12 +407,7 @@ def fine_luma(data: bytes, opened: OpenedImage, reduced: ReducedLuma, limits: Li
         oriented = _orient(again, im, exif_transpose)
     else:  # decoded in full already: reduced as little as keeps FINE_SIDE (memory)
         block = fine
-        im = _load(opened, opened.image, grey=True)
-        try:
-            if block > 1:
-                im = im.reduce(block)
-        except Exception as exc:
-            raise _fail(opened.path, opened.format, exc) from exc
+        im = _load(opened, opened.image, grey=True, reduce=block)
         oriented = _orient(opened, im, exif_transpose)
     return ReducedLuma(luma_of(np.asarray(oriented.image)), reduced.orig_size, (block, block))
 

@@ -4,11 +4,12 @@ bank store on each database."""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -33,54 +34,75 @@ PG_URL = os.environ.get("ASSAY_TEST_PG", "postgresql+psycopg://postgres@127.0.0.
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-# -- numba's first compile, beside the first tests (tests/numba_warm.py) -------------------
-# Modules whose tests compile the numba kernels (the multi-index, the text check): they
-# wait for the warm-up if it still runs, rather than compile the same kernels beside it.
-_NUMBA_USERS = ("test_index.py", "test_text_")
+# -- byte-code and numba's first compile, beside the first tests (tests/warmup.py) ---------
+# Modules whose tests compile numba kernels, and the warm-up stage that compiles them: they
+# wait for that stage if the warm-up has not done it yet, rather than compile the same
+# kernels beside it.
+_NEEDS = {"test_camera": "camera", "test_prnu_": "camera", "test_watermark": "watermark",
+          "test_text_": "text", "test_index.py": "index"}
 _warm: subprocess.Popen[bytes] | None = None
-_warm_log: Path | None = None
+_warm_dir: Path | None = None
 
 
-def _warm_running() -> bool:
-    return _warm is not None and _warm.poll() is None
+def _stage_of(item: pytest.Item) -> str | None:
+    return next((stage for prefix, stage in _NEEDS.items() if item.path.name.startswith(prefix)), None)
+
+
+def _stages_named(args: list[str]) -> set[str] | None:
+    """The stages the test files named on the command line need; None (every stage) when
+    a folder is named, as CI does (testpaths)."""
+    stages: set[str] = set()
+    for arg in args or ["."]:
+        path = Path(arg.split("::", 1)[0])
+        if not path.is_file():
+            return None
+        stages |= {stage for prefix, stage in _NEEDS.items() if path.name.startswith(prefix)}
+    return stages
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Start the warm-up at once: it runs during collection (~25 s of one core) and the
-    first tests, on the other core."""
-    global _warm, _warm_log
-    if session.config.option.collectonly or importlib.util.find_spec("numba") is None:
+    """Start the warm-up at once: it runs during collection (~25 s of one core for the
+    whole suite) and the first tests, on the other core."""
+    global _warm, _warm_dir
+    if session.config.option.collectonly:
         return
-    fd, name = tempfile.mkstemp(prefix="assay-numba-warm-", suffix=".log")
-    _warm_log = Path(name)
-    with os.fdopen(fd, "wb") as log:
-        _warm = subprocess.Popen([sys.executable, str(Path(__file__).with_name("numba_warm.py"))],
-                                 stdout=log, stderr=subprocess.STDOUT)
+    stages = _stages_named(session.config.args)
+    if stages == set():
+        return  # only test files that compile no kernel: not worth a process
+    _warm_dir = Path(tempfile.mkdtemp(prefix="assay-warmup-"))
+    with (_warm_dir / "log").open("wb") as log:
+        _warm = subprocess.Popen([sys.executable, str(Path(__file__).with_name("warmup.py")), str(_warm_dir),
+                                  *sorted(stages or ())], stdout=log, stderr=subprocess.STDOUT)
 
 
 def _warm_end(stop: bool) -> None:
     global _warm
-    if _warm is None:
+    if _warm is None or _warm_dir is None:
         return
     if stop and _warm.poll() is None:
         _warm.terminate()  # our own child; numba writes each cache file whole or not at all
     rc = _warm.wait()
-    if not stop and rc != 0 and _warm_log is not None:
-        warnings.warn(f"numba warm-up failed ({rc}); the kernels compile where first used: "
-                      f"{_warm_log.read_text(errors='replace')[-500:]}", stacklevel=1)
+    if not stop and rc != 0:
+        warnings.warn(f"tests/warmup.py failed ({rc}); the kernels compile where first used: "
+                      f"{(_warm_dir / 'log').read_text(errors='replace')[-500:]}", stacklevel=1)
     _warm = None
-    if _warm_log is not None:
-        _warm_log.unlink(missing_ok=True)
+    shutil.rmtree(_warm_dir, ignore_errors=True)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    if _warm_running() and not any(item.path.name.startswith(_NUMBA_USERS) for item in session.items):
-        _warm_end(stop=True)  # nothing selected needs it
+    if _warm is not None and not any(_stage_of(item) for item in session.items):
+        _warm_end(stop=True)  # nothing selected compiles kernels
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if _warm is not None and item.path.name.startswith(_NUMBA_USERS):
-        _warm_end(stop=False)
+    stage = _stage_of(item)
+    if _warm is None or _warm_dir is None or stage is None:
+        return
+    while not (_warm_dir / stage).exists():
+        if _warm.poll() is not None:
+            _warm_end(stop=False)  # ended without that stage: says why, if it failed
+            return
+        time.sleep(0.05)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -181,6 +181,7 @@ def epub_text(path: Path) -> tuple[str, str]:
     DTDs are refused)."""
     import posixpath
     import zipfile
+    import zlib
     from xml.etree import ElementTree as ET
 
     def parse(data: bytes, what: str) -> ET.Element:
@@ -193,7 +194,7 @@ def epub_text(path: Path) -> tuple[str, str]:
 
     try:
         zf = zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError):
         raise InputError(path, "not an EPUB (not a zip archive)") from None
     with zf:
         names = set(zf.namelist())
@@ -204,7 +205,12 @@ def epub_text(path: Path) -> tuple[str, str]:
             info = zf.getinfo(name)
             if info.file_size > 256 * 1024**2:
                 raise InputError(path, f"EPUB member {name!r} is larger than 256 MiB")
-            return zf.read(name)
+            try:
+                return zf.read(name)
+            except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, RuntimeError,
+                    ValueError) as exc:  # corrupt, truncated, encrypted or unknown compression
+                raise InputError(path, f"EPUB member {name!r} is unreadable ({type(exc).__name__}: "
+                                 f"{str(exc)[:200]})") from None
 
         container = parse(read("META-INF/container.xml"), "META-INF/container.xml")
         rootfile = next((el.get("full-path") for el in container.iter() if el.tag.endswith("rootfile")), None)
@@ -238,7 +244,6 @@ def pdf_text(path: Path) -> tuple[str, str]:
     """The text layer of a PDF, page after page (pypdf), and its title."""
     try:
         from pypdf import PdfReader
-        from pypdf.errors import PdfReadError
     except ImportError:  # pragma: no cover - pypdf is a dependency
         raise InputError(path, "PDF text needs the pypdf package") from None
     import logging
@@ -253,6 +258,7 @@ def pdf_text(path: Path) -> tuple[str, str]:
         title = str(meta.title) if meta and meta.title else ""
     except InputError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-        raise InputError(path, f"unreadable PDF ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - pypdf raises many kinds (its own limits, IndexError,
+        # struct and zlib errors...) on malformed files: each is this file's problem, not the run's
+        raise InputError(path, f"unreadable PDF ({type(exc).__name__}: {str(exc)[:200]})") from None
     return "\n\n".join(p for p in pages if p), title

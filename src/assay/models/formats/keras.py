@@ -22,10 +22,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ...errors import DecodeError, InputError, UnsafeInput, UnsupportedFormat
+from ...errors import DecodeError, InputError, UnsafeInput
 from ..pickle_policy import classify_global
 from ..pickles import PickleFinding, PickleReport
-from . import MAX_CONFIG_BYTES, ModelFile, TensorInfo
+from . import MAX_CONFIG_BYTES, ModelFile, TensorInfo, tensor_nbytes
 
 __all__ = ["is_keras_zip", "read_h5", "read_keras_zip", "scan_keras_bytes", "scan_keras_config"]
 
@@ -202,22 +202,50 @@ def read_keras_zip(path: Path, pickles: list[PickleReport]) -> ModelFile:
     return ModelFile(path=path, format="keras", metadata=metadata, pickles=pickles)
 
 
-def scan_h5(path: Path) -> list[PickleReport]:
-    """The ``model_config`` of a Keras ``.h5`` judged (empty for other HDF5 files)."""
+# A corrupt HDF5 file can hang or crash libhdf5 (see _h5probe): it is read in a child
+# process given this long and this much address space.
+H5_TIMEOUT_S = 60.0
+H5_MEMORY_BYTES = 4 * 1024**3
+
+
+def probe_h5(path: Path) -> dict[str, Any]:
+    """The attributes and datasets of an HDF5 file, read by h5py in a child process
+    killed after H5_TIMEOUT_S; DecodeError naming the file when it cannot be read."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).with_name("_h5probe.py")
     try:
-        import h5py
-    except ImportError:  # pragma: no cover - h5py is a dependency
-        return []
+        done = subprocess.run(
+            [sys.executable, str(script), str(path), str(MAX_CONFIG_BYTES), str(H5_MEMORY_BYTES)],
+            capture_output=True, timeout=H5_TIMEOUT_S, check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise DecodeError(path, f"unreadable HDF5 file: the HDF5 library did not finish reading "
+                          f"it in {H5_TIMEOUT_S:g} s (corrupt structure)") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot start the HDF5 reader: {exc.strerror or exc}") from exc
+    try:
+        result = json.loads(done.stdout)
+    except ValueError:
+        how = f"signal {-done.returncode}" if done.returncode < 0 else f"exit status {done.returncode}"
+        raise DecodeError(path, f"unreadable HDF5 file: the HDF5 library failed on it ({how})") from None
+    if not isinstance(result, dict) or "error" in result:
+        err = str(result.get("error") if isinstance(result, dict) else result)
+        raise DecodeError(path, f"unreadable HDF5 file: {err[:200]}")
+    return result
+
+
+def scan_h5(path: Path, probed: dict[str, Any] | None = None) -> list[PickleReport]:
+    """The ``model_config`` of a Keras ``.h5`` judged (empty for other HDF5 files)."""
     where = str(path)
     try:
-        with h5py.File(path, "r") as f:
-            raw = f.attrs.get("model_config")
-    except OSError as exc:
-        report = PickleReport(where=where, error=f"unreadable HDF5 file: {str(exc)[:200]}")
+        probed = probed or probe_h5(path)
+    except InputError as exc:
+        report = PickleReport(where=where, error=exc.reason)
         report.add(PickleFinding("suspicious", "", "config", 0, report.error))
         return [report]
-    if isinstance(raw, bytes):
-        raw = raw.decode("utf-8", "replace")
+    raw = probed["attrs"].get("model_config")
     if not isinstance(raw, str):
         return []
     label = f"{where}:model_config"
@@ -237,32 +265,26 @@ _H5_DTYPES = {"<f4": "F32", "<f8": "F64", "<f2": "F16", "<i8": "I64", "<i4": "I3
 
 def read_h5(path: Path) -> ModelFile:
     """A Keras ``.h5`` (HDF5) model: its ``model_config`` judged, its weights listed."""
-    try:
-        import h5py
-    except ImportError as exc:  # pragma: no cover - h5py is a dependency
-        raise UnsupportedFormat(path, "reading HDF5 needs h5py") from exc
     where = str(path)
-    tensors: dict[str, TensorInfo] = {}
-    metadata: dict[str, Any] = {}
     try:
-        with h5py.File(path, "r") as f:
-            for key in ("keras_version", "backend"):
-                v = f.attrs.get(key)
-                if v is not None:
-                    metadata[f"keras_{key}"] = (v.decode("utf-8", "replace") if isinstance(v, bytes)
-                                                else str(v))[:100]
-            datasets: list[tuple[str, Any]] = []
-            f.visititems(lambda n, o: datasets.append((n, o)) if isinstance(o, h5py.Dataset) else None)
-            for name, ds in datasets[:100_000]:
-                dt = _H5_DTYPES.get(ds.dtype.str)
-                offset = ds.id.get_offset()
-                if dt is None or offset is None or ds.chunks is not None or ds.compression:
-                    continue  # only contiguous, uncompressed datasets map onto the file
-                tensors[name] = TensorInfo(name=name, dtype=dt, shape=tuple(ds.shape), offset=offset,
-                                           nbytes=int(ds.id.get_storage_size()), source=where)
+        size = path.stat().st_size
     except OSError as exc:
-        raise DecodeError(path, f"unreadable HDF5 file: {str(exc)[:200]}") from exc
-    reports = scan_h5(path)
+        raise InputError(path, f"cannot read: {exc.strerror or exc}") from exc
+    probed = probe_h5(path)
+    metadata = {f"keras_{k}": v[:100] for k, v in probed["attrs"].items() if k != "model_config"}
+    tensors: dict[str, TensorInfo] = {}
+    for name, dtype, shape, offset, nbytes, packed in probed["datasets"]:
+        dt = _H5_DTYPES.get(dtype)
+        if dt is None or offset is None or packed:
+            continue  # only contiguous, uncompressed datasets map onto the file
+        shape = tuple(shape)
+        if nbytes != tensor_nbytes(dt, shape) or offset + nbytes > size:
+            raise DecodeError(path, f"dataset {name[:200]!r}: {dt} of shape {list(shape)} does not "
+                              f"fit its {nbytes} stored bytes at offset {offset} of the "
+                              f"{size}-byte file")
+        tensors[name] = TensorInfo(name=name, dtype=dt, shape=shape, offset=offset,
+                                   nbytes=nbytes, source=where)
+    reports = scan_h5(path, probed)
     for r in reports:
         _refuse(path, r)
     return ModelFile(path=path, format="keras-h5" if reports else "hdf5", tensors=tensors,

@@ -198,3 +198,39 @@ def test_report_lines_reach_the_file_before_the_buffer_fills(tmp_path: Path) -> 
         w.write({"path": "late"})
         assert len(partial.read_text().splitlines()) == jsonl.FLUSH_FIRST + 2
     assert len(target.read_text().splitlines()) == jsonl.FLUSH_FIRST + 2
+
+
+@pytest.mark.parametrize(("pngs", "loaded"), [(8, True), (7, False)])
+def test_the_parent_loads_the_image_analyzers_before_forking_only_for_a_walk_of_images(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pngs: int, loaded: bool
+) -> None:
+    """Workers share what their parent loaded before forking: the image analyzers and the
+    watermark's compiled pass are loaded there when the first PRELOAD_PEEK items hold
+    PRELOAD_IMAGES images the watermark searches; a walk of other files (JPEG photos,
+    text) loads nothing. The walk reaches the workers unchanged either way."""
+    from assay.provenance import watermark
+    from assay.scan import pipeline
+
+    built: list[str] = []
+    monkeypatch.setattr(watermark, "preload", lambda: built.append("watermark"))
+
+    def factory(settings: ScanSettings) -> list[pipeline.Deferred]:
+        return [pipeline.Deferred(n, frozenset(k), lambda n=n, k=k: built.append(n) or _Named(n, k))
+                for n, k in (("pixels", {"image"}), ("models", {"model"}))]
+
+    names = [f"p{i}.png" for i in range(pngs)] + [f"j{i}.jpg" for i in range(40)] + [f"t{i}.txt" for i in range(30)]
+    items = [WalkItem(tmp_path / n) for n in names]
+    out = list(pipeline._preloaded(iter(items), ScanSettings(workers=2), factory))
+    assert out == items
+    assert built == (["pixels", "watermark"] if loaded else [])
+    built.clear()
+    list(pipeline._preloaded(iter(items), ScanSettings(workers=2, provenance=False), factory))
+    assert built == (["pixels"] if loaded else [])
+
+
+class _Named:
+    def __init__(self, name: str, kinds: set[str]) -> None:
+        self.name, self.kinds = name, frozenset(kinds)
+
+    def analyze(self, subject: Subject, record: FileRecord) -> None:
+        pass

@@ -176,6 +176,14 @@ def _use_compiled(pixels: int) -> bool:
     return "assay.provenance._wm_kernel" in sys.modules or _searched_pixels > COMPILED_AFTER
 
 
+def preload() -> None:
+    """Load the compiled pass now: what a scan's parent does before forking workers that
+    will search many images (scan/pipeline.py), so that they share it."""
+    from ._wm_kernel import votes
+
+    votes(np.zeros((8, 32), np.uint8), 1, 1)
+
+
 def image_votes(im: Image, compiled: bool | None = None) -> np.ndarray:
     """block_votes of a PIL image (RGB; any other mode is converted, alpha dropped).
     ``compiled``: force one pass or the other (None: as _use_compiled decides)."""

@@ -267,3 +267,14 @@ def test_rgba_reduced_before_its_conversion_gives_the_rgb_images_reduction(block
     rgba = Image.fromarray(rng.integers(0, 256, (5 * block + 3, 7 * block + 1, 4), dtype=np.uint8))
     opened = decode.OpenedImage(rgba, "x.png", "png", rgba.width, rgba.height, "RGBA", loaded=True)
     assert decode._load(opened, rgba, grey=True, reduce=block).tobytes() == rgba.convert("RGB").reduce(block).tobytes()
+
+
+@pytest.mark.parametrize("case", ["RGB", "many-IDAT", "tiny-last-IDAT", "EXIF-after-IDAT"])
+def test_png_direct_decode_in_small_pieces(case: str, direct_used: list[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The inflater fed and emptied a little at a time (on large files, pieces of 256 KB in
+    and 1 MB out): the same result."""
+    monkeypatch.setattr(codecs, "_FEED", 1000)
+    monkeypatch.setattr(codecs, "_PIECE", 7000)
+    compare(png_cases()[case], monkeypatch, SETTINGS[:1])
+    assert direct_used == ["png"]

@@ -29,6 +29,7 @@ import os
 import re
 import struct
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -144,6 +145,9 @@ _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by IHDR colour type
 # Inflated bytes handed to Pillow at a time: the file's image data is never held inflated
 # whole beside the image (a 49-MP upload would need 147 MB more).
 _PIECE = 1 << 20
+# Compressed bytes offered to the inflater at a time: what it leaves when a piece is full
+# comes back as a copy (unconsumed_tail), which over the whole stream grew as its square.
+_FEED = 1 << 18
 _STORED_MAX = 65535  # bytes in one stored deflate block
 _ZLIB_HEADER = b"\x78\x01"  # deflate, 32 KB window, no dictionary (a multiple of 31)
 
@@ -175,20 +179,26 @@ class _IsalPngDecoder(ImageFile.PyDecoder):
     def decode(self, buffer: Any) -> tuple[int, int]:
         if self.extra or self.im is None:
             raise NotExact("unexpected decoder configuration")
-        compressed = self._image_data()
+        feed = self._image_data()
         unzip = Image._getdecoder(self.mode, "zip", self.rawmode)
         unzip.setimage(self.im, self.state.extents())
         inflate = isal_zlib.decompressobj()
-        left, first = self.expected, True
+        left, first, tail = self.expected, True, b""
         try:
             while left > 0:
+                if not tail:
+                    tail = next(feed, b"")
+                    if not tail:
+                        raise NotExact("image data ends before the last row")
                 try:
-                    raw = inflate.decompress(compressed, min(_PIECE, left))
+                    raw = inflate.decompress(tail, min(_PIECE, left))
                 except isal_zlib.error as exc:
                     raise NotExact(str(exc)) from exc
-                compressed = inflate.unconsumed_tail
-                if not raw:  # the stream ends before the image does
-                    raise NotExact("image data ends early")
+                tail = inflate.unconsumed_tail
+                if not raw:
+                    if inflate.eof:  # the stream ends before the image does
+                        raise NotExact("image data ends early")
+                    continue
                 left -= len(raw)
                 done, err = unzip.decode(_stored_blocks(raw, first))
                 first = False
@@ -200,17 +210,17 @@ class _IsalPngDecoder(ImageFile.PyDecoder):
             unzip.cleanup()
         raise NotExact("image data ends before the last row")
 
-    def _image_data(self) -> bytes:
-        """The consecutive IDAT chunks from the first one, joined: what Pillow's own load
-        would read (it stops at the first chunk of another type)."""
-        data, pos, parts = self.data, self.offset - 8, []
+    def _image_data(self) -> Iterator[memoryview]:
+        """The consecutive IDAT chunks from the first one, what Pillow's own load would
+        read (it stops at the first chunk of another type), in slices of at most _FEED."""
+        data, pos = memoryview(self.data), self.offset - 8
         while pos + 8 <= len(data) and data[pos + 4:pos + 8] == b"IDAT":
             length = int.from_bytes(data[pos:pos + 4], "big")
             if pos + 8 + length > len(data):
                 raise NotExact("image data truncated")
-            parts.append(memoryview(data)[pos + 8:pos + 8 + length])
+            for start in range(pos + 8, pos + 8 + length, _FEED):
+                yield data[start:min(start + _FEED, pos + 8 + length)]
             pos += 12 + length
-        return parts[0].tobytes() if len(parts) == 1 else b"".join(parts)
 
 
 def png_direct(im: Image.Image, data: bytes) -> bool:

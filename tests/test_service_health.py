@@ -3,8 +3,8 @@ PostgreSQL: HMA's /status says INDEX-NOT-LOADED while the workers load their ind
 INDEX-STALE once they cannot follow the store; a 503 store-error shows the store's
 location to admin keys only. Faults come from tests/faults (a sitecustomize on the
 server's PYTHONPATH that fails or holds SQL statements while a flag file exists), so
-they work on SQLite too, where no network can be cut (the PostgreSQL-only tests in
-test_service_hma.py and test_service_strict.py cut a real TCP connection)."""
+they work on SQLite too, where no network can be cut (the PostgreSQL-only test in
+test_service_outage.py cuts a real TCP connection)."""
 
 from __future__ import annotations
 

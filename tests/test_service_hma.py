@@ -8,8 +8,6 @@ import hashlib
 import io
 import random
 from collections.abc import Iterator
-from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -270,37 +268,3 @@ def test_status_is_hma_health(svc: Cluster) -> None:
         r = httpx.get(svc.url + path)
         assert (r.status_code, r.text) == (200, "I-AM-ALIVE")
         assert r.headers["content-type"].startswith("text/plain")
-
-
-@pytest.mark.postgres
-def test_status_says_index_stale_when_the_store_is_gone(tmp_path: Path) -> None:
-    """HMA's /status: 503 INDEX-STALE once the index has not caught up with the store
-    for index_stale_seconds; 200 again when it has. /ready keeps its own answer."""
-    from service_cluster import make_keys, pg_schema
-    from service_helpers import TcpProxy, running
-
-    with pg_schema() as direct:
-        u = urlsplit(direct)
-        proxy = TcpProxy(u.hostname or "127.0.0.1", u.port or 5432)
-        proxy.start()
-        try:
-            db = direct.replace(f"{u.hostname}:{u.port}", f"127.0.0.1:{proxy.port}")
-            make_keys(db)
-            with running(db, 2, tmp_path, ASSAY_SERVICE_INDEX_STALE_SECONDS="1",
-                         ASSAY_SERVICE_REFRESH_INTERVAL="0.05") as server:
-                c = Cluster(server, db, {}, 2)
-
-                def status(want: tuple[int, str]) -> None:
-                    def ask(client: httpx.Client) -> tuple[str, bool]:
-                        r = client.get("/status")
-                        return r.headers["x-served-by"], (r.status_code, r.text) == want
-                    c.on_every_worker(ask, timeout=60)
-
-                status((200, "I-AM-ALIVE"))
-                proxy.stop()
-                status((503, "INDEX-STALE"))
-                assert httpx.get(server.url + "/status/live").status_code == 200
-                proxy.start()
-                status((200, "I-AM-ALIVE"))
-        finally:
-            proxy.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import threading
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -218,3 +219,34 @@ def test_fuzzed_numpy_files_and_saved_models(tmp_path: Path, kind: str) -> None:
         d.mkdir()
         (d / name).write_bytes(data)
         model_or_input_error(d / name)
+
+
+# ------------------------------------------------------------------------ zip members
+def test_zip_member_failing_its_crc_or_local_header_is_a_member_error(tmp_path: Path) -> None:
+    # zipfile's BadZipFile is no OSError: it ended the archive's walk as an internal error
+    # ("please report this as a bug") and the members after it were never read.
+    from assay.config import ScanSettings
+    from assay.scan.run import run_scan
+
+    payload = {"a.txt": b"first member " * 8, "b.txt": b"second member " * 8, "c.txt": b"third member " * 8}
+    seed = tmp_path / "seed.zip"
+    with zipfile.ZipFile(seed, "w", zipfile.ZIP_STORED) as z:
+        for name, data in payload.items():
+            z.writestr(zipfile.ZipInfo(name, (2020, 1, 1, 0, 0, 0)), data)
+    data = seed.read_bytes()
+    seed.unlink()
+    crc = data.index(b"first member") + 3  # stored data: a flip only the CRC check sees
+    header = data.index(b"PK\x03\x04", 1)  # b.txt's local header signature
+    (tmp_path / "crc.zip").write_bytes(apply(data, [("flip", crc, 0)]))
+    (tmp_path / "header.zip").write_bytes(apply(data, [("flip", header + 1, 0)]))
+    recs: list[Any] = []
+    run_scan([tmp_path], ScanSettings(workers=1), None, recs.append)
+    got = {r.path: r for r in recs}
+    for archive, broken in (("crc.zip", "a.txt"), ("header.zip", "b.txt")):
+        assert not got[f"{tmp_path}/{archive}"].errors
+        for name in payload:
+            errors = got[f"{tmp_path}/{archive}!/{name}"].errors
+            if name == broken:
+                assert [e.code for e in errors] == ["decode-error"] and "corrupt member data" in errors[0].message
+            else:
+                assert not errors, (archive, name, errors)

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,8 +199,9 @@ def _materialise(m: Member, local: Path, limit: int, budget: _Budget) -> tuple[s
                 _check_ratio(budget)
     except _Stop:
         raise
-    except (*STREAM_ERRORS, RuntimeError, NotImplementedError, MemoryError) as exc:
-        # zipfile raises RuntimeError for encryption it did not announce; BadZipFile on CRC
+    except (*STREAM_ERRORS, zipfile.BadZipFile, RuntimeError, NotImplementedError, MemoryError) as exc:
+        # zipfile raises RuntimeError for encryption it did not announce; BadZipFile (no
+        # OSError) on a CRC mismatch or a local header that disagrees with the directory
         if not m.independent:
             raise ArchiveError(f"corrupt data in member {m.name!r}: {exc}") from exc
         return "decode-error", f"corrupt member data: {exc}"

@@ -414,3 +414,14 @@ def test_large_baseline_jpeg_is_searched_in_its_top_rows_only(ref: ModuleType, m
     cut = ImageContext(Path("cut.jpg"), ctx.data[: len(ctx.data) // 8], "jpeg")
     with pytest.raises(DecodeError, match="cut.jpg"):
         wm.evidence(cut)
+
+
+def test_preload_loads_the_specialisation_searches_use() -> None:
+    # a scan's parent preloads the compiled pass for its workers: a second specialisation
+    # (a writable array, say) would be compiled or loaded again in every worker
+    from assay.provenance import _wm_kernel
+
+    wm.preload()
+    wm.image_votes(Image.fromarray(pattern(64, 64, 1)), compiled=True)
+    wm.image_votes(Image.fromarray(pattern(2000, 2100, 1)), compiled=True)  # rows copied, not read in place
+    assert len(_wm_kernel.votes.signatures) == 1

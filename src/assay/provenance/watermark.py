@@ -181,7 +181,9 @@ def preload() -> None:
     will search many images (scan/pipeline.py), so that they share it."""
     from ._wm_kernel import votes
 
-    votes(np.zeros((8, 32), np.uint8), 1, 1)
+    rgbx = np.zeros((8, 32), np.uint8)
+    rgbx.flags.writeable = False  # as _rgbx_rows hands rows over: the same specialisation
+    votes(rgbx, 1, 1)
 
 
 def image_votes(im: Image, compiled: bool | None = None) -> np.ndarray:

@@ -181,6 +181,10 @@ def test_png_the_direct_decoder_leaves_alone() -> None:
     im = Image.open(io.BytesIO(apng))
     assert not codecs.png_direct(im, apng)
     assert im.tile[0][0] == "zip"
+    flat = save(Image.new("RGB", (W, H), (40, 80, 120)), "PNG")  # inflates ~900-fold: zlib's job
+    im = Image.open(io.BytesIO(flat))
+    assert not codecs.png_direct(im, flat)
+    assert im.tile[0][0] == "zip"
 
 
 @functools.cache

@@ -250,3 +250,28 @@ def test_zip_member_failing_its_crc_or_local_header_is_a_member_error(tmp_path: 
                 assert [e.code for e in errors] == ["decode-error"] and "corrupt member data" in errors[0].message
             else:
                 assert not errors, (archive, name, errors)
+
+
+# ------------------------------------------------------------------- Pillow's warnings
+def test_damaged_tiff_metadata_warns_nobody(tmp_path: Path) -> None:
+    # Pillow warns "Corrupt EXIF data" / "Tag data larger than file" on opening such files:
+    # printed on the terminal of every scan that met one, between the progress lines.
+    import warnings
+
+    from PIL import Image
+
+    from assay.provenance.analyzer import analyze_provenance
+
+    path = tmp_path / "t.tif"
+    exif = Image.Exif()
+    exif[0x010F] = "Canon"
+    exif[0x0131] = "Stable Diffusion"
+    pixels = (np.random.default_rng(0).random((48, 64, 3)) * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(path, exif=exif, compression="tiff_lzw")
+    data = path.read_bytes()
+    cut = data[: len(data) // 8]  # the IFD Pillow wrote after the strips is gone
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        report = analyze_provenance(path, cut, "tiff")
+    assert not [str(w.message) for w in seen if "PIL" in w.filename]
+    assert report.errors  # the damage is still reported, in the report

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import struct
+import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -527,7 +528,12 @@ class ImageContext:
 
         load_pillow_plugin(self.format)
         try:
-            im = PILImage.open(io.BytesIO(self.data))
+            with warnings.catch_warnings():
+                # Pillow's damaged-file warnings ("Tag data larger than file", "Corrupt EXIF
+                # data") sprayed a scan's terminal; real damage surfaces as an error here or
+                # on decoding. Process-wide state, restored on exit: scans run in processes.
+                warnings.filterwarnings("ignore", module=r"PIL\.")
+                im = PILImage.open(io.BytesIO(self.data))
         except PILImage.DecompressionBombError as exc:
             raise TooLarge(self.path, f"image too large to open safely: {exc}") from exc
         except UnidentifiedImageError:

@@ -275,3 +275,23 @@ def test_damaged_tiff_metadata_warns_nobody(tmp_path: Path) -> None:
         report = analyze_provenance(path, cut, "tiff")
     assert not [str(w.message) for w in seen if "PIL" in w.filename]
     assert report.errors  # the damage is still reported, in the report
+
+
+def test_epub_spine_repeating_a_chapter_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # One highly compressed chapter named again and again by the spine was inflated and
+    # kept once per mention: memory without bound from a small file.
+    from assay.text import ingest
+
+    monkeypatch.setattr(ingest, "MAX_EPUB_BYTES", 100_000, raising=False)
+    path = tmp_path / "bomb.epub"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("META-INF/container.xml", '<container xmlns="urn:oasis:names:tc:opendocument:xmlns:container">'
+                   '<rootfiles><rootfile full-path="c.opf"/></rootfiles></container>')
+        z.writestr("c.opf", '<package xmlns="http://www.idpf.org/2007/opf"><manifest>'
+                   '<item id="a" href="a.xhtml"/></manifest><spine>' + '<itemref idref="a"/>' * 200
+                   + "</spine></package>")
+        z.writestr("a.xhtml", "<html><body><p>" + "words " * 2000 + "</p></body></html>")
+    assert path.stat().st_size < 5000
+    (err,) = list(read_sources([path]))
+    assert isinstance(err, SourceError) and err.source == str(path)
+    assert "compression bomb" in err.error

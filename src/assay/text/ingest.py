@@ -23,6 +23,9 @@ TEXT_SUFFIXES = {".txt", ".text", ".md", ".markdown", ".rst"}
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
 SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | {".epub", ".pdf", ".jsonl", ".ndjson"}
 MAX_SOURCE_BYTES = 4 * 1024**3
+# All the members an EPUB's spine makes us inflate (a spine may name one small, highly
+# compressed chapter any number of times): beyond this it is a zip bomb, not a book.
+MAX_EPUB_BYTES = 1024**3
 
 
 @dataclass
@@ -198,6 +201,7 @@ def epub_text(path: Path) -> tuple[str, str]:
         raise InputError(path, "not an EPUB (not a zip archive)") from None
     with zf:
         names = set(zf.namelist())
+        budget = [MAX_EPUB_BYTES]
 
         def read(name: str) -> bytes:
             if name not in names:
@@ -205,6 +209,10 @@ def epub_text(path: Path) -> tuple[str, str]:
             info = zf.getinfo(name)
             if info.file_size > 256 * 1024**2:
                 raise InputError(path, f"EPUB member {name!r} is larger than 256 MiB")
+            budget[0] -= info.file_size  # zipfile stops at the declared size (then fails its CRC)
+            if budget[0] < 0:
+                raise InputError(path, f"EPUB members expand to more than {MAX_EPUB_BYTES} bytes "
+                                 "(a compression bomb?); not read")
             try:
                 return zf.read(name)
             except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, RuntimeError,

@@ -295,3 +295,16 @@ def test_epub_spine_repeating_a_chapter_is_bounded(tmp_path: Path, monkeypatch: 
     (err,) = list(read_sources([path]))
     assert isinstance(err, SourceError) and err.source == str(path)
     assert "compression bomb" in err.error
+
+
+def test_npy_dimension_of_thousands_of_digits_is_a_malformed_header(tmp_path: Path) -> None:
+    # int() refuses more than 4,300 digits with a ValueError, which escaped open_model.
+    import struct
+
+    header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (" + b"9" * 5000 + b",), }\n"
+    path = tmp_path / "h.npy"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + bytes(64))
+    with pytest.raises(InputError, match="malformed .npy header") as exc:
+        open_model(path)
+    assert exc.value.path == str(path)
+    model_or_input_error(path)

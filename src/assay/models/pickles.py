@@ -884,7 +884,10 @@ def npy_header(head: bytes) -> tuple[dict[str, Any], int] | None:
     m = _NPY_HEADER.match(raw)
     if m is not None:
         # numpy's own layout, read without the general literal parser
-        shape = tuple(int(d) for d in m["shape"].split(b",") if d.strip())
+        try:
+            shape = tuple(int(d) for d in m["shape"].split(b",") if d.strip())
+        except ValueError:  # a dimension of more digits than int() converts (4,300)
+            return None
         return {"descr": m["descr"].decode("ascii"), "fortran_order": m["fo"] == b"True",
                 "shape": shape}, start + n
     try:

@@ -308,3 +308,15 @@ def test_npy_dimension_of_thousands_of_digits_is_a_malformed_header(tmp_path: Pa
         open_model(path)
     assert exc.value.path == str(path)
     model_or_input_error(path)
+
+
+@pytest.mark.parametrize("line", [
+    '{"id": ' + "9" * 5000 + ', "text": "a work"}',  # int() refuses over 4,300 digits: ValueError
+    "[" * 100_000,  # json's recursion: RecursionError
+])
+def test_jsonl_line_json_cannot_take_is_that_lines_error(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "w.jsonl"
+    path.write_text(line + '\n{"id": "ok", "text": "the next work"}\n')
+    err, work = list(read_sources([path]))
+    assert isinstance(err, SourceError) and err.source == f"{path}:1" and err.error.startswith("not JSON")
+    assert isinstance(work, Work) and work.id == "ok"

@@ -112,8 +112,10 @@ def _jsonl(path: Path) -> Iterator[Work | SourceError]:
             where = f"{path}:{no}"
             try:
                 obj = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                yield SourceError(where, f"not JSON ({exc})")
+            except (ValueError, RecursionError) as exc:
+                # JSONDecodeError and UnicodeDecodeError are ValueErrors; so is an integer of
+                # over 4,300 digits; nesting thousands deep is a RecursionError
+                yield SourceError(where, f"not JSON ({type(exc).__name__}: {str(exc)[:200]})")
                 continue
             if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or not obj["text"].strip():
                 yield SourceError(where, 'expected an object {"id", "title"?, "text"} with non-empty text')

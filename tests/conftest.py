@@ -107,6 +107,35 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     _warm_end(stop=True)
+    _close_shared_clusters()
+
+
+# -- service clusters shared by adjacent modules (service_cluster.SHARED) ---------------------
+def _shares_clusters(item: pytest.Item | None) -> bool:
+    return bool(getattr(getattr(item, "module", None), "SHARES_CLUSTERS", False))
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own grouping by module-scoped parameters
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules that share clusters run one after the other, where the first of them
+    would run; the order inside each module stays as it was."""
+    first = next((i for i, item in enumerate(items) if _shares_clusters(item)), None)
+    if first is not None:
+        sharing = [item for item in items if _shares_clusters(item)]
+        items[first:] = sharing + [item for item in items[first:] if not _shares_clusters(item)]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    yield
+    if _shares_clusters(item) and not _shares_clusters(nextitem):
+        _close_shared_clusters()  # the last of them has run: no idle servers for the rest
+
+
+def _close_shared_clusters() -> None:
+    module = sys.modules.get("service_cluster")  # imported by the modules that share them
+    if module is not None:
+        module.SHARED.close()
 
 
 @pytest.fixture(autouse=True)

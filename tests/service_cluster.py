@@ -81,3 +81,32 @@ def cluster(kind: str, tmp: Path, workers: int = 2, **env: str) -> Iterator[Clus
 
 
 KINDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+class SharedClusters:
+    """One default ``cluster(kind, ...)`` per kind for the test modules that set
+    ``SHARES_CLUSTERS = True`` (each start of a 2-worker server costs seconds). conftest.py
+    runs those modules one after the other and closes the clusters once the next test is
+    in another module. Their tests share one store: each uses banks, keys and values of
+    its own, and asserts nothing about what the store holds besides."""
+
+    def __init__(self) -> None:
+        self._stack: contextlib.ExitStack | None = None
+        self._clusters: dict[str, Cluster] = {}
+
+    def get(self, kind: str, tmp_path_factory: pytest.TempPathFactory) -> Cluster:
+        if kind not in self._clusters:
+            if self._stack is None:
+                self._stack = contextlib.ExitStack()
+            tmp = tmp_path_factory.mktemp(f"shared-{kind}")
+            self._clusters[kind] = self._stack.enter_context(cluster(kind, tmp))
+        return self._clusters[kind]
+
+    def close(self) -> None:
+        if self._stack is not None:
+            self._stack.close()
+        self._stack = None
+        self._clusters.clear()
+
+
+SHARED = SharedClusters()

@@ -7,21 +7,20 @@ from __future__ import annotations
 import hashlib
 import io
 import random
-from collections.abc import Iterator
 
 import httpx
 import pytest
 from PIL import Image
 
 import hma_shapes as S
-from service_cluster import KINDS, Cluster, cluster
+from service_cluster import KINDS, SHARED, Cluster
+
+SHARES_CLUSTERS = True  # with test_service_strict.py and test_service_metrics.py (service_cluster.SHARED)
 
 
 @pytest.fixture(scope="module", params=KINDS)
-def svc(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    tmp = tmp_path_factory.mktemp(f"hma-{request.param}")
-    with cluster(request.param, tmp) as c:
-        yield c
+def svc(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Cluster:
+    return SHARED.get(request.param, tmp_path_factory)
 
 
 def _jpeg(seed: int, w: int = 240, h: int = 180) -> bytes:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,14 +15,15 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from service_cluster import Cluster, cluster, make_keys
+from service_cluster import SHARED, Cluster, make_keys
 from service_helpers import free_port, running
+
+SHARES_CLUSTERS = True  # with test_service_hma.py and test_service_strict.py (service_cluster.SHARED)
 
 
 @pytest.fixture(scope="module")
-def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with cluster("sqlite", tmp_path_factory.mktemp("metrics")) as c:
-        yield c
+def svc(tmp_path_factory: pytest.TempPathFactory) -> Cluster:
+    return SHARED.get("sqlite", tmp_path_factory)
 
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

@@ -6,7 +6,6 @@ characters and oversized entries are refused with documented codes."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -14,17 +13,18 @@ import httpx
 import pytest
 
 from assay.service.errors import CODES
-from service_cluster import KINDS, Cluster, cluster
+from service_cluster import KINDS, SHARED, Cluster
+
+SHARES_CLUSTERS = True  # with test_service_hma.py and test_service_metrics.py (service_cluster.SHARED)
 
 
 @pytest.fixture(scope="module", params=KINDS)
-def svc(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    tmp = tmp_path_factory.mktemp(f"strict-{request.param}")
-    with cluster(request.param, tmp) as c:
-        with c.client("curate") as cur:
-            for name in ("alpha-secret", "beta-secret"):
-                assert cur.post("/v1/banks", json={"name": name}).status_code == 201
-        yield c
+def svc(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Cluster:
+    c = SHARED.get(request.param, tmp_path_factory)
+    with c.client("curate") as cur:
+        for name in ("alpha-secret", "beta-secret"):
+            assert cur.post("/v1/banks", json={"name": name}).status_code == 201
+    return c
 
 
 def _err(r: httpx.Response, status: int, code: str) -> dict:

@@ -320,3 +320,18 @@ def test_jsonl_line_json_cannot_take_is_that_lines_error(tmp_path: Path, line: s
     err, work = list(read_sources([path]))
     assert isinstance(err, SourceError) and err.source == f"{path}:1" and err.error.startswith("not JSON")
     assert isinstance(work, Work) and work.id == "ok"
+
+
+# ---------------------------------------------------------------------- VICS JSON banks
+@pytest.mark.parametrize("value", ["9" * 5000, "[" * 50_000])
+def test_vics_value_json_cannot_take_is_invalid_bank_input(value: str) -> None:
+    # An integer of over 4,300 digits (ValueError) or nesting thousands deep
+    # (RecursionError) ended `assay bank import` with a traceback.
+    import io
+
+    from assay.banks.hashsets import parse_vics
+    from assay.errors import InvalidBankInput
+
+    body = '{"value": [{"Media": [{"MD5": "d41d8cd98f00b204e9800998ecf8427e", "Category": ' + value + "}]}]}"
+    with pytest.raises(InvalidBankInput, match="VICS JSON holds a value json cannot read"):
+        list(parse_vics(io.BytesIO(body.encode()), "v.json", []))

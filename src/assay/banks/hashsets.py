@@ -204,6 +204,11 @@ class _JsonStream:
                                            f"characters: {exc.msg}") from None
                 self._fill()
                 continue
+            except (ValueError, RecursionError) as exc:
+                # not a syntax error: an integer of over 4,300 digits (ValueError), nesting
+                # thousands deep (RecursionError); the window cannot make these readable
+                raise InvalidBankInput(f"VICS JSON holds a value json cannot read: {type(exc).__name__}: "
+                                       f"{str(exc)[:200]}") from None
             # A number or literal that ends exactly at the window's end may go on.
             if end >= len(self._buf) and not self._eof:
                 self._fill()

@@ -19,7 +19,7 @@ are medians over rounds; ratios are medians of the per-round ratios.
 
 1. Full scan: ``run_scan`` with default settings (hashes, trimmed variants, provenance,
    models, case links; no banks) on ``--workers`` processes, with ``timings=True`` (the
-   per-step table is printed). Peer chain, per file, one process: python-threatexchange's
+   per-step table is printed). Peer chain, per file, one process of its own: python-threatexchange's
    PDQ hasher (``pdq_from_file``) on images, ``exiftool -j -G`` through one ``-stay_open``
    process, and c2pa-python's Reader (offline settings, as assay uses) on every file. The
    chain computes less than assay (no MD5/SHA-1/SHA-256, no generator-metadata parsing, no
@@ -176,6 +176,22 @@ def chain(files: list[Path], exiftool: Exiftool) -> tuple[float, float, dict[str
                 pass
     wall = time.perf_counter() - t0
     return wall, time.process_time() - c0 + exiftool.cpu() - e0, found
+
+
+_CHILD_EXIFTOOL: Exiftool | None = None
+
+
+def chain_in_child(files: list[Path]) -> tuple[float, float, dict[str, int]]:
+    """chain() in the chain's own process, with one exiftool kept for every round."""
+    global _CHILD_EXIFTOOL
+    if _CHILD_EXIFTOOL is None:
+        _CHILD_EXIFTOOL = Exiftool()
+    return chain(files, _CHILD_EXIFTOOL)
+
+
+def close_child_exiftool() -> None:
+    if _CHILD_EXIFTOOL is not None:
+        _CHILD_EXIFTOOL.close()
 
 
 # -- 2. records with the shortcuts off -------------------------------------------------------
@@ -349,7 +365,14 @@ def main() -> None:
     print(f"{len(files)} files ({out['bytes'] / 1e6:.0f} MB), {len(images)} images; load {load()}", flush=True)
 
     if "full" in parts:
-        exiftool = Exiftool()
+        if shutil.which("exiftool") is None:
+            raise SystemExit("exiftool not found: apt-get install libimage-exiftool-perl")
+        # The chain runs in a process of its own (with its exiftool): c2pa-python loaded into
+        # this one would make run_scan start its workers from a fork server
+        # (pipeline._worker_context), which `assay scan` never does, from the second round on.
+        import multiprocessing as mp
+
+        chain_proc = mp.get_context("spawn").Pool(1)
         rows: list[dict[str, float]] = []
         last = None
         try:
@@ -362,7 +385,7 @@ def main() -> None:
                         row |= {"assay_wall": wall, "assay_cpu": cpu}
                         last = summary
                     else:
-                        wall, cpu, found = chain(files, exiftool)
+                        wall, cpu, found = chain_proc.apply(chain_in_child, (files,))
                         row |= {"chain_wall": wall, "chain_cpu": cpu}
                 rows.append(row)
                 print(f"round {r + 1}: assay {len(files) / row['assay_cpu']:.1f} files/CPU-s "
@@ -370,7 +393,9 @@ def main() -> None:
                       f"{len(files) / row['chain_cpu']:.1f} files/CPU-s ({len(files) / row['chain_wall']:.1f} wall); "
                       f"load {load()}", flush=True)
         finally:
-            exiftool.close()
+            chain_proc.apply(close_child_exiftool)
+            chain_proc.close()
+            chain_proc.join()
         med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
         out["full"] = {
             "rounds": rows,

@@ -730,10 +730,14 @@ def test_a_broken_manifest_json_is_a_clear_error_from_planning_and_reading(tmp_p
     from assay.scan.sources import manifest_items, manifest_segments
 
     m = tmp_path / "manifest.json"
-    m.write_bytes(b'{"files": [')
-    for read in (manifest_segments, lambda url: list(manifest_items(url))):
-        with pytest.raises(AssayError, match=r"manifest\.json: not a JSON manifest"):
-            read(str(m))
+    # cut short; bytes that are not UTF-8; a number json will not convert (over 4,300
+    # digits); nesting deeper than the interpreter's recursion limit
+    for body in (b'{"files": [', b'{"files": "\xff"}', b'{"size": ' + b"9" * 5000 + b"}",
+                 b"[" * 100_000 + b"]" * 100_000):
+        m.write_bytes(body)
+        for read in (manifest_segments, lambda url: list(manifest_items(url))):
+            with pytest.raises(AssayError, match=r"manifest\.json: not a JSON manifest"):
+                read(str(m))
 
 
 # ------------------------------------------------------------------- manifests read by the workers

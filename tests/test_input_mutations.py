@@ -335,3 +335,20 @@ def test_vics_value_json_cannot_take_is_invalid_bank_input(value: str) -> None:
     body = '{"value": [{"Media": [{"MD5": "d41d8cd98f00b204e9800998ecf8427e", "Category": ' + value + "}]}]}"
     with pytest.raises(InvalidBankInput, match="VICS JSON holds a value json cannot read"):
         list(parse_vics(io.BytesIO(body.encode()), "v.json", []))
+
+
+def test_mp4_whose_sample_description_is_cut_or_damaged_is_a_decode_error(tmp_path: Path) -> None:
+    """An MP4 cut or overwritten just before its sample description ('stsd') opens with a
+    video stream but no decoder; it used to end `assay hash` in an AttributeError."""
+    from assay.media.video import hash_video_file
+    from videogen import make_video
+
+    data = make_video(tmp_path / "seed.mp4", seed=1, seconds=1.5, fps=10).read_bytes()
+    stsd = data.find(b"stsd")
+    assert stsd > 0
+    for ops in ([("cut", stsd - 10)], [("cut", stsd - 20)], [("set", stsd - 69, 2, 255, "<")]):
+        bad = tmp_path / "bad.mp4"
+        bad.write_bytes(apply(data, ops))
+        with pytest.raises(InputError, match="bad.mp4") as err:
+            hash_video_file(bad)
+        assert "no decoder" in str(err.value) or "video" in str(err.value)

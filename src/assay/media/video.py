@@ -239,6 +239,9 @@ def _video_stream(container, name: str, limits: VideoLimits):
     if not container.streams.video:
         raise NoVideoStream(name, "the container has no video stream")
     stream = container.streams.video[0]
+    if stream.codec_context is None:  # the sample description is missing or damaged
+        raise DecodeError(name, "the video stream has no decoder: its codec description is missing or damaged "
+                                "(corrupt or truncated header)")
     stream.thread_type = "AUTO"
     _check_size(name, stream.codec_context.width, stream.codec_context.height, limits)
     return stream

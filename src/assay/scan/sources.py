@@ -197,8 +197,8 @@ def _read_json_manifest(url: str) -> dict[str, Any]:
     with _open_text(url) as f:
         try:
             return json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise AssayError(f"{url}: not a JSON manifest: {exc}") from None
+        except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, a 5,000-digit number, deep nesting
+            raise AssayError(f"{url}: not a JSON manifest: {type(exc).__name__}: {exc}") from None
 
 
 def manifest_segments(url: str, segment_bytes: int | None = None) -> list[Segment]:

@@ -7,8 +7,9 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, reject, settings
 
 schemathesis = pytest.importorskip("schemathesis")
 
@@ -62,7 +63,10 @@ def test_no_server_errors(case) -> None:  # noqa: ANN001
     # No context manager: entering one would run the lifespan (a second store) again.
     client = TestClient(_STATE["app"], raise_server_exceptions=False)  # type: ignore[arg-type]
     kwargs = case.as_transport_kwargs(base_url="http://testserver", headers={"X-API-Key": str(_STATE["key"])})
-    response = client.request(**kwargs)
+    try:
+        response = client.request(**kwargs)
+    except httpx.InvalidURL:  # a generated query longer than httpx sends: never reaches the server
+        reject()
     assert response.status_code < 500, (case.method, case.path, response.status_code, response.text[:300])
     if response.status_code >= 400 and response.headers.get("content-type", "").startswith("application/json"):
         body = response.json()

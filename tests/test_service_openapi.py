@@ -100,3 +100,19 @@ def test_document_names_the_key_scheme_and_every_error(tmp_path: Path) -> None:
             if "422" in op["responses"]:  # never FastAPI's own validation shape
                 assert op["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/Error")
     assert "HTTPValidationError" not in doc["components"]["schemas"]
+
+
+def test_document_says_which_meta_values_are_refused(tmp_path: Path) -> None:
+    """A bank entry's meta (any JSON) holds no control character but tab and newline in a
+    string at any depth, and none in a key: the document says so (a schema-driven client
+    that generated one used to get a 422 for a request the document called valid)."""
+    import jsonschema
+
+    doc = create_app(Settings(db=str(tmp_path / "s.db"), access_log=False)).openapi()
+    root = {"$ref": "#/components/schemas/EntryIn", "components": doc["components"]}
+    check = jsonschema.Draft202012Validator(root)
+    base = {"content_id": "e1", "signals": {"pdq": "f" * 64}}
+    for good in ({"a": "x\ty\nz"}, {"a": [1, 2.5, True, None, {"b": ["c"]}]}, {}):
+        assert check.is_valid(base | {"meta": good}), good
+    for bad in ({"a": "x\x01"}, {"a": [{"b": "\x7f"}]}, {"a": {"b\nc": 1}}, {"a\x00": 1}):
+        assert not check.is_valid(base | {"meta": bad}), bad

@@ -21,6 +21,7 @@ except ImportError:  # older FastAPI: app.routes is flat
         return routes
 
 from .errors import CODES
+from .validation import JSON_VALUE_SCHEMA
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -88,6 +89,7 @@ def install(app: FastAPI, anonymous: bool) -> None:
         schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
         components = schema.setdefault("components", {})
         components.setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+        components["schemas"]["JsonValue"] = JSON_VALUE_SCHEMA
         components["securitySchemes"] = SECURITY_SCHEMES
         for name in ("HTTPValidationError", "ValidationError"):
             components["schemas"].pop(name, None)

@@ -59,14 +59,32 @@ def _json(value: Any, depth: int = 0) -> Any:
 
 # The patterns say the same in the OpenAPI document, for clients and schema-driven tests.
 LINE_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+TEXT_PATTERN = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
 Line = Annotated[str, AfterValidator(_line), Field(json_schema_extra={"pattern": LINE_PATTERN})]
-Text = Annotated[str, AfterValidator(_text),
-                 Field(json_schema_extra={"pattern": r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"})]
+Text = Annotated[str, AfterValidator(_text), Field(json_schema_extra={"pattern": TEXT_PATTERN})]
 # The store checks the name (400 invalid-bank-input, as from the CLI); the schema says
 # what it accepts, so that clients and schema-driven tests know.
 BankName = Annotated[Line, Field(json_schema_extra={"pattern": BANK_NAME_PATTERN, "maxLength": 64})]
+# Any JSON value _json accepts, for the OpenAPI document (components/schemas/JsonValue, added
+# by service/openapi.py): strings hold no control character but tab and newline at any depth,
+# and object keys none at all. (The 32-level depth limit is not said: JSON Schema has no
+# depth bound.)
+JSON_VALUE_REF = {"$ref": "#/components/schemas/JsonValue"}
+JSON_VALUE_SCHEMA: dict[str, Any] = {
+    "description": "A JSON value: strings without control characters other than tab and newline, "
+                   "object keys without any, nested at most 32 levels.",
+    "anyOf": [
+        {"type": "string", "pattern": TEXT_PATTERN},
+        {"type": "number"},
+        {"type": "boolean"},
+        {"type": "null"},
+        {"type": "array", "items": JSON_VALUE_REF},
+        {"type": "object", "propertyNames": {"pattern": LINE_PATTERN}, "additionalProperties": JSON_VALUE_REF},
+    ],
+}
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json),
-                       Field(json_schema_extra={"propertyNames": {"pattern": LINE_PATTERN}})]
+                       Field(json_schema_extra={"propertyNames": {"pattern": LINE_PATTERN},
+                                                "additionalProperties": JSON_VALUE_REF})]
 # A PDQ distance (0-256), as an integer: 5.0 is 5.
 Threshold = Annotated[int, Field(ge=0, le=256), BeforeValidator(_integral)]
 # A mapping whose keys are Lines: the schema says so (patternProperties alone would let

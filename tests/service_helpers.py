@@ -137,3 +137,16 @@ class TcpProxy:
         self.stop()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+
+
+def store_location_markers(db: str) -> list[str]:
+    """Strings that would tell a caller where the store lives (the first names it best):
+    a SQLite file's path, name and folder; a PostgreSQL host, port and schema."""
+    from urllib.parse import unquote, urlsplit
+
+    if db.startswith("sqlite"):
+        path = db.split("///", 1)[1]
+        return [path, Path(path).name, Path(path).parent.name, "sqlite"]
+    u = urlsplit(db)
+    schema = unquote(u.query).rsplit("=", 1)[-1]
+    return [u.hostname or "", str(u.port), schema, "postgresql", "search_path"]

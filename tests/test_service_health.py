@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from service_cluster import KINDS, Cluster, make_keys
-from service_helpers import Server, running
+from service_helpers import Server, running, store_location_markers
 
 FAULTS = Path(__file__).parent / "faults"
 
@@ -95,16 +95,6 @@ def test_status_says_index_not_loaded_until_the_index_loads(db: str, tmp_path: P
         server.stop()
 
 
-def _location_markers(db: str) -> list[str]:
-    if db.startswith("sqlite"):
-        path = db.split("///", 1)[1]
-        return [path, Path(path).name, "sqlite"]
-    from urllib.parse import unquote, urlsplit
-
-    u = urlsplit(db)
-    return [u.hostname or "", str(u.port), unquote(u.query).rsplit("=", 1)[-1], "postgresql"]
-
-
 def test_store_failure_makes_status_stale_and_shows_the_location_to_admin_keys_only(
         db: str, tmp_path: Path) -> None:
     """Two outages of the store on one server (one 2-worker start instead of two).
@@ -136,7 +126,7 @@ def test_store_failure_makes_status_stale_and_shows_the_location_to_admin_keys_o
 
         c.on_every_worker(warm)
         (flags / "store-down").touch()
-        markers = [m for m in _location_markers(db) if m]
+        markers = [m for m in store_location_markers(db) if m]
         with c.client("curate") as cur, c.client("admin") as adm:
             for _ in range(6):
                 for who, client in (("curate", cur), ("admin", adm)):

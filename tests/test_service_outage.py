@@ -8,7 +8,7 @@ both on SQLite and PostgreSQL with faults injected in the server instead."""
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -16,16 +16,9 @@ import pytest
 from assay.service.errors import CODES
 from conftest import pg_schema
 from service_cluster import Cluster, make_keys
-from service_helpers import TcpProxy, running
+from service_helpers import TcpProxy, running, store_location_markers
 
 pytestmark = pytest.mark.postgres
-
-
-def _location_markers(db: str) -> list[str]:
-    """Strings that would tell a caller where the store lives."""
-    u = urlsplit(db)
-    schema = unquote(u.query).rsplit("=", 1)[-1]
-    return [u.hostname or "", str(u.port), schema, "postgresql", "search_path"]
 
 
 def test_store_gone_makes_status_stale_and_shows_its_location_to_admin_keys_only(
@@ -66,7 +59,7 @@ def test_store_gone_makes_status_stale_and_shows_its_location_to_admin_keys_only
                 status((503, "INDEX-STALE"))
                 assert httpx.get(server.url + "/status/live").status_code == 200
 
-                markers = [m for m in _location_markers(db) if m]
+                markers = [m for m in store_location_markers(db) if m]
                 seen = {"curate": 0, "admin": 0}
                 with c.client("curate") as cur, c.client("admin") as adm:
                     for _ in range(8):

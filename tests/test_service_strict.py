@@ -6,14 +6,13 @@ characters and oversized entries are refused with documented codes."""
 from __future__ import annotations
 
 import random
-from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import httpx
 import pytest
 
 from assay.service.errors import CODES
 from service_cluster import KINDS, SHARED, Cluster
+from service_helpers import store_location_markers
 
 SHARES_CLUSTERS = True  # with test_service_hma.py and test_service_metrics.py (service_cluster.SHARED)
 
@@ -36,18 +35,8 @@ def _err(r: httpx.Response, status: int, code: str) -> dict:
     return err
 
 
-def _location_markers(db: str) -> list[str]:
-    """Strings that would tell a caller where the store lives."""
-    if db.startswith("sqlite"):
-        path = db.split("///", 1)[1]
-        return [path, Path(path).name, Path(path).parent.name, "sqlite"]
-    u = urlsplit(db)
-    schema = unquote(u.query).rsplit("=", 1)[-1]
-    return [u.hostname or "", str(u.port), schema, "postgresql", "search_path"]
-
-
 def _discloses(text: str, db: str) -> list[str]:
-    return [m for m in [*_location_markers(db), "alpha-secret", "beta-secret"] if m and m in text]
+    return [m for m in [*store_location_markers(db), "alpha-secret", "beta-secret"] if m and m in text]
 
 
 # -- item 5: no disclosure ----------------------------------------------------------------

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib
 import struct
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,6 +136,23 @@ _PILLOW_PLUGINS: dict[str, str] = {
     "bmp": "BmpImagePlugin",
     "avif": "AvifImagePlugin",
 }
+
+
+@contextmanager
+def quiet_pillow() -> Iterator[None]:
+    """Silence Pillow's warnings while it parses untrusted bytes.
+
+    Its decompression-bomb warning duplicates our own pixel limit, and its
+    damaged-file warnings ("Tag data larger than file", "Corrupt EXIF data") would
+    spray a scan's terminal; real damage still surfaces as an error. catch_warnings is
+    process-wide state restored on exit; scans run analyzers in processes.
+    """
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.filterwarnings("ignore", module=r"PIL\.")
+        yield
 
 
 def load_pillow_plugin(fmt: str) -> None:

@@ -15,9 +15,6 @@ from bytes already in memory (the caller read the file once for MD5/SHA-256 too)
 from __future__ import annotations
 
 import io
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +22,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from ..config import Limits
 from ..errors import AssayError, DecodeError, TooLarge, UnsupportedFormat
-from ..sniff import load_pillow_plugin, sniff_bytes
+from ..sniff import load_pillow_plugin, quiet_pillow, sniff_bytes
 from . import codecs
 from .pdq import luma_of
 
@@ -84,19 +81,6 @@ def _heif_available() -> bool:
     return _heif_state
 
 
-@contextmanager
-def _quiet_pillow() -> Iterator[None]:
-    """Silence Pillow's warnings while it parses untrusted bytes.
-
-    Its decompression-bomb warning duplicates our own pixel limit, and its
-    damaged-file warnings ("Tag data larger than file") would spray a scan's
-    terminal; real damage still surfaces as a DecodeError. catch_warnings is
-    process-wide state restored on exit; scans run analyzers in processes.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        warnings.filterwarnings("ignore", module=r"PIL\.")
-        yield
 
 
 @dataclass
@@ -153,7 +137,7 @@ def open_image(data: bytes, path: str, limits: Limits) -> OpenedImage:
         raise DecodeError(path, "Pillow's LOAD_TRUNCATED_IMAGES is on; refusing to hash")
     load_pillow_plugin(fmt)
     try:
-        with _quiet_pillow():
+        with quiet_pillow():
             im = Image.open(io.BytesIO(data), formats=[FORMATS[fmt]])
     except UnidentifiedImageError:
         raise DecodeError(path, f"corrupt {fmt} header: Pillow cannot identify the image") from None
@@ -204,7 +188,7 @@ def _load(opened: OpenedImage, im: Image.Image, grey: bool = False, reduce: int 
     """``im`` (``opened.image`` or a draft of it) decoded, in "L" or "RGB", shrunk by
     ``reduce`` x ``reduce`` block averages (Image.reduce)."""
     try:
-        with _quiet_pillow():
+        with quiet_pillow():
             if im is opened.image and (direct := _direct(opened)) is not None:
                 im = direct
             elif im is opened.image and opened.format == "png" and codecs.png_direct(im, opened.data):
@@ -415,7 +399,7 @@ def fine_luma(data: bytes, opened: OpenedImage, reduced: ReducedLuma, limits: Li
 def exif_orientation(opened: OpenedImage) -> int | None:
     """The EXIF orientation tag, or None; a malformed EXIF block does not stop hashing."""
     try:
-        with _quiet_pillow():
+        with quiet_pillow():
             value = opened.image.getexif().get(_EXIF_ORIENTATION)
     except Exception:  # corrupt EXIF carries no evidence; it is not a decode failure
         return None
@@ -424,7 +408,7 @@ def exif_orientation(opened: OpenedImage) -> int | None:
 
 def frame_count(opened: OpenedImage) -> int:
     try:
-        with _quiet_pillow():
+        with quiet_pillow():
             return max(1, int(getattr(opened.image, "n_frames", 1)))
     except Exception:  # a damaged later frame does not unmake the first
         return 1

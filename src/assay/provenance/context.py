@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import struct
-import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -524,15 +523,11 @@ class ImageContext:
         from PIL import Image as PILImage
         from PIL import UnidentifiedImageError
 
-        from ..sniff import load_pillow_plugin
+        from ..sniff import load_pillow_plugin, quiet_pillow
 
         load_pillow_plugin(self.format)
         try:
-            with warnings.catch_warnings():
-                # Pillow's damaged-file warnings ("Tag data larger than file", "Corrupt EXIF
-                # data") sprayed a scan's terminal; real damage surfaces as an error here or
-                # on decoding. Process-wide state, restored on exit: scans run in processes.
-                warnings.filterwarnings("ignore", module=r"PIL\.")
+            with quiet_pillow():
                 im = PILImage.open(io.BytesIO(self.data))
         except PILImage.DecompressionBombError as exc:
             raise TooLarge(self.path, f"image too large to open safely: {exc}") from exc

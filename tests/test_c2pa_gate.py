@@ -109,3 +109,22 @@ def test_credentials_and_remote_references_still_found(testdata: Path) -> None:
     # a damaged file still gets the SDK's own word on it
     report = analyze_provenance(Path("t.png"), files["truncated.png"], "png")
     assert any(e.source == "c2pa" and "C2PA data unreadable" in e.message for e in report.errors)
+
+
+@pytest.mark.parametrize("kind", ["bytes", "bytearray", "memoryview"])
+def test_contains_finds_what_python_finds(kind: str) -> None:
+    """The gate's byte search (libc memmem where there is one) answers as ``in`` does: at
+    the start, the end, across every offset, for absent and empty needles."""
+    import random
+
+    from assay import sniff
+
+    rnd = random.Random(19)
+    for _ in range(300):
+        data = bytes(rnd.choice(b"jumbprovenance\x00\xff") for _ in range(rnd.randrange(0, 200)))
+        for needle in (b"jumb", b"provenance", b"j", b"", data[3:9], data[-4:], data):
+            wrapped = {"bytes": data, "bytearray": bytearray(data), "memoryview": memoryview(data)}[kind]
+            assert sniff.contains(wrapped, needle) == (needle in data), (data, needle)
+    if kind == "bytes" and sniff._memmem is not None:  # the C search is the one used here
+        big = bytes(800_000) + b"jumb"
+        assert sniff.contains(big, b"jumb") and not sniff.contains(big[:-1], b"jumb")

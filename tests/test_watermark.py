@@ -425,3 +425,17 @@ def test_preload_loads_the_specialisation_searches_use() -> None:
     wm.image_votes(Image.fromarray(pattern(64, 64, 1)), compiled=True)
     wm.image_votes(Image.fromarray(pattern(2000, 2100, 1)), compiled=True)  # rows copied, not read in place
     assert len(_wm_kernel.votes.signatures) == 1
+
+
+@pytest.mark.parametrize("n", [48, 49, 95, 136, 1000, 4097])
+def test_decode_bits_is_the_majority_of_each_bits_blocks(n: int) -> None:
+    """Bit k is read from blocks k, k + length, k + 2 length ...: more than half of their
+    votes (a tie reads 0), whatever the number of blocks left over after whole rounds."""
+    rng = np.random.default_rng(n)
+    for length in (32, 48, 136):
+        if n < length:
+            continue
+        votes = (rng.random(n) < rng.random()).astype(np.float64)
+        votes[: length // 2] = 1.0  # ties and near-ties in the first bits
+        expected = [sum(votes[k::length]) * 255 / len(votes[k::length]) > 127 for k in range(length)]
+        assert wm.decode_bits(votes, length).tolist() == expected

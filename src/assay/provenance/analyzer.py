@@ -21,6 +21,7 @@ from ..report.provenance import explain as _explain
 from ..report.schema import FileRecord, SignalValue
 from ..scan.analyzer import Subject
 from ..signals import named_model_hashes
+from ..sniff import contains
 from . import c2pa, camera, watermark, xmp
 from .c2pa import ENV_TRUST_ANCHORS as ENV_TRUST_ANCHORS  # re-exported
 from .context import ImageContext
@@ -268,7 +269,7 @@ def may_carry_c2pa(ctx: ImageContext) -> bool:
     if ctx.problems or (packet is not None and b"provenance" in packet):
         return True
     if ctx.format != "png":  # JPEG APP11 segments may also sit between progressive scans
-        return b"jumb" in ctx.data or b"provenance" in ctx.data
+        return contains(ctx.data, b"jumb") or contains(ctx.data, b"provenance")
     # A clean PNG is its chunks, end to end (anything after IEND is a problem noted
     # above): the compressed pixel data need not be searched.
     return any(b"jumb" in (d := ctx.chunk_data(c)) or b"provenance" in d
@@ -291,7 +292,7 @@ def pixels_to_decode(path: Path, data: bytes, format: str, limits: Limits | None
             need = max(need, watermark.pixels_searched(ctx))
         if not _stealth_ruled_out(ctx):
             need = max(need, w * h)
-        if b"signed_hash" in data:
+        if contains(data, b"signed_hash"):
             need = max(need, w * h)
     except AssayError:
         return 0  # not decodable: the sources report that, decoding nothing

@@ -319,9 +319,12 @@ def decode_bits(votes: np.ndarray, length: int) -> np.ndarray:
     """Majority of the votes of blocks ``k`` with ``k mod length == bit``."""
     if len(votes) < length:
         raise ValueError(f"{len(votes)} blocks cannot carry {length} bits")
-    idx = np.arange(len(votes)) % length
-    sums = np.bincount(idx, weights=votes, minlength=length)
-    counts = np.bincount(idx, minlength=length)
+    n = len(votes)
+    whole = n // length * length  # blocks in complete rounds of the payload, then the rest
+    sums = votes[:whole].reshape(-1, length).sum(axis=0)
+    sums[: n - whole] += votes[whole:]
+    counts = np.full(length, n // length, np.int64)
+    counts[: n - whole] += 1
     return (sums / counts) * 255 > 127
 
 

@@ -30,7 +30,15 @@ are medians over rounds; ratios are medians of the per-round ratios.
 3. Hashing only: ``run_scan`` with provenance and models off, one process, on the images,
    against Pillow opening each file's bytes with ``draft("RGB", (w // 8, h // 8))`` and
    loading it (JPEGs at 1/8 scale; other formats have no reduced decode).
-4. Many tiny files: ``--empty N`` two-byte files in folders of 1,000, scanned by the CLI
+4. Floor (``--only floor``): the library work the records cannot do without, timed alone in
+   one process beside the chain: MD5, SHA-1 and SHA-256 of every file (hashlib); every image
+   decoded at the scale fast PDQ reads it, by the decoders assay uses (libjpeg's 1/8, 1/4 or
+   1/2 scale in "L"; PNG through ISA-L and Pillow's unfiltering; still WebP through libwebp;
+   Pillow for the rest); and, where the watermark is searched, the full decode of a JPEG and
+   the compiled block votes. Everything else (PDQ's arithmetic, metadata and C2PA parsing,
+   model analysis, records, the walk, worker processes) counts as zero, so chain / floor is
+   the highest ratio any code writing these records on these libraries could reach.
+5. Many tiny files: ``--empty N`` two-byte files in folders of 1,000, scanned by the CLI
    (``assay scan DIR --no-banks -o FILE``) in a subprocess: seconds until the report
    (FILE.partial while the scan runs) holds its first file record and the CPU seconds the
    scan's processes (parent and workers) had used by then, the parent's peak RSS
@@ -265,7 +273,73 @@ def pillow_eighth(files: list[Path]) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-# -- 4. many tiny files -------------------------------------------------------------------------
+# -- 4. the floor --------------------------------------------------------------------------------
+
+
+def floor(files: list[Path]) -> dict[str, float]:
+    """CPU seconds of the unavoidable library work (see the module's docstring, part 4), by
+    kind; images that fail to decode count what was spent on them."""
+    import hashlib
+
+    from PIL import Image
+
+    from assay.config import Limits
+    from assay.media import codecs
+    from assay.media.decode import REDUCE_FROM, _jpeg_scale
+    from assay.provenance import watermark as wm
+    from assay.provenance.context import ImageContext
+    from assay.sniff import sniff_bytes
+
+    wm.preload()  # the compiled votes, loaded before timing
+    spent = {"digests": 0.0, "decode": 0.0, "watermark": 0.0}
+    for path in files:
+        data = path.read_bytes()
+        c0 = time.process_time()
+        for name in ("md5", "sha1", "sha256"):
+            hashlib.new(name, data).digest()
+        c1 = time.process_time()
+        spent["digests"] += c1 - c0
+        fmt = sniff_bytes(data[:512], len(data)).format
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        im = None
+        try:
+            im = Image.open(io.BytesIO(data))
+            w, h = im.size
+            if fmt == "jpeg" and min(w, h) >= REDUCE_FROM:
+                scale = _jpeg_scale(w, h)
+                im.draft("L", (w // scale, h // scale))
+                im.load()
+                im = None  # not the full image
+            elif fmt == "webp" and (rgba := codecs.webp_rgba(data, w, h)) is not None:
+                im = Image.frombuffer("RGBA", (w, h), rgba, "raw", "RGBA", 0, 1)
+            else:
+                if fmt == "png" and codecs.png_direct(im, data):
+                    try:
+                        im.load()
+                    except codecs.NotExact:
+                        im = Image.open(io.BytesIO(data))
+                im.load()
+        except Exception:  # noqa: S110 - broken fixtures: their cost so far counts
+            im = None
+        c2 = time.process_time()
+        spent["decode"] += c2 - c1
+        try:
+            ctx = ImageContext(path, data, fmt, Limits())
+            if fmt in ("jpeg", "png", "webp", "bmp", "tiff", "gif") and wm.unsuitable(ctx) is None:
+                if im is None or im.size != ctx.pil().size:
+                    im = Image.open(io.BytesIO(data))
+                    im.load()
+                if im.mode not in ("RGB", "RGBA"):
+                    im = im.convert("RGB")
+                wm.image_votes(im, compiled=True)
+        except Exception:  # noqa: S110 - as above
+            pass
+        spent["watermark"] += time.process_time() - c2
+    return spent
+
+
+# -- 5. many tiny files -------------------------------------------------------------------------
 
 
 def tiny_files(root: Path, n: int) -> None:
@@ -343,9 +417,9 @@ def main() -> None:
                     help="the query variants a scan computes against banks of plain hash lists (mirror, "
                     "trimmed, centred crops, caption bands: ~7 an image), not every one (~50: banks "
                     "holding `bank add --image` entries, the default here)")
-    ap.add_argument("--only", choices=["full", "records", "hashing", "empty"], action="append")
+    ap.add_argument("--only", choices=["full", "records", "hashing", "floor", "empty"], action="append")
     a = ap.parse_args()
-    parts = set(a.only or ["full", "records", "hashing", "empty"])
+    parts = set(a.only or ["full", "records", "hashing", "floor", "empty"])
     tmp = None
     corpus = a.corpus
     if corpus is None:
@@ -440,6 +514,39 @@ def main() -> None:
             "pillow_images_per_cpu_s": round(len(images) / statistics.median(r["pillow_cpu"] for r in rows), 1),
         }
         print("hashing:", json.dumps({k: v for k, v in out["hashing"].items() if k != "rounds"}), flush=True)
+
+    if "floor" in parts:
+        import multiprocessing as mp
+
+        if shutil.which("exiftool") is None:
+            raise SystemExit("exiftool not found: apt-get install libimage-exiftool-perl")
+        chain_proc = mp.get_context("spawn").Pool(1)
+        rows = []
+        try:
+            for r in range(a.rounds):
+                row = {}
+                for who in (("floor", "chain") if r % 2 == 0 else ("chain", "floor")):
+                    if who == "floor":
+                        spent = floor(files)
+                        row |= {"floor_cpu": sum(spent.values())} | {f"floor_{k}": v for k, v in spent.items()}
+                    else:
+                        _, row["chain_cpu"], _ = chain_proc.apply(chain_in_child, (files,))
+                rows.append(row)
+                print(f"round {r + 1}: floor {row['floor_cpu']:.2f} CPU-s (digests {row['floor_digests']:.2f}, "
+                      f"decode {row['floor_decode']:.2f}, watermark {row['floor_watermark']:.2f}), chain "
+                      f"{row['chain_cpu']:.2f} CPU-s: at most {row['chain_cpu'] / row['floor_cpu']:.2f}x; "
+                      f"load {load()}", flush=True)
+        finally:
+            chain_proc.apply(close_child_exiftool)
+            chain_proc.close()
+            chain_proc.join()
+        out["floor"] = {
+            "rounds": rows,
+            **{k: round(statistics.median(r[k] for r in rows), 3) for k in rows[0]},
+            "floor_ms_per_file": round(1000 * statistics.median(r["floor_cpu"] for r in rows) / len(files), 3),
+            "best_possible_ratio": round(statistics.median(r["chain_cpu"] / r["floor_cpu"] for r in rows), 2),
+        }
+        print("floor:", json.dumps({k: v for k, v in out["floor"].items() if k != "rounds"}), flush=True)
 
     if "empty" in parts:
         out["empty"] = many_files(a.empty, a.empty_dir, a.first_only)

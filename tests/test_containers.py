@@ -563,3 +563,29 @@ def test_a_worker_spools_an_archives_records_and_the_parent_removes_the_spool(
     (tmp_path / "plain.txt").write_text("plain")
     single = pipeline._work(WalkItem(tmp_path / "plain.txt"))  # not an archive: no spool
     assert isinstance(single, FileRecord) and list(private_tmp.iterdir()) == []
+
+
+def test_zip_names_are_read_once_and_again_when_the_file_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sniffing and opening a model zip ask for its member names several times: the central
+    directory is read once, and read again when the file at that path is another one."""
+    import zipfile as zf
+
+    from assay.models import formats
+
+    path = tmp_path / "m.pt"
+    with zf.ZipFile(path, "w") as z:
+        z.writestr("m/data.pkl", b"\x80\x02}q\x00.")
+        z.writestr("m/version", b"3\n")
+    reads = []
+    real = zf.ZipFile.infolist
+    monkeypatch.setattr(zf.ZipFile, "infolist", lambda self: reads.append(1) or real(self))
+    assert formats.model_archive_kind(path) == "torch"
+    assert is_model_zip(path)
+    assert formats.model_archive_kind(path) == "torch"
+    assert len(reads) == 1
+    with zf.ZipFile(path, "w") as z:  # another file at the same path: an archive of photos
+        z.writestr("a.jpg", b"not really")
+    assert formats.model_archive_kind(path) is None and not is_model_zip(path)
+    path.write_bytes(b"PK\x03\x04 damaged")
+    assert formats.zip_member_names(path) is None and formats.model_archive_kind(path) is None
+    assert len(reads) == 2

@@ -12,7 +12,6 @@ one model file, not an archive: :func:`is_model_zip` decides.
 from __future__ import annotations
 
 import re
-import zipfile
 from pathlib import Path
 
 from .expand import ARCHIVE_FORMATS, walk_archive
@@ -33,16 +32,12 @@ def is_model_zip(path: Path) -> bool:
     Keras every member must also fit that layout, so that files added to a model
     archive (or a model's names added to a case zip) are not hidden from the scan:
     such a zip is walked as an archive, and its pickles are scanned as members."""
-    from ..models.formats import model_archive_kind
+    from ..models.formats import model_archive_kind, zip_member_names
 
     kind = model_archive_kind(path)
     if kind is None or kind == "npz":  # npz: every member is .npy, read by the npz reader
         return kind == "npz"
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = [n for n in zf.namelist() if not n.endswith("/")]
-    except Exception:  # hostile central directories raise many types
-        return False
+    names = [n for n in zip_member_names(path) or [] if not n.endswith("/")]
     return _torch_layout(names) if kind == "torch" else _keras_layout(names)
 
 

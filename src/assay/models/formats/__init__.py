@@ -12,6 +12,7 @@ file name; the name is used only to word a better error message.
 from __future__ import annotations
 
 import mmap
+import os
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -365,25 +366,48 @@ def open_model(path: Path, *, limits: Limits = Limits()) -> ModelFile:  # noqa: 
 MAX_ARCHIVE_NAMES = 200_000
 
 
+# The member names of the last few zips listed, by (path, inode, size, times): a scan asks
+# for a zip's names several times (sniffing, twice; opening the model, twice), and the
+# central directory of a checkpoint of a thousand tensors costs a few ms to read each time.
+_NAMES: dict[tuple[str, int, int, int, int], list[str] | None] = {}
+_NAMES_KEPT = 4
+
+
+def zip_member_names(path: Path) -> list[str] | None:
+    """Every member name of the zip at ``path`` in central-directory order, or None when
+    it cannot be listed (not a zip, damaged, over MAX_ARCHIVE_NAMES members). Read once
+    while the file's inode, size and modification time stay the same."""
+    import zipfile
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    key = (os.fspath(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key in _NAMES:
+        return _NAMES[key]
+    names: list[str] | None
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+            names = None if len(infos) > MAX_ARCHIVE_NAMES else [i.filename for i in infos]
+    except Exception:  # hostile central directories raise many types: not listable  # noqa: BLE001
+        names = None
+    while len(_NAMES) >= _NAMES_KEPT:
+        _NAMES.pop(next(iter(_NAMES)))
+    _NAMES[key] = names
+    return names
+
+
 def model_archive_kind(path: Path) -> str | None:
     """What kind of model a zip file is, judged by its member names: "torch"
     (torch.save / TorchScript: ``<prefix>/data.pkl``), "keras" (``config.json`` with
     weights or metadata), "npz" (only ``.npy`` members), or None for any other zip
     (an archive of files, walked member by member; its pickles are still scanned).
     """
-    import zipfile
-
     from .keras import is_keras_zip
 
-    try:
-        with zipfile.ZipFile(path) as z:
-            infos = z.infolist()
-            if len(infos) > MAX_ARCHIVE_NAMES:
-                return None
-            names = [i.filename for i in infos]
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
-            NotImplementedError, UnicodeDecodeError):
-        return None
+    names = zip_member_names(path)
     if not names:
         return None
     prefix = names[0].split("/", 1)[0]

@@ -63,6 +63,7 @@ EXAMPLES: dict[str, list[str]] = {
                    "assay text index big-corpus/ --index catalogue.idx --shard-size 1024"],
     "text add": ["assay text add new-book.epub --index catalogue.idx"],
     "text works": ["assay text works --index catalogue.idx", "assay text works --index catalogue.idx --json"],
+    "text verify": ["assay text verify --index catalogue.idx", "assay text verify --index catalogue.idx --json"],
     "text check": ["assay text check output.txt --index catalogue.idx",
                    "assay text check outputs/*.txt --index catalogue.idx --json --fail-on-match --min-chars 80"],
     "exchange": ["assay exchange add ncmec-industry --type ncmec --bank ncmec",

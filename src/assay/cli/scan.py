@@ -109,7 +109,7 @@ def scan(
     if text_index is not None:
         from ..text.index import TextIndex
 
-        TextIndex.open(text_index)  # a missing or damaged index stops here, before any work
+        TextIndex.open(text_index).works()  # a missing or damaged index stops here, before any work
         text_index = text_index.resolve()
     settings = ScanSettings(
         pdq_mode=mode.value,

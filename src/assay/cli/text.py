@@ -94,6 +94,25 @@ def text_works(index: IndexOpt, json_out: JsonOpt = False) -> None:
     out.print(t)
 
 
+@text_app.command("verify")
+def text_verify(index: IndexOpt, json_out: JsonOpt = False) -> None:
+    """Check every file of a text index against the size and SHA-256 recorded when it was
+    written (reads the whole index once; opening a shard checks only its small files)."""
+    from ..text.index import TextIndex
+
+    ix = TextIndex.open(index)
+    problems = ix.verify()
+    if json_out:
+        _emit_json({"index": str(index), "shards": len(ix.manifest["shards"]), "ok": not problems,
+                    "problems": problems})
+    elif not problems:
+        out.print(f"{_esc(str(index))}: {plural(len(ix.manifest['shards']), 'shard')}, every file as it was written")
+    for p in problems if not json_out else []:
+        err.print(f"[red]error:[/red] {_esc(p)}")
+    if problems:
+        raise typer.Exit(1)
+
+
 @text_app.command("check")
 def text_check(
     files: Annotated[list[Path], typer.Argument(help="Texts to check (UTF-8), e.g. model outputs.")],

@@ -214,7 +214,7 @@ def serve(
         if settings.text_index:
             from ..text.index import TextIndex
 
-            TextIndex.open(settings.text_index)  # a missing index stops here, not at the first request
+            TextIndex.open(settings.text_index).works()  # a missing or damaged index stops here, not at the first request
         # Refuse a missing store, or migrate once here, before the workers race to open it.
         _engine_store(settings.db, create=create).close()
     except AssayError as exc:

@@ -10,6 +10,7 @@ Layout of an index folder::
         chars.npy           int64: characters before each 4 KiB block of text (byte -> char)
         segs.npy            int32 (n, 3): offset map, normalised char -> original code point
         works.json          the shard's works: id, title, sha256, source, format, positions
+        shard.json          size and SHA-256 of each file above, as written
 
 A shard holds whole works and stays under 2 GiB of text, so 32-bit offsets address
 it; shards never change once written (``add`` writes new ones) and index.json is
@@ -19,14 +20,27 @@ The offset map of a work is piecewise: a run of characters that map one to one o
 consecutive original code points is one row ``(first char, first code point, -1)``; a
 unit whose normalised characters all stand for one original range (a white-space run,
 ``ß`` -> ``ss``) is one row ``(first char, start, end)``.
+
+A damaged index must never yield a wrong offset or a match that is not in the works, so
+opening a shard checks every file's size against shard.json, the SHA-256 of the small
+files (works.json, chars.npy, segs.npy: offsets come from them) and that the arrays and
+works fit together; text.npy and sa.npy (5 bytes per corpus byte) are hashed only by
+``verify`` (`assay text verify`), since hashing them on every open would read the whole
+index that queries only touch. Damage there is caught where a query meets it: a suffix
+array entry out of range or whose suffix does not start with the seed it was found
+for, a block whose characters disagree with chars.npy, bytes that are not UTF-8; what
+that misses (a letter changed into another) never moves an offset.
+Shards written before shard.json existed get the structural checks alone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -44,10 +58,20 @@ SEP = 0xFF
 BLOCK_SHIFT = 12
 DEFAULT_SHARD_BYTES = 1 << 30
 MAX_SHARD_BYTES = (1 << 31) - 2
+SHARD_FORMAT = "assay.text-shard/1"
+SHARD_FILES = ("text.npy", "sa.npy", "chars.npy", "segs.npy", "works.json")
+HASHED_ON_OPEN = ("works.json", "chars.npy", "segs.npy")
+_SHARD_NAME = re.compile(r"[0-9]{1,9}")
+_DAMAGED_HINT = "rebuild the index from its sources; `assay text verify --index DIR` checks every file"
 
 
 class IndexError_(AssayError):  # noqa: N801 - not the builtin
     code = "text-index"
+
+
+def damaged(path: Path, reason: str) -> IndexError_:
+    """The error for a file of an index that is not as it was written."""
+    return IndexError_(f"{path}: damaged text index file ({reason})", hint=_DAMAGED_HINT)
 
 
 @dataclass
@@ -66,9 +90,27 @@ class WorkInfo:
     seg_lo: int = 0
     seg_hi: int = 0
 
+    @classmethod
+    def from_json(cls, obj: Any) -> WorkInfo:
+        """One entry of works.json, every field of its type (ValueError if not)."""
+        if not isinstance(obj, dict) or set(obj) != set(_WORK_FIELDS):
+            raise ValueError("a work entry without the expected fields")
+        for name, kind in _WORK_FIELDS.items():
+            value = obj[name]
+            if kind is int and (type(value) is not int or value < 0):
+                raise ValueError(f"work field {name!r} is not a count")
+            if kind is str and not isinstance(value, str):
+                raise ValueError(f"work field {name!r} is not a string")
+        return cls(**obj)
+
     def public(self) -> dict[str, Any]:
         return {"work": self.id, "title": self.title, "sha256": self.sha256, "source": self.source,
                 "format": self.format, "chars": self.chars, "shard": self.shard}
+
+
+_WORK_FIELDS = {"id": str, "title": str, "sha256": str, "source": str, "format": str, "chars": int,
+                "norm_chars": int, "shard": str, "byte_start": int, "byte_end": int, "char_start": int,
+                "seg_lo": int, "seg_hi": int}
 
 
 def segments(norm: Normalized) -> np.ndarray:
@@ -119,6 +161,7 @@ class Shard:
     chars: np.ndarray
     segs: np.ndarray
     works: list[WorkInfo]
+    folder: Path = Path()
     byte_starts: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -126,23 +169,159 @@ class Shard:
 
     @classmethod
     def open(cls, folder: Path) -> Shard:
+        """A shard's files, checked (see the module docstring); IndexError_ naming the
+        damaged file otherwise."""
+        written = _shard_sums(folder)
+        for name in SHARD_FILES:
+            path = folder / name
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                raise damaged(path, "missing") from None
+            except OSError as exc:
+                raise damaged(path, exc.strerror or str(exc)) from None
+            if written is not None:
+                if size != written[name]["bytes"]:
+                    raise damaged(path, f"{size:,} bytes, {written[name]['bytes']:,} when written")
+                if name in HASHED_ON_OPEN and _sha256(path) != written[name]["sha256"]:
+                    raise damaged(path, "its content differs from the SHA-256 recorded when it was written")
+        path = folder / "works.json"
         try:
-            works = [WorkInfo(**w) for w in json.loads((folder / "works.json").read_text("utf-8"))]
-            arrays = [np.load(folder / f"{n}.npy", mmap_mode="r", allow_pickle=False)
-                      for n in ("text", "sa", "chars", "segs")]
-        except (OSError, ValueError, TypeError) as exc:
-            raise IndexError_(f"text index shard {folder} is damaged ({exc})") from None
-        return cls(folder.name, *arrays, works)
+            entries = json.loads(path.read_text("utf-8"))
+            if not isinstance(entries, list):
+                raise ValueError("not a list of works")
+            works = [WorkInfo.from_json(w) for w in entries]
+        except (OSError, ValueError, RecursionError) as exc:
+            raise damaged(path, _reason(exc)) from None
+        arrays = {}
+        for name, dtype, ndim in (("text", np.uint8, 1), ("sa", np.int32, 1), ("chars", np.int64, 1),
+                                  ("segs", np.int32, 2)):
+            path = folder / f"{name}.npy"
+            try:
+                a = np.load(path, mmap_mode="r", allow_pickle=False)
+            except Exception as exc:  # noqa: BLE001 - numpy's header parser raises many kinds
+                raise damaged(path, _npy_reason(exc)) from None
+            if not isinstance(a, np.ndarray) or a.dtype != dtype or a.ndim != ndim or (ndim == 2 and a.shape[1] != 3):
+                raise damaged(path, f"an array of {getattr(a, 'dtype', '?')} {getattr(a, 'shape', '?')}, "
+                                    f"not the {np.dtype(dtype)} array of a text index")
+            arrays[name] = a
+        _check_fit(folder, works, **arrays)
+        return cls(folder.name, arrays["text"], arrays["sa"], arrays["chars"], arrays["segs"], works, folder)
 
     def char_index(self, byte_pos: int) -> int:
         """Shard-wide character index of a byte position (a character boundary)."""
         blk = byte_pos >> BLOCK_SHIFT
         lo = blk << BLOCK_SHIFT
-        seg = np.asarray(self.text[lo:byte_pos])
-        return int(self.chars[blk]) + int(np.count_nonzero((seg & 0xC0) != 0x80))
+        block = np.asarray(self.text[lo:lo + (1 << BLOCK_SHIFT)])
+        lead = (block & 0xC0) != 0x80
+        # text.npy is not hashed on open: a changed byte that made a character of a
+        # continuation byte, or the reverse, would shift every offset after it here
+        if blk + 1 < len(self.chars) and \
+                int(np.count_nonzero(lead)) != int(self.chars[blk + 1]) - int(self.chars[blk]):
+            raise self.damaged("text.npy", f"the characters of bytes {lo:,}-{lo + len(block):,} "
+                                           "disagree with chars.npy")
+        return int(self.chars[blk]) + int(np.count_nonzero(lead[:byte_pos - lo]))
+
+    def decode(self, start: int, end: int) -> str:
+        """The shard's normalised text of bytes [start, end)."""
+        try:
+            return bytes(self.text[start:end]).decode("utf-8")
+        except UnicodeDecodeError:
+            raise self.damaged("text.npy", f"bytes {start:,}-{end:,} are not UTF-8") from None
+
+    def damaged(self, name: str, reason: str) -> IndexError_:
+        return damaged(self.folder / name, reason)
 
     def work_at(self, byte_pos: int) -> int:
         return int(np.searchsorted(self.byte_starts, byte_pos, side="right")) - 1
+
+
+def _shard_sums(folder: Path) -> dict[str, dict[str, Any]] | None:
+    """shard.json: each file's size and SHA-256 as written (None for a shard older than it)."""
+    path = folder / "shard.json"
+    if not path.exists():
+        return None
+    try:
+        obj = json.loads(path.read_text("utf-8"))
+        files = obj["files"] if isinstance(obj, dict) and obj.get("format") == SHARD_FORMAT else None
+        if not isinstance(files, dict) or not all(
+                isinstance(files.get(n), dict) and type(files[n].get("bytes")) is int
+                and isinstance(files[n].get("sha256"), str) for n in SHARD_FILES):
+            raise ValueError(f"not a {SHARD_FORMAT} record of {', '.join(SHARD_FILES)}")
+    except (OSError, ValueError, RecursionError) as exc:
+        raise damaged(path, _reason(exc)) from None
+    return files
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deep"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 at byte {exc.start:,}"
+    return str(exc)
+
+
+def _npy_reason(exc: BaseException) -> str:
+    text = str(exc)
+    if "pickle" in text:  # numpy suggests loading it unsafely: never
+        return "its header names Python objects, not the numbers of a text index"
+    if "mmap length" in text or isinstance(exc, EOFError):
+        return "shorter than its header says"
+    if isinstance(exc, OSError):
+        return exc.strerror or text
+    return "not a valid .npy header" if "header" in text.lower() or not text else f"not a valid .npy file ({text[:200]})"
+
+
+def _check_fit(folder: Path, works: list[WorkInfo], *, text: np.ndarray, sa: np.ndarray,
+               chars: np.ndarray, segs: np.ndarray) -> None:
+    """That the arrays and works.json describe one shard as _write_shard lays it out; cost
+    independent of the text's size but for segs (a few bytes per paragraph)."""
+    n = len(text)
+
+    def bad(name: str, reason: str) -> IndexError_:
+        return damaged(folder / name, reason)
+
+    if len(sa) != n:
+        raise bad("sa.npy", f"{len(sa):,} suffixes for {n:,} bytes of text")
+    if len(chars) != -(-n >> BLOCK_SHIFT) + 1 or (len(chars) and int(chars[0]) != 0):
+        raise bad("chars.npy", f"{len(chars):,} block counts for {n:,} bytes of text")
+    if not works:
+        raise bad("works.json", "no works")
+    byte = char = seg = 0
+    for w in works:
+        if (w.byte_start != byte or w.byte_end <= w.byte_start or w.byte_end >= n or w.char_start != char
+                or w.seg_lo != seg or w.seg_hi <= w.seg_lo or w.norm_chars < 1 or w.shard != folder.name):
+            raise bad("works.json", f"the positions of work {w.id!r} do not follow the works before it")
+        if int(text[w.byte_end]) != SEP:
+            raise bad("text.npy", f"no separator at byte {w.byte_end:,}, the end of work {w.id!r}")
+        byte, char, seg = w.byte_end + 1, char + w.norm_chars + 1, w.seg_hi
+    if byte != n:
+        raise bad("text.npy", f"{n:,} bytes, the works end at {byte:,}")
+    if int(chars[-1]) != char:
+        raise bad("chars.npy", f"{int(chars[-1]):,} characters in all, the works hold {char:,}")
+    if seg != len(segs):
+        raise bad("segs.npy", f"{len(segs):,} offset map rows, the works use {seg:,}")
+    # each work's offset map: starts at its first character, characters increasing and
+    # inside the work, code points not negative, no unit ending before it starts
+    seg_works = np.repeat(np.arange(len(works)), [w.seg_hi - w.seg_lo for w in works])
+    limit = np.array([w.norm_chars for w in works], dtype=np.int64)[seg_works]
+    firsts = np.array([w.seg_lo for w in works])
+    c, start, end = (np.asarray(segs[:, i], dtype=np.int64) for i in range(3))
+    step = np.diff(c)
+    same_work = np.diff(seg_works) == 0
+    if (c[firsts] != 0).any() or (c >= limit).any() or (step[same_work] <= 0).any() or (start < 0).any() \
+            or ((end >= 0) & (end < start)).any() or (end < -1).any():
+        raise bad("segs.npy", "an offset map that does not run forward through its work")
 
 
 def _write_shard(folder: Path, items: list[tuple[WorkInfo, bytes, np.ndarray]]) -> None:
@@ -175,6 +354,8 @@ def _write_shard(folder: Path, items: list[tuple[WorkInfo, bytes, np.ndarray]]) 
     np.save(folder / "segs.npy", segs_all.astype(np.int32))
     (folder / "works.json").write_text(json.dumps([vars(i) for i in (it[0] for it in items)],
                                                   ensure_ascii=False), "utf-8")
+    files = {n: {"bytes": (folder / n).stat().st_size, "sha256": _sha256(folder / n)} for n in SHARD_FILES}
+    (folder / "shard.json").write_text(json.dumps({"format": SHARD_FORMAT, "files": files}, indent=1), "utf-8")
 
 
 def _block_chars(text: np.ndarray) -> np.ndarray:
@@ -221,10 +402,15 @@ class TextIndex:
                               hint="make one with `assay text index SOURCE... --index DIR`")
         try:
             manifest = json.loads(path.read_text("utf-8"))
-        except (OSError, ValueError) as exc:
-            raise IndexError_(f"{path}: unreadable text index ({exc})") from None
+        except (OSError, ValueError, RecursionError) as exc:
+            raise IndexError_(f"{path}: unreadable text index ({_reason(exc)})", hint=_DAMAGED_HINT) from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise IndexError_(f"{path}: not an assay text index (format {FORMAT})")
+        shards = manifest.get("shards")
+        # shard names become paths: only the numbered folders `add` writes, each once
+        if not isinstance(shards, list) or not all(isinstance(n, str) and _SHARD_NAME.fullmatch(n) for n in shards) \
+                or len(set(shards)) != len(shards):
+            raise damaged(path, "its list of shards is not a list of distinct shard numbers")
         return cls(folder, manifest)
 
     @classmethod
@@ -321,6 +507,29 @@ class TextIndex:
         _write_json_atomic(self.folder / "index.json", manifest)
         self.manifest = manifest
         return name
+
+    def verify(self) -> list[str]:
+        """Every problem of the index, each naming its file: the checks of opening a shard,
+        then the SHA-256 of every file against shard.json (all of text.npy and sa.npy
+        read once). An empty list: every shard is as it was written."""
+        problems = []
+        for name in self.manifest["shards"]:
+            folder = self.folder / "shards" / name
+            try:
+                Shard.open(folder)
+                written = _shard_sums(folder)
+            except IndexError_ as exc:
+                problems.append(exc.message)
+                continue
+            if written is None:
+                problems.append(f"{folder}: no checksums (written before assay recorded them); "
+                                "only its structure was checked")
+                continue
+            for f in SHARD_FILES:
+                if _sha256(folder / f) != written[f]["sha256"]:
+                    problems.append(damaged(folder / f, "its content differs from the SHA-256 recorded "
+                                                        "when it was written").message)
+        return problems
 
     def stats(self) -> dict[str, Any]:
         files = [p for p in (self.folder / "shards").rglob("*") if p.is_file()] \

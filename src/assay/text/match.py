@@ -126,8 +126,13 @@ def _scan(index: TextIndex, qy: _Query, min_bytes: int, max_hits: int = 0) -> li
     if len(qy.q) < min_bytes:  # too short to hold a match: none, in every shard
         return [(shard, np.zeros((0, 3), dtype=np.int64)) for shard in index.shards]
     k = seed_length(min_bytes)
-    return [(shard, maximal_matches(shard.text, shard.sa, qy.q, min_bytes, k, max_hits))
-            for shard in index.shards]
+    out = []
+    for shard in index.shards:
+        rows, bad = maximal_matches(shard.text, shard.sa, qy.q, min_bytes, k, max_hits)
+        if bad >= 0:
+            raise shard.damaged("sa.npy", f"entry {bad:,} points outside the text or out of order")
+        out.append((shard, rows))
+    return out
 
 
 def exact_matches(index: TextIndex, text: str | _Query, min_chars: int = DEFAULT_MIN_CHARS,
@@ -245,7 +250,7 @@ def _near_spans(qy: _Query, scanned: list[tuple[Shard, np.ndarray]], min_chars: 
             first, last = chain[0], chain[-1]
             b0 = _next_lead(shard.text, first.b, first.f)
             f1 = last.f - (last.e - _trim_end(qy, last.a, last.e))
-            w_span = bytes(shard.text[b0:f1]).decode("utf-8")
+            w_span = shard.decode(b0, f1)
             qa0, qe1 = parts[0][0], parts[-1][1]
             wa0, we1 = parts[0][2], parts[-1][3]
             while qa0 < qe1 and (not qy.norm.unit_start(qa0) or mid_unit(segs, wa0, w.norm_chars)):

@@ -178,6 +178,55 @@ def test_novelai_malformed_comment_is_an_error() -> None:
     assert all(e.source != "novelai" for e in evidence)
 
 
+_FULL = json.dumps(COMMENT)  # names steps, seed, sampler, scale: parameter words
+_BROKEN_COMMENTS = {
+    "huge number": _FULL.replace('"seed": 1234567', '"seed": ' + "9" * 5000),  # ValueError in json
+    "nested too deep": _FULL[:-1] + ', "extra": ' + "[" * 3000 + "]" * 3000 + "}",  # RecursionError
+    "nested too deep, no words": "[" * 100_000,
+    "cut short": _FULL[:-40],
+}
+
+
+@pytest.mark.parametrize(("broken", "marks"), [
+    (broken, marks) for broken in sorted(_BROKEN_COMMENTS)
+    for marks in (["Software", "Title"], ["Software"], ["Title"], ["Source"])
+    if marks != ["Source"] or _BROKEN_COMMENTS[broken].startswith("{")  # else not NovelAI's by Source alone
+])
+def test_unreadable_novelai_comment_reads_the_same_whatever_broke_it(tmp_path: Path, broken: str,
+                                                                    marks: list[str]) -> None:
+    # With a huge number the Comment was re-read as "prompt-like text in no known format"
+    # naming generation parameters: "possibly AI-generated (weak)"; nested too deep
+    # without such words it read "no provenance evidence found". Metadata marked as
+    # NovelAI's (Software, Title, or a NovelAI model in Source with a JSON object)
+    # whose Comment cannot be read is NovelAI's error, whatever broke it; never a claim.
+    from assay.provenance.analyzer import analyze_provenance
+
+    fields = {k: v for k, v in nai_fields(COMMENT).items() if k in ("Description", "Comment", *marks)}
+    fields["Comment"] = _BROKEN_COMMENTS[broken]
+    path = tmp_path / "nai.png"
+    path.write_bytes(encode(pattern(False), texts=fields))
+    report = analyze_provenance(path, path.read_bytes(), "png")
+    assert report.verdict == "no provenance evidence found; could not check: novelai"
+    assert [e.claim for e in report.evidence if e.claim != "unknown"] == []
+    (err,) = report.errors
+    assert err.source == "novelai" and err.message.startswith(f"{path}: NovelAI Comment in PNG text chunks: ")
+    assert "set_int_max_str_digits" not in err.message  # json's advice to programmers
+
+
+@pytest.mark.parametrize("broken", ["huge number", "nested too deep", "cut short"])
+def test_unreadable_novelai_json_in_stealth_data_is_an_error(broken: str) -> None:
+    # The whole alpha-channel JSON unreadable (not just its Comment string) was skipped
+    # in silence: "no provenance evidence found", nothing said about the data.
+    arr = pattern()
+    fields = {k: v for k, v in nai_fields(COMMENT).items() if k != "Comment"}
+    payload = json.dumps(fields)[:-1] + ', "Comment": ' + _BROKEN_COMMENTS[broken] + "}"
+    embed(arr, "stealth_pngcomp", gzip.compress(payload.encode()))
+    evidence, errors = generator_evidence(ctx_of(encode(arr)))
+    assert [e for e in evidence if e.claim != "unknown"] == []
+    assert [e.source for e in errors] == ["novelai"]
+    assert errors[0].message.startswith("nai.png: NovelAI data in alpha channel stealth data (stealth_pngcomp): ")
+
+
 # -- signatures ------------------------------------------------------------------------
 
 

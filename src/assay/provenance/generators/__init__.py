@@ -54,6 +54,10 @@ def generator_evidence(ctx: ImageContext) -> tuple[list[Evidence], list[Evidence
             errors.append(EvidenceError(source=name, message=str(exc)))
     claimed = {loc for ev in found for loc in ev.facts.get("locations", [])}
     try:
+        claimed |= novelai.claimed_locations(ctx)  # its Comment, even when unreadable
+    except InputError:
+        pass  # the same problem was reported by novelai's own run above
+    try:
         found.extend(unknown.evidence(ctx, claimed))
     except InputError as exc:
         errors.append(EvidenceError(source=unknown.SOURCE, message=str(exc)))

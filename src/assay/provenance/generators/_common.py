@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from typing import Any
 
 from ...errors import DecodeError, InvalidSignal
@@ -33,6 +34,9 @@ def load_json(ctx: ImageContext, text: str, where: str) -> Any:
     except RecursionError:
         raise DecodeError(ctx.path, f"{where}: JSON nested too deeply") from None
     except ValueError as exc:
+        if "int_max_str_digits" in str(exc):  # json's advice is for programmers
+            raise DecodeError(ctx.path, f"{where}: JSON holds an integer of more than "
+                                        f"{sys.get_int_max_str_digits():,} digits") from None
         raise DecodeError(ctx.path, f"{where}: malformed JSON ({exc})") from None
     return value
 

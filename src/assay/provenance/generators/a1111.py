@@ -34,6 +34,7 @@ from ._common import (
     to_int,
     try_json,
 )
+from .novelai import is_novelai_json
 from .stealth import read_stealth
 
 SOURCE = "a1111"
@@ -264,8 +265,8 @@ def evidence(ctx: ImageContext) -> list[Evidence]:
     except InputError:
         stealth = []  # reported once, as the "stealth" source, by generator_evidence
     for payload in stealth:
-        if try_json(payload.text) is not None:
-            continue  # NovelAI's JSON form
+        if try_json(payload.text) is not None or is_novelai_json(payload.text):
+            continue  # NovelAI's JSON form (read, or reported unreadable, by novelai)
         ev = infotext_evidence(
             payload.text,
             f"{payload.mode} channel stealth data ({payload.magic})",

@@ -57,6 +57,15 @@ def evidence(ctx: ImageContext, public_key: str = NOVELAI_PUBLIC_KEY) -> list[Ev
         stealth = []  # reported once, as the "stealth" source, by generator_evidence
     for payload in stealth:
         data = try_json(payload.text)
+        if data is None and is_novelai_json(payload.text):
+            # NovelAI's form that json cannot read (nested too deep, a number of
+            # thousands of digits, cut short): an error, as for the same Comment in text
+            # chunks, never a silent "nothing here"
+            try:
+                load_json(ctx, payload.text, f"NovelAI data in {payload.mode} channel stealth data ({payload.magic})")
+            except DecodeError as exc:
+                errors.append(exc.reason)
+            continue
         if not isinstance(data, dict) or "Comment" not in data:
             continue  # not NovelAI's JSON (A1111's stealth infotext is read elsewhere)
         fields = {k: v for k, v in data.items() if isinstance(v, str)}
@@ -108,13 +117,30 @@ def _file_metadata(ctx: ImageContext) -> list[tuple[dict[str, str], str, list[st
     return found
 
 
+def claimed_locations(ctx: ImageContext) -> set[str]:
+    """Where metadata marked as NovelAI's is, readable or not. A Comment that NovelAI's
+    marks vouch for is NovelAI's even when it cannot be parsed: reported as NovelAI's
+    error whatever broke it, never re-read as prompt-like text in no known format
+    (which would turn parameter words in the broken JSON into a weak AI claim)."""
+    return {loc for _, _, locations, _ in _file_metadata(ctx) for loc in locations}
+
+
+def is_novelai_json(text: str) -> bool:
+    """Whether a stealth payload has the shape of NovelAI's JSON (an object with a
+    Comment), parseable or not; A1111's stealth infotext never starts this way."""
+    head = text[:4096].lstrip()
+    return head.startswith('{"') and '"Comment":' in head
+
+
 def _is_novelai(fields: dict[str, str]) -> bool:
     if "Comment" not in fields:
         return False
     if fields.get("Software", "").strip() == "NovelAI" or fields.get("Title") in _TITLES:
         return True  # a malformed Comment then is NovelAI's, and reported as such
-    comment = try_json(fields["Comment"])
     source = fields.get("Source", "")
+    if "NovelAI" in source and fields["Comment"].lstrip().startswith("{"):
+        return True  # a NovelAI model named, a JSON object's start: likewise
+    comment = try_json(fields["Comment"])
     return (
         isinstance(comment, dict)
         and ("NovelAI" in source or source.startswith("Stable Diffusion"))

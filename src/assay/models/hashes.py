@@ -3,7 +3,7 @@
 Every value is computed from the file's bytes, never taken from its metadata; the
 values a file claims about itself are compared separately by ``check_embedded``.
 
-One pass feeds every hasher from the same buffers. hashlib, zlib.crc32 and blake3
+One pass feeds every hasher from the same buffers. hashlib, CRC-32 (ISA-L) and blake3
 release the GIL on large buffers, so each hasher runs on its own thread and the
 two cores share the work (MD5 alone is about as slow as ``sha256sum``); a small
 ring of reusable buffers bounds memory whatever the file size.
@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
-import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +24,7 @@ from ..errors import InputError
 from ..report.model import HashCheck, ModelHashes
 from ..report.schema import SignalValue
 from ..signals import AUTOV1_EMPTY_REASON
+from ..sniff import crc32
 
 AUTOV1_OFFSET = 0x100000
 AUTOV1_LENGTH = 0x10000
@@ -42,7 +42,7 @@ class _Crc32:
         self.value = 0
 
     def update(self, data: Any) -> None:
-        self.value = zlib.crc32(data, self.value)
+        self.value = crc32(data, self.value)
 
 
 class _Sink:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..config import Limits
 from ..errors import DecodeError, InputError, TooLarge
+from ..sniff import crc32
 
 if TYPE_CHECKING:
     import numpy as np
@@ -205,7 +206,7 @@ class ImageContext:
                 self.note_problem(f"PNG chunk at offset {pos} has an invalid type {ctype!r}")
                 break
             (crc,) = struct.unpack_from(">I", d, pos + 8 + length)
-            crc_ok = zlib.crc32(view[pos + 4 : pos + 8 + length]) == crc  # no copy of the pixel data
+            crc_ok = crc32(view[pos + 4 : pos + 8 + length]) == crc  # no copy of the pixel data
             name = ctype.decode("ascii")
             if not crc_ok:
                 self.note_problem(f"PNG chunk {name} at offset {pos}: CRC mismatch")

@@ -190,6 +190,12 @@ def _findings(g: _Graph, ids: _Ids, rec: Mapping[str, Any], iri: str, scan_id: s
 def write_case(report_path: str | Path, out: str | Path, *, decisions: Mapping[str, Mapping[str, Any]] | None,
                case_id: str | None = None, examiner: str | None = None, title: str | None = None) -> dict[str, Any]:
     report = Report(report_path)
+    with report.fields():
+        return _write(report, out, decisions, case_id, examiner, title)
+
+
+def _write(report: Report, out: str | Path, decisions: Mapping[str, Mapping[str, Any]] | None,
+           case_id: str | None, examiner: str | None, title: str | None) -> dict[str, Any]:
     target = Path(out)
     tmp = target.with_name(target.name + ".partial")
     counts = {"matches": 0, "annotations": 0}

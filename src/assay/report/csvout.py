@@ -93,6 +93,12 @@ def write_csv(report_path: str | Path, folder: str | Path, *, decisions: Mapping
             raise AssayError(f"{folder / (taken[0] + '.csv')}: already exists; not overwriting it",
                              hint="choose another folder or pass --overwrite")
     report = Report(report_path)
+    with report.fields():
+        return _write(report, folder, decisions, title, case_id, examiner)
+
+
+def _write(report: Report, folder: Path, decisions: Mapping[str, Mapping[str, Any]] | None, title: str | None,
+           case_id: str | None, examiner: str | None) -> dict[str, Any]:
     outs = {n: _Out(folder, n) for n in TABLES if n not in OPTIONAL}
     text: _Out | None = None
     spans: _Out | None = None

@@ -527,6 +527,11 @@ def render_html(report_path: str | Path, out: str | Path, opts: Options,
     """Read ``report_path`` and write the case report to ``out`` (via ``out.partial``,
     renamed when complete). Returns counts for the command's summary."""
     report = Report(report_path)
+    with report.fields():
+        return _render(report, out, opts, on_record)
+
+
+def _render(report: Report, out: str | Path, opts: Options, on_record: Callable[[], None] | None) -> dict[str, Any]:
     b = HtmlBuilder(opts)
     scan_id: str | None = None
     for kind, obj in report.lines():

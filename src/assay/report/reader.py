@@ -12,6 +12,7 @@ rendering; a line of another origin is refused.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections.abc import Iterator, Mapping
@@ -31,6 +32,9 @@ SUMMARY = "assay.scan-summary/1"
 # generically (a newer analyzer's findings still reach the examiner).
 KNOWN = {HEADER: "header", FILE: "file", LINKS: "links", SUMMARY: "summary"}
 _MAX_LINE = 64 << 20  # one record; a scan never writes lines near this
+# What using a field of another JSON type than a scan writes raises (a number where a
+# list belongs, a list where a string does, text where a count does)
+_FIELD_ERRORS = (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError)
 
 
 class ReportError(InputError):
@@ -108,6 +112,26 @@ class Report:
         self.sha256: str | None = None
         self.sidecar: SidecarCheck | None = None
         self.files = 0
+        self.lineno = 0  # the line being used, while lines() runs
+        self._done = False
+        self._last_lines: dict[str, int] = {}  # records used after all lines were read
+
+    @contextlib.contextmanager
+    def fields(self) -> Iterator[None]:
+        """Around everything a renderer does with the records: a line that is JSON of
+        the right schema but holds a field of another type than a scan writes is this
+        report's error, naming the line being used (the file, once all of it was read:
+        the header, summary and case links are used last), never a traceback."""
+        try:
+            yield
+        except _FIELD_ERRORS as exc:
+            where = f"{self.path}:{self.lineno}" if not self._done else str(self.path)
+            what = "a record" if not self._done else "its " + " or ".join(
+                f"{name} record (line {n})" for name, n in self._last_lines.items()) if self._last_lines else "a record"
+            raise ReportError(where, f"{what} holds a field of another type than `assay scan` writes "
+                                     f"({type(exc).__name__}: {str(exc)[:200]})",
+                              hint="the report was changed or damaged after the scan; "
+                                   "give the report `assay scan -o` wrote") from None
 
     def _bad(self, lineno: int, reason: str) -> ReportError:
         return ReportError(f"{self.path}:{lineno}", reason,
@@ -126,6 +150,7 @@ class Report:
                 if not raw:
                     break
                 lineno += 1
+                self.lineno = lineno
                 h.update(raw)
                 if len(raw) > _MAX_LINE:
                     raise self._bad(lineno, "line longer than 64 MiB: not a scan report line")
@@ -137,6 +162,7 @@ class Report:
         if lineno == 0:
             raise ReportError(self.path, "empty file: not a scan report",
                               hint="give the JSON Lines report that `assay scan -o` wrote")
+        self._done = True
         self.sha256 = h.hexdigest()
         self.sidecar = check_sidecar(self.path, self.sha256)
 
@@ -164,12 +190,15 @@ class Report:
             if lineno != 1 and self.files:
                 raise self._bad(lineno, "a second scan header after file records: two reports joined?")
             self.header = obj
+            self._last_lines["scan header"] = lineno
         elif kind == "file":
             if not isinstance(obj.get("path"), str):
                 raise self._bad(lineno, "a file record without a \"path\"")
             self.files += 1
         elif kind == "summary":
             self.summary = obj
+            self._last_lines["summary"] = lineno
         elif kind == "links":
             self.links = obj
+            self._last_lines["case-links"] = lineno
         return kind, obj

@@ -96,13 +96,16 @@ def report_items(report: str | Path) -> Iterator[ReviewItem]:
     from ..report.reader import Report
 
     scan_id: str | None = None
-    for kind, obj in Report(report).lines():
-        if kind == "header":
-            scan_id = obj.get("scan_id")
-        elif kind == "file":
-            for m in obj.get("matches") or ():
-                if isinstance(m, Mapping):
-                    yield item_from_match(obj, m, scan_id)
+    rep = Report(report)
+    for kind, obj in rep.lines():
+        with rep.fields():
+            if kind == "header":
+                scan_id = obj.get("scan_id")
+                scan_id = scan_id if isinstance(scan_id, str) else None
+            elif kind == "file":
+                items = [item_from_match(obj, m, scan_id) for m in obj.get("matches") or () if isinstance(m, Mapping)]
+        if kind == "file":
+            yield from items
 
 
 def _now() -> datetime:

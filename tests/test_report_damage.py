@@ -159,3 +159,50 @@ def test_fuzzed_reports(seed: list[dict[str, Any]], tmp_path: Path) -> None:
         report.write_text("\n".join(json.dumps(x) for x in records) + "\n", encoding="utf-8")
         outcomes(report, tmp_path)
 
+
+# ------------------------------------------------- partial reports: scan --engine dask --resume
+def _dask_out(tmp: Path) -> tuple[Path, Any]:
+    from assay.config import ScanSettings
+    from assay.scan.dask_engine import run_dask_scan
+
+    distributed = pytest.importorskip("distributed")
+    (tmp / "in").mkdir()
+    for i in range(6):
+        (tmp / "in" / f"f{i}.txt").write_text(f"file {i}\n")
+    settings = ScanSettings(provenance=False, models=False, workers=1)
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as client:
+        run_dask_scan([str(tmp / "in")], settings, None, str(tmp / "out"), client=client, partition_size=2)
+    manifest = json.loads((tmp / "out" / "_manifest.json").read_text())
+    manifest["status"] = "running"  # as a scan stopped half-way leaves it
+    (tmp / "out" / "_manifest.json").write_text(json.dumps(manifest, indent=1))
+    return tmp / "out", settings
+
+
+def _set(path: Path, *keys: str, value: Any) -> None:
+    obj = json.loads(path.read_text())
+    _get(obj, keys[:-1])[keys[-1]] = value
+    path.write_text(json.dumps(obj))
+
+
+# Each ended `assay scan --engine dask --resume` in a traceback (JSONDecodeError,
+# UnicodeDecodeError, ValueError from int(), TypeError adding text to a count).
+@pytest.mark.parametrize(("rel", "damage"), [
+    ("_manifest.json", lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2])),
+    ("_manifest.json", lambda p: p.write_bytes(b"\xff" + p.read_bytes()[1:])),
+    ("_manifest.json", lambda p: _set(p, "header", value=[])),
+    ("_done/part-000001.json", lambda p: p.write_bytes(p.read_bytes()[:-40])),
+    ("_done/part-000001.json", lambda p: _set(p, "part", value="x")),
+    ("_done/part-000001.json", lambda p: _set(p, "summary", "files", value="x")),
+    ("_done/part-000001.json", lambda p: _set(p, "summary", "kinds", value=[1])),
+])
+def test_resume_from_a_damaged_scan_state_names_the_file(tmp_path: Path, rel: str,
+                                                         damage: Callable[[Path], None]) -> None:
+    from assay.errors import AssayError
+    from assay.scan.dask_engine import run_dask_scan
+
+    out, settings = _dask_out(tmp_path)
+    damage(out / rel)
+    with pytest.raises(AssayError) as err:  # before any cluster is asked for
+        run_dask_scan([str(tmp_path / "in")], settings, None, str(out), partition_size=2, resume=True,
+                      client=object())
+    assert str(err.value).startswith(f"{out}/{rel}: damaged, not as the scan wrote it ("), err.value

@@ -227,6 +227,40 @@ def _ranges(nums: Iterable[int]) -> list[list[int]]:
     return out
 
 
+def _read_state(store: Store, out: str, rel: str) -> dict[str, Any]:
+    """The manifest or a partition's done record, as --resume needs it, or an AssayError
+    naming the file: a file damaged since the scan wrote it must not end the resume in a
+    traceback, nor feed wrong counts into the summary."""
+    where = f"{redact(out).rstrip('/')}/{rel}"
+    try:
+        obj = json.loads(store.read(rel))
+        if not isinstance(obj, dict):
+            raise ValueError("not a JSON object")
+        if rel == MANIFEST:
+            header = obj.get("header")
+            if not (isinstance(header, dict) and isinstance(header.get("scan_id"), str)
+                    and isinstance(header.get("started_at"), str)):
+                raise ValueError("no scan header with its scan_id and start time")
+        else:
+            if type(obj.get("part")) is not int or obj["part"] < 0 or not isinstance(obj.get("digest"), str):
+                raise ValueError("no partition number and digest")
+            scratch = ScanSummary(timings=Timings())
+            merge_summary(scratch, obj["summary"])
+            counts = [scratch.files, scratch.with_errors, scratch.matched_files, scratch.low_quality,
+                      scratch.dangerous_models, scratch.known_good, scratch.links, scratch.archives,
+                      scratch.archive_members, scratch.text_reproductions,
+                      *scratch.kinds.values(), *scratch.matches_by_bank.values(), *scratch.ai_evidence.values()]
+            names = [*scratch.kinds, *scratch.matches_by_bank, *scratch.ai_evidence, *scratch.matched_paths]
+            if not all(type(n) is int and n >= 0 for n in counts) or not all(isinstance(x, str) for x in names):
+                raise ValueError("a summary whose counts are not counts")
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        reason = "JSON nested too deep" if isinstance(exc, RecursionError) else f"{type(exc).__name__}: {exc}"
+        hint = ("delete it to scan that partition again with --resume" if rel != MANIFEST
+                else "the scan there cannot be resumed; choose another --out")
+        raise AssayError(f"{where}: damaged, not as the scan wrote it ({reason[:200]})", hint=hint) from None
+    return obj
+
+
 def _identity(header: dict[str, Any], partition_size: int, fmt: str, threshold: int | None) -> dict[str, Any]:
     """What must be equal for --resume to continue a scan: inputs, settings, banks."""
     return {"inputs": header["inputs"], "manifests": header.get("manifests", []),
@@ -286,7 +320,7 @@ def run_dask_scan(
         if not resume:
             raise AssayError(f"{out}: already holds a scan ({MANIFEST}); not overwriting it",
                              hint="pass --resume to finish that scan, or choose another --out")
-        manifest = json.loads(store.read(MANIFEST))
+        manifest = _read_state(store, out, MANIFEST)
         if manifest.get("identity") != ident:
             raise AssayError(f"{out}: the scan there was made with other inputs, settings or banks; "
                              "--resume would mix two scans", hint="choose another --out")
@@ -295,8 +329,8 @@ def run_dask_scan(
                              "sizes or versions differ); --resume would mix two scans", hint="choose another --out")
         for name in store.list(DONE):
             if name.endswith(".json"):
-                d = json.loads(store.read(f"{DONE}/{name}"))
-                done[int(d["part"])] = d
+                d = _read_state(store, out, f"{DONE}/{name}")
+                done[d["part"]] = d
         summary.scan_id = manifest["header"]["scan_id"]
         summary.started_at = manifest["header"]["started_at"]
         manifest.setdefault("resumed_at", []).append(now_utc())

@@ -39,7 +39,7 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # wait for that stage if the warm-up has not done it yet, rather than compile the same
 # kernels beside it.
 _NEEDS = {"test_camera": "camera", "test_prnu_": "camera", "test_watermark": "watermark",
-          "test_text_": "text", "test_index.py": "index"}
+          "test_text_": "text", "test_index.py": "index", "test_pdq_weights": "pdq"}
 _warm: subprocess.Popen[bytes] | None = None
 _warm_dir: Path | None = None
 

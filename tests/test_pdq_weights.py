@@ -3,6 +3,10 @@ gives the dense form's values bit for bit, so every region hash stays what it wa
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -80,12 +84,59 @@ def test_span_weights_equal_the_dense_form_bit_for_bit() -> None:
         start = round(float(rng.uniform(0, width - length)) * 64) / 64
         if start + length > width:
             continue
-        index, band = pdq._axis_band_span.__wrapped__(start, length, block, n_reduced)
         d_index, d_band = _dense_span(start, length, block, n_reduced)
-        assert np.array_equal(index, d_index), (width, block, start, length)
-        assert band.dtype == d_band.dtype and np.array_equal(band, d_band), (width, block, start, length)
+        for compiled in (False, True):  # numpy's form and the compiled one (_pdq_kernel)
+            index, band = pdq._axis_band_span.__wrapped__(start, length, block, n_reduced, compiled=compiled)
+            assert np.array_equal(index, d_index), (width, block, start, length, compiled)
+            assert band.dtype == d_band.dtype and np.array_equal(band, d_band), (width, block, start, length, compiled)
         checked += 1
     assert checked > 100
+
+
+def test_both_forms_of_the_span_weights_agree_bit_for_bit() -> None:
+    """The compiled span weights are numpy's, to the bit, on spans as crops make them: edges
+    at 1/64 pixel anywhere, spans reaching the image's last (partial) reduced pixel, at every
+    block size, short and long."""
+    rng = np.random.default_rng(23)
+    for _ in range(1500):
+        block = int(rng.choice([1, 2, 3, 4, 5, 8]))
+        n_reduced = int(rng.integers(30, 700))
+        width = n_reduced * block - int(rng.integers(0, block))
+        length = round(float(rng.uniform(16, width)) * 64) / 64
+        start = width - length if rng.random() < 0.2 else round(float(rng.uniform(0, width - length)) * 64) / 64
+        a = pdq._axis_band_span.__wrapped__(start, length, block, n_reduced, compiled=False)
+        b = pdq._axis_band_span.__wrapped__(start, length, block, n_reduced, compiled=True)
+        assert np.array_equal(a[0], b[0]) and a[0].dtype == b[0].dtype, (start, length, block, n_reduced)
+        assert b[1].dtype == np.float32 and np.array_equal(a[1].view(np.uint32), b[1].view(np.uint32))
+
+
+def test_region_variants_are_the_same_with_either_form(testdata: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every variant of an image (anchored regions, crops, captions, borders) hashes the
+    same whichever form of the span weights a process uses."""
+    from assay.media.hashes import hash_image_bytes
+
+    files = sorted((testdata / "pdq").rglob("*.jp*g"))[::8] + sorted((testdata / "pdq").rglob("*.png"))[:3]
+    with_regions = 0
+    for path in files:
+        got = []
+        for after in (10**12, 0):  # numpy all along; compiled from the first span
+            monkeypatch.setattr(pdq, "COMPILED_AFTER", after)
+            pdq._axis_band_span.cache_clear()
+            got.append(hash_image_bytes(path.read_bytes(), path=str(path), variants=True, bank_variants=True))
+        assert got[0] == got[1], path
+        with_regions += bool(got[0].regions and got[0].bank_regions)
+    assert with_regions >= 6
+
+
+def test_a_few_regions_do_not_load_numba() -> None:
+    """numba's import costs a process ~0.4 s: a one-image query hashes its regions with numpy."""
+    code = ("import sys; import numpy as np; from assay.media import pdq\n"
+            "luma = np.random.default_rng(1).uniform(0, 255, (200, 300)).astype(np.float32)\n"
+            "boxes = [(t, 1600 - t, l, 2400 - l) for t in (0, 33.5, 100.25) for l in (0, 51.75, 200)]\n"
+            "pdq.fast_pdq_boxes(luma, (2400, 1600), (8, 8), boxes)\n"
+            "print('numba' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_region_hash_of_the_whole_image_is_the_image_hash() -> None:

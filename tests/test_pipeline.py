@@ -204,15 +204,17 @@ def test_report_lines_reach_the_file_before_the_buffer_fills(tmp_path: Path) -> 
 def test_the_parent_loads_the_image_analyzers_before_forking_only_for_a_walk_of_images(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pngs: int, loaded: bool
 ) -> None:
-    """Workers share what their parent loaded before forking: the image analyzers and the
-    watermark's compiled pass are loaded there when the first PRELOAD_PEEK items hold
+    """Workers share what their parent loaded before forking: the image analyzers, the
+    watermark's compiled pass and (when regions will be hashed) the span weights are loaded there when the first PRELOAD_PEEK items hold
     PRELOAD_IMAGES images the watermark searches; a walk of other files (JPEG photos,
     text) loads nothing. The walk reaches the workers unchanged either way."""
+    from assay.media import pdq
     from assay.provenance import watermark
     from assay.scan import pipeline
 
     built: list[str] = []
     monkeypatch.setattr(watermark, "preload", lambda: built.append("watermark"))
+    monkeypatch.setattr(pdq, "preload", lambda: built.append("spans"))
 
     def factory(settings: ScanSettings) -> list[pipeline.Deferred]:
         return [pipeline.Deferred(n, frozenset(k), lambda n=n, k=k: built.append(n) or _Named(n, k))
@@ -222,10 +224,17 @@ def test_the_parent_loads_the_image_analyzers_before_forking_only_for_a_walk_of_
     items = [WalkItem(tmp_path / n) for n in names]
     out = list(pipeline._preloaded(iter(items), ScanSettings(workers=2), factory))
     assert out == items
+    # banks of unknown kinds (or holding anchored regions): every query variant, regions too
+    assert built == (["pixels", "watermark", "spans"] if loaded else [])
+    built.clear()
+    list(pipeline._preloaded(iter(items), ScanSettings(workers=2, provenance=False, bank_variant_kinds=frozenset({"region"})), factory))
+    assert built == (["pixels", "spans"] if loaded else [])
+    built.clear()  # plain hash lists, or no variants: no region is hashed
+    list(pipeline._preloaded(iter(items), ScanSettings(workers=2, bank_variant_kinds=frozenset()), factory))
     assert built == (["pixels", "watermark"] if loaded else [])
     built.clear()
-    list(pipeline._preloaded(iter(items), ScanSettings(workers=2, provenance=False), factory))
-    assert built == (["pixels"] if loaded else [])
+    list(pipeline._preloaded(iter(items), ScanSettings(workers=2, variants=False), factory))
+    assert built == (["pixels", "watermark"] if loaded else [])
 
 
 class _Named:

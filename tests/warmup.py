@@ -4,7 +4,8 @@ they leave idle: the package byte-compiled, and numba's on-disk cache (``cache=T
 beside the sources) filled with the kernels the tests compile, in the order the suite
 first needs them: the watermark search's (provenance/_wm_kernel.py; any process that
 has searched 16 MP uses it), the camera fingerprints' (camera/_kernel.py), the text
-check's (text/_kernel.py) and the multi-index's (banks/_mih_numba.py). Their first
+check's (text/_kernel.py), the multi-index's (banks/_mih_numba.py) and the PDQ region
+weights' (media/_pdq_kernel.py). Their first
 compile (~25 s of one core) no longer runs inside test_camera.py and test_index.py. The
 kernels are reached through the entry points the tests use, so a changed kernel is
 compiled here too; a signature this misses is compiled where it is first used, as
@@ -77,6 +78,12 @@ def index_kernels() -> None:
             index.search_flat(codes[:8].copy(), radius)
 
 
+def pdq_spans() -> None:
+    from assay.media import pdq
+
+    pdq.preload()
+
+
 def bytecode() -> None:
     """Byte-compile the package once: where the environment says not to write bytecode
     (PYTHONDONTWRITEBYTECODE, as on the machine CI ran on), every process of the suite
@@ -91,7 +98,8 @@ def bytecode() -> None:
         compileall.compile_dir(root, quiet=1)
 
 
-STAGES = {"watermark": watermark_kernel, "camera": camera_kernels, "text": text_kernel, "index": index_kernels}
+STAGES = {"watermark": watermark_kernel, "camera": camera_kernels, "text": text_kernel, "index": index_kernels,
+          "pdq": pdq_spans}
 
 
 def main(done: Path | None, stages: list[str]) -> None:

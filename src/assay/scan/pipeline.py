@@ -289,7 +289,8 @@ def _worker_context() -> Any:
 
 # Workers are forked from the parent and share what it has loaded. When the start of the
 # walk shows images the watermark searches (PRELOAD_IMAGES of the first PRELOAD_PEEK items,
-# by their names), the parent loads the image analyzers and the watermark's compiled pass
+# by their names), the parent loads the image analyzers, the watermark's compiled pass and,
+# when the query's anchored regions will be hashed, the compiled PDQ span weights
 # (numba: ~0.4 CPU-s a process) once, before forking, instead of every worker loading
 # them: 13.7 -> 12.6 CPU-s for the 1,000-file folder on 2 workers (bench/RESULTS.md, scan
 # throughput, fourth pass). A walk that starts with other files (a million small files, a
@@ -311,6 +312,11 @@ def _preloaded(items: Iterable[WalkItem], settings: ScanSettings, factory: Analy
             from ..provenance.watermark import preload
 
             preload()
+        if settings.variants and (settings.all_variants or settings.bank_variant_kinds is None
+                                  or "region" in settings.bank_variant_kinds):
+            from ..media.pdq import preload as preload_spans  # the anchored regions' weights
+
+            preload_spans()
     return itertools.chain(head, it)
 
 

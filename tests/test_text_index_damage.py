@@ -233,3 +233,27 @@ def test_fuzzed_index_files(tmp_path: Path, seed: tuple[Path, list[Any]], name: 
         else:
             error_or_intact(copy, intact)
         shutil.rmtree(copy)
+
+
+def test_service_answers_503_and_names_no_server_file(tmp_path: Path, seed: tuple[Path, list[Any]]) -> None:
+    # A damaged index answered 400 (the caller's fault) with the undocumented code
+    # "text-index" and the server's path to the index in the message, to any caller.
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from assay.service import Settings, create_app
+    from assay.service.app import open_store
+    from assay.service.auth import create_key
+    from assay.service.errors import CODES
+
+    folder = damaged_copy(tmp_path, seed[0], "shards/000001/works.json", [("flip", 375, 4)])
+    settings = Settings(db=str(tmp_path / "s.db"), text_index=str(folder), access_log=False)
+    store = open_store(settings)
+    keys = {r: create_key(store.engine, f"{r}-key", r)[1] for r in ("match", "admin")}
+    store.close()
+    with TestClient(create_app(settings)) as c:
+        for role in ("match", "admin"):
+            r = c.post("/v1/text/check", json={"text": queries()[0]}, headers={"X-API-Key": keys[role]})
+            err = r.json()["error"]
+            assert r.status_code == 503 and err["code"] == "index-unavailable" and err["code"] in CODES, r.text
+            assert (str(tmp_path) in r.text) == (role == "admin"), r.text

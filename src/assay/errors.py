@@ -87,6 +87,13 @@ class StoreError(AssayError):
     code = "store-error"
 
 
+class IndexUnavailable(AssayError):
+    """A service's own index (its text index) is missing or damaged: the operator's
+    problem, not the caller's."""
+
+    code = "index-unavailable"
+
+
 class StoreMissing(StoreError):
     """A store named on purpose (``--db``, ``ASSAY_DB``) does not exist, and creating
     one was not asked for: a typo must not scan against a new, empty store."""

@@ -43,6 +43,7 @@ STATUS: list[tuple[type[E.AssayError], int]] = [
     (E.BankImportError, 400),
     (E.InvalidReview, 400),
     (E.StoreError, 503),
+    (E.IndexUnavailable, 503),
 ]
 
 
@@ -54,7 +55,7 @@ CODES: dict[str, int] = {
     "bank-not-found": 404, "method-not-allowed": 405, "request-timeout": 408, "bank-exists": 409,
     "too-large": 413, "unsupported-format": 415, "decode-error": 422, "unsafe-input": 422,
     "invalid-request": 422, "rate-limited": 429, "internal": 500, "store-error": 503,
-    "busy": 503, "invalid-review": 400,
+    "busy": 503, "invalid-review": 400, "index-unavailable": 503,
 }
 
 log = logging.getLogger("assay.service.errors")
@@ -94,6 +95,7 @@ def assay_error_dict(exc: E.AssayError, request_id: str | None) -> dict[str, Any
 
 
 STORE_UNAVAILABLE = "the bank store is unavailable"
+INDEX_UNAVAILABLE = "the service's text index is missing or damaged"
 
 
 def public_error_dict(exc: E.AssayError, request_id: str | None, store_url: str) -> dict[str, Any]:
@@ -105,6 +107,10 @@ def public_error_dict(exc: E.AssayError, request_id: str | None, store_url: str)
         log.warning("request %s: %s", request_id, exc)
         return error_dict("store-error", STORE_UNAVAILABLE, request_id,
                           hint="try again shortly; the cause is logged with this request id")
+    if isinstance(exc, E.IndexUnavailable):  # its message names the server's files
+        log.error("request %s: %s", request_id, exc)
+        return error_dict("index-unavailable", INDEX_UNAVAILABLE, request_id,
+                          hint="the cause is logged with this request id for the operator")
     out = assay_error_dict(exc, request_id)
     err = out["error"]
     if isinstance(exc, E.BankNotFound | E.BankExists):

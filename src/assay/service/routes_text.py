@@ -5,7 +5,9 @@ add`) has added shards, so an add is seen by every worker at its next request.""
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +15,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from ..errors import NotFound
+from ..errors import IndexUnavailable, NotFound
 from .auth import Principal
 from .routes_match import json_response
 from .state import get_state, role
@@ -116,12 +118,29 @@ class _Holder:
     def get(self) -> Any:
         from ..text.index import TextIndex
 
-        st = (self.folder / "index.json").stat()
-        stamp = (st.st_mtime_ns, st.st_ino)
-        with self.lock:
-            if self.index is None or stamp != self.stamp:
-                self.index, self.stamp = TextIndex.open(self.folder), stamp
-            return self.index
+        with unavailable_if_damaged():
+            st = (self.folder / "index.json").stat()
+            stamp = (st.st_mtime_ns, st.st_ino)
+            with self.lock:
+                if self.index is None or stamp != self.stamp:
+                    index = TextIndex.open(self.folder)
+                    index.works()  # every shard opened and checked here, once
+                    self.index, self.stamp = index, stamp
+                return self.index
+
+
+@contextlib.contextmanager
+def unavailable_if_damaged() -> Iterator[None]:
+    """A missing or damaged index is the operator's problem: 503 index-unavailable, the
+    message (which names the server's files) for admin keys and the log only."""
+    from ..text.index import IndexError_
+
+    try:
+        yield
+    except IndexError_ as exc:
+        raise IndexUnavailable(exc.message, hint=exc.hint) from None
+    except OSError as exc:
+        raise IndexUnavailable(f"{exc.filename or 'text index'}: {exc.strerror or exc}") from None
 
 
 _HOLDERS: dict[str, _Holder] = {}
@@ -148,8 +167,10 @@ async def text_check(body: TextCheckRequest, request: Request, principal: MatchR
     holder = _holder(request)
 
     def run() -> dict[str, Any]:
-        return check(holder.get(), body.text, path=body.name or "", min_chars=body.min_chars,
-                     near=body.near).to_json()
+        index = holder.get()
+        with unavailable_if_damaged():  # text.npy or sa.npy damage meets a query here
+            return check(index, body.text, path=body.name or "", min_chars=body.min_chars,
+                         near=body.near).to_json()
 
     return json_response(await run_in_threadpool(run))
 
@@ -176,7 +197,8 @@ async def text_add(body: TextAddRequest, request: Request, principal: CurateRole
                   f"api:{principal.actor}", "api") for w in body.works]
 
     def run() -> Any:
-        return TextIndex.open(holder.folder).add(works)
+        with unavailable_if_damaged():
+            return TextIndex.open(holder.folder).add(works)
 
     res = await run_in_threadpool(run)
     state.audit_alone(principal, "text.add", None, added=[w.id for w in res.added], shards=res.shards,

@@ -149,8 +149,12 @@ def _npy_data(data: bytes) -> int:
     return 10 + int.from_bytes(data[8:10], "little")
 
 
+@pytest.mark.parametrize(("checksums", "reason"), [
+    (True, r"bytes 0-4,096 differ from what was indexed \(CRC-32 of the block\)"),
+    (False, r"the characters of bytes 0-4,096 disagree with chars.npy"),  # a shard without blocks.npy
+])
 def test_text_byte_that_stops_being_a_character_never_moves_an_offset(
-        tmp_path: Path, seed: tuple[Path, list[Any]]) -> None:
+        tmp_path: Path, seed: tuple[Path, list[Any]], checksums: bool, reason: str) -> None:
     # text.npy is not hashed on open. A space made 0xA0 (a UTF-8 continuation byte)
     # before a passage, in the same 4 KiB block, moved every offset after it by one.
     folder, intact = seed
@@ -158,8 +162,22 @@ def test_text_byte_that_stops_being_a_character_never_moves_an_offset(
     header = _npy_data(text)
     passage = text.index(normalize(WORKS["w0"][700:760]).text.encode()) - header
     space = text.rindex(b" ", header + (passage // 4096) * 4096, header + passage)
-    bad = damaged_copy(tmp_path, folder, "shards/000001/text.npy", [("flip", space, 7)])
-    with pytest.raises(IndexError_, match=r"text.npy: damaged text index file \(the characters of bytes"):
+    bad = damaged_copy(tmp_path, folder, "shards/000001/text.npy", [("flip", space, 7)], checksums=checksums)
+    with pytest.raises(IndexError_, match=r"text.npy: damaged text index file \(" + reason):
+        results(TextIndex.open(bad))
+
+
+def test_changed_letter_never_shortens_a_passage(tmp_path: Path, seed: tuple[Path, list[Any]]) -> None:
+    # A letter of a quoted passage changed into another in text.npy (valid UTF-8, same
+    # characters): the passage came out shorter, or as "near-verbatim, 1 changed word",
+    # a change the checked text never made. The blocks the passage spans, and the byte
+    # where its match stopped, are checked against their CRC-32 first.
+    folder, intact = seed
+    text = (folder / "shards/000001/text.npy").read_bytes()
+    at = text.index(normalize(WORKS["w0"][700:760]).text.encode()) + 30
+    assert 0x61 <= text[at] <= 0x7A
+    bad = damaged_copy(tmp_path, folder, "shards/000001/text.npy", [("flip", at, 0 if text[at] != 0x7A else 1)])
+    with pytest.raises(IndexError_, match=r"text.npy: damaged text index file \(bytes .* differ from what was indexed"):
         results(TextIndex.open(bad))
 
 

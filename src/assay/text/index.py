@@ -10,6 +10,7 @@ Layout of an index folder::
         chars.npy           int64: characters before each 4 KiB block of text (byte -> char)
         segs.npy            int32 (n, 3): offset map, normalised char -> original code point
         works.json          the shard's works: id, title, sha256, source, format, positions
+        blocks.npy          uint32: CRC-32 of each 4 KiB block of text
         shard.json          size and SHA-256 of each file above, as written
 
 A shard holds whole works and stays under 2 GiB of text, so 32-bit offsets address
@@ -23,13 +24,17 @@ unit whose normalised characters all stand for one original range (a white-space
 
 A damaged index must never yield a wrong offset or a match that is not in the works, so
 opening a shard checks every file's size against shard.json, the SHA-256 of the small
-files (works.json, chars.npy, segs.npy: offsets come from them) and that the arrays and
-works fit together; text.npy and sa.npy (5 bytes per corpus byte) are hashed only by
-``verify`` (`assay text verify`), since hashing them on every open would read the whole
-index that queries only touch. Damage there is caught where a query meets it: a suffix
-array entry out of range or whose suffix does not start with the seed it was found
-for, a block whose characters disagree with chars.npy, bytes that are not UTF-8; what
-that misses (a letter changed into another) never moves an offset.
+files (works.json, chars.npy, segs.npy, blocks.npy: offsets and block checksums come
+from them) and that the arrays and works fit together; text.npy and sa.npy (5 bytes per
+corpus byte) are hashed only by ``verify`` (`assay text verify`), since hashing them on
+every open would read the whole index that queries only touch. Damage there is caught
+where a query meets it: a suffix array entry out of range or whose suffix does not
+start with the seed it was found for; the 4 KiB blocks of text.npy a reported passage
+spans, and the byte on either side of it (where a match stopped), are compared with
+their CRC-32 before the passage is reported, so a damaged byte never moves an offset,
+invents a passage or cuts one short in silence. What remains unseen is a passage (or
+the last piece of a near-verbatim one) not found at all, because the damaged byte (or
+suffix array entry) was on its only seed's search path.
 Shards written before shard.json existed get the structural checks alone.
 """
 
@@ -43,6 +48,7 @@ import os
 import re
 import shutil
 import tempfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +66,8 @@ DEFAULT_SHARD_BYTES = 1 << 30
 MAX_SHARD_BYTES = (1 << 31) - 2
 SHARD_FORMAT = "assay.text-shard/1"
 SHARD_FILES = ("text.npy", "sa.npy", "chars.npy", "segs.npy", "works.json")
-HASHED_ON_OPEN = ("works.json", "chars.npy", "segs.npy")
+HASHED_ON_OPEN = ("works.json", "chars.npy", "segs.npy", "blocks.npy")
+BLOCK_CRCS = "blocks.npy"  # in shards written since it exists (shard.json says so)
 _SHARD_NAME = re.compile(r"[0-9]{1,9}")
 _DAMAGED_HINT = "rebuild the index from its sources; `assay text verify --index DIR` checks every file"
 
@@ -162,7 +169,9 @@ class Shard:
     segs: np.ndarray
     works: list[WorkInfo]
     folder: Path = Path()
+    blocks: np.ndarray | None = None  # CRC-32 of each 4 KiB block of text (None: older shard)
     byte_starts: np.ndarray = field(init=False)
+    _good_blocks: set[int] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
         self.byte_starts = np.array([w.byte_start for w in self.works], dtype=np.int64)
@@ -172,7 +181,8 @@ class Shard:
         """A shard's files, checked (see the module docstring); IndexError_ naming the
         damaged file otherwise."""
         written = _shard_sums(folder)
-        for name in SHARD_FILES:
+        names = SHARD_FILES + ((BLOCK_CRCS,) if written is not None and BLOCK_CRCS in written else ())
+        for name in names:
             path = folder / name
             try:
                 size = path.stat().st_size
@@ -206,7 +216,30 @@ class Shard:
                                     f"not the {np.dtype(dtype)} array of a text index")
             arrays[name] = a
         _check_fit(folder, works, **arrays)
-        return cls(folder.name, arrays["text"], arrays["sa"], arrays["chars"], arrays["segs"], works, folder)
+        blocks = None
+        if BLOCK_CRCS in names:  # hashed above: exactly as written
+            blocks = np.load(folder / BLOCK_CRCS, allow_pickle=False)
+            if blocks.dtype != np.uint32 or blocks.shape != (len(arrays["chars"]) - 1,):
+                raise damaged(folder / BLOCK_CRCS, f"{blocks.shape} checksums for "
+                                                   f"{len(arrays['chars']) - 1:,} blocks of text")
+        return cls(folder.name, arrays["text"], arrays["sa"], arrays["chars"], arrays["segs"], works, folder, blocks)
+
+    def check_bytes(self, start: int, end: int) -> None:
+        """That text bytes [start - 1, end + 1) are as indexed: the CRC-32 of every 4 KiB
+        block they touch (once per block and process). The byte on either side is where
+        a match stopped: had damage stopped it there, the passage would come out shorter."""
+        if self.blocks is None:
+            return
+        n = len(self.text)
+        first, last = max(start - 1, 0) >> BLOCK_SHIFT, (min(end + 1, n) - 1) >> BLOCK_SHIFT
+        for blk in range(first, last + 1):
+            if blk in self._good_blocks:
+                continue
+            lo = blk << BLOCK_SHIFT
+            if zlib.crc32(self.text[lo:lo + (1 << BLOCK_SHIFT)]) != int(self.blocks[blk]):
+                raise self.damaged("text.npy", f"bytes {lo:,}-{min(lo + (1 << BLOCK_SHIFT), n):,} differ "
+                                               "from what was indexed (CRC-32 of the block)")
+            self._good_blocks.add(blk)
 
     def char_index(self, byte_pos: int) -> int:
         """Shard-wide character index of a byte position (a character boundary)."""
@@ -236,6 +269,11 @@ class Shard:
         return int(np.searchsorted(self.byte_starts, byte_pos, side="right")) - 1
 
 
+def _block_crcs(text: np.ndarray) -> np.ndarray:
+    block = 1 << BLOCK_SHIFT
+    return np.array([zlib.crc32(text[lo:lo + block]) for lo in range(0, len(text), block)], dtype=np.uint32)
+
+
 def _shard_sums(folder: Path) -> dict[str, dict[str, Any]] | None:
     """shard.json: each file's size and SHA-256 as written (None for a shard older than it)."""
     path = folder / "shard.json"
@@ -246,7 +284,7 @@ def _shard_sums(folder: Path) -> dict[str, dict[str, Any]] | None:
         files = obj["files"] if isinstance(obj, dict) and obj.get("format") == SHARD_FORMAT else None
         if not isinstance(files, dict) or not all(
                 isinstance(files.get(n), dict) and type(files[n].get("bytes")) is int
-                and isinstance(files[n].get("sha256"), str) for n in SHARD_FILES):
+                and isinstance(files[n].get("sha256"), str) for n in SHARD_FILES + tuple(set(files) & {BLOCK_CRCS})):
             raise ValueError(f"not a {SHARD_FORMAT} record of {', '.join(SHARD_FILES)}")
     except (OSError, ValueError, RecursionError) as exc:
         raise damaged(path, _reason(exc)) from None
@@ -354,7 +392,9 @@ def _write_shard(folder: Path, items: list[tuple[WorkInfo, bytes, np.ndarray]]) 
     np.save(folder / "segs.npy", segs_all.astype(np.int32))
     (folder / "works.json").write_text(json.dumps([vars(i) for i in (it[0] for it in items)],
                                                   ensure_ascii=False), "utf-8")
-    files = {n: {"bytes": (folder / n).stat().st_size, "sha256": _sha256(folder / n)} for n in SHARD_FILES}
+    np.save(folder / BLOCK_CRCS, _block_crcs(text))
+    files = {n: {"bytes": (folder / n).stat().st_size, "sha256": _sha256(folder / n)}
+             for n in (*SHARD_FILES, BLOCK_CRCS)}
     (folder / "shard.json").write_text(json.dumps({"format": SHARD_FORMAT, "files": files}, indent=1), "utf-8")
 
 
@@ -525,7 +565,7 @@ class TextIndex:
                 problems.append(f"{folder}: no checksums (written before assay recorded them); "
                                 "only its structure was checked")
                 continue
-            for f in SHARD_FILES:
+            for f in written:
                 if _sha256(folder / f) != written[f]["sha256"]:
                     problems.append(damaged(folder / f, "its content differs from the SHA-256 recorded "
                                                         "when it was written").message)

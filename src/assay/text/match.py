@@ -166,6 +166,7 @@ def _trim_query(qy: _Query, a: int, e: int) -> tuple[int, int]:
 
 def _to_chars(qy: _Query, shard: Shard, a: int, e: int, b: int, min_chars: int
               ) -> tuple[int, int, Source] | None:
+    shard.check_bytes(b, b + e - a)
     m = len(qy.q)
     while a < e and not qy.lead[a]:  # start inside a character: move to the next one
         a += 1
@@ -238,6 +239,7 @@ def _near_spans(qy: _Query, scanned: list[tuple[Shard, np.ndarray]], min_chars: 
             continue
         works = np.searchsorted(shard.byte_starts, rows[:, 2], side="right") - 1
         for chain in chains(rows, works):
+            shard.check_bytes(chain[0].b, chain[-1].f)  # the pieces, the gaps between them
             w = shard.works[chain[0].work]
             segs = np.asarray(shard.segs[w.seg_lo:w.seg_hi])
             # characters of each piece, on both sides

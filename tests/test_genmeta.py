@@ -380,6 +380,27 @@ def test_deeply_nested_json_is_refused_clearly() -> None:
     assert [e.source for e in errors] == ["comfyui"] and "nested too deeply" in errors[0].message
 
 
+_API = json.dumps({"3": {"class_type": "KSampler", "inputs": {"seed": 5, "steps": 20, "cfg": 7.0,
+                                                              "sampler_name": "euler", "model": ["4", 0]}},
+                   "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "v1-5.safetensors"}}})
+
+
+@pytest.mark.parametrize("key", ["prompt", "workflow"])
+@pytest.mark.parametrize("broken", [
+    _API.replace('"seed": 5', '"seed": ' + "9" * 5000),  # a number json will not read
+    _API[:-1] + ', "x": ' + "[" * 3000 + "]" * 3000 + "}",  # nested too deep
+    '{"a":' * 100_000 + "1" + "}" * 100_000,  # nested too deep, no parameter words
+    _API[:-30],  # cut short
+], ids=["huge number", "nested too deep", "nested too deep, no words", "cut short"])
+def test_unreadable_comfyui_chunk_is_its_error_whatever_broke_it(key: str, broken: str) -> None:
+    # A 'prompt' chunk json could not read was ComfyUI's error and also "prompt-like text in
+    # no known format": a weak AI claim when the broken JSON named seed, steps, sampler
+    # ("possibly AI-generated (weak)"), none when it did not.
+    evidence, errors = run(png_with({key: broken}), "png")
+    assert evidence == [] and [e.source for e in errors] == ["comfyui"]
+    assert errors[0].message.startswith(f"t.png: PNG tEXt chunk {key!r}: "), errors[0].message
+
+
 # -- InvokeAI ----------------------------------------------------------------------
 
 

@@ -53,10 +53,11 @@ def generator_evidence(ctx: ImageContext) -> tuple[list[Evidence], list[Evidence
         except InputError as exc:
             errors.append(EvidenceError(source=name, message=str(exc)))
     claimed = {loc for ev in found for loc in ev.facts.get("locations", [])}
-    try:
-        claimed |= novelai.claimed_locations(ctx)  # its Comment, even when unreadable
-    except InputError:
-        pass  # the same problem was reported by novelai's own run above
+    for owner in (novelai, comfyui):  # their metadata even when unreadable: their error
+        try:
+            claimed |= owner.claimed_locations(ctx)
+        except InputError:
+            pass  # the same problem was reported by the source's own run above
     try:
         found.extend(unknown.evidence(ctx, claimed))
     except InputError as exc:

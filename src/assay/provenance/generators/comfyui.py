@@ -45,7 +45,8 @@ _SAMPLER_SEED_KEYS = ("seed", "noise_seed")
 _EXIF_TAGS = (TAG_MODEL, TAG_MAKE, 0x010E, 0x010D)
 
 
-def evidence(ctx: ImageContext) -> list[Evidence]:
+def _png_payloads(ctx: ImageContext) -> dict[str, Payload]:
+    """PNG text chunks 'prompt' and 'workflow' holding a JSON object's start: ComfyUI's."""
     payloads: dict[str, Payload] = {}
     for chunk in ctx.png_text_chunks():
         if chunk.key in ("prompt", "workflow") and chunk.key not in payloads:
@@ -55,6 +56,18 @@ def evidence(ctx: ImageContext) -> list[Evidence]:
                     text, f"PNG {chunk.chunk_type} chunk {chunk.key!r}",
                     f"png:{chunk.chunk_type}:{chunk.key}", chunk_warnings(chunk),
                 )  # fmt: skip
+    return payloads
+
+
+def claimed_locations(ctx: ImageContext) -> set[str]:
+    """ComfyUI's chunks, readable or not: one it cannot parse is its error, whatever broke
+    it, never re-read as prompt-like text in no known format (where parameter words in
+    the broken JSON would make a weak AI claim that one nested too deep does not)."""
+    return {p.location for p in _png_payloads(ctx).values()}
+
+
+def evidence(ctx: ImageContext) -> list[Evidence]:
+    payloads = _png_payloads(ctx)
     for key, payload in exif_payloads(ctx).items():
         payloads.setdefault(key, payload)
     if not payloads:

@@ -125,3 +125,18 @@ def test_exclude_leaves_out_the_named_fields() -> None:
     for how in ({"mode": "json", "exclude_none": True, "exclude": {"query_variant"}}, {"exclude": {"bank", "note"}}):
         assert m.model_dump(**how) == twin.model_dump(**how)
     assert "query_variant" not in m.model_dump_json(exclude={"query_variant"})
+
+
+def test_model_construct_gives_the_validated_record_and_still_refuses_missing_or_extra_fields() -> None:
+    from assay.report._record import ValidationError
+    from assay.report.schema import SignalValue
+
+    made = SignalValue.model_construct(type="pdq", value="ab" * 32, quality=87, variant="flipx", mode="fast")
+    assert made == SignalValue(type="pdq", value="ab" * 32, quality=87, variant="flipx", mode="fast")
+    assert made.model_dump() == SignalValue(type="pdq", value="ab" * 32, quality=87, variant="flipx",
+                                              mode="fast").model_dump()
+    assert SignalValue.model_construct(type="md5", value="0" * 32) == SignalValue(type="md5", value="0" * 32)
+    with pytest.raises(ValidationError, match="value: field required"):
+        SignalValue.model_construct(type="md5")
+    with pytest.raises(ValidationError, match="extra fields not permitted: colour"):
+        SignalValue.model_construct(type="md5", value="0" * 32, colour="red")

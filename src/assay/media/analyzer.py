@@ -53,30 +53,22 @@ class ImageHashAnalyzer:
             exif_transposed=hashes.exif_transposed,
             low_quality=hashes.quality < LOW_QUALITY,
         )
-        record.signals.append(SignalValue(type="md5", value=hashes.md5))
-        record.signals.append(SignalValue(type="sha256", value=hashes.sha256))
-        record.signals.append(
-            SignalValue(type="pdq", value=hashes.pdq, quality=hashes.quality, mode=hashes.pdq_mode)
-        )
+        # Strings and ints hashing computed (not validated again: an image has ~50 variants)
+        signal = SignalValue.model_construct
+        record.signals.append(signal(type="md5", value=hashes.md5))
+        record.signals.append(signal(type="sha256", value=hashes.sha256))
+        record.signals.append(signal(type="pdq", value=hashes.pdq, quality=hashes.quality, mode=hashes.pdq_mode))
         for variant, value in (hashes.dihedral or {}).items():
             if variant == "original":
                 continue
             record.signals.append(
-                SignalValue(
-                    type="pdq",
-                    value=value,
-                    quality=hashes.quality,
-                    variant=variant,
-                    mode=hashes.pdq_mode,
-                )
+                signal(type="pdq", value=value, quality=hashes.quality, variant=variant, mode=hashes.pdq_mode)
             )
         # The content inside uniform borders/bars and the regions of media/crops.py (a
         # mirror, small crops, the picture above a caption): each one's own quality
         # decides whether it is matched. Hashed by the fast path in either mode.
         for variant, (value, quality) in {**(hashes.trimmed or {}), **(hashes.regions or {})}.items():
-            record.signals.append(
-                SignalValue(type="pdq", value=value, quality=quality, variant=variant, mode="fast")
-            )
+            record.signals.append(signal(type="pdq", value=value, quality=quality, variant=variant, mode="fast"))
 
 
 class VideoHashAnalyzer:

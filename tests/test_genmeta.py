@@ -260,6 +260,18 @@ def test_a1111_exif_user_comment(fmt: str, raw: bytes) -> None:
     assert ev.facts["locations"] == ["exif:UserComment"] and errors == []
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "WEBP"])
+def test_long_exif_user_comment_written_as_bytes_is_read(fmt: str) -> None:
+    # Pillow writes a UserComment given as bytes with type BYTE; one over 4,096 bytes (a
+    # long prompt) was dropped as if it were a long numeric array: no evidence, no error.
+    long = "a lighthouse at dusk, " * 220 + INFOTEXT
+    raw = b"ASCII\x00\x00\x00" + long.encode()
+    assert len(raw) > 4096
+    evidence, errors = run(save(fmt, exif_with({}, {TAG_USER_COMMENT: raw})), fmt.lower())
+    ev = only(evidence, "a1111")
+    assert ev.facts["seed"] == 42 and ev.facts["locations"] == ["exif:UserComment"] and errors == []
+
+
 def test_a1111_fooocus_a1111_scheme_is_named_fooocus() -> None:
     text = "fish\nSteps: 30, Sampler: dpmpp_2m, Seed: 5, Version: Fooocus v2.5.0"
     ev = only(run(png_with({"parameters": text, "fooocus_scheme": "a1111"}), "png")[0], "a1111")

@@ -732,7 +732,9 @@ class _TiffReader:
     def _value(self, typ: int, code: str, n: int, blob: bytes) -> Any:
         if typ == 2:
             return blob.split(b"\x00", 1)[0].decode("utf-8", "replace")
-        if typ == 7:
+        if typ == 7 or (typ == 1 and n > 4096):
+            # BYTE like UNDEFINED when long: Pillow writes a UserComment given as bytes as
+            # BYTE, and a long prompt there is text, not a numeric array to drop
             return blob
         if n > 4096:
             return None  # long numeric arrays (e.g. maker data) are not evidence here

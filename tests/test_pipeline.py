@@ -137,6 +137,59 @@ def test_scan_starts_before_the_walk_ends(tmp_path: Path) -> None:
     assert first_record_total == [1]  # the first file was analysed when one file had been walked
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_progress_counts_the_bytes_of_walked_files(tmp_path: Path, workers: int) -> None:
+    """The progress line's bytes: every regular file the walk found, once, by its size;
+    an archive counts its own bytes (not its members'), a link and a folder none. Done
+    never passes the total found so far, and both end at the walked files' sum."""
+    import zipfile
+
+    sizes = {}
+    for i in range(20):
+        f = tmp_path / "d" / f"f{i:02d}.txt"
+        f.parent.mkdir(exist_ok=True)
+        f.write_bytes(b"x" * (100 * i + 1))
+        sizes[f] = f.stat().st_size
+    with zipfile.ZipFile(tmp_path / "case.zip", "w") as z:
+        z.writestr("inner/a.txt", b"a" * 5000)
+        z.writestr("inner/b.txt", b"b" * 7000)
+    sizes[tmp_path / "case.zip"] = (tmp_path / "case.zip").stat().st_size
+    (tmp_path / "link.txt").symlink_to(tmp_path / "d" / "f01.txt")
+    (tmp_path / "empty").mkdir()
+    seen: list[tuple[int, int]] = []
+    settings = ScanSettings(workers=workers, provenance=False, models=False)
+    summary = run_scan([tmp_path], settings, None, lambda r: None, on_bytes=lambda d, t: seen.append((d, t)))
+    assert summary.files == 20 + 1 + 2 + 1  # files, the archive, its members, the link
+    assert seen[-1] == (sum(sizes.values()), sum(sizes.values()))
+    assert all(d <= t for d, t in seen)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen) and [t for _, t in seen] == sorted(t for _, t in seen)
+
+
+def test_the_progress_line_shows_files_bytes_and_time_left(tmp_path: Path) -> None:
+    """What a person sees on a terminal while a scan runs."""
+    import io
+    import re
+
+    from rich.console import Console
+
+    from assay.cli.scan import scan_progress
+
+    for i in range(30):
+        (tmp_path / f"f{i:02d}.txt").write_bytes(b"y" * 40_000)
+    buf = io.StringIO()
+    progress = scan_progress(Console(file=buf, force_terminal=True, width=120), show=True)
+    task = progress.add_task("scan", total=None, bytes_done=0, bytes_total=0)
+    with progress:
+        run_scan([tmp_path], ScanSettings(workers=1, provenance=False, models=False), None, lambda r: None,
+                 on_total=lambda n: progress.update(task, total=n), on_record=lambda r: progress.advance(task),
+                 on_bytes=lambda d, t: progress.update(task, bytes_done=d, bytes_total=t))
+        progress.refresh()
+    shown = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", buf.getvalue())
+    assert "scanning" in shown and "30/30 files" in shown and "1.2 MB of 1.2 MB" in shown
+    assert re.search(r"\d:\d\d:\d\d|-:--:--", shown)  # the time left
+    assert not scan_progress(Console(file=io.StringIO()), show=False).live.is_started
+
+
 def test_a_parent_with_the_c2pa_sdk_loaded_does_not_fork_its_workers(tmp_path: Path) -> None:
     """The SDK runs native threads; a forked worker could inherit one of their locks held
     and hang. Such a parent starts workers from a clean fork server, and they still work."""

@@ -84,14 +84,6 @@ def scan(
         help="--engine dask: times a failed partition is submitted again.")] = 3,
 ) -> None:
     """Scan files and folders: hash, match against every enabled bank, gather evidence."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
     from ..report.jsonl import ReportWriter
     from ..scan.run import run_scan
 
@@ -156,12 +148,8 @@ def scan(
             settings = replace(settings, bank_variant_kinds=store.pdq_variant_kinds())
         elif not all_variants:
             settings = replace(settings, variants=False)  # nothing is matched: no variant hashes
-        show_progress = err.is_terminal and not json_out
-        progress = Progress(
-            TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            console=err, transient=True, disable=not show_progress,
-        )
-        task = progress.add_task("scan", total=None)
+        progress = scan_progress(err, show=err.is_terminal and not json_out)
+        task = progress.add_task("scan", total=None, bytes_done=0, bytes_total=0)
         with ReportWriter(target, overwrite=overwrite) as writer, progress:
             summary = run_scan(
                 [Path(p) for p in paths or []],
@@ -171,6 +159,7 @@ def scan(
                 threshold=threshold,
                 on_total=lambda n: progress.update(task, total=n),
                 on_record=lambda rec: progress.advance(task),
+                on_bytes=lambda done, total: progress.update(task, bytes_done=done, bytes_total=total),
                 case_links=case_links or model_links,
                 model_links=model_links,
                 on_header=writer.write,
@@ -192,6 +181,30 @@ def scan(
         raise typer.Exit(1)
     if fail_on_match and (summary.matched_files or summary.text_reproductions):
         raise typer.Exit(3)
+
+
+def scan_progress(console: Any, *, show: bool) -> Any:
+    """The scan's progress line on ``console``: files done of files found so far, bytes
+    done of bytes found so far, and the time left at the rate so far (both totals grow as
+    the walk proceeds, and the estimate with them). Gone when the scan ends."""
+    from rich.filesize import decimal
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class BytesColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            done, total = task.fields.get("bytes_done", 0), task.fields.get("bytes_total", 0)
+            return Text(f"{decimal(done)} of {decimal(total)}", style="progress.download")
+
+    return Progress(TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TextColumn("files"), BytesColumn(),
+                    TimeRemainingColumn(), console=console, transient=True, disable=not show)
 
 
 def with_cameras(settings: ScanSettings, store: Any, url: str) -> ScanSettings:

@@ -132,6 +132,7 @@ def run_scan(
     threshold: int | None = None,
     on_total: Callable[[int], None] | None = None,
     on_record: Callable[[FileRecord], None] | None = None,
+    on_bytes: Callable[[int, int], None] | None = None,
     factory: AnalyzerFactory = default_analyzers,
     case_links: bool = True,
     on_header: Callable[[dict[str, Any]], None] | None = None,
@@ -146,7 +147,10 @@ def run_scan(
     ``argv`` is the command line it records (default sys.argv; passwords redacted);
     ``model_links`` also links the model files among themselves by their weights
     (assay.scan.model_links: one fingerprint per model file at the end of the scan).
-    ``timings``: the summary adds up what each analysis step cost (ScanSummary.timings)."""
+    ``timings``: the summary adds up what each analysis step cost (ScanSummary.timings).
+    ``on_total`` gets the number of files found so far (it grows with the walk and with
+    archive members), ``on_record`` each record as it is written, and ``on_bytes`` the
+    bytes of walked files analysed so far and the bytes of all files walked so far."""
     started = time.perf_counter()
     summary = ScanSummary(scan_id=str(uuid.uuid4()), started_at=now_utc(),
                           timings=Timings(workers=settings.workers) if timings else None)
@@ -155,16 +159,23 @@ def run_scan(
         on_header(scan_header(summary.scan_id, summary.started_at, inputs, settings,
                               matcher.store if matcher is not None else None, argv))
     # walked: counted by the thread that feeds the workers; members: by this one
-    counts = {"walked": 0, "members": 0}
+    counts = {"walked": 0, "members": 0, "bytes_walked": 0, "bytes_done": 0}
+    # the walk's size of each file walked and not yet analysed (a window of the walk: it
+    # runs ahead of the analysis by the items in flight)
+    sizes: dict[str, int] = {}
 
     def walked() -> Iterator[WalkItem]:
-        # Analysis starts with the first file; the total grows as the walk proceeds.
+        # Analysis starts with the first file; the totals grow as the walk proceeds.
         for item in walk(inputs, follow_symlinks=settings.follow_symlinks):
             if item.is_input and item.problem:
                 summary.unreadable_inputs.append(str(item.path))
             counts["walked"] += 1
             if on_total:
                 on_total(counts["walked"] + counts["members"])
+            if item.size is not None and on_bytes:
+                sizes[str(item.path)] = item.size
+                counts["bytes_walked"] += item.size
+                on_bytes(counts["bytes_done"], counts["bytes_walked"])
             yield item
 
     items = walked()
@@ -193,6 +204,9 @@ def run_scan(
                 rec.known_good = known
         drop_unmatched_variants(rec, keep_all=settings.all_variants)
         summary.add(rec)
+        if on_bytes and rec.member_of is None and (size := sizes.pop(rec.path, None)) is not None:
+            counts["bytes_done"] += size
+            on_bytes(counts["bytes_done"], counts["bytes_walked"])
         if rec.member_of is not None and on_total:
             counts["members"] += 1  # archive members are found as their archive is read
             on_total(counts["walked"] + counts["members"])

@@ -25,6 +25,7 @@ class WalkItem:
     problem: str | None = None  # set when the path cannot be walked (the scan records it)
     link_target: str | None = None  # set for a symbolic link that was not followed
     is_input: bool = False  # named by the user, not found inside a folder
+    size: int | None = None  # bytes of a regular file, as the walk's stat found them (progress)
 
 
 _MODEL_FOLDER_MARKERS = ("model_index.json", "adapter_config.json")
@@ -56,7 +57,7 @@ def walk(inputs: Iterable[str | Path], *, follow_symlinks: bool = False) -> Iter
             yield from _walk_dir(path, seen_dirs, seen_files, follow_symlinks, remember_all)
         elif stat.S_ISREG(st.st_mode):
             if _first_visit(st, seen_files):
-                yield WalkItem(path, is_input=True)
+                yield WalkItem(path, is_input=True, size=st.st_size)
         else:
             yield WalkItem(path, "not a regular file or folder", is_input=True)
 
@@ -122,6 +123,6 @@ def _walk_dir(
                 subdirs.append(p)
             elif stat.S_ISREG(est.st_mode):
                 if _first_visit(est, seen_files, remember_all or est.st_nlink > 1):
-                    yield WalkItem(p)
+                    yield WalkItem(p, size=est.st_size)
             # sockets, fifos, devices: never opened (a fifo would block the scan)
         stack.extend(reversed(subdirs))

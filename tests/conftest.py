@@ -140,9 +140,15 @@ def _close_shared_clusters() -> None:
 
 @pytest.fixture(autouse=True)
 def _isolated_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Never touch the real user's data directory or store from a test."""
+    """Never touch the real user's data directory or store from a test, nor another
+    test's choice of store."""
     monkeypatch.setenv("ASSAY_DATA_DIR", str(tmp_path_factory.mktemp("assay-data")))
     monkeypatch.delenv("ASSAY_DB", raising=False)
+    # The CLI's --db/--create live in module state that the top command sets once a process;
+    # a test invoking a sub-command directly would inherit an earlier test's.
+    common = sys.modules.get("assay.cli._common")
+    if common is not None:
+        monkeypatch.setattr(common, "_state", {"db": None, "create": False})
 
 
 @pytest.fixture(scope="session")

@@ -292,11 +292,8 @@ def _shard_sums(folder: Path) -> dict[str, dict[str, Any]] | None:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _reason(exc: BaseException) -> str:

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -137,6 +138,30 @@ class TcpProxy:
         self.stop()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+
+
+def store_error_views(cluster: Any, db: str, rounds: int, *, also_hidden: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    """During a store outage, ``rounds`` bank creations by a curate key and an admin key:
+    each must be 503 ``store-error`` with its request id, and what the curate key is told
+    must not say where the store lives (``store_location_markers``, ``also_hidden``).
+    Returns what each role was told (message and hint), for the caller's admin checks."""
+    from assay.service.errors import CODES
+
+    hidden = [m for m in store_location_markers(db) if m] + list(also_hidden)
+    told: dict[str, list[str]] = {"curate": [], "admin": []}
+    with cluster.client("curate") as cur, cluster.client("admin") as adm:
+        for _ in range(rounds):
+            for who, client in (("curate", cur), ("admin", adm)):
+                r = client.post("/v1/banks", json={"name": "during-outage"})
+                assert r.status_code == 503, r.text
+                err = r.json()["error"]
+                assert err["code"] == "store-error" and err["code"] in CODES
+                assert err["request_id"] == r.headers["x-request-id"]
+                text = f"{err['message']} {err['hint']}"
+                if who == "curate":
+                    assert [m for m in hidden if m in text] == [], text
+                told[who].append(text)
+    return told
 
 
 def store_location_markers(db: str) -> list[str]:

@@ -125,9 +125,11 @@ class Report:
         try:
             yield
         except _FIELD_ERRORS as exc:
-            where = f"{self.path}:{self.lineno}" if not self._done else str(self.path)
-            what = "a record" if not self._done else "its " + " or ".join(
-                f"{name} record (line {n})" for name, n in self._last_lines.items()) if self._last_lines else "a record"
+            where, what = f"{self.path}:{self.lineno}", "a record"
+            if self._done:  # the header, summary or case links, used after the last line
+                where = str(self.path)
+                if self._last_lines:
+                    what = "its " + " or ".join(f"{name} record (line {n})" for name, n in self._last_lines.items())
             raise ReportError(where, f"{what} holds a field of another type than `assay scan` writes "
                                      f"({type(exc).__name__}: {str(exc)[:200]})",
                               hint="the report was changed or damaged after the scan; "

@@ -26,7 +26,7 @@ from . import MAX_TENSORS, ModelFile, TensorInfo
 # of key/values (a vocabulary is one array) and at most a few thousand tensors (~14,000
 # for a mixture of 128 experts stored one by one).
 MAX_KV = 65_536
-MAX_GGUF_TENSORS = 65_536
+MAX_GGUF_TENSORS = min(MAX_TENSORS, 65_536)
 MAX_ARRAY = 16_000_000  # elements in one metadata array (vocabularies are ~10**5)
 MAX_ARRAY_KEPT = 1024  # longer arrays are summarised in ModelFile.metadata
 MAX_STRING = 64 * 1024**2
@@ -123,9 +123,9 @@ def read_gguf(path: Path) -> ModelFile:
     n_tensors = cur.u64("tensor count")
     n_kv = cur.u64("key/value count")
     # Each key/value takes >= 13 bytes and each tensor info >= 24: lying counts stop here.
-    if n_kv > MAX_KV or n_tensors > min(MAX_TENSORS, MAX_GGUF_TENSORS):
+    if n_kv > MAX_KV or n_tensors > MAX_GGUF_TENSORS:
         raise DecodeError(path, f"GGUF header claims {n_kv:,} key/values and {n_tensors:,} tensors, more than "
-                                f"assay reads ({MAX_KV:,} and {min(MAX_TENSORS, MAX_GGUF_TENSORS):,}; "
+                                f"assay reads ({MAX_KV:,} and {MAX_GGUF_TENSORS:,}; "
                                 "real models hold a few thousand at most)")
     if n_kv * 13 + n_tensors * 24 > cur.size:
         raise DecodeError(

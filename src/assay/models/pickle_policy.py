@@ -168,6 +168,9 @@ _DANGEROUS_MODULES = (
     "_sitebuiltins", "compileall", "py_compile", "zipapp", "dbm", "sqlite3", "_sqlite3",
     "cgi", "cgitb", "wsgiref", "readline", "rlcompleter", "code", "_io", "asyncore",
     "smtpd", "_posixshmem", "_multiprocessing", "ensurepip",
+    # run commands (pexpect.run, pipes.Template), call later (atexit.register), run a
+    # test discovery's imports (unittest.main), open a browser on import (antigravity)
+    "pexpect", "ptyprocess", "pipes", "_signal", "atexit", "unittest", "antigravity",
 )
 # A dotted path that walks through one of these reaches it from any module
 # ("pathlib.os.system", "x.subprocess.Popen"): the first module only opens the door.
@@ -176,7 +179,7 @@ _REACH = frozenset({
     "__builtin__", "importlib", "shutil", "socket", "pty", "ctypes", "runpy", "pickle",
     "_pickle", "cPickle", "marshal", "webbrowser", "_io",
 })
-_SCANNERS = ("picklescan", "modelscan", "fickling")
+_SCANNERS = ("picklescan", "modelscan", "fickling", "modelaudit", "saferpickle", "model_unpickler")
 # Keras 2 / tf_keras pickle a model as deserialize_model_from_bytecode(<.keras zip
 # bytes>): the call loads that archive (with safe_mode off), so it is exactly as safe
 # as the archive it is given. The scanner judges it by scanning those bytes.
@@ -240,8 +243,10 @@ def classify_global(module: str, name: str) -> tuple[Verdict, str]:
 
 def _classify_one(module: str, name: str) -> tuple[Verdict, str]:
     full = f"{module}.{name}"
-    if module == "__future__":
-        # Feature records (__future__.annotations is a _Feature): plain data.
+    if module == "__future__" and "." not in name and not _DUNDER.fullmatch(name):
+        # Feature records (__future__.annotations is a _Feature): plain data. Only a
+        # plain name: a dotted one walks on from the module's objects
+        # (_Feature.__init__.__builtins__.get hands out any builtin, eval included).
         return "safe", "__future__ feature record"
     if module.startswith("__torch__"):
         # TorchScript's class table: types compiled by TorchScript, never importable

@@ -4,9 +4,16 @@ opcode with benign arguments; nothing is ever unpickled."""
 
 from __future__ import annotations
 
+import base64
+import json
+import marshal
+from pathlib import Path
+
 import pytest
 
-from assay.models import classify_global, scan_pickle_bytes
+from assay.errors import UnsafeInput
+from assay.models import classify_global, open_model, scan_pickle_bytes
+from assay.models.analyzer import analyze_model
 
 
 def _s(x: str) -> bytes:
@@ -58,3 +65,70 @@ def test_command_runners_and_call_amplifiers_are_dangerous(module: str, name: st
                                                          args: tuple[str, ...]) -> None:
     r = scan_pickle_bytes(stack_global_call(module, name, *args), where="p")
     assert r.verdict == "dangerous", r.findings
+
+
+# -- modelscan: SavedModelLambdaDetectScan -------------------------------------------------
+
+
+def _keras_metadata(*layers: dict[str, object]) -> bytes:
+    """keras_metadata.pb as tf_keras writes it: SavedMetadata.nodes(1) -> SavedObject
+    {node_id(2), node_path(3), identifier(4), metadata(5): the layer's config as JSON}."""
+    from test_model_file_findings import _pb_field
+
+    nodes = b""
+    for i, layer in enumerate(layers):
+        node = (b"\x10" + bytes([i + 1]) + _pb_field(3, f"root.layer-{i}".encode())
+                + _pb_field(4, b"_tf_keras_layer") + _pb_field(5, json.dumps(layer).encode()))
+        nodes += _pb_field(1, node)
+    return nodes
+
+
+def _lambda_layer() -> dict[str, object]:
+    code = base64.b64encode(marshal.dumps(compile("lambda x: x", "<peer>", "eval"))).decode()
+    # tf_keras's SavedModel JSON encoder writes the (code, defaults, closure) tuple so
+    return {"class_name": "Lambda", "name": "lambda", "trainable": True,
+            "config": {"name": "lambda", "function": {"class_name": "__tuple__",
+                                                      "items": [code, None, None]},
+                       "function_type": "lambda", "module": "__main__", "output_shape": None}}
+
+
+def _dense_layer() -> dict[str, object]:
+    return {"class_name": "Dense", "name": "dense", "config": {"name": "dense", "units": 1,
+                                                                 "activation": "linear"}}
+
+
+def test_savedmodel_keras_lambda_layer_is_dangerous(tmp_path: Path) -> None:
+    from test_model_file_findings import saved_model
+
+    graph = saved_model(["Placeholder", "MatMul", "SaveV2", "RestoreV2"])
+    bad = tmp_path / "saved_model_unsafe"
+    bad.mkdir()
+    (bad / "saved_model.pb").write_bytes(graph)
+    (bad / "keras_metadata.pb").write_bytes(_keras_metadata(_dense_layer(), _lambda_layer()))
+    report = analyze_model(bad / "saved_model.pb")
+    assert report.safety.verdict == "dangerous"
+    text = json.dumps(report.safety.model_dump())
+    assert "keras_metadata.pb" in text and "Lambda" in text
+    with pytest.raises(UnsafeInput, match="Keras layers run Python code"):
+        open_model(bad)
+
+    good = tmp_path / "saved_model_safe"
+    good.mkdir()
+    (good / "saved_model.pb").write_bytes(graph)
+    (good / "keras_metadata.pb").write_bytes(_keras_metadata(_dense_layer()))
+    assert analyze_model(good / "saved_model.pb").safety.verdict == "safe"
+    with open_model(good) as m:
+        assert m.format == "tf-savedmodel"
+
+
+def test_savedmodel_unreadable_keras_metadata_is_suspicious(tmp_path: Path) -> None:
+    from test_model_file_findings import _pb_field, saved_model
+
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "saved_model.pb").write_bytes(saved_model(["Placeholder", "MatMul"]))
+    (d / "keras_metadata.pb").write_bytes(_pb_field(1, _pb_field(4, b"_tf_keras_layer")
+                                                    + _pb_field(5, b"{not json")))
+    assert analyze_model(d / "saved_model.pb").safety.verdict == "suspicious"
+    (d / "keras_metadata.pb").write_bytes(b"\x0a\xff\xff\xff\x0f")  # a length past the end
+    assert analyze_model(d / "saved_model.pb").safety.verdict == "suspicious"

@@ -11,10 +11,17 @@ NodeDef{name(1), op(2)}, and GraphDef.library(2) -> FunctionDefLibrary.function(
 
 The checkpoint machinery every SavedModel carries (``SaveV2``, ``RestoreV2``,
 ``MergeV2Checkpoints``, ``ShardedFilename``) is listed, not flagged.
+
+A Keras 2 model saved as a SavedModel also leaves ``keras_metadata.pb`` beside the graph:
+``SavedMetadata.nodes(1) -> SavedObject{identifier(4), metadata(5)}``, the metadata being
+each layer's config as JSON. ``tf.keras.models.load_model`` rebuilds the layers from it,
+so a ``Lambda`` layer's marshalled bytecode runs at load although the graph shows only
+traced operations: those configs are judged as a Keras model's are.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -25,6 +32,7 @@ from . import ModelFile
 __all__ = ["FILE_SYSTEM_OPS", "graph_ops", "read_saved_model"]
 
 MAX_PB_BYTES = 1024**3
+KERAS_METADATA = "keras_metadata.pb"
 MAX_NODES = 5_000_000
 
 # Operations that read, write or list files, or run Python.
@@ -128,6 +136,53 @@ def graph_ops(data: bytes) -> list[tuple[str, str, str]]:
     return out
 
 
+def keras_metadata_findings(path: Path) -> list[PickleFinding]:
+    """Findings for the Keras layer configs in ``keras_metadata.pb`` beside ``path`` (a
+    ``saved_model.pb``): empty when there is none."""
+    from .keras import scan_keras_config
+
+    meta = path.parent / KERAS_METADATA
+    where = str(meta)
+    try:
+        if not meta.is_file():
+            return []
+        size = meta.stat().st_size
+        if size > MAX_PB_BYTES:
+            return [PickleFinding("suspicious", "", "keras_metadata", 0,
+                                  f"{KERAS_METADATA} of {size} bytes exceeds {MAX_PB_BYTES}: not judged")]
+        data = meta.read_bytes()
+    except OSError as exc:
+        return [PickleFinding("suspicious", "", "keras_metadata", 0,
+                              f"{KERAS_METADATA} cannot be read ({exc.strerror or exc}): not judged")]
+    out: list[PickleFinding] = []
+    seen: set[tuple[str, str]] = set()
+    try:
+        for field, wire, node in _fields(data, 0, len(data)):
+            if field != 1 or wire != 2:
+                continue
+            for f2, w2, v in _fields(data, *node):
+                if f2 != 5 or w2 != 2:
+                    continue
+                try:
+                    config = json.loads(data[v[0] : v[1]].decode("utf-8"))
+                except (ValueError, RecursionError):
+                    out.append(PickleFinding(
+                        "suspicious", "", "keras_metadata", v[0],
+                        f"{KERAS_METADATA}: a layer's metadata is not JSON (Keras cannot read "
+                        "it either): not judged"))
+                    continue
+                # A model's metadata repeats its layers' configs: one finding per layer.
+                for f in scan_keras_config(config, where).findings:
+                    if (f.global_name, f.reason) not in seen:
+                        seen.add((f.global_name, f.reason))
+                        out.append(PickleFinding(f.severity, f.global_name, "keras_metadata", 0,
+                                                 f"{KERAS_METADATA}: {f.reason}"))
+    except (ValueError, IndexError) as exc:
+        out.append(PickleFinding("suspicious", "", "keras_metadata", 0,
+                                 f"malformed {KERAS_METADATA}: {exc}"))
+    return out
+
+
 def read_saved_model(path: Path) -> ModelFile:
     """A ``saved_model.pb`` (or the folder holding it): its operations judged."""
     path = Path(path)
@@ -155,10 +210,17 @@ def read_saved_model(path: Path) -> ModelFile:
                 f"{label}: node {name!r} runs {op} (file system or Python access when the "
                 "model runs)",
             ))
+    for finding in keras_metadata_findings(path):
+        report.add(finding)
     counts = Counter(op for _, _, op in ops)
     metadata = {"tf_ops": dict(sorted(counts.items())[:500]), "tf_nodes": len(ops)}
     if report.verdict == "dangerous":
-        shown = "; ".join(dict.fromkeys(f.global_name for f in report.findings))
-        raise UnsafeInput(path, f"SavedModel graph touches the file system: {shown}",
-                          details=[report])
+        parts = []
+        for opcode, what in (("graph", "SavedModel graph touches the file system"),
+                             ("keras_metadata", "its Keras layers run Python code at load")):
+            names = dict.fromkeys(f.global_name for f in report.findings
+                                  if f.severity == "dangerous" and f.opcode == opcode)
+            if names:
+                parts.append(f"{what}: {'; '.join(names)}")
+        raise UnsafeInput(path, "; ".join(parts), details=[report])
     return ModelFile(path=path, format="tf-savedmodel", metadata=metadata, pickles=[report])

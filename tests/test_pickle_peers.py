@@ -132,3 +132,40 @@ def test_savedmodel_unreadable_keras_metadata_is_suspicious(tmp_path: Path) -> N
     assert analyze_model(d / "saved_model.pb").safety.verdict == "suspicious"
     (d / "keras_metadata.pb").write_bytes(b"\x0a\xff\xff\xff\x0f")  # a length past the end
     assert analyze_model(d / "saved_model.pb").safety.verdict == "suspicious"
+
+
+# -- picklescan's broken_model.pkl, fickling's STRING without its newline ------------------
+
+
+BROKEN_PAYLOADS = {
+    # BINUNICODE whose length runs far past the file: the load fails before the call
+    "length past the end": b"cbuiltins\nexec\n(X>\nf = print('x')tRX.",
+    # STRING needs a newline: the argument runs to the end of the file
+    "string without newline": b"cbuiltins\ngetattr\nS'os'S'system'\x86R.",
+    "obj without newline": b"(cpty\nspawn\nS'id'o.",
+}
+
+
+@pytest.mark.parametrize("data", BROKEN_PAYLOADS.values(), ids=BROKEN_PAYLOADS.keys())
+def test_broken_headerless_payload_is_a_dangerous_pickle(tmp_path: Path, data: bytes) -> None:
+    from assay.sniff import sniff_path
+    from test_model_file_findings import scan_records, worst
+
+    p = tmp_path / "broken.bin"
+    p.write_bytes(data)
+    assert sniff_path(p).format == "pickle"
+    assert worst(p) == "dangerous"
+    rec = scan_records(p)["broken.bin"]
+    assert rec.model is not None and rec.model.safety.verdict == "dangerous"
+
+
+@pytest.mark.parametrize("text", [b"cd\nls\nvim notes.txt\n", b"cmake\nbuild\n'oops\n",
+                                  b"csv\nreader\nS'x'"])
+def test_text_with_harmless_global_shape_is_not_a_pickle(tmp_path: Path, text: bytes) -> None:
+    from assay.models import scan_file
+    from assay.sniff import sniff_path
+
+    p = tmp_path / "notes.txt"
+    p.write_bytes(text)
+    assert sniff_path(p).kind == "other"
+    assert scan_file(p) == []

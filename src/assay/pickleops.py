@@ -22,7 +22,7 @@ from __future__ import annotations
 import codecs
 import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 __all__ = ["FRAME_ANOMALY", "HIGHEST_PROTOCOL", "PickleSyntaxError", "probe", "read_ops"]
@@ -302,13 +302,19 @@ def _effects() -> dict[int, tuple[bool, int, int, bool]]:
 _EFFECT = _effects()
 
 
-def probe(head: Any, *, more: bool = False) -> bool | None:
+def probe(
+    head: Any, *, more: bool = False, names_payload: Callable[[str, str], bool] | None = None
+) -> bool | None:
     """Whether ``head`` starts with a pickle, judged by a consistent parse of its
     opcodes with a model of the unpickler's stack: True when it reaches STOP leaving
     exactly one value, or fails only after it has called a named global (a loader
     runs that call before it fails). Text files that happen to start with an opcode
     letter do not pass: names must be identifiers, marks and stack depths must match,
     and an unknown opcode, a stack underflow or a bad argument ends the probe.
+
+    ``names_payload(module, name)`` (the caller's policy) also makes a parse that fails
+    on a bad argument a pickle when a GLOBAL before the failure named a payload
+    (``cbuiltins\nexec\n`` then a broken string): a broken payload, not a text file.
 
     With ``more`` (the data goes on past ``head``), a parse that is consistent up to
     the end of ``head`` returns None: read more and ask again (padding must not hide
@@ -319,6 +325,7 @@ def probe(head: Any, *, more: bool = False) -> bool | None:
     stack: list[int] = []  # 0 value, 1 mark, 2 named global
     memo: dict[int, int] = {}
     called = False
+    named: list[tuple[str, str]] = []
     try:
         for code, arg, _off in read_ops(head):
             if code == FRAME_ANOMALY:
@@ -329,6 +336,7 @@ def probe(head: Any, *, more: bool = False) -> bool | None:
                 module, _, name = arg.partition(" ")
                 if not (_NAME.fullmatch(module) and _NAME.fullmatch(name)):
                     return False
+                named.append((module, name))
                 if code == 0x69:
                     if 1 not in stack:
                         return False
@@ -375,5 +383,7 @@ def probe(head: Any, *, more: bool = False) -> bool | None:
     except PickleSyntaxError as exc:
         if called:
             return True
-        return None if more and "truncated" in exc.message else False
+        if more and "truncated" in exc.message:
+            return None
+        return names_payload is not None and any(names_payload(m, n) for m, n in named)
     return True if called else None if more else False

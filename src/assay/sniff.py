@@ -117,7 +117,16 @@ def _maybe_pickle(h: bytes, size: int | None) -> bool:
     # `assay hash photo.png` never needs them).
     from .pickleops import OPCODES, probe
 
-    return h[0] in OPCODES and probe(h, more=size is None or size > len(h))
+    return h[0] in OPCODES and bool(probe(h, more=size is None or size > len(h),
+                                          names_payload=names_payload))
+
+
+def names_payload(module: str, name: str) -> bool:
+    """Whether a header-less pickle's GLOBAL names a payload (a broken one is still
+    evidence). The policy loads only for a parse that failed after a GLOBAL."""
+    from .models.pickle_policy import classify_global
+
+    return classify_global(module, name)[0] == "dangerous"
 
 
 # Container formats decoded (media/video.py), forced by name (never probed by FFmpeg), so a
@@ -331,10 +340,10 @@ def sniff_path(path: Path) -> Sniffed:
         # padding in front of a payload): follow its opcodes further.
         f.seek(0)
         head = f.read(PICKLE_PROBE_BYTES)
-        verdict = probe(head, more=size > len(head))
+        verdict = probe(head, more=size > len(head), names_payload=names_payload)
         if verdict is None:
             f.seek(0)
             head = f.read(MAX_PICKLE_PROBE_BYTES)
-            verdict = probe(head, more=size > len(head))
+            verdict = probe(head, more=size > len(head), names_payload=names_payload)
     # Still consistent after 16 MiB of opcodes: no text or data file is like that.
     return Sniffed("model", "pickle") if verdict is not False else found

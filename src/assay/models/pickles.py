@@ -53,7 +53,7 @@ from ..pickleops import (
     probe,
     read_ops_until,
 )
-from ..sniff import sniff_bytes
+from ..sniff import names_payload, sniff_bytes
 from .pickle_policy import KERAS_DESERIALISERS, Verdict, classify_global
 
 Severity = Literal["suspicious", "dangerous"]
@@ -923,10 +923,10 @@ def _is_pickle_at(buf: Any, start: int, end: int) -> bool:
     head = buf[start : start + PROBE_BYTES]
     if _PROTO_HEAD.match(head):
         return True
-    verdict = probe(head, more=start + PROBE_BYTES < end)
+    verdict = probe(head, more=start + PROBE_BYTES < end, names_payload=names_payload)
     if verdict is None:
         stop = min(end, start + MAX_PROBE_BYTES)
-        verdict = probe(buf[start:stop], more=stop < end)
+        verdict = probe(buf[start:stop], more=stop < end, names_payload=names_payload)
     # Still consistent after MAX_PROBE_BYTES of opcodes: data is not like that.
     return verdict is not False
 
@@ -1014,7 +1014,8 @@ def _scan_zip(f: BinaryIO, where: str, depth: int) -> list[PickleReport]:
         is_nested_zip = head[:4] == b"PK\x03\x04"
         npy = _npy_pickle_offset(head) is not None  # an .npy (or .npz member) holding objects
         proto = bool(_PROTO_HEAD.match(head))
-        looks = probe(head, more=len(head) < e.size) if not (proto or npy or is_nested_zip) else None
+        looks = (probe(head, more=len(head) < e.size, names_payload=names_payload)
+                 if not (proto or npy or is_nested_zip) else None)
         if e.flags & 0x1 and not (proto or npy or looks is not False):
             continue  # encrypted, already a finding, and not readable as a pickle anyway
         if not (is_nested_zip or proto or npy or looks is not False):

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import importlib
+import re
 import struct
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 HEAD_BYTES = 512  # a tar header is one 512-byte block ("ustar" at offset 257)
 PICKLE_PROBE_BYTES = 64 * 1024  # header-less pickles: opcodes followed this far first
@@ -191,21 +194,139 @@ def _crc32_impl() -> Callable[..., int]:
     return fn
 
 
+class _LibtiffErrors(threading.local):
+    found: list[str] | None = None  # the errors of the quiet_pillow block in progress
+
+
+_LIBTIFF = _LibtiffErrors()
+_KEPT: list[object] = []  # the ctypes callback libtiff holds: never collected
+# printf conversions in libtiff's messages (its arguments are not read: see _on_libtiff_error)
+_PRINTF = re.compile(r"%[-+ #0]*(?:\d+|\*)?(?:\.(?:\d+|\*))?(?:hh|h|ll|l|j|z|t|L|q|I64|I32)?[diouxXeEfFgGaAcsp]")
+
+
+def _on_libtiff_error(module: bytes | None, fmt: bytes | None, args: int | None) -> None:
+    """libtiff's error handler: the message joins the errors of the quiet_pillow block in
+    progress on this thread (none: dropped). The values are formatted in by libc's
+    vsnprintf where the C va_list is known to arrive as a pointer (x86-64 Linux), and
+    left out ("...") elsewhere. Never raises."""
+    try:
+        found = _LIBTIFF.found
+        if found is None or len(found) >= 8 or not fmt:
+            return
+        text = None
+        if (vsnprintf := _libc_vsnprintf()) is not None and args:
+            import ctypes
+
+            buf = ctypes.create_string_buffer(512)
+            if vsnprintf(buf, len(buf), fmt, args) >= 0:
+                text = buf.value.decode("utf-8", "replace")
+        if text is None:
+            text = _PRINTF.sub("...", fmt.decode("utf-8", "replace")).replace("%%", "%")
+            text = re.sub(r"\.\.\.(?:\s+\.\.\.)+", "...", text)
+        where = (module or b"").decode("utf-8", "replace")
+        # Pillow names the file it hands libtiff "tempfile.tif": not the user's file
+        text = " ".join(text.split())[:300]
+        found.append(f"{where}: {text}" if where and "." not in where else text)
+    except Exception:  # noqa: S110 - a callback from C must not raise
+        pass
+
+
+@cache
+def _libc_vsnprintf() -> Any:
+    """libc's vsnprintf on x86-64 Linux (a va_list argument is a pointer there), else None."""
+    import ctypes
+    import platform
+
+    if not sys.platform.startswith("linux") or platform.machine() not in ("x86_64", "AMD64"):
+        return None
+    try:
+        fn = ctypes.CDLL(None).vsnprintf
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def _install_libtiff_handlers() -> None:
+    """libtiff's warnings dropped and its errors kept (_on_libtiff_error) instead of both
+    printed on stderr, where a scan of damaged TIFFs sprayed hundreds of lines. Through
+    Pillow's own module, which libtiff is linked to; a Pillow without it: nothing done."""
+    import ctypes
+
+    try:
+        from PIL import _imaging
+
+        lib = ctypes.CDLL(_imaging.__file__)
+        set_error, set_warning = lib.TIFFSetErrorHandler, lib.TIFFSetWarningHandler
+    except (ImportError, OSError, AttributeError):
+        return
+    handler = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p)(_on_libtiff_error)
+    _KEPT.append(handler)
+    for fn in (set_error, set_warning):
+        fn.argtypes, fn.restype = [ctypes.c_void_p], ctypes.c_void_p
+    set_error(ctypes.cast(handler, ctypes.c_void_p))
+    set_warning(None)
+
+
+@cache
+def _quiet_process() -> None:
+    """Once a process, before Pillow parses anything: its log records ("More samples per
+    pixel than can be decoded" ...) no longer reach stderr through logging's last-resort
+    handler (an application's own logging configuration still sees them), and libtiff
+    prints nothing (_install_libtiff_handlers)."""
+    import logging
+
+    logging.getLogger("PIL").addHandler(logging.NullHandler())
+    _install_libtiff_handlers()
+
+
+# libtiff modules whose errors mean the pixels it returned are not all the file's: the
+# codecs ("Fax4Decode", "LZWDecode" ...), strip and tile reads, Pillow's read callback
+# (reads past the end of the data). Errors reading the directory (tags) are not.
+_PIXEL_MODULES = re.compile(r"^(?:\w*Decode\w*|TIFFFill\w+|TIFFRead\w+|_tiffReadProc|JPEGLib|OJPEG\w*):")
+
+
+def damaged_pixels(libtiff_errors: list[str]) -> str | None:
+    """The first of ``libtiff_errors`` (from quiet_pillow) saying that pixel data could not
+    be read or decoded, or None."""
+    return next((e for e in libtiff_errors if _PIXEL_MODULES.match(e)), None)
+
+
+def libtiff_reason(libtiff_errors: list[str]) -> str:
+    """What to add to the message of a decode that failed: " (libtiff: ...)" naming the
+    pixel error it reported, else its last error; "" when it reported none."""
+    why = damaged_pixels(libtiff_errors) or (libtiff_errors[-1] if libtiff_errors else None)
+    return f" (libtiff: {why})" if why else ""
+
+
 @contextmanager
-def quiet_pillow() -> Iterator[None]:
-    """Silence Pillow's warnings while it parses untrusted bytes.
+def quiet_pillow() -> Iterator[list[str]]:
+    """Silence Pillow's warnings while it parses untrusted bytes, and yield the list of
+    the errors libtiff reports meanwhile (filled as they come; on this thread only).
 
     Its decompression-bomb warning duplicates our own pixel limit, and its
     damaged-file warnings ("Tag data larger than file", "Corrupt EXIF data") would
     spray a scan's terminal; real damage still surfaces as an error. catch_warnings is
-    process-wide state restored on exit; scans run analyzers in processes.
+    process-wide state restored on exit; scans run analyzers in processes. libtiff's
+    errors matter where Pillow decodes an image anyway: libtiff may fill what it could
+    not decode (see damaged_pixels).
     """
+    _quiet_process()
     from PIL import Image
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        warnings.filterwarnings("ignore", module=r"PIL\.")
-        yield
+    outer = _LIBTIFF.found
+    found: list[str] = []
+    _LIBTIFF.found = found
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.filterwarnings("ignore", module=r"PIL\.")
+            yield found
+    finally:
+        _LIBTIFF.found = outer
+        if outer is not None:  # a block inside another: the outer one hears them too
+            outer.extend(found)
 
 
 def load_pillow_plugin(fmt: str) -> None:

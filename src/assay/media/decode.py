@@ -22,7 +22,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from ..config import Limits
 from ..errors import AssayError, DecodeError, TooLarge, UnsupportedFormat
-from ..sniff import load_pillow_plugin, quiet_pillow, sniff_bytes
+from ..sniff import damaged_pixels, libtiff_reason, load_pillow_plugin, quiet_pillow, sniff_bytes
 from . import codecs
 from .pdq import luma_of
 
@@ -101,7 +101,7 @@ class OpenedImage:
     _direct_tried: bool = False
 
 
-def _fail(path: str, fmt: str, exc: BaseException) -> AssayError:
+def _fail(path: str, fmt: str, exc: BaseException, libtiff: list[str] | None = None) -> AssayError:
     if isinstance(exc, AssayError):
         return exc
     if isinstance(exc, Image.DecompressionBombError):
@@ -109,7 +109,16 @@ def _fail(path: str, fmt: str, exc: BaseException) -> AssayError:
     if isinstance(exc, MemoryError):
         return TooLarge(path, f"not enough memory to decode this {fmt} image")
     reason = str(exc) or type(exc).__name__
-    return DecodeError(path, f"cannot decode {fmt} image: {reason}")
+    # Pillow's "decoder error -2" says nothing; libtiff said why
+    return DecodeError(path, f"cannot decode {fmt} image: {reason}{libtiff_reason(libtiff or [])}")
+
+
+def refuse_damaged(path: str, fmt: str, libtiff: list[str]) -> None:
+    """Raise DecodeError when libtiff reported, during a decode Pillow completed, that
+    pixel data could not be read or decoded: what it returned is partly filled in, and a
+    hash of it would be a hash of pixels that are not in the file."""
+    if (damage := damaged_pixels(libtiff)) is not None:
+        raise DecodeError(path, f"cannot decode {fmt} image: damaged image data (libtiff: {damage})")
 
 
 def open_image(data: bytes, path: str, limits: Limits) -> OpenedImage:
@@ -187,8 +196,9 @@ def _direct(opened: OpenedImage) -> Image.Image | None:
 def _load(opened: OpenedImage, im: Image.Image, grey: bool = False, reduce: int = 1) -> Image.Image:
     """``im`` (``opened.image`` or a draft of it) decoded, in "L" or "RGB", shrunk by
     ``reduce`` x ``reduce`` block averages (Image.reduce)."""
+    libtiff: list[str] = []
     try:
-        with quiet_pillow():
+        with quiet_pillow() as libtiff:
             if im is opened.image and (direct := _direct(opened)) is not None:
                 im = direct
             elif im is opened.image and opened.format == "png" and codecs.png_direct(im, opened.data):
@@ -197,6 +207,7 @@ def _load(opened: OpenedImage, im: Image.Image, grey: bool = False, reduce: int 
                 except codecs.NotExact:  # Pillow alone, on a fresh copy: its pixels or its error
                     im = opened.image = Image.open(io.BytesIO(opened.data), formats=["PNG"])
             im.load()
+            refuse_damaged(opened.path, opened.format, libtiff)
             if im is opened.image:
                 opened.loaded = True
             if grey and im.mode in _GREY:
@@ -212,7 +223,7 @@ def _load(opened: OpenedImage, im: Image.Image, grey: bool = False, reduce: int 
             if reduce > 1:
                 im = im.reduce(reduce)
     except Exception as exc:
-        raise _fail(opened.path, opened.format, exc) from exc
+        raise _fail(opened.path, opened.format, exc, libtiff) from exc
     return im
 
 

@@ -554,14 +554,20 @@ class ImageContext:
     def _decode_pixels(self) -> np.ndarray:
         import numpy as np
 
+        from ..sniff import damaged_pixels, libtiff_reason, quiet_pillow
+
         im = self.pil()
+        libtiff: list[str] = []
         try:
-            if im.mode not in ("RGB", "RGBA"):
-                has_alpha = "A" in im.getbands() or "transparency" in im.info
-                im = im.convert("RGBA" if has_alpha else "RGB")
-            arr = np.asarray(im)
+            with quiet_pillow() as libtiff:
+                if im.mode not in ("RGB", "RGBA"):
+                    has_alpha = "A" in im.getbands() or "transparency" in im.info
+                    im = im.convert("RGBA" if has_alpha else "RGB")
+                arr = np.asarray(im)
         except (OSError, ValueError, SyntaxError, struct.error) as exc:
-            raise self._error(f"pixel data cannot be decoded: {exc}") from exc
+            raise self._error(f"pixel data cannot be decoded: {exc}{libtiff_reason(libtiff)}") from exc
+        if (damage := damaged_pixels(libtiff)) is not None:
+            raise self._error(f"pixel data cannot be decoded: damaged image data (libtiff: {damage})")
         if arr.dtype != np.uint8 or arr.ndim != 3:
             raise self._error(f"unexpected pixel layout {arr.dtype} {arr.shape}")
         return arr

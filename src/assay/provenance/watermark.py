@@ -40,6 +40,7 @@ import numpy as np
 
 from ..errors import DecodeError
 from ..report.provenance import Evidence
+from ..sniff import damaged_pixels, libtiff_reason, quiet_pillow
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -578,16 +579,20 @@ def evidence(ctx: ImageContext) -> list[Evidence]:
     if im.width * im.height < MIN_PIXELS:
         return []
     rows = band_rows(ctx)
+    libtiff: list[str] = []
     try:
-        searched = im if rows is None else _top_rows(ctx, rows)
-        if searched.mode not in ("RGB", "RGBA"):  # RGBA: image_votes drops alpha, converting if it must
-            searched = searched.convert("RGB")
-        else:
-            searched.load()
+        with quiet_pillow() as libtiff:
+            searched = im if rows is None else _top_rows(ctx, rows)
+            if searched.mode not in ("RGB", "RGBA"):  # RGBA: image_votes drops alpha, converting if it must
+                searched = searched.convert("RGB")
+            else:
+                searched.load()
     except (OSError, ValueError, SyntaxError, struct.error, MemoryError) as exc:
         raise DecodeError(
-            ctx.path, f"pixels cannot be decoded for the watermark check: {exc}"
+            ctx.path, f"pixels cannot be decoded for the watermark check: {exc}{libtiff_reason(libtiff)}"
         ) from exc
+    if (damage := damaged_pixels(libtiff)) is not None:
+        raise DecodeError(ctx.path, f"pixels cannot be decoded for the watermark check: damaged image data (libtiff: {damage})")
     found = evidence_from_matches(match_image(searched))
     if rows is not None:
         for e in found:

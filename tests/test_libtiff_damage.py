@@ -117,6 +117,21 @@ def test_a_directory_error_with_every_pixel_decoded_is_hashed() -> None:
     assert hash_image_bytes(cases()["odd-tag"]).pdq == hash_image_bytes(cases()["good"]).pdq
 
 
+@pytest.mark.parametrize(("message", "pixels"), [
+    ("Fax4Decode: Bad code word at line 27 of strip 0 (x 0)", True),
+    ("LZWDecode: Corrupted LZW table at scanline 3", True),
+    ("TIFFFillStrip: Read error on strip 0; got 12 bytes, expected 1012", True),
+    ("TIFFReadEncodedTile: Read error at row 4294967295, col 0, tile 3", True),
+    ("_tiffReadProc: Invalid Read at loc 4873, eof: 286", True),
+    ("TIFFReadDirectory: Incorrect count for \"StripByteCounts\"; tag ignored", False),
+    ("TIFFFetchNormalTag: Defined set_get_field_type of custom tag 65000 (Tag 65000) is "
+     "TIFF_SETGET_UNDEFINED and thus tag is not read from file", False),
+    ("WEBP compression support is not configured", False),
+])
+def test_which_libtiff_errors_mean_missing_pixels(message: str, pixels: bool) -> None:
+    assert (damaged_pixels(["TIFFFetchNormalTag: skipped", message]) == message) is pixels
+
+
 def test_nested_blocks_both_hear_libtiff() -> None:
     with quiet_pillow() as outer:
         with quiet_pillow() as inner:

@@ -283,8 +283,11 @@ def _quiet_process() -> None:
 
 # libtiff modules whose errors mean the pixels it returned are not all the file's: the
 # codecs ("Fax4Decode", "LZWDecode" ...), strip and tile reads, Pillow's read callback
-# (reads past the end of the data). Errors reading the directory (tags) are not.
-_PIXEL_MODULES = re.compile(r"^(?:\w*Decode\w*|TIFFFill\w+|TIFFRead\w+|_tiffReadProc|JPEGLib|OJPEG\w*):")
+# (reads past the end of the data). Errors reading the directory (TIFFReadDirectory,
+# TIFFFetchNormalTag: a tag skipped) are not.
+_PIXEL_MODULES = re.compile(
+    r"^(?:\w*Decode\w*|TIFFFill(?:Strip|Tile)|TIFFRead(?:Encoded|Raw)?(?:Strip|Tile)\w*|TIFFReadScanline"
+    r"|TIFFReadRGBA\w*|TIFFReadFromUserBuffer|_tiffReadProc|JPEGLib|OJPEG\w*):")
 
 
 def damaged_pixels(libtiff_errors: list[str]) -> str | None:

@@ -125,6 +125,9 @@ def camera_facts(ctx: ImageContext) -> dict[str, Any]:
     make, model = _text(tags.get(TAG_MAKE)), _text(tags.get(TAG_MODEL))
     if is_comfyui_exif_value(tags.get(TAG_MAKE)) or is_comfyui_exif_value(tags.get(TAG_MODEL)):
         return {"not_a_camera": "EXIF Make/Model hold a ComfyUI workflow"}
+    if any(v is not None and v.startswith(("{", "[")) for v in (make, model)):
+        # StableSwarmUI before 0.5.8 wrote its parameters' JSON into Model: no camera does
+        return {"not_a_camera": "EXIF Make/Model hold JSON data, not a camera's name"}
     for v in (make, model):
         gen = known_generator(v)
         if gen:

@@ -1,5 +1,6 @@
 """SwarmUI: a JSON object ``{"sui_image_params": {...}, "sui_models": [...]}`` in
-PNG text ``parameters`` or the EXIF UserComment (JPEG/WebP).
+PNG text ``parameters`` or the EXIF UserComment (JPEG/WebP); StableSwarmUI before
+0.5.8 put it in the EXIF ``Model`` tag (0x0110), where a camera names itself.
 
 ``sui_models`` lists the model files used with ``0x``-prefixed SHA-256 hashes.
 """
@@ -10,7 +11,7 @@ from typing import Any
 
 from ...errors import DecodeError, InputError
 from ...report.provenance import Evidence
-from ..context import ImageContext
+from ..context import TAG_MODEL, ImageContext
 from ._common import (
     as_list,
     as_str,
@@ -42,6 +43,13 @@ def evidence(ctx: ImageContext) -> list[Evidence]:
     if comment:
         candidates.append((comment, f"{ctx.format.upper()} EXIF UserComment",
                            "exif:UserComment", []))  # fmt: skip
+    try:
+        model = ctx.exif().get(TAG_MODEL)
+    except InputError:
+        model = None  # an unreadable EXIF block is reported once, as source "exif"
+    if isinstance(model, str) and "sui_image_params" in model[:4096]:
+        candidates.append((model.strip("\x00"), f"{ctx.format.upper()} EXIF Model (StableSwarmUI before 0.5.8)",
+                           "exif:Model", []))  # fmt: skip
     out = []
     for text, where, location, warnings in candidates:
         if "sui_image_params" not in text[:4096]:

@@ -1,4 +1,6 @@
-"""Fooocus: PNG text ``parameters`` holding a JSON object, with ``fooocus_scheme``.
+"""Fooocus: PNG text ``parameters`` holding a JSON object, with ``fooocus_scheme``;
+in JPEG and WebP the same JSON is the EXIF UserComment, with the scheme in MakerNote
+and "Fooocus v..." in Software.
 
 ``fooocus_scheme`` is "fooocus" for this JSON form; with "a1111" Fooocus writes an
 A1111 infotext instead, which the ``a1111`` source reads (its Version names
@@ -10,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ...errors import DecodeError
+from ...errors import DecodeError, InputError
 from ...report.provenance import Evidence
 from ..context import ImageContext
 from ._common import (
@@ -27,21 +29,50 @@ from ._common import (
 )
 
 SOURCE = "fooocus"
+TAG_MAKERNOTE = 0x927C  # where Fooocus names its metadata scheme in JPEG/WebP
+
+
+def _looks_fooocus(meta: object) -> bool:
+    return isinstance(meta, dict) and (
+        meta.get("metadata_scheme") == "fooocus" or str(meta.get("version", "")).startswith("Fooocus")
+    )
+
+
+def _exif_evidence(ctx: ImageContext) -> list[Evidence]:
+    try:
+        comment = ctx.user_comment()
+        maker_note = ctx.exif().get(TAG_MAKERNOTE)
+    except InputError:
+        return []  # an unreadable EXIF block is reported once, as source "exif"
+    if not comment or not comment.lstrip().startswith("{"):
+        return []
+    if isinstance(maker_note, bytes):
+        maker_note = maker_note.decode("latin-1")
+    scheme = maker_note.strip("\x00 ").lower() if isinstance(maker_note, str) else ""
+    if scheme != "fooocus" and not _looks_fooocus(try_json(comment)):
+        return []
+    where = f"{ctx.format.upper()} EXIF UserComment"
+    meta = load_json(ctx, comment, where)
+    if not isinstance(meta, dict):
+        raise DecodeError(ctx.path, f"{where}: Fooocus JSON is not an object")
+    facts = fooocus_facts(meta)
+    facts["locations"] = ["exif:UserComment"]
+    facts = clean(facts)
+    return [Evidence(source=SOURCE, claim="ai-generated", strength="strong",
+                     summary=f"{where} written by Fooocus {describe_model(facts)}.",
+                     facts=facts)]  # fmt: skip
 
 
 def evidence(ctx: ImageContext) -> list[Evidence]:
+    if ctx.format != "png":
+        return _exif_evidence(ctx)
     text = ctx.png_text_map()
     chunks = {c.key: c for c in reversed(ctx.png_text_chunks())}
     params = chunks.get("parameters")
     if params is None:
         return []
     scheme = text.get("fooocus_scheme", "").strip().lower()
-    sniff = try_json(params.text)
-    looks_fooocus = isinstance(sniff, dict) and (
-        sniff.get("metadata_scheme") == "fooocus"
-        or str(sniff.get("version", "")).startswith("Fooocus")
-    )
-    if scheme != "fooocus" and not looks_fooocus:
+    if scheme != "fooocus" and not _looks_fooocus(try_json(params.text)):
         return []
     where = f"PNG {params.chunk_type} chunk 'parameters'"
     meta = load_json(ctx, params.text, where)

@@ -108,6 +108,8 @@ _GENERATOR_PATTERNS: tuple[tuple[str, str], ...] = (
         ("ComfyUI", r"\bcomfy\s?ui\b"),
         ("InvokeAI", r"\binvoke\s?ai\b"),
         ("Fooocus", r"\bfooocus\b"),
+        ("Draw Things", r"\bdraw\s?things\b"),
+        ("Easy Diffusion", r"\beasy\s?diffusion\b"),
         ("AUTOMATIC1111 web UI", r"\bautomatic1111\b|\bstable-diffusion-webui\b"),
         (
             "Stable Diffusion",

@@ -3,8 +3,8 @@
 One module per generator, each with ``evidence(ctx) -> list[Evidence]``:
 ``a1111`` (AUTOMATIC1111/Forge infotext, incl. stealth data), ``comfyui``,
 ``novelai`` (incl. alpha-channel data and its Ed25519 signature), ``invokeai``,
-``fooocus``, ``swarmui``; ``unknown`` reports prompt-like text none of them
-claimed. A source raises an InputError subclass when the metadata it found is
+``fooocus``, ``swarmui``, ``easydiffusion``, ``drawthings``; ``unknown`` reports
+prompt-like text none of them claimed. A source raises an InputError subclass when the metadata it found is
 malformed; ``generator_evidence`` runs them all and turns such errors into
 ``EvidenceError`` records so one bad chunk never hides another source's evidence.
 
@@ -19,7 +19,17 @@ from collections.abc import Callable
 from ...errors import InputError
 from ...report.provenance import Evidence, EvidenceError
 from ..context import ImageContext
-from . import a1111, comfyui, fooocus, invokeai, novelai, swarmui, unknown
+from . import (
+    a1111,
+    comfyui,
+    drawthings,
+    easydiffusion,
+    fooocus,
+    invokeai,
+    novelai,
+    swarmui,
+    unknown,
+)
 from .stealth import read_stealth
 
 Source = Callable[[ImageContext], list[Evidence]]
@@ -31,6 +41,8 @@ SOURCES: tuple[tuple[str, Source], ...] = (
     (invokeai.SOURCE, invokeai.evidence),
     (fooocus.SOURCE, fooocus.evidence),
     (swarmui.SOURCE, swarmui.evidence),
+    (easydiffusion.SOURCE, easydiffusion.evidence),
+    (drawthings.SOURCE, drawthings.evidence),
 )
 
 

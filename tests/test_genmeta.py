@@ -373,6 +373,45 @@ def test_comfyui_workflow_only() -> None:
     assert ev.facts["workflow"]["loras"] == ["style.safetensors"]
 
 
+# A video wrapper's graph (sd-parsers' WanVideoWrapper case): the loader names the model
+# file in 'model' and the sampler takes its prompts through one 'text_embeds' input.
+_VIDEO_NODES = {
+    "10": {"class_type": "WanVideoModelLoader",
+           "inputs": {"model": "wan/wan2.1_t2v_1.3B_bf16.safetensors", "base_precision": "bf16"}},
+    "20": {"class_type": "WanVideoSampler",
+           "inputs": {"steps": 20, "cfg": 5.0, "seed": 42, "scheduler": "unipc",
+                      "model": ["10", 0], "text_embeds": ["14", 0]}},
+}  # fmt: skip
+_BRIDGE = {
+    "11": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red kite", "clip": ["12", 0]}},
+    "13": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["12", 0]}},
+    "14": {"class_type": "WanVideoTextEmbedBridge", "inputs": {"positive": ["11", 0], "negative": ["13", 0]}},
+}  # fmt: skip
+_ENCODER = {
+    "14": {"class_type": "WanVideoTextEncode",
+           "inputs": {"positive_prompt": "a red kite", "negative_prompt": "blurry", "t5": ["15", 0]}},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("encoders", [_BRIDGE, _ENCODER], ids=["bridge", "text encoder"])
+def test_comfyui_video_wrapper_model_and_prompts(encoders: dict[str, Any]) -> None:
+    ev = only(run(png_with({"prompt": json.dumps(_VIDEO_NODES | encoders)}), "png")[0], "comfyui")
+    f = ev.facts
+    assert f["model"] == "wan/wan2.1_t2v_1.3B_bf16.safetensors"
+    assert f["workflow"]["checkpoints"] == ["wan/wan2.1_t2v_1.3B_bf16.safetensors"]
+    assert (f["prompt"], f["negative_prompt"]) == ("a red kite", "blurry")
+    assert (f["seed"], f["steps"], f["cfg_scale"], f["scheduler"]) == (42, 20, 5.0, "unipc")
+    assert "names checkpoint 'wan/wan2.1_t2v_1.3B_bf16.safetensors'" in ev.summary
+
+
+def test_comfyui_model_link_is_not_a_model_name() -> None:
+    # 'model' is a link in every sampler and LoRA loader: never read as a file name.
+    graph = {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "base.safetensors"}},
+             "5": {"class_type": "LoraLoaderModelOnly", "inputs": {"model": ["4", 0], "lora_name": "x.safetensors"}}}
+    ev = only(run(png_with({"prompt": json.dumps(graph)}), "png")[0], "comfyui")
+    assert ev.facts["workflow"]["checkpoints"] == ["base.safetensors"]
+
+
 def test_comfyui_malformed_json_is_an_evidence_error() -> None:
     evidence, errors = run(png_with({"prompt": '{"3": {"inputs": '}), "png")
     assert [e.source for e in errors] == ["comfyui"]

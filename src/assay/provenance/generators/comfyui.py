@@ -150,6 +150,10 @@ def summarize_api_graph(graph: dict[str, Any]) -> dict[str, Any]:
         for k in _CKPT_KEYS:
             if isinstance(inputs.get(k), str) and ("Loader" in ctype or "Checkpoint" in ctype):
                 checkpoints.append(inputs[k])
+        # Video wrappers' loaders (WanVideoModelLoader, HyVideoModelLoader) name the file
+        # in 'model', which in every other node is a link to a model, never a string.
+        if "ModelLoader" in ctype and isinstance(inputs.get("model"), str):
+            checkpoints.append(inputs["model"])
         if isinstance(inputs.get("lora_name"), str):
             lora: dict[str, Any] = {"name": inputs["lora_name"]}
             if to_float(inputs.get("strength_model")) is not None:
@@ -182,8 +186,19 @@ def summarize_api_graph(graph: dict[str, Any]) -> dict[str, Any]:
         facts["cfg_scale"] = to_float(inp.get("cfg"))
         facts["sampler"] = inp.get("sampler_name") if isinstance(inp.get("sampler_name"), str) else None
         facts["scheduler"] = inp.get("scheduler") if isinstance(inp.get("scheduler"), str) else None
-        facts["prompt"] = _text_of(nodes, inp.get("positive"))
-        facts["negative_prompt"] = _text_of(nodes, inp.get("negative"))
+        positive, negative = inp.get("positive"), inp.get("negative")
+        embeds = _node_at(nodes, inp.get("text_embeds"))
+        if positive is None and negative is None and embeds is not None:
+            # Video samplers take one 'text_embeds' input: an encoder node holding both
+            # prompts as text, or a bridge wired to two conditioning encoders.
+            e_in = embeds.get("inputs") if isinstance(embeds.get("inputs"), dict) else {}
+            facts["prompt"] = as_str(e_in.get("positive_prompt")) or _text_of(nodes, e_in.get("positive"))
+            facts["negative_prompt"] = as_str(e_in.get("negative_prompt")) or _text_of(
+                nodes, e_in.get("negative")
+            )
+        else:
+            facts["prompt"] = _text_of(nodes, positive)
+            facts["negative_prompt"] = _text_of(nodes, negative)
     for node in nodes.values():
         inputs = node.get("inputs") if isinstance(node.get("inputs"), dict) else {}
         if "Latent" in (as_str(node.get("class_type")) or "") and "width" in inputs:
@@ -194,6 +209,14 @@ def summarize_api_graph(graph: dict[str, Any]) -> dict[str, Any]:
 
 def _id_key(node_id: str) -> tuple[int, str]:
     return (int(node_id), "") if node_id.isdigit() else (1 << 62, node_id)
+
+
+def _node_at(nodes: dict[str, Any], link: object) -> dict[str, Any] | None:
+    """The node a link ``[node_id, output]`` points to."""
+    if not isinstance(link, list) or not link:
+        return None
+    node = nodes.get(str(link[0]))
+    return node if isinstance(node, dict) else None
 
 
 def _text_of(nodes: dict[str, Any], link: object, depth: int = 0) -> str | None:

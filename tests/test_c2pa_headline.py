@@ -182,6 +182,30 @@ def test_identity_assertion_failure_in_a_valid_store_keeps_the_claim() -> None:
     assert v.endswith("its identity assertion (CAWG) is invalid")
 
 
+@pytest.mark.parametrize("claim_signer", ["trusted", "untrusted"])
+def test_untrusted_identity_credential_is_named(claim_signer: str) -> None:
+    # c2pa-rs's C_with_CAWG_data.jpg: the SDK reads the store as Valid, not Trusted, when the
+    # identity assertion's X.509 credential is untrusted, even with the claim signer on the
+    # trust list. assay dropped the code as a "trust verdict" and said nothing of it, so the
+    # headline read "verified Content Credential" with no word that the identity is not.
+    store = _store("Valid", ["cawg.x509.credential.untrusted"])
+    results = store["validation_results"]["activeManifest"]
+    sig_url = "self#jumbf=/c2pa/urn:c2pa:active/c2pa.signature"
+    if claim_signer == "trusted":
+        results["success"].append({"code": "signingCredential.trusted", "url": sig_url})
+    else:
+        results["failure"].append({"code": "signingCredential.untrusted", "url": sig_url})
+    (e,) = c2pa_source.manifest_evidence(store)
+    assert e.facts["validation"] == claim_signer.replace("untrusted", "valid")
+    assert e.facts["identity_assertion"] == "signer not trusted"
+    assert e.facts["failure_codes"] == []  # not an integrity failure
+    assert "identity assertion (CAWG) is signed by a certificate that is not trusted" in e.summary
+    assert "cawg.x509.credential.untrusted" in e.summary
+    assert verdict([e]).endswith(
+        "; its identity assertion (CAWG) is signed by a certificate that is not trusted"
+    )
+
+
 # -- trust ---------------------------------------------------------------------------------
 
 

@@ -28,7 +28,7 @@ import io
 import json
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -282,6 +282,8 @@ class _Status:
     failures: dict[str, list[dict[str, str]]]  # label -> failure entries
     untrusted: set[str]  # labels with a signingCredential.untrusted
     trusted: set[str]  # labels with a signingCredential.trusted
+    # label -> codes saying an identity assertion's (CAWG) signer is not trusted
+    identity_untrusted: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _statuses(store: dict[str, Any], labels: list[str], active: str | None) -> _Status:
@@ -317,6 +319,10 @@ def _statuses(store: dict[str, Any], labels: list[str], active: str | None) -> _
             return
         if code == "signingCredential.untrusted":
             st.untrusted.add(lab)
+        elif code.startswith("cawg.") and _is_trust_code(code):
+            codes = st.identity_untrusted.setdefault(lab, [])
+            if code not in codes:
+                codes.append(code)
         items = st.failures.setdefault(lab, [])
         if all(i["code"] != code for i in items) and len(items) < _MAX_LIST:
             items.append({"code": code, "explanation": _clean(expl)[:200]})
@@ -550,6 +556,14 @@ def _one(
         )
     if identity_failed and validation != "invalid":
         summary += f" Its identity assertion (CAWG) is invalid: {_checks_phrase(identity_failed)}."
+    # The SDK reads a store whose identity assertion is signed by an untrusted credential
+    # as Valid, not Trusted, even when the claim's signer is trusted: say so.
+    identity_untrusted = status.identity_untrusted.get(label, [])
+    if identity_untrusted and not identity_failed and validation != "invalid":
+        summary += (
+            " Its identity assertion (CAWG) is signed by a certificate that is not trusted "
+            f"({', '.join(identity_untrusted)}): who it names is not verified."
+        )
     facts: dict[str, Any] = {
         "label": label,
         "role": role,
@@ -558,7 +572,9 @@ def _one(
         "invalid_because": because or None,
         "failed_checks": [_check_line(f) for f in failed],
         "failure_codes": [f["code"] for f in failed if f["code"]],
-        "identity_assertion": "invalid" if identity_failed else None,
+        "identity_assertion": (
+            "invalid" if identity_failed else "signer not trusted" if identity_untrusted else None
+        ),
         "digital_source_types": terms,
         "generator": generator,
         "claim_generator": claim_generator,

@@ -186,6 +186,13 @@ def verdict(evidence: list[Evidence], errors: list[EvidenceError] | None = None)
     ]
     if identity:
         notes.append("its identity assertion (CAWG) is invalid")
+    identity_untrusted = [
+        e for e in ordered if e.source == "c2pa" and not is_ingredient(e)
+        and e.facts.get("identity_assertion") == "signer not trusted"
+        and not is_invalid_credential(e)
+    ]
+    if identity_untrusted:
+        notes.append("its identity assertion (CAWG) is signed by a certificate that is not trusted")
     if any(is_remote_credential(e) for e in ordered):
         notes.append("a remote Content Credential is referenced but was not fetched")
     failed = sorted({e.source for e in errors or [] if e.source != "container"})

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image, PngImagePlugin
+from PIL import Image, PngImagePlugin, features
 
+from assay.errors import DecodeError
 from assay.provenance import camera, xmp
 from assay.provenance.analyzer import analyze_provenance
 from assay.provenance.context import ImageContext
@@ -232,6 +233,55 @@ def test_digital_source_type_in_each_container(fmt: str) -> None:
     assert report.verdict.startswith(
         "AI-generated: IPTC digital source type trainedAlgorithmicMedia"
     )
+
+
+def _saved(fmt: str, **kw: object) -> bytes:
+    """A small pattern saved as ``fmt`` (TIFF, AVIF, HEIF) with Pillow's metadata options."""
+    if fmt == "heif":
+        pillow_heif = pytest.importorskip("pillow_heif")
+        pillow_heif.register_heif_opener()
+    if fmt == "avif" and not features.check("avif"):
+        pytest.skip("Pillow built without AVIF")
+    im = Image.new("RGB", (32, 32), (40, 80, 120))
+    buf = io.BytesIO()
+    im.save(buf, fmt.upper(), **kw)  # type: ignore[arg-type]
+    return buf.getvalue()
+
+
+# exiftool reads XMP and EXIF in all three; assay read neither in HEIF/AVIF nor XMP in TIFF.
+@pytest.mark.parametrize("fmt", ["tiff", "avif", "heif"])
+def test_digital_source_type_in_tiff_heif_avif(fmt: str) -> None:
+    pk = attr_packet("trainedAlgorithmicMedia")
+    data = _saved(fmt, tiffinfo={700: pk}) if fmt == "tiff" else _saved(fmt, xmp=pk)
+    report = analyze_provenance(Path(f"x.{fmt}"), data, fmt)
+    assert report.verdict.startswith("AI-generated: IPTC digital source type trainedAlgorithmicMedia")
+    (e,) = [e for e in report.evidence if e.source == "iptc"]
+    assert e.facts["digital_source_type"] == IPTC + "trainedAlgorithmicMedia"
+
+
+@pytest.mark.parametrize("fmt", ["avif", "heif"])
+def test_exif_of_heif_and_avif_is_read(fmt: str) -> None:
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Apple", "iPhone 15 Pro"
+    report = analyze_provenance(Path(f"x.{fmt}"), _saved(fmt, exif=exif.tobytes()), fmt)
+    assert report.verdict == "camera traces only (weak)"
+    (e,) = [e for e in report.evidence if e.source == "camera"]
+    assert (e.facts["make"], e.facts["model"]) == ("Apple", "iPhone 15 Pro")
+    # ComfyUI's AVIF/WebP form: the graph in EXIF Model is the generator's, not a camera.
+    graph = '{"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "m.safetensors"}}}'
+    exif = Image.Exif()
+    exif[0x0110] = "prompt:" + graph
+    report = analyze_provenance(Path(f"x.{fmt}"), _saved(fmt, exif=exif.tobytes()), fmt)
+    assert report.verdict.startswith("AI-generated: generator metadata (ComfyUI)")
+    assert all(e.source != "camera" for e in report.evidence)
+
+
+def test_heif_metadata_unreadable_without_its_reader_is_said(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _saved("heif", xmp=attr_packet("trainedAlgorithmicMedia"))
+    ctx = ImageContext(Path("x.heic"), data, "heif")
+    monkeypatch.setattr(ctx, "pil", lambda: (_ for _ in ()).throw(DecodeError(ctx.path, "no reader")))
+    assert ctx.xmp() is None and ctx.exif() == {}
+    assert ctx.problems == ["EXIF and XMP not read: no reader"]
 
 
 def test_declared_capture_stays_weak() -> None:

@@ -139,7 +139,7 @@ _EBML = b"\x1a\x45\xdf\xa3"
 
 
 # Pillow's reader for each image format of ours that it reads (HEIF: pillow-heif's opener,
-# registered by whoever decodes HEIF). Imported before Image.open: a format Pillow has not
+# register_heif_opener). Imported before Image.open: a format Pillow has not
 # loaded yet makes it import every plugin it has (Image.init, ~40 modules) for one WebP.
 _PILLOW_PLUGINS: dict[str, str] = {
     "jpeg": "JpegImagePlugin",
@@ -332,8 +332,31 @@ def quiet_pillow() -> Iterator[list[str]]:
             outer.extend(found)
 
 
+_heif_lock = threading.Lock()
+_heif_registered: bool | None = None
+
+
+def register_heif_opener() -> bool:
+    """Register pillow-heif's opener with Pillow on first use; False when it is not
+    installed (or broken): HEIF is then a format Pillow cannot open."""
+    global _heif_registered
+    with _heif_lock:
+        if _heif_registered is None:
+            try:
+                import pillow_heif  # type: ignore[import-untyped]
+
+                pillow_heif.register_heif_opener()
+                _heif_registered = True
+            except Exception:  # missing or broken optional plugin
+                _heif_registered = False
+        return _heif_registered
+
+
 def load_pillow_plugin(fmt: str) -> None:
     """Import Pillow's plugin for the image format ``fmt`` (our name), if it has one."""
+    if fmt == "heif":
+        register_heif_opener()
+        return
     name = _PILLOW_PLUGINS.get(fmt)
     if name is not None:
         try:

@@ -71,13 +71,9 @@ def _heif_available() -> bool:
     """Register pillow-heif's opener on first use; False when it is not installed."""
     global _heif_state
     if _heif_state is None:
-        try:
-            import pillow_heif  # type: ignore[import-untyped]
+        from ..sniff import register_heif_opener
 
-            pillow_heif.register_heif_opener()
-            _heif_state = True
-        except Exception:  # missing or broken optional plugin: HEIF is then unsupported
-            _heif_state = False
+        _heif_state = register_heif_opener()
     return _heif_state
 
 

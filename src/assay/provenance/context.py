@@ -52,6 +52,7 @@ TAG_EXIF_IFD = 0x8769
 TAG_GPS_IFD = 0x8825
 TAG_INTEROP_IFD = 0xA005
 TAG_USER_COMMENT = 0x9286
+TAG_XMP = 0x02BC  # TIFF XMLPacket (IFD0)
 
 T = TypeVar("T")
 
@@ -408,6 +409,8 @@ class ImageContext:
                     break
         elif self.format == "tiff":
             raw = self.data
+        elif self.format in ("heif", "avif"):
+            raw = _as_bytes(self._pillow_info("exif"))
         if raw is not None and raw.startswith(EXIF_PREFIX):
             # Some writers keep the JPEG-style prefix inside PNG/WebP EXIF chunks.
             raw = raw[len(EXIF_PREFIX) :]
@@ -478,7 +481,8 @@ class ImageContext:
     # -- XMP -------------------------------------------------------------------
 
     def xmp(self) -> bytes | None:
-        """The XMP packet (JPEG APP1, PNG iTXt XML:com.adobe.xmp, WebP 'XMP ')."""
+        """The XMP packet (JPEG APP1, PNG iTXt XML:com.adobe.xmp, WebP 'XMP ', TIFF tag
+        700, the XMP item of HEIF/AVIF)."""
         return self.memo("xmp", self._find_xmp)
 
     def _find_xmp(self) -> bytes | None:
@@ -494,7 +498,25 @@ class ImageContext:
             for r in self.webp_chunks():
                 if r.fourcc == "XMP ":
                     return r.data
+        elif self.format == "tiff":
+            try:
+                raw = self.exif().get(TAG_XMP)
+            except InputError:
+                return None  # the camera source reports the broken structure
+            return _as_bytes(raw)
+        elif self.format in ("heif", "avif"):
+            return _as_bytes(self._pillow_info("xmp"))
         return None
+
+    def _pillow_info(self, key: str) -> object:
+        """``key`` of the info Pillow reads when it opens the file: the EXIF and XMP items
+        of HEIF/AVIF, which its readers (pillow-heif, libavif) locate for us. None when
+        Pillow cannot open the file, noted as a container problem."""
+        try:
+            return self.pil().info.get(key)
+        except InputError as exc:
+            self.note_problem(f"EXIF and XMP not read: {getattr(exc, 'reason', exc)}")
+            return None
 
     # -- pixels ----------------------------------------------------------------
 
@@ -748,3 +770,12 @@ class _TiffReader:
         if typ in (5, 10):
             vals = tuple((vals[i], vals[i + 1]) for i in range(0, len(vals), 2))
         return vals[0] if len(vals) == 1 else vals
+
+
+def _as_bytes(raw: object) -> bytes | None:
+    """An XMP packet read as UNDEFINED, BYTE (numbers) or text, as bytes; None if empty."""
+    if isinstance(raw, tuple) and all(isinstance(b, int) and 0 <= b < 256 for b in raw):
+        raw = bytes(raw)
+    elif isinstance(raw, str):
+        raw = raw.encode("utf-8")
+    return raw if isinstance(raw, bytes) and raw else None

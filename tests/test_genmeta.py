@@ -21,6 +21,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from assay.config import Limits
 from assay.errors import InputError
+from assay.provenance.analyzer import analyze_provenance
 from assay.provenance.context import TAG_MAKE, TAG_MODEL, TAG_USER_COMMENT, ImageContext
 from assay.provenance.generators import SOURCES, a1111, generator_evidence
 from assay.provenance.generators._common import model_signal
@@ -702,3 +703,50 @@ def test_fuzz_known_keys_with_arbitrary_values(texts: dict[str, str]) -> None:
     evidence, errors = run(data, "png")
     _readable_and_bounded(evidence, errors)
     assert run(data, "png") == (evidence, errors)
+
+
+# -- an edit of an input image is AI-edited, not AI-generated ----------------------
+# A record of inpainting shows the model regenerated a masked part of an input image whose
+# other pixels may be a photo's own: "AI-generated" would say no real picture is in it.
+
+_TXT2IMG = "a cat\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512, Model: m"
+_INPAINT_NODES = {
+    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "inpaint.safetensors"}},
+    "5": {"class_type": "LoadImage", "inputs": {"image": "photo.png"}},
+    "6": {"class_type": "VAEEncodeForInpaint", "inputs": {"pixels": ["5", 0], "mask": ["5", 1], "grow_mask_by": 6}},
+    "3": {"class_type": "KSampler", "inputs": {"seed": 5, "steps": 20, "cfg": 7.0, "sampler_name": "euler",
+                                               "model": ["4", 0], "latent_image": ["6", 0]}},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("texts", "source", "edit"), [
+    ({"parameters": _TXT2IMG + ", Denoising strength: 0.75, Mask blur: 4, Inpaint area: Only masked"},
+     "a1111", "inpainting: Mask blur: 4, Inpaint area: Only masked"),
+    ({"parameters": _TXT2IMG + ", Denoising strength: 0.6, Mask blur x: 4, Mask blur y: 4, Version: f2.0.1v1.10.1"},
+     "a1111", "inpainting: Mask blur x: 4"),
+    ({"prompt": json.dumps(_INPAINT_NODES)}, "comfyui", "inpainting nodes: VAEEncodeForInpaint"),
+    ({"invokeai_metadata": json.dumps({"positive_prompt": "a cat", "generation_mode": "sdxl_inpaint",
+                                       "model": {"name": "m"}})}, "invokeai", "generation_mode sdxl_inpaint"),
+    ({"invokeai_metadata": json.dumps({"positive_prompt": "a cat", "generation_mode": "outpaint",
+                                       "model": {"name": "m"}})}, "invokeai", "generation_mode outpaint"),
+], ids=["a1111 inpaint", "forge inpaint", "comfyui inpaint", "invokeai inpaint", "invokeai outpaint"])  # fmt: skip
+def test_inpainting_is_ai_edited(texts: dict[str, str], source: str, edit: str) -> None:
+    data = png_with(texts)
+    ev = only(run(data, "png")[0], source)
+    assert (ev.claim, ev.strength) == ("ai-edited", "strong")
+    assert ev.facts["edit"] == edit
+    assert f"it records an edit of an input image ({edit}): AI-edited, not wholly generated" in ev.summary
+    report = analyze_provenance(Path("t.png"), data, "png")
+    assert report.verdict.startswith("AI-edited: generator metadata")
+
+
+@pytest.mark.parametrize("texts", [
+    {"parameters": _TXT2IMG},
+    {"parameters": _TXT2IMG + ", Denoising strength: 0.7, Hires upscale: 2, Hires upscaler: Latent"},
+    {"parameters": _TXT2IMG + ", Denoising strength: 0.5"},  # img2img of a whole picture
+    {"prompt": json.dumps(API_GRAPH)},
+    {"invokeai_metadata": json.dumps({"positive_prompt": "a cat", "generation_mode": "txt2img"})},
+], ids=["txt2img", "hires fix", "img2img", "comfyui txt2img", "invokeai txt2img"])
+def test_generation_without_a_mask_stays_ai_generated(texts: dict[str, str]) -> None:
+    (ev,) = [e for e in run(png_with(texts), "png")[0] if e.claim != "unknown"]
+    assert ev.claim == "ai-generated" and "edit" not in ev.facts

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from ...errors import DecodeError, InvalidSignal
+from ...report.provenance import Claim
 from ...signals import get as get_signal_type
 from ..context import ImageContext, TextChunk
 
@@ -172,4 +173,16 @@ def describe_model(facts: dict[str, Any]) -> str:
 def _label(signal_type: str) -> str:
     return {"autov1": "AutoV1", "autov2": "AutoV2", "autov3": "AutoV3"}.get(
         signal_type, signal_type.upper() if signal_type == "sha256" else signal_type
+    )
+
+
+def generation_claim(facts: dict[str, Any]) -> tuple[Claim, str]:
+    """The claim a generator's record makes, and what the summary adds: a record of
+    inpainting or outpainting (``facts["edit"]``) shows the model regenerated part of an
+    input image, whose other pixels may be a photo's own: AI-edited, not AI-generated."""
+    edit = facts.get("edit")
+    if not edit:
+        return "ai-generated", ""
+    return "ai-edited", (
+        f"; it records an edit of an input image ({edit}): AI-edited, not wholly generated"
     )

@@ -29,6 +29,7 @@ from ._common import (
     chunk_warnings,
     clean,
     describe_model,
+    generation_claim,
     model_signal,
     to_float,
     to_int,
@@ -179,6 +180,9 @@ def infotext_facts(info: Infotext) -> dict[str, Any]:
 
     version = p.get("version")
     size = p.get("size")
+    # img2img with a mask (inpainting, outpainting scripts) writes these; txt2img and
+    # plain img2img never do.
+    masked = [f"{k}: {p[k.lower()]}" for k in _MASK_KEYS if p.get(k.lower())]
     facts: dict[str, Any] = {
         "generator": _generator_name(version),
         "version": version,
@@ -198,9 +202,13 @@ def infotext_facts(info: Infotext) -> dict[str, Any]:
         "embeddings": embeddings,
         "model_signals": signals,
         "parameters": info.params,
+        "edit": f"inpainting: {', '.join(masked)}" if masked else None,
         "warnings": problems,
     }
     return clean(facts)
+
+
+_MASK_KEYS = ("Mask blur", "Mask blur x", "Inpaint area", "Masked area padding", "Soft inpainting")
 
 
 def _generator_name(version: str | None) -> str:
@@ -226,8 +234,9 @@ def infotext_evidence(text: str, where: str, locations: list[str],
     facts["locations"] = locations
     if warnings:
         facts["warnings"] = [*warnings, *facts.get("warnings", [])]
-    summary = f"{where} written by {facts['generator']} {describe_model(facts)}"
-    return Evidence(source=SOURCE, claim="ai-generated", strength="strong",
+    claim, edit = generation_claim(facts)
+    summary = f"{where} written by {facts['generator']} {describe_model(facts)}{edit}"
+    return Evidence(source=SOURCE, claim=claim, strength="strong",
                     summary=summary + ".", facts=facts)  # fmt: skip
 
 

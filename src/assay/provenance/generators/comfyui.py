@@ -23,6 +23,7 @@ from ._common import (
     chunk_warnings,
     clean,
     describe_model,
+    generation_claim,
     load_json,
     size_str,
     to_float,
@@ -111,12 +112,22 @@ def evidence(ctx: ImageContext) -> list[Evidence]:
             facts.update(ui)
         else:
             facts.setdefault("workflow", {})["editor_node_count"] = ui["workflow"]["node_count"]
+    node_types = facts.get("workflow", {}).get("node_types", {})
+    masked = sorted(t for t in node_types if t in _MASK_NODES or "Inpaint" in t)
+    if masked:
+        facts["edit"] = f"inpainting nodes: {', '.join(masked)}"
     facts["locations"] = locations
     facts["warnings"] = problems
     facts = clean(facts)
-    summary = f"{' and '.join(wheres)} written by ComfyUI {describe_model(facts)}"
-    return [Evidence(source=SOURCE, claim="ai-generated", strength="strong",
+    claim, edit = generation_claim(facts)
+    summary = f"{' and '.join(wheres)} written by ComfyUI {describe_model(facts)}{edit}"
+    return [Evidence(source=SOURCE, claim=claim, strength="strong",
                      summary=summary + ".", facts=facts)]  # fmt: skip
+
+
+# Nodes that regenerate only a masked part of an input image (core ComfyUI); any node
+# type naming "Inpaint" (VAEEncodeForInpaint, InpaintModelConditioning, custom packs) too.
+_MASK_NODES = {"SetLatentNoiseMask", "ImagePadForOutpaint"}
 
 
 def exif_payloads(ctx: ImageContext) -> dict[str, Payload]:

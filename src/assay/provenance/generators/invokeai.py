@@ -27,6 +27,7 @@ from ._common import (
     chunk_warnings,
     clean,
     describe_model,
+    generation_claim,
     load_json,
     model_signal,
     size_str,
@@ -84,10 +85,14 @@ def evidence(ctx: ImageContext) -> list[Evidence]:
     facts["locations"] = [f"png:{c.chunk_type}:{c.key}" for c in used]
     facts["also_present"] = sorted(set(chunks) - {c.key for c in used})
     facts["warnings"] = warnings + errors
+    mode = str(facts.get("generation_mode") or "")
+    if "inpaint" in mode or "outpaint" in mode:
+        facts["edit"] = f"generation_mode {mode}"
     facts = clean(facts)
     where = " and ".join(f"PNG {c.chunk_type} chunk {c.key!r}" for c in used)
-    return [Evidence(source=SOURCE, claim="ai-generated", strength="strong",
-                     summary=f"{where} written by InvokeAI {describe_model(facts)}.",
+    claim, edit = generation_claim(facts)
+    return [Evidence(source=SOURCE, claim=claim, strength="strong",
+                     summary=f"{where} written by InvokeAI {describe_model(facts)}{edit}.",
                      facts=facts)]  # fmt: skip
 
 

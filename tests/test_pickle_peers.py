@@ -169,3 +169,63 @@ def test_text_with_harmless_global_shape_is_not_a_pickle(tmp_path: Path, text: b
     p.write_bytes(text)
     assert sniff_path(p).kind == "other"
     assert scan_file(p) == []
+
+
+# -- picklescan's zip tricks, in `assay scan` (assay model already caught them) ----------
+
+
+def _zip_trick(kind: str, payload: bytes) -> bytes:
+    import io
+    import struct
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        info = zipfile.ZipInfo("model/config.pkl" if kind == "flag" else "data.pkl",
+                               date_time=(2020, 1, 1, 0, 0, 0))
+        z.writestr(info, payload)
+    data = bytearray(buf.getvalue())
+    cd = data.rindex(b"PK\x01\x02")
+    if kind == "flag":  # the encryption flag (bit 0) in both headers, the data stored plain
+        for at in (0, cd):
+            off = at + (6 if at == 0 else 8)
+            struct.pack_into("<H", data, off, struct.unpack_from("<H", data, off)[0] | 0x1)
+    elif kind == "crc":  # a wrong CRC-32 in both headers
+        for at in (14, cd + 16):
+            struct.pack_into("<I", data, at, struct.unpack_from("<I", data, at)[0] ^ 0xFFFF)
+    elif kind == "name":  # the local header names the member otherwise than the directory
+        data[30:38] = b"datap.kl"
+    return bytes(data)
+
+
+@pytest.mark.parametrize("kind", ["flag", "crc", "name"])
+def test_zip_tricks_hide_no_payload_from_scan(tmp_path: Path, kind: str) -> None:
+    import os
+    import pickle
+
+    from test_model_file_findings import scan_records
+
+    class _Call:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return os.system, ("echo hi",)
+
+    p = tmp_path / f"{kind}.zip"
+    p.write_bytes(_zip_trick(kind, pickle.dumps(_Call(), 4)))
+    records = scan_records(p)
+    member = next(r for r in records.values() if "!/" in r.path)
+    assert member.kind == "model" and member.model is not None, member
+    assert member.model.safety.verdict == "dangerous"
+    assert member.errors and "PyTorch's zip reader" in member.errors[0].message
+
+
+def test_a_truly_encrypted_member_stays_an_encrypted_error(tmp_path: Path) -> None:
+    import zipfile
+
+    from test_model_file_findings import scan_records
+
+    # ZipCrypto-like: the flag set, the stored bytes unreadable without the password
+    p = tmp_path / "secret.zip"
+    p.write_bytes(_zip_trick("flag", bytes(range(255, -1, -1)) * 4))
+    assert zipfile.ZipFile(p).infolist()[0].flag_bits & 0x1
+    member = next(r for r in scan_records(p).values() if "!/" in r.path)
+    assert member.kind == "error" and member.errors[0].code == "encrypted"

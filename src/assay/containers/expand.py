@@ -125,8 +125,9 @@ def _one(m: Member, archive: str, analyze: AnalyzeFile, budget: _Budget, tmp: Pa
         yield rec
         return
     if m.encrypted:
-        yield _error(display, archive, "encrypted",
-                     "encrypted member: not decrypted (assay never guesses passwords)", m.size)
+        message = "encrypted member: not decrypted (assay never guesses passwords)"
+        yield (_lenient_record(m, display, archive, analyze, budget, tmp, depth, "encrypted", message)
+               or _error(display, archive, "encrypted", message, m.size))
         return
     if m.problem:
         yield _error(display, archive, "unsupported-format", m.problem, m.size)
@@ -150,7 +151,9 @@ def _one(m: Member, archive: str, analyze: AnalyzeFile, budget: _Budget, tmp: Pa
     try:
         problem = _materialise(m, local, min(limits.max_file_bytes, remaining), budget)
         if problem is not None:
-            yield _error(display, archive, *problem, size=m.size)
+            lenient = (_lenient_record(m, display, archive, analyze, budget, tmp, depth, *problem)
+                       if problem[0] == "decode-error" else None)
+            yield lenient or _error(display, archive, *problem, size=m.size)
             return
         rec = _relabel(analyze(local), local, display, archive)
         # the temporary copy's times say nothing about the member: use the archive's
@@ -170,6 +173,38 @@ def _one(m: Member, archive: str, analyze: AnalyzeFile, budget: _Budget, tmp: Pa
         local.unlink(missing_ok=True)
         if m.local_path is not None:
             m.local_path.unlink(missing_ok=True)
+
+
+def _lenient_record(m: Member, display: str, archive: str, analyze: AnalyzeFile, budget: _Budget,
+                    tmp: Path, depth: int, code: str, message: str) -> FileRecord | None:
+    """The record of a zip member the strict reader refused (flagged encrypted but
+    stored plain, a bad CRC, a local header that disagrees with the directory), read as
+    a lenient loader reads it (PyTorch's zip reader ignores the flag and the CRC), when
+    that makes it a model file: a trick that hides a payload from scanners must not
+    hide it from this one. The refusal stays on the record as an error. None otherwise."""
+    if m.lenient is None:
+        return None
+    limits = budget.limits
+    data = m.lenient(min(limits.max_file_bytes, limits.max_archive_bytes - budget.bytes_out))
+    if not data:
+        return None
+    budget.bytes_out += len(data)
+    _check_ratio(budget)
+    local = tmp / f"m{budget.members}-{depth}-lenient{safe_suffix(m.name)}"
+    try:
+        local.write_bytes(data)
+        rec = _relabel(analyze(local), local, display, archive)
+    finally:
+        local.unlink(missing_ok=True)
+    if rec.kind != "model":
+        return None
+    rec.times = FileTimes(source="archive", mtime=m.mtime) if m.mtime else None
+    why = ("flagged encrypted, yet readable without a password" if code == "encrypted"
+           else f"refused by the strict reader ({message})")
+    rec.errors.append(ErrorInfo(stage="archive", code=code, message=(
+        f"{why}: a loader that ignores this (PyTorch's zip reader ignores the flag and the CRC) "
+        "loads it; judged as that loader reads it")))
+    return rec
 
 
 def _materialise(m: Member, local: Path, limit: int, budget: _Budget) -> tuple[str, str] | None:

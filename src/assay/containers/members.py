@@ -37,6 +37,9 @@ class Member:
     overflowed: bool = False  # the reader stopped writing local_path at its limit
     independent: bool = False  # a corrupt member leaves the others readable (zip), unlike a stream
     mtime: str | None = None  # the modification time stored in the archive (ISO 8601)
+    # The content as a lenient loader reads it (at most the given bytes; None when it
+    # cannot), for a member the strict reader refuses: zip's encryption flag, CRC, headers.
+    lenient: Callable[[int], bytes | None] | None = None
 
 
 _DRIVE = re.compile(r"^[A-Za-z]:")

@@ -7,6 +7,7 @@ import zipfile
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from .members import ArchiveError, Member
 
@@ -30,8 +31,33 @@ def zip_members(path: Path, max_members: int) -> Iterator[Member]:
         if len(infos) > max_members:
             raise ArchiveError(f"zip archive lists {len(infos)} members (limit {max_members}); not read",
                                code="too-large")
+        listed: dict[str, Any] = {}  # the members as the pickle scanner lists them, on first need
         for info in infos:
-            yield _member(zf, info)
+            m = _member(zf, info)
+            if m.kind == "file" and info.compress_type != 99:  # AES: no loader reads it plain
+                m.lenient = lambda limit, name=info.filename: _lenient_read(path, name, limit, listed)
+            yield m
+
+
+def _lenient_read(path: Path, name: str, limit: int, listed: dict[str, Any]) -> bytes | None:
+    """The member ``name`` as a lenient loader reads it: from its local data offset with
+    the central directory's sizes, ignoring the encryption flag and the CRC (PyTorch's
+    zip reader does), or None when even that fails or it is over ``limit`` bytes."""
+    from ..errors import InputError
+    from ..models.pickles import PickleReport, read_zip_entry, zip_entries
+
+    try:
+        with open(path, "rb") as f:
+            if "entries" not in listed:
+                # problems of the container are the pickle scanner's findings, not errors here
+                listed["entries"] = {e.name: e for e in zip_entries(f, str(path), PickleReport(str(path)))}
+            entry = listed["entries"].get(name)
+            if entry is None:
+                return None
+            return read_zip_entry(f, entry, str(path), limit, ignore_encryption=True)
+    except (InputError, OSError):
+        listed.setdefault("entries", {})
+        return None
 
 
 def _member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Member:

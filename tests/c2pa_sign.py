@@ -156,18 +156,21 @@ def sign(
     ingredient: bytes | None = None,
     ingredient_mime: str = "image/jpeg",
     extra_assertions: list[dict[str, Any]] | None = None,
+    more_actions: list[dict[str, Any]] | None = None,
 ) -> bytes:
     """``data`` signed with the test certificate: a c2pa.created action declaring
-    ``source_type``, optionally an ingredient (itself possibly signed)."""
+    ``source_type`` (then ``more_actions``), optionally an ingredient (itself possibly
+    signed)."""
     import c2pa
 
     action: dict[str, Any] = {"action": "c2pa.created", "softwareAgent": agent}
     if source_type:
         action["digitalSourceType"] = IPTC + source_type
+    actions = [action, *(more_actions or [])]
     manifest = {
         "claim_generator_info": [{"name": "assay-tests", "version": "1"}],
         "format": mime,
-        "assertions": [{"label": "c2pa.actions", "data": {"actions": [action]}}]
+        "assertions": [{"label": "c2pa.actions", "data": {"actions": actions}}]
         + (extra_assertions or []),
     }
     info = c2pa.C2paSignerInfo(

@@ -76,6 +76,51 @@ def test_composite_over_ai_ingredient_is_ai_edited_with_history(
     assert c2[0].facts["label"] == ref["active_manifest"]
 
 
+def _edit(term: str, action: str = "c2pa.edited", agent: str = "GenFill 3") -> dict[str, Any]:
+    return {"action": action, "softwareAgent": agent,
+            "digitalSourceType": f"http://cv.iptc.org/newscodes/digitalsourcetype/{term}"}  # fmt: skip
+
+
+def test_photo_edited_with_generative_tool_is_ai_edited_not_generated(c2dir: Path) -> None:
+    # A capture, then an edit whose source type is trainedAlgorithmicMedia (generative
+    # fill): the created action says what the asset is, the edit what it added. assay
+    # ranked every action's source type alike and read this "AI-generated".
+    data = sign(c2dir, pattern_jpeg(), "image/jpeg", "digitalCapture", agent="Camera 1",
+                more_actions=[_edit("trainedAlgorithmicMedia")])  # fmt: skip
+    ref = _reference(data)
+    assert ref["validation_state"] == "Valid"
+    report = _report(data)
+    assert report.verdict.startswith("AI-edited: signed Content Credential (GenFill 3; signer not trusted)")
+    (e,) = [e for e in report.evidence if e.source == "c2pa"]
+    assert (e.claim, e.facts["ai_edit_actions"]) == ("ai-edited", ["c2pa.edited"])
+    assert e.facts["digital_source_types"] == ["digitalCapture", "trainedAlgorithmicMedia"]
+    assert "trainedAlgorithmicMedia on c2pa.edited only: an AI edit, not how the asset was made" in e.summary
+
+
+@pytest.mark.parametrize(("actions", "claim"), [
+    # trainedAlgorithmicMedia on the origin action: generated, whatever the later edits add.
+    ([{"action": "c2pa.created", "digitalSourceType": "trainedAlgorithmicMedia"},
+      {"action": "c2pa.edited", "digitalSourceType": "trainedAlgorithmicMedia"}], "ai-generated"),
+    ([{"action": "c2pa.opened", "digitalSourceType": "trainedAlgorithmicMedia"}], "ai-generated"),
+    # c2pa-python's pdf-file.pdf: one edit by Adobe Firefly in an Express document.
+    ([{"action": "c2pa.edited", "digitalSourceType": "trainedAlgorithmicMedia"}], "ai-edited"),
+    ([{"action": "c2pa.placed", "digitalSourceType": "trainedAlgorithmicMedia"}], "ai-edited"),
+    ([{"action": "c2pa.created", "digitalSourceType": "digitalCapture"},
+      {"action": "c2pa.edited", "digitalSourceType": "compositeWithTrainedAlgorithmicMedia"}], "ai-edited"),
+    ([{"action": "c2pa.created", "digitalSourceType": "digitalCapture"},
+      {"action": "c2pa.color_adjustments"}], "camera-captured"),
+])  # fmt: skip
+def test_source_type_of_the_origin_action_decides_generated(actions: list[dict[str, str]], claim: str) -> None:
+    store = _store("Valid", [])
+    for a in actions:
+        a["digitalSourceType"] = a.get("digitalSourceType") and (
+            "http://cv.iptc.org/newscodes/digitalsourcetype/" + a["digitalSourceType"])
+    m = store["manifests"]["urn:c2pa:active"]
+    m["assertions"][0]["data"]["actions"] = [{k: v for k, v in a.items() if v} for a in actions]
+    (e,) = c2pa_source.manifest_evidence(store)
+    assert e.claim == claim
+
+
 def test_unloadable_active_manifest_is_invalid_whatever_the_ingredient(
     c2dir: Path, ai_jpeg: bytes
 ) -> None:

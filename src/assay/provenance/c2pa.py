@@ -78,6 +78,9 @@ _CLAIM_RANK: dict[Claim, int] = {
     "camera-captured": 3,
     "unknown": 4,
 }
+# Actions whose digital source type describes the asset itself (C2PA: every manifest
+# starts with one of them).
+_ORIGIN_ACTIONS = {"c2pa.created", "c2pa.opened"}
 # Actions that record where the content came from rather than a change to it.
 _NEUTRAL_ACTIONS = {
     "c2pa.created",
@@ -425,12 +428,18 @@ def manifest_evidence(store: dict[str, Any]) -> list[Evidence]:
     return out
 
 
-def _declared(acts: list[dict[str, Any]]) -> tuple[Claim, list[str], str | None]:
-    """The claim a manifest's actions make, the source-type terms and the tool named."""
+def _declared(acts: list[dict[str, Any]]) -> tuple[Claim, list[str], str | None, list[str]]:
+    """The claim a manifest's actions make, the source-type terms, the tool named, and
+    the actions other than created/opened that declare trainedAlgorithmicMedia.
+
+    The source type of ``c2pa.created`` or ``c2pa.opened`` describes the asset itself;
+    on any other action (``c2pa.edited``, ``c2pa.placed`` ...) it describes what that
+    action added: a photo edited with a generative tool is AI-edited, not AI-generated."""
     terms: list[str] = []
     claim: Claim = "unknown"
     agent: str | None = None
     best: int | None = None
+    ai_edits: list[str] = []
     for act in acts:
         dst = act.get("digitalSourceType")
         st = digital_source_type(dst) if isinstance(dst, str) else None
@@ -438,14 +447,20 @@ def _declared(acts: list[dict[str, Any]]) -> tuple[Claim, list[str], str | None]
             continue
         if st.term not in terms:
             terms.append(st.term)
-        rank = _CLAIM_RANK[st.claim]
+        act_claim = st.claim
+        name = _clean(str(act.get("action")))[:100]
+        if act_claim == "ai-generated" and name not in _ORIGIN_ACTIONS:
+            act_claim = "ai-edited"
+            if name not in ai_edits:
+                ai_edits.append(name)
+        rank = _CLAIM_RANK[act_claim]
         # The action that declares the most telling source type names the tool.
         if best is None or rank < best or (rank == best and agent is None):
-            claim, best = st.claim, rank
+            claim, best = act_claim, rank
             agent = _name(act.get("softwareAgent")) or agent
     if claim == "unknown" and any(str(a.get("action")) not in _NEUTRAL_ACTIONS for a in acts):
         claim = "edited"
-    return claim, terms, agent
+    return claim, terms, agent, (ai_edits if claim == "ai-edited" else [])
 
 
 def _unloaded(status: _Status, label: str, state: str, anchors: str) -> Evidence:
@@ -495,7 +510,7 @@ def _one(
     ingredient_labels: list[str],
 ) -> Evidence:
     acts = _actions(m)
-    claim, terms, agent = _declared(acts)
+    claim, terms, agent, ai_edits = _declared(acts)
     info = m.get("claim_generator_info")
     cg_name = _name(info[0]) if isinstance(info, list) and info else None
     claim_generator = _name(m.get("claim_generator")) or cg_name
@@ -535,6 +550,11 @@ def _one(
 
     noun = "active manifest" if is_active else "ingredient manifest"
     declared = f"declares {', '.join(terms)}" if terms else "declares no digital source type"
+    if ai_edits:
+        declared += (
+            f"; trainedAlgorithmicMedia on {', '.join(ai_edits)} only: an AI edit, not how "
+            "the asset was made"
+        )
     cn, issuer = _name(sig.get("common_name")), _name(sig.get("issuer"))
     signer = cn or issuer or "an unnamed signer"
     if cn and issuer and issuer != cn:
@@ -576,6 +596,7 @@ def _one(
             "invalid" if identity_failed else "signer not trusted" if identity_untrusted else None
         ),
         "digital_source_types": terms,
+        "ai_edit_actions": ai_edits or None,
         "generator": generator,
         "claim_generator": claim_generator,
         "signer_issuer": issuer,

@@ -60,6 +60,9 @@ def test_calls_into_other_model_scanners_are_dangerous(module: str) -> None:
     ("atexit", "register", ("x",)),
     ("unittest", "main", ()),
     ("antigravity", "geohash", ()),
+    ("tarfile", "TarFile.open", ("/tmp/x.tar", "w")),
+    ("zipfile", "PyZipFile", ("/tmp/x.zip", "w")),
+    ("syslog", "syslog", ("x",)),
 ])
 def test_command_runners_and_call_amplifiers_are_dangerous(module: str, name: str,
                                                          args: tuple[str, ...]) -> None:

@@ -171,6 +171,9 @@ _DANGEROUS_MODULES = (
     # run commands (pexpect.run, pipes.Template), call later (atexit.register), run a
     # test discovery's imports (unittest.main), open a browser on import (antigravity)
     "pexpect", "ptyprocess", "pipes", "_signal", "atexit", "unittest", "antigravity",
+    # create or overwrite files by any of their classes (tarfile.TarFile.open(p, "w"),
+    # zipfile.PyZipFile), or write the system log
+    "tarfile", "zipfile", "syslog",
 )
 # A dotted path that walks through one of these reaches it from any module
 # ("pathlib.os.system", "x.subprocess.Popen"): the first module only opens the door.
@@ -200,7 +203,7 @@ _DANGEROUS_EXACT = frozenset(
     {
         "operator.attrgetter", "operator.methodcaller", "_operator.attrgetter",
         "_operator.methodcaller", "functools.reduce", "_functools.reduce",
-        "codecs.open", "zipfile.ZipFile", "tarfile.open", "tarfile.TarFile",
+        "codecs.open",
         "pathlib.Path.read_text", "pathlib.Path.write_text", "pathlib.Path.open",
         "pathlib.Path.unlink", "pathlib.Path.read_bytes", "pathlib.Path.write_bytes",
         "copyreg.__newobj_ex__",

@@ -248,11 +248,29 @@ def _saved(fmt: str, **kw: object) -> bytes:
     return buf.getvalue()
 
 
-# exiftool reads XMP and EXIF in all three; assay read neither in HEIF/AVIF nor XMP in TIFF.
-@pytest.mark.parametrize("fmt", ["tiff", "avif", "heif"])
+def _gif_with_xmp(pk: bytes) -> bytes:
+    """A GIF with XMP's application extension before its image: the packet as raw bytes,
+    then the 258-byte magic trailer that makes GIF readers skip it as sub-blocks."""
+    buf = io.BytesIO()
+    Image.new("P", (32, 32), 3).save(buf, "GIF")
+    gif = buf.getvalue()
+    flags = gif[10]
+    at = 13 + (3 * 2 ** ((flags & 7) + 1) if flags & 0x80 else 0)  # after the colour table
+    ext = b"!\xff\x0bXMP DataXMP" + pk + b"\x01" + bytes(range(255, -1, -1)) + b"\x00"
+    return gif[:at] + ext + gif[at:]
+
+
+# exiftool reads XMP and EXIF in all of these; assay read neither in HEIF/AVIF nor XMP in
+# TIFF and GIF.
+@pytest.mark.parametrize("fmt", ["tiff", "avif", "heif", "gif"])
 def test_digital_source_type_in_tiff_heif_avif(fmt: str) -> None:
     pk = attr_packet("trainedAlgorithmicMedia")
-    data = _saved(fmt, tiffinfo={700: pk}) if fmt == "tiff" else _saved(fmt, xmp=pk)
+    if fmt == "gif":
+        data = _gif_with_xmp(pk)
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()  # still a GIF its readers decode
+    else:
+        data = _saved(fmt, tiffinfo={700: pk}) if fmt == "tiff" else _saved(fmt, xmp=pk)
     report = analyze_provenance(Path(f"x.{fmt}"), data, fmt)
     assert report.verdict.startswith("AI-generated: IPTC digital source type trainedAlgorithmicMedia")
     (e,) = [e for e in report.evidence if e.source == "iptc"]

@@ -482,7 +482,7 @@ class ImageContext:
 
     def xmp(self) -> bytes | None:
         """The XMP packet (JPEG APP1, PNG iTXt XML:com.adobe.xmp, WebP 'XMP ', TIFF tag
-        700, the XMP item of HEIF/AVIF)."""
+        700, the XMP item of HEIF/AVIF, GIF's 'XMP DataXMP' application extension)."""
         return self.memo("xmp", self._find_xmp)
 
     def _find_xmp(self) -> bytes | None:
@@ -506,6 +506,8 @@ class ImageContext:
             return _as_bytes(raw)
         elif self.format in ("heif", "avif"):
             return _as_bytes(self._pillow_info("xmp"))
+        elif self.format == "gif":
+            return _gif_xmp(self.data)
         return None
 
     def _pillow_info(self, key: str) -> object:
@@ -779,3 +781,26 @@ def _as_bytes(raw: object) -> bytes | None:
     elif isinstance(raw, str):
         raw = raw.encode("utf-8")
     return raw if isinstance(raw, bytes) and raw else None
+
+
+_GIF_XMP = b"!\xff\x0bXMP DataXMP"  # extension introducer, application label, its id
+_GIF_XMP_MAX = 4 * 1024 * 1024
+
+
+def _gif_xmp(data: bytes) -> bytes | None:
+    """The packet of GIF's XMP application extension. XMP writes it as raw bytes (the
+    sub-block lengths are the packet's own bytes, closed by a 258-byte "magic trailer"),
+    so it is read up to the packet's end marker, not block by block."""
+    start = data.find(_GIF_XMP)
+    if start < 0:
+        return None
+    start += len(_GIF_XMP)
+    window = data[start : start + _GIF_XMP_MAX]
+    end = window.find(b"<?xpacket end=")
+    if end >= 0:
+        close = window.find(b"?>", end)
+        end = close + 2 if close >= 0 else -1
+    else:
+        end = window.find(b"</x:xmpmeta>")
+        end = end + len(b"</x:xmpmeta>") if end >= 0 else -1
+    return window[:end] if end > 0 else None

@@ -724,7 +724,8 @@ _INPAINT_NODES = {
      "a1111", "inpainting: Mask blur: 4, Inpaint area: Only masked"),
     ({"parameters": _TXT2IMG + ", Denoising strength: 0.6, Mask blur x: 4, Mask blur y: 4, Version: f2.0.1v1.10.1"},
      "a1111", "inpainting: Mask blur x: 4"),
-    ({"prompt": json.dumps(_INPAINT_NODES)}, "comfyui", "inpainting nodes: VAEEncodeForInpaint"),
+    ({"prompt": json.dumps(_INPAINT_NODES)}, "comfyui",
+     "inpainting nodes: VAEEncodeForInpaint on a loaded image (LoadImage)"),
     ({"invokeai_metadata": json.dumps({"positive_prompt": "a cat", "generation_mode": "sdxl_inpaint",
                                        "model": {"name": "m"}})}, "invokeai", "generation_mode sdxl_inpaint"),
     ({"invokeai_metadata": json.dumps({"positive_prompt": "a cat", "generation_mode": "outpaint",
@@ -746,7 +747,9 @@ def test_inpainting_is_ai_edited(texts: dict[str, str], source: str, edit: str) 
     {"parameters": _TXT2IMG + ", Denoising strength: 0.5"},  # img2img of a whole picture
     {"prompt": json.dumps(API_GRAPH)},
     {"invokeai_metadata": json.dumps({"positive_prompt": "a cat", "generation_mode": "txt2img"})},
-], ids=["txt2img", "hires fix", "img2img", "comfyui txt2img", "invokeai txt2img"])
+    # a detailer pass inpainting the graph's own output: no image came in
+    {"prompt": json.dumps({k: v for k, v in _INPAINT_NODES.items() if k != "5"})},
+], ids=["txt2img", "hires fix", "img2img", "comfyui txt2img", "invokeai txt2img", "comfyui detailer"])
 def test_generation_without_a_mask_stays_ai_generated(texts: dict[str, str]) -> None:
     (ev,) = [e for e in run(png_with(texts), "png")[0] if e.claim != "unknown"]
     assert ev.claim == "ai-generated" and "edit" not in ev.facts

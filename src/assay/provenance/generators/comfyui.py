@@ -114,8 +114,11 @@ def evidence(ctx: ImageContext) -> list[Evidence]:
             facts.setdefault("workflow", {})["editor_node_count"] = ui["workflow"]["node_count"]
     node_types = facts.get("workflow", {}).get("node_types", {})
     masked = sorted(t for t in node_types if t in _MASK_NODES or "Inpaint" in t)
-    if masked:
-        facts["edit"] = f"inpainting nodes: {', '.join(masked)}"
+    # Inpainting edits an input image only when the graph loads one: a detailer pass over
+    # the graph's own txt2img output leaves a wholly generated image.
+    loaded = sorted(t for t in node_types if "LoadImage" in t or "Load Image" in t)
+    if masked and loaded:
+        facts["edit"] = f"inpainting nodes: {', '.join(masked)} on a loaded image ({', '.join(loaded)})"
     facts["locations"] = locations
     facts["warnings"] = problems
     facts = clean(facts)

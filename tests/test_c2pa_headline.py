@@ -121,6 +121,21 @@ def test_source_type_of_the_origin_action_decides_generated(actions: list[dict[s
     assert e.claim == claim
 
 
+@pytest.mark.parametrize(("actions", "claim"), [
+    # c2pa-rs's update_manifest.jpg: an update manifest that opened its parent and edited
+    # its metadata only read "edited: signed Content Credential".
+    (["c2pa.opened", "c2pa.edited.metadata"], "unknown"),
+    (["c2pa.created", "c2pa.transcoded", "c2pa.repackaged", "c2pa.watermarked", "c2pa.redacted"], "unknown"),
+    (["c2pa.opened", "c2pa.cropped"], "edited"),
+    (["c2pa.opened", "c2pa.edited"], "edited"),
+])  # fmt: skip
+def test_actions_that_leave_the_content_alone_are_no_edit(actions: list[str], claim: str) -> None:
+    store = _store("Valid", [])
+    store["manifests"]["urn:c2pa:active"]["assertions"][0]["data"]["actions"] = [{"action": a} for a in actions]
+    (e,) = c2pa_source.manifest_evidence(store)
+    assert e.claim == claim
+
+
 def test_unloadable_active_manifest_is_invalid_whatever_the_ingredient(
     c2dir: Path, ai_jpeg: bytes
 ) -> None:

@@ -88,6 +88,13 @@ _NEUTRAL_ACTIONS = {
     "c2pa.placed",
     "c2pa.published",
     "c2pa.converted",
+    # The C2PA spec: none of these changes the content's "editorial" meaning (metadata
+    # edits, re-encoding, a new container, removed assertions, a soft-binding watermark).
+    "c2pa.edited.metadata",
+    "c2pa.transcoded",
+    "c2pa.repackaged",
+    "c2pa.redacted",
+    "c2pa.watermarked",
 }
 _MAX_LIST = 50  # cap on lists copied into facts from a hostile manifest
 _UNLOADABLE = "Failed to load manifest"  # the SDK's explanation for an unreadable manifest

@@ -753,3 +753,40 @@ def test_inpainting_is_ai_edited(texts: dict[str, str], source: str, edit: str) 
 def test_generation_without_a_mask_stays_ai_generated(texts: dict[str, str]) -> None:
     (ev,) = [e for e in run(png_with(texts), "png")[0] if e.claim != "unknown"]
     assert ev.claim == "ai-generated" and "edit" not in ev.facts
+
+
+# -- Fooocus-MRE (stable-diffusion-prompt-reader's "fooocus jpeg format" and PNG 'Comment') --
+
+_MRE = {"prompt": "a red fox", "negative_prompt": "blurry", "styles": ["Default (Slightly Cinematic)"],
+        "performance": "Speed", "steps": 30, "cfg": 7.0, "base_model": "sd_xl_base_1.0.safetensors",
+        "refiner_model": "None", "l1": "sd_xl_offset_example-lora_1.0.safetensors", "w1": 0.5,
+        "l2": "None", "w2": 1.0, "sampler": "dpmpp_2m_sde_gpu", "scheduler": "karras", "seed": 123,
+        "width": 1152, "height": 896, "software": "Fooocus-MRE v2.0.78.5"}  # fmt: skip
+
+
+def _jpeg_with_comment(text: str) -> bytes:
+    bio = io.BytesIO()
+    Image.new("RGB", (8, 8), (9, 9, 9)).save(bio, "JPEG", comment=text)
+    return bio.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg"])
+@pytest.mark.parametrize("software", [True, False], ids=["named", "keys only"])
+def test_fooocus_mre_comment(fmt: str, software: bool) -> None:
+    meta = dict(_MRE) if software else {k: v for k, v in _MRE.items() if k != "software"}
+    data = png_with({"Comment": json.dumps(meta)}) if fmt == "png" else _jpeg_with_comment(json.dumps(meta))
+    evidence, errors = run(data, fmt)
+    ev = only(evidence, "fooocus")
+    assert errors == [] and [e.source for e in evidence if e.claim != "unknown"] == ["fooocus"]
+    f = ev.facts
+    assert (ev.claim, ev.strength, f["generator"]) == ("ai-generated", "strong", "Fooocus")
+    assert (f["prompt"], f["negative_prompt"], f["model"]) == ("a red fox", "blurry", "sd_xl_base_1.0.safetensors")
+    assert (f["seed"], f["steps"], f["cfg_scale"], f["size"]) == (123, 30, 7.0, "1152x896")
+    assert f["loras"] == [{"name": "sd_xl_offset_example-lora_1.0.safetensors", "weight": 0.5}]
+    assert f["locations"] == (["png:tEXt:Comment"] if fmt == "png" else ["jpeg:COM"])
+
+
+@pytest.mark.parametrize("text", ['{"prompt": "a fox", "steps": 3}', "just a comment", '{"a": 1}'])
+def test_other_comments_are_not_fooocus(text: str) -> None:
+    for data, fmt in ((png_with({"Comment": text}), "png"), (_jpeg_with_comment(text), "jpeg")):
+        assert all(e.source != "fooocus" for e in run(data, fmt)[0])

@@ -1,6 +1,8 @@
 """Fooocus: PNG text ``parameters`` holding a JSON object, with ``fooocus_scheme``;
 in JPEG and WebP the same JSON is the EXIF UserComment, with the scheme in MakerNote
-and "Fooocus v..." in Software.
+and "Fooocus v..." in Software. Fooocus-MRE (MoonRide Edition) wrote its own JSON
+(``software`` "Fooocus-MRE v...", ``base_model``, ``cfg``, ``width``/``height``, LoRAs as
+``l1``/``w1`` ...) to PNG text ``Comment`` or the JPEG comment (COM) segment.
 
 ``fooocus_scheme`` is "fooocus" for this JSON form; with "a1111" Fooocus writes an
 A1111 infotext instead, which the ``a1111`` source reads (its Version names
@@ -63,7 +65,78 @@ def _exif_evidence(ctx: ImageContext) -> list[Evidence]:
                      facts=facts)]  # fmt: skip
 
 
+_MRE_KEYS = {"prompt", "negative_prompt", "base_model", "cfg", "steps", "sampler", "seed",
+             "width", "height"}  # fmt: skip
+
+
+def _looks_mre(meta: object) -> bool:
+    if not isinstance(meta, dict):
+        return False
+    return str(meta.get("software", "")).startswith("Fooocus") or _MRE_KEYS <= meta.keys()
+
+
+def _mre_evidence(ctx: ImageContext) -> list[Evidence]:
+    """Fooocus-MRE's JSON in PNG text 'Comment' or the JPEG COM segment."""
+    found: list[tuple[str, str, str, list[str]]] = []
+    if ctx.format == "png":
+        for c in ctx.png_text_chunks():
+            if c.key == "Comment":
+                found.append((c.text, f"PNG {c.chunk_type} chunk 'Comment'",
+                              f"png:{c.chunk_type}:Comment", chunk_warnings(c)))  # fmt: skip
+                break
+    else:
+        for seg in ctx.jpeg_segments():
+            if seg.marker == 0xFE:
+                found.append((seg.data.decode("utf-8", "replace"), "JPEG comment (COM) segment",
+                              "jpeg:COM", []))  # fmt: skip
+                break
+    out = []
+    for text, where, location, warnings in found:
+        if not text.lstrip().startswith("{") or not _looks_mre(try_json(text)):
+            continue
+        meta = load_json(ctx, text, where)
+        facts = mre_facts(meta)
+        facts["locations"] = [location]
+        facts["warnings"] = warnings
+        facts = clean(facts)
+        out.append(Evidence(source=SOURCE, claim="ai-generated", strength="strong",
+                            summary=f"{where} written by Fooocus-MRE {describe_model(facts)}.",
+                            facts=facts))  # fmt: skip
+    return out
+
+
+def mre_facts(meta: dict[str, Any]) -> dict[str, Any]:
+    refiner = as_str(meta.get("refiner_model"))
+    loras = []
+    for i in range(1, 6):
+        name = as_str(meta.get(f"l{i}"))
+        if name and name != "None":
+            loras.append(clean({"name": name, "weight": to_float(meta.get(f"w{i}"))}))
+    w, h = to_int(meta.get("width")), to_int(meta.get("height"))
+    return {
+        "generator": "Fooocus",
+        "version": as_str(meta.get("software")),
+        "prompt": as_str(meta.get("prompt")),
+        "negative_prompt": as_str(meta.get("negative_prompt")),
+        "seed": to_int(meta.get("seed")),
+        "steps": to_int(meta.get("steps")),
+        "sampler": as_str(meta.get("sampler")),
+        "scheduler": as_str(meta.get("scheduler")),
+        "cfg_scale": to_float(meta.get("cfg")),
+        "size": f"{w}x{h}" if w and h else None,
+        "model": as_str(meta.get("base_model")),
+        "refiner": refiner if refiner != "None" else None,
+        "loras": loras,
+        "styles": _styles(meta.get("styles")),
+        "performance": as_str(meta.get("performance")),
+    }
+
+
 def evidence(ctx: ImageContext) -> list[Evidence]:
+    if ctx.format in ("png", "jpeg"):
+        mre = _mre_evidence(ctx)
+        if mre:
+            return mre
     if ctx.format != "png":
         return _exif_evidence(ctx)
     text = ctx.png_text_map()

@@ -790,3 +790,24 @@ def test_fooocus_mre_comment(fmt: str, software: bool) -> None:
 def test_other_comments_are_not_fooocus(text: str) -> None:
     for data, fmt in ((png_with({"Comment": text}), "png"), (_jpeg_with_comment(text), "jpeg")):
         assert all(e.source != "fooocus" for e in run(data, fmt)[0])
+
+
+# -- A1111's extras tab (stable-diffusion-prompt-reader's "A1111 webUI (Postprocessing)") --
+
+_PP = "Postprocess upscale by: 4, Postprocess upscaler: R-ESRGAN 4x+"
+
+
+@pytest.mark.parametrize("key", ["postprocessing", "extras"])
+def test_a1111_postprocessing_alone_is_an_edit_not_a_generation(key: str) -> None:
+    data = png_with({key: _PP})
+    ev = only(run(data, "png")[0], "a1111")
+    assert (ev.claim, ev.strength) == ("edited", "strong")
+    assert ev.facts["postprocessing"] == _PP and ev.facts["locations"] == [f"png:tEXt:{key}"]
+    report = analyze_provenance(Path("t.png"), data, "png")
+    assert report.verdict.startswith("edited: AUTOMATIC1111 postprocessing 'Postprocess upscale by: 4, ")
+
+
+def test_a1111_postprocessing_beside_an_infotext_is_a_fact_of_it() -> None:
+    ev = only(run(png_with({"parameters": _TXT2IMG, "postprocessing": _PP}), "png")[0], "a1111")
+    assert ev.claim == "ai-generated" and ev.facts["postprocessing"] == _PP
+    assert ev.facts["locations"] == ["png:tEXt:parameters", "png:tEXt:postprocessing"]

@@ -240,6 +240,31 @@ def infotext_evidence(text: str, where: str, locations: list[str],
                     summary=summary + ".", facts=facts)  # fmt: skip
 
 
+def _postprocessing(ctx: ImageContext, found: list[Evidence]) -> list[Evidence]:
+    """The extras tab's record ('postprocessing', older 'extras' text chunks: upscaler, face
+    restoration). Beside a generation infotext it is a fact of that evidence; alone it
+    shows the image was post-processed by A1111, which says nothing of how it was made."""
+    chunk = next((c for c in ctx.png_text_chunks() if c.key in ("postprocessing", "extras")), None)
+    if chunk is None or not chunk.text.strip():
+        return []
+    text = " ".join(chunk.text.split())[:512]
+    location = f"png:{chunk.chunk_type}:{chunk.key}"
+    if found:
+        found[0].facts["postprocessing"] = text
+        found[0].facts["locations"] = [*found[0].facts.get("locations", []), location]
+        return []
+    where = f"PNG {chunk.chunk_type} chunk {chunk.key!r}"
+    return [Evidence(
+        source=SOURCE, claim="edited", strength="strong",
+        summary=(f"{where} written by AUTOMATIC1111's extras tab records post-processing of "
+                 f"an input image ({text[:120]!r}); it says nothing of how that image was made."),
+        facts=clean({"generator": "AUTOMATIC1111", "postprocessing": text, "locations": [location],
+                     # how the verdict cites it: the record itself, not "generator metadata"
+                     "field": "AUTOMATIC1111 postprocessing", "value": text,
+                     "warnings": chunk_warnings(chunk)}),
+    )]  # fmt: skip
+
+
 def evidence(ctx: ImageContext) -> list[Evidence]:
     """A1111/Forge infotext in PNG text ``parameters``, the EXIF UserComment or stealth data."""
     out: list[Evidence] = []
@@ -255,6 +280,7 @@ def evidence(ctx: ImageContext) -> list[Evidence]:
         if ev is not None:
             out.append(ev)
         break  # readers use the first 'parameters' chunk
+    out.extend(_postprocessing(ctx, out))
     if ctx.format in ("jpeg", "webp", "png", "tiff"):
         try:
             info = ctx.user_comment_info()

@@ -381,3 +381,28 @@ def test_plain_tall_png_is_ruled_out_without_a_full_decode() -> None:
     ctx = ctx_of(encode(tall))
     assert read_stealth(ctx) == []
     assert "pixels" not in ctx._memo  # the first-column shortcut answered
+
+
+# NovelAI's inpainting: request_type "NativeInfillingRequest" ("Inpainting" in its own
+# metadata inspector) regenerates a masked part of an input image: AI-edited.
+def test_novelai_inpainting_is_ai_edited() -> None:
+    comment = {**COMMENT, "request_type": "NativeInfillingRequest"}
+    [ev] = generator_evidence(ctx_of(encode(pattern(), texts=nai_fields(comment))))[0]
+    assert (ev.claim, ev.strength) == ("ai-edited", "strong")
+    assert ev.facts["edit"] == "request_type NativeInfillingRequest"
+    assert "it records an edit of an input image" in ev.summary
+    [ev] = generator_evidence(ctx_of(encode(pattern(), texts=nai_fields(
+        {**COMMENT, "request_type": "PromptGenerateRequest"}))))[0]  # fmt: skip
+    assert ev.claim == "ai-generated" and ev.facts["request_type"] == "PromptGenerateRequest"
+
+
+def test_signed_novelai_inpainting_is_cryptographic_and_ai_edited(
+    keypair: tuple[Ed25519PrivateKey, str],
+) -> None:
+    sk, pk = keypair
+    arr = pattern()
+    comment = {**COMMENT, "request_type": "NativeInfillingRequest"}
+    message = np.ascontiguousarray(arr[:, :, :3]).tobytes() + json.dumps(comment).encode("utf-8")
+    comment["signed_hash"] = base64.b64encode(sk.sign(message)).decode()
+    [ev] = novelai.evidence(ctx_of(encode(arr, texts=nai_fields(comment))), public_key=pk)
+    assert (ev.claim, ev.strength, ev.facts["signature"]) == ("ai-edited", "cryptographic", "valid")

@@ -28,7 +28,16 @@ from typing import Any
 from ...errors import DecodeError, InputError
 from ...report.provenance import Evidence
 from ..context import TAG_SOFTWARE, TAG_USER_COMMENT, ImageContext
-from ._common import chunk_warnings, clean, load_json, size_str, to_float, to_int, try_json
+from ._common import (
+    chunk_warnings,
+    clean,
+    generation_claim,
+    load_json,
+    size_str,
+    to_float,
+    to_int,
+    try_json,
+)
 from .stealth import read_stealth
 
 SOURCE = "novelai"
@@ -174,15 +183,20 @@ def _evidence_for(ctx: ImageContext, fields: dict[str, str], where: str, locatio
         "model_hash": _source_hash(source),
         "version": fields.get("Software"),
         "generation_time": fields.get("Generation time"),
+        "request_type": _str(comment.get("request_type")),
         "locations": locations,
         "warnings": warnings,
     }
+    if "Infilling" in (facts["request_type"] or ""):
+        # NovelAI's inpainting ("NativeInfillingRequest", "Inpainting" in its inspector)
+        facts["edit"] = f"request_type {facts['request_type']}"
+    claim, edit = generation_claim(facts)
     signed = comment.get("signed_hash")
     if not isinstance(signed, str):
         facts["signature"] = "absent"
         facts = clean(facts)
-        return Evidence(source=SOURCE, claim="ai-generated", strength="strong",
-                        summary=f"{where} written by NovelAI names model {source or 'unknown'!r}; "
+        return Evidence(source=SOURCE, claim=claim, strength="strong",
+                        summary=f"{where} written by NovelAI names model {source or 'unknown'!r}{edit}; "
                         "no signature to verify.", facts=facts)  # fmt: skip
     valid, reason = verify_signed_hash(ctx, comment, public_key)
     facts["signature"] = "valid" if valid else "invalid"
@@ -191,12 +205,12 @@ def _evidence_for(ctx: ImageContext, fields: dict[str, str], where: str, locatio
     facts = clean(facts)
     if valid:
         summary = (f"{where}: NovelAI's Ed25519 signature verifies over these pixels and "
-                   f"this metadata (model {source or 'unknown'!r}).")  # fmt: skip
-        return Evidence(source=SOURCE, claim="ai-generated", strength="cryptographic",
+                   f"this metadata (model {source or 'unknown'!r}){edit}.")  # fmt: skip
+        return Evidence(source=SOURCE, claim=claim, strength="cryptographic",
                         summary=summary, facts=facts)  # fmt: skip
     summary = (f"{where} written by NovelAI carries a signature that does not verify: "
-               "pixels or metadata changed after signing.")  # fmt: skip
-    return Evidence(source=SOURCE, claim="ai-generated", strength="moderate",
+               f"pixels or metadata changed after signing{edit}.")  # fmt: skip
+    return Evidence(source=SOURCE, claim=claim, strength="moderate",
                     summary=summary, facts=facts)  # fmt: skip
 
 

@@ -232,3 +232,72 @@ def test_a_truly_encrypted_member_stays_an_encrypted_error(tmp_path: Path) -> No
     assert zipfile.ZipFile(p).infolist()[0].flag_bits & 0x1
     member = next(r for r in scan_records(p).values() if "!/" in r.path)
     assert member.kind == "error" and member.errors[0].code == "encrypted"
+
+
+# -- joblib files (sklearn models): arrays' bytes inline in the pickle stream -------------
+
+JOBLIB_FIXTURES = sorted((Path(__file__).parent / "data").glob("joblib_*.joblib"))
+MARKER = ("assay-joblib-marker-" + "x" * 20).encode()
+
+
+def _payload_in_place_of_marker(data: bytes) -> bytes:
+    """The fixture with its final string replaced, byte for byte, by posix.system('echo hi')
+    (frames and offsets unchanged): something after every array, for the scan to reach."""
+    at = data.index(MARKER)
+    head = 2 if data[at - 2] == 0x8C else 5  # SHORT_BINUNICODE or BINUNICODE
+    n = head + len(MARKER)
+    call = b"cposix\nsystem\n" + b"\x8c\x07echo hi" + b"\x85R"
+    pad = n - len(call)
+    filler = (b"\x8c\x000" if pad % 2 else b"") + b"N0" * ((pad - 3 * (pad % 2)) // 2)
+    out = data[: at - head] + filler + call + data[at + len(MARKER) :]
+    assert len(out) == len(data)
+    return out
+
+
+@pytest.mark.parametrize("fixture", JOBLIB_FIXTURES, ids=[p.name for p in JOBLIB_FIXTURES])
+def test_joblib_files_are_read_past_their_arrays(tmp_path: Path, fixture: Path) -> None:
+    from assay.models import scan_file
+
+    # made by joblib.dump (tests/data/make_joblib_fixtures.py): numpy arrays of several
+    # layouts and a final string; joblib's NumpyArrayWrapper is its array record, not code
+    reports = scan_file(fixture)
+    assert [r.verdict for r in reports] == ["safe"], [r.findings for r in reports]
+    assert reports[0].error is None and "joblib.numpy_pickle.NumpyArrayWrapper" in reports[0].globals
+    evil = tmp_path / fixture.name
+    evil.write_bytes(_payload_in_place_of_marker(fixture.read_bytes()))
+    reports = scan_file(evil)
+    assert "posix.system" in reports[0].dangerous_globals, reports[0].findings
+    assert reports[0].error is None
+
+
+@pytest.mark.parametrize("fixture", [p for p in JOBLIB_FIXTURES if "1_1_1" in p.name],
+                         ids=lambda p: p.name)
+def test_bytes_joblib_skips_are_scanned_as_plain_pickle_load_reads_them(fixture: Path) -> None:
+    import numpy as np
+
+    # joblib before 1.2 writes an array's bytes right after its wrapper's BUILD (no
+    # alignment byte): joblib reads them as data, pickle.load as opcodes. A payload there
+    # must not hide behind joblib's reading.
+    data = fixture.read_bytes()
+    raw = np.arange(10, dtype=np.float64).tobytes()
+    at = data.index(raw)
+    call = b"cposix\nsystem\n" + b"\x8c\x07echo hi" + b"\x85R."
+    crafted = data[:at] + call + bytes(len(raw) - len(call)) + data[at + len(raw) :]
+    r = scan_pickle_bytes(crafted, where="p")
+    assert "posix.system" in r.dangerous_globals, r.findings
+    assert any("plain pickle.load" in f.reason for f in r.findings)
+
+
+def test_damaged_joblib_files_never_crash_the_scan() -> None:
+    import random
+
+    rng = random.Random(11)
+    files = [p.read_bytes() for p in JOBLIB_FIXTURES]
+    for _ in range(400):
+        data = bytearray(rng.choice(files))
+        for _ in range(rng.randint(1, 6)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        if rng.random() < 0.2:
+            data = data[: rng.randrange(len(data))]
+        report = scan_pickle_bytes(bytes(data), where="f")  # raises nothing
+        assert report.verdict in ("safe", "suspicious", "dangerous")

@@ -126,6 +126,10 @@ _SAFE_EXACT = frozenset(
         "numpy.random._pickle.__generator_ctor",
         "numpy.random._pickle.__bit_generator_ctor",
         "numpy.random._pickle.__randomstate_ctor",
+        # joblib.dump's array record (shape, order, dtype): its bytes follow in the stream
+        # and the scanner reads past them as joblib does (models/joblib_arrays.py)
+        "joblib.numpy_pickle.NumpyArrayWrapper",
+        "sklearn.externals.joblib.numpy_pickle.NumpyArrayWrapper",
     }
 )
 # torch.FloatStorage, torch.BFloat16Storage, torch.Float8_e4m3fnStorage ... and the

@@ -18,7 +18,8 @@ Each global is judged by an allow-list policy:
 ``scan_file`` finds every pickle in a file: zip entries are recognised by their
 content (not their name), nested archives are opened (bounded depth), the several
 consecutive pickles of legacy ``torch.save`` files are all scanned, as are the
-pickles inside .npy/.npz object arrays (``numpy.load(allow_pickle=True)``), and zip tricks
+pickles inside .npy/.npz object arrays (``numpy.load(allow_pickle=True)``), joblib files
+past the array bytes joblib writes into the stream (:mod:`.joblib_arrays`), and zip tricks
 that make loaders and scanners see different bytes (encryption, local headers that
 disagree with the central directory, bad CRCs, duplicate names) are findings.
 """
@@ -54,6 +55,7 @@ from ..pickleops import (
     read_ops_until,
 )
 from ..sniff import names_payload, sniff_bytes
+from .joblib_arrays import JOBLIB_WRAPPERS, array_data, global_ref
 from .pickle_policy import KERAS_DESERIALISERS, Verdict, classify_global
 
 Severity = Literal["suspicious", "dangerous"]
@@ -161,6 +163,17 @@ class _Made:
         self.by = by  # the global whose call built this object
 
 
+class _ArrayWrapper(_Made):
+    """A joblib NumpyArrayWrapper: its array's bytes follow the BUILD of its state."""
+
+    __slots__ = ("memo_base", "state_start")
+
+    def __init__(self, by: str, state_start: int, memo_base: int) -> None:
+        super().__init__(by)
+        self.state_start = state_start
+        self.memo_base = memo_base
+
+
 _UNKNOWN = object()
 _PROTO_HEAD = re.compile(rb"\x80[\x02-\x05]")
 MAX_FRAME_READINGS = 8  # other readings of one pickle scanned after frame anomalies
@@ -243,6 +256,9 @@ class _Scan:
         self.seen: set[str] = set()
         self.flagged: set[tuple[str, str]] = set()
         self.readings = 0  # other readings started after frame anomalies
+        self.resume: int | None = None  # set by a handler: go on reading from here
+        self.end = 0
+        self.joblib_memo: dict[int, Any] = {}  # memo values joblib wrapper states left
 
     def run(self, pos: int, end: int) -> tuple[bool, int]:
         """Consume ops from ``pos`` until STOP: (True, offset after STOP), or raise
@@ -260,6 +276,7 @@ class _Scan:
         memo = self.memo
         unknown = _UNKNOWN
         frame_end = -1
+        self.end = end
         while pos < end:
             code = buf[pos]
             # -- decode
@@ -326,6 +343,8 @@ class _Scan:
                 h = handlers.get(code)
                 if h is not None:
                     h(self, arg, pos)
+                    if self.resume is not None:  # joblib array bytes skipped
+                        p, self.resume = self.resume, None
                 else:
                     to_mark, pops, pushes = effects[code]
                     if to_mark:
@@ -489,6 +508,9 @@ class _Scan:
                 self.reference(target.name, opcode, offset, "calls")
                 if target.name.replace(" ", ".", 1) in KERAS_DESERIALISERS:
                     self._keras_call(target.name.replace(" ", ".", 1), args, offset)
+            if target.name in JOBLIB_WRAPPERS:
+                self.stack.append(_ArrayWrapper(target.name, offset + 1, len(self.memo)))
+                return
             self.stack.append(_Made(target.name))
         else:
             self.report.add(PickleFinding(
@@ -541,6 +563,9 @@ class _Scan:
     def op_build(self, arg: Any, offset: int) -> None:
         self.pop()  # state; BUILD calls obj.__setstate__(state) on the object below
         target = self.stack[-1] if self.stack else _UNKNOWN
+        if isinstance(target, _ArrayWrapper):
+            self._joblib_array(target, offset)
+            return
         if isinstance(target, _Global) and target.name != "?":
             # BUILD on a class or function object itself (not an instance) sets its
             # attributes: a known gadget for patching modules at load time.
@@ -548,6 +573,57 @@ class _Scan:
                 "dangerous", target.name.replace(" ", "."), "BUILD", offset,
                 "sets attributes on an imported global (monkey-patching at load time)",
             ))
+
+    def _joblib_array(self, wrapper: _ArrayWrapper, offset: int) -> None:
+        """joblib's unpickler reads the wrapped array's bytes right after this BUILD
+        (joblib_arrays): go on after them, as it does. A plain pickle.load would read
+        those bytes as opcodes instead: that reading is scanned too."""
+        seed = {k: v.value for k, v in self.memo.items() if isinstance(v, _Str)}
+        seed.update((k, global_ref(v.name)) for k, v in self.memo.items() if isinstance(v, _Global))
+        where = array_data(self.buf, wrapper.state_start, offset, self.end, seed, wrapper.memo_base,
+                           self.joblib_memo)  # fmt: skip
+        if where is None:
+            return  # not joblib's layout after all: read on as pickle.load would
+        kind, pos = where
+        if kind == "raw":
+            self._other_reading(offset + 1, "read as plain pickle.load reads it (joblib reads "
+                                "these bytes as array data)")  # fmt: skip
+            self.resume = pos
+            return
+        # An array of Python objects: a whole pickle, which joblib loads with a fresh
+        # unpickler (a plain pickle.load would read it with this one's memo and fail).
+        if self.depth >= MAX_NESTED_PICKLE_DEPTH:
+            self.report.add(PickleFinding("suspicious", "", "BUILD", offset,
+                                          "joblib object array nested too deep to scan"))
+            return
+        inner = PickleReport(where=self.report.where)
+        after = _scan_buffer(self.buf, pos, self.end, inner, self.depth + 1)
+        for f in inner.findings:
+            self.report.add(PickleFinding(f.severity, f.global_name, f.opcode, f.offset,
+                                          f"in a joblib object array at byte {pos}: {f.reason}"))
+        for g in inner.globals:
+            if g not in self.report.globals:
+                self.report.globals.append(g)
+        if after is not None:
+            self.resume = after
+
+    def _other_reading(self, start: int, how: str) -> None:
+        """Scan the opcodes another loader would read from ``start`` (a copy of the
+        stack and memo: this reading goes on too); its findings, labelled with ``how``."""
+        if self.readings >= MAX_FRAME_READINGS:
+            return
+        self.readings += 1
+        other = _Scan(PickleReport(where=self.report.where), self.buf, self.depth)
+        other.stack = list(self.stack)
+        other.memo = dict(self.memo)
+        other.readings = self.readings
+        try:
+            other.run(start, self.end)
+        except PickleSyntaxError:
+            pass
+        for f in other.report.findings:
+            self.report.add(PickleFinding(f.severity, f.global_name, f.opcode, f.offset,
+                                          f"{how} (from byte {start}): {f.reason}"))
 
     def op_persid(self, arg: Any, offset: int) -> None:
         self.stack.append(_UNKNOWN)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import tracemalloc
 from pathlib import Path
 
@@ -428,3 +429,29 @@ def test_broken_exif_is_an_evidence_error_not_a_crash() -> None:
     report = analyze_provenance(Path("bad.jpg"), bytes(data), "jpeg")
     msgs = [e.message for e in report.errors]
     assert any("bad.jpg" in m and "EXIF" in m for m in msgs), msgs
+
+
+# PNG's own 'Software' keyword (exiftool's PNG:Software) naming a generator was not read.
+def test_png_software_keyword_names_generator() -> None:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", "Midjourney")
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (40, 80, 120)).save(buf, "PNG", pnginfo=info)
+    report = analyze_provenance(Path("x.png"), buf.getvalue(), "png")
+    (e,) = report.evidence
+    assert (e.source, e.claim, e.strength) == ("png-text", "ai-generated", "moderate")
+    assert e.facts["generator"] == "Midjourney" and e.facts["locations"] == ["png:tEXt:Software"]
+    assert report.verdict == "AI-generated: generator metadata (Midjourney)"
+
+
+def test_png_software_in_a_generator_record_is_not_repeated() -> None:
+    # NovelAI writes Software "NovelAI" among the text chunks its source reads as one record.
+    info = PngImagePlugin.PngInfo()
+    comment = {"prompt": "a cat", "steps": 28, "sampler": "k_euler", "seed": 1, "scale": 5.0, "uc": "x"}
+    for k, v in {"Title": "NovelAI generated image", "Description": "a cat", "Software": "NovelAI",
+                 "Source": "NovelAI Diffusion V4.5 4BDE2A90", "Comment": json.dumps(comment)}.items():
+        info.add_text(k, v)
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (40, 80, 120)).save(buf, "PNG", pnginfo=info)
+    report = analyze_provenance(Path("x.png"), buf.getvalue(), "png")
+    assert [e.source for e in report.evidence] == ["novelai"]

@@ -215,6 +215,20 @@ def analyze_provenance(
         return found
 
     run("generators", generators)
+    # PNG 'Software' that a generator's own record includes (NovelAI's, read or reported
+    # unreadable by its source) says nothing more, and never a claim of its own.
+    claimed = {loc for e in col.evidence if e.source != "png-text" for loc in e.facts.get("locations", [])}
+    if any(e.source == "png-text" for e in col.evidence):
+        from .generators import novelai
+
+        try:
+            claimed |= novelai.claimed_locations(ctx)
+        except InputError:
+            pass  # reported by the novelai source itself
+    col.evidence = [
+        e for e in col.evidence
+        if not (e.source == "png-text" and set(e.facts.get("locations", [])) <= claimed)
+    ]
     run("camera", lambda: camera.evidence(ctx))
     if cameras is not None and format in _PIXEL_FORMATS:
         from ..camera.evidence import SOURCE, evidence

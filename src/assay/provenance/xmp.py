@@ -287,7 +287,7 @@ def generator_name_evidence(field_name: str, value: str, where: str) -> Evidence
         return None
     made = field_name in _MAKER_FIELDS
     return Evidence(
-        source="xmp" if where == "XMP" else "exif",
+        source={"XMP": "xmp", "PNG text": "png-text"}.get(where, "exif"),
         claim="ai-generated" if made else "ai-edited",
         strength="moderate",
         summary=(
@@ -322,7 +322,8 @@ def xmp_evidence(packet: bytes) -> list[Evidence]:
 
 
 def evidence(ctx: ImageContext) -> list[Evidence]:
-    """XMP digital source type and generator names, plus EXIF Software."""
+    """XMP digital source type and generator names, plus EXIF Software and PNG's own
+    'Software' text keyword."""
     from .context import TAG_SOFTWARE
 
     out: list[Evidence] = []
@@ -337,5 +338,14 @@ def evidence(ctx: ImageContext) -> list[Evidence]:
         ev = generator_name_evidence("Software", software, "EXIF")
         named = {e.facts.get("generator") for e in out}
         if ev is not None and ev.facts["generator"] not in named:
+            out.append(ev)
+    if ctx.format == "png":
+        # A PNG keyword of its own (exiftool's PNG:Software), beside any EXIF chunk. The
+        # analyzer drops it when a generator source read the chunk as part of its record.
+        chunk = next((c for c in ctx.png_text_chunks() if c.key == "Software"), None)
+        ev = generator_name_evidence("Software", chunk.text, "PNG text") if chunk else None
+        named = {e.facts.get("generator") for e in out}
+        if chunk is not None and ev is not None and ev.facts["generator"] not in named:
+            ev.facts["locations"] = [f"png:{chunk.chunk_type}:Software"]
             out.append(ev)
     return out

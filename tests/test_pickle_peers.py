@@ -301,3 +301,33 @@ def test_damaged_joblib_files_never_crash_the_scan() -> None:
             data = data[: rng.randrange(len(data))]
         report = scan_pickle_bytes(bytes(data), where="f")  # raises nothing
         assert report.verdict in ("safe", "suspicious", "dangerous")
+
+
+@pytest.mark.parametrize("compressor", ["zlib", "lzma"])
+def test_compressed_joblib_files_are_walked_and_judged(tmp_path: Path, compressor: str) -> None:
+    import lzma
+    import zlib
+
+    from assay.sniff import sniff_path
+    from test_model_file_findings import scan_records
+
+    # joblib.dump(..., compress=3) writes a raw zlib stream (compress="lzma": .lzma "alone")
+    pack = zlib.compress if compressor == "zlib" else (lambda b: lzma.compress(b, format=lzma.FORMAT_ALONE))
+    plain = JOBLIB_FIXTURES[-1].read_bytes()
+    good, bad = tmp_path / "good.joblib", tmp_path / "bad.joblib"
+    good.write_bytes(pack(plain))
+    bad.write_bytes(pack(_payload_in_place_of_marker(plain)))
+    assert sniff_path(bad).kind == "archive" and sniff_path(bad).format == compressor
+    verdicts = {r.path.split("/")[-1]: r.model.safety.verdict
+                for r in scan_records(good, bad).values() if r.model is not None}  # fmt: skip
+    assert verdicts == {"good.joblib.decompressed": "safe", "bad.joblib.decompressed": "dangerous"}, verdicts
+
+
+def test_a_zlib_stream_of_something_else_is_not_taken_for_one(tmp_path: Path) -> None:
+    import zlib
+
+    from assay.sniff import sniff_path
+
+    p = tmp_path / "notes.z"
+    p.write_bytes(zlib.compress(b"plain text, not a pickle" * 20))
+    assert sniff_path(p).format not in ("zlib", "lzma")

@@ -399,7 +399,27 @@ def _archive_format(h: bytes) -> str | None:
         return "bzip2"
     if len(h) >= 512 and (h[257:262] == b"ustar" or _tar_checksum_ok(h)):
         return "tar"
+    if _compressed_pickle(h):
+        return "zlib" if h[0] == 0x78 else "lzma"
     return None
+
+
+def _compressed_pickle(h: bytes) -> bool:
+    """A raw zlib or .lzma ("alone") stream whose first bytes inflate to a pickle header:
+    how joblib.dump(..., compress=...) saves (zlib by default, lzma on request). Only
+    with a pickle inside: two bytes of zlib header alone say nothing."""
+    is_zlib = len(h) >= 2 and h[0] == 0x78 and (h[0] << 8 | h[1]) % 31 == 0
+    if not is_zlib and h[:3] != b"]\x00\x00":  # .lzma: properties 0x5d, then a dictionary size
+        return False  # (the modules load only for the files that may be such a stream)
+    import lzma
+    import zlib
+
+    d: Any = zlib.decompressobj() if is_zlib else lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)
+    try:
+        out = d.decompress(h, 2)
+    except (zlib.error, lzma.LZMAError, EOFError):
+        return False
+    return len(out) == 2 and out[0] == 0x80 and 2 <= out[1] <= 5
 
 
 def _tar_checksum_ok(h: bytes) -> bool:

@@ -30,7 +30,7 @@ from .tars import STREAM_ERRORS, tar_members
 from .zips import zip_members
 
 AnalyzeFile = Callable[[Path], FileRecord]
-ARCHIVE_FORMATS = frozenset({"zip", "tar", "gzip", "bzip2", "xz", "7z"})
+ARCHIVE_FORMATS = frozenset({"zip", "tar", "gzip", "bzip2", "xz", "7z", "zlib", "lzma"})
 _CHUNK = 1024 * 1024
 
 
@@ -95,7 +95,7 @@ def _members(path: Path, fmt: str, display: str, tmp: Path, budget: _Budget) -> 
     if fmt == "7z":
         return sevenzip_members(path, tmp, limits.max_archive_members, limits.max_file_bytes,
                                 limits.max_archive_bytes, lambda n: _count(budget, n))
-    if fmt in ("tar", "gzip", "bzip2", "xz"):
+    if fmt in ("tar", "gzip", "bzip2", "xz", "zlib", "lzma"):
         return tar_members(path, fmt, display)
     raise ArchiveError(f"archive format {fmt!r} is not supported", code="unsupported-format")
 

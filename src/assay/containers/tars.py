@@ -2,24 +2,58 @@
 
 Stream mode (``r|*``) never seeks, so a compressed tar is decompressed once, member
 by member; the reader forgets each header after use (tarfile would keep them all).
-A gzip/bzip2/xz file that is not a tar is one member: the decompressed stream.
+A gzip/bzip2/xz file that is not a tar is one member: the decompressed stream; so is a
+raw zlib or .lzma stream holding a pickle (joblib's compressed files).
 """
 
 from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import lzma
 import tarfile
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from .members import ArchiveError, Member
 
-_OPENERS = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}
+
+class _ZlibReader(io.RawIOBase):
+    """A raw zlib stream read forward, never more output at once than asked for."""
+
+    def __init__(self, path: Path | BinaryIO, mode: str = "rb") -> None:
+        self._raw: BinaryIO = open(path, "rb") if isinstance(path, str | Path) else path  # noqa: SIM115
+        self._own = isinstance(path, str | Path)
+        self._d = zlib.decompressobj()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        out = b""
+        while not out and not self._d.eof:
+            data = self._d.unconsumed_tail or self._raw.read(1 << 16)
+            if not data:
+                raise EOFError("zlib stream ends before its end marker")
+            out = self._d.decompress(data, len(b))
+        b[: len(out)] = out
+        return len(out)
+
+    def close(self) -> None:
+        if self._own and not self.closed:
+            self._raw.close()
+        super().close()
+
+
+def _zlib_open(path: Path | BinaryIO, mode: str = "rb") -> BinaryIO:
+    return io.BufferedReader(_ZlibReader(path, mode))  # type: ignore[return-value]
+
+
+_OPENERS = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open, "lzma": lzma.open, "zlib": _zlib_open}
 # What a corrupt or hostile stream makes the standard library raise.
 STREAM_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError, ValueError,
                  UnicodeDecodeError, OverflowError)
@@ -83,7 +117,7 @@ def _member(tf: tarfile.TarFile, ti: tarfile.TarInfo) -> Member:
 
 def _single_stream(path: Path, fmt: str, display_name: str) -> Iterator[Member]:
     base = display_name.rsplit("!/", 1)[-1].rsplit("/", 1)[-1]
-    for suffix in (".gz", ".tgz", ".bz2", ".xz", ".gzip", ".z"):
+    for suffix in (".gz", ".tgz", ".bz2", ".xz", ".gzip", ".z", ".lzma"):
         if base.lower().endswith(suffix) and len(base) > len(suffix):
             base = base[: -len(suffix)]
             break

@@ -811,3 +811,36 @@ def test_a1111_postprocessing_beside_an_infotext_is_a_fact_of_it() -> None:
     ev = only(run(png_with({"parameters": _TXT2IMG, "postprocessing": _PP}), "png")[0], "a1111")
     assert ev.claim == "ai-generated" and ev.facts["postprocessing"] == _PP
     assert ev.facts["locations"] == ["png:tEXt:parameters", "png:tEXt:postprocessing"]
+
+
+# -- ComfyUI saves its graph with every image, also one it only processed ------------
+
+_UPSCALE_ONLY = {
+    "1": {"class_type": "LoadImage", "inputs": {"image": "holiday.jpg"}},
+    "2": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "4x-UltraSharp.pth"}},
+    "3": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["2", 0], "image": ["1", 0]}},
+    "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0]}},
+}  # fmt: skip
+
+
+def test_comfyui_graph_without_a_sampler_on_a_loaded_image_is_an_edit() -> None:
+    # A photo upscaled in ComfyUI read "AI-generated ... names checkpoint '4x-UltraSharp.pth'".
+    data = png_with({"prompt": json.dumps(_UPSCALE_ONLY)})
+    ev = only(run(data, "png")[0], "comfyui")
+    assert (ev.claim, ev.strength) == ("edited", "strong")
+    assert "model" not in ev.facts and "checkpoints" not in ev.facts["workflow"]
+    assert ev.facts["workflow"]["upscale_models"] == ["4x-UltraSharp.pth"]
+    report = analyze_provenance(Path("t.png"), data, "png")
+    assert report.verdict == "edited: ComfyUI graph 'loads an image (LoadImage), runs no sampler'"
+
+
+@pytest.mark.parametrize("graph", [
+    # img2img: the loaded picture is regenerated whole by a sampler
+    _UPSCALE_ONLY | {"5": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 20, "cfg": 7.0}}},
+    # a generator without a sampler node (a remote API node) and no image loaded
+    {"1": {"class_type": "OpenAIGPTImage1", "inputs": {"prompt": "a cat"}},
+     "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}},
+], ids=["img2img", "api node"])  # fmt: skip
+def test_comfyui_generation_stays_ai_generated(graph: dict[str, Any]) -> None:
+    ev = only(run(png_with({"prompt": json.dumps(graph)}), "png")[0], "comfyui")
+    assert ev.claim == "ai-generated"

@@ -121,6 +121,16 @@ def evidence(ctx: ImageContext) -> list[Evidence]:
         facts["edit"] = f"inpainting nodes: {', '.join(masked)} on a loaded image ({', '.join(loaded)})"
     facts["locations"] = locations
     facts["warnings"] = problems
+    if loaded and not any("sampler" in t.lower() for t in node_types):
+        # ComfyUI saves its graph with every image, also one that only loaded a picture
+        # and upscaled, cropped or recoloured it: with no sampler nothing was generated.
+        what = f"loads an image ({', '.join(loaded)}), runs no sampler"
+        facts.update(field="ComfyUI graph", value=what)  # how the verdict cites it
+        facts = clean(facts)
+        summary = (f"{' and '.join(wheres)} written by ComfyUI records a graph that {what}: "
+                   "it processed an input image, which says nothing of how that image was made.")
+        return [Evidence(source=SOURCE, claim="edited", strength="strong",
+                         summary=summary, facts=facts)]  # fmt: skip
     facts = clean(facts)
     claim, edit = generation_claim(facts)
     summary = f"{' and '.join(wheres)} written by ComfyUI {describe_model(facts)}{edit}"
@@ -156,14 +166,17 @@ def summarize_api_graph(graph: dict[str, Any]) -> dict[str, Any]:
     """Facts from the executed graph: loaders, first sampler, its prompts."""
     nodes = {str(k): v for k, v in graph.items() if isinstance(v, dict)}
     types = Counter(t for n in nodes.values() if (t := as_str(n.get("class_type"))))
-    checkpoints, loras, vaes = [], [], []
+    checkpoints, loras, vaes, upscalers = [], [], [], []
     samplers: list[tuple[str, dict[str, Any]]] = []
     for node_id, node in sorted(nodes.items(), key=lambda kv: _id_key(kv[0])):
         inputs = node.get("inputs") if isinstance(node.get("inputs"), dict) else {}
         ctype = as_str(node.get("class_type")) or ""
-        for k in _CKPT_KEYS:
-            if isinstance(inputs.get(k), str) and ("Loader" in ctype or "Checkpoint" in ctype):
-                checkpoints.append(inputs[k])
+        if "Upscale" in ctype and isinstance(inputs.get("model_name"), str):
+            upscalers.append(inputs["model_name"])  # an upscaler (ESRGAN ...), no generator
+        else:
+            for k in _CKPT_KEYS:
+                if isinstance(inputs.get(k), str) and ("Loader" in ctype or "Checkpoint" in ctype):
+                    checkpoints.append(inputs[k])
         # Video wrappers' loaders (WanVideoModelLoader, HyVideoModelLoader) name the file
         # in 'model', which in every other node is a link to a model, never a string.
         if "ModelLoader" in ctype and isinstance(inputs.get("model"), str):
@@ -188,6 +201,7 @@ def summarize_api_graph(graph: dict[str, Any]) -> dict[str, Any]:
             "checkpoints": checkpoints,
             "loras": [x["name"] for x in loras],
             "vaes": vaes,
+            "upscale_models": upscalers,
             "sampler_nodes": len(samplers),
         }),
     }  # fmt: skip

@@ -16,6 +16,7 @@ imported or called) and says where the array's bytes end.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from ..pickleops import FRAME_ANOMALY, PickleSyntaxError, read_ops
@@ -59,10 +60,11 @@ class _Giveup(Exception):
 _MARK = object()
 
 
-def _state(buf: Any, start: int, stop: int, seed: dict[int, Any], memo_base: int) -> Any:
-    """The value the opcodes in ``buf[start:stop]`` leave on the stack: literals only."""
+def _state(buf: Any, start: int, stop: int, earlier: Callable[[int], Any], memo_base: int) -> Any:
+    """The value the opcodes in ``buf[start:stop]`` leave on the stack: literals only.
+    ``earlier(i)``: memo entry ``i`` as stored before ``start``."""
     stack: list[Any] = []
-    memo = dict(seed)
+    memo: dict[int, Any] = {}
     next_memo = memo_base
 
     def pop_mark() -> list[Any]:
@@ -141,7 +143,7 @@ def _state(buf: Any, start: int, stop: int, seed: dict[int, Any], memo_base: int
         elif code in b"qrp":
             memo[arg] = stack[-1] if stack else None
         elif code in b"hjg":
-            stack.append(memo.get(arg))
+            stack.append(memo[arg] if arg in memo else earlier(arg))
         elif code == 0x30:  # POP
             if stack:
                 stack.pop()
@@ -189,20 +191,25 @@ def _itemsize(dtype: Any, depth: int = 0) -> tuple[int, bool] | None:
     return (_UNIT[kind], False) if kind in _UNIT else None
 
 
-def array_data(buf: Any, state_start: int, build_offset: int, end: int, seed: dict[int, Any],
+def array_data(buf: Any, state_start: int, build_offset: int, end: int, scanned: Callable[[int], Any],
                memo_base: int, known: dict[int, Any]) -> tuple[str, int] | None:
     """Where the array of the wrapper whose state spans ``buf[state_start:build_offset]``
     lies: ("raw", offset after its bytes) or ("pickle", offset where its nested pickle
     starts); None when the state is not one assay can read (the scan goes on as a
-    plain pickle reader would). ``seed``: memo values known before (strings);
-    ``known``: memo values earlier wrappers' states left (dtypes reused), updated."""
+    plain pickle reader would). ``scanned(i)``: memo entry ``i`` as the scanner knows it
+    (a string or a global, else None); ``known``: the dtypes and globals earlier
+    wrappers' states memoised (reused by later ones), updated."""
     if build_offset - state_start > MAX_STATE_BYTES:
         return None
+
+    def earlier(i: int) -> Any:
+        return known[i] if i in known else scanned(i)
+
     try:
-        state, memo = _state(buf, state_start, build_offset, {**seed, **known}, memo_base)
+        state, memo = _state(buf, state_start, build_offset, earlier, memo_base)
     except (_Giveup, PickleSyntaxError, RecursionError):
         return None
-    known.update((k, v) for k, v in memo.items() if isinstance(v, _Call | _Global | tuple))
+    known.update((k, v) for k, v in memo.items() if isinstance(v, _Call | _Global))
     if not isinstance(state, dict):
         return None
     shape = state.get("shape")

@@ -27,6 +27,7 @@ disagree with the central directory, bad CRCs, duplicate names) are findings.
 from __future__ import annotations
 
 import ast
+import collections
 import functools
 import io
 import mmap
@@ -40,7 +41,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, cast
 
 from ..errors import DecodeError, InputError, TooLarge
 from ..pickleops import (
@@ -177,6 +178,7 @@ class _ArrayWrapper(_Made):
 _UNKNOWN = object()
 _PROTO_HEAD = re.compile(rb"\x80[\x02-\x05]")
 MAX_FRAME_READINGS = 8  # other readings of one pickle scanned after frame anomalies
+MAX_JOBLIB_READINGS = 100_000  # joblib arrays whose bytes are also read as opcodes
 
 
 @functools.lru_cache(maxsize=8192)
@@ -259,6 +261,7 @@ class _Scan:
         self.resume: int | None = None  # set by a handler: go on reading from here
         self.end = 0
         self.joblib_memo: dict[int, Any] = {}  # memo values joblib wrapper states left
+        self.joblib_readings = 0  # arrays' bytes also read as plain pickle.load would
 
     def run(self, pos: int, end: int) -> tuple[bool, int]:
         """Consume ops from ``pos`` until STOP: (True, offset after STOP), or raise
@@ -578,16 +581,21 @@ class _Scan:
         """joblib's unpickler reads the wrapped array's bytes right after this BUILD
         (joblib_arrays): go on after them, as it does. A plain pickle.load would read
         those bytes as opcodes instead: that reading is scanned too."""
-        seed = {k: v.value for k, v in self.memo.items() if isinstance(v, _Str)}
-        seed.update((k, global_ref(v.name)) for k, v in self.memo.items() if isinstance(v, _Global))
-        where = array_data(self.buf, wrapper.state_start, offset, self.end, seed, wrapper.memo_base,
+        def scanned(i: int) -> Any:
+            v = self.memo.get(i)
+            return v.value if isinstance(v, _Str) else global_ref(v.name) if isinstance(v, _Global) else None
+
+        where = array_data(self.buf, wrapper.state_start, offset, self.end, scanned, wrapper.memo_base,
                            self.joblib_memo)  # fmt: skip
         if where is None:
             return  # not joblib's layout after all: read on as pickle.load would
         kind, pos = where
         if kind == "raw":
+            # Array bytes read as opcodes are mostly noise (a stray STACK_GLOBAL on two
+            # numbers, a call on nothing: pickle.load fails there): only a dangerous
+            # global named in them is a payload.
             self._other_reading(offset + 1, "read as plain pickle.load reads it (joblib reads "
-                                "these bytes as array data)")  # fmt: skip
+                                "these bytes as array data)", named_dangerous_only=True)  # fmt: skip
             self.resume = pos
             return
         # An array of Python objects: a whole pickle, which joblib loads with a fresh
@@ -607,21 +615,32 @@ class _Scan:
         if after is not None:
             self.resume = after
 
-    def _other_reading(self, start: int, how: str) -> None:
+    def _other_reading(self, start: int, how: str, *, named_dangerous_only: bool = False) -> None:
         """Scan the opcodes another loader would read from ``start`` (a copy of the
-        stack and memo: this reading goes on too); its findings, labelled with ``how``."""
-        if self.readings >= MAX_FRAME_READINGS:
+        stack, the memo seen through an overlay: this reading goes on too); its findings,
+        labelled with ``how``. ``named_dangerous_only``: the bytes are mostly data (joblib
+        arrays, one reading each, as many as there are arrays), only a named dangerous
+        global counts."""
+        if named_dangerous_only:
+            if self.joblib_readings >= MAX_JOBLIB_READINGS:
+                return
+            self.joblib_readings += 1
+        elif self.readings >= MAX_FRAME_READINGS:
             return
-        self.readings += 1
+        else:
+            self.readings += 1
         other = _Scan(PickleReport(where=self.report.where), self.buf, self.depth)
         other.stack = list(self.stack)
-        other.memo = dict(self.memo)
-        other.readings = self.readings
+        other.memo = cast(dict[int, Any], collections.ChainMap({}, self.memo))
+        other.readings = MAX_FRAME_READINGS if named_dangerous_only else self.readings
+        other.joblib_readings = MAX_JOBLIB_READINGS
         try:
             other.run(start, self.end)
         except PickleSyntaxError:
             pass
         for f in other.report.findings:
+            if named_dangerous_only and not (f.severity == "dangerous" and f.global_name):
+                continue
             self.report.add(PickleFinding(f.severity, f.global_name, f.opcode, f.offset,
                                           f"{how} (from byte {start}): {f.reason}"))
 

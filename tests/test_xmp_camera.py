@@ -455,3 +455,45 @@ def test_png_software_in_a_generator_record_is_not_repeated() -> None:
     Image.new("RGB", (32, 32), (40, 80, 120)).save(buf, "PNG", pnginfo=info)
     report = analyze_provenance(Path("x.png"), buf.getvalue(), "png")
     assert [e.source for e in report.evidence] == ["novelai"]
+
+
+def _raw_profile(name: str, data: bytes) -> str:
+    """ImageMagick's PNG text form of a profile: name, length, then hex in 72-column lines."""
+    hexed = data.hex()
+    lines = "\n".join(hexed[i : i + 72] for i in range(0, len(hexed), 72))
+    return f"\n{name}\n{len(data):8d}\n{lines}\n"
+
+
+def _png_text(key: str, text: str) -> bytes:
+    info = PngImagePlugin.PngInfo()
+    info.add_text(key, text, zip=True)
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (40, 80, 120)).save(buf, "PNG", pnginfo=info)
+    return buf.getvalue()
+
+
+# exiftool reads ImageMagick's raw profiles (how `convert x.jpg x.png` keeps EXIF and XMP);
+# assay read neither.
+def test_imagemagick_raw_xmp_profile_in_png() -> None:
+    data = _png_text("Raw profile type xmp", _raw_profile("xmp", attr_packet("trainedAlgorithmicMedia")))
+    report = analyze_provenance(Path("x.png"), data, "png")
+    assert report.verdict.startswith("AI-generated: IPTC digital source type trainedAlgorithmicMedia")
+
+
+@pytest.mark.parametrize("name", ["exif", "APP1"])
+def test_imagemagick_raw_exif_profile_in_png(name: str) -> None:
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Canon", "Canon EOS R5"
+    raw = exif.tobytes()
+    assert raw.startswith(b"Exif\x00\x00")
+    data = _png_text(f"Raw profile type {name}", _raw_profile(name.lower(), raw))
+    report = analyze_provenance(Path("x.png"), data, "png")
+    (e,) = [e for e in report.evidence if e.source == "camera"]
+    assert (e.facts["make"], e.facts["model"]) == ("Canon", "Canon EOS R5")
+
+
+@pytest.mark.parametrize("text", ["\nexif\n  zz\nnot hex", "\nexif\n 8\nnothex!!", "\nexif\n 4\n"])
+def test_broken_raw_profile_is_noted_not_fatal(text: str) -> None:
+    report = analyze_provenance(Path("x.png"), _png_text("Raw profile type exif", text), "png")
+    assert report.verdict.startswith("no provenance evidence found")
+    assert all(e.source == "container" for e in report.errors)

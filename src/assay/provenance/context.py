@@ -402,6 +402,10 @@ class ImageContext:
                 if c.type == "eXIf":
                     raw = self.chunk_data(c)
                     break
+            else:
+                raw = self._raw_profile("exif", "APP1")
+                if raw is not None and not raw.startswith((EXIF_PREFIX, b"II*\x00", b"MM\x00*")):
+                    raw = None  # an APP1 profile holding XMP, not EXIF
         elif self.format == "webp":
             for r in self.webp_chunks():
                 if r.fourcc == "EXIF":
@@ -494,6 +498,7 @@ class ImageContext:
             for t in self.png_text_chunks():
                 if t.key == PNG_XMP_KEY:
                     return t.text.encode("utf-8")
+            return self._raw_profile("xmp")
         elif self.format == "webp":
             for r in self.webp_chunks():
                 if r.fourcc == "XMP ":
@@ -508,6 +513,17 @@ class ImageContext:
             return _as_bytes(self._pillow_info("xmp"))
         elif self.format == "gif":
             return _gif_xmp(self.data)
+        return None
+
+    def _raw_profile(self, *names: str) -> bytes | None:
+        """ImageMagick's PNG text 'Raw profile type NAME' (how it keeps a JPEG's EXIF or
+        XMP when it writes PNG): a line with the name, one with the length, then hex."""
+        for t in self.png_text_chunks():
+            if t.key.lower() in {f"raw profile type {n.lower()}" for n in names}:
+                data = _raw_profile_bytes(t.text)
+                if data is None:
+                    self.note_problem(f"PNG text {t.key!r}: not a hex profile; ignored")
+                return data
         return None
 
     def _pillow_info(self, key: str) -> object:
@@ -804,3 +820,22 @@ def _gif_xmp(data: bytes) -> bytes | None:
         end = window.find(b"</x:xmpmeta>")
         end = end + len(b"</x:xmpmeta>") if end >= 0 else -1
     return window[:end] if end > 0 else None
+
+
+_MAX_RAW_PROFILE = 16 * 1024 * 1024
+
+
+def _raw_profile_bytes(text: str) -> bytes | None:
+    """The bytes of an ImageMagick raw profile ("\nname\n   length\nhex..."), or None."""
+    parts = text.strip().split(None, 2)
+    if len(parts) < 3 or not parts[1].isdigit():
+        return None
+    length = int(parts[1])
+    if length > _MAX_RAW_PROFILE:
+        return None
+    digits = "".join(parts[2].split())[: 2 * length]
+    try:
+        data = bytes.fromhex(digits)
+    except ValueError:
+        return None
+    return data or None

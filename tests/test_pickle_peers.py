@@ -346,3 +346,21 @@ def test_array_bytes_of_old_joblib_files_are_no_payload_by_chance() -> None:
         noise = rng.integers(0, 256, len(raw), dtype=np.uint8).tobytes()
         r = scan_pickle_bytes(data[:at] + noise + data[at + len(raw) :], where="p")
         assert r.verdict == "safe", r.findings
+
+
+# -- torch.load(weights_only=True)'s own allow-list: what it loads is no payload ---------
+
+
+def test_what_torch_weights_only_allows_is_safe() -> None:
+    # a sparse tensor as torch.save writes it: the layout by name through _get_layout
+    sparse = (b"\x80\x02ctorch._utils\n_rebuild_sparse_tensor\n"
+              b"ctorch.serialization\n_get_layout\n" + _s("torch.sparse_coo") + b"\x85R"
+              b"(NNNt\x86R.")  # fmt: skip
+    quantized = (b"\x80\x02ctorch._utils\n_rebuild_qtensor\n(ctorch\nqint8\n"
+                 b"ctorch\nper_tensor_affine\nctorch\nFloatTensor\nctorch.cuda\nHalfStorage\ntR.")  # fmt: skip
+    for data in (sparse, quantized):
+        r = scan_pickle_bytes(data, where="p")
+        assert r.verdict == "safe", r.findings
+    # the rest of torch.serialization stays dangerous
+    assert classify_global("torch.serialization", "load")[0] == "dangerous"
+    assert classify_global("torch.cuda", "set_device")[0] != "safe"

@@ -113,6 +113,13 @@ _SAFE_EXACT = frozenset(
         "torch.jit._pickle.build_complexlist",
         "torch.jit._pickle.build_tensor_from_id",
         "torch.jit._pickle.restore_type_tag",
+        # the rest of torch.load(weights_only=True)'s own allow-list: sparse, quantized and
+        # wrapper-subclass tensors, and the layout of a sparse tensor (a name lookup)
+        "torch._utils._rebuild_qtensor",
+        "torch._utils._rebuild_sparse_tensor",
+        "torch._utils._rebuild_wrapper_subclass",
+        "torch._utils._rebuild_device_tensor_from_cpu_tensor",
+        "torch.serialization._get_layout",
         "numpy.ndarray",
         "numpy.dtype",
         "numpy.core.multiarray._reconstruct",
@@ -136,8 +143,14 @@ _SAFE_EXACT = frozenset(
 # dtype objects (torch.float16, torch.float8_e4m3fn) that _rebuild_tensor_v3 takes.
 _SAFE_TORCH_ATTR = re.compile(
     r"torch\.(?:[A-Z][A-Za-z0-9_]*Storage|(?:float|bfloat|int|uint|complex)\d+"
-    r"(?:_[a-z0-9]+)?|bool|half|double|long|short|cfloat|chalf|cdouble|float|int)"
+    r"(?:_[a-z0-9]+)?|bool|half|double|long|short|cfloat|chalf|cdouble|float|int"
+    # quantized dtypes and schemes, legacy tensor classes (torch.FloatTensor): all in
+    # torch.load(weights_only=True)'s allow-list
+    r"|q(?:u?int\d+(?:x\d+)?)|per_(?:tensor|channel)_(?:affine|symmetric)"
+    r"|per_channel_affine_float_qparams|[A-Z][A-Za-z0-9]*Tensor)"
 )
+# torch.cuda.FloatTensor, torch.cuda.HalfStorage, torch.sparse.FloatTensor
+_SAFE_TORCH_CLASS = re.compile(r"torch\.(?:cuda|sparse)\.[A-Z][A-Za-z0-9]*(?:Tensor|Storage)")
 
 # Module prefixes where every attribute can run code, touch files, processes, the
 # network or the interpreter. Matched on the dotted path, so "os" covers "os.path".
@@ -281,7 +294,8 @@ def _classify_one(module: str, name: str) -> tuple[Verdict, str]:
         name,
     ):
         return "safe", "exception type (a value)"
-    if module == "torch" and _SAFE_TORCH_ATTR.fullmatch(full):
+    if (module == "torch" and _SAFE_TORCH_ATTR.fullmatch(full)) or (
+            module in ("torch.cuda", "torch.sparse") and _SAFE_TORCH_CLASS.fullmatch(full)):
         return "safe", "allow-listed data builder"
     if module.startswith("torch.nn.modules.") and _CLASS_NAME.fullmatch(name):
         # Layer classes of whole-model pickles (torch.save(model)): constructing one

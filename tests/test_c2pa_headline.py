@@ -136,6 +136,26 @@ def test_actions_that_leave_the_content_alone_are_no_edit(actions: list[str], cl
     assert e.claim == claim
 
 
+@pytest.mark.parametrize(("actions", "claim"), [
+    ([{"action": "c2pa.created"}], "ai-generated"),
+    ([], "ai-generated"),
+    ([{"action": "c2pa.opened"}, {"action": "c2pa.edited"}], "ai-edited"),
+])  # fmt: skip
+def test_adobe_legacy_generative_ai_assertion(actions: list[dict[str, str]], claim: str) -> None:
+    # Firefly betas (2023) marked generation with com.adobe.generative-ai, which the CAI's
+    # viewer (c2pa-js selectGenerativeInfo, type 'legacy') reads as generative AI; assay
+    # read such a manifest as "edited" or no claim at all.
+    store = _store("Valid", [])
+    m = store["manifests"]["urn:c2pa:active"]
+    m["assertions"] = [{"label": "c2pa.actions", "data": {"actions": actions}},
+                       {"label": "com.adobe.generative-ai",
+                        "data": {"description": "Adobe Firefly", "version": "1.0.0", "prompt": "a cat"}}]  # fmt: skip
+    (e,) = c2pa_source.manifest_evidence(store)
+    assert e.claim == claim
+    assert e.facts["generative_ai_assertion"] == {"description": "Adobe Firefly", "version": "1.0.0"}
+    assert "Adobe's generative-AI assertion (com.adobe.generative-ai) names Adobe Firefly" in e.summary
+
+
 def test_unloadable_active_manifest_is_invalid_whatever_the_ingredient(
     c2dir: Path, ai_jpeg: bytes
 ) -> None:

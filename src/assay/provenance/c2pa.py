@@ -470,6 +470,19 @@ def _declared(acts: list[dict[str, Any]]) -> tuple[Claim, list[str], str | None,
     return claim, terms, agent, (ai_edits if claim == "ai-edited" else [])
 
 
+_LEGACY_GENAI = "com.adobe.generative-ai"
+
+
+def _legacy_generative(m: dict[str, Any]) -> dict[str, str] | None:
+    """Adobe's legacy ``com.adobe.generative-ai`` assertion ({description, version}),
+    as facts; None when the manifest has none."""
+    for a in (m.get("assertions") or [])[:_MAX_LIST]:
+        if isinstance(a, dict) and str(a.get("label", "")).split("__")[0] == _LEGACY_GENAI:
+            data = a.get("data") if isinstance(a.get("data"), dict) else {}
+            return {k: v for k in ("description", "version") if (v := _name(data.get(k)))}
+    return None
+
+
 def _unloaded(status: _Status, label: str, state: str, anchors: str) -> Evidence:
     failed = _failed_checks(status.failures.get(label, []))
     if not any(f["check"] == "manifest could not be loaded" for f in failed):
@@ -518,6 +531,16 @@ def _one(
 ) -> Evidence:
     acts = _actions(m)
     claim, terms, agent, ai_edits = _declared(acts)
+    legacy = _legacy_generative(m)
+    if legacy is not None:
+        # Adobe's pre-standard generative-AI assertion (Firefly betas, 2023), which the CAI's
+        # own viewer reads as generative AI: generated, unless the actions say the asset was
+        # captured or edited, when the generative step was an edit of it.
+        if claim == "unknown":
+            claim = "ai-generated"
+        elif claim in ("camera-captured", "edited"):
+            claim = "ai-edited"
+        agent = agent or legacy.get("description")
     info = m.get("claim_generator_info")
     cg_name = _name(info[0]) if isinstance(info, list) and info else None
     claim_generator = _name(m.get("claim_generator")) or cg_name
@@ -557,6 +580,8 @@ def _one(
 
     noun = "active manifest" if is_active else "ingredient manifest"
     declared = f"declares {', '.join(terms)}" if terms else "declares no digital source type"
+    if legacy is not None:
+        declared += f"; Adobe's generative-AI assertion ({_LEGACY_GENAI}) names {legacy.get('description') or 'no model'}"
     if ai_edits:
         declared += (
             f"; trainedAlgorithmicMedia on {', '.join(ai_edits)} only: an AI edit, not how "
@@ -604,6 +629,7 @@ def _one(
         ),
         "digital_source_types": terms,
         "ai_edit_actions": ai_edits or None,
+        "generative_ai_assertion": legacy,
         "generator": generator,
         "claim_generator": claim_generator,
         "signer_issuer": issuer,

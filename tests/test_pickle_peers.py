@@ -364,3 +364,14 @@ def test_what_torch_weights_only_allows_is_safe() -> None:
     # the rest of torch.serialization stays dangerous
     assert classify_global("torch.serialization", "load")[0] == "dangerous"
     assert classify_global("torch.cuda", "set_device")[0] != "safe"
+
+
+def test_assay_model_on_a_compressed_joblib_points_to_scan(tmp_path: Path) -> None:
+    import zlib
+
+    from assay.errors import UnsupportedFormat
+
+    p = tmp_path / "model.joblib"
+    p.write_bytes(zlib.compress(JOBLIB_FIXTURES[-1].read_bytes()))
+    with pytest.raises(UnsupportedFormat, match="assay scan"):
+        open_model(p)

@@ -497,3 +497,40 @@ def test_broken_raw_profile_is_noted_not_fatal(text: str) -> None:
     report = analyze_provenance(Path("x.png"), _png_text("Raw profile type exif", text), "png")
     assert report.verdict.startswith("no provenance evidence found")
     assert all(e.source == "container" for e in report.errors)
+
+
+
+def _pantry_packet(container: str = "xmpMM:Pantry", top: str = "") -> bytes:
+    return packet(
+        '<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
+        'xmlns:xmpMM="http://ns.adobe.com/xap/1.0/mm/" '
+        'xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" '
+        f'xmp:CreatorTool="Adobe Photoshop 25.0 (Windows)" {top}>'
+        f"<{container}><rdf:Bag><rdf:li><rdf:Description xmp:CreatorTool=\"Midjourney\" "
+        f'Iptc4xmpExt:DigitalSourceType="{IPTC}trainedAlgorithmicMedia"/></rdf:li></rdf:Bag>'
+        f"</{container}></rdf:Description>"
+    )
+
+
+# Photoshop keeps the XMP of a placed smart object in xmpMM:Pantry; exiftool reports it as
+# PantryDigitalSourceType / PantryCreatorTool. assay read both as the file's own: a photo
+# composite with one Midjourney element read "AI-generated".
+@pytest.mark.parametrize("container", ["xmpMM:Pantry", "xmpMM:Ingredients", "xmpMM:DerivedFrom"])
+def test_placed_component_makes_the_file_ai_edited_not_generated(container: str) -> None:
+    ctx = image_with_xmp("jpeg", _pantry_packet(container))
+    evidence = xmp.evidence(ctx)
+    assert {(e.source, e.claim) for e in evidence} == {("iptc", "ai-edited"), ("xmp", "ai-edited")}
+    report = analyze_provenance(ctx.path, ctx.data, "jpeg")
+    assert report.verdict.startswith(
+        "AI-edited: IPTC digital source type trainedAlgorithmicMedia of a placed component"
+    )
+
+
+def test_own_source_type_beside_a_component_still_decides() -> None:
+    top = f'Iptc4xmpExt:DigitalSourceType="{IPTC}trainedAlgorithmicMedia"'
+    ctx = image_with_xmp("jpeg", _pantry_packet(top=top))
+    report = analyze_provenance(ctx.path, ctx.data, "jpeg")
+    assert report.verdict.startswith("AI-generated: IPTC digital source type trainedAlgorithmicMedia")
+    facts = xmp.scan_xmp(_pantry_packet(top=top))
+    assert facts.digital_source_type == [IPTC + "trainedAlgorithmicMedia"]
+    assert ("creator_tool", "Midjourney") in facts.components

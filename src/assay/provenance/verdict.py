@@ -83,7 +83,8 @@ def describe(e: Evidence) -> str:
         label = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}.get(str(f.get("payload")), "?")
         return f"invisible watermark ({label}, {f.get('confidence')})"
     if e.source == "iptc":
-        return f"IPTC digital source type {f.get('term')} (unsigned metadata)"
+        of = " of a placed component" if f.get("where") == "XMP component" else ""
+        return f"IPTC digital source type {f.get('term')}{of} (unsigned metadata)"
     if e.source == "camera-fingerprint":
         return f"sensor fingerprint of camera {f.get('bank')}/{f.get('camera')} (PCE {float(f.get('pce', 0)):.1f})"
     if e.source == "camera":

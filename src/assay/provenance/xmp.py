@@ -230,6 +230,10 @@ class XmpFacts:
     ai_system: list[str] = field(default_factory=list)
     software_agent: list[str] = field(default_factory=list)
     credit: list[str] = field(default_factory=list)
+    # The same properties of the documents it was made from, described inside it
+    # (Photoshop's xmpMM:Pantry of placed smart objects, xmpMM:Ingredients ...):
+    # (property, value) in packet order.
+    components: list[tuple[str, str]] = field(default_factory=list)
     capped: bool = False  # the packet was longer than MAX_XMP_SCAN
 
 
@@ -239,12 +243,42 @@ def scan_xmp(packet: bytes) -> XmpFacts:
     text = packet[:MAX_XMP_SCAN].decode("utf-8", "replace")
     if text.startswith("\ufeff"):
         text = text[1:]
+    nested = _component_spans(text)
     for name, rx in _props().items():
         values: list[str] = getattr(facts, name)
-        for _, v in _matches(rx, text):
-            if v and v not in values and len(values) < 32:
+        for at, v in _matches(rx, text):
+            if not v:
+                continue
+            if any(a <= at < b for a, b in nested):
+                if (name, v) not in facts.components and len(facts.components) < 32:
+                    facts.components.append((name, v))
+            elif v not in values and len(values) < 32:
                 values.append(v)
     return facts
+
+
+# XMP properties that describe OTHER documents inside this one: what they declare is
+# about a component (a placed smart object, an ingredient), not about this file.
+_COMPONENT_OPEN = re.compile(r"<([A-Za-z][\w.-]{0,40}):(Pantry|Ingredients|DerivedFrom|Manifest)\b")
+
+
+def _component_spans(text: str) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    while len(spans) < 64:
+        m = _COMPONENT_OPEN.search(text, pos)
+        if m is None:
+            break
+        close = text.find(f"</{m.group(1)}:{m.group(2)}>", m.end())
+        if close < 0:
+            tag_end = text.find(">", m.end())
+            if tag_end > 0 and text[tag_end - 1] == "/":
+                pos = tag_end  # an empty element, nothing inside
+                continue
+            close = len(text)  # unclosed: everything after it is the component's
+        spans.append((m.start(), close))
+        pos = close
+    return spans
 
 
 # -- evidence --------------------------------------------------------------------
@@ -315,6 +349,33 @@ def xmp_evidence(packet: bytes) -> list[Evidence]:
     for attr, label in _FIELD_LABELS.items():
         for value in getattr(facts, attr):
             ev = generator_name_evidence(label, value, "XMP")
+            if ev is not None and ev.facts["generator"] not in seen:
+                seen.add(ev.facts["generator"])
+                out.append(ev)
+    out.extend(_component_evidence(facts, seen))
+    return out
+
+
+def _component_evidence(facts: XmpFacts, seen: set[str]) -> list[Evidence]:
+    """A component made with generative AI makes the file AI-edited (a composite that
+    includes it), never AI-generated; other components' declarations say nothing of it."""
+    out: list[Evidence] = []
+    terms: set[str] = set()
+    for name, value in facts.components:
+        if name == "digital_source_type":
+            st = digital_source_type(value)
+            if st is None or st.claim not in ("ai-generated", "ai-edited") or st.term in terms:
+                continue
+            terms.add(st.term)
+            out.append(Evidence(
+                source="iptc", claim="ai-edited", strength="moderate",
+                summary=(f"A document placed in it (its XMP describes it: a smart object or "
+                         f"ingredient) declares the IPTC digital source type {st.term}: the file "
+                         "includes generative-AI material; the declaration is unsigned and editable."),
+                facts={"digital_source_type": st.uri, "term": st.term, "where": "XMP component"},
+            ))  # fmt: skip
+        elif name in _FIELD_LABELS:
+            ev = generator_name_evidence(f"component {_FIELD_LABELS[name]}", value, "XMP")
             if ev is not None and ev.facts["generator"] not in seen:
                 seen.add(ev.facts["generator"])
                 out.append(ev)

@@ -144,6 +144,44 @@ def test_xmp_digital_source_type_in_a_pdf(tmp_path: Path) -> None:
     assert [e.source for e in report.evidence] == ["iptc"]
 
 
+_AI_XMP = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    b'<rdf:Description xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" '
+    b'Iptc4xmpExt:DigitalSourceType="http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"/>'
+    b"</rdf:RDF></x:xmpmeta>"
+)
+_JPEG_WITH_AI_XMP = (b"\xff\xd8\xff\xe1" + struct.pack(">H", 2 + 29 + len(_AI_XMP))
+                     + b"http://ns.adobe.com/xap/1.0/\x00" + _AI_XMP + b"\xff\xd9")  # fmt: skip
+
+
+def test_xmp_of_an_embedded_image_is_not_the_documents(tmp_path: Path) -> None:
+    # A PDF with one figure whose JPEG carries XMP trainedAlgorithmicMedia read "AI-generated";
+    # exiftool reports no DigitalSourceType for the PDF (the packet is the image's).
+    raw, _ = SAMPLES["application/pdf"]
+    figure = b"%% an image XObject\n4 0 obj\n<< /Subtype /Image /Filter /DCTDecode >>\nstream\n"
+    f = tmp_path / "x.pdf"
+    f.write_bytes(raw.replace(b"%PDF-1.4\n", b"%PDF-1.4\n" + figure + _JPEG_WITH_AI_XMP + b"\nendstream\n", 1))
+    report = analyzer.analyze_media_provenance(f, "pdf")
+    (e,) = report.evidence
+    assert (e.source, e.claim, e.facts["where"]) == ("iptc", "ai-edited", "XMP component")
+    assert "An image embedded in it (its JPEG XMP)" in e.summary
+    assert report.verdict.startswith("AI-edited: IPTC digital source type trainedAlgorithmicMedia of a")
+
+
+def test_cover_art_xmp_makes_no_claim_about_audio(tmp_path: Path) -> None:
+    # ID3v2 with an APIC frame holding a JPEG: the artwork's XMP, not the sound's.
+    apic = b"\x00image/jpeg\x00\x03\x00" + _JPEG_WITH_AI_XMP
+    frame = b"APIC" + struct.pack(">I", len(apic)) + b"\x00\x00" + apic
+    size = len(frame)
+    syncsafe = bytes([(size >> 21) & 0x7F, (size >> 14) & 0x7F, (size >> 7) & 0x7F, size & 0x7F])
+    f = tmp_path / "x.mp3"
+    f.write_bytes(b"ID3\x03\x00\x00" + syncsafe + frame + b"\xff\xfb\x90\x00" + b"\x00" * 413)
+    report = analyzer.analyze_media_provenance(f, "mp3")
+    assert all(e.claim == "unknown" for e in report.evidence), report.evidence
+    assert [e.source for e in report.evidence] == ["embedded-image"]
+    assert report.verdict.startswith("no provenance evidence found")
+
+
 def test_scan_reads_c2pa_in_media_and_hashes_the_files(
     signed: dict[str, bytes], tmp_path: Path
 ) -> None:

@@ -88,9 +88,16 @@ class _Collector:
         return ProvenanceReport(verdict=verdict(ordered, unique), evidence=ordered, errors=unique)
 
 
-def xmp_packets(buf: bytes) -> list[bytes]:
-    """XMP packets found verbatim in a file's bytes (documents, audio, video)."""
-    out: list[bytes] = []
+# What stands just before the XMP packet of an image file: such a packet inside a
+# document or media file is an embedded image's (a PDF figure, cover art), not the file's.
+_IMAGE_XMP_MARKS = ((b"http://ns.adobe.com/xap/1.0/\x00", "JPEG"), (b"XML:com.adobe.xmp", "PNG"),
+                    (b"XMP DataXMP", "GIF"))  # fmt: skip
+
+
+def xmp_packets(buf: bytes) -> list[tuple[bytes, str | None]]:
+    """XMP packets found verbatim in a file's bytes (documents, audio, video), each with
+    the kind of embedded image it belongs to (None: the file's own)."""
+    out: list[tuple[bytes, str | None]] = []
     pos = 0
     while len(out) < _MAX_PACKETS:
         start = buf.find(b"<x:xmpmeta", pos)
@@ -99,7 +106,9 @@ def xmp_packets(buf: bytes) -> list[bytes]:
         end = buf.find(b"</x:xmpmeta>", start, start + xmp.MAX_XMP_SCAN)
         if end < 0:
             break
-        out.append(buf[start : end + len(b"</x:xmpmeta>")])
+        before = buf[max(0, start - 160) : start]
+        image = next((kind for mark, kind in _IMAGE_XMP_MARKS if mark in before), None)
+        out.append((buf[start : end + len(b"</x:xmpmeta>")], image))
         pos = end
     return out
 
@@ -143,8 +152,12 @@ def analyze_media_provenance(
     def declared() -> list[Evidence]:
         buf = data if data is not None else _read_for_xmp(col.path)
         found: list[Evidence] = []
-        for packet in xmp_packets(buf):
-            found.extend(e for e in xmp.xmp_evidence(packet) if e not in found)
+        for packet, image in xmp_packets(buf):
+            if image is None:
+                ev = xmp.xmp_evidence(packet)
+            else:
+                ev = xmp.embedded_image_evidence(packet, image, artwork=format in _ARTWORK_FORMATS)
+            found.extend(e for e in ev if e not in found)
         return found
 
     def tags() -> list[Evidence]:
@@ -176,6 +189,8 @@ def analyze_media_provenance(
 
 # Containers whose metadata tags (encoder, software ...) are read for a generator's name.
 VIDEO_FORMATS = frozenset({"mp4", "mov", "avi", "matroska", "webm"})
+# Where an embedded image is artwork (cover art), not the content.
+_ARTWORK_FORMATS = VIDEO_FORMATS | {"mp3", "wav", "flac", "m4a"}
 
 
 def analyze_provenance(

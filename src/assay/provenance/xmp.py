@@ -356,7 +356,31 @@ def xmp_evidence(packet: bytes) -> list[Evidence]:
     return out
 
 
-def _component_evidence(facts: XmpFacts, seen: set[str]) -> list[Evidence]:
+def embedded_image_evidence(packet: bytes, image: str, artwork: bool = False) -> list[Evidence]:
+    """Evidence from the XMP of an image embedded in a document, video or audio file (a
+    figure in a PDF, cover art): about that image, so at most "includes generative-AI
+    material" (AI-edited); for artwork (audio, video) only a fact, since the sound or
+    frames are not the image."""
+    facts = scan_xmp(packet)
+    own = [(name, v) for name in _PROPS for v in getattr(facts, name)]
+    found = _component_evidence(
+        XmpFacts(components=own + facts.components), set(),
+        what=f"An image embedded in it (its {image} XMP)",
+    )
+    if artwork:
+        found = [
+            Evidence(source="embedded-image", claim="unknown", strength="weak",
+                     summary=e.summary.replace("the file includes generative-AI material",
+                                               "of its artwork, not of the sound or frames"),
+                     facts=e.facts)
+            for e in found
+        ]  # fmt: skip
+    return found
+
+
+def _component_evidence(facts: XmpFacts, seen: set[str],
+                        what: str = "A document placed in it (its XMP describes it: a smart "
+                                    "object or ingredient)") -> list[Evidence]:  # fmt: skip
     """A component made with generative AI makes the file AI-edited (a composite that
     includes it), never AI-generated; other components' declarations say nothing of it."""
     out: list[Evidence] = []
@@ -369,8 +393,7 @@ def _component_evidence(facts: XmpFacts, seen: set[str]) -> list[Evidence]:
             terms.add(st.term)
             out.append(Evidence(
                 source="iptc", claim="ai-edited", strength="moderate",
-                summary=(f"A document placed in it (its XMP describes it: a smart object or "
-                         f"ingredient) declares the IPTC digital source type {st.term}: the file "
+                summary=(f"{what} declares the IPTC digital source type {st.term}: the file "
                          "includes generative-AI material; the declaration is unsigned and editable."),
                 facts={"digital_source_type": st.uri, "term": st.term, "where": "XMP component"},
             ))  # fmt: skip

@@ -375,3 +375,61 @@ def test_assay_model_on_a_compressed_joblib_points_to_scan(tmp_path: Path) -> No
     p.write_bytes(zlib.compress(JOBLIB_FIXTURES[-1].read_bytes()))
     with pytest.raises(UnsupportedFormat, match="assay scan"):
         open_model(p)
+
+
+# -- chat templates (ModelAudit's jinja2 cases; CVE-2024-34359) ---------------------------
+
+SSTI = ("{% for c in [].__class__.__base__.__subclasses__() %}{% if c.__name__ == 'catch_warnings' %}"
+        "{{ c()._module.__builtins__['__import__']('os').system('echo hi') }}{% endif %}{% endfor %}")
+HIDDEN = "{{ request['application']['\\x5f\\x5fglobals\\x5f\\x5f']['\\x5f\\x5fbuiltins\\x5f\\x5f'] }}"
+CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}"
+          "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def _gguf_with_template(path: Path, template: str) -> Path:
+    import gguf
+    import numpy as np
+
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_chat_template(template)
+    w.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_gguf_chat_template_that_reaches_code_is_dangerous(tmp_path: Path) -> None:
+    from assay.models.chat_templates import template_findings
+
+    for template in (SSTI, HIDDEN):
+        p = _gguf_with_template(tmp_path / "evil.gguf", template)
+        report = analyze_model(p)
+        assert report.safety.verdict == "dangerous", report.safety
+        assert "CVE-2024-34359" in json.dumps(report.safety.model_dump())
+    good = _gguf_with_template(tmp_path / "good.gguf", CHATML)
+    assert analyze_model(good).safety.verdict == "no-code"  # (GGUF carries no pickle)
+    with open_model(good) as m:
+        assert m.metadata["tokenizer.chat_template"] == CHATML
+    # a special token that merely looks like a dunder is no walk
+    assert template_findings("{{ '<|__end__|>' }}{{ message['content'] }}", "t") == []
+
+
+def test_transformers_folder_chat_template_that_reaches_code_is_dangerous(tmp_path: Path) -> None:
+    import struct
+
+    d = tmp_path / "hf"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    (d / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + bytes(4))
+    (d / "tokenizer_config.json").write_text(json.dumps({"chat_template": CHATML}))
+    assert analyze_model(d).safety.verdict == "safe"
+    (d / "tokenizer_config.json").write_text(json.dumps({"chat_template": [
+        {"name": "default", "template": CHATML}, {"name": "tool_use", "template": SSTI}]}))
+    assert analyze_model(d).safety.verdict == "dangerous"
+    (d / "tokenizer_config.json").write_text(json.dumps({"chat_template": CHATML}))
+    (d / "chat_template.jinja").write_text(HIDDEN)
+    with pytest.raises(UnsafeInput, match="chat_template.jinja"):
+        open_model(d)

@@ -117,13 +117,43 @@ def _open_transformers(path: Path, limits: Limits) -> ModelFile:
     if not variants:
         raise DecodeError(path, "model folder has config.json but no model.safetensors, "
                           "pytorch_model.bin or sharded index")
+    templates = _chat_template_report(path)
     _variant, files = variants[0]
     mf = _open_weights(path, files, limits)
+    if templates.findings:
+        mf.pickles = [*mf.pickles, templates]
     mf.path = path
     mf.format = "transformers"
     mf.metadata = {**mf.metadata, "config": config,
                    "weights": {"model": [{"variant": v, "files": [p.name for p in fs]} for v, fs in variants]}}
     return mf
+
+
+def _chat_template_report(path: Path) -> Any:
+    """Findings for the chat templates of a Hugging Face folder (tokenizer_config.json,
+    chat_template.json, chat_template.jinja); refused (UnsafeInput) when one is dangerous."""
+    from ...errors import UnsafeInput
+    from ..chat_templates import template_findings, templates_in_tokenizer_config
+    from ..pickles import PickleReport
+
+    report = PickleReport(where=str(path))
+    for name in ("tokenizer_config.json", "chat_template.json"):
+        if (path / name).is_file():
+            for key, template in templates_in_tokenizer_config(read_json(path / name, name)):
+                for f in template_findings(template, f"{name}:{key}"):
+                    report.add(f)
+    jinja = path / "chat_template.jinja"
+    if jinja.is_file():
+        try:
+            if jinja.stat().st_size <= MAX_CONFIG_BYTES:
+                for f in template_findings(jinja.read_bytes().decode("utf-8", "replace"),
+                                           "chat_template.jinja"):  # fmt: skip
+                    report.add(f)
+        except OSError as exc:
+            raise InputError(jinja, f"cannot read: {exc.strerror or exc}") from exc
+    if report.verdict == "dangerous":
+        raise UnsafeInput(path, report.findings[0].reason, details=[report])
+    return report
 
 
 def _add_component(

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import DecodeError, InputError, UnsupportedFormat
+from ...errors import DecodeError, InputError, UnsafeInput, UnsupportedFormat
 from . import MAX_TENSORS, ModelFile, TensorInfo
 
 # gguf's reader costs ~50 us a key/value and ~70 us a tensor: at a million of either a
@@ -186,12 +186,28 @@ def read_gguf(path: Path) -> ModelFile:
 
     metadata = _fields(path)
     src = str(path)
+    report = _template_report(path, metadata)
     tensors = {
         name: TensorInfo(name, _NATIVE.get(dt, dt), shape, data_start + off, nbytes, src)
         for name, shape, dt, off, nbytes in infos
     }
     return ModelFile(path=path, format="gguf", tensors=tensors, metadata=metadata,
-                     data_offset=data_start)
+                     data_offset=data_start, pickles=[report] if report.findings else [])
+
+
+def _template_report(path: Path, metadata: dict[str, Any]) -> Any:
+    """The chat templates' findings; refused (UnsafeInput) when one is dangerous."""
+    from ..chat_templates import template_findings
+    from ..pickles import PickleReport
+
+    report = PickleReport(where=str(path))
+    for key, value in metadata.items():
+        if key == "tokenizer.chat_template" or key.startswith("tokenizer.chat_template."):
+            for f in template_findings(value, key):
+                report.add(f)
+    if report.verdict == "dangerous":
+        raise UnsafeInput(path, report.findings[0].reason, details=[report])
+    return report
 
 
 def _fields(path: Path) -> dict[str, Any]:

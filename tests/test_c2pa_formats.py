@@ -182,6 +182,16 @@ def test_cover_art_xmp_makes_no_claim_about_audio(tmp_path: Path) -> None:
     assert report.verdict.startswith("no provenance evidence found")
 
 
+def test_naked_jpeg_xl_codestream_has_no_credential_to_check(tmp_path: Path) -> None:
+    # The SDK refuses a bare JPEG XL codestream ("cannot contain C2PA manifests"): that is
+    # no credential, not a check that could not run (exiftool's JXL.jxl read "could not
+    # check: c2pa").
+    f = tmp_path / "naked.jxl"
+    f.write_bytes(b"\xff\x0a\x08\x04" + bytes(60))
+    report = analyzer.analyze_media_provenance(f, "jxl")
+    assert (report.verdict, report.errors) == ("no provenance evidence found", [])
+
+
 def test_scan_reads_c2pa_in_media_and_hashes_the_files(
     signed: dict[str, bytes], tmp_path: Path
 ) -> None:

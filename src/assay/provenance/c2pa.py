@@ -213,6 +213,8 @@ def read_store(
             text = reader.json()
     except c2pa.C2paError as exc:
         msg = str(exc)
+        if _NO_CREDENTIAL_POSSIBLE in msg:
+            return None  # a JPEG XL codestream without a container has nowhere to hold one
         # This SDK version raises the base class with a "Remote: ..." message; later
         # ones may use the RemoteManifest subclass.
         remote_cls = getattr(c2pa.C2paError, "RemoteManifest", ())
@@ -231,6 +233,9 @@ def read_store(
         raise DecodeError(path, "C2PA SDK returned a non-object manifest store")
     store["_anchors"] = anchors.source
     return store
+
+
+_NO_CREDENTIAL_POSSIBLE = "naked codestream cannot contain C2PA"
 
 
 def _url_from(msg: str) -> str | None:

@@ -163,8 +163,9 @@ def test_broken_headerless_payload_is_a_dangerous_pickle(tmp_path: Path, data: b
 
 
 @pytest.mark.parametrize("text", [b"cd\nls\nvim notes.txt\n", b"cmake\nbuild\n'oops\n",
-                                  b"csv\nreader\nS'x'"])
-def test_text_with_harmless_global_shape_is_not_a_pickle(tmp_path: Path, text: bytes) -> None:
+                                  b"csv\nreader\nS'x'", b"ctypes\nstruct\nxml\n", b"cos\nsin\nSinh\n",
+                                  b"csys\nexit\nquit now\n"])
+def test_lines_of_text_that_start_like_a_global_are_not_a_pickle(tmp_path: Path, text: bytes) -> None:
     from assay.models import scan_file
     from assay.sniff import sniff_path
 

@@ -326,10 +326,13 @@ def probe(
     memo: dict[int, int] = {}
     called = False
     named: list[tuple[str, str]] = []
+    structure = False  # a MARK, a quoted STRING or a binary opcode: more than lines of text
     try:
         for code, arg, _off in read_ops(head):
             if code == FRAME_ANOMALY:
                 continue
+            if code == 0x28 or code == 0x53 or code >= 0x80:
+                structure = True
             if code == 0x2E:
                 return len(stack) == 1 and stack[0] != 1
             if code in (0x63, 0x69):  # GLOBAL, INST
@@ -385,5 +388,10 @@ def probe(
             return True
         if more and "truncated" in exc.message:
             return None
-        return names_payload is not None and any(names_payload(m, n) for m, n in named)
+        if names_payload is None or not named:
+            return False
+        # Lines of text can start like a GLOBAL ("ctypes\nstruct\n..."): only a parse with
+        # pickle structure beside it (or failing on a quoted STRING) is a broken payload.
+        quoted = head[exc.offset : exc.offset + 1] == b"S" and head[exc.offset + 1 : exc.offset + 2] in (b"'", b'"')
+        return (structure or quoted) and any(names_payload(m, n) for m, n in named)
     return True if called else None if more else False

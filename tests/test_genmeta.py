@@ -844,3 +844,17 @@ def test_comfyui_graph_without_a_sampler_on_a_loaded_image_is_an_edit() -> None:
 def test_comfyui_generation_stays_ai_generated(graph: dict[str, Any]) -> None:
     ev = only(run(png_with({"prompt": json.dumps(graph)}), "png")[0], "comfyui")
     assert ev.claim == "ai-generated"
+
+
+
+@pytest.mark.parametrize("node", ["ReActorFaceSwap", "FaceDetailer", "ReActorRestoreFace"])
+def test_comfyui_face_swap_or_restoration_without_a_sampler_is_an_ai_edit(node: str) -> None:
+    # A face swapped onto a loaded photo runs no sampler: not generated, but an AI edit.
+    graph = {"1": {"class_type": "LoadImage", "inputs": {"image": "photo.jpg"}},
+             "2": {"class_type": node, "inputs": {"input_image": ["1", 0]}},
+             "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0]}}}  # fmt: skip
+    data = png_with({"prompt": json.dumps(graph)})
+    ev = only(run(data, "png")[0], "comfyui")
+    assert (ev.claim, ev.strength) == ("ai-edited", "strong")
+    assert f"AI edit nodes ({node})" in ev.facts["value"]
+    assert analyze_provenance(Path("t.png"), data, "png").verdict == "AI-edited: generator metadata (ComfyUI)"

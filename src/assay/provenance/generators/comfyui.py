@@ -12,6 +12,7 @@ names, and the first sampler's settings with the prompts wired into it.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any, NamedTuple
 
@@ -124,13 +125,19 @@ def evidence(ctx: ImageContext) -> list[Evidence]:
     if loaded and not any("sampler" in t.lower() for t in node_types):
         # ComfyUI saves its graph with every image, also one that only loaded a picture
         # and upscaled, cropped or recoloured it: with no sampler nothing was generated.
+        # Nodes that run a model over faces or regions (face swap, restoration, detailers)
+        # still make it an AI edit of that picture.
+        ai_nodes = sorted(t for t in node_types if _AI_EDIT_NODE.search(t))
         what = f"loads an image ({', '.join(loaded)}), runs no sampler"
+        if ai_nodes:
+            what += f" but AI edit nodes ({', '.join(ai_nodes)})"
         facts.update(field="ComfyUI graph", value=what)  # how the verdict cites it
         facts = clean(facts)
-        summary = (f"{' and '.join(wheres)} written by ComfyUI records a graph that {what}: "
-                   "it processed an input image, which says nothing of how that image was made.")
-        return [Evidence(source=SOURCE, claim="edited", strength="strong",
-                         summary=summary, facts=facts)]  # fmt: skip
+        tail = ("an AI edit of an input image (a face or region replaced or regenerated)"
+                if ai_nodes else "it processed an input image") + ", which says nothing of how that image was made."
+        summary = f"{' and '.join(wheres)} written by ComfyUI records a graph that {what}: {tail}"
+        return [Evidence(source=SOURCE, claim="ai-edited" if ai_nodes else "edited",
+                         strength="strong", summary=summary, facts=facts)]  # fmt: skip
     facts = clean(facts)
     claim, edit = generation_claim(facts)
     summary = f"{' and '.join(wheres)} written by ComfyUI {describe_model(facts)}{edit}"
@@ -138,6 +145,10 @@ def evidence(ctx: ImageContext) -> list[Evidence]:
                      summary=summary + ".", facts=facts)]  # fmt: skip
 
 
+_AI_EDIT_NODE = re.compile(
+    r"swap|reactor|roop|detailer|inpaint|facerestore|restoreface|codeformer|gfpgan|pulid|instantid",
+    re.IGNORECASE,
+)
 # Nodes that regenerate only a masked part of an input image (core ComfyUI); any node
 # type naming "Inpaint" (VAEEncodeForInpaint, InpaintModelConditioning, custom packs) too.
 _MASK_NODES = {"SetLatentNoiseMask", "ImagePadForOutpaint"}

@@ -858,3 +858,11 @@ def test_comfyui_face_swap_or_restoration_without_a_sampler_is_an_ai_edit(node: 
     assert (ev.claim, ev.strength) == ("ai-edited", "strong")
     assert f"AI edit nodes ({node})" in ev.facts["value"]
     assert analyze_provenance(Path("t.png"), data, "png").verdict == "AI-edited: generator metadata (ComfyUI)"
+
+
+
+def test_a1111_postprocessing_face_restoration_is_an_ai_edit() -> None:
+    text = "Postprocess upscale by: 2, Postprocess upscaler: R-ESRGAN 4x+, GFPGAN visibility: 1"
+    ev = only(run(png_with({"postprocessing": text}), "png")[0], "a1111")
+    assert (ev.claim, ev.strength) == ("ai-edited", "strong")
+    assert "face restoration regenerates faces with a model" in ev.summary

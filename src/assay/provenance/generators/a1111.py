@@ -254,10 +254,14 @@ def _postprocessing(ctx: ImageContext, found: list[Evidence]) -> list[Evidence]:
         found[0].facts["locations"] = [*found[0].facts.get("locations", []), location]
         return []
     where = f"PNG {chunk.chunk_type} chunk {chunk.key!r}"
+    # Face restoration (GFPGAN, CodeFormer) regenerates faces with a model: an AI edit.
+    faces = re.search(r"gfpgan|codeformer", text, re.IGNORECASE) is not None
     return [Evidence(
-        source=SOURCE, claim="edited", strength="strong",
+        source=SOURCE, claim="ai-edited" if faces else "edited", strength="strong",
         summary=(f"{where} written by AUTOMATIC1111's extras tab records post-processing of "
-                 f"an input image ({text[:120]!r}); it says nothing of how that image was made."),
+                 f"an input image ({text[:120]!r})"
+                 + ("; face restoration regenerates faces with a model: an AI edit" if faces else "")
+                 + "; it says nothing of how that image was made."),
         facts=clean({"generator": "AUTOMATIC1111", "postprocessing": text, "locations": [location],
                      # how the verdict cites it: the record itself, not "generator metadata"
                      "field": "AUTOMATIC1111 postprocessing", "value": text,

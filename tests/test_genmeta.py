@@ -745,11 +745,15 @@ def test_inpainting_is_ai_edited(texts: dict[str, str], source: str, edit: str) 
     {"parameters": _TXT2IMG},
     {"parameters": _TXT2IMG + ", Denoising strength: 0.7, Hires upscale: 2, Hires upscaler: Latent"},
     {"parameters": _TXT2IMG + ", Denoising strength: 0.5"},  # img2img of a whole picture
+    # ADetailer inpaints the faces of the txt2img output itself: still wholly generated
+    {"parameters": _TXT2IMG + ", ADetailer model: face_yolov8n.pt, ADetailer mask blur: 4, "
+                              "ADetailer inpaint only masked: True"},
     {"prompt": json.dumps(API_GRAPH)},
     {"invokeai_metadata": json.dumps({"positive_prompt": "a cat", "generation_mode": "txt2img"})},
     # a detailer pass inpainting the graph's own output: no image came in
     {"prompt": json.dumps({k: v for k, v in _INPAINT_NODES.items() if k != "5"})},
-], ids=["txt2img", "hires fix", "img2img", "comfyui txt2img", "invokeai txt2img", "comfyui detailer"])
+], ids=["txt2img", "hires fix", "img2img", "adetailer", "comfyui txt2img", "invokeai txt2img",
+        "comfyui detailer"])
 def test_generation_without_a_mask_stays_ai_generated(texts: dict[str, str]) -> None:
     (ev,) = [e for e in run(png_with(texts), "png")[0] if e.claim != "unknown"]
     assert ev.claim == "ai-generated" and "edit" not in ev.facts

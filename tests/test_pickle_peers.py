@@ -434,3 +434,16 @@ def test_transformers_folder_chat_template_that_reaches_code_is_dangerous(tmp_pa
     (d / "chat_template.jinja").write_text(HIDDEN)
     with pytest.raises(UnsafeInput, match="chat_template.jinja"):
         open_model(d)
+
+
+def test_items_set_on_a_tensor_are_dangerous() -> None:
+    # CVE-2026-24747: torch's weights_only unpickler corrupted memory on SETITEM(S) aimed
+    # at a non-dict; a tensor rebuilt by the pickle is such a target
+    tensor = (b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n(" + _s("x") + b"K\x00(K\x01t(K\x01t\x89"
+              b"ccollections\nOrderedDict\n)RtR")  # fmt: skip
+    for tail in (b"K\x00K\x01s.", b"(K\x00K\x01K\x02K\x03u."):
+        r = scan_pickle_bytes(tensor + tail, where="p")
+        assert r.verdict == "dangerous" and "CVE-2026-24747" in r.findings[-1].reason, r.findings
+    # items on dicts, as every checkpoint sets them, stay safe
+    state = b"\x80\x02ccollections\nOrderedDict\n)R" + _s("w") + b"K\x01s}(" + _s("a") + b"K\x02u\x86."
+    assert scan_pickle_bytes(state, where="p").verdict == "safe"

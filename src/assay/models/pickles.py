@@ -176,6 +176,8 @@ class _ArrayWrapper(_Made):
 
 
 _UNKNOWN = object()
+# the globals that rebuild a tensor or a parameter ("module name", as the scanner names them)
+_TENSOR_BUILDERS = ("torch._utils _rebuild_", "torch._tensor _rebuild_", "torch.nn.parameter Parameter")
 _PROTO_HEAD = re.compile(rb"\x80[\x02-\x05]")
 MAX_FRAME_READINGS = 8  # other readings of one pickle scanned after frame anomalies
 MAX_JOBLIB_READINGS = 100_000  # joblib arrays whose bytes are also read as opcodes
@@ -644,6 +646,26 @@ class _Scan:
             self.report.add(PickleFinding(f.severity, f.global_name, f.opcode, f.offset,
                                           f"{how} (from byte {start}): {f.reason}"))
 
+    # items set on a container: a dict (or a list for APPENDS) in any real pickle
+    def op_setitem(self, arg: Any, offset: int) -> None:
+        stack = self.stack
+        del stack[-2:]
+        self._item_target(stack[-1] if stack else _UNKNOWN, "SETITEM", offset)
+
+    def op_setitems(self, arg: Any, offset: int) -> None:
+        self.pop_mark()
+        self._item_target(self.stack[-1] if self.stack else _UNKNOWN, "SETITEMS", offset)
+
+    def _item_target(self, target: Any, opcode: str, offset: int) -> None:
+        if isinstance(target, _Made) and target.by.startswith(_TENSOR_BUILDERS):
+            # torch.load(weights_only=True) before 2.10 wrote past a tensor's memory
+            # when a pickle set items on one (CVE-2026-24747): no checkpoint does this.
+            self.report.add(PickleFinding(
+                "dangerous", target.by.replace(" ", "."), opcode, offset,
+                "sets items on a tensor (corrupts memory in torch.load(weights_only=True) "
+                "before torch 2.10, CVE-2026-24747; no checkpoint does this)",
+            ))
+
     def op_persid(self, arg: Any, offset: int) -> None:
         self.stack.append(_UNKNOWN)
 
@@ -675,6 +697,7 @@ def _handlers() -> dict[int, Callable[[_Scan, Any, int], None]]:
         "EXT1": s._ext, "EXT2": s._ext, "EXT4": s._ext,
         "REDUCE": s.op_reduce, "NEWOBJ": s.op_newobj, "NEWOBJ_EX": s.op_newobj_ex,
         "OBJ": s.op_obj, "INST": s.op_inst, "BUILD": s.op_build,
+        "SETITEM": s.op_setitem, "SETITEMS": s.op_setitems,
         "PERSID": s.op_persid, "BINPERSID": s.op_binpersid,
     }
     out = {op.code.encode("latin-1")[0]: table[op.name] for op in pickletools.opcodes

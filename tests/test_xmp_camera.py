@@ -534,3 +534,18 @@ def test_own_source_type_beside_a_component_still_decides() -> None:
     facts = xmp.scan_xmp(_pantry_packet(top=top))
     assert facts.digital_source_type == [IPTC + "trainedAlgorithmicMedia"]
     assert ("creator_tool", "Midjourney") in facts.components
+
+
+
+# The file's own XMP declares it a composite with generative-AI parts and names the AI
+# system (IPTC 2025 AISystemUsed): the system made a part, the headline read "AI-generated".
+def test_generator_named_in_a_declared_composite_is_ai_edited() -> None:
+    pk = attr_packet("compositeWithTrainedAlgorithmicMedia",
+                     'Iptc4xmpExt:AISystemUsed="Adobe Firefly Image 3"')
+    ctx = image_with_xmp("jpeg", pk)
+    assert {(e.source, e.claim) for e in xmp.evidence(ctx)} == {("iptc", "ai-edited"), ("xmp", "ai-edited")}
+    report = analyze_provenance(ctx.path, ctx.data, "jpeg")
+    assert report.verdict.startswith("AI-edited: ")
+    # declared wholly generated: the generator's name stays a generation claim
+    ctx = image_with_xmp("jpeg", attr_packet("trainedAlgorithmicMedia", 'Iptc4xmpExt:AISystemUsed="Adobe Firefly Image 3"'))
+    assert {e.claim for e in xmp.evidence(ctx)} == {"ai-generated"}

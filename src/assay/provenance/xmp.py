@@ -353,7 +353,7 @@ def xmp_evidence(packet: bytes) -> list[Evidence]:
                 seen.add(ev.facts["generator"])
                 out.append(ev)
     out.extend(_component_evidence(facts, seen))
-    return out
+    return _as_composite(out)
 
 
 def embedded_image_evidence(packet: bytes, image: str, artwork: bool = False) -> list[Evidence]:
@@ -376,6 +376,21 @@ def embedded_image_evidence(packet: bytes, image: str, artwork: bool = False) ->
             for e in found
         ]  # fmt: skip
     return found
+
+
+def _as_composite(found: list[Evidence]) -> list[Evidence]:
+    """When the file's own XMP declares it a composite with generative-AI parts (and not
+    wholly generated), a generator named in its metadata made a part of it: AI-edited."""
+    own = [e for e in found if e.source == "iptc" and e.facts.get("where") == "XMP"]
+    if not any(e.claim == "ai-edited" for e in own) or any(e.claim == "ai-generated" for e in own):
+        return found
+    return [
+        Evidence(source=e.source, claim="ai-edited", strength=e.strength,
+                 summary=e.summary.rstrip(".") + "; its XMP declares the file a composite with "
+                 "generative-AI parts, so that generator made a part of it.", facts=e.facts)
+        if e.source in ("xmp", "exif", "png-text") and e.claim == "ai-generated" else e
+        for e in found
+    ]  # fmt: skip
 
 
 def _component_evidence(facts: XmpFacts, seen: set[str],
@@ -432,4 +447,4 @@ def evidence(ctx: ImageContext) -> list[Evidence]:
         if chunk is not None and ev is not None and ev.facts["generator"] not in named:
             ev.facts["locations"] = [f"png:{chunk.chunk_type}:Software"]
             out.append(ev)
-    return out
+    return _as_composite(out)

@@ -156,6 +156,26 @@ def test_adobe_legacy_generative_ai_assertion(actions: list[dict[str, str]], cla
     assert "Adobe's generative-AI assertion (com.adobe.generative-ai) names Adobe Firefly" in e.summary
 
 
+def test_generator_named_in_xmp_of_a_signed_composite_is_ai_edited(c2dir: Path) -> None:
+    # The signed credential declares a capture edited with a generative tool (composite);
+    # unsigned XMP CreatorTool names Adobe Firefly: the headline read "AI-generated".
+    import io as _io
+
+    from PIL import Image
+
+    pk = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+          b'<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:CreatorTool="Adobe Firefly"/>'
+          b"</rdf:RDF></x:xmpmeta>")  # fmt: skip
+    buf = _io.BytesIO()
+    Image.open(_io.BytesIO(pattern_jpeg())).save(buf, "JPEG", xmp=pk, quality=90)
+    data = sign(c2dir, buf.getvalue(), "image/jpeg", "digitalCapture", agent="Camera 1",
+                more_actions=[_edit("compositeWithTrainedAlgorithmicMedia", agent="Adobe Firefly")])  # fmt: skip
+    report = _report(data)
+    assert report.verdict.startswith("AI-edited: "), report.verdict
+    (x,) = [e for e in report.evidence if e.source == "xmp"]
+    assert x.claim == "ai-edited" and "its Content Credential declares the asset a composite" in x.summary
+
+
 def test_unloadable_active_manifest_is_invalid_whatever_the_ingredient(
     c2dir: Path, ai_jpeg: bytes
 ) -> None:

@@ -84,8 +84,29 @@ class _Collector:
         for err in self.errors:
             if all(err.message != u.message for u in unique):
                 unique.append(err)
-        ordered = order(self.evidence)
+        ordered = order(_part_of_a_declared_composite(self.evidence))
         return ProvenanceReport(verdict=verdict(ordered, unique), evidence=ordered, errors=unique)
+
+
+def _part_of_a_declared_composite(evidence: list[Evidence]) -> list[Evidence]:
+    """A valid Content Credential whose active manifest declares the asset AI-edited (a
+    composite with generative-AI parts) says what the asset is: a generator named only in
+    unsigned metadata (XMP CreatorTool, EXIF Software, container tags) made a part of it."""
+    active = [e for e in evidence if e.source == "c2pa" and e.facts.get("role") == "active"
+              and e.facts.get("validation") in ("valid", "trusted")]  # fmt: skip
+    if not active or active[0].claim != "ai-edited":
+        return evidence
+    return [
+        Evidence(source=e.source, claim="ai-edited", strength=e.strength, facts=e.facts,
+                 summary=e.summary.rstrip(".") + "; its Content Credential declares the asset a "
+                 "composite with generative-AI parts, so that generator made a part of it.")
+        if e.source in _NAMED_IN_METADATA and e.claim == "ai-generated" else e
+        for e in evidence
+    ]  # fmt: skip
+
+
+# Sources whose evidence is a generator's name in unsigned metadata.
+_NAMED_IN_METADATA = frozenset({"xmp", "exif", "png-text", "container"})
 
 
 # What stands just before the XMP packet of an image file: such a packet inside a

@@ -851,7 +851,8 @@ def test_comfyui_generation_stays_ai_generated(graph: dict[str, Any]) -> None:
 
 
 
-@pytest.mark.parametrize("node", ["ReActorFaceSwap", "FaceDetailer", "ReActorRestoreFace"])
+@pytest.mark.parametrize("node", ["ReActorFaceSwap", "FaceDetailer", "ReActorRestoreFace",
+                                  "OpenAIGPTImage1", "FluxKontextProImageNode"])
 def test_comfyui_face_swap_or_restoration_without_a_sampler_is_an_ai_edit(node: str) -> None:
     # A face swapped onto a loaded photo runs no sampler: not generated, but an AI edit.
     graph = {"1": {"class_type": "LoadImage", "inputs": {"image": "photo.jpg"}},

@@ -146,7 +146,10 @@ def evidence(ctx: ImageContext) -> list[Evidence]:
 
 
 _AI_EDIT_NODE = re.compile(
-    r"swap|reactor|roop|detailer|inpaint|facerestore|restoreface|codeformer|gfpgan|pulid|instantid",
+    r"swap|reactor|roop|detailer|inpaint|facerestore|restoreface|codeformer|gfpgan|pulid|instantid"
+    # ComfyUI's API nodes: a remote model edits or regenerates the loaded picture
+    r"|openai|gptimage|dall.?e|gemini|imagen|ideogram|recraft|stability|luma|kling|runway"
+    r"|fluxpro|fluxkontext|bfl|bytedance|seedream|seededit|minimax|pika|vidu|veo",
     re.IGNORECASE,
 )
 # Nodes that regenerate only a masked part of an input image (core ComfyUI); any node

@@ -447,3 +447,15 @@ def test_items_set_on_a_tensor_are_dangerous() -> None:
     # items on dicts, as every checkpoint sets them, stay safe
     state = b"\x80\x02ccollections\nOrderedDict\n)R" + _s("w") + b"K\x01s}(" + _s("a") + b"K\x02u\x86."
     assert scan_pickle_bytes(state, where="p").verdict == "safe"
+
+
+def test_numpy_ufunc_reconstructor_is_judged_by_what_it_imports() -> None:
+    # numpy 1.x pickled ufuncs as numpy.core._ufunc_reconstruct(module, name): it imports
+    # any module's attribute, so ('os', 'system') is os.system (no peer scanner knew it)
+    head = b"\x80\x02cnumpy.core\n_ufunc_reconstruct\n"
+    evil = scan_pickle_bytes(head + _s("os") + _s("system") + b"\x86R" + _s("echo hi") + b"\x85R.", where="p")
+    assert evil.verdict == "dangerous" and "os.system" in evil.dangerous_globals, evil.findings
+    computed = scan_pickle_bytes(head + _s("os") + b"K\x01\x86R.", where="p")
+    assert computed.verdict == "dangerous"
+    ufunc = scan_pickle_bytes(head + _s("numpy.core._multiarray_umath") + _s("log1p") + b"\x86R.", where="p")
+    assert ufunc.verdict == "suspicious" and not ufunc.dangerous_globals

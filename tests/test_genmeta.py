@@ -871,3 +871,21 @@ def test_a1111_postprocessing_face_restoration_is_an_ai_edit() -> None:
     ev = only(run(png_with({"postprocessing": text}), "png")[0], "a1111")
     assert (ev.claim, ev.strength) == ("ai-edited", "strong")
     assert "face restoration regenerates faces with a model" in ev.summary
+
+
+
+@pytest.mark.parametrize("loader", ["VHS_LoadVideo", "LoadImagesFromDir //Inspire", "Load Image (as Mask)"])
+def test_comfyui_frames_or_images_loaded_without_a_sampler_are_an_edit(loader: str) -> None:
+    # Frames taken from a video (VideoHelperSuite) and saved read "AI-generated".
+    graph = {"1": {"class_type": loader, "inputs": {"video": "holiday.mp4"}},
+             "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}}  # fmt: skip
+    ev = only(run(png_with({"prompt": json.dumps(graph)}), "png")[0], "comfyui")
+    assert ev.claim == "edited"
+
+
+def test_comfyui_image_model_loader_is_not_a_loaded_picture() -> None:
+    # SVD's ImageOnlyCheckpointLoader loads a model, not a picture: no edit of an input.
+    graph = {"1": {"class_type": "ImageOnlyCheckpointLoader", "inputs": {"ckpt_name": "svd.safetensors"}},
+             "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}}  # fmt: skip
+    ev = only(run(png_with({"prompt": json.dumps(graph)}), "png")[0], "comfyui")
+    assert ev.claim == "ai-generated"

@@ -117,7 +117,7 @@ def evidence(ctx: ImageContext) -> list[Evidence]:
     masked = sorted(t for t in node_types if t in _MASK_NODES or "Inpaint" in t)
     # Inpainting edits an input image only when the graph loads one: a detailer pass over
     # the graph's own txt2img output leaves a wholly generated image.
-    loaded = sorted(t for t in node_types if "LoadImage" in t or "Load Image" in t)
+    loaded = sorted(t for t in node_types if _LOADS_PICTURES.search(t) and not _LOADS_MODEL.search(t))
     if masked and loaded:
         facts["edit"] = f"inpainting nodes: {', '.join(masked)} on a loaded image ({', '.join(loaded)})"
     facts["locations"] = locations
@@ -145,6 +145,10 @@ def evidence(ctx: ImageContext) -> list[Evidence]:
                      summary=summary + ".", facts=facts)]  # fmt: skip
 
 
+# Nodes that bring pictures in: LoadImage, "Load Image (as Mask)", VHS_LoadVideo,
+# LoadImagesFromDir, ETN_LoadImageBase64 ... but not a model loader (ImageOnlyCheckpointLoader).
+_LOADS_PICTURES = re.compile(r"load.{0,24}(image|video|frame)|(image|video).{0,24}load", re.IGNORECASE)
+_LOADS_MODEL = re.compile(r"model|checkpoint|lora|vae|clip|upscale|controlnet|ipadapter", re.IGNORECASE)
 _AI_EDIT_NODE = re.compile(
     r"swap|reactor|roop|detailer|inpaint|facerestore|restoreface|codeformer|gfpgan|pulid|instantid"
     # ComfyUI's API nodes: a remote model edits or regenerates the loaded picture

@@ -443,6 +443,45 @@ def test_hma_routes(api: Api) -> None:
     _assert_error(c.get("/m/lookup", params={"signal_type": "pdq", "signal": "zz"}, headers=m), 400, "invalid-signal")
 
 
+def _png(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_hma_low_quality_photo_gives_no_pdq_and_is_not_banked(api: Api) -> None:
+    """As HMA (python-threatexchange's PdqSignal.hash_from_bytes), a photo whose PDQ quality
+    is below 50 has no PDQ: /h/hash answers "" and /c/bank/{name}/content refuses it. Before,
+    a flat grey picture was banked and the hash /h/hash gave for a flat blue one matched it
+    at distance 31 through GET /m/lookup: a false match HMA's own flow cannot make."""
+    c, cur, m = api.c, api.h("curate"), api.h("match")
+    grey = _png(Image.new("RGB", (256, 256), (120, 120, 120)))
+    blue = _png(Image.new("RGB", (200, 200), (20, 40, 200)))
+    assert c.post("/c/banks", json={"name": "FLAT"}, headers=cur).status_code == 201
+    err = _assert_error(c.post("/c/bank/FLAT/content", files={"photo": ("g.png", grey, "image/png")}, headers=cur),
+                        400, "invalid-signal")
+    assert "quality" in err["message"]
+    # its exact hashes may still be banked
+    r = c.post("/c/bank/FLAT/content", params={"types": "md5"}, files={"photo": ("g.png", grey)}, headers=cur)
+    assert r.status_code == 200, r.text
+    assert set(r.json()["signals"]) == {"md5"}
+    for data in (grey, blue):
+        assert c.post("/h/hash", files={"photo": ("x.png", data)}, headers=m).json() == {"pdq": ""}
+        both = c.post("/h/hash", params={"types": "pdq,md5"}, files={"photo": ("x.png", data)}, headers=m).json()
+        assert both["pdq"] == "" and len(both["md5"]) == 32
+    # a flat picture's hash banked by value (as HMA allows) is not reached from a flat query
+    # upload either: the upload's PDQ is not matched (quality), as before
+    grey_pdq = c.post("/v1/hash", files={"file": ("g.png", grey)}, headers=m).json()["signals"][0]["value"]
+    assert c.post("/c/bank/FLAT/signal", json={"pdq": grey_pdq}, headers=cur).status_code == 200
+    assert c.post("/m/lookup", files={"photo": ("b.png", blue)}, headers=m).json() == {"pdq": {}}
+    # a photo with detail keeps its hash and is banked
+    data = _jpeg(seed=5)
+    pdq = c.post("/h/hash", files={"photo": ("p.jpg", data)}, headers=m).json()["pdq"]
+    assert len(pdq) == 64
+    r = c.post("/c/bank/FLAT/content", files={"photo": ("p.jpg", data)}, headers=cur)
+    assert r.status_code == 200 and r.json()["signals"] == {"pdq": pdq}, r.text
+
+
 @pytest.mark.shared
 def test_hma_hash_is_close_to_reference_pdq(tmp_path: Path, testdata: Path) -> None:
     settings, keys = _make(tmp_path)

@@ -19,7 +19,7 @@ from pydantic import Field
 from .. import signals as signal_types
 from ..banks.matcher import Query as SignalQuery
 from ..errors import InputError, UnknownSignalType
-from ..media.hashes import ImageHashes
+from ..media.hashes import LOW_QUALITY, ImageHashes
 from ..report.schema import Match
 from .auth import Principal
 from .routes_match import json_response, lookup_queries, read_upload, upload_name
@@ -194,6 +194,17 @@ def signal_of(h: ImageHashes, name: str) -> str:
     return value
 
 
+def hma_signal_of(h: ImageHashes, name: str) -> str:
+    """What HMA answers for one type of a photo: as python-threatexchange's
+    ``PdqSignal.hash_from_bytes``, a PDQ of quality below 50 is "" (no hash). Its bits
+    say little about the picture (a flat grey and a flat blue image are 31 bits apart), so
+    a client that looked it up with GET /m/lookup, or banked it, would match other
+    pictures; HMA's clients know "" as "nothing to match"."""
+    if name == "pdq" and h.quality < LOW_QUALITY:
+        return ""
+    return signal_of(h, name)
+
+
 @router.post("/h/hash", summary="HMA hash of one uploaded photo or video: {signal type: signal} "
                                 "(default: pdq; vpdq and video_md5 for a video)", openapi_extra=UPLOAD_BODY)
 async def hma_hash(
@@ -211,7 +222,7 @@ async def hma_hash(
         return json_response({name: video_signal_of(v, name) for name in wanted})
     wanted = photo_types(types)
     h = await hash_photo(request, state, photo)
-    return json_response({name: signal_of(h, name) for name in wanted})
+    return json_response({name: hma_signal_of(h, name) for name in wanted})
 
 
 @router.post("/m/lookup", summary="HMA lookup of one uploaded photo or video: {signal type: {bank name: [matches]}}",

@@ -17,7 +17,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from .. import signals as signal_types
 from ..banks.store import Bank, Entry
-from ..errors import BankNotFound, InputError, InvalidBankInput, NotFound
+from ..errors import BankNotFound, InputError, InvalidBankInput, InvalidSignal, NotFound
+from ..media.hashes import LOW_QUALITY
 from .auth import Principal
 from .routes_banks import check_signal_cap
 from .routes_compat import (
@@ -294,6 +295,13 @@ async def hma_content_add(
                                     v.trimmed if "vpdq" in wanted else [], v.displayed if "vpdq" in wanted else [])
         return await run_in_threadpool(_add, state, who, bank_name, content_id, signals, note or None, meta, stored)
     h = await hash_photo(request, state, upload)
+    if "pdq" in wanted and h.quality < LOW_QUALITY:
+        # HMA refuses it too (its hasher gives no PDQ below quality 50): banked, such a hash
+        # would match unrelated flat pictures looked up by their hash (GET /m/lookup).
+        err = InvalidSignal("pdq", h.pdq, f"PDQ quality {h.quality} < {LOW_QUALITY}: too little detail to bank "
+                                         "(a flat or nearly blank picture); not added")
+        err.hint = "bank its exact hashes instead (types=md5,sha256)"
+        raise err
     signals = {name: signal_of(h, name) for name in wanted}
     content_id = given or h.sha256
     return await run_in_threadpool(_add, state, who, bank_name, content_id, signals, note or None, meta)

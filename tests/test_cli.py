@@ -198,3 +198,23 @@ def test_bank_prune_changes(tmp_path: Path) -> None:
     code, out = _run("bank", "prune-changes", "--older-than-days", "0", db=db)
     assert code == 0 and "deleted 0 change records" in out
     assert _run("bank", "prune-changes", "--older-than-days", "-1", db=db)[0] != 0
+
+
+def test_a_scan_never_reads_its_own_report(tmp_path: Path) -> None:
+    """A report written into the scanned folder (``assay scan . -o report.jsonl``) was
+    itself a record: its .partial, hashed while being written; with --overwrite the old
+    report and checksum too. The header names what was left out."""
+    case = tmp_path / "case"
+    case.mkdir()
+    pattern("rings", seed=1).save(case / "known.png")
+    db = tmp_path / "s.db"
+    for extra in ((), ("--overwrite",)):
+        res = _assay("--db", str(db), "--create", "scan", str(case), "--no-banks", "-o", str(case / "r.jsonl"), *extra)
+        assert res.returncode == 0, res.stderr
+        lines = [json.loads(x) for x in (case / "r.jsonl").read_text().splitlines()]
+        assert [r["path"] for r in lines if r["schema"] == "assay.file/1"] == [str(case / "known.png")]
+        assert lines[0]["not_scanned"] == [str(case / n) for n in ("r.jsonl", "r.jsonl.partial", "r.jsonl.sha256")]
+        assert lines[-1]["files"] == 1
+    res = _assay("--db", str(db), "scan", str(case), "--no-banks", "--json")  # stdout: nothing of its own
+    header = json.loads(res.stdout.splitlines()[0])
+    assert "not_scanned" not in header and res.stdout.count('"assay.file/1"') == 3

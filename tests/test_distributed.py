@@ -520,6 +520,21 @@ def test_stop_then_resume_redoes_only_unfinished_partitions(cluster: dict[str, A
     assert final["header"]["scan_id"] == manifest["header"]["scan_id"] == summary.scan_id
 
 
+def test_an_out_folder_inside_the_input_is_never_scanned(cluster: dict[str, Any], tmp_path: Path) -> None:
+    inputs = _files(tmp_path / "in", 6)
+    out = tmp_path / "in" / "scan-out"  # its part files appear while the input is walked
+    summary = run_dask_scan([str(tmp_path / "in")], ScanSettings(provenance=False, models=False), None, str(out),
+                            client=cluster["client"], partition_size=2)
+    _, counts = _dist_records(str(out))
+    assert sorted(counts) == inputs and summary.files == 6
+    header = json.loads((out / "_manifest.json").read_text())["header"]
+    assert header["not_scanned"] == [str(out)]
+    again = run_dask_scan([str(tmp_path / "in")], ScanSettings(provenance=False, models=False), None,
+                          str(tmp_path / "out2"), client=cluster["client"], partition_size=2)
+    # from outside, the folder is evidence like any other
+    assert again.files == 6 + sum(1 for q in out.rglob("*") if q.is_file())
+
+
 def test_parquet_parts_hold_the_same_records(cluster: dict[str, Any], case: dict[str, Any], tmp_path: Path) -> None:
     pytest.importorskip("pyarrow", reason="--format parquet needs the optional pyarrow (assay[parquet])")
     settings = ScanSettings(provenance=False, models=False)

@@ -223,3 +223,18 @@ def test_links_are_reported_not_followed_unless_asked(tmp_path: Path) -> None:
     code, out, _ = _scan(str(case), "-o", str(tmp_path / "r.jsonl"))
     assert code == 0
     assert "│ links         │ 2 symbolic links, not followed (--follow-symlinks)" in out
+
+
+def test_skipped_files_and_folders_are_left_out_by_inode(tmp_path: Path) -> None:
+    """The scan's own output (a report being written, a Dask --out folder) is never walked,
+    whatever name reaches it; a missing path to skip is no error."""
+    d = tmp_path / "d"
+    (d / "out").mkdir(parents=True)
+    (d / "out" / "part-000000.jsonl").write_text("{}")
+    (d / "a.txt").write_text("a")
+    (d / "report.jsonl.partial").write_text("{}")
+    os.link(d / "report.jsonl.partial", d / "again.jsonl")  # another name for the same file
+    skip = [d / "report.jsonl.partial", d / "out", tmp_path / "no-such-file"]
+    assert _paths(walk([d], skip=skip)) == [str(d / "a.txt")]
+    assert _paths(walk([d / "out", d], skip=skip)) == [str(d / "a.txt")]
+    assert len(_paths(walk([d]))) == 3  # nothing skipped unless asked (the hard link once)

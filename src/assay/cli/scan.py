@@ -164,6 +164,7 @@ def scan(
                 model_links=model_links,
                 on_header=writer.write,
                 timings=timings,
+                own_output=writer.own_files(),
             )
             # the report ends with the summary (end time included), in a file as on stdout
             if summary.case_links is not None and summary.case_links.relevant:

@@ -61,6 +61,13 @@ class ReportWriter:
         except OSError as exc:
             raise AssayError(f"{p}: cannot write report: {exc.strerror or exc}") from exc
 
+    def own_files(self) -> list[Path]:
+        """The files this writer writes (none for stdout): the report, its ``.partial``
+        and its checksum file, which a scan of their folder must leave out."""
+        if self._tmp is None:
+            return []
+        return [Path(self.target), self._tmp, *([self.sidecar] if self.sidecar else [])]
+
     def write(self, record: dict[str, Any]) -> None:
         self._fh.write(dumps(record) + "\n")
         # The first lines reach the file at once, later ones at the next write

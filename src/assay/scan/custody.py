@@ -124,9 +124,12 @@ def scan_header(
     settings: ScanSettings,
     store: Store | None,
     argv: Sequence[str] | None = None,
+    own_output: Sequence[str | Path] = (),
 ) -> dict[str, Any]:
-    """The first line of a scan report."""
+    """The first line of a scan report. ``own_output``: what the scan writes and leaves
+    out of the walk (``not_scanned``, absolute; the key only when there is any)."""
     inputs = list(inputs)
+    own = {"not_scanned": [os.path.abspath(p) for p in own_output]} if own_output else {}
     return {
         "schema": HEADER_SCHEMA,
         "tool": "assay",
@@ -143,4 +146,5 @@ def scan_header(
         "bank_snapshot_method": SNAPSHOT_METHOD,
         "inputs": [str(p) for p in inputs],
         "inputs_absolute": [os.path.abspath(p) for p in inputs],
+        **own,
     }

@@ -52,7 +52,7 @@ from .partitions import (
 )
 from .pipeline import AnalyzerFactory, default_analyzers
 from .run import ScanSummary
-from .sources import Item, RemoteItem, Segment, items, manifest_segments
+from .sources import Item, RemoteItem, Segment, items, local_path, manifest_segments
 from .timings import Timings
 
 if TYPE_CHECKING:
@@ -307,7 +307,9 @@ def run_dask_scan(
     store = Store(out)
     started = time.perf_counter()
     summary = ScanSummary(timings=Timings(workers=workers) if timings else None)
-    header = scan_header("", "", list(inputs), settings, matcher.store if matcher is not None else None, argv)
+    # the output folder, when local, is never scanned (its part files appear as the scan runs)
+    own = [p for p in (local_path(out),) if p is not None]
+    header = scan_header("", "", list(inputs), settings, matcher.store if matcher is not None else None, argv, own)
     header["inputs"] = [redact(s) for s in inputs]
     header["inputs_absolute"] = [redact(os.path.abspath(s)) if "://" not in s else redact(s) for s in inputs]
     header["manifests"] = [redact(m) for m in manifests]
@@ -382,7 +384,7 @@ def run_dask_scan(
     save()
 
     def planned() -> Iterator[Item]:
-        for it in items(inputs, follow_symlinks=settings.follow_symlinks):
+        for it in items(inputs, follow_symlinks=settings.follow_symlinks, skip=own):
             if it.is_input and it.problem:
                 summary.unreadable_inputs.append(redact(it.url) if isinstance(it, RemoteItem) else str(it.path))
             yield it

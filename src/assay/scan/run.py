@@ -139,6 +139,7 @@ def run_scan(
     argv: Sequence[str] | None = None,
     model_links: bool = False,
     timings: bool = False,
+    own_output: Sequence[str | Path] = (),
 ) -> ScanSummary:
     """Scan ``inputs``; every record goes to ``sink`` after matching. With ``case_links``
     the records that can link (model files, images naming model hashes) go to ``sink``
@@ -148,6 +149,9 @@ def run_scan(
     ``model_links`` also links the model files among themselves by their weights
     (assay.scan.model_links: one fingerprint per model file at the end of the scan).
     ``timings``: the summary adds up what each analysis step cost (ScanSummary.timings).
+    ``own_output``: the files (or folders) the scan writes (its report, the report's
+    ``.partial`` and ``.sha256``): never scanned, even inside an input folder, and named
+    in the header (``not_scanned``).
     ``on_total`` gets the number of files found so far (it grows with the walk and with
     archive members), ``on_record`` each record as it is written, and ``on_bytes`` the
     bytes of walked files analysed so far and the bytes of all files walked so far."""
@@ -157,7 +161,7 @@ def run_scan(
     inputs = list(inputs)
     if on_header is not None:
         on_header(scan_header(summary.scan_id, summary.started_at, inputs, settings,
-                              matcher.store if matcher is not None else None, argv))
+                              matcher.store if matcher is not None else None, argv, own_output))
     # walked: counted by the thread that feeds the workers; members: by this one
     counts = {"walked": 0, "members": 0, "bytes_walked": 0, "bytes_done": 0}
     # the walk's size of each file walked and not yet analysed (a window of the walk: it
@@ -166,7 +170,7 @@ def run_scan(
 
     def walked() -> Iterator[WalkItem]:
         # Analysis starts with the first file; the totals grow as the walk proceeds.
-        for item in walk(inputs, follow_symlinks=settings.follow_symlinks):
+        for item in walk(inputs, follow_symlinks=settings.follow_symlinks, skip=own_output):
             if item.is_input and item.problem:
                 summary.unreadable_inputs.append(str(item.path))
             counts["walked"] += 1

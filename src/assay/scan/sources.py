@@ -142,14 +142,15 @@ def list_url(url: str) -> Iterator[RemoteItem]:
         yield RemoteItem(_join(proto, key), d.get("size"), mtime=object_mtime(d))
 
 
-def items(inputs: Iterable[str], manifests: Iterable[str] = (), *, follow_symlinks: bool = False) -> Iterator[Item]:
+def items(inputs: Iterable[str], manifests: Iterable[str] = (), *, follow_symlinks: bool = False,
+          skip: Iterable[str | Path] = ()) -> Iterator[Item]:
     """Every item of a scan, in a fixed order (the partitions depend on it): the local
-    inputs walked together (as the local engine walks them), then each URL, then each
-    manifest's entries."""
+    inputs walked together (as the local engine walks them, ``skip`` left out), then each
+    URL, then each manifest's entries."""
     inputs = list(inputs)
     local = [p for p in (local_path(s) for s in inputs) if p is not None]
     if local:
-        yield from walk(local, follow_symlinks=follow_symlinks)
+        yield from walk(local, follow_symlinks=follow_symlinks, skip=skip)
     for s in inputs:
         if local_path(s) is None:
             yield from list_url(s)

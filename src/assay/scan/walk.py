@@ -31,15 +31,18 @@ class WalkItem:
 _MODEL_FOLDER_MARKERS = ("model_index.json", "adapter_config.json")
 
 
-def walk(inputs: Iterable[str | Path], *, follow_symlinks: bool = False) -> Iterator[WalkItem]:
+def walk(inputs: Iterable[str | Path], *, follow_symlinks: bool = False,
+         skip: Iterable[str | Path] = ()) -> Iterator[WalkItem]:
     """Yield every regular file under the inputs, plus model folders as one item each.
 
     Directories reached twice (symlink loops, bind mounts, a folder given twice) are
     entered once, by device and inode. A diffusers or PEFT folder is one subject:
     its weight files are analysed as parts of that model, not again on their own.
+    ``skip``: files and folders left out, by device and inode whatever the name they are
+    reached by (the scan's own output: a report being written is not evidence).
     """
-    seen_dirs: set[tuple[int, int]] = set()
-    seen_files: set[tuple[int, int]] = set()
+    seen_dirs: set[tuple[int, int]] = set(own_ids(skip))
+    seen_files: set[tuple[int, int]] = set(seen_dirs)
     inputs = list(inputs)
     # A file can be reached twice only through a second name: a hard link, a followed
     # symbolic link, or an input that also lies in another input's folder. Only files
@@ -60,6 +63,18 @@ def walk(inputs: Iterable[str | Path], *, follow_symlinks: bool = False) -> Iter
                 yield WalkItem(path, is_input=True, size=st.st_size)
         else:
             yield WalkItem(path, "not a regular file or folder", is_input=True)
+
+
+def own_ids(paths: Iterable[str | Path]) -> list[tuple[int, int]]:
+    """(device, inode) of each of ``paths`` that exists (followed if a link)."""
+    ids = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        ids.append((st.st_dev, st.st_ino))
+    return ids
 
 
 def _first_visit(st: os.stat_result, seen: set[tuple[int, int]], remember: bool = True) -> bool:

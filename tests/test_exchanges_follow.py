@@ -279,7 +279,13 @@ def test_service_schedules_fetches_and_reports_status(tmp_path: Path, monkeypatc
             assert one["api"] == "fb_threatexchange" and one["enabled"] is True and one["privacy_group"] == srv.privacy_group
             st = c.get("/c/exchange/te/status", headers=cur).json()
             assert st["success"] is True and st["checkpoint_time"] == 1_700_000_000 and st["last_fetch_time"] > 0
-            assert c.get("/c/exchange/broken/status", headers=cur).json()["success"] is False
+            # what HMA's route answers (python-threatexchange's FetchStatus; its test asserts these keys)
+            assert st["checkpoint_ts"] == 1_700_000_000 and st["running_fetch_start_ts"] is None
+            assert st["last_fetch_succeeded"] is True and st["up_to_date"] is True and st["fetched_items"] == 1
+            assert st["last_fetch_complete_ts"] >= st["last_fetch_time"] - 1
+            broken = c.get("/c/exchange/broken/status", headers=cur).json()
+            assert broken["success"] is False and broken["last_fetch_succeeded"] is False
+            assert broken["up_to_date"] is False and broken["fetched_items"] == 0 and broken["checkpoint_ts"] is None
             r = c.put("/c/exchange/broken", json={"enabled": False}, headers=cur)
             assert r.status_code == 200 and r.json()["enabled"] is False
             assert statuses()["broken"]["enabled"] is False

@@ -216,6 +216,15 @@ def get(store: Store, name: str) -> Exchange:
     return _row_to_exchange(row, row.bank_name)
 
 
+def fetched_items(store: Store, x: Exchange) -> int:
+    """How many entries of its bank this exchange's fetches brought (and still hold)."""
+    from ..banks.store import entries_table as e
+
+    with store.connection("counting an exchange's entries") as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(e).where(
+            e.c.bank_id == x.bank_id, e.c.source == f"exchange:{x.name}")).scalar_one())
+
+
 def list_all(store: Store) -> list[Exchange]:
     with store.connection("listing exchanges") as conn:
         rows = conn.execute(_select().order_by(exchanges_table.c.name)).all()

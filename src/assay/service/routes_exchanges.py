@@ -101,13 +101,35 @@ def hma_exchange(request: Request, _: CurateRole, name: NamePath) -> Response:
     return json_response(_hma_config(cfg.get(get_state(request).store, name)))
 
 
-@hma_router.get("/exchange/{name}/status", summary="HMA: {last_fetch_time, checkpoint_time, success}")
+def _ts(v: datetime | None) -> int | None:
+    return int(v.timestamp()) if v is not None else None
+
+
+@hma_router.get("/exchange/{name}/status",
+                summary="HMA: fetch status {checkpoint_ts, running_fetch_start_ts, last_fetch_complete_ts, "
+                        "last_fetch_succeeded, up_to_date, fetched_items} (and last_fetch_time, checkpoint_time, "
+                        "success)")
 def hma_exchange_status(request: Request, _: CurateRole, name: NamePath) -> Response:
-    x = cfg.get(get_state(request).store, name)
+    store = get_state(request).store
+    x = cfg.get(store, name)
+    checkpoint = _checkpoint_time(x)
+    running = bool(x.lease_until and x.lease_until > datetime.now(UTC))
+    finished = x.last_status is not None and x.last_finished_at is not None
     last = x.last_finished_at or x.last_started_at
-    return json_response({"last_fetch_time": int(last.timestamp()) if last else 0,
-                          "checkpoint_time": _checkpoint_time(x) or 0,
-                          "success": x.last_status == "ok"})
+    return json_response({
+        # What HMA's route answers (python-threatexchange's FetchStatus as a dict)
+        "checkpoint_ts": checkpoint,
+        "running_fetch_start_ts": _ts(x.last_started_at) if running else None,
+        "last_fetch_complete_ts": _ts(x.last_finished_at),
+        "last_fetch_succeeded": (x.last_status == "ok") if finished else None,
+        # a successful fetch reads the programme to its end (HMA: to the end or a time limit)
+        "up_to_date": x.last_status == "ok",
+        "fetched_items": cfg.fetched_items(store, x),
+        # and what HMA's schema and docstring describe (ExchangeFetchStatus)
+        "last_fetch_time": _ts(last) or 0,
+        "checkpoint_time": checkpoint or 0,
+        "success": x.last_status == "ok",
+    })
 
 
 @hma_router.put("/exchange/{name}", summary="HMA: enable or disable an exchange")

@@ -35,6 +35,20 @@ class LookupByType(RootModel[dict[str, dict[str, list[MatchWithDistance]]]]):
     model_config = STRICT
 
 
+class RawLookup(BaseModel):
+    """GET /m/raw_lookup: the index's hits, content ids only."""
+
+    model_config = STRICT
+    matches: list[int]
+
+
+class RawLookupWithDistance(BaseModel):
+    """GET /m/raw_lookup with include_distance."""
+
+    model_config = STRICT
+    matches: list[MatchWithDistance]
+
+
 class Hashes(RootModel[dict[str, str]]):
     """/h/hash: signal type -> hash."""
 

@@ -90,6 +90,23 @@ def test_lookup_filters_banks_and_answers_in_hma_types(svc: Cluster) -> None:
         assert lookup(signal=value, banks="NO_SUCH_BANK") == {}
         near = lookup(signal=_flip(value, 7, 2), banks="LOOKUP_B")
         assert [(m.bank_content_id, m.distance) for m in near["LOOKUP_B"]] == [(b_id, "7")]
+        # HMA's /m/raw_lookup (was 404): the hits' integer ids, or with their distances
+        def raw(**params: str) -> list[int]:
+            r = match.get("/m/raw_lookup", params={"signal_type": "pdq", **params})
+            assert r.status_code == 200, r.text
+            return S.RawLookup.model_validate(r.json()).matches
+
+        assert sorted(raw(signal=value)) == sorted([a_id, b_id])
+        assert raw(signal=value, banks="LOOKUP_B") == [b_id] and raw(signal=value, banks="NO_SUCH_BANK") == []
+        r = match.get("/m/raw_lookup", params={"signal_type": "pdq", "signal": _flip(value, 7, 2),
+                                               "banks": "LOOKUP_A,LOOKUP_B", "include_distance": "true"})
+        got = S.RawLookupWithDistance.model_validate(r.json()).matches
+        assert sorted((m.bank_content_id, m.distance) for m in got) == sorted([(a_id, "7"), (b_id, "7")])
+        assert all(set(m.model_dump()) == {"bank_content_id", "distance"} and not m.model_extra for m in got)
+        assert match.get("/m/raw_lookup", params={"signal_type": "pdq", "signal": "zz"}).status_code == 400
+        assert match.get("/m/raw_lookup", params={"signal_type": "banana", "signal": value}).status_code == 400
+        with svc.client(None) as anon:
+            assert anon.get("/m/raw_lookup", params={"signal_type": "pdq", "signal": value}).status_code == 401
         # the integer id is HMA's content id on the curation routes too
         r = cur.get(f"/c/bank/LOOKUP_A/content/{a_id}")
         assert S.BankContent.model_validate(r.json()).metadata.content_id == "LOOKUP_A-1"  # type: ignore[union-attr]

@@ -113,18 +113,39 @@ async def hma_lookup(
     bypass_coinflip: BypassParam = False,
 ) -> Response:
     refuse_url(url)
-    state = get_state(request)
+    matches = await _lookup_signal(get_state(request), signal_type, signal)
+    return json_response(by_bank(matches, bank_filter(banks)))
+
+
+async def _lookup_signal(state: ServiceState, signal_type: str, signal: str) -> list[Match]:
     if signal_types.get(signal_type).name == "vpdq":
         from ..media.video import parse_signal
 
-        frames = parse_signal(signal, "signal")
-        matches = await state.index.match_video([], frames, None)
-        return json_response(by_bank(matches, bank_filter(banks)))
+        return await state.index.match_video([], parse_signal(signal, "signal"), None)
     if len(signal) > 256:
         raise InputError("signal", f"{len(signal)} characters: not a {signal_type} hash")
     name, value = signal_types.normalize(signal_type, signal)
-    matches = await lookup_queries(state, [SignalQuery(name, value)], None, False)
-    return json_response(by_bank(matches, bank_filter(banks)))
+    return await lookup_queries(state, [SignalQuery(name, value)], None, False)
+
+
+@router.get("/m/raw_lookup", summary="HMA raw lookup of one hash: {matches: [bank_content_id]}, or with "
+                                     "include_distance {matches: [{bank_content_id, distance}]}")
+async def hma_raw_lookup(
+    request: Request,
+    _: MatchRole,
+    signal_type: Annotated[str, Query(max_length=32)],
+    signal: Annotated[str, Query(max_length=VPDQ_SIGNAL_MAX, description="the hash, as on GET /m/lookup")],
+    banks: BanksParam = None,
+    include_distance: Annotated[bool, Query(description="hits as {bank_content_id, distance}")] = False,
+) -> Response:
+    # HMA's list of the index's hits, without banks. Unlike HMA's (which skips the check),
+    # disabled banks and entries are not in it: assay's index does not hold them.
+    found = by_bank(await _lookup_signal(get_state(request), signal_type, signal), bank_filter(banks))
+    hits = [h for bank_hits in found.values() for h in bank_hits]
+    if include_distance:
+        return json_response({"matches": [{"bank_content_id": h["bank_content_id"], "distance": h["distance"]}
+                                          for h in hits]})
+    return json_response({"matches": [h["bank_content_id"] for h in hits]})
 
 
 def photo_types(raw: str | None, content: str = "image") -> list[str]:

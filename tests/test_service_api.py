@@ -5,6 +5,7 @@ bank curation, imports, audit, HMA compatibility, logs without content."""
 from __future__ import annotations
 
 import io
+import json
 import logging
 import random
 import re
@@ -480,6 +481,43 @@ def test_hma_low_quality_photo_gives_no_pdq_and_is_not_banked(api: Api) -> None:
     assert len(pdq) == 64
     r = c.post("/c/bank/FLAT/content", files={"photo": ("p.jpg", data)}, headers=cur)
     assert r.status_code == 200 and r.json()["signals"] == {"pdq": pdq}, r.text
+
+
+def test_hma_compare_vpdq_signals_by_metas_rule(api: Api) -> None:
+    """HMA's /m/compare of two vPDQ signal strings (python-threatexchange's
+    VPDQSignal.compare_hash: [match, {query_match_percent, compared_match_percent}], frames
+    of quality < 50 and repeats left out, a match when the query's share reaches 80%).
+    Before, a vpdq pair was read as two 64-hex frame hashes: a signal string was a 400."""
+    c, m = api.c, api.h("match")
+    rng = random.Random(11)
+    frames = [f"{rng.getrandbits(256):064x}" for _ in range(4)]
+
+    def sig(hexes: list[str], quality: int = 100) -> str:
+        return json.dumps([f"{h},{quality},{i}.000" for i, h in enumerate(hexes)])
+
+    whole, half = sig(frames), sig(frames[:2])
+    near = sig([_flip_bits(h, 20, i) for i, h in enumerate(frames)])
+    cases = {  # (query, compared) -> HMA's answer
+        (whole, half): [False, {"query_match_percent": 50.0, "compared_match_percent": 100.0}],
+        (half, whole): [True, {"query_match_percent": 100.0, "compared_match_percent": 50.0}],
+        (whole, near): [True, {"query_match_percent": 100.0, "compared_match_percent": 100.0}],
+        (sig(frames + frames[:1]), whole): [True, {"query_match_percent": 100.0, "compared_match_percent": 100.0}],
+        # no frame left: no match (python-threatexchange divides by zero there, HMA answers 400)
+        (sig(frames, quality=40), whole): [False, {"query_match_percent": 0.0, "compared_match_percent": 0.0}],
+    }
+    for (a, b), want in cases.items():
+        r = c.post("/m/compare", json={"vpdq": [a, b]}, headers=m)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"vpdq": want}
+    # a bare frame hash is not a vPDQ signal (HMA refuses it too)
+    assert c.post("/m/compare", json={"vpdq": [frames[0], frames[0]]}, headers=m).status_code == 400
+
+
+def _flip_bits(value: str, bits: int, seed: int) -> str:
+    n = int(value, 16)
+    for b in random.Random(seed).sample(range(256), bits):
+        n ^= 1 << b
+    return f"{n:064x}"
 
 
 @pytest.mark.shared

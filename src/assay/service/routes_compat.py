@@ -304,9 +304,26 @@ async def hma_index_status(
 
 
 ComparePair = Annotated[list[Line], Field(min_length=2, max_length=2)]
+# Two videos' frames compared pairwise (Meta's brute-force rule): an hour at 1 frame/s each.
+VPDQ_COMPARE_MAX_FRAMES = 3600
 
 
-@router.post("/m/compare", summary="HMA compare: {signal type: [a, b]} -> {signal type: [match, {distance}]}")
+def _compare_vpdq(left: str, right: str) -> list[Any]:
+    """HMA's vPDQ comparison (python-threatexchange's VPDQSignal.compare_hash): Meta's
+    rule on the two signal strings, ``[match, {query_match_percent, compared_match_percent}]``."""
+    from ..media.video import match, parse_signal, prepare
+
+    a, b = parse_signal(left, "the first vpdq signal"), parse_signal(right, "the second vpdq signal")
+    if max(len(prepare(a)), len(prepare(b))) > VPDQ_COMPARE_MAX_FRAMES:
+        raise InputError("vpdq", f"more than {VPDQ_COMPARE_MAX_FRAMES} frames to compare",
+                         hint="match videos against banks with /m/lookup")
+    m = match(a, b)
+    return [m.is_match, {"query_match_percent": m.query_match_percent,
+                         "compared_match_percent": m.compared_match_percent}]
+
+
+@router.post("/m/compare", summary="HMA compare: {signal type: [a, b]} -> {signal type: [match, {distance}]} "
+                                   "(vpdq: [match, {query_match_percent, compared_match_percent}])")
 async def hma_compare(
     _: MatchRole,
     body: Annotated[dict[Line, ComparePair], Body(max_length=16, json_schema_extra=LINE_KEYS,
@@ -315,6 +332,9 @@ async def hma_compare(
     out: dict[str, Any] = {}
     for name, (left, right) in body.items():
         st = signal_types.get(name)
+        if st.name == "vpdq":  # two signal strings (each a JSON list of "hex,quality,timestamp")
+            out[name] = await run_in_threadpool(_compare_vpdq, left, right)
+            continue
         a, b = st.normalize(left), st.normalize(right)
         if st.match == "hamming":
             distance = (int(a, 16) ^ int(b, 16)).bit_count()

@@ -220,6 +220,33 @@ def test_index_status_and_compare(svc: Cluster) -> None:
             assert r.status_code in (400, 422) and r.json()["error"]["code"] == code, r.text
 
 
+def test_content_disabled_and_enabled_again_and_its_note(svc: Cluster) -> None:
+    """HMA's PUT /c/bank/{name}/content/{id} (was 405): disable_until_ts 0 takes a content
+    that matches wrongly out of every worker's index, 1 brings it back; note set and cleared."""
+    value = f"{random.Random(21).getrandbits(256):064x}"
+    with svc.client("curate") as cur, svc.client("match") as match:
+        _bank(cur, "PUT_CONTENT")
+        cid = _add_signal(cur, "PUT_CONTENT", pdq=value).id
+        _sees(svc, "pdq", value, "PUT_CONTENT", True)
+        r = cur.put(f"/c/bank/PUT_CONTENT/content/{cid}", json={"disable_until_ts": 0, "note": "false positive"})
+        assert r.status_code == 200, r.text
+        content = S.BankContent.model_validate(r.json())
+        assert content.id == cid and content.disable_until_ts == 0 and content.note == "false positive"
+        _sees(svc, "pdq", value, "PUT_CONTENT", False)
+        assert "PUT_CONTENT" not in match.get("/m/lookup", params={"signal_type": "pdq", "signal": _flip(value, 3, 4)}).json()
+        r = cur.put(f"/c/bank/PUT_CONTENT/content/{cid}", json={"disable_until_ts": 1, "note": ""})
+        assert r.status_code == 200 and r.json()["disable_until_ts"] == 1 and "note" not in r.json(), r.text
+        _sees(svc, "pdq", value, "PUT_CONTENT", True)
+        r = cur.put(f"/c/bank/PUT_CONTENT/content/{cid}", json={"note": "kept"})  # note only: still enabled
+        assert r.json()["note"] == "kept" and r.json()["disable_until_ts"] == 1
+        # a time to disable until is refused, not taken as "for ever" or ignored; unknown ids are 404
+        assert cur.put(f"/c/bank/PUT_CONTENT/content/{cid}", json={"disable_until_ts": 2_000_000_000}).status_code == 422
+        assert cur.put("/c/bank/PUT_CONTENT/content/999999999", json={"disable_until_ts": 0}).status_code == 404
+        assert cur.put(f"/c/bank/NO_SUCH_BANK/content/{cid}", json={"disable_until_ts": 0}).status_code == 404
+        assert match.put(f"/c/bank/PUT_CONTENT/content/{cid}", json={"disable_until_ts": 0}).status_code == 403
+        _sees(svc, "pdq", value, "PUT_CONTENT", True)
+
+
 def test_curation_routes_with_their_roles(svc: Cluster) -> None:
     value = f"{random.Random(11).getrandbits(256):064x}"
     with svc.client("curate") as cur, svc.client("match") as match, svc.client(None) as anon:

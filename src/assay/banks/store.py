@@ -683,6 +683,15 @@ class Store:
             self._record_signal_changes(conn, bank_row.id, row.id, "add" if enabled else "remove")
             self._notify_followers(conn)
 
+    def set_entry_note(self, bank: str, content_id: str, note: str | None) -> None:
+        """Replace an entry's note (None clears it); what it matches is unchanged."""
+        with self._write(f"updating an entry of bank {bank!r}") as conn:
+            bank_row = self._bank_row(conn, bank)
+            entry_id = self._entry_id(conn, bank_row.id, content_id)
+            if entry_id is None:
+                raise InvalidBankInput(f"bank {bank!r} has no entry {content_id!r}")
+            conn.execute(entries_table.update().where(entries_table.c.id == entry_id).values(note=note))
+
     def _entry_id(self, conn: Connection, bank_id: int, content_id: str) -> int | None:
         return conn.execute(
             sa.select(entries_table.c.id).where(

@@ -184,6 +184,42 @@ def hma_content(
     return json_response(content_dict(entry, bank, include_signals, include_metadata))
 
 
+class HmaContentUpdate(BaseModel):
+    model_config = STRICT
+    disable_until_ts: int | None = Field(default=None, ge=0, le=1, description=(
+        "1 enables the content, 0 disables it (HMA's ENABLED / DISABLED; disabling until a "
+        "time is not supported)"))
+    note: Text | None = Field(default=None, max_length=4096, description='the note; "" clears it')
+
+
+@router.put("/bank/{bank_name}/content/{content_id}",
+            summary="HMA: enable or disable a content item (disable_until_ts 1 / 0) or set its note; the content")
+def hma_content_update(request: Request, who: CurateRole, bank_name: BankPath, content_id: ContentPath,
+                       body: HmaContentUpdate) -> Response:
+    # A content that keeps matching wrongly is disabled here by HMA clients: it leaves
+    # every worker's index (as a disabled bank's entries do) and can be enabled again.
+    state = get_state(request)
+    bank, entry = _entry(state, bank_name, content_id)
+    enabled = None if body.disable_until_ts is None else body.disable_until_ts == 1
+    note_set = "note" in body.model_fields_set
+
+    def update() -> None:
+        if enabled is not None:
+            state.store.set_entry_enabled(bank_name, entry.content_id, enabled)
+        if note_set:
+            state.store.set_entry_note(bank_name, entry.content_id, body.note or None)
+
+    detail: dict[str, Any] = {"content_id": entry.content_id}
+    if enabled is not None:
+        detail["enabled"] = enabled
+    if note_set:
+        detail["note"] = "cleared" if not body.note else "set"
+    if enabled is not None or note_set:
+        state.audited_write(who, "entry.update", bank_name, update, **detail)
+    bank, entry = _entry(state, bank_name, content_id)
+    return json_response(content_dict(entry, bank, False, True))
+
+
 @router.delete("/bank/{bank_name}/content/{content_id}", summary="HMA: remove a content item {deleted: n}")
 def hma_content_delete(request: Request, who: CurateRole, bank_name: BankPath, content_id: ContentPath) -> Response:
     state = get_state(request)

@@ -4,6 +4,7 @@ bank curation, imports, audit, HMA compatibility, logs without content."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -481,6 +482,35 @@ def test_hma_low_quality_photo_gives_no_pdq_and_is_not_banked(api: Api) -> None:
     assert len(pdq) == 64
     r = c.post("/c/bank/FLAT/content", files={"photo": ("p.jpg", data)}, headers=cur)
     assert r.status_code == 200 and r.json()["signals"] == {"pdq": pdq}, r.text
+
+
+def test_hma_answers_leave_out_known_good_banks(tmp_path: Path) -> None:
+    """A hit in a known-good bank (e.g. NSRL) is never a finding, as in a scan; HMA's
+    lookup answers have no field to say so and HMA pipelines act on every bank they list,
+    so it is left out of them (before: {"nsrl": [...]} beside the flagged banks). /v1
+    still shows it, with bank_kind."""
+    settings, keys = _make(tmp_path, key_cache_seconds=0.0)
+    data = _jpeg(seed=7)
+    md5 = hashlib.md5(data).hexdigest()
+    store = open_store(settings)
+    try:
+        store.create_bank("nsrl", kind="known-good")
+        store.add_entry("nsrl", "file-1", {"md5": [md5]})
+        store.create_bank("flagged")
+        store.add_entry("flagged", "case-1", {"md5": [md5]})
+    finally:
+        store.close()
+    with TestClient(create_app(settings)) as c:
+        m = {"X-API-Key": keys["match"]}
+        got = c.get("/m/lookup", params={"signal_type": "md5", "signal": md5}, headers=m).json()
+        assert list(got) == ["flagged"]
+        assert c.get("/m/lookup", params={"signal_type": "md5", "signal": md5, "banks": "nsrl"}, headers=m).json() == {}
+        raw = c.get("/m/raw_lookup", params={"signal_type": "md5", "signal": md5}, headers=m).json()
+        assert raw == {"matches": [got["flagged"][0]["bank_content_id"]]}
+        up = c.post("/m/lookup", params={"types": "md5"}, files={"photo": ("p.jpg", data)}, headers=m).json()
+        assert list(up["md5"]) == ["flagged"]
+        v1 = c.get("/v1/lookup", params={"signal_type": "md5", "value": md5}, headers=m).json()["matches"]
+        assert sorted((x["bank"], x.get("bank_kind")) for x in v1) == [("flagged", None), ("nsrl", "known-good")]
 
 
 def test_hma_compare_vpdq_signals_by_metas_rule(api: Api) -> None:

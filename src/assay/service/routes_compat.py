@@ -72,13 +72,18 @@ def bank_filter(raw: str | None) -> set[str] | None:
 
 
 def by_bank(matches: list[Match], banks: set[str] | None) -> dict[str, list[dict[str, Any]]]:
-    """HMA's answer: bank name -> [{bank_content_id (integer), distance (string)}];
+    """HMA's answer: bank name -> [{bank_content_id (integer), distance (string)}], hits
+    in known-good banks left out;
     ``content_id`` (the bank's own id) alongside. A banked video's distance is HMA's
     vPDQ form, "query%[compared%]" (python-threatexchange's VPDQSimilarityInfo), with
     both shares as numbers alongside."""
     out: dict[str, list[dict[str, Any]]] = {}
     for m in matches:
         if banks is not None and m.bank not in banks:
+            continue
+        if m.bank_kind == "known-good":
+            # A hit in a known-good bank (e.g. NSRL) is never a finding (as in a scan); HMA's
+            # answer has no field to say so, and its pipelines act on every bank listed.
             continue
         item: dict[str, Any] = {"bank_content_id": m.entry_id, "content_id": m.content_id,
                                 "distance": str(m.distance)}

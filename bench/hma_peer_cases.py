@@ -89,6 +89,26 @@ def service() -> int:
                     return
                 time.sleep(0.05)
 
+        # test_e2e_workflow.py: PdqSignal's 16 examples banked one by one, the last looked up
+        from threatexchange.signal_type.pdq.signal import PdqSignal
+
+        examples = PdqSignal.get_examples()
+        assert cur.post("/c/banks", json={"name": "TEST_BANK"}).status_code == 201
+        ids = [cur.post("/c/bank/TEST_BANK/signal", json={"pdq": h}).json()["id"] for h in examples]
+        wait(examples[-1], "TEST_BANK")
+        r = m.get("/m/index/status", params={"signal_type": "pdq"})
+        st = r.json()["pdq"]
+        case("e2e index status after 16 examples", {"present": True, "size": 16}, st,
+             st["present"] is True and st["size"] == len(examples))
+        r = look("pdq", examples[-1])
+        want_e2e = {"TEST_BANK": [{"bank_content_id": ids[-1], "distance": "0"}]}
+        got_e2e = {b: [{k: h[k] for k in ("bank_content_id", "distance")} for h in hits] for b, hits in r.json().items()}
+        case("e2e lookup of the last example", want_e2e, got_e2e, got_e2e == want_e2e)
+        r = look("pdq", "5" * 64)
+        case("e2e lookup of 5*64", {}, r.json(), r.json() == {})
+        cur.delete("/c/bank/TEST_BANK")  # the cases below count banks
+        wait(examples[0], "TEST_BANK", False)
+
         # test_match_api.py: three banks holding the same example, banks= filter
         for b in ("BANK_A", "BANK_B", "BANK_C"):
             assert cur.post("/c/banks", json={"name": b}).status_code == 201

@@ -35,7 +35,7 @@ DOCUMENTED = ("lookup upper-case", "lookup missing", "lookup no params", "bypass
               'compare bad {"pdq": "', 'compare bad {"pdq": []', "compare bad 3", "create bank 01_", "create bank my_",
               "create existing", "rename bank", "enabled_ratio 0.5", "content without metadata", "note 256",
               "add no signals", "POST lookup flat", "GET /h/hash?url", "delete missing exchange", "exchanges/apis",
-              "compare md5 equal", "lenient: ")
+              "compare md5 equal", "lenient: ", "same hash added twice")
 
 
 class Cases:
@@ -207,11 +207,23 @@ def service() -> int:
             case(name, want, r.status_code, r.status_code == want)
         r = cur.delete("/c/bank/TEST_BANK_HASH_NOTE/content/999999")
         case("delete missing content", {"deleted": 0}, r.json(), r.json() == {"deleted": 0})
+        # the same hash added twice: HMA makes two contents; assay's content id is the value
+        dup = _flip(EX, 100, 7)
+        one = cur.post("/c/bank/TEST_BANK_HASH_NOTE/signal", json={"pdq": dup, "note": "report 1"}).json()["id"]
+        two = cur.post("/c/bank/TEST_BANK_HASH_NOTE/signal", json={"pdq": dup, "note": "report 2"}).json()["id"]
+        case("same hash added twice: two contents", "two ids", (one, two), one != two)
+        cur.delete(f"/c/bank/TEST_BANK_HASH_NOTE/content/{two}")
+        wait(dup, "TEST_BANK_HASH_NOTE", False)
+        r = look("pdq", dup)
+        case("same hash added twice, the second deleted: the first still matches", "TEST_BANK_HASH_NOTE listed",
+             sorted(r.json()), "TEST_BANK_HASH_NOTE" in r.json())
 
         # a flat picture: python-threatexchange gives no PDQ below quality 50
         flat = _png(Image.new("RGB", (128, 128), (120, 120, 120)))
         r = m.post("/h/hash", files={"photo": ("flat.png", flat, "image/png")})
         case("h/hash flat photo", {"pdq": ""}, r.json(), r.json() == {"pdq": ""})
+        r = look("pdq", r.json().get("pdq", "?"))
+        case("GET lookup of that '' (a client passing it on)", 400, r.status_code, r.status_code == 400)
         cur.post("/c/banks", json={"name": "FLAT"})
         r = cur.post("/c/bank/FLAT/content", files={"photo": ("flat.png", flat, "image/png")})
         case("bank a flat photo", 400, r.status_code, r.status_code == 400)

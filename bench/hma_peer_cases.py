@@ -35,7 +35,7 @@ DOCUMENTED = ("lookup upper-case", "lookup missing", "lookup no params", "bypass
               'compare bad {"pdq": "', 'compare bad {"pdq": []', "compare bad 3", "create bank 01_", "create bank my_",
               "create existing", "rename bank", "enabled_ratio 0.5", "content without metadata", "note 256",
               "add no signals", "POST lookup flat", "GET /h/hash?url", "delete missing exchange", "exchanges/apis",
-              "compare md5 equal", "lenient: ", "same hash added twice")
+              "compare md5 equal", "lenient: ")
 
 
 class Cases:
@@ -207,7 +207,7 @@ def service() -> int:
             case(name, want, r.status_code, r.status_code == want)
         r = cur.delete("/c/bank/TEST_BANK_HASH_NOTE/content/999999")
         case("delete missing content", {"deleted": 0}, r.json(), r.json() == {"deleted": 0})
-        # the same hash added twice: HMA makes two contents; assay's content id is the value
+        # the same hash added twice: HMA makes two contents, and so does assay (VALUE, VALUE#2)
         dup = _flip(EX, 100, 7)
         one = cur.post("/c/bank/TEST_BANK_HASH_NOTE/signal", json={"pdq": dup, "note": "report 1"}).json()["id"]
         two = cur.post("/c/bank/TEST_BANK_HASH_NOTE/signal", json={"pdq": dup, "note": "report 2"}).json()["id"]

@@ -220,6 +220,30 @@ def test_index_status_and_compare(svc: Cluster) -> None:
             assert r.status_code in (400, 422) and r.json()["error"]["code"] == code, r.text
 
 
+def test_the_same_hash_added_twice_is_two_contents(svc: Cluster) -> None:
+    """As in HMA every add is a content: two reports of one hash, one of them withdrawn,
+    leave the other matching (the second add was merged into the first, so removing "the
+    second" removed the only one and the hash stopped matching)."""
+    value = f"{random.Random(23).getrandbits(256):064x}"
+    with svc.client("curate") as cur:
+        _bank(cur, "TWICE")
+        one = _add_signal(cur, "TWICE", pdq=value, note="report 1").id
+        two = _add_signal(cur, "TWICE", pdq=value, note="report 2").id
+        three = _add_signal(cur, "TWICE", pdq=value).id
+        assert len({one, two, three}) == 3
+        got = [cur.get(f"/c/bank/TWICE/content/{i}", params={"include_metadata": "true"}).json() for i in (one, two)]
+        assert [g["note"] for g in got] == ["report 1", "report 2"]
+        assert [g["metadata"]["content_id"] for g in got] == [value, f"{value}#2"]
+        for gone in (two, one):
+            assert S.Deleted.model_validate(cur.delete(f"/c/bank/TWICE/content/{gone}").json()).deleted == 1
+            _sees(svc, "pdq", value, "TWICE", True)  # the others still match
+        assert cur.delete(f"/c/bank/TWICE/content/{three}").json()["deleted"] == 1
+        _sees(svc, "pdq", value, "TWICE", False)
+        again = _add_signal(cur, "TWICE", pdq=value).id  # the first id free again: the plain value
+        r = cur.get(f"/c/bank/TWICE/content/{again}", params={"include_metadata": "true"}).json()
+        assert r["metadata"]["content_id"] == value
+
+
 def test_content_disabled_and_enabled_again_and_its_note(svc: Cluster) -> None:
     """HMA's PUT /c/bank/{name}/content/{id} (was 405): disable_until_ts 0 takes a content
     that matches wrongly out of every worker's index, 1 brings it back; note set and cleared."""

@@ -235,11 +235,30 @@ def hma_content_delete(request: Request, who: CurateRole, bank_name: BankPath, c
     return json_response({"deleted": int(removed)})
 
 
+MAX_SAME_CONTENT = 1000  # contents of one bank under one content id (HMA adds, each its own)
+
+
+def _new_content_id(state: ServiceState, bank_name: str, content_id: str) -> str:
+    """HMA makes a new content for every add, also of a hash (or a content id) already in
+    the bank: removing one of them leaves the others matching. The first is ``content_id``,
+    the next ``content_id#2``, ``#3`` ... (an add merged into the first made removing "the
+    second" remove the only one: the hash stopped matching)."""
+    if state.store.get_entry(bank_name, content_id) is None:
+        return content_id
+    for n in range(2, MAX_SAME_CONTENT + 1):
+        if state.store.get_entry(bank_name, candidate := f"{content_id}#{n}") is None:
+            return candidate
+    raise InvalidBankInput(f"bank {bank_name!r} already holds {MAX_SAME_CONTENT} contents of {content_id[:80]!r}",
+                           hint="remove some, or add a note to one of them")
+
+
 def _add(state: ServiceState, who: Principal, bank_name: str, content_id: str, signals: dict[str, str],
          note: str | None, meta: dict[str, Any] | None, stored: dict[str, list[str]] | None = None) -> Response:
-    """Add an entry; ``signals`` are answered (HMA's one string per type), ``stored`` (when a
-    video's vPDQ is one value per frame hash) are written instead."""
+    """Add a new entry (see _new_content_id); ``signals`` are answered (HMA's one string
+    per type), ``stored`` (when a video's vPDQ is one value per frame hash) are written
+    instead."""
     written: dict[str, Any] = stored if stored is not None else signals
+    content_id = _new_content_id(state, bank_name, content_id)
 
     def add() -> Entry:
         check_signal_cap(state, bank_name, content_id, sum(len(v) if isinstance(v, list) else 1
@@ -381,12 +400,12 @@ def hma_signal_add(request: Request, who: CurateRole, bank_name: BankPath, body:
     if vpdq is not None:
         import hashlib
 
-        # One content per video: the same vPDQ added again adds to that entry.
+        # the same vPDQ added again is another content (_new_content_id)
         content_id = signals.get("video_md5") or \
             "vpdq-" + hashlib.sha256(signals["vpdq"].encode()).hexdigest()[:32]
         stored, meta = _video_entry(vpdq, content_id, [(t, v) for t, v in signals.items() if t != "vpdq"], None)
         return _add(state, who, bank_name, content_id, signals, note, meta, stored)
-    # One content per hash: adding the same first value again adds to that entry.
+    # the content id is the first value; the same value added again is another content
     content_id = next(iter(signals.values()))
     return _add(state, who, bank_name, content_id, signals, note, None)
 

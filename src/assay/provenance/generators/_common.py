@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from ...errors import DecodeError, InvalidSignal
-from ...report.provenance import Claim
+from ...report.provenance import Claim, Evidence
 from ...signals import get as get_signal_type
 from ..context import ImageContext, TextChunk
 
@@ -186,3 +186,15 @@ def generation_claim(facts: dict[str, Any]) -> tuple[Claim, str]:
     return "ai-edited", (
         f"; it records an edit of an input image ({edit}): AI-edited, not wholly generated"
     )
+
+
+def generation_record(source: str, tool: str, where: str, facts: dict[str, Any],
+                      locations: list[str], warnings: list[str] | None = None) -> Evidence:
+    """Strong evidence from a generator's own record of its parameters: ``facts`` with
+    where they were read (``locations``) and what the container said of them
+    (``warnings``), empty facts dropped; AI-edited when they record an edit of an input
+    image (generation_claim)."""
+    facts = clean({**facts, "locations": locations, "warnings": warnings or []})
+    claim, edit = generation_claim(facts)
+    return Evidence(source=source, claim=claim, strength="strong",
+                    summary=f"{where} written by {tool} {describe_model(facts)}{edit}.", facts=facts)

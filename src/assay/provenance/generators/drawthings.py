@@ -12,7 +12,7 @@ from typing import Any
 
 from ...report.provenance import Evidence
 from ..context import ImageContext
-from ._common import as_list, as_str, clean, describe_model, to_float, to_int, try_json
+from ._common import as_list, as_str, clean, generation_record, to_float, to_int, try_json
 
 SOURCE = "drawthings"
 MAX_XMP_SCAN = 1024 * 1024  # the settings sit near the top of a small packet
@@ -36,10 +36,8 @@ def evidence(ctx: ImageContext) -> list[Evidence]:
     named = "Draw Things" in text
     if not named and not ("uc" in meta and sum(k in meta for k in _SETTINGS) >= 2):
         return []  # a JSON UserComment of some other tool
-    facts = clean(drawthings_facts(meta) | {"locations": ["xmp:exif:UserComment"]})
-    return [Evidence(source=SOURCE, claim="ai-generated", strength="strong",
-                     summary=f"XMP exif:UserComment written by Draw Things {describe_model(facts)}.",
-                     facts=facts)]  # fmt: skip
+    return [generation_record(SOURCE, "Draw Things", "XMP exif:UserComment", drawthings_facts(meta),
+                              ["xmp:exif:UserComment"])]
 
 
 def drawthings_facts(meta: dict[str, Any]) -> dict[str, Any]:

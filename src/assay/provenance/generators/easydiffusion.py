@@ -14,7 +14,7 @@ from typing import Any
 from ...errors import InputError
 from ...report.provenance import Evidence
 from ..context import ImageContext
-from ._common import as_str, clean, describe_model, size_str, to_float, to_int, try_json
+from ._common import as_str, generation_record, size_str, to_float, to_int, try_json
 
 SOURCE = "easydiffusion"
 # request name -> label of its text format (Easy Diffusion's TASK_TEXT_MAPPING)
@@ -81,9 +81,4 @@ def evidence(ctx: ImageContext) -> list[Evidence]:
             return []
         locations = ["exif:UserComment"]
         where = f"{ctx.format.upper()} EXIF UserComment"
-    facts = easydiffusion_facts(meta)
-    facts["locations"] = locations
-    facts = clean(facts)
-    return [Evidence(source=SOURCE, claim="ai-generated", strength="strong",
-                     summary=f"{where} written by Easy Diffusion {describe_model(facts)}.",
-                     facts=facts)]  # fmt: skip
+    return [generation_record(SOURCE, "Easy Diffusion", where, easydiffusion_facts(meta), locations)]

@@ -22,7 +22,7 @@ from ._common import (
     as_str,
     chunk_warnings,
     clean,
-    describe_model,
+    generation_record,
     load_json,
     model_signal,
     to_float,
@@ -57,12 +57,7 @@ def _exif_evidence(ctx: ImageContext) -> list[Evidence]:
     meta = load_json(ctx, comment, where)
     if not isinstance(meta, dict):
         raise DecodeError(ctx.path, f"{where}: Fooocus JSON is not an object")
-    facts = fooocus_facts(meta)
-    facts["locations"] = ["exif:UserComment"]
-    facts = clean(facts)
-    return [Evidence(source=SOURCE, claim="ai-generated", strength="strong",
-                     summary=f"{where} written by Fooocus {describe_model(facts)}.",
-                     facts=facts)]  # fmt: skip
+    return [generation_record(SOURCE, "Fooocus", where, fooocus_facts(meta), ["exif:UserComment"])]
 
 
 _MRE_KEYS = {"prompt", "negative_prompt", "base_model", "cfg", "steps", "sampler", "seed",
@@ -95,13 +90,7 @@ def _mre_evidence(ctx: ImageContext) -> list[Evidence]:
         if not text.lstrip().startswith("{") or not _looks_mre(try_json(text)):
             continue
         meta = load_json(ctx, text, where)
-        facts = mre_facts(meta)
-        facts["locations"] = [location]
-        facts["warnings"] = warnings
-        facts = clean(facts)
-        out.append(Evidence(source=SOURCE, claim="ai-generated", strength="strong",
-                            summary=f"{where} written by Fooocus-MRE {describe_model(facts)}.",
-                            facts=facts))  # fmt: skip
+        out.append(generation_record(SOURCE, "Fooocus-MRE", where, mre_facts(meta), [location], warnings))
     return out
 
 
@@ -151,13 +140,8 @@ def evidence(ctx: ImageContext) -> list[Evidence]:
     meta = load_json(ctx, params.text, where)
     if not isinstance(meta, dict):
         raise DecodeError(ctx.path, f"{where}: Fooocus JSON is not an object")
-    facts = fooocus_facts(meta)
-    facts["locations"] = [f"png:{params.chunk_type}:parameters"]
-    facts["warnings"] = chunk_warnings(params)
-    facts = clean(facts)
-    return [Evidence(source=SOURCE, claim="ai-generated", strength="strong",
-                     summary=f"{where} written by Fooocus {describe_model(facts)}.",
-                     facts=facts)]  # fmt: skip
+    return [generation_record(SOURCE, "Fooocus", where, fooocus_facts(meta),
+                              [f"png:{params.chunk_type}:parameters"], chunk_warnings(params))]
 
 
 _QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'|\"((?:[^\"\\]|\\.)*)\"")

@@ -17,7 +17,7 @@ from ._common import (
     as_str,
     chunk_warnings,
     clean,
-    describe_model,
+    generation_record,
     load_json,
     model_signal,
     size_str,
@@ -57,13 +57,7 @@ def evidence(ctx: ImageContext) -> list[Evidence]:
         meta = load_json(ctx, text, where)
         if not isinstance(meta, dict) or not isinstance(meta.get("sui_image_params"), dict):
             raise DecodeError(ctx.path, f"{where}: 'sui_image_params' is not a JSON object")
-        facts = swarm_facts(meta)
-        facts["locations"] = [location]
-        facts["warnings"] = warnings
-        facts = clean(facts)
-        out.append(Evidence(source=SOURCE, claim="ai-generated", strength="strong",
-                            summary=f"{where} written by SwarmUI {describe_model(facts)}.",
-                            facts=facts))  # fmt: skip
+        out.append(generation_record(SOURCE, "SwarmUI", where, swarm_facts(meta), [location], warnings))
     return out
 
 

@@ -174,6 +174,21 @@ def test_draw_things_xmp_user_comment(tmp_path: Path) -> None:
     assert xmp and xmp[0].facts["generator"] == "Draw Things"
 
 
+def test_draw_things_value_is_found_from_its_first_opening_in_one_pass(tmp_path: Path) -> None:
+    """A packet repeating the opening of the UserComment value without closing it: the lazy
+    expression retried from each opening (1 MB: ~2 minutes of one scan worker); a value
+    after such openings is still read, from the first opening, as the expression did."""
+    opening = "<exif:UserComment><rdf:Alt><rdf:li>"
+    flood = _drawthings_xmp(DT).replace("<exif:UserComment>", opening * 28_000 + "<exif:UserComment>", 1)
+    flood = flood.replace("</rdf:li>", "", 1)
+    assert flood.count(opening) == 28_000
+    report = _report(tmp_path, _png({"XML:com.adobe.xmp": flood}), "png")
+    assert not [e for e in report.evidence if e.source == "drawthings"]
+    ok = _drawthings_xmp(DT).replace("<exif:UserComment>", opening * 3 + "<exif:UserComment>", 1)
+    report = _report(tmp_path, _png({"XML:com.adobe.xmp": ok}), "png")
+    assert not [e for e in report.evidence if e.source == "drawthings"]  # the value read is the first's: not JSON
+
+
 def test_json_user_comment_in_xmp_of_another_tool_is_not_draw_things(tmp_path: Path) -> None:
     xmp = _drawthings_xmp({"c": "a caption"}, tool="Photo Editor 2")
     report = _report(tmp_path, _png({"XML:com.adobe.xmp": xmp}), "png")

@@ -417,6 +417,29 @@ def test_gguf_chat_template_that_reaches_code_is_dangerous(tmp_path: Path) -> No
     assert template_findings("{{ '<|__end__|>' }}{{ message['content'] }}", "t") == []
 
 
+def test_template_tags_are_found_in_one_pass_as_the_lazy_expression_finds_them() -> None:
+    """The tags are what ``{{.*?}}|{%.*?%}`` finds (its specification, kept here), in one
+    pass: the expression retried from every unclosed opening (1,000,000 characters of
+    "{{" took about an hour of a scan worker)."""
+    import random
+    import re
+
+    from assay.models.chat_templates import _tags, template_findings
+
+    lazy = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
+    rng = random.Random(3)
+    pieces = ["{", "}", "%", "{{", "}}", "{%", "%}", "a", " ", "\n", "_"]
+    for _ in range(5000):
+        t = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 40)))
+        assert list(_tags(t)) == [m.group(0) for m in lazy.finditer(t)], t
+    assert template_findings("{{" * 400_000, "t") == []
+    # the other kind is still searched once one kind has no closing left
+    assert template_findings("{%" * 400_000 + "{{ ().__class__ }}", "t")[0].severity == "dangerous"
+    # what lies past the characters checked is not called safe
+    (beyond,) = template_findings("{%" * 500_000 + "{{ ().__class__ }}", "t")
+    assert beyond.severity == "suspicious" and "not checked" in beyond.reason
+
+
 def test_transformers_folder_chat_template_that_reaches_code_is_dangerous(tmp_path: Path) -> None:
     import struct
 

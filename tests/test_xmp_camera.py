@@ -526,6 +526,16 @@ def test_placed_component_makes_the_file_ai_edited_not_generated(container: str)
     )
 
 
+def test_many_empty_component_elements_cost_one_search_each() -> None:
+    """50,000 empty ``<xmpMM:Ingredients/>`` (no closing tag anywhere) before a placed
+    component: each searched the rest of the packet for its closing tag (~1 MB: minutes);
+    the component is still found."""
+    pk = _pantry_packet().replace(b"<xmpMM:Pantry>", b"<xmpMM:Ingredients/>" * 50_000 + b"<xmpMM:Pantry>", 1)
+    facts = xmp.scan_xmp(pk)
+    assert ("creator_tool", "Midjourney") in facts.components
+    assert facts.creator_tool == ["Adobe Photoshop 25.0 (Windows)"] and not facts.capped
+
+
 def test_own_source_type_beside_a_component_still_decides() -> None:
     top = f'Iptc4xmpExt:DigitalSourceType="{IPTC}trainedAlgorithmicMedia"'
     ctx = image_with_xmp("jpeg", _pantry_packet(top=top))

@@ -265,12 +265,17 @@ _COMPONENT_OPEN = re.compile(r"<([A-Za-z][\w.-]{0,40}):(Pantry|Ingredients|Deriv
 def _component_spans(text: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     pos = 0
+    # closing tags already looked for to the end in vain: not searched again (a packet of
+    # empty <a:Pantry/> elements made every one search the rest of the text: quadratic)
+    absent: set[str] = set()
     while len(spans) < 64:
         m = _COMPONENT_OPEN.search(text, pos)
         if m is None:
             break
-        close = text.find(f"</{m.group(1)}:{m.group(2)}>", m.end())
+        closing = f"</{m.group(1)}:{m.group(2)}>"
+        close = -1 if closing in absent else text.find(closing, m.end())
         if close < 0:
+            absent.add(closing)
             tag_end = text.find(">", m.end())
             if tag_end > 0 and text[tag_end - 1] == "/":
                 pos = tag_end  # an empty element, nothing inside

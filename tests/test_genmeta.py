@@ -889,3 +889,29 @@ def test_comfyui_image_model_loader_is_not_a_loaded_picture() -> None:
              "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}}  # fmt: skip
     ev = only(run(png_with({"prompt": json.dumps(graph)}), "png")[0], "comfyui")
     assert ev.claim == "ai-generated"
+
+
+def test_a_text_chunk_cut_at_the_read_limit_is_not_called_checked() -> None:
+    """A1111's parameters after a prompt padded past the text read (Limits.max_text_chunk):
+    the record was unread and the verdict said "no provenance evidence found"; now it says
+    the generators could not be checked. A chunk a source did read adds nothing."""
+    infotext = "a fox{pad}\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, Seed: 1, Model: v1-5"
+    limits = Limits(max_text_chunk=4096)
+
+    def report(**texts: str) -> Any:
+        info = PngInfo()
+        for k, v in texts.items():
+            info.add_text(k, v)
+        out = io.BytesIO()
+        Image.new("RGB", (64, 64), (10, 20, 30)).save(out, "PNG", pnginfo=info)
+        return analyze_provenance(Path("p.png"), out.getvalue(), "png", limits=limits)
+
+    padded = report(parameters=infotext.format(pad=" " + "x" * 5000))
+    assert padded.verdict.startswith("no provenance evidence found; could not check: generators"), padded.verdict
+    (err,) = [e for e in padded.errors if e.source == "generators"]
+    assert "'parameters' is longer than the 4,096 bytes read" in err.message
+    whole = report(parameters=infotext.format(pad=""))
+    assert whole.verdict == "AI-generated: generator metadata (AUTOMATIC1111)"
+    # read as A1111 from its start although capped: the record was read
+    assert not [e for e in report(parameters=infotext.format(pad="") + " " + "y" * 5000).errors
+                if e.source == "generators"]

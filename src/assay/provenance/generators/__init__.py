@@ -74,6 +74,14 @@ def generator_evidence(ctx: ImageContext) -> tuple[list[Evidence], list[Evidence
         found.extend(unknown.evidence(ctx, claimed))
     except InputError as exc:
         errors.append(EvidenceError(source=unknown.SOURCE, message=str(exc)))
+    # A text chunk cut at the read limit that no source could read: a generator's record
+    # past the cut (its parameters after a padded prompt) is unread, so "no generator
+    # metadata" would claim more than was checked.
+    for chunk in ctx.png_text_chunks():  # (prompt-like text, the unknown source, is no reading)
+        if chunk.capped and f"png:{chunk.chunk_type}:{chunk.key}" not in claimed:
+            errors.append(EvidenceError(source="generators", message=(
+                f"{ctx.path}: PNG {chunk.chunk_type} chunk {chunk.key!r} is longer than the "
+                f"{ctx.limits.max_text_chunk:,} bytes read: generator metadata in the rest was not read")))
     return found, errors
 
 

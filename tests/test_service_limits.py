@@ -386,10 +386,12 @@ def test_large_image_within_budget_is_hashed_and_memory_returned(main: tuple[Ser
     RGB, in the worker's decoder process, not in the worker: the worker's peak stays
     far under 600 MB, the decoder's too, and the decoder gives its memory back."""
     srv, db = main
-    r = httpx.post(srv.url + "/h/hash", headers={"X-API-Key": _key(db, "match")}, timeout=120,
-                   files={"photo": ("big.png", images["big"], "image/png")})
+    r = httpx.post(srv.url + "/v1/hash", headers={"X-API-Key": _key(db, "match")}, timeout=120,
+                   files={"file": ("big.png", images["big"], "image/png")})
     assert r.status_code == 200, r.text[:300]
-    assert r.json()["pdq"] == "0" * 64  # a blank image: PDQ's all-zero hash
+    # a blank image: PDQ's all-zero hash, of quality 0 (HMA's /h/hash answers "" for it)
+    pdq = next(s for s in r.json()["signals"] if s["type"] == "pdq" and not s.get("variant"))
+    assert pdq["value"] == "0" * 64 and pdq["quality"] == 0 and r.json()["image"]["low_quality"]
     worker = int(r.headers["x-served-by"])
     lim = _limits_of_every_worker(srv, _key(db, "admin"))[worker]
     heavy, mem, decoder = lim["heavy"], lim["memory"], lim["decoder"]

@@ -94,6 +94,18 @@ def _mre_evidence(ctx: ImageContext) -> list[Evidence]:
     return out
 
 
+def _sampling(meta: dict[str, Any]) -> dict[str, Any]:
+    """The prompt and sampling keys both Fooocus formats write under the same names."""
+    return {
+        "prompt": as_str(meta.get("prompt")),
+        "negative_prompt": as_str(meta.get("negative_prompt")),
+        "seed": to_int(meta.get("seed")),
+        "steps": to_int(meta.get("steps")),
+        "sampler": as_str(meta.get("sampler")),
+        "scheduler": as_str(meta.get("scheduler")),
+    }
+
+
 def mre_facts(meta: dict[str, Any]) -> dict[str, Any]:
     refiner = as_str(meta.get("refiner_model"))
     loras = []
@@ -105,12 +117,7 @@ def mre_facts(meta: dict[str, Any]) -> dict[str, Any]:
     return {
         "generator": "Fooocus",
         "version": as_str(meta.get("software")),
-        "prompt": as_str(meta.get("prompt")),
-        "negative_prompt": as_str(meta.get("negative_prompt")),
-        "seed": to_int(meta.get("seed")),
-        "steps": to_int(meta.get("steps")),
-        "sampler": as_str(meta.get("sampler")),
-        "scheduler": as_str(meta.get("scheduler")),
+        **_sampling(meta),
         "cfg_scale": to_float(meta.get("cfg")),
         "size": f"{w}x{h}" if w and h else None,
         "model": as_str(meta.get("base_model")),
@@ -192,12 +199,7 @@ def fooocus_facts(meta: dict[str, Any]) -> dict[str, Any]:
     return {
         "generator": "Fooocus",
         "version": as_str(meta.get("version")),
-        "prompt": as_str(meta.get("prompt")),
-        "negative_prompt": as_str(meta.get("negative_prompt")),
-        "seed": to_int(meta.get("seed")),
-        "steps": to_int(meta.get("steps")),
-        "sampler": as_str(meta.get("sampler")),
-        "scheduler": as_str(meta.get("scheduler")),
+        **_sampling(meta),
         "cfg_scale": to_float(meta.get("guidance_scale")),
         "size": size,
         "model": as_str(meta.get("base_model")),

@@ -78,7 +78,7 @@ def test_fail_on_match_and_bad_files(tmp_path: Path) -> None:
     good = tmp_path / "good.txt"
     good.write_text("sing of the river that runs to the sea and never once looks back at the hills!")
     bad = tmp_path / "bad.txt"
-    bad.write_bytes(b"\xff\xfe not utf-8 \x80")
+    bad.write_bytes(b"caf\xe9, not utf-8 \x80")  # (a file starting FF FE is UTF-16 by its mark)
     res = _run("text", "check", str(good), "--index", str(ix), "--fail-on-match")
     assert res.exit_code == 3 and "song-1 (River Song)" in res.stdout
     res = _run("text", "check", str(bad), str(good), "--index", str(ix))

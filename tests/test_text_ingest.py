@@ -158,3 +158,28 @@ def test_offsets_in_extracted_text_of_every_format(tmp_path: Path) -> None:
             cited = " ".join(texts[s.work][s.start:s.end].split()).lower()
             assert cited and cited in " ".join(PARA.split()).lower()
     assert seen == {"a", "b", "c"}
+
+
+def test_utf16_and_utf32_with_a_byte_order_mark_are_read_as_their_text(tmp_path: Path) -> None:
+    """Windows tools save text as UTF-16 with a byte-order mark (PowerShell's `>`, Notepad's
+    "Unicode"): such a model output or work was refused as "not UTF-8 text (byte 0)". Read
+    by its mark, it gives the same text as its UTF-8 copy (so the same passages at the same
+    code-point offsets); damaged, it is an error naming the file's byte."""
+    from assay.text.match import read_checked
+
+    text = "Output:\n" + PARA
+    encodings = {"utf8": text.encode("utf-8"), "utf8bom": b"\xef\xbb\xbf" + text.encode("utf-8"),
+                 "utf16le": text.encode("utf-16"), "utf16be": b"\xfe\xff" + text.encode("utf-16-be"),
+                 "utf32": text.encode("utf-32"), "utf32be": b"\x00\x00\xfe\xff" + text.encode("utf-32-be")}
+    for name, data in encodings.items():
+        (tmp_path / f"{name}.txt").write_bytes(data)
+        assert read_checked(tmp_path / f"{name}.txt") == text, name
+    works, errors = _works(*(tmp_path / f"{n}.txt" for n in encodings))
+    assert not errors and {w.text for w in works} == {text}
+    (tmp_path / "cut16.txt").write_bytes(text.encode("utf-16")[:-1])
+    (tmp_path / "badbom8.txt").write_bytes(b"\xef\xbb\xbfab\xff")
+    _, errors = _works(tmp_path / "cut16.txt", tmp_path / "badbom8.txt")
+    reasons = {Path(e.source).name: e.error for e in errors}
+    # the truncated code unit's first byte
+    assert reasons["cut16.txt"] == f"not UTF-16 text (byte {len(text.encode('utf-16')) - 2})"
+    assert reasons["badbom8.txt"] == "not UTF-8 text (byte 5)"  # the file's byte, the mark counted

@@ -94,14 +94,27 @@ def _read_one(path: Path) -> Iterator[Work | SourceError]:
         yield SourceError(str(path), exc.strerror or str(exc))
 
 
+# Byte-order marks of the encodings read besides UTF-8: Windows tools write UTF-16 with one
+# (PowerShell's `>` and Out-File, Notepad's "Unicode"). UTF-32 first: its little-endian
+# mark begins with UTF-16's.
+_BOMS = ((b"\xff\xfe\x00\x00", "utf-32-le", "UTF-32"), (b"\x00\x00\xfe\xff", "utf-32-be", "UTF-32"),
+         (b"\xff\xfe", "utf-16-le", "UTF-16"), (b"\xfe\xff", "utf-16-be", "UTF-16"),
+         (b"\xef\xbb\xbf", "utf-8", "UTF-8"))
+
+
 def decode_utf8(path: Path, data: bytes) -> str:
-    """UTF-8 text of a file (a byte-order mark dropped), or InputError naming the byte."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
+    """The text of a file: UTF-8, or UTF-16 / UTF-32 when a byte-order mark says so (the mark
+    dropped; offsets are code points of the text either way), or InputError naming the
+    byte of the file where decoding failed."""
+    codec, name, skipped = "utf-8", "UTF-8", 0
+    for bom, bom_codec, bom_name in _BOMS:
+        if data.startswith(bom):
+            codec, name, skipped = bom_codec, bom_name, len(bom)
+            break
     try:
-        return data.decode("utf-8")
+        return data[skipped:].decode(codec)
     except UnicodeDecodeError as exc:
-        raise InputError(path, f"not UTF-8 text (byte {exc.start})") from None
+        raise InputError(path, f"not {name} text (byte {skipped + exc.start})") from None
 
 
 def _jsonl(path: Path) -> Iterator[Work | SourceError]:

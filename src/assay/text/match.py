@@ -96,7 +96,7 @@ MAX_CHECKED_BYTES = 64 * 1024**2
 
 
 def read_checked(path: Path) -> str:
-    """A text to check: UTF-8 (a BOM is skipped), at most 64 MiB."""
+    """A text to check (ingest.decode_utf8: UTF-8, or UTF-16/UTF-32 with a byte-order mark), at most 64 MiB."""
     from ..errors import InputError
 
     try:

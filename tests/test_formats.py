@@ -310,3 +310,21 @@ def test_fuzz_hash_strings(value: str, name: str) -> None:
         return
     assert len(v) == st_.hex_len and int(v, 16) == int(value.strip().lower().removeprefix("0x"), 16)
     assert st_.normalize(v) == v  # idempotent: a stored value reads back as itself
+
+
+def test_utf16_text_is_not_mpeg_audio() -> None:
+    """UTF-16's little-endian byte-order mark FF FE also reads as an MPEG-1 Layer I frame
+    header: a model output saved by PowerShell's `>` was sniffed as MP3 audio (and never
+    checked against a text index). Text after the mark is text; audio stays audio."""
+    import random
+
+    from assay.sniff import sniff_bytes
+
+    for text in ("Quoting it: the harbour master kept a lantern", "日本語のテキスト" * 40, "a\tb\r\nc" + "😀" * 200):
+        head = text.encode("utf-16")[:512]
+        assert sniff_bytes(head) == sniff_bytes(text.encode("utf-8")[:512]), text[:20]
+    rng = random.Random(7)
+    frame = bytes([0xFF, 0xFB, 0x90, 0x64])  # MPEG-1 Layer III, 128 kbit/s, 44.1 kHz
+    assert sniff_bytes(frame + rng.randbytes(508)).format == "mp3"
+    layer1 = [sniff_bytes(b"\xff\xfe\x50" + rng.randbytes(509)).format for _ in range(200)]
+    assert layer1.count("mp3") >= 199  # random Layer I data is not taken for text

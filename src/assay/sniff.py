@@ -110,9 +110,27 @@ def sniff_bytes(head: bytes, size: int | None = None, *, pickles: bool = True) -
     # evidence (a safetensors header length can look like either, so it goes first).
     if h[:2] == b"\xff\x0a" and size is not None and size > 16:
         return Sniffed("image", "jxl")
-    if _mpeg_audio_frame(h):
+    if _mpeg_audio_frame(h) and not _utf16_text(h):
         return Sniffed("audio", "mp3")
     return Sniffed("other", "unknown")
+
+
+def _utf16_text(h: bytes) -> bool:
+    """Text after UTF-16's little-endian byte-order mark (what PowerShell's ``>`` and
+    Notepad's "Unicode" write), which also reads as an MPEG-1 Layer I frame header: the
+    rest decodes strictly (a code unit or surrogate cut at the end aside) to characters
+    without controls other than tab and line ends. Random audio data fails at its first
+    unpaired surrogate or control character."""
+    if h[:2] != b"\xff\xfe" or len(h) < 4:
+        return False
+    body = h[2:len(h) - len(h) % 2]
+    if len(body) >= 2 and 0xD8 <= body[-1] <= 0xDB:
+        body = body[:-2]  # a high surrogate whose pair lies past the head
+    try:
+        text = body.decode("utf-16-le")
+    except UnicodeDecodeError:
+        return False
+    return bool(text) and all(c >= " " or c in "\t\n\r\f" for c in text) and "\x7f" not in text
 
 
 def _maybe_pickle(h: bytes, size: int | None) -> bool:

@@ -1,4 +1,5 @@
-"""The scan's text analyzer: text files (UTF-8, no NUL bytes) checked against a text
+"""The scan's text analyzer: text files (UTF-8, or UTF-16/UTF-32 with a byte-order mark;
+no NUL characters) checked against a text
 index; the result goes in the record's ``text`` part (assay.text/1 without schema and
 path). Files that are not text are left alone: they are not errors."""
 
@@ -6,8 +7,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from ..errors import InputError
 from ..report.schema import FileRecord
 from ..scan.analyzer import Subject
+from .ingest import decode_utf8
 from .match import MAX_CHECKED_BYTES, check
 
 _INDEXES: dict[str, Any] = {}  # one open index per worker process (its shards mapped once)
@@ -35,15 +38,11 @@ class TextAnalyzer:
         data = subject.cache.get("bytes")
         if data is None:
             data = subject.path.read_bytes()
-        if b"\x00" in data:
+        try:  # as `assay text check` reads a file (UTF-16/UTF-32 by their byte-order mark)
+            text = decode_utf8(subject.path, data)
+        except InputError:
             return
-        if data.startswith(b"\xef\xbb\xbf"):
-            data = data[3:]
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            return
-        if not text.strip():
+        if "\x00" in text or not text.strip():
             return
         res = check(self._index(), text, path=str(subject.path), min_chars=self.min_chars).to_json()
         record.text = {k: v for k, v in res.items() if k not in ("schema", "path")}

@@ -183,3 +183,20 @@ def test_utf16_and_utf32_with_a_byte_order_mark_are_read_as_their_text(tmp_path:
     # the truncated code unit's first byte
     assert reasons["cut16.txt"] == f"not UTF-16 text (byte {len(text.encode('utf-16')) - 2})"
     assert reasons["badbom8.txt"] == "not UTF-8 text (byte 5)"  # the file's byte, the mark counted
+
+
+def test_utf16_without_a_mark_is_told_by_its_nul_bytes(tmp_path: Path) -> None:
+    """UTF-16 written without a byte-order mark (Python's "utf-16-le"): read as UTF-8 it
+    was text with a NUL between letters, where no passage can be found (a silent miss).
+    Its NUL bytes tell it; bytes that do not decode to plain text stay what UTF-8 says."""
+    from assay.text.match import read_checked
+
+    text = "Output:\n" + PARA + "\n\u00e9t\u00e9, \u0161koda, \u00df"
+    for codec in ("utf-16-le", "utf-16-be"):
+        (tmp_path / f"{codec}.txt").write_bytes(text.encode(codec))
+        assert read_checked(tmp_path / f"{codec}.txt") == text, codec
+    (tmp_path / "bin.txt").write_bytes(bytes(range(256)) * 8)  # NULs, but no text
+    (tmp_path / "nul8.txt").write_bytes(PARA.encode() + b"\x00" + PARA.encode())  # UTF-8 with one NUL
+    assert read_checked(tmp_path / "nul8.txt") == PARA + "\x00" + PARA  # as before
+    _, errors = _works(tmp_path / "bin.txt")
+    assert [e.error for e in errors] == ["not UTF-8 text (byte 128)"]

@@ -28,6 +28,7 @@ def _setup(tmp_path: Path) -> tuple[Path, Path]:
     (case / "latin1.txt").write_bytes("caf\xe9 ".encode("latin-1") * 30)
     # saved by PowerShell's `>` (UTF-16 with its byte-order mark): was skipped as binary
     (case / "output-3.txt").write_bytes(("Quoting it: " + WORK).encode("utf-16"))
+    (case / "output-4.txt").write_bytes(("As asked: " + WORK).encode("utf-16-le"))  # no mark
     return case, tmp_path / "ix"
 
 
@@ -38,7 +39,7 @@ def test_scan_checks_text_files(tmp_path: Path) -> None:
                               "--workers", "1", "--text-index", str(ix), "-o", str(report)],
                         env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
-    assert "text reproduction" in res.stdout and "2 text files with passages of indexed works" in res.stdout
+    assert "text reproduction" in res.stdout and "3 text files with passages of indexed works" in res.stdout
     recs = {Path(r["path"]).name: r for r in map(json.loads, report.read_text().splitlines())
             if r.get("schema") == "assay.file/1"}
     hit = recs["output-1.txt"]["text"]
@@ -48,10 +49,12 @@ def test_scan_checks_text_files(tmp_path: Path) -> None:
     assert recs["output-2.md"]["text"]["spans"] == [] and recs["output-2.md"]["text"]["coverage"] == 0
     (span,) = [s for s in recs["output-3.txt"]["text"]["spans"] if s["kind"] == "exact"]
     assert (span["start"], span["end"]) == (len("Quoting it: "), len("Quoting it: ") + len(WORK))
+    (span,) = [s for s in recs["output-4.txt"]["text"]["spans"] if s["kind"] == "exact"]
+    assert (span["start"], span["end"]) == (len("As asked: "), len("As asked: ") + len(WORK))
     assert "text" not in recs["blob.bin"] and not recs["blob.bin"].get("errors")
     assert "text" not in recs["latin1.txt"]
     summary = json.loads(report.read_text().splitlines()[-1])
-    assert summary["text_reproductions"] == 2
+    assert summary["text_reproductions"] == 3
     res = runner.invoke(app, ["--db", str(tmp_path / "s.sqlite3"), "scan", str(case), "--no-banks", "--workers", "1",
                               "--text-index", str(ix), "-o", str(tmp_path / "r2.jsonl"), "--fail-on-match"])
     assert res.exit_code == 3

@@ -104,17 +104,47 @@ _BOMS = ((b"\xff\xfe\x00\x00", "utf-32-le", "UTF-32"), (b"\x00\x00\xfe\xff", "ut
 
 def decode_utf8(path: Path, data: bytes) -> str:
     """The text of a file: UTF-8, or UTF-16 / UTF-32 when a byte-order mark says so (the mark
-    dropped; offsets are code points of the text either way), or InputError naming the
-    byte of the file where decoding failed."""
+    dropped; offsets are code points of the text either way), or UTF-16 without a mark when
+    its NUL bytes show it (_utf16_without_mark), or InputError naming the byte of the file
+    where decoding failed."""
     codec, name, skipped = "utf-8", "UTF-8", 0
     for bom, bom_codec, bom_name in _BOMS:
         if data.startswith(bom):
             codec, name, skipped = bom_codec, bom_name, len(bom)
             break
+    else:
+        if (text := _utf16_without_mark(data)) is not None:
+            return text
     try:
         return data[skipped:].decode(codec)
     except UnicodeDecodeError as exc:
         raise InputError(path, f"not {name} text (byte {skipped + exc.start})") from None
+
+
+def _utf16_without_mark(data: bytes) -> str | None:
+    """UTF-16 written without a byte-order mark (Python's "utf-16-le", some exporters), told
+    by its NUL bytes, which UTF-8 text never holds: text mostly in the first 256 code points
+    has a NUL in nearly every other byte. Read so only when the bytes decode strictly to
+    characters without controls other than tab, line and page ends; else None (and the
+    UTF-8 reading reports what it finds)."""
+    if len(data) < 4 or len(data) % 2 or b"\x00" not in data[:4096]:
+        return None
+    head = data[:4096]
+    even, odd = head[0::2].count(0), head[1::2].count(0)
+    half = len(head) // 2
+    if odd >= half * 0.4 and even <= half * 0.05:
+        codec = "utf-16-le"
+    elif even >= half * 0.4 and odd <= half * 0.05:
+        codec = "utf-16-be"
+    else:
+        return None
+    try:
+        text = data.decode(codec)
+    except UnicodeDecodeError:
+        return None
+    if any(c < " " and c not in "\t\n\r\f" for c in text) or "\x7f" in text:
+        return None
+    return text
 
 
 def _jsonl(path: Path) -> Iterator[Work | SourceError]:

@@ -492,7 +492,8 @@ def test_imagemagick_raw_exif_profile_in_png(name: str) -> None:
     assert (e.facts["make"], e.facts["model"]) == ("Canon", "Canon EOS R5")
 
 
-@pytest.mark.parametrize("text", ["\nexif\n  zz\nnot hex", "\nexif\n 8\nnothex!!", "\nexif\n 4\n"])
+@pytest.mark.parametrize("text", ["\nexif\n  zz\nnot hex", "\nexif\n 8\nnothex!!", "\nexif\n 4\n",
+                                  "\nexif\n" + "9" * 5000 + "\nabcd", "\nexif\n \u00b2\nabcd"])
 def test_broken_raw_profile_is_noted_not_fatal(text: str) -> None:
     report = analyze_provenance(Path("x.png"), _png_text("Raw profile type exif", text), "png")
     assert report.verdict.startswith("no provenance evidence found")

@@ -16,6 +16,7 @@ the file and the reason. Methods never decode pixels unless a source asks throug
 from __future__ import annotations
 
 import io
+import re
 import struct
 import zlib
 from collections.abc import Callable
@@ -823,12 +824,15 @@ def _gif_xmp(data: bytes) -> bytes | None:
 
 
 _MAX_RAW_PROFILE = 16 * 1024 * 1024
+_PROFILE_LENGTH = re.compile(r"[0-9]{1,9}")
 
 
 def _raw_profile_bytes(text: str) -> bytes | None:
     """The bytes of an ImageMagick raw profile ("\nname\n   length\nhex..."), or None."""
     parts = text.strip().split(None, 2)
-    if len(parts) < 3 or not parts[1].isdigit():
+    # ASCII digits, few of them: str.isdigit took "²" and 5,000-digit lengths, which int()
+    # then refused with a ValueError every source reported as its own failure
+    if len(parts) < 3 or not _PROFILE_LENGTH.fullmatch(parts[1]):
         return None
     length = int(parts[1])
     if length > _MAX_RAW_PROFILE:

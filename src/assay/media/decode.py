@@ -147,6 +147,9 @@ def open_image(data: bytes, path: str, limits: Limits) -> OpenedImage:
     except UnidentifiedImageError:
         raise DecodeError(path, f"corrupt {fmt} header: Pillow cannot identify the image") from None
     except Exception as exc:
+        if fmt == "png" and png_metadata_refused(exc) and (stripped := png_without_metadata(data)) is not None:
+            opened = open_image(stripped, path, limits)  # the pixels, without the padding
+            return opened
         raise _fail(path, fmt, exc) from exc
     width, height = im.size
     if width <= 0 or height <= 0:
@@ -219,8 +222,52 @@ def _load(opened: OpenedImage, im: Image.Image, grey: bool = False, reduce: int 
             if reduce > 1:
                 im = im.reduce(reduce)
     except Exception as exc:
+        if (im is opened.image and opened.format == "png" and png_metadata_refused(exc)
+                and (stripped := png_without_metadata(opened.data)) is not None):
+            # text or a profile after the image data, past Pillow's limits: the same
+            # pixels from the file without them
+            try:
+                with quiet_pillow():
+                    opened.image = Image.open(io.BytesIO(stripped), formats=["PNG"])
+            except Exception as again:
+                raise _fail(opened.path, opened.format, again) from again
+            opened.data = stripped
+            return _load(opened, opened.image, grey, reduce)
         raise _fail(opened.path, opened.format, exc, libtiff) from exc
     return im
+
+
+# Pillow refuses a PNG whose text chunks or colour profile inflate past its limits
+# (PngImagePlugin.MAX_TEXT_CHUNK, 1 MB a chunk; MAX_TEXT_MEMORY, 64 MB in all): one padded
+# zTXt chunk made a known image undecodable, so neither its PDQ nor (its bytes changed) its
+# MD5 matched. Neither holds pixels: PDQ is taken from the file without them. Provenance
+# reads the text chunks from the file's own bytes, under its own limits.
+_PNG_METADATA_LIMITS = ("MAX_TEXT_CHUNK", "MAX_TEXT_MEMORY")
+_PNG_METADATA_CHUNKS = frozenset({b"tEXt", b"zTXt", b"iTXt", b"iCCP"})
+
+
+def png_metadata_refused(exc: BaseException) -> bool:
+    return isinstance(exc, ValueError) and any(s in str(exc) for s in _PNG_METADATA_LIMITS)
+
+
+def png_without_metadata(data: bytes) -> bytes | None:
+    """The PNG ``data`` without its tEXt, zTXt, iTXt and iCCP chunks (every other chunk
+    as stored, in order), or None when it has none of them. A chunk that runs past the
+    end is kept as it is: the decoder reports the damage."""
+    view = memoryview(data)
+    kept: list[memoryview] = [view[:8]]
+    pos, n, dropped = 8, len(data), False
+    while pos + 8 <= n:
+        length = int.from_bytes(view[pos:pos + 4])
+        end = pos + 12 + length
+        if view[pos + 4:pos + 8] in _PNG_METADATA_CHUNKS and end <= n:
+            dropped = True
+        else:
+            kept.append(view[pos:min(end, n)])
+        if view[pos + 4:pos + 8] == b"IEND":
+            break
+        pos = end
+    return b"".join(kept) if dropped else None
 
 
 # Formats whose opened image, once loaded at full size, stays valid for other readers

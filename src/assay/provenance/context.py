@@ -540,7 +540,8 @@ class ImageContext:
     # -- pixels ----------------------------------------------------------------
 
     def pil(self) -> Image:
-        """A lazily opened PIL image (header read, pixels not yet decoded).
+        """A lazily opened PIL image (header read, pixels not yet decoded; a PNG's
+        decoded, see _open_pil).
 
         Raises TooLarge above ``Limits.max_pixels`` and DecodeError when Pillow
         cannot identify the file.
@@ -561,6 +562,16 @@ class ImageContext:
         what a source may read a few pixels of without causing a decode."""
         return self._memo.get("decoded", (True, None))[1]  # type: ignore[no-any-return]
 
+    def _png_pixels_only(self, exc: BaseException) -> bytes | None:
+        """This PNG without its text chunks and colour profile when Pillow refused them
+        (``exc``: inflated past its limits), for the pixel sources; else None. The text
+        sources read the chunks from ``data``, under their own limits."""
+        from ..media.decode import png_metadata_refused, png_without_metadata
+
+        if self.format != "png" or not png_metadata_refused(exc):
+            return None
+        return png_without_metadata(self.data)
+
     def _open_pil(self) -> Image:
         from PIL import Image as PILImage
         from PIL import UnidentifiedImageError
@@ -578,10 +589,30 @@ class ImageContext:
             # and it made two reports of the same file differ.
             raise self._error(f"Pillow cannot open the image: not a {self.format} image it can identify") from None
         except (OSError, SyntaxError, ValueError, struct.error) as exc:
-            raise self._error(f"Pillow cannot open the image: {exc}") from exc
+            if (stripped := self._png_pixels_only(exc)) is None:
+                raise self._error(f"Pillow cannot open the image: {exc}") from exc
+            try:
+                with quiet_pillow():
+                    im = PILImage.open(io.BytesIO(stripped), formats=["PNG"])
+            except (OSError, SyntaxError, ValueError, struct.error) as again:
+                raise self._error(f"Pillow cannot open the image: {again}") from again
         w, h = im.size
         if w * h > self.limits.max_pixels:
             raise TooLarge(self.path, f"image is {w}x{h} pixels, limit {self.limits.max_pixels}")
+        if self.format == "png":
+            # Text after the image data is read by the decode: one past Pillow's limits
+            # would fail every pixel source. Decoded here (they all decode a PNG anyway).
+            try:
+                with quiet_pillow():
+                    im.load()
+            except ValueError as exc:
+                with quiet_pillow():
+                    if (stripped := self._png_pixels_only(exc)) is None:
+                        return PILImage.open(io.BytesIO(self.data))  # its error is the pixel sources' to give
+                    return PILImage.open(io.BytesIO(stripped), formats=["PNG"])
+            except Exception:  # noqa: BLE001 - damage: the pixel sources report it, each as before
+                with quiet_pillow():
+                    return PILImage.open(io.BytesIO(self.data))
         return im
 
     def pixels(self) -> np.ndarray:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from typer.testing import CliRunner
 from assay.cli import app
 from assay.demo import pattern
 from assay.media import hash_image_bytes
+from assay.sniff import sniff_path
 
 runner = CliRunner()
 
@@ -32,6 +35,15 @@ def _png(seed: int = 3) -> bytes:
 
 def _chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _zip(members: dict[str, bytes], comment: bytes = b"") -> bytes:
+    b = io.BytesIO()
+    with zipfile.ZipFile(b, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+        z.comment = comment
+    return b.getvalue()
 
 
 # -- metadata padding ----------------------------------------------------------------------------
@@ -63,6 +75,25 @@ def test_png_text_or_profile_padded_past_pillows_limits_keeps_its_pdq(where: str
     assert got.md5 != hash_image_bytes(png).md5  # the exact hashes are the padded file's
 
 
+# -- zip archives behind other data --------------------------------------------------------------
+
+
+def test_zip_behind_a_program_or_junk_is_an_archive(tmp_path: Path) -> None:
+    z = _zip({"a.png": _png()}, comment=b"self-extracting")
+    (tmp_path / "setup.exe").write_bytes(b"MZ" + os.urandom(20_000) + z)
+    (tmp_path / "junk.dat").write_bytes(b"hello\n" * 100 + z)
+    assert sniff_path(tmp_path / "setup.exe").format == "zip"
+    assert sniff_path(tmp_path / "junk.dat").kind == "archive"
+    # Four bytes of 'PK\x05\x06' near the end of other data are not an archive: the
+    # record must size a central directory that is there.
+    rng = os.urandom(5000)
+    fake_record = b"PK\x05\x06" + struct.pack("<HHHHIIH", 0, 0, 1, 1, 46, 10, 0)
+    (tmp_path / "a.bin").write_bytes(rng + fake_record)
+    (tmp_path / "b.bin").write_bytes(rng + fake_record + b"tail")
+    for name in ("a.bin", "b.bin"):
+        assert sniff_path(tmp_path / name).kind == "other"
+
+
 # -- through a scan: shared test images banked, rewrites of them found ---------------------------
 
 
@@ -91,6 +122,36 @@ def _scan(db: str, folder: Path, report: Path) -> tuple[str, dict[str, dict]]:
 
 def _matched(rec: dict) -> set[str]:
     return {m["content_id"] for m in rec.get("matches", [])}
+
+
+def test_polyglot_and_self_extracting_zips_are_found(banked: tuple[str, dict[str, bytes]], tmp_path: Path) -> None:
+    """A zip appended to a JPEG (a polyglot: a viewer shows the picture, unzip lists the
+    archive) is both: the picture is matched and the archive's members are scanned. A zip
+    behind a program (self-extracting) or other data is an archive. Before, the polyglot's
+    members and the self-extracting archive were never looked at."""
+    db, data = banked
+    case = tmp_path / "case"
+    case.mkdir()
+    hidden = _zip({"inner/x.png": data["pen"], "note.txt": b"hello"})
+    (case / "holiday.jpg").write_bytes(data["bridge"] + hidden)
+    (case / "png-polyglot.png").write_bytes(data["other"] + _zip({"y.png": data["pen"]}))
+    (case / "setup.exe").write_bytes(b"MZ" + os.urandom(30_000) + _zip({"b.jpg": data["bridge"]}, b"comment"))
+    (case / "other.jpg").write_bytes(data["other"])
+    (case / "other.bin").write_bytes(os.urandom(70_000))
+    out, recs = _scan(db, case, tmp_path / "r.jsonl")
+    assert _matched(recs["holiday.jpg"]) == {"bridge"}
+    assert _matched(recs["holiday.jpg!/inner/x.png"]) == {"pen"}
+    assert recs["holiday.jpg!/inner/x.png"]["member_of"] == str(case / "holiday.jpg")
+    assert recs["holiday.jpg"]["kind"] == "image" and not recs["holiday.jpg"].get("errors")
+    assert _matched(recs["png-polyglot.png!/y.png"]) == {"pen"}
+    assert not _matched(recs["png-polyglot.png"])
+    assert recs["setup.exe"]["kind"] == "archive"
+    assert _matched(recs["setup.exe!/b.jpg"]) == {"bridge"}
+    assert not _matched(recs["other.jpg"]) and not _matched(recs["other.bin"])
+    assert recs["other.bin"]["kind"] == "other"
+    for path in ("holiday.jpg", "holiday.jpg!/inner/x.png", "png-polyglot.png!/y.png", "setup.exe!/b.jpg"):
+        assert f"match: {case}/{path}" in out
+    assert f"match: {case}/other" not in out
 
 
 def test_png_padded_with_text_is_found(banked: tuple[str, dict[str, bytes]], tmp_path: Path) -> None:

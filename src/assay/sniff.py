@@ -520,7 +520,7 @@ def sniff_path(path: Path) -> Sniffed:
         from .pickleops import OPCODES, probe
 
         if head[0] not in OPCODES:
-            return found
+            return _zip_or(f, size, found)
         # A header-less pickle whose first opcodes run past 64 bytes (long strings,
         # padding in front of a payload): follow its opcodes further.
         f.seek(0)
@@ -530,5 +530,62 @@ def sniff_path(path: Path) -> Sniffed:
             f.seek(0)
             head = f.read(MAX_PICKLE_PROBE_BYTES)
             verdict = probe(head, more=size > len(head), names_payload=names_payload)
-    # Still consistent after 16 MiB of opcodes: no text or data file is like that.
-    return Sniffed("model", "pickle") if verdict is not False else found
+        if verdict is not False:
+            # Still consistent after 16 MiB of opcodes: no text or data file is like that.
+            return Sniffed("model", "pickle")
+        return _zip_or(f, size, found)
+
+
+def _zip_or(f: Any, size: int, found: Sniffed) -> Sniffed:
+    """A zip archive for a file no magic number at its start named whose end is a zip's
+    (a self-extracting archive: a program, then the zip; a zip behind junk), else ``found``."""
+    return Sniffed("archive", "zip") if zip_at_end(f, size) else found
+
+
+ZIP_TAIL_BYTES = 22 + 0xFFFF  # the end-of-central-directory record and the longest comment
+_EOCD, _CDH, _ZIP64_LOCATOR = b"PK\x05\x06", b"PK\x01\x02", b"PK\x06\x07"
+
+
+def zip_at_end(f: Any, size: int) -> bool:
+    """Whether the file open as ``f`` (``size`` bytes) ends with a zip archive, wherever it
+    starts: an end-of-central-directory record in the last 64 KiB whose comment stays in
+    the file, right after the central directory it sizes (which starts with its own
+    signature). That is how zip readers find an archive (zipfile, unzip, 7-Zip), also
+    behind other data: a self-extracting archive, or a zip appended to an image (a
+    polyglot, which viewers show as the image). Reads at most ~64 KiB + 4 bytes."""
+    if size < 22 + 46:
+        return False
+    n = min(size, ZIP_TAIL_BYTES)
+    f.seek(size - n)
+    tail = f.read(n)
+    i, tries = tail.rfind(_EOCD), 0
+    while i >= 0 and tries < 16:
+        tries += 1
+        if i + 22 <= len(tail):
+            disk, cd_disk, here, total, cd_size, _cd_offset, comment = struct.unpack_from("<HHHHIIH", tail, i + 4)
+            record_at = size - n + i
+            zip64 = i >= 20 and tail[i - 20:i - 16] == _ZIP64_LOCATOR
+            if zip64:
+                return True  # sizes in the zip64 record: zipfile reads and checks them
+            if (disk == cd_disk == 0 and here == total > 0 and 46 <= cd_size <= record_at
+                    and i + 22 + comment <= len(tail)):
+                start = record_at - cd_size
+                if start >= size - n:
+                    head = tail[start - (size - n):start - (size - n) + 4]
+                else:
+                    f.seek(start)
+                    head = f.read(4)
+                if head == _CDH:
+                    return True
+        i = tail.rfind(_EOCD, 0, i)
+    return False
+
+
+def appended_zip(path: Path, size: int) -> bool:
+    """Whether a file that starts as something else (an image, a document) ends with a
+    zip archive (see zip_at_end); False when it cannot be read."""
+    try:
+        with path.open("rb") as f:
+            return zip_at_end(f, size)
+    except OSError:
+        return False

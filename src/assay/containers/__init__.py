@@ -14,9 +14,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .expand import ARCHIVE_FORMATS, walk_archive
+from .expand import ARCHIVE_FORMATS, archive_to_walk, walk_archive
 
-__all__ = ["ARCHIVE_FORMATS", "is_model_zip", "walk_archive"]
+__all__ = ["ARCHIVE_FORMATS", "archive_to_walk", "is_model_zip", "walk_archive"]
 
 # Everything torch.save / torch.jit.save writes under the archive's one top folder.
 _TORCH_LAYOUT = re.compile(

@@ -49,10 +49,33 @@ class _Stop(Exception):
         self.error = record_error
 
 
-def walk_archive(path: Path, record: FileRecord, analyze: AnalyzeFile, limits: Limits) -> Iterator[FileRecord]:
+# Kinds of file that may carry a zip archive after their own data and still be what they
+# start as (a JPEG/ZIP polyglot opens as a picture in a viewer and as an archive in unzip).
+_ZIP_CARRIERS = frozenset({"image", "document", "video", "audio"})
+
+
+def archive_to_walk(path: Path, record: FileRecord) -> str | None:
+    """The archive format to walk the file at ``path`` as, given its record: an archive's
+    own; "zip" for an image, document, video or audio file that ends with a zip archive
+    (a polyglot: its members are scanned too, as ``photo.jpg!/member``); None for any
+    other file and any file that could not be read."""
+    if any(e.stage == "read" for e in record.errors):
+        return None
+    if record.kind == "archive":
+        return record.format
+    if record.kind in _ZIP_CARRIERS and record.size:
+        from ..sniff import appended_zip
+
+        return "zip" if appended_zip(path, record.size) else None
+    return None
+
+
+def walk_archive(path: Path, record: FileRecord, analyze: AnalyzeFile, limits: Limits,
+                 fmt: str | None = None) -> Iterator[FileRecord]:
     """Records of every member of the archive at ``path`` (whose own record is
-    ``record``, already analysed as a file), then ``record`` itself with any problem
-    of the walk added to its errors. Never raises for a bad archive."""
+    ``record``, already analysed as a file; ``fmt``: the archive format, if not the
+    record's own, see archive_to_walk), then ``record`` itself with any problem of the
+    walk added to its errors. Never raises for a bad archive."""
     tmp = Path(tempfile.mkdtemp(prefix="assay-members-"))
     try:
         budget = _Budget(limits)
@@ -60,16 +83,16 @@ def walk_archive(path: Path, record: FileRecord, analyze: AnalyzeFile, limits: L
             budget.root_size = max(path.stat().st_size, 1)
         except OSError:
             pass  # the reader reports the unreadable archive
-        yield from _walk(path, record, analyze, budget, tmp, depth=1)
+        yield from _walk(path, record, analyze, budget, tmp, 1, fmt or record.format or "")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _walk(path: Path, record: FileRecord, analyze: AnalyzeFile, budget: _Budget, tmp: Path,
-          depth: int) -> Iterator[FileRecord]:
+          depth: int, fmt: str) -> Iterator[FileRecord]:
     display = record.path
     try:
-        members = _members(path, record.format or "", display, tmp, budget)
+        members = _members(path, fmt, display, tmp, budget)
         try:
             for m in members:
                 yield from _one(m, display, analyze, budget, tmp, depth)
@@ -160,13 +183,13 @@ def _one(m: Member, archive: str, analyze: AnalyzeFile, budget: _Budget, tmp: Pa
         rec.times = FileTimes(source="archive", mtime=m.mtime) if m.mtime else None
         if unsafe:
             rec.errors.append(ErrorInfo(stage="archive", code="unsafe-name", message=unsafe))
-        if rec.kind == "archive":
+        if (fmt := archive_to_walk(local, rec)) is not None:
             if depth >= limits.max_archive_depth:
                 rec.errors.append(ErrorInfo(stage="archive", code="too-deep", message=(
                     f"archive nested {depth + 1} deep (limit {limits.max_archive_depth}); members not read")))
                 yield rec
             else:
-                yield from _walk(local, rec, analyze, budget, tmp, depth + 1)
+                yield from _walk(local, rec, analyze, budget, tmp, depth + 1, fmt)
         else:
             yield rec
     finally:

@@ -275,13 +275,14 @@ def _remote_records(item: RemoteItem, settings: ScanSettings, analyzers: Any, tm
         record.times = FileTimes(source="object-store", mtime=mtime) if mtime else None
         for e in record.errors:
             e.message = e.message.replace(str(tmp), record.path)
-        if record.kind == "archive" and not any(e.stage == "read" for e in record.errors):
-            from ..containers import walk_archive
+        from ..containers import archive_to_walk, walk_archive
+
+        if (fmt := archive_to_walk(tmp, record)) is not None:
 
             def member(path: Path) -> FileRecord:
                 return analyze_item(WalkItem(path), settings, analyzers)
 
-            yield from walk_archive(tmp, record, member, settings.limits)
+            yield from walk_archive(tmp, record, member, settings.limits, fmt)
         else:
             yield record
     finally:

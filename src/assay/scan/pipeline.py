@@ -192,15 +192,16 @@ def analyze_entry(item: WalkItem, settings: ScanSettings, analyzers: Sequence[An
     """Records of one walked path: one, or for an archive, one per member (nested
     archives included) and then the archive's own. Never raises for a bad file."""
     record = analyze_item(item, settings, analyzers)
-    if record.kind != "archive" or any(e.stage == "read" for e in record.errors):
+    from ..containers import archive_to_walk, walk_archive
+
+    if (fmt := archive_to_walk(item.path, record)) is None:
         yield record
         return
-    from ..containers import walk_archive
 
     def analyze_member(path: Path) -> FileRecord:
         return analyze_item(WalkItem(path), settings, analyzers)
 
-    yield from walk_archive(item.path, record, analyze_member, settings.limits)
+    yield from walk_archive(item.path, record, analyze_member, settings.limits, fmt)
 
 
 def _folder_size(path: Path) -> int:

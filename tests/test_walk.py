@@ -71,13 +71,16 @@ def test_fifo_is_never_opened(tmp_path: Path) -> None:
     assert items[0].problem == "not a regular file or folder"
 
 
-def test_diffusers_folder_is_one_subject(tmp_path: Path) -> None:
+def test_diffusers_folder_is_a_subject_and_its_files_are_walked_too(tmp_path: Path) -> None:
     m = tmp_path / "model"
     (m / "unet").mkdir(parents=True)
     (m / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
     (m / "unet" / "config.json").write_text("{}")
+    (m / "unet" / "hidden.jpg").write_bytes(b"\xff\xd8\xff")
     (tmp_path / "other.txt").write_text("o")
-    assert sorted(_paths(walk([tmp_path]))) == [str(m), str(tmp_path / "other.txt")]
+    assert sorted(_paths(walk([tmp_path]))) == sorted([
+        str(m), str(m / "model_index.json"), str(m / "unet" / "config.json"),
+        str(m / "unet" / "hidden.jpg"), str(tmp_path / "other.txt")])
 
 
 # -- unreadable folders and files, missing inputs, links (issue 11) -------------------------
@@ -238,3 +241,35 @@ def test_skipped_files_and_folders_are_left_out_by_inode(tmp_path: Path) -> None
     assert _paths(walk([d], skip=skip)) == [str(d / "a.txt")]
     assert _paths(walk([d / "out", d], skip=skip)) == [str(d / "a.txt")]
     assert len(_paths(walk([d]))) == 3  # nothing skipped unless asked (the hard link once)
+
+
+@pytest.mark.parametrize("marker", ["model_index.json", "adapter_config.json"])
+def test_a_model_folder_marker_does_not_hide_the_files_beside_it(tmp_path: Path, marker: str) -> None:
+    """An empty model_index.json (or adapter_config.json) made a folder one "model"
+    subject whose files were never walked: a known picture and a banked weight file put
+    beside it were never hashed, so never matched."""
+    from PIL import Image
+
+    db = str(tmp_path / "b.sqlite3")
+    case = tmp_path / "case" / "pipeline"
+    (case / "unet").mkdir(parents=True)
+    (case / marker).write_text("")
+    rng = __import__("numpy").random.default_rng(5)
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype="uint8")).save(case / "unet" / "x.png")
+    weights = case / "unet" / "diffusion_pytorch_model.bin"
+    weights.write_bytes(b"not really weights")
+    import hashlib
+
+    run = runner.invoke
+    assert run(app, ["--db", db, "bank", "create", "known", "--create"]).exit_code == 0
+    assert run(app, ["--db", db, "bank", "add", "known", "--content-id", "pic",
+                     "--image", str(case / "unet" / "x.png"), "--no-variants"]).exit_code == 0
+    assert run(app, ["--db", db, "bank", "add", "known", "--content-id", "w",
+                     "--sha256", hashlib.sha256(weights.read_bytes()).hexdigest()]).exit_code == 0
+    out = tmp_path / "r.jsonl"
+    res = run(app, ["--db", db, "scan", str(tmp_path / "case"), "-o", str(out), "--workers", "1"])
+    assert res.exit_code in (0, 1), res.stdout
+    recs = {r["path"]: r for r in map(json.loads, out.read_text().splitlines()) if r.get("schema") == "assay.file/1"}
+    assert {m["content_id"] for m in recs[str(case / "unet" / "x.png")]["matches"]} == {"pic"}
+    assert {m["content_id"] for m in recs[str(weights)]["matches"]} == {"w"}
+    assert str(case) in recs  # the folder is still a model subject of its own

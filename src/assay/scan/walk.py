@@ -36,8 +36,11 @@ def walk(inputs: Iterable[str | Path], *, follow_symlinks: bool = False,
     """Yield every regular file under the inputs, plus model folders as one item each.
 
     Directories reached twice (symlink loops, bind mounts, a folder given twice) are
-    entered once, by device and inode. A diffusers or PEFT folder is one subject:
-    its weight files are analysed as parts of that model, not again on their own.
+    entered once, by device and inode. A diffusers or PEFT folder is a subject of its
+    own (architecture and lineage of the whole model), and every file in it is still
+    yielded as any other: a folder's marker file (an empty ``model_index.json`` is
+    enough) must not hide what lies beside it, and each weight file has its own hashes
+    for the banks to match.
     ``skip``: files and folders left out, by device and inode whatever the name they are
     reached by (the scan's own output: a report being written is not evidence).
     """
@@ -122,7 +125,6 @@ def _walk_dir(
                 continue
             if is_model:
                 yield WalkItem(d)
-                continue
         subdirs: list[Path] = []
         for entry in entries:
             p = Path(entry.path)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 HEAD_BYTES = 512  # a tar header is one 512-byte block ("ustar" at offset 257)
+ONNX_PROBE_BYTES = 1 << 20  # an ONNX doc string before the graph: read this far
 PICKLE_PROBE_BYTES = 64 * 1024  # header-less pickles: opcodes followed this far first
 MAX_PICKLE_PROBE_BYTES = 16 * 1024**2  # ... and this far when they stay consistent
 _HDF5 = b"\x89HDF\r\n\x1a\n"
@@ -99,6 +100,8 @@ def sniff_bytes(head: bytes, size: int | None = None, *, pickles: bool = True) -
         return Sniffed("model", "npy")  # object arrays are pickles; others are tensors
     if h.startswith(_HDF5):
         return Sniffed("model", "hdf5")  # Keras .h5 models (config may carry code)
+    if h[:1] == b"\x08" and onnx_head(h, size):
+        return Sniffed("model", "onnx")
     # Archive magic is exact; the header-less pickle test below is a heuristic.
     archive = _archive_format(h)
     if archive is not None:
@@ -113,6 +116,58 @@ def sniff_bytes(head: bytes, size: int | None = None, *, pickles: bool = True) -
     if _mpeg_audio_frame(h) and not _utf16_text(h):
         return Sniffed("audio", "mp3")
     return Sniffed("other", "unknown")
+
+
+def _varint(h: bytes, pos: int) -> tuple[int, int]:
+    out = shift = 0
+    while True:
+        if pos >= len(h) or shift > 63:
+            raise ValueError("truncated varint")
+        b = h[pos]
+        out |= (b & 0x7F) << shift
+        pos += 1
+        if not b & 0x80:
+            return out, pos
+        shift += 7
+
+
+def onnx_head(h: bytes, size: int | None) -> bool | None:
+    """Whether ``h`` begins an ONNX ModelProto: ``ir_version`` (field 1, 3..20) first,
+    then only fields that precede the graph in serialisation order (producer, domain,
+    model version, doc string), then the graph (field 7), whose length fits in the
+    file. None: consistent so far, but the head ends before the graph (a long doc
+    string). A TensorFlow SavedModel (schema version 1, then meta graphs) and other
+    protobufs do not pass: protobuf has no magic number, so the order decides."""
+    if h[:1] != b"\x08":
+        return False
+    try:
+        version, pos = _varint(h, 1)
+        if not 3 <= version <= 20:
+            return False
+        last = 1
+        while True:
+            if pos >= len(h):
+                return None
+            key, pos = _varint(h, pos)
+            field, wire = key >> 3, key & 7
+            if field <= last or field > 7:
+                return False
+            last = field
+            if field == 5:  # model_version
+                if wire != 0:
+                    return False
+                _, pos = _varint(h, pos)
+                continue
+            if wire != 2:
+                return False
+            n, pos = _varint(h, pos)
+            if size is not None and pos + n > size:
+                return False
+            if field == 7:
+                return n > 0
+            pos += n
+    except ValueError:
+        return None if len(h) < (size or 0) else False
 
 
 def _utf16_text(h: bytes) -> bool:
@@ -511,6 +566,11 @@ def sniff_path(path: Path) -> Sniffed:
             from .containers import is_model_zip
 
             return Sniffed("model", "zip") if is_model_zip(path) else found
+        if found.kind == "other" and head[:1] == b"\x08" and onnx_head(head, size) is None:
+            # an ONNX model whose doc string runs past the head: read on to its graph
+            f.seek(0)
+            if onnx_head(f.read(ONNX_PROBE_BYTES), size):
+                return Sniffed("model", "onnx")
         if found.kind == "other" and path.name == "saved_model.pb" and head[:1] in (b"\x08", b"\x12"):
             # TensorFlow SavedModel protobuf (schema version, then meta graphs): no
             # magic number, so the name it must have and its first field decide.

@@ -74,6 +74,9 @@ def parse_metadata(metadata: Mapping[str, Any], fmt: str = "safetensors") -> Mod
     if fmt == "gguf" or any(k.startswith("general.") for k in metadata):
         out.gguf = _gguf(metadata, out.warnings)
         used |= {k for k in metadata if k.startswith("general.")}
+    if fmt == "onnx" and isinstance(metadata.get("onnx"), dict):
+        out.onnx = metadata["onnx"]
+        used.add("onnx")
     out.embedded_hashes = {k: str(metadata[k]) for k in EMBEDDED_HASH_KEYS if isinstance(metadata.get(k), str)}
     used |= set(EMBEDDED_HASH_KEYS)
     others = sorted(k for k in metadata if k not in used)

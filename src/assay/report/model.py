@@ -8,7 +8,7 @@ Every field is evidence read or computed from the file; text taken from the file
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, is_dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -150,6 +150,9 @@ class ModelMetadata(_Part):
     comfyui_workflow: bool = False
     comfyui_nodes: list[str] = Field(default_factory=list)  # node class types, sorted
     gguf: GgufInfo | None = None
+    # ONNX: IR and opset versions, producer, operator counts, external data files, custom
+    # operators, generated weight names given back their parameter names (formats/onnx.py)
+    onnx: dict[str, Any] | None = None
     embedded_hashes: dict[str, str] = Field(default_factory=dict)
     other_keys: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
@@ -218,7 +221,7 @@ def safety_from_pickles(reports: Iterable[Any], fmt: str) -> SafetyInfo:
             )
         )
     if not findings:
-        verdict = "no-code" if fmt in ("safetensors", "gguf") else "safe"
+        verdict = "no-code" if fmt in ("safetensors", "gguf", "onnx") else "safe"
     else:
         verdict = max((f.verdict for f in findings), key=lambda v: _RANK.get(v, 1))
     return SafetyInfo(verdict=verdict, findings=findings)
@@ -288,7 +291,7 @@ def _params(n: int) -> str:
 
 
 # Formats whose code is named in a config or graph, not in a pickle (no offsets).
-_CONFIG_FORMATS = frozenset({"keras", "keras-h5", "hdf5", "tf-savedmodel"})
+_CONFIG_FORMATS = frozenset({"keras", "keras-h5", "hdf5", "tf-savedmodel", "onnx"})
 
 
 def _loader(fmt: str) -> str:
@@ -297,6 +300,8 @@ def _loader(fmt: str) -> str:
         return "Keras/TensorFlow"
     if fmt == "tf-savedmodel":
         return "TensorFlow"
+    if fmt == "onnx":
+        return "onnx.load or ONNX Runtime"
     if fmt in ("npy", "npz"):
         return "numpy.load(allow_pickle=True)"
     return "pickle/torch.load"
@@ -436,8 +441,36 @@ def _explain_metadata(md: ModelMetadata, add: Any) -> None:
             add(f"  {clean(k, 60)}: {clean(v)}")
         for i, b in enumerate(md.gguf.base_models):
             add(f"  base model {i}: " + clean(", ".join(f"{k}={v}" for k, v in b.items()), 300))
+    if md.onnx is not None:
+        _explain_onnx(md.onnx, add)
     if md.other_keys:
         add("other metadata keys: " + clean(", ".join(md.other_keys), 400))
+
+
+def _explain_onnx(o: Mapping[str, Any], add: Callable[[str], None]) -> None:
+    producer = " ".join(clean(o[k], 80) for k in ("producer_name", "producer_version") if o.get(k))
+    opsets = o.get("opsets") or {}
+    add("ONNX: " + ", ".join(x for x in (
+        f"IR {o['ir_version']}" if o.get("ir_version") is not None else "",
+        "opsets " + ", ".join(f"{clean(d, 60)} {v}" for d, v in list(opsets.items())[:10]) if opsets else "",
+        f"made by {producer}" if producer else "",
+    ) if x))
+    ops = o.get("ops") or {}
+    add(f"  {o.get('nodes', 0):,} nodes" + (": " + clean(", ".join(f"{k} {n}" for k, n in list(ops.items())[:12]), 400) if ops else "")
+        + (f" and {len(ops) - 12} more kinds" if len(ops) > 12 else ""))
+    for key, label in (("custom_ops", "operators outside the standard domains"), ("external_data", "weights in"),
+                       ("functions", "model functions")):
+        if o.get(key):
+            add(f"  {label}: " + clean(", ".join(o[key]), 400))
+    if o.get("renamed"):
+        add(f"  {len(o['renamed'])} weight(s) with exporter-generated names listed under the parameter "
+            "names their nodes give (MatMul weights transposed back)")
+    for why, n in (o.get("not_read") or {}).items():
+        add(f"  not read: {n} {clean(why, 80)}")
+    for w in (o.get("warnings") or [])[:10]:
+        add(f"  warning: {clean(w, 300)}")
+    if o.get("doc_string"):
+        add("  doc string: " + clean(o["doc_string"], 200))
 
 
 def explain_model_text(report: ModelReport, path: str | None = None) -> Text:

@@ -334,6 +334,11 @@ def open_model(path: Path, *, limits: Limits = Limits()) -> ModelFile:  # noqa: 
         from .safetensors import read_safetensors
 
         return read_safetensors(path)
+    if fmt == "onnx" or (fmt == "unknown" and path.suffix.lower() == ".onnx"):
+        # (a file named .onnx that does not sniff as one: the reader says what is wrong)
+        from .onnx import read_onnx
+
+        return read_onnx(path)
     if fmt == "gguf":
         from .gguf import read_gguf
 

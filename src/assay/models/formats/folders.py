@@ -3,7 +3,7 @@
 A diffusers pipeline is a folder with ``model_index.json`` naming its components
 (``unet``, ``vae``, ``text_encoder`` ...), each a sub-folder with ``config.json`` and
 weights: one file (``diffusion_pytorch_model.safetensors``, ``model.safetensors``,
-``pytorch_model.bin``), variants of it (``...fp16.safetensors``, ``...non_ema...``),
+``pytorch_model.bin``; ``model.onnx`` in an ONNX pipeline as Optimum exports it), variants of it (``...fp16.safetensors``, ``...non_ema...``),
 or shards listed by an ``*.index.json`` ``weight_map``. A PEFT adapter is a folder
 with ``adapter_config.json`` and ``adapter_model.safetensors`` (or ``.bin``). A Hugging
 Face model folder has ``config.json`` and ``model.safetensors`` (or shards behind
@@ -27,11 +27,11 @@ from ...config import Limits
 from ...errors import DecodeError, InputError, UnsupportedFormat
 from . import MAX_CONFIG_BYTES, ModelFile, TensorInfo
 
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx")
 _SHARD = re.compile(r"-\d{1,6}-of-\d{1,6}(?=\.)")
 _INDEX = re.compile(r"^(?P<stem>[^.]+)(?:\.(?P<v1>[\w-]+))?\.(?P<ext>safetensors|bin)\.index"
                     r"(?:\.(?P<v2>[\w-]+))?\.json$")
-_SINGLE = re.compile(r"^(?P<stem>[^.]+)(?:\.(?P<variant>[\w-]+))?\.(?P<ext>safetensors|bin|pt|pth|ckpt)$")
+_SINGLE = re.compile(r"^(?P<stem>[^.]+)(?:\.(?P<variant>[\w-]+))?\.(?P<ext>safetensors|bin|pt|pth|ckpt|onnx)$")
 _COMPONENT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 MAX_SHARDS = 10_000
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from ...errors import DecodeError, InputError, UnsafeInput
 from ..pickles import PickleFinding, PickleReport
 from . import ModelFile
+from ._protobuf import fields as _fields
 
 __all__ = ["FILE_SYSTEM_OPS", "graph_ops", "read_saved_model"]
 
@@ -47,44 +48,6 @@ FILE_SYSTEM_OPS = frozenset({
 })
 # Checkpoint ops every SavedModel holds for its variables: expected, not findings.
 CHECKPOINT_OPS = frozenset({"SaveV2", "RestoreV2", "MergeV2Checkpoints", "ShardedFilename"})
-
-
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    out = shift = 0
-    while True:
-        if pos >= len(buf) or shift > 63:
-            raise ValueError("truncated varint")
-        b = buf[pos]
-        pos += 1
-        out |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return out, pos
-        shift += 7
-
-
-def _fields(buf: bytes, start: int, end: int):  # type: ignore[no-untyped-def]
-    """(field number, wire type, value or (start, end) span) of one message."""
-    pos = start
-    while pos < end:
-        key, pos = _varint(buf, pos)
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _varint(buf, pos)
-            yield field, wire, value
-        elif wire == 1:
-            pos += 8
-        elif wire == 2:
-            n, pos = _varint(buf, pos)
-            if pos + n > end:
-                raise ValueError("length-delimited field runs past its message")
-            yield field, wire, (pos, pos + n)
-            pos += n
-        elif wire == 5:
-            pos += 4
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-    if pos != end:
-        raise ValueError("message runs past its end")
 
 
 def _node(buf: bytes, span: tuple[int, int]) -> tuple[str, str]:

@@ -17,6 +17,8 @@ import zlib
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from assay.cli import app
@@ -173,3 +175,116 @@ def test_provenance_of_a_png_padded_after_its_pixels_checks_its_pixels(tmp_path:
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     assert report["errors"] == [] and "could not check" not in report["verdict"]
+
+
+# -- images behind other data, or inside documents and audio as they are (carving) ---------------
+
+
+def _pdf_with_jpeg(jpeg: bytes) -> bytes:
+    """A one-page PDF showing ``jpeg`` as a DCTDecode image (the JPEG's bytes as they are)."""
+    image = (b"<< /Type /XObject /Subtype /Image /Width 8 /Height 8 /ColorSpace /DeviceRGB "
+             b"/BitsPerComponent 8 /Filter /DCTDecode /Length %d >>\nstream\n" % len(jpeg) + jpeg + b"\nendstream")
+    objs = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 8 8] /Resources << /XObject << /Im0 4 0 R >> >> >>",
+            image]
+    out = b"%PDF-1.4\n"
+    offsets = []
+    for i, o in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % i + o + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1) + b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    return out + b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
+
+
+def _id3_with_cover(jpeg: bytes) -> bytes:
+    """An MP3's ID3v2.3 tag whose APIC frame is ``jpeg``, then one silent MPEG frame."""
+    apic = b"\x00image/jpeg\x00\x03cover\x00" + jpeg
+    frame = b"APIC" + struct.pack(">I", len(apic)) + b"\x00\x00" + apic
+    n = len(frame)
+    size = bytes([(n >> 21) & 0x7F, (n >> 14) & 0x7F, (n >> 7) & 0x7F, n & 0x7F])
+    return b"ID3\x03\x00\x00" + size + frame + b"\xff\xfb\x90\x00" + b"\x00" * 413
+
+
+def test_images_behind_junk_and_inside_documents_are_cut_out_and_found(
+        banked: tuple[str, dict[str, bytes]], tmp_path: Path) -> None:
+    """A known JPEG or PNG with junk, a text or a program before it was an 'other' file
+    nothing was looked at in; a PDF's JPEG (DCTDecode) and an MP3's cover were not looked
+    at either. Each is now cut out whole: the same bytes, so MD5 and SHA-256 match too."""
+    import hashlib
+
+    db, data = banked
+    case = tmp_path / "case"
+    case.mkdir()
+    (case / "junk.bin").write_bytes(os.urandom(4096) + data["bridge"] + os.urandom(300))
+    (case / "notes.txt").write_bytes(b"meeting notes\n" * 40 + data["pen"])
+    (case / "report.pdf").write_bytes(_pdf_with_jpeg(data["bridge"]))
+    (case / "song.mp3").write_bytes(_id3_with_cover(data["bridge"]))
+    (case / "unrelated.pdf").write_bytes(_pdf_with_jpeg(data["other"]))
+    from PIL import Image
+
+    pen = Image.open(io.BytesIO(data["pen"])).convert("RGB")
+    for fmt in ("GIF", "WEBP"):  # re-encoded: found by PDQ
+        b = io.BytesIO()
+        pen.save(b, fmt)
+        (case / f"pen-{fmt.lower()}.dat").write_bytes(b"\x00" * 999 + b.getvalue() + b"\x00" * 10)
+    noise = bytearray(os.urandom(200_000))
+    for at in range(1000, 190_000, 9_000):  # JPEG and PNG starts whose structure does not hold
+        noise[at:at + 6] = b"\xff\xd8\xff\xe0\x00\x10"
+        noise[at + 3000:at + 3016] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR"
+    (case / "noise.bin").write_bytes(bytes(noise))
+    out, recs = _scan(db, case, tmp_path / "r.jsonl")
+    bridge_md5 = hashlib.md5(data["bridge"]).hexdigest()
+    for holder, member, cid in (("junk.bin", "carved@4096.jpg", "bridge"),
+                                ("notes.txt", f"carved@{14 * 40}.png", "pen"),
+                                ("song.mp3", None, "bridge"), ("report.pdf", None, "bridge")):
+        members = [p for p in recs if p.startswith(holder + "!/carved@")]
+        assert len(members) == 1, (holder, sorted(recs))
+        assert member is None or members == [f"{holder}!/{member}"]
+        rec = recs[members[0]]
+        assert _matched(rec) == {cid} and rec["member_of"] == str(case / holder)
+        assert {m["signal_type"] for m in rec["matches"]} >= {"pdq", "md5", "sha256"}
+        assert f"match: {case}/{members[0]}" in out
+        assert not recs[holder].get("errors")
+    assert {s["value"] for s in recs["junk.bin!/carved@4096.jpg"]["signals"] if s["type"] == "md5"} == {bridge_md5}
+    assert _matched(recs["pen-gif.dat!/carved@999.gif"]) == {"pen"}
+    assert _matched(recs["pen-webp.dat!/carved@999.webp"]) == {"pen"}
+    assert not _matched(recs["unrelated.pdf!/" + next(p for p in recs if p.startswith("unrelated.pdf!/")).split("!/")[1]])
+    assert not [p for p in recs if p.startswith("noise.bin!/")]
+    assert recs["noise.bin"]["kind"] == "other" and not recs["noise.bin"].get("errors")
+
+
+def test_carving_stops_at_its_limit_with_an_error_on_the_holder(tmp_path: Path) -> None:
+    from assay.config import Limits, ScanSettings
+    from assay.report.schema import FileRecord
+    from assay.scan.run import run_scan
+
+    png = _png()
+    (tmp_path / "many.bin").write_bytes(b"x" + b"".join(b"--" + png for _ in range(5)))
+    recs: list[FileRecord] = []
+    run_scan([tmp_path], ScanSettings(workers=1, limits=Limits(max_carved=3)), None, recs.append)
+    got = {r.path[len(str(tmp_path)) + 1:]: r for r in recs}
+    assert sorted(p for p in got if "carved@" in p) == [
+        f"many.bin!/carved@{1 + 2 + i * (len(png) + 2)}.png" for i in range(3)]
+    assert [e.code for e in got["many.bin"].errors] == ["too-large"]
+    assert "more than 3 embedded images" in got["many.bin"].errors[0].message
+
+
+_STARTS = [b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", b"\xff\xd8\xff\xdb\x00\x43", b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR",
+           b"GIF89a\x10\x00\x10\x00\x80\x00\x00", b"RIFF\x40\x00\x00\x00WEBPVP8 ", b"\xff\xda\x00\x08", b"\xff\xd9",
+           b"\x2c\x00\x00\x00\x00\x10\x00\x10\x00\x00\x08", b"\x21\xf9\x04", b"\x3b", b"IEND"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(st.sampled_from(_STARTS), st.binary(max_size=64)), max_size=40),
+       st.integers(min_value=1, max_value=5))
+def test_fuzzed_carving_never_raises_and_stays_in_the_file(parts: list[bytes], most: int) -> None:
+    from assay.containers.carve import find_images
+
+    data = b"\x00" + b"".join(parts) + _png()[: 60 * most]
+    found, more = find_images(io.BytesIO(data), len(data), 1 << 20, most, 1 << 20)
+    assert len(found) <= most and (not more or len(found) == most)
+    end = 1
+    for at, length, fmt in found:
+        assert at >= end and length > 0 and at + length <= len(data) and fmt in ("jpeg", "png", "gif", "webp")
+        end = at + length

@@ -60,6 +60,10 @@ class Limits:
     # tops out near 1032:1, ordinary data stays far below 100:1.
     max_compression_ratio: int = 200
     max_ratio_floor: int = 32 * 1024**2
+    # Images embedded in other data (assay.containers.carve): searched for in this many
+    # first bytes of a file, at most this many cut out of one file.
+    max_carve_bytes: int = 256 * 1024**2
+    max_carved: int = 64
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from typing import BinaryIO
 
 from ..config import Limits
 from ..report.schema import ErrorInfo, FileRecord, FileTimes
+from .carve import CARVE_KINDS, carved_members, embedded_images
 from .members import ArchiveError, Member, safe_suffix, unsafe_name
 from .sevenzip import sevenzip_members
 from .tars import STREAM_ERRORS, tar_members
@@ -54,20 +55,35 @@ class _Stop(Exception):
 _ZIP_CARRIERS = frozenset({"image", "document", "video", "audio"})
 
 
-def archive_to_walk(path: Path, record: FileRecord) -> str | None:
+def archive_to_walk(path: Path, record: FileRecord, limits: Limits) -> str | None:
     """The archive format to walk the file at ``path`` as, given its record: an archive's
     own; "zip" for an image, document, video or audio file that ends with a zip archive
-    (a polyglot: its members are scanned too, as ``photo.jpg!/member``); None for any
-    other file and any file that could not be read."""
+    (a polyglot: its members are scanned too, as ``photo.jpg!/member``); "carve" for a
+    file that is none of these, a document, audio or video, and holds images as they are
+    (containers/carve.py: ``file!/carved@OFFSET.jpg``); None for any other file and any
+    file that could not be read."""
     if any(e.stage == "read" for e in record.errors):
         return None
     if record.kind == "archive":
         return record.format
-    if record.kind in _ZIP_CARRIERS and record.size:
+    if not record.size:
+        return None
+    if record.kind in _ZIP_CARRIERS:
         from ..sniff import appended_zip
 
-        return "zip" if appended_zip(path, record.size) else None
+        if appended_zip(path, record.size):
+            return "zip"
+    if record.kind in CARVE_KINDS and record.format != "directory" and _embedded(path, limits)[0]:
+        return "carve"  # searched again by the walk: only for the few files that hold images
     return None
+
+
+def _embedded(path: Path, limits: Limits) -> tuple[list[tuple[int, int, str]], bool]:
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return [], False
+    return embedded_images(path, size, limits.max_carve_bytes, limits.max_carved, limits.max_image_bytes)
 
 
 def walk_archive(path: Path, record: FileRecord, analyze: AnalyzeFile, limits: Limits,
@@ -120,7 +136,15 @@ def _members(path: Path, fmt: str, display: str, tmp: Path, budget: _Budget) -> 
                                 limits.max_archive_bytes, lambda n: _count(budget, n))
     if fmt in ("tar", "gzip", "bzip2", "xz", "zlib", "lzma"):
         return tar_members(path, fmt, display)
+    if fmt == "carve":
+        return _carved(path, *_embedded(path, limits), limits.max_carved)
     raise ArchiveError(f"archive format {fmt!r} is not supported", code="unsupported-format")
+
+
+def _carved(path: Path, found: list[tuple[int, int, str]], more: bool, most: int) -> Iterator[Member]:
+    yield from carved_members(path, found)
+    if more:
+        raise ArchiveError(f"more than {most} embedded images; the rest not cut out", code="too-large")
 
 
 def _error(display: str, archive: str, code: str, message: str, size: int | None = None) -> FileRecord:
@@ -183,7 +207,7 @@ def _one(m: Member, archive: str, analyze: AnalyzeFile, budget: _Budget, tmp: Pa
         rec.times = FileTimes(source="archive", mtime=m.mtime) if m.mtime else None
         if unsafe:
             rec.errors.append(ErrorInfo(stage="archive", code="unsafe-name", message=unsafe))
-        if (fmt := archive_to_walk(local, rec)) is not None:
+        if (fmt := archive_to_walk(local, rec, limits)) is not None:
             if depth >= limits.max_archive_depth:
                 rec.errors.append(ErrorInfo(stage="archive", code="too-deep", message=(
                     f"archive nested {depth + 1} deep (limit {limits.max_archive_depth}); members not read")))

@@ -277,7 +277,7 @@ def _remote_records(item: RemoteItem, settings: ScanSettings, analyzers: Any, tm
             e.message = e.message.replace(str(tmp), record.path)
         from ..containers import archive_to_walk, walk_archive
 
-        if (fmt := archive_to_walk(tmp, record)) is not None:
+        if (fmt := archive_to_walk(tmp, record, settings.limits)) is not None:
 
             def member(path: Path) -> FileRecord:
                 return analyze_item(WalkItem(path), settings, analyzers)

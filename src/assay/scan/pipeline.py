@@ -194,7 +194,7 @@ def analyze_entry(item: WalkItem, settings: ScanSettings, analyzers: Sequence[An
     record = analyze_item(item, settings, analyzers)
     from ..containers import archive_to_walk, walk_archive
 
-    if (fmt := archive_to_walk(item.path, record)) is None:
+    if (fmt := archive_to_walk(item.path, record, settings.limits)) is None:
         yield record
         return
 

@@ -1,0 +1,249 @@
+"""Images inside other data, found at their signatures and cut out whole (carving).
+
+A known picture behind junk, a program or a text is a file no magic number at its start
+names ("other"): before, nothing in it was looked at. A PDF holds its JPEG photos as
+they are (DCTDecode streams), an MP3, FLAC or MP4 its cover art. The first
+``max_carve_bytes`` of such a file are searched for the start of a JPEG, PNG, GIF or
+WebP whose structure holds (a JPEG's segments up to its scan, a PNG's header with its
+checksum, a RIFF size inside the file), and each one found is cut out to its own end (a
+JPEG's end marker, a PNG's IEND chunk, the RIFF size; a GIF to the end of the data) and
+analysed as a member ``file!/carved@OFFSET.jpg``, with the archive walker's limits. The
+exact hashes of a cut-out image are those of the embedded file, so a copy of a known
+file behind other data matches exactly, not only by PDQ.
+
+Not found this way: images stored compressed or encoded inside their holder (a PDF's
+Flate images, base64 in an SVG or an e-mail), formats whose signature is too weak to
+search for (BMP, TIFF), and anything past ``max_carve_bytes``.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from ..sniff import contains
+from .members import Member
+
+# Kinds of file searched: nothing at their start names an image, or they may hold one
+# as it is (documents, audio and video covers). Images and archives are not (an
+# image's EXIF thumbnail is part of it; an archive's members are read as members).
+CARVE_KINDS = frozenset({"other", "document", "audio"})
+_BLOCK = 8 * 1024**2
+_JPEG, _PNG, _GIF, _WEBP = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR", b"GIF8", b"WEBPVP8"
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers (C4 DHT, C8 JPG, CC DAC)
+# Markers that may follow SOI before the frame header (APPn, COM, DQT, DHT, DRI, DAC,
+# SOFn): any other second marker byte is not a JPEG's start.
+_JPEG_SECOND = frozenset(range(0xE0, 0xF0)) | {0xFE, 0xDB, 0xC4, 0xDD, 0xCC} | _SOF
+_MAX_SEGMENTS = 4096  # a JPEG's segments before its scan (padding may add hundreds)
+# Chunks (PNG) or blocks and sub-blocks (GIF) followed to find an image's end; past
+# that many, the image is taken to run to the end of what may be cut out (its decoder
+# stops at its own end): ~0.2 s of reads at most for one crafted image.
+_MAX_STEPS = 200_000
+
+
+def find_images(f: BinaryIO, size: int, window: int, max_found: int, max_image: int) -> tuple[list[tuple[int, int, str]], bool]:
+    """The images embedded in the first ``window`` bytes of ``f`` (``size`` bytes), as
+    (offset, length, format) in file order, none inside another; and whether more than
+    ``max_found`` were there (the rest left out). Never one at offset 0 (the file itself)."""
+    found: list[tuple[int, int, str]] = []
+    end_of_last = 1  # nothing at offset 0, nor inside an image already cut out
+    limit = min(size, window)
+    pos = 0
+    while pos < limit:
+        f.seek(pos)
+        block = f.read(min(_BLOCK + 16, limit - pos + 16))
+        if not block:
+            break
+        hits = sorted(_hits(block, pos, limit))
+        for at, fmt in hits:
+            if at < end_of_last:
+                continue
+            extent = _extent(f, at, size, fmt, max_image)
+            if extent is None:
+                continue
+            if len(found) >= max_found:
+                return found, True
+            found.append((at, extent, fmt))
+            end_of_last = at + extent
+        pos += _BLOCK
+    return found, False
+
+
+def _hits(block: bytes, base: int, limit: int) -> Iterator[tuple[int, str]]:
+    for sig, fmt, back in ((_JPEG, "jpeg", 0), (_PNG, "png", 0), (_GIF, "gif", 0), (_WEBP, "webp", 8)):
+        if not contains(block, sig):  # libc's memmem: ~3x bytes.find, and most blocks hold none
+            continue
+        i = block.find(sig)
+        while i >= 0:
+            at = base + i - back
+            if 0 < at < limit and base <= at < base + _BLOCK:  # the overlap's hits are the next block's
+                yield at, fmt
+            i = block.find(sig, i + 1)
+
+
+def _read(f: BinaryIO, at: int, n: int) -> bytes:
+    f.seek(at)
+    return f.read(n)
+
+
+def _extent(f: BinaryIO, at: int, size: int, fmt: str, max_image: int) -> int | None:
+    """How many bytes from ``at`` the image there takes, or None when it is not one."""
+    if fmt == "jpeg":
+        return _jpeg_extent(f, at, size, max_image)
+    if fmt == "png":
+        return _png_extent(f, at, size, max_image)
+    if fmt == "gif":
+        return _gif_extent(f, at, size, max_image)
+    head = _read(f, at, 16)  # RIFF <size> WEBPVP8?
+    if len(head) < 16 or head[:4] != b"RIFF" or head[15:16] not in (b" ", b"L", b"X"):
+        return None
+    n = struct.unpack_from("<I", head, 4)[0] + 8
+    return n if 20 <= n <= min(size - at, max_image) else None
+
+
+def _jpeg_extent(f: BinaryIO, at: int, size: int, max_image: int) -> int | None:
+    """SOI, then segments with lengths that hold up to a frame header and a scan, then
+    the end marker (FF D9: in the entropy-coded data an FF is followed by 00 or a restart
+    marker; further tables and scans of a progressive JPEG are segments before it)."""
+    head = _read(f, at, 4)
+    if len(head) < 4 or head[3] not in _JPEG_SECOND:
+        return None
+    pos, sof = at + 2, False
+    for _ in range(_MAX_SEGMENTS):
+        seg = _read(f, pos, 4)
+        if len(seg) < 4 or seg[0] != 0xFF:
+            return None
+        marker, length = seg[1], struct.unpack_from(">H", seg, 2)[0]
+        if marker == 0xFF:  # fill bytes before a marker
+            pos += 1
+            continue
+        if length < 2 or marker in (0xD8, 0xD9) or 0xD0 <= marker <= 0xD7:
+            return None
+        if marker in _SOF:
+            sof = True
+        if marker == 0xDA:
+            if not sof:
+                return None
+            end = _find(f, b"\xff\xd9", pos + 2 + length, min(size, at + max_image))
+            return (end + 2 - at) if end is not None else min(size - at, max_image)
+        pos += 2 + length
+    return None
+
+
+def _png_extent(f: BinaryIO, at: int, size: int, max_image: int) -> int | None:
+    ihdr = _read(f, at + 8, 25)
+    if len(ihdr) < 25 or zlib.crc32(ihdr[4:21]) != struct.unpack_from(">I", ihdr, 21)[0]:
+        return None
+    pos, stop = at + 33, min(size, at + max_image)
+    for _ in range(_MAX_STEPS):
+        head = _read(f, pos, 8)
+        if len(head) < 8:
+            break
+        length = struct.unpack_from(">I", head)[0]
+        pos += 12 + length
+        if head[4:] == b"IEND" or pos >= stop:
+            break
+    else:
+        pos = stop
+    return min(pos, stop) - at
+
+
+def _gif_extent(f: BinaryIO, at: int, size: int, max_image: int) -> int | None:
+    """Header, screen descriptor and colour table, then extension and image blocks (each
+    ending with an empty sub-block) up to the trailer (3B)."""
+    head = _read(f, at, 13)
+    if len(head) < 13 or head[4:6] not in (b"7a", b"9a"):
+        return None
+    w, h, flags = struct.unpack_from("<HHB", head, 6)
+    if not (w and h):
+        return None
+    pos = at + 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+    stop = min(size, at + max_image)
+    images = steps = 0
+    while steps < _MAX_STEPS:
+        steps += 1
+        kind = _read(f, pos, 1)
+        if kind == b"\x3b":
+            return pos + 1 - at if images else None
+        if kind == b"\x21":  # extension: label, then sub-blocks
+            pos += 2
+        elif kind == b"\x2c":  # image descriptor, local colour table, LZW code size, sub-blocks
+            desc = _read(f, pos, 10)
+            if len(desc) < 10:
+                return None
+            pos += 10 + (3 << ((desc[9] & 7) + 1) if desc[9] & 0x80 else 0) + 1
+            images += 1
+        else:
+            return None
+        while steps < _MAX_STEPS:  # sub-blocks: a length byte, then that many bytes; 0 ends them
+            steps += 1
+            n = _read(f, pos, 1)
+            if not n or pos >= stop:
+                return None
+            pos += 1 + n[0]
+            if n[0] == 0:
+                break
+    return stop - at if images else None
+
+
+def _find(f: BinaryIO, needle: bytes, start: int, stop: int) -> int | None:
+    pos = start
+    while pos < stop:
+        block = _read(f, pos, min(_BLOCK, stop - pos) + len(needle) - 1)
+        i = block.find(needle)
+        if i >= 0:
+            return pos + i
+        if len(block) < len(needle):
+            return None
+        pos += _BLOCK
+    return None
+
+
+class _Slice:
+    """``length`` bytes of the file at ``path`` from ``offset``, read forward."""
+
+    def __init__(self, path: Path, offset: int, length: int) -> None:
+        self._f = open(path, "rb")  # noqa: SIM115 - closed by close(), as a member stream
+        self._f.seek(offset)
+        self._left = length
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._left if n < 0 else min(n, self._left)
+        data = self._f.read(n)
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> _Slice:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_EXT = {"jpeg": "jpg", "png": "png", "gif": "gif", "webp": "webp"}
+
+
+def carved_members(path: Path, found: list[tuple[int, int, str]]) -> Iterator[Member]:
+    for offset, length, fmt in found:
+        def opener(offset: int = offset, length: int = length) -> _Slice:
+            return _Slice(path, offset, length)
+
+        yield Member(name=f"carved@{offset}.{_EXT[fmt]}", size=length, open=opener,  # type: ignore[arg-type]
+                     independent=True)
+
+
+def embedded_images(path: Path, size: int, window: int, max_found: int,
+                    max_image: int) -> tuple[list[tuple[int, int, str]], bool]:
+    """find_images on the file at ``path``; nothing when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return find_images(f, size, window, max_found, max_image)
+    except OSError:
+        return [], False
+

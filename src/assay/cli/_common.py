@@ -423,7 +423,12 @@ def _camera_bank(db: str | None, threshold: float) -> Any:
 
 
 def _emit_json(obj: Any) -> None:
-    out.file.write(json.dumps(obj, ensure_ascii=False, indent=None) + "\n")
+    text = json.dumps(obj, ensure_ascii=False, indent=None)
+    if not text.isascii():  # a file name that is not UTF-8: escaped, so the line stays valid UTF-8
+        from ..report.jsonl import escape_surrogates
+
+        text = escape_surrogates(text)
+    out.file.write(text + "\n")
 
 
 @contextmanager

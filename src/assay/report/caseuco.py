@@ -28,6 +28,7 @@ from typing import IO, Any
 
 from .. import __version__
 from ..review.ids import file_key, match_id
+from .jsonl import escape_surrogates
 from .reader import Report
 from .textspans import pct, span_rows, text_part
 
@@ -64,7 +65,9 @@ class _Ids:
         self.ns = uuid.uuid5(uuid.NAMESPACE_URL, f"assay:scan:{scan_id or report_sha256}")
 
     def __call__(self, kind: str, *parts: object) -> str:
-        return f"kb:{kind}-{uuid.uuid5(self.ns, kind + chr(0) + chr(0).join(map(str, parts)))}"
+        name = kind + chr(0) + chr(0).join(map(str, parts))
+        # a file name that is not UTF-8 (lone surrogates) counts by its \udcXX escapes
+        return f"kb:{kind}-{uuid.uuid5(self.ns, name.encode('utf-8', 'backslashreplace').decode())}"
 
 
 class _Graph:
@@ -77,7 +80,7 @@ class _Graph:
 
     def node(self, obj: dict[str, Any]) -> None:
         clean = {k: v for k, v in obj.items() if v not in (None, [], "")}
-        self.fh.write(("" if self.first else ",\n") + json.dumps(clean, ensure_ascii=False))
+        self.fh.write(("" if self.first else ",\n") + escape_surrogates(json.dumps(clean, ensure_ascii=False)))
         self.first = False
 
     def close(self) -> None:

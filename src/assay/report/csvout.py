@@ -63,7 +63,9 @@ class _Out:
     def __init__(self, folder: Path, name: str) -> None:
         self.path = folder / f"{name}.csv"
         self.tmp = folder / f"{name}.csv.partial"
-        self.fh = open(self.tmp, "w", encoding="utf-8-sig", newline="")  # noqa: SIM115 (closed in close())
+        # a file name that is not UTF-8 (lone surrogates) is written as its \udcXX escapes
+        self.fh = open(self.tmp, "w", encoding="utf-8-sig", errors="backslashreplace",  # noqa: SIM115
+                       newline="")  # (closed in close())
         self.w = csv.writer(self.fh)
         self.w.writerow(TABLES[name])
         self.rows = 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from pathlib import Path
 from types import TracebackType
@@ -15,7 +16,22 @@ from ..errors import AssayError
 
 
 def dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), sort_keys=False)
+    """One JSON text that is always valid UTF-8. A file name that is not valid UTF-8
+    (bytes from another encoding) reaches Python as lone surrogates ('\\udcff' for the byte
+    FF), which UTF-8 cannot encode: they are written as JSON escapes, which json.loads and
+    os.fsencode turn back into the very bytes of the name."""
+    s = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return s if s.isascii() else escape_surrogates(s)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def escape_surrogates(s: str) -> str:
+    """``s`` (JSON text) with every lone surrogate as its \\uXXXX escape."""
+    if not _SURROGATE.search(s):
+        return s
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", s)
 
 
 FLUSH_SECONDS = 1.0

@@ -174,7 +174,16 @@ class Report:
         except orjson.JSONDecodeError as exc:
             if "utf-8" in str(exc).lower():
                 raise self._bad(lineno, "not UTF-8 text") from None
-            raise self._bad(lineno, f"not JSON ({exc})") from None
+            if "surrogate" not in str(exc):
+                raise self._bad(lineno, f"not JSON ({exc})") from None
+            # a file name that is not UTF-8, written as \udcXX escapes (report.jsonl.dumps),
+            # which orjson refuses and the json module reads back as the name's bytes
+            import json
+
+            try:
+                obj = json.loads(raw)
+            except ValueError as exc2:
+                raise self._bad(lineno, f"not JSON ({exc2})") from None
         if not isinstance(obj, dict):
             raise self._bad(lineno, f"a JSON {type(obj).__name__}, not a report record (an object)")
         schema = obj.get("schema")

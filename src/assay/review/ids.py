@@ -26,7 +26,7 @@ def file_key(rec: Mapping[str, Any], scan_id: str | None = None) -> str:
 
 def match_id(file_sha256_or_key: str, match: Mapping[str, Any]) -> str:
     key = "\t".join(str(match.get(k) or "") for k in ("bank", "content_id", "signal_type", "value"))
-    return hashlib.sha256(f"{file_sha256_or_key}\t{key}".encode()).hexdigest()[:ID_LEN]
+    return hashlib.sha256(f"{file_sha256_or_key}\t{key}".encode("utf-8", "backslashreplace")).hexdigest()[:ID_LEN]
 
 
 def is_record_id(text: str) -> bool:

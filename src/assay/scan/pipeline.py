@@ -248,7 +248,8 @@ def _work(item: WalkItem) -> FileRecord | _Spool:
     fd, spool = tempfile.mkstemp(prefix="assay-spool-", suffix=".jsonl")
     count = 0
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        # surrogatepass: a member name that is not UTF-8 (lone surrogates) goes through whole
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogatepass") as f:
             for rec in itertools.chain((first, second), records):
                 f.write(rec.model_dump_json(by_alias=True) + "\n")
                 count += 1
@@ -263,7 +264,7 @@ def _unspool(result: FileRecord | _Spool) -> Iterator[FileRecord]:
         yield result
         return
     try:
-        with open(result.path, encoding="utf-8") as f:
+        with open(result.path, encoding="utf-8", errors="surrogatepass") as f:
             for line in f:
                 yield FileRecord.model_validate_json(line)
     finally:

@@ -1,0 +1,94 @@
+"""The `assay` command as a person runs it: a real process in a fresh home, files with
+awkward names, outputs in awkward places, an interrupted scan. What it prints must be
+readable and safe on a terminal, its JSON valid UTF-8, and nothing the user had lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import assay as assay_pkg
+from assay.demo import pattern
+
+BAD_NAME = os.fsdecode(b"bad\xffname.png")  # the byte FF: not UTF-8 (a Latin-1 name, say)
+
+
+def assay(*args: str, home: Path, cwd: Path | None = None,
+          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    """`assay ARGS` in a new process with its own home (its own default store), stdout
+    and stderr as bytes: whether they are valid UTF-8 is part of what is checked."""
+    code = "import sys; from assay.cli import main; sys.argv[0] = 'assay'; main()"
+    e = {k: v for k, v in os.environ.items() if not k.startswith("ASSAY_")}
+    e |= {"HOME": str(home), "XDG_DATA_HOME": str(home / ".local" / "share"), "COLUMNS": "80",
+          "PYTHONPATH": str(Path(assay_pkg.__file__).parents[1])}  # this tree, whatever the cwd
+    # a terminal's usual setting: text that UTF-8 cannot encode is an error, not raw bytes
+    e |= {"PYTHONIOENCODING": "utf-8:strict"} | (env or {})
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, cwd=cwd or home, env=e,
+                          timeout=300)
+
+
+def no_traceback(res: subprocess.CompletedProcess[bytes]) -> None:
+    assert b"Traceback" not in res.stdout + res.stderr, res.stderr.decode(errors="replace")
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    h = tmp_path / "home"
+    h.mkdir()
+    return h
+
+
+def test_a_name_that_is_not_utf8_is_scanned_and_its_json_is_valid(home: Path) -> None:
+    folder = home / "case"
+    folder.mkdir()
+    pattern("rings", seed=1).save(folder / BAD_NAME)
+    pattern("blobs", seed=2).save(folder / "plain.png")
+    res = assay("scan", "case", "-o", "r.jsonl", "--workers", "1", home=home)
+    no_traceback(res)
+    assert res.returncode == 0, res.stderr
+    assert not (home / "r.jsonl.partial").exists()
+    paths = []
+    for raw in (home / "r.jsonl").read_bytes().splitlines():
+        rec = json.loads(raw.decode("utf-8"))  # valid UTF-8, valid JSON
+        if rec["schema"] == "assay.file/1":
+            paths.append(rec["path"])
+    # the name comes back byte for byte: the examiner can find the very file
+    assert sorted(os.fsencode(p) for p in paths) == [b"case/bad\xffname.png", b"case/plain.png"]
+    assert all((home / p).exists() for p in paths)
+    # the one-file commands' --json too, and the report read back by `assay report`
+    for cmd in (["hash"], ["provenance"], ["match", "--image"]):
+        res = assay(*cmd, str(folder / BAD_NAME), "--json", home=home)
+        no_traceback(res)
+        assert res.returncode == 0, (cmd, res.stderr)
+        for line in res.stdout.splitlines():
+            json.loads(line.decode("utf-8"))
+    for fmt, out in (("html", "case.html"), ("csv", "csv"), ("case", "case.jsonld")):
+        res = assay("report", "r.jsonl", "--format", fmt, "-o", out, home=home)
+        no_traceback(res)
+        assert res.returncode == 0, (fmt, res.stderr)
+    json.loads((home / "case.jsonld").read_bytes().decode("utf-8"))
+    assert "bad\\udcffname.png" in (home / "csv" / "inventory.csv").read_text(encoding="utf-8-sig")
+
+
+def test_an_archive_member_name_that_is_not_utf8(home: Path) -> None:
+    import tarfile
+
+    src = home / "src"
+    src.mkdir()
+    pattern("rings", seed=1).save(src / BAD_NAME)
+    folder = home / "case"
+    folder.mkdir()
+    with tarfile.open(folder / "a.tar", "w", encoding="utf-8", errors="surrogateescape") as tf:
+        tf.add(src / BAD_NAME, arcname=BAD_NAME)
+        tf.add(src / BAD_NAME, arcname="second.png")
+    pattern("blobs", seed=2).save(folder / "plain.png")
+    res = assay("scan", "case", "-o", "r.jsonl", "--workers", "2", home=home)  # members spooled by a worker
+    no_traceback(res)
+    assert res.returncode == 0, res.stderr
+    paths = [json.loads(raw.decode("utf-8")).get("path") for raw in (home / "r.jsonl").read_bytes().splitlines()]
+    assert os.fsdecode(b"case/a.tar!/bad\xffname.png") in paths

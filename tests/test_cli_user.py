@@ -92,3 +92,29 @@ def test_an_archive_member_name_that_is_not_utf8(home: Path) -> None:
     assert res.returncode == 0, res.stderr
     paths = [json.loads(raw.decode("utf-8")).get("path") for raw in (home / "r.jsonl").read_bytes().splitlines()]
     assert os.fsdecode(b"case/a.tar!/bad\xffname.png") in paths
+
+
+def test_an_output_that_is_a_folder_or_a_pipe_is_refused_before_any_work(home: Path) -> None:
+    folder = home / "case"
+    folder.mkdir()
+    pattern("rings", seed=1).save(folder / "a.png")
+    (home / "out").mkdir()
+    (home / "out" / "keep.txt").write_text("mine")
+    os.mkfifo(home / "pipe")
+    res = assay("scan", "case", "-o", "r.jsonl", "--workers", "1", home=home)
+    assert res.returncode == 0, res.stderr
+    for args in (["scan", "case", "--workers", "1"], ["report", "r.jsonl"], ["bank", "export", "b"]):
+        for target in ("out", "pipe"):
+            for overwrite in ([], ["--overwrite"]):
+                if args[0] == "bank":
+                    assay("bank", "create", "b", home=home)
+                res = assay(*args, "-o", target, *overwrite, home=home)
+                no_traceback(res)
+                err = res.stderr.decode()
+                assert res.returncode == 1 and f"{target}: is " in err and "nothing was written" in err, \
+                    (args, target, overwrite, err)
+                assert "already exists" not in err  # --overwrite would not help
+    # what was there is still there, as it was
+    assert (home / "out").is_dir() and (home / "out" / "keep.txt").read_text() == "mine"
+    assert (home / "pipe").is_fifo()
+    assert not list(home.glob("*.partial")) and not (home / "out.sha256").exists()

@@ -308,7 +308,9 @@ def bank_export(
             if content_id is None:
                 _warn_lost_fingerprints(store, name, fmt)
             return
-        if output.exists() and not overwrite:
+        from ..outfile import check_target
+
+        if check_target(output, hint="leave out -o to write to stdout") and not overwrite:
             raise AssayError(f"{output}: exists; not overwriting it", hint="pass --overwrite")
         tmp = output.with_name(output.name + ".partial")
         try:

@@ -29,7 +29,9 @@ def _target(report: Path, output: Path | None, fmt: str, overwrite: bool) -> Pat
         if not target.parent.is_dir():
             raise AssayError(f"{target}: folder {target.parent} does not exist")
         return target
-    if target.exists() and not overwrite:
+    from ..outfile import check_target
+
+    if check_target(target, hint=f"e.g. -o FOLDER/case{_SUFFIX[fmt]}") and not overwrite:
         raise AssayError(f"{target}: already exists; not overwriting it",
                          hint="choose another --output or pass --overwrite")
     if not target.parent.is_dir():

@@ -102,7 +102,9 @@ def extract(
     out = Path(out_path)
     if not 0 < energy <= 1:
         raise ValueError("energy must be in (0, 1]")
-    if out.exists() and not overwrite:
+    from ..outfile import check_target
+
+    if check_target(out) and not overwrite:
         raise InputError(out, "output file exists; choose another name (nothing was written)")
     # the SVDs and range products are tall-skinny: a threaded BLAS spends more waking its
     # threads than computing, ~25x slower on a busy machine (as in fingerprint sketches)

@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from ..errors import AssayError
+from ..outfile import check_target
 
 
 def dumps(obj: Any) -> str:
@@ -57,14 +58,14 @@ class ReportWriter:
             self._tmp = None
             return
         p = Path(self.target)
-        if p.exists() and not overwrite:
+        if check_target(p, hint="e.g. -o FOLDER/report.jsonl; -o - writes the report to stdout") and not overwrite:
             raise AssayError(
                 f"{p}: report file already exists; not overwriting it",
                 hint="choose another --output or pass --overwrite",
             )
         if sidecar:
             self.sidecar = p.with_name(p.name + ".sha256")
-            if self.sidecar.exists() and not overwrite:
+            if check_target(self.sidecar) and not overwrite:
                 raise AssayError(
                     f"{self.sidecar}: checksum file already exists; not overwriting it",
                     hint="choose another --output or pass --overwrite",

@@ -288,3 +288,46 @@ def test_fuzzed_carving_never_raises_and_stays_in_the_file(parts: list[bytes], m
     for at, length, fmt in found:
         assert at >= end and length > 0 and at + length <= len(data) and fmt in ("jpeg", "png", "gif", "webp")
         end = at + length
+
+
+# -- same pixels, another container ---------------------------------------------------------------
+
+
+def _grey16_png(rgb: bytes) -> bytes:
+    """The picture as a 16-bit greyscale PNG (each 8-bit luma value v widened to v * 257)."""
+    import numpy as np
+    from PIL import Image
+
+    grey = np.asarray(Image.open(io.BytesIO(rgb)).convert("L")).astype(">u2") * 257
+    h, w = grey.shape
+    raw = b"".join(b"\x00" + grey[y].tobytes() for y in range(h))
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 0, 0, 0, 0))
+            + _chunk(b"IDAT", zlib.compress(raw)) + _chunk(b"IEND", b""))
+
+
+def test_a_16_bit_greyscale_copy_is_found_by_the_picture_it_shows(
+        banked: tuple[str, dict[str, bytes]], tmp_path: Path) -> None:
+    """Pillow converts 16-bit grey to RGB by clipping every sample over 255: the copy's own
+    PDQ (Meta's, kept as it is) is of a white page, quality 0, never matched. The samples
+    scaled to 8 bits are queried as variant 'scaled': a whole-picture match."""
+    import numpy as np
+    from PIL import Image
+
+    db, data = banked
+    case = tmp_path / "case"
+    case.mkdir()
+    (case / "pen16.png").write_bytes(_grey16_png(data["pen"]))
+    grey = np.asarray(Image.open(io.BytesIO(data["bridge"])).convert("L")).astype(np.uint16) * 257
+    b = io.BytesIO()
+    Image.fromarray(grey).save(b, "TIFF")
+    (case / "bridge16.tif").write_bytes(b.getvalue())
+    (case / "other16.png").write_bytes(_grey16_png(data["other"]))
+    out, recs = _scan(db, case, tmp_path / "r.jsonl")
+    for name, cid in (("pen16.png", "pen"), ("bridge16.tif", "bridge")):
+        rec = recs[name]
+        assert rec["image"]["mode"] == "I;16" and rec["image"]["low_quality"]
+        m = [m for m in rec["matches"] if m["signal_type"] == "pdq"]
+        assert {x["content_id"] for x in m} == {cid}
+        assert m[0]["query_variant"] == "scaled" and m[0]["strength"] == "perceptual" and m[0]["distance"] <= 8
+        assert f"match: {case}/{name}" in out
+    assert not _matched(recs["other16.png"])

@@ -371,6 +371,37 @@ def reduced_luma(opened: OpenedImage, exif_transpose: bool = False) -> tuple[Red
     return ReducedLuma(luma_of(np.asarray(oriented.image)), size, (block, block)), oriented
 
 
+# 16-bit greyscale as Pillow opens it. python-threatexchange (and the plain hash here, in
+# either mode, to stay Meta's) converts it to RGB with Pillow, which clips every sample
+# over 255 to white: a known picture saved as 16-bit grey hashes as a white page.
+SIXTEEN_BIT_GREY = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
+
+
+def scaled_grey_luma(opened: OpenedImage, exif_transpose: bool = False) -> ReducedLuma | None:
+    """For a 16-bit greyscale image already decoded, the luma plane of its samples scaled
+    to 8 bits (v / 257, rounded: what a viewer shows, and the exact inverse of how an 8-bit
+    picture is widened), reduced as ``reduced_luma`` reduces; None for any other image."""
+    if opened.mode not in SIXTEEN_BIT_GREY or opened.image.mode not in SIXTEEN_BIT_GREY:
+        return None
+    try:
+        with quiet_pillow():
+            samples = np.asarray(opened.image)
+        if samples.ndim != 2 or samples.shape != (opened.height, opened.width):
+            return None
+        scaled = ((samples.astype(np.uint32) + 128) // 257).astype(np.uint8)
+        block = _block(opened.width, opened.height)
+        im = _load(opened, Image.fromarray(scaled, "L"), grey=True, reduce=block)
+    except AssayError:
+        raise
+    except Exception as exc:
+        raise _fail(opened.path, opened.format, exc) from exc
+    oriented = _orient(opened, im, exif_transpose)
+    size = (opened.width, opened.height)
+    if oriented.transposed and oriented.orientation in _SWAPS_AXES:
+        size = (opened.height, opened.width)
+    return ReducedLuma(luma_of(np.asarray(oriented.image)), size, (block, block))
+
+
 def reduced_luma_again(data: bytes, opened: OpenedImage, limits: Limits,
                        exif_transpose: bool = False) -> tuple[ReducedLuma, Oriented]:
     """``reduced_luma`` of an image already decoded in full (reference mode): the same

@@ -156,6 +156,9 @@ def hash_image_bytes(
         for out, named in zip((regions, bank_regions), wanted, strict=True):
             for name, box4 in named.items():
                 out[name] = hashed[box4]
+    if variants and (grey := decode.scaled_grey_luma(opened, exif_transpose)) is not None:
+        # 16-bit grey: the picture as it shows (the plain hash clips it white, as Meta's does)
+        regions = {"scaled": fast_pdq(grey.luma, grey.orig_size, grey.block), **regions}
     if variants and not dihedral:
         # A left-right mirror is the commonest flip: queried by default, hashed from the
         # mirrored pixels (PDQ's sampling is not quite symmetric: its DCT-domain flip,

@@ -118,3 +118,41 @@ def test_an_output_that_is_a_folder_or_a_pipe_is_refused_before_any_work(home: P
     assert (home / "out").is_dir() and (home / "out" / "keep.txt").read_text() == "mine"
     assert (home / "pipe").is_fifo()
     assert not list(home.glob("*.partial")) and not (home / "out.sha256").exists()
+
+
+def test_ctrl_c_in_a_scan_keeps_the_records_and_says_where(home: Path) -> None:
+    import signal
+    import time
+
+    folder = home / "case"
+    folder.mkdir()
+    img = folder / "0.png"
+    pattern("rings", seed=1).resize((96, 96)).save(img)
+    data = img.read_bytes()
+    for i in range(1, 2000):  # enough work to be stopped in the middle
+        (folder / f"{i}.png").write_bytes(data)
+    code = "import sys; from assay.cli import main; sys.argv[0] = 'assay'; main()"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSAY_")}
+    env |= {"HOME": str(home), "XDG_DATA_HOME": str(home / ".local" / "share"),
+            "PYTHONPATH": str(Path(assay_pkg.__file__).parents[1])}
+    # its own process group, as a terminal's foreground job: Ctrl-C reaches the workers too
+    proc = subprocess.Popen([sys.executable, "-c", code, "scan", "case", "-o", "r.jsonl", "--workers", "2"],
+                            cwd=home, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    partial = home / "r.jsonl.partial"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if partial.exists() and partial.read_bytes().count(b"\n") >= 20:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the scan ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    text = err.decode()
+    assert proc.returncode == 130, text
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
+    assert not (home / "r.jsonl").exists() and not (home / "r.jsonl.sha256").exists()
+    lines = partial.read_bytes().splitlines()
+    assert f"interrupted: the {len(lines)} report lines written so far are kept in r.jsonl.partial" in text
+    recs = [json.loads(x) for x in lines]  # every line whole
+    assert recs[0]["schema"] == "assay.scan-header/1" and {r["schema"] for r in recs[1:]} == {"assay.file/1"}

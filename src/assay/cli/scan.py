@@ -150,26 +150,31 @@ def scan(
             settings = replace(settings, variants=False)  # nothing is matched: no variant hashes
         progress = scan_progress(err, show=err.is_terminal and not json_out)
         task = progress.add_task("scan", total=None, bytes_done=0, bytes_total=0)
-        with ReportWriter(target, overwrite=overwrite) as writer, progress:
-            summary = run_scan(
-                [Path(p) for p in paths or []],
-                settings,
-                matcher,
-                lambda rec: writer.write(rec.to_json_dict()),
-                threshold=threshold,
-                on_total=lambda n: progress.update(task, total=n),
-                on_record=lambda rec: progress.advance(task),
-                on_bytes=lambda done, total: progress.update(task, bytes_done=done, bytes_total=total),
-                case_links=case_links or model_links,
-                model_links=model_links,
-                on_header=writer.write,
-                timings=timings,
-                own_output=writer.own_files(),
-            )
-            # the report ends with the summary (end time included), in a file as on stdout
-            if summary.case_links is not None and summary.case_links.relevant:
-                writer.write(summary.case_links.to_json_dict())
-            writer.write(summary.to_json_dict())
+        writer = ReportWriter(target, overwrite=overwrite)
+        try:
+            with writer, progress:
+                summary = run_scan(
+                    [Path(p) for p in paths or []],
+                    settings,
+                    matcher,
+                    lambda rec: writer.write(rec.to_json_dict()),
+                    threshold=threshold,
+                    on_total=lambda n: progress.update(task, total=n),
+                    on_record=lambda rec: progress.advance(task),
+                    on_bytes=lambda done, total: progress.update(task, bytes_done=done, bytes_total=total),
+                    case_links=case_links or model_links,
+                    model_links=model_links,
+                    on_header=writer.write,
+                    timings=timings,
+                    own_output=writer.own_files(),
+                )
+                # the report ends with the summary (end time included), in a file as on stdout
+                if summary.case_links is not None and summary.case_links.relevant:
+                    writer.write(summary.case_links.to_json_dict())
+                writer.write(summary.to_json_dict())
+        except KeyboardInterrupt:
+            _interrupted(writer)
+            raise typer.Exit(130) from None
     if json_out and target != "-":
         if summary.case_links is not None and summary.case_links.relevant:
             _emit_json(summary.case_links.to_json_dict())
@@ -182,6 +187,17 @@ def scan(
         raise typer.Exit(1)
     if fail_on_match and (summary.matched_files or summary.text_reproductions):
         raise typer.Exit(3)
+
+
+def _interrupted(writer: Any) -> None:
+    """Ctrl-C: say what became of the report (the records written so far are kept)."""
+    lines = writer.lines
+    if writer.partial is None:  # stdout
+        err.print(f"interrupted: the scan stopped after {plural(lines, 'report line')} (no summary line)")
+        return
+    err.print(f"interrupted: the {plural(lines, 'report line')} written so far are kept in "
+              f"{_esc(str(writer.partial))} (an unfinished report: no summary line, no checksum file); "
+              "scan again to get a whole report")
 
 
 def scan_progress(console: Any, *, show: bool) -> Any:

@@ -78,6 +78,16 @@ class ReportWriter:
         except OSError as exc:
             raise AssayError(f"{p}: cannot write report: {exc.strerror or exc}") from exc
 
+    @property
+    def lines(self) -> int:
+        """Lines written so far."""
+        return self._lines
+
+    @property
+    def partial(self) -> Path | None:
+        """The file the lines go to until the report is finished (None: stdout)."""
+        return self._tmp
+
     def own_files(self) -> list[Path]:
         """The files this writer writes (none for stdout): the report, its ``.partial``
         and its checksum file, which a scan of their folder must leave out."""

@@ -222,6 +222,11 @@ _W_ANALYZERS: Sequence[Analyzer] = ()
 
 def _init_worker(settings: ScanSettings, factory: AnalyzerFactory) -> None:
     global _W_SETTINGS, _W_ANALYZERS
+    import signal
+
+    # Ctrl-C reaches every process of the terminal's group: the parent stops the scan and
+    # ends its workers, which would otherwise each print a KeyboardInterrupt traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _W_SETTINGS = settings
     _W_ANALYZERS = factory(settings)
 

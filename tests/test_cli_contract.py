@@ -182,7 +182,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     assert _invoke(["text", "index", str(works), "--index", str(d / "tindex")]).exit_code == 0
     assert _invoke(["text", "index", str(more), "--index", str(d / "tempty")]).exit_code == 0
     shutil.rmtree(d / "tempty" / "shards")
-    (d / "tempty" / "index.json").write_text('{"format": "assay.text-index/1", "shards": []}')
+    (d / "tempty" / "index.json").write_text('{"format": "assay.text-index/2", "shards": []}')
     return {"case": case, "img": case / "a.png", "txt": case / "notes.txt", "model": model, "tuned": tuned,
             "list": lst, "report": report, "works": works, "more_works": more, "output": output,
             "tindex": d / "tindex", "tempty": d / "tempty"}

@@ -104,9 +104,11 @@ def error_or_intact(folder: Path, intact: list[Any]) -> str | None:
 # index with no error at all: offsets moved by a changed digit of works.json or a changed
 # offset map row or block count, passages gone after a few flipped suffix array bits.
 @pytest.mark.parametrize(("name", "ops"), [
-    ("shards/000001/sa.npy", [("set", 37118, 1, 0, ">"), ("flip", 6295, 7)]),
+    # (the sa.npy positions moved to entries on the queries' search paths when the
+    # normalised text changed with format 2: punctuation dropped)
+    ("shards/000001/sa.npy", [("set", 45377, 1, 0, ">"), ("flip", 48617, 7)]),
     ("shards/000001/sa.npy", [("dup", 31901, 27, 5)]),
-    ("shards/000001/sa.npy", [("flip", 10329, 3), ("flip", 12253, 6), ("flip", 25287, 6)]),
+    ("shards/000001/sa.npy", [("flip", 10407, 1), ("flip", 24493, 7), ("flip", 16287, 6)]),
     ("index.json", [("flip", 38, 0)]),
     ("shards/000001/works.json", [("flip", 375, 4)]),  # a work's sha256
     ("shards/000001/works.json", [("set", 544, 1, ord("4"), "<")]),  # "char_start": 5084
@@ -133,7 +135,7 @@ def test_damaged_index_file_is_an_error_naming_it(tmp_path: Path, seed: tuple[Pa
     ("shards/000001/works.json", [("del", 556, 15)], "works.json"),
     ("shards/000001/chars.npy", [("flip", 66, 0)], "chars.npy"),
     ("shards/000001/chars.npy", [("flip", 140, 0)], "chars.npy"),
-    ("shards/000001/sa.npy", [("set", 37118, 1, 0, ">"), ("flip", 6295, 7)], "sa.npy"),
+    ("shards/000001/sa.npy", [("set", 45377, 1, 0, ">"), ("flip", 48617, 7)], "sa.npy"),
     ("shards/000001/text.npy", [("flip", 9571, 7)], "text.npy"),
 ])
 def test_index_without_checksums_is_checked_for_structure(tmp_path: Path, seed: tuple[Path, list[Any]],

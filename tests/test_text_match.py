@@ -112,7 +112,10 @@ def test_a_passage_in_several_works_and_several_times_lists_every_place(tmp_path
     assert not any(w == "w2" for w, _, _ in places)
     longest = res.longest
     assert longest is not None
-    assert query[longest.start:longest.end].strip().lower().startswith(passage.lower()[:40])
+    # punctuation is not matched: "wrote: IT IS" meets "Middle. It is" in its last letter,
+    # so one place of the passage starts a letter early ("e: IT IS ...")
+    assert passage.lower() in query[longest.start:longest.end].lower()
+    assert any(query[sp.start:sp.end].lower() == passage.lower() for sp in res.spans)
     assert res.works[0].coverage >= len(passage) / len(query)
 
 

@@ -46,6 +46,13 @@ def _honest(res: object, text: str) -> None:
                 assert sp.changed_words >= 1 or q == w
 
 
+def _edge_punct(passage: str) -> tuple[int, int]:
+    """Characters at the start and the end of ``passage`` that normalise to nothing."""
+    lead = next((i for i in range(len(passage)) if normalize(passage[i]).text.strip()), len(passage))
+    trail = next((i for i in range(len(passage)) if normalize(passage[-1 - i]).text.strip()), len(passage))
+    return lead, trail
+
+
 def test_generated_outputs_recall_and_no_false_spans(kjv: TextIndex) -> None:
     rng = random.Random(14)
     found_edited = total_edited = 0
@@ -56,9 +63,11 @@ def test_generated_outputs_recall_and_no_false_spans(kjv: TextIndex) -> None:
         for p in out.planted:
             over = [sp for sp in res.spans if sp.start < p.end and sp.end > p.start]
             if p.kind == "verbatim":  # recall of planted verbatim spans: 100%
-                assert any(sp.kind == "exact" and sp.start <= p.start and sp.end >= p.end
-                           and any(s.work == p.work and s.start <= p.work_start and s.end >= p.work_end
-                                   for s in sp.sources) for sp in over), (p, res.spans)
+                # (but punctuation at either end, which is not matched)
+                lead, trail = _edge_punct(out.text[p.start:p.end])
+                assert any(sp.kind == "exact" and sp.start <= p.start + lead and sp.end >= p.end - trail
+                           and any(s.work == p.work and s.start <= p.work_start + lead
+                                   and s.end >= p.work_end - trail for s in sp.sources) for sp in over), (p, res.spans)
             elif p.kind == "short":  # a quotation under the minimum is never reported
                 assert not over, (p, over)
             else:
@@ -90,7 +99,10 @@ def test_another_edition_of_a_chapter_is_found_near_verbatim(kjv: TextIndex) -> 
         for s in sp.sources:
             if s.work == "Ruth":
                 assert start - 50 <= s.start < s.end <= start + len(chapter) + 50
-    assert sum(sp.changed_words for sp in near) >= 0.6 * changes
+    # punctuation is not matched: only the changed spellings are changed words
+    spelled = sum(normalize(a).text != normalize(b).text for a, b in zip(chapter.split(), other.split(), strict=True))
+    assert spelled >= 4
+    assert sum(sp.changed_words for sp in near) >= 0.6 * spelled
     assert res.coverage >= 0.8 * len(other) / len(text)
     assert res.works[0].work == "Ruth"
 

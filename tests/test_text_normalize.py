@@ -16,7 +16,7 @@ def _orig(text: str, a: int, b: int) -> str:
 
 def test_case_folding_expands_sharp_s_and_maps_both_characters_to_one() -> None:
     n = normalize("Die Straße.")
-    assert n.text == "die strasse."
+    assert n.text == "die strasse"
     i = n.text.index("ss")
     assert n.original_span(i, i + 2) == (8, 9)  # "ß" in the original
     assert n.original_span(i, i + 1) == (8, 9)
@@ -35,18 +35,21 @@ def test_nfkc_expansions_ligatures_fractions_fullwidth() -> None:
 
 def test_combining_marks_compose_with_their_base() -> None:
     decomposed = "cafe\u0301 au lait"
-    assert normalize(decomposed).text == normalize("café au lait").text == "café au lait"
+    # and diacritics of Latin letters are dropped: "cafe" matches too
+    assert normalize(decomposed).text == normalize("café au lait").text == normalize("cafe au lait").text \
+        == "cafe au lait"
     n = normalize(decomposed)
     assert n.original_span(3, 4) == (3, 5)  # "é" <- "e" + U+0301
     assert n.original_span(0, 5) == (0, 6)
 
 
-def test_curly_quotes_and_dashes_unified() -> None:
-    text = "\u201cHe said \u2018no\u2019\u2014twice\u201d \u2013 and left"
+def test_punctuation_dropped_dashes_and_slashes_are_spaces() -> None:
+    text = "\u201cHe said \u2018no\u2019\u2014twice\u201d \u2013 and left; Naomi's and/or (it)."
     n = normalize(text)
-    assert n.text == "\"he said 'no'-twice\" - and left"
-    assert len(n.text) == len(text)
-    assert n.original_span(0, len(n.text)) == (0, len(text))
+    assert n.text == "he said no twice and left naomis and or it"
+    assert n.text == normalize('"He said no -- twice" - and left, Naomis and or it').text
+    i = n.text.index("left")
+    assert _orig(text, 0, i + 4) == text[1:text.index("left") + 4]  # no span starts on a dropped quote
 
 
 def test_whitespace_runs_collapse_and_map_to_the_whole_run() -> None:
@@ -62,8 +65,8 @@ def test_line_end_hyphenation_joins_words() -> None:
     text = "a remark-\nable fact, a well-known one, and a dash -\nhere"
     n = normalize(text)
     assert "remarkable" in n.text
-    assert "well-known" in n.text  # not at a line end: kept
-    assert "dash - here" in n.text  # not between word characters: kept
+    assert "well known" in n.text  # not at a line end: a space
+    assert "dash here" in n.text  # not between word characters: a space
     i = n.text.index("remarkable")
     assert _orig(text, i, i + len("remarkable")) == "remark-\nable"
     assert _orig(text, i, i + len("remark")) == "remark"
@@ -91,7 +94,11 @@ def test_empty_and_blank() -> None:
 
 
 _ALPHABET = st.sampled_from(list("abcAB ,.-") + ["\n", "\r\n", "  ", "ß", "ﬁ", "é", "e\u0301", "\u00ad",
-                                                   "\u201c", "\u2014", "-\n", "½", "\U0001f600", "İ"])
+                                                   "\u201c", "\u2014", "-\n", "½", "\U0001f600", "İ",
+                                                   # look-alikes, invisibles, marks, quote markers
+                                                   "а", "В", "Η", "ᴀ", "\u034f", "\ufe0f", "\U000e0041", "\u3164",
+                                                   "\u0307", "\u0336", "क", "\u093c", "\u093f", ">", "\n> ", "> ",
+                                                   "'", "*", "/", "\u200b"])
 
 
 @settings(max_examples=300, deadline=None)
@@ -117,3 +124,59 @@ def test_offset_map_points_back_to_text_that_normalises_the_same(text: str, data
 def test_normalising_twice_changes_nothing(text: str) -> None:
     n = normalize(text)
     assert normalize(n.text).text == n.text
+
+
+def test_look_alike_letters_of_other_scripts_are_the_latin_letter() -> None:
+    # Unicode TR39 confusables: Cyrillic, Greek, Cherokee, small capitals, fancy-text letters
+    latin = normalize("The Book of Ruth, a Psalm").text
+    for fake in ("Тhе Вооk оf Ruth, а Рsаlm",  # Cyrillic Т е В о а Р
+                 "Τhe Βοοk οf Ruth, a Ρsalm",  # Greek Τ Β ο Ρ
+                 "ᴛʜᴇ ʙᴏᴏᴋ ᴏꜰ ʀᴜᴛʜ, ᴀ ᴘsᴀʟᴍ",  # small capitals
+                 "\U0001f1f9he Book of Ruth, a Psalm",  # a regional indicator letter
+                 "ＴＨＥ 𝐁𝐨𝐨𝐤 𝓸𝓯 Ruth, a Psalm"):  # fullwidth, mathematical (NFKC)
+        n = normalize(fake)
+        assert n.text == latin, fake
+        assert n.original_span(0, len(n.text)) == (0, len(fake))
+
+
+def test_other_scripts_keep_matching_themselves_in_any_case() -> None:
+    # look-alikes are keyed by the case-folded letter: Cyrillic "в" is "b" like "В", so
+    # Russian in capitals still matches Russian in small letters
+    for a, b in (("Вот маяк и ВЕТЕР", "ВОТ МАЯК И ветер"), ("Αθήνα και ΘΕΣΣΑΛΟΝΙΚΗ", "ΑΘΗΝΑ ΚΑΙ θεσσαλονίκη"),
+                 ("Ёлка и ель", "елка и ЕЛЬ")):
+        assert normalize(a).text == normalize(b).text, (a, b)
+    # letters without a Latin look-alike stay as they are
+    assert normalize("жизнь").text == "жизhb"  # н is h (as Н looks like H), ь looks like b
+    assert normalize("Жизнь").text == normalize("ЖИЗНЬ").text
+    assert not normalize("смотритель маяка").text.isascii()
+
+
+def test_invisible_characters_are_dropped() -> None:
+    # default-ignorable code points: grapheme joiner, variation selectors, tags, Hangul
+    # fillers, Mongolian variation selectors, bidi controls
+    for mark in ("\u034f", "\ufe0f", "\ufe00", "\U000e0041", "\U000e0100", "\u3164", "\u115f", "\uffa0", "\u180b",
+                 "\u202e", "\u2066", "\u200e", "\u2060", "\u200d"):
+        text = f"in{mark}cred{mark}ible"
+        n = normalize(text)
+        assert n.text == "incredible", (mark, n.text)
+        assert n.original_span(0, 2) == (0, 2) and n.original_span(2, 10) == (3, len(text))
+
+
+def test_combining_marks_on_latin_dropped_script_marks_kept() -> None:
+    for text in ("c\u0307a\u0307t\u0307", "c\u0336a\u0336t\u0336", "ça\u0323t\u0301\u0308\u0301", "c\u20dd\u0307at"):
+        n = normalize(text)
+        assert n.text == "cat", text
+        assert n.original_span(0, 3) == (0, len(text))
+    # Devanagari: a nukta and vowel signs are letters' parts, kept; a stray dot above is dropped
+    assert normalize("\u0915\u093c\u093f").text == "\u0915\u093c\u093f"
+    assert normalize("\u0915\u0307\u093f").text == "\u0915\u093f"
+
+
+def test_quote_markers_at_line_starts_dropped() -> None:
+    text = "the keeper wrote\n> in her green ledger\n> > every name,\n>  and a > b"
+    n = normalize(text)
+    assert n.text == "the keeper wrote in her green ledger every name and a > b"
+    i = n.text.index("in her")
+    assert _orig(text, i, i + len("in her green")) == "in her green"
+    assert normalize("> at the start").text == "> at the start"  # not after a line break: kept
+    assert normalize("wrap-\n> ped").text == "wrapped"

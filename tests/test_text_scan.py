@@ -44,13 +44,14 @@ def test_scan_checks_text_files(tmp_path: Path) -> None:
             if r.get("schema") == "assay.file/1"}
     hit = recs["output-1.txt"]["text"]
     (span,) = [s for s in hit["spans"] if s["kind"] == "exact"]
-    assert span["sources"] == [{"work": "ledger", "start": 0, "end": len(WORK)}]
-    assert (case / "output-1.txt").read_text()[span["start"]:span["end"]] == WORK.upper()
+    # the whole work but its final full stop (punctuation is not matched: no span ends on it)
+    assert span["sources"] == [{"work": "ledger", "start": 0, "end": len(WORK) - 1}]
+    assert (case / "output-1.txt").read_text()[span["start"]:span["end"]] == WORK.upper()[:-1]
     assert recs["output-2.md"]["text"]["spans"] == [] and recs["output-2.md"]["text"]["coverage"] == 0
     (span,) = [s for s in recs["output-3.txt"]["text"]["spans"] if s["kind"] == "exact"]
-    assert (span["start"], span["end"]) == (len("Quoting it: "), len("Quoting it: ") + len(WORK))
+    assert (span["start"], span["end"]) == (len("Quoting it: "), len("Quoting it: ") + len(WORK) - 1)
     (span,) = [s for s in recs["output-4.txt"]["text"]["spans"] if s["kind"] == "exact"]
-    assert (span["start"], span["end"]) == (len("As asked: "), len("As asked: ") + len(WORK))
+    assert (span["start"], span["end"]) == (len("As asked: "), len("As asked: ") + len(WORK) - 1)
     assert "text" not in recs["blob.bin"] and not recs["blob.bin"].get("errors")
     assert "text" not in recs["latin1.txt"]
     summary = json.loads(report.read_text().splitlines()[-1])

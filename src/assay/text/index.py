@@ -3,7 +3,7 @@ stored as .npy files that queries memory-map.
 
 Layout of an index folder::
 
-    index.json              {"format": "assay.text-index/1", "shards": [...]}
+    index.json              {"format": "assay.text-index/2", "shards": [...]}
     shards/000001/
         text.npy            uint8: normalised UTF-8 of the shard's works, each followed by 0xFF
         sa.npy              int32: suffix array of text (pydivsufsort)
@@ -57,9 +57,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import AssayError
+from .normalize import VERSION as NORMALIZATION
 from .normalize import Normalized, normalize
 
-FORMAT = "assay.text-index/1"
+# The format names the normalisation (normalize.VERSION) the shards' text was made with: a
+# query normalised under other rules would miss passages without a word, so an index of
+# another format is refused with a request to rebuild it.
+FORMAT = f"assay.text-index/{NORMALIZATION}"
 SEP = 0xFF
 BLOCK_SHIFT = 12
 DEFAULT_SHARD_BYTES = 1 << 30
@@ -441,7 +445,13 @@ class TextIndex:
             manifest = json.loads(path.read_text("utf-8"))
         except (OSError, ValueError, RecursionError) as exc:
             raise IndexError_(f"{path}: unreadable text index ({_reason(exc)})", hint=_DAMAGED_HINT) from None
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        fmt = manifest.get("format") if isinstance(manifest, dict) else None
+        if isinstance(fmt, str) and fmt.startswith("assay.text-index/") and fmt != FORMAT:
+            raise IndexError_(f"{path}: a text index of format {fmt}, made by another version of assay "
+                              f"whose normalised text differs from this one's ({FORMAT}): its passages "
+                              "would be missed, so it is not read",
+                              hint="rebuild it from its sources: `assay text index SOURCE... --index NEW_DIR`")
+        if fmt != FORMAT:
             raise IndexError_(f"{path}: not an assay text index (format {FORMAT})")
         shards = manifest.get("shards")
         # shard names become paths: only the numbered folders `add` writes, each once

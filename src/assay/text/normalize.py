@@ -1,17 +1,25 @@
 """The normalised form texts are matched on, with a map back to the original.
 
-Matching runs on NFKC, case-folded text with curly quotes and dashes unified,
-whitespace runs collapsed to one space, line-end hyphenation removed and format
-characters (soft hyphen, zero-width marks, BOM) dropped. Every normalised character
-remembers the range of original code points it came from (``ostart``/``oend``), so
-that a span found in normalised text is reported at offsets a reader can find by
-opening the original.
+Matching runs on NFKC, case-folded text in which look-alike letters of other scripts
+are the Latin letter they imitate (Unicode TR39 confusables), diacritics of Latin,
+Greek and Cyrillic letters are dropped, punctuation is dropped (dashes and slashes
+become spaces), white-space runs are collapsed to one space, line-end hyphenation
+and e-mail quote markers at line starts are removed, and invisible characters (format
+characters, Unicode's default-ignorable code points: zero-width marks, soft hyphen,
+bidi controls, variation selectors, Hangul fillers, tags) are dropped. Every
+normalised character remembers the range of original code points it came from
+(``ostart``/``oend``), so that a span found in normalised text is reported at offsets
+a reader can find by opening the original.
 
-A base character with its combining marks is one unit (NFKC composes them); a
-character whose normalised form is several characters (``ß`` -> ``ss``, ``ﬁ`` ->
-``fi``) is one unit of several normalised characters, all mapping to that one
-original character. The common case (one code point in, one out) runs as numpy table
-look-ups, so that a 100 MB corpus normalises in seconds.
+A base character with its combining marks is one unit; a character whose normalised
+form is several characters (``ß`` -> ``ss``, ``ﬁ`` -> ``fi``) is one unit of several
+normalised characters, all mapping to that one original character. The common case
+(one code point in, one out or none) runs as numpy table look-ups, so that a 100 MB
+corpus normalises in seconds.
+
+Every rule looks at one unit, or (white space, hyphenation, quote markers) at the
+characters next to a line break or a space, so normalising an original slice that
+starts and ends on whole units gives the normalised characters it maps to.
 """
 
 from __future__ import annotations
@@ -23,32 +31,84 @@ from functools import lru_cache
 
 import numpy as np
 
-_QUOTES = {"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "\u02bc": "'",
-           "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"', "\u00ab": '"',
-           "\u00bb": '"', "`": "'", "\u00b4": "'"}
-_DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d\u2e3a\u2e3b"
-# Hyphen, then optional spaces, a line end, more white space, before a word (the
-# character before the hyphen is checked in Python: a look-behind slows every position).
-_HYPHENATION = re.compile(r"[-\u2010\u00ad][ \t]*(?:\r\n|\n|\r)[ \t\r\n]*(?=\w)")
+from ._confusables import LOOKALIKES
+
+# The version of these rules: an index stores the normalised text, so an index made
+# under other rules cannot be queried (index.py refuses it; rebuild it).
+VERSION = 2
+
+# Dashes (general category Pd), minus signs and slashes stand between words: a space.
+# Other punctuation (and the symbols used as apostrophes) is dropped.
+_SPACE_PUNCT = frozenset("\u2212/\\")
+_DROPPED_SYMBOLS = frozenset("`\u00b4\u02bc\u02b9\u02bb\u02bd")
+# Default_Ignorable_Code_Point (DerivedCoreProperties.txt, Unicode 15): invisible in
+# rendering, so they can be slipped between letters. (Format characters are dropped too.)
+_IGNORABLE = ((0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5),
+              (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164),
+              (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3),
+              (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF))
+# Combining marks of general use (Combining Diacritical Marks and their supplements, marks
+# for symbols, half marks): dropped on any base. Script-specific marks (Indic vowel signs,
+# Hebrew and Arabic points, ...) are kept unless their base is a Latin, Greek or Cyrillic
+# letter or not a letter at all.
+_GENERIC_MARKS = ((0x0300, 0x036F), (0x1AB0, 0x1AFF), (0x1DC0, 0x1DFF), (0x20D0, 0x20FF), (0xFE20, 0xFE2F))
+_LGC = ((0x0000, 0x052F), (0x1C80, 0x1C8F), (0x1D00, 0x1DBF), (0x1E00, 0x1FFF), (0x2C60, 0x2C7F),
+        (0xA640, 0xA69F), (0xA720, 0xA7FF), (0xAB30, 0xAB6F), (0xFB00, 0xFB06))
+# Hyphen, then optional spaces, a line end, more white space (and quote markers), before
+# a word (the character before the hyphen is checked in Python: a look-behind slows
+# every position).
+_HYPHENATION = re.compile(r"[-\u2010\u00ad][ \t]*(?:\r\n|\n|\r)[ \t\r\n>]*(?=\w)")
+# E-mail and Markdown quote markers at the start of a line ("> ", "> > "): dropped. Only
+# after a line break, never at the start of the text (a slice starting there must
+# normalise as the whole text does).
+_QUOTE_MARKERS = re.compile(r"(?<=[\r\n])[ \t]*>(?:[ \t]*>)*[ \t]?")
 
 _SLOW = np.uint32(0xFFFFFFFF)  # table value: this code point needs the per-unit path
 _DROP = np.uint32(0xFFFFFFFE)  # table value: dropped (format characters)
+_DROP8 = np.uint8(0xFE)  # the same in the table of ASCII (not a UTF-8 byte)
 _BMP = 0x10000
+
+
+def _in(cp: int, ranges: tuple[tuple[int, int], ...]) -> bool:
+    return any(lo <= cp <= hi for lo, hi in ranges)
+
+
+def _is_mark(ch: str) -> bool:
+    return unicodedata.category(ch) in ("Mn", "Me")
+
+
+def fold(s: str) -> str:
+    """NFKC, case folding, default-ignorable code points dropped, combining marks dropped
+    where they are diacritics (see _GENERIC_MARKS): the rules before look-alikes and
+    punctuation (tools/make_confusables.py derives its table through this)."""
+    s = unicodedata.normalize("NFKC", s)
+    s = unicodedata.normalize("NFKC", s.casefold())
+    if s.isascii():
+        return s
+    out: list[str] = []
+    folds = True  # marks with no base are dropped as diacritics
+    for ch in unicodedata.normalize("NFD", s):
+        cp = ord(ch)
+        if _in(cp, _IGNORABLE):
+            continue
+        if _is_mark(ch):
+            if folds or _in(cp, _GENERIC_MARKS):
+                continue
+        else:
+            folds = not ch.isalpha() or _in(cp, _LGC)
+        out.append(ch)
+    return unicodedata.normalize("NFC", "".join(out))
 
 
 def _map_unit(s: str) -> str:
     """The normalised form of one unit (a character with its combining marks)."""
-    s = unicodedata.normalize("NFKC", s)
-    s = unicodedata.normalize("NFKC", s.casefold())
     out = []
-    for ch in s:
-        if ch in _QUOTES:
-            out.append(_QUOTES[ch])
-        elif ch in _DASHES:
-            out.append("-")
-        elif ch.isspace():
+    for ch in fold(s):
+        ch = LOOKALIKES.get(ch, ch)
+        cat = unicodedata.category(ch)
+        if ch.isspace() or cat == "Pd" or ch in _SPACE_PUNCT:
             out.append(" ")
-        elif unicodedata.category(ch) == "Cf":
+        elif cat == "Cf" or cat[0] == "P" or ch in _DROPPED_SYMBOLS:
             continue
         else:
             out.append(ch)
@@ -78,8 +138,9 @@ def _tables() -> np.ndarray:
 @lru_cache(maxsize=1)
 def _ascii_table() -> np.ndarray:
     t = _tables()[:128]
-    assert int(t.max()) < 128, "ASCII normalises to ASCII"
-    return t.astype(np.uint8)
+    kept = t[t != _DROP]
+    assert int(kept.max()) < 128, "ASCII normalises to ASCII (or is dropped)"
+    return np.where(t == _DROP, _DROP8, t).astype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -121,10 +182,13 @@ def normalize(text: str) -> Normalized:
         else:
             mapped = np.where(cps < _BMP, table[np.minimum(cps, _BMP - 1)], _SLOW)
     # Line-end hyphenation: the hyphen and the white space after it are dropped.
-    drop = mapped == _DROP
+    drop = mapped == (_DROP8 if mapped.dtype == np.uint8 else _DROP)
     if "\n" in text or "\r" in text:
         for m in _HYPHENATION.finditer(text):
             if m.start() and (text[m.start() - 1].isalnum() or text[m.start() - 1] == "_"):
+                drop[m.start():m.end()] = True
+        if ">" in text:
+            for m in _QUOTE_MARKERS.finditer(text):
                 drop[m.start():m.end()] = True
     # Units of several code points (a base and its combining marks), characters that
     # become several, and those outside the table take the slow path as a whole.

@@ -69,12 +69,17 @@ _DROP8 = np.uint8(0xFE)  # the same in the table of ASCII (not a UTF-8 byte)
 _BMP = 0x10000
 
 
-def _in(cp: int, ranges: tuple[tuple[int, int], ...]) -> bool:
-    return any(lo <= cp <= hi for lo, hi in ranges)
+_IGNORED, _GENERIC, _LGC_BASE = 1, 2, 4
 
 
-def _is_mark(ch: str) -> bool:
-    return unicodedata.category(ch) in ("Mn", "Me")
+@lru_cache(maxsize=1)
+def _flags() -> bytes:
+    """Per code point: _IGNORED, _GENERIC (a mark of general use), _LGC_BASE (ranges above)."""
+    flags = bytearray(0x110000)
+    for bit, ranges in ((_IGNORED, _IGNORABLE), (_GENERIC, _GENERIC_MARKS), (_LGC_BASE, _LGC)):
+        for lo, hi in ranges:
+            flags[lo:hi + 1] = bytes(f | bit for f in flags[lo:hi + 1])
+    return bytes(flags)
 
 
 def fold(s: str) -> str:
@@ -85,17 +90,18 @@ def fold(s: str) -> str:
     s = unicodedata.normalize("NFKC", s.casefold())
     if s.isascii():
         return s
+    flags = _flags()
     out: list[str] = []
     folds = True  # marks with no base are dropped as diacritics
     for ch in unicodedata.normalize("NFD", s):
-        cp = ord(ch)
-        if _in(cp, _IGNORABLE):
+        f = flags[ord(ch)]
+        if f & _IGNORED:
             continue
-        if _is_mark(ch):
-            if folds or _in(cp, _GENERIC_MARKS):
+        if unicodedata.category(ch) in ("Mn", "Me"):
+            if folds or f & _GENERIC:
                 continue
         else:
-            folds = not ch.isalpha() or _in(cp, _LGC)
+            folds = not ch.isalpha() or bool(f & _LGC_BASE)
         out.append(ch)
     return unicodedata.normalize("NFC", "".join(out))
 

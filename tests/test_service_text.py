@@ -49,10 +49,10 @@ def test_check_roles_and_answer(client: tuple[TestClient, dict[str, str]]) -> No
     obj = r.json()
     assert obj["schema"] == "assay.text/1" and obj["path"] == "out-1" and obj["chars"] == len(text)
     (span,) = obj["spans"]
-    assert text[span["start"]:span["end"]] == WORK.upper()
-    assert span["sources"] == [{"work": "ledger", "start": 0, "end": len(WORK)}]
-    assert obj["works"] == [{"work": "ledger", "title": "The Ledger", "chars": len(WORK),
-                             "coverage": round(len(WORK) / len(text), 6)}]
+    assert text[span["start"]:span["end"]] == WORK.upper().rstrip(".")  # a span ends on its last word
+    assert span["sources"] == [{"work": "ledger", "start": 0, "end": len(WORK) - 1}]  # but its full stop
+    assert obj["works"] == [{"work": "ledger", "title": "The Ledger", "chars": len(WORK) - 1,
+                             "coverage": round((len(WORK) - 1) / len(text), 6)}]
     r = c.post("/v1/text/check", json={"text": text, "min_chars": 5}, headers={"X-API-Key": keys["match"]})
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid-request"
     r = c.post("/v1/text/check", json={"text": "nothing from any work here at all, not one phrase"},

@@ -275,7 +275,7 @@ _STARTS = [b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", b"\xff\xd8\xff\xdb\x00\x43", b"\
            b"\x2c\x00\x00\x00\x00\x10\x00\x10\x00\x00\x08", b"\x21\xf9\x04", b"\x3b", b"IEND"]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.one_of(st.sampled_from(_STARTS), st.binary(max_size=64)), max_size=40),
        st.integers(min_value=1, max_value=5))
 def test_fuzzed_carving_never_raises_and_stays_in_the_file(parts: list[bytes], most: int) -> None:
@@ -331,3 +331,37 @@ def test_a_16_bit_greyscale_copy_is_found_by_the_picture_it_shows(
         assert m[0]["query_variant"] == "scaled" and m[0]["strength"] == "perceptual" and m[0]["distance"] <= 8
         assert f"match: {case}/{name}" in out
     assert not _matched(recs["other16.png"])
+
+
+def test_a_known_picture_as_a_later_frame_or_page_is_found(banked: tuple[str, dict[str, bytes]], tmp_path: Path) -> None:
+    """Only the first frame was hashed: a known picture shown after a blank frame of 10 ms
+    (GIF, APNG, animated WebP) or on a TIFF's second page was never looked at. Later
+    frames are queried as variants ``frame-N``, each a whole picture."""
+    from PIL import Image
+
+    db, data = banked
+    case = tmp_path / "case"
+    case.mkdir()
+    pen = Image.open(io.BytesIO(data["pen"])).convert("RGB")
+    blank = Image.new("RGB", pen.size, (200, 30, 30))
+    for fmt, ext in (("GIF", "gif"), ("PNG", "png"), ("WEBP", "webp")):
+        b = io.BytesIO()
+        blank.save(b, fmt, save_all=True, append_images=[pen], duration=[10, 60_000], loop=0)
+        (case / f"anim.{ext}").write_bytes(b.getvalue())
+    bridge = Image.open(io.BytesIO(data["bridge"]))
+    b = io.BytesIO()
+    Image.new("RGB", (640, 480), "white").save(b, "TIFF", save_all=True, append_images=[bridge])
+    (case / "pages.tif").write_bytes(b.getvalue())
+    other = Image.open(io.BytesIO(data["other"])).convert("RGB")
+    b = io.BytesIO()
+    blank.save(b, "GIF", save_all=True, append_images=[other.resize(pen.size)], duration=[10, 60_000])
+    (case / "other-anim.gif").write_bytes(b.getvalue())
+    out, recs = _scan(db, case, tmp_path / "r.jsonl")
+    for name, cid in (("anim.gif", "pen"), ("anim.png", "pen"), ("anim.webp", "pen"), ("pages.tif", "bridge")):
+        rec = recs[name]
+        assert rec["image"]["frames"] == 2
+        m = [m for m in rec["matches"] if m["signal_type"] == "pdq"]
+        assert {x["content_id"] for x in m} == {cid}, name
+        assert m[0]["query_variant"] == "frame-1" and m[0]["strength"] == "perceptual"
+        assert f"match: {case}/{name}" in out
+    assert not _matched(recs["other-anim.gif"])

@@ -15,6 +15,7 @@ from bytes already in memory (the caller read the file once for MD5/SHA-256 too)
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -400,6 +401,49 @@ def scaled_grey_luma(opened: OpenedImage, exif_transpose: bool = False) -> Reduc
     if oriented.transposed and oriented.orientation in _SWAPS_AXES:
         size = (opened.height, opened.width)
     return ReducedLuma(luma_of(np.asarray(oriented.image)), size, (block, block))
+
+
+#: Frames of an animated image (GIF, APNG, WebP) or pages of a TIFF hashed beside the
+#: first: a known picture shown as the second frame, after a blank one of 10 ms, was
+#: never looked at. Frames are decoded in order (a GIF's frame is drawn over the last).
+MAX_FRAMES = 64
+
+
+def later_frames(opened: OpenedImage, limits: Limits, exif_transpose: bool = False,
+                 max_frames: int = MAX_FRAMES) -> Iterator[tuple[int, ReducedLuma]]:
+    """(index, luma plane reduced as ``reduced_luma`` reduces) of frames 1 .. max_frames-1
+    of a multi-frame image, decoded from a fresh reader (``opened.image`` stays on its
+    first frame), at most ``limits.max_pixels`` pixels in all. Ends quietly at the first
+    frame that cannot be decoded or is over that budget (the first frame's hash stands).
+    Not for JPEG: its other "frames" (MPO) are a phone's depth or gain maps or a stereo
+    camera's second view, each a full decode."""
+    if opened.format == "jpeg" or frame_count(opened) <= 1:
+        return
+    try:
+        with quiet_pillow():
+            im = Image.open(io.BytesIO(opened.data), formats=[FORMATS[opened.format]])
+    except Exception:  # noqa: BLE001 - it opened once: nothing more to hash if not again
+        return
+    budget = limits.max_pixels
+    for index in range(1, min(frame_count(opened), max_frames)):
+        try:
+            with quiet_pillow() as libtiff:
+                im.seek(index)
+                w, h = im.size
+                budget -= w * h
+                if w <= 0 or h <= 0 or budget < 0:
+                    return
+                frame = im.convert("RGB")
+                if damaged_pixels(libtiff) is not None:
+                    return
+            block = _block(w, h)
+            if block > 1:
+                frame = frame.reduce(block)
+        except Exception:  # noqa: BLE001 - a damaged later frame ends the frames, not the image
+            return
+        oriented = _orient(opened, frame, exif_transpose)
+        size = (h, w) if oriented.transposed and oriented.orientation in _SWAPS_AXES else (w, h)
+        yield index, ReducedLuma(luma_of(np.asarray(oriented.image)), size, (block, block))
 
 
 def reduced_luma_again(data: bytes, opened: OpenedImage, limits: Limits,

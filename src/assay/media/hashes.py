@@ -16,7 +16,7 @@ import numpy as np
 from ..config import Limits
 from ..errors import InputError, TooLarge
 from . import crops, decode, trim
-from .pdq import PdqResult, fast_pdq, fast_pdq_and_mirror, fast_pdq_boxes, reference_pdq
+from .pdq import PdqResult, fast_pdq, fast_pdq_and_mirror, fast_pdq_boxes, hamming, reference_pdq
 from .trim import Box, content_boxes
 
 PdqMode = Literal["fast", "reference"]
@@ -58,6 +58,10 @@ class ImageHashes:
     @property
     def low_quality(self) -> bool:
         return self.quality < LOW_QUALITY
+
+
+# A later frame this close to the first or to a frame kept already adds no query.
+SAME_FRAME = 8
 
 
 def file_digests(data: bytes) -> tuple[str, str]:
@@ -156,6 +160,14 @@ def hash_image_bytes(
         for out, named in zip((regions, bank_regions), wanted, strict=True):
             for name, box4 in named.items():
                 out[name] = hashed[box4]
+    if variants:
+        # the other frames of an animation (pages of a TIFF), each unlike those kept
+        kept = [result.hex]
+        for index, plane in decode.later_frames(opened, limits, exif_transpose):
+            frame = fast_pdq(plane.luma, plane.orig_size, plane.block)
+            if frame.quality >= LOW_QUALITY and all(hamming(frame.hex, k) > SAME_FRAME for k in kept):
+                kept.append(frame.hex)
+                regions[f"frame-{index}"] = frame
     if variants and (grey := decode.scaled_grey_luma(opened, exif_transpose)) is not None:
         # 16-bit grey: the picture as it shows (the plain hash clips it white, as Meta's does)
         regions = {"scaled": fast_pdq(grey.luma, grey.orig_size, grey.block), **regions}

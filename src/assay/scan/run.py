@@ -76,7 +76,9 @@ class ScanSummary:
             self.archives += 1
         if rec.member_of is not None:
             self.archive_members += 1
-        if rec.image and rec.image.low_quality:
+        if rec.image and rec.image.low_quality and not any(m.signal_type == "pdq" for m in rec.matches):
+            # its own PDQ was not matched; one of its variants may have been (a later
+            # frame, a 16-bit picture scaled): then it is a matched file, not this
             self.low_quality += 1
         if rec.provenance and rec.provenance.verdict.lower().startswith("ai-"):
             self.ai_evidence[rec.kind] += 1

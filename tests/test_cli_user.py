@@ -156,3 +156,23 @@ def test_ctrl_c_in_a_scan_keeps_the_records_and_says_where(home: Path) -> None:
     assert f"interrupted: the {len(lines)} report lines written so far are kept in r.jsonl.partial" in text
     recs = [json.loads(x) for x in lines]  # every line whole
     assert recs[0]["schema"] == "assay.scan-header/1" and {r["schema"] for r in recs[1:]} == {"assay.file/1"}
+
+
+def test_a_match_on_a_name_that_is_not_utf8_can_be_reviewed(home: Path) -> None:
+    folder = home / "case"
+    folder.mkdir()
+    pattern("rings", seed=1).save(folder / "known.png")
+    pattern("rings", seed=1).save(folder / BAD_NAME, "PNG", compress_level=1)  # other bytes: its own record
+    assert assay("bank", "create", "k", home=home).returncode == 0
+    assert assay("bank", "add", "k", "--content-id", "c1", "--image", "case/known.png", home=home).returncode == 0
+    assert assay("scan", "case", "-o", "r.jsonl", "--workers", "1", "--json", home=home).returncode == 0
+    res = assay("review", "r.jsonl", "--json", home=home)
+    no_traceback(res)
+    assert res.returncode == 0, res.stderr
+    rid = next(i["record_id"] for i in json.loads(res.stdout)["items"] if i["path"] == f"case/{BAD_NAME}")
+    res = assay("review", "set", rid, "--decision", "false-positive", "--json", home=home)
+    no_traceback(res)
+    assert res.returncode == 0, res.stderr
+    res = assay("review", "show", rid, "--json", home=home)
+    shown = json.loads(res.stdout)
+    assert shown["decision"] == "false-positive" and shown["path"] == "case/bad\\udcffname.png"

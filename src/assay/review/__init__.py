@@ -125,7 +125,10 @@ def _item(row: sa.Row[Any]) -> ReviewItem:
 
 
 def _values(item: ReviewItem) -> dict[str, Any]:
-    return {"record_id": item.record_id, "file_sha256": item.file_sha256, "path": item.path[:4096],
+    # a file name that is not UTF-8 (lone surrogates) is kept by its \udcXX escapes: the
+    # database holds UTF-8 text
+    path = item.path.encode("utf-8", "backslashreplace").decode()
+    return {"record_id": item.record_id, "file_sha256": item.file_sha256, "path": path[:4096],
             "scan_id": item.scan_id, "bank": item.bank[:64], "content_id": item.content_id,
             "signal_type": item.signal_type[:32], "value": item.value, "distance": item.distance,
             "strength": item.strength}
@@ -239,7 +242,7 @@ def decide(store: Store, record: str | ReviewItem, decision: str, *, reviewer: s
         _audit(conn, key_id, reviewer, item.bank, {
             "record_id": rid, "decision": decision, "previous": previous, "note": note,
             "content_id": item.content_id, "signal_type": item.signal_type, "value": item.value,
-            "file_sha256": item.file_sha256, "path": item.path, "scan_id": item.scan_id})
+            "file_sha256": item.file_sha256, "path": _values(item)["path"], "scan_id": item.scan_id})
     return ReviewItem(**{**asdict(item), "decision": decision, "note": note, "reviewer": reviewer,
                          "decided_at": _iso(at)})
 

@@ -158,6 +158,43 @@ def test_ctrl_c_in_a_scan_keeps_the_records_and_says_where(home: Path) -> None:
     assert recs[0]["schema"] == "assay.scan-header/1" and {r["schema"] for r in recs[1:]} == {"assay.file/1"}
 
 
+def test_file_names_cannot_drive_the_terminal_or_break_lines(home: Path) -> None:
+    folder = home / "case"
+    folder.mkdir()
+    pattern("rings", seed=1).save(folder / "known.png")
+    names = {"colour\x1b[31mRED\x1b[0m.png": "colour\\x1b[31mRED\\x1b[0m.png",
+             "two\nlines.png": "two\\x0alines.png",
+             "x\u202egnp.exe": "x\\u202egnp.exe",  # shown as 'xexe.png' if the override acted
+             BAD_NAME: "bad\\udcffname.png"}
+    for level, name in enumerate(names):  # the same picture, other bytes: a review record each
+        pattern("rings", seed=1).save(folder / name, "PNG", compress_level=level + 1)
+    assert assay("bank", "create", "k", home=home).returncode == 0
+    assert assay("bank", "add", "k", "--content-id", "c1", "--image", "case/known.png", home=home).returncode == 0
+
+    def shown(res: subprocess.CompletedProcess[bytes]) -> str:
+        no_traceback(res)
+        text = (res.stdout + res.stderr).decode("utf-8")
+        assert "\x1b" not in text and "\u202e" not in text, text
+        return text
+
+    text = shown(assay("scan", "case", "-o", "r.jsonl", "--workers", "1", home=home))
+    for escaped in names.values():
+        assert f"  match: case/{escaped}\n" in text, (escaped, text)
+    files = [str(folder / n) for n in names]
+    text = shown(assay("provenance", *files, home=home))
+    text += shown(assay("model", *files, home=home))
+    for escaped in names.values():
+        assert f"\n{home}/case/{escaped}\n" in "\n" + text  # provenance: the file's own line
+        assert f"error: {home}/case/{escaped}: not a model file" in text
+    res = assay("review", "r.jsonl", "--json", home=home)
+    assert res.returncode == 0, res.stderr
+    items = json.loads(res.stdout)["items"]
+    rid = next(i["record_id"] for i in items if i["path"] == "case/two\nlines.png")
+    text = shown(assay("review", "set", rid, "--decision", "confirmed", home=home))
+    text += shown(assay("review", "show", rid, home=home))
+    assert "matched case/two\\x0alines.png\n" in text and "  file case/two\\x0alines.png " in text
+
+
 def test_a_match_on_a_name_that_is_not_utf8_can_be_reviewed(home: Path) -> None:
     folder = home / "case"
     folder.mkdir()

@@ -15,6 +15,7 @@ from ._common import (
     _check_store_named,
     _emit_json,
     _esc,
+    _shown,
     app,
     err,
     out,
@@ -76,7 +77,7 @@ def provenance(
         if json_out:
             _emit_json({**result, **report.model_dump(mode="json", exclude_none=True)})
         else:
-            out.line((str(f), "bold"))
+            out.line((_shown(str(f)), "bold"))
             out.line(explain(report, facts=facts))
             out.line()
     if failed:
@@ -189,4 +190,4 @@ def lora_extract(
     if not 0 < energy <= 1:
         raise typer.BadParameter("energy must be in (0, 1]")
     rep = extract(suspect, base, output, energy=energy, max_rank=max_rank, overwrite=overwrite)
-    out.print(_esc(rep.explanation()))
+    out.print("\n".join(_esc(line) for line in rep.explanation().split("\n")))

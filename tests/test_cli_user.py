@@ -213,3 +213,21 @@ def test_a_match_on_a_name_that_is_not_utf8_can_be_reviewed(home: Path) -> None:
     res = assay("review", "show", rid, "--json", home=home)
     shown = json.loads(res.stdout)
     assert shown["decision"] == "false-positive" and shown["path"] == "case/bad\\udcffname.png"
+
+
+def test_review_lists_whole_record_ids_on_an_80_column_terminal(home: Path) -> None:
+    folder = home / "case"
+    folder.mkdir()
+    pattern("rings", seed=1).save(folder / "known.png")
+    pattern("rings", seed=1).save(folder / "a-copy-with-a-rather-long-name-as-cameras-write.jpg", quality=80)
+    assert assay("bank", "create", "k", home=home).returncode == 0
+    assert assay("bank", "add", "k", "--content-id", "c1", "--image", "case/known.png", home=home).returncode == 0
+    assert assay("scan", "case", "-o", "r.jsonl", "--workers", "1", "--json", home=home).returncode == 0
+    ids = [i["record_id"] for i in json.loads(assay("review", "r.jsonl", "--json", home=home).stdout)["items"]]
+    res = assay("review", "r.jsonl", home=home)  # COLUMNS=80
+    no_traceback(res)
+    text = res.stdout.decode()
+    assert len(ids) >= 3
+    for rid in ids:  # what `assay review set ID` takes, copied from one line
+        assert rid in text, (rid, text)
+    assert "not reviewed" in text

@@ -199,16 +199,25 @@ def review_list(
         what = "matching that filter" if decision or open_only else "in this report"
         out.print(f"no matches {what}: nothing to review ({_esc(str(report))})")
         return
+    from rich import box
     from rich.table import Table
 
     from ..report.terminal import safe, strength_text
 
-    t = Table(title=f"matches in {report.name}", title_justify="left")
-    for col in ("record id", "decision", "bank", "content id", "signal", "strength", "distance", "file"):
-        t.add_column(col, overflow="fold")
+    # the record id is what `assay review set ID` takes: never folded over lines, on any width;
+    # no lines between the columns, so that an 80-column terminal keeps the words whole
+    t = Table(title=f"matches in {_esc(report.name)}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+              collapse_padding=True)
+    t.add_column("record id", no_wrap=True, min_width=16)
+    t.add_column("decision", no_wrap=True)
+    for col in ("bank / content id", "signal (distance)"):
+        t.add_column(col)
+    t.add_column("strength", overflow="fold")
+    t.add_column("file", overflow="fold", ratio=1)
     for i in items:
-        t.add_row(i.record_id, DECISION_TEXT.get(i.decision or "", "not reviewed"), safe(i.bank), safe(i.content_id),
-                  i.signal_type, strength_text(i.strength or ""), str(i.distance or 0), safe(i.path, 300))
+        t.add_row(i.record_id, DECISION_TEXT.get(i.decision or "", "not reviewed"),
+                  safe(f"{i.bank} / {i.content_id}"), f"{i.signal_type} ({i.distance or 0})",
+                  strength_text(i.strength or ""), safe(i.path, 300))
     out.print(t)
     counts = {k: sum(1 for i in items if i.decision == k) for k in DECISION_TEXT}
     open_n = sum(1 for i in items if i.decision is None)

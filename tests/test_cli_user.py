@@ -231,3 +231,14 @@ def test_review_lists_whole_record_ids_on_an_80_column_terminal(home: Path) -> N
     for rid in ids:  # what `assay review set ID` takes, copied from one line
         assert rid in text, (rid, text)
     assert "not reviewed" in text
+
+
+def test_a_text_index_named_like_an_existing_file(home: Path) -> None:
+    works = home / "works"
+    works.mkdir()
+    (works / "tale.txt").write_text("Once upon a time a lighthouse keeper counted the ships that passed her rock.\n")
+    for index in ("works/tale.txt", "works/tale.txt/idx"):  # the file itself; a folder under it
+        res = assay("text", "index", "works", "--index", index, home=home)
+        no_traceback(res)
+        assert res.returncode == 1 and "error: works/tale.txt" in res.stderr.decode(), res.stderr
+    assert (works / "tale.txt").read_text().startswith("Once upon a time")

@@ -465,12 +465,18 @@ class TextIndex:
         folder = Path(folder)
         if (folder / "index.json").exists():
             return cls.open(folder)
+        if folder.exists() and not folder.is_dir():
+            raise IndexError_(f"{folder} is a file, not a text index (an index is a folder)",
+                              hint="name a new or empty folder; nothing was written")
         if folder.exists() and any(folder.iterdir()):
             raise IndexError_(f"{folder} exists and is not a text index",
                               hint="name a new or empty folder")
-        folder.mkdir(parents=True, exist_ok=True)
         manifest = {"format": FORMAT, "shards": []}
-        _write_json_atomic(folder / "index.json", manifest)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            _write_json_atomic(folder / "index.json", manifest)
+        except OSError as exc:
+            raise IndexError_(f"{folder}: cannot make a text index there: {exc.strerror or exc}") from None
         return cls(folder, manifest)
 
     @property

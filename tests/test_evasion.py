@@ -101,7 +101,8 @@ def test_zip_behind_a_program_or_junk_is_an_archive(tmp_path: Path) -> None:
 
 @pytest.fixture
 def banked(testdata: Path, tmp_path: Path) -> tuple[str, dict[str, bytes]]:
-    """A store whose bank ``known`` holds a JPEG and a PNG of the shared test images."""
+    """A store whose bank ``known`` holds a JPEG and a PNG of the shared test images; two
+    photos that are not banked (PDQ quality 100: they would match if anything did)."""
     base = testdata / "pdq" / "reg-test-input"
     files = {"bridge": base / "dih" / "bridge-1-original.jpg", "pen": base / "pen-and-coaster.png"}
     db = str(tmp_path / "b.sqlite3")
@@ -109,8 +110,8 @@ def banked(testdata: Path, tmp_path: Path) -> tuple[str, dict[str, bytes]]:
     for cid, path in files.items():
         res = runner.invoke(app, ["--db", db, "bank", "add", "known", "--content-id", cid, "--image", str(path)])
         assert res.exit_code == 0, res.output
-    other = base / "labelme-subset" / "q0004.jpg"
-    return db, {**{cid: p.read_bytes() for cid, p in files.items()}, "other": other.read_bytes()}
+    others = {"other": base / "labelme-subset" / "q0122.jpg", "other2": base / "labelme-subset" / "q0291.jpg"}
+    return db, {cid: p.read_bytes() for cid, p in {**files, **others}.items()}
 
 
 def _scan(db: str, folder: Path, report: Path) -> tuple[str, dict[str, dict]]:
@@ -365,3 +366,44 @@ def test_a_known_picture_as_a_later_frame_or_page_is_found(banked: tuple[str, di
         assert m[0]["query_variant"] == "frame-1" and m[0]["strength"] == "perceptual"
         assert f"match: {case}/{name}" in out
     assert not _matched(recs["other-anim.gif"])
+
+
+def test_pixels_turned_with_an_exif_orientation_turning_them_back_are_found(
+        banked: tuple[str, dict[str, bytes]], tmp_path: Path) -> None:
+    """A copy whose pixels are turned a quarter and whose EXIF orientation turns them back
+    looks the same in any viewer, and its stored pixels hashed ~110 bits away: missed
+    unless the examiner asked for --exif-transpose or --dihedral. The picture as displayed
+    is queried (variant 'displayed'), and banked beside the stored one, so the reverse (a
+    banked photo with an orientation, a copy turned upright in its pixels) matches too."""
+    from PIL import Image
+
+    db, data = banked
+    case = tmp_path / "case"
+    case.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise
+    turned = Image.open(io.BytesIO(data["bridge"])).transpose(Image.Transpose.ROTATE_90)
+    b = io.BytesIO()
+    turned.save(b, "JPEG", quality=92, exif=exif.tobytes())
+    (case / "turned.jpg").write_bytes(b.getvalue())
+    # the reverse: a photo banked as a camera stores it, a copy turned upright in its pixels
+    other = Image.open(io.BytesIO(data["other"]))
+    b = io.BytesIO()
+    other.save(b, "JPEG", quality=92, exif=exif.tobytes())
+    (tmp_path / "camera.jpg").write_bytes(b.getvalue())
+    res = runner.invoke(app, ["--db", db, "bank", "add", "known", "--content-id", "camera",
+                              "--image", str(tmp_path / "camera.jpg")])
+    assert res.exit_code == 0, res.output
+    b = io.BytesIO()
+    other.transpose(Image.Transpose.ROTATE_270).save(b, "JPEG", quality=92)
+    (case / "upright.jpg").write_bytes(b.getvalue())
+    (case / "unrelated.jpg").write_bytes(data["other2"])
+    out, recs = _scan(db, case, tmp_path / "r.jsonl")
+    m = [m for m in recs["turned.jpg"]["matches"] if m["signal_type"] == "pdq"]
+    assert {x["content_id"] for x in m} == {"bridge"}
+    assert m[0]["query_variant"] == "displayed" and m[0]["strength"] == "perceptual"
+    m = [m for m in recs["upright.jpg"]["matches"] if m["signal_type"] == "pdq"]
+    assert {x["content_id"] for x in m} == {"camera"}
+    assert m[0]["bank_variant"] == "displayed" and m[0]["strength"] == "perceptual"
+    assert not _matched(recs["unrelated.jpg"])
+    assert f"match: {case}/turned.jpg" in out and f"match: {case}/upright.jpg" in out

@@ -63,6 +63,18 @@ class ImageHashes:
 # A later frame this close to the first or to a frame kept already adds no query.
 SAME_FRAME = 8
 
+# EXIF orientation -> (turn of a stored plane as it displays, the turn back): Pillow's
+# transposes of media/decode.py on a numpy (rows, columns) plane.
+_TURNS: dict[int, tuple[Any, Any]] = {
+    2: (lambda a: a[:, ::-1],) * 2,
+    3: (lambda a: a[::-1, ::-1],) * 2,
+    4: (lambda a: a[::-1],) * 2,
+    5: (lambda a: a.T,) * 2,
+    6: (lambda a: np.rot90(a, -1), lambda a: np.rot90(a, 1)),
+    7: (lambda a: np.rot90(a, 2).T,) * 2,
+    8: (lambda a: np.rot90(a, 1), lambda a: np.rot90(a, -1)),
+}
+
 
 def file_digests(data: bytes) -> tuple[str, str]:
     """(md5, sha256) hex of the bytes."""
@@ -168,6 +180,19 @@ def hash_image_bytes(
             if frame.quality >= LOW_QUALITY and all(hamming(frame.hex, k) > SAME_FRAME for k in kept):
                 kept.append(frame.hex)
                 regions[f"frame-{index}"] = frame
+    if (variants or bank_variants) and oriented.orientation in _TURNS:
+        # The other way up: the picture as displayed when its pixels are hashed as stored
+        # (a copy turned in its pixels with an EXIF orientation turning it back looks the
+        # same to anyone and hashed ~110 bits away), or as stored under --exif-transpose.
+        turn = _TURNS[oriented.orientation][1 if oriented.transposed else 0]
+        ow, oh = reduced.orig_size
+        size = (oh, ow) if oriented.orientation >= 5 else (ow, oh)
+        other_way = fast_pdq(np.ascontiguousarray(turn(reduced.luma)), size, reduced.block)
+        name = "stored" if oriented.transposed else "displayed"
+        if variants:
+            regions[name] = other_way
+        if bank_variants:
+            bank_regions[name] = other_way
     if variants and (grey := decode.scaled_grey_luma(opened, exif_transpose)) is not None:
         # 16-bit grey: the picture as it shows (the plain hash clips it white, as Meta's does)
         regions = {"scaled": fast_pdq(grey.luma, grey.orig_size, grey.block), **regions}

@@ -157,12 +157,18 @@ class _Console:
     def __init__(self, stderr: bool = False) -> None:
         self._stderr = stderr
         self._rich: Any = None
+        self._made_for: tuple[int, str | None] | None = None
 
     def _console(self) -> Any:
-        if self._rich is None:
+        # Rich reads the terminal's size (COLUMNS) when a Console is made: one is made
+        # again when the stream or COLUMNS changed (a program that runs commands in
+        # turn, such as a test runner, swaps sys.stdout for each).
+        made_for = (id(sys.stderr if self._stderr else sys.stdout), os.environ.get("COLUMNS"))
+        if self._rich is None or made_for != self._made_for:
             from rich.console import Console
 
             self._rich = Console(stderr=self._stderr, highlight=False, soft_wrap=True)
+            self._made_for = made_for
         return self._rich
 
     @property

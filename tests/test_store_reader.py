@@ -141,9 +141,9 @@ def test_fingerprint_count_is_what_lineage_would_read(tmp_path: Path) -> None:
 
 
 def test_constants_follow_the_store() -> None:
-    from assay.banks.fingerprints import _SUMMARY_BYTES, _SUMMARY_BYTES_INV
+    from assay.banks.fingerprints import _SUMMARY_BYTES, _SUMMARY_BYTES_INV, _SUMMARY_BYTES_SHAPE
 
-    assert reader.SUMMARY_SIZES == (_SUMMARY_BYTES, _SUMMARY_BYTES_INV)
+    assert reader.SUMMARY_SIZES == (_SUMMARY_BYTES, _SUMMARY_BYTES_INV, _SUMMARY_BYTES_SHAPE)
     assert reader._SCHEMA_VERSION == store_mod.SCHEMA_VERSION
 
 

@@ -47,18 +47,26 @@ __all__ = [
 KINDS = ("checkpoint", "lora", "base")
 CACHE_ENTRIES = 32  # decoded fingerprints kept per FingerprintStore (~8 MB each at SD 1.5 size)
 _SUMMARY_BYTES = len(COMPONENTS) * SUMMARY_DIM * 4
-# Rows written since fingerprint format 2 append the permutation-invariant summary.
+# Rows written since fingerprint format 2 append the permutation-invariant summary, and
+# rows written since renamed tensors are paired by content (lineage.pair_by_content) the
+# shape-keyed summary after it (NaN invariants when the fingerprint has none).
 _SUMMARY_BYTES_INV = 2 * _SUMMARY_BYTES
+_SHAPE_BYTES = SUMMARY_DIM * 4
+_SUMMARY_BYTES_SHAPE = _SUMMARY_BYTES_INV + _SHAPE_BYTES
 INV_CANDIDATES = 2  # entries pre-selected on invariants alone (permuted copies)
 INV_MAX = 0.25  # relative distance of invariant summaries beyond which nothing is related
+SHAPE_CANDIDATES = 2  # entries pre-selected on their shape-keyed summary (renamed copies)
+SHAPE_COS = 0.5  # a renamed copy or fine-tune measures ~1; unrelated models ~0
 
 
 def summary_bytes(fp: Fingerprint) -> bytes:
-    """The bank's pre-filter record: the linear summary, then (when the fingerprint has
-    them) the summary of its permutation invariants."""
+    """The bank's pre-filter record: the linear summary, the summary of the permutation
+    invariants (NaN when the fingerprint has none), then the shape-keyed summary."""
     out = fp.summary().astype("<f4").tobytes()
     inv = fp.invariant_summary()
-    return out + inv.astype("<f4").tobytes() if inv is not None else out
+    out += (inv.astype("<f4").tobytes() if inv is not None
+            else np.full(len(COMPONENTS) * SUMMARY_DIM, np.nan, dtype="<f4").tobytes())
+    return out + fp.shape_summary().astype("<f4").tobytes()
 
 # What the code reads and writes; the table is created by migration 0003 (keep the two in step).
 _meta = sa.MetaData()
@@ -298,10 +306,12 @@ class FingerprintIndex:
     # (N, len(COMPONENTS) * SUMMARY_DIM) invariant summaries; NaN rows for format-1 entries
     invariants: np.ndarray | None = None
     _inv_sq: np.ndarray | None = None  # squared norms of the invariant rows, float64
+    # (N, SUMMARY_DIM) shape-keyed summaries (renamed copies); NaN rows for older entries
+    shapes: np.ndarray | None = None
 
     @classmethod
     def from_rows(cls, rows: Sequence[Any]) -> FingerprintIndex:
-        sizes = (_SUMMARY_BYTES, _SUMMARY_BYTES_INV)
+        sizes = (_SUMMARY_BYTES, _SUMMARY_BYTES_INV, _SUMMARY_BYTES_SHAPE)
         ok = [r for r in rows if r[5] is not None and len(r[5]) in sizes]
         broken = [NotComparable(f"{r[1]}/{r[2]}", "stored fingerprint summary is truncated or corrupt")
                   for r in rows if r[5] is None or len(r[5]) not in sizes]
@@ -309,13 +319,36 @@ class FingerprintIndex:
                      .reshape(len(ok), len(COMPONENTS), SUMMARY_DIM)) if ok else np.zeros(
                          (0, len(COMPONENTS), SUMMARY_DIM), np.float32)
         nan = np.full(len(COMPONENTS) * SUMMARY_DIM, np.nan, dtype="<f4").tobytes()
-        invariants = (np.frombuffer(b"".join(bytes(r[5][_SUMMARY_BYTES:]) or nan for r in ok), dtype="<f4")
-                      .reshape(len(ok), -1)) if ok else np.zeros((0, len(COMPONENTS) * SUMMARY_DIM), np.float32)
+        invariants = (np.frombuffer(b"".join(bytes(r[5][_SUMMARY_BYTES:_SUMMARY_BYTES_INV]) or nan for r in ok),
+                                    dtype="<f4").reshape(len(ok), -1)
+                      ) if ok else np.zeros((0, len(COMPONENTS) * SUMMARY_DIM), np.float32)
+        no_shape = np.full(SUMMARY_DIM, np.nan, dtype="<f4").tobytes()  # rows banked before
+        shapes = (np.frombuffer(b"".join(bytes(r[5][_SUMMARY_BYTES_INV:]) or no_shape for r in ok),
+                                dtype="<f4").reshape(len(ok), SUMMARY_DIM)
+                  ) if ok else np.zeros((0, SUMMARY_DIM), np.float32)
         return cls(
             np.array([int(r[0]) for r in ok], dtype=np.int64), [f"{r[1]}/{r[2]}" for r in ok],
             np.array([r[3] for r in ok], dtype=object), np.array([int(r[4]) for r in ok]),
-            summaries, broken, invariants=invariants,
+            summaries, broken, invariants=invariants, shapes=shapes,
         )
+
+    def _shape_candidates(self, suspect: Fingerprint, models: np.ndarray, taken: list[int]) -> list[int]:
+        """Models whose shape-keyed summary (tensor names left out) is nearest the suspect's:
+        where a copy with renamed tensors hides from the name-keyed summaries. Related or
+        not is decided later, by pairing the tensors (lineage.pair_by_content)."""
+        if self.shapes is None or not len(models):
+            return []
+        s = suspect.shape_summary().astype(np.float64)
+        sn = np.linalg.norm(s)
+        if sn == 0:
+            return []
+        rows = self.shapes[models].astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            cos = rows @ s / np.maximum(np.linalg.norm(rows, axis=1) * sn, 1e-300)
+        cos[~np.isfinite(cos)] = -np.inf  # rows banked before the shape summary
+        order = np.argsort(-cos, kind="stable")
+        out = [int(models[i]) for i in order if cos[i] >= SHAPE_COS and int(models[i]) not in taken]
+        return out[:SHAPE_CANDIDATES]
 
     def _invariant_candidates(self, suspect: Fingerprint, models: np.ndarray, taken: list[int]) -> list[int]:
         """Models whose permutation invariants are nearest the suspect's: where a permuted
@@ -362,7 +395,9 @@ class FingerprintIndex:
         models = np.flatnonzero(same_k & (is_lora == (suspect.kind == "lora")))
         pool = [int(i) for i in models[np.argsort(-cos[models])][:4 * limit] if cos[i] > 0.05]
         if not pool:
-            return [int(self.ids[i]) for i in self._invariant_candidates(suspect, models, [])]
+            picked = self._invariant_candidates(suspect, models, [])
+            picked += self._shape_candidates(suspect, models, picked)
+            return [int(self.ids[i]) for i in picked]
         # NNLS on the summaries picks a sparse set that explains the suspect (merge
         # ingredients), where near-duplicates of one model would crowd a top-k list.
         cols = flat[pool].astype(np.float64)
@@ -370,6 +405,7 @@ class FingerprintIndex:
         picked = pool[:3] + [pool[i] for i in np.argsort(-w) if w[i] > 1e-6]
         picked = list(dict.fromkeys(picked))[:limit]
         picked += self._invariant_candidates(suspect, models, picked)
+        picked += self._shape_candidates(suspect, models, picked)
         loras = np.flatnonzero(same_k & is_lora)
         if suspect.kind != "lora" and len(loras):
             # What the chosen models do not explain is where a merged LoRA would show.

@@ -38,9 +38,10 @@ if TYPE_CHECKING:
 MAX_HAMMING = 100_000
 _IN_CHUNK = 500
 _SCHEMA_VERSION = 1  # store.SCHEMA_VERSION (a test keeps the two equal)
-# The sizes of a readable model fingerprint summary (banks/fingerprints.py: format 1, and
-# format 2 with its permutation-invariant half; a test keeps the two modules equal).
-SUMMARY_SIZES = (5120, 10240)
+# The sizes of a readable model fingerprint summary (banks/fingerprints.py: format 1,
+# format 2 with its permutation-invariant half, and with the shape-keyed summary after it;
+# a test keeps the two modules equal).
+SUMMARY_SIZES = (5120, 10240, 11264)
 
 
 class SqliteReader:

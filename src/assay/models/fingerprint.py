@@ -615,6 +615,21 @@ class Fingerprint:
             seen = True
         return out.astype(np.float32) if seen else None
 
+    def shape_summary(self) -> np.ndarray:
+        """A (SUMMARY_DIM,) float32 count-sketch of the matrix sketches keyed by each
+        tensor's *shape*, not its name: tensors of one shape add up in the same plan, so
+        renaming (or reordering) tensors leaves it unchanged, and it stays linear like
+        :meth:`summary`. The bank pre-selects on it the entries a renamed copy shares no
+        tensor name with (:func:`assay.models.lineage.pair_by_content` then pairs them)."""
+        out = np.zeros(SUMMARY_DIM, dtype=np.float64)
+        for t in self.tensors.values():
+            if not pairable(t):
+                continue
+            flat = t.sketch.ravel()
+            buckets, signs = _count_sketch_plan("shape/" + "x".join(map(str, t.shape)), flat.size)
+            out += np.bincount(buckets, weights=signs * flat, minlength=SUMMARY_DIM)
+        return out.astype(np.float32)
+
     def has_alignment_data(self) -> bool:
         return any(t.rowsig is not None or t.colsig is not None for t in self.tensors.values())
 
@@ -823,6 +838,17 @@ class FlatSketches:
     shapes: tuple[tuple[int, ...], ...]
     group: np.ndarray  # (n,) index into ``groups``: the component a person reads
     groups: tuple[str, ...]
+
+
+# Matrices whose sketch has fewer elements than this are never paired by content alone:
+# two unrelated 4x16 tensors can reach a sketch cosine of 0.5 by chance; at 256 elements
+# that is 8 standard deviations away.
+PAIR_MIN_ELEMENTS = 256
+
+
+def pairable(t: TensorSketch) -> bool:
+    """A matrix that can be paired with another by its weights alone (names ignored)."""
+    return t.is_matrix and t.comparable and t.norm > 0 and t.sketch.size >= PAIR_MIN_ELEMENTS
 
 
 def _groups(names: Iterable[str]) -> tuple[np.ndarray, tuple[str, ...]]:

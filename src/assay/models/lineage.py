@@ -26,13 +26,13 @@ mismatched shapes, NaN/Inf) give a :class:`NotComparable` entry, never an except
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
 
-from .fingerprint import Fingerprint, FlatSketches, component_of
+from .fingerprint import Fingerprint, FlatSketches, component_of, pairable
 
 __all__ = [
     "BankModel",
@@ -354,11 +354,93 @@ def answer(suspect: Fingerprint, entries: Sequence[BankModel],
     :func:`assay.models.alignment.open_suspect`) entries it is not the same as are also
     tried up to function-preserving permutations (:mod:`assay.models.alignment`)."""
     report = _answer(suspect, entries)
+    if suspect.kind != "lora":
+        _renamed(suspect, entries, report)
     if tensors is not None and suspect.kind != "lora":
         _permuted(suspect, entries, tensors, report)
     elif suspect.kind != "lora":
         _permuted_from_signatures(suspect, entries, report)
     return report
+
+
+RENAMED_COVER = 0.5  # share of an entry's pairable weights that must pair by content
+RENAMED_MIN = 4  # and at least this many of its matrices
+
+
+def pair_by_content(suspect: Fingerprint, entry: Fingerprint) -> dict[str, str]:
+    """Suspect tensor name -> entry tensor name, names ignored: matrices of equal shape
+    paired one to one by sketch cosine, greatest first, while it is at least DERIVED_COS
+    (a tensor and its fine-tune measure 0.9 and more; unrelated ones about 0, and
+    :func:`assay.models.fingerprint.pairable` keeps sketches too small to tell apart out)."""
+    def by_shape(fp: Fingerprint) -> dict[tuple[int, ...], list[str]]:
+        out: dict[tuple[int, ...], list[str]] = {}
+        for n, t in fp.tensors.items():
+            if pairable(t):
+                out.setdefault(t.shape, []).append(n)
+        return out
+
+    def unit_rows(fp: Fingerprint, names: list[str]) -> np.ndarray:
+        rows = np.stack([fp.tensors[n].sketch.ravel() for n in names]).astype(np.float64)
+        return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-300)
+
+    pairs: dict[str, str] = {}
+    mine = by_shape(suspect)
+    for shape, theirs in by_shape(entry).items():
+        ours = mine.get(shape)
+        if not ours:
+            continue
+        cos = unit_rows(suspect, ours) @ unit_rows(entry, theirs).T
+        used_r: set[int] = set()
+        used_c: set[int] = set()
+        for flat in np.argsort(-cos, axis=None, kind="stable"):
+            r, c = divmod(int(flat), cos.shape[1])
+            if cos[r, c] < DERIVED_COS or len(used_r) == min(cos.shape):
+                break
+            if r not in used_r and c not in used_c:
+                used_r.add(r)
+                used_c.add(c)
+                pairs[ours[r]] = theirs[c]
+    return pairs
+
+
+def _renamed(suspect: Fingerprint, entries: Sequence[BankModel], report: LineageReport) -> None:
+    """Entries whose tensor names the suspect mostly lacks (its tensors renamed: a
+    function-preserving rewrite for whoever ships the renaming with it): pair the
+    matrices by content, name the pairs as the entry does, and ask the questions again.
+    Only same weights and fine-tune relations are answered so; merges and LoRAs need
+    the names."""
+    found = ({f.entry for f in report.same} | {f.entry for f in report.derived}
+             | {p for m in report.merges for p in m.parts})
+    for e in entries:
+        if e.kind == "lora" or e.label in found or e.fingerprint.k != suspect.k:
+            continue
+        theirs = {n: t for n, t in e.fingerprint.tensors.items() if pairable(t)}
+        total = sum(t.shape[0] * t.shape[1] for t in theirs.values())
+        named = sum(t.shape[0] * t.shape[1] for n, t in theirs.items()
+                    if n in suspect.tensors and suspect.tensors[n].shape == t.shape)
+        if not total or named >= RENAMED_COVER * total:
+            continue  # the names speak for this entry
+        pairs = pair_by_content(suspect, e.fingerprint)
+        covered = sum(theirs[n].shape[0] * theirs[n].shape[1] for n in pairs.values())
+        if len(pairs) < RENAMED_MIN or covered < RENAMED_COVER * total:
+            continue
+        renamed = Fingerprint(suspect.k, suspect.kind,
+                              {theirs_name: replace(suspect.tensors[ours], name=theirs_name)
+                               for ours, theirs_name in pairs.items()}, dict(suspect.source))
+        sub = _answer(renamed, [e])
+        if not sub.same and not sub.derived:
+            continue
+        moved = sum(1 for ours, theirs_name in pairs.items() if ours != theirs_name)
+        what = (f"its tensor names differ from the entry's ({moved} renamed): {len(pairs)} of the "
+                f"entry's {len(theirs)} matrices, {covered / total:.0%} of their weights, paired by "
+                "shape and weights alone")
+        for f in sub.same:
+            f.explanation = f"{f.explanation}; {what}"
+            report.same.append(f)
+        for f in sub.derived:
+            f.explanation = f"{f.explanation}; {what}"
+            report.derived.append(f)
+        report.not_comparable = [n for n in report.not_comparable if n.entry != e.label]
 
 
 SIG_ALIGNED = 0.9  # share of the common matrices whose units must pair (signatures only)

@@ -242,3 +242,22 @@ def test_a_text_index_named_like_an_existing_file(home: Path) -> None:
         no_traceback(res)
         assert res.returncode == 1 and "error: works/tale.txt" in res.stderr.decode(), res.stderr
     assert (works / "tale.txt").read_text().startswith("Once upon a time")
+
+
+def test_serve_on_a_port_in_use_says_so_and_exits(home: Path) -> None:
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        res = assay("serve", "--port", str(port), home=home)
+    no_traceback(res)
+    err = res.stderr.decode()
+    assert res.returncode == 1, err
+    assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in err
+    assert "listening on" not in err  # never claimed
+    for bad in ("-1", "70000"):
+        res = assay("serve", "--port", bad, home=home)
+        no_traceback(res)
+        assert res.returncode == 2 and "--port" in res.stderr.decode()

@@ -8,6 +8,7 @@ They are registered in assay/cli/misc.py::
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import replace
@@ -26,6 +27,17 @@ keys_app = typer.Typer(help="API keys of the HTTP service (stored hashed in the 
 DbOption = Annotated[str | None, typer.Option(
     "--db", help="Bank store: SQLite path or database URL (env ASSAY_DB).", show_default=False)]
 Role = StrEnum("Role", {r: r for r in ROLES})  # a choice, so a bad role is bad usage (exit 2)
+
+
+def _can_listen(host: str, port: int) -> None:
+    """Bind and release the address as uvicorn will bind it (OSError if it cannot be), so that
+    a port in use or a bad address is said before "listening on" is printed."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
 
 
 def _fail(exc: AssayError) -> None:
@@ -172,8 +184,8 @@ def _metrics_setup(settings: Settings) -> str:
 
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
-    workers: Annotated[int, typer.Option(help="Worker processes (each holds its own index).")] = 2,
+    port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8080,
+    workers: Annotated[int, typer.Option(help="Worker processes (each holds its own index).", min=1)] = 2,
     db: DbOption = None,
     allow_anonymous: Annotated[bool, typer.Option(
         help="Let requests without a key hash and look up (role 'match').")] = False,
@@ -229,6 +241,13 @@ def serve(
         _fail(AssayError(f"cannot serve metrics: {exc}"))
         return
     shown = f"[{host}]" if ":" in host else host
+    try:
+        _can_listen(host, port)
+    except OSError as exc:
+        _fail(AssayError(f"cannot listen on {shown}:{port}: {exc.strerror or exc}",
+                         hint="another program holds that port: choose another --port, or stop it"
+                         if getattr(exc, "errno", None) == errno.EADDRINUSE else "check --host and --port"))
+        return
     typer.echo(f"assay serve: listening on http://{shown}:{port} ({workers} worker{'s' if workers != 1 else ''}; "
                f"API docs at /docs){metrics_at}; Ctrl-C stops it", err=True)
     uvicorn.run(

@@ -155,6 +155,7 @@ def test_polyglot_and_self_extracting_zips_are_found(banked: tuple[str, dict[str
     for path in ("holiday.jpg", "holiday.jpg!/inner/x.png", "png-polyglot.png!/y.png", "setup.exe!/b.jpg"):
         assert f"match: {case}/{path}" in out
     assert f"match: {case}/other" not in out
+    assert "│ archives      │ 4 files in 1 archive and 2 other files" in out  # the polyglots hold 3
 
 
 def test_png_padded_with_text_is_found(banked: tuple[str, dict[str, bytes]], tmp_path: Path) -> None:

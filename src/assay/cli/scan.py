@@ -276,7 +276,9 @@ def _print_summary(summary: Any, target: str, bank_sizes: dict[str, int], report
     if summary.dangerous_models:
         t.add_row("dangerous", plural(summary.dangerous_models, "model file"), style="red")
     if summary.archives or summary.archive_members:
-        t.add_row("archives", plural(summary.archive_members, "file") + " in " + plural(summary.archives, "archive"))
+        holders = f" and {plural(summary.member_holders, 'other file')}" if summary.member_holders else ""
+        t.add_row("archives", plural(summary.archive_members, "file") + " in " + plural(summary.archives, "archive")
+                  + holders)
     if summary.links:
         t.add_row("links", plural(summary.links, "symbolic link") + ", not followed (--follow-symlinks)")
     unreadable = summary.kinds.get("error", 0)

@@ -213,6 +213,7 @@ def merge_summary(total: ScanSummary, part: dict[str, Any]) -> None:
     total.archives += part["archives"]
     total.text_reproductions += part.get("text_reproductions", 0)
     total.archive_members += part["archive_members"]
+    total.member_holders += part.get("member_holders", 0)  # absent from partitions of older scans
     if total.timings is not None:
         total.timings.merge(part.get("timings"))
 
@@ -248,7 +249,7 @@ def _read_state(store: Store, out: str, rel: str) -> dict[str, Any]:
             merge_summary(scratch, obj["summary"])
             counts = [scratch.files, scratch.with_errors, scratch.matched_files, scratch.low_quality,
                       scratch.dangerous_models, scratch.known_good, scratch.links, scratch.archives,
-                      scratch.archive_members, scratch.text_reproductions,
+                      scratch.archive_members, scratch.member_holders, scratch.text_reproductions,
                       *scratch.kinds.values(), *scratch.matches_by_bank.values(), *scratch.ai_evidence.values()]
             names = [*scratch.kinds, *scratch.matches_by_bank, *scratch.ai_evidence, *scratch.matched_paths]
             if not all(type(n) is int and n >= 0 for n in counts) or not all(isinstance(x, str) for x in names):

@@ -525,7 +525,8 @@ def _summary_of(records: Sequence[FileRecord]) -> dict[str, Any]:
             "low_quality": s.low_quality, "ai_evidence": s.ai_evidence,
             "dangerous_models": s.dangerous_models, "matched_paths": s.matched_paths,
             "known_good": s.known_good, "links": s.links, "archives": s.archives,
-            "archive_members": s.archive_members, "text_reproductions": s.text_reproductions,
+            "archive_members": s.archive_members, "member_holders": s.member_holders,
+            "text_reproductions": s.text_reproductions,
             "timings": s.timings.to_json_dict() if s.timings is not None else None}
 
 

@@ -40,6 +40,9 @@ class ScanSummary:
     links: int = 0  # symbolic links reported, not followed
     archives: int = 0
     archive_members: int = 0  # records of files read from inside archives
+    # Files not archives that members were read from: a zip at their end, images cut out
+    member_holders: int = 0
+    _holding: set[str] = field(default_factory=set, repr=False)  # member_of values not met yet
     text_reproductions: int = 0  # text files with passages of indexed works
     # Inputs named by the user that could not be read at all (missing, unreadable).
     unreadable_inputs: list[str] = field(default_factory=list)
@@ -76,6 +79,11 @@ class ScanSummary:
             self.archives += 1
         if rec.member_of is not None:
             self.archive_members += 1
+            self._holding.add(rec.member_of)
+        if self._holding and rec.path in self._holding:  # a holder's record follows its members
+            self._holding.discard(rec.path)
+            if rec.kind != "archive":
+                self.member_holders += 1
         if rec.image and rec.image.low_quality and not any(m.signal_type == "pdq" for m in rec.matches):
             # its own PDQ was not matched; one of its variants may have been (a later
             # frame, a 16-bit picture scaled): then it is a matched file, not this
@@ -105,6 +113,7 @@ class ScanSummary:
             "links": self.links,
             "archives": self.archives,
             "archive_members": self.archive_members,
+            "member_holders": self.member_holders,
             "text_reproductions": self.text_reproductions,
             "unreadable_inputs": self.unreadable_inputs[:1000],
             **({"case_links": self.case_links.links,

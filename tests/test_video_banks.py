@@ -385,3 +385,41 @@ def test_a_banked_letterboxed_video_matches_its_clean_copy(tmp_path, db, vids, h
         assert "pdq_variants" not in (e.meta or {}) and len(e.signals["vpdq"]) == len(video.prepare(h.vpdq))
     res = _cli(db, "bank", "export", "videos", "--format", "vpdq", "--content-id", "boxed")
     assert [f.hex for f in video.loads(res.output)] == [f.hex for f in h.vpdq]
+
+
+def test_a_mirrored_copy_matches_through_its_mirrored_view(tmp_path, db, vids):
+    """A video flipped left to right (the commonest re-upload evasion) moves every frame's
+    PDQ by ~100+ bits: scan and match also query the mirrored frames; a scan's record keeps
+    them only when a match came through them."""
+    import av
+
+    from videogen import write_video
+
+    with av.open(str(vids["orig"])) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    flipped = write_video(tmp_path / "flipped.mp4", (f[:, ::-1] for f in frames), 15, codec="mpeg4",
+                          bit_rate=1_000_000)
+    _cli(db, "bank", "add", "videos", "--content-id", "case-7", "--video", str(vids["orig"]))
+    _cli(db, "bank", "add", "videos", "--content-id", "unrelated", "--video", str(vids["third"]))
+    res = _cli(db, "match", "--video", str(flipped), "--json")
+    doc = json.loads(res.output)
+    jsonschema.validate(doc, MATCHES_SCHEMA)
+    (m,) = doc["matches"]
+    assert (m["content_id"], m["query_variant"]) == ("case-7", "mirrored")
+    assert m["video"]["query_match_percent"] >= 80
+    res = _cli(db, "match", "--video", str(flipped))
+    assert "case-7" in res.output and "unrelated" not in res.output
+    out = tmp_path / "r.jsonl"
+    scanned = tmp_path / "scan"
+    scanned.mkdir()
+    shutil.copy(flipped, scanned / "flipped.mp4")
+    shutil.copy(vids["other"], scanned / "other.mp4")
+    assert _cli(db, "scan", str(scanned), "-o", str(out), "--workers", "1").exit_code in (0, 1)
+    recs = {Path(r["path"]).name: r for r in map(json.loads, out.read_text().splitlines())
+            if r.get("schema") == "assay.file/1"}
+    for rec in recs.values():
+        jsonschema.validate(rec, FILE_SCHEMA)
+    rec = recs["flipped.mp4"]
+    assert [(x["content_id"], x["query_variant"]) for x in rec["matches"]] == [("case-7", "mirrored")]
+    assert len(rec["video"]["vpdq_mirrored"]) == len(rec["video"]["vpdq"])
+    assert recs["other.mp4"]["matches"] == [] and "vpdq_mirrored" not in recs["other.mp4"]["video"]

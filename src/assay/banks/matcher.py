@@ -85,7 +85,7 @@ PARTIAL = "perceptual-partial"
 # by its EXIF orientation (or back). Every other variant (crop-N, upper-85, uncaptioned ...) is a
 # part of the picture: a match through it says less (media/crops.py).
 _WHOLE = frozenset({"original", "rot90", "rot180", "rot270", "flipx", "flipy", "flipplus", "flipminus",
-                    "mirror", "trimmed", "trimmed-even", "scaled", "displayed", "stored"})
+                    "mirror", "mirrored", "trimmed", "trimmed-even", "scaled", "displayed", "stored"})
 
 
 #: The rotations/flips of ``--dihedral``: asked for by name, always written in a record.
@@ -103,10 +103,15 @@ def drop_unmatched_variants(rec: FileRecord, *, keep_all: bool = False) -> None:
     """Leave in ``rec.signals`` only the geometry-variant PDQ hashes that matched something
     (an image has ~50 of them, ~8 KB of JSON, and almost all match nothing); the match's
     ``query`` indexes follow. ``rec.image.variant_hashes`` says how many were computed;
-    ``keep_all`` (``scan --all-variants``) keeps them all."""
+    ``keep_all`` (``scan --all-variants``) keeps them all. A video's mirrored frames
+    (``rec.video.vpdq_mirrored``, as many hashes as its own vPDQ) likewise."""
     rec.signals, computed = keep_matched_variants(rec.signals, [*rec.matches, *(rec.known_good or ())], keep_all)
     if rec.image is not None and computed:
         rec.image.variant_hashes = computed
+    v = rec.video
+    if v is not None and v.vpdq_mirrored and not keep_all and not any(
+            m.query_variant == "mirrored" for m in [*rec.matches, *(rec.known_good or ())]):
+        v.vpdq_mirrored = None
 
 
 def keep_matched_variants(signals: list[SignalValue], matches: Sequence[Match],
@@ -323,13 +328,14 @@ class Matcher:
         trimmed: Sequence[object] | None = (),
         *,
         displayed: Sequence[object] | None = (),
+        mirrored: Sequence[object] | None = (),
         threshold: int | None = None,
         include_low_quality: bool = False,
         variants: bool = True,
     ) -> list[Match]:
         """``match_signals`` for a subject that may be a video: its vPDQ ``frames`` are
         looked up in the same batch and matched per banked video by Meta's rule."""
-        queries, n, kept = subject_queries(signals, frames, trimmed, displayed)
+        queries, n, kept = subject_queries(signals, frames, trimmed, displayed, mirrored)
         hits, refs = self.hits(queries, threshold=threshold, include_low_quality=include_low_quality)
         return subject_matches(queries, n, kept, hits, refs, threshold, variants=variants)
 
@@ -341,19 +347,22 @@ class Matcher:
 
 def subject_queries(signals: Iterable[SignalValue], frames: Sequence[object] = (),
                     trimmed: Sequence[object] | None = (),
-                    displayed: Sequence[object] | None = ()) -> tuple[list[Query], int, list[object]]:
+                    displayed: Sequence[object] | None = (),
+                    mirrored: Sequence[object] | None = ()) -> tuple[list[Query], int, list[object]]:
     """(queries, how many are the subject's signals, the video's views): the signals'
     queries first, then one per kept frame of a video (banks/videos.py), then one per kept
-    frame of its view with borders cut off (``trimmed``, when it has one) and of its frames
-    turned as displayed (``displayed``, a video with a display rotation). The views are
-    opaque to callers: they hand them to ``subject_matches``."""
+    frame of its view with borders cut off (``trimmed``, when it has one), of its frames
+    turned as displayed (``displayed``, a video with a display rotation) and of its frames
+    mirrored (``mirrored``). The views are opaque to callers: they hand them to
+    ``subject_matches``."""
     queries = [Query(s.type, s.value, s.variant, s.quality, s.mode) for s in signals]
     n = len(queries)
     views: list[object] = []
     if frames:
         from .videos import frame_queries
 
-        for name, fs in ((None, frames), ("trimmed", trimmed or ()), ("displayed", displayed or ())):
+        for name, fs in ((None, frames), ("trimmed", trimmed or ()), ("displayed", displayed or ()),
+                         ("mirrored", mirrored or ())):
             if fs:
                 fq, kept = frame_queries(fs)
                 views.append((name, len(queries), kept))

@@ -93,4 +93,4 @@ class VideoHashAnalyzer:
                                       pdq_mode=subject.settings.pdq_mode)
         except video.NoVideoStream:
             return  # an MP4 of audio only, say: its exact hashes are all there is to match
-        record.video = video.video_info(h)
+        record.video = video.video_info(h, mirrored=True)

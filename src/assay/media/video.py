@@ -107,6 +107,9 @@ class VideoHashes:
     # whose pixels were turned when re-encoded; empty without rotation. Not Meta's format.
     rotation: int = 0
     displayed: list[VpdqFeature] = field(default_factory=list)
+    # The sampled frames mirrored left to right: a query view, matched beside the plain
+    # vPDQ (a mirrored re-upload, the commonest flip); not Meta's format.
+    mirrored: list[VpdqFeature] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------- exact digests
@@ -336,6 +339,7 @@ class _Sampled:
     decoded: int
     displayed: list[VpdqFeature] = field(default_factory=list)
     rotation: int = 0
+    mirrored: list[VpdqFeature] = field(default_factory=list)
 
 
 def _sample(frames, tail: tuple[int, float | None] | None, stream, name: str, fps: float, frame_mod: int, limits: VideoLimits,
@@ -346,6 +350,7 @@ def _sample(frames, tail: tuple[int, float | None] | None, stream, name: str, fp
     features: list[VpdqFeature] = []
     trimmed: list[VpdqFeature | None] = []
     displayed: list[VpdqFeature] = []
+    mirrored: list[VpdqFeature] = []
     rotation = 0
     decoded_bytes = 0
     width = height = 0
@@ -375,8 +380,9 @@ def _sample(frames, tail: tuple[int, float | None] | None, stream, name: str, fp
         if n % frame_mod == 0:
             ts = round(n / fps, VPDQ_TIMESTAMP_PRECISION)
             rotation = _rotation(frame)
-            plain, inside, turned = _frame_pdq(frame.to_ndarray(format="rgb24"), pdq_mode, rotation // 90)
+            plain, inside, turned, flipped = _frame_pdq(frame.to_ndarray(format="rgb24"), pdq_mode, rotation // 90)
             features.append(VpdqFeature(n, plain.hex, plain.quality, ts))
+            mirrored.append(VpdqFeature(n, flipped.hex, flipped.quality, ts))
             trimmed.append(VpdqFeature(n, inside.hex, inside.quality, ts) if inside is not None else None)
             if turned is not None:
                 displayed.append(VpdqFeature(n, turned.hex, turned.quality, ts))
@@ -390,7 +396,7 @@ def _sample(frames, tail: tuple[int, float | None] | None, stream, name: str, fp
         if n / fps > limits.max_duration_s:
             raise TooLarge(name, f"longer than the limit of {limits.max_duration_s:.0f} s")
     return _Sampled(features, trimmed, count if last >= 0 else 0, width, height, first_t, last_t, decoded,
-                    displayed if len(displayed) == len(features) else [], rotation)
+                    displayed if len(displayed) == len(features) else [], rotation, mirrored)
 
 
 def _finish(s: _Sampled, stream, name: str, fmt: str, md5: str, sha256: str, fps: float,
@@ -412,7 +418,7 @@ def _finish(s: _Sampled, stream, name: str, fmt: str, md5: str, sha256: str, fps
     view = [t if t is not None else f for t, f in zip(trimmed, features, strict=True)] \
         if bordered and bordered * 2 >= len(features) else []
     return VideoHashes(fmt, codec, s.width, s.height, round(fps, 3), round(n / fps, 3), n, md5, sha256, features,
-                       view, n - s.decoded, pdq_mode, s.rotation if s.displayed else 0, s.displayed)
+                       view, n - s.decoded, pdq_mode, s.rotation if s.displayed else 0, s.displayed, s.mirrored)
 
 
 def _rotation(frame) -> int:
@@ -429,10 +435,10 @@ def _rotation(frame) -> int:
 
 def _frame_pdq(rgb: np.ndarray, pdq_mode: str, quarter_turns: int = 0):
     """PDQ of a sampled frame; of the frame inside uniform borders/bars (media/trim.py's
-    ``trimmed`` box) where it has them, else None; and of the frame turned ``quarter_turns``
-    times counter-clockwise (as displayed) when that is not 0, else None. The turned PDQ is
-    computed from turned pixels: PDQ's own rotated hashes (its dihedral) differ by 20-40 bits
-    on frames that are not square."""
+    ``trimmed`` box) where it has them, else None; of the frame turned ``quarter_turns``
+    times counter-clockwise (as displayed) when that is not 0, else None; and of the frame
+    mirrored left to right. The turned and mirrored PDQs are computed from turned and
+    mirrored pixels: PDQ's own dihedral hashes differ from those by 20-70 bits."""
     from .trim import content_boxes
 
     luma = luma_of(rgb)
@@ -440,17 +446,18 @@ def _frame_pdq(rgb: np.ndarray, pdq_mode: str, quarter_turns: int = 0):
     if pdq_mode == "reference":
         inside = None if box is None else reference_pdq(rgb[box.top:box.bottom, box.left:box.right])
         turned = reference_pdq(np.ascontiguousarray(np.rot90(rgb, quarter_turns))) if quarter_turns else None
-        return reference_pdq(rgb), inside, turned
+        return reference_pdq(rgb), inside, turned, reference_pdq(np.ascontiguousarray(rgb[:, ::-1]))
     h, w = luma.shape
     plain = fast_pdq(luma, (w, h))
     turned = None
     if quarter_turns:
         t = np.ascontiguousarray(np.rot90(luma, quarter_turns))
         turned = fast_pdq(t, (t.shape[1], t.shape[0]))
+    flipped = fast_pdq(np.ascontiguousarray(luma[:, ::-1]), (w, h))
     if box is None:
-        return plain, None, turned
+        return plain, None, turned, flipped
     return plain, fast_pdq(np.ascontiguousarray(luma[box.top:box.bottom, box.left:box.right]),
-                           (box.right - box.left, box.bottom - box.top)), turned
+                           (box.right - box.left, box.bottom - box.top)), turned, flipped
 
 
 def _check_size(name: str, width: int, height: int, limits: VideoLimits) -> None:
@@ -700,8 +707,9 @@ def video_record(path: str | Path, *, limits: VideoLimits = DEFAULT_VIDEO_LIMITS
     return rec
 
 
-def video_info(h: VideoHashes):  # -> VideoInfo
-    """The ``video`` block of a file record."""
+def video_info(h: VideoHashes, *, mirrored: bool = False):  # -> VideoInfo
+    """The ``video`` block of a file record; with ``mirrored`` the mirrored view too (a scan
+    matches it and keeps it only when something matched through it)."""
     from ..report.schema import VideoInfo, VpdqFrame
 
     def frames(fs: list[VpdqFeature]) -> list[VpdqFrame]:
@@ -711,7 +719,8 @@ def video_info(h: VideoHashes):  # -> VideoInfo
     return VideoInfo(format=h.format, codec=h.codec, width=h.width, height=h.height, fps=h.fps,
                      duration_s=h.duration_s, frames_decoded=h.frames_decoded, vpdq=frames(h.vpdq),
                      vpdq_trimmed=frames(h.trimmed) if h.trimmed else None, pdq_mode=h.pdq_mode,
-                     rotation=h.rotation or None, vpdq_displayed=frames(h.displayed) if h.displayed else None)
+                     rotation=h.rotation or None, vpdq_displayed=frames(h.displayed) if h.displayed else None,
+                     vpdq_mirrored=frames(h.mirrored) if mirrored and h.mirrored else None)
 
 
 def _suppress_os():

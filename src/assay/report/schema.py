@@ -131,6 +131,9 @@ class VideoInfo(Record):
     # turned as displayed: matched beside ``vpdq`` (a copy whose pixels were turned); not Meta's.
     rotation: int | None = None
     vpdq_displayed: list[VpdqFrame] | None = None
+    # The sampled frames mirrored left to right, in a scan's record only when a match came
+    # through them (query_variant "mirrored"); not Meta's format.
+    vpdq_mirrored: list[VpdqFrame] | None = None
 
 
 class ErrorInfo(Record):

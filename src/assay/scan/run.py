@@ -210,6 +210,7 @@ def run_scan(
                 findings, known = split_known_good(matcher.match_subject(
                     rec.signals, rec.video.vpdq if rec.video else (), rec.video.vpdq_trimmed if rec.video else (),
                     displayed=rec.video.vpdq_displayed if rec.video else (),
+                    mirrored=rec.video.vpdq_mirrored if rec.video else (),
                     threshold=threshold,
                     include_low_quality=settings.include_low_quality,
                     variants=settings.variants,

@@ -345,7 +345,8 @@ class LiveIndex:
         return await run_in_threadpool(self.lookup, queries, threshold, include_low_quality)
 
     async def match_video(self, signals: Sequence[Any], frames: Sequence[Any], threshold: int | None,
-                          trimmed: Sequence[Any] = (), displayed: Sequence[Any] = ()) -> list[Match]:
+                          trimmed: Sequence[Any] = (), displayed: Sequence[Any] = (),
+                          mirrored: Sequence[Any] = ()) -> list[Match]:
         """A video's exact signals and vPDQ frames, banked videos matched by Meta's rule
         (``Matcher.match_subject``); on a thread: a video has dozens to thousands of frames."""
         if not self.loaded:
@@ -354,7 +355,7 @@ class LiveIndex:
             exc.limit = "index-loading"  # type: ignore[attr-defined]
             raise exc
         return await run_in_threadpool(partial(self.matcher.match_subject, signals, frames, trimmed,
-                                               displayed=displayed, threshold=threshold))
+                                               displayed=displayed, mirrored=mirrored, threshold=threshold))
 
     def sizes(self) -> dict[str, int]:
         return self.matcher.size() if self.loaded else {}

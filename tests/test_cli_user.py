@@ -261,3 +261,14 @@ def test_serve_on_a_port_in_use_says_so_and_exits(home: Path) -> None:
         res = assay("serve", "--port", bad, home=home)
         no_traceback(res)
         assert res.returncode == 2 and "--port" in res.stderr.decode()
+
+
+def test_demo_where_it_cannot_write(home: Path) -> None:
+    (home / "taken").write_text("mine")
+    res = assay("demo", "--dir", "taken", home=home)
+    no_traceback(res)
+    assert res.returncode == 1 and "error: taken: is a file" in res.stderr.decode()
+    assert (home / "taken").read_text() == "mine"
+    res = assay("demo", "--dir", "taken/demo", home=home)  # a folder that cannot be made
+    no_traceback(res)
+    assert res.returncode == 1 and "error: taken" in res.stderr.decode() and "cannot write" in res.stderr.decode()

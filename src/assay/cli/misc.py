@@ -38,8 +38,16 @@ def demo(
 ) -> None:
     """Generate benign demo images and a demo bank, then scan them."""
     from ..demo import prepare_demo
+    from ..errors import AssayError
 
-    info = prepare_demo(folder, _db_url(db))
+    if folder.exists() and not folder.is_dir():
+        raise AssayError(f"{folder}: is a file; the demo writes a folder there (nothing was written)",
+                         hint="choose another --dir")
+    try:
+        info = prepare_demo(folder, _db_url(db))
+    except OSError as exc:
+        raise AssayError(f"{exc.filename or folder}: cannot write the demo files: {exc.strerror or exc}",
+                         hint="choose another --dir") from None
     out.print(f"demo: {info.images} generated images in {_esc(str(folder))}; bank "
               f"[bold]{info.bank}[/bold] holds {info.bank_entries} of their hashes")
     report = folder / "report.jsonl"

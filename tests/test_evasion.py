@@ -223,6 +223,13 @@ def test_images_behind_junk_and_inside_documents_are_cut_out_and_found(
     (case / "report.pdf").write_bytes(_pdf_with_jpeg(data["bridge"]))
     (case / "song.mp3").write_bytes(_id3_with_cover(data["bridge"]))
     (case / "unrelated.pdf").write_bytes(_pdf_with_jpeg(data["other"]))
+    import base64
+
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg"><image href="data:image/png;base64,'
+    html = b"<p>hi</p><img src='data:image/jpeg;base64,"
+    (case / "wrap.svg").write_bytes(svg + base64.b64encode(data["pen"]) + b'"/></svg>')
+    (case / "page.html").write_bytes(html + b"\n" + base64.encodebytes(data["bridge"]) + b"'>")  # lines of 76
+    (case / "fake.txt").write_bytes(b"data:image/png;base64,SGVsbG8gd29ybGQ= is not a picture")
     from PIL import Image
 
     pen = Image.open(io.BytesIO(data["pen"])).convert("RGB")
@@ -250,6 +257,11 @@ def test_images_behind_junk_and_inside_documents_are_cut_out_and_found(
         assert not recs[holder].get("errors")
     assert {s["value"] for s in recs["junk.bin!/carved@4096.jpg"]["signals"] if s["type"] == "md5"} == {bridge_md5}
     assert _matched(recs["pen-gif.dat!/carved@999.gif"]) == {"pen"}
+    # data URIs: the picture an SVG or a web page shows, decoded from base64
+    for member, cid in ((f"wrap.svg!/data@{len(svg)}.png", "pen"), (f"page.html!/data@{len(html)}.jpg", "bridge")):
+        assert _matched(recs[member]) == {cid} and {m["signal_type"] for m in recs[member]["matches"]} >= {"md5", "pdq"}
+        assert f"match: {case}/{member}" in out
+    assert not [p for p in recs if p.startswith("fake.txt!/")] and not recs["fake.txt"].get("errors")
     assert _matched(recs["pen-webp.dat!/carved@999.webp"]) == {"pen"}
     assert not _matched(recs["unrelated.pdf!/" + next(p for p in recs if p.startswith("unrelated.pdf!/")).split("!/")[1]])
     assert not [p for p in recs if p.startswith("noise.bin!/")]
@@ -274,7 +286,8 @@ def test_carving_stops_at_its_limit_with_an_error_on_the_holder(tmp_path: Path) 
 
 _STARTS = [b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", b"\xff\xd8\xff\xdb\x00\x43", b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR",
            b"GIF89a\x10\x00\x10\x00\x80\x00\x00", b"RIFF\x40\x00\x00\x00WEBPVP8 ", b"\xff\xda\x00\x08", b"\xff\xd9",
-           b"\x2c\x00\x00\x00\x00\x10\x00\x10\x00\x00\x08", b"\x21\xf9\x04", b"\x3b", b"IEND"]
+           b"\x2c\x00\x00\x00\x00\x10\x00\x10\x00\x00\x08", b"\x21\xf9\x04", b"\x3b", b"IEND",
+           b"data:image/png;base64,iVBORw0KGgoAAAANSUhEUg", b";base64,/9j/4AAQSkZJRg", b"\n", b"'"]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -288,7 +301,8 @@ def test_fuzzed_carving_never_raises_and_stays_in_the_file(parts: list[bytes], m
     assert len(found) <= most and (not more or len(found) == most)
     end = 1
     for at, length, fmt in found:
-        assert at >= end and length > 0 and at + length <= len(data) and fmt in ("jpeg", "png", "gif", "webp")
+        assert at >= end and length > 0 and at + length <= len(data)
+        assert fmt in ("jpeg", "png", "gif", "webp") or fmt.startswith("base64:")
         end = at + length
 
 

@@ -11,13 +11,18 @@ analysed as a member ``file!/carved@OFFSET.jpg``, with the archive walker's limi
 exact hashes of a cut-out image are those of the embedded file, so a copy of a known
 file behind other data matches exactly, not only by PDQ.
 
-Not found this way: images stored compressed or encoded inside their holder (a PDF's
-Flate images, base64 in an SVG or an e-mail), formats whose signature is too weak to
+Pictures in data URIs (``data:image/png;base64,...`` in an SVG, a web page, JSON) are
+decoded as they are read and analysed as ``file!/data@OFFSET.png``.
+
+Not found this way: images stored compressed or encoded otherwise inside their holder (a
+PDF's Flate images, e-mail attachments in base64), formats whose signature is too weak to
 search for (BMP, TIFF), and anything past ``max_carve_bytes``.
 """
 
 from __future__ import annotations
 
+import binascii
+import re
 import struct
 import zlib
 from collections.abc import Iterator
@@ -61,11 +66,12 @@ def find_images(f: BinaryIO, size: int, window: int, max_found: int, max_image: 
         for at, fmt in hits:
             if at < end_of_last:
                 continue
-            extent = _extent(f, at, size, fmt, max_image)
-            if extent is None:
+            got = _extent(f, at, size, fmt, max_image)
+            if got is None:
                 continue
             if len(found) >= max_found:
                 return found, True
+            extent, fmt = got
             found.append((at, extent, fmt))
             end_of_last = at + extent
         pos += _BLOCK
@@ -73,7 +79,8 @@ def find_images(f: BinaryIO, size: int, window: int, max_found: int, max_image: 
 
 
 def _hits(block: bytes, base: int, limit: int) -> Iterator[tuple[int, str]]:
-    for sig, fmt, back in ((_JPEG, "jpeg", 0), (_PNG, "png", 0), (_GIF, "gif", 0), (_WEBP, "webp", 8)):
+    for sig, fmt, back in ((_JPEG, "jpeg", 0), (_PNG, "png", 0), (_GIF, "gif", 0), (_WEBP, "webp", 8),
+                           (_BASE64, "base64", -len(_BASE64))):
         if not contains(block, sig):  # libc's memmem: ~3x bytes.find, and most blocks hold none
             continue
         i = block.find(sig)
@@ -89,19 +96,60 @@ def _read(f: BinaryIO, at: int, n: int) -> bytes:
     return f.read(n)
 
 
-def _extent(f: BinaryIO, at: int, size: int, fmt: str, max_image: int) -> int | None:
-    """How many bytes from ``at`` the image there takes, or None when it is not one."""
+def _extent(f: BinaryIO, at: int, size: int, fmt: str, max_image: int) -> tuple[int, str] | None:
+    """(how many bytes from ``at`` the image there takes, its format), or None when it is
+    not one; for a data URI the format is "base64:" and the image's."""
+    if fmt == "base64":
+        return _base64_extent(f, at, size, max_image)
     if fmt == "jpeg":
-        return _jpeg_extent(f, at, size, max_image)
-    if fmt == "png":
-        return _png_extent(f, at, size, max_image)
-    if fmt == "gif":
-        return _gif_extent(f, at, size, max_image)
-    head = _read(f, at, 16)  # RIFF <size> WEBPVP8?
-    if len(head) < 16 or head[:4] != b"RIFF" or head[15:16] not in (b" ", b"L", b"X"):
+        n = _jpeg_extent(f, at, size, max_image)
+    elif fmt == "png":
+        n = _png_extent(f, at, size, max_image)
+    elif fmt == "gif":
+        n = _gif_extent(f, at, size, max_image)
+    else:
+        head = _read(f, at, 16)  # RIFF <size> WEBPVP8?
+        if len(head) < 16 or head[:4] != b"RIFF" or head[15:16] not in (b" ", b"L", b"X"):
+            return None
+        n = struct.unpack_from("<I", head, 4)[0] + 8
+        n = n if 20 <= n <= min(size - at, max_image) else None
+    return None if n is None else (n, fmt)
+
+
+_BASE64 = b";base64,"
+_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=\s]")
+_SPACE = b" \t\r\n\f\v"
+
+
+def _base64_extent(f: BinaryIO, at: int, size: int, max_image: int) -> tuple[int, str] | None:
+    """A data URI's image (``data:image/...;base64,`` then base64, white space allowed: an
+    SVG, HTML page or JSON showing a picture): the run of base64 from ``at`` and the
+    format its first bytes decode to, or None when they decode to no image."""
+    before = _read(f, max(0, at - len(_BASE64) - 64), min(at, len(_BASE64) + 64)).lower()
+    if b"data:image/" not in before:
         return None
-    n = struct.unpack_from("<I", head, 4)[0] + 8
-    return n if 20 <= n <= min(size - at, max_image) else None
+    head = _read(f, at, 256).translate(None, _SPACE)
+    head = head[:len(head) - len(head) % 4]
+    try:
+        decoded = binascii.a2b_base64(head)
+    except binascii.Error:
+        return None
+    from ..sniff import sniff_bytes
+
+    found = sniff_bytes(decoded, pickles=False)
+    if found.kind != "image":
+        return None
+    cap = min(size - at, max_image * 4 // 3 + 4)
+    pos = at
+    while pos < at + cap:
+        chunk = _read(f, pos, min(_BLOCK, at + cap - pos))
+        if not chunk:
+            break
+        m = _NOT_BASE64.search(chunk)
+        if m is not None:
+            return pos + m.start() - at, f"base64:{found.format}"
+        pos += len(chunk)
+    return pos - at, f"base64:{found.format}"
 
 
 def _jpeg_extent(f: BinaryIO, at: int, size: int, max_image: int) -> int | None:
@@ -226,15 +274,55 @@ class _Slice:
         self.close()
 
 
-_EXT = {"jpeg": "jpg", "png": "png", "gif": "gif", "webp": "webp"}
+_EXT = {"jpeg": "jpg", "tiff": "tif"}
+
+
+class _Decoded:
+    """A data URI's base64 (``length`` bytes at ``offset``) decoded as it is read, a piece
+    at a time: white space dropped, a last incomplete group left out (a cut URI still
+    gives the bytes before it)."""
+
+    def __init__(self, path: Path, offset: int, length: int) -> None:
+        self._text = _Slice(path, offset, length)
+        self._rest = b""  # characters of an incomplete group, for the next piece
+        self._out = b""
+
+    def read(self, n: int = -1) -> bytes:
+        while n < 0 or len(self._out) < n:
+            piece = self._text.read(1 << 20)
+            if not piece:
+                break
+            text = self._rest + piece.translate(None, _SPACE)
+            cut = len(text) - len(text) % 4
+            self._rest = text[cut:]
+            self._out += binascii.a2b_base64(text[:cut])
+        if n < 0:
+            n = len(self._out)
+        data, self._out = self._out[:n], self._out[n:]
+        return data
+
+    def close(self) -> None:
+        self._text.close()
+
+    def __enter__(self) -> _Decoded:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def carved_members(path: Path, found: list[tuple[int, int, str]]) -> Iterator[Member]:
     for offset, length, fmt in found:
+        if fmt.startswith("base64:"):
+            image = fmt.split(":", 1)[1]
+            yield Member(name=f"data@{offset}.{_EXT.get(image, image)}", open=lambda o=offset, n=length: _Decoded(path, o, n),  # type: ignore[misc]
+                         independent=True)
+            continue
+
         def opener(offset: int = offset, length: int = length) -> _Slice:
             return _Slice(path, offset, length)
 
-        yield Member(name=f"carved@{offset}.{_EXT[fmt]}", size=length, open=opener,  # type: ignore[arg-type]
+        yield Member(name=f"carved@{offset}.{_EXT.get(fmt, fmt)}", size=length, open=opener,  # type: ignore[arg-type]
                      independent=True)
 
 

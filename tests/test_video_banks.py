@@ -231,26 +231,36 @@ def test_scan_hashes_and_matches_videos_one_broken_video_is_an_error_record(tmp_
     assert recs["zz-after.txt"]["kind"] != "error"
 
 
-def test_a_letterboxed_copy_matches_through_its_trimmed_view(tmp_path, db, vids):
+def _rewritten(src: Path, dst: Path, change) -> Path:  # noqa: ANN001
+    """``src`` re-encoded (MPEG-4, 15 frames/s) with ``change`` applied to every frame."""
     import av
-    import numpy as np
 
     from videogen import write_video
 
-    with av.open(str(vids["orig"])) as c:
+    with av.open(str(src)) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    return write_video(dst, (change(f) for f in frames), 15, codec="mpeg4", bit_rate=1_000_000)
+
+
+def _match_one(db: Path, path: Path) -> dict:
+    """The one match of ``match --video PATH --json``, checked against the schema."""
+    doc = json.loads(_cli(db, "match", "--video", str(path), "--json").output)
+    jsonschema.validate(doc, MATCHES_SCHEMA)
+    (m,) = doc["matches"]
+    return m
+
+
+def test_a_letterboxed_copy_matches_through_its_trimmed_view(tmp_path, db, vids):
+    import numpy as np
 
     def box(f: np.ndarray) -> np.ndarray:
         out = np.zeros((f.shape[0] + 32, f.shape[1], 3), np.uint8)
         out[16:16 + f.shape[0]] = f
         return out
 
-    boxed = write_video(tmp_path / "boxed.mp4", (box(f) for f in frames), 15, codec="mpeg4", bit_rate=1_000_000)
+    boxed = _rewritten(vids["orig"], tmp_path / "boxed.mp4", box)
     _cli(db, "bank", "add", "videos", "--content-id", "case-7", "--video", str(vids["orig"]))
-    res = _cli(db, "match", "--video", str(boxed), "--json")
-    doc = json.loads(res.output)
-    jsonschema.validate(doc, MATCHES_SCHEMA)
-    (m,) = doc["matches"]
+    m = _match_one(db, boxed)
     assert (m["content_id"], m["query_variant"]) == ("case-7", "trimmed")
     assert m["video"]["query_match_percent"] >= 80
     out = tmp_path / "r.jsonl"
@@ -391,20 +401,10 @@ def test_a_mirrored_copy_matches_through_its_mirrored_view(tmp_path, db, vids):
     """A video flipped left to right (the commonest re-upload evasion) moves every frame's
     PDQ by ~100+ bits: scan and match also query the mirrored frames; a scan's record keeps
     them only when a match came through them."""
-    import av
-
-    from videogen import write_video
-
-    with av.open(str(vids["orig"])) as c:
-        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-    flipped = write_video(tmp_path / "flipped.mp4", (f[:, ::-1] for f in frames), 15, codec="mpeg4",
-                          bit_rate=1_000_000)
+    flipped = _rewritten(vids["orig"], tmp_path / "flipped.mp4", lambda f: f[:, ::-1])
     _cli(db, "bank", "add", "videos", "--content-id", "case-7", "--video", str(vids["orig"]))
     _cli(db, "bank", "add", "videos", "--content-id", "unrelated", "--video", str(vids["third"]))
-    res = _cli(db, "match", "--video", str(flipped), "--json")
-    doc = json.loads(res.output)
-    jsonschema.validate(doc, MATCHES_SCHEMA)
-    (m,) = doc["matches"]
+    m = _match_one(db, flipped)
     assert (m["content_id"], m["query_variant"]) == ("case-7", "mirrored")
     assert m["video"]["query_match_percent"] >= 80
     res = _cli(db, "match", "--video", str(flipped))

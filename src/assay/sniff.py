@@ -118,7 +118,8 @@ def sniff_bytes(head: bytes, size: int | None = None, *, pickles: bool = True) -
     return Sniffed("other", "unknown")
 
 
-def _varint(h: bytes, pos: int) -> tuple[int, int]:
+def protobuf_varint(h: Any, pos: int) -> tuple[int, int]:
+    """The protobuf varint at ``pos`` of ``h`` and the position after it."""
     out = shift = 0
     while True:
         if pos >= len(h) or shift > 63:
@@ -141,14 +142,14 @@ def onnx_head(h: bytes, size: int | None) -> bool | None:
     if h[:1] != b"\x08":
         return False
     try:
-        version, pos = _varint(h, 1)
+        version, pos = protobuf_varint(h, 1)
         if not 3 <= version <= 20:
             return False
         last = 1
         while True:
             if pos >= len(h):
                 return None
-            key, pos = _varint(h, pos)
+            key, pos = protobuf_varint(h, pos)
             field, wire = key >> 3, key & 7
             if field <= last or field > 7:
                 return False
@@ -156,11 +157,11 @@ def onnx_head(h: bytes, size: int | None) -> bool | None:
             if field == 5:  # model_version
                 if wire != 0:
                     return False
-                _, pos = _varint(h, pos)
+                _, pos = protobuf_varint(h, pos)
                 continue
             if wire != 2:
                 return False
-            n, pos = _varint(h, pos)
+            n, pos = protobuf_varint(h, pos)
             if size is not None and pos + n > size:
                 return False
             if field == 7:

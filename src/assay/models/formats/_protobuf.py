@@ -9,21 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from ...sniff import protobuf_varint as varint
+
 __all__ = ["fields", "varint"]
-
-
-def varint(buf: Any, pos: int) -> tuple[int, int]:
-    """The varint at ``pos`` and the position after it."""
-    out = shift = 0
-    while True:
-        if pos >= len(buf) or shift > 63:
-            raise ValueError("truncated varint")
-        b = buf[pos]
-        pos += 1
-        out |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return out, pos
-        shift += 7
 
 
 def fields(buf: Any, start: int, end: int) -> Iterator[tuple[int, int, Any]]:

@@ -230,6 +230,13 @@ def test_images_behind_junk_and_inside_documents_are_cut_out_and_found(
     (case / "wrap.svg").write_bytes(svg + base64.b64encode(data["pen"]) + b'"/></svg>')
     (case / "page.html").write_bytes(html + b"\n" + base64.encodebytes(data["bridge"]) + b"'>")  # lines of 76
     (case / "fake.txt").write_bytes(b"data:image/png;base64,SGVsbG8gd29ybGQ= is not a picture")
+    from email.message import EmailMessage
+
+    mail = EmailMessage()
+    mail["Subject"] = "holiday"
+    mail.set_content("see attached")
+    mail.add_attachment(data["pen"], maintype="application", subtype="octet-stream", filename="x.bin")
+    (case / "mail.eml").write_bytes(bytes(mail))
     from PIL import Image
 
     pen = Image.open(io.BytesIO(data["pen"])).convert("RGB")
@@ -262,6 +269,8 @@ def test_images_behind_junk_and_inside_documents_are_cut_out_and_found(
         assert _matched(recs[member]) == {cid} and {m["signal_type"] for m in recs[member]["matches"]} >= {"md5", "pdq"}
         assert f"match: {case}/{member}" in out
     assert not [p for p in recs if p.startswith("fake.txt!/")] and not recs["fake.txt"].get("errors")
+    attached = [p for p in recs if p.startswith("mail.eml!/data@")]  # an e-mail's attachment, in base64
+    assert len(attached) == 1 and _matched(recs[attached[0]]) == {"pen"} and attached[0].endswith(".png")
     assert _matched(recs["pen-webp.dat!/carved@999.webp"]) == {"pen"}
     assert not _matched(recs["unrelated.pdf!/" + next(p for p in recs if p.startswith("unrelated.pdf!/")).split("!/")[1]])
     assert not [p for p in recs if p.startswith("noise.bin!/")]

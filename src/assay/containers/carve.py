@@ -11,12 +11,13 @@ analysed as a member ``file!/carved@OFFSET.jpg``, with the archive walker's limi
 exact hashes of a cut-out image are those of the embedded file, so a copy of a known
 file behind other data matches exactly, not only by PDQ.
 
-Pictures in data URIs (``data:image/png;base64,...`` in an SVG, a web page, JSON) are
-decoded as they are read and analysed as ``file!/data@OFFSET.png``.
+Pictures in base64 (data URIs, ``data:image/png;base64,...`` in an SVG, a web page,
+JSON; e-mail attachments, MIME parts in base64) are decoded as they are read and analysed
+as ``file!/data@OFFSET.png``.
 
 Not found this way: images stored compressed or encoded otherwise inside their holder (a
-PDF's Flate images, e-mail attachments in base64), formats whose signature is too weak to
-search for (BMP, TIFF), and anything past ``max_carve_bytes``.
+PDF's Flate images, quoted-printable or uuencoded mail), formats whose signature is too
+weak to search for (BMP, TIFF), and anything past ``max_carve_bytes``.
 """
 
 from __future__ import annotations
@@ -71,16 +72,17 @@ def find_images(f: BinaryIO, size: int, window: int, max_found: int, max_image: 
                 continue
             if len(found) >= max_found:
                 return found, True
-            extent, fmt = got
-            found.append((at, extent, fmt))
-            end_of_last = at + extent
+            start, extent, fmt = got
+            found.append((start, extent, fmt))
+            end_of_last = start + extent
         pos += _BLOCK
     return found, False
 
 
 def _hits(block: bytes, base: int, limit: int) -> Iterator[tuple[int, str]]:
     for sig, fmt, back in ((_JPEG, "jpeg", 0), (_PNG, "png", 0), (_GIF, "gif", 0), (_WEBP, "webp", 8),
-                           (_BASE64, "base64", -len(_BASE64))):
+                           (_BASE64, "base64", -len(_BASE64)), (_MIME, "mime", -len(_MIME)),
+                           (_MIME_UPPER, "mime", -len(_MIME_UPPER))):
         if not contains(block, sig):  # libc's memmem: ~3x bytes.find, and most blocks hold none
             continue
         i = block.find(sig)
@@ -96,11 +98,16 @@ def _read(f: BinaryIO, at: int, n: int) -> bytes:
     return f.read(n)
 
 
-def _extent(f: BinaryIO, at: int, size: int, fmt: str, max_image: int) -> tuple[int, str] | None:
-    """(how many bytes from ``at`` the image there takes, its format), or None when it is
-    not one; for a data URI the format is "base64:" and the image's."""
+def _extent(f: BinaryIO, at: int, size: int, fmt: str, max_image: int) -> tuple[int, int, str] | None:
+    """(where the image found at ``at`` starts, how many bytes it takes, its format), or
+    None when it is not one; for base64 the format is "base64:" and the image's."""
     if fmt == "base64":
-        return _base64_extent(f, at, size, max_image)
+        before = _read(f, max(0, at - len(_BASE64) - 64), min(at, len(_BASE64) + 64)).lower()
+        return _base64_run(f, at, size, max_image) if b"data:image/" in before else None
+    if fmt == "mime":  # the part's other headers, a blank line, then its body
+        headers = _read(f, at, 4096)
+        blank = min((i + len(sep) for sep in (b"\n\n", b"\n\r\n") if (i := headers.find(sep)) >= 0), default=-1)
+        return None if blank < 0 else _base64_run(f, at + blank, size, max_image)
     if fmt == "jpeg":
         n = _jpeg_extent(f, at, size, max_image)
     elif fmt == "png":
@@ -113,21 +120,21 @@ def _extent(f: BinaryIO, at: int, size: int, fmt: str, max_image: int) -> tuple[
             return None
         n = struct.unpack_from("<I", head, 4)[0] + 8
         n = n if 20 <= n <= min(size - at, max_image) else None
-    return None if n is None else (n, fmt)
+    return None if n is None else (at, n, fmt)
 
 
 _BASE64 = b";base64,"
+# A MIME part in base64 (an e-mail's attachment): "Content-Transfer-Encoding: base64"
+_MIME, _MIME_UPPER = b"ncoding: base64", b"NCODING: BASE64"
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=\s]")
 _SPACE = b" \t\r\n\f\v"
 
 
-def _base64_extent(f: BinaryIO, at: int, size: int, max_image: int) -> tuple[int, str] | None:
-    """A data URI's image (``data:image/...;base64,`` then base64, white space allowed: an
-    SVG, HTML page or JSON showing a picture): the run of base64 from ``at`` and the
-    format its first bytes decode to, or None when they decode to no image."""
-    before = _read(f, max(0, at - len(_BASE64) - 64), min(at, len(_BASE64) + 64)).lower()
-    if b"data:image/" not in before:
-        return None
+def _base64_run(f: BinaryIO, at: int, size: int, max_image: int) -> tuple[int, int, str] | None:
+    """An image in base64 from ``at`` (a data URI's, ``data:image/...;base64,``, in an SVG,
+    a web page or JSON; an e-mail attachment's), white space allowed: (``at``, the length
+    of the run of base64, "base64:" and the format its first bytes decode to), or None
+    when they decode to no image."""
     head = _read(f, at, 256).translate(None, _SPACE)
     head = head[:len(head) - len(head) % 4]
     try:
@@ -147,9 +154,9 @@ def _base64_extent(f: BinaryIO, at: int, size: int, max_image: int) -> tuple[int
             break
         m = _NOT_BASE64.search(chunk)
         if m is not None:
-            return pos + m.start() - at, f"base64:{found.format}"
+            return at, pos + m.start() - at, f"base64:{found.format}"
         pos += len(chunk)
-    return pos - at, f"base64:{found.format}"
+    return at, pos - at, f"base64:{found.format}"
 
 
 def _jpeg_extent(f: BinaryIO, at: int, size: int, max_image: int) -> int | None:

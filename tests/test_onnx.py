@@ -322,3 +322,19 @@ def test_an_onnx_diffusers_pipeline_folder_reads_its_components(tmp_path: Path, 
         assert np.array_equal(mf.array("unet/model.layers.1.mlp.down_proj.weight"),
                               world["A"]["model.layers.1.mlp.down_proj.weight"])
     assert analyze_model(pipe).safety.verdict == "suspicious"  # the text encoder's custom operator
+
+
+def test_hostile_graph_sizes_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from assay.models.formats import onnx as reader
+
+    nodes = [helper.make_node(f"Op{i}", ["x"], [f"y{i}"], domain=f"com.d{i % 7}") for i in range(400)]
+    path = _tiny(tmp_path, "many.onnx", nodes=nodes)
+    monkeypatch.setattr(reader, "MAX_OP_KINDS", 50)
+    with open_model(path) as mf:
+        info = mf.metadata["onnx"]
+        assert len(info["ops"]) == 51 and info["ops"]["(other)"] == 350
+        assert info["nodes"] == 400 and len(info["custom_ops"]) <= 200
+        assert mf.pickles[0].verdict == "suspicious"
+    monkeypatch.setattr(reader, "MAX_NODES", 100)
+    with pytest.raises(DecodeError, match="more than 100 nodes"):
+        open_model(path)

@@ -54,7 +54,8 @@ from ._protobuf import fields, varint
 
 __all__ = ["STANDARD_DOMAINS", "read_onnx"]
 
-MAX_NODES = 5_000_000
+MAX_NODES = 1_000_000  # real graphs (an LLM, a UNet) hold tens of thousands
+MAX_OP_KINDS = 10_000  # distinct operator names counted; the rest under "(other)"
 MAX_DEPTH = 32  # subgraphs inside subgraphs (If inside Loop ...)
 MAX_TEXT = 2000
 MAX_PROPS = 1000
@@ -135,15 +136,16 @@ class _Reader:
                 domain = _text(self.buf, v, 200)
             elif field == 5:
                 trans_b |= self.attribute(v, depth, values)
-        self.ops[op if domain in ("", "ai.onnx") else f"{domain}.{op}"] += 1
-        if op in PYTHON_OPS:
-            self.python[(domain, op)] += 1
-        elif domain not in STANDARD_DOMAINS:
-            self.custom[(domain, op)] += 1
+        kind = op if domain in ("", "ai.onnx") else f"{domain}.{op}"
+        self.ops[kind if kind in self.ops or len(self.ops) < MAX_OP_KINDS else "(other)"] += 1
+        if op in PYTHON_OPS or domain not in STANDARD_DOMAINS:
+            found = self.python if op in PYTHON_OPS else self.custom
+            key = (domain, op) if (domain, op) in found or len(found) < MAX_OP_KINDS else (domain, "(other)")
+            found[key] += 1
         if op == "Constant" and domain in ("", "ai.onnx") and len(values) == 1 and outputs:
             self.tensor(values[0], outputs[0])
         for i, inp in enumerate(inputs):
-            if inp:
+            if inp.startswith("onnx::"):  # only generated weight names are given other names
                 self.uses.setdefault(inp, []).append((name, op if domain in ("", "ai.onnx") else "", i, trans_b))
 
     def attribute(self, span: tuple[int, int], depth: int, values: list[tuple[int, int]]) -> int:

@@ -79,10 +79,14 @@ def find_images(f: BinaryIO, size: int, window: int, max_found: int, max_image: 
     return found, False
 
 
+# "base64" (any case but its first letter's, which is looked at where found): a data URI's
+# ";base64," or an e-mail part's "Content-Transfer-Encoding: base64"
+_SIGNATURES = ((_JPEG, "jpeg", 0), (_PNG, "png", 0), (_GIF, "gif", 0), (_WEBP, "webp", 8),
+               (b"ase64", "b64", 1), (b"ASE64", "b64", 1))
+
+
 def _hits(block: bytes, base: int, limit: int) -> Iterator[tuple[int, str]]:
-    for sig, fmt, back in ((_JPEG, "jpeg", 0), (_PNG, "png", 0), (_GIF, "gif", 0), (_WEBP, "webp", 8),
-                           (_BASE64, "base64", -len(_BASE64)), (_MIME, "mime", -len(_MIME)),
-                           (_MIME_UPPER, "mime", -len(_MIME_UPPER))):
+    for sig, fmt, back in _SIGNATURES:
         if not contains(block, sig):  # libc's memmem: ~3x bytes.find, and most blocks hold none
             continue
         i = block.find(sig)
@@ -101,13 +105,16 @@ def _read(f: BinaryIO, at: int, n: int) -> bytes:
 def _extent(f: BinaryIO, at: int, size: int, fmt: str, max_image: int) -> tuple[int, int, str] | None:
     """(where the image found at ``at`` starts, how many bytes it takes, its format), or
     None when it is not one; for base64 the format is "base64:" and the image's."""
-    if fmt == "base64":
-        before = _read(f, max(0, at - len(_BASE64) - 64), min(at, len(_BASE64) + 64)).lower()
-        return _base64_run(f, at, size, max_image) if b"data:image/" in before else None
-    if fmt == "mime":  # the part's other headers, a blank line, then its body
-        headers = _read(f, at, 4096)
-        blank = min((i + len(sep) for sep in (b"\n\n", b"\n\r\n") if (i := headers.find(sep)) >= 0), default=-1)
-        return None if blank < 0 else _base64_run(f, at + blank, size, max_image)
+    if fmt == "b64":  # at: the "b" of "base64"
+        before = _read(f, max(0, at - 96), min(at, 96)).lower()
+        after = _read(f, at + 6, 1)
+        if before.endswith(b";") and after == b"," and b"data:image/" in before:
+            return _base64_run(f, at + 7, size, max_image)  # a data URI
+        if before.rstrip(b" \t").endswith(b"content-transfer-encoding:"):
+            headers = _read(f, at + 6, 4096)  # the part's other headers, a blank line, its body
+            blank = min((i + len(sep) for sep in (b"\n\n", b"\n\r\n") if (i := headers.find(sep)) >= 0), default=-1)
+            return None if blank < 0 else _base64_run(f, at + 6 + blank, size, max_image)
+        return None
     if fmt == "jpeg":
         n = _jpeg_extent(f, at, size, max_image)
     elif fmt == "png":
@@ -123,9 +130,6 @@ def _extent(f: BinaryIO, at: int, size: int, fmt: str, max_image: int) -> tuple[
     return None if n is None else (at, n, fmt)
 
 
-_BASE64 = b";base64,"
-# A MIME part in base64 (an e-mail's attachment): "Content-Transfer-Encoding: base64"
-_MIME, _MIME_UPPER = b"ncoding: base64", b"NCODING: BASE64"
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=\s]")
 _SPACE = b" \t\r\n\f\v"
 

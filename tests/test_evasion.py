@@ -229,6 +229,7 @@ def test_images_behind_junk_and_inside_documents_are_cut_out_and_found(
     html = b"<p>hi</p><img src='data:image/jpeg;base64,"
     (case / "wrap.svg").write_bytes(svg + base64.b64encode(data["pen"]) + b'"/></svg>')
     (case / "page.html").write_bytes(html + b"\n" + base64.encodebytes(data["bridge"]) + b"'>")  # lines of 76
+    (case / "upper.html").write_bytes(b"<img src='DATA:IMAGE/PNG;BASE64," + base64.b64encode(data["pen"]) + b"'>")
     (case / "fake.txt").write_bytes(b"data:image/png;base64,SGVsbG8gd29ybGQ= is not a picture")
     from email.message import EmailMessage
 
@@ -265,7 +266,8 @@ def test_images_behind_junk_and_inside_documents_are_cut_out_and_found(
     assert {s["value"] for s in recs["junk.bin!/carved@4096.jpg"]["signals"] if s["type"] == "md5"} == {bridge_md5}
     assert _matched(recs["pen-gif.dat!/carved@999.gif"]) == {"pen"}
     # data URIs: the picture an SVG or a web page shows, decoded from base64
-    for member, cid in ((f"wrap.svg!/data@{len(svg)}.png", "pen"), (f"page.html!/data@{len(html)}.jpg", "bridge")):
+    for member, cid in ((f"wrap.svg!/data@{len(svg)}.png", "pen"), (f"page.html!/data@{len(html)}.jpg", "bridge"),
+                        ("upper.html!/data@32.png", "pen")):
         assert _matched(recs[member]) == {cid} and {m["signal_type"] for m in recs[member]["matches"]} >= {"md5", "pdq"}
         assert f"match: {case}/{member}" in out
     assert not [p for p in recs if p.startswith("fake.txt!/")] and not recs["fake.txt"].get("errors")

@@ -219,6 +219,8 @@ def test_images_behind_junk_and_inside_documents_are_cut_out_and_found(
     case = tmp_path / "case"
     case.mkdir()
     (case / "junk.bin").write_bytes(os.urandom(4096) + data["bridge"] + os.urandom(300))
+    comments = b"".join(b"\xff\xfe\x00\x02" for _ in range(10_000))  # 10,000 empty COM segments
+    (case / "padded.bin").write_bytes(b"\x00" * 10 + data["bridge"][:2] + comments + data["bridge"][2:])
     (case / "notes.txt").write_bytes(b"meeting notes\n" * 40 + data["pen"])
     (case / "report.pdf").write_bytes(_pdf_with_jpeg(data["bridge"]))
     (case / "song.mp3").write_bytes(_id3_with_cover(data["bridge"]))
@@ -265,6 +267,7 @@ def test_images_behind_junk_and_inside_documents_are_cut_out_and_found(
         assert not recs[holder].get("errors")
     assert {s["value"] for s in recs["junk.bin!/carved@4096.jpg"]["signals"] if s["type"] == "md5"} == {bridge_md5}
     assert _matched(recs["pen-gif.dat!/carved@999.gif"]) == {"pen"}
+    assert _matched(recs["padded.bin!/carved@10.jpg"]) == {"bridge"}  # padding does not hide it
     # data URIs: the picture an SVG or a web page shows, decoded from base64
     for member, cid in ((f"wrap.svg!/data@{len(svg)}.png", "pen"), (f"page.html!/data@{len(html)}.jpg", "bridge"),
                         ("upper.html!/data@32.png", "pen")):

@@ -2,11 +2,11 @@
 
 A known picture behind junk, a program or a text is a file no magic number at its start
 names ("other"): before, nothing in it was looked at. A PDF holds its JPEG photos as
-they are (DCTDecode streams), an MP3, FLAC or MP4 its cover art. The first
+they are (DCTDecode streams), an MP3, FLAC or M4A its cover art. The first
 ``max_carve_bytes`` of such a file are searched for the start of a JPEG, PNG, GIF or
 WebP whose structure holds (a JPEG's segments up to its scan, a PNG's header with its
 checksum, a RIFF size inside the file), and each one found is cut out to its own end (a
-JPEG's end marker, a PNG's IEND chunk, the RIFF size; a GIF to the end of the data) and
+JPEG's end marker, a PNG's IEND chunk, a GIF's trailer, the RIFF size) and
 analysed as a member ``file!/carved@OFFSET.jpg``, with the archive walker's limits. The
 exact hashes of a cut-out image are those of the embedded file, so a copy of a known
 file behind other data matches exactly, not only by PDQ.
@@ -34,8 +34,9 @@ from ..sniff import contains
 from .members import Member
 
 # Kinds of file searched: nothing at their start names an image, or they may hold one
-# as it is (documents, audio and video covers). Images and archives are not (an
-# image's EXIF thumbnail is part of it; an archive's members are read as members).
+# as it is (documents, audio covers). Images and archives are not (an image's EXIF
+# thumbnail is part of it; an archive's members are read as members), nor videos (a
+# Motion-JPEG video would give every frame).
 CARVE_KINDS = frozenset({"other", "document", "audio"})
 _BLOCK = 8 * 1024**2
 _JPEG, _PNG, _GIF, _WEBP = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR", b"GIF8", b"WEBPVP8"
@@ -43,10 +44,10 @@ _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers (C4 DH
 # Markers that may follow SOI before the frame header (APPn, COM, DQT, DHT, DRI, DAC,
 # SOFn): any other second marker byte is not a JPEG's start.
 _JPEG_SECOND = frozenset(range(0xE0, 0xF0)) | {0xFE, 0xDB, 0xC4, 0xDD, 0xCC} | _SOF
-_MAX_SEGMENTS = 4096  # a JPEG's segments before its scan (padding may add hundreds)
-# Chunks (PNG) or blocks and sub-blocks (GIF) followed to find an image's end; past
-# that many, the image is taken to run to the end of what may be cut out (its decoder
-# stops at its own end): ~0.2 s of reads at most for one crafted image.
+# Segments (JPEG), chunks (PNG) or blocks and sub-blocks (GIF) followed to find an
+# image's end; past that many (padding), a structure that held so far is taken to run to
+# the end of what may be cut out (its decoder stops at its own end): ~0.2 s of reads at
+# most for one crafted image.
 _MAX_STEPS = 200_000
 
 
@@ -171,7 +172,7 @@ def _jpeg_extent(f: BinaryIO, at: int, size: int, max_image: int) -> int | None:
     if len(head) < 4 or head[3] not in _JPEG_SECOND:
         return None
     pos, sof = at + 2, False
-    for _ in range(_MAX_SEGMENTS):
+    for _ in range(_MAX_STEPS):
         seg = _read(f, pos, 4)
         if len(seg) < 4 or seg[0] != 0xFF:
             return None
@@ -189,7 +190,7 @@ def _jpeg_extent(f: BinaryIO, at: int, size: int, max_image: int) -> int | None:
             end = _find(f, b"\xff\xd9", pos + 2 + length, min(size, at + max_image))
             return (end + 2 - at) if end is not None else min(size - at, max_image)
         pos += 2 + length
-    return None
+    return min(size - at, max_image)  # thousands of segments that hold: padding, not chance
 
 
 def _png_extent(f: BinaryIO, at: int, size: int, max_image: int) -> int | None:

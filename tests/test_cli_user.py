@@ -18,8 +18,8 @@ from assay.demo import pattern
 BAD_NAME = os.fsdecode(b"bad\xffname.png")  # the byte FF: not UTF-8 (a Latin-1 name, say)
 
 
-def assay(*args: str, home: Path, cwd: Path | None = None,
-          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+def assay(*args: str, home: Path, cwd: Path | None = None, env: dict[str, str] | None = None,
+          timeout: float = 300) -> subprocess.CompletedProcess[bytes]:
     """`assay ARGS` in a new process with its own home (its own default store), stdout
     and stderr as bytes: whether they are valid UTF-8 is part of what is checked."""
     code = "import sys; from assay.cli import main; sys.argv[0] = 'assay'; main()"
@@ -29,7 +29,7 @@ def assay(*args: str, home: Path, cwd: Path | None = None,
     # a terminal's usual setting: text that UTF-8 cannot encode is an error, not raw bytes
     e |= {"PYTHONIOENCODING": "utf-8:strict"} | (env or {})
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, cwd=cwd or home, env=e,
-                          timeout=300)
+                          timeout=timeout)
 
 
 def no_traceback(res: subprocess.CompletedProcess[bytes]) -> None:
@@ -272,3 +272,21 @@ def test_demo_where_it_cannot_write(home: Path) -> None:
     res = assay("demo", "--dir", "taken/demo", home=home)  # a folder that cannot be made
     no_traceback(res)
     assert res.returncode == 1 and "error: taken" in res.stderr.decode() and "cannot write" in res.stderr.decode()
+
+
+def test_a_pipe_or_a_device_given_as_the_file(home: Path) -> None:
+    os.mkfifo(home / "pipe")  # no writer: opening it would wait for ever
+    assert assay("bank", "create", "k", home=home).returncode == 0
+    works = home / "works"
+    works.mkdir()
+    (works / "tale.txt").write_text("Once upon a time a lighthouse keeper counted the ships that passed her rock.\n")
+    assert assay("text", "index", "works", "--index", "idx", home=home).returncode == 0
+    for cmd in (["hash"], ["provenance"], ["model"], ["match", "--image"], ["text", "check", "--index", "idx"],
+                ["bank", "import", "k"]):
+        for target in ("pipe", "/dev/zero"):
+            res = assay(*cmd, target, home=home, timeout=60)
+            no_traceback(res)
+            text = (res.stdout + res.stderr).decode()
+            assert res.returncode == 1, (cmd, target, text)
+            assert "not a regular file but a " in text and target in text, (cmd, target, text)
+    assert (home / "pipe").is_fifo()

@@ -286,6 +286,25 @@ def _shown(s: str) -> str:
     return "".join(out)
 
 
+def _special(path: Path) -> str | None:
+    """Why ``path`` is no file a one-file command can read, or None (a regular file, a folder,
+    or something missing: the command's own error says that). A FIFO with no writer blocks
+    forever, one with a writer can be read once (the sniffer's look at its head leaves the
+    readers nothing: a JPEG read as 'not an image'), a device such as /dev/zero never ends;
+    the scan walk reports such paths too, without opening them."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kind = ("a pipe (FIFO)" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "not a file")
+    return f"not a regular file but {kind}; save it to a file first"
+
+
 def _db_url(db: str | None) -> str:
     if db:
         return normalize_db_url(db)

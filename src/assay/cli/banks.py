@@ -17,6 +17,7 @@ from ._common import (
     JsonOpt,
     _emit_json,
     _esc,
+    _special,
     _store,
     bank_app,
     err,
@@ -213,6 +214,8 @@ def bank_import(
     from ..errors import BankImportError, BankNotFound
 
     signal_types.get(signal_type)
+    if why := _special(file):
+        raise AssayError(f"{file}: {why}")
     detected = detect_format(file) if fmt is Fmt.auto else fmt.value
     header = read_header(file) if detected == "jsonl" else None  # a bank exported by assay
     with _store(db, create=create) as store:

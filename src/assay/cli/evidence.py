@@ -16,6 +16,7 @@ from ._common import (
     _emit_json,
     _esc,
     _shown,
+    _special,
     app,
     err,
     out,
@@ -54,6 +55,8 @@ def provenance(
     for f in files:
         result: dict[str, Any] = {"schema": "assay.provenance/1", "path": str(f)}
         try:
+            if why := _special(f):
+                raise AssayError(f"{f}: {why}")
             kind = sniff_path(f)
             if kind.kind not in ("image", "document", "video", "audio"):
                 raise AssayError(
@@ -111,6 +114,8 @@ def model(
             try:
                 if not f.exists():
                     raise AssayError(f"{f}: no such file or folder")
+                if why := _special(f):
+                    raise AssayError(f"{f}: {why}")
                 report = analyze_model(f)
             except AssayError as exc:
                 failed += 1

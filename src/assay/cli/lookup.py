@@ -8,7 +8,8 @@ import typer
 
 from .. import signals as signal_types
 from ..config import ScanSettings
-from ._common import DbOpt, JsonOpt, Mode, _Banks, _emit_json, app, err, out, plural
+from ..errors import AssayError
+from ._common import DbOpt, JsonOpt, Mode, _Banks, _emit_json, _special, app, err, out, plural
 
 
 # ---------------------------------------------------------------------------------- hash
@@ -35,12 +36,13 @@ def hash_cmd(
     analyzers = [ImageHashAnalyzer()]
     failed = 0
     for f in files:
-        if _is_video(f):
+        if not _special(f) and _is_video(f):
             from ..media.video import video_record
 
             rec = video_record(f, pdq_mode=mode.value)
         else:
-            rec = analyze_item(WalkItem(f) if f.exists() else WalkItem(f, "no such file"), settings, analyzers)
+            why = _special(f) or (None if f.exists() else "no such file")
+            rec = analyze_item(WalkItem(f, why) if why else WalkItem(f), settings, analyzers)
         if rec.kind not in ("image", "video") and not rec.errors:
             rec.errors.append(_not_image(rec))
         failed += bool(rec.errors)
@@ -137,6 +139,9 @@ def match(
             banks.__exit__()
             raise
         for f in image:
+            if why := _special(f):
+                banks.__exit__()
+                raise AssayError(f"{f}: {why}")
             h = hash_image_file(f, dihedral=dihedral, variants=not no_variants, bank_kinds=kinds)
             queries.append(Query("pdq", h.pdq, None, h.quality))
             queries.append(Query("md5", h.md5))

@@ -464,6 +464,8 @@ def _ebml_doctype(h: bytes) -> bytes | None:
 def _archive_format(h: bytes) -> str | None:
     if h[:6] == b"7z\xbc\xaf\x27\x1c":
         return "7z"
+    if h[:7] == b"Rar!\x1a\x07\x00" or h[:8] == b"Rar!\x1a\x07\x01\x00":  # RAR 4, RAR 5
+        return "rar"
     if h[:3] == b"\x1f\x8b\x08":
         return "gzip"
     if h[:6] == b"\xfd7zXZ\x00":

@@ -290,3 +290,17 @@ def test_a_pipe_or_a_device_given_as_the_file(home: Path) -> None:
             assert res.returncode == 1, (cmd, target, text)
             assert "not a regular file but a " in text and target in text, (cmd, target, text)
     assert (home / "pipe").is_fifo()
+
+
+def test_scan_to_stdout_keeps_stdout_json_lines(home: Path) -> None:
+    folder = home / "case"
+    folder.mkdir()
+    pattern("rings", seed=1).save(folder / "a.png")
+    (folder / "notes.txt").write_text("hello")
+    res = assay("scan", "case", "-o", "-", "--workers", "1", home=home)
+    no_traceback(res)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.decode().splitlines()
+    recs = [json.loads(x) for x in lines]  # the report, and nothing else
+    assert recs[0]["schema"] == "assay.scan-header/1" and recs[-1]["schema"] == "assay.scan-summary/1"
+    assert "assay scan" in res.stderr.decode() and "2 files" in res.stderr.decode()  # the summary, readable

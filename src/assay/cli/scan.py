@@ -246,6 +246,9 @@ _KIND_NAMES = {"image": ("image", "images"), "model": ("model file", "model file
 def _print_summary(summary: Any, target: str, bank_sizes: dict[str, int], report: str | None = None) -> None:
     from rich.table import Table
 
+    # with -o - stdout is the report (JSON Lines): the readable summary goes to stderr
+    con = err if target == "-" else out
+
     t = Table(title="assay scan", show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column()
@@ -292,18 +295,18 @@ def _print_summary(summary: Any, target: str, bank_sizes: dict[str, int], report
     t.add_row("report", report or (target if target == "-" else f"{target} (SHA-256 in {target}.sha256)"))
     if summary.scan_id:
         t.add_row("scan id", summary.scan_id)
-    out.print(t)
+    con.print(t)
     for p in summary.matched_paths[:20]:
-        out.print(f"  match: {_esc(p)}")
+        con.print(f"  match: {_esc(p)}")
     if summary.matched_files > 20:
-        out.print(f"  ... and {summary.matched_files - 20:,} more in the report")
+        con.print(f"  ... and {summary.matched_files - 20:,} more in the report")
     if summary.case_links is not None:
         from ..scan.links import readable_lines
 
         for line in readable_lines(summary.case_links):
-            out.print(_esc(line), soft_wrap=True)
+            con.print(_esc(line), soft_wrap=True)
     if getattr(summary, "timings", None) is not None:
-        out.print(f"cost per step (CPU time of {plural(summary.timings.workers, 'worker process', 'worker processes')}; "
+        con.print(f"cost per step (CPU time of {plural(summary.timings.workers, 'worker process', 'worker processes')}; "
                   "wall time includes waiting for a core):")
         for line in summary.timings.lines():
-            out.print("  " + _esc(line), soft_wrap=True, highlight=False)
+            con.print("  " + _esc(line), soft_wrap=True, highlight=False)

@@ -17,6 +17,7 @@ from typing import Any
 
 HEAD_BYTES = 512  # a tar header is one 512-byte block ("ustar" at offset 257)
 ONNX_PROBE_BYTES = 1 << 20  # an ONNX doc string before the graph: read this far
+ISO_MAGIC_AT = 32769  # ISO 9660's "CD001", after the 32 KiB system area and a type byte
 PICKLE_PROBE_BYTES = 64 * 1024  # header-less pickles: opcodes followed this far first
 MAX_PICKLE_PROBE_BYTES = 16 * 1024**2  # ... and this far when they stay consistent
 _HDF5 = b"\x89HDF\r\n\x1a\n"
@@ -569,6 +570,12 @@ def sniff_path(path: Path) -> Sniffed:
             from .containers import is_model_zip
 
             return Sniffed("model", "zip") if is_model_zip(path) else found
+        if found.kind == "other" and size >= ISO_MAGIC_AT + 5:
+            # ISO 9660: "CD001" in the first volume descriptor, 32 KiB in (16 sectors of
+            # system area before it)
+            f.seek(ISO_MAGIC_AT)
+            if f.read(5) == b"CD001":
+                return Sniffed("archive", "iso")
         if found.kind == "other" and head[:1] == b"\x08" and onnx_head(head, size) is None:
             # an ONNX model whose doc string runs past the head: read on to its graph
             f.seek(0)

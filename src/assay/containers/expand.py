@@ -31,7 +31,7 @@ from .tars import STREAM_ERRORS, tar_members
 from .zips import zip_members
 
 AnalyzeFile = Callable[[Path], FileRecord]
-ARCHIVE_FORMATS = frozenset({"zip", "tar", "gzip", "bzip2", "xz", "7z", "rar", "zlib", "lzma"})
+ARCHIVE_FORMATS = frozenset({"zip", "tar", "gzip", "bzip2", "xz", "7z", "rar", "iso", "zlib", "lzma"})
 _CHUNK = 1024 * 1024
 
 
@@ -136,10 +136,10 @@ def _members(path: Path, fmt: str, display: str, tmp: Path, budget: _Budget) -> 
                                 limits.max_archive_bytes, lambda n: _count(budget, n))
     if fmt in ("tar", "gzip", "bzip2", "xz", "zlib", "lzma"):
         return tar_members(path, fmt, display)
-    if fmt == "rar":
-        from .rars import rar_members
+    if fmt in ("rar", "iso"):
+        from .libarchive_reader import libarchive_members
 
-        return rar_members(path, limits.max_archive_members)
+        return libarchive_members(path, fmt, limits.max_archive_members)
     if fmt == "carve":
         return _carved(path, *_embedded(path, limits), limits.max_carved)
     raise ArchiveError(f"archive format {fmt!r} is not supported", code="unsupported-format")

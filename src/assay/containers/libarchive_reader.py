@@ -1,6 +1,7 @@
-"""RAR archives (RAR 4 and RAR 5) through libarchive, one member at a time.
+"""Archives read through libarchive, one member at a time: RAR (4 and 5) and ISO 9660
+disc images (a CD or DVD image; a DVD's UDF through its ISO 9660 bridge).
 
-libarchive (the library behind bsdtar, fuzzed continuously by OSS-Fuzz) reads RAR as a
+libarchive (the library behind bsdtar, fuzzed continuously by OSS-Fuzz) reads these as a
 forward stream, as it reads every format; the ``libarchive-c`` package binds the
 system's ``libarchive.so``. Each member is handed to the walker as a stream that is valid
 until the next header is read, so a solid archive is decompressed once. Members whose
@@ -20,7 +21,11 @@ from typing import Any
 
 from .members import ArchiveError, Member
 
-__all__ = ["rar_members"]
+__all__ = ["libarchive_members"]
+
+# assay's format name -> libarchive's reader (RAR: by its version, see _reader_format)
+_READERS = {"rar": "rar", "iso": "iso9660"}
+_NAMES = {"rar": "RAR archive", "iso": "ISO 9660 image"}
 
 
 class _Blocks(io.RawIOBase):
@@ -58,20 +63,21 @@ def _encrypted_test(libarchive: Any) -> Any:
         return None
 
 
-def rar_members(path: Path, max_members: int) -> Iterator[Member]:
+def libarchive_members(path: Path, fmt: str, max_members: int) -> Iterator[Member]:
+    what = _NAMES[fmt]
     try:
         import libarchive
         from libarchive.exception import ArchiveError as LibArchiveError
     except (ImportError, OSError) as exc:  # the package, or the system library, is missing
-        raise ArchiveError("RAR archives are read with libarchive: install the system library "
+        raise ArchiveError(f"{what}s are read with libarchive: install the system library "
                            "(Debian: apt install libarchive13) and the libarchive-c package "
                            f"({type(exc).__name__}: {exc})", code="unsupported-format") from exc
     is_encrypted = _encrypted_test(libarchive)
     try:
-        reader = libarchive.file_reader(str(path), format_name="rar" if _rar4(path) else "rar5")
+        reader = libarchive.file_reader(str(path), format_name=_reader_format(path, fmt))
         archive = reader.__enter__()
     except LibArchiveError as exc:
-        raise ArchiveError(f"not a readable RAR archive: {exc}") from exc
+        raise ArchiveError(f"not a readable {what}: {exc}") from exc
     except OSError as exc:
         raise ArchiveError(f"cannot read: {exc.strerror or exc}", code="bad-input") from exc
     count = 0
@@ -83,12 +89,14 @@ def rar_members(path: Path, max_members: int) -> Iterator[Member]:
             except StopIteration:
                 return
             except LibArchiveError as exc:
-                raise ArchiveError(f"damaged RAR archive after {count} members: {exc}") from exc
+                raise ArchiveError(f"damaged {what} after {count} members: {exc}") from exc
             count += 1
             if count > max_members:
-                raise ArchiveError(f"RAR archive holds more than {max_members} members; the rest not read",
+                raise ArchiveError(f"{what} holds more than {max_members} members; the rest not read",
                                    code="too-large")
             name = entry.pathname or ""
+            if fmt == "iso" and name in (".", "./"):
+                continue  # the image's root folder
             m = Member(name=name, size=entry.size if entry.size is not None and entry.size >= 0 else None)
             mtime = entry.mtime
             if isinstance(mtime, int | float) and mtime > 0:
@@ -112,6 +120,8 @@ def rar_members(path: Path, max_members: int) -> Iterator[Member]:
             pass
 
 
-def _rar4(path: Path) -> bool:
+def _reader_format(path: Path, fmt: str) -> str:
+    if fmt != "rar":
+        return _READERS[fmt]
     with open(path, "rb") as f:
-        return f.read(7) == b"Rar!\x1a\x07\x00"
+        return "rar" if f.read(7) == b"Rar!\x1a\x07\x00" else "rar5"

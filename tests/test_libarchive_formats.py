@@ -1,7 +1,9 @@
-"""RAR archives in scans: RAR 4 and RAR 5 members walked as files (they were 'other':
-a RAR of pictures was never looked into), encrypted members reported, damaged archives
-an error on the archive's record while the scan goes on. Archives are written by
-tests/rargen.py (stored members; libarchive decompresses the packed ones the same way)."""
+"""RAR archives and ISO 9660 images in scans (read through libarchive): RAR 4 and RAR 5
+members walked as files (they were 'other': a RAR of pictures was never looked into),
+encrypted members reported, damaged archives an error on the archive's record while the
+scan goes on; a disc image's files likewise. RAR archives are written by tests/rargen.py
+(stored members; libarchive decompresses the packed ones the same way), ISO images by
+libarchive's own writer."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from assay.containers.rars import rar_members
+from assay.containers.libarchive_reader import libarchive_members
 from assay.sniff import sniff_path
 from rargen import member, rar, rar5
 
@@ -72,7 +74,7 @@ def test_pictures_in_a_rar_are_scanned_and_matched(tmp_path: Path, writer) -> No
 def test_encrypted_members_are_reported_and_the_rest_read(tmp_path: Path) -> None:
     a, b, _ = _pictures()
     path = rar(tmp_path / "locked.rar", [member("secret.png", a, encrypted=True), member("open.png", b)], raw=True)
-    members = list(rar_members(path, 100))
+    members = list(libarchive_members(path, "rar", 100))
     assert [(m.name, m.encrypted) for m in members] == [("secret.png", True), ("open.png", False)]
     recs, r = _scan(str(tmp_path / "b.sqlite3"), path, tmp_path / "r.jsonl")
     assert r.stderr == ""
@@ -106,8 +108,8 @@ def test_member_count_limit_and_sniffing(tmp_path: Path) -> None:
     assert sniff_path(rar(tmp_path / "y", [("a", b"a")])).format == "rar"
     from assay.containers.members import ArchiveError
 
-    with pytest.raises(ArchiveError, match="more than 3 members"):
-        list(rar_members(path, 3))
+    with pytest.raises(ArchiveError, match="RAR archive holds more than 3 members"):
+        list(libarchive_members(path, "rar", 3))
 
 
 def test_without_libarchive_the_archive_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,5 +117,31 @@ def test_without_libarchive_the_archive_says_so(tmp_path: Path, monkeypatch: pyt
 
     monkeypatch.setitem(sys.modules, "libarchive", None)
     with pytest.raises(ArchiveError, match="apt install libarchive13") as e:
-        list(rar_members(rar(tmp_path / "a.rar", [("a", b"a")]), 10))
+        list(libarchive_members(rar(tmp_path / "a.rar", [("a", b"a")]), "rar", 10))
     assert e.value.code == "unsupported-format"
+
+
+def test_files_in_an_iso_image_are_scanned_and_matched(tmp_path: Path) -> None:
+    import libarchive
+
+    known, other, _ = _pictures()
+    db = str(tmp_path / "b.sqlite3")
+    (tmp_path / "known.png").write_bytes(known)
+    run = [sys.executable, "-m", "assay", "--db", db]
+    assert subprocess.run([*run, "bank", "create", "flagged", "--create"], capture_output=True).returncode == 0
+    assert subprocess.run([*run, "bank", "add", "flagged", "--content-id", "k", "--image",
+                           str(tmp_path / "known.png"), "--no-variants"], capture_output=True).returncode == 0
+    case = tmp_path / "case"
+    case.mkdir()
+    image = case / "backup.bin"
+    with libarchive.file_writer(str(image), "iso9660") as iso:
+        iso.add_file_from_memory("DCIM/A.PNG", len(known), known)
+        iso.add_file_from_memory("DCIM/B.PNG", len(other), other)
+    assert sniff_path(image).format == "iso"
+    recs, r = _scan(db, case, tmp_path / "r.jsonl")
+    assert r.returncode in (0, 3) and r.stderr == "", r.stderr
+    assert (recs["case/backup.bin"]["kind"], recs["case/backup.bin"]["format"]) == ("archive", "iso")
+    members = sorted(k for k in recs if k.startswith("case/backup.bin!/"))
+    assert members == ["case/backup.bin!/DCIM/A.PNG", "case/backup.bin!/DCIM/B.PNG"]  # no root-folder record
+    assert {m["content_id"] for m in recs["case/backup.bin!/DCIM/A.PNG"]["matches"]} == {"k"}
+    assert recs["case/backup.bin!/DCIM/B.PNG"]["matches"] == []

@@ -304,3 +304,14 @@ def test_scan_to_stdout_keeps_stdout_json_lines(home: Path) -> None:
     recs = [json.loads(x) for x in lines]  # the report, and nothing else
     assert recs[0]["schema"] == "assay.scan-header/1" and recs[-1]["schema"] == "assay.scan-summary/1"
     assert "assay scan" in res.stderr.decode() and "2 files" in res.stderr.decode()  # the summary, readable
+
+
+def test_a_mistyped_input_among_others_is_named_with_the_reason(home: Path) -> None:
+    pattern("rings", seed=1).save(home / "a.png")
+    res = assay("scan", "a.png", "typo.png", "-o", "r.jsonl", "--workers", "1", home=home)
+    no_traceback(res)
+    assert res.returncode == 0, res.stderr  # the other input was scanned
+    assert "error: typo.png: cannot access: No such file or directory" in res.stderr.decode()
+    res = assay("scan", "typo.png", "-o", "r2.jsonl", home=home)
+    assert res.returncode == 1
+    assert "error: typo.png: cannot access: No such file or directory" in res.stderr.decode()

@@ -181,12 +181,27 @@ def scan(
         _emit_json(summary.to_json_dict())
     if not json_out:
         _print_summary(summary, str(target), matcher.size() if matcher else {})
+    for name in summary.unreadable_inputs[:20]:  # a typo among the inputs is said, not only counted
+        err.print(f"[red]error:[/red] {_esc(name)}: {_esc(_unreadable(name))}")
+    if len(summary.unreadable_inputs) > 20:
+        err.print(f"... and {len(summary.unreadable_inputs) - 20:,} more inputs that could not be read (see the report)")
     if summary.nothing_scanned:
         names = ", ".join(summary.unreadable_inputs[:5])
         err.print(f"[red]error:[/red] nothing was scanned: cannot read {_esc(names)} (see the report)")
         raise typer.Exit(1)
     if fail_on_match and (summary.matched_files or summary.text_reproductions):
         raise typer.Exit(3)
+
+
+def _unreadable(name: str) -> str:
+    """Why an input given on the command line could not be scanned (as the walk found it)."""
+    import os
+
+    try:
+        os.stat(name)
+    except OSError as exc:
+        return f"cannot access: {exc.strerror or exc}"
+    return "not a regular file or folder"
 
 
 def _interrupted(writer: Any) -> None:

@@ -315,3 +315,13 @@ def test_a_mistyped_input_among_others_is_named_with_the_reason(home: Path) -> N
     res = assay("scan", "typo.png", "-o", "r2.jsonl", home=home)
     assert res.returncode == 1
     assert "error: typo.png: cannot access: No such file or directory" in res.stderr.decode()
+
+
+def test_negative_counts_are_refused(home: Path) -> None:
+    pattern("rings", seed=1).save(home / "a.png")
+    for args, option in ((["scan", "a.png", "--workers", "-3", "-o", "r.jsonl"], "--workers"),
+                         (["serve", "--max-upload-mb", "-1", "--port", "1"], "--max-upload-mb")):
+        res = assay(*args, home=home, timeout=60)
+        no_traceback(res)
+        assert res.returncode == 2 and option in res.stderr.decode(), (args, res.stderr)
+    assert not (home / "r.jsonl").exists()

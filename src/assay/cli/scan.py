@@ -40,7 +40,7 @@ def scan(
     threshold: Annotated[int | None, typer.Option(help="PDQ distance threshold (overrides banks).")] = None,
     include_low_quality: Annotated[bool, typer.Option(help="Match PDQ hashes with quality < 50.")] = False,
     workers: Annotated[int, typer.Option(
-        help="Worker processes (default: all cores; --engine dask: the LocalCluster's workers).")] = 0,
+        help="Worker processes (default: all cores; --engine dask: the LocalCluster's workers).", min=0)] = 0,
     provenance: Annotated[bool, typer.Option(help="Provenance evidence for images.")] = True,
     models: Annotated[bool, typer.Option(help="Model-file forensics.")] = True,
     trust_anchors: Annotated[Path | None, typer.Option(help="PEM bundle of C2PA trust anchors.")] = None,
@@ -79,9 +79,9 @@ def scan(
         help="--engine dask: a list of paths/URLs (one a line) or an S3 Inventory manifest.json; "
         "repeatable.")] = None,
     partition_size: Annotated[int, typer.Option(
-        help="--engine dask: files per partition (one task, one part file).")] = 256,
+        help="--engine dask: files per partition (one task, one part file).", min=1)] = 256,
     retries: Annotated[int, typer.Option(
-        help="--engine dask: times a failed partition is submitted again.")] = 3,
+        help="--engine dask: times a failed partition is submitted again.", min=0)] = 3,
 ) -> None:
     """Scan files and folders: hash, match against every enabled bank, gather evidence."""
     from ..report.jsonl import ReportWriter

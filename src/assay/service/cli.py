@@ -190,7 +190,8 @@ def serve(
     allow_anonymous: Annotated[bool, typer.Option(
         help="Let requests without a key hash and look up (role 'match').")] = False,
     rate_limit: Annotated[float, typer.Option(help="Default requests per second per key.")] = Settings.rate_limit,
-    max_upload_mb: Annotated[int, typer.Option(help="Largest image upload, MiB.")] = Settings.max_upload_bytes // 2**20,
+    max_upload_mb: Annotated[int, typer.Option(help="Largest image upload, MiB.", min=1)] = \
+        Settings.max_upload_bytes // 2**20,
     snapshot_dir: Annotated[str, typer.Option(
         help="Where workers share index snapshots (default: the data directory).")] = "",
     tmp_dir: Annotated[str, typer.Option(

@@ -214,3 +214,36 @@ def test_an_index_of_the_old_normalisation_is_refused(index: Path, tmp_path: Pat
         assert res.exit_code == 1 and "Traceback" not in res.output, (args, res.output)
         msg = " ".join(res.stderr.split())
         assert "format assay.text-index/1" in msg and "rebuild it from its sources" in msg, msg
+
+
+def _html(s: str, rng: random.Random) -> str:
+    s = re.sub(r"\b\w{4,}\b", lambda m: rng.choice(["<b>{}</b>", "<em>{}</em>", "<span class=x>{}</span>", "{}"])
+               .format(m.group()), s)
+    return s.replace(",", "&#44;").replace(" the ", " the&nbsp;").replace("\n\n", "</p>\n<p>")
+
+
+def test_an_html_output_is_read_without_its_markup_at_offsets_of_the_file(index: Path, tmp_path: Path) -> None:
+    # tags around words, references for commas and spaces: the passages are found in the
+    # .html file at offsets of the file as written (a plain .txt with the same content is text)
+    text, planted = _output(_html)
+    page = f"<!DOCTYPE html>\n<html><head><title>Answer</title><style>p {{margin: 0}}</style></head><body>\n{text}</body></html>"
+    shift = page.index(text)
+    planted = [(s + shift, e + shift, *rest) for s, e, *rest in planted]
+    out = tmp_path / "answer.html"
+    out.write_text(page, encoding="utf-8")
+    obj, readable = _check(index, out)
+    n = normalize(page, markup=True)
+    for s, e, work, a, b in planted:
+        (sp,) = [sp for sp in obj["spans"] if sp["start"] < e and sp["end"] > s and sp["kind"] == "exact"]
+        assert all(ch == " " for ch, o in zip(n.text, n.ostart, strict=True) if s <= o < sp["start"] or sp["end"] <= o < e)
+        (src,) = sp["sources"]
+        assert src["work"] == work and _blank(WORKS[work], a, src["start"]) and _blank(WORKS[work], src["end"], b)
+        assert normalize(page[sp["start"]:sp["end"]], markup=True).text == normalize(WORKS[work][src["start"]:src["end"]]).text
+        assert f"in {work} ({work}) at {src['start']:,}-{src['end']:,}" in readable
+    assert len(obj["spans"]) == len(planted)
+    # the same page saved as text is checked as text: its tags stay in the way
+    txt = tmp_path / "answer.txt"
+    txt.write_text(page, encoding="utf-8")
+    obj, _ = _check(index, txt)
+    assert not any(sp["kind"] == "exact" and sp["end"] - sp["start"] >= 0.9 * (e - s)
+                   for sp in obj["spans"] for s, e, *_ in planted if sp["start"] < e and sp["end"] > s)

@@ -180,3 +180,40 @@ def test_quote_markers_at_line_starts_dropped() -> None:
     assert _orig(text, i, i + len("in her green")) == "in her green"
     assert normalize("> at the start").text == "> at the start"  # not after a line break: kept
     assert normalize("wrap-\n> ped").text == "wrapped"
+
+
+def test_markup_of_an_html_file_is_not_text() -> None:
+    text = ("<p>The <b>keeper</b> of the <i>nor</i>thern light&nbsp;wrote&#44; &amp; "
+            "&#x442;&eacute;a</p><br/>next<script>var x = 'keeper';</script><!-- note -->end")
+    n = normalize(text, markup=True)
+    assert n.text == " the keeper of the northern light wrote tea nextend"  # as a browser shows it
+    i = n.text.index("keeper")
+    assert text[slice(*n.original_span(i, i + 6))] == "keeper"
+    i = n.text.index("northern")
+    assert text[slice(*n.original_span(i, i + 8))] == "nor</i>thern"
+    i = n.text.index("tea")
+    assert text[slice(*n.original_span(i, i + 3))] == "&#x442;&eacute;a"  # a reference is one unit
+    # without markup=True the same text is text (a plain-text output that shows tags)
+    assert "<b>keeper< b>" in normalize(text).text
+    # a "<" that starts no tag, an unknown reference: text
+    assert normalize("a < b &bogus; c", markup=True).text == "a < b bogus c"
+
+
+_MARKUP_ALPHABET = st.sampled_from(["a", "b", "B", " ", "\n", "é", "e\u0301", "<b>", "</b>", "<p>", "<br/>",
+                                    "&amp;", "&eacute;", "&#1072;", "&nbsp;", "<!-- x -->", "<", ">", "&",
+                                    "<script>s</script>", ",", "\u200b", "\n> "])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_MARKUP_ALPHABET, max_size=30).map("".join), st.data())
+def test_markup_offset_map_points_back_to_text_that_normalises_the_same(text: str, data: st.DataObject) -> None:
+    n = normalize(text, markup=True)
+    assert list(n.ostart) == sorted(n.ostart) and list(n.oend) == sorted(n.oend)
+    if not n.text.strip():
+        return
+    starts = [i for i in range(len(n.text)) if n.unit_start(i) and n.text[i] != " "]
+    a = data.draw(st.sampled_from(starts))
+    ends = [j for j in range(a + 1, len(n.text) + 1) if n.unit_start(j) and n.text[j - 1] != " "]
+    b = data.draw(st.sampled_from(ends))
+    s, e = n.original_span(a, b)
+    assert normalize(text[s:e], markup=True).text == n.text[a:b], (text, a, b, text[s:e])

@@ -71,3 +71,20 @@ def test_scan_without_text_index_and_with_a_bad_one(tmp_path: Path) -> None:
                               "-o", str(tmp_path / "r3.jsonl")])
     assert res.exit_code == 1 and "no text index at" in res.stderr
     assert not (tmp_path / "r3.jsonl").exists()
+
+
+def test_scan_reads_an_html_output_without_its_markup(tmp_path: Path) -> None:
+    _, ix = _setup(tmp_path)
+    case = tmp_path / "html"
+    case.mkdir()
+    words = WORK.split(" ")
+    page = "<html><body><p>" + " ".join(f"<b>{w}</b>" if i % 3 == 0 else w for i, w in enumerate(words)) + "</p></body></html>"
+    (case / "answer.html").write_text(page)
+    report = tmp_path / "h.jsonl"
+    res = runner.invoke(app, ["--db", str(tmp_path / "h.sqlite3"), "--create", "scan", str(case), "--no-banks",
+                              "--workers", "1", "--text-index", str(ix), "-o", str(report)])
+    assert res.exit_code == 0, res.output
+    (rec,) = [r for r in map(json.loads, report.read_text().splitlines()) if r.get("schema") == "assay.file/1"]
+    (span,) = [s for s in rec["text"]["spans"] if s["kind"] == "exact"]
+    assert span["sources"] == [{"work": "ledger", "start": 0, "end": len(WORK) - 1}]
+    assert page[span["start"]:].startswith("The</b> keeper") and page[:span["end"]].endswith("first snow")

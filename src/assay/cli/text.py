@@ -127,7 +127,7 @@ def text_check(
     """Which passages of each text reproduce indexed works, where (code points of the
     text and of the work's original), and what share of the text they make up."""
     from ..text.index import TextIndex
-    from ..text.match import check, read_checked
+    from ..text.match import check, is_markup, read_checked
 
     ix = TextIndex.open(index)
     failed = found = 0
@@ -144,7 +144,7 @@ def text_check(
             else:
                 err.print(f"[red]error:[/red] {_esc(msg)}")
             continue
-        res = check(ix, text, path=str(f), min_chars=min_chars, near=near)
+        res = check(ix, text, path=str(f), min_chars=min_chars, near=near, markup=is_markup(f))
         found += bool(res.spans)
         if json_out:
             _emit_json(res.to_json())

@@ -11,7 +11,7 @@ from ..errors import InputError
 from ..report.schema import FileRecord
 from ..scan.analyzer import Subject
 from .ingest import decode_utf8
-from .match import MAX_CHECKED_BYTES, check
+from .match import MAX_CHECKED_BYTES, check, is_markup
 
 _INDEXES: dict[str, Any] = {}  # one open index per worker process (its shards mapped once)
 
@@ -44,5 +44,6 @@ class TextAnalyzer:
             return
         if "\x00" in text or not text.strip():
             return
-        res = check(self._index(), text, path=str(subject.path), min_chars=self.min_chars).to_json()
+        res = check(self._index(), text, path=str(subject.path), min_chars=self.min_chars,
+                    markup=is_markup(subject.path)).to_json()
         record.text = {k: v for k, v in res.items() if k not in ("schema", "path")}

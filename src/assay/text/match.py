@@ -85,8 +85,8 @@ class _Query:
     chars_before: np.ndarray  # characters before each byte position (len + 1)
 
 
-def _query(text: str) -> _Query:
-    norm = normalize(text)
+def _query(text: str, markup: bool = False) -> _Query:
+    norm = normalize(text, markup=markup)
     q = np.frombuffer(norm.text.encode("utf-8"), dtype=np.uint8)
     lead = (q & 0xC0) != 0x80
     return _Query(norm, q, lead, np.concatenate(([0], np.cumsum(lead))).astype(np.int64))
@@ -112,6 +112,13 @@ def read_checked(path: Path) -> str:
     from .ingest import decode_utf8
 
     return decode_utf8(path, data)
+
+
+def is_markup(path: Path | str) -> bool:
+    """Whether a checked file is read as HTML (by its name: .html, .htm, .xhtml)."""
+    from .ingest import HTML_SUFFIXES
+
+    return Path(path).suffix.lower() in HTML_SUFFIXES
 
 
 def seed_length(min_chars: int) -> int:
@@ -201,13 +208,15 @@ def _to_chars(qy: _Query, shard: Shard, a: int, e: int, b: int, min_chars: int
 
 
 def check(index: TextIndex, text: str, *, path: str = "", min_chars: int = DEFAULT_MIN_CHARS,
-          near: bool = True) -> CheckResult:
-    """Spans of ``text`` found in the index's works, with coverage per work and overall."""
+          near: bool = True, markup: bool = False) -> CheckResult:
+    """Spans of ``text`` found in the index's works, with coverage per work and overall.
+    ``markup``: ``text`` is an HTML file as written (is_markup): its tags are not text and
+    its character references are the characters they name; offsets stay those of the file."""
     from .near import anchor_chars
 
     if min_chars < 1:
         raise ValueError("min_chars must be at least 1")
-    qy = _query(text)
+    qy = _query(text, markup)
     scanned = _scan(index, qy, min_chars)
     _, found = exact_matches(index, qy, min_chars, scanned)
     groups: dict[tuple[int, int], list[Source]] = {}

@@ -63,6 +63,13 @@ _HYPHENATION = re.compile(r"[-\u2010\u00ad][ \t]*(?:\r\n|\n|\r)[ \t\r\n>]*(?=\w)
 # normalise as the whole text does).
 _QUOTE_MARKERS = re.compile(r"(?<=[\r\n])[ \t]*>(?:[ \t]*>)*[ \t]?")
 
+# Markup of an HTML file checked as written (normalize(markup=True)): comments, scripts and
+# styles, tags, and character references. Tags are case-insensitive; a "<" not followed by
+# a letter, "/", "!" or "?" is text.
+_MARKUP = re.compile(r"<!--.*?(?:-->|\Z)|<(script|style)\b[^>]*>.*?(?:</\1\s*>|\Z)"
+                     r"|</?([A-Za-z][A-Za-z0-9:-]*)(?:\s[^<>]*)?/?>|<[!?][^<>]*>"
+                     r"|&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});", re.S | re.I)
+
 _SLOW = np.uint32(0xFFFFFFFF)  # table value: this code point needs the per-unit path
 _DROP = np.uint32(0xFFFFFFFE)  # table value: dropped (format characters)
 _DROP8 = np.uint8(0xFE)  # the same in the table of ASCII (not a UTF-8 byte)
@@ -170,8 +177,32 @@ class Normalized:
         return i <= 0 or i >= len(self.text) or self.ostart[i] != self.ostart[i - 1]
 
 
-def normalize(text: str) -> Normalized:
-    """Normalise ``text`` (see the module docstring) with its offset map."""
+def _markup_units(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, what it stands for) of each tag, comment, script or style (nothing; a
+    space for a tag that starts or ends a block: ``<p>``, ``<br>``, ``<li>`` ...) and character
+    reference (the character: ``&amp;`` is ``&``) of an HTML text."""
+    import html
+
+    from .ingest import _BLOCK
+
+    units = []
+    for m in _MARKUP.finditer(text):
+        tok = m.group()
+        if tok[0] == "&":
+            value = html.unescape(tok)
+            if value == tok:  # not a reference HTML knows: text
+                continue
+        else:
+            value = " " if (m.group(2) or "").lower() in _BLOCK else ""
+        units.append((m.start(), m.end(), value))
+    return units
+
+
+def normalize(text: str, *, markup: bool = False) -> Normalized:
+    """Normalise ``text`` (see the module docstring) with its offset map. ``markup``: the
+    text is HTML as written in a file; its tags, comments, scripts and styles are not text
+    (a block's tag is a space) and a character reference is the character it names, each
+    one unit mapping to its code points in the file."""
     n = len(text)
     if n == 0:
         e = np.zeros(0, dtype=np.int64)
@@ -199,13 +230,24 @@ def normalize(text: str) -> Normalized:
     # Units of several code points (a base and its combining marks), characters that
     # become several, and those outside the table take the slow path as a whole.
     pieces: dict[int, tuple[str, int]] = {}  # unit start -> (normalised unit, unit end)
-    slow_pos = np.flatnonzero(mapped == _SLOW)
+    tagged = None  # code points inside markup units
+    if markup and ("<" in text or "&" in text):
+        tagged = np.zeros(n, dtype=bool)
+        for a, b, value in _markup_units(text):
+            tagged[a:b] = True
+            drop[a:b] = False
+            pieces[a] = (_map_unit(value) if value else "", b)
+    slow = mapped == _SLOW
+    if tagged is not None:
+        slow &= ~tagged
+    slow_pos = np.flatnonzero(slow)
     last_end = -1
     for p in slow_pos.tolist():
         if p < last_end or drop[p]:
             continue
         start = p
-        if unicodedata.combining(text[p]) and p > 0 and not drop[p - 1] and p - 1 >= last_end:
+        if unicodedata.combining(text[p]) and p > 0 and not drop[p - 1] and p - 1 >= last_end \
+                and (tagged is None or not tagged[p - 1]):
             start = p - 1  # a mark joins the character before it
             pieces.pop(start, None)
         end = p + 1

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -177,7 +178,7 @@ class Normalized:
         return i <= 0 or i >= len(self.text) or self.ostart[i] != self.ostart[i - 1]
 
 
-def _markup_units(text: str) -> list[tuple[int, int, str]]:
+def _markup_units(text: str) -> Iterator[tuple[int, int, str]]:
     """(start, end, what it stands for) of each tag, comment, script or style (nothing; a
     space for a tag that starts or ends a block: ``<p>``, ``<br>``, ``<li>`` ...) and character
     reference (the character: ``&amp;`` is ``&``) of an HTML text."""
@@ -185,7 +186,6 @@ def _markup_units(text: str) -> list[tuple[int, int, str]]:
 
     from .ingest import _BLOCK
 
-    units = []
     for m in _MARKUP.finditer(text):
         tok = m.group()
         if tok[0] == "&":
@@ -194,8 +194,7 @@ def _markup_units(text: str) -> list[tuple[int, int, str]]:
                 continue
         else:
             value = " " if (m.group(2) or "").lower() in _BLOCK else ""
-        units.append((m.start(), m.end(), value))
-    return units
+        yield m.start(), m.end(), value
 
 
 def normalize(text: str, *, markup: bool = False) -> Normalized:
@@ -235,8 +234,10 @@ def normalize(text: str, *, markup: bool = False) -> Normalized:
         tagged = np.zeros(n, dtype=bool)
         for a, b, value in _markup_units(text):
             tagged[a:b] = True
-            drop[a:b] = False
-            pieces[a] = (_map_unit(value) if value else "", b)
+            mapped_value = _map_unit(value) if value else ""
+            drop[a:b] = not mapped_value  # (no unit kept for what becomes nothing: a page of tags is no dict)
+            if mapped_value:
+                pieces[a] = (mapped_value, b)
     slow = mapped == _SLOW
     if tagged is not None:
         slow &= ~tagged

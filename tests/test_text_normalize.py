@@ -195,12 +195,14 @@ def test_markup_of_an_html_file_is_not_text() -> None:
     assert text[slice(*n.original_span(i, i + 3))] == "&#x442;&eacute;a"  # a reference is one unit
     # without markup=True the same text is text (a plain-text output that shows tags)
     assert "<b>keeper< b>" in normalize(text).text
+    # references to characters outside ASCII in an ASCII page (its table is of bytes)
+    assert normalize("a &copy; &#1078;&#x436; &#0; b", markup=True).text == "a © жж \ufffd b"
     # a "<" that starts no tag, an unknown reference: text
     assert normalize("a < b &bogus; c", markup=True).text == "a < b bogus c"
 
 
 _MARKUP_ALPHABET = st.sampled_from(["a", "b", "B", " ", "\n", "é", "e\u0301", "<b>", "</b>", "<p>", "<br/>",
-                                    "&amp;", "&eacute;", "&#1072;", "&nbsp;", "<!-- x -->", "<", ">", "&",
+                                    "&amp;", "&eacute;", "&#1072;", "&#1078;", "&copy;", "&nbsp;", "<!-- x -->", "<", ">", "&",
                                     "<script>s</script>", ",", "\u200b", "\n> "])
 
 

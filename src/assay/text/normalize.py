@@ -238,6 +238,8 @@ def normalize(text: str, *, markup: bool = False) -> Normalized:
             drop[a:b] = not mapped_value  # (no unit kept for what becomes nothing: a page of tags is no dict)
             if mapped_value:
                 pieces[a] = (mapped_value, b)
+        if mapped.dtype == np.uint8 and not all(v.isascii() for v, _ in pieces.values()):
+            mapped = mapped.astype(np.uint32)  # an ASCII page naming "&copy;" or "&#1078;"
     slow = mapped == _SLOW
     if tagged is not None:
         slow &= ~tagged

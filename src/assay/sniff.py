@@ -34,6 +34,9 @@ _MP4_BRANDS = {
     b"XAVC", b"MSNV",
 }
 _JXL_CONTAINER = b"\x00\x00\x00\x0cJXL \r\n\x87\n"
+_JP2_CONTAINER = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
+# netpbm header: magic P1-P6, then width and height as decimal numbers, comments between
+_NETPBM = re.compile(rb"P[1-6](?:\s+(?:#[^\n]*\n\s*)*)[1-9]\d{0,8}(?:\s+(?:#[^\n]*\n\s*)*)[1-9]\d{0,8}\s")
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,20 @@ def sniff_bytes(head: bytes, size: int | None = None, *, pickles: bool = True) -
         return Sniffed("video", "avi")
     if h.startswith(_JXL_CONTAINER):
         return Sniffed("image", "jxl")
+    # Formats a known picture can be converted into as easily as into PNG: each is read
+    # (media/decode.py), or its re-encoding would hide it from PDQ.
+    if h.startswith(_JP2_CONTAINER) or h[:4] == b"\xff\x4f\xff\x51":
+        return Sniffed("image", "jp2")  # JPEG 2000: JP2 file, or a bare codestream (SOC, SIZ)
+    if h[:4] == b"8BPS" and h[4:6] == b"\x00\x01":
+        return Sniffed("image", "psd")  # Photoshop (PSD; PSB, version 2, Pillow does not read)
+    if h[:4] == b"qoif" and len(h) >= 14:
+        return Sniffed("image", "qoi")
+    if h[:4] == b"DDS " and h[4:8] == b"\x7c\x00\x00\x00":
+        return Sniffed("image", "dds")
+    if h[:4] == b"icns" and len(h) >= 8 and (size is None or struct.unpack_from(">I", h, 4)[0] == size):
+        return Sniffed("image", "icns")
+    if _NETPBM.match(h):
+        return Sniffed("image", "ppm")  # netpbm P1-P6 (PBM, PGM, PPM)
     if h[:4] in (b"II*\x00", b"MM\x00*"):
         return Sniffed("image", "tiff")
     if h[:2] == b"BM" and len(h) >= 18:
@@ -224,6 +241,12 @@ _PILLOW_PLUGINS: dict[str, str] = {
     "tiff": "TiffImagePlugin",
     "bmp": "BmpImagePlugin",
     "avif": "AvifImagePlugin",
+    "jp2": "Jpeg2KImagePlugin",
+    "psd": "PsdImagePlugin",
+    "qoi": "QoiImagePlugin",
+    "dds": "DdsImagePlugin",
+    "icns": "IcnsImagePlugin",
+    "ppm": "PpmImagePlugin",
 }
 
 

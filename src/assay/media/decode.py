@@ -38,6 +38,12 @@ FORMATS: dict[str, str] = {
     "bmp": "BMP",
     "avif": "AVIF",
     "heif": "HEIF",
+    "jp2": "JPEG2000",
+    "psd": "PSD",
+    "qoi": "QOI",
+    "dds": "DDS",
+    "icns": "ICNS",
+    "ppm": "PPM",
 }
 
 # Fast-path reduction, chosen on the shared PDQ vectors and generated photos (see
@@ -131,7 +137,8 @@ def open_image(data: bytes, path: str, limits: Limits) -> OpenedImage:
     if sniffed.kind != "image" or fmt not in FORMATS:
         raise UnsupportedFormat(
             path,
-            "not a supported image (JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF, HEIC)",
+            "not a supported image (JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF, HEIC, JPEG 2000, PSD, QOI, "
+            "DDS, ICNS, PBM/PGM/PPM)",
         )
     if fmt == "heif" and not _heif_available():
         raise UnsupportedFormat(

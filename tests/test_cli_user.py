@@ -325,3 +325,16 @@ def test_negative_counts_are_refused(home: Path) -> None:
         no_traceback(res)
         assert res.returncode == 2 and option in res.stderr.decode(), (args, res.stderr)
     assert not (home / "r.jsonl").exists()
+
+
+def test_a_trust_anchor_bundle_that_cannot_be_read_stops_before_any_work(home: Path) -> None:
+    pattern("rings", seed=1).save(home / "a.png")
+    for args in (["provenance", "a.png", "--trust-anchors", "anchors.pem"],
+                 ["scan", "a.png", "--trust-anchors", "anchors.pem", "-o", "r.jsonl"]):
+        res = assay(*args, home=home)
+        no_traceback(res)
+        assert res.returncode == 1, (args, res.stderr)
+        assert "error: anchors.pem: cannot read trust anchors: No such file or directory" in res.stderr.decode()
+    res = assay("scan", "a.png", "-o", "r.jsonl", home=home, env={"ASSAY_C2PA_TRUST_ANCHORS": "anchors.pem"})
+    assert res.returncode == 1 and "anchors.pem: cannot read trust anchors" in res.stderr.decode()
+    assert not (home / "r.jsonl").exists()

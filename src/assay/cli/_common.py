@@ -305,6 +305,18 @@ def _special(path: Path) -> str | None:
     return f"not a regular file but {kind}; save it to a file first"
 
 
+def _check_anchors(trust_anchors: Path | None) -> None:
+    """A trust-anchor bundle named by --trust-anchors or $ASSAY_C2PA_TRUST_ANCHORS that cannot
+    be read stops the command before any work: otherwise every credential reads 'could not
+    check: c2pa' (a mistyped path turned a signed credential into 'no provenance evidence
+    found', exit 0)."""
+    if trust_anchors is None and not os.environ.get("ASSAY_C2PA_TRUST_ANCHORS"):
+        return
+    from ..provenance.c2pa import resolve_anchors  # not the C2PA SDK: reads the PEM only
+
+    resolve_anchors(trust_anchors)
+
+
 def _db_url(db: str | None) -> str:
     if db:
         return normalize_db_url(db)

@@ -12,6 +12,7 @@ from ._common import (
     JsonOpt,
     _Banks,
     _camera_bank,
+    _check_anchors,
     _check_store_named,
     _emit_json,
     _esc,
@@ -49,6 +50,7 @@ def provenance(
     )
     from ..sniff import sniff_path
 
+    _check_anchors(trust_anchors)
     limits = Limits()
     failed = 0
     bank = _camera_bank(db, camera_threshold) if cameras else None

@@ -98,6 +98,10 @@ def scan(
         raise typer.BadParameter(f"{', '.join(k for k, v in dask_only.items() if v)} go with --engine dask")
     if not paths and not manifest:
         raise typer.BadParameter("give at least one file, folder or URL to scan (or --manifest)")
+    if provenance:
+        from ._common import _check_anchors
+
+        _check_anchors(trust_anchors)
     if text_index is not None:
         from ..text.index import TextIndex
 

@@ -76,8 +76,15 @@ def test_a_scan_matches_a_known_picture_in_every_new_format(tmp_path: Path) -> N
                            "--no-variants"], capture_output=True).returncode == 0
     case = tmp_path / "case"
     case.mkdir()
-    for ext in [*WRITTEN, "psd"]:
-        (case / f"copy-{ext}.dat").write_bytes(encoded(im, ext))  # names say nothing
+    exts = [*WRITTEN, "psd"]
+    try:
+        (case / "copy-jxl.dat").write_bytes(_jxl(im))
+        exts.append("jxl")
+    except pytest.skip.Exception:  # the optional JPEG XL reader is not installed
+        pass
+    for ext in exts:
+        if ext != "jxl":
+            (case / f"copy-{ext}.dat").write_bytes(encoded(im, ext))  # names say nothing
     (case / "notes.txt").write_bytes(b"P6 is the sixth point of the plan\n1 2\n")
     out = tmp_path / "r.jsonl"
     r = subprocess.run([*run, "scan", str(case), "-o", str(out), "--workers", "1"], capture_output=True, text=True,
@@ -85,7 +92,7 @@ def test_a_scan_matches_a_known_picture_in_every_new_format(tmp_path: Path) -> N
     assert r.stderr == "" and r.returncode in (0, 3), r.stderr
     recs = {Path(x["path"]).name: x for x in map(json.loads, out.read_text().splitlines())
             if x.get("schema") == "assay.file/1"}
-    for ext in [*WRITTEN, "psd"]:
+    for ext in exts:
         rec = recs[f"copy-{ext}.dat"]
         assert rec["kind"] == "image" and not rec.get("errors"), (ext, rec.get("errors"))
         assert "k" in {m["content_id"] for m in rec["matches"] if m["signal_type"] == "pdq"}, ext
@@ -117,3 +124,78 @@ def test_fuzzed_files_give_a_hash_or_an_assay_error(ext: str, flips, cut: int) -
         hash_image_bytes(bytes(data), path=f"fuzz.{ext}")
     except AssayError:
         pass
+
+
+# -- JPEG XL (optional reader: pillow-jxl-plugin) -----------------------------------------
+
+
+def _jxl(im: Image.Image, **kw: object) -> bytes:
+    pytest.importorskip("pillow_jxl")
+    buf = io.BytesIO()
+    im.save(buf, "JXL", **kw)
+    return buf.getvalue()
+
+
+def _bits(fields: list[tuple[int, int]]) -> bytes:
+    """(value, bit count) fields packed least significant bit first, as JPEG XL does."""
+    acc = n = 0
+    for value, width in fields:
+        acc |= value << n
+        n += width
+    return acc.to_bytes((n + 7) // 8, "little")
+
+
+@pytest.mark.parametrize("kw", [{}, {"lossless": True}], ids=["lossy", "lossless"])
+def test_jpeg_xl_copies_match(kw: dict) -> None:
+    im = picture(9)
+    ref = hash_image_bytes(encoded(im, "ppm"))
+    got = hash_image_bytes(_jxl(im, **kw), path="x.jxl")
+    assert hamming(got.pdq, ref.pdq) <= 16
+
+
+def test_jpeg_xl_sizes_are_read_from_the_header() -> None:
+    from assay.media.jxl import jxl_size
+
+    for size in [(8, 8), (3, 7), (64, 48), (100, 100), (513, 257), (1920, 1080), (1200, 1000), (96, 64)]:
+        data = _jxl(Image.new("RGB", size, (9, 99, 199)))
+        assert jxl_size(data) == size, size
+        with Image.open(io.BytesIO(data)) as im:
+            assert im.size == size
+    # the ISOBMFF container: the codestream in a jxlc box, or split over jxlp boxes
+    cs = _jxl(picture(3))
+    head = b"\x00\x00\x00\x0cJXL \r\n\x87\n" + struct.pack(">I4s4sI4s", 20, b"ftyp", b"jxl ", 0, b"jxl ")
+    jxlc = head + struct.pack(">I4s", 8 + len(cs), b"jxlc") + cs
+    jxlp = head + b"".join(struct.pack(">I4sI", 12 + len(part), b"jxlp", i | (0x80000000 if i else 0)) + part
+                           for i, part in enumerate((cs[:10], cs[10:])))
+    for boxed in (jxlc, jxlp):
+        assert sniff_bytes(boxed[:64], len(boxed)).format == "jxl" and jxl_size(boxed) == (320, 256)
+    with Image.open(io.BytesIO(jxlc)) as im:
+        assert im.size == (320, 256)
+    assert jxl_size(b"\xff\x0a") is None and jxl_size(b"\x00\x00\x00\x0cJXL \r\n\x87\n") is None
+
+
+def test_a_jpeg_xl_bomb_is_refused_before_it_is_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("pillow_jxl")
+    from pillow_jxl import JpegXLImagePlugin
+
+    from assay.errors import TooLarge
+
+    def never(*a: object, **k: object) -> object:
+        raise AssertionError("decoded")
+
+    monkeypatch.setattr(JpegXLImagePlugin, "Decoder", never)
+    # SizeHeader: not small, height-1 in 30 bits (selector 3), ratio 0, width-1 likewise
+    header = b"\xff\x0a" + _bits([(0, 1), (3, 2), (99_999, 30), (0, 3), (3, 2), (99_999, 30)]) + bytes(64)
+    with pytest.raises(TooLarge, match="100000x100000"):
+        hash_image_bytes(header, path="bomb.jxl")
+
+
+def test_without_the_jpeg_xl_reader_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from assay import sniff
+    from assay.errors import UnsupportedFormat
+
+    monkeypatch.setattr(sniff, "_jxl_registered", False)
+    data = b"\xff\x0a" + _bits([(1, 1), (7, 5), (1, 3)]) + bytes(32)
+    with pytest.raises(UnsupportedFormat) as e:
+        hash_image_bytes(data, path="x.jxl")
+    assert "pillow-jxl-plugin" in str(e.value)

@@ -450,10 +450,33 @@ def register_heif_opener() -> bool:
         return _heif_registered
 
 
+_jxl_registered: bool | None = None
+
+
+def register_jxl_opener() -> bool:
+    """Register the JPEG XL reader (the optional ``pillow-jxl-plugin``, on jxl-oxide) with
+    Pillow on first use, decoding on the calling thread only (a scan runs one worker per
+    core); False when it is not installed (or broken)."""
+    global _jxl_registered
+    with _heif_lock:
+        if _jxl_registered is None:
+            try:
+                from pillow_jxl import JpegXLImagePlugin  # type: ignore[import-not-found]
+
+                JpegXLImagePlugin.DECODE_THREADS = 0
+                _jxl_registered = True
+            except Exception:  # missing or broken optional plugin
+                _jxl_registered = False
+        return _jxl_registered
+
+
 def load_pillow_plugin(fmt: str) -> None:
     """Import Pillow's plugin for the image format ``fmt`` (our name), if it has one."""
     if fmt == "heif":
         register_heif_opener()
+        return
+    if fmt == "jxl":
+        register_jxl_opener()
         return
     name = _PILLOW_PLUGINS.get(fmt)
     if name is not None:

@@ -38,6 +38,7 @@ FORMATS: dict[str, str] = {
     "bmp": "BMP",
     "avif": "AVIF",
     "heif": "HEIF",
+    "jxl": "JXL",
     "jp2": "JPEG2000",
     "psd": "PSD",
     "qoi": "QOI",
@@ -137,13 +138,15 @@ def open_image(data: bytes, path: str, limits: Limits) -> OpenedImage:
     if sniffed.kind != "image" or fmt not in FORMATS:
         raise UnsupportedFormat(
             path,
-            "not a supported image (JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF, HEIC, JPEG 2000, PSD, QOI, "
-            "DDS, ICNS, PBM/PGM/PPM)",
+            "not a supported image (JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF, HEIC, JPEG XL, JPEG 2000, "
+            "PSD, QOI, DDS, ICNS, PBM/PGM/PPM)",
         )
     if fmt == "heif" and not _heif_available():
         raise UnsupportedFormat(
             path, "HEIC/HEIF image", hint="install the pillow-heif package to hash HEIC files"
         )
+    if fmt == "jxl":
+        _check_jxl(data, path, limits)
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         # Someone switched Pillow to fill missing data with gray; a hash of that
         # would be a hash of pixels that are not in the file.
@@ -169,6 +172,24 @@ def open_image(data: bytes, path: str, limits: Limits) -> OpenedImage:
             f"{limits.max_pixels} pixels (possible decompression bomb)",
         )
     return OpenedImage(im, path, fmt, width, height, im.mode, data=data)
+
+
+def _check_jxl(data: bytes, path: str, limits: Limits) -> None:
+    """JPEG XL: the reader decodes the whole image when Pillow opens it, so the declared
+    size is read from the codestream and checked against the limits first."""
+    from ..sniff import register_jxl_opener
+    from .jxl import jxl_size
+
+    if not register_jxl_opener():
+        raise UnsupportedFormat(path, "JPEG XL image", hint="install the pillow-jxl-plugin package to hash "
+                                "JPEG XL files")
+    size = jxl_size(data)
+    if size is None:
+        raise DecodeError(path, "corrupt JPEG XL header: no image size could be read")
+    width, height = size
+    if width * height > limits.max_pixels:
+        raise TooLarge(path, f"{width}x{height} = {width * height} pixels exceeds the limit of "
+                       f"{limits.max_pixels} pixels (possible decompression bomb)")
 
 
 # Grey modes that the reduced path turns into "L" (1 byte a pixel) rather than RGB

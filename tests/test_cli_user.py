@@ -338,3 +338,15 @@ def test_a_trust_anchor_bundle_that_cannot_be_read_stops_before_any_work(home: P
     res = assay("scan", "a.png", "-o", "r.jsonl", home=home, env={"ASSAY_C2PA_TRUST_ANCHORS": "anchors.pem"})
     assert res.returncode == 1 and "anchors.pem: cannot read trust anchors" in res.stderr.decode()
     assert not (home / "r.jsonl").exists()
+
+
+def test_camera_enroll_says_which_photos_could_not_be_read_and_why(home: Path) -> None:
+    os.mkfifo(home / "pipe")
+    (home / "empty.jpg").write_bytes(b"")
+    res = assay("camera", "enroll", "cam", "missing.jpg", "pipe", "empty.jpg", "--min-images", "1", home=home,
+                timeout=60)
+    no_traceback(res)
+    err = res.stderr.decode()
+    assert res.returncode == 1, err
+    for why in ("missing.jpg: No such file or directory", "pipe: not a regular file", "empty.jpg: "):
+        assert why in err, (why, err)

@@ -8,6 +8,7 @@ carries their scenes). A photo that cannot be read is listed and left out.
 
 from __future__ import annotations
 
+import stat
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,10 @@ def enroll(paths: list[Path], *, min_images: int = MIN_IMAGES, limits: Limits | 
     sizes: dict[Path, tuple[int, int]] = {}
     for p in paths:  # headers first: sizes are checked before any pixel is decoded
         try:
-            if p.stat().st_size > limits.max_image_bytes:
+            st = p.stat()
+            if not stat.S_ISREG(st.st_mode):  # a folder, or a pipe or device that would block or never end
+                raise AssayError(f"{p}: not a regular file")
+            if st.st_size > limits.max_image_bytes:
                 raise AssayError(f"{p}: larger than the image limit of {limits.max_image_bytes} bytes")
             opened = open_image(p.read_bytes(), str(p), limits)
             sizes[p] = (opened.width, opened.height)
@@ -57,7 +61,8 @@ def enroll(paths: list[Path], *, min_images: int = MIN_IMAGES, limits: Limits | 
     if len(sizes) < min_images:
         raise InvalidBankInput(
             f"{len(sizes)} readable photo{'s' if len(sizes) != 1 else ''}; a fingerprint needs at least "
-            f"{min_images}" + (f" ({len(skipped)} could not be read)" if skipped else ""),
+            f"{min_images}" + (f" ({len(skipped)} could not be read: " + "; ".join(skipped[:5])
+                               + ("; ..." if len(skipped) > 5 else "") + ")" if skipped else ""),
             hint="add photos (20 or more of flat or natural scenes is typical), or lower --min-images")
     est = Estimator()
     photos: list[dict[str, Any]] = []

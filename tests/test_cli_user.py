@@ -350,3 +350,15 @@ def test_camera_enroll_says_which_photos_could_not_be_read_and_why(home: Path) -
     assert res.returncode == 1, err
     for why in ("missing.jpg: No such file or directory", "pipe: not a regular file", "empty.jpg: "):
         assert why in err, (why, err)
+
+
+def test_a_pipe_given_to_bank_add_add_model_match_video_and_camera_match(home: Path) -> None:
+    os.mkfifo(home / "pipe")
+    pattern("rings", seed=1).save(home / "a.png")
+    assert assay("bank", "create", "k", home=home).returncode == 0
+    assert assay("camera", "enroll", "cam", "a.png", "--min-images", "1", home=home).returncode == 0
+    for cmd in (["bank", "add", "k", "--content-id", "x", "--image"], ["bank", "add", "k", "--content-id", "v",
+                "--video"], ["bank", "add-model", "k"], ["match", "--video"], ["camera", "match"]):
+        res = assay(*cmd, "pipe", home=home, timeout=60)
+        no_traceback(res)
+        assert res.returncode == 1 and "pipe: not a regular file but a pipe (FIFO)" in res.stderr.decode(), cmd

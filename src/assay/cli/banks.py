@@ -375,6 +375,8 @@ def bank_add(
         from ..banks.matcher import LOW_QUALITY
         from ..media import hash_image_file
 
+        if why := _special(image):
+            raise AssayError(f"{image}: {why}")
         h = hash_image_file(image, bank_variants=not no_variants)
         if h.quality < LOW_QUALITY:
             # Stored all the same (the examiner chose this image), but it is not looked up
@@ -398,6 +400,8 @@ def bank_add(
         from ..banks.videos import bank_record
         from ..media.video import hash_video_file
 
+        if why := _special(video):
+            raise AssayError(f"{video}: {why}")
         h = hash_video_file(video)
         rec = bank_record(h.vpdq, content_id, extra=[("video_md5", h.md5), ("sha256", h.sha256)],
                           trimmed=[] if no_variants else h.trimmed, displayed=[] if no_variants else h.displayed)
@@ -572,6 +576,8 @@ def bank_add_model(
     from ..models.hashes import hash_signals
 
     cid = content_id or file.name
+    if why := _special(file):
+        raise AssayError(f"{file}: {why}")
     with _store(db) as store:
         store.get_bank(name)
         report = analyze_model(file)

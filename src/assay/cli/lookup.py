@@ -157,6 +157,8 @@ def match(
         from ..media.video import hash_video_file, to_threatexchange_json
 
         for f in video:
+            if why := _special(f):
+                raise AssayError(f"{f}: {why}")
             h = hash_video_file(f)
             videos.append((len(queries), h))
             queries += [Query("video_md5", h.md5), Query("sha256", h.sha256),

@@ -362,3 +362,15 @@ def test_a_pipe_given_to_bank_add_add_model_match_video_and_camera_match(home: P
         res = assay(*cmd, "pipe", home=home, timeout=60)
         no_traceback(res)
         assert res.returncode == 1 and "pipe: not a regular file but a pipe (FIFO)" in res.stderr.decode(), cmd
+
+
+@pytest.mark.parametrize("group", [[], ["bank"], ["text"], ["review"]])
+def test_command_lists_show_each_summary_unbroken(home: Path, group: list[str]) -> None:
+    res = assay(*group, "--help", home=home, env={"COLUMNS": "400"})  # room for every summary on its line
+    assert res.returncode == 0
+    lines = res.stdout.decode().splitlines()
+    start = next(i for i, ln in enumerate(lines) if "Commands" in ln)
+    rows = lines[start + 1:next(i for i in range(start + 1, len(lines)) if lines[i].startswith("╰"))]
+    assert len(rows) >= 3
+    for row in rows:  # a line that starts with spaces continues the one above: a sentence cut in two
+        assert row.startswith("│ ") and not row[2].isspace(), (group, row)

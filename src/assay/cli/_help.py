@@ -156,6 +156,10 @@ def polish(cmd: Any, path: str = "") -> None:
         help_opt.metavar = ""
         if type(help_opt) is TyperOption:
             help_opt.__class__ = _Option
+    if cmd.help and not cmd.short_help:
+        # the list of commands shows the first paragraph: as one line, wrapped by the table
+        # (the docstring's own line breaks showed as breaks in the middle of a sentence)
+        cmd.short_help = " ".join(cmd.help.split("\n\n")[0].split())
     examples = EXAMPLES.get(path)
     if examples and not cmd.epilog:
         cmd.epilog = ("Example:" if len(examples) == 1 else "Examples:") + "\n\n" + "\n\n".join(

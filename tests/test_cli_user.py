@@ -374,3 +374,19 @@ def test_command_lists_show_each_summary_unbroken(home: Path, group: list[str]) 
     assert len(rows) >= 3
     for row in rows:  # a line that starts with spaces continues the one above: a sentence cut in two
         assert row.startswith("│ ") and not row[2].isspace(), (group, row)
+
+
+def test_demo_never_replaces_a_report_it_did_not_write(home: Path) -> None:
+    folder = home / "case"
+    folder.mkdir()
+    pattern("rings", seed=1).save(folder / "a.png")
+    assert assay("scan", "case", "-o", "report.jsonl", "--workers", "1", home=home).returncode == 0
+    mine = (home / "report.jsonl").read_bytes(), (home / "report.jsonl.sha256").read_bytes()
+    res = assay("demo", "--dir", ".", home=home)  # README's scan example, then the demo here
+    no_traceback(res)
+    assert res.returncode == 1 and "report.jsonl: a report that the demo did not write" in res.stderr.decode()
+    assert ((home / "report.jsonl").read_bytes(), (home / "report.jsonl.sha256").read_bytes()) == mine
+    assert not (home / "images").exists()  # nothing was written
+    for _ in range(2):  # the demo's own report is the demo's to renew
+        res = assay("demo", "--dir", "demo-data", home=home)
+        assert res.returncode == 0, res.stderr

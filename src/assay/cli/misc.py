@@ -43,6 +43,11 @@ def demo(
     if folder.exists() and not folder.is_dir():
         raise AssayError(f"{folder}: is a file; the demo writes a folder there (nothing was written)",
                          hint="choose another --dir")
+    report = folder / "report.jsonl"
+    if (report.exists() or report.is_symlink()) and not _demo_report(report, folder):
+        # `assay demo --dir .` where `assay scan ... -o report.jsonl` wrote a real report
+        raise AssayError(f"{report}: a report that the demo did not write; not replacing it (nothing was written)",
+                         hint="choose another --dir, e.g. --dir demo-data")
     try:
         info = prepare_demo(folder, _db_url(db))
     except OSError as exc:
@@ -57,6 +62,22 @@ def demo(
          mode=Mode.fast, exif_transpose=False, dihedral=True, no_variants=False, threshold=None,
          include_low_quality=False, workers=0, provenance=True, models=True,
          trust_anchors=None, no_banks=False, fail_on_match=False)
+
+
+def _demo_report(report: Path, folder: Path) -> bool:
+    """Is ``report`` one that `assay demo` wrote (its scan header's input is the demo's
+    images folder and its command line `demo`)? Anything else is the user's."""
+    import json
+    import os
+
+    try:
+        with open(report, "rb") as fh:
+            header = json.loads(fh.readline(1 << 20))
+        inputs_absolute = header.get("inputs_absolute") or []
+        return (header.get("schema") == "assay.scan-header/1" and "demo" in (header.get("argv") or [])
+                and [os.path.realpath(p) for p in inputs_absolute] == [os.path.realpath(folder / "images")])
+    except (OSError, ValueError, AttributeError, TypeError):
+        return False
 
 
 # --------------------------------------------------------------------------------- serve

@@ -19,7 +19,7 @@ BAD_NAME = os.fsdecode(b"bad\xffname.png")  # the byte FF: not UTF-8 (a Latin-1 
 
 
 def assay(*args: str, home: Path, cwd: Path | None = None, env: dict[str, str] | None = None,
-          timeout: float = 300) -> subprocess.CompletedProcess[bytes]:
+          timeout: float = 300, prefix: list[str] | None = None) -> subprocess.CompletedProcess[bytes]:
     """`assay ARGS` in a new process with its own home (its own default store), stdout
     and stderr as bytes: whether they are valid UTF-8 is part of what is checked."""
     code = "import sys; from assay.cli import main; sys.argv[0] = 'assay'; main()"
@@ -28,8 +28,20 @@ def assay(*args: str, home: Path, cwd: Path | None = None, env: dict[str, str] |
           "PYTHONPATH": str(Path(assay_pkg.__file__).parents[1])}  # this tree, whatever the cwd
     # a terminal's usual setting: text that UTF-8 cannot encode is an error, not raw bytes
     e |= {"PYTHONIOENCODING": "utf-8:strict"} | (env or {})
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, cwd=cwd or home, env=e,
-                          timeout=timeout)
+    return subprocess.run([*(prefix or []), sys.executable, "-c", code, *args], capture_output=True,
+                          cwd=cwd or home, env=e, timeout=timeout)
+
+
+def as_a_user() -> list[str]:
+    """A command prefix under which file permissions hold: none for a user; for root, root
+    without the capabilities that pass them by (setpriv), else the test is skipped."""
+    import shutil
+
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        pytest.skip("root, and no setpriv to drop the capabilities that pass file permissions by")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", "--inh-caps=-all"]
 
 
 def no_traceback(res: subprocess.CompletedProcess[bytes]) -> None:
@@ -390,3 +402,25 @@ def test_demo_never_replaces_a_report_it_did_not_write(home: Path) -> None:
     for _ in range(2):  # the demo's own report is the demo's to renew
         res = assay("demo", "--dir", "demo-data", home=home)
         assert res.returncode == 0, res.stderr
+
+
+def test_a_report_on_a_read_only_share_is_rendered_elsewhere_not_a_traceback(home: Path) -> None:
+    user = as_a_user()
+    folder = home / "case"
+    folder.mkdir()
+    pattern("rings", seed=1).save(folder / "a.png")
+    share = home / "share"
+    share.mkdir()
+    assert assay("scan", "case", "-o", "share/r.jsonl", "--workers", "1", home=home).returncode == 0
+    assert assay("bank", "create", "k", home=home).returncode == 0
+    share.chmod(0o555)
+    try:
+        for args in (["report", "share/r.jsonl"], ["report", "share/r.jsonl", "--format", "csv"],
+                     ["report", "share/r.jsonl", "--format", "case"], ["bank", "export", "k", "-o", "share/k.jsonl"]):
+            res = assay(*args, home=home, prefix=user)
+            no_traceback(res)
+            err = res.stderr.decode()
+            assert res.returncode == 1 and "error: share/" in err and "Permission denied" in err, (args, err)
+    finally:
+        share.chmod(0o755)
+    assert sorted(p.name for p in share.iterdir()) == ["r.jsonl", "r.jsonl.sha256"]

@@ -319,6 +319,9 @@ def bank_export(
         try:
             with open(tmp, "w", encoding="utf-8", newline="") as fh:
                 write(out=fh)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise AssayError(f"{exc.filename or output}: cannot write the export: {exc.strerror or exc}") from None
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise

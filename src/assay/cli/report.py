@@ -58,21 +58,27 @@ def report_cmd(
     target = _target(report, output, fmt.value, overwrite)
     decisions, source = _decisions(db)
     res: dict[str, Any]
-    if fmt == ReportFormat.case:
-        from ..report.caseuco import write_case
+    try:
+        if fmt == ReportFormat.case:
+            from ..report.caseuco import write_case
 
-        res = write_case(report, target, decisions=decisions, case_id=case_id, examiner=examiner, title=title)
-    elif fmt == ReportFormat.csv:
-        from ..report.csvout import write_csv
+            res = write_case(report, target, decisions=decisions, case_id=case_id, examiner=examiner, title=title)
+        elif fmt == ReportFormat.csv:
+            from ..report.csvout import write_csv
 
-        res = write_csv(report, target, decisions=decisions, overwrite=overwrite, title=title,
-                        case_id=case_id, examiner=examiner)
-    else:
-        from ..report.html import Options, render_html
+            res = write_csv(report, target, decisions=decisions, overwrite=overwrite, title=title,
+                            case_id=case_id, examiner=examiner)
+        else:
+            from ..report.html import Options, render_html
 
-        opts = Options(title=title, case_id=case_id, examiner=examiner, decisions=decisions,
-                       decisions_source=source)
-        res = render_html(report, target, opts)
+            opts = Options(title=title, case_id=case_id, examiner=examiner, decisions=decisions,
+                           decisions_source=source)
+            res = render_html(report, target, opts)
+    except OSError as exc:  # e.g. the default output, next to a report on a read-only evidence share
+        where = exc.filename or target
+        raise AssayError(f"{where}: cannot write the {fmt.value} report: {exc.strerror or exc}",
+                         hint="choose where with -o" + ("" if output else "; the default is next to the scan report")
+                         ) from None
     res = {"format": fmt.value, "output": str(target), **res}
     if json_out:
         _emit_json(res)

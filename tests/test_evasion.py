@@ -8,6 +8,7 @@ re-encodes and variants (test_media_hashing.py, test_media_codecs.py, test_crops
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -436,3 +437,57 @@ def test_pixels_turned_with_an_exif_orientation_turning_them_back_are_found(
     assert m[0]["bank_variant"] == "displayed" and m[0]["strength"] == "perceptual"
     assert not _matched(recs["unrelated.jpg"])
     assert f"match: {case}/turned.jpg" in out and f"match: {case}/upright.jpg" in out
+
+
+def _box(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", 8 + len(body)) + kind + body
+
+
+def _with_cover(mp4: bytes, picture: bytes) -> bytes:
+    """``mp4`` (its moov box last, as PyAV writes it) with ``picture`` as its cover art
+    (moov/udta/meta/ilst/covr/data, as iTunes and ffmpeg's -disposition attached_pic write)."""
+    data = _box(b"data", struct.pack(">II", 14, 0) + picture)
+    meta = _box(b"meta", b"\x00" * 4 + _box(b"hdlr", b"\x00" * 8 + b"mdirappl" + b"\x00" * 9)
+                + _box(b"ilst", _box(b"covr", data)))
+    at = 0
+    while at < len(mp4):  # the top-level boxes, to the last (moov)
+        size, kind = struct.unpack_from(">I4s", mp4, at)
+        if at + size == len(mp4):
+            assert kind == b"moov"
+            udta = _box(b"udta", meta)
+            return mp4[:at] + struct.pack(">I", size + len(udta)) + mp4[at + 4:] + udta
+        at += size
+    raise AssertionError("no moov box last")
+
+
+def test_cover_art_of_a_video_is_found(banked: tuple[str, dict[str, bytes]], tmp_path: Path) -> None:
+    """An MP4's cover picture (what players and file browsers show for it) was never
+    hashed: a video is matched by its frames. Its boxes are now followed to the covers,
+    each scanned as a member."""
+    pytest.importorskip("av")
+    import videogen
+
+    db, data = banked
+    case = tmp_path / "case"
+    case.mkdir()
+    clip = videogen.make_video(tmp_path / "clip.mp4", 3, seconds=2).read_bytes()
+    (case / "clip.mp4").write_bytes(_with_cover(clip, data["pen"]))
+    (case / "plain.mp4").write_bytes(clip)
+    out, recs = _scan(db, case, tmp_path / "r.jsonl")
+    covers = [p for p in recs if p.startswith("clip.mp4!/")]
+    assert len(covers) == 1 and covers[0].endswith(".png") and _matched(recs[covers[0]]) == {"pen"}
+    assert {s["value"] for s in recs[covers[0]]["signals"] if s["type"] == "md5"} == {hashlib.md5(data["pen"]).hexdigest()}
+    assert recs["clip.mp4"]["kind"] == "video" and not _matched(recs["clip.mp4"])
+    assert not [p for p in recs if p.startswith("plain.mp4!/")]
+    assert f"match: {case}/{covers[0]}" in out
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from([b"moov", b"udta", b"meta", b"ilst", b"covr", b"data", b"hdlr"]),
+                          st.binary(max_size=12)), max_size=30))
+def test_fuzzed_boxes_never_raise(parts: list[bytes]) -> None:
+    from assay.containers.carve import cover_art
+
+    data = b"".join(parts)
+    for at, length, fmt in cover_art(io.BytesIO(data), len(data), 64, 1 << 20):
+        assert 0 < at and at + length <= len(data) and fmt in ("jpeg", "png")

@@ -338,11 +338,66 @@ def carved_members(path: Path, found: list[tuple[int, int, str]]) -> Iterator[Me
                      independent=True)
 
 
-def embedded_images(path: Path, size: int, window: int, max_found: int,
-                    max_image: int) -> tuple[list[tuple[int, int, str]], bool]:
-    """find_images on the file at ``path``; nothing when it cannot be read."""
+_MAX_BOXES = 100_000  # boxes looked at in one MP4/MOV, all levels together
+
+
+def _boxes(f: BinaryIO, start: int, end: int, budget: list[int]) -> Iterator[tuple[bytes, int, int]]:
+    """(type, payload start, payload end) of the ISO BMFF boxes between ``start`` and
+    ``end``, while ``budget[0]`` (boxes left to look at) lasts."""
+    pos = start
+    while budget[0] > 0:
+        budget[0] -= 1
+        head = _read(f, pos, 16)
+        if len(head) < 8:
+            return
+        n, kind = struct.unpack_from(">I4s", head)
+        body = pos + 8
+        if n == 1 and len(head) == 16:  # a 64-bit size follows
+            n, body = struct.unpack_from(">Q", head, 8)[0], pos + 16
+        elif n == 0:  # to the end
+            n = end - pos
+        if n < body - pos or pos + n > end:
+            return
+        yield kind, body, pos + n
+        pos += n
+
+
+def _children(f: BinaryIO, span: tuple[int, int], kind: bytes, budget: list[int]) -> list[tuple[int, int]]:
+    return [(a, b) for k, a, b in _boxes(f, *span, budget) if k == kind]
+
+
+def cover_art(f: BinaryIO, size: int, max_found: int, max_image: int) -> list[tuple[int, int, str]]:
+    """The cover pictures of an MP4 or MOV (``moov/udta/meta/ilst/covr/data``, or ``meta``
+    right under ``moov``), JPEG or PNG, as (offset, length, format): what a player or a
+    file browser shows for the video. Video files are not searched byte by byte (a
+    Motion-JPEG video's frames); their boxes are followed to the covers."""
+    found: list[tuple[int, int, str]] = []
+    budget = [_MAX_BOXES]
+    for moov in _children(f, (0, size), b"moov", budget)[:1]:
+        for where in [*_children(f, moov, b"udta", budget), moov]:
+            for start, end in _children(f, where, b"meta", budget):
+                if _read(f, start + 4, 4) != b"hdlr":  # a full box (MP4): version and flags first
+                    start += 4
+                for ilst in _children(f, (start, end), b"ilst", budget):
+                    for covr in _children(f, ilst, b"covr", budget):
+                        for a, b in _children(f, covr, b"data", budget):
+                            # a type (13 JPEG, 14 PNG) and a locale, then the picture as it is
+                            if b - a <= 8 or b - a - 8 > max_image or len(found) >= max_found:
+                                continue
+                            head = _read(f, a + 8, 8)
+                            fmt = "jpeg" if head.startswith(_JPEG) else "png" if head == _PNG[:8] else None
+                            if fmt:
+                                found.append((a + 8, b - a - 8, fmt))
+    return found
+
+
+def embedded_images(path: Path, size: int, window: int, max_found: int, max_image: int,
+                    video: bool = False) -> tuple[list[tuple[int, int, str]], bool]:
+    """find_images on the file at ``path`` (``video``: cover_art); nothing when it cannot be read."""
     try:
         with open(path, "rb") as f:
+            if video:
+                return cover_art(f, size, max_found, max_image), False
             return find_images(f, size, window, max_found, max_image)
     except OSError:
         return [], False

@@ -59,9 +59,9 @@ def archive_to_walk(path: Path, record: FileRecord, limits: Limits) -> str | Non
     """The archive format to walk the file at ``path`` as, given its record: an archive's
     own; "zip" for an image, document, video or audio file that ends with a zip archive
     (a polyglot: its members are scanned too, as ``photo.jpg!/member``); "carve" for a
-    file that is none of these, a document, audio or video, and holds images as they are
-    (containers/carve.py: ``file!/carved@OFFSET.jpg``); None for any other file and any
-    file that could not be read."""
+    file that is none of these, a document or audio, and holds images as they are
+    (containers/carve.py: ``file!/carved@OFFSET.jpg``); "covers" for an MP4 or MOV with
+    cover art; None for any other file and any file that could not be read."""
     if any(e.stage == "read" for e in record.errors):
         return None
     if record.kind == "archive":
@@ -75,15 +75,21 @@ def archive_to_walk(path: Path, record: FileRecord, limits: Limits) -> str | Non
             return "zip"
     if record.kind in CARVE_KINDS and record.format != "directory" and _embedded(path, limits)[0]:
         return "carve"  # searched again by the walk: only for the few files that hold images
+    if record.kind == "video" and record.format in _COVERED and _embedded(path, limits, video=True)[0]:
+        return "covers"
     return None
 
 
-def _embedded(path: Path, limits: Limits) -> tuple[list[tuple[int, int, str]], bool]:
+_COVERED = frozenset({"mp4", "mov"})  # videos whose boxes are followed to their cover art
+
+
+def _embedded(path: Path, limits: Limits, video: bool = False) -> tuple[list[tuple[int, int, str]], bool]:
     try:
         size = path.stat().st_size
     except OSError:
         return [], False
-    return embedded_images(path, size, limits.max_carve_bytes, limits.max_carved, limits.max_image_bytes)
+    return embedded_images(path, size, limits.max_carve_bytes, limits.max_carved, limits.max_image_bytes,
+                           video=video)
 
 
 def walk_archive(path: Path, record: FileRecord, analyze: AnalyzeFile, limits: Limits,
@@ -140,8 +146,8 @@ def _members(path: Path, fmt: str, display: str, tmp: Path, budget: _Budget) -> 
         from .libarchive_reader import libarchive_members
 
         return libarchive_members(path, fmt, limits.max_archive_members)
-    if fmt == "carve":
-        return _carved(path, *_embedded(path, limits), limits.max_carved)
+    if fmt in ("carve", "covers"):
+        return _carved(path, *_embedded(path, limits, video=fmt == "covers"), limits.max_carved)
     raise ArchiveError(f"archive format {fmt!r} is not supported", code="unsupported-format")
 
 

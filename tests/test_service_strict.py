@@ -161,3 +161,44 @@ def test_invalid_role_has_a_specific_code(svc: Cluster) -> None:
         err = _err(adm.post("/v1/keys", json={"name": "k", "role": "root"}), 422, "invalid-request")
         assert err["details"][0]["loc"] == ["body", "role"]
         assert all(k["name"] != "k" for k in adm.get("/v1/keys").json())
+
+
+def test_documented_lengths_fit_what_the_server_reads(svc: Cluster) -> None:
+    """What the OpenAPI document allows must reach the app, so that every answer is in the
+    documented JSON shape. A GET signal could be 16 K characters of anything: non-ASCII
+    ones take 6-12 bytes percent-encoded, and the HTTP server refuses a request line of
+    ~64 KiB as plain text ("Invalid HTTP request received.") before the app sees it. A
+    signal is now printable ASCII (at most 3 bytes encoded), and the longest one, encoded
+    at its worst, reaches the app. A text of the documented 1,000,000 characters,
+    JSON-escaped by the client (\\uXXXX, 6 bytes each), was refused by the 4 MiB body
+    limit (413) although the document allowed it."""
+    import json
+    import socket
+    from urllib.parse import urlencode, urlsplit
+
+    from assay.service import Settings, create_app
+
+    doc = create_app(Settings(db="sqlite:///:memory:", access_log=False)).openapi()
+    where = urlsplit(svc.url)
+    for path in ("/m/raw_lookup", "/m/lookup"):
+        (param,) = [p for p in doc["paths"][path]["get"]["parameters"] if p["name"] == "signal"]
+        longest = param["schema"]["maxLength"]
+        assert param["schema"]["pattern"] == "^[\\t\\n\\r\\x20-\\x7e]*$"
+        # sent by hand: HTTP clients refuse a query this long before sending it
+        query = urlencode({"signal_type": "vpdq", "signal": "," * longest})  # %2C: 3 bytes each
+        head = "".join(f"{k}: {v}\r\n" for k, v in svc.h("admin").items())
+        request = f"GET {path}?{query} HTTP/1.1\r\nHost: x\r\n{head}Connection: close\r\n\r\n"
+        with socket.create_connection((where.hostname, where.port), timeout=30) as sock:
+            sock.sendall(request.encode())
+            answer = b"".join(iter(lambda: sock.recv(65536), b""))
+        status, _, rest = answer.partition(b"\r\n")
+        assert b"application/json" in rest.lower(), answer[:300]  # the app answered
+        assert json.loads(rest.split(b"\r\n\r\n", 1)[1])["error"]["code"] in CODES, answer[:300]
+    with svc.client("admin") as adm:
+        r = adm.get("/m/raw_lookup", params={"signal_type": "pdq", "signal": "\u00c3" * 64})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid-request"
+        for n, ok in ((1_000_000, True), (1_000_001, False)):
+            body = json.dumps({"text": "\u0083" * n})  # ensure_ascii: 6 bytes a character
+            r = adm.post("/v1/text/check", content=body, headers={"content-type": "application/json"}, timeout=120)
+            # this service has no text index: a text within the document's length reaches the route
+            assert r.status_code == (404 if ok else 422), (n, r.status_code, r.text[:200])

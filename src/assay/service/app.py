@@ -237,6 +237,8 @@ def _count_refused(scope: Scope) -> None:
 
 
 def _body_limits(settings: Settings) -> Callable[[str], int]:
+    from .routes_text import MAX_TEXT_CHARS
+
     upload = settings.max_upload_bytes + 64 * 1024  # room for the multipart framing
 
     def limit_for(path: str) -> int:
@@ -246,6 +248,8 @@ def _body_limits(settings: Settings) -> Callable[[str], int]:
             return settings.max_model_bytes
         if path.startswith("/v1/banks/") and path.endswith("/import"):
             return settings.max_import_bytes
+        if path == "/v1/text/check":  # its text's documented length, escaped as JSON (\uXXXX)
+            return max(settings.max_json_bytes, 6 * MAX_TEXT_CHARS + 64 * 1024)
         return settings.max_json_bytes
 
     return limit_for

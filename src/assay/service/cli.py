@@ -235,12 +235,6 @@ def serve(
         return
     from .protocol import protocol_class
 
-    os.environ.update(settings.to_env())
-    try:
-        metrics_at = _metrics_setup(settings)
-    except OSError as exc:
-        _fail(AssayError(f"cannot serve metrics: {exc}"))
-        return
     shown = f"[{host}]" if ":" in host else host
     try:
         _can_listen(host, port)
@@ -248,6 +242,15 @@ def serve(
         _fail(AssayError(f"cannot listen on {shown}:{port}: {exc.strerror or exc}",
                          hint="another program holds that port: choose another --port, or stop it"
                          if getattr(exc, "errno", None) == errno.EADDRINUSE else "check --host and --port"))
+        return
+    # Only now, with nothing left to refuse, the settings go into the environment the
+    # workers read (a refused start left them in its caller's: a program or test that
+    # ran `serve` in-process and went on started its next servers with them).
+    os.environ.update(settings.to_env())
+    try:
+        metrics_at = _metrics_setup(settings)
+    except OSError as exc:
+        _fail(AssayError(f"cannot serve metrics: {exc}"))
         return
     typer.echo(f"assay serve: listening on http://{shown}:{port} ({workers} worker{'s' if workers != 1 else ''}; "
                f"API docs at /docs){metrics_at}; Ctrl-C stops it", err=True)

@@ -40,6 +40,11 @@ VIDEO_DEFAULT = ("vpdq", "video_md5")  # and a video into (its enabled video sig
 # A vPDQ signal string in a query string: ~75 characters a second of video. Servers cap
 # the request line too; a longer video is looked up by POST with the file.
 VPDQ_SIGNAL_MAX = 16 * 1024  # ~200 frames; `assay serve` lets h11 read 256 KiB of request line
+# A hash or vPDQ text is printable ASCII (and line ends): percent-encoded at most 3 bytes a
+# character, so a signal of VPDQ_SIGNAL_MAX stays within what the HTTP server reads of a
+# request line (httptools refuses ~64 KiB with a plain-text 400, before the app sees it;
+# a non-ASCII character can take 12 bytes encoded).
+SIGNAL_PATTERN = r"^[\t\n\r\x20-\x7e]*$"
 
 
 # -- health ----------------------------------------------------------------------------
@@ -109,7 +114,7 @@ async def hma_lookup(
     request: Request,
     _: MatchRole,
     signal_type: Annotated[str, Query(max_length=32)],
-    signal: Annotated[str, Query(max_length=VPDQ_SIGNAL_MAX, description=(
+    signal: Annotated[str, Query(max_length=VPDQ_SIGNAL_MAX, pattern=SIGNAL_PATTERN, description=(
         "the hash; for vpdq python-threatexchange's signal string (a JSON list of "
         "\"hex,quality,timestamp\"), longer ones by POST with the video"))],
     banks: BanksParam = None,
@@ -139,7 +144,8 @@ async def hma_raw_lookup(
     request: Request,
     _: MatchRole,
     signal_type: Annotated[str, Query(max_length=32)],
-    signal: Annotated[str, Query(max_length=VPDQ_SIGNAL_MAX, description="the hash, as on GET /m/lookup")],
+    signal: Annotated[str, Query(max_length=VPDQ_SIGNAL_MAX, pattern=SIGNAL_PATTERN,
+                                 description="the hash, as on GET /m/lookup")],
     banks: BanksParam = None,
     include_distance: Annotated[bool, Query(description="hits as {bank_content_id, distance}")] = False,
 ) -> Response:

@@ -199,3 +199,26 @@ def test_without_the_jpeg_xl_reader_the_error_says_what_to_install(monkeypatch: 
     with pytest.raises(UnsupportedFormat) as e:
         hash_image_bytes(data, path="x.jxl")
     assert "pillow-jxl-plugin" in str(e.value)
+
+
+def test_the_service_never_decodes_jpeg_xl(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The JPEG XL reader decodes the whole image on open, before the service's pixel budget
+    could weigh it: neither the upload probe nor the hashing route opens one."""
+    pytest.importorskip("pillow_jxl")
+    from pillow_jxl import JpegXLImagePlugin
+
+    from assay.errors import UnsupportedFormat
+    from assay.media.hashes import DEFAULT_LIMITS
+    from assay.service.probe import declared_pixels
+    from assay.service.uploads import refuse_unbudgeted
+
+    def never(*a: object, **k: object) -> object:
+        raise AssertionError("decoded")
+
+    data = _jxl(picture(5))
+    monkeypatch.setattr(JpegXLImagePlugin, "Decoder", never)
+    assert declared_pixels(data, "x.jxl", DEFAULT_LIMITS) == "other"
+    with pytest.raises(UnsupportedFormat, match="not decoded by the service") as e:
+        refuse_unbudgeted(data, "x.jxl")
+    assert "assay hash" in (e.value.hint or "")
+    refuse_unbudgeted(encoded(picture(5), "ppm"), "x.ppm")  # other formats go on to the budget

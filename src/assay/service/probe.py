@@ -86,6 +86,8 @@ def declared_pixels(data: bytes, name: str, limits: Limits) -> str:
     """"over" when the header declares more pixels than ``limits`` allow (raises the
     TooLarge to send), "ok" when it is within, "more" when the header is not complete
     in ``data``, "other" when this is not an image the budget applies to."""
+    if data[:2] == b"\xff\x0a" or data[4:8] == b"JXL ":
+        return "other"  # JPEG XL: refused by the route, never opened here (its reader decodes on open)
     try:
         decode.open_image(data, name, limits)
     except TooLarge as exc:

@@ -237,6 +237,16 @@ def image_limits(max_pixels: int) -> Limits:
     return replace(DEFAULT_LIMITS, max_pixels=max_pixels)
 
 
+def refuse_unbudgeted(data: bytes, name: str) -> None:
+    """JPEG XL is not decoded by the service: its reader (pillow-jxl-plugin) decodes the
+    whole image as the file is opened, before the pixel budget could weigh or hold it."""
+    from ..sniff import sniff_bytes
+
+    if sniff_bytes(data[:64], len(data)).format == "jxl":
+        raise UnsupportedFormat(name, "JPEG XL image: not decoded by the service (its decoder cannot be held "
+                                "to the pixel budget)", hint="hash it with `assay hash` or `assay scan`")
+
+
 def hash_within_budget(gate: UploadGate, decoder: HeavyDecoder, limits: Limits, key: object, data: bytes,
                        name: str, dihedral: bool, variants: bool = False,
                        bank_kinds: frozenset[str] | None = None) -> ImageHashes:
@@ -244,6 +254,7 @@ def hash_within_budget(gate: UploadGate, decoder: HeavyDecoder, limits: Limits, 
     admitted by its decode's weight. Raises TooLarge, Busy, RateLimited, decode errors.
     ``variants``: also the query variants a scan looks up (mirror, borders, crops, caption
     band; anchored regions and the upper region only if ``bank_kinds`` has them)."""
+    refuse_unbudgeted(data, name)
     opened = decode.open_image(data, name, limits)
     weight = decode.decode_pixels(opened)
     # A border or caption band found among the variants is placed on a finer decode (decode.fine_luma):

@@ -45,15 +45,21 @@ def _scan(db: str, target: Path, out: Path) -> tuple[dict[str, dict], subprocess
     return recs, r
 
 
-@pytest.mark.parametrize("writer", [rar, rar5], ids=["rar4", "rar5"])
-def test_pictures_in_a_rar_are_scanned_and_matched(tmp_path: Path, writer) -> None:  # noqa: ANN001
-    known, other, nested = _pictures()
+def _bank_known(tmp_path: Path, picture: bytes) -> str:
+    """A store whose bank "flagged" holds ``picture`` as entry "k"."""
     db = str(tmp_path / "b.sqlite3")
-    (tmp_path / "known.png").write_bytes(known)
+    (tmp_path / "known.png").write_bytes(picture)
     run = [sys.executable, "-m", "assay", "--db", db]
     assert subprocess.run([*run, "bank", "create", "flagged", "--create"], capture_output=True).returncode == 0
     assert subprocess.run([*run, "bank", "add", "flagged", "--content-id", "k", "--image",
                            str(tmp_path / "known.png"), "--no-variants"], capture_output=True).returncode == 0
+    return db
+
+
+@pytest.mark.parametrize("writer", [rar, rar5], ids=["rar4", "rar5"])
+def test_pictures_in_a_rar_are_scanned_and_matched(tmp_path: Path, writer) -> None:  # noqa: ANN001
+    known, other, nested = _pictures()
+    db = _bank_known(tmp_path, known)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("deep/n.png", nested)
@@ -125,12 +131,7 @@ def test_files_in_an_iso_image_are_scanned_and_matched(tmp_path: Path) -> None:
     import libarchive
 
     known, other, _ = _pictures()
-    db = str(tmp_path / "b.sqlite3")
-    (tmp_path / "known.png").write_bytes(known)
-    run = [sys.executable, "-m", "assay", "--db", db]
-    assert subprocess.run([*run, "bank", "create", "flagged", "--create"], capture_output=True).returncode == 0
-    assert subprocess.run([*run, "bank", "add", "flagged", "--content-id", "k", "--image",
-                           str(tmp_path / "known.png"), "--no-variants"], capture_output=True).returncode == 0
+    db = _bank_known(tmp_path, known)
     case = tmp_path / "case"
     case.mkdir()
     image = case / "backup.bin"

@@ -66,7 +66,11 @@ def test_broken_symlink_and_missing_path_are_reported(tmp_path: Path) -> None:
 def test_fifo_is_never_opened(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "pipe")
     (tmp_path / "f.txt").write_text("f")
-    assert _paths(walk([tmp_path])) == [str(tmp_path / "f.txt")]
+    items = list(walk([tmp_path]))
+    assert _paths(items) == [str(tmp_path / "f.txt")]
+    # never opened, but in the inventory: an examiner sees it was there
+    assert [(str(i.path), i.problem) for i in items if i.problem] == [
+        (str(tmp_path / "pipe"), "not a regular file but a pipe (FIFO): never opened")]
     items = list(walk([tmp_path / "pipe"]))
     assert items[0].problem == "not a regular file or folder"
 

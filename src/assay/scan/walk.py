@@ -31,6 +31,14 @@ class WalkItem:
 _MODEL_FOLDER_MARKERS = ("model_index.json", "adapter_config.json")
 
 
+def _special(mode: int) -> str:
+    for test, what in ((stat.S_ISFIFO, "a pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return what
+    return "a special file"
+
+
 def walk(inputs: Iterable[str | Path], *, follow_symlinks: bool = False,
          skip: Iterable[str | Path] = ()) -> Iterator[WalkItem]:
     """Yield every regular file under the inputs, plus model folders as one item each.
@@ -141,5 +149,6 @@ def _walk_dir(
             elif stat.S_ISREG(est.st_mode):
                 if _first_visit(est, seen_files, remember_all or est.st_nlink > 1):
                     yield WalkItem(p, size=est.st_size)
-            # sockets, fifos, devices: never opened (a fifo would block the scan)
+            else:  # never opened (a fifo would block the scan), but in the inventory
+                yield WalkItem(p, f"not a regular file but {_special(est.st_mode)}: never opened")
         stack.extend(reversed(subdirs))

@@ -257,33 +257,12 @@ def _esc(s: str) -> str:
     return escape(_shown(s))
 
 
-# What a terminal would act on or hide rather than show: control characters (ESC starts
-# colour, cursor and title sequences; a newline breaks the line-per-record layout), format
-# characters (bidirectional overrides reorder what follows: 'x\u202egpj.exe' reads as
-# 'xexe.jpg'), line and paragraph separators, and the lone surrogates of a name that is not
-# UTF-8 (which a strict terminal cannot even encode).
-_HIDDEN = frozenset(("Cc", "Cf", "Cs", "Zl", "Zp"))
-
-
 def _shown(s: str) -> str:
-    """``s`` (a file name, a message naming one, text from a file) with every character in
-    _HIDDEN written as its escape (\\x1b, \\u202e, \\udcff): what the user sees is what is
-    there, on one line."""
-    if s.isascii() and s.isprintable():
-        return s
-    import unicodedata
+    """``s`` (a file name, a message naming one, text from a file) with what a terminal would
+    act on or hide escaped, on one line (report.escape)."""
+    from ..report.escape import shown
 
-    out = []
-    for ch in s:
-        if unicodedata.category(ch) not in _HIDDEN:
-            out.append(ch)
-        elif (code := ord(ch)) < 0x100:
-            out.append(f"\\x{code:02x}")
-        elif code < 0x10000:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    return "".join(out)
+    return shown(s)
 
 
 def _special(path: Path) -> str | None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Any, Literal
 
 from ._record import ConfigDict, Field, PrivateAttr, Record
+from .escape import shown
 
 Claim = Literal["ai-generated", "ai-edited", "camera-captured", "edited", "unknown"]
 Strength = Literal["cryptographic", "strong", "moderate", "weak"]
@@ -78,19 +78,7 @@ _LABELS = {"locations": "found in", "failure_codes": "failure codes", "failed_ch
 
 def safe_text(text: object) -> str:
     """One line of untrusted text, with what a terminal would execute (or hide) escaped."""
-    out = []
-    for ch in str(text):
-        code = ord(ch)
-        cat = unicodedata.category(ch)
-        if ch == "\t" or not (cat in ("Cc", "Cf", "Cs", "Co", "Cn") or code == 0x7F):
-            out.append(ch)
-        elif code < 0x100:
-            out.append(f"\\x{code:02x}")
-        elif code < 0x10000:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    return "".join(out)
+    return shown(text, tab=True)
 
 
 def _lines_of(text: str, limit: int) -> list[str]:

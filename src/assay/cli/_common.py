@@ -273,15 +273,15 @@ def _special(path: Path) -> str | None:
     the scan walk reports such paths too, without opening them."""
     import stat
 
+    from ..scan.walk import special_kind
+
     try:
         mode = os.stat(path).st_mode
     except (OSError, ValueError):
         return None
     if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
         return None
-    kind = ("a pipe (FIFO)" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-            else "a socket" if stat.S_ISSOCK(mode) else "not a file")
-    return f"not a regular file but {kind}; save it to a file first"
+    return f"not a regular file but {special_kind(mode)}; save it to a file first"
 
 
 def _check_anchors(trust_anchors: Path | None) -> None:

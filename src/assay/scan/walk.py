@@ -31,7 +31,8 @@ class WalkItem:
 _MODEL_FOLDER_MARKERS = ("model_index.json", "adapter_config.json")
 
 
-def _special(mode: int) -> str:
+def special_kind(mode: int) -> str:
+    """What a file that is neither regular nor a folder is, as a user reads it."""
     for test, what in ((stat.S_ISFIFO, "a pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
         if test(mode):
@@ -150,5 +151,5 @@ def _walk_dir(
                 if _first_visit(est, seen_files, remember_all or est.st_nlink > 1):
                     yield WalkItem(p, size=est.st_size)
             else:  # never opened (a fifo would block the scan), but in the inventory
-                yield WalkItem(p, f"not a regular file but {_special(est.st_mode)}: never opened")
+                yield WalkItem(p, f"not a regular file but {special_kind(est.st_mode)}: never opened")
         stack.extend(reversed(subdirs))

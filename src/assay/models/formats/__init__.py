@@ -365,7 +365,9 @@ def open_model(path: Path, *, limits: Limits = Limits()) -> ModelFile:  # noqa: 
             return read_pickle_file(path, limits=limits)
         if path.suffix.lower() in _PICKLE_SUFFIXES:
             raise DecodeError(path, "not a pickle, PyTorch zip, safetensors or GGUF file")
-    if fmt in ("tar", "gzip", "bzip2", "xz", "7z", "rar", "iso", "zlib", "lzma"):
+    from ...containers.expand import ARCHIVE_FORMATS  # (zip was answered above)
+
+    if fmt in ARCHIVE_FORMATS:
         # (a joblib model saved with compress=..., a legacy torch tar, a folder of checkpoints)
         raise UnsupportedFormat(path, f"not a model file but an archive or compressed stream ({fmt}): "
                                 "`assay scan` opens it and judges every model file and pickle in it")

@@ -194,7 +194,7 @@ def test_without_the_jpeg_xl_reader_the_error_says_what_to_install(monkeypatch: 
     from assay import sniff
     from assay.errors import UnsupportedFormat
 
-    monkeypatch.setattr(sniff, "_jxl_registered", False)
+    monkeypatch.setitem(sniff._optional_readers, "jxl", False)
     data = b"\xff\x0a" + _bits([(1, 1), (7, 5), (1, 3)]) + bytes(32)
     with pytest.raises(UnsupportedFormat) as e:
         hash_image_bytes(data, path="x.jxl")

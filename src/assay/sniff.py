@@ -430,44 +430,45 @@ def quiet_pillow() -> Iterator[list[str]]:
             outer.extend(found)
 
 
-_heif_lock = threading.Lock()
-_heif_registered: bool | None = None
+# Optional Pillow readers (format -> registered or not), each tried once per process.
+_plugin_lock = threading.Lock()
+_optional_readers: dict[str, bool] = {}
+
+
+def _optional_reader(fmt: str, register: Callable[[], None]) -> bool:
+    with _plugin_lock:
+        if fmt not in _optional_readers:
+            try:
+                register()
+                _optional_readers[fmt] = True
+            except Exception:  # missing or broken optional plugin
+                _optional_readers[fmt] = False
+        return _optional_readers[fmt]
+
+
+def _heif() -> None:
+    import pillow_heif  # type: ignore[import-untyped]
+
+    pillow_heif.register_heif_opener()
+
+
+def _jxl() -> None:
+    from pillow_jxl import JpegXLImagePlugin  # type: ignore[import-not-found]
+
+    JpegXLImagePlugin.DECODE_THREADS = 0
 
 
 def register_heif_opener() -> bool:
     """Register pillow-heif's opener with Pillow on first use; False when it is not
     installed (or broken): HEIF is then a format Pillow cannot open."""
-    global _heif_registered
-    with _heif_lock:
-        if _heif_registered is None:
-            try:
-                import pillow_heif  # type: ignore[import-untyped]
-
-                pillow_heif.register_heif_opener()
-                _heif_registered = True
-            except Exception:  # missing or broken optional plugin
-                _heif_registered = False
-        return _heif_registered
-
-
-_jxl_registered: bool | None = None
+    return _optional_reader("heif", _heif)
 
 
 def register_jxl_opener() -> bool:
     """Register the JPEG XL reader (the optional ``pillow-jxl-plugin``, on jxl-oxide) with
     Pillow on first use, decoding on the calling thread only (a scan runs one worker per
     core); False when it is not installed (or broken)."""
-    global _jxl_registered
-    with _heif_lock:
-        if _jxl_registered is None:
-            try:
-                from pillow_jxl import JpegXLImagePlugin  # type: ignore[import-not-found]
-
-                JpegXLImagePlugin.DECODE_THREADS = 0
-                _jxl_registered = True
-            except Exception:  # missing or broken optional plugin
-                _jxl_registered = False
-        return _jxl_registered
+    return _optional_reader("jxl", _jxl)
 
 
 def load_pillow_plugin(fmt: str) -> None:

@@ -119,6 +119,29 @@ def test_a_passage_in_several_works_and_several_times_lists_every_place(tmp_path
     assert res.works[0].coverage >= len(passage) / len(query)
 
 
+def test_repetition_and_counting_found_in_a_work_are_not_reproduction(tmp_path: Path) -> None:
+    """A run of one word, a rule of dashes, zeros, a list of numbers or a table of
+    chapters is in many works and in many texts nobody copied: none is a passage found
+    (each was reported, as a span or hundreds of them, before); a real sentence beside
+    them still is."""
+    prose = ("It is a truth universally acknowledged, that a single reader in possession of a good "
+             "index must be in want of a catalogue.")
+    toc = "\n".join(f"CHAPTER {r}." for r in "I II III IV V VI VII VIII IX X XI XII XIII XIV XV XVI XVII XVIII".split())
+    numbers = " ".join(str(i) for i in range(1, 120))
+    junk = "the " * 80 + "\n" + "-" * 200 + "\n" + "a a a a " * 30 + "\n" + "0" * 200
+    ix = TextIndex.create(tmp_path / "ix")
+    ix.add([_work(0, f"{toc}\n\nSome opening words of the book.\n{junk}\n{numbers}\n{prose}\nThe end.")])
+    ix = TextIndex.open(tmp_path / "ix")
+    other = "A model wrote this about engines, oceans and tigers, nothing copied at all. "
+    for text in (other + junk + other, other + numbers + other, other + toc.replace("\n", " ") + other):
+        for near in (True, False):
+            res = check(ix, text, min_chars=50, near=near)
+            assert res.spans == [] and res.coverage == 0.0 and res.works == [], text[75:120]
+    text = other + junk + prose + other
+    res = check(ix, text, min_chars=50)
+    assert [text[sp.start:sp.end] for sp in res.spans] == [prose.rstrip(".")]
+
+
 def test_shorter_than_the_minimum_is_not_reported(tmp_path: Path) -> None:
     ix = TextIndex.create(tmp_path / "ix")
     ix.add([_work(0, "abcdefghij klmnopqrst uvwxyz 0123456789 and more words follow here")])

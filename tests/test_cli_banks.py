@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -87,9 +88,13 @@ def test_bank_show_reads_as_text_and_lists_model_entries(tmp_path: Path) -> None
     text = res.stdout
     assert res.exit_code == 0
     assert "('" not in text and "md5:(" not in text  # no Python tuples
-    assert f"md5 {MD5}" in text and f"pdq {PDQ}" in text
+    assert any(ln.split() == ["md5", MD5] for ln in text.splitlines())
     assert "\x1b" not in text and "case\\x1b[2J 41" in text  # shown, never executed
-    assert "…" not in _cli(db, "bank", "show", "known").stdout  # narrow: hashes fold, never cut
+    narrow = _cli(db, "bank", "show", "known").stdout
+    assert "…" not in narrow  # never cut short
+    # one hash a line, whole even on a narrow terminal (a folded hash copied is a wrong hash)
+    assert any(ln.split() == ["pdq", PDQ] for ln in narrow.splitlines()), narrow
+    assert any(ln.split() == ["md5", MD5] for ln in narrow.splitlines()), narrow
     assert "2 entries" in text and "1 model entry" in text
     rows = [ln for ln in text.splitlines() if "flagged-ckpt" in ln]
     assert rows and "checkpoint" in rows[-1] and "flagged" in rows[-1]
@@ -97,6 +102,35 @@ def test_bank_show_reads_as_text_and_lists_model_entries(tmp_path: Path) -> None
     assert d["model_entries"] == 1
     assert d["models_listed"][0]["content_id"] == "flagged-ckpt" and d["models_listed"][0]["kind"] == "checkpoint"
     assert d["entries_listed"][0]["signals"]["md5"] == [MD5]
+
+
+def test_bank_show_names_an_image_entry_s_variant_hashes(tmp_path: Path) -> None:
+    """``bank add --image`` banks crops and regions beside the image's own PDQ: bank show
+    gave them all as plain "pdq" lines (dozens), as if each were the picture's hash."""
+    from PIL import Image
+
+    db = str(tmp_path / "b.sqlite3")
+    rng = np.random.default_rng(7)
+    grid = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)  # blocks: crops and regions have texture
+    img = tmp_path / "known.png"
+    Image.fromarray(grid).resize((480, 480), Image.NEAREST).save(img)
+    assert _cli(db, "bank", "create", "known", "--create").exit_code == 0
+    assert _cli(db, "bank", "add", "known", "--image", str(img), "--content-id", "pic").exit_code == 0
+    entry = json.loads(_cli(db, "bank", "show", "known", "--json").stdout)["entries_listed"][0]
+    assert len(entry["signals"]["pdq"]) > 1
+    own = entry["signals"]["pdq"][0]
+    res = _cli(db, "bank", "show", "known")
+    lines = res.stdout.splitlines()
+    pdq_lines = [ln for ln in lines if ln.split()[:1] == ["pdq"]]
+    assert [ln.split() for ln in pdq_lines] == [["pdq", own]]  # the image's own hash alone
+    n = len(entry["signals"]["pdq"]) - 1
+    counted = [ln for ln in lines if "variant PDQ hash" in ln]
+    assert len(counted) == 1 and f"+ {n} variant PDQ hash" in counted[0] and "--variants" in counted[0]
+    res = _cli(db, "bank", "show", "known", "--variants")
+    named = [ln.split() for ln in res.stdout.splitlines() if ln.split()[:1] == ["pdq"]]
+    assert len(named) == n + 1 and named[0] == ["pdq", own]
+    assert all(len(w) == 4 and w[2] == "(variant" and w[3].endswith(")") for w in named[1:]), named
+    assert {w[1] for w in named} == set(entry["signals"]["pdq"])
 
 
 def test_errors_name_the_command_options(tmp_path: Path) -> None:

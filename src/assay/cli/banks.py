@@ -102,6 +102,9 @@ def bank_show(
     name: BankArg,
     limit: Annotated[int, typer.Option(min=0, help="How many entries (and model entries) to list.")] = 20,
     offset: Annotated[int, typer.Option(min=0, help="Skip this many entries.")] = 0,
+    variants: Annotated[bool, typer.Option(
+        "--variants", help="List every variant PDQ hash an image entry was banked with (crops, regions, "
+                           "trimmed), each named; without it they are counted.")] = False,
     db: DbOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -131,14 +134,9 @@ def bank_show(
     if b.description:
         out.print(Text("description: ") + safe(b.description, 400))
     if entries:
-        t = Table(title="entries", title_justify="left")
-        for c in ("content id", "signals", "note", "source", "added"):
-            t.add_column(c, overflow="fold")  # a hash is shown whole, never cut short
+        out.print("entries")
         for e in entries:
-            sig = "\n".join(f"{k} {v}" for k, vs in sorted(e.signals.items())
-                            for v in ((vs,) if isinstance(vs, str) else vs))
-            t.add_row(safe(e.content_id), sig, safe(e.note or "", 80), safe(e.source or "", 80), _when(e.added_at))
-        out.print(t)
+            _print_entry(e, variants)
     shown = models[offset:offset + limit]
     if shown:
         t = Table(title="model entries (weight fingerprints, for lineage)", title_justify="left")
@@ -149,6 +147,43 @@ def bank_show(
         out.print(t)
     if s.entries > offset + len(entries) or len(models) > offset + len(shown):
         out.print(f"listed from {offset + 1:,}, at most {limit:,} of each; more with --offset {offset + limit}")
+
+
+def _print_entry(e: Any, variants: bool) -> None:
+    """One entry as a block: its id and where it came from, then one hash a line, never
+    folded (a hash copied from the terminal must be whole, whatever its width). The
+    variant PDQ hashes ``bank add --image`` stores beside an image's own are named (or
+    counted, without ``variants``): they are not the image's hash."""
+    from rich.text import Text
+
+    from ..banks.refs import banked_variant, variant_kind
+    from ..report.terminal import safe
+
+    line = Text("  ") + safe(e.content_id) + Text(f"  added {_when(e.added_at)}")
+    if e.source:
+        line += Text(" from ") + safe(e.source, 80)
+    if not e.enabled:
+        line += Text(" (disabled)")
+    out.print(line, soft_wrap=True)
+    if e.note:
+        out.print(Text("    note: ") + safe(e.note, 400), soft_wrap=True)
+    hidden: dict[str, int] = {}
+    width = max((len(k) for k in e.signals), default=0)
+    for kind, values in sorted(e.signals.items()):
+        for value in ((values,) if isinstance(values, str) else values):
+            named = banked_variant(e.meta, value) if kind == "pdq" else None
+            if named is not None and not variants:
+                hidden[variant_kind(named)] = hidden.get(variant_kind(named), 0) + 1
+                continue
+            text = Text(f"    {kind:<{width}}  ") + safe(value, 100_000)
+            if named is not None:
+                text += Text(" (variant ") + safe(named, 80) + Text(")")
+            out.print(text, soft_wrap=True)
+    if hidden:
+        n = sum(hidden.values())
+        out.print(f"    + {plural(n, 'variant PDQ hash', 'variant PDQ hashes')} "
+                  f"({', '.join(f'{c} {k}' for k, c in sorted(hidden.items()))}): listed with --variants",
+                  soft_wrap=True, highlight=False)
 
 
 def _when(v: Any) -> str:

@@ -362,11 +362,15 @@ def legacy_torch_state_dict() -> bytes:
             + np.arange(4, dtype="<f4").tobytes())
 
 
-def keras_zip(*, lambda_layer: bool = False, function: tuple[str, str] | None = None) -> bytes:
+def keras_zip(*, lambda_layer: bool = False, function: tuple[str, str] | None = None,
+              extra_layers: list[dict[str, Any]] | None = None,
+              loss: tuple[str, str] | None = None) -> bytes:
     """A Keras 3 ``.keras`` archive as keras.saving writes it (config.json, metadata.json,
     model.weights.h5 placeholder). With ``lambda_layer`` a Lambda layer carries
     marshalled bytecode (of a harmless function); ``function`` names an activation
-    by module and name as Keras 3 serialises functions."""
+    by module and name as Keras 3 serialises functions; ``extra_layers`` are appended
+    as given; ``loss`` is the compiled model's loss function (module, name) as
+    compile_config holds it."""
     layers: list[dict[str, Any]] = [
         {"module": "keras.layers", "class_name": "InputLayer", "config": {"name": "input"},
          "registered_name": None},
@@ -384,8 +388,16 @@ def keras_zip(*, lambda_layer: bool = False, function: tuple[str, str] | None = 
                                   "function": {"class_name": "__lambda__",
                                                "config": {"code": code, "defaults": None,
                                                           "closure": None}}}})
-    config = {"module": "keras", "class_name": "Sequential", "registered_name": None,
-              "config": {"name": "sequential", "layers": layers}}
+    layers += extra_layers or []
+    config: dict[str, Any] = {"module": "keras", "class_name": "Sequential", "registered_name": None,
+                              "config": {"name": "sequential", "layers": layers}}
+    if loss:
+        config["compile_config"] = {
+            "optimizer": {"module": "keras.optimizers", "class_name": "Adam",
+                          "config": {"name": "adam", "learning_rate": 0.001}, "registered_name": None},
+            "loss": {"module": loss[0], "class_name": "function", "config": loss[1],
+                     "registered_name": "function"},
+            "metrics": ["accuracy"], "loss_weights": None, "run_eagerly": False}
     meta = {"keras_version": "3.6.0", "date_saved": "2024-01-01@00:00:00"}
     return _zip({"metadata.json": json.dumps(meta).encode(), "config.json": json.dumps(config).encode(),
                  "model.weights.h5": b"\x89HDF\r\n\x1a\n"})

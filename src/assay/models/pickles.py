@@ -996,6 +996,29 @@ def _scan_raw(buf: Any, where: str) -> list[PickleReport]:
     return reports
 
 
+def scan_embedded_bytes(data: bytes, *, where: str, depth: int = 0) -> list[PickleReport]:
+    """Safety reports for torch.save output (a zip or a legacy pickle) held in memory,
+    as a model carries one inside another (Keras' TorchModuleWrapper)."""
+    if data[:4] == b"PK\x03\x04":
+        if depth >= MAX_ZIP_DEPTH:
+            report = PickleReport(where=where)
+            report.add(PickleFinding("suspicious", "", "zip", 0, "archives nested too deeply, not scanned"))
+            return [report]
+        try:
+            return _scan_zip(io.BytesIO(data), where, depth)
+        except InputError as exc:
+            report = PickleReport(where=where, error=exc.reason)
+            report.add(PickleFinding("suspicious", "", "zip", 0, f"embedded archive unreadable: {exc.reason}"))
+            return [report]
+    reports = _scan_consecutive(data, where)
+    if not reports:
+        report = PickleReport(where=where)
+        report.add(PickleFinding("suspicious", "", "data", 0,
+                                 "embedded data is neither a pickle nor a zip archive"))
+        reports = [report]
+    return reports
+
+
 def _has_zip_directory(buf: Any, after: int = 0) -> bool:
     return b"PK\x05\x06" in buf[max(after, len(buf) - 65_557):]  # EOCD + longest comment
 

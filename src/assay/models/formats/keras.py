@@ -24,7 +24,7 @@ from typing import Any
 
 from ...errors import DecodeError, InputError, UnsafeInput
 from ..pickle_policy import classify_global
-from ..pickles import PickleFinding, PickleReport
+from ..pickles import _RANK, PickleFinding, PickleReport
 from . import MAX_CONFIG_BYTES, ModelFile, TensorInfo, tensor_nbytes
 
 __all__ = ["is_keras_zip", "read_h5", "read_keras_zip", "scan_keras_bytes", "scan_keras_config"]
@@ -56,7 +56,7 @@ def _layer_name(node: dict[str, Any]) -> str:
     return str(name)[:100] if name is not None else "?"
 
 
-def scan_keras_config(config: Any, where: str) -> PickleReport:
+def scan_keras_config(config: Any, where: str, _depth: int = 0) -> PickleReport:
     """Findings for everything in a Keras model config that runs code at load."""
     report = PickleReport(where=where)
     for path, node in _nodes(config):
@@ -92,6 +92,12 @@ def scan_keras_config(config: Any, where: str) -> PickleReport:
                     f"Lambda layer {name!r} with a function assay cannot read",
                 ))
             continue
+        if cls == "TorchModuleWrapper":
+            _torch_module_wrapper(node, path, where, report, _depth)
+            continue
+        if cls == "TFSMLayer":
+            _tfsm_layer(node, path, report)
+            continue
         module = node.get("module")
         if not isinstance(module, str) or not isinstance(cls, str):
             continue
@@ -102,9 +108,12 @@ def scan_keras_config(config: Any, where: str) -> PickleReport:
         target = node.get("config") if cls == "function" else cls
         if not isinstance(target, str):
             continue
-        verdict, reason = classify_global(module, target)
-        if module.split(".")[0] in _KERAS_ROOTS and verdict != "dangerous":
-            continue  # a Keras/TensorFlow function by name (an activation, a loss)
+        if cls == "function" and module.split(".")[0] in _KERAS_ROOTS + ("builtins",):
+            verdict, reason = _keras_function(module, target)
+        else:
+            verdict, reason = classify_global(module, target)
+        if verdict == "safe":
+            continue
         report.add(PickleFinding(
             "dangerous" if verdict == "dangerous" else "suspicious",
             f"{module}.{target}", "config", 0,
@@ -119,6 +128,110 @@ def scan_keras_config(config: Any, where: str) -> PickleReport:
                 f"config at {path or '/'} holds marshalled Python bytecode",
             ))
     return report
+
+
+# Keras resolves {"module": "keras...", "class_name": "function", "config": NAME} to
+# its own public function of that name. Those of its modelling modules only compute
+# (a loss, an activation: every compiled model names its loss so); these names do
+# more: they read or write files, fetch a URL, load another model or switch safe
+# mode off (Keras 3.15 refuses them as NON_MODELING_APIS, older versions call them:
+# CVE-2025-8747 downloads through get_file, CVE-2025-9906 turns safe mode off).
+_KERAS_NON_MODELLING = frozenset({
+    "audio_dataset_from_directory", "clear_session", "deserialize_keras_object",
+    "enable_unsafe_deserialization", "get_file", "image_dataset_from_directory",
+    "load_img", "load_model", "load_weights", "model_from_config", "model_from_json",
+    "model_from_yaml", "register_keras_serializable", "save_img", "save_model",
+    "save_weights", "serialize_keras_object", "text_dataset_from_directory",
+})
+_KERAS_MODELLING = frozenset({
+    "activations", "constraints", "initializers", "losses", "metrics", "optimizers",
+    "regularizers", "ops", "random", "layers",
+})
+_TF_MODELLING = frozenset({"math", "nn", "linalg", "signal", "bitwise", "dtypes"})
+
+
+def _keras_function(module: str, name: str) -> tuple[str, str]:
+    """The verdict on a function a Keras config names by module and name."""
+    short = name.rsplit(">", 1)[-1].rsplit(".", 1)[-1]
+    if short in _KERAS_NON_MODELLING:
+        return "dangerous", (f"{short} is no modelling function: it reads or writes files, "
+                             "fetches URLs, loads models or turns safe mode off (Keras 3.15 "
+                             "refuses it, older versions call it)")
+    parts = module.split(".")
+    if parts[0] == "builtins":
+        # Keras looks a 'builtins' function up among its own activations, losses,
+        # metrics...; only Keras < 3.9 went on to Python's builtins module itself.
+        import builtins
+
+        if hasattr(builtins, name):
+            return classify_global("builtins", name)
+        return "safe", ""
+    if parts[0] in ("keras", "tf_keras"):
+        inner = parts[2:] if len(parts) > 1 and parts[1] == "src" else parts[1:]
+        if not inner or inner[0] in _KERAS_MODELLING:
+            return "safe", ""
+        return "suspicious", f"a Keras function outside its modelling modules ({module})"
+    if len(parts) > 1 and parts[1] in _TF_MODELLING:
+        return "safe", ""
+    return classify_global(module, name)
+
+
+def _torch_module_wrapper(node: dict[str, Any], path: str, where: str, report: PickleReport,
+                          depth: int) -> None:
+    """Keras' TorchModuleWrapper keeps a torch.save'd module as base64 text and
+    deserializes it with torch.load(weights_only=False): a pickle, run at load by
+    Keras 3.11.0-3.11.2 always (CVE-2025-49655), later ones outside safe mode."""
+    import base64
+    import binascii
+
+    from ..pickles import scan_embedded_bytes
+
+    name = _layer_name(node)
+    cfg = node.get("config") if isinstance(node.get("config"), dict) else {}
+    blob = cfg.get("module")
+    if blob is None:
+        return  # a wrapper without a saved module loads nothing
+    label = f"TorchModuleWrapper({name})"
+    data = b""
+    if isinstance(blob, str):
+        try:
+            data = base64.b64decode(blob.encode("ascii"), validate=True)
+        except (binascii.Error, ValueError, UnicodeEncodeError):
+            data = b""
+    if not data:
+        report.add(PickleFinding(
+            "suspicious", label, "config", 0,
+            f"TorchModuleWrapper layer {name!r} at {path or '/'} holds a module assay cannot "
+            "read as torch.save output (Keras passes it to torch.load, which unpickles it)",
+        ))
+        return
+    inner = scan_embedded_bytes(data, where=f"{where}#{label}", depth=depth + 1)
+    worst = max((r.verdict for r in inner), key=_RANK.__getitem__, default="safe")
+    for r in inner:
+        for f in r.findings:
+            if f.severity != "safe":
+                report.add(PickleFinding(
+                    f.severity, f.global_name, f.opcode, f.offset,
+                    f"TorchModuleWrapper layer {name!r} (torch.load at load): {f.reason}",
+                ))
+    if worst == "safe":
+        report.globals.extend(g for r in inner for g in r.globals)
+
+
+def _tfsm_layer(node: dict[str, Any], path: str, report: PickleReport) -> None:
+    """Keras' TFSMLayer loads the TensorFlow SavedModel at its filepath when the model
+    is deserialized (Keras refuses it in safe mode only since 3.14): the graph run is
+    not in this file, and a remote path is fetched."""
+    name = _layer_name(node)
+    cfg = node.get("config") if isinstance(node.get("config"), dict) else {}
+    target = str(cfg.get("filepath", ""))[:300]
+    remote = "://" in target
+    report.add(PickleFinding(
+        "dangerous" if remote else "suspicious", f"TFSMLayer({name})", "config", 0,
+        f"TFSMLayer layer {name!r} at {path or '/'} loads and runs the SavedModel at "
+        f"{target!r} when the model is loaded" + (" (fetched from the network)" if remote else
+                                                  " (outside this file)"),
+    ))
 
 
 def is_keras_zip(names: list[str]) -> bool:

@@ -1,0 +1,128 @@
+"""Model-file cases from ModelAudit's test suite (promptfoo/modelaudit, tests/scanners/
+test_keras_zip_scanner.py) and the Keras loader they are about (keras-team/keras,
+saving/serialization_lib.py, utils/torch_utils.py, export/tfsm_layer.py), where assay
+disagreed and the peer or Keras was right. Configs are written here as Keras writes
+them; every embedded payload is built opcode by opcode with benign arguments, and
+nothing is ever unpickled or loaded."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from assay.errors import UnsafeInput
+from assay.models import open_model
+from assay.models.analyzer import analyze_model
+from assay.models.formats.keras import scan_keras_config
+from pickle_corpus import _zip, call4, keras_zip, legacy_torch_state_dict
+
+
+def _verdict(tmp_path: Path, data: bytes, name: str = "m.keras") -> str:
+    p = tmp_path / name
+    p.write_bytes(data)
+    return analyze_model(p).safety.verdict
+
+
+# -- compiled models name their loss as a Keras function: not code --------------------
+
+
+@pytest.mark.parametrize(("module", "name"), [
+    ("keras.losses", "binary_crossentropy"),         # Keras 3 compile_config, a function loss
+    ("keras.src.losses.losses", "mean_squared_error"),
+    ("keras.activations", "relu"),
+    ("builtins", "binary_crossentropy"),             # as Keras <= 3.6 wrote a loss given by name
+    ("tensorflow.math", "tanh"),
+])
+def test_keras_modelling_functions_are_no_finding(tmp_path: Path, module: str, name: str) -> None:
+    # A compiled Keras 3 model holds {"module": "keras.losses", "class_name": "function",
+    # "config": "binary_crossentropy"}: assay called every such model dangerous.
+    assert _verdict(tmp_path, keras_zip(loss=(module, name))) == "safe"
+    assert _verdict(tmp_path, keras_zip(function=(module, name)), "a.keras") == "safe"
+    with open_model(tmp_path / "m.keras") as m:
+        assert m.format == "keras"
+
+
+@pytest.mark.parametrize(("module", "name"), [
+    ("keras.utils", "get_file"),                          # ModelAudit: CVE-2025-8747
+    ("keras.src.utils.file_utils", "get_file"),
+    ("keras.config", "enable_unsafe_deserialization"),    # ModelAudit: CVE-2025-9906
+    ("keras.models", "load_model"),
+    ("keras.utils", "save_img"),
+    ("builtins", "eval"),                                 # Keras < 3.9 reached Python's builtins
+    ("os", "system"),
+])
+def test_keras_functions_that_do_more_than_compute_are_dangerous(tmp_path: Path, module: str,
+                                                               name: str) -> None:
+    assert _verdict(tmp_path, keras_zip(function=(module, name))) == "dangerous"
+    with pytest.raises(UnsafeInput):
+        open_model(tmp_path / "m.keras")
+
+
+def test_keras_function_outside_the_modelling_modules_is_suspicious(tmp_path: Path) -> None:
+    assert _verdict(tmp_path, keras_zip(function=("keras.utils", "normalize"))) == "suspicious"
+
+
+# -- TorchModuleWrapper: a torch.save'd module unpickled at load (CVE-2025-49655) --------
+
+
+def _torch_zip(data_pkl: bytes) -> bytes:
+    return _zip({"archive/data.pkl": data_pkl, "archive/version": b"3\n"})
+
+
+def _wrapper(module: str | None) -> dict[str, object]:
+    cfg: dict[str, object] = {"name": "torch_wrapper", "trainable": True}
+    if module is not None:
+        cfg["module"] = module
+    return {"module": "keras.layers", "class_name": "TorchModuleWrapper", "config": cfg,
+            "registered_name": None}
+
+
+def test_torch_module_wrapper_with_a_payload_is_dangerous(tmp_path: Path) -> None:
+    evil = base64.b64encode(_torch_zip(call4("os", "system", "echo hi"))).decode()
+    report = analyze_model(_write(tmp_path, keras_zip(extra_layers=[_wrapper(evil)])))
+    assert report.safety.verdict == "dangerous"
+    text = str(report.safety.model_dump())
+    assert "TorchModuleWrapper layer 'torch_wrapper'" in text and "os.system" in text
+    with pytest.raises(UnsafeInput, match="os.system"):
+        open_model(tmp_path / "m.keras")
+    # a bare pickle (the legacy, non-zip torch.save layout) is read the same way
+    legacy = base64.b64encode(call4("posix", "system", "x")).decode()
+    assert _verdict(tmp_path, keras_zip(extra_layers=[_wrapper(legacy)]), "l.keras") == "dangerous"
+
+
+def test_torch_module_wrapper_with_tensors_only_is_safe_and_unreadable_is_suspicious(
+        tmp_path: Path) -> None:
+    plain = base64.b64encode(legacy_torch_state_dict()).decode()
+    assert _verdict(tmp_path, keras_zip(extra_layers=[_wrapper(plain)])) == "safe"
+    # ModelAudit's placeholder: not base64 of anything torch.load reads
+    assert _verdict(tmp_path, keras_zip(extra_layers=[_wrapper("my_torch_module")]),
+                    "p.keras") == "suspicious"
+    # a wrapper without a saved module loads nothing
+    assert _verdict(tmp_path, keras_zip(extra_layers=[_wrapper(None)]), "n.keras") == "safe"
+
+
+def test_torch_module_wrapper_in_a_nested_model_is_found() -> None:
+    evil = base64.b64encode(_torch_zip(call4("subprocess", "run", "id"))).decode()
+    config = {"class_name": "Functional", "config": {"layers": [
+        {"class_name": "Sequential", "config": {"layers": [_wrapper(evil)]}}]}}
+    assert scan_keras_config(config, "c").verdict == "dangerous"
+
+
+# -- TFSMLayer: loads another SavedModel at deserialization (Keras < 3.14 in safe mode) ---
+
+
+def test_tfsm_layer_loads_a_model_outside_the_file(tmp_path: Path) -> None:
+    def layer(path: str) -> dict[str, object]:
+        return {"module": "keras.layers", "class_name": "TFSMLayer", "registered_name": None,
+                "config": {"name": "tfsm", "filepath": path, "call_endpoint": "serve"}}
+
+    assert _verdict(tmp_path, keras_zip(extra_layers=[layer("/models/other")])) == "suspicious"
+    assert _verdict(tmp_path, keras_zip(extra_layers=[layer("gs://bucket/m")]), "r.keras") == "dangerous"
+
+
+def _write(tmp_path: Path, data: bytes) -> Path:
+    p = tmp_path / "m.keras"
+    p.write_bytes(data)
+    return p

@@ -23,6 +23,7 @@ overwrites a database file it cannot use.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -1460,6 +1461,8 @@ def _make_engine(url: URL, shown: str) -> Engine:
     kwargs: dict[str, Any] = {"connect_args": {"timeout": 30, "check_same_thread": False}}
     if memory:
         kwargs["poolclass"] = StaticPool
+    elif not db.startswith("file:") and (ro := _read_only(Path(db).expanduser(), shown)) is not None:
+        url = url.set(database=f"file:{Path(db).expanduser().resolve()}", query={**url.query, **ro, "uri": "true"})
     engine = sa.create_engine(url, **kwargs)
 
     @sa.event.listens_for(engine, "connect")
@@ -1474,6 +1477,26 @@ def _make_engine(url: URL, shown: str) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _read_only(path: Path, shown: str) -> dict[str, str] | None:
+    """The SQLite URI parameters that read ``path`` where it cannot be written (a bank on write-blocked
+    or read-only media, a read-only share or volume), else None. SQLite opens a WAL-mode
+    file there only with its -wal and -shm files beside it, or as immutable: with no log
+    left beside it, the file holds every committed row and is opened immutable (no locks,
+    no log); with both, read-only through them. A log without its index cannot be read
+    from such media: refused, rather than leave out the rows in the log."""
+    if not path.is_file() or (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)):
+        return None
+    wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
+    has_log = wal.is_file() and wal.stat().st_size > 0
+    if not has_log:
+        return {"mode": "ro", "immutable": "1"}
+    if shm.is_file():
+        return {"mode": "ro"}
+    raise StoreError(f"{shown}: the store cannot be written here and its write-ahead log ({wal.name}) "
+                     f"has no index file ({shm.name}) beside it, so the rows in the log cannot be read",
+                     hint="copy the store and its -wal file to writable storage and open the copy")
 
 
 def _store_error(shown: str, action: str, exc: BaseException) -> StoreError:

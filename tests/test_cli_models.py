@@ -152,6 +152,44 @@ def test_lineage_finding_is_a_match_in_scan(tmp_path: Path) -> None:
     assert f"match: {case / 'copy.safetensors'}" in out.replace("\n", "")
 
 
+def test_a_minor_component_of_a_flagged_checkpoint_is_context_not_a_match(tmp_path: Path) -> None:
+    """A flagged checkpoint ships a VAE and a text encoder that are, in practice, the
+    public ones every checkpoint of its family carries. A user's VAE-only or text-encoder-
+    only file with those weights was a 'same-weights' match with the flagged checkpoint,
+    a fine-tune of that VAE a 'derived' one (false matches for every such file on a seized
+    machine); they are now lineage context that names the component and its share. The UNet alone (80% of an SD 1.5 checkpoint's
+    weights, the part a fine-tune changes) still matches, as 'same-component unet'."""
+    db = str(tmp_path / "b.sqlite3")
+    specs = modelgen.sd15(SCALE, dt="F32")
+    f32 = {k: v for k, v in specs.items() if v[0] == "F32"}
+    weights = dict(ev.random_model(f32, 3).items())
+    flagged = _write(tmp_path / "flagged.safetensors", weights)
+    assert _invoke("--db", db, "bank", "create", "models", "--create")[0] == 0
+    assert _invoke("--db", db, "bank", "add-model", "models", str(flagged), "--id", "bad-ckpt")[0] == 0
+    case = tmp_path / "case"
+    case.mkdir()
+    for name, prefix in (("vae", "first_stage_model."), ("te", "cond_stage_model."), ("unet", "model.diffusion_model.")):
+        _write(case / f"{name}.safetensors", {k: v for k, v in weights.items() if k.startswith(prefix)})
+    vae = {k: v for k, v in weights.items() if k.startswith("first_stage_model.")}
+    _write(case / "vae-tuned.safetensors", dict(ev.fine_tune(vae, 0.05, 7).items()))
+
+    code, out = _invoke("--db", db, "scan", str(case), "--json", "--workers", "1")
+    lines = [json.loads(line) for line in out.splitlines()]
+    recs = {Path(r["path"]).name: r for r in lines if "path" in r}
+    assert lines[-1]["matched_files"] == 1
+    for name in ("vae", "te"):
+        assert recs[f"{name}.safetensors"]["matches"] == []
+        (same,) = recs[f"{name}.safetensors"]["model"]["lineage"]["same"]
+        assert same["entry"] == "models/bad-ckpt" and same["lacks"] and same["entry_share"] < 0.5
+        assert "not that it comes from the entry" in same["explanation"]
+    assert [m["value"] for m in recs["unet.safetensors"]["matches"]] == ["same-component unet"]
+    tuned = recs["vae-tuned.safetensors"]
+    assert tuned["matches"] == [] and [d["entry"] for d in tuned["model"]["lineage"]["derived"]] == ["models/bad-ckpt"]
+
+    code, out = _invoke("--db", db, "model", str(case / "vae.safetensors"))
+    assert code == 0 and "only that part of the entry" in out.replace("\n", " ")
+
+
 def test_model_without_weights_still_reports_when_banks_hold_fingerprints(tmp_path: Path) -> None:
     """A pickle of plain values (no tensors) against a store with fingerprints: the
     report is printed and lineage says why it was not compared (was: exit 1, no report)."""

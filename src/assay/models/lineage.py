@@ -109,6 +109,11 @@ class SameWeights:
     components: list[str]
     explanation: str
     permutation: Permutation | None = None
+    # The entry's components the suspect does not hold: the suspect is one part of the
+    # entry (a VAE or text encoder, often shipped unchanged in unrelated checkpoints),
+    # and the share of the entry's weights (parameters) that part holds.
+    lacks: list[str] = field(default_factory=list)
+    entry_share: float = 1.0
 
 
 @dataclass
@@ -119,6 +124,8 @@ class DerivedFrom:
     components: list[ComponentDiff]
     explanation: str
     permutation: Permutation | None = None
+    lacks: list[str] = field(default_factory=list)  # as SameWeights
+    entry_share: float = 1.0
 
 
 @dataclass
@@ -616,15 +623,19 @@ def _same_or_derived(
     order = list(dict.fromkeys(comps_s + comps_e))
     common = sorted(set(alls), key=order.index)
     same = common and all(alls[c].distance <= SAME_TOL and alls[c].worst <= 5 * SAME_TOL for c in common)
+    lacks = sorted(set(comps_e) - set(comps_s))
+    share = _share_of(e.fingerprint, set(common)) if lacks else 1.0
+    extra = "" if not lacks else (
+        f"; only that part of the entry ({_pct(share)} of its weights): its {', '.join(lacks)} "
+        f"{'is' if len(lacks) == 1 else 'are'} not in the suspect (a component such as a public VAE or "
+        "text encoder is shipped unchanged in many unrelated checkpoints: this says the file is that "
+        "component, not that it comes from the entry)")
     if same and not mismatched:
         worst = max(alls[c].distance for c in common)
-        extra = ""
-        if set(comps_e) - set(comps_s):
-            extra = f"; the suspect lacks {', '.join(sorted(set(comps_e) - set(comps_s)))}"
         report.same.append(SameWeights(
             e.label, e.kind, 1.0 - worst, common,
             f"same weights as {e.kind} {e.label} in {', '.join(common)} (largest relative "
-            f"sketch distance {worst:.2g}: conversion or re-saving at most){extra}",
+            f"sketch distance {worst:.2g}: conversion or re-saving at most){extra}", lacks=lacks, entry_share=share,
         ))
         return
     quant = _quantization(s, e)
@@ -638,7 +649,8 @@ def _same_or_derived(
                 e.label, e.kind, 1.0 - worst, common,
                 f"same weights as {e.kind} {e.label} in {', '.join(common)}, quantized ({qname}): "
                 f"largest relative sketch distance {_pct(worst)}, within the ~{_pct(tol)} that "
-                f"{qname} rounding gives (a change smaller than that rounding cannot be ruled out)",
+                f"{qname} rounding gives (a change smaller than that rounding cannot be ruled out){extra}",
+                lacks=lacks, entry_share=share,
             ))
             return
     total = _Stats()
@@ -682,8 +694,18 @@ def _same_or_derived(
         parts.append(f"distances include {quant[0]} rounding of about {_pct(quant[1])}")
     report.derived.append(DerivedFrom(
         e.label, e.kind, float(total.cosine), diffs,
-        f"{relation} (sketch cosine {total.cosine:.3f}): " + "; ".join(parts),
+        f"{relation} (sketch cosine {total.cosine:.3f}): " + "; ".join(parts) + extra,
+        lacks=lacks, entry_share=share,
     ))
+
+
+def _share_of(fp: Fingerprint, components: set[str]) -> float:
+    """The share of a fingerprint's parameters in the given components."""
+    f = fp.flat()
+    sizes = np.array([int(np.prod(sh)) for sh in f.shapes], dtype=np.float64)
+    inside = np.array([f.groups[int(g)] in components for g in f.group], dtype=bool)
+    total = float(sizes.sum())
+    return float(sizes[inside].sum()) / total if total else 0.0
 
 
 def _quantization(s: Fingerprint, e: BankModel) -> tuple[str, float] | None:

@@ -387,6 +387,34 @@ def test_links_in_archives_are_reported_with_their_target(tmp_path: Path) -> Non
     assert got[f"{z}!/up"].kind == "link" and got[f"{z}!/up"].link_target == "../../outside"
 
 
+def test_links_that_lead_out_of_the_archive_are_flagged(tmp_path: Path) -> None:
+    # ModelAudit's zip/tar cases (symlink outside the extraction root, to a critical path):
+    # extracting such a link, then a member written through it, writes outside the folder.
+    t = tmp_path / "links.tar"
+    with tarfile.open(t, "w") as tf:
+        for name, target, kind in [("to-passwd", "/etc/passwd", tarfile.SYMTYPE),
+                                   ("a/up", "../../outside", tarfile.SYMTYPE),
+                                   ("a/b/sibling", "../c/file", tarfile.SYMTYPE),   # stays inside
+                                   ("a/hard", "../x", tarfile.LNKTYPE),  # hard: from the root
+                                   ("a/hard-ok", "a/b/file", tarfile.LNKTYPE)]:
+            ti = tarfile.TarInfo(name)
+            ti.type = kind
+            ti.linkname = target
+            tf.addfile(ti)
+    z = tmp_path / "links.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for name, target in [("up", "../../outside"), ("dir/ok", "../model.bin"), ("win", "C:\\x")]:
+            zi = zipfile.ZipInfo(name)
+            zi.external_attr = (0o120777 << 16)
+            zf.writestr(zi, target)
+    recs, _ = _scan([t, z])
+    got = {p: [e.code for e in r.errors] for p, r in _by_path(recs).items()}
+    flagged = {p for p, codes in got.items() if "unsafe-link" in codes}
+    assert flagged == {f"{t}!/to-passwd", f"{t}!/a/up", f"{t}!/a/hard", f"{z}!/up", f"{z}!/win"}
+    msg = next(e.message for e in _by_path(recs)[f"{t}!/to-passwd"].errors)
+    assert msg == "link target '/etc/passwd' is an absolute path outside the archive"
+
+
 def test_corrupt_archives_are_errors_naming_the_archive(tmp_path: Path, images: dict[str, bytes]) -> None:
     good = _zip(tmp_path / "g.zip", {"a.jpg": images["a.jpg"], "b.png": images["b.png"]}).read_bytes()
     (tmp_path / "cut.zip").write_bytes(good[: len(good) // 2])

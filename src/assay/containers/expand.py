@@ -25,7 +25,7 @@ from typing import BinaryIO
 from ..config import Limits
 from ..report.schema import ErrorInfo, FileRecord, FileTimes
 from .carve import CARVE_KINDS, carved_members, embedded_images
-from .members import ArchiveError, Member, safe_suffix, unsafe_name
+from .members import ArchiveError, Member, safe_suffix, unsafe_link, unsafe_name
 from .sevenzip import sevenzip_members
 from .tars import STREAM_ERRORS, tar_members
 from .zips import zip_members
@@ -179,6 +179,9 @@ def _one(m: Member, archive: str, analyze: AnalyzeFile, budget: _Budget, tmp: Pa
                          member_of=archive)
         if unsafe:
             rec.errors.append(ErrorInfo(stage="archive", code="unsafe-name", message=unsafe))
+        leaves = unsafe_link(m.name, m.link_target or "", hard=m.hard_link)
+        if leaves:
+            rec.errors.append(ErrorInfo(stage="archive", code="unsafe-link", message=leaves))
         yield rec
         return
     if m.encrypted:

@@ -29,6 +29,7 @@ class Member:
     compressed_size: int | None = None
     encrypted: bool = False
     link_target: str | None = None
+    hard_link: bool = False  # a tar hard link: its target is a member name, not a path from the link
     problem: str | None = None  # why the member cannot be read (e.g. unsupported method)
     # The content as a stream, valid until the reader moves to the next member ...
     open: Callable[[], BinaryIO] | None = None
@@ -56,6 +57,29 @@ def unsafe_name(name: str) -> str | None:
         return "member name climbs out of the archive with '..' (zip slip)"
     if any(ord(c) < 32 for c in name):
         return "member name contains control characters"
+    return None
+
+
+def unsafe_link(name: str, target: str, *, hard: bool = False) -> str | None:
+    """Why a link member's target would lead an extractor out of its folder, or None:
+    an absolute target, or one that climbs above the archive's root from where the link
+    lies (a symbolic link's target is relative to its folder, a tar hard link's to the
+    root). Extracting such a link, then a member written through it, writes outside
+    (CVE-2007-4559 and kin); assay never extracts, the finding is evidence."""
+    if not target:
+        return None
+    shown = target[:200]
+    if target.startswith(("/", "\\")) or _DRIVE.match(target):
+        return f"link target {shown!r} is an absolute path outside the archive"
+    parts = [] if hard else [p for p in re.split(r"[/\\]", name)[:-1] if p not in ("", ".")]
+    depth = len(parts)
+    for part in re.split(r"[/\\]", target):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return f"link target {shown!r} climbs out of the archive with '..'"
+        elif part not in ("", "."):
+            depth += 1
     return None
 
 

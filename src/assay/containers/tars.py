@@ -107,6 +107,7 @@ def _member(tf: tarfile.TarFile, ti: tarfile.TarInfo) -> Member:
     elif ti.issym() or ti.islnk():
         m.kind = "link"
         m.link_target = ti.linkname
+        m.hard_link = ti.islnk()
         m.size = None
     elif ti.isfile():
         m.open = lambda: tf.extractfile(ti)  # type: ignore[assignment,return-value]

@@ -4,6 +4,8 @@ work as ingested)."""
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
 import zlib
 from dataclasses import dataclass, field
@@ -203,10 +205,45 @@ def _to_chars(qy: _Query, shard: Shard, a: int, e: int, b: int, min_chars: int
         wc += 1
     while qe > qa and norm.text[qe - 1] == " ":
         qe -= 1
+    qa_words, qe = _whole_words(qy, shard.text, w, qa, qe, b + _qbyte(qy, qa) - a, b + _qbyte(qy, qe) - a)
+    wc += qa_words - qa
+    qa = qa_words
     if qe - qa < min_chars:
         return None
     ws, we = map_span(segs, wc, wc + qe - qa)
     return qa, qe, Source(w.id, ws, we, wc)
+
+
+# A match that starts or ends inside a word of the work is cut back to whole words of the
+# work: "it is -- And God called" matched the last letter of "darkness" before "And God
+# called" and was reported from "s -- And God"; "light day" is not copied from "twilight
+# day". (A checked text's own word may run on into the passage, as in "...0It is a" where
+# no space was written: the work's words are what was copied.) A word longer than this
+# (scripts written without spaces) stays whole.
+_WORD_SLACK = 40
+
+
+def _qbyte(qy: _Query, c: int) -> int:
+    """Byte offset in the normalised checked text of its character ``c``."""
+    return int(np.searchsorted(qy.chars_before, c + 1, side="left")) - 1 if c < len(qy.norm.text) else len(qy.q)
+
+
+def _whole_words(qy: _Query, wtext: np.ndarray, w: Any, qa: int, qe: int,
+                 wb_start: int | None, wb_end: int | None) -> tuple[int, int]:
+    """(qa, qe) moved inward to the work's word edges: ``wb_start``/``wb_end`` are the
+    work's bytes (in ``wtext``) where the span's first character starts and its last ends
+    (None: not known there, left as it is)."""
+    text = qy.norm.text
+    space = 0x20
+    if wb_start is not None and wb_start > w.byte_start and int(wtext[wb_start - 1]) != space:
+        at = text.find(" ", qa, min(qe, qa + _WORD_SLACK))
+        if at >= 0:
+            qa = at + 1
+    if wb_end is not None and wb_end < w.byte_end and int(wtext[wb_end]) != space:
+        at = text.rfind(" ", max(qa, qe - _WORD_SLACK), qe)
+        if at >= 0:
+            qe = at
+    return qa, qe
 
 
 def check(index: TextIndex, text: str, *, path: str = "", min_chars: int = DEFAULT_MIN_CHARS,
@@ -241,8 +278,48 @@ def check(index: TextIndex, text: str, *, path: str = "", min_chars: int = DEFAU
     # ("1 2 3 ... 119", "chapter i chapter ii ...") is found in a work without being
     # copied from it: not evidence, whatever its length.
     spans = [sp for sp in spans if informative(qy.norm.text[sp.norm_start:sp.norm_end], min_chars)]
+    spans = _not_inside_verbatim(spans)
     titles = {w.id: w.title for w in index.works()} if spans else {}
     return _result(path, text, spans, titles, min_chars)
+
+
+def _not_inside_verbatim(spans: list[Span]) -> list[Span]:
+    """Places of a work inside a longer passage already found verbatim in that work are
+    left out: a refrain ("And the evening and the morning were the first day") that
+    recurs in the work is found at each recurrence (verbatim in part, nearly in whole),
+    and each was counted as one more passage reproduced. A place in another work stays;
+    so does every place of the same passage (they are one span with several sources)."""
+
+    by_work: dict[str, list[tuple[int, int]]] = {}
+    for sp in spans:
+        if sp.kind == "exact":
+            for work in {src.work for src in sp.sources}:
+                by_work.setdefault(work, []).append((sp.start, sp.end))
+    reach: dict[str, tuple[list[int], list[int]]] = {}  # starts, and the furthest end so far
+    for work, ranges in by_work.items():
+        ranges.sort()
+        ends = list(itertools.accumulate((e for _, e in ranges), max))
+        reach[work] = ([s for s, _ in ranges], ends)
+
+    def inside(work: str, sp: Span) -> bool:
+        if work not in reach:
+            return False
+        starts, ends = reach[work]
+        i = bisect.bisect_right(starts, sp.start)  # verbatim passages starting at or before it
+        if i and ends[i - 1] > sp.end:
+            return True
+        if sp.kind == "near":
+            return bool(i) and ends[i - 1] >= sp.end
+        j = bisect.bisect_left(starts, sp.start)  # ... or starting before it, ending where it ends
+        return bool(j) and ends[j - 1] >= sp.end
+
+    kept = []
+    for sp in spans:
+        sources = [src for src in sp.sources if not inside(src.work, sp)]
+        if sources:
+            sp.sources = sources
+            kept.append(sp)
+    return kept
 
 
 #: A span counts only if its normalised text, with counting steps replaced by one symbol,
@@ -321,6 +398,14 @@ def _near_spans(qy: _Query, scanned: list[tuple[Shard, np.ndarray]], min_chars: 
             while qe1 > qa0 and qy.norm.text[qe1 - 1] == " ":
                 qe1 -= 1
                 we1 -= 1
+            # the work's word edges, where the edge is in the first or last piece (exact there)
+            (pa, pe, _, _), (la, le, _, _) = parts[0], parts[-1]
+            wb_start = b0 + _qbyte(qy, qa0) - _qbyte(qy, pa) if pa <= qa0 <= pe else None
+            wb_end = f1 - (_qbyte(qy, le) - _qbyte(qy, qe1)) if la <= qe1 <= le else None
+            qa_words, qe_words = _whole_words(qy, shard.text, w, qa0, qe1, wb_start, wb_end)
+            wa0 += qa_words - qa0
+            we1 -= qe1 - qe_words
+            qa0, qe1 = qa_words, qe_words
             matched = sum(max(0, min(qe, qe1) - max(qa, qa0)) for qa, qe, _, _ in parts)
             if matched < min_chars or qe1 - qa0 < min_chars:
                 continue

@@ -237,7 +237,9 @@ def test_custom_and_python_operators_are_suspicious_standard_ones_are_not(tmp_pa
 
 
 @pytest.mark.parametrize("location", ["../outside/secret.bin", "/etc/passwd", "a/../../x", "..\\x",
-                                      "C:\\Windows\\win.ini", "link/secret.bin"])
+                                      "C:\\Windows\\win.ini", "link/secret.bin",
+                                      # inside as text, outside once the link is followed
+                                      "link/../outside/secret.bin"])
 def test_external_data_outside_the_folder_is_dangerous_and_never_opened(tmp_path: Path, location: str) -> None:
     model_dir = tmp_path / "model"
     model_dir.mkdir()
@@ -269,6 +271,17 @@ def test_external_data_inside_the_folder_but_missing_or_short_is_a_warning(tmp_p
     assert rep.safety.verdict == "no-code"
     with open_model(path) as mf:
         assert any("missing or unreadable" in w for w in mf.metadata["onnx"]["warnings"])
+
+
+def test_external_data_whose_dotdot_stays_inside_is_read(tmp_path: Path) -> None:
+    # ModelAudit's test_normalized_in_dir_path_with_dotdot_no_traversal_flag: ONNX's own
+    # check normalises 'sub/../w.bin' to 'w.bin' and loads it; assay called it dangerous.
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "w.bin").write_bytes(np.array([1, 2], np.float32).tobytes())
+    path = _tiny(tmp_path, inits=[_external("W", "sub/../w.bin", (2,))])
+    assert analyze_model(path).safety.verdict == "no-code"
+    with open_model(path) as mf:
+        assert mf.array("W").tolist() == [1.0, 2.0]
 
 
 def test_damaged_files_are_refused_by_name(tmp_path: Path, world) -> None:

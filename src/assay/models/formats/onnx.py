@@ -267,10 +267,16 @@ class _Reader:
         the model's folder (after links are followed)."""
         if "\x00" in where or os.path.isabs(where) or where.startswith(("\\", "/")) or ":" in where[:3]:
             return None
-        parts = re.split(r"[\\/]", where)
-        if ".." in parts:
-            return None
-        target = self.folder.joinpath(*[p for p in parts if p not in ("", ".")])
+        parts = [p for p in re.split(r"[\\/]", where) if p not in ("", ".")]
+        # '..' that stays inside ('sub/../w.bin') is what ONNX's own check allows (it
+        # normalises the path first); one that climbs above the folder is refused. The
+        # path is kept as written, so realpath resolves it as the loader's open() would.
+        depth = 0
+        for part in parts:
+            depth += -1 if part == ".." else 1
+            if depth < 0:
+                return None
+        target = self.folder.joinpath(*parts)
         try:
             real, base = os.path.realpath(target), os.path.realpath(self.folder)
         except (OSError, ValueError):

@@ -126,3 +126,19 @@ def _write(tmp_path: Path, data: bytes) -> Path:
     p = tmp_path / "m.keras"
     p.write_bytes(data)
     return p
+
+
+def test_lambda_with_source_text_is_suspicious_and_says_so() -> None:
+    # ModelAudit's samples/keras/malicious_lambda.h5: the function is Python source as a
+    # string (no function_type): Keras cannot load it, so not dangerous, but the finding
+    # must read as what it is, not as a global named 'builtins.lambda x: eval(...)'.
+    config = {"class_name": "Sequential", "config": {"name": "m", "layers": [
+        {"class_name": "Lambda", "config": {"function": "lambda x: eval('1 + 1')"}}]}}
+    report = scan_keras_config(config, "c")
+    assert report.verdict == "suspicious"
+    (finding,) = report.findings
+    assert finding.global_name == "Lambda(?)"
+    assert "holds Python source text as its function" in finding.reason
+    named = {"class_name": "Sequential", "config": {"name": "m", "layers": [
+        {"class_name": "Lambda", "config": {"name": "l", "function": "system", "module": "os"}}]}}
+    assert scan_keras_config(named, "c").verdict == "dangerous"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ from . import MAX_CONFIG_BYTES, ModelFile, TensorInfo, tensor_nbytes
 __all__ = ["is_keras_zip", "read_h5", "read_keras_zip", "scan_keras_bytes", "scan_keras_config"]
 
 _KERAS_ROOTS = ("keras", "tf_keras", "tensorflow", "tf")
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:[.>][A-Za-z_][A-Za-z0-9_]*)*")
 MAX_CONFIG_NODES = 1_000_000
 
 
@@ -77,6 +79,12 @@ def scan_keras_config(config: Any, where: str, _depth: int = 0) -> PickleReport:
                     "dangerous", f"Lambda({name})", "config", 0,
                     f"Lambda layer {name!r} holds marshalled Python bytecode (runs when "
                     "the model is loaded or called)",
+                ))
+            elif isinstance(fn, str) and not _DOTTED.fullmatch(fn):
+                report.add(PickleFinding(
+                    "suspicious", f"Lambda({name})", "config", 0,
+                    f"Lambda layer {name!r} holds Python source text as its function "
+                    f"({fn[:120]!r}): Keras does not load source text, but the layer names code",
                 ))
             elif isinstance(fn, str):
                 module = cfg.get("module") or cfg.get("function_module") or "builtins"

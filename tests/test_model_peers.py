@@ -142,3 +142,25 @@ def test_lambda_with_source_text_is_suspicious_and_says_so() -> None:
     named = {"class_name": "Sequential", "config": {"name": "m", "layers": [
         {"class_name": "Lambda", "config": {"name": "l", "function": "system", "module": "os"}}]}}
     assert scan_keras_config(named, "c").verdict == "dangerous"
+
+
+
+def test_savedmodel_print_to_a_file_is_a_file_write(tmp_path: Path) -> None:
+    # ModelAudit's SUSPICIOUS_OPS lists Print/PrintV2; PrintV2 only touches the file system
+    # when tf.print(output_stream="file://...") made it append to a path.
+    from test_model_file_findings import _pb_field
+
+    def node(name: bytes, op: bytes, attr: bytes = b"") -> bytes:
+        return _pb_field(1, _pb_field(1, name) + _pb_field(2, op) + attr)
+
+    for i, (stream, verdict) in enumerate([(b"file:///home/user/.bashrc", "dangerous"),
+                                           (b"stderr", "safe"), (b"log(info)", "safe")]):
+        attr = _pb_field(5, _pb_field(1, b"output_stream") + _pb_field(2, _pb_field(2, stream)))
+        graph = node(b"x", b"Placeholder") + node(b"print", b"PrintV2", attr)
+        d = tmp_path / f"m{i}"
+        d.mkdir()
+        # SavedModel {schema 1, meta_graphs 2: MetaGraphDef {graph_def 2: GraphDef {node 1}}}
+        (d / "saved_model.pb").write_bytes(b"\x08\x01" + _pb_field(2, _pb_field(2, graph)))
+        report = analyze_model(d / "saved_model.pb")
+        assert report.safety.verdict == verdict, stream
+        assert ("PrintV2 to a file" in str(report.safety.model_dump())) == (verdict == "dangerous")

@@ -44,14 +44,16 @@ FILE_SYSTEM_OPS = frozenset({
     "TFRecordReaderV2", "IdentityReader", "LMDBReader", "CreateSummaryFileWriter",
     "CreateSummaryDbWriter", "WriteFileV2", "DeleteFile", "DebugIdentityV2",
     "DebugIdentityV3", "Save", "SaveSlices", "Restore", "RestoreSlice",
-    "PyFunc", "PyFuncStateless", "EagerPyFunc",
+    "PyFunc", "PyFuncStateless", "EagerPyFunc", "PrintV2 to a file",
 })
+PRINT_TO_FILE = "PrintV2 to a file"
 # Checkpoint ops every SavedModel holds for its variables: expected, not findings.
 CHECKPOINT_OPS = frozenset({"SaveV2", "RestoreV2", "MergeV2Checkpoints", "ShardedFilename"})
 
 
 def _node(buf: bytes, span: tuple[int, int]) -> tuple[str, str]:
     name = op = ""
+    stream = ""
     for field, wire, v in _fields(buf, *span):
         if wire == 2 and field in (1, 2):
             text = buf[v[0] : v[1]].decode("utf-8", "replace")[:200]
@@ -59,6 +61,20 @@ def _node(buf: bytes, span: tuple[int, int]) -> tuple[str, str]:
                 name = text
             else:
                 op = text
+        elif wire == 2 and field == 5:  # attr map entry {key 1, AttrValue 2 {s 2}}
+            key, value = "", b""
+            for f2, w2, v2 in _fields(buf, *v):
+                if f2 == 1 and w2 == 2:
+                    key = buf[v2[0] : v2[1]].decode("utf-8", "replace")
+                elif f2 == 2 and w2 == 2:
+                    for f3, w3, v3 in _fields(buf, *v2):
+                        if f3 == 2 and w3 == 2:
+                            value = buf[v3[0] : v3[1]]
+            if key == "output_stream":
+                stream = value[:300].decode("utf-8", "replace")
+    if op == "PrintV2" and stream.startswith("file://"):
+        # tf.print(output_stream="file://PATH") appends to PATH each time it runs
+        op = PRINT_TO_FILE
     return name, op
 
 

@@ -236,6 +236,27 @@ def test_digital_source_type_in_each_container(fmt: str) -> None:
     )
 
 
+@pytest.mark.parametrize("credit", ["Gemini Studios", "Flux Photography Ltd", "Dream Machine Productions",
+                                    "Photo: Grok Media"])
+def test_a_credit_line_that_reads_like_a_generator_is_only_a_hint(credit: str) -> None:
+    """A credit line names the photographer or agency: one whose name contains a
+    generator's word made the headline 'AI-edited: generator metadata (...)' for a plain
+    photo; it is now weak ('possibly', quoting the credit line); CreatorTool naming the
+    generator beside it is still the headline."""
+    body = ('<rdf:Description rdf:about="" xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/" '
+            f'photoshop:Credit="{credit}"/>')
+    ctx = image_with_xmp("jpeg", packet(body))
+    (e,) = xmp.evidence(ctx)
+    assert (e.claim, e.strength) == ("ai-edited", "weak")
+    verdict = analyze_provenance(ctx.path, ctx.data, "jpeg").verdict
+    assert verdict.startswith(f"possibly AI-edited (weak): XMP Credit '{credit}' (looks like "), verdict
+    tool = ('<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
+            'xmp:CreatorTool="Midjourney"/>')
+    ctx = image_with_xmp("jpeg", packet(body + tool))
+    assert analyze_provenance(ctx.path, ctx.data, "jpeg").verdict.startswith(
+        "AI-generated: generator metadata (Midjourney)")
+
+
 def _saved(fmt: str, **kw: object) -> bytes:
     """A small pattern saved as ``fmt`` (TIFF, AVIF, HEIF) with Pillow's metadata options."""
     if fmt == "heif":

@@ -91,6 +91,9 @@ def describe(e: Evidence) -> str:
         name = " ".join(str(x) for x in (f.get("make"), f.get("model")) if x)
         return f"camera traces ({name}, weak)" if name else "camera traces (weak)"
     gen = f.get("generator")
+    if str(f.get("field", "")).endswith("Credit"):  # a credit line, quoted as written
+        value = " ".join(str(f.get("value")).split())[:60]
+        return f"{f['field']} '{value}' (looks like {gen})"
     if e.claim == "edited" and f.get("field"):
         value = " ".join(str(f.get("value")).split())[:60]  # one line, as written
         return f"{f['field']} '{value}'"

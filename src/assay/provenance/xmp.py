@@ -325,14 +325,19 @@ def generator_name_evidence(field_name: str, value: str, where: str) -> Evidence
     if gen is None:
         return None
     made = field_name in _MAKER_FIELDS
+    # A credit line names the people and agencies to credit, in free text: "Gemini
+    # Studios", "Flux Photography", "Dream Machine Productions" read as generator names,
+    # so a name there is a hint (weak), never a headline of its own.
+    credit = field_name.endswith("Credit")
+    if credit:
+        tail = f": it may name {gen}, or a person or agency whose name looks like it."
+    else:
+        tail = "." if made else ": AI was used in making or editing it."
     return Evidence(
         source={"XMP": "xmp", "PNG text": "png-text"}.get(where, "exif"),
         claim="ai-generated" if made else "ai-edited",
-        strength="moderate",
-        summary=(
-            f"Its {where} {field_name} names the generator {gen} ({value[:120]!r})"
-            + ("." if made else ": AI was used in making or editing it.")
-        ),
+        strength="weak" if credit else "moderate",
+        summary=f"Its {where} {field_name} names the generator {gen} ({value[:120]!r}){tail}",
         facts={"field": f"{where} {field_name}", "value": value[:512], "generator": gen},
     )
 

@@ -482,3 +482,35 @@ def test_numpy_ufunc_reconstructor_is_judged_by_what_it_imports() -> None:
     assert computed.verdict == "dangerous"
     ufunc = scan_pickle_bytes(head + _s("numpy.core._multiarray_umath") + _s("log1p") + b"\x86R.", where="p")
     assert ufunc.verdict == "suspicious" and not ufunc.dangerous_globals
+
+
+# -- ModelAudit's regression corpus: pickles carried as base64 or hex text ------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+@pytest.mark.parametrize("encode", [_b64, bytes.hex, lambda d: base64.urlsafe_b64encode(d).decode().rstrip("=")],
+                         ids=["base64", "hex", "urlsafe"])
+def test_a_pickle_carried_as_text_is_scanned_like_pickle_bytes(encode) -> None:
+    # nested_pickle_base64.pkl / nested_pickle_hex.pkl / decode_exec_chain.pkl: a dict whose
+    # value is an encoded pickle. Raw pickle bytes there were already scanned; as text the
+    # same payload was 'safe'.
+    inner = stack_global_call("os", "system", "echo hi")
+    outer = b"\x80\x04}" + _s("payload") + b"X" + len(encode(inner)).to_bytes(4, "little") \
+        + encode(inner).encode() + b"s."
+    r = scan_pickle_bytes(outer, where="p")
+    assert r.verdict == "dangerous", r.findings
+    assert "-encoded pickle nested at byte" in r.findings[0].reason
+    harmless = stack_global_call("collections", "OrderedDict")
+    ok = b"\x80\x04}" + _s("payload") + b"X" + len(encode(harmless)).to_bytes(4, "little") \
+        + encode(harmless).encode() + b"s."
+    assert scan_pickle_bytes(ok, where="p").verdict == "safe"
+
+
+@pytest.mark.parametrize("text", ["gASoline prices rose", "gASolineAndDieselPrices", "8004deadbeefcafe00",
+                                  "gAUAAAAAAAAAAAAAAAAAAAAAA"])
+def test_text_that_only_starts_like_an_encoded_pickle_is_no_finding(text: str) -> None:
+    data = b"\x80\x04]" + _s(text) + b"a."
+    assert scan_pickle_bytes(data, where="p").verdict == "safe"

@@ -185,6 +185,31 @@ MAX_FRAME_READINGS = 8  # other readings of one pickle scanned after frame anoma
 MAX_JOBLIB_READINGS = 100_000  # joblib arrays whose bytes are also read as opcodes
 
 
+_ENCODED_HEADS = frozenset({"gA", "80"})  # how base64 and hex of a pickle header begin
+_B64_PICKLE = re.compile(r"gA[IMSU][A-Za-z0-9+/_-]+={0,2}")
+_HEX_PICKLE = re.compile(r"800[2-5](?:[0-9a-fA-F]{2})+")
+
+
+def _encoded_pickle(text: str) -> tuple[str, bytes] | None:
+    """The pickle a string carries as base64 (of a protocol 2-5 header: 'gAI', 'gAM',
+    'gAS', 'gAU') or as hex ('8002'...'8005'), with the encoding's name; else None."""
+    import base64
+    import binascii
+
+    if not isinstance(text, str) or len(text) < 16 or len(text) > MAX_PICKLE_BYTES * 2:
+        return None
+    try:
+        if _HEX_PICKLE.fullmatch(text):
+            return "hex", bytes.fromhex(text)
+        if _B64_PICKLE.fullmatch(text):
+            alt = b"-_" if ("-" in text or "_" in text) else None
+            data = base64.b64decode(text + "=" * (-len(text) % 4), altchars=alt)
+            return ("base64", data) if _PROTO_HEAD.match(data[:2]) else None
+    except (ValueError, binascii.Error):
+        return None
+    return None
+
+
 @functools.lru_cache(maxsize=8192)
 def _judge(global_name: str) -> tuple[Verdict, str, str]:
     """classify_global for the scanner's "module attr" form, with the dotted name."""
@@ -325,6 +350,8 @@ class _Scan:
                 stack.append(unknown)
             elif a == 4:  # strings
                 stack.append(_Str(arg))
+                if arg[:2] in _ENCODED_HEADS:
+                    self._encoded(arg, pos)
             elif a == 5:  # MARK
                 stack.append(_MARK)
             elif a == 6:  # BINGET, LONG_BINGET, GET
@@ -429,6 +456,22 @@ class _Scan:
     # strings and bytes
     def _push_str(self, arg: Any, offset: int) -> None:
         self.stack.append(_Str(arg))
+        if arg[:2] in _ENCODED_HEADS:
+            self._encoded(arg, offset)
+
+    def _encoded(self, arg: Any, offset: int) -> None:
+        """A pickle carried as base64 or hex text: the same nested payload as pickle
+        bytes (_push_bytes), one decode further (ModelAudit's nested_pickle_base64/_hex)."""
+        decoded = _encoded_pickle(arg) if self.depth < MAX_NESTED_PICKLE_DEPTH else None
+        if decoded is None:
+            return
+        how, data = decoded
+        inner = scan_pickle_bytes(data, where=f"{self.report.where}@{offset}", _depth=self.depth + 1)
+        if inner.error is not None:
+            return  # text that only starts like one ('gASoline'): not a pickle
+        for f in inner.findings:
+            self.report.add(PickleFinding(f.severity, f.global_name, f.opcode, offset,
+                                          f"in a {how}-encoded pickle nested at byte {offset}: {f.reason}"))
 
     def _push_bytes(self, arg: Any, offset: int) -> None:
         start, stop = arg

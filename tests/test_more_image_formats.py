@@ -1,7 +1,7 @@
 """A known picture re-encoded into a format assay did not decode was invisible to PDQ
 (only its new, unknown MD5 was left): JPEG 2000 (a JP2 file or a bare codestream),
-Photoshop PSD, QOI, DDS, ICNS and netpbm (PBM/PGM/PPM) are now decoded, by Pillow's own
-readers, and match the original. Sniffing stays strict: a text that starts like a netpbm
+Photoshop PSD, QOI, DDS, ICNS, netpbm (PBM/PGM/PPM), TGA and PCX are now decoded, by
+Pillow's own readers, and match the original. Sniffing stays strict: a text that starts like a netpbm
 header, or a PSB (version 2), is not taken for an image."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from assay.media.pdq import hamming
 from assay.sniff import sniff_bytes
 
 WRITTEN = {"jp2": "JPEG2000", "j2k": "JPEG2000", "ppm": "PPM", "pgm": "PPM", "qoi": "QOI", "dds": "DDS",
-           "icns": "ICNS"}
+           "icns": "ICNS", "tga": "TGA", "pcx": "PCX"}
 
 
 def picture(seed: int = 4, size: tuple[int, int] = (320, 256)) -> Image.Image:
@@ -59,7 +59,7 @@ def test_reencoded_copies_decode_and_keep_their_pdq(ext: str) -> None:
     im = picture()
     ref = hash_image_bytes(encoded(im.resize((256, 256)) if ext == "icns" else im, "ppm"))  # lossless
     data = encoded(im, ext)
-    fmt = sniff_bytes(data[:64], len(data)).format
+    fmt = sniff_bytes(data[:512], len(data)).format
     assert fmt == {"j2k": "jp2", "pgm": "ppm"}.get(ext, ext)
     got = hash_image_bytes(data, path=f"x.{ext}")
     assert got.quality >= 50
@@ -222,3 +222,79 @@ def test_the_service_never_decodes_jpeg_xl(monkeypatch: pytest.MonkeyPatch) -> N
         refuse_unbudgeted(data, "x.jxl")
     assert "assay hash" in (e.value.hint or "")
     refuse_unbudgeted(encoded(picture(5), "ppm"), "x.ppm")  # other formats go on to the budget
+
+
+def _tga(im: Image.Image, **kw: object) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "TGA", **kw)
+    return buf.getvalue()
+
+
+def test_tga_and_pcx_as_other_writers_write_them() -> None:
+    """TGA and PCX have no magic number: their headers are told by fields that agree with
+    each other and the file's size, whatever else a writer puts in (an image ID, a TGA 2.0
+    footer, a colour map, run-length coding, top-down rows). A TGA whose rows run the
+    other way from its origin bit (ImageMagick 6 writes the top row first under a
+    bottom-up bit: every viewer that follows the bit shows it upside down) is queried
+    with its rows flipped too (variant ``rows-flipped``, a whole picture)."""
+    im = picture(9)
+    ref = hash_image_bytes(encoded(im, "ppm"), variants=False).pdq
+    plain = _tga(im)
+    assert plain[17] & 0x20 == 0  # Pillow writes bottom-up rows under a bottom-up bit
+    w, h = im.size
+    top_first = plain[:18] + np.asarray(im.convert("RGB"))[:, :, ::-1].tobytes()  # as ImageMagick 6
+    footer = b"\x00" * 8 + b"TRUEVISION-XFILE.\x00"
+    cases = {
+        "plain": plain, "rle": _tga(im, compression="tga_rle"), "id": _tga(im, id_section=b"made by a test"),
+        "top-left": _tga(im, orientation=1), "palette": _tga(im.convert("P")), "grey": _tga(im.convert("L")),
+        "rgba": _tga(im.convert("RGBA")), "v2-footer": plain + footer, "rows-top-first": top_first,
+    }
+    for name, data in cases.items():
+        assert sniff_bytes(data[:512], len(data)).format == "tga", name
+        got = hash_image_bytes(data, path=f"{name}.tga")
+        flipped = dict(got.regions or {}).get("rows-flipped")
+        assert flipped is not None, name
+        best = min(hamming(got.pdq, ref), hamming(flipped[0], ref))
+        assert best <= 16, (name, best)
+        if name == "rows-top-first":
+            assert hamming(got.pdq, ref) > 64 and hamming(flipped[0], ref) <= 8  # found only the other way up
+    assert (w, h) == im.size
+    for mode in ("RGB", "P", "L", "1"):
+        buf = io.BytesIO()
+        im.convert(mode).save(buf, "PCX")
+        data = buf.getvalue()
+        assert sniff_bytes(data[:512], len(data)).format == "pcx", mode
+        got = hash_image_bytes(data, path=f"x-{mode}.pcx")
+        assert got.regions is None or "rows-flipped" not in got.regions  # PCX rows run one way
+        if mode != "1":
+            assert hamming(got.pdq, ref) <= 16, (mode, hamming(got.pdq, ref))
+
+
+def test_tga_and_pcx_sniffing_is_strict() -> None:
+    """No magic number, so no false start: random heads, text, and a TGA or PCX header
+    whose fields disagree (a colour map declared without a mapped type, pixels that do not
+    fit in the file, a depth Pillow does not read, a PCX stride shorter than a row) are
+    not images."""
+    rng = np.random.default_rng(3)
+    heads = rng.integers(0, 256, (20_000, 128), dtype=np.uint8)
+    heads[::2, 1] = 0  # half of them with TGA's colour-map byte as it must be
+    heads[1::2, 0] = 0x0A  # the other half with PCX's first byte
+    found = [sniff_bytes(bytes(hd), 1 << 20).format for hd in heads]
+    assert not {"tga", "pcx"} & set(found)
+    good = _tga(picture(2, (64, 48)))
+    assert sniff_bytes(good, len(good)).format == "tga"
+    for pos, value in ((1, 1), (2, 4), (16, 12), (17, 0x40), (5, 1), (12, 0)):
+        bad = bytearray(good)
+        bad[pos] = value
+        assert sniff_bytes(bytes(bad), len(bad)).format != "tga", (pos, value)
+    assert sniff_bytes(good, len(good) - 100).format != "tga"  # the pixels would not fit
+    buf = io.BytesIO()
+    picture(2, (64, 48)).save(buf, "PCX")
+    pcx = buf.getvalue()
+    assert sniff_bytes(pcx, len(pcx)).format == "pcx"
+    for pos, value in ((1, 1), (2, 0), (3, 3), (64, 7), (65, 2), (66, 10)):
+        bad = bytearray(pcx)
+        bad[pos] = value
+        assert sniff_bytes(bytes(bad), len(bad)).format != "pcx", (pos, value)
+    for text in (b"\n\n# heading\n" * 20, b"\x00\x00\x02" + b" " * 200):
+        assert sniff_bytes(text, len(text)).kind != "image"

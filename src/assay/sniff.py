@@ -124,6 +124,10 @@ def sniff_bytes(head: bytes, size: int | None = None, *, pickles: bool = True) -
     archive = _archive_format(h)
     if archive is not None:
         return Sniffed("archive", archive)
+    if size is not None and _tga_head(h, size):
+        return Sniffed("image", "tga")
+    if size is not None and _pcx_head(h, size):
+        return Sniffed("image", "pcx")
     if pickles and h and _maybe_pickle(h, size):
         # Protocol 0/1 pickles have no header: a consistent parse of the opcodes.
         return Sniffed("model", "pickle")
@@ -134,6 +138,51 @@ def sniff_bytes(head: bytes, size: int | None = None, *, pickles: bool = True) -
     if _mpeg_audio_frame(h) and not _utf16_text(h):
         return Sniffed("audio", "mp3")
     return Sniffed("other", "unknown")
+
+
+# TGA (Truevision) and PCX (ZSoft) have no magic number, and a known picture converted
+# to either keeps every pixel. They are told by a header whose every field must agree
+# with the others and with the file's size: the image types and depths Pillow reads,
+# colour-map fields zero without a map, the pixel data fitting in the file. (A TGA 2.0
+# footer is at the end of the file, which a head does not hold.)
+_TGA_DEPTHS = {1: (8,), 2: (16, 24, 32), 3: (1, 8, 16)}  # image type & 7 -> depths Pillow reads
+_PCX_LAYOUTS = {(1, 1), (1, 2), (1, 4), (8, 1), (8, 3)}  # (bits per pixel, planes) Pillow reads
+
+
+def _tga_head(h: bytes, size: int) -> bool:
+    if len(h) < 18:
+        return False
+    id_len, cmap_type, kind = h[0], h[1], h[2]
+    cmap_first, cmap_len, cmap_bits, _, _, width, height, depth, desc = struct.unpack_from("<HHBHHHHBB", h, 3)
+    if kind not in (1, 2, 3, 9, 10, 11) or depth not in _TGA_DEPTHS[kind & 7] or not width or not height:
+        return False
+    if desc & 0xC0 or (desc & 0x0F) > 8:  # interleaving (never written), more alpha bits than a pixel has
+        return False
+    if kind & 7 == 1:  # colour-mapped: a map, of a depth the map can have
+        if cmap_type != 1 or not cmap_len or cmap_bits not in (15, 16, 24, 32) or cmap_first + cmap_len > 65536:
+            return False
+        cmap_bytes = cmap_len * ((cmap_bits + 7) // 8)
+    elif cmap_type != 0 or cmap_first or cmap_len or cmap_bits:
+        return False
+    else:
+        cmap_bytes = 0
+    pixels = width * height
+    data = (pixels * depth + 7) // 8 if kind < 8 else -(-pixels // 128) * (1 + (depth + 7) // 8)  # RLE: 128-pixel runs
+    return size >= 18 + id_len + cmap_bytes + data
+
+
+def _pcx_head(h: bytes, size: int) -> bool:
+    if len(h) < 68 or h[0] != 0x0A or h[1] not in (0, 2, 3, 4, 5) or h[2] != 1 or h[64] != 0:
+        return False
+    xmin, ymin, xmax, ymax = struct.unpack_from("<HHHH", h, 4)
+    bits, planes, stride = h[3], h[65], struct.unpack_from("<H", h, 66)[0]
+    if (bits, planes) not in _PCX_LAYOUTS or xmax < xmin or ymax < ymin:
+        return False
+    width, height = xmax - xmin + 1, ymax - ymin + 1
+    if stride < (width * bits + 7) // 8 or stride > 8 * (width + 8):
+        return False
+    # RLE of bytes: at best 63 bytes a pair; a 256-colour palette (12 + 768 bytes) at the end of 8-bit v5
+    return size >= 128 + -(-(stride * planes * height) // 63) * 2
 
 
 def protobuf_varint(h: Any, pos: int) -> tuple[int, int]:
@@ -247,6 +296,8 @@ _PILLOW_PLUGINS: dict[str, str] = {
     "dds": "DdsImagePlugin",
     "icns": "IcnsImagePlugin",
     "ppm": "PpmImagePlugin",
+    "tga": "TgaImagePlugin",
+    "pcx": "PcxImagePlugin",
 }
 
 

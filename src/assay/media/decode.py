@@ -23,7 +23,14 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from ..config import Limits
 from ..errors import AssayError, DecodeError, TooLarge, UnsupportedFormat
-from ..sniff import damaged_pixels, libtiff_reason, load_pillow_plugin, quiet_pillow, sniff_bytes
+from ..sniff import (
+    HEAD_BYTES,
+    damaged_pixels,
+    libtiff_reason,
+    load_pillow_plugin,
+    quiet_pillow,
+    sniff_bytes,
+)
 from . import codecs
 from .pdq import luma_of
 
@@ -45,6 +52,8 @@ FORMATS: dict[str, str] = {
     "dds": "DDS",
     "icns": "ICNS",
     "ppm": "PPM",
+    "tga": "TGA",
+    "pcx": "PCX",
 }
 
 # Fast-path reduction, chosen on the shared PDQ vectors and generated photos (see
@@ -133,13 +142,13 @@ def open_image(data: bytes, path: str, limits: Limits) -> OpenedImage:
         raise TooLarge(
             path, f"{len(data)} bytes exceeds the image limit of {limits.max_image_bytes} bytes"
         )
-    sniffed = sniff_bytes(data[:64], len(data))
+    sniffed = sniff_bytes(data[:HEAD_BYTES], len(data))
     fmt = sniffed.format
     if sniffed.kind != "image" or fmt not in FORMATS:
         raise UnsupportedFormat(
             path,
             "not a supported image (JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF, HEIC, JPEG XL, JPEG 2000, "
-            "PSD, QOI, DDS, ICNS, PBM/PGM/PPM)",
+            "PSD, QOI, DDS, ICNS, PBM/PGM/PPM, TGA, PCX)",
         )
     if fmt == "heif" and not _heif_available():
         raise UnsupportedFormat(

@@ -193,6 +193,15 @@ def hash_image_bytes(
             regions[name] = other_way
         if bank_variants:
             bank_regions[name] = other_way
+    if (variants or bank_variants) and opened.format == "tga":
+        # One header bit says whether a TGA's rows run from the bottom or the top, and
+        # writers disagree (ImageMagick 6 writes the top row first under a bottom-up bit):
+        # the picture with its rows the other way is queried (and banked) too.
+        other_rows = fast_pdq(np.ascontiguousarray(reduced.luma[::-1]), reduced.orig_size, reduced.block)
+        if variants:
+            regions["rows-flipped"] = other_rows
+        if bank_variants:
+            bank_regions["rows-flipped"] = other_rows
     if variants and (grey := decode.scaled_grey_luma(opened, exif_transpose)) is not None:
         # 16-bit grey: the picture as it shows (the plain hash clips it white, as Meta's does)
         regions = {"scaled": fast_pdq(grey.luma, grey.orig_size, grey.block), **regions}

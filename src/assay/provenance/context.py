@@ -131,7 +131,7 @@ class ImageContext:
     @classmethod
     def from_path(cls, path: Path, limits: Limits | None = None) -> ImageContext:
         """Read a file (bounded by ``max_image_bytes``) and sniff its format."""
-        from ..sniff import sniff_bytes
+        from ..sniff import HEAD_BYTES, sniff_bytes
 
         lim = limits or Limits()
         try:
@@ -141,7 +141,7 @@ class ImageContext:
             data = path.read_bytes()
         except OSError as exc:
             raise InputError(path, f"cannot read file: {exc.strerror or exc}") from exc
-        return cls(Path(path), data, sniff_bytes(data[:64], len(data)).format, lim)
+        return cls(Path(path), data, sniff_bytes(data[:HEAD_BYTES], len(data)).format, lim)
 
     # -- memo: parse once, and re-raise the same error on every later call -------
 

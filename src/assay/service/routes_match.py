@@ -17,7 +17,7 @@ from ..banks.matcher import Query as SignalQuery
 from ..errors import AssayError, InputError, TooLarge, UnsupportedFormat
 from ..media.hashes import ImageHashes
 from ..report.schema import Match, SignalValue, VideoInfo
-from ..sniff import sniff_bytes
+from ..sniff import HEAD_BYTES, sniff_bytes
 from . import metrics
 from .auth import Principal
 from .errors import assay_error_dict
@@ -337,7 +337,7 @@ async def analyze_provenance_upload(
     state = get_state(request)
     data = await read_upload(state, file)
     name = upload_name(file)
-    sniffed = sniff_bytes(data[:64], len(data))
+    sniffed = sniff_bytes(data[:HEAD_BYTES], len(data))
     if sniffed.kind != "image":
         raise UnsupportedFormat(name, f"not an image (looks like {sniffed.format})")
     anchors = Path(state.settings.trust_anchors) if state.settings.trust_anchors else None

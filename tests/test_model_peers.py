@@ -164,3 +164,95 @@ def test_savedmodel_print_to_a_file_is_a_file_write(tmp_path: Path) -> None:
         report = analyze_model(d / "saved_model.pb")
         assert report.safety.verdict == verdict, stream
         assert ("PrintV2 to a file" in str(report.safety.model_dump())) == (verdict == "dangerous")
+
+
+# -- skops (ModelAudit's skops scanner cases; skops-dev/skops io/_general.py node types) ---
+
+
+def _node(module: str, cls: str, loader: str, content: object = None) -> dict[str, object]:
+    node: dict[str, object] = {"__class__": cls, "__module__": module, "__loader__": loader}
+    if content is not None:
+        node["content"] = content
+    return node
+
+
+def _skops(*steps: dict[str, object], arrays: int = 1) -> bytes:
+    """A skops archive as skops.io.dump writes it: schema.json and the arrays."""
+    import io
+    import json
+
+    import numpy as np
+
+    step_list = _node("builtins", "list", "ListNode", [
+        _node("builtins", "tuple", "TupleNode", [_node("builtins", "str", "JsonNode", f'"s{i}"'), step])
+        for i, step in enumerate(steps)])
+    schema = _node("sklearn.pipeline", "Pipeline", "ObjectNode",
+                   _node("builtins", "dict", "DictNode", {"steps": step_list}))
+    schema["protocol"] = 2
+    members = {"schema.json": json.dumps(schema).encode()}
+    for i in range(arrays):
+        buf = io.BytesIO()
+        np.save(buf, np.arange(4, dtype=np.float64))
+        members[f"{1000 + i}.npy"] = buf.getvalue()
+    return _zip(members)
+
+
+def _estimator() -> dict[str, object]:
+    coef = {"__class__": "ndarray", "__module__": "numpy", "__loader__": "NdArrayNode",
+            "type": "numpy", "file": "1000.npy"}
+    return _node("sklearn.linear_model._logistic", "LogisticRegression", "ObjectNode",
+                 _node("builtins", "dict", "DictNode", {"coef_": coef}))
+
+
+def _function_transformer(module: str, name: str, loader: str = "FunctionNode") -> dict[str, object]:
+    return _node("sklearn.preprocessing._function_transformer", "FunctionTransformer", "ObjectNode",
+                 _node("builtins", "dict", "DictNode", {"func": _node(module, name, loader)}))
+
+
+def test_skops_pipeline_of_sklearn_types_is_safe(tmp_path: Path) -> None:
+    p = tmp_path / "m.skops"
+    p.write_bytes(_skops(_function_transformer("numpy", "log1p"), _estimator()))
+    report = analyze_model(p)
+    assert report.format == "skops" and report.safety.verdict == "safe"
+    with open_model(p) as m:
+        assert m.format == "skops"
+
+
+@pytest.mark.parametrize(("module", "name", "loader"), [
+    ("posix", "system", "FunctionNode"),
+    ("builtins", "eval", "FunctionNode"),
+    ("operator", "attrgetter", "OperatorFuncNode"),       # CVE-2025-54412
+    ("subprocess", "Popen", "ConstructorFromReduceNode"),
+])
+def test_skops_model_that_loads_code_is_dangerous(tmp_path: Path, module: str, name: str,
+                                                  loader: str) -> None:
+    p = tmp_path / "m.skops"
+    p.write_bytes(_skops(_function_transformer(module, name, loader), _estimator()))
+    report = analyze_model(p)
+    assert report.safety.verdict == "dangerous"
+    assert f"{module}.{name}" in str(report.safety.model_dump())
+    with pytest.raises(UnsafeInput, match=f"skops model loads code.*{module}.{name}"):
+        open_model(p)
+
+
+def test_skops_custom_class_is_suspicious_and_scan_sees_a_model(tmp_path: Path) -> None:
+    # ModelAudit's samples/pipeline.skops: a __main__.DivideColumns step the user must trust
+    from test_containers import _scan
+
+    custom = _node("__main__", "DivideColumns", "ObjectNode", _node("builtins", "dict", "DictNode", {}))
+    p = tmp_path / "m.skops"
+    p.write_bytes(_skops(custom, _estimator()))
+    report = analyze_model(p)
+    assert report.safety.verdict == "suspicious"
+    assert "skops.io.load refuses it unless the user trusts it" in str(report.safety.model_dump())
+    recs, _ = _scan([p])
+    (rec,) = [r for r in recs if r.path == str(p)]
+    assert rec.kind == "model" and rec.model is not None and rec.model.safety.verdict == "suspicious"
+
+
+def test_a_zip_with_a_schema_json_among_other_files_is_no_skops_model(tmp_path: Path) -> None:
+    p = tmp_path / "data.zip"
+    p.write_bytes(_zip({"schema.json": b"{}", "readme.txt": b"hello"}))
+    from assay.models.formats import model_archive_kind
+
+    assert model_archive_kind(p) is None

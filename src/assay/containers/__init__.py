@@ -28,15 +28,15 @@ _KERAS_ROOT = {"config.json", "metadata.json", "model.weights.h5", "model.weight
 
 def is_model_zip(path: Path) -> bool:
     """True when the zip at ``path`` is a model file in itself (PyTorch zip checkpoint,
-    TorchScript, Keras v3, numpy .npz), as the model readers judge it. For PyTorch and
+    TorchScript, Keras v3, numpy .npz, skops), as the model readers judge it. For PyTorch and
     Keras every member must also fit that layout, so that files added to a model
     archive (or a model's names added to a case zip) are not hidden from the scan:
     such a zip is walked as an archive, and its pickles are scanned as members."""
     from ..models.formats import model_archive_kind, zip_member_names
 
     kind = model_archive_kind(path)
-    if kind is None or kind == "npz":  # npz: every member is .npy, read by the npz reader
-        return kind == "npz"
+    if kind is None or kind in ("npz", "skops"):  # every member is read by that format's reader
+        return kind is not None
     names = [n for n in zip_member_names(path) or [] if not n.endswith("/")]
     return _torch_layout(names) if kind == "torch" else _keras_layout(names)
 

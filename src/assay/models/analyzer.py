@@ -49,7 +49,7 @@ def _refused(path: Path, exc: UnsafeInput, progress: Callable[[int], None] | Non
         from .formats import model_archive_kind
 
         kind = model_archive_kind(path)
-        fmt = {"torch": "torch-zip", "keras": "keras", "npz": "npz"}.get(kind or "", "zip-pickles")
+        fmt = {"torch": "torch-zip", "keras": "keras", "npz": "npz", "skops": "skops"}.get(kind or "", "zip-pickles")
     safety = safety_from_pickles(exc.details, fmt)
     if safety.verdict != "dangerous":  # the refusal itself is the evidence
         safety = safety.model_copy(update={"verdict": "dangerous"})

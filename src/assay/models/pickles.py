@@ -1201,6 +1201,11 @@ def _scan_zip(f: BinaryIO, where: str, depth: int) -> list[PickleReport]:
         # Keras archives carry their code in config.json, not in a pickle.
         config = next(e for e in entries if e.name == "config.json")
         reports.append(scan_keras_member(f, config, where))
+    from .formats.skops import SCHEMA, is_skops_zip, scan_skops_member
+
+    if is_skops_zip([e.name for e in entries]):
+        # skops archives name what they load in schema.json.
+        reports.append(scan_skops_member(f, next(e for e in entries if e.name == SCHEMA), where))
     budget = MAX_ZIP_SCAN_BYTES
     for e in entries:
         label = f"{where}:{e.name}"

@@ -291,7 +291,7 @@ def _params(n: int) -> str:
 
 
 # Formats whose code is named in a config or graph, not in a pickle (no offsets).
-_CONFIG_FORMATS = frozenset({"keras", "keras-h5", "hdf5", "tf-savedmodel", "onnx"})
+_CONFIG_FORMATS = frozenset({"keras", "keras-h5", "hdf5", "tf-savedmodel", "onnx", "skops"})
 
 
 def _loader(fmt: str) -> str:
@@ -304,6 +304,8 @@ def _loader(fmt: str) -> str:
         return "onnx.load or ONNX Runtime"
     if fmt in ("npy", "npz"):
         return "numpy.load(allow_pickle=True)"
+    if fmt == "skops":
+        return "skops.io.load"
     return "pickle/torch.load"
 
 

@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ...config import Limits
-from ...errors import DecodeError, InputError, TooLarge, UnsupportedFormat
+from ...errors import DecodeError, InputError, TooLarge, UnsafeInput, UnsupportedFormat
 from ..pickles import PickleReport
 
 if TYPE_CHECKING:  # numpy loads when a tensor is read, not to describe a file (start-up)
@@ -413,7 +413,8 @@ def zip_member_names(path: Path) -> list[str] | None:
 def model_archive_kind(path: Path) -> str | None:
     """What kind of model a zip file is, judged by its member names: "torch"
     (torch.save / TorchScript: ``<prefix>/data.pkl``), "keras" (``config.json`` with
-    weights or metadata), "npz" (only ``.npy`` members), or None for any other zip
+    weights or metadata), "skops" (``schema.json`` and arrays), "npz" (only ``.npy``
+    members), or None for any other zip
     (an archive of files, walked member by member; its pickles are still scanned).
     """
     from .keras import is_keras_zip
@@ -426,6 +427,10 @@ def model_archive_kind(path: Path) -> str | None:
         return "torch"
     if is_keras_zip(names):
         return "keras"
+    from .skops import is_skops_zip
+
+    if is_skops_zip(names):
+        return "skops"
     if all(n.endswith(".npy") for n in names):
         return "npz"
     return None
@@ -455,6 +460,13 @@ def _open_zip(path: Path, limits: Limits) -> ModelFile:
 
         refuse_if_dangerous(path, reports)
         return read_keras_zip(path, reports)
+    if kind == "skops":
+        bad = [f.global_name for r in reports for f in r.findings if f.severity == "dangerous"]
+        if bad:
+            raise UnsafeInput(path, "skops model loads code that can run commands, touch files or the "
+                              f"network, not opened: {'; '.join(dict.fromkeys(bad))}",
+                              details=[r for r in reports if r.verdict == "dangerous"])
+        return ModelFile(path=path, format="skops", pickles=reports)
     # Not a model archive: still, every member that parses as a pickle was scanned
     # (a zip of pickles is loaded member by member by whoever made it).
     pickled = [r for r in reports if ":" in r.where[len(str(path)):]]

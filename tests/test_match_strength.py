@@ -7,12 +7,14 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from PIL import Image
 from rich.console import Console
 from typer.testing import CliRunner
 
+import modelgen
 from assay import signals
 from assay.banks.matcher import Matcher, Query
 from assay.banks.store import Store
@@ -75,6 +77,46 @@ def test_two_small_model_files_do_not_match_each_other(store: Store, tmp_path: P
     found = Matcher(store, snapshots=False).match_signals(hash_signals(a))
     assert {m.signal_type for m in found} >= {"sha256", "md5", "blake3"}
     assert "autov1" not in {m.signal_type for m in found}
+
+
+def test_a_short_hash_the_files_own_full_hash_refutes_is_not_a_match(store: Store, tmp_path: Path) -> None:
+    """AutoV1 hashes 64 KiB at offset 1 MiB: two fine-tunes of one base written with the
+    same tensor layout hold the same frozen text encoder there, so a benign fine-tune had
+    the AutoV1 of a banked flagged one and was a matched file ('short hash, can collide',
+    as if by chance). The entry's SHA-256 says it is another file: no match. An entry
+    banked with the short hash alone, and a hash an image's metadata names, still match."""
+    specs = {"cond_stage_model.token_embedding.weight": ("F16", (1024, 640)),
+             "model.diffusion_model.out.weight": ("F16", (128, 128))}
+    frozen = np.random.default_rng(1).standard_normal((1024, 640)).astype(np.float16)
+    flagged = tmp_path / "flagged.safetensors"
+    benign = tmp_path / "case" / "benign.safetensors"
+    benign.parent.mkdir()
+    for path, seed in ((flagged, 2), (benign, 3)):
+        tuned = np.random.default_rng(seed).standard_normal((128, 128)).astype(np.float16)
+        modelgen.write_safetensors(path, specs, values={"cond_stage_model.token_embedding.weight": frozen,
+                                                        "model.diffusion_model.out.weight": tuned})
+    a, b = compute_hashes(flagged), compute_hashes(benign)
+    assert a.autov1 == b.autov1 and a.sha256 != b.sha256
+    store.create_bank("models")
+    store.add_entry("models", "flagged", {s.type: s.value for s in hash_signals(a)})
+    m = Matcher(store, snapshots=False)
+    assert m.match_signals(hash_signals(b)) == []
+    assert {x.signal_type for x in m.match_signals(hash_signals(a))} >= {"sha256", "autov1"}
+    # the scan (local engine) and `assay model` (the one-file reader) say the same
+    db = tmp_path / "b.sqlite3"
+    s2 = Store(str(db), create=True)
+    s2.create_bank("models")
+    s2.add_entry("models", "flagged", {s.type: s.value for s in hash_signals(a)})
+    s2.add_entry("models", "autov1-only", {"autov1": a.autov1})
+    s2.close()
+    code, out, _ = _run(db, "scan", str(benign.parent), "--json", "--workers", "1")
+    (rec,) = [r for r in map(json.loads, out.splitlines()) if r.get("path")]
+    assert [(x["content_id"], x["signal_type"]) for x in rec["matches"]] == [("autov1-only", "autov1")]
+    code, out, _ = _run(db, "model", str(benign), "--json")
+    assert [(x["content_id"], x["signal_type"]) for x in json.loads(out)["matches"]] == [("autov1-only", "autov1")]
+    named = m.match_signals([SignalValue(type="sha256", value="ab" * 32),
+                             SignalValue(type="autov1", value=a.autov1, mode="named-by-metadata")])
+    assert [(x.signal_type, x.strength) for x in named] == [("autov1", "named-by-metadata")]
 
 
 def test_the_empty_window_value_is_never_banked_nor_matched(store: Store, tmp_path: Path) -> None:

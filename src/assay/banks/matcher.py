@@ -311,9 +311,9 @@ class Matcher:
         """Match the signals of ONE subject: each bank entry is reported once per signal
         type, by its strongest match (see ``best_per_entry``)."""
         queries = [Query(s.type, s.value, s.variant, s.quality, s.mode) for s in signals]
-        return best_per_entry(
-            self.lookup(queries, threshold=threshold, include_low_quality=include_low_quality, variants=variants),
-            regions_in(queries))
+        hits, refs = self.hits(queries, threshold=threshold, include_low_quality=include_low_quality)
+        return best_per_entry(matches_from_hits(refuted_removed(hits, refs, queries), refs, threshold,
+                                                variants=variants), regions_in(queries))
 
     def hits(self, queries: Sequence[Query], *, threshold: int | None = None,
              include_low_quality: bool = False) -> tuple[list[Hit], dict[int, SignalRef]]:
@@ -377,7 +377,7 @@ def subject_matches(queries: Sequence[Query], n_signals: int, frames: Sequence[o
     """The matches of one subject from its index hits (``subject_queries`` order): each
     bank entry once per signal type (``best_per_entry``), and each banked video that
     Meta's rule matches with its frames (one ``vpdq`` match with the shares)."""
-    sig = [h for h in hits if h[0] < n_signals]
+    sig = refuted_removed([h for h in hits if h[0] < n_signals], refs, queries[:n_signals])
     out = best_per_entry(matches_from_hits(sig, refs, threshold, variants=variants),
                          regions_in(queries[:n_signals])) if sig else []
     if frames:
@@ -396,6 +396,29 @@ def subject_matches(queries: Sequence[Query], n_signals: int, frames: Sequence[o
                     best[key] = m
         out += list(best.values())
     return out
+
+
+def refuted_removed(hits: Sequence[Hit], refs: dict[int, SignalRef], queries: Sequence[Query]) -> list[Hit]:
+    """The hits of ONE subject without the short whole-file hashes (AutoV1, AutoV2, CRC32) its
+    own full-length hash refutes: an entry banked with its SHA-256 (or MD5, SHA-1, BLAKE3)
+    is not a file whose hash of that type is another. AutoV1 hashes 64 KiB at offset 1 MiB,
+    which in two fine-tunes of one base is often the same frozen text encoder: the files
+    share it, not their identity. A hash the file's metadata names (another file) is never
+    refuted by the file's own."""
+    from .refs import FULL_FILE_HASHES, SHORT_FILE_HASHES
+
+    own = {q.signal_type: q.value.lower() for q in queries
+           if q.signal_type in FULL_FILE_HASHES and q.mode != NAMED_BY_METADATA}
+    if not own:
+        return list(hits)
+
+    def refuted(h: Hit) -> bool:
+        ref = refs.get(h[2])
+        if ref is None or ref.signal_type not in SHORT_FILE_HASHES or h[1].mode == NAMED_BY_METADATA:
+            return False
+        return any(t in own and own[t] != v.lower() for t, v in ref.entry_file_hashes)
+
+    return [h for h in hits if not refuted(h)]
 
 
 def search_indexes(

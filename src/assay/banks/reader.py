@@ -179,7 +179,13 @@ class SqliteReader:
 
     def resolve(self, signal_ids: Sequence[int]) -> dict[int, SignalRef]:
         """``Store.resolve``: bank, content id and note of enabled signals."""
-        from .refs import SignalRef, ref_extras
+        from .refs import (
+            FULL_FILE_HASHES,
+            SHORT_FILE_HASHES,
+            SignalRef,
+            ref_extras,
+            with_file_hashes,
+        )
 
         ids = sorted({int(i) for i in signal_ids})
         out: dict[int, SignalRef] = {}
@@ -198,7 +204,14 @@ class SqliteReader:
                 variant, frames, times = ref_extras(metas[entry], r[4])
                 out[int(r[0])] = SignalRef(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], entry,
                                            r[8] or "flagged", variant, frames, times)
-        return out
+        entries = sorted({r.entry_id for r in out.values() if r.signal_type in SHORT_FILE_HASHES})
+        found: list[Any] = []
+        for i in range(0, len(entries), _IN_CHUNK):
+            part = entries[i:i + _IN_CHUNK]
+            found += self._conn.execute(
+                f"SELECT entry_id, signal_type, value FROM signals WHERE entry_id IN ({','.join('?' * len(part))}) "
+                f"AND signal_type IN ({','.join('?' * len(FULL_FILE_HASHES))})", (*part, *FULL_FILE_HASHES)).fetchall()
+        return with_file_hashes(out, found) if found else out
 
     def bank_thresholds(self) -> dict[int, int | None]:
         """``Store.bank_thresholds``: bank id -> PDQ threshold, enabled banks only."""

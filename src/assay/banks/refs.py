@@ -30,6 +30,29 @@ class SignalRef:
     # ... and where this frame hash is in it: (position among the frames the rule compares,
     # timestamp) of each frame with this hash; empty when the entry has no text form.
     frame_times: tuple[tuple[int, float], ...] = ()
+    # A short hash of a whole file (AutoV1, AutoV2, CRC32): the entry's full-length hashes of
+    # that file, (type, value), so that a file whose own full hash differs is known not to be
+    # it (``banks.matcher.refuted``); empty for other signals.
+    entry_file_hashes: tuple[tuple[str, str], ...] = ()
+
+
+# Short hashes of a whole file's bytes (or of a window of them: AutoV1 hashes 64 KiB at
+# 1 MiB), which a full-length hash of the same file confirms or refutes. AutoV3 hashes a
+# safetensors file's data section only: another header (metadata) gives another SHA-256.
+SHORT_FILE_HASHES = frozenset({"autov1", "autov2", "crc32"})
+FULL_FILE_HASHES = ("sha256", "sha1", "md5", "blake3")
+
+
+def with_file_hashes(refs: dict[int, SignalRef], rows: Any) -> dict[int, SignalRef]:
+    """``refs`` with each short whole-file hash's ``entry_file_hashes`` filled from
+    ``rows`` of (entry id, type, value) of the entries' full-length hashes."""
+    from dataclasses import replace
+
+    full: dict[int, list[tuple[str, str]]] = {}
+    for entry, typ, value in rows:
+        full.setdefault(int(entry), []).append((str(typ), str(value)))
+    return {sid: replace(r, entry_file_hashes=tuple(sorted(full[r.entry_id])))
+            if r.signal_type in SHORT_FILE_HASHES and r.entry_id in full else r for sid, r in refs.items()}
 
 
 def ref_extras(meta: Any, value: str) -> tuple[str | None, int | None, tuple[tuple[int, float], ...]]:

@@ -53,8 +53,16 @@ from ..errors import (
     StoreMissing,
 )
 from . import migrations
+from .refs import (
+    FULL_FILE_HASHES,
+    SHORT_FILE_HASHES,
+    VARIANTS_IN_META,
+    SignalRef,
+    variant_kind,
+    variant_kinds,
+    with_file_hashes,
+)
 from .refs import VARIANT_KINDS_KEY as _VARIANT_KINDS_KEY
-from .refs import VARIANTS_IN_META, SignalRef, variant_kind, variant_kinds
 from .refs import ref_extras as _ref_extras
 
 SCHEMA_VERSION: Final = 1
@@ -1077,6 +1085,13 @@ class Store:
                     variant, frames, times = _ref_extras(r[9], r[4])
                     out[int(r[0])] = SignalRef(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], int(r[7]),
                                                r[8] or "flagged", variant, frames, times)
+            entries = sorted({r.entry_id for r in out.values() if r.signal_type in SHORT_FILE_HASHES})
+            rows = []
+            for i in range(0, len(entries), _IN_CHUNK):
+                rows += conn.execute(sa.select(s.c.entry_id, s.c.signal_type, s.c.value).where(
+                    s.c.entry_id.in_(entries[i : i + _IN_CHUNK]), s.c.signal_type.in_(FULL_FILE_HASHES))).all()
+            if rows:
+                out = with_file_hashes(out, rows)
         return out
 
     def pdq_variant_kinds(self) -> frozenset[str]:

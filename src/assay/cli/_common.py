@@ -429,9 +429,9 @@ class _Banks:
         return self.store().pdq_variant_kinds()  # type: ignore[no-any-return]
 
     def match_signals(self, signals: Any) -> Any:
-        from ..banks.matcher import Query
-
-        return self.lookup([Query(s.type, s.value, s.variant, s.quality, s.mode) for s in signals])
+        """The matches of ONE subject's signals (a short hash its own full hash refutes
+        left out: ``banks.matcher.refuted_removed``)."""
+        return self.match_subject(signals)
 
     def fingerprint_count(self, banks: list[str] | None) -> int | None:
         """Model fingerprints lineage would compare with, or None (unknown without the store)."""

@@ -428,3 +428,40 @@ def test_regression_set_headline_follows_the_active_manifest(
         assert verdict_line.startswith(_expected_head(ref)), (name, verdict_line)
         with_manifest += 1
     assert with_manifest >= 18 and without >= 15, (with_manifest, without)
+
+
+# -- c2pa-rs fixtures no_alg.jpg and prerelease.jpg: found, then failed validation ---------
+
+
+@pytest.mark.parametrize(("message", "code"), [
+    ("Other: unknown algorithm", "algorithm.unsupported"),
+    ("Other: prerelease content detected", "com.adobe.prerelease"),
+])
+def test_sdk_error_after_finding_the_store_is_an_invalid_credential(
+    monkeypatch: pytest.MonkeyPatch, ai_jpeg: bytes, message: str, code: str
+) -> None:
+    # c2pa-rs reads these files as a manifest store with a failing validation status
+    # (its store.rs test_no_alg, ingredient.rs test_jpg_prerelease); the Python reader
+    # raises instead. assay read that as 'could not check: c2pa' under a headline from
+    # other evidence ('camera traces only'), hiding an invalid credential.
+    class _Reader:
+        @staticmethod
+        def try_create(*_a: object) -> None:
+            raise c2pa.C2paError(message)
+
+    class _Sdk:
+        C2paError = c2pa.C2paError
+        Reader = _Reader
+        Settings = c2pa.Settings
+        Context = c2pa.Context
+
+    monkeypatch.setattr(c2pa_source, "_sdk", lambda: _Sdk)
+    report = _report(ai_jpeg)
+    assert report.verdict.startswith("Content Credential present but invalid"), report.verdict
+    (e,) = [e for e in report.evidence if e.source == "c2pa"]
+    assert code in e.facts["failure_codes"]
+    assert not [err for err in report.errors if err.source == "c2pa"]
+    # an error that says nothing about a credential stays 'could not check'
+    message = "Other: asset could not be parsed: Invalid RIFF format"
+    report = _report(ai_jpeg)
+    assert "could not check: c2pa" in report.verdict and "Content Credential" not in report.verdict

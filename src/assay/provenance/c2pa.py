@@ -102,7 +102,7 @@ _UNLOADABLE = "Failed to load manifest"  # the SDK's explanation for an unreadab
 # Validation status code prefixes -> the check an examiner would name.
 _CHECKS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("cawg.",), "identity assertion (CAWG)"),
-    (("claimSignature.",), "claim signature"),
+    (("claimSignature.", "algorithm."), "claim signature"),
     (("signingCredential.",), "signing certificate"),
     (("timeStamp.",), "timestamp"),
     (
@@ -224,6 +224,18 @@ def read_store(
             or "remote manifest" in msg.lower()
         ):
             return {"remote_url": _url_from(msg), "_anchors": anchors.source}
+        code = next((c for k, c in _FOUND_BUT_INVALID.items() if k in msg), None)
+        if code is not None:
+            # The SDK found the manifest store and failed its validation: the credential
+            # is present and invalid, as c2pa-rs reports it (a validation status), not
+            # an unreadable file.
+            return {
+                "active_manifest": "(not loaded)",
+                "manifests": {},
+                "validation_state": "Invalid",
+                "validation_status": [{"code": code, "explanation": _clean(msg)[:200]}],
+                "_anchors": anchors.source,
+            }
         raise DecodeError(path, f"C2PA data unreadable: {_clean(msg)}") from exc
     try:
         store = json.loads(text)
@@ -236,6 +248,13 @@ def read_store(
 
 
 _NO_CREDENTIAL_POSSIBLE = "naked codestream cannot contain C2PA"
+# SDK errors raised after it found a manifest store, with the validation status c2pa-rs
+# logs for them (its fixtures no_alg.jpg and prerelease.jpg: the credential is there and
+# fails validation; the Python reader raises instead of returning the status).
+_FOUND_BUT_INVALID = {
+    "unknown algorithm": "algorithm.unsupported",
+    "prerelease content detected": "com.adobe.prerelease",
+}
 
 
 def _url_from(msg: str) -> str | None:

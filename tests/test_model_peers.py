@@ -34,6 +34,7 @@ def _verdict(tmp_path: Path, data: bytes, name: str = "m.keras") -> str:
     ("keras.activations", "relu"),
     ("builtins", "binary_crossentropy"),             # as Keras <= 3.6 wrote a loss given by name
     ("tensorflow.math", "tanh"),
+    ("tensorflow.python.ops.nn_ops", "gelu"),           # activation=tf.nn.gelu, as Keras 3 names it
 ])
 def test_keras_modelling_functions_are_no_finding(tmp_path: Path, module: str, name: str) -> None:
     # A compiled Keras 3 model holds {"module": "keras.losses", "class_name": "function",
@@ -52,6 +53,7 @@ def test_keras_modelling_functions_are_no_finding(tmp_path: Path, module: str, n
     ("keras.utils", "save_img"),
     ("builtins", "eval"),                                 # Keras < 3.9 reached Python's builtins
     ("os", "system"),
+    ("tensorflow.python.ops.script_ops", "py_func"),
 ])
 def test_keras_functions_that_do_more_than_compute_are_dangerous(tmp_path: Path, module: str,
                                                                name: str) -> None:

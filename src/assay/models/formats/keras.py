@@ -156,6 +156,12 @@ _KERAS_MODELLING = frozenset({
     "regularizers", "ops", "random", "layers",
 })
 _TF_MODELLING = frozenset({"math", "nn", "linalg", "signal", "bitwise", "dtypes"})
+# Where TensorFlow's math and activation functions live (Keras 3 names a function by
+# its __module__: tf.nn.gelu is tensorflow.python.ops.nn_ops.gelu).
+_TF_OP_MODULES = frozenset({
+    "math_ops", "nn_ops", "nn_impl", "array_ops", "gen_math_ops", "gen_nn_ops",
+    "gen_array_ops", "special_math_ops", "clip_ops", "linalg_ops", "gen_linalg_ops",
+})
 
 
 def _keras_function(module: str, name: str) -> tuple[str, str]:
@@ -179,7 +185,7 @@ def _keras_function(module: str, name: str) -> tuple[str, str]:
         if not inner or inner[0] in _KERAS_MODELLING:
             return "safe", ""
         return "suspicious", f"a Keras function outside its modelling modules ({module})"
-    if len(parts) > 1 and parts[1] in _TF_MODELLING:
+    if (len(parts) > 1 and parts[1] in _TF_MODELLING) or parts[-1] in _TF_OP_MODULES:
         return "safe", ""
     return classify_global(module, name)
 

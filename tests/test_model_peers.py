@@ -225,6 +225,7 @@ def test_skops_pipeline_of_sklearn_types_is_safe(tmp_path: Path) -> None:
     ("builtins", "eval", "FunctionNode"),
     ("operator", "attrgetter", "OperatorFuncNode"),       # CVE-2025-54412
     ("subprocess", "Popen", "ConstructorFromReduceNode"),
+    ("sklearn.utils._testing", "assert_run_python_script", "FunctionNode"),
 ])
 def test_skops_model_that_loads_code_is_dangerous(tmp_path: Path, module: str, name: str,
                                                   loader: str) -> None:
@@ -250,6 +251,15 @@ def test_skops_custom_class_is_suspicious_and_scan_sees_a_model(tmp_path: Path) 
     recs, _ = _scan([p])
     (rec,) = [r for r in recs if r.path == str(p)]
     assert rec.kind == "model" and rec.model is not None and rec.model.safety.verdict == "suspicious"
+
+
+def test_skops_sklearn_function_is_suspicious_its_estimators_are_not(tmp_path: Path) -> None:
+    p = tmp_path / "m.skops"
+    p.write_bytes(_skops(_function_transformer("sklearn.metrics", "accuracy_score"), _estimator()))
+    report = analyze_model(p)
+    assert report.safety.verdict == "suspicious"
+    assert "sklearn.metrics.accuracy_score" in str(report.safety.model_dump())
+    assert "LogisticRegression" not in str([f.details for f in report.safety.findings])
 
 
 def test_a_zip_with_a_schema_json_among_other_files_is_no_skops_model(tmp_path: Path) -> None:

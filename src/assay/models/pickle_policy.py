@@ -191,6 +191,9 @@ _DANGEROUS_MODULES = (
     # create or overwrite files by any of their classes (tarfile.TarFile.open(p, "w"),
     # zipfile.PyZipFile), or write the system log
     "tarfile", "zipfile", "syslog",
+    # scikit-learn's test helpers run Python code in a subprocess
+    # (assert_run_python_script); its dataset fetchers download and write files
+    "sklearn.utils._testing", "sklearn.datasets",
 )
 # A dotted path that walks through one of these reaches it from any module
 # ("pathlib.os.system", "x.subprocess.Popen"): the first module only opens the door.

@@ -28,6 +28,7 @@ SCHEMA = "schema.json"
 # Types skops.io.load trusts by default come from these packages (estimators, arrays,
 # sparse matrices, random states, ufuncs); a dangerous name there is still dangerous.
 _TRUSTED_ROOTS = frozenset({"sklearn", "numpy", "scipy"})
+_CALLABLES = frozenset({"FunctionNode", "MethodNode", "PartialNode", "OperatorFuncNode"})
 
 
 def is_skops_zip(names: list[str]) -> bool:
@@ -49,7 +50,11 @@ def scan_skops_schema(schema: Any, where: str) -> PickleReport:
         if name not in report.globals:
             report.globals.append(name)
         verdict, reason = classify_global(module, cls)
-        if verdict == "safe" or (verdict != "dangerous" and module.split(".")[0] in _TRUSTED_ROOTS):
+        root = module.split(".")[0]
+        # skops trusts scikit-learn's estimators and NumPy/SciPy types and ufuncs; a
+        # scikit-learn *function* handed out by a FunctionNode it does not trust.
+        trusted = root in _TRUSTED_ROOTS and not (root == "sklearn" and loader in _CALLABLES)
+        if verdict == "safe" or (verdict != "dangerous" and trusted):
             continue
         if (name, loader) in seen:
             continue

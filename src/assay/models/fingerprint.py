@@ -65,7 +65,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import AssayError, InputError
+from ..errors import AssayError, DecodeError, InputError
 from .names import NO_WEIGHTS, Layout, component_label, layout_for, unpermute_rope_rows
 
 __all__ = [
@@ -1157,9 +1157,12 @@ def fingerprint_model(model: Any, *, k: int = DEFAULT_K, kind: str = "checkpoint
 
 def _fingerprint_model(model: Any, *, k: int, kind: str) -> Fingerprint:
     from .formats import DTYPES, to_float32
+    from .formats.quantized import quantized_view
 
-    layout = layout_for(model.tensors, model.metadata, model.format)
-    plan, notes = _plan(model.tensors, layout)
+    # GPTQ / AWQ / bitsandbytes layers read as the float weights they stand for
+    tensors, dequantized = quantized_view(model.tensors, model.array)
+    layout = layout_for(tensors, model.metadata, model.format)
+    plan, notes = _plan(tensors, layout)
     fp = Fingerprint(k=k, kind=kind, notes=notes, source={
         "file": Path(model.path).name, "format": model.format,
     })
@@ -1170,7 +1173,17 @@ def _fingerprint_model(model: Any, *, k: int, kind: str) -> Fingerprint:
     decoders: dict[str, _Decoder] = {}
     files = _FileRows()
     for key, piece in plan:
-        info = model.tensors[key]
+        info = tensors[key]
+        if key in dequantized:
+            try:
+                values = dequantized[key]()
+            except ValueError as exc:
+                raise DecodeError(info.source, f"quantized tensor {key!r} ({info.dtype}): {exc}") from exc
+            shape, rows_of = _array_rows(_piece_view(values, piece))
+            fp.tensors[piece.canonical] = _sketch_source(shape, rows_of, _Decoder("F32"), k,
+                                                         piece.canonical, align=True)
+            quantized[info.dtype] = quantized.get(info.dtype, 0) + 1
+            continue
         if info.dtype not in _FLOAT_DTYPES:
             if DTYPES.get(info.dtype) is None and model.format == "gguf":
                 # block-quantized GGUF weights: dequantized, as llama.cpp computes with them

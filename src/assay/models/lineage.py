@@ -726,6 +726,10 @@ def quantization_error(qtype: str) -> float | None:
     the gguf package's own quantizer where it has one; for the types it only reads
     (K-quants, i-quants) estimated from bits per weight on the legacy types' curve
     (each bit halves the error), which overstates the error of those better formats."""
+    from .formats.quantized import rounding_error
+
+    if (own := rounding_error(qtype)) is not None:  # GPTQ, AWQ, bitsandbytes
+        return own
     try:
         import gguf
         from gguf.quants import dequantize, quantize

@@ -1,0 +1,210 @@
+"""Lineage through the Hugging Face quantizers' layouts (src/assay/models/formats/quantized.py):
+a flagged model republished as GPTQ, AWQ or bitsandbytes 8-/4-bit (NF4, FP4, with and
+without double quantization) was "non-float tensors not fingerprinted" and linked to
+nothing. The quantized files are written here from the layouts the quantizers publish
+(AutoGPTQ's v1 checkpoint format, AutoAWQ's GEMM packing, bitsandbytes' serialised
+QuantState) by round-to-nearest quantization of random-weight Llama models: none of
+those libraries runs here (they need CUDA), so the writers are this file's own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assay.models.fingerprint import fingerprint_file
+from assay.models.formats.quantized import NF4
+from assay.models.lineage import BankModel, answer
+from test_lineage_transformers import LLAMA, Arrays, fine_tune, fp, llama_specs, random_model
+
+LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@pytest.fixture(scope="module")
+def world() -> dict[str, Arrays]:
+    spec = llama_specs(**LLAMA)
+    a = random_model(spec, 10)
+    return {"A": a, "B": random_model(spec, 11), "U": random_model(spec, 12), "A_ft5": fine_tune(a, 0.05, 14)}
+
+
+def _pack(codes: np.ndarray, bits: int, axis: int) -> np.ndarray:
+    per = 32 // bits
+    c = codes.astype(np.uint32)
+    if axis == 0:
+        c = c.reshape(c.shape[0] // per, per, c.shape[1])
+        words = sum(c[:, i, :] << np.uint32(bits * i) for i in range(per))
+    else:
+        c = c.reshape(c.shape[0], c.shape[1] // per, per)
+        words = sum(c[:, :, i] << np.uint32(bits * i) for i in range(per))
+    return np.asarray(words, dtype=np.uint32).view(np.int32)
+
+
+def _rtn(w_t: np.ndarray, bits: int, group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Asymmetric round-to-nearest of (in, out) weights by groups of inputs: codes, zero
+    points, scales."""
+    n_in, out = w_t.shape
+    g = w_t.reshape(n_in // group, group, out)
+    lo, hi = np.minimum(g.min(axis=1), 0), np.maximum(g.max(axis=1), 0)
+    scale = np.maximum(hi - lo, 1e-8) / ((1 << bits) - 1)
+    zero = np.clip(np.round(-lo / scale), 0, (1 << bits) - 1)
+    codes = np.clip(np.round(g / scale[:, None, :]) + zero[:, None, :], 0, (1 << bits) - 1)
+    return codes.reshape(n_in, out).astype(np.uint8), zero.astype(np.uint8), scale.astype(np.float16)
+
+
+def gptq(a: Arrays, bits: int = 4, group: int = 32, act_order: bool = False) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    rng = np.random.default_rng(5)
+    for k, v in a.items():
+        if not any(f"{m}.weight" in k for m in LINEAR):
+            out[k] = v.astype(np.float16)
+            continue
+        p = k[: -len(".weight")]
+        w_t = v.T  # (in, out)
+        n_in = w_t.shape[0]
+        if act_order:  # inputs quantized in another order: each input's group in g_idx
+            order = rng.permutation(n_in)
+            g_idx = np.empty(n_in, dtype=np.int32)
+            g_idx[order] = np.arange(n_in) // group
+            codes = np.empty(w_t.shape, dtype=np.uint8)
+            c, zero, scale = _rtn(w_t[order], bits, group)
+            codes[order] = c
+        else:
+            g_idx = (np.arange(n_in) // group).astype(np.int32)
+            codes, zero, scale = _rtn(w_t, bits, group)
+        out[f"{p}.qweight"] = _pack(codes, bits, 0)
+        out[f"{p}.qzeros"] = _pack(zero.astype(np.int64) - 1 & ((1 << bits) - 1), bits, 1)  # v1: zero - 1
+        out[f"{p}.scales"] = scale
+        out[f"{p}.g_idx"] = g_idx
+    return out
+
+
+def awq(a: Arrays, group: int = 32) -> dict[str, np.ndarray]:
+    order = np.array([0, 2, 4, 6, 1, 3, 5, 7])
+    out: dict[str, np.ndarray] = {}
+    for k, v in a.items():
+        if not any(f"{m}.weight" in k for m in LINEAR):
+            out[k] = v.astype(np.float16)
+            continue
+        p = k[: -len(".weight")]
+        codes, zero, scale = _rtn(v.T, 4, group)
+
+        def interleave(c: np.ndarray) -> np.ndarray:
+            c = c.reshape(c.shape[0], -1, 8)[:, :, order]  # nibble i holds column order[i]
+            return c.reshape(c.shape[0], -1)
+
+        out[f"{p}.qweight"] = _pack(interleave(codes), 4, 1)
+        out[f"{p}.qzeros"] = _pack(interleave(zero), 4, 1)
+        out[f"{p}.scales"] = scale
+    return out
+
+
+def bnb8(a: Arrays) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for k, v in a.items():
+        if not any(f"{m}.weight" in k for m in LINEAR):
+            out[k] = v.astype(np.float16)
+            continue
+        scb = np.abs(v).max(axis=1).astype(np.float32)
+        out[k] = np.round(v / scb[:, None] * 127).astype(np.int8)
+        out[k[: -len(".weight")] + ".SCB"] = scb
+        out[k[: -len(".weight")] + ".weight_format"] = np.array([0], dtype=np.uint8)
+    return out
+
+
+def bnb4(a: Arrays, block: int = 64, nested: bool = False) -> dict[str, np.ndarray]:
+    dynamic = np.linspace(-1.0, 1.0, 256).astype(np.float32)  # a 256-code map for the absmax values
+    out: dict[str, np.ndarray] = {}
+    for k, v in a.items():
+        if not any(f"{m}.weight" in k for m in LINEAR):
+            out[k] = v.astype(np.float16)
+            continue
+        flat = v.reshape(-1)
+        b = flat.reshape(-1, block)
+        amax = np.abs(b).max(axis=1).astype(np.float32)
+        codes = np.abs((b / amax[:, None])[:, :, None] - NF4[None, None, :]).argmin(axis=2).astype(np.uint8).reshape(-1)
+        out[k] = ((codes[0::2] << 4) | codes[1::2]).reshape(-1, 1)  # the first code in the high half
+        state: dict[str, object] = {"quant_type": "nf4", "blocksize": block, "dtype": "bfloat16",
+                                    "shape": list(v.shape)}
+        out[f"{k}.quant_map"] = NF4.copy()
+        if nested:
+            offset = float(amax.mean())
+            centred = (amax - offset).reshape(-1, 2)  # nested blocks of 2 absmax values
+            nmax = np.abs(centred).max(axis=1).astype(np.float32)
+            idx = np.abs((centred / nmax[:, None])[:, :, None] - dynamic).argmin(axis=2).astype(np.uint8)
+            out[f"{k}.absmax"] = idx.reshape(-1)
+            out[f"{k}.nested_absmax"] = nmax
+            out[f"{k}.nested_quant_map"] = dynamic
+            state |= {"nested_blocksize": 2, "nested_dtype": "float32", "nested_offset": offset}
+        else:
+            out[f"{k}.absmax"] = amax
+        out[f"{k}.quant_state.bitsandbytes__nf4"] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8).copy()
+    return out
+
+
+def _save(path: Path, tensors: dict[str, np.ndarray]) -> Path:
+    from safetensors.numpy import save_file
+
+    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path))
+    return path
+
+
+def _bank(world: dict[str, Arrays]) -> list[BankModel]:
+    return [BankModel("flagged", n, "checkpoint", fp(world[n])) for n in ("A", "B")]
+
+
+WRITERS = {
+    "GPTQ-4bit-g32": lambda a: gptq(a),
+    "GPTQ-4bit-g32 (act-order)": lambda a: gptq(a, act_order=True),
+    "GPTQ-8bit-g32": lambda a: gptq(a, bits=8),
+    "AWQ-4bit-g32": awq,
+    "bnb-int8": bnb8,
+    "bnb-nf4-b64": bnb4,
+    "bnb-nf4-b64 (double quantization)": lambda a: bnb4(a, nested=True),
+}
+
+
+@pytest.mark.parametrize("scheme", list(WRITERS))
+def test_a_quantized_copy_is_the_same_weights_and_an_unrelated_one_nothing(
+        tmp_path: Path, world: dict[str, Arrays], scheme: str) -> None:
+    bank = _bank(world)
+    f = fingerprint_file(_save(tmp_path / "a.safetensors", WRITERS[scheme](world["A"])))
+    qtype = scheme.split(" ")[0]
+    assert f.source.get("quantized", {}).get(qtype) == 7 * LLAMA["layers"], f.source
+    assert not any("non-float" in n for n in f.notes), f.notes  # every packed part was read
+    rep = answer(f, bank)
+    assert [s.entry for s in rep.same] == ["flagged/A"] and not rep.derived, rep.explanations()
+    assert f"quantized ({qtype})" in rep.same[0].explanation
+    rep = answer(fingerprint_file(_save(tmp_path / "u.safetensors", WRITERS[scheme](world["U"]))), bank)
+    assert not rep.found, rep.explanations()
+
+
+def test_a_quantized_fine_tune_stays_a_fine_tune(tmp_path: Path, world: dict[str, Arrays]) -> None:
+    rep = answer(fingerprint_file(_save(tmp_path / "ft.safetensors", gptq(world["A_ft5"], bits=8))), _bank(world))
+    assert [d.entry for d in rep.derived] == ["flagged/A"] and not rep.same, rep.explanations()
+    assert "GPTQ-8bit-g32 rounding" in rep.derived[0].explanation
+
+
+def test_parts_that_disagree_are_left_as_stored(tmp_path: Path, world: dict[str, Arrays]) -> None:
+    """A layer whose parts do not fit together (zero points for other groups, a g_idx
+    naming a group that has no scale, a 4-bit state declaring another shape) is not
+    dequantized by guesswork: not fingerprinted (or an error naming the tensor), never a
+    crash."""
+    t = gptq(world["A"])
+    key = "model.layers.0.self_attn.q_proj"
+    t[f"{key}.qzeros"] = t[f"{key}.qzeros"][:1]
+    f = fingerprint_file(_save(tmp_path / "bad-zeros.safetensors", t))
+    assert f.source["quantized"]["GPTQ-4bit-g32"] == 7 * LLAMA["layers"] - 1
+    t = gptq(world["A"])
+    t[f"{key}.g_idx"] = np.full_like(t[f"{key}.g_idx"], 99)
+    from assay.errors import DecodeError
+
+    with pytest.raises(DecodeError, match="g_idx"):
+        fingerprint_file(_save(tmp_path / "bad-gidx.safetensors", t))
+    t = bnb4(world["A"])
+    state = json.loads(bytes(t[f"{key}.weight.quant_state.bitsandbytes__nf4"]))
+    state["shape"] = [3, 3]
+    t[f"{key}.weight.quant_state.bitsandbytes__nf4"] = np.frombuffer(json.dumps(state).encode(), np.uint8).copy()
+    f = fingerprint_file(_save(tmp_path / "bad-state.safetensors", t))
+    assert f.source["quantized"]["bnb-nf4-b64"] == 7 * LLAMA["layers"] - 1

@@ -268,3 +268,31 @@ def test_a_zip_with_a_schema_json_among_other_files_is_no_skops_model(tmp_path: 
     from assay.models.formats import model_archive_kind
 
     assert model_archive_kind(p) is None
+
+
+# -- Git LFS pointers (ModelAudit's tests/utils/test_lfs.py) -------------------------------
+
+_LFS = (b"version https://git-lfs.github.com/spec/v1\n"
+        b"oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 12345\n")
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "pytorch_model.bin", "model.onnx", "m.gguf"])
+def test_git_lfs_pointer_is_named_as_such(tmp_path: Path, name: str) -> None:
+    # A repository cloned without LFS: model.safetensors read as a safetensors header
+    # 'length 2336927755350992246 exceeds 104857600 bytes'; pytorch_model.bin as 'not a
+    # pickle'; scan listed them as unknown files.
+    from assay.errors import UnsupportedFormat
+    from assay.sniff import sniff_path
+    from test_containers import _scan
+
+    p = tmp_path / name
+    p.write_bytes(_LFS)
+    assert sniff_path(p).format == "git-lfs-pointer"
+    with pytest.raises(UnsupportedFormat, match=r"a Git LFS pointer, not the model \(oid sha256:4d7a2146.*"
+                                                 r"size 12345 bytes\).*git lfs pull"):
+        open_model(p)
+    recs, _ = _scan([p])
+    assert [r.format for r in recs if r.path == str(p)] == ["git-lfs-pointer"]
+    # the same text inside a larger file is not a pointer
+    p.write_bytes(_LFS + b"x" * 2000)
+    assert sniff_path(p).format != "git-lfs-pointer"

@@ -42,7 +42,10 @@ _NETPBM = re.compile(rb"P[1-6](?:\s+(?:#[^\n]*\n\s*)*)[1-9]\d{0,8}(?:\s+(?:#[^\n
 @dataclass(frozen=True)
 class Sniffed:
     kind: str  # "image" | "model" | "archive" | "document" | "video" | "audio" | "other"
-    format: str  # "jpeg", "png", ..., "pdf", "mp4", "wav", "safetensors", "zip", "tar", "7z", "pickle", "gguf", "unknown"
+    format: str  # "jpeg", "png", ..., "pdf", "mp4", "wav", "safetensors", "zip", "tar", "7z", "pickle", "gguf", "git-lfs-pointer", "unknown"
+
+
+GIT_LFS_POINTER = b"version https://git-lfs.github.com/spec/v1\n"
 
 
 def sniff_bytes(head: bytes, size: int | None = None, *, pickles: bool = True) -> Sniffed:
@@ -107,6 +110,10 @@ def sniff_bytes(head: bytes, size: int | None = None, *, pickles: bool = True) -
         return Sniffed("document", "svg")
     if h[:4] == b"GGUF":
         return Sniffed("model", "gguf")
+    if h.startswith(GIT_LFS_POINTER) and (size is None or size < 1024):
+        # A model repository cloned without its LFS content: the file names the model
+        # (sha256 and size) but is not it (ModelAudit's LFS pointer cases).
+        return Sniffed("other", "git-lfs-pointer")
     if h[:4] == b"PK\x03\x04" or h[:4] == b"PK\x05\x06":
         # Zip: an archive, unless its members say it is a model (sniff_path looks).
         return Sniffed("archive", "zip")

@@ -328,6 +328,9 @@ def open_model(path: Path, *, limits: Limits = Limits()) -> ModelFile:  # noqa: 
     if size > limits.max_file_bytes:
         raise TooLarge(path, f"{size} bytes exceeds the limit of {limits.max_file_bytes}")
     fmt = sniffed.format
+    if fmt == "git-lfs-pointer":
+        raise UnsupportedFormat(path, f"a Git LFS pointer, not the model ({lfs_pointer(path)}): the "
+                                "repository was cloned without its LFS files; `git lfs pull` fetches them")
     if fmt == "safetensors" or (fmt == "unknown" and path.suffix.lower() == ".safetensors"):
         # A file named .safetensors that does not sniff as one still goes to the
         # reader so that the user learns exactly what is wrong with its header.
@@ -372,6 +375,18 @@ def open_model(path: Path, *, limits: Limits = Limits()) -> ModelFile:  # noqa: 
         raise UnsupportedFormat(path, f"not a model file but an archive or compressed stream ({fmt}): "
                                 "`assay scan` opens it and judges every model file and pickle in it")
     raise UnsupportedFormat(path, f"not a model file (content looks like {fmt})")
+
+
+def lfs_pointer(path: Path) -> str:
+    """What a Git LFS pointer file names: 'oid sha256:..., size N bytes' (as far as readable)."""
+    try:
+        text = path.read_bytes()[:1024].decode("utf-8", "replace")
+    except OSError:
+        return "unreadable"
+    fields = dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
+    oid = fields.get("oid", "?")[:80]
+    size = fields.get("size", "?")[:20]
+    return f"oid {oid}, size {size} bytes" if size.isdigit() else f"oid {oid}"
 
 
 MAX_ARCHIVE_NAMES = 200_000

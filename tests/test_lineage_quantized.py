@@ -208,3 +208,23 @@ def test_parts_that_disagree_are_left_as_stored(tmp_path: Path, world: dict[str,
     t[f"{key}.weight.quant_state.bitsandbytes__nf4"] = np.frombuffer(json.dumps(state).encode(), np.uint8).copy()
     f = fingerprint_file(_save(tmp_path / "bad-state.safetensors", t))
     assert f.source["quantized"]["bnb-nf4-b64"] == 7 * LLAMA["layers"] - 1
+
+
+@pytest.mark.parametrize("scheme", ["GPTQ-4bit-g32", "bnb-nf4-b64 (double quantization)"])
+def test_the_model_report_identifies_a_quantized_model(tmp_path: Path, world: dict[str, Arrays], scheme: str) -> None:
+    """`assay model` on a GPTQ Llama said "architecture: unknown (no known key layout
+    matched)": qweight/qzeros/scales are not a layer's names. The layers are identified
+    (and counted) by the float weights they stand for, and the report says they are packed."""
+    from typer.testing import CliRunner
+
+    from assay.cli import app
+
+    f = _save(tmp_path / "q.safetensors", WRITERS[scheme](world["A"]))
+    res = CliRunner().invoke(app, ["model", str(f), "--json"])
+    arch = json.loads(res.stdout)["arch"]
+    qtype = scheme.split(" ")[0]
+    assert (arch["family"], arch["variant"]) == ("llm", "llama")
+    assert arch["dtypes"][qtype] == 7 * LLAMA["layers"]
+    assert arch["total_params"] == sum(v.size for v in world["A"].values())
+    text = CliRunner().invoke(app, ["model", str(f)], env={"COLUMNS": "100"}).stdout
+    assert "llm (llama)" in text and f"stored quantized ({qtype})" in text

@@ -78,7 +78,15 @@ def _describe(path: Path, mf: ModelFile, progress: Callable[[int], None] | None)
     if mf.components and mf.format in ("diffusers", "peft"):
         arch = _identify_folder(mf, dangerous)
     else:
-        arch = identify(mf.tensors, mf.metadata, scalar=None if dangerous else _scalar_reader(mf))
+        from .formats.quantized import quantized_view
+
+        # layers a quantizer packed (GPTQ, AWQ, bitsandbytes) identified by the weights they stand for
+        tensors, packed = quantized_view(mf.tensors, mf.array)
+        arch = identify(tensors, mf.metadata, scalar=None if dangerous else _scalar_reader(mf))
+        if packed:
+            kinds = sorted({tensors[k].dtype for k in packed})
+            arch.reasons.append(f"{len(packed)} linear layers stored quantized ({', '.join(kinds)}): counted "
+                                "and compared as the float weights they stand for")
     metadata = parse_metadata(mf.metadata, mf.format)
     checks = check_embedded(mf.metadata, hashes) if hashes is not None else []
     return build_model_report(

@@ -64,6 +64,10 @@ class Limits:
     # first bytes of a file, at most this many cut out of one file.
     max_carve_bytes: int = 256 * 1024**2
     max_carved: int = 64
+    # Images rebuilt from a PDF's compressed streams (assay.containers.pdfimages): at most
+    # this many a document, and this much time spent on them (checked between images).
+    max_document_images: int = 2000
+    max_document_seconds: float = 120.0
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,8 @@ def archive_to_walk(path: Path, record: FileRecord, limits: Limits) -> str | Non
     own; "zip" for an image, document, video or audio file that ends with a zip archive
     (a polyglot: its members are scanned too, as ``photo.jpg!/member``); "carve" for a
     file that is none of these, a document or audio, and holds images as they are
-    (containers/carve.py: ``file!/carved@OFFSET.jpg``); "covers" for an MP4 or MOV with
+    (containers/carve.py: ``file!/carved@OFFSET.jpg``); "pdf" for a PDF (its JPEGs carved,
+    its other images rebuilt: containers/pdfimages.py); "covers" for an MP4 or MOV with
     cover art; None for any other file and any file that could not be read."""
     if any(e.stage == "read" for e in record.errors):
         return None
@@ -73,6 +74,8 @@ def archive_to_walk(path: Path, record: FileRecord, limits: Limits) -> str | Non
 
         if appended_zip(path, record.size):
             return "zip"
+    if record.kind == "document" and record.format == "pdf":
+        return "pdf"  # its images: cut out as they are (JPEG) or rebuilt (containers/pdfimages.py)
     if record.kind in CARVE_KINDS and record.format != "directory" and _embedded(path, limits)[0]:
         return "carve"  # searched again by the walk: only for the few files that hold images
     if record.kind == "video" and record.format in _COVERED and _embedded(path, limits, video=True)[0]:
@@ -148,6 +151,8 @@ def _members(path: Path, fmt: str, display: str, tmp: Path, budget: _Budget) -> 
         return libarchive_members(path, fmt, limits.max_archive_members)
     if fmt in ("carve", "covers"):
         return _carved(path, *_embedded(path, limits, video=fmt == "covers"), limits.max_carved)
+    if fmt == "pdf":
+        return _pdf(path, limits)
     raise ArchiveError(f"archive format {fmt!r} is not supported", code="unsupported-format")
 
 
@@ -155,6 +160,26 @@ def _carved(path: Path, found: list[tuple[int, int, str]], more: bool, most: int
     yield from carved_members(path, found)
     if more:
         raise ArchiveError(f"more than {most} embedded images; the rest not cut out", code="too-large")
+
+
+def _pdf(path: Path, limits: Limits) -> Iterator[Member]:
+    """A PDF's JPEGs cut out as they are (exact hashes hold), then its other images rebuilt
+    to pixels; a JPEG the carver found is not handed out again."""
+    import hashlib
+
+    from .pdfimages import pdf_image_members
+
+    found, more = _embedded(path, limits)
+    jpegs: set[str] = set()
+    with open(path, "rb") as f:
+        for offset, length, fmt in found:
+            if fmt == "jpeg":
+                f.seek(offset)
+                jpegs.add(hashlib.sha256(f.read(length)).hexdigest())
+    yield from carved_members(path, found)
+    yield from pdf_image_members(path, limits, jpegs)
+    if more:
+        raise ArchiveError(f"more than {limits.max_carved} embedded images; the rest not cut out", code="too-large")
 
 
 def _error(display: str, archive: str, code: str, message: str, size: int | None = None) -> FileRecord:
@@ -190,7 +215,7 @@ def _one(m: Member, archive: str, analyze: AnalyzeFile, budget: _Budget, tmp: Pa
                or _error(display, archive, "encrypted", message, m.size))
         return
     if m.problem:
-        yield _error(display, archive, "unsupported-format", m.problem, m.size)
+        yield _error(display, archive, m.problem_code, m.problem, m.size)
         return
     if m.size is not None and m.size > limits.max_file_bytes:
         yield _error(display, archive, "too-large",

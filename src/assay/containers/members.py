@@ -31,6 +31,7 @@ class Member:
     link_target: str | None = None
     hard_link: bool = False  # a tar hard link: its target is a member name, not a path from the link
     problem: str | None = None  # why the member cannot be read (e.g. unsupported method)
+    problem_code: str = "unsupported-format"  # the record's error code for ``problem``
     # The content as a stream, valid until the reader moves to the next member ...
     open: Callable[[], BinaryIO] | None = None
     # ... or already in a bounded temporary file that the walker may take over.

@@ -1,0 +1,466 @@
+"""The pictures a PDF holds compressed or encoded, rebuilt to pixels (pypdf) and scanned as members.
+
+A PDF's JPEG photos are stored as they are (DCTDecode streams): the carver (carve.py) cuts
+them out byte for byte, ``file.pdf!/carved@OFFSET.jpg``, and a copy of a known JPEG
+matches exactly. Every other image XObject is stored compressed or encoded: Flate (what
+most writers use for lossless pictures, img2pdf's PNGs with PNG predictors included),
+LZW, RunLength, ASCIIHex and ASCII85 chains, CCITT fax, JPEG 2000 (JPXDecode), with 1 to
+16 bits per component in grey, RGB, CMYK, ICC-based, calibrated, indexed, separation or
+DeviceN colour. pypdf reads the document (classic and PDF 1.5 cross-reference and object
+streams, an empty user password) and decodes each image; the pixels are scanned as a
+member named after where the picture is::
+
+    file.pdf!/page-3/Im1-obj12.png   shown on page 3 (counted from 1, as viewers count) under
+                                     the resource name /Im1; PDF object 12 (``mutool show
+                                     file.pdf 12``, ``qpdf --show-object=12``, the "object"
+                                     column of ``pdfimages -list``)
+    file.pdf!/obj-40.png             an image object no page shows (it is in the file)
+
+A PNG or TIFF of the decoded pixels is what is scanned: its PDQ is the picture's; its MD5
+and SHA-256 are of that rebuilt file, which exists nowhere else: they match nothing. A JPEG or JPEG 2000 inside other filters (Flate around a
+DCT stream, an encrypted PDF's JPEG) is handed over as its own bytes (``.jpg``, ``.jp2``):
+exact hashes hold. A plain DCT image the carver found is not reported twice.
+
+The PDF is hostile data: an image is decoded only when its declared size is within
+``Limits.max_pixels`` and the bytes its filters may produce are bounded by what that size
+needs (pypdf's own output limits set to it, a Flate bomb stops there); images whose
+filters pypdf undoes in Python loops (LZW, ASCII85, TIFF predictors, PNG predictors
+assay cannot hand to Pillow) at most ``_SLOW_BYTES`` each; at most
+``Limits.max_document_images`` images and ``Limits.max_document_seconds`` of work a
+document, and the inflated total under the archive ratio rule. A broken image is an
+error on its member's record; a broken document an error on the PDF's own record.
+Nothing pypdf logs or warns reaches the terminal. Not read: JBIG2 images (decoding
+needs an external program), inline images in content streams (``BI ... ID ... EI``),
+images in files attached to the PDF, documents that need a password.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import math
+import re
+import struct
+import time
+import warnings
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from ..config import Limits
+from .members import ArchiveError, Member
+
+# Bytes a picture decodes to through pypdf's loops written in Python (LZW ~0.5 MB/s: 4 MB ~ 9 s).
+_SLOW_BYTES = 4 * 1024**2
+_FORM_DEPTH = 8  # form XObjects inside form XObjects followed for page images
+_RESOURCE_STEPS = 200_000  # XObject entries looked at to tell which page shows an image
+_ENCODERS = {"/ASCIIHexDecode", "/AHx", "/ASCII85Decode", "/A85"}
+_SLOW = {"/LZWDecode", "/LZW", "/ASCII85Decode", "/A85"}
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+@contextmanager
+def quiet_pypdf() -> Iterator[None]:
+    """pypdf's log messages and warnings (and Pillow's, as pypdf calls it) kept off the
+    terminal: a malformed document is reported on its record, not in the scan's output."""
+    log = logging.getLogger("pypdf")
+    level = log.level
+    log.setLevel(logging.CRITICAL + 1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        log.setLevel(level)
+
+
+def _config(limit: int, pixels: int = 0) -> Any:
+    """pypdf's output limits (pypdf >= 6) set to ``limit`` bytes, and no external
+    decoder (jbig2dec) started for a file's data."""
+    try:
+        from pypdf import apply_configuration
+    except ImportError:  # pragma: no cover - older pypdf: assay's own checks only
+        return nullcontext()
+    limit = max(limit, 1 << 16)
+    return apply_configuration(
+        zlib_maximum_output_length=limit, lzw_maximum_output_length=limit,
+        run_length_maximum_output_length=limit, array_based_stream_maximum_output_length=limit,
+        image_maximum_buffer_size=max(limit, 8 * pixels), stream_decoding_work_maximum_length=4 * limit,
+        jbig2dec_binary=None, maximum_declared_stream_length=max(limit, 75_000_000))
+
+
+def _name(value: Any) -> str:
+    return str(value) if value is not None else ""
+
+
+def _filters(image: Any) -> list[str]:
+    f = image.get("/Filter")
+    f = f.get_object() if f is not None else None
+    if f is None:
+        return []
+    return [_name(x.get_object()) for x in f] if isinstance(f, list) else [_name(f)]
+
+
+def _parms(image: Any, i: int) -> dict:
+    p = image.get("/DecodeParms", image.get("/DP"))
+    p = p.get_object() if p is not None else None
+    if isinstance(p, list):
+        p = p[i].get_object() if i < len(p) else None
+    return p if isinstance(p, dict) else {}
+
+
+def _components(space: Any, depth: int = 0) -> int | None:
+    """Colour components of one sample of a colour space; None when unknown."""
+    space = space.get_object() if space is not None else None
+    if depth > 8 or space is None:
+        return None
+    if isinstance(space, list):
+        if not space:
+            return None
+        kind = _name(space[0].get_object())
+        if kind == "/ICCBased" and len(space) > 1:
+            n = space[1].get_object().get("/N")
+            return int(n) if isinstance(n, int) and 1 <= n <= 4 else None
+        if kind in ("/Indexed", "/I", "/Separation"):
+            return 1
+        if kind == "/DeviceN" and len(space) > 1 and isinstance(space[1].get_object(), list):
+            return len(space[1].get_object()) or None
+        return _components(space[0], depth + 1) if kind not in ("/CalRGB", "/CalGray", "/Lab") else (
+            1 if kind == "/CalGray" else 3)
+    return {"/DeviceGray": 1, "/G": 1, "/CalGray": 1, "/DeviceRGB": 3, "/RGB": 3, "/CalRGB": 3, "/Lab": 3,
+            "/DeviceCMYK": 4, "/CMYK": 4}.get(_name(space))
+
+
+def _int(image: Any, key: str, default: int | None = None) -> int | None:
+    v = image.get(key, default)
+    v = v.get_object() if hasattr(v, "get_object") else v
+    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _without(image: Any, drop: set[str], data: bytes, decoded: bool) -> Any:
+    """A copy of the image's stream without the keys in ``drop`` (its soft mask, its
+    filters once undone), holding ``data``: pypdf decodes that copy."""
+    from pypdf.generic import DecodedStreamObject, EncodedStreamObject, NameObject
+
+    copy = DecodedStreamObject() if decoded else EncodedStreamObject()
+    for k, v in image.items():
+        if k not in drop:
+            copy[NameObject(k)] = v
+    copy._data = data  # noqa: SLF001 - the stream's bytes; set_data would encode them again
+    return copy
+
+
+def _png(width: int, height: int, bpc: int, colors: int, idat: bytes) -> bytes | None:
+    """A PNG whose image data is a PDF Flate stream with PNG predictors (10-15): the same
+    bytes (a zlib stream of rows, each led by its filter type), so Pillow's C decoder
+    undoes the predictors instead of pypdf's Python loops (~1.4 s a megapixel)."""
+    kind = {1: 0, 2: 4, 3: 2, 4: 6}.get(colors)
+    if kind is None or bpc not in (1, 2, 4, 8, 16) or (bpc < 8 and colors != 1):
+        return None
+
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+
+    head = struct.pack(">IIBBBBB", width, height, bpc, kind, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", head) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def _unpredict(image: Any, width: int, height: int, bpc: int, colors: int) -> bytes | None:
+    """The samples of a Flate image with PNG predictors, undone by Pillow; None when the
+    stream does not fit what a PNG can say (pypdf then decodes it)."""
+    from PIL import Image
+
+    parms = _parms(image, 0)
+    if (_int(parms, "/Columns", 1) != width or _int(parms, "/Colors", 1) != colors
+            or _int(parms, "/BitsPerComponent", 8) != bpc):
+        return None
+    png = _png(width, height, bpc, colors, image._data)  # noqa: SLF001 - the stream's bytes as stored
+    if png is None:
+        return None
+    with Image.open(io.BytesIO(png)) as im:
+        im.load()
+        if bpc == 16 and colors == 1:  # I;16: the high byte of each sample
+            import numpy as np
+
+            return (np.asarray(im, dtype=np.uint16) >> 8).astype(np.uint8).tobytes()
+        mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[colors]
+        if bpc < 8:  # 2 and 4 bits: Pillow scales them to 8 (pypdf decodes those)
+            return im.tobytes("raw", "1") if bpc == 1 and im.mode == "1" else None
+        # 16-bit colour: Pillow keeps the high byte of each sample, 8 bits, as it shows such a PNG
+        return im.tobytes("raw", mode) if im.mode == mode else None
+
+
+def _direct(image: Any, samples: bytes, width: int, height: int) -> Any:
+    """The picture of 8-bit (or narrowed 16-bit) grey or RGB samples with no decode
+    array, made straight from them (most images: no detour through pypdf's PNG); None
+    for anything else (pypdf applies palettes, CMYK, low bit depths, decode arrays)."""
+    from PIL import Image
+
+    if image.get("/ImageMask") or image.get("/Decode") is not None:
+        return None
+    bpc = _int(image, "/BitsPerComponent", 8)
+    space = image.get("/ColorSpace")
+    space = space.get_object() if space is not None else None
+    kind = _name(space[0].get_object()) if isinstance(space, list) and space else _name(space)
+    if bpc not in (8, 16) or kind not in ("/DeviceRGB", "/RGB", "/CalRGB", "/DeviceGray", "/G", "/CalGray",
+                                          "/ICCBased"):
+        return None
+    n = _components(space)
+    mode = {1: "L", 3: "RGB"}.get(n or 0)
+    if mode is None or len(samples) < width * height * (n or 0):
+        return None
+    return Image.frombytes(mode, (width, height), samples[: width * height * (n or 0)])
+
+
+def _encoded(img: Any) -> tuple[bytes, str]:
+    """The pixels as a file to scan: PNG (TIFF for CMYK, which PNG cannot hold)."""
+    out = io.BytesIO()
+    if img.mode == "CMYK":
+        img.save(out, "TIFF")
+        return out.getvalue(), "tif"
+    if img.mode not in ("1", "L", "LA", "P", "RGB", "RGBA", "I;16", "I"):
+        img = img.convert("RGBA" if "A" in img.getbands() else "RGB")
+    img.save(out, "PNG", compress_level=1)
+    return out.getvalue(), "png"
+
+
+class _Walk:
+    """One document's images, one at a time, within its budgets."""
+
+    def __init__(self, path: Path, limits: Limits, carved_jpegs: set[str]) -> None:
+        self.path, self.limits, self.carved = path, limits, carved_jpegs
+        self.size = max(path.stat().st_size, 1)
+        self.inflated = 0
+        self.started = time.monotonic()
+
+    def members(self) -> Iterator[Member]:
+        """The members, each made with pypdf kept quiet (not while the caller analyses one)."""
+        from pypdf import PdfReader
+
+        with quiet_pypdf():
+            try:
+                reader = PdfReader(self.path, strict=False)
+                if reader.is_encrypted and not reader.decrypt(""):
+                    raise ArchiveError("encrypted PDF that needs a password: its images were not read",
+                                       code="encrypted")
+                shown = self._shown(reader)
+                numbers = self._image_numbers(reader)
+            except ArchiveError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - pypdf raises many kinds on malformed files
+                raise ArchiveError(f"unreadable PDF ({type(exc).__name__}: {str(exc)[:200]}); "
+                                   "its images were not read") from None
+        images = [n for n in numbers if n[0] not in self.masks]
+        for i, (num, gen) in enumerate(images):
+            if i >= self.limits.max_document_images:
+                raise ArchiveError(f"more than {self.limits.max_document_images} images; the rest not read",
+                                   code="too-large")
+            if time.monotonic() - self.started > self.limits.max_document_seconds:
+                raise ArchiveError(f"images still unread after {self.limits.max_document_seconds} s; "
+                                   "the rest not read", code="too-large")
+            where = shown.get(num)
+            base = f"page-{where[0]}/{where[1]}-obj{num}" if where else f"obj-{num}"
+            with quiet_pypdf():
+                member = self._member(reader, num, gen, base)
+            if member is not None:
+                yield member
+        if self.broken:
+            raise ArchiveError(f"{len(self.broken)} objects unreadable (first: {self.broken[0]}); any image among "
+                               "them was not read", code="decode-error")
+
+    def _image_numbers(self, reader: Any) -> list[tuple[int, int]]:
+        """(number, generation) of every image XObject in the file, and the soft masks
+        and masks they name (transparency, not pictures of their own) in ``self.masks``."""
+        from pypdf.generic import IndirectObject, StreamObject
+
+        found: list[tuple[int, int]] = []
+        self.masks: set[int] = set()
+        self.broken: list[str] = []
+        # Streams are never inside object streams (PDF 32000 7.5.7): the objects stored
+        # on their own are where images are. Numbers in file order, newest version.
+        entries = sorted((num, gen) for gen, table in reader.xref.items() for num in table)
+        for num, gen in entries:
+            if time.monotonic() - self.started > self.limits.max_document_seconds:
+                raise ArchiveError(f"objects still unread after {self.limits.max_document_seconds} s; "
+                                   "the rest not looked at", code="too-large")
+            try:
+                obj = IndirectObject(num, gen, reader).get_object()
+            except Exception as exc:  # noqa: BLE001 - one broken object: the others are still read
+                self.broken.append(f"object {num}: {type(exc).__name__}: {str(exc)[:100]}")
+                continue
+            if not isinstance(obj, StreamObject) or obj.get("/Subtype") != "/Image":
+                continue
+            found.append((num, gen))
+            for key in ("/SMask", "/Mask"):
+                ref = obj.get(key)
+                if isinstance(ref, IndirectObject):
+                    self.masks.add(ref.idnum)
+        return found
+
+    def _shown(self, reader: Any) -> dict[int, tuple[int, str]]:
+        """Object number -> (page, resource name) of the first page that shows the image
+        (directly or through form XObjects)."""
+        from pypdf.generic import IndirectObject
+
+        shown: dict[int, tuple[int, str]] = {}
+        steps = [0]
+
+        def visit(resources: Any, page: int, depth: int, seen: set[int]) -> None:
+            xobjects = resources.get_object().get("/XObject") if resources is not None else None
+            xobjects = xobjects.get_object() if xobjects is not None else None
+            if not isinstance(xobjects, dict):
+                return
+            for key, ref in xobjects.items():
+                steps[0] += 1
+                if steps[0] > _RESOURCE_STEPS or not isinstance(ref, IndirectObject) or ref.idnum in seen:
+                    continue
+                obj = ref.get_object()
+                kind = obj.get("/Subtype") if isinstance(obj, dict) else None
+                if kind == "/Image":
+                    name = _SAFE_NAME.sub("_", str(key).lstrip("/"))[:40] or "image"
+                    shown.setdefault(ref.idnum, (page, name))
+                elif kind == "/Form" and depth < _FORM_DEPTH:
+                    visit(obj.get("/Resources"), page, depth + 1, seen | {ref.idnum})
+
+        try:
+            for i, page in enumerate(reader.pages, 1):
+                if steps[0] > _RESOURCE_STEPS or time.monotonic() - self.started > self.limits.max_document_seconds:
+                    break
+                try:
+                    visit(page.get("/Resources"), i, 0, set())
+                except Exception:  # noqa: BLE001, S112 - one broken page: its images are still found, unnamed
+                    continue
+        except Exception:  # noqa: BLE001 - a broken page tree: images are found by object number
+            pass
+        return shown
+
+    def _member(self, reader: Any, num: int, gen: int, base: str) -> Member | None:
+        from pypdf.generic import IndirectObject
+
+        def problem(code: str, why: str, ext: str = "png") -> Member:
+            return Member(name=f"{base}.{ext}", problem=why, problem_code=code, independent=True)
+
+        try:
+            image = IndirectObject(num, gen, reader).get_object()
+            filters = _filters(image)
+            width, height = _int(image, "/Width"), _int(image, "/Height")
+            if not width or not height or width < 0 or height < 0:
+                return problem("decode-error", f"image declares no usable size ({width}x{height})")
+            if width * height > self.limits.max_pixels:
+                return problem("too-large", f"image declares {width}x{height} pixels, over the limit of "
+                                            f"{self.limits.max_pixels}; not decoded")
+            last = filters[-1] if filters else ""
+            if last in ("/DCTDecode", "/DCT", "/JPXDecode"):
+                return self._coded(image, filters, base, width, height)
+            if last in ("/JBIG2Decode",):
+                return problem("unsupported-format", "JBIG2 image: not decoded (that needs an external program)")
+            return self._pixels(image, filters, base, width, height)
+        except ArchiveError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - pypdf, Pillow and zlib raise many kinds on a broken image
+            return problem("decode-error", f"image not decoded ({type(exc).__name__}: {str(exc)[:200]})")
+
+    def _budget(self, n: int) -> None:
+        """Count ``n`` more inflated bytes against the document's ratio rule."""
+        self.inflated += n
+        lim = self.limits
+        if self.inflated > lim.max_ratio_floor and self.inflated > lim.max_compression_ratio * self.size:
+            raise ArchiveError(f"images would inflate to over {self.inflated} bytes from a {self.size}-byte PDF "
+                               f"(ratio over {lim.max_compression_ratio}:1): a compression bomb; the rest not read",
+                               code="archive-bomb")
+
+    def _coded(self, image: Any, filters: list[str], base: str, width: int, height: int) -> Member | None:
+        """A JPEG or JPEG 2000 image: its own bytes (inside any other filters)."""
+        jpeg = filters[-1] != "/JPXDecode"
+        if len(filters) == 1:
+            data = image._data  # noqa: SLF001 - the bytes as stored (decrypted)
+            if jpeg and self._carved(data):
+                return None  # cut out as it is by the carver: carved@OFFSET.jpg
+        else:
+            limit = min(self.limits.max_image_bytes, max(8 * len(image._data), 1 << 20))  # noqa: SLF001
+            with _config(limit):
+                data = image.get_data()
+        if len(data) > self.limits.max_image_bytes:
+            return Member(name=f"{base}.jpg", problem="image over the image size limit; not read",
+                          problem_code="too-large", independent=True)
+        ext = "jpg" if jpeg else "jp2"
+        return Member(name=f"{base}.{ext}", size=len(data), open=lambda d=data: io.BytesIO(d),  # type: ignore[misc]
+                      independent=True)
+
+    def _carved(self, data: bytes) -> bool:
+        """Whether the carver cut these JPEG bytes out already (it stops at the JPEG's end
+        marker; a stream may run on past it)."""
+        end = data.rfind(b"\xff\xd9")
+        for n in {end + 2, len(data)}:
+            if n > 2 and hashlib.sha256(data[:n]).hexdigest() in self.carved:
+                return True
+        return False
+
+    def _samples(self, image: Any, filters: list[str], width: int, height: int, bpc: int, colors: int | None,
+                 expected: int) -> bytes | str:
+        """The image's samples, every filter undone (16 bits narrowed to their high byte),
+        or why they were not decoded."""
+        parms = _parms(image, len(filters) - 1) if filters else {}
+        predictor = _int(parms, "/Predictor", 1) or 1
+        if filters == ["/FlateDecode"] and predictor >= 10 and colors and not image.get("/ImageMask"):
+            samples = _unpredict(image, width, height, bpc, colors)
+            if samples is not None:
+                return samples  # already 8 bits when 16
+        slow = bool(set(filters) & _SLOW) or predictor != 1
+        if slow and expected > _SLOW_BYTES:
+            return (f"{'/'.join(f.lstrip('/') for f in filters)} image of {width}x{height}: over the "
+                    f"{_SLOW_BYTES} bytes assay decodes with these filters; not decoded")
+        with _config(expected + 4096, width * height):
+            samples = image.get_data()
+        return samples[0::2] if bpc == 16 else samples
+
+    def _pixels(self, image: Any, filters: list[str], base: str, width: int, height: int) -> Member:
+        bpc = 1 if image.get("/ImageMask") else (_int(image, "/BitsPerComponent", 8) or 8)
+        colors = 1 if image.get("/ImageMask") else _components(image.get("/ColorSpace"))
+        if bpc not in (1, 2, 4, 8, 16):
+            raise ValueError(f"{bpc} bits per component")
+        expected = height * (math.ceil(width * (colors or 4) * bpc / 8) + 1)
+        if expected > self.limits.max_image_bytes:
+            return Member(name=f"{base}.png", problem=f"image of {width}x{height} would decode to over "
+                          f"{self.limits.max_image_bytes} bytes; not decoded", problem_code="too-large", independent=True)
+        self._budget(expected)
+        drop = {"/SMask", "/Mask", "/SMaskInData"}  # transparency: the picture is its colour samples
+        img = None
+        if filters and filters[-1] in ("/CCITTFaxDecode", "/CCF"):  # pypdf wraps fax data in a TIFF for Pillow
+            source = _without(image, drop, image._data, decoded=False)  # noqa: SLF001
+        else:
+            samples = self._samples(image, filters, width, height, bpc, colors, expected)
+            if isinstance(samples, str):
+                return Member(name=f"{base}.png", problem=samples, problem_code="too-large", independent=True)
+            img = _direct(image, samples, width, height)
+            # Else handed back to pypdf as Flate data: the path of its image code that
+            # applies every colour space (its unfiltered or ASCIIHex indexed images come out black)
+            source = _without(image, drop | {"/Filter", "/DecodeParms", "/DP"}, b"", decoded=False)
+            if img is None:
+                from pypdf.generic import NameObject, NumberObject
+
+                source._data = zlib.compress(samples, 1)  # noqa: SLF001
+                source[NameObject("/Filter")] = NameObject("/FlateDecode")
+                if bpc == 16:
+                    source[NameObject("/BitsPerComponent")] = NumberObject(8)
+        if img is None:
+            with _config(expected + 4096, width * height):
+                try:
+                    img = source.decode_as_image({"compress_level": 1})  # what pypdf saves and opens again
+                except TypeError:  # pragma: no cover - pypdf < 5: no parameters
+                    img = source.decode_as_image()
+            if img is None:
+                raise ValueError("pypdf found no image in it")
+        data, ext = _encoded(img)
+        return Member(name=f"{base}.{ext}", size=len(data), open=lambda d=data: io.BytesIO(d),  # type: ignore[misc]
+                      independent=True)
+
+
+def pdf_image_members(path: Path, limits: Limits, carved_jpegs: set[str]) -> Iterator[Member]:
+    """Members for the images of the PDF at ``path`` that the carver did not cut out as
+    they are (``carved_jpegs``: SHA-256 of the JPEGs it did). Raises ArchiveError when the
+    document cannot be read (any further); members already handed out keep their records."""
+    yield from _Walk(path, limits, carved_jpegs).members()

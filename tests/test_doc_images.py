@@ -189,6 +189,23 @@ def test_page_names_forms_and_images_no_page_shows(tmp_path: Path) -> None:
     assert [m.name for m in _members(tmp_path / "d.pdf")] == ["page-1/Logo-obj5.png", "page-2/Pic-obj7.png", "obj-8.png"]
 
 
+@pytest.mark.parametrize("objstm", [False, True], ids=["xref-table", "object-streams"])
+def test_image_dictionaries_written_to_hide_from_a_byte_search_are_read(tmp_path: Path, objstm: bool) -> None:
+    """Text-only documents are not handed to pypdf (a search of the raw bytes for an image
+    dictionary decides): names written with #xx escapes, or a /Subtype given by reference
+    to a name in an object stream, must not slip past that search."""
+    data = zlib.compress(_picture().tobytes())
+    escaped = image_dict(_SIZE, b"/DeviceRGB", 8, b"/FlateDecode").replace(b"/Subtype /Image", b"/Sub#74ype /#49m#61g#65")
+    by_ref = image_dict(_SIZE, b"/DeviceRGB", 8, b"/FlateDecode").replace(b"/Subtype /Image", b"/Subtype 5 0 R")
+    for name, image, extra in (("escaped", escaped, ()), ("by-ref", by_ref, ((b"/Image", None),))):
+        path = tmp_path / f"{name}.pdf"
+        path.write_bytes(one_page(image, data, extra, objstm=objstm))
+        assert b"/Image" not in path.read_bytes() or objstm is False
+        got = _members(path)
+        assert [(m.name, m.problem) for m in got] == [("page-1/Im1-obj4.png", None)], name
+        assert _bits(_pdq(got[0].open().read()), _pdq(_picture())) == 0  # type: ignore[union-attr]
+
+
 def test_banked_pictures_in_pdfs_are_found_by_a_scan(banked: tuple[str, dict[str, bytes]], tmp_path: Path) -> None:  # noqa: F811
     """A known picture put in a PDF by img2pdf (PNG predictors, a soft mask), by Pillow,
     in an object-stream PDF, on a second page inside a form: each is found by PDQ, under
@@ -262,7 +279,7 @@ def _hostile() -> dict[str, bytes]:
         "truncated": good[: len(good) // 2],
         "deep-nesting": deep,
         "form-loop": loop,
-        "not-a-pdf": b"%PDF-1.7\n" + bytes(range(256)) * 40,
+        "not-a-pdf": b"%PDF-1.7\n<< /Subtype /Image >>\n" + bytes(range(256)) * 40,
         "needs-password": b"",  # written by the test (pypdf's writer)
     }
 

@@ -242,6 +242,7 @@ def test_banked_pictures_in_pdfs_are_found_by_a_scan(banked: tuple[str, dict[str
     assert {m["signal_type"] for m in recs[carved]["matches"]} >= {"md5", "pdq"}
     assert [p for p in recs if p.startswith("unrelated.pdf!/")] == ["unrelated.pdf!/page-1/Im1-obj4.png"]
     assert not _matched(recs["unrelated.pdf!/page-1/Im1-obj4.png"])
+    assert "│ files         │ 10 files: 5 images, 5 documents" in out  # was "5 document"
     for holder in ("img2pdf.pdf", "objstm.pdf", "pillow.pdf", "unrelated.pdf"):
         assert recs[holder]["kind"] == "document" and not recs[holder].get("errors")
 

@@ -258,7 +258,8 @@ def with_cameras(settings: ScanSettings, store: Any, url: str) -> ScanSettings:
 
 
 _KIND_NAMES = {"image": ("image", "images"), "model": ("model file", "model files"),
-               "archive": ("archive", "archives"), "link": ("link", "links"),
+               "document": ("document", "documents"), "video": ("video", "videos"),
+               "audio": ("audio file", "audio files"), "archive": ("archive", "archives"), "link": ("link", "links"),
                "other": ("other file", "other files"), "error": ("unreadable", "unreadable")}
 
 

@@ -302,7 +302,10 @@ def test_carving_stops_at_its_limit_with_an_error_on_the_holder(tmp_path: Path) 
 _STARTS = [b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", b"\xff\xd8\xff\xdb\x00\x43", b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR",
            b"GIF89a\x10\x00\x10\x00\x80\x00\x00", b"RIFF\x40\x00\x00\x00WEBPVP8 ", b"\xff\xda\x00\x08", b"\xff\xd9",
            b"\x2c\x00\x00\x00\x00\x10\x00\x10\x00\x00\x08", b"\x21\xf9\x04", b"\x3b", b"IEND",
-           b"data:image/png;base64,iVBORw0KGgoAAAANSUhEUg", b";base64,/9j/4AAQSkZJRg", b"\n", b"'"]
+           b"data:image/png;base64,iVBORw0KGgoAAAANSUhEUg", b";base64,/9j/4AAQSkZJRg", b"\n", b"'",
+           b"Content-Transfer-Encoding: quoted-printable\n\n=89PNG=0D=0A=1A=0A=00=00=00=0DIHDR=", b"=\n", b"\r\n",
+           b"\nbegin 644 a.png\n0B5!.1PT*&@H````-24A$4@``\n", b"`\nend\n",
+           b"{\\pict\\pngblip{\\*\\blipuid 00}89504e470d0a1a0a0000000d49484452", b"{", b"}", b"\\bin4 "]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -317,7 +320,7 @@ def test_fuzzed_carving_never_raises_and_stays_in_the_file(parts: list[bytes], m
     end = 1
     for at, length, fmt in found:
         assert at >= end and length > 0 and at + length <= len(data)
-        assert fmt in ("jpeg", "png", "gif", "webp") or fmt.startswith("base64:")
+        assert fmt in ("jpeg", "png", "gif", "webp") or fmt.split(":")[0] in ("base64", "qp", "uu", "hex")
         end = at + length
 
 

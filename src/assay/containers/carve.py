@@ -1,4 +1,4 @@
-"""Images inside other data, found at their signatures and cut out whole (carving).
+r"""Images inside other data, found at their signatures and cut out whole (carving).
 
 A known picture behind junk, a program or a text is a file no magic number at its start
 names ("other"): before, nothing in it was looked at. A PDF holds its JPEG photos as
@@ -11,13 +11,16 @@ analysed as a member ``file!/carved@OFFSET.jpg``, with the archive walker's limi
 exact hashes of a cut-out image are those of the embedded file, so a copy of a known
 file behind other data matches exactly, not only by PDQ.
 
-Pictures in base64 (data URIs, ``data:image/png;base64,...`` in an SVG, a web page,
-JSON; e-mail attachments, MIME parts in base64) are decoded as they are read and analysed
-as ``file!/data@OFFSET.png``.
+Pictures in text are decoded as they are read and analysed as ``file!/data@OFFSET.png``
+(OFFSET: where the encoded text starts): base64 (data URIs, ``data:image/png;base64,...``
+in an SVG, a web page, JSON; e-mail attachments, MIME parts in base64), e-mail parts in
+quoted-printable, uuencoded files (``begin 644 name``, in old mail and news), and an RTF
+document's pictures (``{\pict ... hex}``: Word's and WordPad's PNG and JPEG blips). The
+decoded bytes are the embedded file's: exact hashes hold.
 
-Not found this way: images stored compressed or encoded otherwise inside their holder (a
-PDF's Flate images, quoted-printable or uuencoded mail), formats whose signature is too
-weak to search for (BMP, TIFF), and anything past ``max_carve_bytes``.
+A PDF's other images (Flate and the rest) are rebuilt to pixels by pdfimages.py. Not found
+this way: formats whose signature is too weak to search for (BMP, TIFF), RTF metafiles and
+bitmaps, and anything past ``max_carve_bytes``.
 """
 
 from __future__ import annotations
@@ -81,9 +84,11 @@ def find_images(f: BinaryIO, size: int, window: int, max_found: int, max_image: 
 
 
 # "base64" (any case but its first letter's, which is looked at where found): a data URI's
-# ";base64," or an e-mail part's "Content-Transfer-Encoding: base64"
+# ";base64," or an e-mail part's "Content-Transfer-Encoding: base64"; the same for
+# "quoted-printable"; a uuencoded file's "begin 644 name" line; an RTF picture's "\pict"
 _SIGNATURES = ((_JPEG, "jpeg", 0), (_PNG, "png", 0), (_GIF, "gif", 0), (_WEBP, "webp", 8),
-               (b"ase64", "b64", 1), (b"ASE64", "b64", 1))
+               (b"ase64", "b64", 1), (b"ASE64", "b64", 1), (b"uoted-printable", "qp", 1),
+               (b"UOTED-PRINTABLE", "qp", 1), (b"\nbegin ", "uu", -1), (b"\\pict", "pict", 0))
 
 
 def _hits(block: bytes, base: int, limit: int) -> Iterator[tuple[int, str]]:
@@ -105,16 +110,29 @@ def _read(f: BinaryIO, at: int, n: int) -> bytes:
 
 def _extent(f: BinaryIO, at: int, size: int, fmt: str, max_image: int) -> tuple[int, int, str] | None:
     """(where the image found at ``at`` starts, how many bytes it takes, its format), or
-    None when it is not one; for base64 the format is "base64:" and the image's."""
+    None when it is not one; for an image in text, the format is the encoding's ("base64",
+    "qp", "uu", "hex"), a colon and the image's."""
+    if fmt == "qp":  # at: the "q" of "quoted-printable"
+        before = _read(f, max(0, at - 96), min(at, 96)).lower()
+        if not before.rstrip(b" \t").endswith(b"content-transfer-encoding:"):
+            return None
+        body = _part_body(f, at + 16)
+        return None if body is None else _qp_run(f, body, size, max_image)
+    if fmt == "uu":  # at: the "b" of "begin"
+        line = _read(f, at, 300).split(b"\n", 1)[0]
+        if not _UU_BEGIN.match(line):
+            return None
+        return _uu_run(f, at + len(line) + 1, size, max_image)
+    if fmt == "pict":
+        return _pict_run(f, at, size, max_image)
     if fmt == "b64":  # at: the "b" of "base64"
         before = _read(f, max(0, at - 96), min(at, 96)).lower()
         after = _read(f, at + 6, 1)
         if before.endswith(b";") and after == b"," and b"data:image/" in before:
             return _base64_run(f, at + 7, size, max_image)  # a data URI
         if before.rstrip(b" \t").endswith(b"content-transfer-encoding:"):
-            headers = _read(f, at + 6, 4096)  # the part's other headers, a blank line, its body
-            blank = min((i + len(sep) for sep in (b"\n\n", b"\n\r\n") if (i := headers.find(sep)) >= 0), default=-1)
-            return None if blank < 0 else _base64_run(f, at + 6 + blank, size, max_image)
+            body = _part_body(f, at + 6)
+            return None if body is None else _base64_run(f, body, size, max_image)
         return None
     if fmt == "jpeg":
         n = _jpeg_extent(f, at, size, max_image)
@@ -131,6 +149,150 @@ def _extent(f: BinaryIO, at: int, size: int, fmt: str, max_image: int) -> tuple[
     return None if n is None else (at, n, fmt)
 
 
+def _part_body(f: BinaryIO, at: int) -> int | None:
+    """Where a MIME part's body starts: after its other headers (from ``at``) and a blank line."""
+    headers = _read(f, at, 4096)
+    blank = min((i + len(sep) for sep in (b"\n\n", b"\n\r\n") if (i := headers.find(sep)) >= 0), default=-1)
+    return None if blank < 0 else at + blank
+
+
+def _image_format(decoded: bytes) -> str | None:
+    from ..sniff import sniff_bytes
+
+    found = sniff_bytes(decoded, pickles=False)
+    return found.format if found.kind == "image" else None
+
+
+def _lines_run(f: BinaryIO, at: int, size: int, cap: int, last: re.Pattern[bytes] | None,
+               stop: re.Pattern[bytes] | None) -> int:
+    """The length of the run of lines from ``at``: up to and including the first line
+    that matches ``last``, or up to the first that matches ``stop``, within ``cap`` bytes."""
+    f.seek(at)
+    pos, end = at, min(size, at + cap)
+    while pos < end:
+        line = f.readline(min(end - pos, 1 << 20))
+        if not line:
+            break
+        bare = line.rstrip(b"\n")
+        if stop is not None and stop.match(bare):
+            break
+        pos += len(line)
+        if last is not None and last.match(bare):
+            break
+    return min(pos, end) - at
+
+
+_NOT_SOFT = re.compile(rb"(?!.*=\r?$)")
+
+
+def _qp_run(f: BinaryIO, at: int, size: int, max_image: int) -> tuple[int, int, str] | None:
+    """A quoted-printable part from ``at``: binary data has its line breaks encoded, so
+    every line ends with a soft break (=) but its last."""
+    fmt = _image_format(binascii.a2b_qp(_read(f, at, 512)))
+    if fmt is None:
+        return None
+    n = _lines_run(f, at, size, max_image * 3 + 4, _NOT_SOFT, None)
+    tail = _read(f, at + max(n - 2, 0), min(n, 2))
+    n -= 2 if tail == b"\r\n" else 1 if tail.endswith(b"\n") else 0  # the part's line break, not data
+    return at, n, f"qp:{fmt}"
+
+
+_UU_BEGIN = re.compile(rb"begin(?:-base64)? [0-7]{3,4} \S")
+_UU_END = re.compile(rb"(?:[` ]\r?)?$|end\r?$")
+
+
+def _uu_run(f: BinaryIO, at: int, size: int, max_image: int) -> tuple[int, int, str] | None:
+    """A uuencoded file's lines from ``at`` (after its "begin" line) up to its empty line
+    (a grave accent or a space) or its "end"."""
+    head = _uu_decode(_read(f, at, 1024).split(b"\n")[:-1])
+    fmt = _image_format(head)
+    if fmt is None:
+        return None
+    return at, _lines_run(f, at, size, max_image * 3 // 2 + 4, None, _UU_END), f"uu:{fmt}"
+
+
+def _uu_decode(lines: list[bytes]) -> bytes:
+    out = []
+    for line in lines:
+        line = line.rstrip(b"\r")
+        if not line:
+            continue
+        try:
+            out.append(binascii.a2b_uu(line))
+        except binascii.Error:  # encoders that pad lines differently: the bytes the length names
+            n = (line[0] - 32) & 63
+            try:
+                out.append(binascii.a2b_uu(line[: 1 + (n + 2) // 3 * 4]))
+            except binascii.Error:
+                break  # not uuencoded (any more): the bytes before
+    return b"".join(out)
+
+
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+_RTF_SPACE = frozenset(b" \t\r\n")
+
+
+def _pict_run(f: BinaryIO, at: int, size: int, max_image: int) -> tuple[int, int, str] | None:
+    """An RTF picture (``{\\pict ... hex}``): past its control words and groups (blip
+    ids, properties) to its data in hex, as Word and WordPad write PNG and JPEG blips
+    (a metafile or a bitmap in \\bin form is not an image found here: the raw bytes are
+    the carver's)."""
+    head = _read(f, at, 64 * 1024)
+    if head[5:6].isalpha():
+        return None  # another control word
+    i, n = 5, len(head)
+    while i < n:
+        c = head[i]
+        if c == 0x7B:  # a group inside: skipped whole
+            depth = 0
+            while i < n:
+                depth += {0x7B: 1, 0x7D: -1}.get(head[i], 0)
+                i += 1
+                if depth == 0:
+                    break
+        elif c == 0x5C:  # a control word (letters, a number) or symbol
+            j = i + 1
+            while j < n and head[j:j + 1].isalpha():
+                j += 1
+            if head[i + 1:j] == b"bin":
+                return None
+            if j == i + 1:
+                j += 3 if head[j:j + 1] == b"'" else 1
+            while j < n and (head[j] in b"-0123456789"):
+                j += 1
+            i = j + (1 if j < n and head[j] == 0x20 else 0)
+        elif c in _RTF_SPACE:
+            i += 1
+        elif c in _HEX:
+            break
+        else:
+            return None
+    if i >= n:
+        return None
+    start = at + i
+    text = head[i:i + 1024].translate(None, _SPACE)
+    text = text[: len(text) - len(text) % 2]
+    m = _NOT_HEX.search(text)
+    try:
+        fmt = _image_format(binascii.unhexlify(text[: m.start() - m.start() % 2] if m else text))
+    except binascii.Error:
+        return None
+    if fmt is None:
+        return None
+    cap = min(size - start, max_image * 2 + 4 * 1024)
+    pos = start
+    while pos < start + cap:
+        chunk = _read(f, pos, min(_BLOCK, start + cap - pos))
+        if not chunk:
+            break
+        m = _NOT_HEX.search(chunk)
+        if m is not None:
+            return start, pos + m.start() - start, f"hex:{fmt}"
+        pos += len(chunk)
+    return start, pos - start, f"hex:{fmt}"
+
+
+_NOT_HEX = re.compile(rb"[^0-9A-Fa-f \t\r\n]")
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=\s]")
 _SPACE = b" \t\r\n\f\v"
 
@@ -290,24 +452,39 @@ _EXT = {"jpeg": "jpg", "tiff": "tif"}
 
 
 class _Decoded:
-    """A data URI's base64 (``length`` bytes at ``offset``) decoded as it is read, a piece
-    at a time: white space dropped, a last incomplete group left out (a cut URI still
-    gives the bytes before it)."""
+    """Text (``length`` bytes at ``offset``) decoded as it is read, a piece at a time:
+    base64 (a data URI's, a mail part's) and hex (an RTF picture's) with white space
+    dropped, quoted-printable and uuencoded mail a line at a time; a last incomplete
+    group or line left out (a cut URI still gives the bytes before it)."""
 
-    def __init__(self, path: Path, offset: int, length: int) -> None:
+    def __init__(self, path: Path, offset: int, length: int, encoding: str = "base64") -> None:
         self._text = _Slice(path, offset, length)
-        self._rest = b""  # characters of an incomplete group, for the next piece
+        self._encoding = encoding
+        self._rest = b""  # characters of an incomplete group or line, for the next piece
         self._out = b""
+
+    def _decode(self, piece: bytes) -> bytes:
+        if self._encoding in ("qp", "uu"):
+            text = self._rest + piece
+            cut = text.rfind(b"\n") + 1 if piece else len(text)
+            self._rest = text[cut:]
+            return binascii.a2b_qp(text[:cut]) if self._encoding == "qp" else _uu_decode(text[:cut].split(b"\n"))
+        text = self._rest + piece.translate(None, _SPACE)
+        group = 4 if self._encoding == "base64" else 2
+        cut = len(text) - len(text) % group
+        self._rest = text[cut:]
+        return binascii.a2b_base64(text[:cut]) if group == 4 else binascii.unhexlify(text[:cut])
 
     def read(self, n: int = -1) -> bytes:
         while n < 0 or len(self._out) < n:
             piece = self._text.read(1 << 20)
             if not piece:
+                if self._rest and self._encoding in ("qp", "uu"):
+                    self._out += self._decode(b"")  # the last line, with no line break after it
+                    self._rest = b""
+                    continue
                 break
-            text = self._rest + piece.translate(None, _SPACE)
-            cut = len(text) - len(text) % 4
-            self._rest = text[cut:]
-            self._out += binascii.a2b_base64(text[:cut])
+            self._out += self._decode(piece)
         if n < 0:
             n = len(self._out)
         data, self._out = self._out[:n], self._out[n:]
@@ -325,9 +502,10 @@ class _Decoded:
 
 def carved_members(path: Path, found: list[tuple[int, int, str]]) -> Iterator[Member]:
     for offset, length, fmt in found:
-        if fmt.startswith("base64:"):
-            image = fmt.split(":", 1)[1]
-            yield Member(name=f"data@{offset}.{_EXT.get(image, image)}", open=lambda o=offset, n=length: _Decoded(path, o, n),  # type: ignore[misc]
+        if ":" in fmt:  # text that decodes to an image: base64, hex, quoted-printable, uuencoded
+            encoding, image = fmt.split(":", 1)
+            yield Member(name=f"data@{offset}.{_EXT.get(image, image)}",
+                         open=lambda o=offset, n=length, e=encoding: _Decoded(path, o, n, e),  # type: ignore[misc]
                          independent=True)
             continue
 

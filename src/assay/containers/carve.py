@@ -98,7 +98,10 @@ def _hits(block: bytes, base: int, limit: int) -> Iterator[tuple[int, str]]:
         i = block.find(sig)
         while i >= 0:
             at = base + i - back
-            if 0 < at < limit and base <= at < base + _BLOCK:  # the overlap's hits are the next block's
+            # the overlap's hits are the next block's; a line that starts with "begin " in a
+            # text is no uuencoded file unless a mode follows (looked at here, not read again)
+            if (0 < at < limit and base <= at < base + _BLOCK
+                    and (fmt != "uu" or _uu_start(block, i + len(sig)))):
                 yield at, fmt
             i = block.find(sig, i + 1)
 
@@ -195,6 +198,18 @@ def _qp_run(f: BinaryIO, at: int, size: int, max_image: int) -> tuple[int, int, 
     tail = _read(f, at + max(n - 2, 0), min(n, 2))
     n -= 2 if tail == b"\r\n" else 1 if tail.endswith(b"\n") else 0  # the part's line break, not data
     return at, n, f"qp:{fmt}"
+
+
+_UU_START = re.compile(rb"[0-7]{3,4} [^\n]{1,255}\n([!-M])([ -`]*?)\r?\n")
+
+
+def _uu_start(block: bytes, i: int) -> bool:
+    """Whether the "begin " at ``i`` is followed by a mode, a name and a first line of
+    uuencoded data as long as its length character says (or the block ends first)."""
+    if len(block) - i < 400:
+        return True  # looked at whole by _extent
+    m = _UU_START.match(block, i)
+    return m is not None and len(m.group(2)) in range((m.group(1)[0] - 32 + 2) // 3 * 4, (m.group(1)[0] - 32 + 2) // 3 * 4 + 2)
 
 
 _UU_BEGIN = re.compile(rb"begin(?:-base64)? [0-7]{3,4} \S")

@@ -5,8 +5,9 @@ them out byte for byte, ``file.pdf!/carved@OFFSET.jpg``, and a copy of a known J
 matches exactly. Every other image XObject is stored compressed or encoded: Flate (what
 most writers use for lossless pictures, img2pdf's PNGs with PNG predictors included),
 LZW, RunLength, ASCIIHex and ASCII85 chains, CCITT fax, JPEG 2000 (JPXDecode), with 1 to
-16 bits per component in grey, RGB, CMYK, ICC-based, calibrated, indexed, separation or
-DeviceN colour. pypdf reads the document (classic and PDF 1.5 cross-reference and object
+16 bits per component in grey, RGB, CMYK, ICC-based, calibrated, indexed or DeviceN colour
+(a separation is read as ink coverage, as pypdf reads it, whatever its tint transform;
+CIE Lab is not converted right). pypdf reads the document (classic and PDF 1.5 cross-reference and object
 streams, an empty user password) and decodes each image; the pixels are scanned as a
 member named after where the picture is::
 

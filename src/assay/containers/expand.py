@@ -171,11 +171,18 @@ def _pdf(path: Path, limits: Limits) -> Iterator[Member]:
 
     found, more = _embedded(path, limits)
     jpegs: set[str] = set()
-    with open(path, "rb") as f:
-        for offset, length, fmt in found:
-            if fmt == "jpeg":
-                f.seek(offset)
-                jpegs.add(hashlib.sha256(f.read(length)).hexdigest())
+    try:
+        with open(path, "rb") as f:
+            for offset, length, fmt in found:
+                if fmt == "jpeg":
+                    f.seek(offset)
+                    h = hashlib.sha256()
+                    while length > 0 and (chunk := f.read(min(length, _CHUNK))):
+                        h.update(chunk)
+                        length -= len(chunk)
+                    jpegs.add(h.hexdigest())
+    except OSError as exc:
+        raise ArchiveError(f"cannot read: {exc.strerror or exc}", code="bad-input") from None
     yield from carved_members(path, found)
     yield from pdf_image_members(path, limits, jpegs)
     if more:

@@ -286,15 +286,22 @@ class _Walk:
 
     def __init__(self, path: Path, limits: Limits, carved_jpegs: set[str]) -> None:
         self.path, self.limits, self.carved = path, limits, carved_jpegs
-        self.size = max(path.stat().st_size, 1)
+        try:
+            self.size = max(path.stat().st_size, 1)
+        except OSError:
+            self.size = 1  # reported when it is read
         self.inflated = 0
         self.started = time.monotonic()
 
     def members(self) -> Iterator[Member]:
         """The members, each made with pypdf kept quiet (not while the caller analyses one)."""
-        if not _candidates(self.path, None):
-            return  # no image dictionary anywhere: pypdf is not needed (text-only documents)
-        with open(self.path, "rb") as f:  # read as needed: a document of scans is not held in memory
+        try:
+            if not _candidates(self.path, None):
+                return  # no image dictionary anywhere: pypdf is not needed (text-only documents)
+            f = open(self.path, "rb")  # noqa: SIM115 - read as needed: a document of scans is not held in memory
+        except OSError as exc:
+            raise ArchiveError(f"cannot read: {exc.strerror or exc}", code="bad-input") from None
+        with f:
             yield from self._members(f)
 
     def _members(self, f: Any) -> Iterator[Member]:

@@ -416,3 +416,20 @@ def test_pictures_in_quoted_printable_uuencoded_mail_and_rtf_are_found(
         assert f"match: {case}/{members[0]}" in out
     (other,) = [p for p in recs if p.startswith("other.rtf!/")]
     assert other.endswith(".jpg") and not _matched(recs[other])
+
+
+def test_a_plain_jpeg_is_cut_out_once_even_with_data_after_its_end(tmp_path: Path) -> None:
+    """A DCT stream that runs on past its JPEG's end marker (an appended second picture,
+    as phones write) is the carver's: cut out as it is (both pictures), not handed out a
+    second time by the PDF reader."""
+    from assay.containers.expand import _pdf
+
+    b = io.BytesIO()
+    _picture().save(b, "JPEG")
+    small = io.BytesIO()
+    pattern("rings", (32, 24)).save(small, "JPEG")
+    stream = b.getvalue() + small.getvalue()
+    (tmp_path / "d.pdf").write_bytes(one_page(image_dict(_SIZE, b"/DeviceRGB", 8, b"/DCTDecode"), stream))
+    names = [m.name for m in _pdf(tmp_path / "d.pdf", Limits())]
+    start = (tmp_path / "d.pdf").read_bytes().index(stream)
+    assert names == [f"carved@{start}.jpg", f"carved@{start + len(b.getvalue())}.jpg"]

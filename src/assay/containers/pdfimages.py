@@ -462,13 +462,12 @@ class _Walk:
                       independent=True)
 
     def _carved(self, data: bytes) -> bool:
-        """Whether the carver cut these JPEG bytes out already (it stops at the JPEG's end
-        marker; a stream may run on past it)."""
-        end = data.rfind(b"\xff\xd9")
-        for n in {end + 2, len(data)}:
-            if n > 2 and hashlib.sha256(data[:n]).hexdigest() in self.carved:
-                return True
-        return False
+        """Whether the carver cut these JPEG bytes out already: hashed as far as it cuts
+        (to the end marker after the first scan; a stream may run on past it)."""
+        from .carve import _jpeg_extent
+
+        n = _jpeg_extent(io.BytesIO(data), 0, len(data), len(data)) if data.startswith(b"\xff\xd8\xff") else None
+        return n is not None and hashlib.sha256(data[:n]).hexdigest() in self.carved
 
     def _samples(self, image: Any, filters: list[str], width: int, height: int, bpc: int, colors: int | None,
                  expected: int) -> bytes | str:

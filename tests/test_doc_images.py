@@ -433,3 +433,16 @@ def test_a_plain_jpeg_is_cut_out_once_even_with_data_after_its_end(tmp_path: Pat
     names = [m.name for m in _pdf(tmp_path / "d.pdf", Limits())]
     start = (tmp_path / "d.pdf").read_bytes().index(stream)
     assert names == [f"carved@{start}.jpg", f"carved@{start + len(b.getvalue())}.jpg"]
+
+
+def test_image_count_and_time_budgets_end_the_walk_with_an_error(tmp_path: Path) -> None:
+    img = image_dict((8, 8), b"/DeviceGray", 8, b"/FlateDecode")
+    objs = [(b"<< /Type /Catalog /Pages 2 0 R >>", None), (b"<< /Type /Pages /Kids [] /Count 0 >>", None),
+            *[(img, zlib.compress(bytes([i * 40]) * 64)) for i in range(5)]]
+    (tmp_path / "d.pdf").write_bytes(build(objs))
+    got: list[str] = []
+    with pytest.raises(ArchiveError, match="more than 3 images; the rest not read") as exc:
+        got.extend(m.name for m in pdf_image_members(tmp_path / "d.pdf", Limits(max_document_images=3), set()))
+    assert got == ["obj-3.png", "obj-4.png", "obj-5.png"] and exc.value.code == "too-large"
+    with pytest.raises(ArchiveError, match="still unread after 0.0 s"):
+        list(pdf_image_members(tmp_path / "d.pdf", Limits(max_document_seconds=0.0), set()))

@@ -206,11 +206,13 @@ def test_image_dictionaries_written_to_hide_from_a_byte_search_are_read(tmp_path
         assert _bits(_pdq(got[0].open().read()), _pdq(_picture())) == 0  # type: ignore[union-attr]
 
 
-def test_banked_pictures_in_pdfs_are_found_by_a_scan(banked: tuple[str, dict[str, bytes]], tmp_path: Path) -> None:  # noqa: F811
+def test_banked_pictures_in_documents_and_mail_are_found_by_a_scan(banked: tuple[str, dict[str, bytes]],  # noqa: F811
+                                                                  tmp_path: Path) -> None:
     """A known picture put in a PDF by img2pdf (PNG predictors, a soft mask), by Pillow,
-    in an object-stream PDF, on a second page inside a form: each is found by PDQ, under
-    a name that says where it is. A plain JPEG is still cut out as it is (exact hashes),
-    and reported once. An unrelated picture in a PDF matches nothing."""
+    in an object-stream PDF: each is found by PDQ, under a name that says where it is. A
+    plain JPEG is still cut out as it is (exact hashes), and reported once. An unrelated
+    picture in a PDF matches nothing. Pictures in quoted-printable or uuencoded mail and in
+    RTF are found too (_check_mail_and_rtf)."""
     db, data = banked
     case = tmp_path / "case"
     case.mkdir()
@@ -229,7 +231,9 @@ def test_banked_pictures_in_pdfs_are_found_by_a_scan(banked: tuple[str, dict[str
     other = Image.open(io.BytesIO(data["other"]))
     (case / "unrelated.pdf").write_bytes(one_page(image_dict(other.size, b"/DeviceRGB", 8, b"/FlateDecode"),
                                                   zlib.compress(other.tobytes())))
+    _write_mail_and_rtf(case, data)
     out, recs = _scan(db, case, tmp_path / "r.jsonl")
+    _check_mail_and_rtf(case, out, recs)
     for member, cid in (("img2pdf.pdf!/page-1/Im1-obj4.png", "pen"), ("objstm.pdf!/page-1/Im1-obj4.png", "bridge"),
                         ("pillow.pdf!/page-1/image-obj5.jp2", "pen")):
         rec = recs[member]
@@ -242,7 +246,7 @@ def test_banked_pictures_in_pdfs_are_found_by_a_scan(banked: tuple[str, dict[str
     assert {m["signal_type"] for m in recs[carved]["matches"]} >= {"md5", "pdq"}
     assert [p for p in recs if p.startswith("unrelated.pdf!/")] == ["unrelated.pdf!/page-1/Im1-obj4.png"]
     assert not _matched(recs["unrelated.pdf!/page-1/Im1-obj4.png"])
-    assert "│ files         │ 10 files: 5 images, 5 documents" in out  # was "5 document"
+    assert "│ files         │ 20 files: 10 images, 5 documents, 5 other files" in out  # was "5 document"
     for holder in ("img2pdf.pdf", "objstm.pdf", "pillow.pdf", "unrelated.pdf"):
         assert recs[holder]["kind"] == "document" and not recs[holder].get("errors")
 
@@ -383,16 +387,11 @@ def _rtf(png: bytes, blip: bytes = b"pngblip") -> bytes:
             + hexlines + b"}}{\\nonshppict{\\pict\\wmetafile8\\picw924\\pich735 010009000003}}\\par}\r\n")
 
 
-def test_pictures_in_quoted_printable_uuencoded_mail_and_rtf_are_found(
-        banked: tuple[str, dict[str, bytes]], tmp_path: Path) -> None:  # noqa: F811
+def _write_mail_and_rtf(case: Path, data: dict[str, bytes]) -> None:
     """A mail attachment in quoted-printable (CRLF or not), an uuencoded file in an mbox of
-    two messages, a picture in an RTF document (Word's hex blips): before, none was found
-    (only base64 was decoded). The decoded bytes are the file's own: exact hashes hold."""
+    two messages, a picture in an RTF document (Word's hex blips)."""
     from email.message import EmailMessage
 
-    db, data = banked
-    case = tmp_path / "case"
-    case.mkdir()
     mail = EmailMessage()
     mail["Subject"] = "holiday"
     mail.set_content("see attached")
@@ -406,7 +405,11 @@ def test_pictures_in_quoted_printable_uuencoded_mail_and_rtf_are_found(
     (case / "box.mbox").write_bytes(mbox)
     (case / "letter.rtf").write_bytes(_rtf(data["pen"]))
     (case / "other.rtf").write_bytes(_rtf(data["other"], b"jpegblip"))
-    out, recs = _scan(db, case, tmp_path / "r.jsonl")
+
+
+def _check_mail_and_rtf(case: Path, out: str, recs: dict[str, dict]) -> None:
+    """Before, none was found (only base64 was decoded). The decoded bytes are the file's
+    own: exact hashes hold."""
     for holder, cid, ext in (("qp.eml", "pen", "png"), ("qp-crlf.eml", "pen", "png"), ("box.mbox", "bridge", "jpg"),
                              ("letter.rtf", "pen", "png")):
         members = [p for p in recs if p.startswith(holder + "!/")]

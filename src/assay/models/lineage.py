@@ -51,6 +51,10 @@ __all__ = [
 
 SAME_TOL = 0.004  # relative sketch distance; bf16 rounding measures 0.0017, fp16 0.0002
 DERIVED_COS = 0.5  # unrelated random-init models: |cos| < 0.05 over a whole component
+# Unrelated sketches of n values have a cosine of about N(0, 1/n): over fewer values than
+# this DERIVED_COS is less than 8 standard deviations away (two 4x4 matrices: 1 unrelated
+# pair in 150 reached it), as for pairing by content (fingerprint.PAIR_MIN_ELEMENTS).
+DERIVED_MIN_ELEMENTS = 256
 REPLACED_COS = 0.3  # a component this far from the entry's was swapped, not tuned
 MERGE_MIN = 0.05  # smallest ratio reported as a merge ingredient
 MERGE_R2 = 0.9  # the merge must explain this share of the suspect's sketch energy
@@ -300,6 +304,7 @@ class _Stats:
     dd: float = 0.0
     n: int = 0
     worst: float = 0.0  # largest per-tensor relative distance
+    elements: int = 0  # sketch values compared
 
     @property
     def cosine(self) -> float:
@@ -317,6 +322,7 @@ def _compare(sf: FlatSketches, pl: _Placed) -> tuple[dict[str, _Stats], dict[str
     aa, bb, ab, dd = (_sums(sf, x) for x in (a * a, b * b, a * b, d * d))
     rel = np.sqrt(dd / np.where(bb > 0, bb, 1.0))
     rel[(bb == 0) & (dd > 0)] = np.inf
+    sizes = np.diff(sf.offsets)
     mats: dict[str, _Stats] = {}
     alls: dict[str, _Stats] = {}
     for c in np.unique(sf.group[pl.present]):
@@ -325,7 +331,7 @@ def _compare(sf: FlatSketches, pl: _Placed) -> tuple[dict[str, _Stats], dict[str
         for target, m in ((alls, sel), (mats, sel & sf.matrix)):
             if m.any():
                 target[name] = _Stats(float(aa[m].sum()), float(bb[m].sum()), float(ab[m].sum()),
-                                      float(dd[m].sum()), int(m.sum()), float(rel[m].max()))
+                                      float(dd[m].sum()), int(m.sum()), float(rel[m].max()), int(sizes[m].sum()))
     return mats, alls, pl.mismatched
 
 
@@ -450,6 +456,9 @@ def _renamed(suspect: Fingerprint, entries: Sequence[BankModel], report: Lineage
         report.not_comparable = [n for n in report.not_comparable if n.entry != e.label]
 
 
+# Units paired over all aligned matrices: tiny layers pair by chance (two unrelated
+# 2- or 6-unit MLPs: 5 of 2,000 pairs were "permuted copies"; none from 8 units a layer).
+SIG_MIN_UNITS = 64
 SIG_ALIGNED = 0.9  # share of the common matrices whose units must pair (signatures only)
 SIG_SAME_NORM = 1e-5  # relative tensor-norm difference of a permuted copy (float rounding ~1e-7)
 SIG_SAME_UNITS = 0.01  # paired unit features within 1% of the feature's range (fp16 storage ~1e-3)
@@ -477,6 +486,12 @@ def _permuted_from_signatures(suspect: Fingerprint, entries: Sequence[BankModel]
         al = align_signatures(suspect, e.fingerprint, e.label)
         if al.tried < 2 or al.aligned < SIG_ALIGNED * al.tried or not al.moved:
             continue  # unrelated, or in order already (then the sketches spoke for this entry)
+        units = sum(o.perm.size for o in (*al.rows.values(), *al.cols.values()))
+        if units < SIG_MIN_UNITS:
+            report.notes.append(f"{e.label}: its matrices' units pair with the suspect's, but {units} units "
+                                f"only (a few units pair by chance; at least {SIG_MIN_UNITS} are needed): "
+                                "not reported as a permuted copy")
+            continue
         perm = Permutation(al.moved, len(al.axes()), al.aligned, 0)
         what = al.describe()
         common = [n for n, t in e.fingerprint.tensors.items()
@@ -658,7 +673,14 @@ def _same_or_derived(
         total.aa += st.aa
         total.bb += st.bb
         total.ab += st.ab
+        total.elements += st.elements
     if not mats or total.cosine < DERIVED_COS:
+        return
+    if total.elements < DERIVED_MIN_ELEMENTS:
+        report.notes.append(
+            f"{e.label}: sketch cosine {total.cosine:.2f}, but over {total.elements} values only (matrices "
+            f"this small reach {DERIVED_COS} by chance; at least {DERIVED_MIN_ELEMENTS} are needed): not reported "
+            "as derived")
         return
     diffs: list[ComponentDiff] = []
     for c in order:

@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 
 from assay.models.fingerprint import fingerprint_file
-from assay.models.formats.quantized import NF4
+from assay.models.formats.quantized import NF4 as _NF4
 from assay.models.lineage import BankModel, answer
 from test_lineage_transformers import LLAMA, Arrays, fine_tune, fp, llama_specs, random_model
 
+NF4 = np.array(_NF4, dtype=np.float32)
 LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 

@@ -34,13 +34,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from . import TensorInfo
 
-Loader = Callable[[], np.ndarray]
-_AWQ_ORDER = np.array([0, 2, 4, 6, 1, 3, 5, 7])
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy is imported only where a quantized layer is found: `assay model` on a small
+# plain file starts without it (tests/test_cli_startup.py).
+Loader = Callable[[], Any]
+_AWQ_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)
+_QUANTIZED_PARTS = (".qweight", ".SCB", ".weight.absmax")
 _FLOATS = {"F16", "BF16", "F32"}
 _MAX_JSON = 1 << 16
 
@@ -51,7 +56,7 @@ def quantized_view(tensors: Mapping[str, TensorInfo], array: Callable[..., np.nd
     dtype names the scheme, loaders of those entries' float32 values). ``array(name,
     convert=...)`` reads a stored tensor (ModelFile.array). Unchanged when nothing is
     quantized."""
-    if not any(k.endswith((".qweight", ".SCB", ".weight.absmax")) for k in tensors):
+    if not any(k.endswith(_QUANTIZED_PARTS) for k in tensors):
         return dict(tensors), {}
     view = dict(tensors)
     loaders: dict[str, Loader] = {}
@@ -86,6 +91,8 @@ def _get(tensors: Mapping[str, TensorInfo], key: str, dtypes: set[str], ndim: in
 def _unpack(words: np.ndarray, bits: int, axis: int) -> np.ndarray:
     """uint8 codes of int32 ``words`` packed ``32 // bits`` a word, lowest first, along
     ``axis`` (0: rows, 1: columns) of the 2-D result."""
+    import numpy as np
+
     per = 32 // bits
     shifts = np.arange(per, dtype=np.uint32) * bits
     u = np.ascontiguousarray(words).view(np.uint32)
@@ -98,6 +105,8 @@ def _unpack(words: np.ndarray, bits: int, axis: int) -> np.ndarray:
 
 def _gptq_or_awq(p: str, tensors: Mapping[str, TensorInfo], array: Callable[..., np.ndarray]
                  ) -> tuple[TensorInfo, list[str], Loader] | None:
+    import numpy as np
+
     qw = _get(tensors, f"{p}.qweight", {"I32", "U32"}, 2)
     qz = _get(tensors, f"{p}.qzeros", {"I32", "U32"}, 2)
     sc = _get(tensors, f"{p}.scales", _FLOATS, 2)
@@ -141,7 +150,7 @@ def _gptq_or_awq(p: str, tensors: Mapping[str, TensorInfo], array: Callable[...,
             def cols(words: np.ndarray) -> np.ndarray:
                 packed = _unpack(words, 4, 1).reshape(words.shape[0], -1, 8)
                 ordered = np.empty_like(packed)
-                ordered[:, :, _AWQ_ORDER] = packed
+                ordered[:, :, list(_AWQ_ORDER)] = packed
                 return ordered.reshape(words.shape[0], -1)
 
             q = cols(array(qw.name)).astype(np.float32)  # [in, out]
@@ -156,6 +165,8 @@ def _gptq_or_awq(p: str, tensors: Mapping[str, TensorInfo], array: Callable[...,
 
 def _bnb_int8(p: str, tensors: Mapping[str, TensorInfo], array: Callable[..., np.ndarray]
               ) -> tuple[TensorInfo, list[str], Loader] | None:
+    import numpy as np
+
     w = _get(tensors, f"{p}.weight", {"I8"}, 2)
     scb = _get(tensors, f"{p}.SCB", {"F32", "F16", "BF16"}, 1)
     if w is None or scb is None or scb.shape != (w.shape[0],):
@@ -171,6 +182,8 @@ def _bnb_int8(p: str, tensors: Mapping[str, TensorInfo], array: Callable[..., np
 
 def _bnb_4bit(p: str, tensors: Mapping[str, TensorInfo], array: Callable[..., np.ndarray]
               ) -> tuple[TensorInfo, list[str], Loader] | None:
+    import numpy as np
+
     w = tensors.get(f"{p}.weight")
     qmap = _get(tensors, f"{p}.weight.quant_map", {"F32"}, 1)
     state = next((tensors[k] for k in (f"{p}.weight.quant_state.bitsandbytes__nf4",
@@ -222,16 +235,18 @@ def _bnb_4bit(p: str, tensors: Mapping[str, TensorInfo], array: Callable[..., np
 
 # -- the rounding each scheme causes (lineage's tolerance for "the same weights") ----------
 
-NF4 = np.array([-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
+NF4 = (-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
                 -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
                 0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941,
-                0.7229568362236023, 1.0], dtype=np.float32)
+                0.7229568362236023, 1.0)
 
 
 def rounding_error(qtype: str) -> float | None:
     """Relative RMS error that a scheme named as ``quantized_view`` names it gives on
     Gaussian weights, by round-to-nearest with its bits and group (GPTQ's own rounding
     is at most this), or None for a name of another kind."""
+    import numpy as np
+
     x = np.random.default_rng(0).standard_normal((64, 1024)).astype(np.float32)
     head, _, rest = qtype.partition("-")
     try:
@@ -250,7 +265,7 @@ def rounding_error(qtype: str) -> float | None:
             block = int(rest.split("-b")[1])
             b = x.reshape(-1, block)
             amax = np.abs(b).max(axis=1, keepdims=True)
-            code = NF4 if rest.startswith("nf4") else np.array(
+            code = np.array(NF4, dtype=np.float32) if rest.startswith("nf4") else np.array(
                 [0, 0.0052, 0.6667, 1.0, 0.3333, 0.5, 0.1667, 0.25, 0, -0.0052, -0.6667, -1.0, -0.3333, -0.5,
                  -0.1667, -0.25], dtype=np.float32)
             idx = np.abs((b / amax)[:, :, None] - code[None, None, :]).argmin(axis=2)

@@ -274,12 +274,29 @@ def test_identity_assertion_failure_in_a_valid_store_keeps_the_claim() -> None:
     (e,) = c2pa_source.manifest_evidence(
         _store("Valid", ["signingCredential.untrusted", "cawg.identity.pad.invalid"])
     )
-    assert (e.claim, e.strength, e.facts["validation"]) == ("camera-captured", "moderate", "valid")
+    assert (e.claim, e.strength, e.facts["validation"]) == ("camera-captured", "weak", "valid")
     assert e.facts["identity_assertion"] == "invalid"
     assert "identity assertion (CAWG) is invalid" in e.summary
     v = verdict([e])
-    assert v.startswith("camera capture declared: signed Content Credential (Gen; signer not trusted)")
+    assert v.startswith("camera capture declared (weak): signed Content Credential (Gen; signer not trusted)")
     assert v.endswith("its identity assertion (CAWG) is invalid")
+
+
+def test_a_self_signed_camera_claim_does_not_outrank_generation_evidence() -> None:
+    """A forger signs 'digitalCapture' onto a generated picture with a certificate of their
+    own: the headline read 'camera capture declared: signed Content Credential (...)'
+    above the picture's own generation hints. Such a claim is now weak, like an unsigned
+    IPTC camera declaration: the AI hint leads and the claim is named as conflicting."""
+    from assay.report.provenance import Evidence
+
+    (cam,) = c2pa_source.manifest_evidence(_store("Valid", ["signingCredential.untrusted"]))
+    assert (cam.claim, cam.strength) == ("camera-captured", "weak")
+    hint = Evidence(source="unknown-generator-text", claim="ai-generated", strength="weak",
+                    summary="PNG tEXt chunk 'parameters' holds text naming generation parameters (seed, steps).",
+                    facts={"locations": ["png:tEXt:parameters"], "parameter_words": ["seed", "steps"]})
+    v = verdict([cam, hint])
+    assert v.startswith("possibly AI-generated (weak)"), v
+    assert "conflicting: signed Content Credential (Gen; signer not trusted)" in v
 
 
 @pytest.mark.parametrize("claim_signer", ["trusted", "untrusted"])

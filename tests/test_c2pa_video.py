@@ -125,7 +125,7 @@ def test_ai_ingredient_is_history_not_headline(c2dir: Path, plain: dict[str, byt
     data = sign(c2dir, plain["mp4"], "video/mp4", "digitalCapture", agent="CamApp",
                 ingredient=ingredient)
     report = analyzer.analyze_provenance(Path("c.mp4"), data, "mp4")
-    assert report.verdict.startswith("camera capture declared: signed Content Credential (CamApp"), \
+    assert report.verdict.startswith("camera capture declared (weak): signed Content Credential (CamApp"), \
         report.verdict
     assert "made from an AI-generated ingredient (StillGen)" in report.verdict
     claims = sorted(e.claim for e in report.evidence if e.source == "c2pa")

@@ -601,6 +601,12 @@ def _one(
     strength: Strength = {"invalid": "weak", "trusted": "cryptographic"}.get(
         validation, "moderate"
     )  # type: ignore[assignment]
+    if validation == "valid" and claim == "camera-captured":
+        # Signed by a certificate nobody vouches for: anyone can make one and sign
+        # "digitalCapture" onto any file, the claim a forger writes (an unsigned IPTC
+        # camera declaration is weak for the same reason); an AI claim so signed still
+        # incriminates its signer, and stays moderate.
+        strength = "weak"
 
     noun = "active manifest" if is_active else "ingredient manifest"
     declared = f"declares {', '.join(terms)}" if terms else "declares no digital source type"

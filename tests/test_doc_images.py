@@ -231,8 +231,14 @@ def test_banked_pictures_in_documents_and_mail_are_found_by_a_scan(banked: tuple
     other = Image.open(io.BytesIO(data["other"]))
     (case / "unrelated.pdf").write_bytes(one_page(image_dict(other.size, b"/DeviceRGB", 8, b"/FlateDecode"),
                                                   zlib.compress(other.tobytes())))
+    (case / "attached.pdf").write_bytes(build([
+        (b"<< /Type /Catalog /Pages 2 0 R /Names << /EmbeddedFiles << /Names [(x) 4 0 R] >> >> >>", None),
+        (b"<< /Type /Pages /Kids [] /Count 0 >>", None), (b"<< /Type /Page >>", None),
+        (b"<< /Type /Filespec /F (holiday.png) /EF << /F 5 0 R >> >>", None),
+        (b"<< /Type /EmbeddedFile /Filter /FlateDecode >>", zlib.compress(data["pen"]))], objstm=True))
     _write_mail_and_rtf(case, data)
     out, recs = _scan(db, case, tmp_path / "r.jsonl")
+    assert {m["signal_type"] for m in recs["attached.pdf!/attachment-obj5/holiday.png"]["matches"]} >= {"md5", "pdq"}
     _check_mail_and_rtf(case, out, recs)
     for member, cid in (("img2pdf.pdf!/page-1/Im1-obj4.png", "pen"), ("objstm.pdf!/page-1/Im1-obj4.png", "bridge"),
                         ("pillow.pdf!/page-1/image-obj5.jp2", "pen")):
@@ -246,7 +252,7 @@ def test_banked_pictures_in_documents_and_mail_are_found_by_a_scan(banked: tuple
     assert {m["signal_type"] for m in recs[carved]["matches"]} >= {"md5", "pdq"}
     assert [p for p in recs if p.startswith("unrelated.pdf!/")] == ["unrelated.pdf!/page-1/Im1-obj4.png"]
     assert not _matched(recs["unrelated.pdf!/page-1/Im1-obj4.png"])
-    assert "│ files         │ 20 files: 10 images, 5 documents, 5 other files" in out  # was "5 document"
+    assert "│ files         │ 22 files: 11 images, 6 documents, 5 other files" in out  # was "5 document"
     for holder in ("img2pdf.pdf", "objstm.pdf", "pillow.pdf", "unrelated.pdf"):
         assert recs[holder]["kind"] == "document" and not recs[holder].get("errors")
 
@@ -449,3 +455,46 @@ def test_image_count_and_time_budgets_end_the_walk_with_an_error(tmp_path: Path)
     assert got == ["obj-3.png", "obj-4.png", "obj-5.png"] and exc.value.code == "too-large"
     with pytest.raises(ArchiveError, match="still unread after 0.0 s"):
         list(pdf_image_members(tmp_path / "d.pdf", Limits(max_document_seconds=0.0), set()))
+
+
+@pytest.mark.parametrize("objstm", [False, True], ids=["xref-table", "object-streams"])
+def test_files_attached_to_a_pdf_are_scanned_as_members(tmp_path: Path, objstm: bool) -> None:
+    """A picture attached to a PDF (compressed: no byte search finds it) by name, by a
+    file attachment annotation, or as a typed stream no name points to: each is read, its
+    filters undone, and handed over as the file it is (exact hashes hold)."""
+    b = io.BytesIO()
+    _picture().save(b, "PNG")
+    png = b.getvalue()
+    objs = [(b"<< /Type /Catalog /Pages 2 0 R /Names << /EmbeddedFiles << /Names [(a.png) 4 0 R] >> >> >>", None),
+            (b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>", None),
+            (b"<< /Type /Page /Parent 2 0 R /Annots [<< /Type /Annot /Subtype /FileAttachment /FS 6 0 R >>] >>", None),
+            (b"<< /Type /Filespec /F (a.png) /UF (../../evil/a.png) /EF << /F 5 0 R >> >>", None),
+            (b"<< /Filter /FlateDecode >>", zlib.compress(png)),  # untyped: found through its name
+            (b"<< /Type /Filespec /F (note.bin) /EF << /F 7 0 R >> >>", None),
+            (b"<< /Filter [/ASCIIHexDecode /FlateDecode] >>", binascii.hexlify(zlib.compress(png)) + b">"),
+            (b"<< /Type /EmbeddedFile /Filter /FlateDecode >>", zlib.compress(png))]  # on no name
+    (tmp_path / "d.pdf").write_bytes(build(objs, objstm))
+    got = _members(tmp_path / "d.pdf")
+    assert [m.name for m in got] == ["attachment-obj5/a.png", "attachment-obj7/note.bin", "attachment-obj8/file"]
+    assert all(m.open().read() == png for m in got)  # type: ignore[union-attr]
+
+
+def test_a_zip_appended_to_a_pdf_does_not_hide_its_images(tmp_path: Path) -> None:
+    """A PDF that ends with a zip (a polyglot) was walked as a zip only: appending any zip
+    hid the PDF's own pictures. Both are walked now."""
+    import zipfile
+
+    from assay.config import ScanSettings
+    from assay.report.schema import FileRecord
+    from assay.scan.run import run_scan
+
+    b = io.BytesIO()
+    with zipfile.ZipFile(b, "w") as z:
+        z.writestr("note.txt", "hello")
+    pdf = one_page(image_dict(_SIZE, b"/DeviceRGB", 8, b"/FlateDecode"), zlib.compress(_picture().tobytes()))
+    (tmp_path / "d.pdf").write_bytes(pdf + b.getvalue())
+    recs: list[FileRecord] = []
+    run_scan([tmp_path], ScanSettings(workers=1), None, recs.append)
+    assert sorted(r.path[len(str(tmp_path)) + 1:] for r in recs) == [
+        "d.pdf", "d.pdf!/note.txt", "d.pdf!/page-1/Im1-obj4.png"]
+    assert not [r for r in recs if r.errors]

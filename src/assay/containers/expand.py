@@ -58,7 +58,8 @@ _ZIP_CARRIERS = frozenset({"image", "document", "video", "audio"})
 def archive_to_walk(path: Path, record: FileRecord, limits: Limits) -> str | None:
     """The archive format to walk the file at ``path`` as, given its record: an archive's
     own; "zip" for an image, document, video or audio file that ends with a zip archive
-    (a polyglot: its members are scanned too, as ``photo.jpg!/member``); "carve" for a
+    (a polyglot: its members are scanned too, as ``photo.jpg!/member``; "pdf+zip" for a
+    PDF: its images too); "carve" for a
     file that is none of these, a document or audio, and holds images as they are
     (containers/carve.py: ``file!/carved@OFFSET.jpg``); "pdf" for a PDF (its JPEGs carved,
     its other images rebuilt: containers/pdfimages.py); "covers" for an MP4 or MOV with
@@ -69,12 +70,13 @@ def archive_to_walk(path: Path, record: FileRecord, limits: Limits) -> str | Non
         return record.format
     if not record.size:
         return None
+    pdf = record.kind == "document" and record.format == "pdf"
     if record.kind in _ZIP_CARRIERS:
         from ..sniff import appended_zip
 
         if appended_zip(path, record.size):
-            return "zip"
-    if record.kind == "document" and record.format == "pdf":
+            return "pdf+zip" if pdf else "zip"  # a zip appended must not hide the PDF's own images
+    if pdf:
         return "pdf"  # its images: cut out as they are (JPEG) or rebuilt (containers/pdfimages.py)
     if record.kind in CARVE_KINDS and record.format != "directory" and _embedded(path, limits)[0]:
         return "carve"  # searched again by the walk: only for the few files that hold images
@@ -153,6 +155,8 @@ def _members(path: Path, fmt: str, display: str, tmp: Path, budget: _Budget) -> 
         return _carved(path, *_embedded(path, limits, video=fmt == "covers"), limits.max_carved)
     if fmt == "pdf":
         return _pdf(path, limits)
+    if fmt == "pdf+zip":
+        return _chained(zip_members(path, limits.max_archive_members), _pdf(path, limits))
     raise ArchiveError(f"archive format {fmt!r} is not supported", code="unsupported-format")
 
 
@@ -160,6 +164,19 @@ def _carved(path: Path, found: list[tuple[int, int, str]], more: bool, most: int
     yield from carved_members(path, found)
     if more:
         raise ArchiveError(f"more than {most} embedded images; the rest not cut out", code="too-large")
+
+
+def _chained(*parts: Iterator[Member]) -> Iterator[Member]:
+    """The members of each part in turn; a part that cannot be read (any further) does
+    not stop the next: its error is raised at the end."""
+    errors: list[ArchiveError] = []
+    for part in parts:
+        try:
+            yield from part
+        except ArchiveError as exc:
+            errors.append(exc)
+    if errors:
+        raise ArchiveError("; ".join(e.reason for e in errors), code=errors[0].code)
 
 
 def _pdf(path: Path, limits: Limits) -> Iterator[Member]:

@@ -16,6 +16,9 @@ member named after where the picture is::
                                      file.pdf 12``, ``qpdf --show-object=12``, the "object"
                                      column of ``pdfimages -list``)
     file.pdf!/obj-40.png             an image object no page shows (it is in the file)
+    file.pdf!/attachment-obj9/a.png  a file attached to the PDF (by name, by a file attachment
+                                     annotation, or a typed stream no name points to): object 9,
+                                     its filters undone, scanned as the file it is (exact hashes)
 
 A PNG or TIFF of the decoded pixels is what is scanned: its PDQ is the picture's; its MD5
 and SHA-256 are of that rebuilt file, which exists nowhere else: they match nothing. A JPEG or JPEG 2000 inside other filters (Flate around a
@@ -32,7 +35,7 @@ document, and the inflated total under the archive ratio rule. A broken image is
 error on its member's record; a broken document an error on the PDF's own record.
 Nothing pypdf logs or warns reaches the terminal. Not read: JBIG2 images (decoding
 needs an external program), inline images in content streams (``BI ... ID ... EI``),
-images in files attached to the PDF, documents that need a password.
+documents that need a password.
 """
 
 from __future__ import annotations
@@ -95,6 +98,10 @@ def _config(limit: int, pixels: int = 0) -> Any:
 
 def _name(value: Any) -> str:
     return str(value) if value is not None else ""
+
+
+def _resolved(value: Any) -> Any:
+    return value.get_object() if value is not None and hasattr(value, "get_object") else value
 
 
 def _subtype(obj: Any) -> str:
@@ -213,8 +220,11 @@ def _hexes(c: int) -> bytes:
 _GAP = rb"(?:\s|%[^\r\n]*)"
 # Where an image's dictionary may be: its /Image name (escaped or not), or a /Subtype given
 # by reference (the name then in another object, maybe a compressed one).
-_IMAGE_HINT = re.compile(_esc(b"Image") + rb"(?![A-Za-z0-9#_.-])|" + _esc(b"Subtype") + _GAP + rb"*\d+" + _GAP
+_END = rb"(?![A-Za-z0-9#_.-])"
+_IMAGE_HINT = re.compile(_esc(b"Image") + _END + b"|" + _esc(b"EmbeddedFile") + _END + b"|" + _esc(b"Subtype") + _GAP + rb"*\d+" + _GAP
                          + rb"+\d+" + _GAP + rb"+R")
+# Where a file attached by name may be: a filespec's /EF, or object streams (unseen here)
+_ANY_HINT = re.compile(_IMAGE_HINT.pattern + b"|" + _esc(b"EF") + _END + b"|" + _esc(b"ObjStm") + _END)
 _BACK = 64 * 1024  # objects that start this far before a hint are looked at too
 
 
@@ -235,7 +245,7 @@ def _candidates(path: Path, offsets: dict[tuple[int, int], int] | None) -> set[t
         except ValueError:  # empty
             return found
         with view:
-            for m in _IMAGE_HINT.finditer(view):  # type: ignore[call-overload]
+            for m in (_ANY_HINT if offsets is None else _IMAGE_HINT).finditer(view):  # type: ignore[call-overload]
                 if offsets is None:
                     return {(0, 0)}
                 at = m.start()
@@ -314,7 +324,9 @@ class _Walk:
                     raise ArchiveError("encrypted PDF that needs a password: its images were not read",
                                        code="encrypted")
                 shown = self._shown(reader)
+                self.attached: dict[int, tuple[int, str]] = {}
                 numbers = self._image_numbers(reader)
+                self._named_files(reader)
             except ArchiveError:
                 raise
             except Exception as exc:  # noqa: BLE001 - pypdf raises many kinds on malformed files
@@ -334,6 +346,16 @@ class _Walk:
                 member = self._member(reader, num, gen, base)
             if member is not None:
                 yield member
+        for i, (num, (gen, filename)) in enumerate(sorted(self.attached.items()), len(images)):
+            if i >= self.limits.max_document_images:
+                raise ArchiveError(f"more than {self.limits.max_document_images} images and attached files; "
+                                   "the rest not read", code="too-large")
+            if time.monotonic() - self.started > self.limits.max_document_seconds:
+                raise ArchiveError(f"attached files still unread after {self.limits.max_document_seconds} s; "
+                                   "the rest not read", code="too-large")
+            with quiet_pypdf():
+                member = self._attachment(reader, num, gen, filename)
+            yield member
         if self.broken:
             raise ArchiveError(f"{len(self.broken)} objects unreadable (first: {self.broken[0]}); any image among "
                                "them was not read", code="decode-error")
@@ -362,6 +384,8 @@ class _Walk:
             except Exception as exc:  # noqa: BLE001 - one broken object: the others are still read
                 self.broken.append(f"object {num}: {type(exc).__name__}: {str(exc)[:100]}")
                 continue
+            if isinstance(obj, StreamObject) and _name(_resolved(obj.get("/Type"))) == "/EmbeddedFile":
+                self.attached.setdefault(num, (gen, ""))
             if not isinstance(obj, StreamObject) or _subtype(obj) != "/Image":
                 continue
             found.append((num, gen))
@@ -370,6 +394,82 @@ class _Walk:
                 if isinstance(ref, IndirectObject):
                     self.masks.add(ref.idnum)
         return found
+
+    def _named_files(self, reader: Any) -> None:
+        """Files attached by name (the catalog's /EmbeddedFiles name tree) or by a file
+        attachment annotation, into ``self.attached``: number -> (generation, file name)."""
+        from pypdf.generic import IndirectObject
+
+        steps = [0]
+
+        def filespec(spec: Any) -> None:
+            spec = _resolved(spec)
+            ef = _resolved(spec.get("/EF")) if isinstance(spec, dict) else None
+            if not isinstance(ef, dict):
+                return
+            name = _resolved(spec.get("/UF")) or _resolved(spec.get("/F"))
+            for key in ("/F", "/UF"):
+                ref = ef.get(key)
+                if isinstance(ref, IndirectObject):
+                    old = self.attached.get(ref.idnum, (ref.generation, ""))
+                    self.attached[ref.idnum] = (ref.generation, old[1] or str(name or ""))
+
+        def tree(node: Any, depth: int) -> None:
+            node = _resolved(node)
+            if not isinstance(node, dict) or depth > 32:
+                return
+            names = _resolved(node.get("/Names"))
+            for i in range(1, len(names) if isinstance(names, list) else 0, 2):
+                steps[0] += 1
+                if steps[0] > _RESOURCE_STEPS:
+                    return
+                filespec(names[i])
+            for kid in _resolved(node.get("/Kids")) or []:
+                steps[0] += 1
+                if steps[0] > _RESOURCE_STEPS:
+                    return
+                tree(kid, depth + 1)
+
+        try:
+            names = _resolved(_resolved(reader.trailer["/Root"]).get("/Names"))
+            if isinstance(names, dict):
+                tree(names.get("/EmbeddedFiles"), 0)
+        except Exception as exc:  # noqa: BLE001 - a broken name tree: typed attachments are still found
+            self.broken.append(f"the names of attached files: {type(exc).__name__}: {str(exc)[:100]}")
+        try:
+            for page in reader.pages:
+                for annot in _resolved(page.get("/Annots")) or []:
+                    steps[0] += 1
+                    if steps[0] > _RESOURCE_STEPS:
+                        return
+                    annot = _resolved(annot)
+                    if isinstance(annot, dict) and _subtype(annot) == "/FileAttachment":
+                        filespec(annot.get("/FS"))
+        except Exception as exc:  # noqa: BLE001 - as above
+            self.broken.append(f"file attachment annotations: {type(exc).__name__}: {str(exc)[:100]}")
+
+    def _attachment(self, reader: Any, num: int, gen: int, filename: str) -> Member:
+        """An attached file, its filters undone: a member scanned like any file."""
+        from pypdf.generic import IndirectObject, StreamObject
+
+        safe = _SAFE_NAME.sub("_", filename.replace("\\", "/").rsplit("/", 1)[-1])[-80:].lstrip(".") or "file"
+        name = f"attachment-obj{num}/{safe}"
+        try:
+            stream = IndirectObject(num, gen, reader).get_object()
+            if not isinstance(stream, StreamObject):
+                return Member(name=name, problem="attached file is no stream", problem_code="decode-error",
+                              independent=True)
+            limit = self.limits.max_image_bytes
+            with _config(limit):
+                data = stream.get_data()
+            self._budget(len(data))
+        except ArchiveError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - pypdf and zlib raise many kinds on a broken stream
+            return Member(name=name, problem=f"attached file not decoded ({type(exc).__name__}: {str(exc)[:200]})",
+                          problem_code="decode-error", independent=True)
+        return Member(name=name, size=len(data), open=lambda d=data: io.BytesIO(d),  # type: ignore[misc]
+                      independent=True)
 
     def _shown(self, reader: Any) -> dict[int, tuple[int, str]]:
         """Object number -> (page, resource name) of the first page that shows the image

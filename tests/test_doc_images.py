@@ -455,6 +455,16 @@ def test_image_count_and_time_budgets_end_the_walk_with_an_error(tmp_path: Path)
     assert got == ["obj-3.png", "obj-4.png", "obj-5.png"] and exc.value.code == "too-large"
     with pytest.raises(ArchiveError, match="still unread after 0.0 s"):
         list(pdf_image_members(tmp_path / "d.pdf", Limits(max_document_seconds=0.0), set()))
+    # the time the caller spends analysing each member is not the document's
+    import time
+
+    import pypdf  # noqa: F401 - imported before the clock runs
+
+    walked = []
+    for m in pdf_image_members(tmp_path / "d.pdf", Limits(max_document_seconds=1.0), set()):
+        walked.append(m.name)
+        time.sleep(0.3)
+    assert len(walked) == 5
 
 
 @pytest.mark.parametrize("objstm", [False, True], ids=["xref-table", "object-streams"])

@@ -61,7 +61,6 @@ from .members import ArchiveError, Member
 _SLOW_BYTES = 4 * 1024**2
 _FORM_DEPTH = 8  # form XObjects inside form XObjects followed for page images
 _RESOURCE_STEPS = 200_000  # XObject entries looked at to tell which page shows an image
-_ENCODERS = {"/ASCIIHexDecode", "/AHx", "/ASCII85Decode", "/A85"}
 _SLOW = {"/LZWDecode", "/LZW", "/ASCII85Decode", "/A85"}
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -301,7 +300,12 @@ class _Walk:
         except OSError:
             self.size = 1  # reported when it is read
         self.inflated = 0
-        self.started = time.monotonic()
+        # Seconds spent here (not in the caller's analysis of the members handed out)
+        self.spent = 0.0
+        self.since = time.monotonic()
+
+    def _over_time(self) -> bool:
+        return self.spent + time.monotonic() - self.since > self.limits.max_document_seconds
 
     def members(self) -> Iterator[Member]:
         """The members, each made with pypdf kept quiet (not while the caller analyses one)."""
@@ -337,7 +341,7 @@ class _Walk:
             if i >= self.limits.max_document_images:
                 raise ArchiveError(f"more than {self.limits.max_document_images} images; the rest not read",
                                    code="too-large")
-            if time.monotonic() - self.started > self.limits.max_document_seconds:
+            if self._over_time():
                 raise ArchiveError(f"images still unread after {self.limits.max_document_seconds} s; "
                                    "the rest not read", code="too-large")
             where = shown.get(num)
@@ -345,20 +349,26 @@ class _Walk:
             with quiet_pypdf():
                 member = self._member(reader, num, gen, base)
             if member is not None:
-                yield member
+                yield from self._handed(member)
         for i, (num, (gen, filename)) in enumerate(sorted(self.attached.items()), len(images)):
             if i >= self.limits.max_document_images:
                 raise ArchiveError(f"more than {self.limits.max_document_images} images and attached files; "
                                    "the rest not read", code="too-large")
-            if time.monotonic() - self.started > self.limits.max_document_seconds:
+            if self._over_time():
                 raise ArchiveError(f"attached files still unread after {self.limits.max_document_seconds} s; "
                                    "the rest not read", code="too-large")
             with quiet_pypdf():
                 member = self._attachment(reader, num, gen, filename)
-            yield member
+            yield from self._handed(member)
         if self.broken:
             raise ArchiveError(f"{len(self.broken)} objects unreadable (first: {self.broken[0]}); any image among "
                                "them was not read", code="decode-error")
+
+    def _handed(self, member: Member) -> Iterator[Member]:
+        """``member`` handed out, the time until the next is asked for not counted."""
+        self.spent += time.monotonic() - self.since
+        yield member
+        self.since = time.monotonic()
 
     def _image_numbers(self, reader: Any) -> list[tuple[int, int]]:
         """(number, generation) of every image XObject in the file, and the soft masks
@@ -376,7 +386,7 @@ class _Walk:
         for num, gen in entries:
             if (num, gen) not in maybe:
                 continue
-            if time.monotonic() - self.started > self.limits.max_document_seconds:
+            if self._over_time():
                 raise ArchiveError(f"objects still unread after {self.limits.max_document_seconds} s; "
                                    "the rest not looked at", code="too-large")
             try:
@@ -498,7 +508,7 @@ class _Walk:
 
         try:
             for i, page in enumerate(reader.pages, 1):
-                if steps[0] > _RESOURCE_STEPS or time.monotonic() - self.started > self.limits.max_document_seconds:
+                if steps[0] > _RESOURCE_STEPS or self._over_time():
                     break
                 try:
                     visit(page.get("/Resources"), i, 0, set())

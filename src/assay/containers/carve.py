@@ -294,17 +294,21 @@ def _pict_run(f: BinaryIO, at: int, size: int, max_image: int) -> tuple[int, int
         return None
     if fmt is None:
         return None
-    cap = min(size - start, max_image * 2 + 4 * 1024)
-    pos = start
-    while pos < start + cap:
-        chunk = _read(f, pos, min(_BLOCK, start + cap - pos))
+    return start, _run(f, start, min(size - start, max_image * 2 + 4 * 1024), _NOT_HEX), f"hex:{fmt}"
+
+
+def _run(f: BinaryIO, at: int, cap: int, stop: re.Pattern[bytes]) -> int:
+    """Bytes from ``at`` (at most ``cap``) before the first that ``stop`` matches."""
+    pos = at
+    while pos < at + cap:
+        chunk = _read(f, pos, min(_BLOCK, at + cap - pos))
         if not chunk:
             break
-        m = _NOT_HEX.search(chunk)
+        m = stop.search(chunk)
         if m is not None:
-            return start, pos + m.start() - start, f"hex:{fmt}"
+            return pos + m.start() - at
         pos += len(chunk)
-    return start, pos - start, f"hex:{fmt}"
+    return pos - at
 
 
 _NOT_HEX = re.compile(rb"[^0-9A-Fa-f \t\r\n]")
@@ -328,17 +332,7 @@ def _base64_run(f: BinaryIO, at: int, size: int, max_image: int) -> tuple[int, i
     found = sniff_bytes(decoded, pickles=False)
     if found.kind != "image":
         return None
-    cap = min(size - at, max_image * 4 // 3 + 4)
-    pos = at
-    while pos < at + cap:
-        chunk = _read(f, pos, min(_BLOCK, at + cap - pos))
-        if not chunk:
-            break
-        m = _NOT_BASE64.search(chunk)
-        if m is not None:
-            return at, pos + m.start() - at, f"base64:{found.format}"
-        pos += len(chunk)
-    return at, pos - at, f"base64:{found.format}"
+    return at, _run(f, at, min(size - at, max_image * 4 // 3 + 4), _NOT_BASE64), f"base64:{found.format}"
 
 
 def _jpeg_extent(f: BinaryIO, at: int, size: int, max_image: int) -> int | None:

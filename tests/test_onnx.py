@@ -174,6 +174,65 @@ def test_an_export_of_a_fine_tune_is_derived_and_an_unrelated_one_is_nothing(tmp
     assert not rep.found, rep.explanations()
 
 
+def qdq(src: Path, dst: Path, *, per_channel: bool = False, unsigned: bool = False) -> Path:
+    """``src`` quantized as ONNX Runtime's quantize_static writes a QDQ model (its names:
+    W_quantized, W_scale, W_zero_point, a DequantizeLinear node giving
+    W_DequantizeLinear_Output to the MatMul): every MatMul weight to 8 bits, one scale for
+    the tensor or one per output column (axis 1 of the (in, out) weight)."""
+    model = onnx.load(str(src))
+    g = model.graph
+    weights = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    kept, added = [], []
+    for node in list(g.node):
+        if node.op_type != "MatMul" or node.input[1] not in weights:
+            continue
+        name = node.input[1]
+        w = weights[name].astype(np.float32)
+        amax = np.abs(w).max(axis=0) if per_channel else np.abs(w).max()
+        scale = (np.asarray(amax) / 127.0).astype(np.float32)
+        q = np.clip(np.round(w / scale), -127, 127)
+        zero = np.zeros(scale.shape, np.int8)
+        if unsigned:
+            q, zero = q + 128, zero.astype(np.int16) + 128
+        qtype = np.uint8 if unsigned else np.int8
+        added += [numpy_helper.from_array(q.astype(qtype), f"{name}_quantized"),
+                  numpy_helper.from_array(scale, f"{name}_scale"),
+                  numpy_helper.from_array(zero.astype(qtype), f"{name}_zero_point")]
+        out = f"{name}_DequantizeLinear_Output"
+        attrs = {"axis": 1} if per_channel else {}
+        kept.append(helper.make_node("DequantizeLinear", [f"{name}_quantized", f"{name}_scale",
+                                                          f"{name}_zero_point"], [out],
+                                     name=f"{name}_DequantizeLinear", **attrs))
+        node.input[1] = out
+        weights.pop(name)
+    inits = [numpy_helper.from_array(v, k) for k, v in weights.items()] + added
+    graph = helper.make_graph(kept + list(g.node), g.name, list(g.input), list(g.output), initializer=inits)
+    onnx.save(helper.make_model(graph, producer_name="onnx.quantize", producer_version="1.20"), str(dst))
+    return dst
+
+
+@pytest.mark.parametrize("per_channel,unsigned", [(False, False), (True, False), (False, True)])
+def test_an_onnx_runtime_qdq_export_is_the_same_weights_within_its_rounding(
+        tmp_path: Path, world, per_channel: bool, unsigned: bool) -> None:
+    """An export quantized to 8 bits (ONNX Runtime's QDQ format) kept only int8 weights under
+    '_quantized' names: 'non-float tensors not fingerprinted', linked to nothing. The
+    weights behind each DequantizeLinear are read as (q - zero point) * scale under the
+    parameter name of the MatMul that uses them."""
+    qtype = f"ONNX-{'uint8' if unsigned else 'int8'}{'-per-channel' if per_channel else ''}"
+    kw = {"per_channel": per_channel, "unsigned": unsigned}
+    f = fingerprint_file(qdq(export(tmp_path / "a.onnx", world["A"]), tmp_path / "aq.onnx", **kw))
+    assert f.source["quantized"] == {qtype: 7 * LLAMA["layers"] + 1}, f.source  # the linears and lm_head
+    rep = answer(f, bank(world))
+    assert [s.entry for s in rep.same] == ["flagged/A"] and not rep.derived, rep.explanations()
+    assert f"quantized ({qtype})" in rep.same[0].explanation
+    rep = answer(fingerprint_file(qdq(export(tmp_path / "u.onnx", world["U"]), tmp_path / "uq.onnx", **kw)),
+                 bank(world))
+    assert not rep.found, rep.explanations()
+    rep = analyze_model(qdq(export(tmp_path / "ft.onnx", world["A_ft"]), tmp_path / "ftq.onnx", **kw))
+    arch = rep.model_dump(mode="json")["arch"]
+    assert arch["family"] == "llm" and arch["dtypes"][qtype] == 7 * LLAMA["layers"] + 1
+
+
 def _run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([*ASSAY, *args], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})

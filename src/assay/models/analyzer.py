@@ -81,7 +81,7 @@ def _describe(path: Path, mf: ModelFile, progress: Callable[[int], None] | None)
         from .formats.quantized import quantized_view
 
         # layers a quantizer packed (GPTQ, AWQ, bitsandbytes) identified by the weights they stand for
-        tensors, packed = quantized_view(mf.tensors, mf.array)
+        tensors, packed = quantized_view(mf.tensors, mf.array, mf.metadata)
         arch = identify(tensors, mf.metadata, scalar=None if dangerous else _scalar_reader(mf))
         if packed:
             kinds = sorted({tensors[k].dtype for k in packed})

@@ -1160,7 +1160,7 @@ def _fingerprint_model(model: Any, *, k: int, kind: str) -> Fingerprint:
     from .formats.quantized import quantized_view
 
     # GPTQ / AWQ / bitsandbytes layers read as the float weights they stand for
-    tensors, dequantized = quantized_view(model.tensors, model.array)
+    tensors, dequantized = quantized_view(model.tensors, model.array, model.metadata)
     layout = layout_for(tensors, model.metadata, model.format)
     plan, notes = _plan(tensors, layout)
     fp = Fingerprint(k=k, kind=kind, notes=notes, source={

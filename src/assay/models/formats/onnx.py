@@ -95,6 +95,9 @@ class _Reader:
         self.external_files: set[str] = set()
         # initializer name -> (node name, op type, input index, transB) of its consumers
         self.uses: dict[str, list[tuple[str, str, int, int]]] = {}
+        # DequantizeLinear output -> (quantized initializer, scale, zero point, axis): an
+        # ONNX Runtime QDQ model's weights (quantize_static/quantize_dynamic, QDQ format)
+        self.dq: dict[str, tuple[str, str, str, int]] = {}
         self.sizes: dict[Path, int | None] = {}
 
     # -- messages ------------------------------------------------------------------
@@ -121,6 +124,7 @@ class _Reader:
         name = op = domain = ""
         trans_b = 0
         values: list[tuple[int, int]] = []
+        ints: dict[str, int] = {}
         for field, wire, v in fields(self.buf, *span):
             if wire != 2:
                 continue
@@ -135,7 +139,7 @@ class _Reader:
             elif field == 7:
                 domain = _text(self.buf, v, 200)
             elif field == 5:
-                trans_b |= self.attribute(v, depth, values)
+                trans_b |= self.attribute(v, depth, values, ints)
         kind = op if domain in ("", "ai.onnx") else f"{domain}.{op}"
         self.ops[kind if kind in self.ops or len(self.ops) < MAX_OP_KINDS else "(other)"] += 1
         if op in PYTHON_OPS or domain not in STANDARD_DOMAINS:
@@ -144,12 +148,21 @@ class _Reader:
             found[key] += 1
         if op == "Constant" and domain in ("", "ai.onnx") and len(values) == 1 and outputs:
             self.tensor(values[0], outputs[0])
+        if op == "DequantizeLinear" and domain in ("", "ai.onnx", "com.microsoft") and len(inputs) >= 2 \
+                and outputs and len(self.dq) < MAX_NODES:
+            axis = ints.get("axis", 1)
+            self.dq[outputs[0]] = (inputs[0], inputs[1], inputs[2] if len(inputs) > 2 else "",
+                                   axis - (1 << 64) if axis >= 1 << 63 else axis)
         for i, inp in enumerate(inputs):
-            if inp.startswith("onnx::"):  # only generated weight names are given other names
+            # only generated weight names are given other names, and weights read through a
+            # DequantizeLinear are named after the node that uses them
+            if inp.startswith("onnx::") or inp in self.dq:
                 self.uses.setdefault(inp, []).append((name, op if domain in ("", "ai.onnx") else "", i, trans_b))
 
-    def attribute(self, span: tuple[int, int], depth: int, values: list[tuple[int, int]]) -> int:
-        """Walks subgraphs, collects a tensor value (``t``); returns 1 for ``transB=1``."""
+    def attribute(self, span: tuple[int, int], depth: int, values: list[tuple[int, int]],
+                  ints: dict[str, int] | None = None) -> int:
+        """Walks subgraphs, collects a tensor value (``t``) and integer values (into ``ints``);
+        returns 1 for ``transB=1``."""
         name = ""
         ival = None
         for field, wire, v in fields(self.buf, *span):
@@ -163,6 +176,8 @@ class _Reader:
                 self.graph(v, depth + 1)
             elif field == 10 and wire == 2:
                 self.unread["tensors in attribute lists"] += 1
+        if ints is not None and ival is not None and name:
+            ints[name] = ival
         return 1 if name == "transB" and ival == 1 else 0
 
     def tensor(self, span: tuple[int, int], fallback_name: str | None) -> None:
@@ -334,6 +349,35 @@ class _Reader:
         return out
 
 
+    def dequantized(self) -> dict[str, list[Any]]:
+        """Weights stored quantized behind a DequantizeLinear node (ONNX Runtime's QDQ
+        models): the parameter name the node using them gives (as ``renamed`` does for a
+        generated name; the initializer's own name without ``_quantized`` otherwise) ->
+        [quantized initializer, scale, zero point, axis, transposed to (out, in)]. The
+        values are computed only when lineage reads them (formats/quantized.py)."""
+        out: dict[str, list[Any]] = {}
+        taken = set(self.tensors)
+        for dq_out, (x, scale, zero, axis) in self.dq.items():
+            info, sc = self.tensors.get(x), self.tensors.get(scale)
+            if info is None or sc is None or info.dtype not in ("I8", "U8") or len(info.shape) != 2 \
+                    or sc.dtype not in ("F32", "F16") or info.strides is not None:
+                continue
+            uses = self.uses.get(dq_out, [])
+            base = x.removesuffix("_quantized")
+            param, transposed = base, False
+            if len(uses) == 1:
+                node, op, index, trans_b = uses[0]
+                m = _SCOPED.match(node.removesuffix("_quant"))
+                if index == 1 and m is not None and op == m.group(2):
+                    transposed = op == "MatMul" or not trans_b
+                    if base.startswith("onnx::"):
+                        param = m.group(1).replace("/", ".") + ".weight"
+            if param in out or (param in taken and param != x):
+                continue
+            out[param] = [x, scale, zero, axis, transposed]
+        return out
+
+
 def read_onnx(path: Path) -> ModelFile:
     """An ONNX model: its weights located, its operators and external data judged.
     Raises UnsafeInput when external data leaves the model's folder."""
@@ -442,6 +486,8 @@ def _read(path: Path, mm: Any, size: int) -> ModelFile:
         info["external_data"] = sorted(r.external_files)[:200]
     if renamed:
         info["renamed"] = dict(list(renamed.items())[:2000])
+    if dequantize := r.dequantized():
+        info["dequantize"] = dequantize
     if r.unread:
         info["not_read"] = {f"tensors {why}": n for why, n in r.unread.items()}
     if r.warnings:

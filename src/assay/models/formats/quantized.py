@@ -50,16 +50,27 @@ _FLOATS = {"F16", "BF16", "F32"}
 _MAX_JSON = 1 << 16
 
 
-def quantized_view(tensors: Mapping[str, TensorInfo], array: Callable[..., np.ndarray]
-                   ) -> tuple[dict[str, TensorInfo], dict[str, Loader]]:
+def quantized_view(tensors: Mapping[str, TensorInfo], array: Callable[..., np.ndarray],
+                   metadata: Mapping[str, Any] | None = None) -> tuple[dict[str, TensorInfo], dict[str, Loader]]:
     """(tensors with every quantized layer's parts replaced by one ``P.weight`` entry whose
     dtype names the scheme, loaders of those entries' float32 values). ``array(name,
-    convert=...)`` reads a stored tensor (ModelFile.array). Unchanged when nothing is
-    quantized."""
-    if not any(k.endswith(_QUANTIZED_PARTS) for k in tensors):
+    convert=...)`` reads a stored tensor (ModelFile.array); ``metadata`` is the model's (an
+    ONNX model's ``onnx.dequantize``: weights behind DequantizeLinear nodes). Unchanged
+    when nothing is quantized."""
+    onnx = (metadata or {}).get("onnx")
+    dq = onnx.get("dequantize") if isinstance(onnx, dict) else None
+    if not dq and not any(k.endswith(_QUANTIZED_PARTS) for k in tensors):
         return dict(tensors), {}
     view = dict(tensors)
     loaders: dict[str, Loader] = {}
+    for param, spec in (dq or {}).items():
+        found = _onnx_dq(str(param), spec, tensors, array)
+        if found is not None:
+            info, parts, loader = found
+            for part in parts:
+                view.pop(part, None)
+            view[info.name] = info
+            loaders[info.name] = loader
     for key in list(tensors):
         if key.endswith(".qweight"):
             found = _gptq_or_awq(key[: -len(".qweight")], tensors, array)
@@ -163,6 +174,42 @@ def _gptq_or_awq(p: str, tensors: Mapping[str, TensorInfo], array: Callable[...,
     return None
 
 
+def _onnx_dq(param: str, spec: Any, tensors: Mapping[str, TensorInfo], array: Callable[..., np.ndarray]
+             ) -> tuple[TensorInfo, list[str], Loader] | None:
+    """A weight behind an ONNX DequantizeLinear node: ``(x - zero_point) * scale``, the scale
+    (and zero point) one value or one per index of ``axis`` (ONNX's definition)."""
+    import numpy as np
+
+    try:
+        xname, sname, zname, axis, transposed = spec
+        axis = int(axis)
+    except (TypeError, ValueError):
+        return None
+    x, sc = tensors.get(str(xname)), tensors.get(str(sname))
+    zp = tensors.get(str(zname)) if zname else None
+    if x is None or sc is None or len(x.shape) != 2 or (zname and zp is None):
+        return None
+    if not -2 <= axis < 2:
+        return None
+    axis %= 2
+    per_index = sc.numel != 1
+    if (per_index and sc.shape != (x.shape[axis],)) or (zp is not None and zp.numel != sc.numel):
+        return None
+    parts = [x.name, sc.name] + ([zp.name] if zp is not None else [])
+
+    def dequantize() -> np.ndarray:
+        shape = [1, 1]
+        shape[axis] = -1
+        scale = array(sc.name, convert=True).astype(np.float32).reshape(shape if per_index else (1, 1))
+        zero = np.asarray(array(zp.name), dtype=np.float32).reshape(scale.shape) if zp is not None else 0.0
+        w = (np.asarray(array(x.name), dtype=np.float32) - zero) * scale
+        return w.T if transposed else w
+
+    shape = (x.shape[1], x.shape[0]) if transposed else x.shape
+    kind = f"ONNX-{'int8' if x.dtype == 'I8' else 'uint8'}{'-per-channel' if per_index else ''}"
+    return _virtual(x, param, kind, shape), parts, dequantize
+
+
 def _bnb_int8(p: str, tensors: Mapping[str, TensorInfo], array: Callable[..., np.ndarray]
               ) -> tuple[TensorInfo, list[str], Loader] | None:
     import numpy as np
@@ -258,6 +305,12 @@ def rounding_error(qtype: str) -> float | None:
             scale = (hi - lo) / ((1 << bits) - 1)
             zero = np.round(-lo / scale)
             y = ((np.clip(np.round(g / scale) + zero, 0, (1 << bits) - 1) - zero) * scale).reshape(x.shape)
+        elif head == "ONNX" and rest.endswith("-per-channel"):
+            scale = np.abs(x).max(axis=1, keepdims=True) / 127.0
+            y = np.round(x / scale) * scale
+        elif head == "ONNX":  # one scale for the tensor: its largest value sets the step
+            scale = np.abs(x).max() / 127.0
+            y = np.round(x / scale) * scale
         elif qtype == "bnb-int8":
             scale = np.abs(x).max(axis=1, keepdims=True) / 127.0
             y = np.round(x / scale) * scale

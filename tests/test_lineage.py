@@ -204,6 +204,27 @@ def test_tiny_unrelated_models_are_not_related_by_chance() -> None:
     assert found == []
 
 
+def test_fine_tunes_of_an_unbanked_base_are_not_merges_of_its_banked_fine_tunes() -> None:
+    """With three flagged fine-tunes of one base in the bank and not the base, the base
+    itself and an unrelated fine-tune of it were 'a merge of F0 0.33, F1 0.33, F2 0.33'
+    (their average is that close to the base); a merge must now need every one of its
+    parts. Merges of the fine-tunes, also converted to fp16, are still found."""
+    specs = {k: v for k, v in modelgen.sd15(SCALE, dt="F32").items() if v[0] == "F32"}
+    base = ev.random_model(specs, 1)
+    tunes = [ev.fine_tune(base, 0.05, 10 + i) for i in range(3)]
+    bank = [BankModel("f", f"F{i}", "checkpoint", fingerprint_arrays(t)) for i, t in enumerate(tunes)]
+
+    def merges(model: ev.Lazy) -> list[dict[str, float]]:
+        return [m.parts for m in answer(fingerprint_arrays(model), bank).merges if m.component == "unet"]
+
+    for model in (base, ev.fine_tune(base, 0.05, 99)):
+        rep = answer(fingerprint_arrays(model), bank)
+        assert rep.merges == [] and any("not shown to be a merge" in n for n in rep.notes)
+        assert {d.entry for d in rep.derived} == {"f/F0", "f/F1", "f/F2"}  # relatives, as they are
+    (parts,) = merges(ev.to_fp16(ev.merge([(0.3, tunes[0]), (0.7, tunes[2])])))
+    assert set(parts) == {"f/F0", "f/F2"} and abs(parts["f/F0"] - 0.3) < 0.02
+
+
 def test_nan_suspect_tensors_are_left_out_with_a_note() -> None:
     arrays = _small(1)
     bank = [BankModel("b", "A", "base", fingerprint_arrays(arrays))]

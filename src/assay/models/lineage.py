@@ -57,6 +57,7 @@ DERIVED_COS = 0.5  # unrelated random-init models: |cos| < 0.05 over a whole com
 DERIVED_MIN_ELEMENTS = 256
 REPLACED_COS = 0.3  # a component this far from the entry's was swapped, not tuned
 MERGE_MIN = 0.05  # smallest ratio reported as a merge ingredient
+MERGE_NEED = 4.0  # without any one part the merge's residual must grow this much
 MERGE_R2 = 0.9  # the merge must explain this share of the suspect's sketch energy
 LORA_MIN = 0.05  # smallest strength reported
 LORA_Z = 8.0  # standard errors: strict, because a false match is a false accusation
@@ -824,7 +825,12 @@ def _reconstruct(
         covered |= use
         used = [(models[chosen[keep[i]]], float(w[i])) for i in range(len(keep)) if w[i] > 1e-9]
         big = [(e, wt) for e, wt in used if wt >= MERGE_MIN]
-        if len(big) >= 2 and r2 >= MERGE_R2:
+        if len(big) >= 2 and r2 >= MERGE_R2 and not _every_part_needed(g, h, w, ss, resid):
+            report.notes.append(
+                f"{comp}: a mix of {len(big)} entries explains {100 * r2:.1f}% of the sketch energy, but "
+                "about as well without one of them: the suspect shares an ancestor with them (their "
+                "base, not banked), it is not shown to be a merge")
+        elif len(big) >= 2 and r2 >= MERGE_R2:
             total = sum(wt for _, wt in big)
             parts = {e.label: wt / total for e, wt in big}
             shown = ", ".join(f"{lbl} {r:.2f}" for lbl, r in sorted(parts.items(), key=lambda p: -p[1]))
@@ -834,6 +840,22 @@ def _reconstruct(
                 f"explains {100 * r2:.1f}% of the sketch energy)",
             ))
     return covered, recon
+
+
+def _every_part_needed(g: np.ndarray, h: np.ndarray, w: np.ndarray, ss: float, resid: float) -> bool:
+    """Whether each entry of an NNLS fit (weights ``w`` on Gram ``g``, right side ``h``)
+    is needed: refitted without it, the residual grows at least MERGE_NEED-fold. A merge
+    of some entries is explained by them alone, up to rounding; fine-tunes of one base
+    (the base itself, a sibling) are fitted by their average about as well by any of them
+    (n siblings, the base: residual up by n/(n-1) without one)."""
+    floor = MERGE_NEED * max(resid, 1e-9 * ss)
+    for i in np.flatnonzero(w >= MERGE_MIN):
+        rest = np.array([j for j in range(len(w)) if j != i], dtype=np.int64)
+        gr, hr = g[np.ix_(rest, rest)], h[rest]
+        wr = nnls(gr, hr)
+        if ss - 2 * float(wr @ hr) + float(wr @ gr @ wr) < floor:
+            return False
+    return True
 
 
 def _known_loras(

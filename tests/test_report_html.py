@@ -241,3 +241,25 @@ def test_case_links_sections(tmp_path: Path) -> None:
             assert html.escape(lora) in row
     absent = page.split('id="t-not-present"', 1)[1].split("</table>", 1)[0]
     assert absent.count("<tr>") == len(line["not_present"]) + 1
+
+
+def test_match_rows_have_unique_ids_when_one_file_is_at_two_paths(tmp_path: Path) -> None:
+    """The same file at two paths gives its matches the same record id (one review decision
+    covers both copies): the page had two rows with one HTML id, id="m-RID" twice."""
+    db = str(tmp_path / "b.sqlite3")
+    case = tmp_path / "case"
+    case.mkdir()
+    data = b"a known file, copied\n" * 8
+    for name in ("a.bin", "copy-of-a.bin"):
+        (case / name).write_bytes(data)
+    md5 = hashlib.md5(data).hexdigest()
+    assert casegen.invoke("--db", db, "bank", "create", "known", "--create").exit_code == 0  # type: ignore[attr-defined]
+    assert casegen.invoke("--db", db, "bank", "add", "known", "--content-id", "k", "--md5", md5).exit_code == 0  # type: ignore[attr-defined]
+    report = tmp_path / "r.jsonl"
+    casegen.invoke("--db", db, "scan", str(case), "-o", str(report), "--workers", "1")
+    page_html, _ = _render(casegen.Case(case, db, report, case / "a.bin"), tmp_path, report=report)
+    p = Page()
+    p.feed(page_html)
+    ids = [a["id"] for _, a in p.tags if (a.get("id") or "").startswith("m-")]
+    assert len(ids) == 2 and len(set(ids)) == 2, ids
+    assert ids[1] == ids[0] + "-2"

@@ -127,6 +127,7 @@ class HtmlBuilder:
         self.opts = opts
         self.counts: Counter[str] = Counter()
         self.kinds: Counter[str] = Counter()
+        self.row_ids: Counter[str] = Counter()  # a record id twice (one file at two paths): ids kept unique
         self.matches = Section("matches", "Matches", [
             ("record id", "text"), ("file", "text"), ("bank", "filter"), ("content id", "text"),
             ("signal", "filter"), ("bank value", "text"), ("distance", "num"), ("strength", "filter"),
@@ -280,7 +281,14 @@ class HtmlBuilder:
             td(show(m.get("signal_type"))), td(show(m.get("value")), cls="hash"),
             td(show(m.get("distance", 0)), m.get("distance", 0)),
             td(show(STRENGTH.get(strength, strength)), cls="weak" if strength == "short-hash" else None),
-            td(show(m.get("query_variant") or "")), td(decision), td(who)], f' id="m-{rid}"')
+            td(show(m.get("query_variant") or "")), td(decision), td(who)], f' id="{self._row_id(rid)}"')
+
+    def _row_id(self, rid: str) -> str:
+        """The match row's HTML id, ``m-RID``; the same record id again (the same file's
+        match at another path: one review decision covers both) is ``m-RID-2`` ..."""
+        self.row_ids[rid] += 1
+        n = self.row_ids[rid]
+        return f"m-{rid}" if n == 1 else f"m-{rid}-{n}"
 
     def _ai(self, path: str, prov: Mapping[str, Any]) -> bool:
         verdict = str(prov.get("verdict") or "")

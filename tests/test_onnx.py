@@ -174,11 +174,14 @@ def test_an_export_of_a_fine_tune_is_derived_and_an_unrelated_one_is_nothing(tmp
     assert not rep.found, rep.explanations()
 
 
-def qdq(src: Path, dst: Path, *, per_channel: bool = False, unsigned: bool = False) -> Path:
+def qdq(src: Path, dst: Path, *, per_channel: bool = False, unsigned: bool = False, qoperator: bool = False) -> Path:
     """``src`` quantized as ONNX Runtime's quantize_static writes a QDQ model (its names:
     W_quantized, W_scale, W_zero_point, a DequantizeLinear node giving
     W_DequantizeLinear_Output to the MatMul): every MatMul weight to 8 bits, one scale for
-    the tensor or one per output column (axis 1 of the (in, out) weight)."""
+    the tensor or one per output column (axis 1 of the (in, out) weight). ``qoperator``: as
+    quantize_dynamic writes it instead (QOperator format: the MatMul becomes a
+    MatMulInteger node named NAME_quant taking W_quantized and W_zero_point; W_scale is
+    applied after it by a Mul)."""
     model = onnx.load(str(src))
     g = model.graph
     weights = {i.name: numpy_helper.to_array(i) for i in g.initializer}
@@ -198,28 +201,41 @@ def qdq(src: Path, dst: Path, *, per_channel: bool = False, unsigned: bool = Fal
         added += [numpy_helper.from_array(q.astype(qtype), f"{name}_quantized"),
                   numpy_helper.from_array(scale, f"{name}_scale"),
                   numpy_helper.from_array(zero.astype(qtype), f"{name}_zero_point")]
+        weights.pop(name)
+        if qoperator:
+            a, y = node.input[0], node.output[0]
+            kept += [helper.make_node("DynamicQuantizeLinear", [a], [f"{a}_q", f"{a}_s", f"{a}_z"]),
+                     helper.make_node("MatMulInteger", [f"{a}_q", f"{name}_quantized", f"{a}_z",
+                                                        f"{name}_zero_point"], [f"{y}_i32"], name=node.name + "_quant"),
+                     helper.make_node("Cast", [f"{y}_i32"], [f"{y}_f"], to=TensorProto.FLOAT),
+                     helper.make_node("Mul", [f"{a}_s", f"{name}_scale"], [f"{y}_scale"]),
+                     helper.make_node("Mul", [f"{y}_f", f"{y}_scale"], [y])]
+            node.op_type = "Identity"  # replaced: removed below
+            continue
         out = f"{name}_DequantizeLinear_Output"
         attrs = {"axis": 1} if per_channel else {}
         kept.append(helper.make_node("DequantizeLinear", [f"{name}_quantized", f"{name}_scale",
                                                           f"{name}_zero_point"], [out],
                                      name=f"{name}_DequantizeLinear", **attrs))
         node.input[1] = out
-        weights.pop(name)
     inits = [numpy_helper.from_array(v, k) for k, v in weights.items()] + added
-    graph = helper.make_graph(kept + list(g.node), g.name, list(g.input), list(g.output), initializer=inits)
+    nodes = kept + [n for n in g.node if n.op_type != "Identity"]
+    graph = helper.make_graph(nodes, g.name, list(g.input), list(g.output), initializer=inits)
     onnx.save(helper.make_model(graph, producer_name="onnx.quantize", producer_version="1.20"), str(dst))
     return dst
 
 
-@pytest.mark.parametrize("per_channel,unsigned", [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("per_channel,unsigned,qoperator", [(False, False, False), (True, False, False),
+                                                            (False, True, False), (False, False, True),
+                                                            (True, True, True)])
 def test_an_onnx_runtime_qdq_export_is_the_same_weights_within_its_rounding(
-        tmp_path: Path, world, per_channel: bool, unsigned: bool) -> None:
+        tmp_path: Path, world, per_channel: bool, unsigned: bool, qoperator: bool) -> None:
     """An export quantized to 8 bits (ONNX Runtime's QDQ format) kept only int8 weights under
     '_quantized' names: 'non-float tensors not fingerprinted', linked to nothing. The
     weights behind each DequantizeLinear are read as (q - zero point) * scale under the
     parameter name of the MatMul that uses them."""
     qtype = f"ONNX-{'uint8' if unsigned else 'int8'}{'-per-channel' if per_channel else ''}"
-    kw = {"per_channel": per_channel, "unsigned": unsigned}
+    kw = {"per_channel": per_channel, "unsigned": unsigned, "qoperator": qoperator}
     f = fingerprint_file(qdq(export(tmp_path / "a.onnx", world["A"]), tmp_path / "aq.onnx", **kw))
     assert f.source["quantized"] == {qtype: 7 * LLAMA["layers"] + 1}, f.source  # the linears and lm_head
     rep = answer(f, bank(world))

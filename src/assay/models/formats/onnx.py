@@ -98,6 +98,9 @@ class _Reader:
         # DequantizeLinear output -> (quantized initializer, scale, zero point, axis): an
         # ONNX Runtime QDQ model's weights (quantize_static/quantize_dynamic, QDQ format)
         self.dq: dict[str, tuple[str, str, str, int]] = {}
+        # quantized weight -> (scale, zero point) named by the QOperator node using it
+        # (QLinearMatMul's b_scale and b_zero_point; MatMulInteger's b_zero_point)
+        self.qop: dict[str, tuple[str, str]] = {}
         self.sizes: dict[Path, int | None] = {}
 
     # -- messages ------------------------------------------------------------------
@@ -153,10 +156,16 @@ class _Reader:
             axis = ints.get("axis", 1)
             self.dq[outputs[0]] = (inputs[0], inputs[1], inputs[2] if len(inputs) > 2 else "",
                                    axis - (1 << 64) if axis >= 1 << 63 else axis)
+        if domain in ("", "ai.onnx", "com.microsoft") and len(self.qop) < MAX_NODES:
+            if op == "QLinearMatMul" and len(inputs) >= 6:
+                self.qop[inputs[3]] = (inputs[4], inputs[5])
+            elif op == "MatMulInteger" and len(inputs) >= 2:  # the scale is applied after it, by name
+                self.qop[inputs[1]] = (inputs[1].removesuffix("_quantized") + "_scale",
+                                       inputs[3] if len(inputs) > 3 else "")
         for i, inp in enumerate(inputs):
             # only generated weight names are given other names, and weights read through a
-            # DequantizeLinear are named after the node that uses them
-            if inp.startswith("onnx::") or inp in self.dq:
+            # DequantizeLinear (or a QOperator node) are named after the node that uses them
+            if inp.startswith("onnx::") or inp in self.dq or inp in self.qop:
                 self.uses.setdefault(inp, []).append((name, op if domain in ("", "ai.onnx") else "", i, trans_b))
 
     def attribute(self, span: tuple[int, int], depth: int, values: list[tuple[int, int]],
@@ -357,16 +366,21 @@ class _Reader:
         values are computed only when lineage reads them (formats/quantized.py)."""
         out: dict[str, list[Any]] = {}
         taken = set(self.tensors)
-        for dq_out, (x, scale, zero, axis) in self.dq.items():
+        # (weight, scale, zero point, axis, the name its values are used under)
+        found = [(x, scale, zero, axis, used) for used, (x, scale, zero, axis) in self.dq.items()]
+        found += [(x, scale, zero, 1, x) for x, (scale, zero) in self.qop.items()]
+        for x, scale, zero, axis, used in found:
             info, sc = self.tensors.get(x), self.tensors.get(scale)
             if info is None or sc is None or info.dtype not in ("I8", "U8") or len(info.shape) != 2 \
                     or sc.dtype not in ("F32", "F16") or info.strides is not None:
                 continue
-            uses = self.uses.get(dq_out, [])
+            uses = self.uses.get(used, [])
             base = x.removesuffix("_quantized")
             param, transposed = base, False
             if len(uses) == 1:
                 node, op, index, trans_b = uses[0]
+                op, index = {"MatMulInteger": ("MatMul", index), "QLinearMatMul": ("MatMul", index - 2)}.get(
+                    op, (op, index))
                 m = _SCOPED.match(node.removesuffix("_quant"))
                 if index == 1 and m is not None and op == m.group(2):
                     transposed = op == "MatMul" or not trans_b

@@ -18,7 +18,7 @@ from assay.banks.store import ImportRecord, Store, check_record
 from assay.errors import AssayError, BankImportError, InputError, InvalidBankInput
 
 H1, H2, H3 = "a" * 64, "0123456789abcdef" * 4, "f" * 64
-MD5 = "d41d8cd98f00b204e9800998ecf8427e"
+MD5 = "9e107d9d372bb6826bd81d3542a419d6"  # MD5 of the quick brown fox (not of no bytes: degenerate)
 
 
 def parse(text: str | bytes, fmt: formats.Format | None = None, signal_type: str = "pdq") -> list[ImportRecord]:

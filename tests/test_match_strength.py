@@ -158,6 +158,40 @@ def test_cli_import_warns_about_degenerate_values(tmp_path: Path) -> None:
     assert code == 2 and "empty window" in msg and "refused" in msg  # a bad option value
 
 
+def test_an_empty_file_never_matches_the_hash_of_no_bytes(tmp_path: Path) -> None:
+    """Hash sets carry the MD5/SHA-1/SHA-256 of an empty file by mistake; banked, every
+    empty file of a scan (lock files, placeholders, a zero-length carved member) was an
+    exact match of a flagged bank. Those values are now degenerate: never looked up
+    (a bank that holds them from before matches nothing), never imported (warned)."""
+    db = tmp_path / "s.sqlite3"
+    store = Store(str(db), create=True)
+    store.create_bank("hashes")
+    empties = [("md5", "d41d8cd98f00b204e9800998ecf8427e"), ("sha1", "da39a3ee5e6b4b0d3255bfef95601890afd80709"),
+               ("sha256", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")]
+    for i, (typ, _) in enumerate(empties):
+        store.add_entry("hashes", f"e{i}", {typ: f"{i + 1:x}" * signals.get(typ).hex_len})
+    with store.transaction("test") as conn:  # a store written before this rule holds them
+        for i, (typ, value) in enumerate(empties):
+            eid = conn.execute(sa.text("SELECT id FROM entries WHERE content_id = :c"), {"c": f"e{i}"}).scalar()
+            conn.execute(sa.text("INSERT INTO signals (entry_id, bank_id, signal_type, value) "
+                                 "SELECT id, bank_id, :t, :v FROM entries WHERE id = :e"), {"t": typ, "v": value, "e": eid})
+    store.close()
+    case = tmp_path / "case"
+    case.mkdir()
+    (case / "empty.jpg").write_bytes(b"")
+    (case / "empty.txt").write_bytes(b"")
+    code, out, _ = _run(db, "scan", str(case), "--json", "--workers", "1")
+    recs = [r for r in map(json.loads, out.splitlines()) if r.get("path")]
+    assert len(recs) == 2 and all(r["matches"] == [] for r in recs)
+    code, out, err = _run(db, "match", "--md5", "d41d8cd98f00b204e9800998ecf8427e")
+    assert "degenerate md5 value: the hash of no bytes" in out + err
+    lst = tmp_path / "l.txt"
+    lst.write_text("d41d8cd98f00b204e9800998ecf8427e\n" + "ab" * 16 + "\n")
+    code, out, err = _run(db, "bank", "import", "hashes", str(lst), "--type", "md5", "--json")
+    d = json.loads(out)
+    assert code == 0 and d["added_signals"] == 1 and d["degenerate"] == 1 and "empty file" in d["warnings"][0]
+
+
 def test_model_report_says_autov1_is_degenerate(tmp_path: Path) -> None:
     from assay.report.model import ModelReport, explain_model
 

@@ -50,7 +50,7 @@ def test_thresholds_per_bank_and_per_query(store: Store, tmp_path: Path) -> None
 def test_follows_adds_removes_and_bank_switches(store: Store, tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     a, b = _rand_hex(rng), _rand_hex(rng)
-    md5 = "d41d8cd98f00b204e9800998ecf8427e"
+    md5 = "9e107d9d372bb6826bd81d3542a419d6"
     store.create_bank("known")
     store.add_entry("known", "a", {"pdq": a, "md5": md5}, note="first")
     m = Matcher(store, snapshot_dir=tmp_path / "snap")
@@ -175,7 +175,7 @@ def test_reloads_when_the_changes_it_needs_were_pruned(store: Store, tmp_path: P
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(6)
     a, b, c = _rand_hex(rng), _rand_hex(rng), _rand_hex(rng)
-    md5 = "d41d8cd98f00b204e9800998ecf8427e"
+    md5 = "9e107d9d372bb6826bd81d3542a419d6"
     store.create_bank("k")
     store.add_entry("k", "a", {"pdq": a, "md5": md5})
     store.add_entry("k", "b", {"pdq": b})

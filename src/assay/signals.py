@@ -102,6 +102,13 @@ def normalize(signal_type: str, value: str) -> tuple[str, str]:
     return st.name, st.normalize(value)
 
 
+# The hashes of no bytes: every empty file has them, and hash sets carry them by mistake
+# (an empty file's record in a list of known files): an empty file "matched" such a bank
+# exactly. Never banked, never looked up (as AutoV1's empty window below).
+EMPTY_INPUT_REASON = "the hash of no bytes: every empty file has this value"
+_EMPTY_MD5 = (("d41d8cd98f00b204e9800998ecf8427e", EMPTY_INPUT_REASON),)
+_EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
 PDQ = register(
     SignalType(
         "pdq",
@@ -114,7 +121,7 @@ PDQ = register(
     )
 )
 MD5 = register(
-    SignalType("md5", "MD5 of the file bytes", 32, applies_to=("image", "model", "file"))
+    SignalType("md5", "MD5 of the file bytes", 32, applies_to=("image", "model", "file"), degenerate=_EMPTY_MD5)
 )
 SHA1 = register(
     SignalType(
@@ -123,6 +130,7 @@ SHA1 = register(
         40,
         applies_to=("image", "model", "file"),
         aliases=("sha-1",),
+        degenerate=(("da39a3ee5e6b4b0d3255bfef95601890afd80709", EMPTY_INPUT_REASON),),
     )
 )
 SHA256 = register(
@@ -132,6 +140,7 @@ SHA256 = register(
         64,
         applies_to=("image", "model", "file"),
         aliases=("sha-256",),
+        degenerate=((_EMPTY_SHA256, EMPTY_INPUT_REASON),),
     )
 )
 
@@ -150,7 +159,7 @@ AUTOV1 = register(
 )
 AUTOV2 = register(
     SignalType("autov2", "AutoV2: SHA-256 of the whole file, first 10 hex", 10, applies_to=_MODEL,
-               strength="short-hash")
+               strength="short-hash", degenerate=((_EMPTY_SHA256[:10], EMPTY_INPUT_REASON),))
 )
 AUTOV3 = register(
     SignalType(
@@ -160,10 +169,13 @@ AUTOV3 = register(
         applies_to=_MODEL,
         aliases=("addnet",),
         strength="short-hash",
+        degenerate=((_EMPTY_SHA256[:12], "the hash of an empty data section: every file without tensor data has "
+                     "this value"),),
     )
 )
 BLAKE3 = register(
-    SignalType("blake3", "BLAKE3 of the whole file (InvokeAI model hash)", 64, applies_to=_MODEL)
+    SignalType("blake3", "BLAKE3 of the whole file (InvokeAI model hash)", 64, applies_to=_MODEL,
+               degenerate=(("af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262", EMPTY_INPUT_REASON),))
 )
 CRC32 = register(
     SignalType(
@@ -172,6 +184,7 @@ CRC32 = register(
         8,
         applies_to=_MODEL,
         strength="short-hash",
+        degenerate=(("00000000", EMPTY_INPUT_REASON),),
     )
 )
 
@@ -191,7 +204,8 @@ VPDQ = register(
 )
 # HMA's name for the MD5 of a video file's bytes.
 VIDEO_MD5 = register(
-    SignalType("video_md5", "MD5 of a video file's bytes (HMA's video_md5)", 32, applies_to=("video",))
+    SignalType("video_md5", "MD5 of a video file's bytes (HMA's video_md5)", 32, applies_to=("video",),
+               degenerate=_EMPTY_MD5)
 )
 
 

@@ -295,9 +295,9 @@ def bank_import(
                     fingerprints += 1
     warnings: list[str] = []
     if res.degenerate:
-        warnings.append(f"{res.degenerate:,} degenerate value(s) not imported (e.g. AutoV1 e3b0c442, the hash "
-                        "of an empty window, which every file shorter than 1 MiB has): they would match "
-                        "unrelated files")
+        warnings.append(f"{res.degenerate:,} degenerate value(s) not imported (the hashes of an empty file, e.g. "
+                        "MD5 d41d8cd9..., which every empty file has; AutoV1 e3b0c442, the hash of an empty "
+                        "window, which every file shorter than 1 MiB has): they would match unrelated files")
     for w in warnings:
         err.print(f"[yellow]warning:[/yellow] {_esc(w)}")
     if json_out:
@@ -456,8 +456,8 @@ def bank_add(
     with _store(db) as store:
         res = store.add_entry(name, content_id, sig, note=note, source="cli", meta=meta or None)
     if res.degenerate:
-        warnings.append(f"{res.degenerate} degenerate value(s) not stored (e.g. AutoV1 e3b0c442, the hash of "
-                        "an empty window): they would match unrelated files")
+        warnings.append(f"{res.degenerate} degenerate value(s) not stored (the hashes of an empty file, e.g. MD5 "
+                        "d41d8cd9...; AutoV1 e3b0c442, the hash of an empty window): they would match unrelated files")
     for w in warnings:
         err.print(f"[yellow]warning:[/yellow] {_esc(w)}")
     if json_out:

@@ -299,6 +299,32 @@ def test_carving_stops_at_its_limit_with_an_error_on_the_holder(tmp_path: Path) 
     assert "more than 3 embedded images" in got["many.bin"].errors[0].message
 
 
+def test_a_search_full_of_false_starts_stops_at_its_time_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file made of nothing but false starts ("Content-Transfer-Encoding: base64" over junk,
+    each looked at) is searched at ~0.4-1.3 CPU-s a MB: over the 256 MB window a worker
+    was held for minutes. The search stops at its CPU budget and the holder's record says
+    where; what was found before stays. (The budget is lowered here: the file is 3 MB.)"""
+    from assay.config import ScanSettings
+    from assay.containers import carve
+    from assay.report.schema import FileRecord
+    from assay.scan.run import run_scan
+
+    png = _png()
+    junk = b"Content-Transfer-Encoding: base64\n\n" + b"!!!!not base64!!!!\n" * 2
+    (tmp_path / "false-starts.eml").write_bytes(b"x--" + png + junk * (3_000_000 // len(junk)) + b"--" + png)
+    data = (tmp_path / "false-starts.eml").read_bytes()
+    found, stopped = carve.find_images(io.BytesIO(data), len(data), 1 << 28, 64, 1 << 29)
+    assert len(found) == 2 and stopped is None  # in time: both
+    # (listing the 3 MB block's 120,000 false starts takes ~0.15 CPU-s, looking at them all ~1.1)
+    monkeypatch.setattr(carve, "SEARCH_SECONDS", 0.4)
+    recs: list[FileRecord] = []
+    run_scan([tmp_path], ScanSettings(workers=1), None, recs.append)
+    got = {r.path[len(str(tmp_path)) + 1:]: r for r in recs}
+    assert sorted(p for p in got if "carved@" in p) == ["false-starts.eml!/carved@3.png"]  # the first, found in time
+    (err,) = got["false-starts.eml"].errors
+    assert err.code == "too-large" and "over 0.4 CPU seconds: stopped at byte" in err.message, err.message
+
+
 _STARTS = [b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", b"\xff\xd8\xff\xdb\x00\x43", b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR",
            b"GIF89a\x10\x00\x10\x00\x80\x00\x00", b"RIFF\x40\x00\x00\x00WEBPVP8 ", b"\xff\xda\x00\x08", b"\xff\xd9",
            b"\x2c\x00\x00\x00\x00\x10\x00\x10\x00\x00\x08", b"\x21\xf9\x04", b"\x3b", b"IEND",

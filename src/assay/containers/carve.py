@@ -28,6 +28,7 @@ from __future__ import annotations
 import binascii
 import re
 import struct
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,14 +55,26 @@ _JPEG_SECOND = frozenset(range(0xE0, 0xF0)) | {0xFE, 0xDB, 0xC4, 0xDD, 0xCC} | _
 _MAX_STEPS = 200_000
 
 
-def find_images(f: BinaryIO, size: int, window: int, max_found: int, max_image: int) -> tuple[list[tuple[int, int, str]], bool]:
+# CPU seconds one file's search may take. Ordinary data is searched at 2-3 ms a MB (the
+# whole 256 MB window in under a second); a file made of nothing but false starts (a
+# million "Content-Transfer-Encoding: base64" headers over junk) at ~1.3 s a MB, which would
+# hold a worker for minutes: its search stops, and its record says where (a file that
+# stopped it is searched once more, to cut out what was found: twice this at most).
+SEARCH_SECONDS = 20.0
+
+
+def find_images(f: BinaryIO, size: int, window: int, max_found: int, max_image: int
+                ) -> tuple[list[tuple[int, int, str]], str | None]:
     """The images embedded in the first ``window`` bytes of ``f`` (``size`` bytes), as
-    (offset, length, format) in file order, none inside another; and whether more than
-    ``max_found`` were there (the rest left out). Never one at offset 0 (the file itself)."""
+    (offset, length, format) in file order, none inside another; and why the search ended
+    early, if it did (more than ``max_found`` images: the rest left out; out of time,
+    SEARCH_SECONDS: the rest not searched), else None. Never one at offset 0 (the file
+    itself)."""
     found: list[tuple[int, int, str]] = []
     end_of_last = 1  # nothing at offset 0, nor inside an image already cut out
     limit = min(size, window)
     pos = 0
+    deadline = time.process_time() + SEARCH_SECONDS
     while pos < limit:
         f.seek(pos)
         block = f.read(min(_BLOCK + 16, limit - pos + 16))
@@ -71,16 +84,19 @@ def find_images(f: BinaryIO, size: int, window: int, max_found: int, max_image: 
         for at, fmt in hits:
             if at < end_of_last:
                 continue
+            if time.process_time() > deadline:
+                return found, (f"searching for embedded images took over {SEARCH_SECONDS:g} CPU seconds: "
+                               f"stopped at byte {at:,} of {limit:,} (the rest not searched)")
             got = _extent(f, at, size, fmt, max_image)
             if got is None:
                 continue
             if len(found) >= max_found:
-                return found, True
+                return found, f"more than {max_found} embedded images; the rest not cut out"
             start, extent, fmt = got
             found.append((start, extent, fmt))
             end_of_last = start + extent
         pos += _BLOCK
-    return found, False
+    return found, None
 
 
 # "base64" (any case but its first letter's, which is looked at where found): a data URI's
@@ -579,13 +595,13 @@ def cover_art(f: BinaryIO, size: int, max_found: int, max_image: int) -> list[tu
 
 
 def embedded_images(path: Path, size: int, window: int, max_found: int, max_image: int,
-                    video: bool = False) -> tuple[list[tuple[int, int, str]], bool]:
+                    video: bool = False) -> tuple[list[tuple[int, int, str]], str | None]:
     """find_images on the file at ``path`` (``video``: cover_art); nothing when it cannot be read."""
     try:
         with open(path, "rb") as f:
             if video:
-                return cover_art(f, size, max_found, max_image), False
+                return cover_art(f, size, max_found, max_image), None
             return find_images(f, size, window, max_found, max_image)
     except OSError:
-        return [], False
+        return [], None
 

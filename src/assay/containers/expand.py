@@ -78,8 +78,8 @@ def archive_to_walk(path: Path, record: FileRecord, limits: Limits) -> str | Non
             return "pdf+zip" if pdf else "zip"  # a zip appended must not hide the PDF's own images
     if pdf:
         return "pdf"  # its images: cut out as they are (JPEG) or rebuilt (containers/pdfimages.py)
-    if record.kind in CARVE_KINDS and record.format != "directory" and _embedded(path, limits)[0]:
-        return "carve"  # searched again by the walk: only for the few files that hold images
+    if record.kind in CARVE_KINDS and record.format != "directory" and any(_embedded(path, limits)):
+        return "carve"  # searched again by the walk: only for the few files that hold images (or stopped it)
     if record.kind == "video" and record.format in _COVERED and _embedded(path, limits, video=True)[0]:
         return "covers"
     return None
@@ -88,11 +88,11 @@ def archive_to_walk(path: Path, record: FileRecord, limits: Limits) -> str | Non
 _COVERED = frozenset({"mp4", "mov"})  # videos whose boxes are followed to their cover art
 
 
-def _embedded(path: Path, limits: Limits, video: bool = False) -> tuple[list[tuple[int, int, str]], bool]:
+def _embedded(path: Path, limits: Limits, video: bool = False) -> tuple[list[tuple[int, int, str]], str | None]:
     try:
         size = path.stat().st_size
     except OSError:
-        return [], False
+        return [], None
     return embedded_images(path, size, limits.max_carve_bytes, limits.max_carved, limits.max_image_bytes,
                            video=video)
 
@@ -152,7 +152,7 @@ def _members(path: Path, fmt: str, display: str, tmp: Path, budget: _Budget) -> 
 
         return libarchive_members(path, fmt, limits.max_archive_members)
     if fmt in ("carve", "covers"):
-        return _carved(path, *_embedded(path, limits, video=fmt == "covers"), limits.max_carved)
+        return _carved(path, *_embedded(path, limits, video=fmt == "covers"))
     if fmt == "pdf":
         return _pdf(path, limits)
     if fmt == "pdf+zip":
@@ -160,10 +160,10 @@ def _members(path: Path, fmt: str, display: str, tmp: Path, budget: _Budget) -> 
     raise ArchiveError(f"archive format {fmt!r} is not supported", code="unsupported-format")
 
 
-def _carved(path: Path, found: list[tuple[int, int, str]], more: bool, most: int) -> Iterator[Member]:
+def _carved(path: Path, found: list[tuple[int, int, str]], stopped: str | None) -> Iterator[Member]:
     yield from carved_members(path, found)
-    if more:
-        raise ArchiveError(f"more than {most} embedded images; the rest not cut out", code="too-large")
+    if stopped:
+        raise ArchiveError(stopped, code="too-large")
 
 
 def _chained(*parts: Iterator[Member]) -> Iterator[Member]:
@@ -203,7 +203,7 @@ def _pdf(path: Path, limits: Limits) -> Iterator[Member]:
     yield from carved_members(path, found)
     yield from pdf_image_members(path, limits, jpegs)
     if more:
-        raise ArchiveError(f"more than {limits.max_carved} embedded images; the rest not cut out", code="too-large")
+        raise ArchiveError(more, code="too-large")
 
 
 def _error(display: str, archive: str, code: str, message: str, size: int | None = None) -> FileRecord:

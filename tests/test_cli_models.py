@@ -158,7 +158,8 @@ def test_a_minor_component_of_a_flagged_checkpoint_is_context_not_a_match(tmp_pa
     only file with those weights was a 'same-weights' match with the flagged checkpoint,
     a fine-tune of that VAE a 'derived' one (false matches for every such file on a seized
     machine); they are now lineage context that names the component and its share. The UNet alone (80% of an SD 1.5 checkpoint's
-    weights, the part a fine-tune changes) still matches, as 'same-component unet'."""
+    weights, the part a fine-tune changes) still matches as the same weights, saying what
+    it lacks; a Llama saved without its output head (tied) is still the same weights."""
     db = str(tmp_path / "b.sqlite3")
     specs = modelgen.sd15(SCALE, dt="F32")
     f32 = {k: v for k, v in specs.items() if v[0] == "F32"}
@@ -182,7 +183,8 @@ def test_a_minor_component_of_a_flagged_checkpoint_is_context_not_a_match(tmp_pa
         (same,) = recs[f"{name}.safetensors"]["model"]["lineage"]["same"]
         assert same["entry"] == "models/bad-ckpt" and same["lacks"] and same["entry_share"] < 0.5
         assert "not that it comes from the entry" in same["explanation"]
-    assert [m["value"] for m in recs["unet.safetensors"]["matches"]] == ["same-component unet"]
+    (m,) = recs["unet.safetensors"]["matches"]
+    assert m["value"] == "same-weights" and "the suspect lacks text_encoder, vae" in m["note"]
     tuned = recs["vae-tuned.safetensors"]
     assert tuned["matches"] == [] and [d["entry"] for d in tuned["model"]["lineage"]["derived"]] == ["models/bad-ckpt"]
 

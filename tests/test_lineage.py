@@ -225,6 +225,24 @@ def test_fine_tunes_of_an_unbanked_base_are_not_merges_of_its_banked_fine_tunes(
     assert set(parts) == {"f/F0", "f/F2"} and abs(parts["f/F0"] - 0.3) < 0.02
 
 
+def test_a_copy_without_its_small_output_head_is_still_the_same_weights() -> None:
+    """A Llama saved without its output head (final norm and LM head: a backbone export)
+    lacks a small part of the entry: still a 'same-weights' match, the note saying what it
+    lacks (a VAE alone is context: tests/test_cli_models.py)."""
+    from assay.models.lineage_analyzer import lineage_matches
+
+    rng = np.random.default_rng(3)
+    arrays = {k: rng.standard_normal(s).astype(np.float32)
+              for k, (_, s) in modelgen.llama(hidden=64, layers=4, vocab=256, ff=256).items()}
+    entry = BankModel("f", "llm", "checkpoint", fingerprint_arrays(arrays))
+    backbone = {k: v for k, v in arrays.items() if k not in ("lm_head.weight", "model.norm.weight")}
+    rep = answer(fingerprint_arrays(backbone), [entry])
+    (same,) = rep.same
+    assert same.lacks == ["output head"] and same.entry_share > 0.5
+    (m,) = lineage_matches(rep, {"f/llm": "checkpoint"})
+    assert m.value == "same-weights" and "the suspect lacks output head" in (m.note or "")
+
+
 def test_nan_suspect_tensors_are_left_out_with_a_note() -> None:
     arrays = _small(1)
     bank = [BankModel("b", "A", "base", fingerprint_arrays(arrays))]

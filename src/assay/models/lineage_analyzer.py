@@ -17,11 +17,6 @@ from typing import Any, ClassVar
 from ..report.schema import FileRecord, Match
 from ..scan.analyzer import Subject
 
-#: A suspect holding only some of a flagged entry's components, unchanged, matches it
-#: when they hold at least this share of the entry's weights (SD 1.5: UNet 80%, VAE 8%,
-#: text encoder 11%; SDXL: UNet 74%, text encoders 23%; Flux: transformer ~70%, T5 ~28%).
-COMPONENT_MATCH_SHARE = 0.5
-
 
 class LineageAnalyzer:
     name: ClassVar[str] = "lineage"
@@ -59,13 +54,16 @@ class LineageAnalyzer:
 def lineage_matches(report: Any, kinds: dict[str, str]) -> list[Match]:
     """One match per (bank entry, relation) in a lineage report. ``kinds`` maps an
     entry label (``bank/content_id``) to its kind (checkpoint, lora, base)."""
+    from .lineage import COMPONENT_MATCH_SHARE
+
     found: list[tuple[str, str, str]] = []  # (label, value, explanation)
     # Holding a minor component of a checkpoint unchanged (its VAE or text encoder, often
     # the public one every checkpoint of the family ships) is not being that checkpoint:
     # context under model.lineage, like closeness to a base. The part holding most of the
-    # entry's weights (a UNet or transformer taken out of it) is a match that names it.
-    found += [(f.entry, f"same-component {','.join(f.components)}" if f.lacks else "same-weights", f.explanation)
-              for f in report.same if not f.lacks or f.entry_share >= COMPONENT_MATCH_SHARE]
+    # entry's weights (a UNet or transformer taken out of it) is a match; its explanation
+    # names what the file lacks.
+    found += [(f.entry, "same-weights", f.explanation) for f in report.same
+              if not f.lacks or f.entry_share >= COMPONENT_MATCH_SHARE]
     # Closeness to a known base says where a model comes from, not that it is flagged.
     found += [(f.entry, "derived", f.explanation) for f in report.derived
               if f.kind != "base" and (not f.lacks or f.entry_share >= COMPONENT_MATCH_SHARE)]

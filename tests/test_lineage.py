@@ -243,6 +243,20 @@ def test_a_copy_without_its_small_output_head_is_still_the_same_weights() -> Non
     assert m.value == "same-weights" and "the suspect lacks output head" in (m.note or "")
 
 
+def test_a_copy_of_a_known_base_is_not_a_match() -> None:
+    """A base is a known, unflagged model banked for reference: a fine-tune of it was
+    context, but a plain copy of it (the public model every user has, converted to fp16)
+    was a 'same-weights' match counted as a finding. Both are context now."""
+    from assay.models.lineage_analyzer import lineage_matches
+
+    specs = {k: v for k, v in modelgen.sd15(SCALE, dt="F32").items() if v[0] == "F32"}
+    base = ev.random_model(specs, 1)
+    entry = BankModel("bases", "sd15", "base", fingerprint_arrays(base))
+    rep = answer(fingerprint_arrays(ev.to_fp16(base)), [entry])
+    assert [f.entry for f in rep.same] == ["bases/sd15"]
+    assert lineage_matches(rep, {"bases/sd15": "base"}) == []
+
+
 def test_nan_suspect_tensors_are_left_out_with_a_note() -> None:
     arrays = _small(1)
     bank = [BankModel("b", "A", "base", fingerprint_arrays(arrays))]

@@ -62,8 +62,10 @@ def lineage_matches(report: Any, kinds: dict[str, str]) -> list[Match]:
     # context under model.lineage, like closeness to a base. The part holding most of the
     # entry's weights (a UNet or transformer taken out of it) is a match; its explanation
     # names what the file lacks.
+    # Being a known base (a copy of the public model banked for reference) is not a finding
+    # either, any more than being derived from one.
     found += [(f.entry, "same-weights", f.explanation) for f in report.same
-              if not f.lacks or f.entry_share >= COMPONENT_MATCH_SHARE]
+              if f.kind != "base" and (not f.lacks or f.entry_share >= COMPONENT_MATCH_SHARE)]
     # Closeness to a known base says where a model comes from, not that it is flagged.
     found += [(f.entry, "derived", f.explanation) for f in report.derived
               if f.kind != "base" and (not f.lacks or f.entry_share >= COMPONENT_MATCH_SHARE)]

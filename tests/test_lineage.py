@@ -246,15 +246,23 @@ def test_a_copy_without_its_small_output_head_is_still_the_same_weights() -> Non
 def test_a_copy_of_a_known_base_is_not_a_match() -> None:
     """A base is a known, unflagged model banked for reference: a fine-tune of it was
     context, but a plain copy of it (the public model every user has, converted to fp16)
-    was a 'same-weights' match counted as a finding. Both are context now."""
+    was a 'same-weights' match counted as a finding, and a 'derived' match with every
+    banked flagged fine-tune of it. Both are context now."""
     from assay.models.lineage_analyzer import lineage_matches
 
     specs = {k: v for k, v in modelgen.sd15(SCALE, dt="F32").items() if v[0] == "F32"}
     base = ev.random_model(specs, 1)
-    entry = BankModel("bases", "sd15", "base", fingerprint_arrays(base))
-    rep = answer(fingerprint_arrays(ev.to_fp16(base)), [entry])
-    assert [f.entry for f in rep.same] == ["bases/sd15"]
-    assert lineage_matches(rep, {"bases/sd15": "base"}) == []
+    flagged = ev.fine_tune(base, 0.05, 2)
+    bank = [BankModel("bases", "sd15", "base", fingerprint_arrays(base)),
+            BankModel("flagged", "F", "checkpoint", fingerprint_arrays(flagged))]
+    kinds = {"bases/sd15": "base", "flagged/F": "checkpoint"}
+    rep = answer(fingerprint_arrays(ev.to_fp16(base)), bank)
+    assert [f.entry for f in rep.same] == ["bases/sd15"] and [f.entry for f in rep.derived] == ["flagged/F"]
+    # the flagged fine-tune derives from the base this file is: not a finding against it
+    assert lineage_matches(rep, kinds) == []
+    # a copy of the flagged fine-tune still is
+    rep = answer(fingerprint_arrays(ev.to_fp16(flagged)), bank)
+    assert [(m.content_id, m.value) for m in lineage_matches(rep, kinds)] == [("F", "same-weights")]
 
 
 def test_nan_suspect_tensors_are_left_out_with_a_note() -> None:

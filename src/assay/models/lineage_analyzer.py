@@ -66,9 +66,11 @@ def lineage_matches(report: Any, kinds: dict[str, str]) -> list[Match]:
     # either, any more than being derived from one.
     found += [(f.entry, "same-weights", f.explanation) for f in report.same
               if f.kind != "base" and (not f.lacks or f.entry_share >= COMPONENT_MATCH_SHARE)]
-    # Closeness to a known base says where a model comes from, not that it is flagged.
+    # Closeness to a known base says where a model comes from, not that it is flagged; and
+    # a file that IS a known base is close to every fine-tune of it: they derive from it.
+    base_copy = any(f.kind == "base" and not f.lacks for f in report.same)
     found += [(f.entry, "derived", f.explanation) for f in report.derived
-              if f.kind != "base" and (not f.lacks or f.entry_share >= COMPONENT_MATCH_SHARE)]
+              if f.kind != "base" and not base_copy and (not f.lacks or f.entry_share >= COMPONENT_MATCH_SHARE)]
     for m in report.merges:
         found += [(label, f"merge {m.component} {ratio:.2f}", m.explanation)
                   for label, ratio in m.parts.items() if kinds.get(label) != "base"]

@@ -387,8 +387,10 @@ def test_queries_only_banked_variants_can_match_are_skipped_without_them() -> No
     every = hash_image_bytes(data)
     assert any(n.startswith("region-") for n in every.regions or {}) and "upper-85" in (every.regions or {})
     plain = hash_image_bytes(data, bank_kinds=frozenset())  # banks of plain hash lists
-    # the mirror and the small centred crops match plain hashes (a thin border); regions do not
-    assert set(plain.regions or {}) == {n for n in every.regions or {} if n == "mirror" or n.startswith("crop-")}
+    # the mirror, the turns and the small centred crops match plain hashes (a thin border); regions do not
+    assert set(plain.regions or {}) == {n for n in every.regions or {}
+                                        if n == "mirror" or n.startswith(("crop-", "rotated-"))}
+    assert {"rotated-90", "rotated-180", "rotated-270"} <= set(plain.regions or {})
     assert all(plain.regions[n] == every.regions[n] for n in plain.regions or {})  # type: ignore[index]
     only_regions = hash_image_bytes(data, bank_kinds=frozenset({"region"}))
     assert not {"upper-85", "lower-85"} & set(only_regions.regions or {})

@@ -87,7 +87,7 @@ PARTIAL = "perceptual-partial"
 # less (media/crops.py).
 _WHOLE = frozenset({"original", "rot90", "rot180", "rot270", "flipx", "flipy", "flipplus", "flipminus",
                     "mirror", "mirrored", "trimmed", "trimmed-even", "scaled", "displayed", "stored",
-                    "rows-flipped"})
+                    "rows-flipped", "rotated-90", "rotated-180", "rotated-270"})
 
 
 #: The rotations/flips of ``--dihedral``: asked for by name, always written in a record.

@@ -206,11 +206,21 @@ def hash_image_bytes(
         # 16-bit grey: the picture as it shows (the plain hash clips it white, as Meta's does)
         regions = {"scaled": fast_pdq(grey.luma, grey.orig_size, grey.block), **regions}
     if variants and not dihedral:
-        # A left-right mirror is the commonest flip: queried by default, hashed from the
-        # mirrored pixels (PDQ's sampling is not quite symmetric: its DCT-domain flip,
-        # "flipy" of ``dihedral``, lands up to 68 bits from the mirror's own hash on
-        # 256-px photos); the other rotations/flips only with ``dihedral``.
-        regions = {"mirror": mirrored, **regions}
+        # A left-right mirror is the commonest flip, and a quarter, half or three-quarter
+        # turn (rotated-90, -180, -270: counter-clockwise) the commonest rewrite after it
+        # (each moves PDQ ~128 bits): queried by default, each hashed from the turned
+        # pixels (PDQ's sampling is not quite symmetric: its DCT-domain flip, "flipy" of
+        # ``dihedral``, lands up to 68 bits from the mirror's own hash on 256-px photos);
+        # the flips across a diagonal only with ``dihedral``.
+        ow, oh = reduced.orig_size
+        px, py = reduced.block
+        turned = {f"rotated-{90 * k}": fast_pdq(np.ascontiguousarray(np.rot90(reduced.luma, k)),
+                                                (oh, ow) if k % 2 else (ow, oh), (py, px) if k % 2 else (px, py))
+                  for k in (1, 2, 3)}
+        # (after the other variants: a turn that an EXIF orientation makes is the same hash,
+        # queried once, as "displayed"/"stored")
+        known = {r.hex for r in regions.values()}
+        regions = {"mirror": mirrored, **regions, **{n: r for n, r in turned.items() if r.hex not in known}}
     md5, sha256 = file_digests(data)
     if share is not None and (full := decode.full_image(opened)) is not None:
         share[SHARED_IMAGE] = full

@@ -284,6 +284,12 @@ def _special(path: Path) -> str | None:
     return f"not a regular file but {special_kind(mode)}; save it to a file first"
 
 
+def _refuse_special(path: Path) -> None:
+    """Raise, naming ``path``, when it is a pipe, socket or device (see _special)."""
+    if why := _special(path):
+        raise AssayError(f"{path}: {why}")
+
+
 def _check_anchors(trust_anchors: Path | None) -> None:
     """A trust-anchor bundle named by --trust-anchors or $ASSAY_C2PA_TRUST_ANCHORS that cannot
     be read stops the command before any work: otherwise every credential reads 'could not

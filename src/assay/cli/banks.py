@@ -17,7 +17,7 @@ from ._common import (
     JsonOpt,
     _emit_json,
     _esc,
-    _special,
+    _refuse_special,
     _store,
     bank_app,
     err,
@@ -249,8 +249,7 @@ def bank_import(
     from ..errors import BankImportError, BankNotFound
 
     signal_types.get(signal_type)
-    if why := _special(file):
-        raise AssayError(f"{file}: {why}")
+    _refuse_special(file)
     detected = detect_format(file) if fmt is Fmt.auto else fmt.value
     header = read_header(file) if detected == "jsonl" else None  # a bank exported by assay
     with _store(db, create=create) as store:
@@ -413,8 +412,7 @@ def bank_add(
         from ..banks.matcher import LOW_QUALITY
         from ..media import hash_image_file
 
-        if why := _special(image):
-            raise AssayError(f"{image}: {why}")
+        _refuse_special(image)
         h = hash_image_file(image, bank_variants=not no_variants)
         if h.quality < LOW_QUALITY:
             # Stored all the same (the examiner chose this image), but it is not looked up
@@ -438,8 +436,7 @@ def bank_add(
         from ..banks.videos import bank_record
         from ..media.video import hash_video_file
 
-        if why := _special(video):
-            raise AssayError(f"{video}: {why}")
+        _refuse_special(video)
         h = hash_video_file(video)
         rec = bank_record(h.vpdq, content_id, extra=[("video_md5", h.md5), ("sha256", h.sha256)],
                           trimmed=[] if no_variants else h.trimmed, displayed=[] if no_variants else h.displayed)
@@ -614,8 +611,7 @@ def bank_add_model(
     from ..models.hashes import hash_signals
 
     cid = content_id or file.name
-    if why := _special(file):
-        raise AssayError(f"{file}: {why}")
+    _refuse_special(file)
     with _store(db) as store:
         store.get_bank(name)
         report = analyze_model(file)

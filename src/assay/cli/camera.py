@@ -7,7 +7,18 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import AssayError, BankNotFound
-from ._common import DbOpt, JsonOpt, _emit_json, _esc, _special, _store, app, err, out, plural
+from ._common import (
+    DbOpt,
+    JsonOpt,
+    _emit_json,
+    _esc,
+    _refuse_special,
+    _store,
+    app,
+    err,
+    out,
+    plural,
+)
 
 camera_app = typer.Typer(help="Camera sensor fingerprints (PRNU): enrol a camera, match photos.",
                          no_args_is_help=True)
@@ -80,8 +91,7 @@ def camera_match(
         prints = {r.id: cs.load(r) for r in records}
     for f in files:
         try:
-            if why := _special(f):
-                raise AssayError(f"{f}: {why}")
+            _refuse_special(f)
             photo = load_photo(f)
         except AssayError as exc:
             failed += 1

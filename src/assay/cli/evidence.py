@@ -16,8 +16,8 @@ from ._common import (
     _check_store_named,
     _emit_json,
     _esc,
+    _refuse_special,
     _shown,
-    _special,
     app,
     err,
     out,
@@ -57,8 +57,7 @@ def provenance(
     for f in files:
         result: dict[str, Any] = {"schema": "assay.provenance/1", "path": str(f)}
         try:
-            if why := _special(f):
-                raise AssayError(f"{f}: {why}")
+            _refuse_special(f)
             kind = sniff_path(f)
             if kind.kind not in ("image", "document", "video", "audio"):
                 raise AssayError(
@@ -116,8 +115,7 @@ def model(
             try:
                 if not f.exists():
                     raise AssayError(f"{f}: no such file or folder")
-                if why := _special(f):
-                    raise AssayError(f"{f}: {why}")
+                _refuse_special(f)
                 report = analyze_model(f)
             except AssayError as exc:
                 failed += 1

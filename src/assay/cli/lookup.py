@@ -9,7 +9,19 @@ import typer
 from .. import signals as signal_types
 from ..config import ScanSettings
 from ..errors import AssayError
-from ._common import DbOpt, JsonOpt, Mode, _Banks, _emit_json, _special, app, err, out, plural
+from ._common import (
+    DbOpt,
+    JsonOpt,
+    Mode,
+    _Banks,
+    _emit_json,
+    _refuse_special,
+    _special,
+    app,
+    err,
+    out,
+    plural,
+)
 
 
 # ---------------------------------------------------------------------------------- hash
@@ -157,8 +169,7 @@ def match(
         from ..media.video import hash_video_file, to_threatexchange_json
 
         for f in video:
-            if why := _special(f):
-                raise AssayError(f"{f}: {why}")
+            _refuse_special(f)
             h = hash_video_file(f)
             videos.append((len(queries), h))
             queries += [Query("video_md5", h.md5), Query("sha256", h.sha256),

@@ -6,8 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..errors import AssayError
-from ._common import JsonOpt, _emit_json, _esc, _special, app, err, out, plural
+from ._common import JsonOpt, _emit_json, _esc, _refuse_special, app, err, out, plural
 
 text_app = typer.Typer(help="Which passages of a text reproduce indexed works (verbatim or nearly).",
                        no_args_is_help=True)
@@ -133,8 +132,7 @@ def text_check(
     failed = found = 0
     for f in files:
         try:
-            if why := _special(f):
-                raise AssayError(f"{f}: {why}")
+            _refuse_special(f)
             text = read_checked(f)
         except Exception as exc:  # noqa: BLE001 - one bad file never stops the others
             failed += 1

@@ -105,6 +105,20 @@ def test_torch_module_wrapper_with_tensors_only_is_safe_and_unreadable_is_suspic
     assert _verdict(tmp_path, keras_zip(extra_layers=[_wrapper(None)]), "n.keras") == "safe"
 
 
+def test_keras_archives_nested_in_torch_module_wrappers_stop_at_the_depth_limit(tmp_path: Path) -> None:
+    """A .keras whose TorchModuleWrapper holds a .keras whose wrapper holds another ...: the
+    depth of the archive the config came from was not passed on, so every level started
+    again at 0: however deep, every level was scanned (only Python's recursion limit ended
+    it: an uncaught RecursionError). Now the nesting stops at the zip depth limit (3),
+    reported suspicious; six levels read 'safe' before."""
+    inner = keras_zip()
+    for _ in range(6):
+        inner = keras_zip(extra_layers=[_wrapper(base64.b64encode(inner).decode())])
+    report = analyze_model(_write(tmp_path, inner))
+    assert report.safety.verdict == "suspicious"
+    assert "nested too deeply" in str(report.safety.model_dump())
+
+
 def test_torch_module_wrapper_in_a_nested_model_is_found() -> None:
     evil = base64.b64encode(_torch_zip(call4("subprocess", "run", "id"))).decode()
     config = {"class_name": "Functional", "config": {"layers": [

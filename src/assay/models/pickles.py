@@ -1200,7 +1200,7 @@ def _scan_zip(f: BinaryIO, where: str, depth: int) -> list[PickleReport]:
     if is_keras_zip([e.name for e in entries]):
         # Keras archives carry their code in config.json, not in a pickle.
         config = next(e for e in entries if e.name == "config.json")
-        reports.append(scan_keras_member(f, config, where))
+        reports.append(scan_keras_member(f, config, where, depth))
     from .formats.skops import SCHEMA, is_skops_zip, scan_skops_member
 
     if is_skops_zip([e.name for e in entries]):

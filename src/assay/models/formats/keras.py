@@ -25,7 +25,7 @@ from typing import Any
 
 from ...errors import DecodeError, InputError, UnsafeInput
 from ..pickle_policy import classify_global
-from ..pickles import _RANK, PickleFinding, PickleReport
+from ..pickles import PickleFinding, PickleReport
 from . import MAX_CONFIG_BYTES, ModelFile, TensorInfo, tensor_nbytes
 
 __all__ = ["is_keras_zip", "read_h5", "read_keras_zip", "scan_keras_bytes", "scan_keras_config"]
@@ -220,7 +220,6 @@ def _torch_module_wrapper(node: dict[str, Any], path: str, where: str, report: P
         ))
         return
     inner = scan_embedded_bytes(data, where=f"{where}#{label}", depth=depth + 1)
-    worst = max((r.verdict for r in inner), key=_RANK.__getitem__, default="safe")
     for r in inner:
         for f in r.findings:
             if f.severity != "safe":
@@ -228,7 +227,7 @@ def _torch_module_wrapper(node: dict[str, Any], path: str, where: str, report: P
                     f.severity, f.global_name, f.opcode, f.offset,
                     f"TorchModuleWrapper layer {name!r} (torch.load at load): {f.reason}",
                 ))
-    if worst == "safe":
+    if all(r.verdict == "safe" for r in inner):
         report.globals.extend(g for r in inner for g in r.globals)
 
 
@@ -295,8 +294,9 @@ def _refuse(path: Path, report: PickleReport) -> None:
     refuse_if_dangerous(path, [report])
 
 
-def scan_keras_member(f: Any, entry: Any, where: str) -> PickleReport:
-    """The config.json member of a ``.keras`` archive judged (``entry``: a ZipEntry)."""
+def scan_keras_member(f: Any, entry: Any, where: str, depth: int = 0) -> PickleReport:
+    """The config.json member of a ``.keras`` archive judged (``entry``: a ZipEntry;
+    ``depth``: how deep in nested archives and embedded bytes it was found)."""
     from ..pickles import read_zip_entry
 
     label = f"{where}:config.json"
@@ -306,7 +306,7 @@ def scan_keras_member(f: Any, entry: Any, where: str) -> PickleReport:
         report = PickleReport(where=label, error=exc.reason)
         report.add(PickleFinding("suspicious", "", "config", 0, f"Keras config not read: {exc.reason}"))
         return report
-    return scan_keras_config(config, label)
+    return scan_keras_config(config, label, depth)
 
 
 def read_keras_zip(path: Path, pickles: list[PickleReport]) -> ModelFile:

@@ -1174,25 +1174,20 @@ def _fingerprint_model(model: Any, *, k: int, kind: str) -> Fingerprint:
     files = _FileRows()
     for key, piece in plan:
         info = tensors[key]
-        if key in dequantized:
+        if info.dtype not in _FLOAT_DTYPES:
+            # quantized weights (block-quantized GGUF, as llama.cpp computes with them;
+            # GPTQ/AWQ/bitsandbytes/ONNX layers) are dequantized; other types are ids, counters
+            if key not in dequantized and not (DTYPES.get(info.dtype) is None and model.format == "gguf"):
+                skipped += 1
+                continue
             try:
-                values = dequantized[key]()
+                values = dequantized[key]() if key in dequantized else model.array(key, convert=True)
             except ValueError as exc:
                 raise DecodeError(info.source, f"quantized tensor {key!r} ({info.dtype}): {exc}") from exc
             shape, rows_of = _array_rows(_piece_view(values, piece))
-            fp.tensors[piece.canonical] = _sketch_source(shape, rows_of, _Decoder("F32"), k,
-                                                         piece.canonical, align=True)
+            fp.tensors[piece.canonical] = _sketch_source(shape, rows_of, decoders.setdefault("dequantized", _Decoder("F32")),
+                                                         k, piece.canonical, align=True)
             quantized[info.dtype] = quantized.get(info.dtype, 0) + 1
-            continue
-        if info.dtype not in _FLOAT_DTYPES:
-            if DTYPES.get(info.dtype) is None and model.format == "gguf":
-                # block-quantized GGUF weights: dequantized, as llama.cpp computes with them
-                shape, rows_of = _array_rows(_piece_view(model.array(key, convert=True), piece))
-                fp.tensors[piece.canonical] = _sketch_source(shape, rows_of, _Decoder("F32"), k,
-                                                             piece.canonical, align=True)
-                quantized[info.dtype] = quantized.get(info.dtype, 0) + 1
-                continue
-            skipped += 1
             continue
         decoder = decoders.setdefault(info.dtype, _Decoder(
             info.dtype, lambda c, d=info.dtype: to_float32(np.asarray(c), d)))

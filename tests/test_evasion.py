@@ -549,3 +549,13 @@ def test_a_copy_turned_a_quarter_half_or_three_quarters_is_found(
             assert m[0]["query_variant"] == want[name] and m[0]["strength"] == "perceptual", m[0]
             assert f"match: {case}/{cid}-{name}.img" in out
     assert not any(_matched(recs[f"other2-{name}.img"]) for name in turns)
+    # a photo whose EXIF orientation (6: shown turned clockwise) is a turn: that turn is
+    # hashed once, as "displayed", not again as a rotated-N variant
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    b = io.BytesIO()
+    Image.open(io.BytesIO(data["bridge"])).save(b, "JPEG", quality=90, exif=exif.tobytes())
+    regions = hash_image_bytes(b.getvalue()).regions or {}
+    assert "displayed" in regions and {"rotated-90", "rotated-180"} <= set(regions)
+    assert "rotated-270" not in regions and regions["displayed"][0] not in {
+        regions[n][0] for n in ("rotated-90", "rotated-180")}

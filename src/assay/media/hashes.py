@@ -76,6 +76,11 @@ _TURNS: dict[int, tuple[Any, Any]] = {
 }
 
 
+# The EXIF orientations that are plain turns -> the quarter turns (np.rot90's k,
+# counter-clockwise) of their _TURNS entries (as displayed, back to stored).
+_QUARTERS = {3: (2, 2), 6: (3, 1), 8: (1, 3)}
+
+
 def file_digests(data: bytes) -> tuple[str, str]:
     """(md5, sha256) hex of the bytes."""
     return hashlib.md5(data, usedforsecurity=False).hexdigest(), hashlib.sha256(data).hexdigest()
@@ -212,15 +217,13 @@ def hash_image_bytes(
         # pixels (PDQ's sampling is not quite symmetric: its DCT-domain flip, "flipy" of
         # ``dihedral``, lands up to 68 bits from the mirror's own hash on 256-px photos);
         # the flips across a diagonal only with ``dihedral``.
+        # A turn an EXIF orientation makes was hashed above as "displayed"/"stored": not again.
         ow, oh = reduced.orig_size
-        px, py = reduced.block
+        done = _QUARTERS.get(oriented.orientation, (0, 0))[1 if oriented.transposed else 0]
         turned = {f"rotated-{90 * k}": fast_pdq(np.ascontiguousarray(np.rot90(reduced.luma, k)),
-                                                (oh, ow) if k % 2 else (ow, oh), (py, px) if k % 2 else (px, py))
-                  for k in (1, 2, 3)}
-        # (after the other variants: a turn that an EXIF orientation makes is the same hash,
-        # queried once, as "displayed"/"stored")
-        known = {r.hex for r in regions.values()}
-        regions = {"mirror": mirrored, **regions, **{n: r for n, r in turned.items() if r.hex not in known}}
+                                                (oh, ow) if k % 2 else (ow, oh), reduced.block)
+                  for k in (1, 2, 3) if k != done}
+        regions = {"mirror": mirrored, **regions, **turned}
     md5, sha256 = file_digests(data)
     if share is not None and (full := decode.full_image(opened)) is not None:
         share[SHARED_IMAGE] = full

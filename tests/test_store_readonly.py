@@ -112,3 +112,14 @@ def test_a_log_without_its_index_is_refused_not_left_out(read_only: tuple[Path, 
     with pytest.raises(StoreError, match="write-ahead log") as err:
         Store(str(view / "bank.db"), create=False)
     assert "bank.db-wal" in str(err.value)
+
+
+def test_a_read_only_store_whose_name_holds_uri_characters(read_only: tuple[Path, Path]) -> None:
+    """The read-only store is opened through an SQLite URI: a '?', '#' or '%' in its path
+    is part of the name (unquoted, 'case #4?.db' opened 'case ')."""
+    src, view = read_only
+    _bank(src / "case #4? 100%.db")
+    _seal(src, view)
+    with Store(str(view / "case #4? 100%.db"), create=False) as store:
+        assert [m.content_id for m in Matcher(store).lookup([Query("md5", MD5)])] == ["c1"]
+    assert sorted(p.name for p in view.iterdir()) == ["case #4? 100%.db"]

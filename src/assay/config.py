@@ -28,13 +28,21 @@ def default_db_url() -> str:
     env = os.environ.get(ENV_DB)
     if env:
         return normalize_db_url(env)
-    return "sqlite:///" + str(data_dir() / "assay.sqlite3")
+    return normalize_db_url(str(data_dir() / "assay.sqlite3"))
+
+
+def sqlite_file_uri(path: Path) -> str:
+    """``file:`` and ``path`` quoted, as SQLite's URI filenames (and SQLAlchemy's URLs, which
+    unquote the database part) read it: a '?', '#' or '%' in a name is part of the name."""
+    from urllib.parse import quote
+
+    return "file:" + quote(path.as_posix())
 
 
 def normalize_db_url(url: str) -> str:
     """Accept a bare file path or a SQLAlchemy URL; prefer psycopg 3 for PostgreSQL."""
     if "://" not in url:
-        return "sqlite:///" + str(Path(url).expanduser().resolve())
+        return "sqlite:///" + sqlite_file_uri(Path(url).expanduser().resolve()).removeprefix("file:")
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url

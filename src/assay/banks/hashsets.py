@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .. import signals as signal_types
+from ..config import sqlite_file_uri
 from ..errors import AssayError, InputError, InvalidBankInput
 from .store import ImportRecord, check_record
 
@@ -57,7 +58,7 @@ def parse_nsrl(path: Path, problems: Any) -> Iterator[ImportRecord]:
     ``add(where, reason)`` and raises once too many are collected)."""
     try:
         # Read-only and immutable: the evidence database is never written or locked.
-        conn = sqlite3.connect(f"file:{path.resolve().as_posix()}?mode=ro&immutable=1", uri=True)
+        conn = sqlite3.connect(f"{sqlite_file_uri(path.resolve())}?mode=ro&immutable=1", uri=True)
     except sqlite3.Error as exc:
         raise InputError(path, f"cannot open as SQLite: {exc}") from None
     try:

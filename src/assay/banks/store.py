@@ -40,7 +40,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import StaticPool
 
 from .. import signals as signal_types
-from ..config import default_db_url, normalize_db_url
+from ..config import default_db_url, normalize_db_url, sqlite_file_uri
 from ..errors import (
     AssayError,
     BankExists,
@@ -1477,7 +1477,8 @@ def _make_engine(url: URL, shown: str) -> Engine:
     if memory:
         kwargs["poolclass"] = StaticPool
     elif not db.startswith("file:") and (ro := _read_only(Path(db).expanduser(), shown)) is not None:
-        url = url.set(database=f"file:{Path(db).expanduser().resolve()}", query={**url.query, **ro, "uri": "true"})
+        url = url.set(database=sqlite_file_uri(Path(db).expanduser().resolve()),
+                      query={**url.query, **ro, "uri": "true"})
     engine = sa.create_engine(url, **kwargs)
 
     @sa.event.listens_for(engine, "connect")

@@ -72,7 +72,7 @@ def test_fifo_is_never_opened(tmp_path: Path) -> None:
     assert [(str(i.path), i.problem) for i in items if i.problem] == [
         (str(tmp_path / "pipe"), "not a regular file but a pipe (FIFO): never opened")]
     items = list(walk([tmp_path / "pipe"]))
-    assert items[0].problem == "not a regular file or folder"
+    assert items[0].problem == "not a regular file but a pipe (FIFO): never opened"  # as inside a folder
 
 
 def test_diffusers_folder_is_a_subject_and_its_files_are_walked_too(tmp_path: Path) -> None:

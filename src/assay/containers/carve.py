@@ -74,7 +74,7 @@ def find_images(f: BinaryIO, size: int, window: int, max_found: int, max_image: 
     end_of_last = 1  # nothing at offset 0, nor inside an image already cut out
     limit = min(size, window)
     pos = 0
-    deadline = time.process_time() + SEARCH_SECONDS
+    deadline = time.thread_time() + SEARCH_SECONDS  # this search's own CPU (a Dask worker runs threads)
     while pos < limit:
         f.seek(pos)
         block = f.read(min(_BLOCK + 16, limit - pos + 16))
@@ -84,7 +84,7 @@ def find_images(f: BinaryIO, size: int, window: int, max_found: int, max_image: 
         for at, fmt in hits:
             if at < end_of_last:
                 continue
-            if time.process_time() > deadline:
+            if time.thread_time() > deadline:
                 return found, (f"searching for embedded images took over {SEARCH_SECONDS:g} CPU seconds: "
                                f"stopped at byte {at:,} of {limit:,} (the rest not searched)")
             got = _extent(f, at, size, fmt, max_image)
@@ -343,12 +343,10 @@ def _base64_run(f: BinaryIO, at: int, size: int, max_image: int) -> tuple[int, i
         decoded = binascii.a2b_base64(head)
     except binascii.Error:
         return None
-    from ..sniff import sniff_bytes
-
-    found = sniff_bytes(decoded, pickles=False)
-    if found.kind != "image":
+    fmt = _image_format(decoded)
+    if fmt is None:
         return None
-    return at, _run(f, at, min(size - at, max_image * 4 // 3 + 4), _NOT_BASE64), f"base64:{found.format}"
+    return at, _run(f, at, min(size - at, max_image * 4 // 3 + 4), _NOT_BASE64), f"base64:{fmt}"
 
 
 def _jpeg_extent(f: BinaryIO, at: int, size: int, max_image: int) -> int | None:

@@ -74,7 +74,7 @@ def walk(inputs: Iterable[str | Path], *, follow_symlinks: bool = False,
             if _first_visit(st, seen_files):
                 yield WalkItem(path, is_input=True, size=st.st_size)
         else:
-            yield WalkItem(path, "not a regular file or folder", is_input=True)
+            yield WalkItem(path, f"not a regular file but {special_kind(st.st_mode)}: never opened", is_input=True)
 
 
 def own_ids(paths: Iterable[str | Path]) -> list[tuple[int, int]]:

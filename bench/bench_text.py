@@ -14,6 +14,13 @@ Reported: build time and peak memory per 100 MB, index bytes per corpus byte, ch
 time per 2 KB output (median, with and without near-verbatim joining) and the naive
 matcher's on the same outputs, recall of planted verbatim passages, and the memory a
 check adds (private memory vs pages of the index mapped).
+
+With --rewrites, the same outputs again with their planted verbatim passages rewritten as
+the checked text's second reading undoes (letter-spaced, leetspeak, line-numbered, joined
+by underscores, HTML in text; assay.text.rewrite), interleaved with the plain outputs:
+check time against the plain outputs' and recall of the rewritten passages.
+
+    .venv/bin/python bench/bench_text.py --mb 20 --queries 30 --naive-queries 0 --rewrites
 """
 
 from __future__ import annotations
@@ -207,6 +214,76 @@ def _edge(passage: str) -> tuple[int, int]:
     return lead, trail
 
 
+def _letter_spaced(s: str) -> str:
+    return "  ".join(" ".join(w) for w in s.split(" "))
+
+
+def _leet(s: str) -> str:
+    import re
+
+    return re.sub(r"\w{2,}", lambda m: m.group().translate(str.maketrans("eaoitEAOIT", "3401734017")), s)
+
+
+def _numbered(s: str) -> str:
+    import textwrap
+
+    return "\n" + "\n".join(f"{i + 1}: {line}" for i, line in enumerate(textwrap.wrap(s, 50))) + "\n"
+
+
+def _html(s: str) -> str:
+    import re
+
+    return re.sub(r"\b(\w{5,})\b", r"<b>\1</b>", s).replace(",", "&#44;").replace(". ", ".<br>")
+
+
+REWRITES = {"letter-spaced": _letter_spaced, "leetspeak": _leet, "line numbers": _numbered,
+            "underscores": lambda s: s.replace(" ", "_"), "html in text": _html}
+
+
+def rewritten(o: textgen.Output, rewrite: object) -> tuple[str, list[tuple[int, int, str]]]:
+    """The output with its planted verbatim passages rewritten; their new places."""
+    text, at, places = "", 0, []
+    for p in sorted(o.planted, key=lambda p: p.start):
+        if p.kind != "verbatim":
+            continue
+        new = rewrite(o.text[p.start:p.end])  # type: ignore[operator]
+        text += o.text[at:p.start]
+        places.append((len(text), len(text) + len(new), p.work))
+        text += new
+        at = p.end
+    return text + o.text[at:], places
+
+
+def bench_rewrites(ix: TextIndex, outputs: list[textgen.Output]) -> None:
+    """Plain and rewritten outputs checked interleaved (exact + near): time ratio, recall."""
+    cases = {name: [rewritten(o, f) for o in outputs] for name, f in REWRITES.items()}
+    times: dict[str, list[float]] = {"plain": [], **{name: [] for name in cases}}
+    found = dict.fromkeys(cases, 0)
+    total = 0
+    for rep in range(3):
+        for i, o in enumerate(outputs):
+            t = time.perf_counter()
+            check(ix, o.text)
+            times["plain"].append(time.perf_counter() - t)
+            for name, items in cases.items():
+                text, places = items[i]
+                t = time.perf_counter()
+                res = check(ix, text)
+                times[name].append(time.perf_counter() - t)
+                if rep == 0:
+                    total += len(places) if name == "letter-spaced" else 0
+                    found[name] += sum(any(sp.kind == "exact" and sp.start < e and sp.end > s
+                                           and (min(e, sp.end) - max(s, sp.start)) >= 0.9 * (e - s)
+                                           and any(x.work == w for x in sp.sources) for sp in res.spans)
+                                       for s, e, w in places)
+    base = statistics.median(times["plain"])
+    print(f"plain outputs (exact + near): median {base * 1e3:.2f} ms")
+    for name in cases:
+        med = statistics.median(times[name])
+        print(f"  {name:14s} median {med * 1e3:.2f} ms = {med / base:.2f}x plain; "
+              f"rewritten verbatim passages found whole: {found[name]}/{total}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb", type=int, default=100)
@@ -217,6 +294,8 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=None)
     ap.add_argument("--reuse", action="store_true", help="check against the index already in --dir")
     ap.add_argument("--infini-gram", default="", help="a Python that has infini-gram installed: run it too")
+    ap.add_argument("--rewrites", action="store_true",
+                    help="also check the outputs with their passages rewritten (the second reading)")
     ap.add_argument("--interleave", type=Path, nargs="+", default=None,
                     help="only check existing indexes (folders) side by side, interleaved")
     args = ap.parse_args()
@@ -291,6 +370,8 @@ def main() -> None:
         ours = statistics.median(times[: args.naive_queries])
         print(f"naive suffix-array matcher (same outputs): median {statistics.median(nt) * 1e3:.1f} ms "
               f"= {statistics.median(nt) / ours:.0f}x assay's time")
+    if args.rewrites:
+        bench_rewrites(ix, outputs)
     if args.infini_gram:
         ig = infini_gram(args.infini_gram, works, [o.text for o in outputs], folder.parent)
         print(f"infini-gram (byte level, one core): index build {ig['build']:.1f} s; attribution median "

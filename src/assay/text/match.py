@@ -89,8 +89,8 @@ class _Query:
     chars_before: np.ndarray  # characters before each byte position (len + 1)
 
 
-def _query(text: str, markup: bool = False) -> _Query:
-    norm = normalize(text, markup=markup)
+def _query(text: str | Normalized, markup: bool = False) -> _Query:
+    norm = text if isinstance(text, Normalized) else normalize(text, markup=markup)
     q = np.frombuffer(norm.text.encode("utf-8"), dtype=np.uint8)
     lead = (q & 0xC0) != 0x80
     return _Query(norm, q, lead, np.concatenate(([0], np.cumsum(lead))).astype(np.int64))
@@ -251,11 +251,26 @@ def check(index: TextIndex, text: str, *, path: str = "", min_chars: int = DEFAU
     """Spans of ``text`` found in the index's works, with coverage per work and overall.
     ``markup``: ``text`` is an HTML file as written (is_markup): its tags are not text and
     its character references are the characters they name; offsets stay those of the file."""
-    from .near import anchor_chars
+    from .rewrite import second_reading
 
     if min_chars < 1:
         raise ValueError("min_chars must be at least 1")
     qy = _query(text, markup)
+    spans = _spans(index, qy, min_chars, near)
+    # The text read again with the rewrites that hide a copy undone (letter-spacing,
+    # digits for letters, joined words, line numbers, markup): its spans are added.
+    again = second_reading(text, qy.norm, markup=markup)
+    if again is not None:
+        spans = _union(spans, _spans(index, _query(again), min_chars, near))
+    spans = _not_inside_verbatim(spans)
+    titles = {w.id: w.title for w in index.works()} if spans else {}
+    return _result(path, text, spans, titles, min_chars)
+
+
+def _spans(index: TextIndex, qy: _Query, min_chars: int, near: bool) -> list[Span]:
+    """The exact (and near-verbatim) spans of one reading of the checked text."""
+    from .near import anchor_chars
+
     scanned = _scan(index, qy, min_chars)
     _, found = exact_matches(index, qy, min_chars, scanned)
     groups: dict[tuple[int, int], list[Source]] = {}
@@ -277,10 +292,24 @@ def check(index: TextIndex, text: str, *, path: str = "", min_chars: int = DEFAU
     # A span of repetition ("the the the ...", a rule of dashes, "0000") or of counting
     # ("1 2 3 ... 119", "chapter i chapter ii ...") is found in a work without being
     # copied from it: not evidence, whatever its length.
-    spans = [sp for sp in spans if informative(qy.norm.text[sp.norm_start:sp.norm_end], min_chars)]
-    spans = _not_inside_verbatim(spans)
-    titles = {w.id: w.title for w in index.works()} if spans else {}
-    return _result(path, text, spans, titles, min_chars)
+    return [sp for sp in spans if informative(qy.norm.text[sp.norm_start:sp.norm_end], min_chars)]
+
+
+def _union(first: list[Span], second: list[Span]) -> list[Span]:
+    """The spans of two readings of one text: a span both found (the same range of the
+    text, kind and similarity) is one, with the places of both."""
+    by_key: dict[tuple[int, int, str, float], Span] = {}
+    for sp in first + second:
+        key = (sp.start, sp.end, sp.kind, round(sp.similarity, 4))
+        have = by_key.get(key)
+        if have is None:
+            by_key[key] = sp
+            continue
+        seen = {(s.work, s.start, s.end) for s in have.sources}
+        have.sources += [s for s in sp.sources if (s.work, s.start, s.end) not in seen]
+        have.sources.sort(key=lambda x: (x.work, x.start))
+        have.changed_words = min(have.changed_words, sp.changed_words)
+    return sorted(by_key.values(), key=lambda s: (s.start, -s.end, s.kind))
 
 
 def _not_inside_verbatim(spans: list[Span]) -> list[Span]:

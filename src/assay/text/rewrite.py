@@ -1,0 +1,260 @@
+"""A second reading of a checked text: the rewrites an output may carry to hide a copied
+passage, undone on the checked side only.
+
+Some rewrites cannot be undone by the normalisation both sides share, because undoing
+them in every text would merge words or change numbers a work holds: letters spaced out
+(``I n  t h e  b e g i n n i n g``), digits for letters (``1n th3 b3g1nn1ng``), words
+joined by underscores or dots (``in_the_beginning``), line numbers and numbered-list
+markers at line starts (``12: ``), table bars, and HTML markup in a text that is not an
+HTML file. The checked text is read a second time with them undone and the spans of
+that reading are added to those of the first (match.check): the first reading still
+finds everything it found, the works' side (the index) is never rewritten, and a work's
+offsets come from the index as before. Each character of the second reading keeps the
+range of code points of the checked text it came from, as in normalize.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+
+import numpy as np
+
+from .normalize import Normalized, normalize
+
+# Letter-spacing: runs of at least _MIN_ITEMS single characters (a character and its
+# marks) each separated from the next by white space, optionally around one separator
+# symbol (" / ", " | ", " · "). Inside a run, the narrowest white-space separator is
+# the gap between letters and is removed; a wider one, a line break or a separator
+# symbol is a word gap and stays a space. A run whose gaps are all alike says nothing
+# about where its words end and is left as it is.
+_SEP_SYMBOLS = "/|\u00b7\u2022\u2027\u2219\u22c5"
+_MARKS = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f\ufe00-\ufe0f\u200b-\u200d\u2060"
+_ITEM = rf"[^\s{_SEP_SYMBOLS}{_MARKS}][{_MARKS}]*"
+_SEP = rf"\s+(?:[{_SEP_SYMBOLS}]\s+)?"
+_MIN_ITEMS = 6
+_SPACED = re.compile(rf"(?<![^\s{_SEP_SYMBOLS}])(?:{_ITEM}{_SEP}){{{_MIN_ITEMS - 1},}}{_ITEM}(?![^\s{_SEP_SYMBOLS}])")
+_SEP_RE = re.compile(_SEP)
+
+# Words joined by underscores, dots or plus signs (three words at least, not all of one
+# letter as in "U.S.A" and not all digits as in "1.2.3"): the joiners (with the
+# punctuation beside them: "earth,_and") are spaces.
+_JOINER = r"(?:[^\w\s]|_)*[_.+](?:[^\w\s]|_)*"
+_JOINED = re.compile(rf"(?<![\w.+])[^\W_]+(?:{_JOINER}[^\W_]+){{2,}}")
+_JOINERS = re.compile(_JOINER)
+
+# Line numbers and numbered-list markers at the start of a line ("12: ", "12. ", "3) ",
+# "[4] ", "1:1 ", "  7\t"): dropped where they count (see _counting); "+ " list markers.
+_LINE_NUMBER = re.compile(r"(?m)^[ \t]*(?:\[?\d{1,6}(?:[:.]\d{1,6})?[\].:)|]?|\+)[ \t]+(?=\S)")
+
+# Digits (and "$", "@") for letters, in a token that mixes them with letters: 1n th3 b3g1nn1ng.
+# A number is never folded (verse numbers, years), nor an ordinal (4th, 21st).
+_LEET = str.maketrans("013456789$", "oieasgtbgs")
+_MIXED = re.compile(r"(?<![\w$])(?:[^\W_]|\$)*(?:[^\W\d_$]\d|\d[^\W\d_]|[^\W\d_]\$|\$[^\W\d_])(?:[^\W_]|\$)*")
+_NUMBER_BEFORE = re.compile(r"(?:^|(?<= ))(\d{1,3}) $")
+_NUMBER_AFTER = re.compile(r" (\d{1,3})(?![\w$])")
+_ORDINAL = re.compile(r"\d*(?:1st|2nd|3rd|\dth)")
+_AT = re.compile(r"(?<=[^\W_])@|@(?=[^\W\d_])")
+
+_MARKUP_HINT = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]*)?/?>|&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+
+
+_WHITE = np.zeros(0x3001, dtype=bool)
+_WHITE[[9, 10, 11, 12, 13, 32, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029, 0x202F, 0x205F, 0x3000]] = True
+
+
+def _candidates(text: str) -> tuple[bool, list[tuple[int, int]]]:
+    """Cheap look-outs (numpy over the code points; the regular expressions cost several
+    times a normalisation on every text): whether the text may hold a letter-spaced run
+    (six characters standing alone within a few characters of each other), and the
+    white-space-delimited chunks that may hold joined words (a joiner between two
+    characters that are not white space)."""
+    if text.isascii():
+        cps = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+        white = np.ones(len(cps) + 2, dtype=bool)
+        white[1:-1] = _WHITE[:128][cps]
+    else:
+        cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        white = np.ones(len(cps) + 2, dtype=bool)
+        white[1:-1] = _WHITE[np.minimum(cps, len(_WHITE) - 1)]
+    alone = np.flatnonzero(~white[1:-1] & white[:-2] & white[2:])
+    spaced = False
+    if len(alone) >= _MIN_ITEMS:
+        near = np.concatenate(([0], (np.diff(alone) <= 8).astype(np.int8), [0]))
+        edges = np.flatnonzero(np.diff(near))
+        spaced = bool(len(edges)) and int((edges[1::2] - edges[::2]).max()) >= _MIN_ITEMS - 1
+    joined = np.flatnonzero(((cps == 46) | (cps == 95) | (cps == 43)) & ~white[:-2] & ~white[2:])
+    chunks: list[tuple[int, int]] = []
+    for j in joined.tolist():
+        if chunks and j < chunks[-1][1]:
+            continue
+        a = j
+        while a > 0 and not white[a]:  # white[a] is the code point before j's chunk position a
+            a -= 1
+        b = j + 1
+        while b < len(cps) and not white[b + 1]:
+            b += 1
+        chunks.append((a, b))
+    return spaced, chunks
+
+
+def _spaced_edits(text: str) -> tuple[list[tuple[int, int, str]], list[tuple[int, int]]]:
+    """The letter gaps of letter-spaced runs (to remove), and the runs."""
+    edits: list[tuple[int, int, str]] = []
+    runs: list[tuple[int, int]] = []
+    for m in _SPACED.finditer(text):
+        run = m.group()
+        seps = list(_SEP_RE.finditer(run))
+        items = len(seps) + 1
+        if sum(1 for ch in _SEP_RE.split(run) if ch[:1].isalnum()) < 0.8 * items:
+            continue  # a rule of asterisks, a row of punctuation
+        plain = [len(s.group()) for s in seps if not _word_gap_mark(s.group())]
+        if not plain:
+            continue
+        narrow = min(plain)
+        if len(seps) == len(plain) and all(w == narrow for w in plain):
+            continue  # gaps all alike: where words end is not written
+        base = m.start()
+        runs.append((m.start(), m.end()))
+        for s in seps:
+            g = s.group()
+            if not _word_gap_mark(g) and len(g) == narrow:
+                edits.append((base + s.start(), base + s.end(), ""))
+    return edits, runs
+
+
+def _word_gap_mark(sep: str) -> bool:
+    return "\n" in sep or "\r" in sep or any(c in _SEP_SYMBOLS for c in sep)
+
+
+def _joined_edits(text: str, chunks: list[tuple[int, int]]) -> list[tuple[int, int, str]]:
+    edits = []
+    for m in (m for a, b in chunks for m in _JOINED.finditer(text, a, b)):
+        words = _JOINERS.split(m.group())
+        if all(len(w) == 1 for w in words) or all(w.isdigit() for w in words):
+            continue
+        edits.extend((m.start() + j.start(), m.start() + j.end(), " ") for j in _JOINERS.finditer(m.group()))
+    return edits
+
+
+def _edits(text: str) -> list[tuple[int, int, str]]:
+    """Non-overlapping (start, end, replacement) of the original text, in order."""
+    maybe_spaced, chunks = _candidates(text)
+    spaced, runs = _spaced_edits(text) if maybe_spaced else ([], [])
+    edits = _joined_edits(text, chunks)
+    numbers = list(_LINE_NUMBER.finditer(text))
+    if runs:  # inside a letter-spaced run, "7 h 3" is letters, not a line number and a word
+        starts = [a for a, _ in runs]
+        numbers = [m for m in numbers if not _inside(runs, starts, m.start(), m.end())]
+    edits += _counting(numbers)
+    if "|" in text:
+        edits += [(m.start(), m.start() + 1, " ") for m in re.finditer(r"\|", text)]
+    if "@" in text:
+        edits += [(m.start(), m.end(), "a") for m in _AT.finditer(text)]
+    edits = sorted(edits + spaced)
+    kept: list[tuple[int, int, str]] = []
+    for e in edits:  # the first of two edits that overlap wins
+        if not kept or e[0] >= kept[-1][1]:
+            kept.append(e)
+    return kept
+
+
+def _counting(numbers: list[re.Match[str]]) -> list[tuple[int, int, str]]:
+    """The line numbers that count (each one more than the one before it, or one less than
+    the next: "70 r3c31v3" at two line starts is leetspeak, not numbering), and "+ "
+    list markers where two lines or more start with one."""
+    values = [int(d[-1]) if (d := re.findall(r"\d+", m.group())) else None for m in numbers]
+    out = []
+    for i, (m, v) in enumerate(zip(numbers, values, strict=True)):
+        if v is None:
+            counts = sum(1 for x in values if x is None) >= 2
+        else:
+            counts = (i > 0 and values[i - 1] == v - 1) or (i + 1 < len(values) and values[i + 1] == v + 1)
+        if counts:
+            out.append((m.start(), m.end(), ""))
+    return out
+
+
+def _inside(runs: list[tuple[int, int]], starts: list[int], a: int, b: int) -> bool:
+    i = bisect.bisect_right(starts, b - 1) - 1
+    return i >= 0 and runs[i][1] > a
+
+
+def _apply(text: str, edits: list[tuple[int, int, str]]) -> tuple[str, np.ndarray, np.ndarray]:
+    """The edited text, and per character of it the original range it stands for."""
+    parts: list[str] = []
+    starts: list[np.ndarray] = []
+    ends: list[np.ndarray] = []
+    at = 0
+    for a, b, rep in edits:
+        if a > at:
+            parts.append(text[at:a])
+            r = np.arange(at, a, dtype=np.int64)
+            starts.append(r)
+            ends.append(r + 1)
+        if rep:
+            parts.append(rep)
+            starts.append(np.full(len(rep), a, dtype=np.int64))
+            ends.append(np.full(len(rep), b, dtype=np.int64))
+        at = b
+    if at < len(text):
+        parts.append(text[at:])
+        r = np.arange(at, len(text), dtype=np.int64)
+        starts.append(r)
+        ends.append(r + 1)
+    if not parts:
+        e = np.zeros(0, dtype=np.int64)
+        return "", e, e
+    return "".join(parts), np.concatenate(starts), np.concatenate(ends)
+
+
+def _fold_leet(norm: str) -> str:
+    """Digits for letters undone in the tokens of a normalised text that mix them with
+    letters, and in a number of at most three digits beside such a token ("1 4m" -> "i am",
+    "70 53nd" -> "to send"; a year or a verse number stays)."""
+    out: list[str] | None = None
+    for m in _MIXED.finditer(norm):
+        if _ORDINAL.fullmatch(m.group()):
+            continue
+        if out is None:
+            out = list(norm)
+        a, b = m.start(), m.end()
+        before = _NUMBER_BEFORE.search(norm, max(0, a - 5), a)
+        after = _NUMBER_AFTER.match(norm, b)
+        if before:
+            a = before.start(1)
+        if after:
+            b = after.end(1)
+        # "he11o": a doubled 1 is ll, one 1 is i
+        out[a:b] = norm[a:b].replace("11", "ll").translate(_LEET)
+    return norm if out is None else "".join(out)
+
+
+def _digit_by_letter(norm: str) -> bool:
+    """Whether a digit stands next to a letter (or "$") in a normalised text."""
+    q = np.frombuffer(norm.encode("utf-8"), dtype=np.uint8)
+    digit = (q - 48) < 10
+    letter = ((q - 97) < 26) | (q >= 128) | (q == 36)
+    return bool((digit[:-1] & letter[1:]).any() or (letter[:-1] & digit[1:]).any())
+
+
+def second_reading(text: str, base: Normalized, *, markup: bool = False) -> Normalized | None:
+    """The checked text normalised with the rewrites above undone, each normalised
+    character mapping to the code points of ``text`` it came from; None when it reads
+    the same as ``base`` (the normal reading, ``normalize(text, markup=markup)``)."""
+    edits = _edits(text)
+    html = not markup and ("<" in text or "&" in text) and _MARKUP_HINT.search(text) is not None
+    leet = _digit_by_letter(base.text) and _fold_leet(base.text) != base.text
+    if not edits and not html and not leet:
+        return None
+    edited, mstart, mend = _apply(text, edits) if edits else (text, None, None)
+    norm = normalize(edited, markup=markup or html)
+    folded = _fold_leet(norm.text)
+    if folded == base.text or not folded:
+        return None
+    if mstart is None:
+        ostart, oend = norm.ostart, norm.oend
+    else:
+        ostart = mstart[norm.ostart]
+        oend = mend[norm.oend - 1]
+    return Normalized(folded, ostart, oend, len(text))

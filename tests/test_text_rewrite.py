@@ -1,0 +1,66 @@
+"""The checked text's second reading (assay.text.rewrite): which rewrites it undoes, what it
+leaves alone, and its map back to the checked text's code points."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from assay.text.normalize import normalize
+from assay.text.rewrite import second_reading
+
+
+def _read(text: str) -> str | None:
+    again = second_reading(text, normalize(text))
+    return None if again is None else again.text
+
+
+def test_letter_spacing_is_undone_where_word_gaps_are_wider() -> None:
+    assert _read("I n  t h e  b e g i n n i n g  G o d") == "in the beginning god"
+    assert _read("I n / t h e / b e g i n n i n g") == "in the beginning"
+    assert _read("I n   t h e\nb e g i n n i n g ,   G o d") == "in the beginning god"
+    # gaps all alike: where the words end is not written, nothing is guessed
+    assert _read("i n t h e b e g i n n i n g") is None
+    assert _read("a b c d e f") is None
+    # a short run of single letters is ordinary text
+    assert _read("I saw a  b  c then") is None
+
+
+def test_digits_for_letters_are_folded_only_in_words_that_mix_them() -> None:
+    assert _read("1n th3 b3g1nn1ng G0d cr34t3d") == "in the beginning god created"
+    assert _read("h3ll0 w0r1d, he11o") == "hello worid hello"
+    assert _read("70 53nd 7h3 l3773r5") == "to send the letters"
+    # numbers, years, verse numbers and ordinals stay as written
+    assert _read("In 1611, on the 4th of July, 3:16 and 21st") is None
+
+
+def test_joined_words_line_numbers_bars_and_markup() -> None:
+    assert _read("in_the_beginning_God") == "in the beginning god"
+    assert _read("in.the.beginning.God") == "in the beginning god"
+    assert _read("e.g. U.S.A. version 1.2.3") is None
+    assert _read("1: In the beginning\n2: God created") == "in the beginning god created"
+    assert _read("12. one line only") is None  # one numbered line: maybe a number of the text
+    assert _read("12 men came\n40 days passed") is None  # numbers that do not count are text
+    assert _read("x\n70 r3c31v3\n70 g1v3") == "x to receive to give"  # leetspeak, not numbering
+    assert _read("1:1 In the beginning\n1:2 And the earth") == "in the beginning and the earth"
+    assert _read("| in the | beginning |") == " in the beginning "
+    assert _read("in the <b>beginning</b>&nbsp;God<br>created") == "in the beginning god created"
+
+
+_ALPHABET = st.sampled_from(["a", "b", "A", " ", "  ", " / ", "\n", "1", "3", "0", "_", ".", "|", "@", "<b>", "</b>",
+                             "&amp;", "&#44;", "12: ", "\n3. ", "é", "ß", "\u200b", ",", "-\n", "> "])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_ALPHABET, max_size=60).map("".join))
+def test_the_second_reading_maps_back_to_the_checked_text(text: str) -> None:
+    again = second_reading(text, normalize(text))
+    if again is None:
+        return
+    assert len(again.ostart) == len(again.oend) == len(again.text) and again.original_length == len(text)
+    assert all(0 <= s < e <= len(text) for s, e in zip(again.ostart, again.oend, strict=True))
+    assert list(again.ostart) == sorted(again.ostart) and list(again.oend) == sorted(again.oend)
+    # a letter or digit read comes from the same letter, its digit or a look-alike at its offset
+    for ch, s, e in zip(again.text, again.ostart, again.oend, strict=True):
+        if ch != " " and e - s == 1 and text[s].isascii() and text[s].isalnum():
+            assert ch == text[s].lower() or text[s].isdigit(), (text, ch, text[s])

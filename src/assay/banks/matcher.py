@@ -141,10 +141,11 @@ def keep_matched_variants(signals: list[SignalValue], matches: Sequence[Match],
 
 def is_partial(variant: str | None) -> bool:
     """Whether a PDQ variant hashes only part of the picture (a later frame of an
-    animation, ``frame-N``, is a whole picture)."""
+    animation, ``frame-N``, and the picture inside margins of one colour,
+    ``trimmed-top-left``, are whole pictures)."""
     if not variant:
         return False
-    return any(part not in _WHOLE and not part.startswith("frame-") for part in variant.split("+"))
+    return any(part not in _WHOLE and not part.startswith(("frame-", "trimmed-")) for part in variant.split("+"))
 
 
 class Matcher:

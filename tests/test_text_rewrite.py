@@ -31,7 +31,8 @@ def test_digits_for_letters_are_folded_only_in_words_that_mix_them() -> None:
     assert _read("h3ll0 w0r1d, he11o") == "hello worid hello"
     assert _read("70 53nd 7h3 l3773r5") == "to send the letters"
     # numbers, years, verse numbers and ordinals stay as written
-    assert _read("In 1611, on the 4th of July, 3:16 and 21st") is None
+    assert _read("In 1611, on the 4th of July, 3:16 and 21st, for $5") is None
+    assert _read("a mon$ter") == "a monster"
 
 
 def test_joined_words_line_numbers_bars_and_markup() -> None:

@@ -50,9 +50,6 @@ _LINE_NUMBER = re.compile(r"(?m)^[ \t]*(?:\[?\d{1,6}(?:[:.]\d{1,6})?[\].:)|]?|\+
 # Digits (and "$", "@") for letters, in a token that mixes them with letters: 1n th3 b3g1nn1ng.
 # A number is never folded (verse numbers, years), nor an ordinal (4th, 21st).
 _LEET = str.maketrans("013456789$", "oieasgtbgs")
-_MIXED = re.compile(r"(?<![\w$])(?:[^\W_]|\$)*(?:[^\W\d_$]\d|\d[^\W\d_]|[^\W\d_]\$|\$[^\W\d_])(?:[^\W_]|\$)*")
-_NUMBER_BEFORE = re.compile(r"(?:^|(?<= ))(\d{1,3}) $")
-_NUMBER_AFTER = re.compile(r" (\d{1,3})(?![\w$])")
 _ORDINAL = re.compile(r"\d*(?:1st|2nd|3rd|\dth)")
 _AT = re.compile(r"(?<=[^\W_])@|@(?=[^\W\d_])")
 
@@ -104,27 +101,23 @@ def _spaced_edits(text: str) -> tuple[list[tuple[int, int, str]], list[tuple[int
     runs: list[tuple[int, int]] = []
     for m in _SPACED.finditer(text):
         run = m.group()
-        seps = list(_SEP_RE.finditer(run))
-        items = len(seps) + 1
-        if sum(1 for ch in _SEP_RE.split(run) if ch[:1].isalnum()) < 0.8 * items:
+        items = _SEP_RE.split(run)
+        if sum(1 for ch in items if ch[:1].isalnum()) < 0.8 * len(items):
             continue  # a rule of asterisks, a row of punctuation
-        plain = [len(s.group()) for s in seps if not _word_gap_mark(s.group())]
-        if not plain:
-            continue
-        narrow = min(plain)
-        if len(seps) == len(plain) and all(w == narrow for w in plain):
+        seps = [(s.start(), s.end(), None if _word_gap_mark(s.group()) else s.end() - s.start())
+                for s in _SEP_RE.finditer(run)]
+        plain = {w for _, _, w in seps if w is not None}
+        if not plain or (len(plain) == 1 and all(w is not None for _, _, w in seps)):
             continue  # gaps all alike: where words end is not written
+        narrow = min(plain)
         base = m.start()
         runs.append((m.start(), m.end()))
-        for s in seps:
-            g = s.group()
-            if not _word_gap_mark(g) and len(g) == narrow:
-                edits.append((base + s.start(), base + s.end(), ""))
+        edits.extend((base + a, base + b, "") for a, b, w in seps if w == narrow)
     return edits, runs
 
 
 def _word_gap_mark(sep: str) -> bool:
-    return "\n" in sep or "\r" in sep or any(c in _SEP_SYMBOLS for c in sep)
+    return not sep.isspace() or "\n" in sep or "\r" in sep
 
 
 def _joined_edits(text: str, chunks: list[tuple[int, int]]) -> list[tuple[int, int, str]]:
@@ -181,60 +174,82 @@ def _inside(runs: list[tuple[int, int]], starts: list[int], a: int, b: int) -> b
 
 
 def _apply(text: str, edits: list[tuple[int, int, str]]) -> tuple[str, np.ndarray, np.ndarray]:
-    """The edited text, and per character of it the original range it stands for."""
+    """The edited text, and per character of it the original range it stands for (a
+    replacement's characters all stand for the range it replaced)."""
     parts: list[str] = []
-    starts: list[np.ndarray] = []
-    ends: list[np.ndarray] = []
+    seg_a: list[int] = []  # per piece: original start, end, length in the edited text, copied?
+    seg_b: list[int] = []
+    seg_n: list[int] = []
+    copied: list[bool] = []
     at = 0
-    for a, b, rep in edits:
+    for a, b, rep in [*edits, (len(text), len(text), "")]:
         if a > at:
             parts.append(text[at:a])
-            r = np.arange(at, a, dtype=np.int64)
-            starts.append(r)
-            ends.append(r + 1)
+            seg_a.append(at)
+            seg_b.append(a)
+            seg_n.append(a - at)
+            copied.append(True)
         if rep:
             parts.append(rep)
-            starts.append(np.full(len(rep), a, dtype=np.int64))
-            ends.append(np.full(len(rep), b, dtype=np.int64))
+            seg_a.append(a)
+            seg_b.append(b)
+            seg_n.append(len(rep))
+            copied.append(False)
         at = b
-    if at < len(text):
-        parts.append(text[at:])
-        r = np.arange(at, len(text), dtype=np.int64)
-        starts.append(r)
-        ends.append(r + 1)
-    if not parts:
-        e = np.zeros(0, dtype=np.int64)
-        return "", e, e
-    return "".join(parts), np.concatenate(starts), np.concatenate(ends)
+    lens = np.array(seg_n, dtype=np.int64)
+    seg = np.repeat(np.arange(len(lens)), lens)
+    within = np.arange(int(lens.sum()), dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
+    a_arr = np.array(seg_a, dtype=np.int64)[seg]
+    is_copy = np.array(copied, dtype=bool)[seg]
+    mstart = np.where(is_copy, a_arr + within, a_arr)
+    mend = np.where(is_copy, mstart + 1, np.array(seg_b, dtype=np.int64)[seg])
+    return "".join(parts), mstart, mend
 
 
 def _fold_leet(norm: str) -> str:
     """Digits for letters undone in the tokens of a normalised text that mix them with
     letters, and in a number of at most three digits beside such a token ("1 4m" -> "i am",
     "70 53nd" -> "to send"; a year or a verse number stays)."""
+    cps = np.frombuffer(norm.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    digit = (cps - 48) < 10
+    letter = ((cps - 97) < 26) | (cps >= 128)
+    dollar = cps == 36
+    adj = np.flatnonzero((digit[:-1] & letter[1:]) | (letter[:-1] & digit[1:])
+                         | (dollar[:-1] & letter[1:]) | (letter[:-1] & dollar[1:]))
+    if not len(adj):
+        return norm
+    spaces = np.flatnonzero(cps == 32)
+    k = np.searchsorted(spaces, adj, side="right")
+    starts = np.where(k > 0, spaces[np.maximum(k - 1, 0)] + 1, 0) if len(spaces) else np.zeros_like(adj)
+    ends = spaces[np.minimum(k, len(spaces) - 1)] if len(spaces) else np.full_like(adj, len(cps))
+    ends = np.where(k < len(spaces), ends, len(cps))
     out: list[str] | None = None
-    for m in _MIXED.finditer(norm):
-        if _ORDINAL.fullmatch(m.group()):
+    n = len(norm)
+    for a, b in sorted(set(zip(starts.tolist(), ends.tolist(), strict=True))):
+        if _ORDINAL.fullmatch(norm, a, b):
             continue
         if out is None:
             out = list(norm)
-        a, b = m.start(), m.end()
-        before = _NUMBER_BEFORE.search(norm, max(0, a - 5), a)
-        after = _NUMBER_AFTER.match(norm, b)
-        if before:
-            a = before.start(1)
-        if after:
-            b = after.end(1)
+        # a number of at most three digits on either side
+        if a >= 2:
+            p = norm.rfind(" ", 0, a - 1) + 1
+            if 0 < a - 1 - p <= 3 and norm[p:a - 1].isdigit():
+                a = p
+        if b < n:
+            e = norm.find(" ", b + 1)
+            e = n if e < 0 else e
+            if 0 < e - b - 1 <= 3 and norm[b + 1:e].isdigit():
+                b = e
         # "he11o": a doubled 1 is ll, one 1 is i
         out[a:b] = norm[a:b].replace("11", "ll").translate(_LEET)
     return norm if out is None else "".join(out)
 
 
 def _digit_by_letter(norm: str) -> bool:
-    """Whether a digit stands next to a letter (or "$") in a normalised text."""
+    """Whether a digit (or "$") stands next to a letter in a normalised text."""
     q = np.frombuffer(norm.encode("utf-8"), dtype=np.uint8)
-    digit = (q - 48) < 10
-    letter = ((q - 97) < 26) | (q >= 128) | (q == 36)
+    digit = ((q - 48) < 10) | (q == 36)
+    letter = ((q - 97) < 26) | (q >= 128)
     return bool((digit[:-1] & letter[1:]).any() or (letter[:-1] & digit[1:]).any())
 
 
@@ -244,12 +259,12 @@ def second_reading(text: str, base: Normalized, *, markup: bool = False) -> Norm
     the same as ``base`` (the normal reading, ``normalize(text, markup=markup)``)."""
     edits = _edits(text)
     html = not markup and ("<" in text or "&" in text) and _MARKUP_HINT.search(text) is not None
-    leet = _digit_by_letter(base.text) and _fold_leet(base.text) != base.text
-    if not edits and not html and not leet:
-        return None
+    if not edits and not html:  # digits for letters alone: the first reading, folded
+        folded = _fold_leet(base.text) if _digit_by_letter(base.text) else base.text
+        return None if folded == base.text else Normalized(folded, base.ostart, base.oend, len(text))
     edited, mstart, mend = _apply(text, edits) if edits else (text, None, None)
     norm = normalize(edited, markup=markup or html)
-    folded = _fold_leet(norm.text)
+    folded = _fold_leet(norm.text) if _digit_by_letter(norm.text) else norm.text
     if folded == base.text or not folded:
         return None
     if mstart is None:

@@ -306,9 +306,10 @@ def probe(
     head: Any, *, more: bool = False, names_payload: Callable[[str, str], bool] | None = None
 ) -> bool | None:
     """Whether ``head`` starts with a pickle, judged by a consistent parse of its
-    opcodes with a model of the unpickler's stack: True when it reaches STOP leaving
-    exactly one value, or fails only after it has called a named global (a loader
-    runs that call before it fails). Text files that happen to start with an opcode
+    opcodes with a model of the C unpickler's stack: True when it reaches STOP with a
+    value on top (exactly one value, or more when the pickle names a global: the C
+    unpickler returns the top one and ignores the rest), or fails only after it has
+    called a named global (a loader runs that call before it fails). Text files that happen to start with an opcode
     letter do not pass: names must be identifiers, marks and stack depths must match,
     and an unknown opcode, a stack underflow or a bad argument ends the probe.
 
@@ -325,6 +326,7 @@ def probe(
     stack: list[int] = []  # 0 value, 1 mark, 2 named global
     memo: dict[int, int] = {}
     called = False
+    imported = False  # a GLOBAL, INST, STACK_GLOBAL or EXT was read
     named: list[tuple[str, str]] = []
     structure = False  # a MARK, a quoted STRING or a binary opcode: more than lines of text
     try:
@@ -334,12 +336,18 @@ def probe(
             if code == 0x28 or code == 0x53 or code >= 0x80:
                 structure = True
             if code == 0x2E:
-                return len(stack) == 1 and stack[0] != 1
+                if not stack or stack[-1] == 1:
+                    return False
+                # The C unpickler returns the top value and ignores what lies below it
+                # (values, marks): "I0\ncos\nsystem\n..." loads. Below it, only a
+                # pickle that names a global counts (plain text rarely parses so far).
+                return len(stack) == 1 or imported
             if code in (0x63, 0x69):  # GLOBAL, INST
                 module, _, name = arg.partition(" ")
                 if not (_NAME.fullmatch(module) and _NAME.fullmatch(name)):
                     return False
                 named.append((module, name))
+                imported = True
                 if code == 0x69:
                     if 1 not in stack:
                         return False
@@ -354,6 +362,14 @@ def probe(
                     return False
                 del stack[-2:]
                 stack.append(2)
+                imported = True
+                continue
+            if code in (0x82, 0x83, 0x84):  # EXT1/2/4: a global from the copyreg registry
+                stack.append(2)
+                imported = True
+                continue
+            if code == 0x30 and stack and stack[-1] == 1:
+                stack.pop()  # POP right after a MARK pops the mark (the C unpickler's load_pop)
                 continue
             if code in (0x70, 0x71, 0x72, 0x94):  # PUT, BINPUT, LONG_BINPUT, MEMOIZE
                 if not stack or stack[-1] == 1:

@@ -1,0 +1,129 @@
+"""Payloads rewritten by an adversary who knows assay: the model still loads (and the
+payload still runs) in the victim's loader, and the layout is chosen to slip past a
+scanner. Every payload here is a benign stand-in (``os.getcwd``) written as raw
+bytes; nothing in this file is ever unpickled by anything but the probe's inert
+unpickler, which hands out stubs and imports nothing."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import random
+import re
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from assay.models import scan_file
+from assay.pickleops import PickleSyntaxError, probe, read_ops
+from assay.sniff import sniff_path
+
+P0 = b"cos\ngetcwd\n(tR."  # protocol 0: os.getcwd()
+P2 = b"\x80\x02cos\ngetcwd\nq\x00)R."  # protocol 2: os.getcwd()
+
+
+def _worst(path: Path) -> str:
+    order = ["safe", "suspicious", "dangerous"]
+    return max((r.verdict for r in scan_file(path)), key=order.index, default="no pickle")
+
+
+def _zip(members: list[tuple[str, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in members:
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+# -- the C unpickler's stack: what it accepts, the probe must accept --------------------
+
+# The C unpickler (pickle.load, torch.load, numpy.load) returns the value on top at STOP
+# and ignores values and marks below it; POP right after MARK pops the mark.
+LOOSE_STACKS = {
+    "value below": b"I0\n" + P0,
+    "mark below": b"(" + P0,
+    "mark popped": b"(0" + P0,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(LOOSE_STACKS))
+def test_a_payload_with_a_loose_stack_is_a_pickle_everywhere(tmp_path: Path, kind: str) -> None:
+    data = LOOSE_STACKS[kind]
+    assert probe(data) is True
+    raw = tmp_path / "model.pkl"
+    raw.write_bytes(data)
+    assert sniff_path(raw).format == "pickle"  # (was "unknown": `assay scan` called it another file)
+    # inside a zip (a torch checkpoint, or any zip of pickles) the member is scanned
+    member = tmp_path / "model.pt"
+    member.write_bytes(_zip([("archive/data.pkl", data), ("archive/version", b"3\n")]))
+    assert _worst(member) == "dangerous"
+
+
+class _Stub:
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def __setstate__(self, state: object) -> None:
+        pass
+
+
+class _Inert(pickle.Unpickler):
+    """Resolves every well-formed global to an inert stub (imports nothing) and notes it."""
+
+    named = False
+
+    def find_class(self, module: str, name: str) -> object:
+        ident = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
+        if not (re.fullmatch(ident, module, re.ASCII) and re.fullmatch(ident, name, re.ASCII)):
+            raise pickle.UnpicklingError("no such module")  # as an import of that name fails
+        self.named = True
+        return _Stub
+
+    def persistent_load(self, pid: object) -> object:
+        raise pickle.UnpicklingError("persistent ids refused")
+
+
+def _loads_naming_a_global(data: bytes) -> bool:
+    try:
+        if any(code in (0x70, 0x71, 0x72) and arg > 1 << 16 for code, arg, _ in read_ops(data)):
+            return False  # (a huge memo index: the C unpickler grows its memo to it, slowly)
+    except PickleSyntaxError:
+        return False
+    u = _Inert(io.BytesIO(data))
+    try:
+        u.load()
+    except Exception:  # noqa: BLE001 - any failure: the C unpickler did not load it
+        return False
+    return u.named
+
+
+def test_the_probe_accepts_whatever_the_c_unpickler_loads_through_a_global() -> None:
+    import collections
+    import datetime
+    import decimal
+
+    values = [collections.OrderedDict(a=[1, 2]), datetime.date(2020, 1, 2), decimal.Decimal("1.5"),
+              [collections.OrderedDict(), (1, "x")], {"k": datetime.timedelta(3)}]
+    seeds = [pickle.dumps(v, protocol=p) for v in values for p in range(6)]
+    rng = random.Random(5)
+    checked = 0
+    for _ in range(6000):
+        data = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(1, 3)):
+            i = rng.randrange(len(data))
+            mode = rng.random()
+            if mode < 0.4:
+                data[i] = rng.randrange(256)
+            elif mode < 0.6:
+                del data[i]
+            elif mode < 0.8:
+                data.insert(i, rng.randrange(256))
+            else:  # stack-shaping opcodes
+                data[i:i] = rng.choice([b"(", b"0", b"N", b"(0", b"1", b"K\x01"])
+            if not data:
+                break
+        if data and _loads_naming_a_global(bytes(data)):
+            checked += 1
+            assert probe(bytes(data)) is not False, bytes(data)
+    assert checked > 300

@@ -127,3 +127,22 @@ def test_the_probe_accepts_whatever_the_c_unpickler_loads_through_a_global() -> 
             checked += 1
             assert probe(bytes(data)) is not False, bytes(data)
     assert checked > 300
+
+
+# -- several pickles in a row ------------------------------------------------------------
+
+_TORCH_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+
+
+@pytest.mark.parametrize("first", [
+    b"\x80\x02K\x01.",  # any benign pickle, then a second pickle.load
+    b"\x80\x02\x8a\x0a" + _TORCH_MAGIC + b"q\x00.",  # torch's magic number, memoised
+    b"\x80\x04\x8a\x0a" + _TORCH_MAGIC + b".",  # ... or pickled with protocol 4
+    b"L%dL\n." % 0x1950A86A20F9469CFC6C,  # ... or with protocol 0
+])
+def test_a_protocol0_payload_after_a_first_pickle_is_scanned(tmp_path: Path, first: bytes) -> None:
+    # torch.load (legacy layout) unpickles the magic number, then the protocol version:
+    # the payload in second place runs before torch compares anything.
+    p = tmp_path / "model.pt"
+    p.write_bytes(first + P0)
+    assert _worst(p) == "dangerous"

@@ -1164,8 +1164,12 @@ def _scan_consecutive(buf: Any, where: str, ends: list[int] | None = None) -> li
     for i in range(MAX_CONSECUTIVE_PICKLES):
         if i > 0 and expected is None:
             # Past the first pickle only clean, complete pickles count: trailing
-            # bytes that are not one are data, not a finding.
-            if buf[start : start + 2] not in _PICKLE_STARTS or not read_ops_until(buf, start, end)[0]:
+            # bytes that are not one are data, not a finding. A header-less one
+            # (protocol 0/1) counts too: a second pickle.load reads any protocol (a
+            # legacy torch file whose magic number is pickled some other way than
+            # torch.save's, then a protocol 0 payload where the protocol number goes).
+            if not read_ops_until(buf, start, end)[0] or (
+                    buf[start : start + 2] not in _PICKLE_STARTS and not _is_pickle_at(buf, start, end)):
                 break
         label = where if i == 0 and start == 0 else f"{where}#pickle{i + 1}@{start}"
         if i == 0 and first is not None:

@@ -146,3 +146,45 @@ def test_a_protocol0_payload_after_a_first_pickle_is_scanned(tmp_path: Path, fir
     p = tmp_path / "model.pt"
     p.write_bytes(first + P0)
     assert _worst(p) == "dangerous"
+
+
+# -- numpy object arrays ----------------------------------------------------------------
+
+
+def _npy(header: bytes, body: bytes) -> bytes:
+    header += b" " * ((64 - (10 + len(header) + 1) % 64) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + body
+
+
+@pytest.mark.parametrize("header", [
+    b"{'descr': 'object', 'fortran_order': False, 'shape': (1,), }",
+    b"{'descr': '(2,)O', 'fortran_order': False, 'shape': (1,), }",
+    b"{'descr': 'i4,O', 'fortran_order': False, 'shape': (1,), }",
+    b"{'descr': [('a', '<f4'), ('b', ('O', (2,)))], 'fortran_order': False, 'shape': (1,), }",
+    # a Python 2 header: numpy drops the L and reads it
+    b"{'descr': '|O', 'fortran_order': False, 'shape': (1L,), }",
+])
+def test_object_arrays_numpy_unpickles_are_scanned(tmp_path: Path, header: bytes) -> None:
+    # numpy.load(allow_pickle=True) unpickles the data of any dtype that holds objects
+    import numpy as np
+    from numpy.lib.format import descr_to_dtype
+
+    from assay.models.pickles import npy_header
+
+    parsed = npy_header(_npy(header, b""))
+    assert parsed is not None and descr_to_dtype(parsed[0]["descr"]).hasobject
+    p = tmp_path / "arr.npy"
+    p.write_bytes(_npy(header, P2))
+    assert _worst(p) == "dangerous"
+    z = tmp_path / "arrays.npz"
+    z.write_bytes(_zip([("arr_0.npy", _npy(header, P2))]))
+    assert _worst(z) == "dangerous"
+    assert np.dtype("f4").hasobject is False
+
+
+def test_a_field_named_like_an_object_type_is_not_an_object_array(tmp_path: Path) -> None:
+    import numpy as np
+
+    p = tmp_path / "fields.npy"
+    np.save(p, np.zeros(3, dtype=[("Obj", "<f4"), ("O", "<i4")]))
+    assert scan_file(p) == []  # numeric fields: no pickle, nothing to scan (or to misread)

@@ -1099,7 +1099,15 @@ def npy_header(head: bytes) -> tuple[dict[str, Any], int] | None:
         return {"descr": m["descr"].decode("ascii"), "fortran_order": m["fo"] == b"True",
                 "shape": shape}, start + n
     try:
-        header = ast.literal_eval(raw.decode("utf-8" if major == 3 else "latin-1"))
+        text = raw.decode("utf-8" if major == 3 else "latin-1")
+        try:
+            header = ast.literal_eval(text)
+        except SyntaxError:
+            if major == 3:
+                raise
+            # numpy reads version 1 and 2 headers written by Python 2 ('shape': (3L,))
+            # after dropping the L suffixes; so does this reading
+            header = ast.literal_eval(_drop_long_suffixes(text))
     except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError):
         return None
     if not isinstance(header, dict) or not {"descr", "shape"} <= header.keys():
@@ -1107,11 +1115,39 @@ def npy_header(head: bytes) -> tuple[dict[str, Any], int] | None:
     return header, start + n
 
 
+def _drop_long_suffixes(text: str) -> str:
+    """numpy's _filter_header: a NAME token 'L' right after a NUMBER token is dropped."""
+    import tokenize
+
+    tokens = []
+    after_number = False
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            if not (after_number and tok.type == tokenize.NAME and tok.string == "L"):
+                tokens.append(tok)
+            after_number = tok.type == tokenize.NUMBER
+        return tokenize.untokenize(tokens)
+    except (tokenize.TokenError, SyntaxError, ValueError):
+        return text
+
+
 def _descr_has_object(descr: Any) -> bool:
+    """Whether numpy.load reads an array of this ``descr`` with pickle.load: its dtype
+    holds Python objects however it is spelt ('|O', 'object', '2O', 'i4,O', a field or
+    sub-array of objects), as numpy itself parses it."""
+    try:
+        from numpy.lib.format import descr_to_dtype
+
+        return bool(descr_to_dtype(descr).hasobject)
+    except Exception:  # noqa: BLE001 - what numpy refuses: judged by the spelling below
+        pass
+    # (older numpy versions read a few more spellings: 'object0', 'O8')
     if isinstance(descr, str):
-        return descr.lstrip("|<>=").startswith("O")
-    if isinstance(descr, list | tuple):
-        return any(_descr_has_object(d) for d in descr)
+        return "O" in descr or "object" in descr
+    if isinstance(descr, tuple) and descr:  # a sub-array: (type, shape)
+        return _descr_has_object(descr[0])
+    if isinstance(descr, list):  # fields: (name, type) or (name, type, shape)
+        return any(isinstance(f, tuple | list) and len(f) >= 2 and _descr_has_object(f[1]) for f in descr)
     return False
 
 

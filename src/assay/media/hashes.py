@@ -15,7 +15,7 @@ import numpy as np
 
 from ..config import Limits
 from ..errors import InputError, TooLarge
-from . import crops, decode, trim
+from . import crops, decode, embedded, trim
 from .pdq import PdqResult, fast_pdq, fast_pdq_and_mirror, fast_pdq_boxes, hamming, reference_pdq
 from .trim import Box, content_boxes
 
@@ -140,8 +140,9 @@ def hash_image_bytes(
         if mode == "reference":
             mirrored = fast_pdq(reduced.luma[:, ::-1], reduced.orig_size, reduced.block)
         boxes = content_boxes(reduced.luma)
+        pasted = embedded.noise_canvas_box(reduced.luma)
         fine = None
-        if reduced.block[0] > 1 and (boxes or crops.may_hold_caption(reduced.luma)):
+        if reduced.block[0] > 1 and (boxes or pasted or crops.may_hold_caption(reduced.luma)):
             # A reduced pixel is several original ones (8 in a 1/8 JPEG): an edge one
             # off moves PDQ by up to ~40 bits, and a caption's letters average away. The
             # edges go on a finer plane, decoded only now that there is a border or a
@@ -158,6 +159,16 @@ def hash_image_bytes(
             # the kept region in original pixels (a block at the far edge may be partial)
             size = (min(sub.shape[1] * px, reduced.orig_size[0]), min(sub.shape[0] * py, reduced.orig_size[1]))
             trimmed[name] = fast_pdq(sub, size, (px, py), dihedral=dihedral)
+        if pasted is not None:
+            # A picture pasted onto noise (media/embedded.py): its edges placed on the finer
+            # plane too, where there is one.
+            noise_plane = reduced
+            if fine is not None and (fine_pasted := embedded.noise_canvas_box(fine.luma)) is not None:
+                pasted, noise_plane = fine_pasted, fine
+            px, py = noise_plane.block
+            sub = noise_plane.luma[pasted.top:pasted.bottom, pasted.left:pasted.right]
+            size = (min(sub.shape[1] * px, reduced.orig_size[0]), min(sub.shape[0] * py, reduced.orig_size[1]))
+            regions[embedded.VARIANT] = fast_pdq(sub, size, (px, py))
         caption_plane = fine if fine is not None else reduced
     if variants or bank_variants:
         ow, oh = reduced.orig_size

@@ -1,0 +1,98 @@
+"""Pictures pasted onto noise (media/embedded.py): found, false matches, cost.
+
+Each shared photo (tests/crop_eval.py's, PDQ quality >= 50) is pasted onto random noise
+(colour 5/15/25% a side, grey 10%, one off-centre canvas touching an edge), saved as PNG
+and JPEG q85, and hashed as a scan hashes it; it is found when its ``embedded`` variant
+lies within 31 of the original's plain PDQ (a plain bank: no image on the bank side).
+False matches: every ``embedded`` hash against the plain hashes of every other photo
+and of the unrelated images (tiles, documents, skies); and how many of the ordinary
+pictures get an ``embedded`` query at all. Cost: the detector on the reduced plane a
+scan hashes, per ordinary picture, beside the whole of hash_image_bytes.
+
+    .venv/bin/python bench/bench_embedded.py [--testdata ../shared/testdata] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+import crop_eval  # noqa: E402
+from assay.media import decode, embedded  # noqa: E402
+from assay.media.hashes import DEFAULT_LIMITS, hash_image_bytes  # noqa: E402
+from assay.media.pdq import hamming  # noqa: E402
+
+CANVASES = {  # name -> (top, bottom, left, right) shares, grey noise
+    "colour 15%": ((0.15,) * 4, False), "colour 5%": ((0.05,) * 4, False), "colour 25%": ((0.25,) * 4, False),
+    "grey 10%": ((0.10,) * 4, True), "off-centre, on the bottom edge": ((0.2, 0.0, 0.1, 0.15), False),
+}
+
+
+def on_noise(im: Image.Image, share: tuple[float, ...], grey: bool, seed: int) -> Image.Image:
+    w, h = im.size
+    t, b, lft, r = (round(s * n) for s, n in zip(share, (h, h, w, w), strict=True))
+    noise = np.random.default_rng(seed).integers(0, 256, (h + t + b, w + lft + r, 1 if grey else 3), dtype=np.uint8)
+    canvas = Image.fromarray(np.repeat(noise, 3, axis=2) if grey else noise)
+    canvas.paste(im, (lft, t))
+    return canvas
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--testdata", type=Path, default=ROOT.parent / "shared" / "testdata")
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    photos = crop_eval.photos(args.testdata)
+    unrelated = crop_eval.unrelated(args.testdata)
+    plain = {n: hash_image_bytes(crop_eval.encode(im, "PNG"), variants=False).pdq for n, im in photos}
+    others = [h for h in (hash_image_bytes(crop_eval.encode(im), variants=False) for im in unrelated)
+              if h.quality >= crop_eval.LOW]
+    found = total = false = compared = 0
+    worst: list[int] = []
+    for k, (name, im) in enumerate(photos):
+        for j, (share, grey) in enumerate(CANVASES.values()):
+            canvas = on_noise(im, share, grey, seed=10 * k + j)
+            for fmt in ("PNG", "JPEG"):
+                got = (hash_image_bytes(crop_eval.encode(canvas, fmt, 85)).regions or {}).get("embedded")
+                total += 1
+                d = hamming(got[0], plain[name]) if got else 256
+                found += d <= crop_eval.THRESHOLD
+                worst.append(d)
+                if got:
+                    for other in [v for n, v in plain.items() if n != name] + [h.pdq for h in others]:
+                        compared += 1
+                        false += hamming(got[0], other) <= crop_eval.THRESHOLD
+    print(f"{len(photos)} photos x {len(CANVASES)} canvases x PNG/JPEG q85: found {found}/{total} "
+          f"(distance to the original: median {statistics.median(worst)}, worst {max(worst)})")
+    print(f"false matches of the embedded hashes against other photos and unrelated images: {false} of {compared}")
+    ordinary = [im for _, im in photos] + unrelated
+    datas = [crop_eval.encode(im, "JPEG", 90) for im in ordinary]
+    fired = sum("embedded" in (hash_image_bytes(d).regions or {}) for d in datas)
+    print(f"ordinary pictures with an embedded query: {fired} of {len(datas)}")
+    planes = [decode.reduced_luma(decode.open_image(d, "x", DEFAULT_LIMITS))[0].luma for d in datas]
+    det: list[float] = []
+    whole: list[float] = []
+    for _ in range(args.rounds):
+        t = time.process_time()
+        for p in planes:
+            embedded.noise_canvas_box(p)
+        det.append((time.process_time() - t) / len(planes) * 1000)
+        t = time.process_time()
+        for d in datas:
+            hash_image_bytes(d)
+        whole.append((time.process_time() - t) / len(datas) * 1000)
+    print(f"CPU ms per ordinary picture (median of {args.rounds} rounds): detector {statistics.median(det):.3f}, "
+          f"hash_image_bytes with variants {statistics.median(whole):.2f}")
+
+
+if __name__ == "__main__":
+    main()

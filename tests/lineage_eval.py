@@ -3,7 +3,8 @@
 Bases are random-weight SD 1.5 checkpoints with the real LDM key names and (scaled)
 shapes from ``tests/modelgen.py``. From them the suite derives: dtype conversions
 (fp16, bf16 rounding), EMA added then pruned, renamed keys (diffusers folder names),
-fine-tunes of several sizes, merges of two and three models, a swapped VAE, LoRAs
+fine-tunes of several sizes (of the base A: they share F's base, not F's change),
+merges of two and three models, a swapped VAE, LoRAs
 of several ranks merged at strengths 0.1-1.0 (alone, with a second LoRA, into a
 fine-tune of the base, then converted to fp16), LoHa and LoKr (LyCORIS) merged the
 same ways, and unrelated models (independent random init of the same architecture,
@@ -329,6 +330,7 @@ class Case:
     arrays: Callable[[], Model]
     same: set[str] = field(default_factory=set)
     derived: set[str] = field(default_factory=set)  # fine-tune (not same) of these
+    related: set[str] = field(default_factory=set)  # close to these, sharing their base only
     merge: dict[str, float] = field(default_factory=dict)  # expected UNet ratios
     loras: dict[str, float] = field(default_factory=dict)  # flagged LoRA / LoHa / LoKr -> strength
     low_rank: int | None = None  # an unknown LoRA of this rank is merged
@@ -382,18 +384,20 @@ def build(scale: float = 1 / 16, *, full: bool = False, seed: int = 0, cache: Pa
     for name, lyc in ly.items():
         bank.append(BankModel("flagged", name, "lora", lora_fingerprint(lyc.tensors)))
     both = {"bases/A", "flagged/F"}
+    # A fine-tune of A is not one of F: it shares F's base (A), not F's change.
+    A_only, F_only = {"bases/A"}, {"flagged/F"}
 
     cases: list[Case] = [
-        # F is a fine-tune of A: copies of either are fine-tune relatives of the other.
-        Case("fp16 copy of A", lambda: to_fp16(A), same={"bases/A"}, derived={"flagged/F"}),
+        # F is a fine-tune of A: a copy of F derives from A; a copy of A only shares a base with F.
+        Case("fp16 copy of A", lambda: to_fp16(A), same={"bases/A"}, related=F_only),
         Case("bf16 copy of F", lambda: bf16_round(flagged), same={"flagged/F"}, derived={"bases/A"}),
         Case("A with EMA added (EMA ignored)", lambda: with_ema(A, seed + 5), same={"bases/A"},
-             derived={"flagged/F"}),
-        Case("A renamed to diffusers layout", lambda: renamed(A), same={"bases/A"}, derived={"flagged/F"}),
+             related=F_only),
+        Case("A renamed to diffusers layout", lambda: renamed(A), same={"bases/A"}, related=F_only),
         Case("F fine-tuned 2% further", lambda: fine_tune(flagged, 0.02, seed + 6), derived=both),
-        Case("A fine-tuned 10%", lambda: fine_tune(A, 0.10, seed + 7), derived=both),
+        Case("A fine-tuned 10%", lambda: fine_tune(A, 0.10, seed + 7), derived=A_only, related=F_only),
         Case("A with B's VAE", lambda: with_component(A, B, "first_stage_model."),
-             derived=both, replaced={"vae"}),
+             derived=A_only, related=F_only, replaced={"vae"}),
         Case("merge 0.3 A + 0.7 B", lambda: merge([(0.3, A), (0.7, B)]), merge={"bases/A": 0.3, "bases/B": 0.7}),
         Case("merge 0.5 F + 0.5 B, fp16", lambda: to_fp16(merge([(0.5, flagged), (0.5, B)])),
              merge={"flagged/F": 0.5, "bases/B": 0.5}),
@@ -404,19 +408,19 @@ def build(scale: float = 1 / 16, *, full: bool = False, seed: int = 0, cache: Pa
             {k: v for k, v in modelgen.sd2(scale, dt="F32").items() if v[0] == "F32"}, seed + 20), unrelated=True),
         Case("SDXL layout, random", lambda: random_model(
             {k: v for k, v in modelgen.sdxl_base(scale, dt="F32").items() if v[0] == "F32"}, seed + 21), unrelated=True),
-        Case("unknown rank-8 LoRA into A at 0.8", lambda: apply_lora(A, unknown, 0.8), derived=both, low_rank=8),
+        Case("unknown rank-8 LoRA into A at 0.8", lambda: apply_lora(A, unknown, 0.8), derived=A_only, related=F_only, low_rank=8),
     ]
     if full:
         for r in ranks:  # drawn when evaluated: up to 140 MB of factors each at full size
             cases.append(Case(f"unknown rank-{r} LoRA into A at 0.5",
                               lambda r=r: apply_lora(A, random_lora(A, r, seed + 200 + r), 0.5),
-                              derived=both, low_rank=r))
+                              derived=A_only, related=F_only, low_rank=r))
     strengths = [0.1, 0.2, 0.35, 0.5, 0.7, 1.0] if full else [0.1, 0.2, 0.5, 1.0]
     names = list(L)
     for i, (lname, lo) in enumerate(L.items()):
         for s in strengths:
             cases.append(Case(f"{lname} at {s} into A", lambda lo=lo, s=s: apply_lora(A, lo, s),
-                              derived=both, loras={f"flagged/{lname}": s}))
+                              derived=A_only, related=F_only, loras={f"flagged/{lname}": s}))
         other = L[names[(i + 1) % len(names)]]
         oname = names[(i + 1) % len(names)]
         s = strengths[1 + i % (len(strengths) - 1)]
@@ -424,7 +428,7 @@ def build(scale: float = 1 / 16, *, full: bool = False, seed: int = 0, cache: Pa
             f"{lname} at {s} + {oname} at 0.5 into A, fine-tuned 1%, fp16",
             lambda lo=lo, s=s, other=other, i=i: to_fp16(
                 fine_tune(apply_lora(apply_lora(A, lo, s), other, 0.5), 0.01, seed + 30 + i)),
-            derived=both, loras={f"flagged/{lname}": s, f"flagged/{oname}": 0.5}))
+            derived=A_only, related=F_only, loras={f"flagged/{lname}": s, f"flagged/{oname}": 0.5}))
         cases.append(Case(
             f"{lname} at {s} into F (a fine-tune of A)",
             lambda lo=lo, s=s: apply_lora(flagged, lo, s),
@@ -435,11 +439,11 @@ def build(scale: float = 1 / 16, *, full: bool = False, seed: int = 0, cache: Pa
     for i, (yname, lyc) in enumerate(ly.items()):
         for s in ly_strengths:
             cases.append(Case(f"{yname} at {s} into A", lambda d=lyc.deltas, s=s: apply_deltas(A, d, s),
-                              derived=both, loras={f"flagged/{yname}": s}))
+                              derived=A_only, related=F_only, loras={f"flagged/{yname}": s}))
         cases.append(Case(
             f"{yname} at 0.5 into A, fine-tuned 1%, fp16",
             lambda d=lyc.deltas, i=i: to_fp16(fine_tune(apply_deltas(A, d, 0.5), 0.01, seed + 60 + i)),
-            derived=both, loras={f"flagged/{yname}": 0.5}))
+            derived=A_only, related=F_only, loras={f"flagged/{yname}": 0.5}))
         s = ly_strengths[i % len(ly_strengths)]
         cases.append(Case(f"{yname} at {s} into F (a fine-tune of A)",
                           lambda d=lyc.deltas, s=s: apply_deltas(flagged, d, s),
@@ -447,10 +451,10 @@ def build(scale: float = 1 / 16, *, full: bool = False, seed: int = 0, cache: Pa
     cases += [
         Case("loha-r4 at 0.3 + lokr-r2 at 0.8 into A",
              lambda: apply_deltas(apply_deltas(A, ly["loha-r4"].deltas, 0.3), ly["lokr-r2"].deltas, 0.8),
-             derived=both, loras={"flagged/loha-r4": 0.3, "flagged/lokr-r2": 0.8}),
+             derived=A_only, related=F_only, loras={"flagged/loha-r4": 0.3, "flagged/lokr-r2": 0.8}),
         Case("loha-r4 at 0.5 + lora-r4 at 0.5 into A, fp16",
              lambda: to_fp16(apply_lora(apply_deltas(A, ly["loha-r4"].deltas, 0.5), L["lora-r4"], 0.5)),
-             derived=both, loras={"flagged/loha-r4": 0.5, "flagged/lora-r4": 0.5}),
+             derived=A_only, related=F_only, loras={"flagged/loha-r4": 0.5, "flagged/lora-r4": 0.5}),
         Case("unrelated C + LoHa", lambda: apply_deltas(C, ly["loha-r4"].deltas, 0.5), unrelated=True),
         Case("unrelated C + LoKr", lambda: apply_deltas(C, ly["lokr-r2"].deltas, 0.5), unrelated=True),
     ]
@@ -495,7 +499,7 @@ ADAPTER_ROWS = {"lora": "contains LoRA", "loha": "contains LoHa", "lokr": "conta
 def evaluate(world: World, *, log: Log | None = None, progress: Log | None = None) -> dict[str, Tally]:
     """Ask every suspect the lineage questions; ``log`` gets each suspect's findings,
     ``progress`` one line per suspect with the time and peak RSS so far."""
-    tallies = {q: Tally() for q in ("same weights", "derived (fine-tune)", "replaced component",
+    tallies = {q: Tally() for q in ("same weights", "derived (fine-tune)", "shares a base only", "replaced component",
                                     "merge", *ADAPTER_ROWS.values(), "unknown low-rank delta",
                                     "any finding on unrelated model")}
     labels = [e.label for e in world.bank]
@@ -505,6 +509,7 @@ def evaluate(world: World, *, log: Log | None = None, progress: Log | None = Non
         rep: LineageReport = answer(fingerprint_arrays(case.arrays()), world.bank)
         same = {f.entry for f in rep.same}
         derived = {f.entry for f in rep.derived}
+        related = {f.entry for f in rep.related}
         merged = {}
         for m in rep.merges:
             if m.component == "unet":
@@ -514,6 +519,7 @@ def evaluate(world: World, *, log: Log | None = None, progress: Log | None = Non
             _count(tallies["same weights"], lbl in case.same, lbl in same)
             if not case.merge:
                 _count(tallies["derived (fine-tune)"], lbl in case.derived, lbl in derived)
+                _count(tallies["shares a base only"], lbl in case.related, lbl in related)
             if lbl in adapters:
                 t = tallies[adapters[lbl]]
                 _count(t, lbl in case.loras, lbl in loras)

@@ -52,7 +52,8 @@ def test_flagged_model_found_after_conversion_and_fine_tune(tmp_path: Path) -> N
     assert code == 0, out
     rec = json.loads(out)
     assert rec["matches"] == []
-    assert [d["entry"] for d in rec["lineage"]["derived"]] == ["models/bad-ckpt"]
+    # the flagged model's base is not banked: close to it, direction not measured (context)
+    assert [d["entry"] for d in rec["lineage"]["related"]] == ["models/bad-ckpt"] and not rec["lineage"]["derived"]
     assert any("bad-ckpt" in line for line in rec["lineage_explanations"])
 
     unrelated = ev.random_model({k: v for k, v in specs.items() if v[0] == "F32"}, 4)
@@ -64,7 +65,7 @@ def test_flagged_model_found_after_conversion_and_fine_tune(tmp_path: Path) -> N
     assert code == 0, out
     recs = {Path(r["path"]).name: r for r in map(json.loads, report.read_text().splitlines())
             if r["schema"] == "assay.file/1"}
-    assert [d["entry"] for d in recs["copy.safetensors"]["model"]["lineage"]["derived"]] == ["models/bad-ckpt"]
+    assert [d["entry"] for d in recs["copy.safetensors"]["model"]["lineage"]["related"]] == ["models/bad-ckpt"]
     lin = recs["unrelated.safetensors"]["model"]["lineage"]
     assert not lin["same"] and not lin["derived"] and not lin["merges"] and not lin["loras"]
 
@@ -116,11 +117,13 @@ def test_model_readable_on_an_empty_and_a_full_store(tmp_path: Path) -> None:
 def test_lineage_finding_is_a_match_in_scan(tmp_path: Path) -> None:
     """A fine-tuned copy of a flagged checkpoint (no hash in common) counts as a matched
     file, is listed, and makes --fail-on-match exit 3; being derived from a known base
-    is context, not a match."""
+    is context, not a match, and so is another fine-tune of the flagged checkpoint's base
+    (a sibling: it shares the base, not the flagged checkpoint's change)."""
     db = str(tmp_path / "b.sqlite3")
     specs = modelgen.sd15(SCALE, dt="F32")
     f32 = {k: v for k, v in specs.items() if v[0] == "F32"}
-    flagged = _write(tmp_path / "flagged.safetensors", ev.random_model(f32, 3))
+    flagged_w = ev.kept(ev.fine_tune(ev.random_model(f32, 5), 0.05, 3))  # a fine-tune of the base
+    flagged = _write(tmp_path / "flagged.safetensors", flagged_w)
     base = _write(tmp_path / "base.safetensors", ev.random_model(f32, 5))
     for bank, path, cid, kind in (("models", flagged, "bad-ckpt", "checkpoint"), ("bases", base, "sd-base", "base")):
         assert _invoke("--db", db, "bank", "create", bank, "--create")[0] == 0
@@ -128,7 +131,7 @@ def test_lineage_finding_is_a_match_in_scan(tmp_path: Path) -> None:
         assert code == 0, out
     case = tmp_path / "case"
     case.mkdir()
-    _write(case / "copy.safetensors", ev.to_fp16(ev.fine_tune(ev.random_model(f32, 3), 0.01, 5)))
+    _write(case / "copy.safetensors", ev.to_fp16(ev.fine_tune(flagged_w, 0.01, 5)))
     _write(case / "tuned-base.safetensors", ev.to_fp16(ev.fine_tune(ev.random_model(f32, 5), 0.01, 6)))
 
     code, out = _invoke("--db", db, "scan", str(case), "--json", "--workers", "1", "--fail-on-match")
@@ -144,6 +147,8 @@ def test_lineage_finding_is_a_match_in_scan(tmp_path: Path) -> None:
     tuned = recs["tuned-base.safetensors"]
     assert tuned["matches"] == []
     assert [d["entry"] for d in tuned["model"]["lineage"]["derived"]] == ["bases/sd-base"]
+    assert [r["entry"] for r in tuned["model"]["lineage"]["related"]] == ["models/bad-ckpt"]
+    assert "does not carry its change" in tuned["model"]["lineage"]["related"][0]["explanation"]
 
     report = tmp_path / "r.jsonl"
     code, out = _invoke("--db", db, "scan", str(case), "-o", str(report), "--workers", "1")
@@ -186,7 +191,7 @@ def test_a_minor_component_of_a_flagged_checkpoint_is_context_not_a_match(tmp_pa
     (m,) = recs["unet.safetensors"]["matches"]
     assert m["value"] == "same-weights" and "the suspect lacks text_encoder, vae" in m["note"]
     tuned = recs["vae-tuned.safetensors"]
-    assert tuned["matches"] == [] and [d["entry"] for d in tuned["model"]["lineage"]["derived"]] == ["models/bad-ckpt"]
+    assert tuned["matches"] == [] and [d["entry"] for d in tuned["model"]["lineage"]["related"]] == ["models/bad-ckpt"]
 
     code, out = _invoke("--db", db, "model", str(case / "vae.safetensors"))
     assert code == 0 and "only that part of the entry" in out.replace("\n", " ")

@@ -278,7 +278,7 @@ def test_model_links_on_dask_are_the_local_engines(cluster: dict[str, Any], tmp_
     assert a == b
     rel = {(Path(x["a"]).name, Path(x["b"]).name, x["relation"]) for x in b["model_links"]}
     assert ("base-fp16.safetensors", "base.safetensors", "same-weights") in rel
-    assert ("base.safetensors", "tuned.safetensors", "derived") in rel
+    assert ("base.safetensors", "tuned.safetensors", "related") in rel  # no file is a known base
     assert b["model_files_fingerprinted"] == 4 and not any("unrelated" in x + y for x, y, _ in rel)
     manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
     assert manifest["case_links"]["model_links"] == b["model_links"]

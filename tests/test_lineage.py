@@ -76,7 +76,7 @@ def test_zero_false_positives_on_unrelated_models(tallies: dict[str, ev.Tally]) 
     assert t.tn >= 5 and t.fp == 0
 
 
-@pytest.mark.parametrize("question", ["same weights", "derived (fine-tune)", "replaced component",
+@pytest.mark.parametrize("question", ["same weights", "derived (fine-tune)", "shares a base only", "replaced component",
                                       "merge", "contains LoRA", "contains LoHa", "contains LoKr",
                                       "unknown low-rank delta"])
 def test_questions_meet_their_targets(tallies: dict[str, ev.Tally], question: str) -> None:
@@ -220,7 +220,8 @@ def test_fine_tunes_of_an_unbanked_base_are_not_merges_of_its_banked_fine_tunes(
     for model in (base, ev.fine_tune(base, 0.05, 99)):
         rep = answer(fingerprint_arrays(model), bank)
         assert rep.merges == [] and any("not shown to be a merge" in n for n in rep.notes)
-        assert {d.entry for d in rep.derived} == {"f/F0", "f/F1", "f/F2"}  # relatives, as they are
+        # relatives whose direction is unknown (their base is not banked): context
+        assert rep.derived == [] and {d.entry for d in rep.related} == {"f/F0", "f/F1", "f/F2"}
     (parts,) = merges(ev.to_fp16(ev.merge([(0.3, tunes[0]), (0.7, tunes[2])])))
     assert set(parts) == {"f/F0", "f/F2"} and abs(parts["f/F0"] - 0.3) < 0.02
 
@@ -257,12 +258,50 @@ def test_a_copy_of_a_known_base_is_not_a_match() -> None:
             BankModel("flagged", "F", "checkpoint", fingerprint_arrays(flagged))]
     kinds = {"bases/sd15": "base", "flagged/F": "checkpoint"}
     rep = answer(fingerprint_arrays(ev.to_fp16(base)), bank)
-    assert [f.entry for f in rep.same] == ["bases/sd15"] and [f.entry for f in rep.derived] == ["flagged/F"]
+    assert [f.entry for f in rep.same] == ["bases/sd15"] and [f.entry for f in rep.related] == ["flagged/F"]
     # the flagged fine-tune derives from the base this file is: not a finding against it
     assert lineage_matches(rep, kinds) == []
     # a copy of the flagged fine-tune still is
     rep = answer(fingerprint_arrays(ev.to_fp16(flagged)), bank)
     assert [(m.content_id, m.value) for m in lineage_matches(rep, kinds)] == [("F", "same-weights")]
+
+
+@pytest.mark.parametrize("change", ["full", "lora"])
+def test_a_sibling_fine_tune_of_a_flagged_checkpoints_base_is_not_derived_from_it(change: str) -> None:
+    """Two fine-tunes of one base share the base, not each other's training: a suspect
+    S = B + its own change was a 'derived' match against a flagged F = B + F's change
+    (their sketch cosine is near 1 because both are near B), with B banked or not. With B
+    banked, S derives from F only if it carries F's change (S - B against F - B); without
+    it, closeness to F is context that says it cannot tell. A fine-tune of F, also one with
+    a LoRA merged on top, is still 'derived'."""
+    from assay.models.lineage_analyzer import lineage_matches
+
+    specs = {k: v for k, v in modelgen.sd15(SCALE, dt="F32").items() if v[0] == "F32"}
+    base = ev.kept(ev.random_model(specs, 1))
+
+    def tune(m: ev.Model, seed: int) -> ev.Model:
+        return ev.fine_tune(m, 0.05, seed) if change == "full" else ev.apply_lora(
+            m, ev.random_lora(m, 8, seed, rel=0.15), 1.0)
+
+    flagged = ev.kept(tune(base, 2))
+    kinds = {"bases/B": "base", "flagged/F": "checkpoint"}
+    with_base = [BankModel("bases", "B", "base", fingerprint_arrays(base)),
+                 BankModel("flagged", "F", "checkpoint", fingerprint_arrays(flagged))]
+    sibling = fingerprint_arrays(tune(base, 3))
+    for bank in (with_base, with_base[1:]):
+        rep = answer(sibling, bank)
+        assert "flagged/F" not in {f.entry for f in rep.derived}
+        assert lineage_matches(rep, kinds) == []
+        (rel,) = rep.related
+        assert rel.entry == "flagged/F" and "derived" in rel.explanation.rsplit(":", 1)[-1]  # "not (reported as) derived"
+    (rel,) = answer(sibling, with_base).related
+    assert rel.base == "bases/B" and rel.carried is not None and abs(rel.carried) < 0.1
+    for descendant in (ev.fine_tune(flagged, 0.02, 4), ev.to_fp16(ev.apply_lora(
+            flagged, ev.random_lora(flagged, 4, 5, rel=0.05), 1.0))):
+        rep = answer(fingerprint_arrays(descendant), with_base)
+        (d,) = [f for f in rep.derived if f.entry == "flagged/F"]
+        assert d.base == "bases/B" and d.carried is not None and abs(d.carried - 1) < 0.1
+        assert ("F", "derived") in [(m.content_id, m.value) for m in lineage_matches(rep, kinds)]
 
 
 def test_nan_suspect_tensors_are_left_out_with_a_note() -> None:

@@ -136,13 +136,23 @@ def test_pure_permutation_is_the_same_weights_up_to_permutation(models: dict[str
 @pytest.mark.parametrize("symmetry", list(SYMMETRIES))
 @pytest.mark.parametrize("drift", [0.01, 0.05])
 def test_fine_tune_of_a_permuted_copy_is_derived(models: dict[str, Arrays], symmetry: str, drift: float) -> None:
+    """The flagged entry is a fine-tune of a banked base: a fine-tune of its permuted copy
+    carries its change (measured in the entry's unit order, from the base); without the
+    base banked the relation is found, permutation and all, but its direction is not."""
     family = SYMMETRIES[symmetry]
-    suspect = pm.fine_tune(_rewrite(symmetry, models[family], 3), drift, 7)
-    rep = _ask(suspect, _bank(models, family))
+    flagged = pm.fine_tune(models[family], 0.05, 11)
+    bank = [BankModel("bases", family, "base", fingerprint_arrays(models[family])),
+            BankModel("flagged", family, "checkpoint", fingerprint_arrays(flagged)), _bank(models, family)[1]]
+    suspect = pm.fine_tune(_rewrite(symmetry, flagged, 3), drift, 7)
+    rep = _ask(suspect, bank)
     assert not rep.same, rep.explanations()
-    assert [d.entry for d in rep.derived] == [f"flagged/{family}"], rep.explanations()
-    assert rep.derived[0].permutation is not None
-    assert "a fine-tune of a permuted copy" in rep.derived[0].explanation
+    assert [d.entry for d in rep.derived if d.kind != "base"] == [f"flagged/{family}"], rep.explanations()
+    (d,) = [d for d in rep.derived if d.kind != "base"]
+    assert d.permutation is not None and d.base == f"bases/{family}" and abs((d.carried or 0) - 1) < 0.15
+    assert "a fine-tune of a permuted copy" in d.explanation
+    rep = _ask(suspect, [b for b in bank if b.kind != "base"])
+    assert not rep.derived and [r.entry for r in rep.related] == [f"flagged/{family}"], rep.explanations()
+    assert rep.related[0].permutation is not None and "a permuted copy" in rep.related[0].explanation
 
 
 @pytest.mark.parametrize("family", ["bert", "unet", "mlp"])
@@ -308,8 +318,8 @@ def test_fingerprint_alone_finds_a_permuted_copy_in_a_bank(tmp_path: Path, model
     assert "up to a permutation of" in text and "found from the two fingerprints alone" in text
     assert json.dumps(rep.to_dict())
     rep = ask(pm.fine_tune(_rewrite("all-transformer", models["bert"], 12), 0.02, 4))
-    assert [d.entry for d in rep.derived] == ["flagged/bert"] and not rep.same, rep.explanations()
-    assert "not measured without the suspect's weights" in rep.derived[0].explanation
+    assert [d.entry for d in rep.related] == ["flagged/bert"] and not rep.same, rep.explanations()
+    assert not rep.derived and "not measured without the suspect's weights" in rep.related[0].explanation
     rep = ask(_rewrite("all-transformer", pm.bert(99), 13))
     assert not rep.found, rep.explanations()
     store.close()
@@ -380,14 +390,16 @@ def test_torch_trained_transformers_link_only_to_their_origin() -> None:
         others = [e for e in bank if e.content_id != name]
         assert not _ask(p, others).found
         assert not _ask(pm.fine_tune(p, 0.02, 3), others).found
-        assert [d.entry for d in _ask(pm.fine_tune(p, 0.02, 3), bank).derived] == [f"flagged/{name}"]
+        # no base banked: a relative whose direction is not measured
+        assert [d.entry for d in _ask(pm.fine_tune(p, 0.02, 3), bank).related] == [f"flagged/{name}"]
         # from the fingerprint alone too: its origin only, never another seed
         rep = _ask(p, bank, with_weights=False)
         assert [s.entry for s in rep.same] == [f"flagged/{name}"] and not rep.derived, rep.explanations()
         assert not _ask(p, others, with_weights=False).found
         assert not _ask(pm.fine_tune(p, 0.02, 3), others, with_weights=False).found
         rep = _ask(pm.fine_tune(p, 0.02, 3), bank, with_weights=False)
-        assert [d.entry for d in rep.derived] == [f"flagged/{name}"] and not rep.same, rep.explanations()
+        assert [d.entry for d in rep.related] == [f"flagged/{name}"] and not rep.same, rep.explanations()
+        assert not rep.derived
 
 
 def test_old_bank_rows_and_ordinary_fine_tunes_skip_alignment(
@@ -408,7 +420,7 @@ def test_old_bank_rows_and_ordinary_fine_tunes_skip_alignment(
     assert len(idx) == 2 and not idx.broken
     tuned = pm.fine_tune(models["bert-other"], 0.03, 1)
     rep = query(fs, fingerprint_arrays(tuned), tensors=canonical_arrays(tuned), index=idx)
-    assert [d.entry for d in rep.derived] == ["flagged/new"] and not calls  # nothing permuted: no alignment
+    assert [d.entry for d in rep.related] == ["flagged/new"] and not calls  # nothing permuted: no alignment
     rep = query(fs, fingerprint_arrays(models["bert"]), tensors=canonical_arrays(models["bert"]), index=idx)
     assert [s.entry for s in rep.same] == ["flagged/old"]
     permuted = _rewrite("ffn-neurons", models["bert-other"], 2)
@@ -454,8 +466,9 @@ def test_rmsnorm_decoder_permuted_is_found_with_and_without_its_weights() -> Non
         rep = _ask(p, bank, with_weights=weights)
         assert [s.entry for s in rep.same] == ["flagged/llama"] and not rep.derived, rep.explanations()
         assert "units of the hidden dimension" in rep.explanations()[0]
-        rep = _ask(pm.fine_tune(p, 0.02, 1), bank, with_weights=weights)
-        assert [d.entry for d in rep.derived] == ["flagged/llama"] and not rep.same, rep.explanations()
+        rep = _ask(pm.fine_tune(p, 0.02, 1), bank, with_weights=weights)  # no base banked: related
+        assert [d.entry for d in rep.related] == ["flagged/llama"] and not rep.same, rep.explanations()
+        assert not rep.derived
         rep = _ask(pm.llama_permute(other, rng.permutation(h)), bank[:1], with_weights=weights)
         assert not rep.found, rep.explanations()
 

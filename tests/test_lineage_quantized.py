@@ -182,9 +182,36 @@ def test_a_quantized_copy_is_the_same_weights_and_an_unrelated_one_nothing(
 
 
 def test_a_quantized_fine_tune_stays_a_fine_tune(tmp_path: Path, world: dict[str, Arrays]) -> None:
-    rep = answer(fingerprint_file(_save(tmp_path / "ft.safetensors", gptq(world["A_ft5"], bits=8))), _bank(world))
-    assert [d.entry for d in rep.derived] == ["flagged/A"] and not rep.same, rep.explanations()
-    assert "GPTQ-8bit-g32 rounding" in rep.derived[0].explanation
+    """Flagged F is the base A fine-tuned 5%, A banked: an 8-bit fine-tune of F carries F's
+    change; an 8-bit sibling (A fine-tuned its own way) does not."""
+    bank = [BankModel("bases", "A", "base", fp(world["A"])), BankModel("flagged", "F", "checkpoint", fp(world["A_ft5"]))]
+    rep = answer(fingerprint_file(_save(tmp_path / "ft.safetensors", gptq(fine_tune(world["A_ft5"], 0.02, 15),
+                                                                          bits=8))), bank)
+    (d,) = [d for d in rep.derived if d.entry == "flagged/F"]
+    assert not rep.same and d.carried is not None and abs(d.carried - 1) < 0.1, rep.explanations()
+    assert "GPTQ-8bit-g32 rounding" in d.explanation
+    rep = answer(fingerprint_file(_save(tmp_path / "sib.safetensors", gptq(fine_tune(world["A"], 0.05, 16),
+                                                                           bits=8))), bank)
+    assert "flagged/F" not in {d.entry for d in rep.derived} and [r.entry for r in rep.related] == ["flagged/F"]
+
+
+def test_a_4bit_sibling_is_not_the_same_weights_as_the_flagged_fine_tune(tmp_path: Path, world: dict[str, Arrays]
+                                                                         ) -> None:
+    """4-bit rounding (~8%) is larger than the 5% F changed its base A by: a 4-bit copy of
+    another fine-tune of A was 'same weights as F' (within the rounding of F, and of A).
+    The rounding is independent of F's change, so with A banked whether the suspect
+    carries that change still shows: a 4-bit copy of F does, the sibling does not."""
+    from assay.models.lineage_analyzer import lineage_matches
+
+    bank = [BankModel("bases", "A", "base", fp(world["A"])), BankModel("flagged", "F", "checkpoint", fp(world["A_ft5"]))]
+    kinds = {"bases/A": "base", "flagged/F": "checkpoint"}
+    rep = answer(fingerprint_file(_save(tmp_path / "sib.safetensors", gptq(fine_tune(world["A"], 0.05, 16)))), bank)
+    assert "flagged/F" not in {f.entry for f in rep.same} | {f.entry for f in rep.derived}, rep.explanations()
+    assert [r.entry for r in rep.related] == ["flagged/F"] and lineage_matches(rep, kinds) == []
+    rep = answer(fingerprint_file(_save(tmp_path / "copy.safetensors", gptq(world["A_ft5"]))), bank)
+    (same,) = [f for f in rep.same if f.entry == "flagged/F"]
+    assert "of the change flagged/F made to it" in same.explanation, rep.explanations()
+    assert [(m.content_id, m.value) for m in lineage_matches(rep, kinds)] == [("F", "same-weights")]
 
 
 def test_parts_that_disagree_are_left_as_stored(tmp_path: Path, world: dict[str, Arrays]) -> None:

@@ -63,12 +63,29 @@ def test_a_renamed_copy_is_the_same_weights(bank: list[BankModel], rename: str) 
     assert not any("flagged/A" in line and "not comparable" in line for line in rep.explanations())
 
 
-def test_a_renamed_fine_tune_is_derived_and_a_renamed_stranger_is_nothing(bank: list[BankModel]) -> None:
+def test_a_renamed_fine_tune_is_related_and_a_renamed_stranger_is_nothing(bank: list[BankModel]) -> None:
+    # The entry's base is not banked: closeness says the two share a base, not which way.
     rep = answer(fp(scramble(fine_tune(model(1), 0.05, 3), 8)), bank)
-    assert [d.entry for d in rep.derived] == ["flagged/A"] and not rep.same, rep.explanations()
-    assert "tensor names differ" in rep.derived[0].explanation
+    assert [d.entry for d in rep.related] == ["flagged/A"] and not rep.same and not rep.derived, rep.explanations()
+    assert "tensor names differ" in rep.related[0].explanation
     rep = answer(fp(scramble(model(3), 9)), bank)
     assert not rep.found, rep.explanations()
+
+
+def test_a_renamed_fine_tune_of_a_flagged_fine_tune_carries_its_change() -> None:
+    """With the flagged checkpoint's base banked, renaming does not hide that a fine-tune
+    of it carries its change, nor make a renamed sibling (another fine-tune of the base)
+    derived from it."""
+    base = model(1)
+    flagged = fine_tune(base, 0.05, 20)
+    bank = [BankModel("bases", "P", "base", fp(base)), BankModel("flagged", "F", "checkpoint", fp(flagged))]
+    rep = answer(fp(scramble(fine_tune(flagged, 0.02, 21), 22)), bank)
+    (d,) = [f for f in rep.derived if f.entry == "flagged/F"]
+    assert d.base == "bases/P" and d.carried is not None and abs(d.carried - 1) < 0.15, rep.explanations()
+    assert "tensor names differ" in d.explanation
+    rep = answer(fp(scramble(fine_tune(base, 0.05, 23), 24)), bank)
+    assert "flagged/F" not in {f.entry for f in rep.derived}, rep.explanations()
+    assert [f.entry for f in rep.related] == ["flagged/F"] and rep.related[0].base == "bases/P"
 
 
 def test_names_that_already_match_are_not_paired_again(bank: list[BankModel]) -> None:

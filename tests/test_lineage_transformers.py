@@ -134,11 +134,12 @@ def _bank(world: Mapping[str, Arrays], names: tuple[str, ...] = ("A", "B")) -> l
 
 def test_fine_tunes_are_derived_and_unrelated_models_never_linked(llama_world: dict[str, Arrays]) -> None:
     bank = _bank(llama_world)
-    for name in ("A_ft2", "A_ft5"):
+    for name in ("A_ft2", "A_ft5"):  # A's base is not banked: a relative, direction unknown
         rep = answer(fp(llama_world[name]), bank)
-        assert [d.entry for d in rep.derived] == ["flagged/A"], name
+        assert [d.entry for d in rep.related] == ["flagged/A"] and not rep.derived, name
         assert not rep.same and not rep.merges and not rep.loras
-        assert "layers fine-tuned" in rep.derived[0].explanation
+    rep = answer(fp(llama_world["A_ft5"]), [BankModel("bases", "B0", "base", fp(llama_world["A"])), bank[1]])
+    assert [d.entry for d in rep.derived] == ["bases/B0"] and "layers fine-tuned" in rep.derived[0].explanation
     rep = answer(fp(llama_world["U"]), bank)
     assert not rep.found, rep.explanations()
 
@@ -292,12 +293,16 @@ def test_quantized_gguf_is_the_same_weights_within_its_rounding(
 
 
 def test_a_fine_tune_converted_to_gguf_stays_a_fine_tune(tmp_path: Path, llama_world: dict[str, Arrays]) -> None:
-    bank = _bank(llama_world)
-    rep = answer(fingerprint_file(_write_gguf(tmp_path / "ft.gguf", llama_world["A_ft5"], "Q8_0")), bank)
-    assert [d.entry for d in rep.derived] == ["flagged/A"] and not rep.same, rep.explanations()
-    assert "Q8_0 rounding" in rep.derived[0].explanation
+    # flagged F is A fine-tuned 5%, with A banked as its base
+    bank = [BankModel("bases", "A", "base", fp(llama_world["A"])),
+            BankModel("flagged", "F", "checkpoint", fp(llama_world["A_ft5"]))]
+    ft = fine_tune(llama_world["A_ft5"], 0.02, 15)
+    rep = answer(fingerprint_file(_write_gguf(tmp_path / "ft.gguf", ft, "Q8_0")), bank)
+    (d,) = [d for d in rep.derived if d.entry == "flagged/F"]
+    assert not rep.same and "Q8_0 rounding" in d.explanation, rep.explanations()
+    # another fine-tune of A (a sibling of F), as GGUF F16: derived from A, not from F
     rep = answer(fingerprint_file(_write_gguf(tmp_path / "ft16.gguf", llama_world["A_ft2"], None)), bank)
-    assert [d.entry for d in rep.derived] == ["flagged/A"] and not rep.same
+    assert [d.entry for d in rep.derived] == ["bases/A"] and [r.entry for r in rep.related] == ["flagged/F"]
 
 
 def test_peft_lora_of_a_bert_classifier_is_banked_and_found(tmp_path: Path) -> None:

@@ -404,6 +404,11 @@ class FingerprintIndex:
         w = nnls(cols @ cols.T, cols @ s.ravel())
         picked = pool[:3] + [pool[i] for i in np.argsort(-w) if w[i] > 1e-6]
         picked = list(dict.fromkeys(picked))[:limit]
+        # Whether a suspect carries a flagged checkpoint's change is measured from the
+        # checkpoint's base: the closest banked base comes along (lineage._carried_changes).
+        bases = [i for i in pool if self.kinds[i] == "base"]
+        if bases and not any(self.kinds[i] == "base" for i in picked):
+            picked.append(bases[0])
         picked += self._invariant_candidates(suspect, models, picked)
         picked += self._shape_candidates(suspect, models, picked)
         loras = np.flatnonzero(same_k & is_lora)

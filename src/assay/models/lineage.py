@@ -8,7 +8,11 @@ and a plain explanation:
   distance (fp16/bf16 conversion, re-saving, EMA pruning and renaming stay far below);
 * **derived from** X: cosine of the sketches >= ``DERIVED_COS``, with the relative
   distance per component and which components were left identical, fine-tuned or
-  replaced (an unrelated model of the same shape has a cosine near 0);
+  replaced (an unrelated model of the same shape has a cosine near 0). Against a
+  flagged checkpoint F closeness is not enough: every fine-tune of F's base is close to
+  F. The suspect derives from F only if, measured from a banked base of F, its change
+  carries F's change (:func:`_carried_changes`); otherwise it **shares a base** with F
+  (:class:`SharesBase`, context, never a match);
 * **merge** of X, Y, ...: non-negative least squares of the suspect's sketches on
   the entries' sketches, per component (Lawson-Hanson active set on the Gram matrix,
   in numpy: the problem has a handful of unknowns, scipy is not needed);
@@ -45,6 +49,7 @@ __all__ = [
     "NotComparable",
     "Permutation",
     "SameWeights",
+    "SharesBase",
     "answer",
     "nnls",
 ]
@@ -70,6 +75,11 @@ LOWRANK_GAP = 4.0  # singular values above this multiple of the median are "sign
 LOWRANK_SHARE = 0.5  # share of the residual energy that must be low-rank
 DELTA_MIN = 0.005  # residual below this relative norm is conversion noise, not a change
 LOWRANK_TENSORS = 128  # SVDs per query for the low-rank question
+# Carrying a flagged checkpoint's change (suspect - base against entry - base, per matrix,
+# medians): a fine-tune of the entry keeps its change whole (1.0) and pointing its way; a
+# sibling fine-tune of the base measures about 0 on both. Half of the change, and a cosine
+# DERIVED_COS, allow further training up to 1.7 times the entry's own change.
+CARRIED_MIN = 0.5
 QUANT_SAME = 1.5  # a quantized copy: distances up to this multiple of the type's own rounding error
 QUANT_MAX = 0.2  # coarser types (ternary, 2-bit) change weights too much to call them the same
 
@@ -136,6 +146,29 @@ class DerivedFrom:
     permutation: Permutation | None = None
     lacks: list[str] = field(default_factory=list)  # as SameWeights
     entry_share: float = 1.0
+    # Against a flagged checkpoint: the banked base its change was measured from, and the
+    # share of the entry's change the suspect carries (median over matrices; about 1 for
+    # a fine-tune of the entry). None for bases, LoRAs and permuted copies found from
+    # signatures.
+    base: str | None = None
+    carried: float | None = None
+
+
+@dataclass
+class SharesBase:
+    """Close to a flagged checkpoint without being shown to carry its change: a sibling
+    fine-tune of its base (``base`` banked, ``carried`` near 0), or a relative whose
+    direction cannot be told because the entry's base is not in the bank (``base`` None).
+    Context, never a match."""
+
+    entry: str
+    kind: str
+    score: float  # sketch cosine with the entry
+    explanation: str
+    base: str | None = None
+    carried: float | None = None
+    delta_cosine: float | None = None
+    permutation: Permutation | None = None
 
 
 @dataclass
@@ -173,6 +206,7 @@ class NotComparable:
 class LineageReport:
     same: list[SameWeights] = field(default_factory=list)
     derived: list[DerivedFrom] = field(default_factory=list)
+    related: list[SharesBase] = field(default_factory=list)
     merges: list[MergeOf] = field(default_factory=list)
     loras: list[ContainsLora] = field(default_factory=list)
     low_rank: LowRankDelta | None = None
@@ -181,10 +215,11 @@ class LineageReport:
 
     @property
     def found(self) -> bool:
-        return bool(self.same or self.derived or self.merges or self.loras or self.low_rank)
+        return bool(self.same or self.derived or self.related or self.merges or self.loras or self.low_rank)
 
     def explanations(self) -> list[str]:
         lines = [f.explanation for f in self.same] + [f.explanation for f in self.derived]
+        lines += [f.explanation for f in self.related]
         lines += [m.explanation for m in self.merges] + [lo.explanation for lo in self.loras]
         if self.low_rank:
             lines.append(self.low_rank.explanation)
@@ -429,7 +464,9 @@ def _renamed(suspect: Fingerprint, entries: Sequence[BankModel], report: Lineage
     Only same weights and fine-tune relations are answered so; merges and LoRAs need
     the names."""
     found = ({f.entry for f in report.same} | {f.entry for f in report.derived}
-             | {p for m in report.merges for p in m.parts})
+             | {f.entry for f in report.related} | {p for m in report.merges for p in m.parts})
+    # A flagged checkpoint's change is measured from its base (see _carried_changes).
+    bases = [e for e in entries if e.kind == "base" and e.fingerprint.k == suspect.k]
     for e in entries:
         if e.kind == "lora" or e.label in found or e.fingerprint.k != suspect.k:
             continue
@@ -446,8 +483,11 @@ def _renamed(suspect: Fingerprint, entries: Sequence[BankModel], report: Lineage
         renamed = Fingerprint(suspect.k, suspect.kind,
                               {theirs_name: replace(suspect.tensors[ours], name=theirs_name)
                                for ours, theirs_name in pairs.items()}, dict(suspect.source))
-        sub = _answer(renamed, [e])
-        if not sub.same and not sub.derived:
+        sub = _answer(renamed, [e, *(b for b in bases if b is not e)])
+        sub.same = [f for f in sub.same if f.entry == e.label]
+        sub.derived = [f for f in sub.derived if f.entry == e.label]
+        sub.related = [f for f in sub.related if f.entry == e.label]
+        if not sub.same and not sub.derived and not sub.related:
             continue
         moved = sum(1 for ours, theirs_name in pairs.items() if ours != theirs_name)
         what = (f"its tensor names differ from the entry's ({moved} renamed): {len(pairs)} of the "
@@ -459,6 +499,9 @@ def _renamed(suspect: Fingerprint, entries: Sequence[BankModel], report: Lineage
         for f in sub.derived:
             f.explanation = f"{f.explanation}; {what}"
             report.derived.append(f)
+        for r in sub.related:
+            r.explanation = f"{r.explanation}; {what}"
+            report.related.append(r)
         report.not_comparable = [n for n in report.not_comparable if n.entry != e.label]
 
 
@@ -482,7 +525,7 @@ def _permuted_from_signatures(suspect: Fingerprint, entries: Sequence[BankModel]
     if not has_moments(suspect):
         return
     same = {f.entry for f in report.same} | {p for m in report.merges for p in m.parts}
-    derived = {f.entry for f in report.derived}
+    derived = {f.entry for f in report.derived} | {f.entry for f in report.related}
     for e in entries:
         if (e.kind == "lora" or e.label in same or not has_moments(e.fingerprint)
                 or _why_not_comparable(suspect, e) is not None):
@@ -516,6 +559,17 @@ def _permuted_from_signatures(suspect: Fingerprint, entries: Sequence[BankModel]
                 f"same weights as {e.kind} {e.label} up to {what}: the rewrite computes the same "
                 f"function ({basis}; every tensor's norm equal within {norm_diff:.1g} and every paired "
                 f"unit within {unit_err:.1g} of its feature's range)", perm))
+        elif e.kind == "checkpoint":
+            # Every fine-tune of the entry's base aligns with it too; without the suspect's
+            # weights its change cannot be measured against the entry's (_carried_changes).
+            report.related = [f for f in report.related if f.entry != e.label]
+            report.related.append(SharesBase(
+                e.label, e.kind, 1.0 - quality,
+                f"a changed permuted copy of {e.kind} {e.label} or of its base: {what} ({basis}; paired "
+                f"units sit at {quality:.2f} of the entry's own unit spacing, unrelated models measure 0.8 "
+                f"or more; tensor norms differ by up to {_pct(norm_diff)}). Whether it carries the entry's "
+                "change or only shares its base is not measured without the suspect's weights: not reported "
+                "as derived", permutation=perm))
         else:
             report.derived.append(DerivedFrom(
                 e.label, e.kind, 1.0 - quality, [],
@@ -535,7 +589,7 @@ def _permuted(suspect: Fingerprint, entries: Sequence[BankModel], tensors: Mappi
         return
     shared = shared_tensors(tensors)  # decoded once for every entry and the re-sketch
     same = {f.entry for f in report.same}
-    derived = {f.entry for f in report.derived}
+    derived = {f.entry for f in report.derived} | {f.entry for f in report.related}
     for e in entries:
         if (e.kind == "lora" or e.label in same or not e.fingerprint.has_alignment_data()
                 or _why_not_comparable(suspect, e) is not None):
@@ -548,12 +602,14 @@ def _permuted(suspect: Fingerprint, entries: Sequence[BankModel], tensors: Mappi
         sub = _answer(aligned_fingerprint(suspect, shared, al), entries)
         hit_same = next((f for f in sub.same if f.entry == e.label), None)
         hit_derived = next((f for f in sub.derived if f.entry == e.label), None)
+        hit_related = next((f for f in sub.related if f.entry == e.label), None)
         in_merge = any(e.label in m.parts for m in sub.merges)
-        if hit_same is None and hit_derived is None and not in_merge:
+        if hit_same is None and hit_derived is None and hit_related is None and not in_merge:
             continue
         perm = Permutation(al.moved, len(al.axes()), al.aligned, al.rescaled, al.flipped)
         what = al.describe()
         report.derived = [f for f in report.derived if f.entry != e.label]
+        report.related = [f for f in report.related if f.entry != e.label]
         if hit_same is not None:
             same.add(e.label)
             report.same.append(SameWeights(
@@ -564,7 +620,11 @@ def _permuted(suspect: Fingerprint, entries: Sequence[BankModel], tensors: Mappi
             report.derived.append(DerivedFrom(
                 e.label, e.kind, hit_derived.score, hit_derived.components,
                 f"a fine-tune of a permuted copy: once {what} is undone, {hit_derived.explanation}",
-                perm))
+                perm, base=hit_derived.base, carried=hit_derived.carried))
+        elif hit_related is not None:
+            hit_related.explanation = f"a permuted copy: once {what} is undone, {hit_related.explanation}"
+            hit_related.permutation = perm
+            report.related.append(hit_related)
         # What the permutation hid: merges, LoRAs, a low-rank delta in the aligned frame.
         merges = {(m.component, tuple(sorted(m.parts))) for m in report.merges}
         if in_merge and hit_same is None and hit_derived is None:
@@ -618,6 +678,7 @@ def _answer(suspect: Fingerprint, entries: Sequence[BankModel]) -> LineageReport
     for e, pl in zip(models, placed, strict=True):
         mats, alls, mismatched = _compare(sf, pl)
         _same_or_derived(suspect, e, mats, alls, mismatched, report)
+    _carried_changes(suspect, models, placed, report)
     if suspect.kind == "lora":
         return report
 
@@ -728,6 +789,147 @@ def _same_or_derived(
         f"{relation} (sketch cosine {total.cosine:.3f}): " + "; ".join(parts) + extra,
         lacks=lacks, entry_share=share,
     ))
+
+
+def _carried_changes(s: Fingerprint, models: list[BankModel], placed: list[_Placed],
+                     report: LineageReport) -> None:
+    """Keep a 'derived' finding against a flagged checkpoint F only if the suspect carries
+    F's change. Every fine-tune of F's base is close to F (a fine-tune changes a few
+    percent of the weights), so closeness says the two share a base, not that one was
+    trained from the other. Measured from a banked base B of F, a fine-tune of F is
+    B + (F - B) + its own change: it holds F's change whole; a sibling, B + its own
+    change, holds none of it. Without a banked base of F, the direction cannot be told:
+    the finding becomes :class:`SharesBase`, context."""
+    entries = {e.label: (e, pl) for e, pl in zip(models, placed, strict=True)}
+    bases = [(e, pl) for e, pl in zip(models, placed, strict=True) if e.kind == "base"]
+    kept: list[DerivedFrom] = []
+    for f in report.derived:
+        e, pl = entries.get(f.entry, (None, None))
+        if e is None or pl is None or e.kind != "checkpoint" or s.kind == "lora":
+            kept.append(f)
+            continue
+        base = _nearest_base(s, pl, bases)
+        if base is None:
+            report.related.append(SharesBase(
+                f.entry, f.kind, f.score,
+                f"close to {e.kind} {e.label} (sketch cosine {f.score:.3f}): it is the entry trained further, "
+                "or the entry's base, or another fine-tune of that base; the entry's base is not in the bank, "
+                "so whether the suspect carries the entry's change is not measured (bank the base with kind "
+                "'base' to tell): not reported as derived"))
+            continue
+        b, bpl = base
+        test = _delta_test(s, e, pl, b, bpl)
+        if test is None:
+            report.related.append(SharesBase(
+                f.entry, f.kind, f.score,
+                f"close to {e.kind} {e.label} (sketch cosine {f.score:.3f}), which derives from base {b.label}; "
+                f"the entry's change from {b.label} is too small or too few values to measure whether the suspect "
+                "carries it: not reported as derived", base=b.label))
+            continue
+        carried, cos, n = test
+        measured = _measured(e, b, test)
+        if carried >= CARRIED_MIN and cos >= DERIVED_COS:
+            f.base, f.carried = b.label, carried
+            f.explanation = f.explanation.replace(
+                f"fine-tune relative of {e.kind} {e.label} (derived from it, its base, or a sibling)",
+                f"derived from {e.kind} {e.label} (carries its change: the entry trained further, or a "
+                "checkpoint on the way to it)", 1) + f"; {measured}"
+            kept.append(f)
+        else:
+            report.related.append(SharesBase(
+                f.entry, f.kind, f.score,
+                f"shares base {b.label} with {e.kind} {e.label} (sketch cosine {f.score:.3f}) but does not "
+                f"carry its change: {measured}: not derived from it", b.label, carried, cos))
+    report.derived = kept
+    # Within a coarse quantization's rounding of F is also within it of F's base and of
+    # F's siblings (4-bit rounding is larger than many fine-tunes' change): the rounding
+    # is independent of F's change, so whether the suspect carries it still shows.
+    same: list[SameWeights] = []
+    for g in report.same:
+        e, pl = entries.get(g.entry, (None, None))
+        base = None if e is None or pl is None or e.kind != "checkpoint" or _quantization(s, e) is None \
+            else _nearest_base(s, pl, bases)
+        test = None if base is None or e is None or pl is None else _delta_test(s, e, pl, *base)
+        if base is None or test is None or (test[0] >= CARRIED_MIN and test[1] >= DERIVED_COS):
+            if test is not None and base is not None:
+                g.explanation += f"; {_measured(e, base[0], test)}"  # type: ignore[arg-type]
+            same.append(g)
+            continue
+        b = base[0]
+        report.related.append(SharesBase(
+            g.entry, g.kind, g.score,
+            f"within the quantization's rounding of {g.kind} {g.entry} and of its base {b.label}, but does not "
+            f"carry the entry's change: {_measured(e, b, test)}: a quantized copy of the base or of another "  # type: ignore[arg-type]
+            "fine-tune of it, not the entry's weights", b.label, test[0], test[1]))
+    report.same = same
+
+
+def _measured(e: BankModel, b: BankModel, test: tuple[float, float, int]) -> str:
+    carried, cos, n = test
+    return (f"measured from base {b.label}, the suspect carries {carried:.2f} of the change {e.label} "
+            f"made to it (median over {n} matrices, cosine {cos:.2f}; a fine-tune of the entry measures "
+            "about 1, another fine-tune of the base about 0)")
+
+
+def _nearest_base(s: Fingerprint, pl: _Placed, bases: list[tuple[BankModel, _Placed]]
+                  ) -> tuple[BankModel, _Placed] | None:
+    """The banked base the entry (placed as ``pl``) is the closest fine-tune of, over the
+    suspect's matrices: its nearest known ancestor. A base the entry is a copy of is not
+    its ancestor (the entry has no change from it to measure)."""
+    sf = s.flat()
+    best, best_d = None, np.inf
+    for b, bpl in bases:
+        m = pl.present & bpl.present & sf.matrix
+        if not m.any():
+            continue
+        f, v = pl.vec, bpl.vec
+        fv, vv, dd = (_sums(sf, x)[m].sum() for x in (f * v, v * v, (f - v) ** 2))
+        ff = _sums(sf, f * f)[m].sum()
+        if vv <= 0 or ff <= 0 or fv / np.sqrt(ff * vv) < DERIVED_COS:
+            continue
+        d = float(np.sqrt(dd / vv))
+        if SAME_TOL < d < best_d:
+            best, best_d = (b, bpl), d
+    return best
+
+
+def _own_rounding(fp: Fingerprint) -> float:
+    """The relative rounding error of the coarsest quantization a fingerprint was read
+    from (0 for plain floats)."""
+    errors = [quantization_error(str(q)) for q in (fp.source.get("quantized") or {})]
+    return max((x for x in errors if x is not None), default=0.0)
+
+
+def _delta_test(s: Fingerprint, e: BankModel, pl: _Placed, b: BankModel, bpl: _Placed
+                ) -> tuple[float, float, int] | None:
+    """How much of the entry's change from base ``b`` the suspect's change from it holds:
+    per matrix the projection <s-b, e-b> / |e-b|^2 and the cosine of the two changes,
+    each summarised by its median weighted by the entry's change (tensors the entry left
+    alone, or changed less than its own rounding, do not count; a large change the suspect
+    made to a few layers, such as a merged LoRA, does not hide the rest). The expected
+    energy of quantization rounding is taken off each side (it is independent of the
+    changes). None when too few values carry a change of the entry's."""
+    sf = s.flat()
+    a, fv, bv = sf.data.astype(np.float64), pl.vec.astype(np.float64), bpl.vec.astype(np.float64)
+    ds, df = a - bv, fv - bv
+    rs, rf, rb = _own_rounding(s) ** 2, _own_rounding(e.fingerprint) ** 2, _own_rounding(b.fingerprint) ** 2
+    bb = _sums(sf, bv * bv)
+    sd = _sums(sf, ds * df) - rb * bb  # a quantized base's rounding is in both changes
+    ff = _sums(sf, df * df) - rf * _sums(sf, fv * fv) - rb * bb
+    ss = _sums(sf, ds * ds) - rs * _sums(sf, a * a) - rb * bb
+    m = pl.present & bpl.present & sf.matrix & sf.ok & (ff > 1e-12 * bb)
+    if int(np.diff(sf.offsets)[m].sum()) < DERIVED_MIN_ELEMENTS:
+        return None
+    ff, sd, ss = ff[m], sd[m], ss[m]
+    carried = sd / ff
+    cos = np.clip(sd / np.sqrt(ff * np.maximum(np.maximum(ss, sd * sd / ff), 1e-300)), -1.0, 1.0)
+    return _weighted_median(carried, ff), _weighted_median(cos, ff), int(m.sum())
+
+
+def _weighted_median(x: np.ndarray, w: np.ndarray) -> float:
+    order = np.argsort(x, kind="stable")
+    cum = np.cumsum(w[order])
+    return float(x[order][int(np.searchsorted(cum, cum[-1] / 2))])
 
 
 def _share_of(fp: Fingerprint, components: set[str]) -> float:

@@ -7,7 +7,9 @@ entirely when no enabled bank holds a fingerprint.
 A lineage finding against a flagged entry is a match like a hash match: it goes
 into ``record.matches`` (signal type ``lineage``), so that the scan counts it,
 lists it and honours ``--fail-on-match``. Being derived from a *base* (a known,
-unflagged model banked for reference) is context, not a match.
+unflagged model banked for reference) is context, not a match; so is being close to a
+flagged checkpoint without carrying its change (``report.related``: another fine-tune of
+its base, or a relative whose direction the bank cannot tell).
 """
 
 from __future__ import annotations

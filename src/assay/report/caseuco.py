@@ -160,7 +160,7 @@ def _findings(g: _Graph, ids: _Ids, rec: Mapping[str, Any], iri: str, scan_id: s
         if isinstance(lk, Mapping) and lk.get("strength") == "lineage":
             # model-to-model (scan --model-links): once per pair, from the containing side
             rel, other = str(lk.get("role") or ""), str(lk.get("path"))
-            if rel.endswith("-into") or (rel in ("same-weights", "derived") and other < str(rec.get("path"))):
+            if rel.endswith("-into") or (rel in ("same-weights", "derived", "related") and other < str(rec.get("path"))):
                 continue
             yield _annotation(g, ids, "assay:model-link", [iri, ids("file", other)],
                               f"model file {rec.get('path')} {rel} {other}"

@@ -498,7 +498,8 @@ class HtmlBuilder:
                 ("explanation", "text")],
                 "Lineage between the model files of this scan (scan --model-links), with the other files "
                 "standing in for a bank: same weights converted, derived (a fine-tune or other changed copy; "
-                "weights cannot tell which came first), a merge including another file, a checkpoint "
+                "weights cannot tell which came first), related (one a fine-tune of the other, or both "
+                "fine-tunes of one base: without that base the two cannot be told apart), a merge including another file, a checkpoint "
                 "containing a LoRA.")
             for m in lk.get("model_links") or []:
                 if isinstance(m, Mapping):

@@ -150,7 +150,7 @@ class CaseLink(Record):
     hash, "short-hash" for a truncated one (AutoV1/V2/V3, CRC32), with ``candidates`` the
     number of model files of this scan that share the value. Between two model files
     (``scan --model-links``): ``hash_type`` "lineage", ``strength`` "lineage", ``role``
-    the relation (same-weights, derived, merge-of / merged-into, contains-lora /
+    the relation (same-weights, derived, related, merge-of / merged-into, contains-lora /
     lora-merged-into), ``value`` a ratio or strength where there is one, and the lineage
     engine's ``explanation``."""
 

@@ -28,6 +28,7 @@ from ..report.schema import CaseLink, FileRecord
 # The relations, as written in links and summaries.
 SAME = "same-weights"
 FINE_TUNE = "derived"
+RELATED = "related"  # close by the weights: one a fine-tune of the other, or both of one base
 MERGE = "merge-of"
 LORA = "contains-lora"
 
@@ -132,6 +133,8 @@ def link_models(records: Sequence[FileRecord],
             found.append(ModelLink(rec.path, _path(s.entry), SAME, "", s.explanation))
         for d in report.derived:
             found.append(ModelLink(rec.path, _path(d.entry), FINE_TUNE, "", d.explanation))
+        for r in report.related:
+            found.append(ModelLink(rec.path, _path(r.entry), RELATED, "", r.explanation))
         for m in report.merges:
             for label, ratio in m.parts.items():
                 found.append(ModelLink(rec.path, _path(label), MERGE, f"{ratio:.2f}", m.explanation))
@@ -139,7 +142,7 @@ def link_models(records: Sequence[FileRecord],
             found.append(ModelLink(rec.path, _path(lo.entry), LORA, f"{lo.strength:.2f}", lo.explanation))
         for lk in found:
             # same weights and fine-tuning are symmetric: one link per pair
-            key = (min(lk.a, lk.b), max(lk.a, lk.b), lk.relation) if lk.relation in (SAME, FINE_TUNE) \
+            key = (min(lk.a, lk.b), max(lk.a, lk.b), lk.relation) if lk.relation in (SAME, FINE_TUNE, RELATED) \
                 else (lk.a, lk.b, lk.relation)
             if key in seen or lk.b not in by_path:
                 continue
@@ -204,6 +207,8 @@ def readable_lines(ml: ModelLinks, limit: int = 20) -> list[str]:
     words = {SAME: "same weights as",
              FINE_TUNE: "derives from, or is the base of, (weights changed by fine-tuning or merging; "
                         "which came first cannot be told from weights)",
+             RELATED: "is related to (one is a fine-tune of the other, or both are fine-tunes of one base; "
+                      "the weights alone cannot tell which)",
              MERGE: "is a merge including", LORA: "contains the LoRA"}
     for lk in ml.links[:limit]:
         extra = f" at strength {lk.value}" if lk.relation == LORA else (f" (ratio {lk.value})" if lk.value else "")

@@ -559,3 +559,55 @@ def test_a_copy_turned_a_quarter_half_or_three_quarters_is_found(
     assert "displayed" in regions and {"rotated-90", "rotated-180"} <= set(regions)
     assert "rotated-270" not in regions and regions["displayed"][0] not in {
         regions[n][0] for n in ("rotated-90", "rotated-180")}
+
+
+@pytest.mark.shared
+def test_a_negative_is_found_against_a_plain_hash_list(testdata: Path, tmp_path: Path) -> None:
+    """A known picture with its colours inverted (a negative: any viewer turns it back)
+    hashed 254-256 bits from the original, the complement of its PDQ, and matched nothing.
+    The complement of the image's own hash is looked up (variant ``inverted``, a whole
+    picture): it needs no image on the bank side; an unrelated negative matches nothing."""
+    from PIL import Image, ImageOps
+
+    base = testdata / "pdq" / "reg-test-input"
+    photos = {"bridge": base / "dih" / "bridge-1-original.jpg", "pen": base / "pen-and-coaster.png",
+              "other": base / "labelme-subset" / "q0291.jpg"}
+    db = str(tmp_path / "b.sqlite3")
+    hashes = {cid: hash_image_bytes(p.read_bytes(), variants=False).pdq for cid, p in photos.items()}
+    (tmp_path / "list.csv").write_text("pdq,content_id\n" + "".join(
+        f"{hashes[c]},{c}\n" for c in ("bridge", "pen")))
+    assert runner.invoke(app, ["--db", db, "bank", "create", "known", "--create"]).exit_code == 0
+    assert runner.invoke(app, ["--db", db, "bank", "import", "known", str(tmp_path / "list.csv")]).exit_code == 0
+    case = tmp_path / "case"
+    case.mkdir()
+    for cid, p in photos.items():
+        neg = ImageOps.invert(Image.open(p).convert("RGB"))
+        neg.save(case / f"{cid}-neg.jpg", quality=88)
+        neg.save(case / f"{cid}-neg.png")
+        assert hash_image_bytes((case / f"{cid}-neg.png").read_bytes(), variants=False).pdq != hashes[cid]
+    out, recs = _scan(db, case, tmp_path / "r.jsonl")
+    for cid in ("bridge", "pen"):
+        for ext in ("jpg", "png"):
+            m = [m for m in recs[f"{cid}-neg.{ext}"]["matches"] if m["signal_type"] == "pdq"]
+            assert [(x["content_id"], x["query_variant"], x["strength"]) for x in m] == [
+                (cid, "inverted", "perceptual")], m
+            assert f"match: {case}/{cid}-neg.{ext}" in out
+    assert not _matched(recs["other-neg.jpg"]) and not _matched(recs["other-neg.png"])
+    res = runner.invoke(app, ["--db", db, "scan", str(case), "--no-variants", "-o", str(tmp_path / "s.jsonl")])
+    assert res.exit_code == 0 and not any(
+        json.loads(line).get("matches") for line in (tmp_path / "s.jsonl").read_text().splitlines())
+
+
+@pytest.mark.shared
+def test_negatives_add_no_false_match_among_unrelated_pictures(testdata: Path) -> None:
+    """The complement of one unrelated picture's hash against another's: tiles of the shared
+    photos, generated documents and skies (inverted, a white page is a black one)."""
+    from test_trim import _enc, _unrelated
+
+    from assay.media.pdq import hamming
+
+    hashes = [h for h in (hash_image_bytes(_enc(im)) for im in _unrelated(testdata)) if h.quality >= 50]
+    assert len(hashes) >= 50 and all(h.regions and "inverted" in h.regions for h in hashes)
+    near = [(i, j) for i, a in enumerate(hashes) for j, b in enumerate(hashes)
+            if i != j and hamming(a.regions["inverted"][0], b.pdq) <= 31]  # type: ignore[index]
+    assert near == []

@@ -410,9 +410,13 @@ def test_analyzer_fills_image_info_signals_and_byte_cache(tmp_path: Path) -> Non
     dihedral = [s for s in pdqs[1:] if s.variant in DIHEDRAL_NAMES]
     assert sorted(s.variant for s in dihedral) == sorted(DIHEDRAL_NAMES[1:])
     assert all(s.quality == pdqs[0].quality for s in dihedral)
-    # With dihedral hashes the mirror is among them; the regions of media/crops.py join.
+    # With dihedral hashes the mirror is among them; the regions of media/crops.py and the
+    # negative (the complement of the plain hash) join.
     others = {s.variant for s in pdqs[1:]} - set(DIHEDRAL_NAMES)
-    assert {v for v in others if not v.startswith("region-")} == {"crop-0.4", "crop-0.8", "crop-1.2", "crop-1.6", "upper-85", "lower-85"}
+    assert {v for v in others if not v.startswith("region-")} == {
+        "crop-0.4", "crop-0.8", "crop-1.2", "crop-1.6", "upper-85", "lower-85", "inverted"}
+    inverted = next(s for s in pdqs if s.variant == "inverted")
+    assert int(inverted.value, 16) == int(pdqs[0].value, 16) ^ ((1 << 256) - 1)
 
 
 def test_analyzer_marks_low_quality_and_skips_variants_by_default(tmp_path: Path) -> None:

@@ -82,12 +82,12 @@ def strength_of(st: signal_types.SignalType, mode: str | None, *variants: str | 
 PARTIAL = "perceptual-partial"
 # Variants that stand for the whole picture: the 8 rotations/flips, the content inside
 # uniform borders, a 16-bit greyscale image's samples scaled to 8 bits, the picture turned
-# by its EXIF orientation (or back), a TGA's rows the other way up. Every other variant
+# by its EXIF orientation (or back), a TGA's rows the other way up, its negative. Every other variant
 # (crop-N, upper-85, uncaptioned ...) is a part of the picture: a match through it says
 # less (media/crops.py).
 _WHOLE = frozenset({"original", "rot90", "rot180", "rot270", "flipx", "flipy", "flipplus", "flipminus",
                     "mirror", "mirrored", "trimmed", "trimmed-even", "scaled", "displayed", "stored",
-                    "rows-flipped", "rotated-90", "rotated-180", "rotated-270"})
+                    "rows-flipped", "rotated-90", "rotated-180", "rotated-270", "inverted"})
 
 
 #: The rotations/flips of ``--dihedral``: asked for by name, always written in a record.

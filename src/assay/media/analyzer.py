@@ -67,8 +67,10 @@ class ImageHashAnalyzer:
         # The content inside uniform borders/bars and the regions of media/crops.py (a
         # mirror, small crops, the picture above a caption): each one's own quality
         # decides whether it is matched. Hashed by the fast path in either mode.
+        # The negative is the complement of the plain hash, in the plain hash's mode.
         for variant, (value, quality) in {**(hashes.trimmed or {}), **(hashes.regions or {})}.items():
-            record.signals.append(signal(type="pdq", value=value, quality=quality, variant=variant, mode="fast"))
+            record.signals.append(signal(type="pdq", value=value, quality=quality, variant=variant,
+                                         mode=hashes.pdq_mode if variant == "inverted" else "fast"))
 
 
 class VideoHashAnalyzer:

@@ -602,9 +602,8 @@ def test_a_negative_is_found_against_a_plain_hash_list(testdata: Path, tmp_path:
 def test_negatives_add_no_false_match_among_unrelated_pictures(testdata: Path) -> None:
     """The complement of one unrelated picture's hash against another's: tiles of the shared
     photos, generated documents and skies (inverted, a white page is a black one)."""
-    from test_trim import _enc, _unrelated
-
     from assay.media.pdq import hamming
+    from test_trim import _enc, _unrelated
 
     hashes = [h for h in (hash_image_bytes(_enc(im)) for im in _unrelated(testdata)) if h.quality >= 50]
     assert len(hashes) >= 50 and all(h.regions and "inverted" in h.regions for h in hashes)

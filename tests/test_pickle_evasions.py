@@ -188,3 +188,37 @@ def test_a_field_named_like_an_object_type_is_not_an_object_array(tmp_path: Path
     p = tmp_path / "fields.npy"
     np.save(p, np.zeros(3, dtype=[("Obj", "<f4"), ("O", "<i4")]))
     assert scan_file(p) == []  # numeric fields: no pickle, nothing to scan (or to misread)
+
+
+# -- compressed joblib files ----------------------------------------------------------
+
+
+def _zf(data: bytes) -> bytes:
+    import zlib
+
+    return b"ZF" + (b"0x%x" % len(data)).ljust(19) + zlib.compress(data)
+
+
+@pytest.mark.parametrize("kind", ["zlib", "lzma", "joblib 0.9 ZF"])
+def test_a_compressed_protocol0_payload_is_found_by_scan(tmp_path: Path, kind: str) -> None:
+    # joblib.load picks its decompressor by the first bytes (b"x", b"]\0", b"ZF") and then
+    # unpickles whatever protocol comes out
+    import lzma
+    import zlib
+
+    from test_model_file_findings import scan_records
+
+    pack = {"zlib": zlib.compress, "lzma": lambda b: lzma.compress(b, format=lzma.FORMAT_ALONE),
+            "joblib 0.9 ZF": _zf}[kind]
+    bad, good = tmp_path / "bad.joblib", tmp_path / "good.joblib"
+    bad.write_bytes(pack(P0))
+    good.write_bytes(pack(pickle.dumps({"weights": [1.5, 2.5]}, protocol=0)))
+    verdicts = {r.path.split("/")[-1]: r.model.safety.verdict
+                for r in scan_records(bad, good).values() if r.model is not None}  # fmt: skip
+    assert verdicts == {"bad.joblib.decompressed": "dangerous", "good.joblib.decompressed": "safe"}, verdicts
+
+
+def test_text_that_starts_like_a_zf_header_is_not_an_archive(tmp_path: Path) -> None:
+    p = tmp_path / "notes.txt"
+    p.write_bytes(b"ZF 0x10 is a register name, see the manual\n" * 20)
+    assert sniff_path(p).kind != "archive"

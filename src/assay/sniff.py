@@ -583,13 +583,29 @@ def _archive_format(h: bytes) -> str | None:
         return "tar"
     if _compressed_pickle(h):
         return "zlib" if h[0] == 0x78 else "lzma"
+    if h[:2] == b"ZF" and _compressed_pickle(h[joblib_zfile_offset(h) or 0:]):
+        return "zlib"  # joblib's old format (< 0.10): "ZF", the length in hex, a zlib stream
     return None
 
 
+def joblib_zfile_offset(h: bytes) -> int | None:
+    """Where the zlib stream of a file in joblib's old compressed format starts ("ZF",
+    the data's length in hex padded to 19 characters, at times one space), or None.
+    joblib.load still reads such files (numpy_pickle_compat.read_zfile)."""
+    if h[:2] != b"ZF" or len(h) < 22:
+        return None
+    try:
+        int(h[2:21].decode("ascii"), 16)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return 22 if h[21:22] == b" " else 21
+
+
 def _compressed_pickle(h: bytes) -> bool:
-    """A raw zlib or .lzma ("alone") stream whose first bytes inflate to a pickle header:
-    how joblib.dump(..., compress=...) saves (zlib by default, lzma on request). Only
-    with a pickle inside: two bytes of zlib header alone say nothing."""
+    """A raw zlib or .lzma ("alone") stream whose first bytes inflate to a pickle: how
+    joblib.dump(..., compress=...) saves (zlib by default, lzma on request), and what
+    joblib.load unpickles, of any protocol, after it recognises the compressor by its
+    first byte. Only with a pickle inside: two bytes of zlib header alone say nothing."""
     is_zlib = len(h) >= 2 and h[0] == 0x78 and (h[0] << 8 | h[1]) % 31 == 0
     if not is_zlib and h[:3] != b"]\x00\x00":  # .lzma: properties 0x5d, then a dictionary size
         return False  # (the modules load only for the files that may be such a stream)
@@ -598,10 +614,22 @@ def _compressed_pickle(h: bytes) -> bool:
 
     d: Any = zlib.decompressobj() if is_zlib else lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)
     try:
-        out = d.decompress(h, 2)
+        out = d.decompress(h, 4096)
     except (zlib.error, lzma.LZMAError, EOFError):
         return False
-    return len(out) == 2 and out[0] == 0x80 and 2 <= out[1] <= 5
+    if len(out) >= 2 and out[0] == 0x80 and 2 <= out[1] <= 5:
+        return True
+    # a header-less (protocol 0/1) pickle: as far as the head inflates, a consistent parse
+    from .pickleops import OPCODES, probe
+
+    if not out or out[0] not in OPCODES:
+        return False
+    verdict = probe(out, more=not d.eof, names_payload=names_payload)
+    if verdict is None:
+        # Consistent up to where the head stops inflating: a pickle, unless that is one
+        # line of text so far (a text opcode still waiting for its newline).
+        return b"\n" in out or not out.isascii() or not out.decode("ascii").isprintable()
+    return verdict
 
 
 def _tar_checksum_ok(h: bytes) -> bool:

@@ -29,6 +29,13 @@ class _ZlibReader(io.RawIOBase):
         self._raw: BinaryIO = open(path, "rb") if isinstance(path, str | Path) else path  # noqa: SIM115
         self._own = isinstance(path, str | Path)
         self._d = zlib.decompressobj()
+        from ..sniff import joblib_zfile_offset
+
+        head = self._raw.read(22)
+        self._raw.seek(-len(head), 1)
+        skip = joblib_zfile_offset(head)  # joblib's old format: its header, then the stream
+        if skip:
+            self._raw.seek(skip, 1)
 
     def readable(self) -> bool:
         return True

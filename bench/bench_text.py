@@ -16,8 +16,8 @@ matcher's on the same outputs, recall of planted verbatim passages, and the memo
 check adds (private memory vs pages of the index mapped).
 
 With --rewrites, the same outputs again with their planted verbatim passages rewritten as
-the checked text's second reading undoes (letter-spaced, leetspeak, line-numbered, joined
-by underscores, HTML in text; assay.text.rewrite), interleaved with the plain outputs:
+the checked text's second reading undoes (letter-spaced with wider word gaps or with every
+gap alike, leetspeak, line-numbered, joined by underscores, HTML in text; assay.text.rewrite), interleaved with the plain outputs:
 check time against the plain outputs' and recall of the rewritten passages.
 
     .venv/bin/python bench/bench_text.py --mb 20 --queries 30 --naive-queries 0 --rewrites
@@ -236,7 +236,8 @@ def _html(s: str) -> str:
     return re.sub(r"\b(\w{5,})\b", r"<b>\1</b>", s).replace(",", "&#44;").replace(". ", ".<br>")
 
 
-REWRITES = {"letter-spaced": _letter_spaced, "leetspeak": _leet, "line numbers": _numbered,
+REWRITES = {"letter-spaced": _letter_spaced, "gaps alike": lambda s: " ".join(c for c in s if c != " "),
+            "leetspeak": _leet, "line numbers": _numbered,
             "underscores": lambda s: s.replace(" ", "_"), "html in text": _html}
 
 

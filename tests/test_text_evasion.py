@@ -274,6 +274,9 @@ SECOND_READING: dict[str, Callable[[str, random.Random], str]] = {
     "letter-spaced, words by three spaces and line breaks":
         lambda s, rng: "\n".join(_letter_spaced("   ")(ln, rng) for ln in textwrap.wrap(s, 30)),
     "letter-spaced, words by slashes": _letter_spaced(" / "),
+    "letter-spaced, every gap alike": _letter_spaced(" "),
+    "letter-spaced, every gap alike, wrapped":
+        lambda s, rng: "\n".join(_letter_spaced(" ")(ln, rng) for ln in textwrap.wrap(s, 30)),
     "letter-spaced, words by bars": _letter_spaced(" | "),
     "leetspeak": _leet,
     "leetspeak, letter-spaced": lambda s, rng: _letter_spaced("  ")(_leet(s, rng), rng),
@@ -287,10 +290,12 @@ SECOND_READING: dict[str, Callable[[str, random.Random], str]] = {
 }
 
 
-def _second_reading_found(obj: dict, text: str, planted: list[tuple[int, int, str, int, int]]) -> None:
+def _second_reading_found(obj: dict, index: Path, text: str, planted: list[tuple[int, int, str, int, int]]) -> None:
+    from assay.text.index import TextIndex
+    from assay.text.match import _segmenter
     from assay.text.rewrite import second_reading
 
-    again = second_reading(text, normalize(text))
+    again = second_reading(text, normalize(text), segment=_segmenter(TextIndex.open(index), 50))
     assert again is not None
     for s, e, work, a, b in planted:
         (sp,) = [sp for sp in obj["spans"] if sp["start"] < e and sp["end"] > s and sp["kind"] == "exact"]
@@ -315,7 +320,7 @@ def test_a_rewrite_undone_by_the_second_reading_finds_the_passages(index: Path, 
     out = tmp_path / "out.txt"
     out.write_bytes(text.encode("utf-8"))
     obj, readable = _check(index, out)
-    _second_reading_found(obj, text, planted)
+    _second_reading_found(obj, index, text, planted)
     for sp in obj["spans"]:
         assert f"[{sp['start']:,}-{sp['end']:,}]" in readable
 

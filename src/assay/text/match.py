@@ -259,12 +259,41 @@ def check(index: TextIndex, text: str, *, path: str = "", min_chars: int = DEFAU
     spans = _spans(index, qy, min_chars, near)
     # The text read again with the rewrites that hide a copy undone (letter-spacing,
     # digits for letters, joined words, line numbers, markup): its spans are added.
-    again = second_reading(text, qy.norm, markup=markup)
+    again = second_reading(text, qy.norm, markup=markup, segment=_segmenter(index, min_chars))
     if again is not None:
         spans = _union(spans, _spans(index, _query(again), min_chars, near))
     spans = _not_inside_verbatim(spans)
     titles = {w.id: w.title for w in index.works()} if spans else {}
     return _result(path, text, spans, titles, min_chars)
+
+
+# A letter-spaced run whose gaps are all alike is given the word ends of a work where a
+# stretch of at least this share of min_chars letters is found with them; each start's
+# search visits at most _SEGMENT_NODES places of a suffix array, a run's all starts
+# together _SEGMENT_BUDGET per letter (a run of one letter repeated cannot take long).
+_SEGMENT_SHARE = 0.6
+_SEGMENT_NODES = 4096
+_SEGMENT_BUDGET = 256
+
+
+def _segmenter(index: TextIndex, min_chars: int) -> Any:
+    """Where the index's works put spaces between the letters of a letter-spaced run
+    (rewrite.second_reading's ``segment``)."""
+    from ._kernel import spaced_segments
+
+    min_bytes = max(8, int(_SEGMENT_SHARE * min_chars))
+
+    def segment(letters: np.ndarray, lead: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        spaces = np.zeros(len(letters), dtype=bool)
+        covered = np.zeros(len(letters), dtype=bool)
+        for shard in index.shards:
+            s, c = spaced_segments(shard.text, shard.sa, letters, lead, min_bytes, _SEGMENT_NODES,
+                                   _SEGMENT_BUDGET * len(letters) + _SEGMENT_NODES)
+            spaces |= s
+            covered |= c
+        return spaces, covered
+
+    return segment
 
 
 def _spans(index: TextIndex, qy: _Query, min_chars: int, near: bool) -> list[Span]:

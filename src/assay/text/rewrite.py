@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Callable
 
 import numpy as np
 
@@ -25,14 +26,16 @@ from .normalize import Normalized, normalize
 # Letter-spacing: runs of at least _MIN_ITEMS single characters (a character and its
 # marks) each separated from the next by white space, optionally around one separator
 # symbol (" / ", " | ", " · "). Inside a run, the narrowest white-space separator is
-# the gap between letters and is removed; a wider one, a line break or a separator
-# symbol is a word gap and stays a space. A run whose gaps are all alike says nothing
-# about where its words end and is left as it is.
+# the gap between letters and is removed; a wider one, a separator symbol, and a line
+# break beside either is a word gap and stays a space. A run whose gaps are all alike
+# (line breaks aside) says nothing about where its words end: it is given the word ends
+# of a work that has its letters (``segment``, from the index), or left as it is.
 _SEP_SYMBOLS = "/|\u00b7\u2022\u2027\u2219\u22c5"
 _MARKS = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f\ufe00-\ufe0f\u200b-\u200d\u2060"
 _ITEM = rf"[^\s{_SEP_SYMBOLS}{_MARKS}][{_MARKS}]*"
 _SEP = rf"\s+(?:[{_SEP_SYMBOLS}]\s+)?"
 _MIN_ITEMS = 6
+_MIN_WORD_GAPS = 0.08
 _SPACED = re.compile(rf"(?<![^\s{_SEP_SYMBOLS}])(?:{_ITEM}{_SEP}){{{_MIN_ITEMS - 1},}}{_ITEM}(?![^\s{_SEP_SYMBOLS}])")
 _SEP_RE = re.compile(_SEP)
 
@@ -95,10 +98,15 @@ def _candidates(text: str) -> tuple[bool, list[tuple[int, int]]]:
     return spaced, chunks
 
 
-def _spaced_edits(text: str) -> tuple[list[tuple[int, int, str]], list[tuple[int, int]]]:
-    """The letter gaps of letter-spaced runs (to remove), and the runs."""
+Uniform = list[tuple[int, int, int, int]]  # per letter-spaced run with gaps all alike: (item, gap) ranges
+
+
+def _spaced_edits(text: str) -> tuple[list[tuple[int, int, str]], list[tuple[int, int]], list[Uniform]]:
+    """The letter gaps of letter-spaced runs (to remove), the runs, and the runs whose
+    gaps are all alike (each item's range and the gap after it; the last gap is empty)."""
     edits: list[tuple[int, int, str]] = []
     runs: list[tuple[int, int]] = []
+    uniform: list[Uniform] = []
     for m in _SPACED.finditer(text):
         run = m.group()
         items = _SEP_RE.split(run)
@@ -107,13 +115,26 @@ def _spaced_edits(text: str) -> tuple[list[tuple[int, int, str]], list[tuple[int
         seps = [(s.start(), s.end(), None if _word_gap_mark(s.group()) else s.end() - s.start())
                 for s in _SEP_RE.finditer(run)]
         plain = {w for _, _, w in seps if w is not None}
-        if not plain or (len(plain) == 1 and all(w is not None for _, _, w in seps)):
-            continue  # gaps all alike: where words end is not written
-        narrow = min(plain)
         base = m.start()
+        if not plain:
+            continue
         runs.append((m.start(), m.end()))
+        # a line break may end a line inside a word or between words: it tells where words
+        # end only beside wider gaps or separator symbols
+        symbols = any(w is None and not run[a:b].isspace() for a, b, w in seps)
+        narrow = min(plain)
+        # words of ten letters on average at most: a wider gap now and then (two spaces
+        # after a full stop) does not tell where words end
+        wider = sum(1 for _, _, w in seps if w is None or w > narrow)
+        if (len(plain) == 1 and not symbols) or wider < _MIN_WORD_GAPS * len(seps):
+            # gaps all alike: where words end is not written here (segment may know)
+            bounds = [0] + [x for a, b, _ in seps for x in (a, b)] + [len(run)]
+            uniform.append([(base + bounds[2 * j], base + bounds[2 * j + 1], base + bounds[2 * j + 1],
+                             base + (bounds[2 * j + 2] if 2 * j + 2 < len(bounds) - 1 else bounds[2 * j + 1]))
+                            for j in range(len(items))])
+            continue
         edits.extend((base + a, base + b, "") for a, b, w in seps if w == narrow)
-    return edits, runs
+    return edits, runs, uniform
 
 
 def _word_gap_mark(sep: str) -> bool:
@@ -130,10 +151,44 @@ def _joined_edits(text: str, chunks: list[tuple[int, int]]) -> list[tuple[int, i
     return edits
 
 
-def _edits(text: str) -> list[tuple[int, int, str]]:
+Segmenter = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def _segmented(text: str, uniform: list[Uniform], segment: Segmenter) -> list[tuple[int, int, str]]:
+    """Gaps to remove in letter-spaced runs whose gaps are all alike, where ``segment``
+    (the index: match.check) finds their letters with the spaces of a work: every gap
+    inside such a stretch but those where the work has a space."""
+    edits: list[tuple[int, int, str]] = []
+    for items in uniform:
+        parts = [normalize(text[a:b]).text.replace(" ", "").encode("utf-8") for a, b, _, _ in items]
+        letters = np.frombuffer(b"".join(parts), dtype=np.uint8)
+        if len(letters) < 2:
+            continue
+        owner = np.repeat(np.arange(len(items)), [len(p) for p in parts])
+        first = np.zeros(len(letters), dtype=bool)
+        starts = np.cumsum([0] + [len(p) for p in parts[:-1]])
+        first[starts[[len(p) > 0 for p in parts]]] = True
+        spaces, covered = segment(letters, (letters & 0xC0) != 0x80)
+        # the gap after item j goes when the letters on both sides are in one stretch and no
+        # space comes before the next item's first letter
+        for i in np.flatnonzero(first & covered).tolist():
+            j = int(owner[i])
+            if i == 0 or not covered[i - 1] or spaces[i]:
+                continue
+            prev = int(owner[i - 1])
+            for k in range(prev, j):
+                _, _, ga, gb = items[k]
+                if gb > ga:
+                    edits.append((ga, gb, ""))
+    return edits
+
+
+def _edits(text: str, segment: Segmenter | None = None) -> list[tuple[int, int, str]]:
     """Non-overlapping (start, end, replacement) of the original text, in order."""
     maybe_spaced, chunks = _candidates(text)
-    spaced, runs = _spaced_edits(text) if maybe_spaced else ([], [])
+    spaced, runs, uniform = _spaced_edits(text) if maybe_spaced else ([], [], [])
+    if uniform and segment is not None:
+        spaced += _segmented(text, uniform, segment)
     edits = _joined_edits(text, chunks)
     numbers = list(_LINE_NUMBER.finditer(text))
     if runs:  # inside a letter-spaced run, "7 h 3" is letters, not a line number and a word
@@ -253,11 +308,15 @@ def _digit_by_letter(norm: str) -> bool:
     return bool((digit[:-1] & letter[1:]).any() or (letter[:-1] & digit[1:]).any())
 
 
-def second_reading(text: str, base: Normalized, *, markup: bool = False) -> Normalized | None:
+def second_reading(text: str, base: Normalized, *, markup: bool = False,
+                   segment: Segmenter | None = None) -> Normalized | None:
     """The checked text normalised with the rewrites above undone, each normalised
     character mapping to the code points of ``text`` it came from; None when it reads
-    the same as ``base`` (the normal reading, ``normalize(text, markup=markup)``)."""
-    edits = _edits(text)
+    the same as ``base`` (the normal reading, ``normalize(text, markup=markup)``).
+    ``segment(letters, lead)``: where an index's works put spaces between these letters
+    (UTF-8 bytes; lead: a byte starts a character), as (space before byte i, byte i is in
+    a stretch found), for letter-spaced runs whose gaps are all alike."""
+    edits = _edits(text, segment)
     html = not markup and ("<" in text or "&" in text) and _MARKUP_HINT.search(text) is not None
     if not edits and not html:  # digits for letters alone: the first reading, folded
         folded = _fold_leet(base.text) if _digit_by_letter(base.text) else base.text

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -156,3 +157,67 @@ def test_cli_model_names_a_renamed_copy_of_a_banked_checkpoint(tmp_path: Path) -
     r = run("model", str(suspect), "--json")
     rec = json.loads(r.stdout)
     assert [s["entry"] for s in rec["lineage"]["same"]] == ["models/bad"] and rec["matches"] == []
+
+
+# ------------------------------------------------------------------ merges and LoRAs, renamed
+
+
+def _sd15_family() -> tuple[Any, ...]:
+    import lineage_eval as ev
+
+    specs = {k: v for k, v in modelgen.sd15(1 / 16, dt="F32").items() if v[0] == "F32"}
+    base = ev.kept(ev.random_model(specs, 1))
+    flagged = ev.kept(ev.fine_tune(base, 0.05, 3))
+    other = ev.kept(ev.random_model(specs, 2))
+    lora = ev.random_lora(base, 8, 4)
+    return ev, base, flagged, other, lora
+
+
+def _peft_names(lora: Any) -> dict[str, np.ndarray]:
+    """The same LoRA as diffusers/PEFT name it (``<module>.lora_A/lora_B``), not kohya."""
+    out = {}
+    for canonical, (up, down) in lora.factors.items():
+        module = canonical.replace("/", ".").removesuffix(".weight")
+        out[module + ".lora_A.weight"], out[module + ".lora_B.weight"] = down, up
+    return out
+
+
+def test_merges_and_loras_of_a_renamed_model_are_found() -> None:
+    """Renaming hid everything but same weights and fine-tunes: a merge of two flagged
+    checkpoints and a flagged LoRA merged into a base, their tensors under meaningless
+    names, were 'no tensor in common' with the LoRA and no merge. The suspect is asked
+    again under the names its matrices paired with; the LoRA is found whether it was
+    banked in kohya or in diffusers/PEFT naming."""
+    from assay.models.lineage_analyzer import lineage_matches
+    from assay.models.lora_apply import lora_fingerprint
+
+    ev, base, flagged, other, lora = _sd15_family()
+    kinds = {"bases/P": "base", "flagged/F": "checkpoint", "flagged/G": "checkpoint", "flagged/L": "lora"}
+    for banked in (lora.kohya(), _peft_names(lora)):
+        bank = [BankModel("bases", "P", "base", fp(base)), BankModel("flagged", "F", "checkpoint", fp(flagged)),
+                BankModel("flagged", "G", "checkpoint", fp(other)),
+                BankModel("flagged", "L", "lora", lora_fingerprint(banked))]
+        merged = {k: np.asarray(v) for k, v in ev.merge([(0.3, flagged), (0.7, other)]).items()}
+        rep = answer(fp(scramble(merged, 5)), bank)
+        (unet,) = [m for m in rep.merges if m.component == "unet"]
+        assert set(unet.parts) == {"flagged/F", "flagged/G"} and abs(unet.parts["flagged/F"] - 0.3) < 0.02
+        assert "paired by content" in unet.explanation
+        assert {(m.content_id, m.value) for m in lineage_matches(rep, kinds)} >= {("F", "merge unet 0.30"),
+                                                                                   ("G", "merge unet 0.70")}
+        with_lora = {k: np.asarray(v) for k, v in ev.apply_lora(base, lora, 0.5).items()}
+        rep = answer(fp(scramble(with_lora, 6)), bank)
+        assert [(lo.entry, round(lo.strength, 2)) for lo in rep.loras] == [("flagged/L", 0.5)], rep.explanations()
+        assert not any(n.entry == "flagged/L" for n in rep.not_comparable)
+        assert ("L", "lora 0.50") in [(m.content_id, m.value) for m in lineage_matches(rep, kinds)]
+
+
+def test_a_lora_file_in_another_naming_is_the_same_lora() -> None:
+    """kohya (``lora_unet_..._to_q.lora_up``) and diffusers/PEFT (``unet....to_q.lora_B``)
+    name one LoRA differently: either file against the other banked is the same weights."""
+    from assay.models.lora_apply import lora_fingerprint
+
+    _ev, _base, _flagged, _other, lora = _sd15_family()
+    kohya, peft = lora_fingerprint(lora.kohya()), lora_fingerprint(_peft_names(lora))
+    for suspect, banked in ((peft, kohya), (kohya, peft)):
+        rep = answer(suspect, [BankModel("flagged", "L", "lora", banked)])
+        assert [s.entry for s in rep.same] == ["flagged/L"], rep.explanations()

@@ -460,13 +460,15 @@ def pair_by_content(suspect: Fingerprint, entry: Fingerprint) -> dict[str, str]:
 def _renamed(suspect: Fingerprint, entries: Sequence[BankModel], report: LineageReport) -> None:
     """Entries whose tensor names the suspect mostly lacks (its tensors renamed: a
     function-preserving rewrite for whoever ships the renaming with it): pair the
-    matrices by content, name the pairs as the entry does, and ask the questions again.
-    Only same weights and fine-tune relations are answered so; merges and LoRAs need
-    the names."""
+    matrices by content, name the pairs as the entry does, and ask the questions again:
+    same weights and fine-tune relations against that entry; merges, LoRAs and low-rank
+    deltas against the whole bank, in the naming of the entry that paired best (banked
+    checkpoints, bases and LoRAs of one family share its canonical names)."""
     found = ({f.entry for f in report.same} | {f.entry for f in report.derived}
              | {f.entry for f in report.related} | {p for m in report.merges for p in m.parts})
     # A flagged checkpoint's change is measured from its base (see _carried_changes).
     bases = [e for e in entries if e.kind == "base" and e.fingerprint.k == suspect.k]
+    best: tuple[float, Fingerprint, str] | None = None  # (share paired, renamed suspect, how)
     for e in entries:
         if e.kind == "lora" or e.label in found or e.fingerprint.k != suspect.k:
             continue
@@ -483,16 +485,18 @@ def _renamed(suspect: Fingerprint, entries: Sequence[BankModel], report: Lineage
         renamed = Fingerprint(suspect.k, suspect.kind,
                               {theirs_name: replace(suspect.tensors[ours], name=theirs_name)
                                for ours, theirs_name in pairs.items()}, dict(suspect.source))
+        moved = sum(1 for ours, theirs_name in pairs.items() if ours != theirs_name)
+        what = (f"its tensor names differ from the entry's ({moved} renamed): {len(pairs)} of the "
+                f"entry's {len(theirs)} matrices, {covered / total:.0%} of their weights, paired by "
+                "shape and weights alone")
+        if best is None or covered / total > best[0]:
+            best = (covered / total, renamed, f"{len(pairs)} renamed matrices paired by content with {e.label}")
         sub = _answer(renamed, [e, *(b for b in bases if b is not e)])
         sub.same = [f for f in sub.same if f.entry == e.label]
         sub.derived = [f for f in sub.derived if f.entry == e.label]
         sub.related = [f for f in sub.related if f.entry == e.label]
         if not sub.same and not sub.derived and not sub.related:
             continue
-        moved = sum(1 for ours, theirs_name in pairs.items() if ours != theirs_name)
-        what = (f"its tensor names differ from the entry's ({moved} renamed): {len(pairs)} of the "
-                f"entry's {len(theirs)} matrices, {covered / total:.0%} of their weights, paired by "
-                "shape and weights alone")
         for f in sub.same:
             f.explanation = f"{f.explanation}; {what}"
             report.same.append(f)
@@ -503,6 +507,31 @@ def _renamed(suspect: Fingerprint, entries: Sequence[BankModel], report: Lineage
             r.explanation = f"{r.explanation}; {what}"
             report.related.append(r)
         report.not_comparable = [n for n in report.not_comparable if n.entry != e.label]
+    if best is not None:
+        _renamed_merges_and_loras(best[1], entries, best[2], report)
+
+
+def _renamed_merges_and_loras(renamed: Fingerprint, entries: Sequence[BankModel], how: str,
+                              report: LineageReport) -> None:
+    """What only the names hid: merges, LoRAs and a low-rank delta, asked again of the
+    suspect under the names its matrices paired with."""
+    sub = _answer(renamed, entries)
+    merges = {(m.component, tuple(sorted(m.parts))) for m in report.merges}
+    for m in sub.merges:
+        if (m.component, tuple(sorted(m.parts))) not in merges:
+            m.explanation += f" ({how})"
+            report.merges.append(m)
+    loras = {lo.entry for lo in report.loras}
+    for lo in sub.loras:
+        if lo.entry not in loras:
+            lo.explanation += f" ({how})"
+            report.loras.append(lo)
+    if report.low_rank is None and sub.low_rank is not None:
+        sub.low_rank.explanation += f" ({how})"
+        report.low_rank = sub.low_rank
+    # Entries compared under the paired names were comparable after all.
+    compared = {e.label for e in entries} - {n.entry for n in sub.not_comparable}
+    report.not_comparable = [n for n in report.not_comparable if n.entry not in compared]
 
 
 # Units paired over all aligned matrices: tiny layers pair by chance (two unrelated

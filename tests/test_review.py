@@ -173,3 +173,36 @@ def test_service_reviews(tmp_path: Path, case: casegen.Case) -> None:
     assert res.exit_code == 0  # type: ignore[attr-defined]
     row = (tmp_path / "c.html").read_text().split(f'id="m-{one.record_id}"', 1)[1].split("</tr>", 1)[0]
     assert "needs review" in row and "key:2:curate-key" in row
+
+
+def test_the_list_says_through_which_variant_a_picture_matched(tmp_path: Path) -> None:
+    """A mirrored or negative copy matches at a small distance through a variant: the list
+    says which ("pdq (0) via inverted"), before and after a decision, and its JSON too."""
+    from PIL import ImageOps
+
+    from assay.demo import pattern
+
+    root = tmp_path / "case"
+    root.mkdir()
+    im = pattern("rings", seed=3)
+    im.save(tmp_path / "original.png")
+    ImageOps.invert(im).save(root / "negative.png")
+    im.save(root / "same.png")
+    db = str(tmp_path / "s.sqlite3")
+    assert casegen.invoke("--db", db, "--create", "bank", "create", "known").exit_code == 0  # type: ignore[attr-defined]
+    assert casegen.invoke("--db", db, "bank", "add", "known", "--content-id", "p",  # type: ignore[attr-defined]
+                          "--image", str(tmp_path / "original.png")).exit_code == 0
+    report = tmp_path / "r.jsonl"
+    assert casegen.invoke("--db", db, "scan", str(root), "-o", str(report), "--workers", "1").exit_code == 0  # type: ignore[attr-defined]
+    items = {Path(i.path).name: i for i in rv.report_items(report) if i.signal_type == "pdq"}
+    assert items["negative.png"].query_variant == "inverted" and items["same.png"].query_variant is None
+    res = casegen.invoke("--db", db, "review", str(report), "--json")
+    listed = {Path(i["path"]).name: i for i in json.loads(res.output)["items"]  # type: ignore[attr-defined]
+              if i["signal_type"] == "pdq"}
+    assert listed["negative.png"]["query_variant"] == "inverted" and "query_variant" not in listed["same.png"]
+    for _ in range(2):  # listed, then again once decided (the decision comes from the store)
+        res = casegen.invoke("--db", db, "review", str(report))
+        text = res.output  # type: ignore[attr-defined]
+        assert res.exit_code == 0 and "via inverted" in text and text.count("via ") == 1  # type: ignore[attr-defined]
+        assert casegen.invoke("--db", db, "review", "set", items["negative.png"].record_id,  # type: ignore[attr-defined]
+                              "--decision", "confirmed").exit_code == 0

@@ -185,6 +185,8 @@ def review_list(
 ) -> None:
     """List the matches of a scan report with their record ids and decisions (and record
     them in the store as open review items, so that `assay review set ID` finds them)."""
+    from dataclasses import replace
+
     from .. import review as rv
     from ._common import _store
 
@@ -192,7 +194,8 @@ def review_list(
     with _store(db) as store:
         new = rv.register(store, items)
         decided = rv.decisions_for(store, [i.record_id for i in items])
-    items = [decided.get(i.record_id, i) for i in items]
+    items = [replace(decided[i.record_id], query_variant=i.query_variant) if i.record_id in decided else i
+             for i in items]
     if decision is not None:
         items = [i for i in items if i.decision == decision.value]
     if open_only:
@@ -222,7 +225,8 @@ def review_list(
     t.add_column("file", overflow="fold", ratio=1)
     for i in items:
         t.add_row(i.record_id, DECISION_TEXT.get(i.decision or "", "not reviewed"),
-                  safe(f"{i.bank} / {i.content_id}"), f"{i.signal_type} ({i.distance or 0})",
+                  safe(f"{i.bank} / {i.content_id}"),
+                  f"{i.signal_type} ({i.distance or 0})" + (f" via {i.query_variant}" if i.query_variant else ""),
                   strength_text(i.strength or ""), safe(i.path, 300))
     out.print(t)
     counts = {k: sum(1 for i in items if i.decision == k) for k in DECISION_TEXT}

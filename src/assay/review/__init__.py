@@ -75,9 +75,14 @@ class ReviewItem:
     note: str | None = None
     reviewer: str | None = None
     decided_at: str | None = None
+    # how the match was made (mirror, inverted, crop-0.8 ...): read from the report, not stored
+    query_variant: str | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["query_variant"] is None:
+            del d["query_variant"]
+        return d
 
 
 def item_from_match(rec: Mapping[str, Any], m: Mapping[str, Any], scan_id: str | None) -> ReviewItem:
@@ -87,7 +92,8 @@ def item_from_match(rec: Mapping[str, Any], m: Mapping[str, Any], scan_id: str |
                       content_id=str(m.get("content_id")), signal_type=str(m.get("signal_type")),
                       value=str(m.get("value")), file_sha256=None if key.startswith("path:") else key,
                       scan_id=scan_id, distance=dist if isinstance(dist, int) else None,
-                      strength=str(m["strength"]) if m.get("strength") else None)
+                      strength=str(m["strength"]) if m.get("strength") else None,
+                      query_variant=str(m["query_variant"]) if m.get("query_variant") else None)
 
 
 def report_items(report: str | Path) -> Iterator[ReviewItem]:

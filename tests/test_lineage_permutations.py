@@ -494,3 +494,29 @@ def test_sign_flips_of_tanh_units_are_undone(models: dict[str, Arrays]) -> None:
         assert "flagged/bert" not in {s.entry for s in _ask(p, bank, with_weights=False).same}
     other = pm.bert_flip_pooler(pm.bert_permute_hidden(models["bert-other"], rng.permutation(64)), flip)
     assert not _ask(other, bank[:1]).found
+
+
+def _scramble(a: Arrays, seed: int) -> Arrays:
+    """Every tensor under a meaningless name, in a shuffled order."""
+    names = list(a)
+    order = np.random.default_rng(seed).permutation(len(names))
+    return {f"w{j:03d}": a[names[i]] for j, i in enumerate(order)}
+
+
+@pytest.mark.parametrize("symmetry", ["all-transformer", "hidden-dimension", "groupnorm-channels"])
+def test_a_renamed_and_permuted_copy_is_the_same_weights(models: dict[str, Arrays], symmetry: str) -> None:
+    """Renamed and permuted at once, a copy was 'no tensor in common' with its origin:
+    names pair nothing, and pairing by content compares sketches, which a permutation
+    changes. Tensors are now paired on statistics no reordering of units changes, then
+    the permutation is undone under the entry's names, with the weights and from the
+    fingerprint alone; an unrelated model rewritten the same way is still nothing."""
+    family = SYMMETRIES[symmetry]
+    bank = _bank(models, family)
+    copy = _scramble(_rewrite(symmetry, models[family], 21), 22)  # the rewrite keeps the function (above)
+    for weights in (True, False):
+        rep = _ask(copy, bank, with_weights=weights)
+        assert [s.entry for s in rep.same] == [f"flagged/{family}"], rep.explanations()
+        assert rep.same[0].permutation is not None and "tensor names differ" in rep.same[0].explanation
+        assert not rep.derived and not rep.related
+        stranger = _scramble(_rewrite(symmetry, models[family + "-other"], 23), 24)
+        assert not _ask(stranger, bank[:1], with_weights=weights).found

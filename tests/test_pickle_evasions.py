@@ -10,6 +10,7 @@ import io
 import pickle
 import random
 import re
+import struct
 import zipfile
 from pathlib import Path
 
@@ -222,3 +223,140 @@ def test_text_that_starts_like_a_zf_header_is_not_an_archive(tmp_path: Path) -> 
     p = tmp_path / "notes.txt"
     p.write_bytes(b"ZF 0x10 is a register name, see the manual\n" * 20)
     assert sniff_path(p).kind != "archive"
+
+
+# -- zips that torch's reader (miniz) and Python's zipfile read differently -------------
+#
+# PyTorchStreamReader opens a checkpoint with miniz 3.0 (mz_zip_reader_read_central_dir):
+# the last end-of-central-directory record, the zip64 record at the offset its locator
+# names, and the central directory at the offset the record states, taken as an absolute
+# file offset. Python's zipfile reads the zip64 record right before the locator, and
+# when the stated offset disagrees with where the directory ends (data prepended), it
+# reads the directory right before the end record instead. A file with two directories
+# shows each reader its own members.
+
+BENIGN = b"\x80\x02}q\x00."
+
+
+def _local(name: bytes, data: bytes) -> tuple[bytes, tuple[bytes, int, int]]:
+    import zlib
+
+    crc = zlib.crc32(data)
+    head = b"PK\x03\x04" + struct.pack("<HHHHHIIIHH", 20, 0, 0, 0, 0x21, crc, len(data), len(data), len(name), 0)
+    return head + name + data, (name, crc, len(data))
+
+
+def _central(entry: tuple[bytes, int, int], offset: int, comment: bytes = b"") -> bytes:
+    name, crc, n = entry
+    return (b"PK\x01\x02" + struct.pack("<HHHHHHIIIHHHHHII", 20, 20, 0, 0, 0, 0x21, crc, n, n, len(name), 0,
+                                        len(comment), 0, 0, 0, offset) + name + comment)
+
+
+def _members(files: list[tuple[bytes, bytes]], base: int) -> tuple[bytes, list[tuple[tuple[bytes, int, int], int]]]:
+    body, entries = b"", []
+    for name, data in files:
+        blob, entry = _local(name, data)
+        entries.append((entry, base + len(body)))
+        body += blob
+    return body, entries
+
+
+def _eocd(n: int, size: int, offset: int) -> bytes:
+    return b"PK\x05\x06" + struct.pack("<HHHHIIH", 0, 0, n, n, size, offset, 0)
+
+
+def _two_directories(torch_sees: list[tuple[bytes, bytes]], zipfile_sees: list[tuple[bytes, bytes]]) -> bytes:
+    """The end record states the first directory's offset (miniz reads it there); the
+    second sits right before the end record, where zipfile looks once that offset is off."""
+    first, first_entries = _members(torch_sees, 0)
+    gap = b"\0" * 1024  # (zipfile shifts its offsets by the first directory's size)
+    second, second_entries = _members(zipfile_sees, len(first) + len(gap))
+    cd_torch = b"".join(_central(e, o) for e, o in first_entries)
+    at = len(first) + len(gap) + len(second)
+    shift = len(cd_torch)  # zipfile: end record position - size - stated offset
+    plain = [_central(e, o - shift) for e, o in second_entries]
+    pad = len(cd_torch) - len(b"".join(plain))
+    assert pad >= 0
+    plain[-1] = _central(second_entries[-1][0], second_entries[-1][1] - shift, b" " * pad)
+    cd_zipfile = b"".join(plain)
+    return first + gap + second + cd_torch + cd_zipfile + _eocd(len(first_entries), len(cd_torch), at)
+
+
+def _zip64_two_records(torch_sees: list[tuple[bytes, bytes]], zipfile_sees: list[tuple[bytes, bytes]]) -> bytes:
+    """The zip64 locator names the first zip64 record (miniz); zipfile reads the one
+    right before the locator."""
+    first, first_entries = _members(torch_sees, 0)
+    second, second_entries = _members(zipfile_sees, len(first))
+    cd_torch = b"".join(_central(e, o) for e, o in first_entries)
+    cd_zipfile = b"".join(_central(e, o) for e, o in second_entries)
+
+    def record(n: int, size: int, offset: int) -> bytes:
+        return b"PK\x06\x06" + struct.pack("<QHHIIQQQQ", 44, 45, 45, 0, 0, n, n, size, offset)
+
+    at_torch = len(first) + len(second)
+    rec_torch_at = at_torch + len(cd_torch)
+    at_zipfile = rec_torch_at + 56
+    return (first + second + cd_torch + record(len(first_entries), len(cd_torch), at_torch)
+            + cd_zipfile + record(len(second_entries), len(cd_zipfile), at_zipfile)
+            + b"PK\x06\x07" + struct.pack("<IQI", 0, rec_torch_at, 1)
+            + b"PK\x05\x06" + struct.pack("<HHHHIIH", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0))
+
+
+CHECKPOINT = [(b"archive/data.pkl", P2), (b"archive/version", b"3\n")]
+DIFFERENTIALS = {
+    "two directories, zipfile sees a checkpoint": lambda: _two_directories(
+        CHECKPOINT, [(b"archive/data.pkl", BENIGN), (b"archive/version", b"3\n")]),
+    "two directories, zipfile sees notes": lambda: _two_directories(
+        CHECKPOINT, [(b"docs/readme.txt", b"notes, nothing to see\n" * 4), (b"docs/b.txt", b"x" * 9)]),
+    "two zip64 records": lambda: _zip64_two_records(
+        CHECKPOINT, [(b"archive/data.pkl", BENIGN), (b"archive/version", b"3\n")]),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DIFFERENTIALS))
+def test_what_torchs_zip_reader_reads_is_scanned(tmp_path: Path, kind: str) -> None:
+    from assay.models.pickles import miniz_directory
+    from test_model_file_findings import scan_records
+
+    data = DIFFERENTIALS[kind]()
+    listed = zipfile.ZipFile(io.BytesIO(data)).namelist()  # Python's reading: no payload in it
+    assert all(zipfile.ZipFile(io.BytesIO(data)).read(n) != P2 for n in listed)
+    view = miniz_directory(io.BytesIO(data), len(data))  # torch's reading: the payload
+    assert view is not None and [m[0] for m in view[1]] == ["archive/data.pkl", "archive/version"]
+    p = tmp_path / "model.pt"
+    p.write_bytes(data)
+    assert _worst(p) == "dangerous"
+    assert any("torch's zip reader" in f.reason for r in scan_file(p) for f in r.findings)
+    records = scan_records(p)  # `assay scan`: as a model, or walked as an archive
+    assert any(r.model is not None and r.model.safety.verdict == "dangerous" for r in records.values()), records
+
+
+def test_a_zip_only_torchs_reader_can_read_is_scanned(tmp_path: Path) -> None:
+    from test_model_file_findings import scan_records
+
+    # an end-record signature in the last bytes of the archive comment: zipfile takes it
+    # for the record and gives up; miniz skips it (fewer than 22 bytes follow)
+    body, entries = _members(CHECKPOINT, 0)
+    cd = b"".join(_central(e, o) for e, o in entries)
+    comment = b"PK\x05\x06zz"
+    data = body + cd + _eocd(len(entries), len(cd), len(body))[:-2] + struct.pack("<H", len(comment)) + comment
+    with pytest.raises(zipfile.BadZipFile):
+        zipfile.ZipFile(io.BytesIO(data))
+    p = tmp_path / "model.pt"
+    p.write_bytes(data)
+    assert _worst(p) == "dangerous"
+    records = scan_records(p)
+    assert any(r.model is not None and r.model.safety.verdict == "dangerous" for r in records.values()), records
+
+
+@pytest.mark.parametrize("name", ["tiny_state_dict_zip.pt", "tiny_module_zip.pt"])
+def test_real_checkpoints_read_alike_by_both_readers(name: str) -> None:
+    from assay.models.pickles import miniz_directory
+
+    p = Path(__file__).parent / "data" / name  # written by torch.save (zip64 records)
+    with open(p, "rb") as f:
+        view = miniz_directory(f, p.stat().st_size)
+    z = zipfile.ZipFile(p)
+    assert view is not None and view[0] == z.start_dir
+    assert [(m[0], m[-1]) for m in view[1]] == [(i.filename, i.header_offset) for i in z.infolist()]
+    assert _worst(p) == "safe"

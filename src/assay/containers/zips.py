@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import stat
 import zipfile
 from collections.abc import Iterator
@@ -26,7 +27,14 @@ def open_zip(path: Path) -> zipfile.ZipFile:
 
 
 def zip_members(path: Path, max_members: int) -> Iterator[Member]:
-    with open_zip(path) as zf:
+    try:
+        zf = open_zip(path)
+    except ArchiveError:
+        # zipfile gives up where torch's zip reader may not (a stray end-record signature
+        # in the last bytes): what torch.load would read is still read, then the error
+        yield from _torch_only_members(path, set(), max_members)
+        raise
+    with zf:
         infos = zf.infolist()
         if len(infos) > max_members:
             raise ArchiveError(f"zip archive lists {len(infos)} members (limit {max_members}); not read",
@@ -37,6 +45,33 @@ def zip_members(path: Path, max_members: int) -> Iterator[Member]:
             if m.kind == "file" and info.compress_type != 99:  # AES: no loader reads it plain
                 m.lenient = lambda limit, name=info.filename: _lenient_read(path, name, limit, listed)
             yield m
+        yield from _torch_only_members(path, {(i.filename, i.header_offset) for i in infos},
+                                       max_members - len(infos))
+
+
+def _torch_only_members(path: Path, known: set[tuple[str, int]], room: int) -> Iterator[Member]:
+    """The members torch's zip reader lists and zipfile does not (two central
+    directories: the pickle scanner's zip_entries reads both), each named after the
+    directory that lists it and read as torch reads it."""
+    from ..errors import InputError
+    from ..models.pickles import PickleReport, miniz_directory, read_zip_entry, zip_entries
+
+    try:
+        with open(path, "rb") as f:
+            view = miniz_directory(f, f.seek(0, 2))
+            if not view or all((m[0], m[-1]) in known for m in view[1]):
+                return  # (the usual case: both readers list the same members)
+            entries = [e for e in zip_entries(f, str(path), PickleReport(str(path)))
+                       if (e.name, e.header_offset) not in known]
+    except (InputError, OSError):
+        return
+    for e in entries[: max(room, 0)]:
+        def read(e: Any = e) -> io.BytesIO:
+            with open(path, "rb") as f:
+                return io.BytesIO(read_zip_entry(f, e, str(path), 1 << 31, ignore_encryption=True))
+
+        yield Member(name=f"{e.name} (only in the central directory at byte {view[0]}, which torch reads)",
+                     size=e.size, compressed_size=e.compressed_size, independent=True, open=read)
 
 
 def _lenient_read(path: Path, name: str, limit: int, listed: dict[str, Any]) -> bytes | None:
@@ -50,7 +85,10 @@ def _lenient_read(path: Path, name: str, limit: int, listed: dict[str, Any]) -> 
         with open(path, "rb") as f:
             if "entries" not in listed:
                 # problems of the container are the pickle scanner's findings, not errors here
-                listed["entries"] = {e.name: e for e in zip_entries(f, str(path), PickleReport(str(path)))}
+                entries: dict[str, Any] = {}
+                for e in zip_entries(f, str(path), PickleReport(str(path))):
+                    entries.setdefault(e.name, e)  # (zipfile's own come first)
+                listed["entries"] = entries
             entry = listed["entries"].get(name)
             if entry is None:
                 return None

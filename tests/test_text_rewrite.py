@@ -65,3 +65,27 @@ def test_the_second_reading_maps_back_to_the_checked_text(text: str) -> None:
     for ch, s, e in zip(again.text, again.ostart, again.oend, strict=True):
         if ch != " " and e - s == 1 and text[s].isascii() and text[s].isalnum():
             assert ch == text[s].lower() or text[s].isdigit(), (text, ch, text[s])
+
+
+def test_gaps_all_alike_take_the_word_ends_segment_finds() -> None:
+    import numpy as np
+
+    def segment(at: list[int], covered: slice) -> object:
+        def f(letters: np.ndarray, lead: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            spaces = np.zeros(len(letters), dtype=bool)
+            spaces[at] = True
+            cov = np.zeros(len(letters), dtype=bool)
+            cov[covered] = True
+            return spaces, cov
+        return f
+
+    def read(text: str, seg: object) -> str | None:
+        again = second_reading(text, normalize(text), segment=seg)  # type: ignore[arg-type]
+        return None if again is None else again.text
+
+    assert read("x i n t h e b e g i n n i n g y", segment([3, 6], slice(1, 15))) == "x in the beginning y"
+    # letters of two bytes: the space goes before the letter whose first byte it is given
+    assert normalize("λξψ").text == "λξψ"
+    assert read("λ ξ ψ , λ ξ ψ", segment([6], slice(0, 12))) == "λξψ λξψ"
+    # nothing found: the run stays as written
+    assert read("i n t h e b e g", segment([], slice(0, 0))) is None

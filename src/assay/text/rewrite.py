@@ -154,41 +154,49 @@ def _joined_edits(text: str, chunks: list[tuple[int, int]]) -> list[tuple[int, i
 Segmenter = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
-def _segmented(text: str, uniform: list[Uniform], segment: Segmenter) -> list[tuple[int, int, str]]:
+def _segmented(uniform: list[Uniform], segment: Segmenter, base: Normalized) -> list[tuple[int, int, str]]:
     """Gaps to remove in letter-spaced runs whose gaps are all alike, where ``segment``
     (the index: match.check) finds their letters with the spaces of a work: every gap
-    inside such a stretch but those where the work has a space."""
+    inside such a stretch but those where the work has a space. The letters are those of
+    ``base`` (the first reading) inside the run."""
     edits: list[tuple[int, int, str]] = []
     for items in uniform:
-        parts = [normalize(text[a:b]).text.replace(" ", "").encode("utf-8") for a, b, _, _ in items]
-        letters = np.frombuffer(b"".join(parts), dtype=np.uint8)
-        if len(letters) < 2:
+        starts = np.array([a for a, _, _, _ in items], dtype=np.int64)
+        lo = int(np.searchsorted(base.ostart, items[0][0], side="left"))
+        hi = int(np.searchsorted(base.ostart, items[-1][1], side="left"))
+        cps = np.frombuffer(base.text[lo:hi].encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        keep = np.flatnonzero(cps != 32)
+        if len(keep) < 2:
             continue
-        owner = np.repeat(np.arange(len(items)), [len(p) for p in parts])
-        first = np.zeros(len(letters), dtype=bool)
-        starts = np.cumsum([0] + [len(p) for p in parts[:-1]])
-        first[starts[[len(p) > 0 for p in parts]]] = True
+        owner = np.searchsorted(starts, base.ostart[lo + keep], side="right") - 1
+        if int(cps[keep].max()) < 128:
+            letters = cps[keep].astype(np.uint8)
+        else:
+            encoded = [chr(c).encode("utf-8") for c in cps[keep].tolist()]
+            letters = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+            owner = np.repeat(owner, [len(e) for e in encoded])
+        first = np.ones(len(letters), dtype=bool)
+        first[1:] = owner[1:] != owner[:-1]
         spaces, covered = segment(letters, (letters & 0xC0) != 0x80)
-        # the gap after item j goes when the letters on both sides are in one stretch and no
-        # space comes before the next item's first letter
-        for i in np.flatnonzero(first & covered).tolist():
-            j = int(owner[i])
-            if i == 0 or not covered[i - 1] or spaces[i]:
-                continue
-            prev = int(owner[i - 1])
-            for k in range(prev, j):
+        # the gaps from the item before to this one go when the letters on both sides are
+        # in one stretch and the work has no space before this item's first letter
+        joined = first & covered & ~spaces
+        joined[0] = False
+        joined[1:] &= covered[:-1]
+        for i in np.flatnonzero(joined).tolist():
+            for k in range(int(owner[i - 1]), int(owner[i])):
                 _, _, ga, gb = items[k]
                 if gb > ga:
                     edits.append((ga, gb, ""))
     return edits
 
 
-def _edits(text: str, segment: Segmenter | None = None) -> list[tuple[int, int, str]]:
+def _edits(text: str, segment: Segmenter | None = None, base: Normalized | None = None) -> list[tuple[int, int, str]]:
     """Non-overlapping (start, end, replacement) of the original text, in order."""
     maybe_spaced, chunks = _candidates(text)
     spaced, runs, uniform = _spaced_edits(text) if maybe_spaced else ([], [], [])
-    if uniform and segment is not None:
-        spaced += _segmented(text, uniform, segment)
+    if uniform and segment is not None and base is not None:
+        spaced += _segmented(uniform, segment, base)
     edits = _joined_edits(text, chunks)
     numbers = list(_LINE_NUMBER.finditer(text))
     if runs:  # inside a letter-spaced run, "7 h 3" is letters, not a line number and a word
@@ -316,7 +324,7 @@ def second_reading(text: str, base: Normalized, *, markup: bool = False,
     ``segment(letters, lead)``: where an index's works put spaces between these letters
     (UTF-8 bytes; lead: a byte starts a character), as (space before byte i, byte i is in
     a stretch found), for letter-spaced runs whose gaps are all alike."""
-    edits = _edits(text, segment)
+    edits = _edits(text, segment, base)
     html = not markup and ("<" in text or "&" in text) and _MARKUP_HINT.search(text) is not None
     if not edits and not html:  # digits for letters alone: the first reading, folded
         folded = _fold_leet(base.text) if _digit_by_letter(base.text) else base.text

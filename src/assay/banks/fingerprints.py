@@ -391,6 +391,12 @@ class FingerprintIndex:
             self._norms = np.linalg.norm(flat, axis=1)
         norms = self._norms
         cos = flat @ s.ravel() / np.maximum(norms * sn, 1e-300)
+        if (outliers := suspect.scale_outliers()) and np.linalg.norm(robust := suspect.summary(outliers)) > 0:
+            # A copy padded with a tensor of huge values (it loads and runs the same) hides
+            # from the summary: the entries are also looked for without such tensors, and
+            # the merge weights below measured on that summary.
+            cos = np.maximum(cos, flat @ robust.ravel() / np.maximum(norms * np.linalg.norm(robust), 1e-300))
+            s = robust
         is_lora = self.kinds == "lora"
         models = np.flatnonzero(same_k & (is_lora == (suspect.kind == "lora")))
         pool = [int(i) for i in models[np.argsort(-cos[models])][:4 * limit] if cos[i] > 0.05]

@@ -93,6 +93,7 @@ DEFAULT_K = 64
 ALIGN_DIM = 5  # random projections per row / column unit in the alignment signatures
 INV_QUANTILES = 16  # quantiles of sorted row norms and of sorted column-unit norms
 SUMMARY_DIM = 256  # per component; the bank pre-filter vector
+SCALE_OUTLIER = 8.0  # a matrix this many times the median matrix's RMS is padding to the pre-filter
 MAGIC = b"ASFP"
 COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2", "other")
 Kind = Literal["checkpoint", "lora", "base"]
@@ -585,19 +586,34 @@ class Fingerprint:
             if t.is_matrix and (component is None or component_of(n) == component)
         }
 
-    def summary(self) -> np.ndarray:
+    def summary(self, leave_out: frozenset[str] = frozenset()) -> np.ndarray:
         """A (len(COMPONENTS), SUMMARY_DIM) float32 count-sketch of the matrix sketches,
         per component. Linear in the weights like the sketches themselves, so merges
-        stay merges; used by banks to pre-select candidates among thousands."""
+        stay merges; used by banks to pre-select candidates among thousands. The
+        matrices named in ``leave_out`` are not counted (:meth:`scale_outliers`)."""
         out = np.zeros((len(COMPONENTS), SUMMARY_DIM), dtype=np.float64)
         for name, t in self.tensors.items():
-            if not t.is_matrix or not t.comparable:
+            if not t.is_matrix or not t.comparable or name in leave_out:
                 continue
             flat = t.sketch.ravel()
             buckets, signs = _count_sketch_plan(name, flat.size)
             row = COMPONENTS.index(component_of(name))
             out[row] += np.bincount(buckets, weights=signs * flat, minlength=SUMMARY_DIM)
         return out.astype(np.float32)
+
+    def scale_outliers(self) -> frozenset[str]:
+        """Matrices whose values are far larger than the model's own (per-element RMS over
+        SCALE_OUTLIER times the median matrix's). A model padded with one such tensor loads
+        and runs as before (loaders pass over a key they do not know), but the tensor's
+        norm drowns everything else in :meth:`summary`: the bank's pre-selection also
+        looks at the summary without them. Real models' matrices stay within a few times
+        one another's scale."""
+        mats = [(n, t) for n, t in self.tensors.items() if t.is_matrix and t.comparable and t.norm > 0]
+        if len(mats) < 3:
+            return frozenset()
+        rms = np.array([t.norm / math.sqrt(math.prod(t.shape)) for _, t in mats])
+        limit = SCALE_OUTLIER * float(np.median(rms))
+        return frozenset(n for (n, _), r in zip(mats, rms, strict=True) if r > limit)
 
     def invariant_summary(self) -> np.ndarray | None:
         """A (len(COMPONENTS), SUMMARY_DIM) float32 count-sketch of the permutation

@@ -840,6 +840,10 @@ def _same_or_derived(
                  "component, not that it comes from the entry)")
     elif lacks:
         extra = f"; the suspect lacks {', '.join(lacks)} ({_pct(1 - share)} of the entry's weights)"
+    more = sorted(set(comps_s) - set(comps_e))
+    if more:  # padding, or a part added to the entry: said, never left out
+        extra += (f"; the suspect also holds {', '.join(more)} "
+                  f"({_pct(1 - _share_of(s, set(common)))} of its weights), not in the entry")
     if same and not mismatched:
         worst = max(alls[c].distance for c in common)
         report.same.append(SameWeights(

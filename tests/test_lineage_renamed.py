@@ -17,7 +17,8 @@ import modelgen
 from assay.banks.fingerprints import FingerprintIndex, FingerprintStore, query, summary_bytes
 from assay.banks.store import Store
 from assay.models.fingerprint import fingerprint_arrays
-from assay.models.lineage import BankModel, answer, pair_by_content
+from assay.models.lineage import BankModel, answer
+from assay.models.lineage_renamed import pair_by_content
 
 LLAMA = {"hidden": 64, "layers": 3, "vocab": 128, "ff": 96, "kv": 32}
 

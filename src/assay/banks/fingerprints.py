@@ -48,7 +48,7 @@ KINDS = ("checkpoint", "lora", "base")
 CACHE_ENTRIES = 32  # decoded fingerprints kept per FingerprintStore (~8 MB each at SD 1.5 size)
 _SUMMARY_BYTES = len(COMPONENTS) * SUMMARY_DIM * 4
 # Rows written since fingerprint format 2 append the permutation-invariant summary, and
-# rows written since renamed tensors are paired by content (lineage.pair_by_content) the
+# rows written since renamed tensors are paired by content (lineage_renamed.pair_by_content) the
 # shape-keyed summary after it (NaN invariants when the fingerprint has none).
 _SUMMARY_BYTES_INV = 2 * _SUMMARY_BYTES
 _SHAPE_BYTES = SUMMARY_DIM * 4
@@ -335,7 +335,7 @@ class FingerprintIndex:
     def _shape_candidates(self, suspect: Fingerprint, models: np.ndarray, taken: list[int]) -> list[int]:
         """Models whose shape-keyed summary (tensor names left out) is nearest the suspect's:
         where a copy with renamed tensors hides from the name-keyed summaries. Related or
-        not is decided later, by pairing the tensors (lineage.pair_by_content)."""
+        not is decided later, by pairing the tensors (lineage_renamed.pair_by_content)."""
         if self.shapes is None or not len(models):
             return []
         s = suspect.shape_summary().astype(np.float64)

@@ -636,7 +636,7 @@ class Fingerprint:
         tensor's *shape*, not its name: tensors of one shape add up in the same plan, so
         renaming (or reordering) tensors leaves it unchanged, and it stays linear like
         :meth:`summary`. The bank pre-selects on it the entries a renamed copy shares no
-        tensor name with (:func:`assay.models.lineage.pair_by_content` then pairs them)."""
+        tensor name with (:func:`assay.models.lineage_renamed.pair_by_content` then pairs them)."""
         out = np.zeros(SUMMARY_DIM, dtype=np.float64)
         for t in self.tensors.values():
             if not pairable(t):

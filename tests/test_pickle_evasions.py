@@ -360,3 +360,73 @@ def test_real_checkpoints_read_alike_by_both_readers(name: str) -> None:
     assert view is not None and view[0] == z.start_dir
     assert [(m[0], m[-1]) for m in view[1]] == [(i.filename, i.header_offset) for i in z.infolist()]
     assert _worst(p) == "safe"
+
+
+# -- torch's legacy tar checkpoints -----------------------------------------------------
+
+
+def _tar(members: list[tuple[str, bytes]]) -> bytes:
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _storage_args(key: str, type_name: str) -> bytes:
+    k = key.encode()
+    return (b"\x80\x02X" + struct.pack("<I", len(k)) + k + b"X\x03\x00\x00\x00cpu"
+            + b"ctorch\n" + type_name.encode() + b"\n\x87.")
+
+
+def _storages(*records: bytes, views: bytes = b"\x80\x02].") -> bytes:
+    return b"\x80\x02K" + bytes([len(records)]) + b"." + b"".join(records) + views
+
+
+def _tensors(*records: bytes) -> bytes:
+    return b"\x80\x02K" + bytes([len(records)]) + b"." + b"".join(records)
+
+
+FLOATS = struct.pack("<q", 2) + struct.pack("<2f", 1.0, 2.0)  # a storage: element count, data
+DIMS = struct.pack("<ii", 1, 0) + struct.pack("<qqq", 2, 1, 0)  # a tensor: ndim, pad, size, stride, offset
+TENSOR_ARGS = b"\x80\x02X\x01\x00\x00\x00tK\x00ctorch\nFloatTensor\n\x87."
+
+LEGACY_TAR = {
+    "payload after the first storage's data": ("storages", _storages(
+        _storage_args("0", "FloatStorage") + FLOATS, P0 + FLOATS)),
+    "payload as the storage views": ("storages", _storages(
+        _storage_args("0", "HalfStorage") + struct.pack("<q", 2) + b"\0" * 4, views=P0)),
+    "payload after the first tensor's dimensions": ("tensors", _tensors(TENSOR_ARGS + DIMS, P0 + DIMS)),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(LEGACY_TAR))
+def test_pickles_of_legacy_tar_checkpoints_are_followed_past_raw_data(tmp_path: Path, kind: str) -> None:
+    from test_model_file_findings import scan_records
+
+    member, data = LEGACY_TAR[kind]
+    benign = {"sys_info": b"\x80\x02}.", "pickle": b"\x80\x02}.", "storages": _storages(),
+              "tensors": _tensors()}
+    benign[member] = data
+    p = tmp_path / "legacy.tar.pt"
+    p.write_bytes(_tar(list(benign.items())))
+    verdicts = {n.rsplit("!/", 1)[-1]: r.model.safety.verdict
+                for n, r in ((r.path, r) for r in scan_records(p).values()) if r.model is not None}  # fmt: skip
+    assert verdicts[member] == "dangerous", verdicts
+    assert set(verdicts.values()) == {"safe", "dangerous"}
+
+
+def test_a_benign_legacy_storages_member_is_safe(tmp_path: Path) -> None:
+    p = tmp_path / "storages"
+    p.write_bytes(_storages(_storage_args("0", "FloatStorage") + FLOATS,
+                            _storage_args("1", "DoubleStorage") + struct.pack("<q", 1) + b"\0" * 8))
+    reports = scan_file(p)
+    assert len(reports) == 4 and all(r.verdict == "safe" for r in reports)
+    t = tmp_path / "tensors"
+    t.write_bytes(_tensors(TENSOR_ARGS + DIMS, TENSOR_ARGS + DIMS))
+    reports = scan_file(t)
+    assert len(reports) == 3 and all(r.verdict == "safe" for r in reports)

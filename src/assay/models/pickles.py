@@ -1307,6 +1307,7 @@ def _scan_consecutive(buf: Any, where: str, ends: list[int] | None = None) -> li
         if (after is None or after - start < 3) and not _is_pickle_at(buf, start, end):
             return reports
     expected: int | None = None
+    scanned: dict[int, PickleReport] = {}
     for i in range(MAX_CONSECUTIVE_PICKLES):
         if i > 0 and expected is None:
             # Past the first pickle only clean, complete pickles count: trailing
@@ -1324,6 +1325,7 @@ def _scan_consecutive(buf: Any, where: str, ends: list[int] | None = None) -> li
             report = PickleReport(where=label)
             after = _scan_buffer(buf, start, end, report)
         reports.append(report)
+        scanned[start] = report
         if i == 0 and start == 0 and after is not None and _is_torch_magic(buf):
             expected = 5
         if after is None:
@@ -1333,7 +1335,86 @@ def _scan_consecutive(buf: Any, where: str, ends: list[int] | None = None) -> li
             ends.append(after)
         if expected is not None and len(reports) >= expected:
             break
+    if expected is None and start < end and 0 in scanned:
+        _legacy_tar_member(buf, where, reports, scanned)
     return reports
+
+
+# torch.save's element sizes by storage or tensor type name (torch.FloatStorage, torch.cuda.HalfTensor)
+_LEGACY_ELEMENT = {"Double": 8, "Float": 4, "Half": 2, "Long": 8, "Int": 4, "Short": 2, "Char": 1, "Byte": 1,
+                   "Bool": 1, "BFloat16": 2, "ComplexDouble": 16, "ComplexFloat": 8, "QUInt8": 1, "QInt8": 1,
+                   "QInt32": 4, "QUInt4x2": 1, "QUInt2x4": 1, "Untyped": 1}
+_LEGACY_TYPE = re.compile(r"torch\.(?:cuda\.)?(\w*?)(Storage|Tensor)")
+MAX_LEGACY_RECORDS = 1_000_000
+
+
+def _int_pickle(buf: Any, start: int, end: int) -> int | None:
+    """The value of a pickle that is one integer (torch's record counts), else None."""
+    from ..pickleops import read_ops
+
+    body = []
+    try:
+        for code, arg, _ in read_ops(buf, start, end):
+            if code not in (0x80, 0x95, FRAME_ANOMALY):
+                body.append((code, arg))
+            if len(body) > 2:
+                return None
+    except PickleSyntaxError:
+        return None
+    if len(body) == 2 and body[0][0] in b"KMJIL\x8a\x8b" and type(body[0][1]) is int:
+        return body[0][1]
+    return None
+
+
+def _legacy_tar_member(buf: Any, where: str, reports: list[PickleReport],
+                       scanned: dict[int, PickleReport]) -> None:
+    """The 'storages' and 'tensors' members of torch's legacy tar checkpoints, which
+    torch.load still reads (torch.serialization.legacy_load): a pickled count, then per
+    record a pickled tuple naming a storage type (or tensor type) and raw bytes (a
+    storage: its element count, then its data; a tensor: its dimensions, sizes,
+    strides and offset), and for storages one more pickle (the views). Every one of
+    those pickles is unpickled by torch.load: each is scanned, past the raw bytes."""
+    end = len(buf)
+    count = _int_pickle(buf, 0, end)
+    if count is None or not 0 < count <= MAX_LEGACY_RECORDS:
+        return
+    pos = read_ops_until(buf, 0, end)[1]
+    layout = None
+    for i in range(count + 1):
+        if layout == "Tensor" and i == count:
+            return
+        report = scanned.get(pos)
+        if report is None:
+            report = PickleReport(where=f"{where}#pickle{len(reports) + 1}@{pos}")
+            after = _scan_buffer(buf, pos, end, report)
+            reports.append(report)
+        else:
+            after = read_ops_until(buf, pos, end)[1] if report.error is None else None
+        if after is None or i == count:
+            return
+        if layout is None:
+            kinds = {m[2] for g in report.globals if (m := _LEGACY_TYPE.fullmatch(g))}
+            if len(kinds) != 1:
+                return  # not torch's layout: the records are what they are
+            layout = kinds.pop()
+        if layout == "Storage":
+            types = [m[1] for g in report.globals if (m := _LEGACY_TYPE.fullmatch(g))]
+            item = _LEGACY_ELEMENT.get(types[0]) if types else None
+            if after + 8 > end or item is None:
+                report.add(PickleFinding("suspicious", "", "", after, (
+                    "legacy torch storage record that cannot be followed past this pickle "
+                    "(torch.load unpickles what follows its data)")))
+                return
+            numel = int.from_bytes(buf[after : after + 8], "little", signed=True)
+            pos = after + 8 + numel * item
+        else:
+            if after + 8 > end:
+                return
+            ndim = int.from_bytes(buf[after : after + 4], "little", signed=True)
+            numel = ndim
+            pos = after + 8 + 16 * ndim + 8
+        if numel < 0 or pos >= end:
+            return
 
 
 def _is_torch_magic(buf: Any) -> bool:

@@ -1,8 +1,10 @@
-"""Pictures pasted onto noise (media/embedded.py): found, false matches, cost.
+"""Pictures pasted onto noise or onto other pictures (media/embedded.py): found, false
+matches, cost.
 
 Each shared photo (tests/crop_eval.py's, PDQ quality >= 50) is pasted onto random noise
-(colour 5/15/25% a side, grey 10%, one off-centre canvas touching an edge), saved as PNG
-and JPEG q85, and hashed as a scan hashes it; it is found when its ``embedded`` variant
+(colour 5/15/25% a side, grey 10%, one off-centre canvas touching an edge) and onto the
+next photo (at 60%, 50%, 75% and 40% of its size, in four places), saved as PNG and JPEG
+q85, and hashed as a scan hashes it; it is found when its ``embedded`` variant
 lies within 31 of the original's plain PDQ (a plain bank: no image on the bank side).
 False matches: every ``embedded`` hash against the plain hashes of every other photo
 and of the unrelated images (tiles, documents, skies); and how many of the ordinary
@@ -46,6 +48,19 @@ def on_noise(im: Image.Image, share: tuple[float, ...], grey: bool, seed: int) -
     return canvas
 
 
+PICTURES = {  # name -> (scale, (x, y) shares of the width and height)
+    "60% near the top left": (0.6, (0.05, 0.1)), "50% inside": (0.5, (0.3, 0.2)),
+    "75% on the top edge": (0.75, (0.2, 0.0)), "40% near the bottom right": (0.4, (0.5, 0.45)),
+}
+
+
+def on_picture(im: Image.Image, background: Image.Image, scale: float, at: tuple[float, float]) -> Image.Image:
+    w, h = im.size
+    canvas = background.resize((w, h))
+    canvas.paste(im.resize((int(w * scale), int(h * scale))), (int(w * at[0]), int(h * at[1])))
+    return canvas
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--testdata", type=Path, default=ROOT.parent / "shared" / "testdata")
@@ -56,36 +71,45 @@ def main() -> None:
     plain = {n: hash_image_bytes(crop_eval.encode(im, "PNG"), variants=False).pdq for n, im in photos}
     others = [h for h in (hash_image_bytes(crop_eval.encode(im), variants=False) for im in unrelated)
               if h.quality >= crop_eval.LOW]
-    found = total = false = compared = 0
-    worst: list[int] = []
-    for k, (name, im) in enumerate(photos):
-        for j, (share, grey) in enumerate(CANVASES.values()):
-            canvas = on_noise(im, share, grey, seed=10 * k + j)
-            for fmt in ("PNG", "JPEG"):
-                got = (hash_image_bytes(crop_eval.encode(canvas, fmt, 85)).regions or {}).get("embedded")
-                total += 1
-                d = hamming(got[0], plain[name]) if got else 256
-                found += d <= crop_eval.THRESHOLD
-                worst.append(d)
-                if got:
-                    for other in [v for n, v in plain.items() if n != name] + [h.pdq for h in others]:
-                        compared += 1
-                        false += hamming(got[0], other) <= crop_eval.THRESHOLD
-    print(f"{len(photos)} photos x {len(CANVASES)} canvases x PNG/JPEG q85: found {found}/{total} "
-          f"(distance to the original: median {statistics.median(worst)}, worst {max(worst)})")
-    print(f"false matches of the embedded hashes against other photos and unrelated images: {false} of {compared}")
+    others_plain = [h.pdq for h in others]
+    for kind, rewrites in (("noise", [(j, lambda im, k, j=j, c=c: on_noise(im, c[0], c[1], seed=10 * k + j))
+                                      for j, c in enumerate(CANVASES.values())]),
+                           ("a picture", [(j, lambda im, k, c=c: on_picture(im, photos[(k + 1) % len(photos)][1], *c))
+                                          for j, c in enumerate(PICTURES.values())])):
+        found = total = false = compared = fired = 0
+        dists: list[int] = []
+        for k, (name, im) in enumerate(photos):
+            for _, rewrite in rewrites:
+                edited = rewrite(im, k)
+                for fmt in ("PNG", "JPEG"):
+                    got = (hash_image_bytes(crop_eval.encode(edited, fmt, 85)).regions or {}).get("embedded")
+                    total += 1
+                    d = hamming(got[0], plain[name]) if got else 256
+                    found += d <= crop_eval.THRESHOLD
+                    fired += got is not None
+                    if got:
+                        dists.append(d)
+                        for other in [v for n, v in plain.items() if n != name] + others_plain:
+                            compared += 1
+                            false += hamming(got[0], other) <= crop_eval.THRESHOLD
+        n_rewrites = len(rewrites)
+        print(f"on {kind}: {len(photos)} photos x {n_rewrites} x PNG/JPEG q85: found {found}/{total}, "
+              f"an embedded query for {fired} (distance to the original: median "
+              f"{statistics.median(dists) if dists else '-'}); within 31 of another photo or an unrelated "
+              f"image: {false} of {compared}")
     ordinary = [im for _, im in photos] + unrelated
     datas = [crop_eval.encode(im, "JPEG", 90) for im in ordinary]
     fired = sum("embedded" in (hash_image_bytes(d).regions or {}) for d in datas)
     print(f"ordinary pictures with an embedded query: {fired} of {len(datas)}")
-    planes = [decode.reduced_luma(decode.open_image(d, "x", DEFAULT_LIMITS))[0].luma for d in datas]
+    reduced = [decode.reduced_luma(decode.open_image(d, "x", DEFAULT_LIMITS))[0] for d in datas]
     det: list[float] = []
     whole: list[float] = []
     for _ in range(args.rounds):
         t = time.process_time()
-        for p in planes:
-            embedded.noise_canvas_box(p)
-        det.append((time.process_time() - t) / len(planes) * 1000)
+        for r in reduced:
+            if embedded.noise_canvas_box(r.luma) is None:
+                embedded.picture_box(r.luma, gap=2 if r.block[0] > 1 else 1)
+        det.append((time.process_time() - t) / len(reduced) * 1000)
         t = time.process_time()
         for d in datas:
             hash_image_bytes(d)

@@ -1,6 +1,6 @@
-"""A picture pasted onto a canvas of noise (media/embedded.py): found to the pixel, queried as
-variant ``embedded``, matched against plain banks (PDQ hash lists, no image), and never
-found in pictures that have no such canvas."""
+"""A picture pasted onto a canvas of noise or onto another picture (media/embedded.py): found
+to the pixel, queried as variant ``embedded``, matched against plain banks (PDQ hash lists, no
+image), and never found in pictures that have no such canvas."""
 
 from __future__ import annotations
 
@@ -57,6 +57,40 @@ def test_a_picture_on_noise_is_found_to_the_pixel(share: tuple[float, ...], grey
     assert box is not None and (box.top, box.bottom, box.left, box.right) == truth
 
 
+def _pasted(im: Image.Image, background: Image.Image, scale: float, at: tuple[float, float]
+            ) -> tuple[Image.Image, tuple[int, int, int, int]]:
+    """``im`` at ``scale`` of its size pasted onto ``background`` (resized to ``im``'s size)
+    at ``at`` (shares of the width, height); (the result, the box (top, bottom, left, right))."""
+    w, h = im.size
+    canvas = background.convert("RGB").resize((w, h))
+    small = im.convert("RGB").resize((int(w * scale), int(h * scale)))
+    x, y = int(w * at[0]), int(h * at[1])
+    canvas.paste(small, (x, y))
+    return canvas, (y, y + small.height, x, x + small.width)
+
+
+_C2PA = ("earth_apollo17.jpg", "P1000827.jpg", "A.jpg")
+
+
+@pytest.mark.parametrize(("picture", "scale", "at", "fmt"), [
+    (0, 0.6, (0.05, 0.1), "PNG"), (0, 0.4, (0.5, 0.45), "JPEG"),  # 375 px: full plane
+    (1, 0.6, (0.05, 0.1), "PNG"), (1, 0.75, (0.2, 0.0), "JPEG"),  # 1/2 (PNG), 1/8 (JPEG): on the finer plane
+])
+def test_a_picture_pasted_on_another_matches_its_plain_hash(testdata: Path, picture: int, scale: float,
+                                                           at: tuple[float, float], fmt: str) -> None:
+    """Picture in picture: before, no variant came within 68 bits. Found when every inner
+    side of the pasted picture is a sharp step (here the shared C2PA photos, each pasted on
+    the next)."""
+    im, background = (Image.open(testdata / "c2pa" / _C2PA[k]).convert("RGB") for k in (picture, picture + 1))
+    original = hash_image_bytes(_encode(im, "PNG"), variants=False)
+    canvas, _ = _pasted(im, background, scale, at)
+    got = hash_image_bytes(_encode(canvas, fmt))
+    assert hamming(got.pdq, original.pdq) > 31
+    value, quality = got.regions["embedded"]
+    assert hamming(value, original.pdq) <= 31 and quality >= 50  # 22 at 40% (150 px), JPEG
+    assert hamming(value, hash_image_bytes(_encode(background, "PNG"), variants=False).pdq) > 31
+
+
 def test_no_canvas_in_pictures_without_one(testdata: Path) -> None:
     """The shared photos, tiles of them, generated documents and skies, and generated
     patterns (a busy one among them): no extra query for any of them."""
@@ -69,6 +103,7 @@ def test_no_canvas_in_pictures_without_one(testdata: Path) -> None:
             reduced, _ = decode.reduced_luma(decode.open_image(data, "x", DEFAULT_LIMITS))  # what a scan looks at
             assert embedded.noise_canvas_box(reduced.luma) is None
             assert embedded.noise_canvas_box(_plane(data)) is None
+            assert embedded.picture_box(reduced.luma, gap=2 if reduced.block[0] > 1 else 1) is None
 
 
 @pytest.mark.parametrize("name", ["q0122.jpg", "q2821.jpg", "aaa-orig.jpg"])
@@ -104,6 +139,8 @@ def test_a_scan_finds_a_picture_on_noise_against_a_plain_hash_list(testdata: Pat
     canvas, _ = _on_noise(Image.open(photo), (0.1, 0.2, 0.15, 0.1), seed=5)
     canvas.save(case / "pasted.jpg", quality=85)
     pattern("blobs", (300, 300), seed=1).save(case / "other.png")
+    other = testdata / "c2pa" / "earth_apollo17.jpg"
+    _pasted(Image.open(photo), Image.open(other), 0.6, (0.3, 0.2))[0].save(case / "picture-in-picture.png")
     res = runner.invoke(app, ["--db", db, "scan", str(case), "--json", "--workers", "1"])
     assert res.exit_code == 0, res.output
     recs = {Path(r["path"]).name: r for r in map(json.loads, res.stdout.splitlines())
@@ -111,4 +148,6 @@ def test_a_scan_finds_a_picture_on_noise_against_a_plain_hash_list(testdata: Pat
     [m] = [m for m in recs["pasted.jpg"]["matches"] if m["signal_type"] == "pdq"]
     assert (m["content_id"], m["query_variant"], m["strength"]) == ("q1050", "embedded", "perceptual-partial")
     assert recs["pasted.jpg"]["signals"][m["query"]]["variant"] == "embedded"
+    [m] = [m for m in recs["picture-in-picture.png"]["matches"] if m["signal_type"] == "pdq"]
+    assert (m["content_id"], m["query_variant"], m["strength"]) == ("q1050", "embedded", "perceptual-partial")
     assert not recs["other.png"].get("matches")

@@ -1,18 +1,31 @@
-"""A picture pasted onto a canvas of noise: find it to the pixel.
+"""A picture pasted onto a canvas of noise or onto another picture: find it to the pixel.
 
 Uniform borders are trimmed (media/trim.py); an uploader who knows that pastes the
-picture onto random noise instead (15% a side moved PDQ by ~120 bits on the shared
-photos, and no trimmed or cropped variant came within 68). Noise is as easy to recognise
-as a uniform colour, line by line: every line of a noise margin is *busy* (most steps
-between neighbouring pixels are large, ``BUSY_STEP``) with about the same mean step as
-the outermost line (within ``ACT_SPREAD``), where a picture's lines are smoother. Each
-side is measured on its own, as trim.py measures a uniform border; a canvas is reported
-only when at least ``MIN_SIDES`` sides have such a margin of the same noise (an ordinary
-photo with grass along its bottom edge has one busy side, not three), and the picture
-inside is then queried as variant ``embedded``.
+picture onto random noise instead, or onto another photo (picture in picture): 15% of
+noise a side, or the picture at 60% on another photo, moved PDQ by ~100-120 bits on the
+shared photos, and no trimmed or cropped variant came within 68. The picture found is
+queried as variant ``embedded`` (one query at most; a match through it is partial).
+
+* **Noise** is as easy to recognise as a uniform colour, line by line: every line of a
+  noise margin is *busy* (most steps between neighbouring pixels are large,
+  ``BUSY_STEP``) with about the same mean step as the margin's other lines (within
+  ``ACT_SPREAD``) and unlike the line after it (``MAX_CORR``), where a picture's lines
+  are smoother and alike. Each side is measured on its own, as trim.py measures a
+  uniform border; a canvas is reported only when at least ``MIN_SIDES`` sides have such
+  a margin of the same noise (an ordinary photo with grass along its bottom edge has one
+  busy side, not three).
+* **A picture on a picture** (``picture_box``): pasting leaves an edge that is *sharp*
+  (the whole step between two neighbouring pixels, where a photo's own edges spread over
+  two or three), straight, along the whole side, and stopping at the corners. Candidate
+  lines are the peaks of the column and row profiles of sharp steps; each rectangle of
+  them with three or four inner sides is held by its weakest side's weakest third. Where
+  the two pictures meet with no step (a dark edge on a dark background) or the picture
+  is as busy as its step, it is not found.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -105,3 +118,207 @@ def noise_canvas_box(luma: np.ndarray) -> trim.Box | None:
     if (box.bottom - box.top) < trim.MIN_KEPT_SHARE * h or (box.right - box.left) < trim.MIN_KEPT_SHARE * w:
         return None
     return box
+
+
+# ---------------------------------------------------------------- a picture pasted on a picture
+
+#: Candidate lines per axis: the strongest peaks of the profile of sharp steps.
+PIP_LINES = 6
+#: The pasted picture spans at least this share of each dimension, and at most this share
+#: of the area (a larger one is a border: trim.py, or the picture itself).
+PIP_MIN_SPAN = 0.3
+PIP_MAX_AREA = 0.9
+#: A pasted edge is sharp: the mean step across it is at least this many times the mean
+#: step beside it, on either side (a photo's own edges spread over two or three pixels) ...
+SHARP = 2.0
+#: ... and exceeds it by this many grey levels, in each third of the edge's run.
+MIN_RIDGE = 8.0
+#: The edge stops at the corners: where the line runs on beyond them, its sharp step is at
+#: most this share of the step along the edge.
+BEYOND = 0.5
+#: Marks on a page are not a picture: a rectangle more than this share of whose pixels are
+#: within PAGE_TOLERANCE grey levels of the colour around it (text on a white page) is not.
+PAGE_SHARE = 0.5
+PAGE_TOLERANCE = 6.0
+
+
+def _peaks(profile: np.ndarray, k: int, separation: int) -> list[int]:
+    chosen: list[int] = []
+    for j in np.argsort(-profile, kind="stable").tolist():
+        if profile[j] <= 0:
+            break
+        if all(abs(j - c) >= separation for c in chosen):
+            chosen.append(j)
+            if len(chosen) == k:
+                break
+    return chosen
+
+
+class _Edges:
+    """Sharp steps across the boundaries of one axis of a plane: boundary b lies before
+    column b. ``gap``: the step is taken over that many pixels (2 on a reduced plane, where
+    an edge inside a block leaves one mixed pixel between the two pictures)."""
+
+    def __init__(self, plane: np.ndarray, gap: int) -> None:
+        h, w = plane.shape
+        self.plane, self.h, self.w, self.gap = plane, h, w, gap
+        # The profile from every other line (an edge spans at least PIP_MIN_SPAN of them):
+        # half the cost of an extra look at every image.
+        half = plane[::2]
+        step = half[:, gap:] - half[:, :-gap]  # step[:, j]: column j to j + gap, boundary j + 1
+        np.abs(step, out=step)
+        ridge = np.maximum(step[:, :w - 3 * gap], step[:, 2 * gap:w - gap])
+        np.subtract(step[:, gap:w - 2 * gap], ridge, out=ridge)
+        np.maximum(ridge, 0, out=ridge)
+        self.profile = np.zeros(w + 1, np.float32)
+        self.profile[gap + 1:w - 2 * gap + 1] = ridge.mean(axis=0)
+        # Running sums down the columns a side is judged on (few: added as sides are asked about)
+        self.column = np.full(w, -1)
+        self.sums = np.zeros((h + 1, 0), np.float32)
+
+    def need(self, boundaries: Iterable[int]) -> None:
+        """Make the running sums of the steps at and beside these boundaries available."""
+        g = self.gap
+        want = {j + d for j in self._at(np.asarray(list(boundaries))).tolist() for d in (-g, 0, g)}
+        new = sorted(j for j in want if self.column[j] < 0)
+        if new:
+            self.column[new] = np.arange(self.sums.shape[1], self.sums.shape[1] + len(new))
+            cols = np.array(new)
+            more = np.cumsum(np.abs(self.plane[:, cols + g] - self.plane[:, cols]), axis=0, dtype=np.float32)
+            self.sums = np.concatenate([self.sums, np.vstack([np.zeros((1, len(new)), np.float32), more])], axis=1)
+
+    def candidates(self) -> list[int]:
+        return sorted(_peaks(self.profile, PIP_LINES, max(3, int(0.03 * self.w))))
+
+    def _at(self, b: np.ndarray) -> np.ndarray:
+        """The step index of boundary b (the plane's first and last boundaries: the nearest
+        one with steps on both sides)."""
+        return np.clip(b - 1, self.gap, self.w - 1 - 2 * self.gap)
+
+    def _mean(self, j: np.ndarray, t: np.ndarray, e: np.ndarray) -> np.ndarray:
+        c = self.column[j]
+        return (self.sums[e, c] - self.sums[t, c]) / np.maximum(e - t, 1)
+
+    def ridge(self, b: np.ndarray, t: np.ndarray, e: np.ndarray) -> np.ndarray:
+        """Mean step across boundary b over rows [t, e) less the larger beside it; 0 where
+        not ``SHARP``."""
+        g = self.gap
+        j = self._at(b)
+        across = self._mean(j, t, e)
+        beside = np.maximum(self._mean(j - g, t, e), self._mean(j + g, t, e))
+        return np.where(across >= SHARP * beside, across - beside, 0.0)
+
+    def side(self, b: np.ndarray, t: np.ndarray, e: np.ndarray) -> np.ndarray:
+        """The evidence of an edge at boundary b running over rows [t, e) and no further:
+        its weakest third's ridge, 0 where the line runs on beyond a corner as sharply."""
+        b, t, e = (np.ravel(a) for a in np.broadcast_arrays(b, t, e))
+        n = e - t
+        a1, a2 = t + n // 3, t + 2 * n // 3
+        reach = np.maximum(3, (n * 0.15).astype(int))
+        t0, e1 = np.maximum(t - reach, 0), np.minimum(e + reach, self.h)
+        # the three thirds, the whole run, the line beyond each end: one batch
+        r = self.ridge(np.tile(b, 6), np.concatenate([t, a1, a2, t, t0, e]),
+                       np.concatenate([a1, a2, e, e, t, e1])).reshape(6, -1)
+        beyond = np.maximum(np.where(t - t0 >= 3, r[4], 0.0), np.where(e1 - e >= 3, r[5], 0.0))
+        return np.where(beyond <= BEYOND * r[3], r[:3].min(axis=0), 0.0)
+
+    def best(self, at: int, reach: int, t: int, e: int) -> int:
+        """The boundary within ``reach`` of ``at`` with the largest step across it over rows
+        [t, e), less the steps beside it."""
+        g = self.gap
+        cand = np.arange(max(g + 1, at - reach), min(self.w - 2 * g, at + reach) + 1)
+        if not len(cand) or e - t < 2:
+            return at
+        self.need(cand.tolist())
+        t_, e_ = np.array(t), np.array(e)
+        score = self._mean(cand - 1, t_, e_) - np.maximum(self._mean(cand - 1 - g, t_, e_),
+                                                          self._mean(cand - 1 + g, t_, e_))
+        return int(cand[int(np.argmax(score))])
+
+
+def _refine(cols: _Edges, rows: _Edges, box: trim.Box, reach: int, inset: int = 0) -> trim.Box:
+    """Each inner side of ``box`` moved within ``reach`` to its sharpest boundary, judged
+    along the side's run (``inset`` pixels short of each corner)."""
+    t, b, lft, r = box.top, box.bottom, box.left, box.right
+    for _ in range(2):
+        if lft > 0:
+            lft = cols.best(lft, reach, t + inset, b - inset)
+        if r < cols.w:
+            r = cols.best(r, reach, t + inset, b - inset)
+        if t > 0:
+            t = rows.best(t, reach, lft + inset, r - inset)
+        if b < rows.w:
+            b = rows.best(b, reach, lft + inset, r - inset)
+    return trim.Box(t, b, lft, r)
+
+
+def picture_box(luma: np.ndarray, gap: int = 1) -> trim.Box | None:
+    """A picture pasted onto another (picture in picture) in a (H, W) luma plane, or None:
+    the rectangle with three or four inner sides (the others on the plane's edges) whose
+    every inner side is a sharp step along its whole run that stops at the corners, the
+    strongest such (by its weakest side). ``gap``: 2 on a reduced plane (``_Edges``)."""
+    plane = np.asarray(luma, dtype=np.float32)
+    if plane.ndim != 2 or min(plane.shape) < 4 * trim.MIN_LINE:
+        return None
+    h, w = plane.shape
+    cols, rows = _Edges(plane, gap), _Edges(plane.T, gap)
+    xs, ys = [0, *cols.candidates(), w], [0, *rows.candidates(), h]
+    cols.need(xs)
+    rows.need(ys)
+    # spans as pairs of indices into xs / ys
+    spans_x = np.array([(i, k) for i in range(len(xs)) for k in range(i + 1, len(xs))
+                        if xs[k] - xs[i] >= PIP_MIN_SPAN * w], dtype=int).reshape(-1, 2)
+    spans_y = np.array([(i, k) for i in range(len(ys)) for k in range(i + 1, len(ys))
+                        if ys[k] - ys[i] >= PIP_MIN_SPAN * h], dtype=int).reshape(-1, 2)
+    if not len(spans_x) or not len(spans_y):
+        return None
+    ax, ay = np.array(xs), np.array(ys)
+    # Each side once: every candidate line over every span of the other axis
+    # (vertical[i, m]: line xs[i] over rows of span m), not once a rectangle.
+    lx, my = np.meshgrid(np.arange(len(xs)), np.arange(len(spans_y)), indexing="ij")
+    vertical = cols.side(ax[lx], ay[spans_y[my, 0]], ay[spans_y[my, 1]]).reshape(lx.shape)
+    ly, mx = np.meshgrid(np.arange(len(ys)), np.arange(len(spans_x)), indexing="ij")
+    horizontal = rows.side(ay[ly], ax[spans_x[mx, 0]], ax[spans_x[mx, 1]]).reshape(ly.shape)
+    kx, ky = (a.ravel() for a in np.meshgrid(np.arange(len(spans_x)), np.arange(len(spans_y))))
+    li, ri = spans_x[kx, 0], spans_x[kx, 1]
+    ti, bi = spans_y[ky, 0], spans_y[ky, 1]
+    left, right, top, bottom = ax[li], ax[ri], ay[ti], ay[bi]
+    sides = np.stack([
+        np.where(left == 0, np.inf, vertical[li, ky]),
+        np.where(right == w, np.inf, vertical[ri, ky]),
+        np.where(top == 0, np.inf, horizontal[ti, kx]),
+        np.where(bottom == h, np.inf, horizontal[bi, kx]),
+    ])
+    inner = np.isfinite(sides).sum(axis=0)
+    weakest = np.where((right - left) * (bottom - top) <= PIP_MAX_AREA * w * h, sides.min(axis=0), -np.inf)
+    for need in (4, 3):  # a rectangle held by more sides first
+        score = np.where(inner == need, weakest, -np.inf)
+        k = int(np.argmax(score))
+        if score[k] >= MIN_RIDGE:
+            box = _refine(cols, rows, trim.Box(int(top[k]), int(bottom[k]), int(left[k]), int(right[k])),
+                          max(3, int(0.03 * min(h, w))))
+            return box if not _page(plane, box) else None
+    return None
+
+
+def _page(plane: np.ndarray, box: trim.Box) -> bool:
+    """Whether ``box`` is mostly the colour around it: marks on a page, not a picture."""
+    around = np.ones(plane.shape, bool)
+    around[box.top:box.bottom, box.left:box.right] = False
+    if not around.any():
+        return False
+    colour = np.median(plane[around])
+    inside = plane[box.top:box.bottom, box.left:box.right]
+    return bool((np.abs(inside - colour) <= PAGE_TOLERANCE).mean() > PAGE_SHARE)
+
+
+def place_on_finer(fine: np.ndarray, box: trim.Box, coarse_shape: tuple[int, int]) -> trim.Box:
+    """``box``, found on a coarser plane of ``coarse_shape`` (H, W), with its inner sides
+    placed to the pixel of the ``fine`` plane of the same image."""
+    h, w = fine.shape
+    ry, rx = h / coarse_shape[0], w / coarse_shape[1]
+    scaled = trim.Box(round(box.top * ry) if box.top else 0, h if box.bottom == coarse_shape[0] else round(box.bottom * ry),
+                      round(box.left * rx) if box.left else 0, w if box.right == coarse_shape[1] else round(box.right * rx))
+    cols, rows = _Edges(fine, 1), _Edges(fine.T, 1)
+    reach = int(np.ceil(max(rx, ry))) + 1
+    return _refine(cols, rows, scaled, reach, inset=reach)

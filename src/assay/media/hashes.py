@@ -140,7 +140,10 @@ def hash_image_bytes(
         if mode == "reference":
             mirrored = fast_pdq(reduced.luma[:, ::-1], reduced.orig_size, reduced.block)
         boxes = content_boxes(reduced.luma)
-        pasted = embedded.noise_canvas_box(reduced.luma)
+        # A picture pasted onto noise or onto another picture (media/embedded.py)
+        pasted = on_noise = embedded.noise_canvas_box(reduced.luma)
+        if pasted is None:
+            pasted = embedded.picture_box(reduced.luma, gap=2 if reduced.block[0] > 1 else 1)
         fine = None
         if reduced.block[0] > 1 and (boxes or pasted or crops.may_hold_caption(reduced.luma)):
             # A reduced pixel is several original ones (8 in a 1/8 JPEG): an edge one
@@ -160,13 +163,15 @@ def hash_image_bytes(
             size = (min(sub.shape[1] * px, reduced.orig_size[0]), min(sub.shape[0] * py, reduced.orig_size[1]))
             trimmed[name] = fast_pdq(sub, size, (px, py), dihedral=dihedral)
         if pasted is not None:
-            # A picture pasted onto noise (media/embedded.py): its edges placed on the finer
-            # plane too, where there is one.
-            noise_plane = reduced
-            if fine is not None and (fine_pasted := embedded.noise_canvas_box(fine.luma)) is not None:
-                pasted, noise_plane = fine_pasted, fine
-            px, py = noise_plane.block
-            sub = noise_plane.luma[pasted.top:pasted.bottom, pasted.left:pasted.right]
+            # its edges placed on the finer plane too, where there is one
+            paste_plane = reduced
+            if fine is not None:
+                fine_pasted = embedded.noise_canvas_box(fine.luma) if on_noise is not None \
+                    else embedded.place_on_finer(fine.luma, pasted, reduced.luma.shape)
+                if fine_pasted is not None:
+                    pasted, paste_plane = fine_pasted, fine
+            px, py = paste_plane.block
+            sub = paste_plane.luma[pasted.top:pasted.bottom, pasted.left:pasted.right]
             size = (min(sub.shape[1] * px, reduced.orig_size[0]), min(sub.shape[0] * py, reduced.orig_size[1]))
             regions[embedded.VARIANT] = fast_pdq(sub, size, (px, py))
         caption_plane = fine if fine is not None else reduced

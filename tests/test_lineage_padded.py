@@ -75,3 +75,31 @@ def test_cli_model_names_a_padded_copy(tmp_path: Path) -> None:
     r = run("model", str(suspect))
     assert r.stderr == "" and "same weights as checkpoint models/bad" in r.stdout, r.stdout
     assert "the suspect also holds" in r.stdout
+
+
+def _extend_vocab(a: dict[str, np.ndarray], rows: int, seed: int) -> dict[str, np.ndarray]:
+    """New tokens: rows added to the embeddings and the output head (as resize_token_embeddings does)."""
+    rng = np.random.default_rng(seed)
+    out = dict(a)
+    for name, v in a.items():
+        if v.ndim == 2 and v.shape[0] == 128 and ("embed" in name or "head" in name):  # LLAMA vocab 128
+            out[name] = np.concatenate([v, (rng.standard_normal((rows, v.shape[1])) * v.std()).astype(np.float32)])
+    assert out.keys() == a.keys() and any(out[n].shape != a[n].shape for n in a)
+    return out
+
+
+def test_a_copy_with_its_vocabulary_extended_is_the_same_weights_in_its_layers(bank: FingerprintStore) -> None:
+    """Every layer the entry's to the bit, the embeddings and head resized: the copy is
+    said (with what was not compared), not 'close to it, not reported as derived'."""
+    from test_lineage_renamed import fine_tune
+
+    rep = query(bank, fp(_extend_vocab(model(5), 16, 1)), limit=3)
+    assert [s.entry for s in rep.same] == ["flagged/m5"], rep.explanations()
+    assert "another shape in the suspect and were not compared" in rep.same[0].explanation
+    assert "144x64 in the suspect, 128x64 in the entry" in rep.same[0].explanation
+    # trained further after the resize: not the same weights
+    rep = query(bank, fp(_extend_vocab(fine_tune(model(5), 0.05, 9), 16, 1)), limit=3)
+    assert not rep.same, rep.explanations()
+    # a stranger resized alike is nothing
+    rep = query(bank, fp(_extend_vocab(model(30), 16, 1)), limit=3)
+    assert not rep.same and not rep.derived, rep.explanations()

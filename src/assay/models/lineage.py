@@ -634,6 +634,20 @@ def _same_or_derived(
     if more:  # padding, or a part added to the entry: said, never left out
         extra += (f"; the suspect also holds {', '.join(more)} "
                   f"({_pct(1 - _share_of(s, set(common)))} of its weights), not in the entry")
+    if same and mismatched:
+        # Every tensor compared is the entry's to the bit, but some of the entry's names hold
+        # another shape (a vocabulary extended or cut: the embeddings and head resized).
+        # The copy is said, with what was not compared, unless that is most of the entry.
+        resized, resized_share = _resized(s, e)
+        if resized_share <= 1 - COMPONENT_MATCH_SHARE:
+            first = ", ".join(f"{n}: {'x'.join(map(str, a))} in the suspect, {'x'.join(map(str, b))} in the entry"
+                              for n, a, b in resized[:2])
+            extra += (f"; {len(resized)} of the entry's tensors {'has' if len(resized) == 1 else 'have'} another "
+                      f"shape in the suspect and {'was' if len(resized) == 1 else 'were'} not compared "
+                      f"({_pct(resized_share)} of the entry's weights; {first}{', ...' if len(resized) > 2 else ''}: "
+                      "resized, as when a vocabulary is extended)")
+            mismatched = 0
+            share = min(share, 1.0 - resized_share)
     if same and not mismatched:
         worst = max(alls[c].distance for c in common)
         report.same.append(SameWeights(
@@ -849,6 +863,21 @@ def _weighted_median(x: np.ndarray, w: np.ndarray) -> float:
     order = np.argsort(x, kind="stable")
     cum = np.cumsum(w[order])
     return float(x[order][int(np.searchsorted(cum, cum[-1] / 2))])
+
+
+def _resized(s: Fingerprint, e: BankModel) -> tuple[list[tuple[str, tuple[int, ...], tuple[int, ...]]], float]:
+    """The entry's tensors whose names the suspect holds in another shape (name, suspect's
+    shape, entry's shape), and their share of the entry's parameters."""
+    sf, ef = s.flat(), e.fingerprint.flat()
+    sizes = np.array([int(np.prod(sh)) for sh in ef.shapes], dtype=np.float64)
+    out, inside = [], 0.0
+    for i, name in enumerate(ef.names):
+        j = sf.index.get(name)
+        if j is not None and (sf.shapes[j] != ef.shapes[i] or sf.sketch_shapes[j] != ef.sketch_shapes[i]):
+            out.append((name, tuple(sf.shapes[j]), tuple(ef.shapes[i])))
+            inside += sizes[i]
+    total = float(sizes.sum())
+    return out, inside / total if total else 1.0
 
 
 def _share_of(fp: Fingerprint, components: set[str]) -> float:

@@ -42,6 +42,7 @@ REWRITES = {
     "letter-spaced, words by two spaces": _spaced("  "),
     "letter-spaced, every gap alike": lambda s: " ".join(c for c in s if not c.isspace()),
     "letter-spaced, words by slashes": _spaced(" / "),
+    "letters joined by hyphens": lambda s: " ".join("-".join(w) for w in s.split()),
     "leetspeak": _leet,
     "numbered lines": lambda s: "\n".join(f"{i + 1}: {ln}" for i, ln in enumerate(textwrap.wrap(s, 45))),
     "joined by underscores": lambda s: "_".join(s.split()),

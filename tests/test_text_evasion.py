@@ -274,6 +274,8 @@ SECOND_READING: dict[str, Callable[[str, random.Random], str]] = {
     "letter-spaced, words by three spaces and line breaks":
         lambda s, rng: "\n".join(_letter_spaced("   ")(ln, rng) for ln in textwrap.wrap(s, 30)),
     "letter-spaced, words by slashes": _letter_spaced(" / "),
+    "letters joined by hyphens, words by spaces": lambda s, rng: " ".join("-".join(w) for w in s.split(" ")),
+    "letters joined by plus signs, words by spaces": lambda s, rng: " ".join("+".join(w) for w in s.split(" ")),
     "letter-spaced, every gap alike": _letter_spaced(" "),
     "letter-spaced, every gap alike, wrapped":
         lambda s, rng: "\n".join(_letter_spaced(" ")(ln, rng) for ln in textwrap.wrap(s, 30)),

@@ -19,6 +19,11 @@ def test_letter_spacing_is_undone_where_word_gaps_are_wider() -> None:
     assert _read("I n  t h e  b e g i n n i n g  G o d") == "in the beginning god"
     assert _read("I n / t h e / b e g i n n i n g") == "in the beginning"
     assert _read("I n   t h e\nb e g i n n i n g ,   G o d") == "in the beginning god"
+    assert _read("I-n t-h-e b-e-g-i-n-n-i-n-g G-o-d") == "in the beginning god"
+    assert _read("I+n t+h+e b+e+g+i+n") == "in the begin"
+    # punctuation written against a letter, a dash between words
+    assert _read('"t h e  e a r t h.  A n d  -  s o"') == "the earth and so"
+    assert _read("a well-known x-ray, a-b-c") is None
     # gaps all alike: where the words end is not written, nothing is guessed
     assert _read("i n t h e b e g i n n i n g") is None
     assert _read("a b c d e f") is None

@@ -31,12 +31,14 @@ from .normalize import Normalized, normalize
 # (line breaks aside) says nothing about where its words end: it is given the word ends
 # of a work that has its letters (``segment``, from the index), or left as it is.
 _SEP_SYMBOLS = "/|\u00b7\u2022\u2027\u2219\u22c5"
+_JOINS = "\\-\u2010-\u2014+~"  # a hyphen, dash, plus or tilde between letters: "t-h-e"
 _MARKS = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f\ufe00-\ufe0f\u200b-\u200d\u2060"
-_ITEM = rf"[^\s{_SEP_SYMBOLS}{_MARKS}][{_MARKS}]*"
-_SEP = rf"\s+(?:[{_SEP_SYMBOLS}]\s+)?"
+# a character, its marks, and punctuation written against it ("h." in "e a r t h.  A n d")
+_ITEM = rf"[^\s{_SEP_SYMBOLS}{_JOINS}{_MARKS}][{_MARKS}]*[^\w\s{_SEP_SYMBOLS}{_JOINS}]{{0,3}}"
+_SEP = rf"\s*[{_JOINS}][\s{_JOINS}]*|\s+(?:[{_SEP_SYMBOLS}]\s+)?"
 _MIN_ITEMS = 6
 _MIN_WORD_GAPS = 0.08
-_SPACED = re.compile(rf"(?<![^\s{_SEP_SYMBOLS}])(?:{_ITEM}{_SEP}){{{_MIN_ITEMS - 1},}}{_ITEM}(?![^\s{_SEP_SYMBOLS}])")
+_SPACED = re.compile(rf"(?<![^\W_])(?:{_ITEM}(?:{_SEP})){{{_MIN_ITEMS - 1},}}{_ITEM}(?![^\W_])")
 _SEP_RE = re.compile(_SEP)
 
 # Words joined by underscores, dots or plus signs (three words at least, not all of one
@@ -63,6 +65,10 @@ _WHITE = np.zeros(0x3001, dtype=bool)
 _WHITE[[9, 10, 11, 12, 13, 32, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029, 0x202F, 0x205F, 0x3000]] = True
 
 
+_APART = np.zeros(128, dtype=bool)
+_APART[[ord(c) for c in "!\"'(),-.:;?[]{}+~`"]] = True
+
+
 def _candidates(text: str) -> tuple[bool, list[tuple[int, int]]]:
     """Cheap look-outs (numpy over the code points; the regular expressions cost several
     times a normalisation on every text): whether the text may hold a letter-spaced run
@@ -77,7 +83,10 @@ def _candidates(text: str) -> tuple[bool, list[tuple[int, int]]]:
         cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         white = np.ones(len(cps) + 2, dtype=bool)
         white[1:-1] = _WHITE[np.minimum(cps, len(_WHITE) - 1)]
-    alone = np.flatnonzero(~white[1:-1] & white[:-2] & white[2:])
+    # white space, a joiner ("t-h-e") or ASCII punctuation ("h." in "e a r t h.  A n d")
+    apart = white.copy()
+    apart[1:-1] |= _APART[np.minimum(cps, 127)] & (cps < 128) | ((cps >= 0x2010) & (cps <= 0x2014))
+    alone = np.flatnonzero(~apart[1:-1] & apart[:-2] & apart[2:])
     spaced = False
     if len(alone) >= _MIN_ITEMS:
         near = np.concatenate(([0], (np.diff(alone) <= 8).astype(np.int8), [0]))
@@ -114,11 +123,21 @@ def _spaced_edits(text: str) -> tuple[list[tuple[int, int, str]], list[tuple[int
             continue  # a rule of asterisks, a row of punctuation
         seps = [(s.start(), s.end(), None if _word_gap_mark(s.group()) else s.end() - s.start())
                 for s in _SEP_RE.finditer(run)]
-        plain = {w for _, _, w in seps if w is not None}
         base = m.start()
+        joins = [(a, b) for a, b, w in seps if w is None and b - a == 1 and not run[a].isspace()
+                 and run[a] not in _SEP_SYMBOLS]
+        if joins:  # "t-h-e b-e-g": joined letters, words apart; all joined: where words end is not written
+            runs.append((m.start(), m.end()))
+            if len(joins) < len(seps):
+                edits.extend((base + a, base + b, "") for a, b in joins)
+                edits.extend(_word_gaps(run, base, [(a, b) for a, b, w in seps if (a, b) not in joins]))
+                continue
+            seps = [(a, b, 1) for a, b, _ in seps]
+        plain = {w for _, _, w in seps if w is not None}
         if not plain:
             continue
-        runs.append((m.start(), m.end()))
+        if not joins:
+            runs.append((m.start(), m.end()))
         # a line break may end a line inside a word or between words: it tells where words
         # end only beside wider gaps or separator symbols
         symbols = any(w is None and not run[a:b].isspace() for a, b, w in seps)
@@ -134,7 +153,13 @@ def _spaced_edits(text: str) -> tuple[list[tuple[int, int, str]], list[tuple[int
                             for j in range(len(items))])
             continue
         edits.extend((base + a, base + b, "") for a, b, w in seps if w == narrow)
+        edits.extend(_word_gaps(run, base, [(a, b) for a, b, w in seps if w != narrow]))
     return edits, runs, uniform
+
+
+def _word_gaps(run: str, base: int, gaps: list[tuple[int, int]]) -> list[tuple[int, int, str]]:
+    """Word gaps written with a symbol the normalisation keeps ("+ + +", " | "): a space."""
+    return [(base + a, base + b, " ") for a, b in gaps if not run[a:b].isspace()]
 
 
 def _word_gap_mark(sep: str) -> bool:

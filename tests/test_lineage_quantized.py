@@ -256,3 +256,86 @@ def test_the_model_report_identifies_a_quantized_model(tmp_path: Path, world: di
     assert arch["total_params"] == sum(v.size for v in world["A"].values())
     text = CliRunner().invoke(app, ["model", str(f)], env={"COLUMNS": "100"}).stdout
     assert "llm (llama)" in text and f"stored quantized ({qtype})" in text
+
+
+def gptq_v2(a: Arrays, bits: int = 4, group: int = 32) -> dict[str, np.ndarray]:
+    """GPTQModel's gptq_v2 checkpoint format: zero points stored as they are."""
+    out = gptq(a, bits=bits, group=group)
+    for k, v in a.items():
+        if any(f"{m}.weight" in k for m in LINEAR):
+            _codes, zero, _scale = _rtn(v.T, bits, group)
+            out[f"{k[: -len('.weight')]}.qzeros"] = _pack(zero, bits, 1)
+    return out
+
+
+def awq_gemv(a: Arrays, group: int = 32) -> dict[str, np.ndarray]:
+    """AutoAWQ's GEMV layout: codes [out, in] packed in order along the input; zero points
+    and scales per output row, padded to AutoAWQ's zeros width."""
+    out: dict[str, np.ndarray] = {}
+    for k, v in a.items():
+        if not any(f"{m}.weight" in k for m in LINEAR):
+            out[k] = v.astype(np.float16)
+            continue
+        p = k[: -len(".weight")]
+        codes, zero, scale = _rtn(v.T, 4, group)  # [in, out], [groups, out]
+        n_in, groups = v.shape[1], v.shape[1] // group
+        width = -(-groups // 8)
+        width = -(-width // {32: 4, 64: 2}.get(group, 1)) * {32: 4, 64: 2}.get(group, 1)
+        zeros = np.zeros((v.shape[0], width * 8), dtype=np.uint8)
+        zeros[:, :groups] = zero.T
+        scales = np.zeros((v.shape[0], width * 8), dtype=np.float16)
+        scales[:, :groups] = scale.T
+        out[f"{p}.qweight"] = _pack(codes.T, 4, 1)
+        out[f"{p}.qzeros"] = _pack(zeros, 4, 1)
+        out[f"{p}.scales"] = scales
+        assert n_in % 8 == 0
+    return out
+
+
+def _hf_folder(path: Path, tensors: dict[str, np.ndarray], quantization: dict[str, object],
+               beside: bool = False) -> Path:
+    """A Hugging Face model folder; the quantizer's config in config.json, or (``beside``)
+    in quantize_config.json as GPTQModel also writes it."""
+    path.mkdir()
+    config: dict[str, object] = {"model_type": "llama", "architectures": ["LlamaForCausalLM"]}
+    if beside:
+        (path / "quantize_config.json").write_text(json.dumps(quantization))
+    else:
+        config["quantization_config"] = quantization
+    (path / "config.json").write_text(json.dumps(config))
+    _save(path / "model.safetensors", tensors)
+    return path
+
+
+@pytest.mark.parametrize("layout", ["gptq_v2 in config.json", "gptq_v2 in quantize_config.json", "awq gemv",
+                                    "awq gemv, no config"])
+def test_gptq_v2_and_awq_gemv_copies_are_the_same_weights(tmp_path: Path, world: dict[str, Arrays],
+                                                          layout: str) -> None:
+    """GPTQModel's gptq_v2 format stores zero points as they are (v1: minus one): read as
+    v1, every weight moved by one quantization step and a 4-bit copy of A read as a mere
+    relative. AutoAWQ's GEMV layout (codes packed along the input, per-row zero points and
+    scales, padded) was not read at all. Both are now the same weights; an unrelated
+    model packed the same way is nothing."""
+    bank = _bank(world)
+    if layout.startswith("gptq"):
+        def write(name: str, a: Arrays) -> Path:
+            return _hf_folder(tmp_path / name, gptq_v2(a), {"quant_method": "gptq", "bits": 4, "group_size": 32,
+                                                           "checkpoint_format": "gptq_v2"}, beside="quantize" in layout)
+        qtype = "GPTQ-4bit-g32"
+    else:
+        def write(name: str, a: Arrays) -> Path:
+            if "no config" in layout:
+                return _save(tmp_path / f"{name}.safetensors", awq_gemv(a))
+            return _hf_folder(tmp_path / name, awq_gemv(a), {"quant_method": "awq", "version": "gemv", "bits": 4,
+                                                             "group_size": 32, "zero_point": True})
+        qtype = "AWQ-4bit-g32"
+    f = fingerprint_file(write("a", world["A"]))
+    read = f.source.get("quantized", {}).get(qtype)
+    if "no config" in layout:  # this model's smallest layers fit GPTQ's shapes too: left as stored
+        assert read == 6 * LLAMA["layers"] and set(f.source["quantized"]) == {qtype}, f.source
+    else:
+        assert read == 7 * LLAMA["layers"], f.source
+    rep = answer(f, bank)
+    assert [s.entry for s in rep.same] == ["flagged/A"] and not rep.derived, rep.explanations()
+    assert f"quantized ({qtype})" in rep.same[0].explanation
+    assert not answer(fingerprint_file(write("u", world["U"])), bank).found

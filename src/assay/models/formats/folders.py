@@ -126,6 +126,14 @@ def _open_transformers(path: Path, limits: Limits) -> ModelFile:
     mf.format = "transformers"
     mf.metadata = {**mf.metadata, "config": config,
                    "weights": {"model": [{"variant": v, "files": [p.name for p in fs]} for v, fs in variants]}}
+    # How a quantizer packed the weights (GPTQModel's checkpoint_format, AutoAWQ's version)
+    # when it says so beside config.json rather than in it.
+    for name in ("quantize_config.json", "quant_config.json"):
+        if (path / name).is_file():
+            qc = read_json(path / name, name)
+            if isinstance(qc, dict):
+                mf.metadata["quantize_config"] = qc
+                break
     return mf
 
 

@@ -9,12 +9,18 @@ layer stands for is ``P.weight``, shape (out, in)):
 - GPTQ (AutoGPTQ, GPTQModel, transformers' ``gptq``): ``P.qweight`` int32 [in*bits/32, out],
   ``bits`` (2, 4 or 8) packed along the input, lowest first; ``P.qzeros`` int32
   [groups, out*bits/32] packed along the output, each zero point stored minus one (the v1
-  checkpoint format of the models on the Hub); ``P.scales`` [groups, out]; ``P.g_idx``
+  checkpoint format of most models on the Hub) or as it is (GPTQModel's ``gptq_v2``, named
+  by ``checkpoint_format`` in ``quantize_config.json`` or config.json's
+  ``quantization_config``); ``P.scales`` [groups, out]; ``P.g_idx``
   int32 [in], each input's group (``i // group_size`` without it).
   ``W[o, i] = scales[g, o] * (q[i, o] - zero[g, o])``.
 - AWQ (AutoAWQ's GEMM layout): ``P.qweight`` int32 [in, out/8], 4 bits packed along the
   output in the order 0 2 4 6 1 3 5 7; ``P.qzeros`` int32 [groups, out/8] the same (zero
   points as they are); ``P.scales`` [groups, out].
+- AWQ (AutoAWQ's GEMV layout, ``"version": "gemv"``): ``P.qweight`` int32 [out, in/8], 4 bits
+  packed along the input in order; ``P.qzeros`` int32 [out, width] the same, ``P.scales``
+  [out, width*8], both padded past the last group (``width``: groups over 8, rounded up, then
+  up to a multiple of 128 / group_size for groups under 128).
 - bitsandbytes 8-bit (LLM.int8): ``P.weight`` int8 [out, in] and ``P.SCB`` float32 [out]:
   ``W = weight * SCB / 127``.
 - bitsandbytes 4-bit (NF4, FP4): ``P.weight`` uint8, two 4-bit codes a byte (the first in
@@ -71,9 +77,10 @@ def quantized_view(tensors: Mapping[str, TensorInfo], array: Callable[..., np.nd
                 view.pop(part, None)
             view[info.name] = info
             loaders[info.name] = loader
+    packing = _packing(metadata or {})
     for key in list(tensors):
         if key.endswith(".qweight"):
-            found = _gptq_or_awq(key[: -len(".qweight")], tensors, array)
+            found = _gptq_or_awq(key[: -len(".qweight")], tensors, array, packing)
         elif key.endswith(".SCB"):
             found = _bnb_int8(key[: -len(".SCB")], tensors, array)
         elif key.endswith(".weight.absmax"):
@@ -88,6 +95,34 @@ def quantized_view(tensors: Mapping[str, TensorInfo], array: Callable[..., np.nd
         view[info.name] = info
         loaders[info.name] = loader
     return view, loaders
+
+
+def _packing(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """What the quantizer's config says of its packing: ``quant_method``,
+    ``checkpoint_format`` (GPTQModel: ``gptq`` or ``gptq_v2``), ``version`` (AutoAWQ:
+    ``gemm`` or ``gemv``), ``group_size``."""
+    config = metadata.get("config")
+    found: dict[str, Any] = {}
+    for qc in (config.get("quantization_config") if isinstance(config, dict) else None,
+               metadata.get("quantize_config")):
+        if not isinstance(qc, dict):
+            continue
+        for key in ("checkpoint_format", "version", "quant_method"):
+            if isinstance(qc.get(key), str):
+                found.setdefault(key, qc[key].lower())
+        for key in ("group_size", "q_group_size"):
+            if isinstance(qc.get(key), int) and not isinstance(qc.get(key), bool):
+                found.setdefault("group_size", qc[key])
+    return found
+
+
+def _awq_zeros_width(n_in: int, group: int) -> int:
+    """Columns of an AutoAWQ GEMV layer's qzeros (its calculate_zeros_width)."""
+    multiple = 1 if group >= 128 else {64: 2, 32: 4}.get(group, 0)
+    if not multiple:
+        return -1
+    width = -(-(n_in // group) // 8)
+    return -(-width // multiple) * multiple
 
 
 def _virtual(like: TensorInfo, name: str, dtype: str, shape: tuple[int, ...]) -> TensorInfo:
@@ -114,8 +149,8 @@ def _unpack(words: np.ndarray, bits: int, axis: int) -> np.ndarray:
     return codes.astype(np.uint8).reshape(u.shape[0], u.shape[1] * per)
 
 
-def _gptq_or_awq(p: str, tensors: Mapping[str, TensorInfo], array: Callable[..., np.ndarray]
-                 ) -> tuple[TensorInfo, list[str], Loader] | None:
+def _gptq_or_awq(p: str, tensors: Mapping[str, TensorInfo], array: Callable[..., np.ndarray],
+                 packing: Mapping[str, Any]) -> tuple[TensorInfo, list[str], Loader] | None:
     import numpy as np
 
     qw = _get(tensors, f"{p}.qweight", {"I32", "U32"}, 2)
@@ -123,6 +158,12 @@ def _gptq_or_awq(p: str, tensors: Mapping[str, TensorInfo], array: Callable[...,
     sc = _get(tensors, f"{p}.scales", _FLOATS, 2)
     if qw is None or qz is None or sc is None:
         return None
+    gemv = _awq_gemv(p, qw, qz, sc, array, packing)
+    if packing.get("version") == "gemv":
+        return gemv
+    # Small layers can fit both GPTQ's shapes (with groups of 8) and GEMV's: without the
+    # quantizer's config, such a layer is not read by guesswork.
+    unsure = gemv is not None and not packing.get("quant_method")
     groups, out = sc.shape
     parts = [qw.name, qz.name, sc.name]
     if groups < 1 or qz.shape[0] != groups:
@@ -142,17 +183,18 @@ def _gptq_or_awq(p: str, tensors: Mapping[str, TensorInfo], array: Callable[...,
         if gi is not None:
             parts.append(gi.name)
         group = n_in // groups
+        offset = 0.0 if packing.get("checkpoint_format") == "gptq_v2" else 1.0  # v1 stores zero - 1
 
         def gptq() -> np.ndarray:
             q = _unpack(array(qw.name), bits, 0)  # [in, out]
-            zero = _unpack(array(qz.name), bits, 1).astype(np.float32) + 1.0  # [groups, out]
+            zero = _unpack(array(qz.name), bits, 1).astype(np.float32) + offset  # [groups, out]
             scales = array(sc.name, convert=True).astype(np.float32)
             g = np.asarray(array(gi.name), dtype=np.int64) if gi is not None else np.arange(n_in) // group
             if g.min(initial=0) < 0 or g.max(initial=0) >= groups:
                 raise ValueError("g_idx names a group the scales do not have")
             return ((q.astype(np.float32) - zero[g]) * scales[g]).T
 
-        return _virtual(qw, f"{p}.weight", f"GPTQ-{bits}bit-g{group}", (out, n_in)), parts, gptq
+        return None if unsure else (_virtual(qw, f"{p}.weight", f"GPTQ-{bits}bit-g{group}", (out, n_in)), parts, gptq)
     if qw.shape[1] * 8 == out and qz.shape[1] * 8 == out and qw.shape[0] % groups == 0:  # AWQ (GEMM)
         n_in = qw.shape[0]
         group = n_in // groups
@@ -170,8 +212,35 @@ def _gptq_or_awq(p: str, tensors: Mapping[str, TensorInfo], array: Callable[...,
             g = np.arange(n_in) // group
             return ((q - zero[g]) * scales[g]).T
 
-        return _virtual(qw, f"{p}.weight", f"AWQ-4bit-g{group}", (out, n_in)), parts, awq
-    return None
+        return None if unsure else (_virtual(qw, f"{p}.weight", f"AWQ-4bit-g{group}", (out, n_in)), parts, awq)
+    return gemv  # no config at hand: by its shapes alone
+
+
+def _awq_gemv(p: str, qw: TensorInfo, qz: TensorInfo, sc: TensorInfo, array: Callable[..., np.ndarray],
+              packing: Mapping[str, Any]) -> tuple[TensorInfo, list[str], Loader] | None:
+    """AutoAWQ's GEMV layout (the module doc). The group size is the config's, or the one
+    size whose padded width the zero points have; two that fit leave the layer as stored."""
+    import numpy as np
+
+    out, n_in = qw.shape[0], qw.shape[1] * 8
+    if qz.shape[0] != out or sc.shape != (out, qz.shape[1] * 8):
+        return None
+    sizes = [packing["group_size"]] if isinstance(packing.get("group_size"), int) else [
+        g for g in (32, 64, 128, 256, 512, 1024, n_in) if n_in % g == 0]
+    fits = sorted({g for g in sizes if 0 < g <= n_in and n_in % g == 0 and _awq_zeros_width(n_in, g) == qz.shape[1]})
+    if len(fits) != 1:
+        return None
+    group = fits[0]
+    groups = n_in // group
+
+    def gemv() -> np.ndarray:
+        q = _unpack(array(qw.name), 4, 1).astype(np.float32)  # [out, in]
+        zero = _unpack(array(qz.name), 4, 1)[:, :groups].astype(np.float32)
+        scales = array(sc.name, convert=True)[:, :groups].astype(np.float32)
+        g = np.arange(n_in) // group
+        return (q - zero[:, g]) * scales[:, g]
+
+    return _virtual(qw, f"{p}.weight", f"AWQ-4bit-g{group}", (out, n_in)), [qw.name, qz.name, sc.name], gemv
 
 
 def _onnx_dq(param: str, spec: Any, tensors: Mapping[str, TensorInfo], array: Callable[..., np.ndarray]

@@ -47,6 +47,8 @@ REWRITES = {
     "numbered lines": lambda s: "\n".join(f"{i + 1}: {ln}" for i, ln in enumerate(textwrap.wrap(s, 45))),
     "joined by underscores": lambda s: "_".join(s.split()),
     "joined by dots": lambda s: ".".join(s.split()),
+    "emoji between words": lambda s: "\U0001f44f".join(s.split()),
+    "note marks": lambda s: re.sub(r"(\w{6,})", "\\1[12]", s),
     "HTML in text": lambda s: re.sub(r"\b(\w{5,})\b", r"<b>\1</b>", s).replace(". ", ".<br>"),
 }
 

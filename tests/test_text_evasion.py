@@ -288,6 +288,10 @@ SECOND_READING: dict[str, Callable[[str, random.Random], str]] = {
     "words joined by underscores": lambda s, rng: s.replace(" ", "_"),
     "words joined by dots": lambda s, rng: s.replace(" ", "."),
     "html in a text file": _html_in_text,
+    "emoji between words": lambda s, rng: "\U0001f44f".join(s.split(" ")),
+    "stars, arrows and emoji sprinkled": lambda s, rng: re.sub(
+        r"(\w{5,})", lambda m: m.group() + rng.choice([" \u2605", " \u2192", "\U0001f525", " \U0001f44d\U0001f3fd"]), s),
+    "note marks": lambda s, rng: re.sub(r"(\w{6,})", lambda m: m.group() + rng.choice(["[1]", "[23]", "\u00b9", "\u00b2\u00b3"]), s),
     "table bars": lambda s, rng: "\n".join(f"| {ln} |" for ln in textwrap.wrap(s, 50)),
 }
 

@@ -53,6 +53,14 @@ def test_joined_words_line_numbers_bars_and_markup() -> None:
     assert _read("in the <b>beginning</b>&nbsp;God<br>created") == "in the beginning god created"
 
 
+def test_symbols_between_words_and_note_marks() -> None:
+    assert _read("In\U0001f44fthe\U0001f44fbeginning") == "in the beginning"
+    assert _read("in \U0001f525 the \u2605 beginning \u2192 God \U0001f44d\U0001f3fd") == "in the beginning god "
+    assert _read("the beginning[12] God and\u00b9\u00b2 the earth[a]") == "the beginning god and the earth"
+    # letters written as symbols stay letters; a number's note stays; degrees are not a word
+    assert _read("\u24b6\u24d1\u24d2 and \U0001f150, \U0001f1fa\U0001f1f8 and 1[2] x") is None
+
+
 _ALPHABET = st.sampled_from(["a", "b", "A", " ", "  ", " / ", "\n", "1", "3", "0", "_", ".", "|", "@", "<b>", "</b>",
                              "&amp;", "&#44;", "12: ", "\n3. ", "é", "ß", "\u200b", ",", "-\n", "> "])
 

@@ -5,9 +5,10 @@ Some rewrites cannot be undone by the normalisation both sides share, because un
 them in every text would merge words or change numbers a work holds: letters spaced out
 (``I n  t h e  b e g i n n i n g``), digits for letters (``1n th3 b3g1nn1ng``), words
 joined by underscores or dots (``in_the_beginning``), line numbers and numbered-list
-markers at line starts (``12: ``), table bars, and HTML markup in a text that is not an
-HTML file. The checked text is read a second time with them undone and the spans of
-that reading are added to those of the first (match.check): the first reading still
+markers at line starts (``12: ``), table bars, HTML markup in a text that is not an HTML
+file, emoji and other symbols between words (``in👏the👏beginning``), and note marks
+(``beginning[12]``, ``beginning¹``). The checked text is read a second time with them
+undone and the spans of that reading are added to those of the first (match.check): the first reading still
 finds everything it found, the works' side (the index) is never rewritten, and a work's
 offsets come from the index as before. Each character of the second reading keeps the
 range of code points of the checked text it came from, as in normalize.
@@ -17,7 +18,9 @@ from __future__ import annotations
 
 import bisect
 import re
+import unicodedata
 from collections.abc import Callable
+from functools import lru_cache
 
 import numpy as np
 
@@ -57,6 +60,33 @@ _LINE_NUMBER = re.compile(r"(?m)^[ \t]*(?:\[?\d{1,6}(?:[:.]\d{1,6})?[\].:)|]?|\+
 _LEET = str.maketrans("013456789$", "oieasgtbgs")
 _ORDINAL = re.compile(r"\d*(?:1st|2nd|3rd|\dth)")
 _AT = re.compile(r"(?<=[^\W_])@|@(?=[^\W\d_])")
+
+# Note marks against a word: "beginning[12]", "beginning[a]", "beginning¹²".
+_NOTE = re.compile(r"(?<=[^\W\d_])(?:\[(?:\d{1,3}|[a-z])\]|[\u00b9\u00b2\u00b3\u2070\u2074-\u2079]+)(?![^\W_])")
+
+
+@lru_cache(maxsize=1)
+def _symbols() -> re.Pattern[str]:
+    """Runs of symbols outside ASCII that the normalisation keeps (emoji, stars, arrows,
+    their skin-tone modifiers) and that stand for no letter or digit (not circled letters
+    or regional indicators, which are letters there): between words, a space."""
+    from .normalize import _map_unit
+
+    ranges: list[list[int]] = []
+    for cp in (*range(0x80, 0x10000), *range(0x1F000, 0x1FB00)):
+        ch = chr(cp)
+        if unicodedata.category(ch)[0] != "S":
+            continue
+        m = _map_unit(ch)
+        if not m.strip() or any(c.isalnum() for c in m):
+            continue
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1][1] = cp
+        else:
+            ranges.append([cp, cp])
+    cls = "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges)
+    return re.compile(f"[{cls}]+")
+
 
 _MARKUP_HINT = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]*)?/?>|&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 
@@ -232,6 +262,10 @@ def _edits(text: str, segment: Segmenter | None = None, base: Normalized | None 
         edits += [(m.start(), m.start() + 1, " ") for m in re.finditer(r"\|", text)]
     if "@" in text:
         edits += [(m.start(), m.end(), "a") for m in _AT.finditer(text)]
+    if "[" in text or not text.isascii():
+        edits += [(m.start(), m.end(), "") for m in _NOTE.finditer(text)]
+    if not text.isascii():
+        edits += [(m.start(), m.end(), " ") for m in _symbols().finditer(text)]
     edits = sorted(edits + spaced)
     kept: list[tuple[int, int, str]] = []
     for e in edits:  # the first of two edits that overlap wins

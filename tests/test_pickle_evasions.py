@@ -430,3 +430,45 @@ def test_a_benign_legacy_storages_member_is_safe(tmp_path: Path) -> None:
     t.write_bytes(_tensors(TENSOR_ARGS + DIMS, TENSOR_ARGS + DIMS))
     reports = scan_file(t)
     assert len(reports) == 3 and all(r.verdict == "safe" for r in reports)
+
+
+# -- a picture's magic number made of pickle opcodes ------------------------------------
+
+POLYGLOTS = {
+    # 'G' (BINFLOAT) swallows "IF89a" and two more bytes; the payload follows
+    "poly.gif": b"GIF89a\x01\x00" + b"0" + P0,
+    # 'B' (BINBYTES) takes "M" and the BMP's size field for its length (77) and swallows
+    # the rest of the header (BITMAPINFOHEADER size 40 at byte 14, as sniffers check)
+    "poly.bmp": b"BM\x00\x00\x00" + bytes(9) + struct.pack("<I", 40) + bytes(64) + P0,
+}
+
+
+@pytest.mark.parametrize("name", sorted(POLYGLOTS))
+def test_a_picture_that_is_also_a_pickle_is_judged_as_one(tmp_path: Path, name: str) -> None:
+    from assay.errors import UnsafeInput
+    from assay.models import open_model
+    from test_model_file_findings import scan_records
+
+    p = tmp_path / name
+    p.write_bytes(POLYGLOTS[name])
+    assert sniff_path(p).kind == "image"  # what the sniffer calls it, and keeps calling it
+    assert probe(p.read_bytes()) is True  # what pickle.load and torch.load read
+    rec = scan_records(p)[name]
+    assert rec.kind == "image" and rec.model is not None and rec.model.safety.verdict == "dangerous"
+    with pytest.raises(UnsafeInput):
+        open_model(p)  # `assay model poly.gif`: refused, not "not a model file"
+
+
+def test_ordinary_pictures_are_not_pickles(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from test_model_file_findings import scan_records
+
+    paths = []
+    for fmt in ("GIF", "BMP", "PNG", "TIFF"):
+        p = tmp_path / f"pattern.{fmt.lower()}"
+        img = Image.linear_gradient("L").resize((64, 48)).convert("RGB")
+        img.save(p, fmt)
+        paths.append(p)
+    for rec in scan_records(*paths).values():
+        assert rec.kind == "image" and rec.model is None, rec

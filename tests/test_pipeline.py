@@ -212,7 +212,7 @@ def test_deferred_analyzers_declare_what_they_build() -> None:
 
     analyzers = default_analyzers(ScanSettings(workers=1))
     deferred = [a for a in analyzers if isinstance(a, Deferred)]
-    assert {a.name for a in deferred} == {"image-hash", "video-hash", "provenance", "model"}
+    assert {a.name for a in deferred} == {"image-hash", "video-hash", "provenance", "model", "pickle-polyglot"}
     for a in deferred:
         real = a.real
         assert (real.name, real.kinds) == (a.name, a.kinds)

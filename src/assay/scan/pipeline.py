@@ -82,6 +82,12 @@ def _model() -> Analyzer:
     return ModelAnalyzer()
 
 
+def _pickle_polyglot() -> Analyzer:
+    from ..models.polyglot import PicklePolyglotAnalyzer
+
+    return PicklePolyglotAnalyzer()
+
+
 def default_analyzers(settings: ScanSettings) -> list[Analyzer]:
     """Every analyzer a full scan runs, in order (hashing first: it caches the bytes)."""
     from .filehash import FileHashAnalyzer
@@ -96,6 +102,8 @@ def default_analyzers(settings: ScanSettings) -> list[Analyzer]:
                                   functools.partial(_provenance, settings)))
     if settings.models:
         analyzers.append(Deferred("model", frozenset({"model"}), _model))
+        analyzers.append(Deferred("pickle-polyglot", frozenset({"image", "video", "audio", "document"}),
+                                  _pickle_polyglot))
         if settings.lineage_db:
             from ..models.lineage_analyzer import LineageAnalyzer
 

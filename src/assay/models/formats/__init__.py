@@ -370,6 +370,12 @@ def open_model(path: Path, *, limits: Limits = Limits()) -> ModelFile:  # noqa: 
             raise DecodeError(path, "not a pickle, PyTorch zip, safetensors or GGUF file")
     from ...containers.expand import ARCHIVE_FORMATS  # (zip was answered above)
 
+    if sniffed.kind in ("image", "video", "audio", "document"):
+        from ..pickles import looks_like_pickle
+        from .torch_pickle import read_pickle_file
+
+        if looks_like_pickle(path):  # a polyglot: a picture's magic number made of opcodes
+            return read_pickle_file(path, limits=limits)
     if fmt in ARCHIVE_FORMATS:
         # (a joblib model saved with compress=..., a legacy torch tar, a folder of checkpoints)
         raise UnsupportedFormat(path, f"not a model file but an archive or compressed stream ({fmt}): "

@@ -115,7 +115,11 @@ class AxisOrder:
 
     def key(self) -> bytes:
         flips = b"" if not self.flipped else np.signbit(self.scale).tobytes()  # type: ignore[arg-type]
-        return self.perm.astype(np.int64).tobytes() + flips
+        # the factors too: rows rescaled in their own order (up_proj's units times c) are a
+        # candidate for the columns reading them (down_proj's, times 1/c), not the identity
+        factors = b"" if not self.rescaled else np.round(
+            np.log(np.abs(self.scale)), 2).astype(np.float32).tobytes()  # type: ignore[arg-type]
+        return self.perm.astype(np.int64).tobytes() + flips + factors
 
 
 def _identity(n: int) -> AxisOrder:
@@ -170,7 +174,8 @@ class Alignment:
 
     @property
     def rescaled(self) -> int:
-        return sum(1 for o in self.rows.values() if o.rescaled)
+        """Tensors whose rows, input columns or values were rescaled unit by unit."""
+        return len({n for table in (self.rows, self.cols, self.vectors) for n, o in table.items() if o.rescaled})
 
     @property
     def flipped(self) -> int:
@@ -182,12 +187,21 @@ class Alignment:
                           else f"{m} of {n} units, in {c} tensors from the {where}"
                           for where, n, m, c in axes[:4])
         more = f"; and {len(axes) - 4} more axes" if len(axes) > 4 else ""
-        text = (f"a permutation of {self.moved} units in {len(axes)} "
-                f"{'axis' if len(axes) == 1 else 'axes'} ({shown}{more}; {self.aligned} of "
-                f"{self.tried} matrices aligned)")
+        if self.moved:
+            text = (f"a permutation of {self.moved} units in {len(axes)} "
+                    f"{'axis' if len(axes) == 1 else 'axes'} ({shown}{more}; {self.aligned} of "
+                    f"{self.tried} matrices aligned)")
+        else:
+            text = f"a rescaling of units ({self.aligned} of {self.tried} matrices aligned, none permuted)"
         if self.rescaled:
-            text += (f"; {self.rescaled} matrices also had rows rescaled by positive factors "
-                     "(function-preserving only for ReLU-family activations, not GELU/SiLU)")
+            rows = sum(1 for o in self.rows.values() if o.rescaled)
+            cols = sum(1 for o in self.cols.values() if o.rescaled)
+            vecs = sum(1 for o in self.vectors.values() if o.rescaled)
+            what = ", ".join(f"{n} {w}" for n, w in ((rows, "matrices' rows"), (cols, "matrices' input columns"),
+                                                       (vecs, "vectors' values")) if n)
+            text += (f"; units rescaled by positive factors ({what}): the same function where the factors "
+                     "cancel (a norm's weights and the layer reading it, a gated MLP's up projection and its "
+                     "down projection) or before a ReLU-family activation, not before GELU/SiLU")
         if self.flipped:
             text += (f"; {self.flipped} matrices also had units' signs flipped (function-preserving "
                      "only before an odd activation such as tanh, not ReLU/GELU/SiLU)")
@@ -568,6 +582,25 @@ def _align(suspect: Fingerprint, tensors: _Tensors, entry: Fingerprint, label: s
         # an axis found on many tensors (the residual one) first, then the nearest name
         return (-uses.get(o.key(), 0), -_proximity(o.source, name))
 
+    # A 1-D tensor rescaled element by element (a norm's weights times c_j and the input
+    # columns of the layer after it times 1/c_j: the same function) gives its factors as a
+    # candidate for the columns of matrices of its size; a vector is counted as rescaled
+    # only when some matrix's rows then match the entry's (any vector is some elementwise
+    # multiple of any other).
+    vec_orders: dict[str, AxisOrder] = {}
+    for name, t in entry.tensors.items():
+        s = suspect.tensors.get(name)
+        if (t.is_matrix or t.rowsig is None or s is None or s.shape != t.shape or t.rowsig.shape[1] != 1
+                or name not in tensors.source):
+            continue
+        ref, v = t.rowsig[:, 0].astype(np.float64), tensors.get(name).astype(np.float64).ravel()
+        if v.size != ref.size or v.size < 2 or np.any(np.abs(ref) < 1e-12) or np.any(np.abs(v) < 1e-12):
+            continue
+        ratio = v / ref
+        if np.all(ratio > 0) and float(np.std(np.log(ratio))) > RESCALE_SPREAD:
+            vec_orders[name] = AxisOrder(np.arange(v.size), ratio, name, 0.0)
+            learn(vec_orders[name])
+
     progress = True
     while pending and progress:
         progress = False
@@ -612,6 +645,8 @@ def _align(suspect: Fingerprint, tensors: _Tensors, entry: Fingerprint, label: s
                     out.cols[name] = order
                     learn(order)
                     progress = True
+    used = {o.key() for o in out.cols.values()}
+    out.vectors.update({n: o for n, o in vec_orders.items() if o.key() in used})
     _align_vectors(out, known, suspect, entry,
                    lambda name: tensors.get(name).astype(np.float64) if name in tensors.source else None)
     return out
@@ -622,7 +657,7 @@ def _align_vectors(out: Alignment, known: Mapping[int, list[AxisOrder]], suspect
     """1-D tensors: the sibling weight's row order, else the best-fitting recovered axis."""
     for name, t in entry.tensors.items():
         s = suspect.tensors.get(name)
-        if t.is_matrix or t.rowsig is None or s is None or s.shape != t.shape:
+        if t.is_matrix or t.rowsig is None or s is None or s.shape != t.shape or name in out.vectors:
             continue
         v = values(name)
         if v is None or v.size != t.rowsig.shape[0]:

@@ -60,6 +60,7 @@ DERIVED_COS = 0.5  # unrelated random-init models: |cos| < 0.05 over a whole com
 # this DERIVED_COS is less than 8 standard deviations away (two 4x4 matrices: 1 unrelated
 # pair in 150 reached it), as for pairing by content (fingerprint.PAIR_MIN_ELEMENTS).
 DERIVED_MIN_ELEMENTS = 256
+ALIGN_SKIP_COS = 0.9  # every matrix this close: an ordinary fine-tune, not aligned (_all_matrices_close)
 REPLACED_COS = 0.3  # a component this far from the entry's was swapped, not tuned
 MERGE_MIN = 0.05  # smallest ratio reported as a merge ingredient
 # A suspect holding only some of an entry's components is related to the entry (a match)
@@ -529,8 +530,9 @@ def _permuted(suspect: Fingerprint, entries: Sequence[BankModel], tensors: Mappi
             same.add(e.label)
             report.same.append(SameWeights(
                 e.label, e.kind, hit_same.score, hit_same.components,
-                f"same weights as {e.kind} {e.label} up to {what}: the rewrite computes the same "
-                f"function; once undone, {hit_same.explanation}", perm))
+                f"same weights as {e.kind} {e.label} up to {what}"
+                + ("" if al.rescaled else ": the rewrite computes the same function")
+                + f"; once undone, {hit_same.explanation}", perm))
         elif hit_derived is not None:
             report.derived.append(DerivedFrom(
                 e.label, e.kind, hit_derived.score, hit_derived.components,
@@ -553,6 +555,8 @@ def _permuted(suspect: Fingerprint, entries: Sequence[BankModel], tensors: Mappi
             if lo.entry not in loras:
                 lo.explanation += f" (after undoing the permutation found against {e.label})"
                 report.loras.append(lo)
+        if hit_same is not None:  # a "low-rank delta" seen before undoing it was the rewrite's
+            report.low_rank = None
         if report.low_rank is None and sub.low_rank is not None:
             sub.low_rank.explanation += f" (after undoing the permutation found against {e.label})"
             report.low_rank = sub.low_rank
@@ -561,8 +565,10 @@ def _permuted(suspect: Fingerprint, entries: Sequence[BankModel], tensors: Mappi
 
 
 def _all_matrices_close(suspect: Fingerprint, e: BankModel) -> bool:
-    """True when every common matrix keeps a sketch cosine >= DERIVED_COS with the entry:
-    a permutation of any of its axes would drop that tensor's cosine to about 0."""
+    """True when every common matrix keeps a sketch cosine >= ALIGN_SKIP_COS with the
+    entry: a permutation of any of its axes would drop that tensor's cosine to about 0,
+    a per-unit rescaling (up_proj's units times c, down_proj's times 1/c) to 0.3-0.8,
+    while a fine-tune leaves each matrix above 0.9."""
     sf = suspect.flat()
     pl = _place(sf, e.fingerprint.flat())
     a, b = sf.data, pl.vec
@@ -570,7 +576,7 @@ def _all_matrices_close(suspect: Fingerprint, e: BankModel) -> bool:
     m = pl.present & sf.matrix & (aa > 0) & (bb > 0)
     if not m.any():
         return False
-    return bool(np.all(ab[m] / np.sqrt(aa[m] * bb[m]) >= DERIVED_COS))
+    return bool(np.all(ab[m] / np.sqrt(aa[m] * bb[m]) >= ALIGN_SKIP_COS))
 
 
 def _answer(suspect: Fingerprint, entries: Sequence[BankModel]) -> LineageReport:
@@ -654,6 +660,17 @@ def _same_or_derived(
             e.label, e.kind, 1.0 - worst, common,
             f"same weights as {e.kind} {e.label} in {', '.join(common)} (largest relative "
             f"sketch distance {worst:.2g}: conversion or re-saving at most){extra}", lacks=lacks, entry_share=share,
+        ))
+        return
+    if common and not same and not mismatched and (factors := _tensor_factors(s, e)):
+        shown = ", ".join(f"{n} x{f:.3g}" for n, f in factors[:4]) + (
+            f" and {len(factors) - 4} more" if len(factors) > 4 else "")
+        report.same.append(SameWeights(
+            e.label, e.kind, 1.0 - SAME_TOL, common,
+            f"same weights as {e.kind} {e.label} in {', '.join(common)} up to a constant factor on "
+            f"{len(factors)} tensors ({shown}): every tensor points exactly the entry's way; the same "
+            "function where the factors cancel (attention's query and key, a norm and the layer reading "
+            f"it, a gated MLP's up and down projections){extra}", lacks=lacks, entry_share=share,
         ))
         return
     quant = _quantization(s, e)
@@ -863,6 +880,27 @@ def _weighted_median(x: np.ndarray, w: np.ndarray) -> float:
     order = np.argsort(x, kind="stable")
     cum = np.cumsum(w[order])
     return float(x[order][int(np.searchsorted(cum, cum[-1] / 2))])
+
+
+def _tensor_factors(s: Fingerprint, e: BankModel) -> list[tuple[str, float]]:
+    """Where every common tensor is the entry's times a positive constant (its sketch
+    parallel to the entry's to within SAME_TOL), the tensors whose constant is not 1
+    (name, factor); empty otherwise. Multiplying attention's query by c and its key by
+    1/c, or a norm's weights by c and the next layer by 1/c, keeps the function but moves
+    every such tensor far from the entry's."""
+    sf = s.flat()
+    pl = _place(sf, e.fingerprint.flat())
+    a, b = sf.data.astype(np.float64), pl.vec.astype(np.float64)
+    aa, bb, ab = (_sums(sf, x) for x in (a * a, b * b, a * b))
+    m = pl.present & (bb > 0)
+    if not m.any() or np.any(aa[m] <= 0) or np.any(ab[m] <= 0):
+        return []
+    cos = ab[m] / np.sqrt(aa[m] * bb[m])
+    if np.any(np.sqrt(np.maximum(1.0 - cos * cos, 0.0)) > SAME_TOL):
+        return []
+    factor = np.sqrt(aa[m] / bb[m])
+    names = [sf.names[i] for i in np.flatnonzero(m)]
+    return [(n, float(f)) for n, f in zip(names, factor, strict=True) if abs(np.log(f)) > 0.01]
 
 
 def _resized(s: Fingerprint, e: BankModel) -> tuple[list[tuple[str, tuple[int, ...], tuple[int, ...]]], float]:

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..config import Limits
 from ..errors import InputError, TooLarge
-from . import crops, decode, embedded, trim
+from . import crops, decode, embedded, tilt, trim
 from .pdq import PdqResult, fast_pdq, fast_pdq_and_mirror, fast_pdq_boxes, hamming, reference_pdq
 from .trim import Box, content_boxes
 
@@ -174,6 +174,20 @@ def hash_image_bytes(
             sub = paste_plane.luma[pasted.top:pasted.bottom, pasted.left:pasted.right]
             size = (min(sub.shape[1] * px, reduced.orig_size[0]), min(sub.shape[0] * py, reduced.orig_size[1]))
             regions[embedded.VARIANT] = fast_pdq(sub, size, (px, py))
+        if (turned := tilt.tilt(reduced.luma)) is not None:
+            # Turned by a small angle, its corners filled (media/tilt.py): turned back, from
+            # the finer plane where there is one (the angle measured again there).
+            tilt_plane = reduced
+            if reduced.block[0] > 1:
+                if fine is None:
+                    fine = decode.fine_luma(data, opened, reduced, limits, exif_transpose, fine_budget)
+                tilt_plane = fine
+                turned = tilt.tilt(fine.luma) or turned
+            back = tilt.turned_back(tilt_plane.luma, turned)
+            if (box := tilt.picture_box(back, tilt_plane.luma.shape, turned)) is not None:
+                px, py = tilt_plane.block
+                sub = back[box.top:box.bottom, box.left:box.right]
+                regions[tilt.VARIANT] = fast_pdq(sub, (sub.shape[1] * px, sub.shape[0] * py), (px, py))
         caption_plane = fine if fine is not None else reduced
     if variants or bank_variants:
         ow, oh = reduced.orig_size

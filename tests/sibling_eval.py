@@ -5,7 +5,8 @@ A flagged checkpoint F is a base B plus F's change; a suspect is either F traine
 change: two fine-tunes of one base share the base, not each other's training, so it must
 not be a match against F). Changes are full-rank (every tensor) or LoRA-like (rank-8 on
 the attention projections), of several sizes; the bank holds F with its base B (kind
-base) or F alone. Every suspect is scored by the scan's own rule
+base) or F alone. "stress" rows (not in the rates) are siblings whose change shares part
+of F's direction, as fine-tunes on similar data might: what the rule does with them. Every suspect is scored by the scan's own rule
 (:func:`assay.models.lineage_analyzer.lineage_matches`): a match against F of any
 relation.
 
@@ -18,6 +19,8 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lineage_eval as ev  # noqa: E402
@@ -39,6 +42,17 @@ def lora(rel: float, rank: int = 8) -> Change:
     return lambda m, seed: ev.apply_lora(m, ev.random_lora(m, rank, seed, rel=rel), 1.0)
 
 
+def sharing(rho: float, own: Change) -> Callable[[ev.Model, ev.Model, int], ev.Model]:
+    """A sibling whose change points partly F's way (fine-tunes on similar data): rho of
+    F's change plus sqrt(1 - rho^2) of a change of its own drawn like F's (cosine ~rho)."""
+    def recipe(b: ev.Model, f: ev.Model, seed: int) -> ev.Model:
+        other = own(b, seed)
+        k = float(np.sqrt(1 - rho * rho))
+        return ev.Lazy(b, lambda key: (b[key] + np.float32(rho) * (f[key] - b[key])
+                                       + np.float32(k) * (other[key] - b[key])).astype(np.float32))
+    return recipe
+
+
 # (name, F's change, the suspect's recipe from (B, F, seed), truth: derives from F)
 def families() -> list[tuple[str, Change, Callable[[ev.Model, ev.Model, int], ev.Model], bool]]:
     out = []
@@ -54,6 +68,8 @@ def families() -> list[tuple[str, Change, Callable[[ev.Model, ev.Model, int], ev
             ("B + 10% full, fp16", lambda b, f, s: ev.to_fp16(ev.fine_tune(b, 0.10, s)), False),
             ("B + LoRA 15%", lambda b, f, s: lora(0.15)(b, s), False),
             ("B + LoRA 30% r16", lambda b, f, s: lora(0.30, 16)(b, s), False),
+            ("stress: B + change sharing 30% of F's direction", sharing(0.3, fchange), False),
+            ("stress: B + change sharing 60% of F's direction", sharing(0.6, fchange), False),
         ):
             out.append((f"{fname} | {sname}", fchange, recipe, truth))
     return out
@@ -98,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {'derived' if truth else 'sibling'} | {'yes' if with_base else 'no'} | {hit}/{n} |")
     for truth in (True, False):
         for with_base in (True, False):
-            hit = sum(r[0] for (_, wb), r in rows.items() if r[2] == truth and wb == with_base)
-            n = sum(r[1] for (_, wb), r in rows.items() if r[2] == truth and wb == with_base)
+            mine = [r for (name, wb), r in rows.items() if r[2] == truth and wb == with_base and "stress" not in name]
+            hit, n = sum(r[0] for r in mine), sum(r[1] for r in mine)
             what = "true-positive" if truth else "false-match"
             print(f"{what} rate, base {'banked' if with_base else 'not banked'}: {hit}/{n} = {hit / n:.2f}")
     return 0

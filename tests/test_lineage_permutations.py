@@ -520,3 +520,22 @@ def test_a_renamed_and_permuted_copy_is_the_same_weights(models: dict[str, Array
         assert not rep.derived and not rep.related
         stranger = _scramble(_rewrite(symmetry, models[family + "-other"], 23), 24)
         assert not _ask(stranger, bank[:1], with_weights=weights).found
+
+
+def test_a_permuted_sibling_is_not_derived_from_the_flagged_fine_tune(models: dict[str, Arrays]) -> None:
+    """Another fine-tune of the flagged checkpoint's base, permuted: once the permutation
+    is undone it is as close to the flagged fine-tune as any sibling, and was a 'derived'
+    match with it. Measured from the banked base it does not carry the flagged change:
+    related (context), with the weights and from the fingerprint alone."""
+    from assay.models.lineage_analyzer import lineage_matches
+
+    base = models["bert"]
+    flagged = pm.fine_tune(base, 0.05, 11)
+    bank = [BankModel("bases", "B", "base", fingerprint_arrays(base)),
+            BankModel("flagged", "F", "checkpoint", fingerprint_arrays(flagged))]
+    kinds = {"bases/B": "base", "flagged/F": "checkpoint"}
+    sibling = pm.bert_permute_hidden(pm.fine_tune(base, 0.05, 12), np.random.default_rng(3).permutation(64))
+    for weights in (True, False):
+        rep = _ask(sibling, bank, with_weights=weights)
+        assert "flagged/F" not in {d.entry for d in rep.derived} and lineage_matches(rep, kinds) == [], \
+            rep.explanations()

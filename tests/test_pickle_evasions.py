@@ -472,3 +472,51 @@ def test_ordinary_pictures_are_not_pickles(tmp_path: Path) -> None:
         paths.append(p)
     for rec in scan_records(*paths).values():
         assert rec.kind == "image" and rec.model is None, rec
+
+
+def _printable_len(n: int) -> bool:  # a length byte that can sit inside a JSON string
+    return 0x20 <= n <= 0x7E and n not in (0x22, 0x5C)
+
+
+def safetensors_pickle_polyglot(payload: bytes) -> bytes:
+    """A valid safetensors file whose bytes are also a pickle: the header length's bytes
+    read as MARK, BINBYTES (of 4 bytes, its length the length's third byte); inside the
+    header's one tensor name, SHORT_BINSTRINGs of printable lengths (then POP) hop over
+    the JSON, the last one swallows its end; ``payload`` is the tensor's data."""
+    n = 0x28 | 0x42 << 8 | 4 << 16
+    tail = b'":{"dtype":"U8","shape":[%d],"data_offsets":[0,%d]}}' % (len(payload), len(payload))
+    last = 100  # the last hop's length: the rest of the name, the JSON's end, padding
+    left = 8 + n - 10 - (2 + last)  # the pickle goes on at byte 10, inside the name
+    name = bytearray()
+    while left:
+        take = 126 if left >= 129 + 40 else left - 3
+        if not _printable_len(take):
+            take = (left - 6) // 2
+        name += b"U" + bytes([take]) + b"a" * take + b"0"
+        left -= take + 3
+    header = b'{"' + bytes(name) + b"U" + bytes([last]) + tail
+    header += b" " * (n - len(header))
+    return n.to_bytes(8, "little") + header + payload
+
+
+def test_a_safetensors_file_that_is_also_a_pickle_is_judged_as_one(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    from assay.errors import UnsafeInput
+    from assay.models import open_model
+    from test_model_file_findings import scan_records
+
+    p = tmp_path / "pytorch_model.bin"  # torch.load reads a .bin as a pickle
+    p.write_bytes(safetensors_pickle_polyglot(b"0" + P0))
+    with safe_open(p, "np") as f:  # a well-formed safetensors file: one uint8 tensor
+        assert len(list(f.keys())) == 1
+    assert sniff_path(p).format == "safetensors"
+    assert probe(p.read_bytes()) is True
+    assert _worst(p) == "dangerous"
+    with pytest.raises(UnsafeInput):
+        open_model(p)
+    rec = scan_records(p)["pytorch_model.bin"]
+    assert rec.model is not None and rec.model.safety.verdict == "dangerous"
+    benign = tmp_path / "benign.safetensors"  # a polyglot whose pickle builds a plain dict
+    benign.write_bytes(safetensors_pickle_polyglot(b"0ccollections\nOrderedDict\n)R."))
+    assert _worst(benign) == "suspicious"

@@ -1096,7 +1096,21 @@ def scan_file(path: Path | str) -> list[PickleReport]:
 
                 return scan_h5(Path(where))
             if kind == "none":
-                return []  # pickle-free formats, validated by their readers
+                if not head or head[0] not in OPCODES:
+                    return []  # pickle-free formats, validated by their readers
+                # A safetensors (or GGUF) file whose first bytes are also opcodes: its
+                # header length can start a pickle whose strings swallow the JSON
+                # header, then run a payload in the tensor data under pickle.load
+                # (torch.load of a .bin). Scanned as the pickle it also is.
+                with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mm:
+                    if not _is_pickle_at(mm, 0, size):
+                        return []
+                    reports = _scan_raw(mm, where)
+                poly = PickleReport(where=where)
+                poly.add(PickleFinding("suspicious", "", "polyglot", 0, (
+                    f"file is both a {sniff_bytes(head[:64], size, pickles=False).format} file and a "
+                    "pickle (a polyglot): pickle.load and torch.load read it as a pickle")))
+                return [poly, *reports]
             if size <= SMALL_FILE_BYTES:
                 return _scan_raw(head, where)
             # A memory map reads like bytes but never allocates what a length field

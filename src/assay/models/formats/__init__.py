@@ -331,12 +331,24 @@ def open_model(path: Path, *, limits: Limits = Limits()) -> ModelFile:  # noqa: 
     if fmt == "git-lfs-pointer":
         raise UnsupportedFormat(path, f"a Git LFS pointer, not the model ({lfs_pointer(path)}): the "
                                 "repository was cloned without its LFS files; `git lfs pull` fetches them")
+    if fmt in ("safetensors", "gguf"):
+        from ..pickles import scan_file
+
+        polyglot = scan_file(path)  # (empty unless the header's first bytes also start a pickle)
+        if polyglot:
+            from .torch_pickle import _refuse_if_dangerous
+
+            _refuse_if_dangerous(path, polyglot)
+    else:
+        polyglot = []
     if fmt == "safetensors" or (fmt == "unknown" and path.suffix.lower() == ".safetensors"):
         # A file named .safetensors that does not sniff as one still goes to the
         # reader so that the user learns exactly what is wrong with its header.
         from .safetensors import read_safetensors
 
-        return read_safetensors(path)
+        mf = read_safetensors(path)
+        mf.pickles = polyglot or mf.pickles
+        return mf
     if fmt == "onnx" or (fmt == "unknown" and path.suffix.lower() == ".onnx"):
         # (a file named .onnx that does not sniff as one: the reader says what is wrong)
         from .onnx import read_onnx
@@ -345,7 +357,9 @@ def open_model(path: Path, *, limits: Limits = Limits()) -> ModelFile:  # noqa: 
     if fmt == "gguf":
         from .gguf import read_gguf
 
-        return read_gguf(path)
+        mf = read_gguf(path)
+        mf.pickles = polyglot or mf.pickles
+        return mf
     if fmt == "zip":
         return _open_zip(path, limits)
     if fmt == "npy":

@@ -107,3 +107,9 @@ def test_cli_model_names_a_rescaled_copy(tmp_path: Path) -> None:
     assert run("bank", "add-model", "models", str(flagged), "--id", "bad").returncode == 0
     r = run("model", str(suspect))
     assert r.stderr == "" and "same weights as checkpoint models/bad up to a rescaling of units" in r.stdout, r.stdout
+
+
+def test_a_fine_tune_of_a_rescaled_copy_says_rescaled_not_permuted(bank: list[BankModel], tmp_path: Path) -> None:
+    rep = _answer(tmp_path, up_down(fine_tune(model(1), 0.02, 5), 3), bank)  # trained further, then rescaled
+    found = [f.explanation for f in (*rep.derived, *rep.related) if f.entry == "flagged/A"]
+    assert found and all("rescaled copy" in x and "permut" not in x.split(":")[0] for x in found), rep.explanations()

@@ -524,6 +524,7 @@ def _permuted(suspect: Fingerprint, entries: Sequence[BankModel], tensors: Mappi
             continue
         perm = Permutation(al.moved, len(al.axes()), al.aligned, al.rescaled, al.flipped)
         what = al.describe()
+        rewrite, undone = ("permuted", "permutation") if al.moved else ("rescaled", "rescaling")
         report.derived = [f for f in report.derived if f.entry != e.label]
         report.related = [f for f in report.related if f.entry != e.label]
         if hit_same is not None:
@@ -536,10 +537,10 @@ def _permuted(suspect: Fingerprint, entries: Sequence[BankModel], tensors: Mappi
         elif hit_derived is not None:
             report.derived.append(DerivedFrom(
                 e.label, e.kind, hit_derived.score, hit_derived.components,
-                f"a fine-tune of a permuted copy: once {what} is undone, {hit_derived.explanation}",
+                f"a fine-tune of a {rewrite} copy: once {what} is undone, {hit_derived.explanation}",
                 perm, base=hit_derived.base, carried=hit_derived.carried))
         elif hit_related is not None:
-            hit_related.explanation = f"a permuted copy: once {what} is undone, {hit_related.explanation}"
+            hit_related.explanation = f"a {rewrite} copy: once {what} is undone, {hit_related.explanation}"
             hit_related.permutation = perm
             report.related.append(hit_related)
         # What the permutation hid: merges, LoRAs, a low-rank delta in the aligned frame.
@@ -548,17 +549,17 @@ def _permuted(suspect: Fingerprint, entries: Sequence[BankModel], tensors: Mappi
             report.notes.append(f"merge ingredients found once {what} (against {e.label}) is undone")
         for m in sub.merges:
             if (m.component, tuple(sorted(m.parts))) not in merges:
-                m.explanation += f" (after undoing the permutation found against {e.label})"
+                m.explanation += f" (after undoing the {undone} found against {e.label})"
                 report.merges.append(m)
         loras = {lo.entry for lo in report.loras}
         for lo in sub.loras:
             if lo.entry not in loras:
-                lo.explanation += f" (after undoing the permutation found against {e.label})"
+                lo.explanation += f" (after undoing the {undone} found against {e.label})"
                 report.loras.append(lo)
         if hit_same is not None:  # a "low-rank delta" seen before undoing it was the rewrite's
             report.low_rank = None
         if report.low_rank is None and sub.low_rank is not None:
-            sub.low_rank.explanation += f" (after undoing the permutation found against {e.label})"
+            sub.low_rank.explanation += f" (after undoing the {undone} found against {e.label})"
             report.low_rank = sub.low_rank
         report.not_comparable = [n for n in report.not_comparable
                                  if n.entry not in {lo.entry for lo in report.loras}]

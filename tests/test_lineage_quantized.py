@@ -209,8 +209,9 @@ def test_a_4bit_sibling_is_not_the_same_weights_as_the_flagged_fine_tune(tmp_pat
     assert "flagged/F" not in {f.entry for f in rep.same} | {f.entry for f in rep.derived}, rep.explanations()
     assert [r.entry for r in rep.related] == ["flagged/F"] and lineage_matches(rep, kinds) == []
     rep = answer(fingerprint_file(_save(tmp_path / "copy.safetensors", gptq(world["A_ft5"]))), bank)
-    (same,) = [f for f in rep.same if f.entry == "flagged/F"]
-    assert "of the change flagged/F made to it" in same.explanation, rep.explanations()
+    (same,) = rep.same  # F's weights; within 4-bit rounding of the base A too, but not A's weights
+    assert same.entry == "flagged/F" and "of the change flagged/F made to it" in same.explanation, rep.explanations()
+    assert [d.entry for d in rep.derived] == ["bases/A"] and "carries the change flagged/F" in rep.derived[0].explanation
     assert [(m.content_id, m.value) for m in lineage_matches(rep, kinds)] == [("F", "same-weights")]
 
 

@@ -796,6 +796,7 @@ def _carried_changes(s: Fingerprint, models: list[BankModel], placed: list[_Plac
     # F's siblings (4-bit rounding is larger than many fine-tunes' change): the rounding
     # is independent of F's change, so whether the suspect carries it still shows.
     same: list[SameWeights] = []
+    carriers: dict[str, str] = {}  # base label -> an entry whose change the suspect carries
     for g in report.same:
         e, pl = entries.get(g.entry, (None, None))
         base = None if e is None or pl is None or e.kind != "checkpoint" or _quantization(s, e) is None \
@@ -804,6 +805,7 @@ def _carried_changes(s: Fingerprint, models: list[BankModel], placed: list[_Plac
         if base is None or test is None or (test[0] >= CARRIED_MIN and test[1] >= DERIVED_COS):
             if test is not None and base is not None:
                 g.explanation += f"; {_measured(e, base[0], test)}"  # type: ignore[arg-type]
+                carriers[base[0].label] = g.entry
             same.append(g)
             continue
         b = base[0]
@@ -812,7 +814,17 @@ def _carried_changes(s: Fingerprint, models: list[BankModel], placed: list[_Plac
             f"within the quantization's rounding of {g.kind} {g.entry} and of its base {b.label}, but does not "
             f"carry the entry's change: {_measured(e, b, test)}: a quantized copy of the base or of another "  # type: ignore[arg-type]
             "fine-tune of it, not the entry's weights", b.label, test[0], test[1]))
-    report.same = same
+    # The same rounding covers the base of an entry the suspect carries the change of: it
+    # is that entry's weights, derived from the base, not the base's.
+    report.same = []
+    for g in same:
+        if g.kind == "base" and g.entry in carriers and _quantization(s, entries[g.entry][0]) is not None:
+            report.derived.append(DerivedFrom(
+                g.entry, g.kind, g.score, [],
+                f"derived from base {g.entry}: within the quantization's rounding of it too, but it carries the "
+                f"change {carriers[g.entry]} made to it (see that entry)", lacks=g.lacks, entry_share=g.entry_share))
+        else:
+            report.same.append(g)
 
 
 def _measured(e: BankModel, b: BankModel, test: tuple[float, float, int]) -> str:

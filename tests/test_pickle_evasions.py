@@ -520,3 +520,30 @@ def test_a_safetensors_file_that_is_also_a_pickle_is_judged_as_one(tmp_path: Pat
     benign = tmp_path / "benign.safetensors"  # a polyglot whose pickle builds a plain dict
     benign.write_bytes(safetensors_pickle_polyglot(b"0ccollections\nOrderedDict\n)R."))
     assert _worst(benign) == "suspicious"
+
+
+def test_a_tar_that_is_also_a_pickle_is_judged_as_one(tmp_path: Path) -> None:
+    import tarfile
+
+    from test_model_file_findings import scan_records
+
+    # the first member's name: BINBYTES of 513 bytes ("B\x01\x02" then NUL for tarfile),
+    # which swallow the rest of the header and the member's first line; the payload is
+    # the member's second line (joblib.load, pickle.load read the file from byte 0)
+    content = b"notes\n" + P0 + b"\nend\n"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as t:
+        info = tarfile.TarInfo("placeholder")
+        info.size = len(content)
+        t.addfile(info, io.BytesIO(content))
+    raw = bytearray(buf.getvalue())
+    raw[0:100] = (b"B" + struct.pack("<I", 512 + 6 - 5) + b"\0").ljust(100, b"\0")
+    raw[148:156] = b" " * 8
+    raw[148:156] = b"%06o\0 " % sum(raw[:512])
+    p = tmp_path / "model.joblib"
+    p.write_bytes(bytes(raw))
+    with tarfile.open(p) as t:
+        assert t.getnames() == ["B\x01\x02"]  # a well-formed tar
+    assert sniff_path(p).kind == "archive"
+    rec = scan_records(p)["model.joblib"]
+    assert rec.kind == "archive" and rec.model is not None and rec.model.safety.verdict == "dangerous"

@@ -1,11 +1,13 @@
-"""Pictures, videos, sounds and documents that are also pickles (polyglots).
+"""Pictures, videos, sounds, documents and archives that are also pickles (polyglots).
 
 A format's magic number can be made of pickle opcodes: 'GIF89a' starts with BINFLOAT
 ('G', which swallows eight bytes), 'BM' with BINBYTES (which swallows what its length
 field, the BMP's own size field, says). A file built that way is a picture to the
-sniffer and a pickle to pickle.load and torch.load, which run it. This analyzer judges
-such a file's pickles; the file keeps its own kind and analysis (a picture's hashes are
-still matched). Light on purpose: a scan of pictures imports the model stack only for a
+sniffer and a pickle to pickle.load and torch.load, which run it; so is a tar whose
+first member's name starts with BINBYTES (tarfile stops the name at its NUL, the
+pickle swallows the header). This analyzer judges such a file's pickles; the file
+keeps its own kind and analysis (a picture's hashes are still matched, an archive's
+members walked). Light on purpose: a scan of pictures imports the model stack only for a
 file whose first byte is an opcode.
 """
 
@@ -22,7 +24,7 @@ class PicklePolyglotAnalyzer:
     """Judges the pickles of a picture, video, sound or document that is also one."""
 
     name: ClassVar[str] = "pickle-polyglot"
-    kinds: ClassVar[frozenset[str]] = frozenset({"image", "video", "audio", "document"})
+    kinds: ClassVar[frozenset[str]] = frozenset({"image", "video", "audio", "document", "archive"})
 
     def analyze(self, subject: Subject, record: FileRecord) -> None:
         from ..pickleops import OPCODES
@@ -34,8 +36,9 @@ class PicklePolyglotAnalyzer:
                     data = f.read(1)
             except OSError:
                 return
-        if record.model is not None or not data or data[0] not in OPCODES:
-            return  # (most files: JPEG, PNG, MP4, PDF start with no opcode)
+        if record.model is not None or not data or data[0] not in OPCODES or subject.format == "zip":
+            return  # (most files: JPEG, PNG, MP4, PDF start with no opcode; a zip's PK is a
+            # persistent id, which pickle.load refuses, and torch.load reads zips as zips)
         from ..report.model import build_model_report, safety_from_pickles
         from .pickles import looks_like_pickle, scan_file
 

@@ -102,7 +102,7 @@ def default_analyzers(settings: ScanSettings) -> list[Analyzer]:
                                   functools.partial(_provenance, settings)))
     if settings.models:
         analyzers.append(Deferred("model", frozenset({"model"}), _model))
-        analyzers.append(Deferred("pickle-polyglot", frozenset({"image", "video", "audio", "document"}),
+        analyzers.append(Deferred("pickle-polyglot", frozenset({"image", "video", "audio", "document", "archive"}),
                                   _pickle_polyglot))
         if settings.lineage_db:
             from ..models.lineage_analyzer import LineageAnalyzer

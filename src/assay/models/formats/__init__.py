@@ -384,7 +384,7 @@ def open_model(path: Path, *, limits: Limits = Limits()) -> ModelFile:  # noqa: 
             raise DecodeError(path, "not a pickle, PyTorch zip, safetensors or GGUF file")
     from ...containers.expand import ARCHIVE_FORMATS  # (zip was answered above)
 
-    if sniffed.kind in ("image", "video", "audio", "document"):
+    if sniffed.kind in ("image", "video", "audio", "document", "archive"):
         from ..pickles import looks_like_pickle
         from .torch_pickle import read_pickle_file
 

@@ -400,6 +400,26 @@ def test_index_picks_the_right_candidates_among_many(tmp_path: Path) -> None:
     store.close()
 
 
+def test_the_flagged_checkpoints_base_comes_along_as_a_candidate(tmp_path: Path) -> None:
+    """Whether a suspect carries a flagged checkpoint's change is measured from its banked
+    base: with the checkpoint's own fine-tunes banked too (they outrank the base among the
+    few candidates compared in full), a fine-tune of the checkpoint is still derived from
+    it, the base compared as well (the closest banked base always comes along)."""
+    store = Store(str(tmp_path / "b.sqlite3"))
+    store.create_bank("f")
+    fs = FingerprintStore(store)
+    base = ev.kept(_small(1))
+    flagged = ev.kept(ev.fine_tune(base, 0.05, 2))
+    fs.add("f", "B", fingerprint_arrays(base), kind="base")
+    fs.add("f", "F", fingerprint_arrays(flagged))
+    for i in range(4):  # further fine-tunes of F, flagged as well
+        fs.add("f", f"F{i}", fingerprint_arrays(ev.fine_tune(flagged, 0.01, 10 + i)))
+    rep = query(fs, fingerprint_arrays(ev.fine_tune(flagged, 0.02, 3)), limit=3)
+    assert "f/F" in {d.entry for d in rep.derived}, rep.explanations()
+    assert any(d.entry == "f/F" and d.base == "f/B" for d in rep.derived)
+    store.close()
+
+
 # ------------------------------------------------------------------ LoRA extraction
 
 

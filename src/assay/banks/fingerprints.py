@@ -413,7 +413,7 @@ class FingerprintIndex:
         # Whether a suspect carries a flagged checkpoint's change is measured from the
         # checkpoint's base: the closest banked base comes along (lineage._carried_changes).
         bases = [i for i in pool if self.kinds[i] == "base"]
-        if bases and not any(self.kinds[i] == "base" for i in picked):
+        if bases and bases[0] not in picked:
             picked.append(bases[0])
         picked += self._invariant_candidates(suspect, models, picked)
         picked += self._shape_candidates(suspect, models, picked)

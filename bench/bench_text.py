@@ -237,6 +237,7 @@ def _html(s: str) -> str:
 
 
 REWRITES = {"letter-spaced": _letter_spaced, "gaps alike": lambda s: " ".join(c for c in s if c != " "),
+            "spaces removed": lambda s: s.replace(" ", ""),
             "leetspeak": _leet, "line numbers": _numbered,
             "underscores": lambda s: s.replace(" ", "_"), "html in text": _html}
 

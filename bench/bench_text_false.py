@@ -43,6 +43,8 @@ REWRITES = {
     "letter-spaced, every gap alike": lambda s: " ".join(c for c in s if not c.isspace()),
     "letter-spaced, words by slashes": _spaced(" / "),
     "letters joined by hyphens": lambda s: " ".join("-".join(w) for w in s.split()),
+    "spaces removed": lambda s: "".join(s.split()),
+    "camel case": lambda s: "".join(w[:1].upper() + w[1:] for w in s.split()),
     "leetspeak": _leet,
     "numbered lines": lambda s: "\n".join(f"{i + 1}: {ln}" for i, ln in enumerate(textwrap.wrap(s, 45))),
     "joined by underscores": lambda s: "_".join(s.split()),

@@ -280,6 +280,8 @@ SECOND_READING: dict[str, Callable[[str, random.Random], str]] = {
     "letter-spaced, every gap alike, wrapped":
         lambda s, rng: "\n".join(_letter_spaced(" ")(ln, rng) for ln in textwrap.wrap(s, 30)),
     "letter-spaced, words by bars": _letter_spaced(" | "),
+    "spaces removed": lambda s, rng: s.replace(" ", ""),
+    "camel case": lambda s, rng: "".join(w[:1].upper() + w[1:] for w in s.split(" ")),
     "leetspeak": _leet,
     "leetspeak, letter-spaced": lambda s, rng: _letter_spaced("  ")(_leet(s, rng), rng),
     "line numbers": _numbered("{}: {}"),

@@ -73,6 +73,7 @@ def test_the_second_reading_maps_back_to_the_checked_text(text: str) -> None:
         return
     assert len(again.ostart) == len(again.oend) == len(again.text) and again.original_length == len(text)
     assert all(0 <= s < e <= len(text) for s, e in zip(again.ostart, again.oend, strict=True))
+    assert again.starts is None or len(again.starts) == len(again.text)
     assert list(again.ostart) == sorted(again.ostart) and list(again.oend) == sorted(again.oend)
     # a letter or digit read comes from the same letter, its digit or a look-alike at its offset
     for ch, s, e in zip(again.text, again.ostart, again.oend, strict=True):
@@ -102,3 +103,13 @@ def test_gaps_all_alike_take_the_word_ends_segment_finds() -> None:
     assert read("λ ξ ψ , λ ξ ψ", segment([6], slice(0, 12))) == "λξψ λξψ"
     # nothing found: the run stays as written
     assert read("i n t h e b e g", segment([], slice(0, 0))) is None
+    # words written with no space between them get the spaces put in, each a unit of its own
+    text = "x InTheBeginningGodCreatedTheHeaven y"
+    again = second_reading(text, normalize(text), segment=segment([3, 6, 15, 18, 25, 28], slice(1, 34)))
+    assert again is not None and again.text == "x in the beginning god created the heaven y"
+    for i, ch in enumerate(again.text):
+        assert again.unit_start(i)
+        if ch != " ":
+            assert again.oend[i] - again.ostart[i] == 1 and text[again.ostart[i]].lower() == ch
+        elif again.ostart[i] == again.oend[i]:  # put in: between the letters it separates
+            assert text[again.ostart[i] - 1].isalpha() and text[again.ostart[i]].isupper()

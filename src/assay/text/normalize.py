@@ -165,6 +165,9 @@ class Normalized:
     ostart: np.ndarray  # int64, len(text)
     oend: np.ndarray  # int64, len(text)
     original_length: int
+    # bool, len(text): where units start, when ostart alone does not tell (a space the
+    # checked text's second reading puts between two letters maps to no code point)
+    starts: np.ndarray | None = None
 
     def original_span(self, start: int, end: int) -> tuple[int, int]:
         """Original code-point range of normalised characters [start, end)."""
@@ -175,7 +178,9 @@ class Normalized:
 
     def unit_start(self, i: int) -> bool:
         """Whether normalised position i starts a unit (is not inside an expansion)."""
-        return i <= 0 or i >= len(self.text) or self.ostart[i] != self.ostart[i - 1]
+        if i <= 0 or i >= len(self.text):
+            return True
+        return bool(self.starts[i]) if self.starts is not None else bool(self.ostart[i] != self.ostart[i - 1])
 
 
 def _markup_units(text: str) -> Iterator[tuple[int, int, str]]:

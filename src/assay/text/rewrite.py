@@ -246,6 +246,60 @@ def _segmented(uniform: list[Uniform], segment: Segmenter, base: Normalized) -> 
     return edits
 
 
+# Words written with no space between them ("inthebeginning", "InTheBeginning"): a token of
+# the first reading of more than this many letters, with the words of letters beside it
+# (up to as many letters on either side), is given the word ends of a work that has its letters (segment, as for letter-spaced
+# runs), as spaces put in (the spaces it has stay).
+_LONG_TOKEN = 24
+
+
+def _unspaced(base: Normalized, segment: Segmenter, taken: list[tuple[int, int]]) -> list[tuple[int, int, str]]:
+    """Spaces to put in long tokens of letters; ``taken``: ranges of the checked text other
+    rewrites already undo (words joined by underscores read as one long token first)."""
+    q = np.frombuffer(base.text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    bounds = np.concatenate(([-1], np.flatnonzero(q == 32), [len(q)]))
+    long = np.flatnonzero(np.diff(bounds) > _LONG_TOKEN + 1)
+    if not len(long):
+        return []
+    starts = [a for a, _ in taken]
+    edits: list[tuple[int, int, str]] = []
+    done = -1
+    for k in long.tolist():
+        if k <= done:
+            continue
+        a, b = int(bounds[k]) + 1, int(bounds[k + 1])
+        if not base.text[a:b].isalpha() or (taken and _inside(taken, starts, int(base.ostart[a]), int(base.oend[b - 1]))):
+            continue
+        # with the words of letters beside it, up to a long token's length on either side
+        lo, hi, j = a, b, k
+        while j > 0 and a - lo < _LONG_TOKEN:
+            pa, pb = int(bounds[j - 1]) + 1, int(bounds[j])
+            if not base.text[pa:pb].isalpha():
+                break
+            lo, j = pa, j - 1
+        j = k
+        while j + 2 < len(bounds) and hi - b < _LONG_TOKEN:
+            na, nb = int(bounds[j + 1]) + 1, int(bounds[j + 2])
+            if not base.text[na:nb].isalpha() or nb - na > _LONG_TOKEN:
+                break
+            hi, j = nb, j + 1
+        done = j
+        chars = [c for c in range(lo, hi) if base.text[c] != " "]
+        encoded = [base.text[c].encode("utf-8") for c in chars]
+        letters = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        char = np.repeat(np.array(chars), [len(e) for e in encoded])
+        spaces, covered = segment(letters, (letters & 0xC0) != 0x80)
+        put = spaces & covered
+        put[0] = False
+        put[1:] &= covered[:-1] & (char[1:] == char[:-1] + 1)  # no space there yet
+        for i in np.flatnonzero(put).tolist():
+            c = int(char[i])
+            if base.unit_start(c):
+                p = int(base.ostart[c])
+                edits.append((p, p, " "))
+    return edits
+
+
 def _edits(text: str, segment: Segmenter | None = None, base: Normalized | None = None) -> list[tuple[int, int, str]]:
     """Non-overlapping (start, end, replacement) of the original text, in order."""
     maybe_spaced, chunks = _candidates(text)
@@ -253,6 +307,9 @@ def _edits(text: str, segment: Segmenter | None = None, base: Normalized | None 
     if uniform and segment is not None and base is not None:
         spaced += _segmented(uniform, segment, base)
     edits = _joined_edits(text, chunks)
+    if segment is not None and base is not None:
+        taken = sorted((e[0], e[1]) for e in edits) + runs
+        spaced += _unspaced(base, segment, sorted(taken))
     numbers = list(_LINE_NUMBER.finditer(text))
     if runs:  # inside a letter-spaced run, "7 h 3" is letters, not a line number and a word
         starts = [a for a, _ in runs]
@@ -295,9 +352,10 @@ def _inside(runs: list[tuple[int, int]], starts: list[int], a: int, b: int) -> b
     return i >= 0 and runs[i][1] > a
 
 
-def _apply(text: str, edits: list[tuple[int, int, str]]) -> tuple[str, np.ndarray, np.ndarray]:
-    """The edited text, and per character of it the original range it stands for (a
-    replacement's characters all stand for the range it replaced)."""
+def _apply(text: str, edits: list[tuple[int, int, str]]) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+    """The edited text, per character of it the original range it stands for (a
+    replacement's characters all stand for the range it replaced; an insertion, for the
+    empty range where it goes), and the replacement it is part of (-1: none)."""
     parts: list[str] = []
     seg_a: list[int] = []  # per piece: original start, end, length in the edited text, copied?
     seg_b: list[int] = []
@@ -325,7 +383,8 @@ def _apply(text: str, edits: list[tuple[int, int, str]]) -> tuple[str, np.ndarra
     is_copy = np.array(copied, dtype=bool)[seg]
     mstart = np.where(is_copy, a_arr + within, a_arr)
     mend = np.where(is_copy, mstart + 1, np.array(seg_b, dtype=np.int64)[seg])
-    return "".join(parts), mstart, mend
+    rid = np.where(is_copy, -1, seg)  # the replacement each character is part of
+    return "".join(parts), mstart, mend, rid
 
 
 def _fold_leet(norm: str) -> str:
@@ -388,14 +447,19 @@ def second_reading(text: str, base: Normalized, *, markup: bool = False,
     if not edits and not html:  # digits for letters alone: the first reading, folded
         folded = _fold_leet(base.text) if _digit_by_letter(base.text) else base.text
         return None if folded == base.text else Normalized(folded, base.ostart, base.oend, len(text))
-    edited, mstart, mend = _apply(text, edits) if edits else (text, None, None)
+    if not edits:
+        norm = normalize(text, markup=markup or html)
+        folded = _fold_leet(norm.text) if _digit_by_letter(norm.text) else norm.text
+        return None if folded == base.text or not folded else Normalized(folded, norm.ostart, norm.oend, len(text))
+    edited, mstart, mend, rid = _apply(text, edits)
     norm = normalize(edited, markup=markup or html)
     folded = _fold_leet(norm.text) if _digit_by_letter(norm.text) else norm.text
     if folded == base.text or not folded:
         return None
-    if mstart is None:
-        ostart, oend = norm.ostart, norm.oend
-    else:
-        ostart = mstart[norm.ostart]
-        oend = mend[norm.oend - 1]
-    return Normalized(folded, ostart, oend, len(text))
+    # a unit starts where the edited text's does, but not inside one replacement
+    t = norm.ostart
+    starts = np.ones(len(t), dtype=bool)
+    if len(t) > 1:
+        r = rid[t]
+        starts[1:] = (t[1:] != t[:-1]) & ~((r[1:] == r[:-1]) & (r[1:] >= 0))
+    return Normalized(folded, mstart[t], mend[norm.oend - 1], len(text), starts)

@@ -91,6 +91,17 @@ def test_a_picture_pasted_on_another_matches_its_plain_hash(testdata: Path, pict
     assert hamming(value, hash_image_bytes(_encode(background, "PNG"), variants=False).pdq) > 31
 
 
+def test_a_side_with_no_step_is_placed_where_its_neighbours_start(testdata: Path) -> None:
+    """A 12-MP photo at 60% on another: its top edge shows no step on the 1/8 plane (the two
+    pictures alike there), so the rectangle found ran to the top of the image (110 bits from
+    the original); the left and right edges start at the picture's top."""
+    im = Image.open(testdata / "pdq" / "reg-test-input" / "exif-rotn" / "exif-rotn-1.jpg").convert("RGB")
+    original = hash_image_bytes(_encode(im, "JPEG"), variants=False)
+    canvas, _ = _pasted(im, Image.open(testdata / "c2pa" / "P1000827.jpg"), 0.6, (0.05, 0.1))
+    value, _ = hash_image_bytes(_encode(canvas, "JPEG")).regions["embedded"]
+    assert hamming(value, original.pdq) <= 31
+
+
 def test_no_canvas_in_pictures_without_one(testdata: Path) -> None:
     """The shared photos, tiles of them, generated documents and skies, and generated
     patterns (a busy one among them): no extra query for any of them."""

@@ -297,8 +297,66 @@ def picture_box(luma: np.ndarray, gap: int = 1) -> trim.Box | None:
         if score[k] >= MIN_RIDGE:
             box = _refine(cols, rows, trim.Box(int(top[k]), int(bottom[k]), int(left[k]), int(right[k])),
                           max(3, int(0.03 * min(h, w))))
+            if need == 3:
+                box = _unseen_side(cols, rows, box)
             return box if not _page(plane, box) else None
     return None
+
+
+def _start(edges: _Edges, a: int, b: int, end: int, lo: int, hi: int) -> int | None:
+    """Where the edges at boundaries ``a`` and ``b`` (both running to ``end``) start, looked
+    for in lines [lo, hi): the line from which both are sharp steps on to ``end`` and before
+    which neither is; None if there is no such line."""
+    lo = max(lo, 3)
+    if hi <= lo:
+        return None
+    edges.need([a, b])
+    ys = np.arange(lo, hi)
+    n = len(ys)
+    on = np.minimum(edges.ridge(np.full(n, a), ys, np.full(n, end)), edges.ridge(np.full(n, b), ys, np.full(n, end)))
+    zero = np.zeros(n, int)
+    before = np.maximum(edges.ridge(np.full(n, a), zero, ys), edges.ridge(np.full(n, b), zero, ys))
+    held = (on >= MIN_RIDGE) & (before <= BEYOND * on)
+    if not held.any():
+        return None
+    return int(ys[int(np.argmax(np.where(held, on - before, -np.inf)))])
+
+
+def _from_neighbours(cols: _Edges, rows: _Edges, box: trim.Box, side: str, lo: int, hi: int) -> int | None:
+    """The ``side`` of ``box`` ("top", "bottom", "left", "right") placed where its two
+    neighbouring sides start (``_start``), within [lo, hi) lines of the plane's edge on
+    that side: for a side whose own step does not show (the picture's edge the colour of
+    the background behind it)."""
+    t, b, lft, r = box.top, box.bottom, box.left, box.right
+    h, w = cols.h, cols.w
+    if side == "top":
+        return _start(cols, lft, r, b, lo, hi)
+    if side == "bottom":
+        at = _start(_Edges(cols.plane[::-1], cols.gap), lft, r, h - t, lo, hi)
+        return None if at is None else h - at
+    if side == "left":
+        return _start(rows, t, b, r, lo, hi)
+    at = _start(_Edges(rows.plane[::-1], rows.gap), t, b, w - lft, lo, hi)
+    return None if at is None else w - at
+
+
+def _unseen_side(cols: _Edges, rows: _Edges, box: trim.Box) -> trim.Box:
+    """A rectangle with one side on the plane's edge and both of that side's neighbours
+    inner: the picture's own side may be further in but show no step; its neighbours
+    then start there."""
+    t, b, lft, r = box.top, box.bottom, box.left, box.right
+    h, w = cols.h, cols.w
+    if lft > 0 and r < w and (t == 0) != (b == h):
+        side, room = ("top", b) if t == 0 else ("bottom", h - t)
+        at = _from_neighbours(cols, rows, box, side, 0, int(room - PIP_MIN_SPAN * h))
+        if at is not None:
+            t, b = (at, b) if side == "top" else (t, at)
+    elif t > 0 and b < h and (lft == 0) != (r == w):
+        side, room = ("left", r) if lft == 0 else ("right", w - lft)
+        at = _from_neighbours(cols, rows, box, side, 0, int(room - PIP_MIN_SPAN * w))
+        if at is not None:
+            lft, r = (at, r) if side == "left" else (lft, at)
+    return trim.Box(t, b, lft, r)
 
 
 def _page(plane: np.ndarray, box: trim.Box) -> bool:
@@ -321,4 +379,20 @@ def place_on_finer(fine: np.ndarray, box: trim.Box, coarse_shape: tuple[int, int
                       round(box.left * rx) if box.left else 0, w if box.right == coarse_shape[1] else round(box.right * rx))
     cols, rows = _Edges(fine, 1), _Edges(fine.T, 1)
     reach = int(np.ceil(max(rx, ry))) + 1
-    return _refine(cols, rows, scaled, reach, inset=reach)
+    placed = _refine(cols, rows, scaled, reach, inset=reach)
+    # A side that shows no step of its own (found on the coarse plane where its neighbours
+    # start) is placed where they start on this plane too.
+    t, b, lft, r = placed.top, placed.bottom, placed.left, placed.right
+    for side, at, edges, lo_run, hi_run, size in (("top", t, rows, lft, r, h), ("bottom", b, rows, lft, r, h),
+                                                   ("left", lft, cols, t, b, w), ("right", r, cols, t, b, w)):
+        if at in (0, size):
+            continue
+        edges.need([at])
+        if float(edges.ridge(np.array([at]), np.array([lo_run + reach]), np.array([hi_run - reach]))[0]) >= MIN_RIDGE:
+            continue
+        near = at if side in ("top", "left") else size - at
+        found = _from_neighbours(cols, rows, placed, side, near - reach, near + reach + 1)
+        if found is not None:
+            t, b, lft, r = (found if side == "top" else t, found if side == "bottom" else b,
+                            found if side == "left" else lft, found if side == "right" else r)
+    return trim.Box(t, b, lft, r)

@@ -308,8 +308,8 @@ def _hf_folder(path: Path, tensors: dict[str, np.ndarray], quantization: dict[st
     return path
 
 
-@pytest.mark.parametrize("layout", ["gptq_v2 in config.json", "gptq_v2 in quantize_config.json", "awq gemv",
-                                    "awq gemv, no config"])
+@pytest.mark.parametrize("layout", ["gptq_v2 in config.json", "gptq_v2 in quantize_config.json",
+                                    "gptq_v2 as format in quantize_config.json", "awq gemv", "awq gemv, no config"])
 def test_gptq_v2_and_awq_gemv_copies_are_the_same_weights(tmp_path: Path, world: dict[str, Arrays],
                                                           layout: str) -> None:
     """GPTQModel's gptq_v2 format stores zero points as they are (v1: minus one): read as
@@ -320,8 +320,9 @@ def test_gptq_v2_and_awq_gemv_copies_are_the_same_weights(tmp_path: Path, world:
     bank = _bank(world)
     if layout.startswith("gptq"):
         def write(name: str, a: Arrays) -> Path:
+            key = "format" if "as format" in layout else "checkpoint_format"  # GPTQModel's newer name
             return _hf_folder(tmp_path / name, gptq_v2(a), {"quant_method": "gptq", "bits": 4, "group_size": 32,
-                                                           "checkpoint_format": "gptq_v2"}, beside="quantize" in layout)
+                                                           key: "gptq_v2"}, beside="quantize" in layout)
         qtype = "GPTQ-4bit-g32"
     else:
         def write(name: str, a: Arrays) -> Path:

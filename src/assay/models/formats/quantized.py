@@ -10,8 +10,8 @@ layer stands for is ``P.weight``, shape (out, in)):
   ``bits`` (2, 4 or 8) packed along the input, lowest first; ``P.qzeros`` int32
   [groups, out*bits/32] packed along the output, each zero point stored minus one (the v1
   checkpoint format of most models on the Hub) or as it is (GPTQModel's ``gptq_v2``, named
-  by ``checkpoint_format`` in ``quantize_config.json`` or config.json's
-  ``quantization_config``); ``P.scales`` [groups, out]; ``P.g_idx``
+  by ``checkpoint_format``, or ``format`` in its newer versions, in ``quantize_config.json``
+  or config.json's ``quantization_config``); ``P.scales`` [groups, out]; ``P.g_idx``
   int32 [in], each input's group (``i // group_size`` without it).
   ``W[o, i] = scales[g, o] * (q[i, o] - zero[g, o])``.
 - AWQ (AutoAWQ's GEMM layout): ``P.qweight`` int32 [in, out/8], 4 bits packed along the
@@ -99,7 +99,7 @@ def quantized_view(tensors: Mapping[str, TensorInfo], array: Callable[..., np.nd
 
 def _packing(metadata: Mapping[str, Any]) -> dict[str, Any]:
     """What the quantizer's config says of its packing: ``quant_method``,
-    ``checkpoint_format`` (GPTQModel: ``gptq`` or ``gptq_v2``), ``version`` (AutoAWQ:
+    ``checkpoint_format`` (GPTQModel: ``gptq`` or ``gptq_v2``, also as ``format``), ``version`` (AutoAWQ:
     ``gemm`` or ``gemv``), ``group_size``."""
     config = metadata.get("config")
     found: dict[str, Any] = {}
@@ -110,6 +110,9 @@ def _packing(metadata: Mapping[str, Any]) -> dict[str, Any]:
         for key in ("checkpoint_format", "version", "quant_method"):
             if isinstance(qc.get(key), str):
                 found.setdefault(key, qc[key].lower())
+        # GPTQModel's newer name for checkpoint_format (the old one kept as an alias)
+        if isinstance(qc.get("format"), str) and qc["format"].lower() in ("gptq", "gptq_v2"):
+            found.setdefault("checkpoint_format", qc["format"].lower())
         for key in ("group_size", "q_group_size"):
             if isinstance(qc.get(key), int) and not isinstance(qc.get(key), bool):
                 found.setdefault("group_size", qc[key])

@@ -547,3 +547,39 @@ def test_a_tar_that_is_also_a_pickle_is_judged_as_one(tmp_path: Path) -> None:
     assert sniff_path(p).kind == "archive"
     rec = scan_records(p)["model.joblib"]
     assert rec.kind == "archive" and rec.model is not None and rec.model.safety.verdict == "dangerous"
+
+
+# -- LZ4 (joblib.dump(..., compress="lz4")) ----------------------------------------------
+
+
+def _lz4_frame(*blocks: bytes) -> bytes:
+    """An LZ4 frame of stored blocks (block size field's high bit), independent blocks,
+    4 MiB maximum; the header checksum byte is not checked by assay's reader."""
+    body = b"".join(struct.pack("<I", len(b) | 0x80000000) + b for b in blocks)
+    return b"\x04\x22\x4d\x18" + bytes([0x60, 0x70, 0x00]) + body + b"\x00\x00\x00\x00"
+
+
+def test_lz4_blocks_decompress_as_the_format_says() -> None:
+    from assay.containers.lz4frame import LZ4Error, decompress_block
+
+    # "abc" then a match 3 back of 9 bytes (overlapping: repeats "abc"), then "!"
+    assert decompress_block(b"\x35abc\x03\x00\x10!", b"", 1 << 20) == b"abcabcabcabc!"
+    # a match reaching into the previous block's output (linked blocks)
+    assert decompress_block(b"\x00\x02\x00\x10.", b"xyz", 1 << 20) == b"yzyz."
+    with pytest.raises(LZ4Error):
+        decompress_block(b"\x00\x09\x00\x10.", b"xyz", 1 << 20)  # reaches before the start
+    with pytest.raises(LZ4Error):
+        decompress_block(b"\x0f\x01\x00\xff\xff\x05\x10.", b"x", 100)  # 534 bytes: over the maximum
+
+
+def test_an_lz4_compressed_payload_is_found_by_scan(tmp_path: Path) -> None:
+    # joblib.load recognises the LZ4 magic number and unpickles the frame's content
+    from test_model_file_findings import scan_records
+
+    bad, good = tmp_path / "bad.joblib", tmp_path / "good.joblib"
+    bad.write_bytes(_lz4_frame(P0[:7], P0[7:]))
+    good.write_bytes(_lz4_frame(pickle.dumps({"weights": [1.5, 2.5]}, protocol=4)))
+    assert sniff_path(bad).kind == "archive" and sniff_path(bad).format == "lz4"
+    verdicts = {r.path.split("/")[-1]: r.model.safety.verdict
+                for r in scan_records(bad, good).values() if r.model is not None}  # fmt: skip
+    assert verdicts == {"bad.joblib.decompressed": "dangerous", "good.joblib.decompressed": "safe"}, verdicts

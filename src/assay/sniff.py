@@ -574,6 +574,8 @@ def _archive_format(h: bytes) -> str | None:
         return "rar"
     if h[:3] == b"\x1f\x8b\x08":
         return "gzip"
+    if h[:4] == b"\x04\x22\x4d\x18":
+        return "lz4"  # an LZ4 frame (joblib.dump(..., compress="lz4"))
     if h[:6] == b"\xfd7zXZ\x00":
         return "xz"
     if h[:3] == b"BZh" and h[3:4] in b"123456789" and len(h) >= 10 and h[4:10] in (

@@ -31,7 +31,7 @@ from .tars import STREAM_ERRORS, tar_members
 from .zips import zip_members
 
 AnalyzeFile = Callable[[Path], FileRecord]
-ARCHIVE_FORMATS = frozenset({"zip", "tar", "gzip", "bzip2", "xz", "7z", "rar", "iso", "zlib", "lzma"})
+ARCHIVE_FORMATS = frozenset({"zip", "tar", "gzip", "bzip2", "xz", "7z", "rar", "iso", "zlib", "lzma", "lz4"})
 _CHUNK = 1024 * 1024
 
 
@@ -145,7 +145,7 @@ def _members(path: Path, fmt: str, display: str, tmp: Path, budget: _Budget) -> 
     if fmt == "7z":
         return sevenzip_members(path, tmp, limits.max_archive_members, limits.max_file_bytes,
                                 limits.max_archive_bytes, lambda n: _count(budget, n))
-    if fmt in ("tar", "gzip", "bzip2", "xz", "zlib", "lzma"):
+    if fmt in ("tar", "gzip", "bzip2", "xz", "zlib", "lzma", "lz4"):
         return tar_members(path, fmt, display)
     if fmt in ("rar", "iso"):
         from .libarchive_reader import libarchive_members

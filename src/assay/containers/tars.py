@@ -2,8 +2,8 @@
 
 Stream mode (``r|*``) never seeks, so a compressed tar is decompressed once, member
 by member; the reader forgets each header after use (tarfile would keep them all).
-A gzip/bzip2/xz file that is not a tar is one member: the decompressed stream; so is a
-raw zlib or .lzma stream holding a pickle (joblib's compressed files).
+A gzip/bzip2/xz/lz4 file that is not a tar is one member: the decompressed stream; so is
+a raw zlib or .lzma stream holding a pickle (joblib's compressed files).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from .lz4frame import lz4_open
 from .members import ArchiveError, Member
 
 
@@ -60,7 +61,8 @@ def _zlib_open(path: Path | BinaryIO, mode: str = "rb") -> BinaryIO:
     return io.BufferedReader(_ZlibReader(path, mode))  # type: ignore[return-value]
 
 
-_OPENERS = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open, "lzma": lzma.open, "zlib": _zlib_open}
+_OPENERS = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open, "lzma": lzma.open, "zlib": _zlib_open,
+            "lz4": lz4_open}
 # What a corrupt or hostile stream makes the standard library raise.
 STREAM_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError, ValueError,
                  UnicodeDecodeError, OverflowError)
@@ -125,7 +127,7 @@ def _member(tf: tarfile.TarFile, ti: tarfile.TarInfo) -> Member:
 
 def _single_stream(path: Path, fmt: str, display_name: str) -> Iterator[Member]:
     base = display_name.rsplit("!/", 1)[-1].rsplit("/", 1)[-1]
-    for suffix in (".gz", ".tgz", ".bz2", ".xz", ".gzip", ".z", ".lzma"):
+    for suffix in (".gz", ".tgz", ".bz2", ".xz", ".gzip", ".z", ".lzma", ".lz4"):
         if base.lower().endswith(suffix) and len(base) > len(suffix):
             base = base[: -len(suffix)]
             break

@@ -113,3 +113,10 @@ def test_gaps_all_alike_take_the_word_ends_segment_finds() -> None:
             assert again.oend[i] - again.ostart[i] == 1 and text[again.ostart[i]].lower() == ch
         elif again.ostart[i] == again.oend[i]:  # put in: between the letters it separates
             assert text[again.ostart[i] - 1].isalpha() and text[again.ostart[i]].isupper()
+
+
+def test_text_beyond_u3000_is_not_white_space() -> None:
+    # CJK and emoji are not white space to the look-outs: words joined by dots written
+    # against ideographs are found (the look-outs once cut the chunk at them)
+    assert _read("日本語 in.the.beginning.God 日本") == "日本語 in the beginning god 日本"
+    assert _read("日本in.the.beginning") == "日本in the beginning"

@@ -267,8 +267,9 @@ def check(index: TextIndex, text: str, *, path: str = "", min_chars: int = DEFAU
     return _result(path, text, spans, titles, min_chars)
 
 
-# A letter-spaced run whose gaps are all alike is given the word ends of a work where a
-# stretch of at least this share of min_chars letters is found with them; each start's
+# A letter-spaced run whose gaps are all alike, or words written with no space between
+# them, are given the word ends of a work where a stretch of at least this share of
+# min_chars letters is found with them; each start's
 # search visits at most _SEGMENT_NODES places of a suffix array, a run's all starts
 # together _SEGMENT_BUDGET per letter (a run of one letter repeated cannot take long).
 _SEGMENT_SHARE = 0.6

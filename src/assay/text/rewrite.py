@@ -28,11 +28,12 @@ from .normalize import Normalized, normalize
 
 # Letter-spacing: runs of at least _MIN_ITEMS single characters (a character and its
 # marks) each separated from the next by white space, optionally around one separator
-# symbol (" / ", " | ", " · "). Inside a run, the narrowest white-space separator is
-# the gap between letters and is removed; a wider one, a separator symbol, and a line
-# break beside either is a word gap and stays a space. A run whose gaps are all alike
-# (line breaks aside) says nothing about where its words end: it is given the word ends
-# of a work that has its letters (``segment``, from the index), or left as it is.
+# symbol (" / ", " | ", " · "), or by a joiner (a hyphen, dash, "+" or "~"). Letters
+# joined so, words apart: the joiners are removed. Otherwise the narrowest white-space
+# separator is the gap between letters and is removed; a wider one, a separator symbol,
+# and a line break beside either is a word gap and reads as a space. A run whose gaps are
+# all alike (line breaks aside) says nothing about where its words end: it is given the
+# word ends of a work that has its letters (``segment``, from the index), or left as it is.
 _SEP_SYMBOLS = "/|\u00b7\u2022\u2027\u2219\u22c5"
 _JOINS = "\\-\u2010-\u2014+~"  # a hyphen, dash, plus or tilde between letters: "t-h-e"
 _MARKS = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f\ufe00-\ufe0f\u200b-\u200d\u2060"
@@ -91,7 +92,7 @@ def _symbols() -> re.Pattern[str]:
 _MARKUP_HINT = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]*)?/?>|&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 
 
-_WHITE = np.zeros(0x3001, dtype=bool)
+_WHITE = np.zeros(0x3002, dtype=bool)  # the last entry stands for every code point above U+3000
 _WHITE[[9, 10, 11, 12, 13, 32, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029, 0x202F, 0x205F, 0x3000]] = True
 
 
@@ -441,7 +442,8 @@ def second_reading(text: str, base: Normalized, *, markup: bool = False,
     the same as ``base`` (the normal reading, ``normalize(text, markup=markup)``).
     ``segment(letters, lead)``: where an index's works put spaces between these letters
     (UTF-8 bytes; lead: a byte starts a character), as (space before byte i, byte i is in
-    a stretch found), for letter-spaced runs whose gaps are all alike."""
+    a stretch found), for letter-spaced runs whose gaps are all alike and words written
+    with no space between them."""
     edits = _edits(text, segment, base)
     html = not markup and ("<" in text or "&" in text) and _MARKUP_HINT.search(text) is not None
     if not edits and not html:  # digits for letters alone: the first reading, folded

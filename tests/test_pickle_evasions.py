@@ -583,3 +583,21 @@ def test_an_lz4_compressed_payload_is_found_by_scan(tmp_path: Path) -> None:
     verdicts = {r.path.split("/")[-1]: r.model.safety.verdict
                 for r in scan_records(bad, good).values() if r.model is not None}  # fmt: skip
     assert verdicts == {"bad.joblib.decompressed": "dangerous", "good.joblib.decompressed": "safe"}, verdicts
+
+
+def test_zips_with_unusual_names_read_alike_by_both_readers(tmp_path: Path) -> None:
+    # cp437 names (no UTF-8 flag), UTF-8 names, a name with a NUL: one directory, no finding
+    from assay.models.pickles import PickleReport, zip_entries
+
+    body, entries = _members([(b"caf\x82.pkl", BENIGN), (b"a\x00b.pkl", BENIGN)], 0)
+    cd = b"".join(_central(e, o) for e, o in entries)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("ünï/✓.pkl", BENIGN)
+    for data in (body + cd + _eocd(len(entries), len(cd), len(body)), buf.getvalue()):
+        report = PickleReport(where="x")
+        listed = zip_entries(io.BytesIO(data), "x", report)
+        assert report.findings == [] and len(listed) == len(zipfile.ZipFile(io.BytesIO(data)).infolist())
+    p = tmp_path / "names.zip"
+    p.write_bytes(body + cd + _eocd(len(entries), len(cd), len(body)))
+    assert _worst(p) == "safe"

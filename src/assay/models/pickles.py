@@ -870,8 +870,9 @@ def zip_entries(f: BinaryIO, where: str, report: PickleReport | None = None) -> 
                 "scanned as torch's reader lists it")
     if len(infos) > MAX_ZIP_ENTRIES:
         raise TooLarge(where, f"zip archive lists {len(infos)} entries (limit {MAX_ZIP_ENTRIES})")
-    members = [(i.filename, i.orig_filename.encode("utf-8", "replace"), i.flag_bits, i.compress_type,
-                i.CRC, i.compress_size, i.file_size, i.header_offset) for i in infos]
+    members = [(i.filename, i.orig_filename.encode("utf-8" if i.flag_bits & 0x800 else "cp437", "replace"),
+                i.flag_bits, i.compress_type, i.CRC, i.compress_size, i.file_size, i.header_offset)
+               for i in infos]  # (the raw name: as stored, which is what miniz compares)
     if torch_view is not None:
         cd_at, listed = torch_view
         known = {(raw, *rest) for _name, raw, *rest in members}
@@ -1009,7 +1010,8 @@ def miniz_directory(f: BinaryIO, size: int) -> tuple[int, list[ZipMember]] | Non
         if disk == 0xFFFF or disk not in (this_disk, 1):
             return None
         raw = cd[p + 46 : p + 46 + nlen]
-        name = raw.decode("utf-8" if flags & 0x800 else "cp437", "replace")
+        # (named as zipfile names it: decoded, cut at a NUL)
+        name = raw.decode("utf-8" if flags & 0x800 else "cp437", "replace").split("\0", 1)[0]
         out.append((name, raw, flags, method, crc, csize, usize, ofs))
         p = end
     return cd_ofs, out

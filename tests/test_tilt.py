@@ -47,7 +47,8 @@ _BLACK, _WHITE = (0, 0, 0), (255, 255, 255)
 @pytest.mark.parametrize(("name", "angle", "expand", "fill"), [
     ("q0291.jpg", 5, True, _BLACK), ("q0291.jpg", 5, True, _WHITE), ("q0746.jpg", 10, True, _BLACK),
     ("q0746.jpg", -10, True, _WHITE), ("q1050.jpg", -10, True, _BLACK),
-    ("q0291.jpg", 2, False, _BLACK),  # turned within its frame: the corners cut off stay filled
+    ("q0291.jpg", 2, False, _BLACK), ("aaa-orig.jpg", 5, False, _BLACK),  # within its frame: corners cut off
+    ("q0746.jpg", 2, False, _WHITE),  # 34 bits with the corners cut off left white
     ("aaa-orig.jpg", 5, True, _BLACK), ("aaa-orig.jpg", -10, True, _BLACK),  # 1/8 JPEG: on the finer plane
 ])
 def test_a_turned_copy_matches_its_plain_hash(testdata: Path, name: str, angle: float, expand: bool,

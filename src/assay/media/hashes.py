@@ -183,10 +183,8 @@ def hash_image_bytes(
                     fine = decode.fine_luma(data, opened, reduced, limits, exif_transpose, fine_budget)
                 tilt_plane = fine
                 turned = tilt.tilt(fine.luma) or turned
-            back = tilt.turned_back(tilt_plane.luma, turned)
-            if (box := tilt.picture_box(back, tilt_plane.luma.shape, turned)) is not None:
+            if (sub := tilt.untilted(tilt_plane.luma, turned)) is not None:
                 px, py = tilt_plane.block
-                sub = back[box.top:box.bottom, box.left:box.right]
                 regions[tilt.VARIANT] = fast_pdq(sub, (sub.shape[1] * px, sub.shape[0] * py), (px, py))
         caption_plane = fine if fine is not None else reduced
     if variants or bank_variants:

@@ -390,7 +390,7 @@ def test_queries_only_banked_variants_can_match_are_skipped_without_them() -> No
     # the mirror, the turns, the negative and the small centred crops match plain hashes (a
     # thin border); regions do not
     assert set(plain.regions or {}) == {n for n in every.regions or {}
-                                        if n in ("mirror", "inverted") or n.startswith(("crop-", "rotated-"))}
+                                        if n in ("mirror", "inverted") or n.startswith(("crop-", "rotated-", "flipped-"))}
     assert {"rotated-90", "rotated-180", "rotated-270"} <= set(plain.regions or {})
     assert all(plain.regions[n] == every.regions[n] for n in plain.regions or {})  # type: ignore[index]
     only_regions = hash_image_bytes(data, bank_kinds=frozenset({"region"}))
@@ -433,5 +433,5 @@ def test_the_store_says_which_variant_kinds_its_banks_hold(tmp_path: Path) -> No
     code, out = _run(db2, "scan", str(case), "--json", "--workers", "1")
     rec = _record(out)
     assert code == 0 and [m.get("query_variant") for m in rec["matches"] if m["signal_type"] == "pdq"] == ["mirror"]
-    # mirror, 3 turns, the negative, small crops, a caption band or border at most
-    assert rec["image"]["variant_hashes"] <= 9
+    # mirror, 3 turns, 3 flips, the negative, small crops, a caption band or border at most
+    assert rec["image"]["variant_hashes"] <= 12

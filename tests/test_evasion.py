@@ -610,3 +610,36 @@ def test_negatives_add_no_false_match_among_unrelated_pictures(testdata: Path) -
     near = [(i, j) for i, a in enumerate(hashes) for j, b in enumerate(hashes)
             if i != j and hamming(a.regions["inverted"][0], b.pdq) <= 31]  # type: ignore[index]
     assert near == []
+
+
+def test_a_copy_flipped_upside_down_or_across_a_diagonal_is_found(
+        banked: tuple[str, dict[str, bytes]], tmp_path: Path) -> None:
+    """The three flips besides the mirror (upside down, across either diagonal) hashed
+    ~106 bits from the original and matched nothing unless --dihedral was asked for: they
+    are queried by default (variants flipped-vertical, -diagonal, -antidiagonal: whole
+    pictures), once each (an EXIF orientation that is one of them is the 'displayed' one)."""
+    from PIL import Image
+
+    db, data = banked
+    case = tmp_path / "case"
+    case.mkdir()
+    flips = {"flipped-vertical": Image.Transpose.FLIP_TOP_BOTTOM, "flipped-diagonal": Image.Transpose.TRANSPOSE,
+             "flipped-antidiagonal": Image.Transpose.TRANSVERSE}
+    for cid in ("bridge", "pen", "other2"):
+        im = Image.open(io.BytesIO(data[cid])).convert("RGB")
+        for name, t in flips.items():
+            im.transpose(t).save(case / f"{cid}-{name}.{'png' if cid == 'pen' else 'jpg'}",
+                                 **({} if cid == "pen" else {"quality": 88}))
+    out, recs = _scan(db, case, tmp_path / "r.jsonl")
+    for cid, ext in (("bridge", "jpg"), ("pen", "png")):
+        for name in flips:
+            m = [m for m in recs[f"{cid}-{name}.{ext}"]["matches"] if m["signal_type"] == "pdq"]
+            assert {x["content_id"] for x in m} == {cid}, (cid, name, m)
+            assert m[0]["query_variant"] == name and m[0]["strength"] == "perceptual", m[0]
+    assert not any(_matched(recs[f"other2-{name}.jpg"]) for name in flips)
+    exif = Image.Exif()
+    exif[0x0112] = 4  # shown upside down: that flip is the "displayed" variant, not hashed twice
+    b = io.BytesIO()
+    Image.open(io.BytesIO(data["bridge"])).save(b, "JPEG", quality=90, exif=exif.tobytes())
+    regions = hash_image_bytes(b.getvalue()).regions or {}
+    assert "displayed" in regions and "flipped-vertical" not in regions and "flipped-diagonal" in regions

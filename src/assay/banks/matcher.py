@@ -87,7 +87,8 @@ PARTIAL = "perceptual-partial"
 # less (media/crops.py).
 _WHOLE = frozenset({"original", "rot90", "rot180", "rot270", "flipx", "flipy", "flipplus", "flipminus",
                     "mirror", "mirrored", "trimmed", "trimmed-even", "scaled", "displayed", "stored",
-                    "rows-flipped", "rotated-90", "rotated-180", "rotated-270", "inverted"})
+                    "rows-flipped", "rotated-90", "rotated-180", "rotated-270", "inverted",
+                    "flipped-vertical", "flipped-diagonal", "flipped-antidiagonal"})
 
 
 #: The rotations/flips of ``--dihedral``: asked for by name, always written in a record.

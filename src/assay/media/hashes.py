@@ -79,6 +79,9 @@ _TURNS: dict[int, tuple[Any, Any]] = {
 # The EXIF orientations that are plain turns -> the quarter turns (np.rot90's k,
 # counter-clockwise) of their _TURNS entries (as displayed, back to stored).
 _QUARTERS = {3: (2, 2), 6: (3, 1), 8: (1, 3)}
+# The EXIF orientations that are flips other than the mirror -> the flipped-* variant they
+# equal (each its own inverse: as displayed or back to stored alike).
+_FLIPS = {4: "flipped-vertical", 5: "flipped-diagonal", 7: "flipped-antidiagonal"}
 
 
 def file_digests(data: bytes) -> tuple[str, str]:
@@ -243,15 +246,23 @@ def hash_image_bytes(
         # turn (rotated-90, -180, -270: counter-clockwise) the commonest rewrite after it
         # (each moves PDQ ~128 bits): queried by default, each hashed from the turned
         # pixels (PDQ's sampling is not quite symmetric: its DCT-domain flip, "flipy" of
-        # ``dihedral``, lands up to 68 bits from the mirror's own hash on 256-px photos);
-        # the flips across a diagonal only with ``dihedral``.
-        # A turn an EXIF orientation makes was hashed above as "displayed"/"stored": not again.
+        # ``dihedral``, lands up to 68 bits from the mirror's own hash on 256-px photos).
+        # The other three flips (upside down: ``flipped-vertical``; across a diagonal:
+        # ``flipped-diagonal``, ``flipped-antidiagonal``) likewise: each hashed ~106 bits
+        # from the original on the shared photos and matched nothing.
+        # A turn or flip an EXIF orientation makes was hashed above as "displayed"/"stored"
+        # (a TGA's upside-down reading as "rows-flipped"): not again.
         ow, oh = reduced.orig_size
         done = _QUARTERS.get(oriented.orientation, (0, 0))[1 if oriented.transposed else 0]
         turned = {f"rotated-{90 * k}": fast_pdq(np.ascontiguousarray(np.rot90(reduced.luma, k)),
                                                 (oh, ow) if k % 2 else (ow, oh), reduced.block)
                   for k in (1, 2, 3) if k != done}
-        regions = {"mirror": mirrored, **regions, **turned}
+        flips = {"flipped-vertical": (lambda a: a[::-1], (ow, oh)), "flipped-diagonal": (lambda a: a.T, (oh, ow)),
+                 "flipped-antidiagonal": (lambda a: np.rot90(a, 2).T, (oh, ow))}
+        skip = {_FLIPS.get(oriented.orientation), "flipped-vertical" if opened.format == "tga" else None}
+        flipped = {name: fast_pdq(np.ascontiguousarray(flip(reduced.luma)), size, reduced.block)
+                   for name, (flip, size) in flips.items() if name not in skip}
+        regions = {"mirror": mirrored, **regions, **turned, **flipped}
     if variants:
         # A negative (colours inverted: any viewer turns it back) negates every DCT
         # coefficient PDQ compares with their median: its hash is the complement, bit for

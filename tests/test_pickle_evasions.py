@@ -601,3 +601,26 @@ def test_zips_with_unusual_names_read_alike_by_both_readers(tmp_path: Path) -> N
     p = tmp_path / "names.zip"
     p.write_bytes(body + cd + _eocd(len(entries), len(cd), len(body)))
     assert _worst(p) == "safe"
+
+
+def test_every_copy_of_a_keras_config_is_judged() -> None:
+    # keras.saving reads config.json by name through zipfile, which hands out the last
+    # of two members of that name; a scanner that judged the first saw a clean model
+    import warnings
+
+    from pickle_corpus import keras_zip
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate name
+        good = zipfile.ZipFile(io.BytesIO(keras_zip()))
+        bad = zipfile.ZipFile(io.BytesIO(keras_zip(function=("os", "system"))))
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            for name in good.namelist():
+                z.writestr(name, good.read(name))
+            z.writestr("config.json", bad.read("config.json"))
+        assert b"system" in zipfile.ZipFile(buf).read("config.json")  # what keras reads
+    from assay.models.pickles import _scan_zip
+
+    reports = _scan_zip(io.BytesIO(buf.getvalue()), "model.keras", 0)
+    assert any(r.verdict == "dangerous" for r in reports)

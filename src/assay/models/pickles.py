@@ -1445,14 +1445,15 @@ def _scan_zip(f: BinaryIO, where: str, depth: int) -> list[PickleReport]:
     from .formats.keras import is_keras_zip, scan_keras_member
 
     if is_keras_zip([e.name for e in entries]):
-        # Keras archives carry their code in config.json, not in a pickle.
-        config = next(e for e in entries if e.name == "config.json")
-        reports.append(scan_keras_member(f, config, where, depth))
+        # Keras archives carry their code in config.json, not in a pickle. Every copy of
+        # it is judged: keras reads it by name through zipfile, which hands out the
+        # last of duplicates, other readers the first.
+        reports.extend(scan_keras_member(f, e, where, depth) for e in entries if e.name == "config.json")
     from .formats.skops import SCHEMA, is_skops_zip, scan_skops_member
 
     if is_skops_zip([e.name for e in entries]):
-        # skops archives name what they load in schema.json.
-        reports.append(scan_skops_member(f, next(e for e in entries if e.name == SCHEMA), where))
+        # skops archives name what they load in schema.json (every copy, likewise).
+        reports.extend(scan_skops_member(f, e, where) for e in entries if e.name == SCHEMA)
     budget = MAX_ZIP_SCAN_BYTES
     for e in entries:
         label = f"{where}:{e.name}"

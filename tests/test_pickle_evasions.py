@@ -624,3 +624,42 @@ def test_every_copy_of_a_keras_config_is_judged() -> None:
 
     reports = _scan_zip(io.BytesIO(buf.getvalue()), "model.keras", 0)
     assert any(r.verdict == "dangerous" for r in reports)
+
+
+# -- HDF5 behind a user block ---------------------------------------------------------
+
+
+def _keras_h5(path: Path, userblock: int) -> None:
+    import json
+
+    import h5py
+    import numpy as np
+
+    config = {"class_name": "Sequential", "config": {"name": "s", "layers": [
+        {"class_name": "Lambda", "config": {"name": "l", "function": "system", "module": "os"}}]}}
+    with h5py.File(path, "w", userblock_size=userblock) as f:
+        f.attrs["model_config"] = json.dumps(config)
+        f.create_dataset("w", data=np.zeros(4, "f4"))
+
+
+@pytest.mark.parametrize("user_block", ["zeros", "a pickle"])
+def test_a_keras_h5_behind_a_user_block_is_judged(tmp_path: Path, user_block: str) -> None:
+    # h5py (so keras.models.load_model) finds the superblock at 512, 1024, 2048... bytes
+    import h5py
+
+    from assay.errors import UnsafeInput
+    from assay.models import open_model
+
+    p = tmp_path / "model.h5"
+    _keras_h5(p, 512)
+    if user_block == "a pickle":  # pickle.load reads a harmless dict from byte 0
+        data = bytearray(p.read_bytes())
+        plain = pickle.dumps({"weights": [1.0]}, protocol=2)
+        data[: len(plain)] = plain
+        p.write_bytes(bytes(data))
+    with h5py.File(p, "r") as f:
+        assert "Lambda" in f.attrs["model_config"]
+    assert sniff_path(p).format == ("hdf5" if user_block == "zeros" else "pickle")
+    assert _worst(p) == "dangerous"
+    with pytest.raises(UnsafeInput):
+        open_model(p)

@@ -743,8 +743,24 @@ def sniff_path(path: Path) -> Sniffed:
 
 def _zip_or(f: Any, size: int, found: Sniffed) -> Sniffed:
     """A zip archive for a file no magic number at its start named whose end is a zip's
-    (a self-extracting archive: a program, then the zip; a zip behind junk), else ``found``."""
-    return Sniffed("archive", "zip") if zip_at_end(f, size) else found
+    (a self-extracting archive: a program, then the zip; a zip behind junk), an HDF5 file
+    behind a user block (hdf5_superblock), else ``found``."""
+    if zip_at_end(f, size):
+        return Sniffed("archive", "zip")
+    return Sniffed("model", "hdf5") if hdf5_superblock(f, size) else found
+
+
+def hdf5_superblock(f: Any, size: int) -> int | None:
+    """Where the HDF5 superblock of the file open as ``f`` lies when it is not at the
+    start: the HDF5 library (h5py, so Keras' .h5 loader) also looks for it at 512, 1024,
+    2048... bytes, after a "user block" of any content (zeros, text, a pickle)."""
+    offset = 512
+    while offset + len(_HDF5) <= size:
+        f.seek(offset)
+        if f.read(len(_HDF5)) == _HDF5:
+            return offset
+        offset *= 2
+    return None
 
 
 ZIP_TAIL_BYTES = 22 + 0xFFFF  # the end-of-central-directory record and the longest comment

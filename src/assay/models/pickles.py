@@ -1114,15 +1114,38 @@ def scan_file(path: Path | str) -> list[PickleReport]:
                     "pickle (a polyglot): pickle.load and torch.load read it as a pickle")))
                 return [poly, *reports]
             if size <= SMALL_FILE_BYTES:
-                return _scan_raw(head, where)
-            # A memory map reads like bytes but never allocates what a length field
-            # claims: a slice past the end just returns the bytes that exist.
-            with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mm:
-                return _scan_raw(mm, where)
+                reports = _scan_raw(head, where)
+            else:
+                # A memory map reads like bytes but never allocates what a length field
+                # claims: a slice past the end just returns the bytes that exist.
+                with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mm:
+                    reports = _scan_raw(mm, where)
+            return reports + _hdf5_behind(fd, size, where, bool(reports))
         finally:
             os.close(fd)
     except OSError as exc:
         raise InputError(Path(where), f"cannot read: {exc.strerror or exc}") from exc
+
+
+def _hdf5_behind(fd: int, size: int, where: str, pickled: bool) -> list[PickleReport]:
+    """The Keras config of an HDF5 file behind a user block (hdf5_superblock), which
+    can hold a pickle: h5py and Keras read the file from its superblock, pickle.load
+    from byte 0."""
+    from ..sniff import hdf5_superblock
+
+    with os.fdopen(os.dup(fd), "rb") as f:
+        at = hdf5_superblock(f, size)
+    if at is None:
+        return []
+    from .formats.keras import scan_h5
+
+    found = scan_h5(Path(where))
+    if pickled:
+        poly = PickleReport(where=where)
+        poly.add(PickleFinding("suspicious", "", "polyglot", at, (
+            f"file is both a pickle and an HDF5 file (its superblock at byte {at}, behind a user block)")))
+        found.insert(0, poly)
+    return found
 
 
 def _file_kind(head: bytes, size: int) -> str:

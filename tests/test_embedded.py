@@ -162,3 +162,10 @@ def test_a_scan_finds_a_picture_on_noise_against_a_plain_hash_list(testdata: Pat
     [m] = [m for m in recs["picture-in-picture.png"]["matches"] if m["signal_type"] == "pdq"]
     assert (m["content_id"], m["query_variant"], m["strength"]) == ("q1050", "embedded", "perceptual-partial")
     assert not recs["other.png"].get("matches")
+
+
+def test_a_picture_on_a_uniform_canvas_is_looked_up_once_as_trimmed(testdata: Path) -> None:
+    """The letterboxed sample (a photo inside black bars) is found by both the border trim
+    and the pasted-picture edges: the same picture, one lookup (it was two)."""
+    got = hash_image_bytes((testdata / "pdq" / "tx-resources" / "letterboxed_sample-b.jpg").read_bytes())
+    assert "trimmed" in (got.trimmed or {}) and "embedded" not in (got.regions or {})

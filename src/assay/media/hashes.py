@@ -176,7 +176,10 @@ def hash_image_bytes(
             px, py = paste_plane.block
             sub = paste_plane.luma[pasted.top:pasted.bottom, pasted.left:pasted.right]
             size = (min(sub.shape[1] * px, reduced.orig_size[0]), min(sub.shape[0] * py, reduced.orig_size[1]))
-            regions[embedded.VARIANT] = fast_pdq(sub, size, (px, py))
+            inside = fast_pdq(sub, size, (px, py))
+            # A picture on a uniform canvas is also found as trimmed: not looked up twice
+            if all(hamming(inside.hex, t.hex) > SAME_FRAME for t in trimmed.values()):
+                regions[embedded.VARIANT] = inside
         if (turned := tilt.tilt(reduced.luma)) is not None:
             # Turned by a small angle, its corners filled (media/tilt.py): turned back, from
             # the finer plane where there is one (the angle measured again there).

@@ -5,6 +5,7 @@ was never compared: "no lineage evidence". Random-weight Llama-layout models (te
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -103,3 +104,36 @@ def test_a_copy_with_its_vocabulary_extended_is_the_same_weights_in_its_layers(b
     # a stranger resized alike is nothing
     rep = query(bank, fp(_extend_vocab(model(30), 16, 1)), limit=3)
     assert not rep.same and not rep.derived, rep.explanations()
+
+
+def test_banking_a_checkpoint_without_its_base_says_what_that_costs(tmp_path: Path) -> None:
+    """`bank add-model --kind checkpoint` says when no banked base is the checkpoint's base
+    (its fine-tunes would read as related, not as matches), and not once the base is in."""
+    from test_lineage_renamed import fine_tune
+
+    db = str(tmp_path / "b.sqlite3")
+    base = model(40)
+    flagged = fine_tune(base, 0.05, 41)
+    paths = {n: _write_model(tmp_path / f"{n}.safetensors", a) for n, a in
+             (("base", base), ("flagged", flagged), ("other", model(42)))}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "assay", "--db", db, *args],
+                              capture_output=True, text=True, timeout=120)
+
+    assert run("bank", "create", "models", "--create").returncode == 0
+    r = run("bank", "add-model", "models", str(paths["flagged"]), "--id", "bad")
+    assert r.returncode == 0 and "note: no banked base is this checkpoint's base" in r.stdout, r.stdout
+    assert run("bank", "add-model", "models", str(paths["other"]), "--id", "unrelated-base", "--kind", "base"
+               ).returncode == 0
+    r = run("bank", "add-model", "models", str(paths["flagged"]), "--id", "bad", "--replace", "--json")
+    assert json.loads(r.stdout)["base_banked"] is False  # an unrelated base is not its base
+    assert run("bank", "add-model", "models", str(paths["base"]), "--id", "b", "--kind", "base").returncode == 0
+    r = run("bank", "add-model", "models", str(paths["flagged"]), "--id", "bad", "--replace")
+    assert r.returncode == 0 and "note:" not in r.stdout, r.stdout
+    r = run("bank", "add-model", "models", str(paths["base"]), "--id", "b2", "--kind", "base", "--json")
+    assert "base_banked" not in json.loads(r.stdout)  # said of checkpoints only
+
+
+def _write_model(path: Path, a: dict[str, np.ndarray]) -> Path:
+    return modelgen.write_safetensors(path, {k: ("F32", v.shape) for k, v in a.items()}, values=a)

@@ -427,18 +427,35 @@ class FingerprintIndex:
         return [int(self.ids[i]) for i in picked]
 
 
-def add_model(
-    store: Store, bank: str, content_id: str, path: Path | str, kind: str = "checkpoint", *,
-    role: str | None = None, note: str | None = None, k: int = DEFAULT_K, replace: bool = False,
-) -> FingerprintRecord:
-    """Fingerprint the model or LoRA file at ``path`` and add it to ``bank``."""
+def model_fingerprint(path: Path | str, kind: str = "checkpoint", *, k: int = DEFAULT_K) -> Fingerprint:
+    """The fingerprint of the model or LoRA file at ``path``, to be banked as ``kind``."""
     fp = fingerprint_file(Path(path), k=k, kind="lora" if kind == "lora" else kind)
     if kind != "lora" and fp.kind == "lora":
         raise InvalidBankInput(f"{path}: this is a LoRA file; add it with kind 'lora'")
     if kind == "lora" and fp.kind != "lora":
         raise InvalidBankInput(f"{path}: not a LoRA file, cannot be added with kind 'lora'")
+    return fp
+
+
+def add_model(
+    store: Store, bank: str, content_id: str, path: Path | str, kind: str = "checkpoint", *,
+    role: str | None = None, note: str | None = None, k: int = DEFAULT_K, replace: bool = False,
+    fingerprint: Fingerprint | None = None,
+) -> FingerprintRecord:
+    """Fingerprint the model or LoRA file at ``path`` (unless ``fingerprint`` is that
+    already) and add it to ``bank``."""
+    fp = fingerprint if fingerprint is not None else model_fingerprint(path, kind, k=k)
     return FingerprintStore(store).add(bank, content_id, fp, kind=kind, role=role, note=note,
                                        replace=replace)
+
+
+def base_banked(store: Store, fingerprint: Fingerprint, label: str) -> bool:
+    """Whether some banked base (kind base, in any bank) is the checkpoint's own base: it
+    derives from it or is a copy of it (the entry ``label`` itself left out). Without one,
+    a model trained further from the checkpoint cannot be told from a sibling (another
+    fine-tune of the same base) and is listed as related, not matched."""
+    rep = query(store, fingerprint)
+    return any(f.kind == "base" and f.entry != label for f in (*rep.same, *rep.derived))
 
 
 def query(

@@ -606,7 +606,7 @@ def bank_add_model(
     json_out: JsonOpt = False,
 ) -> None:
     """Add a model file to a bank: its weight fingerprint (for lineage) and its file hashes."""
-    from ..banks.fingerprints import add_model
+    from ..banks.fingerprints import add_model, base_banked, model_fingerprint
     from ..models.analyzer import analyze_model
     from ..models.hashes import hash_signals
 
@@ -617,16 +617,25 @@ def bank_add_model(
         report = analyze_model(file)
         if report.safety and report.safety.verdict == "dangerous":
             raise AssayError(f"{file}: refused: its pickle would run code; add it by hash with `bank add --signal`")
-        rec = add_model(store, name, cid, file, kind.value, role=role, note=note, replace=replace)
+        fp = model_fingerprint(file, kind.value)
+        rec = add_model(store, name, cid, file, kind.value, role=role, note=note, replace=replace, fingerprint=fp)
         sig: dict[str, list[str]] = {}
         if report.hashes is not None:
             for s in hash_signals(report.hashes):
                 sig.setdefault(s.type, []).append(s.value)
         res = store.add_entry(name, cid, sig, note=note, source=str(file)) if sig else None
+        # A flagged checkpoint without its base in the store: its copies are found, but a
+        # model trained further from it reads as related (context), not as a match.
+        base = base_banked(store, fp, f"{name}/{cid}") if kind == ModelKind.checkpoint else None
     if json_out:
         _emit_json({"bank": name, "content_id": cid, "kind": kind.value,
                     "fingerprint_id": rec.id,
-                    "added_signals": res.added_signals if res else 0})
+                    "added_signals": res.added_signals if res else 0}
+                   | ({"base_banked": base} if base is not None else {}))
         return
     out.print(f"{_esc(name)}: added {kind.value} {_esc(cid)} (weight fingerprint"
               + (f" and {res.added_signals} file hashes)" if res else ")"))
+    if base is False:
+        out.print("note: no banked base is this checkpoint's base. Copies of it (converted, quantized, renamed, "
+                  "permuted) are found, but a model trained further from it is listed as related, not matched, "
+                  "until its base is banked: `assay bank add-model BANK BASE_FILE --kind base`")

@@ -663,3 +663,28 @@ def test_a_keras_h5_behind_a_user_block_is_judged(tmp_path: Path, user_block: st
     assert _worst(p) == "dangerous"
     with pytest.raises(UnsafeInput):
         open_model(p)
+
+
+def test_an_object_array_behind_a_long_npy_header_is_scanned(tmp_path: Path) -> None:
+    # numpy.load(allow_pickle=True) reads a header of any length (max_header_size only
+    # guards loads without pickles): 100 kB of padding put the pickle past assay's head
+    import numpy as np
+
+    def npy_v2(descr: bytes) -> bytes:
+        header = b"{'descr': '%s', 'fortran_order': False, 'shape': (1,), }" % descr
+        header += b" " * (100_000 - len(header) - 1) + b"\n"
+        return b"\x93NUMPY\x02\x00" + struct.pack("<I", len(header)) + header
+
+    data = npy_v2(b"|O")
+    bad = tmp_path / "bad.npy"
+    bad.write_bytes(data + P2)
+    assert _worst(bad) == "dangerous"
+    npz = tmp_path / "bad.npz"
+    npz.write_bytes(_zip([("arr_0.npy", data + P2)]))
+    assert _worst(npz) == "dangerous"
+    good = tmp_path / "good.npy"  # numeric, with the same long header: read, not flagged
+    good.write_bytes(npy_v2(b"<f4") + np.arange(1, dtype="<f4").tobytes())
+    from assay.models import open_model
+
+    with open_model(good) as mf:
+        assert list(mf.tensors) == ["good"] and mf.pickles == []

@@ -1300,6 +1300,20 @@ def _descr_has_object(descr: Any) -> bool:
     return False
 
 
+MAX_NPY_HEADER = 64 * 1024**2  # numpy writes a few hundred bytes; 10,000 without allow_pickle
+
+
+def npy_header_end(head: Any) -> int | None:
+    """Where a .npy header says it ends (version 1: 2-byte length, 2 and 3: 4 bytes)."""
+    if len(head) < 10 or head[:6] != b"\x93NUMPY":
+        return None
+    if head[6] == 1:
+        return 10 + struct.unpack_from("<H", head, 8)[0]
+    if head[6] in (2, 3) and len(head) >= 12:
+        return 12 + struct.unpack_from("<I", head, 8)[0]
+    return None
+
+
 def _npy_pickle_offset(head: bytes) -> int | None:
     """Where the pickle of a .npy object array starts (numpy.load(allow_pickle=True)
     unpickles it), or None for other files and plain arrays."""
@@ -1333,7 +1347,15 @@ def _scan_consecutive(buf: Any, where: str, ends: list[int] | None = None) -> li
     end = len(buf)
     start = 0
     if buf[:6] == b"\x93NUMPY":
-        npy = _npy_pickle_offset(buf[:PROBE_BYTES])
+        # (numpy.load(allow_pickle=True) reads a header of any length: read all of it)
+        header_end = npy_header_end(buf[:12]) or PROBE_BYTES
+        if header_end > MAX_NPY_HEADER:
+            report = PickleReport(where=where)
+            report.add(PickleFinding("suspicious", "", "npy", 0, (
+                f".npy header of {header_end} bytes not read (numpy.load(allow_pickle=True) reads it, "
+                "and unpickles what follows when it declares objects)")))
+            return [report]
+        npy = _npy_pickle_offset(buf[: max(header_end, PROBE_BYTES)])
         if npy is None:
             return reports
         start = npy
@@ -1496,7 +1518,9 @@ def _scan_zip(f: BinaryIO, where: str, depth: int) -> list[PickleReport]:
                                             f"entry {e.name!r}: corrupt compressed data"))
             continue
         is_nested_zip = head[:4] == b"PK\x03\x04"
-        npy = _npy_pickle_offset(head) is not None  # an .npy (or .npz member) holding objects
+        # an .npy (or .npz member) holding objects, or one whose header runs past the head
+        npy = _npy_pickle_offset(head) is not None or (
+            head[:6] == b"\x93NUMPY" and (npy_header_end(head[:12]) or 0) > len(head))
         proto = bool(_PROTO_HEAD.match(head))
         looks = (probe(head, more=len(head) < e.size, names_payload=names_payload)
                  if not (proto or npy or is_nested_zip) else None)

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import DecodeError, InputError, UnsafeInput
-from ..pickles import PickleReport, npy_header, read_zip_entry, scan_file, zip_entries
+from ..pickles import (
+    MAX_NPY_HEADER,
+    PickleReport,
+    npy_header,
+    npy_header_end,
+    read_zip_entry,
+    scan_file,
+    zip_entries,
+)
 from . import DTYPES, MAX_DIMS, ModelFile, TensorInfo, tensor_nbytes
 
 __all__ = ["read_npy", "read_npz"]
@@ -65,6 +73,12 @@ def _tensor(name: str, header: dict[str, Any], data_offset: int, available: int,
                       source=where, strides=strides, entry=entry)
 
 
+def _head_bytes(first: bytes) -> int:
+    """How much of a .npy to read for its header: all of it (numpy reads a header of any
+    length when it may unpickle), within MAX_NPY_HEADER."""
+    return min(max(NPY_HEAD_BYTES, npy_header_end(first) or 0), MAX_NPY_HEADER)
+
+
 def read_npy(path: Path) -> ModelFile:
     path = Path(path)
     where = str(path)
@@ -75,7 +89,7 @@ def read_npy(path: Path) -> ModelFile:
             size = f.seek(0, 2)
             f.seek(0)
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                parsed = npy_header(mm[:NPY_HEAD_BYTES])
+                parsed = npy_header(mm[: _head_bytes(mm[:12])])
     except (OSError, ValueError) as exc:
         raise InputError(path, f"cannot read: {exc}") from exc
     if parsed is None:
@@ -103,9 +117,12 @@ def read_npz(path: Path) -> ModelFile:
                 name = e.name[: -len(".npy")]
                 if e.method == zipfile.ZIP_STORED:
                     f.seek(e.data_offset)
-                    head = f.read(min(NPY_HEAD_BYTES, e.size))
+                    first = f.read(12)
+                    f.seek(e.data_offset)
+                    head = f.read(min(_head_bytes(first), e.size))
                 else:
-                    head = read_zip_entry(f, e, where, 1 << 30)[:NPY_HEAD_BYTES]
+                    data = read_zip_entry(f, e, where, 1 << 30)
+                    head = data[: _head_bytes(data[:12])]
                 parsed = npy_header(head)
                 if parsed is None:
                     raise DecodeError(path, f"member {e.name!r}: malformed .npy header")

@@ -688,3 +688,28 @@ def test_an_object_array_behind_a_long_npy_header_is_scanned(tmp_path: Path) -> 
 
     with open_model(good) as mf:
         assert list(mf.tensors) == ["good"] and mf.pickles == []
+
+
+def test_a_picture_that_ends_with_a_keras_model_is_judged_as_one(tmp_path: Path) -> None:
+    # keras.models.load_model opens a .keras with zipfile, which finds the archive behind
+    # a picture's bytes; the scan walked its members one by one (config.json: a text file)
+    from PIL import Image
+
+    from assay.errors import UnsafeInput
+    from assay.models import open_model
+    from pickle_corpus import keras_zip
+    from test_model_file_findings import scan_records
+
+    buf = io.BytesIO()
+    Image.linear_gradient("L").resize((32, 32)).save(buf, "PNG")
+    bad, good, notes = tmp_path / "bad.keras", tmp_path / "good.keras", tmp_path / "notes.png"
+    bad.write_bytes(buf.getvalue() + keras_zip(function=("os", "system")))
+    good.write_bytes(buf.getvalue() + keras_zip())
+    notes.write_bytes(buf.getvalue() + _zip([("a.txt", b"hello")]))
+    assert zipfile.ZipFile(bad).read("config.json")  # what keras reads
+    records = scan_records(bad, good, notes)
+    assert records["bad.keras"].kind == "image"
+    assert records["bad.keras"].model is not None and records["bad.keras"].model.safety.verdict == "dangerous"
+    assert records["good.keras"].model is None and records["notes.png"].model is None
+    with pytest.raises(UnsafeInput):
+        open_model(bad)

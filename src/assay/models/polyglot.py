@@ -36,13 +36,18 @@ class PicklePolyglotAnalyzer:
                     data = f.read(1)
             except OSError:
                 return
-        if record.model is not None or not data or data[0] not in OPCODES or subject.format == "zip":
-            return  # (most files: JPEG, PNG, MP4, PDF start with no opcode; a zip's PK is a
-            # persistent id, which pickle.load refuses, and torch.load reads zips as zips)
+        if record.model is not None or not data or subject.format == "zip":
+            return
+        if data[0] not in OPCODES:  # (most files: JPEG, PNG, MP4, PDF start with no opcode)
+            self._model_zip_behind(subject, record, data)
+            return
+        # (a zip's PK is a persistent id, which pickle.load refuses, and torch.load reads
+        # zips as zips)
         from ..report.model import build_model_report, safety_from_pickles
         from .pickles import looks_like_pickle, scan_file
 
         if not looks_like_pickle(Path(subject.path)):
+            self._model_zip_behind(subject, record, data)
             return
         safety = safety_from_pickles(scan_file(subject.path), "pickle")
         if safety.verdict == "safe":
@@ -51,4 +56,39 @@ class PicklePolyglotAnalyzer:
             None, None, None, None, fmt="pickle", safety=safety,
             warnings=[f"this {subject.format} file is also a pickle: pickle.load and torch.load "
                       "read it as one (a polyglot), judged as that pickle"],
+        )
+
+    @staticmethod
+    def _model_zip_behind(subject: Subject, record: FileRecord, data: bytes) -> None:
+        """A picture (video, document...) that ends with a model archive: zipfile opens it
+        behind the picture's bytes, and so do the loaders built on zipfile
+        (keras.models.load_model of a .keras, skops.io.load): the archive walk reads its
+        members one by one, this judges it as the model it is."""
+        if subject.kind == "archive":
+            return
+        from ..sniff import ZIP_TAIL_BYTES, appended_zip
+
+        if len(data) > 1:  # (the picture's bytes, read by the image hasher: no second read)
+            if b"PK\x05\x06" not in data[-ZIP_TAIL_BYTES:]:
+                return
+        elif not appended_zip(Path(subject.path), subject.size):
+            return
+        from ..report.model import build_model_report, safety_from_pickles
+        from .formats import model_archive_kind
+        from .pickles import scan_file
+
+        kind = model_archive_kind(Path(subject.path))
+        if kind not in ("keras", "skops"):
+            return  # an archive of files (walked member by member), or a torch zip or an npz,
+            # which torch.load and numpy.load open only at byte 0
+        safety = safety_from_pickles(scan_file(subject.path), kind)
+        # (the file-level "both a picture and a zip" note alone is no finding here: the
+        # archive walk already shows the zip; what its model would run is)
+        if not any(f.verdict == "dangerous" or (f.verdict == "suspicious" and f.source != str(subject.path))
+                   for f in safety.findings):
+            return
+        record.model = build_model_report(
+            None, None, None, None, fmt=kind, safety=safety,
+            warnings=[f"this {subject.format} file ends with a {kind} model archive, which loaders built "
+                      "on zipfile open behind its first bytes (a polyglot): judged as that model"],
         )

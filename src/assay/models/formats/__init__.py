@@ -390,6 +390,10 @@ def open_model(path: Path, *, limits: Limits = Limits()) -> ModelFile:  # noqa: 
 
         if looks_like_pickle(path):  # a polyglot: a picture's magic number made of opcodes
             return read_pickle_file(path, limits=limits)
+        from ...sniff import appended_zip
+
+        if appended_zip(path, size) and model_archive_kind(path) in ("keras", "skops"):
+            return _open_zip(path, limits)  # a picture that ends with a model zipfile opens
     if fmt in ARCHIVE_FORMATS:
         # (a joblib model saved with compress=..., a legacy torch tar, a folder of checkpoints)
         raise UnsupportedFormat(path, f"not a model file but an archive or compressed stream ({fmt}): "

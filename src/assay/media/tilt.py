@@ -5,9 +5,9 @@ Turning a picture by 2-10 degrees (Pillow's ``rotate``, with or without ``expand
 PDQ by ~60-120 bits, and the corners it uncovers are filled with a uniform colour: four
 right triangles whose long sides are the picture's own edges, at the angle it was turned
 by. Measured from each side of the image inward, the run of fill colour along each line
-changes linearly, by tan(angle) a line: each side gives the angle, and all four (of one
-colour, agreeing to ``AGREE`` degrees) are required (a tilted horizon under a flat sky
-gives two at most). The plane is then turned back, and the picture inside the fill is
+changes linearly, by tan(angle) a line: each side gives the angle, and all four are
+required, of one colour, turning the same way, at least three agreeing to ``AGREE``
+degrees (a tilted horizon under a flat sky gives two at most). The plane is then turned back, and the picture inside the fill is
 found as a border is (media/trim.py) and queried as variant ``untilted``; a picture turned
 within its own frame lost its corners, which are filled from the picture around them.
 """
@@ -30,12 +30,13 @@ PATCH = 3
 #: PDQ moves little); beyond MAX_ANGLE a turn is not "small".
 MIN_ANGLE = 0.7
 MAX_ANGLE = 20.0
-#: The four sides' angles agree to this many degrees.
+#: At least three of the four sides' angles agree to this many degrees (a side whose edge
+#: meets picture of the fill's colour measures it less well).
 AGREE = 0.5
 #: A triangle's long side is straight: at least INLIERS of its lines' runs lie within
 #: STRAIGHT lines of the fitted line.
 STRAIGHT = 2.0
-INLIERS = 0.85
+INLIERS = 0.75
 #: A side's triangle edge is measured on at least this many lines.
 MIN_POINTS = 8
 #: Turned within its own frame when the picture touches every side along more than this
@@ -52,32 +53,35 @@ def _runs(lines: np.ndarray, colour: float, limit: int) -> np.ndarray:
 
 
 def _side_angle(runs: np.ndarray, limit: int) -> tuple[float, int] | None:
-    """The angle (degrees; positive: the run shrinks along the side) of the straight
-    stretches of a side's fill runs, or None. Each triangle's long side is a line of slope
-    tan(angle); the runs at the side's two ends belong to two triangles (one shrinking from
-    the near corner, one growing to the far one), so the slope is fitted on each end's
-    stretch and the shallower one is kept (the other is the steep edge seen end-on)."""
+    """(The angle in degrees, 1 if the run grows along the side else 0) of the longer
+    straight stretch of a side's fill runs, or None. Each triangle's long side is a line of
+    slope tan(angle); the runs at the side's two ends belong to two triangles (one shrinking
+    from the near corner, one growing to the far one), so a line is fitted on each half of
+    the side and the one that holds more runs is kept (the other triangle's long side is
+    the steep edge seen end-on, a few lines wide)."""
     n = len(runs)
     inside = (runs > 0) & (runs < limit)
     slopes = []
-    for half, part in enumerate((slice(0, n // 2), slice(n // 2, n))):
+    for part in (slice(0, n // 2), slice(n // 2, n)):
         idx = np.flatnonzero(inside[part]) + (part.start or 0)
         if len(idx) < MIN_POINTS:
             continue
         x, y = idx.astype(np.float64), runs[idx].astype(np.float64)
-        slope, at = np.polyfit(x, y, 1)
-        # JPEG ringing stops a run early here and there: fitted again without those
-        keep = np.abs(y - (slope * x + at)) <= STRAIGHT
+        # Fitted again without the runs off the line (JPEG ringing stops a run early, dark
+        # picture beside a black fill carries one on, the steep triangle's end shows)
+        keep = np.ones(len(x), bool)
+        for _ in range(3):
+            if keep.sum() < MIN_POINTS:
+                break
+            slope, at = np.polyfit(x[keep], y[keep], 1)
+            keep = np.abs(y - (slope * x + at)) <= STRAIGHT
         if keep.mean() < INLIERS or keep.sum() < MIN_POINTS:
             continue  # not a straight edge
-        slope, at = np.polyfit(x[keep], y[keep], 1)
-        if (np.abs(y - (slope * x + at)) <= STRAIGHT).mean() < INLIERS:
-            continue
-        slopes.append((abs(slope), half))
+        slopes.append((int(keep.sum()), slope))
     if not slopes:
         return None
-    slope, half = min(slopes)
-    return float(np.degrees(np.arctan(slope))), half
+    _, slope = max(slopes)  # the long, shallow triangle: the steep one is a few lines wide
+    return float(np.degrees(np.arctan(abs(slope)))), int(slope > 0)
 
 
 @dataclass(frozen=True)
@@ -87,8 +91,8 @@ class Tilt:
     cut: bool  # turned within its own frame (``expand=False``): the picture's corners are cut off
 
 
-# Which half of each side's runs holds the shallow triangle, turned counter-clockwise (the
-# other way round, clockwise): top, bottom, left, right.
+# Whether each side's shallow triangle grows along it (1) or shrinks (0), turned
+# counter-clockwise (the other way round, clockwise): top, bottom, left, right.
 _CCW = (0, 1, 1, 0)
 
 
@@ -114,7 +118,9 @@ def tilt(luma: np.ndarray) -> Tilt | None:
         touching.append(float((runs == 0).mean()))
     angles = [a for a, _ in found]
     halves = tuple(half for _, half in found)
-    if max(angles) - min(angles) > AGREE or not MIN_ANGLE <= float(np.median(angles)) <= MAX_ANGLE:
+    middle = float(np.median(angles))
+    agreeing = [a for a in angles if abs(a - middle) <= AGREE]
+    if len(agreeing) < 3 or not MIN_ANGLE <= middle <= MAX_ANGLE:
         return None
     if halves == _CCW:
         sign = 1.0
@@ -124,7 +130,7 @@ def tilt(luma: np.ndarray) -> Tilt | None:
         return None  # the four triangles do not make one turned rectangle
     # Turned with expand, the picture touches each side at its corner only; turned within
     # its own frame, along most of each side.
-    return Tilt(sign * float(np.mean(angles)), colour, min(touching) > CUT_TOUCH)
+    return Tilt(sign * float(np.mean(agreeing)), colour, min(touching) > CUT_TOUCH)
 
 
 def turned_back(luma: np.ndarray, t: Tilt) -> np.ndarray:

@@ -713,3 +713,31 @@ def test_a_picture_that_ends_with_a_keras_model_is_judged_as_one(tmp_path: Path)
     assert records["good.keras"].model is None and records["notes.png"].model is None
     with pytest.raises(UnsafeInput):
         open_model(bad)
+
+
+def test_a_keras_archive_with_more_than_a_models_members_is_still_judged(tmp_path: Path) -> None:
+    # a README beside config.json, or bytes before the archive, made the scan walk the
+    # .keras as an archive of files (config.json: a text file); keras loads it all the same
+    from pickle_corpus import keras_zip
+    from test_model_file_findings import scan_records
+
+    def with_readme(data: bytes) -> bytes:
+        src = zipfile.ZipFile(io.BytesIO(data))
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            for name in src.namelist():
+                z.writestr(name, src.read(name))
+            z.writestr("README.txt", b"a model")
+        return buf.getvalue()
+
+    files = {
+        "readme.keras": with_readme(keras_zip(function=("os", "system"))),
+        "junk.keras": b"JUNK" * 10 + keras_zip(function=("os", "system")),
+        "clean.keras": with_readme(keras_zip()),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    records = scan_records(*(tmp_path / n for n in files))
+    verdicts = {n: records[n].model.safety.verdict if records[n].model else None for n in files}
+    assert verdicts == {"readme.keras": "dangerous", "junk.keras": "dangerous", "clean.keras": None}, verdicts
+    assert records["readme.keras"].kind == "archive"  # (still walked: its members are files too)

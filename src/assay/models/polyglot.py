@@ -7,8 +7,14 @@ sniffer and a pickle to pickle.load and torch.load, which run it; so is a tar wh
 first member's name starts with BINBYTES (tarfile stops the name at its NUL, the
 pickle swallows the header). This analyzer judges such a file's pickles; the file
 keeps its own kind and analysis (a picture's hashes are still matched, an archive's
-members walked). Light on purpose: a scan of pictures imports the model stack only for a
-file whose first byte is an opcode.
+members walked).
+
+Likewise a Keras or skops model archive the scan walks as files: behind a picture's
+bytes (zipfile finds it there, and so do keras.models.load_model and skops.io.load), or
+holding more than a model's members; its config is no pickle a member scan would find.
+
+Light on purpose: a scan of pictures imports the model stack only for a file whose
+first byte is an opcode or whose bytes end with a zip.
 """
 
 from __future__ import annotations
@@ -36,7 +42,13 @@ class PicklePolyglotAnalyzer:
                     data = f.read(1)
             except OSError:
                 return
-        if record.model is not None or not data or subject.format == "zip":
+        if record.model is not None or not data:
+            return
+        if subject.format == "zip":
+            # A zip walked as an archive of files because it holds more than a model's
+            # members (a README beside a .keras' config.json, junk before it): keras and
+            # skops load it all the same, and its config is no pickle the walk would find.
+            self._model_zip_behind(subject, record, data)
             return
         if data[0] not in OPCODES:  # (most files: JPEG, PNG, MP4, PDF start with no opcode)
             self._model_zip_behind(subject, record, data)
@@ -64,11 +76,13 @@ class PicklePolyglotAnalyzer:
         behind the picture's bytes, and so do the loaders built on zipfile
         (keras.models.load_model of a .keras, skops.io.load): the archive walk reads its
         members one by one, this judges it as the model it is."""
-        if subject.kind == "archive":
-            return
         from ..sniff import ZIP_TAIL_BYTES, appended_zip
 
-        if len(data) > 1:  # (the picture's bytes, read by the image hasher: no second read)
+        if subject.format == "zip":
+            pass
+        elif subject.kind == "archive":
+            return
+        elif len(data) > 1:  # (the picture's bytes, read by the image hasher: no second read)
             if b"PK\x05\x06" not in data[-ZIP_TAIL_BYTES:]:
                 return
         elif not appended_zip(Path(subject.path), subject.size):
@@ -89,6 +103,7 @@ class PicklePolyglotAnalyzer:
             return
         record.model = build_model_report(
             None, None, None, None, fmt=kind, safety=safety,
-            warnings=[f"this {subject.format} file ends with a {kind} model archive, which loaders built "
-                      "on zipfile open behind its first bytes (a polyglot): judged as that model"],
+            warnings=[f"this {subject.format} file is or ends with a {kind} model archive, which its "
+                      "loader opens with zipfile (beside other members, behind other bytes): judged as "
+                      "that model"],
         )

@@ -741,3 +741,40 @@ def test_a_keras_archive_with_more_than_a_models_members_is_still_judged(tmp_pat
     verdicts = {n: records[n].model.safety.verdict if records[n].model else None for n in files}
     assert verdicts == {"readme.keras": "dangerous", "junk.keras": "dangerous", "clean.keras": None}, verdicts
     assert records["readme.keras"].kind == "archive"  # (still walked: its members are files too)
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_bzip2_and_lzma_members_are_read_as_zipfile_reads_them(tmp_path: Path, method: int) -> None:
+    # numpy.load (npz) and keras.saving read members through zipfile, which inflates
+    # bzip2 and LZMA members too: they were 'not scanned' (suspicious), now judged
+    import warnings
+
+    from assay.models.pickles import PickleReport, read_zip_entry, zip_entries
+    from pickle_corpus import keras_zip
+
+    npz = tmp_path / "arrays.npz"
+    with zipfile.ZipFile(npz, "w") as z:
+        z.writestr("arr_0.npy", _npy(b"{'descr': '|O', 'fortran_order': False, 'shape': (1,), }", P2),
+                   compress_type=method)
+    assert _worst(npz) == "dangerous"
+    src = zipfile.ZipFile(io.BytesIO(keras_zip(function=("os", "system"))))
+    model = tmp_path / "model.keras"
+    with zipfile.ZipFile(model, "w") as z:
+        for name in src.namelist():
+            z.writestr(name, src.read(name), compress_type=method)
+    assert _worst(model) == "dangerous"
+    # the declared size bounds the output, as for deflate
+    data = b"\0" * 100_000
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("big", data, compress_type=method)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        [entry] = zip_entries(io.BytesIO(buf.getvalue()), "x", PickleReport(where="x"))
+    assert read_zip_entry(io.BytesIO(buf.getvalue()), entry, "x", 1 << 20) == data
+    from dataclasses import replace
+
+    from assay.errors import DecodeError
+
+    with pytest.raises(DecodeError, match="beyond its declared"):
+        read_zip_entry(io.BytesIO(buf.getvalue()), replace(entry, size=1000), "x", 1 << 20)

@@ -1057,9 +1057,78 @@ def read_zip_entry(
         except zlib.error as exc:
             raise DecodeError(where, f"zip entry {entry.name!r}: corrupt deflate data: {exc}") from exc
         data = b"".join(chunks)
+    elif entry.method in (zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA):
+        data = _inflate_other(f, entry, where)
     else:
         raise DecodeError(where, f"zip entry {entry.name!r}: unsupported compression method {entry.method}")
     return data
+
+
+class _ZipLZMA:
+    """A zip member's LZMA stream as zipfile reads it: a 4-byte header (version, size of
+    the properties), the LZMA1 properties, then raw LZMA1 data; with max_length."""
+
+    def __init__(self) -> None:
+        self._head = b""
+        self._d: Any = None
+
+    @property
+    def needs_input(self) -> bool:
+        return self._d is None or self._d.needs_input
+
+    @property
+    def eof(self) -> bool:
+        return self._d is not None and self._d.eof
+
+    def decompress(self, data: bytes, max_length: int = -1) -> bytes:
+        import lzma
+
+        if self._d is None:
+            self._head += data
+            if len(self._head) < 4:
+                return b""
+            n = struct.unpack_from("<H", self._head, 2)[0]
+            if len(self._head) < 4 + n:
+                return b""
+            props = self._head[4 : 4 + n]
+            data, self._head = self._head[4 + n :], b""
+            self._d = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=[
+                lzma._decode_filter_properties(lzma.FILTER_LZMA1, props)])  # as zipfile does
+        return self._d.decompress(data, max_length)
+
+
+def _decompressor(method: int) -> Any:
+    import bz2
+
+    return bz2.BZ2Decompressor() if method == zipfile.ZIP_BZIP2 else _ZipLZMA()
+
+
+def _inflate_other(f: BinaryIO, entry: ZipEntry, where: str) -> bytes:
+    """A bzip2 or LZMA member (zipfile reads them, so numpy.load's npz and Keras do;
+    torch's reader does not), bounded by its declared size as deflate is."""
+    import lzma
+
+    d = _decompressor(entry.method)
+    remaining, total, chunks = entry.compressed_size, 0, []
+    try:
+        while remaining > 0:
+            chunk = f.read(min(1 << 20, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            out = d.decompress(chunk, entry.size + 1 - total)
+            total += len(out)
+            chunks.append(out)
+            if total > entry.size or not (d.needs_input or d.eof):
+                raise DecodeError(where, f"zip entry {entry.name!r} inflates beyond its declared "
+                                  f"{entry.size} bytes (zip bomb or forged header)")
+            if d.eof:
+                break
+    except (OSError, EOFError, ValueError, lzma.LZMAError, struct.error) as exc:
+        if isinstance(exc, DecodeError):
+            raise
+        raise DecodeError(where, f"zip entry {entry.name!r}: corrupt compressed data: {exc}") from exc
+    return b"".join(chunks)
 
 
 # -- whole files -----------------------------------------------------------------------
@@ -1502,7 +1571,7 @@ def _scan_zip(f: BinaryIO, where: str, depth: int) -> list[PickleReport]:
     budget = MAX_ZIP_SCAN_BYTES
     for e in entries:
         label = f"{where}:{e.name}"
-        if e.method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        if e.method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA):
             container.add(PickleFinding("suspicious", "", "zip", e.header_offset,
                                         f"entry {e.name!r}: compression method {e.method} not scanned"))
             continue
@@ -1571,6 +1640,21 @@ def _entry_head(f: BinaryIO, e: ZipEntry, where: str) -> bytes | None:
     f.seek(e.data_offset)
     if e.method == zipfile.ZIP_STORED:
         return f.read(min(PROBE_BYTES, e.compressed_size))
+    if e.method != zipfile.ZIP_DEFLATED:
+        import lzma
+
+        try:  # (bzip2, LZMA: their first block may need more input for any output)
+            d = _decompressor(e.method)
+            out, remaining = b"", e.compressed_size
+            while remaining > 0 and len(out) < PROBE_BYTES and not d.eof:
+                chunk = f.read(min(1 << 20, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+                out += d.decompress(chunk, PROBE_BYTES - len(out))
+            return out
+        except (OSError, EOFError, ValueError, lzma.LZMAError, struct.error):
+            return None
     d = zlib.decompressobj(-15)
     try:
         return d.decompress(f.read(min(e.compressed_size, PROBE_BYTES)), PROBE_BYTES)

@@ -941,7 +941,9 @@ def test_permuted_model_copies_in_an_object_store_link_as_on_disk(
     assert got == want
     # answered with the weights (reopened on a worker), not from the fingerprints alone
     assert all("fingerprints alone" not in x["explanation"] for x in got["model_links"])
-    assert any("is undone, fine-tune relative" in x["explanation"] for x in got["model_links"])
+    # the tuned copy: related once the permutation is undone (no banked base tells a
+    # fine-tune of the original from a sibling: context, not 'derived')
+    assert any("is undone, close to" in x["explanation"] and x["relation"] == "related" for x in got["model_links"])
     want_recs = {r["path"]: r for r in (json.loads(json.dumps(_strip(x)).replace(str(root), f"s3://{bucket}/drive"))
                                         for x in local)}
     assert _dist_records(str(tmp_path / "out"))[0] == want_recs

@@ -778,3 +778,37 @@ def test_bzip2_and_lzma_members_are_read_as_zipfile_reads_them(tmp_path: Path, m
 
     with pytest.raises(DecodeError, match="beyond its declared"):
         read_zip_entry(io.BytesIO(buf.getvalue()), replace(entry, size=1000), "x", 1 << 20)
+
+
+# -- pickle.loads under other names, fed a header-less pickle ---------------------------
+
+
+@pytest.mark.parametrize("loader", ["numpy.core.numeric loads", "numpy.ma.core loads", "numpy loads",
+                                    "pandas.compat.pickle_compat loads", "mymodule loads"])
+def test_a_nested_protocol0_pickle_is_scanned(loader: str) -> None:
+    # numpy 1.x: numpy.loads, numpy.core.numeric.loads, numpy.ma.loads are pickle.loads;
+    # the nested bytes carry no PROTO header (they were not looked into)
+    from assay.models import scan_pickle_bytes
+
+    module, name = loader.split()
+
+    def s(x: str) -> bytes:
+        return b"\x8c" + bytes([len(x)]) + x.encode()
+
+    outer = b"\x80\x04" + s(module) + s(name) + b"\x93C" + bytes([len(P0)]) + P0 + b"\x85R."
+    report = scan_pickle_bytes(outer, where="x")
+    assert "os.getcwd" in report.dangerous_globals
+    if module != "mymodule":
+        assert f"{module}.{name}" in report.dangerous_globals
+
+
+def test_array_bytes_that_parse_as_opcodes_are_no_nested_payload() -> None:
+    import numpy as np
+
+    from assay.models import scan_pickle_bytes
+
+    for arr in (np.full(100_000, ord("N"), np.uint8), np.frombuffer(b"N." * 64, np.uint8),
+                np.frombuffer(b"((((", np.uint8), np.arange(256, dtype=np.uint8)):
+        for protocol in (2, 4, 5):
+            report = scan_pickle_bytes(pickle.dumps(arr, protocol=protocol), where="x")
+            assert report.verdict == "safe" and report.findings == [], (arr[:8], protocol)

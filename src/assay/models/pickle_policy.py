@@ -194,6 +194,9 @@ _DANGEROUS_MODULES = (
     # scikit-learn's test helpers run Python code in a subprocess
     # (assert_run_python_script); its dataset fetchers download and write files
     "sklearn.utils._testing", "sklearn.datasets",
+    # unpicklers and downloaders vendored or wrapped by other packages
+    "sklearn.externals.joblib", "pandas.compat.pickle_compat", "srsly.cloudpickle", "srsly.pickle_loads",
+    "srsly._pickle_api", "torch.utils.model_zoo",
 )
 # A dotted path that walks through one of these reaches it from any module
 # ("pathlib.os.system", "x.subprocess.Popen"): the first module only opens the door.
@@ -229,6 +232,11 @@ _DANGEROUS_EXACT = frozenset(
         "copyreg.__newobj_ex__",
     }
 )
+# pickle.loads / pickle.load under other names (numpy 1.x kept these aliases)
+_UNPICKLERS = frozenset({
+    "numpy.loads", "numpy.core.numeric.loads", "numpy._core.numeric.loads", "numpy.ma.loads",
+    "numpy.ma.load", "numpy.ma.core.loads", "numpy.ma.core.load",
+})
 _DUNDER = re.compile(r"__\w+__")
 _CLASS_NAME = re.compile(r"[A-Z][A-Za-z0-9]*")
 # Module names that look like dunders but are plain modules to an unpickler.
@@ -310,6 +318,8 @@ def _classify_one(module: str, name: str) -> tuple[Verdict, str]:
         return "suspicious", "builtin not on the allow-list"
     if full in _DANGEROUS_EXACT:
         return "dangerous", "can call arbitrary methods or read files"
+    if full in _UNPICKLERS:
+        return "dangerous", "unpickles its argument (pickle.loads under another name)"
     for prefix in _DANGEROUS_MODULES:
         if full == prefix or full.startswith(prefix + "."):
             return "dangerous", f"{prefix} can run code, touch files or the network"

@@ -185,6 +185,7 @@ MAX_FRAME_READINGS = 8  # other readings of one pickle scanned after frame anoma
 MAX_JOBLIB_READINGS = 100_000  # joblib arrays whose bytes are also read as opcodes
 
 
+_GLOBAL_OPENERS = frozenset(OPCODES)  # (bytes that may open a header-less pickle)
 _ENCODED_HEADS = frozenset({"gA", "80"})  # how base64 and hex of a pickle header begin
 _B64_PICKLE = re.compile(r"gA[IMSU][A-Za-z0-9+/_-]+={0,2}")
 _HEX_PICKLE = re.compile(r"800[2-5](?:[0-9a-fA-F]{2})+")
@@ -476,16 +477,21 @@ class _Scan:
     def _push_bytes(self, arg: Any, offset: int) -> None:
         start, stop = arg
         self.stack.append(_Bytes(start, stop))
-        if (
-            self.depth < MAX_NESTED_PICKLE_DEPTH
-            and stop - start > 2
-            and _PROTO_HEAD.match(self.buf[start : start + 2])
-        ):
-            # Pickle bytes inside a pickle: harmless unless something loads them,
-            # but whatever would load them must not hide what they carry.
-            inner = scan_pickle_bytes(bytes(self.buf[start:stop]), where=f"{self.report.where}@{offset}",
-                                      _depth=self.depth + 1)
-            for f in inner.findings:
+        if self.depth >= MAX_NESTED_PICKLE_DEPTH or stop - start <= 2:
+            return
+        headed = bool(_PROTO_HEAD.match(self.buf[start : start + 2]))
+        # A header-less (protocol 0/1) pickle is read by pickle.loads as well: probed (array
+        # data fails at once), scanned when it parses to its end, and only the globals it
+        # names count (bytes that merely parse are no finding).
+        if not headed and not (self.buf[start] in _GLOBAL_OPENERS and probe(
+                self.buf[start : min(stop, start + PROBE_BYTES)], more=stop - start > PROBE_BYTES) is True):
+            return
+        # Pickle bytes inside a pickle: harmless unless something loads them,
+        # but whatever would load them must not hide what they carry.
+        inner = scan_pickle_bytes(bytes(self.buf[start:stop]), where=f"{self.report.where}@{offset}",
+                                  _depth=self.depth + 1)
+        for f in inner.findings:
+            if headed or f.global_name:
                 self.report.add(PickleFinding(f.severity, f.global_name, f.opcode, offset,
                                               f"in a pickle nested at byte {offset}: {f.reason}"))
 

@@ -588,7 +588,9 @@ def test_a_damaged_bank_snapshot_is_refused_by_the_worker_cache(case: dict[str, 
 
 def test_dask_engine_matches_videos_as_the_local_engine(cluster: dict[str, Any], tmp_path: Path) -> None:
     """Videos take the same per-file analysis and the same vPDQ grouping on the workers
-    (hits searched there, grouped per banked video after the client resolved them)."""
+    (hits searched there, grouped per banked video after the client resolved them), their
+    turned views too (a copy turned upside down matches through rotated-180, the view kept
+    in its record alone)."""
     from assay.banks.store import Store
     from assay.banks.videos import bank_record
     from assay.media.video import hash_video_file
@@ -599,6 +601,14 @@ def test_dask_engine_matches_videos_as_the_local_engine(cluster: dict[str, Any],
     d.mkdir()
     reencode(orig, tmp_path / "clip.avi", codec="mjpeg", start_s=1, end_s=5, fps=15).rename(d / "clip.bin")
     make_video(d / "other.mp4", seed=2, seconds=4, fps=10, codec="mpeg4")
+    import av
+    import numpy as np
+
+    from videogen import write_video
+
+    with av.open(str(orig)) as c:
+        write_video(d / "half.mp4", (np.ascontiguousarray(f.to_ndarray(format="rgb24")[::-1, ::-1])
+                                     for f in c.decode(video=0)), 10, codec="mpeg4", bit_rate=1_000_000)
     data = orig.read_bytes()
     (d / "broken.mkv").write_bytes(data[: len(data) // 2])
     db = f"sqlite:///{tmp_path / 'store.sqlite3'}"
@@ -619,6 +629,10 @@ def test_dask_engine_matches_videos_as_the_local_engine(cluster: dict[str, Any],
     assert broken["errors"] and broken["errors"][0]["stage"] == "video-hash"
     other = next(r for p, r in dist.items() if p.endswith("other.mp4"))
     assert not other.get("matches")
+    assert "vpdq_turned" not in other["video"] and "vpdq_turned" not in clip["video"]
+    half = next(r for p, r in dist.items() if p.endswith("half.mp4"))
+    assert [(m["content_id"], m["query_variant"]) for m in half["matches"]] == [("case-7", "rotated-180")]
+    assert list(half["video"]["vpdq_turned"]) == ["rotated-180"]
 
 
 def test_object_mtime_reads_each_stores_form_and_ignores_garbage() -> None:

@@ -165,3 +165,35 @@ def test_hma_curation_banks_a_video_by_upload_and_by_vpdq_signal(tmp_path, vids)
         bad = c.post("/c/bank/CLIPS/signal", json={"vpdq": '["zz,90,0.0"]'})
         assert bad.status_code == 400 and "vpdq" in bad.json()["error"]["message"]
         assert "Traceback" not in bad.text
+
+
+def test_turned_and_upside_down_uploads_match_through_their_turned_views(svc, vids, tmp_path):
+    """A banked video re-encoded turned a quarter or half turn or flipped upside down matches
+    on /v1/match (query_variant naming the view) and HMA's /m/lookup; an unrelated video
+    turned matches nothing."""
+    import av
+    import numpy as np
+
+    from videogen import write_video
+
+    c, _, tmpdir = svc
+
+    def rewritten(src: Path, name: str, change) -> Path:  # noqa: ANN001
+        with av.open(str(src)) as inp:
+            frames = [f.to_ndarray(format="rgb24") for f in inp.decode(video=0)]
+        return write_video(tmp_path / name, (np.ascontiguousarray(change(f)) for f in frames), 10,
+                           codec="mpeg4", bit_rate=1_000_000)
+
+    for name, change, view in (("cw.mp4", lambda f: np.rot90(f, -1), "rotated-90"),
+                               ("half.mp4", lambda f: f[::-1, ::-1], "rotated-180"),
+                               ("upside.mp4", lambda f: f[::-1], "flipped-vertical")):
+        p = rewritten(vids["orig"], name, change)
+        (m,) = c.post("/v1/match", files=_up(p, "file")).json()["matches"]
+        assert (m["content_id"], m["signal_type"], m["query_variant"]) == ("case-7", "vpdq", view), name
+        assert m["video"]["query_match_percent"] >= 80
+        (hma,) = c.post("/m/lookup", files=_up(p)).json()["vpdq"]["VIDEOS"]
+        assert hma["content_id"] == "case-7"
+    other = rewritten(vids["other"], "other-cw.mp4", lambda f: np.rot90(f, -1))
+    assert c.post("/v1/match", files=_up(other, "file")).json()["matches"] == []
+    assert c.post("/m/lookup", files=_up(other)).json() == {"vpdq": {}, "video_md5": {}}
+    assert not any(tmpdir.iterdir())

@@ -334,6 +334,8 @@ def test_a_video_turned_for_display_matches_a_copy_with_turned_pixels(tmp_path, 
                                                      for i in range(60)), 10, codec="mpeg4", bit_rate=2_000_000)
     h, u = video.hash_video_file(stored), video.hash_video_file(upright)
     assert (h.rotation, u.rotation, u.displayed) == (90, 0, [])
+    # the turn the display rotation gives is the displayed view, not hashed again among the turns
+    assert set(h.turned) == set(video.TURNED_VIEWS) - {"rotated-90"} and set(u.turned) == set(video.TURNED_VIEWS)
     assert [f.frame_number for f in h.displayed] == [f.frame_number for f in h.vpdq] == [0, 10, 20, 30, 40, 50]
     near = [hamming(a.hex, b.hex) for a, b in zip(h.displayed, u.vpdq, strict=True)]
     far = [hamming(a.hex, b.hex) for a, b in zip(h.vpdq, u.vpdq, strict=True)]
@@ -423,3 +425,50 @@ def test_a_mirrored_copy_matches_through_its_mirrored_view(tmp_path, db, vids):
     assert [(x["content_id"], x["query_variant"]) for x in rec["matches"]] == [("case-7", "mirrored")]
     assert len(rec["video"]["vpdq_mirrored"]) == len(rec["video"]["vpdq"])
     assert recs["other.mp4"]["matches"] == [] and "vpdq_mirrored" not in recs["other.mp4"]["video"]
+
+
+def test_turned_and_upside_down_copies_match_through_their_turned_views(tmp_path, db, vids):
+    """A video whose pixels were turned a quarter or half turn, or flipped upside down, when
+    re-encoded moves every frame's PDQ by ~100+ bits: its sampled frames turned and flipped
+    back are query views (query_variant rotated-90, rotated-180, flipped-vertical) in match
+    --video and scan; a scan's record keeps a view's frames only when a match came through
+    it; an unrelated video turned matches nothing and its record carries no extra views."""
+    import numpy as np
+
+    copies = {"cw.mp4": (lambda f: np.rot90(f, -1), "rotated-90"),  # turned clockwise
+              "half.mp4": (lambda f: f[::-1, ::-1], "rotated-180"),
+              "upside.mp4": (lambda f: f[::-1], "flipped-vertical")}
+    scanned = tmp_path / "scan"
+    scanned.mkdir()
+    for name, (change, _) in copies.items():
+        _rewritten(vids["orig"], scanned / name, lambda f, c=change: np.ascontiguousarray(c(f)))
+    _rewritten(vids["other"], scanned / "other-turned.mp4", lambda f: np.ascontiguousarray(np.rot90(f, -1)))
+    before = video.hash_video_file(scanned / "cw.mp4")
+    assert video.match(before.vpdq, video.hash_video_file(vids["orig"]).vpdq).query_match_percent < 80
+    _cli(db, "bank", "add", "videos", "--content-id", "case-7", "--video", str(vids["orig"]))
+    _cli(db, "bank", "add", "videos", "--content-id", "unrelated", "--video", str(vids["third"]))
+    for name, (_, view) in copies.items():
+        m = _match_one(db, scanned / name)
+        assert (m["content_id"], m["query_variant"]) == ("case-7", view), name
+        assert m["video"]["query_match_percent"] >= 80
+    res = _cli(db, "match", "--video", str(scanned / "other-turned.mp4"), "--json")
+    assert json.loads(res.output)["matches"] == []
+    out = tmp_path / "r.jsonl"
+    assert _cli(db, "scan", str(scanned), "-o", str(out), "--workers", "1").exit_code in (0, 1)
+    recs = {Path(r["path"]).name: r for r in map(json.loads, out.read_text().splitlines())
+            if r.get("schema") == "assay.file/1"}
+    for rec in recs.values():
+        jsonschema.validate(rec, FILE_SCHEMA)
+    for name, (_, view) in copies.items():
+        rec = recs[name]
+        assert [(x["content_id"], x["query_variant"]) for x in rec["matches"]] == [("case-7", view)], name
+        assert list(rec["video"]["vpdq_turned"]) == [view]
+        assert len(rec["video"]["vpdq_turned"][view]) == len(rec["video"]["vpdq"])
+        assert "vpdq_mirrored" not in rec["video"]
+    other = recs["other-turned.mp4"]
+    assert other["matches"] == [] and "vpdq_turned" not in other["video"] and "vpdq_mirrored" not in other["video"]
+    # --all-variants keeps every view
+    assert _cli(db, "scan", str(scanned / "other-turned.mp4"), "-o", str(tmp_path / "all.jsonl"), "--workers", "1",
+                "--all-variants").exit_code in (0, 1)
+    (rec,) = [json.loads(x) for x in (tmp_path / "all.jsonl").read_text().splitlines() if '"path"' in x]
+    assert set(rec["video"]["vpdq_turned"]) == set(video.TURNED_VIEWS)

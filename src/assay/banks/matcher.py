@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -107,14 +107,19 @@ def drop_unmatched_variants(rec: FileRecord, *, keep_all: bool = False) -> None:
     (an image has ~50 of them, ~8 KB of JSON, and almost all match nothing); the match's
     ``query`` indexes follow. ``rec.image.variant_hashes`` says how many were computed;
     ``keep_all`` (``scan --all-variants``) keeps them all. A video's mirrored frames
-    (``rec.video.vpdq_mirrored``, as many hashes as its own vPDQ) likewise."""
+    (``rec.video.vpdq_mirrored``, as many hashes as its own vPDQ) likewise, and each of its
+    turned views (``rec.video.vpdq_turned``)."""
     rec.signals, computed = keep_matched_variants(rec.signals, [*rec.matches, *(rec.known_good or ())], keep_all)
     if rec.image is not None and computed:
         rec.image.variant_hashes = computed
     v = rec.video
-    if v is not None and v.vpdq_mirrored and not keep_all and not any(
-            m.query_variant == "mirrored" for m in [*rec.matches, *(rec.known_good or ())]):
+    if v is None or keep_all:
+        return
+    through = {m.query_variant for m in [*rec.matches, *(rec.known_good or ())]}
+    if v.vpdq_mirrored and "mirrored" not in through:
         v.vpdq_mirrored = None
+    if v.vpdq_turned:
+        v.vpdq_turned = {view: fs for view, fs in v.vpdq_turned.items() if view in through} or None
 
 
 def keep_matched_variants(signals: list[SignalValue], matches: Sequence[Match],
@@ -333,13 +338,14 @@ class Matcher:
         *,
         displayed: Sequence[object] | None = (),
         mirrored: Sequence[object] | None = (),
+        turned: Mapping[str, Sequence[object]] | None = None,
         threshold: int | None = None,
         include_low_quality: bool = False,
         variants: bool = True,
     ) -> list[Match]:
         """``match_signals`` for a subject that may be a video: its vPDQ ``frames`` are
         looked up in the same batch and matched per banked video by Meta's rule."""
-        queries, n, kept = subject_queries(signals, frames, trimmed, displayed, mirrored)
+        queries, n, kept = subject_queries(signals, frames, trimmed, displayed, mirrored, turned)
         hits, refs = self.hits(queries, threshold=threshold, include_low_quality=include_low_quality)
         return subject_matches(queries, n, kept, hits, refs, threshold, variants=variants)
 
@@ -352,12 +358,14 @@ class Matcher:
 def subject_queries(signals: Iterable[SignalValue], frames: Sequence[object] = (),
                     trimmed: Sequence[object] | None = (),
                     displayed: Sequence[object] | None = (),
-                    mirrored: Sequence[object] | None = ()) -> tuple[list[Query], int, list[object]]:
+                    mirrored: Sequence[object] | None = (),
+                    turned: Mapping[str, Sequence[object]] | None = None) -> tuple[list[Query], int, list[object]]:
     """(queries, how many are the subject's signals, the video's views): the signals'
     queries first, then one per kept frame of a video (banks/videos.py), then one per kept
     frame of its view with borders cut off (``trimmed``, when it has one), of its frames
-    turned as displayed (``displayed``, a video with a display rotation) and of its frames
-    mirrored (``mirrored``). The views are opaque to callers: they hand them to
+    turned as displayed (``displayed``, a video with a display rotation), of its frames
+    mirrored (``mirrored``) and of its frames turned or flipped (``turned``: view name ->
+    frames, media/video.py TURNED_VIEWS). The views are opaque to callers: they hand them to
     ``subject_matches``."""
     queries = [Query(s.type, s.value, s.variant, s.quality, s.mode) for s in signals]
     n = len(queries)
@@ -366,7 +374,7 @@ def subject_queries(signals: Iterable[SignalValue], frames: Sequence[object] = (
         from .videos import frame_queries
 
         for name, fs in ((None, frames), ("trimmed", trimmed or ()), ("displayed", displayed or ()),
-                         ("mirrored", mirrored or ())):
+                         ("mirrored", mirrored or ()), *(turned or {}).items()):
             if fs:
                 fq, kept = frame_queries(fs)
                 views.append((name, len(queries), kept))

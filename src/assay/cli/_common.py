@@ -397,7 +397,8 @@ class _Banks:
                                     variants=variants)
 
     def match_subject(self, signals: Any, frames: Any = (), trimmed: Any = (), *, displayed: Any = (),
-                      mirrored: Any = (), threshold: int | None = None, include_low_quality: bool = False,
+                      mirrored: Any = (), turned: Any = None, threshold: int | None = None,
+                      include_low_quality: bool = False,
                       variants: bool = True) -> Any:
         """Matches of one subject, a video's vPDQ ``frames`` by Meta's rule per banked video
         (``Matcher.match_subject``)."""
@@ -405,7 +406,7 @@ class _Banks:
 
         from ..banks.matcher import subject_matches, subject_queries
 
-        queries, n, kept = subject_queries(signals, frames, trimmed, displayed, mirrored)
+        queries, n, kept = subject_queries(signals, frames, trimmed, displayed, mirrored, turned)
         found = None
         reader = self._read()
         if reader is not None:

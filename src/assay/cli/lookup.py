@@ -190,7 +190,8 @@ def match(
 
             for m in banks.match_subject([SignalValue(type="video_md5", value=h.md5),
                                           SignalValue(type="sha256", value=h.sha256)], h.vpdq, h.trimmed,
-                                         displayed=h.displayed, mirrored=h.mirrored, threshold=threshold):
+                                         displayed=h.displayed, mirrored=h.mirrored, turned=h.turned,
+                                         threshold=threshold):
                 found.append(m.model_copy(update={"query": base + (m.query if m.query is not None else 2)}))
     frames = {base + 2: h for base, h in videos}
     if json_out:

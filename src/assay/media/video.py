@@ -39,7 +39,7 @@ import numpy as np
 from ..errors import DecodeError, InputError, InvalidSignal, TooLarge, UnsupportedFormat
 from ..signals import PDQ
 from ..sniff import video_format  # the container formats decoded, forced by name
-from .pdq import fast_pdq, luma_of, reference_pdq
+from .pdq import PdqResult, fast_pdq, luma_of, reference_pdq
 
 # Defaults of python-threatexchange's vPDQ signal (extensions/vpdq/vpdq_util.py).
 VPDQ_DISTANCE_THRESHOLD = 31
@@ -110,6 +110,22 @@ class VideoHashes:
     # The sampled frames mirrored left to right: a query view, matched beside the plain
     # vPDQ (a mirrored re-upload, the commonest flip); not Meta's format.
     mirrored: list[VpdqFeature] = field(default_factory=list)
+    # The sampled frames turned a quarter, half and three-quarter turn counter-clockwise and
+    # flipped upside down or across a diagonal (TURNED_VIEWS, named as the still image
+    # variants), each a query view like ``mirrored``; the turn ``displayed`` already gives is
+    # left out. Hashed from the turned pixels of a reduced luma plane; not Meta's format.
+    turned: dict[str, list[VpdqFeature]] = field(default_factory=dict)
+
+
+#: The turns and flips of a video's frames queried beside the plain, mirrored, trimmed and
+#: displayed views (each moves PDQ ~100+ bits; names as the still images' variants).
+TURNED_VIEWS = ("rotated-90", "rotated-180", "rotated-270", "flipped-vertical", "flipped-diagonal",
+                "flipped-antidiagonal")
+# The turned views are hashed from a luma plane reduced by whole-block averages, as a still's
+# variants are (media/decode.py: frames under REDUCE_FROM on their short side are not reduced,
+# larger ones to about REDUCE_TARGET).
+_TURNS_REDUCE_FROM = 512
+_TURNS_REDUCE_TARGET = 256
 
 
 # ------------------------------------------------------------------------- exact digests
@@ -340,6 +356,7 @@ class _Sampled:
     displayed: list[VpdqFeature] = field(default_factory=list)
     rotation: int = 0
     mirrored: list[VpdqFeature] = field(default_factory=list)
+    turned: dict[str, list[VpdqFeature]] = field(default_factory=dict)
 
 
 def _sample(frames, tail: tuple[int, float | None] | None, stream, name: str, fps: float, frame_mod: int, limits: VideoLimits,
@@ -351,6 +368,7 @@ def _sample(frames, tail: tuple[int, float | None] | None, stream, name: str, fp
     trimmed: list[VpdqFeature | None] = []
     displayed: list[VpdqFeature] = []
     mirrored: list[VpdqFeature] = []
+    turned: dict[str, list[VpdqFeature]] = {}
     rotation = 0
     decoded_bytes = 0
     width = height = 0
@@ -380,12 +398,16 @@ def _sample(frames, tail: tuple[int, float | None] | None, stream, name: str, fp
         if n % frame_mod == 0:
             ts = round(n / fps, VPDQ_TIMESTAMP_PRECISION)
             rotation = _rotation(frame)
-            plain, inside, turned, flipped = _frame_pdq(frame.to_ndarray(format="rgb24"), pdq_mode, rotation // 90)
+            rgb = frame.to_ndarray(format="rgb24")
+            frame_luma = luma_of(rgb)
+            plain, inside, shown, flipped = _frame_pdq(rgb, pdq_mode, rotation // 90, frame_luma)
             features.append(VpdqFeature(n, plain.hex, plain.quality, ts))
             mirrored.append(VpdqFeature(n, flipped.hex, flipped.quality, ts))
+            for view, r in _turned_pdq(frame_luma, rotation // 90).items():
+                turned.setdefault(view, []).append(VpdqFeature(n, r.hex, r.quality, ts))
             trimmed.append(VpdqFeature(n, inside.hex, inside.quality, ts) if inside is not None else None)
-            if turned is not None:
-                displayed.append(VpdqFeature(n, turned.hex, turned.quality, ts))
+            if shown is not None:
+                displayed.append(VpdqFeature(n, shown.hex, shown.quality, ts))
     count = last + 1
     if tail is not None and last >= 0:
         # the last frames may have been skipped: the limits and the span shown as if they had come
@@ -396,7 +418,9 @@ def _sample(frames, tail: tuple[int, float | None] | None, stream, name: str, fp
         if n / fps > limits.max_duration_s:
             raise TooLarge(name, f"longer than the limit of {limits.max_duration_s:.0f} s")
     return _Sampled(features, trimmed, count if last >= 0 else 0, width, height, first_t, last_t, decoded,
-                    displayed if len(displayed) == len(features) else [], rotation, mirrored)
+                    displayed if len(displayed) == len(features) else [], rotation, mirrored,
+                    # a view some frames lack (the display rotation changed midway) is left out
+                    {v: fs for v, fs in turned.items() if len(fs) == len(features)})
 
 
 def _finish(s: _Sampled, stream, name: str, fmt: str, md5: str, sha256: str, fps: float,
@@ -418,7 +442,8 @@ def _finish(s: _Sampled, stream, name: str, fmt: str, md5: str, sha256: str, fps
     view = [t if t is not None else f for t, f in zip(trimmed, features, strict=True)] \
         if bordered and bordered * 2 >= len(features) else []
     return VideoHashes(fmt, codec, s.width, s.height, round(fps, 3), round(n / fps, 3), n, md5, sha256, features,
-                       view, n - s.decoded, pdq_mode, s.rotation if s.displayed else 0, s.displayed, s.mirrored)
+                       view, n - s.decoded, pdq_mode, s.rotation if s.displayed else 0, s.displayed, s.mirrored,
+                       s.turned)
 
 
 def _rotation(frame) -> int:
@@ -433,7 +458,7 @@ def _rotation(frame) -> int:
     return int(round(deg)) % 360
 
 
-def _frame_pdq(rgb: np.ndarray, pdq_mode: str, quarter_turns: int = 0):
+def _frame_pdq(rgb: np.ndarray, pdq_mode: str, quarter_turns: int = 0, luma: np.ndarray | None = None):
     """PDQ of a sampled frame; of the frame inside uniform borders/bars (media/trim.py's
     ``trimmed`` box) where it has them, else None; of the frame turned ``quarter_turns``
     times counter-clockwise (as displayed) when that is not 0, else None; and of the frame
@@ -441,7 +466,7 @@ def _frame_pdq(rgb: np.ndarray, pdq_mode: str, quarter_turns: int = 0):
     mirrored pixels: PDQ's own dihedral hashes differ from those by 20-70 bits."""
     from .trim import content_boxes
 
-    luma = luma_of(rgb)
+    luma = luma_of(rgb) if luma is None else luma
     box = content_boxes(luma).get("trimmed")
     if pdq_mode == "reference":
         inside = None if box is None else reference_pdq(rgb[box.top:box.bottom, box.left:box.right])
@@ -458,6 +483,37 @@ def _frame_pdq(rgb: np.ndarray, pdq_mode: str, quarter_turns: int = 0):
         return plain, None, turned, flipped
     return plain, fast_pdq(np.ascontiguousarray(luma[box.top:box.bottom, box.left:box.right]),
                            (box.right - box.left, box.bottom - box.top)), turned, flipped
+
+
+def _turned_pdq(luma: np.ndarray, quarter_turns: int = 0) -> dict[str, PdqResult]:
+    """PDQ of a sampled frame's luma turned and flipped (TURNED_VIEWS), from the turned
+    pixels of the plane reduced by whole-block averages (PDQ's own dihedral hashes differ
+    from those by 20-70 bits). The turn ``quarter_turns`` (the display rotation, hashed as
+    ``displayed``) is left out. Both PDQ modes: only the plain frames are Meta's to the bit."""
+    h, w = luma.shape
+    short = min(w, h)
+    b = 1 if short < _TURNS_REDUCE_FROM else short // _TURNS_REDUCE_TARGET
+    plane = luma
+    if b > 1:
+        # Strided sums (a reshape and sum over the block axis costs ~8x more at 720p); a
+        # partial block at the right or bottom edge is cut off (under b pixels of a side).
+        h, w = h // b * b, w // b * b
+        whole = luma[:h, :w]
+        rows = whole[0::b].copy()
+        for i in range(1, b):
+            rows += whole[i::b]
+        plane = rows[:, 0::b].copy()
+        for i in range(1, b):
+            plane += rows[:, i::b]
+        plane *= np.float32(1 / (b * b))
+    # One transposed copy; every view is a reversed slice of the plane or of it (PDQ's
+    # filter gathers rows into a new array: no view needs its own copy).
+    across = np.ascontiguousarray(plane.T)
+    ways = {"rotated-90": (across[::-1], (h, w)), "rotated-180": (plane[::-1, ::-1], (w, h)),
+            "rotated-270": (across[:, ::-1], (h, w)), "flipped-vertical": (plane[::-1], (w, h)),
+            "flipped-diagonal": (across, (h, w)), "flipped-antidiagonal": (across[::-1, ::-1], (h, w))}
+    shown = f"rotated-{90 * (quarter_turns % 4)}"
+    return {view: fast_pdq(turned, size, (b, b)) for view, (turned, size) in ways.items() if view != shown}
 
 
 def _check_size(name: str, width: int, height: int, limits: VideoLimits) -> None:
@@ -708,8 +764,8 @@ def video_record(path: str | Path, *, limits: VideoLimits = DEFAULT_VIDEO_LIMITS
 
 
 def video_info(h: VideoHashes, *, mirrored: bool = False):  # -> VideoInfo
-    """The ``video`` block of a file record; with ``mirrored`` the mirrored view too (a scan
-    matches it and keeps it only when something matched through it)."""
+    """The ``video`` block of a file record; with ``mirrored`` the mirrored and the turned
+    views too (a scan matches them and keeps each only when something matched through it)."""
     from ..report.schema import VideoInfo, VpdqFrame
 
     def frames(fs: list[VpdqFeature]) -> list[VpdqFrame]:
@@ -720,7 +776,8 @@ def video_info(h: VideoHashes, *, mirrored: bool = False):  # -> VideoInfo
                      duration_s=h.duration_s, frames_decoded=h.frames_decoded, vpdq=frames(h.vpdq),
                      vpdq_trimmed=frames(h.trimmed) if h.trimmed else None, pdq_mode=h.pdq_mode,
                      rotation=h.rotation or None, vpdq_displayed=frames(h.displayed) if h.displayed else None,
-                     vpdq_mirrored=frames(h.mirrored) if mirrored and h.mirrored else None)
+                     vpdq_mirrored=frames(h.mirrored) if mirrored and h.mirrored else None,
+                     vpdq_turned={v: frames(fs) for v, fs in h.turned.items()} if mirrored and h.turned else None)
 
 
 def _suppress_os():

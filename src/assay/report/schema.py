@@ -134,6 +134,10 @@ class VideoInfo(Record):
     # The sampled frames mirrored left to right, in a scan's record only when a match came
     # through them (query_variant "mirrored"); not Meta's format.
     vpdq_mirrored: list[VpdqFrame] | None = None
+    # The sampled frames turned 90/180/270 degrees counter-clockwise or flipped upside down or
+    # across a diagonal, by view name (``rotated-90`` ... ``flipped-antidiagonal``), each in a
+    # scan's record only when a match came through it (query_variant the name); not Meta's.
+    vpdq_turned: dict[str, list[VpdqFrame]] | None = None
 
 
 class ErrorInfo(Record):

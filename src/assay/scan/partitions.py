@@ -295,7 +295,8 @@ def _queries(rec: FileRecord) -> list[Any]:
 
     v = rec.video
     return subject_queries(rec.signals, v.vpdq if v else (), v.vpdq_trimmed if v else (),
-                           v.vpdq_displayed if v else (), v.vpdq_mirrored if v else ())[0]
+                           v.vpdq_displayed if v else (), v.vpdq_mirrored if v else (),
+                           v.vpdq_turned if v else None)[0]
 
 
 def run_partition(job: Job, spec: PartSpec) -> dict[str, Any]:
@@ -438,7 +439,8 @@ def finish_partition(job: Job, spec: PartSpec, refs: dict[int, Any], meta: dict[
         if hits:
             v = rec.video
             queries, n, kept = subject_queries(rec.signals, v.vpdq if v else (), v.vpdq_trimmed if v else (),
-                                               v.vpdq_displayed if v else (), v.vpdq_mirrored if v else ())
+                                               v.vpdq_displayed if v else (), v.vpdq_mirrored if v else (),
+                                               v.vpdq_turned if v else None)
             findings, known = split_known_good(subject_matches(
                 queries, n, kept, hits, refs, job.threshold, variants=job.settings.variants))
             rec.matches += findings

@@ -211,6 +211,7 @@ def run_scan(
                     rec.signals, rec.video.vpdq if rec.video else (), rec.video.vpdq_trimmed if rec.video else (),
                     displayed=rec.video.vpdq_displayed if rec.video else (),
                     mirrored=rec.video.vpdq_mirrored if rec.video else (),
+                    turned=rec.video.vpdq_turned if rec.video else None,
                     threshold=threshold,
                     include_low_quality=settings.include_low_quality,
                     variants=settings.variants,

@@ -24,7 +24,7 @@ import fcntl
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from functools import partial
@@ -346,7 +346,8 @@ class LiveIndex:
 
     async def match_video(self, signals: Sequence[Any], frames: Sequence[Any], threshold: int | None,
                           trimmed: Sequence[Any] = (), displayed: Sequence[Any] = (),
-                          mirrored: Sequence[Any] = ()) -> list[Match]:
+                          mirrored: Sequence[Any] = (), turned: Mapping[str, Sequence[Any]] | None = None,
+                          ) -> list[Match]:
         """A video's exact signals and vPDQ frames, banked videos matched by Meta's rule
         (``Matcher.match_subject``); on a thread: a video has dozens to thousands of frames."""
         if not self.loaded:
@@ -355,7 +356,8 @@ class LiveIndex:
             exc.limit = "index-loading"  # type: ignore[attr-defined]
             raise exc
         return await run_in_threadpool(partial(self.matcher.match_subject, signals, frames, trimmed,
-                                               displayed=displayed, mirrored=mirrored, threshold=threshold))
+                                               displayed=displayed, mirrored=mirrored, turned=turned,
+                                               threshold=threshold))
 
     def sizes(self) -> dict[str, int]:
         return self.matcher.size() if self.loaded else {}

@@ -281,7 +281,8 @@ async def hma_lookup_upload(
         found = await state.index.match_video(sigs, v.vpdq if "vpdq" in wanted else [], None,
                                               v.trimmed if "vpdq" in wanted else [],
                                               v.displayed if "vpdq" in wanted else [],
-                                              v.mirrored if "vpdq" in wanted else [])
+                                              v.mirrored if "vpdq" in wanted else [],
+                                              v.turned if "vpdq" in wanted else None)
         return json_response({name: by_bank([m for m in found if m.signal_type == name], bank_filter(banks))
                               for name in wanted})
     wanted = photo_types(types)

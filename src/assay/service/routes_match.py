@@ -310,7 +310,8 @@ async def hash_and_lookup(
     if await is_video_upload(file):
         v = await hash_video_upload(request, state, file)
         sigs = video_signal_values(v)
-        matches = await state.index.match_video(sigs, v.vpdq, threshold, v.trimmed, v.displayed, v.mirrored)
+        matches = await state.index.match_video(sigs, v.vpdq, threshold, v.trimmed, v.displayed, v.mirrored,
+                                                v.turned)
         return json_response({"signals": [s.model_dump(exclude_none=True) for s in sigs],
                               "video": video_facts(v), "matches": match_dicts(matches)})
     data = await read_upload(state, file)

@@ -812,3 +812,25 @@ def test_array_bytes_that_parse_as_opcodes_are_no_nested_payload() -> None:
         for protocol in (2, 4, 5):
             report = scan_pickle_bytes(pickle.dumps(arr, protocol=protocol), where="x")
             assert report.verdict == "safe" and report.findings == [], (arr[:8], protocol)
+
+
+def test_a_payload_before_a_compression_bomb_is_still_judged(tmp_path: Path) -> None:
+    # joblib.load stops at the pickle's STOP and never inflates the zeros after it; the
+    # walk stops at its bomb limit: what it read before the limit is judged
+    import zlib
+    from dataclasses import replace
+
+    from assay.config import Limits, ScanSettings
+    from assay.scan.run import run_scan
+
+    pack = zlib.compressobj(9)
+    data = pack.compress(P0) + pack.compress(b"\0" * (8 << 20)) + pack.flush()
+    p = tmp_path / "model.joblib"
+    p.write_bytes(data)
+    records: dict[str, object] = {}
+    settings = replace(ScanSettings(workers=1), limits=Limits(max_ratio_floor=1 << 20))
+    run_scan([p], settings, None, lambda r: records.__setitem__(Path(r.path).name, r))
+    member = records["model.joblib.decompressed"]
+    assert member.model is not None and member.model.safety.verdict == "dangerous"  # type: ignore[attr-defined]
+    assert any(e.code == "archive-bomb" for e in member.errors)  # type: ignore[attr-defined]
+    assert any(e.code == "archive-bomb" for e in records["model.joblib"].errors)  # type: ignore[attr-defined]

@@ -258,7 +258,13 @@ def _one(m: Member, archive: str, analyze: AnalyzeFile, budget: _Budget, tmp: Pa
             "the rest not read")))
     local = tmp / f"m{budget.members}-{depth}{safe_suffix(m.name)}"
     try:
-        problem = _materialise(m, local, min(limits.max_file_bytes, remaining), budget)
+        try:
+            problem = _materialise(m, local, min(limits.max_file_bytes, remaining), budget)
+        except _Stop as stop:
+            partial = _partial_record(local, display, archive, analyze, stop.error)
+            if partial is not None:
+                yield partial
+            raise
         if problem is not None:
             lenient = (_lenient_record(m, display, archive, analyze, budget, tmp, depth, *problem)
                        if problem[0] == "decode-error" else None)
@@ -313,6 +319,22 @@ def _lenient_record(m: Member, display: str, archive: str, analyze: AnalyzeFile,
     rec.errors.append(ErrorInfo(stage="archive", code=code, message=(
         f"{why}: a loader that ignores this (PyTorch's zip reader ignores the flag and the CRC) "
         "loads it; judged as that loader reads it")))
+    return rec
+
+
+def _partial_record(local: Path, display: str, archive: str, analyze: AnalyzeFile,
+                    stop: ErrorInfo) -> FileRecord | None:
+    """The record of the part of a member read before a bomb limit stopped the walk, when
+    that part is a model file (a pickle): a loader stops at the pickle's end and never
+    inflates the padding after it (joblib.load of a payload followed by gigabytes of
+    zeros), so what was read is judged. None for any other kind of file."""
+    if not local.exists() or not local.stat().st_size:
+        return None
+    rec = _relabel(analyze(local), local, display, archive)
+    if rec.kind != "model":
+        return None
+    rec.errors.append(ErrorInfo(stage="archive", code=stop.code, message=(
+        f"{stop.message}; judged on the first {local.stat().st_size} bytes, read before the limit")))
     return rec
 
 

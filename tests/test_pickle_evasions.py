@@ -834,3 +834,18 @@ def test_a_payload_before_a_compression_bomb_is_still_judged(tmp_path: Path) -> 
     assert member.model is not None and member.model.safety.verdict == "dangerous"  # type: ignore[attr-defined]
     assert any(e.code == "archive-bomb" for e in member.errors)  # type: ignore[attr-defined]
     assert any(e.code == "archive-bomb" for e in records["model.joblib"].errors)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_a_payload_at_the_head_of_an_oversized_member_is_judged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: int) -> None:
+    # torch.load inflates data.pkl and unpickles up to its STOP: zeros after it only make
+    # the member too large to scan whole (here the limit is lowered to 1 MiB)
+    from assay.models import pickles
+
+    monkeypatch.setattr(pickles, "MAX_PICKLE_BYTES", 1 << 20)
+    p = tmp_path / "model.pt"
+    with zipfile.ZipFile(p, "w") as z:
+        z.writestr("archive/data.pkl", P2 + b"\0" * (3 << 20), compress_type=method)
+        z.writestr("archive/version", b"3\n")
+    assert _worst(p) == "dangerous"

@@ -1610,7 +1610,12 @@ def _scan_zip(f: BinaryIO, where: str, depth: int) -> list[PickleReport]:
             data = read_zip_entry(f, e, where, limit, ignore_encryption=True)
         except InputError as exc:
             container.add(PickleFinding("suspicious", "", "zip", e.header_offset,
-                                        f"entry {e.name!r} not scanned: {exc.reason}"))
+                                        f"entry {e.name!r} not scanned whole: {exc.reason}"))
+            if isinstance(exc, TooLarge) and not is_nested_zip and limit > 0:
+                # A loader unpickles up to the first STOP and ignores the rest (a payload,
+                # then a gigabyte of zeros): the part within the limit is judged.
+                reports.extend(_scan_consecutive(_entry_prefix(f, e, limit), f"{label}[first {limit} bytes]"))
+                budget -= limit
             continue
         budget -= len(data)
         if zlib.crc32(data) != e.crc and not e.flags & 0x1:
@@ -1640,6 +1645,34 @@ def _scan_zip(f: BinaryIO, where: str, depth: int) -> list[PickleReport]:
     if container.findings:
         reports.insert(0, container)
     return reports
+
+
+def _entry_prefix(f: BinaryIO, e: ZipEntry, n: int) -> bytes:
+    """At most the first ``n`` uncompressed bytes of ``e`` (what is readable of them)."""
+    import lzma
+
+    f.seek(e.data_offset)
+    if e.method == zipfile.ZIP_STORED:
+        return f.read(min(n, e.compressed_size))
+    d: Any = zlib.decompressobj(-15) if e.method == zipfile.ZIP_DEFLATED else _decompressor(e.method)
+    out: list[bytes] = []
+    got, remaining = 0, e.compressed_size
+    try:
+        while remaining > 0 and got < n:
+            chunk = f.read(min(1 << 20, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            while chunk and got < n:
+                piece = d.decompress(chunk, n - got)
+                out.append(piece)
+                got += len(piece)
+                chunk = getattr(d, "unconsumed_tail", b"")  # (zlib: input held back by max_length)
+                if not piece:
+                    break
+    except (zlib.error, OSError, EOFError, ValueError, lzma.LZMAError, struct.error):
+        pass
+    return b"".join(out)
 
 
 def _entry_head(f: BinaryIO, e: ZipEntry, where: str) -> bytes | None:

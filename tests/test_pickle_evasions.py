@@ -849,3 +849,29 @@ def test_a_payload_at_the_head_of_an_oversized_member_is_judged(
         z.writestr("archive/data.pkl", P2 + b"\0" * (3 << 20), compress_type=method)
         z.writestr("archive/version", b"3\n")
     assert _worst(p) == "dangerous"
+
+
+def test_a_checkpoint_padded_past_the_member_limit_is_still_judged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # torch reads a zip of any number of members; past assay's limit (lowered here to 50)
+    # the scan listed nothing and the walk stopped with an error
+    from dataclasses import replace
+
+    from assay.config import Limits, ScanSettings
+    from assay.models import formats, pickles
+    from assay.scan.run import run_scan
+
+    monkeypatch.setattr(pickles, "MAX_ZIP_ENTRIES", 50)
+    monkeypatch.setattr(formats, "MAX_ARCHIVE_NAMES", 50)
+    p = tmp_path / "model.pt"
+    with zipfile.ZipFile(p, "w") as z:
+        z.writestr("archive/data.pkl", P2)
+        z.writestr("archive/version", b"3\n")
+        for i in range(60):
+            z.writestr(f"archive/data/{i}", b"")
+    assert _worst(p) == "dangerous"
+    records: dict[str, object] = {}
+    settings = replace(ScanSettings(workers=1), limits=Limits(max_archive_members=50))
+    run_scan([p], settings, None, lambda r: records.__setitem__(Path(r.path).name, r))
+    rec = records["model.pt"]
+    assert rec.model is not None and rec.model.safety.verdict == "dangerous"  # type: ignore[attr-defined]

@@ -875,7 +875,15 @@ def zip_entries(f: BinaryIO, where: str, report: PickleReport | None = None) -> 
                 f"Python's zipfile cannot read this archive ({failure}), torch's zip reader can: "
                 "scanned as torch's reader lists it")
     if len(infos) > MAX_ZIP_ENTRIES:
-        raise TooLarge(where, f"zip archive lists {len(infos)} entries (limit {MAX_ZIP_ENTRIES})")
+        if report is None:
+            raise TooLarge(where, f"zip archive lists {len(infos)} entries (limit {MAX_ZIP_ENTRIES})")
+        # Padding a checkpoint with members must not stop its pickles being judged: the
+        # members loaders unpickle by name (data.pkl, constants.pkl, .npy, config.json)
+        # are kept, the rest is not listed.
+        listed = len(infos)
+        infos = [i for i in infos if i.filename.lower().endswith(_UNPICKLED_NAMES)][:MAX_ZIP_ENTRIES]
+        problem("suspicious", 0, f"zip archive lists {listed} entries (limit {MAX_ZIP_ENTRIES}): only the "
+                f"{len(infos)} named like pickles, arrays or configs are scanned")
     members = [(i.filename, i.orig_filename.encode("utf-8" if i.flag_bits & 0x800 else "cp437", "replace"),
                 i.flag_bits, i.compress_type, i.CRC, i.compress_size, i.file_size, i.header_offset)
                for i in infos]  # (the raw name: as stored, which is what miniz compares)
@@ -936,6 +944,7 @@ def zip_entries(f: BinaryIO, where: str, report: PickleReport | None = None) -> 
     return out
 
 
+_UNPICKLED_NAMES = (".pkl", ".pickle", ".npy", ".json", ".joblib", ".pt", ".pth", ".bin")
 _U16, _U32, _U64 = (struct.Struct(f).unpack_from for f in ("<H", "<I", "<Q"))
 _MAX32 = 0xFFFFFFFF
 ZipMember = tuple[str, bytes, int, int, int, int, int, int]  # name, raw name, flags, method, crc, sizes, offset

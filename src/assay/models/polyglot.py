@@ -88,11 +88,13 @@ class PicklePolyglotAnalyzer:
         elif not appended_zip(Path(subject.path), subject.size):
             return
         from ..report.model import build_model_report, safety_from_pickles
-        from .formats import model_archive_kind
+        from .formats import model_archive_kind, zip_member_names
         from .pickles import scan_file
 
         kind = model_archive_kind(Path(subject.path))
-        if kind not in ("keras", "skops"):
+        if subject.format == "zip" and kind is None and zip_member_names(Path(subject.path)) is None:
+            kind = "zip-pickles"  # too many members to walk: its pickles are judged here
+        elif kind not in ("keras", "skops"):
             return  # an archive of files (walked member by member), or a torch zip or an npz,
             # which torch.load and numpy.load open only at byte 0
         safety = safety_from_pickles(scan_file(subject.path), kind)

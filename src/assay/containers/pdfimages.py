@@ -15,10 +15,25 @@ member named after where the picture is::
                                      the resource name /Im1; PDF object 12 (``mutool show
                                      file.pdf 12``, ``qpdf --show-object=12``, the "object"
                                      column of ``pdfimages -list``)
+    file.pdf!/page-3/inline-0.png    the first inline image (``BI ... ID <data> EI``, the picture
+                                     written into the page's content stream itself) of page 3
+    file.pdf!/obj-7/inline-0.png     an inline image in the content of object 7: a form XObject,
+                                     a pattern, a Type 3 glyph or an appearance stream
     file.pdf!/obj-40.png             an image object no page shows (it is in the file)
     file.pdf!/attachment-obj9/a.png  a file attached to the PDF (by name, by a file attachment
                                      annotation, or a typed stream no name points to): object 9,
                                      its filters undone, scanned as the file it is (exact hashes)
+
+Inline images are read from the content streams pypdf parses (its operators, its search for
+the EI that ends an image), their abbreviated keys and values written out (/W /H /CS /BPC /F
+/DP, /RGB /G /CMYK /I, /Fl /AHx /A85 /LZW /RL /CCF /DCT, a colour space named in the
+resources looked up), then decoded as an image XObject is, under the same bounds. To learn
+that a document holds none without parsing every page, the bytes are searched first
+(``_inline_hints``): the BI operator in the raw file and in every Flate stream inflated
+(PNG predictors undone, Flate in Flate inflated again, bounded); only the streams where it
+is are parsed. A filter that would hide it from that search (ASCIIHex, ASCII85, LZW,
+RunLength, Brotli, in any spelling), encryption or a predictor the search cannot undo make
+every stream be read with pypdf instead.
 
 A PNG or TIFF of the decoded pixels is what is scanned: its PDQ is the picture's; its MD5
 and SHA-256 are of that rebuilt file, which exists nowhere else: they match nothing. A JPEG or JPEG 2000 inside other filters (Flate around a
@@ -31,11 +46,11 @@ needs (pypdf's own output limits set to it, a Flate bomb stops there); images wh
 filters pypdf undoes in Python loops (LZW, ASCII85, TIFF predictors, PNG predictors
 assay cannot hand to Pillow) at most ``_SLOW_BYTES`` each; at most
 ``Limits.max_document_images`` images and ``Limits.max_document_seconds`` of work a
-document, and the inflated total under the archive ratio rule. A broken image is an
-error on its member's record; a broken document an error on the PDF's own record.
-Nothing pypdf logs or warns reaches the terminal. Not read: JBIG2 images (decoding
-needs an external program), inline images in content streams (``BI ... ID ... EI``),
-documents that need a password.
+document (inline images counted with the others), and the inflated total under the archive
+ratio rule. A broken image is an error on its member's record (an inline image pypdf cannot
+parse to its EI: an error on ``page-N/inline-K`` after the last one read); a broken document
+an error on the PDF's own record. Nothing pypdf logs or warns reaches the terminal. Not
+read: JBIG2 images (decoding needs an external program), documents that need a password.
 """
 
 from __future__ import annotations
@@ -80,9 +95,11 @@ def quiet_pypdf() -> Iterator[None]:
         log.setLevel(level)
 
 
-def _config(limit: int, pixels: int = 0) -> Any:
+def _config(limit: int, pixels: int = 0, stored: int = 0) -> Any:
     """pypdf's output limits (pypdf >= 6) set to ``limit`` bytes, and no external
-    decoder (jbig2dec) started for a file's data."""
+    decoder (jbig2dec) started for a file's data. ``stored``: the bytes of the stream as
+    stored, counted in the work its filters may do (each filter's input and output: an
+    ASCIIHex chain reads twice what it inflates)."""
     try:
         from pypdf import apply_configuration
     except ImportError:  # pragma: no cover - older pypdf: assay's own checks only
@@ -91,7 +108,7 @@ def _config(limit: int, pixels: int = 0) -> Any:
     return apply_configuration(
         zlib_maximum_output_length=limit, lzw_maximum_output_length=limit,
         run_length_maximum_output_length=limit, array_based_stream_maximum_output_length=limit,
-        image_maximum_buffer_size=max(limit, 8 * pixels), stream_decoding_work_maximum_length=4 * limit,
+        image_maximum_buffer_size=max(limit, 8 * pixels), stream_decoding_work_maximum_length=4 * (limit + stored),
         jbig2dec_binary=None, maximum_declared_stream_length=max(limit, 75_000_000))
 
 
@@ -256,6 +273,178 @@ def _candidates(path: Path, offsets: dict[tuple[int, int], int] | None) -> set[t
     return found
 
 
+
+# -- inline images (BI ... ID ... EI in a content stream) ----------------------------------------
+
+# What may end the token before an operator in pypdf's content-stream parser (whitespace,
+# a delimiter, a number), and what ends an operator (whitespace, a delimiter)
+_BEFORE_OP = frozenset(b" \t\n\r\f\v\x00()<>[]{}/%0123456789.+-")
+_BI_TOKEN = re.compile(rb"BI(?![^ \t\n\r\f\v()<>\[\]{}/%])")  # a literal prefix: fast
+# After BI, past whitespace, pypdf reads the settings: an object (a name, number, array,
+# string, dictionary, comment, keyword) or ID. Random bytes (a font's) rarely start one.
+_PDF_SPACE = re.compile(rb"[\x00\t\n\f\r ]*")
+_SETTINGS_START = frozenset(b"%/<[(tfen0123456789+-.I")
+
+
+def _bi_at(data: Any, limit: int = 0) -> list[int]:
+    """Where the BI operator (begin inline image) may be in ``data``: the letters BI as a
+    token of their own, ended by whitespace, a delimiter or the end (a regular expression
+    with a literal start), the byte before and the first after the whitespace looked at
+    here (a look-behind is ~10x slower); at the end of the data (a page's content may go on
+    in its next stream) always. At most ``limit`` places (0: all)."""
+    found: list[int] = []
+    for m in _BI_TOKEN.finditer(data):
+        at = m.start()
+        nxt = _PDF_SPACE.match(data, m.end()).end()  # type: ignore[union-attr]
+        if (at == 0 or data[at - 1] in _BEFORE_OP) and (nxt == len(data) or data[nxt] in _SETTINGS_START):
+            found.append(at)
+            if len(found) == limit:
+                break
+    return found
+
+
+# Filters that would hide the operator from a byte search (pypdf undoes each, its
+# abbreviations too), and encryption
+_HIDING = re.compile(b"|".join(_esc(w) + _END for w in (
+    b"ASCIIHexDecode", b"AHx", b"ASCII85Decode", b"A85", b"LZWDecode", b"LZW", b"RunLengthDecode", b"RL",
+    b"BrotliDecode", b"Encrypt")))
+_PREDICTOR = re.compile(_esc(b"Predictor") + _END)
+_STREAM = re.compile(rb"stream *(?:\r\n|\n|\r)")  # "endstream" too: told apart by the byte before
+_OBJ = re.compile(rb"obj")
+_ZLIB_IN = 1 << 16  # bytes fed to zlib at a time
+_PRECHECK_STREAM = 64 * 1024**2  # inflated bytes looked at in one stream (more: unsure)
+
+
+def _inflate(view: Any, at: int, limit: int) -> tuple[bytes, int] | None:
+    """The zlib (or gzip) stream starting at ``at``, inflated to at most ``limit`` bytes (as
+    far as it goes when broken), and where its compressed bytes end (``at`` when it did not
+    end); None when no such stream starts there."""
+    head = bytes(view[at:at + 2])
+    if len(head) < 2:
+        return None
+    if head == b"\x1f\x8b":
+        d = zlib.decompressobj(31)
+    elif head[0] & 0x0F == 8 and (head[0] << 8 | head[1]) % 31 == 0:
+        d = zlib.decompressobj()
+    else:
+        return None
+    out = bytearray()
+    pos, end = at, len(view)
+    try:
+        while pos < end and not d.eof and len(out) <= limit:
+            out += d.decompress(bytes(view[pos:pos + _ZLIB_IN]), limit + 1 - len(out))
+            pos += _ZLIB_IN
+            if d.unconsumed_tail:  # output limit reached
+                break
+    except zlib.error:
+        pass  # pypdf recovers what it can from a broken stream: what came out is looked at
+    return bytes(out), (min(pos, end) - len(d.unused_data) if d.eof else at)
+
+
+def _unpredicted(span: bytes, data: bytes) -> bytes | None:
+    """A Flate stream's bytes with the PNG predictors its dictionary (``span``) names undone
+    (Pillow); None when that cannot be told for sure from the dictionary's text."""
+    from PIL import Image
+
+    def one(key: bytes, default: int) -> int | None:
+        found = re.findall(b"/" + key + rb"\s+(\d+)(?![\d.])", span)
+        if len(found) > 1 or (not found and re.search(_esc(key), span)):
+            return None
+        return int(found[0]) if found else default
+
+    predictor, columns = one(b"Predictor", 1), one(b"Columns", 1)
+    colors, bpc = one(b"Colors", 1), one(b"BitsPerComponent", 8)
+    if None in (predictor, columns, colors, bpc) or not 10 <= predictor <= 15 or not columns:  # type: ignore[operator]
+        return None
+    row = -(-columns * colors * bpc // 8) + 1  # type: ignore[operator]
+    png = _png(columns, len(data) // row, bpc, colors, zlib.compress(data, 1)) if len(data) >= row else None  # type: ignore[arg-type]
+    if png is None:
+        return None
+    try:
+        with Image.open(io.BytesIO(png)) as im:
+            im.load()
+            return im.tobytes()
+    except Exception:  # noqa: BLE001 - Pillow's view of a broken stream: unsure
+        return None
+
+
+def _inline_hints(path: Path) -> tuple[list[int] | None, list[int]]:
+    """Offsets in the file of the streams (or bytes) that may hold an inline image: where
+    the BI operator is, in the raw bytes or in a Flate stream inflated (its PNG predictors
+    undone, a stream in a stream inflated again); None when the bytes cannot tell (a filter
+    that hides the operator from a byte search, encryption, an inflated size over the
+    bound): then every stream is read with pypdf. Without this, every page of a text-only
+    document would be parsed by pypdf to learn it holds no picture. Second: the streams
+    not inflated because their dictionary looks like an image's or an attached file's (the
+    pictures of a scanned document are most of its bytes); the caller reads those with
+    pypdf that are no image XObject or attachment after all."""
+    import bisect
+    import mmap
+
+    with open(path, "rb") as f:
+        try:
+            view = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:  # empty
+            return [], []
+        with view:
+            if _HIDING.search(view):  # type: ignore[call-overload]
+                return None, []
+            raw = _bi_at(view)
+            hinted: list[int] = []
+            packed: list[tuple[int, int]] = []  # (start, end) of each stream's zlib data
+            streams = [m.end() for m in _STREAM.finditer(view)  # type: ignore[call-overload]
+                       if not m.start() or not view[m.start() - 1:m.start()].isalpha()]
+            predictors = list(_PREDICTOR.finditer(view))  # type: ignore[call-overload]
+            objs = [m.start() for m in _OBJ.finditer(view)  # type: ignore[call-overload]
+                    if not view[m.start() - 1:m.start()].isalpha() and not view[m.end():m.end() + 1].isalpha()]
+            skipped: list[int] = []
+            # A predictor must be in the dictionary of the stream right after it (between
+            # that object's "obj" and "stream"), where its parameters are read
+            spans: dict[int, int] = {}
+            for m in predictors:
+                s = bisect.bisect_right(streams, m.start())
+                if s == len(streams):
+                    return None, []
+                o = bisect.bisect_left(objs, streams[s]) - 1
+                if o < 0 or objs[o] > m.start():
+                    return None, []
+                spans[streams[s]] = objs[o]
+            budget = max(256 * 1024**2, 64 * len(view))
+            for at in streams:
+                o = bisect.bisect_left(objs, at) - 1
+                if o >= 0 and _IMAGE_HINT.search(view, objs[o], at):  # type: ignore[call-overload]
+                    skipped.append(at)
+                    continue
+                pending: list[tuple[Any, int]] = [(view, 0)]
+                while pending:
+                    source, depth = pending.pop()
+                    inflated = _inflate(source, at if depth == 0 else 0, _PRECHECK_STREAM)
+                    if inflated is None:
+                        continue
+                    data, stop = inflated
+                    if depth == 0:
+                        # the letters BI in compressed bytes are noise: what they inflate to is looked at
+                        packed.append((at, stop))
+                    budget -= len(data)
+                    if len(data) > _PRECHECK_STREAM or budget < 0:
+                        return None, []
+                    if _HIDING.search(data) or _PREDICTOR.search(data):  # hidden in an object stream
+                        return None, []
+                    looks = [data]
+                    if at in spans:
+                        plain = _unpredicted(bytes(view[spans[at]:at]), data)
+                        if plain is None:
+                            return None, []
+                        looks.append(plain)
+                    if any(_bi_at(b, 1) for b in looks):
+                        hinted.append(at)
+                    if depth < 4:
+                        pending.extend((b, depth + 1) for b in looks)
+            starts = [a for a, _ in packed]
+            return sorted({at for at in raw if (i := bisect.bisect_right(starts, at) - 1) < 0
+                           or at >= packed[i][1]} | set(hinted)), skipped
+
+
 def _direct(image: Any, samples: bytes, width: int, height: int) -> Any:
     """The picture of 8-bit (or narrowed 16-bit) grey or RGB samples with no decode
     array, made straight from them (most images: no detour through pypdf's PNG); None
@@ -290,6 +479,48 @@ def _encoded(img: Any) -> tuple[bytes, str]:
     return out.getvalue(), "png"
 
 
+_INLINE_KEYS = {"/BPC": "/BitsPerComponent", "/CS": "/ColorSpace", "/D": "/Decode", "/DP": "/DecodeParms",
+                "/F": "/Filter", "/H": "/Height", "/W": "/Width", "/IM": "/ImageMask", "/I": "/Interpolate",
+                **{k: k for k in ("/BitsPerComponent", "/ColorSpace", "/Decode", "/DecodeParms", "/Filter", "/Height",
+                                  "/Width", "/ImageMask", "/Interpolate", "/Intent")}}
+_INLINE_VALUES = {"/G": "/DeviceGray", "/RGB": "/DeviceRGB", "/CMYK": "/DeviceCMYK", "/I": "/Indexed",
+                  "/AHx": "/ASCIIHexDecode", "/A85": "/ASCII85Decode", "/LZW": "/LZWDecode", "/Fl": "/FlateDecode",
+                  "/RL": "/RunLengthDecode", "/CCF": "/CCITTFaxDecode", "/DCT": "/DCTDecode"}
+_DEVICE = {"/DeviceGray", "/DeviceRGB", "/DeviceCMYK", "/Pattern"}
+
+
+def _inline_image(settings: Any, data: bytes, resources: Any) -> Any:
+    """An image stream made of an inline image's settings (abbreviated keys and values
+    written out, a colour space named in the resources looked up) and its data."""
+    from pypdf.generic import ArrayObject, DecodedStreamObject, EncodedStreamObject, NameObject
+
+    spaces = _resolved(resources.get("/ColorSpace")) if isinstance(resources, dict) else None
+
+    def value(key: str, v: Any, depth: int = 0) -> Any:
+        if isinstance(v, list) and depth < 4:
+            return ArrayObject([value(key, x, depth + 1) for x in v])
+        if isinstance(v, NameObject):
+            if str(v) in _INLINE_VALUES:
+                return NameObject(_INLINE_VALUES[str(v)])
+            if key == "/ColorSpace" and depth == 0 and str(v) not in _DEVICE:
+                if not isinstance(spaces, dict) or v not in spaces:
+                    raise ValueError(f"colour space {v} is in no resources")  # as pypdf would say
+                return spaces[v]
+        return v
+
+    entries: dict[str, Any] = {}
+    for k, v in settings.items():
+        key = _INLINE_KEYS.get(str(k))
+        if key is not None and key not in entries:
+            entries[key] = value(key, v) if key in ("/Filter", "/ColorSpace") else v
+    # Unfiltered data is a decoded stream to pypdf (an encoded one without filters it refuses)
+    image = EncodedStreamObject() if entries.get("/Filter") else DecodedStreamObject()
+    for key, v in entries.items():
+        image[NameObject(key)] = v
+    image._data = data  # noqa: SLF001 - the bytes between ID and EI
+    return image
+
+
 class _Walk:
     """One document's images, one at a time, within its budgets."""
 
@@ -310,8 +541,10 @@ class _Walk:
     def members(self) -> Iterator[Member]:
         """The members, each made with pypdf kept quiet (not while the caller analyses one)."""
         try:
-            if not _candidates(self.path, None):
-                return  # no image dictionary anywhere: pypdf is not needed (text-only documents)
+            self.inline, self.skipped = _inline_hints(self.path)
+            self.objects = bool(_candidates(self.path, None))
+            if not self.objects and self.inline == []:
+                return  # no image dictionary and no BI anywhere: pypdf is not needed (text-only documents)
             f = open(self.path, "rb")  # noqa: SIM115 - read as needed: a document of scans is not held in memory
         except OSError as exc:
             raise ArchiveError(f"cannot read: {exc.strerror or exc}", code="bad-input") from None
@@ -327,10 +560,15 @@ class _Walk:
                 if reader.is_encrypted and not reader.decrypt(""):
                     raise ArchiveError("encrypted PDF that needs a password: its images were not read",
                                        code="encrypted")
-                shown = self._shown(reader)
                 self.attached: dict[int, tuple[int, str]] = {}
-                numbers = self._image_numbers(reader)
-                self._named_files(reader)
+                self.masks: set[int] = set()
+                self.broken: list[str] = []
+                shown: dict[int, tuple[int, str]] = {}
+                numbers: list[tuple[int, int]] = []
+                if self.objects:  # else only inline images may be there: no page walk for image XObjects
+                    shown = self._shown(reader)
+                    numbers = self._image_numbers(reader)
+                    self._named_files(reader)
             except ArchiveError:
                 raise
             except Exception as exc:  # noqa: BLE001 - pypdf raises many kinds on malformed files
@@ -350,7 +588,9 @@ class _Walk:
                 member = self._member(reader, num, gen, base)
             if member is not None:
                 yield from self._handed(member)
-        for i, (num, (gen, filename)) in enumerate(sorted(self.attached.items()), len(images)):
+        self.count = min(len(images), self.limits.max_document_images)
+        yield from self._inline_members(reader, {num for num, _ in numbers})
+        for i, (num, (gen, filename)) in enumerate(sorted(self.attached.items()), self.count):
             if i >= self.limits.max_document_images:
                 raise ArchiveError(f"more than {self.limits.max_document_images} images and attached files; "
                                    "the rest not read", code="too-large")
@@ -364,6 +604,138 @@ class _Walk:
             raise ArchiveError(f"{len(self.broken)} objects unreadable (first: {self.broken[0]}); any image among "
                                "them was not read", code="decode-error")
 
+    def _inline_members(self, reader: Any, images: set[int]) -> Iterator[Member]:
+        """The inline images of every content stream the byte search pointed at (every
+        stream when it could not tell): a page's contents (its streams read as one, as a
+        viewer reads them) page by page, ``page-3/inline-0.png``; then any other stream
+        that holds the operator (a form XObject, a pattern, a glyph, an appearance),
+        ``obj-7/inline-0.png``."""
+        import bisect
+
+        from pypdf.generic import IndirectObject, StreamObject
+
+        if self.inline == [] and not self.skipped:
+            return
+        offsets = {(num, gen): off for gen, table in reader.xref.items() for num, off in table.items()}
+        order = sorted(offsets.items(), key=lambda kv: kv[1])
+        starts = [off for _, off in order]
+
+        def at(places: list[int]) -> set[tuple[int, int]]:
+            return {order[i][0] for p in places if (i := bisect.bisect_right(starts, p) - 1) >= 0}
+
+        # a stream that looked like an image or attached file and is neither is read too
+        wanted = set(offsets) if self.inline is None else at(self.inline) | {
+            key for key in at(self.skipped) if key[0] not in images and key[0] not in self.attached}
+        if not wanted:
+            return
+        numbers = {num for num, _ in wanted}
+        done: set[int] = set()
+        limit = self.limits.max_image_bytes
+        try:
+            with quiet_pypdf():
+                pages = list(reader.pages)
+        except Exception:  # noqa: BLE001 - a broken page tree: the streams are still read one by one
+            pages = []
+        for p, page in enumerate(pages, 1):
+            self._in_time("inline images")
+            try:
+                with quiet_pypdf():
+                    contents = page.raw_get("/Contents") if "/Contents" in page else None
+                    refs = _resolved(contents) if isinstance(contents, IndirectObject) else contents
+                    refs = [contents] if isinstance(refs, StreamObject) else list(refs or [])
+                    nums = {r.idnum for r in refs if isinstance(r, IndirectObject)}
+                    if not nums & (numbers - done) and not nums & images - done:  # an image as content: read
+                        continue
+                    done |= nums
+                    with _config(limit):
+                        data = b"\n".join(_resolved(r).get_data() for r in refs
+                                          if isinstance(_resolved(r), StreamObject))
+            except Exception as exc:  # noqa: BLE001 - pypdf raises many kinds on a broken page
+                yield from self._handed(Member(
+                    name=f"page-{p}/inline-0.png", problem=f"page content not read ({type(exc).__name__}: "
+                    f"{str(exc)[:200]}); any inline image on it was not read", problem_code="decode-error",
+                    independent=True))
+                continue
+            if _bi_at(data, 1):
+                with quiet_pypdf():
+                    try:
+                        resources = _resolved(page.get("/Resources"))
+                    except Exception:  # noqa: BLE001 - broken resources: a named colour space is then unknown
+                        resources = None
+                yield from self._inline_in(data, f"page-{p}", resources, reader, True)
+        for num, gen in sorted(wanted):
+            if num in done or num in images:
+                continue
+            self._in_time("inline images")
+            try:
+                with quiet_pypdf():
+                    obj = IndirectObject(num, gen, reader).get_object()
+                    # Any other stream holding BI is parsed (a font's chance letters fail at
+                    # once): a form, pattern or glyph may be marked as anything else
+                    if not isinstance(obj, StreamObject) or _subtype(obj) == "/Image":
+                        continue
+                    with _config(limit):
+                        data = obj.get_data()
+            except Exception:  # noqa: BLE001, S112 - a broken stream that is no page's content: no picture to report
+                continue
+            if _bi_at(data, 1):
+                with quiet_pypdf():
+                    try:
+                        content = _subtype(obj) == "/Form" or "/PatternType" in obj
+                        resources = _resolved(obj.get("/Resources"))
+                    except Exception:  # noqa: BLE001 - as above
+                        content, resources = False, None
+                yield from self._inline_in(data, f"obj-{num}", resources, reader, content)
+
+    def _in_time(self, what: str) -> None:
+        if self._over_time():
+            raise ArchiveError(f"{what} still unread after {self.limits.max_document_seconds} s; "
+                               "the rest not read", code="too-large")
+
+    def _inline_in(self, data: bytes, base: str, resources: Any, reader: Any, content: bool) -> Iterator[Member]:
+        """The inline images of one content stream's operators (pypdf's parser, its work
+        bounded). ``content``: the stream is known to be content, so that it cannot be read
+        to its end is an error on a member; else (a stream of no known kind that happens to
+        hold the letters BI) it is not reported."""
+        from pypdf.generic import ContentStream
+
+        cs = ContentStream(None, reader)
+        cs.set_data(data)
+        error = None
+        # No buffer bound while parsing: pypdf would refuse a stream whose unfiltered inline
+        # image declares more than it; the declared size is judged here, with the limits
+        with quiet_pypdf(), _config(self.limits.max_image_bytes, 1 << 60):
+            try:
+                operations = cs.operations
+            except Exception as exc:  # noqa: BLE001 - the operators parsed before the error are kept
+                operations, error = cs._operations, exc  # noqa: SLF001
+        k = 0
+        for operands, operator in operations:
+            if operator != b"INLINE IMAGE":
+                continue
+            if self.count >= self.limits.max_document_images:
+                raise ArchiveError(f"more than {self.limits.max_document_images} images; the rest not read",
+                                   code="too-large")
+            self._in_time("inline images")
+            self.count += 1
+            with quiet_pypdf():
+                try:
+                    image = _inline_image(operands["settings"], operands["data"], resources)
+                except Exception as exc:  # noqa: BLE001 - settings pypdf parsed but assay cannot use
+                    member: Member | None = Member(name=f"{base}/inline-{k}.png", problem=(
+                        f"inline image not read ({type(exc).__name__}: {str(exc)[:200]})"),
+                        problem_code="decode-error", independent=True)
+                else:
+                    member = self._image_member(image, f"{base}/inline-{k}")
+            k += 1
+            if member is not None:
+                yield from self._handed(member)
+        if error is not None and content:
+            yield from self._handed(Member(
+                name=f"{base}/inline-{k}.png", problem=f"content stream not read to its end after {k} inline images "
+                f"({type(error).__name__}: {str(error)[:200]}); a picture from there on was not read",
+                problem_code="decode-error", independent=True))
+
     def _handed(self, member: Member) -> Iterator[Member]:
         """``member`` handed out, the time until the next is asked for not counted."""
         self.spent += time.monotonic() - self.since
@@ -376,8 +748,6 @@ class _Walk:
         from pypdf.generic import IndirectObject, StreamObject
 
         found: list[tuple[int, int]] = []
-        self.masks: set[int] = set()
-        self.broken: list[str] = []
         # Streams are never inside object streams (PDF 32000 7.5.7): the objects stored
         # on their own are where images are. Numbers in file order, newest version.
         entries = sorted((num, gen) for gen, table in reader.xref.items() for num in table)
@@ -526,6 +896,17 @@ class _Walk:
 
         try:
             image = IndirectObject(num, gen, reader).get_object()
+        except Exception as exc:  # noqa: BLE001 - pypdf raises many kinds on a broken object
+            return problem("decode-error", f"image not decoded ({type(exc).__name__}: {str(exc)[:200]})")
+        return self._image_member(image, base)
+
+    def _image_member(self, image: Any, base: str) -> Member | None:
+        """The member for one image stream (an XObject, or an inline image made into one)."""
+
+        def problem(code: str, why: str, ext: str = "png") -> Member:
+            return Member(name=f"{base}.{ext}", problem=why, problem_code=code, independent=True)
+
+        try:
             filters = _filters(image)
             width, height = _int(image, "/Width"), _int(image, "/Height")
             if not width or not height or width < 0 or height < 0:
@@ -593,7 +974,7 @@ class _Walk:
         if slow and expected > _SLOW_BYTES:
             return (f"{'/'.join(f.lstrip('/') for f in filters)} image of {width}x{height}: over the "
                     f"{_SLOW_BYTES} bytes assay decodes with these filters; not decoded")
-        with _config(expected + 4096, width * height):
+        with _config(expected + 4096, width * height, len(image._data)):  # noqa: SLF001
             samples = image.get_data()
         return samples[0::2] if bpc == 16 else samples
 

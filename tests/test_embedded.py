@@ -91,6 +91,23 @@ def test_a_picture_pasted_on_another_matches_its_plain_hash(testdata: Path, pict
     assert hamming(value, hash_image_bytes(_encode(background, "PNG"), variants=False).pdq) > 31
 
 
+@pytest.mark.parametrize(("name", "background", "scale", "at"), [
+    ("labelme-subset/q0746.jpg", "labelme-subset/q1050.jpg", 0.75, (0.2, 0.0)),
+    ("labelme-subset/q2821.jpg", "../bridge-mods/aaa-orig.jpg", 0.5, (0.3, 0.2)),
+])
+def test_edges_less_sharp_than_twice_the_steps_beside_them_are_found(testdata: Path, name: str, background: str,
+                                                                       scale: float, at: tuple[float, float]) -> None:
+    """A busy picture beside its edge: the step across the edge under twice the steps
+    beside it in some third of a side. Looked for again at 1.5 times when nothing is found
+    at twice (SHARPNESS): 4 and 8 bits; before, no embedded query."""
+    base = testdata / "pdq" / "reg-test-input"
+    im = Image.open(base / name).convert("RGB")
+    original = hash_image_bytes(_encode(im, "PNG"), variants=False)
+    canvas, _ = _pasted(im, Image.open(base / background), scale, at)
+    value, _ = hash_image_bytes(_encode(canvas, "JPEG")).regions["embedded"]
+    assert hamming(value, original.pdq) <= 31
+
+
 def test_a_side_with_no_step_is_placed_where_its_neighbours_start(testdata: Path) -> None:
     """A 12-MP photo at 60% on another: its top edge shows no step on the 1/8 plane (the two
     pictures alike there), so the rectangle found ran to the top of the image (110 bits from

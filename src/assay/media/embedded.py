@@ -129,10 +129,15 @@ PIP_LINES = 6
 PIP_MIN_SPAN = 0.3
 PIP_MAX_AREA = 0.9
 #: A pasted edge is sharp: the mean step across it is at least this many times the mean
-#: step beside it, on either side (a photo's own edges spread over two or three pixels) ...
-SHARP = 2.0
-#: ... and exceeds it by this many grey levels, in each third of the edge's run.
+#: step beside it, on either side (a photo's own edges spread over two or three pixels);
+#: rectangles are looked for at the first sharpness, then (none found) at the second: a
+#: weak line of the background taken for a side at the second can hide the picture's
+#: own rectangle that the first finds with a side unseen (``_unseen_side``).
+SHARPNESS = (2.0, 1.5)
+#: ... and exceeds it by this many grey levels, in each of SEGMENTS parts of the edge's run
+#: (an edge ending short of a corner leaves one weak).
 MIN_RIDGE = 8.0
+SEGMENTS = 3
 #: The edge stops at the corners: where the line runs on beyond them, its sharp step is at
 #: most this share of the step along the edge.
 BEYOND = 0.5
@@ -162,6 +167,7 @@ class _Edges:
     def __init__(self, plane: np.ndarray, gap: int) -> None:
         h, w = plane.shape
         self.plane, self.h, self.w, self.gap = plane, h, w, gap
+        self.sharp = SHARPNESS[0]
         # The profile from every other line (an edge spans at least PIP_MIN_SPAN of them):
         # half the cost of an extra look at every image.
         half = plane[::2]
@@ -199,28 +205,39 @@ class _Edges:
         c = self.column[j]
         return (self.sums[e, c] - self.sums[t, c]) / np.maximum(e - t, 1)
 
-    def ridge(self, b: np.ndarray, t: np.ndarray, e: np.ndarray) -> np.ndarray:
-        """Mean step across boundary b over rows [t, e) less the larger beside it; 0 where
-        not ``SHARP``."""
+    def _steps(self, b: np.ndarray, t: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mean step across boundary b over rows [t, e), the larger mean step beside it)."""
         g = self.gap
         j = self._at(b)
-        across = self._mean(j, t, e)
-        beside = np.maximum(self._mean(j - g, t, e), self._mean(j + g, t, e))
-        return np.where(across >= SHARP * beside, across - beside, 0.0)
+        return self._mean(j, t, e), np.maximum(self._mean(j - g, t, e), self._mean(j + g, t, e))
 
-    def side(self, b: np.ndarray, t: np.ndarray, e: np.ndarray) -> np.ndarray:
+    def ridge(self, b: np.ndarray, t: np.ndarray, e: np.ndarray, sharp: float | None = None) -> np.ndarray:
+        """Mean step across boundary b over rows [t, e) less the larger beside it; 0 where
+        not as sharp as ``sharp`` asks (default ``self.sharp``; ``SHARPNESS``)."""
+        across, beside = self._steps(b, t, e)
+        return np.where(across >= (self.sharp if sharp is None else sharp) * beside, across - beside, 0.0)
+
+    def side(self, b: np.ndarray, t: np.ndarray, e: np.ndarray,
+             levels: tuple[float, ...] | None = None) -> np.ndarray:
         """The evidence of an edge at boundary b running over rows [t, e) and no further:
-        its weakest third's ridge, 0 where the line runs on beyond a corner as sharply."""
+        its weakest third's ridge, 0 where the line runs on beyond a corner as sharply; one
+        row per sharpness of ``levels`` (default: ``self.sharp`` alone), from one batch."""
         b, t, e = (np.ravel(a) for a in np.broadcast_arrays(b, t, e))
         n = e - t
-        a1, a2 = t + n // 3, t + 2 * n // 3
+        cuts = [t + k * n // SEGMENTS for k in range(SEGMENTS + 1)]
         reach = np.maximum(3, (n * 0.15).astype(int))
         t0, e1 = np.maximum(t - reach, 0), np.minimum(e + reach, self.h)
-        # the three thirds, the whole run, the line beyond each end: one batch
-        r = self.ridge(np.tile(b, 6), np.concatenate([t, a1, a2, t, t0, e]),
-                       np.concatenate([a1, a2, e, e, t, e1])).reshape(6, -1)
-        beyond = np.maximum(np.where(t - t0 >= 3, r[4], 0.0), np.where(e1 - e >= 3, r[5], 0.0))
-        return np.where(beyond <= BEYOND * r[3], r[:3].min(axis=0), 0.0)
+        # the segments, the whole run, the line beyond each end: one batch
+        starts = np.concatenate([*cuts[:-1], t, t0, e])
+        ends = np.concatenate([*cuts[1:], e, t, e1])
+        across, beside = self._steps(np.tile(b, SEGMENTS + 3), starts, ends)
+        out = []
+        for sharp in levels or (self.sharp,):
+            r = np.where(across >= sharp * beside, across - beside, 0.0).reshape(SEGMENTS + 3, -1)
+            beyond = np.maximum(np.where(t - t0 >= 3, r[SEGMENTS + 1], 0.0),
+                                np.where(e1 - e >= 3, r[SEGMENTS + 2], 0.0))
+            out.append(np.where(beyond <= BEYOND * r[SEGMENTS], r[:SEGMENTS].min(axis=0), 0.0))
+        return np.stack(out)
 
     def best(self, at: int, reach: int, t: int, e: int) -> int:
         """The boundary within ``reach`` of ``at`` with the largest step across it over rows
@@ -276,30 +293,34 @@ def picture_box(luma: np.ndarray, gap: int = 1) -> trim.Box | None:
     # Each side once: every candidate line over every span of the other axis
     # (vertical[i, m]: line xs[i] over rows of span m), not once a rectangle.
     lx, my = np.meshgrid(np.arange(len(xs)), np.arange(len(spans_y)), indexing="ij")
-    vertical = cols.side(ax[lx], ay[spans_y[my, 0]], ay[spans_y[my, 1]]).reshape(lx.shape)
     ly, mx = np.meshgrid(np.arange(len(ys)), np.arange(len(spans_x)), indexing="ij")
-    horizontal = rows.side(ay[ly], ax[spans_x[mx, 0]], ax[spans_x[mx, 1]]).reshape(ly.shape)
     kx, ky = (a.ravel() for a in np.meshgrid(np.arange(len(spans_x)), np.arange(len(spans_y))))
     li, ri = spans_x[kx, 0], spans_x[kx, 1]
     ti, bi = spans_y[ky, 0], spans_y[ky, 1]
     left, right, top, bottom = ax[li], ax[ri], ay[ti], ay[bi]
-    sides = np.stack([
-        np.where(left == 0, np.inf, vertical[li, ky]),
-        np.where(right == w, np.inf, vertical[ri, ky]),
-        np.where(top == 0, np.inf, horizontal[ti, kx]),
-        np.where(bottom == h, np.inf, horizontal[bi, kx]),
-    ])
-    inner = np.isfinite(sides).sum(axis=0)
-    weakest = np.where((right - left) * (bottom - top) <= PIP_MAX_AREA * w * h, sides.min(axis=0), -np.inf)
-    for need in (4, 3):  # a rectangle held by more sides first
-        score = np.where(inner == need, weakest, -np.inf)
-        k = int(np.argmax(score))
-        if score[k] >= MIN_RIDGE:
-            box = _refine(cols, rows, trim.Box(int(top[k]), int(bottom[k]), int(left[k]), int(right[k])),
-                          max(3, int(0.03 * min(h, w))))
-            if need == 3:
-                box = _unseen_side(cols, rows, box)
-            return box if not _page(plane, box) else None
+    small = (right - left) * (bottom - top) <= PIP_MAX_AREA * w * h
+    verticals = cols.side(ax[lx], ay[spans_y[my, 0]], ay[spans_y[my, 1]], SHARPNESS)
+    horizontals = rows.side(ay[ly], ax[spans_x[mx, 0]], ax[spans_x[mx, 1]], SHARPNESS)
+    for level, sharp in enumerate(SHARPNESS):
+        cols.sharp = rows.sharp = sharp
+        vertical, horizontal = verticals[level].reshape(lx.shape), horizontals[level].reshape(ly.shape)
+        sides = np.stack([
+            np.where(left == 0, np.inf, vertical[li, ky]),
+            np.where(right == w, np.inf, vertical[ri, ky]),
+            np.where(top == 0, np.inf, horizontal[ti, kx]),
+            np.where(bottom == h, np.inf, horizontal[bi, kx]),
+        ])
+        inner = np.isfinite(sides).sum(axis=0)
+        weakest = np.where(small, sides.min(axis=0), -np.inf)
+        for need in (4, 3):  # a rectangle held by more sides first
+            score = np.where(inner == need, weakest, -np.inf)
+            k = int(np.argmax(score))
+            if score[k] >= MIN_RIDGE:
+                box = _refine(cols, rows, trim.Box(int(top[k]), int(bottom[k]), int(left[k]), int(right[k])),
+                              max(3, int(0.03 * min(h, w))))
+                if need == 3:
+                    box = _unseen_side(cols, rows, box)
+                return box if not _page(plane, box) else None
     return None
 
 

@@ -74,9 +74,18 @@ def main() -> None:
     repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 7
     real = pdfimages._inline_hints
     with tempfile.TemporaryDirectory() as tmp:
-        for objstm, embed in ((False, True), (True, True), (False, False), (True, False)):
-            path = Path(tmp) / f"text-{objstm}-{embed}.pdf"
+        for objstm, embed, encrypt in ((False, True, False), (True, True, False), (False, False, False),
+                                       (True, False, False), (False, False, True)):
+            path = Path(tmp) / f"text-{objstm}-{embed}-{encrypt}.pdf"
             path.write_bytes(text_pdf(pages, objstm, embed))
+            if encrypt:  # an empty user password (permissions only): no byte search can see in
+                import io
+
+                from pypdf import PdfReader, PdfWriter
+
+                writer = PdfWriter(clone_from=PdfReader(io.BytesIO(path.read_bytes())))
+                writer.encrypt(user_password="", owner_password="owner", algorithm="AES-128")
+                writer.write(path)
             times: dict[str, list[float]] = {"without": [], "with": []}
             for _ in range(repeats):
                 for label in ("without", "with"):  # interleaved: the machine is shared
@@ -90,7 +99,8 @@ def main() -> None:
             hints = real(path)[0]
             alone = time.process_time() - t
             a, b = statistics.median(times["without"]), statistics.median(times["with"])
-            kind = ("object streams" if objstm else "xref table") + (", DejaVuSans embedded" if embed else ", no font file")
+            kind = (("object streams" if objstm else "xref table") + (", DejaVuSans embedded" if embed else ", no font file")
+                    + (", encrypted (AES-128, empty user password)" if encrypt else ""))
             print(f"{pages} pages, {kind}, {path.stat().st_size / 1e6:.2f} MB: without pre-check {a * 1e3:.1f} ms, "
                   f"with {b * 1e3:.1f} ms (pre-check alone {alone * 1e3:.1f} ms, hints {hints}); "
                   f"CPU medians of {repeats}")

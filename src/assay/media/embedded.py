@@ -18,9 +18,10 @@ queried as variant ``embedded`` (one query at most; a match through it is partia
   (the whole step between two neighbouring pixels, where a photo's own edges spread over
   two or three), straight, along the whole side, and stopping at the corners. Candidate
   lines are the peaks of the column and row profiles of sharp steps; each rectangle of
-  them with three or four inner sides is held by its weakest side's weakest third. Where
-  the two pictures meet with no step (a dark edge on a dark background) or the picture
-  is as busy as its step, it is not found.
+  them with three or four inner sides is held by its weakest side's weakest third (at
+  ``SHARPNESS``). A side that shows no step (the picture's edge the colour of what lies
+  behind it) is placed where its two neighbouring sides start. Where the pictures meet
+  with no step along two sides, or the picture is as busy as its step, it is not found.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import numpy as np
 
 from . import trim
 
-#: The query variant of the picture found inside a noise canvas.
+#: The query variant of a pasted picture, on noise or on another picture.
 VARIANT = "embedded"
 
 #: A step between neighbouring pixels this large (grey levels) is "busy". On a JPEG decoded
@@ -42,7 +43,8 @@ BUSY_STEP = 3.0
 BUSY_SHARE = 0.6
 #: A margin line's mean step is at least this (grey levels) ...
 MIN_ACT = 5.0
-#: ... and within this share of the outermost line's.
+#: ... and within this share of the margin's (the median of its first lines': the outermost
+#: line of a reduced plane may be a partial block, noisier).
 ACT_SPREAD = 0.35
 #: A noise line's correlation with the next line is at most this (i.i.d. noise: ~0).
 MAX_CORR = 0.3

@@ -88,7 +88,7 @@ def test_inline_pictures_of_banked_images_are_found_by_a_scan(banked: tuple[str,
     out, recs = _scan(db, case, tmp_path / "r.jsonl")
     for member, cid in (("flate.pdf!/page-1/inline-0.png", "bridge"), ("raw.pdf!/page-1/inline-0.png", "pen"),
                         ("hex.pdf!/page-1/inline-0.png", "bridge"), ("dct.pdf!/page-1/inline-0.jpg", "bridge"),
-                        ("form.pdf!/obj-5/inline-0.png", "pen")):
+                        ("form.pdf!/page-1/Fm0-obj5/inline-0.png", "pen")):
         assert member in recs, sorted(recs)
         assert _matched(recs[member]) == {cid} and not recs[member].get("errors"), member
         assert f"match: {case}/{member}" in out
@@ -96,6 +96,27 @@ def test_inline_pictures_of_banked_images_are_found_by_a_scan(banked: tuple[str,
     assert not _matched(recs["unrelated.pdf!/page-1/inline-0.png"])
     for holder in ("flate.pdf", "raw.pdf", "hex.pdf", "dct.pdf", "form.pdf", "unrelated.pdf"):
         assert not recs[holder].get("errors"), holder
+
+
+def test_inline_images_in_forms_and_patterns_are_named_after_where_they_are(tmp_path: Path) -> None:
+    """A form drawn by page 2 (its colour space named in the page's resources: a form with
+    no resources of its own uses its page's), a tiling pattern no page draws as a form."""
+    grey = _inline(b"/W 8 /H 8 /CS /Ink /BPC 8", bytes(range(0, 256, 4)))
+    rgb = _inline(b"/W 4 /H 4 /CS /RGB /BPC 8 /F /AHx", binascii.hexlify(bytes(range(48))) + b">")
+    objs = [(b"<< /Type /Catalog /Pages 2 0 R >>", None),
+            (b"<< /Type /Pages /Kids [3 0 R 4 0 R] /Count 2 >>", None),
+            (b"<< /Type /Page /Parent 2 0 R /Resources << /Pattern << /P0 7 0 R >> >> /Contents 5 0 R >>", None),
+            (b"<< /Type /Page /Parent 2 0 R /Resources << /ColorSpace << /Ink /DeviceGray >> /XObject << /Logo 6 0 R >> >> "
+             b"/Contents 8 0 R >>", None),
+            (b"<< /Filter /FlateDecode >>", zlib.compress(b"/Pattern cs /P0 scn 0 0 100 100 re f")),
+            (b"<< /Type /XObject /Subtype /Form /BBox [0 0 1 1] /Filter /FlateDecode >>", zlib.compress(grey)),
+            (b"<< /Type /Pattern /PatternType 1 /PaintType 1 /TilingType 1 /BBox [0 0 4 4] /XStep 4 /YStep 4 "
+             b"/Resources << >> /Filter /FlateDecode >>", zlib.compress(rgb)),
+            (b"<< /Filter /FlateDecode >>", zlib.compress(b"q /Logo Do Q"))]
+    (tmp_path / "d.pdf").write_bytes(build(objs))
+    got = _members(tmp_path / "d.pdf")
+    assert [(m.name, m.problem) for m in got] == [("page-2/Logo-obj6/inline-0.png", None), ("obj-7/inline-0.png", None)]
+    assert Image.open(io.BytesIO(got[0].open().read())).tobytes() == bytes(range(0, 256, 4))  # type: ignore[union-attr]
 
 
 def test_a_huge_declared_size_is_refused_before_decoding(tmp_path: Path) -> None:

@@ -17,8 +17,9 @@ member named after where the picture is::
                                      column of ``pdfimages -list``)
     file.pdf!/page-3/inline-0.png    the first inline image (``BI ... ID <data> EI``, the picture
                                      written into the page's content stream itself) of page 3
-    file.pdf!/obj-7/inline-0.png     an inline image in the content of object 7: a form XObject,
-                                     a pattern, a Type 3 glyph or an appearance stream
+    file.pdf!/page-3/Fm0-obj7/inline-0.png  one in form XObject 7, drawn on page 3 as /Fm0
+    file.pdf!/obj-7/inline-0.png     an inline image in the content of object 7 that no page
+                                     draws as a form: a pattern, a Type 3 glyph, an appearance
     file.pdf!/obj-40.png             an image object no page shows (it is in the file)
     file.pdf!/attachment-obj9/a.png  a file attached to the PDF (by name, by a file attachment
                                      annotation, or a typed stream no name points to): object 9,
@@ -608,7 +609,8 @@ class _Walk:
         """The inline images of every content stream the byte search pointed at (every
         stream when it could not tell): a page's contents (its streams read as one, as a
         viewer reads them) page by page, ``page-3/inline-0.png``; then any other stream
-        that holds the operator (a form XObject, a pattern, a glyph, an appearance),
+        that holds the operator: a form XObject a page draws, ``page-3/Fm0-obj7/inline-0.png``,
+        or a stream no page draws as a form (a pattern, a glyph, an appearance),
         ``obj-7/inline-0.png``."""
         import bisect
 
@@ -663,9 +665,9 @@ class _Walk:
                     except Exception:  # noqa: BLE001 - broken resources: a named colour space is then unknown
                         resources = None
                 yield from self._inline_in(data, f"page-{p}", resources, reader, True)
-        for num, gen in sorted(wanted):
-            if num in done or num in images:
-                continue
+        rest = sorted(key for key in wanted if key[0] not in done and key[0] not in images)
+        forms = self._forms(pages) if rest else {}
+        for num, gen in rest:
             self._in_time("inline images")
             try:
                 with quiet_pypdf():
@@ -685,7 +687,42 @@ class _Walk:
                         resources = _resolved(obj.get("/Resources"))
                     except Exception:  # noqa: BLE001 - as above
                         content, resources = False, None
-                yield from self._inline_in(data, f"obj-{num}", resources, reader, content)
+                where = forms.get(num)
+                if where is not None and not isinstance(resources, dict):
+                    resources = where[2]  # a form without resources of its own uses its page's (PDF 1.1)
+                base = f"page-{where[0]}/{where[1]}-obj{num}" if where else f"obj-{num}"
+                yield from self._inline_in(data, base, resources, reader, content)
+
+    def _forms(self, pages: list[Any]) -> dict[int, tuple[int, str, Any]]:
+        """Form XObject number -> (page, resource name, page resources) of the first page that
+        draws it (directly or through other forms): where its inline images are shown."""
+        from pypdf.generic import IndirectObject
+
+        found: dict[int, tuple[int, str, Any]] = {}
+        steps = [0]
+
+        def visit(resources: Any, page: int, top: Any, depth: int) -> None:
+            xobjects = _resolved(resources.get("/XObject")) if isinstance(resources, dict) else None
+            for key, ref in (xobjects.items() if isinstance(xobjects, dict) else ()):
+                steps[0] += 1
+                if steps[0] > _RESOURCE_STEPS or not isinstance(ref, IndirectObject) or ref.idnum in found:
+                    continue
+                obj = ref.get_object()
+                if isinstance(obj, dict) and _subtype(obj) == "/Form":
+                    found[ref.idnum] = (page, _SAFE_NAME.sub("_", str(key).lstrip("/"))[:40] or "form", top)
+                    if depth < _FORM_DEPTH:
+                        visit(_resolved(obj.get("/Resources")), page, top, depth + 1)
+
+        with quiet_pypdf():
+            for i, page in enumerate(pages, 1):
+                if steps[0] > _RESOURCE_STEPS or self._over_time():
+                    break
+                try:
+                    top = _resolved(page.get("/Resources"))
+                    visit(top, i, top, 0)
+                except Exception:  # noqa: BLE001, S112 - one broken page: its forms are still read, by number
+                    continue
+        return found
 
     def _in_time(self, what: str) -> None:
         if self._over_time():

@@ -875,3 +875,13 @@ def test_a_checkpoint_padded_past_the_member_limit_is_still_judged(
     run_scan([p], settings, None, lambda r: records.__setitem__(Path(r.path).name, r))
     rec = records["model.pt"]
     assert rec.model is not None and rec.model.safety.verdict == "dangerous"  # type: ignore[attr-defined]
+
+
+def test_what_the_pure_python_unpickler_reads_on_past_is_scanned() -> None:
+    # joblib's unpickler is pickle._Unpickler: FLOAT goes through float(), which takes
+    # '1_0' (the C unpickler refuses it); the payload after it runs in joblib.load
+    from assay.models import scan_pickle_bytes
+
+    assert pickle._loads(b"F1_0\n.") == 10.0  # type: ignore[attr-defined]
+    report = scan_pickle_bytes(b"F1_0\n0" + P0, where="x")
+    assert report.error is None and report.dangerous_globals == ["os.getcwd"]

@@ -3,7 +3,9 @@
 ``read_ops`` walks an opcode stream with the argument rules of the C unpickler
 (``_pickle``, which ``pickle.load``, ``torch.load`` and ``numpy.load`` use): the same
 lengths, signedness, line and quoting rules, string decodings and protocol limit, so
-that the scan stops exactly where a load would fail and never earlier.
+that the scan stops exactly where a load would fail and never earlier. Where the
+pure-Python unpickler (``pickle._Unpickler``, joblib's) reads a text argument that the C
+one refuses (``int()``/``float()`` forms such as ``1_0``), the scan reads on as it does.
 
 Frames (protocol 4+) are where readers disagree. The C unpickler treats ``FRAME`` as a
 read-ahead hint and reads on across a frame's end; the pure-Python unpickler
@@ -128,7 +130,12 @@ def _line_value(code: int, line: bytes, offset: int) -> Any:
     if code == 0x46:  # F
         s = _c_string(line)
         if not _STRTOD.fullmatch(s):
-            raise PickleSyntaxError(offset, "could not convert string to float")
+            # The pure-Python unpickler (joblib's) reads it with float(): '1_0', ' 1.5 '
+            # load there, and what follows runs. Read on as it does.
+            try:
+                return float(line)
+            except ValueError:
+                raise PickleSyntaxError(offset, "could not convert string to float") from None
         return float(s)
     if code == 0x53:  # S
         if len(line) < 2 or line[0] not in b"'\"" or line[-1] != line[0]:

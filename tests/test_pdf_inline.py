@@ -193,8 +193,9 @@ def test_inline_images_count_in_the_documents_image_budget(tmp_path: Path) -> No
 
 def test_content_streams_written_to_hide_the_operator_from_the_byte_search(tmp_path: Path) -> None:
     """The pre-check reads Flate streams only: content encoded otherwise (ASCIIHex, PNG
-    predictors, Flate twice), split over an array of streams, or in a stream whose
-    dictionary looks like an image's, must still be read."""
+    predictors, Flate twice; the filter's name spelled with #xx, given as a string, or in an
+    object stream), split over an array of streams, or in a stream whose dictionary looks
+    like an image's, must still be read."""
     im = pattern("rings", (32, 24), seed=1)
     content = _inline(b"/W 32 /H 24 /CS /RGB /BPC 8 /F /Fl", zlib.compress(im.tobytes()))
     predicted = _up(content + b" " * (-len(content) % 16), 16)
@@ -202,6 +203,9 @@ def test_content_streams_written_to_hide_the_operator_from_the_byte_search(tmp_p
     docs = {
         "asciihex": _page(binascii.hexlify(content) + b">", b"<< /Filter /ASCIIHexDecode >>", False),
         "escaped-filter": _page(binascii.hexlify(content) + b">", b"<< /Filter /ASCIIHex#44ecode >>", False),
+        # pypdf takes a string for the name it spells
+        "filter-as-a-string": _page(binascii.hexlify(content) + b">", b"<< /Filter [<2F41534349494865784465636F6465>] >>",
+                                    False),
         "png-predictor": _page(predicted, b"<< /Filter /FlateDecode /DecodeParms << /Predictor 12 /Columns 16 >> >>"),
         "flate-twice": _page(zlib.compress(content), b"<< /Filter [/FlateDecode /FlateDecode] >>"),
         # streams that look like an image's are not inflated by the byte search: pypdf tells

@@ -33,7 +33,8 @@ that a document holds none without parsing every page, the bytes are searched fi
 (``_inline_hints``): the BI operator in the raw file and in every Flate stream inflated
 (PNG predictors undone, Flate in Flate inflated again, bounded); only the streams where it
 is are parsed. A filter that would hide it from that search (ASCIIHex, ASCII85, LZW,
-RunLength, Brotli, in any spelling), encryption or a predictor the search cannot undo make
+RunLength, Brotli, in any spelling), a filter not given as names (a string pypdf reads as
+the name it spells, a reference), encryption or a predictor the search cannot undo make
 every stream be read with pypdf instead.
 
 A PNG or TIFF of the decoded pixels is what is scanned: its PDQ is the picture's; its MD5
@@ -310,6 +311,21 @@ _HIDING = re.compile(b"|".join(_esc(w) + _END for w in (
     b"ASCIIHexDecode", b"AHx", b"ASCII85Decode", b"A85", b"LZWDecode", b"LZW", b"RunLengthDecode", b"RL",
     b"BrotliDecode", b"Encrypt")))
 _PREDICTOR = re.compile(_esc(b"Predictor") + _END)
+_FILTER = re.compile(_esc(b"Filter") + _END + _GAP + b"*")
+_NAMES = re.compile(rb"\[(?:" + _GAP + rb"|/[^\s/\[\]()<>{}%]*)*\]")
+
+
+def _odd_filter(data: Any) -> bool:
+    """Whether a /Filter in ``data`` is given by anything but a name or an array of names
+    (a string, which pypdf takes as the name it spells, or a reference): what it names
+    is not in the bytes the search reads."""
+    for m in _FILTER.finditer(data):
+        at = m.end()
+        first = data[at:at + 1]
+        if first == b"/" or (first == b"[" and _NAMES.match(data, at)):
+            continue
+        return True
+    return False
 _STREAM = re.compile(rb"stream *(?:\r\n|\n|\r)")  # "endstream" too: told apart by the byte before
 _OBJ = re.compile(rb"obj")
 _ZLIB_IN = 1 << 16  # bytes fed to zlib at a time
@@ -388,7 +404,7 @@ def _inline_hints(path: Path) -> tuple[list[int] | None, list[int]]:
         except ValueError:  # empty
             return [], []
         with view:
-            if _HIDING.search(view):  # type: ignore[call-overload]
+            if _HIDING.search(view) or _odd_filter(view):  # type: ignore[call-overload]
                 return None, []
             raw = _bi_at(view)
             hinted: list[int] = []
@@ -429,14 +445,14 @@ def _inline_hints(path: Path) -> tuple[list[int] | None, list[int]]:
                     budget -= len(data)
                     if len(data) > _PRECHECK_STREAM or budget < 0:
                         return None, []
-                    if _HIDING.search(data) or _PREDICTOR.search(data):  # hidden in an object stream
-                        return None, []
                     looks = [data]
                     if at in spans:
                         plain = _unpredicted(bytes(view[spans[at]:at]), data)
                         if plain is None:
                             return None, []
                         looks.append(plain)
+                    if any(_HIDING.search(b) or _PREDICTOR.search(b) or _odd_filter(b) for b in looks):
+                        return None, []  # hidden in an object stream
                     if any(_bi_at(b, 1) for b in looks):
                         hinted.append(at)
                     if depth < 4:

@@ -885,3 +885,19 @@ def test_what_the_pure_python_unpickler_reads_on_past_is_scanned() -> None:
     assert pickle._loads(b"F1_0\n.") == 10.0  # type: ignore[attr-defined]
     report = scan_pickle_bytes(b"F1_0\n0" + P0, where="x")
     assert report.error is None and report.dangerous_globals == ["os.getcwd"]
+
+
+def test_a_large_member_only_torchs_reader_lists_is_an_error_not_a_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # such members are read into memory for the walk: not past the pickle limit
+    from assay.models import pickles
+    from test_model_file_findings import scan_records
+
+    monkeypatch.setattr(pickles, "MAX_PICKLE_BYTES", 64)
+    data = _two_directories([(b"archive/data.pkl", P2 + b"\0" * 100), (b"archive/version", b"3\n")],
+                            [(b"docs/readme.txt", b"notes, nothing to see\n" * 4), (b"docs/b.txt", b"x" * 9)])
+    p = tmp_path / "model.pt"
+    p.write_bytes(data)
+    records = scan_records(p)
+    [big] = [r for n, r in records.items() if n.startswith("data.pkl (only")]
+    assert [e.code for e in big.errors] == ["too-large"]

@@ -54,7 +54,13 @@ def _torch_only_members(path: Path, known: set[tuple[str, int]], room: int) -> I
     directories: the pickle scanner's zip_entries reads both), each named after the
     directory that lists it and read as torch reads it."""
     from ..errors import InputError
-    from ..models.pickles import PickleReport, miniz_directory, read_zip_entry, zip_entries
+    from ..models.pickles import (
+        MAX_PICKLE_BYTES,
+        PickleReport,
+        miniz_directory,
+        read_zip_entry,
+        zip_entries,
+    )
 
     try:
         with open(path, "rb") as f:
@@ -68,10 +74,16 @@ def _torch_only_members(path: Path, known: set[tuple[str, int]], room: int) -> I
     for e in entries[: max(room, 0)]:
         def read(e: Any = e) -> io.BytesIO:
             with open(path, "rb") as f:
-                return io.BytesIO(read_zip_entry(f, e, str(path), 1 << 31, ignore_encryption=True))
+                try:
+                    return io.BytesIO(read_zip_entry(f, e, str(path), MAX_PICKLE_BYTES, ignore_encryption=True))
+                except InputError as exc:
+                    raise ValueError(exc.reason) from exc  # (a corrupt member: its own error record)
 
-        yield Member(name=f"{e.name} (only in the central directory at byte {view[0]}, which torch reads)",
-                     size=e.size, compressed_size=e.compressed_size, independent=True, open=read)
+        m = Member(name=f"{e.name} (only in the central directory at byte {view[0]}, which torch reads)",
+                   size=e.size, compressed_size=e.compressed_size, independent=True, open=read)
+        if e.size > MAX_PICKLE_BYTES:  # (a storage, read into memory here: not past the pickle limit)
+            m.problem, m.problem_code, m.open = f"{e.size} bytes: too large to read here", "too-large", None
+        yield m
 
 
 def _lenient_read(path: Path, name: str, limit: int, listed: dict[str, Any]) -> bytes | None:

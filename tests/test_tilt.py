@@ -51,6 +51,7 @@ _BLACK, _WHITE = (0, 0, 0), (255, 255, 255)
     ("q0746.jpg", 2, False, _WHITE),  # 34 bits with the corners cut off left white
     # dark picture beside the black fill along some edges: three sides' angles agree
     ("q0746.jpg", 2, True, _BLACK), ("q1050.jpg", 2, True, _BLACK),
+    ("q2821.jpg", -5, True, _WHITE),  # one side unmeasured (its bright picture beside the white fill)
     ("aaa-orig.jpg", 5, True, _BLACK), ("aaa-orig.jpg", -10, True, _BLACK),  # 1/8 JPEG: on the finer plane
 ])
 def test_a_turned_copy_matches_its_plain_hash(testdata: Path, name: str, angle: float, expand: bool,

@@ -5,9 +5,9 @@ Turning a picture by 2-10 degrees (Pillow's ``rotate``, with or without ``expand
 PDQ by ~60-120 bits, and the corners it uncovers are filled with a uniform colour: four
 right triangles whose long sides are the picture's own edges, at the angle it was turned
 by. Measured from each side of the image inward, the run of fill colour along each line
-changes linearly, by tan(angle) a line: each side gives the angle, and all four are
-required, of one colour, turning the same way, at least three agreeing to ``AGREE``
-degrees (a tilted horizon under a flat sky gives two at most). The plane is then turned back, and the picture inside the fill is
+changes linearly, by tan(angle) a line: each side gives the angle; four uniform corners
+of one colour and at least three sides turning the same way and agreeing to ``AGREE``
+degrees are required (a tilted horizon under a flat sky gives two at most). The plane is then turned back, and the picture inside the fill is
 found as a border is (media/trim.py) and queried as variant ``untilted``; a picture turned
 within its own frame lost its corners, which are filled from the picture around them.
 """
@@ -107,30 +107,31 @@ def tilt(luma: np.ndarray) -> Tilt | None:
     if any(np.abs(c - colour).max() > TOLERANCE for c in corners):  # the usual case: decided on 36 pixels
         return None
     limit_h, limit_w = int(h * 0.4), int(w * 0.4)
-    found = []
-    touching = []
-    for lines, limit in ((plane, limit_h), (plane[::-1], limit_h), (plane.T, limit_w), (plane.T[::-1], limit_w)):
+    found: list[tuple[int, float, int, float]] = []  # (side, angle, grows, share touching)
+    for k, (lines, limit) in enumerate(((plane, limit_h), (plane[::-1], limit_h),
+                                        (plane.T, limit_w), (plane.T[::-1], limit_w))):
         runs = _runs(lines, colour, limit)
-        side = _side_angle(runs, limit)
-        if side is None:
-            return None
-        found.append(side)
-        touching.append(float((runs == 0).mean()))
-    angles = [a for a, _ in found]
-    halves = tuple(half for _, half in found)
+        if (side := _side_angle(runs, limit)) is not None:
+            found.append((k, side[0], side[1], float((runs == 0).mean())))
+    # One side may go unmeasured (dark picture along a black fill carries its runs on):
+    # the other three must agree.
+    if len(found) < 3:
+        return None
+    angles = [a for _, a, _, _ in found]
     middle = float(np.median(angles))
     agreeing = [a for a in angles if abs(a - middle) <= AGREE]
     if len(agreeing) < 3 or not MIN_ANGLE <= middle <= MAX_ANGLE:
         return None
-    if halves == _CCW:
+    grows = [(k, g) for k, _, g, _ in found]
+    if all(g == _CCW[k] for k, g in grows):
         sign = 1.0
-    elif halves == tuple(1 - k for k in _CCW):
+    elif all(g != _CCW[k] for k, g in grows):
         sign = -1.0
     else:
-        return None  # the four triangles do not make one turned rectangle
+        return None  # the triangles do not make one turned rectangle
     # Turned with expand, the picture touches each side at its corner only; turned within
     # its own frame, along most of each side.
-    return Tilt(sign * float(np.mean(agreeing)), colour, min(touching) > CUT_TOUCH)
+    return Tilt(sign * float(np.mean(agreeing)), colour, min(t for _, _, _, t in found) > CUT_TOUCH)
 
 
 def turned_back(luma: np.ndarray, t: Tilt) -> np.ndarray:

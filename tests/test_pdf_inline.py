@@ -207,6 +207,11 @@ def test_content_streams_written_to_hide_the_operator_from_the_byte_search(tmp_p
         "filter-as-a-string": _page(binascii.hexlify(content) + b">", b"<< /Filter [<2F41534349494865784465636F6465>] >>",
                                     False),
         "png-predictor": _page(predicted, b"<< /Filter /FlateDecode /DecodeParms << /Predictor 12 /Columns 16 >> >>"),
+        # the predictor in another object's dictionary (a stream's: searched as its own)
+        "parms-by-reference": _page(predicted, b"<< /Filter /FlateDecode /DecodeParms 5 0 R >>",
+                                    extra=((b"<< /Predictor 12 /Columns 16 >>", b""),)),
+        "columns-by-reference": _page(predicted, b"<< /Filter /FlateDecode /DecodeParms << /Predictor 12 /Columns 5 0 R >> >>",
+                                      extra=((b"16", None),)),
         "flate-twice": _page(zlib.compress(content), b"<< /Filter [/FlateDecode /FlateDecode] >>"),
         # streams that look like an image's are not inflated by the byte search: pypdf tells
         "looks-like-an-image": _page(content, b"<< /Note /Image /Filter /FlateDecode >>"),

@@ -315,15 +315,29 @@ _FILTER = re.compile(_esc(b"Filter") + _END + _GAP + b"*")
 _NAMES = re.compile(rb"\[(?:" + _GAP + rb"|/[^\s/\[\]()<>{}%]*)*\]")
 
 
+_PARMS = re.compile(_esc(b"DecodeParms") + _END + _GAP + b"*")
+_REF = re.compile(rb"\d+" + _GAP + rb"+\d+" + _GAP + rb"+R")
+
+
 def _odd_filter(data: Any) -> bool:
     """Whether a /Filter in ``data`` is given by anything but a name or an array of names
-    (a string, which pypdf takes as the name it spells, or a reference): what it names
-    is not in the bytes the search reads."""
+    (a string, which pypdf takes as the name it spells, or a reference), or a /DecodeParms
+    by reference: what they say is not in the bytes the search reads, next to the stream."""
     for m in _FILTER.finditer(data):
         at = m.end()
         first = data[at:at + 1]
         if first == b"/" or (first == b"[" and _NAMES.match(data, at)):
             continue
+        return True
+    for m in _PARMS.finditer(data):
+        at = m.end()
+        first = data[at:at + 2]
+        if first == b"<<" or first == b"nu":
+            continue
+        if first[:1] == b"[":
+            end = data.find(b"]", at)
+            if end > 0 and not _REF.search(data, at, end):
+                continue
         return True
     return False
 _STREAM = re.compile(rb"stream *(?:\r\n|\n|\r)")  # "endstream" too: told apart by the byte before
@@ -364,7 +378,7 @@ def _unpredicted(span: bytes, data: bytes) -> bytes | None:
     from PIL import Image
 
     def one(key: bytes, default: int) -> int | None:
-        found = re.findall(b"/" + key + rb"\s+(\d+)(?![\d.])", span)
+        found = re.findall(b"/" + key + rb"\s+(\d+)(?![\d.])(?!\s+\d+\s+R)", span)
         if len(found) > 1 or (not found and re.search(_esc(key), span)):
             return None
         return int(found[0]) if found else default

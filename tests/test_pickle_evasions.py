@@ -901,3 +901,23 @@ def test_a_large_member_only_torchs_reader_lists_is_an_error_not_a_read(
     records = scan_records(p)
     [big] = [r for n, r in records.items() if n.startswith("data.pkl (only")]
     assert [e.code for e in big.errors] == ["too-large"]
+
+
+def test_a_zip_member_marked_as_a_symlink_is_still_judged(tmp_path: Path) -> None:
+    # torch's reader and zipfile read a member's bytes whatever its attributes say; the
+    # walk took a member whose mode is a symbolic link for a link and never read it
+    from test_model_file_findings import scan_records
+
+    link = zipfile.ZipInfo("archive/data.pkl")
+    link.external_attr = 0o120777 << 16
+    real = zipfile.ZipInfo("docs/latest")
+    real.external_attr = 0o120777 << 16
+    p = tmp_path / "model.pt"
+    with zipfile.ZipFile(p, "w") as z:
+        z.writestr(link, P2)
+        z.writestr("archive/version", b"3\n")
+        z.writestr("README.txt", b"a checkpoint")  # (not torch's layout: walked as an archive)
+        z.writestr(real, b"../docs/v2")
+    records = scan_records(p)
+    assert records["data.pkl"].kind == "model" and records["data.pkl"].model.safety.verdict == "dangerous"
+    assert records["latest"].kind == "link"  # a link that is a link stays one

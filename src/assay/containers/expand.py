@@ -224,6 +224,13 @@ def _one(m: Member, archive: str, analyze: AnalyzeFile, budget: _Budget, tmp: Pa
             f"more than {limits.max_archive_members} members (nested archives included); the rest not read")))
     unsafe = unsafe_name(m.name)
     if m.kind == "link":
+        # A zip member marked as a symbolic link is still a file to zip loaders (torch's
+        # reader, zipfile's open ignore the attributes): a model inside is judged.
+        content = _lenient_record(m, display, archive, analyze, budget, tmp, depth, "link",
+                                  f"marked as a symbolic link to {(m.link_target or '')[:200]!r}")
+        if content is not None:
+            yield content
+            return
         rec = FileRecord(path=display, kind="link", format="symlink", link_target=m.link_target or "",
                          member_of=archive)
         if unsafe:
@@ -315,6 +322,7 @@ def _lenient_record(m: Member, display: str, archive: str, analyze: AnalyzeFile,
         return None
     rec.times = FileTimes(source="archive", mtime=m.mtime) if m.mtime else None
     why = ("flagged encrypted, yet readable without a password" if code == "encrypted"
+           else f"{message}, yet a file's bytes" if code == "link"
            else f"refused by the strict reader ({message})")
     rec.errors.append(ErrorInfo(stage="archive", code=code, message=(
         f"{why}: a loader that ignores this (PyTorch's zip reader ignores the flag and the CRC) "

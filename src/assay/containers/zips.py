@@ -42,7 +42,7 @@ def zip_members(path: Path, max_members: int) -> Iterator[Member]:
         listed: dict[str, Any] = {}  # the members as the pickle scanner lists them, on first need
         for info in infos:
             m = _member(zf, info)
-            if m.kind == "file" and info.compress_type != 99:  # AES: no loader reads it plain
+            if m.kind in ("file", "link") and info.compress_type != 99:  # AES: no loader reads it plain
                 m.lenient = lambda limit, name=info.filename: _lenient_read(path, name, limit, listed)
             yield m
         yield from _torch_only_members(path, {(i.filename, i.header_offset) for i in infos},

@@ -213,6 +213,9 @@ def test_content_streams_written_to_hide_the_operator_from_the_byte_search(tmp_p
         "columns-by-reference": _page(predicted, b"<< /Filter /FlateDecode /DecodeParms << /Predictor 12 /Columns 5 0 R >> >>",
                                       extra=((b"16", None),)),
         "flate-twice": _page(zlib.compress(content), b"<< /Filter [/FlateDecode /FlateDecode] >>"),
+        # the word "stream" in a string between the predictor and the stream
+        "stream-in-a-string": _page(predicted, b"<< /DecodeParms << /Predictor 12 /Columns 16 >> /X (stream\n) "
+                                    b"/Filter /FlateDecode >>"),
         # streams that look like an image's are not inflated by the byte search: pypdf tells
         "looks-like-an-image": _page(content, b"<< /Note /Image /Filter /FlateDecode >>"),
         "split": build([(b"<< /Type /Catalog /Pages 2 0 R >>", None), (b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>", None),

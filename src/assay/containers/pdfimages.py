@@ -399,7 +399,7 @@ def _unpredicted(span: bytes, data: bytes) -> bytes | None:
         return None
 
 
-def _inline_hints(path: Path) -> tuple[list[int] | None, list[int]]:
+def _inline_hints(path: Path, seconds: float = math.inf) -> tuple[list[int] | None, list[int]]:
     """Offsets in the file of the streams (or bytes) that may hold an inline image: where
     the BI operator is, in the raw bytes or in a Flate stream inflated (its PNG predictors
     undone, a stream in a stream inflated again); None when the bytes cannot tell (a filter
@@ -408,10 +408,11 @@ def _inline_hints(path: Path) -> tuple[list[int] | None, list[int]]:
     document would be parsed by pypdf to learn it holds no picture. Second: the streams
     not inflated because their dictionary looks like an image's or an attached file's (the
     pictures of a scanned document are most of its bytes); the caller reads those with
-    pypdf that are no image XObject or attachment after all."""
+    pypdf that are no image XObject or attachment after all. Past ``seconds``: None."""
     import bisect
     import mmap
 
+    deadline = time.monotonic() + seconds
     with open(path, "rb") as f:
         try:
             view = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
@@ -439,9 +440,14 @@ def _inline_hints(path: Path) -> tuple[list[int] | None, list[int]]:
                 o = bisect.bisect_left(objs, streams[s]) - 1
                 if o < 0 or objs[o] > m.start():
                     return None, []
-                spans[streams[s]] = objs[o]
-            budget = max(256 * 1024**2, 64 * len(view))
+                # every "stream" up to the next "obj": the word in a string before the real one
+                while s < len(streams) and bisect.bisect_left(objs, streams[s]) - 1 == o:
+                    spans[streams[s]] = objs[o]
+                    s += 1
+            budget = min(256 * 1024**2 + 16 * len(view), 4 * 1024**3)  # inflated bytes in all
             for at in streams:
+                if time.monotonic() > deadline:
+                    return None, []
                 o = bisect.bisect_left(objs, at) - 1
                 if o >= 0 and _IMAGE_HINT.search(view, objs[o], at):  # type: ignore[call-overload]
                     skipped.append(at)
@@ -572,7 +578,7 @@ class _Walk:
     def members(self) -> Iterator[Member]:
         """The members, each made with pypdf kept quiet (not while the caller analyses one)."""
         try:
-            self.inline, self.skipped = _inline_hints(self.path)
+            self.inline, self.skipped = _inline_hints(self.path, self.limits.max_document_seconds / 4)
             self.objects = bool(_candidates(self.path, None))
             if not self.objects and self.inline == []:
                 return  # no image dictionary and no BI anywhere: pypdf is not needed (text-only documents)

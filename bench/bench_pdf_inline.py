@@ -89,7 +89,7 @@ def main() -> None:
             times: dict[str, list[float]] = {"without": [], "with": []}
             for _ in range(repeats):
                 for label in ("without", "with"):  # interleaved: the machine is shared
-                    pdfimages._inline_hints = real if label == "with" else (lambda _p: ([], []))  # type: ignore[assignment]
+                    pdfimages._inline_hints = real if label == "with" else (lambda *_a: ([], []))  # type: ignore[assignment]
                     t = time.process_time()
                     members = list(pdfimages.pdf_image_members(path, Limits(), set()))
                     times[label].append(time.process_time() - t)

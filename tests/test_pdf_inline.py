@@ -139,6 +139,16 @@ def test_a_huge_declared_size_is_refused_before_decoding(tmp_path: Path) -> None
         assert not got[f"{name}.pdf"].errors
 
 
+def test_a_page_of_more_content_than_is_parsed_is_an_error(tmp_path: Path) -> None:
+    """pypdf's search for the EI that ends an inline image runs in Python: a page's content
+    is parsed up to 16 MiB (a flood of E bytes would take minutes at 512 MiB)."""
+    flood = b"q BI /W 8 /H 8 /CS /G /BPC 8 /F /Fl ID " + b"E" * (17 * 1024**2) + b" EI Q"
+    (tmp_path / "d.pdf").write_bytes(_page(flood))
+    (got,) = _members(tmp_path / "d.pdf")
+    assert got.name == "page-1/inline-0.png" and got.problem_code == "too-large"
+    assert got.problem is not None and "over the 16777216 bytes assay parses for inline images" in got.problem
+
+
 def _broken() -> dict[str, bytes]:
     im = pattern("blobs", (40, 30), seed=3)
     flate = zlib.compress(im.tobytes())

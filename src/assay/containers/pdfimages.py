@@ -28,7 +28,8 @@ member named after where the picture is::
 Inline images are read from the content streams pypdf parses (its operators, its search for
 the EI that ends an image), their abbreviated keys and values written out (/W /H /CS /BPC /F
 /DP, /RGB /G /CMYK /I, /Fl /AHx /A85 /LZW /RL /CCF /DCT, a colour space named in the
-resources looked up), then decoded as an image XObject is, under the same bounds. To learn
+resources looked up), then decoded as an image XObject is, under the same bounds (and a
+content stream parsed up to 16 MiB: pypdf's search for EI runs in Python). To learn
 that a document holds none without parsing every page, the bytes are searched first
 (``_inline_hints``): the BI operator in the raw file and in every Flate stream inflated
 (PNG predictors undone, Flate in Flate inflated again, bounded); only the streams where it
@@ -343,6 +344,13 @@ def _odd_filter(data: Any) -> bool:
 _STREAM = re.compile(rb"stream *(?:\r\n|\n|\r)")  # "endstream" too: told apart by the byte before
 _OBJ = re.compile(rb"obj")
 _ZLIB_IN = 1 << 16  # bytes fed to zlib at a time
+# Content parsed for inline images, a stream (pypdf's search for EI runs in Python, ~0.4 s a
+# MB at worst): a page over it is an error on its member
+_INLINE_CONTENT = 16 * 1024**2
+
+
+class _TooLong(Exception):
+    pass
 _PRECHECK_STREAM = 64 * 1024**2  # inflated bytes looked at in one stream (more: unsure)
 
 
@@ -668,7 +676,6 @@ class _Walk:
             return
         numbers = {num for num, _ in wanted}
         done: set[int] = set()
-        limit = self.limits.max_image_bytes
         try:
             with quiet_pypdf():
                 pages = list(reader.pages)
@@ -685,14 +692,19 @@ class _Walk:
                     if not nums & (numbers - done) and not nums & images - done:  # an image as content: read
                         continue
                     done |= nums
-                    with _config(limit):
+                    with _config(_INLINE_CONTENT):
                         data = b"\n".join(_resolved(r).get_data() for r in refs
                                           if isinstance(_resolved(r), StreamObject))
+                    if len(data) > _INLINE_CONTENT:
+                        raise _TooLong(f"{len(data)} bytes")
             except Exception as exc:  # noqa: BLE001 - pypdf raises many kinds on a broken page
+                long = type(exc).__name__ in ("LimitReachedError", "_TooLong")
                 yield from self._handed(Member(
-                    name=f"page-{p}/inline-0.png", problem=f"page content not read ({type(exc).__name__}: "
-                    f"{str(exc)[:200]}); any inline image on it was not read", problem_code="decode-error",
-                    independent=True))
+                    name=f"page-{p}/inline-0.png", problem=(
+                        f"page content over the {_INLINE_CONTENT} bytes assay parses for inline images "
+                        if long else "page content not read ") + f"({type(exc).__name__}: "
+                    f"{str(exc)[:200]}); any inline image on it was not read",
+                    problem_code="too-large" if long else "decode-error", independent=True))
                 continue
             if _bi_at(data, 1):
                 with quiet_pypdf():
@@ -702,7 +714,7 @@ class _Walk:
                         resources = None
                 yield from self._inline_in(data, f"page-{p}", resources, reader, True)
         rest = sorted(key for key in wanted if key[0] not in done and key[0] not in images)
-        forms = self._forms(pages) if rest else {}
+        forms: dict[int, tuple[int, str, Any]] | None = None  # looked for once a stream holds BI
         for num, gen in rest:
             self._in_time("inline images")
             try:
@@ -712,9 +724,11 @@ class _Walk:
                     # once): a form, pattern or glyph may be marked as anything else
                     if not isinstance(obj, StreamObject) or _subtype(obj) == "/Image":
                         continue
-                    with _config(limit):
+                    with _config(_INLINE_CONTENT):
                         data = obj.get_data()
             except Exception:  # noqa: BLE001, S112 - a broken stream that is no page's content: no picture to report
+                continue
+            if len(data) > _INLINE_CONTENT:
                 continue
             if _bi_at(data, 1):
                 with quiet_pypdf():
@@ -723,6 +737,8 @@ class _Walk:
                         resources = _resolved(obj.get("/Resources"))
                     except Exception:  # noqa: BLE001 - as above
                         content, resources = False, None
+                if forms is None:
+                    forms = self._forms(pages)
                 where = forms.get(num)
                 if where is not None and not isinstance(resources, dict):
                     resources = where[2]  # a form without resources of its own uses its page's (PDF 1.1)

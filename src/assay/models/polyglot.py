@@ -56,9 +56,10 @@ class PicklePolyglotAnalyzer:
         # (a zip's PK is a persistent id, which pickle.load refuses, and torch.load reads
         # zips as zips)
         from ..report.model import build_model_report, safety_from_pickles
-        from .pickles import looks_like_pickle, scan_file
+        from .pickles import _is_pickle_at, looks_like_pickle, scan_file
 
-        if not looks_like_pickle(Path(subject.path)):
+        # (a picture's bytes are at hand: probed there, not read again; a WebP's "R" is one)
+        if not (_is_pickle_at(data, 0, len(data)) if len(data) > 1 else looks_like_pickle(Path(subject.path))):
             self._model_zip_behind(subject, record, data)
             return
         safety = safety_from_pickles(scan_file(subject.path), "pickle")
@@ -83,7 +84,7 @@ class PicklePolyglotAnalyzer:
         elif subject.kind == "archive":
             return
         elif len(data) > 1:  # (the picture's bytes, read by the image hasher: no second read)
-            if b"PK\x05\x06" not in data[-ZIP_TAIL_BYTES:]:
+            if data.find(b"PK\x05\x06", max(0, len(data) - ZIP_TAIL_BYTES)) < 0:  # (no copy of the tail)
                 return
         elif not appended_zip(Path(subject.path), subject.size):
             return

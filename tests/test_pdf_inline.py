@@ -149,6 +149,23 @@ def test_a_page_of_more_content_than_is_parsed_is_an_error(tmp_path: Path) -> No
     assert got.problem is not None and "over the 16777216 bytes assay parses for inline images" in got.problem
 
 
+def test_flate_data_holding_ei_is_read_to_the_end_of_its_zlib_stream(tmp_path: Path) -> None:
+    """pypdf ends a Flate inline image at the first EI followed by what looks like
+    operators, even inside the compressed data (a stored block holds bytes as they are):
+    the picture was cut, and the images after it lost with the rest of the page. A viewer
+    inflates to the zlib stream's end; so does assay when pypdf's reading fails."""
+    first, second = pattern("blobs", (40, 30), seed=3), pattern("rings", (40, 30), seed=4)
+    raw = first.tobytes()
+    rigged = zlib.compress(raw[:300] + b" EI Q 0 0 m S " + raw[314:], 0)
+    keys = b"/W 40 /H 30 /CS /RGB /BPC 8 /F /Fl"
+    (tmp_path / "d.pdf").write_bytes(_page(_inline(keys, rigged) + _inline(keys, zlib.compress(second.tobytes()))))
+    got = [m for m in _members(tmp_path / "d.pdf") if m.problem is None]
+    assert [m.name.split("@")[0] for m in got] == ["page-1/inline", "page-1/inline"]
+    want = Image.frombytes("RGB", (40, 30), raw[:300] + b" EI Q 0 0 m S " + raw[314:])
+    assert _pdq(got[0].open().read()) == _pdq(_png(want))  # type: ignore[union-attr]
+    assert _pdq(got[1].open().read()) == _pdq(_png(second))  # type: ignore[union-attr]
+
+
 def _broken() -> dict[str, bytes]:
     im = pattern("blobs", (40, 30), seed=3)
     flate = zlib.compress(im.tobytes())
@@ -182,10 +199,12 @@ def test_malformed_inline_images_are_errors_on_members_never_exceptions(tmp_path
             continue
         assert members, name
         for m in members:
-            assert m.name.startswith("page-1/inline-") and (m.problem or m.open is not None), (name, m)
+            assert m.name.startswith("page-1/inline") and (m.problem or m.open is not None), (name, m)
         errors = [m for m in members if m.problem]
         got[name] = ("member", errors[0].problem_code if errors else None)
     assert got == dict.fromkeys(_broken(), ("member", "decode-error"))
+    # the Flate data complete, the EI missing: inflated to its end, the picture is read too
+    assert [m.name for m in _members(tmp_path / "missing-ei.pdf") if not m.problem] == ["page-1/inline@2.png"]
     out, err = capsys.readouterr()
     assert not out and not err
 

@@ -29,7 +29,11 @@ Inline images are read from the content streams pypdf parses (its operators, its
 the EI that ends an image), their abbreviated keys and values written out (/W /H /CS /BPC /F
 /DP, /RGB /G /CMYK /I, /Fl /AHx /A85 /LZW /RL /CCF /DCT, a colour space named in the
 resources looked up), then decoded as an image XObject is, under the same bounds (and a
-content stream parsed up to 16 MiB: pypdf's search for EI runs in Python). To learn
+content stream parsed up to 16 MiB: pypdf's search for EI runs in Python). Where pypdf's
+reading fails (it ends a Flate image at an EI inside the compressed data when what follows
+looks like operators), the Flate images are inflated to the end of their zlib stream, as a
+viewer reads them, and handed out as ``page-3/inline@OFFSET.png`` (OFFSET: of the BI in the
+page's content) unless pypdf read the same data right. To learn
 that a document holds none without parsing every page, the bytes are searched first
 (``_inline_hints``): the BI operator in the raw file and in every Flate stream inflated
 (PNG predictors undone, Flate in Flate inflated again, bounded); only the streams where it
@@ -351,6 +355,31 @@ _INLINE_CONTENT = 16 * 1024**2
 
 class _TooLong(Exception):
     pass
+
+
+# The ID operator that ends an inline image's settings; pypdf reads it and one byte more
+_ID = re.compile(rb"(?<![A-Za-z*'\"])ID[\x00\t\n\f\r ]")
+
+
+def _flate_first(settings: Any) -> bool:
+    """Whether an inline image's first filter is Flate (its data ends where zlib's does)."""
+    f = settings.get("/F", settings.get("/Filter"))
+    f = f[0] if isinstance(f, list) and f else f
+    return str(f) in ("/Fl", "/FlateDecode")
+
+
+def _flate_end(data: bytes, limit: int = 1 << 62) -> int | None:
+    """Where the zlib stream at the start of ``data`` ends (inflating at most ``limit``
+    bytes, the output dropped as it comes); None when it does not end."""
+    d = zlib.decompressobj()
+    tail, total = data, 0
+    try:
+        while tail and not d.eof and total <= limit:
+            total += len(d.decompress(tail, 1 << 20))
+            tail = d.unconsumed_tail
+    except zlib.error:
+        return None
+    return len(data) - len(d.unused_data) if d.eof else None
 _PRECHECK_STREAM = 64 * 1024**2  # inflated bytes looked at in one stream (more: unsure)
 
 
@@ -799,6 +828,8 @@ class _Walk:
             except Exception as exc:  # noqa: BLE001 - the operators parsed before the error are kept
                 operations, error = cs._operations, exc  # noqa: SLF001
         k = 0
+        good: set[bytes] = set()  # the Flate data of the pictures read
+        rescue = False
         for operands, operator in operations:
             if operator != b"INLINE IMAGE":
                 continue
@@ -817,13 +848,65 @@ class _Walk:
                 else:
                     member = self._image_member(image, f"{base}/inline-{k}")
             k += 1
+            if _flate_first(operands["settings"]):
+                if member is None or member.problem is None:
+                    inflated = _flate_end(operands["data"])
+                    good.add(hashlib.sha256(operands["data"][:inflated or None]).digest())
+                else:
+                    rescue = True
             if member is not None:
                 yield from self._handed(member)
+        if rescue or error is not None:
+            yield from self._rescued(data, base, resources, reader, good)
         if error is not None and content:
             yield from self._handed(Member(
                 name=f"{base}/inline-{k}.png", problem=f"content stream not read to its end after {k} inline images "
                 f"({type(error).__name__}: {str(error)[:200]}); a picture from there on was not read",
                 problem_code="decode-error", independent=True))
+
+    def _rescued(self, content: bytes, base: str, resources: Any, reader: Any, good: set[bytes]) -> Iterator[Member]:
+        """Flate inline images found where pypdf's search for EI stopped early or failed:
+        compressed data may hold the bytes ``EI`` followed by what looks like operators
+        (pypdf then cuts the image there and parses the rest as operators); a viewer
+        decodes the Flate data to its end, as done here. Named after where the BI is in
+        the content, ``inline@OFFSET``; a picture pypdf read right is not handed out again."""
+        from pypdf.generic import ContentStream
+
+        for at in _bi_at(content):
+            found = _ID.search(content, at + 2)
+            if found is None:
+                break
+            try:  # the settings, as pypdf reads them, with a stand-in for the data
+                head = ContentStream(None, reader)
+                head.set_data(content[at:found.start()] + b"ID \x00 EI")
+                with quiet_pypdf(), _config(self.limits.max_image_bytes):
+                    (operands, operator), = head.operations
+                settings = operands["settings"]
+            except Exception:  # noqa: BLE001, S112 - no inline image there as pypdf reads one
+                continue
+            if operator != b"INLINE IMAGE" or not _flate_first(settings):
+                continue
+            start = found.end()
+            end = _flate_end(content[start:], self.limits.max_image_bytes)
+            if end is None or hashlib.sha256(content[start:start + end]).digest() in good:
+                continue
+            good.add(hashlib.sha256(content[start:start + end]).digest())
+            if self.count >= self.limits.max_document_images:
+                raise ArchiveError(f"more than {self.limits.max_document_images} images; the rest not read",
+                                   code="too-large")
+            self._in_time("inline images")
+            self.count += 1
+            with quiet_pypdf():
+                try:
+                    image = _inline_image(settings, content[start:start + end], resources)
+                except Exception as exc:  # noqa: BLE001 - as in _inline_in
+                    member: Member | None = Member(name=f"{base}/inline@{at}.png", problem=(
+                        f"inline image not read ({type(exc).__name__}: {str(exc)[:200]})"),
+                        problem_code="decode-error", independent=True)
+                else:
+                    member = self._image_member(image, f"{base}/inline@{at}")
+            if member is not None:
+                yield from self._handed(member)
 
     def _handed(self, member: Member) -> Iterator[Member]:
         """``member`` handed out, the time until the next is asked for not counted."""

@@ -113,3 +113,21 @@ def test_a_fine_tune_of_a_rescaled_copy_says_rescaled_not_permuted(bank: list[Ba
     rep = _answer(tmp_path, up_down(fine_tune(model(1), 0.02, 5), 3), bank)  # trained further, then rescaled
     found = [f.explanation for f in (*rep.derived, *rep.related) if f.entry == "flagged/A"]
     assert found and all("rescaled copy" in x and "permut" not in x.split(":")[0] for x in found), rep.explanations()
+
+
+def test_value_units_rescaled_against_a_grouped_query_output_projection_are_the_same_weights(
+        bank: list[BankModel], tmp_path: Path) -> None:
+    """Grouped-query attention (2 key/value heads of 16 units serving 4 query heads): the
+    value projection's rows times c, the output projection's columns times 1/c wherever
+    that value unit is read (twice); missed when only an equal-sized axis was tried."""
+    a, s = model(1), dict(model(1))
+    rng = np.random.default_rng(3)
+    for k in a:
+        if "v_proj" in k:
+            c = np.exp(rng.uniform(-2, 2, a[k].shape[0])).astype(np.float32)  # 32 value units
+            s[k] = a[k] * c[:, None]
+            o = k.replace("v_proj", "o_proj")  # 64 columns: query heads 2g, 2g+1 read value head g
+            s[o] = a[o] / np.repeat(c.reshape(2, 16), 2, axis=0).ravel()[None, :]
+    rep = _answer(tmp_path, s, bank)
+    assert [f.entry for f in rep.same] == ["flagged/A"], rep.explanations()
+    assert "rescaled by positive factors" in rep.same[0].explanation

@@ -477,6 +477,26 @@ def _match_signed(norm: np.ndarray, proj: np.ndarray, sig: np.ndarray,
 
 
 CONCAT_PAIRS = 16  # concatenated-axis candidates tried per tensor
+HEAD_DIMS = (16, 32, 64, 80, 96, 128, 256)  # attention head sizes tried for shared key/value heads
+
+
+def _repeated_heads(known: Mapping[int, list[AxisOrder]], units: int) -> list[AxisOrder]:
+    """Per-unit factors of a value projection's rows, spread over the output projection's
+    input columns when key/value heads are shared (grouped-query attention: value head g
+    serves query heads g*r ... g*r+r-1, so o_proj reads each value unit r times). A value
+    projection's rows times c and the output projection's columns times 1/c keep the
+    function; only rescalings in place (no unit moved) are spread, for each head size."""
+    out: list[AxisOrder] = []
+    for m, orders in known.items():
+        if m >= units or units % m:
+            continue
+        r = units // m
+        for o in orders:
+            if o.moved or o.scale is None or not o.rescaled:
+                continue
+            out += [AxisOrder(np.arange(units), np.repeat(o.scale.reshape(m // hd, hd), r, axis=0).ravel(),
+                              f"{o.source}*{r}", o.quality) for hd in HEAD_DIMS if m % hd == 0]
+    return out[:CONCAT_PAIRS]
 
 
 def _concatenations(known: Mapping[int, list[AxisOrder]], units: int, name: str) -> list[AxisOrder]:
@@ -612,7 +632,7 @@ def _align(suspect: Fingerprint, tensors: _Tensors, entry: Fingerprint, label: s
                 continue
             if t.rowsig is not None:
                 cands = [_identity(t.units)] + sorted(known.get(t.units, []), key=lambda o, n=name: rank(o, n))
-                cands += _concatenations(known, t.units, name)
+                cands += _concatenations(known, t.units, name) + _repeated_heads(known, t.units)
                 for cand in cands:
                     if cand.key() in tried[name]:
                         continue

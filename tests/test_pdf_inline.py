@@ -149,19 +149,28 @@ def test_a_page_of_more_content_than_is_parsed_is_an_error(tmp_path: Path) -> No
     assert got.problem is not None and "over the 16777216 bytes assay parses for inline images" in got.problem
 
 
-def test_flate_data_holding_ei_is_read_to_the_end_of_its_zlib_stream(tmp_path: Path) -> None:
-    """pypdf ends a Flate inline image at the first EI followed by what looks like
-    operators, even inside the compressed data (a stored block holds bytes as they are):
-    the picture was cut, and the images after it lost with the rest of the page. A viewer
-    inflates to the zlib stream's end; so does assay when pypdf's reading fails."""
+@pytest.mark.parametrize("kind", ["flate", "unfiltered-icc"])
+def test_data_holding_ei_is_read_to_its_known_end(tmp_path: Path, kind: str) -> None:
+    """pypdf ends an inline image at the first EI followed by what looks like operators,
+    even inside Flate data (a stored block holds bytes as they are) or raw samples whose
+    length it cannot tell (a colour space named in the resources): the picture was cut,
+    and the images after it lost with the rest of the page. A viewer inflates to the zlib
+    stream's end, or takes the bytes the declared size needs; so does assay when pypdf's
+    reading fails."""
     first, second = pattern("blobs", (40, 30), seed=3), pattern("rings", (40, 30), seed=4)
     raw = first.tobytes()
-    rigged = zlib.compress(raw[:300] + b" EI Q 0 0 m S " + raw[314:], 0)
-    keys = b"/W 40 /H 30 /CS /RGB /BPC 8 /F /Fl"
-    (tmp_path / "d.pdf").write_bytes(_page(_inline(keys, rigged) + _inline(keys, zlib.compress(second.tobytes()))))
+    planted = raw[:300] + b" EI Q 0 0 m S " + raw[314:]
+    if kind == "flate":
+        keys, rigged, res, extra = b"/W 40 /H 30 /CS /RGB /BPC 8 /F /Fl", zlib.compress(planted, 0), b"", ()
+        after = _inline(keys, zlib.compress(second.tobytes()))
+    else:
+        keys, rigged = b"/W 40 /H 30 /CS /Cs1 /BPC 8", planted
+        res, extra = b"/Resources << /ColorSpace << /Cs1 [/ICCBased 5 0 R] >> >>", ((b"<< /N 3 >>", b"x"),)
+        after = _inline(keys, second.tobytes())
+    (tmp_path / "d.pdf").write_bytes(_page(_inline(keys, rigged) + after, resources=res, extra=extra))
     got = [m for m in _members(tmp_path / "d.pdf") if m.problem is None]
     assert [m.name.split("@")[0] for m in got] == ["page-1/inline", "page-1/inline"]
-    want = Image.frombytes("RGB", (40, 30), raw[:300] + b" EI Q 0 0 m S " + raw[314:])
+    want = Image.frombytes("RGB", (40, 30), planted)
     assert _pdq(got[0].open().read()) == _pdq(_png(want))  # type: ignore[union-attr]
     assert _pdq(got[1].open().read()) == _pdq(_png(second))  # type: ignore[union-attr]
 

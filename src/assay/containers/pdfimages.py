@@ -30,9 +30,9 @@ the EI that ends an image), their abbreviated keys and values written out (/W /H
 /DP, /RGB /G /CMYK /I, /Fl /AHx /A85 /LZW /RL /CCF /DCT, a colour space named in the
 resources looked up), then decoded as an image XObject is, under the same bounds (and a
 content stream parsed up to 16 MiB: pypdf's search for EI runs in Python). Where pypdf's
-reading fails (it ends a Flate image at an EI inside the compressed data when what follows
-looks like operators), the Flate images are inflated to the end of their zlib stream, as a
-viewer reads them, and handed out as ``page-3/inline@OFFSET.png`` (OFFSET: of the BI in the
+reading fails (it ends an image at an EI inside its data when what follows looks like
+operators), Flate images are inflated to the end of their zlib stream and unfiltered ones
+taken by their declared size, as a viewer reads them, and handed out as ``page-3/inline@OFFSET.png`` (OFFSET: of the BI in the
 page's content) unless pypdf read the same data right. To learn
 that a document holds none without parsing every page, the bytes are searched first
 (``_inline_hints``): the BI operator in the raw file and in every Flate stream inflated
@@ -848,10 +848,10 @@ class _Walk:
                 else:
                     member = self._image_member(image, f"{base}/inline-{k}")
             k += 1
-            if _flate_first(operands["settings"]):
+            end = self._known_end(operands["settings"], operands["data"], resources)
+            if end is not None:
                 if member is None or member.problem is None:
-                    inflated = _flate_end(operands["data"])
-                    good.add(hashlib.sha256(operands["data"][:inflated or None]).digest())
+                    good.add(hashlib.sha256(operands["data"][:end]).digest())
                 else:
                     rescue = True
             if member is not None:
@@ -864,12 +864,34 @@ class _Walk:
                 f"({type(error).__name__}: {str(error)[:200]}); a picture from there on was not read",
                 problem_code="decode-error", independent=True))
 
+    def _known_end(self, settings: Any, data: bytes, resources: Any) -> int | None:
+        """Where an inline image's data ends, known without looking for EI: the end of its
+        zlib stream (Flate first), or the bytes its declared size needs (no filter); None
+        for other filters (their own end markers: pypdf reads those right) or when unknown."""
+        if _flate_first(settings):
+            return _flate_end(data, self.limits.max_image_bytes)
+        if settings.get("/F", settings.get("/Filter")):
+            return None
+        try:
+            image = _inline_image(settings, b"", resources)
+            width, height = _int(image, "/Width"), _int(image, "/Height")
+            mask = bool(image.get("/ImageMask"))
+            colors = 1 if mask else _components(image.get("/ColorSpace"))
+            bpc = 1 if mask else _int(image, "/BitsPerComponent", 8)
+        except Exception:  # noqa: BLE001 - settings assay cannot use: no end known
+            return None
+        if not width or not height or width < 0 or height < 0 or not colors or bpc not in (1, 2, 4, 8, 16):
+            return None
+        n = height * math.ceil(width * colors * bpc / 8)  # type: ignore[operator]
+        return n if n <= min(len(data), self.limits.max_image_bytes) else None
+
     def _rescued(self, content: bytes, base: str, resources: Any, reader: Any, good: set[bytes]) -> Iterator[Member]:
-        """Flate inline images found where pypdf's search for EI stopped early or failed:
-        compressed data may hold the bytes ``EI`` followed by what looks like operators
-        (pypdf then cuts the image there and parses the rest as operators); a viewer
-        decodes the Flate data to its end, as done here. Named after where the BI is in
-        the content, ``inline@OFFSET``; a picture pypdf read right is not handed out again."""
+        """Inline images found where pypdf's search for EI stopped early or failed: data
+        may hold the bytes ``EI`` followed by what looks like operators (pypdf then cuts
+        the image there and parses the rest as operators); a viewer decodes Flate data to
+        the end of its zlib stream and takes unfiltered data by its declared size, as done
+        here. Named after where the BI is in the content, ``inline@OFFSET``; a picture
+        pypdf read right is not handed out again."""
         from pypdf.generic import ContentStream
 
         for at in _bi_at(content):
@@ -884,10 +906,10 @@ class _Walk:
                 settings = operands["settings"]
             except Exception:  # noqa: BLE001, S112 - no inline image there as pypdf reads one
                 continue
-            if operator != b"INLINE IMAGE" or not _flate_first(settings):
+            if operator != b"INLINE IMAGE":
                 continue
             start = found.end()
-            end = _flate_end(content[start:], self.limits.max_image_bytes)
+            end = self._known_end(settings, content[start:], resources)
             if end is None or hashlib.sha256(content[start:start + end]).digest() in good:
                 continue
             good.add(hashlib.sha256(content[start:start + end]).digest())

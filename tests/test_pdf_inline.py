@@ -25,7 +25,7 @@ from assay.containers.members import ArchiveError, Member
 from assay.containers.pdfimages import pdf_image_members
 from assay.demo import pattern
 from assay.media import hash_image_bytes
-from pdfgen import build
+from pdfgen import build, packbits
 from test_evasion import _matched, _scan, banked  # noqa: F401 - banked: a fixture
 
 
@@ -149,11 +149,12 @@ def test_a_page_of_more_content_than_is_parsed_is_an_error(tmp_path: Path) -> No
     assert got.problem is not None and "over the 16777216 bytes assay parses for inline images" in got.problem
 
 
-@pytest.mark.parametrize("kind", ["flate", "unfiltered-icc"])
+@pytest.mark.parametrize("kind", ["flate", "unfiltered-icc", "runlength"])
 def test_data_holding_ei_is_read_to_its_known_end(tmp_path: Path, kind: str) -> None:
     """pypdf ends an inline image at the first EI followed by what looks like operators,
-    even inside Flate data (a stored block holds bytes as they are) or raw samples whose
-    length it cannot tell (a colour space named in the resources): the picture was cut,
+    even inside Flate data (a stored block holds bytes as they are), RunLength data (a 128
+    inside a literal run) or raw samples whose length it cannot tell (a colour space named
+    in the resources): the picture was cut,
     and the images after it lost with the rest of the page. A viewer inflates to the zlib
     stream's end, or takes the bytes the declared size needs; so does assay when pypdf's
     reading fails."""
@@ -163,6 +164,10 @@ def test_data_holding_ei_is_read_to_its_known_end(tmp_path: Path, kind: str) -> 
     if kind == "flate":
         keys, rigged, res, extra = b"/W 40 /H 30 /CS /RGB /BPC 8 /F /Fl", zlib.compress(planted, 0), b"", ()
         after = _inline(keys, zlib.compress(second.tobytes()))
+    elif kind == "runlength":  # a 128 (the end marker) planted in a literal run
+        planted = raw[:300] + b"\x80 EI Q 0 0 m S " + raw[315:]
+        keys, rigged, res, extra = b"/W 40 /H 30 /CS /RGB /BPC 8 /F /RL", packbits(planted), b"", ()
+        after = _inline(keys, packbits(second.tobytes()))
     else:
         keys, rigged = b"/W 40 /H 30 /CS /Cs1 /BPC 8", planted
         res, extra = b"/Resources << /ColorSpace << /Cs1 [/ICCBased 5 0 R] >> >>", ((b"<< /N 3 >>", b"x"),)

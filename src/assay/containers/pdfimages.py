@@ -31,7 +31,8 @@ the EI that ends an image), their abbreviated keys and values written out (/W /H
 resources looked up), then decoded as an image XObject is, under the same bounds (and a
 content stream parsed up to 16 MiB: pypdf's search for EI runs in Python). Where pypdf's
 reading fails (it ends an image at an EI inside its data when what follows looks like
-operators), Flate images are inflated to the end of their zlib stream and unfiltered ones
+operators), Flate images are inflated to the end of their zlib stream, RunLength ones read
+to their end run and unfiltered ones
 taken by their declared size, as a viewer reads them, and handed out as ``page-3/inline@OFFSET.png`` (OFFSET: of the BI in the
 page's content) unless pypdf read the same data right. To learn
 that a document holds none without parsing every page, the bytes are searched first
@@ -361,11 +362,23 @@ class _TooLong(Exception):
 _ID = re.compile(rb"(?<![A-Za-z*'\"])ID[\x00\t\n\f\r ]")
 
 
-def _flate_first(settings: Any) -> bool:
-    """Whether an inline image's first filter is Flate (its data ends where zlib's does)."""
+def _first_filter(settings: Any) -> str:
+    """An inline image's first filter, its name written out ("" when none)."""
     f = settings.get("/F", settings.get("/Filter"))
     f = f[0] if isinstance(f, list) and f else f
-    return str(f) in ("/Fl", "/FlateDecode")
+    return _INLINE_VALUES.get(str(f), str(f)) if f else ""
+
+
+def _rl_end(data: bytes) -> int | None:
+    """Where RunLength data ends (its EOD, 128, read run by run: a 128 inside a literal run
+    is data); None when it does not end."""
+    at, n = 0, len(data)
+    while at < n:
+        length = data[at]
+        if length == 128:
+            return at + 1
+        at += length + 2 if length < 128 else 2
+    return None
 
 
 def _flate_end(data: bytes, limit: int = 1 << 62) -> int | None:
@@ -848,12 +861,12 @@ class _Walk:
                 else:
                     member = self._image_member(image, f"{base}/inline-{k}")
             k += 1
-            end = self._known_end(operands["settings"], operands["data"], resources)
-            if end is not None:
+            if _first_filter(operands["settings"]) in ("/FlateDecode", "/RunLengthDecode", ""):
                 if member is None or member.problem is None:
+                    end = self._known_end(operands["settings"], operands["data"], resources)
                     good.add(hashlib.sha256(operands["data"][:end]).digest())
                 else:
-                    rescue = True
+                    rescue = True  # cut short, maybe: read again to where the data says it ends
             if member is not None:
                 yield from self._handed(member)
         if rescue or error is not None:
@@ -866,11 +879,15 @@ class _Walk:
 
     def _known_end(self, settings: Any, data: bytes, resources: Any) -> int | None:
         """Where an inline image's data ends, known without looking for EI: the end of its
-        zlib stream (Flate first), or the bytes its declared size needs (no filter); None
-        for other filters (their own end markers: pypdf reads those right) or when unknown."""
-        if _flate_first(settings):
+        zlib stream (Flate first), its end-of-data run (RunLength first), or the bytes its
+        declared size needs (no filter); None for other filters (pypdf finds the ends of
+        ASCIIHex, ASCII85 and DCT data by their own markers) or when unknown."""
+        first = _first_filter(settings)
+        if first == "/FlateDecode":
             return _flate_end(data, self.limits.max_image_bytes)
-        if settings.get("/F", settings.get("/Filter")):
+        if first == "/RunLengthDecode":
+            return _rl_end(data)
+        if first:
             return None
         try:
             image = _inline_image(settings, b"", resources)
@@ -900,7 +917,7 @@ class _Walk:
                 break
             try:  # the settings, as pypdf reads them, with a stand-in for the data
                 head = ContentStream(None, reader)
-                head.set_data(content[at:found.start()] + b"ID \x00 EI")
+                head.set_data(content[at:found.start()] + b"ID \x80 EI")  # 128: a RunLength end too
                 with quiet_pypdf(), _config(self.limits.max_image_bytes):
                     (operands, operator), = head.operations
                 settings = operands["settings"]

@@ -32,9 +32,9 @@ resources looked up), then decoded as an image XObject is, under the same bounds
 content stream parsed up to 16 MiB: pypdf's search for EI runs in Python). Where pypdf's
 reading fails (it ends an image at an EI inside its data when what follows looks like
 operators), Flate images are inflated to the end of their zlib stream, RunLength ones read
-to their end run and unfiltered ones
-taken by their declared size, as a viewer reads them, and handed out as ``page-3/inline@OFFSET.png`` (OFFSET: of the BI in the
-page's content) unless pypdf read the same data right. To learn
+to their end run and unfiltered ones taken by their declared size, as a viewer reads them,
+and handed out as ``page-3/inline@OFFSET.png`` (OFFSET: of the BI in the page's content)
+unless pypdf read the same data right. To learn
 that a document holds none without parsing every page, the bytes are searched first
 (``_inline_hints``): the BI operator in the raw file and in every Flate stream inflated
 (PNG predictors undone, Flate in Flate inflated again, bounded); only the streams where it

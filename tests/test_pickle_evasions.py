@@ -858,10 +858,10 @@ def test_a_checkpoint_padded_past_the_member_limit_is_still_judged(
     from dataclasses import replace
 
     from assay.config import Limits, ScanSettings
-    from assay.models import formats, pickles
+    from assay.models import formats, pickle_zip
     from assay.scan.run import run_scan
 
-    monkeypatch.setattr(pickles, "MAX_ZIP_ENTRIES", 50)
+    monkeypatch.setattr(pickle_zip, "MAX_ZIP_ENTRIES", 50)
     monkeypatch.setattr(formats, "MAX_ARCHIVE_NAMES", 50)
     p = tmp_path / "model.pt"
     with zipfile.ZipFile(p, "w") as z:

@@ -2,7 +2,7 @@
 document of many pages of text (one embedded TrueType font, Flate content streams),
 written with a classic cross-reference table and with object streams, with the font
 file and without it (a base-14 font, as many generated reports), timed with
-assay's inline pre-check (containers/pdfimages.py ``_inline_hints``) and without it.
+assay's inline pre-check (containers/pdfinline.py ``_inline_hints``) and without it.
 
     PYTHONPATH=src .venv/bin/python bench/bench_pdf_inline.py [pages] [repeats]
 """
@@ -72,6 +72,7 @@ def scan_pdf(pages: int) -> bytes:
 def main() -> None:
     pages = int(sys.argv[1]) if len(sys.argv) > 1 else 500
     repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 7
+    # patched where the walk looks it up (pdfimages imports it from pdfinline by name)
     real = pdfimages._inline_hints
     with tempfile.TemporaryDirectory() as tmp:
         for objstm, embed, encrypt in ((False, True, False), (True, True, False), (False, False, False),

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from assay.config import Limits
-from assay.containers import pdfimages
+from assay.containers import pdfinline
 from assay.containers.members import ArchiveError, Member
 from assay.containers.pdfimages import pdf_image_members
 from assay.demo import pattern
@@ -300,12 +300,12 @@ def test_text_only_documents_are_not_handed_to_pypdf(tmp_path: Path) -> None:
                        zlib.compress(rows))], objstm=objstm)
         path = tmp_path / f"t{objstm}.pdf"
         path.write_bytes(data)
-        assert pdfimages._inline_hints(path) == ([], []), objstm
+        assert pdfinline._inline_hints(path) == ([], []), objstm
         assert _members(path) == []
         # the same rows holding the operator are found (the predictor undone)
         hidden = data.replace(zlib.compress(rows), zlib.compress(_up(b"q BI /W 1 /H 1 ID x EI Q " * 3, 7)))
         path.write_bytes(hidden)
-        assert pdfimages._inline_hints(path)[0], objstm
+        assert pdfinline._inline_hints(path)[0], objstm
 
 
 _GOOD = _page(_inline(b"/W 6 /H 4 /CS /RGB /BPC 8 /F /Fl", zlib.compress(pattern("waves", (6, 4)).tobytes()))

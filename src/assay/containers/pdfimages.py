@@ -34,14 +34,8 @@ reading fails (it ends an image at an EI inside its data when what follows looks
 operators), Flate images are inflated to the end of their zlib stream, RunLength ones read
 to their end run and unfiltered ones taken by their declared size, as a viewer reads them,
 and handed out as ``page-3/inline@OFFSET.png`` (OFFSET: of the BI in the page's content)
-unless pypdf read the same data right. To learn
-that a document holds none without parsing every page, the bytes are searched first
-(``_inline_hints``): the BI operator in the raw file and in every Flate stream inflated
-(PNG predictors undone, Flate in Flate inflated again, bounded); only the streams where it
-is are parsed. A filter that would hide it from that search (ASCIIHex, ASCII85, LZW,
-RunLength, Brotli, in any spelling), a filter not given as names (a string pypdf reads as
-the name it spells, a reference), encryption or a predictor the search cannot undo make
-every stream be read with pypdf instead.
+unless pypdf read the same data right. Only the streams a search of the bytes finds the BI
+operator in are parsed (the pre-check and the inline readers: pdfinline.py).
 
 A PNG or TIFF of the decoded pixels is what is scanned: its PDQ is the picture's; its MD5
 and SHA-256 are of that rebuilt file, which exists nowhere else: they match nothing. A JPEG or JPEG 2000 inside other filters (Flate around a
@@ -59,26 +53,52 @@ ratio rule. A broken image is an error on its member's record (an inline image p
 parse to its EI: an error on ``page-N/inline-K`` after the last one read); a broken document
 an error on the PDF's own record. Nothing pypdf logs or warns reaches the terminal. Not
 read: JBIG2 images (decoding needs an external program), documents that need a password.
+
+This module is the walk over a document; the helpers over PDF objects both it and the inline
+readers use are in pdfobjects.py, the inline-image pre-check and readers in pdfinline.py.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import logging
 import math
 import re
-import struct
 import time
-import warnings
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from ..config import Limits
 from .members import ArchiveError, Member
+from .pdfinline import (
+    _ID,
+    _INLINE_CONTENT,
+    _bi_at,
+    _first_filter,
+    _flate_end,
+    _inline_hints,
+    _inline_image,
+    _rl_end,
+    _TooLong,
+)
+from .pdfobjects import (
+    _candidates,
+    _components,
+    _config,
+    _direct,
+    _encoded,
+    _filters,
+    _int,
+    _name,
+    _parms,
+    _resolved,
+    _subtype,
+    _unpredict,
+    _without,
+    quiet_pypdf,
+)
 
 # Bytes a picture decodes to through pypdf's loops written in Python (LZW ~0.5 MB/s: 4 MB ~ 9 s).
 _SLOW_BYTES = 4 * 1024**2
@@ -86,526 +106,6 @@ _FORM_DEPTH = 8  # form XObjects inside form XObjects followed for page images
 _RESOURCE_STEPS = 200_000  # XObject entries looked at to tell which page shows an image
 _SLOW = {"/LZWDecode", "/LZW", "/ASCII85Decode", "/A85"}
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
-
-
-@contextmanager
-def quiet_pypdf() -> Iterator[None]:
-    """pypdf's log messages and warnings (and Pillow's, as pypdf calls it) kept off the
-    terminal: a malformed document is reported on its record, not in the scan's output."""
-    log = logging.getLogger("pypdf")
-    level = log.level
-    log.setLevel(logging.CRITICAL + 1)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        log.setLevel(level)
-
-
-def _config(limit: int, pixels: int = 0, stored: int = 0) -> Any:
-    """pypdf's output limits (pypdf >= 6) set to ``limit`` bytes, and no external
-    decoder (jbig2dec) started for a file's data. ``stored``: the bytes of the stream as
-    stored, counted in the work its filters may do (each filter's input and output: an
-    ASCIIHex chain reads twice what it inflates)."""
-    try:
-        from pypdf import apply_configuration
-    except ImportError:  # pragma: no cover - older pypdf: assay's own checks only
-        return nullcontext()
-    limit = max(limit, 1 << 16)
-    return apply_configuration(
-        zlib_maximum_output_length=limit, lzw_maximum_output_length=limit,
-        run_length_maximum_output_length=limit, array_based_stream_maximum_output_length=limit,
-        image_maximum_buffer_size=max(limit, 8 * pixels), stream_decoding_work_maximum_length=4 * (limit + stored),
-        jbig2dec_binary=None, maximum_declared_stream_length=max(limit, 75_000_000))
-
-
-def _name(value: Any) -> str:
-    return str(value) if value is not None else ""
-
-
-def _resolved(value: Any) -> Any:
-    return value.get_object() if value is not None and hasattr(value, "get_object") else value
-
-
-def _subtype(obj: Any) -> str:
-    """An XObject's /Subtype, given directly or by reference (viewers follow one)."""
-    kind = obj.get("/Subtype")
-    return _name(kind.get_object() if kind is not None else None)
-
-
-def _filters(image: Any) -> list[str]:
-    f = image.get("/Filter")
-    f = f.get_object() if f is not None else None
-    if f is None:
-        return []
-    return [_name(x.get_object()) for x in f] if isinstance(f, list) else [_name(f)]
-
-
-def _parms(image: Any, i: int) -> dict:
-    p = image.get("/DecodeParms", image.get("/DP"))
-    p = p.get_object() if p is not None else None
-    if isinstance(p, list):
-        p = p[i].get_object() if i < len(p) else None
-    return p if isinstance(p, dict) else {}
-
-
-def _components(space: Any, depth: int = 0) -> int | None:
-    """Colour components of one sample of a colour space; None when unknown."""
-    space = space.get_object() if space is not None else None
-    if depth > 8 or space is None:
-        return None
-    if isinstance(space, list):
-        if not space:
-            return None
-        kind = _name(space[0].get_object())
-        if kind == "/ICCBased" and len(space) > 1:
-            n = space[1].get_object().get("/N")
-            return int(n) if isinstance(n, int) and 1 <= n <= 4 else None
-        if kind in ("/Indexed", "/I", "/Separation"):
-            return 1
-        if kind == "/DeviceN" and len(space) > 1 and isinstance(space[1].get_object(), list):
-            return len(space[1].get_object()) or None
-        return _components(space[0], depth + 1) if kind not in ("/CalRGB", "/CalGray", "/Lab") else (
-            1 if kind == "/CalGray" else 3)
-    return {"/DeviceGray": 1, "/G": 1, "/CalGray": 1, "/DeviceRGB": 3, "/RGB": 3, "/CalRGB": 3, "/Lab": 3,
-            "/DeviceCMYK": 4, "/CMYK": 4}.get(_name(space))
-
-
-def _int(image: Any, key: str, default: int | None = None) -> int | None:
-    v = image.get(key, default)
-    v = v.get_object() if hasattr(v, "get_object") else v
-    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
-def _without(image: Any, drop: set[str], data: bytes, decoded: bool) -> Any:
-    """A copy of the image's stream without the keys in ``drop`` (its soft mask, its
-    filters once undone), holding ``data``: pypdf decodes that copy."""
-    from pypdf.generic import DecodedStreamObject, EncodedStreamObject, NameObject
-
-    copy = DecodedStreamObject() if decoded else EncodedStreamObject()
-    for k, v in image.items():
-        if k not in drop:
-            copy[NameObject(k)] = v
-    copy._data = data  # noqa: SLF001 - the stream's bytes; set_data would encode them again
-    return copy
-
-
-def _png(width: int, height: int, bpc: int, colors: int, idat: bytes) -> bytes | None:
-    """A PNG whose image data is a PDF Flate stream with PNG predictors (10-15): the same
-    bytes (a zlib stream of rows, each led by its filter type), so Pillow's C decoder
-    undoes the predictors instead of pypdf's Python loops (~1.4 s a megapixel)."""
-    kind = {1: 0, 2: 4, 3: 2, 4: 6}.get(colors)
-    if kind is None or bpc not in (1, 2, 4, 8, 16) or (bpc < 8 and colors != 1):
-        return None
-
-    def chunk(tag: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
-
-    head = struct.pack(">IIBBBBB", width, height, bpc, kind, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", head) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-
-
-def _unpredict(image: Any, width: int, height: int, bpc: int, colors: int) -> bytes | None:
-    """The samples of a Flate image with PNG predictors, undone by Pillow; None when the
-    stream does not fit what a PNG can say (pypdf then decodes it)."""
-    from PIL import Image
-
-    parms = _parms(image, 0)
-    if (_int(parms, "/Columns", 1) != width or _int(parms, "/Colors", 1) != colors
-            or _int(parms, "/BitsPerComponent", 8) != bpc):
-        return None
-    png = _png(width, height, bpc, colors, image._data)  # noqa: SLF001 - the stream's bytes as stored
-    if png is None:
-        return None
-    with Image.open(io.BytesIO(png)) as im:
-        im.load()
-        if bpc == 16 and colors == 1:  # I;16: the high byte of each sample
-            import numpy as np
-
-            return (np.asarray(im, dtype=np.uint16) >> 8).astype(np.uint8).tobytes()
-        mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[colors]
-        if bpc < 8:  # 2 and 4 bits: Pillow scales them to 8 (pypdf decodes those)
-            return im.tobytes("raw", "1") if bpc == 1 and im.mode == "1" else None
-        # 16-bit colour: Pillow keeps the high byte of each sample, 8 bits, as it shows such a PNG
-        return im.tobytes("raw", mode) if im.mode == mode else None
-
-
-def _esc(word: bytes) -> bytes:
-    """A regular expression for the PDF name ``word``, each character as it is or escaped (#xx)."""
-    return b"/" + b"".join(b"(?:%s|#%s)" % (re.escape(bytes([c])), _hexes(c)) for c in word)
-
-
-def _hexes(c: int) -> bytes:
-    hi, lo = f"{c:02x}"
-    return f"[{hi}{hi.upper()}][{lo}{lo.upper()}]".encode()
-
-
-_GAP = rb"(?:\s|%[^\r\n]*)"
-# Where an image's dictionary may be: its /Image name (escaped or not), or a /Subtype given
-# by reference (the name then in another object, maybe a compressed one).
-_END = rb"(?![A-Za-z0-9#_.-])"
-_IMAGE_HINT = re.compile(_esc(b"Image") + _END + b"|" + _esc(b"EmbeddedFile") + _END + b"|" + _esc(b"Subtype") + _GAP + rb"*\d+" + _GAP
-                         + rb"+\d+" + _GAP + rb"+R")
-# Where a file attached by name may be: a filespec's /EF, or object streams (unseen here)
-_ANY_HINT = re.compile(_IMAGE_HINT.pattern + b"|" + _esc(b"EF") + _END + b"|" + _esc(b"ObjStm") + _END)
-_BACK = 64 * 1024  # objects that start this far before a hint are looked at too
-
-
-def _candidates(path: Path, offsets: dict[tuple[int, int], int] | None) -> set[tuple[int, int]]:
-    """(``offsets`` None: {(0, 0)} when the file has any hint of an image, else nothing.) The objects whose bytes may hold an image dictionary: those at or up to ``_BACK``
-    bytes before a hint of one in the file (a regular expression over the raw bytes; the
-    dictionary of a stream is never compressed: PDF 32000 7.5.7). Parsing every object
-    with pypdf (~0.2 ms each) is what this saves on documents of many objects."""
-    import bisect
-    import mmap
-
-    order = sorted((offsets or {}).items(), key=lambda kv: kv[1])
-    starts = [off for _, off in order]
-    found: set[tuple[int, int]] = set()
-    with open(path, "rb") as f:
-        try:
-            view = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        except ValueError:  # empty
-            return found
-        with view:
-            for m in (_ANY_HINT if offsets is None else _IMAGE_HINT).finditer(view):  # type: ignore[call-overload]
-                if offsets is None:
-                    return {(0, 0)}
-                at = m.start()
-                i = bisect.bisect_right(starts, at) - 1
-                if i >= 0:
-                    found.add(order[i][0])
-                j = bisect.bisect_left(starts, at - _BACK)
-                found.update(key for key, _ in order[j:i])
-    return found
-
-
-
-# -- inline images (BI ... ID ... EI in a content stream) ----------------------------------------
-
-# What may end the token before an operator in pypdf's content-stream parser (whitespace,
-# a delimiter, a number), and what ends an operator (whitespace, a delimiter)
-_BEFORE_OP = frozenset(b" \t\n\r\f\v\x00()<>[]{}/%0123456789.+-")
-_BI_TOKEN = re.compile(rb"BI(?![^ \t\n\r\f\v()<>\[\]{}/%])")  # a literal prefix: fast
-# After BI, past whitespace, pypdf reads the settings: an object (a name, number, array,
-# string, dictionary, comment, keyword) or ID. Random bytes (a font's) rarely start one.
-_PDF_SPACE = re.compile(rb"[\x00\t\n\f\r ]*")
-_SETTINGS_START = frozenset(b"%/<[(tfen0123456789+-.I")
-
-
-def _bi_at(data: Any, limit: int = 0) -> list[int]:
-    """Where the BI operator (begin inline image) may be in ``data``: the letters BI as a
-    token of their own, ended by whitespace, a delimiter or the end (a regular expression
-    with a literal start), the byte before and the first after the whitespace looked at
-    here (a look-behind is ~10x slower); at the end of the data (a page's content may go on
-    in its next stream) always. At most ``limit`` places (0: all)."""
-    found: list[int] = []
-    for m in _BI_TOKEN.finditer(data):
-        at = m.start()
-        nxt = _PDF_SPACE.match(data, m.end()).end()  # type: ignore[union-attr]
-        if (at == 0 or data[at - 1] in _BEFORE_OP) and (nxt == len(data) or data[nxt] in _SETTINGS_START):
-            found.append(at)
-            if len(found) == limit:
-                break
-    return found
-
-
-# Filters that would hide the operator from a byte search (pypdf undoes each, its
-# abbreviations too), and encryption
-_HIDING = re.compile(b"|".join(_esc(w) + _END for w in (
-    b"ASCIIHexDecode", b"AHx", b"ASCII85Decode", b"A85", b"LZWDecode", b"LZW", b"RunLengthDecode", b"RL",
-    b"BrotliDecode", b"Encrypt")))
-_PREDICTOR = re.compile(_esc(b"Predictor") + _END)
-_FILTER = re.compile(_esc(b"Filter") + _END + _GAP + b"*")
-_NAMES = re.compile(rb"\[(?:" + _GAP + rb"|/[^\s/\[\]()<>{}%]*)*\]")
-
-
-_PARMS = re.compile(_esc(b"DecodeParms") + _END + _GAP + b"*")
-_REF = re.compile(rb"\d+" + _GAP + rb"+\d+" + _GAP + rb"+R")
-
-
-def _odd_filter(data: Any) -> bool:
-    """Whether a /Filter in ``data`` is given by anything but a name or an array of names
-    (a string, which pypdf takes as the name it spells, or a reference), or a /DecodeParms
-    by reference: what they say is not in the bytes the search reads, next to the stream."""
-    for m in _FILTER.finditer(data):
-        at = m.end()
-        first = data[at:at + 1]
-        if first == b"/" or (first == b"[" and _NAMES.match(data, at)):
-            continue
-        return True
-    for m in _PARMS.finditer(data):
-        at = m.end()
-        first = data[at:at + 2]
-        if first == b"<<" or first == b"nu":
-            continue
-        if first[:1] == b"[":
-            end = data.find(b"]", at)
-            if end > 0 and not _REF.search(data, at, end):
-                continue
-        return True
-    return False
-_STREAM = re.compile(rb"stream *(?:\r\n|\n|\r)")  # "endstream" too: told apart by the byte before
-_OBJ = re.compile(rb"obj")
-_ZLIB_IN = 1 << 16  # bytes fed to zlib at a time
-# Content parsed for inline images, a stream (pypdf's search for EI runs in Python, ~0.4 s a
-# MB at worst): a page over it is an error on its member
-_INLINE_CONTENT = 16 * 1024**2
-
-
-class _TooLong(Exception):
-    pass
-
-
-# The ID operator that ends an inline image's settings; pypdf reads it and one byte more
-_ID = re.compile(rb"(?<![A-Za-z*'\"])ID[\x00\t\n\f\r ]")
-
-
-def _first_filter(settings: Any) -> str:
-    """An inline image's first filter, its name written out ("" when none)."""
-    f = settings.get("/F", settings.get("/Filter"))
-    f = f[0] if isinstance(f, list) and f else f
-    return _INLINE_VALUES.get(str(f), str(f)) if f else ""
-
-
-def _rl_end(data: bytes) -> int | None:
-    """Where RunLength data ends (its EOD, 128, read run by run: a 128 inside a literal run
-    is data); None when it does not end."""
-    at, n = 0, len(data)
-    while at < n:
-        length = data[at]
-        if length == 128:
-            return at + 1
-        at += length + 2 if length < 128 else 2
-    return None
-
-
-def _flate_end(data: bytes, limit: int = 1 << 62) -> int | None:
-    """Where the zlib stream at the start of ``data`` ends (inflating at most ``limit``
-    bytes, the output dropped as it comes); None when it does not end."""
-    d = zlib.decompressobj()
-    tail, total = data, 0
-    try:
-        while tail and not d.eof and total <= limit:
-            total += len(d.decompress(tail, 1 << 20))
-            tail = d.unconsumed_tail
-    except zlib.error:
-        return None
-    return len(data) - len(d.unused_data) if d.eof else None
-_PRECHECK_STREAM = 64 * 1024**2  # inflated bytes looked at in one stream (more: unsure)
-
-
-def _inflate(view: Any, at: int, limit: int) -> tuple[bytes, int] | None:
-    """The zlib (or gzip) stream starting at ``at``, inflated to at most ``limit`` bytes (as
-    far as it goes when broken), and where its compressed bytes end (``at`` when it did not
-    end); None when no such stream starts there."""
-    head = bytes(view[at:at + 2])
-    if len(head) < 2:
-        return None
-    if head == b"\x1f\x8b":
-        d = zlib.decompressobj(31)
-    elif head[0] & 0x0F == 8 and (head[0] << 8 | head[1]) % 31 == 0:
-        d = zlib.decompressobj()
-    else:
-        return None
-    out = bytearray()
-    pos, end = at, len(view)
-    try:
-        while pos < end and not d.eof and len(out) <= limit:
-            out += d.decompress(bytes(view[pos:pos + _ZLIB_IN]), limit + 1 - len(out))
-            pos += _ZLIB_IN
-            if d.unconsumed_tail:  # output limit reached
-                break
-    except zlib.error:
-        pass  # pypdf recovers what it can from a broken stream: what came out is looked at
-    return bytes(out), (min(pos, end) - len(d.unused_data) if d.eof else at)
-
-
-def _unpredicted(span: bytes, data: bytes) -> bytes | None:
-    """A Flate stream's bytes with the PNG predictors its dictionary (``span``) names undone
-    (Pillow); None when that cannot be told for sure from the dictionary's text."""
-    from PIL import Image
-
-    def one(key: bytes, default: int) -> int | None:
-        found = re.findall(b"/" + key + rb"\s+(\d+)(?![\d.])(?!\s+\d+\s+R)", span)
-        if len(found) > 1 or (not found and re.search(_esc(key), span)):
-            return None
-        return int(found[0]) if found else default
-
-    predictor, columns = one(b"Predictor", 1), one(b"Columns", 1)
-    colors, bpc = one(b"Colors", 1), one(b"BitsPerComponent", 8)
-    if None in (predictor, columns, colors, bpc) or not 10 <= predictor <= 15 or not columns:  # type: ignore[operator]
-        return None
-    row = -(-columns * colors * bpc // 8) + 1  # type: ignore[operator]
-    png = _png(columns, len(data) // row, bpc, colors, zlib.compress(data, 1)) if len(data) >= row else None  # type: ignore[arg-type]
-    if png is None:
-        return None
-    try:
-        with Image.open(io.BytesIO(png)) as im:
-            im.load()
-            return im.tobytes()
-    except Exception:  # noqa: BLE001 - Pillow's view of a broken stream: unsure
-        return None
-
-
-def _inline_hints(path: Path, seconds: float = math.inf) -> tuple[list[int] | None, list[int]]:
-    """Offsets in the file of the streams (or bytes) that may hold an inline image: where
-    the BI operator is, in the raw bytes or in a Flate stream inflated (its PNG predictors
-    undone, a stream in a stream inflated again); None when the bytes cannot tell (a filter
-    that hides the operator from a byte search, encryption, an inflated size over the
-    bound): then every stream is read with pypdf. Without this, every page of a text-only
-    document would be parsed by pypdf to learn it holds no picture. Second: the streams
-    not inflated because their dictionary looks like an image's or an attached file's (the
-    pictures of a scanned document are most of its bytes); the caller reads those with
-    pypdf that are no image XObject or attachment after all. Past ``seconds``: None."""
-    import bisect
-    import mmap
-
-    deadline = time.monotonic() + seconds
-    with open(path, "rb") as f:
-        try:
-            view = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        except ValueError:  # empty
-            return [], []
-        with view:
-            if _HIDING.search(view) or _odd_filter(view):  # type: ignore[call-overload]
-                return None, []
-            raw = _bi_at(view)
-            hinted: list[int] = []
-            packed: list[tuple[int, int]] = []  # (start, end) of each stream's zlib data
-            streams = [m.end() for m in _STREAM.finditer(view)  # type: ignore[call-overload]
-                       if not m.start() or not view[m.start() - 1:m.start()].isalpha()]
-            predictors = list(_PREDICTOR.finditer(view))  # type: ignore[call-overload]
-            objs = [m.start() for m in _OBJ.finditer(view)  # type: ignore[call-overload]
-                    if not view[m.start() - 1:m.start()].isalpha() and not view[m.end():m.end() + 1].isalpha()]
-            skipped: list[int] = []
-            # A predictor must be in the dictionary of the stream right after it (between
-            # that object's "obj" and "stream"), where its parameters are read
-            spans: dict[int, int] = {}
-            for m in predictors:
-                s = bisect.bisect_right(streams, m.start())
-                if s == len(streams):
-                    return None, []
-                o = bisect.bisect_left(objs, streams[s]) - 1
-                if o < 0 or objs[o] > m.start():
-                    return None, []
-                # every "stream" up to the next "obj": the word in a string before the real one
-                while s < len(streams) and bisect.bisect_left(objs, streams[s]) - 1 == o:
-                    spans[streams[s]] = objs[o]
-                    s += 1
-            budget = min(256 * 1024**2 + 16 * len(view), 4 * 1024**3)  # inflated bytes in all
-            for at in streams:
-                if time.monotonic() > deadline:
-                    return None, []
-                o = bisect.bisect_left(objs, at) - 1
-                if o >= 0 and _IMAGE_HINT.search(view, objs[o], at):  # type: ignore[call-overload]
-                    skipped.append(at)
-                    continue
-                pending: list[tuple[Any, int]] = [(view, 0)]
-                while pending:
-                    source, depth = pending.pop()
-                    inflated = _inflate(source, at if depth == 0 else 0, _PRECHECK_STREAM)
-                    if inflated is None:
-                        continue
-                    data, stop = inflated
-                    if depth == 0:
-                        # the letters BI in compressed bytes are noise: what they inflate to is looked at
-                        packed.append((at, stop))
-                    budget -= len(data)
-                    if len(data) > _PRECHECK_STREAM or budget < 0:
-                        return None, []
-                    looks = [data]
-                    if at in spans:
-                        plain = _unpredicted(bytes(view[spans[at]:at]), data)
-                        if plain is None:
-                            return None, []
-                        looks.append(plain)
-                    if any(_HIDING.search(b) or _PREDICTOR.search(b) or _odd_filter(b) for b in looks):
-                        return None, []  # hidden in an object stream
-                    if any(_bi_at(b, 1) for b in looks):
-                        hinted.append(at)
-                    if depth < 4:
-                        pending.extend((b, depth + 1) for b in looks)
-            starts = [a for a, _ in packed]
-            return sorted({at for at in raw if (i := bisect.bisect_right(starts, at) - 1) < 0
-                           or at >= packed[i][1]} | set(hinted)), skipped
-
-
-def _direct(image: Any, samples: bytes, width: int, height: int) -> Any:
-    """The picture of 8-bit (or narrowed 16-bit) grey or RGB samples with no decode
-    array, made straight from them (most images: no detour through pypdf's PNG); None
-    for anything else (pypdf applies palettes, CMYK, low bit depths, decode arrays)."""
-    from PIL import Image
-
-    if image.get("/ImageMask") or image.get("/Decode") is not None:
-        return None
-    bpc = _int(image, "/BitsPerComponent", 8)
-    space = image.get("/ColorSpace")
-    space = space.get_object() if space is not None else None
-    kind = _name(space[0].get_object()) if isinstance(space, list) and space else _name(space)
-    if bpc not in (8, 16) or kind not in ("/DeviceRGB", "/RGB", "/CalRGB", "/DeviceGray", "/G", "/CalGray",
-                                          "/ICCBased"):
-        return None
-    n = _components(space)
-    mode = {1: "L", 3: "RGB"}.get(n or 0)
-    if mode is None or len(samples) < width * height * (n or 0):
-        return None
-    return Image.frombytes(mode, (width, height), samples[: width * height * (n or 0)])
-
-
-def _encoded(img: Any) -> tuple[bytes, str]:
-    """The pixels as a file to scan: PNG (TIFF for CMYK, which PNG cannot hold)."""
-    out = io.BytesIO()
-    if img.mode == "CMYK":
-        img.save(out, "TIFF")
-        return out.getvalue(), "tif"
-    if img.mode not in ("1", "L", "LA", "P", "RGB", "RGBA", "I;16", "I"):
-        img = img.convert("RGBA" if "A" in img.getbands() else "RGB")
-    img.save(out, "PNG", compress_level=1)
-    return out.getvalue(), "png"
-
-
-_INLINE_KEYS = {"/BPC": "/BitsPerComponent", "/CS": "/ColorSpace", "/D": "/Decode", "/DP": "/DecodeParms",
-                "/F": "/Filter", "/H": "/Height", "/W": "/Width", "/IM": "/ImageMask", "/I": "/Interpolate",
-                **{k: k for k in ("/BitsPerComponent", "/ColorSpace", "/Decode", "/DecodeParms", "/Filter", "/Height",
-                                  "/Width", "/ImageMask", "/Interpolate", "/Intent")}}
-_INLINE_VALUES = {"/G": "/DeviceGray", "/RGB": "/DeviceRGB", "/CMYK": "/DeviceCMYK", "/I": "/Indexed",
-                  "/AHx": "/ASCIIHexDecode", "/A85": "/ASCII85Decode", "/LZW": "/LZWDecode", "/Fl": "/FlateDecode",
-                  "/RL": "/RunLengthDecode", "/CCF": "/CCITTFaxDecode", "/DCT": "/DCTDecode"}
-_DEVICE = {"/DeviceGray", "/DeviceRGB", "/DeviceCMYK", "/Pattern"}
-
-
-def _inline_image(settings: Any, data: bytes, resources: Any) -> Any:
-    """An image stream made of an inline image's settings (abbreviated keys and values
-    written out, a colour space named in the resources looked up) and its data."""
-    from pypdf.generic import ArrayObject, DecodedStreamObject, EncodedStreamObject, NameObject
-
-    spaces = _resolved(resources.get("/ColorSpace")) if isinstance(resources, dict) else None
-
-    def value(key: str, v: Any, depth: int = 0) -> Any:
-        if isinstance(v, list) and depth < 4:
-            return ArrayObject([value(key, x, depth + 1) for x in v])
-        if isinstance(v, NameObject):
-            if str(v) in _INLINE_VALUES:
-                return NameObject(_INLINE_VALUES[str(v)])
-            if key == "/ColorSpace" and depth == 0 and str(v) not in _DEVICE:
-                if not isinstance(spaces, dict) or v not in spaces:
-                    raise ValueError(f"colour space {v} is in no resources")  # as pypdf would say
-                return spaces[v]
-        return v
-
-    entries: dict[str, Any] = {}
-    for k, v in settings.items():
-        key = _INLINE_KEYS.get(str(k))
-        if key is not None and key not in entries:
-            entries[key] = value(key, v) if key in ("/Filter", "/ColorSpace") else v
-    # Unfiltered data is a decoded stream to pypdf (an encoded one without filters it refuses)
-    image = EncodedStreamObject() if entries.get("/Filter") else DecodedStreamObject()
-    for key, v in entries.items():
-        image[NameObject(key)] = v
-    image._data = data  # noqa: SLF001 - the bytes between ID and EI
-    return image
 
 
 class _Walk:

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .fingerprint import Fingerprint, pairable
+from .fingerprint import Fingerprint, TensorSketch, pairable
 from .lineage import (
     DERIVED_COS,
     BankModel,
@@ -63,18 +63,13 @@ def pair_by_content(suspect: Fingerprint, entry: Fingerprint) -> dict[str, str]:
     return pairs
 
 
-def renamed(suspect: Fingerprint, entries: Sequence[BankModel], report: LineageReport) -> None:
-    """Entries whose tensor names the suspect mostly lacks (its tensors renamed: a
-    function-preserving rewrite for whoever ships the renaming with it): pair the
-    matrices by content, name the pairs as the entry does, and ask the questions again:
-    same weights and fine-tune relations against that entry; merges, LoRAs and low-rank
-    deltas against the whole bank, in the naming of the entry that paired best (banked
-    checkpoints, bases and LoRAs of one family share its canonical names)."""
+def _names_silent(suspect: Fingerprint, entries: Sequence[BankModel], report: LineageReport
+                  ) -> Iterator[tuple[BankModel, dict[str, TensorSketch], int]]:
+    """The checkpoint/base entries nothing relates the suspect to yet whose tensor names
+    it mostly lacks (under RENAMED_COVER of their pairable weights under the same name and
+    shape): each with its pairable matrices and their total size."""
     found = ({f.entry for f in report.same} | {f.entry for f in report.derived}
              | {f.entry for f in report.related} | {p for m in report.merges for p in m.parts})
-    # A flagged checkpoint's change is measured from its base (see _carried_changes).
-    bases = [e for e in entries if e.kind == "base" and e.fingerprint.k == suspect.k]
-    best: tuple[float, Fingerprint, str] | None = None  # (share paired, renamed suspect, how)
     for e in entries:
         if e.kind == "lora" or e.label in found or e.fingerprint.k != suspect.k:
             continue
@@ -82,8 +77,21 @@ def renamed(suspect: Fingerprint, entries: Sequence[BankModel], report: LineageR
         total = sum(t.shape[0] * t.shape[1] for t in theirs.values())
         named = sum(t.shape[0] * t.shape[1] for n, t in theirs.items()
                     if n in suspect.tensors and suspect.tensors[n].shape == t.shape)
-        if not total or named >= RENAMED_COVER * total:
-            continue  # the names speak for this entry
+        if total and named < RENAMED_COVER * total:  # (otherwise the names speak for this entry)
+            yield e, theirs, total
+
+
+def renamed(suspect: Fingerprint, entries: Sequence[BankModel], report: LineageReport) -> None:
+    """Entries whose tensor names the suspect mostly lacks (its tensors renamed: a
+    function-preserving rewrite for whoever ships the renaming with it): pair the
+    matrices by content, name the pairs as the entry does, and ask the questions again:
+    same weights and fine-tune relations against that entry; merges, LoRAs and low-rank
+    deltas against the whole bank, in the naming of the entry that paired best (banked
+    checkpoints, bases and LoRAs of one family share its canonical names)."""
+    # A flagged checkpoint's change is measured from its base (see _carried_changes).
+    bases = [e for e in entries if e.kind == "base" and e.fingerprint.k == suspect.k]
+    best: tuple[float, Fingerprint, str] | None = None  # (share paired, renamed suspect, how)
+    for e, theirs, total in _names_silent(suspect, entries, report):
         pairs = pair_by_content(suspect, e.fingerprint)
         covered = sum(theirs[n].shape[0] * theirs[n].shape[1] for n in pairs.values())
         if len(pairs) < RENAMED_MIN or covered < RENAMED_COVER * total:
@@ -202,17 +210,7 @@ def renamed_and_permuted(suspect: Fingerprint, entries: Sequence[BankModel],
     Pair them on permutation-free statistics, then undo the permutation under the
     entry's names. Copies only: a fine-tune moves those statistics as much as they
     differ between look-alike layers."""
-    found = ({f.entry for f in report.same} | {f.entry for f in report.derived}
-             | {f.entry for f in report.related} | {p for m in report.merges for p in m.parts})
-    for e in entries:
-        if e.kind == "lora" or e.label in found or e.fingerprint.k != suspect.k:
-            continue
-        theirs = {n: t for n, t in e.fingerprint.tensors.items() if pairable(t)}
-        total = sum(t.shape[0] * t.shape[1] for t in theirs.values())
-        named = sum(t.shape[0] * t.shape[1] for n, t in theirs.items()
-                    if n in suspect.tensors and suspect.tensors[n].shape == t.shape)
-        if not total or named >= RENAMED_COVER * total:
-            continue  # the names speak for this entry (a permuted copy is _permuted's)
+    for e, theirs, total in _names_silent(suspect, entries, report):  # (a permuted copy is _permuted's)
         pairs = pair_by_invariants(suspect, e.fingerprint)
         mats = [n for n in pairs.values() if n in theirs]
         covered = sum(theirs[n].shape[0] * theirs[n].shape[1] for n in mats)

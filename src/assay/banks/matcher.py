@@ -148,10 +148,12 @@ def keep_matched_variants(signals: list[SignalValue], matches: Sequence[Match],
 def is_partial(variant: str | None) -> bool:
     """Whether a PDQ variant hashes only part of the picture (a later frame of an
     animation, ``frame-N``, and the picture inside margins of one colour,
-    ``trimmed-top-left``, are whole pictures)."""
+    ``trimmed-top-left``, are whole pictures; the picture between two blurred bars,
+    ``trimmed-blur``, is not: the bars may be a photo's own calm parts)."""
     if not variant:
         return False
-    return any(part not in _WHOLE and not part.startswith(("frame-", "trimmed-")) for part in variant.split("+"))
+    return any((part not in _WHOLE and not part.startswith(("frame-", "trimmed-"))) or part == "trimmed-blur"
+               for part in variant.split("+"))
 
 
 class Matcher:

@@ -178,7 +178,7 @@ def hash_image_bytes(
             size = (min(sub.shape[1] * px, reduced.orig_size[0]), min(sub.shape[0] * py, reduced.orig_size[1]))
             inside = fast_pdq(sub, size, (px, py))
             # A picture on a uniform canvas is also found as trimmed: not looked up twice
-            if all(hamming(inside.hex, t.hex) > SAME_FRAME for t in trimmed.values()):
+            if all(hamming(inside.hex, t.hex) > SAME_FRAME for n, t in trimmed.items() if n != "trimmed-blur"):
                 regions[embedded.VARIANT] = inside
         if (turned := tilt.tilt(reduced.luma)) is not None:
             # Turned by a small angle, its corners filled (media/tilt.py): turned back, from

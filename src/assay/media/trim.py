@@ -35,6 +35,11 @@ MIN_SIDE_LINES = 2  # and so are margins of one line (a frame from resampling)
 MAX_SIDE_SHARE = 0.45  # never trim more than this from one side
 MIN_KEPT_SHARE = 0.3  # the kept region spans at least this share of each dimension
 MIN_LINE = 8  # pixels: lines shorter than this are not judged
+BLUR_DETAIL = 0.75  # a blurred bar's detail: at most this share of the picture's (mean step across a line)
+BLUR_MIN_DETAIL = 1.5  # grey levels: a picture with less detail has nothing sharp to tell from a blur
+BLUR_EDGE = 4.0  # the step onto the picture: at least this many times the bar's own line-to-line steps
+BLUR_MIN_SHARE = 0.03  # each blurred bar at least this share of the side
+BLUR_MIN_BAR = 0.02  # grey levels: a bar with less detail is flat, a uniform margin (trimmed)
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,8 @@ def content_boxes(luma: np.ndarray) -> dict[str, Box]:
     if len(groups) > 1:
         candidates += [("trimmed-" + "-".join(names), tuple(m if s in names else 0 for s, m in sides.items()))
                        for _, names in groups]
+    if (blurred := _blurred_bars(plane)) is not None:
+        candidates.append(("trimmed-blur", blurred))
     out: dict[str, Box] = {}
     for name, (t, b, lft, r) in candidates:
         if not (t or b or lft or r):
@@ -138,6 +145,56 @@ def content_boxes(luma: np.ndarray) -> dict[str, Box]:
             continue
         out[name] = box
     return out
+
+
+def _blur_margin(detail: np.ndarray, steps: np.ndarray, limit: int) -> int:
+    """How many leading lines are a blurred bar: the line where the picture starts is the
+    sharpest step of the leading ``limit`` lines, at least BLUR_EDGE times the bar's own
+    line-to-line steps and twice the picture's, and the bar holds under BLUR_DETAIL of the
+    picture's detail: a fill laid under a pasted picture, not a picture's soft foreground
+    (whose focus fades over many lines)."""
+    if limit < 4:
+        return 0
+    # the first step (from the outside in) far above the steps before it: steps[j] is line
+    # j -> j + 1, so the picture starts at j + 1
+    run = np.maximum.accumulate(steps[:limit])
+    jumps = np.flatnonzero(steps[2:limit] >= BLUR_EDGE * np.maximum(run[1:limit - 1], 0.25)) + 2
+    if not jumps.size:
+        return 0
+    edge = int(jumps[0])
+    bar_steps = float(np.median(steps[:edge - 1]))
+    picture = slice(edge + 2, min(len(steps), edge + 2 + max(8, limit // 2)))  # the picture's first lines
+    if picture.start >= picture.stop:
+        return 0
+    if steps[edge] < BLUR_EDGE * max(bar_steps, 0.25) or steps[edge] < 2 * float(np.median(steps[picture])):
+        return 0
+    bar = float(np.median(detail[:edge]))
+    if bar > BLUR_DETAIL * float(np.median(detail[picture])) or bar < BLUR_MIN_BAR:
+        return 0  # as busy as the picture, or flat: a uniform margin is the plain trim's
+    return edge + 1
+
+
+def _blurred_bars(plane: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(top, bottom, left, right) margins of a picture laid over a blurred copy of itself
+    or of anything (the "blurred background" fill of a vertical video or story format): two
+    opposite bars of little detail, each ending at a sharp straight edge. None without."""
+    h, w = plane.shape
+    out = [0, 0, 0, 0]
+    for axis, (a, b) in ((0, (0, 1)), (1, (2, 3))):
+        lines = plane if axis == 0 else plane[out[0]:h - out[1]].T
+        n = lines.shape[0]
+        if n < 4 * MIN_LINE or lines.shape[1] < 4 * MIN_LINE:
+            continue
+        detail = np.abs(np.diff(lines, axis=1)).mean(axis=1)  # across each line
+        steps = np.abs(np.diff(lines, axis=0)).mean(axis=1)  # from each line to the next
+        if float(np.median(detail[int(n * 0.4):int(n * 0.6) + 1])) < BLUR_MIN_DETAIL:
+            continue  # a flat picture: nothing sharp to tell from a blur
+        limit = int(n * MAX_SIDE_SHARE)
+        first = _blur_margin(detail, steps, limit)
+        last = _blur_margin(detail[::-1], steps[::-1], limit)
+        if min(first, last) >= max(MIN_SIDE_LINES, BLUR_MIN_SHARE * n):
+            out[a], out[b] = first, last
+    return tuple(out) if any(out) else None  # type: ignore[return-value]
 
 
 def _close(a: Box, b: Box) -> bool:

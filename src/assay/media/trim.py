@@ -185,10 +185,16 @@ def _blurred_bars(plane: np.ndarray) -> tuple[int, int, int, int] | None:
         n = lines.shape[0]
         if n < 4 * MIN_LINE or lines.shape[1] < 4 * MIN_LINE:
             continue
+        # Most pictures end in no calm bar on either side: told from a few lines first.
+        k = max(MIN_SIDE_LINES, int(BLUR_MIN_SHARE * n))
+        middle = float(np.median(np.abs(np.diff(lines[int(n * 0.4):int(n * 0.6) + 1], axis=1)).mean(axis=1)))
+        if middle < BLUR_MIN_DETAIL:
+            continue  # a flat picture: nothing sharp to tell from a blur
+        if any(float(np.median(np.abs(np.diff(lines[sl], axis=1)).mean(axis=1))) > BLUR_DETAIL * middle
+               for sl in (slice(0, k), slice(n - k, n))):
+            continue
         detail = np.abs(np.diff(lines, axis=1)).mean(axis=1)  # across each line
         steps = np.abs(np.diff(lines, axis=0)).mean(axis=1)  # from each line to the next
-        if float(np.median(detail[int(n * 0.4):int(n * 0.6) + 1])) < BLUR_MIN_DETAIL:
-            continue  # a flat picture: nothing sharp to tell from a blur
         limit = int(n * MAX_SIDE_SHARE)
         first = _blur_margin(detail, steps, limit)
         last = _blur_margin(detail[::-1], steps[::-1], limit)

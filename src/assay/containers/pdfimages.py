@@ -346,20 +346,7 @@ class _Walk:
         for operands, operator in operations:
             if operator != b"INLINE IMAGE":
                 continue
-            if self.count >= self.limits.max_document_images:
-                raise ArchiveError(f"more than {self.limits.max_document_images} images; the rest not read",
-                                   code="too-large")
-            self._in_time("inline images")
-            self.count += 1
-            with quiet_pypdf():
-                try:
-                    image = _inline_image(operands["settings"], operands["data"], resources)
-                except Exception as exc:  # noqa: BLE001 - settings pypdf parsed but assay cannot use
-                    member: Member | None = Member(name=f"{base}/inline-{k}.png", problem=(
-                        f"inline image not read ({type(exc).__name__}: {str(exc)[:200]})"),
-                        problem_code="decode-error", independent=True)
-                else:
-                    member = self._image_member(image, f"{base}/inline-{k}")
+            member = self._inline_member(operands["settings"], operands["data"], resources, f"{base}/inline-{k}")
             k += 1
             if _first_filter(operands["settings"]) in ("/FlateDecode", "/RunLengthDecode", ""):
                 if member is None or member.problem is None:
@@ -376,6 +363,22 @@ class _Walk:
                 name=f"{base}/inline-{k}.png", problem=f"content stream not read to its end after {k} inline images "
                 f"({type(error).__name__}: {str(error)[:200]}); a picture from there on was not read",
                 problem_code="decode-error", independent=True))
+
+    def _inline_member(self, settings: Any, data: bytes, resources: Any, name: str) -> Member | None:
+        """One inline image (counted against the document's images and time) as the member
+        ``name``.png, or a member with the reason it could not be read."""
+        if self.count >= self.limits.max_document_images:
+            raise ArchiveError(f"more than {self.limits.max_document_images} images; the rest not read",
+                               code="too-large")
+        self._in_time("inline images")
+        self.count += 1
+        with quiet_pypdf():
+            try:
+                image = _inline_image(settings, data, resources)
+            except Exception as exc:  # noqa: BLE001 - settings pypdf parsed but assay cannot use
+                return Member(name=f"{name}.png", problem=f"inline image not read ({type(exc).__name__}: "
+                              f"{str(exc)[:200]})", problem_code="decode-error", independent=True)
+            return self._image_member(image, name)
 
     def _known_end(self, settings: Any, data: bytes, resources: Any) -> int | None:
         """Where an inline image's data ends, known without looking for EI: the end of its
@@ -430,20 +433,7 @@ class _Walk:
             if end is None or hashlib.sha256(content[start:start + end]).digest() in good:
                 continue
             good.add(hashlib.sha256(content[start:start + end]).digest())
-            if self.count >= self.limits.max_document_images:
-                raise ArchiveError(f"more than {self.limits.max_document_images} images; the rest not read",
-                                   code="too-large")
-            self._in_time("inline images")
-            self.count += 1
-            with quiet_pypdf():
-                try:
-                    image = _inline_image(settings, content[start:start + end], resources)
-                except Exception as exc:  # noqa: BLE001 - as in _inline_in
-                    member: Member | None = Member(name=f"{base}/inline@{at}.png", problem=(
-                        f"inline image not read ({type(exc).__name__}: {str(exc)[:200]})"),
-                        problem_code="decode-error", independent=True)
-                else:
-                    member = self._image_member(image, f"{base}/inline@{at}")
+            member = self._inline_member(settings, content[start:start + end], resources, f"{base}/inline@{at}")
             if member is not None:
                 yield from self._handed(member)
 

@@ -544,25 +544,31 @@ def _permuted(suspect: Fingerprint, entries: Sequence[BankModel], tensors: Mappi
             hit_related.permutation = perm
             report.related.append(hit_related)
         # What the permutation hid: merges, LoRAs, a low-rank delta in the aligned frame.
-        merges = {(m.component, tuple(sorted(m.parts))) for m in report.merges}
         if in_merge and hit_same is None and hit_derived is None:
             report.notes.append(f"merge ingredients found once {what} (against {e.label}) is undone")
-        for m in sub.merges:
-            if (m.component, tuple(sorted(m.parts))) not in merges:
-                m.explanation += f" (after undoing the {undone} found against {e.label})"
-                report.merges.append(m)
-        loras = {lo.entry for lo in report.loras}
-        for lo in sub.loras:
-            if lo.entry not in loras:
-                lo.explanation += f" (after undoing the {undone} found against {e.label})"
-                report.loras.append(lo)
         if hit_same is not None:  # a "low-rank delta" seen before undoing it was the rewrite's
             report.low_rank = None
-        if report.low_rank is None and sub.low_rank is not None:
-            sub.low_rank.explanation += f" (after undoing the {undone} found against {e.label})"
-            report.low_rank = sub.low_rank
+        adopt_hidden(report, sub, f"after undoing the {undone} found against {e.label}")
         report.not_comparable = [n for n in report.not_comparable
                                  if n.entry not in {lo.entry for lo in report.loras}]
+
+
+def adopt_hidden(report: LineageReport, sub: LineageReport, how: str) -> None:
+    """Add to ``report`` the merges, LoRAs and low-rank delta that ``sub`` (the questions
+    asked again once a rewrite was undone) found and it lacks, each saying ``how``."""
+    merges = {(m.component, tuple(sorted(m.parts))) for m in report.merges}
+    for m in sub.merges:
+        if (m.component, tuple(sorted(m.parts))) not in merges:
+            m.explanation += f" ({how})"
+            report.merges.append(m)
+    loras = {lo.entry for lo in report.loras}
+    for lo in sub.loras:
+        if lo.entry not in loras:
+            lo.explanation += f" ({how})"
+            report.loras.append(lo)
+    if report.low_rank is None and sub.low_rank is not None:
+        sub.low_rank.explanation += f" ({how})"
+        report.low_rank = sub.low_rank
 
 
 def _all_matrices_close(suspect: Fingerprint, e: BankModel) -> bool:

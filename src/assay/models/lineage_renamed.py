@@ -19,6 +19,7 @@ from .lineage import (
     _answer,
     _permuted,
     _permuted_from_signatures,
+    adopt_hidden,
 )
 
 __all__ = ["pair_by_content", "pair_by_invariants", "renamed", "renamed_and_permuted"]
@@ -130,19 +131,7 @@ def _renamed_merges_and_loras(renamed: Fingerprint, entries: Sequence[BankModel]
     """What only the names hid: merges, LoRAs and a low-rank delta, asked again of the
     suspect under the names its matrices paired with."""
     sub = _answer(renamed, entries)
-    merges = {(m.component, tuple(sorted(m.parts))) for m in report.merges}
-    for m in sub.merges:
-        if (m.component, tuple(sorted(m.parts))) not in merges:
-            m.explanation += f" ({how})"
-            report.merges.append(m)
-    loras = {lo.entry for lo in report.loras}
-    for lo in sub.loras:
-        if lo.entry not in loras:
-            lo.explanation += f" ({how})"
-            report.loras.append(lo)
-    if report.low_rank is None and sub.low_rank is not None:
-        sub.low_rank.explanation += f" ({how})"
-        report.low_rank = sub.low_rank
+    adopt_hidden(report, sub, how)
     # Entries compared under the paired names were comparable after all.
     compared = {e.label for e in entries} - {n.entry for n in sub.not_comparable}
     report.not_comparable = [n for n in report.not_comparable if n.entry not in compared]

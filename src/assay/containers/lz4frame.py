@@ -26,6 +26,19 @@ class LZ4Error(ValueError):
     pass
 
 
+def _extended(src: bytes | memoryview, i: int, value: int, what: str) -> tuple[int, int]:
+    """A length of 15 in a token, extended by the bytes from ``i`` (each added; 255 says
+    another follows): the length and where the bytes after it start."""
+    while True:
+        if i >= len(src):
+            raise LZ4Error(f"{what} runs past the block")
+        b = src[i]
+        i += 1
+        value += b
+        if b != 255:
+            return value, i
+
+
 def decompress_block(src: bytes | memoryview, window: bytes, limit: int) -> bytes:
     """One LZ4 block after ``window`` (the output before it, for matches that reach back);
     at most ``limit`` bytes of output, else LZ4Error."""
@@ -37,14 +50,7 @@ def decompress_block(src: bytes | memoryview, window: bytes, limit: int) -> byte
         i += 1
         lit = token >> 4
         if lit == 15:
-            while True:
-                if i >= n:
-                    raise LZ4Error("literal length runs past the block")
-                b = src[i]
-                i += 1
-                lit += b
-                if b != 255:
-                    break
+            lit, i = _extended(src, i, lit, "literal length")
         if i + lit > n:
             raise LZ4Error("literals run past the block")
         out += src[i : i + lit]
@@ -57,14 +63,7 @@ def decompress_block(src: bytes | memoryview, window: bytes, limit: int) -> byte
         i += 2
         length = token & 15
         if length == 15:
-            while True:
-                if i >= n:
-                    raise LZ4Error("match length runs past the block")
-                b = src[i]
-                i += 1
-                length += b
-                if b != 255:
-                    break
+            length, i = _extended(src, i, length, "match length")
         length += 4
         if offset == 0 or offset > len(out):
             raise LZ4Error("match offset reaches before the start of the data")
